@@ -1,0 +1,54 @@
+import autocannon from 'autocannon';
+import { applyMigrations } from '../src/db/migrate.js';
+import { machine, recordSection, scratchDatabase, startServer } from './lib.js';
+
+/**
+ * Issue 2's benchmark: an authenticated read (GET /v1/tenants/{id} with a bearer token) against a
+ * bare Fastify + pg route doing the same query, in the same run. Goal: ratio ≥ 0.5.
+ */
+const DURATION = Number(process.env.BENCH_DURATION ?? 10);
+const CONNECTIONS = 32;
+
+async function load(url: string, headers: Record<string, string> = {}) {
+  const result = await autocannon({ url, connections: CONNECTIONS, duration: DURATION, headers });
+  if (result.non2xx > 0 || result.errors > 0) throw new Error(`${url}: ${result.non2xx} non-2xx, ${result.errors} errors`);
+  return { rps: result.requests.average, p99: result.latency.p99 };
+}
+
+const database = await scratchDatabase('rp_bench_read');
+try {
+  await applyMigrations({ databaseUrl: database.url });
+  const env = { BENCH_DATABASE_URL: database.url };
+
+  const relayplane = await startServer('relayplane.ts', env);
+  const key = /^KEY (\S+)$/m.exec(relayplane.banner)![1]!;
+  const token = (await (await fetch(`${relayplane.url}/v1/auth/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ key }) })).json()) as { access_token: string };
+  const headers = { authorization: `Bearer ${token.access_token}`, 'content-type': 'application/json' };
+  const tenant = (await (await fetch(`${relayplane.url}/v1/tenants`, { method: 'POST', headers, body: JSON.stringify({ name: 'Bench', slug: 'bench' }) })).json()) as { id: string };
+  await load(`${relayplane.url}/v1/tenants/${tenant.id}`, { authorization: headers.authorization }); // warm-up
+  const ours = await load(`${relayplane.url}/v1/tenants/${tenant.id}`, { authorization: headers.authorization });
+  await relayplane.stop();
+
+  const bare = await startServer('bare.ts', env);
+  await load(`${bare.url}/tenants/${tenant.id}`);
+  const baseline = await load(`${bare.url}/tenants/${tenant.id}`);
+  await bare.stop();
+
+  const ratio = ours.rps / baseline.rps;
+  const table = [
+    '## Authenticated read vs bare Fastify + pg (issue 2)',
+    '',
+    `Command: \`npm run bench -- api-read\` (${DURATION} s per run after a warm-up, ${CONNECTIONS} connections, autocannon; servers in their own processes; ${machine()}; ${new Date().toISOString().slice(0, 10)}).`,
+    '',
+    '| Server | Route | req/s | p99 latency |',
+    '| --- | --- | ---: | ---: |',
+    `| Relayplane (JWT auth, key status check, validation, serialization, metrics) | \`GET /v1/tenants/{id}\` | ${ours.rps.toFixed(0)} | ${ours.p99} ms |`,
+    `| bare Fastify + pg, same query | \`GET /tenants/:id\` | ${baseline.rps.toFixed(0)} | ${baseline.p99} ms |`,
+    '',
+    `Ratio Relayplane / bare: **${ratio.toFixed(2)}** (goal ≥ 0.5: ${ratio >= 0.5 ? 'met' : 'NOT met'}).`,
+  ].join('\n');
+  await recordSection('api-read', table);
+  process.stdout.write(`${table}\n`);
+} finally {
+  await database.drop();
+}

@@ -1,0 +1,70 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import metricsModule, { type IMetricsPluginOptions } from 'fastify-metrics';
+import type { DestinationStream } from 'pino';
+import type { RuntimeConfig } from './config.js';
+import type { PrismaClient } from './db/prisma.js';
+import { loggerOptions } from './lib/logger.js';
+import auth from './plugins/auth.js';
+import errors from './plugins/errors.js';
+import idempotency from './plugins/idempotency.js';
+import openapi from './plugins/openapi.js';
+import { operationHandlers } from './routes/index.js';
+import { createServices } from './services/index.js';
+
+export interface AppDeps {
+  config: Pick<RuntimeConfig, 'jwtSecret' | 'masterKey' | 'tokenTtlSeconds' | 'logLevel'>;
+  prisma: PrismaClient;
+  /** Where logs go; tests capture them here. */
+  logStream?: DestinationStream;
+  now?: () => Date;
+}
+
+// fastify-metrics is CommonJS with an ES default export: unwrap it for Node's ESM loader.
+const metrics = (metricsModule as unknown as { default: FastifyPluginAsync<Partial<IMetricsPluginOptions>> }).default;
+
+const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,100}$/;
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    services: ReturnType<typeof createServices>;
+  }
+}
+
+/** Builds the HTTP application; opens nothing itself (the caller owns the Prisma client). */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: loggerOptions(deps.config.logLevel, deps.logStream),
+    // A caller-supplied X-Request-Id is kept (so a panel can correlate), if it is a sane token.
+    genReqId: (request) => {
+      const given = request.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID_PATTERN.test(given) ? given : randomUUID();
+    },
+    ajv: { customOptions: { removeAdditional: false, allErrors: true, coerceTypes: 'array' } },
+    bodyLimit: 1024 * 1024,
+  });
+
+  await app.register(errors);
+  await app.register(metrics, {
+    endpoint: '/metrics',
+    clearRegisterOnInit: true,
+    routeMetrics: { enabled: true, registeredRoutesOnly: true },
+  });
+  await app.register(auth, {
+    secret: deps.config.jwtSecret,
+    isKeyActive: (keyId) => app.services.apiKeys.isActive(keyId),
+  });
+
+  const services = createServices({
+    prisma: deps.prisma,
+    tokenTtlSeconds: deps.config.tokenTtlSeconds,
+    masterKey: deps.config.masterKey,
+    signToken: (claims, expiresIn) => app.signToken(claims, expiresIn),
+    now: deps.now,
+  });
+  app.decorate('services', services);
+
+  await app.register(idempotency, { prisma: deps.prisma });
+  await app.register(openapi, { handlers: operationHandlers(services) });
+  return app;
+}

@@ -1,0 +1,98 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+/**
+ * Every environment variable Relayplane reads, validated once at start.
+ * A bad value stops start-up with one line naming the variable (see ConfigError).
+ */
+const booleanFlag = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((value) => value === 'true' || value === '1' || value === 'yes');
+
+const base64Key = z
+  .string()
+  .refine((value) => /^[A-Za-z0-9+/]+={0,2}$/.test(value) && Buffer.from(value, 'base64').length === 32, {
+    message: 'must be 32 random bytes encoded as base64 (generate one with: openssl rand -base64 32)',
+  });
+
+const envSchema = z.object({
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgresql:// URL')
+    .optional(),
+  RELAYPLANE_DATA_DIR: z.string().min(1).default('./.relayplane'),
+  RELAYPLANE_HOST: z.string().min(1).default('127.0.0.1'),
+  RELAYPLANE_PORT: z.coerce
+    .number({ message: 'must be an integer between 0 and 65535' })
+    .int('must be an integer between 0 and 65535')
+    .min(0, 'must be an integer between 0 and 65535')
+    .max(65535, 'must be an integer between 0 and 65535')
+    .default(8080),
+  RELAYPLANE_JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  RELAYPLANE_MASTER_KEY: base64Key.optional(),
+  RELAYPLANE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  RELAYPLANE_TOKEN_TTL_SECONDS: z.coerce
+    .number({ message: 'must be a whole number of seconds' })
+    .int('must be a whole number of seconds')
+    .min(60, 'must be at least 60')
+    .max(86_400, 'must be at most 86400')
+    .default(900),
+  RELAYPLANE_MIGRATE_ON_START: booleanFlag.default(true),
+});
+
+export type Env = z.input<typeof envSchema>;
+
+export interface Config {
+  databaseUrl: string | undefined;
+  /** Derived: no DATABASE_URL means Relayplane runs its own PostgreSQL inside the data dir. */
+  isEmbeddedDatabase: boolean;
+  dataDir: string;
+  host: string;
+  port: number;
+  jwtSecret: string | undefined;
+  /** 32 bytes; encrypts relay credential secrets at rest (AES-256-GCM). */
+  masterKey: Buffer | undefined;
+  logLevel: z.infer<typeof envSchema>['RELAYPLANE_LOG_LEVEL'];
+  tokenTtlSeconds: number;
+  migrateOnStart: boolean;
+}
+
+/** Thrown for invalid configuration; its message is the one line the CLI prints. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  // Empty strings are treated as unset, the way shells and compose files usually mean them.
+  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const variable = String(issue.path[0] ?? 'environment');
+    const got = present[variable];
+    const shown = variable === 'RELAYPLANE_JWT_SECRET' || variable === 'RELAYPLANE_MASTER_KEY' || variable === 'DATABASE_URL'
+      ? ''
+      : ` (got ${JSON.stringify(got)})`;
+    throw new ConfigError(`Invalid configuration: ${variable} ${issue.message}${shown}`);
+  }
+  const values = parsed.data;
+  return {
+    databaseUrl: values.DATABASE_URL,
+    isEmbeddedDatabase: values.DATABASE_URL === undefined,
+    dataDir: path.resolve(values.RELAYPLANE_DATA_DIR),
+    host: values.RELAYPLANE_HOST,
+    port: values.RELAYPLANE_PORT,
+    jwtSecret: values.RELAYPLANE_JWT_SECRET,
+    masterKey: values.RELAYPLANE_MASTER_KEY === undefined ? undefined : Buffer.from(values.RELAYPLANE_MASTER_KEY, 'base64'),
+    logLevel: values.RELAYPLANE_LOG_LEVEL,
+    tokenTtlSeconds: values.RELAYPLANE_TOKEN_TTL_SECONDS,
+    migrateOnStart: values.RELAYPLANE_MIGRATE_ON_START,
+  };
+}
+
+/** Config after start-up resolved the database and the keys: nothing optional left. */
+export interface RuntimeConfig extends Config {
+  databaseUrl: string;
+  jwtSecret: string;
+  masterKey: Buffer;
+}

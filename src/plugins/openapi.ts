@@ -1,0 +1,82 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { FastifyInstance, RouteHandlerMethod } from 'fastify';
+import openapiGlue from 'fastify-openapi-glue';
+import fp from 'fastify-plugin';
+import { parse } from 'yaml';
+import type { OperationHandlers } from '../routes/types.js';
+
+export const SPEC_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../openapi.yaml');
+
+interface SpecOperation {
+  operationId: string;
+  security?: Array<Record<string, string[]>>;
+  'x-no-fastify-config'?: boolean;
+}
+interface Spec {
+  security?: Array<Record<string, string[]>>;
+  paths: Record<string, Record<string, SpecOperation>>;
+}
+
+const HTTP_METHODS = new Set(['get', 'put', 'post', 'delete', 'patch', 'head', 'options']);
+
+export function loadSpec(): { text: string; spec: Spec } {
+  const text = readFileSync(SPEC_PATH, 'utf8');
+  return { text, spec: parse(text) as Spec };
+}
+
+/** Every operation in the spec: method, path and the scopes its security requirement admits ([] = public). */
+export function specOperations(spec: Spec) {
+  const operations: Array<{ operationId: string; method: string; path: string; scopes: string[] | null; servedByPlugin: boolean }> = [];
+  for (const [specPath, item] of Object.entries(spec.paths)) {
+    for (const [method, operation] of Object.entries(item)) {
+      if (!HTTP_METHODS.has(method)) continue;
+      const security = operation.security ?? spec.security ?? [];
+      operations.push({
+        operationId: operation.operationId,
+        method: method.toUpperCase(),
+        path: specPath,
+        scopes: security.length === 0 ? null : security.flatMap((requirement) => requirement.bearerAuth ?? []),
+        servedByPlugin: operation['x-no-fastify-config'] === true,
+      });
+    }
+  }
+  return operations;
+}
+
+export interface OpenApiOptions {
+  handlers: OperationHandlers;
+}
+
+/**
+ * Spec first: routes, their validation and serialization schemas all come from openapi.yaml
+ * (through fastify-openapi-glue); this module adds the spec's security requirement as an
+ * onRequest hook so authentication runs before body validation.
+ */
+async function openapiPlugin(app: FastifyInstance, options: OpenApiOptions) {
+  const { text, spec } = loadSpec();
+  const operations = new Map(specOperations(spec).map((operation) => [operation.operationId, operation]));
+  const handlers = options.handlers as Record<string, RouteHandlerMethod | undefined>;
+
+  await app.register(openapiGlue, {
+    specification: structuredClone(spec),
+    operationResolver: (operationId: string) => {
+      const handler = handlers[operationId];
+      if (handler === undefined) throw new Error(`openapi.yaml operation ${operationId} has no handler`);
+      const scopes = operations.get(operationId)?.scopes ?? null;
+      // Route options without method/url are what the glue expects; its typings ask for a full route.
+      return (scopes === null ? { handler } : { handler, onRequest: app.requireScopes(scopes) }) as never;
+    },
+  });
+
+  app.get('/openapi.yaml', { schema: { hide: true } }, async (_request, reply) =>
+    reply.type('application/yaml; charset=utf-8').send(text),
+  );
+  await app.register(swagger, { mode: 'static', specification: { document: structuredClone(spec) as never } });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+}
+
+export default fp(openapiPlugin, { name: 'openapi', fastify: '5.x', dependencies: ['auth', 'errors'] });

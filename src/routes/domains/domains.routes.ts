@@ -1,0 +1,45 @@
+import { expectedVersion } from '../../lib/etag.js';
+import type { AppServices } from '../../services/index.js';
+import { contextOf, sendVersioned } from '../context.js';
+import type { OperationHandlers } from '../types.js';
+
+export function domainRoutes(services: AppServices) {
+  return {
+    createDomain: async (request, reply) =>
+      sendVersioned(reply, await services.domains.create(contextOf(request), request.params.tenantId, request.body), 201),
+    listTenantDomains: async (request) =>
+      services.domains.listForTenant(contextOf(request), request.params.tenantId, {
+        limit: request.query.limit ?? 50,
+        cursor: request.query.cursor,
+        status: request.query.status,
+      }),
+    listDomains: async (request) =>
+      services.domains.list(contextOf(request), {
+        limit: request.query.limit ?? 50,
+        cursor: request.query.cursor,
+        tenantId: request.query.tenantId,
+        status: request.query.status,
+        relayId: request.query.relayId,
+      }),
+    getDomain: async (request, reply) => sendVersioned(reply, await services.domains.get(contextOf(request), request.params.domainId)),
+    updateDomain: async (request, reply) =>
+      sendVersioned(
+        reply,
+        await services.domains.update(contextOf(request), request.params.domainId, request.body, expectedVersion(request.headers['if-match'])),
+      ),
+    deleteDomain: async (request, reply) => {
+      await services.domains.delete(contextOf(request), request.params.domainId, expectedVersion(request.headers['if-match']));
+      return reply.status(204).send();
+    },
+    getDomainLimits: async (request, reply) => sendVersioned(reply, await services.domains.getLimits(contextOf(request), request.params.domainId)),
+    putDomainLimits: async (request, reply) =>
+      sendVersioned(
+        reply,
+        await services.domains.putLimits(contextOf(request), request.params.domainId, request.body, expectedVersion(request.headers['if-match'])),
+      ),
+    deleteDomainLimits: async (request, reply) => {
+      await services.domains.putLimits(contextOf(request), request.params.domainId, null, expectedVersion(request.headers['if-match']));
+      return reply.status(204).send();
+    },
+  } satisfies OperationHandlers;
+}

@@ -1,0 +1,26 @@
+import type { AppServices } from '../services/index.js';
+import { apiKeyRoutes } from './api-keys/api-keys.routes.js';
+import { auditRoutes } from './audit/audit.routes.js';
+import { authRoutes } from './auth/auth.routes.js';
+import { credentialRoutes } from './credentials/credentials.routes.js';
+import { domainRoutes } from './domains/domains.routes.js';
+import { operationsRoutes } from './operations/operations.routes.js';
+import { policyRoutes } from './policies/policies.routes.js';
+import { relayRoutes } from './relays/relays.routes.js';
+import { tenantRoutes } from './tenants/tenants.routes.js';
+import type { OperationHandlers } from './types.js';
+
+/** Every operation of openapi.yaml and the handler serving it; the spec supplies method, path and schemas. */
+export function operationHandlers(services: AppServices): OperationHandlers {
+  return {
+    ...operationsRoutes(services),
+    ...authRoutes(services),
+    ...apiKeyRoutes(services),
+    ...auditRoutes(services),
+    ...tenantRoutes(services),
+    ...domainRoutes(services),
+    ...relayRoutes(services),
+    ...credentialRoutes(services),
+    ...policyRoutes(services),
+  };
+}

@@ -1,0 +1,257 @@
+import { isUniqueViolation, type PrismaClient } from '../db/prisma.js';
+import type { Domain, DomainStatus, Relay, Tenant } from '../generated/prisma/client.js';
+import { changedFields } from '../lib/changes.js';
+import { ConflictError, ForbiddenError, NotFoundError, PreconditionFailedError, UnprocessableError } from '../lib/errors.js';
+import { assertVersion } from '../lib/etag.js';
+import { normalizeDomainName } from '../lib/names.js';
+import { decodeCursor, type PageRequest, toPage } from '../lib/pagination.js';
+import type { AuditRepository } from '../repositories/audit.repository.js';
+import type { DomainRepository } from '../repositories/domain.repository.js';
+import type { RelayRepository } from '../repositories/relay.repository.js';
+import type { TenantRepository } from '../repositories/tenant.repository.js';
+import { assertHonourable, effectiveLimits, type SenderLimits, senderLimits } from './limits.js';
+import { assertVisible, isAdmin, type RequestContext, visibleTenant } from './principal.js';
+
+export interface DomainInput {
+  name: string;
+  route?: 'relay' | 'direct';
+  relayId?: string | null;
+  fallbackRelayId?: string | null;
+  limits?: Partial<SenderLimits>;
+  status?: DomainStatus;
+  compileOverride?: boolean;
+}
+
+type DomainWithTenant = Domain & { tenant: Tenant };
+
+export function ownLimits(domain: Domain): SenderLimits {
+  return { concurrency: domain.concurrency, rateDelaySeconds: domain.rateDelaySeconds, recipientsPerMessage: domain.recipientsPerMessage };
+}
+
+function tenantDefaults(tenant: Tenant): SenderLimits {
+  return {
+    concurrency: tenant.defaultConcurrency,
+    rateDelaySeconds: tenant.defaultRateDelaySeconds,
+    recipientsPerMessage: tenant.defaultRecipientsPerMessage,
+  };
+}
+
+export function presentDomain(domain: Domain) {
+  return {
+    id: domain.id,
+    tenantId: domain.tenantId,
+    name: domain.name,
+    unicodeName: normalizeDomainName('name', domain.name).unicode,
+    status: domain.status,
+    compileOverride: domain.compileOverride,
+    route: domain.route,
+    relayId: domain.relayId,
+    fallbackRelayId: domain.fallbackRelayId,
+    limits: ownLimits(domain),
+    createdAt: domain.createdAt.toISOString(),
+    updatedAt: domain.updatedAt.toISOString(),
+    version: domain.version,
+  };
+}
+
+const AUDITED = ['name', 'status', 'compileOverride', 'route', 'relayId', 'fallbackRelayId', 'concurrency', 'rateDelaySeconds', 'recipientsPerMessage'] as const;
+
+interface Deps {
+  prisma: PrismaClient;
+  domains: DomainRepository;
+  tenants: TenantRepository;
+  relays: RelayRepository;
+  audit: AuditRepository;
+}
+
+export function createDomainService(deps: Deps) {
+  async function loadTenant(ctx: RequestContext, tenantId: string) {
+    const tenant = await deps.tenants.findById(deps.prisma, tenantId);
+    if (tenant === null) throw new NotFoundError('tenant', tenantId);
+    assertVisible(ctx.actor, tenant.id, 'tenant', tenantId);
+    return tenant;
+  }
+
+  async function load(ctx: RequestContext, id: string): Promise<DomainWithTenant> {
+    const domain = await deps.domains.findById(deps.prisma, id);
+    if (domain === null) throw new NotFoundError('domain', id);
+    assertVisible(ctx.actor, domain.tenantId, 'domain', id);
+    return domain;
+  }
+
+  /** A relay a tenant's domain may route through: shared, or private to that same tenant. */
+  async function usableRelay(field: string, relayId: string, tenantId: string): Promise<Relay> {
+    const relay = await deps.relays.findById(deps.prisma, relayId);
+    if (relay === null || (relay.tenantId !== null && relay.tenantId !== tenantId)) {
+      throw new UnprocessableError(`${field} does not name a relay this tenant can use`, 'relay-not-usable', { field });
+    }
+    return relay;
+  }
+
+  /** Checks the route a domain would have after a create or update, as one whole. */
+  async function checkRoute(tenant: Tenant, route: 'relay' | 'direct', relayId: string | null, fallbackRelayId: string | null) {
+    if (route === 'direct') {
+      if (!tenant.allowDirectDelivery) {
+        throw new UnprocessableError('direct delivery is not allowed for this tenant (an admin can set allowDirectDelivery)', 'direct-delivery-not-allowed');
+      }
+      if (relayId !== null || fallbackRelayId !== null) {
+        throw new UnprocessableError('a direct route takes no relayId or fallbackRelayId', 'invalid-route');
+      }
+      return;
+    }
+    if (relayId === null) throw new UnprocessableError('a relay route needs relayId', 'invalid-route');
+    await usableRelay('relayId', relayId, tenant.id);
+    if (fallbackRelayId !== null) {
+      if (fallbackRelayId === relayId) throw new UnprocessableError('fallbackRelayId must differ from relayId', 'invalid-route');
+      await usableRelay('fallbackRelayId', fallbackRelayId, tenant.id);
+    }
+  }
+
+  function checkAdminFields(ctx: RequestContext, input: Partial<DomainInput>) {
+    if (!isAdmin(ctx.actor) && (input.status !== undefined || input.compileOverride !== undefined)) {
+      throw new ForbiddenError('only an admin can set status or compileOverride (verification sets the status)');
+    }
+  }
+
+  function limitColumns(limits: SenderLimits) {
+    assertHonourable(limits, 'limits');
+    return { concurrency: limits.concurrency, rateDelaySeconds: limits.rateDelaySeconds, recipientsPerMessage: limits.recipientsPerMessage };
+  }
+
+  async function save(ctx: RequestContext, current: DomainWithTenant, data: Partial<Domain>, expected: number | undefined, action: string) {
+    assertVersion(current.version, expected, 'domain');
+    const updated = await deps.prisma.$transaction(async (tx) => {
+      const row = await deps.domains.update(tx, current.id, current.version, data);
+      if (row === null) throw new PreconditionFailedError('domain changed while this request was processed: read it again and retry');
+      await deps.audit.record(tx, {
+        actorKeyId: ctx.actor.keyId,
+        tenantId: current.tenantId,
+        action,
+        resourceType: 'domain',
+        resourceId: current.id,
+        changes: changedFields(current, row, [...AUDITED]),
+        requestId: ctx.requestId,
+      });
+      return row;
+    });
+    return updated;
+  }
+
+  return {
+    async create(ctx: RequestContext, tenantId: string, input: DomainInput) {
+      const tenant = await loadTenant(ctx, tenantId);
+      checkAdminFields(ctx, input);
+      const { ascii } = normalizeDomainName('body/name', input.name);
+      const route = input.route ?? 'relay';
+      const relayId = input.relayId ?? null;
+      const fallbackRelayId = input.fallbackRelayId ?? null;
+      await checkRoute(tenant, route, relayId, fallbackRelayId);
+      const data = {
+        tenantId,
+        name: ascii,
+        route,
+        relayId,
+        fallbackRelayId,
+        status: input.status ?? 'pending',
+        compileOverride: input.compileOverride ?? false,
+        ...limitColumns(senderLimits(input.limits)),
+      };
+      try {
+        const domain = await deps.prisma.$transaction(async (tx) => {
+          const created = await deps.domains.create(tx, data);
+          await deps.audit.record(tx, {
+            actorKeyId: ctx.actor.keyId,
+            tenantId,
+            action: 'domain.created',
+            resourceType: 'domain',
+            resourceId: created.id,
+            changes: changedFields(null, created, [...AUDITED]),
+            requestId: ctx.requestId,
+          });
+          return created;
+        });
+        return presentDomain(domain);
+      } catch (error) {
+        if (isUniqueViolation(error, 'name')) {
+          throw new ConflictError(`the domain ${ascii} is already registered`, 'domain-taken', { domain: ascii });
+        }
+        throw error;
+      }
+    },
+
+    async listForTenant(ctx: RequestContext, tenantId: string, query: PageRequest & { status?: DomainStatus }) {
+      await loadTenant(ctx, tenantId);
+      return this.list(ctx, { ...query, tenantId });
+    },
+
+    async list(ctx: RequestContext, query: PageRequest & { tenantId?: string; status?: DomainStatus; relayId?: string }) {
+      const rows = await deps.domains.list(deps.prisma, {
+        tenantId: visibleTenant(ctx.actor, query.tenantId),
+        status: query.status,
+        relayId: query.relayId,
+        afterId: decodeCursor(query.cursor),
+        take: query.limit + 1,
+      });
+      const page = toPage(rows, query.limit, (row) => row.id);
+      return { items: page.items.map(presentDomain), next_cursor: page.next_cursor };
+    },
+
+    async get(ctx: RequestContext, id: string) {
+      return presentDomain(await load(ctx, id));
+    },
+
+    async update(ctx: RequestContext, id: string, input: Partial<Omit<DomainInput, 'name'>>, expected: number | undefined) {
+      const current = await load(ctx, id);
+      checkAdminFields(ctx, input);
+      const route = input.route ?? current.route;
+      // Switching to a direct route drops the relays unless the request names them (then it is refused).
+      const relayId = input.relayId !== undefined ? input.relayId : route === 'direct' && input.route !== undefined ? null : current.relayId;
+      const fallbackRelayId =
+        input.fallbackRelayId !== undefined ? input.fallbackRelayId : route === 'direct' && input.route !== undefined ? null : current.fallbackRelayId;
+      await checkRoute(current.tenant, route, relayId, fallbackRelayId);
+      const data: Partial<Domain> = {
+        route,
+        relayId,
+        fallbackRelayId,
+        ...(input.status === undefined ? {} : { status: input.status }),
+        ...(input.compileOverride === undefined ? {} : { compileOverride: input.compileOverride }),
+        ...(input.limits === undefined ? {} : limitColumns(senderLimits({ ...ownLimits(current), ...input.limits }))),
+      };
+      return presentDomain(await save(ctx, current, data, expected, 'domain.updated'));
+    },
+
+    async delete(ctx: RequestContext, id: string, expected: number | undefined) {
+      const current = await load(ctx, id);
+      assertVersion(current.version, expected, 'domain');
+      await deps.prisma.$transaction(async (tx) => {
+        await deps.domains.delete(tx, id);
+        await deps.audit.record(tx, {
+          actorKeyId: ctx.actor.keyId,
+          tenantId: current.tenantId,
+          action: 'domain.deleted',
+          resourceType: 'domain',
+          resourceId: id,
+          changes: { name: { from: current.name, to: null } },
+          requestId: ctx.requestId,
+        });
+      });
+    },
+
+    async getLimits(ctx: RequestContext, id: string) {
+      const domain = await load(ctx, id);
+      const own = ownLimits(domain);
+      const tenantDefault = tenantDefaults(domain.tenant);
+      return { own, tenantDefault, effective: effectiveLimits(own, tenantDefault), version: domain.version };
+    },
+
+    async putLimits(ctx: RequestContext, id: string, limits: Partial<SenderLimits> | null, expected: number | undefined) {
+      const current = await load(ctx, id);
+      const updated = await save(ctx, current, limitColumns(senderLimits(limits)), expected, 'domain.limits_changed');
+      const own = ownLimits(updated);
+      const tenantDefault = tenantDefaults(current.tenant);
+      return { own, tenantDefault, effective: effectiveLimits(own, tenantDefault), version: updated.version };
+    },
+  };
+}
+
+export type DomainService = ReturnType<typeof createDomainService>;

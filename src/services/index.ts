@@ -1,0 +1,77 @@
+import type { PrismaClient } from '../db/prisma.js';
+import { createSecretBox } from '../lib/secret-box.js';
+import { createApiKeyRepository } from '../repositories/api-key.repository.js';
+import { createAuditRepository } from '../repositories/audit.repository.js';
+import { createCredentialRepository } from '../repositories/credential.repository.js';
+import { createDomainRepository } from '../repositories/domain.repository.js';
+import { createPolicyRepository, createSettingsRepository } from '../repositories/policy.repository.js';
+import { createRelayRepository } from '../repositories/relay.repository.js';
+import { createTenantRepository } from '../repositories/tenant.repository.js';
+import { createApiKeyService, type TokenClaims } from './api-key.service.js';
+import { createAuditService } from './audit.service.js';
+import { createCredentialService } from './credential.service.js';
+import { createDomainService } from './domain.service.js';
+import { createHealthService } from './health.service.js';
+import { createPolicyService } from './policy.service.js';
+import { createRelayService } from './relay.service.js';
+import { createTenantService } from './tenant.service.js';
+
+export interface ServiceDeps {
+  prisma: PrismaClient;
+  tokenTtlSeconds: number;
+  masterKey: Buffer;
+  signToken: (claims: TokenClaims, expiresInSeconds: number) => string;
+  now?: () => Date;
+}
+
+/** The composition root of the business layer: repositories wired into services. */
+export function createServices(deps: ServiceDeps) {
+  const { prisma } = deps;
+  const repositories = {
+    apiKeys: createApiKeyRepository(),
+    audit: createAuditRepository(),
+    tenants: createTenantRepository(),
+    domains: createDomainRepository(),
+    relays: createRelayRepository(),
+    credentials: createCredentialRepository(),
+    policies: createPolicyRepository(),
+    settings: createSettingsRepository(),
+  };
+  const tenants = createTenantService({ prisma, tenants: repositories.tenants, audit: repositories.audit });
+  const relays = createRelayService({ prisma, relays: repositories.relays, tenants: repositories.tenants, audit: repositories.audit });
+  return {
+    apiKeys: createApiKeyService({
+      prisma,
+      apiKeys: repositories.apiKeys,
+      audit: repositories.audit,
+      signToken: deps.signToken,
+      tokenTtlSeconds: deps.tokenTtlSeconds,
+      tenantExists: tenants.exists,
+      now: deps.now,
+    }),
+    audit: createAuditService({ prisma, audit: repositories.audit }),
+    health: createHealthService({ prisma }),
+    tenants,
+    domains: createDomainService({
+      prisma,
+      domains: repositories.domains,
+      tenants: repositories.tenants,
+      relays: repositories.relays,
+      audit: repositories.audit,
+    }),
+    relays,
+    credentials: createCredentialService({
+      prisma,
+      credentials: repositories.credentials,
+      relays: repositories.relays,
+      domains: repositories.domains,
+      relayService: relays,
+      audit: repositories.audit,
+      secretBox: createSecretBox(deps.masterKey),
+      now: deps.now,
+    }),
+    policies: createPolicyService({ prisma, policies: repositories.policies, settings: repositories.settings, audit: repositories.audit }),
+  };
+}
+
+export type AppServices = ReturnType<typeof createServices>;

@@ -1,0 +1,43 @@
+import { UnprocessableError } from '../lib/errors.js';
+
+export interface SenderLimits {
+  concurrency: number | null;
+  rateDelaySeconds: number | null;
+  recipientsPerMessage: number | null;
+}
+
+export interface RelayLimits extends SenderLimits {
+  connectionReuseSeconds: number | null;
+}
+
+export const NO_LIMITS: SenderLimits = { concurrency: null, rateDelaySeconds: null, recipientsPerMessage: null };
+
+export function senderLimits(input: Partial<SenderLimits> | undefined | null): SenderLimits {
+  return {
+    concurrency: input?.concurrency ?? null,
+    rateDelaySeconds: input?.rateDelaySeconds ?? null,
+    recipientsPerMessage: input?.recipientsPerMessage ?? null,
+  };
+}
+
+/**
+ * Refuses limits Postfix cannot honour as asked: with a rate delay the queue manager sends one
+ * message at a time per destination, so a concurrency above 1 would silently mean nothing.
+ */
+export function assertHonourable(limits: SenderLimits, what: string): void {
+  if (limits.rateDelaySeconds !== null && limits.concurrency !== null && limits.concurrency > 1) {
+    throw new UnprocessableError(
+      `${what}: a delay between deliveries makes Postfix use one connection at a time, so concurrency ${limits.concurrency} cannot be honoured; set concurrency to 1 or remove rateDelaySeconds`,
+      'limits-not-honourable',
+    );
+  }
+}
+
+/** A domain's own limit wins field by field; the tenant default fills what it leaves open. */
+export function effectiveLimits(own: SenderLimits, tenantDefault: SenderLimits): SenderLimits {
+  return {
+    concurrency: own.concurrency ?? tenantDefault.concurrency,
+    rateDelaySeconds: own.rateDelaySeconds ?? tenantDefault.rateDelaySeconds,
+    recipientsPerMessage: own.recipientsPerMessage ?? tenantDefault.recipientsPerMessage,
+  };
+}

@@ -1,0 +1,225 @@
+import type { PrismaClient } from '../db/prisma.js';
+import type { Relay } from '../generated/prisma/client.js';
+import { changedFields } from '../lib/changes.js';
+import { ConflictError, ForbiddenError, NotFoundError, PreconditionFailedError, UnprocessableError } from '../lib/errors.js';
+import { assertVersion } from '../lib/etag.js';
+import { normalizeDomainName, normalizeHost } from '../lib/names.js';
+import { decodeCursor, type PageRequest, toPage } from '../lib/pagination.js';
+import type { AuditRepository } from '../repositories/audit.repository.js';
+import type { RelayRepository } from '../repositories/relay.repository.js';
+import type { TenantRepository } from '../repositories/tenant.repository.js';
+import { assertHonourable, type RelayLimits } from './limits.js';
+import { isAdmin, type RequestContext } from './principal.js';
+
+type RelayTls = 'starttls' | 'implicit' | 'opportunistic';
+
+export interface RelayInput {
+  name: string;
+  host: string;
+  port: number;
+  tls: RelayTls;
+  verify?: boolean;
+  tenantId?: string;
+  spfInclude?: string | null;
+  notes?: string | null;
+  limits?: Partial<RelayLimits>;
+}
+
+export function relayLimits(relay: Relay): RelayLimits {
+  return {
+    concurrency: relay.concurrency,
+    rateDelaySeconds: relay.rateDelaySeconds,
+    recipientsPerMessage: relay.recipientsPerMessage,
+    connectionReuseSeconds: relay.connectionReuseSeconds,
+  };
+}
+
+export function presentRelay(relay: Relay) {
+  return {
+    id: relay.id,
+    tenantId: relay.tenantId,
+    shared: relay.tenantId === null,
+    name: relay.name,
+    host: relay.host,
+    port: relay.port,
+    tls: relay.tls,
+    verify: relay.verify,
+    spfInclude: relay.spfInclude,
+    notes: relay.notes,
+    limits: relayLimits(relay),
+    createdAt: relay.createdAt.toISOString(),
+    updatedAt: relay.updatedAt.toISOString(),
+    version: relay.version,
+  };
+}
+
+const AUDITED = ['name', 'host', 'port', 'tls', 'verify', 'tenantId', 'spfInclude', 'notes', 'concurrency', 'rateDelaySeconds', 'recipientsPerMessage', 'connectionReuseSeconds'] as const;
+
+function fullLimits(input: Partial<RelayLimits> | null | undefined): RelayLimits {
+  return {
+    concurrency: input?.concurrency ?? null,
+    rateDelaySeconds: input?.rateDelaySeconds ?? null,
+    recipientsPerMessage: input?.recipientsPerMessage ?? null,
+    connectionReuseSeconds: input?.connectionReuseSeconds ?? null,
+  };
+}
+
+interface Deps {
+  prisma: PrismaClient;
+  relays: RelayRepository;
+  tenants: TenantRepository;
+  audit: AuditRepository;
+}
+
+export function createRelayService(deps: Deps) {
+  /** Shared relays are visible to every tenant; a private one only to its owner. */
+  async function loadVisible(ctx: RequestContext, id: string) {
+    const relay = await deps.relays.findById(deps.prisma, id);
+    if (relay === null) throw new NotFoundError('relay', id);
+    if (ctx.actor.tenantId !== null && relay.tenantId !== null && relay.tenantId !== ctx.actor.tenantId) throw new NotFoundError('relay', id);
+    return relay;
+  }
+
+  /** Visible, and the caller may change it: shared relays belong to admins. */
+  async function loadWritable(ctx: RequestContext, id: string) {
+    const relay = await loadVisible(ctx, id);
+    if (!isAdmin(ctx.actor) && relay.tenantId === null) throw new ForbiddenError('shared relays are managed by admins');
+    return relay;
+  }
+
+  async function checkLimits(relayId: string | null, limits: RelayLimits) {
+    assertHonourable(limits, 'limits');
+    if (limits.connectionReuseSeconds !== null && relayId !== null) {
+      const scoped = await deps.relays.countDomainScopedCredentials(deps.prisma, relayId);
+      if (scoped > 0) {
+        throw new UnprocessableError(
+          'connectionReuseSeconds means nothing on this relay: it has domain-scoped credentials, and per-sender SASL authentication turns Postfix connection caching off',
+          'limits-not-honourable',
+        );
+      }
+    }
+  }
+
+  function normalized(input: Partial<RelayInput>) {
+    return {
+      ...(input.name === undefined ? {} : { name: input.name }),
+      ...(input.host === undefined ? {} : { host: normalizeHost('body/host', input.host) }),
+      ...(input.port === undefined ? {} : { port: input.port }),
+      ...(input.tls === undefined ? {} : { tls: input.tls }),
+      ...(input.verify === undefined ? {} : { verify: input.verify }),
+      ...(input.spfInclude === undefined
+        ? {}
+        : { spfInclude: input.spfInclude === null ? null : normalizeDomainName('body/spfInclude', input.spfInclude).ascii }),
+      ...(input.notes === undefined ? {} : { notes: input.notes }),
+    };
+  }
+
+  async function save(ctx: RequestContext, current: Relay, data: Partial<Relay>, expected: number | undefined, action: string) {
+    assertVersion(current.version, expected, 'relay');
+    return deps.prisma.$transaction(async (tx) => {
+      const row = await deps.relays.update(tx, current.id, current.version, data);
+      if (row === null) throw new PreconditionFailedError('relay changed while this request was processed: read it again and retry');
+      await deps.audit.record(tx, {
+        actorKeyId: ctx.actor.keyId,
+        tenantId: current.tenantId,
+        action,
+        resourceType: 'relay',
+        resourceId: current.id,
+        changes: changedFields(current, row, [...AUDITED]),
+        requestId: ctx.requestId,
+      });
+      return row;
+    });
+  }
+
+  return {
+    loadVisible,
+
+    async create(ctx: RequestContext, input: RelayInput) {
+      let tenantId = input.tenantId ?? null;
+      if (!isAdmin(ctx.actor)) {
+        if (tenantId !== null && tenantId !== ctx.actor.tenantId) throw new NotFoundError('tenant', tenantId);
+        tenantId = ctx.actor.tenantId;
+      }
+      if (tenantId !== null && (await deps.tenants.findById(deps.prisma, tenantId)) === null) throw new NotFoundError('tenant', tenantId);
+      const limits = fullLimits(input.limits);
+      await checkLimits(null, limits);
+      const data = { ...normalized(input), name: input.name, host: normalizeHost('body/host', input.host), port: input.port, tls: input.tls, tenantId, ...limits };
+      const relay = await deps.prisma.$transaction(async (tx) => {
+        const created = await deps.relays.create(tx, data);
+        await deps.audit.record(tx, {
+          actorKeyId: ctx.actor.keyId,
+          tenantId,
+          action: 'relay.created',
+          resourceType: 'relay',
+          resourceId: created.id,
+          changes: changedFields(null, created, [...AUDITED]),
+          requestId: ctx.requestId,
+        });
+        return created;
+      });
+      return presentRelay(relay);
+    },
+
+    async list(ctx: RequestContext, query: PageRequest & { tenantId?: string; shared?: boolean }) {
+      const rows = await deps.relays.list(deps.prisma, {
+        visibleTo: ctx.actor.tenantId ?? undefined,
+        tenantId: query.tenantId,
+        shared: query.shared,
+        afterId: decodeCursor(query.cursor),
+        take: query.limit + 1,
+      });
+      const page = toPage(rows, query.limit, (row) => row.id);
+      return { items: page.items.map(presentRelay), next_cursor: page.next_cursor };
+    },
+
+    async get(ctx: RequestContext, id: string) {
+      return presentRelay(await loadVisible(ctx, id));
+    },
+
+    async update(ctx: RequestContext, id: string, input: Partial<Omit<RelayInput, 'tenantId'>>, expected: number | undefined) {
+      const current = await loadWritable(ctx, id);
+      const data: Partial<Relay> = normalized(input);
+      if (input.limits !== undefined) {
+        const limits = fullLimits({ ...relayLimits(current), ...input.limits });
+        await checkLimits(id, limits);
+        Object.assign(data, limits);
+      }
+      return presentRelay(await save(ctx, current, data, expected, 'relay.updated'));
+    },
+
+    async delete(ctx: RequestContext, id: string, expected: number | undefined) {
+      const current = await loadWritable(ctx, id);
+      assertVersion(current.version, expected, 'relay');
+      await deps.prisma.$transaction(async (tx) => {
+        const routed = await deps.relays.countRoutedDomains(tx, id);
+        if (routed > 0) throw new ConflictError(`${routed} domain(s) route through this relay: move them first`, 'relay-in-use', { domains: routed });
+        await deps.relays.delete(tx, id);
+        await deps.audit.record(tx, {
+          actorKeyId: ctx.actor.keyId,
+          tenantId: current.tenantId,
+          action: 'relay.deleted',
+          resourceType: 'relay',
+          resourceId: id,
+          changes: { name: { from: current.name, to: null } },
+          requestId: ctx.requestId,
+        });
+      });
+    },
+
+    async getLimits(ctx: RequestContext, id: string) {
+      const relay = await loadVisible(ctx, id);
+      return { ...relayLimits(relay), version: relay.version };
+    },
+
+    async putLimits(ctx: RequestContext, id: string, input: Partial<RelayLimits> | null, expected: number | undefined) {
+      const current = await loadWritable(ctx, id);
+      const limits = fullLimits(input);
+      await checkLimits(id, limits);
+      const updated = await save(ctx, current, limits, expected, 'relay.limits_changed');
+      return { ...relayLimits(updated), version: updated.version };
+    },
+  };
+}
+
+export type RelayService = ReturnType<typeof createRelayService>;

@@ -1,0 +1,39 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/config.js';
+
+describe('loadConfig', () => {
+  it('applies the documented defaults: embedded database on 127.0.0.1:8080', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({ isEmbeddedDatabase: true, host: '127.0.0.1', port: 8080, logLevel: 'info', tokenTtlSeconds: 900, migrateOnStart: true });
+    expect(config.dataDir.endsWith('.relayplane')).toBe(true);
+  });
+
+  it('derives external mode from DATABASE_URL and decodes the master key', () => {
+    const key = Buffer.alloc(32, 7).toString('base64');
+    const config = loadConfig({ DATABASE_URL: 'postgresql://u@db/relayplane', RELAYPLANE_MASTER_KEY: key });
+    expect(config.isEmbeddedDatabase).toBe(false);
+    expect(config.masterKey?.equals(Buffer.alloc(32, 7))).toBe(true);
+  });
+
+  it.each([
+    [{ RELAYPLANE_PORT: 'eighty' }, /^Invalid configuration: RELAYPLANE_PORT must be an integer between 0 and 65535 \(got "eighty"\)$/],
+    [{ RELAYPLANE_PORT: '70000' }, /RELAYPLANE_PORT/],
+    [{ RELAYPLANE_MASTER_KEY: 'c2hvcnQ=' }, /^Invalid configuration: RELAYPLANE_MASTER_KEY must be 32 random bytes/],
+    [{ RELAYPLANE_JWT_SECRET: 'short' }, /^Invalid configuration: RELAYPLANE_JWT_SECRET must be at least 32 characters$/],
+    [{ DATABASE_URL: 'mysql://x' }, /^Invalid configuration: DATABASE_URL must be a postgresql:\/\/ URL$/],
+    [{ RELAYPLANE_LOG_LEVEL: 'loud' }, /RELAYPLANE_LOG_LEVEL/],
+    [{ RELAYPLANE_MIGRATE_ON_START: 'maybe' }, /RELAYPLANE_MIGRATE_ON_START/],
+  ])('refuses %o with one line naming the variable', (env, message) => {
+    expect(() => loadConfig(env)).toThrow(ConfigError);
+    expect(() => loadConfig(env)).toThrow(message);
+  });
+
+  it('never echoes a secret value in its error', () => {
+    try {
+      loadConfig({ RELAYPLANE_JWT_SECRET: 'hunter2' });
+    } catch (error) {
+      expect((error as Error).message).not.toContain('hunter2');
+      expect((error as Error).message.split('\n')).toHaveLength(1);
+    }
+  });
+});

@@ -1,0 +1,58 @@
+import { randomBytes } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+
+type Headers = Record<string, string>;
+
+const unique = () => randomBytes(4).toString('hex');
+
+async function post<T>(app: FastifyInstance, headers: Headers, url: string, payload: unknown): Promise<T> {
+  const response = await app.inject({ method: 'POST', url, headers, payload: payload as object });
+  if (response.statusCode !== 201) throw new Error(`POST ${url} answered ${response.statusCode}: ${response.body}`);
+  return response.json<T>();
+}
+
+export interface TenantBody {
+  id: string;
+  slug: string;
+  name: string;
+}
+export interface RelayBody {
+  id: string;
+  host: string;
+  port: number;
+  tenantId: string | null;
+}
+export interface DomainBody {
+  id: string;
+  name: string;
+  tenantId: string;
+}
+export interface CredentialBody {
+  id: string;
+  status: string;
+  username: string;
+  fingerprint: string;
+}
+
+export function createTenant(app: FastifyInstance, headers: Headers, overrides: Record<string, unknown> = {}) {
+  const id = unique();
+  return post<TenantBody>(app, headers, '/v1/tenants', { name: `Tenant ${id}`, slug: `t-${id}`, ...overrides });
+}
+
+export function createRelay(app: FastifyInstance, headers: Headers, overrides: Record<string, unknown> = {}) {
+  return post<RelayBody>(app, headers, '/v1/relays', { name: `relay ${unique()}`, host: 'smtp.relay.test', port: 587, tls: 'starttls', ...overrides });
+}
+
+export function createDomain(app: FastifyInstance, headers: Headers, tenantId: string, overrides: Record<string, unknown> = {}) {
+  return post<DomainBody>(app, headers, `/v1/tenants/${tenantId}/domains`, { name: `d${unique()}.example`, ...overrides });
+}
+
+export function createCredential(app: FastifyInstance, headers: Headers, relayId: string, overrides: Record<string, unknown> = {}) {
+  return post<CredentialBody>(app, headers, `/v1/relays/${relayId}/credentials`, { username: `user-${unique()}`, secret: `s3cret-${unique()}`, ...overrides });
+}
+
+/** A tenant row written straight to the database, for tests about other resources. */
+export async function seedTenant(prisma: { tenant: { create(args: { data: { name: string; slug: string } }): Promise<{ id: string }> } }) {
+  const id = unique();
+  return prisma.tenant.create({ data: { name: `Seed ${id}`, slug: `seed-${id}` } });
+}
