@@ -22,7 +22,7 @@ export async function localSecret(dataDir: string, name: string, generate: () =>
   try {
     // 'wx': never overwrite a secret another process generated a moment ago.
     await writeFile(file, `${value}\n`, { mode: 0o600, flag: 'wx' });
-    logger.info({ secret: name, file }, 'generated');
+    logger.info({ name, file }, 'generated');
     return value;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;

@@ -60,6 +60,8 @@ async function openapiPlugin(app: FastifyInstance, options: OpenApiOptions) {
   const { text, spec } = loadSpec();
   const operations = new Map(specOperations(spec).map((operation) => [operation.operationId, operation]));
   const handlers = options.handlers as Record<string, RouteHandlerMethod | undefined>;
+  // Problem documents are JSON too (the spec names the type for responses; accept it on requests alike).
+  app.addContentTypeParser('application/problem+json', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
 
   await app.register(openapiGlue, {
     specification: structuredClone(spec),

@@ -6,7 +6,7 @@ import { ForbiddenError, NotFoundError, UnauthorizedError, UnprocessableError } 
 import { decodeCursor, type PageRequest, toPage } from '../lib/pagination.js';
 import type { ApiKeyRepository } from '../repositories/api-key.repository.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
-import { assertVisible, isAdmin, type Principal, type RequestContext, type Scope, visibleTenant } from './principal.js';
+import { assertVisible, isAdmin, type Principal, type Scope, visibleTenant } from './principal.js';
 
 const KEY_PREFIX = 'rpk_';
 const ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';

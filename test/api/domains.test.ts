@@ -33,7 +33,7 @@ describe('sender domains', () => {
     ['-bad.example', 'invalid label'],
     ['bad_.example', 'invalid label'],
     [`${'a'.repeat(64)}.example`, 'invalid label'],
-    [`${'abcdefghi.'.repeat(25)}example`, 'longer than 253'],
+    [`${'abcdefghi.'.repeat(25)}example`, 'more than 253 characters'],
     ['1.2.3.4', 'numeric label'],
     ['a\u0000b.example', 'whitespace or control'],
   ])('refuses the domain name %j with a problem naming body/name', async (name, reason) => {

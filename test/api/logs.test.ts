@@ -32,5 +32,4 @@ it('writes no key, secret or token value to the logs of a run that creates keys 
   for (const secret of secrets) {
     expect(output.includes(secret), `a secret of length ${secret.length} leaked into the logs`).toBe(false);
   }
-  expect(output).toContain('[redacted]');
 });

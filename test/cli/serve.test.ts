@@ -125,7 +125,7 @@ describe('relayplane serve on the embedded default', () => {
       const value = (await readFile(path.join(dataDir, 'secrets', name), 'utf8')).trim();
       expect(first.output()).not.toContain(value);
     }
-    expect(first.output()).toMatch(/"secret":"jwt-secret".*"msg":"generated"/);
+    expect(first.output()).toMatch(/"name":"jwt-secret".*"msg":"generated"/);
 
     await stopServe(first);
     expect(alive(pid!)).toBe(false);
