@@ -109,7 +109,47 @@ export function buildCli(): Command {
       await withServices((services) => services.apiKeys.revoke(null, keyId));
       process.stdout.write(`Revoked ${keyId}.\n`);
     });
+  const credentials = program.command('credentials').description('manage relay credentials (admin)');
+  credentials
+    .command('rotate')
+    .description('store a new SASL credential for a relay (optionally one sender domain) and make it the active one')
+    .requiredOption('--relay <relayId>', 'the relay')
+    .option('--domain <domainId>', 'scope it to one sender domain')
+    .requiredOption('--username <username>', 'the SASL username')
+    .option('--json', 'print JSON')
+    .addHelpText('after', '\nThe secret is read from standard input (never from the command line, where other users could see it):\n  printf %s "$SECRET" | relayplane credentials rotate --relay … --username …')
+    .action(async (options: { relay: string; domain?: string; username: string; json?: boolean }) => {
+      const secret = (await readStdin()).replace(/\r?\n$/, '');
+      if (secret === '') throw new CliError('no secret on standard input: pipe it in (see --help)');
+      const result = await withServices(async (services) => {
+        const created = await services.credentials.create(CLI_CONTEXT, options.relay, {
+          username: options.username,
+          secret,
+          ...(options.domain === undefined ? {} : { domainId: options.domain }),
+        });
+        return created.status === 'active' ? created : services.credentials.activate(CLI_CONTEXT, created.id);
+      });
+      print(result, options.json === true, `Credential ${result.id} (${result.username}, fingerprint ${result.fingerprint}) is now active.`);
+    });
+  credentials
+    .command('activate')
+    .description('make a staged credential the active one of its scope')
+    .argument('<credentialId>', 'the credential')
+    .action(async (credentialId: string) => {
+      const result = await withServices((services) => services.credentials.activate(CLI_CONTEXT, credentialId));
+      process.stdout.write(`Credential ${result.id} (${result.username}) is now active.\n`);
+    });
   return program;
+}
+
+/** The shell user acts with the machine owner's authority; the audit log records the actor as `cli`. */
+const CLI_CONTEXT = { actor: { keyId: 'cli', scopes: ['admin' as const], tenantId: null }, requestId: 'cli' };
+
+async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY) return '';
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** An error whose message is the whole story for the user: printed as one line. */
