@@ -34,6 +34,11 @@ try {
   const baseline = await load(`${bare.url}/tenants/${tenant.id}`);
   await bare.stop();
 
+  const viaPrisma = await startServer('prisma-bare.ts', env);
+  await load(`${viaPrisma.url}/tenants/${tenant.id}`);
+  const prismaOnly = await load(`${viaPrisma.url}/tenants/${tenant.id}`);
+  await viaPrisma.stop();
+
   const ratio = ours.rps / baseline.rps;
   const table = [
     '## Authenticated read vs bare Fastify + pg (issue 2)',
@@ -44,8 +49,10 @@ try {
     '| --- | --- | ---: | ---: |',
     `| Relayplane (JWT auth, key status check, validation, serialization, metrics) | \`GET /v1/tenants/{id}\` | ${ours.rps.toFixed(0)} | ${ours.p99} ms |`,
     `| bare Fastify + pg, same query | \`GET /tenants/:id\` | ${baseline.rps.toFixed(0)} | ${baseline.p99} ms |`,
+    `| reference: bare Fastify + Prisma \`findUnique\`, no auth | \`GET /tenants/:id\` | ${prismaOnly.rps.toFixed(0)} | ${prismaOnly.p99} ms |`,
     '',
-    `Ratio Relayplane / bare: **${ratio.toFixed(2)}** (goal ≥ 0.5: ${ratio >= 0.5 ? 'met' : 'NOT met'}).`,
+    `Ratio Relayplane / bare: **${ratio.toFixed(2)}** (goal ≥ 0.5: ${ratio >= 0.5 ? 'met' : 'NOT met'}). ` +
+      `Prisma alone reaches ${(prismaOnly.rps / baseline.rps).toFixed(2)} of bare pg; Relayplane reaches ${(ours.rps / prismaOnly.rps).toFixed(2)} of bare Prisma.`,
   ].join('\n');
   await recordSection('api-read', table);
   process.stdout.write(`${table}\n`);

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 
@@ -71,5 +72,5 @@ export async function recordSection(name: string, markdown: string) {
 }
 
 export function machine() {
-  return `Node ${process.version}, ${process.platform}/${process.arch}, ${(globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? '?'} cores`;
+  return `Node ${process.version}, ${process.platform}/${process.arch}, ${os.availableParallelism()} cores`;
 }

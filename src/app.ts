@@ -48,7 +48,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(metrics, {
     endpoint: '/metrics',
     clearRegisterOnInit: true,
-    routeMetrics: { enabled: true, registeredRoutesOnly: true },
+    // Histograms only: prom-client summaries compute quantiles on every observation (costly per
+    // request), and Prometheus derives quantiles from histogram buckets anyway.
+    routeMetrics: { enabled: { histogram: true, summary: false }, registeredRoutesOnly: true },
   });
   await app.register(auth, {
     secret: deps.config.jwtSecret,
