@@ -1,0 +1,80 @@
+/** Public types of a deploy: options, the outcome, the events it emits. */
+
+export type DeployState =
+  | 'pending'
+  | 'checked'
+  | 'staged'
+  | 'validated'
+  | 'switched'
+  | 'applied'
+  | 'reloaded'
+  | 'live'
+  | 'rolling_back'
+  | 'rolled_back'
+  | 'failed';
+
+export type DeployStep =
+  | 'check-bundle'
+  | 'read-node'
+  | 'verify-live'
+  | 'stage'
+  | 'postmap'
+  | 'validate'
+  | 'promote'
+  | 'switch'
+  | 'apply'
+  | 'reload'
+  | 'verify'
+  | 'prune'
+  | 'rollback';
+
+export interface DeployStepRecord {
+  step: DeployStep;
+  startedAt: Date;
+  finishedAt: Date;
+  ok: boolean;
+  detail?: string;
+}
+
+export interface DeployOutcome {
+  /** live: the bundle serves; failed: nothing changed on the node (or a rollback failed, see rollbackError); rolled_back: the previous release serves again. */
+  state: 'live' | 'failed' | 'rolled_back';
+  version: string;
+  previousVersion: string | null;
+  /** False when the node already ran this version and verified (nothing touched). */
+  changed: boolean;
+  steps: DeployStepRecord[];
+  /** Short excerpt of what went wrong. Never contains secret values. */
+  error?: string;
+  /** Set when a rollback after the switch failed too: the node needs a human. */
+  rollbackError?: string;
+  /** Non-fatal findings (postfix check warnings, bundle warnings, prune errors). */
+  warnings: string[];
+}
+
+export type DeployEvent =
+  | { type: 'state'; version: string; from: DeployState; to: DeployState }
+  | { type: 'step'; version: string; step: DeployStep; ok: boolean; durationMs: number; detail?: string };
+
+export interface DeployClock {
+  now(): Date;
+  sleep(ms: number): Promise<void>;
+}
+
+export const systemClock: DeployClock = {
+  now: () => new Date(),
+  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+};
+
+export interface DeployOptions {
+  /** Postfix config dir on the node (what `postconf -h config_directory` prints), e.g. /etc/postfix. */
+  configDir: string;
+  /** Releases kept on the node, live and previous always included (default 5). */
+  keepReleases?: number;
+  log?: (event: DeployEvent) => void;
+  clock?: DeployClock;
+  /** Wait after master logged the reload before reading the log for fatal errors (default 300 ms). */
+  settleMs?: number;
+  /** How long master may take to log the reload (default 10 s). */
+  reloadTimeoutMs?: number;
+}

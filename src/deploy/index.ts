@@ -1,0 +1,27 @@
+/** The deployer core: SSH transport with a pinned host key, and the one-bundle-one-node deploy. */
+export { DIR_PLACEHOLDER, MANAGED_SERVICE_PREFIX, type Bundle, type BundleFile, type MasterService } from './bundle.js';
+export { checkBundle } from './bundle-checks.js';
+export {
+  systemClock,
+  type DeployClock,
+  type DeployEvent,
+  type DeployOptions,
+  type DeployOutcome,
+  type DeployState,
+  type DeployStep,
+  type DeployStepRecord,
+} from './deploy-types.js';
+export { DeployCheckError, HostKeyMismatchError, RemoteCommandError } from './errors.js';
+export { nodeLayout, type NodeLayout } from './layout.js';
+export { parseMapSource, type MapEntry, type ParsedMap } from './map-source.js';
+export { deployBundle } from './node-deployer.js';
+export { sh, shellQuote } from './shell-quote.js';
+export {
+  connectNode,
+  pinnedFingerprint,
+  sshFingerprint,
+  type ExecOptions,
+  type ExecResult,
+  type NodeConnection,
+  type NodeTarget,
+} from './ssh-transport.js';

@@ -1,0 +1,53 @@
+/**
+ * Where a node keeps Relayplane's releases, under the Postfix config dir:
+ *
+ *   <configDir>/relayplane/current            symlink → releases/<version> (relative), the {{dir}} of main.cf
+ *   <configDir>/relayplane/releases/<version>/ map sources, their .db files, VERSION (written last)
+ *   <configDir>/relayplane/releases/<version>/.relayplane/
+ *       params, services                      what this release manages in main.cf / master.cf
+ *       main.cf.before, master.cf.before      the node's files just before this release was applied
+ *   <configDir>/relayplane/releases/<version>.tmp-<hex>/  a release being staged (never live)
+ *
+ * main.cf points at `current`, never at a release: switching the symlink switches every table at
+ * once without rewriting main.cf, and rolling back is switching it back.
+ */
+import { posix } from 'node:path';
+
+export interface NodeLayout {
+  configDir: string;
+  root: string;
+  releases: string;
+  current: string;
+  /** The value of {{dir}}: the stable live directory (the `current` symlink). */
+  liveDir: string;
+  release(version: string): string;
+  /** Symlink target of a release, relative to root (what `current` points at). */
+  linkTarget(version: string): string;
+}
+
+export const META_DIR = '.relayplane';
+export const VERSION_RE = /^[0-9a-f]{64}$/;
+
+export function nodeLayout(configDir: string): NodeLayout {
+  if (!posix.isAbsolute(configDir) || posix.normalize(configDir) !== configDir || configDir.endsWith('/') || configDir.includes('\n')) {
+    throw new Error(`configDir must be a normalized absolute path, got ${JSON.stringify(configDir)}`);
+  }
+  const root = posix.join(configDir, 'relayplane');
+  const releases = posix.join(root, 'releases');
+  const current = posix.join(root, 'current');
+  return {
+    configDir,
+    root,
+    releases,
+    current,
+    liveDir: current,
+    release: (version) => posix.join(releases, version),
+    linkTarget: (version) => `releases/${version}`,
+  };
+}
+
+/** The version a `current` symlink target names, or null when it is not one of ours. */
+export function versionOfTarget(target: string | null): string | null {
+  const m = target === null ? null : /^releases\/([0-9a-f]{64})$/.exec(target);
+  return m?.[1] ?? null;
+}

@@ -1,0 +1,182 @@
+/**
+ * Checks that run on the node: postmap of the staged tables, the staged main.cf/master.cf (a
+ * scratch copy with the planned postconf edits applied), and after a reload the live answers and
+ * the log. Each returns problems (empty = fine); none returns or logs a secret value.
+ */
+import { randomBytes } from 'node:crypto';
+import { posix } from 'node:path';
+import { hashMaps, type Bundle, type BundleFile } from './bundle.js';
+import { tlsLevelProblem, typedValueProblem } from './bundle-checks.js';
+import type { DeployClock } from './deploy-types.js';
+import { excerpt } from './errors.js';
+import { parseMapSource, type MapEntry } from './map-source.js';
+import { backdateCommand, parseParams, parseServiceParams, planCommands, type ConfigPlan, type DesiredConfig } from './postfix-config.js';
+import { sh, shellQuote } from './shell-quote.js';
+import { execOk, type NodeConnection } from './ssh-transport.js';
+
+/**
+ * `postmap` of every hash table in `dir`, then the modes of sources and .db files. postmap exits 0
+ * on warnings (duplicate key: first wins; a line without a value): any stderr is a failure.
+ */
+export async function postmapTables(conn: NodeConnection, dir: string, bundle: Bundle): Promise<string[]> {
+  const expected = new Map<string, number>();
+  for (const [name, f] of Object.entries(bundle.files)) {
+    expected.set(name, f.mode);
+    if (f.mapType === 'hash') expected.set(`${name}.db`, f.mode); // postmap gives the .db its source's mode
+  }
+  const maps = hashMaps(bundle).map(([name]) => `hash:${name}`);
+  if (expected.size === 0) return [];
+  const postmap = maps.length > 0 ? `${sh('postmap', ...maps)}; rc=$?` : 'rc=0';
+  const r = await conn.exec(`${postmap}; ${sh('stat', '-c', '%a %n', ...expected.keys())}; exit $rc`, { cwd: dir });
+  if (r.code !== 0 || r.stderr.trim() !== '') return [`postmap exit ${r.code}: ${excerpt(r.stderr, 300)}`];
+  const problems: string[] = [];
+  for (const line of r.stdout.trim().split('\n')) {
+    const [mode, name] = line.split(' ');
+    const want = expected.get(name ?? '');
+    if (want !== undefined && Number.parseInt(mode ?? '', 8) !== want) problems.push(`${name} has mode ${mode}, expected ${want.toString(8)}`);
+  }
+  return problems;
+}
+
+const SECTION = '@@relayplane-table@@ ';
+
+/** A few keys per table (first, middle, last) to ask `postmap -q`. */
+function sampleEntries(file: BundleFile): MapEntry[] {
+  const entries = parseMapSource(file.content).entries;
+  const picks = new Set([0, Math.floor(entries.length / 2), entries.length - 1]);
+  return [...picks].filter((i) => i >= 0 && i < entries.length).map((i) => entries[i]!);
+}
+
+/**
+ * `postmap -s` entry counts against the source (optional), and `postmap -q` answers for sample keys
+ * of each table under `dir`, all in one round trip: keys go through quoted here-documents.
+ */
+export async function probeTables(conn: NodeConnection, dir: string, bundle: Bundle, counts = true): Promise<string[]> {
+  const maps = hashMaps(bundle).map(([name, file]) => ({ name, file, sample: sampleEntries(file) }));
+  if (maps.length === 0) return [];
+  const eof = `RELAYPLANE_EOF_${randomBytes(6).toString('hex')}`;
+  const script = maps.flatMap(({ name, sample }) => [
+    `echo ${sh(`${SECTION}${name}`)}`,
+    counts ? `printf 'count %s\\n' "$(postmap -s ${sh(`hash:${posix.join(dir, name)}`)} | wc -l)"` : 'true',
+    sample.length === 0 ? 'true' : `${sh('postmap', '-q', '-', `hash:${posix.join(dir, name)}`)} <<'${eof}'\n${sample.map((e) => e.key).join('\n')}\n${eof}`,
+  ]);
+  const r = await conn.exec(script.join('\n'));
+  const sections = new Map<string, string[]>();
+  let current: string[] = [];
+  for (const line of r.stdout.split('\n')) {
+    if (line.startsWith(SECTION)) sections.set(line.slice(SECTION.length), (current = []));
+    else current.push(line);
+  }
+  const problems: string[] = [];
+  for (const { name, file, sample } of maps) {
+    const lines = sections.get(name) ?? [];
+    const want = parseMapSource(file.content).entries.length;
+    const count = lines.find((l) => l.startsWith('count '))?.slice(6);
+    if (counts && Number(count) !== want) problems.push(`${name}: postmap -s lists ${count ?? '?'} entries, source has ${want}`);
+    const answers = new Map(lines.filter((l) => l.includes('\t')).map((l) => [l.slice(0, l.indexOf('\t')), l.slice(l.indexOf('\t') + 1)]));
+    for (const e of sample) {
+      const got = answers.get(e.key);
+      if (got === e.value) continue;
+      const shown = file.secret ? '(secret value differs)' : `${JSON.stringify(got)}, expected ${JSON.stringify(e.value)}`;
+      problems.push(`${name}: postmap -q ${e.key} → ${got === undefined ? 'not found' : shown}`);
+    }
+  }
+  return problems;
+}
+
+/**
+ * `postfix check` (ownership and permissions of the installation; its warnings are reported, not
+ * fatal), and every master.cf command present in daemon_directory: a missing one only shows when
+ * master spawns it ("fatal: master_spawn: exec …: No such file").
+ */
+export async function checkInstallation(conn: NodeConnection, bundle: Bundle): Promise<{ problems: string[]; warnings: string[] }> {
+  const commands = [...new Set(bundle.masterCf.map((s) => s.command))];
+  const r = await conn.exec(
+    `postfix check >&2; echo "check $?"; d=$(postconf -xh daemon_directory) && for c in ${commands.map(shellQuote).join(' ')}; do test -x "$d/$c" || echo "missing $c"; done`,
+  );
+  const problems: string[] = [];
+  const checkCode = /^check (\d+)$/m.exec(r.stdout)?.[1];
+  if (checkCode !== '0') problems.push(`postfix check exit ${checkCode ?? '?'}: ${excerpt(r.stderr, 300)}`);
+  for (const m of r.stdout.matchAll(/^missing (.*)$/gm)) problems.push(`master.cf command ${m[1]} not found in daemon_directory`);
+  if (r.code !== 0) problems.push(`installation check exit ${r.code}: ${excerpt(r.stderr, 200)}`);
+  const warnings = r.stderr.split('\n').filter((l) => l.trim() !== '');
+  return { problems, warnings };
+}
+
+/**
+ * Applies the plan to a scratch copy of main.cf/master.cf, then asks postconf about the result:
+ * "unused parameter" warnings name parameters Postfix does not know (it only warns), and expanded
+ * values are checked against the type of their default (`postconf -dx`) and TLS level names.
+ */
+export async function checkStagedConfig(
+  conn: NodeConnection,
+  args: { scratchDir: string; configDir: string; plan: ConfigPlan; desired: DesiredConfig },
+): Promise<string[]> {
+  const { scratchDir: d, configDir, plan, desired } = args;
+  const setup = [
+    sh('mkdir', '-p', d),
+    sh('cp', '-p', posix.join(configDir, 'main.cf'), posix.join(configDir, 'master.cf'), d),
+    ...planCommands(plan, d),
+    backdateCommand(posix.join(d, 'main.cf')),
+    sh('postconf', '-c', d, '-n') + ' >/dev/null',
+    sh('postconf', '-c', d, '-P') + ' >/dev/null',
+  ].join(' && ');
+  const ours = new Set([...desired.params.map(([k]) => k), ...desired.services.flatMap((s) => s.params.map(([k]) => k))]);
+  const mainNames = desired.params.map(([k]) => k);
+  const serviceNames = desired.services.flatMap((s) => s.params.map(([k]) => `${s.key}/${k}`));
+  // After the edits: the defaults (expanded) and the expanded values, for the type checks below.
+  const query = [
+    ours.size > 0 ? sh('postconf', '-c', d, '-dx', ...ours) : 'true',
+    'echo @@',
+    mainNames.length > 0 ? sh('postconf', '-c', d, '-x', ...mainNames) : 'true',
+    'echo @@',
+    serviceNames.length > 0 ? sh('postconf', '-c', d, '-Px', ...serviceNames) : 'true',
+  ].join('; ');
+  const r = await conn.exec(`${setup} && { ${query}; } 2>/dev/null`);
+  if (r.code !== 0) return [`postconf on a scratch copy failed (exit ${r.code}): ${excerpt(r.stderr, 300)}`];
+  const problems: string[] = [];
+  for (const m of r.stderr.matchAll(/(?:unused parameter: ([a-z0-9_]+)=|([a-z0-9_]+): unknown parameter)/g)) {
+    const name = m[1] ?? m[2] ?? '';
+    if (ours.has(name)) problems.push(`unknown parameter ${name} (postconf: ${m[0]})`);
+  }
+  const [defaultsText, mainText, serviceText] = r.stdout.split('@@\n');
+  const defaults = parseParams(defaultsText ?? '');
+  const values: Array<[string, string, string]> = [...parseParams(mainText ?? '')].map(([k, v]) => [`main.cf ${k}`, k, v]);
+  for (const [svc, params] of parseServiceParams(serviceText ?? '')) {
+    for (const [k, v] of params) values.push([`master.cf ${svc} -o ${k}`, k, v]);
+  }
+  for (const [where, name, value] of values) {
+    const p = typedValueProblem(name, value, defaults.get(name)) ?? tlsLevelProblem(name, value);
+    if (p !== undefined) problems.push(`${where}: ${p}`);
+  }
+  return problems;
+}
+
+const RELOAD_LINE = /\/master\[\d+\]: reload -- /;
+const TROUBLE = /\b(fatal|panic):|bad command startup -- throttling/;
+
+/**
+ * Waits for master to log the reload (Postfix writes maillog_file asynchronously through postlogd),
+ * lets new processes start for `settleMs`, then looks for fatal/panic lines or throttling since.
+ */
+export async function checkLogAfterReload(
+  conn: NodeConnection,
+  args: { maillog: string; offset: number; clock: DeployClock; settleMs: number; timeoutMs: number },
+): Promise<string[]> {
+  const read = async () =>
+    (await execOk(conn, `tail -c +${args.offset + 1} ${shellQuote(args.maillog)} 2>/dev/null || true`)).stdout;
+  const deadline = args.clock.now().getTime() + args.timeoutMs;
+  let text = await read();
+  while (!RELOAD_LINE.test(text)) {
+    if (args.clock.now().getTime() >= deadline) return [`master did not log the reload within ${args.timeoutMs} ms`];
+    await args.clock.sleep(100);
+    text = await read();
+  }
+  await args.clock.sleep(args.settleMs);
+  text = await read();
+  return text
+    .split('\n')
+    .filter((l) => TROUBLE.test(l))
+    .slice(0, 3)
+    .map((l) => `log: ${excerpt(l.replace(/^.*?: /, ''), 200)}`);
+}

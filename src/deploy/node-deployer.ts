@@ -1,0 +1,306 @@
+/**
+ * Deploys one bundle to one node over an open connection, as a small explicit state machine:
+ *
+ *   pending → checked → staged → validated → switched → applied → reloaded → live
+ *   any failure before `switched`  → failed        (staging removed, node untouched)
+ *   any failure from `switched` on → rolling_back → rolled_back (or failed + rollbackError)
+ *
+ * The outcome is assembled in `finally`, so a caller always gets one, whatever threw. No retries
+ * here: the caller (sync worker) decides, and holds the per-node lock; two concurrent deploys to
+ * the same node are not safe.
+ */
+import { posix } from 'node:path';
+import type { Bundle } from './bundle.js';
+import { checkBundle } from './bundle-checks.js';
+import {
+  systemClock,
+  type DeployClock,
+  type DeployEvent,
+  type DeployOptions,
+  type DeployOutcome,
+  type DeployState,
+  type DeployStep,
+  type DeployStepRecord,
+} from './deploy-types.js';
+import { DeployCheckError, excerpt } from './errors.js';
+import { META_DIR, nodeLayout, versionOfTarget, type NodeLayout } from './layout.js';
+import { checkInstallation, checkLogAfterReload, checkStagedConfig, postmapTables, probeTables } from './node-checks.js';
+import {
+  backdateCommand,
+  describePlan,
+  desiredConfig,
+  planCommands,
+  planConfig,
+  planIsEmpty,
+  readNodeState,
+  type ConfigPlan,
+  type DesiredConfig,
+  type NodeState,
+} from './postfix-config.js';
+import { backupCommand, promoteRelease, pruneReleases, removeReleaseDir, restoreConfig, stageRelease, switchCurrent } from './release-store.js';
+import { sh } from './shell-quote.js';
+import { execOk, type NodeConnection } from './ssh-transport.js';
+
+export async function deployBundle(conn: NodeConnection, bundle: Bundle, options: DeployOptions): Promise<DeployOutcome> {
+  return new DeployRun(conn, bundle, options).execute();
+}
+
+/** Throws a DeployCheckError when a check found problems. */
+function assertNone(step: DeployStep, problems: string[]): void {
+  if (problems.length > 0) throw new DeployCheckError(step, problems);
+}
+
+function message(err: unknown): string {
+  return excerpt(err instanceof Error ? err.message : String(err));
+}
+
+class DeployRun {
+  private state: DeployState = 'pending';
+  private readonly steps: DeployStepRecord[] = [];
+  private readonly warnings: string[] = [];
+  private readonly clock: DeployClock;
+  // Set by the check-bundle step (a bad configDir must end in an outcome too, not a throw).
+  private layout!: NodeLayout;
+  private desired!: DesiredConfig;
+  private node: NodeState | undefined;
+  /** postconf edits from the node's config as read before anything changed (its manifest names what we owned). */
+  private plan: ConfigPlan | undefined;
+  private previousVersion: string | null = null;
+  private changed = false;
+  /** Where the bundle's files are: the staging dir, then the release dir. */
+  private stagingDir: string | undefined;
+  private releaseDir: string | undefined;
+  private promoted = false;
+  private switchStarted = false;
+  private backupTaken = false;
+  /** The node already ran this version but its config drifted: re-apply without a switch. */
+  private repair = false;
+
+  constructor(
+    private readonly conn: NodeConnection,
+    private readonly bundle: Bundle,
+    private readonly options: DeployOptions,
+  ) {
+    this.clock = options.clock ?? systemClock;
+  }
+
+  async execute(): Promise<DeployOutcome> {
+    let error: string | undefined;
+    let rollbackError: string | undefined;
+    try {
+      await this.run();
+    } catch (err) {
+      error = message(err);
+      if (this.switchStarted || this.backupTaken) {
+        try {
+          await this.rollback();
+        } catch (err2) {
+          rollbackError = message(err2);
+        }
+      } else {
+        await this.discardStaging().catch((err2: unknown) => this.warnings.push(`removing the staged release failed: ${message(err2)}`));
+      }
+    } finally {
+      // Every path ends in one of the three outcome states.
+      if (error === undefined) this.to('live');
+      else if (rollbackError === undefined && this.state === 'rolling_back') this.to('rolled_back');
+      else this.to('failed');
+    }
+    return {
+      state: this.state === 'live' ? 'live' : this.state === 'rolled_back' ? 'rolled_back' : 'failed',
+      version: this.bundle.version,
+      previousVersion: this.previousVersion,
+      changed: this.changed,
+      steps: this.steps,
+      warnings: [...this.bundle.warnings, ...this.warnings],
+      ...(error !== undefined ? { error } : {}),
+      ...(rollbackError !== undefined ? { rollbackError } : {}),
+    };
+  }
+
+  private async run(): Promise<void> {
+    await this.step('check-bundle', async () => {
+      this.layout = nodeLayout(this.options.configDir);
+      this.desired = desiredConfig(this.bundle, this.layout.liveDir);
+      assertNone('check-bundle', checkBundle(this.bundle));
+    });
+    this.to('checked');
+    const node = await this.step('read-node', () => this.readNode(), (s) => `live ${s.liveVersion ?? 'none'}`);
+    this.node = node;
+    this.previousVersion = node.liveVersion;
+    const plan = planConfig(this.desired, node.config);
+    this.plan = plan;
+
+    if (node.liveVersion === this.bundle.version) {
+      const drift = await this.step('verify-live', () => this.liveProblems(node), (p) => (p.length === 0 ? 'in sync' : excerpt(p.join('; '))));
+      if (drift.length === 0) return; // idempotent: nothing touched
+      this.repair = true;
+      this.releaseDir = this.layout.release(this.bundle.version);
+    } else {
+      await this.stageAndValidate();
+      await this.step('switch', async () => {
+        this.switchStarted = true;
+        await switchCurrent(this.conn, this.layout, this.bundle.version);
+      });
+      this.to('switched');
+    }
+    this.changed = true;
+    await this.step('apply', () => this.apply(plan), () => describePlan(plan));
+    this.to('applied');
+    const offset = await this.step('reload', () => this.reload());
+    this.to('reloaded');
+    await this.step('verify', async () => assertNone('verify', await this.verifyAfterReload(offset)));
+    this.to('live');
+    await this.prune();
+  }
+
+  /** The node's state; refuses a session on another instance, or a `current` we did not make. */
+  private async readNode(): Promise<NodeState> {
+    const state = await readNodeState(this.conn, this.layout);
+    const problems: string[] = [];
+    if (state.configDirectory !== this.layout.configDir) {
+      problems.push(`the SSH session acts on config_directory ${state.configDirectory}, not ${this.layout.configDir}`);
+    }
+    // A rollback must know exactly where to point `current` back to.
+    const target = versionOfTarget(state.currentTarget);
+    if (state.currentTarget !== null && (target === null || target !== state.liveVersion)) {
+      problems.push(`inconsistent live release: current → ${state.currentTarget}, VERSION ${state.liveVersion ?? 'missing'}`);
+    }
+    assertNone('read-node', problems);
+    return state;
+  }
+
+  private async stageAndValidate(): Promise<void> {
+    const staging = await this.step('stage', () => stageRelease(this.conn, this.layout, this.bundle));
+    this.stagingDir = staging;
+    this.to('staged');
+    await this.step('postmap', async () => assertNone('postmap', await postmapTables(this.conn, staging, this.bundle)));
+    await this.step('validate', async () => {
+      const installation = await checkInstallation(this.conn, this.bundle);
+      this.warnings.push(...installation.warnings.map((w) => `postfix check: ${w}`));
+      assertNone('validate', [
+        ...installation.problems,
+        ...(await probeTables(this.conn, staging, this.bundle)),
+        ...(await checkStagedConfig(this.conn, {
+          scratchDir: posix.join(staging, META_DIR, 'check'),
+          configDir: this.layout.configDir,
+          plan: this.plan!,
+          desired: this.desired,
+        })),
+      ]);
+    });
+    this.to('validated');
+    await this.step('promote', async () => {
+      this.releaseDir = await promoteRelease(this.conn, this.layout, staging, this.bundle.version);
+      this.promoted = true;
+      this.stagingDir = undefined;
+    });
+  }
+
+  /** Saves main.cf/master.cf into the release, then runs only the postconf edits that differ. */
+  private async apply(plan: ConfigPlan): Promise<void> {
+    const release = this.releaseDir!;
+    const edits = planIsEmpty(plan) ? [] : [...planCommands(plan), backdateCommand(posix.join(this.layout.configDir, 'main.cf'))];
+    // One round trip; the marker tells whether the backup exists, even when an edit failed after it.
+    const r = await this.conn.exec([backupCommand(this.layout, release), 'echo backed-up', ...edits].join(' && '));
+    this.backupTaken = r.stdout.includes('backed-up');
+    if (r.code !== 0) throw new Error(`apply: exit ${r.code}: ${excerpt(r.stderr, 300)}`);
+  }
+
+  /** `postfix reload`; returns the maillog size before it, where the log check starts reading. */
+  private async reload(): Promise<number> {
+    const log = this.node?.maillogFile ?? '';
+    const size = log === '' ? 'echo 0' : `{ wc -c < ${sh(log)} 2>/dev/null || echo 0; }`;
+    const r = await execOk(this.conn, `${size} && postfix reload >/dev/null`);
+    return Number.parseInt(r.stdout.trim(), 10) || 0;
+  }
+
+  /** What differs between the node and the bundle (no reload, no log): empty when in sync. */
+  private async liveProblems(state?: NodeState): Promise<string[]> {
+    const now = state ?? (await readNodeState(this.conn, this.layout));
+    const problems: string[] = [];
+    if (now.liveVersion !== this.bundle.version) problems.push(`live version is ${now.liveVersion ?? 'none'}`);
+    const plan = planConfig(this.desired, now.config);
+    if (!planIsEmpty(plan)) problems.push(`config differs: ${describePlan(plan)}`);
+    problems.push(...(await probeTables(this.conn, this.layout.liveDir, this.bundle, false)));
+    return problems;
+  }
+
+  private async verifyAfterReload(offset: number): Promise<string[]> {
+    const problems = await this.liveProblems();
+    const log = this.node?.maillogFile ?? '';
+    if (log === '') {
+      this.warnings.push('maillog_file is not set: the log was not checked for fatal errors after the reload');
+      return problems;
+    }
+    const logProblems = await checkLogAfterReload(this.conn, {
+      maillog: log,
+      offset,
+      clock: this.clock,
+      settleMs: this.options.settleMs ?? 300,
+      timeoutMs: this.options.reloadTimeoutMs ?? 10_000,
+    });
+    return [...problems, ...logProblems];
+  }
+
+  /** Back to the previous release and the saved main.cf/master.cf, then reload. */
+  private async rollback(): Promise<void> {
+    this.to('rolling_back');
+    await this.step('rollback', async () => {
+      if (!this.repair) await switchCurrent(this.conn, this.layout, this.previousVersion);
+      if (this.backupTaken) await restoreConfig(this.conn, this.layout, this.releaseDir!);
+      await execOk(this.conn, 'postfix reload >/dev/null');
+      if (!this.repair && this.releaseDir !== undefined) await removeReleaseDir(this.conn, this.layout, this.releaseDir);
+    }, () => `live ${this.previousVersion ?? 'none'}`);
+  }
+
+  /** Failure before the switch: remove what was staged; the node runs as before. */
+  private async discardStaging(): Promise<void> {
+    if (this.stagingDir !== undefined) await removeReleaseDir(this.conn, this.layout, this.stagingDir);
+    if (this.promoted && this.releaseDir !== undefined) await removeReleaseDir(this.conn, this.layout, this.releaseDir);
+  }
+
+  /** Pruning never fails a deploy that is live: a failure is a warning. */
+  private async prune(): Promise<void> {
+    const keep = Math.max(1, this.options.keepReleases ?? 5);
+    try {
+      await this.step('prune', () => pruneReleases(this.conn, this.layout, keep, [this.bundle.version, this.previousVersion]), (removed) =>
+        removed.length > 0 ? `removed ${removed.length}` : 'nothing to remove',
+      );
+    } catch (err) {
+      this.warnings.push(`prune: ${message(err)}`);
+    }
+  }
+
+  private async step<T>(step: DeployStep, fn: () => Promise<T>, describe?: (result: T) => string | undefined): Promise<T> {
+    const startedAt = this.clock.now();
+    const record = (ok: boolean, detail: string | undefined) => {
+      const finishedAt = this.clock.now();
+      this.steps.push({ step, startedAt, finishedAt, ok, ...(detail !== undefined ? { detail } : {}) });
+      this.emit({ type: 'step', version: this.bundle.version, step, ok, durationMs: finishedAt.getTime() - startedAt.getTime(), ...(detail !== undefined ? { detail } : {}) });
+    };
+    try {
+      const result = await fn();
+      record(true, describe?.(result));
+      return result;
+    } catch (err) {
+      record(false, message(err));
+      throw err;
+    }
+  }
+
+  private to(next: DeployState): void {
+    if (next === this.state) return;
+    const from = this.state;
+    this.state = next;
+    this.emit({ type: 'state', version: this.bundle.version, from, to: next });
+  }
+
+  private emit(event: DeployEvent): void {
+    try {
+      this.options.log?.(event);
+    } catch {
+      // A broken logger must not change what happens on the node.
+    }
+  }
+}

@@ -1,0 +1,192 @@
+/**
+ * main.cf / master.cf as the deployer sees them: what the node has (`postconf -n`, `-M`, `-P`), what
+ * the bundle wants, and the postconf commands that turn one into the other, touching only what
+ * differs. The same commands run first against a scratch copy (validation), then on the live files.
+ */
+import { posix } from 'node:path';
+import { MANAGED_SERVICE_PREFIX, renderValue, serviceFields, serviceKey, serviceParams, type Bundle } from './bundle.js';
+import { META_DIR, type NodeLayout } from './layout.js';
+import { execOk, type NodeConnection } from './ssh-transport.js';
+import { sh } from './shell-quote.js';
+
+export type ParamMap = Map<string, string>;
+
+export interface DesiredService {
+  /** `name/type` */
+  key: string;
+  /** The eight master.cf columns. */
+  fields: string;
+  params: Array<[string, string]>;
+}
+
+export interface DesiredConfig {
+  params: Array<[string, string]>;
+  services: DesiredService[];
+}
+
+export interface LiveConfig {
+  /** `postconf -n`: parameters set explicitly in main.cf. */
+  params: ParamMap;
+  /** `postconf -M`: `name/type` → the eight columns. */
+  services: Map<string, string>;
+  /** `postconf -P`: `name/type` → its `-o` overrides. */
+  serviceParams: Map<string, ParamMap>;
+  /** main.cf parameters the live release manages (its `params` manifest). */
+  managedParams: string[];
+}
+
+export interface ConfigPlan {
+  setParams: Array<[string, string]>;
+  removeParams: string[];
+  writeServices: DesiredService[];
+  removeServices: string[];
+}
+
+/** `name = value` lines (postconf, -n, -d, -x); `name =` is an empty value. */
+export function parseParams(text: string): ParamMap {
+  const out: ParamMap = new Map();
+  for (const line of text.split('\n')) {
+    const m = /^([A-Za-z0-9_]+) =(?: (.*))?$/.exec(line);
+    if (m !== null) out.set(m[1]!, m[2] ?? '');
+  }
+  return out;
+}
+
+/** `postconf -P` lines: `svc/type/name = value`. */
+export function parseServiceParams(text: string): Map<string, ParamMap> {
+  const out = new Map<string, ParamMap>();
+  for (const line of text.split('\n')) {
+    const m = /^([^/\s]+\/[^/\s]+)\/([A-Za-z0-9_]+) =(?: (.*))?$/.exec(line);
+    if (m === null) continue;
+    const params = out.get(m[1]!) ?? new Map<string, string>();
+    params.set(m[2]!, m[3] ?? '');
+    out.set(m[1]!, params);
+  }
+  return out;
+}
+
+/** `postconf -M` lines (arguments follow the eight columns on the same line). */
+export function parseServices(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    if (/^\s/.test(line)) continue;
+    const cols = line.trim().split(/\s+/);
+    if (cols.length >= 8) out.set(`${cols[0]}/${cols[1]}`, cols.slice(0, 8).join(' '));
+  }
+  return out;
+}
+
+export function desiredConfig(bundle: Bundle, liveDir: string): DesiredConfig {
+  return {
+    params: Object.entries(bundle.mainCf).map(([k, v]) => [k, renderValue(v, liveDir)]),
+    services: bundle.masterCf.map((s) => ({
+      key: serviceKey(s),
+      fields: serviceFields(s),
+      params: serviceParams(s).params.map(([k, v]) => [k, renderValue(v, liveDir)]),
+    })),
+  };
+}
+
+function sameParams(live: ParamMap | undefined, wanted: Array<[string, string]>): boolean {
+  const have = live ?? new Map<string, string>();
+  return have.size === wanted.length && wanted.every(([k, v]) => have.get(k) === v);
+}
+
+export function planConfig(desired: DesiredConfig, live: LiveConfig): ConfigPlan {
+  const wantedParams = new Set(desired.params.map(([k]) => k));
+  const wantedServices = new Set(desired.services.map((s) => s.key));
+  return {
+    setParams: desired.params.filter(([k, v]) => live.params.get(k) !== v),
+    // Only what an earlier release of ours set: never a parameter the node's admin owns.
+    removeParams: live.managedParams.filter((n) => !wantedParams.has(n) && live.params.has(n)),
+    writeServices: desired.services.filter(
+      (s) => live.services.get(s.key) !== s.fields || !sameParams(live.serviceParams.get(s.key), s.params),
+    ),
+    // The name prefix marks ownership; an rp_ service the bundle lacks is a leftover of ours.
+    removeServices: [...live.services.keys()].filter((k) => k.startsWith(MANAGED_SERVICE_PREFIX) && !wantedServices.has(k)),
+  };
+}
+
+export function planIsEmpty(plan: ConfigPlan): boolean {
+  return plan.setParams.length + plan.removeParams.length + plan.writeServices.length + plan.removeServices.length === 0;
+}
+
+export function describePlan(plan: ConfigPlan): string {
+  const parts = [
+    plan.setParams.length > 0 ? `set ${plan.setParams.map(([k]) => k).join(',')}` : '',
+    plan.removeParams.length > 0 ? `remove ${plan.removeParams.join(',')}` : '',
+    plan.writeServices.length > 0 ? `write ${plan.writeServices.map((s) => s.key).join(',')}` : '',
+    plan.removeServices.length > 0 ? `remove ${plan.removeServices.join(',')}` : '',
+  ].filter((p) => p !== '');
+  return parts.length > 0 ? parts.join('; ') : 'main.cf/master.cf unchanged';
+}
+
+/**
+ * postconf commands for a plan, against `configDir` (-c) or the node's own config. `postconf -M`
+ * with the columns alone replaces the whole entry, arguments included, so a rewritten service gets
+ * all its `-o` overrides again with `-P` (which refuses whitespace in values: see bundle checks).
+ */
+export function planCommands(plan: ConfigPlan, configDir?: string): string[] {
+  const pc = configDir === undefined ? ['postconf'] : ['postconf', '-c', configDir];
+  const cmds: string[] = [];
+  if (plan.removeServices.length > 0) cmds.push(sh(...pc, '-MX', ...plan.removeServices));
+  if (plan.removeParams.length > 0) cmds.push(sh(...pc, '-X', ...plan.removeParams));
+  if (plan.setParams.length > 0) cmds.push(sh(...pc, '-e', ...plan.setParams.map(([k, v]) => `${k}=${v}`)));
+  for (const s of plan.writeServices) {
+    cmds.push(sh(...pc, '-M', `${s.key}=${s.fields}`));
+    if (s.params.length > 0) cmds.push(sh(...pc, '-P', ...s.params.map(([k, v]) => `${s.key}/${k}=${v}`)));
+  }
+  return cmds;
+}
+
+/**
+ * Postfix readers (postconf, postfix reload, master) re-read a main.cf modified within the last ~2 s
+ * every 300 ms until it is older ("file being edited" guard): ~1.8 s per reload. postconf edits by
+ * rename, so the file is never half-written; dating it 10 s back skips the wait.
+ */
+export function backdateCommand(mainCf: string): string {
+  return sh('touch', '-m', '-d', '10 seconds ago', mainCf);
+}
+
+export interface NodeState {
+  /** `postconf -h config_directory`: proves the session acts on the instance we mean to change. */
+  configDirectory: string;
+  /** `postconf -xh maillog_file`, '' when Postfix logs to syslog. */
+  maillogFile: string;
+  /** `readlink current`, null when there is no live release. */
+  currentTarget: string | null;
+  /** Content of current/VERSION, null when missing. */
+  liveVersion: string | null;
+  config: LiveConfig;
+}
+
+const SEP = '@@relayplane@@';
+
+/** Reads everything the deployer needs to know about the node in one round trip. */
+export async function readNodeState(conn: NodeConnection, layout: NodeLayout): Promise<NodeState> {
+  const script = [
+    'postconf -h config_directory',
+    'postconf -xh maillog_file',
+    `readlink ${sh(layout.current)} || true`,
+    `cat ${sh(posix.join(layout.current, 'VERSION'))} 2>/dev/null || true`,
+    'postconf -n',
+    'postconf -M',
+    'postconf -P',
+    `cat ${sh(posix.join(layout.current, META_DIR, 'params'))} 2>/dev/null || true`,
+  ].join(`; echo ${SEP}; `);
+  const r = await execOk(conn, `set -e; ${script}`);
+  const parts = r.stdout.split(`${SEP}\n`);
+  const [confDir, maillog, target, version, params, services, serviceParams, managed] = parts.map((p) => p.trim());
+  return {
+    configDirectory: confDir ?? '',
+    maillogFile: maillog ?? '',
+    currentTarget: target === undefined || target === '' ? null : target,
+    liveVersion: version === undefined || version === '' ? null : version,
+    config: {
+      params: parseParams(params ?? ''),
+      services: parseServices(services ?? ''),
+      serviceParams: parseServiceParams(serviceParams ?? ''),
+      managedParams: (managed ?? '').split('\n').filter((l) => /^[a-z0-9_]+$/.test(l)),
+    },
+  };
+}

@@ -1,0 +1,128 @@
+/**
+ * Release directories on a node (see layout.ts): staging, promotion, the `current` switch, the
+ * main.cf/master.cf backups a rollback restores, and pruning. Every path is derived from the layout
+ * and a validated version, so the `rm -rf` calls here can only hit release directories.
+ */
+import { randomBytes } from 'node:crypto';
+import { posix } from 'node:path';
+import { serviceKey, type Bundle } from './bundle.js';
+import { META_DIR, VERSION_RE, type NodeLayout } from './layout.js';
+import { backdateCommand } from './postfix-config.js';
+import { sh } from './shell-quote.js';
+import { tarArchive } from './tar-archive.js';
+import { execOk, type NodeConnection } from './ssh-transport.js';
+
+function assertVersion(version: string): void {
+  if (!VERSION_RE.test(version)) throw new Error(`not a release version: ${JSON.stringify(version)}`);
+}
+
+/**
+ * Uploads the bundle's files and manifests into a fresh staging dir in one `tar -x`; returns its
+ * path. The staging dir is created 0700 under `umask 077`, so no file in it is reachable by anyone
+ * but root while it is written; tar opens each file with its final mode (0600 secrets) masked by
+ * that umask and sets the exact mode at the end. -m: files get the extraction time, so the .db
+ * files postmap writes next are never older than their sources (Postfix warns about that).
+ */
+export async function stageRelease(conn: NodeConnection, layout: NodeLayout, bundle: Bundle): Promise<string> {
+  assertVersion(bundle.version);
+  const staging = `${layout.release(bundle.version)}.tmp-${randomBytes(6).toString('hex')}`;
+  const lines = (items: string[]) => items.map((i) => `${i}\n`).join('');
+  const archive = tarArchive([
+    ...Object.entries(bundle.files).map(([name, f]) => ({ name, mode: f.mode, content: f.content })),
+    { name: `${META_DIR}/`, mode: 0o755 },
+    { name: `${META_DIR}/params`, mode: 0o644, content: lines(Object.keys(bundle.mainCf).sort()) },
+    { name: `${META_DIR}/services`, mode: 0o644, content: lines(bundle.masterCf.map(serviceKey).sort()) },
+  ]);
+  // releases/ stays traversable (0755): Postfix daemons open tables as root, but nothing needs more
+  // secrecy than the 0600 of the secret files themselves.
+  await execOk(
+    conn,
+    `umask 022 && ${sh('mkdir', '-p', layout.releases)} && umask 077 && ${sh('mkdir', staging)} && ${sh('tar', '-x', '-m', '--no-same-owner', '-f', '-', '-C', staging)}`,
+    { stdin: archive },
+  );
+  return staging;
+}
+
+/** Writes VERSION last and renames the staging dir to releases/<version> (which must not be live). */
+export async function promoteRelease(conn: NodeConnection, layout: NodeLayout, staging: string, version: string): Promise<string> {
+  assertVersion(version);
+  const release = layout.release(version);
+  const versionFile = posix.join(staging, 'VERSION');
+  await execOk(
+    conn,
+    [
+      sh('rm', '-rf', posix.join(staging, META_DIR, 'check')),
+      `printf '%s\\n' ${version} > ${sh(versionFile)}`,
+      sh('chmod', '0644', versionFile),
+      sh('chmod', '0755', staging),
+      sh('rm', '-rf', release),
+      sh('mv', '-T', staging, release),
+    ].join(' && '),
+  );
+  return release;
+}
+
+/**
+ * Points `current` at a release (or removes it for null). A new symlink renamed over the old one:
+ * rename(2) is atomic, so a daemon opening a table sees the old or the new release, never neither.
+ */
+export async function switchCurrent(conn: NodeConnection, layout: NodeLayout, version: string | null): Promise<void> {
+  if (version === null) {
+    await execOk(conn, sh('rm', '-f', layout.current));
+    return;
+  }
+  assertVersion(version);
+  const tmp = `${layout.current}.tmp`;
+  await execOk(conn, `${sh('ln', '-sfn', layout.linkTarget(version), tmp)} && ${sh('mv', '-T', tmp, layout.current)}`);
+}
+
+/** Copies main.cf and master.cf into the release before they are edited, for an exact restore. */
+export function backupCommand(layout: NodeLayout, release: string): string {
+  const meta = posix.join(release, META_DIR);
+  return ['main.cf', 'master.cf'].map((f) => sh('cp', '-p', posix.join(layout.configDir, f), posix.join(meta, `${f}.before`))).join(' && ');
+}
+
+/** Puts the backed-up main.cf and master.cf back (copy, then rename over the live file). */
+export async function restoreConfig(conn: NodeConnection, layout: NodeLayout, release: string): Promise<void> {
+  const meta = posix.join(release, META_DIR);
+  const steps = ['main.cf', 'master.cf'].map((f) => {
+    const live = posix.join(layout.configDir, f);
+    const tmp = `${live}.relayplane-restore`;
+    return `${sh('cp', '-p', posix.join(meta, `${f}.before`), tmp)} && ${sh('mv', '-f', tmp, live)}`;
+  });
+  await execOk(conn, [...steps, backdateCommand(posix.join(layout.configDir, 'main.cf'))].join(' && '));
+}
+
+/** Removes a staging or release dir (only ever one under releases/). */
+export async function removeReleaseDir(conn: NodeConnection, layout: NodeLayout, dir: string): Promise<void> {
+  const name = posix.relative(layout.releases, dir);
+  if (!/^[0-9a-f]{64}(\.tmp-[0-9a-f]+)?$/.test(name)) throw new Error(`refusing to remove ${dir}`);
+  await execOk(conn, sh('rm', '-rf', dir));
+}
+
+/**
+ * Keeps the `keep` newest releases (by directory mtime, i.e. promotion time), never removing the
+ * ones in `protect` (live and previous). Staging dirs left by a crashed deploy go after 10 minutes.
+ */
+export async function pruneReleases(
+  conn: NodeConnection,
+  layout: NodeLayout,
+  keep: number,
+  protect: Array<string | null>,
+): Promise<string[]> {
+  const r = await execOk(conn, `${sh('find', layout.releases, '-mindepth', '1', '-maxdepth', '1', '-type', 'd', '-printf', '%T@ %f\\n')}`);
+  const dirs = r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => l.split(' '))
+    .filter((p): p is [string, string] => p.length === 2)
+    .map(([t, name]) => ({ mtime: Number(t), name }));
+  const releases = dirs.filter((d) => VERSION_RE.test(d.name)).sort((a, b) => b.mtime - a.mtime);
+  const kept = new Set(protect.filter((v): v is string => v !== null));
+  for (const d of releases) if (kept.size < keep) kept.add(d.name);
+  const doomed = releases.filter((d) => !kept.has(d.name)).map((d) => d.name);
+  const removeStale = sh('find', '.', '-mindepth', '1', '-maxdepth', '1', '-type', 'd', '-name', '*.tmp-*', '-mmin', '+10', '-exec', 'rm', '-rf', '{}', '+');
+  const removeOld = doomed.length > 0 ? ` && ${sh('rm', '-rf', '--', ...doomed)}` : '';
+  await execOk(conn, `${removeStale}${removeOld}`, { cwd: layout.releases });
+  return doomed;
+}

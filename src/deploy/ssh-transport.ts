@@ -1,0 +1,164 @@
+/**
+ * SSH to a Postfix node with the host key pinned: a thin wrapper over node-ssh (ssh2). Commands run
+ * in the login shell of the node user (root, with MAIL_CONFIG set by the node's sshd when the node
+ * runs a non-default instance), so `postconf`, `postmap` and `postfix` act on that node's Postfix.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { posix } from 'node:path';
+import { Readable } from 'node:stream';
+import { NodeSSH } from 'node-ssh';
+import { HostKeyMismatchError, RemoteCommandError, excerpt } from './errors.js';
+import { sh, shellQuote } from './shell-quote.js';
+
+export interface NodeTarget {
+  host: string;
+  port: number;
+  username: string;
+  /** OpenSSH/PEM private key. Never logged, never put into an error. */
+  privateKey: string | Buffer;
+  /** Pinned host key: an OpenSSH public key line (`ssh-ed25519 AAAA…`) or a `SHA256:…` fingerprint. */
+  hostKey: string;
+  readyTimeoutMs?: number;
+  /** Default limit for one remote command (default 60 s). */
+  commandTimeoutMs?: number;
+}
+
+export interface ExecOptions {
+  stdin?: string | Buffer;
+  cwd?: string;
+  timeoutMs?: number;
+}
+
+export interface ExecResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface NodeConnection {
+  readonly host: string;
+  /** Runs a shell command line; never rejects on a non-zero exit (only on a timeout or lost connection). */
+  exec(command: string, options?: ExecOptions): Promise<ExecResult>;
+  /**
+   * Writes a file that has its final mode from its first byte: created under `umask 077` with a
+   * temporary name in the same directory, chmod'ed, then renamed over `path`.
+   */
+  writeFile(path: string, content: string, mode: number): Promise<void>;
+  close(): void;
+}
+
+/** `SHA256:` + unpadded base64 of sha256(raw key blob), as `ssh-keygen -lf` prints it. */
+export function sshFingerprint(rawKey: Buffer): string {
+  return `SHA256:${createHash('sha256').update(rawKey).digest('base64').replace(/=+$/, '')}`;
+}
+
+/** The fingerprint a pinned host key (key line or fingerprint) stands for. */
+export function pinnedFingerprint(hostKey: string): string {
+  const pinned = hostKey.trim();
+  if (pinned.startsWith('SHA256:')) return pinned.replace(/=+$/, '');
+  const blob = pinned.split(/\s+/)[1];
+  if (blob === undefined || !/^[A-Za-z0-9+/]+={0,2}$/.test(blob)) {
+    throw new Error('hostKey must be an OpenSSH public key line or a SHA256: fingerprint');
+  }
+  return sshFingerprint(Buffer.from(blob, 'base64'));
+}
+
+export async function connectNode(target: NodeTarget): Promise<NodeConnection> {
+  const expected = pinnedFingerprint(target.hostKey);
+  let presented: string | undefined;
+  const ssh = new NodeSSH();
+  try {
+    await ssh.connect({
+      host: target.host,
+      port: target.port,
+      username: target.username,
+      privateKey: typeof target.privateKey === 'string' ? target.privateKey : target.privateKey.toString('utf8'),
+      readyTimeout: target.readyTimeoutMs ?? 10_000,
+      // Runs during key exchange, before user authentication: on a mismatch nothing is sent.
+      hostVerifier: (key: Buffer) => {
+        presented = sshFingerprint(key);
+        return presented === expected;
+      },
+      tryKeyboard: false,
+    });
+  } catch (err) {
+    ssh.dispose();
+    if (presented !== undefined && presented !== expected) {
+      throw new HostKeyMismatchError(target.host, target.port, expected, presented);
+    }
+    // ssh2's messages name the failure, never the key; keep only the message.
+    const message = err instanceof Error ? err.message : String(err);
+    throw new Error(`ssh ${target.username}@${target.host}:${target.port}: ${message}`);
+  }
+  return new SshNodeConnection(ssh, target.host, target.commandTimeoutMs ?? 60_000);
+}
+
+interface ClosableChannel {
+  close(): void;
+}
+
+class SshNodeConnection implements NodeConnection {
+  constructor(
+    private readonly ssh: NodeSSH,
+    readonly host: string,
+    private readonly commandTimeoutMs: number,
+  ) {}
+
+  async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
+    const line = options.cwd === undefined ? command : `cd ${shellQuote(options.cwd)} && { ${command}\n}`;
+    let channel: ClosableChannel | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const limit = options.timeoutMs ?? this.commandTimeoutMs;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        channel?.close();
+        reject(new RemoteCommandError(`command timed out after ${limit} ms: ${excerpt(command, 120)}`, -1, ''));
+      }, limit);
+    });
+    try {
+      const r = await Promise.race([
+        this.ssh.execCommand(line, {
+          noTrim: true,
+          ...(options.stdin !== undefined ? { stdin: typeof options.stdin === 'string' ? options.stdin : Readable.from([options.stdin]) } : {}),
+          onChannel: (c: ClosableChannel) => {
+            channel = c;
+          },
+        }),
+        timedOut,
+      ]);
+      // A null code means the command died on a signal (or the channel closed without a status).
+      return { code: r.code ?? 255, stdout: r.stdout, stderr: r.stderr };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async writeFile(path: string, content: string, mode: number): Promise<void> {
+    if (!Number.isInteger(mode) || mode < 0 || mode > 0o777) throw new Error(`invalid file mode ${mode}`);
+    const tmp = posix.join(posix.dirname(path), `.${posix.basename(path)}.tmp-${randomBytes(6).toString('hex')}`);
+    const octal = mode.toString(8).padStart(4, '0');
+    // umask 077 before the redirection creates the file: a 0600 secret is never readable by
+    // others, not even between create and chmod. The rename makes the final name appear complete.
+    const script =
+      `umask 077 && cat > ${shellQuote(tmp)} && chmod ${octal} ${shellQuote(tmp)} && ${sh('mv', '-f', tmp, path)}` +
+      ` || { rc=$?; rm -f ${shellQuote(tmp)}; exit $rc; }`;
+    const r = await this.exec(script, { stdin: content });
+    if (r.code !== 0) {
+      throw new RemoteCommandError(`writing ${path} failed (exit ${r.code}): ${excerpt(r.stderr, 200)}`, r.code, r.stderr);
+    }
+  }
+
+  close(): void {
+    this.ssh.dispose();
+  }
+}
+
+/** Runs a command and throws a RemoteCommandError (with a stderr excerpt, never stdout) on a non-zero exit. */
+export async function execOk(conn: NodeConnection, command: string, options: ExecOptions = {}): Promise<ExecResult> {
+  const r = await conn.exec(command, options);
+  if (r.code !== 0) {
+    const what = excerpt(command.split('\n')[0] ?? command, 100);
+    throw new RemoteCommandError(`${what}: exit ${r.code}: ${excerpt(r.stderr, 300) || '(no stderr)'}`, r.code, r.stderr);
+  }
+  return r;
+}
