@@ -4,7 +4,7 @@ import type { CredentialStatus, RelayCredential } from '../generated/prisma/clie
 import { ConflictError, ForbiddenError, NotFoundError, UnprocessableError, ValidationError } from '../lib/errors.js';
 import { decodeCursor, type PageRequest, toPage } from '../lib/pagination.js';
 import type { SecretBox } from '../lib/secret-box.js';
-import { isValidSaslSecret, isValidSaslUsername } from './sasl-validation.js';
+import { isValidSaslSecret, isValidSaslUsername } from '../postfix/map-encoding.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
 import type { CredentialRepository } from '../repositories/credential.repository.js';
 import type { DomainRepository } from '../repositories/domain.repository.js';

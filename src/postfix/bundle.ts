@@ -1,0 +1,94 @@
+/**
+ * The compiler's output and the two helpers the deployer needs: renderBundle() puts the live
+ * release directory into every table path, masterCfLine() gives the text for `postconf -M`.
+ */
+import { createHash } from 'node:crypto';
+
+/** Stands for the release directory in main.cf values and master.cf options until renderBundle(). */
+export const DIR_PLACEHOLDER = '{{dir}}';
+
+/** Every generated master.cf service starts with this, so a deployer can remove stale ones. */
+export const SERVICE_PREFIX = 'rp_';
+
+export interface BundleFile {
+  content: string;
+  /** 0o600 for files holding secrets (then the .db postmap makes must be 0600 too). */
+  mode: 0o600 | 0o644;
+  secret: boolean;
+  /**
+   * 'hash': run `postmap hash:FILE` after writing. null: copied as is (the regexp: sender_access
+   * table, which Postfix reads from the source file; a change takes effect with `postfix reload`).
+   */
+  mapType: 'hash' | null;
+}
+
+/** One master.cf service line: `name unix private unpriv chroot wakeup maxproc command args...`. */
+export interface MasterService {
+  name: string;
+  type: 'unix';
+  private: '-' | 'y' | 'n';
+  unpriv: '-' | 'y' | 'n';
+  /** Always 'n': the tables live outside any chroot jail. */
+  chroot: 'n';
+  wakeup: '-';
+  maxproc: '-';
+  command: 'smtp';
+  /** The `-o name=value` overrides, sorted by name. */
+  options: Record<string, string>;
+  /** The same as argv tokens: ['-o', 'name=value', ...]. */
+  args: string[];
+}
+
+export interface Bundle {
+  /** sha256 hex over a canonical serialization of files, mainCf and masterCf (not warnings). */
+  version: string;
+  /** By file name (e.g. 'sender_relay'); each lives at `${dir}/${name}`. */
+  files: Record<string, BundleFile>;
+  /** Parameters for `postconf -e`; table paths contain DIR_PLACEHOLDER until renderBundle(). */
+  mainCf: Record<string, string>;
+  /** Generated services, sorted by name; all names start with SERVICE_PREFIX. */
+  masterCf: MasterService[];
+  warnings: string[];
+}
+
+function byKey<T>(record: Record<string, T>): Array<[string, T]> {
+  return Object.entries(record).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** Same files, parameters and services → same version, whatever order they were built in. */
+export function bundleVersion(bundle: Omit<Bundle, 'version' | 'warnings'>): string {
+  const canonical = JSON.stringify({
+    files: byKey(bundle.files).map(([name, f]) => [name, f.mode, f.secret, f.mapType, f.content]),
+    mainCf: byKey(bundle.mainCf),
+    masterCf: [...bundle.masterCf]
+      .sort((a, b) => (a.name < b.name ? -1 : 1))
+      .map((s) => [s.name, s.type, s.private, s.unpriv, s.chroot, s.wakeup, s.maxproc, s.command, byKey(s.options)]),
+  });
+  return createHash('sha256').update(canonical).digest('hex');
+}
+
+export function masterCfLine(service: MasterService): string {
+  return [service.name, service.type, service.private, service.unpriv, service.chroot, service.wakeup, service.maxproc, service.command, ...service.args].join(' ');
+}
+
+/**
+ * A release directory Postfix can take in a table path and in a master.cf `-o` value: absolute,
+ * no whitespace, commas, `$`, braces or other characters Postfix would interpret.
+ */
+export function isSafeReleaseDir(dir: string): boolean {
+  return /^\/[A-Za-z0-9._/-]*$/.test(dir) && !dir.includes('//') && !dir.split('/').includes('..');
+}
+
+/** The bundle with DIR_PLACEHOLDER replaced by `dir` (trailing slash ignored). */
+export function renderBundle(bundle: Bundle, dir: string): Bundle {
+  const base = dir.length > 1 ? dir.replace(/\/+$/, '') : dir;
+  if (!isSafeReleaseDir(base)) throw new Error(`unsafe release directory ${JSON.stringify(dir)}`);
+  const sub = (value: string) => value.replaceAll(DIR_PLACEHOLDER, base);
+  const mainCf = Object.fromEntries(byKey(bundle.mainCf).map(([k, v]) => [k, sub(v)]));
+  const masterCf = bundle.masterCf.map((s) => ({
+    ...s,
+    options: Object.fromEntries(byKey(s.options).map(([k, v]) => [k, sub(v)])),
+    args: s.args.map(sub),
+  }));
+  return { ...bundle, mainCf, masterCf };
+}

@@ -1,0 +1,212 @@
+/**
+ * explainRoute(): what Postfix will do with mail from `sender` to `recipient`, read from the same
+ * RoutePlan (and the same table-entry builders) the compiler renders, so the explanation cannot
+ * drift from the config. Shaped for a differential test against real `postmap -q` answers and for
+ * comparison with what smart hosts observe. Never contains a secret.
+ */
+import { planRoutes, isRoutePlan, type DomainRoute, type RoutePlan } from './plan.js';
+import type { EffectiveLimits } from './resolve.js';
+import type { DestinationPolicy, Snapshot } from './snapshot.js';
+import {
+  PERMIT_SENDER,
+  REJECT_NULL_SENDER,
+  REJECT_UNKNOWN_SENDER,
+  CATCH_ALL_PATTERN,
+  NULL_SENDER_PATTERN,
+  TABLE,
+  UNROUTED_SERVICE,
+  UNROUTED_TRANSPORT,
+  globalSaslCredential,
+  rejectText,
+  senderKey,
+  transportValue,
+} from './tables.js';
+import { senderDomainPattern } from './map-encoding.js';
+
+export interface MatchedEntry {
+  /** A table name from TABLE, a per-service SASL map, or 'main.cf'. */
+  table: string;
+  key: string;
+  /** SASL values are masked: `username:********`. */
+  value: string;
+}
+
+export interface NexthopCredential {
+  credentialId: string;
+  username: string;
+}
+
+export interface Explanation {
+  sender: string;
+  recipient: string;
+  /** Lower-cased domain of the sender; null for the null sender or an address without domain. */
+  senderDomain: string | null;
+  recipientDomain: string | null;
+  /**
+   * relay/direct: delivered that way. rejected: smtpd refuses new mail with 554 5.7.1 (mail already
+   * queued is held by the retry: default transport). deferred: the null sender, i.e. bounces the
+   * node generates itself, which wait in the queue (clients' `MAIL FROM:<>` is rejected).
+   */
+  outcome: 'relay' | 'direct' | 'rejected' | 'deferred';
+  /** master.cf service: 'smtp', a generated 'rp_…' service, or 'retry' for unrouted mail. */
+  service: string;
+  /** In the order Postfix tries them: `[host]:port` for relays, the recipient domain for direct. */
+  nexthops: string[];
+  /** Credential offered to the first nexthop. */
+  credentialId: string | null;
+  credentialsByNexthop: Record<string, NexthopCredential | null>;
+  /** The SASL map the service consults, or null when the service cannot authenticate. */
+  saslMap: string | null;
+  /** true: lookup by sender (`@domain`) first; false: by nexthop only. */
+  senderDependentAuth: boolean;
+  /** TLS level for the first nexthop. */
+  tlsPolicy: string | null;
+  tlsPolicyByNexthop: Record<string, string>;
+  /** The destination policy whose TLS entry applies (direct deliveries only). */
+  destinationPolicyId: string | null;
+  /** Queue-manager limits of the service's queue; null for unrouted mail. */
+  limits: EffectiveLimits | null;
+  matched: MatchedEntry[];
+  reason: string;
+}
+
+function domainOf(address: string): string | null {
+  const at = address.lastIndexOf('@');
+  if (at < 0 || at === address.length - 1) return null;
+  return address.slice(at + 1).toLowerCase();
+}
+
+function masked(username: string): string {
+  return `${username}:********`;
+}
+
+/** Postfix's smtp_tls_policy_maps lookup for a domain nexthop: the name, then `.parent` suffixes. */
+export function matchDestinationPolicy(plan: RoutePlan, recipientDomain: string, onlyWithTls = true): DestinationPolicy | null {
+  const byPattern = new Map(plan.index.destinationPolicies.filter((p) => !onlyWithTls || p.tls !== null).map((p) => [p.pattern, p]));
+  // Address literals and other non-hostnames get one exact lookup, no parent walk.
+  if (!/^[a-z0-9.-]+$/.test(recipientDomain)) return byPattern.get(recipientDomain) ?? null;
+  let name: string | null = recipientDomain;
+  while (name !== null) {
+    const hit = byPattern.get(name);
+    if (hit !== undefined) return hit;
+    const dot: number = name.indexOf('.', 1);
+    name = dot < 0 ? null : name.slice(dot);
+  }
+  return null;
+}
+
+function base(sender: string, recipient: string, senderDomain: string | null, recipientDomain: string | null): Explanation {
+  return {
+    sender,
+    recipient,
+    senderDomain,
+    recipientDomain,
+    outcome: 'rejected',
+    service: UNROUTED_SERVICE,
+    nexthops: [],
+    credentialId: null,
+    credentialsByNexthop: {},
+    saslMap: null,
+    senderDependentAuth: false,
+    tlsPolicy: null,
+    tlsPolicyByNexthop: {},
+    destinationPolicyId: null,
+    limits: null,
+    matched: [],
+    reason: '',
+  };
+}
+
+function explainUnrouted(plan: RoutePlan, e: Explanation): Explanation {
+  const nullSender = e.sender === '' || e.sender === '<>';
+  const domain = e.senderDomain;
+  const known = domain === null ? undefined : plan.unrouted.get(domain);
+  let pattern = CATCH_ALL_PATTERN;
+  let verdict = REJECT_UNKNOWN_SENDER;
+  let why = domain === null ? 'the sender address has no domain' : `sender domain ${domain} is not configured in Relayplane`;
+  if (nullSender) {
+    [pattern, verdict, why] = [NULL_SENDER_PATTERN, REJECT_NULL_SENDER, 'the null sender belongs to no tenant'];
+  } else if (known !== undefined && domain !== null) {
+    [pattern, verdict, why] = [senderDomainPattern(domain), rejectText(known.reason), known.reason];
+  }
+  e.outcome = nullSender ? 'deferred' : 'rejected';
+  e.matched.push({ table: TABLE.senderAccess, key: pattern, value: verdict });
+  e.matched.push({ table: 'main.cf', key: 'default_transport', value: UNROUTED_TRANSPORT });
+  e.reason = nullSender
+    ? `${why}: clients' MAIL FROM:<> is rejected at submission; bounces the node generates wait in the queue (retry:) until bounce_queue_lifetime`
+    : `${why}: submission is rejected with 554 5.7.1; mail already queued is held by the retry: default transport and never leaves`;
+  return e;
+}
+
+function explainRouted(plan: RoutePlan, route: DomainRoute, e: Explanation): Explanation {
+  const key = senderKey(route.domain.name);
+  e.service = route.service;
+  e.limits = route.limits;
+  e.saslMap = route.saslMap;
+  e.senderDependentAuth = route.sasl === 'sender';
+  e.matched.push({ table: TABLE.senderAccess, key: senderDomainPattern(route.domain.name), value: PERMIT_SENDER });
+  e.matched.push({ table: TABLE.senderTransport, key, value: transportValue(route.service) });
+  const destination = e.recipientDomain === null ? null : matchDestinationPolicy(plan, e.recipientDomain);
+
+  if (route.kind === 'direct') {
+    e.outcome = 'direct';
+    const nexthop = e.recipientDomain ?? '';
+    e.matched.push({ table: 'main.cf', key: 'relayhost', value: '' });
+    e.nexthops = [nexthop];
+    e.credentialsByNexthop[nexthop] = null;
+    if (destination !== null && destination.tls !== null) {
+      e.destinationPolicyId = destination.id;
+      e.tlsPolicy = destination.tls;
+      e.matched.push({ table: TABLE.tlsPolicy, key: destination.pattern, value: destination.tls });
+    } else {
+      e.tlsPolicy = 'may';
+      e.matched.push({ table: 'main.cf', key: 'smtp_tls_security_level', value: 'may' });
+    }
+    e.tlsPolicyByNexthop[nexthop] = e.tlsPolicy;
+    e.reason =
+      `sender domain ${route.domain.name} routes directly: no sender_relay entry and an empty relayhost leave the recipient domain ` +
+      `as nexthop (MX lookup) via service ${route.service}; no SASL credential is ever offered`;
+    return e;
+  }
+
+  e.outcome = 'relay';
+  e.nexthops = route.hops.map((h) => h.nexthop);
+  e.matched.push({ table: TABLE.senderRelay, key, value: route.relayhost ?? '' });
+  const globalCredential = globalSaslCredential(route);
+  if (globalCredential !== null) e.matched.push({ table: TABLE.saslPasswd, key, value: masked(globalCredential.username) });
+  for (const hop of route.hops) {
+    const credential = route.sasl === 'service' ? hop.credential : route.sasl === 'sender' ? globalCredential : null;
+    e.credentialsByNexthop[hop.nexthop] = credential === null ? null : { credentialId: credential.id, username: credential.username };
+    if (route.sasl === 'service' && credential !== null && route.saslMap !== null) {
+      e.matched.push({ table: route.saslMap, key: hop.nexthop, value: masked(credential.username) });
+    }
+    const policy = plan.relayTlsPolicies.get(hop.nexthop) ?? hop.tlsPolicy;
+    e.tlsPolicyByNexthop[hop.nexthop] = policy;
+    e.matched.push({ table: TABLE.tlsPolicy, key: hop.nexthop, value: policy });
+  }
+  const first = route.hops[0];
+  e.credentialId = first === undefined ? null : (e.credentialsByNexthop[first.nexthop]?.credentialId ?? null);
+  e.tlsPolicy = first === undefined ? null : (e.tlsPolicyByNexthop[first.nexthop] ?? null);
+  const auth =
+    route.sasl === 'sender'
+      ? `SASL by sender from ${TABLE.saslPasswd}`
+      : route.sasl === 'service'
+        ? `SASL by nexthop from ${route.saslMap ?? '?'} (sender-dependent authentication off)`
+        : 'SASL authentication disabled for this service';
+  const ignored = destination === null ? '' : `; destination policy ${destination.pattern} does not apply to relayed mail`;
+  e.reason = `sender domain ${route.domain.name} relays via ${e.nexthops.join(' then ')} using service ${route.service}; ${auth}${ignored}`;
+  return e;
+}
+
+/**
+ * Explains the route of one message. Accepts a Snapshot (planned here, may throw CompileError)
+ * or a RoutePlan from planRoutes() to explain many pairs cheaply.
+ */
+export function explainRoute(source: Snapshot | RoutePlan, sender: string, recipient: string): Explanation {
+  const plan = isRoutePlan(source) ? source : planRoutes(source);
+  const nullSender = sender === '' || sender === '<>';
+  const senderDomain = nullSender ? null : domainOf(sender);
+  const e = base(sender, recipient, senderDomain, domainOf(recipient));
+  const route = senderDomain === null ? undefined : plan.routes.get(senderDomain);
+  return route === undefined ? explainUnrouted(plan, e) : explainRouted(plan, route, e);
+}

@@ -1,0 +1,173 @@
+/**
+ * Encoding of keys and values for Postfix lookup-table source files, and the validators the API
+ * layer calls to refuse input that no table could carry byte for byte.
+ *
+ * What `postmap` does with a source line (measured on 3.7, proven again by test/postfix):
+ * - the key ends at the first whitespace not escaped by `\` or inside `"` quotes; the value is
+ *   the rest after the following whitespace (taken literally: quotes and backslashes kept);
+ * - a line that starts with whitespace continues the previous entry (so a newline + space in a
+ *   value, or a domain `a.example\n evil.example`, would splice text into another entry);
+ * - a line whose first character is `#` is a comment; an empty line is skipped;
+ * - keys are folded to lower case; CR and trailing ASCII whitespace are stripped;
+ * - only the first `:` of a smtp_sasl_password_maps value splits user from password, so a
+ *   password may contain `:` and a username may not;
+ * - in values, quotes and backslashes are literal; non-ASCII UTF-8 survives (smtputf8_enable yes
+ *   or no); a NUL ends the value.
+ * So: keys are printable ASCII without upper case, quotes or backslashes, never starting with
+ * `#`; values have no control characters (tab included: invisible, and stripped at the end), no
+ * unpaired surrogates (JS would write them as U+FFFD) and no whitespace at either end (trailing
+ * whitespace is stripped; leading is refused too: almost always a paste error, and stripped
+ * whenever it would start the value).
+ */
+import { isIPv6 } from 'node:net';
+
+const MAX_KEY = 1024;
+const MAX_VALUE = 4096;
+const MAX_SECRET = 1024;
+const MAX_USERNAME = 255;
+
+/**
+ * Printable ASCII (0x21-0x7e) without A-Z, `"` and `\`, not starting with `#`. postmap reads keys
+ * with quoting: `\` escapes the next character (so `@a\ b` is one key and no value) and `"`
+ * toggles quoting (an unbalanced one makes postmap skip the whole line). Not ending in `:` either:
+ * postmap then warns "is this an alias file?".
+ */
+export function isMapSafeKey(key: string): boolean {
+  return key.length > 0 && key.length <= MAX_KEY && /^[\x21\x23-\x40\x5b\x5d-\x7e]+$/.test(key) && !key.startsWith('#') && !key.endsWith(':');
+}
+
+/**
+ * No control characters (C0, DEL, C1), no unpaired surrogates, no whitespace at either end.
+ * Inner spaces, `:`, `#`, quotes and any other Unicode survive postmap unchanged.
+ */
+export function isMapSafeValue(value: string): boolean {
+  return (
+    value.length > 0 &&
+    value.length <= MAX_VALUE &&
+    !/[\p{Cc}\p{Cs}]/u.test(value) &&
+    !/^\s|\s$/u.test(value)
+  );
+}
+
+/**
+ * 1..255 characters without `:` (the first `:` of the map value ends the username), without any
+ * whitespace (Unicode included) and without control characters or unpaired surrogates.
+ */
+export function isValidSaslUsername(username: string): boolean {
+  return username.length > 0 && username.length <= MAX_USERNAME && !/[\s:\p{Cc}\p{Cs}]/u.test(username);
+}
+
+/** Any Unicode text a map value can carry (see isMapSafeValue), 1..1024 UTF-16 units. */
+export function isValidSaslSecret(secret: string): boolean {
+  return secret.length <= MAX_SECRET && isMapSafeValue(secret);
+}
+
+const LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
+const HOSTNAME = new RegExp(`^${LABEL}(?:\\.${LABEL})*$`);
+const IPV4 = /^(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+
+function isDnsName(name: string, minLabels: number): boolean {
+  if (name.length === 0 || name.length > 253 || !HOSTNAME.test(name)) return false;
+  const labels = name.split('.');
+  // A numeric last label would make `1.2.3.4`-like names ambiguous with IP literals.
+  return labels.length >= minLabels && !/^\d+$/.test(labels[labels.length - 1] ?? '');
+}
+
+/** A sender domain: lower-case ASCII (IDNA A-labels), at least two labels, no trailing dot. */
+export function isValidDomainName(name: string): boolean {
+  return isDnsName(name, 2);
+}
+
+/** A destination policy pattern: `example.com` or `.example.com` (subdomains only). */
+export function isValidDestinationPattern(pattern: string): boolean {
+  return isValidDomainName(pattern.startsWith('.') ? pattern.slice(1) : pattern);
+}
+
+/** A relay host: lower-case DNS name (one label allowed), IPv4 literal, or IPv6 literal without brackets or zone. */
+export function isValidRelayHost(host: string): boolean {
+  if (IPV4.test(host)) return true;
+  if (host.includes(':')) return isIPv6(host) && !host.includes('%') && host === host.toLowerCase();
+  return isDnsName(host, 1);
+}
+
+export function isValidPort(port: number): boolean {
+  return Number.isInteger(port) && port >= 1 && port <= 65535;
+}
+
+/**
+ * `[host]:port`, always bracketed: an unbracketed nexthop triggers MX lookups and no longer matches
+ * the bracketed keys of the TLS policy table.
+ */
+export function formatNexthop(host: string, port: number): string {
+  return `[${host}]:${port}`;
+}
+
+export function saslPasswordValue(username: string, secret: string): string {
+  return `${username}:${secret}`;
+}
+
+export class MapEncodingError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'MapEncodingError';
+  }
+}
+
+function byCodeUnits(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * A hash: source file, one `key value` line per entry, sorted by key. Throws on any key or value
+ * postmap would not read back exactly, and on duplicate keys (postmap would keep only the first).
+ */
+export function renderHashMap(entries: ReadonlyArray<readonly [string, string]>): string {
+  const sorted = [...entries].sort((a, b) => byCodeUnits(a[0], b[0]));
+  let out = '';
+  let previous: string | undefined;
+  for (const [key, value] of sorted) {
+    if (!isMapSafeKey(key)) throw new MapEncodingError(`unsafe map key ${JSON.stringify(key)}`);
+    if (!isMapSafeValue(value)) throw new MapEncodingError(`unsafe map value for key ${JSON.stringify(key)}`);
+    if (key === previous) throw new MapEncodingError(`duplicate map key ${JSON.stringify(key)}`);
+    previous = key;
+    out += `${key} ${value}\n`;
+  }
+  return out;
+}
+
+/**
+ * The regexp: pattern matching a whole address whose domain is exactly `domain` (no subdomains):
+ * `/@a\.example$/`. regexp: tables match case-insensitively by default, like the hash lookups.
+ */
+export function senderDomainPattern(domain: string): string {
+  if (!isValidDomainName(domain)) throw new MapEncodingError(`unsafe domain ${JSON.stringify(domain)}`);
+  return `/@${domain.replaceAll('.', '\\.')}$/`;
+}
+
+/**
+ * A regexp: source file. Patterns come from senderDomainPattern() or constants; results must not
+ * contain `$` (regexp tables substitute $1 etc. in results).
+ */
+export function renderRegexpMap(entries: ReadonlyArray<readonly [string, string]>): string {
+  let out = '';
+  for (const [pattern, result] of entries) {
+    if (!/^\/[\x21-\x2e\x30-\x7e]+\/$/.test(pattern)) throw new MapEncodingError(`unsafe regexp pattern ${JSON.stringify(pattern)}`);
+    if (!isMapSafeValue(result) || result.includes('$')) throw new MapEncodingError(`unsafe regexp result for ${pattern}`);
+    out += `${pattern} ${result}\n`;
+  }
+  return out;
+}
+
+const TIME_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
+
+/** A Postfix time value: digits plus an optional unit s|m|h|d|w (`5d`, `300s`, `300`). */
+export function isPostfixTime(value: string): boolean {
+  return /^(?:0|[1-9]\d{0,8})[smhdw]?$/.test(value);
+}
+
+/** Seconds of a Postfix time value (call isPostfixTime first). */
+export function postfixTimeSeconds(value: string): number {
+  const m = /^(\d+)([smhdw]?)$/.exec(value);
+  if (m === null) throw new MapEncodingError(`not a Postfix time: ${JSON.stringify(value)}`);
+  return Number(m[1]) * (TIME_UNITS[m[2] === '' || m[2] === undefined ? 's' : m[2]] ?? 1);
+}

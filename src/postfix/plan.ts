@@ -1,0 +1,287 @@
+/**
+ * From per-domain resolutions to delivery services. Postfix picks the service per sender through
+ * sender_dependent_default_transport_maps (`@domain service:` with an EMPTY nexthop keeps the
+ * sender-dependent relayhost), and its queue manager applies limits per (service, nexthop) queue.
+ *
+ * - `smtp` (Postfix's own): routes without limits or implicit TLS. SASL by sender: the global
+ *   smtp_sasl_password_maps holds `@domain user:pass` (smtp_sender_dependent_authentication=yes).
+ * - `rp_r_<hash of relay ids>`: every domain without limits of its own on the same relay list whose
+ *   relays have limits or implicit TLS; the relays' limits then cap that one shared queue. If all
+ *   its domains resolve to the same credential per nexthop, it has its own nexthop-keyed SASL map
+ *   and `-o smtp_sender_dependent_authentication=no`, so connections can be cached and reused.
+ * - `rp_d_<hash of domain id>`: one sender domain with limits of its own (the domain gets its own
+ *   queue), or a primary+fallback route whose credentials differ between the domains sharing it.
+ *   Always its own nexthop-keyed SASL map, sender-dependent authentication off. Why: an `@domain`
+ *   credential is offered to WHATEVER nexthop is being tried, so with a fallback relay one global
+ *   key would hand the primary's password to the fallback; a per-service map keyed `[host]:port`
+ *   gives each relay exactly its own credential.
+ * A service without any credential gets `-o smtp_sasl_auth_enable=no`: it can never offer one.
+ */
+import { createHash } from 'node:crypto';
+import { ProblemList, type ResourceType } from './errors.js';
+import {
+  defaultLimits,
+  effectiveLimits,
+  hasLimits,
+  resolveSenderDomain,
+  type EffectiveLimits,
+  type Hop,
+  type LimitSource,
+  type RelayTlsPolicy,
+  type SenderDomainResolution,
+} from './resolve.js';
+import type { Credential, Domain, Snapshot, Tenant } from './snapshot.js';
+import { buildIndex, type SnapshotIndex } from './validate.js';
+import { planWarnings } from './warnings.js';
+
+/** sender: global map by `@domain`; service: the service's own map by nexthop; none: AUTH disabled. */
+export type SaslMode = 'sender' | 'service' | 'none';
+
+export const GLOBAL_SASL_MAP = 'sasl_passwd';
+export const DEFAULT_SERVICE = 'smtp';
+
+export interface ServicePlan {
+  name: string;
+  scope: 'relay' | 'domain';
+  route: 'relay' | 'direct';
+  implicitTls: boolean;
+  sasl: SaslMode;
+  /** File name of the service's own SASL map (sasl 'service'), else null. */
+  saslMap: string | null;
+  saslEntries: Array<{ nexthop: string; credential: Credential }>;
+  limits: EffectiveLimits;
+  /** Sender domains delivered by this service, sorted. */
+  domains: string[];
+}
+
+export interface DomainRoute {
+  domain: Domain;
+  tenant: Tenant;
+  kind: 'relay' | 'direct';
+  service: string;
+  /** Relays in order (primary, fallback); empty for direct. */
+  hops: Hop[];
+  /** sender_dependent_relayhost_maps value (`[a]:587,[b]:587`), null for direct. */
+  relayhost: string | null;
+  sasl: SaslMode;
+  /** The map the SASL lookup uses: GLOBAL_SASL_MAP, a per-service map, or null (AUTH disabled). */
+  saslMap: string | null;
+  limits: EffectiveLimits;
+  limitSources: LimitSource[];
+}
+
+export interface UnroutedDomain {
+  domain: Domain;
+  code: string;
+  reason: string;
+}
+
+export interface RoutePlan {
+  kind: 'relayplane.route-plan';
+  index: SnapshotIndex;
+  /** Routed sender domains by name. */
+  routes: ReadonlyMap<string, DomainRoute>;
+  /** Configured but unrouted sender domains by name. */
+  unrouted: ReadonlyMap<string, UnroutedDomain>;
+  /** Generated services, sorted by name (Postfix's `smtp` is not listed). */
+  services: readonly ServicePlan[];
+  /** TLS policy per relay nexthop in use. */
+  relayTlsPolicies: ReadonlyMap<string, RelayTlsPolicy>;
+  warnings: string[];
+}
+
+type Routed = Extract<SenderDomainResolution, { kind: 'relay' | 'direct' }>;
+
+function shortHash(value: string): string {
+  return createHash('sha256').update(value).digest('hex').slice(0, 12);
+}
+
+export function isRoutePlan(value: unknown): value is RoutePlan {
+  return typeof value === 'object' && value !== null && (value as { kind?: unknown }).kind === 'relayplane.route-plan';
+}
+
+function hops(res: Routed): Hop[] {
+  return res.kind === 'relay' ? res.hops : [];
+}
+
+function credentialTuple(res: Routed): string {
+  return hops(res)
+    .map((h) => h.credential?.id ?? '')
+    .join('\u0000');
+}
+
+function serviceSasl(name: string, routeHops: Hop[]): Pick<ServicePlan, 'sasl' | 'saslMap' | 'saslEntries'> {
+  const saslEntries = routeHops.flatMap((h) => (h.credential === null ? [] : [{ nexthop: h.nexthop, credential: h.credential }]));
+  return saslEntries.length === 0 ? { sasl: 'none', saslMap: null, saslEntries } : { sasl: 'service', saslMap: `sasl_${name}`, saslEntries };
+}
+
+/**
+ * Validates the snapshot, resolves every sender domain once and assigns delivery services.
+ * Throws CompileError with every problem found. compile() renders this plan; explainRoute() reads it.
+ */
+export function planRoutes(snapshot: Snapshot): RoutePlan {
+  const problems = new ProblemList();
+  const index = buildIndex(snapshot, problems);
+  problems.throwIfAny();
+  const settings = index.settings;
+
+  const unrouted = new Map<string, UnroutedDomain>();
+  const routed: Routed[] = [];
+  for (const name of [...index.domainsByName.keys()].sort()) {
+    const res = resolveSenderDomain(index, name, problems);
+    if (res.kind === 'unrouted') {
+      if (res.domain !== null) unrouted.set(name, { domain: res.domain, code: res.code, reason: res.reason });
+    } else {
+      routed.push(res);
+    }
+  }
+  problems.throwIfAny();
+
+  const services = new Map<string, ServicePlan>();
+  const serviceOf = new Map<string, string>();
+  const identities = new Map<string, string>();
+  const addService = (identity: string, plan: ServicePlan, owner: { type: ResourceType; id: string }) => {
+    const seen = identities.get(plan.name);
+    if (seen !== undefined && seen !== identity) {
+      problems.add('service_name_collision', owner.type, owner.id, `generated service name ${plan.name} collides; rename is impossible, report this`);
+      return;
+    }
+    identities.set(plan.name, identity);
+    services.set(plan.name, plan);
+    for (const d of plan.domains) serviceOf.set(d, plan.name);
+  };
+  const domainService = (res: Routed) => {
+    const name = `rp_d_${shortHash(res.domain.id)}`;
+    addService(
+      `d:${res.domain.id}`,
+      {
+        name,
+        scope: 'domain',
+        route: res.kind,
+        implicitTls: res.kind === 'relay' && res.implicitTls,
+        ...serviceSasl(name, hops(res)),
+        limits: effectiveLimits(settings, res.limitSources),
+        domains: [res.domain.name],
+      },
+      { type: 'domain', id: res.domain.id },
+    );
+  };
+
+  const groups = new Map<string, Array<Extract<Routed, { kind: 'relay' }>>>();
+  for (const res of routed) {
+    const ownLimits = res.limitSources.some((s) => s.resourceType !== 'relay');
+    if (ownLimits) {
+      domainService(res);
+      continue;
+    }
+    if (res.kind === 'direct') continue; // Postfix's smtp service, no limits of its own
+    const needsService = res.implicitTls || res.hops.some((h) => hasLimits(h.relay.limits));
+    const perNexthopCredentials = res.hops.length > 1 && res.hops.some((h) => h.credential !== null);
+    if (!needsService && !perNexthopCredentials) continue;
+    const key = res.hops.map((h) => h.relay.id).join('\u0000');
+    groups.set(key, [...(groups.get(key) ?? []), res]);
+  }
+  for (const key of [...groups.keys()].sort()) {
+    const members = groups.get(key) ?? [];
+    const first = members[0];
+    if (first === undefined) continue;
+    const uniform = members.every((m) => credentialTuple(m) === credentialTuple(first));
+    if (!uniform && first.hops.length > 1) {
+      members.forEach(domainService);
+      continue;
+    }
+    const name = `rp_r_${shortHash(key)}`;
+    const sasl: Pick<ServicePlan, 'sasl' | 'saslMap' | 'saslEntries'> = uniform ? serviceSasl(name, first.hops) : { sasl: 'sender', saslMap: null, saslEntries: [] };
+    addService(
+      `r:${key}`,
+      {
+        name,
+        scope: 'relay',
+        route: 'relay',
+        implicitTls: first.implicitTls,
+        ...sasl,
+        limits: effectiveLimits(
+          settings,
+          first.limitSources.filter((s) => s.resourceType === 'relay'),
+        ),
+        domains: members.map((m) => m.domain.name),
+      },
+      { type: 'relay', id: first.hops[0]?.relay.id ?? key },
+    );
+  }
+
+  const routes = new Map<string, DomainRoute>();
+  for (const res of routed) {
+    const name = serviceOf.get(res.domain.name) ?? DEFAULT_SERVICE;
+    const service = services.get(name);
+    const sasl: SaslMode = service?.sasl ?? 'sender';
+    routes.set(res.domain.name, {
+      domain: res.domain,
+      tenant: res.tenant,
+      kind: res.kind,
+      service: name,
+      hops: hops(res),
+      relayhost: res.kind === 'relay' ? res.hops.map((h) => h.nexthop).join(',') : null,
+      sasl,
+      saslMap: sasl === 'sender' ? GLOBAL_SASL_MAP : (service?.saslMap ?? null),
+      limits: service?.limits ?? defaultLimits(settings),
+      limitSources: res.limitSources,
+    });
+  }
+
+  const relayTlsPolicies = new Map<string, RelayTlsPolicy>();
+  const policyOwner = new Map<string, string>();
+  for (const route of routes.values()) {
+    for (const hop of route.hops) {
+      const seen = relayTlsPolicies.get(hop.nexthop);
+      if (seen !== undefined && seen !== hop.tlsPolicy) {
+        problems.add(
+          'nexthop_conflict',
+          'relay',
+          hop.relay.id,
+          `relay ${hop.relay.id} and relay ${policyOwner.get(hop.nexthop) ?? '?'} both deliver to ${hop.nexthop} but need different TLS policies (${hop.tlsPolicy} vs ${seen}); ` +
+            'smtp_tls_policy_maps has one entry per nexthop',
+        );
+      }
+      relayTlsPolicies.set(hop.nexthop, seen ?? hop.tlsPolicy);
+      if (!policyOwner.has(hop.nexthop)) policyOwner.set(hop.nexthop, hop.relay.id);
+    }
+  }
+
+  const sortedServices = [...services.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+  checkServiceLimits(sortedServices, routes, problems);
+  problems.throwIfAny();
+
+  const plan: RoutePlan = { kind: 'relayplane.route-plan', index, routes, unrouted, services: sortedServices, relayTlsPolicies, warnings: [] };
+  plan.warnings = planWarnings(plan);
+  return plan;
+}
+
+/** Combinations that only appear once domain and relay limits meet in one service. */
+function checkServiceLimits(services: readonly ServicePlan[], routes: ReadonlyMap<string, DomainRoute>, problems: ProblemList): void {
+  for (const s of services) {
+    const route = routes.get(s.domains[0] ?? '');
+    const owner: { type: ResourceType; id: string } =
+      s.scope === 'domain' && route !== undefined ? { type: 'domain', id: route.domain.id } : { type: 'relay', id: route?.hops[0]?.relay.id ?? s.name };
+    if (s.limits.connectionReuseSeconds !== null && s.sasl === 'sender') {
+      problems.add(
+        'reuse_without_caching',
+        owner.type,
+        owner.id,
+        `a connection reuse time is set for ${route?.relayhost ?? s.name}, but sender domains ${s.domains.join(', ')} authenticate there with different ` +
+          'credentials: Postfix then uses per-sender SASL authentication (smtp_sender_dependent_authentication), which keys cached connections ' +
+          'by sender, so a reuse time cannot apply. Remove connectionReuseSeconds or give the domains one relay-wide credential.',
+      );
+    }
+    if (s.limits.recipientsPerMessage === 1 && (s.limits.params.concurrency !== undefined || s.limits.rateDelaySeconds > 0)) {
+      problems.add(
+        'limits_conflict',
+        owner.type,
+        owner.id,
+        `service ${s.name} (${s.domains.join(', ')}): recipientsPerMessage 1 combined with a concurrency limit or rate delay ` +
+          '(from the domain, its tenant, its relays or the settings) cannot be honoured: with a recipient limit of 1 Postfix applies ' +
+          'concurrency and delay per recipient instead of per destination.',
+      );
+    }
+  }
+}

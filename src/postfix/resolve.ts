@@ -1,0 +1,196 @@
+/**
+ * The ONE resolution per sender domain that every table and every explanation derives from:
+ * which relays (in order), which credential each of them gets, which TLS policy, which limits.
+ * Panels that build the relay map and the SASL map separately end up sending one relay's password
+ * to another; here both come from the same Hop list.
+ *
+ * Credential rule, per hop (= per relay in the route): the credential scoped to (relay, this
+ * domain), else the relay-wide credential of that relay, else none. A domain never gets a
+ * credential scoped to another domain, even on a relay where only other domains have one.
+ *
+ * Limits: a domain's level is its own non-null fields, else its tenant's defaults (per domain, not
+ * a tenant-wide budget). The queue that carries the mail gets the most restrictive of the domain
+ * level and every relay in its route (min concurrency and recipients, max delay), because Postfix's
+ * queue manager enforces limits per (service, nexthop) queue and one queue feeds primary and
+ * fallback alike. Unset fields inherit Settings (default_destination_*).
+ */
+import type { ProblemList } from './errors.js';
+import { formatNexthop } from './map-encoding.js';
+import type { Credential, Domain, Relay, RelayLimits, SenderLimits, Settings, Tenant } from './snapshot.js';
+import { credentialScopeKey, type SnapshotIndex } from './validate.js';
+
+/** TLS levels written to smtp_tls_policy_maps for relays. */
+export type RelayTlsPolicy = 'may' | 'encrypt' | 'secure';
+
+export interface Hop {
+  relay: Relay;
+  /** `[host]:port` — also the key of the TLS policy and of per-service SASL maps. */
+  nexthop: string;
+  tlsPolicy: RelayTlsPolicy;
+  credential: Credential | null;
+}
+
+export type UnroutedCode =
+  | 'null_sender'
+  | 'no_domain'
+  | 'unknown_domain'
+  | 'tenant_suspended'
+  | 'domain_disabled'
+  | 'domain_unverified'
+  /** Only while collecting problems: planRoutes() refuses such a snapshot. */
+  | 'invalid_route';
+
+export interface LimitSource {
+  resourceType: 'tenant' | 'domain' | 'relay';
+  resourceId: string;
+  limits: SenderLimits | RelayLimits;
+}
+
+export type SenderDomainResolution =
+  | { kind: 'unrouted'; code: UnroutedCode; domain: Domain | null; reason: string }
+  | { kind: 'direct'; domain: Domain; tenant: Tenant; limitSources: LimitSource[] }
+  | { kind: 'relay'; domain: Domain; tenant: Tenant; hops: Hop[]; implicitTls: boolean; limitSources: LimitSource[] };
+
+export interface EffectiveLimits {
+  /** What the queue manager uses: 1 whenever a rate delay is in effect. */
+  concurrency: number;
+  rateDelaySeconds: number;
+  /** null = Postfix's default_destination_recipient_limit (50). */
+  recipientsPerMessage: number | null;
+  /** smtp_connection_reuse_time_limit for the service; null = Postfix default (300s). */
+  connectionReuseSeconds: number | null;
+  /** Per-service main.cf parameters to set (`<service>_destination_*`); absent ones inherit defaults. */
+  params: { concurrency?: number; rateDelaySeconds?: number; recipientsPerMessage?: number };
+}
+
+export function relayTlsPolicy(relay: Relay): RelayTlsPolicy {
+  if (relay.tls === 'opportunistic') return 'may';
+  // `secure` for a bracketed nexthop matches the certificate against the relay host name itself
+  // (smtp_tls_secure_cert_match = nexthop, dot-nexthop); no DNS answer is trusted.
+  return relay.verify ? 'secure' : 'encrypt';
+}
+
+export function credentialFor(index: SnapshotIndex, relayId: string, domainId: string): Credential | null {
+  return index.credentialsByScope.get(credentialScopeKey(relayId, domainId)) ?? index.credentialsByScope.get(credentialScopeKey(relayId, null)) ?? null;
+}
+
+export function hasLimits(limits: SenderLimits | RelayLimits | null): boolean {
+  if (limits === null) return false;
+  return Object.values(limits).some((v) => v !== null && v !== undefined);
+}
+
+function unrouted(code: UnroutedCode, domain: Domain | null, reason: string): SenderDomainResolution {
+  return { kind: 'unrouted', code, domain, reason };
+}
+
+/**
+ * Resolves one sender domain. Semantic problems of routed domains (ownership, fallback
+ * compatibility) go to `problems`; planRoutes() refuses the whole snapshot if there are any.
+ */
+export function resolveSenderDomain(index: SnapshotIndex, domainName: string, problems: ProblemList): SenderDomainResolution {
+  const domain = index.domainsByName.get(domainName);
+  if (domain === undefined) return unrouted('unknown_domain', null, `sender domain ${domainName} is not configured in Relayplane`);
+  const tenant = index.tenants.get(domain.tenantId);
+  if (tenant === undefined) return unrouted('unknown_domain', domain, `sender domain ${domainName} has no tenant`);
+  if (tenant.status === 'suspended') return unrouted('tenant_suspended', domain, `the tenant of sender domain ${domainName} is suspended`);
+  if (domain.status === 'disabled') return unrouted('domain_disabled', domain, `sender domain ${domainName} is disabled`);
+  if (domain.status !== 'verified' && !domain.compileOverride) {
+    return unrouted('domain_unverified', domain, `sender domain ${domainName} is ${domain.status}, not verified`);
+  }
+
+  const domainSources: LimitSource[] = [];
+  if (hasLimits(tenant.defaultLimits) && tenant.defaultLimits !== null) domainSources.push({ resourceType: 'tenant', resourceId: tenant.id, limits: tenant.defaultLimits });
+  if (hasLimits(domain.limits) && domain.limits !== null) domainSources.push({ resourceType: 'domain', resourceId: domain.id, limits: domain.limits });
+
+  if (domain.route === 'direct') return { kind: 'direct', domain, tenant, limitSources: domainSources };
+
+  const relays: Relay[] = [];
+  for (const id of [domain.relayId, domain.fallbackRelayId]) {
+    const relay = id === null ? undefined : index.relays.get(id);
+    if (relay !== undefined) relays.push(relay);
+  }
+  const primary = domain.relayId === null ? undefined : index.relays.get(domain.relayId);
+  let ok = true;
+  if (primary === undefined) {
+    problems.add('route_inconsistent', 'domain', domain.id, `domain ${domainName} routes via a relay but has no relay`);
+    ok = false;
+  }
+  const [first, second] = relays;
+  if (domain.fallbackRelayId !== null && domain.fallbackRelayId === domain.relayId) {
+    problems.add('route_inconsistent', 'domain', domain.id, `domain ${domainName} names the same relay as primary and fallback`);
+    ok = false;
+  } else if (first !== undefined && second !== undefined && first.host === second.host && first.port === second.port) {
+    // One nexthop twice: the per-nexthop SASL and TLS keys could not tell the two relays apart.
+    problems.add('route_inconsistent', 'domain', domain.id, `domain ${domainName}: primary and fallback relay are both ${formatNexthop(first.host, first.port)}`);
+    ok = false;
+  }
+  for (const relay of relays) {
+    if (relay.tenantId !== null && relay.tenantId !== domain.tenantId) {
+      problems.add('relay_not_allowed', 'domain', domain.id, `domain ${domainName} uses relay ${relay.id}, which belongs to another tenant`);
+      ok = false;
+    }
+  }
+  const implicit = relays.map((r) => r.tls === 'implicit');
+  if (implicit.some((v) => v) && !implicit.every((v) => v)) {
+    problems.add(
+      'fallback_tls_mismatch',
+      'domain',
+      domain.id,
+      `domain ${domainName}: primary and fallback relay must both use implicit TLS or both not, ` +
+        'because Postfix sets TLS-on-connect (smtp_tls_wrappermode) per delivery service, and one service tries both relays',
+    );
+    ok = false;
+  }
+  if (!ok || primary === undefined) return unrouted('invalid_route', domain, `sender domain ${domainName} has an invalid route`);
+
+  const hops: Hop[] = relays.map((relay) => ({
+    relay,
+    nexthop: formatNexthop(relay.host, relay.port),
+    tlsPolicy: relayTlsPolicy(relay),
+    credential: credentialFor(index, relay.id, domain.id),
+  }));
+  const limitSources = [...domainSources];
+  for (const relay of relays) {
+    if (hasLimits(relay.limits) && relay.limits !== null) limitSources.push({ resourceType: 'relay', resourceId: relay.id, limits: relay.limits });
+  }
+  return { kind: 'relay', domain, tenant, hops, implicitTls: implicit.every((v) => v), limitSources };
+}
+
+/** Domain level first (domain fields over tenant defaults), then relays: min/max across all. */
+export function effectiveLimits(settings: Settings, sources: readonly LimitSource[]): EffectiveLimits {
+  const domainLevel = (field: keyof SenderLimits): number | null => {
+    const domain = sources.find((s) => s.resourceType === 'domain')?.limits[field] ?? null;
+    return domain ?? sources.find((s) => s.resourceType === 'tenant')?.limits[field] ?? null;
+  };
+  const relayValues = (field: keyof RelayLimits): number[] =>
+    sources
+      .filter((s) => s.resourceType === 'relay')
+      .map((s) => (s.limits as Partial<RelayLimits>)[field] ?? null)
+      .filter((v): v is number => v !== null);
+  const combine = (field: keyof SenderLimits, pick: (values: number[]) => number): number | undefined => {
+    const values = [domainLevel(field), ...relayValues(field)].filter((v): v is number => v !== null);
+    return values.length === 0 ? undefined : pick(values);
+  };
+  const concurrency = combine('concurrency', (v) => Math.min(...v));
+  const rateDelaySeconds = combine('rateDelaySeconds', (v) => Math.max(...v));
+  const recipientsPerMessage = combine('recipientsPerMessage', (v) => Math.min(...v));
+  const reuse = relayValues('connectionReuseSeconds');
+
+  const params: EffectiveLimits['params'] = {};
+  if (concurrency !== undefined) params.concurrency = concurrency;
+  if (rateDelaySeconds !== undefined) params.rateDelaySeconds = rateDelaySeconds;
+  if (recipientsPerMessage !== undefined) params.recipientsPerMessage = recipientsPerMessage;
+  const delay = rateDelaySeconds ?? settings.defaultRateDelaySeconds;
+  return {
+    concurrency: delay > 0 ? 1 : (concurrency ?? settings.defaultConcurrency),
+    rateDelaySeconds: delay,
+    recipientsPerMessage: recipientsPerMessage ?? null,
+    connectionReuseSeconds: reuse.length === 0 ? null : Math.min(...reuse),
+    params,
+  };
+}
+
+/** The Settings-only limits of Postfix's own `smtp` service. */
+export function defaultLimits(settings: Settings): EffectiveLimits {
+  return effectiveLimits(settings, []);
+}

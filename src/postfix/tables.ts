@@ -1,0 +1,96 @@
+/**
+ * Table entries derived from the route plan. Each function returns [key, value] pairs; compiler.ts
+ * renders them and explain.ts quotes them, so an explanation always names the entry that exists.
+ *
+ * Keys of the sender-dependent tables are `@domain`: Postfix looks up the full sender address,
+ * then `@domain` (mail_addr_find), in sender_dependent_default_transport_maps,
+ * sender_dependent_relayhost_maps and (with smtp_sender_dependent_authentication) in
+ * smtp_sasl_password_maps alike, so the three can never disagree about which domain matched.
+ */
+import { saslPasswordValue, senderDomainPattern } from './map-encoding.js';
+import { GLOBAL_SASL_MAP, type DomainRoute, type RoutePlan, type ServicePlan } from './plan.js';
+
+export const TABLE = {
+  /** sender_dependent_default_transport_maps: `@domain service:` (empty nexthop on purpose). */
+  senderTransport: 'sender_transport',
+  /** sender_dependent_relayhost_maps: `@domain [primary]:port,[fallback]:port`. */
+  senderRelay: 'sender_relay',
+  /** smtp_sasl_password_maps (global, by sender): `@domain user:secret`. */
+  saslPasswd: GLOBAL_SASL_MAP,
+  /** smtp_tls_policy_maps: `[host]:port level` for relays, `domain`/`.domain` level for direct mail. */
+  tlsPolicy: 'tls_policy',
+  /** smtpd_sender_restrictions check_sender_access (regexp): who may submit at all. */
+  senderAccess: 'sender_access',
+} as const;
+
+/**
+ * default_transport for every sender without a route (unknown, suspended, unverified, disabled,
+ * and the null sender of node-generated bounces): `retry:` defers with this text, so queued mail
+ * neither leaves through a relay, nor goes out directly, nor vanishes; it waits visibly in the
+ * queue (`postqueue -p`) until the sender is routed again or maximal_queue_lifetime expires.
+ * A non-empty nexthop here also overrides any relayhost (trivial-rewrite resolve.c).
+ */
+export const UNROUTED_TRANSPORT = 'retry:4.7.1 Relayplane: this sender has no active route on this node';
+export const UNROUTED_SERVICE = 'retry';
+
+export const NULL_SENDER_PATTERN = '/^<>$/';
+export const CATCH_ALL_PATTERN = '/^/';
+export const REJECT_NULL_SENDER = 'REJECT Relayplane: a null sender cannot be routed to a tenant relay';
+export const REJECT_UNKNOWN_SENDER = 'REJECT Relayplane: the sender domain is not configured on this relay';
+export const PERMIT_SENDER = 'DUNNO';
+
+export function rejectText(reason: string): string {
+  return `REJECT Relayplane: ${reason}`;
+}
+
+export function senderKey(domain: string): string {
+  return `@${domain}`;
+}
+
+export function transportValue(service: string): string {
+  return `${service}:`;
+}
+
+/** The global map holds a domain's credential only for sender-authenticated single-nexthop routes. */
+export function globalSaslCredential(route: DomainRoute) {
+  const hop = route.hops[0];
+  return route.sasl === 'sender' && route.hops.length === 1 && hop !== undefined ? hop.credential : null;
+}
+
+export function senderTransportEntries(plan: RoutePlan): Array<[string, string]> {
+  return [...plan.routes.values()].map((r) => [senderKey(r.domain.name), transportValue(r.service)]);
+}
+
+export function senderRelayEntries(plan: RoutePlan): Array<[string, string]> {
+  return [...plan.routes.values()].flatMap((r): Array<[string, string]> => (r.relayhost === null ? [] : [[senderKey(r.domain.name), r.relayhost]]));
+}
+
+export function globalSaslEntries(plan: RoutePlan): Array<[string, string]> {
+  return [...plan.routes.values()].flatMap((r): Array<[string, string]> => {
+    const c = globalSaslCredential(r);
+    return c === null ? [] : [[senderKey(r.domain.name), saslPasswordValue(c.username, c.secret)]];
+  });
+}
+
+export function serviceSaslEntries(service: ServicePlan): Array<[string, string]> {
+  return service.saslEntries.map((e) => [e.nexthop, saslPasswordValue(e.credential.username, e.credential.secret)]);
+}
+
+export function tlsPolicyEntries(plan: RoutePlan): Array<[string, string]> {
+  const entries: Array<[string, string]> = [...plan.relayTlsPolicies.entries()];
+  for (const p of plan.index.destinationPolicies) if (p.tls !== null) entries.push([p.pattern, p.tls]);
+  return entries;
+}
+
+/** Regexp entries in match order: null sender, one per configured domain, then the catch-all. */
+export function senderAccessEntries(plan: RoutePlan): Array<[string, string]> {
+  const names = [...new Set([...plan.routes.keys(), ...plan.unrouted.keys()])].sort();
+  return [
+    [NULL_SENDER_PATTERN, REJECT_NULL_SENDER],
+    ...names.map((name): [string, string] => {
+      const unrouted = plan.unrouted.get(name);
+      return [senderDomainPattern(name), unrouted === undefined ? PERMIT_SENDER : rejectText(unrouted.reason)];
+    }),
+    [CATCH_ALL_PATTERN, REJECT_UNKNOWN_SENDER],
+  ];
+}

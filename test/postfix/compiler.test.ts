@@ -1,0 +1,261 @@
+/**
+ * The pure compiler: determinism, the tables for a realistic snapshot (also checked by real
+ * postmap in postfix-integration.test.ts), and the routing, credential and limit decisions.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type { Bundle as DeployBundle } from '../../src/deploy/bundle.js';
+import { DIR_PLACEHOLDER, compile, explainRoute, renderBundle, type Bundle, type Snapshot } from '../../src/postfix/index.js';
+import { credential, domain, policy, relay, richSnapshot, settings, snapshot, tenant } from './fixtures.js';
+
+const lines = (b: Bundle, file: string) => (b.files[file]?.content ?? '').split('\n').filter(Boolean);
+const service = (b: Bundle, name: string) => b.masterCf.find((s) => s.name === name);
+
+describe('determinism', () => {
+  it('shuffled input arrays give a byte-identical bundle', () => {
+    const reference = compile(richSnapshot());
+    fc.assert(
+      fc.property(
+        fc.record({
+          tenants: fc.shuffledSubarray(richSnapshot().tenants, { minLength: 3, maxLength: 3 }),
+          domains: fc.shuffledSubarray(richSnapshot().domains, { minLength: 7, maxLength: 7 }),
+          relays: fc.shuffledSubarray(richSnapshot().relays, { minLength: 4, maxLength: 4 }),
+          credentials: fc.shuffledSubarray(richSnapshot().credentials, { minLength: 4, maxLength: 4 }),
+          destinationPolicies: fc.shuffledSubarray(richSnapshot().destinationPolicies, { minLength: 2, maxLength: 2 }),
+        }),
+        (parts) => {
+          const b = compile({ ...richSnapshot(), ...parts });
+          expect(b.version).toBe(reference.version);
+          expect(b).toEqual(reference);
+        },
+      ),
+    );
+  });
+
+  it('a change anywhere changes the version', () => {
+    const base = compile(richSnapshot()).version;
+    const changed = richSnapshot();
+    changed.credentials[1] = { ...changed.credentials[1]!, secret: 'rotated' };
+    expect(compile(changed).version).not.toBe(base);
+  });
+});
+
+describe('tables of a realistic snapshot', () => {
+  const b = compile(richSnapshot());
+
+  it('matches the reviewed snapshot', () => {
+    expect({ files: b.files, mainCf: b.mainCf, masterCf: b.masterCf, warnings: b.warnings }).toMatchSnapshot();
+  });
+
+  it('secret files are 0600 and marked secret; nothing else is', () => {
+    for (const [name, f] of Object.entries(b.files)) {
+      expect(f.secret, name).toBe(name.startsWith('sasl_'));
+      expect(f.mode, name).toBe(f.secret ? 0o600 : 0o644);
+    }
+  });
+
+  it('every nexthop is bracketed, and no main.cf value routes around the sender tables', () => {
+    for (const l of lines(b, 'sender_relay')) for (const n of l.split(' ')[1]!.split(',')) expect(n).toMatch(/^\[[^\]]+\]:\d+$/);
+    expect(b.mainCf).toMatchObject({ transport_maps: '', relay_domains: '', relayhost: '', smtp_fallback_relay: '' });
+    expect(b.mainCf.default_transport).toMatch(/^retry:4\.7\.1 /);
+  });
+
+  it('is assignable to the deployer’s Bundle contract', () => {
+    const forDeployer: DeployBundle = b;
+    expect(forDeployer.version).toMatch(/^[0-9a-f]{64}$/);
+  });
+});
+
+describe('credentials', () => {
+  const shared = (creds: Snapshot['credentials'], extra: Partial<Snapshot> = {}) =>
+    compile(
+      snapshot({
+        tenants: [tenant('t1'), tenant('t2')],
+        relays: [relay('sh', { host: 'smtp.shared.test' })],
+        domains: [domain('d1', 't1', 'one.example', { relayId: 'sh' }), domain('d2', 't2', 'two.example', { relayId: 'sh' }), domain('d3', 't2', 'three.example', { relayId: 'sh' })],
+        credentials: creds,
+        ...extra,
+      }),
+    );
+
+  it('two tenants on one smart host each send their own credential', () => {
+    const b = shared([credential('c1', 'sh', 'd1', 'u1', 's1'), credential('c2', 'sh', 'd2', 'u2', 's2')]);
+    expect(lines(b, 'sasl_passwd')).toEqual(['@one.example u1:s1', '@two.example u2:s2']);
+    expect(b.mainCf.smtp_sender_dependent_authentication).toBe('yes');
+  });
+
+  it('a domain without its own credential never picks another domain’s; it is warned about', () => {
+    const b = shared([credential('c1', 'sh', 'd1', 'u1', 's1')]);
+    expect(lines(b, 'sasl_passwd')).toEqual(['@one.example u1:s1']);
+    expect(b.warnings.join('\n')).toMatch(/three\.example sends to relay \[smtp\.shared\.test\]:587 without authentication/);
+    // And nothing keyed by nexthop or host that an unlisted sender could fall through to.
+    expect(b.files.sasl_passwd?.content).not.toMatch(/^\[/m);
+  });
+
+  it('a relay-wide credential serves every domain without its own; a domain-scoped one wins', () => {
+    const b = shared([credential('cw', 'sh', null, 'wide', 'w'), credential('c2', 'sh', 'd2', 'u2', 's2')]);
+    expect(lines(b, 'sasl_passwd')).toEqual(['@one.example wide:w', '@three.example wide:w', '@two.example u2:s2']);
+  });
+
+  it('primary and fallback with different credentials: one map per service keyed by nexthop, never @domain', () => {
+    const b = compile(
+      snapshot({
+        tenants: [tenant('t1')],
+        relays: [relay('p', { host: 'p.test' }), relay('f', { host: 'f.test' })],
+        domains: [domain('d1', 't1', 'one.example', { relayId: 'p', fallbackRelayId: 'f' }), domain('d2', 't1', 'two.example', { relayId: 'p', fallbackRelayId: 'f' })],
+        credentials: [credential('cp', 'p', 'd1', 'up', 'sp'), credential('cf', 'f', null, 'uf', 'sf')],
+      }),
+    );
+    expect(lines(b, 'sasl_passwd')).toEqual([]);
+    expect(lines(b, 'sender_relay')).toContain('@one.example [p.test]:587,[f.test]:587');
+    // one.example and two.example differ on p (own vs none), so each gets its own service.
+    const svc = lines(b, 'sender_transport').map((l) => l.split(' ')[1]!.replace(/:$/, ''));
+    expect(new Set(svc).size).toBe(2);
+    const one = service(b, svc[0]!)!;
+    expect(one.options).toMatchObject({ smtp_sender_dependent_authentication: 'no', smtp_sasl_password_maps: `hash:${DIR_PLACEHOLDER}/sasl_${one.name}` });
+    expect(lines(b, `sasl_${one.name}`)).toEqual(['[f.test]:587 uf:sf', '[p.test]:587 up:sp']);
+    expect(lines(b, `sasl_${svc[1]}`)).toEqual(['[f.test]:587 uf:sf']);
+  });
+
+  it('a service that has no credential cannot authenticate at all', () => {
+    const b = compile(
+      snapshot({
+        tenants: [tenant('t1')],
+        relays: [relay('p', { limits: { concurrency: 3, rateDelaySeconds: null, recipientsPerMessage: null, connectionReuseSeconds: 30 } })],
+        domains: [domain('d1', 't1', 'one.example', { relayId: 'p' })],
+      }),
+    );
+    const [s] = b.masterCf;
+    expect(s?.options).toEqual({ smtp_connection_reuse_time_limit: '30s', smtp_sasl_auth_enable: 'no' });
+    expect(b.mainCf[`${s?.name}_destination_concurrency_limit`]).toBe('3');
+  });
+});
+
+describe('senders without a route', () => {
+  const b = compile(
+    snapshot({
+      tenants: [tenant('ok'), tenant('off', { status: 'suspended' })],
+      relays: [relay('r')],
+      domains: [
+        domain('d1', 'off', 'suspended.example', { relayId: 'r' }),
+        domain('d2', 'ok', 'disabled.example', { relayId: 'r', status: 'disabled', compileOverride: true }),
+        domain('d3', 'ok', 'failed.example', { relayId: 'r', status: 'failed' }),
+        domain('d4', 'ok', 'forced.example', { relayId: 'r', status: 'pending', compileOverride: true }),
+      ],
+      credentials: [credential('c1', 'r', 'd1'), credential('c2', 'r', 'd2')],
+    }),
+  );
+
+  it('get no transport, relay or credential entry, and are refused at submission with a reason', () => {
+    expect(lines(b, 'sender_transport')).toEqual(['@forced.example smtp:']);
+    expect(lines(b, 'sender_relay')).toEqual(['@forced.example [r.relay.test]:587']);
+    expect(lines(b, 'sasl_passwd')).toEqual([]);
+    expect(lines(b, 'sender_access')).toEqual([
+      '/^<>$/ REJECT Relayplane: a null sender cannot be routed to a tenant relay',
+      '/@disabled\\.example$/ REJECT Relayplane: sender domain disabled.example is disabled',
+      '/@failed\\.example$/ REJECT Relayplane: sender domain failed.example is failed, not verified',
+      '/@forced\\.example$/ DUNNO',
+      '/@suspended\\.example$/ REJECT Relayplane: the tenant of sender domain suspended.example is suspended',
+      '/^/ REJECT Relayplane: the sender domain is not configured on this relay',
+    ]);
+    expect(b.warnings).toContain('domain forced.example is pending but compiled because an administrator set compileOverride');
+  });
+
+  it('mail already queued is held by retry:, never sent directly or via a relay', () => {
+    const e = explainRoute(snapshot({ tenants: [tenant('off', { status: 'suspended' })], relays: [relay('r')], domains: [domain('d1', 'off', 's.example', { relayId: 'r' })] }), 'a@s.example', 'b@gmail.test');
+    expect(e).toMatchObject({ outcome: 'rejected', service: 'retry', nexthops: [], credentialId: null });
+    expect(explainRoute(snapshot(), '', 'a@s.example')).toMatchObject({ outcome: 'deferred', service: 'retry' });
+  });
+});
+
+describe('direct delivery', () => {
+  it('uses smtp with an empty nexthop and no relayhost, and never authenticates', () => {
+    const snap = snapshot({
+      tenants: [tenant('t1')],
+      relays: [relay('r')],
+      domains: [domain('d1', 't1', 'direct.example', { route: 'direct' }), domain('d2', 't1', 'slow.example', { route: 'direct', limits: { concurrency: 1, rateDelaySeconds: 5, recipientsPerMessage: null } })],
+      credentials: [credential('c', 'r', null)],
+      destinationPolicies: [policy('p', '.gmail.test', { tls: 'secure' })],
+    });
+    const b = compile(snap);
+    expect(lines(b, 'sender_transport')[0]).toBe('@direct.example smtp:');
+    expect(lines(b, 'sender_relay')).toEqual([]);
+    expect(b.masterCf[0]?.options).toEqual({ smtp_sasl_auth_enable: 'no' });
+    expect(lines(b, 'tls_policy')).toEqual(['.gmail.test secure']);
+    expect(explainRoute(snap, 'a@direct.example', 'b@mx.gmail.test')).toMatchObject({ outcome: 'direct', nexthops: ['mx.gmail.test'], tlsPolicy: 'secure', destinationPolicyId: 'p' });
+    expect(explainRoute(snap, 'a@direct.example', 'b@gmail.test')).toMatchObject({ tlsPolicy: 'may', destinationPolicyId: null });
+  });
+});
+
+describe('limits', () => {
+  const limited = (over: Partial<Snapshot>) =>
+    compile(snapshot({ tenants: [tenant('t1')], relays: [relay('r')], domains: [domain('d1', 't1', 'one.example', { relayId: 'r' })], ...over }));
+
+  it('domain fields override tenant defaults one by one; relays combine most restrictively', () => {
+    const b = limited({
+      tenants: [tenant('t1', { defaultLimits: { concurrency: 4, rateDelaySeconds: null, recipientsPerMessage: 10 } })],
+      relays: [relay('r', { limits: { concurrency: 2, rateDelaySeconds: null, recipientsPerMessage: 50, connectionReuseSeconds: null } })],
+      domains: [domain('d1', 't1', 'one.example', { relayId: 'r', limits: { concurrency: 8, rateDelaySeconds: null, recipientsPerMessage: null } })],
+    });
+    const name = b.masterCf[0]?.name ?? '';
+    expect(name).toMatch(/^rp_d_[0-9a-f]{12}$/);
+    expect(b.mainCf).toMatchObject({ [`${name}_destination_concurrency_limit`]: '2', [`${name}_destination_recipient_limit`]: '10' });
+    expect(b.mainCf[`${name}_destination_rate_delay`]).toBeUndefined();
+  });
+
+  it('a delay from one side and a concurrency from the other: the delay serializes delivery', () => {
+    const snap = snapshot({
+      tenants: [tenant('t1')],
+      relays: [relay('r', { limits: { concurrency: null, rateDelaySeconds: 3, recipientsPerMessage: null, connectionReuseSeconds: null } })],
+      domains: [domain('d1', 't1', 'one.example', { relayId: 'r', limits: { concurrency: 5, rateDelaySeconds: null, recipientsPerMessage: null } })],
+    });
+    expect(explainRoute(snap, 'a@one.example', 'b@x.test').limits).toMatchObject({ concurrency: 1, rateDelaySeconds: 3, params: { concurrency: 5, rateDelaySeconds: 3 } });
+  });
+
+  it('relay limits without domain limits share one queue per relay; implicit TLS gets wrapper mode', () => {
+    const b = compile(
+      snapshot({
+        tenants: [tenant('t1'), tenant('t2')],
+        relays: [relay('r', { port: 465, tls: 'implicit', verify: true })],
+        domains: [domain('d1', 't1', 'one.example', { relayId: 'r' }), domain('d2', 't2', 'two.example', { relayId: 'r' })],
+      }),
+    );
+    expect(b.masterCf).toHaveLength(1);
+    expect(b.masterCf[0]?.options).toMatchObject({ smtp_tls_wrappermode: 'yes', smtp_tls_security_level: 'encrypt' });
+    expect(lines(b, 'tls_policy')).toEqual(['[r.relay.test]:465 secure']);
+    expect(new Set(lines(b, 'sender_transport').map((l) => l.split(' ')[1]))).toEqual(new Set([`${b.masterCf[0]?.name}:`]));
+  });
+
+  it('destination concurrency is never turned into a transport_maps entry, only warned about', () => {
+    const b = limited({ destinationPolicies: [policy('p', 'gmail.test', { concurrency: 2, tls: 'encrypt' })] });
+    expect(b.mainCf.transport_maps).toBe('');
+    expect(lines(b, 'tls_policy')).toContain('gmail.test encrypt');
+    expect(b.warnings.some((w) => w.startsWith('destination policy gmail.test: concurrency and rate delay are not applied'))).toBe(true);
+  });
+});
+
+describe('explainRoute', () => {
+  it('never contains a secret', () => {
+    const snap = richSnapshot();
+    for (const d of [...snap.domains.map((x) => x.name), 'unknown.example']) {
+      const text = JSON.stringify(explainRoute(snap, `a@${d}`, 'b@gmail.test'));
+      for (const c of snap.credentials) expect(text).not.toContain(c.secret);
+    }
+  });
+});
+
+describe('renderBundle', () => {
+  it('puts the release directory into every path and refuses unsafe ones', () => {
+    const b = compile(richSnapshot());
+    const r = renderBundle(b, '/etc/postfix/relayplane/current/');
+    expect(JSON.stringify(r)).not.toContain(DIR_PLACEHOLDER);
+    expect(r.mainCf.sender_dependent_relayhost_maps).toBe('hash:/etc/postfix/relayplane/current/sender_relay');
+    expect(r.version).toBe(b.version);
+    for (const bad of ['relative', '/a b', '/a,b', '/$x', '/a/../b', '/a\n']) expect(() => renderBundle(b, bad), bad).toThrow(/unsafe release directory/);
+  });
+
+  it('keeps the settings in main.cf', () => {
+    const b = compile(snapshot({ settings: settings({ defaultConcurrency: 1, defaultRateDelaySeconds: 2, inetProtocols: 'all', addressPreference: 'ipv6' }) }));
+    expect(b.mainCf).toMatchObject({ default_destination_concurrency_limit: '1', default_destination_rate_delay: '2s', inet_protocols: 'all', smtp_address_preference: 'ipv6' });
+  });
+});

@@ -1,0 +1,60 @@
+/**
+ * Differential test: random snapshots are compiled and staged in a real Postfix config dir; for
+ * random sender/recipient pairs, Postfix's lookup order is replayed against the real postmap'd
+ * tables and postconf parameters (emulate.ts) and must equal explainRoute() exactly: outcome,
+ * service, nexthops, the `user:secret` each nexthop gets (byte for byte), TLS level per nexthop,
+ * and the service's queue-manager parameters. Snapshots the compiler refuses must be refused
+ * with input problems only, never with an unsafe-output problem.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { CompileError, compile, explainRoute, planRoutes, type Snapshot } from '../../src/postfix/index.js';
+import { pairsFor, snapshotArb } from './arbitraries.js';
+import { askPostfix, differences, readConfig } from './emulate.js';
+import { postfixMissing, stageBundle } from './postfix-harness.js';
+
+const title = postfixMissing === undefined ? 'explainRoute() against real Postfix tables' : `explainRoute() against real Postfix tables (SKIPPED: ${postfixMissing})`;
+
+describe.skipIf(postfixMissing !== undefined)(title, () => {
+  it('agrees with Postfix for random snapshots and senders', { timeout: 120_000 }, async () => {
+    const seen = { compiled: 0, refused: 0, relay: 0, direct: 0, rejected: 0, fallback: 0, ownSasl: 0, bySender: 0, generated: 0 };
+    await fc.assert(
+      fc.asyncProperty(snapshotArb, async (snapshot: Snapshot) => {
+        let bundle;
+        try {
+          bundle = compile(snapshot);
+        } catch (err) {
+          if (!(err instanceof CompileError)) throw err;
+          expect(err.problems.map((p) => p.code)).not.toContain('unsafe_output');
+          seen.refused += 1;
+          return;
+        }
+        seen.compiled += 1;
+        const plan = planRoutes(snapshot);
+        const cfg = await stageBundle(bundle);
+        try {
+          const pairs = pairsFor(snapshot);
+          const answers = await askPostfix(cfg, await readConfig(cfg), pairs);
+          pairs.forEach(([sender, recipient], i) => {
+            const e = explainRoute(plan, sender, recipient);
+            const a = answers[i];
+            if (a === undefined) throw new Error('missing answer');
+            const diffs = differences(snapshot, e, a);
+            if (diffs.length > 0) throw new Error(`${JSON.stringify(sender)} → ${recipient}:\n  ${diffs.join('\n  ')}\nbundle files: ${JSON.stringify(bundle.files, null, 1)}`);
+            if (e.outcome === 'relay' || e.outcome === 'direct' || e.outcome === 'rejected') seen[e.outcome] += 1;
+            if (e.nexthops.length > 1) seen.fallback += 1;
+            if (e.outcome === 'relay' && e.senderDependentAuth) seen.bySender += 1;
+            if (e.outcome === 'relay' && !e.senderDependentAuth && e.saslMap !== null) seen.ownSasl += 1;
+          });
+          seen.generated += bundle.masterCf.length;
+        } finally {
+          await cfg.cleanup();
+        }
+      }),
+      { numRuns: Number(process.env.RP_DIFF_RUNS ?? 100) },
+    );
+    // The generator must actually exercise the interesting paths.
+    expect(seen.compiled).toBeGreaterThan(20);
+    for (const key of ['relay', 'direct', 'rejected', 'fallback', 'ownSasl', 'bySender', 'generated'] as const) expect(seen[key], key).toBeGreaterThan(0);
+  });
+});

@@ -1,0 +1,193 @@
+/**
+ * Postfix's own lookup order, replayed against a staged config with the real tools, so tests can
+ * compare explainRoute() with what Postfix's tables and parameters actually say:
+ * 1. smtpd: check_sender_access (regexp, full address; `<>` for the null sender);
+ * 2. trivial-rewrite: transport_maps must be empty; sender_dependent_default_transport_maps by
+ *    sender (full address, address without extension, @domain) else default_transport; a
+ *    non-empty transport nexthop wins, else sender_dependent_relayhost_maps, else relayhost,
+ *    else the recipient domain (resolve.c);
+ * 3. smtp, per nexthop of the list: SASL from the service's smtp_sasl_password_maps — by sender
+ *    first when smtp_sender_dependent_authentication is on — then host, then nexthop
+ *    (smtp_sasl_glue.c); TLS from smtp_tls_policy_maps by nexthop, with `.parent` walking for
+ *    domain nexthops only (smtp_tls_policy.c), else the service's smtp_tls_security_level;
+ * 4. qmgr: `<service>_destination_*` parameters in main.cf.
+ */
+import type { Explanation, Snapshot } from '../../src/postfix/index.js';
+import { parseParams, type StagedConfig } from './postfix-harness.js';
+
+export interface PostfixAnswer {
+  senderAccess: string;
+  outcome: 'relay' | 'direct' | 'rejected' | 'deferred';
+  service: string;
+  nexthops: string[];
+  /** Raw SASL map value per nexthop (`user:secret`), or null when nothing matched / AUTH is off. */
+  sasl: Record<string, string | null>;
+  tls: Record<string, string>;
+  /** Explicit main.cf qmgr parameters of the service. */
+  limitParams: { concurrency?: number; rateDelaySeconds?: number; recipientsPerMessage?: number };
+}
+
+export interface PostfixConfig {
+  main: Map<string, string>;
+  services: Map<string, Map<string, string>>;
+}
+
+export async function readConfig(cfg: StagedConfig): Promise<PostfixConfig> {
+  const main = parseParams(await cfg.postconf(['-n']));
+  const services = new Map<string, Map<string, string>>();
+  for (const line of (await cfg.postconf(['-P'])).split('\n')) {
+    const m = /^([^/\s]+)\/unix\/([a-z0-9_]+) = (.*)$/.exec(line);
+    if (m?.[1] === undefined || m[2] === undefined) continue;
+    const params = services.get(m[1]) ?? new Map<string, string>();
+    params.set(m[2], m[3] ?? '');
+    services.set(m[1], params);
+  }
+  return { main, services };
+}
+
+function senderKeys(sender: string): string[] {
+  if (sender === '') return ['<>'];
+  const at = sender.lastIndexOf('@');
+  if (at < 0) return [sender];
+  const local = sender.slice(0, at);
+  const plus = local.indexOf('+');
+  const keys = [sender];
+  if (plus > 0) keys.push(`${local.slice(0, plus)}${sender.slice(at)}`);
+  keys.push(sender.slice(at));
+  return keys;
+}
+
+function first(found: Map<string, string>, keys: string[]): string | undefined {
+  for (const k of keys) {
+    const v = found.get(k);
+    if (v !== undefined) return v;
+  }
+  return undefined;
+}
+
+function tlsKeys(nexthop: string): string[] {
+  if (nexthop.startsWith('[')) return [nexthop];
+  const keys: string[] = [];
+  for (let name: string | null = nexthop; name !== null; ) {
+    keys.push(name);
+    const dot: number = name.indexOf('.', 1);
+    name = dot < 0 ? null : name.slice(dot);
+  }
+  return keys;
+}
+
+/** Groups lookups per map so each map is queried by one `postmap -q -` process. */
+class Batch {
+  private readonly wanted = new Map<string, Set<string>>();
+  private results = new Map<string, Map<string, string>>();
+  want(spec: string, keys: string[]): void {
+    const set = this.wanted.get(spec) ?? new Set<string>();
+    for (const k of keys) set.add(k);
+    this.wanted.set(spec, set);
+  }
+  async run(cfg: StagedConfig): Promise<void> {
+    const entries = [...this.wanted.entries()];
+    const answers = await Promise.all(entries.map(([spec, keys]) => cfg.query(spec, [...keys])));
+    this.results = new Map(entries.map(([spec], i) => [spec, answers[i] ?? new Map<string, string>()]));
+  }
+  get(spec: string): Map<string, string> {
+    return this.results.get(spec) ?? new Map<string, string>();
+  }
+}
+
+export async function askPostfix(cfg: StagedConfig, config: PostfixConfig, pairs: Array<[string, string]>): Promise<PostfixAnswer[]> {
+  const { main, services } = config;
+  const param = (service: string, name: string) => services.get(service)?.get(name) ?? main.get(name) ?? '';
+  if ((main.get('transport_maps') ?? '') !== '') throw new Error('transport_maps is set: this emulation does not cover it');
+  const accessSpec = /check_sender_access (\S+)/.exec(main.get('smtpd_sender_restrictions') ?? '')?.[1] ?? '';
+  const transportSpec = main.get('sender_dependent_default_transport_maps') ?? '';
+  const relaySpec = main.get('sender_dependent_relayhost_maps') ?? '';
+
+  const phase1 = new Batch();
+  for (const [sender] of pairs) {
+    phase1.want(accessSpec, [sender === '' ? '<>' : sender]);
+    phase1.want(transportSpec, senderKeys(sender));
+    phase1.want(relaySpec, senderKeys(sender));
+  }
+  await phase1.run(cfg);
+
+  const routes = pairs.map(([sender, recipient]) => {
+    const access = phase1.get(accessSpec).get(sender === '' ? '<>' : sender) ?? '(no match)';
+    const transport = first(phase1.get(transportSpec), senderKeys(sender)) ?? main.get('default_transport') ?? 'smtp';
+    const colon = transport.indexOf(':');
+    const service = colon < 0 ? transport : transport.slice(0, colon);
+    let nexthop = colon < 0 ? '' : transport.slice(colon + 1);
+    if (nexthop === '') nexthop = first(phase1.get(relaySpec), senderKeys(sender)) ?? (main.get('relayhost') || recipient.slice(recipient.lastIndexOf('@') + 1).toLowerCase());
+    const nexthops = nexthop.split(/[,\s]+/).filter(Boolean);
+    return { sender, access, service, nexthops };
+  });
+
+  const phase2 = new Batch();
+  const tlsSpec = main.get('smtp_tls_policy_maps') ?? '';
+  const saslPlans = routes.map((r) => {
+    const enabled = param(r.service, 'smtp_sasl_auth_enable') === 'yes';
+    const bySender = param(r.service, 'smtp_sender_dependent_authentication') === 'yes' && r.sender !== '';
+    const spec = param(r.service, 'smtp_sasl_password_maps');
+    const keysFor = (nexthop: string) => {
+      const host = nexthop.startsWith('[') ? nexthop.slice(1, nexthop.indexOf(']')) : undefined; // MX host of a domain nexthop: unknown
+      return [...(bySender ? senderKeys(r.sender) : []), ...(host === undefined ? [] : [host]), nexthop];
+    };
+    if (enabled && spec !== '') for (const n of r.nexthops) phase2.want(spec, keysFor(n));
+    for (const n of r.nexthops) phase2.want(tlsSpec, tlsKeys(n));
+    return { enabled, spec, keysFor };
+  });
+  await phase2.run(cfg);
+
+  return routes.map((r, i) => {
+    const saslPlan = saslPlans[i];
+    const rejected = r.access.startsWith('REJECT');
+    const outcome: PostfixAnswer['outcome'] = rejected
+      ? r.sender === ''
+        ? 'deferred'
+        : 'rejected'
+      : r.service === 'retry' || r.service === 'error'
+        ? 'rejected'
+        : r.nexthops.every((n) => n.startsWith('['))
+          ? 'relay'
+          : 'direct';
+    const sasl: Record<string, string | null> = {};
+    const tls: Record<string, string> = {};
+    const routed = outcome === 'relay' || outcome === 'direct';
+    if (routed) {
+      for (const n of r.nexthops) {
+        sasl[n] = saslPlan?.enabled ? (first(phase2.get(saslPlan.spec), saslPlan.keysFor(n)) ?? null) : null;
+        tls[n] = first(phase2.get(tlsSpec), tlsKeys(n)) ?? param(r.service, 'smtp_tls_security_level');
+      }
+    }
+    const limitParams: PostfixAnswer['limitParams'] = {};
+    const c = main.get(`${r.service}_destination_concurrency_limit`);
+    const d = main.get(`${r.service}_destination_rate_delay`);
+    const n = main.get(`${r.service}_destination_recipient_limit`);
+    if (c !== undefined) limitParams.concurrency = Number(c);
+    if (d !== undefined) limitParams.rateDelaySeconds = Number(d.replace(/s$/, ''));
+    if (n !== undefined) limitParams.recipientsPerMessage = Number(n);
+    return { senderAccess: r.access, outcome, service: r.service, nexthops: routed ? r.nexthops : [], sasl, tls, limitParams };
+  });
+}
+
+/** Differences between an explanation and Postfix's answer (empty = they agree). */
+export function differences(snapshot: Snapshot, e: Explanation, a: PostfixAnswer): string[] {
+  const diffs: string[] = [];
+  const same = (what: string, explained: unknown, postfix: unknown) => {
+    if (JSON.stringify(explained) !== JSON.stringify(postfix)) diffs.push(`${what}: explained ${JSON.stringify(explained)}, Postfix ${JSON.stringify(postfix)}`);
+  };
+  same('outcome', e.outcome, a.outcome);
+  same('service', e.service, a.service);
+  same('nexthops', e.nexthops, a.nexthops);
+  if (e.outcome === 'relay' || e.outcome === 'direct') {
+    for (const n of e.nexthops) {
+      const id = e.credentialsByNexthop[n]?.credentialId ?? null;
+      const c = id === null ? undefined : snapshot.credentials.find((x) => x.id === id);
+      // Comparing the full `user:secret` proves the map carries the secret byte for byte.
+      same(`sasl ${n}`, c === undefined ? null : `${c.username}:${c.secret}`, a.sasl[n] ?? null);
+      same(`tls ${n}`, e.tlsPolicyByNexthop[n], a.tls[n]);
+    }
+    same('limit params', e.limits?.params ?? {}, a.limitParams);
+  }
+  return diffs;
+}
