@@ -2,6 +2,7 @@ import type { AppServices } from '../services/index.js';
 import { apiKeyRoutes } from './api-keys/api-keys.routes.js';
 import { auditRoutes } from './audit/audit.routes.js';
 import { authRoutes } from './auth/auth.routes.js';
+import { configRoutes } from './config/config.routes.js';
 import { credentialRoutes } from './credentials/credentials.routes.js';
 import { domainRoutes } from './domains/domains.routes.js';
 import { operationsRoutes } from './operations/operations.routes.js';
@@ -22,5 +23,6 @@ export function operationHandlers(services: AppServices): OperationHandlers {
     ...relayRoutes(services),
     ...credentialRoutes(services),
     ...policyRoutes(services),
+    ...configRoutes(services),
   };
 }

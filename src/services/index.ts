@@ -6,14 +6,17 @@ import { createCredentialRepository } from '../repositories/credential.repositor
 import { createDomainRepository } from '../repositories/domain.repository.js';
 import { createPolicyRepository, createSettingsRepository } from '../repositories/policy.repository.js';
 import { createRelayRepository } from '../repositories/relay.repository.js';
+import { createSnapshotRepository } from '../repositories/snapshot.repository.js';
 import { createTenantRepository } from '../repositories/tenant.repository.js';
 import { createApiKeyService, type TokenClaims } from './api-key.service.js';
 import { createAuditService } from './audit.service.js';
+import { createConfigService } from './config.service.js';
 import { createCredentialService } from './credential.service.js';
 import { createDomainService } from './domain.service.js';
 import { createHealthService } from './health.service.js';
 import { createPolicyService } from './policy.service.js';
 import { createRelayService } from './relay.service.js';
+import { createSnapshotService } from './snapshot.service.js';
 import { createTenantService } from './tenant.service.js';
 
 export interface ServiceDeps {
@@ -38,6 +41,8 @@ export function createServices(deps: ServiceDeps) {
     settings: createSettingsRepository(),
   };
   const tenants = createTenantService({ prisma, tenants: repositories.tenants, audit: repositories.audit });
+  const secretBox = createSecretBox(deps.masterKey);
+  const snapshots = createSnapshotService({ prisma, snapshots: createSnapshotRepository(), secretBox });
   const relays = createRelayService({ prisma, relays: repositories.relays, tenants: repositories.tenants, audit: repositories.audit });
   return {
     apiKeys: createApiKeyService({
@@ -67,9 +72,11 @@ export function createServices(deps: ServiceDeps) {
       domains: repositories.domains,
       relayService: relays,
       audit: repositories.audit,
-      secretBox: createSecretBox(deps.masterKey),
+      secretBox,
       now: deps.now,
     }),
+    snapshots,
+    config: createConfigService({ prisma, snapshots, secretBox }),
     policies: createPolicyService({ prisma, policies: repositories.policies, settings: repositories.settings, audit: repositories.audit }),
   };
 }

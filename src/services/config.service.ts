@@ -1,0 +1,122 @@
+import { createTwoFilesPatch } from 'diff';
+import type { PrismaClient } from '../db/prisma.js';
+import type { Prisma } from '../generated/prisma/client.js';
+import { ForbiddenError, NotFoundError, UnprocessableError } from '../lib/errors.js';
+import type { SecretBox } from '../lib/secret-box.js';
+import { type Bundle, CompileError, compile, explainRoute, masterCfLine } from '../postfix/index.js';
+import { isAdmin, type RequestContext } from './principal.js';
+import type { SnapshotService } from './snapshot.service.js';
+
+/** A bundle as it may be shown and stored: every secret replaced by its keyed fingerprint. */
+export interface MaskedBundle {
+  version: string;
+  files: Record<string, { content: string; mode: number; secret: boolean; mapType: 'hash' | null }>;
+  mainCf: Record<string, string>;
+  masterCf: Array<{ name: string; line: string }>;
+  warnings: string[];
+}
+
+/**
+ * Secret files hold `key username:secret` lines (smtp_sasl_password_maps); the secret becomes
+ * `sha:<fingerprint>`, so a rotation still shows up in a diff while the value never leaves.
+ */
+function maskSecretFile(content: string, secretBox: SecretBox): string {
+  return content
+    .split('\n')
+    .map((line) => {
+      const match = /^(\S+\s+)([^:]*):(.*)$/.exec(line);
+      if (match === null || line.startsWith('#')) return line;
+      return `${match[1]}${match[2]}:sha:${secretBox.fingerprint(match[3]!)}`;
+    })
+    .join('\n');
+}
+
+export function maskBundle(bundle: Bundle, secretBox: SecretBox): MaskedBundle {
+  const files: MaskedBundle['files'] = {};
+  for (const [name, file] of Object.entries(bundle.files).sort(([a], [b]) => (a < b ? -1 : 1))) {
+    files[name] = { ...file, content: file.secret ? maskSecretFile(file.content, secretBox) : file.content };
+  }
+  return {
+    version: bundle.version,
+    files,
+    mainCf: bundle.mainCf,
+    masterCf: bundle.masterCf.map((service) => ({ name: service.name, line: masterCfLine(service) })),
+    warnings: bundle.warnings,
+  };
+}
+
+function requireAdmin(ctx: RequestContext) {
+  if (!isAdmin(ctx.actor)) throw new ForbiddenError('the compiled configuration spans all tenants: admin only');
+}
+
+export function createConfigService(deps: { prisma: PrismaClient; snapshots: SnapshotService; secretBox: SecretBox }) {
+  /** Compiles what the database says now; a configuration Postfix cannot express is refused whole. */
+  async function compileCurrent(): Promise<Bundle> {
+    const snapshot = await deps.snapshots.load();
+    try {
+      return compile(snapshot);
+    } catch (error) {
+      if (error instanceof CompileError) {
+        throw new UnprocessableError(error.message, 'config-not-compilable', { problems: error.problems });
+      }
+      throw error;
+    }
+  }
+
+  /** Keeps the masked bundle by version (idempotent), for later diffs. */
+  async function store(masked: MaskedBundle) {
+    await deps.prisma.configBundle.upsert({
+      where: { version: masked.version },
+      create: { version: masked.version, bundle: masked as unknown as Prisma.InputJsonValue },
+      update: {},
+    });
+  }
+
+  return {
+    compileCurrent,
+
+    async current(ctx: RequestContext) {
+      requireAdmin(ctx);
+      const masked = maskBundle(await compileCurrent(), deps.secretBox);
+      await store(masked);
+      return masked;
+    },
+
+    /** What would change going from a stored version to what the database says now: a dry-run plan. */
+    async diff(ctx: RequestContext, fromVersion: string) {
+      requireAdmin(ctx);
+      const stored = await deps.prisma.configBundle.findUnique({ where: { version: fromVersion } });
+      if (stored === null) throw new NotFoundError('config version', fromVersion);
+      const from = stored.bundle as unknown as MaskedBundle;
+      const to = maskBundle(await compileCurrent(), deps.secretBox);
+      await store(to);
+      const names = [...new Set([...Object.keys(from.files), ...Object.keys(to.files)])].sort();
+      const files = names.flatMap((name) => {
+        const before = from.files[name]?.content;
+        const after = to.files[name]?.content;
+        if (before === after) return [];
+        const change = before === undefined ? 'added' : after === undefined ? 'removed' : 'modified';
+        return [{ name, change, diff: createTwoFilesPatch(`a/${name}`, `b/${name}`, before ?? '', after ?? '', undefined, undefined, { context: 1 }) }];
+      });
+      const params = [...new Set([...Object.keys(from.mainCf), ...Object.keys(to.mainCf)])].sort();
+      const mainCf = params
+        .filter((name) => from.mainCf[name] !== to.mainCf[name])
+        .map((name) => ({ name, from: from.mainCf[name] ?? null, to: to.mainCf[name] ?? null }));
+      const beforeServices = new Map(from.masterCf.map((service) => [service.name, service.line]));
+      const afterServices = new Map(to.masterCf.map((service) => [service.name, service.line]));
+      const masterCf = [...new Set([...beforeServices.keys(), ...afterServices.keys()])]
+        .sort()
+        .filter((name) => beforeServices.get(name) !== afterServices.get(name))
+        .map((name) => ({ name, from: beforeServices.get(name) ?? null, to: afterServices.get(name) ?? null }));
+      return { from: fromVersion, to: to.version, changed: fromVersion !== to.version, files, mainCf, masterCf };
+    },
+
+    /** Which service, nexthops, credential (id only), TLS and destination policy a message would get, and why. */
+    async explain(ctx: RequestContext, sender: string, recipient: string) {
+      requireAdmin(ctx);
+      return explainRoute(await deps.snapshots.load(), sender, recipient);
+    },
+  };
+}
+
+export type ConfigService = ReturnType<typeof createConfigService>;
