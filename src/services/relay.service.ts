@@ -114,6 +114,13 @@ export function createRelayService(deps: Deps) {
     };
   }
 
+  /** Postfix's `secure` level (certificate verification) needs TLS; with opportunistic TLS there may be none. */
+  function checkTls(tls: RelayTls, verify: boolean) {
+    if (tls === 'opportunistic' && verify) {
+      throw new UnprocessableError('verify needs TLS, which opportunistic mode does not require: choose starttls or implicit, or drop verify', 'tls-not-honourable');
+    }
+  }
+
   async function save(ctx: RequestContext, current: Relay, data: Partial<Relay>, expected: number | undefined, action: string) {
     assertVersion(current.version, expected, 'relay');
     return deps.prisma.$transaction(async (tx) => {
@@ -142,6 +149,7 @@ export function createRelayService(deps: Deps) {
         tenantId = ctx.actor.tenantId;
       }
       if (tenantId !== null && (await deps.tenants.findById(deps.prisma, tenantId)) === null) throw new NotFoundError('tenant', tenantId);
+      checkTls(input.tls, input.verify ?? false);
       const limits = fullLimits(input.limits);
       await checkLimits(null, limits);
       const data = { ...normalized(input), name: input.name, host: normalizeHost('body/host', input.host), port: input.port, tls: input.tls, tenantId, ...limits };
@@ -179,6 +187,7 @@ export function createRelayService(deps: Deps) {
 
     async update(ctx: RequestContext, id: string, input: Partial<Omit<RelayInput, 'tenantId'>>, expected: number | undefined) {
       const current = await loadWritable(ctx, id);
+      checkTls(input.tls ?? current.tls, input.verify ?? current.verify);
       const data: Partial<Relay> = normalized(input);
       if (input.limits !== undefined) {
         const limits = fullLimits({ ...relayLimits(current), ...input.limits });

@@ -39,6 +39,12 @@ describe('relays', () => {
     expect(response.json().errors.map((error: { field: string }) => error.field)).toContain(field);
   });
 
+  it('refuses certificate verification without required TLS', async () => {
+    const response = await t.app.inject({ method: 'POST', url: '/v1/relays', headers: admin.headers, payload: { name: 'x', host: 'smtp.example.com', port: 25, tls: 'opportunistic', verify: true } });
+    expect(response.statusCode).toBe(422);
+    expect(response.json().code).toBe('tls-not-honourable');
+  });
+
   it('refuses deleting a relay domains route through', async () => {
     const tenant = await createTenant(t.app, admin.headers);
     const relay = await createRelay(t.app, admin.headers);

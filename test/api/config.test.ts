@@ -1,0 +1,124 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestApp, type TestApp, tokenFor } from '../helpers/app.js';
+import { createCredential, createDomain, createRelay, createTenant } from '../helpers/fixtures.js';
+
+let t: TestApp;
+let admin: Awaited<ReturnType<typeof tokenFor>>;
+const SECRET = 'pa ss:wo#rd-config-test';
+let ids: { relay: string; domain: string; credential: string; tenant: string };
+
+beforeAll(async () => {
+  t = await createTestApp();
+  admin = await tokenFor(t.app, ['admin']);
+  const tenant = await createTenant(t.app, admin.headers);
+  const relay = await createRelay(t.app, admin.headers, { host: '127.0.0.1', port: 2601 });
+  const domain = await createDomain(t.app, admin.headers, tenant.id, { name: 'shop.example', relayId: relay.id, status: 'verified' });
+  const credential = await createCredential(t.app, admin.headers, relay.id, { domainId: domain.id, username: 'shop-user', secret: SECRET });
+  ids = { relay: relay.id, domain: domain.id, credential: credential.id, tenant: tenant.id };
+});
+afterAll(async () => t?.close());
+
+describe('GET /v1/config', () => {
+  it('compiles the database into a versioned bundle with secrets masked', async () => {
+    const first = await t.app.inject({ method: 'GET', url: '/v1/config', headers: admin.headers });
+    expect(first.statusCode).toBe(200);
+    const bundle = first.json();
+    expect(bundle.version).toMatch(/^[0-9a-f]{64}$/);
+    expect(first.headers.etag).toBe(`"${bundle.version}"`);
+    expect(bundle.files.sender_relay.content).toContain('@shop.example [127.0.0.1]:2601');
+    expect(first.body).not.toContain(SECRET);
+    expect(first.body).not.toContain('wo#rd');
+    expect(bundle.files.sasl_passwd.content).toMatch(/@shop\.example shop-user:sha:[0-9a-f]{16}/);
+    expect(bundle.files.sasl_passwd.mode).toBe(0o600);
+    expect(bundle.mainCf.sender_dependent_relayhost_maps).toContain('{{dir}}/sender_relay');
+    // Deterministic: the same rows give the same version, and it is stored for later diffs.
+    const again = await t.app.inject({ method: 'GET', url: '/v1/config', headers: admin.headers });
+    expect(again.json().version).toBe(bundle.version);
+    expect(await t.prisma.configBundle.count({ where: { version: bundle.version } })).toBe(1);
+    const stored = await t.prisma.configBundle.findUniqueOrThrow({ where: { version: bundle.version } });
+    expect(JSON.stringify(stored.bundle)).not.toContain(SECRET);
+  });
+
+  it('is admin only', async () => {
+    const tenant = await tokenFor(t.app, ['tenant'], ids.tenant);
+    expect((await t.app.inject({ method: 'GET', url: '/v1/config', headers: tenant.headers })).statusCode).toBe(403);
+  });
+});
+
+describe('GET /v1/config/diff', () => {
+  it('shows what a change would do, as a dry-run plan', async () => {
+    const before = (await t.app.inject({ method: 'GET', url: '/v1/config', headers: admin.headers })).json();
+    const tenant = await createTenant(t.app, admin.headers);
+    await createDomain(t.app, admin.headers, tenant.id, { name: 'new.example', relayId: ids.relay, status: 'verified' });
+    const response = await t.app.inject({ method: 'GET', url: `/v1/config/diff?from=${before.version}`, headers: admin.headers });
+    expect(response.statusCode).toBe(200);
+    const plan = response.json();
+    expect(plan.changed).toBe(true);
+    expect(plan.to).not.toBe(before.version);
+    const relayFile = plan.files.find((file: { name: string }) => file.name === 'sender_relay');
+    expect(relayFile.change).toBe('modified');
+    expect(relayFile.diff).toContain('+@new.example [127.0.0.1]:2601');
+
+    const same = await t.app.inject({ method: 'GET', url: `/v1/config/diff?from=${plan.to}`, headers: admin.headers });
+    expect(same.json()).toMatchObject({ changed: false, files: [], mainCf: [], masterCf: [] });
+    const unknown = await t.app.inject({ method: 'GET', url: `/v1/config/diff?from=${'0'.repeat(64)}`, headers: admin.headers });
+    expect(unknown.statusCode).toBe(404);
+    const bad = await t.app.inject({ method: 'GET', url: '/v1/config/diff?from=nope', headers: admin.headers });
+    expect(bad.statusCode).toBe(400);
+  });
+
+  it('shows a credential rotation as a changed fingerprint, never the secret', async () => {
+    const before = (await t.app.inject({ method: 'GET', url: '/v1/config', headers: admin.headers })).json();
+    const staged = await createCredential(t.app, admin.headers, ids.relay, { domainId: ids.domain, username: 'shop-user', secret: 'rotated-secret-1' });
+    await t.app.inject({ method: 'POST', url: `/v1/credentials/${staged.id}/activate`, headers: admin.headers });
+    const plan = await t.app.inject({ method: 'GET', url: `/v1/config/diff?from=${before.version}`, headers: admin.headers });
+    const sasl = plan.json().files.find((file: { name: string }) => file.name === 'sasl_passwd');
+    expect(sasl.change).toBe('modified');
+    expect(plan.body).not.toContain('rotated-secret-1');
+    expect(plan.body).not.toContain(SECRET);
+    ids.credential = staged.id;
+  });
+});
+
+describe('GET /v1/routes/explain', () => {
+  it('explains a routed sender with nexthop, credential id and matched entries, never the secret', async () => {
+    const response = await t.app.inject({
+      method: 'GET',
+      url: '/v1/routes/explain?sender=Alice@Shop.Example&recipient=bob@gmail.test',
+      headers: admin.headers,
+    });
+    expect(response.statusCode).toBe(200);
+    const explanation = response.json();
+    expect(explanation).toMatchObject({ outcome: 'relay', senderDomain: 'shop.example', nexthops: ['[127.0.0.1]:2601'], credentialId: ids.credential });
+    expect(explanation.matched.map((entry: { table: string }) => entry.table)).toContain('sender_relay');
+    expect(response.body).not.toContain('rotated-secret-1');
+  });
+
+  it('explains why an unknown or unverified sender gets no route', async () => {
+    const unknown = (await t.app.inject({ method: 'GET', url: '/v1/routes/explain?sender=x@nowhere.example&recipient=bob@gmail.test', headers: admin.headers })).json();
+    expect(unknown.outcome).toBe('rejected');
+    const tenant = await createTenant(t.app, admin.headers);
+    await createDomain(t.app, admin.headers, tenant.id, { name: 'pending.example', relayId: ids.relay });
+    const pending = (await t.app.inject({ method: 'GET', url: '/v1/routes/explain?sender=x@pending.example&recipient=bob@gmail.test', headers: admin.headers })).json();
+    expect(pending.outcome).toBe('rejected');
+    expect(pending.reason).toMatch(/verif/i);
+  });
+});
+
+describe('a configuration Postfix cannot express', () => {
+  it('is refused whole with 422 and the list of problems', async () => {
+    const tenant = await createTenant(t.app, admin.headers);
+    // Primary over implicit TLS, fallback over STARTTLS: one delivery service cannot speak both.
+    const loose = await createRelay(t.app, admin.headers, { host: 'smtp.loose.test', tls: 'implicit', port: 465 });
+    await createDomain(t.app, admin.headers, tenant.id, { name: 'loose.example', relayId: loose.id, fallbackRelayId: ids.relay, status: 'verified' });
+    const response = await t.app.inject({ method: 'GET', url: '/v1/config', headers: admin.headers });
+    expect(response.statusCode).toBe(422);
+    expect(response.json().code).toBe('config-not-compilable');
+    const problems = response.json().problems as Array<{ resourceType: string; resourceId: string; message: string }>;
+    expect(problems.length).toBeGreaterThan(0);
+    const domain = await t.prisma.domain.findUniqueOrThrow({ where: { name: 'loose.example' } });
+    expect(problems.some((problem) => [loose.id, domain.id].includes(problem.resourceId) && /TLS/i.test(problem.message))).toBe(true);
+    await t.prisma.domain.deleteMany({ where: { relayId: loose.id } });
+    await t.prisma.relay.delete({ where: { id: loose.id } });
+  });
+});
