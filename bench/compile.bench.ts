@@ -1,0 +1,140 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { applyMigrations } from '../src/db/migrate.js';
+import { createSecretBox } from '../src/lib/secret-box.js';
+import { machine, recordSection, ROOT, scratchDatabase } from './lib.js';
+
+/**
+ * Issue 4's benchmark: 100,000 sender domains (credentials across 50 relays, 1,000 destination
+ * policies) in PostgreSQL; load + compile in a fresh process vs real `postmap` of the produced
+ * tables, same run. Goal: compile / postmap ≤ 1.
+ */
+const DOMAINS = Number(process.env.BENCH_DOMAINS ?? 100_000);
+const RELAYS = 50;
+const POLICIES = 1_000;
+const PER_TENANT = 10;
+
+async function insert(client: pg.Client, table: string, columns: string[], rows: unknown[][]) {
+  for (let offset = 0; offset < rows.length; offset += 1000) {
+    const batch = rows.slice(offset, offset + 1000);
+    const values = batch.map((row, i) => `(${row.map((_, j) => `$${i * row.length + j + 1}`).join(',')})`).join(',');
+    await client.query(`INSERT INTO ${table} (${columns.join(',')}) VALUES ${values}`, batch.flat());
+  }
+}
+
+async function seed(url: string, masterKey: Buffer) {
+  const box = createSecretBox(masterKey);
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  const now = new Date();
+  const relays = Array.from({ length: RELAYS }, (_, i) => ({
+    id: randomUUID(),
+    row: [i % 10 === 0 ? 'implicit' : 'starttls', i % 10 === 0 ? 465 : 587, i % 7 === 0 ? 10 : null],
+    i,
+  }));
+  await insert(
+    client,
+    'relays',
+    ['id', 'name', 'host', 'port', 'tls', 'verify', 'concurrency', 'updated_at'],
+    relays.map((relay) => [relay.id, `relay ${relay.i}`, `smtp${relay.i}.relay.example`, relay.row[1], relay.row[0], true, relay.row[2], now]),
+  );
+  const tenants = Array.from({ length: DOMAINS / PER_TENANT }, (_, i) => [randomUUID(), `Tenant ${i}`, `tenant-${i}`, now]);
+  await insert(client, 'tenants', ['id', 'name', 'slug', 'updated_at'], tenants);
+  const domains: unknown[][] = [];
+  const credentials: unknown[][] = [];
+  for (let i = 0; i < DOMAINS; i += 1) {
+    const id = randomUUID();
+    const relay = relays[i % RELAYS]!;
+    // Realistic mix: almost all verified, a few with a fallback relay or limits of their own.
+    const fallback = i % 500 === 0 ? relays[(i + 1) % RELAYS]!.id : null;
+    const sameTls = fallback === null || relays[(i + 1) % RELAYS]!.row[0] === relay.row[0];
+    domains.push([id, tenants[Math.floor(i / PER_TENANT)]![0], `d${i}.customer.example`, i % 20 === 0 ? 'pending' : 'verified', 'relay', relay.id, sameTls ? fallback : null, i % 200 === 0 ? 2 : null, now]);
+    if (i % 10 !== 9) {
+      const credentialId = randomUUID();
+      const secret = randomBytes(12).toString('base64url');
+      const sealed = box.seal(secret, credentialId);
+      credentials.push([credentialId, relay.id, id, `user${i}@d${i}.customer.example`, sealed.ciphertext, sealed.nonce, sealed.keyId, box.fingerprint(secret), 'active', now]);
+    }
+  }
+  await insert(client, 'domains', ['id', 'tenant_id', 'name', 'status', 'route', 'relay_id', 'fallback_relay_id', 'concurrency', 'updated_at'], domains);
+  for (const relay of relays) {
+    const credentialId = randomUUID();
+    const sealed = box.seal('relay-wide-secret', credentialId);
+    credentials.push([credentialId, relay.id, null, `platform-${relay.i}`, sealed.ciphertext, sealed.nonce, sealed.keyId, box.fingerprint('relay-wide-secret'), 'active', now]);
+  }
+  await insert(
+    client,
+    'relay_credentials',
+    ['id', 'relay_id', 'domain_id', 'username', 'secret_ciphertext', 'secret_nonce', 'secret_key_id', 'fingerprint', 'status', 'updated_at'],
+    credentials,
+  );
+  await insert(
+    client,
+    'destination_policies',
+    ['id', 'pattern', 'tls', 'updated_at'],
+    Array.from({ length: POLICIES }, (_, i) => [randomUUID(), `${i % 2 === 0 ? '.' : ''}mx${i}.provider.example`, i % 3 === 0 ? 'verify' : 'encrypt', now]),
+  );
+  await client.end();
+  return { credentials: credentials.length };
+}
+
+function runWorker(env: Record<string, string>): Promise<{ loadMs: number; compileMs: number; maxRssMb: number; domains: number; files: Record<string, { lines: number; mapType: string | null }> }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), '--import', 'tsx', path.join(ROOT, 'bench/workers/compile-once.ts')], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+    let output = '';
+    child.stdout.on('data', (chunk) => (output += chunk));
+    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(output)) : reject(new Error(`compile worker exited ${code}`))));
+  });
+}
+
+const database = await scratchDatabase('rp_bench_compile');
+const outDir = await mkdtemp(path.join(os.tmpdir(), 'relayplane-bench-compile-'));
+await chmod(outDir, 0o755);
+try {
+  await applyMigrations({ databaseUrl: database.url });
+  const masterKey = randomBytes(32);
+  const seedStart = performance.now();
+  const seeded = await seed(database.url, masterKey);
+  const seedSeconds = (performance.now() - seedStart) / 1000;
+  const result = await runWorker({ BENCH_DATABASE_URL: database.url, BENCH_MASTER_KEY: masterKey.toString('base64'), BENCH_OUT_DIR: outDir });
+
+  // postmap reads a main.cf; an empty one in its own config dir keeps the machine's Postfix out of it.
+  await writeFile(path.join(outDir, 'main.cf'), '');
+  let postmapMs = 0;
+  const tables: string[] = [];
+  for (const [name, file] of Object.entries(result.files)) {
+    if (file.mapType !== 'hash') continue;
+    const start = performance.now();
+    const run = spawnSync('postmap', ['-c', outDir, `hash:${path.join(outDir, name)}`], { encoding: 'utf8' });
+    postmapMs += performance.now() - start;
+    if (run.status !== 0 || run.stderr !== '') throw new Error(`postmap ${name}: ${run.stderr}`);
+    tables.push(`${name} (${file.lines - 1} lines)`);
+  }
+  const compilePath = result.loadMs + result.compileMs;
+  const ratio = compilePath / postmapMs;
+  const table = [
+    '## Compiling 100,000 sender domains vs postmap (issue 4)',
+    '',
+    `Command: \`npm run bench -- compile\` (${DOMAINS} domains of ${DOMAINS / PER_TENANT} tenants, ${RELAYS} relays, ${seeded.credentials} active credentials, ${POLICIES} destination policies; seeding took ${seedSeconds.toFixed(1)} s and is not measured; ${machine()}; ${new Date().toISOString().slice(0, 10)}).`,
+    '',
+    '| Step | Time |',
+    '| --- | ---: |',
+    `| load (one repeatable-read transaction, decrypt ${seeded.credentials} secrets) | ${result.loadMs.toFixed(0)} ms |`,
+    `| compile (pure, deterministic) | ${result.compileMs.toFixed(0)} ms |`,
+    `| **load + compile** | **${compilePath.toFixed(0)} ms** |`,
+    `| real \`postmap\` of the produced hash tables: ${tables.join(', ')} | ${postmapMs.toFixed(0)} ms |`,
+    '',
+    `Peak memory (max RSS) of the load + compile process: ${result.maxRssMb.toFixed(0)} MB.`,
+    '',
+    `Ratio (load + compile) / postmap: **${ratio.toFixed(2)}** (goal ≤ 1: ${ratio <= 1 ? 'met' : 'NOT met'}); compile alone / postmap: ${(result.compileMs / postmapMs).toFixed(2)}.`,
+  ].join('\n');
+  await recordSection('compile', table);
+  process.stdout.write(`${table}\n`);
+} finally {
+  await rm(outDir, { recursive: true, force: true });
+  await database.drop();
+}
