@@ -4,14 +4,11 @@
  * must be assignable to `Bundle`.
  */
 
-export interface BundleFile {
-  content: string;
-  mode: 0o600 | 0o644;
-  /** Secret files (SASL passwords) are 0600 on the node from the first byte, .db included. */
-  secret: boolean;
-  /** 'hash': the deployer runs `postmap hash:<file>` and checks the result; null: copied as is. */
-  mapType: 'hash' | null;
-}
+import { DIR_PLACEHOLDER, SERVICE_PREFIX, type BundleFile } from '../postfix/bundle.js';
+
+// Files are exactly the compiler's; services and the bundle are declared structurally (looser than
+// the compiler's literal types) so hand-built bundles in tests and future producers fit too.
+export { DIR_PLACEHOLDER, type BundleFile };
 
 export interface MasterService {
   /** Service name; must start with MANAGED_SERVICE_PREFIX (the deployer owns those entries). */
@@ -38,11 +35,8 @@ export interface Bundle {
   warnings: string[];
 }
 
-/** Replaced by the path of the stable live directory (the `current` symlink), never a release dir. */
-export const DIR_PLACEHOLDER = '{{dir}}';
-
 /** master.cf entries whose name starts with this belong to Relayplane: it creates, rewrites and removes them. */
-export const MANAGED_SERVICE_PREFIX = 'rp_';
+export const MANAGED_SERVICE_PREFIX = SERVICE_PREFIX;
 
 export function renderValue(value: string, liveDir: string): string {
   return value.split(DIR_PLACEHOLDER).join(liveDir);
