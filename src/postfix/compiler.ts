@@ -87,8 +87,17 @@ function mainCf(plan: RoutePlan): Record<string, string> {
   return params;
 }
 
+/**
+ * Each generated service logs under its own name (`<instance>/rp_…/smtp`), so the log shows which
+ * service (and so which limits) carried a delivery. `-o syslog_name=${syslog_name}/…` would nest
+ * forever; this repeats Postfix's own default for syslog_name instead of referring to it.
+ */
+export function serviceSyslogName(name: string): string {
+  return `\${multi_instance_name?{\$multi_instance_name}:{postfix}}/${name}`;
+}
+
 function masterService(service: ServicePlan): MasterService {
-  const options: Record<string, string> = {};
+  const options: Record<string, string> = { syslog_name: serviceSyslogName(service.name) };
   if (service.implicitTls) {
     // TLS on connect is a per-service switch; the policy table still sets the level per nexthop.
     options.smtp_tls_wrappermode = 'yes';
@@ -128,7 +137,9 @@ function checkConfig(bundle: Omit<Bundle, 'version' | 'warnings'>, problems: Pro
   }
   for (const s of rendered.masterCf) {
     const okName = /^rp_[a-z0-9_]+$/.test(s.name);
-    const okOptions = Object.entries(s.options).every(([k, v]) => /^[a-z0-9_]+$/.test(k) && /^[A-Za-z0-9._:/-]+$/.test(v));
+    const okOptions = Object.entries(s.options).every(
+      ([k, v]) => /^[a-z0-9_]+$/.test(k) && (/^[A-Za-z0-9._:/-]+$/.test(v) || (k === 'syslog_name' && v === serviceSyslogName(s.name))),
+    );
     if (!okName || !okOptions) problems.add('unsafe_output', 'settings', null, `unsafe master.cf service ${JSON.stringify(s.name)}`);
   }
 }

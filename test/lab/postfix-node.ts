@@ -241,6 +241,8 @@ function mainCf(p: {
     mail_owner: 'postfix',
     setgid_group: 'postdrop',
     syslog_name: p.syslogName,
+    // Generated services derive their syslog_name from this, as on a postmulti instance.
+    multi_instance_name: p.syslogName,
     maillog_file: path.join(p.baseDir, 'log', 'maillog'),
     maillog_file_prefixes: path.join(p.baseDir, 'log'),
     myhostname: `${p.name}.lab.test`,

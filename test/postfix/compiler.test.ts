@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Bundle as DeployBundle } from '../../src/deploy/bundle.js';
 import { DIR_PLACEHOLDER, compile, explainRoute, renderBundle, type Bundle, type Snapshot } from '../../src/postfix/index.js';
+import { serviceSyslogName } from '../../src/postfix/compiler.js';
 import { credential, domain, policy, relay, richSnapshot, settings, snapshot, tenant } from './fixtures.js';
 
 const lines = (b: Bundle, file: string) => (b.files[file]?.content ?? '').split('\n').filter(Boolean);
@@ -126,7 +127,7 @@ describe('credentials', () => {
       }),
     );
     const [s] = b.masterCf;
-    expect(s?.options).toEqual({ smtp_connection_reuse_time_limit: '30s', smtp_sasl_auth_enable: 'no' });
+    expect(s?.options).toEqual({ smtp_connection_reuse_time_limit: '30s', smtp_sasl_auth_enable: 'no', syslog_name: serviceSyslogName(s!.name) });
     expect(b.mainCf[`${s?.name}_destination_concurrency_limit`]).toBe('3');
   });
 });
@@ -180,7 +181,7 @@ describe('direct delivery', () => {
     const b = compile(snap);
     expect(lines(b, 'sender_transport')[0]).toBe('@direct.example smtp:');
     expect(lines(b, 'sender_relay')).toEqual([]);
-    expect(b.masterCf[0]?.options).toEqual({ smtp_sasl_auth_enable: 'no' });
+    expect(b.masterCf[0]?.options).toEqual({ smtp_sasl_auth_enable: 'no', syslog_name: serviceSyslogName(b.masterCf[0]!.name) });
     expect(lines(b, 'tls_policy')).toEqual(['.gmail.test secure']);
     expect(explainRoute(snap, 'a@direct.example', 'b@mx.gmail.test')).toMatchObject({ outcome: 'direct', nexthops: ['mx.gmail.test'], tlsPolicy: 'secure', destinationPolicyId: 'p' });
     expect(explainRoute(snap, 'a@direct.example', 'b@gmail.test')).toMatchObject({ tlsPolicy: 'may', destinationPolicyId: null });

@@ -1,0 +1,206 @@
+/**
+ * The truth test: for randomly generated configurations written through the API, compiled and
+ * deployed to a real Postfix node, random sender/recipient pairs are delivered through the lab, and
+ * what the smart hosts and Postfix's log observe (service, relay, authenticated user) equals
+ * GET /v1/routes/explain for every pair.
+ */
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectNode, deployBundle, type NodeConnection } from '../../src/deploy/index.js';
+import { createTestApp, type TestApp, tokenFor } from '../helpers/app.js';
+import { waitForLog } from '../lab/log.js';
+import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/postfix-node.js';
+import { LAB_INSTALL_COMMAND, labAvailable, labRequired } from '../lab/requirements.js';
+import { startSmartHost, type SmartHost } from '../lab/smart-host.js';
+import { sendMail } from '../lab/submit.js';
+
+const lab = labAvailable();
+if (!lab.ok && labRequired()) {
+  describe('lab requirements (RELAYPLANE_REQUIRE_LAB=1)', () => {
+    it('are met', () => expect(lab.missing, `install with: ${LAB_INSTALL_COMMAND}`).toEqual([]));
+  });
+} else if (!lab.ok) {
+  console.warn(`truth test skipped, missing: ${lab.missing.join(', ')}. Install: ${LAB_INSTALL_COMMAND}`);
+}
+
+interface RelaySpec {
+  host: number; // index of the smart host it points at
+  tenant: number | null; // owning tenant index, null = shared
+  wideCredential: boolean;
+}
+interface DomainSpec {
+  tenant: number;
+  relay: number;
+  fallback: number | null;
+  status: 'verified' | 'pending';
+  compileOverride: boolean;
+  ownCredential: boolean;
+  limits: null | { concurrency: number } | { concurrency: 1; rateDelaySeconds: 1 };
+}
+interface ConfigSpec {
+  suspended: boolean[];
+  relays: RelaySpec[];
+  domains: DomainSpec[];
+}
+
+// Smart hosts: 0 and 1 STARTTLS, 2 implicit TLS. Relays 0-2 are shared (one per host); relay 3 is a
+// second account on host 0 owned by tenant 0, so two relay rows share one host:port.
+const relaySpecs = fc.tuple(fc.boolean(), fc.boolean(), fc.boolean(), fc.boolean()).map(([a, b, c, d]): RelaySpec[] => [
+  { host: 0, tenant: null, wideCredential: a },
+  { host: 1, tenant: null, wideCredential: b },
+  { host: 2, tenant: null, wideCredential: c },
+  { host: 0, tenant: 0, wideCredential: d },
+]);
+const domainSpec = fc.record({
+  tenant: fc.integer({ min: 0, max: 2 }),
+  relay: fc.integer({ min: 0, max: 3 }),
+  fallbackPick: fc.integer({ min: 0, max: 3 }),
+  status: fc.constantFrom('verified' as const, 'verified' as const, 'verified' as const, 'pending' as const),
+  compileOverride: fc.boolean(),
+  ownCredential: fc.boolean(),
+  limits: fc.constantFrom(null, null, { concurrency: 2 }, { concurrency: 1 as const, rateDelaySeconds: 1 as const }),
+});
+const configSpec = fc
+  .record({
+    suspended: fc.tuple(fc.constant(false), fc.boolean(), fc.constant(false)),
+    relays: relaySpecs,
+    domains: fc.array(domainSpec, { minLength: 4, maxLength: 8 }),
+  })
+  .map(({ suspended, relays, domains }): ConfigSpec => ({
+    suspended: [...suspended],
+    relays,
+    domains: domains.map((domain) => {
+      // Relay 3 is tenant 0's: others use a shared one. Fallbacks only STARTTLS → STARTTLS on another host.
+      const relay = domain.relay === 3 && domain.tenant !== 0 ? 0 : domain.relay;
+      const fallback = relay === 0 && domain.fallbackPick === 1 ? 1 : relay === 1 && domain.fallbackPick === 0 ? 0 : null;
+      // Every relayed domain must have a credential on each of its relays, or the smart host refuses it.
+      const wideOnAll = [relay, ...(fallback === null ? [] : [fallback])].every((index) => relays[index]!.wideCredential);
+      return { ...domain, relay, fallback, ownCredential: domain.ownCredential || !wideOnAll };
+    }),
+  }));
+
+describe.skipIf(!lab.ok)('the truth test: explanation = what real Postfix and the smart hosts do', () => {
+  let t: TestApp;
+  let sink: SmartHost;
+  let hosts: SmartHost[];
+  let node: PostfixNode;
+  let connection: NodeConnection;
+
+  beforeAll(async () => {
+    t = await createTestApp();
+    sink = await startSmartHost({ name: 'sink', tls: 'starttls', users: {}, authOptional: true });
+    hosts = [
+      await startSmartHost({ name: 'sh0', tls: 'starttls', users: {} }),
+      await startSmartHost({ name: 'sh1', tls: 'starttls', users: {} }),
+      await startSmartHost({ name: 'sh2', tls: 'implicit', users: {} }),
+    ];
+    node = await startPostfixNode({ name: 'truth', sinkRelayhost: sink.nexthop, tlsCaCerts: [sink, ...hosts].map((host) => host.caCertPem) });
+    connection = await connectNode({ ...node.ssh, hostKey: node.ssh.hostKeyFingerprint });
+  });
+
+  afterAll(async () => {
+    connection?.close();
+    await node?.stop();
+    await stopAllLabNodes();
+    await Promise.allSettled([sink, ...(hosts ?? [])].map((host) => host?.close()));
+    await t?.close();
+  });
+
+  /** Writes one configuration through the API (wiping the previous one) and returns its sender domains. */
+  async function apply(spec: ConfigSpec, round: number) {
+    await t.prisma.relayCredential.deleteMany();
+    await t.prisma.domain.deleteMany();
+    await t.prisma.relay.deleteMany();
+    await t.prisma.tenant.deleteMany();
+    const admin = await tokenFor(t.app, ['admin']);
+    const post = async (url: string, payload: object) => {
+      const response = await t.app.inject({ method: 'POST', url, headers: admin.headers, payload });
+      expect(response.statusCode, `${url} ${response.body}`).toBe(201);
+      return response.json<{ id: string }>();
+    };
+    for (const host of hosts) for (const user of Object.keys(host.users)) delete host.users[user];
+    const tenants = [];
+    for (const [index, suspended] of spec.suspended.entries()) {
+      tenants.push(await post('/v1/tenants', { name: `T${index}`, slug: `r${round}-t${index}`, status: suspended ? 'suspended' : 'active' }));
+    }
+    const relays = [];
+    for (const [index, relay] of spec.relays.entries()) {
+      const host = hosts[relay.host]!;
+      const created = await post('/v1/relays', {
+        name: `relay ${index}`,
+        host: '127.0.0.1',
+        port: host.port,
+        tls: host.tls === 'implicit' ? 'implicit' : 'starttls',
+        ...(relay.tenant === null ? {} : { tenantId: tenants[relay.tenant]!.id }),
+      });
+      relays.push(created);
+      if (relay.wideCredential) {
+        const username = `wide${index}-r${round}`;
+        host.users[username] = `pw:${username} #"x`;
+        await post(`/v1/relays/${created.id}/credentials`, { username, secret: host.users[username] });
+      }
+    }
+    const domains: string[] = [];
+    for (const [index, domain] of spec.domains.entries()) {
+      const name = `d${index}-r${round}.truth.test`;
+      domains.push(name);
+      const created = await post(`/v1/tenants/${tenants[domain.tenant]!.id}/domains`, {
+        name,
+        relayId: relays[domain.relay]!.id,
+        ...(domain.fallback === null ? {} : { fallbackRelayId: relays[domain.fallback]!.id }),
+        status: domain.status,
+        compileOverride: domain.compileOverride,
+        ...(domain.limits === null ? {} : { limits: domain.limits }),
+      });
+      if (domain.ownCredential) {
+        for (const relayIndex of [domain.relay, ...(domain.fallback === null ? [] : [domain.fallback])]) {
+          const username = `own${index}-${relayIndex}-r${round}`;
+          hosts[spec.relays[relayIndex]!.host]!.users[username] = `secret ${username}:ü`;
+          await post(`/v1/relays/${relays[relayIndex]!.id}/credentials`, { username, secret: hosts[spec.relays[relayIndex]!.host]!.users[username], domainId: created.id });
+        }
+      }
+    }
+    return { admin, domains };
+  }
+
+  it('holds for random configurations and random sender/recipient pairs', { timeout: 180_000 }, async () => {
+    const specs = fc.sample(configSpec, { numRuns: 3, seed: 20261128 });
+    for (const [round, spec] of specs.entries()) {
+      const { admin, domains } = await apply(spec, round);
+      const bundle = await t.app.services.config.compileCurrent();
+      const outcome = await deployBundle(connection, bundle, { configDir: node.configDir });
+      expect(outcome.state, JSON.stringify(outcome.error)).toBe('live');
+
+      const pairs = fc.sample(fc.tuple(fc.constantFrom(...domains, 'stranger.truth.test'), fc.integer({ min: 0, max: 99 })), { numRuns: 8, seed: round });
+      for (const [index, [senderDomain, recipientIndex]] of pairs.entries()) {
+        const sender = `user${index}@${senderDomain}`;
+        const recipient = `rcpt${recipientIndex}@dest${recipientIndex % 3}.example`;
+        const explained = await t.app.inject({
+          method: 'GET',
+          url: `/v1/routes/explain?sender=${encodeURIComponent(sender)}&recipient=${encodeURIComponent(recipient)}`,
+          headers: admin.headers,
+        });
+        const explanation = explained.json();
+        const context = `round ${round}, ${sender} → ${recipient}: ${explanation.reason}`;
+        if (explanation.outcome === 'rejected') {
+          await expect(sendMail(node, { from: sender, to: [recipient] }), context).rejects.toThrow(/554/);
+          continue;
+        }
+        expect(explanation.outcome, context).toBe('relay');
+        const sent = await sendMail(node, { from: sender, to: [recipient], subject: context });
+        const firstHop = explanation.nexthops[0] as string;
+        const host = hosts.find((candidate) => candidate.nexthop === firstHop)!;
+        expect(host, `${context}: no lab host at ${firstHop}`).toBeDefined();
+        const received = await host.waitFor((message) => message.messageId === sent.messageId, 15_000);
+        expect(received.authUser, context).toBe(explanation.credentialsByNexthop[firstHop]?.username);
+        expect(received.rcptTo, context).toEqual([recipient]);
+        const logged = await waitForLog(node, (entry) => entry.messageId === sent.messageId && entry.status === 'sent', 15_000);
+        expect(logged.service, context).toBe(explanation.service === 'smtp' ? 'smtp' : `${explanation.service}/smtp`);
+        expect(logged.relay.endsWith(`:${host.port}`), context).toBe(true);
+        for (const other of hosts) {
+          if (other !== host) expect(other.received.some((message) => message.messageId === sent.messageId), context).toBe(false);
+        }
+      }
+    }
+  });
+});
