@@ -4,12 +4,15 @@ import metricsModule, { type IMetricsPluginOptions } from 'fastify-metrics';
 import type { DestinationStream } from 'pino';
 import type { RuntimeConfig } from './config.js';
 import type { PrismaClient } from './db/prisma.js';
+import { SyncWorker } from './deploy/index.js';
 import { loggerOptions } from './lib/logger.js';
 import auth from './plugins/auth.js';
 import errors from './plugins/errors.js';
 import idempotency from './plugins/idempotency.js';
 import openapi from './plugins/openapi.js';
 import { operationHandlers } from './routes/index.js';
+import { createDeployMetrics } from './services/deploy-metrics.js';
+import type { SshSettings } from './services/deployment.service.js';
 import { createServices } from './services/index.js';
 
 export interface AppDeps {
@@ -18,6 +21,21 @@ export interface AppDeps {
   /** Where logs go; tests capture them here. */
   logStream?: DestinationStream;
   now?: () => Date;
+  /** How nodes are reached: the private key file (read at use), timeouts, parallelism, retries. */
+  ssh?: Partial<SshSettings>;
+  /**
+   * Starts the sync worker with the app and stops it on close. Absent: no worker (tests ask for
+   * one explicitly; `relayplane serve` always runs it).
+   */
+  sync?: SyncOptions;
+}
+
+export interface SyncOptions {
+  /** The worker's own connection (advisory lock + LISTEN), besides Prisma's pool. */
+  databaseUrl: string;
+  reconcileIntervalMs: number;
+  debounceMs: number;
+  leaderPollMs?: number;
 }
 
 // fastify-metrics is CommonJS with an ES default export: unwrap it for Node's ESM loader.
@@ -28,6 +46,8 @@ const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,100}$/;
 declare module 'fastify' {
   interface FastifyInstance {
     services: ReturnType<typeof createServices>;
+    /** The sync worker when the app runs one (AppDeps.sync), else null. */
+    syncWorker: SyncWorker | null;
   }
 }
 
@@ -57,14 +77,36 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     isKeyActive: (keyId) => app.services.apiKeys.isActive(keyId),
   });
 
+  const deployMetrics = createDeployMetrics();
+  deployMetrics.declare();
   const services = createServices({
     prisma: deps.prisma,
     tokenTtlSeconds: deps.config.tokenTtlSeconds,
     masterKey: deps.config.masterKey,
     signToken: (claims, expiresIn) => app.signToken(claims, expiresIn),
     now: deps.now,
+    ...(deps.ssh !== undefined ? { ssh: deps.ssh } : {}),
+    metrics: deployMetrics,
+    log: app.log,
   });
   app.decorate('services', services);
+
+  const worker =
+    deps.sync === undefined
+      ? null
+      : new SyncWorker({
+          databaseUrl: deps.sync.databaseUrl,
+          reconcileIntervalMs: deps.sync.reconcileIntervalMs,
+          debounceMs: deps.sync.debounceMs,
+          ...(deps.sync.leaderPollMs !== undefined ? { leaderPollMs: deps.sync.leaderPollMs } : {}),
+          log: app.log.child({ component: 'sync-worker' }),
+          handlers: services.deployments.handlers,
+        });
+  app.decorate('syncWorker', worker);
+  if (worker !== null) {
+    app.addHook('onReady', () => worker.start());
+    app.addHook('onClose', () => worker.stop());
+  }
 
   await app.register(idempotency, { prisma: deps.prisma });
   await app.register(openapi, { handlers: operationHandlers(services) });

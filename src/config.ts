@@ -38,6 +38,25 @@ const envSchema = z.object({
     .max(86_400, 'must be at most 86400')
     .default(900),
   RELAYPLANE_MIGRATE_ON_START: booleanFlag.default(true),
+  RELAYPLANE_SSH_PRIVATE_KEY_PATH: z.string().min(1).optional(),
+  RELAYPLANE_SYNC_INTERVAL_SECONDS: z.coerce
+    .number({ message: 'must be a whole number of seconds' })
+    .int('must be a whole number of seconds')
+    .min(5, 'must be at least 5')
+    .max(86_400, 'must be at most 86400')
+    .default(60),
+  RELAYPLANE_SYNC_DEBOUNCE_MS: z.coerce
+    .number({ message: 'must be a whole number of milliseconds' })
+    .int('must be a whole number of milliseconds')
+    .min(0, 'must be at least 0')
+    .max(60_000, 'must be at most 60000')
+    .default(500),
+  RELAYPLANE_DEPLOY_CONCURRENCY: z.coerce
+    .number({ message: 'must be an integer between 1 and 64' })
+    .int('must be an integer between 1 and 64')
+    .min(1, 'must be an integer between 1 and 64')
+    .max(64, 'must be an integer between 1 and 64')
+    .default(4),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -55,6 +74,14 @@ export interface Config {
   logLevel: z.infer<typeof envSchema>['RELAYPLANE_LOG_LEVEL'];
   tokenTtlSeconds: number;
   migrateOnStart: boolean;
+  /** The control plane's SSH private key file (absolute); read when a node is contacted, never stored or logged. */
+  sshPrivateKeyPath: string | undefined;
+  /** Period of the sync worker's reconcile. */
+  syncIntervalSeconds: number;
+  /** Quiet time after a config change before the sync worker compiles and deploys. */
+  syncDebounceMs: number;
+  /** Nodes deployed in parallel. */
+  deployConcurrency: number;
 }
 
 /** Thrown for invalid configuration; its message is the one line the CLI prints. */
@@ -87,6 +114,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: values.RELAYPLANE_LOG_LEVEL,
     tokenTtlSeconds: values.RELAYPLANE_TOKEN_TTL_SECONDS,
     migrateOnStart: values.RELAYPLANE_MIGRATE_ON_START,
+    sshPrivateKeyPath: values.RELAYPLANE_SSH_PRIVATE_KEY_PATH === undefined ? undefined : path.resolve(values.RELAYPLANE_SSH_PRIVATE_KEY_PATH),
+    syncIntervalSeconds: values.RELAYPLANE_SYNC_INTERVAL_SECONDS,
+    syncDebounceMs: values.RELAYPLANE_SYNC_DEBOUNCE_MS,
+    deployConcurrency: values.RELAYPLANE_DEPLOY_CONCURRENCY,
   };
 }
 

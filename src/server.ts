@@ -23,7 +23,12 @@ export async function serve(config: Config, options: ServeOptions) {
       logger.info({ applied }, applied.length === 0 ? 'database schema is up to date' : 'migrations applied');
     }
     prisma = createPrismaClient(runtime.databaseUrl);
-    const app = await buildApp({ config: runtime, prisma });
+    const app = await buildApp({
+      config: runtime,
+      prisma,
+      ssh: { privateKeyPath: runtime.sshPrivateKeyPath, concurrency: runtime.deployConcurrency },
+      sync: { databaseUrl: runtime.databaseUrl, reconcileIntervalMs: runtime.syncIntervalSeconds * 1000, debounceMs: runtime.syncDebounceMs },
+    });
     closeWithGrace({ delay: 10_000, logger }, async ({ err, signal }) => {
       if (err !== undefined) logger.error({ err }, 'shutting down after an error');
       else logger.info({ signal }, 'shutting down');

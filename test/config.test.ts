@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../src/config.js';
 
@@ -6,6 +7,13 @@ describe('loadConfig', () => {
     const config = loadConfig({});
     expect(config).toMatchObject({ isEmbeddedDatabase: true, host: '127.0.0.1', port: 8080, logLevel: 'info', tokenTtlSeconds: 900, migrateOnStart: true });
     expect(config.dataDir.endsWith('.relayplane')).toBe(true);
+  });
+
+  it('has sync worker defaults and resolves the SSH key path without reading it', () => {
+    expect(loadConfig({})).toMatchObject({ sshPrivateKeyPath: undefined, syncIntervalSeconds: 60, syncDebounceMs: 500, deployConcurrency: 4 });
+    const config = loadConfig({ RELAYPLANE_SSH_PRIVATE_KEY_PATH: 'keys/id_ed25519', RELAYPLANE_SYNC_INTERVAL_SECONDS: '30', RELAYPLANE_DEPLOY_CONCURRENCY: '8' });
+    expect(config.sshPrivateKeyPath).toBe(path.resolve('keys/id_ed25519'));
+    expect(config).toMatchObject({ syncIntervalSeconds: 30, deployConcurrency: 8 });
   });
 
   it('derives external mode from DATABASE_URL and decodes the master key', () => {
@@ -23,6 +31,9 @@ describe('loadConfig', () => {
     [{ DATABASE_URL: 'mysql://x' }, /^Invalid configuration: DATABASE_URL must be a postgresql:\/\/ URL$/],
     [{ RELAYPLANE_LOG_LEVEL: 'loud' }, /RELAYPLANE_LOG_LEVEL/],
     [{ RELAYPLANE_MIGRATE_ON_START: 'maybe' }, /RELAYPLANE_MIGRATE_ON_START/],
+    [{ RELAYPLANE_SYNC_INTERVAL_SECONDS: '1' }, /^Invalid configuration: RELAYPLANE_SYNC_INTERVAL_SECONDS must be at least 5 \(got "1"\)$/],
+    [{ RELAYPLANE_SYNC_DEBOUNCE_MS: 'soon' }, /RELAYPLANE_SYNC_DEBOUNCE_MS/],
+    [{ RELAYPLANE_DEPLOY_CONCURRENCY: '0' }, /^Invalid configuration: RELAYPLANE_DEPLOY_CONCURRENCY must be an integer between 1 and 64/],
   ])('refuses %o with one line naming the variable', (env, message) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(message);

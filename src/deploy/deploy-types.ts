@@ -17,6 +17,7 @@ export type DeployStep =
   | 'check-bundle'
   | 'read-node'
   | 'verify-live'
+  | 'repair-files'
   | 'stage'
   | 'postmap'
   | 'validate'

@@ -1,4 +1,4 @@
-/** The deployer core: SSH transport with a pinned host key, and the one-bundle-one-node deploy. */
+/** The deployer: SSH transport with a pinned host key, the one-bundle-one-node deploy, node probes and the sync worker. */
 export { DIR_PLACEHOLDER, MANAGED_SERVICE_PREFIX, type Bundle, type BundleFile, type MasterService } from './bundle.js';
 export { checkBundle } from './bundle-checks.js';
 export {
@@ -25,3 +25,7 @@ export {
   type NodeConnection,
   type NodeTarget,
 } from './ssh-transport.js';
+export { driftedFiles } from './live-files.js';
+export { probeNode, type NodeProbe } from './node-probe.js';
+export { mapLimit, syncNode, type NodeSyncOptions, type NodeSyncResult, type RetryPolicy } from './node-sync.js';
+export { CONFIG_CHANNEL, DEPLOY_CHANNEL, SyncWorker, type SyncHandlers, type SyncWorkerOptions } from './sync-worker.js';

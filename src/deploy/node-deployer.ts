@@ -24,6 +24,7 @@ import {
 } from './deploy-types.js';
 import { DeployCheckError, excerpt } from './errors.js';
 import { META_DIR, nodeLayout, versionOfTarget, type NodeLayout } from './layout.js';
+import { driftedFiles } from './live-files.js';
 import { checkInstallation, checkLogAfterReload, checkStagedConfig, postmapTables, probeTables } from './node-checks.js';
 import {
   backdateCommand,
@@ -75,6 +76,8 @@ class DeployRun {
   private backupTaken = false;
   /** The node already ran this version but its config drifted: re-apply without a switch. */
   private repair = false;
+  /** Files of the live release whose content differs from the bundle (hand edits), from liveProblems. */
+  private drifted: string[] = [];
 
   constructor(
     private readonly conn: NodeConnection,
@@ -136,6 +139,7 @@ class DeployRun {
       if (drift.length === 0) return; // idempotent: nothing touched
       this.repair = true;
       this.releaseDir = this.layout.release(this.bundle.version);
+      if (this.drifted.length > 0) await this.repairFiles(this.drifted);
     } else {
       await this.stageAndValidate();
       await this.step('switch', async () => {
@@ -197,6 +201,31 @@ class DeployRun {
     });
   }
 
+  /**
+   * Hand-edited tables of the live release: a fresh copy is staged and postmap'ed beside it, then
+   * each drifted file is renamed over the live one (.db first: that is what Postfix reads). Each
+   * rename is atomic; the release directory and the `current` symlink stay as they are.
+   */
+  private async repairFiles(names: string[]): Promise<void> {
+    const staging = await this.step('stage', () => stageRelease(this.conn, this.layout, this.bundle));
+    this.stagingDir = staging;
+    await this.step('postmap', async () => assertNone('postmap', await postmapTables(this.conn, staging, this.bundle)));
+    const release = this.releaseDir!;
+    await this.step(
+      'repair-files',
+      async () => {
+        const moves = names.flatMap((name) => {
+          const parts = this.bundle.files[name]?.mapType === 'hash' ? [`${name}.db`, name] : [name];
+          return parts.map((p) => sh('mv', '-f', posix.join(staging, p), posix.join(release, p)));
+        });
+        await execOk(this.conn, moves.join(' && '));
+        await removeReleaseDir(this.conn, this.layout, staging);
+        this.stagingDir = undefined;
+      },
+      () => `restored ${names.join(', ')}`,
+    );
+  }
+
   /** Saves main.cf/master.cf into the release, then runs only the postconf edits that differ. */
   private async apply(plan: ConfigPlan): Promise<void> {
     const release = this.releaseDir!;
@@ -222,7 +251,8 @@ class DeployRun {
     if (now.liveVersion !== this.bundle.version) problems.push(`live version is ${now.liveVersion ?? 'none'}`);
     const plan = planConfig(this.desired, now.config);
     if (!planIsEmpty(plan)) problems.push(`config differs: ${describePlan(plan)}`);
-    problems.push(...(await probeTables(this.conn, this.layout.liveDir, this.bundle, false)));
+    this.drifted = await driftedFiles(this.conn, this.layout.liveDir, this.bundle);
+    if (this.drifted.length > 0) problems.push(`files differ from the release: ${this.drifted.join(', ')}`);
     return problems;
   }
 

@@ -93,7 +93,7 @@ function mainCf(plan: RoutePlan): Record<string, string> {
  * forever; this repeats Postfix's own default for syslog_name instead of referring to it.
  */
 export function serviceSyslogName(name: string): string {
-  return `\${multi_instance_name?{\$multi_instance_name}:{postfix}}/${name}`;
+  return `\${multi_instance_name?{$multi_instance_name}:{postfix}}/${name}`;
 }
 
 function masterService(service: ServicePlan): MasterService {

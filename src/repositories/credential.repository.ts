@@ -38,6 +38,10 @@ export function createCredentialRepository() {
     setStatus(db: Db, id: string, data: Prisma.RelayCredentialUncheckedUpdateInput) {
       return db.relayCredential.update({ where: { id }, data });
     },
+    /** Credentials replaced by a newer active one but possibly still live on some node. */
+    listRetiring(db: Db) {
+      return db.relayCredential.findMany({ where: { status: 'retiring' }, orderBy: { id: 'asc' } });
+    },
     delete(db: Db, id: string) {
       return db.relayCredential.delete({ where: { id } });
     },

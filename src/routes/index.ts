@@ -4,7 +4,9 @@ import { auditRoutes } from './audit/audit.routes.js';
 import { authRoutes } from './auth/auth.routes.js';
 import { configRoutes } from './config/config.routes.js';
 import { credentialRoutes } from './credentials/credentials.routes.js';
+import { deploymentRoutes } from './deployments/deployments.routes.js';
 import { domainRoutes } from './domains/domains.routes.js';
+import { nodeRoutes } from './nodes/nodes.routes.js';
 import { operationsRoutes } from './operations/operations.routes.js';
 import { policyRoutes } from './policies/policies.routes.js';
 import { relayRoutes } from './relays/relays.routes.js';
@@ -24,5 +26,7 @@ export function operationHandlers(services: AppServices): OperationHandlers {
     ...credentialRoutes(services),
     ...policyRoutes(services),
     ...configRoutes(services),
+    ...nodeRoutes(services),
+    ...deploymentRoutes(services),
   };
 }

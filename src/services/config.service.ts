@@ -52,9 +52,13 @@ function requireAdmin(ctx: RequestContext) {
 export function createConfigService(deps: { prisma: PrismaClient; snapshots: SnapshotService; secretBox: SecretBox }) {
   /** Compiles what the database says now; a configuration Postfix cannot express is refused whole. */
   async function compileCurrent(): Promise<Bundle> {
+    return (await compileWithSnapshot()).bundle;
+  }
+
+  async function compileWithSnapshot() {
     const snapshot = await deps.snapshots.load();
     try {
-      return compile(snapshot);
+      return { bundle: compile(snapshot), snapshot };
     } catch (error) {
       if (error instanceof CompileError) {
         throw new UnprocessableError(error.message, 'config-not-compilable', { problems: error.problems });
@@ -74,6 +78,13 @@ export function createConfigService(deps: { prisma: PrismaClient; snapshots: Sna
 
   return {
     compileCurrent,
+
+    /** For the sync worker: the bundle to deploy (stored masked, for diffs) and the credential ids it contains. */
+    async compileForDeploy() {
+      const { bundle, snapshot } = await compileWithSnapshot();
+      await store(maskBundle(bundle, deps.secretBox));
+      return { bundle, credentialIds: snapshot.credentials.map((credential) => credential.id) };
+    },
 
     async current(ctx: RequestContext) {
       requireAdmin(ctx);

@@ -154,7 +154,11 @@ export function createCredentialService(deps: Deps) {
       return presentCredential(await load(ctx, id));
     },
 
-    /** Makes a credential the one compiled into Postfix; the previous active one of its scope is retired. */
+    /**
+     * Makes a credential the one compiled into Postfix. The previous active one of its scope becomes
+     * `retiring`: nodes still run it until the next deployment reaches them all; the sync worker
+     * marks it `retired` once every enabled node runs a version compiled without it.
+     */
     async activate(ctx: RequestContext, id: string) {
       const target = await load(ctx, id);
       if (!isAdmin(ctx.actor) && target.relay.tenantId === null && target.domainId === null) {
@@ -167,8 +171,8 @@ export function createCredentialService(deps: Deps) {
         if (fresh.status === 'active') return fresh;
         const previous = await deps.credentials.findActive(tx, fresh.relayId, fresh.domainId);
         if (previous !== null) {
-          await deps.credentials.setStatus(tx, previous.id, { status: 'retired', retiredAt: now() });
-          await audit(ctx, tx, previous, 'credential.retired', { status: { from: 'active', to: 'retired' }, replacedBy: id });
+          await deps.credentials.setStatus(tx, previous.id, { status: 'retiring', retiredAt: null });
+          await audit(ctx, tx, previous, 'credential.retiring', { status: { from: 'active', to: 'retiring' }, replacedBy: id });
         }
         const row = await deps.credentials.setStatus(tx, id, { status: 'active', activatedAt: now(), retiredAt: null });
         await audit(ctx, tx, row, 'credential.activated', { status: { from: fresh.status, to: 'active' }, replaces: previous?.id ?? null });

@@ -3,7 +3,9 @@ import { createSecretBox } from '../lib/secret-box.js';
 import { createApiKeyRepository } from '../repositories/api-key.repository.js';
 import { createAuditRepository } from '../repositories/audit.repository.js';
 import { createCredentialRepository } from '../repositories/credential.repository.js';
+import { createDeploymentRepository } from '../repositories/deployment.repository.js';
 import { createDomainRepository } from '../repositories/domain.repository.js';
+import { createNodeRepository } from '../repositories/node.repository.js';
 import { createPolicyRepository, createSettingsRepository } from '../repositories/policy.repository.js';
 import { createRelayRepository } from '../repositories/relay.repository.js';
 import { createSnapshotRepository } from '../repositories/snapshot.repository.js';
@@ -12,8 +14,12 @@ import { createApiKeyService, type TokenClaims } from './api-key.service.js';
 import { createAuditService } from './audit.service.js';
 import { createConfigService } from './config.service.js';
 import { createCredentialService } from './credential.service.js';
+import { Registry } from 'prom-client';
+import { createDeployMetrics, type DeployMetrics } from './deploy-metrics.js';
+import { createDeploymentService, DEFAULT_SSH, privateKeyReader, type SshSettings } from './deployment.service.js';
 import { createDomainService } from './domain.service.js';
 import { createHealthService } from './health.service.js';
+import { createNodeService } from './node.service.js';
 import { createPolicyService } from './policy.service.js';
 import { createRelayService } from './relay.service.js';
 import { createSnapshotService } from './snapshot.service.js';
@@ -25,7 +31,14 @@ export interface ServiceDeps {
   masterKey: Buffer;
   signToken: (claims: TokenClaims, expiresInSeconds: number) => string;
   now?: () => Date;
+  /** Defaults: no private key, DEFAULT_SSH timeouts. */
+  ssh?: Partial<SshSettings>;
+  /** Defaults to a private registry (the CLI serves no /metrics). */
+  metrics?: DeployMetrics;
+  log?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
 }
+
+const silent = { info() {}, warn() {}, error() {} };
 
 /** The composition root of the business layer: repositories wired into services. */
 export function createServices(deps: ServiceDeps) {
@@ -39,11 +52,16 @@ export function createServices(deps: ServiceDeps) {
     credentials: createCredentialRepository(),
     policies: createPolicyRepository(),
     settings: createSettingsRepository(),
+    nodes: createNodeRepository(),
+    deployments: createDeploymentRepository(),
   };
   const tenants = createTenantService({ prisma, tenants: repositories.tenants, audit: repositories.audit });
   const secretBox = createSecretBox(deps.masterKey);
   const snapshots = createSnapshotService({ prisma, snapshots: createSnapshotRepository(), secretBox });
   const relays = createRelayService({ prisma, relays: repositories.relays, tenants: repositories.tenants, audit: repositories.audit });
+  const config = createConfigService({ prisma, snapshots, secretBox });
+  const ssh: SshSettings = { ...DEFAULT_SSH, ...deps.ssh };
+  const readPrivateKey = privateKeyReader(ssh.privateKeyPath);
   return {
     apiKeys: createApiKeyService({
       prisma,
@@ -76,8 +94,22 @@ export function createServices(deps: ServiceDeps) {
       now: deps.now,
     }),
     snapshots,
-    config: createConfigService({ prisma, snapshots, secretBox }),
+    config,
     policies: createPolicyService({ prisma, policies: repositories.policies, settings: repositories.settings, audit: repositories.audit }),
+    nodes: createNodeService({ prisma, nodes: repositories.nodes, audit: repositories.audit, config, ssh, readPrivateKey, now: deps.now }),
+    deployments: createDeploymentService({
+      prisma,
+      nodes: repositories.nodes,
+      deployments: repositories.deployments,
+      credentials: repositories.credentials,
+      audit: repositories.audit,
+      config,
+      ssh,
+      readPrivateKey,
+      metrics: deps.metrics ?? createDeployMetrics(new Registry()),
+      log: deps.log ?? silent,
+      now: deps.now,
+    }),
   };
 }
 

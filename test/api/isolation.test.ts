@@ -22,6 +22,8 @@ const BODIES: Record<string, unknown> = {
   putRelayLimits: { concurrency: 2 },
   createCredential: { username: 'u', secret: 's' },
   createDestinationPolicy: { pattern: 'iso.example' },
+  createNode: { name: 'iso-node', sshHost: '127.0.0.1', hostKey: `SHA256:${'A'.repeat(43)}` },
+  updateNode: { enabled: false },
   updateDestinationPolicy: { concurrency: 2 },
   putSettings: {
     defaultConcurrency: 10,
@@ -37,7 +39,7 @@ const BODIES: Record<string, unknown> = {
 
 /** Everything the database holds, as one comparable string: "changes nothing" is checked against it. */
 async function databaseState() {
-  const tables = ['tenants', 'domains', 'relays', 'relay_credentials', 'api_keys', 'destination_policies', 'settings'];
+  const tables = ['tenants', 'domains', 'relays', 'relay_credentials', 'api_keys', 'destination_policies', 'settings', 'nodes', 'deployments', 'node_deployments'];
   const parts: string[] = [];
   for (const table of tables) {
     const rows = await t.prisma.$queryRawUnsafe<unknown[]>(`SELECT * FROM ${table} ORDER BY 1`);
@@ -61,6 +63,8 @@ beforeAll(async () => {
   await createCredential(t.app, admin.headers, relayA.id, { domainId: domainA.id });
   const keyA = await tokenFor(t.app, ['tenant'], a.id);
   const policy = await t.app.inject({ method: 'POST', url: '/v1/destination-policies', headers: admin.headers, payload: { pattern: '.gmail.test', concurrency: 2 } });
+  const node = await t.app.inject({ method: 'POST', url: '/v1/nodes', headers: admin.headers, payload: { name: 'iso-a', sshHost: '127.0.0.1', hostKey: `SHA256:${'B'.repeat(43)}` } });
+  const deployment = await t.app.inject({ method: 'POST', url: '/v1/deployments', headers: admin.headers });
   Object.assign(idsOfA, {
     tenantId: a.id,
     relayId: relayA.id,
@@ -68,6 +72,8 @@ beforeAll(async () => {
     credentialId: credentialA.id,
     keyId: keyA.key.id,
     policyId: policy.json().id,
+    nodeId: node.json().id,
+    deploymentId: deployment.json().id,
   });
   tokenB = await tokenFor(t.app, ['tenant'], b.id);
   billing = await tokenFor(t.app, ['usage:read']);
@@ -87,8 +93,9 @@ describe('isolation matrix', () => {
         headers: tokenB.headers,
         ...(BODIES[operation.operationId] === undefined ? {} : { payload: BODIES[operation.operationId] as object }),
       });
-      // Node-wide admin resources (policies) are not tenant A's: there a tenant is refused outright.
-      const expected = operation.path.startsWith('/v1/destination-policies') ? 403 : 404;
+      // Node-wide admin resources (policies, nodes, deployments) are not tenant A's: there a tenant is refused outright.
+      const adminOnly = ['/v1/destination-policies', '/v1/nodes', '/v1/deployments'].some((prefix) => operation.path.startsWith(prefix));
+      const expected = adminOnly ? 403 : 404;
       expect(response.statusCode, response.body).toBe(expected);
       expect(await databaseState()).toBe(before);
     },

@@ -53,7 +53,7 @@ it('rotates a relay credential from the shell, reading the secret from stdin', {
   const two = JSON.parse(second.stdout);
   expect(two.status).toBe('active');
   const rows = await prisma.relayCredential.findMany({ where: { relayId: relay.id }, orderBy: { createdAt: 'asc' } });
-  expect(rows.map((row) => row.status)).toEqual(['retired', 'active']);
+  expect(rows.map((row) => row.status)).toEqual(['retiring', 'active']);
   const box = createSecretBox(masterKey);
   expect(box.open({ ciphertext: Buffer.from(rows[1]!.secretCiphertext), nonce: Buffer.from(rows[1]!.secretNonce), keyId: rows[1]!.secretKeyId }, rows[1]!.id)).toBe('second-secret');
   const audit = await prisma.auditEvent.findMany({ where: { resourceType: 'credential' } });

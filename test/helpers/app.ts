@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../../src/app.js';
+import { buildApp, type SyncOptions } from '../../src/app.js';
 import { createPrismaClient, type PrismaClient } from '../../src/db/prisma.js';
+import type { SshSettings } from '../../src/services/deployment.service.js';
 import type { Scope } from '../../src/services/principal.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 
@@ -17,9 +18,20 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
+export interface TestAppOptions {
+  logLevel?: string;
+  /** How nodes are reached (key file, timeouts, retries). */
+  ssh?: Partial<SshSettings>;
+  /** Runs the sync worker (off unless asked); databaseUrl defaults to the test database. */
+  sync?: Partial<SyncOptions>;
+  /** Another app's database (and keys), for several "API processes" on one database; not dropped by close(). */
+  shareWith?: TestApp;
+}
+
 /** Builds the real app on a fresh real database. */
-export async function createTestApp(options: { logLevel?: string } = {}): Promise<TestApp> {
-  const database = await createTestDatabase();
+export async function createTestApp(options: TestAppOptions = {}): Promise<TestApp> {
+  const shared = options.shareWith;
+  const database = shared?.database ?? (await createTestDatabase());
   const prisma = createPrismaClient(database.url, { poolSize: 4 });
   const logs: string[] = [];
   const logStream = new Writable({
@@ -28,12 +40,16 @@ export async function createTestApp(options: { logLevel?: string } = {}): Promis
       done();
     },
   });
-  const masterKey = randomBytes(32);
-  const jwtSecret = randomBytes(32).toString('hex');
+  const masterKey = shared?.masterKey ?? randomBytes(32);
+  const jwtSecret = shared?.jwtSecret ?? randomBytes(32).toString('hex');
   const app = await buildApp({
     config: { jwtSecret, masterKey, tokenTtlSeconds: 900, logLevel: (options.logLevel ?? 'warn') as 'warn' },
     prisma,
     logStream,
+    ...(options.ssh !== undefined ? { ssh: options.ssh } : {}),
+    ...(options.sync !== undefined
+      ? { sync: { databaseUrl: database.url, reconcileIntervalMs: 60_000, debounceMs: 200, leaderPollMs: 500, ...options.sync } }
+      : {}),
   });
   await app.ready();
   return {
@@ -46,7 +62,7 @@ export async function createTestApp(options: { logLevel?: string } = {}): Promis
     close: async () => {
       await app.close();
       await prisma.$disconnect();
-      await database.drop();
+      if (shared === undefined) await database.drop();
     },
   };
 }

@@ -1,0 +1,58 @@
+/**
+ * Cheap drift check of a release's files against the bundle, in one round trip: sha256 of every
+ * source file, and for hash maps the sha256 of `postmap -s` (what Postfix actually answers, sorted),
+ * compared with digests computed here from the bundle. It catches a hand-edited source, a .db
+ * rebuilt from an edited source, and a missing file. Only digests cross the wire: never contents.
+ */
+import { createHash } from 'node:crypto';
+import { hashMaps, type Bundle } from './bundle.js';
+import { parseMapSource } from './map-source.js';
+import { sh } from './shell-quote.js';
+import type { NodeConnection } from './ssh-transport.js';
+
+const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
+
+/** `postmap -s` prints `key<TAB>value` per entry in hash order; `LC_ALL=C sort` orders bytes. */
+function dumpDigest(content: string): string {
+  const lines = parseMapSource(content).entries.map((e) => Buffer.from(`${e.key}\t${e.value}\n`, 'utf8'));
+  lines.sort(Buffer.compare);
+  return sha256(Buffer.concat(lines));
+}
+
+/** `name source <hex>` and `name db <hex>` lines the node must print for this bundle. */
+export function expectedDigests(bundle: Bundle): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const [name, file] of Object.entries(bundle.files)) out.set(`${name} source`, sha256(file.content));
+  for (const [name, file] of hashMaps(bundle)) out.set(`${name} db`, dumpDigest(file.content));
+  return out;
+}
+
+function digestScript(bundle: Bundle): string {
+  const lines: string[] = [];
+  for (const name of Object.keys(bundle.files).sort()) {
+    lines.push(`test -f ${sh(name)} && printf '%s source %s\\n' ${sh(name)} "$(sha256sum < ${sh(name)} | cut -c1-64)"`);
+  }
+  for (const [name] of hashMaps(bundle)) {
+    lines.push(
+      `test -f ${sh(`${name}.db`)} && printf '%s db %s\\n' ${sh(name)} "$(postmap -s ${sh(`hash:${name}`)} | LC_ALL=C sort | sha256sum | cut -c1-64)"`,
+    );
+  }
+  // Each line may fail (a missing file): the script as a whole must not.
+  return `${lines.map((l) => `{ ${l}; } 2>/dev/null`).join('\n')}\ntrue`;
+}
+
+/** Names of the bundle files whose source or table content in `dir` differs from the bundle. */
+export async function driftedFiles(conn: NodeConnection, dir: string, bundle: Bundle): Promise<string[]> {
+  if (Object.keys(bundle.files).length === 0) return [];
+  const r = await conn.exec(digestScript(bundle), { cwd: dir });
+  const seen = new Map<string, string>();
+  for (const line of r.stdout.split('\n')) {
+    const m = /^(\S+ (?:source|db)) ([0-9a-f]{64})$/.exec(line);
+    if (m !== null) seen.set(m[1]!, m[2]!);
+  }
+  const drifted = new Set<string>();
+  for (const [key, digest] of expectedDigests(bundle)) {
+    if (seen.get(key) !== digest) drifted.add(key.slice(0, key.lastIndexOf(' ')));
+  }
+  return [...drifted].sort();
+}

@@ -1,0 +1,54 @@
+import type { Db } from '../db/prisma.js';
+import type { DeploymentState, Prisma } from '../generated/prisma/client.js';
+import { DEPLOY_CHANNEL } from '../deploy/sync-worker.js';
+
+export interface DeploymentCursor {
+  createdAt: Date;
+  id: string;
+}
+
+export function createDeploymentRepository() {
+  return {
+    create(db: Db, data: Prisma.DeploymentUncheckedCreateInput) {
+      return db.deployment.create({ data, include: { nodes: { orderBy: { nodeName: 'asc' } } } });
+    },
+    /** Tells the leading sync worker (in whichever process) that a requested run waits; sent on commit. */
+    async notifyRequested(db: Db) {
+      await db.$executeRaw`SELECT pg_notify(${DEPLOY_CHANNEL}, '')`;
+    },
+    findById(db: Db, id: string) {
+      return db.deployment.findUnique({ where: { id }, include: { nodes: { orderBy: { nodeName: 'asc' } } } });
+    },
+    /** Newest first; the cursor is the (createdAt, id) of the last row of the previous page. */
+    list(db: Db, query: { after?: DeploymentCursor | undefined; take: number }) {
+      const after = query.after;
+      return db.deployment.findMany({
+        where:
+          after === undefined
+            ? undefined
+            : { OR: [{ createdAt: { lt: after.createdAt } }, { createdAt: after.createdAt, id: { lt: after.id } }] },
+        orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+        take: query.take,
+        include: { nodes: { orderBy: { nodeName: 'asc' } } },
+      });
+    },
+    oldestPending(db: Db) {
+      return db.deployment.findFirst({ where: { state: 'pending' }, orderBy: [{ createdAt: 'asc' }, { id: 'asc' }] });
+    },
+    update(db: Db, id: string, data: Prisma.DeploymentUncheckedUpdateInput) {
+      return db.deployment.update({ where: { id }, data });
+    },
+    /** Marks runs a dead leader left `running` as failed (a new leader never resumes them). */
+    abandonRunning(db: Db, finishedAt: Date) {
+      return db.deployment.updateMany({ where: { state: 'running' }, data: { state: 'failed' as DeploymentState, finishedAt } });
+    },
+    createNodeRuns(db: Db, rows: Prisma.NodeDeploymentCreateManyInput[]) {
+      return db.nodeDeployment.createMany({ data: rows });
+    },
+    updateNodeRun(db: Db, deploymentId: string, nodeId: string, data: Prisma.NodeDeploymentUncheckedUpdateManyInput) {
+      return db.nodeDeployment.updateMany({ where: { deploymentId, nodeId }, data });
+    },
+  };
+}
+
+export type DeploymentRepository = ReturnType<typeof createDeploymentRepository>;

@@ -1,0 +1,342 @@
+import { readFile } from 'node:fs/promises';
+import type { PrismaClient } from '../db/prisma.js';
+import { mapLimit, syncNode, type Bundle, type NodeConnection, type NodeSyncResult, type NodeTarget, type SyncHandlers } from '../deploy/index.js';
+import type { DeploymentReason, Node } from '../generated/prisma/client.js';
+import { ForbiddenError, NotFoundError, UnprocessableError } from '../lib/errors.js';
+import { encodeCursor, type PageRequest } from '../lib/pagination.js';
+import type { AuditRepository } from '../repositories/audit.repository.js';
+import type { CredentialRepository } from '../repositories/credential.repository.js';
+import type { DeploymentRepository } from '../repositories/deployment.repository.js';
+import type { NodeRepository } from '../repositories/node.repository.js';
+import type { ConfigService } from './config.service.js';
+import type { DeployMetrics } from './deploy-metrics.js';
+import { decodeDeploymentCursor, nodeRun, overallState, presentDeployment } from './deployment-records.js';
+import { isAdmin, type RequestContext } from './principal.js';
+
+/** How the control plane reaches nodes. The private key is a file, read at each use, never stored. */
+export interface SshSettings {
+  privateKeyPath?: string | undefined;
+  /** SSH handshake timeout per attempt (a dead node must not hold a run). */
+  connectTimeoutMs: number;
+  /** Nodes deployed at once. */
+  concurrency: number;
+  retry: { attempts: number; baseDelayMs: number };
+  keepReleases?: number;
+  /** Replaces connectNode (tests count connections through it). */
+  connect?: (target: NodeTarget) => Promise<NodeConnection>;
+}
+
+export const DEFAULT_SSH: SshSettings = {
+  connectTimeoutMs: 5000,
+  concurrency: 4,
+  retry: { attempts: 3, baseDelayMs: 1000 },
+};
+
+interface ServiceLog {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+/** Reads the key file when a node is contacted; the error names the variable, never the key. */
+export function privateKeyReader(path: string | undefined): () => Promise<string> {
+  return async () => {
+    if (path === undefined) {
+      throw new UnprocessableError('RELAYPLANE_SSH_PRIVATE_KEY_PATH is not set: the control plane has no SSH key to reach nodes with', 'ssh-key-missing');
+    }
+    try {
+      return await readFile(path, 'utf8');
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? 'error';
+      throw new UnprocessableError(`the SSH private key file (RELAYPLANE_SSH_PRIVATE_KEY_PATH) cannot be read: ${code}`, 'ssh-key-unreadable');
+    }
+  };
+}
+
+type Compiled = { bundle: Bundle; credentialIds: string[] };
+
+interface Deps {
+  prisma: PrismaClient;
+  nodes: NodeRepository;
+  deployments: DeploymentRepository;
+  credentials: CredentialRepository;
+  audit: AuditRepository;
+  config: ConfigService;
+  ssh: SshSettings;
+  readPrivateKey: () => Promise<string>;
+  metrics: DeployMetrics;
+  log: ServiceLog;
+  now?: () => Date;
+}
+
+export function createDeploymentService(deps: Deps) {
+  const now = deps.now ?? (() => new Date());
+  const { prisma } = deps;
+
+  async function compile(): Promise<Compiled | { error: string }> {
+    try {
+      return await deps.config.compileForDeploy();
+    } catch (error) {
+      return { error: error instanceof Error ? error.message.slice(0, 500) : String(error) };
+    }
+  }
+
+  /** Syncs every node, at most `concurrency` at once; one slow or dead node never holds the others. */
+  async function syncAll(nodes: Node[], bundle: Bundle, hooks: { started?: (node: Node) => Promise<void>; done?: (node: Node, result: NodeSyncResult) => Promise<void> } = {}) {
+    let privateKey: string | undefined;
+    let keyError: string | undefined;
+    try {
+      privateKey = await deps.readPrivateKey();
+    } catch (error) {
+      keyError = (error as Error).message;
+    }
+    return mapLimit(nodes, deps.ssh.concurrency, async (node): Promise<[Node, NodeSyncResult]> => {
+      await hooks.started?.(node);
+      const startedAt = now();
+      const result: NodeSyncResult =
+        privateKey === undefined
+          ? { state: 'failed', attempts: 0, previousVersion: null, liveVersion: null, driftFound: false, hostKeyMismatch: false, error: keyError, steps: [], warnings: [], startedAt, finishedAt: startedAt }
+          : await syncNode({ host: node.sshHost, port: node.sshPort, username: node.sshUser, privateKey, hostKey: node.hostKey }, bundle, {
+              configDir: node.configDir,
+              retry: deps.ssh.retry,
+              connectTimeoutMs: deps.ssh.connectTimeoutMs,
+              ...(deps.ssh.keepReleases !== undefined ? { keepReleases: deps.ssh.keepReleases } : {}),
+              ...(deps.ssh.connect !== undefined ? { connect: deps.ssh.connect } : {}),
+            });
+      await recordNodeStatus(node, result, bundle.version);
+      await hooks.done?.(node, result);
+      const seconds = (result.finishedAt.getTime() - result.startedAt.getTime()) / 1000;
+      deps.metrics.nodeSynced(result.state, seconds);
+      const log = result.state === 'failed' || result.state === 'rolled_back' ? deps.log.warn.bind(deps.log) : deps.log.info.bind(deps.log);
+      log({ nodeId: node.id, node: node.name, state: result.state, attempts: result.attempts, seconds, error: result.error }, 'node sync finished');
+      return [node, result];
+    });
+  }
+
+  /** What the node is known to run now, and its last error. */
+  async function recordNodeStatus(node: Node, result: NodeSyncResult, version: string) {
+    const at = result.finishedAt;
+    if (result.state === 'live' || result.state === 'unchanged') {
+      await deps.nodes.recordStatus(prisma, node.id, {
+        liveVersion: version,
+        driftDetected: false,
+        lastError: null,
+        lastCheckAt: at,
+        ...(result.state === 'live' ? { lastDeployedAt: at } : {}),
+      });
+      return;
+    }
+    await deps.nodes.recordStatus(prisma, node.id, {
+      ...(result.previousVersion !== null ? { liveVersion: result.previousVersion } : {}),
+      driftDetected: result.driftFound || node.driftDetected,
+      lastError: result.error?.slice(0, 500) ?? result.state,
+      lastCheckAt: at,
+    });
+  }
+
+  function auditRollbacks(tx: Parameters<AuditRepository['record']>[0], deployment: { id: string; requestedBy: string | null }, results: Array<[Node, NodeSyncResult]>) {
+    return Promise.all(
+      results
+        .filter(([, r]) => r.state === 'rolled_back')
+        .map(([node, r]) =>
+          deps.audit.record(tx, {
+            actorKeyId: deployment.requestedBy,
+            tenantId: null,
+            action: 'deployment.rolled_back',
+            resourceType: 'deployment',
+            resourceId: deployment.id,
+            changes: { node: node.name, nodeId: node.id, liveVersion: r.previousVersion, error: r.error ?? null },
+            requestId: null,
+          }),
+        ),
+    );
+  }
+
+  async function finish(deployment: { id: string; reason: DeploymentReason; requestedBy: string | null }, compiled: Compiled, results: Array<[Node, NodeSyncResult]>) {
+    const state = overallState(results.map(([, r]) => r));
+    await prisma.$transaction(async (tx) => {
+      await deps.deployments.update(tx, deployment.id, { state, finishedAt: now() });
+      await auditRollbacks(tx, deployment, results);
+      await deps.audit.record(tx, {
+        actorKeyId: deployment.requestedBy,
+        tenantId: null,
+        action: 'deployment.finished',
+        resourceType: 'deployment',
+        resourceId: deployment.id,
+        changes: { state, reason: deployment.reason, version: compiled.bundle.version, nodes: Object.fromEntries(results.map(([n, r]) => [n.name, r.state])) },
+        requestId: null,
+      });
+    });
+    deps.metrics.deploymentFinished(deployment.reason, state);
+    await retireSuperseded(compiled);
+  }
+
+  /**
+   * A retiring credential is live nowhere once every enabled node runs a version compiled without
+   * it: then it is retired. (Every node on `compiled.bundle.version`, and the credential is not in
+   * that version.)
+   */
+  async function retireSuperseded(compiled: Compiled) {
+    await prisma.$transaction(async (tx) => {
+      const enabled = await deps.nodes.listEnabled(tx);
+      if (enabled.some((node) => node.liveVersion !== compiled.bundle.version || node.driftDetected)) return;
+      const inVersion = new Set(compiled.credentialIds);
+      for (const credential of await deps.credentials.listRetiring(tx)) {
+        if (inVersion.has(credential.id)) continue;
+        await deps.credentials.setStatus(tx, credential.id, { status: 'retired', retiredAt: now() });
+        await deps.audit.record(tx, {
+          actorKeyId: null,
+          tenantId: credential.tenantId,
+          action: 'credential.retired',
+          resourceType: 'credential',
+          resourceId: credential.id,
+          changes: { status: { from: 'retiring', to: 'retired' }, liveVersion: compiled.bundle.version, nodes: enabled.length },
+          requestId: null,
+        });
+      }
+    });
+  }
+
+  /** Runs a deployment row that exists (pending) on every enabled node, recording progress as it goes. */
+  async function execute(deployment: { id: string; reason: DeploymentReason; requestedBy: string | null }, compiled: Compiled) {
+    const nodes = await deps.nodes.listEnabled(prisma);
+    await prisma.$transaction(async (tx) => {
+      await deps.deployments.update(tx, deployment.id, {
+        state: 'running',
+        startedAt: now(),
+        version: compiled.bundle.version,
+        credentialIds: compiled.credentialIds,
+      });
+      await deps.deployments.createNodeRuns(tx, nodes.map((node) => ({ deploymentId: deployment.id, nodeId: node.id, nodeName: node.name, state: 'pending' })));
+    });
+    const results = await syncAll(nodes, compiled.bundle, {
+      started: (node) => deps.deployments.updateNodeRun(prisma, deployment.id, node.id, { state: 'running', startedAt: now() }).then(() => undefined),
+      done: (node, result) => {
+        const { nodeId: _id, nodeName: _name, ...data } = nodeRun(node, result);
+        return deps.deployments.updateNodeRun(prisma, deployment.id, node.id, data).then(() => undefined);
+      },
+    });
+    await finish(deployment, compiled, results);
+  }
+
+  const handlers: SyncHandlers = {
+    /** Pending runs requested through the API, oldest first. Only the leader calls this, one job at a time. */
+    async runRequested() {
+      // Nothing of ours runs now: a `running` row is a run a dead leader left behind.
+      await deps.deployments.abandonRunning(prisma, now());
+      for (;;) {
+        const pending = await deps.deployments.oldestPending(prisma);
+        if (pending === null) return;
+        const compiled = await compile();
+        if ('error' in compiled) {
+          await deps.deployments.update(prisma, pending.id, { state: 'failed', startedAt: now(), finishedAt: now(), error: compiled.error });
+          deps.metrics.deploymentFinished(pending.reason, 'failed');
+          continue;
+        }
+        await execute(pending, compiled);
+      }
+    },
+
+    /** The config changed: deploy when the compiled version is not what every node runs. */
+    async runChange() {
+      const compiled = await compile();
+      if ('error' in compiled) {
+        deps.log.warn({ error: compiled.error }, 'config changed but does not compile: nothing deployed');
+        return;
+      }
+      const nodes = await deps.nodes.listEnabled(prisma);
+      if (nodes.every((n) => n.liveVersion === compiled.bundle.version && !n.driftDetected && n.lastError === null)) {
+        await retireSuperseded(compiled);
+        return;
+      }
+      const row = await deps.deployments.create(prisma, { version: compiled.bundle.version, reason: 'change', credentialIds: compiled.credentialIds });
+      await execute(row, compiled);
+    },
+
+    /**
+     * Every enabled node against the current config: the deployer verifies a node already on the
+     * version (main.cf/master.cf, table digests) and repairs drift. Recorded as a deployment only
+     * when something changed, rolled back, or failed on a node that is behind.
+     */
+    async runReconcile() {
+      const compiled = await compile();
+      if ('error' in compiled) {
+        deps.log.warn({ error: compiled.error }, 'reconcile skipped: the config does not compile');
+        return;
+      }
+      const nodes = await deps.nodes.listEnabled(prisma);
+      const startedAt = now();
+      const results = await syncAll(nodes, compiled.bundle);
+      const version = compiled.bundle.version;
+      const worth = results.some(([n, r]) => r.state === 'live' || r.state === 'rolled_back' || (r.state === 'failed' && n.liveVersion !== version));
+      if (worth) {
+        const row = await prisma.$transaction(async (tx) => {
+          const created = await deps.deployments.create(tx, {
+            version,
+            reason: 'reconcile',
+            state: overallState(results.map(([, r]) => r)),
+            credentialIds: compiled.credentialIds,
+            startedAt,
+          });
+          await deps.deployments.createNodeRuns(tx, results.map(([node, r]) => ({ deploymentId: created.id, ...nodeRun(node, r) })));
+          return created;
+        });
+        await finish(row, compiled, results);
+      } else {
+        await retireSuperseded(compiled);
+      }
+    },
+  };
+
+  function requireAdmin(ctx: RequestContext) {
+    if (!isAdmin(ctx.actor)) throw new ForbiddenError('deployments span every tenant: admin only');
+  }
+
+  return {
+    handlers,
+
+    /** Asks the leading sync worker (whichever process it runs in) for a deploy now. */
+    async request(ctx: RequestContext) {
+      requireAdmin(ctx);
+      const compiled = await deps.config.compileForDeploy();
+      const row = await prisma.$transaction(async (tx) => {
+        const created = await deps.deployments.create(tx, {
+          version: compiled.bundle.version,
+          reason: 'manual',
+          requestedBy: ctx.actor.keyId,
+          credentialIds: compiled.credentialIds,
+        });
+        await deps.audit.record(tx, {
+          actorKeyId: ctx.actor.keyId,
+          tenantId: null,
+          action: 'deployment.requested',
+          resourceType: 'deployment',
+          resourceId: created.id,
+          changes: { version: compiled.bundle.version },
+          requestId: ctx.requestId,
+        });
+        await deps.deployments.notifyRequested(tx);
+        return created;
+      });
+      return presentDeployment(row);
+    },
+
+    async list(ctx: RequestContext, query: PageRequest) {
+      requireAdmin(ctx);
+      const rows = await deps.deployments.list(prisma, { after: decodeDeploymentCursor(query.cursor), take: query.limit + 1 });
+      const items = rows.slice(0, query.limit);
+      const last = items.at(-1);
+      const next = rows.length > query.limit && last !== undefined ? encodeCursor(`${last.createdAt.toISOString()}|${last.id}`) : null;
+      return { items: items.map(presentDeployment), next_cursor: next };
+    },
+
+    async get(ctx: RequestContext, id: string) {
+      requireAdmin(ctx);
+      const row = await deps.deployments.findById(prisma, id);
+      if (row === null) throw new NotFoundError('deployment', id);
+      return presentDeployment(row);
+    },
+  };
+}
+
+export type DeploymentService = ReturnType<typeof createDeploymentService>;

@@ -1,0 +1,234 @@
+import { isUniqueViolation, type PrismaClient } from '../db/prisma.js';
+import { pinnedFingerprint, probeNode } from '../deploy/index.js';
+import type { Node } from '../generated/prisma/client.js';
+import { changedFields } from '../lib/changes.js';
+import { ConflictError, ForbiddenError, NotFoundError, PreconditionFailedError, ValidationError } from '../lib/errors.js';
+import { assertVersion } from '../lib/etag.js';
+import { normalizeHost } from '../lib/names.js';
+import { decodeCursor, type PageRequest, toPage } from '../lib/pagination.js';
+import { isSafeReleaseDir } from '../postfix/index.js';
+import type { AuditRepository } from '../repositories/audit.repository.js';
+import type { NodeRepository } from '../repositories/node.repository.js';
+import type { ConfigService } from './config.service.js';
+import type { SshSettings } from './deployment.service.js';
+import { isAdmin, type RequestContext } from './principal.js';
+
+export interface NodeInput {
+  name: string;
+  sshHost: string;
+  sshPort?: number;
+  sshUser?: string;
+  hostKey: string;
+  configDir?: string;
+  enabled?: boolean;
+}
+
+const KEY_TYPES = ['ssh-ed25519', 'ssh-rsa', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521'];
+const AUDITED = ['name', 'sshHost', 'sshPort', 'sshUser', 'hostKey', 'configDir', 'enabled'] as const;
+
+function invalid(field: string, message: string): never {
+  throw new ValidationError(`${field} ${message}`, [{ field, message }]);
+}
+
+/**
+ * An OpenSSH public key line (`type base64 [comment]`, stored without the comment) whose blob names
+ * the same key type, or a `SHA256:` fingerprint as `ssh-keygen -lf` prints it.
+ */
+export function normalizeHostKey(field: string, input: string): string {
+  const value = input.trim();
+  if (/^SHA256:[A-Za-z0-9+/]{43}=?$/.test(value)) return value.replace(/=$/, '');
+  const [type, blob] = value.split(/\s+/);
+  if (type === undefined || blob === undefined || !KEY_TYPES.includes(type) || !/^[A-Za-z0-9+/]+={0,2}$/.test(blob)) {
+    invalid(field, `must be an OpenSSH public key line (${KEY_TYPES.join(', ')}) or a SHA256:<43 base64 characters> fingerprint`);
+  }
+  const raw = Buffer.from(blob, 'base64');
+  const nameLength = raw.length >= 4 ? raw.readUInt32BE(0) : -1;
+  if (nameLength < 0 || raw.subarray(4, 4 + nameLength).toString('latin1') !== type) {
+    invalid(field, `the key blob is not a ${type} key`);
+  }
+  return `${type} ${blob}`;
+}
+
+function normalizeConfigDir(field: string, input: string): string {
+  if (!isSafeReleaseDir(input) || input.length < 2 || input.endsWith('/')) {
+    invalid(field, 'must be an absolute path of letters, digits, ".", "_", "-" and "/" without a trailing slash or ".."');
+  }
+  return input;
+}
+
+function normalizeUser(field: string, input: string): string {
+  if (!/^[a-z_][a-z0-9_.-]{0,31}$/i.test(input)) invalid(field, 'must be a plain user name');
+  return input;
+}
+
+interface Deps {
+  prisma: PrismaClient;
+  nodes: NodeRepository;
+  audit: AuditRepository;
+  config: ConfigService;
+  ssh: SshSettings;
+  readPrivateKey: () => Promise<string>;
+  now?: () => Date;
+}
+
+export function createNodeService(deps: Deps) {
+  const now = deps.now ?? (() => new Date());
+
+  function requireAdmin(ctx: RequestContext) {
+    if (!isAdmin(ctx.actor)) throw new ForbiddenError('nodes are shared infrastructure: admin only');
+  }
+
+  async function load(ctx: RequestContext, id: string) {
+    requireAdmin(ctx);
+    const node = await deps.nodes.findById(deps.prisma, id);
+    if (node === null) throw new NotFoundError('node', id);
+    return node;
+  }
+
+  /** The version the current config compiles to, null when it does not compile. */
+  async function desiredVersion(): Promise<string | null> {
+    try {
+      return (await deps.config.compileCurrent()).version;
+    } catch {
+      return null;
+    }
+  }
+
+  function present(node: Node, desired: string | null) {
+    return {
+      id: node.id,
+      name: node.name,
+      sshHost: node.sshHost,
+      sshPort: node.sshPort,
+      sshUser: node.sshUser,
+      hostKey: node.hostKey,
+      hostKeyFingerprint: pinnedFingerprint(node.hostKey),
+      configDir: node.configDir,
+      enabled: node.enabled,
+      desiredVersion: desired,
+      liveVersion: node.liveVersion,
+      drift: node.driftDetected || (desired !== null && node.liveVersion !== desired),
+      lastError: node.lastError,
+      lastDeployedAt: node.lastDeployedAt?.toISOString() ?? null,
+      lastCheckAt: node.lastCheckAt?.toISOString() ?? null,
+      createdAt: node.createdAt.toISOString(),
+      updatedAt: node.updatedAt.toISOString(),
+      version: node.version,
+    };
+  }
+
+  function normalized(input: Partial<NodeInput>) {
+    return {
+      ...(input.name === undefined ? {} : { name: input.name }),
+      ...(input.sshHost === undefined ? {} : { sshHost: normalizeHost('body/sshHost', input.sshHost) }),
+      ...(input.sshPort === undefined ? {} : { sshPort: input.sshPort }),
+      ...(input.sshUser === undefined ? {} : { sshUser: normalizeUser('body/sshUser', input.sshUser) }),
+      ...(input.hostKey === undefined ? {} : { hostKey: normalizeHostKey('body/hostKey', input.hostKey) }),
+      ...(input.configDir === undefined ? {} : { configDir: normalizeConfigDir('body/configDir', input.configDir) }),
+      ...(input.enabled === undefined ? {} : { enabled: input.enabled }),
+    };
+  }
+
+  function nameTaken(error: unknown): never {
+    if (isUniqueViolation(error, 'name')) throw new ConflictError('a node with this name already exists', 'node-name-taken');
+    throw error;
+  }
+
+  return {
+    async create(ctx: RequestContext, input: NodeInput) {
+      requireAdmin(ctx);
+      const data = { ...normalized(input), name: input.name, sshHost: normalizeHost('body/sshHost', input.sshHost), hostKey: normalizeHostKey('body/hostKey', input.hostKey) };
+      const node = await deps.prisma
+        .$transaction(async (tx) => {
+          const created = await deps.nodes.create(tx, data);
+          await deps.nodes.notifyTargetsChanged(tx);
+          await deps.audit.record(tx, {
+            actorKeyId: ctx.actor.keyId,
+            tenantId: null,
+            action: 'node.created',
+            resourceType: 'node',
+            resourceId: created.id,
+            changes: changedFields(null, created, [...AUDITED]),
+            requestId: ctx.requestId,
+          });
+          return created;
+        })
+        .catch(nameTaken);
+      return present(node, await desiredVersion());
+    },
+
+    async list(ctx: RequestContext, query: PageRequest) {
+      requireAdmin(ctx);
+      const rows = await deps.nodes.list(deps.prisma, { afterId: decodeCursor(query.cursor), take: query.limit + 1 });
+      const page = toPage(rows, query.limit, (row) => row.id);
+      const desired = await desiredVersion();
+      return { items: page.items.map((node) => present(node, desired)), next_cursor: page.next_cursor };
+    },
+
+    async get(ctx: RequestContext, id: string) {
+      return present(await load(ctx, id), await desiredVersion());
+    },
+
+    async update(ctx: RequestContext, id: string, input: Partial<NodeInput>, expected: number | undefined) {
+      const current = await load(ctx, id);
+      assertVersion(current.version, expected, 'node');
+      const data = normalized(input);
+      // A new address or key means the node's recorded state may be someone else's.
+      const moved = ['sshHost', 'sshPort', 'hostKey', 'configDir'].some((f) => f in data && data[f as keyof typeof data] !== current[f as keyof Node]);
+      const node = await deps.prisma
+        .$transaction(async (tx) => {
+          const row = await deps.nodes.update(tx, id, current.version, moved ? { ...data, liveVersion: null, driftDetected: false, lastError: null } : data);
+          if (row === null) throw new PreconditionFailedError('node changed while this request was processed: read it again and retry');
+          await deps.nodes.notifyTargetsChanged(tx);
+          await deps.audit.record(tx, {
+            actorKeyId: ctx.actor.keyId,
+            tenantId: null,
+            action: 'node.updated',
+            resourceType: 'node',
+            resourceId: id,
+            changes: changedFields(current, row, [...AUDITED]),
+            requestId: ctx.requestId,
+          });
+          return row;
+        })
+        .catch(nameTaken);
+      return present(node, await desiredVersion());
+    },
+
+    /** Forgets the node; its deployment history stays (by name). Nothing is removed from the node itself. */
+    async delete(ctx: RequestContext, id: string, expected: number | undefined) {
+      const current = await load(ctx, id);
+      assertVersion(current.version, expected, 'node');
+      await deps.prisma.$transaction(async (tx) => {
+        await deps.nodes.delete(tx, id);
+        await deps.audit.record(tx, {
+          actorKeyId: ctx.actor.keyId,
+          tenantId: null,
+          action: 'node.deleted',
+          resourceType: 'node',
+          resourceId: id,
+          changes: { name: { from: current.name, to: null } },
+          requestId: ctx.requestId,
+        });
+      });
+    },
+
+    /** Connects with the pinned host key and reports whether the node is fit for deploys. */
+    async check(ctx: RequestContext, id: string) {
+      const node = await load(ctx, id);
+      const privateKey = await deps.readPrivateKey();
+      const probe = await probeNode(
+        { host: node.sshHost, port: node.sshPort, username: node.sshUser, privateKey, hostKey: node.hostKey, readyTimeoutMs: deps.ssh.connectTimeoutMs },
+        node.configDir,
+      );
+      const checkedAt = now();
+      await deps.nodes.recordStatus(deps.prisma, id, {
+        lastCheckAt: checkedAt,
+        lastError: probe.problems.length === 0 ? null : probe.problems.join('; ').slice(0, 500),
+      });
+      return { nodeId: id, ok: probe.problems.length === 0, checkedAt: checkedAt.toISOString(), ...probe };
+    },
+  };
+}
+
+export type NodeService = ReturnType<typeof createNodeService>;
