@@ -4,6 +4,7 @@
  * runs a non-default instance), so `postconf`, `postmap` and `postfix` act on that node's Postfix.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import net from 'node:net';
 import { posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { NodeSSH } from 'node-ssh';
@@ -67,10 +68,14 @@ export async function connectNode(target: NodeTarget): Promise<NodeConnection> {
   const expected = pinnedFingerprint(target.hostKey);
   let presented: string | undefined;
   const ssh = new NodeSSH();
+  // Our own socket, so that Nagle is off from the first packet (ssh2 leaves it on): with it, a
+  // command's small trailing packets waited for the node's delayed ACK, ~40 ms per command and a
+  // few times during the handshake (on loopback a command went from ~45 ms to ~2 ms, a connect from
+  // ~80 ms to ~40 ms). ssh2's readyTimeout still covers the TCP connect.
+  const sock = net.connect({ host: target.host, port: target.port, noDelay: true });
   try {
     await ssh.connect({
-      host: target.host,
-      port: target.port,
+      sock,
       username: target.username,
       privateKey: typeof target.privateKey === 'string' ? target.privateKey : target.privateKey.toString('utf8'),
       readyTimeout: target.readyTimeoutMs ?? 10_000,
@@ -83,6 +88,7 @@ export async function connectNode(target: NodeTarget): Promise<NodeConnection> {
     });
   } catch (err) {
     ssh.dispose();
+    sock.destroy();
     if (presented !== undefined && presented !== expected) {
       throw new HostKeyMismatchError(target.host, target.port, expected, presented);
     }
