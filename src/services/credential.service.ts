@@ -194,14 +194,6 @@ export function createCredentialService(deps: Deps) {
         await audit(ctx, tx, credential, 'credential.deleted', { username: credential.username, status: credential.status });
       });
     },
-
-    /** For the compiler's loader only: the plaintext of an active credential. */
-    reveal(credential: Pick<RelayCredential, 'id' | 'secretCiphertext' | 'secretNonce' | 'secretKeyId'>): string {
-      return deps.secretBox.open(
-        { ciphertext: Buffer.from(credential.secretCiphertext), nonce: Buffer.from(credential.secretNonce), keyId: credential.secretKeyId },
-        credential.id,
-      );
-    },
   };
 }
 

@@ -17,23 +17,14 @@ import {
 } from '../../src/deploy/index.js';
 import { postmapTables } from '../../src/deploy/node-checks.js';
 import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/postfix-node.js';
-import { LAB_INSTALL_COMMAND, labAvailable, labRequired } from '../lab/requirements.js';
+import { labGate } from '../lab/requirements.js';
 import { startSmartHost, type SmartHost } from '../lab/smart-host.js';
 import { sendMail } from '../lab/submit.js';
 import { buildBundle, service, type Route } from './bundles.js';
 
-const lab = labAvailable();
-if (!lab.ok && labRequired()) {
-  describe('lab requirements (RELAYPLANE_REQUIRE_LAB=1)', () => {
-    it('are met', () => {
-      expect(lab.missing, `install with: ${LAB_INSTALL_COMMAND}`).toEqual([]);
-    });
-  });
-} else if (!lab.ok) {
-  console.warn(`deployer lab tests skipped, missing: ${lab.missing.join(', ')}. Install: ${LAB_INSTALL_COMMAND}`);
-}
+const labOk = labGate('deployer lab tests');
 
-describe.skipIf(!lab.ok)('deployBundle on a real Postfix node', () => {
+describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
   let sink: SmartHost;
   let sh1: SmartHost;
   let sh2: SmartHost;

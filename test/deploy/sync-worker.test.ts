@@ -11,21 +11,12 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp, tokenFor } from '../helpers/app.js';
 import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/postfix-node.js';
-import { LAB_INSTALL_COMMAND, labAvailable, labRequired } from '../lab/requirements.js';
+import { labGate } from '../lab/requirements.js';
 import { startSmartHost, type ReceivedMessage, type SmartHost } from '../lab/smart-host.js';
 import { sendMail } from '../lab/submit.js';
 import { waitUntil } from '../lab/util.js';
 
-const lab = labAvailable();
-if (!lab.ok && labRequired()) {
-  describe('lab requirements (RELAYPLANE_REQUIRE_LAB=1)', () => {
-    it('are met', () => {
-      expect(lab.missing, `install with: ${LAB_INSTALL_COMMAND}`).toEqual([]);
-    });
-  });
-} else if (!lab.ok) {
-  console.warn(`sync worker lab tests skipped, missing: ${lab.missing.join(', ')}. Install: ${LAB_INSTALL_COMMAND}`);
-}
+const labOk = labGate('sync worker lab tests');
 
 interface DeploymentBody {
   id: string;
@@ -37,7 +28,7 @@ interface DeploymentBody {
   nodes: Array<{ nodeName: string; state: string; attempts: number; error: string | null; steps: Array<{ step: string; detail?: string }> }>;
 }
 
-describe.skipIf(!lab.ok)('sync worker on real Postfix nodes', () => {
+describe.skipIf(!labOk)('sync worker on real Postfix nodes', () => {
   let sink: SmartHost;
   let sh1: SmartHost;
   let sh2: SmartHost;

@@ -9,21 +9,14 @@ import { connectNode, deployBundle, type NodeConnection } from '../../src/deploy
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { readDeliveries, waitForLog } from '../lab/log.js';
 import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/postfix-node.js';
-import { LAB_INSTALL_COMMAND, labAvailable, labRequired } from '../lab/requirements.js';
+import { labGate } from '../lab/requirements.js';
 import { startSmartHost, type SmartHost } from '../lab/smart-host.js';
 import { sendMail } from '../lab/submit.js';
 import { adminClient } from './lab-app.js';
 
-const lab = labAvailable();
-if (!lab.ok && labRequired()) {
-  describe('lab requirements (RELAYPLANE_REQUIRE_LAB=1)', () => {
-    it('are met', () => expect(lab.missing, `install with: ${LAB_INSTALL_COMMAND}`).toEqual([]));
-  });
-} else if (!lab.ok) {
-  console.warn(`limits and change tests skipped, missing: ${lab.missing.join(', ')}. Install: ${LAB_INSTALL_COMMAND}`);
-}
+const labOk = labGate('limits and change tests');
 
-describe.skipIf(!lab.ok)('limits and change on a real node', () => {
+describe.skipIf(!labOk)('limits and change on a real node', () => {
   let t: TestApp;
   let sink: SmartHost;
   let sh1: SmartHost;

@@ -10,18 +10,11 @@ import { connectNode, deployBundle, type NodeConnection } from '../../src/deploy
 import { createTestApp, type TestApp, tokenFor } from '../helpers/app.js';
 import { waitForLog } from '../lab/log.js';
 import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/postfix-node.js';
-import { LAB_INSTALL_COMMAND, labAvailable, labRequired } from '../lab/requirements.js';
+import { labGate } from '../lab/requirements.js';
 import { startSmartHost, type SmartHost } from '../lab/smart-host.js';
 import { sendMail } from '../lab/submit.js';
 
-const lab = labAvailable();
-if (!lab.ok && labRequired()) {
-  describe('lab requirements (RELAYPLANE_REQUIRE_LAB=1)', () => {
-    it('are met', () => expect(lab.missing, `install with: ${LAB_INSTALL_COMMAND}`).toEqual([]));
-  });
-} else if (!lab.ok) {
-  console.warn(`truth test skipped, missing: ${lab.missing.join(', ')}. Install: ${LAB_INSTALL_COMMAND}`);
-}
+const labOk = labGate('truth test');
 
 interface RelaySpec {
   host: number; // index of the smart host it points at
@@ -79,7 +72,7 @@ const configSpec = fc
     }),
   }));
 
-describe.skipIf(!lab.ok)('the truth test: explanation = what real Postfix and the smart hosts do', () => {
+describe.skipIf(!labOk)('the truth test: explanation = what real Postfix and the smart hosts do', () => {
   let t: TestApp;
   let sink: SmartHost;
   let hosts: SmartHost[];

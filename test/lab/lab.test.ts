@@ -9,26 +9,17 @@ import type { NodeSSH } from 'node-ssh';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readMaillog, waitForLog, waitForLogLine } from './log.js';
 import { startPostfixNode, stopAllLabNodes, type PostfixNode } from './postfix-node.js';
-import { LAB_INSTALL_COMMAND, labAvailable, labRequired } from './requirements.js';
+import { labGate } from './requirements.js';
 import { startSmartHost, type SmartHost } from './smart-host.js';
 import { connectNodeSsh, sshFingerprint } from './ssh.js';
 import { sendMail } from './submit.js';
 
-const lab = labAvailable();
-if (!lab.ok && labRequired()) {
-  describe('lab requirements (RELAYPLANE_REQUIRE_LAB=1)', () => {
-    it('are met', () => {
-      expect(lab.missing, `install with: ${LAB_INSTALL_COMMAND}`).toEqual([]);
-    });
-  });
-} else if (!lab.ok) {
-  console.warn(`lab tests skipped, missing: ${lab.missing.join(', ')}. Install: ${LAB_INSTALL_COMMAND}`);
-}
+const labOk = labGate('lab tests');
 
 const USERS_SH1 = { userA: 'pwA', userB: 'p@ss:w rd' }; // only the first ':' splits user and password
 const USERS_SH2 = { userC: 'pwC' };
 
-describe.skipIf(!lab.ok)('lab harness: real Postfix nodes relaying to loopback smart hosts', () => {
+describe.skipIf(!labOk)('lab harness: real Postfix nodes relaying to loopback smart hosts', () => {
   let sink: SmartHost | undefined;
   let sh1: SmartHost | undefined;
   let sh2: SmartHost | undefined;

@@ -4,6 +4,7 @@
  */
 import { accessSync, constants, existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
+import { describe, expect, it } from 'vitest';
 
 /** The one command that installs everything the lab needs (Debian/Ubuntu). */
 export const LAB_INSTALL_COMMAND =
@@ -72,4 +73,24 @@ export function labAvailable(): LabAvailability {
   if (!existsSync('/etc/postfix/postfix-files')) missing.push('/etc/postfix/postfix-files (postfix package)');
   cached = { ok: missing.length === 0, missing };
   return cached;
+}
+
+/**
+ * The gate every lab test file opens with: true when the lab can run. When it cannot, CI (which
+ * requires the lab) gets a failing test naming what is missing; elsewhere the file is skipped with
+ * one warning carrying the install command.
+ */
+export function labGate(suite: string): boolean {
+  const lab = labAvailable();
+  if (lab.ok) return true;
+  if (labRequired()) {
+    describe(`${suite}: lab requirements (RELAYPLANE_REQUIRE_LAB=1)`, () => {
+      it('are met', () => {
+        expect(lab.missing, `install with: ${LAB_INSTALL_COMMAND}`).toEqual([]);
+      });
+    });
+  } else {
+    console.warn(`${suite} skipped, missing: ${lab.missing.join(', ')}. Install: ${LAB_INSTALL_COMMAND}`);
+  }
+  return false;
 }
