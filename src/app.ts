@@ -14,6 +14,7 @@ import { operationHandlers } from './routes/index.js';
 import { createDeployMetrics } from './services/deploy-metrics.js';
 import type { SshSettings } from './services/deployment.service.js';
 import { createServices } from './services/index.js';
+import type { UsageSettings } from './services/usage.service.js';
 
 export interface AppDeps {
   config: Pick<RuntimeConfig, 'jwtSecret' | 'masterKey' | 'tokenTtlSeconds' | 'logLevel'>;
@@ -23,6 +24,8 @@ export interface AppDeps {
   now?: () => Date;
   /** How nodes are reached: the private key file (read at use), timeouts, parallelism, retries. */
   ssh?: Partial<SshSettings>;
+  /** Usage collection settings (final delay, read sizes). */
+  usage?: Partial<UsageSettings>;
   /**
    * Starts the sync worker with the app and stops it on close. Absent: no worker (tests ask for
    * one explicitly; `relayplane serve` always runs it).
@@ -36,6 +39,8 @@ export interface SyncOptions {
   reconcileIntervalMs: number;
   debounceMs: number;
   leaderPollMs?: number;
+  /** Usage collection period; 0 or absent: no collection. */
+  usageIntervalMs?: number;
 }
 
 // fastify-metrics is CommonJS with an ES default export: unwrap it for Node's ESM loader.
@@ -86,6 +91,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     signToken: (claims, expiresIn) => app.signToken(claims, expiresIn),
     now: deps.now,
     ...(deps.ssh !== undefined ? { ssh: deps.ssh } : {}),
+    ...(deps.usage !== undefined ? { usage: deps.usage } : {}),
     metrics: deployMetrics,
     log: app.log,
   });
@@ -101,6 +107,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
           ...(deps.sync.leaderPollMs !== undefined ? { leaderPollMs: deps.sync.leaderPollMs } : {}),
           log: app.log.child({ component: 'sync-worker' }),
           handlers: services.deployments.handlers,
+          collect: { intervalMs: deps.sync.usageIntervalMs ?? 0, run: () => services.usage.collectAll() },
         });
   app.decorate('syncWorker', worker);
   if (worker !== null) {

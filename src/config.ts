@@ -51,6 +51,18 @@ const envSchema = z.object({
     .min(0, 'must be at least 0')
     .max(60_000, 'must be at most 60000')
     .default(500),
+  RELAYPLANE_USAGE_INTERVAL_SECONDS: z.coerce
+    .number({ message: 'must be a whole number of seconds (0 turns collection off)' })
+    .int('must be a whole number of seconds (0 turns collection off)')
+    .min(0, 'must be at least 0')
+    .max(86_400, 'must be at most 86400')
+    .default(60),
+  RELAYPLANE_USAGE_FINAL_DELAY_SECONDS: z.coerce
+    .number({ message: 'must be a whole number of seconds' })
+    .int('must be a whole number of seconds')
+    .min(0, 'must be at least 0')
+    .max(30 * 86_400, 'must be at most 2592000')
+    .default(7200),
   RELAYPLANE_DEPLOY_CONCURRENCY: z.coerce
     .number({ message: 'must be an integer between 1 and 64' })
     .int('must be an integer between 1 and 64')
@@ -80,6 +92,10 @@ export interface Config {
   syncIntervalSeconds: number;
   /** Quiet time after a config change before the sync worker compiles and deploys. */
   syncDebounceMs: number;
+  /** Period of usage collection from the nodes' logs; 0: off. */
+  usageIntervalSeconds: number;
+  /** Usage hours become final this long after every node's log was read past them. */
+  usageFinalDelaySeconds: number;
   /** Nodes deployed in parallel. */
   deployConcurrency: number;
 }
@@ -117,6 +133,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     sshPrivateKeyPath: values.RELAYPLANE_SSH_PRIVATE_KEY_PATH === undefined ? undefined : path.resolve(values.RELAYPLANE_SSH_PRIVATE_KEY_PATH),
     syncIntervalSeconds: values.RELAYPLANE_SYNC_INTERVAL_SECONDS,
     syncDebounceMs: values.RELAYPLANE_SYNC_DEBOUNCE_MS,
+    usageIntervalSeconds: values.RELAYPLANE_USAGE_INTERVAL_SECONDS,
+    usageFinalDelaySeconds: values.RELAYPLANE_USAGE_FINAL_DELAY_SECONDS,
     deployConcurrency: values.RELAYPLANE_DEPLOY_CONCURRENCY,
   };
 }

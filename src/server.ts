@@ -27,7 +27,13 @@ export async function serve(config: Config, options: ServeOptions) {
       config: runtime,
       prisma,
       ssh: { privateKeyPath: runtime.sshPrivateKeyPath, concurrency: runtime.deployConcurrency },
-      sync: { databaseUrl: runtime.databaseUrl, reconcileIntervalMs: runtime.syncIntervalSeconds * 1000, debounceMs: runtime.syncDebounceMs },
+      usage: { finalDelaySeconds: runtime.usageFinalDelaySeconds },
+      sync: {
+        databaseUrl: runtime.databaseUrl,
+        reconcileIntervalMs: runtime.syncIntervalSeconds * 1000,
+        debounceMs: runtime.syncDebounceMs,
+        usageIntervalMs: runtime.usageIntervalSeconds * 1000,
+      },
     });
     closeWithGrace({ delay: 10_000, logger }, async ({ err, signal }) => {
       if (err !== undefined) logger.error({ err }, 'shutting down after an error');

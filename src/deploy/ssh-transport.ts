@@ -45,6 +45,12 @@ export interface NodeConnection {
    * temporary name in the same directory, chmod'ed, then renamed over `path`.
    */
   writeFile(path: string, content: string, mode: number): Promise<void>;
+  /**
+   * Runs a command and returns its stdout as raw bytes (a log read by byte offset must not go
+   * through a text decoder: a multi-byte character split between two packets would change its
+   * length). Never rejects on a non-zero exit.
+   */
+  execBytes(command: string, options?: { timeoutMs?: number }): Promise<{ code: number; stdout: Buffer; stderr: string }>;
   close(): void;
 }
 
@@ -103,6 +109,17 @@ interface ClosableChannel {
   close(): void;
 }
 
+/** The part of ssh2's Client used for byte-exact output (its typings are not a dependency). */
+interface RawExecChannel extends ClosableChannel {
+  on(event: 'data', listener: (chunk: Buffer) => void): this;
+  on(event: 'exit', listener: (code: number | null) => void): this;
+  on(event: 'close', listener: () => void): this;
+  stderr: { on(event: 'data', listener: (chunk: Buffer) => void): void };
+}
+interface RawExecClient {
+  exec(command: string, callback: (err: Error | undefined, channel: RawExecChannel) => void): void;
+}
+
 class SshNodeConnection implements NodeConnection {
   constructor(
     private readonly ssh: NodeSSH,
@@ -152,6 +169,36 @@ class SshNodeConnection implements NodeConnection {
     if (r.code !== 0) {
       throw new RemoteCommandError(`writing ${path} failed (exit ${r.code}): ${excerpt(r.stderr, 200)}`, r.code, r.stderr);
     }
+  }
+
+  async execBytes(command: string, options: { timeoutMs?: number } = {}): Promise<{ code: number; stdout: Buffer; stderr: string }> {
+    const client = this.ssh.connection as unknown as RawExecClient | null;
+    if (client === null) throw new RemoteCommandError('not connected', -1, '');
+    const limit = options.timeoutMs ?? this.commandTimeoutMs;
+    return new Promise((resolve, reject) => {
+      client.exec(command, (err, stream) => {
+        if (err !== undefined && err !== null) {
+          reject(err);
+          return;
+        }
+        const out: Buffer[] = [];
+        const errs: Buffer[] = [];
+        let code: number | null = null;
+        const timer = setTimeout(() => {
+          stream.close();
+          reject(new RemoteCommandError(`command timed out after ${limit} ms: ${excerpt(command, 120)}`, -1, ''));
+        }, limit);
+        stream.on('data', (chunk: Buffer) => out.push(chunk));
+        stream.stderr.on('data', (chunk: Buffer) => errs.push(chunk));
+        stream.on('exit', (c: number | null) => {
+          code = c;
+        });
+        stream.on('close', () => {
+          clearTimeout(timer);
+          resolve({ code: code ?? 255, stdout: Buffer.concat(out), stderr: Buffer.concat(errs).toString('utf8') });
+        });
+      });
+    });
   }
 
   close(): void {

@@ -13,6 +13,8 @@
  * - `NOTIFY relayplane_deploy`: a deployment was requested through the API (a pending row).
  * - Reconcile: every `reconcileIntervalMs`, and at once on becoming leader (a change notified while
  *   nobody led is not lost: the reconcile compares every node with the current config).
+ * - Usage collection (`collect`): every `collect.intervalMs` while leading, in a lane of its own so
+ *   that reading logs never delays a deploy; one collection at a time.
  */
 import { createHash } from 'node:crypto';
 import pg from 'pg';
@@ -44,6 +46,8 @@ export interface SyncWorkerOptions {
   leaderPollMs?: number;
   log: WorkerLog;
   handlers: SyncHandlers;
+  /** Periodic usage collection from the nodes (leader only). */
+  collect?: { intervalMs: number; run(): Promise<void> };
 }
 
 type JobKind = 'requested' | 'change' | 'reconcile';
@@ -64,6 +68,8 @@ export class SyncWorker {
   private firstChangeAt: number | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
   private reconcileTimer: NodeJS.Timeout | undefined;
+  private collectTimer: NodeJS.Timeout | undefined;
+  private collecting: Promise<void> | undefined;
   private connecting: Promise<void> | undefined;
   private readonly connectionString: string;
   private readonly key: bigint;
@@ -86,6 +92,23 @@ export class SyncWorker {
     const poll = this.options.leaderPollMs ?? Math.min(5000, this.options.reconcileIntervalMs);
     this.pollTimer = setInterval(() => void this.ensureLeadership(), poll);
     this.reconcileTimer = setInterval(() => this.enqueue('reconcile'), this.options.reconcileIntervalMs);
+    const collect = this.options.collect;
+    if (collect !== undefined && collect.intervalMs > 0) {
+      this.collectTimer = setInterval(() => void this.collectNow(), collect.intervalMs);
+    }
+  }
+
+  /** Runs a usage collection now if this process leads and none runs; resolves when it is done. */
+  collectNow(): Promise<void> {
+    const collect = this.options.collect;
+    if (collect === undefined || this.stopped || !this.leading) return Promise.resolve();
+    this.collecting ??= collect
+      .run()
+      .catch((err: unknown) => this.options.log.error({ err }, 'usage collection failed'))
+      .finally(() => {
+        this.collecting = undefined;
+      });
+    return this.collecting;
   }
 
   /** Stops timers, lets a running job finish, gives up the lock and the connection. */
@@ -93,10 +116,12 @@ export class SyncWorker {
     this.stopped = true;
     clearInterval(this.pollTimer);
     clearInterval(this.reconcileTimer);
+    clearInterval(this.collectTimer);
     clearTimeout(this.debounceTimer);
     this.queued.clear();
     await this.connecting?.catch(() => undefined);
     await this.running?.catch(() => undefined);
+    await this.collecting;
     const client = this.client;
     this.client = undefined;
     if (client !== undefined) {

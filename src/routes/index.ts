@@ -12,6 +12,7 @@ import { policyRoutes } from './policies/policies.routes.js';
 import { relayRoutes } from './relays/relays.routes.js';
 import { tenantRoutes } from './tenants/tenants.routes.js';
 import type { OperationHandlers } from './types.js';
+import { usageRoutes } from './usage/usage.routes.js';
 
 /** Every operation of openapi.yaml and the handler serving it; the spec supplies method, path and schemas. */
 export function operationHandlers(services: AppServices): OperationHandlers {
@@ -28,5 +29,6 @@ export function operationHandlers(services: AppServices): OperationHandlers {
     ...configRoutes(services),
     ...nodeRoutes(services),
     ...deploymentRoutes(services),
+    ...usageRoutes(services),
   };
 }

@@ -24,6 +24,8 @@ import { createPolicyService } from './policy.service.js';
 import { createRelayService } from './relay.service.js';
 import { createSnapshotService } from './snapshot.service.js';
 import { createTenantService } from './tenant.service.js';
+import { createUsageRepository } from '../repositories/usage.repository.js';
+import { DEFAULT_USAGE, createUsageService, type UsageSettings } from './usage.service.js';
 
 export interface ServiceDeps {
   prisma: PrismaClient;
@@ -35,6 +37,8 @@ export interface ServiceDeps {
   ssh?: Partial<SshSettings>;
   /** Defaults to a private registry (the CLI serves no /metrics). */
   metrics?: DeployMetrics;
+  /** Defaults: DEFAULT_USAGE. */
+  usage?: Partial<UsageSettings>;
   log?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
 }
 
@@ -54,6 +58,7 @@ export function createServices(deps: ServiceDeps) {
     settings: createSettingsRepository(),
     nodes: createNodeRepository(),
     deployments: createDeploymentRepository(),
+    usage: createUsageRepository(),
   };
   const tenants = createTenantService({ prisma, tenants: repositories.tenants, audit: repositories.audit });
   const secretBox = createSecretBox(deps.masterKey);
@@ -62,7 +67,19 @@ export function createServices(deps: ServiceDeps) {
   const config = createConfigService({ prisma, snapshots, secretBox });
   const ssh: SshSettings = { ...DEFAULT_SSH, ...deps.ssh };
   const readPrivateKey = privateKeyReader(ssh.privateKeyPath);
+  const usage = createUsageService({
+    prisma,
+    usage: repositories.usage,
+    nodes: repositories.nodes,
+    tenants: repositories.tenants,
+    ssh,
+    readPrivateKey,
+    settings: { ...DEFAULT_USAGE, ...deps.usage },
+    log: deps.log ?? silent,
+    now: deps.now,
+  });
   return {
+    usage,
     apiKeys: createApiKeyService({
       prisma,
       apiKeys: repositories.apiKeys,
@@ -96,7 +113,7 @@ export function createServices(deps: ServiceDeps) {
     snapshots,
     config,
     policies: createPolicyService({ prisma, policies: repositories.policies, settings: repositories.settings, audit: repositories.audit }),
-    nodes: createNodeService({ prisma, nodes: repositories.nodes, audit: repositories.audit, config, ssh, readPrivateKey, now: deps.now }),
+    nodes: createNodeService({ prisma, nodes: repositories.nodes, audit: repositories.audit, config, usage, ssh, readPrivateKey, now: deps.now }),
     deployments: createDeploymentService({
       prisma,
       nodes: repositories.nodes,

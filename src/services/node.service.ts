@@ -12,6 +12,8 @@ import type { NodeRepository } from '../repositories/node.repository.js';
 import type { ConfigService } from './config.service.js';
 import type { SshSettings } from './deployment.service.js';
 import { isAdmin, type RequestContext } from './principal.js';
+import type { LogCursorRow } from '../repositories/usage.repository.js';
+import type { UsageService } from './usage.service.js';
 
 export interface NodeInput {
   name: string;
@@ -20,11 +22,12 @@ export interface NodeInput {
   sshUser?: string;
   hostKey: string;
   configDir?: string;
+  logPath?: string | null;
   enabled?: boolean;
 }
 
 const KEY_TYPES = ['ssh-ed25519', 'ssh-rsa', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521'];
-const AUDITED = ['name', 'sshHost', 'sshPort', 'sshUser', 'hostKey', 'configDir', 'enabled'] as const;
+const AUDITED = ['name', 'sshHost', 'sshPort', 'sshUser', 'hostKey', 'configDir', 'logPath', 'enabled'] as const;
 
 function invalid(field: string, message: string): never {
   throw new ValidationError(`${field} ${message}`, [{ field, message }]);
@@ -56,6 +59,13 @@ function normalizeConfigDir(field: string, input: string): string {
   return input;
 }
 
+function normalizeLogPath(field: string, input: string): string {
+  if (!isSafeReleaseDir(input) || input.endsWith('/')) {
+    invalid(field, 'must be an absolute file path of letters, digits, ".", "_", "-" and "/" without ".."');
+  }
+  return input;
+}
+
 function normalizeUser(field: string, input: string): string {
   if (!/^[a-z_][a-z0-9_.-]{0,31}$/i.test(input)) invalid(field, 'must be a plain user name');
   return input;
@@ -66,6 +76,7 @@ interface Deps {
   nodes: NodeRepository;
   audit: AuditRepository;
   config: ConfigService;
+  usage: Pick<UsageService, 'nodeStatuses'>;
   ssh: SshSettings;
   readPrivateKey: () => Promise<string>;
   now?: () => Date;
@@ -94,7 +105,27 @@ export function createNodeService(deps: Deps) {
     }
   }
 
-  function present(node: Node, desired: string | null) {
+  /** Where usage collection stands on the node (null: never attempted). */
+  function usageStatus(cursor: LogCursorRow | undefined) {
+    if (cursor === undefined) return null;
+    const last = cursor.lastCollectedAt;
+    return {
+      logPath: cursor.path === '' ? null : cursor.path,
+      lastCollectedAt: last?.toISOString() ?? null,
+      lagSeconds: last === null ? null : Math.max(0, Math.round((now().getTime() - last.getTime()) / 1000)),
+      lastLineAt: cursor.lastLineAt?.toISOString() ?? null,
+      offset: Number(cursor.offset),
+      linesRead: Number(cursor.linesRead),
+      linesMalformed: Number(cursor.linesMalformed),
+      unattributedLines: Number(cursor.unattributedLines),
+      lateEvents: Number(cursor.lateEvents),
+      bytesLost: Number(cursor.bytesLost),
+      lastError: cursor.lastError,
+      lastErrorAt: cursor.lastErrorAt?.toISOString() ?? null,
+    };
+  }
+
+  function present(node: Node, desired: string | null, cursor: LogCursorRow | undefined) {
     return {
       id: node.id,
       name: node.name,
@@ -104,6 +135,7 @@ export function createNodeService(deps: Deps) {
       hostKey: node.hostKey,
       hostKeyFingerprint: pinnedFingerprint(node.hostKey),
       configDir: node.configDir,
+      logPath: node.logPath,
       enabled: node.enabled,
       desiredVersion: desired,
       liveVersion: node.liveVersion,
@@ -111,6 +143,7 @@ export function createNodeService(deps: Deps) {
       lastError: node.lastError,
       lastDeployedAt: node.lastDeployedAt?.toISOString() ?? null,
       lastCheckAt: node.lastCheckAt?.toISOString() ?? null,
+      usage: usageStatus(cursor),
       createdAt: node.createdAt.toISOString(),
       updatedAt: node.updatedAt.toISOString(),
       version: node.version,
@@ -125,6 +158,7 @@ export function createNodeService(deps: Deps) {
       ...(input.sshUser === undefined ? {} : { sshUser: normalizeUser('body/sshUser', input.sshUser) }),
       ...(input.hostKey === undefined ? {} : { hostKey: normalizeHostKey('body/hostKey', input.hostKey) }),
       ...(input.configDir === undefined ? {} : { configDir: normalizeConfigDir('body/configDir', input.configDir) }),
+      ...(input.logPath === undefined ? {} : { logPath: input.logPath === null ? null : normalizeLogPath('body/logPath', input.logPath) }),
       ...(input.enabled === undefined ? {} : { enabled: input.enabled }),
     };
   }
@@ -154,7 +188,7 @@ export function createNodeService(deps: Deps) {
           return created;
         })
         .catch(nameTaken);
-      return present(node, await desiredVersion());
+      return present(node, await desiredVersion(), (await deps.usage.nodeStatuses()).get(node.id));
     },
 
     async list(ctx: RequestContext, query: PageRequest) {
@@ -162,11 +196,13 @@ export function createNodeService(deps: Deps) {
       const rows = await deps.nodes.list(deps.prisma, { afterId: decodeCursor(query.cursor), take: query.limit + 1 });
       const page = toPage(rows, query.limit, (row) => row.id);
       const desired = await desiredVersion();
-      return { items: page.items.map((node) => present(node, desired)), next_cursor: page.next_cursor };
+      const statuses = await deps.usage.nodeStatuses();
+      return { items: page.items.map((node) => present(node, desired, statuses.get(node.id))), next_cursor: page.next_cursor };
     },
 
     async get(ctx: RequestContext, id: string) {
-      return present(await load(ctx, id), await desiredVersion());
+      const node = await load(ctx, id);
+      return present(node, await desiredVersion(), (await deps.usage.nodeStatuses()).get(node.id));
     },
 
     async update(ctx: RequestContext, id: string, input: Partial<NodeInput>, expected: number | undefined) {
@@ -192,7 +228,7 @@ export function createNodeService(deps: Deps) {
           return row;
         })
         .catch(nameTaken);
-      return present(node, await desiredVersion());
+      return present(node, await desiredVersion(), (await deps.usage.nodeStatuses()).get(node.id));
     },
 
     /** Forgets the node; its deployment history stays (by name). Nothing is removed from the node itself. */

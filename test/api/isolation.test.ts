@@ -9,6 +9,9 @@ let billing: Awaited<ReturnType<typeof tokenFor>>;
 const idsOfA: Record<string, string> = {};
 
 /** A valid body for every operation that takes one, so a refusal can only come from authorization. */
+/** Required query parameters, so that a refusal is about the caller, not a missing parameter. */
+const QUERIES: Record<string, string> = { getUsageSummary: '?month=2026-11' };
+
 const BODIES: Record<string, unknown> = {
   createToken: { key: 'rpk_x' },
   createApiKey: { name: 'k', scopes: ['tenant'] },
@@ -89,7 +92,7 @@ describe('isolation matrix', () => {
       const before = await databaseState();
       const response = await t.app.inject({
         method: operation.method as 'GET',
-        url: fill(operation.path),
+        url: fill(operation.path) + (QUERIES[operation.operationId] ?? ''),
         headers: tokenB.headers,
         ...(BODIES[operation.operationId] === undefined ? {} : { payload: BODIES[operation.operationId] as object }),
       });
@@ -116,7 +119,7 @@ describe('isolation matrix', () => {
       const before = await databaseState();
       const response = await t.app.inject({
         method: operation.method as 'POST',
-        url: fill(operation.path),
+        url: fill(operation.path) + (QUERIES[operation.operationId] ?? ''),
         headers: billing.headers,
         ...(BODIES[operation.operationId] === undefined ? {} : { payload: BODIES[operation.operationId] as object }),
       });

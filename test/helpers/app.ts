@@ -5,6 +5,7 @@ import { buildApp, type SyncOptions } from '../../src/app.js';
 import { createPrismaClient, type PrismaClient } from '../../src/db/prisma.js';
 import type { SshSettings } from '../../src/services/deployment.service.js';
 import type { Scope } from '../../src/services/principal.js';
+import type { UsageSettings } from '../../src/services/usage.service.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 
 export interface TestApp {
@@ -24,6 +25,8 @@ export interface TestAppOptions {
   ssh?: Partial<SshSettings>;
   /** Runs the sync worker (off unless asked); databaseUrl defaults to the test database. */
   sync?: Partial<SyncOptions>;
+  /** Usage collection settings (e.g. finalDelaySeconds: 0). */
+  usage?: Partial<UsageSettings>;
   /** Another app's database (and keys), for several "API processes" on one database; not dropped by close(). */
   shareWith?: TestApp;
 }
@@ -47,6 +50,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     prisma,
     logStream,
     ...(options.ssh !== undefined ? { ssh: options.ssh } : {}),
+    ...(options.usage !== undefined ? { usage: options.usage } : {}),
     ...(options.sync !== undefined
       ? { sync: { databaseUrl: database.url, reconcileIntervalMs: 60_000, debounceMs: 200, leaderPollMs: 500, ...options.sync } }
       : {}),

@@ -1,0 +1,181 @@
+/**
+ * Joins a node's log events by queue id and adds them up per tenant × sender domain × recipient
+ * domain × hour. Pure: the caller loads the states of the queue ids a batch mentions, applies the
+ * batch, and stores the changed states together with the counts (one transaction), so a batch is
+ * counted exactly once or not at all.
+ *
+ * What is counted, and when:
+ * - messages, recipients (nrcpt), bytes: once per message, in the hour qmgr first queued it, under
+ *   recipient domain '' (a message is accepted before Postfix logs any recipient). Only messages
+ *   that entered from outside (an smtpd `client=` or pickup line) are "accepted": Postfix's own
+ *   bounce notifications are not. qmgr logs `from=` again each time a deferred message is retried;
+ *   those repeats are not counted.
+ * - delivered / deferred (attempts) / bounced: per recipient line, in the hour of the line, under
+ *   the recipient's domain.
+ * - expired: per message, in the hour qmgr returned it to its sender.
+ * The tenant is the one that owned the sender's domain when the message was queued (`attribute`),
+ * kept with the message so later deliveries count for the same tenant. Lines about a queue id whose
+ * `from=` was never seen (a Postfix notification's null sender, a log read from its middle) count
+ * for no tenant: they stay visible to admins as unattributed, never vanish.
+ */
+import { addressDomain, type LogEvent } from './log-line.js';
+
+export interface MessageState {
+  queueId: string;
+  /** An smtpd `client=` or pickup line was seen: the message came from outside Postfix. */
+  origin: boolean;
+  /** qmgr queued it (its first `from=` line was seen). */
+  queued: boolean;
+  sender: string;
+  senderDomain: string;
+  tenantId: string | null;
+  size: number;
+  /** When the message was first seen (origin or queue), ms since the epoch. */
+  firstSeenAt: number;
+}
+
+export interface UsageCounters {
+  messages: number;
+  recipients: number;
+  delivered: number;
+  deferred: number;
+  bounced: number;
+  expired: number;
+  bytes: number;
+}
+
+export interface UsageBucket extends UsageCounters {
+  tenantId: string | null;
+  senderDomain: string;
+  recipientDomain: string;
+  /** Start of the UTC hour, ms since the epoch. */
+  hour: number;
+}
+
+export interface AccumulatorStats {
+  events: number;
+  /** Delivery or expiry lines for a queue id never queued in this log. */
+  unattributedLines: number;
+  /** Events dated in an hour already final, counted in the first open hour instead. */
+  lateEvents: number;
+}
+
+export type TenantAttribution = (senderDomain: string, at: number) => string | null;
+
+const HOUR = 3_600_000;
+
+export function emptyCounters(): UsageCounters {
+  return { messages: 0, recipients: 0, delivered: 0, deferred: 0, bounced: 0, expired: 0, bytes: 0 };
+}
+
+export class UsageAccumulator {
+  private readonly buckets = new Map<string, UsageBucket>();
+  /** Queue id → state after this batch; null: the message left the queue (delete its state). */
+  private readonly changed = new Map<string, MessageState | null>();
+  readonly stats: AccumulatorStats = { events: 0, unattributedLines: 0, lateEvents: 0 };
+
+  /**
+   * @param known states of the queue ids the batch mentions, as stored before the batch
+   * @param finalBefore hours starting before this instant are final: events dated there count in
+   *   the hour that starts at it instead (a final number never changes)
+   */
+  constructor(
+    private readonly known: ReadonlyMap<string, MessageState>,
+    private readonly attribute: TenantAttribution,
+    private readonly finalBefore = 0,
+  ) {}
+
+  private state(queueId: string): MessageState | undefined {
+    const c = this.changed.get(queueId);
+    if (c !== undefined) return c ?? undefined;
+    return this.known.get(queueId);
+  }
+
+  private bucket(tenantId: string | null, senderDomain: string, recipientDomain: string, at: number): UsageBucket {
+    let hour = at - (((at % HOUR) + HOUR) % HOUR);
+    if (hour < this.finalBefore) {
+      hour = this.finalBefore;
+      this.stats.lateEvents++;
+    }
+    const key = `${tenantId ?? ''}\t${senderDomain}\t${recipientDomain}\t${hour}`;
+    let b = this.buckets.get(key);
+    if (b === undefined) {
+      b = { tenantId, senderDomain, recipientDomain, hour, ...emptyCounters() };
+      this.buckets.set(key, b);
+    }
+    return b;
+  }
+
+  add(event: LogEvent): void {
+    this.stats.events++;
+    const { queueId } = event;
+    switch (event.kind) {
+      case 'origin': {
+        const s = this.state(queueId);
+        // A queued message that never logged `removed` (a lost line) must not absorb the next
+        // message that reuses its queue id.
+        if (s === undefined || s.queued) {
+          this.changed.set(queueId, {
+            queueId, origin: true, queued: false, sender: '', senderDomain: '', tenantId: null, size: 0, firstSeenAt: event.at,
+          });
+        } else if (!s.origin) {
+          this.changed.set(queueId, { ...s, origin: true });
+        }
+        return;
+      }
+      case 'queued': {
+        const s = this.state(queueId);
+        if (s?.queued === true) return; // a retry from the deferred queue
+        const senderDomain = addressDomain(event.sender);
+        const tenantId = senderDomain === '' ? null : this.attribute(senderDomain, event.at);
+        const next: MessageState = {
+          queueId, origin: s?.origin ?? false, queued: true, sender: event.sender, senderDomain, tenantId, size: event.size,
+          firstSeenAt: s?.firstSeenAt ?? event.at,
+        };
+        this.changed.set(queueId, next);
+        if (next.origin) {
+          const b = this.bucket(tenantId, senderDomain, '', event.at);
+          b.messages++;
+          b.recipients += event.nrcpt;
+          b.bytes += event.size;
+        }
+        return;
+      }
+      case 'delivery': {
+        const s = this.state(queueId);
+        if (s?.queued !== true) this.stats.unattributedLines++;
+        const b = this.bucket(s?.tenantId ?? null, s?.senderDomain ?? '', addressDomain(event.recipient), event.at);
+        if (event.status === 'sent') b.delivered++;
+        else if (event.status === 'deferred') b.deferred++;
+        else b.bounced++;
+        return;
+      }
+      case 'expired': {
+        const s = this.state(queueId);
+        if (s?.queued !== true) this.stats.unattributedLines++;
+        const senderDomain = s?.senderDomain ?? addressDomain(event.sender);
+        this.bucket(s?.tenantId ?? null, senderDomain, '', event.at).expired++;
+        return;
+      }
+      case 'removed':
+        if (this.state(queueId) !== undefined || this.known.has(queueId)) this.changed.set(queueId, null);
+        return;
+    }
+  }
+
+  /** The non-empty buckets of this batch. */
+  result(): UsageBucket[] {
+    return [...this.buckets.values()];
+  }
+
+  /** States to store (upsert) and queue ids whose state to delete. */
+  stateChanges(): { upsert: MessageState[]; remove: string[] } {
+    const upsert: MessageState[] = [];
+    const remove: string[] = [];
+    for (const [queueId, s] of this.changed) {
+      if (s === null) remove.push(queueId);
+      else upsert.push(s);
+    }
+    return { upsert, remove };
+  }
+}

@@ -1,0 +1,197 @@
+/**
+ * Postfix log lines → accounting events. Pure and allocation-light: a node's log is read at up to
+ * millions of lines per run, so lines are cut with indexOf/charCodeAt rather than one big regex,
+ * and consecutive lines of the same second share one parsed timestamp.
+ *
+ * Two timestamp formats are accepted, as pflogsumm does:
+ *   traditional  `Nov 28 05:04:16 host postfix/qmgr[123]: …` (no year, no zone: the node's local time)
+ *   RFC 3339     `2026-11-28T05:04:16.123456+00:00 host postfix/qmgr[123]: …`
+ *
+ * Events are decided by the Postfix program (the last part of the syslog tag, so
+ * `postfix-node1/rp_slow/smtp` is `smtp`) and the text after the queue id:
+ *   smtpd `client=`, pickup `uid=`/`sender=`   origin: the message entered Postfix from outside
+ *   qmgr `from=<…>, size=…, nrcpt=…`           the message is in the active queue (repeats on retries)
+ *   qmgr `from=<…>, status=expired|force-expired, returned to sender`
+ *   qmgr `removed`, postsuper `removed`        the queue file is gone (the queue id may be reused)
+ *   any delivery agent `to=<…>, relay=…, … status=sent|deferred|bounced (…)`
+ * Every other well-formed Postfix line is `ignored`; a line that is not a Postfix log line at all
+ * (no timestamp, no `program[pid]:` tag) is `malformed`. Neither ever stops a run.
+ */
+
+export type DeliveryStatus = 'sent' | 'deferred' | 'bounced';
+
+export type LogEvent =
+  | { kind: 'origin'; at: number; queueId: string }
+  | { kind: 'queued'; at: number; queueId: string; sender: string; size: number; nrcpt: number }
+  | { kind: 'expired'; at: number; queueId: string; sender: string }
+  | { kind: 'removed'; at: number; queueId: string }
+  | { kind: 'delivery'; at: number; queueId: string; recipient: string; status: DeliveryStatus };
+
+export type ParseResult = LogEvent | 'ignored' | 'malformed';
+
+/** What a traditional timestamp lacks: the year and the node's UTC offset at collection time. */
+export interface TimeContext {
+  /** Year and month (0–11) of the collection in the node's local time. */
+  year: number;
+  month: number;
+  /** The node's UTC offset in minutes (`date +%z`), e.g. +60 for +0100. */
+  utcOffsetMinutes: number;
+}
+
+const MONTHS: Record<string, number> = {
+  Jan: 0, Feb: 1, Mar: 2, Apr: 3, May: 4, Jun: 5, Jul: 6, Aug: 7, Sep: 8, Oct: 9, Nov: 10, Dec: 11,
+};
+
+const SHORT_QUEUE_ID = /^[0-9A-F]{6,}$/;
+// Long queue ids (enable_long_queue_ids): base-52 digits without vowels, a 'z' separator.
+const LONG_QUEUE_ID = /^[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-y]{6,}z[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]+$/;
+
+export function isQueueId(s: string): boolean {
+  return SHORT_QUEUE_ID.test(s) || LONG_QUEUE_ID.test(s);
+}
+
+function digits(s: string, start: number, end: number): number {
+  let n = 0;
+  for (let i = start; i < end; i++) {
+    const c = s.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) return Number.NaN;
+    n = n * 10 + c;
+  }
+  return n;
+}
+
+/** The `<…>` address after `key=<` at `from`, or undefined. */
+function angleValue(s: string, from: number): string | undefined {
+  const end = s.indexOf('>', from);
+  return end < 0 ? undefined : s.slice(from, end);
+}
+
+/** Digits after `key` (e.g. `, size=`), or NaN. */
+function numberAfter(s: string, key: string): number {
+  const i = s.indexOf(key);
+  if (i < 0) return Number.NaN;
+  let j = i + key.length;
+  const start = j;
+  while (j < s.length && s.charCodeAt(j) >= 48 && s.charCodeAt(j) <= 57) j++;
+  return j === start ? Number.NaN : digits(s, start, j);
+}
+
+/** The domain of an address, lower-cased; '' for the null sender or an address without one. */
+export function addressDomain(address: string): string {
+  const at = address.lastIndexOf('@');
+  return at < 0 ? '' : address.slice(at + 1).toLowerCase();
+}
+
+/**
+ * A stateful line parser: remembers the last timestamp text so that the many lines logged within
+ * one second cost one comparison, not a date computation.
+ */
+export class LogLineParser {
+  private lastStamp = '';
+  private lastMs = 0;
+
+  constructor(private readonly time: TimeContext) {}
+
+  /** Milliseconds since the epoch and the index after the timestamp, or undefined. */
+  private timestamp(line: string): { ms: number; end: number } | undefined {
+    if (line.length > 20 && line.charCodeAt(4) === 45 /* - */ && line.charCodeAt(10) === 84 /* T */) {
+      const end = line.indexOf(' ');
+      if (end < 0) return undefined;
+      const stamp = line.slice(0, end);
+      if (stamp !== this.lastStamp) {
+        const ms = Date.parse(stamp);
+        if (Number.isNaN(ms)) return undefined;
+        this.lastStamp = stamp;
+        this.lastMs = ms;
+      }
+      return { ms: this.lastMs, end };
+    }
+    // `Mmm dd HH:MM:SS` (day padded with a space): 15 characters.
+    if (line.length < 16 || line.charCodeAt(15) !== 32) return undefined;
+    const stamp = line.slice(0, 15);
+    if (stamp !== this.lastStamp) {
+      const month = MONTHS[stamp.slice(0, 3)];
+      const day = stamp.charCodeAt(4) === 32 ? digits(stamp, 5, 6) : digits(stamp, 4, 6);
+      const hh = digits(stamp, 7, 9);
+      const mm = digits(stamp, 10, 12);
+      const ss = digits(stamp, 13, 15);
+      if (month === undefined || Number.isNaN(day + hh + mm + ss) || stamp.charCodeAt(9) !== 58 || stamp.charCodeAt(12) !== 58) {
+        return undefined;
+      }
+      // A month after the collection's month is last year's (a log read in January holds December).
+      const year = month > this.time.month ? this.time.year - 1 : this.time.year;
+      this.lastStamp = stamp;
+      this.lastMs = Date.UTC(year, month, day, hh, mm, ss) - this.time.utcOffsetMinutes * 60_000;
+    }
+    return { ms: this.lastMs, end: 15 };
+  }
+
+  parse(line: string): ParseResult {
+    const ts = this.timestamp(line);
+    if (ts === undefined) return 'malformed';
+    // host, then `program[pid]: `
+    const hostEnd = line.indexOf(' ', ts.end + 1);
+    if (hostEnd < 0) return 'malformed';
+    const tagEnd = line.indexOf(': ', hostEnd + 1);
+    if (tagEnd < 0) return 'malformed';
+    const bracket = line.lastIndexOf('[', tagEnd);
+    const programEnd = bracket > hostEnd ? bracket : tagEnd;
+    const slash = line.lastIndexOf('/', programEnd);
+    const program = line.slice(slash > hostEnd ? slash + 1 : hostEnd + 1, programEnd);
+
+    const idEnd = line.indexOf(': ', tagEnd + 2);
+    if (idEnd < 0) return 'ignored';
+    const queueId = line.slice(tagEnd + 2, idEnd);
+    if (!isQueueId(queueId)) return 'ignored';
+    const p = idEnd + 2; // start of the payload
+    const at = ts.ms;
+
+    if (line.startsWith('to=<', p)) return this.delivery(line, p, at, queueId);
+    switch (program) {
+      case 'qmgr':
+        if (line.startsWith('from=<', p)) {
+          const sender = angleValue(line, p + 6);
+          if (sender === undefined) return 'malformed';
+          const rest = p + 6 + sender.length;
+          if (line.startsWith('>, size=', rest)) {
+            const size = numberAfter(line, ', size=');
+            const nrcpt = numberAfter(line, ', nrcpt=');
+            if (Number.isNaN(size) || Number.isNaN(nrcpt)) return 'malformed';
+            return { kind: 'queued', at, queueId, sender, size, nrcpt };
+          }
+          if (line.includes('status=expired', rest) || line.includes('status=force-expired', rest)) {
+            return { kind: 'expired', at, queueId, sender };
+          }
+          return 'ignored';
+        }
+        return line.length === p + 7 && line.endsWith('removed') ? { kind: 'removed', at, queueId } : 'ignored';
+      case 'postsuper':
+        return line.startsWith('removed', p) ? { kind: 'removed', at, queueId } : 'ignored';
+      case 'smtpd':
+        return line.startsWith('client=', p) ? { kind: 'origin', at, queueId } : 'ignored';
+      case 'pickup':
+        return line.startsWith('uid=', p) || line.startsWith('sender=', p) ? { kind: 'origin', at, queueId } : 'ignored';
+      default:
+        return 'ignored';
+    }
+  }
+
+  private delivery(line: string, p: number, at: number, queueId: string): ParseResult {
+    const recipient = angleValue(line, p + 4);
+    if (recipient === undefined) return 'malformed';
+    const s = line.indexOf(', status=', p + 4 + recipient.length);
+    if (s < 0) return 'malformed';
+    const start = s + 9;
+    let end = line.indexOf(' ', start);
+    if (end < 0) end = line.length;
+    const status = line.slice(start, end);
+    if (status === 'sent') {
+      // A local alias expansion is not a delivery (pflogsumm counts these as "forwarded").
+      if (line.includes('forwarded as ', end)) return 'ignored';
+      return { kind: 'delivery', at, queueId, recipient, status };
+    }
+    if (status === 'deferred' || status === 'bounced') return { kind: 'delivery', at, queueId, recipient, status };
+    // deliverable/undeliverable (address probes), expired per recipient: no accounting meaning.
+    return 'ignored';
+  }
+}
