@@ -69,7 +69,14 @@ export function emptyCounters(): UsageCounters {
 }
 
 export class UsageAccumulator {
-  private readonly buckets = new Map<string, UsageBucket>();
+  /** hour → tenant ('' for none) → sender domain → recipient domain → bucket. Nested maps rather
+   *  than one joined key: the tenant and sender strings come from the message state (their hashes
+   *  are cached), so an event costs lookups, not a string built per line. */
+  private readonly buckets = new Map<number, Map<string, Map<string, Map<string, UsageBucket>>>>();
+  private lastHour = Number.NaN;
+  private lastTenant = '';
+  private lastSender = '';
+  private lastByRecipient: Map<string, UsageBucket> | undefined;
   /** Queue id → state after this batch; null: the message left the queue (delete its state). */
   private readonly changed = new Map<string, MessageState | null>();
   readonly stats: AccumulatorStats = { events: 0, unattributedLines: 0, lateEvents: 0 };
@@ -97,11 +104,28 @@ export class UsageAccumulator {
       hour = this.finalBefore;
       this.stats.lateEvents++;
     }
-    const key = `${tenantId ?? ''}\t${senderDomain}\t${recipientDomain}\t${hour}`;
-    let b = this.buckets.get(key);
+    const tenantKey = tenantId ?? '';
+    let byRecipient: Map<string, UsageBucket> | undefined;
+    // Consecutive lines are mostly about one message: reuse the last sender-level map.
+    if (hour === this.lastHour && tenantKey === this.lastTenant && senderDomain === this.lastSender) {
+      byRecipient = this.lastByRecipient;
+    }
+    if (byRecipient === undefined) {
+      let byTenant = this.buckets.get(hour);
+      if (byTenant === undefined) this.buckets.set(hour, (byTenant = new Map()));
+      let bySender = byTenant.get(tenantKey);
+      if (bySender === undefined) byTenant.set(tenantKey, (bySender = new Map()));
+      byRecipient = bySender.get(senderDomain);
+      if (byRecipient === undefined) bySender.set(senderDomain, (byRecipient = new Map()));
+      this.lastHour = hour;
+      this.lastTenant = tenantKey;
+      this.lastSender = senderDomain;
+      this.lastByRecipient = byRecipient;
+    }
+    let b = byRecipient.get(recipientDomain);
     if (b === undefined) {
       b = { tenantId, senderDomain, recipientDomain, hour, ...emptyCounters() };
-      this.buckets.set(key, b);
+      byRecipient.set(recipientDomain, b);
     }
     return b;
   }
@@ -165,7 +189,13 @@ export class UsageAccumulator {
 
   /** The non-empty buckets of this batch. */
   result(): UsageBucket[] {
-    return [...this.buckets.values()];
+    const out: UsageBucket[] = [];
+    for (const byTenant of this.buckets.values()) {
+      for (const bySender of byTenant.values()) {
+        for (const byRecipient of bySender.values()) out.push(...byRecipient.values());
+      }
+    }
+    return out;
   }
 
   /** States to store (upsert) and queue ids whose state to delete. */

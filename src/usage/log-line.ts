@@ -42,12 +42,21 @@ const MONTHS: Record<string, number> = {
   Jan: 0, Feb: 1, Mar: 2, Apr: 3, May: 4, Jun: 5, Jul: 6, Aug: 7, Sep: 8, Oct: 9, Nov: 10, Dec: 11,
 };
 
-const SHORT_QUEUE_ID = /^[0-9A-F]{6,}$/;
 // Long queue ids (enable_long_queue_ids): base-52 digits without vowels, a 'z' separator.
 const LONG_QUEUE_ID = /^[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-y]{6,}z[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]+$/;
 
+/** Upper-case hex of at least 6 digits (a classic queue id), checked without a regex: once per line. */
+function isShortQueueId(s: string): boolean {
+  if (s.length < 6) return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (!((c >= 48 && c <= 57) || (c >= 65 && c <= 70))) return false;
+  }
+  return true;
+}
+
 export function isQueueId(s: string): boolean {
-  return SHORT_QUEUE_ID.test(s) || LONG_QUEUE_ID.test(s);
+  return isShortQueueId(s) || LONG_QUEUE_ID.test(s);
 }
 
 function digits(s: string, start: number, end: number): number {
@@ -92,22 +101,25 @@ export class LogLineParser {
 
   constructor(private readonly time: TimeContext) {}
 
-  /** Milliseconds since the epoch and the index after the timestamp, or undefined. */
-  private timestamp(line: string): { ms: number; end: number } | undefined {
+  /** The index after the timestamp (its value is then in lastMs), or -1. No object per line: this runs a million times. */
+  private timestamp(line: string): number {
+    // Same second as the line before (most lines): no slice, no date arithmetic.
+    const last = this.lastStamp;
+    if (last.length > 0 && line.charCodeAt(last.length) === 32 && line.startsWith(last)) return last.length;
     if (line.length > 20 && line.charCodeAt(4) === 45 /* - */ && line.charCodeAt(10) === 84 /* T */) {
       const end = line.indexOf(' ');
-      if (end < 0) return undefined;
+      if (end < 0) return -1;
       const stamp = line.slice(0, end);
       if (stamp !== this.lastStamp) {
         const ms = Date.parse(stamp);
-        if (Number.isNaN(ms)) return undefined;
+        if (Number.isNaN(ms)) return -1;
         this.lastStamp = stamp;
         this.lastMs = ms;
       }
-      return { ms: this.lastMs, end };
+      return end;
     }
     // `Mmm dd HH:MM:SS` (day padded with a space): 15 characters.
-    if (line.length < 16 || line.charCodeAt(15) !== 32) return undefined;
+    if (line.length < 16 || line.charCodeAt(15) !== 32) return -1;
     const stamp = line.slice(0, 15);
     if (stamp !== this.lastStamp) {
       const month = MONTHS[stamp.slice(0, 3)];
@@ -116,37 +128,42 @@ export class LogLineParser {
       const mm = digits(stamp, 10, 12);
       const ss = digits(stamp, 13, 15);
       if (month === undefined || Number.isNaN(day + hh + mm + ss) || stamp.charCodeAt(9) !== 58 || stamp.charCodeAt(12) !== 58) {
-        return undefined;
+        return -1;
       }
       // A month after the collection's month is last year's (a log read in January holds December).
       const year = month > this.time.month ? this.time.year - 1 : this.time.year;
       this.lastStamp = stamp;
       this.lastMs = Date.UTC(year, month, day, hh, mm, ss) - this.time.utcOffsetMinutes * 60_000;
     }
-    return { ms: this.lastMs, end: 15 };
+    return 15;
   }
 
   parse(line: string): ParseResult {
-    const ts = this.timestamp(line);
-    if (ts === undefined) return 'malformed';
+    const tsEnd = this.timestamp(line);
+    if (tsEnd < 0) return 'malformed';
     // host, then `program[pid]: `
-    const hostEnd = line.indexOf(' ', ts.end + 1);
+    const hostEnd = line.indexOf(' ', tsEnd + 1);
     if (hostEnd < 0) return 'malformed';
     const tagEnd = line.indexOf(': ', hostEnd + 1);
     if (tagEnd < 0) return 'malformed';
+    const idEnd = line.indexOf(': ', tagEnd + 2);
+    if (idEnd < 0) return 'ignored';
+    const p = idEnd + 2; // start of the payload
+    // Most lines (connect, TLS, message-id, statistics) mean nothing for usage: the payload's first
+    // letter rules them out before anything is cut out of the line.
+    const first = line.charCodeAt(p);
+    if (first !== 116 /* to= */ && first !== 102 /* from= */ && first !== 99 /* client= */ && first !== 114 /* removed */ && first !== 117 /* uid= */ && first !== 115 /* sender= */) {
+      return 'ignored';
+    }
+    const queueId = line.slice(tagEnd + 2, idEnd);
+    if (!isQueueId(queueId)) return 'ignored';
+    const at = this.lastMs;
+    if (first === 116) return line.startsWith('to=<', p) ? this.delivery(line, p, at, queueId) : 'ignored';
+
     const bracket = line.lastIndexOf('[', tagEnd);
     const programEnd = bracket > hostEnd ? bracket : tagEnd;
     const slash = line.lastIndexOf('/', programEnd);
     const program = line.slice(slash > hostEnd ? slash + 1 : hostEnd + 1, programEnd);
-
-    const idEnd = line.indexOf(': ', tagEnd + 2);
-    if (idEnd < 0) return 'ignored';
-    const queueId = line.slice(tagEnd + 2, idEnd);
-    if (!isQueueId(queueId)) return 'ignored';
-    const p = idEnd + 2; // start of the payload
-    const at = ts.ms;
-
-    if (line.startsWith('to=<', p)) return this.delivery(line, p, at, queueId);
     switch (program) {
       case 'qmgr':
         if (line.startsWith('from=<', p)) {

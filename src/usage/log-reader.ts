@@ -5,8 +5,9 @@
  * 256), so a log replaced under the same name (new inode: `postfix logrotate`, logrotate's rename)
  * or truncated in place (copytruncate: same inode, new content) is never read from a stale offset.
  * Where a rotated log went is found next to it: the file with the old inode (renamed), or a copy
- * whose head is the old head (copytruncate). A compressed or deleted one is gone: the collector
- * records the loss instead of guessing.
+ * whose head is the old head (copytruncate), or a gzip-compressed file whose content starts with the
+ * old head (`postfix logrotate` gzips the rotated log a moment later by default,
+ * `maillog_file_compressor = gzip`). A deleted one is gone: the collector records the loss.
  */
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
@@ -58,14 +59,24 @@ function parseOffset(z: string): number {
  * rotated meanwhile), prints `inode size`, the node's `date +%z %Y %m`, the base64 head, then
  * up to `maxBytes` from `offset`.
  */
-export async function readLogChunk(conn: NodeConnection, path: string, offset: bigint, maxBytes: number): Promise<LogChunk> {
-  const script = [
-    `exec 3< ${shellQuote(path)} || exit 3`,
-    `stat -L -c '%i %s' /dev/fd/3 || exit 4`,
-    `date '+%z %Y %m'`,
-    `head -c ${HEAD_BYTES} /dev/fd/3 | base64 -w0; echo`,
-    `tail -c +${offset + 1n} <&3 | head -c ${maxBytes}`,
-  ].join('\n');
+export async function readLogChunk(conn: NodeConnection, path: string, offset: bigint, maxBytes: number, compressed = false): Promise<LogChunk> {
+  // A gzip file is read through gzip -dc: its size and head are those of the content (a rotated
+  // log is complete, so decompressing it twice gives the same bytes).
+  const script = compressed
+    ? [
+        `exec 3< ${shellQuote(path)} || exit 3`,
+        `printf '%s %s\\n' "$(stat -L -c %i /dev/fd/3)" "$(gzip -dc < /dev/fd/3 | wc -c)" || exit 4`,
+        `date '+%z %Y %m'`,
+        `gzip -dc < /dev/fd/3 | head -c ${HEAD_BYTES} | base64 -w0; echo`,
+        `gzip -dc <&3 | tail -c +${offset + 1n} | head -c ${maxBytes}`,
+      ].join('\n')
+    : [
+        `exec 3< ${shellQuote(path)} || exit 3`,
+        `stat -L -c '%i %s' /dev/fd/3 || exit 4`,
+        `date '+%z %Y %m'`,
+        `head -c ${HEAD_BYTES} /dev/fd/3 | base64 -w0; echo`,
+        `tail -c +${offset + 1n} <&3 | head -c ${maxBytes}`,
+      ].join('\n');
   const r = await conn.execBytes(script);
   if (r.code === 3) throw new LogReadError(`cannot open the log ${path} on the node: ${excerpt(r.stderr.trim(), 200)}`);
   if (r.code !== 0) throw new LogReadError(`reading ${path} failed (exit ${r.code}): ${excerpt(r.stderr.trim(), 200)}`);
@@ -98,6 +109,8 @@ export interface RotatedLog {
   path: string;
   inode: bigint;
   size: bigint;
+  /** gzip-compressed: read through gzip -dc. */
+  compressed: boolean;
 }
 
 /**
@@ -110,18 +123,23 @@ export async function findRotatedLog(conn: NodeConnection, path: string, inode: 
   const base = posix.basename(path);
   const script =
     `cd ${shellQuote(dir)} || exit 3\n` +
-    `for g in ${shellQuote(base)}?*; do case "$g" in *.gz|*.bz2|*.xz|*.zst|*.lz4) continue;; esac; ` +
-    `[ -f "$g" ] || continue; printf '%s %s ' "$(stat -c '%i %s' -- "$g")" "$(head -c ${HEAD_BYTES} -- "$g" | base64 -w0)"; printf '%s\\n' "$g"; done`;
+    `for g in ${shellQuote(base)}?*; do [ -f "$g" ] || continue; case "$g" in ` +
+    `*.gz) printf '%s %s ' "$(stat -c %i -- "$g") 0" "$(gzip -dc -- "$g" 2>/dev/null | head -c ${HEAD_BYTES} | base64 -w0)";; ` +
+    `*.bz2|*.xz|*.zst|*.lz4) continue;; ` +
+    `*) printf '%s %s ' "$(stat -c '%i %s' -- "$g")" "$(head -c ${HEAD_BYTES} -- "$g" | base64 -w0)";; esac; printf '%s\\n' "$g"; done`;
   const r = await conn.execBytes(script);
   if (r.code !== 0) return undefined;
-  const candidates: (RotatedLog & { head: Buffer })[] = [];
+  const candidates: (Omit<RotatedLog, 'compressed'> & { head: Buffer })[] = [];
   for (const text of r.stdout.toString('utf8').split('\n')) {
     const m = /^(\d+) (\d+) (\S*) (.+)$/.exec(text);
     if (m === null) continue;
     candidates.push({ inode: BigInt(m[1]!), size: BigInt(m[2]!), head: Buffer.from(m[3]!, 'base64'), path: posix.join(dir, m[4]!) });
   }
-  const renamed = candidates.find((c) => c.inode === inode);
-  if (renamed !== undefined) return { path: renamed.path, inode: renamed.inode, size: renamed.size };
-  const copy = candidates.find((c) => digest !== null && c.size >= offset && sameHead(digest, c.head));
-  return copy === undefined ? undefined : { path: copy.path, inode: copy.inode, size: copy.size };
+  const compressed = (c: { path: string }) => c.path.endsWith('.gz');
+  const renamed = candidates.find((c) => c.inode === inode && !compressed(c));
+  if (renamed !== undefined) return { path: renamed.path, inode: renamed.inode, size: renamed.size, compressed: false };
+  // Copies (copytruncate) and compressed rotations: the same first bytes, at least as long.
+  // (A compressed file's size is only known once decompressed: readLogChunk finds it.)
+  const copy = candidates.find((c) => digest !== null && (compressed(c) || c.size >= offset) && sameHead(digest, c.head));
+  return copy === undefined ? undefined : { path: copy.path, inode: copy.inode, size: copy.size, compressed: compressed(copy) };
 }

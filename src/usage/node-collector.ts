@@ -116,12 +116,12 @@ export async function collectNodeLog(conn: NodeConnection, start: LogPosition, o
     if (old === undefined) {
       await options.commit({
         events: [], lines: 0, malformed: 0, lastLineAt: null, from: position, to: fresh, atEnd: false, bytesLost: 0,
-        notice: `the log was rotated and the previous file was not found uncompressed beside ${options.path}: lines after byte ${position.offset} of it were not collected`,
+        notice: `the log was rotated and the previous file was not found beside ${options.path} (deleted, or compressed other than with gzip): lines after byte ${position.offset} of it were not collected`,
       });
       position = fresh;
       continue;
     }
-    const rest = await readLogChunk(conn, old.path, position.offset, options.chunkBytes);
+    const rest = await readLogChunk(conn, old.path, position.offset, options.chunkBytes, old.compressed);
     if (rest.inode !== old.inode) continue; // moved again meanwhile: look again
     const data = wholeLines(rest.data, options.chunkBytes);
     const offset = position.offset + BigInt(data.length);

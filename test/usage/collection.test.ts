@@ -6,7 +6,9 @@
  * attribution by domain ownership at sending time, final hours, and the usage API.
  */
 import { appendFile, mkdtemp, rename, rm, truncate, copyFile, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
 import os from 'node:os';
+import { promisify } from 'node:util';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,6 +17,7 @@ import { createDomain, createRelay, createTenant } from '../helpers/fixtures.js'
 import { localConnection } from '../helpers/local-node.js';
 
 const HOUR = 3_600_000;
+const execFileAsync = promisify(execFile);
 const HOST_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPpSWsIY6BdSprG0TgIPYzp0xZwJIbAxkrT42g8eVtLm';
 
 interface Counts {
@@ -149,7 +152,7 @@ describe('usage collection from node logs', () => {
     expect(after[tenantA]).toEqual({ ...before[tenantA], messages: 2, recipients: 4, delivered: 3, deferred: 1, bytes: 2700 });
   });
 
-  it('reads the rest of a renamed log, then the new one; and the copy of a truncated one', async () => {
+  it('reads the rest of a renamed log, then the new one; the copy of a truncated one; and a gzipped rotation', async () => {
     const before = (await totalsBy('tenant', 'tenantId'))[tenantB]!;
     const at = new Date(hour0.getTime() + 2 * HOUR);
     await write(message(at, `bob@${domainB}`, [{ to: 'a@x.test', status: 'sent' }]));
@@ -174,8 +177,21 @@ describe('usage collection from node logs', () => {
     expect(now.messages - before.messages).toBe(5);
     expect(now.delivered - before.delivered).toBe(6);
     expect(await nodeUsage()).toMatchObject({ bytesLost: 0, lastError: null });
+
+    // postfix logrotate with its default maillog_file_compressor: renamed, then gzipped.
+    await write(message(at, `bob@${domainB}`, [{ to: 'g@x.test', status: 'sent' }]));
+    await rename(logFile, `${logFile}.20261128-000000`);
+    await writeFile(logFile, '');
+    await execFileAsync('gzip', [`${logFile}.20261128-000000`]);
+    await write(message(at, `bob@${domainB}`, [{ to: 'h@x.test', status: 'sent' }]));
+    await collect();
+    now = (await totalsBy('tenant', 'tenantId'))[tenantB]!;
+    expect(now.messages - before.messages).toBe(7);
+    expect(now.delivered - before.delivered).toBe(8);
+    expect(await nodeUsage()).toMatchObject({ bytesLost: 0, lastError: null });
     await rm(`${logFile}.1`);
     await rm(`${logFile}.2`);
+    await rm(`${logFile}.20261128-000000.gz`);
   });
 
   it('a crash between reading and committing counts nothing; the next run counts it once', async () => {
