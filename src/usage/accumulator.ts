@@ -98,6 +98,20 @@ export class UsageAccumulator {
     return this.known.get(queueId);
   }
 
+  /**
+   * One copy of each domain name for the buckets. Strings cut out of a log chunk keep the whole
+   * chunk alive in V8 (sliced strings): a bucket holding one would hold megabytes.
+   */
+  private readonly names = new Map<string, string>();
+  private intern(name: string): string {
+    let kept = this.names.get(name);
+    if (kept === undefined) {
+      kept = Buffer.from(name, 'utf8').toString('utf8');
+      this.names.set(kept, kept);
+    }
+    return kept;
+  }
+
   private bucket(tenantId: string | null, senderDomain: string, recipientDomain: string, at: number): UsageBucket {
     let hour = at - (((at % HOUR) + HOUR) % HOUR);
     if (hour < this.finalBefore) {
@@ -124,8 +138,9 @@ export class UsageAccumulator {
     }
     let b = byRecipient.get(recipientDomain);
     if (b === undefined) {
-      b = { tenantId, senderDomain, recipientDomain, hour, ...emptyCounters() };
-      byRecipient.set(recipientDomain, b);
+      const rd = this.intern(recipientDomain);
+      b = { tenantId, senderDomain, recipientDomain: rd, hour, ...emptyCounters() };
+      byRecipient.set(rd, b);
     }
     return b;
   }
@@ -148,15 +163,27 @@ export class UsageAccumulator {
         return;
       }
       case 'queued': {
-        const s = this.state(queueId);
+        const own = this.changed.get(queueId);
+        const s = own === undefined ? this.known.get(queueId) : (own ?? undefined);
         if (s?.queued === true) return; // a retry from the deferred queue
-        const senderDomain = addressDomain(event.sender);
+        const senderDomain = this.intern(addressDomain(event.sender));
         const tenantId = senderDomain === '' ? null : this.attribute(senderDomain, event.at);
-        const next: MessageState = {
-          queueId, origin: s?.origin ?? false, queued: true, sender: event.sender, senderDomain, tenantId, size: event.size,
-          firstSeenAt: s?.firstSeenAt ?? event.at,
-        };
-        this.changed.set(queueId, next);
+        let next: MessageState;
+        if (own !== undefined && own !== null) {
+          // Created by this batch's origin line: complete it in place (one object per message).
+          next = own;
+          next.queued = true;
+          next.sender = event.sender;
+          next.senderDomain = senderDomain;
+          next.tenantId = tenantId;
+          next.size = event.size;
+        } else {
+          next = {
+            queueId, origin: s?.origin ?? false, queued: true, sender: event.sender, senderDomain, tenantId, size: event.size,
+            firstSeenAt: s?.firstSeenAt ?? event.at,
+          };
+          this.changed.set(queueId, next);
+        }
         if (next.origin) {
           const b = this.bucket(tenantId, senderDomain, '', event.at);
           b.messages++;
@@ -182,7 +209,9 @@ export class UsageAccumulator {
         return;
       }
       case 'removed':
-        if (this.state(queueId) !== undefined || this.known.has(queueId)) this.changed.set(queueId, null);
+        // Stored before this batch: delete it; seen only in this batch: just forget it.
+        if (this.known.has(queueId)) this.changed.set(queueId, null);
+        else this.changed.delete(queueId);
         return;
     }
   }

@@ -42,8 +42,9 @@ const MONTHS: Record<string, number> = {
   Jan: 0, Feb: 1, Mar: 2, Apr: 3, May: 4, Jun: 5, Jul: 6, Aug: 7, Sep: 8, Oct: 9, Nov: 10, Dec: 11,
 };
 
-// Long queue ids (enable_long_queue_ids): base-52 digits without vowels, a 'z' separator.
-const LONG_QUEUE_ID = /^[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-y]{6,}z[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]+$/;
+// Long queue ids (enable_long_queue_ids): the time in base-52 digits (no vowels; 'z' is a digit
+// there), a 'z', then the inode in base 51 (no 'z'): the last 'z' separates them.
+const LONG_QUEUE_ID = /^[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]{10,}z[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-y]+$/;
 
 /** Upper-case hex of at least 6 digits (a classic queue id), checked without a regex: once per line. */
 function isShortQueueId(s: string): boolean {
@@ -98,6 +99,13 @@ export function addressDomain(address: string): string {
 export class LogLineParser {
   private lastStamp = '';
   private lastMs = 0;
+  /** RFC 3339: `YYYY-MM-DDTHH:MM:SS` and the zone of the last stamp, and that second in ms. */
+  private lastSecond = '';
+  /** Traditional stamps: `Mmm dd HH:MM` of the last stamp and that minute in ms. */
+  private lastMinute = '';
+  private lastMinuteMs = 0;
+  private lastZone = '';
+  private lastSecondMs = 0;
 
   constructor(private readonly time: TimeContext) {}
 
@@ -109,17 +117,43 @@ export class LogLineParser {
     if (line.length > 20 && line.charCodeAt(4) === 45 /* - */ && line.charCodeAt(10) === 84 /* T */) {
       const end = line.indexOf(' ');
       if (end < 0) return -1;
-      const stamp = line.slice(0, end);
-      if (stamp !== this.lastStamp) {
-        const ms = Date.parse(stamp);
-        if (Number.isNaN(ms)) return -1;
-        this.lastStamp = stamp;
-        this.lastMs = ms;
+      // The fraction changes on every line: parse the second once, add the fraction by hand.
+      let z = 19;
+      let fraction = 0;
+      if (line.charCodeAt(19) === 46 /* . */) {
+        let scale = 100;
+        for (z = 20; z < end; z++) {
+          const d = line.charCodeAt(z) - 48;
+          if (d < 0 || d > 9) break;
+          fraction += d * scale;
+          scale /= 10;
+        }
       }
+      const zone = line.slice(z, end);
+      if (!line.startsWith(this.lastSecond) || zone !== this.lastZone || this.lastSecond === '') {
+        const second = line.slice(0, 19);
+        const ms = Date.parse(second + zone);
+        if (Number.isNaN(ms)) return -1;
+        this.lastSecond = second;
+        this.lastZone = zone;
+        this.lastSecondMs = ms;
+      }
+      this.lastStamp = '';
+      this.lastMs = this.lastSecondMs + Math.floor(fraction);
       return end;
     }
     // `Mmm dd HH:MM:SS` (day padded with a space): 15 characters.
     if (line.length < 16 || line.charCodeAt(15) !== 32) return -1;
+    // Same minute as the last stamp: only the seconds differ.
+    const minute = this.lastMinute;
+    if (minute.length > 0 && line.startsWith(minute) && line.charCodeAt(12) === 58) {
+      const ss = digits(line, 13, 15);
+      if (!Number.isNaN(ss)) {
+        this.lastStamp = line.slice(0, 15);
+        this.lastMs = this.lastMinuteMs + ss * 1000;
+        return 15;
+      }
+    }
     const stamp = line.slice(0, 15);
     if (stamp !== this.lastStamp) {
       const month = MONTHS[stamp.slice(0, 3)];
@@ -133,7 +167,9 @@ export class LogLineParser {
       // A month after the collection's month is last year's (a log read in January holds December).
       const year = month > this.time.month ? this.time.year - 1 : this.time.year;
       this.lastStamp = stamp;
-      this.lastMs = Date.UTC(year, month, day, hh, mm, ss) - this.time.utcOffsetMinutes * 60_000;
+      this.lastMinute = stamp.slice(0, 12);
+      this.lastMinuteMs = Date.UTC(year, month, day, hh, mm, 0) - this.time.utcOffsetMinutes * 60_000;
+      this.lastMs = this.lastMinuteMs + ss * 1000;
     }
     return 15;
   }
@@ -148,6 +184,7 @@ export class LogLineParser {
     if (tagEnd < 0) return 'malformed';
     const idEnd = line.indexOf(': ', tagEnd + 2);
     if (idEnd < 0) return 'ignored';
+
     const p = idEnd + 2; // start of the payload
     // Most lines (connect, TLS, message-id, statistics) mean nothing for usage: the payload's first
     // letter rules them out before anything is cut out of the line.

@@ -1,0 +1,103 @@
+import { isAscii } from 'node:buffer';
+import { once } from 'node:events';
+import { createReadStream } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import readline from 'node:readline';
+import { UsageAccumulator, emptyCounters, type MessageState, type UsageCounters } from '../../src/usage/accumulator.js';
+import { LogLineParser } from '../../src/usage/log-line.js';
+
+/**
+ * One parse + aggregation of a Postfix log in a fresh process, so that its peak memory is the
+ * parser's and the accumulator's alone. Prints one JSON line.
+ *
+ *   node --import tsx bench/workers/usage-parse-once.ts FILE
+ *   env: USAGE_SPLITTER=chunk|readline, USAGE_TIME='{"year":2026,"month":10,"utcOffsetMinutes":0}',
+ *        USAGE_TENANTS='{"tenant0.example":"tenant-0",…}' (sender domain → tenant)
+ */
+const file = process.argv[2];
+if (file === undefined) throw new Error('usage: usage-parse-once.ts FILE');
+const splitter = process.env.USAGE_SPLITTER ?? 'chunk';
+// Smaller chunks put chunk boundaries everywhere: a way to check the splitter, not a tuning knob.
+const CHUNK_BYTES = Number(process.env.USAGE_CHUNK_BYTES ?? 1 << 20);
+const time = JSON.parse(process.env.USAGE_TIME ?? '{"year":2026,"month":10,"utcOffsetMinutes":0}') as { year: number; month: number; utcOffsetMinutes: number };
+const tenants = new Map(Object.entries(JSON.parse(process.env.USAGE_TENANTS ?? '{}') as Record<string, string>));
+
+/**
+ * Calls `onLine` for each line of the file, read in 1 MiB chunks. Three things make this faster
+ * than a line iterator: the per-line loop is synchronous (an async iterator costs a promise and a
+ * microtask turn per line); a chunk that is all ASCII, as Postfix logs almost always are, is
+ * decoded as latin1 (a plain copy) instead of through the UTF-8 decoder; and only the line that
+ * straddles two chunks is copied. Chunks are cut at '\n', which never falls inside a UTF-8 sequence.
+ */
+async function chunkLines(path: string, onLine: (line: string) => void): Promise<void> {
+  const decode = (b: Buffer) => (isAscii(b) ? b.toString('latin1') : b.toString('utf8'));
+  let carry: Buffer | undefined;
+  for await (const chunk of createReadStream(path, { highWaterMark: CHUNK_BYTES }) as AsyncIterable<Buffer>) {
+    const last = chunk.lastIndexOf(10);
+    if (last < 0) {
+      carry = carry === undefined ? chunk : Buffer.concat([carry, chunk]);
+      continue;
+    }
+    let from = 0;
+    if (carry !== undefined) {
+      const first = chunk.indexOf(10);
+      onLine(decode(Buffer.concat([carry, chunk.subarray(0, first)])));
+      from = first + 1;
+    }
+    carry = last + 1 < chunk.length ? chunk.subarray(last + 1) : undefined;
+    if (from > last) continue;
+    const text = decode(chunk.subarray(from, last));
+    let start = 0;
+    for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', start)) {
+      onLine(text.slice(start, nl));
+      start = nl + 1;
+    }
+    onLine(text.slice(start));
+  }
+  if (carry !== undefined) onLine(decode(carry));
+}
+
+async function readlineLines(path: string, onLine: (line: string) => void): Promise<void> {
+  const lines = readline.createInterface({ input: createReadStream(path, { highWaterMark: CHUNK_BYTES }), crlfDelay: Infinity });
+  lines.on('line', onLine);
+  await once(lines, 'close');
+}
+
+const start = performance.now();
+const cpuStart = process.cpuUsage();
+const parser = new LogLineParser(time);
+const accumulator = new UsageAccumulator(new Map<string, MessageState>(), (domain) => tenants.get(domain) ?? null);
+let lines = 0;
+let ignored = 0;
+let malformed = 0;
+await (splitter === 'readline' ? readlineLines : chunkLines)(file, (line) => {
+  lines++;
+  const result = parser.parse(line);
+  if (result === 'ignored') ignored++;
+  else if (result === 'malformed') malformed++;
+  else accumulator.add(result);
+});
+const buckets = accumulator.result();
+const changes = accumulator.stateChanges();
+const elapsedMs = performance.now() - start;
+const cpu = process.cpuUsage(cpuStart);
+
+const totals: UsageCounters = emptyCounters();
+for (const b of buckets) {
+  for (const key of Object.keys(totals) as (keyof UsageCounters)[]) totals[key] += b[key];
+}
+process.stdout.write(
+  `${JSON.stringify({
+    splitter,
+    lines,
+    events: accumulator.stats.events,
+    ignored,
+    malformed,
+    buckets: buckets.length,
+    openStates: changes.upsert.length,
+    totals,
+    elapsedMs,
+    cpuMs: (cpu.user + cpu.system) / 1000,
+    maxRssMb: process.resourceUsage().maxRSS / 1024,
+  })}\n`,
+);
