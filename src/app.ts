@@ -15,6 +15,8 @@ import { createDeployMetrics } from './services/deploy-metrics.js';
 import type { SshSettings } from './services/deployment.service.js';
 import { createServices } from './services/index.js';
 import type { UsageSettings } from './services/usage.service.js';
+import type { DnsResolver } from './dns/index.js';
+import type { VerificationSettings } from './services/domain-verification.service.js';
 
 export interface AppDeps {
   config: Pick<RuntimeConfig, 'jwtSecret' | 'masterKey' | 'tokenTtlSeconds' | 'logLevel'>;
@@ -26,6 +28,12 @@ export interface AppDeps {
   ssh?: Partial<SshSettings>;
   /** Usage collection settings (final delay, read sizes). */
   usage?: Partial<UsageSettings>;
+  /** DNS servers for domain verification and node checks (undefined: the system's resolvers). */
+  dnsServers?: string[] | undefined;
+  /** Replaces the resolver built from dnsServers. */
+  dnsResolver?: DnsResolver;
+  /** Domain verification timing (pending timeout, grace period, re-check interval). */
+  verification?: Partial<VerificationSettings>;
   /**
    * Starts the sync worker with the app and stops it on close. Absent: no worker (tests ask for
    * one explicitly; `relayplane serve` always runs it).
@@ -41,6 +49,8 @@ export interface SyncOptions {
   leaderPollMs?: number;
   /** Usage collection period; 0 or absent: no collection. */
   usageIntervalMs?: number;
+  /** How often the leader looks for domains due a DNS re-check; 0 or absent: never. */
+  dnsIntervalMs?: number;
 }
 
 // fastify-metrics is CommonJS with an ES default export: unwrap it for Node's ESM loader.
@@ -92,6 +102,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     now: deps.now,
     ...(deps.ssh !== undefined ? { ssh: deps.ssh } : {}),
     ...(deps.usage !== undefined ? { usage: deps.usage } : {}),
+    ...(deps.dnsServers !== undefined ? { dnsServers: deps.dnsServers } : {}),
+    ...(deps.dnsResolver !== undefined ? { dnsResolver: deps.dnsResolver } : {}),
+    ...(deps.verification !== undefined ? { verification: deps.verification } : {}),
     metrics: deployMetrics,
     log: app.log,
   });
@@ -107,7 +120,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
           ...(deps.sync.leaderPollMs !== undefined ? { leaderPollMs: deps.sync.leaderPollMs } : {}),
           log: app.log.child({ component: 'sync-worker' }),
           handlers: services.deployments.handlers,
-          collect: { intervalMs: deps.sync.usageIntervalMs ?? 0, run: () => services.usage.collectAll() },
+          periodic: [
+            { name: 'usage', intervalMs: deps.sync.usageIntervalMs ?? 0, run: () => services.usage.collectAll() },
+            { name: 'dns', intervalMs: deps.sync.dnsIntervalMs ?? 0, run: () => services.domainVerification.checkDue() },
+          ],
         });
   app.decorate('syncWorker', worker);
   if (worker !== null) {

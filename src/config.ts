@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
 
@@ -5,6 +6,14 @@ import { z } from 'zod';
  * Every environment variable Relayplane reads, validated once at start.
  * A bad value stops start-up with one line naming the variable (see ConfigError).
  */
+/** `1.2.3.4`, `1.2.3.4:53`, `::1`, `[::1]:53`. */
+function isDnsServer(value: string): boolean {
+  const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(value) ?? /^([^:]+):(\d{1,5})$/.exec(value);
+  const host = m === null ? value : m[1]!;
+  const port = m === null ? 53 : Number(m[2]);
+  return isIP(host) !== 0 && port >= 1 && port <= 65535;
+}
+
 const booleanFlag = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((value) => value === 'true' || value === '1' || value === 'yes');
@@ -63,6 +72,27 @@ const envSchema = z.object({
     .min(0, 'must be at least 0')
     .max(30 * 86_400, 'must be at most 2592000')
     .default(7200),
+  RELAYPLANE_DNS_SERVERS: z
+    .string()
+    .transform((value) => value.split(',').map((s) => s.trim()).filter((s) => s !== ''))
+    .refine((servers) => servers.length > 0 && servers.every(isDnsServer), 'must be a comma-separated list of IP addresses, each optionally with :port (IPv6 with a port in brackets)')
+    .optional(),
+  RELAYPLANE_DNS_CHECK_INTERVAL_SECONDS: z.coerce
+    .number({ message: 'must be a whole number of seconds' })
+    .int('must be a whole number of seconds')
+    .min(60, 'must be at least 60')
+    .max(7 * 86_400, 'must be at most 604800')
+    .default(3600),
+  RELAYPLANE_DNS_PENDING_TIMEOUT_SECONDS: z.coerce
+    .number({ message: 'must be a whole number of seconds' })
+    .int('must be a whole number of seconds')
+    .min(60, 'must be at least 60')
+    .default(72 * 3600),
+  RELAYPLANE_DNS_DEGRADED_GRACE_SECONDS: z.coerce
+    .number({ message: 'must be a whole number of seconds' })
+    .int('must be a whole number of seconds')
+    .min(0, 'must be at least 0')
+    .default(48 * 3600),
   RELAYPLANE_DEPLOY_CONCURRENCY: z.coerce
     .number({ message: 'must be an integer between 1 and 64' })
     .int('must be an integer between 1 and 64')
@@ -96,6 +126,11 @@ export interface Config {
   usageIntervalSeconds: number;
   /** Usage hours become final this long after every node's log was read past them. */
   usageFinalDelaySeconds: number;
+  /** DNS servers for domain verification; undefined: the system's resolvers. */
+  dnsServers: string[] | undefined;
+  dnsCheckIntervalSeconds: number;
+  dnsPendingTimeoutSeconds: number;
+  dnsDegradedGraceSeconds: number;
   /** Nodes deployed in parallel. */
   deployConcurrency: number;
 }
@@ -135,6 +170,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     syncDebounceMs: values.RELAYPLANE_SYNC_DEBOUNCE_MS,
     usageIntervalSeconds: values.RELAYPLANE_USAGE_INTERVAL_SECONDS,
     usageFinalDelaySeconds: values.RELAYPLANE_USAGE_FINAL_DELAY_SECONDS,
+    dnsServers: values.RELAYPLANE_DNS_SERVERS,
+    dnsCheckIntervalSeconds: values.RELAYPLANE_DNS_CHECK_INTERVAL_SECONDS,
+    dnsPendingTimeoutSeconds: values.RELAYPLANE_DNS_PENDING_TIMEOUT_SECONDS,
+    dnsDegradedGraceSeconds: values.RELAYPLANE_DNS_DEGRADED_GRACE_SECONDS,
     deployConcurrency: values.RELAYPLANE_DEPLOY_CONCURRENCY,
   };
 }

@@ -28,11 +28,19 @@ export async function serve(config: Config, options: ServeOptions) {
       prisma,
       ssh: { privateKeyPath: runtime.sshPrivateKeyPath, concurrency: runtime.deployConcurrency },
       usage: { finalDelaySeconds: runtime.usageFinalDelaySeconds },
+      dnsServers: runtime.dnsServers,
+      verification: {
+        recheckIntervalSeconds: runtime.dnsCheckIntervalSeconds,
+        pendingTimeoutSeconds: runtime.dnsPendingTimeoutSeconds,
+        degradedGraceSeconds: runtime.dnsDegradedGraceSeconds,
+      },
       sync: {
         databaseUrl: runtime.databaseUrl,
         reconcileIntervalMs: runtime.syncIntervalSeconds * 1000,
         debounceMs: runtime.syncDebounceMs,
         usageIntervalMs: runtime.usageIntervalSeconds * 1000,
+        // Looks for domains due a re-check (each is re-checked every RELAYPLANE_DNS_CHECK_INTERVAL_SECONDS).
+        dnsIntervalMs: 60_000,
       },
     });
     closeWithGrace({ delay: 10_000, logger }, async ({ err, signal }) => {

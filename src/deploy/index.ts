@@ -28,4 +28,4 @@ export {
 export { driftedFiles } from './live-files.js';
 export { probeNode, type NodeProbe } from './node-probe.js';
 export { mapLimit, syncNode, type NodeSyncOptions, type NodeSyncResult, type RetryPolicy } from './node-sync.js';
-export { CONFIG_CHANNEL, DEPLOY_CHANNEL, SyncWorker, type SyncHandlers, type SyncWorkerOptions } from './sync-worker.js';
+export { CONFIG_CHANNEL, DEPLOY_CHANNEL, SyncWorker, type PeriodicTask, type SyncHandlers, type SyncWorkerOptions } from './sync-worker.js';

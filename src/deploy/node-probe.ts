@@ -16,6 +16,8 @@ export interface NodeProbe {
   commands: Record<(typeof REQUIRED_COMMANDS)[number], boolean>;
   /** `postconf -h config_directory` of the SSH session. */
   configDirectory: string | null;
+  /** The name the node's SMTP client greets with (`postconf -xh smtp_helo_name`). */
+  heloName: string | null;
   configDirWritable: boolean;
   /** Empty when the node is fit for deploys. */
   problems: string[];
@@ -28,6 +30,7 @@ export async function inspectConnection(conn: NodeConnection, configDir: string)
   const script = [
     `echo "${MARK}version $(postconf -h mail_version 2>/dev/null)"`,
     `echo "${MARK}configdir $(postconf -h config_directory 2>/dev/null)"`,
+    `echo "${MARK}helo $(postconf -xh smtp_helo_name 2>/dev/null)"`,
     ...REQUIRED_COMMANDS.map((c) => `command -v ${c} >/dev/null 2>&1 && echo "${MARK}has ${c}"`),
     `p=${sh(`${configDir}/.relayplane-write-probe-`)}$$`,
     `if (umask 077 && : > "$p") 2>/dev/null; then rm -f "$p"; echo "${MARK}writable"; fi`,
@@ -44,6 +47,7 @@ export async function inspectConnection(conn: NodeConnection, configDir: string)
   const postfixVersion = facts.get('version') || null;
   const configDirectory = facts.get('configdir') || null;
   const configDirWritable = facts.has('writable');
+  const heloName = facts.get('helo') || null;
   const problems: string[] = [];
   for (const [c, ok] of Object.entries(commands)) if (!ok) problems.push(`command ${c} not found in the login shell's PATH`);
   if (postfixVersion === null) problems.push('postconf -h mail_version gave no version');
@@ -51,7 +55,7 @@ export async function inspectConnection(conn: NodeConnection, configDir: string)
     problems.push(`the SSH session acts on config_directory ${configDirectory}, not ${configDir} (set MAIL_CONFIG for this user, or fix configDir)`);
   }
   if (!configDirWritable) problems.push(`${configDir} is not writable by the SSH user`);
-  return { postfixVersion, commands, configDirectory, configDirWritable, problems };
+  return { postfixVersion, commands, configDirectory, heloName, configDirWritable, problems };
 }
 
 /** Never throws for node trouble: unreachable nodes and key mismatches are reported as problems. */
@@ -62,6 +66,7 @@ export async function probeNode(target: NodeTarget, configDir: string): Promise<
     postfixVersion: null,
     commands: { postconf: false, postmap: false, postfix: false },
     configDirectory: null,
+    heloName: null,
     configDirWritable: false,
   };
   let conn: NodeConnection;

@@ -13,8 +13,9 @@
  * - `NOTIFY relayplane_deploy`: a deployment was requested through the API (a pending row).
  * - Reconcile: every `reconcileIntervalMs`, and at once on becoming leader (a change notified while
  *   nobody led is not lost: the reconcile compares every node with the current config).
- * - Usage collection (`collect`): every `collect.intervalMs` while leading, in a lane of its own so
- *   that reading logs never delays a deploy; one collection at a time.
+ * - Periodic tasks (usage collection, DNS re-verification): each every `intervalMs` while leading,
+ *   each in a lane of its own so that reading logs or querying DNS never delays a deploy; one run
+ *   of a task at a time.
  */
 import { createHash } from 'node:crypto';
 import pg from 'pg';
@@ -46,8 +47,15 @@ export interface SyncWorkerOptions {
   leaderPollMs?: number;
   log: WorkerLog;
   handlers: SyncHandlers;
-  /** Periodic usage collection from the nodes (leader only). */
-  collect?: { intervalMs: number; run(): Promise<void> };
+  /** Tasks the leader runs periodically besides deploys (usage collection, DNS checks). */
+  periodic?: PeriodicTask[];
+}
+
+export interface PeriodicTask {
+  name: string;
+  /** 0: never on a timer (runPeriodic still runs it). */
+  intervalMs: number;
+  run(): Promise<void>;
 }
 
 type JobKind = 'requested' | 'change' | 'reconcile';
@@ -68,8 +76,8 @@ export class SyncWorker {
   private firstChangeAt: number | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
   private reconcileTimer: NodeJS.Timeout | undefined;
-  private collectTimer: NodeJS.Timeout | undefined;
-  private collecting: Promise<void> | undefined;
+  private readonly periodicTimers: NodeJS.Timeout[] = [];
+  private readonly periodicRuns = new Map<string, Promise<void>>();
   private connecting: Promise<void> | undefined;
   private readonly connectionString: string;
   private readonly key: bigint;
@@ -92,23 +100,24 @@ export class SyncWorker {
     const poll = this.options.leaderPollMs ?? Math.min(5000, this.options.reconcileIntervalMs);
     this.pollTimer = setInterval(() => void this.ensureLeadership(), poll);
     this.reconcileTimer = setInterval(() => this.enqueue('reconcile'), this.options.reconcileIntervalMs);
-    const collect = this.options.collect;
-    if (collect !== undefined && collect.intervalMs > 0) {
-      this.collectTimer = setInterval(() => void this.collectNow(), collect.intervalMs);
+    for (const task of this.options.periodic ?? []) {
+      if (task.intervalMs > 0) this.periodicTimers.push(setInterval(() => void this.runPeriodic(task.name), task.intervalMs));
     }
   }
 
-  /** Runs a usage collection now if this process leads and none runs; resolves when it is done. */
-  collectNow(): Promise<void> {
-    const collect = this.options.collect;
-    if (collect === undefined || this.stopped || !this.leading) return Promise.resolve();
-    this.collecting ??= collect
-      .run()
-      .catch((err: unknown) => this.options.log.error({ err }, 'usage collection failed'))
-      .finally(() => {
-        this.collecting = undefined;
-      });
-    return this.collecting;
+  /** Runs a periodic task now if this process leads and the task is not running; resolves when it is done. */
+  runPeriodic(name: string): Promise<void> {
+    const task = this.options.periodic?.find((t) => t.name === name);
+    if (task === undefined || this.stopped || !this.leading) return Promise.resolve();
+    let run = this.periodicRuns.get(name);
+    if (run === undefined) {
+      run = task
+        .run()
+        .catch((err: unknown) => this.options.log.error({ err, task: name }, 'periodic task failed'))
+        .finally(() => this.periodicRuns.delete(name));
+      this.periodicRuns.set(name, run);
+    }
+    return run;
   }
 
   /** Stops timers, lets a running job finish, gives up the lock and the connection. */
@@ -116,12 +125,12 @@ export class SyncWorker {
     this.stopped = true;
     clearInterval(this.pollTimer);
     clearInterval(this.reconcileTimer);
-    clearInterval(this.collectTimer);
+    for (const timer of this.periodicTimers.splice(0)) clearInterval(timer);
     clearTimeout(this.debounceTimer);
     this.queued.clear();
     await this.connecting?.catch(() => undefined);
     await this.running?.catch(() => undefined);
-    await this.collecting;
+    await Promise.all(this.periodicRuns.values());
     const client = this.client;
     this.client = undefined;
     if (client !== undefined) {

@@ -94,7 +94,9 @@ export function resolveSenderDomain(index: SnapshotIndex, domainName: string, pr
   if (tenant === undefined) return unrouted('unknown_domain', domain, `sender domain ${domainName} has no tenant`);
   if (tenant.status === 'suspended') return unrouted('tenant_suspended', domain, `the tenant of sender domain ${domainName} is suspended`);
   if (domain.status === 'disabled') return unrouted('domain_disabled', domain, `sender domain ${domainName} is disabled`);
-  if (domain.status !== 'verified' && !domain.compileOverride) {
+  // A degraded domain (a record disappeared) keeps its route during the grace period; the
+  // verifier moves it to `failed` when the period ends, and that recompiles without it.
+  if (domain.status !== 'verified' && domain.status !== 'degraded' && !domain.compileOverride) {
     return unrouted('domain_unverified', domain, `sender domain ${domainName} is ${domain.status}, not verified`);
   }
 

@@ -81,7 +81,7 @@ export interface Domain {
   tenantId: string;
   /** Sender domain: ASCII (IDNA A-label), lower-case, no trailing dot. */
   name: string;
-  /** Only `verified` (or any non-disabled status with compileOverride) gets a route. */
+  /** Only `verified` and `degraded` (in its grace period), or any non-disabled status with compileOverride, get a route. */
   status: DomainStatus;
   /** Admin forces compiling while not verified. Never overrides `disabled`. */
   compileOverride: boolean;

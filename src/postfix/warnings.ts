@@ -12,7 +12,9 @@ export function planWarnings(plan: RoutePlan): string[] {
 
   for (const route of plan.routes.values()) {
     const d = route.domain;
-    if (d.status !== 'verified') {
+    if (d.status === 'degraded') {
+      warnings.add(`domain ${d.name} is degraded (a DNS record disappeared): compiled until its grace period ends`);
+    } else if (d.status !== 'verified') {
       warnings.add(`domain ${d.name} is ${d.status} but compiled because an administrator set compileOverride`);
     }
     if (route.kind === 'direct') {

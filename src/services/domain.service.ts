@@ -1,4 +1,4 @@
-import { isUniqueViolation, type PrismaClient } from '../db/prisma.js';
+import { isUniqueViolation, type Prisma, type PrismaClient } from '../db/prisma.js';
 import type { Domain, DomainStatus, Relay, Tenant } from '../generated/prisma/client.js';
 import { changedFields } from '../lib/changes.js';
 import { ConflictError, ForbiddenError, NotFoundError, PreconditionFailedError, UnprocessableError } from '../lib/errors.js';
@@ -62,9 +62,13 @@ interface Deps {
   tenants: TenantRepository;
   relays: RelayRepository;
   audit: AuditRepository;
+  /** The DNS records a new domain must publish (domain verification). */
+  dnsRecordsOf: (domain: Domain) => Promise<unknown[]>;
+  now?: () => Date;
 }
 
 export function createDomainService(deps: Deps) {
+  const now = deps.now ?? (() => new Date());
   async function loadTenant(ctx: RequestContext, tenantId: string) {
     const tenant = await deps.tenants.findById(deps.prisma, tenantId);
     if (tenant === null) throw new NotFoundError('tenant', tenantId);
@@ -118,7 +122,7 @@ export function createDomainService(deps: Deps) {
     return { concurrency: limits.concurrency, rateDelaySeconds: limits.rateDelaySeconds, recipientsPerMessage: limits.recipientsPerMessage };
   }
 
-  async function save(ctx: RequestContext, current: DomainWithTenant, data: Partial<Domain>, expected: number | undefined, action: string) {
+  async function save(ctx: RequestContext, current: DomainWithTenant, data: Prisma.DomainUncheckedUpdateInput, expected: number | undefined, action: string) {
     assertVersion(current.version, expected, 'domain');
     const updated = await deps.prisma.$transaction(async (tx) => {
       const row = await deps.domains.update(tx, current.id, current.version, data);
@@ -153,6 +157,7 @@ export function createDomainService(deps: Deps) {
         relayId,
         fallbackRelayId,
         status: input.status ?? 'pending',
+        ...(input.status === 'verified' ? { verifiedAt: now() } : {}),
         compileOverride: input.compileOverride ?? false,
         ...limitColumns(senderLimits(input.limits)),
       };
@@ -170,7 +175,7 @@ export function createDomainService(deps: Deps) {
           });
           return created;
         });
-        return presentDomain(domain);
+        return { ...presentDomain(domain), dnsRecords: await deps.dnsRecordsOf(domain) };
       } catch (error) {
         if (isUniqueViolation(error, 'name')) {
           throw new ConflictError(`the domain ${ascii} is already registered`, 'domain-taken', { domain: ascii });
@@ -209,11 +214,14 @@ export function createDomainService(deps: Deps) {
       const fallbackRelayId =
         input.fallbackRelayId !== undefined ? input.fallbackRelayId : route === 'direct' && input.route !== undefined ? null : current.fallbackRelayId;
       await checkRoute(current.tenant, route, relayId, fallbackRelayId);
-      const data: Partial<Domain> = {
+      const data: Prisma.DomainUncheckedUpdateInput = {
         route,
         relayId,
         fallbackRelayId,
-        ...(input.status === undefined ? {} : { status: input.status }),
+        // An administrator's status decision restarts the pending timeout / grace period.
+        ...(input.status === undefined || input.status === current.status
+          ? {}
+          : { status: input.status, statusChangedAt: now(), ...(input.status === 'verified' ? { verifiedAt: now() } : {}) }),
         ...(input.compileOverride === undefined ? {} : { compileOverride: input.compileOverride }),
         ...(input.limits === undefined ? {} : limitColumns(senderLimits({ ...ownLimits(current), ...input.limits }))),
       };

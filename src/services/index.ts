@@ -1,3 +1,4 @@
+import { getServers } from 'node:dns';
 import type { PrismaClient } from '../db/prisma.js';
 import { createSecretBox } from '../lib/secret-box.js';
 import { createApiKeyRepository } from '../repositories/api-key.repository.js';
@@ -26,6 +27,8 @@ import { createSnapshotService } from './snapshot.service.js';
 import { createTenantService } from './tenant.service.js';
 import { createUsageRepository } from '../repositories/usage.repository.js';
 import { DEFAULT_USAGE, createUsageService, type UsageSettings } from './usage.service.js';
+import { createDnsResolver, type DnsResolver } from '../dns/index.js';
+import { DEFAULT_VERIFICATION, createDomainVerificationService, type VerificationSettings } from './domain-verification.service.js';
 
 export interface ServiceDeps {
   prisma: PrismaClient;
@@ -39,6 +42,12 @@ export interface ServiceDeps {
   metrics?: DeployMetrics;
   /** Defaults: DEFAULT_USAGE. */
   usage?: Partial<UsageSettings>;
+  /** DNS servers for domain verification and node checks (undefined: the system's). */
+  dnsServers?: string[] | undefined;
+  /** Replaces the resolver built from dnsServers. */
+  dnsResolver?: DnsResolver;
+  /** Defaults: DEFAULT_VERIFICATION. */
+  verification?: Partial<VerificationSettings>;
   log?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
 }
 
@@ -78,8 +87,20 @@ export function createServices(deps: ServiceDeps) {
     log: deps.log ?? silent,
     now: deps.now,
   });
+  const resolver = () => deps.dnsResolver ?? createDnsResolver({ servers: deps.dnsServers ?? getServers() });
+  const domainVerification = createDomainVerificationService({
+    prisma,
+    domains: repositories.domains,
+    relays: repositories.relays,
+    audit: repositories.audit,
+    resolver,
+    settings: { ...DEFAULT_VERIFICATION, ...deps.verification },
+    log: deps.log ?? silent,
+    now: deps.now,
+  });
   return {
     usage,
+    domainVerification,
     apiKeys: createApiKeyService({
       prisma,
       apiKeys: repositories.apiKeys,
@@ -98,6 +119,8 @@ export function createServices(deps: ServiceDeps) {
       tenants: repositories.tenants,
       relays: repositories.relays,
       audit: repositories.audit,
+      dnsRecordsOf: domainVerification.recordsOf,
+      now: deps.now,
     }),
     relays,
     credentials: createCredentialService({
@@ -113,7 +136,7 @@ export function createServices(deps: ServiceDeps) {
     snapshots,
     config,
     policies: createPolicyService({ prisma, policies: repositories.policies, settings: repositories.settings, audit: repositories.audit }),
-    nodes: createNodeService({ prisma, nodes: repositories.nodes, audit: repositories.audit, config, usage, ssh, readPrivateKey, now: deps.now }),
+    nodes: createNodeService({ prisma, nodes: repositories.nodes, audit: repositories.audit, config, usage, resolver, ssh, readPrivateKey, now: deps.now }),
     deployments: createDeploymentService({
       prisma,
       nodes: repositories.nodes,

@@ -14,6 +14,7 @@ import type { SshSettings } from './deployment.service.js';
 import { isAdmin, type RequestContext } from './principal.js';
 import type { LogCursorRow } from '../repositories/usage.repository.js';
 import type { UsageService } from './usage.service.js';
+import { checkForwardConfirmedRdns, type DnsResolver } from '../dns/index.js';
 
 export interface NodeInput {
   name: string;
@@ -77,6 +78,8 @@ interface Deps {
   audit: AuditRepository;
   config: ConfigService;
   usage: Pick<UsageService, 'nodeStatuses'>;
+  /** DNS for the forward-confirmed reverse DNS check of the node's HELO name. */
+  resolver: () => DnsResolver;
   ssh: SshSettings;
   readPrivateKey: () => Promise<string>;
   now?: () => Date;
@@ -257,12 +260,15 @@ export function createNodeService(deps: Deps) {
         { host: node.sshHost, port: node.sshPort, username: node.sshUser, privateKey, hostKey: node.hostKey, readyTimeoutMs: deps.ssh.connectTimeoutMs },
         node.configDir,
       );
+      // The article's rDNS advice: the HELO name's A/AAAA records and their PTRs must agree.
+      // Reported, not a deploy problem (a relay-only node can live without it).
+      const rdns = probe.heloName === null ? null : await checkForwardConfirmedRdns(probe.heloName, deps.resolver());
       const checkedAt = now();
       await deps.nodes.recordStatus(deps.prisma, id, {
         lastCheckAt: checkedAt,
         lastError: probe.problems.length === 0 ? null : probe.problems.join('; ').slice(0, 500),
       });
-      return { nodeId: id, ok: probe.problems.length === 0, checkedAt: checkedAt.toISOString(), ...probe };
+      return { nodeId: id, ok: probe.problems.length === 0, checkedAt: checkedAt.toISOString(), ...probe, rdns };
     },
   };
 }

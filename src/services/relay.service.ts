@@ -1,9 +1,9 @@
-import type { PrismaClient } from '../db/prisma.js';
+import { Prisma, type PrismaClient } from '../db/prisma.js';
 import type { Relay } from '../generated/prisma/client.js';
 import { changedFields } from '../lib/changes.js';
-import { ConflictError, ForbiddenError, NotFoundError, PreconditionFailedError, UnprocessableError } from '../lib/errors.js';
+import { ConflictError, ForbiddenError, NotFoundError, PreconditionFailedError, UnprocessableError, ValidationError } from '../lib/errors.js';
 import { assertVersion } from '../lib/etag.js';
-import { normalizeDomainName, normalizeHost } from '../lib/names.js';
+import { normalizeHost } from '../lib/names.js';
 import { decodeCursor, type PageRequest, toPage } from '../lib/pagination.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
 import type { RelayRepository } from '../repositories/relay.repository.js';
@@ -21,8 +21,70 @@ export interface RelayInput {
   verify?: boolean;
   tenantId?: string;
   spfInclude?: string | null;
+  dkim?: RelayDkim[];
+  returnPath?: RelayReturnPath | null;
   notes?: string | null;
   limits?: Partial<RelayLimits>;
+}
+
+/** A DKIM record the provider asks each sending domain to publish at `<selector>._domainkey.<domain>`. */
+export interface RelayDkim {
+  selector: string;
+  type: 'CNAME' | 'TXT';
+  value: string;
+}
+
+/** The provider's bounce (return-path) domain: CNAME `<host>.<domain>` → value. */
+export interface RelayReturnPath {
+  host: string;
+  value: string;
+}
+
+export function relayDkim(relay: Relay): RelayDkim[] {
+  return Array.isArray(relay.dkim) ? (relay.dkim as unknown as RelayDkim[]) : [];
+}
+
+export function relayReturnPath(relay: Relay): RelayReturnPath | null {
+  return relay.returnPath === null || typeof relay.returnPath !== 'object' ? null : (relay.returnPath as unknown as RelayReturnPath);
+}
+
+const DNS_LABELS = /^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$/;
+
+function normalizeDkim(input: RelayDkim[]): RelayDkim[] {
+  const seen = new Set<string>();
+  return input.map((d, i) => {
+    const field = `body/dkim/${i}`;
+    const selector = d.selector.toLowerCase();
+    if (!DNS_LABELS.test(selector)) throw new ValidationError(`${field}/selector must be DNS labels`, [{ field: `${field}/selector`, message: 'must be DNS labels' }]);
+    if (seen.has(selector)) throw new ValidationError(`${field}/selector is listed twice`, [{ field: `${field}/selector`, message: 'is listed twice' }]);
+    seen.add(selector);
+    if (d.type === 'CNAME') {
+      const value = d.value.toLowerCase().replace(/\.$/, '');
+      if (!DNS_LABELS.test(value)) throw new ValidationError(`${field}/value must be a host name for a CNAME`, [{ field: `${field}/value`, message: 'must be a host name' }]);
+      return { selector, type: 'CNAME', value };
+    }
+    if (!/^v=DKIM1\b/i.test(d.value.trim()) || /[^\x20-\x7e]/.test(d.value)) {
+      throw new ValidationError(`${field}/value must be a DKIM key record (v=DKIM1; k=…; p=…)`, [{ field: `${field}/value`, message: 'must start with v=DKIM1 and be printable ASCII' }]);
+    }
+    return { selector, type: 'TXT', value: d.value.trim() };
+  });
+}
+
+/** SPF include targets are DNS names, not host names: `_spf.google.com` is the usual shape. */
+function normalizeSpfInclude(input: string): string {
+  const value = input.trim().toLowerCase().replace(/\.$/, '');
+  if (!DNS_LABELS.test(value) || !value.includes('.')) {
+    throw new ValidationError('body/spfInclude must be a DNS name (letters, digits, "-", "_")', [{ field: 'body/spfInclude', message: 'must be a DNS name' }]);
+  }
+  return value;
+}
+
+function normalizeReturnPath(input: RelayReturnPath): RelayReturnPath {
+  const host = input.host.toLowerCase();
+  const value = input.value.toLowerCase().replace(/\.$/, '');
+  if (!DNS_LABELS.test(host)) throw new ValidationError('body/returnPath/host must be DNS labels', [{ field: 'body/returnPath/host', message: 'must be DNS labels' }]);
+  if (!DNS_LABELS.test(value)) throw new ValidationError('body/returnPath/value must be a host name', [{ field: 'body/returnPath/value', message: 'must be a host name' }]);
+  return { host, value };
 }
 
 export function relayLimits(relay: Relay): RelayLimits {
@@ -45,6 +107,8 @@ export function presentRelay(relay: Relay) {
     tls: relay.tls,
     verify: relay.verify,
     spfInclude: relay.spfInclude,
+    dkim: relayDkim(relay),
+    returnPath: relayReturnPath(relay),
     notes: relay.notes,
     limits: relayLimits(relay),
     createdAt: relay.createdAt.toISOString(),
@@ -53,7 +117,7 @@ export function presentRelay(relay: Relay) {
   };
 }
 
-const AUDITED = ['name', 'host', 'port', 'tls', 'verify', 'tenantId', 'spfInclude', 'notes', 'concurrency', 'rateDelaySeconds', 'recipientsPerMessage', 'connectionReuseSeconds'] as const;
+const AUDITED = ['name', 'host', 'port', 'tls', 'verify', 'tenantId', 'spfInclude', 'dkim', 'returnPath', 'notes', 'concurrency', 'rateDelaySeconds', 'recipientsPerMessage', 'connectionReuseSeconds'] as const;
 
 function fullLimits(input: Partial<RelayLimits> | null | undefined): RelayLimits {
   return {
@@ -109,7 +173,11 @@ export function createRelayService(deps: Deps) {
       ...(input.verify === undefined ? {} : { verify: input.verify }),
       ...(input.spfInclude === undefined
         ? {}
-        : { spfInclude: input.spfInclude === null ? null : normalizeDomainName('body/spfInclude', input.spfInclude).ascii }),
+        : { spfInclude: input.spfInclude === null ? null : normalizeSpfInclude(input.spfInclude) }),
+      ...(input.dkim === undefined ? {} : { dkim: normalizeDkim(input.dkim) as unknown as Prisma.InputJsonValue }),
+      ...(input.returnPath === undefined
+        ? {}
+        : { returnPath: input.returnPath === null ? Prisma.DbNull : (normalizeReturnPath(input.returnPath) as unknown as Prisma.InputJsonValue) }),
       ...(input.notes === undefined ? {} : { notes: input.notes }),
     };
   }
@@ -121,7 +189,7 @@ export function createRelayService(deps: Deps) {
     }
   }
 
-  async function save(ctx: RequestContext, current: Relay, data: Partial<Relay>, expected: number | undefined, action: string) {
+  async function save(ctx: RequestContext, current: Relay, data: Prisma.RelayUncheckedUpdateInput, expected: number | undefined, action: string) {
     assertVersion(current.version, expected, 'relay');
     return deps.prisma.$transaction(async (tx) => {
       const row = await deps.relays.update(tx, current.id, current.version, data);
@@ -188,7 +256,7 @@ export function createRelayService(deps: Deps) {
     async update(ctx: RequestContext, id: string, input: Partial<Omit<RelayInput, 'tenantId'>>, expected: number | undefined) {
       const current = await loadWritable(ctx, id);
       checkTls(input.tls ?? current.tls, input.verify ?? current.verify);
-      const data: Partial<Relay> = normalized(input);
+      const data: Prisma.RelayUncheckedUpdateInput = normalized(input);
       if (input.limits !== undefined) {
         const limits = fullLimits({ ...relayLimits(current), ...input.limits });
         await checkLimits(id, limits);

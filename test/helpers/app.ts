@@ -6,6 +6,7 @@ import { createPrismaClient, type PrismaClient } from '../../src/db/prisma.js';
 import type { SshSettings } from '../../src/services/deployment.service.js';
 import type { Scope } from '../../src/services/principal.js';
 import type { UsageSettings } from '../../src/services/usage.service.js';
+import type { VerificationSettings } from '../../src/services/domain-verification.service.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 
 export interface TestApp {
@@ -27,6 +28,9 @@ export interface TestAppOptions {
   sync?: Partial<SyncOptions>;
   /** Usage collection settings (e.g. finalDelaySeconds: 0). */
   usage?: Partial<UsageSettings>;
+  /** DNS servers for domain verification (tests: a dnsmasq on loopback). */
+  dnsServers?: string[];
+  verification?: Partial<VerificationSettings>;
   /** Another app's database (and keys), for several "API processes" on one database; not dropped by close(). */
   shareWith?: TestApp;
 }
@@ -51,6 +55,10 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     logStream,
     ...(options.ssh !== undefined ? { ssh: options.ssh } : {}),
     ...(options.usage !== undefined ? { usage: options.usage } : {}),
+    // Never the machine's resolvers: no DNS query may leave the machine. Unless a test names its
+    // server, lookups go to a loopback port where nothing answers (a temporary failure).
+    dnsServers: options.dnsServers ?? ['127.0.0.1:9'],
+    ...(options.verification !== undefined ? { verification: options.verification } : {}),
     ...(options.sync !== undefined
       ? { sync: { databaseUrl: database.url, reconcileIntervalMs: 60_000, debounceMs: 200, leaderPollMs: 500, ...options.sync } }
       : {}),

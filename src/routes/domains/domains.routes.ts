@@ -41,5 +41,7 @@ export function domainRoutes(services: AppServices) {
       await services.domains.putLimits(contextOf(request), request.params.domainId, null, expectedVersion(request.headers['if-match']));
       return reply.status(204).send();
     },
+    getDomainDnsRecords: async (request) => services.domainVerification.records(contextOf(request), request.params.domainId),
+    verifyDomain: async (request) => services.domainVerification.verify(contextOf(request), request.params.domainId),
   } satisfies OperationHandlers;
 }

@@ -1,0 +1,221 @@
+/**
+ * Domain onboarding: the DNS records a domain must publish (ownership token, SPF with its relays'
+ * includes, DKIM and return-path as the relays declare them, DMARC), their checks, and the status
+ * they drive:
+ *
+ *   pending  → verified   every required record checks out
+ *   pending  → failed     still not verified `pendingTimeoutSeconds` after it became pending
+ *   verified → degraded   a required record is definitively wrong or gone (a DNS timeout or
+ *                         SERVFAIL says nothing about the record and changes nothing)
+ *   degraded → verified   the records check out again
+ *   degraded → failed     still wrong when the grace period ends (the domain then leaves the
+ *                         compiled config: only verified and degraded domains get a route)
+ *   failed   → verified   the records check out (POST /verify or the periodic re-check)
+ * `disabled` is an administrator's decision: verification never changes it. Every status change
+ * is audited and, through the domains table's trigger, makes the sync worker recompile and deploy.
+ */
+import type { PrismaClient } from '../db/prisma.js';
+import type { Prisma } from '../db/prisma.js';
+import { checkRecords, expectedRecords, type DnsResolver, type ExpectedRecord, type RecordCheck } from '../dns/index.js';
+import type { Domain, DomainStatus, Relay } from '../generated/prisma/client.js';
+import { NotFoundError } from '../lib/errors.js';
+import type { AuditRepository } from '../repositories/audit.repository.js';
+import type { DomainRepository } from '../repositories/domain.repository.js';
+import type { RelayRepository } from '../repositories/relay.repository.js';
+import { assertVisible, type RequestContext } from './principal.js';
+import { relayDkim, relayReturnPath } from './relay.service.js';
+
+export interface VerificationSettings {
+  /** A pending domain fails after this long without verifying. */
+  pendingTimeoutSeconds: number;
+  /** A degraded domain keeps its route this long, then fails. */
+  degradedGraceSeconds: number;
+  /** Domains are re-checked this long after their last check. */
+  recheckIntervalSeconds: number;
+  /** Domains checked per periodic run at most. */
+  batchSize: number;
+}
+
+export const DEFAULT_VERIFICATION: VerificationSettings = {
+  pendingTimeoutSeconds: 72 * 3600,
+  degradedGraceSeconds: 48 * 3600,
+  recheckIntervalSeconds: 3600,
+  batchSize: 200,
+};
+
+interface Deps {
+  prisma: PrismaClient;
+  domains: DomainRepository;
+  relays: RelayRepository;
+  audit: AuditRepository;
+  resolver: () => DnsResolver;
+  settings: VerificationSettings;
+  log: { warn(obj: object, msg: string): void };
+  now?: () => Date;
+}
+
+/** A record as shown to clients: what to publish, and how it looked when last checked. */
+export type PresentedRecord = ExpectedRecord & {
+  valid: boolean | null;
+  observed: string[];
+  reason: string | null;
+  checkedAt: string | null;
+};
+
+/** The next status after a check (pure; exported for tests). */
+export function nextStatus(
+  current: DomainStatus,
+  checks: Pick<RecordCheck, 'required' | 'valid'>[],
+  since: { statusChangedAt: Date; now: Date },
+  settings: Pick<VerificationSettings, 'pendingTimeoutSeconds' | 'degradedGraceSeconds'>,
+): DomainStatus {
+  if (current === 'disabled') return current;
+  const required = checks.filter((c) => c.required);
+  const allValid = required.every((c) => c.valid === true);
+  const anyInvalid = required.some((c) => c.valid === false);
+  const age = (since.now.getTime() - since.statusChangedAt.getTime()) / 1000;
+  if (allValid) return 'verified';
+  switch (current) {
+    case 'pending':
+      return age >= settings.pendingTimeoutSeconds ? 'failed' : 'pending';
+    case 'verified':
+      return anyInvalid ? 'degraded' : 'verified';
+    case 'degraded':
+      return anyInvalid && age >= settings.degradedGraceSeconds ? 'failed' : 'degraded';
+    default:
+      return current;
+  }
+}
+
+export function createDomainVerificationService(deps: Deps) {
+  const now = deps.now ?? (() => new Date());
+  const { prisma } = deps;
+
+  async function relayOf(id: string | null): Promise<Relay | null> {
+    return id === null ? null : deps.relays.findById(prisma, id);
+  }
+
+  async function expectedFor(domain: Domain): Promise<ExpectedRecord[]> {
+    const declared = (relay: Relay | null) =>
+      relay === null ? null : { spfInclude: relay.spfInclude, dkim: relayDkim(relay), returnPath: relayReturnPath(relay) };
+    const relayed = domain.route === 'relay';
+    return expectedRecords({
+      domain: domain.name,
+      verificationToken: domain.verificationToken,
+      relay: relayed ? declared(await relayOf(domain.relayId)) : null,
+      fallbackRelay: relayed ? declared(await relayOf(domain.fallbackRelayId)) : null,
+    });
+  }
+
+  /** Expected records merged with the last observation of the same record (same purpose, host and value). */
+  function present(expected: ExpectedRecord[], last: RecordCheck[] | null): PresentedRecord[] {
+    return expected.map((record) => {
+      const seen = last?.find((c) => c.purpose === record.purpose && c.host === record.host && c.value === record.value && c.type === record.type);
+      return { ...record, valid: seen?.valid ?? null, observed: seen?.observed ?? [], reason: seen?.reason ?? (seen === undefined ? 'not checked yet' : null), checkedAt: seen?.checkedAt ?? null };
+    });
+  }
+
+  async function load(ctx: RequestContext | null, id: string) {
+    const domain = await deps.domains.findById(prisma, id);
+    if (domain === null) throw new NotFoundError('domain', id);
+    if (ctx !== null) assertVisible(ctx.actor, domain.tenantId, 'domain', id);
+    return domain;
+  }
+
+  async function lastCheck(domainId: string): Promise<{ records: RecordCheck[]; checkedAt: Date } | null> {
+    const row = await prisma.domainDnsCheck.findUnique({ where: { domainId } });
+    return row === null ? null : { records: row.records as unknown as RecordCheck[], checkedAt: row.checkedAt };
+  }
+
+  /** Checks one domain now, stores the observation, applies the status transition. */
+  async function check(domain: Domain, actorKeyId: string | null, requestId: string | null) {
+    const expected = await expectedFor(domain);
+    const checks = await checkRecords(expected, deps.resolver());
+    const at = now();
+    const status = nextStatus(domain.status, checks, { statusChangedAt: domain.statusChangedAt, now: at }, deps.settings);
+    const updated = await prisma.$transaction(async (tx) => {
+      await tx.domainDnsCheck.upsert({
+        where: { domainId: domain.id },
+        create: { domainId: domain.id, records: checks as unknown as Prisma.InputJsonValue, checkedAt: at },
+        update: { records: checks as unknown as Prisma.InputJsonValue, checkedAt: at },
+      });
+      if (status === domain.status) return domain;
+      const row = await deps.domains.update(tx, domain.id, domain.version, {
+        status,
+        statusChangedAt: at,
+        ...(status === 'verified' ? { verifiedAt: at } : {}),
+      });
+      // Changed meanwhile (an admin edit): the next check decides on the new state.
+      if (row === null) return domain;
+      await deps.audit.record(tx, {
+        actorKeyId,
+        tenantId: domain.tenantId,
+        action: 'domain.verification_changed',
+        resourceType: 'domain',
+        resourceId: domain.id,
+        changes: {
+          status: { from: domain.status, to: status },
+          failing: { from: null, to: checks.filter((c) => c.required && c.valid !== true).map((c) => `${c.purpose}: ${c.reason ?? 'unknown'}`) },
+        },
+        requestId,
+      });
+      return row;
+    });
+    return { domain: updated, records: present(expected, checks), checkedAt: at };
+  }
+
+  function view(domain: Domain, records: PresentedRecord[], checkedAt: Date | null) {
+    return {
+      domainId: domain.id,
+      domain: domain.name,
+      status: domain.status,
+      verifiedAt: domain.verifiedAt?.toISOString() ?? null,
+      statusChangedAt: domain.statusChangedAt.toISOString(),
+      checkedAt: checkedAt?.toISOString() ?? null,
+      records,
+    };
+  }
+
+  return {
+    /** The records to publish and their last observed state (GET /v1/domains/{id}/dns-records). */
+    async records(ctx: RequestContext, domainId: string) {
+      const domain = await load(ctx, domainId);
+      const last = await lastCheck(domain.id);
+      return view(domain, present(await expectedFor(domain), last?.records ?? null), last?.checkedAt ?? null);
+    },
+
+    /** For a domain just created (no check yet). */
+    async recordsOf(domain: Domain): Promise<PresentedRecord[]> {
+      return present(await expectedFor(domain), null);
+    },
+
+    /** POST /v1/domains/{id}/verify: checks now. */
+    async verify(ctx: RequestContext, domainId: string) {
+      const domain = await load(ctx, domainId);
+      const r = await check(domain, ctx.actor.keyId, ctx.requestId);
+      return view(r.domain, r.records, r.checkedAt);
+    },
+
+    /** Periodic: domains whose last check is older than the re-check interval (or never checked). */
+    async checkDue(): Promise<void> {
+      const dueBefore = new Date(now().getTime() - deps.settings.recheckIntervalSeconds * 1000);
+      const due = await prisma.domain.findMany({
+        where: {
+          status: { in: ['pending', 'verified', 'degraded', 'failed'] },
+          OR: [{ dnsCheck: null }, { dnsCheck: { checkedAt: { lt: dueBefore } } }],
+        },
+        orderBy: { id: 'asc' },
+        take: deps.settings.batchSize,
+      });
+      for (const domain of due) {
+        try {
+          await check(domain, null, null);
+        } catch (error) {
+          deps.log.warn({ domainId: domain.id, error: error instanceof Error ? error.message : String(error) }, 'DNS check failed');
+        }
+      }
+    },
+  };
+}
+
+export type DomainVerificationService = ReturnType<typeof createDomainVerificationService>;
