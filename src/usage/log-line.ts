@@ -44,6 +44,9 @@ const MONTHS: Record<string, number> = {
 
 // Long queue ids (enable_long_queue_ids): the time in base-52 digits (no vowels; 'z' is a digit
 // there), a 'z', then the inode in base 51 (no 'z'): the last 'z' separates them.
+/** The month names as numbers of their three character codes: checked without cutting the line. */
+const MONTH_CODES = new Set(Object.keys(MONTHS).map((m) => m.charCodeAt(0) * 65_536 + m.charCodeAt(1) * 256 + m.charCodeAt(2)));
+
 const LONG_QUEUE_ID = /^[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]{10,}z[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-y]+$/;
 
 /** Upper-case hex of at least 6 digits (a classic queue id), checked without a regex: once per line. */
@@ -174,8 +177,18 @@ export class LogLineParser {
     return 15;
   }
 
+  /**
+   * Where the timestamp ends, from its shape alone (its value is computed only for lines that
+   * count: half of a log's lines never need it); -1 when the line does not start like a syslog line.
+   */
+  private stampEnd(line: string): number {
+    if (line.charCodeAt(4) === 45 /* - */ && line.charCodeAt(10) === 84 /* T */) return line.indexOf(' ');
+    if (line.charCodeAt(15) !== 32 || line.charCodeAt(9) !== 58 || line.charCodeAt(12) !== 58) return -1;
+    return MONTH_CODES.has(line.charCodeAt(0) * 65_536 + line.charCodeAt(1) * 256 + line.charCodeAt(2)) ? 15 : -1;
+  }
+
   parse(line: string): ParseResult {
-    const tsEnd = this.timestamp(line);
+    const tsEnd = this.stampEnd(line);
     if (tsEnd < 0) return 'malformed';
     // host, then `program[pid]: `
     const hostEnd = line.indexOf(' ', tsEnd + 1);
@@ -194,6 +207,7 @@ export class LogLineParser {
     }
     const queueId = line.slice(tagEnd + 2, idEnd);
     if (!isQueueId(queueId)) return 'ignored';
+    if (this.timestamp(line) < 0) return 'malformed';
     const at = this.lastMs;
     if (first === 116) return line.startsWith('to=<', p) ? this.delivery(line, p, at, queueId) : 'ignored';
 
