@@ -79,9 +79,9 @@ function angleValue(s: string, from: number): string | undefined {
   return end < 0 ? undefined : s.slice(from, end);
 }
 
-/** Digits after `key` (e.g. `, size=`), or NaN. */
-function numberAfter(s: string, key: string): number {
-  const i = s.indexOf(key);
+/** Digits after `key` (e.g. `, size=`) at or after `from`, or NaN. */
+function numberAfter(s: string, key: string, from: number): number {
+  const i = s.indexOf(key, from);
   if (i < 0) return Number.NaN;
   let j = i + key.length;
   const start = j;
@@ -222,8 +222,8 @@ export class LogLineParser {
           if (sender === undefined) return 'malformed';
           const rest = p + 6 + sender.length;
           if (line.startsWith('>, size=', rest)) {
-            const size = numberAfter(line, ', size=');
-            const nrcpt = numberAfter(line, ', nrcpt=');
+            const size = numberAfter(line, ', size=', rest);
+            const nrcpt = numberAfter(line, ', nrcpt=', rest);
             if (Number.isNaN(size) || Number.isNaN(nrcpt)) return 'malformed';
             return { kind: 'queued', at, queueId, sender, size, nrcpt };
           }
@@ -255,7 +255,7 @@ export class LogLineParser {
     const status = line.slice(start, end);
     if (status === 'sent') {
       // A local alias expansion is not a delivery (pflogsumm counts these as "forwarded").
-      if (line.includes('forwarded as ', end)) return 'ignored';
+      if (line.startsWith('(forwarded as ', end + 1)) return 'ignored';
       return { kind: 'delivery', at, queueId, recipient, status };
     }
     if (status === 'deferred' || status === 'bounced') return { kind: 'delivery', at, queueId, recipient, status };
