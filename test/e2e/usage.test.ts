@@ -6,11 +6,14 @@
  * Then: collecting twice counts nothing twice, a `postfix logrotate` in the middle of traffic loses
  * nothing, and a collection killed between reading and committing counts nothing until the next one.
  */
-import { readdir, readFile, appendFile, stat } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { readdir, readFile, appendFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findExecutable, parseGrandTotals } from '../../bench/usage/pflogsumm.js';
 import { createTestApp, tokenFor, type TestApp } from '../helpers/app.js';
 import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/postfix-node.js';
 import { labGate } from '../lab/requirements.js';
@@ -27,6 +30,7 @@ type GroupBy = 'tenant' | 'domain' | 'recipientDomain';
 /** [sender domain, tenant index, smart host index] */
 const DOMAINS = [['t1a.test', 0, 0], ['t1b.test', 0, 1], ['t2.test', 1, 0], ['t3.test', 2, 1]] as const;
 const DAY = 86_400_000;
+const run = promisify(execFile);
 
 interface Sent {
   node: PostfixNode;
@@ -325,5 +329,31 @@ describe.skipIf(!labOk)('usage accounting from real Postfix logs', () => {
     await expectExact();
     const status = (await nodeUsage()).find((s) => s.id === nodeIds[1])!;
     expect(status).toMatchObject({ lastError: null, bytesLost: 0 });
+  });
+
+  it('agrees with pflogsumm on the nodes\' real logs (rotated part included)', async () => {
+    const pflogsumm = findExecutable('pflogsumm');
+    expect(pflogsumm, 'pflogsumm (apt-get install pflogsumm)').toBeDefined();
+    const reference = { received: 0, delivered: 0, deferrals: 0, bounced: 0 };
+    for (const node of nodes) {
+      // Oldest first: the rotated (gzipped) file, then the live one.
+      const dir = path.dirname(node.maillogPath);
+      const files = (await readdir(dir)).filter((f) => f.startsWith('maillog')).sort((a, b) => (a === 'maillog' ? 1 : b === 'maillog' ? -1 : a.localeCompare(b)));
+      const text = (await Promise.all(files.map(async (f) => (f.endsWith('.gz') ? gunzipSync(await readFile(path.join(dir, f))) : await readFile(path.join(dir, f))).toString('utf8')))).join('');
+      const whole = path.join(dir, 'whole-for-pflogsumm');
+      await writeFile(whole, text);
+      const { stdout } = await run(pflogsumm!, [`--syslog-name=${node.syslogName}`, whole], { maxBuffer: 16 * 1024 * 1024 });
+      const totals = parseGrandTotals(stdout);
+      reference.received += totals.received;
+      reference.delivered += totals.delivered;
+      reference.deferrals += totals.deferrals;
+      reference.bounced += totals.bounced;
+    }
+    const ours = Object.values(await usage('tenant')).reduce(
+      (sum, c) => ({ received: sum.received + (c.messages ?? 0), delivered: sum.delivered + (c.delivered ?? 0), deferrals: sum.deferrals + (c.deferred ?? 0), bounced: sum.bounced + (c.bounced ?? 0) }),
+      { received: 0, delivered: 0, deferrals: 0, bounced: 0 },
+    );
+    expect(reference.received).toBeGreaterThan(0);
+    expect(ours).toEqual(reference);
   });
 });
