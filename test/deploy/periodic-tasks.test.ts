@@ -1,0 +1,59 @@
+/**
+ * The sync worker's periodic tasks (usage collection, DNS re-checks) run only in the leading
+ * process, each on its own timer and never twice at once, and stop with the worker.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SyncWorker } from '../../src/deploy/index.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { waitUntil } from '../lab/util.js';
+
+const quiet = { info() {}, warn() {}, error() {}, debug() {} };
+const noJobs = { runRequested: async () => {}, runChange: async () => {}, runReconcile: async () => {} };
+
+describe('sync worker periodic tasks', () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(async () => db?.drop());
+
+  it('run on the leader only, on their interval, one run at a time', async () => {
+    const runs = { a: 0, b: 0 };
+    let concurrent = 0;
+    let maxConcurrent = 0;
+    const task = (name: 'a' | 'b') => ({
+      name: 'usage',
+      intervalMs: 50,
+      run: async () => {
+        runs[name]++;
+        concurrent++;
+        maxConcurrent = Math.max(maxConcurrent, concurrent);
+        await new Promise((r) => setTimeout(r, 120)); // longer than the interval
+        concurrent--;
+      },
+    });
+    const options = { databaseUrl: db.url, debounceMs: 50, reconcileIntervalMs: 60_000, leaderPollMs: 100, log: quiet, handlers: noJobs };
+    const leader = new SyncWorker({ ...options, periodic: [task('a')] });
+    const follower = new SyncWorker({ ...options, periodic: [task('b')] });
+    await leader.start();
+    await follower.start();
+    try {
+      expect(leader.isLeader).toBe(true);
+      expect(follower.isLeader).toBe(false);
+      await waitUntil(async () => runs.a >= 3, 5000, 'three runs on the leader', 20);
+      expect(runs.b).toBe(0);
+      expect(maxConcurrent).toBe(1);
+      // Run on demand (what tests and tools use) joins the running one rather than starting another.
+      await Promise.all([leader.runPeriodic('usage'), leader.runPeriodic('usage')]);
+      expect(maxConcurrent).toBe(1);
+      expect(await follower.runPeriodic('usage')).toBeUndefined();
+      expect(runs.b).toBe(0);
+    } finally {
+      await leader.stop();
+      await follower.stop();
+    }
+    const after = runs.a;
+    await new Promise((r) => setTimeout(r, 200));
+    expect(runs.a).toBe(after);
+  });
+});
