@@ -1,7 +1,7 @@
 import { Counter, Histogram, register as defaultRegistry, type Registry } from 'prom-client';
 
 /**
- * Deploy counters and durations in the registry /metrics serves (fastify-metrics exposes the
+ * Worker metrics (deploys, usage collection, domain checks): deploy counters and durations in the registry /metrics serves (fastify-metrics exposes the
  * default one). Metrics are looked up at each use, not held: fastify-metrics clears the registry
  * when an app starts, and an observation must land in the registry that is served now.
  */
@@ -26,6 +26,12 @@ export function createDeployMetrics(registry: Registry = defaultRegistry) {
           registers,
         }),
     );
+  const usageLines = () =>
+    metric('relayplane_usage_log_lines_total', () => new Counter({ name: 'relayplane_usage_log_lines_total', help: 'Postfix log lines read by usage collection, per node.', labelNames: ['node'], registers }));
+  const usageRuns = () =>
+    metric('relayplane_usage_collections_total', () => new Counter({ name: 'relayplane_usage_collections_total', help: 'Per-node usage collections by outcome (ok, failed).', labelNames: ['outcome'], registers }));
+  const verifications = () =>
+    metric('relayplane_domain_checks_total', () => new Counter({ name: 'relayplane_domain_checks_total', help: 'Domain DNS checks by resulting status.', labelNames: ['status'], registers }));
   const rollbacks = () =>
     metric('relayplane_node_rollbacks_total', () => new Counter({ name: 'relayplane_node_rollbacks_total', help: 'Deploys rolled back on a node after the switch.', registers }));
 
@@ -35,6 +41,9 @@ export function createDeployMetrics(registry: Registry = defaultRegistry) {
     nodeDeploys();
     nodeSeconds();
     rollbacks();
+    usageLines();
+    usageRuns();
+    verifications();
   }
 
   return {
@@ -46,6 +55,13 @@ export function createDeployMetrics(registry: Registry = defaultRegistry) {
     },
     deploymentFinished(reason: string, state: string) {
       deployments().inc({ reason, state });
+    },
+    usageCollected(node: string, outcome: 'ok' | 'failed', lines: number) {
+      usageRuns().inc({ outcome });
+      if (lines > 0) usageLines().inc({ node }, lines);
+    },
+    domainChecked(status: string) {
+      verifications().inc({ status });
     },
   };
 }

@@ -23,6 +23,7 @@ import type { AuditRepository } from '../repositories/audit.repository.js';
 import type { DomainRepository } from '../repositories/domain.repository.js';
 import type { RelayRepository } from '../repositories/relay.repository.js';
 import { assertVisible, type RequestContext } from './principal.js';
+import type { DeployMetrics } from './deploy-metrics.js';
 import { relayDkim, relayReturnPath } from './relay.service.js';
 
 export interface VerificationSettings {
@@ -50,6 +51,7 @@ interface Deps {
   audit: AuditRepository;
   resolver: () => DnsResolver;
   settings: VerificationSettings;
+  metrics: Pick<DeployMetrics, 'domainChecked'>;
   log: { warn(obj: object, msg: string): void };
   now?: () => Date;
 }
@@ -133,6 +135,7 @@ export function createDomainVerificationService(deps: Deps) {
     const checks = await checkRecords(expected, deps.resolver());
     const at = now();
     const status = nextStatus(domain.status, checks, { statusChangedAt: domain.statusChangedAt, now: at }, deps.settings);
+    deps.metrics.domainChecked(status);
     const updated = await prisma.$transaction(async (tx) => {
       await tx.domainDnsCheck.upsert({
         where: { domainId: domain.id },

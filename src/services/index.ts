@@ -75,6 +75,7 @@ export function createServices(deps: ServiceDeps) {
   const relays = createRelayService({ prisma, relays: repositories.relays, tenants: repositories.tenants, audit: repositories.audit });
   const config = createConfigService({ prisma, snapshots, secretBox });
   const ssh: SshSettings = { ...DEFAULT_SSH, ...deps.ssh };
+  const metrics = deps.metrics ?? createDeployMetrics(new Registry());
   const readPrivateKey = privateKeyReader(ssh.privateKeyPath);
   const usage = createUsageService({
     prisma,
@@ -84,6 +85,7 @@ export function createServices(deps: ServiceDeps) {
     ssh,
     readPrivateKey,
     settings: { ...DEFAULT_USAGE, ...deps.usage },
+    metrics,
     log: deps.log ?? silent,
     now: deps.now,
   });
@@ -95,6 +97,7 @@ export function createServices(deps: ServiceDeps) {
     audit: repositories.audit,
     resolver,
     settings: { ...DEFAULT_VERIFICATION, ...deps.verification },
+    metrics,
     log: deps.log ?? silent,
     now: deps.now,
   });
@@ -146,7 +149,7 @@ export function createServices(deps: ServiceDeps) {
       config,
       ssh,
       readPrivateKey,
-      metrics: deps.metrics ?? createDeployMetrics(new Registry()),
+      metrics,
       log: deps.log ?? silent,
       now: deps.now,
     }),

@@ -22,6 +22,7 @@ import {
 } from '../repositories/usage.repository.js';
 import { UsageAccumulator, emptyCounters, type TenantAttribution, type UsageCounters } from '../usage/accumulator.js';
 import { collectNodeLog, type LogPosition, type ParsedBatch } from '../usage/node-collector.js';
+import type { DeployMetrics } from './deploy-metrics.js';
 import type { SshSettings } from './deployment.service.js';
 import type { RequestContext } from './principal.js';
 
@@ -51,6 +52,7 @@ interface Deps {
   ssh: SshSettings;
   readPrivateKey: () => Promise<string>;
   settings: UsageSettings;
+  metrics: Pick<DeployMetrics, 'usageCollected'>;
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
   now?: () => Date;
 }
@@ -203,10 +205,12 @@ export function createUsageService(deps: Deps) {
         maxBatches: deps.settings.maxBatches,
         commit: (batch) => commitBatch(node, path, batch, runStartedAt),
       });
+      deps.metrics.usageCollected(node.name, 'ok', r.lines);
       if (!r.atEnd) deps.log.info({ nodeId: node.id, lines: r.lines }, 'usage collection paused before the end of the log; it goes on next run');
     } catch (error) {
       const message = excerpt(error instanceof Error ? error.message : String(error), 500);
       deps.log.warn({ nodeId: node.id, error: message }, 'usage collection failed');
+      deps.metrics.usageCollected(node.name, 'failed', 0);
       await usage.recordError(prisma, node.id, path, message, now()).catch(() => undefined);
     } finally {
       conn?.close();

@@ -117,6 +117,7 @@ describe.skipIf(!dnsOk)('domain verification through the API', () => {
     // Fixed: verified again.
     await dns.setRecords(zone);
     expect((await verify(domain.id)).status).toBe('verified');
+    expect((await t.app.inject({ method: 'GET', url: '/metrics' })).body).toMatch(/^relayplane_domain_checks_total\{status="degraded"\} 2$/m);
 
     const audit = await t.app.inject({ method: 'GET', url: `/v1/audit-events?resourceType=domain&resourceId=${domain.id}&limit=100`, headers });
     const changes = audit

@@ -126,6 +126,9 @@ describe('usage collection from node logs', () => {
     expect(byRecipient.null).toMatchObject({ messages: 2, recipients: 4, bytes: 2500 });
     const status = await nodeUsage();
     expect(status).toMatchObject({ logPath: logFile, linesRead: 14, linesMalformed: 1, lastError: null });
+    const metrics = await t.app.inject({ method: 'GET', url: '/metrics' });
+    expect(metrics.body).toMatch(/^relayplane_usage_log_lines_total\{node="mx1"\} 14$/m);
+    expect(metrics.body).toMatch(/^relayplane_usage_collections_total\{outcome="ok"\} 1$/m);
     expect(status?.lastCollectedAt).toEqual(expect.any(String));
   });
 
