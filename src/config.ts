@@ -72,6 +72,12 @@ const envSchema = z.object({
     .min(0, 'must be at least 0')
     .max(30 * 86_400, 'must be at most 2592000')
     .default(7200),
+  RELAYPLANE_USAGE_MESSAGE_RETENTION_DAYS: z.coerce
+    .number({ message: 'must be a whole number of days' })
+    .int('must be a whole number of days')
+    .min(1, 'must be at least 1')
+    .max(3660, 'must be at most 3660')
+    .default(35),
   RELAYPLANE_DNS_SERVERS: z
     .string()
     .transform((value) => value.split(',').map((s) => s.trim()).filter((s) => s !== ''))
@@ -126,6 +132,8 @@ export interface Config {
   usageIntervalSeconds: number;
   /** Usage hours become final this long after every node's log was read past them. */
   usageFinalDelaySeconds: number;
+  /** Per-message usage records are kept this many days. */
+  usageMessageRetentionDays: number;
   /** DNS servers for domain verification; undefined: the system's resolvers. */
   dnsServers: string[] | undefined;
   dnsCheckIntervalSeconds: number;
@@ -170,6 +178,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     syncDebounceMs: values.RELAYPLANE_SYNC_DEBOUNCE_MS,
     usageIntervalSeconds: values.RELAYPLANE_USAGE_INTERVAL_SECONDS,
     usageFinalDelaySeconds: values.RELAYPLANE_USAGE_FINAL_DELAY_SECONDS,
+    usageMessageRetentionDays: values.RELAYPLANE_USAGE_MESSAGE_RETENTION_DAYS,
     dnsServers: values.RELAYPLANE_DNS_SERVERS,
     dnsCheckIntervalSeconds: values.RELAYPLANE_DNS_CHECK_INTERVAL_SECONDS,
     dnsPendingTimeoutSeconds: values.RELAYPLANE_DNS_PENDING_TIMEOUT_SECONDS,

@@ -27,7 +27,7 @@ export async function serve(config: Config, options: ServeOptions) {
       config: runtime,
       prisma,
       ssh: { privateKeyPath: runtime.sshPrivateKeyPath, concurrency: runtime.deployConcurrency },
-      usage: { finalDelaySeconds: runtime.usageFinalDelaySeconds },
+      usage: { finalDelaySeconds: runtime.usageFinalDelaySeconds, messageRetentionSeconds: runtime.usageMessageRetentionDays * 86_400 },
       dnsServers: runtime.dnsServers,
       verification: {
         recheckIntervalSeconds: runtime.dnsCheckIntervalSeconds,

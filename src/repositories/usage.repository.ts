@@ -1,5 +1,5 @@
 import type { Db } from '../db/prisma.js';
-import type { MessageState, UsageBucket, UsageCounters } from '../usage/accumulator.js';
+import type { FinishedMessage, MessageState, UsageBucket, UsageCounters } from '../usage/accumulator.js';
 
 /** tenant_id of mail that belongs to no tenant (usage_hourly's key has no NULLs). */
 export const NO_TENANT = '00000000-0000-0000-0000-000000000000';
@@ -36,6 +36,23 @@ export interface CursorAdvance {
   bytesLost: number;
   /** null clears the last error. */
   error?: { message: string; at: Date } | null;
+}
+
+export interface MessageRecordRow {
+  id: bigint;
+  nodeName: string;
+  queueId: string;
+  tenantId: string;
+  sender: string;
+  senderDomain: string;
+  acceptedAt: Date;
+  removedAt: Date;
+  size: bigint;
+  recipients: number;
+  delivered: number;
+  deferred: number;
+  bounced: number;
+  expired: boolean;
 }
 
 export interface OwnershipRow {
@@ -157,8 +174,22 @@ export function createUsageRepository() {
       const states = new Map<string, MessageState>();
       if (queueIds.length === 0) return states;
       const rows = await db.$queryRaw<
-        { queue_id: string; origin: boolean; queued: boolean; sender: string; sender_domain: string; tenant_id: string | null; size: bigint; first_seen_at: Date }[]
-      >`SELECT queue_id, origin, queued, sender, sender_domain, tenant_id::text, size, first_seen_at
+        {
+          queue_id: string;
+          origin: boolean;
+          queued: boolean;
+          sender: string;
+          sender_domain: string;
+          tenant_id: string | null;
+          size: bigint;
+          first_seen_at: Date;
+          recipients: number;
+          delivered: number;
+          deferred: number;
+          bounced: number;
+          expired: boolean;
+        }[]
+      >`SELECT queue_id, origin, queued, sender, sender_domain, tenant_id::text, size, first_seen_at, recipients, delivered, deferred, bounced, expired
           FROM usage_messages WHERE node_id = ${nodeId}::uuid AND queue_id = ANY(${queueIds}::text[])`;
       for (const r of rows) {
         states.set(r.queue_id, {
@@ -170,6 +201,11 @@ export function createUsageRepository() {
           tenantId: r.tenant_id,
           size: Number(r.size),
           firstSeenAt: r.first_seen_at.getTime(),
+          recipients: r.recipients,
+          delivered: r.delivered,
+          deferred: r.deferred,
+          bounced: r.bounced,
+          expired: r.expired,
         });
       }
       return states;
@@ -182,14 +218,62 @@ export function createUsageRepository() {
       const u = changes.upsert;
       if (u.length === 0) return;
       await db.$executeRaw`
-        INSERT INTO usage_messages (node_id, queue_id, origin, queued, sender, sender_domain, tenant_id, size, first_seen_at, updated_at)
-        SELECT ${nodeId}::uuid, q, o, qd, s, d, t, sz, to_timestamp(f / 1000.0), now()
+        INSERT INTO usage_messages (node_id, queue_id, origin, queued, sender, sender_domain, tenant_id, size, first_seen_at,
+                                    recipients, delivered, deferred, bounced, expired, updated_at)
+        SELECT ${nodeId}::uuid, q, o, qd, s, d, t, sz, to_timestamp(f / 1000.0), rc, dl, df, bo, ex, now()
           FROM unnest(${u.map((s) => s.queueId)}::text[], ${u.map((s) => s.origin)}::boolean[], ${u.map((s) => s.queued)}::boolean[],
                       ${u.map((s) => s.sender)}::text[], ${u.map((s) => s.senderDomain)}::text[], ${u.map((s) => s.tenantId)}::uuid[],
-                      ${u.map((s) => s.size)}::bigint[], ${u.map((s) => s.firstSeenAt)}::float8[]) AS x(q, o, qd, s, d, t, sz, f)
+                      ${u.map((s) => s.size)}::bigint[], ${u.map((s) => s.firstSeenAt)}::float8[], ${u.map((s) => s.recipients)}::int[],
+                      ${u.map((s) => s.delivered)}::int[], ${u.map((s) => s.deferred)}::int[], ${u.map((s) => s.bounced)}::int[],
+                      ${u.map((s) => s.expired)}::boolean[]) AS x(q, o, qd, s, d, t, sz, f, rc, dl, df, bo, ex)
         ON CONFLICT (node_id, queue_id) DO UPDATE SET origin = EXCLUDED.origin, queued = EXCLUDED.queued, sender = EXCLUDED.sender,
           sender_domain = EXCLUDED.sender_domain, tenant_id = EXCLUDED.tenant_id, size = EXCLUDED.size,
-          first_seen_at = EXCLUDED.first_seen_at, updated_at = now()`;
+          first_seen_at = EXCLUDED.first_seen_at, recipients = EXCLUDED.recipients, delivered = EXCLUDED.delivered,
+          deferred = EXCLUDED.deferred, bounced = EXCLUDED.bounced, expired = EXCLUDED.expired, updated_at = now()`;
+    },
+
+    /** Records of counted messages that left the queue (appended, never changed). */
+    async saveFinished(db: Db, nodeName: string, finished: FinishedMessage[]): Promise<void> {
+      const f = finished;
+      if (f.length === 0) return;
+      await db.$executeRaw`
+        INSERT INTO usage_message_records (node_name, queue_id, tenant_id, sender, sender_domain, accepted_at, removed_at, size,
+                                           recipients, delivered, deferred, bounced, expired)
+        SELECT ${nodeName}, q, t, s, d, to_timestamp(a / 1000.0), to_timestamp(r / 1000.0), sz, rc, dl, df, bo, ex
+          FROM unnest(${f.map((m) => m.queueId)}::text[], ${f.map((m) => m.tenantId ?? NO_TENANT)}::uuid[], ${f.map((m) => m.sender)}::text[],
+                      ${f.map((m) => m.senderDomain)}::text[], ${f.map((m) => m.firstSeenAt)}::float8[], ${f.map((m) => m.removedAt)}::float8[],
+                      ${f.map((m) => m.size)}::bigint[], ${f.map((m) => m.recipients)}::int[], ${f.map((m) => m.delivered)}::int[],
+                      ${f.map((m) => m.deferred)}::int[], ${f.map((m) => m.bounced)}::int[], ${f.map((m) => m.expired)}::boolean[])
+               AS x(q, t, s, d, a, r, sz, rc, dl, df, bo, ex)`;
+    },
+
+    async purgeRecords(db: Db, acceptedBefore: Date): Promise<number> {
+      return db.$executeRaw`DELETE FROM usage_message_records WHERE accepted_at < ${acceptedBefore}`;
+    },
+
+    /** Message records of one tenant (or all), accepted in [from, to), oldest first, keyset-paginated by (acceptedAt, id). */
+    async messages(db: Db, q: { from: Date; to: Date; tenantId?: string | undefined; attributedOnly: boolean; senderDomain?: string | undefined; after?: { at: Date; id: bigint } | undefined; take: number }) {
+      const params: unknown[] = [q.from, q.to, q.take];
+      const where = ['accepted_at >= $1', 'accepted_at < $2'];
+      if (q.tenantId !== undefined) {
+        params.push(q.tenantId);
+        where.push(`tenant_id = $${params.length}::uuid`);
+      }
+      if (q.attributedOnly) where.push(`tenant_id <> '${NO_TENANT}'::uuid`);
+      if (q.senderDomain !== undefined) {
+        params.push(q.senderDomain);
+        where.push(`sender_domain = $${params.length}`);
+      }
+      if (q.after !== undefined) {
+        params.push(q.after.at, q.after.id.toString());
+        where.push(`(accepted_at, id) > ($${params.length - 1}::timestamptz, $${params.length}::bigint)`);
+      }
+      return db.$queryRawUnsafe<MessageRecordRow[]>(
+        `SELECT id, node_name AS "nodeName", queue_id AS "queueId", tenant_id::text AS "tenantId", sender, sender_domain AS "senderDomain",
+                accepted_at AS "acceptedAt", removed_at AS "removedAt", size, recipients, delivered, deferred, bounced, expired
+           FROM usage_message_records WHERE ${where.join(' AND ')} ORDER BY accepted_at, id LIMIT $3`,
+        ...params,
+      );
     },
 
     /** Join states of messages that never logged `removed` (a lost line) and were not touched since `before`. */

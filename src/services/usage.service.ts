@@ -35,6 +35,8 @@ export interface UsageSettings {
   maxBatches: number;
   /** Join states of messages never seen leaving the queue are dropped after this long. */
   stateRetentionSeconds: number;
+  /** Per-message records (GET /v1/usage/messages) are kept this long after acceptance. */
+  messageRetentionSeconds: number;
 }
 
 export const DEFAULT_USAGE: UsageSettings = {
@@ -42,6 +44,7 @@ export const DEFAULT_USAGE: UsageSettings = {
   chunkBytes: 4 * 1024 * 1024,
   maxBatches: 16,
   stateRetentionSeconds: 10 * 86_400,
+  messageRetentionSeconds: 35 * 86_400,
 };
 
 interface Deps {
@@ -152,6 +155,7 @@ export function createUsageService(deps: Deps) {
         for (const e of batch.events) acc.add(e);
         await usage.addBuckets(tx, acc.result());
         await usage.saveStates(tx, node.id, acc.stateChanges());
+        await usage.saveFinished(tx, node.name, acc.finished);
         await usage.advanceCursor(tx, node.id, {
           path,
           inode: batch.to.inode!,
@@ -303,6 +307,7 @@ export function createUsageService(deps: Deps) {
       await mapLimit(nodes, deps.ssh.concurrency, (node) => collectNode(node, privateKey));
       await advanceFinal(nodes);
       await usage.purgeStates(prisma, new Date(now().getTime() - deps.settings.stateRetentionSeconds * 1000));
+      await usage.purgeRecords(prisma, new Date(now().getTime() - deps.settings.messageRetentionSeconds * 1000));
     },
 
     /** Collection status per node id, for GET /v1/nodes. */
@@ -347,6 +352,42 @@ export function createUsageService(deps: Deps) {
         after = { start: last.start, tenantId: last.tenantId, key: last.key };
         if (rows.length < 5000) return;
       }
+    },
+
+    /** The messages behind the numbers: one record per counted message that left the queue. */
+    async messages(ctx: RequestContext, q: { tenantId?: string | undefined; senderDomain?: string | undefined; from?: string | undefined; to?: string | undefined; limit: number; cursor?: string | undefined }) {
+      const r = await resolveQuery(ctx, { tenantId: q.tenantId, from: q.from, to: q.to, granularity: 'hour', limit: q.limit });
+      const raw = decodeCursor(q.cursor);
+      let after: { at: Date; id: bigint } | undefined;
+      if (raw !== undefined) {
+        const [at, id] = raw.split('|');
+        if (at === undefined || id === undefined || !/^\d+$/.test(id) || Number.isNaN(Date.parse(at))) {
+          throw new ValidationError('cursor is not a cursor this API returned', [{ field: 'querystring/cursor', message: 'is not a valid cursor' }]);
+        }
+        after = { at: new Date(at), id: BigInt(id) };
+      }
+      const rows = await usage.messages(prisma, { from: r.from, to: r.to, tenantId: r.tenantId, attributedOnly: r.attributedOnly, senderDomain: q.senderDomain?.toLowerCase(), after, take: q.limit + 1 });
+      const more = rows.length > q.limit;
+      const page = more ? rows.slice(0, q.limit) : rows;
+      const last = page.at(-1);
+      return {
+        items: page.map((m) => ({
+          node: m.nodeName,
+          queueId: m.queueId,
+          tenantId: m.tenantId === NO_TENANT ? null : m.tenantId,
+          sender: m.sender,
+          senderDomain: m.senderDomain,
+          acceptedAt: m.acceptedAt.toISOString(),
+          removedAt: m.removedAt.toISOString(),
+          bytes: Number(m.size),
+          recipients: m.recipients,
+          delivered: m.delivered,
+          deferred: m.deferred,
+          bounced: m.bounced,
+          expired: m.expired,
+        })),
+        next_cursor: more && last !== undefined ? encodeCursor(`${last.acceptedAt.toISOString()}|${last.id}`) : null,
+      };
     },
 
     /** One tenant's month: totals and per sender domain. */

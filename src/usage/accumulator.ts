@@ -32,6 +32,17 @@ export interface MessageState {
   size: number;
   /** When the message was first seen (origin or queue), ms since the epoch. */
   firstSeenAt: number;
+  /** Its own counts so far (the message record billing disputes are answered with). */
+  recipients: number;
+  delivered: number;
+  deferred: number;
+  bounced: number;
+  expired: boolean;
+}
+
+/** A message that left the queue: what it counted, for GET /v1/usage/messages. */
+export interface FinishedMessage extends MessageState {
+  removedAt: number;
 }
 
 export interface UsageCounters {
@@ -79,6 +90,8 @@ export class UsageAccumulator {
   private lastByRecipient: Map<string, UsageBucket> | undefined;
   /** Queue id → state after this batch; null: the message left the queue (delete its state). */
   private readonly changed = new Map<string, MessageState | null>();
+  /** Counted messages that left the queue in this batch. */
+  readonly finished: FinishedMessage[] = [];
   readonly stats: AccumulatorStats = { events: 0, unattributedLines: 0, lateEvents: 0 };
 
   /**
@@ -91,6 +104,17 @@ export class UsageAccumulator {
     private readonly attribute: TenantAttribution,
     private readonly finalBefore = 0,
   ) {}
+
+  /** The message's state as this batch's own (mutable) copy, or undefined. */
+  private own(queueId: string): MessageState | undefined {
+    const c = this.changed.get(queueId);
+    if (c !== undefined) return c ?? undefined;
+    const k = this.known.get(queueId);
+    if (k === undefined) return undefined;
+    const copy = { ...k };
+    this.changed.set(queueId, copy);
+    return copy;
+  }
 
   private state(queueId: string): MessageState | undefined {
     const c = this.changed.get(queueId);
@@ -156,6 +180,7 @@ export class UsageAccumulator {
         if (s === undefined || s.queued) {
           this.changed.set(queueId, {
             queueId, origin: true, queued: false, sender: '', senderDomain: '', tenantId: null, size: 0, firstSeenAt: event.at,
+            recipients: 0, delivered: 0, deferred: 0, bounced: 0, expired: false,
           });
         } else if (!s.origin) {
           this.changed.set(queueId, { ...s, origin: true });
@@ -177,10 +202,11 @@ export class UsageAccumulator {
           next.senderDomain = senderDomain;
           next.tenantId = tenantId;
           next.size = event.size;
+          next.recipients = event.nrcpt;
         } else {
           next = {
             queueId, origin: s?.origin ?? false, queued: true, sender: event.sender, senderDomain, tenantId, size: event.size,
-            firstSeenAt: s?.firstSeenAt ?? event.at,
+            firstSeenAt: s?.firstSeenAt ?? event.at, recipients: event.nrcpt, delivered: 0, deferred: 0, bounced: 0, expired: false,
           };
           this.changed.set(queueId, next);
         }
@@ -193,26 +219,38 @@ export class UsageAccumulator {
         return;
       }
       case 'delivery': {
-        const s = this.state(queueId);
+        const s = this.own(queueId);
         if (s?.queued !== true) this.stats.unattributedLines++;
         const b = this.bucket(s?.tenantId ?? null, s?.senderDomain ?? '', addressDomain(event.recipient), event.at);
-        if (event.status === 'sent') b.delivered++;
-        else if (event.status === 'deferred') b.deferred++;
-        else b.bounced++;
+        if (event.status === 'sent') {
+          b.delivered++;
+          if (s !== undefined) s.delivered++;
+        } else if (event.status === 'deferred') {
+          b.deferred++;
+          if (s !== undefined) s.deferred++;
+        } else {
+          b.bounced++;
+          if (s !== undefined) s.bounced++;
+        }
         return;
       }
       case 'expired': {
-        const s = this.state(queueId);
+        const s = this.own(queueId);
         if (s?.queued !== true) this.stats.unattributedLines++;
         const senderDomain = s?.senderDomain ?? addressDomain(event.sender);
         this.bucket(s?.tenantId ?? null, senderDomain, '', event.at).expired++;
+        if (s !== undefined) s.expired = true;
         return;
       }
-      case 'removed':
+      case 'removed': {
+        const s = this.state(queueId);
+        // A message that was counted leaves its record behind; its join state goes.
+        if (s !== undefined && s.origin && s.queued) this.finished.push({ ...s, removedAt: event.at });
         // Stored before this batch: delete it; seen only in this batch: just forget it.
         if (this.known.has(queueId)) this.changed.set(queueId, null);
         else this.changed.delete(queueId);
         return;
+      }
     }
   }
 

@@ -143,7 +143,9 @@ describe('UsageAccumulator', () => {
     const first = run([origin('G1', at(5)), queued('G1', at(5), 'a@t.example', 2, 500), delivery('G1', at(5), 'x@gmail.test', 'deferred')]);
     const { upsert, remove } = first.stateChanges();
     expect(remove).toEqual([]);
-    expect(upsert).toEqual([{ queueId: 'G1', origin: true, queued: true, sender: 'a@t.example', senderDomain: 't.example', tenantId: 'tenant:t', size: 500, firstSeenAt: at(5) }]);
+    expect(upsert).toEqual([
+      { queueId: 'G1', origin: true, queued: true, sender: 'a@t.example', senderDomain: 't.example', tenantId: 'tenant:t', size: 500, firstSeenAt: at(5), recipients: 2, delivered: 0, deferred: 1, bounced: 0, expired: false },
+    ]);
 
     const attribute = vi.fn(byDomain);
     const second = run([queued('G1', at(5, 5), 'a@t.example', 2), delivery('G1', at(5, 5), 'x@gmail.test', 'sent'), removed('G1', at(5, 5)), removed('ZZ9', at(5, 6))], attribute, new Map(upsert.map((s) => [s.queueId, s])));
@@ -152,6 +154,8 @@ describe('UsageAccumulator', () => {
     expect(second.result()[0]?.tenantId).toBe('tenant:t');
     // Only states that exist are deleted; a removal of an unknown id changes nothing.
     expect(second.stateChanges()).toEqual({ upsert: [], remove: ['G1'] });
+    // The message leaves its record: both batches' counts, none of the unknown id.
+    expect(second.finished).toEqual([{ ...upsert[0], delivered: 1, removedAt: at(5, 5) }]);
   });
 
   it('a message whose origin line ends one batch and its qmgr line starts the next is still counted once', () => {

@@ -153,6 +153,20 @@ describe('usage collection from node logs', () => {
     await collect();
     const after = await totalsBy('tenant', 'tenantId');
     expect(after[tenantA]).toEqual({ ...before[tenantA], messages: 2, recipients: 4, delivered: 3, deferred: 1, bytes: 2700 });
+
+    // Down to the message: each counted message that left the queue, with what it counted.
+    const month = `from=${new Date(Date.UTC(hour0.getUTCFullYear(), hour0.getUTCMonth(), 1)).toISOString()}&to=${new Date(Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth() + 1, 1)).toISOString()}`;
+    const records = await t.app.inject({ method: 'GET', url: `/v1/usage/messages?tenantId=${tenantA}&${month}`, headers: admin.headers });
+    expect(records.statusCode, records.body).toBe(200);
+    const items = records.json<{ items: Record<string, unknown>[] }>().items;
+    expect(items.map(({ sender, bytes, recipients, delivered, deferred, bounced, expired, node }) => ({ sender, bytes, recipients, delivered, deferred, bounced, expired, node }))).toEqual([
+      { sender: `alice@${domainA}`, bytes: 2000, recipients: 3, delivered: 2, deferred: 0, bounced: 1, expired: false, node: 'mx1' },
+      { sender: `carol@${domainA}`, bytes: 700, recipients: 1, delivered: 1, deferred: 1, bounced: 0, expired: false, node: 'mx1' },
+    ]);
+    expect(items[1]?.queueId).toBe(qid);
+    const asB = await tokenFor(t.app, ['tenant'], tenantB);
+    const own = await t.app.inject({ method: 'GET', url: `/v1/usage/messages?${month}`, headers: asB.headers });
+    expect(own.json<{ items: { tenantId: string }[] }>().items.every((m) => m.tenantId === tenantB)).toBe(true);
   });
 
   it('reads the rest of a renamed log, then the new one; the copy of a truncated one; and a gzipped rotation', async () => {

@@ -30,6 +30,10 @@ export function usageRoutes(services: AppServices) {
       }
       return services.usage.list(contextOf(request), { ...query, limit: q.limit ?? 50, cursor: q.cursor });
     },
+    listUsageMessages: async (request) => {
+      const q = request.query;
+      return services.usage.messages(contextOf(request), { tenantId: q.tenantId, senderDomain: q.senderDomain, from: q.from, to: q.to, limit: q.limit ?? 50, cursor: q.cursor });
+    },
     getUsageSummary: async (request) => services.usage.summary(contextOf(request), request.params.tenantId, request.query.month),
   } satisfies OperationHandlers;
 }
