@@ -206,6 +206,7 @@ export function createUsageRepository() {
           deferred: r.deferred,
           bounced: r.bounced,
           expired: r.expired,
+          removedAt: 0,
         });
       }
       return states;

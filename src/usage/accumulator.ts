@@ -38,12 +38,12 @@ export interface MessageState {
   deferred: number;
   bounced: number;
   expired: boolean;
+  /** When it left the queue (0 while queued). */
+  removedAt: number;
 }
 
 /** A message that left the queue: what it counted, for GET /v1/usage/messages. */
-export interface FinishedMessage extends MessageState {
-  removedAt: number;
-}
+export type FinishedMessage = MessageState;
 
 export interface UsageCounters {
   messages: number;
@@ -180,7 +180,7 @@ export class UsageAccumulator {
         if (s === undefined || s.queued) {
           this.changed.set(queueId, {
             queueId, origin: true, queued: false, sender: '', senderDomain: '', tenantId: null, size: 0, firstSeenAt: event.at,
-            recipients: 0, delivered: 0, deferred: 0, bounced: 0, expired: false,
+            recipients: 0, delivered: 0, deferred: 0, bounced: 0, expired: false, removedAt: 0,
           });
         } else if (!s.origin) {
           this.changed.set(queueId, { ...s, origin: true });
@@ -206,7 +206,7 @@ export class UsageAccumulator {
         } else {
           next = {
             queueId, origin: s?.origin ?? false, queued: true, sender: event.sender, senderDomain, tenantId, size: event.size,
-            firstSeenAt: s?.firstSeenAt ?? event.at, recipients: event.nrcpt, delivered: 0, deferred: 0, bounced: 0, expired: false,
+            firstSeenAt: s?.firstSeenAt ?? event.at, recipients: event.nrcpt, delivered: 0, deferred: 0, bounced: 0, expired: false, removedAt: 0,
           };
           this.changed.set(queueId, next);
         }
@@ -245,7 +245,11 @@ export class UsageAccumulator {
       case 'removed': {
         const s = this.state(queueId);
         // A message that was counted leaves its record behind; its join state goes.
-        if (s !== undefined && s.origin && s.queued) this.finished.push({ ...s, removedAt: event.at });
+        // (The state object itself becomes the record: it is not used after this line.)
+        if (s !== undefined && s.origin && s.queued) {
+          s.removedAt = event.at;
+          this.finished.push(s);
+        }
         // Stored before this batch: delete it; seen only in this batch: just forget it.
         if (this.known.has(queueId)) this.changed.set(queueId, null);
         else this.changed.delete(queueId);

@@ -144,7 +144,7 @@ describe('UsageAccumulator', () => {
     const { upsert, remove } = first.stateChanges();
     expect(remove).toEqual([]);
     expect(upsert).toEqual([
-      { queueId: 'G1', origin: true, queued: true, sender: 'a@t.example', senderDomain: 't.example', tenantId: 'tenant:t', size: 500, firstSeenAt: at(5), recipients: 2, delivered: 0, deferred: 1, bounced: 0, expired: false },
+      { queueId: 'G1', origin: true, queued: true, sender: 'a@t.example', senderDomain: 't.example', tenantId: 'tenant:t', size: 500, firstSeenAt: at(5), recipients: 2, delivered: 0, deferred: 1, bounced: 0, expired: false, removedAt: 0 },
     ]);
 
     const attribute = vi.fn(byDomain);
