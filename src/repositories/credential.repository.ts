@@ -45,6 +45,9 @@ export function createCredentialRepository() {
     delete(db: Db, id: string) {
       return db.relayCredential.delete({ where: { id } });
     },
+    recordTest(db: Db, data: Prisma.CredentialTestUncheckedCreateInput) {
+      return db.credentialTest.create({ data });
+    },
   };
 }
 

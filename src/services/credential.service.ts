@@ -11,6 +11,7 @@ import type { DomainRepository } from '../repositories/domain.repository.js';
 import type { RelayRepository } from '../repositories/relay.repository.js';
 import { isAdmin, type RequestContext } from './principal.js';
 import type { RelayService } from './relay.service.js';
+import { probeSmtpAuth } from '../smtp/auth-probe.js';
 
 export interface CredentialInput {
   username: string;
@@ -43,6 +44,8 @@ interface Deps {
   relayService: RelayService;
   audit: AuditRepository;
   secretBox: SecretBox;
+  /** A real SMTP AUTH against the relay (tests pass another). */
+  probeAuth?: typeof probeSmtpAuth;
   now?: () => Date;
 }
 
@@ -179,6 +182,27 @@ export function createCredentialService(deps: Deps) {
         return row;
       });
       return presentCredential(activated);
+    },
+
+    /**
+     * A real SMTP AUTH with this credential against its relay (TLS as the relay says), from the
+     * control plane; recorded, audited, and answered. Before activating a new credential, this
+     * tells a typo from a rotation problem.
+     */
+    async test(ctx: RequestContext, id: string) {
+      const credential = await load(ctx, id);
+      const relay = credential.relay;
+      const secret = deps.secretBox.open(
+        { ciphertext: Buffer.from(credential.secretCiphertext), nonce: Buffer.from(credential.secretNonce), keyId: credential.secretKeyId },
+        credential.id,
+      );
+      const r = await (deps.probeAuth ?? probeSmtpAuth)({ host: relay.host, port: relay.port, tls: relay.tls, verify: relay.verify, username: credential.username, secret });
+      const testedAt = now();
+      await deps.prisma.$transaction(async (tx) => {
+        await deps.credentials.recordTest(tx, { credentialId: id, testedAt, ok: r.ok, stage: r.stage, detail: r.detail, tlsProtocol: r.tlsProtocol, durationMs: r.durationMs });
+        await audit(ctx, tx, credential, 'credential.tested', { ok: r.ok, stage: r.stage });
+      });
+      return { credentialId: id, relayId: relay.id, testedAt: testedAt.toISOString(), ...r };
     },
 
     async delete(ctx: RequestContext, id: string) {

@@ -19,5 +19,6 @@ export function credentialRoutes(services: AppServices) {
       return reply.status(204).send();
     },
     activateCredential: async (request) => services.credentials.activate(contextOf(request), request.params.credentialId),
+    testCredential: async (request) => services.credentials.test(contextOf(request), request.params.credentialId),
   } satisfies OperationHandlers;
 }

@@ -1,0 +1,87 @@
+/**
+ * A real SMTP AUTH against a relay, the way the nodes will speak to it: TLS on connect for
+ * `implicit`, STARTTLS required for `starttls`, STARTTLS when offered for `opportunistic`; the
+ * certificate checked when the relay says `verify`. Built on nodemailer's SMTP connection. Runs
+ * from the control plane (not from a node): it proves the credential, not the node's network path.
+ * The secret is never part of a result or an error.
+ */
+import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
+
+export interface SmtpAuthTarget {
+  host: string;
+  port: number;
+  tls: 'starttls' | 'implicit' | 'opportunistic';
+  verify: boolean;
+  username: string;
+  secret: string;
+  /** Name to greet with (EHLO). */
+  heloName?: string;
+  timeoutMs?: number;
+}
+
+export interface SmtpAuthResult {
+  ok: boolean;
+  /** Where it ended: connect, tls, auth, or done. */
+  stage: 'connect' | 'tls' | 'auth' | 'done';
+  /** The server's answer or the network error (never the secret). */
+  detail: string;
+  /** TLS protocol of the session, null without TLS. */
+  tlsProtocol: string | null;
+  durationMs: number;
+}
+
+type Connection = InstanceType<typeof SMTPConnection> & { secure?: boolean; _socket?: { getProtocol?: () => string | null } };
+
+export async function probeSmtpAuth(target: SmtpAuthTarget): Promise<SmtpAuthResult> {
+  const started = Date.now();
+  const timeout = target.timeoutMs ?? 10_000;
+  const conn = new SMTPConnection({
+    host: target.host,
+    port: target.port,
+    secure: target.tls === 'implicit',
+    requireTLS: target.tls === 'starttls',
+    opportunisticTLS: target.tls === 'opportunistic',
+    ignoreTLS: false,
+    name: target.heloName ?? 'relayplane.invalid',
+    connectionTimeout: timeout,
+    greetingTimeout: timeout,
+    socketTimeout: timeout,
+    tls: { rejectUnauthorized: target.verify, servername: target.host, minVersion: 'TLSv1.2' },
+  }) as Connection;
+  const result = (ok: boolean, stage: SmtpAuthResult['stage'], detail: string): SmtpAuthResult => ({
+    ok,
+    stage,
+    detail: detail.replaceAll(target.secret, '[redacted]').slice(0, 500),
+    tlsProtocol: conn.secure === true ? (conn._socket?.getProtocol?.() ?? 'TLS') : null,
+    durationMs: Date.now() - started,
+  });
+  // nodemailer reports some failures (a TLS upgrade refused mid-handshake, a dropped socket) only
+  // as 'error'/'end' events, not through the pending callback: every step also listens for them.
+  let failed: ((err: Error) => void) | undefined;
+  conn.on('error', (err: Error) => failed?.(err));
+  conn.on('end', () => failed?.(new Error('the relay closed the connection')));
+  const step = (run: (done: (err?: Error | null) => void) => void) =>
+    new Promise<void>((resolve, reject) => {
+      failed = reject;
+      run((err) => (err ? reject(err) : resolve()));
+    });
+  try {
+    await step((done) => conn.connect(done));
+  } catch (error) {
+    const e = error as Error & { code?: string };
+    const tlsFailure = e.code === 'ETLS' || /certificate|TLS|SSL|STARTTLS/i.test(e.message);
+    conn.close();
+    return result(false, tlsFailure ? 'tls' : 'connect', e.message);
+  }
+  try {
+    await step((done) => conn.login({ user: target.username, pass: target.secret }, done));
+  } catch (error) {
+    const e = error as Error & { response?: string };
+    conn.close();
+    return result(false, 'auth', e.response ?? e.message);
+  }
+  const done = result(true, 'done', 'authenticated');
+  failed = undefined;
+  conn.quit();
+  return done;
+}
