@@ -19,6 +19,8 @@ export { sh, shellQuote } from './shell-quote.js';
 export {
   connectNode,
   pinnedFingerprint,
+  scanHostKey,
+  type ScannedHostKey,
   sshFingerprint,
   type ExecOptions,
   type ExecResult,

@@ -105,6 +105,47 @@ export async function connectNode(target: NodeTarget): Promise<NodeConnection> {
   return new SshNodeConnection(ssh, target.host, target.commandTimeoutMs ?? 60_000);
 }
 
+export interface ScannedHostKey {
+  /** `type base64`, as in known_hosts / ssh-keyscan (without the host name). */
+  hostKey: string;
+  fingerprint: string;
+}
+
+/**
+ * The host key a server presents, read during key exchange; the connection is then dropped before
+ * any authentication (nothing is trusted or sent). For an administrator to compare with the
+ * node's console (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`) before pinning it.
+ */
+export async function scanHostKey(host: string, port: number, timeoutMs = 10_000): Promise<ScannedHostKey> {
+  let presented: Buffer | undefined;
+  const ssh = new NodeSSH();
+  const sock = net.connect({ host, port, noDelay: true });
+  try {
+    await ssh.connect({
+      sock,
+      username: 'relayplane-scan',
+      readyTimeout: timeoutMs,
+      tryKeyboard: false,
+      hostVerifier: (key: Buffer) => {
+        presented = key;
+        return false;
+      },
+    });
+  } catch (err) {
+    if (presented === undefined) {
+      const message = err instanceof Error ? err.message : String(err);
+      throw new Error(`ssh ${host}:${port}: ${message}`);
+    }
+  } finally {
+    ssh.dispose();
+    sock.destroy();
+  }
+  if (presented === undefined) throw new Error(`ssh ${host}:${port}: no host key was presented`);
+  const typeLength = presented.readUInt32BE(0);
+  const type = presented.subarray(4, 4 + typeLength).toString('latin1');
+  return { hostKey: `${type} ${presented.toString('base64')}`, fingerprint: sshFingerprint(presented) };
+}
+
 interface ClosableChannel {
   close(): void;
 }

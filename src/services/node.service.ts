@@ -1,8 +1,8 @@
 import { isUniqueViolation, type PrismaClient } from '../db/prisma.js';
-import { pinnedFingerprint, probeNode } from '../deploy/index.js';
+import { pinnedFingerprint, probeNode, scanHostKey } from '../deploy/index.js';
 import type { Node } from '../generated/prisma/client.js';
 import { changedFields } from '../lib/changes.js';
-import { ConflictError, ForbiddenError, NotFoundError, PreconditionFailedError, ValidationError } from '../lib/errors.js';
+import { ConflictError, ForbiddenError, NotFoundError, PreconditionFailedError, UnprocessableError, ValidationError } from '../lib/errors.js';
 import { assertVersion } from '../lib/etag.js';
 import { normalizeHost } from '../lib/names.js';
 import { decodeCursor, type PageRequest, toPage } from '../lib/pagination.js';
@@ -250,6 +250,23 @@ export function createNodeService(deps: Deps) {
           requestId: ctx.requestId,
         });
       });
+    },
+
+    /**
+     * Reads the host key a would-be node presents (trust on first use, but never silently): the
+     * answer is only shown; an administrator pins it by registering the node with it after
+     * comparing the fingerprint with the node's console.
+     */
+    async scanHostKey(ctx: RequestContext, input: { sshHost: string; sshPort?: number }) {
+      requireAdmin(ctx);
+      const host = normalizeHost('body/sshHost', input.sshHost);
+      const port = input.sshPort ?? 22;
+      try {
+        const scanned = await scanHostKey(host, port, deps.ssh.connectTimeoutMs);
+        return { sshHost: host, sshPort: port, ...scanned };
+      } catch (error) {
+        throw new UnprocessableError(error instanceof Error ? error.message : String(error), 'host-unreachable');
+      }
     },
 
     /** Connects with the pinned host key and reports whether the node is fit for deploys. */

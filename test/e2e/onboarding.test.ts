@@ -82,6 +82,14 @@ describe.skipIf(!labOk)('onboarding: unverified mail stays, verified mail leaves
     expect(sink.received.filter((m) => m.mailFrom === 'app@onboard.test')).toEqual([]);
   });
 
+  it('reads the host key a node presents (to pin after comparing), without trusting or storing it', async () => {
+    const scanned = await api<{ hostKey: string; fingerprint: string; sshPort: number }>('POST', '/v1/nodes/scan-host-key', { sshHost: '127.0.0.1', sshPort: node.ssh.port });
+    expect(scanned).toMatchObject({ hostKey: node.ssh.hostKeyLine, fingerprint: node.ssh.hostKeyFingerprint, sshPort: node.ssh.port });
+    const dead = await t.app.inject({ method: 'POST', url: '/v1/nodes/scan-host-key', headers, payload: { sshHost: '127.0.0.1', sshPort: 9 } });
+    expect(dead.statusCode).toBe(422);
+    expect(dead.headers['content-type']).toMatch(/problem\+json/);
+  });
+
   it('the node check reports whether the HELO name, its address and its PTR agree', async () => {
     const { items } = await api<{ items: { id: string }[] }>('GET', '/v1/nodes');
     const check = async () => api<{ heloName: string; rdns: { ok: boolean; addresses: string[]; problems: string[] } }>('POST', `/v1/nodes/${items[0]!.id}/check`);

@@ -18,5 +18,6 @@ export function nodeRoutes(services: AppServices) {
       return reply.status(204).send();
     },
     checkNode: async (request) => services.nodes.check(contextOf(request), request.params.nodeId),
+    scanNodeHostKey: async (request) => services.nodes.scanHostKey(contextOf(request), request.body),
   } satisfies OperationHandlers;
 }
