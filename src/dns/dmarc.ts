@@ -1,53 +1,164 @@
-/** DMARC (RFC 7489 §6.3): one `v=DMARC1` record at `_dmarc.<domain>` with a valid policy. */
+/**
+ * DMARC (RFC 7489): the syntax of a policy record (§6.3, §6.4) and the check that `_dmarc.<domain>`
+ * holds exactly one valid record (§6.6.3: with two or more, no policy applies).
+ */
 import type { DnsResolver } from './resolver.js';
+import { normalizeName } from './resolver.js';
 
-export type DmarcParse = { ok: true; tags: Record<string, string> } | { ok: false; error: string };
+export type DmarcPolicy = 'none' | 'quarantine' | 'reject';
 
-const POLICIES = new Set(['none', 'quarantine', 'reject']);
+export interface DmarcRecord {
+  p: DmarcPolicy;
+  sp: DmarcPolicy | null;
+  pct: number | null;
+  adkim: 'r' | 's' | null;
+  aspf: 'r' | 's' | null;
+  /** Report URIs as written (`mailto:…`, with an optional `!size` limit). */
+  rua: string[];
+  ruf: string[];
+  fo: ('0' | '1' | 'd' | 's')[] | null;
+  rf: string[] | null;
+  ri: number | null;
+  /** Tags this version does not know, lower-case names: receivers ignore them (§6.3). */
+  unknown: Record<string, string>;
+}
 
-export function parseDmarc(record: string): DmarcParse {
-  const parts = record.split(';').map((p) => p.trim()).filter((p) => p !== '');
-  const tags: Record<string, string> = {};
-  for (const [i, part] of parts.entries()) {
+export type DmarcParse = { ok: true; record: DmarcRecord } | { ok: false; error: string };
+
+const POLICIES: readonly string[] = ['none', 'quarantine', 'reject'];
+const WSP = /^[ \t]*|[ \t]*$/g;
+const TAG_NAME = /^[a-z][a-z0-9_]*$/i;
+/** dmarc-uri restricted to what receivers send reports to: mailto, with an optional size limit. */
+const MAILTO = /^mailto:[^\s@,;!]+@[a-z0-9_-]+(?:\.[a-z0-9_-]+)+(?:![0-9]+[kmgt]?)?$/i;
+const KEYWORD = /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/i;
+
+/** §6.6.3: TXT records at `_dmarc.<domain>` that do not start with this are not DMARC records. */
+export function isDmarcRecord(text: string): boolean {
+  // "v" is case-insensitive (ABNF), "DMARC1" is not (%x44 %x4d %x41 %x52 %x43 %x31).
+  return /^[vV][ \t]*=[ \t]*DMARC1(?![0-9A-Za-z])/.test(text);
+}
+
+const trim = (s: string) => s.replace(WSP, '');
+
+function uris(tag: string, value: string): string[] | string {
+  const list = value.split(',').map(trim);
+  for (const uri of list) {
+    if (uri === '') return `${tag} has an empty URI`;
+    if (!/^mailto:/i.test(uri)) return `${tag}: "${uri}" is not a mailto: URI`;
+    if (!MAILTO.test(uri)) return `${tag}: "${uri}" is not a valid mailto: address`;
+  }
+  return list;
+}
+
+/** Parses a record (`v=DMARC1; p=…`); the error names the offending tag. */
+export function parseDmarc(text: string): DmarcParse {
+  if (!isDmarcRecord(text)) return { ok: false, error: 'does not start with v=DMARC1' };
+  const [version, ...parts] = text.split(';');
+  if (!/^[vV][ \t]*=[ \t]*DMARC1[ \t]*$/.test(version!)) return { ok: false, error: `expected ";" after v=DMARC1` };
+  const tags = new Map<string, string>();
+  for (const raw of parts) {
+    const part = trim(raw);
+    if (part === '') continue;
     const eq = part.indexOf('=');
-    if (eq <= 0) return { ok: false, error: `"${part}" is not a tag=value pair` };
-    const name = part.slice(0, eq).trim().toLowerCase();
-    const value = part.slice(eq + 1).trim();
-    if (i === 0 && (name !== 'v' || value !== 'DMARC1')) return { ok: false, error: 'does not start with v=DMARC1' };
-    if (!(name in tags)) tags[name] = value;
+    const name = trim(part.slice(0, Math.max(eq, 0))).toLowerCase();
+    if (eq < 0 || !TAG_NAME.test(name)) return { ok: false, error: `"${part}" is not a tag=value pair` };
+    if (name === 'v') return { ok: false, error: 'v= must be the first tag, and only once' };
+    if (tags.has(name)) return { ok: false, error: `tag ${name} appears more than once` };
+    const value = trim(part.slice(eq + 1));
+    if (value === '') return { ok: false, error: `${name}= has no value` };
+    tags.set(name, value);
   }
-  if (parts.length === 0) return { ok: false, error: 'does not start with v=DMARC1' };
-  if (tags.p === undefined) return { ok: false, error: 'has no p= policy (RFC 7489 §6.3: required)' };
-  if (!POLICIES.has(tags.p.toLowerCase())) return { ok: false, error: `p=${tags.p} is not none, quarantine or reject` };
-  if (tags.sp !== undefined && !POLICIES.has(tags.sp.toLowerCase())) return { ok: false, error: `sp=${tags.sp} is not none, quarantine or reject` };
-  if (tags.pct !== undefined && !(/^\d{1,3}$/.test(tags.pct) && Number(tags.pct) <= 100)) return { ok: false, error: `pct=${tags.pct} is not 0-100` };
-  for (const t of ['adkim', 'aspf']) {
-    if (tags[t] !== undefined && !/^[rs]$/i.test(tags[t]!)) return { ok: false, error: `${t}=${tags[t]} is not r or s` };
-  }
-  for (const t of ['rua', 'ruf']) {
-    if (tags[t] === undefined) continue;
-    for (const uri of tags[t]!.split(',').map((u) => u.trim())) {
-      if (!/^mailto:[^\s@]+@[^\s@!]+(![0-9]+[kmgt]?)?$/i.test(uri)) return { ok: false, error: `${t} has an invalid report address "${uri}" (mailto:… expected)` };
+  const fail = (error: string): DmarcParse => ({ ok: false, error });
+  const p = tags.get('p');
+  if (p === undefined) return fail('has no p= policy (RFC 7489 §6.3: required)');
+  const record: DmarcRecord = { p: 'none', sp: null, pct: null, adkim: null, aspf: null, rua: [], ruf: [], fo: null, rf: null, ri: null, unknown: {} };
+  for (const [name, value] of tags) {
+    switch (name) {
+      case 'p':
+      case 'sp': {
+        const v = value.toLowerCase();
+        if (!POLICIES.includes(v)) return fail(`${name}=${value} is not none, quarantine or reject`);
+        record[name] = v as DmarcPolicy;
+        break;
+      }
+      case 'pct':
+        if (!/^[0-9]{1,3}$/.test(value) || Number(value) > 100) return fail(`pct=${value} is not 0-100`);
+        record.pct = Number(value);
+        break;
+      case 'adkim':
+      case 'aspf':
+        if (!/^[rs]$/i.test(value)) return fail(`${name}=${value} is not r or s`);
+        record[name] = value.toLowerCase() as 'r' | 's';
+        break;
+      case 'rua':
+      case 'ruf': {
+        const list = uris(name, value);
+        if (typeof list === 'string') return fail(list);
+        record[name] = list;
+        break;
+      }
+      case 'fo': {
+        const options = value.split(':').map((o) => trim(o).toLowerCase());
+        if (!options.every((o) => /^[01ds]$/.test(o))) return fail(`fo=${value} is not a list of 0, 1, d, s`);
+        record.fo = options as DmarcRecord['fo'];
+        break;
+      }
+      case 'rf': {
+        const formats = value.split(':').map(trim);
+        if (!formats.every((f) => KEYWORD.test(f))) return fail(`rf=${value} is not a list of report formats`);
+        record.rf = formats.map((f) => f.toLowerCase());
+        break;
+      }
+      case 'ri':
+        if (!/^[0-9]{1,10}$/.test(value) || Number(value) > 0xffffffff) return fail(`ri=${value} is not a number of seconds`);
+        record.ri = Number(value);
+        break;
+      default:
+        record.unknown[name] = value;
     }
   }
-  if (tags.ri !== undefined && !/^\d+$/.test(tags.ri)) return { ok: false, error: `ri=${tags.ri} is not a number of seconds` };
-  if (tags.fo !== undefined && !/^[01ds](:[01ds])*$/i.test(tags.fo)) return { ok: false, error: `fo=${tags.fo} is not a list of 0, 1, d, s` };
-  return { ok: true, tags };
+  return { ok: true, record };
+}
+
+/** The record text (tags in RFC order); parseDmarc(formatDmarc(r)) gives r back. */
+export function formatDmarc(r: DmarcRecord): string {
+  const tags: [string, string | null][] = [
+    ['p', r.p],
+    ['sp', r.sp],
+    ['pct', r.pct === null ? null : String(r.pct)],
+    ['adkim', r.adkim],
+    ['aspf', r.aspf],
+    ['rua', r.rua.length === 0 ? null : r.rua.join(',')],
+    ['ruf', r.ruf.length === 0 ? null : r.ruf.join(',')],
+    ['fo', r.fo === null ? null : r.fo.join(':')],
+    ['rf', r.rf === null ? null : r.rf.join(':')],
+    ['ri', r.ri === null ? null : String(r.ri)],
+    ...Object.entries(r.unknown),
+  ];
+  return ['v=DMARC1', ...tags.filter(([, v]) => v !== null).map(([k, v]) => `${k}=${v}`)].join('; ');
 }
 
 export interface DmarcCheck {
+  /** null: a temporary DNS failure left the answer unknown. */
   valid: boolean | null;
   reason: string | null;
+  /** The TXT records at `_dmarc.<domain>`. */
   observed: string[];
 }
 
+/** Exactly one valid DMARC record at `_dmarc.<domain>`. */
 export async function checkDmarc(domain: string, resolver: DnsResolver): Promise<DmarcCheck> {
-  const host = `_dmarc.${domain}`;
+  const host = `_dmarc.${normalizeName(domain)}`;
   const answer = await resolver.txt(host);
   if (answer.kind === 'error') return { valid: null, reason: `DNS lookup of TXT ${host} failed: ${answer.reason}`, observed: [] };
-  const records = answer.kind === 'found' ? answer.values.map((s) => s.join('')).filter((r) => /^v\s*=\s*DMARC1/i.test(r)) : [];
-  if (records.length === 0) return { valid: false, reason: `no DMARC record at ${host}`, observed: [] };
-  if (records.length > 1) return { valid: false, reason: `${records.length} DMARC records at ${host} (RFC 7489 §6.6.3: none applies)`, observed: records };
+  const observed = answer.kind === 'found' ? answer.values.map((s) => s.join('')) : [];
+  const records = observed.filter(isDmarcRecord);
+  if (records.length === 0) {
+    const lower = observed.find((o) => /^v[ \t]*=[ \t]*dmarc1(?![0-9a-z])/i.test(o));
+    const hint = lower === undefined ? '' : ` ("${lower}" is not one: the version tag is case-sensitive, v=DMARC1)`;
+    return { valid: false, reason: `no DMARC record at ${host}${hint}`, observed };
+  }
+  if (records.length > 1) return { valid: false, reason: `${records.length} DMARC records at ${host} (RFC 7489 §6.6.3: none applies)`, observed };
   const parsed = parseDmarc(records[0]!);
-  return parsed.ok ? { valid: true, reason: null, observed: records } : { valid: false, reason: `DMARC record at ${host} ${parsed.error}`, observed: records };
+  return parsed.ok ? { valid: true, reason: null, observed } : { valid: false, reason: `DMARC record at ${host} is invalid: ${parsed.error}`, observed };
 }

@@ -1,34 +1,39 @@
 /**
  * The DNS records a sending domain must publish, derived from its relays' declarations. Pure.
  */
+import { normalizeName } from './resolver.js';
+
 export type RecordPurpose = 'ownership' | 'spf' | 'dkim' | 'dmarc' | 'return_path';
 
 export interface ExpectedRecord {
   purpose: RecordPurpose;
   type: 'TXT' | 'CNAME';
-  /** Fully qualified name, no trailing dot. */
+  /** Fully qualified name, lower case, no trailing dot. */
   host: string;
   value: string;
-  /** A TXT value cut into character-strings of at most 255 bytes (only when it needs cutting). */
+  /** A TXT value longer than 255 bytes, cut into the character-strings to publish. */
   strings?: string[];
-  /** Verification needs this record (return-path is advice). */
+  /** Verification needs this record (the return-path is advice). */
   required: boolean;
-  /** SPF: the includes the record must reach (the relays'). */
-  includes?: string[];
 }
 
+/** What a relay asks its senders to publish. */
 export interface RelayDnsDeclaration {
   spfInclude: string | null;
   dkim: { selector: string; type: 'CNAME' | 'TXT'; value: string }[];
+  /** `host` is a label under the sending domain (`bounces` → `bounces.<domain>`). */
   returnPath: { host: string; value: string } | null;
 }
 
 export const OWNERSHIP_LABEL = '_relayplane';
 export const OWNERSHIP_PREFIX = 'relayplane-verification=';
+/** A policy to start with: reports nothing, rejects nothing. Any valid DMARC record passes. */
 export const DEFAULT_DMARC = 'v=DMARC1; p=none';
+/** RFC 1035 §3.3: a character-string is at most 255 bytes. */
+export const TXT_STRING_MAX_BYTES = 255;
 
-/** Cuts a TXT value into character-strings of ≤ 255 bytes without splitting a UTF-8 character. */
-export function splitTxt(value: string, max = 255): string[] {
+/** Cuts a TXT value into character-strings of at most `max` bytes, never inside a UTF-8 character. */
+export function splitTxt(value: string, max = TXT_STRING_MAX_BYTES): string[] {
   const out: string[] = [];
   let current = '';
   let bytes = 0;
@@ -46,36 +51,47 @@ export function splitTxt(value: string, max = 255): string[] {
   return out;
 }
 
-function txt(purpose: RecordPurpose, host: string, value: string, required: boolean, extra: Partial<ExpectedRecord> = {}): ExpectedRecord {
-  return { purpose, type: 'TXT', host, value, ...(Buffer.byteLength(value, 'utf8') > 255 ? { strings: splitTxt(value) } : {}), required, ...extra };
+function txt(purpose: RecordPurpose, host: string, value: string): ExpectedRecord {
+  const long = Buffer.byteLength(value, 'utf8') > TXT_STRING_MAX_BYTES;
+  return { purpose, type: 'TXT', host, value, ...(long ? { strings: splitTxt(value) } : {}), required: true };
 }
 
+/**
+ * Ownership token, SPF (the relays' includes), DKIM and return-path as the relays declare them,
+ * DMARC; in that order. Where the relay and the fallback relay declare the same name (a DKIM
+ * selector, a return-path host), the relay's declaration wins: a name can hold one CNAME.
+ */
 export function expectedRecords(input: {
   domain: string;
   verificationToken: string;
   relay: RelayDnsDeclaration | null;
   fallbackRelay: RelayDnsDeclaration | null;
 }): ExpectedRecord[] {
-  const { domain } = input;
+  const domain = normalizeName(input.domain);
   const relays = [input.relay, input.fallbackRelay].filter((r): r is RelayDnsDeclaration => r !== null);
-  const records: ExpectedRecord[] = [txt('ownership', `${OWNERSHIP_LABEL}.${domain}`, `${OWNERSHIP_PREFIX}${input.verificationToken}`, true)];
-  const includes = [...new Set(relays.map((r) => r.spfInclude).filter((i): i is string => i !== null))];
-  if (includes.length > 0) {
-    records.push(txt('spf', domain, `v=spf1 ${includes.map((i) => `include:${i}`).join(' ')} ~all`, true, { includes }));
-  }
+  const records = [txt('ownership', `${OWNERSHIP_LABEL}.${domain}`, `${OWNERSHIP_PREFIX}${input.verificationToken}`)];
+
+  const includes = [...new Set(relays.flatMap((r) => (r.spfInclude === null ? [] : [normalizeName(r.spfInclude)])))];
+  if (includes.length > 0) records.push(txt('spf', domain, `v=spf1 ${includes.map((i) => `include:${i}`).join(' ')} ~all`));
+
   const seen = new Set<string>();
-  for (const relay of relays) {
-    for (const d of relay.dkim) {
-      const host = `${d.selector}._domainkey.${domain}`;
-      if (seen.has(host)) continue;
-      seen.add(host);
-      records.push(d.type === 'CNAME' ? { purpose: 'dkim', type: 'CNAME', host, value: d.value, required: true } : txt('dkim', host, d.value, true));
-    }
+  const claim = (host: string) => {
+    if (seen.has(host)) return false;
+    seen.add(host);
+    return true;
+  };
+  for (const d of relays.flatMap((r) => r.dkim)) {
+    const host = `${normalizeName(d.selector)}._domainkey.${domain}`;
+    if (!claim(host)) continue;
+    records.push(d.type === 'CNAME' ? { purpose: 'dkim', type: 'CNAME', host, value: normalizeName(d.value), required: true } : txt('dkim', host, d.value));
   }
-  records.push(txt('dmarc', `_dmarc.${domain}`, DEFAULT_DMARC, true));
-  const returnPath = relays.find((r) => r.returnPath !== null)?.returnPath;
-  if (returnPath !== undefined && returnPath !== null) {
-    records.push({ purpose: 'return_path', type: 'CNAME', host: `${returnPath.host}.${domain}`, value: returnPath.value, required: false });
+
+  records.push(txt('dmarc', `_dmarc.${domain}`, DEFAULT_DMARC));
+
+  for (const rp of relays.flatMap((r) => (r.returnPath === null ? [] : [r.returnPath]))) {
+    const host = `${normalizeName(rp.host)}.${domain}`;
+    if (claim(host)) records.push({ purpose: 'return_path', type: 'CNAME', host, value: normalizeName(rp.value), required: false });
   }
   return records;
 }
+

@@ -3,29 +3,54 @@
  * failure gives `valid: null` (unknown), never `false`.
  */
 import { checkDmarc } from './dmarc.js';
-import type { ExpectedRecord } from './records.js';
+import { OWNERSHIP_PREFIX, type ExpectedRecord } from './records.js';
 import { normalizeName, type DnsResolver } from './resolver.js';
-import { checkSpf } from './spf.js';
+import { checkSpf } from './spf-check.js';
+import { parseSpf } from './spf.js';
 
 export interface RecordCheck extends ExpectedRecord {
+  /** null: a temporary DNS failure (timeout, SERVFAIL…) left the answer unknown. */
   valid: boolean | null;
+  /** What DNS answered at the record's name (the relevant records). */
   observed: string[];
   reason: string | null;
   checkedAt: string;
 }
 
+export interface CheckOptions {
+  now?: () => Date;
+}
+
 type Verdict = Pick<RecordCheck, 'valid' | 'observed' | 'reason'>;
 
+/** DKIM keys are compared without whitespace: providers and DNS panels wrap them differently. */
 const squash = (s: string) => s.replace(/\s+/g, '');
 
-async function checkTxt(record: ExpectedRecord, resolver: DnsResolver, what: string): Promise<Verdict> {
+async function txtAt(record: ExpectedRecord, resolver: DnsResolver): Promise<Verdict | string[]> {
   const answer = await resolver.txt(record.host);
   if (answer.kind === 'error') return { valid: null, observed: [], reason: `DNS lookup of TXT ${record.host} failed: ${answer.reason}` };
   if (answer.kind === 'absent') return { valid: false, observed: [], reason: `no TXT record at ${record.host}` };
-  const observed = answer.values.map((s) => s.join(''));
-  // DKIM keys are compared without whitespace (providers and DNS panels wrap them differently).
-  const same = record.purpose === 'dkim' ? (o: string) => squash(o) === squash(record.value) : (o: string) => o === record.value;
-  return observed.some(same) ? { valid: true, observed, reason: null } : { valid: false, observed, reason: `the TXT record at ${record.host} is not ${what}` };
+  return answer.values.map((strings) => strings.join('')).sort();
+}
+
+async function checkOwnership(record: ExpectedRecord, resolver: DnsResolver): Promise<Verdict> {
+  const observed = await txtAt(record, resolver);
+  if (!Array.isArray(observed)) return observed;
+  if (observed.includes(record.value)) return { valid: true, observed, reason: null };
+  const tokens = observed.filter((o) => o.startsWith(OWNERSHIP_PREFIX)).map((o) => o.slice(OWNERSHIP_PREFIX.length));
+  const reason =
+    tokens.length > 0
+      ? `the verification token at ${record.host} is ${tokens.map((t) => JSON.stringify(t)).join(', ')}, not ${JSON.stringify(record.value.slice(OWNERSHIP_PREFIX.length))}`
+      : `no ${OWNERSHIP_PREFIX}… record among the TXT records at ${record.host}`;
+  return { valid: false, observed, reason };
+}
+
+async function checkDkimTxt(record: ExpectedRecord, resolver: DnsResolver): Promise<Verdict> {
+  const observed = await txtAt(record, resolver);
+  if (!Array.isArray(observed)) return observed;
+  return observed.some((o) => squash(o) === squash(record.value))
+    ? { valid: true, observed, reason: null }
+    : { valid: false, observed, reason: `the TXT record at ${record.host} is not the DKIM key the relay declares` };
 }
 
 async function checkCname(record: ExpectedRecord, resolver: DnsResolver): Promise<Verdict> {
@@ -35,29 +60,36 @@ async function checkCname(record: ExpectedRecord, resolver: DnsResolver): Promis
   const observed = answer.values.map(normalizeName);
   return observed.includes(normalizeName(record.value))
     ? { valid: true, observed, reason: null }
-    : { valid: false, observed, reason: `the CNAME at ${record.host} points to ${observed.join(', ')}, not ${record.value}` };
+    : { valid: false, observed, reason: `the CNAME at ${record.host} points to ${observed.join(', ')}, not ${normalizeName(record.value)}` };
+}
+
+async function checkSpfRecord(record: ExpectedRecord, resolver: DnsResolver): Promise<Verdict> {
+  // The includes the expected record asks for are what the published record must reach.
+  const parsed = parseSpf(record.value);
+  if (!parsed.ok) return { valid: false, observed: [], reason: `the SPF record to publish is itself invalid (check the relay's SPF include): ${parsed.error}` };
+  const wanted = parsed.terms.flatMap((t) => (t.kind === 'mechanism' && t.name === 'include' ? [t.domain] : []));
+  const r = await checkSpf(record.host, wanted, resolver);
+  return { valid: r.valid, observed: r.observed, reason: r.reason };
 }
 
 async function checkOne(record: ExpectedRecord, resolver: DnsResolver): Promise<Verdict> {
   switch (record.purpose) {
     case 'ownership':
-      return checkTxt(record, resolver, 'the verification token');
-    case 'spf': {
-      const r = await checkSpf(record.host, record.includes ?? [], resolver);
-      return { valid: r.valid, observed: r.observed, reason: r.reason };
-    }
-    case 'dmarc': {
-      const r = await checkDmarc(record.host.replace(/^_dmarc\./, ''), resolver);
-      return { valid: r.valid, observed: r.observed, reason: r.reason };
-    }
+      return checkOwnership(record, resolver);
+    case 'spf':
+      return checkSpfRecord(record, resolver);
+    case 'dmarc':
+      return checkDmarc(record.host.replace(/^_dmarc\./, ''), resolver);
     case 'dkim':
-      return record.type === 'CNAME' ? checkCname(record, resolver) : checkTxt(record, resolver, 'the DKIM key the relay declares');
+      return record.type === 'CNAME' ? checkCname(record, resolver) : checkDkimTxt(record, resolver);
     case 'return_path':
       return checkCname(record, resolver);
   }
 }
 
-export async function checkRecords(expected: ExpectedRecord[], resolver: DnsResolver, now: () => Date = () => new Date()): Promise<RecordCheck[]> {
+/** Checks the records concurrently; each result carries its record and when it was checked. */
+export async function checkRecords(expected: ExpectedRecord[], resolver: DnsResolver, options: CheckOptions = {}): Promise<RecordCheck[]> {
+  const now = options.now ?? (() => new Date());
   return Promise.all(
     expected.map(async (record) => {
       const verdict = await checkOne(record, resolver);
