@@ -1,4 +1,5 @@
 import { getServers } from 'node:dns';
+import { ServiceUnavailableError } from '../lib/errors.js';
 import type { PrismaClient } from '../db/prisma.js';
 import { createSecretBox } from '../lib/secret-box.js';
 import { createApiKeyRepository } from '../repositories/api-key.repository.js';
@@ -89,7 +90,14 @@ export function createServices(deps: ServiceDeps) {
     log: deps.log ?? silent,
     now: deps.now,
   });
-  const resolver = () => deps.dnsResolver ?? createDnsResolver({ servers: deps.dnsServers ?? getServers() });
+  const resolver = () => {
+    if (deps.dnsResolver !== undefined) return deps.dnsResolver;
+    const servers = deps.dnsServers ?? getServers();
+    if (servers.length === 0) {
+      throw new ServiceUnavailableError('no DNS server to verify with: the system has none configured; set RELAYPLANE_DNS_SERVERS');
+    }
+    return createDnsResolver({ servers });
+  };
   const domainVerification = createDomainVerificationService({
     prisma,
     domains: repositories.domains,
