@@ -279,7 +279,13 @@ export function createNodeService(deps: Deps) {
       );
       // The article's rDNS advice: the HELO name's A/AAAA records and their PTRs must agree.
       // Reported, not a deploy problem (a relay-only node can live without it).
-      const rdns = probe.heloName === null ? null : await checkForwardConfirmedRdns(probe.heloName, deps.resolver());
+      const helo = probe.heloName;
+      const rdns =
+        helo === null
+          ? null
+          : await Promise.resolve()
+              .then(() => checkForwardConfirmedRdns(helo, deps.resolver()))
+              .catch((error: unknown) => ({ heloName: helo, addresses: [], ptr: {}, ok: false, problems: [error instanceof Error ? error.message : String(error)] }));
       const checkedAt = now();
       await deps.nodes.recordStatus(deps.prisma, id, {
         lastCheckAt: checkedAt,
