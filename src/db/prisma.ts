@@ -1,4 +1,5 @@
 import { PrismaPg } from '@prisma/adapter-pg';
+import pg from 'pg';
 import { Prisma, PrismaClient } from '../generated/prisma/client.js';
 
 export type { PrismaClient } from '../generated/prisma/client.js';
@@ -15,11 +16,28 @@ export function createPrismaClient(databaseUrl: string, options: { poolSize?: nu
   const url = new URL(databaseUrl);
   const schema = url.searchParams.get('schema') ?? undefined;
   url.searchParams.delete('schema');
-  const adapter = new PrismaPg(
-    { connectionString: url.toString(), max: options.poolSize ?? 10 },
-    schema === undefined ? undefined : { schema },
-  );
-  return new PrismaClient({ adapter });
+  // Our own pool, shared with the adapter (which ends it on $disconnect), so the few hottest reads
+  // can skip Prisma's per-query runtime (see directPool).
+  const pool = new pg.Pool({
+    connectionString: url.toString(),
+    max: options.poolSize ?? 10,
+    ...(schema === undefined ? {} : { options: `-c search_path="${schema.replaceAll('"', '""')}"` }),
+  });
+  const adapter = new PrismaPg(pool, { ...(schema === undefined ? {} : { schema }), disposeExternalPool: true });
+  const client = new PrismaClient({ adapter });
+  pools.set(client, pool);
+  return client;
+}
+
+const pools = new WeakMap<object, pg.Pool>();
+
+/**
+ * The node-postgres pool behind a root client, for a read that must not pay Prisma's per-query
+ * cost (≈ 100 µs, BENCHMARKS.md api-read). Undefined for a transaction client: reads inside a
+ * transaction stay on its connection.
+ */
+export function directPool(db: Db): pg.Pool | undefined {
+  return pools.get(db);
 }
 
 /** Is this a unique-constraint violation (Prisma P2002), optionally on a given column? */

@@ -1,7 +1,15 @@
-import type { Db } from '../db/prisma.js';
+import { directPool, type Db } from '../db/prisma.js';
 import type { Prisma, Tenant, TenantStatus } from '../generated/prisma/client.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+const TENANT_BY_ID = `
+  SELECT id::text, name, slug, status::text AS status, external_ref AS "externalRef",
+         allow_direct_delivery AS "allowDirectDelivery", default_concurrency AS "defaultConcurrency",
+         default_rate_delay_seconds AS "defaultRateDelaySeconds",
+         default_recipients_per_message AS "defaultRecipientsPerMessage",
+         version, created_at AS "createdAt", updated_at AS "updatedAt"
+    FROM tenants WHERE id = $1::uuid`;
 
 export interface TenantQuery {
   id?: string | undefined;
@@ -22,13 +30,11 @@ export function createTenantRepository() {
      */
     async findById(db: Db, id: string): Promise<Tenant | null> {
       if (!UUID.test(id)) return null;
-      const rows = await db.$queryRaw<Tenant[]>`
-        SELECT id, name, slug, status::text AS status, external_ref AS "externalRef",
-               allow_direct_delivery AS "allowDirectDelivery", default_concurrency AS "defaultConcurrency",
-               default_rate_delay_seconds AS "defaultRateDelaySeconds",
-               default_recipients_per_message AS "defaultRecipientsPerMessage",
-               version, created_at AS "createdAt", updated_at AS "updatedAt"
-          FROM tenants WHERE id = ${id}::uuid`;
+      // Outside a transaction, straight through node-postgres: Prisma's runtime costs more than
+      // the query itself on this path (BENCHMARKS.md, api-read).
+      const pool = directPool(db);
+      if (pool !== undefined) return (await pool.query<Tenant>(TENANT_BY_ID, [id])).rows[0] ?? null;
+      const rows = await db.$queryRawUnsafe<Tenant[]>(TENANT_BY_ID, id);
       return rows[0] ?? null;
     },
     list(db: Db, query: TenantQuery) {
