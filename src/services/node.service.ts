@@ -77,7 +77,7 @@ interface Deps {
   nodes: NodeRepository;
   audit: AuditRepository;
   config: ConfigService;
-  usage: Pick<UsageService, 'nodeStatuses'>;
+  usage: Pick<UsageService, 'nodeStatuses' | 'nodeStatus'>;
   /** DNS for the forward-confirmed reverse DNS check of the node's HELO name. */
   resolver: () => DnsResolver;
   ssh: SshSettings;
@@ -191,7 +191,7 @@ export function createNodeService(deps: Deps) {
           return created;
         })
         .catch(nameTaken);
-      return present(node, await desiredVersion(), (await deps.usage.nodeStatuses()).get(node.id));
+      return present(node, await desiredVersion(), await deps.usage.nodeStatus(node.id));
     },
 
     async list(ctx: RequestContext, query: PageRequest) {
@@ -205,7 +205,7 @@ export function createNodeService(deps: Deps) {
 
     async get(ctx: RequestContext, id: string) {
       const node = await load(ctx, id);
-      return present(node, await desiredVersion(), (await deps.usage.nodeStatuses()).get(node.id));
+      return present(node, await desiredVersion(), await deps.usage.nodeStatus(node.id));
     },
 
     async update(ctx: RequestContext, id: string, input: Partial<NodeInput>, expected: number | undefined) {
@@ -231,7 +231,7 @@ export function createNodeService(deps: Deps) {
           return row;
         })
         .catch(nameTaken);
-      return present(node, await desiredVersion(), (await deps.usage.nodeStatuses()).get(node.id));
+      return present(node, await desiredVersion(), await deps.usage.nodeStatus(node.id));
     },
 
     /** Forgets the node; its deployment history stays (by name). Nothing is removed from the node itself. */

@@ -310,6 +310,11 @@ export function createUsageService(deps: Deps) {
       await usage.purgeRecords(prisma, new Date(now().getTime() - deps.settings.messageRetentionSeconds * 1000));
     },
 
+    /** Collection status of one node (GET /v1/nodes/{id}), undefined before its first collection. */
+    async nodeStatus(nodeId: string): Promise<LogCursorRow | undefined> {
+      return (await usage.findCursor(prisma, nodeId)) ?? undefined;
+    },
+
     /** Collection status per node id, for GET /v1/nodes. */
     async nodeStatuses(): Promise<Map<string, LogCursorRow>> {
       return new Map((await usage.listCursors(prisma)).map((c) => [c.nodeId, c]));

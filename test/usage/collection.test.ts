@@ -15,20 +15,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, tokenFor, type TestApp } from '../helpers/app.js';
 import { createDomain, createRelay, createTenant } from '../helpers/fixtures.js';
 import { localConnection } from '../helpers/local-node.js';
+import { emptyCounters, type UsageCounters } from '../../src/usage/accumulator.js';
 
 const HOUR = 3_600_000;
 const execFileAsync = promisify(execFile);
 const HOST_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPpSWsIY6BdSprG0TgIPYzp0xZwJIbAxkrT42g8eVtLm';
 
-interface Counts {
-  messages: number;
-  recipients: number;
-  delivered: number;
-  deferred: number;
-  bounced: number;
-  expired: number;
-  bytes: number;
-}
 type Rcpt = { to: string; status: 'sent' | 'deferred' | 'bounced' };
 let qidCounter = 0x10000000;
 
@@ -71,11 +63,11 @@ describe('usage collection from node logs', () => {
   };
   const totalsBy = async (groupBy: string, key: string) => {
     const page = await usage(`groupBy=${groupBy}&granularity=day&from=${dayStart(hour0)}&to=${dayEnd()}&limit=500`);
-    const out: Record<string, Counts> = {};
+    const out: Record<string, UsageCounters> = {};
     for (const item of page.items) {
       const k = String(item[key] ?? 'null');
-      const acc = (out[k] ??= { messages: 0, recipients: 0, delivered: 0, deferred: 0, bounced: 0, expired: 0, bytes: 0 });
-      for (const c of Object.keys(acc) as (keyof Counts)[]) acc[c] += item[c] as number;
+      const acc = (out[k] ??= emptyCounters());
+      for (const c of Object.keys(acc) as (keyof UsageCounters)[]) acc[c] += item[c] as number;
     }
     return out;
   };
