@@ -73,19 +73,25 @@ function digits(s: string, start: number, end: number): number {
   return n;
 }
 
-/** The `<…>` address after `key=<` at `from`, or undefined. */
-function angleValue(s: string, from: number): string | undefined {
-  const end = s.indexOf('>', from);
-  return end < 0 ? undefined : s.slice(from, end);
+/** `needle` in s[from, end), or -1: indexOf bounded to one line of a larger text. */
+function indexIn(s: string, needle: string, from: number, end: number): number {
+  const i = s.indexOf(needle, from);
+  return i < 0 || i + needle.length > end ? -1 : i;
 }
 
-/** Digits after `key` (e.g. `, size=`) at or after `from`, or NaN. */
-function numberAfter(s: string, key: string, from: number): number {
-  const i = s.indexOf(key, from);
+/** The `<…>` address after `key=<` at `from`, within the line ending at `end`, or undefined. */
+function angleValue(s: string, from: number, end: number): string | undefined {
+  const close = indexIn(s, '>', from, end);
+  return close < 0 ? undefined : s.slice(from, close);
+}
+
+/** Digits after `key` (e.g. `, size=`) at or after `from`, within the line ending at `end`, or NaN. */
+function numberAfter(s: string, key: string, from: number, end: number): number {
+  const i = indexIn(s, key, from, end);
   if (i < 0) return Number.NaN;
   let j = i + key.length;
   const start = j;
-  while (j < s.length && s.charCodeAt(j) >= 48 && s.charCodeAt(j) <= 57) j++;
+  while (j < end && s.charCodeAt(j) >= 48 && s.charCodeAt(j) <= 57) j++;
   return j === start ? Number.NaN : digits(s, start, j);
 }
 
@@ -112,29 +118,32 @@ export class LogLineParser {
 
   constructor(private readonly time: TimeContext) {}
 
-  /** The index after the timestamp (its value is then in lastMs), or -1. No object per line: this runs a million times. */
-  private timestamp(line: string): number {
+  /**
+   * The index after the timestamp of the line starting at `s` (its value is then in lastMs), or -1.
+   * No object per line: this runs a million times.
+   */
+  private timestamp(text: string, s: number, lineEnd: number): number {
     // Same second as the line before (most lines): no slice, no date arithmetic.
     const last = this.lastStamp;
-    if (last.length > 0 && line.charCodeAt(last.length) === 32 && line.startsWith(last)) return last.length;
-    if (line.length > 20 && line.charCodeAt(4) === 45 /* - */ && line.charCodeAt(10) === 84 /* T */) {
-      const end = line.indexOf(' ');
+    if (last.length > 0 && text.charCodeAt(s + last.length) === 32 && text.startsWith(last, s)) return s + last.length;
+    if (lineEnd - s > 20 && text.charCodeAt(s + 4) === 45 /* - */ && text.charCodeAt(s + 10) === 84 /* T */) {
+      const end = indexIn(text, ' ', s, lineEnd);
       if (end < 0) return -1;
       // The fraction changes on every line: parse the second once, add the fraction by hand.
-      let z = 19;
+      let z = s + 19;
       let fraction = 0;
-      if (line.charCodeAt(19) === 46 /* . */) {
+      if (text.charCodeAt(z) === 46 /* . */) {
         let scale = 100;
-        for (z = 20; z < end; z++) {
-          const d = line.charCodeAt(z) - 48;
+        for (z = s + 20; z < end; z++) {
+          const d = text.charCodeAt(z) - 48;
           if (d < 0 || d > 9) break;
           fraction += d * scale;
           scale /= 10;
         }
       }
-      const zone = line.slice(z, end);
-      if (!line.startsWith(this.lastSecond) || zone !== this.lastZone || this.lastSecond === '') {
-        const second = line.slice(0, 19);
+      const zone = text.slice(z, end);
+      if (!text.startsWith(this.lastSecond, s) || zone !== this.lastZone || this.lastSecond === '') {
+        const second = text.slice(s, s + 19);
         const ms = Date.parse(second + zone);
         if (Number.isNaN(ms)) return -1;
         this.lastSecond = second;
@@ -146,18 +155,18 @@ export class LogLineParser {
       return end;
     }
     // `Mmm dd HH:MM:SS` (day padded with a space): 15 characters.
-    if (line.length < 16 || line.charCodeAt(15) !== 32) return -1;
+    if (lineEnd - s < 16 || text.charCodeAt(s + 15) !== 32) return -1;
     // Same minute as the last stamp: only the seconds differ.
     const minute = this.lastMinute;
-    if (minute.length > 0 && line.startsWith(minute) && line.charCodeAt(12) === 58) {
-      const ss = digits(line, 13, 15);
+    if (minute.length > 0 && text.startsWith(minute, s) && text.charCodeAt(s + 12) === 58) {
+      const ss = digits(text, s + 13, s + 15);
       if (!Number.isNaN(ss)) {
-        this.lastStamp = line.slice(0, 15);
+        this.lastStamp = text.slice(s, s + 15);
         this.lastMs = this.lastMinuteMs + ss * 1000;
-        return 15;
+        return s + 15;
       }
     }
-    const stamp = line.slice(0, 15);
+    const stamp = text.slice(s, s + 15);
     if (stamp !== this.lastStamp) {
       const month = MONTHS[stamp.slice(0, 3)];
       const day = stamp.charCodeAt(4) === 32 ? digits(stamp, 5, 6) : digits(stamp, 4, 6);
@@ -174,88 +183,102 @@ export class LogLineParser {
       this.lastMinuteMs = Date.UTC(year, month, day, hh, mm, 0) - this.time.utcOffsetMinutes * 60_000;
       this.lastMs = this.lastMinuteMs + ss * 1000;
     }
-    return 15;
+    return s + 15;
   }
 
   /**
-   * Where the timestamp ends, from its shape alone (its value is computed only for lines that
-   * count: half of a log's lines never need it); -1 when the line does not start like a syslog line.
+   * Where the timestamp of the line starting at `s` ends, from its shape alone (its value is
+   * computed only for lines that count: half of a log's lines never need it); -1 when the line
+   * does not start like a syslog line.
    */
-  private stampEnd(line: string): number {
-    if (line.charCodeAt(4) === 45 /* - */ && line.charCodeAt(10) === 84 /* T */) return line.indexOf(' ');
-    if (line.charCodeAt(15) !== 32 || line.charCodeAt(9) !== 58 || line.charCodeAt(12) !== 58) return -1;
-    return MONTH_CODES.has(line.charCodeAt(0) * 65_536 + line.charCodeAt(1) * 256 + line.charCodeAt(2)) ? 15 : -1;
+  private stampEnd(text: string, s: number, end: number): number {
+    if (end - s < 16) return -1;
+    if (text.charCodeAt(s + 4) === 45 /* - */ && text.charCodeAt(s + 10) === 84 /* T */) return indexIn(text, ' ', s, end);
+    if (text.charCodeAt(s + 15) !== 32 || text.charCodeAt(s + 9) !== 58 || text.charCodeAt(s + 12) !== 58) return -1;
+    return MONTH_CODES.has(text.charCodeAt(s) * 65_536 + text.charCodeAt(s + 1) * 256 + text.charCodeAt(s + 2)) ? s + 15 : -1;
   }
 
+  /** One log line (without its newline). */
   parse(line: string): ParseResult {
-    const tsEnd = this.stampEnd(line);
+    return this.parseAt(line, 0, line.length);
+  }
+
+  /**
+   * The line text[start, end) of a larger text, `end` being the index of its newline or the
+   * text's length: a collector parses a chunk of the log in place, with no string cut out per
+   * line, and reads the characters from one flat string.
+   */
+  parseAt(text: string, start: number, end: number): ParseResult {
+    const tsEnd = this.stampEnd(text, start, end);
     if (tsEnd < 0) return 'malformed';
     // host, then `program[pid]: `
-    const hostEnd = line.indexOf(' ', tsEnd + 1);
+    const hostEnd = indexIn(text, ' ', tsEnd + 1, end);
     if (hostEnd < 0) return 'malformed';
-    const tagEnd = line.indexOf(': ', hostEnd + 1);
+    const tagEnd = indexIn(text, ': ', hostEnd + 1, end);
     if (tagEnd < 0) return 'malformed';
-    const idEnd = line.indexOf(': ', tagEnd + 2);
+    const idEnd = indexIn(text, ': ', tagEnd + 2, end);
     if (idEnd < 0) return 'ignored';
 
     const p = idEnd + 2; // start of the payload
     // Most lines (connect, TLS, message-id, statistics) mean nothing for usage: the payload's first
     // letter rules them out before anything is cut out of the line.
-    const first = line.charCodeAt(p);
+    const first = p < end ? text.charCodeAt(p) : -1;
     if (first !== 116 /* to= */ && first !== 102 /* from= */ && first !== 99 /* client= */ && first !== 114 /* removed */ && first !== 117 /* uid= */ && first !== 115 /* sender= */) {
       return 'ignored';
     }
-    const queueId = line.slice(tagEnd + 2, idEnd);
+    const queueId = text.slice(tagEnd + 2, idEnd);
     if (!isQueueId(queueId)) return 'ignored';
-    if (this.timestamp(line) < 0) return 'malformed';
+    if (this.timestamp(text, start, end) < 0) return 'malformed';
     const at = this.lastMs;
-    if (first === 116) return line.startsWith('to=<', p) ? this.delivery(line, p, at, queueId) : 'ignored';
+    if (first === 116) return text.startsWith('to=<', p) ? this.delivery(text, p, end, at, queueId) : 'ignored';
 
-    const bracket = line.lastIndexOf('[', tagEnd);
+    const bracket = text.lastIndexOf('[', tagEnd);
     const programEnd = bracket > hostEnd ? bracket : tagEnd;
-    const slash = line.lastIndexOf('/', programEnd);
-    const program = line.slice(slash > hostEnd ? slash + 1 : hostEnd + 1, programEnd);
+    const slash = text.lastIndexOf('/', programEnd);
+    const program = text.slice(slash > hostEnd ? slash + 1 : hostEnd + 1, programEnd);
     switch (program) {
       case 'qmgr':
-        if (line.startsWith('from=<', p)) {
-          const sender = angleValue(line, p + 6);
+        if (text.startsWith('from=<', p)) {
+          const sender = angleValue(text, p + 6, end);
           if (sender === undefined) return 'malformed';
           const rest = p + 6 + sender.length;
-          if (line.startsWith('>, size=', rest)) {
-            const size = numberAfter(line, ', size=', rest);
-            const nrcpt = numberAfter(line, ', nrcpt=', rest);
+          if (text.startsWith('>, size=', rest)) {
+            const size = numberAfter(text, ', size=', rest, end);
+            const nrcpt = numberAfter(text, ', nrcpt=', rest, end);
             if (Number.isNaN(size) || Number.isNaN(nrcpt)) return 'malformed';
             return { kind: 'queued', at, queueId, sender, size, nrcpt };
           }
-          if (line.includes('status=expired', rest) || line.includes('status=force-expired', rest)) {
+          // A rare line: cut it out rather than let a search run on past its end.
+          const tail = text.slice(rest, end);
+          if (tail.includes('status=expired') || tail.includes('status=force-expired')) {
             return { kind: 'expired', at, queueId, sender };
           }
           return 'ignored';
         }
-        return line.length === p + 7 && line.endsWith('removed') ? { kind: 'removed', at, queueId } : 'ignored';
+        return end === p + 7 && text.startsWith('removed', p) ? { kind: 'removed', at, queueId } : 'ignored';
       case 'postsuper':
-        return line.startsWith('removed', p) ? { kind: 'removed', at, queueId } : 'ignored';
+        return end - p >= 7 && text.startsWith('removed', p) ? { kind: 'removed', at, queueId } : 'ignored';
       case 'smtpd':
-        return line.startsWith('client=', p) ? { kind: 'origin', at, queueId } : 'ignored';
+        return end - p >= 7 && text.startsWith('client=', p) ? { kind: 'origin', at, queueId } : 'ignored';
       case 'pickup':
-        return line.startsWith('uid=', p) || line.startsWith('sender=', p) ? { kind: 'origin', at, queueId } : 'ignored';
+        return (end - p >= 4 && text.startsWith('uid=', p)) || (end - p >= 7 && text.startsWith('sender=', p)) ? { kind: 'origin', at, queueId } : 'ignored';
       default:
         return 'ignored';
     }
   }
 
-  private delivery(line: string, p: number, at: number, queueId: string): ParseResult {
-    const recipient = angleValue(line, p + 4);
+  private delivery(text: string, p: number, lineEnd: number, at: number, queueId: string): ParseResult {
+    const recipient = angleValue(text, p + 4, lineEnd);
     if (recipient === undefined) return 'malformed';
-    const s = line.indexOf(', status=', p + 4 + recipient.length);
+    const s = indexIn(text, ', status=', p + 4 + recipient.length, lineEnd);
     if (s < 0) return 'malformed';
     const start = s + 9;
-    let end = line.indexOf(' ', start);
-    if (end < 0) end = line.length;
-    const status = line.slice(start, end);
+    let end = indexIn(text, ' ', start, lineEnd);
+    if (end < 0) end = lineEnd;
+    const status = text.slice(start, end);
     if (status === 'sent') {
       // A local alias expansion is not a delivery (pflogsumm counts these as "forwarded").
-      if (line.startsWith('(forwarded as ', end + 1)) return 'ignored';
+      if (lineEnd - (end + 1) >= 14 && text.startsWith('(forwarded as ', end + 1)) return 'ignored';
       return { kind: 'delivery', at, queueId, recipient, status };
     }
     if (status === 'deferred' || status === 'bounced') return { kind: 'delivery', at, queueId, recipient, status };

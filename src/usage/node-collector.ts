@@ -64,7 +64,7 @@ function parseChunk(chunk: LogChunk, data: Buffer): Pick<ParsedBatch, 'events' |
     if (end < 0) end = text.length;
     if (end > start) {
       lines++;
-      const r = parser.parse(text.slice(start, end));
+      const r = parser.parseAt(text, start, end);
       if (r === 'malformed') malformed++;
       else if (r !== 'ignored') {
         events.push(r);
