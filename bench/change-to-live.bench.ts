@@ -157,6 +157,38 @@ function pidFrom(file: string): number | undefined {
     return undefined;
   }
 }
+/** Parent → children of every live process (one pass over /proc). */
+function processChildren(): Map<number, number[]> {
+  const children = new Map<number, number[]>();
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const st = readFileSync(`/proc/${e}/stat`, 'utf8');
+      const ppid = Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]);
+      const list = children.get(ppid) ?? [];
+      list.push(Number(e));
+      children.set(ppid, list);
+    } catch {
+      /* exited */
+    }
+  }
+  return children;
+}
+/**
+ * A process, its reaped descendants and its live ones: an SSH connection kept open between deploys
+ * is a live sshd whose sessions are reaped into it, not (yet) into the listener.
+ */
+function treeCpuMs(pid: number | undefined, children: Map<number, number[]>): number {
+  if (pid === undefined) return 0;
+  let total = procCpuMs(pid);
+  const stack = [...(children.get(pid) ?? [])];
+  while (stack.length > 0) {
+    const p = stack.pop()!;
+    total += procCpuMs(p);
+    stack.push(...(children.get(p) ?? []));
+  }
+  return total;
+}
 function postgresCpuMs(): number {
   let total = 0;
   for (const e of readdirSync('/proc')) {
@@ -194,10 +226,12 @@ interface CpuSnapshot {
 }
 function cpuSnapshot(active: PostfixNode[]): CpuSnapshot {
   const usage = process.cpuUsage();
+  const children = processChildren();
   return {
     controlPlane: (usage.user + usage.system) / 1000,
-    // The sshd listener reaps each connection's sshd, which reaped the commands it ran.
-    nodeSsh: active.reduce((sum, n) => sum + procCpuMs(pidFrom(path.join(n.baseDir, 'ssh', 'sshd.pid'))), 0),
+    // The sshd listener reaps each connection's sshd, which reaped the commands it ran; connections
+    // still open count with their own and their reaped sessions' CPU.
+    nodeSsh: active.reduce((sum, n) => sum + treeCpuMs(pidFrom(path.join(n.baseDir, 'ssh', 'sshd.pid')), children), 0),
     postfix: active.reduce((sum, n) => sum + procCpuMs(pidFrom(path.join(n.queueDir, 'pid', 'master.pid'))), 0),
     postgres: postgresCpuMs(),
     total: systemBusyMs(),

@@ -130,6 +130,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     app.addHook('onReady', () => worker.start());
     app.addHook('onClose', () => worker.stop());
   }
+  app.addHook('onClose', async () => services.deployments.close());
 
   await app.register(idempotency, { prisma: deps.prisma });
   await app.register(openapi, { handlers: operationHandlers(services) });

@@ -99,6 +99,12 @@ const envSchema = z.object({
     .int('must be a whole number of seconds')
     .min(0, 'must be at least 0')
     .default(48 * 3600),
+  RELAYPLANE_SSH_IDLE_SECONDS: z.coerce
+    .number({ message: 'must be a whole number of seconds between 0 and 3600' })
+    .int('must be a whole number of seconds between 0 and 3600')
+    .min(0, 'must be a whole number of seconds between 0 and 3600')
+    .max(3600, 'must be a whole number of seconds between 0 and 3600')
+    .default(30),
   RELAYPLANE_DEPLOY_CONCURRENCY: z.coerce
     .number({ message: 'must be an integer between 1 and 64' })
     .int('must be an integer between 1 and 64')
@@ -124,6 +130,8 @@ export interface Config {
   migrateOnStart: boolean;
   /** The control plane's SSH private key file (absolute); read when a node is contacted, never stored or logged. */
   sshPrivateKeyPath: string | undefined;
+  /** How long the deployer keeps a node's SSH connection open after a deploy, for the next one; 0: a new connection every time. */
+  sshIdleSeconds: number;
   /** Period of the sync worker's reconcile. */
   syncIntervalSeconds: number;
   /** Quiet time after a config change before the sync worker compiles and deploys. */
@@ -174,6 +182,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tokenTtlSeconds: values.RELAYPLANE_TOKEN_TTL_SECONDS,
     migrateOnStart: values.RELAYPLANE_MIGRATE_ON_START,
     sshPrivateKeyPath: values.RELAYPLANE_SSH_PRIVATE_KEY_PATH === undefined ? undefined : path.resolve(values.RELAYPLANE_SSH_PRIVATE_KEY_PATH),
+    sshIdleSeconds: values.RELAYPLANE_SSH_IDLE_SECONDS,
     syncIntervalSeconds: values.RELAYPLANE_SYNC_INTERVAL_SECONDS,
     syncDebounceMs: values.RELAYPLANE_SYNC_DEBOUNCE_MS,
     usageIntervalSeconds: values.RELAYPLANE_USAGE_INTERVAL_SECONDS,

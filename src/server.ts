@@ -26,7 +26,7 @@ export async function serve(config: Config, options: ServeOptions) {
     const app = await buildApp({
       config: runtime,
       prisma,
-      ssh: { privateKeyPath: runtime.sshPrivateKeyPath, concurrency: runtime.deployConcurrency },
+      ssh: { privateKeyPath: runtime.sshPrivateKeyPath, concurrency: runtime.deployConcurrency, idleMs: runtime.sshIdleSeconds * 1000 },
       usage: { finalDelaySeconds: runtime.usageFinalDelaySeconds, messageRetentionSeconds: runtime.usageMessageRetentionDays * 86_400 },
       dnsServers: runtime.dnsServers,
       verification: {

@@ -14,6 +14,9 @@ describe('loadConfig', () => {
     const config = loadConfig({ RELAYPLANE_SSH_PRIVATE_KEY_PATH: 'keys/id_ed25519', RELAYPLANE_SYNC_INTERVAL_SECONDS: '30', RELAYPLANE_DEPLOY_CONCURRENCY: '8' });
     expect(config.sshPrivateKeyPath).toBe(path.resolve('keys/id_ed25519'));
     expect(config).toMatchObject({ syncIntervalSeconds: 30, deployConcurrency: 8 });
+    // SSH connections kept for the next deploy: 30 s by default, 0 turns reuse off.
+    expect(loadConfig({}).sshIdleSeconds).toBe(30);
+    expect(loadConfig({ RELAYPLANE_SSH_IDLE_SECONDS: '0' }).sshIdleSeconds).toBe(0);
   });
 
   it('derives external mode from DATABASE_URL and decodes the master key', () => {
@@ -34,6 +37,7 @@ describe('loadConfig', () => {
     [{ RELAYPLANE_SYNC_INTERVAL_SECONDS: '1' }, /^Invalid configuration: RELAYPLANE_SYNC_INTERVAL_SECONDS must be at least 5 \(got "1"\)$/],
     [{ RELAYPLANE_SYNC_DEBOUNCE_MS: 'soon' }, /RELAYPLANE_SYNC_DEBOUNCE_MS/],
     [{ RELAYPLANE_DEPLOY_CONCURRENCY: '0' }, /^Invalid configuration: RELAYPLANE_DEPLOY_CONCURRENCY must be an integer between 1 and 64/],
+    [{ RELAYPLANE_SSH_IDLE_SECONDS: '-1' }, /^Invalid configuration: RELAYPLANE_SSH_IDLE_SECONDS must be a whole number of seconds between 0 and 3600 \(got "-1"\)$/],
   ])('refuses %o with one line naming the variable', (env, message) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(message);

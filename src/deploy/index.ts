@@ -27,6 +27,7 @@ export {
   type NodeConnection,
   type NodeTarget,
 } from './ssh-transport.js';
+export { ConnectionPool, type ConnectionPoolOptions } from './connection-pool.js';
 export { driftedFiles } from './live-files.js';
 export { probeNode, type NodeProbe } from './node-probe.js';
 export { mapLimit, syncNode, type NodeSyncOptions, type NodeSyncResult, type RetryPolicy } from './node-sync.js';

@@ -27,32 +27,39 @@ export function expectedDigests(bundle: Bundle): Map<string, string> {
   return out;
 }
 
-function digestScript(bundle: Bundle): string {
-  const lines: string[] = [];
-  for (const name of Object.keys(bundle.files).sort()) {
-    lines.push(`test -f ${sh(name)} && printf '%s source %s\\n' ${sh(name)} "$(sha256sum < ${sh(name)} | cut -c1-64)"`);
-  }
+/**
+ * Prints `<hex>  <name>` for every source (one sha256sum for all; a missing file only goes to
+ * stderr) and `<name> db <hex>  -` for every table whose .db exists, run in the release dir.
+ */
+export function digestScript(bundle: Bundle): string {
+  const names = Object.keys(bundle.files).sort();
+  if (names.length === 0) return 'true';
+  const lines = [`sha256sum -- ${names.map((n) => sh(n)).join(' ')}`];
   for (const [name] of hashMaps(bundle)) {
-    lines.push(
-      `test -f ${sh(`${name}.db`)} && printf '%s db %s\\n' ${sh(name)} "$(postmap -s ${sh(`hash:${name}`)} | LC_ALL=C sort | sha256sum | cut -c1-64)"`,
-    );
+    lines.push(`test -f ${sh(`${name}.db`)} && { printf '%s db ' ${sh(name)}; postmap -s ${sh(`hash:${name}`)} | LC_ALL=C sort | sha256sum; }`);
   }
   // Each line may fail (a missing file): the script as a whole must not.
   return `${lines.map((l) => `{ ${l}; } 2>/dev/null`).join('\n')}\ntrue`;
 }
 
-/** Names of the bundle files whose source or table content in `dir` differs from the bundle. */
-export async function driftedFiles(conn: NodeConnection, dir: string, bundle: Bundle): Promise<string[]> {
-  if (Object.keys(bundle.files).length === 0) return [];
-  const r = await conn.exec(digestScript(bundle), { cwd: dir });
+/** Names of the bundle files whose source or table content differs, from digestScript's output. */
+export function driftFromDigests(stdout: string, bundle: Bundle): string[] {
   const seen = new Map<string, string>();
-  for (const line of r.stdout.split('\n')) {
-    const m = /^(\S+ (?:source|db)) ([0-9a-f]{64})$/.exec(line);
-    if (m !== null) seen.set(m[1]!, m[2]!);
+  for (const line of stdout.split('\n')) {
+    const source = /^([0-9a-f]{64}) {2}(\S+)$/.exec(line);
+    if (source !== null) seen.set(`${source[2]!} source`, source[1]!);
+    const db = /^(\S+ db) ([0-9a-f]{64}) {2}-$/.exec(line);
+    if (db !== null) seen.set(db[1]!, db[2]!);
   }
   const drifted = new Set<string>();
   for (const [key, digest] of expectedDigests(bundle)) {
     if (seen.get(key) !== digest) drifted.add(key.slice(0, key.lastIndexOf(' ')));
   }
   return [...drifted].sort();
+}
+
+/** Names of the bundle files whose source or table content in `dir` differs from the bundle. */
+export async function driftedFiles(conn: NodeConnection, dir: string, bundle: Bundle): Promise<string[]> {
+  if (Object.keys(bundle.files).length === 0) return [];
+  return driftFromDigests((await conn.exec(digestScript(bundle), { cwd: dir })).stdout, bundle);
 }

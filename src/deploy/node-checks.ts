@@ -7,12 +7,12 @@ import { randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
 import { hashMaps, type Bundle, type BundleFile } from './bundle.js';
 import { tlsLevelProblem, typedValueProblem } from './bundle-checks.js';
-import type { DeployClock } from './deploy-types.js';
 import { excerpt } from './errors.js';
 import { parseMapSource, type MapEntry } from './map-source.js';
 import { backdateCommand, parseParams, parseServiceParams, planCommands, type ConfigPlan, type DesiredConfig } from './postfix-config.js';
 import { sh, shellQuote } from './shell-quote.js';
-import { execOk, type NodeConnection } from './ssh-transport.js';
+import { execSections } from './remote-script.js';
+import type { ExecResult, NodeConnection } from './ssh-transport.js';
 
 /**
  * `postmap` of every hash table in `dir`, then the modes of sources and .db files. postmap exits 0
@@ -49,18 +49,25 @@ function sampleEntries(file: BundleFile): MapEntry[] {
 
 /**
  * `postmap -s` entry counts against the source (optional), and `postmap -q` answers for sample keys
- * of each table under `dir`, all in one round trip: keys go through quoted here-documents.
+ * of each table under `dir`: keys go through quoted here-documents. A script (see execSections)
+ * and the reading of its output.
  */
-export async function probeTables(conn: NodeConnection, dir: string, bundle: Bundle, counts = true): Promise<string[]> {
-  const maps = hashMaps(bundle).map(([name, file]) => ({ name, file, sample: sampleEntries(file) }));
-  if (maps.length === 0) return [];
+export function probeScript(dir: string, bundle: Bundle, counts = true): string {
   const eof = `RELAYPLANE_EOF_${randomBytes(6).toString('hex')}`;
-  const script = maps.flatMap(({ name, sample }) => [
-    `echo ${sh(`${SECTION}${name}`)}`,
-    counts ? `printf 'count %s\\n' "$(postmap -s ${sh(`hash:${posix.join(dir, name)}`)} | wc -l)"` : 'true',
-    sample.length === 0 ? 'true' : `${sh('postmap', '-q', '-', `hash:${posix.join(dir, name)}`)} <<'${eof}'\n${sample.map((e) => e.key).join('\n')}\n${eof}`,
-  ]);
-  const r = await conn.exec(script.join('\n'));
+  const lines = hashMaps(bundle).flatMap(([name, file]) => {
+    const sample = sampleEntries(file);
+    const table = sh(`hash:${posix.join(dir, name)}`);
+    return [
+      `echo ${sh(`${SECTION}${name}`)}`,
+      counts ? `printf 'count '; postmap -s ${table} | wc -l` : 'true',
+      sample.length === 0 ? 'true' : `postmap -q - ${table} <<'${eof}'\n${sample.map((e) => e.key).join('\n')}\n${eof}`,
+    ];
+  });
+  return lines.length > 0 ? lines.join('\n') : 'true';
+}
+
+export function probeProblems(r: ExecResult, bundle: Bundle, counts = true): string[] {
+  const maps = hashMaps(bundle).map(([name, file]) => ({ name, file, sample: sampleEntries(file) }));
   const sections = new Map<string, string[]>();
   let current: string[] = [];
   for (const line of r.stdout.split('\n')) {
@@ -86,14 +93,15 @@ export async function probeTables(conn: NodeConnection, dir: string, bundle: Bun
 
 /**
  * `postfix check` (ownership and permissions of the installation; its warnings are reported, not
- * fatal), and every master.cf command present in daemon_directory: a missing one only shows when
- * master spawns it ("fatal: master_spawn: exec …: No such file").
+ * fatal), and every master.cf command present in daemon_directory (as read-node found it): a
+ * missing one only shows when master spawns it ("fatal: master_spawn: exec …: No such file").
  */
-export async function checkInstallation(conn: NodeConnection, bundle: Bundle): Promise<{ problems: string[]; warnings: string[] }> {
+export function installationScript(bundle: Bundle, daemonDirectory: string): string {
   const commands = [...new Set(bundle.masterCf.map((s) => s.command))];
-  const r = await conn.exec(
-    `postfix check >&2; echo "check $?"; d=$(postconf -xh daemon_directory) && for c in ${commands.map(shellQuote).join(' ')}; do test -x "$d/$c" || echo "missing $c"; done`,
-  );
+  return `postfix check >&2; echo "check $?"; d=${shellQuote(daemonDirectory)}; for c in ${commands.map(shellQuote).join(' ')}; do test -x "$d/$c" || echo "missing $c"; done`;
+}
+
+export function installationResult(r: ExecResult): { problems: string[]; warnings: string[] } {
   const problems: string[] = [];
   const checkCode = /^check (\d+)$/m.exec(r.stdout)?.[1];
   if (checkCode !== '0') problems.push(`postfix check exit ${checkCode ?? '?'}: ${excerpt(r.stderr, 300)}`);
@@ -103,15 +111,19 @@ export async function checkInstallation(conn: NodeConnection, bundle: Bundle): P
   return { problems, warnings };
 }
 
+export interface StagedConfigArgs {
+  scratchDir: string;
+  configDir: string;
+  plan: ConfigPlan;
+  desired: DesiredConfig;
+}
+
 /**
  * Applies the plan to a scratch copy of main.cf/master.cf, then asks postconf about the result:
  * "unused parameter" warnings name parameters Postfix does not know (it only warns), and expanded
  * values are checked against the type of their default (`postconf -dx`) and TLS level names.
  */
-export async function checkStagedConfig(
-  conn: NodeConnection,
-  args: { scratchDir: string; configDir: string; plan: ConfigPlan; desired: DesiredConfig },
-): Promise<string[]> {
+export function stagedConfigScript(args: StagedConfigArgs): string {
   const { scratchDir: d, configDir, plan, desired } = args;
   const setup = [
     sh('mkdir', '-p', d),
@@ -121,7 +133,7 @@ export async function checkStagedConfig(
     sh('postconf', '-c', d, '-n') + ' >/dev/null',
     sh('postconf', '-c', d, '-P') + ' >/dev/null',
   ].join(' && ');
-  const ours = new Set([...desired.params.map(([k]) => k), ...desired.services.flatMap((s) => s.params.map(([k]) => k))]);
+  const ours = ourParams(desired);
   const mainNames = desired.params.map(([k]) => k);
   const serviceNames = desired.services.flatMap((s) => s.params.map(([k]) => `${s.key}/${k}`));
   // After the edits: the defaults (expanded) and the expanded values, for the type checks below.
@@ -132,8 +144,14 @@ export async function checkStagedConfig(
     'echo @@',
     serviceNames.length > 0 ? sh('postconf', '-c', d, '-Px', ...serviceNames) : 'true',
   ].join('; ');
-  const r = await conn.exec(`${setup} && { ${query}; } 2>/dev/null`);
+  return `${setup} && { ${query}; } 2>/dev/null`;
+}
+
+const ourParams = (desired: DesiredConfig) => new Set([...desired.params.map(([k]) => k), ...desired.services.flatMap((s) => s.params.map(([k]) => k))]);
+
+export function stagedConfigProblems(r: ExecResult, desired: DesiredConfig): string[] {
   if (r.code !== 0) return [`postconf on a scratch copy failed (exit ${r.code}): ${excerpt(r.stderr, 300)}`];
+  const ours = ourParams(desired);
   const problems: string[] = [];
   for (const m of r.stderr.matchAll(/(?:unused parameter: ([a-z0-9_]+)=|([a-z0-9_]+): unknown parameter)/g)) {
     const name = m[1] ?? m[2] ?? '';
@@ -152,29 +170,63 @@ export async function checkStagedConfig(
   return problems;
 }
 
-const RELOAD_LINE = /\/master\[\d+\]: reload -- /;
+/**
+ * The validate step in one round trip: the installation, `postmap -s`/`-q` probes of the staged
+ * tables, and the staged main.cf/master.cf. Problems stop the deploy; postfix check's warnings do not.
+ */
+export async function validateStaged(
+  conn: NodeConnection,
+  args: { bundle: Bundle; stagingDir: string; daemonDirectory: string } & StagedConfigArgs,
+): Promise<{ problems: string[]; warnings: string[] }> {
+  const r = await execSections(conn, [
+    { name: 'installation', script: installationScript(args.bundle, args.daemonDirectory) },
+    { name: 'probe', script: probeScript(args.stagingDir, args.bundle) },
+    { name: 'staged-config', script: stagedConfigScript(args) },
+  ]);
+  const installation = installationResult(r.get('installation')!);
+  return {
+    problems: [...installation.problems, ...probeProblems(r.get('probe')!, args.bundle), ...stagedConfigProblems(r.get('staged-config')!, args.desired)],
+    warnings: installation.warnings,
+  };
+}
+
+const RELOAD_LINE = '/master\\[[0-9]+\\]: reload -- ';
 const TROUBLE = /\b(fatal|panic):|bad command startup -- throttling/;
+const RELOADED = 'relayplane: reload logged';
+const NO_RELOAD = 'relayplane: no reload logged';
+
+export interface ReloadLogArgs {
+  maillog: string;
+  /** Size of the maillog before the reload: only what was written after counts. */
+  offset: number;
+  settleMs: number;
+  timeoutMs: number;
+}
+
+const seconds = (ms: number) => (Math.max(0, ms) / 1000).toFixed(3);
 
 /**
- * Waits for master to log the reload (Postfix writes maillog_file asynchronously through postlogd),
- * lets new processes start for `settleMs`, then looks for fatal/panic lines or throttling since.
+ * Waits on the node for master to log the reload (Postfix writes maillog_file asynchronously
+ * through postlogd), lets new processes start for `settleMs`, then prints the log since `offset`
+ * for reloadLogProblems. `tail -F` wakes on each write (inotify) and exits once grep has its line,
+ * so the wait costs no polling round trips; `timeout` bounds it.
  */
-export async function checkLogAfterReload(
-  conn: NodeConnection,
-  args: { maillog: string; offset: number; clock: DeployClock; settleMs: number; timeoutMs: number },
-): Promise<string[]> {
-  const read = async () =>
-    (await execOk(conn, `tail -c +${args.offset + 1} ${shellQuote(args.maillog)} 2>/dev/null || true`)).stdout;
-  const deadline = args.clock.now().getTime() + args.timeoutMs;
-  let text = await read();
-  while (!RELOAD_LINE.test(text)) {
-    if (args.clock.now().getTime() >= deadline) return [`master did not log the reload within ${args.timeoutMs} ms`];
-    await args.clock.sleep(100);
-    text = await read();
-  }
-  await args.clock.sleep(args.settleMs);
-  text = await read();
-  return text
+export function reloadLogScript(args: ReloadLogArgs): string {
+  const log = shellQuote(args.maillog);
+  const from = `+${args.offset + 1}`;
+  return [
+    `if timeout ${seconds(args.timeoutMs)} tail -F -c ${from} ${log} 2>/dev/null | grep -q -m1 -E ${shellQuote(RELOAD_LINE)}`,
+    `then sleep ${seconds(args.settleMs)}; echo ${shellQuote(RELOADED)}; tail -c ${from} ${log} 2>/dev/null || true`,
+    `else echo ${shellQuote(NO_RELOAD)}; fi`,
+  ].join('\n');
+}
+
+/** fatal/panic lines or throttling since the reload; a reload master never logged is a problem too. */
+export function reloadLogProblems(r: ExecResult, timeoutMs: number): string[] {
+  const newline = r.stdout.indexOf('\n');
+  if (newline === -1 || r.stdout.slice(0, newline) !== RELOADED) return [`master did not log the reload within ${timeoutMs} ms`];
+  return r.stdout
+    .slice(newline + 1)
     .split('\n')
     .filter((l) => TROUBLE.test(l))
     .slice(0, 3)

@@ -24,21 +24,25 @@ import {
 } from './deploy-types.js';
 import { DeployCheckError, excerpt } from './errors.js';
 import { META_DIR, nodeLayout, versionOfTarget, type NodeLayout } from './layout.js';
-import { driftedFiles } from './live-files.js';
-import { checkInstallation, checkLogAfterReload, checkStagedConfig, postmapTables, probeTables } from './node-checks.js';
+import { digestScript, driftFromDigests, driftedFiles } from './live-files.js';
+import { postmapTables, reloadLogProblems, reloadLogScript, validateStaged } from './node-checks.js';
 import {
   backdateCommand,
   describePlan,
   desiredConfig,
+  liveStateScript,
+  parseLiveState,
   planCommands,
   planConfig,
   planIsEmpty,
   readNodeState,
   type ConfigPlan,
   type DesiredConfig,
+  type LiveState,
   type NodeState,
 } from './postfix-config.js';
 import { backupCommand, promoteRelease, pruneReleases, removeReleaseDir, restoreConfig, stageRelease, switchCurrent } from './release-store.js';
+import { execSections, sectionOk, type Section } from './remote-script.js';
 import { sh } from './shell-quote.js';
 import { execOk, type NodeConnection } from './ssh-transport.js';
 
@@ -135,7 +139,14 @@ class DeployRun {
     this.plan = plan;
 
     if (node.liveVersion === this.bundle.version) {
-      const drift = await this.step('verify-live', () => this.liveProblems(node), (p) => (p.length === 0 ? 'in sync' : excerpt(p.join('; '))));
+      const drift = await this.step(
+        'verify-live',
+        async () => {
+          this.drifted = await driftedFiles(this.conn, this.layout.liveDir, this.bundle);
+          return this.liveProblems(node);
+        },
+        (p) => (p.length === 0 ? 'in sync' : excerpt(p.join('; '))),
+      );
       if (drift.length === 0) return; // idempotent: nothing touched
       this.repair = true;
       this.releaseDir = this.layout.release(this.bundle.version);
@@ -180,18 +191,17 @@ class DeployRun {
     this.to('staged');
     await this.step('postmap', async () => assertNone('postmap', await postmapTables(this.conn, staging, this.bundle)));
     await this.step('validate', async () => {
-      const installation = await checkInstallation(this.conn, this.bundle);
-      this.warnings.push(...installation.warnings.map((w) => `postfix check: ${w}`));
-      assertNone('validate', [
-        ...installation.problems,
-        ...(await probeTables(this.conn, staging, this.bundle)),
-        ...(await checkStagedConfig(this.conn, {
-          scratchDir: posix.join(staging, META_DIR, 'check'),
-          configDir: this.layout.configDir,
-          plan: this.plan!,
-          desired: this.desired,
-        })),
-      ]);
+      const { problems, warnings } = await validateStaged(this.conn, {
+        bundle: this.bundle,
+        stagingDir: staging,
+        daemonDirectory: this.node!.daemonDirectory,
+        scratchDir: posix.join(staging, META_DIR, 'check'),
+        configDir: this.layout.configDir,
+        plan: this.plan!,
+        desired: this.desired,
+      });
+      this.warnings.push(...warnings.map((w) => `postfix check: ${w}`));
+      assertNone('validate', problems);
     });
     this.to('validated');
     await this.step('promote', async () => {
@@ -244,33 +254,38 @@ class DeployRun {
     return Number.parseInt(r.stdout.trim(), 10) || 0;
   }
 
-  /** What differs between the node and the bundle (no reload, no log): empty when in sync. */
-  private async liveProblems(state?: NodeState): Promise<string[]> {
-    const now = state ?? (await readNodeState(this.conn, this.layout));
+  /** What differs between the node and the bundle (given the files found drifted): empty when in sync. */
+  private liveProblems(now: LiveState): string[] {
     const problems: string[] = [];
     if (now.liveVersion !== this.bundle.version) problems.push(`live version is ${now.liveVersion ?? 'none'}`);
     const plan = planConfig(this.desired, now.config);
     if (!planIsEmpty(plan)) problems.push(`config differs: ${describePlan(plan)}`);
-    this.drifted = await driftedFiles(this.conn, this.layout.liveDir, this.bundle);
     if (this.drifted.length > 0) problems.push(`files differ from the release: ${this.drifted.join(', ')}`);
     return problems;
   }
 
+  /**
+   * After the reload, in one round trip: the live release and config read again, the digests of
+   * the live files, then (on the node) the wait for master's reload line, the settle time and the log since.
+   */
   private async verifyAfterReload(offset: number): Promise<string[]> {
-    const problems = await this.liveProblems();
     const log = this.node?.maillogFile ?? '';
+    const settleMs = this.options.settleMs ?? 300;
+    const timeoutMs = this.options.reloadTimeoutMs ?? 10_000;
+    const sections: Section[] = [
+      { name: 'live-state', script: liveStateScript(this.layout) },
+      { name: 'digests', script: digestScript(this.bundle), cwd: this.layout.liveDir },
+    ];
+    if (log !== '') sections.push({ name: 'reload-log', script: reloadLogScript({ maillog: log, offset, settleMs, timeoutMs }) });
+    // The wait is bounded on the node; the exec gets that much time on top of its usual limit.
+    const r = await execSections(this.conn, sections, { timeoutMs: 60_000 + settleMs + timeoutMs });
+    this.drifted = driftFromDigests(r.get('digests')!.stdout, this.bundle);
+    const problems = this.liveProblems(parseLiveState(sectionOk(r, 'live-state').stdout));
     if (log === '') {
       this.warnings.push('maillog_file is not set: the log was not checked for fatal errors after the reload');
       return problems;
     }
-    const logProblems = await checkLogAfterReload(this.conn, {
-      maillog: log,
-      offset,
-      clock: this.clock,
-      settleMs: this.options.settleMs ?? 300,
-      timeoutMs: this.options.reloadTimeoutMs ?? 10_000,
-    });
-    return [...problems, ...logProblems];
+    return [...problems, ...reloadLogProblems(r.get('reload-log')!, timeoutMs)];
   }
 
   /** Back to the previous release and the saved main.cf/master.cf, then reload. */

@@ -153,6 +153,8 @@ export interface NodeState {
   configDirectory: string;
   /** `postconf -xh maillog_file`, '' when Postfix logs to syslog. */
   maillogFile: string;
+  /** `postconf -xh daemon_directory`: where master.cf commands must exist. */
+  daemonDirectory: string;
   /** `readlink current`, null when there is no live release. */
   currentTarget: string | null;
   /** Content of current/VERSION, null when missing. */
@@ -160,26 +162,56 @@ export interface NodeState {
   config: LiveConfig;
 }
 
+/** What a re-read after the reload needs: the release and the config, not where they are. */
+export type LiveState = Pick<NodeState, 'currentTarget' | 'liveVersion' | 'config'>;
+
 const SEP = '@@relayplane@@';
 
-/** Reads everything the deployer needs to know about the node in one round trip. */
-export async function readNodeState(conn: NodeConnection, layout: NodeLayout): Promise<NodeState> {
-  const script = [
-    'postconf -h config_directory',
-    'postconf -xh maillog_file',
+function liveStateCommands(layout: NodeLayout): string[] {
+  return [
     `readlink ${sh(layout.current)} || true`,
     `cat ${sh(posix.join(layout.current, 'VERSION'))} 2>/dev/null || true`,
     'postconf -n',
     'postconf -M',
     'postconf -P',
     `cat ${sh(posix.join(layout.current, META_DIR, 'params'))} 2>/dev/null || true`,
-  ].join(`; echo ${SEP}; `);
-  const r = await execOk(conn, `set -e; ${script}`);
-  const parts = r.stdout.split(`${SEP}\n`);
-  const [confDir, maillog, target, version, params, services, serviceParams, managed] = parts.map((p) => p.trim());
+  ];
+}
+
+const joinCommands = (commands: string[]) => `set -e; ${commands.join(`; echo ${SEP}; `)}`;
+
+/**
+ * Everything the deployer needs to know about the node, as one script (see parseNodeState). One
+ * postconf prints the three paths, one per line in the order asked; `-x` leaves config_directory
+ * as it is (it names a directory, never a `$parameter`).
+ */
+export function nodeStateScript(layout: NodeLayout): string {
+  return joinCommands(['postconf -xh config_directory maillog_file daemon_directory', ...liveStateCommands(layout)]);
+}
+
+export function parseNodeState(stdout: string): NodeState {
+  const [paths = '', ...rest] = stdout.split(`${SEP}\n`);
+  const [confDir, maillog, daemonDir] = paths.split('\n');
   return {
-    configDirectory: confDir ?? '',
-    maillogFile: maillog ?? '',
+    configDirectory: confDir?.trim() ?? '',
+    maillogFile: maillog?.trim() ?? '',
+    daemonDirectory: daemonDir?.trim() ?? '',
+    ...liveState(rest),
+  };
+}
+
+/** The live release and config only (after a reload: the paths cannot have changed). */
+export function liveStateScript(layout: NodeLayout): string {
+  return joinCommands(liveStateCommands(layout));
+}
+
+export function parseLiveState(stdout: string): LiveState {
+  return liveState(stdout.split(`${SEP}\n`));
+}
+
+function liveState(parts: string[]): LiveState {
+  const [target, version, params, services, serviceParams, managed] = parts.map((p) => p.trim());
+  return {
     currentTarget: target === undefined || target === '' ? null : target,
     liveVersion: version === undefined || version === '' ? null : version,
     config: {
@@ -189,4 +221,9 @@ export async function readNodeState(conn: NodeConnection, layout: NodeLayout): P
       managedParams: (managed ?? '').split('\n').filter((l) => /^[a-z0-9_]+$/.test(l)),
     },
   };
+}
+
+/** Reads the node's state in one round trip. */
+export async function readNodeState(conn: NodeConnection, layout: NodeLayout): Promise<NodeState> {
+  return parseNodeState((await execOk(conn, nodeStateScript(layout))).stdout);
 }

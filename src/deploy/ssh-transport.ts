@@ -51,6 +51,8 @@ export interface NodeConnection {
    * length). Never rejects on a non-zero exit.
    */
   execBytes(command: string, options?: { timeoutMs?: number }): Promise<{ code: number; stdout: Buffer; stderr: string }>;
+  /** False once the transport is closed (by either side); absent when the implementation cannot tell. */
+  isOpen?(): boolean;
   close(): void;
 }
 
@@ -166,7 +168,12 @@ class SshNodeConnection implements NodeConnection {
     private readonly ssh: NodeSSH,
     readonly host: string,
     private readonly commandTimeoutMs: number,
-  ) {}
+  ) {
+    // node-ssh stops listening for 'error' once connected: a reset socket (the node rebooted, its
+    // sshd restarted) would then be an uncaught exception. The connection just ends (isOpen false);
+    // a command on it fails or reports the lost channel.
+    (ssh.connection as unknown as { on(event: 'error', listener: (err: Error) => void): void } | null)?.on('error', () => undefined);
+  }
 
   async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
     const line = options.cwd === undefined ? command : `cd ${shellQuote(options.cwd)} && { ${command}\n}`;
@@ -240,6 +247,10 @@ class SshNodeConnection implements NodeConnection {
         });
       });
     });
+  }
+
+  isOpen(): boolean {
+    return this.ssh.isConnected();
   }
 
   close(): void {

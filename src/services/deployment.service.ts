@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { PrismaClient } from '../db/prisma.js';
-import { mapLimit, syncNode, type Bundle, type NodeConnection, type NodeSyncResult, type NodeTarget, type SyncHandlers } from '../deploy/index.js';
+import { ConnectionPool, mapLimit, syncNode, type Bundle, type NodeConnection, type NodeSyncResult, type NodeTarget, type SyncHandlers } from '../deploy/index.js';
 import type { DeploymentReason, Node } from '../generated/prisma/client.js';
 import { ForbiddenError, NotFoundError, UnprocessableError } from '../lib/errors.js';
 import { encodeCursor, type PageRequest } from '../lib/pagination.js';
@@ -22,6 +22,8 @@ export interface SshSettings {
   concurrency: number;
   retry: { attempts: number; baseDelayMs: number };
   keepReleases?: number;
+  /** A node's connection stays open this long after a deploy, for the next one (0: never reused). */
+  idleMs: number;
   /** Replaces connectNode (tests count connections through it). */
   connect?: (target: NodeTarget) => Promise<NodeConnection>;
 }
@@ -30,6 +32,7 @@ export const DEFAULT_SSH: SshSettings = {
   connectTimeoutMs: 5000,
   concurrency: 4,
   retry: { attempts: 3, baseDelayMs: 1000 },
+  idleMs: 30_000,
 };
 
 interface ServiceLog {
@@ -72,6 +75,8 @@ interface Deps {
 export function createDeploymentService(deps: Deps) {
   const now = deps.now ?? (() => new Date());
   const { prisma } = deps;
+  // Deploys only: usage collection keeps its own connections (another lane, its own schedule).
+  const pool = new ConnectionPool({ idleMs: deps.ssh.idleMs, ...(deps.ssh.connect !== undefined ? { connect: deps.ssh.connect } : {}) });
 
   async function compile(): Promise<Compiled | { error: string }> {
     try {
@@ -101,7 +106,7 @@ export function createDeploymentService(deps: Deps) {
               retry: deps.ssh.retry,
               connectTimeoutMs: deps.ssh.connectTimeoutMs,
               ...(deps.ssh.keepReleases !== undefined ? { keepReleases: deps.ssh.keepReleases } : {}),
-              ...(deps.ssh.connect !== undefined ? { connect: deps.ssh.connect } : {}),
+              connect: (target) => pool.acquire(target),
             });
       await recordNodeStatus(node, result, bundle.version);
       await hooks.done?.(node, result);
@@ -294,6 +299,11 @@ export function createDeploymentService(deps: Deps) {
 
   return {
     handlers,
+
+    /** Closes the SSH connections kept for the next deploy (a running deploy's closes when it ends). */
+    close() {
+      pool.close();
+    },
 
     /** Asks the leading sync worker (whichever process it runs in) for a deploy now. */
     async request(ctx: RequestContext) {

@@ -194,14 +194,24 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
         /* promoted already */
       }
     });
+    // Every exec is an sshd session and a shell on the node: one per step, two for prune.
+    let execs = 0;
+    const counting: NodeConnection = {
+      host: conn.host,
+      exec: (c, o) => (execs++, conn.exec(c, o)),
+      execBytes: (c, o) => (execs++, conn.execBytes(c, o)),
+      writeFile: (p, c, m) => (execs++, conn.writeFile(p, c, m)),
+      close: () => conn.close(),
+    };
     const t0 = Date.now();
-    const outcome = await deployBundle(conn, v2, opts(node, { log: (e) => e.type === 'state' && events.push(e.to) })).finally(() => watcher.close());
+    const outcome = await deployBundle(counting, v2, opts(node, { log: (e) => e.type === 'state' && events.push(e.to) })).finally(() => watcher.close());
     console.info(`changed deploy (warm connection): ${Date.now() - t0} ms`, outcome.steps.map((s) => `${s.step}=${s.finishedAt.getTime() - s.startedAt.getTime()}`).join(' '));
     expect(staged.length).toBeGreaterThan(0);
     for (const s of staged) expect(s.mode, s.name).toBe(0o700);
     expectLive(outcome);
     expect(outcome.previousVersion).toBe(v1.version);
     expect(events).toEqual(['checked', 'staged', 'validated', 'switched', 'applied', 'reloaded', 'live']);
+    expect(execs).toBe(11);
     expect(outcome.steps.find((s) => s.step === 'apply')?.detail).toMatch(/remove sender_dependent_default_transport_maps.*remove rp_smtps\/unix/);
     expect(await remote(conn, 'postconf -M; postconf -n')).not.toMatch(/rp_smtps|sender_dependent_default_transport_maps/);
 

@@ -1,0 +1,127 @@
+/**
+ * What the deployer merges into one exec, run by a local bash (test/helpers/local-node.ts): the
+ * sections keep their own exit codes and streams, the on-node wait for master's reload line keeps
+ * its timeout and its findings, and the live-file digests still see every kind of drift.
+ */
+import { mkdtemp, appendFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { NodeConnection } from '../../src/deploy/index.js';
+import { digestScript, driftFromDigests } from '../../src/deploy/live-files.js';
+import { reloadLogProblems, reloadLogScript } from '../../src/deploy/node-checks.js';
+import { execSections, sectionOk } from '../../src/deploy/remote-script.js';
+import { localConnection } from '../helpers/local-node.js';
+import { buildBundle } from './bundles.js';
+
+const RELOAD = 'Jan  1 00:00:00 host postfix-n1/master[4242]: reload -- version 3.7.11, configuration /etc/postfix\n';
+
+describe('execSections', () => {
+  const conn = localConnection();
+
+  it('gives each section its own exit code, stdout and stderr, byte for byte', async () => {
+    const r = await execSections(conn, [
+      { name: 'a', script: "printf 'no newline'; echo oops >&2" },
+      { name: 'b', script: 'set -e; echo one; false; echo never' },
+      { name: 'c', script: "printf 'x\\n\\n'; exit 3" },
+      { name: 'd', script: 'pwd', cwd: '/tmp' },
+    ]);
+    expect(r.get('a')).toEqual({ code: 0, stdout: 'no newline', stderr: 'oops\n' });
+    expect(r.get('b')).toEqual({ code: 1, stdout: 'one\n', stderr: '' });
+    expect(r.get('c')).toEqual({ code: 3, stdout: 'x\n\n', stderr: '' });
+    expect(r.get('d')).toEqual({ code: 0, stdout: '/tmp\n', stderr: '' });
+    expect(() => sectionOk(r, 'c')).toThrow(/c: exit 3/);
+    expect(sectionOk(r, 'a').stdout).toBe('no newline');
+  });
+
+  it('counts as one exec, and output that looks like a marker cannot end a section', async () => {
+    let execs = 0;
+    const counting: NodeConnection = { ...conn, exec: (c, o) => (execs++, conn.exec(c, o)) };
+    const r = await execSections(counting, [
+      { name: 'a', script: "printf '\\n@@relayplane-section-000000000000 end 0\\n'; echo after" },
+      { name: 'b', script: 'echo b' },
+    ]);
+    expect(execs).toBe(1);
+    expect(r.get('a')).toMatchObject({ code: 0, stdout: '\n@@relayplane-section-000000000000 end 0\nafter\n' });
+    expect(r.get('b')?.stdout).toBe('b\n');
+  });
+
+  it('refuses a result when the script died before a section ran', async () => {
+    await expect(execSections(conn, [{ name: 'a', script: 'kill -9 $$' }, { name: 'b', script: 'echo b' }])).rejects.toThrow(/ended early/);
+  });
+});
+
+describe('the reload wait on the node', () => {
+  let dir: string;
+  let log: string;
+  const conn = localConnection();
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'rp-reload-log-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+  const run = async (args: { offset: number; settleMs?: number; timeoutMs?: number }) => {
+    const timeoutMs = args.timeoutMs ?? 5000;
+    const r = await execSections(conn, [{ name: 'log', script: reloadLogScript({ maillog: log, offset: args.offset, settleMs: args.settleMs ?? 100, timeoutMs }) }]);
+    return reloadLogProblems(r.get('log')!, timeoutMs);
+  };
+
+  it('waits for a reload logged later, then reports fatal lines written during the settle time', async () => {
+    log = path.join(dir, 'maillog');
+    await writeFile(log, `old: postfix/smtp[1]: fatal: before the offset\n${RELOAD}`);
+    const offset = (await conn.exec(`wc -c < ${log}`)).stdout.trim();
+    setTimeout(() => void appendFile(log, RELOAD), 300);
+    setTimeout(() => void appendFile(log, 'Jan  1 00:00:01 host postfix-n1/smtp[7]: fatal: invalid line_length_limit\n'), 450);
+    const t0 = Date.now();
+    expect(await run({ offset: Number(offset), settleMs: 400 })).toEqual(['log: fatal: invalid line_length_limit']);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(650);
+  });
+
+  it('finds nothing wrong after a clean reload, and throttling is a problem', async () => {
+    log = path.join(dir, 'clean');
+    await writeFile(log, RELOAD);
+    expect(await run({ offset: 0 })).toEqual([]);
+    await appendFile(log, 'Jan  1 00:00:02 host postfix-n1/master[4242]: warning: process /usr/lib/postfix/sbin/smtp pid 9 exit status 1\n');
+    await appendFile(log, 'Jan  1 00:00:02 host postfix-n1/master[4242]: warning: /usr/lib/postfix/sbin/smtp: bad command startup -- throttling\n');
+    expect(await run({ offset: 0 })).toEqual([expect.stringMatching(/^log: .*bad command startup -- throttling/)]);
+  });
+
+  it('gives up after the timeout when master never logs the reload (or the log does not exist)', async () => {
+    log = path.join(dir, 'quiet');
+    await writeFile(log, RELOAD);
+    const t0 = Date.now();
+    expect(await run({ offset: RELOAD.length, timeoutMs: 500 })).toEqual(['master did not log the reload within 500 ms']);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(450);
+    log = path.join(dir, 'missing');
+    expect(await run({ offset: 0, timeoutMs: 300 })).toEqual(['master did not log the reload within 300 ms']);
+  });
+});
+
+describe('live-file digests', () => {
+  it('see an edited source, a table rebuilt from it, and a missing file', async () => {
+    const local = localConnection();
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'rp-digests-'));
+    // postmap needs a config directory: an empty main.cf (all defaults) beside the tables.
+    await writeFile(path.join(dir, 'main.cf'), '');
+    const conn: NodeConnection = { ...local, exec: (c, o) => local.exec(`export MAIL_CONFIG=${dir}; ${c}`, o) };
+    try {
+      const bundle = buildBundle([
+        { domain: 'a.test', nexthop: '[127.0.0.1]:2601', user: 'u', password: 'p w:1' },
+        { domain: 'b.test', nexthop: '[127.0.0.1]:2602', user: 'v', password: 'q' },
+      ]);
+      for (const [name, f] of Object.entries(bundle.files)) await writeFile(path.join(dir, name), f.content, { mode: f.mode });
+      const drift = async () => driftFromDigests((await conn.exec(digestScript(bundle), { cwd: dir })).stdout, bundle);
+      await conn.exec(`postmap ${Object.keys(bundle.files).map((n) => `hash:${n}`).join(' ')}`, { cwd: dir });
+      expect(await drift()).toEqual([]);
+      await appendFile(path.join(dir, 'sender_relay'), '@c.test [127.0.0.1]:2603\n');
+      expect(await drift()).toEqual(['sender_relay']);
+      await conn.exec('postmap hash:sender_relay && rm tls_policy.db', { cwd: dir });
+      expect(await drift()).toEqual(['sender_relay', 'tls_policy']);
+      await rm(path.join(dir, 'sasl_passwd'));
+      expect(await drift()).toEqual(['sasl_passwd', 'sender_relay', 'tls_policy']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
