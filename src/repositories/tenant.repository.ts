@@ -33,7 +33,11 @@ export function createTenantRepository() {
       // Outside a transaction, straight through node-postgres: Prisma's runtime costs more than
       // the query itself on this path (BENCHMARKS.md, api-read).
       const pool = directPool(db);
-      if (pool !== undefined) return (await pool.query<Tenant>(TENANT_BY_ID, [id])).rows[0] ?? null;
+      if (pool !== undefined) {
+        // A named statement: each pooled connection parses and plans it once, then only binds and
+        // executes (PostgreSQL's own CPU per read drops, and it shares the machine with us).
+        return (await pool.query<Tenant>({ name: 'relayplane_tenant_by_id', text: TENANT_BY_ID, values: [id] })).rows[0] ?? null;
+      }
       const rows = await db.$queryRawUnsafe<Tenant[]>(TENANT_BY_ID, id);
       return rows[0] ?? null;
     },
