@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import metricsModule, { type IMetricsPluginOptions } from 'fastify-metrics';
-import type { DestinationStream } from 'pino';
+import type { DestinationStream, Logger } from 'pino';
 import type { RuntimeConfig } from './config.js';
 import type { PrismaClient } from './db/prisma.js';
 import { SyncWorker } from './deploy/index.js';
-import { loggerOptions } from './lib/logger.js';
+import { lazyChildLogger, loggerOptions } from './lib/logger.js';
 import auth from './plugins/auth.js';
 import errors from './plugins/errors.js';
 import idempotency from './plugins/idempotency.js';
@@ -70,6 +70,7 @@ declare module 'fastify' {
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     logger: loggerOptions(deps.config.logLevel, deps.logStream),
+    childLoggerFactory: (logger, bindings, options) => lazyChildLogger(logger as Logger, bindings, options),
     // A caller-supplied X-Request-Id is kept (so a panel can correlate), if it is a sane token.
     genReqId: (request) => {
       const given = request.headers['x-request-id'];

@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import pino from 'pino';
+import { lazyChildLogger, loggerOptions } from '../../src/lib/logger.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 
 let t: TestApp;
@@ -31,5 +33,41 @@ it('writes no key, secret or token value to the logs of a run that creates keys 
   expect(output).toContain('incoming request');
   for (const secret of secrets) {
     expect(output.includes(secret), `a secret of length ${secret.length} leaked into the logs`).toBe(false);
+  }
+});
+
+it('creates a request logger only for lines at or above the level, and every line carries the request id', async () => {
+  const quiet = await createTestApp({ logLevel: 'warn' });
+  try {
+    const log = quiet.app.log as unknown as { child: (...args: unknown[]) => unknown };
+    const realChild = log.child.bind(log);
+    let children = 0;
+    log.child = (...args: unknown[]) => {
+      children++;
+      return realChild(...args);
+    };
+    const before = quiet.logs.length;
+    // A request that logs nothing at warn (incoming/completed are info lines): no child logger.
+    const ok = await quiet.app.inject({ method: 'GET', url: '/healthz' });
+    expect(ok.statusCode).toBe(200);
+    expect(children).toBe(0);
+    expect(quiet.logs.slice(before).join('')).toBe('');
+
+    // A line at the level goes through a child logger that carries the request id.
+    const lines: string[] = [];
+    const logger = pino(loggerOptions('warn'), { write: (line: string) => lines.push(line) });
+    const child = lazyChildLogger(logger, { reqId: 'req-lazy-1' }, {});
+    child.info('dropped');
+    expect(lines).toEqual([]);
+    child.error({ authorization: 'Bearer abc' }, 'kept');
+    expect(lines.map((line) => JSON.parse(line) as Record<string, unknown>)).toEqual([
+      expect.objectContaining({ reqId: 'req-lazy-1', msg: 'kept', authorization: '[redacted]' }),
+    ]);
+    // A route's own logLevel (Fastify passes it as the child's level) is honoured.
+    const verbose = lazyChildLogger(logger, { reqId: 'req-lazy-2' }, { level: 'info' });
+    verbose.info('route level');
+    expect(JSON.parse(lines[1] ?? '{}')).toEqual(expect.objectContaining({ reqId: 'req-lazy-2', msg: 'route level' }));
+  } finally {
+    await quiet.close();
   }
 });
