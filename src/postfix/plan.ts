@@ -179,7 +179,9 @@ export function planRoutes(snapshot: Snapshot): RoutePlan {
     const perNexthopCredentials = res.hops.length > 1 && res.hops.some((h) => h.credential !== null);
     if (!needsService && !perNexthopCredentials) continue;
     const key = res.hops.map((h) => h.relay.id).join('\u0000');
-    groups.set(key, [...(groups.get(key) ?? []), res]);
+    const group = groups.get(key);
+    if (group === undefined) groups.set(key, [res]);
+    else group.push(res);
   }
   for (const key of [...groups.keys()].sort()) {
     const members = groups.get(key) ?? [];

@@ -81,10 +81,7 @@ export function createSnapshotService(deps: { prisma: PrismaClient; snapshots: S
           relayId: credential.relayId,
           domainId: credential.domainId,
           username: credential.username,
-          secret: deps.secretBox.open(
-            { ciphertext: Buffer.from(credential.secretCiphertext), nonce: Buffer.from(credential.secretNonce), keyId: credential.secretKeyId },
-            credential.id,
-          ),
+          secret: deps.secretBox.open({ ciphertext: credential.secretCiphertext, nonce: credential.secretNonce, keyId: credential.secretKeyId }, credential.id),
         })),
         destinationPolicies: rows.destinationPolicies.map((policy) => ({
           id: policy.id,

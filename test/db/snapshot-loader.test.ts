@@ -1,0 +1,135 @@
+/**
+ * The snapshot loader reads through node-postgres when the adapter's pool is reachable and through
+ * Prisma otherwise; both must give the compiler exactly the same Snapshot.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { PrismaPg } from '@prisma/adapter-pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPrismaClient, directPool } from '../../src/db/prisma.js';
+import { PrismaClient } from '../../src/generated/prisma/client.js';
+import { createSecretBox } from '../../src/lib/secret-box.js';
+import { compile, type Snapshot } from '../../src/postfix/index.js';
+import { createSnapshotRepository } from '../../src/repositories/snapshot.repository.js';
+import { createSnapshotService } from '../../src/services/snapshot.service.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+
+let database: TestDatabase;
+let direct: PrismaClient;
+let viaPrisma: PrismaClient;
+const secretBox = createSecretBox(randomBytes(32));
+
+/** Row order is not part of the contract: compare by id. */
+function byId(snapshot: Snapshot): Snapshot {
+  const sorted = <T extends { id: string }>(rows: T[]) => [...rows].sort((a, b) => (a.id < b.id ? -1 : 1));
+  return {
+    settings: snapshot.settings,
+    tenants: sorted(snapshot.tenants),
+    domains: sorted(snapshot.domains),
+    relays: sorted(snapshot.relays),
+    credentials: sorted(snapshot.credentials),
+    destinationPolicies: sorted(snapshot.destinationPolicies),
+  };
+}
+
+async function loadBoth() {
+  const load = (prisma: PrismaClient) => createSnapshotService({ prisma, snapshots: createSnapshotRepository(), secretBox }).load();
+  return { direct: byId(await load(direct)), viaPrisma: byId(await load(viaPrisma)) };
+}
+
+async function seed(prisma: PrismaClient) {
+  const active = await prisma.tenant.create({ data: { name: 'Active', slug: 'active', defaultConcurrency: 5, defaultRecipientsPerMessage: 20 } });
+  const suspended = await prisma.tenant.create({ data: { name: 'Suspended', slug: 'suspended', status: 'suspended' } });
+  const shared = await prisma.relay.create({ data: { name: 'shared', host: 'smtp.shared.example', port: 587, tls: 'starttls', verify: true } });
+  const implicit = await prisma.relay.create({
+    data: { name: 'implicit', host: 'smtp.implicit.example', port: 465, tls: 'implicit', concurrency: 10, rateDelaySeconds: 0, connectionReuseSeconds: 60 },
+  });
+  const implicitFallback = await prisma.relay.create({ data: { name: 'implicit fallback', host: '192.0.2.25', port: 465, tls: 'implicit', recipientsPerMessage: 50 } });
+  const owned = await prisma.relay.create({ data: { name: 'owned', host: '2001:db8::25', port: 25, tls: 'opportunistic', tenantId: active.id } });
+  const statuses = ['pending', 'verified', 'degraded', 'failed', 'disabled'] as const;
+  const domains = [];
+  for (const [i, status] of statuses.entries()) {
+    domains.push(
+      await prisma.domain.create({
+        data: { tenantId: active.id, name: `${status}.active.example`, status, relayId: shared.id, compileOverride: status === 'failed', concurrency: i === 1 ? 3 : null },
+      }),
+    );
+  }
+  domains.push(
+    await prisma.domain.create({
+      data: { tenantId: active.id, name: 'fallback.active.example', status: 'verified', relayId: implicit.id, fallbackRelayId: implicitFallback.id, rateDelaySeconds: 30, recipientsPerMessage: 2 },
+    }),
+    await prisma.domain.create({ data: { tenantId: active.id, name: 'owned.active.example', status: 'verified', relayId: owned.id } }),
+    await prisma.domain.create({ data: { tenantId: active.id, name: 'direct.active.example', status: 'verified', route: 'direct' } }),
+    await prisma.domain.create({ data: { tenantId: suspended.id, name: 'held.suspended.example', status: 'verified', relayId: shared.id } }),
+  );
+  const credential = async (relayId: string, domainId: string | null, status: 'staged' | 'active' | 'retiring' | 'retired', secret: string) => {
+    const id = randomUUID();
+    const sealed = secretBox.seal(secret, id);
+    await prisma.relayCredential.create({
+      data: {
+        id,
+        relayId,
+        domainId,
+        username: `user-${id.slice(0, 8)}`,
+        secretCiphertext: new Uint8Array(sealed.ciphertext),
+        secretNonce: new Uint8Array(sealed.nonce),
+        secretKeyId: sealed.keyId,
+        fingerprint: secretBox.fingerprint(secret),
+        status,
+      },
+    });
+  };
+  await credential(shared.id, null, 'active', 'relay-wide: "quoted" \\ and ünïcödé');
+  await credential(shared.id, domains[1]!.id, 'active', 'domain-scoped');
+  await credential(shared.id, domains[1]!.id, 'retiring', 'the previous one');
+  await credential(shared.id, domains[1]!.id, 'retired', 'an old one');
+  await credential(shared.id, domains[2]!.id, 'staged', 'not yet');
+  await credential(implicit.id, domains[5]!.id, 'active', 'primary secret');
+  await credential(implicitFallback.id, domains[5]!.id, 'active', 'fallback secret');
+  await prisma.destinationPolicy.createMany({
+    data: [
+      { pattern: 'mx.example', tls: 'verify' },
+      { pattern: '.provider.example', tls: 'encrypt', concurrency: 4, rateDelaySeconds: 10 },
+      { pattern: 'plain.example' },
+    ],
+  });
+}
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  direct = createPrismaClient(database.url, { poolSize: 2 });
+  // Not made by createPrismaClient, so no pool of ours behind it: the loader takes the Prisma path.
+  viaPrisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: database.url }) });
+  await seed(direct);
+});
+afterAll(async () => {
+  await direct?.$disconnect();
+  await viaPrisma?.$disconnect();
+  await database?.drop();
+});
+
+describe('snapshot loader', () => {
+  it('reads the same Snapshot through node-postgres as through Prisma', async () => {
+    expect(directPool(direct)).toBeDefined();
+    expect(directPool(viaPrisma)).toBeUndefined();
+    const { direct: fast, viaPrisma: reference } = await loadBoth();
+    expect(fast).toStrictEqual(reference);
+    // Not equal by being empty: every kind of row is there, and only active credentials.
+    expect(reference.tenants.map((t) => t.status).sort()).toEqual(['active', 'suspended']);
+    expect(new Set(reference.domains.map((d) => d.status))).toEqual(new Set(['pending', 'verified', 'degraded', 'failed', 'disabled']));
+    expect(reference.domains.filter((d) => d.limits !== null)).toHaveLength(2);
+    expect(reference.relays.filter((r) => r.limits !== null)).toHaveLength(2);
+    expect(reference.credentials.map((c) => c.secret).sort()).toEqual(['domain-scoped', 'fallback secret', 'primary secret', 'relay-wide: "quoted" \\ and ünïcödé']);
+    expect(reference.destinationPolicies).toHaveLength(3);
+    expect(compile(fast).version).toBe(compile(reference).version);
+  });
+
+  it('reads the stored settings the same way as the defaults', async () => {
+    await direct.settings.create({
+      data: { id: 1, defaultConcurrency: 1, defaultRateDelaySeconds: 5, inetProtocols: 'ipv4', addressPreference: 'ipv6', minimalBackoffSeconds: 60 },
+    });
+    const { direct: fast, viaPrisma: reference } = await loadBoth();
+    expect(fast).toStrictEqual(reference);
+    expect(reference.settings).toMatchObject({ defaultRateDelaySeconds: 5, inetProtocols: 'ipv4', minimalBackoffTime: '60s' });
+  });
+});
