@@ -33,7 +33,22 @@ const MAX_USERNAME = 255;
  * postmap then warns "is this an alias file?".
  */
 export function isMapSafeKey(key: string): boolean {
-  return key.length > 0 && key.length <= MAX_KEY && /^[\x21\x23-\x40\x5b\x5d-\x7e]+$/.test(key) && !key.startsWith('#') && !key.endsWith(':');
+  if (key.length === 0 || key.length > MAX_KEY || key.charCodeAt(0) === 0x23 || key.charCodeAt(key.length - 1) === 0x3a) return false;
+  // A loop, not a regular expression: every key of every table passes here (300,000 at 100,000 domains).
+  for (let i = 0; i < key.length; i += 1) {
+    const c = key.charCodeAt(i);
+    if (c < 0x21 || c > 0x7e || c === 0x22 || c === 0x5c || (c >= 0x41 && c <= 0x5a)) return false;
+  }
+  return true;
+}
+
+/** Printable ASCII (0x20-0x7e) throughout: no control characters, no surrogates, no whitespace but the space. */
+function isPrintableAscii(text: string): boolean {
+  for (let i = 0; i < text.length; i += 1) {
+    const c = text.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e) return false;
+  }
+  return true;
 }
 
 /**
@@ -41,12 +56,10 @@ export function isMapSafeKey(key: string): boolean {
  * Inner spaces, `:`, `#`, quotes and any other Unicode survive postmap unchanged.
  */
 export function isMapSafeValue(value: string): boolean {
-  return (
-    value.length > 0 &&
-    value.length <= MAX_VALUE &&
-    !/[\p{Cc}\p{Cs}]/u.test(value) &&
-    !/^\s|\s$/u.test(value)
-  );
+  if (value.length === 0 || value.length > MAX_VALUE) return false;
+  // The usual value is printable ASCII, where the Unicode classes below reduce to "no space at either end".
+  if (isPrintableAscii(value)) return value.charCodeAt(0) !== 0x20 && value.charCodeAt(value.length - 1) !== 0x20;
+  return !/[\p{Cc}\p{Cs}]/u.test(value) && !/^\s|\s$/u.test(value);
 }
 
 /**
@@ -54,7 +67,9 @@ export function isMapSafeValue(value: string): boolean {
  * whitespace (Unicode included) and without control characters or unpaired surrogates.
  */
 export function isValidSaslUsername(username: string): boolean {
-  return username.length > 0 && username.length <= MAX_USERNAME && !/[\s:\p{Cc}\p{Cs}]/u.test(username);
+  if (username.length === 0 || username.length > MAX_USERNAME) return false;
+  if (isPrintableAscii(username)) return !username.includes(' ') && !username.includes(':');
+  return !/[\s:\p{Cc}\p{Cs}]/u.test(username);
 }
 
 /** Any Unicode text a map value can carry (see isMapSafeValue), 1..1024 UTF-16 units. */
@@ -64,13 +79,20 @@ export function isValidSaslSecret(secret: string): boolean {
 
 const LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
 const HOSTNAME = new RegExp(`^${LABEL}(?:\\.${LABEL})*$`);
+const ALL_DIGITS = /^\d+$/;
 const IPV4 = /^(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
 function isDnsName(name: string, minLabels: number): boolean {
   if (name.length === 0 || name.length > 253 || !HOSTNAME.test(name)) return false;
-  const labels = name.split('.');
+  // Counted, not split: every domain name passes here twice per compile.
+  let labels = 1;
+  let lastDot = -1;
+  for (let i = name.indexOf('.'); i !== -1; i = name.indexOf('.', i + 1)) {
+    labels += 1;
+    lastDot = i;
+  }
   // A numeric last label would make `1.2.3.4`-like names ambiguous with IP literals.
-  return labels.length >= minLabels && !/^\d+$/.test(labels[labels.length - 1] ?? '');
+  return labels >= minLabels && !ALL_DIGITS.test(lastDot === -1 ? name : name.slice(lastDot + 1));
 }
 
 /** A sender domain: lower-case ASCII (IDNA A-labels), at least two labels, no trailing dot. */
@@ -117,12 +139,20 @@ function byCodeUnits(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+/** Strictly ascending keys: the plan's tables usually arrive so (it walks domains in order), and then need no sort. */
+function isSortedByKey(entries: ReadonlyArray<readonly [string, string]>): boolean {
+  for (let i = 1; i < entries.length; i += 1) {
+    if (!((entries[i - 1]?.[0] ?? '') < (entries[i]?.[0] ?? ''))) return false;
+  }
+  return true;
+}
+
 /**
  * A hash: source file, one `key value` line per entry, sorted by key. Throws on any key or value
  * postmap would not read back exactly, and on duplicate keys (postmap would keep only the first).
  */
 export function renderHashMap(entries: ReadonlyArray<readonly [string, string]>): string {
-  const sorted = [...entries].sort((a, b) => byCodeUnits(a[0], b[0]));
+  const sorted = isSortedByKey(entries) ? entries : [...entries].sort((a, b) => byCodeUnits(a[0], b[0]));
   let out = '';
   let previous: string | undefined;
   for (const [key, value] of sorted) {

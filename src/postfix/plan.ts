@@ -104,6 +104,14 @@ function hops(res: Routed): Hop[] {
   return res.kind === 'relay' ? res.hops : [];
 }
 
+/** The sender_dependent_relayhost_maps value: the nexthops in order, null for direct routes. */
+function relayhost(res: Routed): string | null {
+  if (res.kind !== 'relay') return null;
+  // Nearly every route has one hop: its nexthop string as is, not a new string per domain.
+  const [only] = res.hops;
+  return res.hops.length === 1 && only !== undefined ? only.nexthop : res.hops.map((h) => h.nexthop).join(',');
+}
+
 function credentialTuple(res: Routed): string {
   return hops(res)
     .map((h) => h.credential?.id ?? '')
@@ -213,6 +221,7 @@ export function planRoutes(snapshot: Snapshot): RoutePlan {
   }
 
   const routes = new Map<string, DomainRoute>();
+  const smtpLimits = defaultLimits(settings);
   for (const res of routed) {
     const name = serviceOf.get(res.domain.name) ?? DEFAULT_SERVICE;
     const service = services.get(name);
@@ -223,10 +232,10 @@ export function planRoutes(snapshot: Snapshot): RoutePlan {
       kind: res.kind,
       service: name,
       hops: hops(res),
-      relayhost: res.kind === 'relay' ? res.hops.map((h) => h.nexthop).join(',') : null,
+      relayhost: relayhost(res),
       sasl,
       saslMap: sasl === 'sender' ? GLOBAL_SASL_MAP : (service?.saslMap ?? null),
-      limits: service?.limits ?? defaultLimits(settings),
+      limits: service?.limits ?? smtpLimits,
       limitSources: res.limitSources,
     });
   }

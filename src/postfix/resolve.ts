@@ -17,7 +17,7 @@
 import type { ProblemList } from './errors.js';
 import { formatNexthop } from './map-encoding.js';
 import type { Credential, Domain, Relay, RelayLimits, SenderLimits, Settings, Tenant } from './snapshot.js';
-import { credentialScopeKey, type SnapshotIndex } from './validate.js';
+import type { SnapshotIndex } from './validate.js';
 
 /** TLS levels written to smtp_tls_policy_maps for relays. */
 export type RelayTlsPolicy = 'may' | 'encrypt' | 'secure';
@@ -71,12 +71,14 @@ export function relayTlsPolicy(relay: Relay): RelayTlsPolicy {
 }
 
 export function credentialFor(index: SnapshotIndex, relayId: string, domainId: string): Credential | null {
-  return index.credentialsByScope.get(credentialScopeKey(relayId, domainId)) ?? index.credentialsByScope.get(credentialScopeKey(relayId, null)) ?? null;
+  const scopes = index.credentialsByRelay.get(relayId);
+  return scopes === undefined ? null : (scopes.get(domainId) ?? scopes.get(null) ?? null);
 }
 
 export function hasLimits(limits: SenderLimits | RelayLimits | null): boolean {
   if (limits === null) return false;
-  return Object.values(limits).some((v) => v !== null && v !== undefined);
+  const reuse = 'connectionReuseSeconds' in limits ? limits.connectionReuseSeconds : null;
+  return (limits.concurrency ?? reuse ?? limits.rateDelaySeconds ?? limits.recipientsPerMessage ?? null) !== null;
 }
 
 function unrouted(code: UnroutedCode, domain: Domain | null, reason: string): SenderDomainResolution {
@@ -147,11 +149,11 @@ export function resolveSenderDomain(index: SnapshotIndex, domainName: string, pr
 
   const hops: Hop[] = relays.map((relay) => ({
     relay,
-    nexthop: formatNexthop(relay.host, relay.port),
+    nexthop: index.nexthops.get(relay.id) ?? formatNexthop(relay.host, relay.port),
     tlsPolicy: relayTlsPolicy(relay),
     credential: credentialFor(index, relay.id, domain.id),
   }));
-  const limitSources = [...domainSources];
+  const limitSources = domainSources;
   for (const relay of relays) {
     if (hasLimits(relay.limits) && relay.limits !== null) limitSources.push({ resourceType: 'relay', resourceId: relay.id, limits: relay.limits });
   }

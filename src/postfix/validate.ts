@@ -6,6 +6,7 @@
  */
 import type { ProblemList, ResourceType } from './errors.js';
 import {
+  formatNexthop,
   isPostfixTime,
   isValidDestinationPattern,
   isValidDomainName,
@@ -23,16 +24,14 @@ export interface SnapshotIndex {
   relays: ReadonlyMap<string, Relay>;
   domainsById: ReadonlyMap<string, Domain>;
   domainsByName: ReadonlyMap<string, Domain>;
-  /** Key: credentialScopeKey(relayId, domainId). */
-  credentialsByScope: ReadonlyMap<string, Credential>;
+  /** Active credentials by relay id, then by domain id (null: the relay-wide one). */
+  credentialsByRelay: ReadonlyMap<string, ReadonlyMap<string | null, Credential>>;
+  /** `[host]:port` of every relay, formatted once: every hop of every route uses it. */
+  nexthops: ReadonlyMap<string, string>;
   /** Relays holding at least one domain-scoped credential. */
   relaysWithDomainCredentials: ReadonlySet<string>;
   /** Sorted by pattern. */
   destinationPolicies: readonly DestinationPolicy[];
-}
-
-export function credentialScopeKey(relayId: string, domainId: string | null): string {
-  return `${relayId}\u0000${domainId ?? ''}`;
 }
 
 const LIMIT_RANGES = {
@@ -213,7 +212,11 @@ export function buildIndex(snapshot: Snapshot, problems: ProblemList): SnapshotI
     checkLimits(t.defaultLimits, 'tenant', t.id, 'tenant default limits', problems);
   }
   const relays = uniqueById(snapshot.relays, 'relay', problems);
-  for (const r of relays.values()) checkRelay(r, tenants, problems);
+  const nexthops = new Map<string, string>();
+  for (const r of relays.values()) {
+    checkRelay(r, tenants, problems);
+    nexthops.set(r.id, formatNexthop(r.host, r.port));
+  }
 
   const domainsById = uniqueById(snapshot.domains, 'domain', problems);
   const domainsByName = new Map<string, Domain>();
@@ -224,16 +227,17 @@ export function buildIndex(snapshot: Snapshot, problems: ProblemList): SnapshotI
     else domainsByName.set(d.name, d);
   }
 
-  const credentialsByScope = new Map<string, Credential>();
+  const credentialsByRelay = new Map<string, Map<string | null, Credential>>();
   const relaysWithDomainCredentials = new Set<string>();
   for (const c of uniqueById(snapshot.credentials, 'credential', problems).values()) {
     checkCredential(c, { relays, domainsById }, problems);
-    const key = credentialScopeKey(c.relayId, c.domainId);
-    const other = credentialsByScope.get(key);
+    let scopes = credentialsByRelay.get(c.relayId);
+    if (scopes === undefined) credentialsByRelay.set(c.relayId, (scopes = new Map()));
+    const other = scopes.get(c.domainId);
     if (other !== undefined) {
       problems.add('duplicate_credential', 'credential', c.id, `credential ${other.id} is already active for the same relay and domain scope`);
     } else {
-      credentialsByScope.set(key, c);
+      scopes.set(c.domainId, c);
     }
     if (c.domainId !== null) relaysWithDomainCredentials.add(c.relayId);
   }
@@ -248,5 +252,15 @@ export function buildIndex(snapshot: Snapshot, problems: ProblemList): SnapshotI
   }
   policies.sort((a, b) => (a.pattern < b.pattern ? -1 : a.pattern > b.pattern ? 1 : a.id < b.id ? -1 : 1));
 
-  return { settings: snapshot.settings, tenants, relays, domainsById, domainsByName, credentialsByScope, relaysWithDomainCredentials, destinationPolicies: policies };
+  return {
+    settings: snapshot.settings,
+    tenants,
+    relays,
+    domainsById,
+    domainsByName,
+    credentialsByRelay,
+    nexthops,
+    relaysWithDomainCredentials,
+    destinationPolicies: policies,
+  };
 }

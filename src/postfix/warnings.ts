@@ -9,6 +9,7 @@ export function planWarnings(plan: RoutePlan): string[] {
   const warnings = new Set<string>();
   const { index } = plan;
   let directRoutes = 0;
+  const addressChecked = new Set<string>();
 
   for (const route of plan.routes.values()) {
     const d = route.domain;
@@ -33,8 +34,12 @@ export function planWarnings(plan: RoutePlan): string[] {
       if (hop.credential === null && index.relaysWithDomainCredentials.has(relay.id)) {
         warnings.add(`domain ${d.name} sends to relay ${hop.nexthop} without authentication: the relay only has credentials for other sender domains`);
       }
-      if (relay.verify && (/^\d+\.\d+\.\d+\.\d+$/.test(relay.host) || isIPv6(relay.host))) {
-        warnings.add(`relay ${hop.nexthop} verifies its certificate against an IP literal; delivery fails unless the certificate names that address`);
+      // Once per relay: the answer depends on the relay alone, and 100,000 routes share 50 relays.
+      if (relay.verify && !addressChecked.has(relay.id)) {
+        addressChecked.add(relay.id);
+        if (/^\d+\.\d+\.\d+\.\d+$/.test(relay.host) || isIPv6(relay.host)) {
+          warnings.add(`relay ${hop.nexthop} verifies its certificate against an IP literal; delivery fails unless the certificate names that address`);
+        }
       }
     }
   }

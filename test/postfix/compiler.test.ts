@@ -2,11 +2,13 @@
  * The pure compiler: determinism, the tables for a realistic snapshot (also checked by real
  * postmap in postfix-integration.test.ts), and the routing, credential and limit decisions.
  */
+import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Bundle as DeployBundle } from '../../src/deploy/bundle.js';
 import { DIR_PLACEHOLDER, compile, explainRoute, renderBundle, type Bundle, type Snapshot } from '../../src/postfix/index.js';
 import { serviceSyslogName } from '../../src/postfix/compiler.js';
+import { snapshotArb } from './arbitraries.js';
 import { credential, domain, policy, relay, richSnapshot, settings, snapshot, tenant } from './fixtures.js';
 
 const lines = (b: Bundle, file: string) => (b.files[file]?.content ?? '').split('\n').filter(Boolean);
@@ -30,6 +32,36 @@ describe('determinism', () => {
           expect(b).toEqual(reference);
         },
       ),
+    );
+  });
+
+  it('the version is the sha256 of the canonical JSON of files, main.cf and master.cf (stored versions stay valid)', () => {
+    const byKey = <T>(record: Record<string, T>) => Object.entries(record).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const canonicalVersion = (b: Bundle) =>
+      createHash('sha256')
+        .update(
+          JSON.stringify({
+            files: byKey(b.files).map(([name, f]) => [name, f.mode, f.secret, f.mapType, f.content]),
+            mainCf: byKey(b.mainCf),
+            masterCf: [...b.masterCf]
+              .sort((x, y) => (x.name < y.name ? -1 : 1))
+              .map((s) => [s.name, s.type, s.private, s.unpriv, s.chroot, s.wakeup, s.maxproc, s.command, byKey(s.options)]),
+          }),
+        )
+        .digest('hex');
+    const rich = compile(richSnapshot());
+    expect(rich.version).toBe(canonicalVersion(rich));
+    fc.assert(
+      fc.property(snapshotArb, (s) => {
+        let b: Bundle;
+        try {
+          b = compile(s);
+        } catch {
+          return;
+        }
+        expect(b.version).toBe(canonicalVersion(b));
+      }),
+      { numRuns: 50 },
     );
   });
 

@@ -56,6 +56,39 @@ describe('validators', () => {
   });
 });
 
+describe('validators agree with their definitions as regular expressions', () => {
+  // The validators take loops and ASCII fast paths (they run on every key and value of 100,000
+  // domains); these are the rules they implement, as first written.
+  const LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
+  const dnsName = (name: string, minLabels: number) =>
+    name.length > 0 && name.length <= 253 && new RegExp(`^${LABEL}(?:\\.${LABEL})*$`).test(name) && name.split('.').length >= minLabels && !/^\d+$/.test(name.split('.').at(-1) ?? '');
+  const reference = {
+    key: (k: string) => k.length > 0 && k.length <= 1024 && /^[\x21\x23-\x40\x5b\x5d-\x7e]+$/.test(k) && !k.startsWith('#') && !k.endsWith(':'),
+    value: (v: string) => v.length > 0 && v.length <= 4096 && !/[\p{Cc}\p{Cs}]/u.test(v) && !/^\s|\s$/u.test(v),
+    username: (u: string) => u.length > 0 && u.length <= 255 && !/[\s:\p{Cc}\p{Cs}]/u.test(u),
+  };
+  const edgy = fc.constantFrom(' ', ':', '#', '"', '\\', '.', '-', '@', '\t', '\n', '\u007f', '\u0085', '\u00a0', '\u2028', '\ud800', 'é', 'A', 'z', '0', '9', '~', '!');
+  const text = fc.oneof(
+    fc.string({ unit: 'binary', maxLength: 20 }),
+    fc.string({ unit: edgy, maxLength: 12 }),
+    fc.string({ unit: fc.constantFrom('a', 'b', '0', '1', '-', '.'), maxLength: 70 }),
+    fc.domain(),
+  );
+
+  it('keys, values, usernames and domain names', () => {
+    fc.assert(
+      fc.property(text, (t) => {
+        expect(isMapSafeKey(t)).toBe(reference.key(t));
+        expect(isMapSafeValue(t)).toBe(reference.value(t));
+        expect(isValidSaslUsername(t)).toBe(reference.username(t));
+        expect(isValidDomainName(t)).toBe(dnsName(t, 2));
+        expect(isValidRelayHost(t) || !dnsName(t, 1)).toBe(true);
+      }),
+      { numRuns: 5000 },
+    );
+  });
+});
+
 describe('rendering refuses injection', () => {
   it('a key or value that would splice a second entry never reaches a map', () => {
     expect(() => renderHashMap([['@a.example\n@evil.example', 'x']])).toThrow(MapEncodingError);
