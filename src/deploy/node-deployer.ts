@@ -80,8 +80,6 @@ class DeployRun {
   private backupTaken = false;
   /** The node already ran this version but its config drifted: re-apply without a switch. */
   private repair = false;
-  /** Files of the live release whose content differs from the bundle (hand edits), from liveProblems. */
-  private drifted: string[] = [];
 
   constructor(
     private readonly conn: NodeConnection,
@@ -139,18 +137,20 @@ class DeployRun {
     this.plan = plan;
 
     if (node.liveVersion === this.bundle.version) {
+      // Files of the live release whose content differs from the bundle (hand edits).
+      let drifted: string[] = [];
       const drift = await this.step(
         'verify-live',
         async () => {
-          this.drifted = await driftedFiles(this.conn, this.layout.liveDir, this.bundle);
-          return this.liveProblems(node);
+          drifted = await driftedFiles(this.conn, this.layout.liveDir, this.bundle);
+          return this.liveProblems(node, drifted);
         },
         (p) => (p.length === 0 ? 'in sync' : excerpt(p.join('; '))),
       );
       if (drift.length === 0) return; // idempotent: nothing touched
       this.repair = true;
       this.releaseDir = this.layout.release(this.bundle.version);
-      if (this.drifted.length > 0) await this.repairFiles(this.drifted);
+      if (drifted.length > 0) await this.repairFiles(drifted);
     } else {
       await this.stageAndValidate();
       await this.step('switch', async () => {
@@ -254,13 +254,13 @@ class DeployRun {
     return Number.parseInt(r.stdout.trim(), 10) || 0;
   }
 
-  /** What differs between the node and the bundle (given the files found drifted): empty when in sync. */
-  private liveProblems(now: LiveState): string[] {
+  /** What differs between the node and the bundle, given the files found drifted: empty when in sync. */
+  private liveProblems(now: LiveState, drifted: readonly string[]): string[] {
     const problems: string[] = [];
     if (now.liveVersion !== this.bundle.version) problems.push(`live version is ${now.liveVersion ?? 'none'}`);
     const plan = planConfig(this.desired, now.config);
     if (!planIsEmpty(plan)) problems.push(`config differs: ${describePlan(plan)}`);
-    if (this.drifted.length > 0) problems.push(`files differ from the release: ${this.drifted.join(', ')}`);
+    if (drifted.length > 0) problems.push(`files differ from the release: ${drifted.join(', ')}`);
     return problems;
   }
 
@@ -279,8 +279,7 @@ class DeployRun {
     if (log !== '') sections.push({ name: 'reload-log', script: reloadLogScript({ maillog: log, offset, settleMs, timeoutMs }) });
     // The wait is bounded on the node; the exec gets that much time on top of its usual limit.
     const r = await execSections(this.conn, sections, { timeoutMs: 60_000 + settleMs + timeoutMs });
-    this.drifted = driftFromDigests(r.get('digests')!.stdout, this.bundle);
-    const problems = this.liveProblems(parseLiveState(sectionOk(r, 'live-state').stdout));
+    const problems = this.liveProblems(parseLiveState(sectionOk(r, 'live-state').stdout), driftFromDigests(r.get('digests')!.stdout, this.bundle));
     if (log === '') {
       this.warnings.push('maillog_file is not set: the log was not checked for fatal errors after the reload');
       return problems;

@@ -86,6 +86,15 @@ interface Deps {
 }
 
 export function createNodeService(deps: Deps) {
+  /** The HELO name's forward-confirmed reverse DNS; a resolver that cannot even be set up is a finding, not a failed check. */
+  async function rdnsOf(heloName: string) {
+    try {
+      return await checkForwardConfirmedRdns(heloName, deps.resolver());
+    } catch (error) {
+      return { heloName, addresses: [], ptr: {}, ok: false, problems: [error instanceof Error ? error.message : String(error)] };
+    }
+  }
+
   const now = deps.now ?? (() => new Date());
 
   function requireAdmin(ctx: RequestContext) {
@@ -279,13 +288,7 @@ export function createNodeService(deps: Deps) {
       );
       // The article's rDNS advice: the HELO name's A/AAAA records and their PTRs must agree.
       // Reported, not a deploy problem (a relay-only node can live without it).
-      const helo = probe.heloName;
-      const rdns =
-        helo === null
-          ? null
-          : await Promise.resolve()
-              .then(() => checkForwardConfirmedRdns(helo, deps.resolver()))
-              .catch((error: unknown) => ({ heloName: helo, addresses: [], ptr: {}, ok: false, problems: [error instanceof Error ? error.message : String(error)] }));
+      const rdns = probe.heloName === null ? null : await rdnsOf(probe.heloName);
       const checkedAt = now();
       await deps.nodes.recordStatus(deps.prisma, id, {
         lastCheckAt: checkedAt,
