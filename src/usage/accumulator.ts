@@ -79,17 +79,24 @@ export function emptyCounters(): UsageCounters {
   return { messages: 0, recipients: 0, delivered: 0, deferred: 0, bounced: 0, expired: 0, bytes: 0 };
 }
 
+/** The buckets of one tenant × sender domain: by hour (its index since the epoch), then recipient domain. */
+interface SenderGroup {
+  tenantId: string | null;
+  senderDomain: string;
+  byHour: Map<number, Map<string, UsageBucket>>;
+}
+
+/** A message this batch has touched: its state, and its sender group once known (looked up once per message, not per line). */
+class Open {
+  group: SenderGroup | undefined = undefined;
+  constructor(readonly state: MessageState) {}
+}
+
 export class UsageAccumulator {
-  /** hour → tenant ('' for none) → sender domain → recipient domain → bucket. Nested maps rather
-   *  than one joined key: the tenant and sender strings come from the message state (their hashes
-   *  are cached), so an event costs lookups, not a string built per line. */
-  private readonly buckets = new Map<number, Map<string, Map<string, Map<string, UsageBucket>>>>();
-  private lastHour = Number.NaN;
-  private lastTenant = '';
-  private lastSender = '';
-  private lastByRecipient: Map<string, UsageBucket> | undefined;
+  /** tenant ('' for none) → sender domain → group. */
+  private readonly groups = new Map<string, Map<string, SenderGroup>>();
   /** Queue id → state after this batch; null: the message left the queue (delete its state). */
-  private readonly changed = new Map<string, MessageState | null>();
+  private readonly changed = new Map<string, Open | null>();
   /** Counted messages that left the queue in this batch. */
   readonly finished: FinishedMessage[] = [];
   readonly stats: AccumulatorStats = { events: 0, unattributedLines: 0, lateEvents: 0 };
@@ -103,22 +110,29 @@ export class UsageAccumulator {
     private readonly known: ReadonlyMap<string, MessageState>,
     private readonly attribute: TenantAttribution,
     private readonly finalBefore = 0,
-  ) {}
+  ) {
+    // Late events share the key of the hour starting at finalBefore (when it starts an hour), so
+    // they land in the same bucket as that hour's own events, never in a second one.
+    this.lateKey = finalBefore % HOUR === 0 ? finalBefore / HOUR : -1;
+  }
 
-  /** The message's state as this batch's own (mutable) copy, or undefined. */
-  private own(queueId: string): MessageState | undefined {
+  /** The hour key under which events dated before finalBefore are counted. */
+  private readonly lateKey: number;
+
+  /** The message as this batch's own (its state a mutable copy of the stored one), or undefined. */
+  private open(queueId: string): Open | undefined {
     const c = this.changed.get(queueId);
     if (c !== undefined) return c ?? undefined;
     const k = this.known.get(queueId);
     if (k === undefined) return undefined;
-    const copy = { ...k };
+    const copy = new Open({ ...k });
     this.changed.set(queueId, copy);
     return copy;
   }
 
   private state(queueId: string): MessageState | undefined {
     const c = this.changed.get(queueId);
-    if (c !== undefined) return c ?? undefined;
+    if (c !== undefined) return c?.state;
     return this.known.get(queueId);
   }
 
@@ -136,34 +150,31 @@ export class UsageAccumulator {
     return kept;
   }
 
-  private bucket(tenantId: string | null, senderDomain: string, recipientDomain: string, at: number): UsageBucket {
-    let hour = at - (((at % HOUR) + HOUR) % HOUR);
-    if (hour < this.finalBefore) {
-      hour = this.finalBefore;
+  private group(tenantId: string | null, senderDomain: string): SenderGroup {
+    const tenantKey = tenantId ?? '';
+    let bySender = this.groups.get(tenantKey);
+    if (bySender === undefined) this.groups.set(tenantKey, (bySender = new Map()));
+    let g = bySender.get(senderDomain);
+    if (g === undefined) bySender.set(senderDomain, (g = { tenantId, senderDomain, byHour: new Map() }));
+    return g;
+  }
+
+  private groupOf(o: Open): SenderGroup {
+    return (o.group ??= this.group(o.state.tenantId, o.state.senderDomain));
+  }
+
+  private bucket(group: SenderGroup, recipientDomain: string, at: number): UsageBucket {
+    let key = Math.floor(at / HOUR);
+    if (key * HOUR < this.finalBefore) {
+      key = this.lateKey;
       this.stats.lateEvents++;
     }
-    const tenantKey = tenantId ?? '';
-    let byRecipient: Map<string, UsageBucket> | undefined;
-    // Consecutive lines are mostly about one message: reuse the last sender-level map.
-    if (hour === this.lastHour && tenantKey === this.lastTenant && senderDomain === this.lastSender) {
-      byRecipient = this.lastByRecipient;
-    }
-    if (byRecipient === undefined) {
-      let byTenant = this.buckets.get(hour);
-      if (byTenant === undefined) this.buckets.set(hour, (byTenant = new Map()));
-      let bySender = byTenant.get(tenantKey);
-      if (bySender === undefined) byTenant.set(tenantKey, (bySender = new Map()));
-      byRecipient = bySender.get(senderDomain);
-      if (byRecipient === undefined) bySender.set(senderDomain, (byRecipient = new Map()));
-      this.lastHour = hour;
-      this.lastTenant = tenantKey;
-      this.lastSender = senderDomain;
-      this.lastByRecipient = byRecipient;
-    }
+    let byRecipient = group.byHour.get(key);
+    if (byRecipient === undefined) group.byHour.set(key, (byRecipient = new Map()));
     let b = byRecipient.get(recipientDomain);
     if (b === undefined) {
       const rd = this.intern(recipientDomain);
-      b = { tenantId, senderDomain, recipientDomain: rd, hour, ...emptyCounters() };
+      b = { tenantId: group.tenantId, senderDomain: group.senderDomain, recipientDomain: rd, hour: key === this.lateKey ? this.finalBefore : key * HOUR, ...emptyCounters() };
       byRecipient.set(rd, b);
     }
     return b;
@@ -178,40 +189,45 @@ export class UsageAccumulator {
         // A queued message that never logged `removed` (a lost line) must not absorb the next
         // message that reuses its queue id.
         if (s === undefined || s.queued) {
-          this.changed.set(queueId, {
-            queueId, origin: true, queued: false, sender: '', senderDomain: '', tenantId: null, size: 0, firstSeenAt: event.at,
-            recipients: 0, delivered: 0, deferred: 0, bounced: 0, expired: false, removedAt: 0,
-          });
+          this.changed.set(
+            queueId,
+            new Open({
+              queueId, origin: true, queued: false, sender: '', senderDomain: '', tenantId: null, size: 0, firstSeenAt: event.at,
+              recipients: 0, delivered: 0, deferred: 0, bounced: 0, expired: false, removedAt: 0,
+            }),
+          );
         } else if (!s.origin) {
-          this.changed.set(queueId, { ...s, origin: true });
+          this.changed.set(queueId, new Open({ ...s, origin: true }));
         }
         return;
       }
       case 'queued': {
         const own = this.changed.get(queueId);
-        const s = own === undefined ? this.known.get(queueId) : (own ?? undefined);
+        const s = own === undefined ? this.known.get(queueId) : own?.state;
         if (s?.queued === true) return; // a retry from the deferred queue
         const senderDomain = this.intern(addressDomain(event.sender));
         const tenantId = senderDomain === '' ? null : this.attribute(senderDomain, event.at);
-        let next: MessageState;
+        let next: Open;
         if (own !== undefined && own !== null) {
           // Created by this batch's origin line: complete it in place (one object per message).
           next = own;
-          next.queued = true;
-          next.sender = event.sender;
-          next.senderDomain = senderDomain;
-          next.tenantId = tenantId;
-          next.size = event.size;
-          next.recipients = event.nrcpt;
+          const st = own.state;
+          st.queued = true;
+          st.sender = event.sender;
+          st.senderDomain = senderDomain;
+          st.tenantId = tenantId;
+          st.size = event.size;
+          st.recipients = event.nrcpt;
         } else {
-          next = {
+          next = new Open({
             queueId, origin: s?.origin ?? false, queued: true, sender: event.sender, senderDomain, tenantId, size: event.size,
             firstSeenAt: s?.firstSeenAt ?? event.at, recipients: event.nrcpt, delivered: 0, deferred: 0, bounced: 0, expired: false, removedAt: 0,
-          };
+          });
           this.changed.set(queueId, next);
         }
-        if (next.origin) {
-          const b = this.bucket(tenantId, senderDomain, '', event.at);
+        next.group = this.group(tenantId, senderDomain);
+        if (next.state.origin) {
+          const b = this.bucket(next.group, '', event.at);
           b.messages++;
           b.recipients += event.nrcpt;
           b.bytes += event.size;
@@ -219,9 +235,10 @@ export class UsageAccumulator {
         return;
       }
       case 'delivery': {
-        const s = this.own(queueId);
+        const o = this.open(queueId);
+        const s = o?.state;
         if (s?.queued !== true) this.stats.unattributedLines++;
-        const b = this.bucket(s?.tenantId ?? null, s?.senderDomain ?? '', addressDomain(event.recipient), event.at);
+        const b = this.bucket(o === undefined ? this.group(null, '') : this.groupOf(o), addressDomain(event.recipient), event.at);
         if (event.status === 'sent') {
           b.delivered++;
           if (s !== undefined) s.delivered++;
@@ -235,10 +252,11 @@ export class UsageAccumulator {
         return;
       }
       case 'expired': {
-        const s = this.own(queueId);
+        const o = this.open(queueId);
+        const s = o?.state;
         if (s?.queued !== true) this.stats.unattributedLines++;
-        const senderDomain = s?.senderDomain ?? addressDomain(event.sender);
-        this.bucket(s?.tenantId ?? null, senderDomain, '', event.at).expired++;
+        const group = o === undefined ? this.group(null, this.intern(addressDomain(event.sender))) : this.groupOf(o);
+        this.bucket(group, '', event.at).expired++;
         if (s !== undefined) s.expired = true;
         return;
       }
@@ -261,9 +279,9 @@ export class UsageAccumulator {
   /** The non-empty buckets of this batch. */
   result(): UsageBucket[] {
     const out: UsageBucket[] = [];
-    for (const byTenant of this.buckets.values()) {
-      for (const bySender of byTenant.values()) {
-        for (const byRecipient of bySender.values()) out.push(...byRecipient.values());
+    for (const bySender of this.groups.values()) {
+      for (const group of bySender.values()) {
+        for (const byRecipient of group.byHour.values()) out.push(...byRecipient.values());
       }
     }
     return out;
@@ -275,7 +293,7 @@ export class UsageAccumulator {
     const remove: string[] = [];
     for (const [queueId, s] of this.changed) {
       if (s === null) remove.push(queueId);
-      else upsert.push(s);
+      else upsert.push(s.state);
     }
     return { upsert, remove };
   }

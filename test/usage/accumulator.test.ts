@@ -139,6 +139,32 @@ describe('UsageAccumulator', () => {
     expect(acc.stats.lateEvents).toBe(2);
   });
 
+  it('puts late events and the open hour\'s own events for the same key into ONE bucket (stored with one upsert row)', () => {
+    const acc = run(
+      [
+        origin('H1', at(5, 10)), queued('H1', at(5, 10), 'a@t.example', 2),
+        delivery('H1', at(5, 50), 'x@gmail.test', 'sent'), // late: counted at 06:00
+        delivery('H1', at(6, 5), 'y@gmail.test', 'sent'), // 06:00 itself
+      ],
+      byDomain,
+      new Map(),
+      at(6),
+    );
+    const keys = acc.result().map(keyOf);
+    expect(new Set(keys).size).toBe(keys.length);
+    expect(acc.result().filter((b) => b.recipientDomain === 'gmail.test')).toMatchObject([{ hour: at(6), delivered: 2 }]);
+  });
+
+  it('counts late events at finalBefore itself when it is not on an hour boundary, in one bucket per key', () => {
+    // 06:40 lies in the hour starting 06:00, before 06:30: late as well.
+    const acc = run([origin('J1', at(5)), queued('J1', at(5), 'a@t.example'), delivery('J1', at(5, 10), 'x@gmail.test', 'sent'), delivery('J1', at(6, 40), 'y@gmail.test', 'sent'), delivery('J1', at(7, 1), 'z@gmail.test', 'sent')], byDomain, new Map(), at(6, 30));
+    expect(acc.result().filter((b) => b.recipientDomain === 'gmail.test').map((b) => [new Date(b.hour).toISOString(), b.delivered]).sort()).toEqual([
+      ['2026-11-28T06:30:00.000Z', 2],
+      ['2026-11-28T07:00:00.000Z', 1],
+    ]);
+    expect(acc.stats.lateEvents).toBe(3); // the queueing at 05:00 and the deliveries at 05:10 and 06:40
+  });
+
   it('carries a message across two batches through its stored state', () => {
     const first = run([origin('G1', at(5)), queued('G1', at(5), 'a@t.example', 2, 500), delivery('G1', at(5), 'x@gmail.test', 'deferred')]);
     const { upsert, remove } = first.stateChanges();
