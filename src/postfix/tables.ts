@@ -61,15 +61,20 @@ export function senderTransportEntries(plan: RoutePlan): Array<[string, string]>
   return [...plan.routes.values()].map((r) => [senderKey(r.domain.name), transportValue(r.service)]);
 }
 
+// Loops rather than flatMap: at 100,000 domains, flatMap's per-route arrays are 100,000 more objects per table.
 export function senderRelayEntries(plan: RoutePlan): Array<[string, string]> {
-  return [...plan.routes.values()].flatMap((r): Array<[string, string]> => (r.relayhost === null ? [] : [[senderKey(r.domain.name), r.relayhost]]));
+  const entries: Array<[string, string]> = [];
+  for (const r of plan.routes.values()) if (r.relayhost !== null) entries.push([senderKey(r.domain.name), r.relayhost]);
+  return entries;
 }
 
 export function globalSaslEntries(plan: RoutePlan): Array<[string, string]> {
-  return [...plan.routes.values()].flatMap((r): Array<[string, string]> => {
+  const entries: Array<[string, string]> = [];
+  for (const r of plan.routes.values()) {
     const c = globalSaslCredential(r);
-    return c === null ? [] : [[senderKey(r.domain.name), saslPasswordValue(c.username, c.secret)]];
-  });
+    if (c !== null) entries.push([senderKey(r.domain.name), saslPasswordValue(c.username, c.secret)]);
+  }
+  return entries;
 }
 
 export function serviceSaslEntries(service: ServicePlan): Array<[string, string]> {
@@ -82,9 +87,28 @@ export function tlsPolicyEntries(plan: RoutePlan): Array<[string, string]> {
   return entries;
 }
 
+/**
+ * Every configured domain name once, in code-unit order. planRoutes fills routes and unrouted in
+ * name order, so the two are merged rather than sorted again; anything else is sorted.
+ */
+function configuredDomainNames(plan: RoutePlan): string[] {
+  const routed = [...plan.routes.keys()];
+  const unrouted = [...plan.unrouted.keys()];
+  const names: string[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < routed.length && j < unrouted.length) names.push(routed[i]! < unrouted[j]! ? routed[i++]! : unrouted[j++]!);
+  while (i < routed.length) names.push(routed[i++]!);
+  while (j < unrouted.length) names.push(unrouted[j++]!);
+  for (let k = 1; k < names.length; k += 1) {
+    if (!(names[k - 1]! < names[k]!)) return [...new Set(names)].sort();
+  }
+  return names;
+}
+
 /** Regexp entries in match order: null sender, one per configured domain, then the catch-all. */
 export function senderAccessEntries(plan: RoutePlan): Array<[string, string]> {
-  const names = [...new Set([...plan.routes.keys(), ...plan.unrouted.keys()])].sort();
+  const names = configuredDomainNames(plan);
   return [
     [NULL_SENDER_PATTERN, REJECT_NULL_SENDER],
     ...names.map((name): [string, string] => {

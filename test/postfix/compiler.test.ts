@@ -8,6 +8,8 @@ import { describe, expect, it } from 'vitest';
 import type { Bundle as DeployBundle } from '../../src/deploy/bundle.js';
 import { DIR_PLACEHOLDER, compile, explainRoute, renderBundle, type Bundle, type Snapshot } from '../../src/postfix/index.js';
 import { serviceSyslogName } from '../../src/postfix/compiler.js';
+import { planRoutes } from '../../src/postfix/plan.js';
+import { senderAccessEntries } from '../../src/postfix/tables.js';
 import { snapshotArb } from './arbitraries.js';
 import { credential, domain, policy, relay, richSnapshot, settings, snapshot, tenant } from './fixtures.js';
 
@@ -192,6 +194,16 @@ describe('senders without a route', () => {
       '/^/ REJECT Relayplane: the sender domain is not configured on this relay',
     ]);
     expect(b.warnings).toContain('domain forced.example is pending but compiled because an administrator set compileOverride');
+  });
+
+  it('sender_access lists every configured domain once in name order, whatever order the plan maps hold', () => {
+    const plan = planRoutes(richSnapshot());
+    const expected = senderAccessEntries(plan);
+    const names = expected.slice(1, -1).map(([pattern]) => pattern.slice(2, -2).replaceAll('\\.', '.'));
+    expect(names).toEqual([...names].sort());
+    expect(names.length).toBe(plan.routes.size + plan.unrouted.size);
+    const reversed = { ...plan, routes: new Map([...plan.routes].reverse()), unrouted: new Map([...plan.unrouted].reverse()) };
+    expect(senderAccessEntries(reversed)).toEqual(expected);
   });
 
   it('mail already queued is held by retry:, never sent directly or via a relay', () => {
