@@ -18,8 +18,6 @@ import {
   UNROUTED_TRANSPORT,
   globalSaslCredential,
   rejectText,
-  senderKey,
-  transportValue,
 } from './tables.js';
 import { senderDomainPattern } from './map-encoding.js';
 
@@ -139,13 +137,13 @@ function explainUnrouted(plan: RoutePlan, e: Explanation): Explanation {
 }
 
 function explainRouted(plan: RoutePlan, route: DomainRoute, e: Explanation): Explanation {
-  const key = senderKey(route.domain.name);
+  const key = route.senderKey;
   e.service = route.service;
   e.limits = route.limits;
   e.saslMap = route.saslMap;
   e.senderDependentAuth = route.sasl === 'sender';
   e.matched.push({ table: TABLE.senderAccess, key: senderDomainPattern(route.domain.name), value: PERMIT_SENDER });
-  e.matched.push({ table: TABLE.senderTransport, key, value: transportValue(route.service) });
+  e.matched.push({ table: TABLE.senderTransport, key, value: route.transport });
   const destination = e.recipientDomain === null ? null : matchDestinationPolicy(plan, e.recipientDomain);
 
   if (route.kind === 'direct') {

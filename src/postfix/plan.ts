@@ -32,6 +32,7 @@ import {
 } from './resolve.js';
 import type { Credential, Domain, Snapshot, Tenant } from './snapshot.js';
 import { buildIndex, type SnapshotIndex } from './validate.js';
+import { senderKey, transportValue } from './table-keys.js';
 import { planWarnings } from './warnings.js';
 
 /** sender: global map by `@domain`; service: the service's own map by nexthop; none: AUTH disabled. */
@@ -59,6 +60,10 @@ export interface DomainRoute {
   tenant: Tenant;
   kind: 'relay' | 'direct';
   service: string;
+  /** `@domain`: the key of this sender in every sender-dependent table. */
+  senderKey: string;
+  /** `service:`: the sender_dependent_default_transport_maps value (empty nexthop on purpose). */
+  transport: string;
   /** Relays in order (primary, fallback); empty for direct. */
   hops: Hop[];
   /** sender_dependent_relayhost_maps value (`[a]:587,[b]:587`), null for direct. */
@@ -222,15 +227,21 @@ export function planRoutes(snapshot: Snapshot): RoutePlan {
 
   const routes = new Map<string, DomainRoute>();
   const smtpLimits = defaultLimits(settings);
+  // One `service:` string per service, not one per domain (100,000 routes share a handful).
+  const transports = new Map<string, string>();
   for (const res of routed) {
     const name = serviceOf.get(res.domain.name) ?? DEFAULT_SERVICE;
     const service = services.get(name);
     const sasl: SaslMode = service?.sasl ?? 'sender';
+    let transport = transports.get(name);
+    if (transport === undefined) transports.set(name, (transport = transportValue(name)));
     routes.set(res.domain.name, {
       domain: res.domain,
       tenant: res.tenant,
       kind: res.kind,
       service: name,
+      senderKey: senderKey(res.domain.name),
+      transport,
       hops: hops(res),
       relayhost: relayhost(res),
       sasl,

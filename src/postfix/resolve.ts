@@ -108,12 +108,11 @@ export function resolveSenderDomain(index: SnapshotIndex, domainName: string, pr
 
   if (domain.route === 'direct') return { kind: 'direct', domain, tenant, limitSources: domainSources };
 
-  const relays: Relay[] = [];
-  for (const id of [domain.relayId, domain.fallbackRelayId]) {
-    const relay = id === null ? undefined : index.relays.get(id);
-    if (relay !== undefined) relays.push(relay);
-  }
   const primary = domain.relayId === null ? undefined : index.relays.get(domain.relayId);
+  const fallback = domain.fallbackRelayId === null ? undefined : index.relays.get(domain.fallbackRelayId);
+  const relays: Relay[] = [];
+  if (primary !== undefined) relays.push(primary);
+  if (fallback !== undefined) relays.push(fallback);
   let ok = true;
   if (primary === undefined) {
     problems.add('route_inconsistent', 'domain', domain.id, `domain ${domainName} routes via a relay but has no relay`);
@@ -128,14 +127,15 @@ export function resolveSenderDomain(index: SnapshotIndex, domainName: string, pr
     problems.add('route_inconsistent', 'domain', domain.id, `domain ${domainName}: primary and fallback relay are both ${formatNexthop(first.host, first.port)}`);
     ok = false;
   }
+  let implicitCount = 0;
   for (const relay of relays) {
     if (relay.tenantId !== null && relay.tenantId !== domain.tenantId) {
       problems.add('relay_not_allowed', 'domain', domain.id, `domain ${domainName} uses relay ${relay.id}, which belongs to another tenant`);
       ok = false;
     }
+    if (relay.tls === 'implicit') implicitCount += 1;
   }
-  const implicit = relays.map((r) => r.tls === 'implicit');
-  if (implicit.some((v) => v) && !implicit.every((v) => v)) {
+  if (implicitCount > 0 && implicitCount < relays.length) {
     problems.add(
       'fallback_tls_mismatch',
       'domain',
@@ -157,7 +157,7 @@ export function resolveSenderDomain(index: SnapshotIndex, domainName: string, pr
   for (const relay of relays) {
     if (hasLimits(relay.limits) && relay.limits !== null) limitSources.push({ resourceType: 'relay', resourceId: relay.id, limits: relay.limits });
   }
-  return { kind: 'relay', domain, tenant, hops, implicitTls: implicit.every((v) => v), limitSources };
+  return { kind: 'relay', domain, tenant, hops, implicitTls: implicitCount === relays.length, limitSources };
 }
 
 /** Domain level first (domain fields over tenant defaults), then relays: min/max across all. */

@@ -1,0 +1,14 @@
+/**
+ * How a sender domain and a service are written in the sender-dependent tables. Its own module:
+ * plan.ts puts both into every route once, tables.ts and explain.ts quote them.
+ */
+
+/** `@domain`: Postfix looks up the full sender address, then `@domain` (mail_addr_find). */
+export function senderKey(domain: string): string {
+  return `@${domain}`;
+}
+
+/** `service:` with an EMPTY nexthop, so the sender-dependent relayhost stays in charge. */
+export function transportValue(service: string): string {
+  return `${service}:`;
+}
