@@ -23,7 +23,7 @@ import {
   defaultLimits,
   effectiveLimits,
   hasLimits,
-  resolveSenderDomain,
+  resolveDomain,
   type EffectiveLimits,
   type Hop,
   type LimitSource,
@@ -140,10 +140,10 @@ export function planRoutes(snapshot: Snapshot): RoutePlan {
 
   const unrouted = new Map<string, UnroutedDomain>();
   const routed: Routed[] = [];
-  for (const name of [...index.domainsByName.keys()].sort()) {
-    const res = resolveSenderDomain(index, name, problems);
+  for (const domain of [...index.domainsByName.values()].sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    const res = resolveDomain(index, domain, problems);
     if (res.kind === 'unrouted') {
-      if (res.domain !== null) unrouted.set(name, { domain: res.domain, code: res.code, reason: res.reason });
+      unrouted.set(domain.name, { domain, code: res.code, reason: res.reason });
     } else {
       routed.push(res);
     }
@@ -256,7 +256,10 @@ export function planRoutes(snapshot: Snapshot): RoutePlan {
   for (const route of routes.values()) {
     for (const hop of route.hops) {
       const seen = relayTlsPolicies.get(hop.nexthop);
-      if (seen !== undefined && seen !== hop.tlsPolicy) {
+      if (seen === undefined) {
+        relayTlsPolicies.set(hop.nexthop, hop.tlsPolicy);
+        policyOwner.set(hop.nexthop, hop.relay.id);
+      } else if (seen !== hop.tlsPolicy) {
         problems.add(
           'nexthop_conflict',
           'relay',
@@ -265,8 +268,6 @@ export function planRoutes(snapshot: Snapshot): RoutePlan {
             'smtp_tls_policy_maps has one entry per nexthop',
         );
       }
-      relayTlsPolicies.set(hop.nexthop, seen ?? hop.tlsPolicy);
-      if (!policyOwner.has(hop.nexthop)) policyOwner.set(hop.nexthop, hop.relay.id);
     }
   }
 

@@ -92,6 +92,12 @@ function unrouted(code: UnroutedCode, domain: Domain | null, reason: string): Se
 export function resolveSenderDomain(index: SnapshotIndex, domainName: string, problems: ProblemList): SenderDomainResolution {
   const domain = index.domainsByName.get(domainName);
   if (domain === undefined) return unrouted('unknown_domain', null, `sender domain ${domainName} is not configured in Relayplane`);
+  return resolveDomain(index, domain, problems);
+}
+
+/** resolveSenderDomain for a domain of the index in hand (planRoutes walks all of them: no lookup by name). */
+export function resolveDomain(index: SnapshotIndex, domain: Domain, problems: ProblemList): SenderDomainResolution {
+  const domainName = domain.name;
   const tenant = index.tenants.get(domain.tenantId);
   if (tenant === undefined) return unrouted('unknown_domain', domain, `sender domain ${domainName} has no tenant`);
   if (tenant.status === 'suspended') return unrouted('tenant_suspended', domain, `the tenant of sender domain ${domainName} is suspended`);
