@@ -133,3 +133,45 @@ describe('snapshot loader', () => {
     expect(reference.settings).toMatchObject({ defaultRateDelaySeconds: 5, inetProtocols: 'ipv4', minimalBackoffTime: '60s' });
   });
 });
+
+describe('opened secrets between loads', () => {
+  /** A secret box that counts what it really opens. */
+  function countingBox() {
+    let opens = 0;
+    const box = { ...secretBox, open: (...args: Parameters<typeof secretBox.open>) => (opens++, secretBox.open(...args)) };
+    return { box, opens: () => opens };
+  }
+
+  it('opens each secret once, then only what changed: a re-seal, a tampered row (refused), a new credential', async () => {
+    const counting = countingBox();
+    const service = createSnapshotService({ prisma: direct, snapshots: createSnapshotRepository(), secretBox: counting.box });
+    const first = await service.load();
+    const active = first.credentials.length;
+    expect(counting.opens()).toBe(active);
+    expect(await service.load()).toStrictEqual(first);
+    expect(counting.opens()).toBe(active);
+
+    // Rotated in place: a new secret sealed under a new nonce is opened, the others are not.
+    const target = first.credentials.find((c) => c.secret === 'domain-scoped')!;
+    const resealed = secretBox.seal('rotated secret', target.id);
+    await direct.relayCredential.update({ where: { id: target.id }, data: { secretCiphertext: new Uint8Array(resealed.ciphertext), secretNonce: new Uint8Array(resealed.nonce) } });
+    const second = await service.load();
+    expect(second.credentials.find((c) => c.id === target.id)?.secret).toBe('rotated secret');
+    expect(counting.opens()).toBe(active + 1);
+
+    // Same nonce, other ciphertext: never served from memory; it does not authenticate, so the load fails.
+    const tampered = Buffer.from(resealed.ciphertext);
+    tampered[0] = tampered[0]! ^ 1;
+    await direct.relayCredential.update({ where: { id: target.id }, data: { secretCiphertext: new Uint8Array(tampered) } });
+    await expect(service.load()).rejects.toThrow();
+    await direct.relayCredential.update({ where: { id: target.id }, data: { secretCiphertext: new Uint8Array(resealed.ciphertext) } });
+
+    // Retired and re-activated: it left the cache when it stopped being active, so it is opened again.
+    await direct.relayCredential.update({ where: { id: target.id }, data: { status: 'retired' } });
+    expect((await service.load()).credentials.some((c) => c.id === target.id)).toBe(false);
+    const before = counting.opens();
+    await direct.relayCredential.update({ where: { id: target.id }, data: { status: 'active' } });
+    expect((await service.load()).credentials.find((c) => c.id === target.id)?.secret).toBe('rotated secret');
+    expect(counting.opens()).toBe(before + 1);
+  });
+});
