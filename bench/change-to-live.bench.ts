@@ -12,7 +12,7 @@ import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../test/lab
 import { LAB_INSTALL_COMMAND, labAvailable } from '../test/lab/requirements.js';
 import { startSmartHost, type SmartHost } from '../test/lab/smart-host.js';
 import { sleep, waitUntil } from '../test/lab/util.js';
-import { machine, recordSection, scratchDatabase } from './lib.js';
+import { machine, median, percentile, recordSection, scratchDatabase } from './lib.js';
 
 /**
  * Change-to-live latency (goals: p50 ≤ 1.5 s for 1 node, ≤ 3 s for 20). An API write (a new
@@ -94,12 +94,6 @@ interface RunResult {
 
 const profileLabel = (r: RunResult) => `debounce ${r.debounceMs} ms, concurrency ${r.concurrency}`;
 
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
-const median = (values: number[]) => percentile(values, 50);
 const ms = (v: number) => `${Math.round(v)} ms`;
 const s = (v: number) => `${(v / 1000).toFixed(2)} s`;
 

@@ -6,7 +6,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { applyMigrations } from '../src/db/migrate.js';
 import { createSecretBox } from '../src/lib/secret-box.js';
-import { machine, recordSection, ROOT, scratchDatabase } from './lib.js';
+import { machine, median, recordSection, ROOT, scratchDatabase } from './lib.js';
 
 /**
  * Issue 4's benchmark: 100,000 sender domains (credentials across 50 relays, 1,000 destination
@@ -18,7 +18,6 @@ const RELAYS = 50;
 const POLICIES = 1_000;
 const PER_TENANT = 10;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function insert(client: pg.Client, table: string, columns: string[], rows: unknown[][]) {
   for (let offset = 0; offset < rows.length; offset += 1000) {

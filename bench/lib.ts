@@ -73,6 +73,15 @@ export async function recordSection(name: string, markdown: string) {
   await writeFile(file, text);
 }
 
+/** The value at percentile `p` of `values` (nearest rank: the median of an even count is the lower middle); NaN when empty. */
+export function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+export const median = (values: number[]) => percentile(values, 50);
+
 export function machine() {
   return `Node ${process.version}, ${process.platform}/${process.arch}, ${os.availableParallelism()} cores`;
 }

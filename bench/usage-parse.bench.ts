@@ -3,7 +3,7 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { UsageCounters } from '../src/usage/accumulator.js';
-import { machine, recordSection, ROOT } from './lib.js';
+import { machine, median, recordSection, ROOT } from './lib.js';
 import { writePostfixLog } from './usage/generate-log.js';
 import { findExecutable, parseGrandTotals, type GrandTotals } from './usage/pflogsumm.js';
 
@@ -74,7 +74,6 @@ async function runRelayplane(file: string, splitter: 'chunk' | 'readline', tenan
   return { ...(JSON.parse(run.stdout) as Omit<WorkerResult, 'processMs'>), processMs: run.ms };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const int = (n: number) => Math.round(n).toLocaleString('en-US');
 const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
