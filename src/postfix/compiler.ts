@@ -18,6 +18,7 @@ import {
   renderBundle,
   type Bundle,
   type BundleFile,
+  type FileDigests,
   type MasterService,
 } from './bundle.js';
 import { ProblemList } from './errors.js';
@@ -144,14 +145,17 @@ function checkConfig(bundle: Omit<Bundle, 'version' | 'warnings'>, problems: Pro
   }
 }
 
+export function bundleFile(content: string, secret: boolean, mapType: 'hash' | 'regexp'): BundleFile {
+  return { content, mode: secret ? 0o600 : 0o644, secret, mapType: mapType === 'hash' ? 'hash' : null };
+}
+
 /** Renders an already planned snapshot. */
-export function compilePlan(plan: RoutePlan): Bundle {
+export function compilePlan(plan: RoutePlan, digests?: FileDigests): Bundle {
   const problems = new ProblemList();
   const files: Record<string, BundleFile> = {};
   const addMap = (name: string, mapType: 'hash' | 'regexp', secret: boolean, entries: Array<[string, string]>) => {
     try {
-      const content = mapType === 'hash' ? renderHashMap(entries) : renderRegexpMap(entries);
-      files[name] = { content, mode: secret ? 0o600 : 0o644, secret, mapType: mapType === 'hash' ? 'hash' : null };
+      files[name] = bundleFile(mapType === 'hash' ? renderHashMap(entries) : renderRegexpMap(entries), secret, mapType);
     } catch (err) {
       if (!(err instanceof MapEncodingError)) throw err;
       problems.add('unsafe_output', 'settings', null, `table ${name}: ${err.message}`);
@@ -166,10 +170,15 @@ export function compilePlan(plan: RoutePlan): Bundle {
     if (service.saslMap !== null) addMap(service.saslMap, 'hash', true, serviceSaslEntries(service));
   }
 
+  return assembleBundle(plan, files, problems, digests);
+}
+
+/** The bundle around rendered tables: main.cf, master.cf, checks, version. Throws CompileError. */
+export function assembleBundle(plan: RoutePlan, files: Record<string, BundleFile>, problems = new ProblemList(), digests?: FileDigests): Bundle {
   const body = { files, mainCf: mainCf(plan), masterCf: plan.services.map(masterService) };
   checkConfig(body, problems);
   problems.throwIfAny();
-  return { version: bundleVersion(body), ...body, warnings: [...plan.warnings] };
+  return { version: bundleVersion(body, digests), ...body, warnings: [...plan.warnings] };
 }
 
 /** Validates, resolves and renders. Throws CompileError listing every problem. */

@@ -17,6 +17,7 @@ export {
   formatNexthop,
 } from './map-encoding.js';
 export { compile, compilePlan, tablePath, serviceLimitParams } from './compiler.js';
+export { createIncrementalCompiler, type IncrementalCompiler, type CompileMode } from './incremental.js';
 export {
   DIR_PLACEHOLDER,
   SERVICE_PREFIX,

@@ -30,7 +30,7 @@ import {
   type RelayTlsPolicy,
   type SenderDomainResolution,
 } from './resolve.js';
-import type { Credential, Domain, Snapshot, Tenant } from './snapshot.js';
+import type { Credential, Domain, Settings, Snapshot, Tenant } from './snapshot.js';
 import { buildIndex, type SnapshotIndex } from './validate.js';
 import { senderKey, transportValue } from './table-keys.js';
 import { planWarnings } from './warnings.js';
@@ -95,7 +95,7 @@ export interface RoutePlan {
   warnings: string[];
 }
 
-type Routed = Extract<SenderDomainResolution, { kind: 'relay' | 'direct' }>;
+export type Routed = Extract<SenderDomainResolution, { kind: 'relay' | 'direct' }>;
 
 function shortHash(value: string): string {
   return createHash('sha256').update(value).digest('hex').slice(0, 12);
@@ -128,11 +128,119 @@ function serviceSasl(name: string, routeHops: Hop[]): Pick<ServicePlan, 'sasl' |
   return saslEntries.length === 0 ? { sasl: 'none', saslMap: null, saslEntries } : { sasl: 'service', saslMap: `sasl_${name}`, saslEntries };
 }
 
+/** Where a routed domain's mail goes: a service of its own, its relay group's service(s), or Postfix's `smtp`. */
+export type Placement = { kind: 'own' } | { kind: 'group'; key: string } | { kind: 'smtp' };
+
+export function placement(res: Routed): Placement {
+  if (res.limitSources.some((s) => s.resourceType !== 'relay')) return { kind: 'own' };
+  if (res.kind === 'direct') return { kind: 'smtp' }; // Postfix's smtp service, no limits of its own
+  const needsService = res.implicitTls || res.hops.some((h) => hasLimits(h.relay.limits));
+  const perNexthopCredentials = res.hops.length > 1 && res.hops.some((h) => h.credential !== null);
+  if (!needsService && !perNexthopCredentials) return { kind: 'smtp' };
+  return { kind: 'group', key: res.hops.map((h) => h.relay.id).join('\u0000') };
+}
+
+/** A generated service with what makes it unique (two identities under one name are a hash collision). */
+export interface PlannedService {
+  identity: string;
+  plan: ServicePlan;
+  owner: { type: ResourceType; id: string };
+}
+
+/** The service of one sender domain with limits of its own (or of a split relay group). */
+export function domainService(settings: Settings, res: Routed): PlannedService {
+  const name = `rp_d_${shortHash(res.domain.id)}`;
+  return {
+    identity: `d:${res.domain.id}`,
+    plan: {
+      name,
+      scope: 'domain',
+      route: res.kind,
+      implicitTls: res.kind === 'relay' && res.implicitTls,
+      ...serviceSasl(name, hops(res)),
+      limits: effectiveLimits(settings, res.limitSources),
+      domains: [res.domain.name],
+    },
+    owner: { type: 'domain', id: res.domain.id },
+  };
+}
+
+/**
+ * The services of one relay group (same relay list, placement 'group'), members in name order:
+ * one shared service, or one per member when a multi-hop route's credentials differ between them.
+ */
+export function groupServices(settings: Settings, key: string, members: readonly Routed[]): PlannedService[] {
+  const first = members[0];
+  if (first === undefined || first.kind !== 'relay') return [];
+  const uniform = members.every((m) => credentialTuple(m) === credentialTuple(first));
+  if (!uniform && first.hops.length > 1) return members.map((m) => domainService(settings, m));
+  const name = `rp_r_${shortHash(key)}`;
+  const sasl: Pick<ServicePlan, 'sasl' | 'saslMap' | 'saslEntries'> = uniform ? serviceSasl(name, first.hops) : { sasl: 'sender', saslMap: null, saslEntries: [] };
+  return [
+    {
+      identity: `r:${key}`,
+      plan: {
+        name,
+        scope: 'relay',
+        route: 'relay',
+        implicitTls: first.implicitTls,
+        ...sasl,
+        limits: effectiveLimits(
+          settings,
+          first.limitSources.filter((s) => s.resourceType === 'relay'),
+        ),
+        domains: members.map((m) => m.domain.name),
+      },
+      owner: { type: 'relay', id: first.hops[0]?.relay.id ?? key },
+    },
+  ];
+}
+
+/** The route of a routed domain on its service (undefined: Postfix's own `smtp`). */
+export function domainRoute(res: Routed, service: ServicePlan | undefined, transport: string, smtpLimits: EffectiveLimits): DomainRoute {
+  const sasl: SaslMode = service?.sasl ?? 'sender';
+  return {
+    domain: res.domain,
+    tenant: res.tenant,
+    kind: res.kind,
+    service: service?.name ?? DEFAULT_SERVICE,
+    senderKey: senderKey(res.domain.name),
+    transport,
+    hops: hops(res),
+    relayhost: relayhost(res),
+    sasl,
+    saslMap: sasl === 'sender' ? GLOBAL_SASL_MAP : (service?.saslMap ?? null),
+    limits: service?.limits ?? smtpLimits,
+    limitSources: res.limitSources,
+  };
+}
+
+/** Every nexthop has one TLS policy; two relays on one nexthop needing different ones cannot be expressed. */
+export function nexthopConflict(hop: Hop, seen: RelayTlsPolicy, seenOwner: string | undefined): string {
+  return (
+    `relay ${hop.relay.id} and relay ${seenOwner ?? '?'} both deliver to ${hop.nexthop} but need different TLS policies (${hop.tlsPolicy} vs ${seen}); ` +
+    'smtp_tls_policy_maps has one entry per nexthop'
+  );
+}
+
+/** planRoutes() and what an incremental recompile needs to pick up from it. */
+export interface DetailedPlan {
+  plan: RoutePlan;
+  /** Routed resolutions by domain name. */
+  routed: ReadonlyMap<string, Routed>;
+  /** Generated service name → identity. */
+  identities: ReadonlyMap<string, string>;
+}
+
 /**
  * Validates the snapshot, resolves every sender domain once and assigns delivery services.
  * Throws CompileError with every problem found. compile() renders this plan; explainRoute() reads it.
  */
 export function planRoutes(snapshot: Snapshot): RoutePlan {
+  return planRoutesDetailed(snapshot).plan;
+}
+
+export function planRoutesDetailed(snapshot: Snapshot): DetailedPlan {
   const problems = new ProblemList();
   const index = buildIndex(snapshot, problems);
   problems.throwIfAny();
@@ -153,102 +261,41 @@ export function planRoutes(snapshot: Snapshot): RoutePlan {
   const services = new Map<string, ServicePlan>();
   const serviceOf = new Map<string, string>();
   const identities = new Map<string, string>();
-  const addService = (identity: string, plan: ServicePlan, owner: { type: ResourceType; id: string }) => {
+  const addService = ({ identity, plan, owner }: PlannedService) => {
     const seen = identities.get(plan.name);
     if (seen !== undefined && seen !== identity) {
-      problems.add('service_name_collision', owner.type, owner.id, `generated service name ${plan.name} collides; rename is impossible, report this`);
+      problems.add('service_name_collision', owner.type, owner.id, serviceCollision(plan.name));
       return;
     }
     identities.set(plan.name, identity);
     services.set(plan.name, plan);
     for (const d of plan.domains) serviceOf.set(d, plan.name);
   };
-  const domainService = (res: Routed) => {
-    const name = `rp_d_${shortHash(res.domain.id)}`;
-    addService(
-      `d:${res.domain.id}`,
-      {
-        name,
-        scope: 'domain',
-        route: res.kind,
-        implicitTls: res.kind === 'relay' && res.implicitTls,
-        ...serviceSasl(name, hops(res)),
-        limits: effectiveLimits(settings, res.limitSources),
-        domains: [res.domain.name],
-      },
-      { type: 'domain', id: res.domain.id },
-    );
-  };
 
-  const groups = new Map<string, Array<Extract<Routed, { kind: 'relay' }>>>();
+  const groups = new Map<string, Routed[]>();
   for (const res of routed) {
-    const ownLimits = res.limitSources.some((s) => s.resourceType !== 'relay');
-    if (ownLimits) {
-      domainService(res);
-      continue;
-    }
-    if (res.kind === 'direct') continue; // Postfix's smtp service, no limits of its own
-    const needsService = res.implicitTls || res.hops.some((h) => hasLimits(h.relay.limits));
-    const perNexthopCredentials = res.hops.length > 1 && res.hops.some((h) => h.credential !== null);
-    if (!needsService && !perNexthopCredentials) continue;
-    const key = res.hops.map((h) => h.relay.id).join('\u0000');
-    const group = groups.get(key);
-    if (group === undefined) groups.set(key, [res]);
+    const placed = placement(res);
+    if (placed.kind === 'own') addService(domainService(settings, res));
+    if (placed.kind !== 'group') continue;
+    const group = groups.get(placed.key);
+    if (group === undefined) groups.set(placed.key, [res]);
     else group.push(res);
   }
   for (const key of [...groups.keys()].sort()) {
-    const members = groups.get(key) ?? [];
-    const first = members[0];
-    if (first === undefined) continue;
-    const uniform = members.every((m) => credentialTuple(m) === credentialTuple(first));
-    if (!uniform && first.hops.length > 1) {
-      members.forEach(domainService);
-      continue;
-    }
-    const name = `rp_r_${shortHash(key)}`;
-    const sasl: Pick<ServicePlan, 'sasl' | 'saslMap' | 'saslEntries'> = uniform ? serviceSasl(name, first.hops) : { sasl: 'sender', saslMap: null, saslEntries: [] };
-    addService(
-      `r:${key}`,
-      {
-        name,
-        scope: 'relay',
-        route: 'relay',
-        implicitTls: first.implicitTls,
-        ...sasl,
-        limits: effectiveLimits(
-          settings,
-          first.limitSources.filter((s) => s.resourceType === 'relay'),
-        ),
-        domains: members.map((m) => m.domain.name),
-      },
-      { type: 'relay', id: first.hops[0]?.relay.id ?? key },
-    );
+    for (const service of groupServices(settings, key, groups.get(key) ?? [])) addService(service);
   }
 
   const routes = new Map<string, DomainRoute>();
+  const routedByName = new Map<string, Routed>();
   const smtpLimits = defaultLimits(settings);
   // One `service:` string per service, not one per domain (100,000 routes share a handful).
   const transports = new Map<string, string>();
   for (const res of routed) {
     const name = serviceOf.get(res.domain.name) ?? DEFAULT_SERVICE;
-    const service = services.get(name);
-    const sasl: SaslMode = service?.sasl ?? 'sender';
     let transport = transports.get(name);
     if (transport === undefined) transports.set(name, (transport = transportValue(name)));
-    routes.set(res.domain.name, {
-      domain: res.domain,
-      tenant: res.tenant,
-      kind: res.kind,
-      service: name,
-      senderKey: senderKey(res.domain.name),
-      transport,
-      hops: hops(res),
-      relayhost: relayhost(res),
-      sasl,
-      saslMap: sasl === 'sender' ? GLOBAL_SASL_MAP : (service?.saslMap ?? null),
-      limits: service?.limits ?? smtpLimits,
-      limitSources: res.limitSources,
-    });
+    routes.set(res.domain.name, domainRoute(res, services.get(name), transport, smtpLimits));
+    routedByName.set(res.domain.name, res);
   }
 
   const relayTlsPolicies = new Map<string, RelayTlsPolicy>();
@@ -260,13 +307,7 @@ export function planRoutes(snapshot: Snapshot): RoutePlan {
         relayTlsPolicies.set(hop.nexthop, hop.tlsPolicy);
         policyOwner.set(hop.nexthop, hop.relay.id);
       } else if (seen !== hop.tlsPolicy) {
-        problems.add(
-          'nexthop_conflict',
-          'relay',
-          hop.relay.id,
-          `relay ${hop.relay.id} and relay ${policyOwner.get(hop.nexthop) ?? '?'} both deliver to ${hop.nexthop} but need different TLS policies (${hop.tlsPolicy} vs ${seen}); ` +
-            'smtp_tls_policy_maps has one entry per nexthop',
-        );
+        problems.add('nexthop_conflict', 'relay', hop.relay.id, nexthopConflict(hop, seen, policyOwner.get(hop.nexthop)));
       }
     }
   }
@@ -277,11 +318,15 @@ export function planRoutes(snapshot: Snapshot): RoutePlan {
 
   const plan: RoutePlan = { kind: 'relayplane.route-plan', index, routes, unrouted, services: sortedServices, relayTlsPolicies, warnings: [] };
   plan.warnings = planWarnings(plan);
-  return plan;
+  return { plan, routed: routedByName, identities };
+}
+
+export function serviceCollision(name: string): string {
+  return `generated service name ${name} collides; rename is impossible, report this`;
 }
 
 /** Combinations that only appear once domain and relay limits meet in one service. */
-function checkServiceLimits(services: readonly ServicePlan[], routes: ReadonlyMap<string, DomainRoute>, problems: ProblemList): void {
+export function checkServiceLimits(services: readonly ServicePlan[], routes: ReadonlyMap<string, DomainRoute>, problems: ProblemList): void {
   for (const s of services) {
     const route = routes.get(s.domains[0] ?? '');
     const owner: { type: ResourceType; id: string } =

@@ -8,7 +8,7 @@
  * smtp_sasl_password_maps alike, so the three can never disagree about which domain matched.
  */
 import { saslPasswordValue, senderDomainPattern } from './map-encoding.js';
-import { GLOBAL_SASL_MAP, type DomainRoute, type RoutePlan, type ServicePlan } from './plan.js';
+import { GLOBAL_SASL_MAP, type DomainRoute, type RoutePlan, type ServicePlan, type UnroutedDomain } from './plan.js';
 
 export const TABLE = {
   /** sender_dependent_default_transport_maps: `@domain service:` (empty nexthop on purpose). */
@@ -84,7 +84,7 @@ export function tlsPolicyEntries(plan: RoutePlan): Array<[string, string]> {
  * Every configured domain name once, in code-unit order. planRoutes fills routes and unrouted in
  * name order, so the two are merged rather than sorted again; anything else is sorted.
  */
-function configuredDomainNames(plan: RoutePlan): string[] {
+export function configuredDomainNames(plan: RoutePlan): string[] {
   const routed = [...plan.routes.keys()];
   const unrouted = [...plan.unrouted.keys()];
   const names: string[] = [];
@@ -99,15 +99,16 @@ function configuredDomainNames(plan: RoutePlan): string[] {
   return names;
 }
 
+/** One configured domain's sender_access entry: DUNNO when routed, REJECT with the reason otherwise. */
+export function senderAccessEntry(name: string, unrouted: UnroutedDomain | undefined): [string, string] {
+  return [senderDomainPattern(name), unrouted === undefined ? PERMIT_SENDER : rejectText(unrouted.reason)];
+}
+
+export const FIRST_ACCESS_ENTRY: [string, string] = [NULL_SENDER_PATTERN, REJECT_NULL_SENDER];
+export const LAST_ACCESS_ENTRY: [string, string] = [CATCH_ALL_PATTERN, REJECT_UNKNOWN_SENDER];
+
 /** Regexp entries in match order: null sender, one per configured domain, then the catch-all. */
 export function senderAccessEntries(plan: RoutePlan): Array<[string, string]> {
   const names = configuredDomainNames(plan);
-  return [
-    [NULL_SENDER_PATTERN, REJECT_NULL_SENDER],
-    ...names.map((name): [string, string] => {
-      const unrouted = plan.unrouted.get(name);
-      return [senderDomainPattern(name), unrouted === undefined ? PERMIT_SENDER : rejectText(unrouted.reason)];
-    }),
-    [CATCH_ALL_PATTERN, REJECT_UNKNOWN_SENDER],
-  ];
+  return [FIRST_ACCESS_ENTRY, ...names.map((name) => senderAccessEntry(name, plan.unrouted.get(name))), LAST_ACCESS_ENTRY];
 }

@@ -133,6 +133,11 @@ function uniqueById<T extends { id: string }>(rows: readonly T[], type: Resource
   return byId;
 }
 
+export function checkTenant(t: Tenant, problems: ProblemList): void {
+  if (t.status !== 'active' && t.status !== 'suspended') problems.add('invalid_value', 'tenant', t.id, `unknown tenant status ${String(t.status)}`);
+  checkLimits(t.defaultLimits, 'tenant', t.id, 'tenant default limits', problems);
+}
+
 function checkRelay(r: Relay, tenants: ReadonlyMap<string, Tenant>, problems: ProblemList): void {
   if (!isValidRelayHost(r.host)) {
     problems.add('invalid_host', 'relay', r.id, `relay host ${JSON.stringify(r.host)} must be a lower-case DNS name or an IP literal without brackets`);
@@ -151,7 +156,7 @@ function checkRelay(r: Relay, tenants: ReadonlyMap<string, Tenant>, problems: Pr
   checkLimits(r.limits, 'relay', r.id, `relay ${r.host}:${r.port} limits`, problems);
 }
 
-function checkDomain(d: Domain, index: { tenants: ReadonlyMap<string, Tenant>; relays: ReadonlyMap<string, Relay> }, problems: ProblemList): void {
+export function checkDomain(d: Domain, index: { tenants: ReadonlyMap<string, Tenant>; relays: ReadonlyMap<string, Relay> }, problems: ProblemList): void {
   if (typeof d.name !== 'string' || !isValidDomainName(d.name)) {
     problems.add('invalid_name', 'domain', d.id, `domain name ${JSON.stringify(d.name)} must be a lower-case ASCII DNS name with at least two labels`);
   }
@@ -170,7 +175,7 @@ function checkDomain(d: Domain, index: { tenants: ReadonlyMap<string, Tenant>; r
 }
 
 /** `domain`: the credential's domain as found by its domainId (undefined for a relay-wide one, or none found). */
-function checkCredential(c: Credential, domain: Domain | undefined, relays: ReadonlyMap<string, Relay>, problems: ProblemList): void {
+export function checkCredential(c: Credential, domain: Domain | undefined, relays: ReadonlyMap<string, Relay>, problems: ProblemList): void {
   const relay = relays.get(c.relayId);
   if (relay === undefined) problems.add('dangling_reference', 'credential', c.id, `credential relay ${c.relayId} does not exist`);
   if (c.domainId !== null && domain === undefined) problems.add('dangling_reference', 'credential', c.id, `credential domain ${c.domainId} does not exist`);
@@ -207,10 +212,7 @@ function checkPolicy(p: DestinationPolicy, problems: ProblemList): void {
 export function buildIndex(snapshot: Snapshot, problems: ProblemList): SnapshotIndex {
   checkSettings(snapshot.settings, problems);
   const tenants = uniqueById(snapshot.tenants, 'tenant', problems);
-  for (const t of tenants.values()) {
-    if (t.status !== 'active' && t.status !== 'suspended') problems.add('invalid_value', 'tenant', t.id, `unknown tenant status ${String(t.status)}`);
-    checkLimits(t.defaultLimits, 'tenant', t.id, 'tenant default limits', problems);
-  }
+  for (const t of tenants.values()) checkTenant(t, problems);
   const relays = uniqueById(snapshot.relays, 'relay', problems);
   const nexthops = new Map<string, string>();
   for (const r of relays.values()) {

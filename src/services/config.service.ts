@@ -3,7 +3,7 @@ import type { PrismaClient } from '../db/prisma.js';
 import type { Prisma } from '../generated/prisma/client.js';
 import { ForbiddenError, NotFoundError, UnprocessableError } from '../lib/errors.js';
 import type { SecretBox } from '../lib/secret-box.js';
-import { type Bundle, CompileError, compile, explainRoute, masterCfLine } from '../postfix/index.js';
+import { type Bundle, CompileError, createIncrementalCompiler, explainRoute, masterCfLine } from '../postfix/index.js';
 import { isAdmin, type RequestContext } from './principal.js';
 import type { SnapshotService } from './snapshot.service.js';
 
@@ -50,6 +50,10 @@ function requireAdmin(ctx: RequestContext) {
 }
 
 export function createConfigService(deps: { prisma: PrismaClient; snapshots: SnapshotService; secretBox: SecretBox }) {
+  // Keeps the last compile's plan and tables: with the loader handing out unchanged rows as the
+  // same objects, a change to a few domains recompiles only those (src/postfix/incremental.ts).
+  const compiler = createIncrementalCompiler();
+
   /** Compiles what the database says now; a configuration Postfix cannot express is refused whole. */
   async function compileCurrent(): Promise<Bundle> {
     return (await compileWithSnapshot()).bundle;
@@ -58,7 +62,7 @@ export function createConfigService(deps: { prisma: PrismaClient; snapshots: Sna
   async function compileWithSnapshot() {
     const snapshot = await deps.snapshots.load();
     try {
-      return { bundle: compile(snapshot), snapshot };
+      return { bundle: compiler.compile(snapshot), snapshot };
     } catch (error) {
       if (error instanceof CompileError) {
         throw new UnprocessableError(error.message, 'config-not-compilable', { problems: error.problems });

@@ -37,13 +37,13 @@ describe('determinism', () => {
     );
   });
 
-  it('the version is the sha256 of the canonical JSON of files, main.cf and master.cf (stored versions stay valid)', () => {
+  it('the version is the sha256 of the canonical JSON of each file\'s sha256, main.cf and master.cf', () => {
     const byKey = <T>(record: Record<string, T>) => Object.entries(record).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     const canonicalVersion = (b: Bundle) =>
       createHash('sha256')
         .update(
           JSON.stringify({
-            files: byKey(b.files).map(([name, f]) => [name, f.mode, f.secret, f.mapType, f.content]),
+            files: byKey(b.files).map(([name, f]) => [name, f.mode, f.secret, f.mapType, createHash('sha256').update(f.content, 'utf8').digest('hex')]),
             mainCf: byKey(b.mainCf),
             masterCf: [...b.masterCf]
               .sort((x, y) => (x.name < y.name ? -1 : 1))

@@ -1,0 +1,628 @@
+/**
+ * The sync job's compiler: the same bundle as compile(snapshot), byte for byte, but a change that
+ * touches a few sender domains or their credentials costs work for those domains only, instead of
+ * validating, resolving and rendering all of them again (≈ 1 s at 100,000 domains, BENCHMARKS.md).
+ *
+ * How it knows what changed: object identity. The snapshot loader hands out the same (frozen) row
+ * object for a row that did not change; a new object is a changed or new row, a missing id a deleted
+ * one. Everything is derived from rows through the functions compile() itself uses (validation,
+ * resolveDomain, placement, groupServices, domainRoute, the table entry functions, assembleBundle),
+ * so the two paths cannot drift apart in what they mean; they differ only in how much they redo.
+ *
+ * Incremental: domains and domain-scoped credentials added, changed or removed, and new tenants.
+ * Anything else (settings, relays, destination policies, an existing tenant, a relay-wide
+ * credential, a change to many domains at once, any problem the compiler would refuse, a first
+ * compile) is a full compile, which also rebuilds the state kept here. So is anything unexpected:
+ * the incremental path never guesses.
+ */
+import { createHash } from 'node:crypto';
+import { assembleBundle, bundleFile, compilePlan } from './compiler.js';
+import { ProblemList } from './errors.js';
+import type { Bundle, BundleFile, FileDigests } from './bundle.js';
+import { renderHashMap, renderRegexpMap } from './map-encoding.js';
+import {
+  DEFAULT_SERVICE,
+  checkServiceLimits,
+  domainRoute,
+  domainService,
+  groupServices,
+  placement,
+  planRoutesDetailed,
+  type DetailedPlan,
+  type DomainRoute,
+  type PlannedService,
+  type RoutePlan,
+  type Routed,
+  type ServicePlan,
+  type UnroutedDomain,
+} from './plan.js';
+import { defaultLimits, resolveDomain, type RelayTlsPolicy } from './resolve.js';
+import type { Credential, DestinationPolicy, Domain, Relay, Snapshot, Tenant } from './snapshot.js';
+import { senderKey, transportValue } from './table-keys.js';
+import {
+  FIRST_ACCESS_ENTRY,
+  LAST_ACCESS_ENTRY,
+  TABLE,
+  configuredDomainNames,
+  globalSaslCredential,
+  senderAccessEntry,
+  serviceSaslEntries,
+  tlsPolicyEntries,
+} from './tables.js';
+import { checkCredential, checkDomain, checkTenant, type SnapshotIndex } from './validate.js';
+import { saslPasswordValue } from './map-encoding.js';
+import { planWarnings } from './warnings.js';
+
+/** Above this share of changed domains (and at least MIN_BULK rows) a full compile is cheaper. */
+const BULK_SHARE = 0.02;
+const MIN_BULK = 1000;
+
+export type CompileMode = 'full' | 'incremental';
+
+export interface IncrementalCompiler {
+  /** Same result as compile(snapshot); throws the same CompileError for a snapshot it refuses. */
+  compile(snapshot: Snapshot): Bundle;
+  /** How the last successful compile was done (null before the first). */
+  readonly lastMode: CompileMode | null;
+  /** Forget everything: the next compile is a full one. */
+  reset(): void;
+}
+
+/** Thrown inside the incremental path: this change needs a full compile. */
+class NeedsFullCompile extends Error {}
+
+/** Lines per chunk of a SortedLines: small enough to re-join cheaply, large enough to be few. */
+const CHUNK = 512;
+
+interface Chunk {
+  keys: string[];
+  lines: string[];
+  /** The chunk's lines joined, until one of them changes. */
+  joined: string | undefined;
+}
+
+/**
+ * The lines of one table sorted by key (code units, like renderHashMap), in chunks: changing a line
+ * re-joins its chunk only, and the table's text is the chunks' texts joined.
+ */
+class SortedLines {
+  private readonly chunks: Chunk[] = [];
+  private joined: string | undefined;
+
+  constructor(keys: readonly string[], lines: readonly string[]) {
+    for (let i = 0; i < keys.length; i += CHUNK) {
+      this.chunks.push({ keys: keys.slice(i, i + CHUNK), lines: lines.slice(i, i + CHUNK), joined: undefined });
+    }
+  }
+
+  /** The chunk `key` belongs in: the last one whose first key is not above it. */
+  private chunkFor(key: string): Chunk | undefined {
+    let low = 0;
+    let high = this.chunks.length - 1;
+    while (low < high) {
+      const mid = (low + high + 1) >>> 1;
+      if (this.chunks[mid]!.keys[0]! <= key) low = mid;
+      else high = mid - 1;
+    }
+    return this.chunks[low];
+  }
+
+  /** Sets (line) or removes (null) the line of `key`. */
+  set(key: string, line: string | null): void {
+    let chunk = this.chunkFor(key);
+    if (chunk === undefined) {
+      if (line === null) return;
+      this.chunks.push((chunk = { keys: [], lines: [], joined: undefined }));
+    }
+    const { keys, lines } = chunk;
+    let at = 0;
+    let high = keys.length;
+    while (at < high) {
+      const mid = (at + high) >>> 1;
+      if (keys[mid]! < key) at = mid + 1;
+      else high = mid;
+    }
+    const present = keys[at] === key;
+    if (line === null) {
+      if (!present) return;
+      keys.splice(at, 1);
+      lines.splice(at, 1);
+      if (keys.length === 0) this.chunks.splice(this.chunks.indexOf(chunk), 1);
+    } else if (present) {
+      if (lines[at] === line) return;
+      lines[at] = line;
+    } else {
+      keys.splice(at, 0, key);
+      lines.splice(at, 0, line);
+      if (keys.length > 2 * CHUNK) {
+        const half = { keys: keys.splice(CHUNK), lines: lines.splice(CHUNK), joined: undefined };
+        this.chunks.splice(this.chunks.indexOf(chunk) + 1, 0, half);
+      }
+    }
+    chunk.joined = undefined;
+    this.joined = undefined;
+  }
+
+  private chunkTexts(): string[] {
+    return this.chunks.map((chunk) => (chunk.joined ??= chunk.lines.join('')));
+  }
+
+  content(): string {
+    return (this.joined ??= this.chunkTexts().join(''));
+  }
+
+  /**
+   * The SHA-256 of `head + content() + tail`, fed chunk by chunk: the same bytes as hashing the
+   * whole text (chunks end with a newline, so no character is split), without converting a
+   * multi-megabyte string to UTF-8 in one piece.
+   */
+  digest(head = '', tail = ''): string {
+    const hash = createHash('sha256').update(head);
+    for (const text of this.chunkTexts()) hash.update(text);
+    return hash.update(tail).digest('hex');
+  }
+
+  /** From a rendered table whose lines are `key value` in key order. */
+  static fromHashMap(content: string): SortedLines {
+    const lines = content.split('\n');
+    lines.pop(); // after the last '\n'
+    return new SortedLines(
+      lines.map((line) => line.slice(0, line.indexOf(' '))),
+      lines.map((line) => `${line}\n`),
+    );
+  }
+}
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] extends ReadonlyMap<infer A, infer B> ? Map<A, B> : T[K] extends ReadonlySet<infer S> ? Set<S> : T[K] };
+
+interface NexthopUse {
+  policy: RelayTlsPolicy;
+  count: number;
+}
+
+interface State {
+  /** The rows of the last compile, in their order (diffRows walks them by position). */
+  rows: Snapshot;
+  /** The SHA-256 of each file of the last bundle (bundleVersion). */
+  digests: FileDigests;
+  index: Mutable<SnapshotIndex>;
+  plan: Mutable<RoutePlan>;
+  credentialsById: Map<string, Credential>;
+  policiesById: Map<string, DestinationPolicy>;
+  /** Domain-scoped credentials per relay (relaysWithDomainCredentials holds the relays counted > 0). */
+  domainCredentialCount: Map<string, number>;
+  /** Routed domains' resolutions and group keys, by name. */
+  resolved: Map<string, Routed>;
+  groupOf: Map<string, string>;
+  groups: Map<string, Set<string>>;
+  /** The services each group produced, and the service of each domain not on `smtp`. */
+  groupServiceNames: Map<string, string[]>;
+  serviceOf: Map<string, string>;
+  services: Map<string, ServicePlan>;
+  identities: Map<string, string>;
+  nexthops: Map<string, NexthopUse>;
+  transports: Map<string, string>;
+  tables: { transport: SortedLines; relay: SortedLines; sasl: SortedLines; access: SortedLines };
+}
+
+interface RowDiff<T> {
+  added: T[];
+  changed: Array<[previous: T, next: T]>;
+  removed: T[];
+}
+
+/**
+ * What differs between the previous rows (`previous`, also by id in `byId`) and `rows`; null when
+ * the ids of `rows` are not unique. Rows are first paired by position with the same object (the
+ * loader keeps unchanged rows in place, so this is a walk over pointers, resynchronised after a
+ * removal); only what is left over is looked up by id. Correct for any order, fast for a stable one.
+ */
+function diffRows<T extends { id: string }>(previous: readonly T[], byId: ReadonlyMap<string, T>, rows: readonly T[]): RowDiff<T> | null {
+  const leftNew: T[] = [];
+  const leftOld = new Set<T>();
+  let i = 0;
+  let j = 0;
+  while (i < rows.length && j < previous.length) {
+    if (rows[i] === previous[j]) {
+      i += 1;
+      j += 1;
+      continue;
+    }
+    // A few removed rows in a row: skip them if the walk meets this row again just after.
+    let skip = 1;
+    while (skip <= 8 && j + skip < previous.length && previous[j + skip] !== rows[i]) skip += 1;
+    if (skip <= 8 && j + skip < previous.length) {
+      for (let k = j; k < j + skip; k += 1) leftOld.add(previous[k]!);
+      j += skip;
+      continue;
+    }
+    leftNew.push(rows[i]!);
+    leftOld.add(previous[j]!);
+    i += 1;
+    j += 1;
+  }
+  for (; i < rows.length; i += 1) leftNew.push(rows[i]!);
+  for (; j < previous.length; j += 1) leftOld.add(previous[j]!);
+
+  const diff: RowDiff<T> = { added: [], changed: [], removed: [] };
+  const newIds = new Set<string>();
+  for (const row of leftNew) {
+    if (newIds.has(row.id)) return null;
+    newIds.add(row.id);
+    const old = byId.get(row.id);
+    if (old === undefined) diff.added.push(row);
+    // The previous row of this id was paired by position: `rows` holds this id twice.
+    else if (!leftOld.has(old)) return null;
+    else if (old !== row) diff.changed.push([old, row]);
+  }
+  for (const old of leftOld) if (!newIds.has(old.id)) diff.removed.push(old);
+  return diff;
+}
+
+const unchanged = (diff: RowDiff<unknown> | null) => diff !== null && diff.added.length === 0 && diff.changed.length === 0 && diff.removed.length === 0;
+
+function hashLine(key: string, value: string): string {
+  return renderHashMap([[key, value]]);
+}
+
+export function createIncrementalCompiler(): IncrementalCompiler {
+  let state: State | null = null;
+  let lastMode: CompileMode | null = null;
+
+  function full(snapshot: Snapshot): Bundle {
+    state = null;
+    const detailed = planRoutesDetailed(snapshot);
+    const { plan } = detailed;
+    const digests: FileDigests = new Map();
+    const bundle = compilePlan(plan, digests);
+    state = buildState(snapshot, detailed, digests, bundle);
+    lastMode = 'full';
+    return bundle;
+  }
+
+  return {
+    get lastMode() {
+      return lastMode;
+    },
+    reset() {
+      state = null;
+      lastMode = null;
+    },
+    compile(snapshot: Snapshot): Bundle {
+      if (state === null) return full(snapshot);
+      try {
+        const bundle = incremental(state, snapshot);
+        lastMode = 'incremental';
+        return bundle;
+      } catch (error) {
+        // The state may be half-updated: drop it whatever went wrong, and let the full compile
+        // (which reports every problem of a refused snapshot) decide.
+        state = null;
+        if (!(error instanceof NeedsFullCompile) && !isExpectedFailure(error)) throw error;
+        return full(snapshot);
+      }
+    },
+  };
+}
+
+/** Refusals and encoding errors the incremental path may hit: the full compile reports them properly. */
+function isExpectedFailure(error: unknown): boolean {
+  return error instanceof Error && (error.name === 'CompileError' || error.name === 'MapEncodingError');
+}
+
+
+const FIRST_ACCESS_LINE = renderRegexpMap([FIRST_ACCESS_ENTRY]);
+const LAST_ACCESS_LINE = renderRegexpMap([LAST_ACCESS_ENTRY]);
+
+/** The state of a plan compile() just rendered; null if its tables do not read back as expected. */
+function buildState(snapshot: Snapshot, detailed: DetailedPlan, digests: FileDigests, bundle: Bundle): State | null {
+  const plan = detailed.plan as Mutable<RoutePlan>;
+  const index = plan.index as Mutable<SnapshotIndex>;
+  const resolved = new Map(detailed.routed);
+  const groupOf = new Map<string, string>();
+  const groups = new Map<string, Set<string>>();
+  for (const [name, res] of resolved) {
+    const placed = placement(res);
+    if (placed.kind !== 'group') continue;
+    groupOf.set(name, placed.key);
+    let members = groups.get(placed.key);
+    if (members === undefined) groups.set(placed.key, (members = new Set()));
+    members.add(name);
+  }
+  const serviceOf = new Map<string, string>();
+  const groupServiceNames = new Map<string, string[]>();
+  const nexthops = new Map<string, NexthopUse>();
+  for (const [name, route] of plan.routes) {
+    if (route.service !== DEFAULT_SERVICE) {
+      serviceOf.set(name, route.service);
+      const key = groupOf.get(name);
+      if (key !== undefined) {
+        const names = groupServiceNames.get(key) ?? [];
+        if (!names.includes(route.service)) names.push(route.service);
+        groupServiceNames.set(key, names);
+      }
+    }
+    for (const hop of route.hops) {
+      const use = nexthops.get(hop.nexthop);
+      if (use === undefined) nexthops.set(hop.nexthop, { policy: hop.tlsPolicy, count: 1 });
+      else use.count += 1;
+    }
+  }
+  const domainCredentialCount = new Map<string, number>();
+  for (const c of snapshot.credentials) {
+    if (c.domainId !== null) domainCredentialCount.set(c.relayId, (domainCredentialCount.get(c.relayId) ?? 0) + 1);
+  }
+
+  const file = (name: string) => bundle.files[name]?.content ?? '';
+  // The regexp table is keyed by domain name: its lines are in the order of configuredDomainNames().
+  const names = configuredDomainNames(plan);
+  const access = file(TABLE.senderAccess).split('\n');
+  access.pop();
+  if (access.length !== names.length + 2) return null;
+  const accessTable = new SortedLines(
+    names,
+    access.slice(1, -1).map((line) => `${line}\n`),
+  );
+  return {
+    rows: snapshot,
+    digests,
+    index,
+    plan,
+    credentialsById: new Map(snapshot.credentials.map((c) => [c.id, c])),
+    policiesById: new Map(snapshot.destinationPolicies.map((p) => [p.id, p])),
+    domainCredentialCount,
+    resolved,
+    groupOf,
+    groups,
+    groupServiceNames,
+    serviceOf,
+    services: new Map(plan.services.map((s) => [s.name, s])),
+    identities: new Map(detailed.identities),
+    nexthops,
+    transports: new Map(),
+    tables: {
+      transport: SortedLines.fromHashMap(file(TABLE.senderTransport)),
+      relay: SortedLines.fromHashMap(file(TABLE.senderRelay)),
+      sasl: SortedLines.fromHashMap(file(TABLE.saslPasswd)),
+      access: accessTable,
+    },
+  };
+}
+
+function incremental(state: State, snapshot: Snapshot): Bundle {
+  const { index, plan, tables } = state;
+  const needsFull = (): never => {
+    throw new NeedsFullCompile();
+  };
+  if (snapshot.settings !== state.rows.settings) needsFull();
+  const previous = state.rows;
+  if (!unchanged(diffRows<Relay>(previous.relays, index.relays, snapshot.relays))) needsFull();
+  if (!unchanged(diffRows<DestinationPolicy>(previous.destinationPolicies, state.policiesById, snapshot.destinationPolicies))) needsFull();
+  const tenants = diffRows<Tenant>(previous.tenants, index.tenants, snapshot.tenants);
+  const domains = diffRows<Domain>(previous.domains, index.domainsById, snapshot.domains);
+  const credentials = diffRows<Credential>(previous.credentials, state.credentialsById, snapshot.credentials);
+  if (tenants === null || domains === null || credentials === null) return needsFull();
+  if (tenants.changed.length > 0 || tenants.removed.length > 0) needsFull();
+  const oldDomains = [...domains.removed, ...domains.changed.map(([old]) => old)];
+  const newDomains = [...domains.added, ...domains.changed.map(([, next]) => next)];
+  const oldCredentials = [...credentials.removed, ...credentials.changed.map(([old]) => old)];
+  const newCredentials = [...credentials.added, ...credentials.changed.map(([, next]) => next)];
+  if (oldDomains.length + newDomains.length + oldCredentials.length + newCredentials.length > Math.max(MIN_BULK, BULK_SHARE * snapshot.domains.length)) needsFull();
+  // A relay-wide credential is every domain's on its relay without one of its own.
+  if ([...oldCredentials, ...newCredentials].some((c) => c.domainId === null)) needsFull();
+
+  const problems = new ProblemList();
+  const check = () => {
+    if (problems.items.length > 0) needsFull();
+  };
+  const affected = new Set<string>();
+  for (const d of oldDomains) affected.add(d.name);
+  for (const c of oldCredentials) {
+    const d = index.domainsById.get(c.domainId ?? '');
+    if (d !== undefined) affected.add(d.name);
+  }
+
+  // The index, as buildIndex would have built it from these rows. Removals first: a rename may free
+  // a name that another changed domain takes.
+  for (const t of tenants.added) {
+    if (typeof t.id !== 'string' || t.id === '') needsFull();
+    checkTenant(t, problems);
+    index.tenants.set(t.id, t);
+  }
+  for (const old of oldDomains) {
+    index.domainsById.delete(old.id);
+    if (index.domainsByName.get(old.name) === old) index.domainsByName.delete(old.name);
+  }
+  for (const d of newDomains) {
+    if (typeof d.id !== 'string' || d.id === '' || index.domainsByName.has(d.name)) needsFull();
+    checkDomain(d, index, problems);
+    index.domainsById.set(d.id, d);
+    index.domainsByName.set(d.name, d);
+    affected.add(d.name);
+  }
+  for (const old of oldCredentials) {
+    const scopes = index.credentialsByRelay.get(old.relayId) as Map<string | null, Credential> | undefined;
+    if (scopes?.get(old.domainId) !== old) needsFull();
+    scopes?.delete(old.domainId);
+    if (scopes?.size === 0) index.credentialsByRelay.delete(old.relayId);
+    state.credentialsById.delete(old.id);
+    const count = (state.domainCredentialCount.get(old.relayId) ?? 0) - 1;
+    state.domainCredentialCount.set(old.relayId, count);
+    if (count <= 0) index.relaysWithDomainCredentials.delete(old.relayId);
+  }
+  for (const c of newCredentials) {
+    if (typeof c.id !== 'string' || c.id === '') needsFull();
+    const domain = index.domainsById.get(c.domainId ?? '');
+    checkCredential(c, domain, index.relays, problems);
+    let scopes = index.credentialsByRelay.get(c.relayId) as Map<string | null, Credential> | undefined;
+    if (scopes === undefined) index.credentialsByRelay.set(c.relayId, (scopes = new Map()));
+    if (scopes.has(c.domainId)) needsFull();
+    scopes.set(domain?.id ?? c.domainId, c);
+    state.credentialsById.set(c.id, c);
+    state.domainCredentialCount.set(c.relayId, (state.domainCredentialCount.get(c.relayId) ?? 0) + 1);
+    index.relaysWithDomainCredentials.add(c.relayId);
+    if (domain !== undefined) affected.add(domain.name);
+  }
+  // A credential left behind by its deleted domain is refused by the full compile; the credentials
+  // of a changed domain are checked again (its tenant may no longer own their relay).
+  for (const old of domains.removed) {
+    for (const scopes of index.credentialsByRelay.values()) if (scopes.has(old.id)) needsFull();
+  }
+  const rechecked = new Set(newCredentials);
+  for (const d of newDomains) {
+    for (const scopes of index.credentialsByRelay.values()) {
+      const c = scopes.get(d.id);
+      if (c !== undefined && !rechecked.has(c)) checkCredential(c, d, index.relays, problems);
+    }
+  }
+  check();
+
+  // Take every affected domain out of the plan, then put back those that still exist: in that
+  // order, a domain's own service removed under its old name cannot remove the one just added.
+  const touchedGroups = new Set<string>();
+  for (const name of affected) detach(state, name, touchedGroups);
+  const settings = index.settings;
+  const rebuild = new Set<string>();
+  for (const name of affected) {
+    const domain = index.domainsByName.get(name);
+    if (domain === undefined) {
+      setLines(state, name, null, undefined);
+      continue;
+    }
+    const res = resolveDomain(index, domain, problems);
+    check();
+    if (res.kind === 'unrouted') {
+      const entry: UnroutedDomain = { domain, code: res.code, reason: res.reason };
+      plan.unrouted.set(name, entry);
+      setLines(state, name, null, entry);
+      continue;
+    }
+    state.resolved.set(name, res);
+    for (const hop of res.kind === 'relay' ? res.hops : []) {
+      const use = state.nexthops.get(hop.nexthop);
+      if (use === undefined || use.count === 0) state.nexthops.set(hop.nexthop, { policy: hop.tlsPolicy, count: 1 });
+      else if (use.policy !== hop.tlsPolicy) needsFull();
+      else use.count += 1;
+    }
+    const placed = placement(res);
+    if (placed.kind === 'own') {
+      const planned = domainService(settings, res);
+      addService(state, planned);
+      state.serviceOf.set(name, planned.plan.name);
+    } else if (placed.kind === 'group') {
+      state.groupOf.set(name, placed.key);
+      let members = state.groups.get(placed.key);
+      if (members === undefined) state.groups.set(placed.key, (members = new Set()));
+      members.add(name);
+      touchedGroups.add(placed.key);
+    }
+    rebuild.add(name);
+  }
+
+  // A relay group's services depend on all its members (one shared service, or one each).
+  for (const key of touchedGroups) {
+    for (const name of state.groupServiceNames.get(key) ?? []) {
+      state.services.delete(name);
+      state.identities.delete(name);
+    }
+    state.groupServiceNames.delete(key);
+    const memberNames = [...(state.groups.get(key) ?? [])].sort();
+    if (memberNames.length === 0) {
+      state.groups.delete(key);
+      continue;
+    }
+    const members = memberNames.map((name) => state.resolved.get(name) ?? needsFull());
+    const names: string[] = [];
+    for (const planned of groupServices(settings, key, members)) {
+      addService(state, planned);
+      names.push(planned.plan.name);
+      for (const d of planned.plan.domains) state.serviceOf.set(d, planned.plan.name);
+    }
+    state.groupServiceNames.set(key, names);
+    for (const name of memberNames) rebuild.add(name);
+  }
+
+  const smtpLimits = defaultLimits(settings);
+  for (const name of rebuild) {
+    const res = state.resolved.get(name);
+    if (res === undefined) continue;
+    const serviceName = state.serviceOf.get(name) ?? DEFAULT_SERVICE;
+    const service = state.services.get(serviceName);
+    if (serviceName !== DEFAULT_SERVICE && service === undefined) needsFull();
+    let transport = state.transports.get(serviceName);
+    if (transport === undefined) state.transports.set(serviceName, (transport = transportValue(serviceName)));
+    const route = domainRoute(res, service, transport, smtpLimits);
+    plan.routes.set(name, route);
+    setLines(state, name, route, undefined);
+  }
+
+  plan.relayTlsPolicies = new Map([...state.nexthops].filter(([, use]) => use.count > 0).map(([nexthop, use]) => [nexthop, use.policy]));
+  plan.services = [...state.services.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+  checkServiceLimits(plan.services, plan.routes, problems);
+  check();
+  plan.warnings = planWarnings(plan);
+  state.rows = snapshot;
+
+  // The same files, in the same order, as compilePlan.
+  const files: Record<string, BundleFile> = {};
+  const table = (name: string, lines: SortedLines, secret: boolean, mapType: 'hash' | 'regexp', head = '', tail = '') => {
+    const content = head === '' && tail === '' ? lines.content() : head + lines.content() + tail;
+    const known = state.digests.get(name);
+    if (known?.content !== content) state.digests.set(name, { content, digest: lines.digest(head, tail) });
+    files[name] = bundleFile(content, secret, mapType);
+  };
+  table(TABLE.senderTransport, tables.transport, false, 'hash');
+  table(TABLE.senderRelay, tables.relay, false, 'hash');
+  table(TABLE.saslPasswd, tables.sasl, true, 'hash');
+  files[TABLE.tlsPolicy] = bundleFile(renderHashMap(tlsPolicyEntries(plan)), false, 'hash');
+  table(TABLE.senderAccess, tables.access, false, 'regexp', FIRST_ACCESS_LINE, LAST_ACCESS_LINE);
+  for (const service of plan.services) {
+    if (service.saslMap !== null) files[service.saslMap] = bundleFile(renderHashMap(serviceSaslEntries(service)), true, 'hash');
+  }
+  return assembleBundle(plan, files, problems, state.digests);
+}
+
+/** Removes a domain's route, resolution, nexthop uses, group membership and own service. */
+function detach(state: State, name: string, touchedGroups: Set<string>): void {
+  state.plan.unrouted.delete(name);
+  state.plan.routes.delete(name);
+  const old = state.resolved.get(name);
+  if (old === undefined) return;
+  state.resolved.delete(name);
+  for (const hop of old.kind === 'relay' ? old.hops : []) {
+    const use = state.nexthops.get(hop.nexthop);
+    if (use !== undefined) use.count -= 1;
+  }
+  const key = state.groupOf.get(name);
+  if (key !== undefined) {
+    state.groupOf.delete(name);
+    state.groups.get(key)?.delete(name);
+    touchedGroups.add(key);
+  } else {
+    const own = state.serviceOf.get(name);
+    if (own !== undefined) {
+      state.services.delete(own);
+      state.identities.delete(own);
+    }
+  }
+  state.serviceOf.delete(name);
+}
+
+function addService(state: State, { identity, plan }: PlannedService): void {
+  const seen = state.identities.get(plan.name);
+  // A name collision is refused by the full compile, with the problem it reports.
+  if (seen !== undefined && seen !== identity) throw new NeedsFullCompile();
+  state.identities.set(plan.name, identity);
+  state.services.set(plan.name, plan);
+}
+
+/** A domain's lines in the four per-domain tables: routed, unrouted (`unrouted` set) or gone (neither). */
+function setLines(state: State, name: string, route: DomainRoute | null, unrouted: UnroutedDomain | undefined): void {
+  const { tables } = state;
+  const key = route?.senderKey ?? senderKey(name);
+  tables.transport.set(key, route === null ? null : hashLine(key, route.transport));
+  tables.relay.set(key, route?.relayhost == null ? null : hashLine(key, route.relayhost));
+  const credential = route === null ? null : globalSaslCredential(route);
+  tables.sasl.set(key, credential === null ? null : hashLine(key, saslPasswordValue(credential.username, credential.secret)));
+  tables.access.set(name, route === null && unrouted === undefined ? null : renderRegexpMap([senderAccessEntry(name, unrouted)]));
+}

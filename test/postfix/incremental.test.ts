@@ -1,0 +1,169 @@
+/**
+ * The incremental compiler must give exactly what compile() gives, for every snapshot in a sequence
+ * of changes: the same bundle (version, files, parameters, services, warnings) or the same refusal.
+ * Unchanged rows are passed as the same objects, as the snapshot loader does; changed rows as new
+ * objects, some of them equal in content to the old ones.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { CompileError, compile, type Snapshot } from '../../src/postfix/index.js';
+import { createIncrementalCompiler } from '../../src/postfix/incremental.js';
+import { snapshotArb } from './arbitraries.js';
+import { credential, domain, relay, snapshot, tenant } from './fixtures.js';
+
+type Outcome = { bundle: ReturnType<typeof compile> } | { refused: CompileError['problems'] };
+
+function outcome(run: () => ReturnType<typeof compile>): Outcome {
+  try {
+    return { bundle: run() };
+  } catch (error) {
+    if (!(error instanceof CompileError)) throw error;
+    return { refused: error.problems };
+  }
+}
+
+/** Rows of `previous` kept (same object), replaced by `other`'s row of the same id, copied, or dropped; some of `other`'s new ids added. */
+function mixRows<T extends { id: string }>(previous: readonly T[], other: readonly T[], pick: () => number): T[] {
+  const others = new Map(other.map((row) => [row.id, row]));
+  const ids = new Set(previous.map((row) => row.id));
+  const rows: T[] = [];
+  for (const row of previous) {
+    const choice = pick();
+    if (choice < 6) rows.push(row);
+    else if (choice === 6) rows.push(others.get(row.id) ?? row);
+    else if (choice === 7) rows.push({ ...row });
+    // 8: dropped
+  }
+  for (const row of other) if (!ids.has(row.id) && pick() >= 6) rows.push(row);
+  return pick() % 2 === 0 ? rows : rows.reverse();
+}
+
+/** One change: mostly domains and credentials (the incremental path), sometimes tenants, rarely everything. */
+function change(previous: Snapshot, other: Snapshot, scope: number, picks: number[]): Snapshot {
+  let i = 0;
+  const pick = () => picks[i++ % picks.length] ?? 0;
+  const next: Snapshot = {
+    ...previous,
+    domains: mixRows(previous.domains, other.domains, pick),
+    credentials: mixRows(previous.credentials, other.credentials, pick),
+  };
+  if (scope >= 6) next.tenants = mixRows(previous.tenants, other.tenants, pick);
+  if (scope >= 8) {
+    next.settings = other.settings;
+    next.relays = mixRows(previous.relays, other.relays, pick);
+    next.destinationPolicies = mixRows(previous.destinationPolicies, other.destinationPolicies, pick);
+  }
+  return next;
+}
+
+describe('incremental compiler', () => {
+  it('equals compile() over random sequences of changes', { timeout: 120_000 }, () => {
+    const modes = { full: 0, incremental: 0, refused: 0 };
+    const steps = fc.array(fc.record({ other: snapshotArb, scope: fc.nat({ max: 8 }), picks: fc.array(fc.nat({ max: 8 }), { minLength: 1, maxLength: 30 }) }), {
+      minLength: 1,
+      maxLength: 8,
+    });
+    fc.assert(
+      fc.property(snapshotArb, steps, (first, changes) => {
+        const compiler = createIncrementalCompiler();
+        let current = first;
+        for (const step of [null, ...changes]) {
+          if (step !== null) current = change(current, step.other, step.scope, step.picks);
+          const snap = current;
+          const expected = outcome(() => compile(snap));
+          const actual = outcome(() => compiler.compile(snap));
+          expect(actual).toEqual(expected);
+          if ('refused' in actual) modes.refused += 1;
+          else if (compiler.lastMode !== null) modes[compiler.lastMode] += 1;
+        }
+      }),
+      { numRuns: Number(process.env.RP_INCREMENTAL_RUNS ?? 300) },
+    );
+    // Both paths must actually be taken, or this test proves nothing about the incremental one.
+    expect(modes.incremental).toBeGreaterThan(100);
+    expect(modes.full).toBeGreaterThan(50);
+    expect(modes.refused).toBeGreaterThan(10);
+  });
+
+  /** 2,000 domains on a plain relay, a limited relay (a generated service) and an implicit-TLS pair with fallbacks. */
+  function fleet(): Snapshot {
+    const limited = { concurrency: 5, rateDelaySeconds: null, recipientsPerMessage: null, connectionReuseSeconds: null };
+    const relays = [
+      relay('plain', { host: 'smtp.plain.test' }),
+      relay('limited', { host: 'smtp.limited.test', limits: limited }),
+      relay('tls-a', { host: 'a.tls.test', port: 465, tls: 'implicit' }),
+      relay('tls-b', { host: 'b.tls.test', port: 465, tls: 'implicit' }),
+    ];
+    const tenants = Array.from({ length: 200 }, (_, i) => tenant(`t${i}`));
+    const domains = Array.from({ length: 2000 }, (_, i) =>
+      domain(`d${i}`, `t${i % 200}`, `d${i}.fleet.test`, {
+        relayId: ['plain', 'limited', 'tls-a'][i % 3]!,
+        fallbackRelayId: i % 3 === 2 && i % 2 === 0 ? 'tls-b' : null,
+        status: i % 50 === 0 ? 'pending' : 'verified',
+      }),
+    );
+    const credentials = domains.filter((_, i) => i % 4 !== 3).map((d) => credential(`c-${d.id}`, d.relayId!, d.id));
+    return snapshot({ tenants, relays, domains, credentials });
+  }
+
+  it('takes the incremental path for onboarding, rotation, moves, disabling and deletion, with the same result', () => {
+    const compiler = createIncrementalCompiler();
+    let current = fleet();
+    const step = (next: Snapshot) => {
+      current = next;
+      const bundle = compiler.compile(next);
+      expect(bundle).toEqual(compile(next));
+      return bundle;
+    };
+    const initial = step(current);
+    expect(compiler.lastMode).toBe('full');
+
+    const onboarded = domain('new', 't7', 'new.fleet.test', { relayId: 'limited' });
+    const added = step({ ...current, domains: [...current.domains, onboarded], credentials: [...current.credentials, credential('c-new', 'limited', 'new')] });
+    expect(compiler.lastMode).toBe('incremental');
+    expect(added.version).not.toBe(initial.version);
+    expect(added.files.sasl_passwd?.content).toContain('@new.fleet.test ');
+
+    // Rotation: a new credential object with a new secret.
+    const rotated = step({ ...current, credentials: current.credentials.map((c) => (c.id === 'c-d1' ? { ...c, secret: 'rotated-secret' } : c)) });
+    expect(compiler.lastMode).toBe('incremental');
+    expect(rotated.files.sasl_passwd?.content).toContain('@d1.fleet.test user-c-d1:rotated-secret\n');
+
+    // A domain moves from the plain relay into the implicit-TLS group with a fallback whose credentials differ: the group splits.
+    step({ ...current, domains: current.domains.map((d) => (d.id === 'd3' ? { ...d, relayId: 'tls-a', fallbackRelayId: 'tls-b' } : d)) });
+    expect(compiler.lastMode).toBe('incremental');
+
+    // Disabled, renamed, deleted (with its credential), suspended-tenant's new domain.
+    step({ ...current, domains: current.domains.map((d) => (d.id === 'd4' ? { ...d, status: 'disabled' as const } : d.id === 'd5' ? { ...d, name: 'renamed.fleet.test' } : d)) });
+    expect(compiler.lastMode).toBe('incremental');
+    step({ ...current, domains: current.domains.filter((d) => d.id !== 'd6'), credentials: current.credentials.filter((c) => c.domainId !== 'd6') });
+    expect(compiler.lastMode).toBe('incremental');
+    step({ ...current, tenants: [...current.tenants, tenant('t-new', { status: 'suspended' })], domains: [...current.domains, domain('dn', 't-new', 'suspended.fleet.test', { relayId: 'plain' })] });
+    expect(compiler.lastMode).toBe('incremental');
+
+    // Equal content in new objects is still the same bundle.
+    const copied = step({ ...current, domains: current.domains.map((d) => (d.id === 'd7' ? { ...d } : d)) });
+    expect(compiler.lastMode).toBe('incremental');
+    expect(copied.version).toBe(compile(current).version);
+  });
+
+  it('compiles fully when a relay, the settings or many domains change, and refuses what compile() refuses', () => {
+    const compiler = createIncrementalCompiler();
+    let current = fleet();
+    compiler.compile(current);
+    current = { ...current, relays: current.relays.map((r) => (r.id === 'plain' ? { ...r, port: 2525 } : r)) };
+    expect(compiler.compile(current)).toEqual(compile(current));
+    expect(compiler.lastMode).toBe('full');
+
+    current = { ...current, domains: current.domains.map((d, i) => (i < 1500 ? { ...d } : d)) };
+    expect(compiler.compile(current)).toEqual(compile(current));
+    expect(compiler.lastMode).toBe('full');
+
+    // A domain taking another's name: refused, whole, by both; then the next good change compiles.
+    const duplicate = { ...current, domains: [...current.domains, domain('dup', 't1', 'd1.fleet.test', { relayId: 'plain' })] };
+    expect(() => compiler.compile(duplicate)).toThrow(CompileError);
+    expect(() => compile(duplicate)).toThrow(CompileError);
+    const good = { ...current, domains: [...current.domains, domain('ok', 't1', 'ok.fleet.test', { relayId: 'plain' })] };
+    expect(compiler.compile(good)).toEqual(compile(good));
+  });
+});
