@@ -521,6 +521,7 @@ function incremental(state: State, snapshot: Snapshot): Bundle {
 
   // A relay group's services depend on all its members (one shared service, or one each).
   for (const key of touchedGroups) {
+    const before = (state.groupServiceNames.get(key) ?? []).map((name) => state.services.get(name));
     for (const name of state.groupServiceNames.get(key) ?? []) {
       state.services.delete(name);
       state.identities.delete(name);
@@ -532,14 +533,20 @@ function incremental(state: State, snapshot: Snapshot): Bundle {
       continue;
     }
     const members = memberNames.map((name) => state.resolved.get(name) ?? needsFull());
+    const planned = groupServices(settings, key, members);
     const names: string[] = [];
-    for (const planned of groupServices(settings, key, members)) {
-      addService(state, planned);
-      names.push(planned.plan.name);
-      for (const d of planned.plan.domains) state.serviceOf.set(d, planned.plan.name);
+    for (const service of planned) {
+      addService(state, service);
+      names.push(service.plan.name);
+      for (const d of service.plan.domains) state.serviceOf.set(d, service.plan.name);
     }
     state.groupServiceNames.set(key, names);
-    for (const name of memberNames) rebuild.add(name);
+    // The other members keep their routes if the shared service is the same apart from its
+    // domain list (the usual case: a domain joined or left); otherwise every member is redone.
+    const [was] = before;
+    const [now] = planned;
+    const same = before.length === 1 && planned.length === 1 && was !== undefined && now !== undefined && sameServiceApartFromDomains(was, now.plan);
+    if (!same) for (const name of memberNames) rebuild.add(name);
   }
 
   const smtpLimits = defaultLimits(settings);
@@ -606,6 +613,21 @@ function detach(state: State, name: string, touchedGroups: Set<string>): void {
     }
   }
   state.serviceOf.delete(name);
+}
+
+/** Everything a member's route and lines take from its service. */
+function sameServiceApartFromDomains(a: ServicePlan, b: ServicePlan): boolean {
+  return (
+    a.name === b.name &&
+    a.scope === b.scope &&
+    a.route === b.route &&
+    a.implicitTls === b.implicitTls &&
+    a.sasl === b.sasl &&
+    a.saslMap === b.saslMap &&
+    a.saslEntries.length === b.saslEntries.length &&
+    a.saslEntries.every((entry, i) => entry.nexthop === b.saslEntries[i]?.nexthop && entry.credential === b.saslEntries[i]?.credential) &&
+    JSON.stringify(a.limits) === JSON.stringify(b.limits)
+  );
 }
 
 function addService(state: State, { identity, plan }: PlannedService): void {
