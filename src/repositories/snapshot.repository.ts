@@ -52,52 +52,150 @@ export interface SnapshotRows {
   destinationPolicies: Array<Prisma.DestinationPolicyGetPayload<{ select: typeof POLICY }>>;
 }
 
+export type TableKey = Exclude<keyof SnapshotRows, 'settings'>;
+
+/** One table of a load: every row, or only the rows of the ids that changed (an id without a row was deleted). */
+export type TableChanges<K extends TableKey> = { full: true; rows: SnapshotRows[K] } | { full: false; ids: string[]; rows: SnapshotRows[K] };
+
+/** What a load read: everything, or what committed since the snapshot it was given. */
+export interface SnapshotChanges {
+  kind: 'full' | 'delta';
+  /** The transaction snapshot of this read (pg_current_snapshot), to pass as `since` next time; undefined on the Prisma path. */
+  snapshot: string | undefined;
+  settings: { changed: false } | { changed: true; row: SnapshotRows['settings'] };
+  tables: { [K in TableKey]: TableChanges<K> };
+}
+
+/** Where the previous load stood: its snapshot and how many rows of each table it holds. */
+export interface SnapshotSince {
+  snapshot: string;
+  rows: Record<TableKey, number>;
+}
+
 // The same selections in SQL. Enums come back as text, uuids as their canonical lower-case text,
 // bytea as Buffer: what Prisma returns for these columns.
-const SQL = {
-  settings: `
+const SETTINGS_SQL = `
     SELECT default_concurrency AS "defaultConcurrency", default_rate_delay_seconds AS "defaultRateDelaySeconds",
            inet_protocols AS "inetProtocols", address_preference AS "addressPreference",
            maximal_queue_lifetime_seconds AS "maximalQueueLifetimeSeconds", bounce_queue_lifetime_seconds AS "bounceQueueLifetimeSeconds",
            minimal_backoff_seconds AS "minimalBackoffSeconds", maximal_backoff_seconds AS "maximalBackoffSeconds"
-      FROM settings WHERE id = 1`,
-  tenants: `
+      FROM settings WHERE id = 1`;
+const SQL: Record<TableKey, { select: string; where?: string }> = {
+  tenants: {
+    select: `
     SELECT id::text, slug, status::text, default_concurrency AS "defaultConcurrency",
            default_rate_delay_seconds AS "defaultRateDelaySeconds", default_recipients_per_message AS "defaultRecipientsPerMessage"
       FROM tenants`,
-  domains: `
+  },
+  domains: {
+    select: `
     SELECT id::text, tenant_id::text AS "tenantId", name, status::text, compile_override AS "compileOverride", route::text,
            relay_id::text AS "relayId", fallback_relay_id::text AS "fallbackRelayId", concurrency,
            rate_delay_seconds AS "rateDelaySeconds", recipients_per_message AS "recipientsPerMessage"
       FROM domains`,
-  relays: `
+  },
+  relays: {
+    select: `
     SELECT id::text, tenant_id::text AS "tenantId", name, host, port, tls::text, verify, concurrency,
            rate_delay_seconds AS "rateDelaySeconds", recipients_per_message AS "recipientsPerMessage",
            connection_reuse_seconds AS "connectionReuseSeconds"
       FROM relays`,
-  credentials: `
+  },
+  credentials: {
+    select: `
     SELECT id::text, relay_id::text AS "relayId", domain_id::text AS "domainId", username,
            secret_ciphertext AS "secretCiphertext", secret_nonce AS "secretNonce", secret_key_id AS "secretKeyId"
-      FROM relay_credentials WHERE status = 'active'`,
-  destinationPolicies: `
+      FROM relay_credentials`,
+    where: `status = 'active'`,
+  },
+  destinationPolicies: {
+    select: `
     SELECT id::text, pattern, concurrency, rate_delay_seconds AS "rateDelaySeconds", tls::text
       FROM destination_policies`,
-} as const;
+  },
+};
+const TABLE_KEYS = Object.keys(SQL) as TableKey[];
+const KEY_OF_TABLE: Record<string, TableKey | 'settings'> = {
+  tenants: 'tenants',
+  domains: 'domains',
+  relays: 'relays',
+  relay_credentials: 'credentials',
+  destination_policies: 'destinationPolicies',
+  settings: 'settings',
+};
 
-async function loadDirect(pool: pg.Pool): Promise<SnapshotRows> {
+// A delta is exact while every pruned change is below the previous snapshot's xmin, i.e. was seen by
+// it. A missing state row gives NULL: read everything.
+const HEAD_SQL = `
+    SELECT pg_current_snapshot()::text AS snapshot,
+           pg_snapshot_xmin($1::pg_snapshot) > (SELECT pruned_through FROM config_change_log_state WHERE id = 1) AS usable`;
+// Visible now and not to the previous snapshot. A transaction still running now is invisible to
+// both and is read by the next load; txid >= xmin only lets the index skip what both see.
+const CHANGES_SQL = `
+    SELECT DISTINCT table_name AS "table", row_id AS "rowId" FROM config_changes
+     WHERE txid >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot)`;
+// Delete and raise the mark in one statement: no reader sees the rows gone and the mark still low.
+// greatest(): a concurrent prune of later rows may have raised it already.
+const PRUNE_SQL = `
+    WITH deleted AS (DELETE FROM config_changes WHERE created_at < now() - $1::float8 * interval '1 millisecond' RETURNING txid)
+    UPDATE config_change_log_state SET pruned_through = greatest(pruned_through, (SELECT max(txid) FROM deleted))
+     WHERE id = 1 AND EXISTS (SELECT FROM deleted)
+    RETURNING (SELECT count(*) FROM deleted)::int AS deleted`;
+
+/** Above this many changed ids, and a fifth of the table, one scan is cheaper than an index probe per id. */
+const BY_ID_LIMIT = 1000;
+
+function tableQuery(key: TableKey, ids?: string[]): { text: string; values: unknown[] } {
+  const { select, where } = SQL[key];
+  const conditions = [...(where === undefined ? [] : [where]), ...(ids === undefined ? [] : ['id = ANY($1::uuid[])'])];
+  return { text: conditions.length === 0 ? select : `${select} WHERE ${conditions.join(' AND ')}`, values: ids === undefined ? [] : [ids] };
+}
+
+/** Changed ids per table, or 'all' (a TRUNCATE, or too many to read one by one). */
+function changedIds(rows: Array<{ table: string; rowId: string | null }>, since: SnapshotSince) {
+  const changed = new Map<TableKey | 'settings', Set<string> | 'all'>();
+  for (const { table, rowId } of rows) {
+    const key = KEY_OF_TABLE[table];
+    if (key === undefined) continue;
+    const ids = changed.get(key);
+    if (ids === 'all') continue;
+    if (rowId === null) changed.set(key, 'all');
+    else if (ids === undefined) changed.set(key, new Set([rowId]));
+    else ids.add(rowId);
+  }
+  for (const key of TABLE_KEYS) {
+    const ids = changed.get(key);
+    if (ids !== undefined && ids !== 'all' && ids.size > BY_ID_LIMIT && ids.size > since.rows[key] / 5) changed.set(key, 'all');
+  }
+  return changed;
+}
+
+async function loadDirect(pool: pg.Pool, since: SnapshotSince | undefined): Promise<SnapshotChanges> {
   const client = await pool.connect();
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    const rows = <K extends keyof SnapshotRows>(key: K) => client.query(SQL[key]).then((result) => result.rows);
-    const settings = ((await rows('settings'))[0] ?? null) as SnapshotRows['settings'];
-    const tenants = (await rows('tenants')) as SnapshotRows['tenants'];
-    const domains = (await rows('domains')) as SnapshotRows['domains'];
-    const relays = (await rows('relays')) as SnapshotRows['relays'];
-    const credentials = (await rows('credentials')) as SnapshotRows['credentials'];
-    const destinationPolicies = (await rows('destinationPolicies')) as SnapshotRows['destinationPolicies'];
+    const head = (await client.query<{ snapshot: string; usable: boolean | null }>(HEAD_SQL, [since?.snapshot ?? null])).rows[0]!;
+    const changed =
+      since !== undefined && head.usable === true
+        ? changedIds((await client.query<{ table: string; rowId: string | null }>(CHANGES_SQL, [since.snapshot])).rows, since)
+        : undefined;
+    const settings: SnapshotChanges['settings'] =
+      changed === undefined || changed.has('settings')
+        ? { changed: true, row: ((await client.query(SETTINGS_SQL)).rows[0] ?? null) as SnapshotRows['settings'] }
+        : { changed: false };
+    const tables = {} as Record<TableKey, TableChanges<TableKey>>;
+    for (const key of TABLE_KEYS) {
+      const ids = changed === undefined ? 'all' : (changed.get(key) ?? new Set<string>());
+      if (ids === 'all') {
+        tables[key] = { full: true, rows: (await client.query(tableQuery(key))).rows };
+      } else {
+        const list = [...ids];
+        tables[key] = { full: false, ids: list, rows: list.length === 0 ? [] : (await client.query(tableQuery(key, list))).rows };
+      }
+    }
     await client.query('COMMIT');
     client.release();
-    return { settings, tenants, domains, relays, credentials, destinationPolicies };
+    return { kind: changed === undefined ? 'full' : 'delta', snapshot: head.snapshot, settings, tables: tables as SnapshotChanges['tables'] };
   } catch (err) {
     // Destroys the connection, which ends the transaction with it: nothing half-done goes back to the pool.
     client.release(err instanceof Error ? err : true);
@@ -111,25 +209,63 @@ async function loadDirect(pool: pg.Pool): Promise<SnapshotRows> {
  * Only active credentials are read; their secrets stay sealed here.
  */
 export function createSnapshotRepository() {
-  return {
-    load(prisma: PrismaClient): Promise<SnapshotRows> {
+  const repository = {
+    /** Every row, whichever path. */
+    async load(prisma: PrismaClient): Promise<SnapshotRows> {
+      const { settings, tables } = await repository.loadChanges(prisma);
+      const rows = <K extends TableKey>(key: K) => tables[key].rows;
+      return {
+        settings: settings.changed ? settings.row : null,
+        tenants: rows('tenants'),
+        domains: rows('domains'),
+        relays: rows('relays'),
+        credentials: rows('credentials'),
+        destinationPolicies: rows('destinationPolicies'),
+      };
+    },
+
+    /**
+     * Only what committed since `since` (from config_changes, kept by triggers), or everything when
+     * there is no `since` or the change log was pruned past it. The Prisma path (no pool of ours)
+     * always reads everything: it cannot pin pg_current_snapshot() to its transaction's reads as
+     * cheaply, and it only serves clients not made by createPrismaClient.
+     */
+    loadChanges(prisma: PrismaClient, since?: SnapshotSince): Promise<SnapshotChanges> {
       // Straight through node-postgres when the pool is reachable: Prisma's per-row mapping costs
       // more than the queries at 100,000 domains (BENCHMARKS.md, compile).
       const pool = directPool(prisma);
-      if (pool !== undefined) return loadDirect(pool);
+      if (pool !== undefined) return loadDirect(pool, since);
       return prisma.$transaction(
         async (tx) => ({
-          settings: await tx.settings.findUnique({ where: { id: 1 }, select: SETTINGS }),
-          tenants: await tx.tenant.findMany({ select: TENANT }),
-          domains: await tx.domain.findMany({ select: DOMAIN }),
-          relays: await tx.relay.findMany({ select: RELAY }),
-          credentials: await tx.relayCredential.findMany({ where: { status: 'active' }, select: CREDENTIAL }),
-          destinationPolicies: await tx.destinationPolicy.findMany({ select: POLICY }),
+          kind: 'full' as const,
+          snapshot: undefined,
+          settings: { changed: true as const, row: await tx.settings.findUnique({ where: { id: 1 }, select: SETTINGS }) },
+          tables: {
+            tenants: { full: true as const, rows: await tx.tenant.findMany({ select: TENANT }) },
+            domains: { full: true as const, rows: await tx.domain.findMany({ select: DOMAIN }) },
+            relays: { full: true as const, rows: await tx.relay.findMany({ select: RELAY }) },
+            credentials: { full: true as const, rows: await tx.relayCredential.findMany({ where: { status: 'active' }, select: CREDENTIAL }) },
+            destinationPolicies: { full: true as const, rows: await tx.destinationPolicy.findMany({ select: POLICY }) },
+          },
         }),
         { isolationLevel: 'RepeatableRead', timeout: 60_000 },
       );
     },
+
+    /**
+     * Deletes change-log rows older than `retentionMs` and raises pruned_through to the largest
+     * txid deleted, in one statement. Returns how many rows went.
+     */
+    async prune(prisma: PrismaClient, retentionMs: number): Promise<number> {
+      const pool = directPool(prisma);
+      const rows =
+        pool !== undefined
+          ? (await pool.query<{ deleted: number }>(PRUNE_SQL, [retentionMs])).rows
+          : await prisma.$queryRawUnsafe<Array<{ deleted: number }>>(PRUNE_SQL, retentionMs);
+      return rows[0]?.deleted ?? 0;
+    },
   };
+  return repository;
 }
 
 export type SnapshotRepository = ReturnType<typeof createSnapshotRepository>;
