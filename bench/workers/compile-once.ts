@@ -1,28 +1,33 @@
+import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import pg from 'pg';
 import { createPrismaClient } from '../../src/db/prisma.js';
 import { createSecretBox } from '../../src/lib/secret-box.js';
-import { compile, renderBundle } from '../../src/postfix/index.js';
+import { compile, createIncrementalCompiler, renderBundle } from '../../src/postfix/index.js';
 import { createSnapshotRepository } from '../../src/repositories/snapshot.repository.js';
 import { createSnapshotService } from '../../src/services/snapshot.service.js';
 
-// One load + compile in a fresh process, so its peak memory is the compiler's and the loader's alone;
-// then a second one in the same process, as the sync job does on every later change.
-const prisma = createPrismaClient(process.env.BENCH_DATABASE_URL!, { poolSize: 2 });
-const snapshots = createSnapshotService({
-  prisma,
-  snapshots: createSnapshotRepository(),
-  secretBox: createSecretBox(Buffer.from(process.env.BENCH_MASTER_KEY!, 'base64')),
-});
+// One cold load + compile in a fresh process (what the sync job does when it starts), so its peak
+// memory is the compiler's and the loader's alone; then real changes written to the database, each
+// followed by the load + compile the sync job runs for it (same process, same loader and compiler).
+const url = process.env.BENCH_DATABASE_URL!;
+const secretBox = createSecretBox(Buffer.from(process.env.BENCH_MASTER_KEY!, 'base64'));
+const prisma = createPrismaClient(url, { poolSize: 2 });
+const snapshots = createSnapshotService({ prisma, snapshots: createSnapshotRepository(), secretBox });
+const compiler = createIncrementalCompiler();
+const round = Number(process.env.BENCH_ROUND ?? 0);
+const changesPerKind = Number(process.env.BENCH_CHANGES ?? 3);
 await prisma.$connect();
+
 /** The cold run; only its numbers leave the function, so its snapshot and bundle can be collected. */
 async function coldRun() {
   const start = performance.now();
   const cpuStart = process.cpuUsage();
   const snapshot = await snapshots.load();
   const loaded = performance.now();
-  const bundle = compile(snapshot);
+  const bundle = compiler.compile(snapshot);
   const compiled = performance.now();
   const cpu = process.cpuUsage(cpuStart);
   const outDir = process.env.BENCH_OUT_DIR!;
@@ -35,8 +40,9 @@ async function coldRun() {
     compileMs: compiled - loaded,
     // Every thread of the process (V8 collects garbage on helper threads).
     cpuMs: (cpu.user + cpu.system) / 1000,
-    // Peak memory of the cold load + compile, before the recompile below.
+    // Peak memory of the cold load + compile, before the changes below.
     maxRssMb: process.resourceUsage().maxRSS / 1024,
+    mode: compiler.lastMode,
     version: bundle.version,
     domains: snapshot.domains.length,
     credentials: snapshot.credentials.length,
@@ -45,13 +51,72 @@ async function coldRun() {
 }
 
 const cold = await coldRun();
-// What the running sync job does on the next change: load and compile again in the same process
-// (code warm, secrets of unchanged credentials kept by the loader; the previous snapshot is garbage).
+
+const writer = new pg.Client({ connectionString: url });
+await writer.connect();
+const one = async (sql: string, offset: number) => (await writer.query<{ id: string }>(`${sql} OFFSET ${offset} LIMIT 1`)).rows[0]!.id;
+/** The writes a hosting panel or an admin makes through the API, as SQL (one transaction each). */
+const CHANGES = {
+  /** A panel onboards a domain with its own credential on a relay (every 7th relay has limits: a generated service). */
+  async onboard(n: number) {
+    const relayId = await one('SELECT id FROM relays ORDER BY name', n % 50);
+    const tenantId = await one('SELECT id FROM tenants ORDER BY slug', n);
+    const domainId = randomUUID();
+    const credentialId = randomUUID();
+    const sealed = secretBox.seal(`onboarded-secret-${n}`, credentialId);
+    await writer.query('BEGIN');
+    await writer.query(`INSERT INTO domains (id, tenant_id, name, status, route, relay_id, updated_at) VALUES ($1, $2, $3, 'verified', 'relay', $4, now())`, [
+      domainId,
+      tenantId,
+      `onboarded-${round}-${n}.customer.example`,
+      relayId,
+    ]);
+    await writer.query(
+      `INSERT INTO relay_credentials (id, relay_id, domain_id, username, secret_ciphertext, secret_nonce, secret_key_id, fingerprint, status, updated_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', now())`,
+      [credentialId, relayId, domainId, `user@onboarded-${round}-${n}`, sealed.ciphertext, sealed.nonce, sealed.keyId, secretBox.fingerprint(`onboarded-secret-${n}`)],
+    );
+    await writer.query('COMMIT');
+  },
+  /** An admin rotates a domain's credential (new secret sealed into the same row). */
+  async rotate(n: number) {
+    const id = await one('SELECT id FROM relay_credentials WHERE domain_id IS NOT NULL ORDER BY id', 1000 + round * 100 + n);
+    const sealed = secretBox.seal(`rotated-secret-${round}-${n}`, id);
+    await writer.query('UPDATE relay_credentials SET secret_ciphertext = $2, secret_nonce = $3, secret_key_id = $4, fingerprint = $5, updated_at = now() WHERE id = $1', [
+      id,
+      sealed.ciphertext,
+      sealed.nonce,
+      sealed.keyId,
+      secretBox.fingerprint(`rotated-secret-${round}-${n}`),
+    ]);
+  },
+  /** An admin disables a domain. */
+  async disable(n: number) {
+    const id = await one(`SELECT id FROM domains WHERE status = 'verified' ORDER BY id`, 2000 + round * 100 + n);
+    await writer.query(`UPDATE domains SET status = 'disabled', updated_at = now() WHERE id = $1`, [id]);
+  },
+} as const;
+
+const changes: Array<{ kind: string; loadMs: number; compileMs: number; mode: string | null }> = [];
+for (let n = 0; n < changesPerKind; n++) {
+  for (const [kind, write] of Object.entries(CHANGES)) {
+    await write(n);
+    const start = performance.now();
+    const snapshot = await snapshots.load();
+    const loaded = performance.now();
+    const bundle = compiler.compile(snapshot);
+    const compiled = performance.now();
+    // Not timed: the change must give exactly what a full compile of the same rows gives.
+    if (compile(snapshot).version !== bundle.version) throw new Error(`${kind}: the incremental compile differs from compile()`);
+    changes.push({ kind, loadMs: loaded - start, compileMs: compiled - loaded, mode: compiler.lastMode });
+  }
+}
+// And a run with nothing changed (a reconcile): load and compile again.
 const again = performance.now();
 const snapshotAgain = await snapshots.load();
 const loadedAgain = performance.now();
-const bundleAgain = compile(snapshotAgain);
+compiler.compile(snapshotAgain);
 const compiledAgain = performance.now();
-if (bundleAgain.version !== cold.version) throw new Error('the recompile of unchanged rows gave another version');
+await writer.end();
 await prisma.$disconnect();
-process.stdout.write(`${JSON.stringify({ ...cold, warmLoadMs: loadedAgain - again, warmCompileMs: compiledAgain - loadedAgain })}\n`);
+process.stdout.write(`${JSON.stringify({ ...cold, changes, unchangedLoadMs: loadedAgain - again, unchangedCompileMs: compiledAgain - loadedAgain })}\n`);
