@@ -3,7 +3,7 @@ import type { PrismaClient } from '../db/prisma.js';
 import type { Prisma } from '../generated/prisma/client.js';
 import { ForbiddenError, NotFoundError, UnprocessableError } from '../lib/errors.js';
 import type { SecretBox } from '../lib/secret-box.js';
-import { type Bundle, CompileError, createIncrementalCompiler, explainRoute, masterCfLine } from '../postfix/index.js';
+import { type Bundle, CompileError, createIncrementalCompiler, explainRoute, masterCfLine, type IncrementalCompiler } from '../postfix/index.js';
 import { isAdmin, type RequestContext } from './principal.js';
 import type { SnapshotService } from './snapshot.service.js';
 
@@ -49,20 +49,50 @@ function requireAdmin(ctx: RequestContext) {
   if (!isAdmin(ctx.actor)) throw new ForbiddenError('the compiled configuration spans all tenants: admin only');
 }
 
-export function createConfigService(deps: { prisma: PrismaClient; snapshots: SnapshotService; secretBox: SecretBox }) {
+interface ConfigLog {
+  info(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export function createConfigService(deps: {
+  prisma: PrismaClient;
+  snapshots: SnapshotService;
+  secretBox: SecretBox;
+  log?: ConfigLog;
+  /** Tests only: another compiler behind the same interface. */
+  compiler?: IncrementalCompiler;
+}) {
   // Keeps the last compile's plan and tables: with the loader handing out unchanged rows as the
   // same objects, a change to a few domains recompiles only those (src/postfix/incremental.ts).
-  const compiler = createIncrementalCompiler();
+  const compiler = deps.compiler ?? createIncrementalCompiler();
 
   /** Compiles what the database says now; a configuration Postfix cannot express is refused whole. */
   async function compileCurrent(): Promise<Bundle> {
     return (await compileWithSnapshot()).bundle;
   }
 
-  async function compileWithSnapshot() {
+  /**
+   * `verify`: also compile everything from scratch and compare (the reconcile does, every
+   * interval): should the incremental path ever disagree, the full result wins, the error is
+   * logged, and the compiler starts over.
+   */
+  async function compileWithSnapshot(verify = false) {
     const snapshot = await deps.snapshots.load();
     try {
-      return { bundle: compiler.compile(snapshot), snapshot };
+      const started = performance.now();
+      let bundle = compiler.compile(snapshot);
+      const mode = compiler.lastMode;
+      deps.log?.info({ mode, ms: Math.round(performance.now() - started), version: bundle.version }, 'config compiled');
+      if (verify && mode === 'incremental') {
+        // A full compile that also rebuilds the state the next change compiles from.
+        compiler.reset();
+        const full = compiler.compile(snapshot);
+        if (full.version !== bundle.version) {
+          deps.log?.error({ incremental: bundle.version, full: full.version }, 'the incremental compile differed from a full compile: using the full one');
+          bundle = full;
+        }
+      }
+      return { bundle, snapshot };
     } catch (error) {
       if (error instanceof CompileError) {
         throw new UnprocessableError(error.message, 'config-not-compilable', { problems: error.problems });
@@ -83,9 +113,12 @@ export function createConfigService(deps: { prisma: PrismaClient; snapshots: Sna
   return {
     compileCurrent,
 
-    /** For the sync worker: the bundle to deploy (stored masked, for diffs) and the credential ids it contains. */
-    async compileForDeploy() {
-      const { bundle, snapshot } = await compileWithSnapshot();
+    /**
+     * For the sync worker: the bundle to deploy (stored masked, for diffs) and the credential ids it
+     * contains. `verify` (the reconcile): check the incremental compile against a full one.
+     */
+    async compileForDeploy(options: { verify?: boolean } = {}) {
+      const { bundle, snapshot } = await compileWithSnapshot(options.verify ?? false);
       await store(maskBundle(bundle, deps.secretBox));
       return { bundle, credentialIds: snapshot.credentials.map((credential) => credential.id) };
     },

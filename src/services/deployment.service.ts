@@ -78,9 +78,9 @@ export function createDeploymentService(deps: Deps) {
   // Deploys only: usage collection keeps its own connections (another lane, its own schedule).
   const pool = new ConnectionPool({ idleMs: deps.ssh.idleMs, ...(deps.ssh.connect !== undefined ? { connect: deps.ssh.connect } : {}) });
 
-  async function compile(): Promise<Compiled | { error: string }> {
+  async function compile(options: { verify?: boolean } = {}): Promise<Compiled | { error: string }> {
     try {
-      return await deps.config.compileForDeploy();
+      return await deps.config.compileForDeploy(options);
     } catch (error) {
       return { error: error instanceof Error ? error.message.slice(0, 500) : String(error) };
     }
@@ -264,7 +264,7 @@ export function createDeploymentService(deps: Deps) {
      * when something changed, rolled back, or failed on a node that is behind.
      */
     async runReconcile() {
-      const compiled = await compile();
+      const compiled = await compile({ verify: true });
       if ('error' in compiled) {
         deps.log.warn({ error: compiled.error }, 'reconcile skipped: the config does not compile');
         return;

@@ -74,7 +74,7 @@ export function createServices(deps: ServiceDeps) {
   const secretBox = createSecretBox(deps.masterKey);
   const snapshots = createSnapshotService({ prisma, snapshots: createSnapshotRepository(), secretBox, log: deps.log ?? silent });
   const relays = createRelayService({ prisma, relays: repositories.relays, tenants: repositories.tenants, audit: repositories.audit });
-  const config = createConfigService({ prisma, snapshots, secretBox });
+  const config = createConfigService({ prisma, snapshots, secretBox, log: deps.log ?? silent });
   const ssh: SshSettings = { ...DEFAULT_SSH, ...deps.ssh };
   const metrics = deps.metrics ?? createDeployMetrics(new Registry());
   const readPrivateKey = privateKeyReader(ssh.privateKeyPath);
