@@ -11,7 +11,24 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULT_MIGRATIONS_DIR, NO_FILTER, PACKAGE_ROOT, readMigrationsList, withSchemaEngine } from '../../src/db/migrate.js';
 import { testServerUrl } from '../helpers/database.js';
 
-describe('schema.prisma and the migrations', () => {
+/**
+ * Prisma's WebAssembly schema engine panics (a WebAssembly "unreachable" trap, then no answer) in
+ * this diff against PostgreSQL 18, the embedded default's version; it works against the machine's
+ * PostgreSQL 15, which CI uses.
+ */
+async function serverVersion(): Promise<number> {
+  const client = new pg.Client({ connectionString: testServerUrl() });
+  await client.connect();
+  try {
+    return Number((await client.query<{ server_version_num: string }>('SHOW server_version_num')).rows[0]?.server_version_num);
+  } finally {
+    await client.end();
+  }
+}
+const version = await serverVersion();
+const unsupported = version >= 180000 ? `PostgreSQL ${Math.floor(version / 10000)}: Prisma's schema engine fails on it` : undefined;
+
+describe.skipIf(unsupported !== undefined)(`schema.prisma and the migrations${unsupported === undefined ? '' : ` (SKIPPED: ${unsupported})`}`, () => {
   it('have no difference', async () => {
     const schemaPath = path.join(PACKAGE_ROOT, 'prisma', 'schema.prisma');
     const schema = await readFile(schemaPath, 'utf8');
