@@ -61,10 +61,14 @@ export function createConfigService(deps: {
   log?: ConfigLog;
   /** Tests only: another compiler behind the same interface. */
   compiler?: IncrementalCompiler;
+  /** Least time between two full compiles that check the incremental one (default 10 minutes). */
+  verifyIntervalMs?: number;
 }) {
   // Keeps the last compile's plan and tables: with the loader handing out unchanged rows as the
   // same objects, a change to a few domains recompiles only those (src/postfix/incremental.ts).
   const compiler = deps.compiler ?? createIncrementalCompiler();
+  const verifyIntervalMs = deps.verifyIntervalMs ?? 10 * 60_000;
+  let lastFullAt = Number.NEGATIVE_INFINITY;
 
   /** Compiles what the database says now; a configuration Postfix cannot express is refused whole. */
   async function compileCurrent(): Promise<Bundle> {
@@ -72,9 +76,9 @@ export function createConfigService(deps: {
   }
 
   /**
-   * `verify`: also compile everything from scratch and compare (the reconcile does, every
-   * interval): should the incremental path ever disagree, the full result wins, the error is
-   * logged, and the compiler starts over.
+   * `verify` (the reconcile): unless the last full compile is younger than verifyIntervalMs, also
+   * compile everything from scratch and compare: should the incremental path ever disagree, the
+   * full result wins, the error is logged, and the compiler starts over from the full one.
    */
   async function compileWithSnapshot(verify = false) {
     const snapshot = await deps.snapshots.load();
@@ -83,10 +87,12 @@ export function createConfigService(deps: {
       let bundle = compiler.compile(snapshot);
       const mode = compiler.lastMode;
       deps.log?.info({ mode, ms: Math.round(performance.now() - started), version: bundle.version }, 'config compiled');
-      if (verify && mode === 'incremental') {
+      if (mode === 'full') lastFullAt = Date.now();
+      if (verify && mode === 'incremental' && Date.now() - lastFullAt >= verifyIntervalMs) {
         // A full compile that also rebuilds the state the next change compiles from.
         compiler.reset();
         const full = compiler.compile(snapshot);
+        lastFullAt = Date.now();
         if (full.version !== bundle.version) {
           deps.log?.error({ incremental: bundle.version, full: full.version }, 'the incremental compile differed from a full compile: using the full one');
           bundle = full;

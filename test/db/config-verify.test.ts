@@ -41,7 +41,7 @@ it('a reconcile replaces a wrong incremental result by the full compile and logs
     reset: () => real.reset(),
   };
   const errors: object[] = [];
-  const config = createConfigService({ prisma, snapshots, secretBox, compiler: faulty, log: { info() {}, error: (obj) => errors.push(obj) } });
+  const config = createConfigService({ prisma, snapshots, secretBox, compiler: faulty, verifyIntervalMs: 0, log: { info() {}, error: (obj) => errors.push(obj) } });
 
   const tenant = await prisma.tenant.create({ data: { name: 'T', slug: 't' } });
   const relay = await prisma.relay.create({ data: { name: 'r', host: 'smtp.relay.test', port: 587, tls: 'starttls' } });
@@ -61,4 +61,20 @@ it('a reconcile replaces a wrong incremental result by the full compile and logs
   expect(checked.bundle.version).toBe(truth.version);
   expect(checked.bundle.files.sender_relay?.content).toContain('@c.example ');
   expect(errors).toEqual([{ incremental: 'f'.repeat(64), full: truth.version }]);
+});
+
+it('checks at most once per interval: a reconcile soon after a full compile trusts the incremental one', async () => {
+  const secretBox = createSecretBox(randomBytes(32));
+  const snapshots = createSnapshotService({ prisma, snapshots: createSnapshotRepository(), secretBox });
+  const compiler = createIncrementalCompiler();
+  const modes: unknown[] = [];
+  const config = createConfigService({ prisma, snapshots, secretBox, compiler, verifyIntervalMs: 60_000, log: { info: (obj) => modes.push((obj as { mode: string }).mode), error() {} } });
+  const tenant = await prisma.tenant.create({ data: { name: 'U', slug: 'u' } });
+  const relay = await prisma.relay.create({ data: { name: 'u', host: 'smtp.u.test', port: 587, tls: 'starttls' } });
+  await config.compileForDeploy();
+  await prisma.domain.create({ data: { tenantId: tenant.id, name: 'u1.example', status: 'verified', relayId: relay.id } });
+  await config.compileForDeploy({ verify: true });
+  // Within the interval of the first (full) compile: no second, full compile.
+  expect(modes).toEqual(['full', 'incremental']);
+  expect(compiler.lastMode).toBe('incremental');
 });
