@@ -3,7 +3,7 @@
  * (the config_changes log) and hands out the same frozen object for every row the compiler would
  * see unchanged. Each step below is checked against a full load by a fresh service.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
@@ -15,6 +15,7 @@ import type { Snapshot } from '../../src/postfix/index.js';
 import { createSnapshotRepository, type SnapshotChanges, type TableKey } from '../../src/repositories/snapshot.repository.js';
 import { createSnapshotService, type SnapshotServiceOptions } from '../../src/services/snapshot.service.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { insertSealedCredential } from '../helpers/fixtures.js';
 
 const TABLES = ['tenants', 'domains', 'relays', 'credentials', 'destinationPolicies'] as const satisfies readonly TableKey[];
 const secretBox = createSecretBox(randomBytes(32));
@@ -114,24 +115,8 @@ function expectIdentity(previous: Snapshot, next: Snapshot, resealed: string[] =
 const fullLoad = async () => byId(await createSnapshotService({ prisma, snapshots: createSnapshotRepository(), secretBox }).load());
 const find = <T extends { id: string }>(rows: T[], id: string) => rows.find((row) => row.id === id);
 
-async function credential(relayId: string, domainId: string | null, status: 'active' | 'retired', secret: string) {
-  const id = randomUUID();
-  const sealed = secretBox.seal(secret, id);
-  await prisma.relayCredential.create({
-    data: {
-      id,
-      relayId,
-      domainId,
-      username: `user-${id.slice(0, 8)}`,
-      secretCiphertext: new Uint8Array(sealed.ciphertext),
-      secretNonce: new Uint8Array(sealed.nonce),
-      secretKeyId: sealed.keyId,
-      fingerprint: secretBox.fingerprint(secret),
-      status,
-    },
-  });
-  return id;
-}
+const credential = (relayId: string, domainId: string | null, status: 'active' | 'retired', secret: string) =>
+  insertSealedCredential(prisma, secretBox, { relayId, domainId, status, secret });
 
 async function reseal(id: string, secret: string) {
   const sealed = secretBox.seal(secret, id);

@@ -2,7 +2,7 @@
  * The snapshot loader reads through node-postgres when the adapter's pool is reachable and through
  * Prisma otherwise; both must give the compiler exactly the same Snapshot.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { PrismaPg } from '@prisma/adapter-pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPrismaClient, directPool } from '../../src/db/prisma.js';
@@ -12,6 +12,7 @@ import { compile, type Snapshot } from '../../src/postfix/index.js';
 import { createSnapshotRepository } from '../../src/repositories/snapshot.repository.js';
 import { createSnapshotService } from '../../src/services/snapshot.service.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { insertSealedCredential } from '../helpers/fixtures.js';
 
 let database: TestDatabase;
 let direct: PrismaClient;
@@ -62,23 +63,8 @@ async function seed(prisma: PrismaClient) {
     await prisma.domain.create({ data: { tenantId: active.id, name: 'direct.active.example', status: 'verified', route: 'direct' } }),
     await prisma.domain.create({ data: { tenantId: suspended.id, name: 'held.suspended.example', status: 'verified', relayId: shared.id } }),
   );
-  const credential = async (relayId: string, domainId: string | null, status: 'staged' | 'active' | 'retiring' | 'retired', secret: string) => {
-    const id = randomUUID();
-    const sealed = secretBox.seal(secret, id);
-    await prisma.relayCredential.create({
-      data: {
-        id,
-        relayId,
-        domainId,
-        username: `user-${id.slice(0, 8)}`,
-        secretCiphertext: new Uint8Array(sealed.ciphertext),
-        secretNonce: new Uint8Array(sealed.nonce),
-        secretKeyId: sealed.keyId,
-        fingerprint: secretBox.fingerprint(secret),
-        status,
-      },
-    });
-  };
+  const credential = (relayId: string, domainId: string | null, status: 'staged' | 'active' | 'retiring' | 'retired', secret: string) =>
+    insertSealedCredential(prisma, secretBox, { relayId, domainId, status, secret });
   await credential(shared.id, null, 'active', 'relay-wide: "quoted" \\ and ünïcödé');
   await credential(shared.id, domains[1]!.id, 'active', 'domain-scoped');
   await credential(shared.id, domains[1]!.id, 'retiring', 'the previous one');

@@ -1,5 +1,7 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
+import type { PrismaClient } from '../../src/db/prisma.js';
+import type { SecretBox } from '../../src/lib/secret-box.js';
 
 type Headers = Record<string, string>;
 
@@ -55,4 +57,28 @@ export function createCredential(app: FastifyInstance, headers: Headers, relayId
 export async function seedTenant(prisma: { tenant: { create(args: { data: { name: string; slug: string } }): Promise<{ id: string }> } }) {
   const id = unique();
   return prisma.tenant.create({ data: { name: `Seed ${id}`, slug: `seed-${id}` } });
+}
+
+/** A credential row written straight to the database, its secret sealed as the API would; returns its id. */
+export async function insertSealedCredential(
+  prisma: PrismaClient,
+  secretBox: SecretBox,
+  row: { relayId: string; domainId: string | null; status: 'staged' | 'active' | 'retiring' | 'retired'; secret: string },
+): Promise<string> {
+  const id = randomUUID();
+  const sealed = secretBox.seal(row.secret, id);
+  await prisma.relayCredential.create({
+    data: {
+      id,
+      relayId: row.relayId,
+      domainId: row.domainId,
+      username: `user-${id.slice(0, 8)}`,
+      secretCiphertext: new Uint8Array(sealed.ciphertext),
+      secretNonce: new Uint8Array(sealed.nonce),
+      secretKeyId: sealed.keyId,
+      fingerprint: secretBox.fingerprint(row.secret),
+      status: row.status,
+    },
+  });
+  return id;
 }
