@@ -15,7 +15,7 @@ import type { Snapshot } from '../../src/postfix/index.js';
 import { createSnapshotRepository, type SnapshotChanges, type TableKey } from '../../src/repositories/snapshot.repository.js';
 import { createSnapshotService, type SnapshotServiceOptions } from '../../src/services/snapshot.service.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import { insertSealedCredential } from '../helpers/fixtures.js';
+import { insertSealedCredential, snapshotById as byId } from '../helpers/fixtures.js';
 
 const TABLES = ['tenants', 'domains', 'relays', 'credentials', 'destinationPolicies'] as const satisfies readonly TableKey[];
 const secretBox = createSecretBox(randomBytes(32));
@@ -36,18 +36,6 @@ afterEach(async () => {
   await database?.drop();
 });
 
-/** Row order is not part of the contract: compare by id. */
-function byId(snapshot: Snapshot): Snapshot {
-  const sorted = <T extends { id: string }>(rows: T[]) => [...rows].sort((a, b) => (a.id < b.id ? -1 : 1));
-  return {
-    settings: snapshot.settings,
-    tenants: sorted(snapshot.tenants),
-    domains: sorted(snapshot.domains),
-    relays: sorted(snapshot.relays),
-    credentials: sorted(snapshot.credentials),
-    destinationPolicies: sorted(snapshot.destinationPolicies),
-  };
-}
 
 /** A real repository that records what each load read, and a secret box that counts real opens. */
 function instrumented(options?: Partial<SnapshotServiceOptions>, client: PrismaClient = prisma) {

@@ -8,29 +8,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPrismaClient, directPool } from '../../src/db/prisma.js';
 import { PrismaClient } from '../../src/generated/prisma/client.js';
 import { createSecretBox } from '../../src/lib/secret-box.js';
-import { compile, type Snapshot } from '../../src/postfix/index.js';
+import { compile } from '../../src/postfix/index.js';
 import { createSnapshotRepository } from '../../src/repositories/snapshot.repository.js';
 import { createSnapshotService } from '../../src/services/snapshot.service.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import { insertSealedCredential } from '../helpers/fixtures.js';
+import { insertSealedCredential, snapshotById as byId } from '../helpers/fixtures.js';
 
 let database: TestDatabase;
 let direct: PrismaClient;
 let viaPrisma: PrismaClient;
 const secretBox = createSecretBox(randomBytes(32));
 
-/** Row order is not part of the contract: compare by id. */
-function byId(snapshot: Snapshot): Snapshot {
-  const sorted = <T extends { id: string }>(rows: T[]) => [...rows].sort((a, b) => (a.id < b.id ? -1 : 1));
-  return {
-    settings: snapshot.settings,
-    tenants: sorted(snapshot.tenants),
-    domains: sorted(snapshot.domains),
-    relays: sorted(snapshot.relays),
-    credentials: sorted(snapshot.credentials),
-    destinationPolicies: sorted(snapshot.destinationPolicies),
-  };
-}
 
 async function loadBoth() {
   const load = (prisma: PrismaClient) => createSnapshotService({ prisma, snapshots: createSnapshotRepository(), secretBox }).load();

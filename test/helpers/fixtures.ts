@@ -2,6 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { PrismaClient } from '../../src/db/prisma.js';
 import type { SecretBox } from '../../src/lib/secret-box.js';
+import type { Snapshot } from '../../src/postfix/index.js';
 
 type Headers = Record<string, string>;
 
@@ -81,4 +82,17 @@ export async function insertSealedCredential(
     },
   });
   return id;
+}
+
+/** A snapshot with every table sorted by id: row order is not part of the loader's contract. */
+export function snapshotById(snapshot: Snapshot): Snapshot {
+  const sorted = <T extends { id: string }>(rows: T[]) => [...rows].sort((a, b) => (a.id < b.id ? -1 : 1));
+  return {
+    settings: snapshot.settings,
+    tenants: sorted(snapshot.tenants),
+    domains: sorted(snapshot.domains),
+    relays: sorted(snapshot.relays),
+    credentials: sorted(snapshot.credentials),
+    destinationPolicies: sorted(snapshot.destinationPolicies),
+  };
 }
