@@ -49,57 +49,21 @@ BEGIN
 END;
 $$ LANGUAGE plpgsql;
 
--- A transition table may not be shared by several events in one trigger, hence one trigger per event.
-CREATE TRIGGER "tenants_log_insert" AFTER INSERT ON "tenants" REFERENCING NEW TABLE AS "new_rows"
-  FOR EACH STATEMENT EXECUTE FUNCTION "relayplane_log_config_change"();
-CREATE TRIGGER "tenants_log_update" AFTER UPDATE ON "tenants" REFERENCING OLD TABLE AS "old_rows" NEW TABLE AS "new_rows"
-  FOR EACH STATEMENT EXECUTE FUNCTION "relayplane_log_config_change"();
-CREATE TRIGGER "tenants_log_delete" AFTER DELETE ON "tenants" REFERENCING OLD TABLE AS "old_rows"
-  FOR EACH STATEMENT EXECUTE FUNCTION "relayplane_log_config_change"();
-CREATE TRIGGER "tenants_log_truncate" AFTER TRUNCATE ON "tenants"
-  FOR EACH STATEMENT EXECUTE FUNCTION "relayplane_log_config_change"();
-
-CREATE TRIGGER "domains_log_insert" AFTER INSERT ON "domains" REFERENCING NEW TABLE AS "new_rows"
-  FOR EACH STATEMENT EXECUTE FUNCTION "relayplane_log_config_change"();
-CREATE TRIGGER "domains_log_update" AFTER UPDATE ON "domains" REFERENCING OLD TABLE AS "old_rows" NEW TABLE AS "new_rows"
-  FOR EACH STATEMENT EXECUTE FUNCTION "relayplane_log_config_change"();
-CREATE TRIGGER "domains_log_delete" AFTER DELETE ON "domains" REFERENCING OLD TABLE AS "old_rows"
-  FOR EACH STATEMENT EXECUTE FUNCTION "relayplane_log_config_change"();
-CREATE TRIGGER "domains_log_truncate" AFTER TRUNCATE ON "domains"
-  FOR EACH STATEMENT EXECUTE FUNCTION "relayplane_log_config_change"();
-
-CREATE TRIGGER "relays_log_insert" AFTER INSERT ON "relays" REFERENCING NEW TABLE AS "new_rows"
-  FOR EACH STATEMENT EXECUTE FUNCTION "relayplane_log_config_change"();
-CREATE TRIGGER "relays_log_update" AFTER UPDATE ON "relays" REFERENCING OLD TABLE AS "old_rows" NEW TABLE AS "new_rows"
-  FOR EACH STATEMENT EXECUTE FUNCTION "relayplane_log_config_change"();
-CREATE TRIGGER "relays_log_delete" AFTER DELETE ON "relays" REFERENCING OLD TABLE AS "old_rows"
-  FOR EACH STATEMENT EXECUTE FUNCTION "relayplane_log_config_change"();
-CREATE TRIGGER "relays_log_truncate" AFTER TRUNCATE ON "relays"
-  FOR EACH STATEMENT EXECUTE FUNCTION "relayplane_log_config_change"();
-
-CREATE TRIGGER "relay_credentials_log_insert" AFTER INSERT ON "relay_credentials" REFERENCING NEW TABLE AS "new_rows"
-  FOR EACH STATEMENT EXECUTE FUNCTION "relayplane_log_config_change"();
-CREATE TRIGGER "relay_credentials_log_update" AFTER UPDATE ON "relay_credentials" REFERENCING OLD TABLE AS "old_rows" NEW TABLE AS "new_rows"
-  FOR EACH STATEMENT EXECUTE FUNCTION "relayplane_log_config_change"();
-CREATE TRIGGER "relay_credentials_log_delete" AFTER DELETE ON "relay_credentials" REFERENCING OLD TABLE AS "old_rows"
-  FOR EACH STATEMENT EXECUTE FUNCTION "relayplane_log_config_change"();
-CREATE TRIGGER "relay_credentials_log_truncate" AFTER TRUNCATE ON "relay_credentials"
-  FOR EACH STATEMENT EXECUTE FUNCTION "relayplane_log_config_change"();
-
-CREATE TRIGGER "destination_policies_log_insert" AFTER INSERT ON "destination_policies" REFERENCING NEW TABLE AS "new_rows"
-  FOR EACH STATEMENT EXECUTE FUNCTION "relayplane_log_config_change"();
-CREATE TRIGGER "destination_policies_log_update" AFTER UPDATE ON "destination_policies" REFERENCING OLD TABLE AS "old_rows" NEW TABLE AS "new_rows"
-  FOR EACH STATEMENT EXECUTE FUNCTION "relayplane_log_config_change"();
-CREATE TRIGGER "destination_policies_log_delete" AFTER DELETE ON "destination_policies" REFERENCING OLD TABLE AS "old_rows"
-  FOR EACH STATEMENT EXECUTE FUNCTION "relayplane_log_config_change"();
-CREATE TRIGGER "destination_policies_log_truncate" AFTER TRUNCATE ON "destination_policies"
-  FOR EACH STATEMENT EXECUTE FUNCTION "relayplane_log_config_change"();
-
-CREATE TRIGGER "settings_log_insert" AFTER INSERT ON "settings" REFERENCING NEW TABLE AS "new_rows"
-  FOR EACH STATEMENT EXECUTE FUNCTION "relayplane_log_config_change"();
-CREATE TRIGGER "settings_log_update" AFTER UPDATE ON "settings" REFERENCING OLD TABLE AS "old_rows" NEW TABLE AS "new_rows"
-  FOR EACH STATEMENT EXECUTE FUNCTION "relayplane_log_config_change"();
-CREATE TRIGGER "settings_log_delete" AFTER DELETE ON "settings" REFERENCING OLD TABLE AS "old_rows"
-  FOR EACH STATEMENT EXECUTE FUNCTION "relayplane_log_config_change"();
-CREATE TRIGGER "settings_log_truncate" AFTER TRUNCATE ON "settings"
-  FOR EACH STATEMENT EXECUTE FUNCTION "relayplane_log_config_change"();
+-- A transition table may not be shared by several events in one trigger, hence one trigger per
+-- event: <table>_log_insert, _log_update, _log_delete and _log_truncate on each of the six tables.
+DO $$
+DECLARE
+  logged text;
+BEGIN
+  FOREACH logged IN ARRAY ARRAY['tenants', 'domains', 'relays', 'relay_credentials', 'destination_policies', 'settings'] LOOP
+    EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %I REFERENCING NEW TABLE AS "new_rows" '
+      'FOR EACH STATEMENT EXECUTE FUNCTION "relayplane_log_config_change"()', logged || '_log_insert', logged);
+    EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %I REFERENCING OLD TABLE AS "old_rows" NEW TABLE AS "new_rows" '
+      'FOR EACH STATEMENT EXECUTE FUNCTION "relayplane_log_config_change"()', logged || '_log_update', logged);
+    EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %I REFERENCING OLD TABLE AS "old_rows" '
+      'FOR EACH STATEMENT EXECUTE FUNCTION "relayplane_log_config_change"()', logged || '_log_delete', logged);
+    EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %I '
+      'FOR EACH STATEMENT EXECUTE FUNCTION "relayplane_log_config_change"()', logged || '_log_truncate', logged);
+  END LOOP;
+END;
+$$;
