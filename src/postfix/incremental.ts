@@ -64,6 +64,11 @@ export interface IncrementalCompiler {
   compile(snapshot: Snapshot): Bundle;
   /** How the last successful compile was done (null before the first). */
   readonly lastMode: CompileMode | null;
+  /**
+   * The route plan of the last successful compile (for explainRoute), null after a failed one.
+   * Updated in place by the next compile: use it before the next compile starts.
+   */
+  readonly plan: RoutePlan | null;
   /** Forget everything: the next compile is a full one. */
   reset(): void;
 }
@@ -283,6 +288,9 @@ export function createIncrementalCompiler(): IncrementalCompiler {
   return {
     get lastMode() {
       return lastMode;
+    },
+    get plan() {
+      return state?.plan ?? null;
     },
     reset() {
       state = null;

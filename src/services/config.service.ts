@@ -54,6 +54,18 @@ interface ConfigLog {
   error(obj: object, msg: string): void;
 }
 
+/** A configuration Postfix cannot express is refused whole: 422 with every problem. */
+function refusedAsProblem<T>(work: () => T): T {
+  try {
+    return work();
+  } catch (error) {
+    if (error instanceof CompileError) {
+      throw new UnprocessableError(error.message, 'config-not-compilable', { problems: error.problems });
+    }
+    throw error;
+  }
+}
+
 export function createConfigService(deps: {
   prisma: PrismaClient;
   snapshots: SnapshotService;
@@ -82,7 +94,7 @@ export function createConfigService(deps: {
    */
   async function compileWithSnapshot(verify = false) {
     const snapshot = await deps.snapshots.load();
-    try {
+    return refusedAsProblem(() => {
       const started = performance.now();
       let bundle = compiler.compile(snapshot);
       const mode = compiler.lastMode;
@@ -99,12 +111,7 @@ export function createConfigService(deps: {
         }
       }
       return { bundle, snapshot };
-    } catch (error) {
-      if (error instanceof CompileError) {
-        throw new UnprocessableError(error.message, 'config-not-compilable', { problems: error.problems });
-      }
-      throw error;
-    }
+    });
   }
 
   /** Keeps the masked bundle by version (idempotent), for later diffs. */
@@ -168,7 +175,13 @@ export function createConfigService(deps: {
     /** Which service, nexthops, credential (id only), TLS and destination policy a message would get, and why. */
     async explain(ctx: RequestContext, sender: string, recipient: string) {
       requireAdmin(ctx);
-      return explainRoute(await deps.snapshots.load(), sender, recipient);
+      const snapshot = await deps.snapshots.load();
+      // The compiler's own plan, read in the same turn as the compile that made it (the next
+      // compile updates it in place); planned from scratch if the compiler kept none.
+      return refusedAsProblem(() => {
+        compiler.compile(snapshot);
+        return explainRoute(compiler.plan ?? snapshot, sender, recipient);
+      });
     },
   };
 }

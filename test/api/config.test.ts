@@ -118,6 +118,11 @@ describe('a configuration Postfix cannot express', () => {
     expect(problems.length).toBeGreaterThan(0);
     const domain = await t.prisma.domain.findUniqueOrThrow({ where: { name: 'loose.example' } });
     expect(problems.some((problem) => [loose.id, domain.id].includes(problem.resourceId) && /TLS/i.test(problem.message))).toBe(true);
+    // An explanation needs the same plan: the same refusal, as problem+json.
+    const explained = await t.app.inject({ method: 'GET', url: '/v1/routes/explain?sender=x@loose.example&recipient=bob@gmail.test', headers: admin.headers });
+    expect(explained.statusCode).toBe(422);
+    expect(explained.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(explained.json().code).toBe('config-not-compilable');
     await t.prisma.domain.deleteMany({ where: { relayId: loose.id } });
     await t.prisma.relay.delete({ where: { id: loose.id } });
   });

@@ -38,6 +38,9 @@ it('a reconcile replaces a wrong incremental result by the full compile and logs
     get lastMode() {
       return real.lastMode;
     },
+    get plan() {
+      return real.plan;
+    },
     reset: () => real.reset(),
   };
   const errors: object[] = [];

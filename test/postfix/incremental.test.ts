@@ -6,9 +6,9 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CompileError, compile, type Snapshot } from '../../src/postfix/index.js';
+import { CompileError, compile, explainRoute, planRoutes, type Snapshot } from '../../src/postfix/index.js';
 import { createIncrementalCompiler } from '../../src/postfix/incremental.js';
-import { snapshotArb } from './arbitraries.js';
+import { pairsFor, snapshotArb } from './arbitraries.js';
 import { credential, domain, relay, snapshot, tenant } from './fixtures.js';
 
 type Outcome = { bundle: ReturnType<typeof compile> } | { refused: CompileError['problems'] };
@@ -73,6 +73,13 @@ describe('incremental compiler', () => {
           const expected = outcome(() => compile(snap));
           const actual = outcome(() => compiler.compile(snap));
           expect(actual).toEqual(expected);
+          // The kept plan explains every sender exactly as a plan made from scratch.
+          if ('bundle' in actual) {
+            const plan = planRoutes(snap);
+            for (const [sender, recipient] of pairsFor(snap)) expect(explainRoute(compiler.plan!, sender, recipient)).toEqual(explainRoute(plan, sender, recipient));
+          } else {
+            expect(compiler.plan).toBeNull();
+          }
           if ('refused' in actual) modes.refused += 1;
           else if (compiler.lastMode !== null) modes[compiler.lastMode] += 1;
         }
