@@ -19,7 +19,7 @@ import { createHash } from 'node:crypto';
 import { assembleBundle, bundleFile, compilePlan } from './compiler.js';
 import { ProblemList } from './errors.js';
 import type { Bundle, BundleFile, FileDigests } from './bundle.js';
-import { renderHashMap, renderRegexpMap } from './map-encoding.js';
+import { renderHashMap, renderRegexpMap, saslPasswordValue } from './map-encoding.js';
 import {
   DEFAULT_SERVICE,
   checkServiceLimits,
@@ -50,10 +50,9 @@ import {
   tlsPolicyEntries,
 } from './tables.js';
 import { checkCredential, checkDomain, checkTenant, type SnapshotIndex } from './validate.js';
-import { saslPasswordValue } from './map-encoding.js';
 import { planWarnings } from './warnings.js';
 
-/** Above this share of changed domains (and at least MIN_BULK rows) a full compile is cheaper. */
+/** More changed rows than the larger of MIN_BULK and BULK_SHARE of the domains: a full compile is cheaper. */
 const BULK_SHARE = 0.02;
 const MIN_BULK = 1000;
 
