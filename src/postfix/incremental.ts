@@ -16,10 +16,11 @@
  * the incremental path never guesses.
  */
 import { createHash } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import { assembleBundle, bundleFile, compilePlan } from './compiler.js';
-import { ProblemList } from './errors.js';
+import { CompileError, ProblemList } from './errors.js';
 import type { Bundle, BundleFile, FileDigests } from './bundle.js';
-import { renderHashMap, renderRegexpMap, saslPasswordValue } from './map-encoding.js';
+import { MapEncodingError, renderHashMap, renderRegexpMap, saslPasswordValue } from './map-encoding.js';
 import {
   DEFAULT_SERVICE,
   checkServiceLimits,
@@ -179,6 +180,7 @@ class SortedLines {
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] extends ReadonlyMap<infer A, infer B> ? Map<A, B> : T[K] extends ReadonlySet<infer S> ? Set<S> : T[K] };
 
+/** A nexthop's TLS policy and how many hops of routed domains use it (gone at zero). */
 interface NexthopUse {
   policy: RelayTlsPolicy;
   count: number;
@@ -200,7 +202,7 @@ interface State {
   groupOf: Map<string, string>;
   groups: Map<string, Set<string>>;
   /** The services each group produced, and the service of each domain not on `smtp`. */
-  groupServiceNames: Map<string, string[]>;
+  groupServiceNames: Map<string, Set<string>>;
   serviceOf: Map<string, string>;
   services: Map<string, ServicePlan>;
   identities: Map<string, string>;
@@ -314,7 +316,7 @@ export function createIncrementalCompiler(): IncrementalCompiler {
 
 /** Refusals and encoding errors the incremental path may hit: the full compile reports them properly. */
 function isExpectedFailure(error: unknown): boolean {
-  return error instanceof Error && (error.name === 'CompileError' || error.name === 'MapEncodingError');
+  return error instanceof CompileError || error instanceof MapEncodingError;
 }
 
 
@@ -337,16 +339,16 @@ function buildState(snapshot: Snapshot, detailed: DetailedPlan, digests: FileDig
     members.add(name);
   }
   const serviceOf = new Map<string, string>();
-  const groupServiceNames = new Map<string, string[]>();
+  const groupServiceNames = new Map<string, Set<string>>();
   const nexthops = new Map<string, NexthopUse>();
   for (const [name, route] of plan.routes) {
     if (route.service !== DEFAULT_SERVICE) {
       serviceOf.set(name, route.service);
       const key = groupOf.get(name);
       if (key !== undefined) {
-        const names = groupServiceNames.get(key) ?? [];
-        if (!names.includes(route.service)) names.push(route.service);
-        groupServiceNames.set(key, names);
+        let names = groupServiceNames.get(key);
+        if (names === undefined) groupServiceNames.set(key, (names = new Set()));
+        names.add(route.service);
       }
     }
     for (const hop of route.hops) {
@@ -507,7 +509,7 @@ function incremental(state: State, snapshot: Snapshot): Bundle {
     state.resolved.set(name, res);
     for (const hop of res.kind === 'relay' ? res.hops : []) {
       const use = state.nexthops.get(hop.nexthop);
-      if (use === undefined || use.count === 0) state.nexthops.set(hop.nexthop, { policy: hop.tlsPolicy, count: 1 });
+      if (use === undefined) state.nexthops.set(hop.nexthop, { policy: hop.tlsPolicy, count: 1 });
       else if (use.policy !== hop.tlsPolicy) needsFull();
       else use.count += 1;
     }
@@ -528,7 +530,7 @@ function incremental(state: State, snapshot: Snapshot): Bundle {
 
   // A relay group's services depend on all its members (one shared service, or one each).
   for (const key of touchedGroups) {
-    const before = (state.groupServiceNames.get(key) ?? []).map((name) => state.services.get(name));
+    const before = [...(state.groupServiceNames.get(key) ?? [])].map((name) => state.services.get(name));
     for (const name of state.groupServiceNames.get(key) ?? []) {
       state.services.delete(name);
       state.identities.delete(name);
@@ -541,10 +543,10 @@ function incremental(state: State, snapshot: Snapshot): Bundle {
     }
     const members = memberNames.map((name) => state.resolved.get(name) ?? needsFull());
     const planned = groupServices(settings, key, members);
-    const names: string[] = [];
+    const names = new Set<string>();
     for (const service of planned) {
       addService(state, service);
-      names.push(service.plan.name);
+      names.add(service.plan.name);
       for (const d of service.plan.domains) state.serviceOf.set(d, service.plan.name);
     }
     state.groupServiceNames.set(key, names);
@@ -552,7 +554,7 @@ function incremental(state: State, snapshot: Snapshot): Bundle {
     // domain list (the usual case: a domain joined or left); otherwise every member is redone.
     const [was] = before;
     const [now] = planned;
-    const same = before.length === 1 && planned.length === 1 && was !== undefined && now !== undefined && sameServiceApartFromDomains(was, now.plan);
+    const same = before.length === 1 && planned.length === 1 && was !== undefined && now !== undefined && sameForRoutes(was, now.plan);
     if (!same) for (const name of memberNames) rebuild.add(name);
   }
 
@@ -570,7 +572,7 @@ function incremental(state: State, snapshot: Snapshot): Bundle {
     setLines(state, name, route, undefined);
   }
 
-  plan.relayTlsPolicies = new Map([...state.nexthops].filter(([, use]) => use.count > 0).map(([nexthop, use]) => [nexthop, use.policy]));
+  plan.relayTlsPolicies = new Map(Array.from(state.nexthops, ([nexthop, use]) => [nexthop, use.policy]));
   plan.services = [...state.services.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
   checkServiceLimits(plan.services, plan.routes, problems);
   check();
@@ -605,7 +607,7 @@ function detach(state: State, name: string, touchedGroups: Set<string>): void {
   state.resolved.delete(name);
   for (const hop of old.kind === 'relay' ? old.hops : []) {
     const use = state.nexthops.get(hop.nexthop);
-    if (use !== undefined) use.count -= 1;
+    if (use !== undefined && --use.count === 0) state.nexthops.delete(hop.nexthop);
   }
   const key = state.groupOf.get(name);
   if (key !== undefined) {
@@ -622,19 +624,9 @@ function detach(state: State, name: string, touchedGroups: Set<string>): void {
   state.serviceOf.delete(name);
 }
 
-/** Everything a member's route and lines take from its service. */
-function sameServiceApartFromDomains(a: ServicePlan, b: ServicePlan): boolean {
-  return (
-    a.name === b.name &&
-    a.scope === b.scope &&
-    a.route === b.route &&
-    a.implicitTls === b.implicitTls &&
-    a.sasl === b.sasl &&
-    a.saslMap === b.saslMap &&
-    a.saslEntries.length === b.saslEntries.length &&
-    a.saslEntries.every((entry, i) => entry.nexthop === b.saslEntries[i]?.nexthop && entry.credential === b.saslEntries[i]?.credential) &&
-    JSON.stringify(a.limits) === JSON.stringify(b.limits)
-  );
+/** Everything a member's route (and so its lines) takes from its service: domainRoute reads no more. */
+function sameForRoutes(a: ServicePlan, b: ServicePlan): boolean {
+  return a.name === b.name && a.sasl === b.sasl && a.saslMap === b.saslMap && isDeepStrictEqual(a.limits, b.limits);
 }
 
 function addService(state: State, { identity, plan }: PlannedService): void {

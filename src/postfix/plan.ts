@@ -215,14 +215,6 @@ export function domainRoute(res: Routed, service: ServicePlan | undefined, trans
   };
 }
 
-/** Every nexthop has one TLS policy; two relays on one nexthop needing different ones cannot be expressed. */
-export function nexthopConflict(hop: Hop, seen: RelayTlsPolicy, seenOwner: string | undefined): string {
-  return (
-    `relay ${hop.relay.id} and relay ${seenOwner ?? '?'} both deliver to ${hop.nexthop} but need different TLS policies (${hop.tlsPolicy} vs ${seen}); ` +
-    'smtp_tls_policy_maps has one entry per nexthop'
-  );
-}
-
 /** planRoutes() and what an incremental recompile needs to pick up from it. */
 export interface DetailedPlan {
   plan: RoutePlan;
@@ -264,7 +256,7 @@ export function planRoutesDetailed(snapshot: Snapshot): DetailedPlan {
   const addService = ({ identity, plan, owner }: PlannedService) => {
     const seen = identities.get(plan.name);
     if (seen !== undefined && seen !== identity) {
-      problems.add('service_name_collision', owner.type, owner.id, serviceCollision(plan.name));
+      problems.add('service_name_collision', owner.type, owner.id, `generated service name ${plan.name} collides; rename is impossible, report this`);
       return;
     }
     identities.set(plan.name, identity);
@@ -307,7 +299,13 @@ export function planRoutesDetailed(snapshot: Snapshot): DetailedPlan {
         relayTlsPolicies.set(hop.nexthop, hop.tlsPolicy);
         policyOwner.set(hop.nexthop, hop.relay.id);
       } else if (seen !== hop.tlsPolicy) {
-        problems.add('nexthop_conflict', 'relay', hop.relay.id, nexthopConflict(hop, seen, policyOwner.get(hop.nexthop)));
+        problems.add(
+          'nexthop_conflict',
+          'relay',
+          hop.relay.id,
+          `relay ${hop.relay.id} and relay ${policyOwner.get(hop.nexthop) ?? '?'} both deliver to ${hop.nexthop} but need different TLS policies (${hop.tlsPolicy} vs ${seen}); ` +
+            'smtp_tls_policy_maps has one entry per nexthop',
+        );
       }
     }
   }
@@ -319,10 +317,6 @@ export function planRoutesDetailed(snapshot: Snapshot): DetailedPlan {
   const plan: RoutePlan = { kind: 'relayplane.route-plan', index, routes, unrouted, services: sortedServices, relayTlsPolicies, warnings: [] };
   plan.warnings = planWarnings(plan);
   return { plan, routed: routedByName, identities };
-}
-
-export function serviceCollision(name: string): string {
-  return `generated service name ${name} collides; rename is impossible, report this`;
 }
 
 /** Combinations that only appear once domain and relay limits meet in one service. */
