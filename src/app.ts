@@ -14,6 +14,7 @@ import { operationHandlers } from './routes/index.js';
 import { createDeployMetrics } from './services/deploy-metrics.js';
 import type { SshSettings } from './services/deployment.service.js';
 import { createServices } from './services/index.js';
+import { CHANGE_LOG_PRUNE_INTERVAL_MS } from './services/snapshot.service.js';
 import type { UsageSettings } from './services/usage.service.js';
 import type { DnsResolver } from './dns/index.js';
 import type { VerificationSettings } from './services/domain-verification.service.js';
@@ -124,6 +125,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
           periodic: [
             { name: 'usage', intervalMs: deps.sync.usageIntervalMs ?? 0, run: () => services.usage.collectAll() },
             { name: 'dns', intervalMs: deps.sync.dnsIntervalMs ?? 0, run: () => services.domainVerification.checkDue() },
+            { name: 'change-log', intervalMs: CHANGE_LOG_PRUNE_INTERVAL_MS, run: async () => void (await services.snapshots.pruneChangeLog()) },
           ],
         });
   app.decorate('syncWorker', worker);

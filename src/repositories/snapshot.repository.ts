@@ -209,21 +209,7 @@ async function loadDirect(pool: pg.Pool, since: SnapshotSince | undefined): Prom
  * Only active credentials are read; their secrets stay sealed here.
  */
 export function createSnapshotRepository() {
-  const repository = {
-    /** Every row, whichever path. */
-    async load(prisma: PrismaClient): Promise<SnapshotRows> {
-      const { settings, tables } = await repository.loadChanges(prisma);
-      const rows = <K extends TableKey>(key: K) => tables[key].rows;
-      return {
-        settings: settings.changed ? settings.row : null,
-        tenants: rows('tenants'),
-        domains: rows('domains'),
-        relays: rows('relays'),
-        credentials: rows('credentials'),
-        destinationPolicies: rows('destinationPolicies'),
-      };
-    },
-
+  return {
     /**
      * Only what committed since `since` (from config_changes, kept by triggers), or everything when
      * there is no `since` or the change log was pruned past it. The Prisma path (no pool of ours)
@@ -265,7 +251,6 @@ export function createSnapshotRepository() {
       return rows[0]?.deleted ?? 0;
     },
   };
-  return repository;
 }
 
 export type SnapshotRepository = ReturnType<typeof createSnapshotRepository>;

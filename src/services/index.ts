@@ -72,7 +72,7 @@ export function createServices(deps: ServiceDeps) {
   };
   const tenants = createTenantService({ prisma, tenants: repositories.tenants, audit: repositories.audit });
   const secretBox = createSecretBox(deps.masterKey);
-  const snapshots = createSnapshotService({ prisma, snapshots: createSnapshotRepository(), secretBox, log: deps.log ?? silent });
+  const snapshots = createSnapshotService({ prisma, snapshots: createSnapshotRepository(), secretBox });
   const relays = createRelayService({ prisma, relays: repositories.relays, tenants: repositories.tenants, audit: repositories.audit });
   const config = createConfigService({ prisma, snapshots, secretBox, log: deps.log ?? silent });
   const ssh: SshSettings = { ...DEFAULT_SSH, ...deps.ssh };

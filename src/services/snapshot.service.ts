@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import type { PrismaClient } from '../db/prisma.js';
 import type { SecretBox } from '../lib/secret-box.js';
 import type { Credential, DestinationPolicy, Domain, Relay, Snapshot, Tenant } from '../postfix/index.js';
@@ -17,11 +18,12 @@ const DEFAULT_SETTINGS = {
 export interface SnapshotServiceOptions {
   /** How long config_changes rows are kept. A loader idle for longer reads everything once. */
   changeRetentionMs: number;
-  /** Least time between two prunes by one service instance; 0: after every load. */
-  pruneIntervalMs: number;
 }
 
-export const DEFAULT_SNAPSHOT_OPTIONS: SnapshotServiceOptions = { changeRetentionMs: 60 * 60_000, pruneIntervalMs: 5 * 60_000 };
+export const DEFAULT_SNAPSHOT_OPTIONS: SnapshotServiceOptions = { changeRetentionMs: 60 * 60_000 };
+
+/** How often the leading sync worker prunes the change log (a periodic task of its own, see app.ts). */
+export const CHANGE_LOG_PRUNE_INTERVAL_MS = 5 * 60_000;
 
 type Row<K extends TableKey> = SnapshotRows[K][number];
 
@@ -49,16 +51,6 @@ type Pending<T> = { replace: Map<string, T> } | { update: Array<[string, T | und
 
 const sameBytes = (a: Uint8Array, b: Uint8Array) => Buffer.compare(a, b) === 0;
 
-/** Field by field, one level into nested limits objects: what the mappers below produce. */
-function sameFields(a: object, b: object): boolean {
-  for (const [key, value] of Object.entries(a)) {
-    const other = (b as Record<string, unknown>)[key];
-    if (value === other) continue;
-    if (value === null || other === null || typeof value !== 'object' || typeof other !== 'object' || !sameFields(value, other)) return false;
-  }
-  return true;
-}
-
 /** Identity means "unchanged" for whoever compiles incrementally, so nobody may change a row in place. */
 function frozen<T extends object>(row: T): T {
   for (const value of Object.values(row)) if (typeof value === 'object' && value !== null) Object.freeze(value);
@@ -66,7 +58,7 @@ function frozen<T extends object>(row: T): T {
 }
 
 /** The previous object when nothing the compiler reads changed, else the new one. */
-const reuse = <T extends object>(previous: T | undefined, next: T): T => (previous !== undefined && sameFields(previous, next) ? previous : frozen(next));
+const reuse = <T extends object>(previous: T | undefined, next: T): T => (previous !== undefined && isDeepStrictEqual(previous, next) ? previous : frozen(next));
 
 function toSettings(settings: NonNullable<SnapshotRows['settings']> | typeof DEFAULT_SETTINGS): Snapshot['settings'] {
   return {
@@ -178,7 +170,6 @@ export function createSnapshotService(deps: {
   snapshots: SnapshotRepository;
   secretBox: SecretBox;
   options?: Partial<SnapshotServiceOptions>;
-  log?: { warn(obj: object, msg: string): void };
 }) {
   const options = { ...DEFAULT_SNAPSHOT_OPTIONS, ...deps.options };
   let state: State = {
@@ -190,7 +181,6 @@ export function createSnapshotService(deps: {
     credentials: new Map(),
     destinationPolicies: new Map(),
   };
-  let lastPrune = Number.NEGATIVE_INFINITY;
   let queue: Promise<unknown> = Promise.resolve();
 
   const openCredential = (row: Row<'credentials'>, previous: OpenedCredential | undefined): OpenedCredential => {
@@ -198,7 +188,7 @@ export function createSnapshotService(deps: {
     const sealedAsBefore = previous !== undefined && previous.keyId === keyId && sameBytes(previous.nonce, nonce) && sameBytes(previous.ciphertext, ciphertext);
     const secret = sealedAsBefore ? previous.credential.secret : deps.secretBox.open({ ciphertext, nonce, keyId }, row.id);
     const credential: Credential = { id: row.id, relayId: row.relayId, domainId: row.domainId, username: row.username, secret };
-    if (sealedAsBefore && sameFields(previous.credential, credential)) return previous;
+    if (sealedAsBefore && isDeepStrictEqual(previous.credential, credential)) return previous;
     return { credential: frozen(credential), ciphertext, nonce, keyId };
   };
 
@@ -230,17 +220,6 @@ export function createSnapshotService(deps: {
     };
   }
 
-  async function prune(): Promise<void> {
-    if (Date.now() - lastPrune < options.pruneIntervalMs) return;
-    lastPrune = Date.now();
-    try {
-      await deps.snapshots.prune(deps.prisma, options.changeRetentionMs);
-    } catch (err) {
-      // The log only grows until the next prune; a load never fails for it.
-      deps.log?.warn({ err }, 'config change log prune failed');
-    }
-  }
-
   async function loadOnce(): Promise<Snapshot> {
     const since =
       state.since === undefined
@@ -255,9 +234,7 @@ export function createSnapshotService(deps: {
               destinationPolicies: state.destinationPolicies.size,
             },
           };
-    const snapshot = merge(await deps.snapshots.loadChanges(deps.prisma, since));
-    await prune();
-    return snapshot;
+    return merge(await deps.snapshots.loadChanges(deps.prisma, since));
   }
 
   return {
@@ -266,6 +243,15 @@ export function createSnapshotService(deps: {
       const result = queue.then(loadOnce);
       queue = result.catch(() => undefined);
       return result;
+    },
+
+    /**
+     * Deletes change-log rows older than the retention (and raises the mark that tells a loader
+     * its previous snapshot is too old for a delta); how many went. Housekeeping: the leading sync
+     * worker runs it every CHANGE_LOG_PRUNE_INTERVAL_MS, never a load.
+     */
+    pruneChangeLog(): Promise<number> {
+      return deps.snapshots.prune(deps.prisma, options.changeRetentionMs);
     },
   };
 }

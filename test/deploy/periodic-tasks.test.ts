@@ -1,9 +1,10 @@
 /**
- * The sync worker's periodic tasks (usage collection, DNS re-checks) run only in the leading
- * process, each on its own timer and never twice at once, and stop with the worker.
+ * The sync worker's periodic tasks (usage collection, DNS re-checks, change-log pruning) run only
+ * in the leading process, each on its own timer and never twice at once, and stop with the worker.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SyncWorker } from '../../src/deploy/index.js';
+import { createTestApp } from '../helpers/app.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { waitUntil } from '../lab/util.js';
 
@@ -55,5 +56,22 @@ describe('sync worker periodic tasks', () => {
     const after = runs.a;
     await new Promise((r) => setTimeout(r, 200));
     expect(runs.a).toBe(after);
+  });
+
+  it('include pruning the config change log: rows past the retention go, the mark rises, recent rows stay', async () => {
+    const t = await createTestApp({ sync: {} });
+    try {
+      await waitUntil(async () => t.app.syncWorker?.isLeader === true, 5000, 'leadership', 20);
+      await t.prisma.tenant.create({ data: { name: 'Recent', slug: 'recent' } });
+      await t.prisma.$executeRaw`INSERT INTO config_changes (table_name, row_id, created_at) VALUES ('tenants', 'old', now() - interval '2 hours')`;
+      await t.app.syncWorker!.runPeriodic('change-log');
+      const rows = await t.prisma.$queryRaw<Array<{ rowId: string }>>`SELECT row_id AS "rowId" FROM config_changes`;
+      expect(rows.map((r) => r.rowId)).not.toContain('old');
+      expect(rows.length).toBeGreaterThan(0);
+      const mark = await t.prisma.$queryRaw<Array<{ pruned: string }>>`SELECT pruned_through::text AS pruned FROM config_change_log_state`;
+      expect(BigInt(mark[0]!.pruned)).toBeGreaterThan(0n);
+    } finally {
+      await t.close();
+    }
   });
 });
