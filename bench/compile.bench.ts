@@ -90,8 +90,6 @@ interface WorkerResult {
   compileMs: number;
   cpuMs: number;
   maxRssMb: number;
-  mode: string;
-  domains: number;
   files: Record<string, { lines: number; mapType: string | null }>;
   /** Each change written to the database, then loaded and compiled by the same loader and compiler. */
   changes: Array<{ kind: string; loadMs: number; compileMs: number; mode: string }>;

@@ -42,10 +42,6 @@ async function coldRun() {
     cpuMs: (cpu.user + cpu.system) / 1000,
     // Peak memory of the cold load + compile, before the changes below.
     maxRssMb: process.resourceUsage().maxRSS / 1024,
-    mode: compiler.lastMode,
-    version: bundle.version,
-    domains: snapshot.domains.length,
-    credentials: snapshot.credentials.length,
     files: Object.fromEntries(Object.entries(bundle.files).map(([name, file]) => [name, { lines: file.content.split('\n').length, mapType: file.mapType }])),
   };
 }
