@@ -50,7 +50,9 @@ const cold = await coldRun();
 
 const writer = new pg.Client({ connectionString: url });
 await writer.connect();
-const one = async (sql: string, offset: number) => (await writer.query<{ id: string }>(`${sql} OFFSET ${offset} LIMIT 1`)).rows[0]!.id;
+/** The row at `offset` (wrapping around) of a query: rows spread over the table, at any BENCH_DOMAINS. */
+const one = async (sql: string, offset: number) =>
+  (await writer.query<{ id: string }>(`${sql} OFFSET $1::int % (SELECT count(*) FROM (${sql}) AS candidates) LIMIT 1`, [offset])).rows[0]!.id;
 /** The writes a hosting panel or an admin makes through the API, as SQL (one transaction each). */
 const CHANGES = {
   /** A panel onboards a domain with its own credential on a relay (every 7th relay has limits: a generated service). */
