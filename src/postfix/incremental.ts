@@ -9,18 +9,20 @@
  * resolveDomain, placement, groupServices, domainRoute, the table entry functions, assembleBundle),
  * so the two paths cannot drift apart in what they mean; they differ only in how much they redo.
  *
- * Incremental: domains and domain-scoped credentials added, changed or removed, and new tenants.
- * Anything else (settings, relays, destination policies, an existing tenant, a relay-wide
- * credential, a change to many domains at once, any problem the compiler would refuse, a first
- * compile) is a full compile, which also rebuilds the state kept here. So is anything unexpected:
- * the incremental path never guesses.
+ * Incremental: any change to tenants, relays, domains, credentials (domain-scoped or relay-wide)
+ * and destination policies. A changed tenant, relay or relay-wide credential redoes every domain
+ * that refers to it (found in one pass over the domains); destination policies only feed the TLS
+ * policy table and the warnings, which are rebuilt on every compile anyway. A full compile, which
+ * also rebuilds the state kept here: the settings (they reach every domain), a change that reaches
+ * many domains at once (more than the larger of MIN_BULK and BULK_SHARE of them), any problem the
+ * compiler would refuse, a first compile, and anything unexpected: the incremental path never guesses.
  */
 import { createHash } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import { assembleBundle, bundleFile, compilePlan } from './compiler.js';
 import { CompileError, ProblemList } from './errors.js';
 import type { Bundle, BundleFile, FileDigests } from './bundle.js';
-import { MapEncodingError, renderHashMap, renderRegexpMap, saslPasswordValue } from './map-encoding.js';
+import { MapEncodingError, formatNexthop, renderHashMap, renderRegexpMap, saslPasswordValue } from './map-encoding.js';
 import {
   DEFAULT_SERVICE,
   checkServiceLimits,
@@ -50,10 +52,10 @@ import {
   serviceSaslEntries,
   tlsPolicyEntries,
 } from './tables.js';
-import { checkCredential, checkDomain, checkTenant, type SnapshotIndex } from './validate.js';
+import { checkCredential, checkDomain, checkRelay, checkTenant, indexPolicies, type SnapshotIndex } from './validate.js';
 import { planWarnings } from './warnings.js';
 
-/** More changed rows than the larger of MIN_BULK and BULK_SHARE of the domains: a full compile is cheaper. */
+/** More changed rows, or domains reached, than the larger of MIN_BULK and BULK_SHARE of the domains: a full compile is cheaper. */
 const BULK_SHARE = 0.02;
 const MIN_BULK = 1000;
 
@@ -405,20 +407,18 @@ function incremental(state: State, snapshot: Snapshot): Bundle {
   };
   if (snapshot.settings !== state.rows.settings) needsFull();
   const previous = state.rows;
-  if (!unchanged(diffRows<Relay>(previous.relays, index.relays, snapshot.relays))) needsFull();
-  if (!unchanged(diffRows<DestinationPolicy>(previous.destinationPolicies, state.policiesById, snapshot.destinationPolicies))) needsFull();
+  const relays = diffRows<Relay>(previous.relays, index.relays, snapshot.relays);
+  const policies = diffRows<DestinationPolicy>(previous.destinationPolicies, state.policiesById, snapshot.destinationPolicies);
   const tenants = diffRows<Tenant>(previous.tenants, index.tenants, snapshot.tenants);
   const domains = diffRows<Domain>(previous.domains, index.domainsById, snapshot.domains);
   const credentials = diffRows<Credential>(previous.credentials, state.credentialsById, snapshot.credentials);
-  if (tenants === null || domains === null || credentials === null) return needsFull();
-  if (tenants.changed.length > 0 || tenants.removed.length > 0) needsFull();
+  if (relays === null || policies === null || tenants === null || domains === null || credentials === null) return needsFull();
   const oldDomains = [...domains.removed, ...domains.changed.map(([old]) => old)];
   const newDomains = [...domains.added, ...domains.changed.map(([, next]) => next)];
   const oldCredentials = [...credentials.removed, ...credentials.changed.map(([old]) => old)];
   const newCredentials = [...credentials.added, ...credentials.changed.map(([, next]) => next)];
-  if (oldDomains.length + newDomains.length + oldCredentials.length + newCredentials.length > Math.max(MIN_BULK, BULK_SHARE * snapshot.domains.length)) needsFull();
-  // A relay-wide credential is every domain's on its relay without one of its own.
-  if ([...oldCredentials, ...newCredentials].some((c) => c.domainId === null)) needsFull();
+  const bulk = Math.max(MIN_BULK, BULK_SHARE * snapshot.domains.length);
+  if (oldDomains.length + newDomains.length + oldCredentials.length + newCredentials.length > bulk) needsFull();
 
   const problems = new ProblemList();
   const check = () => {
@@ -430,13 +430,43 @@ function incremental(state: State, snapshot: Snapshot): Bundle {
     const d = index.domainsById.get(c.domainId ?? '');
     if (d !== undefined) affected.add(d.name);
   }
+  // Rows whose change reaches every domain that refers to them: the domains are found below.
+  const changedTenants = new Set<string>();
+  const changedRelays = new Set<string>();
+  /** Relays whose relay-wide credential came, went or changed: every domain routed through them without one of its own. */
+  const relayWideChanged = new Set<string>();
 
-  // The index, as buildIndex would have built it from these rows. Removals first: a rename may free
-  // a name that another changed domain takes.
-  for (const t of tenants.added) {
+  // The index, as buildIndex would have built it from these rows: tenants and relays first (domains
+  // and credentials are checked against them), and removals before additions (a rename may free a
+  // name that another changed domain takes).
+  for (const t of [...tenants.added, ...tenants.changed.map(([, next]) => next)]) {
     if (typeof t.id !== 'string' || t.id === '') needsFull();
     checkTenant(t, problems);
     index.tenants.set(t.id, t);
+  }
+  for (const [old] of tenants.changed) changedTenants.add(old.id);
+  for (const old of tenants.removed) {
+    index.tenants.delete(old.id);
+    changedTenants.add(old.id);
+  }
+  for (const old of relays.removed) {
+    index.relays.delete(old.id);
+    index.nexthops.delete(old.id);
+    changedRelays.add(old.id);
+  }
+  for (const r of [...relays.added, ...relays.changed.map(([, next]) => next)]) {
+    if (typeof r.id !== 'string' || r.id === '') needsFull();
+    index.relays.set(r.id, r);
+    index.nexthops.set(r.id, formatNexthop(r.host, r.port));
+  }
+  for (const [old] of relays.changed) changedRelays.add(old.id);
+  // A relay's owner must exist: every relay again when tenants went or relays changed (a few dozen rows).
+  if (changedTenants.size > 0 || changedRelays.size > 0 || relays.added.length > 0) {
+    for (const r of index.relays.values()) checkRelay(r, index.tenants, problems);
+  }
+  if (!unchanged(policies)) {
+    index.destinationPolicies = indexPolicies(snapshot.destinationPolicies, problems);
+    state.policiesById = new Map(snapshot.destinationPolicies.map((p) => [p.id, p]));
   }
   for (const old of oldDomains) {
     index.domainsById.delete(old.id);
@@ -455,6 +485,10 @@ function incremental(state: State, snapshot: Snapshot): Bundle {
     scopes?.delete(old.domainId);
     if (scopes?.size === 0) index.credentialsByRelay.delete(old.relayId);
     state.credentialsById.delete(old.id);
+    if (old.domainId === null) {
+      relayWideChanged.add(old.relayId);
+      continue;
+    }
     const count = (state.domainCredentialCount.get(old.relayId) ?? 0) - 1;
     state.domainCredentialCount.set(old.relayId, count);
     if (count <= 0) index.relaysWithDomainCredentials.delete(old.relayId);
@@ -468,21 +502,45 @@ function incremental(state: State, snapshot: Snapshot): Bundle {
     if (scopes.has(c.domainId)) needsFull();
     scopes.set(domain?.id ?? c.domainId, c);
     state.credentialsById.set(c.id, c);
+    if (c.domainId === null) {
+      relayWideChanged.add(c.relayId);
+      continue;
+    }
     state.domainCredentialCount.set(c.relayId, (state.domainCredentialCount.get(c.relayId) ?? 0) + 1);
     index.relaysWithDomainCredentials.add(c.relayId);
     if (domain !== undefined) affected.add(domain.name);
   }
-  // A credential left behind by its deleted domain is refused by the full compile; the credentials
-  // of a changed domain are checked again (its tenant may no longer own their relay).
+  // A credential left behind by its deleted domain is refused by the full compile.
   for (const old of domains.removed) {
     for (const scopes of index.credentialsByRelay.values()) if (scopes.has(old.id)) needsFull();
   }
-  const rechecked = new Set(newCredentials);
-  for (const d of newDomains) {
-    for (const scopes of index.credentialsByRelay.values()) {
-      const c = scopes.get(d.id);
-      if (c !== undefined && !rechecked.has(c)) checkCredential(c, d, index.relays, problems);
+
+  // The domains a changed tenant, relay or relay-wide credential reaches: one pass over the index.
+  const reached = new Set<Domain>();
+  if (changedTenants.size > 0 || changedRelays.size > 0 || relayWideChanged.size > 0) {
+    const viaRelay = (id: string | null) => id !== null && (changedRelays.has(id) || relayWideChanged.has(id));
+    for (const d of index.domainsById.values()) {
+      if (changedTenants.has(d.tenantId) || viaRelay(d.relayId) || viaRelay(d.fallbackRelayId)) {
+        reached.add(d);
+        affected.add(d.name);
+      }
     }
+  }
+  if (affected.size > bulk) needsFull();
+  // What buildIndex checks against tenants and relays, again for the rows that refer to changed ones:
+  // the reached domains, and the credentials of changed relays and of changed domains (a domain's
+  // tenant may no longer own the relay of its credential).
+  const newDomainSet = new Set(newDomains);
+  for (const d of reached) if (!newDomainSet.has(d)) checkDomain(d, index, problems);
+  const rechecked = new Set(newCredentials);
+  const recheck = (c: Credential | undefined) => {
+    if (c === undefined || rechecked.has(c)) return;
+    rechecked.add(c);
+    checkCredential(c, c.domainId === null ? undefined : index.domainsById.get(c.domainId), index.relays, problems);
+  };
+  for (const relayId of changedRelays) for (const c of index.credentialsByRelay.get(relayId)?.values() ?? []) recheck(c);
+  for (const d of newDomains) {
+    for (const scopes of index.credentialsByRelay.values()) recheck(scopes.get(d.id));
   }
   check();
 
@@ -492,6 +550,8 @@ function incremental(state: State, snapshot: Snapshot): Bundle {
   for (const name of affected) detach(state, name, touchedGroups);
   const settings = index.settings;
   const rebuild = new Set<string>();
+  /** Services of domains placed on their own in this change: a split group they left used the same names. */
+  const ownServices = new Set<string>();
   for (const name of affected) {
     const domain = index.domainsByName.get(name);
     if (domain === undefined) {
@@ -517,6 +577,7 @@ function incremental(state: State, snapshot: Snapshot): Bundle {
     if (placed.kind === 'own') {
       const planned = domainService(settings, res);
       addService(state, planned);
+      ownServices.add(planned.plan.name);
       state.serviceOf.set(name, planned.plan.name);
     } else if (placed.kind === 'group') {
       state.groupOf.set(name, placed.key);
@@ -532,6 +593,7 @@ function incremental(state: State, snapshot: Snapshot): Bundle {
   for (const key of touchedGroups) {
     const before = [...(state.groupServiceNames.get(key) ?? [])].map((name) => state.services.get(name));
     for (const name of state.groupServiceNames.get(key) ?? []) {
+      if (ownServices.has(name)) continue;
       state.services.delete(name);
       state.identities.delete(name);
     }

@@ -138,7 +138,7 @@ export function checkTenant(t: Tenant, problems: ProblemList): void {
   checkLimits(t.defaultLimits, 'tenant', t.id, 'tenant default limits', problems);
 }
 
-function checkRelay(r: Relay, tenants: ReadonlyMap<string, Tenant>, problems: ProblemList): void {
+export function checkRelay(r: Relay, tenants: ReadonlyMap<string, Tenant>, problems: ProblemList): void {
   if (!isValidRelayHost(r.host)) {
     problems.add('invalid_host', 'relay', r.id, `relay host ${JSON.stringify(r.host)} must be a lower-case DNS name or an IP literal without brackets`);
   }
@@ -208,6 +208,20 @@ function checkPolicy(p: DestinationPolicy, problems: ProblemList): void {
   checkLimits(limits, 'destinationPolicy', p.id, `destination ${p.pattern}`, problems, false);
 }
 
+/** The destination policies checked and sorted by pattern, as the index holds them. */
+export function indexPolicies(rows: readonly DestinationPolicy[], problems: ProblemList): DestinationPolicy[] {
+  const policies = [...uniqueById(rows, 'destinationPolicy', problems).values()];
+  const patterns = new Map<string, string>();
+  for (const p of policies) {
+    checkPolicy(p, problems);
+    const other = patterns.get(p.pattern);
+    if (other !== undefined) problems.add('duplicate_name', 'destinationPolicy', p.id, `destination pattern ${p.pattern} also exists as ${other}`);
+    else patterns.set(p.pattern, p.id);
+  }
+  policies.sort((a, b) => (a.pattern < b.pattern ? -1 : a.pattern > b.pattern ? 1 : a.id < b.id ? -1 : 1));
+  return policies;
+}
+
 /** Validates everything structural and indexes the snapshot; problems go to `problems`. */
 export function buildIndex(snapshot: Snapshot, problems: ProblemList): SnapshotIndex {
   checkSettings(snapshot.settings, problems);
@@ -248,15 +262,7 @@ export function buildIndex(snapshot: Snapshot, problems: ProblemList): SnapshotI
     if (c.domainId !== null) relaysWithDomainCredentials.add(c.relayId);
   }
 
-  const policies = [...uniqueById(snapshot.destinationPolicies, 'destinationPolicy', problems).values()];
-  const patterns = new Map<string, string>();
-  for (const p of policies) {
-    checkPolicy(p, problems);
-    const other = patterns.get(p.pattern);
-    if (other !== undefined) problems.add('duplicate_name', 'destinationPolicy', p.id, `destination pattern ${p.pattern} also exists as ${other}`);
-    else patterns.set(p.pattern, p.id);
-  }
-  policies.sort((a, b) => (a.pattern < b.pattern ? -1 : a.pattern > b.pattern ? 1 : a.id < b.id ? -1 : 1));
+  const policies = indexPolicies(snapshot.destinationPolicies, problems);
 
   return {
     settings: snapshot.settings,

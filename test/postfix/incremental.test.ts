@@ -38,21 +38,20 @@ function mixRows<T extends { id: string }>(previous: readonly T[], other: readon
   return pick() % 2 === 0 ? rows : rows.reverse();
 }
 
-/** One change: mostly domains and credentials (the incremental path), sometimes tenants, rarely everything. */
+/**
+ * One change. Scopes 0-3: domains and credentials (relay-wide ones included); 4, 5, 6: tenants,
+ * relays or destination policies alone, with credentials; 7: all of those together; 8: everything,
+ * the settings too.
+ */
 function change(previous: Snapshot, other: Snapshot, scope: number, picks: number[]): Snapshot {
   let i = 0;
   const pick = () => picks[i++ % picks.length] ?? 0;
-  const next: Snapshot = {
-    ...previous,
-    domains: mixRows(previous.domains, other.domains, pick),
-    credentials: mixRows(previous.credentials, other.credentials, pick),
-  };
-  if (scope >= 6) next.tenants = mixRows(previous.tenants, other.tenants, pick);
-  if (scope >= 8) {
-    next.settings = other.settings;
-    next.relays = mixRows(previous.relays, other.relays, pick);
-    next.destinationPolicies = mixRows(previous.destinationPolicies, other.destinationPolicies, pick);
-  }
+  const next: Snapshot = { ...previous, credentials: mixRows(previous.credentials, other.credentials, pick) };
+  if (scope <= 3 || scope >= 7) next.domains = mixRows(previous.domains, other.domains, pick);
+  if (scope === 4 || scope >= 7) next.tenants = mixRows(previous.tenants, other.tenants, pick);
+  if (scope === 5 || scope >= 7) next.relays = mixRows(previous.relays, other.relays, pick);
+  if (scope === 6 || scope >= 7) next.destinationPolicies = mixRows(previous.destinationPolicies, other.destinationPolicies, pick);
+  if (scope === 8) next.settings = other.settings;
   return next;
 }
 
@@ -154,13 +153,57 @@ describe('incremental compiler', () => {
     expect(copied.version).toBe(compile(current).version);
   });
 
-  it('compiles fully when a relay, the settings or many domains change, and refuses what compile() refuses', () => {
+  it('takes the incremental path for tenant, relay, relay-wide credential and destination policy changes, with the same result', () => {
+    const compiler = createIncrementalCompiler();
+    let current = fleet();
+    const step = (next: Snapshot) => {
+      current = next;
+      const bundle = compiler.compile(next);
+      expect(bundle).toEqual(compile(next));
+      expect(compiler.lastMode).toBe('incremental');
+      return bundle;
+    };
+    compiler.compile(current);
+
+    // Billing suspends a tenant: its ten domains lose their routes (sender_access rejects them).
+    const suspended = step({ ...current, tenants: current.tenants.map((t) => (t.id === 't3' ? { ...t, status: 'suspended' as const } : t)) });
+    expect(suspended.files.sender_access?.content).toContain('/@d3\\.fleet\\.test$/ REJECT Relayplane: the tenant of sender domain d3.fleet.test is suspended\n');
+    expect(suspended.files.sender_relay?.content).not.toContain('@d3.fleet.test ');
+    // Tenant default limits give each of its domains a service of its own.
+    step({ ...current, tenants: current.tenants.map((t) => (t.id === 't4' ? { ...t, defaultLimits: { concurrency: 2, rateDelaySeconds: null, recipientsPerMessage: null } } : t)) });
+
+    // An admin rotates the plain relay's platform credential: the domains there without their own get it.
+    const wide = credential('wide-plain', 'plain', null);
+    const added = step({ ...current, credentials: [...current.credentials, wide] });
+    expect(added.files.sasl_passwd?.content).toContain('@d15.fleet.test user-wide-plain:');
+    const rotated = step({ ...current, credentials: current.credentials.map((c) => (c.id === 'wide-plain' ? { ...c, secret: 'rotated-wide' } : c)) });
+    expect(rotated.files.sasl_passwd?.content).toContain('@d15.fleet.test user-wide-plain:rotated-wide\n');
+
+    // A relay moves to another port and gets limits: new nexthop in every table of its domains.
+    const moved = step({ ...current, relays: current.relays.map((r) => (r.id === 'plain' ? { ...r, port: 2525, limits: { concurrency: 3, rateDelaySeconds: null, recipientsPerMessage: null, connectionReuseSeconds: null } } : r)) });
+    expect(moved.files.sender_relay?.content).toContain('@d6.fleet.test [smtp.plain.test]:2525\n');
+    expect(moved.files.tls_policy?.content).toContain('[smtp.plain.test]:2525 ');
+    expect(moved.files.tls_policy?.content).not.toContain('[smtp.plain.test]:587 ');
+
+    // A destination policy added, then changed.
+    step({ ...current, destinationPolicies: [...current.destinationPolicies, { id: 'p1', pattern: 'gmail.test', tls: 'encrypt', concurrency: null, rateDelaySeconds: null }] });
+    const policy = step({ ...current, destinationPolicies: current.destinationPolicies.map((p) => (p.id === 'p1' ? { ...p, tls: 'secure' as const } : p)) });
+    expect(policy.files.tls_policy?.content).toContain('gmail.test secure\n');
+  });
+
+  it('compiles fully when the settings or many domains change, and refuses what compile() refuses', () => {
     const compiler = createIncrementalCompiler();
     let current = fleet();
     compiler.compile(current);
-    current = { ...current, relays: current.relays.map((r) => (r.id === 'plain' ? { ...r, port: 2525 } : r)) };
+    current = { ...current, settings: { ...current.settings, defaultConcurrency: 7 } };
     expect(compiler.compile(current)).toEqual(compile(current));
     expect(compiler.lastMode).toBe('full');
+
+    // A relay removed while domains still use it: refused by both, whole.
+    const orphaned = { ...current, relays: current.relays.filter((r) => r.id !== 'tls-b') };
+    expect(() => compiler.compile(orphaned)).toThrow(CompileError);
+    expect(() => compile(orphaned)).toThrow(CompileError);
+    compiler.compile(current);
 
     current = { ...current, domains: current.domains.map((d, i) => (i < 1500 ? { ...d } : d)) };
     expect(compiler.compile(current)).toEqual(compile(current));
