@@ -93,6 +93,34 @@ const CHANGES = {
     const id = await one(`SELECT id FROM domains WHERE status = 'verified' ORDER BY id`, 2000 + round * 100 + n);
     await writer.query(`UPDATE domains SET status = 'disabled', updated_at = now() WHERE id = $1`, [id]);
   },
+  /** A billing system suspends a tenant (its ten domains lose their routes). */
+  async suspend(n: number) {
+    const id = await one(`SELECT id FROM tenants WHERE status = 'active' ORDER BY id`, 3000 + round * 100 + n);
+    await writer.query(`UPDATE tenants SET status = 'suspended', updated_at = now() WHERE id = $1`, [id]);
+  },
+  /** An admin rotates a relay's relay-wide (platform) credential: every domain on that relay without its own is redone. */
+  async 'rotate-relay-wide'(n: number) {
+    const id = await one('SELECT id FROM relay_credentials WHERE domain_id IS NULL ORDER BY id', round * 10 + n);
+    const secret = `rotated-platform-secret-${round}-${n}`;
+    const sealed = secretBox.seal(secret, id);
+    await writer.query('UPDATE relay_credentials SET secret_ciphertext = $2, secret_nonce = $3, secret_key_id = $4, fingerprint = $5, updated_at = now() WHERE id = $1', [
+      id,
+      sealed.ciphertext,
+      sealed.nonce,
+      sealed.keyId,
+      secretBox.fingerprint(secret),
+    ]);
+  },
+  /** An admin changes a relay's concurrency limit: every domain routed through it is redone (2 % of them here). */
+  async 'relay-limit'(n: number) {
+    const id = await one('SELECT id FROM relays ORDER BY id', round * 10 + n);
+    await writer.query('UPDATE relays SET concurrency = coalesce(concurrency, 10) + 1, updated_at = now() WHERE id = $1', [id]);
+  },
+  /** An admin changes a destination policy's TLS level. */
+  async policy(n: number) {
+    const id = await one('SELECT id FROM destination_policies ORDER BY id', round * 10 + n);
+    await writer.query(`UPDATE destination_policies SET tls = CASE WHEN tls = 'verify' THEN 'encrypt'::tls_requirement ELSE 'verify'::tls_requirement END, updated_at = now() WHERE id = $1`, [id]);
+  },
 } as const;
 
 const changes: Array<{ kind: string; loadMs: number; compileMs: number; mode: string | null }> = [];
