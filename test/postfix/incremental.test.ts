@@ -112,82 +112,80 @@ describe('incremental compiler', () => {
     return snapshot({ tenants, relays, domains, credentials });
   }
 
-  it('takes the incremental path for onboarding, rotation, moves, disabling and deletion, with the same result', () => {
+  /** A compiler that compiled the fleet, and `step`: compile the next snapshot incrementally, exactly as compile() would. */
+  function onFleet() {
     const compiler = createIncrementalCompiler();
     let current = fleet();
-    const step = (next: Snapshot) => {
-      current = next;
-      const bundle = compiler.compile(next);
-      expect(bundle).toEqual(compile(next));
-      return bundle;
-    };
-    const initial = step(current);
+    const initial = compiler.compile(current);
     expect(compiler.lastMode).toBe('full');
+    return {
+      initial,
+      get current() {
+        return current;
+      },
+      step(next: Snapshot) {
+        current = next;
+        const bundle = compiler.compile(next);
+        expect(bundle).toEqual(compile(next));
+        expect(compiler.lastMode).toBe('incremental');
+        return bundle;
+      },
+    };
+  }
+
+  it('takes the incremental path for onboarding, rotation, moves, disabling and deletion, with the same result', () => {
+    const run = onFleet();
+    const { step, initial } = run;
 
     const onboarded = domain('new', 't7', 'new.fleet.test', { relayId: 'limited' });
-    const added = step({ ...current, domains: [...current.domains, onboarded], credentials: [...current.credentials, credential('c-new', 'limited', 'new')] });
-    expect(compiler.lastMode).toBe('incremental');
+    const added = step({ ...run.current, domains: [...run.current.domains, onboarded], credentials: [...run.current.credentials, credential('c-new', 'limited', 'new')] });
     expect(added.version).not.toBe(initial.version);
     expect(added.files.sasl_passwd?.content).toContain('@new.fleet.test ');
 
     // Rotation: a new credential object with a new secret.
-    const rotated = step({ ...current, credentials: current.credentials.map((c) => (c.id === 'c-d1' ? { ...c, secret: 'rotated-secret' } : c)) });
-    expect(compiler.lastMode).toBe('incremental');
+    const rotated = step({ ...run.current, credentials: run.current.credentials.map((c) => (c.id === 'c-d1' ? { ...c, secret: 'rotated-secret' } : c)) });
     expect(rotated.files.sasl_passwd?.content).toContain('@d1.fleet.test user-c-d1:rotated-secret\n');
 
     // A domain moves from the plain relay into the implicit-TLS group with a fallback whose credentials differ: the group splits.
-    step({ ...current, domains: current.domains.map((d) => (d.id === 'd3' ? { ...d, relayId: 'tls-a', fallbackRelayId: 'tls-b' } : d)) });
-    expect(compiler.lastMode).toBe('incremental');
+    step({ ...run.current, domains: run.current.domains.map((d) => (d.id === 'd3' ? { ...d, relayId: 'tls-a', fallbackRelayId: 'tls-b' } : d)) });
 
     // Disabled, renamed, deleted (with its credential), suspended-tenant's new domain.
-    step({ ...current, domains: current.domains.map((d) => (d.id === 'd4' ? { ...d, status: 'disabled' as const } : d.id === 'd5' ? { ...d, name: 'renamed.fleet.test' } : d)) });
-    expect(compiler.lastMode).toBe('incremental');
-    step({ ...current, domains: current.domains.filter((d) => d.id !== 'd6'), credentials: current.credentials.filter((c) => c.domainId !== 'd6') });
-    expect(compiler.lastMode).toBe('incremental');
-    step({ ...current, tenants: [...current.tenants, tenant('t-new', { status: 'suspended' })], domains: [...current.domains, domain('dn', 't-new', 'suspended.fleet.test', { relayId: 'plain' })] });
-    expect(compiler.lastMode).toBe('incremental');
+    step({ ...run.current, domains: run.current.domains.map((d) => (d.id === 'd4' ? { ...d, status: 'disabled' as const } : d.id === 'd5' ? { ...d, name: 'renamed.fleet.test' } : d)) });
+    step({ ...run.current, domains: run.current.domains.filter((d) => d.id !== 'd6'), credentials: run.current.credentials.filter((c) => c.domainId !== 'd6') });
+    step({ ...run.current, tenants: [...run.current.tenants, tenant('t-new', { status: 'suspended' })], domains: [...run.current.domains, domain('dn', 't-new', 'suspended.fleet.test', { relayId: 'plain' })] });
 
     // Equal content in new objects is still the same bundle.
-    const copied = step({ ...current, domains: current.domains.map((d) => (d.id === 'd7' ? { ...d } : d)) });
-    expect(compiler.lastMode).toBe('incremental');
-    expect(copied.version).toBe(compile(current).version);
+    const copied = step({ ...run.current, domains: run.current.domains.map((d) => (d.id === 'd7' ? { ...d } : d)) });
+    expect(copied.version).toBe(compile(run.current).version);
   });
 
   it('takes the incremental path for tenant, relay, relay-wide credential and destination policy changes, with the same result', () => {
-    const compiler = createIncrementalCompiler();
-    let current = fleet();
-    const step = (next: Snapshot) => {
-      current = next;
-      const bundle = compiler.compile(next);
-      expect(bundle).toEqual(compile(next));
-      expect(compiler.lastMode).toBe('incremental');
-      return bundle;
-    };
-    compiler.compile(current);
+    const run = onFleet();
+    const { step } = run;
 
     // Billing suspends a tenant: its ten domains lose their routes (sender_access rejects them).
-    const suspended = step({ ...current, tenants: current.tenants.map((t) => (t.id === 't3' ? { ...t, status: 'suspended' as const } : t)) });
+    const suspended = step({ ...run.current, tenants: run.current.tenants.map((t) => (t.id === 't3' ? { ...t, status: 'suspended' as const } : t)) });
     expect(suspended.files.sender_access?.content).toContain('/@d3\\.fleet\\.test$/ REJECT Relayplane: the tenant of sender domain d3.fleet.test is suspended\n');
     expect(suspended.files.sender_relay?.content).not.toContain('@d3.fleet.test ');
     // Tenant default limits give each of its domains a service of its own.
-    step({ ...current, tenants: current.tenants.map((t) => (t.id === 't4' ? { ...t, defaultLimits: { concurrency: 2, rateDelaySeconds: null, recipientsPerMessage: null } } : t)) });
+    step({ ...run.current, tenants: run.current.tenants.map((t) => (t.id === 't4' ? { ...t, defaultLimits: { concurrency: 2, rateDelaySeconds: null, recipientsPerMessage: null } } : t)) });
 
     // An admin rotates the plain relay's platform credential: the domains there without their own get it.
     const wide = credential('wide-plain', 'plain', null);
-    const added = step({ ...current, credentials: [...current.credentials, wide] });
+    const added = step({ ...run.current, credentials: [...run.current.credentials, wide] });
     expect(added.files.sasl_passwd?.content).toContain('@d15.fleet.test user-wide-plain:');
-    const rotated = step({ ...current, credentials: current.credentials.map((c) => (c.id === 'wide-plain' ? { ...c, secret: 'rotated-wide' } : c)) });
+    const rotated = step({ ...run.current, credentials: run.current.credentials.map((c) => (c.id === 'wide-plain' ? { ...c, secret: 'rotated-wide' } : c)) });
     expect(rotated.files.sasl_passwd?.content).toContain('@d15.fleet.test user-wide-plain:rotated-wide\n');
 
     // A relay moves to another port and gets limits: new nexthop in every table of its domains.
-    const moved = step({ ...current, relays: current.relays.map((r) => (r.id === 'plain' ? { ...r, port: 2525, limits: { concurrency: 3, rateDelaySeconds: null, recipientsPerMessage: null, connectionReuseSeconds: null } } : r)) });
+    const moved = step({ ...run.current, relays: run.current.relays.map((r) => (r.id === 'plain' ? { ...r, port: 2525, limits: { concurrency: 3, rateDelaySeconds: null, recipientsPerMessage: null, connectionReuseSeconds: null } } : r)) });
     expect(moved.files.sender_relay?.content).toContain('@d6.fleet.test [smtp.plain.test]:2525\n');
     expect(moved.files.tls_policy?.content).toContain('[smtp.plain.test]:2525 ');
     expect(moved.files.tls_policy?.content).not.toContain('[smtp.plain.test]:587 ');
 
     // A destination policy added, then changed.
-    step({ ...current, destinationPolicies: [...current.destinationPolicies, { id: 'p1', pattern: 'gmail.test', tls: 'encrypt', concurrency: null, rateDelaySeconds: null }] });
-    const policy = step({ ...current, destinationPolicies: current.destinationPolicies.map((p) => (p.id === 'p1' ? { ...p, tls: 'secure' as const } : p)) });
+    step({ ...run.current, destinationPolicies: [...run.current.destinationPolicies, { id: 'p1', pattern: 'gmail.test', tls: 'encrypt', concurrency: null, rateDelaySeconds: null }] });
+    const policy = step({ ...run.current, destinationPolicies: run.current.destinationPolicies.map((p) => (p.id === 'p1' ? { ...p, tls: 'secure' as const } : p)) });
     expect(policy.files.tls_policy?.content).toContain('gmail.test secure\n');
   });
 
