@@ -8,6 +8,8 @@ import { createSecretBox } from '../../src/lib/secret-box.js';
 import { compile, createIncrementalCompiler, renderBundle } from '../../src/postfix/index.js';
 import { createSnapshotRepository } from '../../src/repositories/snapshot.repository.js';
 import { createSnapshotService } from '../../src/services/snapshot.service.js';
+import { createConfigBundleRepository } from '../../src/repositories/config-bundle.repository.js';
+import { createBundleStore } from '../../src/services/bundle-store.js';
 
 // One cold load + compile in a fresh process (what the sync job does when it starts), so its peak
 // memory is the compiler's and the loader's alone; then real changes written to the database, each
@@ -17,6 +19,8 @@ const secretBox = createSecretBox(Buffer.from(process.env.BENCH_MASTER_KEY!, 'ba
 const prisma = createPrismaClient(url, { poolSize: 2 });
 const snapshots = createSnapshotService({ prisma, snapshots: createSnapshotRepository(), secretBox });
 const compiler = createIncrementalCompiler();
+// The sync job keeps every change's bundle, masked, for diffs (config.service compileForDeploy).
+const bundles = createBundleStore({ prisma, secretBox, repository: createConfigBundleRepository() });
 const round = Number(process.env.BENCH_ROUND ?? 0);
 const changesPerKind = Number(process.env.BENCH_CHANGES ?? 3);
 await prisma.$connect();
@@ -30,6 +34,8 @@ async function coldRun() {
   const bundle = compiler.compile(snapshot);
   const compiled = performance.now();
   const cpu = process.cpuUsage(cpuStart);
+  await bundles.save(bundles.mask(bundle));
+  const stored = performance.now();
   const outDir = process.env.BENCH_OUT_DIR!;
   const rendered = renderBundle(bundle, outDir);
   for (const [name, file] of Object.entries(rendered.files)) {
@@ -38,6 +44,7 @@ async function coldRun() {
   return {
     loadMs: loaded - start,
     compileMs: compiled - loaded,
+    storeMs: stored - compiled,
     // Every thread of the process (V8 collects garbage on helper threads).
     cpuMs: (cpu.user + cpu.system) / 1000,
     // Peak memory of the cold load + compile, before the changes below.
@@ -100,7 +107,12 @@ const CHANGES = {
   },
   /** An admin rotates a relay's relay-wide (platform) credential: every domain on that relay without its own is redone. */
   async 'rotate-relay-wide'(n: number) {
-    const id = await one('SELECT id FROM relay_credentials WHERE domain_id IS NULL ORDER BY id', round * 10 + n);
+    // Of a relay that some domain uses without a credential of its own (else nothing compiled changes).
+    const id = await one(
+      `SELECT c.id FROM relay_credentials c WHERE c.domain_id IS NULL AND EXISTS (
+         SELECT FROM domains d WHERE d.relay_id = c.relay_id AND NOT EXISTS (SELECT FROM relay_credentials o WHERE o.domain_id = d.id)) ORDER BY c.id`,
+      round * 10 + n,
+    );
     const secret = `rotated-platform-secret-${round}-${n}`;
     const sealed = secretBox.seal(secret, id);
     await writer.query('UPDATE relay_credentials SET secret_ciphertext = $2, secret_nonce = $3, secret_key_id = $4, fingerprint = $5, updated_at = now() WHERE id = $1', [
@@ -123,7 +135,7 @@ const CHANGES = {
   },
 } as const;
 
-const changes: Array<{ kind: string; loadMs: number; compileMs: number; mode: string | null }> = [];
+const changes: Array<{ kind: string; loadMs: number; compileMs: number; storeMs: number; mode: string | null }> = [];
 for (let n = 0; n < changesPerKind; n++) {
   for (const [kind, write] of Object.entries(CHANGES)) {
     await write(n);
@@ -132,9 +144,11 @@ for (let n = 0; n < changesPerKind; n++) {
     const loaded = performance.now();
     const bundle = compiler.compile(snapshot);
     const compiled = performance.now();
+    await bundles.save(bundles.mask(bundle));
+    const stored = performance.now();
     // Not timed: the change must give exactly what a full compile of the same rows gives.
     if (compile(snapshot).version !== bundle.version) throw new Error(`${kind}: the incremental compile differs from compile()`);
-    changes.push({ kind, loadMs: loaded - start, compileMs: compiled - loaded, mode: compiler.lastMode });
+    changes.push({ kind, loadMs: loaded - start, compileMs: compiled - loaded, storeMs: stored - compiled, mode: compiler.lastMode });
   }
 }
 // And a run with nothing changed (a reconcile): load and compile again.

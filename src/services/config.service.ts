@@ -1,49 +1,12 @@
 import { createTwoFilesPatch } from 'diff';
 import type { PrismaClient } from '../db/prisma.js';
-import type { Prisma } from '../generated/prisma/client.js';
 import { ForbiddenError, NotFoundError, UnprocessableError } from '../lib/errors.js';
 import type { SecretBox } from '../lib/secret-box.js';
-import { type Bundle, CompileError, createIncrementalCompiler, explainRoute, masterCfLine, type IncrementalCompiler } from '../postfix/index.js';
+import { type Bundle, CompileError, createIncrementalCompiler, explainRoute, type IncrementalCompiler } from '../postfix/index.js';
+import { createConfigBundleRepository } from '../repositories/config-bundle.repository.js';
+import { createBundleStore } from './bundle-store.js';
 import { isAdmin, type RequestContext } from './principal.js';
 import type { SnapshotService } from './snapshot.service.js';
-
-/** A bundle as it may be shown and stored: every secret replaced by its keyed fingerprint. */
-export interface MaskedBundle {
-  version: string;
-  files: Record<string, { content: string; mode: number; secret: boolean; mapType: 'hash' | null }>;
-  mainCf: Record<string, string>;
-  masterCf: Array<{ name: string; line: string }>;
-  warnings: string[];
-}
-
-/**
- * Secret files hold `key username:secret` lines (smtp_sasl_password_maps); the secret becomes
- * `sha:<fingerprint>`, so a rotation still shows up in a diff while the value never leaves.
- */
-function maskSecretFile(content: string, secretBox: SecretBox): string {
-  return content
-    .split('\n')
-    .map((line) => {
-      const match = /^(\S+\s+)([^:]*):(.*)$/.exec(line);
-      if (match === null || line.startsWith('#')) return line;
-      return `${match[1]}${match[2]}:sha:${secretBox.fingerprint(match[3]!)}`;
-    })
-    .join('\n');
-}
-
-export function maskBundle(bundle: Bundle, secretBox: SecretBox): MaskedBundle {
-  const files: MaskedBundle['files'] = {};
-  for (const [name, file] of Object.entries(bundle.files).sort(([a], [b]) => (a < b ? -1 : 1))) {
-    files[name] = { ...file, content: file.secret ? maskSecretFile(file.content, secretBox) : file.content };
-  }
-  return {
-    version: bundle.version,
-    files,
-    mainCf: bundle.mainCf,
-    masterCf: bundle.masterCf.map((service) => ({ name: service.name, line: masterCfLine(service) })),
-    warnings: bundle.warnings,
-  };
-}
 
 function requireAdmin(ctx: RequestContext) {
   if (!isAdmin(ctx.actor)) throw new ForbiddenError('the compiled configuration spans all tenants: admin only');
@@ -114,14 +77,8 @@ export function createConfigService(deps: {
     });
   }
 
-  /** Keeps the masked bundle by version (idempotent), for later diffs. */
-  async function store(masked: MaskedBundle) {
-    await deps.prisma.configBundle.upsert({
-      where: { version: masked.version },
-      create: { version: masked.version, bundle: masked as unknown as Prisma.InputJsonValue },
-      update: {},
-    });
-  }
+  // Masked bundles by version, for later diffs: every change's bundle is stored, as chunks.
+  const bundles = createBundleStore({ prisma: deps.prisma, secretBox: deps.secretBox, repository: createConfigBundleRepository() });
 
   return {
     compileCurrent,
@@ -132,25 +89,24 @@ export function createConfigService(deps: {
      */
     async compileForDeploy(options: { verify?: boolean } = {}) {
       const { bundle, snapshot } = await compileWithSnapshot(options.verify ?? false);
-      await store(maskBundle(bundle, deps.secretBox));
+      await bundles.save(bundles.mask(bundle));
       return { bundle, credentialIds: snapshot.credentials.map((credential) => credential.id) };
     },
 
     async current(ctx: RequestContext) {
       requireAdmin(ctx);
-      const masked = maskBundle(await compileCurrent(), deps.secretBox);
-      await store(masked);
+      const masked = bundles.mask(await compileCurrent());
+      await bundles.save(masked);
       return masked;
     },
 
     /** What would change going from a stored version to what the database says now: a dry-run plan. */
     async diff(ctx: RequestContext, fromVersion: string) {
       requireAdmin(ctx);
-      const stored = await deps.prisma.configBundle.findUnique({ where: { version: fromVersion } });
-      if (stored === null) throw new NotFoundError('config version', fromVersion);
-      const from = stored.bundle as unknown as MaskedBundle;
-      const to = maskBundle(await compileCurrent(), deps.secretBox);
-      await store(to);
+      const from = await bundles.find(fromVersion);
+      if (from === null) throw new NotFoundError('config version', fromVersion);
+      const to = bundles.mask(await compileCurrent());
+      await bundles.save(to);
       const names = [...new Set([...Object.keys(from.files), ...Object.keys(to.files)])].sort();
       const files = names.flatMap((name) => {
         const before = from.files[name]?.content;

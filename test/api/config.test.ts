@@ -37,6 +37,10 @@ describe('GET /v1/config', () => {
     expect(await t.prisma.configBundle.count({ where: { version: bundle.version } })).toBe(1);
     const stored = await t.prisma.configBundle.findUniqueOrThrow({ where: { version: bundle.version } });
     expect(JSON.stringify(stored.bundle)).not.toContain(SECRET);
+    // The files' text is stored as chunks named by the manifest: masked there too.
+    const chunks = await t.prisma.configChunk.findMany();
+    expect(chunks.map((chunk) => chunk.content).join('')).toContain('@shop.example shop-user:sha:');
+    expect(chunks.some((chunk) => chunk.content.includes(SECRET))).toBe(false);
   });
 
   it('is admin only', async () => {
