@@ -11,6 +11,7 @@ import errors from './plugins/errors.js';
 import idempotency from './plugins/idempotency.js';
 import openapi from './plugins/openapi.js';
 import { operationHandlers } from './routes/index.js';
+import { BUNDLE_PRUNE_INTERVAL_MS } from './services/bundle-store.js';
 import { createDeployMetrics } from './services/deploy-metrics.js';
 import type { SshSettings } from './services/deployment.service.js';
 import { createServices } from './services/index.js';
@@ -31,6 +32,8 @@ export interface AppDeps {
   usage?: Partial<UsageSettings>;
   /** DNS servers for domain verification and node checks (undefined: the system's resolvers). */
   dnsServers?: string[] | undefined;
+  /** How long stored config bundles are kept (default 30 days). */
+  configBundleRetentionSeconds?: number;
   /** Replaces the resolver built from dnsServers. */
   dnsResolver?: DnsResolver;
   /** Domain verification timing (pending timeout, grace period, re-check interval). */
@@ -105,6 +108,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     ...(deps.ssh !== undefined ? { ssh: deps.ssh } : {}),
     ...(deps.usage !== undefined ? { usage: deps.usage } : {}),
     ...(deps.dnsServers !== undefined ? { dnsServers: deps.dnsServers } : {}),
+    ...(deps.configBundleRetentionSeconds !== undefined ? { configBundleRetentionSeconds: deps.configBundleRetentionSeconds } : {}),
     ...(deps.dnsResolver !== undefined ? { dnsResolver: deps.dnsResolver } : {}),
     ...(deps.verification !== undefined ? { verification: deps.verification } : {}),
     metrics: deployMetrics,
@@ -126,6 +130,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
             { name: 'usage', intervalMs: deps.sync.usageIntervalMs ?? 0, run: () => services.usage.collectAll() },
             { name: 'dns', intervalMs: deps.sync.dnsIntervalMs ?? 0, run: () => services.domainVerification.checkDue() },
             { name: 'change-log', intervalMs: CHANGE_LOG_PRUNE_INTERVAL_MS, run: async () => void (await services.snapshots.pruneChangeLog()) },
+            { name: 'config-bundles', intervalMs: BUNDLE_PRUNE_INTERVAL_MS, run: async () => void (await services.config.pruneBundles()) },
           ],
         });
   app.decorate('syncWorker', worker);

@@ -78,6 +78,12 @@ const envSchema = z.object({
     .min(1, 'must be at least 1')
     .max(3660, 'must be at most 3660')
     .default(35),
+  RELAYPLANE_CONFIG_BUNDLE_RETENTION_DAYS: z.coerce
+    .number({ message: 'must be a whole number of days' })
+    .int('must be a whole number of days')
+    .min(1, 'must be at least 1')
+    .max(3660, 'must be at most 3660')
+    .default(30),
   RELAYPLANE_DNS_SERVERS: z
     .string()
     .transform((value) => value.split(',').map((s) => s.trim()).filter((s) => s !== ''))
@@ -142,6 +148,8 @@ export interface Config {
   usageFinalDelaySeconds: number;
   /** Per-message usage records are kept this many days. */
   usageMessageRetentionDays: number;
+  /** Stored config bundles are kept this many days (the newest and those nodes run, always). */
+  configBundleRetentionDays: number;
   /** DNS servers for domain verification; undefined: the system's resolvers. */
   dnsServers: string[] | undefined;
   dnsCheckIntervalSeconds: number;
@@ -188,6 +196,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     usageIntervalSeconds: values.RELAYPLANE_USAGE_INTERVAL_SECONDS,
     usageFinalDelaySeconds: values.RELAYPLANE_USAGE_FINAL_DELAY_SECONDS,
     usageMessageRetentionDays: values.RELAYPLANE_USAGE_MESSAGE_RETENTION_DAYS,
+    configBundleRetentionDays: values.RELAYPLANE_CONFIG_BUNDLE_RETENTION_DAYS,
     dnsServers: values.RELAYPLANE_DNS_SERVERS,
     dnsCheckIntervalSeconds: values.RELAYPLANE_DNS_CHECK_INTERVAL_SECONDS,
     dnsPendingTimeoutSeconds: values.RELAYPLANE_DNS_PENDING_TIMEOUT_SECONDS,

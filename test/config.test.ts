@@ -17,6 +17,8 @@ describe('loadConfig', () => {
     // SSH connections kept for the next deploy: 30 s by default, 0 turns reuse off.
     expect(loadConfig({}).sshIdleSeconds).toBe(30);
     expect(loadConfig({ RELAYPLANE_SSH_IDLE_SECONDS: '0' }).sshIdleSeconds).toBe(0);
+    expect(loadConfig({}).configBundleRetentionDays).toBe(30);
+    expect(loadConfig({ RELAYPLANE_CONFIG_BUNDLE_RETENTION_DAYS: '7' }).configBundleRetentionDays).toBe(7);
   });
 
   it('derives external mode from DATABASE_URL and decodes the master key', () => {
@@ -38,6 +40,7 @@ describe('loadConfig', () => {
     [{ RELAYPLANE_SYNC_DEBOUNCE_MS: 'soon' }, /RELAYPLANE_SYNC_DEBOUNCE_MS/],
     [{ RELAYPLANE_DEPLOY_CONCURRENCY: '0' }, /^Invalid configuration: RELAYPLANE_DEPLOY_CONCURRENCY must be an integer between 1 and 64/],
     [{ RELAYPLANE_SSH_IDLE_SECONDS: '-1' }, /^Invalid configuration: RELAYPLANE_SSH_IDLE_SECONDS must be a whole number of seconds between 0 and 3600 \(got "-1"\)$/],
+    [{ RELAYPLANE_CONFIG_BUNDLE_RETENTION_DAYS: '0' }, /^Invalid configuration: RELAYPLANE_CONFIG_BUNDLE_RETENTION_DAYS must be at least 1 \(got "0"\)$/],
   ])('refuses %o with one line naming the variable', (env, message) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(message);

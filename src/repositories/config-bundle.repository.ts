@@ -13,19 +13,43 @@ export interface StoredManifest {
   warnings: string[];
 }
 
+// Saves share this lock, a prune takes it alone: a save never names a chunk that a prune running at
+// the same time finds unused and deletes. One key per schema (two installations may share a database).
+const LOCK_KEY = `hashtextextended('relayplane/config-bundles/' || current_schema(), 0)`;
+const SAVE_LOCK = `SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock_shared(${LOCK_KEY})) AS lock`;
+const PRUNE_LOCK = `SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(${LOCK_KEY})) AS lock`;
+// Older than the retention, and neither the newest bundle nor what a node runs or is being given.
+const PRUNE_BUNDLES = `
+    DELETE FROM config_bundles b
+     WHERE b.created_at < now() - $1::float8 * interval '1 second'
+       AND b.version NOT IN (
+             SELECT live_version FROM nodes WHERE live_version IS NOT NULL
+             UNION SELECT version FROM deployments WHERE state IN ('pending', 'running')
+             UNION (SELECT version FROM config_bundles ORDER BY created_at DESC LIMIT 1))`;
+const PRUNE_CHUNKS = `DELETE FROM config_chunks c WHERE NOT EXISTS (SELECT FROM config_bundle_chunks r WHERE r.digest = c.digest)`;
+
 export function createConfigBundleRepository() {
   return {
-    /** The digests among `digests` that are stored already. */
-    async existingChunks(prisma: PrismaClient, digests: string[]): Promise<Set<string>> {
-      if (digests.length === 0) return new Set();
-      const rows = await prisma.configChunk.findMany({ where: { digest: { in: digests } }, select: { digest: true } });
-      return new Set(rows.map((row) => row.digest));
-    },
-
-    /** Chunks first, then the manifest naming them: a reader never finds a manifest without its chunks. */
-    async save(prisma: PrismaClient, manifest: StoredManifest, chunks: Array<{ digest: string; content: string }>): Promise<void> {
-      if (chunks.length > 0) await prisma.configChunk.createMany({ data: chunks, skipDuplicates: true });
-      await prisma.configBundle.createMany({ data: [{ version: manifest.version, bundle: manifest as unknown as Prisma.InputJsonValue }], skipDuplicates: true });
+    /**
+     * Stores a manifest, the chunks of `chunks` not stored yet, and which chunks it uses, in one
+     * transaction (idempotent: a version stored before is left as it is).
+     */
+    async save(prisma: PrismaClient, manifest: StoredManifest, chunks: ReadonlyMap<string, string>): Promise<void> {
+      const digests = [...chunks.keys()];
+      await prisma.$transaction(
+        async (tx) => {
+          await tx.$queryRawUnsafe(SAVE_LOCK);
+          // A version is stored whole or not at all: one stored before needs nothing more.
+          if ((await tx.$queryRawUnsafe<unknown[]>('SELECT 1 FROM config_bundles WHERE version = $1', manifest.version)).length > 0) return;
+          const stored = await tx.$queryRawUnsafe<Array<{ digest: string }>>('SELECT digest FROM config_chunks WHERE digest = ANY($1::text[])', digests);
+          const have = new Set(stored.map((row) => row.digest));
+          const missing = digests.filter((digest) => !have.has(digest)).map((digest) => ({ digest, content: chunks.get(digest)! }));
+          if (missing.length > 0) await tx.configChunk.createMany({ data: missing, skipDuplicates: true });
+          await tx.configBundle.createMany({ data: [{ version: manifest.version, bundle: manifest as unknown as Prisma.InputJsonValue }], skipDuplicates: true });
+          await tx.$executeRawUnsafe('INSERT INTO config_bundle_chunks (version, digest) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING', manifest.version, digests);
+        },
+        { timeout: 60_000 },
+      );
     },
 
     async findManifest(prisma: PrismaClient, version: string): Promise<StoredManifest | null> {
@@ -37,6 +61,19 @@ export function createConfigBundleRepository() {
       if (digests.length === 0) return new Map();
       const rows = await prisma.configChunk.findMany({ where: { digest: { in: digests } } });
       return new Map(rows.map((row) => [row.digest, row.content]));
+    },
+
+    /** Deletes bundles older than `retentionSeconds` (see PRUNE_BUNDLES), then the chunks none uses. */
+    async prune(prisma: PrismaClient, retentionSeconds: number): Promise<{ bundles: number; chunks: number }> {
+      return prisma.$transaction(
+        async (tx) => {
+          await tx.$queryRawUnsafe(PRUNE_LOCK);
+          const bundles = await tx.$executeRawUnsafe(PRUNE_BUNDLES, retentionSeconds);
+          const chunks = await tx.$executeRawUnsafe(PRUNE_CHUNKS);
+          return { bundles, chunks };
+        },
+        { timeout: 300_000 },
+      );
     },
   };
 }

@@ -31,6 +31,12 @@ function maskSecretLines(text: string, fingerprint: (secret: string) => string):
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
+/** How long stored bundles are kept by default (RELAYPLANE_CONFIG_BUNDLE_RETENTION_DAYS). */
+export const DEFAULT_BUNDLE_RETENTION_SECONDS = 30 * 86_400;
+
+/** How often the leading sync worker prunes stored bundles (a periodic task of its own, see app.ts). */
+export const BUNDLE_PRUNE_INTERVAL_MS = 60 * 60_000;
+
 /** One chunk of a file as compiled, masked, and the digest it is stored under (of the masked text). */
 interface Chunk {
   text: string;
@@ -51,8 +57,6 @@ interface FileState {
   fingerprints: Map<string, string>;
 }
 
-/** Chunk digests confirmed stored are remembered up to this many; then the set starts over (one query re-learns them). */
-const MAX_KNOWN_CHUNKS = 200_000;
 /** Fingerprints remembered per file, up to this many; then they start over (rotated-away secrets pile up). */
 const MAX_FINGERPRINTS = 500_000;
 
@@ -62,13 +66,12 @@ const MAX_FINGERPRINTS = 500_000;
  * at 100,000 domains a bundle is ≈ 20 MB of text of which a change alters a few lines: so the
  * store remembers the chunks of each file it last saw. A file whose text is the same string as
  * before costs nothing; in a changed file only new chunks are masked (an HMAC per secret not seen
- * before) and hashed; a chunk already stored is not sent again. Chunks are cut by the lines' keys, so a file
- * and its masked form have the same boundaries.
+ * before) and hashed; a chunk already stored is not sent again. Chunks are cut by the lines' keys,
+ * so a file and its masked form have the same boundaries. Bundles older than the retention are
+ * pruned (prune()), except the newest and those a node runs or is being given.
  */
-export function createBundleStore(deps: { prisma: PrismaClient; secretBox: SecretBox; repository: ConfigBundleRepository }) {
+export function createBundleStore(deps: { prisma: PrismaClient; secretBox: SecretBox; repository: ConfigBundleRepository; retentionSeconds?: number }) {
   let files = new Map<string, FileState>();
-  const knownChunks = new Set<string>();
-  let lastSaved: string | undefined;
 
   function fileState(name: string, content: string, secret: boolean): FileState {
     const last = files.get(name);
@@ -115,9 +118,8 @@ export function createBundleStore(deps: { prisma: PrismaClient; secretBox: Secre
 
     /** Keeps a masked bundle by version (idempotent): its manifest, and the chunks not stored yet. */
     async save(masked: MaskedBundle): Promise<void> {
-      if (masked.version === lastSaved) return;
       const manifestFiles: Record<string, StoredFile> = {};
-      const unknown = new Map<string, string>();
+      const chunkTexts = new Map<string, string>();
       for (const [name, file] of Object.entries(masked.files)) {
         // The chunks mask() made, or (a bundle masked elsewhere) its masked text cut the same way.
         const state = files.get(name);
@@ -126,15 +128,15 @@ export function createBundleStore(deps: { prisma: PrismaClient; secretBox: Secre
             ? state.chunks.map((chunk) => ({ digest: chunk.digest, masked: chunk.masked }))
             : lineChunks(file.content).map((text) => ({ digest: sha256(text), masked: text }));
         manifestFiles[name] = { mode: file.mode, secret: file.secret, mapType: file.mapType, chunks: chunks.map((chunk) => chunk.digest) };
-        for (const chunk of chunks) if (!knownChunks.has(chunk.digest)) unknown.set(chunk.digest, chunk.masked);
+        for (const chunk of chunks) chunkTexts.set(chunk.digest, chunk.masked);
       }
-      const stored = await deps.repository.existingChunks(deps.prisma, [...unknown.keys()]);
-      const missing = [...unknown].filter(([digest]) => !stored.has(digest)).map(([digest, content]) => ({ digest, content }));
       const manifest: StoredManifest = { version: masked.version, files: manifestFiles, mainCf: masked.mainCf, masterCf: masked.masterCf, warnings: masked.warnings };
-      await deps.repository.save(deps.prisma, manifest, missing);
-      if (knownChunks.size + unknown.size > MAX_KNOWN_CHUNKS) knownChunks.clear();
-      for (const digest of unknown.keys()) knownChunks.add(digest);
-      lastSaved = masked.version;
+      await deps.repository.save(deps.prisma, manifest, chunkTexts);
+    },
+
+    /** Deletes stored bundles past the retention (the leading sync worker's periodic task), then unused chunks. */
+    prune(): Promise<{ bundles: number; chunks: number }> {
+      return deps.repository.prune(deps.prisma, deps.retentionSeconds ?? DEFAULT_BUNDLE_RETENTION_SECONDS);
     },
 
     /** A stored version, files whole again; null if it was never stored. */

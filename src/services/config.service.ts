@@ -38,6 +38,8 @@ export function createConfigService(deps: {
   compiler?: IncrementalCompiler;
   /** Least time between two full compiles that check the incremental one (default 10 minutes). */
   verifyIntervalMs?: number;
+  /** How long stored bundles are kept (default DEFAULT_BUNDLE_RETENTION_SECONDS). */
+  bundleRetentionSeconds?: number;
 }) {
   // Keeps the last compile's plan and tables: with the loader handing out unchanged rows as the
   // same objects, a change to a few domains recompiles only those (src/postfix/incremental.ts).
@@ -78,10 +80,22 @@ export function createConfigService(deps: {
   }
 
   // Masked bundles by version, for later diffs: every change's bundle is stored, as chunks.
-  const bundles = createBundleStore({ prisma: deps.prisma, secretBox: deps.secretBox, repository: createConfigBundleRepository() });
+  const bundles = createBundleStore({
+    prisma: deps.prisma,
+    secretBox: deps.secretBox,
+    repository: createConfigBundleRepository(),
+    ...(deps.bundleRetentionSeconds !== undefined ? { retentionSeconds: deps.bundleRetentionSeconds } : {}),
+  });
 
   return {
     compileCurrent,
+
+    /** Deletes stored bundles past the retention and the chunks no bundle uses (the leader's periodic task). */
+    async pruneBundles() {
+      const pruned = await bundles.prune();
+      if (pruned.bundles > 0) deps.log?.info(pruned, 'stored config bundles pruned');
+      return pruned;
+    },
 
     /**
      * For the sync worker: the bundle to deploy (stored masked, for diffs) and the credential ids it

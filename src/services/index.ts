@@ -45,6 +45,8 @@ export interface ServiceDeps {
   usage?: Partial<UsageSettings>;
   /** DNS servers for domain verification and node checks (undefined: the system's). */
   dnsServers?: string[] | undefined;
+  /** How long stored config bundles are kept (default DEFAULT_BUNDLE_RETENTION_SECONDS). */
+  configBundleRetentionSeconds?: number;
   /** Replaces the resolver built from dnsServers. */
   dnsResolver?: DnsResolver;
   /** Defaults: DEFAULT_VERIFICATION. */
@@ -74,7 +76,13 @@ export function createServices(deps: ServiceDeps) {
   const secretBox = createSecretBox(deps.masterKey);
   const snapshots = createSnapshotService({ prisma, snapshots: createSnapshotRepository(), secretBox });
   const relays = createRelayService({ prisma, relays: repositories.relays, tenants: repositories.tenants, audit: repositories.audit });
-  const config = createConfigService({ prisma, snapshots, secretBox, log: deps.log ?? silent });
+  const config = createConfigService({
+    prisma,
+    snapshots,
+    secretBox,
+    log: deps.log ?? silent,
+    ...(deps.configBundleRetentionSeconds !== undefined ? { bundleRetentionSeconds: deps.configBundleRetentionSeconds } : {}),
+  });
   const ssh: SshSettings = { ...DEFAULT_SSH, ...deps.ssh };
   const metrics = deps.metrics ?? createDeployMetrics(new Registry());
   const readPrivateKey = privateKeyReader(ssh.privateKeyPath);

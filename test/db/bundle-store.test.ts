@@ -77,6 +77,42 @@ describe('bundle store', () => {
     expect(await prisma.configBundle.count()).toBe(2);
   });
 
+  it('prunes bundles past the retention, except the newest and those a node runs or is being given, and the chunks only they used', async () => {
+    await prisma.configBundle.deleteMany();
+    await prisma.configChunk.deleteMany();
+    const bundles = createBundleStore({ prisma, secretBox, repository: createConfigBundleRepository(), retentionSeconds: 30 * 86_400 });
+    const base = fleet();
+    // Five versions, each with one more domain disabled: most chunks shared, a few each its own.
+    const versions = [];
+    for (let i = 0; i < 5; i++) {
+      const next = { ...base, domains: base.domains.map((d, j) => (j < i * 1000 && j % 1000 === 0 ? { ...d, status: 'disabled' as const } : j === 5000 + i ? { ...d, status: 'disabled' as const } : d)) };
+      const masked = bundles.mask(compile(next));
+      await bundles.save(masked);
+      versions.push(masked);
+    }
+    const [old, live, deploying, newest, recent] = versions.map((v) => v.version) as [string, string, string, string, string];
+    const daysAgo = (days: number) => new Date(Date.now() - days * 86_400_000);
+    for (const [version, age] of [[old, 40], [live, 39], [deploying, 38], [newest, 31], [recent, 1]] as const) {
+      await prisma.configBundle.update({ where: { version }, data: { createdAt: daysAgo(age) } });
+    }
+    // `recent` is the newest by time; `newest` is only the newest of the old ones, so it goes.
+    await prisma.node.create({ data: { name: 'n1', sshHost: '127.0.0.1', hostKey: 'SHA256:x', liveVersion: live } });
+    await prisma.deployment.create({ data: { version: deploying, reason: 'change', state: 'running' } });
+    const chunksBefore = await chunkCount();
+
+    expect(await bundles.prune()).toEqual({ bundles: 2, chunks: expect.any(Number) });
+    expect((await prisma.configBundle.findMany({ orderBy: { createdAt: 'asc' } })).map((b) => b.version)).toEqual([live, deploying, recent]);
+    const removed = chunksBefore - (await chunkCount());
+    expect(removed).toBeGreaterThan(0);
+    expect(removed).toBeLessThan(chunksBefore / 4);
+    for (const kept of [versions[1]!, versions[2]!, versions[4]!]) expect(await bundles.find(kept.version)).toEqual(kept);
+    expect(await bundles.find(old)).toBeNull();
+
+    // Saved again after the prune, by the same store: whole again (no memory of chunks that were deleted).
+    await bundles.save(versions[0]!);
+    expect(await bundles.find(old)).toEqual(versions[0]);
+  });
+
   it('reads bundles stored before chunking (files inline), and refuses one whose chunks are missing', async () => {
     const bundles = store();
     const legacy = bundles.mask(compile(snapshot({ tenants: [tenant('t')], relays: [relay('a')], domains: [domain('d', 't', 'old.test', { relayId: 'a' })] })));

@@ -1,10 +1,11 @@
 /**
- * The sync worker's periodic tasks (usage collection, DNS re-checks, change-log pruning) run only
- * in the leading process, each on its own timer and never twice at once, and stop with the worker.
+ * The sync worker's periodic tasks (usage collection, DNS re-checks, change-log and stored-bundle
+ * pruning) run only in the leading process, each on its own timer and never twice at once, and stop
+ * with the worker.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SyncWorker } from '../../src/deploy/index.js';
-import { createTestApp } from '../helpers/app.js';
+import { createTestApp, tokenFor } from '../helpers/app.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { waitUntil } from '../lab/util.js';
 
@@ -70,6 +71,26 @@ describe('sync worker periodic tasks', () => {
       expect(rows.length).toBeGreaterThan(0);
       const mark = await t.prisma.$queryRaw<Array<{ pruned: string }>>`SELECT pruned_through::text AS pruned FROM config_change_log_state`;
       expect(BigInt(mark[0]!.pruned)).toBeGreaterThan(0n);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('the leader prunes stored config bundles past their retention, keeping the newest', async () => {
+    const t = await createTestApp({ sync: {} });
+    try {
+      await waitUntil(async () => t.app.syncWorker?.isLeader === true, 5000, 'leadership', 20);
+      const admin = await tokenFor(t.app, ['admin']);
+      const first = (await t.app.inject({ method: 'GET', url: '/v1/config', headers: admin.headers })).json().version as string;
+      const tenant = await t.prisma.tenant.create({ data: { name: 'Changed', slug: 'changed' } });
+      const relay = await t.prisma.relay.create({ data: { name: 'r', host: 'smtp.pruned.test', port: 587, tls: 'starttls' } });
+      await t.prisma.domain.create({ data: { tenantId: tenant.id, name: 'pruned.example', status: 'verified', route: 'relay', relayId: relay.id } });
+      const second = (await t.app.inject({ method: 'GET', url: '/v1/config', headers: admin.headers })).json().version as string;
+      expect(second).not.toBe(first);
+      await t.prisma.configBundle.updateMany({ data: { createdAt: new Date(Date.now() - 31 * 86_400_000) } });
+      await t.prisma.configBundle.update({ where: { version: second }, data: { createdAt: new Date(Date.now() - 30.5 * 86_400_000) } });
+      await t.app.syncWorker!.runPeriodic('config-bundles');
+      expect((await t.prisma.configBundle.findMany()).map((b) => b.version)).toEqual([second]);
     } finally {
       await t.close();
     }
