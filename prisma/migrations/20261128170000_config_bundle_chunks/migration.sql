@@ -17,9 +17,11 @@ ALTER TABLE "config_bundle_chunks" ADD CONSTRAINT "config_bundle_chunks_version_
 -- AddForeignKey
 ALTER TABLE "config_bundle_chunks" ADD CONSTRAINT "config_bundle_chunks_digest_fkey" FOREIGN KEY ("digest") REFERENCES "config_chunks"("digest") ON DELETE RESTRICT ON UPDATE CASCADE;
 
--- Bundles stored as chunks before this table: their references, from their manifests.
+-- Bundles stored as chunks before this table: their references, from their manifests (a chunk
+-- gone missing would fail the foreign key and the upgrade; such a bundle is unreadable anyway).
 INSERT INTO "config_bundle_chunks" ("version", "digest")
 SELECT DISTINCT b."version", d.digest
   FROM "config_bundles" b, jsonb_each(b."bundle"->'files') f, jsonb_array_elements_text(f.value->'chunks') AS d(digest)
  WHERE jsonb_typeof(f.value->'chunks') = 'array'
+   AND EXISTS (SELECT FROM "config_chunks" c WHERE c.digest = d.digest)
 ON CONFLICT DO NOTHING;
