@@ -1,15 +1,13 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createPrismaClient, type PrismaClient } from '../../src/db/prisma.js';
+import { expect, it } from 'vitest';
 import { createSecretBox } from '../../src/lib/secret-box.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { usePrismaDatabase } from '../helpers/database.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const masterKey = randomBytes(32);
-let database: TestDatabase;
-let prisma: PrismaClient;
+const db = usePrismaDatabase();
 
 function cli(args: string[], stdin: string) {
   return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
@@ -17,7 +15,7 @@ function cli(args: string[], stdin: string) {
       cwd: ROOT,
       env: {
         ...process.env,
-        DATABASE_URL: database.url,
+        DATABASE_URL: db.database.url,
         RELAYPLANE_JWT_SECRET: randomBytes(32).toString('hex'),
         RELAYPLANE_MASTER_KEY: masterKey.toString('base64'),
       },
@@ -31,17 +29,8 @@ function cli(args: string[], stdin: string) {
   });
 }
 
-beforeAll(async () => {
-  database = await createTestDatabase();
-  prisma = createPrismaClient(database.url, { poolSize: 2 });
-});
-afterAll(async () => {
-  await prisma?.$disconnect();
-  await database?.drop();
-});
-
 it('rotates a relay credential from the shell, reading the secret from stdin', { timeout: 60_000 }, async () => {
-  const relay = await prisma.relay.create({ data: { name: 'up', host: 'smtp.up.test', port: 587, tls: 'starttls' } });
+  const relay = await db.prisma.relay.create({ data: { name: 'up', host: 'smtp.up.test', port: 587, tls: 'starttls' } });
   const first = await cli(['credentials', 'rotate', '--relay', relay.id, '--username', 'platform', '--json'], 'first secret: with colon\n');
   expect(first.code, first.stderr).toBe(0);
   const one = JSON.parse(first.stdout);
@@ -52,11 +41,11 @@ it('rotates a relay credential from the shell, reading the secret from stdin', {
   expect(second.code, second.stderr).toBe(0);
   const two = JSON.parse(second.stdout);
   expect(two.status).toBe('active');
-  const rows = await prisma.relayCredential.findMany({ where: { relayId: relay.id }, orderBy: { createdAt: 'asc' } });
+  const rows = await db.prisma.relayCredential.findMany({ where: { relayId: relay.id }, orderBy: { createdAt: 'asc' } });
   expect(rows.map((row) => row.status)).toEqual(['retiring', 'active']);
   const box = createSecretBox(masterKey);
   expect(box.open({ ciphertext: Buffer.from(rows[1]!.secretCiphertext), nonce: Buffer.from(rows[1]!.secretNonce), keyId: rows[1]!.secretKeyId }, rows[1]!.id)).toBe('second-secret');
-  const audit = await prisma.auditEvent.findMany({ where: { resourceType: 'credential' } });
+  const audit = await db.prisma.auditEvent.findMany({ where: { resourceType: 'credential' } });
   expect(audit.every((event) => event.actorKeyId === 'cli')).toBe(true);
 
   const empty = await cli(['credentials', 'rotate', '--relay', relay.id, '--username', 'x'], '');

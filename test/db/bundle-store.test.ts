@@ -4,29 +4,17 @@
  * previous bundle (masking, chunk digests) never gives another answer than starting afresh.
  */
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPrismaClient } from '../../src/db/prisma.js';
-import type { PrismaClient } from '../../src/generated/prisma/client.js';
+import { describe, expect, it } from 'vitest';
 import { createSecretBox } from '../../src/lib/secret-box.js';
 import { compile, type Snapshot } from '../../src/postfix/index.js';
 import { createConfigBundleRepository } from '../../src/repositories/config-bundle.repository.js';
 import { createBundleStore } from '../../src/services/bundle-store.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { usePrismaDatabase } from '../helpers/database.js';
 import { credential, domain, relay, snapshot, tenant } from '../postfix/fixtures.js';
 
-let database: TestDatabase;
-let prisma: PrismaClient;
+const db = usePrismaDatabase();
 const secretBox = createSecretBox(randomBytes(32));
-const store = () => createBundleStore({ prisma, secretBox, repository: createConfigBundleRepository() });
-
-beforeAll(async () => {
-  database = await createTestDatabase();
-  prisma = createPrismaClient(database.url, { poolSize: 2 });
-});
-afterAll(async () => {
-  await prisma?.$disconnect();
-  await database?.drop();
-});
+const store = () => createBundleStore({ prisma: db.prisma, secretBox, repository: createConfigBundleRepository() });
 
 /** 6,000 domains on two relays, each with its own credential: tables of many chunks. */
 function fleet(): Snapshot {
@@ -39,7 +27,7 @@ function fleet(): Snapshot {
   });
 }
 
-const chunkCount = () => prisma.configChunk.count();
+const chunkCount = () => db.prisma.configChunk.count();
 
 describe('bundle store', () => {
   it('keeps a masked bundle by version and reads it back exactly; the next version stores only changed chunks', async () => {
@@ -52,7 +40,7 @@ describe('bundle store', () => {
     expect(await bundles.find(first.version)).toEqual(masked);
     const stored = await chunkCount();
     expect(stored).toBeGreaterThan(40);
-    const chunks = await prisma.configChunk.findMany();
+    const chunks = await db.prisma.configChunk.findMany();
     expect(chunks.some((chunk) => chunk.content.includes('secret d'))).toBe(false);
 
     // One domain rotated and one disabled: a few chunks of the four tables that changed.
@@ -74,13 +62,13 @@ describe('bundle store', () => {
     // Saving again, in this process or another, adds nothing.
     await bundles.save(secondMasked);
     await store().save(secondMasked);
-    expect(await prisma.configBundle.count()).toBe(2);
+    expect(await db.prisma.configBundle.count()).toBe(2);
   });
 
   it('prunes bundles past the retention, except the newest and those a node runs or is being given, and the chunks only they used', async () => {
-    await prisma.configBundle.deleteMany();
-    await prisma.configChunk.deleteMany();
-    const bundles = createBundleStore({ prisma, secretBox, repository: createConfigBundleRepository(), retentionSeconds: 30 * 86_400 });
+    await db.prisma.configBundle.deleteMany();
+    await db.prisma.configChunk.deleteMany();
+    const bundles = createBundleStore({ prisma: db.prisma, secretBox, repository: createConfigBundleRepository(), retentionSeconds: 30 * 86_400 });
     const base = fleet();
     // Five versions, each with one more domain disabled: most chunks shared, a few each its own.
     const versions = [];
@@ -93,15 +81,15 @@ describe('bundle store', () => {
     const [old, live, deploying, newest, recent] = versions.map((v) => v.version) as [string, string, string, string, string];
     const daysAgo = (days: number) => new Date(Date.now() - days * 86_400_000);
     for (const [version, age] of [[old, 40], [live, 39], [deploying, 38], [newest, 31], [recent, 1]] as const) {
-      await prisma.configBundle.update({ where: { version }, data: { createdAt: daysAgo(age) } });
+      await db.prisma.configBundle.update({ where: { version }, data: { createdAt: daysAgo(age) } });
     }
     // `recent` is the newest by time; `newest` is only the newest of the old ones, so it goes.
-    await prisma.node.create({ data: { name: 'n1', sshHost: '127.0.0.1', hostKey: 'SHA256:x', liveVersion: live } });
-    await prisma.deployment.create({ data: { version: deploying, reason: 'change', state: 'running' } });
+    await db.prisma.node.create({ data: { name: 'n1', sshHost: '127.0.0.1', hostKey: 'SHA256:x', liveVersion: live } });
+    await db.prisma.deployment.create({ data: { version: deploying, reason: 'change', state: 'running' } });
     const chunksBefore = await chunkCount();
 
     expect(await bundles.prune()).toEqual({ bundles: 2, chunks: expect.any(Number) });
-    expect((await prisma.configBundle.findMany({ orderBy: { createdAt: 'asc' } })).map((b) => b.version)).toEqual([live, deploying, recent]);
+    expect((await db.prisma.configBundle.findMany({ orderBy: { createdAt: 'asc' } })).map((b) => b.version)).toEqual([live, deploying, recent]);
     const removed = chunksBefore - (await chunkCount());
     expect(removed).toBeGreaterThan(0);
     expect(removed).toBeLessThan(chunksBefore / 4);
@@ -116,12 +104,12 @@ describe('bundle store', () => {
   it('reads bundles stored before chunking (files inline), and refuses one whose chunks are missing', async () => {
     const bundles = store();
     const legacy = bundles.mask(compile(snapshot({ tenants: [tenant('t')], relays: [relay('a')], domains: [domain('d', 't', 'old.test', { relayId: 'a' })] })));
-    await prisma.configBundle.create({ data: { version: legacy.version, bundle: legacy as never } });
+    await db.prisma.configBundle.create({ data: { version: legacy.version, bundle: legacy as never } });
     expect(await bundles.find(legacy.version)).toEqual(legacy);
     expect(await bundles.find('0'.repeat(64))).toBeNull();
 
     const broken = { ...legacy, version: 'b'.repeat(64), files: { sender_relay: { mode: 0o644, secret: false, mapType: 'hash', chunks: ['c'.repeat(64)] } } };
-    await prisma.configBundle.create({ data: { version: broken.version, bundle: broken as never } });
+    await db.prisma.configBundle.create({ data: { version: broken.version, bundle: broken as never } });
     await expect(bundles.find(broken.version)).rejects.toThrow(/chunk c{64} of sender_relay is missing/);
   });
 });

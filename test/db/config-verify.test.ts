@@ -4,31 +4,19 @@
  * that corrupts its incremental results, over real PostgreSQL and the real loader.
  */
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createPrismaClient } from '../../src/db/prisma.js';
-import type { PrismaClient } from '../../src/generated/prisma/client.js';
+import { expect, it } from 'vitest';
 import { createSecretBox } from '../../src/lib/secret-box.js';
 import { compile, createIncrementalCompiler, type IncrementalCompiler } from '../../src/postfix/index.js';
 import { createSnapshotRepository } from '../../src/repositories/snapshot.repository.js';
 import { createConfigService } from '../../src/services/config.service.js';
 import { createSnapshotService } from '../../src/services/snapshot.service.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { usePrismaDatabase } from '../helpers/database.js';
 
-let database: TestDatabase;
-let prisma: PrismaClient;
-
-beforeAll(async () => {
-  database = await createTestDatabase();
-  prisma = createPrismaClient(database.url, { poolSize: 2 });
-});
-afterAll(async () => {
-  await prisma?.$disconnect();
-  await database?.drop();
-});
+const db = usePrismaDatabase();
 
 it('a reconcile replaces a wrong incremental result by the full compile and logs it', async () => {
   const secretBox = createSecretBox(randomBytes(32));
-  const snapshots = createSnapshotService({ prisma, snapshots: createSnapshotRepository(), secretBox });
+  const snapshots = createSnapshotService({ prisma: db.prisma, snapshots: createSnapshotRepository(), secretBox });
   const real = createIncrementalCompiler();
   const faulty: IncrementalCompiler = {
     compile(snapshot) {
@@ -44,23 +32,23 @@ it('a reconcile replaces a wrong incremental result by the full compile and logs
     reset: () => real.reset(),
   };
   const errors: object[] = [];
-  const config = createConfigService({ prisma, snapshots, secretBox, compiler: faulty, verifyIntervalMs: 0, log: { info() {}, error: (obj) => errors.push(obj) } });
+  const config = createConfigService({ prisma: db.prisma, snapshots, secretBox, compiler: faulty, verifyIntervalMs: 0, log: { info() {}, error: (obj) => errors.push(obj) } });
 
-  const tenant = await prisma.tenant.create({ data: { name: 'T', slug: 't' } });
-  const relay = await prisma.relay.create({ data: { name: 'r', host: 'smtp.relay.test', port: 587, tls: 'starttls' } });
-  await prisma.domain.create({ data: { tenantId: tenant.id, name: 'a.example', status: 'verified', relayId: relay.id } });
+  const tenant = await db.prisma.tenant.create({ data: { name: 'T', slug: 't' } });
+  const relay = await db.prisma.relay.create({ data: { name: 'r', host: 'smtp.relay.test', port: 587, tls: 'starttls' } });
+  await db.prisma.domain.create({ data: { tenantId: tenant.id, name: 'a.example', status: 'verified', relayId: relay.id } });
   const first = await config.compileForDeploy();
-  expect(first.bundle.version).toBe(compile(await createSnapshotService({ prisma, snapshots: createSnapshotRepository(), secretBox }).load()).version);
+  expect(first.bundle.version).toBe(compile(await createSnapshotService({ prisma: db.prisma, snapshots: createSnapshotRepository(), secretBox }).load()).version);
 
   // A change: compiled incrementally, and (by this faulty compiler) wrongly; only a change run.
-  await prisma.domain.create({ data: { tenantId: tenant.id, name: 'b.example', status: 'verified', relayId: relay.id } });
+  await db.prisma.domain.create({ data: { tenantId: tenant.id, name: 'b.example', status: 'verified', relayId: relay.id } });
   const unchecked = await config.compileForDeploy();
   expect(unchecked.bundle.version).toBe('f'.repeat(64));
   expect(errors).toEqual([]);
 
-  await prisma.domain.create({ data: { tenantId: tenant.id, name: 'c.example', status: 'verified', relayId: relay.id } });
+  await db.prisma.domain.create({ data: { tenantId: tenant.id, name: 'c.example', status: 'verified', relayId: relay.id } });
   const checked = await config.compileForDeploy({ verify: true });
-  const truth = compile(await createSnapshotService({ prisma, snapshots: createSnapshotRepository(), secretBox }).load());
+  const truth = compile(await createSnapshotService({ prisma: db.prisma, snapshots: createSnapshotRepository(), secretBox }).load());
   expect(checked.bundle.version).toBe(truth.version);
   expect(checked.bundle.files.sender_relay?.content).toContain('@c.example ');
   expect(errors).toEqual([{ incremental: 'f'.repeat(64), full: truth.version }]);
@@ -68,14 +56,14 @@ it('a reconcile replaces a wrong incremental result by the full compile and logs
 
 it('checks at most once per interval: a reconcile soon after a full compile trusts the incremental one', async () => {
   const secretBox = createSecretBox(randomBytes(32));
-  const snapshots = createSnapshotService({ prisma, snapshots: createSnapshotRepository(), secretBox });
+  const snapshots = createSnapshotService({ prisma: db.prisma, snapshots: createSnapshotRepository(), secretBox });
   const compiler = createIncrementalCompiler();
   const modes: unknown[] = [];
-  const config = createConfigService({ prisma, snapshots, secretBox, compiler, verifyIntervalMs: 60_000, log: { info: (obj) => modes.push((obj as { mode: string }).mode), error() {} } });
-  const tenant = await prisma.tenant.create({ data: { name: 'U', slug: 'u' } });
-  const relay = await prisma.relay.create({ data: { name: 'u', host: 'smtp.u.test', port: 587, tls: 'starttls' } });
+  const config = createConfigService({ prisma: db.prisma, snapshots, secretBox, compiler, verifyIntervalMs: 60_000, log: { info: (obj) => modes.push((obj as { mode: string }).mode), error() {} } });
+  const tenant = await db.prisma.tenant.create({ data: { name: 'U', slug: 'u' } });
+  const relay = await db.prisma.relay.create({ data: { name: 'u', host: 'smtp.u.test', port: 587, tls: 'starttls' } });
   await config.compileForDeploy();
-  await prisma.domain.create({ data: { tenantId: tenant.id, name: 'u1.example', status: 'verified', relayId: relay.id } });
+  await db.prisma.domain.create({ data: { tenantId: tenant.id, name: 'u1.example', status: 'verified', relayId: relay.id } });
   await config.compileForDeploy({ verify: true });
   // Within the interval of the first (full) compile: no second, full compile.
   expect(modes).toEqual(['full', 'incremental']);

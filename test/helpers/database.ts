@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { inject } from 'vitest';
+import { afterAll, beforeAll, inject } from 'vitest';
+import { createPrismaClient, type PrismaClient } from '../../src/db/prisma.js';
 
 export interface TestDatabase {
   url: string;
@@ -33,6 +34,35 @@ export async function createTestDatabase(): Promise<TestDatabase> {
       } finally {
         await client.end();
       }
+    },
+  };
+}
+
+/**
+ * For a test file that talks to its database through Prisma: a fresh database and a client on it
+ * (a pool of two), made before the file's tests and gone after them.
+ */
+export function usePrismaDatabase(): { readonly database: TestDatabase; readonly prisma: PrismaClient } {
+  let database: TestDatabase | undefined;
+  let prisma: PrismaClient | undefined;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    prisma = createPrismaClient(database.url, { poolSize: 2 });
+  });
+  afterAll(async () => {
+    await prisma?.$disconnect();
+    await database?.drop();
+  });
+  const ready = <T>(value: T | undefined): T => {
+    if (value === undefined) throw new Error('the test database is only there inside the tests');
+    return value;
+  };
+  return {
+    get database() {
+      return ready(database);
+    },
+    get prisma() {
+      return ready(prisma);
     },
   };
 }
