@@ -3,7 +3,7 @@ import type { PrismaClient } from '../db/prisma.js';
 import { lineChunks } from '../lib/line-chunks.js';
 import type { SecretBox } from '../lib/secret-box.js';
 import { type Bundle, masterCfLine } from '../postfix/index.js';
-import type { ConfigBundleRepository, StoredFile, StoredManifest } from '../repositories/config-bundle.repository.js';
+import type { ConfigBundleRepository, StoredFile } from '../repositories/config-bundle.repository.js';
 
 /** A bundle as it may be shown and stored: every secret replaced by its keyed fingerprint. */
 export interface MaskedBundle {
@@ -71,10 +71,10 @@ const MAX_FINGERPRINTS = 500_000;
  * pruned (prune()), except the newest and those a node runs or is being given.
  */
 export function createBundleStore(deps: { prisma: PrismaClient; secretBox: SecretBox; repository: ConfigBundleRepository; retentionSeconds?: number }) {
-  let files = new Map<string, FileState>();
+  let lastFiles = new Map<string, FileState>();
 
   function fileState(name: string, content: string, secret: boolean): FileState {
-    const last = files.get(name);
+    const last = lastFiles.get(name);
     if (last !== undefined && last.secret === secret && last.content === content) return last;
     const previous = new Map(last?.secret === secret ? last.chunks.map((chunk) => [chunk.text, chunk]) : []);
     const fingerprints = last?.secret === true && secret && last.fingerprints.size < MAX_FINGERPRINTS ? last.fingerprints : new Map<string, string>();
@@ -96,42 +96,33 @@ export function createBundleStore(deps: { prisma: PrismaClient; secretBox: Secre
   }
 
   return {
-    /** The bundle with every secret replaced by its keyed fingerprint. */
-    mask(bundle: Bundle): MaskedBundle {
+    /**
+     * Masks a compiled bundle (every secret replaced by its keyed fingerprint) and keeps it by
+     * version (idempotent: the manifest, and the chunks not stored yet); returns the masked bundle.
+     */
+    async keep(bundle: Bundle): Promise<MaskedBundle> {
       const next = new Map<string, FileState>();
-      const masked: MaskedBundle['files'] = {};
+      const files: MaskedBundle['files'] = {};
+      const stored: Record<string, StoredFile> = {};
+      const chunkTexts = new Map<string, string>();
       for (const name of Object.keys(bundle.files).sort()) {
         const file = bundle.files[name]!;
         const state = fileState(name, file.content, file.secret);
         next.set(name, state);
-        masked[name] = { ...file, content: state.masked };
+        files[name] = { ...file, content: state.masked };
+        stored[name] = { mode: file.mode, secret: file.secret, mapType: file.mapType, chunks: state.chunks.map((chunk) => chunk.digest) };
+        for (const chunk of state.chunks) chunkTexts.set(chunk.digest, chunk.masked);
       }
-      files = next;
-      return {
+      lastFiles = next;
+      const masked: MaskedBundle = {
         version: bundle.version,
-        files: masked,
+        files,
         mainCf: bundle.mainCf,
         masterCf: bundle.masterCf.map((service) => ({ name: service.name, line: masterCfLine(service) })),
         warnings: bundle.warnings,
       };
-    },
-
-    /** Keeps a masked bundle by version (idempotent): its manifest, and the chunks not stored yet. */
-    async save(masked: MaskedBundle): Promise<void> {
-      const manifestFiles: Record<string, StoredFile> = {};
-      const chunkTexts = new Map<string, string>();
-      for (const [name, file] of Object.entries(masked.files)) {
-        // The chunks mask() made, or (a bundle masked elsewhere) its masked text cut the same way.
-        const state = files.get(name);
-        const chunks =
-          state !== undefined && state.masked === file.content
-            ? state.chunks.map((chunk) => ({ digest: chunk.digest, masked: chunk.masked }))
-            : lineChunks(file.content).map((text) => ({ digest: sha256(text), masked: text }));
-        manifestFiles[name] = { mode: file.mode, secret: file.secret, mapType: file.mapType, chunks: chunks.map((chunk) => chunk.digest) };
-        for (const chunk of chunks) chunkTexts.set(chunk.digest, chunk.masked);
-      }
-      const manifest: StoredManifest = { version: masked.version, files: manifestFiles, mainCf: masked.mainCf, masterCf: masked.masterCf, warnings: masked.warnings };
-      await deps.repository.save(deps.prisma, manifest, chunkTexts);
+      await deps.repository.save(deps.prisma, { ...masked, files: stored }, chunkTexts);
+      return masked;
     },
 
     /** Deletes stored bundles past the retention (the leading sync worker's periodic task), then unused chunks. */
@@ -145,18 +136,14 @@ export function createBundleStore(deps: { prisma: PrismaClient; secretBox: Secre
       if (manifest === null) return null;
       const digests = Object.values(manifest.files).flatMap((file) => ('chunks' in file ? file.chunks : []));
       const chunks = await deps.repository.chunks(deps.prisma, [...new Set(digests)]);
+      const text = (digest: string, name: string) => {
+        const found = chunks.get(digest);
+        if (found === undefined) throw new Error(`stored config ${version}: chunk ${digest} of ${name} is missing`);
+        return found;
+      };
       const found: MaskedBundle['files'] = {};
       for (const [name, file] of Object.entries(manifest.files)) {
-        const content =
-          'content' in file
-            ? file.content
-            : file.chunks
-                .map((digest) => {
-                  const text = chunks.get(digest);
-                  if (text === undefined) throw new Error(`stored config ${version}: chunk ${digest} of ${name} is missing`);
-                  return text;
-                })
-                .join('');
+        const content = 'content' in file ? file.content : file.chunks.map((digest) => text(digest, name)).join('');
         found[name] = { content, mode: file.mode, secret: file.secret, mapType: file.mapType };
       }
       return { version: manifest.version, files: found, mainCf: manifest.mainCf, masterCf: manifest.masterCf, warnings: manifest.warnings };

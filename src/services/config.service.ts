@@ -3,7 +3,7 @@ import type { PrismaClient } from '../db/prisma.js';
 import { ForbiddenError, NotFoundError, UnprocessableError } from '../lib/errors.js';
 import type { SecretBox } from '../lib/secret-box.js';
 import { type Bundle, CompileError, createIncrementalCompiler, explainRoute, type IncrementalCompiler } from '../postfix/index.js';
-import { createConfigBundleRepository } from '../repositories/config-bundle.repository.js';
+import type { ConfigBundleRepository } from '../repositories/config-bundle.repository.js';
 import { createBundleStore } from './bundle-store.js';
 import { isAdmin, type RequestContext } from './principal.js';
 import type { SnapshotService } from './snapshot.service.js';
@@ -32,6 +32,8 @@ function refusedAsProblem<T>(work: () => T): T {
 export function createConfigService(deps: {
   prisma: PrismaClient;
   snapshots: SnapshotService;
+  /** Where masked bundles are kept by version, for diffs. */
+  bundles: ConfigBundleRepository;
   secretBox: SecretBox;
   log?: ConfigLog;
   /** Tests only: another compiler behind the same interface. */
@@ -83,7 +85,7 @@ export function createConfigService(deps: {
   const bundles = createBundleStore({
     prisma: deps.prisma,
     secretBox: deps.secretBox,
-    repository: createConfigBundleRepository(),
+    repository: deps.bundles,
     ...(deps.bundleRetentionSeconds !== undefined ? { retentionSeconds: deps.bundleRetentionSeconds } : {}),
   });
 
@@ -103,15 +105,13 @@ export function createConfigService(deps: {
      */
     async compileForDeploy(options: { verify?: boolean } = {}) {
       const { bundle, snapshot } = await compileWithSnapshot(options.verify ?? false);
-      await bundles.save(bundles.mask(bundle));
+      await bundles.keep(bundle);
       return { bundle, credentialIds: snapshot.credentials.map((credential) => credential.id) };
     },
 
     async current(ctx: RequestContext) {
       requireAdmin(ctx);
-      const masked = bundles.mask(await compileCurrent());
-      await bundles.save(masked);
-      return masked;
+      return bundles.keep(await compileCurrent());
     },
 
     /** What would change going from a stored version to what the database says now: a dry-run plan. */
@@ -119,8 +119,7 @@ export function createConfigService(deps: {
       requireAdmin(ctx);
       const from = await bundles.find(fromVersion);
       if (from === null) throw new NotFoundError('config version', fromVersion);
-      const to = bundles.mask(await compileCurrent());
-      await bundles.save(to);
+      const to = await bundles.keep(await compileCurrent());
       const names = [...new Set([...Object.keys(from.files), ...Object.keys(to.files)])].sort();
       const files = names.flatMap((name) => {
         const before = from.files[name]?.content;

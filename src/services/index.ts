@@ -11,6 +11,7 @@ import { createNodeRepository } from '../repositories/node.repository.js';
 import { createPolicyRepository, createSettingsRepository } from '../repositories/policy.repository.js';
 import { createRelayRepository } from '../repositories/relay.repository.js';
 import { createSnapshotRepository } from '../repositories/snapshot.repository.js';
+import { createConfigBundleRepository } from '../repositories/config-bundle.repository.js';
 import { createTenantRepository } from '../repositories/tenant.repository.js';
 import { createApiKeyService, type TokenClaims } from './api-key.service.js';
 import { createAuditService } from './audit.service.js';
@@ -79,6 +80,7 @@ export function createServices(deps: ServiceDeps) {
   const config = createConfigService({
     prisma,
     snapshots,
+    bundles: createConfigBundleRepository(),
     secretBox,
     log: deps.log ?? silent,
     ...(deps.configBundleRetentionSeconds !== undefined ? { bundleRetentionSeconds: deps.configBundleRetentionSeconds } : {}),

@@ -12,6 +12,11 @@ export interface RelayLimits extends SenderLimits {
 
 export const NO_LIMITS: SenderLimits = { concurrency: null, rateDelaySeconds: null, recipientsPerMessage: null };
 
+/** The limits, or null when none of them is set: how the compiler reads "no limits of its own". */
+export function limitsOrNull<T extends SenderLimits>(limits: T): T | null {
+  return Object.values(limits).every((value) => value === null) ? null : limits;
+}
+
 export function senderLimits(input: Partial<SenderLimits> | undefined | null): SenderLimits {
   return {
     concurrency: input?.concurrency ?? null,

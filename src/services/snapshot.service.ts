@@ -1,6 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { PrismaClient } from '../db/prisma.js';
 import type { SecretBox } from '../lib/secret-box.js';
+import { limitsOrNull } from './limits.js';
 import type { Credential, DestinationPolicy, Domain, Relay, Snapshot, Tenant } from '../postfix/index.js';
 import type { SnapshotChanges, SnapshotRepository, SnapshotRows, TableChanges, TableKey } from '../repositories/snapshot.repository.js';
 
@@ -77,10 +78,11 @@ const toTenant = (tenant: Row<'tenants'>): Tenant => ({
   id: tenant.id,
   slug: tenant.slug,
   status: tenant.status,
-  defaultLimits:
-    tenant.defaultConcurrency === null && tenant.defaultRateDelaySeconds === null && tenant.defaultRecipientsPerMessage === null
-      ? null
-      : { concurrency: tenant.defaultConcurrency, rateDelaySeconds: tenant.defaultRateDelaySeconds, recipientsPerMessage: tenant.defaultRecipientsPerMessage },
+  defaultLimits: limitsOrNull({
+    concurrency: tenant.defaultConcurrency,
+    rateDelaySeconds: tenant.defaultRateDelaySeconds,
+    recipientsPerMessage: tenant.defaultRecipientsPerMessage,
+  }),
 });
 
 const toDomain = (domain: Row<'domains'>): Domain => ({
@@ -92,10 +94,7 @@ const toDomain = (domain: Row<'domains'>): Domain => ({
   route: domain.route,
   relayId: domain.relayId,
   fallbackRelayId: domain.fallbackRelayId,
-  limits:
-    domain.concurrency === null && domain.rateDelaySeconds === null && domain.recipientsPerMessage === null
-      ? null
-      : { concurrency: domain.concurrency, rateDelaySeconds: domain.rateDelaySeconds, recipientsPerMessage: domain.recipientsPerMessage },
+  limits: limitsOrNull({ concurrency: domain.concurrency, rateDelaySeconds: domain.rateDelaySeconds, recipientsPerMessage: domain.recipientsPerMessage }),
 });
 
 const toRelay = (relay: Row<'relays'>): Relay => ({
@@ -106,15 +105,12 @@ const toRelay = (relay: Row<'relays'>): Relay => ({
   tls: relay.tls,
   verify: relay.verify,
   tenantId: relay.tenantId,
-  limits:
-    relay.concurrency === null && relay.rateDelaySeconds === null && relay.recipientsPerMessage === null && relay.connectionReuseSeconds === null
-      ? null
-      : {
-          concurrency: relay.concurrency,
-          rateDelaySeconds: relay.rateDelaySeconds,
-          recipientsPerMessage: relay.recipientsPerMessage,
-          connectionReuseSeconds: relay.connectionReuseSeconds,
-        },
+  limits: limitsOrNull({
+    concurrency: relay.concurrency,
+    rateDelaySeconds: relay.rateDelaySeconds,
+    recipientsPerMessage: relay.recipientsPerMessage,
+    connectionReuseSeconds: relay.connectionReuseSeconds,
+  }),
 });
 
 const toPolicy = (policy: Row<'destinationPolicies'>): DestinationPolicy => ({

@@ -33,10 +33,9 @@ describe('bundle store', () => {
   it('keeps a masked bundle by version and reads it back exactly; the next version stores only changed chunks', async () => {
     const bundles = store();
     const first = compile(fleet());
-    const masked = bundles.mask(first);
+    const masked = await bundles.keep(first);
     expect(masked.files.sasl_passwd?.content).toContain('@d7.fleet.test user-d7:sha:');
     expect(masked.files.sasl_passwd?.content).not.toContain('secret d7');
-    await bundles.save(masked);
     expect(await bundles.find(first.version)).toEqual(masked);
     const stored = await chunkCount();
     expect(stored).toBeGreaterThan(40);
@@ -48,20 +47,18 @@ describe('bundle store', () => {
     changed.credentials = changed.credentials.map((c) => (c.id === 'c-d3000' ? { ...c, secret: 'rotated secret' } : c));
     changed.domains = changed.domains.map((d) => (d.id === 'd100' ? { ...d, status: 'disabled' as const } : d));
     const second = compile(changed);
-    const secondMasked = bundles.mask(second);
-    await bundles.save(secondMasked);
+    const secondMasked = await bundles.keep(second);
     expect(await bundles.find(second.version)).toEqual(secondMasked);
     expect((await chunkCount()) - stored).toBeGreaterThan(0);
     expect((await chunkCount()) - stored).toBeLessThanOrEqual(10);
     // The first version is still whole.
     expect(await bundles.find(first.version)).toEqual(masked);
 
-    // Masking remembered from the previous bundle gives what a fresh store gives: the rotation shows.
-    expect(secondMasked).toEqual(store().mask(second));
+    // Masking remembered from the previous bundle gives what a fresh store (another process) gives:
+    // the rotation shows. Keeping a version again, here or there, adds nothing.
+    expect(secondMasked).toEqual(await store().keep(second));
     expect(secondMasked.files.sasl_passwd?.content).not.toBe(masked.files.sasl_passwd?.content);
-    // Saving again, in this process or another, adds nothing.
-    await bundles.save(secondMasked);
-    await store().save(secondMasked);
+    await bundles.keep(second);
     expect(await db.prisma.configBundle.count()).toBe(2);
   });
 
@@ -71,12 +68,12 @@ describe('bundle store', () => {
     const bundles = createBundleStore({ prisma: db.prisma, secretBox, repository: createConfigBundleRepository(), retentionSeconds: 30 * 86_400 });
     const base = fleet();
     // Five versions, each with one more domain disabled: most chunks shared, a few each its own.
+    const compiled = [];
     const versions = [];
     for (let i = 0; i < 5; i++) {
       const next = { ...base, domains: base.domains.map((d, j) => (j < i * 1000 && j % 1000 === 0 ? { ...d, status: 'disabled' as const } : j === 5000 + i ? { ...d, status: 'disabled' as const } : d)) };
-      const masked = bundles.mask(compile(next));
-      await bundles.save(masked);
-      versions.push(masked);
+      compiled.push(compile(next));
+      versions.push(await bundles.keep(compiled[i]!));
     }
     const [old, live, deploying, newest, recent] = versions.map((v) => v.version) as [string, string, string, string, string];
     const daysAgo = (days: number) => new Date(Date.now() - days * 86_400_000);
@@ -97,13 +94,15 @@ describe('bundle store', () => {
     expect(await bundles.find(old)).toBeNull();
 
     // Saved again after the prune, by the same store: whole again (no memory of chunks that were deleted).
-    await bundles.save(versions[0]!);
+    await bundles.keep(compiled[0]!);
     expect(await bundles.find(old)).toEqual(versions[0]);
   });
 
   it('reads bundles stored before chunking (files inline), and refuses one whose chunks are missing', async () => {
     const bundles = store();
-    const legacy = bundles.mask(compile(snapshot({ tenants: [tenant('t')], relays: [relay('a')], domains: [domain('d', 't', 'old.test', { relayId: 'a' })] })));
+    // Kept, then its row replaced by one in the earlier form: the masked bundle with its files inline.
+    const legacy = await bundles.keep(compile(snapshot({ tenants: [tenant('t')], relays: [relay('a')], domains: [domain('d', 't', 'old.test', { relayId: 'a' })] })));
+    await db.prisma.configBundle.delete({ where: { version: legacy.version } });
     await db.prisma.configBundle.create({ data: { version: legacy.version, bundle: legacy as never } });
     expect(await bundles.find(legacy.version)).toEqual(legacy);
     expect(await bundles.find('0'.repeat(64))).toBeNull();

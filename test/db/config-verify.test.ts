@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { expect, it } from 'vitest';
 import { createSecretBox } from '../../src/lib/secret-box.js';
 import { compile, createIncrementalCompiler, type IncrementalCompiler } from '../../src/postfix/index.js';
+import { createConfigBundleRepository } from '../../src/repositories/config-bundle.repository.js';
 import { createSnapshotRepository } from '../../src/repositories/snapshot.repository.js';
 import { createConfigService } from '../../src/services/config.service.js';
 import { createSnapshotService } from '../../src/services/snapshot.service.js';
@@ -32,7 +33,7 @@ it('a reconcile replaces a wrong incremental result by the full compile and logs
     reset: () => real.reset(),
   };
   const errors: object[] = [];
-  const config = createConfigService({ prisma: db.prisma, snapshots, secretBox, compiler: faulty, verifyIntervalMs: 0, log: { info() {}, error: (obj) => errors.push(obj) } });
+  const config = createConfigService({ prisma: db.prisma, snapshots, bundles: createConfigBundleRepository(), secretBox, compiler: faulty, verifyIntervalMs: 0, log: { info() {}, error: (obj) => errors.push(obj) } });
 
   const tenant = await db.prisma.tenant.create({ data: { name: 'T', slug: 't' } });
   const relay = await db.prisma.relay.create({ data: { name: 'r', host: 'smtp.relay.test', port: 587, tls: 'starttls' } });
@@ -59,7 +60,7 @@ it('checks at most once per interval: a reconcile soon after a full compile trus
   const snapshots = createSnapshotService({ prisma: db.prisma, snapshots: createSnapshotRepository(), secretBox });
   const compiler = createIncrementalCompiler();
   const modes: unknown[] = [];
-  const config = createConfigService({ prisma: db.prisma, snapshots, secretBox, compiler, verifyIntervalMs: 60_000, log: { info: (obj) => modes.push((obj as { mode: string }).mode), error() {} } });
+  const config = createConfigService({ prisma: db.prisma, snapshots, bundles: createConfigBundleRepository(), secretBox, compiler, verifyIntervalMs: 60_000, log: { info: (obj) => modes.push((obj as { mode: string }).mode), error() {} } });
   const tenant = await db.prisma.tenant.create({ data: { name: 'U', slug: 'u' } });
   const relay = await db.prisma.relay.create({ data: { name: 'u', host: 'smtp.u.test', port: 587, tls: 'starttls' } });
   await config.compileForDeploy();
