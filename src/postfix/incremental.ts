@@ -197,6 +197,8 @@ interface NexthopUse {
 interface State {
   /** The rows of the last compile, in their order (diffRows walks them by position). */
   rows: Snapshot;
+  /** The bundle those rows compiled to: given again while no row changes. */
+  bundle: Bundle;
   /** The SHA-256 of each file of the last bundle (bundleVersion). */
   digests: FileDigests;
   index: Mutable<SnapshotIndex>;
@@ -335,7 +337,7 @@ const LAST_ACCESS_LINE = renderRegexpMap([LAST_ACCESS_ENTRY]);
 function buildState(snapshot: Snapshot, detailed: DetailedPlan, digests: FileDigests, bundle: Bundle): State | null {
   const plan = detailed.plan as Mutable<RoutePlan>;
   const index = plan.index as Mutable<SnapshotIndex>;
-  const resolved = new Map(detailed.routed);
+  const resolved = detailed.routed;
   const groupOf = new Map<string, string>();
   const groups = new Map<string, Set<string>>();
   for (const [name, res] of resolved) {
@@ -382,6 +384,7 @@ function buildState(snapshot: Snapshot, detailed: DetailedPlan, digests: FileDig
   );
   return {
     rows: snapshot,
+    bundle,
     digests,
     index,
     plan,
@@ -419,6 +422,11 @@ function incremental(state: State, snapshot: Snapshot): Bundle {
   const domains = diffRows<Domain>(previous.domains, index.domainsById, snapshot.domains);
   const credentials = diffRows<Credential>(previous.credentials, state.credentialsById, snapshot.credentials);
   if (relays === null || policies === null || tenants === null || domains === null || credentials === null) return needsFull();
+  // Nothing changed (a reconcile, an explanation, a preview): the output does not depend on row order.
+  if ([relays, policies, tenants, domains, credentials].every(unchanged)) {
+    state.rows = snapshot;
+    return state.bundle;
+  }
   const oldDomains = [...domains.removed, ...domains.changed.map(([old]) => old)];
   const newDomains = [...domains.added, ...domains.changed.map(([, next]) => next)];
   const oldCredentials = [...credentials.removed, ...credentials.changed.map(([old]) => old)];
@@ -663,7 +671,8 @@ function incremental(state: State, snapshot: Snapshot): Bundle {
   for (const service of plan.services) {
     if (service.saslMap !== null) files[service.saslMap] = bundleFile(renderHashMap(serviceSaslEntries(service)), true, 'hash');
   }
-  return assembleBundle(plan, files, problems, state.digests);
+  state.bundle = assembleBundle(plan, files, problems, state.digests);
+  return state.bundle;
 }
 
 /** Removes a domain's route, resolution, nexthop uses, group membership and own service. */

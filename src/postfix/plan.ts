@@ -218,8 +218,8 @@ export function domainRoute(res: Routed, service: ServicePlan | undefined, trans
 /** planRoutes() and what an incremental recompile needs to pick up from it. */
 export interface DetailedPlan {
   plan: RoutePlan;
-  /** Routed resolutions by domain name. */
-  routed: ReadonlyMap<string, Routed>;
+  /** Routed resolutions by domain name (a new map, the caller's to keep and change). */
+  routed: Map<string, Routed>;
   /** Generated service name → identity. */
   identities: ReadonlyMap<string, string>;
 }

@@ -157,6 +157,8 @@ describe('incremental compiler', () => {
     // Equal content in new objects is still the same bundle.
     const copied = step({ ...run.current, domains: run.current.domains.map((d) => (d.id === 'd7' ? { ...d } : d)) });
     expect(copied.version).toBe(compile(run.current).version);
+    // The same rows again, in new arrays and another order: the previous bundle, not compiled again.
+    expect(step({ ...run.current, domains: [...run.current.domains].reverse(), tenants: [...run.current.tenants] })).toBe(copied);
   });
 
   it('takes the incremental path for tenant, relay, relay-wide credential and destination policy changes, with the same result', () => {
