@@ -2,9 +2,10 @@ import { createTwoFilesPatch } from 'diff';
 import type { PrismaClient } from '../db/prisma.js';
 import { ForbiddenError, NotFoundError, UnprocessableError } from '../lib/errors.js';
 import type { SecretBox } from '../lib/secret-box.js';
-import { type Bundle, CompileError, createIncrementalCompiler, explainRoute, type IncrementalCompiler } from '../postfix/index.js';
+import { type Bundle, compile, CompileError, createIncrementalCompiler, explainRoute, type IncrementalCompiler, type Snapshot } from '../postfix/index.js';
 import type { ConfigBundleRepository } from '../repositories/config-bundle.repository.js';
 import { createBundleStore } from './bundle-store.js';
+import { type FullCompileOutcome, fullCompileVersionInThread } from './full-compile-thread.js';
 import { isAdmin, type RequestContext } from './principal.js';
 import type { SnapshotService } from './snapshot.service.js';
 
@@ -55,30 +56,50 @@ export function createConfigService(deps: {
   }
 
   /**
+   * The version a full compile of `snapshot` gives, or undefined if the full compiler refuses it.
+   * Compiled in a worker thread; should the thread fail, here, as before it existed.
+   */
+  async function fullVersion(snapshot: Snapshot): Promise<string | undefined> {
+    let outcome: FullCompileOutcome;
+    try {
+      outcome = await fullCompileVersionInThread(snapshot);
+    } catch (error) {
+      deps.log?.error({ err: error }, 'the full-compile thread failed: checking on the event loop instead');
+      try {
+        outcome = { version: compile(snapshot).version };
+      } catch (refusal) {
+        if (!(refusal instanceof CompileError)) throw refusal;
+        outcome = { refused: refusal.message };
+      }
+    }
+    return 'version' in outcome ? outcome.version : undefined;
+  }
+
+  /**
    * `verify` (the reconcile): unless the last full compile is younger than verifyIntervalMs, also
-   * compile everything from scratch and compare: should the incremental path ever disagree, the
-   * full result wins, the error is logged, and the compiler starts over from the full one.
+   * compile everything from scratch (in a worker thread: over a second at 100,000 domains, which
+   * the API would otherwise wait for) and compare: should the incremental path ever disagree, the
+   * full result wins, the error is logged, and the compiler starts over from a full compile.
    */
   async function compileWithSnapshot(verify = false) {
     const snapshot = await deps.snapshots.load();
-    return refusedAsProblem(() => {
-      const started = performance.now();
-      let bundle = compiler.compile(snapshot);
-      const mode = compiler.lastMode;
-      deps.log?.info({ mode, ms: Math.round(performance.now() - started), version: bundle.version }, 'config compiled');
-      if (mode === 'full') lastFullAt = Date.now();
-      if (verify && mode === 'incremental' && Date.now() - lastFullAt >= verifyIntervalMs) {
-        // A full compile that also rebuilds the state the next change compiles from.
+    const started = performance.now();
+    const bundle = refusedAsProblem(() => compiler.compile(snapshot));
+    const mode = compiler.lastMode;
+    deps.log?.info({ mode, ms: Math.round(performance.now() - started), version: bundle.version }, 'config compiled');
+    if (mode === 'full') lastFullAt = Date.now();
+    if (!verify || mode !== 'incremental' || Date.now() - lastFullAt < verifyIntervalMs) return { bundle, snapshot };
+    lastFullAt = Date.now();
+    const full = await fullVersion(snapshot);
+    if (full === bundle.version) return { bundle, snapshot };
+    deps.log?.error({ incremental: bundle.version, full: full ?? null }, 'the incremental compile differed from a full compile: using the full one');
+    return {
+      bundle: refusedAsProblem(() => {
         compiler.reset();
-        const full = compiler.compile(snapshot);
-        lastFullAt = Date.now();
-        if (full.version !== bundle.version) {
-          deps.log?.error({ incremental: bundle.version, full: full.version }, 'the incremental compile differed from a full compile: using the full one');
-          bundle = full;
-        }
-      }
-      return { bundle, snapshot };
-    });
+        return compiler.compile(snapshot);
+      }),
+      snapshot,
+    };
   }
 
   // Masked bundles by version, for later diffs: every change's bundle is stored, as chunks.

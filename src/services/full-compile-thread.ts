@@ -1,0 +1,31 @@
+import { Worker } from 'node:worker_threads';
+import type { Snapshot } from '../postfix/index.js';
+
+/** What the thread answers: the full compile's version, or the compiler's refusal (the caller compiles again to report it). */
+export type FullCompileOutcome = { version: string } | { refused: string };
+
+// From the TypeScript sources (tests, tsx) the thread registers tsx's loader before loading its
+// entry (a worker ignores --import in execArgv); the built dist/ is plain JavaScript.
+const fromSources = import.meta.url.endsWith('.ts');
+const entry = new URL(`./full-compile.worker.${fromSources ? 'ts' : 'js'}`, import.meta.url);
+const sourcesBootstrap = `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(entry.href)}); })`;
+
+/**
+ * Compiles `snapshot` from scratch in a worker thread and gives its version: the reconcile's check of
+ * the incremental compiler, off the event loop the API shares (a full compile of 100,000 domains
+ * holds it for over a second; handing the snapshot over costs a structured clone, ≈ 0.2 s there).
+ */
+export function fullCompileVersionInThread(snapshot: Snapshot): Promise<FullCompileOutcome> {
+  return new Promise((resolve, reject) => {
+    const worker = fromSources ? new Worker(sourcesBootstrap, { eval: true, workerData: snapshot }) : new Worker(entry, { workerData: snapshot });
+    let answered = false;
+    worker.once('message', (outcome: FullCompileOutcome) => {
+      answered = true;
+      resolve(outcome);
+    });
+    worker.once('error', reject);
+    worker.once('exit', (code) => {
+      if (!answered) reject(new Error(`the full-compile thread exited with code ${code} without an answer`));
+    });
+  });
+}
