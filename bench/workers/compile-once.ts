@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
@@ -10,6 +10,7 @@ import { createSnapshotRepository } from '../../src/repositories/snapshot.reposi
 import { createSnapshotService } from '../../src/services/snapshot.service.js';
 import { createConfigBundleRepository } from '../../src/repositories/config-bundle.repository.js';
 import { createBundleStore } from '../../src/services/bundle-store.js';
+import { fullCompileVersionInThread } from '../../src/services/full-compile-thread.js';
 
 // One cold load + compile in a fresh process (what the sync job does when it starts), so its peak
 // memory is the compiler's and the loader's alone; then real changes written to the database, each
@@ -24,9 +25,16 @@ const bundles = createBundleStore({ prisma, secretBox, repository: createConfigB
 const round = Number(process.env.BENCH_ROUND ?? 0);
 const changesPerKind = Number(process.env.BENCH_CHANGES ?? 3);
 await prisma.$connect();
+// The longest the event loop went without a turn (the API shares the leader's process), sampled
+// only while a measured step runs. One histogram per step: a re-enabled one would count the time it
+// was disabled (the untimed checks between changes) in its first sample.
+const coldStall = monitorEventLoopDelay({ resolution: 10 });
+let changeStallMs = 0;
+const stallMs = (histogram: ReturnType<typeof monitorEventLoopDelay>) => histogram.max / 1e6;
 
 /** The cold run; only its numbers leave the function, so its snapshot and bundle can be collected. */
 async function coldRun() {
+  coldStall.enable();
   const start = performance.now();
   const cpuStart = process.cpuUsage();
   const snapshot = await snapshots.load();
@@ -34,6 +42,9 @@ async function coldRun() {
   const bundle = compiler.compile(snapshot);
   const compiled = performance.now();
   const cpu = process.cpuUsage(cpuStart);
+  // One more turn, so the sample that the compile delayed is taken.
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  coldStall.disable();
   await bundles.keep(bundle);
   const stored = performance.now();
   const outDir = process.env.BENCH_OUT_DIR!;
@@ -139,6 +150,8 @@ const changes: Array<{ kind: string; loadMs: number; compileMs: number; storeMs:
 for (let n = 0; n < changesPerKind; n++) {
   for (const [kind, write] of Object.entries(CHANGES)) {
     await write(n);
+    const changeStall = monitorEventLoopDelay({ resolution: 10 });
+    changeStall.enable();
     const start = performance.now();
     const snapshot = await snapshots.load();
     const loaded = performance.now();
@@ -146,6 +159,9 @@ for (let n = 0; n < changesPerKind; n++) {
     const compiled = performance.now();
     await bundles.keep(bundle);
     const stored = performance.now();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    changeStall.disable();
+    changeStallMs = Math.max(changeStallMs, stallMs(changeStall));
     // Not timed: the change must give exactly what a full compile of the same rows gives.
     if (compile(snapshot).version !== bundle.version) throw new Error(`${kind}: the incremental compile differs from compile()`);
     changes.push({ kind, loadMs: loaded - start, compileMs: compiled - loaded, storeMs: stored - compiled, mode: compiler.lastMode });
@@ -157,9 +173,18 @@ const snapshotAgain = await snapshots.load();
 const loadedAgain = performance.now();
 compiler.compile(snapshotAgain);
 const compiledAgain = performance.now();
+// The reconcile's periodic check: a full compile of the same rows in a worker thread.
+const checkStall = monitorEventLoopDelay({ resolution: 10 });
+checkStall.enable();
+const checkStart = performance.now();
+const checked = await fullCompileVersionInThread(snapshotAgain);
+const checkMs = performance.now() - checkStart;
+await new Promise((resolve) => setTimeout(resolve, 20));
+checkStall.disable();
+if (!('version' in checked) || checked.version !== compiler.compile(snapshotAgain).version) throw new Error('the full compile in a thread differs');
 await writer.end();
 // What the loader and the compiler keep between changes (the rest is garbage by now).
 (globalThis as { gc?: () => void }).gc?.();
 const retainedMb = process.memoryUsage().heapUsed / 1024 / 1024;
 await prisma.$disconnect();
-process.stdout.write(`${JSON.stringify({ ...cold, changes, unchangedLoadMs: loadedAgain - again, unchangedCompileMs: compiledAgain - loadedAgain, retainedMb })}\n`);
+process.stdout.write(`${JSON.stringify({ ...cold, changes, unchangedLoadMs: loadedAgain - again, unchangedCompileMs: compiledAgain - loadedAgain, retainedMb, coldStallMs: stallMs(coldStall), changeStallMs, checkMs, checkStallMs: stallMs(checkStall) })}\n`);

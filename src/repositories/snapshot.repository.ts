@@ -151,6 +151,14 @@ function tableQuery(key: TableKey, ids?: string[]): { text: string; values: unkn
   return { text: conditions.length === 0 ? select : `${select} WHERE ${conditions.join(' AND ')}`, values: ids === undefined ? [] : [ids] };
 }
 
+/**
+ * The statements of a full load, in the order it runs them. Only for measuring (bench/compile):
+ * what PostgreSQL itself takes to hand out the same rows.
+ */
+export function fullLoadQueries(): string[] {
+  return [SETTINGS_SQL, ...TABLE_KEYS.map((key) => tableQuery(key).text)];
+}
+
 /** Changed ids per table, or 'all' (a TRUNCATE, or too many to read one by one). */
 function changedIds(rows: Array<{ table: string; rowId: string | null }>, since: SnapshotSince) {
   const changed = new Map<TableKey | 'settings', Set<string> | 'all'>();
