@@ -5,7 +5,8 @@ import type { Snapshot } from '../postfix/index.js';
 export type FullCompileOutcome = { version: string } | { refused: string };
 
 // From the TypeScript sources (tests, tsx) the thread registers tsx's loader before loading its
-// entry (a worker ignores --import in execArgv); the built dist/ is plain JavaScript.
+// entry (`--import tsx` in the worker's execArgv did not take effect on Node 20); the built dist/
+// is plain JavaScript.
 const fromSources = import.meta.url.endsWith('.ts');
 const entry = new URL(`./full-compile.worker.${fromSources ? 'ts' : 'js'}`, import.meta.url);
 const sourcesBootstrap = `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(entry.href)}); })`;
@@ -13,7 +14,7 @@ const sourcesBootstrap = `import('tsx/esm/api').then(({ register }) => { registe
 /**
  * Compiles `snapshot` from scratch in a worker thread and gives its version: the reconcile's check of
  * the incremental compiler, off the event loop the API shares (a full compile of 100,000 domains
- * holds it for over a second; handing the snapshot over costs a structured clone, ≈ 0.2 s there).
+ * holds it for over a second; handing the snapshot over holds it ≈ 20 ms there: BENCHMARKS.md).
  */
 export function fullCompileVersionInThread(snapshot: Snapshot): Promise<FullCompileOutcome> {
   return new Promise((resolve, reject) => {
