@@ -187,4 +187,4 @@ await writer.end();
 (globalThis as { gc?: () => void }).gc?.();
 const retainedMb = process.memoryUsage().heapUsed / 1024 / 1024;
 await prisma.$disconnect();
-process.stdout.write(`${JSON.stringify({ ...cold, changes, unchangedLoadMs: loadedAgain - again, unchangedCompileMs: compiledAgain - loadedAgain, retainedMb, coldStallMs: stallMs(coldStall), changeStallMs, checkMs, checkStallMs: stallMs(checkStall) })}\n`);
+process.stdout.write(`${JSON.stringify({ ...cold, changes, unchangedLoadMs: loadedAgain - again, unchangedCompileMs: compiledAgain - loadedAgain, retainedMb, coldStallMs: stallMs(coldStall), changeStallMs, checkMs, checkStallMs: stallMs(checkStall), checkHeapMb: (checked.threadHeapBytes ?? Number.NaN) / 2 ** 20 })}\n`);

@@ -61,8 +61,10 @@ export function createConfigService(deps: {
    */
   async function fullVersion(snapshot: Snapshot): Promise<string | undefined> {
     let outcome: FullCompileOutcome;
+    const started = performance.now();
     try {
       outcome = await fullCompileVersionInThread(snapshot);
+      deps.log?.info({ ms: Math.round(performance.now() - started), threadHeapMb: Math.round((outcome.threadHeapBytes ?? 0) / 2 ** 20) }, 'full compile for the check done in its thread');
     } catch (error) {
       deps.log?.error({ err: error }, 'the full-compile thread failed: checking on the event loop instead');
       try {

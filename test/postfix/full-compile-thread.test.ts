@@ -11,9 +11,9 @@ import { domain, relay, richSnapshot, settings, snapshot, tenant } from './fixtu
 describe('fullCompileVersionInThread', () => {
   it('gives the version compile() gives here', async () => {
     const rich = richSnapshot();
-    expect(await fullCompileVersionInThread(rich)).toEqual({ version: compile(rich).version });
+    expect(await fullCompileVersionInThread(rich)).toEqual({ version: compile(rich).version, threadHeapBytes: expect.any(Number) });
     const empty = snapshot();
-    expect(await fullCompileVersionInThread(empty)).toEqual({ version: compile(empty).version });
+    expect(await fullCompileVersionInThread(empty)).toEqual({ version: compile(empty).version, threadHeapBytes: expect.any(Number) });
   });
 
   it('brings a refusal back as a refusal', async () => {
@@ -25,7 +25,7 @@ describe('fullCompileVersionInThread', () => {
       message = (error as Error).message;
     }
     expect(message).toMatch(/^cannot compile/);
-    expect(await fullCompileVersionInThread(refused)).toEqual({ refused: message });
+    expect(await fullCompileVersionInThread(refused)).toEqual({ refused: message, threadHeapBytes: expect.any(Number) });
   });
 
   it('leaves the event loop free: a timer set before the call fires before the answer', async () => {
