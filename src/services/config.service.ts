@@ -2,10 +2,10 @@ import { createTwoFilesPatch } from 'diff';
 import type { PrismaClient } from '../db/prisma.js';
 import { ForbiddenError, NotFoundError, UnprocessableError } from '../lib/errors.js';
 import type { SecretBox } from '../lib/secret-box.js';
-import { type Bundle, compile, CompileError, createIncrementalCompiler, explainRoute, type IncrementalCompiler, type Snapshot } from '../postfix/index.js';
+import { type Bundle, CompileError, createIncrementalCompiler, explainRoute, type IncrementalCompiler, type Snapshot } from '../postfix/index.js';
 import type { ConfigBundleRepository } from '../repositories/config-bundle.repository.js';
 import { createBundleStore } from './bundle-store.js';
-import { type FullCompileOutcome, fullCompileVersionInThread } from './full-compile-thread.js';
+import { type FullCompileOutcome, fullCompileOutcome, fullCompileVersionInThread } from './full-compile-thread.js';
 import { isAdmin, type RequestContext } from './principal.js';
 import type { SnapshotService } from './snapshot.service.js';
 
@@ -67,12 +67,7 @@ export function createConfigService(deps: {
       deps.log?.info({ ms: Math.round(performance.now() - started), threadHeapMb: Math.round((outcome.threadHeapBytes ?? 0) / 2 ** 20) }, 'full compile for the check done in its thread');
     } catch (error) {
       deps.log?.error({ err: error }, 'the full-compile thread failed: checking on the event loop instead');
-      try {
-        outcome = { version: compile(snapshot).version };
-      } catch (refusal) {
-        if (!(refusal instanceof CompileError)) throw refusal;
-        outcome = { refused: refusal.message };
-      }
+      outcome = fullCompileOutcome(snapshot);
     }
     return 'version' in outcome ? outcome.version : undefined;
   }

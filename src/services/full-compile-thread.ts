@@ -1,11 +1,21 @@
 import { Worker } from 'node:worker_threads';
-import type { Snapshot } from '../postfix/index.js';
+import { compile, CompileError, type Snapshot } from '../postfix/index.js';
 
 /**
  * What the thread answers: the full compile's version, or the compiler's refusal (the caller
  * compiles again to report it); and the size of the thread's heap once it compiled.
  */
 export type FullCompileOutcome = ({ version: string } | { refused: string }) & { threadHeapBytes?: number };
+
+/** A full compile's outcome, on the calling thread: what the worker thread runs, and the fallback should it fail. */
+export function fullCompileOutcome(snapshot: Snapshot): FullCompileOutcome {
+  try {
+    return { version: compile(snapshot).version };
+  } catch (error) {
+    if (!(error instanceof CompileError)) throw error;
+    return { refused: error.message };
+  }
+}
 
 // From the TypeScript sources (tests, tsx) the thread registers tsx's loader before loading its
 // entry (`--import tsx` in the worker's execArgv did not take effect on Node 20); the built dist/

@@ -1,16 +1,10 @@
 // Worker thread entry of full-compile-thread.ts: one full compile of the snapshot it was given.
 import v8 from 'node:v8';
 import { parentPort, workerData } from 'node:worker_threads';
-import { compile, CompileError, type Snapshot } from '../postfix/index.js';
-import type { FullCompileOutcome } from './full-compile-thread.js';
+import type { Snapshot } from '../postfix/index.js';
+import { fullCompileOutcome } from './full-compile-thread.js';
 
-let outcome: FullCompileOutcome;
-try {
-  outcome = { version: compile(workerData as Snapshot).version };
-} catch (error) {
-  if (!(error instanceof CompileError)) throw error;
-  outcome = { refused: error.message };
-}
+const outcome = fullCompileOutcome(workerData as Snapshot);
 // This thread's heap once compiled (its copy of the rows and the compile's working set): what the
 // check adds to the process, for the log and the benchmark.
 parentPort!.postMessage({ ...outcome, threadHeapBytes: v8.getHeapStatistics().total_heap_size });
