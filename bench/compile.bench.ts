@@ -100,13 +100,17 @@ interface WorkerResult {
   unchangedCompileMs: number;
   /** Heap in use after a full garbage collection, once the changes are done: the loader's and compiler's state. */
   retainedMb: number;
-  /** The longest the worker's event loop waited for a turn during the cold load + compile, and during any change's whole step. */
+  /** The longest the event loop waited for a turn during the cold load + compile on it (no engine thread). */
   coldStallMs: number;
+  /** The config engine's thread (what the API's process runs): its cold run (load + compile + store), and the API thread's longest stall meanwhile. */
+  engineColdMs: number;
+  engineColdStallMs: number;
+  /** The API thread's longest stall while the engine's thread ran any change's whole step. */
   changeStallMs: number;
-  /** The reconcile's check (a full compile in a worker thread) and the longest event-loop stall during it. */
+  /** The reconcile's check (a full compile in the engine's thread) and the API thread's longest stall during that reconcile. */
   checkMs: number;
   checkStallMs: number;
-  /** The check's thread's heap once it compiled: its copy of the rows and the compile's working set. */
+  /** The engine thread's heap once checked: its kept state and the full compile's working set. */
   checkHeapMb: number;
 }
 
@@ -254,12 +258,14 @@ try {
     `| CPU time (user + system) of those postmap runs | ${postmapCpuMs.toFixed(0)} ms | ${rounds.map((r) => r.postmapCpuMs.toFixed(0)).join(', ')} |`,
     `| floor of any cold start: PostgreSQL's own \`COPY\` of the rows a full load reads (one repeatable-read transaction into /dev/null, each statement timed by psql, no parsing) | ${exportMs.toFixed(0)} ms | ${rounds.map((r) => r.exportMs.toFixed(0)).join(', ')} |`,
     `| floor of any cold start: opening the ${seeded.credentials} sealed secrets once (AES-256-GCM) | ${openMs.toFixed(0)} ms | ${rounds.map((r) => r.openMs.toFixed(0)).join(', ')} |`,
-    `| longest event-loop stall of the sync worker's process (the API shares it): cold load + compile | ${median(rounds.map((r) => r.coldStallMs)).toFixed(0)} ms | ${rounds.map((r) => r.coldStallMs.toFixed(0)).join(', ')} |`,
-    `| longest event-loop stall: any change's whole step (load + compile + store) | ${median(rounds.map((r) => r.changeStallMs)).toFixed(0)} ms | ${rounds.map((r) => r.changeStallMs.toFixed(0)).join(', ')} |`,
-    `| the reconcile's check (every 10 minutes at most): a full compile of the same rows in a worker thread | ${median(rounds.map((r) => r.checkMs)).toFixed(0)} ms | ${rounds.map((r) => r.checkMs.toFixed(0)).join(', ')} |`,
-    `| longest event-loop stall during that check (handing the rows to the thread) | ${median(rounds.map((r) => r.checkStallMs)).toFixed(0)} ms | ${rounds.map((r) => r.checkStallMs.toFixed(0)).join(', ')} |`,
+    `| longest event-loop stall, were the cold load + compile on the API's thread (as before the engine thread) | ${median(rounds.map((r) => r.coldStallMs)).toFixed(0)} ms | ${rounds.map((r) => r.coldStallMs.toFixed(0)).join(', ')} |`,
+    `| the config engine's thread (what the server runs): cold load + compile + mask and store | ${median(rounds.map((r) => r.engineColdMs)).toFixed(0)} ms | ${rounds.map((r) => r.engineColdMs.toFixed(0)).join(', ')} |`,
+    `| longest stall of the API's event loop meanwhile (receiving the compiled bundle's copy) | ${median(rounds.map((r) => r.engineColdStallMs)).toFixed(0)} ms | ${rounds.map((r) => r.engineColdStallMs.toFixed(0)).join(', ')} |`,
+    `| longest stall of the API's event loop: any change's whole step in the engine's thread | ${median(rounds.map((r) => r.changeStallMs)).toFixed(0)} ms | ${rounds.map((r) => r.changeStallMs.toFixed(0)).join(', ')} |`,
+    `| the reconcile's check (every 10 minutes at most): a full compile of the same rows in the engine's thread | ${median(rounds.map((r) => r.checkMs)).toFixed(0)} ms | ${rounds.map((r) => r.checkMs.toFixed(0)).join(', ')} |`,
+    `| longest stall of the API's event loop during that reconcile | ${median(rounds.map((r) => r.checkStallMs)).toFixed(0)} ms | ${rounds.map((r) => r.checkStallMs.toFixed(0)).join(', ')} |`,
     '',
-    `Peak memory (max RSS) of the cold load + compile: ${median(rounds.map((r) => r.maxRssMb)).toFixed(0)} MB (median). The reconcile's check adds its thread's heap while it runs (its copy of the rows and a full compile's working set, beside the kept state): ${median(rounds.map((r) => r.checkHeapMb)).toFixed(0)} MB (${rounds.map((r) => r.checkHeapMb.toFixed(0)).join(', ')}). Kept in memory between changes (heap in use after a full garbage collection: the loader's rows and secrets, the compiler's index, plan and tables): ${median(rounds.map((r) => r.retainedMb)).toFixed(0)} MB.`,
+    `Peak memory (max RSS) of the cold load + compile: ${median(rounds.map((r) => r.maxRssMb)).toFixed(0)} MB (median). The engine thread's heap right after the reconcile's check (the state it keeps between compiles plus a full compile's working set): ${median(rounds.map((r) => r.checkHeapMb)).toFixed(0)} MB (${rounds.map((r) => r.checkHeapMb.toFixed(0)).join(', ')}). Kept in memory between changes (heap in use after a full garbage collection: the loader's rows and secrets, the compiler's index, plan and tables): ${median(rounds.map((r) => r.retainedMb)).toFixed(0)} MB.`,
     '',
     `Ratio (load + compile) / postmap for a change, medians: **${changeRatio.toFixed(2)}** (goal ≤ 1: ${changeRatio <= 1 ? 'met' : 'NOT met'}; worst change ${(worstChangeMs / postmapMs).toFixed(2)}); ` +
       `with storing the bundle, the sync job's whole step: **${stepRatio.toFixed(2)}** (${stepRatio <= 1 ? 'met' : 'NOT met'}; worst change ${(worstStepMs / postmapMs).toFixed(2)}). ` +

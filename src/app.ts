@@ -139,6 +139,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     app.addHook('onClose', () => worker.stop());
   }
   app.addHook('onClose', async () => services.deployments.close());
+  // After the sync worker's hook (Fastify runs onClose hooks in the order added): its last run may still compile.
+  app.addHook('onClose', async () => services.config.close());
 
   await app.register(idempotency, { prisma: deps.prisma });
   await app.register(openapi, { handlers: operationHandlers(services) });

@@ -30,7 +30,11 @@ async function withServices<T>(work: (services: ReturnType<typeof createServices
         throw new Error('the CLI does not issue tokens');
       },
     });
-    return await work(services);
+    try {
+      return await work(services);
+    } finally {
+      await services.config.close();
+    }
   } finally {
     await prisma.$disconnect();
     await database.close();

@@ -26,10 +26,20 @@ export function createPrismaClient(databaseUrl: string, options: { poolSize?: nu
   const adapter = new PrismaPg(pool, { ...(schema === undefined ? {} : { schema }), disposeExternalPool: true });
   const client = new PrismaClient({ adapter });
   pools.set(client, pool);
+  urls.set(client, databaseUrl);
   return client;
 }
 
 const pools = new WeakMap<object, pg.Pool>();
+const urls = new WeakMap<object, string>();
+
+/**
+ * The URL a client of createPrismaClient() was built from, so that a worker thread can open its
+ * own connection to the same database (and schema); undefined for any other client.
+ */
+export function databaseUrlOf(client: PrismaClient): string | undefined {
+  return urls.get(client);
+}
 
 /**
  * The node-postgres pool behind a root client, for a read that must not pay Prisma's per-query

@@ -1,6 +1,6 @@
 import { getServers } from 'node:dns';
 import { ServiceUnavailableError } from '../lib/errors.js';
-import type { PrismaClient } from '../db/prisma.js';
+import { databaseUrlOf, type PrismaClient } from '../db/prisma.js';
 import { createSecretBox } from '../lib/secret-box.js';
 import { createApiKeyRepository } from '../repositories/api-key.repository.js';
 import { createAuditRepository } from '../repositories/audit.repository.js';
@@ -15,6 +15,9 @@ import { createConfigBundleRepository } from '../repositories/config-bundle.repo
 import { createTenantRepository } from '../repositories/tenant.repository.js';
 import { createApiKeyService, type TokenClaims } from './api-key.service.js';
 import { createAuditService } from './audit.service.js';
+import { createBundleStore } from './bundle-store.js';
+import { createConfigEngine } from './config-engine.js';
+import { createConfigEngineThread } from './config-engine-thread.js';
 import { createConfigService } from './config.service.js';
 import { createCredentialService } from './credential.service.js';
 import { Registry } from 'prom-client';
@@ -77,14 +80,20 @@ export function createServices(deps: ServiceDeps) {
   const secretBox = createSecretBox(deps.masterKey);
   const snapshots = createSnapshotService({ prisma, snapshots: createSnapshotRepository(), secretBox });
   const relays = createRelayService({ prisma, relays: repositories.relays, tenants: repositories.tenants, audit: repositories.audit });
-  const config = createConfigService({
+  const bundles = createBundleStore({
     prisma,
-    snapshots,
-    bundles: createConfigBundleRepository(),
     secretBox,
-    log: deps.log ?? silent,
-    ...(deps.configBundleRetentionSeconds !== undefined ? { bundleRetentionSeconds: deps.configBundleRetentionSeconds } : {}),
+    repository: createConfigBundleRepository(),
+    ...(deps.configBundleRetentionSeconds !== undefined ? { retentionSeconds: deps.configBundleRetentionSeconds } : {}),
   });
+  // Loading, compiling and storing the configuration take seconds at 100,000 domains: in a worker
+  // thread of their own, with a connection of their own, unless the client's URL is unknown.
+  const databaseUrl = databaseUrlOf(prisma);
+  const engine =
+    databaseUrl === undefined
+      ? createConfigEngine({ snapshots, bundles, log: deps.log ?? silent })
+      : createConfigEngineThread({ databaseUrl, masterKey: deps.masterKey, log: deps.log ?? silent });
+  const config = createConfigService({ engine, bundles, log: deps.log ?? silent });
   const ssh: SshSettings = { ...DEFAULT_SSH, ...deps.ssh };
   const metrics = deps.metrics ?? createDeployMetrics(new Registry());
   const readPrivateKey = privateKeyReader(ssh.privateKeyPath);

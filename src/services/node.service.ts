@@ -111,7 +111,7 @@ export function createNodeService(deps: Deps) {
   /** The version the current config compiles to, null when it does not compile. */
   async function desiredVersion(): Promise<string | null> {
     try {
-      return (await deps.config.compileCurrent()).version;
+      return await deps.config.currentVersion();
     } catch {
       return null;
     }

@@ -40,7 +40,7 @@ describe.skipIf(!dnsOk)('domain verification through the API', () => {
     expect(r.statusCode, r.body).toBe(200);
     return r.json<DnsView>();
   };
-  const senderRelayMap = async () => (await t.app.services.config.compileCurrent()).files['sender_relay']?.content ?? '';
+  const senderRelayMap = async () => (await t.app.services.config.compileForDeploy()).bundle.files['sender_relay']?.content ?? '';
   /** Time passes: the status changed this many seconds ago. */
   const age = (id: string, seconds: number) => t.prisma.$executeRawUnsafe(`UPDATE domains SET status_changed_at = now() - interval '${seconds} seconds' WHERE id = $1::uuid`, id);
   const create = async (name: string) => {

@@ -29,7 +29,7 @@ describe.skipIf(!labOk)('limits and change on a real node', () => {
   let relay2: string;
 
   async function deploy() {
-    const outcome = await deployBundle(connection, await t.app.services.config.compileCurrent(), { configDir: node.configDir });
+    const outcome = await deployBundle(connection, (await t.app.services.config.compileForDeploy()).bundle, { configDir: node.configDir });
     expect(outcome.state, outcome.error).toBe('live');
     return outcome;
   }

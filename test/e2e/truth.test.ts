@@ -160,7 +160,7 @@ describe.skipIf(!labOk)('the truth test: explanation = what real Postfix and the
     const specs = fc.sample(configSpec, { numRuns: 3, seed: 20261128 });
     for (const [round, spec] of specs.entries()) {
       const { admin, domains } = await apply(spec, round);
-      const bundle = await t.app.services.config.compileCurrent();
+      const bundle = (await t.app.services.config.compileForDeploy()).bundle;
       const outcome = await deployBundle(connection, bundle, { configDir: node.configDir });
       expect(outcome.state, JSON.stringify(outcome.error)).toBe('live');
 

@@ -1,0 +1,131 @@
+import { Worker } from 'node:worker_threads';
+import { CompileError, type CompileProblem } from '../postfix/index.js';
+import type { ConfigEngine, ConfigEngineLog } from './config-engine.js';
+
+/** What the thread is started with: its own database connection and the key that opens the secrets. */
+export interface ConfigEngineThreadData {
+  databaseUrl: string;
+  masterKey: Uint8Array;
+  verifyIntervalMs?: number;
+}
+
+type Operation = 'deployable' | 'masked' | 'version' | 'explain';
+
+/** Main thread → engine thread. */
+export type EngineRequest = { id: number; op: Operation; args: unknown[] } | { id: number; op: 'close' };
+
+/** An error as it crosses: the compiler's refusal keeps its problems, anything else its message. */
+export interface CrossingError {
+  message: string;
+  stack?: string | undefined;
+  problems?: CompileProblem[];
+}
+
+/** Engine thread → main thread: an answer, or a log line. */
+export type EngineMessage = { id: number; result: unknown } | { id: number; error: CrossingError } | { log: { level: 'info' | 'error'; obj: object; msg: string } };
+
+export function toCrossingError(error: unknown): CrossingError {
+  if (error instanceof CompileError) return { message: error.message, problems: [...error.problems] };
+  if (error instanceof Error) return { message: error.message, stack: error.stack };
+  return { message: String(error) };
+}
+
+function fromCrossingError(error: CrossingError): Error {
+  if (error.problems !== undefined) return new CompileError(error.problems);
+  const rebuilt = new Error(`config engine thread: ${error.message}`);
+  if (error.stack !== undefined) rebuilt.stack = `${rebuilt.stack}\n  in the thread: ${error.stack}`;
+  return rebuilt;
+}
+
+// From the TypeScript sources (tests, tsx) the thread registers tsx's loader before loading its
+// entry (`--import tsx` in the worker's execArgv did not take effect on Node 20); the built dist/
+// is plain JavaScript.
+const fromSources = import.meta.url.endsWith('.ts');
+const entry = new URL(`./config-engine.worker.${fromSources ? 'ts' : 'js'}`, import.meta.url);
+const sourcesBootstrap = `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(entry.href)}); })`;
+
+/** How long close() lets the thread close its database connections before it is terminated. */
+const CLOSE_GRACE_MS = 5_000;
+
+/**
+ * The config engine in a worker thread of its own: loading (opening every secret), compiling,
+ * the reconcile's check and masking + storing the bundle all run there, with the loader's rows
+ * and the compiler's state; the API's event loop only waits for the answer's copy to arrive
+ * (BENCHMARKS.md: the stall it still sees). The thread starts at the first call and keeps its
+ * state between calls, as the in-process engine does. Should it die, every call waiting on it
+ * fails with the reason, and the next call starts a new one (which compiles everything once).
+ */
+export function createConfigEngineThread(options: ConfigEngineThreadData & { log: ConfigEngineLog }): ConfigEngine {
+  /** A started thread and the calls waiting on it (each thread its own: an old one's exit fails only its calls). */
+  interface Running {
+    worker: Worker;
+    waiting: Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>;
+  }
+  let running: Running | null = null;
+  let nextId = 1;
+
+  function failAll(thread: Running, reason: Error) {
+    for (const call of thread.waiting.values()) call.reject(reason);
+    thread.waiting.clear();
+  }
+
+  function start(): Running {
+    const workerData: ConfigEngineThreadData = {
+      databaseUrl: options.databaseUrl,
+      masterKey: options.masterKey,
+      ...(options.verifyIntervalMs !== undefined ? { verifyIntervalMs: options.verifyIntervalMs } : {}),
+    };
+    const worker = fromSources ? new Worker(sourcesBootstrap, { eval: true, workerData }) : new Worker(entry, { workerData });
+    const thread: Running = { worker, waiting: new Map() };
+    worker.on('message', (message: EngineMessage) => {
+      if ('log' in message) {
+        options.log[message.log.level](message.log.obj, message.log.msg);
+        return;
+      }
+      const call = thread.waiting.get(message.id);
+      if (call === undefined) return;
+      thread.waiting.delete(message.id);
+      if ('error' in message) call.reject(fromCrossingError(message.error));
+      else call.resolve(message.result);
+    });
+    worker.on('error', (error) => {
+      options.log.error({ err: error }, 'the config engine thread failed');
+      if (running === thread) running = null;
+      failAll(thread, new Error(`the config engine thread failed: ${error.message}`));
+    });
+    worker.on('exit', (code) => {
+      if (running === thread) running = null;
+      failAll(thread, new Error(`the config engine thread exited with code ${code}`));
+    });
+    return thread;
+  }
+
+  function call<T>(op: Operation, ...args: unknown[]): Promise<T> {
+    const thread = (running ??= start());
+    const id = nextId++;
+    const answer = new Promise<T>((resolve, reject) => thread.waiting.set(id, { resolve: resolve as (value: unknown) => void, reject }));
+    thread.worker.postMessage({ id, op, args } satisfies EngineRequest);
+    return answer;
+  }
+
+  return {
+    deployable: (deployOptions = {}) => call('deployable', deployOptions),
+    masked: () => call('masked'),
+    version: () => call('version'),
+    explain: (sender, recipient) => call('explain', sender, recipient),
+
+    async close() {
+      const closing = running;
+      if (closing === null) return;
+      running = null;
+      // Whatever still waits is abandoned: its answer could arrive after the caller shut down.
+      failAll(closing, new Error('the config engine was closed'));
+      const exited = new Promise<void>((resolve) => closing.worker.once('exit', () => resolve()));
+      // The thread closes its database client and ends; terminated if it takes too long.
+      closing.worker.postMessage({ id: 0, op: 'close' } satisfies EngineRequest);
+      const timer = setTimeout(() => void closing.worker.terminate(), CLOSE_GRACE_MS);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}

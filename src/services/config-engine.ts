@@ -1,0 +1,123 @@
+import { getHeapStatistics } from 'node:v8';
+import { threadId } from 'node:worker_threads';
+import { type Bundle, CompileError, compile, createIncrementalCompiler, type Explanation, explainRoute, type IncrementalCompiler } from '../postfix/index.js';
+import type { BundleStore, MaskedBundle } from './bundle-store.js';
+import type { SnapshotService } from './snapshot.service.js';
+
+export interface ConfigEngineLog {
+  info(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+/** A bundle to deploy and the ids of the credentials whose secrets it holds. */
+export interface DeployableBundle {
+  bundle: Bundle;
+  credentialIds: string[];
+}
+
+/**
+ * Everything heavy the configuration costs: load the rows (secrets opened), compile, check the
+ * incremental compiler, mask and store the bundle. Each call compiles what the database says now;
+ * a configuration Postfix cannot express is refused with the compiler's CompileError.
+ *
+ * Two implementations behind this interface: createConfigEngine() below runs on the calling thread;
+ * createConfigEngineThread() (config-engine-thread.ts) runs the same one in a worker thread, so the
+ * API's event loop never waits for a full compile (seconds at 100,000 domains, BENCHMARKS.md).
+ */
+export interface ConfigEngine {
+  /** For the sync worker: the bundle to deploy, stored masked. `verify` (the reconcile): check the incremental compile. */
+  deployable(options?: { verify?: boolean }): Promise<DeployableBundle>;
+  /** The bundle masked (secrets replaced by their keyed fingerprints) and stored by version. */
+  masked(): Promise<MaskedBundle>;
+  /** The version only; nothing stored. */
+  version(): Promise<string>;
+  /** Which service, nexthops, credential (id only), TLS and destination policy a message would get, and why. */
+  explain(sender: string, recipient: string): Promise<Explanation>;
+  /** Releases what the engine holds (its thread and connections); later calls start it again. */
+  close(): Promise<void>;
+}
+
+/** How long the check waits after a full compile before it compiles everything again (the reconcile's default). */
+export const DEFAULT_VERIFY_INTERVAL_MS = 10 * 60_000;
+
+/** The engine on the calling thread: the worker thread runs this one, and tests drive it directly. */
+export function createConfigEngine(deps: {
+  snapshots: SnapshotService;
+  /** Where compiled bundles are masked and kept (its memory of the last files makes a change's store cheap). */
+  bundles: BundleStore;
+  log: ConfigEngineLog;
+  /** Tests only: another compiler behind the same interface. */
+  compiler?: IncrementalCompiler;
+  /** Least time between two full compiles that check the incremental one (default DEFAULT_VERIFY_INTERVAL_MS). */
+  verifyIntervalMs?: number;
+  /** Called when the engine is closed (the thread's entry closes its database client). */
+  onClose?: () => Promise<void>;
+}): ConfigEngine {
+  // Keeps the last compile's plan and tables: with the loader handing out unchanged rows as the
+  // same objects, a change to a few domains recompiles only those (src/postfix/incremental.ts).
+  const compiler = deps.compiler ?? createIncrementalCompiler();
+  const verifyIntervalMs = deps.verifyIntervalMs ?? DEFAULT_VERIFY_INTERVAL_MS;
+  let lastFullAt = Number.NEGATIVE_INFINITY;
+
+  /**
+   * The reconcile's check: compile everything from scratch and compare. Should the incremental path
+   * ever disagree, the full result wins, the error is logged, and the compiler starts over from a
+   * full compile. A refusal by the full compiler counts as a disagreement.
+   */
+  function checked(snapshot: Parameters<typeof compile>[0], bundle: Bundle): Bundle {
+    lastFullAt = Date.now();
+    const started = performance.now();
+    let full: string | null = null;
+    try {
+      full = compile(snapshot).version;
+    } catch (error) {
+      if (!(error instanceof CompileError)) throw error;
+    }
+    // The heap once checked: the state kept between compiles plus the full compile's working set.
+    deps.log.info({ ms: Math.round(performance.now() - started), heapMb: Math.round(getHeapStatistics().total_heap_size / 2 ** 20) }, 'full compile for the check done');
+    if (full === bundle.version) return bundle;
+    deps.log.error({ incremental: bundle.version, full }, 'the incremental compile differed from a full compile: using the full one');
+    compiler.reset();
+    return compiler.compile(snapshot);
+  }
+
+  async function compileNow(verify: boolean) {
+    const snapshot = await deps.snapshots.load();
+    const started = performance.now();
+    const bundle = compiler.compile(snapshot);
+    const mode = compiler.lastMode;
+    // threadId: which thread compiled (0 is the main thread, where the API runs).
+    deps.log.info({ mode, ms: Math.round(performance.now() - started), version: bundle.version, threadId }, 'config compiled');
+    if (mode === 'full') lastFullAt = Date.now();
+    const due = verify && mode === 'incremental' && Date.now() - lastFullAt >= verifyIntervalMs;
+    return { bundle: due ? checked(snapshot, bundle) : bundle, snapshot };
+  }
+
+  return {
+    async deployable(options = {}) {
+      const { bundle, snapshot } = await compileNow(options.verify ?? false);
+      await deps.bundles.keep(bundle);
+      return { bundle, credentialIds: snapshot.credentials.map((credential) => credential.id) };
+    },
+
+    async masked() {
+      return deps.bundles.keep((await compileNow(false)).bundle);
+    },
+
+    async version() {
+      return (await compileNow(false)).bundle.version;
+    },
+
+    async explain(sender, recipient) {
+      const snapshot = await deps.snapshots.load();
+      // The compiler's own plan, read in the same turn as the compile that made it (the next
+      // compile updates it in place); planned from scratch if the compiler kept none.
+      compiler.compile(snapshot);
+      return explainRoute(compiler.plan ?? snapshot, sender, recipient);
+    },
+
+    async close() {
+      await deps.onClose?.();
+    },
+  };
+}

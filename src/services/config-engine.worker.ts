@@ -1,0 +1,41 @@
+// Worker thread entry of config-engine-thread.ts: the config engine with its own database client.
+import { parentPort, workerData } from 'node:worker_threads';
+import { createPrismaClient } from '../db/prisma.js';
+import { createSecretBox } from '../lib/secret-box.js';
+import { createConfigBundleRepository } from '../repositories/config-bundle.repository.js';
+import { createSnapshotRepository } from '../repositories/snapshot.repository.js';
+import { createBundleStore } from './bundle-store.js';
+import { createConfigEngine } from './config-engine.js';
+import { type ConfigEngineThreadData, type EngineMessage, type EngineRequest, toCrossingError } from './config-engine-thread.js';
+import { createSnapshotService } from './snapshot.service.js';
+
+const data = workerData as ConfigEngineThreadData;
+const port = parentPort!;
+const post = (message: EngineMessage) => port.postMessage(message);
+// Two connections: a load's repeatable-read transaction, and a store beside it.
+const prisma = createPrismaClient(data.databaseUrl, { poolSize: 2 });
+const secretBox = createSecretBox(Buffer.from(data.masterKey));
+const engine = createConfigEngine({
+  snapshots: createSnapshotService({ prisma, snapshots: createSnapshotRepository(), secretBox }),
+  bundles: createBundleStore({ prisma, secretBox, repository: createConfigBundleRepository() }),
+  log: {
+    info: (obj, msg) => post({ log: { level: 'info', obj, msg } }),
+    error: (obj, msg) => post({ log: { level: 'error', obj, msg } }),
+  },
+  ...(data.verifyIntervalMs !== undefined ? { verifyIntervalMs: data.verifyIntervalMs } : {}),
+  onClose: () => prisma.$disconnect(),
+});
+
+port.on('message', (request: EngineRequest) => {
+  if (request.op === 'close') {
+    // In a worker thread, process.exit() ends this thread only (tsx's loader, from the sources,
+    // would otherwise keep it alive).
+    void engine.close().finally(() => process.exit(0));
+    return;
+  }
+  const operation = engine[request.op] as (...args: unknown[]) => Promise<unknown>;
+  operation(...request.args).then(
+    (result) => post({ id: request.id, result }),
+    (error: unknown) => post({ id: request.id, error: toCrossingError(error) }),
+  );
+});
