@@ -29,8 +29,8 @@ afterEach(async () => {
   engines = [];
 });
 
-function threadEngine(log: { info(obj: object, msg: string): void; error(obj: object, msg: string): void } = quiet) {
-  const engine = createConfigEngineThread({ databaseUrl: db.database.url, masterKey, log });
+function threadEngine(log: { info(obj: object, msg: string): void; error(obj: object, msg: string): void } = quiet, key: Uint8Array = masterKey) {
+  const engine = createConfigEngineThread({ databaseUrl: db.database.url, masterKey: key, log });
   engines.push(engine);
   return engine;
 }
@@ -108,5 +108,14 @@ describe('the config engine in its thread', () => {
     // A new thread, with nothing kept: a full compile.
     expect(compiled.at(-1)!.mode).toBe('full');
     expect(compiled.at(-1)!.threadId).not.toBe(compiled[0]!.threadId);
+  });
+
+  it('a thread that dies fails the call with its reason, and the next call tries a new thread', async () => {
+    // A key the thread refuses at start: its entry throws, so the thread dies before answering.
+    const errors: string[] = [];
+    const engine = threadEngine({ info() {}, error: (_obj, msg) => errors.push(msg) }, Buffer.alloc(5));
+    await expect(engine.version()).rejects.toThrow(/config engine thread failed: the master key must be 32 bytes/);
+    await expect(engine.version()).rejects.toThrow(/master key must be 32 bytes/);
+    expect(errors).toEqual(['the config engine thread failed', 'the config engine thread failed']);
   });
 });
