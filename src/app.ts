@@ -15,6 +15,7 @@ import { BUNDLE_PRUNE_INTERVAL_MS } from './services/bundle-store.js';
 import { createDeployMetrics } from './services/deploy-metrics.js';
 import type { SshSettings } from './services/deployment.service.js';
 import { createServices } from './services/index.js';
+import { DEFAULT_ENGINE_IDLE_STOP_MS } from './services/config-engine-thread.js';
 import { CHANGE_LOG_PRUNE_INTERVAL_MS } from './services/snapshot.service.js';
 import type { UsageSettings } from './services/usage.service.js';
 import type { DnsResolver } from './dns/index.js';
@@ -111,6 +112,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     ...(deps.configBundleRetentionSeconds !== undefined ? { configBundleRetentionSeconds: deps.configBundleRetentionSeconds } : {}),
     ...(deps.dnsResolver !== undefined ? { dnsResolver: deps.dnsResolver } : {}),
     ...(deps.verification !== undefined ? { verification: deps.verification } : {}),
+    // The leader compiles at least every reconcile: its engine thread must never idle out.
+    ...(deps.sync !== undefined ? { configEngineIdleStopMs: Math.max(DEFAULT_ENGINE_IDLE_STOP_MS, 2 * deps.sync.reconcileIntervalMs) } : {}),
     metrics: deployMetrics,
     log: app.log,
   });

@@ -2,6 +2,13 @@ import { Worker } from 'node:worker_threads';
 import { CompileError, type CompileProblem } from '../postfix/index.js';
 import type { ConfigEngine, ConfigEngineLog } from './config-engine.js';
 
+/**
+ * How long the thread may go without a call before it stops, giving back the memory of its kept
+ * state (a process that served one preview, say); the next call starts a new one. The app keeps it
+ * above twice the sync worker's reconcile period, so the leading process's thread never stops.
+ */
+export const DEFAULT_ENGINE_IDLE_STOP_MS = 15 * 60_000;
+
 /** What the thread is started with: its own database connection and the key that opens the secrets. */
 export interface ConfigEngineThreadData {
   databaseUrl: string;
@@ -55,7 +62,8 @@ const CLOSE_GRACE_MS = 5_000;
  * state between calls, as the in-process engine does. Should it die, every call waiting on it
  * fails with the reason, and the next call starts a new one (which compiles everything once).
  */
-export function createConfigEngineThread(options: ConfigEngineThreadData & { log: ConfigEngineLog }): ConfigEngine {
+export function createConfigEngineThread(options: ConfigEngineThreadData & { log: ConfigEngineLog; idleStopMs?: number }): ConfigEngine {
+  const idleStopMs = options.idleStopMs ?? DEFAULT_ENGINE_IDLE_STOP_MS;
   /** A started thread and the calls waiting on it (each thread its own: an old one's exit fails only its calls). */
   interface Running {
     worker: Worker;
@@ -63,6 +71,32 @@ export function createConfigEngineThread(options: ConfigEngineThreadData & { log
   }
   let running: Running | null = null;
   let nextId = 1;
+  let idleTimer: NodeJS.Timeout | undefined;
+
+  /** Once nothing waits: stop the thread if no call comes for idleStopMs (the timer never keeps the process alive). */
+  function armIdleStop(thread: Running) {
+    clearTimeout(idleTimer);
+    if (thread.waiting.size > 0 || running !== thread) return;
+    idleTimer = setTimeout(() => {
+      if (running === thread && thread.waiting.size === 0) {
+        options.log.info({ idleMs: idleStopMs }, 'config engine thread idle: stopped');
+        void stop(thread);
+      }
+    }, idleStopMs);
+    idleTimer.unref();
+  }
+
+  /** Asks the thread to close its database client and end; terminated if it takes too long. */
+  async function stop(thread: Running) {
+    if (running === thread) running = null;
+    // Whatever still waits is abandoned: its answer could arrive after the caller shut down.
+    failAll(thread, new Error('the config engine was closed'));
+    const exited = new Promise<void>((resolve) => thread.worker.once('exit', () => resolve()));
+    thread.worker.postMessage({ id: 0, op: 'close' } satisfies EngineRequest);
+    const timer = setTimeout(() => void thread.worker.terminate(), CLOSE_GRACE_MS);
+    await exited;
+    clearTimeout(timer);
+  }
 
   function failAll(thread: Running, reason: Error) {
     for (const call of thread.waiting.values()) call.reject(reason);
@@ -87,6 +121,7 @@ export function createConfigEngineThread(options: ConfigEngineThreadData & { log
       thread.waiting.delete(message.id);
       if ('error' in message) call.reject(fromCrossingError(message.error));
       else call.resolve(message.result);
+      armIdleStop(thread);
     });
     worker.on('error', (error) => {
       options.log.error({ err: error }, 'the config engine thread failed');
@@ -102,6 +137,7 @@ export function createConfigEngineThread(options: ConfigEngineThreadData & { log
 
   function call<T>(op: Operation, ...args: unknown[]): Promise<T> {
     const thread = (running ??= start());
+    clearTimeout(idleTimer);
     const id = nextId++;
     const answer = new Promise<T>((resolve, reject) => thread.waiting.set(id, { resolve: resolve as (value: unknown) => void, reject }));
     thread.worker.postMessage({ id, op, args } satisfies EngineRequest);
@@ -115,17 +151,8 @@ export function createConfigEngineThread(options: ConfigEngineThreadData & { log
     explain: (sender, recipient) => call('explain', sender, recipient),
 
     async close() {
-      const closing = running;
-      if (closing === null) return;
-      running = null;
-      // Whatever still waits is abandoned: its answer could arrive after the caller shut down.
-      failAll(closing, new Error('the config engine was closed'));
-      const exited = new Promise<void>((resolve) => closing.worker.once('exit', () => resolve()));
-      // The thread closes its database client and ends; terminated if it takes too long.
-      closing.worker.postMessage({ id: 0, op: 'close' } satisfies EngineRequest);
-      const timer = setTimeout(() => void closing.worker.terminate(), CLOSE_GRACE_MS);
-      await exited;
-      clearTimeout(timer);
+      clearTimeout(idleTimer);
+      if (running !== null) await stop(running);
     },
   };
 }

@@ -53,6 +53,8 @@ export interface ServiceDeps {
   configBundleRetentionSeconds?: number;
   /** Replaces the resolver built from dnsServers. */
   dnsResolver?: DnsResolver;
+  /** How long the config engine's thread may idle before it stops (default DEFAULT_ENGINE_IDLE_STOP_MS). */
+  configEngineIdleStopMs?: number;
   /** Defaults: DEFAULT_VERIFICATION. */
   verification?: Partial<VerificationSettings>;
   log?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
@@ -92,7 +94,12 @@ export function createServices(deps: ServiceDeps) {
   const engine =
     databaseUrl === undefined
       ? createConfigEngine({ snapshots, bundles, log: deps.log ?? silent })
-      : createConfigEngineThread({ databaseUrl, masterKey: deps.masterKey, log: deps.log ?? silent });
+      : createConfigEngineThread({
+          databaseUrl,
+          masterKey: deps.masterKey,
+          log: deps.log ?? silent,
+          ...(deps.configEngineIdleStopMs !== undefined ? { idleStopMs: deps.configEngineIdleStopMs } : {}),
+        });
   const config = createConfigService({ engine, bundles, log: deps.log ?? silent });
   const ssh: SshSettings = { ...DEFAULT_SSH, ...deps.ssh };
   const metrics = deps.metrics ?? createDeployMetrics(new Registry());

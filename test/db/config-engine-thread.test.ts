@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { threadId } from 'node:worker_threads';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createSecretBox } from '../../src/lib/secret-box.js';
 import { CompileError } from '../../src/postfix/index.js';
 import { createConfigBundleRepository } from '../../src/repositories/config-bundle.repository.js';
@@ -29,8 +29,8 @@ afterEach(async () => {
   engines = [];
 });
 
-function threadEngine(log: { info(obj: object, msg: string): void; error(obj: object, msg: string): void } = quiet, key: Uint8Array = masterKey) {
-  const engine = createConfigEngineThread({ databaseUrl: db.database.url, masterKey: key, log });
+function threadEngine(log: { info(obj: object, msg: string): void; error(obj: object, msg: string): void } = quiet, key: Uint8Array = masterKey, idleStopMs?: number) {
+  const engine = createConfigEngineThread({ databaseUrl: db.database.url, masterKey: key, log, ...(idleStopMs === undefined ? {} : { idleStopMs }) });
   engines.push(engine);
   return engine;
 }
@@ -117,5 +117,17 @@ describe('the config engine in its thread', () => {
     await expect(engine.version()).rejects.toThrow(/config engine thread failed: the master key must be 32 bytes/);
     await expect(engine.version()).rejects.toThrow(/master key must be 32 bytes/);
     expect(errors).toEqual(['the config engine thread failed', 'the config engine thread failed']);
+  });
+
+  it('stops after idling, and the next call starts a new thread', async () => {
+    await seed('idle');
+    const lines: Array<{ msg: string; threadId?: number; mode?: string }> = [];
+    const engine = threadEngine({ info: (obj, msg) => lines.push({ ...obj, msg }), error() {} }, masterKey, 300);
+    await engine.deployable();
+    await vi.waitFor(() => expect(lines.map((line) => line.msg)).toContain('config engine thread idle: stopped'), { timeout: 5_000 });
+    await engine.version();
+    const compiled = lines.filter((line) => line.msg === 'config compiled');
+    expect(compiled.map((line) => line.mode)).toEqual(['full', 'full']);
+    expect(compiled[1]!.threadId).not.toBe(compiled[0]!.threadId);
   });
 });
