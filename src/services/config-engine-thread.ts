@@ -73,10 +73,14 @@ export function createConfigEngineThread(options: ConfigEngineThreadData & { log
   let nextId = 1;
   let idleTimer: NodeJS.Timeout | undefined;
 
-  /** Once nothing waits: stop the thread if no call comes for idleStopMs (the timer never keeps the process alive). */
+  /**
+   * Once nothing waits: stop the thread if no call comes for idleStopMs. An idle thread does not
+   * keep the process alive (nor does the timer); a thread with calls waiting does.
+   */
   function armIdleStop(thread: Running) {
     clearTimeout(idleTimer);
     if (thread.waiting.size > 0 || running !== thread) return;
+    thread.worker.unref();
     idleTimer = setTimeout(() => {
       if (running === thread && thread.waiting.size === 0) {
         options.log.info({ idleMs: idleStopMs }, 'config engine thread idle: stopped');
@@ -138,6 +142,7 @@ export function createConfigEngineThread(options: ConfigEngineThreadData & { log
   function call<T>(op: Operation, ...args: unknown[]): Promise<T> {
     const thread = (running ??= start());
     clearTimeout(idleTimer);
+    thread.worker.ref();
     const id = nextId++;
     const answer = new Promise<T>((resolve, reject) => thread.waiting.set(id, { resolve: resolve as (value: unknown) => void, reject }));
     thread.worker.postMessage({ id, op, args } satisfies EngineRequest);
