@@ -54,7 +54,7 @@ export function createConfigService(deps: {
      * contains. `verify` (the reconcile): check the incremental compile against a full one.
      */
     compileForDeploy(options: { verify?: boolean } = {}): Promise<DeployableBundle> {
-      return engine.deployable(options);
+      return refusedAsProblem(engine.deployable(options));
     },
 
     async current(ctx: RequestContext) {

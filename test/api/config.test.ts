@@ -127,6 +127,11 @@ describe('a configuration Postfix cannot express', () => {
     expect(explained.statusCode).toBe(422);
     expect(explained.headers['content-type']).toMatch(/^application\/problem\+json/);
     expect(explained.json().code).toBe('config-not-compilable');
+    // A deploy asked for: the same refusal, nothing queued.
+    const deploy = await t.app.inject({ method: 'POST', url: '/v1/deployments', headers: admin.headers });
+    expect(deploy.statusCode).toBe(422);
+    expect(deploy.json().code).toBe('config-not-compilable');
+    expect(await t.prisma.deployment.count()).toBe(0);
     await t.prisma.domain.deleteMany({ where: { relayId: loose.id } });
     await t.prisma.relay.delete({ where: { id: loose.id } });
   });
