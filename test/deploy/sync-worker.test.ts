@@ -126,6 +126,11 @@ describe.skipIf(!labOk)('sync worker on real Postfix nodes', () => {
       const { items } = await api('GET', '/v1/nodes');
       return items.length === 2 && items.every((n: { drift: boolean; liveVersion: string | null }) => !n.drift && n.liveVersion !== null);
     }, 30_000, 'both nodes to run the desired version', 100);
+    // A node is live once its own run ends; its deployment is finished just after the last one.
+    await waitUntil(async () => {
+      const { items } = (await api('GET', '/v1/deployments?limit=10')) as { items: DeploymentBody[] };
+      return items.length > 0 && items.every((d) => d.finishedAt !== null);
+    }, 10_000, 'the deployment to finish', 50);
     const { items: runs } = (await api('GET', '/v1/deployments?limit=10')) as { items: DeploymentBody[] };
     expect(runs.every((d) => d.reason === 'change' && d.state === 'succeeded'), JSON.stringify(runs)).toBe(true);
     for (const name of ['sync1', 'sync2']) expect(runs.some((d) => d.nodes.some((n) => n.nodeName === name && n.state === 'live'))).toBe(true);
