@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { CompileError, type CompileProblem } from '../postfix/index.js';
+import { UnprocessableError } from '../lib/errors.js';
 import type { ConfigEngine, ConfigEngineLog } from './config-engine.js';
 
 /**
@@ -21,24 +21,24 @@ type Operation = 'deployable' | 'masked' | 'version' | 'explain';
 /** Main thread → engine thread. */
 export type EngineRequest = { id: number; op: Operation; args: unknown[] } | { id: number; op: 'close' };
 
-/** An error as it crosses: the compiler's refusal keeps its problems, anything else its message. */
+/** An error as it crosses: the API's 422 problem (a refusal) stays one, anything else keeps its message. */
 export interface CrossingError {
   message: string;
   stack?: string | undefined;
-  problems?: CompileProblem[];
+  unprocessable?: { code: string; extra: Record<string, unknown> };
 }
 
 /** Engine thread → main thread: an answer, or a log line. */
 export type EngineMessage = { id: number; result: unknown } | { id: number; error: CrossingError } | { log: { level: 'info' | 'error'; obj: object; msg: string } };
 
 export function toCrossingError(error: unknown): CrossingError {
-  if (error instanceof CompileError) return { message: error.message, problems: [...error.problems] };
+  if (error instanceof UnprocessableError) return { message: error.message, unprocessable: { code: error.code, extra: error.extra } };
   if (error instanceof Error) return { message: error.message, stack: error.stack };
   return { message: String(error) };
 }
 
 function fromCrossingError(error: CrossingError): Error {
-  if (error.problems !== undefined) return new CompileError(error.problems);
+  if (error.unprocessable !== undefined) return new UnprocessableError(error.message, error.unprocessable.code, error.unprocessable.extra);
   const rebuilt = new Error(`config engine thread: ${error.message}`);
   if (error.stack !== undefined) rebuilt.stack = `${rebuilt.stack}\n  in the thread: ${error.stack}`;
   return rebuilt;

@@ -1,5 +1,6 @@
 import { getHeapStatistics } from 'node:v8';
 import { threadId } from 'node:worker_threads';
+import { UnprocessableError } from '../lib/errors.js';
 import { type Bundle, CompileError, compile, createIncrementalCompiler, type Explanation, explainRoute, type IncrementalCompiler } from '../postfix/index.js';
 import type { BundleStore, MaskedBundle } from './bundle-store.js';
 import type { SnapshotService } from './snapshot.service.js';
@@ -18,7 +19,8 @@ export interface DeployableBundle {
 /**
  * Everything heavy the configuration costs: load the rows (secrets opened), compile, check the
  * incremental compiler, mask and store the bundle. Each call compiles what the database says now;
- * a configuration Postfix cannot express is refused with the compiler's CompileError.
+ * a configuration Postfix cannot express is refused whole, as the API's problem (refusalProblem),
+ * for every caller alike.
  *
  * Two implementations behind this interface: createConfigEngine() below runs on the calling thread;
  * createConfigEngineThread() (config-engine-thread.ts) runs the same one in a worker thread, so the
@@ -35,6 +37,20 @@ export interface ConfigEngine {
   explain(sender: string, recipient: string): Promise<Explanation>;
   /** Releases what the engine holds (its thread and connections); later calls start it again. */
   close(): Promise<void>;
+}
+
+/** The compiler's refusal as the API answers it: 422 `config-not-compilable` with every problem. */
+export function refusalProblem(error: CompileError): UnprocessableError {
+  return new UnprocessableError(error.message, 'config-not-compilable', { problems: error.problems });
+}
+
+/** `work`, with the compiler's refusal turned into the API's problem. */
+async function refusedAsProblem<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    throw error instanceof CompileError ? refusalProblem(error) : error;
+  }
 }
 
 /** How long the check waits after a full compile before it compiles everything again (the reconcile's default). */
@@ -94,27 +110,25 @@ export function createConfigEngine(deps: {
   }
 
   return {
-    async deployable(options = {}) {
-      const { bundle, snapshot } = await compileNow(options.verify ?? false);
-      await deps.bundles.keep(bundle);
-      return { bundle, credentialIds: snapshot.credentials.map((credential) => credential.id) };
-    },
+    deployable: (options = {}) =>
+      refusedAsProblem(async () => {
+        const { bundle, snapshot } = await compileNow(options.verify ?? false);
+        await deps.bundles.keep(bundle);
+        return { bundle, credentialIds: snapshot.credentials.map((credential) => credential.id) };
+      }),
 
-    async masked() {
-      return deps.bundles.keep((await compileNow(false)).bundle);
-    },
+    masked: () => refusedAsProblem(async () => deps.bundles.keep((await compileNow(false)).bundle)),
 
-    async version() {
-      return (await compileNow(false)).bundle.version;
-    },
+    version: () => refusedAsProblem(async () => (await compileNow(false)).bundle.version),
 
-    async explain(sender, recipient) {
-      const snapshot = await deps.snapshots.load();
-      // The compiler's own plan, read in the same turn as the compile that made it (the next
-      // compile updates it in place); planned from scratch if the compiler kept none.
-      compiler.compile(snapshot);
-      return explainRoute(compiler.plan ?? snapshot, sender, recipient);
-    },
+    explain: (sender, recipient) =>
+      refusedAsProblem(async () => {
+        const snapshot = await deps.snapshots.load();
+        // The compiler's own plan, read in the same turn as the compile that made it (the next
+        // compile updates it in place); planned from scratch if the compiler kept none.
+        compiler.compile(snapshot);
+        return explainRoute(compiler.plan ?? snapshot, sender, recipient);
+      }),
 
     async close() {
       await deps.onClose?.();

@@ -1,6 +1,5 @@
 import { createTwoFilesPatch } from 'diff';
-import { ForbiddenError, NotFoundError, UnprocessableError } from '../lib/errors.js';
-import { CompileError } from '../postfix/index.js';
+import { ForbiddenError, NotFoundError } from '../lib/errors.js';
 import type { BundleStore } from './bundle-store.js';
 import type { ConfigEngine, DeployableBundle } from './config-engine.js';
 import { isAdmin, type RequestContext } from './principal.js';
@@ -11,19 +10,6 @@ function requireAdmin(ctx: RequestContext) {
 
 interface ConfigLog {
   info(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
-
-/** A configuration Postfix cannot express is refused whole: 422 with every problem. */
-async function refusedAsProblem<T>(work: Promise<T>): Promise<T> {
-  try {
-    return await work;
-  } catch (error) {
-    if (error instanceof CompileError) {
-      throw new UnprocessableError(error.message, 'config-not-compilable', { problems: error.problems });
-    }
-    throw error;
-  }
 }
 
 export function createConfigService(deps: {
@@ -36,7 +22,7 @@ export function createConfigService(deps: {
   const { engine } = deps;
 
   return {
-    /** The version of what the database says now (nothing stored); a refusal throws CompileError. */
+    /** The version of what the database says now (nothing stored). */
     currentVersion: () => engine.version(),
 
     /** Stops the engine's thread (the app's onClose); a later call would start it again. */
@@ -54,12 +40,12 @@ export function createConfigService(deps: {
      * contains. `verify` (the reconcile): check the incremental compile against a full one.
      */
     compileForDeploy(options: { verify?: boolean } = {}): Promise<DeployableBundle> {
-      return refusedAsProblem(engine.deployable(options));
+      return engine.deployable(options);
     },
 
     async current(ctx: RequestContext) {
       requireAdmin(ctx);
-      return refusedAsProblem(engine.masked());
+      return engine.masked();
     },
 
     /** What would change going from a stored version to what the database says now: a dry-run plan. */
@@ -67,7 +53,7 @@ export function createConfigService(deps: {
       requireAdmin(ctx);
       const from = await deps.bundles.find(fromVersion);
       if (from === null) throw new NotFoundError('config version', fromVersion);
-      const to = await refusedAsProblem(engine.masked());
+      const to = await engine.masked();
       const names = [...new Set([...Object.keys(from.files), ...Object.keys(to.files)])].sort();
       const files = names.flatMap((name) => {
         const before = from.files[name]?.content;
@@ -92,7 +78,7 @@ export function createConfigService(deps: {
     /** Which service, nexthops, credential (id only), TLS and destination policy a message would get, and why. */
     async explain(ctx: RequestContext, sender: string, recipient: string) {
       requireAdmin(ctx);
-      return refusedAsProblem(engine.explain(sender, recipient));
+      return engine.explain(sender, recipient);
     },
   };
 }
