@@ -20,7 +20,7 @@ const secretBox = createSecretBox(Buffer.from(process.env.BENCH_MASTER_KEY!, 'ba
 const prisma = createPrismaClient(url, { poolSize: 2 });
 const snapshots = createSnapshotService({ prisma, snapshots: createSnapshotRepository(), secretBox });
 const compiler = createIncrementalCompiler();
-// The sync job keeps every change's bundle, masked, for diffs (config.service compileForDeploy).
+// The sync job keeps every change's bundle, masked, for diffs (the config engine's deployable()).
 const bundles = createBundleStore({ prisma, secretBox, repository: createConfigBundleRepository() });
 const round = Number(process.env.BENCH_ROUND ?? 0);
 const changesPerKind = Number(process.env.BENCH_CHANGES ?? 3);
@@ -95,6 +95,17 @@ await writer.connect();
 /** The row at `offset` (wrapping around) of a query: rows spread over the table, at any BENCH_DOMAINS. */
 const one = async (sql: string, offset: number) =>
   (await writer.query<{ id: string }>(`${sql} OFFSET $1::int % (SELECT count(*) FROM (${sql}) AS candidates) LIMIT 1`, [offset])).rows[0]!.id;
+/** A new secret sealed into a credential's row, as a rotation through the API does. */
+async function reseal(id: string, secret: string) {
+  const sealed = secretBox.seal(secret, id);
+  await writer.query('UPDATE relay_credentials SET secret_ciphertext = $2, secret_nonce = $3, secret_key_id = $4, fingerprint = $5, updated_at = now() WHERE id = $1', [
+    id,
+    sealed.ciphertext,
+    sealed.nonce,
+    sealed.keyId,
+    secretBox.fingerprint(secret),
+  ]);
+}
 /** The writes a hosting panel or an admin makes through the API, as SQL (one transaction each). */
 const CHANGES = {
   /** A panel onboards a domain with its own credential on a relay (every 7th relay has limits: a generated service). */
@@ -121,14 +132,7 @@ const CHANGES = {
   /** An admin rotates a domain's credential (new secret sealed into the same row). */
   async rotate(n: number) {
     const id = await one('SELECT id FROM relay_credentials WHERE domain_id IS NOT NULL ORDER BY id', 1000 + round * 100 + n);
-    const sealed = secretBox.seal(`rotated-secret-${round}-${n}`, id);
-    await writer.query('UPDATE relay_credentials SET secret_ciphertext = $2, secret_nonce = $3, secret_key_id = $4, fingerprint = $5, updated_at = now() WHERE id = $1', [
-      id,
-      sealed.ciphertext,
-      sealed.nonce,
-      sealed.keyId,
-      secretBox.fingerprint(`rotated-secret-${round}-${n}`),
-    ]);
+    await reseal(id, `rotated-secret-${round}-${n}`);
   },
   /** An admin disables a domain. */
   async disable(n: number) {
@@ -148,15 +152,7 @@ const CHANGES = {
          SELECT FROM domains d WHERE d.relay_id = c.relay_id AND NOT EXISTS (SELECT FROM relay_credentials o WHERE o.domain_id = d.id)) ORDER BY c.id`,
       round * 10 + n,
     );
-    const secret = `rotated-platform-secret-${round}-${n}`;
-    const sealed = secretBox.seal(secret, id);
-    await writer.query('UPDATE relay_credentials SET secret_ciphertext = $2, secret_nonce = $3, secret_key_id = $4, fingerprint = $5, updated_at = now() WHERE id = $1', [
-      id,
-      sealed.ciphertext,
-      sealed.nonce,
-      sealed.keyId,
-      secretBox.fingerprint(secret),
-    ]);
+    await reseal(id, `rotated-platform-secret-${round}-${n}`);
   },
   /** An admin changes a relay's concurrency limit: every domain routed through it is redone (2 % of them here). */
   async 'relay-limit'(n: number) {
