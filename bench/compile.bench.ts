@@ -1,5 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -129,6 +130,35 @@ function exportFloorMs(url: string): number {
   return times.reduce((sum, ms) => sum + ms, 0);
 }
 
+/**
+ * What every smtpd process on a node pays to open the sender access table and answer one MAIL FROM
+ * of an unknown sender (the case that consults the whole table): `postmap -q` on the table as
+ * compiled (hash), and on the same entries as the regexp: table the compiler wrote before (one
+ * pattern per domain, then the catch-all), rebuilt here from the compiled entries.
+ */
+function accessLookups(timeBin: string, dir: string): { hash: { ms: number; rssMb: number }; regexp: { ms: number; rssMb: number } } {
+  const source = readFileSync(path.join(dir, 'sender_access'), 'utf8');
+  const formerly = source
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const space = line.indexOf(' ');
+      const [key, value] = [line.slice(0, space), line.slice(space + 1)];
+      return key === '<>' ? `/^<>$/ ${value}` : `/@${key.replaceAll('.', '\\.')}$/ ${value === 'OK' ? 'DUNNO' : value}`;
+    });
+  writeFileSync(path.join(dir, 'sender_access.regexp'), [...formerly, '/^/ REJECT Relayplane: the sender domain is not configured on this relay', ''].join('\n'));
+  const lookup = (spec: string) => {
+    const start = performance.now();
+    const run = spawnSync(timeBin, ['-f', 'TIME %M', 'postmap', '-c', dir, '-q', 'someone@unknown.example', spec], { encoding: 'utf8' });
+    const ms = performance.now() - start;
+    const rss = /^TIME (\d+)$/m.exec(run.stderr);
+    // Exit 1 with no output is postmap's "not found" (the hash table has no catch-all entry).
+    if (rss === null || (run.status !== 0 && !(run.status === 1 && run.stdout === ''))) throw new Error(`postmap -q ${spec}: ${run.stderr}`);
+    return { ms, rssMb: Number(rss[1]) / 1024 };
+  };
+  return { hash: lookup(`hash:${path.join(dir, 'sender_access')}`), regexp: lookup(`regexp:${path.join(dir, 'sender_access.regexp')}`) };
+}
+
 async function openFloorMs(url: string, masterKey: Buffer): Promise<number> {
   const box = createSecretBox(masterKey);
   const client = new pg.Client({ connectionString: url });
@@ -172,6 +202,7 @@ try {
     postmapCpuMs: number;
     exportMs: number;
     openMs: number;
+    access: ReturnType<typeof accessLookups>;
   };
   const rounds: Round[] = [];
   const changes: WorkerResult['changes'] = [];
@@ -200,10 +231,11 @@ try {
       postmapCpuMs += (Number(cpu[1]) + Number(cpu[2])) * 1000;
       tables.push(`${name} (${file.lines - 1} lines)`);
     }
+    const access = accessLookups(timeBin, outDir);
     const exportMs = exportFloorMs(database.url);
     const openMs = await openFloorMs(database.url, masterKey);
     const { files: _files, changes: _changes, unchangedLoadMs, unchangedCompileMs, ...measured } = result;
-    rounds.push({ ...measured, unchangedMs: unchangedLoadMs + unchangedCompileMs, postmapMs, postmapCpuMs, exportMs, openMs });
+    rounds.push({ ...measured, unchangedMs: unchangedLoadMs + unchangedCompileMs, postmapMs, postmapCpuMs, exportMs, openMs, access });
     const r = rounds[round]!;
     const perChange = result.changes.map((c) => `${c.kind} ${(c.loadMs + c.compileMs).toFixed(0)} + store ${c.storeMs.toFixed(0)} (${c.mode})`).join(', ');
     process.stdout.write(
@@ -258,6 +290,8 @@ try {
     `| CPU time (user + system) of those postmap runs | ${postmapCpuMs.toFixed(0)} ms | ${rounds.map((r) => r.postmapCpuMs.toFixed(0)).join(', ')} |`,
     `| floor of any cold start: PostgreSQL's own \`COPY\` of the rows a full load reads (one repeatable-read transaction into /dev/null, each statement timed by psql, no parsing) | ${exportMs.toFixed(0)} ms | ${rounds.map((r) => r.exportMs.toFixed(0)).join(', ')} |`,
     `| floor of any cold start: opening the ${seeded.credentials} sealed secrets once (AES-256-GCM) | ${openMs.toFixed(0)} ms | ${rounds.map((r) => r.openMs.toFixed(0)).join(', ')} |`,
+    `| on a node: opening \`sender_access\` and one lookup of an unknown sender (\`postmap -q\`, what every smtpd process pays when it starts), the hash table compiled now | ${median(rounds.map((r) => r.access.hash.ms)).toFixed(0)} ms, ${median(rounds.map((r) => r.access.hash.rssMb)).toFixed(0)} MB max RSS | ${rounds.map((r) => `${r.access.hash.ms.toFixed(0)} ms ${r.access.hash.rssMb.toFixed(0)} MB`).join(', ')} |`,
+    `| the same with the same entries as the regexp table compiled before (one pattern per domain) | ${median(rounds.map((r) => r.access.regexp.ms)).toFixed(0)} ms, ${median(rounds.map((r) => r.access.regexp.rssMb)).toFixed(0)} MB max RSS | ${rounds.map((r) => `${r.access.regexp.ms.toFixed(0)} ms ${r.access.regexp.rssMb.toFixed(0)} MB`).join(', ')} |`,
     `| longest event-loop stall, were the cold load + compile on the API's thread (as before the engine thread) | ${median(rounds.map((r) => r.coldStallMs)).toFixed(0)} ms | ${rounds.map((r) => r.coldStallMs.toFixed(0)).join(', ')} |`,
     `| the config engine's thread (what the server runs): cold load + compile + mask and store | ${median(rounds.map((r) => r.engineColdMs)).toFixed(0)} ms | ${rounds.map((r) => r.engineColdMs.toFixed(0)).join(', ')} |`,
     `| longest stall of the API's event loop meanwhile (receiving the compiled bundle's copy) | ${median(rounds.map((r) => r.engineColdStallMs)).toFixed(0)} ms | ${rounds.map((r) => r.engineColdStallMs.toFixed(0)).join(', ')} |`,

@@ -16,8 +16,9 @@ export interface BundleFile {
   mode: 0o600 | 0o644;
   secret: boolean;
   /**
-   * 'hash': run `postmap hash:FILE` after writing. null: copied as is (the regexp: sender_access
-   * table, which Postfix reads from the source file; a change takes effect with `postfix reload`).
+   * 'hash': run `postmap hash:FILE` after writing. null: copied as is, for a table Postfix reads
+   * from its source file (bundles stored before sender_access became a hash: table held it as a
+   * regexp: table; the compiler now writes hash: tables only, see tables.ts).
    */
   mapType: 'hash' | null;
 }

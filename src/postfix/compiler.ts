@@ -8,7 +8,8 @@
  * - routed direct domain: `@d smtp:` (or its own limited service) and NO relayhost entry; with
  *   relayhost empty the nexthop is the recipient domain's MX. Never authenticates.
  * - every other sender (unknown, suspended tenant, unverified/disabled domain, null sender): refused
- *   at submission by sender_access (554 5.7.1 with the reason), and if already queued, held by the
+ *   at submission by sender_access (554 5.7.1 with the reason; 504 5.5.2 for a sender without a
+ *   fully-qualified domain), and if already queued, held by the
  *   `retry:` default_transport. Node-generated bounces (null sender) therefore wait in the queue
  *   until bounce_queue_lifetime instead of leaving unauthenticated or directly.
  */
@@ -22,22 +23,24 @@ import {
   type MasterService,
 } from './bundle.js';
 import { ProblemList } from './errors.js';
-import { MapEncodingError, renderHashMap, renderRegexpMap } from './map-encoding.js';
+import { MapEncodingError, renderHashMap } from './map-encoding.js';
 import { planRoutes, type RoutePlan, type ServicePlan } from './plan.js';
 import type { Snapshot } from './snapshot.js';
 import {
+  PARENT_DOMAIN_MATCHES_SUBDOMAINS,
   TABLE,
   UNROUTED_TRANSPORT,
   globalSaslEntries,
   senderAccessEntries,
   senderRelayEntries,
+  senderRestrictions,
   senderTransportEntries,
   serviceSaslEntries,
   tlsPolicyEntries,
 } from './tables.js';
 
-export function tablePath(name: string, type: 'hash' | 'regexp' = 'hash'): string {
-  return `${type}:${DIR_PLACEHOLDER}/${name}`;
+export function tablePath(name: string): string {
+  return `hash:${DIR_PLACEHOLDER}/${name}`;
 }
 
 /** main.cf parameters that set a generated service's queue-manager limits. */
@@ -82,7 +85,8 @@ function mainCf(plan: RoutePlan): Record<string, string> {
     smtp_tls_policy_maps: tablePath(TABLE.tlsPolicy),
     // Direct deliveries without a destination policy; relays always have a policy entry.
     smtp_tls_security_level: 'may',
-    smtpd_sender_restrictions: `check_sender_access ${tablePath(TABLE.senderAccess, 'regexp')}`,
+    smtpd_sender_restrictions: senderRestrictions(tablePath(TABLE.senderAccess)),
+    parent_domain_matches_subdomains: PARENT_DOMAIN_MATCHES_SUBDOMAINS,
   };
   for (const service of plan.services) Object.assign(params, serviceLimitParams(service));
   return params;
@@ -145,29 +149,29 @@ function checkConfig(bundle: Omit<Bundle, 'version' | 'warnings'>, problems: Pro
   }
 }
 
-export function bundleFile(content: string, secret: boolean, mapType: 'hash' | 'regexp'): BundleFile {
-  return { content, mode: secret ? 0o600 : 0o644, secret, mapType: mapType === 'hash' ? 'hash' : null };
+export function bundleFile(content: string, secret: boolean): BundleFile {
+  return { content, mode: secret ? 0o600 : 0o644, secret, mapType: 'hash' };
 }
 
 /** Renders an already planned snapshot. */
 export function compilePlan(plan: RoutePlan, digests?: FileDigests): Bundle {
   const problems = new ProblemList();
   const files: Record<string, BundleFile> = {};
-  const addMap = (name: string, mapType: 'hash' | 'regexp', secret: boolean, entries: Array<[string, string]>) => {
+  const addMap = (name: string, secret: boolean, entries: Array<[string, string]>) => {
     try {
-      files[name] = bundleFile(mapType === 'hash' ? renderHashMap(entries) : renderRegexpMap(entries), secret, mapType);
+      files[name] = bundleFile(renderHashMap(entries), secret);
     } catch (err) {
       if (!(err instanceof MapEncodingError)) throw err;
       problems.add('unsafe_output', 'settings', null, `table ${name}: ${err.message}`);
     }
   };
-  addMap(TABLE.senderTransport, 'hash', false, senderTransportEntries(plan));
-  addMap(TABLE.senderRelay, 'hash', false, senderRelayEntries(plan));
-  addMap(TABLE.saslPasswd, 'hash', true, globalSaslEntries(plan));
-  addMap(TABLE.tlsPolicy, 'hash', false, tlsPolicyEntries(plan));
-  addMap(TABLE.senderAccess, 'regexp', false, senderAccessEntries(plan));
+  addMap(TABLE.senderTransport, false, senderTransportEntries(plan));
+  addMap(TABLE.senderRelay, false, senderRelayEntries(plan));
+  addMap(TABLE.saslPasswd, true, globalSaslEntries(plan));
+  addMap(TABLE.tlsPolicy, false, tlsPolicyEntries(plan));
+  addMap(TABLE.senderAccess, false, senderAccessEntries(plan));
   for (const service of plan.services) {
-    if (service.saslMap !== null) addMap(service.saslMap, 'hash', true, serviceSaslEntries(service));
+    if (service.saslMap !== null) addMap(service.saslMap, true, serviceSaslEntries(service));
   }
 
   return assembleBundle(plan, files, problems, digests);

@@ -8,21 +8,23 @@ import { planRoutes, isRoutePlan, type DomainRoute, type RoutePlan } from './pla
 import type { EffectiveLimits } from './resolve.js';
 import type { DestinationPolicy, Snapshot } from './snapshot.js';
 import {
+  NULL_SENDER_KEY,
   PERMIT_SENDER,
+  REJECT_NON_FQDN_SENDER,
   REJECT_NULL_SENDER,
-  REJECT_UNKNOWN_SENDER,
-  CATCH_ALL_PATTERN,
-  NULL_SENDER_PATTERN,
+  REJECT_UNLISTED_SENDER,
   TABLE,
   UNROUTED_SERVICE,
   UNROUTED_TRANSPORT,
   globalSaslCredential,
   rejectText,
 } from './tables.js';
-import { senderDomainPattern } from './map-encoding.js';
 
 export interface MatchedEntry {
-  /** A table name from TABLE, a per-service SASL map, or 'main.cf'. */
+  /**
+   * A table name from TABLE, a per-service SASL map, or 'main.cf' (key: the parameter; value: its
+   * value, or for smtpd_sender_restrictions the one restriction of its list that decided).
+   */
   table: string;
   key: string;
   /** SASL values are masked: `username:********`. */
@@ -41,8 +43,9 @@ export interface Explanation {
   senderDomain: string | null;
   recipientDomain: string | null;
   /**
-   * relay/direct: delivered that way. rejected: smtpd refuses new mail with 554 5.7.1 (mail already
-   * queued is held by the retry: default transport). deferred: the null sender, i.e. bounces the
+   * relay/direct: delivered that way. rejected: smtpd refuses new mail with 554 5.7.1, or 504 5.5.2
+   * when the sender has no fully-qualified domain (mail already queued is held by the retry:
+   * default transport). deferred: the null sender, i.e. bounces the
    * node generates itself, which wait in the queue (clients' `MAIL FROM:<>` is rejected).
    */
   outcome: 'relay' | 'direct' | 'rejected' | 'deferred';
@@ -119,20 +122,25 @@ function explainUnrouted(plan: RoutePlan, e: Explanation): Explanation {
   const nullSender = e.sender === '' || e.sender === '<>';
   const domain = e.senderDomain;
   const known = domain === null ? undefined : plan.unrouted.get(domain);
-  let pattern = CATCH_ALL_PATTERN;
-  let verdict = REJECT_UNKNOWN_SENDER;
-  let why = domain === null ? 'the sender address has no domain' : `sender domain ${domain} is not configured in Relayplane`;
-  if (nullSender) {
-    [pattern, verdict, why] = [NULL_SENDER_PATTERN, REJECT_NULL_SENDER, 'the null sender belongs to no tenant'];
-  } else if (known !== undefined && domain !== null) {
-    [pattern, verdict, why] = [senderDomainPattern(domain), rejectText(known.reason), known.reason];
-  }
   e.outcome = nullSender ? 'deferred' : 'rejected';
-  e.matched.push({ table: TABLE.senderAccess, key: pattern, value: verdict });
+  let why: string;
+  if (nullSender) {
+    why = 'the null sender belongs to no tenant';
+    e.matched.push({ table: TABLE.senderAccess, key: NULL_SENDER_KEY, value: REJECT_NULL_SENDER });
+  } else if (domain === null || !domain.includes('.')) {
+    why = domain === null ? 'the sender address has no domain' : `sender domain ${domain} is not fully qualified`;
+    e.matched.push({ table: 'main.cf', key: 'smtpd_sender_restrictions', value: REJECT_NON_FQDN_SENDER });
+  } else if (known !== undefined) {
+    why = known.reason;
+    e.matched.push({ table: TABLE.senderAccess, key: domain, value: rejectText(known.reason) });
+  } else {
+    why = `sender domain ${domain} is not configured in Relayplane`;
+    e.matched.push({ table: 'main.cf', key: 'smtpd_sender_restrictions', value: REJECT_UNLISTED_SENDER });
+  }
   e.matched.push({ table: 'main.cf', key: 'default_transport', value: UNROUTED_TRANSPORT });
   e.reason = nullSender
     ? `${why}: clients' MAIL FROM:<> is rejected at submission; bounces the node generates wait in the queue (retry:) until bounce_queue_lifetime`
-    : `${why}: submission is rejected with 554 5.7.1; mail already queued is held by the retry: default transport and never leaves`;
+    : `${why}: submission is rejected with ${e.matched[0]?.value === REJECT_NON_FQDN_SENDER ? '504 5.5.2' : '554 5.7.1'}; mail already queued is held by the retry: default transport and never leaves`;
   return e;
 }
 
@@ -142,7 +150,7 @@ function explainRouted(plan: RoutePlan, route: DomainRoute, e: Explanation): Exp
   e.limits = route.limits;
   e.saslMap = route.saslMap;
   e.senderDependentAuth = route.sasl === 'sender';
-  e.matched.push({ table: TABLE.senderAccess, key: senderDomainPattern(route.domain.name), value: PERMIT_SENDER });
+  e.matched.push({ table: TABLE.senderAccess, key: route.domain.name, value: PERMIT_SENDER });
   e.matched.push({ table: TABLE.senderTransport, key, value: route.transport });
   const destination = e.recipientDomain === null ? null : matchDestinationPolicy(plan, e.recipientDomain);
 

@@ -22,7 +22,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { assembleBundle, bundleFile, compilePlan } from './compiler.js';
 import { CompileError, ProblemList } from './errors.js';
 import type { Bundle, BundleFile, FileDigests } from './bundle.js';
-import { MapEncodingError, formatNexthop, renderHashMap, renderRegexpMap, saslPasswordValue } from './map-encoding.js';
+import { MapEncodingError, formatNexthop, renderHashMap, saslPasswordValue } from './map-encoding.js';
 import {
   DEFAULT_SERVICE,
   checkServiceLimits,
@@ -43,10 +43,7 @@ import { defaultLimits, resolveDomain, type RelayTlsPolicy } from './resolve.js'
 import type { Credential, DestinationPolicy, Domain, Relay, Snapshot, Tenant } from './snapshot.js';
 import { senderKey, transportValue } from './table-keys.js';
 import {
-  FIRST_ACCESS_ENTRY,
-  LAST_ACCESS_ENTRY,
   TABLE,
-  configuredDomainNames,
   globalSaslCredential,
   senderAccessEntry,
   serviceSaslEntries,
@@ -166,14 +163,14 @@ class SortedLines {
   }
 
   /**
-   * The SHA-256 of `head + content() + tail`, fed chunk by chunk: the same bytes as hashing the
+   * The SHA-256 of content(), fed chunk by chunk: the same bytes as hashing the
    * whole text (chunks end with a newline, so no character is split), without converting a
    * multi-megabyte string to UTF-8 in one piece.
    */
-  digest(head = '', tail = ''): string {
-    const hash = createHash('sha256').update(head);
+  digest(): string {
+    const hash = createHash('sha256');
     for (const text of this.chunkTexts()) hash.update(text);
-    return hash.update(tail).digest('hex');
+    return hash.digest('hex');
   }
 
   /** From a rendered table whose lines are `key value` in key order. */
@@ -331,9 +328,6 @@ function isExpectedFailure(error: unknown): boolean {
 }
 
 
-const FIRST_ACCESS_LINE = renderRegexpMap([FIRST_ACCESS_ENTRY]);
-const LAST_ACCESS_LINE = renderRegexpMap([LAST_ACCESS_ENTRY]);
-
 /** The state of a plan compile() just rendered; null if its tables do not read back as expected. */
 function buildState(snapshot: Snapshot, detailed: DetailedPlan, digests: FileDigests, bundle: Bundle): State | null {
   const plan = detailed.plan as Mutable<RoutePlan>;
@@ -374,15 +368,6 @@ function buildState(snapshot: Snapshot, detailed: DetailedPlan, digests: FileDig
   }
 
   const file = (name: string) => bundle.files[name]?.content ?? '';
-  // The regexp table is keyed by domain name: its lines are in the order of configuredDomainNames().
-  const names = configuredDomainNames(plan);
-  const access = file(TABLE.senderAccess).split('\n');
-  access.pop();
-  if (access.length !== names.length + 2) return null;
-  const accessTable = new SortedLines(
-    names,
-    access.slice(1, -1).map((line) => `${line}\n`),
-  );
   return {
     rows: snapshot,
     bundle,
@@ -405,7 +390,7 @@ function buildState(snapshot: Snapshot, detailed: DetailedPlan, digests: FileDig
       transport: SortedLines.fromHashMap(file(TABLE.senderTransport)),
       relay: SortedLines.fromHashMap(file(TABLE.senderRelay)),
       sasl: SortedLines.fromHashMap(file(TABLE.saslPasswd)),
-      access: accessTable,
+      access: SortedLines.fromHashMap(file(TABLE.senderAccess)),
     },
   };
 }
@@ -658,19 +643,19 @@ function incremental(state: State, snapshot: Snapshot): Bundle {
 
   // The same files, in the same order, as compilePlan.
   const files: Record<string, BundleFile> = {};
-  const table = (name: string, lines: SortedLines, secret: boolean, mapType: 'hash' | 'regexp', head = '', tail = '') => {
-    const content = head === '' && tail === '' ? lines.content() : head + lines.content() + tail;
+  const table = (name: string, lines: SortedLines, secret: boolean) => {
+    const content = lines.content();
     const known = state.digests.get(name);
-    if (known?.content !== content) state.digests.set(name, { content, digest: lines.digest(head, tail) });
-    files[name] = bundleFile(content, secret, mapType);
+    if (known?.content !== content) state.digests.set(name, { content, digest: lines.digest() });
+    files[name] = bundleFile(content, secret);
   };
-  table(TABLE.senderTransport, tables.transport, false, 'hash');
-  table(TABLE.senderRelay, tables.relay, false, 'hash');
-  table(TABLE.saslPasswd, tables.sasl, true, 'hash');
-  files[TABLE.tlsPolicy] = bundleFile(renderHashMap(tlsPolicyEntries(plan)), false, 'hash');
-  table(TABLE.senderAccess, tables.access, false, 'regexp', FIRST_ACCESS_LINE, LAST_ACCESS_LINE);
+  table(TABLE.senderTransport, tables.transport, false);
+  table(TABLE.senderRelay, tables.relay, false);
+  table(TABLE.saslPasswd, tables.sasl, true);
+  files[TABLE.tlsPolicy] = bundleFile(renderHashMap(tlsPolicyEntries(plan)), false);
+  table(TABLE.senderAccess, tables.access, false);
   for (const service of plan.services) {
-    if (service.saslMap !== null) files[service.saslMap] = bundleFile(renderHashMap(serviceSaslEntries(service)), true, 'hash');
+    if (service.saslMap !== null) files[service.saslMap] = bundleFile(renderHashMap(serviceSaslEntries(service)), true);
   }
   state.bundle = assembleBundle(plan, files, problems, state.digests);
   return state.bundle;
@@ -723,5 +708,5 @@ function setLines(state: State, name: string, route: DomainRoute | null, unroute
   tables.relay.set(key, route?.relayhost == null ? null : hashLine(key, route.relayhost));
   const credential = route === null ? null : globalSaslCredential(route);
   tables.sasl.set(key, credential === null ? null : hashLine(key, saslPasswordValue(credential.username, credential.secret)));
-  tables.access.set(name, route === null && unrouted === undefined ? null : renderRegexpMap([senderAccessEntry(name, unrouted)]));
+  tables.access.set(name, route === null && unrouted === undefined ? null : hashLine(...senderAccessEntry(name, unrouted)));
 }

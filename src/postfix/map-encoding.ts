@@ -167,29 +167,6 @@ export function renderHashMap(entries: ReadonlyArray<readonly [string, string]>)
   return parts.join('');
 }
 
-/**
- * The regexp: pattern matching a whole address whose domain is exactly `domain` (no subdomains):
- * `/@a\.example$/`. regexp: tables match case-insensitively by default, like the hash lookups.
- */
-export function senderDomainPattern(domain: string): string {
-  if (!isValidDomainName(domain)) throw new MapEncodingError(`unsafe domain ${JSON.stringify(domain)}`);
-  return `/@${domain.replaceAll('.', '\\.')}$/`;
-}
-
-/**
- * A regexp: source file. Patterns come from senderDomainPattern() or constants; results must not
- * contain `$` (regexp tables substitute $1 etc. in results).
- */
-export function renderRegexpMap(entries: ReadonlyArray<readonly [string, string]>): string {
-  const parts: string[] = [];
-  for (const [pattern, result] of entries) {
-    if (!/^\/[\x21-\x2e\x30-\x7e]+\/$/.test(pattern)) throw new MapEncodingError(`unsafe regexp pattern ${JSON.stringify(pattern)}`);
-    if (!isMapSafeValue(result) || result.includes('$')) throw new MapEncodingError(`unsafe regexp result for ${pattern}`);
-    parts.push(pattern, ' ', result, '\n');
-  }
-  return parts.join('');
-}
-
 const TIME_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
 
 /** A Postfix time value: digits plus an optional unit s|m|h|d|w (`5d`, `300s`, `300`). */

@@ -7,7 +7,7 @@
  * sender_dependent_relayhost_maps and (with smtp_sender_dependent_authentication) in
  * smtp_sasl_password_maps alike, so the three can never disagree about which domain matched.
  */
-import { saslPasswordValue, senderDomainPattern } from './map-encoding.js';
+import { saslPasswordValue } from './map-encoding.js';
 import { GLOBAL_SASL_MAP, type DomainRoute, type RoutePlan, type ServicePlan, type UnroutedDomain } from './plan.js';
 
 export const TABLE = {
@@ -19,7 +19,7 @@ export const TABLE = {
   saslPasswd: GLOBAL_SASL_MAP,
   /** smtp_tls_policy_maps: `[host]:port level` for relays, `domain`/`.domain` level for direct mail. */
   tlsPolicy: 'tls_policy',
-  /** smtpd_sender_restrictions check_sender_access (regexp): who may submit at all. */
+  /** smtpd_sender_restrictions check_sender_access (hash, keyed by domain name): who may submit at all. */
   senderAccess: 'sender_access',
 } as const;
 
@@ -33,11 +33,32 @@ export const TABLE = {
 export const UNROUTED_TRANSPORT = 'retry:4.7.1 Relayplane: this sender has no active route on this node';
 export const UNROUTED_SERVICE = 'retry';
 
-export const NULL_SENDER_PATTERN = '/^<>$/';
-export const CATCH_ALL_PATTERN = '/^/';
+/** smtpd's lookup key for the null sender (smtpd_null_access_lookup_key's default). */
+export const NULL_SENDER_KEY = '<>';
 export const REJECT_NULL_SENDER = 'REJECT Relayplane: a null sender cannot be routed to a tenant relay';
 export const REJECT_UNKNOWN_SENDER = 'REJECT Relayplane: the sender domain is not configured on this relay';
-export const PERMIT_SENDER = 'DUNNO';
+/** OK, not DUNNO: the sender stage must end here, before the catch-all REJECT that follows the table. */
+export const PERMIT_SENDER = 'OK';
+
+export const REJECT_NON_FQDN_SENDER = 'reject_non_fqdn_sender';
+export const REJECT_UNLISTED_SENDER = `check_sender_access static:{${REJECT_UNKNOWN_SENDER}}`;
+
+/**
+ * smtpd_sender_restrictions, in order: senders without a fully-qualified domain are refused first
+ * (check_sender_access looks a bare `MAIL FROM:<a.example>` up as a whole, which would find the
+ * domain `a.example`); then the table by domain name; then everyone the table does not list.
+ * `static:{…}` (Postfix 3.0+) is the catch-all a hash table cannot hold.
+ */
+export function senderRestrictions(accessTable: string): string {
+  return `${REJECT_NON_FQDN_SENDER}, check_sender_access ${accessTable}, ${REJECT_UNLISTED_SENDER}`;
+}
+
+/**
+ * Postfix's default without smtpd_access_maps: with it, the access table's key `a.example` would
+ * also match every `x.a.example` sender, which has no route of its own. Without it, smtpd looks
+ * subdomains up as `.a.example`, a key the table never has.
+ */
+export const PARENT_DOMAIN_MATCHES_SUBDOMAINS = 'debug_peer_list,fast_flush_domains,mynetworks,permit_mx_backup_networks,qmqpd_authorized_clients,relay_domains';
 
 export function rejectText(reason: string): string {
   return `REJECT Relayplane: ${reason}`;
@@ -99,16 +120,25 @@ export function configuredDomainNames(plan: RoutePlan): string[] {
   return names;
 }
 
-/** One configured domain's sender_access entry: DUNNO when routed, REJECT with the reason otherwise. */
+/** One configured domain's sender_access entry: OK when routed, REJECT with the reason otherwise. */
 export function senderAccessEntry(name: string, unrouted: UnroutedDomain | undefined): [string, string] {
-  return [senderDomainPattern(name), unrouted === undefined ? PERMIT_SENDER : rejectText(unrouted.reason)];
+  return [name, unrouted === undefined ? PERMIT_SENDER : rejectText(unrouted.reason)];
 }
 
-export const FIRST_ACCESS_ENTRY: [string, string] = [NULL_SENDER_PATTERN, REJECT_NULL_SENDER];
-export const LAST_ACCESS_ENTRY: [string, string] = [CATCH_ALL_PATTERN, REJECT_UNKNOWN_SENDER];
+export const NULL_SENDER_ENTRY: [string, string] = [NULL_SENDER_KEY, REJECT_NULL_SENDER];
 
-/** Regexp entries in match order: null sender, one per configured domain, then the catch-all. */
+/** The null sender's entry and one per configured domain, in key order (as renderHashMap wants them). */
 export function senderAccessEntries(plan: RoutePlan): Array<[string, string]> {
   const names = configuredDomainNames(plan);
-  return [FIRST_ACCESS_ENTRY, ...names.map((name) => senderAccessEntry(name, plan.unrouted.get(name))), LAST_ACCESS_ENTRY];
+  const entries: Array<[string, string]> = [];
+  let nullSenderPlaced = false;
+  for (const name of names) {
+    if (!nullSenderPlaced && NULL_SENDER_KEY < name) {
+      entries.push(NULL_SENDER_ENTRY);
+      nullSenderPlaced = true;
+    }
+    entries.push(senderAccessEntry(name, plan.unrouted.get(name)));
+  }
+  if (!nullSenderPlaced) entries.push(NULL_SENDER_ENTRY);
+  return entries;
 }

@@ -1,7 +1,11 @@
 /**
  * Postfix's own lookup order, replayed against a staged config with the real tools, so tests can
  * compare explainRoute() with what Postfix's tables and parameters actually say:
- * 1. smtpd: check_sender_access (regexp, full address; `<>` for the null sender);
+ * 1. smtpd: smtpd_sender_restrictions in order: reject_non_fqdn_sender (no domain, or one without
+ *    a dot); check_sender_access — `static:{…}` answers itself, a table is asked for the full
+ *    address, the address without extension, the domain, its parents (as `.parent` unless
+ *    parent_domain_matches_subdomains lists smtpd_access_maps), then `user@`; `<>` for the null
+ *    sender — where OK or REJECT decide and DUNNO or no match go on;
  * 2. trivial-rewrite: transport_maps must be empty; sender_dependent_default_transport_maps by
  *    sender (full address, address without extension, @domain) else default_transport; a
  *    non-empty transport nexthop wins, else sender_dependent_relayhost_maps, else relayhost,
@@ -65,6 +69,37 @@ function first(found: Map<string, string>, keys: string[]): string | undefined {
   return undefined;
 }
 
+/** check_sender_access's lookup keys for a sender (access(5), smtpd_check.c check_mail_access). */
+function accessKeys(sender: string, parentMatchesSubdomains: boolean): string[] {
+  if (sender === '') return ['<>'];
+  const address = sender.toLowerCase();
+  const at = address.lastIndexOf('@');
+  if (at < 0) return [address];
+  const local = address.slice(0, at);
+  const domain = address.slice(at + 1);
+  const keys = [address];
+  const plus = local.indexOf('+');
+  if (plus > 0) keys.push(`${local.slice(0, plus)}@${domain}`);
+  keys.push(domain);
+  for (let dot = domain.indexOf('.'); dot >= 0; dot = domain.indexOf('.', dot + 1)) {
+    keys.push(parentMatchesSubdomains ? domain.slice(dot + 1) : domain.slice(dot));
+  }
+  keys.push(`${local}@`);
+  return keys;
+}
+
+/** The restrictions of smtpd_sender_restrictions this emulation knows: anything else is an error. */
+function senderRestrictions(main: Map<string, string>): Array<{ kind: 'non-fqdn' } | { kind: 'access'; spec: string }> {
+  const list = (main.get('smtpd_sender_restrictions') ?? '').match(/static:\{[^}]*\}|[^\s,]+/g) ?? [];
+  const out: Array<{ kind: 'non-fqdn' } | { kind: 'access'; spec: string }> = [];
+  for (let i = 0; i < list.length; i += 1) {
+    if (list[i] === 'reject_non_fqdn_sender') out.push({ kind: 'non-fqdn' });
+    else if (list[i] === 'check_sender_access' && list[i + 1] !== undefined) out.push({ kind: 'access', spec: list[(i += 1)]! });
+    else throw new Error(`smtpd_sender_restrictions: this emulation does not cover ${list[i]}`);
+  }
+  return out;
+}
+
 function tlsKeys(nexthop: string): string[] {
   if (nexthop.startsWith('[')) return [nexthop];
   const keys: string[] = [];
@@ -99,20 +134,36 @@ export async function askPostfix(cfg: StagedConfig, config: PostfixConfig, pairs
   const { main, services } = config;
   const param = (service: string, name: string) => services.get(service)?.get(name) ?? main.get(name) ?? '';
   if ((main.get('transport_maps') ?? '') !== '') throw new Error('transport_maps is set: this emulation does not cover it');
-  const accessSpec = /check_sender_access (\S+)/.exec(main.get('smtpd_sender_restrictions') ?? '')?.[1] ?? '';
+  const restrictions = senderRestrictions(main);
+  const parentMatches = (main.get('parent_domain_matches_subdomains') ?? '').split(/[\s,]+/).includes('smtpd_access_maps');
+  const tables = restrictions.flatMap((r) => (r.kind === 'access' && !r.spec.startsWith('static:') ? [r.spec] : []));
   const transportSpec = main.get('sender_dependent_default_transport_maps') ?? '';
   const relaySpec = main.get('sender_dependent_relayhost_maps') ?? '';
 
   const phase1 = new Batch();
   for (const [sender] of pairs) {
-    phase1.want(accessSpec, [sender === '' ? '<>' : sender]);
+    for (const spec of tables) phase1.want(spec, accessKeys(sender, parentMatches));
     phase1.want(transportSpec, senderKeys(sender));
     phase1.want(relaySpec, senderKeys(sender));
   }
   await phase1.run(cfg);
 
   const routes = pairs.map(([sender, recipient]) => {
-    const access = phase1.get(accessSpec).get(sender === '' ? '<>' : sender) ?? '(no match)';
+    let access = '(no match)';
+    for (const restriction of restrictions) {
+      let verdict: string | undefined;
+      if (restriction.kind === 'non-fqdn') {
+        const domain = sender.includes('@') ? sender.slice(sender.lastIndexOf('@') + 1) : '';
+        if (sender !== '' && !domain.includes('.')) verdict = 'REJECT need fully-qualified address';
+      } else if (restriction.spec.startsWith('static:')) {
+        verdict = restriction.spec.slice('static:{'.length, -1).trim();
+      } else {
+        verdict = first(phase1.get(restriction.spec), accessKeys(sender, parentMatches));
+      }
+      if (verdict === undefined || verdict === 'DUNNO') continue;
+      access = verdict;
+      break;
+    }
     const transport = first(phase1.get(transportSpec), senderKeys(sender)) ?? main.get('default_transport') ?? 'smtp';
     const colon = transport.indexOf(':');
     const service = colon < 0 ? transport : transport.slice(0, colon);

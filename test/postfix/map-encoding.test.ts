@@ -17,7 +17,7 @@ import {
   isValidSaslSecret,
   isValidSaslUsername,
 } from '../../src/postfix/index.js';
-import { MapEncodingError, renderHashMap, renderRegexpMap, saslPasswordValue, senderDomainPattern } from '../../src/postfix/map-encoding.js';
+import { MapEncodingError, renderHashMap, saslPasswordValue } from '../../src/postfix/map-encoding.js';
 import { POSTMAP, postfixMissing, run, runClean } from './postfix-harness.js';
 
 describe('validators', () => {
@@ -95,8 +95,6 @@ describe('rendering refuses injection', () => {
     expect(() => renderHashMap([['@a.example', 'user:pw\n@evil.example evil:pw']])).toThrow(MapEncodingError);
     expect(() => renderHashMap([['@a.example', 'x\n continued']])).toThrow(MapEncodingError);
     expect(() => renderHashMap([['@a.example', 'x'], ['@a.example', 'y']])).toThrow(/duplicate/);
-    expect(() => senderDomainPattern('a.example$|.*')).toThrow(MapEncodingError);
-    expect(() => renderRegexpMap([['/^/', 'REJECT $1']])).toThrow(MapEncodingError);
     expect(renderHashMap([['@b.example', 'b'], ['@a.example', 'a']])).toBe('@a.example a\n@b.example b\n');
   });
 });
