@@ -127,7 +127,8 @@ function explainUnrouted(plan: RoutePlan, e: Explanation): Explanation {
   if (nullSender) {
     why = 'the null sender belongs to no tenant';
     e.matched.push({ table: TABLE.senderAccess, key: NULL_SENDER_KEY, value: REJECT_NULL_SENDER });
-  } else if (domain === null || !domain.includes('.')) {
+  } else if (domain === null || (!domain.includes('.') && !domain.startsWith('['))) {
+    // reject_non_fqdn_sender: no domain, or one without a dot; address literals are left to the table.
     why = domain === null ? 'the sender address has no domain' : `sender domain ${domain} is not fully qualified`;
     e.matched.push({ table: 'main.cf', key: 'smtpd_sender_restrictions', value: REJECT_NON_FQDN_SENDER });
   } else if (known !== undefined) {

@@ -45,9 +45,10 @@ export const REJECT_UNLISTED_SENDER = `check_sender_access static:{${REJECT_UNKN
 
 /**
  * smtpd_sender_restrictions, in order: senders without a fully-qualified domain are refused first
- * (check_sender_access looks a bare `MAIL FROM:<a.example>` up as a whole, which would find the
- * domain `a.example`); then the table by domain name; then everyone the table does not list.
- * `static:{…}` (Postfix 3.0+) is the catch-all a hash table cannot hold.
+ * (smtpd completes a bare `MAIL FROM:<x>` with $myorigin before the table lookup, and the queue
+ * routes it as that address: were the node's own domain a tenant's, bare senders would pass as that
+ * tenant); then the table by domain name; then everyone the table does not list. `static:{…}`
+ * (Postfix 3.0+) is the catch-all a hash table cannot hold.
  */
 export function senderRestrictions(accessTable: string): string {
   return `${REJECT_NON_FQDN_SENDER}, check_sender_access ${accessTable}, ${REJECT_UNLISTED_SENDER}`;

@@ -2,7 +2,8 @@
  * Postfix's own lookup order, replayed against a staged config with the real tools, so tests can
  * compare explainRoute() with what Postfix's tables and parameters actually say:
  * 1. smtpd: smtpd_sender_restrictions in order: reject_non_fqdn_sender (no domain, or one without
- *    a dot); check_sender_access — `static:{…}` answers itself, a table is asked for the full
+ *    a dot; a bare address, which smtpd would complete with $myorigin); check_sender_access —
+ *    `static:{…}` answers itself, a table is asked for the full
  *    address, the address without extension, the domain, its parents (as `.parent` unless
  *    parent_domain_matches_subdomains lists smtpd_access_maps), then `user@`; `<>` for the null
  *    sender — where OK or REJECT decide and DUNNO or no match go on;
@@ -74,7 +75,9 @@ function accessKeys(sender: string, parentMatchesSubdomains: boolean): string[] 
   if (sender === '') return ['<>'];
   const address = sender.toLowerCase();
   const at = address.lastIndexOf('@');
-  if (at < 0) return [address];
+  // smtpd resolves a bare address to `address@$myorigin` first; not modelled here, because
+  // reject_non_fqdn_sender refuses such senders before any table is asked.
+  if (at < 0) return [];
   const local = address.slice(0, at);
   const domain = address.slice(at + 1);
   const keys = [address];
@@ -154,7 +157,7 @@ export async function askPostfix(cfg: StagedConfig, config: PostfixConfig, pairs
       let verdict: string | undefined;
       if (restriction.kind === 'non-fqdn') {
         const domain = sender.includes('@') ? sender.slice(sender.lastIndexOf('@') + 1) : '';
-        if (sender !== '' && !domain.includes('.')) verdict = 'REJECT need fully-qualified address';
+        if (sender !== '' && !domain.includes('.') && !domain.startsWith('[')) verdict = 'REJECT need fully-qualified address';
       } else if (restriction.spec.startsWith('static:')) {
         verdict = restriction.spec.slice('static:{'.length, -1).trim();
       } else {

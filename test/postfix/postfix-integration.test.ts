@@ -29,10 +29,11 @@ const PAIRS: Array<[string, string]> = [
   ['x@sub.a.example', 'bob@gmail.test'],
   ['x@unknown.example', 'bob@gmail.test'],
   ['', 'alice@a.example'],
-  // No domain, but the whole address is a configured domain's name: a lookup of the bare address
-  // in sender_access would find that domain's entry.
+  // No domain (smtpd would append $myorigin and judge it as a sender of the node's own domain), and a
+  // single-label domain: refused by reject_non_fqdn_sender before the table.
   ['a.example', 'bob@gmail.test'],
   ['x@localhost', 'bob@gmail.test'],
+  ['x@[192.0.2.1]', 'bob@gmail.test'],
 ];
 
 describe.skipIf(postfixMissing !== undefined)(title, () => {
@@ -145,6 +146,7 @@ describe.skipIf(postfixMissing !== undefined)(title, () => {
           ['x@pending.example', 'pending.example is pending, not verified'],
           ['x@sub.a.example', 'not configured'],
           ['x@unknown.example', 'not configured'],
+          ['x@[192.0.2.1]', 'not configured'],
           ['', 'null sender'],
         ] as const) {
           const reply = await rcpt(sender);
@@ -159,6 +161,20 @@ describe.skipIf(postfixMissing !== undefined)(title, () => {
       }
       const log = await run('cat', [path.join(cfg.base, 'log', 'maillog')]);
       expect(log.stdout).not.toMatch(/warning|fatal|panic|error:/i);
+    });
+
+    it("refuses a sender without a domain even where the node's own domain ($myorigin) is a tenant's", async () => {
+      // smtpd completes a bare address with $myorigin before the table lookup: without
+      // reject_non_fqdn_sender, `MAIL FROM:<someone>` passed here as someone@a.example (250).
+      const own = await stageBundle({ ...bundle, mainCf: { ...bundle.mainCf, myorigin: 'a.example' } });
+      const stop = await startInstance(own);
+      try {
+        const [, , reply] = await smtpDialogue(own.smtpPort, ['EHLO client.lab.test', 'MAIL FROM:<someone>', 'RCPT TO:<bob@gmail.test>', 'QUIT']);
+        expect(reply).toMatch(/^504 5\.5\.2 .*need fully-qualified address/);
+      } finally {
+        await stop();
+        await own.cleanup();
+      }
     });
   });
 });
