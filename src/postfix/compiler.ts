@@ -8,8 +8,8 @@
  * - routed direct domain: `@d smtp:` (or its own limited service) and NO relayhost entry; with
  *   relayhost empty the nexthop is the recipient domain's MX. Never authenticates.
  * - every other sender (unknown, suspended tenant, unverified/disabled domain, null sender): refused
- *   at submission by sender_access (554 5.7.1 with the reason; 504 5.5.2 for a sender without a
- *   fully-qualified domain), and if already queued, held by the
+ *   at submission by smtpd_sender_restrictions (554 5.7.1 with the reason; 504 5.5.2 for a sender
+ *   without a fully-qualified domain; see tables.ts), and if already queued, held by the
  *   `retry:` default_transport. Node-generated bounces (null sender) therefore wait in the queue
  *   until bounce_queue_lifetime instead of leaving unauthenticated or directly.
  */

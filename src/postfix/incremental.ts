@@ -328,8 +328,8 @@ function isExpectedFailure(error: unknown): boolean {
 }
 
 
-/** The state of a plan compile() just rendered; null if its tables do not read back as expected. */
-function buildState(snapshot: Snapshot, detailed: DetailedPlan, digests: FileDigests, bundle: Bundle): State | null {
+/** The state of a plan compile() just rendered. */
+function buildState(snapshot: Snapshot, detailed: DetailedPlan, digests: FileDigests, bundle: Bundle): State {
   const plan = detailed.plan as Mutable<RoutePlan>;
   const index = plan.index as Mutable<SnapshotIndex>;
   const resolved = detailed.routed;
