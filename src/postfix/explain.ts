@@ -124,12 +124,14 @@ function explainUnrouted(plan: RoutePlan, e: Explanation): Explanation {
   const known = domain === null ? undefined : plan.unrouted.get(domain);
   e.outcome = nullSender ? 'deferred' : 'rejected';
   let why: string;
+  let reply = '554 5.7.1';
   if (nullSender) {
     why = 'the null sender belongs to no tenant';
     e.matched.push({ table: TABLE.senderAccess, key: NULL_SENDER_KEY, value: REJECT_NULL_SENDER });
   } else if (domain === null || (!domain.includes('.') && !domain.startsWith('['))) {
     // reject_non_fqdn_sender: no domain, or one without a dot; address literals are left to the table.
     why = domain === null ? 'the sender address has no domain' : `sender domain ${domain} is not fully qualified`;
+    reply = '504 5.5.2';
     e.matched.push({ table: 'main.cf', key: 'smtpd_sender_restrictions', value: REJECT_NON_FQDN_SENDER });
   } else if (known !== undefined) {
     why = known.reason;
@@ -141,7 +143,7 @@ function explainUnrouted(plan: RoutePlan, e: Explanation): Explanation {
   e.matched.push({ table: 'main.cf', key: 'default_transport', value: UNROUTED_TRANSPORT });
   e.reason = nullSender
     ? `${why}: clients' MAIL FROM:<> is rejected at submission; bounces the node generates wait in the queue (retry:) until bounce_queue_lifetime`
-    : `${why}: submission is rejected with ${e.matched[0]?.value === REJECT_NON_FQDN_SENDER ? '504 5.5.2' : '554 5.7.1'}; mail already queued is held by the retry: default transport and never leaves`;
+    : `${why}: submission is rejected with ${reply}; mail already queued is held by the retry: default transport and never leaves`;
   return e;
 }
 

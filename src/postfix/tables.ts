@@ -36,7 +36,7 @@ export const UNROUTED_SERVICE = 'retry';
 /** smtpd's lookup key for the null sender (smtpd_null_access_lookup_key's default). */
 export const NULL_SENDER_KEY = '<>';
 export const REJECT_NULL_SENDER = 'REJECT Relayplane: a null sender cannot be routed to a tenant relay';
-export const REJECT_UNKNOWN_SENDER = 'REJECT Relayplane: the sender domain is not configured on this relay';
+const REJECT_UNKNOWN_SENDER = 'REJECT Relayplane: the sender domain is not configured on this relay';
 /** OK, not DUNNO: the sender stage must end here, before the catch-all REJECT that follows the table. */
 export const PERMIT_SENDER = 'OK';
 
@@ -106,7 +106,7 @@ export function tlsPolicyEntries(plan: RoutePlan): Array<[string, string]> {
  * Every configured domain name once, in code-unit order. planRoutes fills routes and unrouted in
  * name order, so the two are merged rather than sorted again; anything else is sorted.
  */
-export function configuredDomainNames(plan: RoutePlan): string[] {
+function configuredDomainNames(plan: RoutePlan): string[] {
   const routed = [...plan.routes.keys()];
   const unrouted = [...plan.unrouted.keys()];
   const names: string[] = [];
@@ -126,7 +126,7 @@ export function senderAccessEntry(name: string, unrouted: UnroutedDomain | undef
   return [name, unrouted === undefined ? PERMIT_SENDER : rejectText(unrouted.reason)];
 }
 
-export const NULL_SENDER_ENTRY: [string, string] = [NULL_SENDER_KEY, REJECT_NULL_SENDER];
+const NULL_SENDER_ENTRY: [string, string] = [NULL_SENDER_KEY, REJECT_NULL_SENDER];
 
 /** The null sender's entry and one per configured domain, in key order (as renderHashMap wants them). */
 export function senderAccessEntries(plan: RoutePlan): Array<[string, string]> {

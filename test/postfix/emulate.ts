@@ -78,21 +78,19 @@ function accessKeys(sender: string, parentMatchesSubdomains: boolean): string[] 
   // smtpd resolves a bare address to `address@$myorigin` first; not modelled here, because
   // reject_non_fqdn_sender refuses such senders before any table is asked.
   if (at < 0) return [];
-  const local = address.slice(0, at);
   const domain = address.slice(at + 1);
-  const keys = [address];
-  const plus = local.indexOf('+');
-  if (plus > 0) keys.push(`${local.slice(0, plus)}@${domain}`);
-  keys.push(domain);
+  // The full address and the one without its extension, as for the sender-dependent tables; then
+  // the domain itself where those tables use `@domain`.
+  const keys = [...senderKeys(address).slice(0, -1), domain];
   for (let dot = domain.indexOf('.'); dot >= 0; dot = domain.indexOf('.', dot + 1)) {
     keys.push(parentMatchesSubdomains ? domain.slice(dot + 1) : domain.slice(dot));
   }
-  keys.push(`${local}@`);
+  keys.push(address.slice(0, at + 1));
   return keys;
 }
 
 /** The restrictions of smtpd_sender_restrictions this emulation knows: anything else is an error. */
-function senderRestrictions(main: Map<string, string>): Array<{ kind: 'non-fqdn' } | { kind: 'access'; spec: string }> {
+function parseSenderRestrictions(main: Map<string, string>): Array<{ kind: 'non-fqdn' } | { kind: 'access'; spec: string }> {
   const list = (main.get('smtpd_sender_restrictions') ?? '').match(/static:\{[^}]*\}|[^\s,]+/g) ?? [];
   const out: Array<{ kind: 'non-fqdn' } | { kind: 'access'; spec: string }> = [];
   for (let i = 0; i < list.length; i += 1) {
@@ -137,7 +135,7 @@ export async function askPostfix(cfg: StagedConfig, config: PostfixConfig, pairs
   const { main, services } = config;
   const param = (service: string, name: string) => services.get(service)?.get(name) ?? main.get(name) ?? '';
   if ((main.get('transport_maps') ?? '') !== '') throw new Error('transport_maps is set: this emulation does not cover it');
-  const restrictions = senderRestrictions(main);
+  const restrictions = parseSenderRestrictions(main);
   const parentMatches = (main.get('parent_domain_matches_subdomains') ?? '').split(/[\s,]+/).includes('smtpd_access_maps');
   const tables = restrictions.flatMap((r) => (r.kind === 'access' && !r.spec.startsWith('static:') ? [r.spec] : []));
   const transportSpec = main.get('sender_dependent_default_transport_maps') ?? '';
