@@ -215,6 +215,17 @@ describe('senders without a route', () => {
     expect(e).toMatchObject({ outcome: 'rejected', service: 'retry', nexthops: [], credentialId: null });
     expect(explainRoute(snapshot(), '', 'a@s.example')).toMatchObject({ outcome: 'deferred', service: 'retry' });
   });
+
+  it('explains which restriction refuses a sender, and with which reply', () => {
+    const snap = snapshot({ tenants: [tenant('off', { status: 'suspended' })], relays: [relay('r')], domains: [domain('d1', 'off', 's.example', { relayId: 'r' })] });
+    const first = (sender: string) => explainRoute(snap, sender, 'b@gmail.test');
+    expect(first('a.example').matched[0]).toEqual({ table: 'main.cf', key: 'smtpd_sender_restrictions', value: 'reject_non_fqdn_sender' });
+    expect(first('x@localhost').reason).toContain('504 5.5.2');
+    expect(first('x@s.example').matched[0]).toEqual({ table: 'sender_access', key: 's.example', value: 'REJECT Relayplane: the tenant of sender domain s.example is suspended' });
+    expect(first('x@s.example').reason).toContain('554 5.7.1');
+    expect(first('x@[192.0.2.1]').matched[0]?.value).toBe('check_sender_access static:{REJECT Relayplane: the sender domain is not configured on this relay}');
+    expect(first('').matched[0]).toEqual({ table: 'sender_access', key: '<>', value: 'REJECT Relayplane: a null sender cannot be routed to a tenant relay' });
+  });
 });
 
 describe('direct delivery', () => {
