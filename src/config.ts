@@ -14,6 +14,10 @@ function isDnsServer(value: string): boolean {
   return isIP(host) !== 0 && port >= 1 && port <= 65535;
 }
 
+/** Defaults the services use too when no configuration is given (the CLI, tests): one number each. */
+export const DEFAULT_USAGE_MESSAGE_RETENTION_DAYS = 35;
+export const DEFAULT_CONFIG_BUNDLE_RETENTION_DAYS = 30;
+
 const booleanFlag = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((value) => value === 'true' || value === '1' || value === 'yes');
@@ -77,13 +81,13 @@ const envSchema = z.object({
     .int('must be a whole number of days')
     .min(1, 'must be at least 1')
     .max(3660, 'must be at most 3660')
-    .default(35),
+    .default(DEFAULT_USAGE_MESSAGE_RETENTION_DAYS),
   RELAYPLANE_CONFIG_BUNDLE_RETENTION_DAYS: z.coerce
     .number({ message: 'must be a whole number of days' })
     .int('must be a whole number of days')
     .min(1, 'must be at least 1')
     .max(3660, 'must be at most 3660')
-    .default(30),
+    .default(DEFAULT_CONFIG_BUNDLE_RETENTION_DAYS),
   RELAYPLANE_DNS_SERVERS: z
     .string()
     .transform((value) => value.split(',').map((s) => s.trim()).filter((s) => s !== ''))

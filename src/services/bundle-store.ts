@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { DEFAULT_CONFIG_BUNDLE_RETENTION_DAYS } from '../config.js';
 import type { PrismaClient } from '../db/prisma.js';
 import { lineChunks } from '../lib/line-chunks.js';
 import type { SecretBox } from '../lib/secret-box.js';
@@ -32,7 +33,7 @@ function maskSecretLines(text: string, fingerprint: (secret: string) => string):
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
 /** How long stored bundles are kept by default (RELAYPLANE_CONFIG_BUNDLE_RETENTION_DAYS). */
-export const DEFAULT_BUNDLE_RETENTION_SECONDS = 30 * 86_400;
+export const DEFAULT_BUNDLE_RETENTION_SECONDS = DEFAULT_CONFIG_BUNDLE_RETENTION_DAYS * 86_400;
 
 /** How often the leading sync worker prunes stored bundles (a periodic task of its own, see app.ts). */
 export const BUNDLE_PRUNE_INTERVAL_MS = 60 * 60_000;

@@ -3,6 +3,7 @@
  * reads billing systems make. Counts and log positions are committed in one transaction per batch
  * (see usage/node-collector.ts), so collecting twice, or after a crash, counts nothing twice.
  */
+import { DEFAULT_USAGE_MESSAGE_RETENTION_DAYS } from '../config.js';
 import type { PrismaClient } from '../db/prisma.js';
 import { connectNode, mapLimit, type NodeConnection } from '../deploy/index.js';
 import { excerpt } from '../deploy/errors.js';
@@ -44,7 +45,7 @@ export const DEFAULT_USAGE: UsageSettings = {
   chunkBytes: 4 * 1024 * 1024,
   maxBatches: 16,
   stateRetentionSeconds: 10 * 86_400,
-  messageRetentionSeconds: 35 * 86_400,
+  messageRetentionSeconds: DEFAULT_USAGE_MESSAGE_RETENTION_DAYS * 86_400,
 };
 
 interface Deps {
