@@ -395,12 +395,73 @@ function buildState(snapshot: Snapshot, detailed: DetailedPlan, digests: FileDig
   };
 }
 
+/** This change needs a full compile: the caller drops the state, which may be half-updated. */
+const needsFull = (): never => {
+  throw new NeedsFullCompile();
+};
+
+/** What changed between the state's rows and a snapshot's, table by table. */
+interface SnapshotDiff {
+  tenants: RowDiff<Tenant>;
+  relays: RowDiff<Relay>;
+  policies: RowDiff<DestinationPolicy>;
+  /** Removed and changed domains as they were, added and changed ones as they are now. */
+  oldDomains: Domain[];
+  newDomains: Domain[];
+  removedDomains: Domain[];
+  oldCredentials: Credential[];
+  newCredentials: Credential[];
+}
+
+/** Rows a change touched, and the domains whose lines it may change (by name). */
+interface Reach {
+  affected: Set<string>;
+  changedTenants: Set<string>;
+  changedRelays: Set<string>;
+  /** Relays whose relay-wide credential came, went or changed: every domain routed through them without one of its own. */
+  relayWideChanged: Set<string>;
+}
+
+/** The domains a change put back into the plan, and what that did to the relay groups. */
+interface Replanned {
+  /** Domains whose route and lines are rendered again. */
+  rebuild: Set<string>;
+  touchedGroups: Set<string>;
+  /** Services of domains placed on their own in this change: a split group they left used the same names. */
+  ownServices: Set<string>;
+}
+
+/**
+ * The incremental path, in the order compile() works: the rows' differences, the index as
+ * buildIndex would build it from the new rows, the affected domains resolved and placed again,
+ * the relay groups they touched, their routes and lines, then the files. Anything it cannot do
+ * exactly throws NeedsFullCompile.
+ */
 function incremental(state: State, snapshot: Snapshot): Bundle {
-  const { index, plan, tables } = state;
-  const needsFull = (): never => {
-    throw new NeedsFullCompile();
-  };
   if (snapshot.settings !== state.rows.settings) needsFull();
+  const diff = diffSnapshot(state, snapshot);
+  // Nothing changed (a reconcile, an explanation, a preview): the output does not depend on row order.
+  if (diff === null) {
+    state.rows = snapshot;
+    return state.bundle;
+  }
+  const bulk = Math.max(MIN_BULK, BULK_SHARE * snapshot.domains.length);
+  if (diff.oldDomains.length + diff.newDomains.length + diff.oldCredentials.length + diff.newCredentials.length > bulk) needsFull();
+
+  const problems = new ProblemList();
+  const reach = updateIndex(state, snapshot, diff, problems);
+  if (problems.items.length > 0) needsFull();
+
+  const replanned = replan(state, reach.affected, problems);
+  regroup(state, replanned);
+  rerender(state, replanned.rebuild);
+  state.rows = snapshot;
+  return assembleFromState(state, problems);
+}
+
+/** The rows' differences; null when no row changed. Throws NeedsFullCompile when ids are not unique. */
+function diffSnapshot(state: State, snapshot: Snapshot): SnapshotDiff | null {
+  const { index } = state;
   const previous = state.rows;
   const relays = diffRows<Relay>(previous.relays, index.relays, snapshot.relays);
   const policies = diffRows<DestinationPolicy>(previous.destinationPolicies, state.policiesById, snapshot.destinationPolicies);
@@ -408,92 +469,111 @@ function incremental(state: State, snapshot: Snapshot): Bundle {
   const domains = diffRows<Domain>(previous.domains, index.domainsById, snapshot.domains);
   const credentials = diffRows<Credential>(previous.credentials, state.credentialsById, snapshot.credentials);
   if (relays === null || policies === null || tenants === null || domains === null || credentials === null) return needsFull();
-  // Nothing changed (a reconcile, an explanation, a preview): the output does not depend on row order.
-  if ([relays, policies, tenants, domains, credentials].every(unchanged)) {
-    state.rows = snapshot;
-    return state.bundle;
-  }
-  const oldDomains = [...domains.removed, ...domains.changed.map(([old]) => old)];
-  const newDomains = [...domains.added, ...domains.changed.map(([, next]) => next)];
-  const oldCredentials = [...credentials.removed, ...credentials.changed.map(([old]) => old)];
-  const newCredentials = [...credentials.added, ...credentials.changed.map(([, next]) => next)];
-  const bulk = Math.max(MIN_BULK, BULK_SHARE * snapshot.domains.length);
-  if (oldDomains.length + newDomains.length + oldCredentials.length + newCredentials.length > bulk) needsFull();
-
-  const problems = new ProblemList();
-  const check = () => {
-    if (problems.items.length > 0) needsFull();
+  if ([relays, policies, tenants, domains, credentials].every(unchanged)) return null;
+  return {
+    tenants,
+    relays,
+    policies,
+    oldDomains: [...domains.removed, ...domains.changed.map(([old]) => old)],
+    newDomains: [...domains.added, ...domains.changed.map(([, next]) => next)],
+    removedDomains: domains.removed,
+    oldCredentials: [...credentials.removed, ...credentials.changed.map(([old]) => old)],
+    newCredentials: [...credentials.added, ...credentials.changed.map(([, next]) => next)],
   };
-  const affected = new Set<string>();
-  for (const d of oldDomains) affected.add(d.name);
-  for (const c of oldCredentials) {
-    const d = index.domainsById.get(c.domainId ?? '');
-    if (d !== undefined) affected.add(d.name);
-  }
-  // Rows whose change reaches every domain that refers to them: the domains are found below.
-  const changedTenants = new Set<string>();
-  const changedRelays = new Set<string>();
-  /** Relays whose relay-wide credential came, went or changed: every domain routed through them without one of its own. */
-  const relayWideChanged = new Set<string>();
+}
 
-  // The index, as buildIndex would have built it from these rows: tenants and relays first (domains
-  // and credentials are checked against them), and removals before additions (a rename may free a
-  // name that another changed domain takes).
+/**
+ * The index, as buildIndex would have built it from the new rows, with the checks buildIndex makes
+ * of them (into `problems`); returns which domains the change reaches.
+ */
+function updateIndex(state: State, snapshot: Snapshot, diff: SnapshotDiff, problems: ProblemList): Reach {
+  const reach: Reach = { affected: new Set(), changedTenants: new Set(), changedRelays: new Set(), relayWideChanged: new Set() };
+  for (const d of diff.oldDomains) reach.affected.add(d.name);
+  for (const c of diff.oldCredentials) {
+    const d = state.index.domainsById.get(c.domainId ?? '');
+    if (d !== undefined) reach.affected.add(d.name);
+  }
+  // Tenants and relays first (domains and credentials are checked against them), and removals
+  // before additions (a rename may free a name that another changed domain takes).
+  updateTenantsAndRelays(state, snapshot, diff, reach, problems);
+  updateDomains(state, diff, reach, problems);
+  updateCredentials(state, diff, reach, problems);
+  // A credential left behind by its deleted domain is refused by the full compile.
+  for (const old of diff.removedDomains) {
+    for (const scopes of state.index.credentialsByRelay.values()) if (scopes.has(old.id)) needsFull();
+  }
+  const reached = reachedDomains(state, reach);
+  if (reach.affected.size > Math.max(MIN_BULK, REACHED_SHARE * snapshot.domains.length)) needsFull();
+  recheckReferences(state, diff, reach, reached, problems);
+  return reach;
+}
+
+function updateTenantsAndRelays(state: State, snapshot: Snapshot, diff: SnapshotDiff, reach: Reach, problems: ProblemList): void {
+  const { index } = state;
+  const { tenants, relays, policies } = diff;
   for (const t of [...tenants.added, ...tenants.changed.map(([, next]) => next)]) {
     if (typeof t.id !== 'string' || t.id === '') needsFull();
     checkTenant(t, problems);
     index.tenants.set(t.id, t);
   }
-  for (const [old] of tenants.changed) changedTenants.add(old.id);
+  for (const [old] of tenants.changed) reach.changedTenants.add(old.id);
   for (const old of tenants.removed) {
     index.tenants.delete(old.id);
-    changedTenants.add(old.id);
+    reach.changedTenants.add(old.id);
   }
   for (const old of relays.removed) {
     index.relays.delete(old.id);
     index.nexthops.delete(old.id);
-    changedRelays.add(old.id);
+    reach.changedRelays.add(old.id);
   }
   for (const r of [...relays.added, ...relays.changed.map(([, next]) => next)]) {
     if (typeof r.id !== 'string' || r.id === '') needsFull();
     index.relays.set(r.id, r);
     index.nexthops.set(r.id, formatNexthop(r.host, r.port));
   }
-  for (const [old] of relays.changed) changedRelays.add(old.id);
+  for (const [old] of relays.changed) reach.changedRelays.add(old.id);
   // A relay's owner must exist: every relay again when tenants went or relays changed (a few dozen rows).
-  if (changedTenants.size > 0 || changedRelays.size > 0 || relays.added.length > 0) {
+  if (reach.changedTenants.size > 0 || reach.changedRelays.size > 0 || relays.added.length > 0) {
     for (const r of index.relays.values()) checkRelay(r, index.tenants, problems);
   }
   if (!unchanged(policies)) {
     index.destinationPolicies = indexPolicies(snapshot.destinationPolicies, problems);
     state.policiesById = new Map(snapshot.destinationPolicies.map((p) => [p.id, p]));
   }
-  for (const old of oldDomains) {
+}
+
+function updateDomains(state: State, diff: SnapshotDiff, reach: Reach, problems: ProblemList): void {
+  const { index } = state;
+  for (const old of diff.oldDomains) {
     index.domainsById.delete(old.id);
     if (index.domainsByName.get(old.name) === old) index.domainsByName.delete(old.name);
   }
-  for (const d of newDomains) {
+  for (const d of diff.newDomains) {
     if (typeof d.id !== 'string' || d.id === '' || index.domainsByName.has(d.name)) needsFull();
     checkDomain(d, index, problems);
     index.domainsById.set(d.id, d);
     index.domainsByName.set(d.name, d);
-    affected.add(d.name);
+    reach.affected.add(d.name);
   }
-  for (const old of oldCredentials) {
+}
+
+function updateCredentials(state: State, diff: SnapshotDiff, reach: Reach, problems: ProblemList): void {
+  const { index } = state;
+  for (const old of diff.oldCredentials) {
     const scopes = index.credentialsByRelay.get(old.relayId) as Map<string | null, Credential> | undefined;
     if (scopes?.get(old.domainId) !== old) needsFull();
     scopes?.delete(old.domainId);
     if (scopes?.size === 0) index.credentialsByRelay.delete(old.relayId);
     state.credentialsById.delete(old.id);
     if (old.domainId === null) {
-      relayWideChanged.add(old.relayId);
+      reach.relayWideChanged.add(old.relayId);
       continue;
     }
     const count = (state.domainCredentialCount.get(old.relayId) ?? 0) - 1;
     state.domainCredentialCount.set(old.relayId, count);
     if (count <= 0) index.relaysWithDomainCredentials.delete(old.relayId);
   }
-  for (const c of newCredentials) {
+  for (const c of diff.newCredentials) {
     if (typeof c.id !== 'string' || c.id === '') needsFull();
     const domain = index.domainsById.get(c.domainId ?? '');
     checkCredential(c, domain, index.relays, problems);
@@ -503,55 +583,60 @@ function incremental(state: State, snapshot: Snapshot): Bundle {
     scopes.set(domain?.id ?? c.domainId, c);
     state.credentialsById.set(c.id, c);
     if (c.domainId === null) {
-      relayWideChanged.add(c.relayId);
+      reach.relayWideChanged.add(c.relayId);
       continue;
     }
     state.domainCredentialCount.set(c.relayId, (state.domainCredentialCount.get(c.relayId) ?? 0) + 1);
     index.relaysWithDomainCredentials.add(c.relayId);
-    if (domain !== undefined) affected.add(domain.name);
+    if (domain !== undefined) reach.affected.add(domain.name);
   }
-  // A credential left behind by its deleted domain is refused by the full compile.
-  for (const old of domains.removed) {
-    for (const scopes of index.credentialsByRelay.values()) if (scopes.has(old.id)) needsFull();
-  }
+}
 
-  // The domains a changed tenant, relay or relay-wide credential reaches: one pass over the index.
+/** The domains a changed tenant, relay or relay-wide credential reaches (one pass over the index), added to the affected ones. */
+function reachedDomains(state: State, reach: Reach): Set<Domain> {
+  const { changedTenants, changedRelays, relayWideChanged } = reach;
   const reached = new Set<Domain>();
-  if (changedTenants.size > 0 || changedRelays.size > 0 || relayWideChanged.size > 0) {
-    const viaRelay = (id: string | null) => id !== null && (changedRelays.has(id) || relayWideChanged.has(id));
-    for (const d of index.domainsById.values()) {
-      if (changedTenants.has(d.tenantId) || viaRelay(d.relayId) || viaRelay(d.fallbackRelayId)) {
-        reached.add(d);
-        affected.add(d.name);
-      }
+  if (changedTenants.size === 0 && changedRelays.size === 0 && relayWideChanged.size === 0) return reached;
+  const viaRelay = (id: string | null) => id !== null && (changedRelays.has(id) || relayWideChanged.has(id));
+  for (const d of state.index.domainsById.values()) {
+    if (changedTenants.has(d.tenantId) || viaRelay(d.relayId) || viaRelay(d.fallbackRelayId)) {
+      reached.add(d);
+      reach.affected.add(d.name);
     }
   }
-  if (affected.size > Math.max(MIN_BULK, REACHED_SHARE * snapshot.domains.length)) needsFull();
-  // What buildIndex checks against tenants and relays, again for the rows that refer to changed ones:
-  // the reached domains, and the credentials of changed relays and of changed domains (a domain's
-  // tenant may no longer own the relay of its credential).
-  const newDomainSet = new Set(newDomains);
+  return reached;
+}
+
+/**
+ * What buildIndex checks against tenants and relays, again for the rows that refer to changed
+ * ones: the reached domains, and the credentials of changed relays and of changed domains (a
+ * domain's tenant may no longer own the relay of its credential).
+ */
+function recheckReferences(state: State, diff: SnapshotDiff, reach: Reach, reached: ReadonlySet<Domain>, problems: ProblemList): void {
+  const { index } = state;
+  const newDomainSet = new Set(diff.newDomains);
   for (const d of reached) if (!newDomainSet.has(d)) checkDomain(d, index, problems);
-  const rechecked = new Set(newCredentials);
+  const rechecked = new Set(diff.newCredentials);
   const recheck = (c: Credential | undefined) => {
     if (c === undefined || rechecked.has(c)) return;
     rechecked.add(c);
     checkCredential(c, c.domainId === null ? undefined : index.domainsById.get(c.domainId), index.relays, problems);
   };
-  for (const relayId of changedRelays) for (const c of index.credentialsByRelay.get(relayId)?.values() ?? []) recheck(c);
-  for (const d of newDomains) {
+  for (const relayId of reach.changedRelays) for (const c of index.credentialsByRelay.get(relayId)?.values() ?? []) recheck(c);
+  for (const d of diff.newDomains) {
     for (const scopes of index.credentialsByRelay.values()) recheck(scopes.get(d.id));
   }
-  check();
+}
 
-  // Take every affected domain out of the plan, then put back those that still exist: in that
-  // order, a domain's own service removed under its old name cannot remove the one just added.
-  const touchedGroups = new Set<string>();
-  for (const name of affected) detach(state, name, touchedGroups);
-  const settings = index.settings;
-  const rebuild = new Set<string>();
-  /** Services of domains placed on their own in this change: a split group they left used the same names. */
-  const ownServices = new Set<string>();
+/**
+ * Takes every affected domain out of the plan, then resolves and places again those that still
+ * exist: in that order, a domain's own service removed under its old name cannot remove the one
+ * just added.
+ */
+function replan(state: State, affected: ReadonlySet<string>, problems: ProblemList): Replanned {
+  const { index, plan } = state;
+  const replanned: Replanned = { rebuild: new Set(), touchedGroups: new Set(), ownServices: new Set() };
+  for (const name of affected) detach(state, name, replanned.touchedGroups);
   for (const name of affected) {
     const domain = index.domainsByName.get(name);
     if (domain === undefined) {
@@ -559,7 +644,7 @@ function incremental(state: State, snapshot: Snapshot): Bundle {
       continue;
     }
     const res = resolveDomain(index, domain, problems);
-    check();
+    if (problems.items.length > 0) needsFull();
     if (res.kind === 'unrouted') {
       const entry: UnroutedDomain = { domain, code: res.code, reason: res.reason };
       plan.unrouted.set(name, entry);
@@ -575,21 +660,24 @@ function incremental(state: State, snapshot: Snapshot): Bundle {
     }
     const placed = placement(res);
     if (placed.kind === 'own') {
-      const planned = domainService(settings, res);
+      const planned = domainService(index.settings, res);
       addService(state, planned);
-      ownServices.add(planned.plan.name);
+      replanned.ownServices.add(planned.plan.name);
       state.serviceOf.set(name, planned.plan.name);
     } else if (placed.kind === 'group') {
       state.groupOf.set(name, placed.key);
       let members = state.groups.get(placed.key);
       if (members === undefined) state.groups.set(placed.key, (members = new Set()));
       members.add(name);
-      touchedGroups.add(placed.key);
+      replanned.touchedGroups.add(placed.key);
     }
-    rebuild.add(name);
+    replanned.rebuild.add(name);
   }
+  return replanned;
+}
 
-  // A relay group's services depend on all its members (one shared service, or one each).
+/** A relay group's services depend on all its members (one shared service, or one each): plans the touched groups again. */
+function regroup(state: State, { touchedGroups, ownServices, rebuild }: Replanned): void {
   for (const key of touchedGroups) {
     const before = [...(state.groupServiceNames.get(key) ?? [])].map((name) => state.services.get(name));
     for (const name of state.groupServiceNames.get(key) ?? []) {
@@ -604,7 +692,7 @@ function incremental(state: State, snapshot: Snapshot): Bundle {
       continue;
     }
     const members = memberNames.map((name) => state.resolved.get(name) ?? needsFull());
-    const planned = groupServices(settings, key, members);
+    const planned = groupServices(state.index.settings, key, members);
     const names = new Set<string>();
     for (const service of planned) {
       addService(state, service);
@@ -619,8 +707,11 @@ function incremental(state: State, snapshot: Snapshot): Bundle {
     const same = before.length === 1 && planned.length === 1 && was !== undefined && now !== undefined && sameForRoutes(was, now.plan);
     if (!same) for (const name of memberNames) rebuild.add(name);
   }
+}
 
-  const smtpLimits = defaultLimits(settings);
+/** The routes of `rebuild`'s domains, and their lines in the per-domain tables. */
+function rerender(state: State, rebuild: ReadonlySet<string>): void {
+  const smtpLimits = defaultLimits(state.index.settings);
   for (const name of rebuild) {
     const res = state.resolved.get(name);
     if (res === undefined) continue;
@@ -630,18 +721,20 @@ function incremental(state: State, snapshot: Snapshot): Bundle {
     let transport = state.transports.get(serviceName);
     if (transport === undefined) state.transports.set(serviceName, (transport = transportValue(serviceName)));
     const route = domainRoute(res, service, transport, smtpLimits);
-    plan.routes.set(name, route);
+    state.plan.routes.set(name, route);
     setLines(state, name, route, undefined);
   }
+}
 
+/** The plan-wide parts (TLS policies, services, their limits, warnings) and the bundle: the same files, in the same order, as compilePlan. */
+function assembleFromState(state: State, problems: ProblemList): Bundle {
+  const { plan, tables } = state;
   plan.relayTlsPolicies = new Map(Array.from(state.nexthops, ([nexthop, use]) => [nexthop, use.policy]));
   plan.services = [...state.services.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
   checkServiceLimits(plan.services, plan.routes, problems);
-  check();
+  if (problems.items.length > 0) needsFull();
   plan.warnings = planWarnings(plan);
-  state.rows = snapshot;
 
-  // The same files, in the same order, as compilePlan.
   const files: Record<string, BundleFile> = {};
   const table = (name: string, lines: SortedLines, secret: boolean) => {
     const content = lines.content();

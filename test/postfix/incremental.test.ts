@@ -209,6 +209,16 @@ describe('incremental compiler', () => {
     expect(compiler.compile(current)).toEqual(compile(current));
     expect(compiler.lastMode).toBe('full');
 
+    // A relay change reaches its domains: one relay's 667 of the 2,000 are redone incrementally;
+    // two relays' 1,333 are more than REACHED_SHARE and MIN_BULK, so everything is compiled again.
+    const moveRelays = (ids: string[], port: number) => ({ ...current, relays: current.relays.map((r) => (ids.includes(r.id) ? { ...r, port } : r)) });
+    current = moveRelays(['plain'], 2526);
+    expect(compiler.compile(current)).toEqual(compile(current));
+    expect(compiler.lastMode).toBe('incremental');
+    current = moveRelays(['plain', 'limited'], 2527);
+    expect(compiler.compile(current)).toEqual(compile(current));
+    expect(compiler.lastMode).toBe('full');
+
     // A domain taking another's name: refused, whole, by both; then the next good change compiles.
     const duplicate = { ...current, domains: [...current.domains, domain('dup', 't1', 'd1.fleet.test', { relayId: 'plain' })] };
     expect(() => compiler.compile(duplicate)).toThrow(CompileError);
