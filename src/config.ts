@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
+import { DEFAULT_CONFIG_BUNDLE_RETENTION_DAYS, DEFAULT_USAGE_MESSAGE_RETENTION_DAYS } from './lib/retention.js';
 
 /**
  * Every environment variable Relayplane reads, validated once at start.
@@ -13,10 +14,6 @@ function isDnsServer(value: string): boolean {
   const port = m === null ? 53 : Number(m[2]);
   return isIP(host) !== 0 && port >= 1 && port <= 65535;
 }
-
-/** Defaults the services use too when no configuration is given (the CLI, tests): one number each. */
-export const DEFAULT_USAGE_MESSAGE_RETENTION_DAYS = 35;
-export const DEFAULT_CONFIG_BUNDLE_RETENTION_DAYS = 30;
 
 const booleanFlag = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])

@@ -676,7 +676,10 @@ function replan(state: State, affected: ReadonlySet<string>, problems: ProblemLi
   return replanned;
 }
 
-/** A relay group's services depend on all its members (one shared service, or one each): plans the touched groups again. */
+/**
+ * A relay group's services depend on all its members (one shared service, or one each): plans the
+ * touched groups again, and adds their members to `rebuild` where the shared service changed.
+ */
 function regroup(state: State, { touchedGroups, ownServices, rebuild }: Replanned): void {
   for (const key of touchedGroups) {
     const before = [...(state.groupServiceNames.get(key) ?? [])].map((name) => state.services.get(name));

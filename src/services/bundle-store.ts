@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { DEFAULT_CONFIG_BUNDLE_RETENTION_DAYS } from '../config.js';
 import type { PrismaClient } from '../db/prisma.js';
 import { lineChunks } from '../lib/line-chunks.js';
+import { DEFAULT_CONFIG_BUNDLE_RETENTION_DAYS } from '../lib/retention.js';
 import type { SecretBox } from '../lib/secret-box.js';
 import { type Bundle, masterCfLine } from '../postfix/index.js';
 import type { ConfigBundleRepository, StoredFile } from '../repositories/config-bundle.repository.js';

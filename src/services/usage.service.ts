@@ -3,13 +3,13 @@
  * reads billing systems make. Counts and log positions are committed in one transaction per batch
  * (see usage/node-collector.ts), so collecting twice, or after a crash, counts nothing twice.
  */
-import { DEFAULT_USAGE_MESSAGE_RETENTION_DAYS } from '../config.js';
 import type { PrismaClient } from '../db/prisma.js';
 import { connectNode, mapLimit, type NodeConnection } from '../deploy/index.js';
 import { excerpt } from '../deploy/errors.js';
 import type { Node } from '../generated/prisma/client.js';
 import { NotFoundError, ValidationError } from '../lib/errors.js';
 import { decodeCursor, encodeCursor } from '../lib/pagination.js';
+import { DEFAULT_USAGE_MESSAGE_RETENTION_DAYS } from '../lib/retention.js';
 import type { NodeRepository } from '../repositories/node.repository.js';
 import type { TenantRepository } from '../repositories/tenant.repository.js';
 import {
