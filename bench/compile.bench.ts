@@ -235,10 +235,10 @@ try {
     await backdate(path.join(outDir, 'main.cf'));
     let postmapMs = 0;
     let postmapCpuMs = 0;
-    tables = [];
-    const hashTables: string[] = [];
-    for (const [name, file] of Object.entries(result.files)) {
-      if (file.mapType !== 'hash') continue;
+    // Only hash tables: the nodes postmap those, and nothing else.
+    const hashTables = Object.entries(result.files).filter(([, file]) => file.mapType === 'hash');
+    tables = hashTables.map(([name, file]) => `${name} (${file.lines - 1} lines)`);
+    for (const [name] of hashTables) {
       // GNU time writes its own line last on stderr: user and system CPU seconds.
       const start = performance.now();
       const run = spawnSync(timeBin, ['-f', 'TIME %U %S', 'postmap', '-c', outDir, `hash:${path.join(outDir, name)}`], { encoding: 'utf8' });
@@ -246,13 +246,11 @@ try {
       const cpu = /^TIME (\S+) (\S+)$/m.exec(run.stderr);
       if (run.status !== 0 || cpu === null || run.stderr !== cpu[0] + '\n') throw new Error(`postmap ${name}: ${run.stderr}`);
       postmapCpuMs += (Number(cpu[1]) + Number(cpu[2])) * 1000;
-      tables.push(`${name} (${file.lines - 1} lines)`);
-      hashTables.push(name);
     }
     const access = accessLookups(timeBin, outDir);
     const exportMs = exportFloorMs(database.url);
     const openMs = await openFloorMs(database.url, masterKey);
-    const print = printFloor(outDir, hashTables);
+    const print = printFloor(outDir, hashTables.map(([name]) => name));
     const { files: _files, changes: _changes, unchangedLoadMs, unchangedCompileMs, ...measured } = result;
     rounds.push({ ...measured, unchangedMs: unchangedLoadMs + unchangedCompileMs, postmapMs, postmapCpuMs, exportMs, openMs, print, access });
     const r = rounds[round]!;
