@@ -108,6 +108,7 @@ function masterService(service: ServicePlan): MasterService {
     options.smtp_tls_wrappermode = 'yes';
     options.smtp_tls_security_level = 'encrypt';
   }
+  if (service.tlsPolicyMap !== null) options.smtp_tls_policy_maps = tablePath(service.tlsPolicyMap);
   if (service.sasl === 'service' && service.saslMap !== null) {
     options.smtp_sender_dependent_authentication = 'no';
     options.smtp_sasl_password_maps = tablePath(service.saslMap);
@@ -172,6 +173,7 @@ export function compilePlan(plan: RoutePlan, digests?: FileDigests): Bundle {
   addMap(TABLE.senderAccess, false, senderAccessEntries(plan));
   for (const service of plan.services) {
     if (service.saslMap !== null) addMap(service.saslMap, true, serviceSaslEntries(service));
+    if (service.tlsPolicyMap !== null) addMap(service.tlsPolicyMap, false, service.tlsPolicies);
   }
 
   return assembleBundle(plan, files, problems, digests);

@@ -38,8 +38,6 @@ export type ProblemCode =
   | 'duplicate_credential'
   /** A SASL username or secret Postfix cannot carry byte for byte. */
   | 'invalid_credential'
-  /** Two relays with the same [host]:port but different TLS policies (one policy table key). */
-  | 'nexthop_conflict'
   /** A generated service name collides (hash prefix collision; practically never). */
   | 'service_name_collision'
   /** Internal double-check: an emitted line failed the map-safety checks. A bug, never input. */

@@ -189,9 +189,8 @@ function explainRouted(plan: RoutePlan, route: DomainRoute, e: Explanation): Exp
     if (route.sasl === 'service' && credential !== null && route.saslMap !== null) {
       e.matched.push({ table: route.saslMap, key: hop.nexthop, value: masked(credential.username) });
     }
-    const policy = plan.relayTlsPolicies.get(hop.nexthop) ?? hop.tlsPolicy;
-    e.tlsPolicyByNexthop[hop.nexthop] = policy;
-    e.matched.push({ table: TABLE.tlsPolicy, key: hop.nexthop, value: policy });
+    e.tlsPolicyByNexthop[hop.nexthop] = hop.tlsPolicy;
+    e.matched.push({ table: route.tlsPolicyMap, key: hop.nexthop, value: hop.tlsPolicy });
   }
   const first = route.hops[0];
   e.credentialId = first === undefined ? null : (e.credentialsByNexthop[first.nexthop]?.credentialId ?? null);

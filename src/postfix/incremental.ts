@@ -186,11 +186,8 @@ class SortedLines {
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] extends ReadonlyMap<infer A, infer B> ? Map<A, B> : T[K] extends ReadonlySet<infer S> ? Set<S> : T[K] };
 
-/** A nexthop's TLS policy and how many hops of routed domains use it (gone at zero). */
-interface NexthopUse {
-  policy: RelayTlsPolicy;
-  count: number;
-}
+/** How many hops of routed domains reach a nexthop with each TLS policy (gone at zero). */
+type NexthopUse = Map<RelayTlsPolicy, number>;
 
 interface State {
   /** The rows of the last compile, in their order (diffRows walks them by position). */
@@ -215,6 +212,10 @@ interface State {
   services: Map<string, ServicePlan>;
   identities: Map<string, string>;
   nexthops: Map<string, NexthopUse>;
+  /** Nexthops reached with several TLS policies (the plan's sharedNexthops); a change to this set needs a full compile. */
+  shared: Set<string>;
+  /** Nexthops whose uses this compile changed: checked against `shared` once the plan is updated. */
+  touchedNexthops: Set<string>;
   transports: Map<string, string>;
   tables: { transport: SortedLines; relay: SortedLines; sasl: SortedLines; access: SortedLines };
 }
@@ -356,11 +357,7 @@ function buildState(snapshot: Snapshot, detailed: DetailedPlan, digests: FileDig
         names.add(route.service);
       }
     }
-    for (const hop of route.hops) {
-      const use = nexthops.get(hop.nexthop);
-      if (use === undefined) nexthops.set(hop.nexthop, { policy: hop.tlsPolicy, count: 1 });
-      else use.count += 1;
-    }
+    for (const hop of route.hops) addNexthopUse(nexthops, hop.nexthop, hop.tlsPolicy);
   }
   const domainCredentialCount = new Map<string, number>();
   for (const c of snapshot.credentials) {
@@ -385,6 +382,8 @@ function buildState(snapshot: Snapshot, detailed: DetailedPlan, digests: FileDig
     services: new Map(plan.services.map((s) => [s.name, s])),
     identities: new Map(detailed.identities),
     nexthops,
+    shared: new Set(plan.sharedNexthops),
+    touchedNexthops: new Set(),
     transports: new Map(),
     tables: {
       transport: SortedLines.fromHashMap(file(TABLE.senderTransport)),
@@ -453,6 +452,7 @@ function incremental(state: State, snapshot: Snapshot): Bundle {
   if (problems.items.length > 0) needsFull();
 
   const replanned = replan(state, reach.affected, problems);
+  checkSharedNexthops(state);
   regroup(state, replanned);
   rerender(state, replanned.rebuild);
   state.rows = snapshot;
@@ -653,14 +653,12 @@ function replan(state: State, affected: ReadonlySet<string>, problems: ProblemLi
     }
     state.resolved.set(name, res);
     for (const hop of res.kind === 'relay' ? res.hops : []) {
-      const use = state.nexthops.get(hop.nexthop);
-      if (use === undefined) state.nexthops.set(hop.nexthop, { policy: hop.tlsPolicy, count: 1 });
-      else if (use.policy !== hop.tlsPolicy) needsFull();
-      else use.count += 1;
+      addNexthopUse(state.nexthops, hop.nexthop, hop.tlsPolicy);
+      state.touchedNexthops.add(hop.nexthop);
     }
-    const placed = placement(res);
+    const placed = placement(res, state.shared);
     if (placed.kind === 'own') {
-      const planned = domainService(index.settings, res);
+      const planned = domainService(index.settings, res, state.shared);
       addService(state, planned);
       replanned.ownServices.add(planned.plan.name);
       state.serviceOf.set(name, planned.plan.name);
@@ -695,7 +693,7 @@ function regroup(state: State, { touchedGroups, ownServices, rebuild }: Replanne
       continue;
     }
     const members = memberNames.map((name) => state.resolved.get(name) ?? needsFull());
-    const planned = groupServices(state.index.settings, key, members);
+    const planned = groupServices(state.index.settings, key, members, state.shared);
     const names = new Set<string>();
     for (const service of planned) {
       addService(state, service);
@@ -732,7 +730,12 @@ function rerender(state: State, rebuild: ReadonlySet<string>): void {
 /** The plan-wide parts (TLS policies, services, their limits, warnings) and the bundle: the same files, in the same order, as compilePlan. */
 function assembleFromState(state: State, problems: ProblemList): Bundle {
   const { plan, tables } = state;
-  plan.relayTlsPolicies = new Map(Array.from(state.nexthops, ([nexthop, use]) => [nexthop, use.policy]));
+  const relayTlsPolicies = new Map<string, RelayTlsPolicy>();
+  for (const [nexthop, use] of state.nexthops) {
+    if (use.size === 1) for (const policy of use.keys()) relayTlsPolicies.set(nexthop, policy);
+  }
+  plan.relayTlsPolicies = relayTlsPolicies;
+  plan.sharedNexthops = new Set(state.shared);
   plan.services = [...state.services.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
   checkServiceLimits(plan.services, plan.routes, problems);
   if (problems.items.length > 0) needsFull();
@@ -752,6 +755,7 @@ function assembleFromState(state: State, problems: ProblemList): Bundle {
   table(TABLE.senderAccess, tables.access, false);
   for (const service of plan.services) {
     if (service.saslMap !== null) files[service.saslMap] = bundleFile(renderHashMap(serviceSaslEntries(service)), true);
+    if (service.tlsPolicyMap !== null) files[service.tlsPolicyMap] = bundleFile(renderHashMap(service.tlsPolicies), false);
   }
   state.bundle = assembleBundle(plan, files, problems, state.digests);
   return state.bundle;
@@ -765,8 +769,8 @@ function detach(state: State, name: string, touchedGroups: Set<string>): void {
   if (old === undefined) return;
   state.resolved.delete(name);
   for (const hop of old.kind === 'relay' ? old.hops : []) {
-    const use = state.nexthops.get(hop.nexthop);
-    if (use !== undefined && --use.count === 0) state.nexthops.delete(hop.nexthop);
+    removeNexthopUse(state.nexthops, hop.nexthop, hop.tlsPolicy);
+    state.touchedNexthops.add(hop.nexthop);
   }
   const key = state.groupOf.get(name);
   if (key !== undefined) {
@@ -785,7 +789,33 @@ function detach(state: State, name: string, touchedGroups: Set<string>): void {
 
 /** Everything a member's route (and so its lines) takes from its service: domainRoute reads no more. */
 function sameForRoutes(a: ServicePlan, b: ServicePlan): boolean {
-  return a.name === b.name && a.sasl === b.sasl && a.saslMap === b.saslMap && isDeepStrictEqual(a.limits, b.limits);
+  return a.name === b.name && a.sasl === b.sasl && a.saslMap === b.saslMap && a.tlsPolicyMap === b.tlsPolicyMap && isDeepStrictEqual(a.limits, b.limits);
+}
+
+function addNexthopUse(nexthops: Map<string, NexthopUse>, nexthop: string, policy: RelayTlsPolicy): void {
+  let use = nexthops.get(nexthop);
+  if (use === undefined) nexthops.set(nexthop, (use = new Map()));
+  use.set(policy, (use.get(policy) ?? 0) + 1);
+}
+
+function removeNexthopUse(nexthops: Map<string, NexthopUse>, nexthop: string, policy: RelayTlsPolicy): void {
+  const use = nexthops.get(nexthop);
+  const count = use?.get(policy);
+  if (use === undefined || count === undefined) return;
+  if (count > 1) use.set(policy, count - 1);
+  else use.delete(policy);
+  if (use.size === 0) nexthops.delete(nexthop);
+}
+
+/**
+ * Domains were placed with the nexthops shared before this change: should a nexthop become
+ * shared, or stop being so, every route through it is placed anew, which only the full compile does.
+ */
+function checkSharedNexthops(state: State): void {
+  for (const nexthop of state.touchedNexthops) {
+    if ((state.nexthops.get(nexthop)?.size ?? 0) > 1 !== state.shared.has(nexthop)) needsFull();
+  }
+  state.touchedNexthops.clear();
 }
 
 function addService(state: State, { identity, plan }: PlannedService): void {

@@ -39,6 +39,7 @@ import { planWarnings } from './warnings.js';
 export type SaslMode = 'sender' | 'service' | 'none';
 
 export const GLOBAL_SASL_MAP = 'sasl_passwd';
+export const GLOBAL_TLS_POLICY_MAP = 'tls_policy';
 export const DEFAULT_SERVICE = 'smtp';
 
 export interface ServicePlan {
@@ -50,6 +51,13 @@ export interface ServicePlan {
   /** File name of the service's own SASL map (sasl 'service'), else null. */
   saslMap: string | null;
   saslEntries: Array<{ nexthop: string; credential: Credential }>;
+  /**
+   * File name of the service's own TLS policy map (`-o smtp_tls_policy_maps`), when one of its
+   * nexthops is also reached with another TLS policy; else null (the global tls_policy).
+   */
+  tlsPolicyMap: string | null;
+  /** The entries of tlsPolicyMap: every nexthop of the service and its level. */
+  tlsPolicies: Array<[nexthop: string, policy: RelayTlsPolicy]>;
   limits: EffectiveLimits;
   /** Sender domains delivered by this service, sorted. */
   domains: string[];
@@ -71,6 +79,8 @@ export interface DomainRoute {
   sasl: SaslMode;
   /** The map the SASL lookup uses: GLOBAL_SASL_MAP, a per-service map, or null (AUTH disabled). */
   saslMap: string | null;
+  /** The map the TLS policy lookup uses: GLOBAL_TLS_POLICY_MAP or the service's own. */
+  tlsPolicyMap: string;
   limits: EffectiveLimits;
   limitSources: LimitSource[];
 }
@@ -90,8 +100,14 @@ export interface RoutePlan {
   unrouted: ReadonlyMap<string, UnroutedDomain>;
   /** Generated services, sorted by name (Postfix's `smtp` is not listed). */
   services: readonly ServicePlan[];
-  /** TLS policy per relay nexthop in use. */
+  /** TLS policy per relay nexthop in use, for the global tls_policy (nexthops reached with one policy only). */
   relayTlsPolicies: ReadonlyMap<string, RelayTlsPolicy>;
+  /**
+   * Nexthops reached with more than one TLS policy (two relay rows on one `[host]:port`, say one
+   * verifying the certificate and one not): never in the global map; every service that delivers
+   * to one carries its own TLS policy map instead, so each relay row keeps its own policy.
+   */
+  sharedNexthops: ReadonlySet<string>;
   warnings: string[];
 }
 
@@ -123,6 +139,29 @@ function credentialTuple(res: Routed): string {
     .join('\u0000');
 }
 
+const NO_NEXTHOPS: ReadonlySet<string> = new Set();
+
+/** The service's own TLS policy map, needed only when one of its nexthops is reached with another policy elsewhere. */
+function serviceTls(name: string, routeHops: readonly Hop[], shared: ReadonlySet<string>): Pick<ServicePlan, 'tlsPolicyMap' | 'tlsPolicies'> {
+  if (!routeHops.some((h) => shared.has(h.nexthop))) return { tlsPolicyMap: null, tlsPolicies: [] };
+  return { tlsPolicyMap: `tls_${name}`, tlsPolicies: routeHops.map((h): [string, RelayTlsPolicy] => [h.nexthop, h.tlsPolicy]) };
+}
+
+/** The nexthops that routed hops reach with more than one TLS policy. */
+export function sharedNexthopsOf(routed: Iterable<Routed>): Set<string> {
+  const policies = new Map<string, RelayTlsPolicy>();
+  const shared = new Set<string>();
+  for (const res of routed) {
+    if (res.kind !== 'relay') continue;
+    for (const hop of res.hops) {
+      const seen = policies.get(hop.nexthop);
+      if (seen === undefined) policies.set(hop.nexthop, hop.tlsPolicy);
+      else if (seen !== hop.tlsPolicy) shared.add(hop.nexthop);
+    }
+  }
+  return shared;
+}
+
 function serviceSasl(name: string, routeHops: Hop[]): Pick<ServicePlan, 'sasl' | 'saslMap' | 'saslEntries'> {
   const saslEntries = routeHops.flatMap((h) => (h.credential === null ? [] : [{ nexthop: h.nexthop, credential: h.credential }]));
   return saslEntries.length === 0 ? { sasl: 'none', saslMap: null, saslEntries } : { sasl: 'service', saslMap: `sasl_${name}`, saslEntries };
@@ -131,10 +170,11 @@ function serviceSasl(name: string, routeHops: Hop[]): Pick<ServicePlan, 'sasl' |
 /** Where a routed domain's mail goes: a service of its own, its relay group's service(s), or Postfix's `smtp`. */
 export type Placement = { kind: 'own' } | { kind: 'group'; key: string } | { kind: 'smtp' };
 
-export function placement(res: Routed): Placement {
+export function placement(res: Routed, shared: ReadonlySet<string> = NO_NEXTHOPS): Placement {
   if (res.limitSources.some((s) => s.resourceType !== 'relay')) return { kind: 'own' };
   if (res.kind === 'direct') return { kind: 'smtp' }; // Postfix's smtp service, no limits of its own
-  const needsService = res.implicitTls || res.hops.some((h) => hasLimits(h.relay.limits));
+  // A nexthop reached with several TLS policies has no entry in the global map: never via `smtp`.
+  const needsService = res.implicitTls || res.hops.some((h) => hasLimits(h.relay.limits) || shared.has(h.nexthop));
   const perNexthopCredentials = res.hops.length > 1 && res.hops.some((h) => h.credential !== null);
   if (!needsService && !perNexthopCredentials) return { kind: 'smtp' };
   return { kind: 'group', key: res.hops.map((h) => h.relay.id).join('\u0000') };
@@ -148,7 +188,7 @@ export interface PlannedService {
 }
 
 /** The service of one sender domain with limits of its own (or of a split relay group). */
-export function domainService(settings: Settings, res: Routed): PlannedService {
+export function domainService(settings: Settings, res: Routed, shared: ReadonlySet<string> = NO_NEXTHOPS): PlannedService {
   const name = `rp_d_${shortHash(res.domain.id)}`;
   return {
     identity: `d:${res.domain.id}`,
@@ -158,6 +198,7 @@ export function domainService(settings: Settings, res: Routed): PlannedService {
       route: res.kind,
       implicitTls: res.kind === 'relay' && res.implicitTls,
       ...serviceSasl(name, hops(res)),
+      ...serviceTls(name, hops(res), shared),
       limits: effectiveLimits(settings, res.limitSources),
       domains: [res.domain.name],
     },
@@ -169,11 +210,11 @@ export function domainService(settings: Settings, res: Routed): PlannedService {
  * The services of one relay group (same relay list, placement 'group'), members in name order:
  * one shared service, or one per member when a multi-hop route's credentials differ between them.
  */
-export function groupServices(settings: Settings, key: string, members: readonly Routed[]): PlannedService[] {
+export function groupServices(settings: Settings, key: string, members: readonly Routed[], shared: ReadonlySet<string> = NO_NEXTHOPS): PlannedService[] {
   const first = members[0];
   if (first === undefined || first.kind !== 'relay') return [];
   const uniform = members.every((m) => credentialTuple(m) === credentialTuple(first));
-  if (!uniform && first.hops.length > 1) return members.map((m) => domainService(settings, m));
+  if (!uniform && first.hops.length > 1) return members.map((m) => domainService(settings, m, shared));
   const name = `rp_r_${shortHash(key)}`;
   const sasl: Pick<ServicePlan, 'sasl' | 'saslMap' | 'saslEntries'> = uniform ? serviceSasl(name, first.hops) : { sasl: 'sender', saslMap: null, saslEntries: [] };
   return [
@@ -185,6 +226,7 @@ export function groupServices(settings: Settings, key: string, members: readonly
         route: 'relay',
         implicitTls: first.implicitTls,
         ...sasl,
+        ...serviceTls(name, first.hops, shared),
         limits: effectiveLimits(
           settings,
           first.limitSources.filter((s) => s.resourceType === 'relay'),
@@ -210,6 +252,7 @@ export function domainRoute(res: Routed, service: ServicePlan | undefined, trans
     relayhost: relayhost(res),
     sasl,
     saslMap: sasl === 'sender' ? GLOBAL_SASL_MAP : (service?.saslMap ?? null),
+    tlsPolicyMap: service?.tlsPolicyMap ?? GLOBAL_TLS_POLICY_MAP,
     limits: service?.limits ?? smtpLimits,
     limitSources: res.limitSources,
   };
@@ -264,17 +307,18 @@ export function planRoutesDetailed(snapshot: Snapshot): DetailedPlan {
     for (const d of plan.domains) serviceOf.set(d, plan.name);
   };
 
+  const shared = sharedNexthopsOf(routed);
   const groups = new Map<string, Routed[]>();
   for (const res of routed) {
-    const placed = placement(res);
-    if (placed.kind === 'own') addService(domainService(settings, res));
+    const placed = placement(res, shared);
+    if (placed.kind === 'own') addService(domainService(settings, res, shared));
     if (placed.kind !== 'group') continue;
     const group = groups.get(placed.key);
     if (group === undefined) groups.set(placed.key, [res]);
     else group.push(res);
   }
   for (const key of [...groups.keys()].sort()) {
-    for (const service of groupServices(settings, key, groups.get(key) ?? [])) addService(service);
+    for (const service of groupServices(settings, key, groups.get(key) ?? [], shared)) addService(service);
   }
 
   const routes = new Map<string, DomainRoute>();
@@ -291,30 +335,24 @@ export function planRoutesDetailed(snapshot: Snapshot): DetailedPlan {
   }
 
   const relayTlsPolicies = new Map<string, RelayTlsPolicy>();
-  const policyOwner = new Map<string, string>();
   for (const route of routes.values()) {
-    for (const hop of route.hops) {
-      const seen = relayTlsPolicies.get(hop.nexthop);
-      if (seen === undefined) {
-        relayTlsPolicies.set(hop.nexthop, hop.tlsPolicy);
-        policyOwner.set(hop.nexthop, hop.relay.id);
-      } else if (seen !== hop.tlsPolicy) {
-        problems.add(
-          'nexthop_conflict',
-          'relay',
-          hop.relay.id,
-          `relay ${hop.relay.id} and relay ${policyOwner.get(hop.nexthop) ?? '?'} both deliver to ${hop.nexthop} but need different TLS policies (${hop.tlsPolicy} vs ${seen}); ` +
-            'smtp_tls_policy_maps has one entry per nexthop',
-        );
-      }
-    }
+    for (const hop of route.hops) if (!shared.has(hop.nexthop)) relayTlsPolicies.set(hop.nexthop, hop.tlsPolicy);
   }
 
   const sortedServices = [...services.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
   checkServiceLimits(sortedServices, routes, problems);
   problems.throwIfAny();
 
-  const plan: RoutePlan = { kind: 'relayplane.route-plan', index, routes, unrouted, services: sortedServices, relayTlsPolicies, warnings: [] };
+  const plan: RoutePlan = {
+    kind: 'relayplane.route-plan',
+    index,
+    routes,
+    unrouted,
+    services: sortedServices,
+    relayTlsPolicies,
+    sharedNexthops: shared,
+    warnings: [],
+  };
   plan.warnings = planWarnings(plan);
   return { plan, routed: routedByName, identities };
 }

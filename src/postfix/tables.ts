@@ -8,7 +8,7 @@
  * smtp_sasl_password_maps alike, so the three can never disagree about which domain matched.
  */
 import { saslPasswordValue } from './map-encoding.js';
-import { GLOBAL_SASL_MAP, type DomainRoute, type RoutePlan, type ServicePlan, type UnroutedDomain } from './plan.js';
+import { GLOBAL_SASL_MAP, GLOBAL_TLS_POLICY_MAP, type DomainRoute, type RoutePlan, type ServicePlan, type UnroutedDomain } from './plan.js';
 
 export const TABLE = {
   /** sender_dependent_default_transport_maps: `@domain service:` (empty nexthop on purpose). */
@@ -17,8 +17,12 @@ export const TABLE = {
   senderRelay: 'sender_relay',
   /** smtp_sasl_password_maps (global, by sender): `@domain user:secret`. */
   saslPasswd: GLOBAL_SASL_MAP,
-  /** smtp_tls_policy_maps: `[host]:port level` for relays, `domain`/`.domain` level for direct mail. */
-  tlsPolicy: 'tls_policy',
+  /**
+   * smtp_tls_policy_maps: `[host]:port level` for relays, `domain`/`.domain` level for direct mail.
+   * A service reaching a nexthop that another relay row reaches with another level has its own
+   * `tls_<service>` map instead.
+   */
+  tlsPolicy: GLOBAL_TLS_POLICY_MAP,
   /** smtpd_sender_restrictions check_sender_access (hash, keyed by domain name): who may submit at all. */
   senderAccess: 'sender_access',
 } as const;

@@ -44,6 +44,8 @@ export const snapshotArb: fc.Arbitrary<Snapshot> = fc
         verify: fc.boolean(),
         owner: opt(fc.nat({ max: 2 }), 2),
         limits: opt(relayLimits, 2),
+        // On the first relay's [host]:port: several relay rows on one nexthop, often with other TLS.
+        twin: fc.constantFrom(false, false, true),
       }),
       { minLength: 2, maxLength: 4 },
     ),
@@ -69,11 +71,12 @@ export const snapshotArb: fc.Arbitrary<Snapshot> = fc
   .map((g): Snapshot => {
     const tenants: Tenant[] = g.tenants.map((t, i) => ({ id: `t${i}`, slug: `t${i}`, status: t.suspended ? 'suspended' : 'active', defaultLimits: t.limits }));
     const tenantId = (n: number) => tenants[n % tenants.length]?.id ?? 't0';
+    const first = g.relays[0];
     const relays: Relay[] = g.relays.map((r, i) => ({
       id: `r${i}`,
       name: `relay ${i}`,
-      host: HOST_POOL[r.host] ?? 'smtp.one.test',
-      port: r.port,
+      host: HOST_POOL[r.twin && first !== undefined ? first.host : r.host] ?? 'smtp.one.test',
+      port: r.twin && first !== undefined ? first.port : r.port,
       tls: r.tls,
       verify: r.tls === 'opportunistic' ? false : r.verify,
       tenantId: r.owner === null ? null : tenantId(r.owner),

@@ -166,6 +166,49 @@ describe('credentials', () => {
   });
 });
 
+describe('relays sharing a [host]:port with different TLS policies', () => {
+  // A tenant's private relay on a shared relay's host:port, one verifying and one opportunistic.
+  const shared = () =>
+    snapshot({
+      tenants: [tenant('t1'), tenant('t2')],
+      relays: [relay('r1', { host: 'same.test', verify: true }), relay('r2', { host: 'same.test', tls: 'opportunistic', tenantId: 't2' }), relay('r3', { host: 'other.test' })],
+      domains: [
+        domain('d1', 't1', 'one.example', { relayId: 'r1' }),
+        domain('d2', 't2', 'two.example', { relayId: 'r2' }),
+        domain('d3', 't1', 'three.example', { relayId: 'r3', fallbackRelayId: 'r1' }),
+      ],
+    });
+
+  it('compiles: each relay row keeps its own policy through a TLS policy map of its service', () => {
+    const b = compile(shared());
+    expect(lines(b, 'tls_policy')).toEqual(['[other.test]:587 encrypt']);
+    const routes = planRoutes(shared()).routes;
+    const one = routes.get('one.example')!;
+    const two = routes.get('two.example')!;
+    const three = routes.get('three.example')!;
+    for (const [route, expected] of [
+      [one, ['[same.test]:587 secure']],
+      [two, ['[same.test]:587 may']],
+      [three, ['[other.test]:587 encrypt', '[same.test]:587 secure']],
+    ] as const) {
+      expect(route.service).toMatch(/^rp_r_/);
+      expect(route.tlsPolicyMap).toBe(`tls_${route.service}`);
+      expect(lines(b, route.tlsPolicyMap)).toEqual(expected);
+      expect(service(b, route.service)?.options.smtp_tls_policy_maps).toBe(`hash:${DIR_PLACEHOLDER}/tls_${route.service}`);
+    }
+    expect(new Set([one.service, two.service, three.service]).size).toBe(3);
+    expect(explainRoute(shared(), 'a@two.example', 'r@gmail.test').matched).toContainEqual({ table: two.tlsPolicyMap, key: '[same.test]:587', value: 'may' });
+  });
+
+  it('a nexthop reached with one policy stays in the global map and on smtp', () => {
+    const one = snapshot({ ...shared(), domains: shared().domains.filter((d) => d.id !== 'd2') });
+    const b = compile(one);
+    expect(lines(b, 'tls_policy')).toEqual(['[other.test]:587 encrypt', '[same.test]:587 secure']);
+    expect(planRoutes(one).routes.get('one.example')?.service).toBe('smtp');
+    expect(Object.keys(b.files).filter((name) => name.startsWith('tls_rp_'))).toEqual([]);
+  });
+});
+
 describe('senders without a route', () => {
   const b = compile(
     snapshot({

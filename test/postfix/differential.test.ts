@@ -16,8 +16,8 @@ import { postfixMissing, stageBundle } from './postfix-harness.js';
 const title = postfixMissing === undefined ? 'explainRoute() against real Postfix tables' : `explainRoute() against real Postfix tables (SKIPPED: ${postfixMissing})`;
 
 describe.skipIf(postfixMissing !== undefined)(title, () => {
-  it('agrees with Postfix for random snapshots and senders', { timeout: 120_000 }, async () => {
-    const seen = { compiled: 0, refused: 0, relay: 0, direct: 0, rejected: 0, fallback: 0, ownSasl: 0, bySender: 0, generated: 0 };
+  it('agrees with Postfix for random snapshots and senders', { timeout: 300_000 }, async () => {
+    const seen = { compiled: 0, refused: 0, relay: 0, direct: 0, rejected: 0, fallback: 0, ownSasl: 0, bySender: 0, generated: 0, ownTls: 0 };
     await fc.assert(
       fc.asyncProperty(snapshotArb, async (snapshot: Snapshot) => {
         let bundle;
@@ -45,16 +45,17 @@ describe.skipIf(postfixMissing !== undefined)(title, () => {
             if (e.nexthops.length > 1) seen.fallback += 1;
             if (e.outcome === 'relay' && e.senderDependentAuth) seen.bySender += 1;
             if (e.outcome === 'relay' && !e.senderDependentAuth && e.saslMap !== null) seen.ownSasl += 1;
+            if (e.matched.some((m) => m.table.startsWith('tls_rp_'))) seen.ownTls += 1;
           });
           seen.generated += bundle.masterCf.length;
         } finally {
           await cfg.cleanup();
         }
       }),
-      { numRuns: Number(process.env.RP_DIFF_RUNS ?? 100) },
+      { numRuns: Number(process.env.RP_DIFF_RUNS ?? 60) },
     );
     // The generator must actually exercise the interesting paths.
     expect(seen.compiled).toBeGreaterThan(20);
-    for (const key of ['relay', 'direct', 'rejected', 'fallback', 'ownSasl', 'bySender', 'generated'] as const) expect(seen[key], key).toBeGreaterThan(0);
+    for (const key of ['relay', 'direct', 'rejected', 'fallback', 'ownSasl', 'bySender', 'generated', 'ownTls'] as const) expect(seen[key], key).toBeGreaterThan(0);
   });
 });

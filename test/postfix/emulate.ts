@@ -13,7 +13,7 @@
  *    else the recipient domain (resolve.c);
  * 3. smtp, per nexthop of the list: SASL from the service's smtp_sasl_password_maps — by sender
  *    first when smtp_sender_dependent_authentication is on — then host, then nexthop
- *    (smtp_sasl_glue.c); TLS from smtp_tls_policy_maps by nexthop, with `.parent` walking for
+ *    (smtp_sasl_glue.c); TLS from the service's smtp_tls_policy_maps by nexthop, with `.parent` walking for
  *    domain nexthops only (smtp_tls_policy.c), else the service's smtp_tls_security_level;
  * 4. qmgr: `<service>_destination_*` parameters in main.cf.
  */
@@ -175,8 +175,9 @@ export async function askPostfix(cfg: StagedConfig, config: PostfixConfig, pairs
   });
 
   const phase2 = new Batch();
-  const tlsSpec = main.get('smtp_tls_policy_maps') ?? '';
   const saslPlans = routes.map((r) => {
+    // A service may override the policy table (its own tls_<service> map): smtp reads its own parameter.
+    const tlsSpec = param(r.service, 'smtp_tls_policy_maps');
     const enabled = param(r.service, 'smtp_sasl_auth_enable') === 'yes';
     const bySender = param(r.service, 'smtp_sender_dependent_authentication') === 'yes' && r.sender !== '';
     const spec = param(r.service, 'smtp_sasl_password_maps');
@@ -186,7 +187,7 @@ export async function askPostfix(cfg: StagedConfig, config: PostfixConfig, pairs
     };
     if (enabled && spec !== '') for (const n of r.nexthops) phase2.want(spec, keysFor(n));
     for (const n of r.nexthops) phase2.want(tlsSpec, tlsKeys(n));
-    return { enabled, spec, keysFor };
+    return { enabled, spec, keysFor, tlsSpec };
   });
   await phase2.run(cfg);
 
@@ -208,7 +209,7 @@ export async function askPostfix(cfg: StagedConfig, config: PostfixConfig, pairs
     if (routed) {
       for (const n of r.nexthops) {
         sasl[n] = saslPlan?.enabled ? (first(phase2.get(saslPlan.spec), saslPlan.keysFor(n)) ?? null) : null;
-        tls[n] = first(phase2.get(tlsSpec), tlsKeys(n)) ?? param(r.service, 'smtp_tls_security_level');
+        tls[n] = first(phase2.get(saslPlan?.tlsSpec ?? ''), tlsKeys(n)) ?? param(r.service, 'smtp_tls_security_level');
       }
     }
     const limitParams: PostfixAnswer['limitParams'] = {};

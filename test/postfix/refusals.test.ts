@@ -152,11 +152,6 @@ describe('refusals', () => {
     }
   });
 
-  it('nexthop_conflict: one TLS policy entry per [host]:port', () => {
-    const relays = [relay('r1', { host: 'same.test' }), relay('r2', { host: 'same.test', tls: 'opportunistic' })];
-    expectProblem(base({ relays, domains: [domain('d1', 't1', 'one.example', { relayId: 'r1' }), domain('d2', 't2', 'two.example', { relayId: 'r2' })] }), { code: 'nexthop_conflict' });
-  });
-
   it('reports every problem at once, in a stable order', () => {
     const snap = base({ relays: [relay('r1', { port: 0, tls: 'opportunistic', verify: true })], credentials: [credential('c1', 'r1', 'd1', 'a b')] });
     const first = problems(snap);
