@@ -32,8 +32,6 @@ export type ProblemCode =
   | 'invalid_limits'
   /** Limits Postfix cannot honour together (rate delay + concurrency, recipient limit 1 + others). */
   | 'limits_conflict'
-  /** A connection reuse time where sender-dependent SASL keys cached connections per sender. */
-  | 'reuse_without_caching'
   /** Two active credentials for the same (relay, domain) scope. */
   | 'duplicate_credential'
   /** A SASL username or secret Postfix cannot carry byte for byte. */

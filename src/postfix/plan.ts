@@ -217,6 +217,12 @@ export function groupServices(settings: Settings, key: string, members: readonly
   if (!uniform && first.hops.length > 1) return members.map((m) => domainService(settings, m, shared));
   const name = `rp_r_${shortHash(key)}`;
   const sasl: Pick<ServicePlan, 'sasl' | 'saslMap' | 'saslEntries'> = uniform ? serviceSasl(name, first.hops) : { sasl: 'sender', saslMap: null, saslEntries: [] };
+  const limits = effectiveLimits(
+    settings,
+    first.limitSources.filter((s) => s.resourceType === 'relay'),
+  );
+  // Per-sender SASL keeps Postfix from caching connections at all: a reuse time has nothing to limit (warned).
+  if (!uniform) limits.connectionReuseSeconds = null;
   return [
     {
       identity: `r:${key}`,
@@ -227,10 +233,7 @@ export function groupServices(settings: Settings, key: string, members: readonly
         implicitTls: first.implicitTls,
         ...sasl,
         ...serviceTls(name, first.hops, shared),
-        limits: effectiveLimits(
-          settings,
-          first.limitSources.filter((s) => s.resourceType === 'relay'),
-        ),
+        limits,
         domains: members.map((m) => m.domain.name),
       },
       owner: { type: 'relay', id: first.hops[0]?.relay.id ?? key },
@@ -363,16 +366,6 @@ export function checkServiceLimits(services: readonly ServicePlan[], routes: Rea
     const route = routes.get(s.domains[0] ?? '');
     const owner: { type: ResourceType; id: string } =
       s.scope === 'domain' && route !== undefined ? { type: 'domain', id: route.domain.id } : { type: 'relay', id: route?.hops[0]?.relay.id ?? s.name };
-    if (s.limits.connectionReuseSeconds !== null && s.sasl === 'sender') {
-      problems.add(
-        'reuse_without_caching',
-        owner.type,
-        owner.id,
-        `a connection reuse time is set for ${route?.relayhost ?? s.name}, but sender domains ${s.domains.join(', ')} authenticate there with different ` +
-          'credentials: Postfix then uses per-sender SASL authentication (smtp_sender_dependent_authentication), which keys cached connections ' +
-          'by sender, so a reuse time cannot apply. Remove connectionReuseSeconds or give the domains one relay-wide credential.',
-      );
-    }
     if (s.limits.recipientsPerMessage === 1 && (s.limits.params.concurrency !== undefined || s.limits.rateDelaySeconds > 0)) {
       problems.add(
         'limits_conflict',

@@ -31,6 +31,12 @@ export function planWarnings(plan: RoutePlan): string[] {
       if (hop.credential !== null && relay.tls === 'opportunistic') {
         warnings.add(`relay ${hop.nexthop} uses opportunistic TLS: its SASL credentials are sent unencrypted whenever it does not offer STARTTLS`);
       }
+      if (route.sasl === 'sender' && route.service !== 'smtp' && relay.limits?.connectionReuseSeconds != null) {
+        warnings.add(
+          `relay ${hop.nexthop}: connectionReuseSeconds does not apply to its sender domains that authenticate with credentials of their own ` +
+            '(per-sender SASL authentication keeps Postfix from caching those connections at all)',
+        );
+      }
       if (hop.credential === null && index.relaysWithDomainCredentials.has(relay.id)) {
         warnings.add(`domain ${d.name} sends to relay ${hop.nexthop} without authentication: the relay only has credentials for other sender domains`);
       }

@@ -166,6 +166,24 @@ describe('credentials', () => {
   });
 });
 
+describe('a connection reuse time where per-sender SASL turns caching off', () => {
+  it('compiles without the reuse time and says why', () => {
+    const b = compile(
+      snapshot({
+        tenants: [tenant('t1'), tenant('t2')],
+        relays: [relay('r1', { limits: { concurrency: null, rateDelaySeconds: null, recipientsPerMessage: null, connectionReuseSeconds: 60 } })],
+        domains: [domain('d1', 't1', 'one.example', { relayId: 'r1' }), domain('d2', 't2', 'two.example', { relayId: 'r1' })],
+        credentials: [credential('c1', 'r1', 'd1'), credential('c2', 'r1', 'd2')],
+      }),
+    );
+    const [s] = b.masterCf;
+    expect(s?.options.smtp_connection_reuse_time_limit).toBeUndefined();
+    expect(s?.options.smtp_sasl_password_maps).toBeUndefined();
+    expect(lines(b, 'sasl_passwd')).toEqual(['@one.example user-c1:secret-c1', '@two.example user-c2:secret-c2']);
+    expect(b.warnings.some((w) => w.includes('connectionReuseSeconds does not apply'))).toBe(true);
+  });
+});
+
 describe('relays sharing a [host]:port with different TLS policies', () => {
   // A tenant's private relay on a shared relay's host:port, one verifying and one opportunistic.
   const shared = () =>

@@ -122,18 +122,6 @@ describe('refusals', () => {
     );
   });
 
-  it('reuse_without_caching: per-sender SASL keys cached connections by sender', () => {
-    const p = expectProblem(
-      base({
-        relays: [relay('r1', { limits: { ...NO_LIMITS, connectionReuseSeconds: 60 } })],
-        domains: [domain('d1', 't1', 'one.example', { relayId: 'r1' }), domain('d2', 't2', 'two.example', { relayId: 'r1' })],
-        credentials: [credential('c1', 'r1', 'd1'), credential('c2', 'r1', 'd2')],
-      }),
-      { code: 'reuse_without_caching', resourceType: 'relay', resourceId: 'r1' },
-    );
-    expect(p.message).toMatch(/smtp_sender_dependent_authentication/);
-  });
-
   it('duplicate_credential', () => {
     expectProblem(base({ credentials: [credential('c1', 'r1', 'd1'), credential('c2', 'r1', 'd1')] }), { code: 'duplicate_credential' });
   });
