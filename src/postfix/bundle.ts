@@ -3,6 +3,7 @@
  * release directory into every table path, masterCfLine() gives the text for `postconf -M`.
  */
 import { createHash } from 'node:crypto';
+import type { QuarantinedUnit } from './quarantine.js';
 
 /** Stands for the release directory in main.cf values and master.cf options until renderBundle(). */
 export const DIR_PLACEHOLDER = '{{dir}}';
@@ -50,6 +51,8 @@ export interface Bundle {
   /** Generated services, sorted by name; all names start with SERVICE_PREFIX. */
   masterCf: MasterService[];
   warnings: string[];
+  /** What the compiler quarantined instead of refusing the whole configuration (not part of the version). */
+  quarantine: QuarantinedUnit[];
 }
 
 function byKey<T>(record: Record<string, T>): Array<[string, T]> {
@@ -76,7 +79,7 @@ function contentDigest(name: string, content: string, digests: FileDigests | und
  * (files and parameters sorted by name). Hashing each file on its own lets a recompile that
  * changed a few files skip the others (`digests`); every changed file is still read in full.
  */
-export function bundleVersion(bundle: Omit<Bundle, 'version' | 'warnings'>, digests?: FileDigests): string {
+export function bundleVersion(bundle: Omit<Bundle, 'version' | 'warnings' | 'quarantine'>, digests?: FileDigests): string {
   const files = byKey(bundle.files).map(([name, f]) => [name, f.mode, f.secret, f.mapType, contentDigest(name, f.content, digests)]);
   const masterCf = [...bundle.masterCf]
     .sort((a, b) => (a.name < b.name ? -1 : 1))

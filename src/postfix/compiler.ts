@@ -25,6 +25,7 @@ import {
 import { ProblemList } from './errors.js';
 import { MapEncodingError, renderHashMap } from './map-encoding.js';
 import { planRoutes, type RoutePlan, type ServicePlan } from './plan.js';
+import { planWithQuarantine } from './quarantine.js';
 import type { Snapshot } from './snapshot.js';
 import {
   PARENT_DOMAIN_MATCHES_SUBDOMAINS,
@@ -134,8 +135,8 @@ function masterService(service: ServicePlan): MasterService {
 }
 
 /** Belt and braces: nothing unsafe may reach main.cf or master.cf, whatever the plan says. */
-function checkConfig(bundle: Omit<Bundle, 'version' | 'warnings'>, problems: ProblemList): void {
-  const rendered = renderBundle({ ...bundle, version: '', warnings: [] }, '/x');
+function checkConfig(bundle: Omit<Bundle, 'version' | 'warnings' | 'quarantine'>, problems: ProblemList): void {
+  const rendered = renderBundle({ ...bundle, version: '', warnings: [], quarantine: [] }, '/x');
   for (const [k, v] of Object.entries(rendered.mainCf)) {
     if (!/^[a-z0-9_]+$/.test(k) || /[\p{Cc}\p{Cs}$]/u.test(v) || v !== v.trim()) {
       problems.add('unsafe_output', 'settings', null, `unsafe main.cf parameter ${JSON.stringify(k)}`);
@@ -184,11 +185,21 @@ export function assembleBundle(plan: RoutePlan, files: Record<string, BundleFile
   const body = { files, mainCf: mainCf(plan), masterCf: plan.services.map(masterService) };
   checkConfig(body, problems);
   problems.throwIfAny();
-  return { version: bundleVersion(body, digests), ...body, warnings: [...plan.warnings] };
+  return { version: bundleVersion(body, digests), ...body, warnings: [...plan.warnings], quarantine: [] };
 }
 
-/** Validates, resolves and renders. Throws CompileError listing every problem. */
-export function compile(snapshot: Snapshot): Bundle {
+/**
+ * Validates, resolves and renders; what Postfix cannot express is quarantined (quarantine.ts), with
+ * `lastGood` (the previous compile's effective rows) standing in where it can. Throws CompileError
+ * only for unsafe output, which the validators make unreachable from input.
+ */
+export function compile(snapshot: Snapshot, options: { lastGood?: Snapshot | null } = {}): Bundle {
+  const { detailed, quarantine } = planWithQuarantine(snapshot, options.lastGood ?? null);
+  return { ...compilePlan(detailed.plan), quarantine };
+}
+
+/** compile(), refusing instead of quarantining: every problem of the snapshot as a CompileError. */
+export function compileStrict(snapshot: Snapshot): Bundle {
   return compilePlan(planRoutes(snapshot));
 }
 

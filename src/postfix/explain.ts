@@ -4,7 +4,8 @@
  * drift from the config. Shaped for a differential test against real `postmap -q` answers and for
  * comparison with what smart hosts observe. Never contains a secret.
  */
-import { planRoutes, isRoutePlan, type DomainRoute, type RoutePlan } from './plan.js';
+import { isRoutePlan, type DomainRoute, type RoutePlan } from './plan.js';
+import { planWithQuarantine } from './quarantine.js';
 import type { EffectiveLimits } from './resolve.js';
 import type { DestinationPolicy, Snapshot } from './snapshot.js';
 import {
@@ -17,7 +18,7 @@ import {
   UNROUTED_SERVICE,
   UNROUTED_TRANSPORT,
   globalSaslCredential,
-  rejectText,
+  unroutedAccessValue,
 } from './tables.js';
 
 export interface MatchedEntry {
@@ -135,7 +136,8 @@ function explainUnrouted(plan: RoutePlan, e: Explanation): Explanation {
     e.matched.push({ table: 'main.cf', key: 'smtpd_sender_restrictions', value: REJECT_NON_FQDN_SENDER });
   } else if (known !== undefined) {
     why = known.reason;
-    e.matched.push({ table: TABLE.senderAccess, key: domain, value: rejectText(known.reason) });
+    if (known.code === 'quarantined') reply = '451 4.7.1';
+    e.matched.push({ table: TABLE.senderAccess, key: domain, value: unroutedAccessValue(known) });
   } else {
     why = `sender domain ${domain} is not configured in Relayplane`;
     e.matched.push({ table: 'main.cf', key: 'smtpd_sender_restrictions', value: REJECT_UNLISTED_SENDER });
@@ -143,7 +145,7 @@ function explainUnrouted(plan: RoutePlan, e: Explanation): Explanation {
   e.matched.push({ table: 'main.cf', key: 'default_transport', value: UNROUTED_TRANSPORT });
   e.reason = nullSender
     ? `${why}: clients' MAIL FROM:<> is rejected at submission; bounces the node generates wait in the queue (retry:) until bounce_queue_lifetime`
-    : `${why}: submission is rejected with ${reply}; mail already queued is held by the retry: default transport and never leaves`;
+    : `${why}: submission is ${reply.startsWith('4') ? 'refused for now' : 'rejected'} with ${reply}; mail already queued is held by the retry: default transport and never leaves`;
   return e;
 }
 
@@ -207,11 +209,11 @@ function explainRouted(plan: RoutePlan, route: DomainRoute, e: Explanation): Exp
 }
 
 /**
- * Explains the route of one message. Accepts a Snapshot (planned here, may throw CompileError)
+ * Explains the route of one message. Accepts a Snapshot (planned here, quarantining what cannot be expressed)
  * or a RoutePlan from planRoutes() to explain many pairs cheaply.
  */
 export function explainRoute(source: Snapshot | RoutePlan, sender: string, recipient: string): Explanation {
-  const plan = isRoutePlan(source) ? source : planRoutes(source);
+  const plan = isRoutePlan(source) ? source : planWithQuarantine(source, null).detailed.plan;
   const nullSender = sender === '' || sender === '<>';
   const senderDomain = nullSender ? null : domainOf(sender);
   const e = base(sender, recipient, senderDomain, domainOf(recipient));

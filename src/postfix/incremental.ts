@@ -30,7 +30,6 @@ import {
   domainService,
   groupServices,
   placement,
-  planRoutesDetailed,
   type DetailedPlan,
   type DomainRoute,
   type PlannedService,
@@ -39,6 +38,7 @@ import {
   type ServicePlan,
   type UnroutedDomain,
 } from './plan.js';
+import { planWithQuarantine } from './quarantine.js';
 import { defaultLimits, resolveDomain, type RelayTlsPolicy } from './resolve.js';
 import type { Credential, DestinationPolicy, Domain, Relay, Snapshot, Tenant } from './snapshot.js';
 import { senderKey, transportValue } from './table-keys.js';
@@ -66,7 +66,7 @@ const REACHED_SHARE = 0.1;
 export type CompileMode = 'full' | 'incremental';
 
 export interface IncrementalCompiler {
-  /** Same result as compile(snapshot); throws the same CompileError for a snapshot it refuses. */
+  /** Same result as compile(snapshot, { lastGood }), quarantine included. */
   compile(snapshot: Snapshot): Bundle;
   /** How the last successful compile was done (null before the first). */
   readonly lastMode: CompileMode | null;
@@ -75,7 +75,12 @@ export interface IncrementalCompiler {
    * Updated in place by the next compile: use it before the next compile starts.
    */
   readonly plan: RoutePlan | null;
-  /** Forget everything: the next compile is a full one. */
+  /**
+   * The rows the last compile was made of, quarantined ones left out: compile(snapshot, { lastGood })
+   * gives what this compiler gives for the next snapshot.
+   */
+  readonly lastGood: Snapshot | null;
+  /** Forget the kept plan and tables: the next compile is a full one (the last-good rows stay). */
   reset(): void;
 }
 
@@ -283,14 +288,21 @@ function hashLine(key: string, value: string): string {
 export function createIncrementalCompiler(): IncrementalCompiler {
   let state: State | null = null;
   let lastMode: CompileMode | null = null;
+  /** The rows the last compile was made of, quarantined ones left out: what stands in for a row that stops compiling. */
+  let lastGood: Snapshot | null = null;
+  /** The plan of a quarantined compile (no state is kept for one: every compile is full while a unit is quarantined). */
+  let quarantinedPlan: RoutePlan | null = null;
 
   function full(snapshot: Snapshot): Bundle {
     state = null;
-    const detailed = planRoutesDetailed(snapshot);
+    quarantinedPlan = null;
+    const { detailed, quarantine, effective } = planWithQuarantine(snapshot, lastGood);
     const { plan } = detailed;
     const digests: FileDigests = new Map();
-    const bundle = compilePlan(plan, digests);
-    state = buildState(snapshot, detailed, digests, bundle);
+    const bundle: Bundle = { ...compilePlan(plan, digests), quarantine };
+    if (quarantine.length === 0) state = buildState(snapshot, detailed, digests, bundle);
+    else quarantinedPlan = plan;
+    lastGood = effective;
     lastMode = 'full';
     return bundle;
   }
@@ -300,10 +312,14 @@ export function createIncrementalCompiler(): IncrementalCompiler {
       return lastMode;
     },
     get plan() {
-      return state?.plan ?? null;
+      return state?.plan ?? quarantinedPlan;
+    },
+    get lastGood() {
+      return lastGood;
     },
     reset() {
       state = null;
+      quarantinedPlan = null;
       lastMode = null;
     },
     compile(snapshot: Snapshot): Bundle {
@@ -311,6 +327,7 @@ export function createIncrementalCompiler(): IncrementalCompiler {
       try {
         const bundle = incremental(state, snapshot);
         lastMode = 'incremental';
+        lastGood = snapshot;
         return bundle;
       } catch (error) {
         // The state may be half-updated: drop it whatever went wrong, and let the full compile

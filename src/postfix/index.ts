@@ -3,6 +3,7 @@
  * explanation computed from the same resolution. Pure: no I/O, no clock.
  */
 export type * from './snapshot.js';
+export { DEFAULT_SETTINGS } from './snapshot.js';
 export { CompileError, type CompileProblem, type ProblemCode, type ResourceType } from './errors.js';
 export {
   isMapSafeKey,

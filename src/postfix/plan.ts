@@ -278,9 +278,10 @@ export function planRoutes(snapshot: Snapshot): RoutePlan {
   return planRoutesDetailed(snapshot).plan;
 }
 
-export function planRoutesDetailed(snapshot: Snapshot): DetailedPlan {
+/** `held`: rows quarantine.ts quarantined (not checked; whatever they reach resolves as quarantined). */
+export function planRoutesDetailed(snapshot: Snapshot, held?: ReadonlySet<string>): DetailedPlan {
   const problems = new ProblemList();
-  const index = buildIndex(snapshot, problems);
+  const index = buildIndex(snapshot, problems, held);
   problems.throwIfAny();
   const settings = index.settings;
 

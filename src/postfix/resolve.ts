@@ -17,7 +17,7 @@
 import type { ProblemList } from './errors.js';
 import { formatNexthop } from './map-encoding.js';
 import type { Credential, Domain, Relay, RelayLimits, SenderLimits, Settings, Tenant } from './snapshot.js';
-import type { SnapshotIndex } from './validate.js';
+import { unitKey, type SnapshotIndex } from './validate.js';
 
 /** TLS levels written to smtp_tls_policy_maps for relays. */
 export type RelayTlsPolicy = 'may' | 'encrypt' | 'secure';
@@ -37,8 +37,10 @@ export type UnroutedCode =
   | 'tenant_suspended'
   | 'domain_disabled'
   | 'domain_unverified'
-  /** Only while collecting problems: planRoutes() refuses such a snapshot. */
-  | 'invalid_route';
+  /** Only while collecting problems: such a domain is quarantined (quarantine.ts). */
+  | 'invalid_route'
+  /** The domain, its tenant, a relay of its route or its credential is quarantined, with no earlier version to stand in. */
+  | 'quarantined';
 
 export interface LimitSource {
   resourceType: 'tenant' | 'domain' | 'relay';
@@ -95,9 +97,28 @@ export function resolveSenderDomain(index: SnapshotIndex, domainName: string, pr
   return resolveDomain(index, domain, problems);
 }
 
+/** Is a relay of the domain's route, or the credential it would get there, quarantined? */
+function routeHeld(index: SnapshotIndex, domain: Domain): boolean {
+  if (domain.route !== 'relay') return false;
+  for (const relayId of [domain.relayId, domain.fallbackRelayId]) {
+    if (relayId === null) continue;
+    if (index.held.has(unitKey('relay', relayId))) return true;
+    const credential = credentialFor(index, relayId, domain.id);
+    if (credential !== null && index.held.has(unitKey('credential', credential.id))) return true;
+  }
+  return false;
+}
+
+/** The text smtpd answers (451 4.7.1) for a quarantined sender domain: no detail, it reaches the sender. */
+export const QUARANTINE_REASON = 'its configuration cannot be applied on this node yet; the operator has been told';
+
 /** resolveSenderDomain for a domain of the index in hand (planRoutes walks all of them: no lookup by name). */
 export function resolveDomain(index: SnapshotIndex, domain: Domain, problems: ProblemList): SenderDomainResolution {
   const domainName = domain.name;
+  const held = index.held.size > 0;
+  const quarantined = () => unrouted('quarantined', domain, `sender domain ${domainName}: ${QUARANTINE_REASON}`);
+  // A quarantined row's fields cannot be trusted; a quarantined relay or credential only matters to a domain that would be routed.
+  if (held && (index.held.has(unitKey('domain', domain.id)) || index.held.has(unitKey('tenant', domain.tenantId)))) return quarantined();
   const tenant = index.tenants.get(domain.tenantId);
   if (tenant === undefined) return unrouted('unknown_domain', domain, `sender domain ${domainName} has no tenant`);
   if (tenant.status === 'suspended') return unrouted('tenant_suspended', domain, `the tenant of sender domain ${domainName} is suspended`);
@@ -107,6 +128,7 @@ export function resolveDomain(index: SnapshotIndex, domain: Domain, problems: Pr
   if (domain.status !== 'verified' && domain.status !== 'degraded' && !domain.compileOverride) {
     return unrouted('domain_unverified', domain, `sender domain ${domainName} is ${domain.status}, not verified`);
   }
+  if (held && routeHeld(index, domain)) return quarantined();
 
   const domainSources: LimitSource[] = [];
   if (hasLimits(tenant.defaultLimits) && tenant.defaultLimits !== null) domainSources.push({ resourceType: 'tenant', resourceId: tenant.id, limits: tenant.defaultLimits });

@@ -24,6 +24,18 @@ export interface Settings {
   maximalBackoffTime: string;
 }
 
+/** The settings of a fresh installation (the settings table's defaults), also where invalid settings fall back to. */
+export const DEFAULT_SETTINGS: Readonly<Settings> = Object.freeze({
+  defaultConcurrency: 20,
+  defaultRateDelaySeconds: 0,
+  inetProtocols: 'all',
+  addressPreference: 'any',
+  maximalQueueLifetime: '432000s',
+  bounceQueueLifetime: '432000s',
+  minimalBackoffTime: '300s',
+  maximalBackoffTime: '4000s',
+});
+
 /**
  * Limits for mail of one sender domain (or a tenant's per-domain default). null = not set here.
  * Postfix's queue manager enforces them per (service, nexthop) queue: see resolve.ts.

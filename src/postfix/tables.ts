@@ -69,6 +69,16 @@ export function rejectText(reason: string): string {
   return `REJECT Relayplane: ${reason}`;
 }
 
+/** A quarantined sender is refused for now, not for good: its client keeps the mail and retries. */
+export function deferText(reason: string): string {
+  return `451 4.7.1 Relayplane: ${reason}`;
+}
+
+/** The sender_access value of a configured sender domain without a route. */
+export function unroutedAccessValue(unrouted: UnroutedDomain): string {
+  return unrouted.code === 'quarantined' ? deferText(unrouted.reason) : rejectText(unrouted.reason);
+}
+
 
 /** The global map holds a domain's credential only for sender-authenticated single-nexthop routes. */
 export function globalSaslCredential(route: DomainRoute) {
@@ -127,7 +137,7 @@ function configuredDomainNames(plan: RoutePlan): string[] {
 
 /** One configured domain's sender_access entry: OK when routed, REJECT with the reason otherwise. */
 export function senderAccessEntry(name: string, unrouted: UnroutedDomain | undefined): [string, string] {
-  return [name, unrouted === undefined ? PERMIT_SENDER : rejectText(unrouted.reason)];
+  return [name, unrouted === undefined ? PERMIT_SENDER : unroutedAccessValue(unrouted)];
 }
 
 const NULL_SENDER_ENTRY: [string, string] = [NULL_SENDER_KEY, REJECT_NULL_SENDER];

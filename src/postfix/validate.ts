@@ -32,7 +32,19 @@ export interface SnapshotIndex {
   relaysWithDomainCredentials: ReadonlySet<string>;
   /** Sorted by pattern. */
   destinationPolicies: readonly DestinationPolicy[];
+  /**
+   * Quarantined rows (`unitKey()`s) the compiler could not express: not checked, and every sender
+   * domain they reach resolves as `quarantined` (quarantine.ts). Empty but for such compiles.
+   */
+  held: ReadonlySet<string>;
 }
+
+/** How a row is named in `held` and in quarantine reports. */
+export function unitKey(resourceType: ResourceType, resourceId: string | null): string {
+  return `${resourceType}:${resourceId ?? ''}`;
+}
+
+const NOTHING_HELD: ReadonlySet<string> = new Set();
 
 const LIMIT_RANGES = {
   concurrency: [1, 10_000],
@@ -119,13 +131,14 @@ function checkSettings(s: Settings, problems: ProblemList): void {
   if (postfixTimeSeconds(s.maximalBackoffTime) < minBackoff) bad('maximalBackoffTime must not be shorter than minimalBackoffTime');
 }
 
-function uniqueById<T extends { id: string }>(rows: readonly T[], type: ResourceType, problems: ProblemList): Map<string, T> {
+function uniqueById<T extends { id: string }>(rows: readonly T[], type: ResourceType, problems: ProblemList, held: ReadonlySet<string> = NOTHING_HELD): Map<string, T> {
   const byId = new Map<string, T>();
   for (const row of rows) {
     if (typeof row.id !== 'string' || row.id === '') {
       problems.add('invalid_value', type, null, `a ${type} has an empty id`);
     } else if (byId.has(row.id)) {
-      problems.add('duplicate_id', type, row.id, `two ${type} rows share the id ${row.id}`);
+      // A quarantined duplicate is left out: the first row of the id stands.
+      if (!held.has(unitKey(type, row.id))) problems.add('duplicate_id', type, row.id, `two ${type} rows share the id ${row.id}`);
     } else {
       byId.set(row.id, row);
     }
@@ -208,9 +221,9 @@ function checkPolicy(p: DestinationPolicy, problems: ProblemList): void {
   checkLimits(limits, 'destinationPolicy', p.id, `destination ${p.pattern}`, problems, false);
 }
 
-/** The destination policies checked and sorted by pattern, as the index holds them. */
-export function indexPolicies(rows: readonly DestinationPolicy[], problems: ProblemList): DestinationPolicy[] {
-  const policies = [...uniqueById(rows, 'destinationPolicy', problems).values()];
+/** The destination policies checked and sorted by pattern, as the index holds them (quarantined ones left out). */
+export function indexPolicies(rows: readonly DestinationPolicy[], problems: ProblemList, held: ReadonlySet<string> = NOTHING_HELD): DestinationPolicy[] {
+  const policies = [...uniqueById(rows, 'destinationPolicy', problems, held).values()].filter((p) => !held.has(unitKey('destinationPolicy', p.id)));
   const patterns = new Map<string, string>();
   for (const p of policies) {
     checkPolicy(p, problems);
@@ -222,32 +235,40 @@ export function indexPolicies(rows: readonly DestinationPolicy[], problems: Prob
   return policies;
 }
 
-/** Validates everything structural and indexes the snapshot; problems go to `problems`. */
-export function buildIndex(snapshot: Snapshot, problems: ProblemList): SnapshotIndex {
+/**
+ * Validates everything structural and indexes the snapshot; problems go to `problems`. Rows in
+ * `held` are indexed (so that what refers to them resolves as quarantined) but not checked; a held
+ * domain whose name no table could carry, or that another domain has, gets no name at all.
+ */
+export function buildIndex(snapshot: Snapshot, problems: ProblemList, held: ReadonlySet<string> = NOTHING_HELD): SnapshotIndex {
+  const isHeld = (type: ResourceType, id: string) => held.size > 0 && held.has(unitKey(type, id));
   checkSettings(snapshot.settings, problems);
-  const tenants = uniqueById(snapshot.tenants, 'tenant', problems);
-  for (const t of tenants.values()) checkTenant(t, problems);
-  const relays = uniqueById(snapshot.relays, 'relay', problems);
+  const tenants = uniqueById(snapshot.tenants, 'tenant', problems, held);
+  for (const t of tenants.values()) if (!isHeld('tenant', t.id)) checkTenant(t, problems);
+  const relays = uniqueById(snapshot.relays, 'relay', problems, held);
   const nexthops = new Map<string, string>();
   for (const r of relays.values()) {
+    if (isHeld('relay', r.id)) continue;
     checkRelay(r, tenants, problems);
     nexthops.set(r.id, formatNexthop(r.host, r.port));
   }
 
-  const domainsById = uniqueById(snapshot.domains, 'domain', problems);
+  const domainsById = uniqueById(snapshot.domains, 'domain', problems, held);
   const domainsByName = new Map<string, Domain>();
   for (const d of domainsById.values()) {
-    checkDomain(d, { tenants, relays }, problems);
+    const heldDomain = isHeld('domain', d.id);
+    if (!heldDomain) checkDomain(d, { tenants, relays }, problems);
     const other = domainsByName.get(d.name);
+    if (heldDomain && (other !== undefined || typeof d.name !== 'string' || !isValidDomainName(d.name))) continue;
     if (other !== undefined) problems.add('duplicate_name', 'domain', d.id, `domain ${d.name} also exists as ${other.id}`);
     else domainsByName.set(d.name, d);
   }
 
   const credentialsByRelay = new Map<string, Map<string | null, Credential>>();
   const relaysWithDomainCredentials = new Set<string>();
-  for (const c of uniqueById(snapshot.credentials, 'credential', problems).values()) {
+  for (const c of uniqueById(snapshot.credentials, 'credential', problems, held).values()) {
     const domain = c.domainId === null ? undefined : domainsById.get(c.domainId);
-    checkCredential(c, domain, relays, problems);
+    if (!isHeld('credential', c.id)) checkCredential(c, domain, relays, problems);
     let scopes = credentialsByRelay.get(c.relayId);
     if (scopes === undefined) credentialsByRelay.set(c.relayId, (scopes = new Map()));
     // Keyed by the domain's own id string where it exists: the resolver looks up with domain.id,
@@ -255,16 +276,17 @@ export function buildIndex(snapshot: Snapshot, problems: ProblemList): SnapshotI
     const scope = c.domainId === null ? null : (domain?.id ?? c.domainId);
     const other = scopes.get(scope);
     if (other !== undefined) {
-      problems.add('duplicate_credential', 'credential', c.id, `credential ${other.id} is already active for the same relay and domain scope`);
+      if (!isHeld('credential', c.id)) problems.add('duplicate_credential', 'credential', c.id, `credential ${other.id} is already active for the same relay and domain scope`);
     } else {
       scopes.set(scope, c);
     }
     if (c.domainId !== null) relaysWithDomainCredentials.add(c.relayId);
   }
 
-  const policies = indexPolicies(snapshot.destinationPolicies, problems);
+  const policies = indexPolicies(snapshot.destinationPolicies, problems, held);
 
   return {
+    held,
     settings: snapshot.settings,
     tenants,
     relays,

@@ -2,19 +2,9 @@ import { isDeepStrictEqual } from 'node:util';
 import type { PrismaClient } from '../db/prisma.js';
 import type { SecretBox } from '../lib/secret-box.js';
 import { limitsOrNull } from './limits.js';
-import type { Credential, DestinationPolicy, Domain, Relay, Snapshot, Tenant } from '../postfix/index.js';
+import { DEFAULT_SETTINGS, type Credential, type DestinationPolicy, type Domain, type Relay, type Snapshot, type Tenant } from '../postfix/index.js';
 import type { SnapshotChanges, SnapshotRepository, SnapshotRows, TableChanges, TableKey } from '../repositories/snapshot.repository.js';
 
-const DEFAULT_SETTINGS = {
-  defaultConcurrency: 20,
-  defaultRateDelaySeconds: 0,
-  inetProtocols: 'all',
-  addressPreference: 'any',
-  maximalQueueLifetimeSeconds: 432_000,
-  bounceQueueLifetimeSeconds: 432_000,
-  minimalBackoffSeconds: 300,
-  maximalBackoffSeconds: 4000,
-} as const;
 
 export interface SnapshotServiceOptions {
   /** How long config_changes rows are kept. A loader idle for longer reads everything once. */
@@ -61,7 +51,7 @@ function frozen<T extends object>(row: T): T {
 /** The previous object when nothing the compiler reads changed, else the new one. */
 const reuse = <T extends object>(previous: T | undefined, next: T): T => (previous !== undefined && isDeepStrictEqual(previous, next) ? previous : frozen(next));
 
-function toSettings(settings: NonNullable<SnapshotRows['settings']> | typeof DEFAULT_SETTINGS): Snapshot['settings'] {
+function toSettings(settings: NonNullable<SnapshotRows['settings']>): Snapshot['settings'] {
   return {
     defaultConcurrency: settings.defaultConcurrency,
     defaultRateDelaySeconds: settings.defaultRateDelaySeconds,
@@ -190,7 +180,7 @@ export function createSnapshotService(deps: {
 
   /** Builds every new object first (opening a secret may throw), then swaps them in. */
   function merge(changes: SnapshotChanges): Snapshot {
-    const settings = changes.settings.changed ? reuse(state.settings, toSettings(changes.settings.row ?? DEFAULT_SETTINGS)) : state.settings!;
+    const settings = changes.settings.changed ? reuse(state.settings, changes.settings.row === null ? { ...DEFAULT_SETTINGS } : toSettings(changes.settings.row)) : state.settings!;
     const { tables } = changes;
     const tenants = pending(tables.tenants, state.tenants, (row: Row<'tenants'>, previous) => reuse(previous, toTenant(row)));
     const domains = pending(tables.domains, state.domains, (row: Row<'domains'>, previous) => reuse(previous, toDomain(row)));

@@ -9,7 +9,6 @@ import { randomBytes } from 'node:crypto';
 import { threadId } from 'node:worker_threads';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createSecretBox } from '../../src/lib/secret-box.js';
-import { UnprocessableError } from '../../src/lib/errors.js';
 import { createConfigBundleRepository } from '../../src/repositories/config-bundle.repository.js';
 import { createSnapshotRepository } from '../../src/repositories/snapshot.repository.js';
 import { createBundleStore } from '../../src/services/bundle-store.js';
@@ -71,16 +70,14 @@ describe('the config engine in its thread', () => {
     expect(explained.outcome).not.toBe('rejected');
     expect(explained).toEqual(await local.explain('a@shop.same.example', 'b@gmail.test'));
 
-    // A configuration Postfix cannot express: the same refusal (the API's 422), with the same problems.
+    // A configuration Postfix cannot express: the same quarantine on both, with the same problems.
     const loose = await db.prisma.relay.create({ data: { name: 'loose', host: 'smtp.loose.test', port: 465, tls: 'implicit' } });
     await db.prisma.domain.create({ data: { tenantId: tenant.id, name: 'loose.same.example', status: 'verified', relayId: loose.id, fallbackRelayId: relay.id } });
-    const refusal = (await thread.version().catch((error: unknown) => error)) as UnprocessableError;
-    expect(refusal).toBeInstanceOf(UnprocessableError);
-    expect(refusal.code).toBe('config-not-compilable');
-    const localRefusal = (await local.version().catch((error: unknown) => error)) as UnprocessableError;
-    expect(refusal.message).toBe(localRefusal.message);
-    expect(refusal.extra.problems).toEqual(localRefusal.extra.problems);
-    expect(refusal.extra.problems).toEqual([expect.objectContaining({ resourceType: 'domain', message: expect.stringMatching(/implicit TLS/) })]);
+    const [quarantinedThere, quarantinedHere] = [await thread.deployable(), await local.deployable()];
+    expect(quarantinedThere).toEqual(quarantinedHere);
+    expect(quarantinedThere.bundle.quarantine).toEqual([
+      expect.objectContaining({ resourceType: 'domain', treatment: 'held', problems: [expect.objectContaining({ message: expect.stringMatching(/implicit TLS/) })] }),
+    ]);
     await db.prisma.domain.deleteMany({ where: { relayId: loose.id } });
   });
 

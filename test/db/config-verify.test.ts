@@ -32,6 +32,9 @@ it('a reconcile replaces a wrong incremental result by the full compile and logs
     get plan() {
       return real.plan;
     },
+    get lastGood() {
+      return real.lastGood;
+    },
     reset: () => real.reset(),
   };
   const errors: object[] = [];

@@ -193,7 +193,8 @@ export async function askPostfix(cfg: StagedConfig, config: PostfixConfig, pairs
 
   return routes.map((r, i) => {
     const saslPlan = saslPlans[i];
-    const rejected = r.access.startsWith('REJECT');
+    // REJECT (554) for good, or a 4NN code (a quarantined sender: 451) for now: either way refused at submission.
+    const rejected = r.access.startsWith('REJECT') || /^4\d\d /.test(r.access);
     const outcome: PostfixAnswer['outcome'] = rejected
       ? r.sender === ''
         ? 'deferred'
@@ -230,6 +231,8 @@ export function differences(snapshot: Snapshot, e: Explanation, a: PostfixAnswer
     if (JSON.stringify(explained) !== JSON.stringify(postfix)) diffs.push(`${what}: explained ${JSON.stringify(explained)}, Postfix ${JSON.stringify(postfix)}`);
   };
   same('outcome', e.outcome, a.outcome);
+  const access = e.matched.find((m) => m.table === 'sender_access');
+  if (access !== undefined) same('sender_access', access.value, a.senderAccess);
   same('service', e.service, a.service);
   same('nexthops', e.nexthops, a.nexthops);
   if (e.outcome === 'relay' || e.outcome === 'direct') {

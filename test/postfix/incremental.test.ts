@@ -6,7 +6,8 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CompileError, compile, explainRoute, planRoutes, type Snapshot } from '../../src/postfix/index.js';
+import { CompileError, compile, explainRoute, type Snapshot } from '../../src/postfix/index.js';
+import { planWithQuarantine } from '../../src/postfix/quarantine.js';
 import { createIncrementalCompiler } from '../../src/postfix/incremental.js';
 import { pairsFor, snapshotArb } from './arbitraries.js';
 import { credential, domain, relay, snapshot, tenant } from './fixtures.js';
@@ -57,7 +58,7 @@ function change(previous: Snapshot, other: Snapshot, scope: number, picks: numbe
 
 describe('incremental compiler', () => {
   it('equals compile() over random sequences of changes', { timeout: 120_000 }, () => {
-    const modes = { full: 0, incremental: 0, refused: 0 };
+    const modes = { full: 0, incremental: 0, refused: 0, quarantined: 0 };
     const steps = fc.array(fc.record({ other: snapshotArb, scope: fc.nat({ max: 8 }), picks: fc.array(fc.nat({ max: 8 }), { minLength: 1, maxLength: 30 }) }), {
       minLength: 1,
       maxLength: 8,
@@ -69,13 +70,16 @@ describe('incremental compiler', () => {
         for (const step of [null, ...changes]) {
           if (step !== null) current = change(current, step.other, step.scope, step.picks);
           const snap = current;
-          const expected = outcome(() => compile(snap));
+          // The same last-good rows as the incremental compiler holds: a quarantine falls back to them.
+          const lastGood = compiler.lastGood;
+          const expected = outcome(() => compile(snap, { lastGood }));
           const actual = outcome(() => compiler.compile(snap));
           expect(actual).toEqual(expected);
           // The kept plan explains every sender exactly as a plan made from scratch.
           if ('bundle' in actual) {
-            const plan = planRoutes(snap);
+            const plan = planWithQuarantine(snap, lastGood).detailed.plan;
             for (const [sender, recipient] of pairsFor(snap)) expect(explainRoute(compiler.plan!, sender, recipient)).toEqual(explainRoute(plan, sender, recipient));
+            if (actual.bundle.quarantine.length > 0) modes.quarantined += 1;
           } else {
             expect(compiler.plan).toBeNull();
           }
@@ -88,7 +92,9 @@ describe('incremental compiler', () => {
     // Both paths must actually be taken, or this test proves nothing about the incremental one.
     expect(modes.incremental).toBeGreaterThan(100);
     expect(modes.full).toBeGreaterThan(50);
-    expect(modes.refused).toBeGreaterThan(10);
+    // Nothing is refused whole any more: what cannot be expressed is quarantined.
+    expect(modes.refused).toBe(0);
+    expect(modes.quarantined).toBeGreaterThan(10);
   });
 
   /** 2,000 domains on a plain relay, a limited relay (a generated service) and an implicit-TLS pair with fallbacks. */
@@ -191,7 +197,7 @@ describe('incremental compiler', () => {
     expect(policy.files.tls_policy?.content).toContain('gmail.test secure\n');
   });
 
-  it('compiles fully when the settings or many domains change, and refuses what compile() refuses', () => {
+  it('compiles fully when the settings or many domains change, and quarantines what compile() quarantines', () => {
     const compiler = createIncrementalCompiler();
     let current = fleet();
     compiler.compile(current);
@@ -199,11 +205,15 @@ describe('incremental compiler', () => {
     expect(compiler.compile(current)).toEqual(compile(current));
     expect(compiler.lastMode).toBe('full');
 
-    // A relay removed while domains still use it: refused by both, whole.
+    // A relay removed while domains still use it: those domains are held (quarantined), by both alike.
     const orphaned = { ...current, relays: current.relays.filter((r) => r.id !== 'tls-b') };
-    expect(() => compiler.compile(orphaned)).toThrow(CompileError);
-    expect(() => compile(orphaned)).toThrow(CompileError);
+    let lastGood = compiler.lastGood;
+    const held = compiler.compile(orphaned);
+    expect(held).toEqual(compile(orphaned, { lastGood }));
+    expect(held.quarantine.map((u) => [u.resourceType, u.treatment])).toEqual(Array(held.quarantine.length).fill(['domain', 'held']));
+    expect(held.quarantine.length).toBeGreaterThan(300);
     compiler.compile(current);
+    expect(compiler.lastMode).toBe('full');
 
     current = { ...current, domains: current.domains.map((d, i) => (i < 1500 ? { ...d } : d)) };
     expect(compiler.compile(current)).toEqual(compile(current));
@@ -219,11 +229,19 @@ describe('incremental compiler', () => {
     expect(compiler.compile(current)).toEqual(compile(current));
     expect(compiler.lastMode).toBe('full');
 
-    // A domain taking another's name: refused, whole, by both; then the next good change compiles.
+    // A domain taking another's name: only that domain is quarantined, by both alike; the next
+    // good change compiles in full (a quarantine keeps no incremental state), then incrementally.
     const duplicate = { ...current, domains: [...current.domains, domain('dup', 't1', 'd1.fleet.test', { relayId: 'plain' })] };
-    expect(() => compiler.compile(duplicate)).toThrow(CompileError);
-    expect(() => compile(duplicate)).toThrow(CompileError);
+    lastGood = compiler.lastGood;
+    const quarantined = compiler.compile(duplicate);
+    expect(quarantined).toEqual(compile(duplicate, { lastGood }));
+    expect(quarantined.quarantine).toEqual([expect.objectContaining({ resourceType: 'domain', resourceId: 'dup', treatment: 'held', tenantId: 't1' })]);
+    expect(quarantined.files.sender_access?.content).toContain('d1.fleet.test OK\n');
     const good = { ...current, domains: [...current.domains, domain('ok', 't1', 'ok.fleet.test', { relayId: 'plain' })] };
     expect(compiler.compile(good)).toEqual(compile(good));
+    expect(compiler.lastMode).toBe('full');
+    const next = { ...good, domains: [...good.domains, domain('ok2', 't1', 'ok2.fleet.test', { relayId: 'plain' })] };
+    expect(compiler.compile(next)).toEqual(compile(next));
+    expect(compiler.lastMode).toBe('incremental');
   });
 });

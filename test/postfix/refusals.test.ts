@@ -4,7 +4,8 @@
  * unsafe_output is the belt-and-braces check behind the validators: neither is reachable from input.)
  */
 import { describe, expect, it } from 'vitest';
-import { CompileError, compile, type CompileProblem, type Snapshot } from '../../src/postfix/index.js';
+import { CompileError, type CompileProblem, type Snapshot } from '../../src/postfix/index.js';
+import { compileStrict as compile } from '../../src/postfix/compiler.js';
 import { credential, domain, policy, relay, settings, snapshot, tenant } from './fixtures.js';
 
 function problems(snap: Snapshot): CompileProblem[] {
