@@ -354,7 +354,7 @@ function buildState(snapshot: Snapshot, detailed: DetailedPlan, digests: FileDig
   const groupOf = new Map<string, string>();
   const groups = new Map<string, Set<string>>();
   for (const [name, res] of resolved) {
-    const placed = placement(res);
+    const placed = placement(res, plan.sharedNexthops);
     if (placed.kind !== 'group') continue;
     groupOf.set(name, placed.key);
     let members = groups.get(placed.key);

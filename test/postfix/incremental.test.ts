@@ -97,6 +97,26 @@ describe('incremental compiler', () => {
     expect(modes.quarantined).toBeGreaterThan(10);
   });
 
+  it('keeps the relay groups of routes through a shared nexthop when one member changes', () => {
+    // r1 and r2 share a [host]:port with other TLS levels, so a.example and c.example (via r0 then
+    // r1) are a group even without limits: a's own credential splits it into a service each.
+    const first = snapshot({
+      tenants: [tenant('t0')],
+      relays: [relay('r0', { host: 'smtp.one.test' }), relay('r1', { host: 'mx.shared.test' }), relay('r2', { host: 'mx.shared.test', verify: true })],
+      domains: [
+        domain('d0', 't0', 'a.example', { relayId: 'r0', fallbackRelayId: 'r1' }),
+        domain('d1', 't0', 'b.example', { relayId: 'r2' }),
+        domain('d2', 't0', 'c.example', { relayId: 'r0', fallbackRelayId: 'r1' }),
+      ],
+      credentials: [credential('c0', 'r0', 'd0')],
+    });
+    const compiler = createIncrementalCompiler();
+    compiler.compile(first);
+    const next = { ...first, domains: first.domains.map((d) => (d.id === 'd0' ? { ...d } : d)) };
+    expect(compiler.compile(next)).toEqual(compile(next));
+    expect(compiler.lastMode).toBe('incremental');
+  });
+
   /** 2,000 domains on a plain relay, a limited relay (a generated service) and an implicit-TLS pair with fallbacks. */
   function fleet(): Snapshot {
     const limited = { concurrency: 5, rateDelaySeconds: null, recipientsPerMessage: null, connectionReuseSeconds: null };
