@@ -17,7 +17,7 @@ export {
   isPostfixTime,
   formatNexthop,
 } from './map-encoding.js';
-export { compile, compilePlan, tablePath, serviceLimitParams } from './compiler.js';
+export { compile, compileStrict, compilePlan, tablePath, serviceLimitParams } from './compiler.js';
 export { createIncrementalCompiler, type IncrementalCompiler, type CompileMode } from './incremental.js';
 export {
   DIR_PLACEHOLDER,
@@ -33,3 +33,4 @@ export { planRoutes, isRoutePlan, type RoutePlan, type DomainRoute, type Service
 export { resolveSenderDomain, effectiveLimits, type SenderDomainResolution, type Hop, type EffectiveLimits, type UnroutedCode } from './resolve.js';
 export { explainRoute, matchDestinationPolicy, type Explanation, type MatchedEntry, type NexthopCredential } from './explain.js';
 export { TABLE, UNROUTED_TRANSPORT } from './tables.js';
+export { planWithQuarantine, problemsOf, type QuarantinedUnit, type QuarantineTreatment } from './quarantine.js';

@@ -3,6 +3,7 @@ import { threadId } from 'node:worker_threads';
 import { UnprocessableError } from '../lib/errors.js';
 import { type Bundle, CompileError, compile, createIncrementalCompiler, type Explanation, explainRoute, type IncrementalCompiler } from '../postfix/index.js';
 import type { BundleStore, MaskedBundle } from './bundle-store.js';
+import type { QuarantineRecorder } from './quarantine.service.js';
 import type { SnapshotService } from './snapshot.service.js';
 
 export interface ConfigEngineLog {
@@ -29,8 +30,8 @@ export interface DeployableBundle {
 export interface ConfigEngine {
   /** For the sync worker: the bundle to deploy, stored masked. `verify` (the reconcile): check the incremental compile. */
   deployable(options?: { verify?: boolean }): Promise<DeployableBundle>;
-  /** The bundle masked (secrets replaced by their keyed fingerprints) and stored by version. */
-  masked(): Promise<MaskedBundle>;
+  /** The bundle masked (secrets replaced by their keyed fingerprints) and stored by version, with what it quarantined. */
+  masked(): Promise<MaskedBundle & Pick<Bundle, 'quarantine'>>;
   /** The version only; nothing stored. */
   version(): Promise<string>;
   /** Which service, nexthops, credential (id only), TLS and destination policy a message would get, and why. */
@@ -68,6 +69,8 @@ export function createConfigEngine(deps: {
   verifyIntervalMs?: number;
   /** Called when the engine is closed (the thread's entry closes its database client). */
   onClose?: () => Promise<void>;
+  /** Where what the sync job's compiles quarantined is kept and audited (absent: not recorded). */
+  quarantine?: QuarantineRecorder;
 }): ConfigEngine {
   // Keeps the last compile's plan and tables: with the loader handing out unchanged rows as the
   // same objects, a change to a few domains recompiles only those (src/postfix/incremental.ts).
@@ -114,10 +117,16 @@ export function createConfigEngine(deps: {
       refusedAsProblem(async () => {
         const { bundle, snapshot } = await compileNow(options.verify ?? false);
         await deps.bundles.keep(bundle);
+        // What the sync job deploys is what nodes run: its quarantine is the one the API reports.
+        await deps.quarantine?.record(bundle.quarantine);
         return { bundle, credentialIds: snapshot.credentials.map((credential) => credential.id) };
       }),
 
-    masked: () => refusedAsProblem(async () => deps.bundles.keep((await compileNow(false)).bundle)),
+    masked: () =>
+      refusedAsProblem(async () => {
+        const { bundle } = await compileNow(false);
+        return { ...(await deps.bundles.keep(bundle)), quarantine: bundle.quarantine };
+      }),
 
     version: () => refusedAsProblem(async () => (await compileNow(false)).bundle.version),
 

@@ -2,11 +2,14 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { createPrismaClient } from '../db/prisma.js';
 import { createSecretBox } from '../lib/secret-box.js';
+import { createAuditRepository } from '../repositories/audit.repository.js';
 import { createConfigBundleRepository } from '../repositories/config-bundle.repository.js';
+import { createQuarantineRepository } from '../repositories/quarantine.repository.js';
 import { createSnapshotRepository } from '../repositories/snapshot.repository.js';
 import { createBundleStore } from './bundle-store.js';
 import { createConfigEngine } from './config-engine.js';
 import { type ConfigEngineThreadData, type EngineMessage, type EngineRequest, toCrossingError } from './config-engine-thread.js';
+import { createQuarantineRecorder } from './quarantine.service.js';
 import { createSnapshotService } from './snapshot.service.js';
 
 const data = workerData as ConfigEngineThreadData;
@@ -24,6 +27,7 @@ const engine = createConfigEngine({
   },
   ...(data.verifyIntervalMs !== undefined ? { verifyIntervalMs: data.verifyIntervalMs } : {}),
   onClose: () => prisma.$disconnect(),
+  quarantine: createQuarantineRecorder({ prisma, repository: createQuarantineRepository(), audit: createAuditRepository() }),
 });
 
 port.on('message', (request: EngineRequest) => {

@@ -2,6 +2,7 @@ import { createTwoFilesPatch } from 'diff';
 import { ForbiddenError, NotFoundError } from '../lib/errors.js';
 import type { BundleStore } from './bundle-store.js';
 import type { ConfigEngine, DeployableBundle } from './config-engine.js';
+import type { DeployMetrics } from './deploy-metrics.js';
 import { isAdmin, type RequestContext } from './principal.js';
 
 function requireAdmin(ctx: RequestContext) {
@@ -18,6 +19,8 @@ export function createConfigService(deps: {
   /** The stored bundles: found again for diffs, pruned. */
   bundles: BundleStore;
   log?: ConfigLog;
+  /** Told what each compile for a deploy quarantined (the /metrics gauge). */
+  metrics?: Pick<DeployMetrics, 'configCompiled'>;
 }) {
   const { engine } = deps;
 
@@ -39,8 +42,10 @@ export function createConfigService(deps: {
      * For the sync worker: the bundle to deploy (stored masked, for diffs) and the credential ids it
      * contains. `verify` (the reconcile): check the incremental compile against a full one.
      */
-    compileForDeploy(options: { verify?: boolean } = {}): Promise<DeployableBundle> {
-      return engine.deployable(options);
+    async compileForDeploy(options: { verify?: boolean } = {}): Promise<DeployableBundle> {
+      const deployable = await engine.deployable(options);
+      deps.metrics?.configCompiled(deployable.bundle.quarantine);
+      return deployable;
     },
 
     async current(ctx: RequestContext) {

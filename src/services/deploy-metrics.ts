@@ -1,4 +1,6 @@
-import { Counter, Histogram, register as defaultRegistry, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, register as defaultRegistry, type Registry } from 'prom-client';
+
+const QUARANTINE_TREATMENTS = ['last-good', 'held', 'defaults'] as const;
 
 /**
  * Worker metrics (deploys, usage collection, domain checks): deploy counters and durations in the registry /metrics serves (fastify-metrics exposes the
@@ -32,6 +34,17 @@ export function createDeployMetrics(registry: Registry = defaultRegistry) {
     metric('relayplane_usage_collections_total', () => new Counter({ name: 'relayplane_usage_collections_total', help: 'Per-node usage collections by outcome (ok, failed).', labelNames: ['outcome'], registers }));
   const verifications = () =>
     metric('relayplane_domain_checks_total', () => new Counter({ name: 'relayplane_domain_checks_total', help: 'Domain DNS checks by resulting status.', labelNames: ['status'], registers }));
+  const quarantined = () =>
+    metric(
+      'relayplane_config_quarantined_units',
+      () =>
+        new Gauge({
+          name: 'relayplane_config_quarantined_units',
+          help: 'Units (domains, tenants, relays, credentials, settings) the last compile for a deploy quarantined, by treatment.',
+          labelNames: ['treatment'],
+          registers,
+        }),
+    );
   const rollbacks = () =>
     metric('relayplane_node_rollbacks_total', () => new Counter({ name: 'relayplane_node_rollbacks_total', help: 'Deploys rolled back on a node after the switch.', registers }));
 
@@ -44,6 +57,7 @@ export function createDeployMetrics(registry: Registry = defaultRegistry) {
     usageLines();
     usageRuns();
     verifications();
+    for (const treatment of QUARANTINE_TREATMENTS) quarantined().set({ treatment }, 0);
   }
 
   return {
@@ -62,6 +76,9 @@ export function createDeployMetrics(registry: Registry = defaultRegistry) {
     },
     domainChecked(status: string) {
       verifications().inc({ status });
+    },
+    configCompiled(quarantine: ReadonlyArray<{ treatment: string }>) {
+      for (const treatment of QUARANTINE_TREATMENTS) quarantined().set({ treatment }, quarantine.filter((u) => u.treatment === treatment).length);
     },
   };
 }

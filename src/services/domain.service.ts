@@ -11,6 +11,7 @@ import type { RelayRepository } from '../repositories/relay.repository.js';
 import type { TenantRepository } from '../repositories/tenant.repository.js';
 import { assertHonourable, effectiveLimits, type SenderLimits, senderLimits } from './limits.js';
 import { assertVisible, isAdmin, type RequestContext, visibleTenant } from './principal.js';
+import type { QuarantineService } from './quarantine.service.js';
 
 export interface DomainInput {
   name: string;
@@ -64,6 +65,8 @@ interface Deps {
   audit: AuditRepository;
   /** The DNS records a new domain must publish (domain verification). */
   dnsRecordsOf: (domain: Domain) => Promise<unknown[]>;
+  /** What the compiler quarantined that reaches a domain. */
+  quarantine: Pick<QuarantineService, 'ofDomain'>;
   now?: () => Date;
 }
 
@@ -202,7 +205,8 @@ export function createDomainService(deps: Deps) {
     },
 
     async get(ctx: RequestContext, id: string) {
-      return presentDomain(await load(ctx, id));
+      const domain = await load(ctx, id);
+      return { ...presentDomain(domain), quarantine: await deps.quarantine.ofDomain(domain, ctx.actor) };
     },
 
     async update(ctx: RequestContext, id: string, input: Partial<Omit<DomainInput, 'name'>>, expected: number | undefined) {

@@ -2,7 +2,7 @@ import type { PrismaClient } from '../db/prisma.js';
 import { listMigrations } from '../db/migrations.js';
 import { ServiceUnavailableError } from '../lib/errors.js';
 
-export function createHealthService(deps: { prisma: PrismaClient }) {
+export function createHealthService(deps: { prisma: PrismaClient; quarantine: { count(): Promise<number> } }) {
   // The migrations this build ships are fixed for the life of the process: read them once.
   const shipped = listMigrations();
   return {
@@ -19,7 +19,9 @@ export function createHealthService(deps: { prisma: PrismaClient }) {
       if (pending > 0) {
         throw new ServiceUnavailableError(`${pending} migration(s) not applied yet: run relayplane migrate`);
       }
-      return { status: 'ready' as const, database: 'ok' as const, migrations: { applied: applied.size, pending } };
+      // Ready either way (the API works), but a quarantine is something to see at a glance.
+      const quarantinedUnits = await deps.quarantine.count();
+      return { status: 'ready' as const, database: 'ok' as const, migrations: { applied: applied.size, pending }, config: { quarantinedUnits } };
     },
   };
 }

@@ -12,6 +12,7 @@ import { createPolicyRepository, createSettingsRepository } from '../repositorie
 import { createRelayRepository } from '../repositories/relay.repository.js';
 import { createSnapshotRepository } from '../repositories/snapshot.repository.js';
 import { createConfigBundleRepository } from '../repositories/config-bundle.repository.js';
+import { createQuarantineRepository } from '../repositories/quarantine.repository.js';
 import { createTenantRepository } from '../repositories/tenant.repository.js';
 import { createApiKeyService, type TokenClaims } from './api-key.service.js';
 import { createAuditService } from './audit.service.js';
@@ -28,6 +29,7 @@ import { createHealthService } from './health.service.js';
 import { createNodeService } from './node.service.js';
 import { createPolicyService } from './policy.service.js';
 import { createRelayService } from './relay.service.js';
+import { createQuarantineRecorder, createQuarantineService } from './quarantine.service.js';
 import { createSnapshotService } from './snapshot.service.js';
 import { createTenantService } from './tenant.service.js';
 import { createUsageRepository } from '../repositories/usage.repository.js';
@@ -91,18 +93,25 @@ export function createServices(deps: ServiceDeps) {
   // Loading, compiling and storing the configuration take seconds at 100,000 domains: in a worker
   // thread of their own, with a connection of their own, unless the client's URL is unknown.
   const databaseUrl = databaseUrlOf(prisma);
+  const quarantineRepository = createQuarantineRepository();
   const engine =
     databaseUrl === undefined
-      ? createConfigEngine({ snapshots, bundles, log: deps.log ?? silent })
+      ? createConfigEngine({
+          snapshots,
+          bundles,
+          log: deps.log ?? silent,
+          quarantine: createQuarantineRecorder({ prisma, repository: quarantineRepository, audit: repositories.audit, now: deps.now }),
+        })
       : createConfigEngineThread({
           databaseUrl,
           masterKey: deps.masterKey,
           log: deps.log ?? silent,
           ...(deps.configEngineIdleStopMs !== undefined ? { idleStopMs: deps.configEngineIdleStopMs } : {}),
         });
-  const config = createConfigService({ engine, bundles, log: deps.log ?? silent });
   const ssh: SshSettings = { ...DEFAULT_SSH, ...deps.ssh };
   const metrics = deps.metrics ?? createDeployMetrics(new Registry());
+  const config = createConfigService({ engine, bundles, log: deps.log ?? silent, metrics });
+  const quarantine = createQuarantineService({ prisma, repository: quarantineRepository });
   const readPrivateKey = privateKeyReader(ssh.privateKeyPath);
   const usage = createUsageService({
     prisma,
@@ -137,6 +146,7 @@ export function createServices(deps: ServiceDeps) {
   });
   return {
     usage,
+    quarantine,
     domainVerification,
     apiKeys: createApiKeyService({
       prisma,
@@ -148,7 +158,7 @@ export function createServices(deps: ServiceDeps) {
       now: deps.now,
     }),
     audit: createAuditService({ prisma, audit: repositories.audit }),
-    health: createHealthService({ prisma }),
+    health: createHealthService({ prisma, quarantine }),
     tenants,
     domains: createDomainService({
       prisma,
@@ -157,6 +167,7 @@ export function createServices(deps: ServiceDeps) {
       relays: repositories.relays,
       audit: repositories.audit,
       dnsRecordsOf: domainVerification.recordsOf,
+      quarantine,
       now: deps.now,
     }),
     relays,
@@ -173,7 +184,7 @@ export function createServices(deps: ServiceDeps) {
     snapshots,
     config,
     policies: createPolicyService({ prisma, policies: repositories.policies, settings: repositories.settings, audit: repositories.audit }),
-    nodes: createNodeService({ prisma, nodes: repositories.nodes, audit: repositories.audit, config, usage, resolver, ssh, readPrivateKey, now: deps.now }),
+    nodes: createNodeService({ prisma, nodes: repositories.nodes, audit: repositories.audit, config, usage, quarantine, resolver, ssh, readPrivateKey, now: deps.now }),
     deployments: createDeploymentService({
       prisma,
       nodes: repositories.nodes,

@@ -13,6 +13,7 @@ import type { ConfigService } from './config.service.js';
 import type { SshSettings } from './deployment.service.js';
 import { isAdmin, type RequestContext } from './principal.js';
 import type { LogCursorRow } from '../repositories/usage.repository.js';
+import type { QuarantineService } from './quarantine.service.js';
 import type { UsageService } from './usage.service.js';
 import { checkForwardConfirmedRdns, type DnsResolver } from '../dns/index.js';
 
@@ -25,6 +26,11 @@ export interface NodeInput {
   configDir?: string;
   logPath?: string | null;
   enabled?: boolean;
+}
+
+interface DesiredConfig {
+  version: string | null;
+  status: { state: 'ok' | 'quarantine' | 'error'; quarantinedUnits: number; detail: string | null };
 }
 
 const KEY_TYPES = ['ssh-ed25519', 'ssh-rsa', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521'];
@@ -78,6 +84,7 @@ interface Deps {
   audit: AuditRepository;
   config: ConfigService;
   usage: Pick<UsageService, 'nodeStatuses' | 'nodeStatus'>;
+  quarantine: Pick<QuarantineService, 'count'>;
   /** DNS for the forward-confirmed reverse DNS check of the node's HELO name. */
   resolver: () => DnsResolver;
   ssh: SshSettings;
@@ -108,12 +115,20 @@ export function createNodeService(deps: Deps) {
     return node;
   }
 
-  /** The version the current config compiles to, null when it does not compile. */
-  async function desiredVersion(): Promise<string | null> {
+  /**
+   * The version the current config compiles to (null when it does not compile), and what the sync
+   * job's last compile quarantined: an operator looking at a node sees why it runs less than asked.
+   */
+  async function desiredConfig(): Promise<DesiredConfig> {
+    const quarantinedUnits = await deps.quarantine.count();
     try {
-      return await deps.config.currentVersion();
-    } catch {
-      return null;
+      const version = await deps.config.currentVersion();
+      if (quarantinedUnits === 0) return { version, status: { state: 'ok', quarantinedUnits, detail: null } };
+      const detail = `${quarantinedUnits} configuration unit(s) quarantined: their last routes are kept or their senders are refused for now (451); see GET /v1/config`;
+      return { version, status: { state: 'quarantine', quarantinedUnits, detail } };
+    } catch (error) {
+      const detail = `the configuration could not be compiled: ${error instanceof Error ? error.message.slice(0, 400) : String(error)}`;
+      return { version: null, status: { state: 'error', quarantinedUnits, detail } };
     }
   }
 
@@ -137,7 +152,8 @@ export function createNodeService(deps: Deps) {
     };
   }
 
-  function present(node: Node, desired: string | null, cursor: LogCursorRow | undefined) {
+  function present(node: Node, config: DesiredConfig, cursor: LogCursorRow | undefined) {
+    const desired = config.version;
     return {
       id: node.id,
       name: node.name,
@@ -150,6 +166,7 @@ export function createNodeService(deps: Deps) {
       logPath: node.logPath,
       enabled: node.enabled,
       desiredVersion: desired,
+      configStatus: config.status,
       liveVersion: node.liveVersion,
       drift: node.driftDetected || (desired !== null && node.liveVersion !== desired),
       lastError: node.lastError,
@@ -200,21 +217,21 @@ export function createNodeService(deps: Deps) {
           return created;
         })
         .catch(nameTaken);
-      return present(node, await desiredVersion(), await deps.usage.nodeStatus(node.id));
+      return present(node, await desiredConfig(), await deps.usage.nodeStatus(node.id));
     },
 
     async list(ctx: RequestContext, query: PageRequest) {
       requireAdmin(ctx);
       const rows = await deps.nodes.list(deps.prisma, { afterId: decodeCursor(query.cursor), take: query.limit + 1 });
       const page = toPage(rows, query.limit, (row) => row.id);
-      const desired = await desiredVersion();
+      const desired = await desiredConfig();
       const statuses = await deps.usage.nodeStatuses();
       return { items: page.items.map((node) => present(node, desired, statuses.get(node.id))), next_cursor: page.next_cursor };
     },
 
     async get(ctx: RequestContext, id: string) {
       const node = await load(ctx, id);
-      return present(node, await desiredVersion(), await deps.usage.nodeStatus(node.id));
+      return present(node, await desiredConfig(), await deps.usage.nodeStatus(node.id));
     },
 
     async update(ctx: RequestContext, id: string, input: Partial<NodeInput>, expected: number | undefined) {
@@ -240,7 +257,7 @@ export function createNodeService(deps: Deps) {
           return row;
         })
         .catch(nameTaken);
-      return present(node, await desiredVersion(), await deps.usage.nodeStatus(node.id));
+      return present(node, await desiredConfig(), await deps.usage.nodeStatus(node.id));
     },
 
     /** Forgets the node; its deployment history stays (by name). Nothing is removed from the node itself. */

@@ -126,11 +126,44 @@ describe('a configuration Postfix cannot express', () => {
     expect(explained.statusCode).toBe(200);
     expect(explained.json()).toMatchObject({ outcome: 'rejected', matched: expect.arrayContaining([expect.objectContaining({ table: 'sender_access', key: 'loose.example' })]) });
     expect(explained.json().reason).toContain('451 4.7.1');
-    // A deploy asked for goes ahead for everyone else.
+    expect(config.quarantine).toEqual([
+      {
+        resourceType: 'domain',
+        resourceId: domain.id,
+        tenantId: tenant.id,
+        treatment: 'held',
+        heldDomains: 1,
+        problems: [{ code: 'fallback_tls_mismatch', message: expect.stringMatching(/implicit TLS/) }],
+      },
+    ]);
+    // A deploy asked for goes ahead for everyone else, and records the quarantine where the API shows it.
     const deploy = await t.app.inject({ method: 'POST', url: '/v1/deployments', headers: admin.headers });
     expect(deploy.statusCode).toBe(202);
-    await t.prisma.deployment.deleteMany();
+    const domainView = (await t.app.inject({ method: 'GET', url: `/v1/domains/${domain.id}`, headers: admin.headers })).json();
+    expect(domainView.quarantine).toEqual([expect.objectContaining({ resourceType: 'domain', resourceId: domain.id, treatment: 'held', since: expect.any(String) })]);
+    const owner = await tokenFor(t.app, ['tenant'], tenant.id);
+    const ownView = (await t.app.inject({ method: 'GET', url: `/v1/domains/${domain.id}`, headers: owner.headers })).json();
+    expect(ownView.quarantine[0].problems[0].message).toMatch(/implicit TLS/);
+    const shop = (await t.app.inject({ method: 'GET', url: `/v1/domains/${ids.domain}`, headers: admin.headers })).json();
+    expect(shop.quarantine).toEqual([]);
+    expect((await t.app.inject({ method: 'GET', url: '/readyz' })).json().config).toEqual({ quarantinedUnits: 1 });
+    const node = await t.prisma.node.create({ data: { name: 'mx-quarantine', sshHost: '127.0.0.1', hostKey: `SHA256:${'A'.repeat(43)}` } });
+    const nodes = (await t.app.inject({ method: 'GET', url: '/v1/nodes', headers: admin.headers })).json();
+    expect(nodes.items[0].configStatus).toEqual({ state: 'quarantine', quarantinedUnits: 1, detail: expect.stringContaining('GET /v1/config') });
+    expect(nodes.items[0].desiredVersion).toBe(config.version);
+    await t.prisma.node.delete({ where: { id: node.id } });
+    const audit = (await t.app.inject({ method: 'GET', url: `/v1/audit-events?resourceType=domain&resourceId=${domain.id}`, headers: admin.headers })).json();
+    expect(audit.items.map((e: { action: string }) => e.action)).toContain('config.quarantined');
+    expect((await t.app.inject({ method: 'GET', url: '/metrics' })).body).toMatch(/relayplane_config_quarantined_units\{treatment="held"\} 1/);
+
+    // Fixed (the domain goes): released, audited, and the gauge back to zero.
     await t.prisma.domain.delete({ where: { id: domain.id } });
+    expect((await t.app.inject({ method: 'POST', url: '/v1/deployments', headers: admin.headers })).statusCode).toBe(202);
+    expect((await t.app.inject({ method: 'GET', url: '/readyz' })).json().config).toEqual({ quarantinedUnits: 0 });
+    const released = (await t.app.inject({ method: 'GET', url: `/v1/audit-events?resourceType=domain&resourceId=${domain.id}`, headers: admin.headers })).json();
+    expect(released.items.map((e: { action: string }) => e.action)).toContain('config.released');
+    expect((await t.app.inject({ method: 'GET', url: '/metrics' })).body).toMatch(/relayplane_config_quarantined_units\{treatment="held"\} 0/);
+    await t.prisma.deployment.deleteMany();
     await t.prisma.relay.delete({ where: { id: loose.id } });
   });
 });
