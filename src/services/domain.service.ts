@@ -12,6 +12,7 @@ import type { TenantRepository } from '../repositories/tenant.repository.js';
 import { assertHonourable, effectiveLimits, type SenderLimits, senderLimits } from './limits.js';
 import { assertVisible, isAdmin, type RequestContext, visibleTenant } from './principal.js';
 import type { QuarantineService } from './quarantine.service.js';
+import type { RouteCheck } from './route-check.js';
 
 export interface DomainInput {
   name: string;
@@ -67,6 +68,8 @@ interface Deps {
   dnsRecordsOf: (domain: Domain) => Promise<unknown[]>;
   /** What the compiler quarantined that reaches a domain. */
   quarantine: Pick<QuarantineService, 'ofDomain'>;
+  /** The compiler's checks of the routes a write leaves, in the writing transaction. */
+  routes: RouteCheck;
   now?: () => Date;
 }
 
@@ -130,6 +133,7 @@ export function createDomainService(deps: Deps) {
     const updated = await deps.prisma.$transaction(async (tx) => {
       const row = await deps.domains.update(tx, current.id, current.version, data);
       if (row === null) throw new PreconditionFailedError('domain changed while this request was processed: read it again and retry');
+      await deps.routes.assertExpressible(tx, { domainIds: [current.id] });
       await deps.audit.record(tx, {
         actorKeyId: ctx.actor.keyId,
         tenantId: current.tenantId,
@@ -167,6 +171,7 @@ export function createDomainService(deps: Deps) {
       try {
         const domain = await deps.prisma.$transaction(async (tx) => {
           const created = await deps.domains.create(tx, data);
+          await deps.routes.assertExpressible(tx, { domainIds: [created.id] });
           await deps.audit.record(tx, {
             actorKeyId: ctx.actor.keyId,
             tenantId,

@@ -30,6 +30,7 @@ import { createNodeService } from './node.service.js';
 import { createPolicyService } from './policy.service.js';
 import { createRelayService } from './relay.service.js';
 import { createQuarantineRecorder, createQuarantineService } from './quarantine.service.js';
+import { createRouteCheck } from './route-check.js';
 import { createSnapshotService } from './snapshot.service.js';
 import { createTenantService } from './tenant.service.js';
 import { createUsageRepository } from '../repositories/usage.repository.js';
@@ -80,10 +81,12 @@ export function createServices(deps: ServiceDeps) {
     deployments: createDeploymentRepository(),
     usage: createUsageRepository(),
   };
-  const tenants = createTenantService({ prisma, tenants: repositories.tenants, audit: repositories.audit });
+  const snapshotRepository = createSnapshotRepository();
+  const routes = createRouteCheck({ snapshots: snapshotRepository });
+  const tenants = createTenantService({ prisma, tenants: repositories.tenants, audit: repositories.audit, routes });
   const secretBox = createSecretBox(deps.masterKey);
-  const snapshots = createSnapshotService({ prisma, snapshots: createSnapshotRepository(), secretBox });
-  const relays = createRelayService({ prisma, relays: repositories.relays, tenants: repositories.tenants, audit: repositories.audit });
+  const snapshots = createSnapshotService({ prisma, snapshots: snapshotRepository, secretBox });
+  const relays = createRelayService({ prisma, relays: repositories.relays, tenants: repositories.tenants, audit: repositories.audit, routes });
   const bundles = createBundleStore({
     prisma,
     secretBox,
@@ -168,6 +171,7 @@ export function createServices(deps: ServiceDeps) {
       audit: repositories.audit,
       dnsRecordsOf: domainVerification.recordsOf,
       quarantine,
+      routes,
       now: deps.now,
     }),
     relays,
@@ -183,7 +187,7 @@ export function createServices(deps: ServiceDeps) {
     }),
     snapshots,
     config,
-    policies: createPolicyService({ prisma, policies: repositories.policies, settings: repositories.settings, audit: repositories.audit }),
+    policies: createPolicyService({ prisma, policies: repositories.policies, settings: repositories.settings, audit: repositories.audit, routes }),
     nodes: createNodeService({ prisma, nodes: repositories.nodes, audit: repositories.audit, config, usage, quarantine, resolver, ssh, readPrivateKey, now: deps.now }),
     deployments: createDeploymentService({
       prisma,

@@ -9,6 +9,7 @@ import type { AuditRepository } from '../repositories/audit.repository.js';
 import type { PolicyRepository, SettingsRepository } from '../repositories/policy.repository.js';
 import { assertHonourable } from './limits.js';
 import { isAdmin, type RequestContext } from './principal.js';
+import type { RouteCheck } from './route-check.js';
 
 type TlsRequirement = 'may' | 'encrypt' | 'verify' | 'secure';
 
@@ -56,6 +57,8 @@ interface Deps {
   policies: PolicyRepository;
   settings: SettingsRepository;
   audit: AuditRepository;
+  /** The compiler's checks of the routes a write leaves, in the writing transaction. */
+  routes: RouteCheck;
 }
 
 /** Destination policies and node-wide settings: both admin-only, node-wide Postfix behaviour. */
@@ -165,6 +168,7 @@ export function createPolicyService(deps: Deps) {
       const updated = await deps.prisma.$transaction(async (tx) => {
         const row = await deps.settings.update(tx, current.version, input);
         if (row === null) throw new PreconditionFailedError('settings changed while this request was processed');
+        await deps.routes.assertExpressible(tx, { all: true });
         await audit(ctx, tx, 'settings.updated', '1', changedFields(current, row, [...SETTINGS_FIELDS]));
         return row;
       });

@@ -10,6 +10,7 @@ import type { RelayRepository } from '../repositories/relay.repository.js';
 import type { TenantRepository } from '../repositories/tenant.repository.js';
 import { assertHonourable, type RelayLimits } from './limits.js';
 import { isAdmin, type RequestContext } from './principal.js';
+import type { RouteCheck } from './route-check.js';
 
 type RelayTls = 'starttls' | 'implicit' | 'opportunistic';
 
@@ -133,6 +134,8 @@ interface Deps {
   relays: RelayRepository;
   tenants: TenantRepository;
   audit: AuditRepository;
+  /** The compiler's checks of the routes a write leaves, in the writing transaction. */
+  routes: RouteCheck;
 }
 
 export function createRelayService(deps: Deps) {
@@ -194,6 +197,7 @@ export function createRelayService(deps: Deps) {
     return deps.prisma.$transaction(async (tx) => {
       const row = await deps.relays.update(tx, current.id, current.version, data);
       if (row === null) throw new PreconditionFailedError('relay changed while this request was processed: read it again and retry');
+      await deps.routes.assertExpressible(tx, { relayId: current.id });
       await deps.audit.record(tx, {
         actorKeyId: ctx.actor.keyId,
         tenantId: current.tenantId,

@@ -51,7 +51,7 @@ function frozen<T extends object>(row: T): T {
 /** The previous object when nothing the compiler reads changed, else the new one. */
 const reuse = <T extends object>(previous: T | undefined, next: T): T => (previous !== undefined && isDeepStrictEqual(previous, next) ? previous : frozen(next));
 
-function toSettings(settings: NonNullable<SnapshotRows['settings']>): Snapshot['settings'] {
+export function toSettings(settings: NonNullable<SnapshotRows['settings']>): Snapshot['settings'] {
   return {
     defaultConcurrency: settings.defaultConcurrency,
     defaultRateDelaySeconds: settings.defaultRateDelaySeconds,
@@ -64,7 +64,7 @@ function toSettings(settings: NonNullable<SnapshotRows['settings']>): Snapshot['
   };
 }
 
-const toTenant = (tenant: Row<'tenants'>): Tenant => ({
+export const toTenant = (tenant: Row<'tenants'>): Tenant => ({
   id: tenant.id,
   slug: tenant.slug,
   status: tenant.status,
@@ -75,7 +75,7 @@ const toTenant = (tenant: Row<'tenants'>): Tenant => ({
   }),
 });
 
-const toDomain = (domain: Row<'domains'>): Domain => ({
+export const toDomain = (domain: Row<'domains'>): Domain => ({
   id: domain.id,
   tenantId: domain.tenantId,
   name: domain.name,
@@ -87,7 +87,7 @@ const toDomain = (domain: Row<'domains'>): Domain => ({
   limits: limitsOrNull({ concurrency: domain.concurrency, rateDelaySeconds: domain.rateDelaySeconds, recipientsPerMessage: domain.recipientsPerMessage }),
 });
 
-const toRelay = (relay: Row<'relays'>): Relay => ({
+export const toRelay = (relay: Row<'relays'>): Relay => ({
   id: relay.id,
   name: relay.name,
   host: relay.host,

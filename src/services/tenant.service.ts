@@ -8,6 +8,7 @@ import type { AuditRepository } from '../repositories/audit.repository.js';
 import type { TenantRepository } from '../repositories/tenant.repository.js';
 import { assertHonourable, type SenderLimits, senderLimits } from './limits.js';
 import { assertVisible, isAdmin, type RequestContext } from './principal.js';
+import type { RouteCheck } from './route-check.js';
 
 export interface TenantInput {
   name: string;
@@ -57,7 +58,7 @@ function uniqueConflict(error: unknown): never {
   throw error;
 }
 
-export function createTenantService(deps: { prisma: PrismaClient; tenants: TenantRepository; audit: AuditRepository }) {
+export function createTenantService(deps: { prisma: PrismaClient; tenants: TenantRepository; audit: AuditRepository; routes: RouteCheck }) {
   async function load(ctx: RequestContext, id: string) {
     const tenant = await deps.tenants.findById(deps.prisma, id);
     if (tenant === null) throw new NotFoundError('tenant', id);
@@ -132,6 +133,7 @@ export function createTenantService(deps: { prisma: PrismaClient; tenants: Tenan
         const updated = await deps.prisma.$transaction(async (tx) => {
           const row = await deps.tenants.update(tx, id, current.version, data);
           if (row === null) throw new PreconditionFailedError('tenant changed while this request was processed: read it again and retry');
+          await deps.routes.assertExpressible(tx, { tenantId: id });
           await deps.audit.record(tx, {
             actorKeyId: ctx.actor.keyId,
             tenantId: id,

@@ -62,7 +62,7 @@ describe('sender domains', () => {
     const response = await t.app.inject({ method: 'POST', url: `/v1/tenants/${b.id}/domains`, headers: tokenB.headers, payload: { name: 'b-shop.example', relayId: privateOfA.id } });
     expect(response.statusCode).toBe(422);
     expect(response.json().code).toBe('relay-not-usable');
-    const own = await createRelay(t.app, tokenB.headers);
+    const own = await createRelay(t.app, tokenB.headers, { host: 'smtp.b-own.test' });
     expect(own.tenantId).toBe(b.id);
     const ok = await t.app.inject({ method: 'POST', url: `/v1/tenants/${b.id}/domains`, headers: tokenB.headers, payload: { name: 'b-shop.example', relayId: own.id, fallbackRelayId: sharedRelay.id } });
     expect(ok.statusCode).toBe(201);
