@@ -20,6 +20,7 @@ import { CHANGE_LOG_PRUNE_INTERVAL_MS } from './services/snapshot.service.js';
 import type { UsageSettings } from './services/usage.service.js';
 import type { DnsResolver } from './dns/index.js';
 import type { VerificationSettings } from './services/domain-verification.service.js';
+import type { TokenRateLimit } from './lib/token-rate-limit.js';
 
 export interface AppDeps {
   config: Pick<RuntimeConfig, 'jwtSecret' | 'masterKey' | 'tokenTtlSeconds' | 'logLevel'>;
@@ -39,6 +40,10 @@ export interface AppDeps {
   dnsResolver?: DnsResolver;
   /** Domain verification timing (pending timeout, grace period, re-check interval). */
   verification?: Partial<VerificationSettings>;
+  /** Limits of POST /v1/auth/token per client address and per key id (defaults: lib/token-rate-limit.ts). */
+  tokenRateLimit?: Partial<TokenRateLimit>;
+  /** Which X-Forwarded-For entries give the client's address (Fastify's trustProxy, proxy addresses or CIDR ranges); absent: the socket's peer. */
+  trustProxy?: string[] | undefined;
   /**
    * Starts the sync worker with the app and stops it on close. Absent: no worker (tests ask for
    * one explicitly; `relayplane serve` always runs it).
@@ -83,6 +88,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
     ajv: { customOptions: { removeAdditional: false, allErrors: true, coerceTypes: 'array' } },
     bodyLimit: 1024 * 1024,
+    ...(deps.trustProxy !== undefined ? { trustProxy: deps.trustProxy } : {}),
   });
 
   await app.register(errors);
@@ -96,6 +102,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(auth, {
     secret: deps.config.jwtSecret,
     isKeyActive: (keyId) => app.services.apiKeys.isActive(keyId),
+    tokenRateLimit: deps.tokenRateLimit,
   });
 
   const deployMetrics = createDeployMetrics();

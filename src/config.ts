@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_CONFIG_BUNDLE_RETENTION_DAYS, DEFAULT_USAGE_MESSAGE_RETENTION_DAYS } from './lib/retention.js';
+import { DEFAULT_TOKEN_RATE_LIMIT, type TokenRateLimit } from './lib/token-rate-limit.js';
 
 /**
  * Every environment variable Relayplane reads, validated once at start.
@@ -14,6 +15,38 @@ function isDnsServer(value: string): boolean {
   const port = m === null ? 53 : Number(m[2]);
   return isIP(host) !== 0 && port >= 1 && port <= 65535;
 }
+
+const PROXY_KEYWORDS = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/** An address, a CIDR range, or one of proxy-addr's names for reserved ranges. */
+function isProxyAddress(value: string): boolean {
+  if (PROXY_KEYWORDS.has(value)) return true;
+  const [address = '', prefix, ...rest] = value.split('/');
+  const family = isIP(address);
+  if (family === 0 || rest.length > 0) return false;
+  if (prefix === undefined) return true;
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128);
+}
+
+/**
+ * The proxies whose X-Forwarded-For is believed, by address (never "every hop", nor a hop count:
+ * a client reaching the API directly could then name any address and slip past per-address limits).
+ */
+const trustProxy = z
+  .string()
+  .transform((value) => value.split(',').map((item) => item.trim()).filter((item) => item !== ''))
+  .refine(
+    (proxies) => proxies.length > 0 && proxies.every(isProxyAddress),
+    'must be a comma-separated list of proxy addresses or CIDR ranges (or loopback, linklocal, uniquelocal)',
+  );
+
+const rateLimit = (fallback: number) =>
+  z.coerce
+    .number({ message: 'must be a whole number between 1 and 1000000' })
+    .int('must be a whole number between 1 and 1000000')
+    .min(1, 'must be a whole number between 1 and 1000000')
+    .max(1_000_000, 'must be a whole number between 1 and 1000000')
+    .default(fallback);
 
 const booleanFlag = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -47,6 +80,15 @@ const envSchema = z.object({
     .min(60, 'must be at least 60')
     .max(86_400, 'must be at most 86400')
     .default(900),
+  RELAYPLANE_TOKEN_RATE_LIMIT_PER_ADDRESS: rateLimit(DEFAULT_TOKEN_RATE_LIMIT.perAddress),
+  RELAYPLANE_TOKEN_RATE_LIMIT_PER_KEY: rateLimit(DEFAULT_TOKEN_RATE_LIMIT.perKeyId),
+  RELAYPLANE_TOKEN_RATE_LIMIT_WINDOW_SECONDS: z.coerce
+    .number({ message: 'must be a whole number of seconds between 1 and 86400' })
+    .int('must be a whole number of seconds between 1 and 86400')
+    .min(1, 'must be a whole number of seconds between 1 and 86400')
+    .max(86_400, 'must be a whole number of seconds between 1 and 86400')
+    .default(DEFAULT_TOKEN_RATE_LIMIT.windowSeconds),
+  RELAYPLANE_TRUST_PROXY: trustProxy.optional(),
   RELAYPLANE_MIGRATE_ON_START: booleanFlag.default(true),
   RELAYPLANE_SSH_PRIVATE_KEY_PATH: z.string().min(1).optional(),
   RELAYPLANE_SYNC_INTERVAL_SECONDS: z.coerce
@@ -134,6 +176,10 @@ export interface Config {
   masterKey: Buffer | undefined;
   logLevel: z.infer<typeof envSchema>['RELAYPLANE_LOG_LEVEL'];
   tokenTtlSeconds: number;
+  /** Limits of POST /v1/auth/token per client address and per key id, per window. */
+  tokenRateLimit: TokenRateLimit;
+  /** Proxies (addresses, CIDR ranges) whose X-Forwarded-For gives the client's address; undefined: the socket's peer. */
+  trustProxy: string[] | undefined;
   migrateOnStart: boolean;
   /** The control plane's SSH private key file (absolute); read when a node is contacted, never stored or logged. */
   sshPrivateKeyPath: string | undefined;
@@ -189,6 +235,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     masterKey: values.RELAYPLANE_MASTER_KEY === undefined ? undefined : Buffer.from(values.RELAYPLANE_MASTER_KEY, 'base64'),
     logLevel: values.RELAYPLANE_LOG_LEVEL,
     tokenTtlSeconds: values.RELAYPLANE_TOKEN_TTL_SECONDS,
+    tokenRateLimit: {
+      perAddress: values.RELAYPLANE_TOKEN_RATE_LIMIT_PER_ADDRESS,
+      perKeyId: values.RELAYPLANE_TOKEN_RATE_LIMIT_PER_KEY,
+      windowSeconds: values.RELAYPLANE_TOKEN_RATE_LIMIT_WINDOW_SECONDS,
+    },
+    trustProxy: values.RELAYPLANE_TRUST_PROXY,
     migrateOnStart: values.RELAYPLANE_MIGRATE_ON_START,
     sshPrivateKeyPath: values.RELAYPLANE_SSH_PRIVATE_KEY_PATH === undefined ? undefined : path.resolve(values.RELAYPLANE_SSH_PRIVATE_KEY_PATH),
     sshIdleSeconds: values.RELAYPLANE_SSH_IDLE_SECONDS,

@@ -21,6 +21,18 @@ describe('loadConfig', () => {
     expect(loadConfig({ RELAYPLANE_CONFIG_BUNDLE_RETENTION_DAYS: '7' }).configBundleRetentionDays).toBe(7);
   });
 
+  it('limits token exchanges per address and per key id, and trusts no proxy, unless told', () => {
+    expect(loadConfig({})).toMatchObject({ tokenRateLimit: { perAddress: 30, perKeyId: 5, windowSeconds: 60 }, trustProxy: undefined });
+    const config = loadConfig({
+      RELAYPLANE_TOKEN_RATE_LIMIT_PER_ADDRESS: '100',
+      RELAYPLANE_TOKEN_RATE_LIMIT_PER_KEY: '10',
+      RELAYPLANE_TOKEN_RATE_LIMIT_WINDOW_SECONDS: '300',
+      RELAYPLANE_TRUST_PROXY: '10.0.0.5, 192.168.0.0/16,loopback,fd00::/8',
+    });
+    expect(config).toMatchObject({ tokenRateLimit: { perAddress: 100, perKeyId: 10, windowSeconds: 300 } });
+    expect(config.trustProxy).toEqual(['10.0.0.5', '192.168.0.0/16', 'loopback', 'fd00::/8']);
+  });
+
   it('derives external mode from DATABASE_URL and decodes the master key', () => {
     const key = Buffer.alloc(32, 7).toString('base64');
     const config = loadConfig({ DATABASE_URL: 'postgresql://u@db/relayplane', RELAYPLANE_MASTER_KEY: key });
@@ -41,6 +53,12 @@ describe('loadConfig', () => {
     [{ RELAYPLANE_DEPLOY_CONCURRENCY: '0' }, /^Invalid configuration: RELAYPLANE_DEPLOY_CONCURRENCY must be an integer between 1 and 64/],
     [{ RELAYPLANE_SSH_IDLE_SECONDS: '-1' }, /^Invalid configuration: RELAYPLANE_SSH_IDLE_SECONDS must be a whole number of seconds between 0 and 3600 \(got "-1"\)$/],
     [{ RELAYPLANE_CONFIG_BUNDLE_RETENTION_DAYS: '0' }, /^Invalid configuration: RELAYPLANE_CONFIG_BUNDLE_RETENTION_DAYS must be at least 1 \(got "0"\)$/],
+    [{ RELAYPLANE_TOKEN_RATE_LIMIT_PER_ADDRESS: '0' }, /^Invalid configuration: RELAYPLANE_TOKEN_RATE_LIMIT_PER_ADDRESS must be a whole number between 1 and 1000000 \(got "0"\)$/],
+    [{ RELAYPLANE_TOKEN_RATE_LIMIT_PER_KEY: '2.5' }, /^Invalid configuration: RELAYPLANE_TOKEN_RATE_LIMIT_PER_KEY must be a whole number/],
+    [{ RELAYPLANE_TOKEN_RATE_LIMIT_WINDOW_SECONDS: 'soon' }, /^Invalid configuration: RELAYPLANE_TOKEN_RATE_LIMIT_WINDOW_SECONDS must be a whole number of seconds between 1 and 86400/],
+    [{ RELAYPLANE_TRUST_PROXY: 'true' }, /^Invalid configuration: RELAYPLANE_TRUST_PROXY must be a comma-separated list of proxy addresses/],
+    [{ RELAYPLANE_TRUST_PROXY: '2' }, /RELAYPLANE_TRUST_PROXY/],
+    [{ RELAYPLANE_TRUST_PROXY: '10.0.0.0/33' }, /RELAYPLANE_TRUST_PROXY/],
   ])('refuses %o with one line naming the variable', (env, message) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(message);

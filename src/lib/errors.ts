@@ -81,6 +81,12 @@ export class UnprocessableError extends AppError {
   }
 }
 
+export class RateLimitedError extends AppError {
+  readonly status = 429;
+  readonly code = 'rate-limited';
+  readonly title = 'Too many requests';
+}
+
 export class ServiceUnavailableError extends AppError {
   readonly status = 503;
   readonly code = 'unavailable';

@@ -2,8 +2,10 @@ import jwt from '@fastify/jwt';
 import type { FastifyInstance, FastifyRequest, onRequestHookHandler } from 'fastify';
 import fp from 'fastify-plugin';
 import { ForbiddenError, UnauthorizedError } from '../lib/errors.js';
+import type { TokenRateLimit } from '../lib/token-rate-limit.js';
 import type { TokenClaims } from '../services/api-key.service.js';
 import { type Principal, SCOPES, type Scope } from '../services/principal.js';
+import tokenRateLimit from './token-rate-limit.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -30,6 +32,8 @@ export interface AuthOptions {
   isKeyActive: (keyId: string) => Promise<boolean>;
   /** How long a key's "still active" answer is trusted, per process. */
   keyStatusCacheMs?: number;
+  /** Limits of POST /v1/auth/token (defaults: lib/token-rate-limit.ts). */
+  tokenRateLimit?: Partial<TokenRateLimit> | undefined;
 }
 
 const ISSUER = 'relayplane';
@@ -46,6 +50,7 @@ async function authPlugin(app: FastifyInstance, options: AuthOptions) {
     // Verified tokens are cached (LRU, never past their exp): a panel reuses one token for many calls.
     verify: { algorithms: ['HS256'], allowedIss: ISSUER, cache: 10_000 },
   });
+  await app.register(tokenRateLimit, options.tokenRateLimit ?? {});
 
   const cacheMs = options.keyStatusCacheMs ?? 5_000;
   const keyStatus = new Map<string, { active: boolean; until: number }>();

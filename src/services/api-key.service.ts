@@ -38,6 +38,11 @@ export interface ApiKeyServiceDeps {
   now?: () => Date;
 }
 
+/** The key id of a printed key (`rpk_<id>_<secret>`), or null when it is not one. */
+export function keyIdOf(printedKey: unknown): string | null {
+  return typeof printedKey === 'string' ? (KEY_PATTERN.exec(printedKey.trim())?.[1] ?? null) : null;
+}
+
 function newKeyId(): string {
   return Array.from(randomBytes(20), (byte) => ID_ALPHABET[byte % ID_ALPHABET.length]).join('');
 }

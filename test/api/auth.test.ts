@@ -1,4 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp, tokenFor } from '../helpers/app.js';
 import { seedTenant } from '../helpers/fixtures.js';
 
@@ -71,6 +72,89 @@ describe('token flow', () => {
     const expired = t.app.jwt.sign({ sub: admin.key.id, scope: 'admin' }, { expiresIn: -10 } as never);
     const expiredResponse = await t.app.inject({ method: 'GET', url: '/v1/api-keys', headers: { authorization: `Bearer ${expired}` } });
     expect(expiredResponse.statusCode).toBe(401);
+  });
+});
+
+describe('token rate limits', () => {
+  let limited: TestApp | undefined;
+  afterEach(async () => {
+    await limited?.close();
+    limited = undefined;
+  });
+
+  const exchange = (app: FastifyInstance, key: string, remoteAddress: string, headers: Record<string, string> = {}) =>
+    app.inject({ method: 'POST', url: '/v1/auth/token', payload: { key }, remoteAddress, headers });
+
+  it('answers 429 problem+json with Retry-After past the per-address limit, before reading the body, to that address only', async () => {
+    limited = await createTestApp({ tokenRateLimit: { perAddress: 3, perKeyId: 100 } });
+    const { app } = limited;
+    const key = await app.services.apiKeys.create(null, { name: 'panel', scopes: ['admin'] });
+    let token = '';
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const response = await exchange(app, key.key, '203.0.113.7');
+      expect(response.statusCode).toBe(200);
+      token = response.json().access_token;
+    }
+    const refused = await exchange(app, key.key, '203.0.113.7');
+    expect(refused.statusCode).toBe(429);
+    expect(refused.headers['content-type']).toContain('application/problem+json');
+    expect(refused.json()).toMatchObject({ type: 'urn:relayplane:problem:rate-limited', status: 429, code: 'rate-limited' });
+    const retryAfter = Number(refused.headers['retry-after']);
+    expect(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 60).toBe(true);
+    // Refused before the body is read: broken JSON is not even looked at.
+    const broken = await app.inject({
+      method: 'POST',
+      url: '/v1/auth/token',
+      remoteAddress: '203.0.113.7',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"key": ',
+    });
+    expect(broken.statusCode).toBe(429);
+    expect((await exchange(app, key.key, '203.0.113.8')).statusCode).toBe(200);
+    // Only the exchange is limited: the refused address keeps using the rest of the API.
+    for (let call = 0; call < 5; call++) {
+      const list = await app.inject({ method: 'GET', url: '/v1/api-keys', remoteAddress: '203.0.113.7', headers: { authorization: `Bearer ${token}` } });
+      expect(list.statusCode).toBe(200);
+    }
+  });
+
+  it('counts clients behind a trusted proxy by X-Forwarded-For, and anyone else by its own address', async () => {
+    limited = await createTestApp({ tokenRateLimit: { perAddress: 2, perKeyId: 100 }, trustProxy: ['10.0.0.5'] });
+    const { app } = limited;
+    const viaProxy = (client: string) => exchange(app, 'nonsense', '10.0.0.5', { 'x-forwarded-for': client });
+    expect((await viaProxy('198.51.100.1')).statusCode).toBe(401);
+    expect((await viaProxy('198.51.100.1')).statusCode).toBe(401);
+    expect((await viaProxy('198.51.100.1')).statusCode).toBe(429);
+    expect((await viaProxy('198.51.100.2')).statusCode).toBe(401);
+    // A client reaching the API directly cannot pose as someone else with the header.
+    const direct = (claimed: string) => exchange(app, 'nonsense', '192.0.2.9', { 'x-forwarded-for': claimed });
+    expect((await direct('198.51.100.3')).statusCode).toBe(401);
+    expect((await direct('198.51.100.4')).statusCode).toBe(401);
+    expect((await direct('198.51.100.5')).statusCode).toBe(429);
+  });
+
+  it('answers 429 past the per-key-id limit from any address, alike for unknown and known key ids', async () => {
+    limited = await createTestApp({ tokenRateLimit: { perAddress: 100, perKeyId: 2 } });
+    const { app } = limited;
+    const key = await app.services.apiKeys.create(null, { name: 'target', scopes: ['admin'] });
+    const answers = async (printed: string) => {
+      const seen = [];
+      for (const address of ['203.0.113.1', '203.0.113.2', '203.0.113.3']) {
+        const response = await exchange(app, printed, address);
+        const { requestId, ...body } = response.json();
+        expect(requestId).toBe(response.headers['x-request-id']);
+        seen.push({ status: response.statusCode, retryAfter: response.headers['retry-after'] !== undefined, body });
+      }
+      return seen;
+    };
+    const known = await answers(`${key.key.slice(0, -4)}AAAA`);
+    expect(known.map((answer) => answer.status)).toEqual([401, 401, 429]);
+    expect(known[2]).toMatchObject({ retryAfter: true, body: { code: 'rate-limited' } });
+    expect(await answers(`rpk_${'z'.repeat(20)}_${'A'.repeat(43)}`)).toEqual(known);
+    // While its id is limited even the right secret waits; other keys are unaffected.
+    expect((await exchange(app, key.key, '203.0.113.4')).statusCode).toBe(429);
+    const other = await app.services.apiKeys.create(null, { name: 'other', scopes: ['admin'] });
+    expect((await exchange(app, other.key, '203.0.113.4')).statusCode).toBe(200);
   });
 });
 

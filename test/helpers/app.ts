@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp, type SyncOptions } from '../../src/app.js';
 import { createPrismaClient, type PrismaClient } from '../../src/db/prisma.js';
 import type { SshSettings } from '../../src/services/deployment.service.js';
+import type { TokenRateLimit } from '../../src/lib/token-rate-limit.js';
 import type { Scope } from '../../src/services/principal.js';
 import type { UsageSettings } from '../../src/services/usage.service.js';
 import type { VerificationSettings } from '../../src/services/domain-verification.service.js';
@@ -31,6 +32,13 @@ export interface TestAppOptions {
   /** DNS servers for domain verification (tests: a dnsmasq on loopback). */
   dnsServers?: string[];
   verification?: Partial<VerificationSettings>;
+  /**
+   * Limits of POST /v1/auth/token. Suites exchange many keys from one injected address, so the
+   * helper raises both limits unless a test names its own.
+   */
+  tokenRateLimit?: Partial<TokenRateLimit>;
+  /** Proxies whose X-Forwarded-For is believed (Fastify's trustProxy). */
+  trustProxy?: string[];
   /** Another app's database (and keys), for several "API processes" on one database; not dropped by close(). */
   shareWith?: TestApp;
 }
@@ -59,6 +67,8 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     // server, lookups go to a loopback port where nothing answers (a temporary failure).
     dnsServers: options.dnsServers ?? ['127.0.0.1:9'],
     ...(options.verification !== undefined ? { verification: options.verification } : {}),
+    tokenRateLimit: { perAddress: 1_000_000, perKeyId: 1_000_000, ...options.tokenRateLimit },
+    ...(options.trustProxy !== undefined ? { trustProxy: options.trustProxy } : {}),
     ...(options.sync !== undefined
       ? { sync: { databaseUrl: database.url, reconcileIntervalMs: 60_000, debounceMs: 200, leaderPollMs: 500, ...options.sync } }
       : {}),
