@@ -1,12 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { buildApp } from '../../src/app.js';
+import { loadConfig } from '../../src/config.js';
 import { createPrismaClient } from '../../src/db/prisma.js';
 
-// Relayplane as deployed: the full app (auth, validation, serialization, metrics) on its database.
+// Relayplane as deployed: the full app (auth, validation, serialization, metrics) on its database;
+// the token rate limits come from the environment, as `relayplane serve` reads them.
+const { tokenRateLimit } = loadConfig(process.env);
 const prisma = createPrismaClient(process.env.BENCH_DATABASE_URL!, { poolSize: 10 });
 const app = await buildApp({
   config: { jwtSecret: randomBytes(32).toString('hex'), masterKey: randomBytes(32), tokenTtlSeconds: 3600, logLevel: 'warn' },
   prisma,
+  tokenRateLimit,
 });
 const key = await app.services.apiKeys.create(null, { name: 'bench', scopes: ['admin'] });
 const address = await app.listen({ host: '127.0.0.1', port: 0 });
