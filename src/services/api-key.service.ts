@@ -43,6 +43,20 @@ export function keyIdOf(printedKey: unknown): string | null {
   return typeof printedKey === 'string' ? (KEY_PATTERN.exec(printedKey.trim())?.[1] ?? null) : null;
 }
 
+/** Every key secret is hashed here, so the dummy below has exactly the parameters real keys have. */
+const hashSecret = (secret: string) => hash(secret);
+
+let dummyHash: Promise<string> | undefined;
+/**
+ * The hash of a secret nobody holds, made once per process: an unknown, expired or revoked key id
+ * is verified against it, so it costs what a known one costs and its answer time reveals nothing.
+ */
+const dummySecretHash = () =>
+  (dummyHash ??= hashSecret(randomBytes(32).toString('base64url')).catch((error: unknown) => {
+    dummyHash = undefined;
+    throw error;
+  }));
+
 function newKeyId(): string {
   return Array.from(randomBytes(20), (byte) => ID_ALPHABET[byte % ID_ALPHABET.length]).join('');
 }
@@ -104,7 +118,7 @@ export function createApiKeyService(deps: ApiKeyServiceDeps) {
       }
       const id = newKeyId();
       const secret = randomBytes(32).toString('base64url');
-      const secretHash = await hash(secret);
+      const secretHash = await hashSecret(secret);
       const key = await deps.prisma.$transaction(async (tx) => {
         const created = await deps.apiKeys.create(tx, {
           id,
@@ -178,10 +192,10 @@ export function createApiKeyService(deps: ApiKeyServiceDeps) {
       const match = KEY_PATTERN.exec(printedKey.trim());
       if (match === null) throw invalid;
       const [, id, secret] = match as unknown as [string, string, string];
-      const key = await deps.apiKeys.findById(deps.prisma, id);
-      if (key === null || !(await verify(key.secretHash, secret)) || apiKeyStatus(key, now()) !== 'active') {
-        throw invalid;
-      }
+      const found = await deps.apiKeys.findById(deps.prisma, id);
+      const key = found !== null && apiKeyStatus(found, now()) === 'active' ? found : null;
+      const matches = await verify(key?.secretHash ?? (await dummySecretHash()), secret);
+      if (key === null || !matches) throw invalid;
       await deps.apiKeys.touch(deps.prisma, id, now());
       const expiresIn = key.expiresAt === null
         ? deps.tokenTtlSeconds

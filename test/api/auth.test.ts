@@ -29,15 +29,24 @@ describe('token flow', () => {
     expect(row.secretHash).not.toContain(key.key.slice(-43));
   });
 
-  it('refuses a wrong secret, an unknown key and garbage with the same 401', async () => {
+  it('refuses a wrong secret, an unknown, revoked or expired key and garbage with the same 401', async () => {
     const key = await t.app.services.apiKeys.create(null, { name: 'x', scopes: ['admin'] });
+    const revoked = await t.app.services.apiKeys.create(null, { name: 'revoked', scopes: ['admin'] });
+    await t.app.services.apiKeys.revoke(null, revoked.id);
+    const expired = await t.app.services.apiKeys.create(null, { name: 'expired', scopes: ['admin'] });
+    await t.prisma.apiKey.update({ where: { id: expired.id }, data: { expiresAt: new Date(Date.now() - 1000) } });
     const wrong = `${key.key.slice(0, -4)}AAAA`;
-    for (const attempt of [wrong, 'rpk_aaaaaaaaaaaaaaaaaaaa_' + 'A'.repeat(43), 'nonsense']) {
+    const bodies = [];
+    for (const attempt of [wrong, 'rpk_aaaaaaaaaaaaaaaaaaaa_' + 'A'.repeat(43), revoked.key, expired.key, 'nonsense']) {
       const response = await t.app.inject({ method: 'POST', url: '/v1/auth/token', payload: { key: attempt } });
       expect(response.statusCode).toBe(401);
       expect(response.headers['content-type']).toContain('application/problem+json');
-      expect(response.json().detail).toBe('the API key is invalid, revoked or expired');
+      const { requestId, ...body } = response.json();
+      expect(requestId).toBe(response.headers['x-request-id']);
+      bodies.push(body);
     }
+    expect(bodies[0]).toMatchObject({ code: 'unauthorized', detail: 'the API key is invalid, revoked or expired' });
+    for (const body of bodies) expect(body).toEqual(bodies[0]);
   });
 
   it('refuses a revoked key, and tokens issued before the revocation', async () => {
