@@ -40,6 +40,8 @@ export interface AppDeps {
   dnsResolver?: DnsResolver;
   /** Domain verification timing (pending timeout, grace period, re-check interval). */
   verification?: Partial<VerificationSettings>;
+  /** How long each process trusts an API key's status, scopes and tenant (default 5 s; revocation through this process: at once). */
+  keyStatusCacheMs?: number;
   /** Limits of POST /v1/auth/token per client address and per key id (defaults: lib/token-rate-limit.ts). */
   tokenRateLimit?: Partial<TokenRateLimit>;
   /** Which X-Forwarded-For entries give the client's address (Fastify's trustProxy, proxy addresses or CIDR ranges); absent: the socket's peer. */
@@ -101,7 +103,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(auth, {
     secret: deps.config.jwtSecret,
-    isKeyActive: (keyId) => app.services.apiKeys.isActive(keyId),
+    keyGrant: (keyId) => app.services.apiKeys.currentGrant(keyId),
+    keyStatusCacheMs: deps.keyStatusCacheMs,
     tokenRateLimit: deps.tokenRateLimit,
   });
 

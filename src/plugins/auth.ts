@@ -3,8 +3,8 @@ import type { FastifyInstance, FastifyRequest, onRequestHookHandler } from 'fast
 import fp from 'fastify-plugin';
 import { ForbiddenError, UnauthorizedError } from '../lib/errors.js';
 import type { TokenRateLimit } from '../lib/token-rate-limit.js';
-import type { TokenClaims } from '../services/api-key.service.js';
-import { type Principal, SCOPES, type Scope } from '../services/principal.js';
+import type { KeyGrant, TokenClaims } from '../services/api-key.service.js';
+import type { Principal } from '../services/principal.js';
 import tokenRateLimit from './token-rate-limit.js';
 
 declare module 'fastify' {
@@ -28,19 +28,35 @@ declare module '@fastify/jwt' {
 
 export interface AuthOptions {
   secret: string;
-  /** Is the API key behind a token still active? Revocation must end existing tokens too. */
-  isKeyActive: (keyId: string) => Promise<boolean>;
-  /** How long a key's "still active" answer is trusted, per process. */
-  keyStatusCacheMs?: number;
+  /**
+   * What the API key behind a token may do now (null: revoked, expired or gone). A token never
+   * carries more than its key holds today: revocation, narrowed scopes or another tenant apply to
+   * tokens already issued.
+   */
+  keyGrant: (keyId: string) => Promise<KeyGrant | null>;
+  /** How long a key's grant is trusted, per process. */
+  keyStatusCacheMs?: number | undefined;
   /** Limits of POST /v1/auth/token (defaults: lib/token-rate-limit.ts). */
   tokenRateLimit?: Partial<TokenRateLimit> | undefined;
 }
 
 const ISSUER = 'relayplane';
 
-function toPrincipal(claims: TokenClaims): Principal {
-  const scopes = claims.scope.split(' ').filter((scope): scope is Scope => (SCOPES as readonly string[]).includes(scope));
-  return { keyId: claims.sub, scopes, tenantId: claims.tid ?? null };
+/** Our own tokens always have this shape; anything else was not issued by this service as it is. */
+function isTokenClaims(claims: unknown): claims is TokenClaims {
+  const { sub, scope, tid } = (claims ?? {}) as Record<string, unknown>;
+  return typeof sub === 'string' && typeof scope === 'string' && (tid === undefined || typeof tid === 'string');
+}
+
+/**
+ * The intersection of what the token claims and what its key holds now: the scopes both have, and
+ * the tenant either is bound to. Null when they are bound to different tenants.
+ */
+function toPrincipal(claims: TokenClaims, grant: KeyGrant): Principal | null {
+  const tokenTenant = claims.tid ?? null;
+  if (tokenTenant !== null && grant.tenantId !== null && tokenTenant !== grant.tenantId) return null;
+  const claimed = new Set(claims.scope.split(' '));
+  return { keyId: claims.sub, scopes: grant.scopes.filter((scope) => claimed.has(scope)), tenantId: tokenTenant ?? grant.tenantId };
 }
 
 async function authPlugin(app: FastifyInstance, options: AuthOptions) {
@@ -48,20 +64,21 @@ async function authPlugin(app: FastifyInstance, options: AuthOptions) {
     secret: options.secret,
     sign: { algorithm: 'HS256', iss: ISSUER },
     // Verified tokens are cached (LRU, never past their exp): a panel reuses one token for many calls.
-    verify: { algorithms: ['HS256'], allowedIss: ISSUER, cache: 10_000 },
+    // A token without an expiry would outlive every TTL; without an issuer, it is not ours.
+    verify: { algorithms: ['HS256'], allowedIss: ISSUER, requiredClaims: ['exp', 'iss', 'sub'], cache: 10_000 },
   });
   await app.register(tokenRateLimit, options.tokenRateLimit ?? {});
 
   const cacheMs = options.keyStatusCacheMs ?? 5_000;
-  const keyStatus = new Map<string, { active: boolean; until: number }>();
+  const keyStatus = new Map<string, { grant: KeyGrant | null; until: number }>();
 
-  async function keyIsActive(keyId: string): Promise<boolean> {
+  async function currentGrant(keyId: string): Promise<KeyGrant | null> {
     const cached = keyStatus.get(keyId);
-    if (cached !== undefined && cached.until > Date.now()) return cached.active;
-    const active = await options.isKeyActive(keyId);
+    if (cached !== undefined && cached.until > Date.now()) return cached.grant;
+    const grant = await options.keyGrant(keyId);
     if (keyStatus.size > 10_000) keyStatus.clear();
-    keyStatus.set(keyId, { active, until: Date.now() + cacheMs });
-    return active;
+    keyStatus.set(keyId, { grant, until: Date.now() + cacheMs });
+    return grant;
   }
 
   app.decorate('signToken', (claims: TokenClaims, expiresInSeconds: number) =>
@@ -76,16 +93,22 @@ async function authPlugin(app: FastifyInstance, options: AuthOptions) {
     if (header === undefined || !/^Bearer\s+\S+$/i.test(header)) {
       throw new UnauthorizedError('send a bearer token from POST /v1/auth/token in the Authorization header');
     }
-    let claims: TokenClaims;
+    let claims: unknown;
     try {
       claims = await request.jwtVerify<TokenClaims>();
     } catch {
       throw new UnauthorizedError('the bearer token is invalid or expired');
     }
-    if (!(await keyIsActive(claims.sub))) {
+    if (!isTokenClaims(claims)) throw new UnauthorizedError('the bearer token is invalid or expired');
+    const grant = await currentGrant(claims.sub);
+    if (grant === null) {
       throw new UnauthorizedError('the API key behind this token was revoked or has expired');
     }
-    return toPrincipal(claims);
+    const principal = toPrincipal(claims, grant);
+    if (principal === null) {
+      throw new UnauthorizedError('the API key behind this token is now bound to another tenant: exchange it again');
+    }
+    return principal;
   }
 
   app.decorate('requireScopes', (allowed: readonly string[]): onRequestHookHandler => {

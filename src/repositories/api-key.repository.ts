@@ -28,6 +28,11 @@ export function createApiKeyRepository() {
       return db.apiKey.findUnique({ where: { id } });
     },
 
+    /** What the key may do now: read on every authenticated request (through a short cache). */
+    findGrant(db: Db, id: string) {
+      return db.apiKey.findUnique({ where: { id }, select: { scopes: true, tenantId: true, revokedAt: true, expiresAt: true } });
+    },
+
     list(db: Db, query: ApiKeyQuery) {
       const status =
         query.status === 'active'

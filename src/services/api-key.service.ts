@@ -6,7 +6,7 @@ import { ForbiddenError, NotFoundError, UnauthorizedError, UnprocessableError } 
 import { decodeCursor, type PageRequest, toPage } from '../lib/pagination.js';
 import type { ApiKeyRepository } from '../repositories/api-key.repository.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
-import { assertVisible, isAdmin, type Principal, type Scope, visibleTenant } from './principal.js';
+import { assertVisible, isAdmin, type Principal, SCOPES, type Scope, visibleTenant } from './principal.js';
 
 const KEY_PREFIX = 'rpk_';
 const ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
@@ -25,6 +25,12 @@ export interface TokenClaims {
   sub: string;
   scope: string;
   tid?: string;
+}
+
+/** What an active key may do now; a token's claims are narrowed to it on every request. */
+export interface KeyGrant {
+  scopes: Scope[];
+  tenantId: string | null;
 }
 
 export interface ApiKeyServiceDeps {
@@ -210,10 +216,11 @@ export function createApiKeyService(deps: ApiKeyServiceDeps) {
       };
     },
 
-    /** Is the key behind a token still usable? Checked on every request (through a short cache). */
-    async isActive(id: string) {
-      const key = await deps.apiKeys.findById(deps.prisma, id);
-      return key !== null && apiKeyStatus(key, now()) === 'active';
+    /** The key's current scopes and tenant, or null when it is gone, revoked or expired. */
+    async currentGrant(id: string): Promise<KeyGrant | null> {
+      const key = await deps.apiKeys.findGrant(deps.prisma, id);
+      if (key === null || apiKeyStatus(key, now()) !== 'active') return null;
+      return { scopes: key.scopes.filter((scope): scope is Scope => (SCOPES as readonly string[]).includes(scope)), tenantId: key.tenantId };
     },
   };
 }

@@ -1,9 +1,19 @@
+import { createHmac } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp, tokenFor } from '../helpers/app.js';
 import { seedTenant } from '../helpers/fixtures.js';
 
 let t: TestApp;
+
+/** A JWT signed by hand with `secret`: the claims exactly as given, nothing added. */
+function handSigned(secret: string, payload: Record<string, unknown>, alg: 'HS256' | 'HS512' | 'none' = 'HS256') {
+  const part = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const input = `${part({ alg, typ: 'JWT' })}.${part(payload)}`;
+  const signature = alg === 'none' ? '' : createHmac(alg === 'HS256' ? 'sha256' : 'sha512', secret).update(input).digest('base64url');
+  return `${input}.${signature}`;
+}
+
 beforeAll(async () => {
   t = await createTestApp();
 });
@@ -81,6 +91,84 @@ describe('token flow', () => {
     const expired = t.app.jwt.sign({ sub: admin.key.id, scope: 'admin' }, { expiresIn: -10 } as never);
     const expiredResponse = await t.app.inject({ method: 'GET', url: '/v1/api-keys', headers: { authorization: `Bearer ${expired}` } });
     expect(expiredResponse.statusCode).toBe(401);
+  });
+
+  it('refuses tokens signed with our secret but without exp, without or with another iss, or another alg', async () => {
+    const admin = await tokenFor(t.app, ['admin']);
+    const now = Math.floor(Date.now() / 1000);
+    const claims = { sub: admin.key.id, scope: 'admin', iss: 'relayplane', iat: now, exp: now + 600 };
+    const status = async (token: string) =>
+      (await t.app.inject({ method: 'GET', url: '/v1/api-keys', headers: { authorization: `Bearer ${token}` } })).statusCode;
+    // The hand signing is right: with every claim, the token opens the API.
+    expect(await status(handSigned(t.jwtSecret, claims))).toBe(200);
+    const { exp: _exp, ...withoutExp } = claims;
+    expect(await status(handSigned(t.jwtSecret, withoutExp))).toBe(401);
+    const { iss: _iss, ...withoutIss } = claims;
+    expect(await status(handSigned(t.jwtSecret, withoutIss))).toBe(401);
+    expect(await status(handSigned(t.jwtSecret, { ...claims, iss: 'someone-else' }))).toBe(401);
+    expect(await status(handSigned(t.jwtSecret, claims, 'HS512'))).toBe(401);
+    expect(await status(handSigned(t.jwtSecret, claims, 'none'))).toBe(401);
+    expect(await status(handSigned(t.jwtSecret, { ...claims, scope: ['admin'] }))).toBe(401);
+  });
+});
+
+describe("a token is worth no more than its key's current state", () => {
+  // Reads each key's state on every request, so a change made behind the API's back (no API
+  // changes a key's scopes or tenant) shows at once instead of after the cache period.
+  let live: TestApp;
+  beforeAll(async () => {
+    live = await createTestApp({ keyStatusCacheMs: 0 });
+  });
+  afterAll(async () => live?.close());
+
+  const call = (method: 'GET' | 'POST', url: string, headers: Record<string, string>, payload?: object) =>
+    live.app.inject({ method, url, headers, ...(payload === undefined ? {} : { payload }) });
+
+  it('loses the scopes its key lost, and never gains those the key gained', async () => {
+    const tenantA = (await seedTenant(live.prisma)).id;
+    const both = await tokenFor(live.app, ['tenant', 'usage:read'], tenantA);
+    expect((await call('POST', '/v1/api-keys', both.headers, { name: 'ci', scopes: ['tenant'] })).statusCode).toBe(201);
+    await live.prisma.apiKey.update({ where: { id: both.key.id }, data: { scopes: ['usage:read'] } });
+    const narrowed = await call('POST', '/v1/api-keys', both.headers, { name: 'ci', scopes: ['tenant'] });
+    expect(narrowed.statusCode).toBe(403);
+    expect((await call('GET', `/v1/tenants/${tenantA}`, both.headers)).statusCode).toBe(200);
+
+    const billing = await tokenFor(live.app, ['usage:read']);
+    await live.prisma.apiKey.update({ where: { id: billing.key.id }, data: { scopes: ['usage:read', 'admin'] } });
+    expect((await call('POST', '/v1/api-keys', billing.headers, { name: 'x', scopes: ['admin'] })).statusCode).toBe(403);
+    expect((await call('GET', '/v1/tenants', billing.headers)).statusCode).toBe(200);
+  });
+
+  it('follows its key to another tenant: a bound token stops, an unbound one is confined', async () => {
+    const tenantA = (await seedTenant(live.prisma)).id;
+    const tenantB = (await seedTenant(live.prisma)).id;
+    const tenant = await tokenFor(live.app, ['tenant'], tenantA);
+    expect((await call('GET', `/v1/tenants/${tenantA}`, tenant.headers)).statusCode).toBe(200);
+    await live.prisma.apiKey.update({ where: { id: tenant.key.id }, data: { tenantId: tenantB } });
+    for (const id of [tenantA, tenantB]) {
+      const response = await call('GET', `/v1/tenants/${id}`, tenant.headers);
+      expect(response.statusCode).toBe(401);
+      expect(response.json().detail).toContain('another tenant');
+    }
+
+    const billing = await tokenFor(live.app, ['usage:read']);
+    const before = await call('GET', '/v1/tenants?limit=200', billing.headers);
+    expect(before.json().items.map((item: { id: string }) => item.id)).toEqual(expect.arrayContaining([tenantA, tenantB]));
+    await live.prisma.apiKey.update({ where: { id: billing.key.id }, data: { tenantId: tenantB } });
+    const after = await call('GET', '/v1/tenants?limit=200', billing.headers);
+    expect(after.statusCode).toBe(200);
+    expect(after.json().items.map((item: { id: string }) => item.id)).toEqual([tenantB]);
+    expect((await call('GET', `/v1/tenants/${tenantA}`, billing.headers)).statusCode).toBe(404);
+  });
+
+  it('stops when its key is revoked or expires, also outside this process (the CLI)', async () => {
+    const revoked = await tokenFor(live.app, ['admin']);
+    const expired = await tokenFor(live.app, ['admin']);
+    await live.app.services.apiKeys.revoke(null, revoked.key.id);
+    await live.prisma.apiKey.update({ where: { id: expired.key.id }, data: { expiresAt: new Date(Date.now() - 1000) } });
+    for (const token of [revoked, expired]) {
+      expect((await call('GET', '/v1/api-keys', token.headers)).statusCode).toBe(401);
+    }
   });
 });
 

@@ -37,6 +37,8 @@ export interface TestAppOptions {
    * helper raises both limits unless a test names its own.
    */
   tokenRateLimit?: Partial<TokenRateLimit>;
+  /** How long the app trusts an API key's status, scopes and tenant (0: read on every request). */
+  keyStatusCacheMs?: number;
   /** Proxies whose X-Forwarded-For is believed (Fastify's trustProxy). */
   trustProxy?: string[];
   /** Another app's database (and keys), for several "API processes" on one database; not dropped by close(). */
@@ -69,6 +71,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     ...(options.verification !== undefined ? { verification: options.verification } : {}),
     tokenRateLimit: { perAddress: 1_000_000, perKeyId: 1_000_000, ...options.tokenRateLimit },
     ...(options.trustProxy !== undefined ? { trustProxy: options.trustProxy } : {}),
+    ...(options.keyStatusCacheMs !== undefined ? { keyStatusCacheMs: options.keyStatusCacheMs } : {}),
     ...(options.sync !== undefined
       ? { sync: { databaseUrl: database.url, reconcileIntervalMs: 60_000, debounceMs: 200, leaderPollMs: 500, ...options.sync } }
       : {}),
