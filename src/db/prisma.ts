@@ -1,16 +1,19 @@
 import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
-import { Prisma, PrismaClient } from '../generated/prisma/client.js';
+import { PrismaClient } from '../generated/prisma/client.js';
+import { retryTransactions } from './transaction-retry.js';
 
 export type { PrismaClient } from '../generated/prisma/client.js';
 export { Prisma } from '../generated/prisma/client.js';
+export { isUniqueViolation } from './errors.js';
 
 /** The client every repository receives, or a transaction client inside `$transaction`. */
 export type Db = Omit<PrismaClient, '$connect' | '$disconnect' | '$on' | '$transaction' | '$extends'>;
 
 /**
  * Builds a Prisma client over node-postgres. A `?schema=` parameter in the URL selects the
- * PostgreSQL schema, as with Prisma's own engines.
+ * PostgreSQL schema, as with Prisma's own engines. Its interactive transactions are retried on
+ * contention (see retryTransactions).
  */
 export function createPrismaClient(databaseUrl: string, options: { poolSize?: number } = {}): PrismaClient {
   const url = new URL(databaseUrl);
@@ -25,6 +28,7 @@ export function createPrismaClient(databaseUrl: string, options: { poolSize?: nu
   });
   const adapter = new PrismaPg(pool, { ...(schema === undefined ? {} : { schema }), disposeExternalPool: true });
   const client = new PrismaClient({ adapter });
+  retryTransactions(client);
   pools.set(client, pool);
   urls.set(client, databaseUrl);
   return client;
@@ -48,11 +52,4 @@ export function databaseUrlOf(client: PrismaClient): string | undefined {
  */
 export function directPool(db: Db): pg.Pool | undefined {
   return pools.get(db);
-}
-
-/** Is this a unique-constraint violation (Prisma P2002), optionally on a given column? */
-export function isUniqueViolation(error: unknown, column?: string): boolean {
-  if (!(error instanceof Prisma.PrismaClientKnownRequestError) || error.code !== 'P2002') return false;
-  if (column === undefined) return true;
-  return JSON.stringify(error.meta ?? {}).includes(column) || error.message.includes(column);
 }

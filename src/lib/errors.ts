@@ -91,4 +91,12 @@ export class ServiceUnavailableError extends AppError {
   readonly status = 503;
   readonly code = 'unavailable';
   readonly title = 'Service unavailable';
+  constructor(
+    message: string,
+    extra: Record<string, unknown> = {},
+    /** Sent as Retry-After when the condition is known to pass (contention), absent otherwise. */
+    readonly retryAfterSeconds?: number,
+  ) {
+    super(message, extra);
+  }
 }

@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { AppError, type FieldProblem } from '../lib/errors.js';
+import { databaseProblem } from '../db/errors.js';
+import { AppError, type FieldProblem, ServiceUnavailableError } from '../lib/errors.js';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 const PROBLEM_TYPE_PREFIX = 'urn:relayplane:problem:';
@@ -57,17 +58,14 @@ function fieldProblems(error: FastifyError): FieldProblem[] {
   });
 }
 
+function sendAppError(request: FastifyRequest, reply: FastifyReply, error: AppError) {
+  if (error instanceof ServiceUnavailableError && error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
+  return sendProblem(request, reply, { status: error.status, title: error.title, code: error.code, detail: error.message, ...error.extra });
+}
+
 function errorsPlugin(app: FastifyInstance) {
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    if (error instanceof AppError) {
-      return sendProblem(request, reply, {
-        status: error.status,
-        title: error.title,
-        code: error.code,
-        detail: error.message,
-        ...error.extra,
-      });
-    }
+    if (error instanceof AppError) return sendAppError(request, reply, error);
     if (error.validation) {
       const errors = fieldProblems(error);
       return sendProblem(request, reply, {
@@ -77,6 +75,11 @@ function errorsPlugin(app: FastifyInstance) {
         detail: errors.map((item) => `${item.field} ${item.message}`).join('; '),
         errors,
       });
+    }
+    const database = databaseProblem(error);
+    if (database !== undefined) {
+      request.log.warn({ err: error }, 'database refused the request');
+      return sendAppError(request, reply, database);
     }
     const status = error.statusCode ?? 500;
     if (status >= 400 && status < 500) {
