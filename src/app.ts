@@ -4,6 +4,7 @@ import metricsModule, { type IMetricsPluginOptions } from 'fastify-metrics';
 import type { DestinationStream, Logger } from 'pino';
 import type { RuntimeConfig } from './config.js';
 import type { PrismaClient } from './db/prisma.js';
+import { onTransactionRetry } from './db/transaction-retry.js';
 import { SyncWorker } from './deploy/index.js';
 import { lazyChildLogger, loggerOptions } from './lib/logger.js';
 import auth from './plugins/auth.js';
@@ -152,6 +153,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     app.addHook('onClose', () => worker.stop());
   }
   app.addHook('onClose', async () => services.deployments.close());
+  const dbLog = app.log.child({ component: 'database' });
+  const stopRetryLog = onTransactionRetry(deps.prisma, (retry) => dbLog.warn(retry, 'transaction retried after contention'));
+  app.addHook('onClose', async () => stopRetryLog());
   // After the sync worker's hook (Fastify runs onClose hooks in the order added): its last run may still compile.
   app.addHook('onClose', async () => services.config.close());
 

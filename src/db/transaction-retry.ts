@@ -26,7 +26,7 @@ export function onTransactionRetry(client: PrismaClient, listener: Listener): ()
   let set = listeners.get(client);
   if (set === undefined) listeners.set(client, (set = new Set()));
   set.add(listener);
-  return () => set.delete(listener);
+  return () => void set.delete(listener);
 }
 
 /**
