@@ -8,9 +8,10 @@ import { onTransactionRetry } from './db/transaction-retry.js';
 import { SyncWorker } from './deploy/index.js';
 import { lazyChildLogger, loggerOptions } from './lib/logger.js';
 import auth from './plugins/auth.js';
-import errors from './plugins/errors.js';
+import errors, { clientErrorHandler, frameworkErrors } from './plugins/errors.js';
 import idempotency from './plugins/idempotency.js';
 import openapi from './plugins/openapi.js';
+import strictRequests, { partValidators } from './plugins/strict-requests.js';
 import { operationHandlers } from './routes/index.js';
 import { BUNDLE_PRUNE_INTERVAL_MS } from './services/bundle-store.js';
 import { createDeployMetrics } from './services/deploy-metrics.js';
@@ -89,12 +90,17 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       const given = request.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID_PATTERN.test(given) ? given : randomUUID();
     },
-    ajv: { customOptions: { removeAdditional: false, allErrors: true, coerceTypes: 'array' } },
+    ajv: { customOptions: { removeAdditional: false, allErrors: true } },
+    // Query strings, path parameters and headers are coerced to their schema types; bodies never.
+    schemaController: { compilersFactory: { buildValidator: partValidators() } },
     bodyLimit: 1024 * 1024,
     ...(deps.trustProxy !== undefined ? { trustProxy: deps.trustProxy } : {}),
+    frameworkErrors,
+    clientErrorHandler,
   });
 
   await app.register(errors);
+  await app.register(strictRequests);
   await app.register(metrics, {
     endpoint: '/metrics',
     clearRegisterOnInit: true,

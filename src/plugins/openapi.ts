@@ -60,8 +60,6 @@ async function openapiPlugin(app: FastifyInstance, options: OpenApiOptions) {
   const { text, spec } = loadSpec();
   const operations = new Map(specOperations(spec).map((operation) => [operation.operationId, operation]));
   const handlers = options.handlers as Record<string, RouteHandlerMethod | undefined>;
-  // Problem documents are JSON too (the spec names the type for responses; accept it on requests alike).
-  app.addContentTypeParser('application/problem+json', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
 
   await app.register(openapiGlue, {
     specification: structuredClone(spec),
@@ -81,4 +79,4 @@ async function openapiPlugin(app: FastifyInstance, options: OpenApiOptions) {
   await app.register(swaggerUi, { routePrefix: '/docs' });
 }
 
-export default fp(openapiPlugin, { name: 'openapi', fastify: '5.x', dependencies: ['auth', 'errors'] });
+export default fp(openapiPlugin, { name: 'openapi', fastify: '5.x', dependencies: ['auth', 'errors', 'strict-requests'] });
