@@ -3,10 +3,12 @@ import { hash, verify } from '@node-rs/argon2';
 import type { PrismaClient } from '../db/prisma.js';
 import type { ApiKey } from '../generated/prisma/client.js';
 import { ForbiddenError, NotFoundError, UnauthorizedError, UnprocessableError } from '../lib/errors.js';
-import { decodeCursor, type PageRequest, toPage } from '../lib/pagination.js';
+import { idCursor, type PageRequest, toPage } from '../lib/pagination.js';
 import type { ApiKeyRepository } from '../repositories/api-key.repository.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
 import { assertVisible, isAdmin, type Principal, SCOPES, type Scope, visibleTenant } from './principal.js';
+
+const listCursor = idCursor('api-keys');
 
 const KEY_PREFIX = 'rpk_';
 const ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
@@ -153,11 +155,11 @@ export function createApiKeyService(deps: ApiKeyServiceDeps) {
       const rows = await deps.apiKeys.list(deps.prisma, {
         tenantId: visibleTenant(actor, query.tenantId),
         status: query.status,
-        afterId: decodeCursor(query.cursor),
+        afterId: listCursor.decode(query.cursor),
         take: query.limit + 1,
         now: now(),
       });
-      const page = toPage(rows, query.limit, (row) => row.id);
+      const page = toPage(rows, query.limit, (row) => listCursor.encode(row.id));
       return { items: page.items.map(present), next_cursor: page.next_cursor };
     },
 

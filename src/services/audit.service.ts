@@ -1,8 +1,9 @@
 import type { PrismaClient } from '../db/prisma.js';
-import { ValidationError } from '../lib/errors.js';
-import { decodeCursor, type PageRequest, toPage } from '../lib/pagination.js';
+import { cursorCodec, type PageRequest, toPage } from '../lib/pagination.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
 import { type Principal, visibleTenant } from './principal.js';
+
+const listCursor = cursorCodec('audit-events', ['int']);
 
 export interface AuditListQuery extends PageRequest {
   tenantId?: string | undefined;
@@ -13,12 +14,7 @@ export interface AuditListQuery extends PageRequest {
 export function createAuditService(deps: { prisma: PrismaClient; audit: AuditRepository }) {
   return {
     async list(actor: Principal, query: AuditListQuery) {
-      const cursor = decodeCursor(query.cursor);
-      if (cursor !== undefined && !/^\d+$/.test(cursor)) {
-        throw new ValidationError('cursor is not a cursor this API returned', [
-          { field: 'querystring/cursor', message: 'is not a valid cursor' },
-        ]);
-      }
+      const cursor = listCursor.decode(query.cursor)?.[0];
       const rows = await deps.audit.list(deps.prisma, {
         tenantId: visibleTenant(actor, query.tenantId),
         resourceType: query.resourceType,
@@ -26,7 +22,7 @@ export function createAuditService(deps: { prisma: PrismaClient; audit: AuditRep
         beforeId: cursor === undefined ? undefined : BigInt(cursor),
         take: query.limit + 1,
       });
-      const page = toPage(rows, query.limit, (row) => row.id.toString());
+      const page = toPage(rows, query.limit, (row) => listCursor.encode(row.id.toString()));
       return {
         items: page.items.map((row) => ({
           id: row.id.toString(),

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { PrismaClient } from '../db/prisma.js';
 import type { CredentialStatus, RelayCredential } from '../generated/prisma/client.js';
 import { ConflictError, ForbiddenError, NotFoundError, UnprocessableError, ValidationError } from '../lib/errors.js';
-import { decodeCursor, type PageRequest, toPage } from '../lib/pagination.js';
+import { idCursor, type PageRequest, toPage } from '../lib/pagination.js';
 import type { SecretBox } from '../lib/secret-box.js';
 import { isValidSaslSecret, isValidSaslUsername } from '../postfix/map-encoding.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
@@ -12,6 +12,8 @@ import type { RelayRepository } from '../repositories/relay.repository.js';
 import { isAdmin, type RequestContext } from './principal.js';
 import type { RelayService } from './relay.service.js';
 import { probeSmtpAuth } from '../smtp/auth-probe.js';
+
+const listCursor = idCursor('credentials');
 
 export interface CredentialInput {
   username: string;
@@ -146,10 +148,10 @@ export function createCredentialService(deps: Deps) {
         tenantId: ctx.actor.tenantId ?? undefined,
         domainId: query.domainId,
         status: query.status,
-        afterId: decodeCursor(query.cursor),
+        afterId: listCursor.decode(query.cursor),
         take: query.limit + 1,
       });
-      const page = toPage(rows, query.limit, (row) => row.id);
+      const page = toPage(rows, query.limit, (row) => listCursor.encode(row.id));
       return { items: page.items.map(presentCredential), next_cursor: page.next_cursor };
     },
 

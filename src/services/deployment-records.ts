@@ -1,7 +1,7 @@
 /** How deployments are shown and recorded: API shapes, the per-node record, the overall state, the cursor. */
 import type { NodeSyncResult } from '../deploy/index.js';
 import type { Deployment, DeploymentState, Node, NodeDeployment, Prisma } from '../generated/prisma/client.js';
-import { ValidationError } from '../lib/errors.js';
+import { cursorCodec } from '../lib/pagination.js';
 import type { DeploymentCursor } from '../repositories/deployment.repository.js';
 
 export type DeploymentRow = Deployment & { nodes: NodeDeployment[] };
@@ -39,14 +39,15 @@ export function presentDeployment(row: DeploymentRow) {
   };
 }
 
+const listCursor = cursorCodec('deployments', ['timestamp', 'uuid']);
+
+export function encodeDeploymentCursor(deployment: { createdAt: Date; id: string }): string {
+  return listCursor.encode(deployment.createdAt.toISOString(), deployment.id);
+}
+
 export function decodeDeploymentCursor(cursor: string | undefined): DeploymentCursor | undefined {
-  if (cursor === undefined) return undefined;
-  const [at, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
-  const createdAt = new Date(at ?? '');
-  if (id === undefined || Number.isNaN(createdAt.getTime()) || !/^[0-9a-f-]{36}$/.test(id)) {
-    throw new ValidationError('cursor is not a cursor this API returned', [{ field: 'querystring/cursor', message: 'is not a valid cursor' }]);
-  }
-  return { createdAt, id };
+  const key = listCursor.decode(cursor);
+  return key === undefined ? undefined : { createdAt: new Date(key[0]), id: key[1] };
 }
 
 /** Per-node record of a sync result; steps keep their timings, errors are short and secret-free. */

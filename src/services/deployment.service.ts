@@ -3,14 +3,14 @@ import type { PrismaClient } from '../db/prisma.js';
 import { ConnectionPool, mapLimit, syncNode, type Bundle, type NodeConnection, type NodeSyncResult, type NodeTarget, type SyncHandlers } from '../deploy/index.js';
 import type { DeploymentReason, Node } from '../generated/prisma/client.js';
 import { ForbiddenError, NotFoundError, UnprocessableError } from '../lib/errors.js';
-import { encodeCursor, type PageRequest } from '../lib/pagination.js';
+import type { PageRequest } from '../lib/pagination.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
 import type { CredentialRepository } from '../repositories/credential.repository.js';
 import type { DeploymentRepository } from '../repositories/deployment.repository.js';
 import type { NodeRepository } from '../repositories/node.repository.js';
 import type { ConfigService } from './config.service.js';
 import type { DeployMetrics } from './deploy-metrics.js';
-import { decodeDeploymentCursor, nodeRun, overallState, presentDeployment } from './deployment-records.js';
+import { decodeDeploymentCursor, encodeDeploymentCursor, nodeRun, overallState, presentDeployment } from './deployment-records.js';
 import { isAdmin, type RequestContext } from './principal.js';
 
 /** How the control plane reaches nodes. The private key is a file, read at each use, never stored. */
@@ -336,7 +336,7 @@ export function createDeploymentService(deps: Deps) {
       const rows = await deps.deployments.list(prisma, { after: decodeDeploymentCursor(query.cursor), take: query.limit + 1 });
       const items = rows.slice(0, query.limit);
       const last = items.at(-1);
-      const next = rows.length > query.limit && last !== undefined ? encodeCursor(`${last.createdAt.toISOString()}|${last.id}`) : null;
+      const next = rows.length > query.limit && last !== undefined ? encodeDeploymentCursor(last) : null;
       return { items: items.map(presentDeployment), next_cursor: next };
     },
 

@@ -4,7 +4,7 @@ import { changedFields } from '../lib/changes.js';
 import { ConflictError, ForbiddenError, NotFoundError, PreconditionFailedError, UnprocessableError } from '../lib/errors.js';
 import { assertVersion } from '../lib/etag.js';
 import { normalizeDomainName } from '../lib/names.js';
-import { decodeCursor, type PageRequest, toPage } from '../lib/pagination.js';
+import { idCursor, type PageRequest, toPage } from '../lib/pagination.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
 import type { DomainRepository } from '../repositories/domain.repository.js';
 import type { RelayRepository } from '../repositories/relay.repository.js';
@@ -13,6 +13,8 @@ import { assertHonourable, effectiveLimits, type SenderLimits, senderLimits } fr
 import { assertVisible, isAdmin, type RequestContext, visibleTenant } from './principal.js';
 import type { QuarantineService } from './quarantine.service.js';
 import type { RouteCheck } from './route-check.js';
+
+const listCursor = idCursor('domains');
 
 export interface DomainInput {
   name: string;
@@ -202,10 +204,10 @@ export function createDomainService(deps: Deps) {
         tenantId: visibleTenant(ctx.actor, query.tenantId),
         status: query.status,
         relayId: query.relayId,
-        afterId: decodeCursor(query.cursor),
+        afterId: listCursor.decode(query.cursor),
         take: query.limit + 1,
       });
-      const page = toPage(rows, query.limit, (row) => row.id);
+      const page = toPage(rows, query.limit, (row) => listCursor.encode(row.id));
       return { items: page.items.map(presentDomain), next_cursor: page.next_cursor };
     },
 

@@ -5,7 +5,7 @@ import { changedFields } from '../lib/changes.js';
 import { ConflictError, ForbiddenError, NotFoundError, PreconditionFailedError, UnprocessableError, ValidationError } from '../lib/errors.js';
 import { assertVersion } from '../lib/etag.js';
 import { normalizeHost } from '../lib/names.js';
-import { decodeCursor, type PageRequest, toPage } from '../lib/pagination.js';
+import { idCursor, type PageRequest, toPage } from '../lib/pagination.js';
 import { isSafeReleaseDir } from '../postfix/index.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
 import type { NodeRepository } from '../repositories/node.repository.js';
@@ -16,6 +16,8 @@ import type { LogCursorRow } from '../repositories/usage.repository.js';
 import type { QuarantineService } from './quarantine.service.js';
 import type { UsageService } from './usage.service.js';
 import { checkForwardConfirmedRdns, type DnsResolver } from '../dns/index.js';
+
+const listCursor = idCursor('nodes');
 
 export interface NodeInput {
   name: string;
@@ -222,8 +224,8 @@ export function createNodeService(deps: Deps) {
 
     async list(ctx: RequestContext, query: PageRequest) {
       requireAdmin(ctx);
-      const rows = await deps.nodes.list(deps.prisma, { afterId: decodeCursor(query.cursor), take: query.limit + 1 });
-      const page = toPage(rows, query.limit, (row) => row.id);
+      const rows = await deps.nodes.list(deps.prisma, { afterId: listCursor.decode(query.cursor), take: query.limit + 1 });
+      const page = toPage(rows, query.limit, (row) => listCursor.encode(row.id));
       const desired = await desiredConfig();
       const statuses = await deps.usage.nodeStatuses();
       return { items: page.items.map((node) => present(node, desired, statuses.get(node.id))), next_cursor: page.next_cursor };

@@ -4,12 +4,14 @@ import { changedFields } from '../lib/changes.js';
 import { ConflictError, ForbiddenError, NotFoundError, PreconditionFailedError, UnprocessableError } from '../lib/errors.js';
 import { assertVersion } from '../lib/etag.js';
 import { normalizeDestinationPattern } from '../lib/names.js';
-import { decodeCursor, type PageRequest, toPage } from '../lib/pagination.js';
+import { idCursor, type PageRequest, toPage } from '../lib/pagination.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
 import type { PolicyRepository, SettingsRepository } from '../repositories/policy.repository.js';
 import { assertHonourable } from './limits.js';
 import { isAdmin, type RequestContext } from './principal.js';
 import type { RouteCheck } from './route-check.js';
+
+const listCursor = idCursor('destination-policies');
 
 type TlsRequirement = 'may' | 'encrypt' | 'verify' | 'secure';
 
@@ -110,8 +112,8 @@ export function createPolicyService(deps: Deps) {
 
     async list(ctx: RequestContext, query: PageRequest) {
       requireAdmin(ctx);
-      const rows = await deps.policies.list(deps.prisma, { afterId: decodeCursor(query.cursor), take: query.limit + 1 });
-      const page = toPage(rows, query.limit, (row) => row.id);
+      const rows = await deps.policies.list(deps.prisma, { afterId: listCursor.decode(query.cursor), take: query.limit + 1 });
+      const page = toPage(rows, query.limit, (row) => listCursor.encode(row.id));
       return { items: page.items.map(presentPolicy), next_cursor: page.next_cursor };
     },
 

@@ -4,13 +4,15 @@ import { changedFields } from '../lib/changes.js';
 import { ConflictError, ForbiddenError, NotFoundError, PreconditionFailedError, UnprocessableError, ValidationError } from '../lib/errors.js';
 import { assertVersion } from '../lib/etag.js';
 import { normalizeHost } from '../lib/names.js';
-import { decodeCursor, type PageRequest, toPage } from '../lib/pagination.js';
+import { idCursor, type PageRequest, toPage } from '../lib/pagination.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
 import type { RelayRepository } from '../repositories/relay.repository.js';
 import type { TenantRepository } from '../repositories/tenant.repository.js';
 import { assertHonourable, type RelayLimits } from './limits.js';
 import { isAdmin, type RequestContext } from './principal.js';
 import type { RouteCheck } from './route-check.js';
+
+const listCursor = idCursor('relays');
 
 type RelayTls = 'starttls' | 'implicit' | 'opportunistic';
 
@@ -246,10 +248,10 @@ export function createRelayService(deps: Deps) {
         visibleTo: ctx.actor.tenantId ?? undefined,
         tenantId: query.tenantId,
         shared: query.shared,
-        afterId: decodeCursor(query.cursor),
+        afterId: listCursor.decode(query.cursor),
         take: query.limit + 1,
       });
-      const page = toPage(rows, query.limit, (row) => row.id);
+      const page = toPage(rows, query.limit, (row) => listCursor.encode(row.id));
       return { items: page.items.map(presentRelay), next_cursor: page.next_cursor };
     },
 

@@ -3,12 +3,14 @@ import type { Tenant } from '../generated/prisma/client.js';
 import { changedFields } from '../lib/changes.js';
 import { ConflictError, ForbiddenError, NotFoundError, PreconditionFailedError } from '../lib/errors.js';
 import { assertVersion } from '../lib/etag.js';
-import { decodeCursor, type PageRequest, toPage } from '../lib/pagination.js';
+import { idCursor, type PageRequest, toPage } from '../lib/pagination.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
 import type { TenantRepository } from '../repositories/tenant.repository.js';
 import { assertHonourable, type SenderLimits, senderLimits } from './limits.js';
 import { assertVisible, isAdmin, type RequestContext } from './principal.js';
 import type { RouteCheck } from './route-check.js';
+
+const listCursor = idCursor('tenants');
 
 export interface TenantInput {
   name: string;
@@ -106,10 +108,10 @@ export function createTenantService(deps: { prisma: PrismaClient; tenants: Tenan
         id: ctx.actor.tenantId ?? undefined,
         status: query.status,
         externalRef: query.externalRef,
-        afterId: decodeCursor(query.cursor),
+        afterId: listCursor.decode(query.cursor),
         take: query.limit + 1,
       });
-      const page = toPage(rows, query.limit, (row) => row.id);
+      const page = toPage(rows, query.limit, (row) => listCursor.encode(row.id));
       return { items: page.items.map(presentTenant), next_cursor: page.next_cursor };
     },
 

@@ -8,7 +8,7 @@ import { connectNode, mapLimit, type NodeConnection } from '../deploy/index.js';
 import { excerpt } from '../deploy/errors.js';
 import type { Node } from '../generated/prisma/client.js';
 import { NotFoundError, ValidationError } from '../lib/errors.js';
-import { decodeCursor, encodeCursor } from '../lib/pagination.js';
+import { cursorCodec } from '../lib/pagination.js';
 import { DEFAULT_USAGE_MESSAGE_RETENTION_DAYS } from '../lib/retention.js';
 import type { NodeRepository } from '../repositories/node.repository.js';
 import type { TenantRepository } from '../repositories/tenant.repository.js';
@@ -62,6 +62,9 @@ interface Deps {
 }
 
 const HOUR = 3_600_000;
+/** A bucket's sort key: its start, tenant (NO_TENANT for unattributed) and group key (a domain, or ''). */
+const bucketCursor = cursorCodec('usage', ['timestamp', 'uuid', 'text']);
+const messageCursor = cursorCodec('usage-messages', ['timestamp', 'int']);
 const GRANULARITIES: readonly UsageGranularity[] = ['hour', 'day', 'month'];
 const GROUPS: readonly UsageGroupBy[] = ['tenant', 'domain', 'recipientDomain'];
 
@@ -277,20 +280,13 @@ export function createUsageService(deps: Deps) {
     };
   }
 
-  function cursorKey(row: UsageRow): string {
-    return JSON.stringify([row.start.toISOString(), row.tenantId, row.key]);
+  function cursorOf(row: UsageRow): string {
+    return bucketCursor.encode(row.start.toISOString(), row.tenantId, row.key);
   }
 
   function decodeUsageCursor(cursor: string | undefined) {
-    const raw = decodeCursor(cursor);
-    if (raw === undefined) return undefined;
-    try {
-      const [start, tenantId, key] = JSON.parse(raw) as [string, string, string];
-      if (typeof start !== 'string' || typeof tenantId !== 'string' || typeof key !== 'string') throw new Error('shape');
-      return { start: new Date(start), tenantId, key };
-    } catch {
-      throw new ValidationError('cursor is not a cursor this API returned', [{ field: 'querystring/cursor', message: 'is not a valid cursor' }]);
-    }
+    const key = bucketCursor.decode(cursor);
+    return key === undefined ? undefined : { start: new Date(key[0]), tenantId: key[1], key: key[2] };
   }
 
   return {
@@ -335,7 +331,7 @@ export function createUsageService(deps: Deps) {
         granularity: r.granularity,
         groupBy: r.groupBy,
         items: page.map((row) => present(row, r.granularity, r.groupBy, finalBefore)),
-        next_cursor: more && last !== undefined ? encodeCursor(cursorKey(last)) : null,
+        next_cursor: more && last !== undefined ? cursorOf(last) : null,
       };
     },
 
@@ -363,15 +359,8 @@ export function createUsageService(deps: Deps) {
     /** The messages behind the numbers: one record per counted message that left the queue. */
     async messages(ctx: RequestContext, q: { tenantId?: string | undefined; senderDomain?: string | undefined; from?: string | undefined; to?: string | undefined; limit: number; cursor?: string | undefined }) {
       const r = await resolveQuery(ctx, { tenantId: q.tenantId, from: q.from, to: q.to, granularity: 'hour', limit: q.limit });
-      const raw = decodeCursor(q.cursor);
-      let after: { at: Date; id: bigint } | undefined;
-      if (raw !== undefined) {
-        const [at, id] = raw.split('|');
-        if (at === undefined || id === undefined || !/^\d+$/.test(id) || Number.isNaN(Date.parse(at))) {
-          throw new ValidationError('cursor is not a cursor this API returned', [{ field: 'querystring/cursor', message: 'is not a valid cursor' }]);
-        }
-        after = { at: new Date(at), id: BigInt(id) };
-      }
+      const raw = messageCursor.decode(q.cursor);
+      const after = raw === undefined ? undefined : { at: new Date(raw[0]), id: BigInt(raw[1]) };
       const rows = await usage.messages(prisma, { from: r.from, to: r.to, tenantId: r.tenantId, attributedOnly: r.attributedOnly, senderDomain: q.senderDomain?.toLowerCase(), after, take: q.limit + 1 });
       const more = rows.length > q.limit;
       const page = more ? rows.slice(0, q.limit) : rows;
@@ -392,7 +381,7 @@ export function createUsageService(deps: Deps) {
           bounced: m.bounced,
           expired: m.expired,
         })),
-        next_cursor: more && last !== undefined ? encodeCursor(`${last.acceptedAt.toISOString()}|${last.id}`) : null,
+        next_cursor: more && last !== undefined ? messageCursor.encode(last.acceptedAt.toISOString(), last.id.toString()) : null,
       };
     },
 
