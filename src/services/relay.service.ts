@@ -75,7 +75,7 @@ function normalizeDkim(input: RelayDkim[]): RelayDkim[] {
 
 /** SPF include targets are DNS names, not host names: `_spf.google.com` is the usual shape. */
 function normalizeSpfInclude(input: string): string {
-  const value = input.trim().toLowerCase().replace(/\.$/, '');
+  const value = input.toLowerCase().replace(/\.$/, '');
   if (!DNS_LABELS.test(value) || !value.includes('.')) {
     throw new ValidationError('body/spfInclude must be a DNS name (letters, digits, "-", "_")', [{ field: 'body/spfInclude', message: 'must be a DNS name' }]);
   }
