@@ -1,21 +1,31 @@
 import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
 import { PrismaClient } from '../generated/prisma/client.js';
-import { retryTransactions } from './transaction-retry.js';
+import { DEFAULT_TRANSACTION_RETRY, retryTransactions, type TransactionRetryPolicy } from './transaction-retry.js';
 
 export type { PrismaClient } from '../generated/prisma/client.js';
 export { Prisma } from '../generated/prisma/client.js';
 export { isUniqueViolation } from './errors.js';
 
+/** Prisma's own default, stated: a burst queues for connections this long per attempt. */
+const DEFAULT_TRANSACTION_MAX_WAIT_MS = 2_000;
+
 /** The client every repository receives, or a transaction client inside `$transaction`. */
 export type Db = Omit<PrismaClient, '$connect' | '$disconnect' | '$on' | '$transaction' | '$extends'>;
+
+export interface PrismaClientOptions {
+  poolSize?: number;
+  /** How long a transaction may wait for a pooled connection before that attempt fails (Prisma's maxWait). */
+  transactionMaxWaitMs?: number;
+  transactionRetry?: Partial<TransactionRetryPolicy>;
+}
 
 /**
  * Builds a Prisma client over node-postgres. A `?schema=` parameter in the URL selects the
  * PostgreSQL schema, as with Prisma's own engines. Its interactive transactions are retried on
  * contention (see retryTransactions).
  */
-export function createPrismaClient(databaseUrl: string, options: { poolSize?: number } = {}): PrismaClient {
+export function createPrismaClient(databaseUrl: string, options: PrismaClientOptions = {}): PrismaClient {
   const url = new URL(databaseUrl);
   const schema = url.searchParams.get('schema') ?? undefined;
   url.searchParams.delete('schema');
@@ -27,8 +37,8 @@ export function createPrismaClient(databaseUrl: string, options: { poolSize?: nu
     ...(schema === undefined ? {} : { options: `-c search_path="${schema.replaceAll('"', '""')}"` }),
   });
   const adapter = new PrismaPg(pool, { ...(schema === undefined ? {} : { schema }), disposeExternalPool: true });
-  const client = new PrismaClient({ adapter });
-  retryTransactions(client);
+  const client = new PrismaClient({ adapter, transactionOptions: { maxWait: options.transactionMaxWaitMs ?? DEFAULT_TRANSACTION_MAX_WAIT_MS } });
+  retryTransactions(client, { ...DEFAULT_TRANSACTION_RETRY, ...options.transactionRetry });
   pools.set(client, pool);
   urls.set(client, databaseUrl);
   return client;
