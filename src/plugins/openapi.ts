@@ -8,6 +8,7 @@ import openapiGlue from 'fastify-openapi-glue';
 import fp from 'fastify-plugin';
 import { parse } from 'yaml';
 import type { OperationHandlers } from '../routes/types.js';
+import { staleWriteRetrier } from './stale-writes.js';
 
 export const SPEC_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../openapi.yaml');
 
@@ -22,6 +23,8 @@ interface Spec {
 }
 
 const HTTP_METHODS = new Set(['get', 'put', 'post', 'delete', 'patch', 'head', 'options']);
+/** Methods that write a resource in place, optionally under If-Match. */
+const WRITES = new Set(['PUT', 'PATCH', 'DELETE']);
 
 export function loadSpec(): { text: string; spec: Spec } {
   const text = readFileSync(SPEC_PATH, 'utf8');
@@ -54,19 +57,23 @@ export interface OpenApiOptions {
 /**
  * Spec first: routes, their validation and serialization schemas all come from openapi.yaml
  * (through fastify-openapi-glue); this module adds the spec's security requirement as an
- * onRequest hook so authentication runs before body validation.
+ * onRequest hook so authentication runs before the body is read, and runs in-place writes
+ * without If-Match again when they lose an optimistic race.
  */
 async function openapiPlugin(app: FastifyInstance, options: OpenApiOptions) {
   const { text, spec } = loadSpec();
   const operations = new Map(specOperations(spec).map((operation) => [operation.operationId, operation]));
   const handlers = options.handlers as Record<string, RouteHandlerMethod | undefined>;
+  const rereadOnStaleWrite = staleWriteRetrier();
 
   await app.register(openapiGlue, {
     specification: structuredClone(spec),
     operationResolver: (operationId: string) => {
-      const handler = handlers[operationId];
-      if (handler === undefined) throw new Error(`openapi.yaml operation ${operationId} has no handler`);
-      const scopes = operations.get(operationId)?.scopes ?? null;
+      const given = handlers[operationId];
+      if (given === undefined) throw new Error(`openapi.yaml operation ${operationId} has no handler`);
+      const operation = operations.get(operationId);
+      const handler = operation !== undefined && WRITES.has(operation.method) ? rereadOnStaleWrite(given) : given;
+      const scopes = operation?.scopes ?? null;
       // Route options without method/url are what the glue expects; its typings ask for a full route.
       return (scopes === null ? { handler } : { handler, onRequest: app.requireScopes(scopes) }) as never;
     },
