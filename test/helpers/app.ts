@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { buildApp, type SyncOptions } from '../../src/app.js';
-import { createPrismaClient, type PrismaClient } from '../../src/db/prisma.js';
+import { createPrismaClient, type PrismaClient, type PrismaClientOptions } from '../../src/db/prisma.js';
 import type { SshSettings } from '../../src/services/deployment.service.js';
 import type { TokenRateLimit } from '../../src/lib/token-rate-limit.js';
 import type { Scope } from '../../src/services/principal.js';
@@ -18,6 +18,8 @@ export interface TestApp {
   jwtSecret: string;
   /** Every log line the app wrote, as raw text. */
   logs: string[];
+  /** Calls `listener` with each log line written from now on; returns an unsubscribe. */
+  onLog(listener: (line: string) => void): () => void;
   close(): Promise<void>;
 }
 
@@ -43,17 +45,22 @@ export interface TestAppOptions {
   trustProxy?: string[];
   /** Another app's database (and keys), for several "API processes" on one database; not dropped by close(). */
   shareWith?: TestApp;
+  /** The app's Prisma client: pool size (default 4), transaction maxWait and retries. */
+  database?: PrismaClientOptions;
 }
 
 /** Builds the real app on a fresh real database. */
 export async function createTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const shared = options.shareWith;
   const database = shared?.database ?? (await createTestDatabase());
-  const prisma = createPrismaClient(database.url, { poolSize: 4 });
+  const prisma = createPrismaClient(database.url, { poolSize: 4, ...options.database });
   const logs: string[] = [];
+  const logListeners = new Set<(line: string) => void>();
   const logStream = new Writable({
     write(chunk, _encoding, done) {
-      logs.push(String(chunk));
+      const line = String(chunk);
+      logs.push(line);
+      for (const listener of logListeners) listener(line);
       done();
     },
   });
@@ -84,6 +91,10 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     masterKey,
     jwtSecret,
     logs,
+    onLog: (listener) => {
+      logListeners.add(listener);
+      return () => void logListeners.delete(listener);
+    },
     close: async () => {
       await app.close();
       await prisma.$disconnect();
