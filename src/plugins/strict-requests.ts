@@ -54,7 +54,7 @@ function forbiddenCharacters(part: string, value: unknown, path = '', found: Fie
 /** Header values the route's schema declares (Idempotency-Key, If-Match): those reach the service. */
 function declaredHeaders(request: FastifyRequest): Record<string, unknown> {
   const declared = (request.routeOptions.schema?.headers as { properties?: Record<string, unknown> } | undefined)?.properties ?? {};
-  return Object.fromEntries(Object.keys(declared).map((name) => [name, request.headers[name.toLowerCase()]]));
+  return Object.fromEntries(Object.keys(declared).map((name) => [name.toLowerCase(), request.headers[name.toLowerCase()]]));
 }
 
 /**
