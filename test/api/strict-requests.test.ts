@@ -232,7 +232,7 @@ describe('authentication comes before the body', () => {
   it('answers 401 on a real socket before any of a declared 10 MB body is sent', async () => {
     const address = await t.app.listen({ host: '127.0.0.1', port: 0 });
     const { port } = new URL(address);
-    const socket = connect(port, '127.0.0.1');
+    const socket = connect(Number(port), '127.0.0.1');
     const head = await new Promise<string>((resolve, reject) => {
       let received = '';
       socket.on('data', (chunk) => {
