@@ -218,6 +218,36 @@ describe('wrong method and unknown path', () => {
   });
 });
 
+/** Writes raw bytes to the listening app and reads its answer up to the end of the headers (or the close). */
+let listening: Promise<string> | undefined;
+async function rawExchange(bytes: string): Promise<string> {
+  listening ??= t.app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = new URL(await listening);
+  const socket = connect(Number(port), '127.0.0.1');
+  return new Promise<string>((resolve, reject) => {
+    let received = '';
+    socket.on('data', (chunk) => {
+      received += chunk.toString('latin1');
+      if (/\r\n\r\n[\s\S]*\}$/.test(received)) {
+        socket.destroy();
+        resolve(received);
+      }
+    });
+    socket.on('end', () => resolve(received));
+    socket.on('error', reject);
+    socket.write(bytes);
+  });
+}
+
+describe('requests HTTP itself refuses', () => {
+  it('answers an unparseable request with 400 problem+json', async () => {
+    const answer = await rawExchange('GET /v1/tenants HTTP/1.1\r\nHost: localhost\r\nBad Header Name: x\r\n\r\n');
+    expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+    expect(answer.toLowerCase()).toContain('content-type: application/problem+json');
+    expect(answer).toContain('"type":"urn:relayplane:problem:bad-request"');
+  });
+});
+
 describe('authentication comes before the body', () => {
   it.each([
     ['a 2 MiB JSON body', 'application/json', JSON.stringify({ name: 'x'.repeat(2 * 1024 * 1024) })],
@@ -230,20 +260,8 @@ describe('authentication comes before the body', () => {
   });
 
   it('answers 401 on a real socket before any of a declared 10 MB body is sent', async () => {
-    const address = await t.app.listen({ host: '127.0.0.1', port: 0 });
-    const { port } = new URL(address);
-    const socket = connect(Number(port), '127.0.0.1');
-    const head = await new Promise<string>((resolve, reject) => {
-      let received = '';
-      socket.on('data', (chunk) => {
-        received += chunk.toString('latin1');
-        if (received.includes('\r\n\r\n')) resolve(received);
-      });
-      socket.on('error', reject);
-      // Headers only: the server must answer without waiting for the body it was promised.
-      socket.write('POST /v1/tenants HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n');
-    });
-    socket.destroy();
+    // Headers only: the server must answer without waiting for the body it was promised.
+    const head = await rawExchange('POST /v1/tenants HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n');
     expect(head).toMatch(/^HTTP\/1\.1 401 /);
     expect(head.toLowerCase()).toContain('content-type: application/problem+json');
   });
