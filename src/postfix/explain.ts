@@ -46,10 +46,10 @@ export interface Explanation {
   /**
    * relay/direct: delivered that way. rejected: smtpd refuses new mail with 554 5.7.1, or 504 5.5.2
    * when the sender has no fully-qualified domain (mail already queued is held by the retry:
-   * default transport). deferred: the null sender, i.e. bounces the
-   * node generates itself, which wait in the queue (clients' `MAIL FROM:<>` is rejected).
+   * default transport). The null sender too is rejected (`<> REJECT`): only bounces the node
+   * generates itself carry it, and they wait in the queue.
    */
-  outcome: 'relay' | 'direct' | 'rejected' | 'deferred';
+  outcome: 'relay' | 'direct' | 'rejected';
   /** master.cf service: 'smtp', a generated 'rp_…' service, or 'retry' for unrouted mail. */
   service: string;
   /** In the order Postfix tries them: `[host]:port` for relays, the recipient domain for direct. */
@@ -123,7 +123,7 @@ function explainUnrouted(plan: RoutePlan, e: Explanation): Explanation {
   const nullSender = e.sender === '' || e.sender === '<>';
   const domain = e.senderDomain;
   const known = domain === null ? undefined : plan.unrouted.get(domain);
-  e.outcome = nullSender ? 'deferred' : 'rejected';
+  e.outcome = 'rejected';
   let why: string;
   let reply = '554 5.7.1';
   if (nullSender) {
@@ -144,7 +144,7 @@ function explainUnrouted(plan: RoutePlan, e: Explanation): Explanation {
   }
   e.matched.push({ table: 'main.cf', key: 'default_transport', value: UNROUTED_TRANSPORT });
   e.reason = nullSender
-    ? `${why}: clients' MAIL FROM:<> is rejected at submission; bounces the node generates wait in the queue (retry:) until bounce_queue_lifetime`
+    ? `${why}: submission (MAIL FROM:<>) is rejected with ${reply}; bounces the node generates wait in the queue (retry:) until bounce_queue_lifetime`
     : `${why}: submission is ${reply.startsWith('4') ? 'refused for now' : 'rejected'} with ${reply}; mail already queued is held by the retry: default transport and never leaves`;
   return e;
 }

@@ -13,6 +13,7 @@ import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/post
 import { labGate } from '../lab/requirements.js';
 import { startSmartHost, type SmartHost } from '../lab/smart-host.js';
 import { sendMail } from '../lab/submit.js';
+import { smtpDialogue } from '../postfix/postfix-harness.js';
 
 const labOk = labGate('truth test');
 
@@ -193,6 +194,18 @@ describe.skipIf(!labOk)('the truth test: explanation = what real Postfix and the
         for (const other of hosts) {
           if (other !== host) expect(other.received.some((message) => message.messageId === sent.messageId), context).toBe(false);
         }
+      }
+
+      // The null sender, both ways the API takes it: the explanation is smtpd's answer to MAIL FROM:<>.
+      const [, , reply] = await smtpDialogue(node.smtpPort, ['EHLO client.lab.test', 'MAIL FROM:<>', 'RCPT TO:<rcpt0@dest0.example>', 'QUIT']);
+      for (const sender of ['', '<>']) {
+        const explained = await t.app.inject({ method: 'GET', url: `/v1/routes/explain?sender=${encodeURIComponent(sender)}&recipient=rcpt0%40dest0.example`, headers: admin.headers });
+        const explanation = explained.json<{ outcome: string; reason: string; matched: Array<{ table: string; key: string }> }>();
+        const context = `round ${round}, null sender ${JSON.stringify(sender)}: smtpd said ${reply}; explained ${explanation.reason}`;
+        expect(reply, context).toMatch(/^554 5\.7\.1 /);
+        expect(explanation.outcome, context).toBe('rejected');
+        expect(explanation.reason, context).toContain(reply!.slice(0, 9));
+        expect(explanation.matched[0], context).toMatchObject({ table: 'sender_access', key: '<>' });
       }
     }
   });

@@ -274,7 +274,10 @@ describe('senders without a route', () => {
   it('mail already queued is held by retry:, never sent directly or via a relay', () => {
     const e = explainRoute(snapshot({ tenants: [tenant('off', { status: 'suspended' })], relays: [relay('r')], domains: [domain('d1', 'off', 's.example', { relayId: 'r' })] }), 'a@s.example', 'b@gmail.test');
     expect(e).toMatchObject({ outcome: 'rejected', service: 'retry', nexthops: [], credentialId: null });
-    expect(explainRoute(snapshot(), '', 'a@s.example')).toMatchObject({ outcome: 'deferred', service: 'retry' });
+    const bounce = explainRoute(snapshot(), '', 'a@s.example');
+    expect(bounce).toMatchObject({ outcome: 'rejected', service: 'retry', nexthops: [] });
+    expect(bounce.matched[0]).toEqual({ table: 'sender_access', key: '<>', value: expect.stringMatching(/^REJECT /) });
+    expect(bounce.reason).toContain('554 5.7.1');
   });
 
   it('explains which restriction refuses a sender, and with which reply', () => {

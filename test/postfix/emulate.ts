@@ -17,12 +17,17 @@
  *    domain nexthops only (smtp_tls_policy.c), else the service's smtp_tls_security_level;
  * 4. qmgr: `<service>_destination_*` parameters in main.cf.
  */
+import path from 'node:path';
 import type { Explanation, Snapshot } from '../../src/postfix/index.js';
 import { parseParams, type StagedConfig } from './postfix-harness.js';
 
 export interface PostfixAnswer {
   senderAccess: string;
-  outcome: 'relay' | 'direct' | 'rejected' | 'deferred';
+  /** Where smtpd's verdict came from: a table's key, or main.cf's smtpd_sender_restrictions (a static: map or a built-in restriction). */
+  decidedBy: { table: string; key: string } | null;
+  /** smtpd's reply code when it refuses the sender (access_map_reject_code 554 for REJECT, 504 for reject_non_fqdn_sender, an entry's own 4NN). */
+  reply: string | null;
+  outcome: 'relay' | 'direct' | 'rejected';
   service: string;
   nexthops: string[];
   /** Raw SASL map value per nexthop (`user:secret`), or null when nothing matched / AUTH is off. */
@@ -151,18 +156,29 @@ export async function askPostfix(cfg: StagedConfig, config: PostfixConfig, pairs
 
   const routes = pairs.map(([sender, recipient]) => {
     let access = '(no match)';
+    let decidedBy: PostfixAnswer['decidedBy'] = null;
+    let reply: string | null = null;
     for (const restriction of restrictions) {
       let verdict: string | undefined;
+      let by: PostfixAnswer['decidedBy'] = { table: 'main.cf', key: 'smtpd_sender_restrictions' };
       if (restriction.kind === 'non-fqdn') {
         const domain = sender.includes('@') ? sender.slice(sender.lastIndexOf('@') + 1) : '';
         if (sender !== '' && !domain.includes('.') && !domain.startsWith('[')) verdict = 'REJECT need fully-qualified address';
       } else if (restriction.spec.startsWith('static:')) {
         verdict = restriction.spec.slice('static:{'.length, -1).trim();
       } else {
-        verdict = first(phase1.get(restriction.spec), accessKeys(sender, parentMatches));
+        const found = phase1.get(restriction.spec);
+        const key = accessKeys(sender, parentMatches).find((k) => found.has(k));
+        verdict = key === undefined ? undefined : found.get(key);
+        by = key === undefined ? null : { table: path.posix.basename(restriction.spec.slice(restriction.spec.indexOf(':') + 1)), key };
       }
       if (verdict === undefined || verdict === 'DUNNO') continue;
       access = verdict;
+      decidedBy = by;
+      if (verdict.startsWith('REJECT')) reply = restriction.kind === 'non-fqdn' ? '504 5.5.2' : '554 5.7.1';
+      // An access table's `4NN x.y.z text` answers with its own code.
+      const coded = /^([45]\d\d [245]\.\d{1,3}\.\d{1,3}) /.exec(verdict);
+      if (coded !== null) reply = coded[1]!;
       break;
     }
     const transport = first(phase1.get(transportSpec), senderKeys(sender)) ?? main.get('default_transport') ?? 'smtp';
@@ -171,7 +187,7 @@ export async function askPostfix(cfg: StagedConfig, config: PostfixConfig, pairs
     let nexthop = colon < 0 ? '' : transport.slice(colon + 1);
     if (nexthop === '') nexthop = first(phase1.get(relaySpec), senderKeys(sender)) ?? (main.get('relayhost') || recipient.slice(recipient.lastIndexOf('@') + 1).toLowerCase());
     const nexthops = nexthop.split(/[,\s]+/).filter(Boolean);
-    return { sender, access, service, nexthops };
+    return { sender, access, decidedBy, reply, service, nexthops };
   });
 
   const phase2 = new Batch();
@@ -193,12 +209,11 @@ export async function askPostfix(cfg: StagedConfig, config: PostfixConfig, pairs
 
   return routes.map((r, i) => {
     const saslPlan = saslPlans[i];
-    // REJECT (554) for good, or a 4NN code (a quarantined sender: 451) for now: either way refused at submission.
+    // REJECT (554) for good, or a 4NN code (a quarantined sender: 451) for now: either way refused at
+    // submission. smtpd's verdict decides for every sender, the null sender included.
     const rejected = r.access.startsWith('REJECT') || /^4\d\d /.test(r.access);
     const outcome: PostfixAnswer['outcome'] = rejected
-      ? r.sender === ''
-        ? 'deferred'
-        : 'rejected'
+      ? 'rejected'
       : r.service === 'retry' || r.service === 'error'
         ? 'rejected'
         : r.nexthops.every((n) => n.startsWith('['))
@@ -220,7 +235,7 @@ export async function askPostfix(cfg: StagedConfig, config: PostfixConfig, pairs
     if (c !== undefined) limitParams.concurrency = Number(c);
     if (d !== undefined) limitParams.rateDelaySeconds = Number(d.replace(/s$/, ''));
     if (n !== undefined) limitParams.recipientsPerMessage = Number(n);
-    return { senderAccess: r.access, outcome, service: r.service, nexthops: routed ? r.nexthops : [], sasl, tls, limitParams };
+    return { senderAccess: r.access, decidedBy: r.decidedBy, reply: r.reply, outcome, service: r.service, nexthops: routed ? r.nexthops : [], sasl, tls, limitParams };
   });
 }
 
@@ -233,6 +248,9 @@ export function differences(snapshot: Snapshot, e: Explanation, a: PostfixAnswer
   same('outcome', e.outcome, a.outcome);
   const access = e.matched.find((m) => m.table === 'sender_access');
   if (access !== undefined) same('sender_access', access.value, a.senderAccess);
+  const decided = e.matched[0];
+  same('decided by', decided === undefined ? null : { table: decided.table, key: decided.key }, a.decidedBy);
+  if (a.reply !== null && !e.reason.includes(a.reply)) diffs.push(`reply: Postfix answers ${a.reply}, the explanation says ${JSON.stringify(e.reason)}`);
   same('service', e.service, a.service);
   same('nexthops', e.nexthops, a.nexthops);
   if (e.outcome === 'relay' || e.outcome === 'direct') {
