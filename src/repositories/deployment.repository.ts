@@ -42,11 +42,13 @@ export function createDeploymentRepository() {
     abandonRunning(db: Db, finishedAt: Date) {
       return db.deployment.updateMany({ where: { state: 'running' }, data: { state: 'failed' as DeploymentState, finishedAt } });
     },
+    /** A node id must be of a node locked by NodeRepository.lockRegistered in the same transaction (or null). */
     createNodeRuns(db: Db, rows: Prisma.NodeDeploymentCreateManyInput[]) {
-      return db.nodeDeployment.createMany({ data: rows });
+      return db.nodeDeployment.createManyAndReturn({ data: rows, select: { id: true, nodeId: true } });
     },
-    updateNodeRun(db: Db, deploymentId: string, nodeId: string, data: Prisma.NodeDeploymentUncheckedUpdateManyInput) {
-      return db.nodeDeployment.updateMany({ where: { deploymentId, nodeId }, data });
+    /** By the run's own id: its node id is cleared when the node is deleted. */
+    async updateNodeRun(db: Db, id: string, data: Prisma.NodeDeploymentUncheckedUpdateManyInput) {
+      await db.nodeDeployment.updateMany({ where: { id }, data });
     },
   };
 }

@@ -1,6 +1,13 @@
 import type { Db } from '../db/prisma.js';
-import type { Prisma } from '../generated/prisma/client.js';
+import type { Node, Prisma } from '../generated/prisma/client.js';
 import { CONFIG_CHANNEL } from '../deploy/sync-worker.js';
+
+/** Where and how a node is reached: a result obtained at one address says nothing about another. */
+export type NodeAddress = Pick<Node, 'sshHost' | 'sshPort' | 'sshUser' | 'hostKey' | 'configDir'>;
+
+export function addressOf(node: NodeAddress): NodeAddress {
+  return { sshHost: node.sshHost, sshPort: node.sshPort, sshUser: node.sshUser, hostKey: node.hostKey, configDir: node.configDir };
+}
 
 export function createNodeRepository() {
   return {
@@ -25,9 +32,27 @@ export function createNodeRepository() {
       const result = await db.node.updateMany({ where: { id, version: expectedVersion }, data: { ...data, version: { increment: 1 } } });
       return result.count === 1 ? db.node.findUnique({ where: { id } }) : null;
     },
-    /** What the worker and checks learn about a node: never bumps the admin-facing version. */
-    async recordStatus(db: Db, id: string, data: Pick<Prisma.NodeUncheckedUpdateInput, 'liveVersion' | 'driftDetected' | 'lastDeployedAt' | 'lastError' | 'lastCheckAt'>) {
-      await db.node.updateMany({ where: { id }, data });
+    /**
+     * What the worker and checks learn about a node: never bumps the admin-facing version. With
+     * `at`, written only while the node still has that address; false when nothing was written.
+     */
+    async recordStatus(
+      db: Db,
+      id: string,
+      data: Pick<Prisma.NodeUncheckedUpdateInput, 'liveVersion' | 'driftDetected' | 'lastDeployedAt' | 'lastError' | 'lastCheckAt'>,
+      at?: NodeAddress,
+    ): Promise<boolean> {
+      const result = await db.node.updateMany({ where: { id, ...at }, data });
+      return result.count === 1;
+    },
+    /**
+     * The ids of these nodes still registered, their rows locked (FOR KEY SHARE) until the
+     * transaction ends: a concurrent delete waits, then clears the node id of rows written here.
+     */
+    async lockRegistered(db: Db, ids: string[]): Promise<Set<string>> {
+      if (ids.length === 0) return new Set();
+      const rows = await db.$queryRaw<Array<{ id: string }>>`SELECT id::text AS id FROM nodes WHERE id = ANY(${ids}::uuid[]) FOR KEY SHARE`;
+      return new Set(rows.map((row) => row.id));
     },
     delete(db: Db, id: string) {
       return db.node.delete({ where: { id } });

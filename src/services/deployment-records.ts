@@ -1,8 +1,8 @@
 /** How deployments are shown and recorded: API shapes, the per-node record, the overall state, the cursor. */
-import type { NodeSyncResult } from '../deploy/index.js';
-import type { Deployment, DeploymentState, Node, NodeDeployment, Prisma } from '../generated/prisma/client.js';
+import type { Deployment, DeploymentState, NodeDeployment, Prisma } from '../generated/prisma/client.js';
 import { cursorCodec } from '../lib/pagination.js';
 import type { DeploymentCursor } from '../repositories/deployment.repository.js';
+import { syncError, type NodeOutcome } from './node-runner.js';
 
 export type DeploymentRow = Deployment & { nodes: NodeDeployment[] };
 export type NodeRun = Omit<Prisma.NodeDeploymentCreateManyInput, 'deploymentId'>;
@@ -51,16 +51,17 @@ export function decodeDeploymentCursor(cursor: string | undefined): DeploymentCu
 }
 
 /** Per-node record of a sync result; steps keep their timings, errors are short and secret-free. */
-export function nodeRun(node: Node, result: NodeSyncResult): NodeRun {
+export function nodeRun({ node, result, skipped }: NodeOutcome, at: Date): NodeRun {
+  const base = { nodeId: node.id, nodeName: node.name };
+  if (result === null) return { ...base, state: 'skipped', attempts: 0, previousVersion: null, startedAt: at, finishedAt: at, error: skipped, steps: [] };
   return {
-    nodeId: node.id,
-    nodeName: node.name,
-    state: result.state,
+    ...base,
+    state: skipped !== null ? 'skipped' : result.state,
     attempts: result.attempts,
     previousVersion: result.previousVersion,
     startedAt: result.startedAt,
     finishedAt: result.finishedAt,
-    error: result.error?.slice(0, 500) ?? null,
+    error: skipped ?? syncError(result),
     steps: result.steps.map((s) => ({
       step: s.step,
       startedAt: s.startedAt.toISOString(),
@@ -72,8 +73,10 @@ export function nodeRun(node: Node, result: NodeSyncResult): NodeRun {
   };
 }
 
-export function overallState(results: NodeSyncResult[]): DeploymentState {
-  const ok = results.filter((r) => r.state === 'live' || r.state === 'unchanged').length;
-  if (ok === results.length) return 'succeeded';
+/** Over the nodes the run counts for: one skipped (deleted, disabled or re-addressed) counts for none. */
+export function overallState(outcomes: NodeOutcome[]): DeploymentState {
+  const counted = outcomes.flatMap(({ result, skipped }) => (result !== null && skipped === null ? [result] : []));
+  const ok = counted.filter((r) => r.state === 'live' || r.state === 'unchanged').length;
+  if (ok === counted.length) return 'succeeded';
   return ok === 0 ? 'failed' : 'partial';
 }

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { PrismaClient } from '../db/prisma.js';
-import { ConnectionPool, mapLimit, syncNode, type Bundle, type NodeConnection, type NodeSyncResult, type NodeTarget, type SyncHandlers } from '../deploy/index.js';
-import type { DeploymentReason, Node } from '../generated/prisma/client.js';
+import type { Bundle, NodeConnection, NodeTarget, SyncHandlers } from '../deploy/index.js';
+import type { DeploymentReason } from '../generated/prisma/client.js';
 import { ForbiddenError, NotFoundError, UnprocessableError } from '../lib/errors.js';
 import type { PageRequest } from '../lib/pagination.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
@@ -11,6 +11,7 @@ import type { NodeRepository } from '../repositories/node.repository.js';
 import type { ConfigService } from './config.service.js';
 import type { DeployMetrics } from './deploy-metrics.js';
 import { decodeDeploymentCursor, encodeDeploymentCursor, nodeRun, overallState, presentDeployment } from './deployment-records.js';
+import { createNodeRunner, type NodeOutcome } from './node-runner.js';
 import { isAdmin, type RequestContext } from './principal.js';
 
 /** How the control plane reaches nodes. The private key is a file, read at each use, never stored. */
@@ -75,8 +76,7 @@ interface Deps {
 export function createDeploymentService(deps: Deps) {
   const now = deps.now ?? (() => new Date());
   const { prisma } = deps;
-  // Deploys only: usage collection keeps its own connections (another lane, its own schedule).
-  const pool = new ConnectionPool({ idleMs: deps.ssh.idleMs, ...(deps.ssh.connect !== undefined ? { connect: deps.ssh.connect } : {}) });
+  const runner = createNodeRunner({ prisma, nodes: deps.nodes, ssh: deps.ssh, readPrivateKey: deps.readPrivateKey, metrics: deps.metrics, log: deps.log, now });
 
   async function compile(options: { verify?: boolean } = {}): Promise<Compiled | { error: string }> {
     try {
@@ -86,63 +86,10 @@ export function createDeploymentService(deps: Deps) {
     }
   }
 
-  /** Syncs every node, at most `concurrency` at once; one slow or dead node never holds the others. */
-  async function syncAll(nodes: Node[], bundle: Bundle, hooks: { started?: (node: Node) => Promise<void>; done?: (node: Node, result: NodeSyncResult) => Promise<void> } = {}) {
-    let privateKey: string | undefined;
-    let keyError: string | undefined;
-    try {
-      privateKey = await deps.readPrivateKey();
-    } catch (error) {
-      keyError = (error as Error).message;
-    }
-    return mapLimit(nodes, deps.ssh.concurrency, async (node): Promise<[Node, NodeSyncResult]> => {
-      await hooks.started?.(node);
-      const startedAt = now();
-      const result: NodeSyncResult =
-        privateKey === undefined
-          ? { state: 'failed', attempts: 0, previousVersion: null, liveVersion: null, driftFound: false, hostKeyMismatch: false, error: keyError, steps: [], warnings: [], startedAt, finishedAt: startedAt }
-          : await syncNode({ host: node.sshHost, port: node.sshPort, username: node.sshUser, privateKey, hostKey: node.hostKey }, bundle, {
-              configDir: node.configDir,
-              retry: deps.ssh.retry,
-              connectTimeoutMs: deps.ssh.connectTimeoutMs,
-              ...(deps.ssh.keepReleases !== undefined ? { keepReleases: deps.ssh.keepReleases } : {}),
-              connect: (target) => pool.acquire(target),
-            });
-      await recordNodeStatus(node, result, bundle.version);
-      await hooks.done?.(node, result);
-      const seconds = (result.finishedAt.getTime() - result.startedAt.getTime()) / 1000;
-      deps.metrics.nodeSynced(result.state, seconds);
-      const log = result.state === 'failed' || result.state === 'rolled_back' ? deps.log.warn.bind(deps.log) : deps.log.info.bind(deps.log);
-      log({ nodeId: node.id, node: node.name, state: result.state, attempts: result.attempts, seconds, error: result.error }, 'node sync finished');
-      return [node, result];
-    });
-  }
-
-  /** What the node is known to run now, and its last error. */
-  async function recordNodeStatus(node: Node, result: NodeSyncResult, version: string) {
-    const at = result.finishedAt;
-    if (result.state === 'live' || result.state === 'unchanged') {
-      await deps.nodes.recordStatus(prisma, node.id, {
-        liveVersion: version,
-        driftDetected: false,
-        lastError: null,
-        lastCheckAt: at,
-        ...(result.state === 'live' ? { lastDeployedAt: at } : {}),
-      });
-      return;
-    }
-    await deps.nodes.recordStatus(prisma, node.id, {
-      ...(result.previousVersion !== null ? { liveVersion: result.previousVersion } : {}),
-      driftDetected: result.driftFound || node.driftDetected,
-      lastError: result.error?.slice(0, 500) ?? result.state,
-      lastCheckAt: at,
-    });
-  }
-
-  function auditRollbacks(tx: Parameters<AuditRepository['record']>[0], deployment: { id: string; requestedBy: string | null }, results: Array<[Node, NodeSyncResult]>) {
+  function auditRollbacks(tx: Parameters<AuditRepository['record']>[0], deployment: { id: string; requestedBy: string | null }, outcomes: NodeOutcome[]) {
     return Promise.all(
-      results
-        .filter(([, r]) => r.state === 'rolled_back')
+      outcomes
+        .flatMap(({ node, result }) => (result?.state === 'rolled_back' ? [[node, result] as const] : []))
         .map(([node, r]) =>
           deps.audit.record(tx, {
             actorKeyId: deployment.requestedBy,
@@ -157,18 +104,18 @@ export function createDeploymentService(deps: Deps) {
     );
   }
 
-  async function finish(deployment: { id: string; reason: DeploymentReason; requestedBy: string | null }, compiled: Compiled, results: Array<[Node, NodeSyncResult]>) {
-    const state = overallState(results.map(([, r]) => r));
+  async function finish(deployment: { id: string; reason: DeploymentReason; requestedBy: string | null }, compiled: Compiled, outcomes: NodeOutcome[]) {
+    const state = overallState(outcomes);
     await prisma.$transaction(async (tx) => {
       await deps.deployments.update(tx, deployment.id, { state, finishedAt: now() });
-      await auditRollbacks(tx, deployment, results);
+      await auditRollbacks(tx, deployment, outcomes);
       await deps.audit.record(tx, {
         actorKeyId: deployment.requestedBy,
         tenantId: null,
         action: 'deployment.finished',
         resourceType: 'deployment',
         resourceId: deployment.id,
-        changes: { state, reason: deployment.reason, version: compiled.bundle.version, nodes: Object.fromEntries(results.map(([n, r]) => [n.name, r.state])) },
+        changes: { state, reason: deployment.reason, version: compiled.bundle.version, nodes: Object.fromEntries(outcomes.map(({ node, result, skipped }) => [node.name, skipped !== null || result === null ? 'skipped' : result.state])) },
         requestId: null,
       });
     });
@@ -204,24 +151,30 @@ export function createDeploymentService(deps: Deps) {
 
   /** Runs a deployment row that exists (pending) on every enabled node, recording progress as it goes. */
   async function execute(deployment: { id: string; reason: DeploymentReason; requestedBy: string | null }, compiled: Compiled) {
-    const nodes = await deps.nodes.listEnabled(prisma);
-    await prisma.$transaction(async (tx) => {
+    const listed = await deps.nodes.listEnabled(prisma);
+    const { nodes, runIds } = await prisma.$transaction(async (tx) => {
       await deps.deployments.update(tx, deployment.id, {
         state: 'running',
         startedAt: now(),
         version: compiled.bundle.version,
         credentialIds: compiled.credentialIds,
       });
-      await deps.deployments.createNodeRuns(tx, nodes.map((node) => ({ deploymentId: deployment.id, nodeId: node.id, nodeName: node.name, state: 'pending' })));
+      // A node deleted since the list was read gets no run (and no deploy).
+      const registered = await deps.nodes.lockRegistered(tx, listed.map((node) => node.id));
+      const targets = listed.filter((node) => registered.has(node.id));
+      const runs = await deps.deployments.createNodeRuns(tx, targets.map((node) => ({ deploymentId: deployment.id, nodeId: node.id, nodeName: node.name, state: 'pending' })));
+      return { nodes: targets, runIds: new Map(runs.map((run) => [run.nodeId, run.id])) };
     });
-    const results = await syncAll(nodes, compiled.bundle, {
-      started: (node) => deps.deployments.updateNodeRun(prisma, deployment.id, node.id, { state: 'running', startedAt: now() }).then(() => undefined),
-      done: (node, result) => {
-        const { nodeId: _id, nodeName: _name, ...data } = nodeRun(node, result);
-        return deps.deployments.updateNodeRun(prisma, deployment.id, node.id, data).then(() => undefined);
+    // Runs are found by their own id: a node deleted during the run leaves its run without a node id.
+    const runOf = (nodeId: string) => runIds.get(nodeId)!;
+    const outcomes = await runner.syncAll(nodes, compiled.bundle, {
+      started: (node) => deps.deployments.updateNodeRun(prisma, runOf(node.id), { state: 'running', startedAt: now() }),
+      done: (outcome) => {
+        const { nodeId: _id, nodeName: _name, ...data } = nodeRun(outcome, now());
+        return deps.deployments.updateNodeRun(prisma, runOf(outcome.node.id), data);
       },
     });
-    await finish(deployment, compiled, results);
+    await finish(deployment, compiled, outcomes);
   }
 
   const handlers: SyncHandlers = {
@@ -271,22 +224,33 @@ export function createDeploymentService(deps: Deps) {
       }
       const nodes = await deps.nodes.listEnabled(prisma);
       const startedAt = now();
-      const results = await syncAll(nodes, compiled.bundle);
+      const outcomes = await runner.syncAll(nodes, compiled.bundle);
       const version = compiled.bundle.version;
-      const worth = results.some(([n, r]) => r.state === 'live' || r.state === 'rolled_back' || (r.state === 'failed' && n.liveVersion !== version));
+      const worth = outcomes.some(
+        ({ node, result: r }) => r !== null && (r.state === 'live' || r.state === 'rolled_back' || (r.state === 'failed' && node.liveVersion !== version)),
+      );
       if (worth) {
         const row = await prisma.$transaction(async (tx) => {
           const created = await deps.deployments.create(tx, {
             version,
             reason: 'reconcile',
-            state: overallState(results.map(([, r]) => r)),
+            state: overallState(outcomes),
             credentialIds: compiled.credentialIds,
             startedAt,
           });
-          await deps.deployments.createNodeRuns(tx, results.map(([node, r]) => ({ deploymentId: created.id, ...nodeRun(node, r) })));
+          // Written after the fact: a node deleted meanwhile keeps its run, by name only.
+          const registered = await deps.nodes.lockRegistered(tx, outcomes.map(({ node }) => node.id));
+          const at = now();
+          await deps.deployments.createNodeRuns(
+            tx,
+            outcomes.map((outcome) => {
+              const run = nodeRun(outcome, at);
+              return { deploymentId: created.id, ...run, nodeId: registered.has(outcome.node.id) ? outcome.node.id : null };
+            }),
+          );
           return created;
         });
-        await finish(row, compiled, results);
+        await finish(row, compiled, outcomes);
       } else {
         await retireSuperseded(compiled);
       }
@@ -302,7 +266,7 @@ export function createDeploymentService(deps: Deps) {
 
     /** Closes the SSH connections kept for the next deploy (a running deploy's closes when it ends). */
     close() {
-      pool.close();
+      runner.close();
     },
 
     /** Asks the leading sync worker (whichever process it runs in) for a deploy now. */

@@ -240,8 +240,8 @@ export function createNodeService(deps: Deps) {
       const current = await load(ctx, id);
       assertVersion(current.version, expected, 'node');
       const data = normalized(input);
-      // A new address or key means the node's recorded state may be someone else's.
-      const moved = ['sshHost', 'sshPort', 'hostKey', 'configDir'].some((f) => f in data && data[f as keyof typeof data] !== current[f as keyof Node]);
+      // A new address, user or key means the node's recorded state may be someone else's.
+      const moved = ['sshHost', 'sshPort', 'sshUser', 'hostKey', 'configDir'].some((f) => f in data && data[f as keyof typeof data] !== current[f as keyof Node]);
       const node = await deps.prisma
         .$transaction(async (tx) => {
           const row = await deps.nodes.update(tx, id, current.version, moved ? { ...data, liveVersion: null, driftDetected: false, lastError: null } : data);

@@ -1,0 +1,148 @@
+/**
+ * Runs one bundle on nodes and records what each node runs afterwards. Nodes change under a run:
+ *
+ * - Each node is read again at its turn. One deleted or disabled since the run's list was read is
+ *   skipped; one re-addressed is deployed at its new address.
+ * - A node re-addressed while its own deploy runs: the deploy finishes at the address read at its
+ *   turn, but the node's status is written only while it still has that address (compare-and-set),
+ *   and the run is recorded as skipped. The stale result never makes the new address look up to
+ *   date, and the update's own notification makes the worker deploy again right after this run.
+ * - A node deleted while its deploy runs: the result is recorded as it happened (the deployment's
+ *   row for it keeps the node's name; its node id is cleared by the delete).
+ */
+import type { PrismaClient } from '../db/prisma.js';
+import { ConnectionPool, mapLimit, syncNode, type Bundle, type NodeConnection, type NodeSyncResult, type NodeTarget } from '../deploy/index.js';
+import type { Node } from '../generated/prisma/client.js';
+import { addressOf, type NodeRepository } from '../repositories/node.repository.js';
+import type { DeployMetrics } from './deploy-metrics.js';
+
+export interface NodeOutcome {
+  /** The node as it was read at its turn (as listed, when it was gone by then). */
+  node: Node;
+  /** null: skipped before anything was sent. */
+  result: NodeSyncResult | null;
+  /** Why the run does not count as what the node runs now; null when it does. */
+  skipped: string | null;
+}
+
+export interface RunnerSettings {
+  /** SSH handshake timeout per attempt (a dead node must not hold a run). */
+  connectTimeoutMs: number;
+  /** Nodes deployed at once. */
+  concurrency: number;
+  retry: { attempts: number; baseDelayMs: number };
+  keepReleases?: number | undefined;
+  /** A node's connection stays open this long after a deploy, for the next one (0: never reused). */
+  idleMs: number;
+  connect?: ((target: NodeTarget) => Promise<NodeConnection>) | undefined;
+}
+
+interface Deps {
+  prisma: PrismaClient;
+  nodes: NodeRepository;
+  ssh: RunnerSettings;
+  readPrivateKey: () => Promise<string>;
+  metrics: DeployMetrics;
+  log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+  now: () => Date;
+}
+
+export interface RunHooks {
+  /** The node's sync starts (not called for a node skipped at its turn). */
+  started?: (node: Node) => Promise<void>;
+  done?: (outcome: NodeOutcome) => Promise<void>;
+}
+
+/** The node's last error as the API shows it. */
+export function syncError(result: NodeSyncResult): string | null {
+  const ok = result.state === 'live' || result.state === 'unchanged';
+  return (result.error ?? (ok ? null : result.state))?.slice(0, 500) ?? null;
+}
+
+export function createNodeRunner(deps: Deps) {
+  const { prisma, now } = deps;
+  // Deploys only: usage collection keeps its own connections (another lane, its own schedule).
+  const pool = new ConnectionPool({ idleMs: deps.ssh.idleMs, ...(deps.ssh.connect !== undefined ? { connect: deps.ssh.connect } : {}) });
+
+  /** What the node runs now and its last error, if it still has the address the result is from. */
+  function recordStatus(node: Node, result: NodeSyncResult, version: string): Promise<boolean> {
+    const at = result.finishedAt;
+    if (result.state === 'live' || result.state === 'unchanged') {
+      return deps.nodes.recordStatus(
+        prisma,
+        node.id,
+        { liveVersion: version, driftDetected: false, lastError: null, lastCheckAt: at, ...(result.state === 'live' ? { lastDeployedAt: at } : {}) },
+        addressOf(node),
+      );
+    }
+    return deps.nodes.recordStatus(
+      prisma,
+      node.id,
+      {
+        ...(result.previousVersion !== null ? { liveVersion: result.previousVersion } : {}),
+        driftDetected: result.driftFound || node.driftDetected,
+        lastError: syncError(result),
+        lastCheckAt: at,
+      },
+      addressOf(node),
+    );
+  }
+
+  async function syncOne(node: Node, bundle: Bundle, privateKey: string | { error: string }): Promise<NodeSyncResult> {
+    if (typeof privateKey !== 'string') {
+      const at = now();
+      return { state: 'failed', attempts: 0, previousVersion: null, liveVersion: null, driftFound: false, hostKeyMismatch: false, error: privateKey.error, steps: [], warnings: [], startedAt: at, finishedAt: at };
+    }
+    return syncNode({ host: node.sshHost, port: node.sshPort, username: node.sshUser, privateKey, hostKey: node.hostKey }, bundle, {
+      configDir: node.configDir,
+      retry: deps.ssh.retry,
+      connectTimeoutMs: deps.ssh.connectTimeoutMs,
+      ...(deps.ssh.keepReleases !== undefined ? { keepReleases: deps.ssh.keepReleases } : {}),
+      connect: (target) => pool.acquire(target),
+    });
+  }
+
+  /** One node's turn: read it again, sync it, record what it runs. */
+  async function turn(listed: Node, bundle: Bundle, privateKey: string | { error: string }, hooks: RunHooks): Promise<NodeOutcome> {
+    const node = await deps.nodes.findById(prisma, listed.id);
+    if (node === null || !node.enabled) {
+      const outcome = { node: node ?? listed, result: null, skipped: node === null ? 'deleted before its turn: nothing was sent' : 'disabled before its turn: nothing was sent' };
+      await hooks.done?.(outcome);
+      deps.log.info({ nodeId: listed.id, node: listed.name, reason: outcome.skipped }, 'node sync skipped');
+      return outcome;
+    }
+    await hooks.started?.(node);
+    const result = await syncOne(node, bundle, privateKey);
+    let skipped: string | null = null;
+    if (!(await recordStatus(node, result, bundle.version)) && (await deps.nodes.findById(prisma, node.id)) !== null) {
+      skipped = `re-addressed during its deploy: this ran at ${node.sshHost}:${node.sshPort} ${node.configDir}; the node's new address is deployed next`;
+    }
+    const outcome = { node, result, skipped };
+    await hooks.done?.(outcome);
+    const seconds = (result.finishedAt.getTime() - result.startedAt.getTime()) / 1000;
+    deps.metrics.nodeSynced(result.state, seconds);
+    const log = result.state === 'failed' || result.state === 'rolled_back' || skipped !== null ? deps.log.warn.bind(deps.log) : deps.log.info.bind(deps.log);
+    log({ nodeId: node.id, node: node.name, state: result.state, attempts: result.attempts, seconds, error: result.error, skipped }, 'node sync finished');
+    return outcome;
+  }
+
+  return {
+    /** Syncs every node, at most `concurrency` at once; one slow or dead node never holds the others. */
+    async syncAll(nodes: Node[], bundle: Bundle, hooks: RunHooks = {}): Promise<NodeOutcome[]> {
+      let privateKey: string | { error: string };
+      try {
+        privateKey = await deps.readPrivateKey();
+      } catch (error) {
+        privateKey = { error: (error as Error).message };
+      }
+      return mapLimit(nodes, deps.ssh.concurrency, (node) => turn(node, bundle, privateKey, hooks));
+    },
+
+    /** Closes the SSH connections kept for the next deploy. */
+    close() {
+      pool.close();
+    },
+  };
+}
+
+export type NodeRunner = ReturnType<typeof createNodeRunner>;

@@ -1,0 +1,78 @@
+/**
+ * A barrier on a lab node's side, to hold a deploy at a known point while a test changes things
+ * under it. While armed, the next `postmap` that builds tables over SSH (a deploy's or a repair's
+ * staging step; never `postmap -s` or `-q`, which the drift check and validation use) says it
+ * was reached and waits on a FIFO until the test releases it. One hold per arm. (The FIFO is
+ * opened read-write before `reached` appears, so a release right after it always finds a reader.)
+ *
+ * The wrapper comes first in PATH through the node's SSH home (`.bashrc`, which bash reads for
+ * the commands sshd runs); the node's own Postfix and anything outside SSH are untouched.
+ */
+import { constants, existsSync } from 'node:fs';
+import { appendFile, chmod, mkdir, open, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { PostfixNode } from './postfix-node.js';
+import { runOk, waitUntil } from './util.js';
+
+export interface NodeBarrier {
+  /** The next table-building `postmap` over SSH will hold. */
+  arm(): Promise<void>;
+  /** Resolves once a `postmap` holds at the barrier. */
+  reached(timeoutMs?: number): Promise<void>;
+  /** Lets a held `postmap` go on; false when none was holding (e.g. its session was killed). */
+  release(): Promise<boolean>;
+}
+
+export async function postmapBarrier(node: PostfixNode): Promise<NodeBarrier> {
+  const home = path.join(node.baseDir, 'home');
+  if (!existsSync(home)) throw new Error('postmapBarrier needs the node built with its own SSH home (ownHome)');
+  const dir = path.join(node.baseDir, 'barrier');
+  const bin = path.join(dir, 'bin');
+  const armed = path.join(dir, 'armed');
+  const reachedFile = path.join(dir, 'reached');
+  const gate = path.join(dir, 'gate');
+  await mkdir(bin, { recursive: true });
+  const real = (await runOk('sh', ['-c', 'command -v postmap'])).stdout.trim();
+  await writeFile(
+    path.join(bin, 'postmap'),
+    `#!/bin/sh
+case "$1" in -s|-q) exec ${real} "$@" ;; esac
+if [ -e ${armed} ]; then
+  rm -f ${armed}
+  exec 3<> ${gate}
+  : > ${reachedFile}
+  read -r _ <&3
+  exec 3<&-
+fi
+exec ${real} "$@"
+`,
+  );
+  await chmod(path.join(bin, 'postmap'), 0o755);
+  await runOk('mkfifo', [gate]);
+  await appendFile(path.join(home, '.bashrc'), `export PATH=${bin}:$PATH\n`);
+
+  return {
+    async arm() {
+      await rm(reachedFile, { force: true });
+      await writeFile(armed, '');
+    },
+    reached(timeoutMs = 60_000) {
+      return waitUntil(() => existsSync(reachedFile), timeoutMs, `a postmap to hold at ${node.name}'s barrier`, 20).then(() => undefined);
+    },
+    async release() {
+      await rm(armed, { force: true });
+      // Non-blocking: with no reader holding, opening a FIFO for writing fails (ENXIO) instead of waiting.
+      const handle = await open(gate, constants.O_WRONLY | constants.O_NONBLOCK).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENXIO') return undefined;
+        throw err;
+      });
+      if (handle === undefined) return false;
+      try {
+        await handle.write('go\n');
+      } finally {
+        await handle.close();
+      }
+      return true;
+    },
+  };
+}
