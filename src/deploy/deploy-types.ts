@@ -78,4 +78,15 @@ export interface DeployOptions {
   settleMs?: number;
   /** How long master may take to log the reload (default 10 s). */
   reloadTimeoutMs?: number;
+  /**
+   * Called when the live release is found drifted, before anything is repaired, and awaited: the
+   * caller can show the drift while the repair runs (or after it fails). A throw is a warning.
+   */
+  onDrift?: (drift: DriftReport) => Promise<void>;
+}
+
+export interface DriftReport {
+  /** Bundle files whose content differs, then `main.cf` and/or `master.cf` when the config differs. */
+  files: string[];
+  problems: string[];
 }

@@ -10,6 +10,7 @@ export {
   type DeployState,
   type DeployStep,
   type DeployStepRecord,
+  type DriftReport,
 } from './deploy-types.js';
 export { DeployCheckError, HostKeyMismatchError, RemoteCommandError } from './errors.js';
 export { nodeLayout, type NodeLayout } from './layout.js';

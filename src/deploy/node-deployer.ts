@@ -148,6 +148,7 @@ class DeployRun {
         (p) => (p.length === 0 ? 'in sync' : excerpt(p.join('; '))),
       );
       if (drift.length === 0) return; // idempotent: nothing touched
+      await this.reportDrift(drifted, plan, drift);
       this.repair = true;
       this.releaseDir = this.layout.release(this.bundle.version);
       if (drifted.length > 0) await this.repairFiles(drifted);
@@ -234,6 +235,18 @@ class DeployRun {
       },
       () => `restored ${names.join(', ')}`,
     );
+  }
+
+  /** Tells the caller what drifted before the repair starts; the caller's trouble never stops the repair. */
+  private async reportDrift(drifted: string[], plan: ConfigPlan, problems: string[]): Promise<void> {
+    const files = [...drifted];
+    if (plan.setParams.length + plan.removeParams.length > 0) files.push('main.cf');
+    if (plan.writeServices.length + plan.removeServices.length > 0) files.push('master.cf');
+    try {
+      await this.options.onDrift?.({ files, problems });
+    } catch (err) {
+      this.warnings.push(`reporting the drift failed: ${message(err)}`);
+    }
   }
 
   /** Saves main.cf/master.cf into the release, then runs only the postconf edits that differ. */

@@ -5,7 +5,7 @@
  * records the result.
  */
 import type { Bundle } from './bundle.js';
-import { systemClock, type DeployClock, type DeployEvent, type DeployStepRecord } from './deploy-types.js';
+import { systemClock, type DeployClock, type DeployEvent, type DeployStepRecord, type DriftReport } from './deploy-types.js';
 import { HostKeyMismatchError, excerpt } from './errors.js';
 import { deployBundle } from './node-deployer.js';
 import { connectNode, type NodeConnection, type NodeTarget } from './ssh-transport.js';
@@ -27,6 +27,8 @@ export interface NodeSyncOptions {
   log?: (event: DeployEvent) => void;
   /** Lets a test count connections; production uses connectNode. */
   connect?: (target: NodeTarget) => Promise<NodeConnection>;
+  /** Drift found on the live release, before the repair (see DeployOptions.onDrift). */
+  onDrift?: (drift: DriftReport) => Promise<void>;
 }
 
 export interface NodeSyncResult {
@@ -37,8 +39,10 @@ export interface NodeSyncResult {
   previousVersion: string | null;
   /** What the node runs now, null when unknown (never reached). */
   liveVersion: string | null;
-  /** The live release differed from its version (hand edits) when the deploy looked at it. */
+  /** The live release differed from its version (hand edits) when an attempt looked at it. */
   driftFound: boolean;
+  /** What was found drifted (see DriftReport.files); empty when nothing was. */
+  driftFiles: string[];
   hostKeyMismatch: boolean;
   error?: string;
   steps: DeployStepRecord[];
@@ -55,7 +59,13 @@ export async function syncNode(target: NodeTarget, bundle: Bundle, options: Node
   const connect = options.connect ?? connectNode;
   const startedAt = clock.now();
   let attempts = 0;
-  let last: Omit<NodeSyncResult, 'attempts' | 'startedAt' | 'finishedAt'> | undefined;
+  let last: Omit<NodeSyncResult, 'attempts' | 'startedAt' | 'finishedAt' | 'driftFound' | 'driftFiles'> | undefined;
+  // A repair that failed after the drift was found must still say so, whatever a retry saw.
+  let driftFiles: string[] = [];
+  const onDrift = async (drift: DriftReport) => {
+    driftFiles = drift.files;
+    await options.onDrift?.(drift);
+  };
   while (attempts < Math.max(1, retry.attempts)) {
     if (attempts > 0) await clock.sleep(retry.baseDelayMs * 2 ** (attempts - 1));
     attempts++;
@@ -68,7 +78,6 @@ export async function syncNode(target: NodeTarget, bundle: Bundle, options: Node
         state: 'failed',
         previousVersion: null,
         liveVersion: null,
-        driftFound: false,
         hostKeyMismatch: mismatch,
         error: excerpt(mismatch ? `host key mismatch: ${err.message}` : err instanceof Error ? err.message : String(err), 500),
         steps: [],
@@ -83,14 +92,13 @@ export async function syncNode(target: NodeTarget, bundle: Bundle, options: Node
         clock,
         ...(options.keepReleases !== undefined ? { keepReleases: options.keepReleases } : {}),
         ...(options.log !== undefined ? { log: options.log } : {}),
+        onDrift,
       });
-      const verify = outcome.steps.find((s) => s.step === 'verify-live');
       const error = [outcome.error, outcome.rollbackError && `rollback failed: ${outcome.rollbackError}`].filter(Boolean).join('; ');
       last = {
         state: outcome.state === 'live' ? (outcome.changed ? 'live' : 'unchanged') : outcome.state,
         previousVersion: outcome.previousVersion,
         liveVersion: outcome.state === 'live' ? outcome.version : outcome.state === 'rolled_back' ? outcome.previousVersion : null,
-        driftFound: verify !== undefined && verify.detail !== 'in sync',
         hostKeyMismatch: false,
         ...(error !== '' ? { error: excerpt(error, 500) } : {}),
         steps: outcome.steps,
@@ -102,7 +110,7 @@ export async function syncNode(target: NodeTarget, bundle: Bundle, options: Node
       conn.close();
     }
   }
-  return { ...last!, attempts, startedAt, finishedAt: clock.now() };
+  return { ...last!, driftFound: driftFiles.length > 0, driftFiles, attempts, startedAt, finishedAt: clock.now() };
 }
 
 /** Runs `fn` over `items` with at most `limit` at a time; results in input order. */

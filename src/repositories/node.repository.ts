@@ -39,7 +39,7 @@ export function createNodeRepository() {
     async recordStatus(
       db: Db,
       id: string,
-      data: Pick<Prisma.NodeUncheckedUpdateInput, 'liveVersion' | 'driftDetected' | 'lastDeployedAt' | 'lastError' | 'lastCheckAt'>,
+      data: Pick<Prisma.NodeUncheckedUpdateInput, 'liveVersion' | 'driftDetected' | 'driftFiles' | 'lastDeployedAt' | 'lastError' | 'lastCheckAt'>,
       at?: NodeAddress,
     ): Promise<boolean> {
       const result = await db.node.updateMany({ where: { id, ...at }, data });

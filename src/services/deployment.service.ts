@@ -214,7 +214,7 @@ export function createDeploymentService(deps: Deps) {
     /**
      * Every enabled node against the current config: the deployer verifies a node already on the
      * version (main.cf/master.cf, table digests) and repairs drift. Recorded as a deployment only
-     * when something changed, rolled back, or failed on a node that is behind.
+     * when something changed, rolled back, or failed on a node that is behind or drifted.
      */
     async runReconcile() {
       const compiled = await compile({ verify: true });
@@ -227,7 +227,7 @@ export function createDeploymentService(deps: Deps) {
       const outcomes = await runner.syncAll(nodes, compiled.bundle);
       const version = compiled.bundle.version;
       const worth = outcomes.some(
-        ({ node, result: r }) => r !== null && (r.state === 'live' || r.state === 'rolled_back' || (r.state === 'failed' && node.liveVersion !== version)),
+        ({ node, result: r }) => r !== null && (r.state === 'live' || r.state === 'rolled_back' || (r.state === 'failed' && (node.liveVersion !== version || r.driftFound))),
       );
       if (worth) {
         const row = await prisma.$transaction(async (tx) => {

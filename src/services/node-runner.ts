@@ -9,9 +9,11 @@
  *   date, and the update's own notification makes the worker deploy again right after this run.
  * - A node deleted while its deploy runs: the result is recorded as it happened (the deployment's
  *   row for it keeps the node's name; its node id is cleared by the delete).
+ * - Drift found on a live release is written to the node before the repair starts, so the API
+ *   shows it while the repair runs, and keeps showing it if the repair fails.
  */
 import type { PrismaClient } from '../db/prisma.js';
-import { ConnectionPool, mapLimit, syncNode, type Bundle, type NodeConnection, type NodeSyncResult, type NodeTarget } from '../deploy/index.js';
+import { ConnectionPool, mapLimit, syncNode, type Bundle, type DriftReport, type NodeConnection, type NodeSyncResult, type NodeTarget } from '../deploy/index.js';
 import type { Node } from '../generated/prisma/client.js';
 import { addressOf, type NodeRepository } from '../repositories/node.repository.js';
 import type { DeployMetrics } from './deploy-metrics.js';
@@ -53,10 +55,13 @@ export interface RunHooks {
   done?: (outcome: NodeOutcome) => Promise<void>;
 }
 
-/** The node's last error as the API shows it. */
+/** The node's last error as the API shows it: a failed repair names what stays drifted. */
 export function syncError(result: NodeSyncResult): string | null {
   const ok = result.state === 'live' || result.state === 'unchanged';
-  return (result.error ?? (ok ? null : result.state))?.slice(0, 500) ?? null;
+  const error = result.error ?? (ok ? null : result.state);
+  if (error === null) return null;
+  const drifted = !ok && result.driftFiles.length > 0 ? `drifted ${result.driftFiles.join(', ')}, not repaired: ` : '';
+  return `${drifted}${error}`.slice(0, 500);
 }
 
 export function createNodeRunner(deps: Deps) {
@@ -71,16 +76,17 @@ export function createNodeRunner(deps: Deps) {
       return deps.nodes.recordStatus(
         prisma,
         node.id,
-        { liveVersion: version, driftDetected: false, lastError: null, lastCheckAt: at, ...(result.state === 'live' ? { lastDeployedAt: at } : {}) },
+        { liveVersion: version, driftDetected: false, driftFiles: [], lastError: null, lastCheckAt: at, ...(result.state === 'live' ? { lastDeployedAt: at } : {}) },
         addressOf(node),
       );
     }
+    // A failure never clears a drift seen before: only a sync that ends in sync does.
     return deps.nodes.recordStatus(
       prisma,
       node.id,
       {
         ...(result.previousVersion !== null ? { liveVersion: result.previousVersion } : {}),
-        driftDetected: result.driftFound || node.driftDetected,
+        ...(result.driftFound ? { driftDetected: true, driftFiles: result.driftFiles } : {}),
         lastError: syncError(result),
         lastCheckAt: at,
       },
@@ -88,10 +94,14 @@ export function createNodeRunner(deps: Deps) {
     );
   }
 
+  function recordDrift(node: Node, drift: DriftReport): Promise<void> {
+    return deps.nodes.recordStatus(prisma, node.id, { driftDetected: true, driftFiles: drift.files, lastCheckAt: now() }, addressOf(node)).then(() => undefined);
+  }
+
   async function syncOne(node: Node, bundle: Bundle, privateKey: string | { error: string }): Promise<NodeSyncResult> {
     if (typeof privateKey !== 'string') {
       const at = now();
-      return { state: 'failed', attempts: 0, previousVersion: null, liveVersion: null, driftFound: false, hostKeyMismatch: false, error: privateKey.error, steps: [], warnings: [], startedAt: at, finishedAt: at };
+      return { state: 'failed', attempts: 0, previousVersion: null, liveVersion: null, driftFound: false, driftFiles: [], hostKeyMismatch: false, error: privateKey.error, steps: [], warnings: [], startedAt: at, finishedAt: at };
     }
     return syncNode({ host: node.sshHost, port: node.sshPort, username: node.sshUser, privateKey, hostKey: node.hostKey }, bundle, {
       configDir: node.configDir,
@@ -99,6 +109,7 @@ export function createNodeRunner(deps: Deps) {
       connectTimeoutMs: deps.ssh.connectTimeoutMs,
       ...(deps.ssh.keepReleases !== undefined ? { keepReleases: deps.ssh.keepReleases } : {}),
       connect: (target) => pool.acquire(target),
+      onDrift: (drift) => recordDrift(node, drift),
     });
   }
 

@@ -171,6 +171,7 @@ export function createNodeService(deps: Deps) {
       configStatus: config.status,
       liveVersion: node.liveVersion,
       drift: node.driftDetected || (desired !== null && node.liveVersion !== desired),
+      driftFiles: node.driftDetected ? node.driftFiles : [],
       lastError: node.lastError,
       lastDeployedAt: node.lastDeployedAt?.toISOString() ?? null,
       lastCheckAt: node.lastCheckAt?.toISOString() ?? null,
@@ -244,7 +245,7 @@ export function createNodeService(deps: Deps) {
       const moved = ['sshHost', 'sshPort', 'sshUser', 'hostKey', 'configDir'].some((f) => f in data && data[f as keyof typeof data] !== current[f as keyof Node]);
       const node = await deps.prisma
         .$transaction(async (tx) => {
-          const row = await deps.nodes.update(tx, id, current.version, moved ? { ...data, liveVersion: null, driftDetected: false, lastError: null } : data);
+          const row = await deps.nodes.update(tx, id, current.version, moved ? { ...data, liveVersion: null, driftDetected: false, driftFiles: [], lastError: null } : data);
           if (row === null) throw new PreconditionFailedError('node changed while this request was processed: read it again and retry');
           await deps.nodes.notifyTargetsChanged(tx);
           await deps.audit.record(tx, {

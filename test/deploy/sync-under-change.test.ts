@@ -1,6 +1,7 @@
 /**
  * The sync job while nodes change under it, on the lab (real sshd + Postfix nodes): a node deleted
- * or re-addressed during a deploy or a reconcile. Each run is held at a known point by a barrier on the node's side (its
+ * or re-addressed during a deploy or a reconcile, and drift shown from the moment it is found
+ * until it is repaired. Each run is held at a known point by a barrier on the node's side (its
  * staging `postmap` waits on a FIFO the test releases), never by time. Deploys go one node at a
  * time (concurrency 1, nodes in name order), so "before its turn" is a fact, not a race.
  */
@@ -150,6 +151,51 @@ describe.skipIf(!labOk)('the sync job while nodes change under it', { timeout: 1
     await Promise.allSettled([a, b, s1, s2].map((n) => n?.stop()));
     await stopAllLabNodes();
     await sink?.close();
+  });
+
+  it('a drifted map shows drift and its files from the moment the reconcile finds it until the repair; the repair is recorded', async () => {
+    await handEdit(a);
+    await barrier.arm();
+    const since = new Date();
+    t.app.syncWorker!.enqueue('reconcile');
+    await barrier.reached();
+    // The repair holds at its staging postmap: the drift is already visible.
+    expect(await node('uc-a')).toMatchObject({ drift: true, driftFiles: ['sasl_passwd'] });
+    const listed = ((await api('GET', '/v1/nodes')) as { items: NodeBody[] }).items.find((n) => n.name === 'uc-a');
+    expect(listed).toMatchObject({ drift: true, driftFiles: ['sasl_passwd'] });
+    expect(await node('uc-b')).toMatchObject({ drift: false, driftFiles: [] });
+
+    expect(await barrier.release()).toBe(true);
+    await t.app.syncWorker!.idle();
+    expect(await node('uc-a')).toMatchObject({ drift: false, driftFiles: [], lastError: null });
+    const [repair] = await deploymentsSince(since, 'reconcile');
+    expect(repair?.state, JSON.stringify(repair)).toBe('succeeded');
+    const run = runOf(repair!, 'uc-a')!;
+    expect(run.state).toBe('live');
+    expect(run.steps.find((s) => s.step === 'verify-live')?.detail).toMatch(/files differ from the release: sasl_passwd/);
+    expect(run.steps.find((s) => s.step === 'repair-files')?.detail).toBe('restored sasl_passwd');
+    expect(runOf(repair!, 'uc-b')!.state).toBe('unchanged');
+  });
+
+  it('a repair that fails after the drift was found (node unreachable) leaves drift, its files and lastError', async () => {
+    await handEdit(a);
+    await barrier.arm();
+    const since = new Date();
+    t.app.syncWorker!.enqueue('reconcile');
+    await barrier.reached();
+    await a.stopSsh(); // also ends the held session
+    await t.app.syncWorker!.idle();
+    const down = await node('uc-a');
+    expect(down).toMatchObject({ drift: true, driftFiles: ['sasl_passwd'] });
+    expect(down.lastError).toMatch(/^drifted sasl_passwd, not repaired: /);
+    const [failed] = await deploymentsSince(since, 'reconcile');
+    expect(failed?.state, JSON.stringify(failed)).toBe('partial');
+    expect(runOf(failed!, 'uc-a')).toMatchObject({ state: 'failed', error: expect.stringMatching(/^drifted sasl_passwd, not repaired: /) });
+
+    await a.startSsh();
+    t.app.syncWorker!.enqueue('reconcile');
+    await t.app.syncWorker!.idle();
+    expect(await node('uc-a')).toMatchObject({ drift: false, driftFiles: [], lastError: null });
   });
 
   it('a node deleted while a reconcile runs against another node is skipped at its turn: nothing sent, the run recorded', async () => {
