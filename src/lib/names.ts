@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { toASCII, toUnicode } from 'tr46';
+import { isValidRelayHost } from '../postfix/map-encoding.js';
 import { ValidationError } from './errors.js';
 
 const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -61,7 +62,12 @@ export function normalizeDomainName(field: string, input: string, options: { min
 export function normalizeHost(field: string, input: string): string {
   assertPrintable(field, input);
   if (input.startsWith('[') || input.endsWith(']')) invalid(field, 'must be given without brackets');
-  if (isIP(input) !== 0) return input.toLowerCase();
+  if (isIP(input) !== 0) {
+    const address = input.toLowerCase();
+    // The compiler's own check: Node accepts `::1%lo` as an IPv6 address; no nexthop can carry a zone.
+    if (!isValidRelayHost(address)) invalid(field, 'must be an IP address without a zone (%…) or a DNS name');
+    return address;
+  }
   return normalizeDomainName(field, input, { minLabels: 1 }).ascii;
 }
 

@@ -132,6 +132,7 @@ describe.skipIf(!labOk)('a hostile tenant cannot stop, see or bend anyone elseâ€
       [await call(hostile.headers, 'PUT', `/v1/domains/${domain.id}/limits`, { concurrency: '7' }), 400],
       [await call(hostile.headers, 'POST', `/v1/relays/${shared.id}/credentials`, { username: 'u', secret: 'line\u2028sep', domainId: domain.id }), 400],
       [await call(hostile.headers, 'POST', '/v1/relays', { name: 'cut', host: 'smtp.example.test#evil', port: 587, tls: 'starttls' }), 400],
+      [await call(hostile.headers, 'POST', '/v1/relays', { name: 'zone', host: '::1%lo', port: 587, tls: 'starttls' }), 400],
       [await call(hostile.headers, 'PATCH', `/v1/relays/${shared.id}`, { tls: 'opportunistic' }), 403],
       [await call(hostile.headers, 'PUT', `/v1/relays/${shared.id}/limits`, { concurrency: 1 }), 403],
       [await call(hostile.headers, 'PUT', '/v1/settings', { defaultConcurrency: 1 }), 403],

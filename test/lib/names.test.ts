@@ -64,6 +64,8 @@ describe('names are stored exactly as validated', () => {
     ['ｅｘａｍｐｌｅ.com'], // full-width letters: mapped to ASCII
     ['example\u3002com'], // ideographic full stop: mapped to a dot
     ['smtp.example.com\uff03x'], // full-width number sign: mapped to '#'
+    ['::1%lo'], // an IPv6 zone: Node's isIP accepts it, no nexthop can carry it
+    ['fe80::1%eth0'],
   ])('refuses %j rather than storing another name', (input) => {
     expect(outcome(() => normalizeHost('host', input))).toBe('refused');
     expect(outcome(() => normalizeDomainName('name', input))).toBe('refused');
