@@ -9,6 +9,7 @@ import type { Scope } from '../../src/services/principal.js';
 import type { UsageSettings } from '../../src/services/usage.service.js';
 import type { VerificationSettings } from '../../src/services/domain-verification.service.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
+import { recordResponse } from './spec-responses.js';
 
 export interface TestApp {
   app: FastifyInstance;
@@ -82,6 +83,24 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     ...(options.sync !== undefined
       ? { sync: { databaseUrl: database.url, reconcileIntervalMs: 60_000, debounceMs: 200, leaderPollMs: 500, ...options.sync } }
       : {}),
+  });
+  // Every response any test receives is checked against openapi.yaml (see spec-responses.ts).
+  app.addHook('onSend', async (request, reply, payload) => {
+    // The docs UI's assets are outside the spec by design.
+    const checked = request.method !== 'HEAD' && !request.url.startsWith('/docs');
+    if (checked && (typeof payload === 'string' || payload == null || Buffer.isBuffer(payload))) {
+      const contentType = reply.getHeader('content-type');
+      recordResponse({
+        method: request.method,
+        route: request.routeOptions.url,
+        url: request.url,
+        status: reply.statusCode,
+        contentType: contentType === undefined ? undefined : String(contentType),
+        headers: reply.getHeaders(),
+        body: payload == null ? '' : String(payload),
+      });
+    }
+    return payload;
   });
   await app.ready();
   return {
