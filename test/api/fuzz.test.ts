@@ -218,7 +218,7 @@ it('survives every operation of the spec with hostile input: no 5xx, problems fo
     const contentType = response.headers['content-type']?.toString() ?? '';
     const json = /^application\/(problem\+)?json/.test(contentType) && response.body !== '' ? response.json<Record<string, unknown>>() : undefined;
     const problem = contentType.startsWith('application/problem+json') ? (json as { code?: string }) : undefined;
-    const example = `#${index} ${request.principal} ${sent.method} ${sent.url.slice(0, 160)} content-type=${sent.headers['content-type'] ?? '-'} body=${(sent.payload ?? '').slice(0, 160)} → ${status} ${response.body.slice(0, 240)}`;
+    const example = `#${index} [${label}] ${request.principal} ${sent.method} ${sent.url.slice(0, 160)} content-type=${sent.headers['content-type'] ?? '-'} body=${(sent.payload ?? '').slice(0, 160)} → ${status} ${response.body.slice(0, 240)}`;
 
     const where = op.operationId;
     if (status >= 500) fail(`${status} ${problem?.code ?? ''} (5xx)`, where, example);
