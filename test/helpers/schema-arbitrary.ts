@@ -180,7 +180,7 @@ export interface Mutation {
 
 export const mutationArbitrary: fc.Arbitrary<Mutation> = fc.record({
   kind: fc.constantFrom<Mutation['kind']>(
-    'none', 'none', 'none', 'hostile-string', 'hostile-string', 'hostile-suffix', 'hostile-suffix', 'wrong-type', 'wrong-type',
+    'none', 'none', 'none', 'none', 'none', 'none', 'hostile-string', 'hostile-string', 'hostile-suffix', 'hostile-suffix', 'wrong-type', 'wrong-type',
     'edge-number', 'drop-required', 'extra-field', 'whole-body', 'one-megabyte', 'over-limit',
   ),
   slot: fc.nat(),

@@ -64,11 +64,22 @@ function hints(hostKey: string): SchemaContext['hint'] {
     NodeHostKey: fc.constant(hostKey),
     NodeConfigDir: labelled((w, n) => `/etc/postfix-${w}${n}`),
     NodeLogPath: fc.oneof(fc.constant(null), labelled((w) => `/var/log/${w}.log`)),
+    // A version GET /v1/config or a deployment answered earlier (else one never stored).
+    ConfigVersion: fc.nat().map((pick) => new PoolRef('versions', pick)),
     Slug: labelled((w, n) => `${w}-${n}`),
     ExternalRef: labelled((w, n) => `${w}:${n}`),
   };
   const byName: Record<string, fc.Arbitrary<unknown>> = {
     port: fc.integer({ min: 40_000, max: 40_100 }),
+    // Mostly no delay: a delay with a concurrency above 1 is refused (Postfix could not honour both).
+    rateDelaySeconds: fc.oneof({ weight: 3, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 3600 }) }),
+    route: fc.constantFrom('relay', 'relay', 'relay', 'direct'),
+    key: fc.nat().map((pick) => new PoolRef('keySecrets', pick)),
+    defaultRateDelaySeconds: fc.oneof({ weight: 3, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 3600 }) }),
+    minimalBackoffSeconds: fc.integer({ min: 1, max: 300 }),
+    maximalBackoffSeconds: fc.integer({ min: 300, max: 86_400 }),
+    bounceQueueLifetimeSeconds: fc.integer({ min: 0, max: 432_000 }),
+    maximalQueueLifetimeSeconds: fc.integer({ min: 432_000, max: 8_640_000 }),
     sshPort: fc.integer({ min: 40_000, max: 40_100 }),
     username: labelled((w, n) => `${w}${n}@fuzz.test`),
     secret: fc.string({ unit: 'grapheme', minLength: 1, maxLength: 30 }).filter((s) => /^[^\s\p{Cc}\p{Cs}](?:[^\p{Cc}\p{Cs}\u2028\u2029]*[^\s\p{Cc}\p{Cs}])?$/u.test(s)),
@@ -81,10 +92,10 @@ function hints(hostKey: string): SchemaContext['hint'] {
   };
   return (name, schema) => {
     if (name !== undefined && POOL_OF[name] !== undefined && schema.format === 'uuid') return fc.nat().map((pick) => new PoolRef(POOL_OF[name]!, pick));
+    if (typeof schema.$refName === 'string' && byRef[schema.$refName] !== undefined) return byRef[schema.$refName];
     if (name === 'value' && schema.maxLength === 4096) return fc.constantFrom('v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQ', 'dkim.fuzz.test');
     if (name === 'host' && schema.maxLength === 63) return fc.constantFrom('bounce', 'em.mail');
     if (name === 'value' && schema.maxLength === 253) return fc.constantFrom('mailgun.org', 'bounces.fuzz.test.');
-    if (typeof schema.$refName === 'string' && byRef[schema.$refName] !== undefined) return byRef[schema.$refName];
     return name === undefined ? undefined : byName[name];
   };
 }
@@ -140,9 +151,13 @@ function queryArbitrary(operation: SpecOperation, ctx: SchemaContext): fc.Arbitr
         ? fc.oneof(fc.nat().map((pick) => new PoolRef('cursors', pick)), fc.constantFrom(...FORGED_CURSORS))
         : valueFor(param.schema, ctx, param.name);
     const value = fc.oneof({ weight: 4, arbitrary: valid }, { weight: 1, arbitrary: fc.constantFrom('\u0000', '-1', '0', 'abc', '1e9', '%', 'a'.repeat(5000), '\u2028', '') });
-    return param.required ? value.map((v) => [[param.name, v]] as Array<[string, unknown]>) : fc.option(value, { freq: 2 }).map((v) => (v === null ? [] : [[param.name, v] as [string, unknown]]));
+    const present = value.map((v) => [[param.name, v]] as Array<[string, unknown]>);
+    return param.required ? present : fc.oneof({ weight: 2, arbitrary: fc.constant([] as Array<[string, unknown]>) }, { weight: 1, arbitrary: present });
   });
-  const extra = fc.option(fc.constantFrom<[string, unknown]>(['unknown', 'x'], ['limit', '2'], ['tenantId', 'not-a-uuid']), { freq: 6 }).map((v) => (v === null ? [] : [v]));
+  const extra = fc.oneof(
+    { weight: 5, arbitrary: fc.constant([] as Array<[string, unknown]>) },
+    { weight: 1, arbitrary: fc.constantFrom<[string, unknown]>(['unknown', 'x'], ['limit', '2'], ['tenantId', 'not-a-uuid']).map((v) => [v]) },
+  );
   return fc.tuple(...params, extra).map((parts) => parts.flat());
 }
 
@@ -162,11 +177,14 @@ function bodyArbitrary(operation: SpecOperation, ctx: SchemaContext): fc.Arbitra
   return fc.record({ body: fc.oneof({ weight: 12, arbitrary: json }, { weight: 1, arbitrary: raw }), contentType });
 }
 
+/** Absent twice as often as present. */
+const sometimes = <T>(value: fc.Arbitrary<T>) => fc.oneof({ weight: 2, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: value });
+
 function headersArbitrary(operation: SpecOperation): fc.Arbitrary<Record<string, string>> {
   const idempotency = operation.headerParams.includes('Idempotency-Key')
-    ? fc.option(fc.oneof(fc.uuid(), fc.constantFrom('same-key', 'k'.repeat(300), ' ')), { freq: 3 })
+    ? sometimes(fc.oneof({ weight: 4, arbitrary: fc.uuid() }, { weight: 1, arbitrary: fc.constantFrom('same-key', 'k'.repeat(300), ' ') }))
     : fc.constant(null);
-  const ifMatch = operation.headerParams.includes('If-Match') ? fc.option(fc.constantFrom('"1"', '"2"', 'W/"1"', '*', 'garbage', '"'.repeat(200)), { freq: 3 }) : fc.constant(null);
+  const ifMatch = operation.headerParams.includes('If-Match') ? sometimes(fc.constantFrom('"1"', '"2"', 'W/"1"', '*', 'garbage', '"'.repeat(200))) : fc.constant(null);
   return fc.tuple(idempotency, ifMatch).map(([key, match]) => ({ ...(key === null ? {} : { 'idempotency-key': key }), ...(match === null ? {} : { 'if-match': match }) }));
 }
 
