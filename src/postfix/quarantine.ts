@@ -95,6 +95,18 @@ export function planWithQuarantine(snapshot: Snapshot, lastGood: Snapshot | null
   const held = new Set<string>();
   const units = new Map<string, QuarantinedUnit>();
 
+  /** Where each row sits in its table of `current`, indexed when first needed. */
+  const positions = new Map<TableName, Map<string, number>>();
+  const positionOf = (table: TableName, id: string): number => {
+    let index = positions.get(table);
+    if (index === undefined) {
+      index = new Map();
+      (current[table] as Row[]).forEach((row, at) => index!.has(row.id) || index!.set(row.id, at));
+      positions.set(table, index);
+    }
+    return index.get(id) ?? -1;
+  };
+
   /** Puts the last-good version of a row in its place; false when there is none to try. */
   const substitute = (type: ResourceType, id: string | null): boolean => {
     if (type === 'settings') {
@@ -107,7 +119,7 @@ export function planWithQuarantine(snapshot: Snapshot, lastGood: Snapshot | null
     const previous = good.get(unitKey(type, id));
     if (table === undefined || id === null || previous === undefined) return false;
     const rows = current[table] as Row[];
-    const at = rows.findIndex((row) => row.id === id);
+    const at = positionOf(table, id);
     if (at < 0 || rows[at] === previous) return false;
     rows[at] = previous;
     return true;
