@@ -95,6 +95,19 @@ describe.skipIf(!labOk)('the sync job while nodes change under it', { timeout: 1
     const { version: _v, updatedAt: _u, ...settings } = await api('GET', '/v1/settings');
     await api('PUT', '/v1/settings', { ...settings, maximalBackoffSeconds: settings.maximalBackoffSeconds + 60 });
   };
+  /**
+   * A config change whose deploy is held on its first node (the barrier) while `act` runs, then
+   * released; returns when the change's deployment started and what `act` returned.
+   */
+  const duringHeldChange = async <T>(act: () => Promise<T>): Promise<[Date, T]> => {
+    await barrier.arm();
+    const since = new Date();
+    await changeConfig();
+    await barrier.reached();
+    const value = await act();
+    expect(await barrier.release()).toBe(true);
+    return [since, value];
+  };
   let edits = 0;
   /** A hand edit of a live map (source and .db), as an operator on the node would make it. */
   const handEdit = async (n: PostfixNode) => {
@@ -234,13 +247,11 @@ describe.skipIf(!labOk)('the sync job while nodes change under it', { timeout: 1
 
   it('a node deleted while a deploy runs against another node is skipped at its turn: nothing sent', async () => {
     const before = liveVersion(b);
-    await barrier.arm();
-    const since = new Date();
-    await changeConfig();
-    await barrier.reached();
-    const offset = sshLogLength(b);
-    await api('DELETE', `/v1/nodes/${ids['uc-b']}`);
-    expect(await barrier.release()).toBe(true);
+    const [since, offset] = await duringHeldChange(async () => {
+      const offset = sshLogLength(b);
+      await api('DELETE', `/v1/nodes/${ids['uc-b']}`);
+      return offset;
+    });
     const d = await waitUntil(async () => (await deploymentsSince(since, 'change')).find((x) => x.finishedAt !== null), 120_000, 'the change deployment', 100);
     expect(d.state, JSON.stringify(d)).toBe('succeeded');
     expect(runOf(d, 'uc-a')).toMatchObject({ nodeId: ids['uc-a'], state: 'live' });
@@ -251,12 +262,7 @@ describe.skipIf(!labOk)('the sync job while nodes change under it', { timeout: 1
   });
 
   it('a node deleted while its own deploy runs: the deploy completes and its run is recorded by name', async () => {
-    await barrier.arm();
-    const since = new Date();
-    await changeConfig();
-    await barrier.reached();
-    await api('DELETE', `/v1/nodes/${ids['uc-a']}`);
-    expect(await barrier.release()).toBe(true);
+    const [since] = await duringHeldChange(() => api('DELETE', `/v1/nodes/${ids['uc-a']}`));
     const d = await waitUntil(async () => (await deploymentsSince(since, 'change')).find((x) => x.finishedAt !== null), 120_000, 'the change deployment', 100);
     expect(d.state, JSON.stringify(d)).toBe('succeeded');
     expect(runOf(d, 'uc-a')).toMatchObject({ nodeId: null, state: 'live', error: null });
@@ -267,13 +273,11 @@ describe.skipIf(!labOk)('the sync job while nodes change under it', { timeout: 1
 
   it('a node re-addressed before its turn is deployed at its new address only', async () => {
     const before = liveVersion(b);
-    await barrier.arm();
-    const since = new Date();
-    await changeConfig();
-    await barrier.reached();
-    const offset = sshLogLength(b);
-    await moveTo('uc-b', s1);
-    expect(await barrier.release()).toBe(true);
+    const [since, offset] = await duringHeldChange(async () => {
+      const offset = sshLogLength(b);
+      await moveTo('uc-b', s1);
+      return offset;
+    });
     await converged();
     const [d] = await deploymentsSince(since, 'change');
     expect(d?.state, JSON.stringify(d)).toBe('succeeded');
@@ -285,12 +289,7 @@ describe.skipIf(!labOk)('the sync job while nodes change under it', { timeout: 1
   });
 
   it('a node re-addressed during its own deploy: that run is skipped, and the new address is deployed right after', async () => {
-    await barrier.arm();
-    const since = new Date();
-    await changeConfig();
-    await barrier.reached();
-    await moveTo('uc-a', s2);
-    expect(await barrier.release()).toBe(true);
+    const [since] = await duringHeldChange(() => moveTo('uc-a', s2));
     await converged();
     const [held, redo] = await deploymentsSince(since, 'change');
     expect(held?.state, JSON.stringify(held)).toBe('succeeded');
