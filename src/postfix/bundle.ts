@@ -22,6 +22,12 @@ export interface BundleFile {
    * regexp: table; the compiler now writes hash: tables only, see tables.ts).
    */
   mapType: 'hash' | null;
+  /**
+   * Secret files only: the same table with each entry's value replaced whole by the username and
+   * the secret's fingerprint (`user:sha:<fingerprint>`), rendered from the entries, not from
+   * `content`. What is shown and stored in place of `content`; not part of the version.
+   */
+  masked?: string;
 }
 
 /** One master.cf service line: `name unix private unpriv chroot wakeup maxproc command args...`. */

@@ -38,6 +38,7 @@ import {
   senderTransportEntries,
   serviceSaslEntries,
   tlsPolicyEntries,
+  type SaslTable,
 } from './tables.js';
 
 export function tablePath(name: string): string {
@@ -151,30 +152,37 @@ function checkConfig(bundle: Omit<Bundle, 'version' | 'warnings' | 'quarantine'>
   }
 }
 
-export function bundleFile(content: string, secret: boolean): BundleFile {
-  return { content, mode: secret ? 0o600 : 0o644, secret, mapType: 'hash' };
+export function bundleFile(content: string): BundleFile {
+  return { content, mode: 0o644, secret: false, mapType: 'hash' };
+}
+
+/** A table holding secrets: mode 0600, and its masked rendering beside it (see BundleFile.masked). */
+export function secretBundleFile(content: string, masked: string): BundleFile {
+  return { content, mode: 0o600, secret: true, mapType: 'hash', masked };
 }
 
 /** Renders an already planned snapshot. */
 export function compilePlan(plan: RoutePlan, digests?: FileDigests): Bundle {
   const problems = new ProblemList();
   const files: Record<string, BundleFile> = {};
-  const addMap = (name: string, secret: boolean, entries: Array<[string, string]>) => {
+  const addMap = (name: string, render: () => BundleFile) => {
     try {
-      files[name] = bundleFile(renderHashMap(entries), secret);
+      files[name] = render();
     } catch (err) {
       if (!(err instanceof MapEncodingError)) throw err;
       problems.add('unsafe_output', 'settings', null, `table ${name}: ${err.message}`);
     }
   };
-  addMap(TABLE.senderTransport, false, senderTransportEntries(plan));
-  addMap(TABLE.senderRelay, false, senderRelayEntries(plan));
-  addMap(TABLE.saslPasswd, true, globalSaslEntries(plan));
-  addMap(TABLE.tlsPolicy, false, tlsPolicyEntries(plan));
-  addMap(TABLE.senderAccess, false, senderAccessEntries(plan));
+  const publicMap = (entries: Array<[string, string]>) => () => bundleFile(renderHashMap(entries));
+  const secretMap = (table: SaslTable) => () => secretBundleFile(renderHashMap(table.entries), renderHashMap(table.masked));
+  addMap(TABLE.senderTransport, publicMap(senderTransportEntries(plan)));
+  addMap(TABLE.senderRelay, publicMap(senderRelayEntries(plan)));
+  addMap(TABLE.saslPasswd, secretMap(globalSaslEntries(plan)));
+  addMap(TABLE.tlsPolicy, publicMap(tlsPolicyEntries(plan)));
+  addMap(TABLE.senderAccess, publicMap(senderAccessEntries(plan)));
   for (const service of plan.services) {
-    if (service.saslMap !== null) addMap(service.saslMap, true, serviceSaslEntries(service));
-    if (service.tlsPolicyMap !== null) addMap(service.tlsPolicyMap, false, service.tlsPolicies);
+    if (service.saslMap !== null) addMap(service.saslMap, secretMap(serviceSaslEntries(service)));
+    if (service.tlsPolicyMap !== null) addMap(service.tlsPolicyMap, publicMap(service.tlsPolicies));
   }
 
   return assembleBundle(plan, files, problems, digests);

@@ -19,10 +19,10 @@
  */
 import { createHash } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
-import { assembleBundle, bundleFile, compilePlan } from './compiler.js';
+import { assembleBundle, bundleFile, compilePlan, secretBundleFile } from './compiler.js';
 import { CompileError, ProblemList } from './errors.js';
 import type { Bundle, BundleFile, FileDigests } from './bundle.js';
-import { MapEncodingError, formatNexthop, renderHashMap, saslPasswordValue } from './map-encoding.js';
+import { MapEncodingError, formatNexthop, renderHashMap } from './map-encoding.js';
 import {
   DEFAULT_SERVICE,
   checkServiceLimits,
@@ -45,6 +45,7 @@ import { senderKey, transportValue } from './table-keys.js';
 import {
   TABLE,
   globalSaslCredential,
+  saslValues,
   senderAccessEntry,
   serviceSaslEntries,
   tlsPolicyEntries,
@@ -222,7 +223,8 @@ interface State {
   /** Nexthops whose uses this compile changed: checked against `shared` once the plan is updated. */
   touchedNexthops: Set<string>;
   transports: Map<string, string>;
-  tables: { transport: SortedLines; relay: SortedLines; sasl: SortedLines; access: SortedLines };
+  /** `saslMasked`: the lines of `sasl` as BundleFile.masked shows them, key for key. */
+  tables: { transport: SortedLines; relay: SortedLines; sasl: SortedLines; saslMasked: SortedLines; access: SortedLines };
 }
 
 interface RowDiff<T> {
@@ -382,6 +384,7 @@ function buildState(snapshot: Snapshot, detailed: DetailedPlan, digests: FileDig
   }
 
   const file = (name: string) => bundle.files[name]?.content ?? '';
+  const masked = (name: string) => bundle.files[name]?.masked ?? '';
   return {
     rows: snapshot,
     bundle,
@@ -406,6 +409,7 @@ function buildState(snapshot: Snapshot, detailed: DetailedPlan, digests: FileDig
       transport: SortedLines.fromHashMap(file(TABLE.senderTransport)),
       relay: SortedLines.fromHashMap(file(TABLE.senderRelay)),
       sasl: SortedLines.fromHashMap(file(TABLE.saslPasswd)),
+      saslMasked: SortedLines.fromHashMap(masked(TABLE.saslPasswd)),
       access: SortedLines.fromHashMap(file(TABLE.senderAccess)),
     },
   };
@@ -759,20 +763,22 @@ function assembleFromState(state: State, problems: ProblemList): Bundle {
   plan.warnings = planWarnings(plan);
 
   const files: Record<string, BundleFile> = {};
-  const table = (name: string, lines: SortedLines, secret: boolean) => {
-    const content = lines.content();
+  const content = (name: string, lines: SortedLines) => {
+    const text = lines.content();
     const known = state.digests.get(name);
-    if (known?.content !== content) state.digests.set(name, { content, digest: lines.digest() });
-    files[name] = bundleFile(content, secret);
+    if (known?.content !== text) state.digests.set(name, { content: text, digest: lines.digest() });
+    return text;
   };
-  table(TABLE.senderTransport, tables.transport, false);
-  table(TABLE.senderRelay, tables.relay, false);
-  table(TABLE.saslPasswd, tables.sasl, true);
-  files[TABLE.tlsPolicy] = bundleFile(renderHashMap(tlsPolicyEntries(plan)), false);
-  table(TABLE.senderAccess, tables.access, false);
+  files[TABLE.senderTransport] = bundleFile(content(TABLE.senderTransport, tables.transport));
+  files[TABLE.senderRelay] = bundleFile(content(TABLE.senderRelay, tables.relay));
+  files[TABLE.saslPasswd] = secretBundleFile(content(TABLE.saslPasswd, tables.sasl), tables.saslMasked.content());
+  files[TABLE.tlsPolicy] = bundleFile(renderHashMap(tlsPolicyEntries(plan)));
+  files[TABLE.senderAccess] = bundleFile(content(TABLE.senderAccess, tables.access));
   for (const service of plan.services) {
-    if (service.saslMap !== null) files[service.saslMap] = bundleFile(renderHashMap(serviceSaslEntries(service)), true);
-    if (service.tlsPolicyMap !== null) files[service.tlsPolicyMap] = bundleFile(renderHashMap(service.tlsPolicies), false);
+    if (service.tlsPolicyMap !== null) files[service.tlsPolicyMap] = bundleFile(renderHashMap(service.tlsPolicies));
+    if (service.saslMap === null) continue;
+    const sasl = serviceSaslEntries(service);
+    files[service.saslMap] = secretBundleFile(renderHashMap(sasl.entries), renderHashMap(sasl.masked));
   }
   state.bundle = assembleBundle(plan, files, problems, state.digests);
   return state.bundle;
@@ -850,6 +856,8 @@ function setLines(state: State, name: string, route: DomainRoute | null, unroute
   tables.transport.set(key, route === null ? null : hashLine(key, route.transport));
   tables.relay.set(key, route?.relayhost == null ? null : hashLine(key, route.relayhost));
   const credential = route === null ? null : globalSaslCredential(route);
-  tables.sasl.set(key, credential === null ? null : hashLine(key, saslPasswordValue(credential.username, credential.secret)));
+  const sasl = credential === null ? null : saslValues(credential);
+  tables.sasl.set(key, sasl === null ? null : hashLine(key, sasl.value));
+  tables.saslMasked.set(key, sasl === null ? null : hashLine(key, sasl.masked));
   tables.access.set(name, route === null && unrouted === undefined ? null : hashLine(...senderAccessEntry(name, unrouted)));
 }

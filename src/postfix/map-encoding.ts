@@ -128,6 +128,15 @@ export function saslPasswordValue(username: string, secret: string): string {
   return `${username}:${secret}`;
 }
 
+/**
+ * The same entry as shown and stored: the password column replaced whole by the secret's keyed
+ * fingerprint. Built from the username and the fingerprint alone, so no character of the secret
+ * can reach it, whatever the secret holds.
+ */
+export function maskedSaslPasswordValue(username: string, fingerprint: string): string {
+  return `${username}:sha:${fingerprint}`;
+}
+
 export class MapEncodingError extends Error {
   constructor(message: string) {
     super(message);

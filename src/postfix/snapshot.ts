@@ -112,6 +112,11 @@ export interface Credential {
   username: string;
   /** Plaintext, decrypted by the loader. Only ever written to 0600 files; never explained. */
   secret: string;
+  /**
+   * The secret's keyed fingerprint (hex), computed by the loader from the secret it opened: what a
+   * masked table shows in the secret's place (`username:sha:<fingerprint>`), so a rotation shows.
+   */
+  fingerprint: string;
 }
 
 export type TlsLevel = 'may' | 'encrypt' | 'verify' | 'secure';

@@ -7,8 +7,9 @@
  * sender_dependent_relayhost_maps and (with smtp_sender_dependent_authentication) in
  * smtp_sasl_password_maps alike, so the three can never disagree about which domain matched.
  */
-import { saslPasswordValue } from './map-encoding.js';
+import { maskedSaslPasswordValue, saslPasswordValue } from './map-encoding.js';
 import { GLOBAL_SASL_MAP, GLOBAL_TLS_POLICY_MAP, type DomainRoute, type RoutePlan, type ServicePlan, type UnroutedDomain } from './plan.js';
+import type { Credential } from './snapshot.js';
 
 export const TABLE = {
   /** sender_dependent_default_transport_maps: `@domain service:` (empty nexthop on purpose). */
@@ -97,17 +98,42 @@ export function senderRelayEntries(plan: RoutePlan): Array<[string, string]> {
   return entries;
 }
 
-export function globalSaslEntries(plan: RoutePlan): Array<[string, string]> {
-  const entries: Array<[string, string]> = [];
-  for (const r of plan.routes.values()) {
-    const c = globalSaslCredential(r);
-    if (c !== null) entries.push([r.senderKey, saslPasswordValue(c.username, c.secret)]);
-  }
-  return entries;
+/**
+ * A SASL table's entries twice, key for key: `entries` as written to the nodes (`user:secret`),
+ * `masked` as shown and stored (`user:sha:<fingerprint>`, see maskedSaslPasswordValue).
+ */
+export interface SaslTable {
+  entries: Array<[string, string]>;
+  masked: Array<[string, string]>;
 }
 
-export function serviceSaslEntries(service: ServicePlan): Array<[string, string]> {
-  return service.saslEntries.map((e) => [e.nexthop, saslPasswordValue(e.credential.username, e.credential.secret)]);
+/** A credential's value in a SASL table, and its masked form. */
+export function saslValues(credential: Credential): { value: string; masked: string } {
+  return {
+    value: saslPasswordValue(credential.username, credential.secret),
+    masked: maskedSaslPasswordValue(credential.username, credential.fingerprint),
+  };
+}
+
+function addSaslEntry(table: SaslTable, key: string, credential: Credential): void {
+  const { value, masked } = saslValues(credential);
+  table.entries.push([key, value]);
+  table.masked.push([key, masked]);
+}
+
+export function globalSaslEntries(plan: RoutePlan): SaslTable {
+  const table: SaslTable = { entries: [], masked: [] };
+  for (const r of plan.routes.values()) {
+    const c = globalSaslCredential(r);
+    if (c !== null) addSaslEntry(table, r.senderKey, c);
+  }
+  return table;
+}
+
+export function serviceSaslEntries(service: ServicePlan): SaslTable {
+  const table: SaslTable = { entries: [], masked: [] };
+  for (const e of service.saslEntries) addSaslEntry(table, e.nexthop, e.credential);
+  return table;
 }
 
 export function tlsPolicyEntries(plan: RoutePlan): Array<[string, string]> {

@@ -204,6 +204,10 @@ export function checkCredential(c: Credential, domain: Domain | undefined, relay
       'SASL secret must be 1-1024 characters without control characters and without whitespace at either end',
     );
   }
+  // The fingerprint stands in for the secret in masked tables: hex only, so nothing else can ride along.
+  if (typeof c.fingerprint !== 'string' || !/^[0-9a-f]{16,64}$/.test(c.fingerprint)) {
+    problems.add('invalid_credential', 'credential', c.id, 'credential fingerprint must be 16-64 lower-case hex digits');
+  }
   if (relay?.tenantId != null && domain !== undefined && domain.tenantId !== relay.tenantId) {
     problems.add('relay_not_allowed', 'credential', c.id, `credential scopes domain ${domain.name} of another tenant to a tenant-owned relay`);
   }

@@ -142,9 +142,10 @@ function apply<T>(current: Map<string, T>, next: Pending<T>): Map<string, T> {
  * returned as the same frozen object, so an incremental compiler can tell "unchanged" by identity;
  * the arrays are new on every load.
  *
- * Opening a secret costs ≈ 5 µs (0.45 s for 90,000 credentials), so a credential's secret is
- * reused only while its ciphertext, nonce and key id are byte for byte the same (AES-GCM
- * decryption is deterministic: the same bytes can only give the same secret). Anything else (a
+ * Opening a secret costs ≈ 5 µs (0.45 s for 90,000 credentials) and its fingerprint an HMAC on
+ * top, so a credential's secret and fingerprint are reused only while its ciphertext, nonce and
+ * key id are byte for byte the same (AES-GCM decryption is deterministic: the same bytes can only
+ * give the same secret). Anything else (a
  * rotation, a re-seal, a row changed behind our back) is opened again and fails loudly if it does
  * not authenticate. Credentials that are no longer active leave the cache with the load that sees it.
  *
@@ -173,7 +174,10 @@ export function createSnapshotService(deps: {
     const { secretCiphertext: ciphertext, secretNonce: nonce, secretKeyId: keyId } = row;
     const sealedAsBefore = previous !== undefined && previous.keyId === keyId && sameBytes(previous.nonce, nonce) && sameBytes(previous.ciphertext, ciphertext);
     const secret = sealedAsBefore ? previous.credential.secret : deps.secretBox.open({ ciphertext, nonce, keyId }, row.id);
-    const credential: Credential = { id: row.id, relayId: row.relayId, domainId: row.domainId, username: row.username, secret };
+    // Of the secret just opened, never the row's fingerprint column: a row written behind the API's
+    // back could hold anything there, and masked tables show this in the secret's place.
+    const fingerprint = sealedAsBefore ? previous.credential.fingerprint : deps.secretBox.fingerprint(secret);
+    const credential: Credential = { id: row.id, relayId: row.relayId, domainId: row.domainId, username: row.username, secret, fingerprint };
     if (sealedAsBefore && isDeepStrictEqual(previous.credential, credential)) return previous;
     return { credential: frozen(credential), ciphertext, nonce, keyId };
   };

@@ -132,6 +132,9 @@ describe('opened secrets between loads', () => {
     const second = await service.load();
     expect(second.credentials.find((c) => c.id === target.id)?.secret).toBe('rotated secret');
     expect(counting.opens()).toBe(active + 1);
+    // The fingerprint masked tables show is the opened secret's (the row's column was left stale on purpose).
+    expect(second.credentials.find((c) => c.id === target.id)?.fingerprint).toBe(secretBox.fingerprint('rotated secret'));
+    for (const c of second.credentials) expect(c.fingerprint).toBe(secretBox.fingerprint(c.secret));
 
     // Same nonce, other ciphertext: never served from memory; it does not authenticate, so the load fails.
     const tampered = Buffer.from(resealed.ciphertext);

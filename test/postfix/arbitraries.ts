@@ -6,7 +6,7 @@
  */
 import fc from 'fast-check';
 import { isValidSaslSecret, type Credential, type DestinationPolicy, type Domain, type Relay, type RelayLimits, type SenderLimits, type Snapshot, type Tenant } from '../../src/postfix/index.js';
-import { settings } from './fixtures.js';
+import { fingerprintOf, settings } from './fixtures.js';
 
 export const DOMAIN_POOL = ['a.example', 'b.example', 'c.example', 'd.example', 'e.test', 'f.test'];
 const HOST_POOL = ['smtp.one.test', 'smtp.two.test', '10.0.0.5', '2001:db8::25', 'mx.shared.test'];
@@ -112,7 +112,7 @@ export const snapshotArb: fc.Arbitrary<Snapshot> = fc
       const scope = `${relay.id}/${domain?.id ?? ''}`;
       if (scopes.has(scope)) return;
       scopes.add(scope);
-      credentials.push({ id: `c${i}`, relayId: relay.id, domainId: domain?.id ?? null, username: c.username, secret: c.secret });
+      credentials.push({ id: `c${i}`, relayId: relay.id, domainId: domain?.id ?? null, username: c.username, secret: c.secret, fingerprint: fingerprintOf(c.secret) });
     });
     const patterns = new Set<string>();
     const destinationPolicies: DestinationPolicy[] = [];

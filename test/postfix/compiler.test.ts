@@ -6,12 +6,12 @@ import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Bundle as DeployBundle } from '../../src/deploy/bundle.js';
-import { DIR_PLACEHOLDER, compile, explainRoute, renderBundle, type Bundle, type Snapshot } from '../../src/postfix/index.js';
+import { DIR_PLACEHOLDER, compile, explainRoute, isValidSaslSecret, renderBundle, type Bundle, type Snapshot } from '../../src/postfix/index.js';
 import { serviceSyslogName } from '../../src/postfix/compiler.js';
 import { planRoutes } from '../../src/postfix/plan.js';
 import { senderAccessEntries } from '../../src/postfix/tables.js';
 import { snapshotArb } from './arbitraries.js';
-import { credential, domain, policy, relay, richSnapshot, settings, snapshot, tenant } from './fixtures.js';
+import { credential, domain, policy, relay, richSnapshot, settings, snapshot, tenant, withSecret } from './fixtures.js';
 
 const lines = (b: Bundle, file: string) => (b.files[file]?.content ?? '').split('\n').filter(Boolean);
 const service = (b: Bundle, name: string) => b.masterCf.find((s) => s.name === name);
@@ -93,6 +93,38 @@ describe('tables of a realistic snapshot', () => {
     for (const l of lines(b, 'sender_relay')) for (const n of l.split(' ')[1]!.split(',')) expect(n).toMatch(/^\[[^\]]+\]:\d+$/);
     expect(b.mainCf).toMatchObject({ transport_maps: '', relay_domains: '', relayhost: '', smtp_fallback_relay: '' });
     expect(b.mainCf.default_transport).toMatch(/^retry:4\.7\.1 /);
+  });
+
+  it('each secret file has a masked rendering: key for key, the value replaced whole by username and fingerprint', () => {
+    // Secrets any map can carry, with what once slipped through a masking pattern (U+2028/2029).
+    const hostile = fc
+      .string({ unit: fc.oneof(fc.constantFrom(':', '#', ' ', '\\', '"', "'", '\u2028', '\u2029', '😀', '𝔘'), fc.string({ unit: 'grapheme', maxLength: 1 })), minLength: 1, maxLength: 40 })
+      .filter(isValidSaslSecret);
+    const base = richSnapshot();
+    fc.assert(
+      fc.property(fc.array(hostile, { minLength: base.credentials.length, maxLength: base.credentials.length }), (secrets) => {
+        const rows = { ...base, credentials: base.credentials.map((c, i) => withSecret(c, secrets[i]!)) };
+        const byUser = new Map(rows.credentials.map((c) => [c.username, c]));
+        const compiled = compile(rows);
+        for (const [name, f] of Object.entries(compiled.files)) {
+          if (!f.secret) {
+            expect(f.masked, name).toBeUndefined();
+            continue;
+          }
+          const real = f.content.split('\n');
+          const masked = f.masked!.split('\n');
+          expect(masked.length, name).toBe(real.length);
+          masked.forEach((line, i) => {
+            if (line === '') return expect(real[i]).toBe('');
+            const key = real[i]!.slice(0, real[i]!.indexOf(' '));
+            const user = line.slice(key.length + 1, line.indexOf(':', key.length + 1));
+            expect(line).toBe(`${key} ${user}:sha:${byUser.get(user)!.fingerprint}`);
+          });
+          for (const secret of secrets) if ([...secret].length >= 6) expect(f.masked).not.toContain(secret);
+        }
+      }),
+      { numRuns: 60, seed: 20 },
+    );
   });
 
   it('is assignable to the deployer’s Bundle contract', () => {

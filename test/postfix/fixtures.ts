@@ -1,4 +1,5 @@
 /** Small builders for compiler snapshots: each test states only what matters to it. */
+import { createHash } from 'node:crypto';
 import type { Credential, DestinationPolicy, Domain, Relay, Settings, Snapshot, Tenant } from '../../src/postfix/index.js';
 
 export function settings(overrides: Partial<Settings> = {}): Settings {
@@ -38,8 +39,18 @@ export function domain(id: string, tenantId: string, name: string, overrides: Pa
   };
 }
 
+/** Stands in for the loader's keyed fingerprint (pure tests have no master key): changes with the secret. */
+export function fingerprintOf(secret: string): string {
+  return createHash('sha256').update(secret).digest('hex').slice(0, 16);
+}
+
 export function credential(id: string, relayId: string, domainId: string | null, username = `user-${id}`, secret = `secret-${id}`): Credential {
-  return { id, relayId, domainId, username, secret };
+  return { id, relayId, domainId, username, secret, fingerprint: fingerprintOf(secret) };
+}
+
+/** The same credential with another secret (and so another fingerprint), as the loader gives a rotated one. */
+export function withSecret(c: Credential, secret: string): Credential {
+  return { ...c, secret, fingerprint: fingerprintOf(secret) };
 }
 
 export function policy(id: string, pattern: string, overrides: Partial<DestinationPolicy> = {}): DestinationPolicy {

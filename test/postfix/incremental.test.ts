@@ -10,7 +10,7 @@ import { CompileError, compile, explainRoute, type Snapshot } from '../../src/po
 import { planWithQuarantine } from '../../src/postfix/quarantine.js';
 import { createIncrementalCompiler } from '../../src/postfix/incremental.js';
 import { pairsFor, snapshotArb } from './arbitraries.js';
-import { credential, domain, relay, snapshot, tenant } from './fixtures.js';
+import { credential, domain, fingerprintOf, relay, snapshot, tenant, withSecret } from './fixtures.js';
 
 type Outcome = { bundle: ReturnType<typeof compile> } | { refused: CompileError['problems'] };
 
@@ -169,8 +169,9 @@ describe('incremental compiler', () => {
     expect(added.files.sasl_passwd?.content).toContain('@new.fleet.test ');
 
     // Rotation: a new credential object with a new secret.
-    const rotated = step({ ...run.current, credentials: run.current.credentials.map((c) => (c.id === 'c-d1' ? { ...c, secret: 'rotated-secret' } : c)) });
+    const rotated = step({ ...run.current, credentials: run.current.credentials.map((c) => (c.id === 'c-d1' ? withSecret(c, 'rotated-secret') : c)) });
     expect(rotated.files.sasl_passwd?.content).toContain('@d1.fleet.test user-c-d1:rotated-secret\n');
+    expect(rotated.files.sasl_passwd?.masked).toContain(`@d1.fleet.test user-c-d1:sha:${fingerprintOf('rotated-secret')}\n`);
 
     // A domain moves from the plain relay into the implicit-TLS group with a fallback whose credentials differ: the group splits.
     step({ ...run.current, domains: run.current.domains.map((d) => (d.id === 'd3' ? { ...d, relayId: 'tls-a', fallbackRelayId: 'tls-b' } : d)) });
@@ -202,7 +203,7 @@ describe('incremental compiler', () => {
     const wide = credential('wide-plain', 'plain', null);
     const added = step({ ...run.current, credentials: [...run.current.credentials, wide] });
     expect(added.files.sasl_passwd?.content).toContain('@d15.fleet.test user-wide-plain:');
-    const rotated = step({ ...run.current, credentials: run.current.credentials.map((c) => (c.id === 'wide-plain' ? { ...c, secret: 'rotated-wide' } : c)) });
+    const rotated = step({ ...run.current, credentials: run.current.credentials.map((c) => (c.id === 'wide-plain' ? withSecret(c, 'rotated-wide') : c)) });
     expect(rotated.files.sasl_passwd?.content).toContain('@d15.fleet.test user-wide-plain:rotated-wide\n');
 
     // A relay moves to another port and gets limits: new nexthop in every table of its domains.
