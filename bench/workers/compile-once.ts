@@ -21,7 +21,7 @@ const prisma = createPrismaClient(url, { poolSize: 2 });
 const snapshots = createSnapshotService({ prisma, snapshots: createSnapshotRepository(), secretBox });
 const compiler = createIncrementalCompiler();
 // The sync job keeps every change's bundle, masked, for diffs (the config engine's deployable()).
-const bundles = createBundleStore({ prisma, secretBox, repository: createConfigBundleRepository() });
+const bundles = createBundleStore({ prisma, repository: createConfigBundleRepository() });
 const round = Number(process.env.BENCH_ROUND ?? 0);
 const changesPerKind = Number(process.env.BENCH_CHANGES ?? 3);
 await prisma.$connect();

@@ -2,8 +2,7 @@ import { createHash } from 'node:crypto';
 import type { PrismaClient } from '../db/prisma.js';
 import { lineChunks } from '../lib/line-chunks.js';
 import { DEFAULT_CONFIG_BUNDLE_RETENTION_DAYS } from '../lib/retention.js';
-import type { SecretBox } from '../lib/secret-box.js';
-import { type Bundle, masterCfLine } from '../postfix/index.js';
+import { type Bundle, isMapSafeKey, isValidSaslUsername, masterCfLine } from '../postfix/index.js';
 import type { ConfigBundleRepository, StoredFile } from '../repositories/config-bundle.repository.js';
 
 /** A bundle as it may be shown and stored: every secret replaced by its keyed fingerprint. */
@@ -15,19 +14,50 @@ export interface MaskedBundle {
   warnings: string[];
 }
 
+/** A secret file's `masked` text was missing: the bundle is not stored or shown rather than shown in clear. */
+export class UnmaskedSecretError extends Error {
+  constructor(name: string) {
+    super(`config file ${name} holds secrets but came without its masked form: not stored`);
+    this.name = 'UnmaskedSecretError';
+  }
+}
+
 /**
- * Secret files hold `key username:secret` lines (smtp_sasl_password_maps); the secret becomes
- * `sha:<fingerprint>`, so a rotation still shows up in a diff while the value never leaves.
+ * What a file may be shown and stored as. A secret file's text is its masked rendering, which the
+ * compiler builds from each entry's username and fingerprint (BundleFile.masked): the text that
+ * holds the secrets is never read here, so nothing in it can decide what is kept.
  */
-function maskSecretLines(text: string, fingerprint: (secret: string) => string): string {
-  return text
-    .split('\n')
-    .map((line) => {
-      const match = /^(\S+\s+)([^:]*):(.*)$/.exec(line);
-      if (match === null || line.startsWith('#')) return line;
-      return `${match[1]}${match[2]}:sha:${fingerprint(match[3]!)}`;
-    })
-    .join('\n');
+function shownText(name: string, file: Bundle['files'][string]): string {
+  if (!file.secret) return file.content;
+  if (typeof file.masked !== 'string') throw new UnmaskedSecretError(name);
+  return file.masked;
+}
+
+/** `key user:sha:<hex>`: the only line a masked SASL table holds (maskedSaslPasswordValue). */
+function isMaskedSaslLine(line: string): boolean {
+  const space = line.indexOf(' ');
+  if (space <= 0 || !isMapSafeKey(line.slice(0, space))) return false;
+  const value = line.slice(space + 1);
+  const colon = value.indexOf(':');
+  return colon > 0 && isValidSaslUsername(value.slice(0, colon)) && /^sha:[0-9a-f]{16,64}$/.test(value.slice(colon + 1));
+}
+
+const HIDDEN = '(hidden: this line was stored unmasked by an earlier version)';
+
+/**
+ * A stored secret file as it may be shown: lines in the masked form pass, any other line is
+ * replaced whole (earlier versions masked with a pattern that let some secrets through unmasked,
+ * and a migration redacts those rows; this holds for rows written by such a version since).
+ */
+function maskedOnly(text: string): string {
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i += 1) {
+    const line = lines[i]!;
+    if (line === '' || isMaskedSaslLine(line)) continue;
+    const key = line.slice(0, Math.max(0, line.indexOf(' ')));
+    lines[i] = isMapSafeKey(key) ? `${key} ${HIDDEN}` : HIDDEN;
+  }
+  return lines.join('\n');
 }
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
@@ -38,68 +68,50 @@ export const DEFAULT_BUNDLE_RETENTION_SECONDS = DEFAULT_CONFIG_BUNDLE_RETENTION_
 /** How often the leading sync worker prunes stored bundles (a periodic task of its own, see app.ts). */
 export const BUNDLE_PRUNE_INTERVAL_MS = 60 * 60_000;
 
-/** One chunk of a file as compiled, masked, and the digest it is stored under (of the masked text). */
+/** One chunk of a file as shown, and the digest it is stored under. */
 interface Chunk {
   text: string;
-  masked: string;
   digest: string;
 }
 
-/** A file as last seen: its text, its chunks, and its masked text (the same string when not secret). */
+/** A file as last seen: the text it is shown as (masked for a secret file), and its chunks. */
 interface FileState {
-  content: string;
-  secret: boolean;
+  text: string;
   chunks: Chunk[];
-  masked: string;
-  /**
-   * The fingerprint of each secret the file held (HMAC is most of masking's cost): a relay-wide
-   * rotation changes lines in most chunks of the file, but one secret each.
-   */
-  fingerprints: Map<string, string>;
 }
 
-/** Fingerprints remembered per file, up to this many; then they start over (rotated-away secrets pile up). */
-const MAX_FINGERPRINTS = 500_000;
-
 /**
- * Masks compiled bundles and keeps them by version in PostgreSQL, each file as content-defined
- * chunks stored once (src/lib/line-chunks.ts). The sync job stores the bundle of every change, and
- * at 100,000 domains a bundle is ≈ 20 MB of text of which a change alters a few lines: so the
- * store remembers the chunks of each file it last saw. A file whose text is the same string as
- * before costs nothing; in a changed file only new chunks are masked (an HMAC per secret not seen
- * before) and hashed; a chunk already stored is not sent again. Chunks are cut by the lines' keys,
- * so a file and its masked form have the same boundaries. Bundles older than the retention are
- * pruned (prune()), except the newest and those a node runs or is being given.
+ * Keeps compiled bundles, masked, by version in PostgreSQL, each file as content-defined chunks
+ * stored once (src/lib/line-chunks.ts). The sync job stores the bundle of every change, and at
+ * 100,000 domains a bundle is ≈ 20 MB of text of which a change alters a few lines: so the store
+ * remembers the chunks of each file it last saw. A file whose text is the same string as before
+ * costs nothing; in a changed file only new chunks are hashed; a chunk already stored is not sent
+ * again. Secret files are kept as the compiler masked them (BundleFile.masked): their real text
+ * is neither stored nor remembered here. Bundles older than the retention are pruned (prune()),
+ * except the newest and those a node runs or is being given.
  */
-export function createBundleStore(deps: { prisma: PrismaClient; secretBox: SecretBox; repository: ConfigBundleRepository; retentionSeconds?: number }) {
+export function createBundleStore(deps: { prisma: PrismaClient; repository: ConfigBundleRepository; retentionSeconds?: number }) {
   let lastFiles = new Map<string, FileState>();
 
-  function fileState(name: string, content: string, secret: boolean): FileState {
+  function fileState(name: string, text: string): FileState {
     const last = lastFiles.get(name);
-    if (last !== undefined && last.secret === secret && last.content === content) return last;
-    const previous = new Map(last?.secret === secret ? last.chunks.map((chunk) => [chunk.text, chunk]) : []);
-    const fingerprints = last?.secret === true && secret && last.fingerprints.size < MAX_FINGERPRINTS ? last.fingerprints : new Map<string, string>();
-    const fingerprint = (value: string) => {
-      let known = fingerprints.get(value);
-      if (known === undefined) fingerprints.set(value, (known = deps.secretBox.fingerprint(value)));
-      return known;
-    };
-    const chunks = lineChunks(content).map((slice): Chunk => {
+    if (last !== undefined && last.text === text) return last;
+    const previous = new Map(last?.chunks.map((chunk) => [chunk.text, chunk]));
+    const chunks = lineChunks(text).map((slice): Chunk => {
       const known = previous.get(slice);
       if (known !== undefined) return known;
       // A copy: a slice would keep the whole compiled file it was cut from alive for as long as
       // the chunk is remembered, one such file per change that made a chunk.
-      const text = Buffer.from(slice, 'utf8').toString('utf8');
-      const masked = secret ? maskSecretLines(text, fingerprint) : text;
-      return { text, masked, digest: sha256(masked) };
+      const copy = Buffer.from(slice, 'utf8').toString('utf8');
+      return { text: copy, digest: sha256(copy) };
     });
-    return { content, secret, chunks, masked: secret ? chunks.map((chunk) => chunk.masked).join('') : content, fingerprints };
+    return { text, chunks };
   }
 
   return {
     /**
-     * Masks a compiled bundle (every secret replaced by its keyed fingerprint) and keeps it by
-     * version (idempotent: the manifest, and the chunks not stored yet); returns the masked bundle.
+     * Keeps a compiled bundle masked (every secret file as the compiler masked it) by version
+     * (idempotent: the manifest, and the chunks not stored yet); returns the masked bundle.
      */
     async keep(bundle: Bundle): Promise<MaskedBundle> {
       const next = new Map<string, FileState>();
@@ -108,11 +120,12 @@ export function createBundleStore(deps: { prisma: PrismaClient; secretBox: Secre
       const chunkTexts = new Map<string, string>();
       for (const name of Object.keys(bundle.files).sort()) {
         const file = bundle.files[name]!;
-        const state = fileState(name, file.content, file.secret);
+        const state = fileState(name, shownText(name, file));
         next.set(name, state);
-        files[name] = { ...file, content: state.masked };
+        // Field by field: a field added to BundleFile later is not shown until it is listed here.
+        files[name] = { content: state.text, mode: file.mode, secret: file.secret, mapType: file.mapType };
         stored[name] = { mode: file.mode, secret: file.secret, mapType: file.mapType, chunks: state.chunks.map((chunk) => chunk.digest) };
-        for (const chunk of state.chunks) chunkTexts.set(chunk.digest, chunk.masked);
+        for (const chunk of state.chunks) chunkTexts.set(chunk.digest, chunk.text);
       }
       lastFiles = next;
       const masked: MaskedBundle = {
@@ -145,7 +158,7 @@ export function createBundleStore(deps: { prisma: PrismaClient; secretBox: Secre
       const found: MaskedBundle['files'] = {};
       for (const [name, file] of Object.entries(manifest.files)) {
         const content = 'content' in file ? file.content : file.chunks.map((digest) => text(digest, name)).join('');
-        found[name] = { content, mode: file.mode, secret: file.secret, mapType: file.mapType };
+        found[name] = { content: file.secret ? maskedOnly(content) : content, mode: file.mode, secret: file.secret, mapType: file.mapType };
       }
       return { version: manifest.version, files: found, mainCf: manifest.mainCf, masterCf: manifest.masterCf, warnings: manifest.warnings };
     },

@@ -54,6 +54,13 @@ async function refusedAsProblem<T>(work: () => Promise<T>): Promise<T> {
   }
 }
 
+/** The bundle as the deployer needs it: secret files' masked renderings stay with the engine (and off the thread boundary). */
+function withoutMasked(bundle: Bundle): Bundle {
+  const files: Bundle['files'] = {};
+  for (const [name, { masked: _masked, ...file }] of Object.entries(bundle.files)) files[name] = file;
+  return { ...bundle, files };
+}
+
 /** How long the check waits after a full compile before it compiles everything again (the reconcile's default). */
 export const DEFAULT_VERIFY_INTERVAL_MS = 10 * 60_000;
 
@@ -119,7 +126,7 @@ export function createConfigEngine(deps: {
         await deps.bundles.keep(bundle);
         // What the sync job deploys is what nodes run: its quarantine is the one the API reports.
         await deps.quarantine?.record(bundle.quarantine);
-        return { bundle, credentialIds: snapshot.credentials.map((credential) => credential.id) };
+        return { bundle: withoutMasked(bundle), credentialIds: snapshot.credentials.map((credential) => credential.id) };
       }),
 
     masked: () =>

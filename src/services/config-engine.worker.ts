@@ -20,7 +20,7 @@ const prisma = createPrismaClient(data.databaseUrl, { poolSize: 2 });
 const secretBox = createSecretBox(Buffer.from(data.masterKey));
 const engine = createConfigEngine({
   snapshots: createSnapshotService({ prisma, snapshots: createSnapshotRepository(), secretBox }),
-  bundles: createBundleStore({ prisma, secretBox, repository: createConfigBundleRepository() }),
+  bundles: createBundleStore({ prisma, repository: createConfigBundleRepository() }),
   log: {
     info: (obj, msg) => post({ log: { level: 'info', obj, msg } }),
     error: (obj, msg) => post({ log: { level: 'error', obj, msg } }),

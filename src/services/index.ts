@@ -89,7 +89,6 @@ export function createServices(deps: ServiceDeps) {
   const relays = createRelayService({ prisma, relays: repositories.relays, tenants: repositories.tenants, audit: repositories.audit, routes });
   const bundles = createBundleStore({
     prisma,
-    secretBox,
     repository: createConfigBundleRepository(),
     ...(deps.configBundleRetentionSeconds !== undefined ? { retentionSeconds: deps.configBundleRetentionSeconds } : {}),
   });

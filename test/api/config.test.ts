@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp, tokenFor } from '../helpers/app.js';
-import { createCredential, createDomain, createRelay, createTenant } from '../helpers/fixtures.js';
+import { createSecretBox } from '../../src/lib/secret-box.js';
+import { createCredential, createDomain, createRelay, createTenant, insertSealedCredential } from '../helpers/fixtures.js';
 
 let t: TestApp;
 let admin: Awaited<ReturnType<typeof tokenFor>>;
@@ -81,6 +82,25 @@ describe('GET /v1/config/diff', () => {
     expect(plan.body).not.toContain('rotated-secret-1');
     expect(plan.body).not.toContain(SECRET);
     ids.credential = staged.id;
+  });
+
+  it('masks a secret holding line separators (written behind the API) in the bundle, the diff and the stored history', async () => {
+    const before = (await t.app.inject({ method: 'GET', url: '/v1/config', headers: admin.headers })).json();
+    const relay = await createRelay(t.app, admin.headers, { host: '127.0.0.1', port: 2602 });
+    const domain = await createDomain(t.app, admin.headers, ids.tenant, { name: 'separators.example', relayId: relay.id, status: 'verified' });
+    const secret = 'line\u2028sep\u2029para:#"\\ 𝔘';
+    const secretBox = createSecretBox(t.masterKey);
+    await insertSealedCredential(t.prisma, secretBox, { relayId: relay.id, domainId: domain.id, status: 'active', secret });
+    const current = await t.app.inject({ method: 'GET', url: '/v1/config', headers: admin.headers });
+    expect(current.json().files.sasl_passwd.content).toContain(`@separators.example user-`);
+    expect(current.json().files.sasl_passwd.content).toContain(`:sha:${secretBox.fingerprint(secret)}\n`);
+    const plan = await t.app.inject({ method: 'GET', url: `/v1/config/diff?from=${before.version}`, headers: admin.headers });
+    expect(plan.json().files.find((file: { name: string }) => file.name === 'sasl_passwd').change).toBe('modified');
+    const chunks = await t.prisma.configChunk.findMany();
+    for (const text of [current.json().files.sasl_passwd.content, current.body, plan.body, ...chunks.map((chunk) => chunk.content)]) {
+      expect(text).not.toContain('\u2028sep');
+      expect(text).not.toContain('para:#');
+    }
   });
 });
 

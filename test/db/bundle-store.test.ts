@@ -3,18 +3,15 @@
  * back byte for byte; a new version stores only the chunks that changed; what remembers the
  * previous bundle (masking, chunk digests) never gives another answer than starting afresh.
  */
-import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { createSecretBox } from '../../src/lib/secret-box.js';
 import { compile, type Snapshot } from '../../src/postfix/index.js';
 import { createConfigBundleRepository } from '../../src/repositories/config-bundle.repository.js';
-import { createBundleStore } from '../../src/services/bundle-store.js';
+import { UnmaskedSecretError, createBundleStore } from '../../src/services/bundle-store.js';
 import { usePrismaDatabase } from '../helpers/database.js';
-import { credential, domain, relay, snapshot, tenant } from '../postfix/fixtures.js';
+import { credential, domain, relay, snapshot, tenant, withSecret } from '../postfix/fixtures.js';
 
 const db = usePrismaDatabase();
-const secretBox = createSecretBox(randomBytes(32));
-const store = () => createBundleStore({ prisma: db.prisma, secretBox, repository: createConfigBundleRepository() });
+const store = () => createBundleStore({ prisma: db.prisma, repository: createConfigBundleRepository() });
 
 /** 6,000 domains on two relays, each with its own credential: tables of many chunks. */
 function fleet(): Snapshot {
@@ -44,7 +41,7 @@ describe('bundle store', () => {
 
     // One domain rotated and one disabled: a few chunks of the four tables that changed.
     const changed = fleet();
-    changed.credentials = changed.credentials.map((c) => (c.id === 'c-d3000' ? { ...c, secret: 'rotated secret' } : c));
+    changed.credentials = changed.credentials.map((c) => (c.id === 'c-d3000' ? withSecret(c, 'rotated secret') : c));
     changed.domains = changed.domains.map((d) => (d.id === 'd100' ? { ...d, status: 'disabled' as const } : d));
     const second = compile(changed);
     const secondMasked = await bundles.keep(second);
@@ -65,7 +62,7 @@ describe('bundle store', () => {
   it('prunes bundles past the retention, except the newest and those a node runs or is being given, and the chunks only they used', async () => {
     await db.prisma.configBundle.deleteMany();
     await db.prisma.configChunk.deleteMany();
-    const bundles = createBundleStore({ prisma: db.prisma, secretBox, repository: createConfigBundleRepository(), retentionSeconds: 30 * 86_400 });
+    const bundles = createBundleStore({ prisma: db.prisma, repository: createConfigBundleRepository(), retentionSeconds: 30 * 86_400 });
     const base = fleet();
     // Five versions, each with one more domain disabled: most chunks shared, a few each its own.
     const compiled = [];
@@ -96,6 +93,53 @@ describe('bundle store', () => {
     // Saved again after the prune, by the same store: whole again (no memory of chunks that were deleted).
     await bundles.keep(compiled[0]!);
     expect(await bundles.find(old)).toEqual(versions[0]);
+  });
+
+  it('stores and shows secret files only as the compiler masked them, whatever characters a secret holds', async () => {
+    const bundles = store();
+    // U+2028/2029 end a line for a regular expression's `.`: masking by pattern once let these through.
+    const secrets = ['line\u2028separator', 'para\u2029graph', 'sp ace:colon#hash\\"q\'', '𝔘𝔫𝔦𝔠𝔬𝔡𝔢 😀'];
+    const rows = snapshot({
+      tenants: [tenant('t')],
+      relays: [relay('a'), relay('b', { port: 2525 })],
+      domains: [domain('d0', 't', 'd0.test', { relayId: 'a' }), domain('d1', 't', 'd1.test', { relayId: 'a', fallbackRelayId: 'b' })],
+      credentials: [credential('c0', 'a', 'd0', 'u0', secrets[0]), credential('c1', 'a', null, 'u1', secrets[1]), credential('c2', 'b', null, 'u2', secrets[2]), credential('c3', 'a', 'd1', 'u3', secrets[3])],
+    });
+    const compiled = compile(rows);
+    const secretFiles = Object.entries(compiled.files).filter(([, f]) => f.secret);
+    expect(secretFiles.length).toBeGreaterThanOrEqual(2);
+    expect(secretFiles.map(([, f]) => f.content).join('')).toContain(secrets[0]);
+    const masked = await bundles.keep(compiled);
+    expect(masked.files.sasl_passwd?.content).toBe(`@d0.test u0:sha:${rows.credentials[0]!.fingerprint}\n`);
+    const stored = [
+      ...(await db.prisma.configChunk.findMany()).map((chunk) => chunk.content),
+      ...(await db.prisma.configBundle.findMany()).map((bundle) => JSON.stringify(bundle.bundle)),
+      JSON.stringify(masked),
+      JSON.stringify(await bundles.find(compiled.version)),
+    ].join('\n');
+    for (const secret of secrets) expect(stored).not.toContain(secret);
+  });
+
+  it('refuses to store a secret file that comes without its masked form', async () => {
+    const bundles = store();
+    const compiled = compile(fleet());
+    const { masked: _masked, ...unmasked } = compiled.files.sasl_passwd!;
+    const before = await db.prisma.configBundle.count();
+    await expect(bundles.keep({ ...compiled, version: 'e'.repeat(64), files: { ...compiled.files, sasl_passwd: unmasked } })).rejects.toThrow(UnmaskedSecretError);
+    expect(await db.prisma.configBundle.count()).toBe(before);
+  });
+
+  it('shows a stored secret line that is not in the masked form as hidden, never as it was stored', async () => {
+    const bundles = store();
+    const compiled = compile(snapshot({ tenants: [tenant('t')], relays: [relay('a')], domains: [domain('d', 't', 'legacy.test', { relayId: 'a' })], credentials: [credential('c', 'a', 'd')] }));
+    const kept = await bundles.keep(compiled);
+    // What an earlier version stored for a secret its pattern could not mask.
+    const manifest = (await db.prisma.configBundle.findUniqueOrThrow({ where: { version: compiled.version } })).bundle as { files: Record<string, { chunks: string[] }> };
+    const [digest] = manifest.files.sasl_passwd!.chunks;
+    await db.prisma.configChunk.update({ where: { digest: digest! }, data: { content: '@legacy.test user-c:leaked\u2028secret\n' } });
+    const found = await bundles.find(compiled.version);
+    expect(found?.files.sasl_passwd?.content).toBe('@legacy.test (hidden: this line was stored unmasked by an earlier version)\n');
+    expect(found?.files.sender_relay).toEqual(kept.files.sender_relay);
   });
 
   it('reads bundles stored before chunking (files inline), and refuses one whose chunks are missing', async () => {

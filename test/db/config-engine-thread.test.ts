@@ -38,7 +38,7 @@ function localEngine() {
   const prisma = db.prisma;
   return createConfigEngine({
     snapshots: createSnapshotService({ prisma, snapshots: createSnapshotRepository(), secretBox }),
-    bundles: createBundleStore({ prisma, secretBox, repository: createConfigBundleRepository() }),
+    bundles: createBundleStore({ prisma, repository: createConfigBundleRepository() }),
     log: quiet,
   });
 }

@@ -38,7 +38,7 @@ it('a reconcile replaces a wrong incremental result by the full compile and logs
     reset: () => real.reset(),
   };
   const errors: object[] = [];
-  const bundles = createBundleStore({ prisma: db.prisma, secretBox, repository: createConfigBundleRepository() });
+  const bundles = createBundleStore({ prisma: db.prisma, repository: createConfigBundleRepository() });
   const engine = createConfigEngine({ snapshots, bundles, compiler: faulty, verifyIntervalMs: 0, log: { info() {}, error: (obj) => errors.push(obj) } });
 
   const tenant = await db.prisma.tenant.create({ data: { name: 'T', slug: 't' } });
@@ -66,7 +66,7 @@ it('checks at most once per interval: a reconcile soon after a full compile trus
   const snapshots = createSnapshotService({ prisma: db.prisma, snapshots: createSnapshotRepository(), secretBox });
   const compiler = createIncrementalCompiler();
   const modes: unknown[] = [];
-  const bundles = createBundleStore({ prisma: db.prisma, secretBox, repository: createConfigBundleRepository() });
+  const bundles = createBundleStore({ prisma: db.prisma, repository: createConfigBundleRepository() });
   const engine = createConfigEngine({ snapshots, bundles, compiler, verifyIntervalMs: 60_000, log: { info: (obj) => modes.push((obj as { mode: string }).mode), error() {} } });
   const tenant = await db.prisma.tenant.create({ data: { name: 'U', slug: 'u' } });
   const relay = await db.prisma.relay.create({ data: { name: 'u', host: 'smtp.u.test', port: 587, tls: 'starttls' } });
