@@ -3,9 +3,11 @@
  * `implicit`, STARTTLS required for `starttls`, STARTTLS when offered for `opportunistic`; the
  * certificate checked when the relay says `verify`. Built on nodemailer's SMTP connection. Runs
  * from the control plane (not from a node): it proves the credential, not the node's network path.
- * The secret is never part of a result or an error.
+ * The secret is never part of a result or an error: the answer is redacted of the secret in every
+ * form AUTH carries it (secret-forms.ts).
  */
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
+import { redactSecret } from './secret-forms.js';
 
 export interface SmtpAuthTarget {
   host: string;
@@ -23,11 +25,18 @@ export interface SmtpAuthResult {
   ok: boolean;
   /** Where it ended: connect, tls, auth, or done. */
   stage: 'connect' | 'tls' | 'auth' | 'done';
-  /** The server's answer or the network error (never the secret). */
+  /** The server's answer or the network error (never the secret, nor its base64 forms). */
   detail: string;
   /** TLS protocol of the session, null without TLS. */
   tlsProtocol: string | null;
   durationMs: number;
+}
+
+/** The first `max` UTF-16 units of `text`, never ending in half a surrogate pair. */
+function head(text: string, max: number): string {
+  const cut = text.slice(0, max);
+  const last = cut.charCodeAt(cut.length - 1);
+  return last >= 0xd800 && last <= 0xdbff ? cut.slice(0, -1) : cut;
 }
 
 type Connection = InstanceType<typeof SMTPConnection> & { secure?: boolean; _socket?: { getProtocol?: () => string | null } };
@@ -51,7 +60,8 @@ export async function probeSmtpAuth(target: SmtpAuthTarget): Promise<SmtpAuthRes
   const result = (ok: boolean, stage: SmtpAuthResult['stage'], detail: string): SmtpAuthResult => ({
     ok,
     stage,
-    detail: detail.replaceAll(target.secret, '[redacted]').slice(0, 500),
+    // Redacted before it is cut: a cut could leave a fragment no form matches.
+    detail: head(redactSecret(detail, target.username, target.secret), 500),
     tlsProtocol: conn.secure === true ? (conn._socket?.getProtocol?.() ?? 'TLS') : null,
     durationMs: Date.now() - started,
   });
