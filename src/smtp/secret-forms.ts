@@ -9,7 +9,7 @@
  * in any base64 text is at most a few bits at each end, in a character shared with its neighbours.
  */
 
-const REDACTED = '[redacted]';
+import { redactAll } from '../lib/redact.js';
 
 const base64Forms = (bytes: Buffer): string[] => {
   const standard = bytes.toString('base64');
@@ -66,26 +66,7 @@ export function replyText(text: string): string {
   return Buffer.from(text, 'latin1').toString('utf8');
 }
 
-/**
- * `text` without any form of the secret (see secretForms): every stretch covered by occurrences of
- * forms, found in the text as it came (overlapping ones merged), becomes one `[redacted]`.
- * Replacing form after form instead would let a later form match across an earlier marker.
- */
+/** `text` without any form of the secret (see secretForms), each stretch replaced by `[redacted]`. */
 export function redactSecret(text: string, username: string, secret: string): string {
-  const source = replyText(text);
-  const spans: Array<[number, number]> = [];
-  for (const form of secretForms(username, secret)) {
-    for (let at = source.indexOf(form); at !== -1; at = source.indexOf(form, at + 1)) spans.push([at, at + form.length]);
-  }
-  spans.sort((a, b) => a[0] - b[0]);
-  let out = '';
-  let done = 0;
-  for (let i = 0; i < spans.length; ) {
-    const start = spans[i]![0];
-    let end = spans[i]![1];
-    for (i += 1; i < spans.length && spans[i]![0] <= end; i += 1) end = Math.max(end, spans[i]![1]);
-    out += `${source.slice(done, start)}${REDACTED}`;
-    done = end;
-  }
-  return out + source.slice(done);
+  return redactAll(replyText(text), secretForms(username, secret));
 }
