@@ -9,6 +9,7 @@ import { hashMaps, type Bundle, type BundleFile } from './bundle.js';
 import { tlsLevelProblem, typedValueProblem } from './bundle-checks.js';
 import { excerpt } from './errors.js';
 import { parseMapSource, type MapEntry } from './map-source.js';
+import { postmapStderr } from './secret-scrub.js';
 import { backdateCommand, parseParams, parseServiceParams, planCommands, type ConfigPlan, type DesiredConfig } from './postfix-config.js';
 import { sh, shellQuote } from './shell-quote.js';
 import { execSections } from './remote-script.js';
@@ -16,7 +17,8 @@ import type { ExecResult, NodeConnection } from './ssh-transport.js';
 
 /**
  * `postmap` of every hash table in `dir`, then the modes of sources and .db files. postmap exits 0
- * on warnings (duplicate key: first wins; a line without a value): any stderr is a failure.
+ * on warnings (duplicate key: first wins; a line without a value): any stderr is a failure, quoted
+ * without the secret tables' data (postmapStderr).
  */
 export async function postmapTables(conn: NodeConnection, dir: string, bundle: Bundle): Promise<string[]> {
   const expected = new Map<string, number>();
@@ -28,7 +30,7 @@ export async function postmapTables(conn: NodeConnection, dir: string, bundle: B
   if (expected.size === 0) return [];
   const postmap = maps.length > 0 ? `${sh('postmap', ...maps)}; rc=$?` : 'rc=0';
   const r = await conn.exec(`${postmap}; ${sh('stat', '-c', '%a %n', ...expected.keys())}; exit $rc`, { cwd: dir });
-  if (r.code !== 0 || r.stderr.trim() !== '') return [`postmap exit ${r.code}: ${excerpt(r.stderr, 300)}`];
+  if (r.code !== 0 || r.stderr.trim() !== '') return [`postmap exit ${r.code}: ${excerpt(postmapStderr(r.stderr, bundle), 300)}`];
   const problems: string[] = [];
   for (const line of r.stdout.trim().split('\n')) {
     const [mode, name] = line.split(' ');

@@ -23,6 +23,7 @@ import {
   type DeployStepRecord,
 } from './deploy-types.js';
 import { DeployCheckError, excerpt } from './errors.js';
+import { redactBundleSecrets } from './secret-scrub.js';
 import { META_DIR, nodeLayout, versionOfTarget, type NodeLayout } from './layout.js';
 import { digestScript, driftFromDigests, driftedFiles } from './live-files.js';
 import { postmapTables, reloadLogProblems, reloadLogScript, validateStaged } from './node-checks.js';
@@ -89,21 +90,26 @@ class DeployRun {
     this.clock = options.clock ?? systemClock;
   }
 
+  /** An error as the outcome, a step and the logs show it: node text may quote the bundle's secret tables. */
+  private failure(err: unknown): string {
+    return redactBundleSecrets(message(err), this.bundle);
+  }
+
   async execute(): Promise<DeployOutcome> {
     let error: string | undefined;
     let rollbackError: string | undefined;
     try {
       await this.run();
     } catch (err) {
-      error = message(err);
+      error = this.failure(err);
       if (this.switchStarted || this.backupTaken) {
         try {
           await this.rollback();
         } catch (err2) {
-          rollbackError = message(err2);
+          rollbackError = this.failure(err2);
         }
       } else {
-        await this.discardStaging().catch((err2: unknown) => this.warnings.push(`removing the staged release failed: ${message(err2)}`));
+        await this.discardStaging().catch((err2: unknown) => this.warnings.push(`removing the staged release failed: ${this.failure(err2)}`));
       }
     } finally {
       // Every path ends in one of the three outcome states.
@@ -325,7 +331,7 @@ class DeployRun {
         removed.length > 0 ? `removed ${removed.length}` : 'nothing to remove',
       );
     } catch (err) {
-      this.warnings.push(`prune: ${message(err)}`);
+      this.warnings.push(`prune: ${this.failure(err)}`);
     }
   }
 
@@ -341,7 +347,7 @@ class DeployRun {
       record(true, describe?.(result));
       return result;
     } catch (err) {
-      record(false, message(err));
+      record(false, this.failure(err));
       throw err;
     }
   }
