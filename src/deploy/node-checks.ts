@@ -193,7 +193,13 @@ export async function validateStaged(
 }
 
 const RELOAD_LINE = '/master\\[[0-9]+\\]: reload -- ';
-const TROUBLE = /\b(fatal|panic):|bad command startup -- throttling/;
+/**
+ * A daemon's own fatal or panic message, or master throttling a service. Anchored to the daemon's
+ * tag: a delivery status line quotes the remote server's reply, which can say anything (a relay
+ * that echoes the AUTH argument would put base64 of a secret into the problem, and its "fatal:"
+ * would roll a good release back).
+ */
+const TROUBLE = /\[\d+\]: (?:fatal|panic): |\/master\[\d+\]: warning: .*bad command startup -- throttling/;
 const RELOADED = 'relayplane: reload logged';
 const NO_RELOAD = 'relayplane: no reload logged';
 

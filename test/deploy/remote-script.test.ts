@@ -87,6 +87,17 @@ describe('the reload wait on the node', () => {
     expect(await run({ offset: 0 })).toEqual([expect.stringMatching(/^log: .*bad command startup -- throttling/)]);
   });
 
+  it('does not take a relay reply quoted in a delivery line for a daemon failure (nor quote it)', async () => {
+    log = path.join(dir, 'reply');
+    await writeFile(log, RELOAD);
+    await appendFile(
+      log,
+      'Jan  1 00:00:03 host postfix-n1/smtp[8]: 9689A21ABFE: to=<b@gmail.test>, relay=127.0.0.1[127.0.0.1]:2602, dsn=4.7.8, status=deferred ' +
+        '(SASL authentication failed; server 127.0.0.1[127.0.0.1] said: 535 5.7.8 fatal: you sent AUTH PLAIN AHVzZXIAc2VjcmV0; panic: bad command startup -- throttling)\n',
+    );
+    expect(await run({ offset: 0 })).toEqual([]);
+  });
+
   it('gives up after the timeout when master never logs the reload (or the log does not exist)', async () => {
     log = path.join(dir, 'quiet');
     await writeFile(log, RELOAD);
