@@ -165,7 +165,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // After the sync worker's hook (Fastify runs onClose hooks in the order added): its last run may still compile.
   app.addHook('onClose', async () => services.config.close());
 
-  await app.register(idempotency, { prisma: deps.prisma });
+  await app.register(idempotency, { prisma: deps.prisma, masterKey: deps.config.masterKey });
   await app.register(openapi, { handlers: operationHandlers(services) });
   return app;
 }

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHmac, hkdfSync } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import type { PrismaClient } from '../db/prisma.js';
@@ -28,15 +28,18 @@ function canonicalJson(value: unknown): string {
  * Idempotency-Key on creating POSTs: the first response (anything but a 5xx) is stored per API key
  * and replayed for a retry with the same body; the same key with a different body is a 422.
  */
-async function idempotencyPlugin(app: FastifyInstance, options: { prisma: PrismaClient }) {
+async function idempotencyPlugin(app: FastifyInstance, options: { prisma: PrismaClient; masterKey: Buffer }) {
   const records = createIdempotencyRepository();
+  // Keyed: a request body can hold a credential's secret, and a plain digest of it, stored next to
+  // the username it goes with, would let whoever reads the table test guesses offline.
+  const hashKey = Buffer.from(hkdfSync('sha256', options.masterKey, Buffer.alloc(0), 'relayplane/idempotency-request/v1', 32));
   app.decorateRequest('idempotency', null);
 
   app.addHook('preHandler', async (request, reply) => {
     const key = request.headers['idempotency-key'];
     if (request.method !== 'POST' || typeof key !== 'string' || request.principal == null) return;
     const actorKeyId = request.principal.keyId;
-    const requestHash = createHash('sha256')
+    const requestHash = createHmac('sha256', hashKey)
       .update(`${request.method} ${request.url}\n${canonicalJson(request.body ?? null)}`)
       .digest('hex');
     await records.purgeOlderThan(options.prisma, new Date(Date.now() - RETENTION_MS));

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp, tokenFor } from '../helpers/app.js';
 import { createRelay, createTenant } from '../helpers/fixtures.js';
@@ -30,6 +31,20 @@ describe('Idempotency-Key', () => {
     expect(other.statusCode).toBe(422);
     expect(other.json().code).toBe('idempotency-key-reused');
     expect(await t.prisma.tenant.count({ where: { slug: 'three' } })).toBe(0);
+  });
+
+  it('keeps only a keyed digest of a request that carries a secret (no plain hash to test guesses against)', async () => {
+    const relay = await createRelay(t.app, admin.headers);
+    const url = `/v1/relays/${relay.id}/credentials`;
+    const payload = { username: 'idem-user', secret: 'guessable' };
+    const headers = { ...admin.headers, 'idempotency-key': 'secret-1' };
+    expect((await t.app.inject({ method: 'POST', url, headers, payload })).statusCode).toBe(201);
+    expect((await t.app.inject({ method: 'POST', url, headers, payload })).headers['idempotent-replayed']).toBe('true');
+    const [row] = await t.prisma.$queryRawUnsafe<Array<{ request_hash: string }>>("SELECT request_hash FROM idempotency_records WHERE key = 'secret-1'");
+    // What a plain digest of the request would be: computable by anyone who guesses the secret.
+    const plain = createHash('sha256').update(`POST ${url}\n{"secret":"guessable","username":"idem-user"}`).digest('hex');
+    expect(row?.request_hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(row?.request_hash).not.toBe(plain);
   });
 
   it('keeps keys per API key, and replays a refusal too', async () => {
