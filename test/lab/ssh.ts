@@ -33,5 +33,8 @@ export async function connectNodeSsh(node: { ssh: NodeSshTarget }, opts: Connect
     readyTimeout: opts.readyTimeoutMs ?? 10_000,
     hostVerifier: (key: Buffer) => sshFingerprint(key) === expected,
   });
+  // node-ssh drops its error listener once connected: a reset later (a node stopped or restarted
+  // under an open session) would be an uncaught exception; the next command on it fails instead.
+  ssh.connection?.on('error', () => undefined);
   return ssh;
 }
