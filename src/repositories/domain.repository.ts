@@ -9,6 +9,15 @@ export interface DomainQuery {
   take: number;
 }
 
+/** A name and every name above it, nearest first: `a.b.example` → a.b.example, b.example, example. */
+export function nameAndAncestors(name: string): string[] {
+  const labels = name.split('.');
+  return labels.map((_, i) => labels.slice(i).join('.'));
+}
+
+/** Domains that hold their name: compiled into Postfix, unique per name (domains_name_held_key). */
+const HOLDS = { OR: [{ status: { in: ['verified', 'degraded'] as DomainStatus[] } }, { compileOverride: true }] };
+
 export function createDomainRepository() {
   return {
     create(db: Db, data: Prisma.DomainUncheckedCreateInput) {
@@ -33,6 +42,25 @@ export function createDomainRepository() {
     async update(db: Db, id: string, expectedVersion: number, data: Prisma.DomainUncheckedUpdateInput) {
       const result = await db.domain.updateMany({ where: { id, version: expectedVersion }, data: { ...data, version: { increment: 1 } } });
       return result.count === 1 ? db.domain.findUnique({ where: { id }, include: { tenant: true } }) : null;
+    },
+    /** The nearest of this name and the names above it that another tenant holds, if any. */
+    async heldByOther(db: Db, name: string, tenantId: string): Promise<string | null> {
+      const rows = await db.domain.findMany({ where: { name: { in: nameAndAncestors(name) }, tenantId: { not: tenantId }, ...HOLDS }, select: { name: true } });
+      return rows.map((r) => r.name).sort((a, b) => b.length - a.length)[0] ?? null;
+    },
+    /** The nearest name strictly above this one that the same tenant holds, if any. */
+    async heldParent(db: Db, name: string, tenantId: string): Promise<string | null> {
+      const above = nameAndAncestors(name).slice(1);
+      if (above.length === 0) return null;
+      const rows = await db.domain.findMany({ where: { name: { in: above }, tenantId, ...HOLDS }, select: { name: true } });
+      return rows.map((r) => r.name).sort((a, b) => b.length - a.length)[0] ?? null;
+    },
+    /** Other tenants' pending claims on this name or a name under it. */
+    competingClaims(db: Db, name: string, tenantId: string) {
+      return db.domain.findMany({
+        where: { tenantId: { not: tenantId }, status: 'pending', compileOverride: false, OR: [{ name }, { name: { endsWith: `.${name}` } }] },
+        orderBy: { id: 'asc' },
+      });
     },
     delete(db: Db, id: string) {
       return db.domain.delete({ where: { id } });

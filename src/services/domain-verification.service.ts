@@ -11,10 +11,14 @@
  *   degraded → failed     still wrong when the grace period ends (the domain then leaves the
  *                         compiled config: only verified and degraded domains get a route)
  *   failed   → verified   the records check out (POST /verify or the periodic re-check)
+ * A claim that would become verified while another tenant holds its name (or a name above it)
+ * fails instead, and a claim that wins fails the other tenants' pending claims (domain-claims.ts).
+ * A tenant holding a name above a domain's covers that domain's ownership: its ownership record is
+ * then optional.
  * `disabled` is an administrator's decision: verification never changes it. Every status change
  * is audited and, through the domains table's trigger, makes the sync worker recompile and deploy.
  */
-import type { PrismaClient } from '../db/prisma.js';
+import { isUniqueViolation, type PrismaClient } from '../db/prisma.js';
 import type { Prisma } from '../db/prisma.js';
 import { checkRecords, expectedRecords, type DnsResolver, type ExpectedRecord, type RecordCheck } from '../dns/index.js';
 import type { Domain, DomainStatus, Relay } from '../generated/prisma/client.js';
@@ -25,6 +29,7 @@ import type { RelayRepository } from '../repositories/relay.repository.js';
 import { assertVisible, type RequestContext } from './principal.js';
 import type { DeployMetrics } from './deploy-metrics.js';
 import { relayDkim, relayReturnPath } from './relay.service.js';
+import { heldElsewhereReason, holds, type DomainClaims } from './domain-claims.js';
 
 export interface VerificationSettings {
   /** A pending domain fails after this long without verifying. */
@@ -49,6 +54,7 @@ interface Deps {
   domains: DomainRepository;
   relays: RelayRepository;
   audit: AuditRepository;
+  claims: DomainClaims;
   resolver: () => DnsResolver;
   settings: VerificationSettings;
   metrics: Pick<DeployMetrics, 'domainChecked'>;
@@ -97,16 +103,22 @@ export function createDomainVerificationService(deps: Deps) {
     return id === null ? null : deps.relays.findById(prisma, id);
   }
 
-  async function expectedFor(domain: Domain): Promise<ExpectedRecord[]> {
+  /** The name above this one its tenant holds (then its ownership record is optional), or null. */
+  function coveredBy(domain: Domain): Promise<string | null> {
+    return deps.domains.heldParent(prisma, domain.name, domain.tenantId);
+  }
+
+  async function expectedFor(domain: Domain, parent: string | null): Promise<ExpectedRecord[]> {
     const declared = (relay: Relay | null) =>
       relay === null ? null : { spfInclude: relay.spfInclude, dkim: relayDkim(relay), returnPath: relayReturnPath(relay) };
     const relayed = domain.route === 'relay';
-    return expectedRecords({
+    const records = expectedRecords({
       domain: domain.name,
       verificationToken: domain.verificationToken,
       relay: relayed ? declared(await relayOf(domain.relayId)) : null,
       fallbackRelay: relayed ? declared(await relayOf(domain.fallbackRelayId)) : null,
     });
+    return parent === null ? records : records.map((r) => (r.purpose === 'ownership' ? { ...r, required: false } : r));
   }
 
   /** Expected records merged with the last observation of the same record (same purpose, host and value). */
@@ -131,47 +143,73 @@ export function createDomainVerificationService(deps: Deps) {
 
   /** Checks one domain now, stores the observation, applies the status transition. */
   async function check(domain: Domain, actorKeyId: string | null, requestId: string | null) {
-    const expected = await expectedFor(domain);
+    const parent = await coveredBy(domain);
+    const expected = await expectedFor(domain, parent);
     const checks = await checkRecords(expected, deps.resolver());
     const at = now();
-    const status = nextStatus(domain.status, checks, { statusChangedAt: domain.statusChangedAt, now: at }, deps.settings);
-    deps.metrics.domainChecked(status);
-    const updated = await prisma.$transaction(async (tx) => {
-      await tx.domainDnsCheck.upsert({
-        where: { domainId: domain.id },
-        create: { domainId: domain.id, records: checks as unknown as Prisma.InputJsonValue, checkedAt: at },
-        update: { records: checks as unknown as Prisma.InputJsonValue, checkedAt: at },
+    const proposed = nextStatus(domain.status, checks, { statusChangedAt: domain.statusChangedAt, now: at }, deps.settings);
+    // `lost`: the name was won by a claim that committed while this one was deciding (unique index).
+    const apply = (lost: boolean) =>
+      prisma.$transaction(async (tx) => {
+        await tx.domainDnsCheck.upsert({
+          where: { domainId: domain.id },
+          create: { domainId: domain.id, records: checks as unknown as Prisma.InputJsonValue, checkedAt: at },
+          update: { records: checks as unknown as Prisma.InputJsonValue, checkedAt: at },
+        });
+        let status = proposed;
+        let statusReason = status === domain.status ? domain.statusReason : null;
+        const winning = !holds(domain) && (status === 'verified' || status === 'degraded');
+        if (winning) {
+          const held = lost ? domain.name : await deps.claims.heldElsewhere(tx, domain);
+          if (held !== null) {
+            status = 'failed';
+            statusReason = heldElsewhereReason(domain.name, held);
+          }
+        }
+        if (status === domain.status && statusReason === domain.statusReason) return domain;
+        const row = await deps.domains.update(tx, domain.id, domain.version, {
+          status,
+          statusReason,
+          ...(status === domain.status ? {} : { statusChangedAt: at }),
+          ...(status === 'verified' && domain.status !== 'verified' ? { verifiedAt: at } : {}),
+        });
+        // Changed meanwhile (an admin edit, a competing claim that won): the next check decides on
+        // the new state; the answer shows it.
+        if (row === null) return (await deps.domains.findById(tx, domain.id)) ?? domain;
+        await deps.audit.record(tx, {
+          actorKeyId,
+          tenantId: domain.tenantId,
+          action: 'domain.verification_changed',
+          resourceType: 'domain',
+          resourceId: domain.id,
+          changes: {
+            status: { from: domain.status, to: status },
+            failing: { from: null, to: checks.filter((c) => c.required && c.valid !== true).map((c) => `${c.purpose}: ${c.reason ?? 'unknown'}`) },
+            ...(statusReason === domain.statusReason ? {} : { statusReason: { from: domain.statusReason, to: statusReason } }),
+          },
+          requestId,
+        });
+        if (winning && status === 'verified') await deps.claims.settleCompetitors(tx, row, at);
+        return row;
       });
-      if (status === domain.status) return domain;
-      const row = await deps.domains.update(tx, domain.id, domain.version, {
-        status,
-        statusChangedAt: at,
-        ...(status === 'verified' ? { verifiedAt: at } : {}),
-      });
-      // Changed meanwhile (an admin edit): the next check decides on the new state.
-      if (row === null) return domain;
-      await deps.audit.record(tx, {
-        actorKeyId,
-        tenantId: domain.tenantId,
-        action: 'domain.verification_changed',
-        resourceType: 'domain',
-        resourceId: domain.id,
-        changes: {
-          status: { from: domain.status, to: status },
-          failing: { from: null, to: checks.filter((c) => c.required && c.valid !== true).map((c) => `${c.purpose}: ${c.reason ?? 'unknown'}`) },
-        },
-        requestId,
-      });
-      return row;
-    });
-    return { domain: updated, records: present(expected, checks), checkedAt: at };
+    let updated: Domain;
+    try {
+      updated = await apply(false);
+    } catch (error) {
+      if (!isUniqueViolation(error, 'domains_name_held_key')) throw error;
+      updated = await apply(true);
+    }
+    deps.metrics.domainChecked(updated.status);
+    return { domain: updated, records: present(expected, checks), checkedAt: at, coveredBy: parent };
   }
 
-  function view(domain: Domain, records: PresentedRecord[], checkedAt: Date | null) {
+  function view(domain: Domain, records: PresentedRecord[], checkedAt: Date | null, parent: string | null) {
     return {
       domainId: domain.id,
       domain: domain.name,
       status: domain.status,
+      statusReason: domain.statusReason,
+      ownershipCoveredBy: parent,
       verifiedAt: domain.verifiedAt?.toISOString() ?? null,
       statusChangedAt: domain.statusChangedAt.toISOString(),
       checkedAt: checkedAt?.toISOString() ?? null,
@@ -184,19 +222,20 @@ export function createDomainVerificationService(deps: Deps) {
     async records(ctx: RequestContext, domainId: string) {
       const domain = await load(ctx, domainId);
       const last = await lastCheck(domain.id);
-      return view(domain, present(await expectedFor(domain), last?.records ?? null), last?.checkedAt ?? null);
+      const parent = await coveredBy(domain);
+      return view(domain, present(await expectedFor(domain, parent), last?.records ?? null), last?.checkedAt ?? null, parent);
     },
 
     /** For a domain just created (no check yet). */
     async recordsOf(domain: Domain): Promise<PresentedRecord[]> {
-      return present(await expectedFor(domain), null);
+      return present(await expectedFor(domain, await coveredBy(domain)), null);
     },
 
     /** POST /v1/domains/{id}/verify: checks now. */
     async verify(ctx: RequestContext, domainId: string) {
       const domain = await load(ctx, domainId);
       const r = await check(domain, ctx.actor.keyId, ctx.requestId);
-      return view(r.domain, r.records, r.checkedAt);
+      return view(r.domain, r.records, r.checkedAt, r.coveredBy);
     },
 
     /** Periodic: domains whose last check is older than the re-check interval (or never checked). */

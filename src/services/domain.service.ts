@@ -13,6 +13,7 @@ import { assertHonourable, effectiveLimits, type SenderLimits, senderLimits } fr
 import { assertVisible, isAdmin, type RequestContext, visibleTenant } from './principal.js';
 import type { QuarantineService } from './quarantine.service.js';
 import type { RouteCheck } from './route-check.js';
+import type { DomainClaims } from './domain-claims.js';
 
 const listCursor = idCursor('domains');
 
@@ -47,6 +48,7 @@ export function presentDomain(domain: Domain) {
     name: domain.name,
     unicodeName: normalizeDomainName('name', domain.name).unicode,
     status: domain.status,
+    statusReason: domain.statusReason,
     compileOverride: domain.compileOverride,
     route: domain.route,
     relayId: domain.relayId,
@@ -72,7 +74,21 @@ interface Deps {
   quarantine: Pick<QuarantineService, 'ofDomain'>;
   /** The compiler's checks of the routes a write leaves, in the writing transaction. */
   routes: RouteCheck;
+  claims: Pick<DomainClaims, 'heldElsewhere'>;
   now?: () => Date;
+}
+
+/** The name (or one above it) is held by another tenant's verified domain; says nothing of which tenant. */
+function heldConflict(name: string, held: string): ConflictError {
+  const what = held === name ? `the domain ${name} is` : `${held}, above ${name}, is`;
+  return new ConflictError(`${what} verified by another account: it cannot be claimed`, 'domain-held', { domain: name });
+}
+
+/** A unique index a domain write can meet, as the client's problem. */
+function domainConflict(error: unknown, name: string): ConflictError | null {
+  if (isUniqueViolation(error, 'domains_name_held_key')) return heldConflict(name, name);
+  if (isUniqueViolation(error, 'name')) return new ConflictError(`this tenant already has the domain ${name}`, 'domain-taken', { domain: name });
+  return null;
 }
 
 export function createDomainService(deps: Deps) {
@@ -132,22 +148,25 @@ export function createDomainService(deps: Deps) {
 
   async function save(ctx: RequestContext, current: DomainWithTenant, data: Prisma.DomainUncheckedUpdateInput, expected: number | undefined, action: string) {
     assertVersion(current.version, expected, 'domain');
-    const updated = await deps.prisma.$transaction(async (tx) => {
-      const row = await deps.domains.update(tx, current.id, current.version, data);
-      if (row === null) throw new PreconditionFailedError('domain changed while this request was processed: read it again and retry');
-      await deps.routes.assertExpressible(tx, { domainIds: [current.id] });
-      await deps.audit.record(tx, {
-        actorKeyId: ctx.actor.keyId,
-        tenantId: current.tenantId,
-        action,
-        resourceType: 'domain',
-        resourceId: current.id,
-        changes: changedFields(current, row, [...AUDITED]),
-        requestId: ctx.requestId,
+    try {
+      return await deps.prisma.$transaction(async (tx) => {
+        const row = await deps.domains.update(tx, current.id, current.version, data);
+        if (row === null) throw new PreconditionFailedError('domain changed while this request was processed: read it again and retry');
+        await deps.routes.assertExpressible(tx, { domainIds: [current.id] });
+        await deps.audit.record(tx, {
+          actorKeyId: ctx.actor.keyId,
+          tenantId: current.tenantId,
+          action,
+          resourceType: 'domain',
+          resourceId: current.id,
+          changes: changedFields(current, row, [...AUDITED]),
+          requestId: ctx.requestId,
+        });
+        return row;
       });
-      return row;
-    });
-    return updated;
+    } catch (error) {
+      throw domainConflict(error, current.name) ?? error;
+    }
   }
 
   return {
@@ -159,6 +178,8 @@ export function createDomainService(deps: Deps) {
       const relayId = input.relayId ?? null;
       const fallbackRelayId = input.fallbackRelayId ?? null;
       await checkRoute(tenant, route, relayId, fallbackRelayId);
+      const held = await deps.claims.heldElsewhere(deps.prisma, { name: ascii, tenantId });
+      if (held !== null) throw heldConflict(ascii, held);
       const data = {
         tenantId,
         name: ascii,
@@ -187,10 +208,7 @@ export function createDomainService(deps: Deps) {
         });
         return { ...presentDomain(domain), dnsRecords: await deps.dnsRecordsOf(domain) };
       } catch (error) {
-        if (isUniqueViolation(error, 'name')) {
-          throw new ConflictError(`the domain ${ascii} is already registered`, 'domain-taken', { domain: ascii });
-        }
-        throw error;
+        throw domainConflict(error, ascii) ?? error;
       }
     },
 
@@ -254,6 +272,46 @@ export function createDomainService(deps: Deps) {
           requestId: ctx.requestId,
         });
       });
+    },
+
+    /**
+     * An administrator moves a domain, with its status, records and domain-scoped credentials, to
+     * another tenant (a name proven by the wrong customer, a customer's reorganisation). Audited in
+     * both tenants' logs, each without the other tenant's id.
+     */
+    async transfer(ctx: RequestContext, id: string, tenantId: string, expected: number | undefined) {
+      if (!isAdmin(ctx.actor)) throw new ForbiddenError('only an admin can transfer a domain');
+      const current = await load(ctx, id);
+      assertVersion(current.version, expected, 'domain');
+      const target = await deps.tenants.findById(deps.prisma, tenantId);
+      if (target === null) throw new UnprocessableError('tenantId does not name a tenant', 'tenant-not-found', { field: 'tenantId' });
+      if (target.id === current.tenantId) return presentDomain(current);
+      await checkRoute(target, current.route, current.relayId, current.fallbackRelayId);
+      try {
+        const moved = await deps.prisma.$transaction(async (tx) => {
+          const row = await deps.domains.update(tx, current.id, current.version, { tenantId: target.id });
+          if (row === null) throw new PreconditionFailedError('domain changed while this request was processed: read it again and retry');
+          await deps.routes.assertExpressible(tx, { domainIds: [current.id] });
+          for (const [tenant, action] of [
+            [current.tenantId, 'domain.transferred_out'],
+            [target.id, 'domain.transferred_in'],
+          ] as const) {
+            await deps.audit.record(tx, {
+              actorKeyId: ctx.actor.keyId,
+              tenantId: tenant,
+              action,
+              resourceType: 'domain',
+              resourceId: current.id,
+              changes: { name: action === 'domain.transferred_out' ? { from: current.name, to: null } : { from: null, to: current.name } },
+              requestId: ctx.requestId,
+            });
+          }
+          return row;
+        });
+        return presentDomain(moved);
+      } catch (error) {
+        throw domainConflict(error, current.name) ?? error;
+      }
     },
 
     async getLimits(ctx: RequestContext, id: string) {

@@ -37,6 +37,7 @@ import { createUsageRepository } from '../repositories/usage.repository.js';
 import { DEFAULT_USAGE, createUsageService, type UsageSettings } from './usage.service.js';
 import { createDnsResolver, type DnsResolver } from '../dns/index.js';
 import { DEFAULT_VERIFICATION, createDomainVerificationService, type VerificationSettings } from './domain-verification.service.js';
+import { createDomainClaims } from './domain-claims.js';
 
 export interface ServiceDeps {
   prisma: PrismaClient;
@@ -135,11 +136,13 @@ export function createServices(deps: ServiceDeps) {
     }
     return createDnsResolver({ servers });
   };
+  const claims = createDomainClaims({ domains: repositories.domains, audit: repositories.audit });
   const domainVerification = createDomainVerificationService({
     prisma,
     domains: repositories.domains,
     relays: repositories.relays,
     audit: repositories.audit,
+    claims,
     resolver,
     settings: { ...DEFAULT_VERIFICATION, ...deps.verification },
     metrics,
@@ -171,6 +174,7 @@ export function createServices(deps: ServiceDeps) {
       dnsRecordsOf: domainVerification.recordsOf,
       quarantine,
       routes,
+      claims,
       now: deps.now,
     }),
     relays,

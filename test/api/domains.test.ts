@@ -46,13 +46,15 @@ describe('sender domains', () => {
     expect(await t.prisma.domain.count({ where: { tenantId: tenant.id } })).toBe(0);
   });
 
-  it('keeps names unique across tenants with a clear 409', async () => {
+  it('lets several tenants claim a name, each once (ownership decides: domain-claims.test.ts)', async () => {
     const a = await createTenant(t.app, admin.headers);
     const b = await createTenant(t.app, admin.headers);
     await createDomain(t.app, admin.headers, a.id, { name: 'taken.example', relayId: sharedRelay.id });
-    const response = await t.app.inject({ method: 'POST', url: `/v1/tenants/${b.id}/domains`, headers: admin.headers, payload: { name: 'TAKEN.example', relayId: sharedRelay.id } });
+    const other = await t.app.inject({ method: 'POST', url: `/v1/tenants/${b.id}/domains`, headers: admin.headers, payload: { name: 'TAKEN.example', relayId: sharedRelay.id } });
+    expect(other.statusCode, other.body).toBe(201);
+    const response = await t.app.inject({ method: 'POST', url: `/v1/tenants/${a.id}/domains`, headers: admin.headers, payload: { name: 'TAKEN.example', relayId: sharedRelay.id } });
     expect(response.statusCode).toBe(409);
-    expect(response.json()).toMatchObject({ code: 'domain-taken', detail: 'the domain taken.example is already registered' });
+    expect(response.json()).toMatchObject({ code: 'domain-taken', detail: 'this tenant already has the domain taken.example' });
   });
 
   it("refuses a route through another tenant's private relay", async () => {

@@ -31,6 +31,11 @@ export function domainRoutes(services: AppServices) {
       await services.domains.delete(contextOf(request), request.params.domainId, expectedVersion(request.headers['if-match']));
       return reply.status(204).send();
     },
+    transferDomain: async (request, reply) =>
+      sendVersioned(
+        reply,
+        await services.domains.transfer(contextOf(request), request.params.domainId, request.body.tenantId, expectedVersion(request.headers['if-match'])),
+      ),
     getDomainLimits: async (request, reply) => sendVersioned(reply, await services.domains.getLimits(contextOf(request), request.params.domainId)),
     putDomainLimits: async (request, reply) =>
       sendVersioned(
