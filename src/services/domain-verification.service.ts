@@ -231,6 +231,22 @@ export function createDomainVerificationService(deps: Deps) {
       return present(await expectedFor(domain, await coveredBy(domain)), null);
     },
 
+    /**
+     * The required records a domain would need for another route, besides those its current route
+     * needs already (ownership, DMARC, an unchanged DKIM), that DNS does not show now (wrong,
+     * absent, or not checkable). Empty: the new route's records verify.
+     */
+    async missingForRoute(domain: Domain, route: Pick<Domain, 'route' | 'relayId' | 'fallbackRelayId'>) {
+      const parent = await coveredBy(domain);
+      const same = (a: ExpectedRecord, b: ExpectedRecord) => a.purpose === b.purpose && a.type === b.type && a.host === b.host && a.value === b.value;
+      const current = await expectedFor(domain, parent);
+      const expected = (await expectedFor({ ...domain, ...route }, parent)).filter((r) => r.required && !current.some((c) => same(c, r)));
+      const checks = await checkRecords(expected, deps.resolver());
+      return checks
+        .filter((c) => c.valid !== true)
+        .map(({ purpose, type, host, value, reason }) => ({ purpose, type, host, value, reason: reason ?? 'unknown' }));
+    },
+
     /** POST /v1/domains/{id}/verify: checks now. */
     async verify(ctx: RequestContext, domainId: string) {
       const domain = await load(ctx, domainId);

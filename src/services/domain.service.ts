@@ -75,7 +75,20 @@ interface Deps {
   /** The compiler's checks of the routes a write leaves, in the writing transaction. */
   routes: RouteCheck;
   claims: Pick<DomainClaims, 'heldElsewhere'>;
+  /** The required records a new route's relays need that DNS does not show now (domain verification). */
+  missingForRoute: (domain: Domain, route: Pick<Domain, 'route' | 'relayId' | 'fallbackRelayId'>) => Promise<{ purpose: string; type: string; host: string; value: string; reason: string }[]>;
   now?: () => Date;
+}
+
+/**
+ * A verified domain's mail must not move to relays whose SPF include and DKIM are not published
+ * yet: switching to a relay (or a fallback relay) it does not use now is refused until the new
+ * route's records verify. Leaving a relay (a fallback removed, a direct route) needs nothing new.
+ */
+function addsRelay(current: Domain, next: Pick<Domain, 'route' | 'relayId' | 'fallbackRelayId'>): boolean {
+  if (next.route !== 'relay') return false;
+  const now = current.route === 'relay' ? [current.relayId, current.fallbackRelayId] : [];
+  return [next.relayId, next.fallbackRelayId].some((id) => id !== null && !now.includes(id));
 }
 
 /** The name (or one above it) is held by another tenant's verified domain; says nothing of which tenant. */
@@ -243,6 +256,18 @@ export function createDomainService(deps: Deps) {
       const fallbackRelayId =
         input.fallbackRelayId !== undefined ? input.fallbackRelayId : route === 'direct' && input.route !== undefined ? null : current.fallbackRelayId;
       await checkRoute(current.tenant, route, relayId, fallbackRelayId);
+      const next = { route, relayId, fallbackRelayId };
+      if ((current.status === 'verified' || current.status === 'degraded') && addsRelay(current, next)) {
+        const missing = await deps.missingForRoute(current, next);
+        if (missing.length > 0) {
+          const first = missing[0]!;
+          throw new UnprocessableError(
+            `the new relay's DNS records must verify before this verified domain's mail moves to it: ${first.purpose} at ${first.host}: ${first.reason}${missing.length > 1 ? ` (and ${missing.length - 1} more)` : ''}`,
+            'relay-records-missing',
+            { missingRecords: missing },
+          );
+        }
+      }
       const data: Prisma.DomainUncheckedUpdateInput = {
         route,
         relayId,

@@ -175,6 +175,7 @@ export function createServices(deps: ServiceDeps) {
       quarantine,
       routes,
       claims,
+      missingForRoute: domainVerification.missingForRoute,
       now: deps.now,
     }),
     relays,
