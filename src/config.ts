@@ -148,6 +148,12 @@ const envSchema = z.object({
     .int('must be a whole number of seconds')
     .min(0, 'must be at least 0')
     .default(48 * 3600),
+  RELAYPLANE_DNS_UNCHECKABLE_LIMIT_SECONDS: z.coerce
+    .number({ message: 'must be a whole number of seconds' })
+    .int('must be a whole number of seconds')
+    .min(60, 'must be at least 60')
+    .max(30 * 86_400, 'must be at most 2592000')
+    .default(72 * 3600),
   RELAYPLANE_SSH_IDLE_SECONDS: z.coerce
     .number({ message: 'must be a whole number of seconds between 0 and 3600' })
     .int('must be a whole number of seconds between 0 and 3600')
@@ -202,6 +208,8 @@ export interface Config {
   dnsCheckIntervalSeconds: number;
   dnsPendingTimeoutSeconds: number;
   dnsDegradedGraceSeconds: number;
+  /** Records that could not be checked this long count as wrong. */
+  dnsUncheckableLimitSeconds: number;
   /** Nodes deployed in parallel. */
   deployConcurrency: number;
 }
@@ -254,6 +262,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dnsCheckIntervalSeconds: values.RELAYPLANE_DNS_CHECK_INTERVAL_SECONDS,
     dnsPendingTimeoutSeconds: values.RELAYPLANE_DNS_PENDING_TIMEOUT_SECONDS,
     dnsDegradedGraceSeconds: values.RELAYPLANE_DNS_DEGRADED_GRACE_SECONDS,
+    dnsUncheckableLimitSeconds: values.RELAYPLANE_DNS_UNCHECKABLE_LIMIT_SECONDS,
     deployConcurrency: values.RELAYPLANE_DEPLOY_CONCURRENCY,
   };
 }

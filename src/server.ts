@@ -36,6 +36,7 @@ export async function serve(config: Config, options: ServeOptions) {
         recheckIntervalSeconds: runtime.dnsCheckIntervalSeconds,
         pendingTimeoutSeconds: runtime.dnsPendingTimeoutSeconds,
         degradedGraceSeconds: runtime.dnsDegradedGraceSeconds,
+        uncheckableLimitSeconds: runtime.dnsUncheckableLimitSeconds,
       },
       sync: {
         databaseUrl: runtime.databaseUrl,

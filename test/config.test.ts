@@ -19,6 +19,8 @@ describe('loadConfig', () => {
     expect(loadConfig({ RELAYPLANE_SSH_IDLE_SECONDS: '0' }).sshIdleSeconds).toBe(0);
     expect(loadConfig({}).configBundleRetentionDays).toBe(30);
     expect(loadConfig({ RELAYPLANE_CONFIG_BUNDLE_RETENTION_DAYS: '7' }).configBundleRetentionDays).toBe(7);
+    expect(loadConfig({}).dnsUncheckableLimitSeconds).toBe(259200);
+    expect(loadConfig({ RELAYPLANE_DNS_UNCHECKABLE_LIMIT_SECONDS: '3600' }).dnsUncheckableLimitSeconds).toBe(3600);
   });
 
   it('limits token exchanges per address and per key id, and trusts no proxy, unless told', () => {
@@ -59,6 +61,7 @@ describe('loadConfig', () => {
     [{ RELAYPLANE_TRUST_PROXY: 'true' }, /^Invalid configuration: RELAYPLANE_TRUST_PROXY must be a comma-separated list of proxy addresses/],
     [{ RELAYPLANE_TRUST_PROXY: '2' }, /RELAYPLANE_TRUST_PROXY/],
     [{ RELAYPLANE_TRUST_PROXY: '10.0.0.0/33' }, /RELAYPLANE_TRUST_PROXY/],
+    [{ RELAYPLANE_DNS_UNCHECKABLE_LIMIT_SECONDS: '59' }, /^Invalid configuration: RELAYPLANE_DNS_UNCHECKABLE_LIMIT_SECONDS must be at least 60 \(got "59"\)$/],
   ])('refuses %o with one line naming the variable', (env, message) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(message);

@@ -6,7 +6,9 @@
  *   pending  → verified   every required record checks out
  *   pending  → failed     still not verified `pendingTimeoutSeconds` after it became pending
  *   verified → degraded   a required record is definitively wrong or gone (a DNS timeout or
- *                         SERVFAIL says nothing about the record and changes nothing)
+ *                         SERVFAIL says nothing about the record and changes nothing, until
+ *                         records stayed uncheckable `uncheckableLimitSeconds`: then they count
+ *                         as wrong, see boundUnknown)
  *   degraded → verified   the records check out again
  *   degraded → failed     still wrong when the grace period ends (the domain then leaves the
  *                         compiled config: only verified and degraded domains get a route)
@@ -40,6 +42,11 @@ export interface VerificationSettings {
   recheckIntervalSeconds: number;
   /** Domains checked per periodic run at most. */
   batchSize: number;
+  /**
+   * A required record that could not be checked (timeout, SERVFAIL) this long without a break
+   * counts as wrong: an expired domain or a lame delegation does not stay verified forever.
+   */
+  uncheckableLimitSeconds: number;
 }
 
 export const DEFAULT_VERIFICATION: VerificationSettings = {
@@ -47,7 +54,24 @@ export const DEFAULT_VERIFICATION: VerificationSettings = {
   degradedGraceSeconds: 48 * 3600,
   recheckIntervalSeconds: 3600,
   batchSize: 200,
+  uncheckableLimitSeconds: 72 * 3600,
 };
+
+/**
+ * Required records left unknown by DNS failures since `since` (kept across checks while some stay
+ * unknown) become wrong once that lasted `limitSeconds`, with the reason. Pure; exported for tests.
+ */
+export function boundUnknown(checks: RecordCheck[], since: Date | null, at: Date, limitSeconds: number): { checks: RecordCheck[]; uncheckableSince: Date | null } {
+  if (!checks.some((c) => c.required && c.valid === null)) return { checks, uncheckableSince: null };
+  const start = since ?? at;
+  if (at.getTime() - start.getTime() < limitSeconds * 1000) return { checks, uncheckableSince: start };
+  const bounded = checks.map((c) =>
+    c.required && c.valid === null
+      ? { ...c, valid: false, reason: `could not be checked since ${start.toISOString()} (over ${limitSeconds} s): ${c.reason ?? 'DNS failure'}` }
+      : c,
+  );
+  return { checks: bounded, uncheckableSince: start };
+}
 
 interface Deps {
   prisma: PrismaClient;
@@ -136,25 +160,26 @@ export function createDomainVerificationService(deps: Deps) {
     return domain;
   }
 
-  async function lastCheck(domainId: string): Promise<{ records: RecordCheck[]; checkedAt: Date } | null> {
+  async function lastCheck(domainId: string): Promise<{ records: RecordCheck[]; checkedAt: Date; uncheckableSince: Date | null } | null> {
     const row = await prisma.domainDnsCheck.findUnique({ where: { domainId } });
-    return row === null ? null : { records: row.records as unknown as RecordCheck[], checkedAt: row.checkedAt };
+    return row === null ? null : { records: row.records as unknown as RecordCheck[], checkedAt: row.checkedAt, uncheckableSince: row.uncheckableSince };
   }
 
   /** Checks one domain now, stores the observation, applies the status transition. */
   async function check(domain: Domain, actorKeyId: string | null, requestId: string | null) {
     const parent = await coveredBy(domain);
     const expected = await expectedFor(domain, parent);
-    const checks = await checkRecords(expected, deps.resolver());
+    const observed = await checkRecords(expected, deps.resolver());
     const at = now();
+    const { checks, uncheckableSince } = boundUnknown(observed, (await lastCheck(domain.id))?.uncheckableSince ?? null, at, deps.settings.uncheckableLimitSeconds);
     const proposed = nextStatus(domain.status, checks, { statusChangedAt: domain.statusChangedAt, now: at }, deps.settings);
     // `lost`: the name was won by a claim that committed while this one was deciding (unique index).
     const apply = (lost: boolean) =>
       prisma.$transaction(async (tx) => {
         await tx.domainDnsCheck.upsert({
           where: { domainId: domain.id },
-          create: { domainId: domain.id, records: checks as unknown as Prisma.InputJsonValue, checkedAt: at },
-          update: { records: checks as unknown as Prisma.InputJsonValue, checkedAt: at },
+          create: { domainId: domain.id, records: checks as unknown as Prisma.InputJsonValue, checkedAt: at, uncheckableSince },
+          update: { records: checks as unknown as Prisma.InputJsonValue, checkedAt: at, uncheckableSince },
         });
         let status = proposed;
         let statusReason = status === domain.status ? domain.statusReason : null;

@@ -51,7 +51,7 @@ describe.skipIf(!dnsOk)('domain verification through the API', () => {
 
   beforeAll(async () => {
     dns = await startDnsServer([]);
-    t = await createTestApp({ dnsServers: [dns.server], verification: { degradedGraceSeconds: 3600, pendingTimeoutSeconds: 7200 } });
+    t = await createTestApp({ dnsServers: [dns.server], verification: { degradedGraceSeconds: 3600, pendingTimeoutSeconds: 7200, uncheckableLimitSeconds: 600 } });
     headers = (await tokenFor(t.app, ['admin'])).headers;
     tenantId = (await createTenant(t.app, headers)).id;
     relayId = (
@@ -125,6 +125,39 @@ describe.skipIf(!dnsOk)('domain verification through the API', () => {
       .items.filter((e) => e.action === 'domain.verification_changed')
       .map((e) => `${e.changes.status?.from}->${e.changes.status?.to}`);
     expect(changes.sort()).toEqual(['degraded->failed', 'failed->verified', 'pending->verified', 'verified->degraded'].sort());
+  });
+
+  it('a zone answering only SERVFAIL degrades after the uncheckable limit, then fails after the grace period', async () => {
+    const domain = await create('lame.test');
+    const zone = zoneFor(domain.dnsRecords);
+    await dns.setRecords(zone);
+    expect((await verify(domain.id)).status).toBe('verified');
+    /** Time passes: records have been uncheckable this many seconds. */
+    const uncheckableFor = (seconds: number) =>
+      t.prisma.$executeRawUnsafe(`UPDATE domain_dns_checks SET uncheckable_since = now() - interval '${seconds} seconds' WHERE domain_id = $1::uuid`, domain.id);
+
+    // Lame delegation: every name under lame.test answers SERVFAIL.
+    await dns.setRecords([...zone.filter((r) => !r.name.endsWith('lame.test')), { type: 'FAIL', name: 'lame.test', failure: 'SERVFAIL' }]);
+    const first = await verify(domain.id);
+    expect(first.status).toBe('verified');
+    expect(first.records.every((r) => r.valid === null)).toBe(true);
+    await uncheckableFor(599);
+    expect((await verify(domain.id)).status).toBe('verified');
+    // One answer in between starts the count again.
+    await dns.setRecords(zone);
+    expect((await verify(domain.id)).status).toBe('verified');
+    expect((await t.prisma.domainDnsCheck.findUnique({ where: { domainId: domain.id } }))?.uncheckableSince).toBeNull();
+
+    await dns.setRecords([...zone.filter((r) => !r.name.endsWith('lame.test')), { type: 'FAIL', name: 'lame.test', failure: 'SERVFAIL' }]);
+    expect((await verify(domain.id)).status).toBe('verified');
+    await uncheckableFor(601);
+    const degraded = await verify(domain.id);
+    expect(degraded.status).toBe('degraded');
+    expect(degraded.records.find((r) => r.purpose === 'dmarc')).toMatchObject({ valid: false, reason: expect.stringMatching(/^could not be checked since .* \(over 600 s\): DNS lookup of TXT _dmarc\.lame\.test failed: .*SERVFAIL/) });
+    expect(await senderRelayMap()).toContain('@lame.test');
+    await age(domain.id, 3601);
+    expect((await verify(domain.id)).status).toBe('failed');
+    expect(await senderRelayMap()).not.toContain('lame.test');
   });
 
   it('a domain still pending after the timeout fails; the periodic re-check finds it', async () => {
