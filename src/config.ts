@@ -154,6 +154,12 @@ const envSchema = z.object({
     .min(60, 'must be at least 60')
     .max(30 * 86_400, 'must be at most 2592000')
     .default(72 * 3600),
+  RELAYPLANE_DNS_VERIFY_COOLDOWN_SECONDS: z.coerce
+    .number({ message: 'must be a whole number of seconds' })
+    .int('must be a whole number of seconds')
+    .min(0, 'must be at least 0')
+    .max(3600, 'must be at most 3600')
+    .default(30),
   RELAYPLANE_SSH_IDLE_SECONDS: z.coerce
     .number({ message: 'must be a whole number of seconds between 0 and 3600' })
     .int('must be a whole number of seconds between 0 and 3600')
@@ -210,6 +216,8 @@ export interface Config {
   dnsDegradedGraceSeconds: number;
   /** Records that could not be checked this long count as wrong. */
   dnsUncheckableLimitSeconds: number;
+  /** POST /v1/domains/{id}/verify at most once per domain this often; 0: no limit. */
+  dnsVerifyCooldownSeconds: number;
   /** Nodes deployed in parallel. */
   deployConcurrency: number;
 }
@@ -263,6 +271,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dnsPendingTimeoutSeconds: values.RELAYPLANE_DNS_PENDING_TIMEOUT_SECONDS,
     dnsDegradedGraceSeconds: values.RELAYPLANE_DNS_DEGRADED_GRACE_SECONDS,
     dnsUncheckableLimitSeconds: values.RELAYPLANE_DNS_UNCHECKABLE_LIMIT_SECONDS,
+    dnsVerifyCooldownSeconds: values.RELAYPLANE_DNS_VERIFY_COOLDOWN_SECONDS,
     deployConcurrency: values.RELAYPLANE_DEPLOY_CONCURRENCY,
   };
 }

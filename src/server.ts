@@ -37,6 +37,7 @@ export async function serve(config: Config, options: ServeOptions) {
         pendingTimeoutSeconds: runtime.dnsPendingTimeoutSeconds,
         degradedGraceSeconds: runtime.dnsDegradedGraceSeconds,
         uncheckableLimitSeconds: runtime.dnsUncheckableLimitSeconds,
+        verifyCooldownSeconds: runtime.dnsVerifyCooldownSeconds,
       },
       sync: {
         databaseUrl: runtime.databaseUrl,

@@ -21,6 +21,8 @@ describe('loadConfig', () => {
     expect(loadConfig({ RELAYPLANE_CONFIG_BUNDLE_RETENTION_DAYS: '7' }).configBundleRetentionDays).toBe(7);
     expect(loadConfig({}).dnsUncheckableLimitSeconds).toBe(259200);
     expect(loadConfig({ RELAYPLANE_DNS_UNCHECKABLE_LIMIT_SECONDS: '3600' }).dnsUncheckableLimitSeconds).toBe(3600);
+    expect(loadConfig({}).dnsVerifyCooldownSeconds).toBe(30);
+    expect(loadConfig({ RELAYPLANE_DNS_VERIFY_COOLDOWN_SECONDS: '0' }).dnsVerifyCooldownSeconds).toBe(0);
   });
 
   it('limits token exchanges per address and per key id, and trusts no proxy, unless told', () => {
@@ -61,6 +63,7 @@ describe('loadConfig', () => {
     [{ RELAYPLANE_TRUST_PROXY: 'true' }, /^Invalid configuration: RELAYPLANE_TRUST_PROXY must be a comma-separated list of proxy addresses/],
     [{ RELAYPLANE_TRUST_PROXY: '2' }, /RELAYPLANE_TRUST_PROXY/],
     [{ RELAYPLANE_TRUST_PROXY: '10.0.0.0/33' }, /RELAYPLANE_TRUST_PROXY/],
+    [{ RELAYPLANE_DNS_VERIFY_COOLDOWN_SECONDS: '3601' }, /^Invalid configuration: RELAYPLANE_DNS_VERIFY_COOLDOWN_SECONDS must be at most 3600 \(got "3601"\)$/],
     [{ RELAYPLANE_DNS_UNCHECKABLE_LIMIT_SECONDS: '59' }, /^Invalid configuration: RELAYPLANE_DNS_UNCHECKABLE_LIMIT_SECONDS must be at least 60 \(got "59"\)$/],
   ])('refuses %o with one line naming the variable', (env, message) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);

@@ -85,6 +85,14 @@ export class RateLimitedError extends AppError {
   readonly status = 429;
   readonly code = 'rate-limited';
   readonly title = 'Too many requests';
+  constructor(
+    message: string,
+    extra: Record<string, unknown> = {},
+    /** Sent as Retry-After by the error handler (callers that set the header themselves leave it out). */
+    readonly retryAfterSeconds?: number,
+  ) {
+    super(message, extra);
+  }
 }
 
 export class ServiceUnavailableError extends AppError {

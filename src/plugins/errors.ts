@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { databaseProblem } from '../db/errors.js';
-import { AppError, type FieldProblem, ServiceUnavailableError } from '../lib/errors.js';
+import { AppError, type FieldProblem, RateLimitedError, ServiceUnavailableError } from '../lib/errors.js';
 import { allowedMethods, routeTable } from './route-table.js';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
@@ -90,7 +90,9 @@ function fieldProblems(error: FastifyError): FieldProblem[] {
 }
 
 function sendAppError(request: FastifyRequest, reply: FastifyReply, error: AppError) {
-  if (error instanceof ServiceUnavailableError && error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
+  if ((error instanceof ServiceUnavailableError || error instanceof RateLimitedError) && error.retryAfterSeconds !== undefined) {
+    reply.header('retry-after', String(error.retryAfterSeconds));
+  }
   return sendProblem(request, reply, { status: error.status, title: error.title, code: error.code, detail: error.message, ...error.extra });
 }
 

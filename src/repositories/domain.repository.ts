@@ -62,6 +62,24 @@ export function createDomainRepository() {
         orderBy: { id: 'asc' },
       });
     },
+    /**
+     * Takes the domain's on-demand check slot when its cooldown has passed (0), or answers the
+     * seconds left. One statement: concurrent requests for one domain get one slot between them.
+     */
+    async takeVerifySlot(db: Db, domainId: string, cooldownSeconds: number): Promise<number> {
+      const [row] = await db.$queryRaw<{ taken: boolean; wait: number | null }[]>`
+        WITH taken AS (
+          INSERT INTO domain_verify_requests (domain_id, requested_at) VALUES (${domainId}::uuid, now())
+          ON CONFLICT (domain_id) DO UPDATE SET requested_at = now()
+            WHERE domain_verify_requests.requested_at <= now() - make_interval(secs => ${cooldownSeconds})
+          RETURNING 1)
+        SELECT EXISTS (SELECT 1 FROM taken) AS taken,
+               (SELECT ceil(extract(epoch FROM requested_at + make_interval(secs => ${cooldownSeconds}) - now()))::int
+                  FROM domain_verify_requests WHERE domain_id = ${domainId}::uuid) AS wait`;
+      if (row?.taken === true) return 0;
+      // A racer took the slot after this statement's snapshot: the whole cooldown is left.
+      return Math.min(cooldownSeconds, Math.max(1, row?.wait ?? cooldownSeconds));
+    },
     delete(db: Db, id: string) {
       return db.domain.delete({ where: { id } });
     },

@@ -24,7 +24,7 @@ import { isUniqueViolation, type PrismaClient } from '../db/prisma.js';
 import type { Prisma } from '../db/prisma.js';
 import { checkRecords, expectedRecords, type DnsResolver, type ExpectedRecord, type RecordCheck } from '../dns/index.js';
 import type { Domain, DomainStatus, Relay } from '../generated/prisma/client.js';
-import { NotFoundError } from '../lib/errors.js';
+import { NotFoundError, RateLimitedError } from '../lib/errors.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
 import type { DomainRepository } from '../repositories/domain.repository.js';
 import type { RelayRepository } from '../repositories/relay.repository.js';
@@ -47,6 +47,8 @@ export interface VerificationSettings {
    * counts as wrong: an expired domain or a lame delegation does not stay verified forever.
    */
   uncheckableLimitSeconds: number;
+  /** POST /v1/domains/{id}/verify runs at most once per domain this often (0: no limit). */
+  verifyCooldownSeconds: number;
 }
 
 export const DEFAULT_VERIFICATION: VerificationSettings = {
@@ -55,6 +57,7 @@ export const DEFAULT_VERIFICATION: VerificationSettings = {
   recheckIntervalSeconds: 3600,
   batchSize: 200,
   uncheckableLimitSeconds: 72 * 3600,
+  verifyCooldownSeconds: 30,
 };
 
 /**
@@ -275,6 +278,14 @@ export function createDomainVerificationService(deps: Deps) {
     /** POST /v1/domains/{id}/verify: checks now. */
     async verify(ctx: RequestContext, domainId: string) {
       const domain = await load(ctx, domainId);
+      // Each check costs several DNS queries (more with SPF includes): a panel polling in a loop
+      // must not turn the control plane into a query amplifier against the customer's servers.
+      if (deps.settings.verifyCooldownSeconds > 0) {
+        const wait = await deps.domains.takeVerifySlot(prisma, domain.id, deps.settings.verifyCooldownSeconds);
+        if (wait > 0) {
+          throw new RateLimitedError(`this domain was checked less than ${deps.settings.verifyCooldownSeconds} s ago: retry after the seconds in Retry-After`, {}, wait);
+        }
+      }
       const r = await check(domain, ctx.actor.keyId, ctx.requestId);
       return view(r.domain, r.records, r.checkedAt, r.coveredBy);
     },

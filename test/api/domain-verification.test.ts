@@ -160,6 +160,36 @@ describe.skipIf(!dnsOk)('domain verification through the API', () => {
     expect(await senderRelayMap()).not.toContain('lame.test');
   });
 
+  it('checks on demand at most once per domain per cooldown: 429 with Retry-After, across API processes', async () => {
+    const cooled = await createTestApp({ dnsServers: [dns.server], verification: { verifyCooldownSeconds: 30 } });
+    const other = await createTestApp({ dnsServers: [dns.server], verification: { verifyCooldownSeconds: 30 }, shareWith: cooled });
+    try {
+      const h = (await tokenFor(cooled.app, ['admin'])).headers;
+      const tenant = (await createTenant(cooled.app, h)).id;
+      const relay = (await createRelay(cooled.app, h)).id;
+      const created = await cooled.app.inject({ method: 'POST', url: `/v1/tenants/${tenant}/domains`, headers: h, payload: { name: 'poll.test', relayId: relay } });
+      expect(created.statusCode, created.body).toBe(201);
+      const domain = created.json<{ id: string }>();
+      const h2 = (await tokenFor(other.app, ['admin'])).headers;
+      const burst = await Promise.all(
+        Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? cooled : other).app.inject({ method: 'POST', url: `/v1/domains/${domain.id}/verify`, headers: i % 2 === 0 ? h : h2 })),
+      );
+      expect(burst.map((r) => r.statusCode).sort()).toEqual([200, 429, 429, 429, 429, 429, 429, 429, 429, 429]);
+      const refused = burst.find((r) => r.statusCode === 429)!;
+      expect(refused.headers['content-type']).toMatch(/^application\/problem\+json/);
+      expect(refused.json()).toMatchObject({ code: 'rate-limited', status: 429 });
+      expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+      expect(Number(refused.headers['retry-after'])).toBeLessThanOrEqual(30);
+      // The cooldown over (time passes: the slot was taken 30 s ago), the next check runs.
+      await cooled.prisma.$executeRawUnsafe(`UPDATE domain_verify_requests SET requested_at = now() - interval '30 seconds' WHERE domain_id = $1::uuid`, domain.id);
+      expect((await other.app.inject({ method: 'POST', url: `/v1/domains/${domain.id}/verify`, headers: h2 })).statusCode).toBe(200);
+      expect((await cooled.app.inject({ method: 'POST', url: `/v1/domains/${domain.id}/verify`, headers: h })).statusCode).toBe(429);
+    } finally {
+      await other.close();
+      await cooled.close();
+    }
+  });
+
   it('a domain still pending after the timeout fails; the periodic re-check finds it', async () => {
     const domain = await create('late.test');
     await age(domain.id, 7201);

@@ -76,7 +76,8 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     // Never the machine's resolvers: no DNS query may leave the machine. Unless a test names its
     // server, lookups go to a loopback port where nothing answers (a temporary failure).
     dnsServers: options.dnsServers ?? ['127.0.0.1:9'],
-    ...(options.verification !== undefined ? { verification: options.verification } : {}),
+    // Tests drive checks explicitly and often: no on-demand cooldown unless a test asks for one.
+    verification: { verifyCooldownSeconds: 0, ...options.verification },
     tokenRateLimit: { perAddress: 1_000_000, perKeyId: 1_000_000, ...options.tokenRateLimit },
     ...(options.trustProxy !== undefined ? { trustProxy: options.trustProxy } : {}),
     ...(options.keyStatusCacheMs !== undefined ? { keyStatusCacheMs: options.keyStatusCacheMs } : {}),
