@@ -32,6 +32,7 @@ import { assertVisible, type RequestContext } from './principal.js';
 import type { DeployMetrics } from './deploy-metrics.js';
 import { relayDkim, relayReturnPath } from './relay.service.js';
 import { heldElsewhereReason, holds, type DomainClaims } from './domain-claims.js';
+import { alignmentWarnings, type RecordsWarning } from './dmarc-alignment.js';
 
 export interface VerificationSettings {
   /** A pending domain fails after this long without verifying. */
@@ -231,7 +232,14 @@ export function createDomainVerificationService(deps: Deps) {
     return { domain: updated, records: present(expected, checks), checkedAt: at, coveredBy: parent };
   }
 
-  function view(domain: Domain, records: PresentedRecord[], checkedAt: Date | null, parent: string | null) {
+  async function warningsOf(domain: Domain): Promise<RecordsWarning[]> {
+    return alignmentWarnings(domain, [
+      { field: 'relayId', relay: await relayOf(domain.relayId) },
+      { field: 'fallbackRelayId', relay: await relayOf(domain.fallbackRelayId) },
+    ]);
+  }
+
+  async function view(domain: Domain, records: PresentedRecord[], checkedAt: Date | null, parent: string | null) {
     return {
       domainId: domain.id,
       domain: domain.name,
@@ -242,6 +250,7 @@ export function createDomainVerificationService(deps: Deps) {
       statusChangedAt: domain.statusChangedAt.toISOString(),
       checkedAt: checkedAt?.toISOString() ?? null,
       records,
+      warnings: await warningsOf(domain),
     };
   }
 

@@ -190,6 +190,25 @@ describe.skipIf(!dnsOk)('domain verification through the API', () => {
     }
   });
 
+  it('verifies through a relay with neither SPF include nor DKIM, warning that nothing makes DMARC pass', async () => {
+    const bare = (await createRelay(t.app, headers, { name: 'bare relay', host: 'smtp.bare.test' })).id;
+    const r = await t.app.inject({ method: 'POST', url: `/v1/tenants/${tenantId}/domains`, headers, payload: { name: 'bare.test', relayId: bare, fallbackRelayId: relayId } });
+    expect(r.statusCode, r.body).toBe(201);
+    const domain = r.json<{ id: string; dnsRecords: PublishedRecord[] }>();
+    await dns.setRecords(zoneFor(domain.dnsRecords));
+    const view = (await verify(domain.id)) as DnsView & { warnings: { code: string; message: string }[] };
+    expect(view.status).toBe('verified');
+    expect(view.warnings).toEqual([
+      { code: 'no-dmarc-pass', message: 'the relay of relayId (bare relay) declares neither an SPF include nor DKIM: mail from bare.test sent through it fails DMARC (refused where the policy is p=reject)' },
+    ]);
+    const stored = await t.app.inject({ method: 'GET', url: `/v1/domains/${domain.id}/dns-records`, headers });
+    expect(stored.json<{ warnings: unknown[] }>().warnings).toHaveLength(1);
+    // The fallback relay (SPF include and DKIM declared) alone: nothing to warn about.
+    const patched = await t.app.inject({ method: 'PATCH', url: `/v1/domains/${domain.id}`, headers, payload: { relayId, fallbackRelayId: null } });
+    expect(patched.statusCode, patched.body).toBe(200);
+    expect((await t.app.inject({ method: 'GET', url: `/v1/domains/${domain.id}/dns-records`, headers })).json<{ warnings: unknown[] }>().warnings).toEqual([]);
+  });
+
   it('a domain still pending after the timeout fails; the periodic re-check finds it', async () => {
     const domain = await create('late.test');
     await age(domain.id, 7201);
