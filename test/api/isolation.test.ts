@@ -19,6 +19,7 @@ const BODIES: Record<string, unknown> = {
   updateTenant: { name: 'renamed' },
   createDomain: { name: 'iso-new.example', relayId: '00000000-0000-4000-8000-000000000000' },
   updateDomain: { route: 'relay' },
+  transferDomain: { tenantId: '00000000-0000-4000-8000-000000000000' },
   putDomainLimits: { concurrency: 2 },
   createRelay: { name: 'r', host: 'smtp.iso.test', port: 587, tls: 'starttls' },
   updateRelay: { port: 2525 },
@@ -96,8 +97,11 @@ describe('isolation matrix', () => {
         headers: tokenB.headers,
         ...(BODIES[operation.operationId] === undefined ? {} : { payload: BODIES[operation.operationId] as object }),
       });
-      // Node-wide admin resources (policies, nodes, deployments) are not tenant A's: there a tenant is refused outright.
-      const adminOnly = ['/v1/destination-policies', '/v1/nodes', '/v1/deployments'].some((prefix) => operation.path.startsWith(prefix));
+      // Node-wide admin resources (policies, nodes, deployments) are not tenant A's, and admin-only
+      // operations (a domain transfer) are refused by scope whatever the id: a tenant gets 403 there.
+      const adminOnly =
+        ['/v1/destination-policies', '/v1/nodes', '/v1/deployments'].some((prefix) => operation.path.startsWith(prefix)) ||
+        (operation.scopes ?? []).every((scope) => scope === 'admin');
       const expected = adminOnly ? 403 : 404;
       expect(response.statusCode, response.body).toBe(expected);
       expect(await databaseState()).toBe(before);
