@@ -6,8 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, tokenFor, type TestApp } from '../helpers/app.js';
 import { createRelay, createTenant } from '../helpers/fixtures.js';
-import { dnsmasqAvailable, startDnsServer, type DnsServer, type ZoneRecord } from '../helpers/dns-server.js';
-import { labRequired } from '../lab/requirements.js';
+import { startDnsServer, type DnsServer, type ZoneRecord } from '../helpers/dns-server.js';
+import { toolGate } from '../lab/requirements.js';
 
 interface PublishedRecord {
   purpose: string;
@@ -22,7 +22,7 @@ interface DnsView {
   records: PublishedRecord[];
 }
 
-const dnsOk = dnsmasqAvailable() || labRequired();
+const dnsOk = toolGate('domain-verification against dnsmasq', ['dnsmasq']);
 
 describe.skipIf(!dnsOk)('domain verification through the API', () => {
   let dns: DnsServer;

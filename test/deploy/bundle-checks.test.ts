@@ -11,19 +11,12 @@ import { checkBundle, parseMapSource, shellQuote } from '../../src/deploy/index.
 import { typedValueProblem } from '../../src/deploy/bundle-checks.js';
 import { desiredConfig, parseServiceParams, parseServices, planCommands, planConfig, type LiveConfig } from '../../src/deploy/postfix-config.js';
 import { tarArchive } from '../../src/deploy/tar-archive.js';
+import { toolGate } from '../lab/requirements.js';
 import { buildBundle, service } from './bundles.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'relayplane-deploy-unit-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-const has = (bin: string) => {
-  try {
-    execFileSync('sh', ['-c', `command -v ${bin}`]);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 const routes = [{ domain: 'a.test', nexthop: '[127.0.0.1]:2601', user: 'u', password: 'p' }];
 
@@ -51,7 +44,7 @@ describe('parseMapSource', () => {
     ]);
   });
 
-  it.skipIf(!has('postmap'))('agrees with the real postmap -s on the same sources', () => {
+  it.skipIf(!toolGate('parseMapSource vs postmap -s', ['postmap']))('agrees with the real postmap -s on the same sources', () => {
     writeFileSync(path.join(tmp, 'main.cf'), 'compatibility_level = 3.6\n');
     // A main.cf younger than ~2 s makes every postmap wait for it to settle ("being edited" guard).
     const past = new Date(Date.now() - 10_000);
@@ -167,7 +160,7 @@ describe('shellQuote', () => {
   });
 });
 
-describe.skipIf(!has('tar'))('tarArchive', () => {
+describe.skipIf(!toolGate('tarArchive through tar', ['tar']))('tarArchive', () => {
   it('extracts with real tar: names, contents and modes', () => {
     const dir = path.join(tmp, 'out');
     writeFileSync(path.join(tmp, 'a.tar'), tarArchive([

@@ -19,12 +19,17 @@ import { postmapTables } from '../../src/deploy/node-checks.js';
 import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/postfix-node.js';
 import { labGate } from '../lab/requirements.js';
 import { startSmartHost, type SmartHost } from '../lab/smart-host.js';
+import { waitForDelivery } from '../lab/delivery.js';
 import { sendMail } from '../lab/submit.js';
+import { HANG_GUARD_MS } from '../lab/util.js';
 import { buildBundle, service, type Route } from './bundles.js';
 
 const labOk = labGate('deployer lab tests');
 
-describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
+// Tests here run up to seven full deploys each (SSH sessions, postmap, postfix check, reload):
+// 7 s on a quiet machine, over 30 s on a loaded one. Their waits end on events; the timeout only
+// stops a hang.
+describe.skipIf(!labOk)('deployBundle on a real Postfix node', { timeout: HANG_GUARD_MS }, () => {
   let sink: SmartHost;
   let sh1: SmartHost;
   let sh2: SmartHost;
@@ -75,7 +80,7 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
   /** Sends one message and returns the smart host's record of it. */
   async function deliver(n: PostfixNode, from: string, host: SmartHost) {
     const sent = await sendMail(n, { from, to: ['rcpt@dest.test'], subject: `via ${host.name}` });
-    return host.waitFor((m) => m.messageId === sent.messageId, 15_000);
+    return waitForDelivery(n, sent, host);
   }
 
   beforeAll(async () => {
@@ -299,7 +304,7 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
     expect(await configSnapshot(c, fresh)).toEqual(before);
     // The node's own catch-all route still works.
     const sent = await sendMail(fresh, { from: 'x@a.test', to: ['rcpt@dest.test'] });
-    expect((await sink.waitFor((m) => m.messageId === sent.messageId, 15_000)).authUser).toBeUndefined();
+    expect((await waitForDelivery(fresh, sent, sink)).authUser).toBeUndefined();
   });
 
   it('prunes old releases, keeping the live and the previous one', async () => {

@@ -5,8 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkForwardConfirmedRdns, createDnsResolver, reverseName, type DnsResolver } from '../../src/dns/index.js';
-import { dnsmasqAvailable, startDnsServer, type DnsServer, type ZoneRecord } from '../helpers/dns-server.js';
-import { labRequired } from '../lab/requirements.js';
+import { startDnsServer, type DnsServer, type ZoneRecord } from '../helpers/dns-server.js';
+import { toolGate } from '../lab/requirements.js';
 
 it('reverse names of addresses', () => {
   expect(reverseName('192.0.2.7')).toBe('7.2.0.192.in-addr.arpa');
@@ -23,7 +23,7 @@ it('a resolver needs servers, well written', () => {
   expect(() => createDnsResolver({ servers: ['127.0.0.1:5353', '[::1]:53', '10.0.0.1', '::1'] })).not.toThrow();
 });
 
-const dnsOk = dnsmasqAvailable() || labRequired();
+const dnsOk = toolGate('resolver against dnsmasq', ['dnsmasq']);
 
 describe.skipIf(!dnsOk)('resolver and FCrDNS against a real DNS server', () => {
   let dns: DnsServer;

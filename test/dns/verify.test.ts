@@ -5,8 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkRecords, checkSpf, createDnsResolver, expectedRecords, type DnsResolver, type ExpectedRecord, type RelayDnsDeclaration } from '../../src/dns/index.js';
-import { dnsmasqAvailable, startDnsServer, startUnresponsiveDnsServer, type DnsServer, type ZoneRecord } from '../helpers/dns-server.js';
-import { labRequired } from '../lab/requirements.js';
+import { startDnsServer, startUnresponsiveDnsServer, type DnsServer, type ZoneRecord } from '../helpers/dns-server.js';
+import { toolGate } from '../lab/requirements.js';
 
 const KEY = `v=DKIM1; k=rsa; p=${'MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA'.repeat(8)}`;
 const relay: RelayDnsDeclaration = {
@@ -35,7 +35,7 @@ const txt = (name: string, value: string | string[]): ZoneRecord => ({ type: 'TX
 const spf = (value: string, ...more: ZoneRecord[]) => replacing('shop.test', txt('shop.test', value), ...more);
 const BOTH = 'include:_spf.provider.test include:_spf.backup.test';
 
-const dnsOk = dnsmasqAvailable() || labRequired();
+const dnsOk = toolGate('verify against dnsmasq', ['dnsmasq']);
 
 describe.skipIf(!dnsOk)('record checks against a real DNS server', () => {
   let dns: DnsServer;

@@ -12,7 +12,7 @@ import { labGate } from '../lab/requirements.js';
 import { startSmartHost, type SmartHost } from '../lab/smart-host.js';
 import { sendMail } from '../lab/submit.js';
 
-const labOk = labGate('onboarding e2e');
+const labOk = labGate('onboarding e2e', ['dnsmasq']);
 
 describe.skipIf(!labOk)('onboarding: unverified mail stays, verified mail leaves through its relay', () => {
   let t: TestApp;

@@ -8,14 +8,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
 import { Resolver } from 'node:dns/promises';
-import { accessSync, constants } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { isIPv4, isIPv6 } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { reverseName } from '../../src/dns/resolver.js';
+import { findBinary } from '../lab/requirements.js';
 
-export const DNSMASQ = '/usr/sbin/dnsmasq';
+/** Tests that start one open with toolGate(…, ['dnsmasq']), which finds it the same way. */
+export const DNSMASQ = findBinary('dnsmasq') ?? '/usr/sbin/dnsmasq';
 
 export type ZoneRecord =
   /** One TXT record; an array gives its character-strings (each ≤ 255 bytes; dnsmasq cuts a longer one). */
@@ -50,14 +51,6 @@ export interface DnsServer {
   stop(): Promise<void>;
 }
 
-export function dnsmasqAvailable(): boolean {
-  try {
-    accessSync(DNSMASQ, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function quote(s: string): string {
   if (/[\x00-\x1f\x7f]/.test(s)) throw new Error(`cannot put ${JSON.stringify(s)} in a dnsmasq TXT record`);

@@ -82,6 +82,14 @@ export async function freePort(): Promise<number> {
   throw new Error('freePort: no fresh port found');
 }
 
+/**
+ * The bound of a lab wait whose outcome comes from an event (a log line, a message received, a
+ * process blocking): it only stops a hang. A lab test that can fail says so through an event (a
+ * bounce in the log, a collection that ended early), never through a wait being slow: on a loaded
+ * 2-core machine the same steps take several times longer.
+ */
+export const HANG_GUARD_MS = 5 * 60_000;
+
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Polls fn until it returns a value other than undefined/false, or throws after timeoutMs. */

@@ -11,6 +11,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { masterCfLine, renderBundle, type Bundle } from '../../src/postfix/index.js';
+import { missingRoot, missingTools, requirementGate, toolGate } from '../lab/requirements.js';
 
 const SBIN = ['/usr/sbin', '/usr/local/sbin', '/usr/bin', '/sbin'];
 
@@ -29,10 +30,11 @@ function findBinary(name: string): string | undefined {
 export const POSTMAP = findBinary('postmap');
 export const POSTCONF = findBinary('postconf');
 export const POSTFIX = findBinary('postfix');
-/** Why the real-Postfix tests are skipped, or undefined when they can run. */
-export const postfixMissing: string | undefined =
-  POSTMAP === undefined || POSTCONF === undefined ? 'postmap/postconf not installed (apt-get install postfix): real-Postfix tests skipped' : undefined;
-export const canStartPostfix = postfixMissing === undefined && POSTFIX !== undefined && process.getuid?.() === 0 && process.platform === 'linux';
+/** The gate of a suite that runs postmap/postconf (see test/lab/requirements.ts). */
+export const postfixToolsGate = (suite: string): boolean => toolGate(suite, ['postmap', 'postconf']);
+/** The gate of a suite that starts a Postfix instance: the tools, postfix itself and root. */
+export const postfixInstanceGate = (suite: string): boolean =>
+  requirementGate(suite, [...missingTools(['postmap', 'postconf', 'postfix']), ...missingRoot(), ...(process.platform === 'linux' ? [] : ['Linux'])]);
 
 export interface RunResult {
   code: number;

@@ -14,7 +14,7 @@ import { writePostfixLog, type LogTruth, type PostfixLogOptions } from '../../be
 import { findExecutable, parseGrandTotals } from '../../bench/usage/pflogsumm.js';
 import { emptyCounters, UsageAccumulator, type UsageCounters } from '../../src/usage/accumulator.js';
 import { LogLineParser } from '../../src/usage/log-line.js';
-import { labRequired } from '../lab/requirements.js';
+import { toolGate } from '../lab/requirements.js';
 
 const run = promisify(execFile);
 
@@ -47,9 +47,8 @@ describe('parseGrandTotals', () => {
 });
 
 const pflogsumm = findExecutable('pflogsumm');
-if (pflogsumm === undefined && !labRequired()) console.warn('pflogsumm agreement skipped: pflogsumm is not installed (apt-get install pflogsumm)');
 
-describe.skipIf(pflogsumm === undefined && !labRequired())('Relayplane totals vs pflogsumm on the same log', () => {
+describe.skipIf(!toolGate('pflogsumm agreement', ['pflogsumm']))('Relayplane totals vs pflogsumm on the same log', () => {
   let dir: string;
   beforeAll(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'relayplane-pflogsumm-'));
