@@ -11,6 +11,7 @@ import { deployBundle, type NodeConnection } from '../../src/deploy/index.js';
 import { postmapTables } from '../../src/deploy/node-checks.js';
 import { postmapStderr, redactBundleSecrets } from '../../src/deploy/secret-scrub.js';
 import { localConnection } from '../helpers/local-node.js';
+import { toolGate } from '../lab/requirements.js';
 import { buildBundle } from './bundles.js';
 
 const SECRET = 'pw-s3cret-value';
@@ -39,7 +40,7 @@ describe('postmapStderr', () => {
   });
 });
 
-describe('postmapTables with a real postmap', () => {
+describe.skipIf(!toolGate('postmapTables with a real postmap', ['postmap']))('postmapTables with a real postmap', () => {
   let dir: string;
   const mailConfig = process.env.MAIL_CONFIG;
 
