@@ -3,9 +3,10 @@
  * README's install line says are the same set, so a new user installing from the README gets every
  * tool the suite runs.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect, it } from 'vitest';
+import { LAB_FILES } from '../../vitest.config.js';
 import { LAB_INSTALL_COMMAND, LAB_PACKAGES, missingTools } from './requirements.js';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
@@ -29,4 +30,14 @@ it('the README gives the same install command', () => {
 it('a missing tool is named with its package', () => {
   expect(missingTools(['sh', 'relayplane-no-such-tool'])).toEqual(['binary relayplane-no-such-tool (package relayplane-no-such-tool)']);
   expect(missingTools(['sh'])).toEqual([]);
+});
+
+it('every test file that starts a daemon is in the lab part (vitest.config.ts)', () => {
+  const testDir = path.join(root, 'test');
+  const files = readdirSync(testDir, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.test.ts')).map((f) => `test/${f}`);
+  const lab = files.filter((f) => LAB_FILES.some((glob) => path.matchesGlob(f, glob)));
+  for (const glob of LAB_FILES) expect(files.some((f) => path.matchesGlob(f, glob)), glob).toBe(true);
+  const daemon = /labGate\(|postfixInstanceGate\(|startDnsServer\(|startPostfixNode\(|startInstance\(/;
+  const starting = files.filter((f) => daemon.test(readFileSync(path.join(root, f), 'utf8')));
+  expect(starting.filter((f) => !lab.includes(f))).toEqual([]);
 });
