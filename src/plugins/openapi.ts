@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import type { FastifyInstance, RouteHandlerMethod } from 'fastify';
+import { errorCodes, type FastifyInstance, type RouteHandlerMethod } from 'fastify';
 import openapiGlue from 'fastify-openapi-glue';
 import fp from 'fastify-plugin';
 import { parse } from 'yaml';
@@ -50,6 +50,33 @@ export function specOperations(spec: Spec) {
   return operations;
 }
 
+const MEDIA_TYPE = /^[a-z]+\/[a-z0-9.+-]+$/;
+
+/** Every media type named in the spec (requests and responses; `content` properties of schemas left out). */
+function mediaTypes(node: unknown, found = new Set<string>()): Set<string> {
+  if (Array.isArray(node)) for (const item of node) mediaTypes(item, found);
+  else if (node !== null && typeof node === 'object') {
+    for (const [key, value] of Object.entries(node)) {
+      if (key === 'content' && value !== null && typeof value === 'object') for (const type of Object.keys(value)) if (MEDIA_TYPE.test(type)) found.add(type);
+      mediaTypes(value, found);
+    }
+  }
+  return found;
+}
+
+/**
+ * fastify-openapi-glue warns at every start about each media type of the spec without a body
+ * parser (`ContentTypeParser for 'text/csv' not found`), responses' types included. Each such
+ * type gets a parser that refuses the body exactly as a missing parser does (415,
+ * src/plugins/strict-requests.ts): nothing is accepted that was not before, and the start is quiet.
+ */
+function refuseOtherMediaTypes(app: FastifyInstance, spec: Spec): void {
+  for (const type of mediaTypes(spec)) {
+    if (app.hasContentTypeParser(type)) continue;
+    app.addContentTypeParser(type, (_request, _payload, done) => done(new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE(type), undefined));
+  }
+}
+
 export interface OpenApiOptions {
   handlers: OperationHandlers;
 }
@@ -66,6 +93,7 @@ async function openapiPlugin(app: FastifyInstance, options: OpenApiOptions) {
   const handlers = options.handlers as Record<string, RouteHandlerMethod | undefined>;
   const rereadOnStaleWrite = staleWriteRetrier();
 
+  refuseOtherMediaTypes(app, spec);
   await app.register(openapiGlue, {
     specification: structuredClone(spec),
     operationResolver: (operationId: string) => {

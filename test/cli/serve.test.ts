@@ -45,31 +45,33 @@ interface Server {
   output: () => string;
 }
 
+/** Starts serve and resolves on its ready line (written once it listens), or rejects when it exits first. */
 async function startServe(): Promise<Server> {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve'], { cwd: ROOT, env: cliEnv() });
+  // A process group of its own, like a shell's foreground job: Ctrl-C reaches every process in it.
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve'], { cwd: ROOT, env: cliEnv(), detached: true });
   let output = '';
-  child.stdout!.on('data', (chunk) => (output += chunk));
-  child.stderr!.on('data', (chunk) => (output += chunk));
-  const deadline = Date.now() + 90_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`serve exited early:\n${output}`);
-    try {
-      const response = await fetch(`http://127.0.0.1:${port}/readyz`);
-      if (response.status === 200) return { child, output: () => output };
-    } catch {
-      // not listening yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  child.kill('SIGKILL');
-  throw new Error(`serve did not become ready:\n${output}`);
+  await new Promise<void>((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      output += chunk;
+      if (output.includes('"msg":"Relayplane is ready on ')) resolve();
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('exit', () => reject(new Error(`serve exited early:\n${output}`)));
+  });
+  expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
+  return { child, output: () => output };
 }
 
+/** Stops serve as a terminal's Ctrl-C does: SIGINT to the whole process group (the embedded PostgreSQL included). */
 async function stopServe(server: Server) {
   const exited = new Promise((resolve) => server.child.once('exit', resolve));
-  server.child.kill('SIGTERM');
+  process.kill(-server.child.pid!, 'SIGINT');
   await exited;
 }
+
+/** Log lines at warn (40) or above, which a normal start and a clean stop must not write. */
+const warnings = (output: string) => output.split('\n').filter((line) => /"level":(4|5|6)0/.test(line));
 
 async function postgresPid(): Promise<number | null> {
   try {
@@ -103,6 +105,10 @@ describe('relayplane serve on the embedded default', () => {
   it('starts, serves, reuses its data on a second start, and stops PostgreSQL on shutdown', { timeout: 240_000 }, async () => {
     const first = await startServe();
     expect(first.output()).toContain('initialising the embedded PostgreSQL');
+    // One line for a person: where the API and its docs are, and the next step.
+    expect(first.output()).toContain(
+      `"msg":"Relayplane is ready on http://127.0.0.1:${port} (API docs: http://127.0.0.1:${port}/docs); next, create the first admin key: npx relayplane keys create --admin"`,
+    );
     const pid = await postgresPid();
     expect(pid).not.toBeNull();
     expect(alive(pid!)).toBe(true);
@@ -129,6 +135,7 @@ describe('relayplane serve on the embedded default', () => {
 
     await stopServe(first);
     expect(alive(pid!)).toBe(false);
+    expect(warnings(first.output())).toEqual([]);
 
     const second = await startServe();
     expect(second.output()).not.toContain('initialising the embedded PostgreSQL');
@@ -143,6 +150,8 @@ describe('relayplane serve on the embedded default', () => {
     expect(JSON.parse(listed.stdout).map((item: { id: string }) => item.id)).toContain(key.id);
     await stopServe(second);
     expect(await postgresPid()).toBeNull();
+    expect(second.output()).toContain(`"msg":"Relayplane is ready on http://127.0.0.1:${port} (API docs: http://127.0.0.1:${port}/docs)"`);
+    expect(warnings(second.output())).toEqual([]);
   });
 
   it('fails with one clear line and a non-zero exit on bad configuration or usage', async () => {
