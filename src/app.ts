@@ -94,6 +94,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Query strings, path parameters and headers are coerced to their schema types; bodies never.
     schemaController: { compilersFactory: { buildValidator: partValidators() } },
     bodyLimit: 1024 * 1024,
+    // Registering the spec's routes compiles every schema: over Fastify's default 10 s on a loaded
+    // 2-core machine (seen at a load average of 17). A bound against a hung plugin, not a speed test.
+    pluginTimeout: 120_000,
     ...(deps.trustProxy !== undefined ? { trustProxy: deps.trustProxy } : {}),
     frameworkErrors,
     clientErrorHandler,

@@ -45,7 +45,7 @@ interface NodeBody {
 }
 
 // A deploy validates each node for seconds on a loaded machine, and nodes go one at a time here.
-describe.skipIf(!labOk)('the sync job while nodes change under it', { timeout: 180_000 }, () => {
+describe.skipIf(!labOk)('the sync job while nodes change under it', () => {
   let sink: SmartHost;
   // a and b are registered (a's turn comes first); s1 and s2 are spare addresses to move them to.
   let a: PostfixNode;

@@ -88,7 +88,7 @@ export async function freePort(): Promise<number> {
  * bounce in the log, a collection that ended early), never through a wait being slow: on a loaded
  * 2-core machine the same steps take several times longer.
  */
-export const HANG_GUARD_MS = 5 * 60_000;
+export const HANG_GUARD_MS = 15 * 60_000;
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

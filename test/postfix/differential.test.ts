@@ -16,7 +16,7 @@ import { postfixToolsGate, stageBundle } from './postfix-harness.js';
 const title = 'explainRoute() against real Postfix tables';
 
 describe.skipIf(!postfixToolsGate(title))(title, () => {
-  it('agrees with Postfix for random snapshots and senders', { timeout: 300_000 }, async () => {
+  it('agrees with Postfix for random snapshots and senders', async () => {
     const seen = { compiled: 0, quarantined: 0, relay: 0, direct: 0, rejected: 0, fallback: 0, ownSasl: 0, bySender: 0, generated: 0, ownTls: 0 };
     await fc.assert(
       fc.asyncProperty(snapshotArb, async (snapshot: Snapshot) => {
