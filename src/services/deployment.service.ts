@@ -76,6 +76,11 @@ interface Deps {
 export function createDeploymentService(deps: Deps) {
   const now = deps.now ?? (() => new Date());
   const { prisma } = deps;
+  // Set when the process shuts down: a compile that fails then is most likely the database going
+  // away under it (a Ctrl-C reaches the embedded PostgreSQL too), not a config that cannot compile.
+  let stopping = false;
+  const compileFailed = (error: unknown, what: string) =>
+    stopping ? deps.log.info({ error }, `${what} ended by the shutdown`) : deps.log.warn({ error }, `${what}: the config does not compile`);
   const runner = createNodeRunner({ prisma, nodes: deps.nodes, ssh: deps.ssh, readPrivateKey: deps.readPrivateKey, metrics: deps.metrics, log: deps.log, now });
 
   async function compile(options: { verify?: boolean } = {}): Promise<Compiled | { error: string }> {
@@ -199,7 +204,7 @@ export function createDeploymentService(deps: Deps) {
     async runChange() {
       const compiled = await compile();
       if ('error' in compiled) {
-        deps.log.warn({ error: compiled.error }, 'config changed but does not compile: nothing deployed');
+        compileFailed(compiled.error, 'config change not deployed');
         return;
       }
       const nodes = await deps.nodes.listEnabled(prisma);
@@ -219,7 +224,7 @@ export function createDeploymentService(deps: Deps) {
     async runReconcile() {
       const compiled = await compile({ verify: true });
       if ('error' in compiled) {
-        deps.log.warn({ error: compiled.error }, 'reconcile skipped: the config does not compile');
+        compileFailed(compiled.error, 'reconcile skipped');
         return;
       }
       const nodes = await deps.nodes.listEnabled(prisma);
@@ -263,6 +268,11 @@ export function createDeploymentService(deps: Deps) {
 
   return {
     handlers,
+
+    /** The process is shutting down: a compile failing from now on is logged as its consequence. */
+    stopping() {
+      stopping = true;
+    },
 
     /** Closes the SSH connections kept for the next deploy (a running deploy's closes when it ends). */
     close() {
