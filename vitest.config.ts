@@ -17,6 +17,8 @@ export const LAB_FILES = [
   'test/dns/resolver.test.ts',
   'test/dns/verify.test.ts',
   'test/api/domain-verification.test.ts',
+  'test/api/domain-claims.test.ts',
+  'test/api/relay-switch.test.ts',
 ];
 
 export default defineConfig({

@@ -6,8 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, tokenFor, type TestApp } from '../helpers/app.js';
 import { createRelay, createTenant, type TenantBody } from '../helpers/fixtures.js';
-import { dnsmasqAvailable, startDnsServer, type DnsServer, type ZoneRecord } from '../helpers/dns-server.js';
-import { labRequired } from '../lab/requirements.js';
+import { startDnsServer, type DnsServer, type ZoneRecord } from '../helpers/dns-server.js';
+import { toolGate } from '../lab/requirements.js';
 
 interface PublishedRecord {
   purpose: string;
@@ -31,7 +31,7 @@ interface Created {
 }
 type Headers = Record<string, string>;
 
-const dnsOk = dnsmasqAvailable() || labRequired();
+const dnsOk = toolGate('domain-claims against dnsmasq', ['dnsmasq']);
 
 describe.skipIf(!dnsOk)('domain names are held by the claim whose ownership verifies first', () => {
   let dns: DnsServer;

@@ -6,8 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, tokenFor, type TestApp } from '../helpers/app.js';
 import { createRelay, createTenant } from '../helpers/fixtures.js';
-import { dnsmasqAvailable, startDnsServer, type DnsServer, type ZoneRecord } from '../helpers/dns-server.js';
-import { labRequired } from '../lab/requirements.js';
+import { startDnsServer, type DnsServer, type ZoneRecord } from '../helpers/dns-server.js';
+import { toolGate } from '../lab/requirements.js';
 
 interface PublishedRecord {
   purpose: string;
@@ -16,7 +16,7 @@ interface PublishedRecord {
   value: string;
 }
 
-const dnsOk = dnsmasqAvailable() || labRequired();
+const dnsOk = toolGate('relay-switch against dnsmasq', ['dnsmasq']);
 
 describe.skipIf(!dnsOk)('switching a verified domain to another relay', () => {
   let dns: DnsServer;
