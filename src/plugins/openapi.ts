@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { errorCodes, type FastifyInstance, type RouteHandlerMethod } from 'fastify';
+import { errorCodes, type FastifyInstance, type FastifyRequest, type RouteHandlerMethod } from 'fastify';
 import openapiGlue from 'fastify-openapi-glue';
 import fp from 'fastify-plugin';
 import { parse } from 'yaml';
@@ -77,6 +77,27 @@ function refuseOtherMediaTypes(app: FastifyInstance, spec: Spec): void {
   }
 }
 
+/** A Host header worth echoing: a DNS name or address, with an optional port. */
+const HOST = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
+/**
+ * The origin this request reached the API at, for the served spec's `servers`: "Try it out"
+ * then works on any port and behind a proxy. Fastify reads X-Forwarded-Proto/Host only from
+ * the proxies named in RELAYPLANE_TRUST_PROXY; an odd Host gives the spec's relative `/`.
+ */
+export function requestOrigin(request: FastifyRequest): string | null {
+  const protocol = request.protocol;
+  const host = request.host;
+  if ((protocol !== 'http' && protocol !== 'https') || !HOST.test(host)) return null;
+  return `${protocol}://${host}`;
+}
+
+function withServerOf(request: FastifyRequest, document: Record<string, unknown>): Record<string, unknown> {
+  const origin = requestOrigin(request);
+  // A shallow copy: the stored document is shared by every request.
+  return origin === null ? document : { ...document, servers: [{ url: origin, description: 'The Relayplane API that served this document.' }] };
+}
+
 export interface OpenApiOptions {
   handlers: OperationHandlers;
 }
@@ -111,7 +132,11 @@ async function openapiPlugin(app: FastifyInstance, options: OpenApiOptions) {
     reply.type('application/yaml; charset=utf-8').send(text),
   );
   await app.register(swagger, { mode: 'static', specification: { document: structuredClone(spec) as never } });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await app.register(swaggerUi, {
+    routePrefix: '/docs',
+    transformSpecificationClone: false,
+    transformSpecification: (document, request) => withServerOf(request, document),
+  });
 }
 
 export default fp(openapiPlugin, { name: 'openapi', fastify: '5.x', dependencies: ['auth', 'errors', 'strict-requests'] });
