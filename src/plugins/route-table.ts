@@ -9,7 +9,8 @@ function matcherOf(url: string): RegExp {
   const source = url
     .split('/')
     .map((segment) => {
-      if (segment.startsWith(':')) return '[^/]+';
+      // The router matches an empty parameter (`/v1/relays//credentials`) and lets its schema refuse it.
+      if (segment.startsWith(':')) return '[^/]*';
       if (segment === '*') return '.*';
       return segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     })

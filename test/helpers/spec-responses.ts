@@ -45,9 +45,10 @@ export function createSpecChecker() {
   addFormats(ajv);
   ajv.addSchema(spec as unknown as Json, SPEC_ID);
   const compiled = new Map<string, ValidateFunction>();
+  // As the router: a parameter may be empty (`/v1/relays//credentials` reaches its route).
   const pathTemplates = Object.keys(spec.paths).map((template) => ({
     template,
-    regex: new RegExp(`^${template.split(/\{[^}]+\}/).map((part) => part.replace(/[.*+?^$()|[\]\\]/g, '\\$&')).join('[^/]+')}$`),
+    regex: new RegExp(`^${template.split(/\{[^}]+\}/).map((part) => part.replace(/[.*+?^$()|[\]\\]/g, '\\$&')).join('[^/]*')}$`),
   }));
 
   function resolve<T extends { $ref?: string }>(value: T): { object: T; pointer: string[] } | null {

@@ -1,0 +1,37 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestApp, type TestApp, tokenFor } from '../helpers/app.js';
+
+// The small frictions a newcomer meets first (issue 25): each answer says what to do instead.
+let t: TestApp;
+let admin: Awaited<ReturnType<typeof tokenFor>>;
+
+beforeAll(async () => {
+  t = await createTestApp();
+  admin = await tokenFor(t.app, ['admin']);
+});
+afterAll(async () => t?.close());
+
+type Injected = Awaited<ReturnType<TestApp['app']['inject']>>;
+
+function expectProblem(response: Injected, status: number, code: string) {
+  expect(response.statusCode, response.body).toBe(status);
+  expect(response.headers['content-type']).toContain('application/problem+json');
+  expect(response.json()).toMatchObject({ code, status });
+}
+
+describe('a wrong method on a path with an empty parameter', () => {
+  it.each([
+    ['DELETE', '/v1/relays//credentials', 'GET, HEAD, POST'],
+    ['PUT', '/v1/tenants//domains', 'GET, HEAD, POST'],
+    ['POST', '/v1/domains//limits', 'DELETE, GET, HEAD, PUT'],
+  ])('answers %s %s with 405 and the Allow the router really serves', async (method, url, allow) => {
+    const response = await t.app.inject({ method: method as 'PUT', url, headers: admin.headers });
+    expectProblem(response, 405, 'method-not-allowed');
+    expect(response.headers.allow).toBe(allow);
+    // Every method Allow names reaches a route there (its schema then refuses the empty id).
+    for (const allowed of allow.split(', ')) {
+      const routed = await t.app.inject({ method: allowed as 'GET', url, headers: admin.headers });
+      expect([404, 405], `${allowed} ${url}: ${routed.body}`).not.toContain(routed.statusCode);
+    }
+  });
+});
