@@ -5,6 +5,7 @@ import fp from 'fastify-plugin';
 import { databaseProblem } from '../db/errors.js';
 import { AppError, type FieldProblem, RateLimitedError, ServiceUnavailableError } from '../lib/errors.js';
 import { allowedMethods, routeTable } from './route-table.js';
+import { ACCEPTED_BODY_TYPE } from './strict-requests.js';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 const PROBLEM_TYPE_PREFIX = 'urn:relayplane:problem:';
@@ -99,6 +100,8 @@ function sendAppError(request: FastifyRequest, reply: FastifyReply, error: AppEr
 /** Errors Fastify raises before a handler runs (body parsing, URL decoding) in the project's terms. */
 function sendFrameworkError(request: FastifyRequest, reply: FastifyReply, error: FastifyError, status: number) {
   const known = error.code === undefined ? undefined : FRAMEWORK_PROBLEMS[error.code];
+  // RFC 9110 §15.5.16: a 415 may say in Accept which media types the request could have used.
+  if (status === 415) reply.header('accept', ACCEPTED_BODY_TYPE);
   return sendProblem(request, reply, {
     status,
     title: STATUS_TITLES[status] ?? STATUS_CODES[status] ?? 'Bad request',

@@ -1,13 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp, tokenFor } from '../helpers/app.js';
+import { createTenant, type TenantBody } from '../helpers/fixtures.js';
 
 // The small frictions a newcomer meets first (issue 25): each answer says what to do instead.
 let t: TestApp;
 let admin: Awaited<ReturnType<typeof tokenFor>>;
+let tenant: TenantBody;
 
 beforeAll(async () => {
   t = await createTestApp();
   admin = await tokenFor(t.app, ['admin']);
+  tenant = await createTenant(t.app, admin.headers);
 });
 afterAll(async () => t?.close());
 
@@ -33,5 +36,18 @@ describe('a wrong method on a path with an empty parameter', () => {
       const routed = await t.app.inject({ method: allowed as 'GET', url, headers: admin.headers });
       expect([404, 405], `${allowed} ${url}: ${routed.body}`).not.toContain(routed.statusCode);
     }
+  });
+});
+
+describe('a body in another media type', () => {
+  it.each([
+    ['POST', '/v1/tenants'],
+    ['PATCH', '/v1/tenants/{tenantId}'],
+  ])('%s %s answers 415 with Accept: application/json', async (method, path) => {
+    const url = path.replace('{tenantId}', tenant.id);
+    const response = await t.app.inject({ method: method as 'POST', url, headers: { ...admin.headers, 'content-type': 'application/x-www-form-urlencoded' }, payload: 'name=x' });
+    expectProblem(response, 415, 'unsupported-media-type');
+    expect(response.headers.accept).toBe('application/json');
+    expect(response.json<{ detail: string }>().detail).toContain('application/json');
   });
 });
