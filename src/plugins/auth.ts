@@ -93,6 +93,10 @@ async function authPlugin(app: FastifyInstance, options: AuthOptions) {
     if (header === undefined || !/^Bearer\s+\S+$/i.test(header)) {
       throw new UnauthorizedError('send a bearer token from POST /v1/auth/token in the Authorization header');
     }
+    // The API key itself in place of the token it is exchanged for: the likeliest first mistake.
+    if (/^Bearer\s+rpk_/i.test(header)) {
+      throw new UnauthorizedError('this is an API key, not a bearer token: exchange it at POST /v1/auth/token and send the access_token it returns');
+    }
     let claims: unknown;
     try {
       claims = await request.jwtVerify<TokenClaims>();

@@ -51,3 +51,18 @@ describe('a body in another media type', () => {
     expect(response.json<{ detail: string }>().detail).toContain('application/json');
   });
 });
+
+describe('an API key sent as the bearer token', () => {
+  it('answers 401 saying to exchange it at POST /v1/auth/token', async () => {
+    const response = await t.app.inject({ method: 'GET', url: '/v1/tenants', headers: { authorization: `Bearer ${admin.key.key}` } });
+    expectProblem(response, 401, 'unauthorized');
+    const detail = response.json<{ detail: string }>().detail;
+    expect(detail).toContain('API key');
+    expect(detail).toContain('POST /v1/auth/token');
+    expect(detail).not.toContain(admin.key.key);
+    // Only a key gets the hint; any other bad token is just invalid.
+    const other = await t.app.inject({ method: 'GET', url: '/v1/tenants', headers: { authorization: 'Bearer not-a-token' } });
+    expectProblem(other, 401, 'unauthorized');
+    expect(other.json<{ detail: string }>().detail).not.toContain('API key');
+  });
+});
