@@ -77,6 +77,14 @@ function sendProblem(request: FastifyRequest, reply: FastifyReply, problem: Prob
   return reply.status(problem.status).type(PROBLEM_CONTENT_TYPE).send(body);
 }
 
+/** Ajv's message, with the allowed values where it only says there are some. */
+function validationMessage(item: NonNullable<FastifyError['validation']>[number], params: Record<string, unknown>): string {
+  if (item.keyword === 'enum' && Array.isArray(params.allowedValues)) {
+    return `must be one of: ${params.allowedValues.map((value) => JSON.stringify(value)).join(', ')}`;
+  }
+  return item.message ?? 'is invalid';
+}
+
 /** Ajv's instancePath (`/name`) plus the part of the request it validated, e.g. `body/name`. */
 function fieldProblems(error: FastifyError): FieldProblem[] {
   const context = error.validationContext ?? 'request';
@@ -85,7 +93,7 @@ function fieldProblems(error: FastifyError): FieldProblem[] {
     const missing = typeof params.missingProperty === 'string' ? `/${params.missingProperty}` : '';
     const extra = typeof params.additionalProperty === 'string' ? `/${params.additionalProperty}` : '';
     const pointer = `${item.instancePath}${missing}${extra}`;
-    const message = extra ? `${item.message ?? 'is not allowed'}: ${params.additionalProperty as string}` : (item.message ?? 'is invalid');
+    const message = extra ? `${item.message ?? 'is not allowed'}: ${params.additionalProperty as string}` : validationMessage(item, params);
     return { field: `${context}${pointer}`, message };
   });
 }

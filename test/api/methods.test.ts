@@ -66,3 +66,27 @@ describe('an API key sent as the bearer token', () => {
     expect(other.json<{ detail: string }>().detail).not.toContain('API key');
   });
 });
+
+describe('a value outside an enum', () => {
+  it('names the allowed values of a body field', async () => {
+    const response = await t.app.inject({
+      method: 'POST',
+      url: '/v1/relays',
+      headers: admin.headers,
+      payload: { name: 'enum', host: 'smtp.enum.test', port: 587, tls: 'sometimes' },
+    });
+    expectProblem(response, 400, 'validation-failed');
+    const body = response.json<{ detail: string; errors: Array<{ field: string; message: string }> }>();
+    const tls = body.errors.find((error) => error.field === 'body/tls');
+    expect(tls?.message).toMatch(/^must be one of: /);
+    expect(tls?.message).toContain('"starttls"');
+    expect(body.detail).toContain('"starttls"');
+  });
+
+  it('names the allowed values of a query parameter', async () => {
+    const response = await t.app.inject({ method: 'GET', url: '/v1/tenants?status=sleeping', headers: admin.headers });
+    expectProblem(response, 400, 'validation-failed');
+    const status = response.json<{ errors: Array<{ field: string; message: string }> }>().errors.find((error) => error.field === 'querystring/status');
+    expect(status?.message).toMatch(/^must be one of: .*"active"/);
+  });
+});
