@@ -1,15 +1,19 @@
 #!/usr/bin/env node
 // `npm run generate`: the Prisma client (src/generated/prisma) and, when openapi.yaml exists, the
-// API types (src/generated/api.ts). Works offline: `prisma generate` does not need the native
+// API types (src/generated/api.ts, copied to packages/client/src/generated/api.ts for the typed
+// client). `--client-only`: the client's API types alone (its build). Works offline: `prisma generate` does not need the native
 // schema engine, but the CLI insists on locating one, so it gets a stub (unless one is configured).
 // Quiet on success (one line); on failure prints the tool's output and exits non-zero.
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const clientOnly = process.argv.includes('--client-only');
+const serverTypes = path.join('src', 'generated', 'api.ts');
+const clientTypes = path.join('packages', 'client', 'src', 'generated', 'api.ts');
 const bin = (name) => path.join(root, 'node_modules', '.bin', name);
 
 /** Runs a node_modules/.bin tool with this Node, capturing its output. */
@@ -52,9 +56,9 @@ const env = {
   CHECKPOINT_DISABLE: '1',
 };
 
-const jobs = [run('prisma client', 'prisma', ['generate'], env)];
+const jobs = clientOnly ? [] : [run('prisma client', 'prisma', ['generate'], env)];
 if (existsSync(path.join(root, 'openapi.yaml'))) {
-  jobs.push(run('api types', 'openapi-typescript', ['openapi.yaml', '-o', 'src/generated/api.ts'], env));
+  jobs.push(run(clientOnly ? 'client api types' : 'api types', 'openapi-typescript', ['openapi.yaml', '-o', clientOnly ? clientTypes : serverTypes], env));
 }
 
 let results;
@@ -68,6 +72,15 @@ const failed = results.filter((r) => !r.ok);
 if (failed.length > 0) {
   for (const r of failed) process.stderr.write(`generate: ${r.label} failed:\n${r.output.trim()}\n`);
   process.exit(1);
+}
+if (clientOnly) {
+  process.stdout.write(`generated: ${results.map((r) => r.label).join(', ')}\n`);
+  process.exit(0);
+}
+// The typed client (packages/client) is generated from the same spec: a copy, not a second run.
+if (existsSync(path.join(root, serverTypes))) {
+  mkdirSync(path.dirname(path.join(root, clientTypes)), { recursive: true });
+  copyFileSync(path.join(root, serverTypes), path.join(root, clientTypes));
 }
 const clientFile = path.join(root, 'src', 'generated', 'prisma', 'client.ts');
 if (!existsSync(clientFile)) {
