@@ -14,9 +14,13 @@ const TSC = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
 /** Hang guard only: every step ends when its process exits. */
 const STEP_GUARD_MS = 600_000;
 
-/** The environment without npm's own variables, so nested npm runs are not steered by an outer `npm test`. */
+/**
+ * The environment without what an outer `npm test` sets about its own package and run, so nested
+ * npm runs are not steered by it; npm configuration (npm_config_cache, a registry) is kept.
+ */
 function cleanEnv(): NodeJS.ProcessEnv {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^npm_/i.test(name)));
+  const outer = /^npm_(?:package_|lifecycle_|command$|config_local_prefix$)/i;
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !outer.test(name)));
   return { ...env, npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false' };
 }
 
