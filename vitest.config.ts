@@ -8,7 +8,7 @@ import { defineConfig } from 'vitest/config';
 export const LAB_FILES = [
   'test/lab/lab.test.ts',
   'test/e2e/**/*.test.ts',
-  'test/deploy/connection-pool.test.ts',
+  'test/ssh/connection-pool.test.ts',
   'test/deploy/node-deployer.test.ts',
   'test/deploy/sync-under-change.test.ts',
   'test/deploy/sync-worker.test.ts',

@@ -15,7 +15,7 @@ import strictRequests, { partValidators } from './plugins/strict-requests.js';
 import { operationHandlers } from './routes/index.js';
 import { BUNDLE_PRUNE_INTERVAL_MS } from './services/bundle-store.js';
 import { createDeployMetrics } from './services/deploy-metrics.js';
-import type { SshSettings } from './services/deployment.service.js';
+import type { SshSettings } from './ssh/index.js';
 import { createServices } from './services/index.js';
 import { DEFAULT_ENGINE_IDLE_STOP_MS } from './services/config-engine-thread.js';
 import { CHANGE_LOG_PRUNE_INTERVAL_MS } from './services/snapshot.service.js';

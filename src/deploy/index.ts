@@ -1,4 +1,4 @@
-/** The deployer: SSH transport with a pinned host key, the one-bundle-one-node deploy, node probes and the sync worker. */
+/** The deployer: the one-bundle-one-node deploy, node probes and the sync worker (SSH itself is in ../ssh/). */
 export { DIR_PLACEHOLDER, MANAGED_SERVICE_PREFIX, type Bundle, type BundleFile, type MasterService } from './bundle.js';
 export { checkBundle } from './bundle-checks.js';
 export {
@@ -12,24 +12,11 @@ export {
   type DeployStepRecord,
   type DriftReport,
 } from './deploy-types.js';
-export { DeployCheckError, HostKeyMismatchError, RemoteCommandError } from './errors.js';
+export { DeployCheckError } from './errors.js';
 export { nodeLayout, type NodeLayout } from './layout.js';
 export { parseMapSource, type MapEntry, type ParsedMap } from './map-source.js';
 export { deployBundle } from './node-deployer.js';
-export { sh, shellQuote } from './shell-quote.js';
-export {
-  connectNode,
-  pinnedFingerprint,
-  scanHostKey,
-  type ScannedHostKey,
-  sshFingerprint,
-  type ExecOptions,
-  type ExecResult,
-  type NodeConnection,
-  type NodeTarget,
-} from './ssh-transport.js';
-export { ConnectionPool, type ConnectionPoolOptions } from './connection-pool.js';
 export { driftedFiles } from './live-files.js';
 export { probeNode, type NodeProbe } from './node-probe.js';
 export { mapLimit, syncNode, type NodeSyncOptions, type NodeSyncResult, type RetryPolicy } from './node-sync.js';
-export { CONFIG_CHANNEL, DEPLOY_CHANNEL, SyncWorker, type PeriodicTask, type SyncHandlers, type SyncWorkerOptions } from './sync-worker.js';
+export { SyncWorker, type PeriodicTask, type SyncHandlers, type SyncWorkerOptions } from './sync-worker.js';

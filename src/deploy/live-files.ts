@@ -7,8 +7,7 @@
 import { createHash } from 'node:crypto';
 import { hashMaps, type Bundle } from './bundle.js';
 import { parseMapSource } from './map-source.js';
-import { sh } from './shell-quote.js';
-import type { NodeConnection } from './ssh-transport.js';
+import { sh, type NodeConnection } from '../ssh/index.js';
 
 const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
 

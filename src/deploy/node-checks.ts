@@ -7,13 +7,10 @@ import { randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
 import { hashMaps, type Bundle, type BundleFile } from './bundle.js';
 import { tlsLevelProblem, typedValueProblem } from './bundle-checks.js';
-import { excerpt } from './errors.js';
+import { excerpt, sh, shellQuote, execSections, type ExecResult, type NodeConnection } from '../ssh/index.js';
 import { parseMapSource, type MapEntry } from './map-source.js';
 import { postmapStderr } from './secret-scrub.js';
 import { backdateCommand, parseParams, parseServiceParams, planCommands, type ConfigPlan, type DesiredConfig } from './postfix-config.js';
-import { sh, shellQuote } from './shell-quote.js';
-import { execSections } from './remote-script.js';
-import type { ExecResult, NodeConnection } from './ssh-transport.js';
 
 /**
  * `postmap` of every hash table in `dir`, then the modes of sources and .db files. postmap exits 0

@@ -22,7 +22,8 @@ import {
   type DeployStep,
   type DeployStepRecord,
 } from './deploy-types.js';
-import { DeployCheckError, excerpt } from './errors.js';
+import { DeployCheckError } from './errors.js';
+import { excerpt, execSections, sectionOk, type Section, sh, execOk, type NodeConnection } from '../ssh/index.js';
 import { redactBundleSecrets } from './secret-scrub.js';
 import { META_DIR, nodeLayout, versionOfTarget, type NodeLayout } from './layout.js';
 import { digestScript, driftFromDigests, driftedFiles } from './live-files.js';
@@ -43,9 +44,6 @@ import {
   type NodeState,
 } from './postfix-config.js';
 import { backupCommand, promoteRelease, pruneReleases, removeReleaseDir, restoreConfig, stageRelease, switchCurrent } from './release-store.js';
-import { execSections, sectionOk, type Section } from './remote-script.js';
-import { sh } from './shell-quote.js';
-import { execOk, type NodeConnection } from './ssh-transport.js';
 
 export async function deployBundle(conn: NodeConnection, bundle: Bundle, options: DeployOptions): Promise<DeployOutcome> {
   return new DeployRun(conn, bundle, options).execute();

@@ -3,9 +3,7 @@
  * trip for the Postfix version, the commands the deployer runs, the instance the session acts on
  * and whether the config dir is writable. Read-only but for a probe file created and removed.
  */
-import { excerpt, HostKeyMismatchError } from './errors.js';
-import { sh } from './shell-quote.js';
-import { connectNode, pinnedFingerprint, type NodeConnection, type NodeTarget } from './ssh-transport.js';
+import { excerpt, HostKeyMismatchError, sh, connectNode, pinnedFingerprint, type NodeConnection, type NodeTarget } from '../ssh/index.js';
 
 export const REQUIRED_COMMANDS = ['postconf', 'postmap', 'postfix'] as const;
 

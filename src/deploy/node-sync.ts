@@ -6,9 +6,8 @@
  */
 import type { Bundle } from './bundle.js';
 import { systemClock, type DeployClock, type DeployEvent, type DeployStepRecord, type DriftReport } from './deploy-types.js';
-import { HostKeyMismatchError, excerpt } from './errors.js';
+import { HostKeyMismatchError, excerpt, connectNode, type NodeConnection, type NodeTarget } from '../ssh/index.js';
 import { deployBundle } from './node-deployer.js';
-import { connectNode, type NodeConnection, type NodeTarget } from './ssh-transport.js';
 
 export interface RetryPolicy {
   /** Attempts in all (default 3). */

@@ -6,8 +6,7 @@
 import { posix } from 'node:path';
 import { MANAGED_SERVICE_PREFIX, renderValue, serviceFields, serviceKey, serviceParams, type Bundle } from './bundle.js';
 import { META_DIR, type NodeLayout } from './layout.js';
-import { execOk, type NodeConnection } from './ssh-transport.js';
-import { sh } from './shell-quote.js';
+import { execOk, type NodeConnection, sh } from '../ssh/index.js';
 
 export type ParamMap = Map<string, string>;
 

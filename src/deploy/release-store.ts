@@ -8,9 +8,8 @@ import { posix } from 'node:path';
 import { serviceKey, type Bundle } from './bundle.js';
 import { META_DIR, VERSION_RE, type NodeLayout } from './layout.js';
 import { backdateCommand } from './postfix-config.js';
-import { sh } from './shell-quote.js';
+import { sh, execOk, type NodeConnection } from '../ssh/index.js';
 import { tarArchive } from './tar-archive.js';
-import { execOk, type NodeConnection } from './ssh-transport.js';
 
 function assertVersion(version: string): void {
   if (!VERSION_RE.test(version)) throw new Error(`not a release version: ${JSON.stringify(version)}`);

@@ -19,9 +19,7 @@
  */
 import { createHash } from 'node:crypto';
 import pg from 'pg';
-
-export const CONFIG_CHANNEL = 'relayplane_config';
-export const DEPLOY_CHANNEL = 'relayplane_deploy';
+import { CONFIG_CHANNEL, DEPLOY_CHANNEL } from '../db/channels.js';
 
 export interface SyncHandlers {
   /** Pending deployments requested through the API. */

@@ -1,6 +1,6 @@
 import type { Db } from '../db/prisma.js';
 import type { DeploymentState, Prisma } from '../generated/prisma/client.js';
-import { DEPLOY_CHANNEL } from '../deploy/sync-worker.js';
+import { DEPLOY_CHANNEL } from '../db/channels.js';
 
 export interface DeploymentCursor {
   createdAt: Date;

@@ -1,6 +1,6 @@
 import type { Db } from '../db/prisma.js';
 import type { Node, Prisma } from '../generated/prisma/client.js';
-import { CONFIG_CHANNEL } from '../deploy/sync-worker.js';
+import { CONFIG_CHANNEL } from '../db/channels.js';
 
 /** Where and how a node is reached: a result obtained at one address says nothing about another. */
 export type NodeAddress = Pick<Node, 'sshHost' | 'sshPort' | 'sshUser' | 'hostKey' | 'configDir'>;

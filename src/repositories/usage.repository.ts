@@ -1,5 +1,5 @@
 import type { Db } from '../db/prisma.js';
-import type { FinishedMessage, MessageState, UsageBucket, UsageCounters } from '../usage/accumulator.js';
+import type { FinishedMessage, MessageState, UsageBucket, UsageCounters } from '../lib/usage-types.js';
 
 /** tenant_id of mail that belongs to no tenant (usage_hourly's key has no NULLs). */
 export const NO_TENANT = '00000000-0000-0000-0000-000000000000';

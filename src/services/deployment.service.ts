@@ -1,60 +1,23 @@
-import { readFile } from 'node:fs/promises';
 import type { PrismaClient } from '../db/prisma.js';
-import type { Bundle, NodeConnection, NodeTarget, SyncHandlers } from '../deploy/index.js';
+import type { Bundle, SyncHandlers } from '../deploy/index.js';
 import type { DeploymentReason } from '../generated/prisma/client.js';
-import { ForbiddenError, NotFoundError, UnprocessableError } from '../lib/errors.js';
+import { ForbiddenError, NotFoundError } from '../lib/errors.js';
 import type { PageRequest } from '../lib/pagination.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
 import type { CredentialRepository } from '../repositories/credential.repository.js';
 import type { DeploymentRepository } from '../repositories/deployment.repository.js';
 import type { NodeRepository } from '../repositories/node.repository.js';
+import type { SshSettings } from '../ssh/index.js';
 import type { ConfigService } from './config.service.js';
 import type { DeployMetrics } from './deploy-metrics.js';
 import { decodeDeploymentCursor, encodeDeploymentCursor, nodeRun, overallState, presentDeployment } from './deployment-records.js';
 import { createNodeRunner, type NodeOutcome } from './node-runner.js';
 import { isAdmin, type RequestContext } from './principal.js';
 
-/** How the control plane reaches nodes. The private key is a file, read at each use, never stored. */
-export interface SshSettings {
-  privateKeyPath?: string | undefined;
-  /** SSH handshake timeout per attempt (a dead node must not hold a run). */
-  connectTimeoutMs: number;
-  /** Nodes deployed at once. */
-  concurrency: number;
-  retry: { attempts: number; baseDelayMs: number };
-  keepReleases?: number;
-  /** A node's connection stays open this long after a deploy, for the next one (0: never reused). */
-  idleMs: number;
-  /** Replaces connectNode (tests count connections through it). */
-  connect?: (target: NodeTarget) => Promise<NodeConnection>;
-}
-
-export const DEFAULT_SSH: SshSettings = {
-  connectTimeoutMs: 5000,
-  concurrency: 4,
-  retry: { attempts: 3, baseDelayMs: 1000 },
-  idleMs: 30_000,
-};
-
 interface ServiceLog {
   info(obj: object, msg: string): void;
   warn(obj: object, msg: string): void;
   error(obj: object, msg: string): void;
-}
-
-/** Reads the key file when a node is contacted; the error names the variable, never the key. */
-export function privateKeyReader(path: string | undefined): () => Promise<string> {
-  return async () => {
-    if (path === undefined) {
-      throw new UnprocessableError('RELAYPLANE_SSH_PRIVATE_KEY_PATH is not set: the control plane has no SSH key to reach nodes with', 'ssh-key-missing');
-    }
-    try {
-      return await readFile(path, 'utf8');
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code ?? 'error';
-      throw new UnprocessableError(`the SSH private key file (RELAYPLANE_SSH_PRIVATE_KEY_PATH) cannot be read: ${code}`, 'ssh-key-unreadable');
-    }
-  };
 }
 
 type Compiled = { bundle: Bundle; credentialIds: string[] };

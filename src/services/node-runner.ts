@@ -13,7 +13,8 @@
  *   shows it while the repair runs, and keeps showing it if the repair fails.
  */
 import type { PrismaClient } from '../db/prisma.js';
-import { ConnectionPool, mapLimit, syncNode, type Bundle, type DriftReport, type NodeConnection, type NodeSyncResult, type NodeTarget } from '../deploy/index.js';
+import { mapLimit, syncNode, type Bundle, type DriftReport, type NodeSyncResult } from '../deploy/index.js';
+import { ConnectionPool, type NodeConnection, type NodeTarget } from '../ssh/index.js';
 import type { Node } from '../generated/prisma/client.js';
 import { addressOf, type NodeRepository } from '../repositories/node.repository.js';
 import type { DeployMetrics } from './deploy-metrics.js';

@@ -1,5 +1,6 @@
 import { isUniqueViolation, type PrismaClient } from '../db/prisma.js';
-import { pinnedFingerprint, probeNode, scanHostKey } from '../deploy/index.js';
+import { probeNode } from '../deploy/index.js';
+import { pinnedFingerprint, scanHostKey, type SshSettings } from '../ssh/index.js';
 import type { Node } from '../generated/prisma/client.js';
 import { changedFields } from '../lib/changes.js';
 import { ConflictError, ForbiddenError, NotFoundError, PreconditionFailedError, UnprocessableError, ValidationError } from '../lib/errors.js';
@@ -10,7 +11,6 @@ import { isSafeReleaseDir } from '../postfix/index.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
 import type { NodeRepository } from '../repositories/node.repository.js';
 import type { ConfigService } from './config.service.js';
-import type { SshSettings } from './deployment.service.js';
 import { isAdmin, type RequestContext } from './principal.js';
 import type { LogCursorRow } from '../repositories/usage.repository.js';
 import type { QuarantineService } from './quarantine.service.js';

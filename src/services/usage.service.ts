@@ -4,8 +4,8 @@
  * (see usage/node-collector.ts), so collecting twice, or after a crash, counts nothing twice.
  */
 import type { PrismaClient } from '../db/prisma.js';
-import { connectNode, mapLimit, type NodeConnection } from '../deploy/index.js';
-import { excerpt } from '../deploy/errors.js';
+import { mapLimit } from '../deploy/index.js';
+import { connectNode, excerpt, type NodeConnection, type SshSettings } from '../ssh/index.js';
 import type { Node } from '../generated/prisma/client.js';
 import { NotFoundError, ValidationError } from '../lib/errors.js';
 import { cursorCodec } from '../lib/pagination.js';
@@ -24,7 +24,6 @@ import {
 import { UsageAccumulator, emptyCounters, type TenantAttribution, type UsageCounters } from '../usage/accumulator.js';
 import { collectNodeLog, type LogPosition, type ParsedBatch } from '../usage/node-collector.js';
 import type { DeployMetrics } from './deploy-metrics.js';
-import type { SshSettings } from './deployment.service.js';
 import type { RequestContext } from './principal.js';
 
 export interface UsageSettings {

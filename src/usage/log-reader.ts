@@ -11,9 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
-import { excerpt } from '../deploy/errors.js';
-import { shellQuote } from '../deploy/shell-quote.js';
-import type { NodeConnection } from '../deploy/ssh-transport.js';
+import { excerpt, shellQuote, type NodeConnection } from '../ssh/index.js';
 
 export const HEAD_BYTES = 256;
 

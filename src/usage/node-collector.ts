@@ -10,7 +10,7 @@
  */
 import { LogLineParser, type LogEvent } from './log-line.js';
 import { findRotatedLog, headDigest, readLogChunk, sameHead, type LogChunk } from './log-reader.js';
-import type { NodeConnection } from '../deploy/ssh-transport.js';
+import type { NodeConnection } from '../ssh/index.js';
 
 export interface LogPosition {
   inode: bigint | null;

@@ -7,7 +7,8 @@ import { mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync 
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { checkBundle, parseMapSource, shellQuote } from '../../src/deploy/index.js';
+import { checkBundle, parseMapSource } from '../../src/deploy/index.js';
+import { shellQuote } from '../../src/ssh/index.js';
 import { typedValueProblem } from '../../src/deploy/bundle-checks.js';
 import { desiredConfig, parseServiceParams, parseServices, planCommands, planConfig, type LiveConfig } from '../../src/deploy/postfix-config.js';
 import { tarArchive } from '../../src/deploy/tar-archive.js';

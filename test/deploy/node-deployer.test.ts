@@ -6,15 +6,8 @@
 import { existsSync, readFileSync, readdirSync, statSync, watch } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  HostKeyMismatchError,
-  connectNode,
-  deployBundle,
-  type Bundle,
-  type DeployOptions,
-  type DeployOutcome,
-  type NodeConnection,
-} from '../../src/deploy/index.js';
+import { deployBundle, type Bundle, type DeployOptions, type DeployOutcome } from '../../src/deploy/index.js';
+import { HostKeyMismatchError, connectNode, type NodeConnection } from '../../src/ssh/index.js';
 import { postmapTables } from '../../src/deploy/node-checks.js';
 import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/postfix-node.js';
 import { labGate } from '../lab/requirements.js';

@@ -5,7 +5,8 @@
  * config changes deploy and every message reaches a smart host exactly once.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectNode, deployBundle, type NodeConnection } from '../../src/deploy/index.js';
+import { deployBundle } from '../../src/deploy/index.js';
+import { connectNode, type NodeConnection } from '../../src/ssh/index.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { readDeliveries, waitForLog } from '../lab/log.js';
 import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/postfix-node.js';

@@ -6,7 +6,8 @@
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectNode, deployBundle, type NodeConnection } from '../../src/deploy/index.js';
+import { deployBundle } from '../../src/deploy/index.js';
+import { connectNode, type NodeConnection } from '../../src/ssh/index.js';
 import { createTestApp, type TestApp, tokenFor } from '../helpers/app.js';
 import { waitForLog } from '../lab/log.js';
 import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/postfix-node.js';

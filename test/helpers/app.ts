@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { buildApp, type SyncOptions } from '../../src/app.js';
 import { createPrismaClient, type PrismaClient, type PrismaClientOptions } from '../../src/db/prisma.js';
-import type { SshSettings } from '../../src/services/deployment.service.js';
+import type { SshSettings } from '../../src/ssh/index.js';
 import type { TokenRateLimit } from '../../src/lib/token-rate-limit.js';
 import type { Scope } from '../../src/services/principal.js';
 import type { UsageSettings } from '../../src/services/usage.service.js';

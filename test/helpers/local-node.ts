@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
-import type { ExecResult, NodeConnection } from '../../src/deploy/index.js';
+import type { ExecResult, NodeConnection } from '../../src/ssh/index.js';
 
 function run(command: string, stdin?: string | Buffer): Promise<{ code: number; stdout: Buffer; stderr: string }> {
   return new Promise((resolve, reject) => {

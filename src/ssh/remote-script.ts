@@ -11,7 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { RemoteCommandError, excerpt } from './errors.js';
 import { shellQuote } from './shell-quote.js';
-import type { ExecOptions, ExecResult, NodeConnection } from './ssh-transport.js';
+import type { ExecOptions, ExecResult, NodeConnection } from './transport.js';
 
 export interface Section {
   name: string;

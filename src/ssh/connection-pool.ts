@@ -13,7 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { RemoteCommandError } from './errors.js';
-import { connectNode, pinnedFingerprint, type ExecOptions, type ExecResult, type NodeConnection, type NodeTarget } from './ssh-transport.js';
+import { connectNode, pinnedFingerprint, type ExecOptions, type ExecResult, type NodeConnection, type NodeTarget } from './transport.js';
 
 export interface ConnectionPoolOptions {
   /** How long an unused connection stays open; 0 closes each one after use (no reuse). */

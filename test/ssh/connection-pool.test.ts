@@ -6,7 +6,7 @@
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConnectionPool, HostKeyMismatchError, connectNode, type NodeConnection, type NodeTarget } from '../../src/deploy/index.js';
+import { ConnectionPool, HostKeyMismatchError, connectNode, type NodeConnection, type NodeTarget } from '../../src/ssh/index.js';
 import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/postfix-node.js';
 import { labGate } from '../lab/requirements.js';
 import { startSmartHost, type SmartHost } from '../lab/smart-host.js';
