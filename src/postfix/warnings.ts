@@ -3,7 +3,7 @@
  * line in the deployment record. Refusals live in validate.ts / resolve.ts / plan.ts.
  */
 import { isIPv6 } from 'node:net';
-import type { RoutePlan } from './plan.js';
+import type { RoutePlan } from './plan-types.js';
 
 export function planWarnings(plan: RoutePlan): string[] {
   const warnings = new Set<string>();
