@@ -1,13 +1,11 @@
 import { createTwoFilesPatch } from 'diff';
-import { ForbiddenError, NotFoundError } from '../lib/errors.js';
+import { NotFoundError } from '../lib/errors.js';
 import type { BundleStore } from './bundle-store.js';
 import type { ConfigEngine, DeployableBundle } from './config-engine.js';
 import type { DeployMetrics } from './deploy-metrics.js';
-import { isAdmin, type RequestContext } from './principal.js';
+import { requireAdmin, type RequestContext } from './principal.js';
 
-function requireAdmin(ctx: RequestContext) {
-  if (!isAdmin(ctx.actor)) throw new ForbiddenError('the compiled configuration spans all tenants: admin only');
-}
+const ADMIN_ONLY = 'the compiled configuration spans all tenants: admin only';
 
 interface ConfigLog {
   info(obj: object, msg: string): void;
@@ -49,13 +47,13 @@ export function createConfigService(deps: {
     },
 
     async current(ctx: RequestContext) {
-      requireAdmin(ctx);
+      requireAdmin(ctx, ADMIN_ONLY);
       return engine.masked();
     },
 
     /** What would change going from a stored version to what the database says now: a dry-run plan. */
     async diff(ctx: RequestContext, fromVersion: string) {
-      requireAdmin(ctx);
+      requireAdmin(ctx, ADMIN_ONLY);
       const from = await deps.bundles.find(fromVersion);
       if (from === null) throw new NotFoundError('config version', fromVersion);
       const to = await engine.masked();
@@ -82,7 +80,7 @@ export function createConfigService(deps: {
 
     /** Which service, nexthops, credential (id only), TLS and destination policy a message would get, and why. */
     async explain(ctx: RequestContext, sender: string, recipient: string) {
-      requireAdmin(ctx);
+      requireAdmin(ctx, ADMIN_ONLY);
       return engine.explain(sender, recipient);
     },
   };

@@ -1,7 +1,7 @@
 import type { PrismaClient } from '../db/prisma.js';
 import type { Bundle, SyncHandlers } from '../deploy/index.js';
 import type { DeploymentReason } from '../generated/prisma/client.js';
-import { ForbiddenError, NotFoundError } from '../lib/errors.js';
+import { NotFoundError } from '../lib/errors.js';
 import type { PageRequest } from '../lib/pagination.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
 import type { CredentialRepository } from '../repositories/credential.repository.js';
@@ -12,7 +12,9 @@ import type { ConfigService } from './config.service.js';
 import type { DeployMetrics } from './deploy-metrics.js';
 import { decodeDeploymentCursor, encodeDeploymentCursor, nodeRun, overallState, presentDeployment } from './deployment-records.js';
 import { createNodeRunner, type NodeOutcome } from './node-runner.js';
-import { isAdmin, type RequestContext } from './principal.js';
+import { requireAdmin, type RequestContext } from './principal.js';
+
+const ADMIN_ONLY = 'deployments span every tenant: admin only';
 
 interface ServiceLog {
   info(obj: object, msg: string): void;
@@ -225,10 +227,6 @@ export function createDeploymentService(deps: Deps) {
     },
   };
 
-  function requireAdmin(ctx: RequestContext) {
-    if (!isAdmin(ctx.actor)) throw new ForbiddenError('deployments span every tenant: admin only');
-  }
-
   return {
     handlers,
 
@@ -244,7 +242,7 @@ export function createDeploymentService(deps: Deps) {
 
     /** Asks the leading sync worker (whichever process it runs in) for a deploy now. */
     async request(ctx: RequestContext) {
-      requireAdmin(ctx);
+      requireAdmin(ctx, ADMIN_ONLY);
       const compiled = await deps.config.compileForDeploy();
       const row = await prisma.$transaction(async (tx) => {
         const created = await deps.deployments.create(tx, {
@@ -269,7 +267,7 @@ export function createDeploymentService(deps: Deps) {
     },
 
     async list(ctx: RequestContext, query: PageRequest) {
-      requireAdmin(ctx);
+      requireAdmin(ctx, ADMIN_ONLY);
       const rows = await deps.deployments.list(prisma, { after: decodeDeploymentCursor(query.cursor), take: query.limit + 1 });
       const items = rows.slice(0, query.limit);
       const last = items.at(-1);
@@ -278,7 +276,7 @@ export function createDeploymentService(deps: Deps) {
     },
 
     async get(ctx: RequestContext, id: string) {
-      requireAdmin(ctx);
+      requireAdmin(ctx, ADMIN_ONLY);
       const row = await deps.deployments.findById(prisma, id);
       if (row === null) throw new NotFoundError('deployment', id);
       return presentDeployment(row);

@@ -3,7 +3,7 @@ import { probeNode } from '../deploy/index.js';
 import { pinnedFingerprint, scanHostKey, type SshSettings } from '../ssh/index.js';
 import type { Node } from '../generated/prisma/client.js';
 import { changedFields } from '../lib/changes.js';
-import { ConflictError, ForbiddenError, NotFoundError, PreconditionFailedError, UnprocessableError, ValidationError } from '../lib/errors.js';
+import { ConflictError, NotFoundError, PreconditionFailedError, UnprocessableError, ValidationError } from '../lib/errors.js';
 import { assertVersion } from '../lib/etag.js';
 import { normalizeHost } from '../lib/names.js';
 import { idCursor, type PageRequest, toPage } from '../lib/pagination.js';
@@ -11,11 +11,13 @@ import { isSafeReleaseDir } from '../postfix/index.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
 import type { NodeRepository } from '../repositories/node.repository.js';
 import type { ConfigService } from './config.service.js';
-import { isAdmin, type RequestContext } from './principal.js';
+import { requireAdmin, type RequestContext } from './principal.js';
 import type { LogCursorRow } from '../repositories/usage.repository.js';
 import type { QuarantineService } from './quarantine.service.js';
 import type { UsageService } from './usage.service.js';
 import { checkForwardConfirmedRdns, type DnsResolver } from '../dns/index.js';
+
+const ADMIN_ONLY = 'nodes are shared infrastructure: admin only';
 
 const listCursor = idCursor('nodes');
 
@@ -106,12 +108,8 @@ export function createNodeService(deps: Deps) {
 
   const now = deps.now ?? (() => new Date());
 
-  function requireAdmin(ctx: RequestContext) {
-    if (!isAdmin(ctx.actor)) throw new ForbiddenError('nodes are shared infrastructure: admin only');
-  }
-
   async function load(ctx: RequestContext, id: string) {
-    requireAdmin(ctx);
+    requireAdmin(ctx, ADMIN_ONLY);
     const node = await deps.nodes.findById(deps.prisma, id);
     if (node === null) throw new NotFoundError('node', id);
     return node;
@@ -202,7 +200,7 @@ export function createNodeService(deps: Deps) {
 
   return {
     async create(ctx: RequestContext, input: NodeInput) {
-      requireAdmin(ctx);
+      requireAdmin(ctx, ADMIN_ONLY);
       const data = { ...normalized(input), name: input.name, sshHost: normalizeHost('body/sshHost', input.sshHost), hostKey: normalizeHostKey('body/hostKey', input.hostKey) };
       const node = await deps.prisma
         .$transaction(async (tx) => {
@@ -224,7 +222,7 @@ export function createNodeService(deps: Deps) {
     },
 
     async list(ctx: RequestContext, query: PageRequest) {
-      requireAdmin(ctx);
+      requireAdmin(ctx, ADMIN_ONLY);
       const rows = await deps.nodes.list(deps.prisma, { afterId: listCursor.decode(query.cursor), take: query.limit + 1 });
       const page = toPage(rows, query.limit, (row) => listCursor.encode(row.id));
       const desired = await desiredConfig();
@@ -287,7 +285,7 @@ export function createNodeService(deps: Deps) {
      * comparing the fingerprint with the node's console.
      */
     async scanHostKey(ctx: RequestContext, input: { sshHost: string; sshPort?: number }) {
-      requireAdmin(ctx);
+      requireAdmin(ctx, ADMIN_ONLY);
       const host = normalizeHost('body/sshHost', input.sshHost);
       const port = input.sshPort ?? 22;
       try {

@@ -1,15 +1,17 @@
 import { isUniqueViolation, type PrismaClient } from '../db/prisma.js';
 import type { DestinationPolicy, Settings } from '../generated/prisma/client.js';
 import { changedFields } from '../lib/changes.js';
-import { ConflictError, ForbiddenError, NotFoundError, PreconditionFailedError, UnprocessableError } from '../lib/errors.js';
+import { ConflictError, NotFoundError, PreconditionFailedError, UnprocessableError } from '../lib/errors.js';
 import { assertVersion } from '../lib/etag.js';
 import { normalizeDestinationPattern } from '../lib/names.js';
 import { idCursor, type PageRequest, toPage } from '../lib/pagination.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
 import type { PolicyRepository, SettingsRepository } from '../repositories/policy.repository.js';
 import { assertHonourable } from './limits.js';
-import { isAdmin, type RequestContext } from './principal.js';
+import { requireAdmin, type RequestContext } from './principal.js';
 import type { RouteCheck } from './route-check.js';
+
+const ADMIN_ONLY = 'destination policies and settings are node-wide: admin only';
 
 const listCursor = idCursor('destination-policies');
 
@@ -65,12 +67,8 @@ interface Deps {
 
 /** Destination policies and node-wide settings: both admin-only, node-wide Postfix behaviour. */
 export function createPolicyService(deps: Deps) {
-  function requireAdmin(ctx: RequestContext) {
-    if (!isAdmin(ctx.actor)) throw new ForbiddenError('destination policies and settings are node-wide: admin only');
-  }
-
   async function load(ctx: RequestContext, id: string) {
-    requireAdmin(ctx);
+    requireAdmin(ctx, ADMIN_ONLY);
     const policy = await deps.policies.findById(deps.prisma, id);
     if (policy === null) throw new NotFoundError('destination policy', id);
     return policy;
@@ -89,7 +87,7 @@ export function createPolicyService(deps: Deps) {
 
   return {
     async create(ctx: RequestContext, input: PolicyInput) {
-      requireAdmin(ctx);
+      requireAdmin(ctx, ADMIN_ONLY);
       const pattern = normalizeDestinationPattern('body/pattern', input.pattern);
       check(input);
       try {
@@ -111,7 +109,7 @@ export function createPolicyService(deps: Deps) {
     },
 
     async list(ctx: RequestContext, query: PageRequest) {
-      requireAdmin(ctx);
+      requireAdmin(ctx, ADMIN_ONLY);
       const rows = await deps.policies.list(deps.prisma, { afterId: listCursor.decode(query.cursor), take: query.limit + 1 });
       const page = toPage(rows, query.limit, (row) => listCursor.encode(row.id));
       return { items: page.items.map(presentPolicy), next_cursor: page.next_cursor };
@@ -149,12 +147,12 @@ export function createPolicyService(deps: Deps) {
     },
 
     async getSettings(ctx: RequestContext) {
-      requireAdmin(ctx);
+      requireAdmin(ctx, ADMIN_ONLY);
       return presentSettings(await deps.settings.get(deps.prisma));
     },
 
     async putSettings(ctx: RequestContext, input: SettingsInput, expected: number | undefined) {
-      requireAdmin(ctx);
+      requireAdmin(ctx, ADMIN_ONLY);
       if (input.minimalBackoffSeconds > input.maximalBackoffSeconds) {
         throw new UnprocessableError('minimalBackoffSeconds must not exceed maximalBackoffSeconds', 'invalid-settings');
       }

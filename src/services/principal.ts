@@ -1,4 +1,4 @@
-import { NotFoundError } from '../lib/errors.js';
+import { ForbiddenError, NotFoundError } from '../lib/errors.js';
 
 export const SCOPES = ['admin', 'tenant', 'usage:read'] as const;
 export type Scope = (typeof SCOPES)[number];
@@ -19,6 +19,11 @@ export interface RequestContext {
 
 export function isAdmin(principal: Principal): boolean {
   return principal.scopes.includes('admin');
+}
+
+/** Refuses (403) a caller without the admin scope; `reason` tells the caller why the operation is admin only. */
+export function requireAdmin(ctx: RequestContext, reason: string): void {
+  if (!isAdmin(ctx.actor)) throw new ForbiddenError(reason);
 }
 
 /**

@@ -1,13 +1,13 @@
 import { isUniqueViolation, type PrismaClient } from '../db/prisma.js';
 import type { Tenant } from '../generated/prisma/client.js';
 import { changedFields } from '../lib/changes.js';
-import { ConflictError, ForbiddenError, NotFoundError, PreconditionFailedError } from '../lib/errors.js';
+import { ConflictError, NotFoundError, PreconditionFailedError } from '../lib/errors.js';
 import { assertVersion } from '../lib/etag.js';
 import { idCursor, type PageRequest, toPage } from '../lib/pagination.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
 import type { TenantRepository } from '../repositories/tenant.repository.js';
 import { assertHonourable, type SenderLimits, senderLimits } from './limits.js';
-import { assertVisible, isAdmin, type RequestContext } from './principal.js';
+import { assertVisible, requireAdmin, type RequestContext } from './principal.js';
 import type { RouteCheck } from './route-check.js';
 
 const listCursor = idCursor('tenants');
@@ -68,13 +68,9 @@ export function createTenantService(deps: { prisma: PrismaClient; tenants: Tenan
     return tenant;
   }
 
-  function requireAdmin(ctx: RequestContext, what: string) {
-    if (!isAdmin(ctx.actor)) throw new ForbiddenError(`only an admin can ${what}`);
-  }
-
   return {
     async create(ctx: RequestContext, input: TenantInput) {
-      requireAdmin(ctx, 'create tenants');
+      requireAdmin(ctx, 'only an admin can create tenants');
       const data = {
         name: input.name,
         slug: input.slug,
@@ -121,7 +117,7 @@ export function createTenantService(deps: { prisma: PrismaClient; tenants: Tenan
 
     async update(ctx: RequestContext, id: string, input: Partial<TenantInput>, expected: number | undefined) {
       const current = await load(ctx, id);
-      requireAdmin(ctx, 'change tenants');
+      requireAdmin(ctx, 'only an admin can change tenants');
       assertVersion(current.version, expected, 'tenant');
       const data = {
         ...(input.name === undefined ? {} : { name: input.name }),
@@ -156,7 +152,7 @@ export function createTenantService(deps: { prisma: PrismaClient; tenants: Tenan
     /** Refused while the tenant has domains, unless `cascade`: then its domains, private relays and credentials go too, and its keys are revoked. */
     async delete(ctx: RequestContext, id: string, options: { cascade: boolean; expected: number | undefined }) {
       const current = await load(ctx, id);
-      requireAdmin(ctx, 'delete tenants');
+      requireAdmin(ctx, 'only an admin can delete tenants');
       assertVersion(current.version, options.expected, 'tenant');
       await deps.prisma.$transaction(async (tx) => {
         const domains = await deps.tenants.countDomains(tx, id);
