@@ -6,6 +6,7 @@ import { ForbiddenError, NotFoundError, UnauthorizedError, UnprocessableError } 
 import { idCursor, type PageRequest, toPage } from '../lib/pagination.js';
 import type { ApiKeyRepository } from '../repositories/api-key.repository.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
+import { auditEntry } from './audit.service.js';
 import { assertVisible, isAdmin, type Principal, SCOPES, type Scope, visibleTenant } from './principal.js';
 
 const listCursor = idCursor('api-keys');
@@ -137,15 +138,12 @@ export function createApiKeyService(deps: ApiKeyServiceDeps) {
           createdBy: actor?.keyId ?? 'cli',
           expiresAt,
         });
-        await deps.audit.record(tx, {
-          actorKeyId: actor?.keyId ?? null,
+        await deps.audit.record(tx, auditEntry({ actorKeyId: actor?.keyId ?? null, requestId }, {
           tenantId,
           action: 'api_key.created',
-          resourceType: 'api_key',
           resourceId: id,
           changes: { name: input.name, scopes: created.scopes, tenantId, expiresAt: expiresAt?.toISOString() ?? null },
-          requestId,
-        });
+        }));
         return created;
       });
       return { ...present(key), key: `${KEY_PREFIX}${id}_${secret}` };
@@ -182,15 +180,12 @@ export function createApiKeyService(deps: ApiKeyServiceDeps) {
         if (actor !== null) assertVisible(actor, key.tenantId, 'api key', id);
         if (key.revokedAt !== null) return;
         await deps.apiKeys.revoke(tx, id, now());
-        await deps.audit.record(tx, {
-          actorKeyId: actor?.keyId ?? null,
+        await deps.audit.record(tx, auditEntry({ actorKeyId: actor?.keyId ?? null, requestId }, {
           tenantId: key.tenantId,
           action: 'api_key.revoked',
-          resourceType: 'api_key',
           resourceId: id,
           changes: { revokedAt: now().toISOString() },
-          requestId,
-        });
+        }));
       });
     },
 

@@ -6,6 +6,7 @@ import { idCursor, type PageRequest, toPage } from '../lib/pagination.js';
 import type { SecretBox } from '../lib/secret-box.js';
 import { isValidSaslSecret, isValidSaslUsername } from '../postfix/map-encoding.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
+import { auditEntry } from './audit.service.js';
 import type { CredentialRepository } from '../repositories/credential.repository.js';
 import type { DomainRepository } from '../repositories/domain.repository.js';
 import type { RelayRepository } from '../repositories/relay.repository.js';
@@ -68,15 +69,7 @@ export function createCredentialService(deps: Deps) {
   }
 
   function audit(ctx: RequestContext, tx: Parameters<CredentialRepository['create']>[0], credential: RelayCredential, action: string, changes: Record<string, unknown>) {
-    return deps.audit.record(tx, {
-      actorKeyId: ctx.actor.keyId,
-      tenantId: credential.tenantId,
-      action,
-      resourceType: 'credential',
-      resourceId: credential.id,
-      changes,
-      requestId: ctx.requestId,
-    });
+    return deps.audit.record(tx, auditEntry(ctx, { tenantId: credential.tenantId, action, resourceType: 'credential', resourceId: credential.id, changes }));
   }
 
   return {

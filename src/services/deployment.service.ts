@@ -4,6 +4,7 @@ import type { DeploymentReason } from '../generated/prisma/client.js';
 import { NotFoundError } from '../lib/errors.js';
 import type { PageRequest } from '../lib/pagination.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
+import { auditEntry, SYSTEM } from './audit.service.js';
 import type { CredentialRepository } from '../repositories/credential.repository.js';
 import type { DeploymentRepository } from '../repositories/deployment.repository.js';
 import type { NodeRepository } from '../repositories/node.repository.js';
@@ -61,15 +62,12 @@ export function createDeploymentService(deps: Deps) {
       outcomes
         .flatMap(({ node, result }) => (result?.state === 'rolled_back' ? [[node, result] as const] : []))
         .map(([node, r]) =>
-          deps.audit.record(tx, {
-            actorKeyId: deployment.requestedBy,
+          deps.audit.record(tx, auditEntry({ actorKeyId: deployment.requestedBy, requestId: null }, {
             tenantId: null,
             action: 'deployment.rolled_back',
-            resourceType: 'deployment',
             resourceId: deployment.id,
             changes: { node: node.name, nodeId: node.id, liveVersion: r.previousVersion, error: r.error ?? null },
-            requestId: null,
-          }),
+          })),
         ),
     );
   }
@@ -79,15 +77,12 @@ export function createDeploymentService(deps: Deps) {
     await prisma.$transaction(async (tx) => {
       await deps.deployments.update(tx, deployment.id, { state, finishedAt: now() });
       await auditRollbacks(tx, deployment, outcomes);
-      await deps.audit.record(tx, {
-        actorKeyId: deployment.requestedBy,
+      await deps.audit.record(tx, auditEntry({ actorKeyId: deployment.requestedBy, requestId: null }, {
         tenantId: null,
         action: 'deployment.finished',
-        resourceType: 'deployment',
         resourceId: deployment.id,
         changes: { state, reason: deployment.reason, version: compiled.bundle.version, nodes: Object.fromEntries(outcomes.map(({ node, result, skipped }) => [node.name, skipped !== null || result === null ? 'skipped' : result.state])) },
-        requestId: null,
-      });
+      }));
     });
     deps.metrics.deploymentFinished(deployment.reason, state);
     await retireSuperseded(compiled);
@@ -106,15 +101,12 @@ export function createDeploymentService(deps: Deps) {
       for (const credential of await deps.credentials.listRetiring(tx)) {
         if (inVersion.has(credential.id)) continue;
         await deps.credentials.setStatus(tx, credential.id, { status: 'retired', retiredAt: now() });
-        await deps.audit.record(tx, {
-          actorKeyId: null,
+        await deps.audit.record(tx, auditEntry(SYSTEM, {
           tenantId: credential.tenantId,
           action: 'credential.retired',
-          resourceType: 'credential',
           resourceId: credential.id,
           changes: { status: { from: 'retiring', to: 'retired' }, liveVersion: compiled.bundle.version, nodes: enabled.length },
-          requestId: null,
-        });
+        }));
       }
     });
   }
@@ -251,15 +243,12 @@ export function createDeploymentService(deps: Deps) {
           requestedBy: ctx.actor.keyId,
           credentialIds: compiled.credentialIds,
         });
-        await deps.audit.record(tx, {
-          actorKeyId: ctx.actor.keyId,
+        await deps.audit.record(tx, auditEntry(ctx, {
           tenantId: null,
           action: 'deployment.requested',
-          resourceType: 'deployment',
           resourceId: created.id,
           changes: { version: compiled.bundle.version },
-          requestId: ctx.requestId,
-        });
+        }));
         await deps.deployments.notifyRequested(tx);
         return created;
       });

@@ -9,6 +9,7 @@ import { normalizeHost } from '../lib/names.js';
 import { idCursor, type PageRequest, toPage } from '../lib/pagination.js';
 import { isSafeReleaseDir } from '../postfix/index.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
+import { auditEntry } from './audit.service.js';
 import type { NodeRepository } from '../repositories/node.repository.js';
 import type { ConfigService } from './config.service.js';
 import { requireAdmin, type RequestContext } from './principal.js';
@@ -206,15 +207,12 @@ export function createNodeService(deps: Deps) {
         .$transaction(async (tx) => {
           const created = await deps.nodes.create(tx, data);
           await deps.nodes.notifyTargetsChanged(tx);
-          await deps.audit.record(tx, {
-            actorKeyId: ctx.actor.keyId,
+          await deps.audit.record(tx, auditEntry(ctx, {
             tenantId: null,
             action: 'node.created',
-            resourceType: 'node',
             resourceId: created.id,
             changes: changedFields(null, created, [...AUDITED]),
-            requestId: ctx.requestId,
-          });
+          }));
           return created;
         })
         .catch(nameTaken);
@@ -246,15 +244,12 @@ export function createNodeService(deps: Deps) {
           const row = await deps.nodes.update(tx, id, current.version, moved ? { ...data, liveVersion: null, driftDetected: false, driftFiles: [], lastError: null } : data);
           if (row === null) throw new PreconditionFailedError('node changed while this request was processed: read it again and retry');
           await deps.nodes.notifyTargetsChanged(tx);
-          await deps.audit.record(tx, {
-            actorKeyId: ctx.actor.keyId,
+          await deps.audit.record(tx, auditEntry(ctx, {
             tenantId: null,
             action: 'node.updated',
-            resourceType: 'node',
             resourceId: id,
             changes: changedFields(current, row, [...AUDITED]),
-            requestId: ctx.requestId,
-          });
+          }));
           return row;
         })
         .catch(nameTaken);
@@ -267,15 +262,12 @@ export function createNodeService(deps: Deps) {
       assertVersion(current.version, expected, 'node');
       await deps.prisma.$transaction(async (tx) => {
         await deps.nodes.delete(tx, id);
-        await deps.audit.record(tx, {
-          actorKeyId: ctx.actor.keyId,
+        await deps.audit.record(tx, auditEntry(ctx, {
           tenantId: null,
           action: 'node.deleted',
-          resourceType: 'node',
           resourceId: id,
           changes: { name: { from: current.name, to: null } },
-          requestId: ctx.requestId,
-        });
+        }));
       });
     },
 

@@ -6,6 +6,7 @@ import { assertVersion } from '../lib/etag.js';
 import { normalizeDestinationPattern } from '../lib/names.js';
 import { idCursor, type PageRequest, toPage } from '../lib/pagination.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
+import { auditEntry } from './audit.service.js';
 import type { PolicyRepository, SettingsRepository } from '../repositories/policy.repository.js';
 import { assertHonourable } from './limits.js';
 import { requireAdmin, type RequestContext } from './principal.js';
@@ -82,7 +83,7 @@ export function createPolicyService(deps: Deps) {
   }
 
   async function audit(ctx: RequestContext, tx: PrismaClient | Parameters<Parameters<PrismaClient['$transaction']>[0]>[0], action: string, id: string, changes: Record<string, unknown>) {
-    await deps.audit.record(tx, { actorKeyId: ctx.actor.keyId, tenantId: null, action, resourceType: action.split('.')[0]!, resourceId: id, changes, requestId: ctx.requestId });
+    await deps.audit.record(tx, auditEntry(ctx, { tenantId: null, action, resourceId: id, changes }));
   }
 
   return {

@@ -1,6 +1,7 @@
 import type { Db, PrismaClient } from '../db/prisma.js';
 import type { QuarantinedUnit } from '../postfix/index.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
+import { auditEntry, SYSTEM } from './audit.service.js';
 import type { QuarantineChanges, QuarantineRepository, QuarantineRow } from '../repositories/quarantine.repository.js';
 import { isAdmin, type Principal } from './principal.js';
 
@@ -15,15 +16,16 @@ export function createQuarantineRecorder(deps: { prisma: PrismaClient; repositor
 
   async function audit(tx: Db, changes: QuarantineChanges) {
     const entry = (action: string, row: QuarantineRow, extra: Record<string, unknown>) =>
-      deps.audit.record(tx, {
-        actorKeyId: null,
-        tenantId: row.tenantId,
-        action,
-        resourceType: row.resourceType,
-        resourceId: row.resourceId === '' ? null : row.resourceId,
-        changes: { treatment: row.treatment, codes: [...new Set(row.problems.map((p) => p.code))], heldDomains: row.heldDomains, ...extra },
-        requestId: null,
-      });
+      deps.audit.record(
+        tx,
+        auditEntry(SYSTEM, {
+          tenantId: row.tenantId,
+          action,
+          resourceType: row.resourceType,
+          resourceId: row.resourceId === '' ? null : row.resourceId,
+          changes: { treatment: row.treatment, codes: [...new Set(row.problems.map((p) => p.code))], heldDomains: row.heldDomains, ...extra },
+        }),
+      );
     for (const row of changes.entered) await entry('config.quarantined', row, {});
     for (const { before, after } of changes.changed) await entry('config.quarantine_changed', after, { previousTreatment: before.treatment });
     for (const row of changes.left) await entry('config.released', row, { since: row.since.toISOString() });

@@ -6,6 +6,7 @@ import { assertVersion } from '../lib/etag.js';
 import { normalizeHost } from '../lib/names.js';
 import { idCursor, type PageRequest, toPage } from '../lib/pagination.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
+import { auditEntry } from './audit.service.js';
 import type { RelayRepository } from '../repositories/relay.repository.js';
 import type { TenantRepository } from '../repositories/tenant.repository.js';
 import { assertHonourable, type RelayLimits } from './limits.js';
@@ -200,15 +201,13 @@ export function createRelayService(deps: Deps) {
       const row = await deps.relays.update(tx, current.id, current.version, data);
       if (row === null) throw new PreconditionFailedError('relay changed while this request was processed: read it again and retry');
       await deps.routes.assertExpressible(tx, { relayId: current.id });
-      await deps.audit.record(tx, {
-        actorKeyId: ctx.actor.keyId,
+      await deps.audit.record(tx, auditEntry(ctx, {
         tenantId: current.tenantId,
         action,
         resourceType: 'relay',
         resourceId: current.id,
         changes: changedFields(current, row, [...AUDITED]),
-        requestId: ctx.requestId,
-      });
+      }));
       return row;
     });
   }
@@ -229,15 +228,12 @@ export function createRelayService(deps: Deps) {
       const data = { ...normalized(input), name: input.name, host: normalizeHost('body/host', input.host), port: input.port, tls: input.tls, tenantId, ...limits };
       const relay = await deps.prisma.$transaction(async (tx) => {
         const created = await deps.relays.create(tx, data);
-        await deps.audit.record(tx, {
-          actorKeyId: ctx.actor.keyId,
+        await deps.audit.record(tx, auditEntry(ctx, {
           tenantId,
           action: 'relay.created',
-          resourceType: 'relay',
           resourceId: created.id,
           changes: changedFields(null, created, [...AUDITED]),
-          requestId: ctx.requestId,
-        });
+        }));
         return created;
       });
       return presentRelay(relay);
@@ -278,15 +274,12 @@ export function createRelayService(deps: Deps) {
         const routed = await deps.relays.countRoutedDomains(tx, id);
         if (routed > 0) throw new ConflictError(`${routed} domain(s) route through this relay: move them first`, 'relay-in-use', { domains: routed });
         await deps.relays.delete(tx, id);
-        await deps.audit.record(tx, {
-          actorKeyId: ctx.actor.keyId,
+        await deps.audit.record(tx, auditEntry(ctx, {
           tenantId: current.tenantId,
           action: 'relay.deleted',
-          resourceType: 'relay',
           resourceId: id,
           changes: { name: { from: current.name, to: null } },
-          requestId: ctx.requestId,
-        });
+        }));
       });
     },
 

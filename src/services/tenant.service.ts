@@ -5,6 +5,7 @@ import { ConflictError, NotFoundError, PreconditionFailedError } from '../lib/er
 import { assertVersion } from '../lib/etag.js';
 import { idCursor, type PageRequest, toPage } from '../lib/pagination.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
+import { auditEntry } from './audit.service.js';
 import type { TenantRepository } from '../repositories/tenant.repository.js';
 import { assertHonourable, type SenderLimits, senderLimits } from './limits.js';
 import { assertVisible, requireAdmin, type RequestContext } from './principal.js';
@@ -82,15 +83,12 @@ export function createTenantService(deps: { prisma: PrismaClient; tenants: Tenan
       try {
         const tenant = await deps.prisma.$transaction(async (tx) => {
           const created = await deps.tenants.create(tx, data);
-          await deps.audit.record(tx, {
-            actorKeyId: ctx.actor.keyId,
+          await deps.audit.record(tx, auditEntry(ctx, {
             tenantId: created.id,
             action: 'tenant.created',
-            resourceType: 'tenant',
             resourceId: created.id,
             changes: changedFields(null, created, [...AUDITED]),
-            requestId: ctx.requestId,
-          });
+          }));
           return created;
         });
         return presentTenant(tenant);
@@ -132,15 +130,12 @@ export function createTenantService(deps: { prisma: PrismaClient; tenants: Tenan
           const row = await deps.tenants.update(tx, id, current.version, data);
           if (row === null) throw new PreconditionFailedError('tenant changed while this request was processed: read it again and retry');
           await deps.routes.assertExpressible(tx, { tenantId: id });
-          await deps.audit.record(tx, {
-            actorKeyId: ctx.actor.keyId,
+          await deps.audit.record(tx, auditEntry(ctx, {
             tenantId: id,
             action: 'tenant.updated',
-            resourceType: 'tenant',
             resourceId: id,
             changes: changedFields(current, row, [...AUDITED]),
-            requestId: ctx.requestId,
-          });
+          }));
           return row;
         });
         return presentTenant(updated);
@@ -166,15 +161,12 @@ export function createTenantService(deps: { prisma: PrismaClient; tenants: Tenan
         await tx.relay.deleteMany({ where: { tenantId: id } });
         await tx.apiKey.updateMany({ where: { tenantId: id, revokedAt: null }, data: { revokedAt: new Date() } });
         await deps.tenants.delete(tx, id);
-        await deps.audit.record(tx, {
-          actorKeyId: ctx.actor.keyId,
+        await deps.audit.record(tx, auditEntry(ctx, {
           tenantId: id,
           action: 'tenant.deleted',
-          resourceType: 'tenant',
           resourceId: id,
           changes: { cascade: options.cascade, domains },
-          requestId: ctx.requestId,
-        });
+        }));
       });
     },
 
