@@ -2,7 +2,7 @@ import type { PrismaClient } from '../db/prisma.js';
 import type { Bundle, SyncHandlers } from '../deploy/index.js';
 import type { DeploymentReason } from '../generated/prisma/client.js';
 import { NotFoundError } from '../lib/errors.js';
-import type { PageRequest } from '../lib/pagination.js';
+import { type PageRequest, toPage } from '../lib/pagination.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
 import { auditEntry, SYSTEM } from './audit.service.js';
 import type { CredentialRepository } from '../repositories/credential.repository.js';
@@ -258,10 +258,8 @@ export function createDeploymentService(deps: Deps) {
     async list(ctx: RequestContext, query: PageRequest) {
       requireAdmin(ctx, ADMIN_ONLY);
       const rows = await deps.deployments.list(prisma, { after: decodeDeploymentCursor(query.cursor), take: query.limit + 1 });
-      const items = rows.slice(0, query.limit);
-      const last = items.at(-1);
-      const next = rows.length > query.limit && last !== undefined ? encodeDeploymentCursor(last) : null;
-      return { items: items.map(presentDeployment), next_cursor: next };
+      const page = toPage(rows, query.limit, encodeDeploymentCursor);
+      return { items: page.items.map(presentDeployment), next_cursor: page.next_cursor };
     },
 
     async get(ctx: RequestContext, id: string) {

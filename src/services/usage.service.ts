@@ -8,7 +8,7 @@ import { mapLimit } from '../deploy/index.js';
 import { connectNode, excerpt, type NodeConnection, type SshSettings } from '../ssh/index.js';
 import type { Node } from '../generated/prisma/client.js';
 import { NotFoundError, ValidationError } from '../lib/errors.js';
-import { cursorCodec } from '../lib/pagination.js';
+import { cursorCodec, toPage } from '../lib/pagination.js';
 import { DEFAULT_USAGE_MESSAGE_RETENTION_DAYS } from '../lib/retention.js';
 import type { NodeRepository } from '../repositories/node.repository.js';
 import type { TenantRepository } from '../repositories/tenant.repository.js';
@@ -321,16 +321,14 @@ export function createUsageService(deps: Deps) {
       const after = decodeUsageCursor(q.cursor);
       const rows = await usage.query(prisma, { ...r, after, take: q.limit + 1 });
       const finalBefore = await usage.finalBefore(prisma);
-      const more = rows.length > q.limit;
-      const page = more ? rows.slice(0, q.limit) : rows;
-      const last = page.at(-1);
+      const page = toPage(rows, q.limit, cursorOf);
       return {
         from: r.from.toISOString(),
         to: r.to.toISOString(),
         granularity: r.granularity,
         groupBy: r.groupBy,
-        items: page.map((row) => present(row, r.granularity, r.groupBy, finalBefore)),
-        next_cursor: more && last !== undefined ? cursorOf(last) : null,
+        items: page.items.map((row) => present(row, r.granularity, r.groupBy, finalBefore)),
+        next_cursor: page.next_cursor,
       };
     },
 
@@ -361,11 +359,9 @@ export function createUsageService(deps: Deps) {
       const raw = messageCursor.decode(q.cursor);
       const after = raw === undefined ? undefined : { at: new Date(raw[0]), id: BigInt(raw[1]) };
       const rows = await usage.messages(prisma, { from: r.from, to: r.to, tenantId: r.tenantId, attributedOnly: r.attributedOnly, senderDomain: q.senderDomain?.toLowerCase(), after, take: q.limit + 1 });
-      const more = rows.length > q.limit;
-      const page = more ? rows.slice(0, q.limit) : rows;
-      const last = page.at(-1);
+      const page = toPage(rows, q.limit, (last) => messageCursor.encode(last.acceptedAt.toISOString(), last.id.toString()));
       return {
-        items: page.map((m) => ({
+        items: page.items.map((m) => ({
           node: m.nodeName,
           queueId: m.queueId,
           tenantId: m.tenantId === NO_TENANT ? null : m.tenantId,
@@ -380,7 +376,7 @@ export function createUsageService(deps: Deps) {
           bounced: m.bounced,
           expired: m.expired,
         })),
-        next_cursor: more && last !== undefined ? messageCursor.encode(last.acceptedAt.toISOString(), last.id.toString()) : null,
+        next_cursor: page.next_cursor,
       };
     },
 

@@ -156,6 +156,19 @@ describe('usage collection from node logs', () => {
       { sender: `carol@${domainA}`, bytes: 700, recipients: 1, delivered: 1, deferred: 1, bounced: 0, expired: false, node: 'mx1' },
     ]);
     expect(items[1]?.queueId).toBe(qid);
+    // Page by page (limit=1), the same records in the same order, and a last page without a cursor.
+    const paged: Record<string, unknown>[] = [];
+    let cursor: string | null = null;
+    do {
+      const url: string = `/v1/usage/messages?tenantId=${tenantA}&${month}&limit=1${cursor === null ? '' : `&cursor=${cursor}`}`;
+      const page = await t.app.inject({ method: 'GET', url, headers: admin.headers });
+      expect(page.statusCode, page.body).toBe(200);
+      const body: { items: Record<string, unknown>[]; next_cursor: string | null } = page.json();
+      expect(body.items.length).toBeLessThanOrEqual(1);
+      paged.push(...body.items);
+      cursor = body.next_cursor;
+    } while (cursor !== null);
+    expect(paged).toEqual(items);
     const asB = await tokenFor(t.app, ['tenant'], tenantB);
     const own = await t.app.inject({ method: 'GET', url: `/v1/usage/messages?${month}`, headers: asB.headers });
     expect(own.json<{ items: { tenantId: string }[] }>().items.every((m) => m.tenantId === tenantB)).toBe(true);
