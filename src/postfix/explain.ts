@@ -4,6 +4,7 @@
  * drift from the config. Shaped for a differential test against real `postmap -q` answers and for
  * comparison with what smart hosts observe. Never contains a secret.
  */
+import { normaliseAddress } from './address.js';
 import { isRoutePlan, type DomainRoute, type RoutePlan } from './plan.js';
 import { planWithQuarantine } from './quarantine.js';
 import type { EffectiveLimits } from './resolve.js';
@@ -40,7 +41,10 @@ export interface NexthopCredential {
 export interface Explanation {
   sender: string;
   recipient: string;
-  /** Lower-cased domain of the sender; null for the null sender or an address without domain. */
+  /** The sender as smtpd/cleanup/trivial-rewrite leave it (address.ts): trailing dot stripped, case kept. */
+  envelopeSender: string;
+  envelopeRecipient: string;
+  /** The sender's domain as the tables look it up (lower case, no trailing dot); null for the null sender or an address without domain. */
   senderDomain: string | null;
   recipientDomain: string | null;
   /**
@@ -72,12 +76,6 @@ export interface Explanation {
   reason: string;
 }
 
-function domainOf(address: string): string | null {
-  const at = address.lastIndexOf('@');
-  if (at < 0 || at === address.length - 1) return null;
-  return address.slice(at + 1).toLowerCase();
-}
-
 function masked(username: string): string {
   return `${username}:********`;
 }
@@ -97,12 +95,16 @@ export function matchDestinationPolicy(plan: RoutePlan, recipientDomain: string,
   return null;
 }
 
-function base(sender: string, recipient: string, senderDomain: string | null, recipientDomain: string | null): Explanation {
+function base(sender: string, recipient: string): Explanation {
+  const from = normaliseAddress(sender);
+  const to = normaliseAddress(recipient);
   return {
     sender,
     recipient,
-    senderDomain,
-    recipientDomain,
+    envelopeSender: from.address,
+    envelopeRecipient: to.address,
+    senderDomain: from.domain,
+    recipientDomain: to.domain,
     outcome: 'rejected',
     service: UNROUTED_SERVICE,
     nexthops: [],
@@ -120,7 +122,7 @@ function base(sender: string, recipient: string, senderDomain: string | null, re
 }
 
 function explainUnrouted(plan: RoutePlan, e: Explanation): Explanation {
-  const nullSender = e.sender === '' || e.sender === '<>';
+  const nullSender = e.envelopeSender === '';
   const domain = e.senderDomain;
   const known = domain === null ? undefined : plan.unrouted.get(domain);
   e.outcome = 'rejected';
@@ -214,9 +216,7 @@ function explainRouted(plan: RoutePlan, route: DomainRoute, e: Explanation): Exp
  */
 export function explainRoute(source: Snapshot | RoutePlan, sender: string, recipient: string): Explanation {
   const plan = isRoutePlan(source) ? source : planWithQuarantine(source, null).detailed.plan;
-  const nullSender = sender === '' || sender === '<>';
-  const senderDomain = nullSender ? null : domainOf(sender);
-  const e = base(sender, recipient, senderDomain, domainOf(recipient));
-  const route = senderDomain === null ? undefined : plan.routes.get(senderDomain);
+  const e = base(sender, recipient);
+  const route = e.senderDomain === null ? undefined : plan.routes.get(e.senderDomain);
   return route === undefined ? explainUnrouted(plan, e) : explainRouted(plan, route, e);
 }

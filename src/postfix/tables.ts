@@ -7,6 +7,7 @@
  * sender_dependent_relayhost_maps and (with smtp_sender_dependent_authentication) in
  * smtp_sasl_password_maps alike, so the three can never disagree about which domain matched.
  */
+import { lookupDomain } from './address.js';
 import { maskedSaslPasswordValue, saslPasswordValue } from './map-encoding.js';
 import { GLOBAL_SASL_MAP, GLOBAL_TLS_POLICY_MAP, type DomainRoute, type RoutePlan, type ServicePlan, type UnroutedDomain } from './plan.js';
 import type { Credential } from './snapshot.js';
@@ -138,7 +139,7 @@ export function serviceSaslEntries(service: ServicePlan): SaslTable {
 
 export function tlsPolicyEntries(plan: RoutePlan): Array<[string, string]> {
   const entries: Array<[string, string]> = [...plan.relayTlsPolicies.entries()];
-  for (const p of plan.index.destinationPolicies) if (p.tls !== null) entries.push([p.pattern, p.tls]);
+  for (const p of plan.index.destinationPolicies) if (p.tls !== null) entries.push([lookupDomain(p.pattern), p.tls]);
   return entries;
 }
 

@@ -7,6 +7,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deployBundle } from '../../src/deploy/index.js';
+import type { Explanation } from '../../src/postfix/index.js';
 import { connectNode, type NodeConnection } from '../../src/ssh/index.js';
 import { createTestApp, type TestApp, tokenFor } from '../helpers/app.js';
 import { waitForLog } from '../lab/log.js';
@@ -15,6 +16,7 @@ import { labGate } from '../lab/requirements.js';
 import { startSmartHost, type SmartHost } from '../lab/smart-host.js';
 import { sendMail } from '../lab/submit.js';
 import { smtpDialogue } from '../postfix/postfix-harness.js';
+import { adminClient } from './lab-app.js';
 
 const labOk = labGate('truth test');
 
@@ -209,5 +211,113 @@ describe.skipIf(!labOk)('the truth test: explanation = what real Postfix and the
         expect(explanation.matched[0], context).toMatchObject({ table: 'sender_access', key: '<>' });
       }
     }
+  });
+
+  /** Wipes the previous configuration; the corpus below writes its own. */
+  async function wipe() {
+    await t.prisma.relayCredential.deleteMany();
+    await t.prisma.domain.deleteMany();
+    await t.prisma.destinationPolicy.deleteMany();
+    await t.prisma.relay.deleteMany();
+    await t.prisma.tenant.deleteMany();
+    for (const host of hosts) {
+      host.reset();
+      for (const user of Object.keys(host.users)) delete host.users[user];
+    }
+  }
+
+  async function explain(headers: Record<string, string>, sender: string, recipient: string) {
+    const response = await t.app.inject({
+      method: 'GET',
+      url: `/v1/routes/explain?sender=${encodeURIComponent(sender)}&recipient=${encodeURIComponent(recipient)}`,
+      headers,
+    });
+    expect(response.statusCode, response.body).toBe(200);
+    return response.json<Explanation>();
+  }
+
+  it('holds for the edge corpus: trailing dots, case, no credential, wrong secret', async () => {
+    await wipe();
+    const { admin, post } = await adminClient(t);
+    const tenant = await post('/v1/tenants', { name: 'Edge', slug: 'edge-corpus', allowDirectDelivery: true });
+    const [sh0, sh1] = [hosts[0]!, hosts[1]!];
+    const relay0 = await post('/v1/relays', { name: 'edge sh0', host: '127.0.0.1', port: sh0.port, tls: 'starttls' });
+    const relay1 = await post('/v1/relays', { name: 'edge sh1', host: '127.0.0.1', port: sh1.port, tls: 'starttls' });
+    const domain = async (name: string, payload: object) => post(`/v1/tenants/${tenant.id}/domains`, { name, status: 'verified', ...payload });
+    const credential = async (relayId: string, domainId: string, username: string, secret: string) =>
+      post(`/v1/relays/${relayId}/credentials`, { username, secret, domainId });
+    const a = await domain('a.test', { relayId: relay0.id });
+    const e5o = await domain('e5o.test', { relayId: relay0.id });
+    await domain('nocred.test', { relayId: relay1.id });
+    const wrong = await domain('wrongsecret.test', { relayId: relay1.id });
+    await domain('direct.test', { route: 'direct' });
+    await post('/v1/destination-policies', { pattern: 'enc-notls.dtest', tls: 'encrypt' });
+    sh0.users['edge-a'] = 'secret a';
+    sh0.users['edge-e5o'] = 'secret e5o';
+    sh1.users['edge-wrong'] = 'the right one';
+    await credential(relay0.id, a.id, 'edge-a', 'secret a');
+    await credential(relay0.id, e5o.id, 'edge-e5o', 'secret e5o');
+    await credential(relay1.id, wrong.id, 'edge-wrong', 'not the right one');
+
+    const bundle = (await t.app.services.config.compileForDeploy()).bundle;
+    const outcome = await deployBundle(connection, bundle, { configDir: node.configDir });
+    expect(outcome.state, JSON.stringify(outcome.error)).toBe('live');
+
+    let messages = 0;
+    // Trailing dot and upper case: smtpd answers 250, cleanup strips the dot, the tables fold the case.
+    for (const [sender, routedAs, user] of [
+      ['x@a.test.', 'a.test', 'edge-a'],
+      ['X@E5O.TEST.', 'e5o.test', 'edge-e5o'],
+      ['"quoted.local+tag"@A.test', 'a.test', 'edge-a'], // quotes nothing needs: Postfix drops them
+    ] as const) {
+      const explanation = await explain(admin.headers, sender, 'r@dest.test');
+      const context = `${sender}: ${explanation.reason}`;
+      expect(explanation, context).toMatchObject({ outcome: 'relay', senderDomain: routedAs, nexthops: [sh0.nexthop] });
+      // A raw dialogue: SMTP client libraries fold the domain's case before Postfix could.
+      const messageId = `<edge-${messages++}@lab.test>`;
+      const replies = await smtpDialogue(node.smtpPort, [
+        'EHLO client.lab.test',
+        `MAIL FROM:<${sender}>`,
+        'RCPT TO:<r@dest.test>',
+        'DATA',
+        `Message-ID: ${messageId}\r\nSubject: edge row\r\n\r\n${context}\r\n.`,
+        'QUIT',
+      ]);
+      expect(replies.slice(1, 5).map((reply) => reply.slice(0, 3)), `${context}: ${replies.join(' | ')}`).toEqual(['250', '250', '354', '250']);
+      const received = await sh0.waitFor((message) => message.messageId === messageId, 15_000);
+      expect(received.authUser, context).toBe(explanation.credentialsByNexthop[sh0.nexthop]?.username);
+      expect(received.authUser, context).toBe(user);
+      // Postfix's own record of the envelope (info_log_address_format = external) is the address it passes on.
+      const logged = await waitForLog(node, (entry) => entry.messageId === messageId && entry.status === 'sent', 15_000);
+      expect(logged.from, context).toBe(explanation.envelopeSender);
+      expect(received.mailFrom.toLowerCase(), context).toBe(explanation.envelopeSender.toLowerCase());
+    }
+
+    // No credential: Postfix sends without AUTH, the smart host's 530 is a permanent bounce.
+    const none = await explain(admin.headers, 'n@nocred.test', 'r@dest.test');
+    expect(none, none.reason).toMatchObject({ outcome: 'relay', credentialId: null, nexthops: [sh1.nexthop] });
+    expect(none.credentialsByNexthop[sh1.nexthop]).toBeNull();
+    const unauthenticated = await sendMail(node, { from: 'n@nocred.test', to: ['r@dest.test'] });
+    const bounced = await waitForLog(node, (entry) => entry.messageId === unauthenticated.messageId && entry.status !== 'deferred', 15_000);
+    expect(bounced.status, bounced.raw).toBe('bounced');
+    expect(bounced.statusText, bounced.raw).toMatch(/\b530\b/);
+    expect(sh1.authAttempts, 'no AUTH offered without a credential').toEqual([]);
+
+    // Wrong secret: the credential the explanation names is offered; the 535 is a deferral (4.7.8).
+    const wrongSecret = await explain(admin.headers, 'w@wrongsecret.test', 'r@dest.test');
+    expect(wrongSecret.credentialsByNexthop[sh1.nexthop]?.username, wrongSecret.reason).toBe('edge-wrong');
+    const refused = await sendMail(node, { from: 'w@wrongsecret.test', to: ['r@dest.test'] });
+    const deferred = await waitForLog(node, (entry) => entry.messageId === refused.messageId, 15_000);
+    expect(deferred, deferred.raw).toMatchObject({ status: 'deferred', dsn: '4.7.8' });
+    expect(deferred.statusText, deferred.raw).toMatch(/\b535\b/);
+    expect(sh1.authAttempts.map((attempt) => [attempt.user, attempt.ok])).toContainEqual(['edge-wrong', false]);
+
+    // A trailing-dot recipient of direct mail: the node looks its TLS policy up under the name
+    // without the dot (mail to a real MX would leave the machine, so the live table answers).
+    const direct = await explain(admin.headers, 'd@direct.test', 'c@enc-notls.dtest.');
+    expect(direct, direct.reason).toMatchObject({ outcome: 'direct', recipientDomain: 'enc-notls.dtest', envelopeRecipient: 'c@enc-notls.dtest', tlsPolicy: 'encrypt' });
+    const tlsEntry = direct.matched.find((entry) => entry.table === 'tls_policy')!;
+    const lookedUp = await node.exec(`postmap -q ${tlsEntry.key} hash:${node.configDir}/relayplane/current/tls_policy`);
+    expect(lookedUp.stdout.trim(), lookedUp.stderr).toBe(direct.tlsPolicy);
   });
 });
