@@ -26,6 +26,8 @@ export type ProblemCode =
   | 'route_inconsistent'
   /** Primary and fallback differ in implicit TLS: smtp_tls_wrappermode is per service, not per nexthop. */
   | 'fallback_tls_mismatch'
+  /** A relay on an IP literal of a family inetProtocols turns off: Postfix bounces its mail. */
+  | 'relay_unreachable'
   /** Opportunistic TLS with verify: level `may` never checks certificates. */
   | 'tls_opportunistic_verify'
   /** A limit that is not an integer in range. */

@@ -14,6 +14,7 @@
  * queue manager enforces limits per (service, nexthop) queue and one queue feeds primary and
  * fallback alike. Unset fields inherit Settings (default_destination_*).
  */
+import { isIPv4, isIPv6 } from 'node:net';
 import type { ProblemList } from './errors.js';
 import { formatNexthop } from './map-encoding.js';
 import type { Credential, Domain, Relay, RelayLimits, SenderLimits, Settings, Tenant } from './snapshot.js';
@@ -162,6 +163,17 @@ export function resolveDomain(index: SnapshotIndex, domain: Domain, problems: Pr
       ok = false;
     }
     if (relay.tls === 'implicit') implicitCount += 1;
+    const family = unreachableFamily(relay.host, index.settings.inetProtocols);
+    if (family !== null) {
+      problems.add(
+        'relay_unreachable',
+        'domain',
+        domain.id,
+        `domain ${domainName}: relay ${formatNexthop(relay.host, relay.port)} is an ${family} address but inetProtocols is ` +
+          `${index.settings.inetProtocols}; Postfix would bounce its mail (5.4.4 "Name service error")`,
+      );
+      ok = false;
+    }
   }
   if (implicitCount > 0 && implicitCount < relays.length) {
     problems.add(
@@ -186,6 +198,16 @@ export function resolveDomain(index: SnapshotIndex, domain: Domain, problems: Pr
     if (hasLimits(relay.limits) && relay.limits !== null) limitSources.push({ resourceType: 'relay', resourceId: relay.id, limits: relay.limits });
   }
   return { kind: 'relay', domain, tenant, hops, implicitTls: implicitCount === relays.length, limitSources };
+}
+
+/**
+ * The address family of a relay's IP literal when Postfix's inet_protocols leaves it out: the smtp
+ * client then finds no usable address and bounces permanently. Host names resolve per protocol.
+ */
+export function unreachableFamily(host: string, inetProtocols: Settings['inetProtocols']): 'IPv4' | 'IPv6' | null {
+  if (inetProtocols === 'ipv4' && isIPv6(host)) return 'IPv6';
+  if (inetProtocols === 'ipv6' && isIPv4(host)) return 'IPv4';
+  return null;
 }
 
 /** Domain level first (domain fields over tenant defaults), then relays: min/max across all. */

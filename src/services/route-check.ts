@@ -40,6 +40,13 @@ export function createRouteCheck(deps: { snapshots: Pick<SnapshotRepository, 'lo
       const [first] = problems;
       if (first === undefined) return;
       const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : '';
+      const stranded = problems.filter((problem) => problem.code === 'relay_unreachable');
+      if (stranded.length > 0) {
+        // Its own code: the write itself is fine for Postfix, but would strand these routes' mail.
+        throw new UnprocessableError(`this change leaves routes without a reachable relay: ${stranded.map((p) => p.message).join('; ')}`, 'relay-unreachable', {
+          problems: stranded.map(({ code, resourceType, resourceId, message }) => ({ code, resourceType, resourceId, message })),
+        });
+      }
       throw new UnprocessableError(`Postfix cannot express this change: ${first.message}${more}`, 'config-not-expressible', {
         problems: problems.map(({ code, resourceType, resourceId, message }) => ({ code, resourceType, resourceId, message })),
       });
