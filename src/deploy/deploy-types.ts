@@ -25,6 +25,8 @@ export type DeployStep =
   | 'switch'
   | 'apply'
   | 'reload'
+  /** Instead of `reload` when the plan changes a parameter master reads only at start (RESTART_PARAMS). */
+  | 'restart'
   | 'verify'
   | 'prune'
   | 'rollback';

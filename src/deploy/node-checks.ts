@@ -190,6 +190,8 @@ export async function validateStaged(
 }
 
 const RELOAD_LINE = '/master\\[[0-9]+\\]: reload -- ';
+/** What a fresh master logs once it runs (after `postfix start`). */
+const START_LINE = '/master\\[[0-9]+\\]: daemon started -- ';
 /**
  * A daemon's own fatal or panic message, or master throttling a service. Anchored to the daemon's
  * tag: a delivery status line quotes the remote server's reply, which can say anything (a relay
@@ -206,6 +208,8 @@ export interface ReloadLogArgs {
   offset: number;
   settleMs: number;
   timeoutMs: number;
+  /** Wait for master's start line instead of its reload line (after a restart). */
+  restarted?: boolean;
 }
 
 const seconds = (ms: number) => (Math.max(0, ms) / 1000).toFixed(3);
@@ -220,7 +224,7 @@ export function reloadLogScript(args: ReloadLogArgs): string {
   const log = shellQuote(args.maillog);
   const from = `+${args.offset + 1}`;
   return [
-    `if timeout ${seconds(args.timeoutMs)} tail -F -c ${from} ${log} 2>/dev/null | grep -q -m1 -E ${shellQuote(RELOAD_LINE)}`,
+    `if timeout ${seconds(args.timeoutMs)} tail -F -c ${from} ${log} 2>/dev/null | grep -q -m1 -E ${shellQuote(args.restarted === true ? START_LINE : RELOAD_LINE)}`,
     `then sleep ${seconds(args.settleMs)}; echo ${shellQuote(RELOADED)}; tail -c ${from} ${log} 2>/dev/null || true`,
     `else echo ${shellQuote(NO_RELOAD)}; fi`,
   ].join('\n');

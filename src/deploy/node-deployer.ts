@@ -2,6 +2,8 @@
  * Deploys one bundle to one node over an open connection, as a small explicit state machine:
  *
  *   pending → checked → staged → validated → switched → applied → reloaded → live
+ *   (`reloaded` after `postfix reload`, or after `postfix stop; postfix start` when the plan
+ *   changes a parameter master reads only at start: inet_protocols, inet_interfaces)
  *   any failure before `switched`  → failed        (staging removed, node untouched)
  *   any failure from `switched` on → rolling_back → rolled_back (or failed + rollbackError)
  *
@@ -38,12 +40,16 @@ import {
   planConfig,
   planIsEmpty,
   readNodeState,
+  restartParams,
   type ConfigPlan,
   type DesiredConfig,
   type LiveState,
   type NodeState,
 } from './postfix-config.js';
 import { backupCommand, promoteRelease, pruneReleases, removeReleaseDir, restoreConfig, stageRelease, switchCurrent } from './release-store.js';
+
+/** master detaches from the session's stdio, so the SSH command returns once it runs. */
+const RESTART_COMMAND = 'postfix stop >/dev/null 2>&1; postfix start </dev/null >/dev/null';
 
 export async function deployBundle(conn: NodeConnection, bundle: Bundle, options: DeployOptions): Promise<DeployOutcome> {
   return new DeployRun(conn, bundle, options).execute();
@@ -79,6 +85,8 @@ class DeployRun {
   private backupTaken = false;
   /** The node already ran this version but its config drifted: re-apply without a switch. */
   private repair = false;
+  /** master was (or is being) restarted: the rollback must restart too, and the log shows a start, not a reload. */
+  private restarted = false;
 
   constructor(
     private readonly conn: NodeConnection,
@@ -167,7 +175,11 @@ class DeployRun {
     this.changed = true;
     await this.step('apply', () => this.apply(plan), () => describePlan(plan));
     this.to('applied');
-    const offset = await this.step('reload', () => this.reload());
+    const restart = restartParams(plan);
+    const offset =
+      restart.length === 0
+        ? await this.step('reload', () => this.reload())
+        : await this.step('restart', () => this.restart(), () => `postfix stop; postfix start: ${restart.join(', ')} take effect only when master starts`);
     this.to('reloaded');
     await this.step('verify', async () => assertNone('verify', await this.verifyAfterReload(offset)));
     this.to('live');
@@ -271,6 +283,18 @@ class DeployRun {
     return Number.parseInt(r.stdout.trim(), 10) || 0;
   }
 
+  /**
+   * `postfix stop; postfix start` (master re-reads RESTART_PARAMS only at start); returns the
+   * maillog size before it. `postfix start` returns once master has bound its listeners (-w).
+   */
+  private async restart(): Promise<number> {
+    this.restarted = true;
+    const log = this.node?.maillogFile ?? '';
+    const size = log === '' ? 'echo 0' : `{ wc -c < ${sh(log)} 2>/dev/null || echo 0; }`;
+    const r = await execOk(this.conn, `${size} && ${RESTART_COMMAND}`);
+    return Number.parseInt(r.stdout.trim(), 10) || 0;
+  }
+
   /** What differs between the node and the bundle, given the files found drifted: empty when in sync. */
   private liveProblems(now: LiveState, drifted: readonly string[]): string[] {
     const problems: string[] = [];
@@ -293,7 +317,7 @@ class DeployRun {
       { name: 'live-state', script: liveStateScript(this.layout) },
       { name: 'digests', script: digestScript(this.bundle), cwd: this.layout.liveDir },
     ];
-    if (log !== '') sections.push({ name: 'reload-log', script: reloadLogScript({ maillog: log, offset, settleMs, timeoutMs }) });
+    if (log !== '') sections.push({ name: 'reload-log', script: reloadLogScript({ maillog: log, offset, settleMs, timeoutMs, restarted: this.restarted }) });
     // The wait is bounded on the node; the exec gets that much time on top of its usual limit.
     const r = await execSections(this.conn, sections, { timeoutMs: 60_000 + settleMs + timeoutMs });
     const problems = this.liveProblems(parseLiveState(sectionOk(r, 'live-state').stdout), driftFromDigests(r.get('digests')!.stdout, this.bundle));
@@ -310,7 +334,7 @@ class DeployRun {
     await this.step('rollback', async () => {
       if (!this.repair) await switchCurrent(this.conn, this.layout, this.previousVersion);
       if (this.backupTaken) await restoreConfig(this.conn, this.layout, this.releaseDir!);
-      await execOk(this.conn, 'postfix reload >/dev/null');
+      await execOk(this.conn, this.restarted ? RESTART_COMMAND : 'postfix reload >/dev/null');
       if (!this.repair && this.releaseDir !== undefined) await removeReleaseDir(this.conn, this.layout, this.releaseDir);
     }, () => `live ${this.previousVersion ?? 'none'}`);
   }

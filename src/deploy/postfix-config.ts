@@ -110,6 +110,19 @@ export function planIsEmpty(plan: ConfigPlan): boolean {
   return plan.setParams.length + plan.removeParams.length + plan.writeServices.length + plan.removeServices.length === 0;
 }
 
+/**
+ * main.cf parameters master reads only when it starts: after `postfix reload` it logs "ignoring
+ * inet_protocols parameter value change" and keeps its sockets and address families, so mail to an
+ * IPv6 relay still bounces (seen on 3.7). A plan that touches one needs `postfix stop; postfix start`.
+ */
+export const RESTART_PARAMS: readonly string[] = ['inet_interfaces', 'inet_protocols'];
+
+/** The restart-only parameters a plan sets or removes (empty: a reload applies it). */
+export function restartParams(plan: ConfigPlan): string[] {
+  const touched = new Set([...plan.setParams.map(([k]) => k), ...plan.removeParams]);
+  return RESTART_PARAMS.filter((name) => touched.has(name));
+}
+
 export function describePlan(plan: ConfigPlan): string {
   const parts = [
     plan.setParams.length > 0 ? `set ${plan.setParams.map(([k]) => k).join(',')}` : '',

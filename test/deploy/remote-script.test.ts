@@ -62,9 +62,10 @@ describe('the reload wait on the node', () => {
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true });
   });
-  const run = async (args: { offset: number; settleMs?: number; timeoutMs?: number }) => {
+  const run = async (args: { offset: number; settleMs?: number; timeoutMs?: number; restarted?: boolean }) => {
     const timeoutMs = args.timeoutMs ?? 5000;
-    const r = await execSections(conn, [{ name: 'log', script: reloadLogScript({ maillog: log, offset: args.offset, settleMs: args.settleMs ?? 100, timeoutMs }) }]);
+    const script = reloadLogScript({ maillog: log, offset: args.offset, settleMs: args.settleMs ?? 100, timeoutMs, restarted: args.restarted ?? false });
+    const r = await execSections(conn, [{ name: 'log', script }]);
     return reloadLogProblems(r.get('log')!, timeoutMs);
   };
 
@@ -77,6 +78,14 @@ describe('the reload wait on the node', () => {
     const t0 = Date.now();
     expect(await run({ offset: Number(offset), settleMs: 400 })).toEqual(['log: fatal: invalid line_length_limit']);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(650);
+  });
+
+  it('after a restart waits for master to log its start, not a reload', async () => {
+    log = path.join(dir, 'restart');
+    await writeFile(log, RELOAD);
+    expect(await run({ offset: 0, restarted: true, timeoutMs: 300 })).toEqual([expect.stringMatching(/did not log the reload/)]);
+    await appendFile(log, 'Jan  1 00:00:03 host postfix-n1/master[4243]: daemon started -- version 3.7.11, configuration /etc/postfix\n');
+    expect(await run({ offset: 0, restarted: true })).toEqual([]);
   });
 
   it('finds nothing wrong after a clean reload, and throttling is a problem', async () => {

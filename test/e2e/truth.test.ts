@@ -91,7 +91,13 @@ describe.skipIf(!labOk)('the truth test: explanation = what real Postfix and the
       await startSmartHost({ name: 'sh1', tls: 'starttls', users: {} }),
       await startSmartHost({ name: 'sh2', tls: 'implicit', users: {} }),
     ];
-    node = await startPostfixNode({ name: 'truth', sinkRelayhost: sink.nexthop, tlsCaCerts: [sink, ...hosts].map((host) => host.caCertPem) });
+    // inet_protocols as the default settings compile it: the first deploy needs no restart.
+    node = await startPostfixNode({
+      name: 'truth',
+      sinkRelayhost: sink.nexthop,
+      tlsCaCerts: [sink, ...hosts].map((host) => host.caCertPem),
+      mainCf: { inet_protocols: 'all' },
+    });
     connection = await connectNode({ ...node.ssh, hostKey: node.ssh.hostKeyFingerprint });
   });
 

@@ -5,6 +5,7 @@
  * - TLS: 'starttls' (plain listener offering STARTTLS) or 'implicit' (TLS from the first byte,
  *   what `smtp_tls_wrappermode = yes` speaks). The certificate is self-signed, generated at start
  *   with the openssl CLI, CN `<name>.lab.test`, SAN IP:127.0.0.1; `caCertPem` is that certificate.
+ *   `host: '::1'` listens on the IPv6 loopback instead (nexthop `[::1]:PORT`).
  * - AUTH PLAIN/LOGIN against `users`, only after TLS (smtp-server answers 538 before STARTTLS),
  *   and required before MAIL FROM (530) unless `authOptional` (used for the catch-all sink).
  *   Bad credentials get `535 5.7.8`.
@@ -42,6 +43,8 @@ export interface SmartHostOptions {
   users: Record<string, string>;
   /** Accept MAIL FROM without AUTH (a catch-all sink). AUTH is still offered after TLS. */
   authOptional?: boolean;
+  /** Loopback address to listen on: 127.0.0.1 (default) or ::1 (an IPv6 relay). */
+  host?: typeof LOOPBACK | '::1';
 }
 
 export interface ReceivedMessage {
@@ -72,7 +75,7 @@ export interface AuthAttempt {
 
 export interface SmartHost {
   name: string;
-  host: typeof LOOPBACK;
+  host: typeof LOOPBACK | '::1';
   port: number;
   tls: SmartHostTls;
   /** The Postfix nexthop for this host: `[127.0.0.1]:PORT`. */
@@ -242,7 +245,7 @@ export async function startSmartHost(opts: SmartHostOptions): Promise<SmartHost>
 
   await new Promise<void>((resolve, reject) => {
     server.server.once('error', reject);
-    server.listen(opts.port ?? 0, LOOPBACK, () => {
+    server.listen(opts.port ?? 0, opts.host ?? LOOPBACK, () => {
       server.server.off('error', reject);
       resolve();
     });
@@ -253,10 +256,10 @@ export async function startSmartHost(opts: SmartHostOptions): Promise<SmartHost>
 
   return {
     name: opts.name,
-    host: LOOPBACK,
+    host: opts.host ?? LOOPBACK,
     port,
     tls: opts.tls,
-    nexthop: `[${LOOPBACK}]:${port}`,
+    nexthop: `[${opts.host ?? LOOPBACK}]:${port}`,
     caCertPem: cert,
     users: opts.users,
     get mode() {
