@@ -80,6 +80,7 @@ describe.skipIf(!labOk)('the truth test: explanation = what real Postfix and the
   let t: TestApp;
   let sink: SmartHost;
   let hosts: SmartHost[];
+  let v6: SmartHost; // STARTTLS on [::1]
   let node: PostfixNode;
   let connection: NodeConnection;
 
@@ -91,11 +92,12 @@ describe.skipIf(!labOk)('the truth test: explanation = what real Postfix and the
       await startSmartHost({ name: 'sh1', tls: 'starttls', users: {} }),
       await startSmartHost({ name: 'sh2', tls: 'implicit', users: {} }),
     ];
+    v6 = await startSmartHost({ name: 'sh6', tls: 'starttls', users: {}, host: '::1' });
     // inet_protocols as the default settings compile it: the first deploy needs no restart.
     node = await startPostfixNode({
       name: 'truth',
       sinkRelayhost: sink.nexthop,
-      tlsCaCerts: [sink, ...hosts].map((host) => host.caCertPem),
+      tlsCaCerts: [sink, v6, ...hosts].map((host) => host.caCertPem),
       mainCf: { inet_protocols: 'all' },
     });
     connection = await connectNode({ ...node.ssh, hostKey: node.ssh.hostKeyFingerprint });
@@ -105,7 +107,7 @@ describe.skipIf(!labOk)('the truth test: explanation = what real Postfix and the
     connection?.close();
     await node?.stop();
     await stopAllLabNodes();
-    await Promise.allSettled([sink, ...(hosts ?? [])].map((host) => host?.close()));
+    await Promise.allSettled([sink, v6, ...(hosts ?? [])].map((host) => host?.close()));
     await t?.close();
   });
 
@@ -226,7 +228,7 @@ describe.skipIf(!labOk)('the truth test: explanation = what real Postfix and the
     await t.prisma.destinationPolicy.deleteMany();
     await t.prisma.relay.deleteMany();
     await t.prisma.tenant.deleteMany();
-    for (const host of hosts) {
+    for (const host of [...hosts, v6]) {
       host.reset();
       for (const user of Object.keys(host.users)) delete host.users[user];
     }
@@ -242,7 +244,7 @@ describe.skipIf(!labOk)('the truth test: explanation = what real Postfix and the
     return response.json<Explanation>();
   }
 
-  it('holds for the edge corpus: trailing dots, case, no credential, wrong secret', async () => {
+  it('holds for the edge corpus: trailing dots, case, no credential, wrong secret, IPv6 relay', async () => {
     await wipe();
     const { admin, post } = await adminClient(t);
     const tenant = await post('/v1/tenants', { name: 'Edge', slug: 'edge-corpus', allowDirectDelivery: true });
@@ -264,6 +266,10 @@ describe.skipIf(!labOk)('the truth test: explanation = what real Postfix and the
     await credential(relay0.id, a.id, 'edge-a', 'secret a');
     await credential(relay0.id, e5o.id, 'edge-e5o', 'secret e5o');
     await credential(relay1.id, wrong.id, 'edge-wrong', 'not the right one');
+    const relay6 = await post('/v1/relays', { name: 'edge v6', host: '::1', port: v6.port, tls: 'starttls' });
+    const six = await domain('six.test', { relayId: relay6.id });
+    v6.users['edge-six'] = 'secret six';
+    await credential(relay6.id, six.id, 'edge-six', 'secret six');
 
     const bundle = (await t.app.services.config.compileForDeploy()).bundle;
     const outcome = await deployBundle(connection, bundle, { configDir: node.configDir });
@@ -317,6 +323,24 @@ describe.skipIf(!labOk)('the truth test: explanation = what real Postfix and the
     expect(deferred, deferred.raw).toMatchObject({ status: 'deferred', dsn: '4.7.8' });
     expect(deferred.statusText, deferred.raw).toMatch(/\b535\b/);
     expect(sh1.authAttempts.map((attempt) => [attempt.user, attempt.ok])).toContainEqual(['edge-wrong', false]);
+
+    // An IPv6 relay under inetProtocols all (the default) is used as explained; ipv4 would strand it
+    // (Postfix bounces, 5.4.4), so the settings write is refused and the route stays as it is.
+    const settings = await t.app.inject({ method: 'GET', url: '/v1/settings', headers: admin.headers });
+    const { updatedAt: _updatedAt, ...current } = settings.json<Record<string, unknown>>();
+    expect(current.inetProtocols).toBe('all');
+    for (const inetProtocols of ['ipv4', 'ipv6']) {
+      const refused = await t.app.inject({ method: 'PUT', url: '/v1/settings', headers: admin.headers, payload: { ...current, inetProtocols } });
+      expect(refused.statusCode, refused.body).toBe(422);
+      expect(refused.json<{ detail: string }>().detail).toContain(inetProtocols === 'ipv4' ? 'six.test' : 'a.test');
+    }
+    const viaSix = await explain(admin.headers, 'v@six.test', 'r@dest.test');
+    expect(viaSix, viaSix.reason).toMatchObject({ outcome: 'relay', nexthops: [v6.nexthop] });
+    const sentSix = await sendMail(node, { from: 'v@six.test', to: ['r@dest.test'] });
+    const receivedSix = await v6.waitFor((message) => message.messageId === sentSix.messageId, 15_000);
+    expect(receivedSix.authUser).toBe(viaSix.credentialsByNexthop[v6.nexthop]?.username);
+    const loggedSix = await waitForLog(node, (entry) => entry.messageId === sentSix.messageId && entry.status === 'sent', 15_000);
+    expect(loggedSix.relay).toBe(`::1[::1]:${v6.port}`);
 
     // A trailing-dot recipient of direct mail: the node looks its TLS policy up under the name
     // without the dot (mail to a real MX would leave the machine, so the live table answers).
