@@ -14,14 +14,14 @@
  * queue manager enforces limits per (service, nexthop) queue and one queue feeds primary and
  * fallback alike. Unset fields inherit Settings (default_destination_*).
  */
-import { isIPv4, isIPv6 } from 'node:net';
+import { isIP, isIPv4, isIPv6 } from 'node:net';
 import type { ProblemList } from './errors.js';
 import { formatNexthop } from './map-encoding.js';
 import type { Credential, Domain, Relay, RelayLimits, SenderLimits, Settings, Tenant } from './snapshot.js';
 import { unitKey, type SnapshotIndex } from './validate.js';
 
 /** TLS levels written to smtp_tls_policy_maps for relays. */
-export type RelayTlsPolicy = 'may' | 'encrypt' | 'secure';
+export type RelayTlsPolicy = 'may' | 'encrypt' | 'verify' | 'secure';
 
 export interface Hop {
   relay: Relay;
@@ -68,9 +68,13 @@ export interface EffectiveLimits {
 
 export function relayTlsPolicy(relay: Relay): RelayTlsPolicy {
   if (relay.tls === 'opportunistic') return 'may';
+  if (!relay.verify) return 'encrypt';
   // `secure` for a bracketed nexthop matches the certificate against the relay host name itself
-  // (smtp_tls_secure_cert_match = nexthop, dot-nexthop); no DNS answer is trusted.
-  return relay.verify ? 'secure' : 'encrypt';
+  // (smtp_tls_secure_cert_match = nexthop, dot-nexthop); no DNS answer is trusted. It matches names
+  // only, never an IP address, even one the certificate lists as IP SAN (posttls-finger: "hostname
+  // mismatch"); `verify` on an IP literal checks the chain and the IP SAN ("Verified", else "IP
+  // address mismatch"), and with no DNS involved it is as strict as `secure` is for names.
+  return isIP(relay.host) === 0 ? 'secure' : 'verify';
 }
 
 export function credentialFor(index: SnapshotIndex, relayId: string, domainId: string): Credential | null {

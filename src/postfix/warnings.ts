@@ -2,7 +2,6 @@
  * Things Postfix will do as configured but an operator should know: compiled anyway, yet worth a
  * line in the deployment record. Refusals live in validate.ts / resolve.ts / plan.ts.
  */
-import { isIPv6 } from 'node:net';
 import type { RoutePlan } from './plan-types.js';
 
 export function planWarnings(plan: RoutePlan): string[] {
@@ -43,8 +42,12 @@ export function planWarnings(plan: RoutePlan): string[] {
       // Once per relay: the answer depends on the relay alone, and 100,000 routes share 50 relays.
       if (relay.verify && !addressChecked.has(relay.id)) {
         addressChecked.add(relay.id);
-        if (/^\d+\.\d+\.\d+\.\d+$/.test(relay.host) || isIPv6(relay.host)) {
-          warnings.add(`relay ${hop.nexthop} verifies its certificate against an IP literal; delivery fails unless the certificate names that address`);
+        if (hop.tlsPolicy === 'verify') {
+          warnings.add(
+            `relay ${hop.nexthop} verifies its certificate against an IP literal: Postfix's \`secure\` level matches names, never addresses, ` +
+              `so it gets level \`verify\`: delivery needs a certificate the nodes' CA file (smtp_tls_CAfile) trusts that lists ${relay.host} ` +
+              'as an IP address subjectAltName; otherwise mail to it is deferred',
+          );
         }
       }
     }

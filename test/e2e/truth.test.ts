@@ -4,6 +4,7 @@
  * what the smart hosts and Postfix's log observe (service, relay, authenticated user) equals
  * GET /v1/routes/explain for every pair.
  */
+import { readFile } from 'node:fs/promises';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deployBundle } from '../../src/deploy/index.js';
@@ -341,6 +342,41 @@ describe.skipIf(!labOk)('the truth test: explanation = what real Postfix and the
     expect(receivedSix.authUser).toBe(viaSix.credentialsByNexthop[v6.nexthop]?.username);
     const loggedSix = await waitForLog(node, (entry) => entry.messageId === sentSix.messageId && entry.status === 'sent', 15_000);
     expect(loggedSix.relay).toBe(`::1[::1]:${v6.port}`);
+
+    // verify: true over implicit TLS with the node trusting the relay's CA. On an IP literal Postfix
+    // gets level `verify` (its `secure` matches names only); on a host name, `secure`.
+    const sh2 = hosts[2]!;
+    const verifiedRows = [
+      { name: 'ip', host: '127.0.0.1', level: 'verify' },
+      { name: 'dns', host: 'localhost', level: 'secure' },
+    ];
+    for (const row of verifiedRows) {
+      const relay = await post('/v1/relays', { name: `edge verify ${row.name}`, host: row.host, port: sh2.port, tls: 'implicit', verify: true });
+      const created = await domain(`verify-${row.name}.test`, { relayId: relay.id });
+      sh2.users[`edge-verify-${row.name}`] = 'secret v';
+      await credential(relay.id, created.id, `edge-verify-${row.name}`, 'secret v');
+    }
+    const verifiedBundle = (await t.app.services.config.compileForDeploy()).bundle;
+    expect(verifiedBundle.warnings.join('\n')).toMatch(/\[127\.0\.0\.1\]:\d+ verifies its certificate against an IP literal: .*level `verify`/);
+    const redeployed = await deployBundle(connection, verifiedBundle, { configDir: node.configDir });
+    expect(redeployed.state, JSON.stringify(redeployed.error)).toBe('live');
+    for (const row of verifiedRows) {
+      const sender = `v@verify-${row.name}.test`;
+      const explanation = await explain(admin.headers, sender, 'r@dest.test');
+      const nexthop = `[${row.host}]:${sh2.port}`;
+      expect(explanation, explanation.reason).toMatchObject({ outcome: 'relay', nexthops: [nexthop], tlsPolicy: row.level });
+      expect(explanation.service, explanation.reason).not.toBe('smtp'); // implicit TLS has a service of its own
+      const sent = await sendMail(node, { from: sender, to: ['r@dest.test'] });
+      const received = await sh2.waitFor((message) => message.messageId === sent.messageId, 15_000);
+      expect(received.authUser).toBe(`edge-verify-${row.name}`);
+      const logged = await waitForLog(node, (entry) => entry.messageId === sent.messageId && entry.status === 'sent', 15_000);
+      expect(logged.service).toBe(`${explanation.service}/smtp`);
+      // The smtp process that delivered it logged the certificate check it made.
+      const pid = /\/smtp\[(\d+)\]/.exec(logged.raw)?.[1];
+      const log = await readFile(node.maillogPath, 'utf8');
+      const peer = `${row.host === 'localhost' ? 'localhost' : '127\\.0\\.0\\.1'}\\[127\\.0\\.0\\.1\\]:${sh2.port}`;
+      expect(log, `${row.name}: the TLS session Postfix logged`).toMatch(new RegExp(`/smtp\\[${pid}\\]: Verified TLS connection established to ${peer}`));
+    }
 
     // A trailing-dot recipient of direct mail: the node looks its TLS policy up under the name
     // without the dot (mail to a real MX would leave the machine, so the live table answers).

@@ -4,7 +4,8 @@
  *
  * - TLS: 'starttls' (plain listener offering STARTTLS) or 'implicit' (TLS from the first byte,
  *   what `smtp_tls_wrappermode = yes` speaks). The certificate is self-signed, generated at start
- *   with the openssl CLI, CN `<name>.lab.test`, SAN IP:127.0.0.1; `caCertPem` is that certificate.
+ *   with the openssl CLI, CN `<name>.lab.test`, SAN IP:127.0.0.1, IP:::1, DNS:<name>.lab.test and
+ *   DNS:localhost (a relay named by a host name that resolves without DNS); `caCertPem` is that certificate.
  *   `host: '::1'` listens on the IPv6 loopback instead (nexthop `[::1]:PORT`).
  * - AUTH PLAIN/LOGIN against `users`, only after TLS (smtp-server answers 538 before STARTTLS),
  *   and required before MAIL FROM (530) unless `authOptional` (used for the catch-all sink).
@@ -109,7 +110,7 @@ export async function selfSignedCert(commonName: string): Promise<{ key: string;
     await runOk('openssl', [
       'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
       '-keyout', keyFile, '-out', certFile, '-days', '7', '-subj', `/CN=${commonName}`,
-      '-addext', `subjectAltName=IP:127.0.0.1,DNS:${commonName}`,
+      '-addext', `subjectAltName=IP:127.0.0.1,IP:::1,DNS:${commonName},DNS:localhost`,
       '-addext', 'basicConstraints=critical,CA:TRUE',
     ]);
     return { key: await readFile(keyFile, 'utf8'), cert: await readFile(certFile, 'utf8') };

@@ -390,6 +390,23 @@ describe('limits', () => {
   });
 });
 
+describe('certificate verification of a relay', () => {
+  it('is `secure` for a host name and `verify` for an IP literal (Postfix\'s secure matches names only), with a warning that says so', () => {
+    const snap = snapshot({
+      tenants: [tenant('t1')],
+      relays: [relay('n', { verify: true }), relay('v4', { host: '10.0.0.5', verify: true }), relay('v6', { host: '2001:db8::25', verify: true, port: 465 })],
+      domains: [domain('d1', 't1', 'n.example', { relayId: 'n' }), domain('d2', 't1', 'v4.example', { relayId: 'v4' }), domain('d3', 't1', 'v6.example', { relayId: 'v6' })],
+      settings: settings({ inetProtocols: 'all' }),
+    });
+    const b = compile(snap);
+    expect(lines(b, 'tls_policy')).toEqual(['[10.0.0.5]:587 verify', '[2001:db8::25]:465 verify', '[n.relay.test]:587 secure']);
+    expect(explainRoute(snap, 'a@v4.example', 'r@x.test').tlsPolicy).toBe('verify');
+    const warning = b.warnings.find((w) => w.includes('[10.0.0.5]:587'));
+    expect(warning).toMatch(/`secure` level matches names, never addresses, so it gets level `verify`: .*lists 10\.0\.0\.5 as an IP address subjectAltName/);
+    expect(b.warnings.some((w) => w.includes('[n.relay.test]:587'))).toBe(false);
+  });
+});
+
 describe('explainRoute', () => {
   it('never contains a secret', () => {
     const snap = richSnapshot();
