@@ -36,6 +36,8 @@ export interface AppDeps {
   usage?: Partial<UsageSettings>;
   /** DNS servers for domain verification and node checks (undefined: the system's resolvers). */
   dnsServers?: string[] | undefined;
+  /** The CA file the nodes trust (RELAYPLANE_TLS_CA_FILE): credential tests judge certificates with it; undefined: the system store. */
+  tlsCaFile?: string | undefined;
   /** How long stored config bundles are kept (default 30 days). */
   configBundleRetentionSeconds?: number;
   /** Replaces the resolver built from dnsServers. */
@@ -129,6 +131,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     ...(deps.ssh !== undefined ? { ssh: deps.ssh } : {}),
     ...(deps.usage !== undefined ? { usage: deps.usage } : {}),
     ...(deps.dnsServers !== undefined ? { dnsServers: deps.dnsServers } : {}),
+    ...(deps.tlsCaFile !== undefined ? { tlsCaFile: deps.tlsCaFile } : {}),
     ...(deps.configBundleRetentionSeconds !== undefined ? { configBundleRetentionSeconds: deps.configBundleRetentionSeconds } : {}),
     ...(deps.dnsResolver !== undefined ? { dnsResolver: deps.dnsResolver } : {}),
     ...(deps.verification !== undefined ? { verification: deps.verification } : {}),

@@ -127,6 +127,7 @@ const envSchema = z.object({
     .min(1, 'must be at least 1')
     .max(3660, 'must be at most 3660')
     .default(DEFAULT_CONFIG_BUNDLE_RETENTION_DAYS),
+  RELAYPLANE_TLS_CA_FILE: z.string().refine((value) => !/[\p{Cc}]/u.test(value), 'must be a file path').optional(),
   RELAYPLANE_DNS_SERVERS: z
     .string()
     .transform((value) => value.split(',').map((s) => s.trim()).filter((s) => s !== ''))
@@ -209,6 +210,8 @@ export interface Config {
   usageMessageRetentionDays: number;
   /** Stored config bundles are kept this many days (the newest and those nodes run, always). */
   configBundleRetentionDays: number;
+  /** The CA file the nodes' smtp client trusts (smtp_tls_CAfile), absolute; undefined: the system store. */
+  tlsCaFile: string | undefined;
   /** DNS servers for domain verification; undefined: the system's resolvers. */
   dnsServers: string[] | undefined;
   dnsCheckIntervalSeconds: number;
@@ -266,6 +269,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     usageFinalDelaySeconds: values.RELAYPLANE_USAGE_FINAL_DELAY_SECONDS,
     usageMessageRetentionDays: values.RELAYPLANE_USAGE_MESSAGE_RETENTION_DAYS,
     configBundleRetentionDays: values.RELAYPLANE_CONFIG_BUNDLE_RETENTION_DAYS,
+    tlsCaFile: values.RELAYPLANE_TLS_CA_FILE === undefined ? undefined : path.resolve(values.RELAYPLANE_TLS_CA_FILE),
     dnsServers: values.RELAYPLANE_DNS_SERVERS,
     dnsCheckIntervalSeconds: values.RELAYPLANE_DNS_CHECK_INTERVAL_SECONDS,
     dnsPendingTimeoutSeconds: values.RELAYPLANE_DNS_PENDING_TIMEOUT_SECONDS,

@@ -58,6 +58,7 @@ export async function serve(config: Config, options: ServeOptions) {
       ssh: { privateKeyPath: runtime.sshPrivateKeyPath, concurrency: runtime.deployConcurrency, idleMs: runtime.sshIdleSeconds * 1000 },
       usage: { finalDelaySeconds: runtime.usageFinalDelaySeconds, messageRetentionSeconds: runtime.usageMessageRetentionDays * 86_400 },
       dnsServers: runtime.dnsServers,
+      tlsCaFile: runtime.tlsCaFile,
       tokenRateLimit: runtime.tokenRateLimit,
       trustProxy: runtime.trustProxy,
       configBundleRetentionSeconds: runtime.configBundleRetentionDays * 86_400,

@@ -18,6 +18,9 @@ describe('loadConfig', () => {
     expect(loadConfig({}).sshIdleSeconds).toBe(30);
     expect(loadConfig({ RELAYPLANE_SSH_IDLE_SECONDS: '0' }).sshIdleSeconds).toBe(0);
     expect(loadConfig({}).configBundleRetentionDays).toBe(30);
+    // The nodes' CA file for credential tests: unset means the system store.
+    expect(loadConfig({}).tlsCaFile).toBeUndefined();
+    expect(loadConfig({ RELAYPLANE_TLS_CA_FILE: 'certs/node-ca.pem' }).tlsCaFile).toBe(path.resolve('certs/node-ca.pem'));
     expect(loadConfig({ RELAYPLANE_CONFIG_BUNDLE_RETENTION_DAYS: '7' }).configBundleRetentionDays).toBe(7);
     expect(loadConfig({}).dnsUncheckableLimitSeconds).toBe(259200);
     expect(loadConfig({ RELAYPLANE_DNS_UNCHECKABLE_LIMIT_SECONDS: '3600' }).dnsUncheckableLimitSeconds).toBe(3600);

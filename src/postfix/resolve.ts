@@ -66,7 +66,7 @@ export interface EffectiveLimits {
   params: { concurrency?: number; rateDelaySeconds?: number; recipientsPerMessage?: number };
 }
 
-export function relayTlsPolicy(relay: Relay): RelayTlsPolicy {
+export function relayTlsPolicy(relay: Pick<Relay, 'tls' | 'verify' | 'host'>): RelayTlsPolicy {
   if (relay.tls === 'opportunistic') return 'may';
   if (!relay.verify) return 'encrypt';
   // `secure` for a bracketed nexthop matches the certificate against the relay host name itself

@@ -1,10 +1,12 @@
 import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import type { PrismaClient } from '../db/prisma.js';
 import type { CredentialStatus, RelayCredential } from '../generated/prisma/client.js';
 import { ConflictError, ForbiddenError, NotFoundError, UnprocessableError, ValidationError } from '../lib/errors.js';
 import { idCursor, type PageRequest, toPage } from '../lib/pagination.js';
 import type { SecretBox } from '../lib/secret-box.js';
 import { isValidSaslSecret, isValidSaslUsername } from '../postfix/map-encoding.js';
+import { relayTlsPolicy } from '../postfix/resolve.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
 import { auditEntry } from './audit.service.js';
 import type { CredentialRepository } from '../repositories/credential.repository.js';
@@ -49,6 +51,8 @@ interface Deps {
   secretBox: SecretBox;
   /** A real SMTP AUTH against the relay (tests pass another). */
   probeAuth?: typeof probeSmtpAuth;
+  /** RELAYPLANE_TLS_CA_FILE: the CA file the nodes trust (read at each test); undefined: the system store. */
+  tlsCaFile?: string | undefined;
   now?: () => Date;
 }
 
@@ -191,7 +195,17 @@ export function createCredentialService(deps: Deps) {
         { ciphertext: Buffer.from(credential.secretCiphertext), nonce: Buffer.from(credential.secretNonce), keyId: credential.secretKeyId },
         credential.id,
       );
-      const r = await (deps.probeAuth ?? probeSmtpAuth)({ host: relay.host, port: relay.port, tls: relay.tls, verify: relay.verify, username: credential.username, secret });
+      // Judged as the nodes will: the compiled tls_policy level, the CA file they trust.
+      const certificateCheck = relayTlsPolicy(relay);
+      const trustStore = deps.tlsCaFile ?? 'system';
+      let ca: string | undefined;
+      if (deps.tlsCaFile !== undefined && (certificateCheck === 'verify' || certificateCheck === 'secure')) {
+        ca = await readFile(deps.tlsCaFile, 'utf8').catch((err: NodeJS.ErrnoException) => {
+          throw new UnprocessableError(`the nodes' CA file ${deps.tlsCaFile} (RELAYPLANE_TLS_CA_FILE) cannot be read: ${err.code ?? err.message}`, 'trust-store-unreadable');
+        });
+      }
+      const probe = await (deps.probeAuth ?? probeSmtpAuth)({ host: relay.host, port: relay.port, tls: relay.tls, level: certificateCheck, ca, username: credential.username, secret });
+      const r = { ...probe, certificateCheck, trustStore };
       const testedAt = now();
       await deps.prisma.$transaction(async (tx) => {
         await deps.credentials.recordTest(tx, { credentialId: id, testedAt, ok: r.ok, stage: r.stage, detail: r.detail, tlsProtocol: r.tlsProtocol, durationMs: r.durationMs });

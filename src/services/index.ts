@@ -54,6 +54,8 @@ export interface ServiceDeps {
   usage?: Partial<UsageSettings>;
   /** DNS servers for domain verification and node checks (undefined: the system's). */
   dnsServers?: string[] | undefined;
+  /** The CA file the nodes trust; credential tests judge certificates with it (undefined: the system store). */
+  tlsCaFile?: string | undefined;
   /** How long stored config bundles are kept (default DEFAULT_BUNDLE_RETENTION_SECONDS). */
   configBundleRetentionSeconds?: number;
   /** Replaces the resolver built from dnsServers. */
@@ -188,6 +190,7 @@ export function createServices(deps: ServiceDeps) {
       relayService: relays,
       audit: repositories.audit,
       secretBox,
+      tlsCaFile: deps.tlsCaFile,
       now: deps.now,
     }),
     snapshots,

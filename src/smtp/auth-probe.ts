@@ -1,11 +1,16 @@
 /**
  * A real SMTP AUTH against a relay, the way the nodes will speak to it: TLS on connect for
  * `implicit`, STARTTLS required for `starttls`, STARTTLS when offered for `opportunistic`; the
- * certificate checked when the relay says `verify`. Built on nodemailer's SMTP connection. Runs
+ * certificate judged as the compiled tls_policy level says, against the CA the nodes trust:
+ * `secure` (a host name) matches the name or a subdomain of it (Postfix's nexthop, dot-nexthop),
+ * `verify` (an IP literal) the address as IP subjectAltName, `may`/`encrypt` check nothing.
+ * Built on nodemailer's SMTP connection. Runs
  * from the control plane (not from a node): it proves the credential, not the node's network path.
  * The secret is never part of a result or an error: the answer is redacted of the secret in every
  * form AUTH carries it (secret-forms.ts).
  */
+import { isIP } from 'node:net';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 import { redactSecret } from './secret-forms.js';
 
@@ -13,7 +18,10 @@ export interface SmtpAuthTarget {
   host: string;
   port: number;
   tls: 'starttls' | 'implicit' | 'opportunistic';
-  verify: boolean;
+  /** The tls_policy level the compiler gives this relay (relayTlsPolicy). */
+  level: 'may' | 'encrypt' | 'verify' | 'secure';
+  /** PEM of the CA certificates the nodes trust; undefined: Node's built-in store (the system's). */
+  ca?: string | undefined;
   username: string;
   secret: string;
   /** Name to greet with (EHLO). */
@@ -39,6 +47,39 @@ function head(text: string, max: number): string {
   return last >= 0xd800 && last <= 0xdbff ? cut.slice(0, -1) : cut;
 }
 
+/** The DNS names a certificate claims: its DNS subjectAltNames, else its CN (as Postfix reads them). */
+function dnsNames(cert: PeerCertificate): string[] {
+  const sans = (cert.subjectaltname ?? '')
+    .split(', ')
+    .filter((entry) => entry.startsWith('DNS:'))
+    .map((entry) => entry.slice(4).toLowerCase());
+  const cn = cert.subject?.CN;
+  return sans.length > 0 ? sans : typeof cn === 'string' ? [cn.toLowerCase()] : [];
+}
+
+/** Postfix `secure` with smtp_tls_secure_cert_match = nexthop, dot-nexthop: the name, or a name under it. */
+function secureMatch(host: string) {
+  return (_servername: string, cert: PeerCertificate): Error | undefined => {
+    const standard = checkServerIdentity(host, cert);
+    if (standard === undefined) return undefined;
+    return dnsNames(cert).some((name) => name.endsWith(`.${host.toLowerCase()}`)) ? undefined : standard;
+  };
+}
+
+/** TLS options for the level: the chain and the name or address only where Postfix checks them. */
+function tlsOptions(target: SmtpAuthTarget) {
+  const ip = isIP(target.host) !== 0;
+  // An IP address is no SNI name (RFC 6066); Postfix sends none for a literal either.
+  const base = { minVersion: 'TLSv1.2' as const, ...(ip ? {} : { servername: target.host }) };
+  if (target.level === 'may' || target.level === 'encrypt') return { ...base, rejectUnauthorized: false };
+  return {
+    ...base,
+    rejectUnauthorized: true,
+    ...(target.ca !== undefined ? { ca: target.ca } : {}),
+    ...(target.level === 'secure' ? { checkServerIdentity: secureMatch(target.host) } : {}),
+  };
+}
+
 type Connection = InstanceType<typeof SMTPConnection> & { secure?: boolean; _socket?: { getProtocol?: () => string | null } };
 
 export async function probeSmtpAuth(target: SmtpAuthTarget): Promise<SmtpAuthResult> {
@@ -55,7 +96,7 @@ export async function probeSmtpAuth(target: SmtpAuthTarget): Promise<SmtpAuthRes
     connectionTimeout: timeout,
     greetingTimeout: timeout,
     socketTimeout: timeout,
-    tls: { rejectUnauthorized: target.verify, servername: target.host, minVersion: 'TLSv1.2' },
+    tls: tlsOptions(target),
   }) as Connection;
   const result = (ok: boolean, stage: SmtpAuthResult['stage'], detail: string): SmtpAuthResult => ({
     ok,

@@ -3,6 +3,9 @@
  * hosts (STARTTLS and TLS on connect), as the relay's TLS mode says; wrong secrets, certificate
  * checks and dead relays each end at the stage that failed; nothing leaks the secret.
  */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, tokenFor, type TestApp } from '../helpers/app.js';
 import { labGate } from '../lab/requirements.js';
@@ -68,5 +71,38 @@ describe.skipIf(!labOk)('testing a credential against its relay', () => {
     const dead = await test(await credentialOn(await freePort(), 'starttls', false, SECRET));
     expect(dead.body).toMatchObject({ ok: false, stage: 'connect' });
     expect(dead.body.detail).toMatch(/ECONNREFUSED/);
+  });
+
+  it('judges the certificate as the nodes do: their CA file, the compiled level and match', async () => {
+    // The CA the nodes trust (smtp_tls_CAfile): here the lab hosts' self-made certificates.
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'relayplane-ca-'));
+    const caFile = path.join(dir, 'node-ca.pem');
+    await writeFile(caFile, `${starttls.caCertPem}\n${implicit.caCertPem}\n`);
+    const trusting = await createTestApp({ tlsCaFile: caFile });
+    try {
+      const admin = (await tokenFor(trusting.app, ['admin'])).headers;
+      const run = async (host: string, tls: string, port: number) => {
+        const post = async (url: string, payload: object) => (await trusting.app.inject({ method: 'POST', url, headers: admin, payload })).json<{ id: string }>();
+        const relay = await post('/v1/relays', { name: `${host} ${tls}`, host, port, tls, verify: true });
+        const credential = await post(`/v1/relays/${relay.id}/credentials`, { username: 'panel-user', secret: SECRET });
+        return (await trusting.app.inject({ method: 'POST', url: `/v1/credentials/${credential.id}/test`, headers: admin })).json();
+      };
+      // A DNS-named relay: level secure, the certificate names `localhost`.
+      expect(await run('localhost', 'starttls', starttls.port)).toMatchObject({ ok: true, stage: 'done', certificateCheck: 'secure', trustStore: caFile });
+      // An IP literal: level verify, the certificate lists 127.0.0.1 as IP subjectAltName.
+      expect(await run('127.0.0.1', 'implicit', implicit.port)).toMatchObject({ ok: true, stage: 'done', certificateCheck: 'verify', trustStore: caFile });
+      // A CA file without the relay's CA: refused, as the nodes would defer its mail.
+      await writeFile(caFile, `${starttls.caCertPem}\n`);
+      expect(await run('127.0.0.1', 'implicit', implicit.port)).toMatchObject({ ok: false, stage: 'tls', certificateCheck: 'verify' });
+    } finally {
+      await trusting.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+    // Without RELAYPLANE_TLS_CA_FILE: the system store, which does not know the lab CA; it says so.
+    const system = await test(await credentialOn(starttls.port, 'starttls', true, SECRET));
+    expect(system.body).toMatchObject({ ok: false, stage: 'tls', certificateCheck: 'verify', trustStore: 'system' });
+    expect(system.body.detail).toMatch(/self[- ]signed/i);
+    const unchecked = await test(await credentialOn(starttls.port, 'starttls', false, SECRET));
+    expect(unchecked.body).toMatchObject({ ok: true, certificateCheck: 'encrypt' });
   });
 });

@@ -34,6 +34,8 @@ export interface TestAppOptions {
   usage?: Partial<UsageSettings>;
   /** DNS servers for domain verification (tests: a dnsmasq on loopback). */
   dnsServers?: string[];
+  /** RELAYPLANE_TLS_CA_FILE: the CA file credential tests judge relay certificates with. */
+  tlsCaFile?: string;
   verification?: Partial<VerificationSettings>;
   /**
    * Limits of POST /v1/auth/token. Suites exchange many keys from one injected address, so the
@@ -76,6 +78,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     // Never the machine's resolvers: no DNS query may leave the machine. Unless a test names its
     // server, lookups go to a loopback port where nothing answers (a temporary failure).
     dnsServers: options.dnsServers ?? ['127.0.0.1:9'],
+    ...(options.tlsCaFile !== undefined ? { tlsCaFile: options.tlsCaFile } : {}),
     // Tests drive checks explicitly and often: no on-demand cooldown unless a test asks for one.
     verification: { verifyCooldownSeconds: 0, ...options.verification },
     tokenRateLimit: { perAddress: 1_000_000, perKeyId: 1_000_000, ...options.tokenRateLimit },
