@@ -38,6 +38,14 @@ export function createDomainRepository() {
         take: query.take,
       });
     },
+    /** Whether some domain's relay route (primary or fallback) goes through the relay; only `domainId` when given. */
+    async routesThrough(db: Db, relayId: string, domainId?: string | null): Promise<boolean> {
+      const hit = await db.domain.findFirst({
+        where: { route: 'relay', OR: [{ relayId }, { fallbackRelayId: relayId }], ...(domainId == null ? {} : { id: domainId }) },
+        select: { id: true },
+      });
+      return hit !== null;
+    },
     /** Optimistic update: bumps the version; null if `expectedVersion` no longer matches. */
     async update(db: Db, id: string, expectedVersion: number, data: Prisma.DomainUncheckedUpdateInput) {
       const result = await db.domain.updateMany({ where: { id, version: expectedVersion }, data: { ...data, version: { increment: 1 } } });

@@ -219,10 +219,12 @@ export function createCredentialService(deps: Deps) {
       if (!isAdmin(ctx.actor) && credential.relay.tenantId === null && credential.domainId === null) {
         throw new ForbiddenError('relay-wide credentials of shared relays are managed by admins');
       }
-      if (credential.status === 'active') {
-        throw new ConflictError('an active credential is in use: activate its replacement first (that retires this one)', 'credential-active');
-      }
       await deps.prisma.$transaction(async (tx) => {
+        // In use: a domain's route reaches it (its own domain via this relay; for a relay-wide one,
+        // any domain via this relay). An active credential no route reaches compiles to nothing.
+        if (credential.status === 'active' && (await deps.domains.routesThrough(tx, credential.relayId, credential.domainId))) {
+          throw new ConflictError('an active credential is in use by a route: activate its replacement first (that retires this one)', 'credential-active');
+        }
         await deps.credentials.delete(tx, id);
         await audit(ctx, tx, credential, 'credential.deleted', { username: credential.username, status: credential.status });
       });

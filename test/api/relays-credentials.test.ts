@@ -93,6 +93,25 @@ describe('relay credentials', () => {
     expect((await t.app.inject({ method: 'DELETE', url: `/v1/credentials/${first.id}`, headers: admin.headers })).statusCode).toBe(204);
   });
 
+  it('deletes an active credential that no route reaches, keeps one that a route uses (409)', async () => {
+    const tenant = await createTenant(t.app, admin.headers);
+    const relay = await createRelay(t.app, admin.headers);
+    const other = await createRelay(t.app, admin.headers);
+    const domain = await createDomain(t.app, admin.headers, tenant.id, { relayId: other.id });
+    // Scoped to a domain that routes through another relay: compiled nowhere, deletable.
+    const unused = await createCredential(t.app, admin.headers, relay.id, { domainId: domain.id, username: 'unused' });
+    expect(unused.status).toBe('active');
+    const deleted = await t.app.inject({ method: 'DELETE', url: `/v1/credentials/${unused.id}`, headers: admin.headers });
+    expect(deleted.statusCode, deleted.body).toBe(204);
+    // A relay-wide one on a relay no domain uses: deletable; on the domain's relay: in use.
+    const idle = await createCredential(t.app, admin.headers, relay.id, { username: 'idle-wide' });
+    expect((await t.app.inject({ method: 'DELETE', url: `/v1/credentials/${idle.id}`, headers: admin.headers })).statusCode).toBe(204);
+    const used = await createCredential(t.app, admin.headers, other.id, { username: 'used-wide' });
+    const refused = await t.app.inject({ method: 'DELETE', url: `/v1/credentials/${used.id}`, headers: admin.headers });
+    expect(refused.statusCode).toBe(409);
+    expect(refused.json().code).toBe('credential-active');
+  });
+
   it.each([
     [{ username: 'ali ce' }, 'body/username'],
     [{ username: 'alice\nbob' }, 'body/username'],
