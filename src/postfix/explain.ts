@@ -56,6 +56,8 @@ export interface Explanation {
   outcome: 'relay' | 'direct' | 'rejected';
   /** master.cf service: 'smtp', a generated 'rp_…' service, or 'retry' for unrouted mail. */
   service: string;
+  /** The service speaks TLS from the first byte (smtp_tls_wrappermode = yes): relays with `tls: implicit`. */
+  implicitTls: boolean;
   /** In the order Postfix tries them: `[host]:port` for relays, the recipient domain for direct. */
   nexthops: string[];
   /** Credential offered to the first nexthop. */
@@ -107,6 +109,7 @@ function base(sender: string, recipient: string): Explanation {
     recipientDomain: to.domain,
     outcome: 'rejected',
     service: UNROUTED_SERVICE,
+    implicitTls: false,
     nexthops: [],
     credentialId: null,
     credentialsByNexthop: {},
@@ -184,6 +187,7 @@ function explainRouted(plan: RoutePlan, route: DomainRoute, e: Explanation): Exp
 
   e.outcome = 'relay';
   e.nexthops = route.hops.map((h) => h.nexthop);
+  e.implicitTls = route.hops.length > 0 && route.hops.every((h) => h.relay.tls === 'implicit');
   e.matched.push({ table: TABLE.senderRelay, key, value: route.relayhost ?? '' });
   const globalCredential = globalSaslCredential(route);
   if (globalCredential !== null) e.matched.push({ table: TABLE.saslPasswd, key, value: masked(globalCredential.username) });
@@ -199,8 +203,10 @@ function explainRouted(plan: RoutePlan, route: DomainRoute, e: Explanation): Exp
   const first = route.hops[0];
   e.credentialId = first === undefined ? null : (e.credentialsByNexthop[first.nexthop]?.credentialId ?? null);
   e.tlsPolicy = first === undefined ? null : (e.tlsPolicyByNexthop[first.nexthop] ?? null);
-  const auth =
-    route.sasl === 'sender'
+  const anyCredential = Object.values(e.credentialsByNexthop).some((c) => c !== null);
+  const auth = !anyCredential
+    ? 'no SASL is used: no credential exists for this sender domain on its relay(s), so Postfix sends without AUTH (a relay that requires AUTH answers 530, which bounces)'
+    : route.sasl === 'sender'
       ? `SASL by sender from ${TABLE.saslPasswd}`
       : route.sasl === 'service'
         ? `SASL by nexthop from ${route.saslMap ?? '?'} (sender-dependent authentication off)`

@@ -8,6 +8,7 @@ export function planWarnings(plan: RoutePlan): string[] {
   const warnings = new Set<string>();
   const { index } = plan;
   let directRoutes = 0;
+  let relayRoutes = 0;
   const addressChecked = new Set<string>();
 
   for (const route of plan.routes.values()) {
@@ -25,6 +26,7 @@ export function planWarnings(plan: RoutePlan): string[] {
       }
       continue;
     }
+    relayRoutes += 1;
     for (const hop of route.hops) {
       const relay = hop.relay;
       if (hop.credential !== null && relay.tls === 'opportunistic') {
@@ -91,6 +93,12 @@ export function planWarnings(plan: RoutePlan): string[] {
     }
     if (p.tls !== null && directRoutes === 0) {
       warnings.add(`destination policy ${p.pattern}: its TLS level only applies to direct deliveries, and no sender domain routes directly`);
+    } else if (p.tls !== null && relayRoutes > 0 && p.concurrency === null && p.rateDelaySeconds === null) {
+      // The policy table is keyed by nexthop: relayed mail's nexthop is the relay, whose own entry decides.
+      warnings.add(
+        `destination policy ${p.pattern}: relayed mail ignores its TLS level ${p.tls} (the TLS policy of the hop to the relay applies); ` +
+          'only direct deliveries use it',
+      );
     }
   }
   return [...warnings].sort();

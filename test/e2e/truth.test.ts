@@ -285,7 +285,7 @@ describe.skipIf(!labOk)('the truth test: explanation = what real Postfix and the
     ] as const) {
       const explanation = await explain(admin.headers, sender, 'r@dest.test');
       const context = `${sender}: ${explanation.reason}`;
-      expect(explanation, context).toMatchObject({ outcome: 'relay', senderDomain: routedAs, nexthops: [sh0.nexthop] });
+      expect(explanation, context).toMatchObject({ outcome: 'relay', senderDomain: routedAs, nexthops: [sh0.nexthop], implicitTls: false });
       // A raw dialogue: SMTP client libraries fold the domain's case before Postfix could.
       const messageId = `<edge-${messages++}@lab.test>`;
       const replies = await smtpDialogue(node.smtpPort, [
@@ -310,6 +310,7 @@ describe.skipIf(!labOk)('the truth test: explanation = what real Postfix and the
     const none = await explain(admin.headers, 'n@nocred.test', 'r@dest.test');
     expect(none, none.reason).toMatchObject({ outcome: 'relay', credentialId: null, nexthops: [sh1.nexthop] });
     expect(none.credentialsByNexthop[sh1.nexthop]).toBeNull();
+    expect(none.reason).toMatch(/no SASL is used/);
     const unauthenticated = await sendMail(node, { from: 'n@nocred.test', to: ['r@dest.test'] });
     const bounced = await waitForLog(node, (entry) => entry.messageId === unauthenticated.messageId && entry.status !== 'deferred', 15_000);
     expect(bounced.status, bounced.raw).toBe('bounced');
@@ -364,7 +365,7 @@ describe.skipIf(!labOk)('the truth test: explanation = what real Postfix and the
       const sender = `v@verify-${row.name}.test`;
       const explanation = await explain(admin.headers, sender, 'r@dest.test');
       const nexthop = `[${row.host}]:${sh2.port}`;
-      expect(explanation, explanation.reason).toMatchObject({ outcome: 'relay', nexthops: [nexthop], tlsPolicy: row.level });
+      expect(explanation, explanation.reason).toMatchObject({ outcome: 'relay', nexthops: [nexthop], tlsPolicy: row.level, implicitTls: true });
       expect(explanation.service, explanation.reason).not.toBe('smtp'); // implicit TLS has a service of its own
       const sent = await sendMail(node, { from: sender, to: ['r@dest.test'] });
       const received = await sh2.waitFor((message) => message.messageId === sent.messageId, 15_000);

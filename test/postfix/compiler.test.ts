@@ -390,6 +390,37 @@ describe('limits', () => {
   });
 });
 
+describe('what explain says at the edges', () => {
+  it('names implicit TLS and says when no SASL is used', () => {
+    const snap = snapshot({
+      tenants: [tenant('t1')],
+      relays: [relay('imp', { tls: 'implicit', port: 465 }), relay('st')],
+      domains: [domain('d1', 't1', 'imp.example', { relayId: 'imp' }), domain('d2', 't1', 'bare.example', { relayId: 'st' }), domain('d3', 't1', 'direct.example', { route: 'direct' })],
+      credentials: [credential('c1', 'imp', 'd1')],
+    });
+    expect(explainRoute(snap, 'a@imp.example', 'b@x.test')).toMatchObject({ implicitTls: true, credentialId: 'c1' });
+    const bare = explainRoute(snap, 'a@bare.example', 'b@x.test');
+    expect(bare).toMatchObject({ implicitTls: false, credentialId: null });
+    expect(bare.reason).toMatch(/no SASL is used: no credential exists/);
+    expect(bare.reason).not.toMatch(/SASL by sender/);
+    expect(explainRoute(snap, 'a@direct.example', 'b@x.test').implicitTls).toBe(false);
+  });
+});
+
+describe('a TLS-only destination policy', () => {
+  it('warns that relayed mail ignores it', () => {
+    const snap = snapshot({
+      tenants: [tenant('t1')],
+      relays: [relay('st')],
+      domains: [domain('d2', 't1', 'bare.example', { relayId: 'st' }), domain('d3', 't1', 'direct.example', { route: 'direct' })],
+      destinationPolicies: [policy('p', 'gmail.test', { tls: 'encrypt' })],
+    });
+    expect(compile(snap).warnings).toContain(
+      'destination policy gmail.test: relayed mail ignores its TLS level encrypt (the TLS policy of the hop to the relay applies); only direct deliveries use it',
+    );
+  });
+});
+
 describe('certificate verification of a relay', () => {
   it('is `secure` for a host name and `verify` for an IP literal (Postfix\'s secure matches names only), with a warning that says so', () => {
     const snap = snapshot({
