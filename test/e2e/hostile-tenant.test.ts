@@ -102,12 +102,38 @@ describe.skipIf(!labOk)('a hostile tenant cannot stop, see or bend anyone elseâ€
     expect((await smart.waitFor((m) => m.mailFrom === 'x@h1.hostile.test', 30_000)).authUser).toBe('hostile-user');
   });
 
+  it('a private relay on the shared relayâ€™s host:port with another certificate check: accepted, both relay', async () => {
+    // verify: true on an IP literal compiles to level `verify` in a TLS policy map of its own; the
+    // node trusts the smart host's CA, so it delivers, and the shared relay's `encrypt` is untouched.
+    const checked = await ok(hostile.headers, 'POST', '/v1/relays', { name: 'checked', host: '127.0.0.1', port: smart.port, tls: 'starttls', verify: true });
+    const domain = await verifiedDomain(hostile, 'h7.hostile.test', checked.id);
+    await ok(hostile.headers, 'POST', `/v1/relays/${checked.id}/credentials`, { username: 'hostile-user', secret: 'hostile pw', domainId: domain.id });
+    await victimStillWorks();
+    await sendMail(node, { from: 'x@h7.hostile.test', to: ['r@dest.example.test'] });
+    expect((await smart.waitFor((m) => m.mailFrom === 'x@h7.hostile.test', 30_000)).authUser).toBe('hostile-user');
+  });
+
+  it('an IPv6 relay its node settings cannot reach is refused at write time (422 relay-unreachable)', async () => {
+    // Settings are inetProtocols ipv4 here: a route through [::1] would bounce every message.
+    const v6 = await ok(hostile.headers, 'POST', '/v1/relays', { name: 'six', host: '::1', port: 2606, tls: 'starttls' });
+    const refused = await call(hostile.headers, 'POST', `/v1/tenants/${hostile.tenant.id}/domains`, { name: 'h8.hostile.test', relayId: v6.id });
+    expect(refused.statusCode, refused.body).toBe(422);
+    expect(refused.json()).toMatchObject({ code: 'relay-unreachable' });
+    expect(refused.body).not.toContain('victim');
+    const zone = await call(admin, 'POST', '/v1/relays', { name: 'zone', host: '::1%lo', port: 587, tls: 'starttls' });
+    expect(zone.statusCode, zone.body).toBe(400);
+    await victimStillWorks();
+  });
+
   it('inexpressible routes and limits are refused at write time (422), naming nobody else', async () => {
     const implicit = await ok(hostile.headers, 'POST', '/v1/relays', { name: 'tls', host: '127.0.0.2', port: 465, tls: 'implicit' });
     const attempts = [
       await call(hostile.headers, 'POST', `/v1/tenants/${hostile.tenant.id}/domains`, { name: 'h2.hostile.test', relayId: shared.id, fallbackRelayId: implicit.id }),
       await call(hostile.headers, 'POST', `/v1/tenants/${hostile.tenant.id}/domains`, { name: 'h3.hostile.test', relayId: implicit.id, fallbackRelayId: shared.id }),
     ];
+    // PATCH giving an implicit-TLS primary a STARTTLS fallback (one service cannot do both).
+    const onImplicit = await ok(hostile.headers, 'POST', `/v1/tenants/${hostile.tenant.id}/domains`, { name: 'h6.hostile.test', relayId: implicit.id });
+    attempts.push(await call(hostile.headers, 'PATCH', `/v1/domains/${onImplicit.id}`, { fallbackRelayId: shared.id }));
     const plain = await ok(hostile.headers, 'POST', `/v1/tenants/${hostile.tenant.id}/domains`, { name: 'h4.hostile.test', relayId: shared.id });
     attempts.push(await call(hostile.headers, 'PUT', `/v1/domains/${plain.id}/limits`, { recipientsPerMessage: 1 }));
     attempts.push(await call(hostile.headers, 'PATCH', `/v1/domains/${plain.id}`, { fallbackRelayId: implicit.id }));
