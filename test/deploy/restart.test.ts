@@ -78,8 +78,18 @@ describe.skipIf(!labOk)('a deploy that changes inet_protocols restarts master', 
     expect(steps(back)).toContain('restart');
     const again = await attempt('c@six.test');
     expect(again.entry.status, again.entry.raw).toBe('sent');
+
+    // IPv6 only cannot start here (the node's smtpd listens on 127.0.0.1): the restart fails, the
+    // rollback restarts the previous config, and the node serves and delivers as before.
+    const v6only = await deployBundle(conn, bundleFor('ipv6'), { configDir: node.configDir });
+    expect(v6only.state, v6only.error).toBe('rolled_back');
+    expect(steps(v6only)).toEqual(expect.arrayContaining(['restart', 'rollback']));
+    expect(await node.postconf(['-h', 'inet_protocols'])).toBe('all\n');
+    const six = await attempt('d@six.test');
+    expect(six.entry.status, six.entry.raw).toBe('sent');
+
     const log = await readFile(node.maillogPath, 'utf8');
     expect(log).not.toMatch(/ignoring inet_protocols parameter value change/);
-    expect(log.match(/master\[\d+\]: daemon started/g)?.length).toBeGreaterThanOrEqual(3);
+    expect(log.match(/master\[\d+\]: daemon started/g)?.length).toBeGreaterThanOrEqual(4);
   });
 });

@@ -407,6 +407,23 @@ describe('what explain says at the edges', () => {
   });
 });
 
+describe('a relay inet_protocols leaves unreachable', () => {
+  it('is a problem of the domain: quarantined, and explained as refused for now', () => {
+    const snap = snapshot({
+      tenants: [tenant('t1')],
+      relays: [relay('six', { host: '::1', port: 2606 }), relay('four', { host: '127.0.0.1', port: 2604 })],
+      domains: [domain('d1', 't1', 'six.example', { relayId: 'six' }), domain('d2', 't1', 'four.example', { relayId: 'four' })],
+      settings: settings({ inetProtocols: 'ipv4' }),
+    });
+    const b = compile(snap);
+    expect(b.quarantine.map((q) => q.resourceId)).toEqual(['d1']);
+    expect(b.quarantine[0]?.problems[0]?.message).toMatch(/relay \[::1\]:2606 is an IPv6 address but inetProtocols is ipv4/);
+    expect(explainRoute(snap, 'a@six.example', 'b@x.test')).toMatchObject({ outcome: 'rejected', nexthops: [] });
+    expect(explainRoute(snap, 'a@four.example', 'b@x.test')).toMatchObject({ outcome: 'relay', nexthops: ['[127.0.0.1]:2604'] });
+    expect(compile({ ...snap, settings: settings({ inetProtocols: 'all' }) }).quarantine).toEqual([]);
+  });
+});
+
 describe('a TLS-only destination policy', () => {
   it('warns that relayed mail ignores it', () => {
     const snap = snapshot({
