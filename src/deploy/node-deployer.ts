@@ -291,8 +291,13 @@ class DeployRun {
     this.restarted = true;
     const log = this.node?.maillogFile ?? '';
     const size = log === '' ? 'echo 0' : `{ wc -c < ${sh(log)} 2>/dev/null || echo 0; }`;
-    const r = await execOk(this.conn, `${size} && ${RESTART_COMMAND}`);
-    return Number.parseInt(r.stdout.trim(), 10) || 0;
+    const r = await this.conn.exec(`${size} && ${RESTART_COMMAND}`);
+    const offset = Number.parseInt(r.stdout.trim(), 10) || 0;
+    if (r.code === 0) return offset;
+    // master's reason (a listener it cannot bind under the new value, say) is only in the log.
+    const reasons = log === '' ? '' : (await this.conn.exec(`tail -c +${offset + 1} ${sh(log)} | grep -E ': (fatal|panic): ' | head -n 3`)).stdout;
+    const why = reasons.split('\n').filter((l) => l !== '').map((l) => l.replace(/^.*?: (fatal|panic): /, '$1: '));
+    throw new Error(`postfix start failed (exit ${r.code})${why.length > 0 ? `: ${excerpt(why.join('; '), 300)}` : ''}`);
   }
 
   /** What differs between the node and the bundle, given the files found drifted: empty when in sync. */

@@ -83,6 +83,7 @@ describe.skipIf(!labOk)('a deploy that changes inet_protocols restarts master', 
     // rollback restarts the previous config, and the node serves and delivers as before.
     const v6only = await deployBundle(conn, bundleFor('ipv6'), { configDir: node.configDir });
     expect(v6only.state, v6only.error).toBe('rolled_back');
+    expect(v6only.error).toMatch(/postfix start failed \(exit 1\): fatal: .*master\.cf: line \d+: bad hostname or network address: 127\.0\.0\.1:/);
     expect(steps(v6only)).toEqual(expect.arrayContaining(['restart', 'rollback']));
     expect(await node.postconf(['-h', 'inet_protocols'])).toBe('all\n');
     const six = await attempt('d@six.test');
