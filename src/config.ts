@@ -161,6 +161,15 @@ const envSchema = z.object({
     .min(0, 'must be at least 0')
     .max(3600, 'must be at most 3600')
     .default(30),
+  RELAYPLANE_DMARC_REPORT_ADDRESS: z
+    .string()
+    .trim()
+    .transform((value) => value.replace(/^mailto:/i, ''))
+    .refine(
+      (value) => /^[^\s@,;!<>"]{1,64}@[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/i.test(value),
+      'must be an email address (without ",", ";" or "!": it goes into a DMARC rua=mailto: tag)',
+    )
+    .optional(),
   RELAYPLANE_SSH_IDLE_SECONDS: z.coerce
     .number({ message: 'must be a whole number of seconds between 0 and 3600' })
     .int('must be a whole number of seconds between 0 and 3600')
@@ -221,6 +230,8 @@ export interface Config {
   dnsUncheckableLimitSeconds: number;
   /** POST /v1/domains/{id}/verify at most once per domain this often; 0: no limit. */
   dnsVerifyCooldownSeconds: number;
+  /** Suggested as DMARC `rua=mailto:` where a domain's record has none; null: no suggestion. */
+  dmarcReportAddress: string | null;
   /** Nodes deployed in parallel. */
   deployConcurrency: number;
 }
@@ -276,6 +287,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dnsDegradedGraceSeconds: values.RELAYPLANE_DNS_DEGRADED_GRACE_SECONDS,
     dnsUncheckableLimitSeconds: values.RELAYPLANE_DNS_UNCHECKABLE_LIMIT_SECONDS,
     dnsVerifyCooldownSeconds: values.RELAYPLANE_DNS_VERIFY_COOLDOWN_SECONDS,
+    dmarcReportAddress: values.RELAYPLANE_DMARC_REPORT_ADDRESS ?? null,
     deployConcurrency: values.RELAYPLANE_DEPLOY_CONCURRENCY,
   };
 }

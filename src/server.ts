@@ -68,6 +68,7 @@ export async function serve(config: Config, options: ServeOptions) {
         degradedGraceSeconds: runtime.dnsDegradedGraceSeconds,
         uncheckableLimitSeconds: runtime.dnsUncheckableLimitSeconds,
         verifyCooldownSeconds: runtime.dnsVerifyCooldownSeconds,
+        dmarcReportAddress: runtime.dmarcReportAddress,
       },
       sync: {
         databaseUrl: runtime.databaseUrl,

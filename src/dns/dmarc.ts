@@ -2,6 +2,7 @@
  * DMARC (RFC 7489): the syntax of a policy record (§6.3, §6.4) and the check that `_dmarc.<domain>`
  * holds exactly one valid record (§6.6.3: with two or more, no policy applies).
  */
+import { getDomain } from 'tldts';
 import type { DnsResolver } from './resolver.js';
 import { normalizeName } from './resolver.js';
 
@@ -138,27 +139,106 @@ export function formatDmarc(r: DmarcRecord): string {
   return ['v=DMARC1', ...tags.filter(([, v]) => v !== null).map(([k, v]) => `${k}=${v}`)].join('; ');
 }
 
+/** The policy that applies to a domain's mail, and the record it comes from. */
+export interface DmarcEffective {
+  policy: DmarcPolicy;
+  /** The `_dmarc.` name whose record gives the policy. */
+  source: string;
+  /** True: the domain has no record of its own; its organisational domain's `sp=` (else `p=`) applies. */
+  inherited: boolean;
+}
+
 export interface DmarcCheck {
   /** null: a temporary DNS failure left the answer unknown. */
   valid: boolean | null;
   reason: string | null;
   /** The TXT records at `_dmarc.<domain>`. */
   observed: string[];
+  /** The policy observed to apply, or null when none does. */
+  effective: DmarcEffective | null;
+  /** The record to publish at `_dmarc.<domain>` given what is published: never weaker than the policy observed. */
+  advice: string;
 }
 
-/** Exactly one valid DMARC record at `_dmarc.<domain>`. */
-export async function checkDmarc(domain: string, resolver: DnsResolver): Promise<DmarcCheck> {
-  const host = `_dmarc.${normalizeName(domain)}`;
+export interface DmarcOptions {
+  /** Suggested as `rua=mailto:<address>` where a record has no `rua`. */
+  reportAddress?: string | null;
+}
+
+const STRENGTH: Record<DmarcPolicy, number> = { none: 0, quarantine: 1, reject: 2 };
+
+/**
+ * RFC 7489 §3.2: the organisational domain, found with the Public Suffix List (tldts, private
+ * section included as most receivers' lists do). A name under no known suffix is its own.
+ */
+export function organizationalDomain(domain: string): string {
+  const name = normalizeName(domain);
+  return getDomain(name, { allowPrivateDomains: true }) ?? name;
+}
+
+/** The DMARC records among the TXT records at `host` ('error' on a temporary failure). */
+async function dmarcAt(host: string, resolver: DnsResolver): Promise<{ observed: string[]; records: string[] } | { error: string }> {
   const answer = await resolver.txt(host);
-  if (answer.kind === 'error') return { valid: null, reason: `DNS lookup of TXT ${host} failed: ${answer.reason}`, observed: [] };
+  if (answer.kind === 'error') return { error: `DNS lookup of TXT ${host} failed: ${answer.reason}` };
   const observed = answer.kind === 'found' ? answer.values.map((s) => s.join('')) : [];
-  const records = observed.filter(isDmarcRecord);
+  return { observed, records: observed.filter(isDmarcRecord) };
+}
+
+/** A record like `text` with `rua=mailto:<address>` added when it has none (the rest as written). */
+function withReports(text: string, record: DmarcRecord, address: string | null | undefined): string {
+  if (address === null || address === undefined || address === '' || record.rua.length > 0) return text;
+  return `${text.replace(/[ \t;]+$/, '')}; rua=mailto:${address}`;
+}
+
+/** What to advise at `_dmarc.<domain>`: the published record kept, or a new one at least as strict as `floor`. */
+function adviceFor(own: DmarcRecord | null, ownText: string | null, floor: DmarcPolicy, address: string | null | undefined): string {
+  if (own !== null && ownText !== null && STRENGTH[own.p] >= STRENGTH[floor]) return withReports(ownText, own, address);
+  const fresh: DmarcRecord = { p: floor, sp: null, pct: null, adkim: null, aspf: null, rua: [], ruf: [], fo: null, rf: null, ri: null, unknown: {} };
+  return withReports(formatDmarc(fresh), fresh, address);
+}
+
+/**
+ * RFC 7489 §6.6.3: exactly one valid record at `_dmarc.<domain>`, or, when there is none there, at
+ * the organisational domain's `_dmarc.` name (its `sp=`, else `p=`, then applies).
+ */
+export async function checkDmarc(domain: string, resolver: DnsResolver, options: DmarcOptions = {}): Promise<DmarcCheck> {
+  const name = normalizeName(domain);
+  const host = `_dmarc.${name}`;
+  const org = organizationalDomain(name);
+  const orgHost = `_dmarc.${org}`;
+  const address = options.reportAddress;
+  const own = await dmarcAt(host, resolver);
+  const advice = (floor: DmarcPolicy) => adviceFor(null, null, floor, address);
+  if ('error' in own) return { valid: null, reason: own.error, observed: [], effective: null, advice: advice('none') };
+  const { observed, records } = own;
+
+  /** The organisational record's policy for subdomains, when it has exactly one valid record. */
+  const inherited = async (): Promise<{ effective: DmarcEffective | null; error: string | null; why: string }> => {
+    if (org === name) return { effective: null, error: null, why: '' };
+    const up = await dmarcAt(orgHost, resolver);
+    if ('error' in up) return { effective: null, error: up.error, why: '' };
+    if (up.records.length === 0) return { effective: null, error: null, why: `, nor at the organisational domain's ${orgHost}` };
+    if (up.records.length > 1) return { effective: null, error: null, why: `; ${up.records.length} DMARC records at the organisational domain's ${orgHost} (none applies)` };
+    const parsed = parseDmarc(up.records[0]!);
+    if (!parsed.ok) return { effective: null, error: null, why: `; the organisational domain's record at ${orgHost} is invalid: ${parsed.error}` };
+    return { effective: { policy: parsed.record.sp ?? parsed.record.p, source: orgHost, inherited: true }, error: null, why: '' };
+  };
+
   if (records.length === 0) {
+    const up = await inherited();
+    if (up.effective !== null) return { valid: true, reason: null, observed, effective: up.effective, advice: advice(up.effective.policy) };
+    if (up.error !== null) return { valid: null, reason: up.error, observed, effective: null, advice: advice('none') };
     const lower = observed.find((o) => /^v[ \t]*=[ \t]*dmarc1(?![0-9a-z])/i.test(o));
     const hint = lower === undefined ? '' : ` ("${lower}" is not one: the version tag is case-sensitive, v=DMARC1)`;
-    return { valid: false, reason: `no DMARC record at ${host}${hint}`, observed };
+    return { valid: false, reason: `no DMARC record at ${host}${hint}${up.why}`, observed, effective: null, advice: advice('none') };
   }
-  if (records.length > 1) return { valid: false, reason: `${records.length} DMARC records at ${host} (RFC 7489 §6.6.3: none applies)`, observed };
+  // A broken or duplicated record here stops policy discovery (§6.6.3): the organisational
+  // record does not apply, but its policy is the floor of what to advise.
+  const floor = async () => (await inherited()).effective?.policy ?? 'none';
+  if (records.length > 1) {
+    return { valid: false, reason: `${records.length} DMARC records at ${host} (RFC 7489 §6.6.3: none applies)`, observed, effective: null, advice: advice(await floor()) };
+  }
   const parsed = parseDmarc(records[0]!);
-  return parsed.ok ? { valid: true, reason: null, observed } : { valid: false, reason: `DMARC record at ${host} is invalid: ${parsed.error}`, observed };
+  if (!parsed.ok) return { valid: false, reason: `DMARC record at ${host} is invalid: ${parsed.error}`, observed, effective: null, advice: advice(await floor()) };
+  return { valid: true, reason: null, observed, effective: { policy: parsed.record.p, source: host, inherited: false }, advice: adviceFor(parsed.record, records[0]!, 'none', address) };
 }

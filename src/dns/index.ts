@@ -24,6 +24,6 @@ export {
   type SpfQualifier,
   type SpfTerm,
 } from './spf.js';
-export { checkDmarc, formatDmarc, isDmarcRecord, parseDmarc, type DmarcCheck, type DmarcParse, type DmarcPolicy, type DmarcRecord } from './dmarc.js';
+export { checkDmarc, formatDmarc, isDmarcRecord, organizationalDomain, parseDmarc, type DmarcCheck, type DmarcEffective, type DmarcOptions, type DmarcParse, type DmarcPolicy, type DmarcRecord } from './dmarc.js';
 export { checkRecords, type CheckOptions, type RecordCheck } from './verify.js';
 export { checkForwardConfirmedRdns, type FcrdnsCheck } from './fcrdns.js';

@@ -66,6 +66,8 @@ export function expectedRecords(input: {
   verificationToken: string;
   relay: RelayDnsDeclaration | null;
   fallbackRelay: RelayDnsDeclaration | null;
+  /** Suggested as the DMARC record's `rua=mailto:` (aggregate reports). */
+  dmarcReportAddress?: string | null;
 }): ExpectedRecord[] {
   const domain = normalizeName(input.domain);
   const relays = [input.relay, input.fallbackRelay].filter((r): r is RelayDnsDeclaration => r !== null);
@@ -86,7 +88,8 @@ export function expectedRecords(input: {
     records.push(d.type === 'CNAME' ? { purpose: 'dkim', type: 'CNAME', host, value: normalizeName(d.value), required: true } : txt('dkim', host, d.value));
   }
 
-  records.push(txt('dmarc', `_dmarc.${domain}`, DEFAULT_DMARC));
+  const rua = input.dmarcReportAddress ?? null;
+  records.push(txt('dmarc', `_dmarc.${domain}`, rua === null ? DEFAULT_DMARC : `${DEFAULT_DMARC}; rua=mailto:${rua}`));
 
   for (const rp of relays.flatMap((r) => (r.returnPath === null ? [] : [r.returnPath]))) {
     const host = `${normalizeName(rp.host)}.${domain}`;

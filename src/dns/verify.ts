@@ -2,8 +2,8 @@
  * Checks each expected record against DNS: valid, what was observed, and why not. A temporary DNS
  * failure gives `valid: null` (unknown), never `false`.
  */
-import { checkDmarc } from './dmarc.js';
-import { OWNERSHIP_PREFIX, type ExpectedRecord } from './records.js';
+import { checkDmarc, type DmarcEffective } from './dmarc.js';
+import { OWNERSHIP_PREFIX, TXT_STRING_MAX_BYTES, splitTxt, type ExpectedRecord } from './records.js';
 import { normalizeName, type DnsResolver } from './resolver.js';
 import { checkSpf } from './spf-check.js';
 import { parseSpf } from './spf.js';
@@ -15,13 +15,26 @@ export interface RecordCheck extends ExpectedRecord {
   observed: string[];
   reason: string | null;
   checkedAt: string;
+  /**
+   * The value the record was checked for when `value` was rewritten to fit what is published
+   * (SPF merged into the existing record, DMARC never weaker than the published policy).
+   */
+  declared?: string;
+  /** DMARC: the policy observed to apply and the record it comes from. */
+  dmarcPolicy?: DmarcEffective | null;
 }
 
 export interface CheckOptions {
   now?: () => Date;
+  /** Suggested as DMARC `rua=mailto:` where a record has none. */
+  dmarcReportAddress?: string | null;
 }
 
-type Verdict = Pick<RecordCheck, 'valid' | 'observed' | 'reason'>;
+type Verdict = Pick<RecordCheck, 'valid' | 'observed' | 'reason'> & {
+  /** The value to publish given what DNS holds, when it differs from the declared one. */
+  advice?: string;
+  dmarcPolicy?: DmarcEffective | null;
+};
 
 /** DKIM keys are compared without whitespace: providers and DNS panels wrap them differently. */
 const squash = (s: string) => s.replace(/\s+/g, '');
@@ -72,14 +85,19 @@ async function checkSpfRecord(record: ExpectedRecord, resolver: DnsResolver): Pr
   return { valid: r.valid, observed: r.observed, reason: r.reason };
 }
 
-async function checkOne(record: ExpectedRecord, resolver: DnsResolver): Promise<Verdict> {
+async function checkDmarcRecord(record: ExpectedRecord, resolver: DnsResolver, options: CheckOptions): Promise<Verdict> {
+  const r = await checkDmarc(record.host.replace(/^_dmarc\./, ''), resolver, { reportAddress: options.dmarcReportAddress ?? null });
+  return { valid: r.valid, observed: r.observed, reason: r.reason, advice: r.advice, dmarcPolicy: r.effective };
+}
+
+async function checkOne(record: ExpectedRecord, resolver: DnsResolver, options: CheckOptions): Promise<Verdict> {
   switch (record.purpose) {
     case 'ownership':
       return checkOwnership(record, resolver);
     case 'spf':
       return checkSpfRecord(record, resolver);
     case 'dmarc':
-      return checkDmarc(record.host.replace(/^_dmarc\./, ''), resolver);
+      return checkDmarcRecord(record, resolver, options);
     case 'dkim':
       return record.type === 'CNAME' ? checkCname(record, resolver) : checkDkimTxt(record, resolver);
     case 'return_path':
@@ -87,13 +105,21 @@ async function checkOne(record: ExpectedRecord, resolver: DnsResolver): Promise<
   }
 }
 
+/** The check with `value` (and `strings`) rewritten to the advice, the declared value kept. */
+function advised(check: RecordCheck, advice: string): RecordCheck {
+  const { strings: _strings, ...rest } = check;
+  const long = Buffer.byteLength(advice, 'utf8') > TXT_STRING_MAX_BYTES;
+  return { ...rest, value: advice, ...(long ? { strings: splitTxt(advice) } : {}), declared: check.value };
+}
+
 /** Checks the records concurrently; each result carries its record and when it was checked. */
 export async function checkRecords(expected: ExpectedRecord[], resolver: DnsResolver, options: CheckOptions = {}): Promise<RecordCheck[]> {
   const now = options.now ?? (() => new Date());
   return Promise.all(
     expected.map(async (record) => {
-      const verdict = await checkOne(record, resolver);
-      return { ...record, ...verdict, checkedAt: now().toISOString() };
+      const { advice, ...verdict } = await checkOne(record, resolver, options);
+      const checked: RecordCheck = { ...record, ...verdict, checkedAt: now().toISOString() };
+      return advice === undefined || advice === record.value ? checked : advised(checked, advice);
     }),
   );
 }

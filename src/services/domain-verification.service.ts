@@ -50,6 +50,8 @@ export interface VerificationSettings {
   uncheckableLimitSeconds: number;
   /** POST /v1/domains/{id}/verify runs at most once per domain this often (0: no limit). */
   verifyCooldownSeconds: number;
+  /** Suggested as DMARC `rua=mailto:<address>` where a domain's record has none (null: no suggestion). */
+  dmarcReportAddress: string | null;
 }
 
 export const DEFAULT_VERIFICATION: VerificationSettings = {
@@ -59,6 +61,7 @@ export const DEFAULT_VERIFICATION: VerificationSettings = {
   batchSize: 200,
   uncheckableLimitSeconds: 72 * 3600,
   verifyCooldownSeconds: 30,
+  dmarcReportAddress: null,
 };
 
 /**
@@ -92,6 +95,7 @@ interface Deps {
 
 /** A record as shown to clients: what to publish, and how it looked when last checked. */
 export type PresentedRecord = ExpectedRecord & {
+  dmarcPolicy?: RecordCheck['dmarcPolicy'];
   valid: boolean | null;
   observed: string[];
   reason: string | null;
@@ -145,15 +149,29 @@ export function createDomainVerificationService(deps: Deps) {
       verificationToken: domain.verificationToken,
       relay: relayed ? declared(await relayOf(domain.relayId)) : null,
       fallbackRelay: relayed ? declared(await relayOf(domain.fallbackRelayId)) : null,
+      dmarcReportAddress: deps.settings.dmarcReportAddress,
     });
     return parent === null ? records : records.map((r) => (r.purpose === 'ownership' ? { ...r, required: false } : r));
   }
 
-  /** Expected records merged with the last observation of the same record (same purpose, host and value). */
+  /**
+   * Expected records merged with the last observation of the same record (same purpose, host and
+   * declared value); the value to publish is the check's advice where it gave one (an SPF record
+   * merged into the published one, a DMARC policy no weaker than the published one).
+   */
   function present(expected: ExpectedRecord[], last: RecordCheck[] | null): PresentedRecord[] {
     return expected.map((record) => {
-      const seen = last?.find((c) => c.purpose === record.purpose && c.host === record.host && c.value === record.value && c.type === record.type);
-      return { ...record, valid: seen?.valid ?? null, observed: seen?.observed ?? [], reason: seen?.reason ?? (seen === undefined ? 'not checked yet' : null), checkedAt: seen?.checkedAt ?? null };
+      const seen = last?.find((c) => c.purpose === record.purpose && c.host === record.host && (c.declared ?? c.value) === record.value && c.type === record.type);
+      const { strings: _strings, ...bare } = record;
+      const publish = seen?.declared === undefined ? record : { ...bare, value: seen.value, ...(seen.strings === undefined ? {} : { strings: seen.strings }) };
+      return {
+        ...publish,
+        ...(seen?.dmarcPolicy === undefined ? {} : { dmarcPolicy: seen.dmarcPolicy }),
+        valid: seen?.valid ?? null,
+        observed: seen?.observed ?? [],
+        reason: seen?.reason ?? (seen === undefined ? 'not checked yet' : null),
+        checkedAt: seen?.checkedAt ?? null,
+      };
     });
   }
 
@@ -173,7 +191,7 @@ export function createDomainVerificationService(deps: Deps) {
   async function check(domain: Domain, actorKeyId: string | null, requestId: string | null) {
     const parent = await coveredBy(domain);
     const expected = await expectedFor(domain, parent);
-    const observed = await checkRecords(expected, deps.resolver());
+    const observed = await checkRecords(expected, deps.resolver(), { dmarcReportAddress: deps.settings.dmarcReportAddress });
     const at = now();
     const { checks, uncheckableSince } = boundUnknown(observed, (await lastCheck(domain.id))?.uncheckableSince ?? null, at, deps.settings.uncheckableLimitSeconds);
     const proposed = nextStatus(domain.status, checks, { statusChangedAt: domain.statusChangedAt, now: at }, deps.settings);
