@@ -26,6 +26,12 @@ describe('loadConfig', () => {
     expect(loadConfig({ RELAYPLANE_DNS_UNCHECKABLE_LIMIT_SECONDS: '3600' }).dnsUncheckableLimitSeconds).toBe(3600);
     expect(loadConfig({}).dnsVerifyCooldownSeconds).toBe(30);
     expect(loadConfig({ RELAYPLANE_DNS_VERIFY_COOLDOWN_SECONDS: '0' }).dnsVerifyCooldownSeconds).toBe(0);
+    expect(loadConfig({}).dmarcReportAddress).toBeNull();
+    expect(loadConfig({ RELAYPLANE_DMARC_REPORT_ADDRESS: ' mailto:dmarc@reports.example ' }).dmarcReportAddress).toBe('dmarc@reports.example');
+    // It goes into rua=mailto:…: a comma, semicolon or "!" would change the record.
+    for (const bad of ['dmarc@reports.example,x@y.example', 'a;b@reports.example', 'dmarc@reports.example!10m', 'not-an-address']) {
+      expect(() => loadConfig({ RELAYPLANE_DMARC_REPORT_ADDRESS: bad })).toThrow(/RELAYPLANE_DMARC_REPORT_ADDRESS/);
+    }
   });
 
   it('limits token exchanges per address and per key id, and trusts no proxy, unless told', () => {
