@@ -18,6 +18,7 @@ export const LAB_FILES = [
   'test/dns/resolver.test.ts',
   'test/dns/verify.test.ts',
   'test/dns/dmarc-org.test.ts',
+  'test/dns/spf-pyspf.test.ts',
   'test/api/domain-verification.test.ts',
   'test/api/domain-claims.test.ts',
   'test/api/relay-switch.test.ts',

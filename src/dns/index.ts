@@ -11,7 +11,8 @@ export {
   type RecordPurpose,
   type RelayDnsDeclaration,
 } from './records.js';
-export { SPF_LOOKUP_LIMIT, checkSpf, type SpfCheck } from './spf-check.js';
+export { SPF_LOOKUP_LIMIT, SPF_VOID_LOOKUP_LIMIT, checkSpf, type SpfCheck } from './spf-check.js';
+export { mergeSpf, newSpfRecord, spfWarnings, type SpfMerge } from './spf-merge.js';
 export {
   expandDomainSpec,
   formatSpf,

@@ -22,6 +22,8 @@ export interface DnsResolver {
   txt(name: string): Promise<LookupResult<string[]>>;
   /** The CNAME target of a name (no trailing dot). */
   cname(name: string): Promise<LookupResult<string>>;
+  /** The MX exchanges of a name (no trailing dot), most preferred first. */
+  mx(name: string): Promise<LookupResult<string>>;
   /** A and AAAA addresses, IPv4 first. */
   addresses(name: string): Promise<LookupResult<string>>;
   /** PTR names of an IPv4 or IPv6 address. */
@@ -100,6 +102,10 @@ export function createDnsResolver(options: ResolverOptions): DnsResolver {
       return answer.kind === 'found' ? { kind: 'found', values: answer.values.map((strings) => strings.map(decodeTxt)) } : answer;
     },
     cname: (name) => lookup(() => resolver.resolveCname(name)),
+    async mx(name) {
+      const answer = await lookup(() => resolver.resolveMx(name));
+      return answer.kind === 'found' ? { kind: 'found', values: answer.values.sort((a, b) => a.priority - b.priority).map((r) => r.exchange) } : answer;
+    },
     async addresses(name) {
       const [v4, v6] = await Promise.all([lookup(() => resolver.resolve4(name)), lookup(() => resolver.resolve6(name))]);
       return combine(v4, v6);

@@ -10,6 +10,8 @@ import { expandDomainSpec, isSpfRecord, parseSpf, validDnsName, type SpfModifier
 
 /** RFC 7208 §4.6.4. */
 export const SPF_LOOKUP_LIMIT = 10;
+/** RFC 7208 §4.6.4: DNS-querying terms whose query finds nothing (NXDOMAIN or no records). */
+export const SPF_VOID_LOOKUP_LIMIT = 2;
 
 export interface SpfCheck {
   /** null: a temporary DNS failure left the answer unknown. */
@@ -21,6 +23,8 @@ export interface SpfCheck {
   lookups: number;
   /** Every include/redirect target reached, lower case, sorted. */
   reached: string[];
+  /** Names an `a`, `mx` or `exists` term queried and found nothing at (void lookups, §4.6.4). */
+  voids: string[];
 }
 
 /** Most TXT queries one check makes (a diamond of includes could otherwise multiply them). */
@@ -35,6 +39,7 @@ interface Walk {
   lookups: number;
   /** target → '+' when some path to it is all pass, else the first qualifier that stops a pass. */
   reached: Map<string, SpfQualifier>;
+  voids: string[];
   problem: string | null;
   temporary: string | null;
 }
@@ -51,6 +56,7 @@ async function walk(w: Walk, domain: string, terms: SpfTerm[], path: string[], b
     // §5.1: mechanisms after "all" are never evaluated.
     if (term.name === 'all') break;
     if (DNS_MECHANISMS.has(term.name)) w.lookups++;
+    if (term.name === 'a' || term.name === 'mx' || term.name === 'exists') await probe(w, term.name, term.domain ?? domain, domain);
     if (term.name === 'include') await follow(w, term.domain, domain, 'included by', path, blocking === '+' ? term.qualifier : blocking);
   }
   // §6.1: redirect is ignored when the record has an "all" mechanism.
@@ -59,6 +65,26 @@ async function walk(w: Walk, domain: string, terms: SpfTerm[], path: string[], b
     w.lookups++;
     await follow(w, redirect.value, domain, 'redirect from', path, blocking);
   }
+}
+
+/**
+ * Queries the name an `a`, `mx` or `exists` term looks up, to count void lookups (§4.6.4). Without
+ * a client address, `a` and `exists` count as void when the name has neither A nor AAAA records
+ * (a receiver asks for one family only: a name with only AAAA records is void to an IPv4 client).
+ */
+async function probe(w: Walk, mechanism: 'a' | 'mx' | 'exists', spec: string, current: string): Promise<void> {
+  const expanded = expandDomainSpec(spec, current);
+  if (expanded === null) return; // depends on the message
+  const name = normalizeName(expanded);
+  if (!validDnsName(name)) return;
+  if (w.queries >= QUERY_CAP) {
+    w.capped = true;
+    return;
+  }
+  w.queries++;
+  const answer = await (mechanism === 'mx' ? w.resolver.mx(name) : w.resolver.addresses(name));
+  if (answer.kind === 'error') w.temporary ??= `DNS lookup of ${mechanism === 'mx' ? 'MX' : 'A/AAAA'} ${name} (${mechanism} in the SPF record of ${current}) failed: ${answer.reason}`;
+  else if (answer.kind === 'absent') w.voids.push(`${mechanism}:${name}`);
 }
 
 async function follow(w: Walk, spec: string, parent: string, how: string, path: string[], blocking: SpfQualifier): Promise<void> {
@@ -120,7 +146,7 @@ const QUALIFIER_NAMES: Record<SpfQualifier, string> = { '+': 'pass', '-': 'fail'
 export async function checkSpf(domain: string, wantedIncludes: string[], resolver: DnsResolver): Promise<SpfCheck> {
   const name = normalizeName(domain);
   const top = await resolver.txt(name);
-  if (top.kind === 'error') return { valid: null, reason: `DNS lookup of TXT ${name} failed: ${top.reason}`, observed: [], lookups: 0, reached: [] };
+  if (top.kind === 'error') return { valid: null, reason: `DNS lookup of TXT ${name} failed: ${top.reason}`, observed: [], lookups: 0, reached: [], voids: [] };
   const observed = top.kind === 'found' ? spfRecordsOf(top.values) : [];
   const result = (valid: boolean | null, reason: string | null, w?: Walk): SpfCheck => ({
     valid,
@@ -128,18 +154,22 @@ export async function checkSpf(domain: string, wantedIncludes: string[], resolve
     observed,
     lookups: w?.lookups ?? 0,
     reached: [...(w?.reached.keys() ?? [])].sort(),
+    voids: w?.voids ?? [],
   });
   if (observed.length === 0) return result(false, `no SPF record at ${name}`);
   if (observed.length > 1) return result(false, `${observed.length} SPF records at ${name} (RFC 7208 §4.5: permerror)`);
   const parsed = parseSpf(observed[0]!);
   if (!parsed.ok) return result(false, `SPF record at ${name} is invalid: ${parsed.error}`);
 
-  const w: Walk = { resolver, cache: new Map(), queries: 0, capped: false, lookups: 0, reached: new Map(), problem: null, temporary: null };
+  const w: Walk = { resolver, cache: new Map(), queries: 0, capped: false, lookups: 0, reached: new Map(), voids: [], problem: null, temporary: null };
   await walk(w, name, parsed.terms, [name], '+');
   if (w.problem !== null) return result(false, w.problem, w);
   if (w.lookups > SPF_LOOKUP_LIMIT) {
     const needs = w.capped ? `more than ${w.lookups}` : w.temporary !== null ? `at least ${w.lookups}` : String(w.lookups);
     return result(false, `SPF needs ${needs} DNS lookups; RFC 7208 §4.6.4 allows ${SPF_LOOKUP_LIMIT}`, w);
+  }
+  if (w.voids.length > SPF_VOID_LOOKUP_LIMIT) {
+    return result(false, `SPF makes ${w.voids.length} void lookups (${w.voids.join(', ')} found nothing); RFC 7208 §4.6.4 allows ${SPF_VOID_LOOKUP_LIMIT} (permerror)`, w);
   }
   if (w.temporary !== null) return result(null, w.temporary, w);
   const wanted = [...new Set(wantedIncludes.map(normalizeName))];

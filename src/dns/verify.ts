@@ -6,6 +6,7 @@ import { checkDmarc, type DmarcEffective } from './dmarc.js';
 import { OWNERSHIP_PREFIX, TXT_STRING_MAX_BYTES, splitTxt, type ExpectedRecord } from './records.js';
 import { normalizeName, type DnsResolver } from './resolver.js';
 import { checkSpf } from './spf-check.js';
+import { mergeSpf } from './spf-merge.js';
 import { parseSpf } from './spf.js';
 
 export interface RecordCheck extends ExpectedRecord {
@@ -22,6 +23,8 @@ export interface RecordCheck extends ExpectedRecord {
   declared?: string;
   /** DMARC: the policy observed to apply and the record it comes from. */
   dmarcPolicy?: DmarcEffective | null;
+  /** SPF: risky terms in the published record (`+all`, `?all`, `ptr`). */
+  warnings?: string[];
 }
 
 export interface CheckOptions {
@@ -34,6 +37,7 @@ type Verdict = Pick<RecordCheck, 'valid' | 'observed' | 'reason'> & {
   /** The value to publish given what DNS holds, when it differs from the declared one. */
   advice?: string;
   dmarcPolicy?: DmarcEffective | null;
+  warnings?: string[];
 };
 
 /** DKIM keys are compared without whitespace: providers and DNS panels wrap them differently. */
@@ -82,7 +86,13 @@ async function checkSpfRecord(record: ExpectedRecord, resolver: DnsResolver): Pr
   if (!parsed.ok) return { valid: false, observed: [], reason: `the SPF record to publish is itself invalid (check the relay's SPF include): ${parsed.error}` };
   const wanted = parsed.terms.flatMap((t) => (t.kind === 'mechanism' && t.name === 'include' ? [t.domain] : []));
   const r = await checkSpf(record.host, wanted, resolver);
-  return { valid: r.valid, observed: r.observed, reason: r.reason };
+  const verdict: Verdict = { valid: r.valid, observed: r.observed, reason: r.reason };
+  if (r.valid === null) return verdict;
+  // One SPF record per domain (§4.5): what to publish is the existing record with the includes
+  // merged in, never a second record; a valid one is kept as it is.
+  const merged = mergeSpf(r.observed, wanted);
+  const advice = r.valid && r.observed.length === 1 ? r.observed[0]! : merged.value;
+  return { ...verdict, advice, ...(merged.warnings.length > 0 ? { warnings: merged.warnings } : {}) };
 }
 
 async function checkDmarcRecord(record: ExpectedRecord, resolver: DnsResolver, options: CheckOptions): Promise<Verdict> {

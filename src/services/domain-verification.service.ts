@@ -96,6 +96,7 @@ interface Deps {
 /** A record as shown to clients: what to publish, and how it looked when last checked. */
 export type PresentedRecord = ExpectedRecord & {
   dmarcPolicy?: RecordCheck['dmarcPolicy'];
+  warnings?: string[];
   valid: boolean | null;
   observed: string[];
   reason: string | null;
@@ -167,6 +168,7 @@ export function createDomainVerificationService(deps: Deps) {
       return {
         ...publish,
         ...(seen?.dmarcPolicy === undefined ? {} : { dmarcPolicy: seen.dmarcPolicy }),
+        ...(seen?.warnings === undefined ? {} : { warnings: seen.warnings }),
         valid: seen?.valid ?? null,
         observed: seen?.observed ?? [],
         reason: seen?.reason ?? (seen === undefined ? 'not checked yet' : null),

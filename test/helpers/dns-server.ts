@@ -33,6 +33,8 @@ export type ZoneRecord =
    * gives NXDOMAIN for its other types); then a FAIL record can make the reverse lookup fail.
    */
   | { type: 'A' | 'AAAA'; name: string; address: string; ptr?: false }
+  /** A mail exchanger (dnsmasq's mx-host), preference 10 unless given. */
+  | { type: 'MX'; name: string; exchange: string; preference?: number }
   /** `name`: the address (or its reverse name); replaces the PTR an A/AAAA record would give it. */
   | { type: 'PTR'; name: string; target: string }
   /** Every query for the name and the names under it fails this way. */
@@ -78,6 +80,9 @@ function config(records: ZoneRecord[], responders: Responders): string {
       case 'AAAA':
         if (!(r.type === 'A' ? isIPv4 : isIPv6)(r.address)) throw new Error(`${r.type} record for ${r.name}: ${r.address} is not an IPv${r.type === 'A' ? 4 : 6} address`);
         lines.push(r.ptr === false ? `address=/${r.name}/${r.address}` : `host-record=${r.name},${r.address}`);
+        break;
+      case 'MX':
+        lines.push(`mx-host=${r.name},${r.exchange},${r.preference ?? 10}`);
         break;
       case 'PTR':
         lines.push(`ptr-record=${/\.arpa\.?$/i.test(r.name) ? r.name : reverseName(r.name)},${r.target}`);

@@ -4,6 +4,7 @@
  * `describe.skipIf(!labGate(…))` or `toolGate(…)`: skipped with the reason and the install command
  * printed when something is missing, failing instead when RELAYPLANE_REQUIRE_LAB=1 (CI).
  */
+import { spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -14,7 +15,7 @@ import { describe, expect, it } from 'vitest';
  */
 export const LAB_PACKAGES = [
   'postfix', 'openssh-server', 'openssh-client', 'swaks', 'libnet-ssleay-perl', 'libio-socket-ssl-perl', 'libsasl2-modules',
-  'pflogsumm', 'time', 'dnsmasq-base', 'openssl', 'ca-certificates', 'jq',
+  'pflogsumm', 'time', 'dnsmasq-base', 'openssl', 'ca-certificates', 'jq', 'python3-spf',
 ] as const;
 
 /** The one command that installs everything the lab needs (Debian/Ubuntu). */
@@ -98,6 +99,19 @@ export function missingRoot(): string[] {
 /** `binary x (package p)` for each tool not found. */
 export function missingTools(tools: readonly string[]): string[] {
   return tools.filter((t) => findBinary(t) === undefined).map((t) => `binary ${t} (package ${TOOL_PACKAGES[t] ?? t})`);
+}
+
+/**
+ * Debian's own Python (its python3-* packages install for it): not whatever `python3` a version
+ * manager puts first on PATH.
+ */
+export const DEBIAN_PYTHON = '/usr/bin/python3';
+
+/** `python module m (package p)` for each module Debian's Python cannot import. */
+export function missingPythonModules(modules: Record<string, (typeof LAB_PACKAGES)[number]>): string[] {
+  return Object.entries(modules)
+    .filter(([m]) => spawnSync(DEBIAN_PYTHON, ['-c', `import ${m}`], { stdio: 'ignore' }).status !== 0)
+    .map(([m, p]) => `python module ${m} for ${DEBIAN_PYTHON} (package ${p})`);
 }
 
 /**
