@@ -28,3 +28,4 @@ export {
 export { checkDmarc, formatDmarc, isDmarcRecord, organizationalDomain, parseDmarc, type DmarcCheck, type DmarcEffective, type DmarcOptions, type DmarcParse, type DmarcPolicy, type DmarcRecord } from './dmarc.js';
 export { checkRecords, type CheckOptions, type RecordCheck } from './verify.js';
 export { checkForwardConfirmedRdns, type FcrdnsCheck } from './fcrdns.js';
+export { parseDkimKey, sameDkimKey, type DkimKey, type DkimParse } from './dkim.js';

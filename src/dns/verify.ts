@@ -2,6 +2,7 @@
  * Checks each expected record against DNS: valid, what was observed, and why not. A temporary DNS
  * failure gives `valid: null` (unknown), never `false`.
  */
+import { sameDkimKey } from './dkim.js';
 import { checkDmarc, type DmarcEffective } from './dmarc.js';
 import { OWNERSHIP_PREFIX, TXT_STRING_MAX_BYTES, splitTxt, type ExpectedRecord } from './records.js';
 import { normalizeName, type DnsResolver } from './resolver.js';
@@ -40,8 +41,6 @@ type Verdict = Pick<RecordCheck, 'valid' | 'observed' | 'reason'> & {
   warnings?: string[];
 };
 
-/** DKIM keys are compared without whitespace: providers and DNS panels wrap them differently. */
-const squash = (s: string) => s.replace(/\s+/g, '');
 
 async function txtAt(record: ExpectedRecord, resolver: DnsResolver): Promise<Verdict | string[]> {
   const answer = await resolver.txt(record.host);
@@ -65,7 +64,8 @@ async function checkOwnership(record: ExpectedRecord, resolver: DnsResolver): Pr
 async function checkDkimTxt(record: ExpectedRecord, resolver: DnsResolver): Promise<Verdict> {
   const observed = await txtAt(record, resolver);
   if (!Array.isArray(observed)) return observed;
-  return observed.some((o) => squash(o) === squash(record.value))
+  // Compared as keys (RFC 6376 §3.6.1): v=DKIM1 is optional, tags and whitespace may differ.
+  return observed.some((o) => sameDkimKey(o, record.value))
     ? { valid: true, observed, reason: null }
     : { valid: false, observed, reason: `the TXT record at ${record.host} is not the DKIM key the relay declares` };
 }

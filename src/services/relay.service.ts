@@ -12,6 +12,7 @@ import type { TenantRepository } from '../repositories/tenant.repository.js';
 import { assertHonourable, type RelayLimits } from './limits.js';
 import { isAdmin, type RequestContext } from './principal.js';
 import type { RouteCheck } from './route-check.js';
+import { parseDkimKey } from '../dns/index.js';
 
 const listCursor = idCursor('relays');
 
@@ -67,8 +68,11 @@ function normalizeDkim(input: RelayDkim[]): RelayDkim[] {
       if (!DNS_LABELS.test(value)) throw new ValidationError(`${field}/value must be a host name for a CNAME`, [{ field: `${field}/value`, message: 'must be a host name' }]);
       return { selector, type: 'CNAME', value };
     }
-    if (!/^v=DKIM1\b/i.test(d.value.trim()) || /[^\x20-\x7e]/.test(d.value)) {
-      throw new ValidationError(`${field}/value must be a DKIM key record (v=DKIM1; k=…; p=…)`, [{ field: `${field}/value`, message: 'must start with v=DKIM1 and be printable ASCII' }]);
+    // v=DKIM1 is optional (RFC 6376 §3.6.1): Mailgun-style `k=rsa; p=…` is a key record too.
+    const parsed = parseDkimKey(d.value);
+    const problem = /[^\x20-\x7e]/.test(d.value) ? 'must be printable ASCII' : !parsed.ok ? parsed.error : parsed.key.p === '' ? 'has an empty p= (a revoked key)' : null;
+    if (problem !== null) {
+      throw new ValidationError(`${field}/value must be a DKIM key record ([v=DKIM1; ]k=…; p=…): ${problem}`, [{ field: `${field}/value`, message: `must be a DKIM key record: ${problem}` }]);
     }
     return { selector, type: 'TXT', value: d.value.trim() };
   });

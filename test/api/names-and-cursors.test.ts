@@ -66,6 +66,16 @@ describe('a name is stored as given or refused, never cut', () => {
     expect(read.json().dkim).toEqual([{ selector: 's1', type: 'TXT', value }]);
   });
 
+  it('accepts a DKIM TXT key without v=DKIM1 (optional, RFC 6376 §3.6.1), refuses one without p=', async () => {
+    const value = 'k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQ';
+    const created = await t.app.inject({ method: 'POST', url: '/v1/relays', headers: admin.headers, payload: relayBody({ dkim: [{ selector: 'mx', type: 'TXT', value }] }) });
+    expect(created.statusCode, created.body).toBe(201);
+    expect(created.json().dkim).toEqual([{ selector: 'mx', type: 'TXT', value }]);
+    const refused = await t.app.inject({ method: 'POST', url: '/v1/relays', headers: admin.headers, payload: relayBody({ dkim: [{ selector: 'mx', type: 'TXT', value: 'k=rsa; t=s' }] }) });
+    expect(refused.statusCode, refused.body).toBe(400);
+    expect(refused.json().errors[0]).toMatchObject({ field: 'body/dkim/0/value', message: 'must be a DKIM key record: has no p= key (RFC 6376 §3.6.1: required)' });
+  });
+
   it('refuses names the IDNA mapping would change, naming the canonical form; stores the rest as sent', async () => {
     for (const name of ['exa\u00admple-soft.example', 'ｆｕｌｌ.example', 'dot\u3002example']) {
       const response = await t.app.inject({ method: 'POST', url: `/v1/tenants/${tenant.id}/domains`, headers: admin.headers, payload: { name, relayId: relay.id } });

@@ -124,6 +124,8 @@ describe.skipIf(!dnsOk)('record checks against a real DNS server', () => {
     // Whitespace and string boundaries differ from the declaration: the same key.
     const rewrapped = KEY.replace('; ', ';  ').match(/.{1,100}/g)!.map((s) => ` ${s}`);
     expect(await verdict(replacing(k1, txt(k1, rewrapped)), 'dkim', k1)).toEqual({ valid: true, reason: null });
+    // v=DKIM1 is optional (RFC 6376 §3.6.1): the Mailgun-style record carries the same key.
+    expect(await verdict(replacing(k1, txt(k1, KEY.replace(/^v=DKIM1; /, '').match(/.{1,200}/g)!)), 'dkim', k1)).toEqual({ valid: true, reason: null });
   });
 
   it('the return-path CNAME is advice: checked, not required', async () => {
