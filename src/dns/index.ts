@@ -29,3 +29,4 @@ export { checkDmarc, formatDmarc, isDmarcRecord, organizationalDomain, parseDmar
 export { checkRecords, type CheckOptions, type RecordCheck } from './verify.js';
 export { checkForwardConfirmedRdns, type FcrdnsCheck } from './fcrdns.js';
 export { parseDkimKey, sameDkimKey, type DkimKey, type DkimParse } from './dkim.js';
+export { EXPORT_CSV_COLUMNS, EXPORT_TTL, relativeName, toBindZone, toCsv, type ExportRecord } from './zone-export.js';

@@ -22,7 +22,7 @@
  */
 import { isUniqueViolation, type PrismaClient } from '../db/prisma.js';
 import type { Prisma } from '../db/prisma.js';
-import { checkRecords, expectedRecords, type DnsResolver, type ExpectedRecord, type RecordCheck } from '../dns/index.js';
+import { checkRecords, expectedRecords, relativeName, toBindZone, toCsv, type DnsResolver, type ExpectedRecord, type RecordCheck } from '../dns/index.js';
 import type { Domain, DomainStatus, Relay } from '../generated/prisma/client.js';
 import { NotFoundError, RateLimitedError } from '../lib/errors.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
@@ -95,6 +95,8 @@ interface Deps {
 
 /** A record as shown to clients: what to publish, and how it looked when last checked. */
 export type PresentedRecord = ExpectedRecord & {
+  /** `host` relative to the domain's zone (`@` for the domain itself). */
+  name: string;
   dmarcPolicy?: RecordCheck['dmarcPolicy'];
   warnings?: string[];
   valid: boolean | null;
@@ -160,13 +162,14 @@ export function createDomainVerificationService(deps: Deps) {
    * declared value); the value to publish is the check's advice where it gave one (an SPF record
    * merged into the published one, a DMARC policy no weaker than the published one).
    */
-  function present(expected: ExpectedRecord[], last: RecordCheck[] | null): PresentedRecord[] {
+  function present(domain: string, expected: ExpectedRecord[], last: RecordCheck[] | null): PresentedRecord[] {
     return expected.map((record) => {
       const seen = last?.find((c) => c.purpose === record.purpose && c.host === record.host && (c.declared ?? c.value) === record.value && c.type === record.type);
       const { strings: _strings, ...bare } = record;
       const publish = seen?.declared === undefined ? record : { ...bare, value: seen.value, ...(seen.strings === undefined ? {} : { strings: seen.strings }) };
       return {
         ...publish,
+        name: relativeName(record.host, domain),
         ...(seen?.dmarcPolicy === undefined ? {} : { dmarcPolicy: seen.dmarcPolicy }),
         ...(seen?.warnings === undefined ? {} : { warnings: seen.warnings }),
         valid: seen?.valid ?? null,
@@ -249,7 +252,7 @@ export function createDomainVerificationService(deps: Deps) {
       updated = await apply(true);
     }
     deps.metrics.domainChecked(updated.status);
-    return { domain: updated, records: present(expected, checks), checkedAt: at, coveredBy: parent };
+    return { domain: updated, records: present(domain.name, expected, checks), checkedAt: at, coveredBy: parent };
   }
 
   async function warningsOf(domain: Domain): Promise<RecordsWarning[]> {
@@ -280,12 +283,20 @@ export function createDomainVerificationService(deps: Deps) {
       const domain = await load(ctx, domainId);
       const last = await lastCheck(domain.id);
       const parent = await coveredBy(domain);
-      return view(domain, present(await expectedFor(domain, parent), last?.records ?? null), last?.checkedAt ?? null, parent);
+      return view(domain, present(domain.name, await expectedFor(domain, parent), last?.records ?? null), last?.checkedAt ?? null, parent);
+    },
+
+    /** The same records as a BIND zone fragment (`dns`) or CSV, the values as last advised. */
+    async recordsAs(ctx: RequestContext, domainId: string, format: 'dns' | 'csv'): Promise<string> {
+      const domain = await load(ctx, domainId);
+      const last = await lastCheck(domain.id);
+      const records = present(domain.name, await expectedFor(domain, await coveredBy(domain)), last?.records ?? null);
+      return format === 'dns' ? toBindZone(domain.name, records) : toCsv(domain.name, records);
     },
 
     /** For a domain just created (no check yet). */
     async recordsOf(domain: Domain): Promise<PresentedRecord[]> {
-      return present(await expectedFor(domain, await coveredBy(domain)), null);
+      return present(domain.name, await expectedFor(domain, await coveredBy(domain)), null);
     },
 
     /**

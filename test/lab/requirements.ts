@@ -15,7 +15,7 @@ import { describe, expect, it } from 'vitest';
  */
 export const LAB_PACKAGES = [
   'postfix', 'openssh-server', 'openssh-client', 'swaks', 'libnet-ssleay-perl', 'libio-socket-ssl-perl', 'libsasl2-modules',
-  'pflogsumm', 'time', 'dnsmasq-base', 'openssl', 'ca-certificates', 'jq', 'python3-spf',
+  'pflogsumm', 'time', 'dnsmasq-base', 'openssl', 'ca-certificates', 'jq', 'python3-spf', 'bind9-utils',
 ] as const;
 
 /** The one command that installs everything the lab needs (Debian/Ubuntu). */
@@ -26,6 +26,7 @@ const TOOL_PACKAGES: Record<string, (typeof LAB_PACKAGES)[number]> = {
   postfix: 'postfix', postmap: 'postfix', postconf: 'postfix', postqueue: 'postfix',
   sshd: 'openssh-server', ssh: 'openssh-client', 'ssh-keygen': 'openssh-client', 'ssh-keyscan': 'openssh-client',
   swaks: 'swaks', pflogsumm: 'pflogsumm', time: 'time', dnsmasq: 'dnsmasq-base', openssl: 'openssl', jq: 'jq',
+  'named-checkzone': 'bind9-utils',
 };
 
 export interface LabAvailability {

@@ -3,6 +3,14 @@ import type { AppServices } from '../../services/index.js';
 import { contextOf, sendVersioned } from '../context.js';
 import type { OperationHandlers } from '../types.js';
 
+/** The records as a BIND zone fragment (`Accept: text/dns`), CSV (`text/csv`), or JSON (anything else). */
+function recordsFormat(accept: string | undefined): 'dns' | 'csv' | 'json' {
+  if (accept === undefined) return 'json';
+  if (/(^|,)\s*text\/dns\b/i.test(accept)) return 'dns';
+  if (/(^|,)\s*text\/csv\b/i.test(accept)) return 'csv';
+  return 'json';
+}
+
 export function domainRoutes(services: AppServices) {
   return {
     createDomain: async (request, reply) =>
@@ -46,7 +54,12 @@ export function domainRoutes(services: AppServices) {
       await services.domains.putLimits(contextOf(request), request.params.domainId, null, expectedVersion(request.headers['if-match']));
       return reply.status(204).send();
     },
-    getDomainDnsRecords: async (request) => services.domainVerification.records(contextOf(request), request.params.domainId),
+    getDomainDnsRecords: async (request, reply) => {
+      const format = recordsFormat(request.headers.accept);
+      if (format === 'json') return services.domainVerification.records(contextOf(request), request.params.domainId);
+      const text = await services.domainVerification.recordsAs(contextOf(request), request.params.domainId, format);
+      return reply.type(format === 'dns' ? 'text/dns; charset=utf-8' : 'text/csv; charset=utf-8').send(text);
+    },
     verifyDomain: async (request) => services.domainVerification.verify(contextOf(request), request.params.domainId),
   } satisfies OperationHandlers;
 }
