@@ -19,6 +19,7 @@ export const LAB_FILES = [
   'test/dns/verify.test.ts',
   'test/dns/dmarc-org.test.ts',
   'test/dns/spf-pyspf.test.ts',
+  'test/api/provider-templates.test.ts',
   'test/api/domain-verification.test.ts',
   'test/api/domain-claims.test.ts',
   'test/api/relay-switch.test.ts',

@@ -30,3 +30,4 @@ export { checkRecords, type CheckOptions, type RecordCheck } from './verify.js';
 export { checkForwardConfirmedRdns, type FcrdnsCheck } from './fcrdns.js';
 export { parseDkimKey, sameDkimKey, type DkimKey, type DkimParse } from './dkim.js';
 export { EXPORT_CSV_COLUMNS, EXPORT_TTL, relativeName, toBindZone, toCsv, type ExportRecord } from './zone-export.js';
+export { templateErrors, templateRecords, valueError, type AuthTemplate, type AuthValues, type TemplateVariableKind } from './auth-template.js';

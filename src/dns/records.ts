@@ -1,13 +1,14 @@
 /**
  * The DNS records a sending domain must publish, derived from its relays' declarations. Pure.
  */
+import { templateRecords, type AuthTemplate, type AuthValues } from './auth-template.js';
 import { normalizeName } from './resolver.js';
 
 export type RecordPurpose = 'ownership' | 'spf' | 'dkim' | 'dmarc' | 'return_path';
 
 export interface ExpectedRecord {
   purpose: RecordPurpose;
-  type: 'TXT' | 'CNAME';
+  type: 'TXT' | 'CNAME' | 'MX';
   /** Fully qualified name, lower case, no trailing dot. */
   host: string;
   value: string;
@@ -15,6 +16,10 @@ export interface ExpectedRecord {
   strings?: string[];
   /** Verification needs this record (the return-path is advice). */
   required: boolean;
+  /** MX: the preference. */
+  priority?: number;
+  /** From a provider template: variables the domain has not set yet (the record keeps their placeholders). */
+  unset?: string[];
 }
 
 /** What a relay asks its senders to publish. */
@@ -23,6 +28,8 @@ export interface RelayDnsDeclaration {
   dkim: { selector: string; type: 'CNAME' | 'TXT'; value: string }[];
   /** `host` is a label under the sending domain (`bounces` → `bounces.<domain>`). */
   returnPath: { host: string; value: string } | null;
+  /** Per-domain records (DKIM, custom MAIL FROM) with the domain's values (authValues). */
+  template?: AuthTemplate | null;
 }
 
 export const OWNERSHIP_LABEL = '_relayplane';
@@ -68,6 +75,8 @@ export function expectedRecords(input: {
   fallbackRelay: RelayDnsDeclaration | null;
   /** Suggested as the DMARC record's `rua=mailto:` (aggregate reports). */
   dmarcReportAddress?: string | null;
+  /** The domain's values for its relays' template variables. */
+  authValues?: AuthValues;
 }): ExpectedRecord[] {
   const domain = normalizeName(input.domain);
   const relays = [input.relay, input.fallbackRelay].filter((r): r is RelayDnsDeclaration => r !== null);
@@ -94,6 +103,18 @@ export function expectedRecords(input: {
   for (const rp of relays.flatMap((r) => (r.returnPath === null ? [] : [r.returnPath]))) {
     const host = `${normalizeName(rp.host)}.${domain}`;
     if (claim(host)) records.push({ purpose: 'return_path', type: 'CNAME', host, value: normalizeName(rp.value), required: false });
+  }
+  for (const relay of relays) {
+    if (relay.template === undefined || relay.template === null) continue;
+    const fromTemplate = templateRecords(domain, relay.template, input.authValues ?? {});
+    // A host name a static declaration holds already is the relay's, as above; records of one
+    // template may share a name (MAIL FROM: MX and TXT), so only other sources' names count.
+    const taken = new Set(seen);
+    for (const r of fromTemplate) {
+      if (taken.has(r.host)) continue;
+      seen.add(r.host);
+      records.push(r.type === 'TXT' ? { ...txt(r.purpose, r.host, r.value), required: r.required, ...(r.unset === undefined ? {} : { unset: r.unset }) } : r);
+    }
   }
   return records;
 }

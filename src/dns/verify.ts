@@ -8,7 +8,7 @@ import { OWNERSHIP_PREFIX, TXT_STRING_MAX_BYTES, splitTxt, type ExpectedRecord }
 import { normalizeName, type DnsResolver } from './resolver.js';
 import { checkSpf } from './spf-check.js';
 import { mergeSpf } from './spf-merge.js';
-import { parseSpf } from './spf.js';
+import { isSpfRecord, parseSpf } from './spf.js';
 
 export interface RecordCheck extends ExpectedRecord {
   /** null: a temporary DNS failure (timeout, SERVFAIL…) left the answer unknown. */
@@ -100,7 +100,30 @@ async function checkDmarcRecord(record: ExpectedRecord, resolver: DnsResolver, o
   return { valid: r.valid, observed: r.observed, reason: r.reason, advice: r.advice, dmarcPolicy: r.effective };
 }
 
+async function checkMx(record: ExpectedRecord, resolver: DnsResolver): Promise<Verdict> {
+  const answer = await resolver.mx(record.host);
+  if (answer.kind === 'error') return { valid: null, observed: [], reason: `DNS lookup of MX ${record.host} failed: ${answer.reason}` };
+  if (answer.kind === 'absent') return { valid: false, observed: [], reason: `no MX record at ${record.host}` };
+  const observed = answer.values.map(normalizeName);
+  return observed.includes(normalizeName(record.value))
+    ? { valid: true, observed, reason: null }
+    : { valid: false, observed, reason: `the MX records at ${record.host} are ${observed.join(', ')}, not ${normalizeName(record.value)}` };
+}
+
+/** A template's TXT that is not a DKIM key: an SPF record (custom MAIL FROM) is checked as SPF, other text as written. */
+async function checkTemplateTxt(record: ExpectedRecord, resolver: DnsResolver): Promise<Verdict> {
+  if (isSpfRecord(record.value)) return checkSpfRecord(record, resolver);
+  const observed = await txtAt(record, resolver);
+  if (!Array.isArray(observed)) return observed;
+  return observed.includes(record.value) ? { valid: true, observed, reason: null } : { valid: false, observed, reason: `no TXT record at ${record.host} reads ${JSON.stringify(record.value)}` };
+}
+
 async function checkOne(record: ExpectedRecord, resolver: DnsResolver, options: CheckOptions): Promise<Verdict> {
+  if (record.unset !== undefined) {
+    const names = record.unset.map((u) => `{${u}}`).join(', ');
+    return { valid: false, observed: [], reason: `the domain has no value for ${names} yet (PUT /v1/domains/{domainId}/authentication)` };
+  }
+  if (record.type === 'MX') return checkMx(record, resolver);
   switch (record.purpose) {
     case 'ownership':
       return checkOwnership(record, resolver);
@@ -111,7 +134,7 @@ async function checkOne(record: ExpectedRecord, resolver: DnsResolver, options: 
     case 'dkim':
       return record.type === 'CNAME' ? checkCname(record, resolver) : checkDkimTxt(record, resolver);
     case 'return_path':
-      return checkCname(record, resolver);
+      return record.type === 'TXT' ? checkTemplateTxt(record, resolver) : checkCname(record, resolver);
   }
 }
 

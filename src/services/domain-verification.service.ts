@@ -22,15 +22,27 @@
  */
 import { isUniqueViolation, type PrismaClient } from '../db/prisma.js';
 import type { Prisma } from '../db/prisma.js';
-import { checkRecords, expectedRecords, relativeName, toBindZone, toCsv, type DnsResolver, type ExpectedRecord, type RecordCheck } from '../dns/index.js';
+import {
+  checkRecords,
+  expectedRecords,
+  relativeName,
+  toBindZone,
+  toCsv,
+  valueError,
+  type AuthTemplate,
+  type AuthValues,
+  type DnsResolver,
+  type ExpectedRecord,
+  type RecordCheck,
+} from '../dns/index.js';
 import type { Domain, DomainStatus, Relay } from '../generated/prisma/client.js';
-import { NotFoundError, RateLimitedError } from '../lib/errors.js';
+import { ConflictError, NotFoundError, RateLimitedError, ValidationError } from '../lib/errors.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
 import type { DomainRepository } from '../repositories/domain.repository.js';
 import type { RelayRepository } from '../repositories/relay.repository.js';
 import { assertVisible, type RequestContext } from './principal.js';
 import type { DeployMetrics } from './deploy-metrics.js';
-import { relayDkim, relayReturnPath } from './relay.service.js';
+import { relayAuthTemplate, relayDkim, relayReturnPath } from './relay.service.js';
 import { heldElsewhereReason, holds, type DomainClaims } from './domain-claims.js';
 import { alignmentWarnings, type RecordsWarning } from './dmarc-alignment.js';
 
@@ -130,6 +142,11 @@ export function nextStatus(
   }
 }
 
+function authValuesOf(domain: Domain): AuthValues {
+  const v = domain.authValues;
+  return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as AuthValues) : {};
+}
+
 export function createDomainVerificationService(deps: Deps) {
   const now = deps.now ?? (() => new Date());
   const { prisma } = deps;
@@ -145,7 +162,7 @@ export function createDomainVerificationService(deps: Deps) {
 
   async function expectedFor(domain: Domain, parent: string | null): Promise<ExpectedRecord[]> {
     const declared = (relay: Relay | null) =>
-      relay === null ? null : { spfInclude: relay.spfInclude, dkim: relayDkim(relay), returnPath: relayReturnPath(relay) };
+      relay === null ? null : { spfInclude: relay.spfInclude, dkim: relayDkim(relay), returnPath: relayReturnPath(relay), template: relayAuthTemplate(relay) };
     const relayed = domain.route === 'relay';
     const records = expectedRecords({
       domain: domain.name,
@@ -153,6 +170,7 @@ export function createDomainVerificationService(deps: Deps) {
       relay: relayed ? declared(await relayOf(domain.relayId)) : null,
       fallbackRelay: relayed ? declared(await relayOf(domain.fallbackRelayId)) : null,
       dmarcReportAddress: deps.settings.dmarcReportAddress,
+      authValues: authValuesOf(domain),
     });
     return parent === null ? records : records.map((r) => (r.purpose === 'ownership' ? { ...r, required: false } : r));
   }
@@ -178,6 +196,14 @@ export function createDomainVerificationService(deps: Deps) {
         checkedAt: seen?.checkedAt ?? null,
       };
     });
+  }
+
+  /** The variables of the templates of the domain's relays (the relay's first where both declare a name). */
+  async function templateVariables(domain: Domain): Promise<AuthTemplate['variables']> {
+    if (domain.route !== 'relay') return [];
+    const relays = [await relayOf(domain.relayId), await relayOf(domain.fallbackRelayId)];
+    const all = relays.flatMap((r) => (r === null ? [] : (relayAuthTemplate(r)?.variables ?? [])));
+    return all.filter((v, i) => all.findIndex((w) => w.name === v.name) === i);
   }
 
   async function load(ctx: RequestContext | null, id: string) {
@@ -292,6 +318,45 @@ export function createDomainVerificationService(deps: Deps) {
       const last = await lastCheck(domain.id);
       const records = present(domain.name, await expectedFor(domain, await coveredBy(domain)), last?.records ?? null);
       return format === 'dns' ? toBindZone(domain.name, records) : toCsv(domain.name, records);
+    },
+
+    /** GET /v1/domains/{id}/authentication: its relays' template variables and its values. */
+    async authentication(ctx: RequestContext, domainId: string) {
+      const domain = await load(ctx, domainId);
+      return { domainId: domain.id, variables: await templateVariables(domain), values: authValuesOf(domain) };
+    },
+
+    /** PUT /v1/domains/{id}/authentication: replaces the values, each checked against its variable's kind. */
+    async putAuthentication(ctx: RequestContext, domainId: string, values: Record<string, string>) {
+      const domain = await load(ctx, domainId);
+      const variables = await templateVariables(domain);
+      const clean: AuthValues = {};
+      for (const [name, value] of Object.entries(values)) {
+        const field = `body/values/${name}`;
+        const variable = variables.find((v) => v.name === name);
+        if (variable === undefined) {
+          const known = variables.length === 0 ? 'the domain\'s relays declare no authTemplate' : `known: ${variables.map((v) => v.name).join(', ')}`;
+          throw new ValidationError(`${field} is not a variable of the domain's relays' templates (${known})`, [{ field, message: 'is not a template variable' }]);
+        }
+        const problem = valueError(variable.kind, value);
+        if (problem !== null) throw new ValidationError(`${field} ${problem}`, [{ field, message: problem }]);
+        clean[name] = variable.kind === 'dkimKey' ? value : value.toLowerCase().replace(/\.$/, '');
+      }
+      const updated = await prisma.$transaction(async (tx) => {
+        const row = await deps.domains.update(tx, domain.id, domain.version, { authValues: clean as Prisma.InputJsonValue });
+        if (row === null) throw new ConflictError('the domain changed meanwhile: read it and try again', 'concurrent-write');
+        await deps.audit.record(tx, {
+          actorKeyId: ctx.actor.keyId,
+          tenantId: domain.tenantId,
+          action: 'domain.authentication_changed',
+          resourceType: 'domain',
+          resourceId: domain.id,
+          changes: { authValues: { from: authValuesOf(domain), to: clean } },
+          requestId: ctx.requestId,
+        });
+        return row;
+      });
+      return { domainId: updated.id, variables, values: authValuesOf(updated) };
     },
 
     /** For a domain just created (no check yet). */

@@ -12,7 +12,7 @@ import type { TenantRepository } from '../repositories/tenant.repository.js';
 import { assertHonourable, type RelayLimits } from './limits.js';
 import { isAdmin, type RequestContext } from './principal.js';
 import type { RouteCheck } from './route-check.js';
-import { parseDkimKey } from '../dns/index.js';
+import { parseDkimKey, templateErrors, type AuthTemplate } from '../dns/index.js';
 
 const listCursor = idCursor('relays');
 
@@ -28,6 +28,7 @@ export interface RelayInput {
   spfInclude?: string | null;
   dkim?: RelayDkim[];
   returnPath?: RelayReturnPath | null;
+  authTemplate?: AuthTemplate | null;
   notes?: string | null;
   limits?: Partial<RelayLimits>;
 }
@@ -95,6 +96,26 @@ function normalizeReturnPath(input: RelayReturnPath): RelayReturnPath {
   return { host, value };
 }
 
+export function relayAuthTemplate(relay: Relay): AuthTemplate | null {
+  return relay.authTemplate === null || typeof relay.authTemplate !== 'object' ? null : (relay.authTemplate as unknown as AuthTemplate);
+}
+
+function normalizeAuthTemplate(input: AuthTemplate): AuthTemplate {
+  const errors = templateErrors(input);
+  if (errors.length > 0) throw new ValidationError(`${errors[0]!.field} ${errors[0]!.message}`, errors);
+  return {
+    variables: input.variables.map((v) => ({ name: v.name, kind: v.kind, ...(v.description === undefined ? {} : { description: v.description }) })),
+    records: input.records.map((r) => ({
+      purpose: r.purpose,
+      type: r.type,
+      name: r.name,
+      value: r.type === 'TXT' ? r.value : r.value.replace(/\.$/, ''),
+      ...(r.type === 'MX' ? { priority: r.priority! } : {}),
+      required: r.required,
+    })),
+  };
+}
+
 export function relayLimits(relay: Relay): RelayLimits {
   return {
     concurrency: relay.concurrency,
@@ -117,6 +138,7 @@ export function presentRelay(relay: Relay) {
     spfInclude: relay.spfInclude,
     dkim: relayDkim(relay),
     returnPath: relayReturnPath(relay),
+    authTemplate: relayAuthTemplate(relay),
     notes: relay.notes,
     limits: relayLimits(relay),
     createdAt: relay.createdAt.toISOString(),
@@ -125,7 +147,7 @@ export function presentRelay(relay: Relay) {
   };
 }
 
-const AUDITED = ['name', 'host', 'port', 'tls', 'verify', 'tenantId', 'spfInclude', 'dkim', 'returnPath', 'notes', 'concurrency', 'rateDelaySeconds', 'recipientsPerMessage', 'connectionReuseSeconds'] as const;
+const AUDITED = ['name', 'host', 'port', 'tls', 'verify', 'tenantId', 'spfInclude', 'dkim', 'returnPath', 'authTemplate', 'notes', 'concurrency', 'rateDelaySeconds', 'recipientsPerMessage', 'connectionReuseSeconds'] as const;
 
 function fullLimits(input: Partial<RelayLimits> | null | undefined): RelayLimits {
   return {
@@ -188,6 +210,9 @@ export function createRelayService(deps: Deps) {
       ...(input.returnPath === undefined
         ? {}
         : { returnPath: input.returnPath === null ? Prisma.DbNull : (normalizeReturnPath(input.returnPath) as unknown as Prisma.InputJsonValue) }),
+      ...(input.authTemplate === undefined
+        ? {}
+        : { authTemplate: input.authTemplate === null ? Prisma.DbNull : (normalizeAuthTemplate(input.authTemplate) as unknown as Prisma.InputJsonValue) }),
       ...(input.notes === undefined ? {} : { notes: input.notes }),
     };
   }

@@ -21,6 +21,7 @@ const BODIES: Record<string, unknown> = {
   updateDomain: { route: 'relay' },
   transferDomain: { tenantId: '00000000-0000-4000-8000-000000000000' },
   putDomainLimits: { concurrency: 2 },
+  putDomainAuthentication: { values: {} },
   createRelay: { name: 'r', host: 'smtp.iso.test', port: 587, tls: 'starttls' },
   updateRelay: { port: 2525 },
   putRelayLimits: { concurrency: 2 },

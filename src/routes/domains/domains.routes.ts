@@ -60,6 +60,8 @@ export function domainRoutes(services: AppServices) {
       const text = await services.domainVerification.recordsAs(contextOf(request), request.params.domainId, format);
       return reply.type(format === 'dns' ? 'text/dns; charset=utf-8' : 'text/csv; charset=utf-8').send(text);
     },
+    getDomainAuthentication: async (request) => services.domainVerification.authentication(contextOf(request), request.params.domainId),
+    putDomainAuthentication: async (request) => services.domainVerification.putAuthentication(contextOf(request), request.params.domainId, request.body.values),
     verifyDomain: async (request) => services.domainVerification.verify(contextOf(request), request.params.domainId),
   } satisfies OperationHandlers;
 }
