@@ -56,7 +56,8 @@ export function templateErrors(t: AuthTemplate, base = 'body/authTemplate'): { f
     else if (names.has(v.name)) errors.push({ field: `${base}/variables/${i}/name`, message: 'is declared twice' });
     names.add(v.name);
   });
-  const kinds = new Map(t.variables.map((v) => [v.name, v.kind]));
+  const kinds = new Map<string, TemplateVariableKind>();
+  for (const v of t.variables) if (!kinds.has(v.name)) kinds.set(v.name, v.kind); // the first declaration counts
   const hosts = new Map<string, string>();
   t.records.forEach((r, i) => {
     const at = `${base}/records/${i}`;
