@@ -94,6 +94,31 @@ describe.skipIf(!ok)('DNS records export', () => {
     expect(parsed.sort()).toEqual(json.map((r) => [r.host, r.type, r.value]).sort());
   });
 
+  it("a template's MX and MAIL FROM TXT export as records named-checkzone accepts", async () => {
+    const tenant = await createTenant(t.app, headers);
+    const relay = await createRelay(t.app, headers, {
+      spfInclude: 'amazonses.com',
+      authTemplate: {
+        variables: [{ name: 'token1', kind: 'label' }],
+        records: [
+          { purpose: 'dkim', type: 'CNAME', name: '{token1}._domainkey', value: '{token1}.dkim.amazonses.com', required: true },
+          { purpose: 'return_path', type: 'MX', name: 'mail', value: 'feedback-smtp.eu-west-1.amazonses.com', priority: 10, required: true },
+          { purpose: 'return_path', type: 'TXT', name: 'mail', value: 'v=spf1 include:amazonses.com ~all', required: true },
+        ],
+      },
+    });
+    const id = (await createDomain(t.app, headers, tenant.id, { name: 'ses-export.test', relayId: relay.id })).id;
+    expect((await t.app.inject({ method: 'PUT', url: `/v1/domains/${id}/authentication`, headers, payload: { values: { token1: 'tok1' } } })).statusCode).toBe(200);
+    const fragment = (await t.app.inject({ method: 'GET', url: `/v1/domains/${id}/dns-records`, headers: { ...headers, accept: 'text/dns' } })).body;
+    expect(fragment).toContain('mail.ses-export.test.\t3600\tIN\tMX\t10 feedback-smtp.eu-west-1.amazonses.com.\n');
+    expect(fragment).toContain('tok1._domainkey.ses-export.test.\t3600\tIN\tCNAME\ttok1.dkim.amazonses.com.\n');
+    const zone = path.join(dir, 'ses-export.test.zone');
+    writeFileSync(zone, ['$TTL 3600', '@ IN SOA ns.ses-export.test. hostmaster.ses-export.test. 1 3600 600 86400 3600', '@ IN NS ns.ses-export.test.', 'ns IN A 192.0.2.53', fragment].join('\n'));
+    const checked = spawnSync(findBinary('named-checkzone')!, ['-q', '-D', '-o', '-', 'ses-export.test', zone], { encoding: 'utf8' });
+    expect(checked.status, checked.stderr + checked.stdout).toBe(0);
+    expect(checked.stdout).toMatch(/^mail\.ses-export\.test\.\s+3600\s+IN\s+MX\s+10 feedback-smtp\.eu-west-1\.amazonses\.com\.$/m);
+  });
+
   it('text/csv has a header and one row per record, quoted where needed', async () => {
     const response = await get('text/csv, application/json;q=0.5');
     expect(response.statusCode, response.body).toBe(200);
