@@ -6,11 +6,16 @@
  * or the domain may only monitor (`p=none`) — but the records view says so. Pure.
  */
 import type { Domain, Relay } from '../generated/prisma/client.js';
-import { relayDkim } from './relay.service.js';
+import { relayAuthTemplate, relayDkim } from './relay.service.js';
 
 export interface RecordsWarning {
   code: 'no-dmarc-pass';
   message: string;
+}
+
+/** A provider template's DKIM records sign the domain's mail as well as a static declaration. */
+function templateDkim(relay: Relay): boolean {
+  return relayAuthTemplate(relay)?.records.some((r) => r.purpose === 'dkim' && r.required) ?? false;
 }
 
 export function alignmentWarnings(domain: Pick<Domain, 'name' | 'route'>, relays: { field: 'relayId' | 'fallbackRelayId'; relay: Relay | null }[]): RecordsWarning[] {
@@ -23,7 +28,7 @@ export function alignmentWarnings(domain: Pick<Domain, 'name' | 'route'>, relays
     ];
   }
   return relays.flatMap(({ field, relay }) =>
-    relay === null || relay.spfInclude !== null || relayDkim(relay).length > 0
+    relay === null || relay.spfInclude !== null || relayDkim(relay).length > 0 || templateDkim(relay)
       ? []
       : [
           {

@@ -52,6 +52,10 @@ describe('alignmentWarnings', () => {
   it('warns for each relay of the route that declares neither an SPF include nor DKIM', () => {
     expect(alignmentWarnings(domain, [{ field: 'relayId', relay: relay({ spfInclude: '_spf.r.test' }) }])).toEqual([]);
     expect(alignmentWarnings(domain, [{ field: 'relayId', relay: relay({ dkim: [{ selector: 's', type: 'CNAME', value: 's.r.test' }] as never }) }])).toEqual([]);
+    // DKIM from a provider template (per-domain CNAMEs) counts; a template without required DKIM does not.
+    const template = (required: boolean) => ({ variables: [], records: [{ purpose: 'dkim', type: 'CNAME', name: 't._domainkey', value: 't.dkim.r.test', required }] }) as never;
+    expect(alignmentWarnings(domain, [{ field: 'relayId', relay: relay({ authTemplate: template(true) }) }])).toEqual([]);
+    expect(alignmentWarnings(domain, [{ field: 'relayId', relay: relay({ authTemplate: template(false) }) }])).toHaveLength(1);
     const warned = alignmentWarnings(domain, [
       { field: 'relayId', relay: relay({ spfInclude: '_spf.r.test' }) },
       { field: 'fallbackRelayId', relay: relay({ name: 'bare' }) },
