@@ -7,7 +7,7 @@
  */
 import { parseDkimKey } from './dkim.js';
 import { normalizeName } from './resolver.js';
-import type { ExpectedRecord } from './records.js';
+import type { ExpectedRecord } from './record-types.js';
 
 export type TemplateVariableKind = 'label' | 'hostname' | 'dkimKey';
 
