@@ -5,8 +5,13 @@ export type { components, operations, paths } from './generated/api.js';
 
 /** An RFC 9457 problem as the API answers it (`error` of every call that did not succeed). */
 export type Problem = components['schemas']['Problem'];
+/**
+ * The JSON media types the client reads. Some operations also answer other types on request
+ * (`text/dns`, `text/csv` for DNS records); those are fetched without the typed client.
+ */
+type JsonMedia = 'application/json' | 'application/problem+json';
 /** Every path, parameter, body and response of the API, checked at compile time. */
-export type RelayplaneClient = Client<paths>;
+export type RelayplaneClient = Client<paths, JsonMedia>;
 
 export interface RelayplaneClientOptions {
   /** Where the API is reached, e.g. `https://relayplane.example.net`. */
@@ -48,7 +53,7 @@ type Exchange = { token: string } | { refused: Problem; retryAfter: string | nul
  * `signal` rejects.
  */
 export function createRelayplaneClient(options: RelayplaneClientOptions): RelayplaneClient {
-  const client = createClient<paths>({ baseUrl: options.baseUrl, ...(options.fetch === undefined ? {} : { fetch: options.fetch }) });
+  const client = createClient<paths, JsonMedia>({ baseUrl: options.baseUrl, ...(options.fetch === undefined ? {} : { fetch: options.fetch }) });
   let token: { value: string; renewAt: number } | null = null;
   let pending: Promise<Exchange> | null = null;
 
