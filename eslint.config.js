@@ -20,10 +20,21 @@ const layers = [
     forbid: [{ regex: below(['routes', 'plugins']), message: 'services are called by routes and plugins, never the reverse' }],
   },
   {
+    files: ['src/config-engine/**/*.ts'],
+    ignores: ['src/config-engine/thread.worker.ts'],
+    forbid: [
+      { regex: below(['services', 'routes', 'plugins']), message: 'config-engine/ is used by services and jobs; only its thread entry (thread.worker.ts) builds services' },
+    ],
+  },
+  {
+    files: ['src/config-engine/thread.worker.ts'],
+    forbid: [{ regex: below(['routes', 'plugins']), message: 'config-engine/ is used by services and jobs; it never imports routes or plugins' }],
+  },
+  {
     files: ['src/repositories/**/*.ts'],
     forbid: [
       {
-        regex: below(['services', 'routes', 'plugins', 'deploy', 'usage', 'ssh', 'dns']),
+        regex: below(['services', 'routes', 'plugins', 'deploy', 'usage', 'ssh', 'dns', 'config-engine']),
         message: 'repositories are the floor under services and jobs: they import db/, lib/ and the Prisma client only',
       },
     ],
@@ -67,5 +78,5 @@ export default tseslint.config(
       'no-control-regex': 'off',
     },
   },
-  ...layers.map(({ files, forbid }) => ({ files, rules: { 'no-restricted-imports': ['error', { patterns: forbid }] } })),
+  ...layers.map(({ files, ignores, forbid }) => ({ files, ...(ignores ? { ignores } : {}), rules: { 'no-restricted-imports': ['error', { patterns: forbid }] } })),
 );

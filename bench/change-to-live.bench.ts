@@ -330,6 +330,7 @@ try {
       const app = await buildApp({
         config: { jwtSecret, masterKey, tokenTtlSeconds: 3600, logLevel: 'warn' },
         prisma,
+        configEngine: { execution: 'worker-thread', databaseUrl: database.url },
         logStream,
         ssh: { privateKeyPath: nodes[0]!.ssh.privateKeyPath, concurrency },
         sync: { databaseUrl: database.url, reconcileIntervalMs: RECONCILE_INTERVAL_MS, debounceMs },

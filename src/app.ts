@@ -13,11 +13,10 @@ import idempotency from './plugins/idempotency.js';
 import openapi from './plugins/openapi.js';
 import strictRequests, { partValidators } from './plugins/strict-requests.js';
 import { operationHandlers } from './routes/index.js';
-import { BUNDLE_PRUNE_INTERVAL_MS } from './services/bundle-store.js';
+import { BUNDLE_PRUNE_INTERVAL_MS, type ConfigEngineExecution, DEFAULT_ENGINE_IDLE_STOP_MS } from './config-engine/index.js';
 import { createDeployMetrics } from './services/deploy-metrics.js';
 import type { SshSettings } from './ssh/index.js';
 import { createServices } from './services/index.js';
-import { DEFAULT_ENGINE_IDLE_STOP_MS } from './services/config-engine-thread.js';
 import { CHANGE_LOG_PRUNE_INTERVAL_MS } from './services/snapshot.service.js';
 import type { UsageSettings } from './services/usage.service.js';
 import type { DnsResolver } from './dns/index.js';
@@ -27,6 +26,8 @@ import type { TokenRateLimit } from './lib/token-rate-limit.js';
 export interface AppDeps {
   config: Pick<RuntimeConfig, 'jwtSecret' | 'masterKey' | 'tokenTtlSeconds' | 'logLevel'>;
   prisma: PrismaClient;
+  /** Where the config engine runs: `relayplane serve` and the tests give it a worker thread of its own. */
+  configEngine: ConfigEngineExecution;
   /** Where logs go; tests capture them here. */
   logStream?: DestinationStream;
   now?: () => Date;
@@ -82,6 +83,13 @@ declare module 'fastify' {
   }
 }
 
+/** The engine's execution as given; the leader compiles at least every reconcile: its engine thread must never idle out. */
+function engineExecution(deps: AppDeps): ConfigEngineExecution {
+  const given = deps.configEngine;
+  if (given.execution === 'in-process' || given.idleStopMs !== undefined || deps.sync === undefined) return given;
+  return { ...given, idleStopMs: Math.max(DEFAULT_ENGINE_IDLE_STOP_MS, 2 * deps.sync.reconcileIntervalMs) };
+}
+
 /** Builds the HTTP application; opens nothing itself (the caller owns the Prisma client). */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
@@ -135,8 +143,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     ...(deps.configBundleRetentionSeconds !== undefined ? { configBundleRetentionSeconds: deps.configBundleRetentionSeconds } : {}),
     ...(deps.dnsResolver !== undefined ? { dnsResolver: deps.dnsResolver } : {}),
     ...(deps.verification !== undefined ? { verification: deps.verification } : {}),
-    // The leader compiles at least every reconcile: its engine thread must never idle out.
-    ...(deps.sync !== undefined ? { configEngineIdleStopMs: Math.max(DEFAULT_ENGINE_IDLE_STOP_MS, 2 * deps.sync.reconcileIntervalMs) } : {}),
+    configEngine: engineExecution(deps),
     metrics: deployMetrics,
     log: app.log,
   });

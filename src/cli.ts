@@ -26,6 +26,7 @@ async function withServices<T>(work: (services: ReturnType<typeof createServices
       prisma,
       tokenTtlSeconds: database.config.tokenTtlSeconds,
       masterKey: database.config.masterKey,
+      configEngine: { execution: 'worker-thread', databaseUrl: database.config.databaseUrl },
       signToken: () => {
         throw new Error('the CLI does not issue tokens');
       },

@@ -54,6 +54,7 @@ export async function serve(config: Config, options: ServeOptions) {
     const app = await buildApp({
       config: runtime,
       prisma,
+      configEngine: { execution: 'worker-thread', databaseUrl: runtime.databaseUrl },
       ...(logStream !== undefined ? { logStream } : {}),
       ssh: { privateKeyPath: runtime.sshPrivateKeyPath, concurrency: runtime.deployConcurrency, idleMs: runtime.sshIdleSeconds * 1000 },
       usage: { finalDelaySeconds: runtime.usageFinalDelaySeconds, messageRetentionSeconds: runtime.usageMessageRetentionDays * 86_400 },

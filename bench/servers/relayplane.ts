@@ -10,6 +10,7 @@ const prisma = createPrismaClient(process.env.BENCH_DATABASE_URL!, { poolSize: 1
 const app = await buildApp({
   config: { jwtSecret: randomBytes(32).toString('hex'), masterKey: randomBytes(32), tokenTtlSeconds: 3600, logLevel: 'warn' },
   prisma,
+  configEngine: { execution: 'worker-thread', databaseUrl: process.env.BENCH_DATABASE_URL! },
   tokenRateLimit,
 });
 const key = await app.services.apiKeys.create(null, { name: 'bench', scopes: ['admin'] });

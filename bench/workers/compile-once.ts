@@ -9,8 +9,7 @@ import { compile, createIncrementalCompiler, renderBundle } from '../../src/post
 import { createSnapshotRepository } from '../../src/repositories/snapshot.repository.js';
 import { createSnapshotService } from '../../src/services/snapshot.service.js';
 import { createConfigBundleRepository } from '../../src/repositories/config-bundle.repository.js';
-import { createBundleStore } from '../../src/services/bundle-store.js';
-import { createConfigEngineThread } from '../../src/services/config-engine-thread.js';
+import { createBundleStore, createConfigEngineThread } from '../../src/config-engine/index.js';
 
 // One cold load + compile in a fresh process (what the sync job does when it starts), so its peak
 // memory is the compiler's and the loader's alone; then real changes written to the database, each
@@ -67,7 +66,7 @@ async function coldRun() {
 const cold = await coldRun();
 
 // What the API's process sees since the config engine runs in a thread of its own
-// (src/services/config-engine-thread.ts): the same cold run (load, compile, mask and store) there,
+// (src/config-engine/thread.ts): the same cold run (load, compile, mask and store) there,
 // and the longest the API's event loop waited meanwhile (for the answer's copy to arrive).
 const engineLog: Array<{ obj: Record<string, number>; msg: string }> = [];
 const engine = createConfigEngineThread({

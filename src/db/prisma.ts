@@ -40,20 +40,10 @@ export function createPrismaClient(databaseUrl: string, options: PrismaClientOpt
   const client = new PrismaClient({ adapter, transactionOptions: { maxWait: options.transactionMaxWaitMs ?? DEFAULT_TRANSACTION_MAX_WAIT_MS } });
   retryTransactions(client, { ...DEFAULT_TRANSACTION_RETRY, ...options.transactionRetry });
   pools.set(client, pool);
-  urls.set(client, databaseUrl);
   return client;
 }
 
 const pools = new WeakMap<object, pg.Pool>();
-const urls = new WeakMap<object, string>();
-
-/**
- * The URL a client of createPrismaClient() was built from, so that a worker thread can open its
- * own connection to the same database (and schema); undefined for any other client.
- */
-export function databaseUrlOf(client: PrismaClient): string | undefined {
-  return urls.get(client);
-}
 
 /**
  * The node-postgres pool behind a root client, for a read that must not pay Prisma's per-query

@@ -1,7 +1,6 @@
 import { createTwoFilesPatch } from 'diff';
 import { NotFoundError } from '../lib/errors.js';
-import type { BundleStore } from './bundle-store.js';
-import type { ConfigEngine, DeployableBundle } from './config-engine.js';
+import type { BundleStore, ConfigEngine, DeployableBundle } from '../config-engine/index.js';
 import type { DeployMetrics } from './deploy-metrics.js';
 import { requireAdmin, type RequestContext } from './principal.js';
 

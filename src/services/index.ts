@@ -1,6 +1,6 @@
 import { getServers } from 'node:dns';
 import { ServiceUnavailableError } from '../lib/errors.js';
-import { databaseUrlOf, type PrismaClient } from '../db/prisma.js';
+import type { PrismaClient } from '../db/prisma.js';
 import { createSecretBox } from '../lib/secret-box.js';
 import { createApiKeyRepository } from '../repositories/api-key.repository.js';
 import { createAuditRepository } from '../repositories/audit.repository.js';
@@ -16,9 +16,7 @@ import { createQuarantineRepository } from '../repositories/quarantine.repositor
 import { createTenantRepository } from '../repositories/tenant.repository.js';
 import { createApiKeyService, type TokenClaims } from './api-key.service.js';
 import { createAuditService } from './audit.service.js';
-import { createBundleStore } from './bundle-store.js';
-import { createConfigEngine } from './config-engine.js';
-import { createConfigEngineThread } from './config-engine-thread.js';
+import { createBundleStore, createConfigEngine, type ConfigEngineExecution } from '../config-engine/index.js';
 import { createConfigService } from './config.service.js';
 import { createCredentialService } from './credential.service.js';
 import { Registry } from 'prom-client';
@@ -60,8 +58,8 @@ export interface ServiceDeps {
   configBundleRetentionSeconds?: number;
   /** Replaces the resolver built from dnsServers. */
   dnsResolver?: DnsResolver;
-  /** How long the config engine's thread may idle before it stops (default DEFAULT_ENGINE_IDLE_STOP_MS). */
-  configEngineIdleStopMs?: number;
+  /** Where the config engine runs: in a worker thread of its own (the app, the CLI) or in-process. */
+  configEngine: ConfigEngineExecution;
   /** Defaults: DEFAULT_VERIFICATION. */
   verification?: Partial<VerificationSettings>;
   log?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
@@ -96,24 +94,17 @@ export function createServices(deps: ServiceDeps) {
     repository: createConfigBundleRepository(),
     ...(deps.configBundleRetentionSeconds !== undefined ? { retentionSeconds: deps.configBundleRetentionSeconds } : {}),
   });
-  // Loading, compiling and storing the configuration take seconds at 100,000 domains: in a worker
-  // thread of their own, with a connection of their own, unless the client's URL is unknown.
-  const databaseUrl = databaseUrlOf(prisma);
   const quarantineRepository = createQuarantineRepository();
   const engine =
-    databaseUrl === undefined
+    deps.configEngine.execution === 'in-process'
       ? createConfigEngine({
+          execution: 'in-process',
           snapshots,
           bundles,
           log: deps.log ?? silent,
           quarantine: createQuarantineRecorder({ prisma, repository: quarantineRepository, audit: repositories.audit, now: deps.now }),
         })
-      : createConfigEngineThread({
-          databaseUrl,
-          masterKey: deps.masterKey,
-          log: deps.log ?? silent,
-          ...(deps.configEngineIdleStopMs !== undefined ? { idleStopMs: deps.configEngineIdleStopMs } : {}),
-        });
+      : createConfigEngine({ ...deps.configEngine, masterKey: deps.masterKey, log: deps.log ?? silent });
   const ssh: SshSettings = { ...DEFAULT_SSH, ...deps.ssh };
   const metrics = deps.metrics ?? createDeployMetrics(new Registry());
   const config = createConfigService({ engine, bundles, log: deps.log ?? silent, metrics });

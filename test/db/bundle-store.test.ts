@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { compile, type Snapshot } from '../../src/postfix/index.js';
 import { createConfigBundleRepository } from '../../src/repositories/config-bundle.repository.js';
-import { UnmaskedSecretError, createBundleStore } from '../../src/services/bundle-store.js';
+import { UnmaskedSecretError, createBundleStore } from '../../src/config-engine/index.js';
 import { usePrismaDatabase } from '../helpers/database.js';
 import { credential, domain, relay, snapshot, tenant, withSecret } from '../postfix/fixtures.js';
 

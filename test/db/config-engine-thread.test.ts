@@ -1,5 +1,5 @@
 /**
- * The config engine in its worker thread (src/services/config-engine-thread.ts), over real
+ * The config engine in its worker thread (src/config-engine/thread.ts), over real
  * PostgreSQL: the same answers as the engine on this thread (bundle, masked bundle, version,
  * explanation, the compiler's refusal with its problems); the compiling done on another thread,
  * which keeps its state between calls (a change compiles incrementally there); close() fails what
@@ -11,9 +11,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createSecretBox } from '../../src/lib/secret-box.js';
 import { createConfigBundleRepository } from '../../src/repositories/config-bundle.repository.js';
 import { createSnapshotRepository } from '../../src/repositories/snapshot.repository.js';
-import { createBundleStore } from '../../src/services/bundle-store.js';
-import { type ConfigEngine, createConfigEngine } from '../../src/services/config-engine.js';
-import { createConfigEngineThread } from '../../src/services/config-engine-thread.js';
+import { type ConfigEngine, createBundleStore, createConfigEngine } from '../../src/config-engine/index.js';
 import { createSnapshotService } from '../../src/services/snapshot.service.js';
 import { usePrismaDatabase } from '../helpers/database.js';
 import { insertSealedCredential } from '../helpers/fixtures.js';
@@ -29,7 +27,7 @@ afterEach(async () => {
 });
 
 function threadEngine(log: { info(obj: object, msg: string): void; error(obj: object, msg: string): void } = quiet, key: Uint8Array = masterKey, idleStopMs?: number) {
-  const engine = createConfigEngineThread({ databaseUrl: db.database.url, masterKey: key, log, ...(idleStopMs === undefined ? {} : { idleStopMs }) });
+  const engine = createConfigEngine({ execution: 'worker-thread', databaseUrl: db.database.url, masterKey: key, log, ...(idleStopMs === undefined ? {} : { idleStopMs }) });
   engines.push(engine);
   return engine;
 }
@@ -37,6 +35,7 @@ function threadEngine(log: { info(obj: object, msg: string): void; error(obj: ob
 function localEngine() {
   const prisma = db.prisma;
   return createConfigEngine({
+    execution: 'in-process',
     snapshots: createSnapshotService({ prisma, snapshots: createSnapshotRepository(), secretBox }),
     bundles: createBundleStore({ prisma, repository: createConfigBundleRepository() }),
     log: quiet,

@@ -10,8 +10,7 @@ import { createSecretBox } from '../../src/lib/secret-box.js';
 import { compile, createIncrementalCompiler, type IncrementalCompiler } from '../../src/postfix/index.js';
 import { createConfigBundleRepository } from '../../src/repositories/config-bundle.repository.js';
 import { createSnapshotRepository } from '../../src/repositories/snapshot.repository.js';
-import { createBundleStore } from '../../src/services/bundle-store.js';
-import { createConfigEngine } from '../../src/services/config-engine.js';
+import { createBundleStore, createConfigEngine } from '../../src/config-engine/index.js';
 import { createSnapshotService } from '../../src/services/snapshot.service.js';
 import { usePrismaDatabase } from '../helpers/database.js';
 
@@ -39,7 +38,7 @@ it('a reconcile replaces a wrong incremental result by the full compile and logs
   };
   const errors: object[] = [];
   const bundles = createBundleStore({ prisma: db.prisma, repository: createConfigBundleRepository() });
-  const engine = createConfigEngine({ snapshots, bundles, compiler: faulty, verifyIntervalMs: 0, log: { info() {}, error: (obj) => errors.push(obj) } });
+  const engine = createConfigEngine({ execution: 'in-process', snapshots, bundles, compiler: faulty, verifyIntervalMs: 0, log: { info() {}, error: (obj) => errors.push(obj) } });
 
   const tenant = await db.prisma.tenant.create({ data: { name: 'T', slug: 't' } });
   const relay = await db.prisma.relay.create({ data: { name: 'r', host: 'smtp.relay.test', port: 587, tls: 'starttls' } });
@@ -67,7 +66,7 @@ it('checks at most once per interval: a reconcile soon after a full compile trus
   const compiler = createIncrementalCompiler();
   const modes: unknown[] = [];
   const bundles = createBundleStore({ prisma: db.prisma, repository: createConfigBundleRepository() });
-  const engine = createConfigEngine({ snapshots, bundles, compiler, verifyIntervalMs: 60_000, log: { info: (obj) => modes.push((obj as { mode: string }).mode), error() {} } });
+  const engine = createConfigEngine({ execution: 'in-process', snapshots, bundles, compiler, verifyIntervalMs: 60_000, log: { info: (obj) => modes.push((obj as { mode: string }).mode), error() {} } });
   const tenant = await db.prisma.tenant.create({ data: { name: 'U', slug: 'u' } });
   const relay = await db.prisma.relay.create({ data: { name: 'u', host: 'smtp.u.test', port: 587, tls: 'starttls' } });
   await engine.deployable();

@@ -72,6 +72,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
   const app = await buildApp({
     config: { jwtSecret, masterKey, tokenTtlSeconds: 900, logLevel: (options.logLevel ?? 'warn') as 'warn' },
     prisma,
+    configEngine: { execution: 'worker-thread', databaseUrl: database.url },
     logStream,
     ...(options.ssh !== undefined ? { ssh: options.ssh } : {}),
     ...(options.usage !== undefined ? { usage: options.usage } : {}),

@@ -13,7 +13,7 @@ it('every file and folder it names exists', () => {
   const named = [...doc.matchAll(/`((?:src|test)\/[\w./-]+|[\w-]+\.(?:js|json|md))`/g)].map((m) => m[1]!);
   expect(named.length).toBeGreaterThan(40);
   expect(named.filter((p) => !p.includes('*') && !existsSync(path.join(root, p)))).toEqual([]);
-  // Globs (src/services/config-engine*.ts) must match something too.
+  // Globs (src/ssh/*.ts) must match something too.
   for (const glob of named.filter((p) => p.includes('*'))) {
     const dir = path.dirname(glob);
     expect(readdirSync(path.join(root, dir)).some((f) => path.matchesGlob(`${dir}/${f}`, glob)), glob).toBe(true);

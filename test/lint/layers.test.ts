@@ -45,6 +45,10 @@ const forbidden: Array<[file: string, specifier: string, because: RegExp]> = [
   ['src/dns/verify.ts', '../services/domain.service.js', /never import them/],
   ['src/usage/log-reader.ts', '../services/usage.service.js', /never imports them/],
   ['src/usage/log-reader.ts', '../deploy/index.js', /through \.\.\/ssh\//],
+  ['src/config-engine/engine.ts', '../services/snapshot.service.js', /only its thread entry/],
+  ['src/config-engine/bundle-store.ts', '../routes/context.js', /only its thread entry/],
+  ['src/config-engine/thread.worker.ts', '../plugins/auth.js', /never imports routes or plugins/],
+  ['src/repositories/node.repository.ts', '../config-engine/index.js', /repositories are the floor/],
   ['src/ssh/transport.ts', '../services/index.js', /bottom floor/],
   ['src/ssh/transport.ts', '../deploy/index.js', /bottom floor/],
   ['src/ssh/transport.ts', '../usage/log-reader.js', /bottom floor/],
@@ -71,6 +75,8 @@ describe('the imports each floor needs pass', () => {
     ['src/postfix/compiler.ts', ['node:crypto', './plan.js']],
     ['src/deploy/node-sync.ts', ['../ssh/index.js', '../postfix/bundle.js', '../lib/redact.js', './bundle.js']],
     ['src/usage/log-reader.ts', ['../ssh/index.js', './log-line.js', '../lib/usage-types.js']],
+    ['src/config-engine/engine.ts', ['../postfix/index.js', '../repositories/config-bundle.repository.js', '../db/prisma.js', '../lib/errors.js', './bundle-store.js']],
+    ['src/config-engine/thread.worker.ts', ['../services/snapshot.service.js', '../repositories/snapshot.repository.js', './engine.js']],
     ['src/ssh/transport.ts', ['node-ssh', '../lib/errors.js', './errors.js']],
   ])('%s', async (file, specifiers) => {
     expect(await layerFindings(file, importing(...specifiers))).toEqual([]);

@@ -1,10 +1,28 @@
 import { getHeapStatistics } from 'node:v8';
 import { threadId } from 'node:worker_threads';
 import { UnprocessableError } from '../lib/errors.js';
-import { type Bundle, CompileError, compile, createIncrementalCompiler, type Explanation, explainRoute, type IncrementalCompiler } from '../postfix/index.js';
+import {
+  type Bundle,
+  CompileError,
+  compile,
+  createIncrementalCompiler,
+  type Explanation,
+  explainRoute,
+  type IncrementalCompiler,
+  type QuarantinedUnit,
+  type Snapshot,
+} from '../postfix/index.js';
 import type { BundleStore, MaskedBundle } from './bundle-store.js';
-import type { QuarantineRecorder } from './quarantine.service.js';
-import type { SnapshotService } from './snapshot.service.js';
+
+/** Where the engine reads the database's rows as the compiler takes them (services/snapshot.service.ts). */
+export interface SnapshotLoader {
+  load(): Promise<Snapshot>;
+}
+
+/** Where what a deploy's compile quarantined is kept and audited (services/quarantine.service.ts). */
+export interface QuarantineRecorder {
+  record(units: readonly QuarantinedUnit[]): Promise<void>;
+}
 
 export interface ConfigEngineLog {
   info(obj: object, msg: string): void;
@@ -23,8 +41,9 @@ export interface DeployableBundle {
  * a configuration Postfix cannot express is refused whole, as the API's problem (refusalProblem),
  * for every caller alike.
  *
- * Two implementations behind this interface: createConfigEngine() below runs on the calling thread;
- * createConfigEngineThread() (config-engine-thread.ts) runs the same one in a worker thread, so the
+ * Two implementations behind this interface, chosen by createConfigEngine() (index.ts):
+ * createInProcessEngine() below runs on the calling thread; createConfigEngineThread() (thread.ts)
+ * runs the same one in a worker thread, so the
  * API's event loop never waits for a full compile (seconds at 100,000 domains, BENCHMARKS.md).
  */
 export interface ConfigEngine {
@@ -64,9 +83,9 @@ function withoutMasked(bundle: Bundle): Bundle {
 /** How long the check waits after a full compile before it compiles everything again (the reconcile's default). */
 export const DEFAULT_VERIFY_INTERVAL_MS = 10 * 60_000;
 
-/** The engine on the calling thread: the worker thread runs this one, and tests drive it directly. */
-export function createConfigEngine(deps: {
-  snapshots: SnapshotService;
+/** What the engine on the calling thread is built from. */
+export interface InProcessEngineDeps {
+  snapshots: SnapshotLoader;
   /** Where compiled bundles are masked and kept (its memory of the last files makes a change's store cheap). */
   bundles: BundleStore;
   log: ConfigEngineLog;
@@ -78,7 +97,10 @@ export function createConfigEngine(deps: {
   onClose?: () => Promise<void>;
   /** Where what the sync job's compiles quarantined is kept and audited (absent: not recorded). */
   quarantine?: QuarantineRecorder;
-}): ConfigEngine {
+}
+
+/** The engine on the calling thread: the worker thread runs this one, and tests drive it directly. */
+export function createInProcessEngine(deps: InProcessEngineDeps): ConfigEngine {
   // Keeps the last compile's plan and tables: with the loader handing out unchanged rows as the
   // same objects, a change to a few domains recompiles only those (src/postfix/incremental.ts).
   const compiler = deps.compiler ?? createIncrementalCompiler();

@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import { UnprocessableError } from '../lib/errors.js';
-import type { ConfigEngine, ConfigEngineLog } from './config-engine.js';
+import type { ConfigEngine, ConfigEngineLog } from './engine.js';
 
 /**
  * How long the thread may go without a call before it stops, giving back the memory of its kept
@@ -48,7 +48,7 @@ function fromCrossingError(error: CrossingError): Error {
 // entry (`--import tsx` in the worker's execArgv did not take effect on Node 20); the built dist/
 // is plain JavaScript.
 const fromSources = import.meta.url.endsWith('.ts');
-const entry = new URL(`./config-engine.worker.${fromSources ? 'ts' : 'js'}`, import.meta.url);
+const entry = new URL(`./thread.worker.${fromSources ? 'ts' : 'js'}`, import.meta.url);
 const sourcesBootstrap = `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(entry.href)}); })`;
 
 /** How long close() lets the thread close its database connections before it is terminated. */

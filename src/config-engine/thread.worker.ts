@@ -1,4 +1,6 @@
-// Worker thread entry of config-engine-thread.ts: the config engine with its own database client.
+// Worker thread entry of thread.ts: the config engine with its own database client. The thread's
+// composition root, as services/index.ts is the main thread's: the one file of config-engine/
+// that builds services (the snapshot loader and the quarantine recorder).
 import { parentPort, workerData } from 'node:worker_threads';
 import { createPrismaClient } from '../db/prisma.js';
 import { createSecretBox } from '../lib/secret-box.js';
@@ -7,10 +9,10 @@ import { createConfigBundleRepository } from '../repositories/config-bundle.repo
 import { createQuarantineRepository } from '../repositories/quarantine.repository.js';
 import { createSnapshotRepository } from '../repositories/snapshot.repository.js';
 import { createBundleStore } from './bundle-store.js';
-import { createConfigEngine } from './config-engine.js';
-import { type ConfigEngineThreadData, type EngineMessage, type EngineRequest, toCrossingError } from './config-engine-thread.js';
-import { createQuarantineRecorder } from './quarantine.service.js';
-import { createSnapshotService } from './snapshot.service.js';
+import { createInProcessEngine } from './engine.js';
+import { type ConfigEngineThreadData, type EngineMessage, type EngineRequest, toCrossingError } from './thread.js';
+import { createQuarantineRecorder } from '../services/quarantine.service.js';
+import { createSnapshotService } from '../services/snapshot.service.js';
 
 const data = workerData as ConfigEngineThreadData;
 const port = parentPort!;
@@ -18,7 +20,7 @@ const post = (message: EngineMessage) => port.postMessage(message);
 // Two connections: a load's repeatable-read transaction, and a store beside it.
 const prisma = createPrismaClient(data.databaseUrl, { poolSize: 2 });
 const secretBox = createSecretBox(Buffer.from(data.masterKey));
-const engine = createConfigEngine({
+const engine = createInProcessEngine({
   snapshots: createSnapshotService({ prisma, snapshots: createSnapshotRepository(), secretBox }),
   bundles: createBundleStore({ prisma, repository: createConfigBundleRepository() }),
   log: {
