@@ -1,0 +1,47 @@
+// The incremental compiler's assembly (incremental.ts): the plan-wide parts and the bundle.
+import { assembleBundle, bundleFile, secretBundleFile } from './compiler.js';
+import type { ProblemList } from './errors.js';
+import type { Bundle, BundleFile } from './bundle.js';
+import { renderHashMap } from './map-encoding.js';
+import { checkServiceLimits } from './plan.js';
+import type { RelayTlsPolicy } from './resolve.js';
+import { TABLE, serviceSaslEntries, tlsPolicyEntries } from './tables.js';
+import { planWarnings } from './warnings.js';
+import type { SortedLines } from './incremental-lines.js';
+import { needsFull, type State } from './incremental-state.js';
+
+/** The plan-wide parts (TLS policies, services, their limits, warnings) and the bundle: the same files, in the same order, as compilePlan. */
+export function assembleFromState(state: State, problems: ProblemList): Bundle {
+  const { plan, tables } = state;
+  const relayTlsPolicies = new Map<string, RelayTlsPolicy>();
+  for (const [nexthop, use] of state.nexthops) {
+    if (use.size === 1) for (const policy of use.keys()) relayTlsPolicies.set(nexthop, policy);
+  }
+  plan.relayTlsPolicies = relayTlsPolicies;
+  plan.sharedNexthops = new Set(state.shared);
+  plan.services = [...state.services.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+  checkServiceLimits(plan.services, plan.routes, problems);
+  if (problems.items.length > 0) needsFull();
+  plan.warnings = planWarnings(plan);
+
+  const files: Record<string, BundleFile> = {};
+  const content = (name: string, lines: SortedLines) => {
+    const text = lines.content();
+    const known = state.digests.get(name);
+    if (known?.content !== text) state.digests.set(name, { content: text, digest: lines.digest() });
+    return text;
+  };
+  files[TABLE.senderTransport] = bundleFile(content(TABLE.senderTransport, tables.transport));
+  files[TABLE.senderRelay] = bundleFile(content(TABLE.senderRelay, tables.relay));
+  files[TABLE.saslPasswd] = secretBundleFile(content(TABLE.saslPasswd, tables.sasl), tables.saslMasked.content());
+  files[TABLE.tlsPolicy] = bundleFile(renderHashMap(tlsPolicyEntries(plan)));
+  files[TABLE.senderAccess] = bundleFile(content(TABLE.senderAccess, tables.access));
+  for (const service of plan.services) {
+    if (service.tlsPolicyMap !== null) files[service.tlsPolicyMap] = bundleFile(renderHashMap(service.tlsPolicies));
+    if (service.saslMap === null) continue;
+    const sasl = serviceSaslEntries(service);
+    files[service.saslMap] = secretBundleFile(renderHashMap(sasl.entries), renderHashMap(sasl.masked));
+  }
+  state.bundle = assembleBundle(plan, files, problems, state.digests);
+  return state.bundle;
+}
