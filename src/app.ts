@@ -18,7 +18,7 @@ import { createDeployMetrics } from './services/deploy-metrics.js';
 import type { SshSettings } from './ssh/index.js';
 import { createServices } from './services/index.js';
 import { CHANGE_LOG_PRUNE_INTERVAL_MS } from './services/snapshot.service.js';
-import type { UsageSettings } from './services/usage.service.js';
+import type { UsageSettings } from './services/usage-collection.js';
 import type { DnsResolver } from './dns/index.js';
 import type { VerificationSettings } from './services/domain-verification.service.js';
 import type { TokenRateLimit } from './lib/token-rate-limit.js';
@@ -160,7 +160,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
           log: app.log.child({ component: 'sync-worker' }),
           handlers: services.deployments.handlers,
           periodic: [
-            { name: 'usage', intervalMs: deps.sync.usageIntervalMs ?? 0, run: () => services.usage.collectAll() },
+            { name: 'usage', intervalMs: deps.sync.usageIntervalMs ?? 0, run: () => services.usageCollection.collectAll() },
             { name: 'dns', intervalMs: deps.sync.dnsIntervalMs ?? 0, run: () => services.domainVerification.checkDue() },
             { name: 'change-log', intervalMs: CHANGE_LOG_PRUNE_INTERVAL_MS, run: async () => void (await services.snapshots.pruneChangeLog()) },
             { name: 'config-bundles', intervalMs: BUNDLE_PRUNE_INTERVAL_MS, run: async () => void (await services.config.pruneBundles()) },

@@ -33,7 +33,8 @@ import { createRouteCheck } from './route-check.js';
 import { createSnapshotService } from './snapshot.service.js';
 import { createTenantService } from './tenant.service.js';
 import { createUsageRepository } from '../repositories/usage.repository.js';
-import { DEFAULT_USAGE, createUsageService, type UsageSettings } from './usage.service.js';
+import { createUsageService } from './usage.service.js';
+import { DEFAULT_USAGE, createUsageCollection, type UsageSettings } from './usage-collection.js';
 import { createDnsResolver, type DnsResolver } from '../dns/index.js';
 import { DEFAULT_VERIFICATION, createDomainVerificationService, type VerificationSettings } from './domain-verification.service.js';
 import { createDomainClaims } from './domain-claims.js';
@@ -110,11 +111,11 @@ export function createServices(deps: ServiceDeps) {
   const config = createConfigService({ engine, bundles, log: deps.log ?? silent, metrics });
   const quarantine = createQuarantineService({ prisma, repository: quarantineRepository });
   const readPrivateKey = privateKeyReader(ssh.privateKeyPath);
-  const usage = createUsageService({
+  const usage = createUsageService({ prisma, usage: repositories.usage, tenants: repositories.tenants, now: deps.now });
+  const usageCollection = createUsageCollection({
     prisma,
     usage: repositories.usage,
     nodes: repositories.nodes,
-    tenants: repositories.tenants,
     ssh,
     readPrivateKey,
     settings: { ...DEFAULT_USAGE, ...deps.usage },
@@ -145,6 +146,7 @@ export function createServices(deps: ServiceDeps) {
   });
   return {
     usage,
+    usageCollection,
     quarantine,
     domainVerification,
     apiKeys: createApiKeyService({

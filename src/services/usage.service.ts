@@ -1,97 +1,27 @@
 /**
- * Per-tenant volumes: collection from every node (run by the leading sync worker) and the usage
- * reads billing systems make. Counts and log positions are committed in one transaction per batch
- * (see usage/node-collector.ts), so collecting twice, or after a crash, counts nothing twice.
+ * Per-tenant volumes as billing systems read them, and each node's collection status. The counts
+ * are written by the collection (usage-collection.ts).
  */
 import type { PrismaClient } from '../db/prisma.js';
-import { mapLimit } from '../deploy/index.js';
-import { connectNode, excerpt, type NodeConnection, type SshSettings } from '../ssh/index.js';
-import type { Node } from '../generated/prisma/client.js';
 import { NotFoundError, ValidationError } from '../lib/errors.js';
 import { cursorCodec, toPage } from '../lib/pagination.js';
-import { DEFAULT_USAGE_MESSAGE_RETENTION_DAYS } from '../lib/retention.js';
-import type { NodeRepository } from '../repositories/node.repository.js';
 import type { TenantRepository } from '../repositories/tenant.repository.js';
-import {
-  NO_TENANT,
-  type LogCursorRow,
-  type OwnershipRow,
-  type UsageGranularity,
-  type UsageGroupBy,
-  type UsageRepository,
-  type UsageRow,
-} from '../repositories/usage.repository.js';
-import { UsageAccumulator, emptyCounters, type TenantAttribution, type UsageCounters } from '../usage/accumulator.js';
-import { collectNodeLog, type LogPosition, type ParsedBatch } from '../usage/node-collector.js';
-import type { DeployMetrics } from './deploy-metrics.js';
+import { NO_TENANT, type LogCursorRow, type UsageGranularity, type UsageGroupBy, type UsageRepository, type UsageRow } from '../repositories/usage.repository.js';
+import { HOUR, emptyCounters, floorHour, type UsageCounters } from '../usage/accumulator.js';
 import type { RequestContext } from './principal.js';
-
-export interface UsageSettings {
-  /** Hours ending more than this before every node's last complete collection are final. */
-  finalDelaySeconds: number;
-  /** Bytes read from a log per transaction. */
-  chunkBytes: number;
-  /** Batches per node per run (a node far behind catches up over several runs). */
-  maxBatches: number;
-  /** Join states of messages never seen leaving the queue are dropped after this long. */
-  stateRetentionSeconds: number;
-  /** Per-message records (GET /v1/usage/messages) are kept this long after acceptance. */
-  messageRetentionSeconds: number;
-}
-
-export const DEFAULT_USAGE: UsageSettings = {
-  finalDelaySeconds: 7200,
-  chunkBytes: 4 * 1024 * 1024,
-  maxBatches: 16,
-  stateRetentionSeconds: 10 * 86_400,
-  messageRetentionSeconds: DEFAULT_USAGE_MESSAGE_RETENTION_DAYS * 86_400,
-};
 
 interface Deps {
   prisma: PrismaClient;
   usage: UsageRepository;
-  nodes: NodeRepository;
   tenants: TenantRepository;
-  ssh: SshSettings;
-  readPrivateKey: () => Promise<string>;
-  settings: UsageSettings;
-  metrics: Pick<DeployMetrics, 'usageCollected'>;
-  log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
   now?: () => Date;
 }
 
-const HOUR = 3_600_000;
 /** A bucket's sort key: its start, tenant (NO_TENANT for unattributed) and group key (a domain, or ''). */
 const bucketCursor = cursorCodec('usage', ['timestamp', 'uuid', 'text']);
 const messageCursor = cursorCodec('usage-messages', ['timestamp', 'int']);
 const GRANULARITIES: readonly UsageGranularity[] = ['hour', 'day', 'month'];
 const GROUPS: readonly UsageGroupBy[] = ['tenant', 'domain', 'recipientDomain'];
-
-/** The tenant that owned a domain when the message was queued (or, after it was removed, its last owner). */
-export function attributionOf(rows: OwnershipRow[]): TenantAttribution {
-  const byDomain = new Map<string, OwnershipRow[]>();
-  for (const r of rows) {
-    const list = byDomain.get(r.domain) ?? [];
-    list.push(r);
-    byDomain.set(r.domain, list);
-  }
-  return (domain, at) => {
-    const list = byDomain.get(domain);
-    if (list === undefined) return null;
-    let owner = list[0]!;
-    for (const r of list) if (r.validFrom.getTime() <= at) owner = r;
-    return owner.tenantId;
-  };
-}
-
-function samePosition(stored: LogCursorRow, from: LogPosition): boolean {
-  if (stored.inode === null) return stored.offset === 0n && from.offset === 0n;
-  return stored.inode === from.inode && stored.offset === from.offset;
-}
-
-function floorHour(ms: number): number {
-  return ms - (ms % HOUR);
-}
 
 function bucketEnd(start: Date, granularity: UsageGranularity): Date {
   if (granularity === 'hour') return new Date(start.getTime() + HOUR);
@@ -135,106 +65,6 @@ function csvField(value: unknown): string {
 export function createUsageService(deps: Deps) {
   const now = deps.now ?? (() => new Date());
   const { prisma, usage } = deps;
-
-  async function commitBatch(node: Node, path: string, batch: ParsedBatch, runStartedAt: Date): Promise<void> {
-    const queueIds = [...new Set(batch.events.map((e) => e.queueId))];
-    const domains = new Set<string>();
-    for (const e of batch.events) {
-      if (e.kind === 'queued') {
-        const at = e.sender.lastIndexOf('@');
-        if (at >= 0) domains.add(e.sender.slice(at + 1).toLowerCase());
-      }
-    }
-    await prisma.$transaction(
-      async (tx) => {
-        const cursor = await usage.lockCursor(tx, node.id, path);
-        if (!samePosition(cursor, batch.from)) {
-          throw new Error('the log position moved while this batch was read (another collector?): batch dropped, read again next run');
-        }
-        const known = await usage.loadStates(tx, node.id, queueIds);
-        const owners = await usage.ownership(tx, [...domains]);
-        const finalBefore = await usage.finalBefore(tx);
-        const acc = new UsageAccumulator(known, attributionOf(owners), finalBefore.getTime());
-        for (const e of batch.events) acc.add(e);
-        await usage.addBuckets(tx, acc.result());
-        await usage.saveStates(tx, node.id, acc.stateChanges());
-        await usage.saveFinished(tx, node.name, acc.finished);
-        await usage.advanceCursor(tx, node.id, {
-          path,
-          inode: batch.to.inode!,
-          offset: batch.to.offset,
-          headDigest: batch.to.headDigest,
-          lastLineAt: batch.lastLineAt === null ? null : new Date(batch.lastLineAt),
-          ...(batch.atEnd ? { lastCollectedAt: runStartedAt } : {}),
-          lines: batch.lines,
-          malformed: batch.malformed,
-          unattributed: acc.stats.unattributedLines,
-          late: acc.stats.lateEvents,
-          bytesLost: batch.bytesLost,
-          ...(batch.notice !== undefined ? { error: { message: batch.notice, at: now() } } : batch.atEnd ? { error: null } : {}),
-        });
-      },
-      { timeout: 120_000, maxWait: 10_000 },
-    );
-  }
-
-  async function logPathOf(node: Node, conn: NodeConnection): Promise<string> {
-    if (node.logPath !== null) return node.logPath;
-    const r = await conn.exec('postconf -xh maillog_file');
-    const path = r.stdout.trim();
-    if (r.code !== 0) throw new Error(`postconf -xh maillog_file failed: ${excerpt(r.stderr, 200)}`);
-    if (path === '') throw new Error("Postfix logs to syslog on this node (maillog_file is empty): set the node's logPath to the file syslog writes");
-    return path;
-  }
-
-  /** One node: connect, read from the saved position, commit batch by batch. Errors are recorded, not thrown. */
-  async function collectNode(node: Node, privateKey: string): Promise<void> {
-    const runStartedAt = now();
-    let path = node.logPath ?? '';
-    let conn: NodeConnection | undefined;
-    try {
-      conn = await (deps.ssh.connect ?? connectNode)({
-        host: node.sshHost, port: node.sshPort, username: node.sshUser, privateKey, hostKey: node.hostKey, readyTimeoutMs: deps.ssh.connectTimeoutMs,
-      });
-      path = await logPathOf(node, conn);
-      const cursor = await usage.findCursor(prisma, node.id);
-      // A changed log path starts over at the new file's beginning.
-      const start: LogPosition =
-        cursor === null || cursor.path !== path
-          ? { inode: null, offset: 0n, headDigest: null }
-          : { inode: cursor.inode, offset: cursor.offset, headDigest: cursor.headDigest };
-      if (cursor !== null && cursor.path !== path) {
-        await prisma.nodeLogCursor.update({ where: { nodeId: node.id }, data: { path, inode: null, offset: 0n, headDigest: null } });
-      }
-      const r = await collectNodeLog(conn, start, {
-        path,
-        chunkBytes: deps.settings.chunkBytes,
-        maxBatches: deps.settings.maxBatches,
-        commit: (batch) => commitBatch(node, path, batch, runStartedAt),
-      });
-      deps.metrics.usageCollected(node.name, 'ok', r.lines);
-      if (!r.atEnd) deps.log.info({ nodeId: node.id, lines: r.lines }, 'usage collection paused before the end of the log; it goes on next run');
-    } catch (error) {
-      const message = excerpt(error instanceof Error ? error.message : String(error), 500);
-      deps.log.warn({ nodeId: node.id, error: message }, 'usage collection failed');
-      deps.metrics.usageCollected(node.name, 'failed', 0);
-      await usage.recordError(prisma, node.id, path, message, now()).catch(() => undefined);
-    } finally {
-      conn?.close();
-    }
-  }
-
-  /** Hours ending before every enabled node's last complete collection minus the delay become final. */
-  async function advanceFinal(nodes: Node[]): Promise<void> {
-    const cursors = new Map((await usage.listCursors(prisma)).map((c) => [c.nodeId, c]));
-    let through = now().getTime();
-    for (const node of nodes) {
-      const at = cursors.get(node.id)?.lastCollectedAt;
-      if (at === null || at === undefined) return; // a node never collected: nothing is final yet
-      through = Math.min(through, at.getTime());
-    }
-    await usage.advanceFinalBefore(prisma, new Date(floorHour(through - deps.settings.finalDelaySeconds * 1000)));
-  }
 
   async function resolveQuery(ctx: RequestContext, q: UsageListQuery) {
     const granularity = q.granularity ?? 'day';
@@ -289,23 +119,6 @@ export function createUsageService(deps: Deps) {
   }
 
   return {
-    /** Every enabled node, `ssh.concurrency` at a time; then the final watermark and old join states. */
-    async collectAll(): Promise<void> {
-      const nodes = await deps.nodes.listEnabled(prisma);
-      let privateKey: string;
-      try {
-        privateKey = await deps.readPrivateKey();
-      } catch (error) {
-        const message = (error as Error).message;
-        for (const node of nodes) await usage.recordError(prisma, node.id, node.logPath ?? '', message, now());
-        return;
-      }
-      await mapLimit(nodes, deps.ssh.concurrency, (node) => collectNode(node, privateKey));
-      await advanceFinal(nodes);
-      await usage.purgeStates(prisma, new Date(now().getTime() - deps.settings.stateRetentionSeconds * 1000));
-      await usage.purgeRecords(prisma, new Date(now().getTime() - deps.settings.messageRetentionSeconds * 1000));
-    },
-
     /** Collection status of one node (GET /v1/nodes/{id}), undefined before its first collection. */
     async nodeStatus(nodeId: string): Promise<LogCursorRow | undefined> {
       return (await usage.findCursor(prisma, nodeId)) ?? undefined;

@@ -33,7 +33,12 @@ export interface AccumulatorStats {
 
 export type TenantAttribution = (senderDomain: string, at: number) => string | null;
 
-const HOUR = 3_600_000;
+export const HOUR = 3_600_000;
+
+/** The start of the UTC hour `ms` falls in. */
+export function floorHour(ms: number): number {
+  return ms - (ms % HOUR);
+}
 
 export function emptyCounters(): UsageCounters {
   return { messages: 0, recipients: 0, delivered: 0, deferred: 0, bounced: 0, expired: 0, bytes: 0 };

@@ -97,7 +97,7 @@ describe.skipIf(!labOk)('usage accounting from real Postfix logs', () => {
     if (r.statusCode >= 300) throw new Error(`${method} ${url} → ${r.statusCode}: ${r.body}`);
     return r.json<T>();
   };
-  const collect = () => t.app.services.usage.collectAll();
+  const collect = () => t.app.services.usageCollection.collectAll();
   const nodeUsage = async (): Promise<(Record<string, unknown> & { id: string })[]> =>
     (await api<{ items: { id: string; usage: Record<string, unknown> | null }[] }>('GET', '/v1/nodes')).items.map((n) => ({ ...n.usage, id: n.id }));
 
