@@ -17,24 +17,31 @@ const layers = [
   },
   {
     files: ['src/services/**/*.ts'],
-    forbid: [{ regex: below(['routes', 'plugins']), message: 'services are called by routes and plugins, never the reverse' }],
+    forbid: [
+      { regex: below(['routes', 'plugins']), message: 'services are called by routes and plugins, never the reverse' },
+      { regex: below(['jobs']), message: 'jobs use services, never the reverse: a service is a use case the API calls' },
+    ],
+  },
+  {
+    files: ['src/jobs/**/*.ts'],
+    forbid: [{ regex: below(['routes', 'plugins']), message: 'jobs are started by their plugin; they never import routes or plugins' }],
   },
   {
     files: ['src/config-engine/**/*.ts'],
     ignores: ['src/config-engine/thread.worker.ts'],
     forbid: [
-      { regex: below(['services', 'routes', 'plugins']), message: 'config-engine/ is used by services and jobs; only its thread entry (thread.worker.ts) builds services' },
+      { regex: below(['services', 'routes', 'plugins', 'jobs']), message: 'config-engine/ is used by services and jobs; only its thread entry (thread.worker.ts) builds services' },
     ],
   },
   {
     files: ['src/config-engine/thread.worker.ts'],
-    forbid: [{ regex: below(['routes', 'plugins']), message: 'config-engine/ is used by services and jobs; it never imports routes or plugins' }],
+    forbid: [{ regex: below(['routes', 'plugins', 'jobs']), message: 'config-engine/ is used by services and jobs; it never imports routes, plugins or jobs' }],
   },
   {
     files: ['src/repositories/**/*.ts'],
     forbid: [
       {
-        regex: below(['services', 'routes', 'plugins', 'deploy', 'usage', 'ssh', 'dns', 'config-engine']),
+        regex: below(['services', 'routes', 'plugins', 'jobs', 'deploy', 'usage', 'ssh', 'dns', 'config-engine']),
         message: 'repositories are the floor under services and jobs: they import db/, lib/ and the Prisma client only',
       },
     ],
@@ -45,12 +52,12 @@ const layers = [
   },
   {
     files: ['src/deploy/**/*.ts', 'src/dns/**/*.ts'],
-    forbid: [{ regex: below(['services', 'routes', 'plugins', 'repositories']), message: 'deploy/ and dns/ are used by services and jobs; they never import them' }],
+    forbid: [{ regex: below(['services', 'routes', 'plugins', 'repositories', 'jobs']), message: 'deploy/ and dns/ are used by services and jobs; they never import them' }],
   },
   {
     files: ['src/usage/**/*.ts'],
     forbid: [
-      { regex: below(['services', 'routes', 'plugins', 'repositories']), message: 'usage/ is used by services and jobs; it never imports them' },
+      { regex: below(['services', 'routes', 'plugins', 'repositories', 'jobs']), message: 'usage/ is used by services and jobs; it never imports them' },
       { regex: below(['deploy']), message: 'usage/ reaches nodes through ../ssh/, not through deploy/' },
     ],
   },
@@ -58,7 +65,7 @@ const layers = [
     files: ['src/ssh/**/*.ts'],
     forbid: [
       {
-        regex: below(['services', 'routes', 'plugins', 'repositories', 'deploy', 'usage']),
+        regex: below(['services', 'routes', 'plugins', 'repositories', 'jobs', 'deploy', 'usage']),
         message: 'ssh/ is the bottom floor of the node path: deploy/ and usage/ import it, never the reverse',
       },
     ],

@@ -337,7 +337,7 @@ try {
       });
       // Attribution only: when did the periodic reconcile run (a change arriving then waits for it)?
       const reconciles: Array<[number, number]> = [];
-      const handlers = app.services.deployments.handlers;
+      const handlers = app.jobs.sync.handlers;
       const runReconcile = handlers.runReconcile.bind(handlers);
       handlers.runReconcile = async () => {
         const from = Date.now();

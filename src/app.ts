@@ -5,20 +5,19 @@ import type { DestinationStream, Logger } from 'pino';
 import type { RuntimeConfig } from './config.js';
 import type { PrismaClient } from './db/prisma.js';
 import { onTransactionRetry } from './db/transaction-retry.js';
-import { SyncWorker } from './deploy/index.js';
 import { lazyChildLogger, loggerOptions } from './lib/logger.js';
 import auth from './plugins/auth.js';
 import errors, { clientErrorHandler, frameworkErrors } from './plugins/errors.js';
 import idempotency from './plugins/idempotency.js';
+import jobs, { type SyncOptions } from './plugins/jobs.js';
 import openapi from './plugins/openapi.js';
 import strictRequests, { partValidators } from './plugins/strict-requests.js';
 import { operationHandlers } from './routes/index.js';
-import { BUNDLE_PRUNE_INTERVAL_MS, type ConfigEngineExecution, DEFAULT_ENGINE_IDLE_STOP_MS } from './config-engine/index.js';
+import { type ConfigEngineExecution, DEFAULT_ENGINE_IDLE_STOP_MS } from './config-engine/index.js';
 import { createDeployMetrics } from './services/deploy-metrics.js';
 import type { SshSettings } from './ssh/index.js';
 import { createServices } from './services/index.js';
-import { CHANGE_LOG_PRUNE_INTERVAL_MS } from './services/snapshot.service.js';
-import type { UsageSettings } from './services/usage-collection.js';
+import type { UsageSettings } from './jobs/index.js';
 import type { DnsResolver } from './dns/index.js';
 import type { VerificationSettings } from './services/domain-verification.service.js';
 import type { TokenRateLimit } from './lib/token-rate-limit.js';
@@ -58,17 +57,7 @@ export interface AppDeps {
   sync?: SyncOptions;
 }
 
-export interface SyncOptions {
-  /** The worker's own connection (advisory lock + LISTEN), besides Prisma's pool. */
-  databaseUrl: string;
-  reconcileIntervalMs: number;
-  debounceMs: number;
-  leaderPollMs?: number;
-  /** Usage collection period; 0 or absent: no collection. */
-  usageIntervalMs?: number;
-  /** How often the leader looks for domains due a DNS re-check; 0 or absent: never. */
-  dnsIntervalMs?: number;
-}
+export type { SyncOptions } from './plugins/jobs.js';
 
 // fastify-metrics is CommonJS with an ES default export: unwrap it for Node's ESM loader.
 const metrics = (metricsModule as unknown as { default: FastifyPluginAsync<Partial<IMetricsPluginOptions>> }).default;
@@ -78,8 +67,6 @@ const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,100}$/;
 declare module 'fastify' {
   interface FastifyInstance {
     services: ReturnType<typeof createServices>;
-    /** The sync worker when the app runs one (AppDeps.sync), else null. */
-    syncWorker: SyncWorker | null;
   }
 }
 
@@ -137,7 +124,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     signToken: (claims, expiresIn) => app.signToken(claims, expiresIn),
     now: deps.now,
     ...(deps.ssh !== undefined ? { ssh: deps.ssh } : {}),
-    ...(deps.usage !== undefined ? { usage: deps.usage } : {}),
     ...(deps.dnsServers !== undefined ? { dnsServers: deps.dnsServers } : {}),
     ...(deps.tlsCaFile !== undefined ? { tlsCaFile: deps.tlsCaFile } : {}),
     ...(deps.configBundleRetentionSeconds !== undefined ? { configBundleRetentionSeconds: deps.configBundleRetentionSeconds } : {}),
@@ -149,33 +135,20 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   app.decorate('services', services);
 
-  const worker =
-    deps.sync === undefined
-      ? null
-      : new SyncWorker({
-          databaseUrl: deps.sync.databaseUrl,
-          reconcileIntervalMs: deps.sync.reconcileIntervalMs,
-          debounceMs: deps.sync.debounceMs,
-          ...(deps.sync.leaderPollMs !== undefined ? { leaderPollMs: deps.sync.leaderPollMs } : {}),
-          log: app.log.child({ component: 'sync-worker' }),
-          handlers: services.deployments.handlers,
-          periodic: [
-            { name: 'usage', intervalMs: deps.sync.usageIntervalMs ?? 0, run: () => services.usageCollection.collectAll() },
-            { name: 'dns', intervalMs: deps.sync.dnsIntervalMs ?? 0, run: () => services.domainVerification.checkDue() },
-            { name: 'change-log', intervalMs: CHANGE_LOG_PRUNE_INTERVAL_MS, run: async () => void (await services.snapshots.pruneChangeLog()) },
-            { name: 'config-bundles', intervalMs: BUNDLE_PRUNE_INTERVAL_MS, run: async () => void (await services.config.pruneBundles()) },
-          ],
-        });
-  app.decorate('syncWorker', worker);
-  if (worker !== null) {
-    app.addHook('onReady', () => worker.start());
-    app.addHook('onClose', () => worker.stop());
-  }
-  app.addHook('onClose', async () => services.deployments.close());
+  // The sync worker and its jobs: closed before the config engine below (its last run may still compile).
+  await app.register(jobs, {
+    prisma: deps.prisma,
+    services,
+    ssh: deps.ssh,
+    usage: deps.usage,
+    metrics: deployMetrics,
+    now: deps.now,
+    sync: deps.sync,
+  });
   const dbLog = app.log.child({ component: 'database' });
   const stopRetryLog = onTransactionRetry(deps.prisma, (retry) => dbLog.warn(retry, 'transaction retried after contention'));
   app.addHook('onClose', async () => stopRetryLog());
-  // After the sync worker's hook (Fastify runs onClose hooks in the order added): its last run may still compile.
+  // After the jobs' hook (Fastify runs onClose hooks in the order added): the sync worker's last run may still compile.
   app.addHook('onClose', async () => services.config.close());
 
   await app.register(idempotency, { prisma: deps.prisma, masterKey: deps.config.masterKey });

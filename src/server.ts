@@ -85,7 +85,7 @@ export async function serve(config: Config, options: ServeOptions) {
       else logger.info({ signal }, 'shutting down');
       // The sync worker first: a Ctrl-C also reaches the embedded PostgreSQL (same process group),
       // and the worker must not take the database going away for a lost leadership.
-      app.services.deployments.stopping();
+      app.jobs.sync.stopping();
       await app.syncWorker?.stop();
       await app.close();
       await prisma?.$disconnect();

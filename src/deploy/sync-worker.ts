@@ -1,6 +1,6 @@
 /**
  * The sync worker's clock and conscience: leader election, change notifications, debounce and the
- * periodic reconcile. What a run does lives in the deployment service (`handlers`).
+ * periodic reconcile. What a run does lives in src/jobs/sync.ts (`handlers`).
  *
  * - Leader election: one dedicated PostgreSQL connection per process holds a session-level
  *   `pg_try_advisory_lock` while leading (released by PostgreSQL itself when the process or its

@@ -34,7 +34,6 @@ import { createSnapshotService } from './snapshot.service.js';
 import { createTenantService } from './tenant.service.js';
 import { createUsageRepository } from '../repositories/usage.repository.js';
 import { createUsageService } from './usage.service.js';
-import { DEFAULT_USAGE, createUsageCollection, type UsageSettings } from './usage-collection.js';
 import { createDnsResolver, type DnsResolver } from '../dns/index.js';
 import { DEFAULT_VERIFICATION, createDomainVerificationService, type VerificationSettings } from './domain-verification.service.js';
 import { createDomainClaims } from './domain-claims.js';
@@ -49,8 +48,6 @@ export interface ServiceDeps {
   ssh?: Partial<SshSettings>;
   /** Defaults to a private registry (the CLI serves no /metrics). */
   metrics?: DeployMetrics;
-  /** Defaults: DEFAULT_USAGE. */
-  usage?: Partial<UsageSettings>;
   /** DNS servers for domain verification and node checks (undefined: the system's). */
   dnsServers?: string[] | undefined;
   /** The CA file the nodes trust; credential tests judge certificates with it (undefined: the system store). */
@@ -112,17 +109,6 @@ export function createServices(deps: ServiceDeps) {
   const quarantine = createQuarantineService({ prisma, repository: quarantineRepository });
   const readPrivateKey = privateKeyReader(ssh.privateKeyPath);
   const usage = createUsageService({ prisma, usage: repositories.usage, tenants: repositories.tenants, now: deps.now });
-  const usageCollection = createUsageCollection({
-    prisma,
-    usage: repositories.usage,
-    nodes: repositories.nodes,
-    ssh,
-    readPrivateKey,
-    settings: { ...DEFAULT_USAGE, ...deps.usage },
-    metrics,
-    log: deps.log ?? silent,
-    now: deps.now,
-  });
   const resolver = () => {
     if (deps.dnsResolver !== undefined) return deps.dnsResolver;
     const servers = deps.dnsServers ?? getServers();
@@ -146,7 +132,6 @@ export function createServices(deps: ServiceDeps) {
   });
   return {
     usage,
-    usageCollection,
     quarantine,
     domainVerification,
     apiKeys: createApiKeyService({
@@ -190,19 +175,7 @@ export function createServices(deps: ServiceDeps) {
     config,
     policies: createPolicyService({ prisma, policies: repositories.policies, settings: repositories.settings, audit: repositories.audit, routes }),
     nodes: createNodeService({ prisma, nodes: repositories.nodes, audit: repositories.audit, config, usage, quarantine, resolver, ssh, readPrivateKey, now: deps.now }),
-    deployments: createDeploymentService({
-      prisma,
-      nodes: repositories.nodes,
-      deployments: repositories.deployments,
-      credentials: repositories.credentials,
-      audit: repositories.audit,
-      config,
-      ssh,
-      readPrivateKey,
-      metrics,
-      log: deps.log ?? silent,
-      now: deps.now,
-    }),
+    deployments: createDeploymentService({ prisma, deployments: repositories.deployments, audit: repositories.audit, config }),
   };
 }
 

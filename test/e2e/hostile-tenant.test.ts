@@ -47,7 +47,7 @@ describe.skipIf(!labOk)('a hostile tenant cannot stop, see or bend anyone elseâ€
     return domain;
   };
   const deploy = async () => {
-    await t.app.services.deployments.handlers.runChange();
+    await t.app.jobs.sync.handlers.runChange();
     const { items } = await ok(admin, 'GET', '/v1/nodes') as unknown as { items: Array<{ liveVersion: string | null; desiredVersion: string | null; configStatus: unknown }> };
     expect(items[0]?.desiredVersion, JSON.stringify(items[0])).not.toBeNull();
     expect(items[0]?.liveVersion, JSON.stringify(items[0])).toBe(items[0]?.desiredVersion);

@@ -28,7 +28,7 @@ describe.skipIf(!labOk)('onboarding: unverified mail stays, verified mail leaves
     return r.json<T>();
   };
   const deployed = async () => {
-    await t.app.services.deployments.handlers.runChange();
+    await t.app.jobs.sync.handlers.runChange();
     const { items } = await api<{ items: { liveVersion: string | null; desiredVersion: string | null; lastError: string | null }[] }>('GET', '/v1/nodes');
     expect(items[0]?.liveVersion, JSON.stringify(items[0])).toBe(items[0]?.desiredVersion);
   };

@@ -97,7 +97,7 @@ describe.skipIf(!labOk)('usage accounting from real Postfix logs', () => {
     if (r.statusCode >= 300) throw new Error(`${method} ${url} → ${r.statusCode}: ${r.body}`);
     return r.json<T>();
   };
-  const collect = () => t.app.services.usageCollection.collectAll();
+  const collect = () => t.app.jobs.usage.collectAll();
   const nodeUsage = async (): Promise<(Record<string, unknown> & { id: string })[]> =>
     (await api<{ items: { id: string; usage: Record<string, unknown> | null }[] }>('GET', '/v1/nodes')).items.map((n) => ({ ...n.usage, id: n.id }));
 
@@ -187,7 +187,7 @@ describe.skipIf(!labOk)('usage accounting from real Postfix logs', () => {
       await api('POST', `/v1/relays/${relays[host]}/credentials`, { username: `user-${name}`, secret: `pw ${name}`, domainId: domain.id });
     }
     for (const n of nodes) nodeIds.push((await api<{ id: string }>('POST', '/v1/nodes', { name: n.name, sshHost: '127.0.0.1', sshPort: n.ssh.port, hostKey: n.ssh.hostKeyFingerprint, configDir: n.configDir })).id);
-    await t.app.services.deployments.handlers.runChange();
+    await t.app.jobs.sync.handlers.runChange();
     const { items } = await api<{ items: { liveVersion: string | null; desiredVersion: string | null; lastError: string | null }[] }>('GET', '/v1/nodes');
     for (const n of items) expect(n.liveVersion !== null && n.liveVersion === n.desiredVersion && n.lastError === null, JSON.stringify(n)).toBe(true);
   });

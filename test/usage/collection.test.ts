@@ -55,7 +55,7 @@ describe('usage collection from node logs', () => {
   const hour0 = new Date(Math.floor(Date.now() / HOUR) * HOUR - 5 * HOUR);
 
   const write = (lines: string[]) => appendFile(logFile, lines.map((l) => `${l}\n`).join(''));
-  const collect = () => t.app.services.usageCollection.collectAll();
+  const collect = () => t.app.jobs.usage.collectAll();
   const usage = async (query: string, headers = admin.headers) => {
     const r = await t.app.inject({ method: 'GET', url: `/v1/usage?${query}`, headers });
     expect(r.statusCode, r.body).toBe(200);

@@ -1,8 +1,8 @@
 /**
- * Usage collection from every node (run by the leading sync worker's periodic task `usage`): each
+ * Usage collection from every node (the leading sync worker's periodic task `usage`): each
  * node's Postfix log read over SSH from its saved position, counted per tenant, committed with the
  * new position in one transaction per batch (see usage/node-collector.ts), so collecting twice, or
- * after a crash, counts nothing twice. The reads billing systems make are in usage.service.ts.
+ * after a crash, counts nothing twice. The reads billing systems make: services/usage.service.ts.
  */
 import type { PrismaClient } from '../db/prisma.js';
 import { mapLimit } from '../deploy/index.js';
@@ -13,7 +13,7 @@ import type { NodeRepository } from '../repositories/node.repository.js';
 import type { LogCursorRow, OwnershipRow, UsageRepository } from '../repositories/usage.repository.js';
 import { UsageAccumulator, floorHour, type TenantAttribution } from '../usage/accumulator.js';
 import { collectNodeLog, type LogPosition, type ParsedBatch } from '../usage/node-collector.js';
-import type { DeployMetrics } from './deploy-metrics.js';
+import type { DeployMetrics } from '../services/deploy-metrics.js';
 
 export interface UsageSettings {
   /** Hours ending more than this before every node's last complete collection are final. */
