@@ -186,55 +186,64 @@ const envSchema = z.object({
 
 export type Env = z.input<typeof envSchema>;
 
-export interface Config {
-  databaseUrl: string | undefined;
+const decodeKey = (base64: string): Buffer => Buffer.from(base64, 'base64');
+
+/** The settings the program reads, mapped once from the variables; the Config type is inferred from it. */
+const configSchema = envSchema.transform((values) => ({
+  databaseUrl: values.DATABASE_URL,
   /** Derived: no DATABASE_URL means Relayplane runs its own PostgreSQL inside the data dir. */
-  isEmbeddedDatabase: boolean;
-  dataDir: string;
-  host: string;
-  port: number;
-  jwtSecret: string | undefined;
+  isEmbeddedDatabase: values.DATABASE_URL === undefined,
+  dataDir: path.resolve(values.RELAYPLANE_DATA_DIR),
+  host: values.RELAYPLANE_HOST,
+  port: values.RELAYPLANE_PORT,
+  jwtSecret: values.RELAYPLANE_JWT_SECRET,
   /** 32 bytes; encrypts relay credential secrets at rest (AES-256-GCM). */
-  masterKey: Buffer | undefined;
-  logLevel: z.infer<typeof envSchema>['RELAYPLANE_LOG_LEVEL'];
-  tokenTtlSeconds: number;
+  masterKey: values.RELAYPLANE_MASTER_KEY === undefined ? undefined : decodeKey(values.RELAYPLANE_MASTER_KEY),
+  logLevel: values.RELAYPLANE_LOG_LEVEL,
+  tokenTtlSeconds: values.RELAYPLANE_TOKEN_TTL_SECONDS,
   /** Limits of POST /v1/auth/token per client address and per key id, per window. */
-  tokenRateLimit: TokenRateLimit;
+  tokenRateLimit: {
+    perAddress: values.RELAYPLANE_TOKEN_RATE_LIMIT_PER_ADDRESS,
+    perKeyId: values.RELAYPLANE_TOKEN_RATE_LIMIT_PER_KEY,
+    windowSeconds: values.RELAYPLANE_TOKEN_RATE_LIMIT_WINDOW_SECONDS,
+  } satisfies TokenRateLimit,
   /** Proxies (addresses, CIDR ranges) whose X-Forwarded-For gives the client's address; undefined: the socket's peer. */
-  trustProxy: string[] | undefined;
-  migrateOnStart: boolean;
+  trustProxy: values.RELAYPLANE_TRUST_PROXY,
+  migrateOnStart: values.RELAYPLANE_MIGRATE_ON_START,
   /** The control plane's SSH private key file (absolute); read when a node is contacted, never stored or logged. */
-  sshPrivateKeyPath: string | undefined;
+  sshPrivateKeyPath: values.RELAYPLANE_SSH_PRIVATE_KEY_PATH === undefined ? undefined : path.resolve(values.RELAYPLANE_SSH_PRIVATE_KEY_PATH),
   /** How long the deployer keeps a node's SSH connection open after a deploy, for the next one; 0: a new connection every time. */
-  sshIdleSeconds: number;
+  sshIdleSeconds: values.RELAYPLANE_SSH_IDLE_SECONDS,
   /** Period of the sync worker's reconcile. */
-  syncIntervalSeconds: number;
+  syncIntervalSeconds: values.RELAYPLANE_SYNC_INTERVAL_SECONDS,
   /** Quiet time after a config change before the sync worker compiles and deploys. */
-  syncDebounceMs: number;
+  syncDebounceMs: values.RELAYPLANE_SYNC_DEBOUNCE_MS,
   /** Period of usage collection from the nodes' logs; 0: off. */
-  usageIntervalSeconds: number;
+  usageIntervalSeconds: values.RELAYPLANE_USAGE_INTERVAL_SECONDS,
   /** Usage hours become final this long after every node's log was read past them. */
-  usageFinalDelaySeconds: number;
+  usageFinalDelaySeconds: values.RELAYPLANE_USAGE_FINAL_DELAY_SECONDS,
   /** Per-message usage records are kept this many days. */
-  usageMessageRetentionDays: number;
+  usageMessageRetentionDays: values.RELAYPLANE_USAGE_MESSAGE_RETENTION_DAYS,
   /** Stored config bundles are kept this many days (the newest and those nodes run, always). */
-  configBundleRetentionDays: number;
+  configBundleRetentionDays: values.RELAYPLANE_CONFIG_BUNDLE_RETENTION_DAYS,
   /** The CA file the nodes' smtp client trusts (smtp_tls_CAfile), absolute; undefined: the system store. */
-  tlsCaFile: string | undefined;
+  tlsCaFile: values.RELAYPLANE_TLS_CA_FILE === undefined ? undefined : path.resolve(values.RELAYPLANE_TLS_CA_FILE),
   /** DNS servers for domain verification; undefined: the system's resolvers. */
-  dnsServers: string[] | undefined;
-  dnsCheckIntervalSeconds: number;
-  dnsPendingTimeoutSeconds: number;
-  dnsDegradedGraceSeconds: number;
+  dnsServers: values.RELAYPLANE_DNS_SERVERS,
+  dnsCheckIntervalSeconds: values.RELAYPLANE_DNS_CHECK_INTERVAL_SECONDS,
+  dnsPendingTimeoutSeconds: values.RELAYPLANE_DNS_PENDING_TIMEOUT_SECONDS,
+  dnsDegradedGraceSeconds: values.RELAYPLANE_DNS_DEGRADED_GRACE_SECONDS,
   /** Records that could not be checked this long count as wrong. */
-  dnsUncheckableLimitSeconds: number;
+  dnsUncheckableLimitSeconds: values.RELAYPLANE_DNS_UNCHECKABLE_LIMIT_SECONDS,
   /** POST /v1/domains/{id}/verify at most once per domain this often; 0: no limit. */
-  dnsVerifyCooldownSeconds: number;
+  dnsVerifyCooldownSeconds: values.RELAYPLANE_DNS_VERIFY_COOLDOWN_SECONDS,
   /** Suggested as DMARC `rua=mailto:` where a domain's record has none; null: no suggestion. */
-  dmarcReportAddress: string | null;
+  dmarcReportAddress: values.RELAYPLANE_DMARC_REPORT_ADDRESS ?? null,
   /** Nodes deployed in parallel. */
-  deployConcurrency: number;
-}
+  deployConcurrency: values.RELAYPLANE_DEPLOY_CONCURRENCY,
+}));
+
+export type Config = z.output<typeof configSchema>;
 
 /** Thrown for invalid configuration; its message is the one line the CLI prints. */
 export class ConfigError extends Error {
@@ -244,7 +253,7 @@ export class ConfigError extends Error {
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // Empty strings are treated as unset, the way shells and compose files usually mean them.
   const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
-  const parsed = envSchema.safeParse(present);
+  const parsed = configSchema.safeParse(present);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const variable = String(issue.path[0] ?? 'environment');
@@ -254,42 +263,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       : ` (got ${JSON.stringify(got)})`;
     throw new ConfigError(`Invalid configuration: ${variable} ${issue.message}${shown}`);
   }
-  const values = parsed.data;
-  return {
-    databaseUrl: values.DATABASE_URL,
-    isEmbeddedDatabase: values.DATABASE_URL === undefined,
-    dataDir: path.resolve(values.RELAYPLANE_DATA_DIR),
-    host: values.RELAYPLANE_HOST,
-    port: values.RELAYPLANE_PORT,
-    jwtSecret: values.RELAYPLANE_JWT_SECRET,
-    masterKey: values.RELAYPLANE_MASTER_KEY === undefined ? undefined : Buffer.from(values.RELAYPLANE_MASTER_KEY, 'base64'),
-    logLevel: values.RELAYPLANE_LOG_LEVEL,
-    tokenTtlSeconds: values.RELAYPLANE_TOKEN_TTL_SECONDS,
-    tokenRateLimit: {
-      perAddress: values.RELAYPLANE_TOKEN_RATE_LIMIT_PER_ADDRESS,
-      perKeyId: values.RELAYPLANE_TOKEN_RATE_LIMIT_PER_KEY,
-      windowSeconds: values.RELAYPLANE_TOKEN_RATE_LIMIT_WINDOW_SECONDS,
-    },
-    trustProxy: values.RELAYPLANE_TRUST_PROXY,
-    migrateOnStart: values.RELAYPLANE_MIGRATE_ON_START,
-    sshPrivateKeyPath: values.RELAYPLANE_SSH_PRIVATE_KEY_PATH === undefined ? undefined : path.resolve(values.RELAYPLANE_SSH_PRIVATE_KEY_PATH),
-    sshIdleSeconds: values.RELAYPLANE_SSH_IDLE_SECONDS,
-    syncIntervalSeconds: values.RELAYPLANE_SYNC_INTERVAL_SECONDS,
-    syncDebounceMs: values.RELAYPLANE_SYNC_DEBOUNCE_MS,
-    usageIntervalSeconds: values.RELAYPLANE_USAGE_INTERVAL_SECONDS,
-    usageFinalDelaySeconds: values.RELAYPLANE_USAGE_FINAL_DELAY_SECONDS,
-    usageMessageRetentionDays: values.RELAYPLANE_USAGE_MESSAGE_RETENTION_DAYS,
-    configBundleRetentionDays: values.RELAYPLANE_CONFIG_BUNDLE_RETENTION_DAYS,
-    tlsCaFile: values.RELAYPLANE_TLS_CA_FILE === undefined ? undefined : path.resolve(values.RELAYPLANE_TLS_CA_FILE),
-    dnsServers: values.RELAYPLANE_DNS_SERVERS,
-    dnsCheckIntervalSeconds: values.RELAYPLANE_DNS_CHECK_INTERVAL_SECONDS,
-    dnsPendingTimeoutSeconds: values.RELAYPLANE_DNS_PENDING_TIMEOUT_SECONDS,
-    dnsDegradedGraceSeconds: values.RELAYPLANE_DNS_DEGRADED_GRACE_SECONDS,
-    dnsUncheckableLimitSeconds: values.RELAYPLANE_DNS_UNCHECKABLE_LIMIT_SECONDS,
-    dnsVerifyCooldownSeconds: values.RELAYPLANE_DNS_VERIFY_COOLDOWN_SECONDS,
-    dmarcReportAddress: values.RELAYPLANE_DMARC_REPORT_ADDRESS ?? null,
-    deployConcurrency: values.RELAYPLANE_DEPLOY_CONCURRENCY,
-  };
+  return parsed.data;
 }
 
 /** Config after start-up resolved the database and the keys: nothing optional left. */
