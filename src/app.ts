@@ -19,7 +19,7 @@ import type { SshSettings } from './ssh/index.js';
 import { createServices } from './services/index.js';
 import type { UsageSettings } from './jobs/index.js';
 import type { DnsResolver } from './dns/index.js';
-import type { VerificationSettings } from './services/domain-verification.service.js';
+import type { VerificationSettings } from './services/verification-rules.js';
 import type { TokenRateLimit } from './lib/token-rate-limit.js';
 
 export interface AppDeps {

@@ -35,7 +35,7 @@ import {
   type ExpectedRecord,
   type RecordCheck,
 } from '../dns/index.js';
-import type { Domain, DomainStatus, Relay } from '../generated/prisma/client.js';
+import type { Domain, Relay } from '../generated/prisma/client.js';
 import { ConflictError, NotFoundError, RateLimitedError, ValidationError } from '../lib/errors.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
 import type { DomainRepository } from '../repositories/domain.repository.js';
@@ -45,52 +45,7 @@ import type { DeployMetrics } from './deploy-metrics.js';
 import { relayAuthTemplate, relayDkim, relayReturnPath } from './relay.service.js';
 import { heldElsewhereReason, holds, type DomainClaims } from './domain-claims.js';
 import { alignmentWarnings, type RecordsWarning } from './dmarc-alignment.js';
-
-export interface VerificationSettings {
-  /** A pending domain fails after this long without verifying. */
-  pendingTimeoutSeconds: number;
-  /** A degraded domain keeps its route this long, then fails. */
-  degradedGraceSeconds: number;
-  /** Domains are re-checked this long after their last check. */
-  recheckIntervalSeconds: number;
-  /** Domains checked per periodic run at most. */
-  batchSize: number;
-  /**
-   * A required record that could not be checked (timeout, SERVFAIL) this long without a break
-   * counts as wrong: an expired domain or a lame delegation does not stay verified forever.
-   */
-  uncheckableLimitSeconds: number;
-  /** POST /v1/domains/{id}/verify runs at most once per domain this often (0: no limit). */
-  verifyCooldownSeconds: number;
-  /** Suggested as DMARC `rua=mailto:<address>` where a domain's record has none (null: no suggestion). */
-  dmarcReportAddress: string | null;
-}
-
-export const DEFAULT_VERIFICATION: VerificationSettings = {
-  pendingTimeoutSeconds: 72 * 3600,
-  degradedGraceSeconds: 48 * 3600,
-  recheckIntervalSeconds: 3600,
-  batchSize: 200,
-  uncheckableLimitSeconds: 72 * 3600,
-  verifyCooldownSeconds: 30,
-  dmarcReportAddress: null,
-};
-
-/**
- * Required records left unknown by DNS failures since `since` (kept across checks while some stay
- * unknown) become wrong once that lasted `limitSeconds`, with the reason. Pure; exported for tests.
- */
-export function boundUnknown(checks: RecordCheck[], since: Date | null, at: Date, limitSeconds: number): { checks: RecordCheck[]; uncheckableSince: Date | null } {
-  if (!checks.some((c) => c.required && c.valid === null)) return { checks, uncheckableSince: null };
-  const start = since ?? at;
-  if (at.getTime() - start.getTime() < limitSeconds * 1000) return { checks, uncheckableSince: start };
-  const bounded = checks.map((c) =>
-    c.required && c.valid === null
-      ? { ...c, valid: false, reason: `could not be checked since ${start.toISOString()} (over ${limitSeconds} s): ${c.reason ?? 'DNS failure'}` }
-      : c,
-  );
-  return { checks: bounded, uncheckableSince: start };
-}
+import { boundUnknown, nextStatus, type VerificationSettings } from './verification-rules.js';
 
 interface Deps {
   prisma: PrismaClient;
@@ -116,31 +71,6 @@ export type PresentedRecord = ExpectedRecord & {
   reason: string | null;
   checkedAt: string | null;
 };
-
-/** The next status after a check (pure; exported for tests). */
-export function nextStatus(
-  current: DomainStatus,
-  checks: Pick<RecordCheck, 'required' | 'valid'>[],
-  since: { statusChangedAt: Date; now: Date },
-  settings: Pick<VerificationSettings, 'pendingTimeoutSeconds' | 'degradedGraceSeconds'>,
-): DomainStatus {
-  if (current === 'disabled') return current;
-  const required = checks.filter((c) => c.required);
-  const allValid = required.every((c) => c.valid === true);
-  const anyInvalid = required.some((c) => c.valid === false);
-  const age = (since.now.getTime() - since.statusChangedAt.getTime()) / 1000;
-  if (allValid) return 'verified';
-  switch (current) {
-    case 'pending':
-      return age >= settings.pendingTimeoutSeconds ? 'failed' : 'pending';
-    case 'verified':
-      return anyInvalid ? 'degraded' : 'verified';
-    case 'degraded':
-      return anyInvalid && age >= settings.degradedGraceSeconds ? 'failed' : 'degraded';
-    default:
-      return current;
-  }
-}
 
 function authValuesOf(domain: Domain): AuthValues {
   const v = domain.authValues;

@@ -35,7 +35,8 @@ import { createTenantService } from './tenant.service.js';
 import { createUsageRepository } from '../repositories/usage.repository.js';
 import { createUsageService } from './usage.service.js';
 import { createDnsResolver, type DnsResolver } from '../dns/index.js';
-import { DEFAULT_VERIFICATION, createDomainVerificationService, type VerificationSettings } from './domain-verification.service.js';
+import { createDomainVerificationService } from './domain-verification.service.js';
+import { DEFAULT_VERIFICATION, type VerificationSettings } from './verification-rules.js';
 import { createDomainClaims } from './domain-claims.js';
 
 export interface ServiceDeps {

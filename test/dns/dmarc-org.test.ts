@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkDmarc, checkRecords, createDnsResolver, expectedRecords, organizationalDomain, type DnsResolver, type RelayDnsDeclaration } from '../../src/dns/index.js';
-import { nextStatus } from '../../src/services/domain-verification.service.js';
+import { nextStatus } from '../../src/services/verification-rules.js';
 import { startDnsServer, type DnsServer, type ZoneRecord } from '../helpers/dns-server.js';
 import { toolGate } from '../lab/requirements.js';
 

@@ -7,7 +7,7 @@ import type { SshSettings } from '../../src/ssh/index.js';
 import type { TokenRateLimit } from '../../src/lib/token-rate-limit.js';
 import type { Scope } from '../../src/services/principal.js';
 import type { UsageSettings } from '../../src/jobs/index.js';
-import type { VerificationSettings } from '../../src/services/domain-verification.service.js';
+import type { VerificationSettings } from '../../src/services/verification-rules.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 import { recordResponse } from './spec-responses.js';
 

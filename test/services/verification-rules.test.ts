@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { RecordCheck } from '../../src/dns/index.js';
 import type { Relay } from '../../src/generated/prisma/client.js';
 import { alignmentWarnings } from '../../src/services/dmarc-alignment.js';
-import { boundUnknown, nextStatus } from '../../src/services/domain-verification.service.js';
+import { boundUnknown, nextStatus } from '../../src/services/verification-rules.js';
 
 const check = (purpose: RecordCheck['purpose'], valid: boolean | null, required = true): RecordCheck => ({
   purpose,
