@@ -70,14 +70,24 @@ async function checkDkimTxt(record: ExpectedRecord, resolver: DnsResolver): Prom
     : { valid: false, observed, reason: `the TXT record at ${record.host} is not the DKIM key the relay declares` };
 }
 
-async function checkCname(record: ExpectedRecord, resolver: DnsResolver): Promise<Verdict> {
-  const answer = await resolver.cname(record.host);
-  if (answer.kind === 'error') return { valid: null, observed: [], reason: `DNS lookup of CNAME ${record.host} failed: ${answer.reason}` };
-  if (answer.kind === 'absent') return { valid: false, observed: [], reason: `no CNAME record at ${record.host}` };
+/** A record whose value is a name (CNAME target, MX exchange): valid when the published names include it. */
+async function checkNameRecord(
+  type: 'CNAME' | 'MX',
+  record: ExpectedRecord,
+  lookup: (host: string) => ReturnType<DnsResolver['cname']>,
+  mismatch: (observed: string[]) => string,
+): Promise<Verdict> {
+  const answer = await lookup(record.host);
+  if (answer.kind === 'error') return { valid: null, observed: [], reason: `DNS lookup of ${type} ${record.host} failed: ${answer.reason}` };
+  if (answer.kind === 'absent') return { valid: false, observed: [], reason: `no ${type} record at ${record.host}` };
   const observed = answer.values.map(normalizeName);
   return observed.includes(normalizeName(record.value))
     ? { valid: true, observed, reason: null }
-    : { valid: false, observed, reason: `the CNAME at ${record.host} points to ${observed.join(', ')}, not ${normalizeName(record.value)}` };
+    : { valid: false, observed, reason: mismatch(observed) };
+}
+
+function checkCname(record: ExpectedRecord, resolver: DnsResolver): Promise<Verdict> {
+  return checkNameRecord('CNAME', record, (host) => resolver.cname(host), (observed) => `the CNAME at ${record.host} points to ${observed.join(', ')}, not ${normalizeName(record.value)}`);
 }
 
 async function checkSpfRecord(record: ExpectedRecord, resolver: DnsResolver): Promise<Verdict> {
@@ -100,14 +110,8 @@ async function checkDmarcRecord(record: ExpectedRecord, resolver: DnsResolver, o
   return { valid: r.valid, observed: r.observed, reason: r.reason, advice: r.advice, dmarcPolicy: r.effective };
 }
 
-async function checkMx(record: ExpectedRecord, resolver: DnsResolver): Promise<Verdict> {
-  const answer = await resolver.mx(record.host);
-  if (answer.kind === 'error') return { valid: null, observed: [], reason: `DNS lookup of MX ${record.host} failed: ${answer.reason}` };
-  if (answer.kind === 'absent') return { valid: false, observed: [], reason: `no MX record at ${record.host}` };
-  const observed = answer.values.map(normalizeName);
-  return observed.includes(normalizeName(record.value))
-    ? { valid: true, observed, reason: null }
-    : { valid: false, observed, reason: `the MX records at ${record.host} are ${observed.join(', ')}, not ${normalizeName(record.value)}` };
+function checkMx(record: ExpectedRecord, resolver: DnsResolver): Promise<Verdict> {
+  return checkNameRecord('MX', record, (host) => resolver.mx(host), (observed) => `the MX records at ${record.host} are ${observed.join(', ')}, not ${normalizeName(record.value)}`);
 }
 
 /** A template's TXT that is not a DKIM key: an SPF record (custom MAIL FROM) is checked as SPF, other text as written. */
