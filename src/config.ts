@@ -3,6 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_CONFIG_BUNDLE_RETENTION_DAYS, DEFAULT_USAGE_MESSAGE_RETENTION_DAYS } from './lib/retention.js';
 import { DEFAULT_TOKEN_RATE_LIMIT, type TokenRateLimit } from './lib/token-rate-limit.js';
+import { DEFAULT_REMOTE_PATH } from './ssh/remote-shell.js';
 
 /**
  * Every environment variable Relayplane reads, validated once at start.
@@ -176,6 +177,10 @@ const envSchema = z.object({
     .min(0, 'must be a whole number of seconds between 0 and 3600')
     .max(3600, 'must be a whole number of seconds between 0 and 3600')
     .default(30),
+  RELAYPLANE_NODE_PATH: z
+    .string()
+    .regex(/^\/[A-Za-z0-9._/+-]*(:\/[A-Za-z0-9._/+-]*)*$/, "must be absolute directories separated by ':' (the PATH of commands run on nodes)")
+    .default(DEFAULT_REMOTE_PATH),
   RELAYPLANE_DEPLOY_CONCURRENCY: z.coerce
     .number({ message: 'must be an integer between 1 and 64' })
     .int('must be an integer between 1 and 64')
@@ -214,6 +219,8 @@ const configSchema = envSchema.transform((values) => ({
   sshPrivateKeyPath: values.RELAYPLANE_SSH_PRIVATE_KEY_PATH === undefined ? undefined : path.resolve(values.RELAYPLANE_SSH_PRIVATE_KEY_PATH),
   /** How long the deployer keeps a node's SSH connection open after a deploy, for the next one; 0: a new connection every time. */
   sshIdleSeconds: values.RELAYPLANE_SSH_IDLE_SECONDS,
+  /** PATH of the commands run on nodes; the node user's own PATH and dotfiles are not relied on. */
+  nodePath: values.RELAYPLANE_NODE_PATH,
   /** Period of the sync worker's reconcile. */
   syncIntervalSeconds: values.RELAYPLANE_SYNC_INTERVAL_SECONDS,
   /** Quiet time after a config change before the sync worker compiles and deploys. */

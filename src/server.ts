@@ -56,7 +56,7 @@ export async function serve(config: Config, options: ServeOptions) {
       prisma,
       configEngine: { execution: 'worker-thread', databaseUrl: runtime.databaseUrl },
       ...(logStream !== undefined ? { logStream } : {}),
-      ssh: { privateKeyPath: runtime.sshPrivateKeyPath, concurrency: runtime.deployConcurrency, idleMs: runtime.sshIdleSeconds * 1000 },
+      ssh: { privateKeyPath: runtime.sshPrivateKeyPath, concurrency: runtime.deployConcurrency, idleMs: runtime.sshIdleSeconds * 1000, remotePath: runtime.nodePath },
       usage: { finalDelaySeconds: runtime.usageFinalDelaySeconds, messageRetentionSeconds: runtime.usageMessageRetentionDays * 86_400 },
       dnsServers: runtime.dnsServers,
       tlsCaFile: runtime.tlsCaFile,

@@ -130,7 +130,7 @@ export function createUsageCollection(deps: Deps) {
     let conn: NodeConnection | undefined;
     try {
       conn = await (deps.ssh.connect ?? connectNode)({
-        host: node.sshHost, port: node.sshPort, username: node.sshUser, privateKey, hostKey: node.hostKey, readyTimeoutMs: deps.ssh.connectTimeoutMs,
+        host: node.sshHost, port: node.sshPort, username: node.sshUser, privateKey, hostKey: node.hostKey, readyTimeoutMs: deps.ssh.connectTimeoutMs, remotePath: deps.ssh.remotePath,
       });
       path = await logPathOf(node, conn);
       const cursor = await usage.findCursor(prisma, node.id);

@@ -14,7 +14,7 @@
  */
 import type { PrismaClient } from '../db/prisma.js';
 import { mapLimit, syncNode, type Bundle, type DriftReport, type NodeSyncResult } from '../deploy/index.js';
-import { ConnectionPool, type NodeConnection, type NodeTarget } from '../ssh/index.js';
+import { ConnectionPool, type SshSettings } from '../ssh/index.js';
 import type { Node } from '../generated/prisma/client.js';
 import { addressOf, type NodeRepository } from '../repositories/node.repository.js';
 import type { DeployMetrics } from './deploy-metrics.js';
@@ -28,17 +28,8 @@ export interface NodeOutcome {
   skipped: string | null;
 }
 
-export interface RunnerSettings {
-  /** SSH handshake timeout per attempt (a dead node must not hold a run). */
-  connectTimeoutMs: number;
-  /** Nodes deployed at once. */
-  concurrency: number;
-  retry: { attempts: number; baseDelayMs: number };
-  keepReleases?: number | undefined;
-  /** A node's connection stays open this long after a deploy, for the next one (0: never reused). */
-  idleMs: number;
-  connect?: ((target: NodeTarget) => Promise<NodeConnection>) | undefined;
-}
+/** The runner's SSH settings are the control plane's (one definition, src/ssh/settings.ts). */
+export type RunnerSettings = SshSettings;
 
 interface Deps {
   prisma: PrismaClient;
@@ -104,7 +95,7 @@ export function createNodeRunner(deps: Deps) {
       const at = now();
       return { state: 'failed', attempts: 0, previousVersion: null, liveVersion: null, driftFound: false, driftFiles: [], hostKeyMismatch: false, error: privateKey.error, steps: [], warnings: [], startedAt: at, finishedAt: at };
     }
-    return syncNode({ host: node.sshHost, port: node.sshPort, username: node.sshUser, privateKey, hostKey: node.hostKey }, bundle, {
+    return syncNode({ host: node.sshHost, port: node.sshPort, username: node.sshUser, privateKey, hostKey: node.hostKey, remotePath: deps.ssh.remotePath }, bundle, {
       configDir: node.configDir,
       retry: deps.ssh.retry,
       connectTimeoutMs: deps.ssh.connectTimeoutMs,

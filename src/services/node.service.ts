@@ -293,7 +293,7 @@ export function createNodeService(deps: Deps) {
       const node = await load(ctx, id);
       const privateKey = await deps.readPrivateKey();
       const probe = await probeNode(
-        { host: node.sshHost, port: node.sshPort, username: node.sshUser, privateKey, hostKey: node.hostKey, readyTimeoutMs: deps.ssh.connectTimeoutMs },
+        { host: node.sshHost, port: node.sshPort, username: node.sshUser, privateKey, hostKey: node.hostKey, readyTimeoutMs: deps.ssh.connectTimeoutMs, remotePath: deps.ssh.remotePath },
         node.configDir,
       );
       // The article's rDNS advice: the HELO name's A/AAAA records and their PTRs must agree.

@@ -16,3 +16,4 @@ export {
 export { ConnectionPool, type ConnectionPoolOptions } from './connection-pool.js';
 export { execSections, sectionOk, type Section } from './remote-script.js';
 export { DEFAULT_SSH, privateKeyReader, type SshSettings } from './settings.js';
+export { DEFAULT_REMOTE_PATH } from './remote-shell.js';

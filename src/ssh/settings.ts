@@ -14,6 +14,8 @@ export interface SshSettings {
   keepReleases?: number;
   /** A node's connection stays open this long after a deploy, for the next one (0: never reused). */
   idleMs: number;
+  /** PATH the node's commands run with (RELAYPLANE_NODE_PATH); default DEFAULT_REMOTE_PATH. */
+  remotePath?: string | undefined;
   /** Replaces connectNode (tests count connections through it). */
   connect?: (target: NodeTarget) => Promise<NodeConnection>;
 }

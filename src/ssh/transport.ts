@@ -1,14 +1,15 @@
 /**
  * SSH to a Postfix node with the host key pinned: a thin wrapper over node-ssh (ssh2). Commands run
- * in the login shell of the node user (root, with MAIL_CONFIG set by the node's sshd when the node
- * runs a non-default instance), so `postconf`, `postmap` and `postfix` act on that node's Postfix.
+ * in one `/bin/sh` per connection (remote-shell.ts) started once through the node user's login
+ * shell (root, with MAIL_CONFIG set by the node's sshd when the node runs a non-default instance),
+ * so `postconf`, `postmap` and `postfix` act on that node's Postfix.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { posix } from 'node:path';
-import { Readable } from 'node:stream';
 import { NodeSSH } from 'node-ssh';
 import { HostKeyMismatchError, RemoteCommandError, excerpt } from './errors.js';
+import { DEFAULT_REMOTE_PATH, RemoteShell, type ShellChannel } from './remote-shell.js';
 import { sh, shellQuote } from './shell-quote.js';
 
 export interface NodeTarget {
@@ -22,6 +23,8 @@ export interface NodeTarget {
   readyTimeoutMs?: number;
   /** Default limit for one remote command (default 60 s). */
   commandTimeoutMs?: number;
+  /** PATH of the node's commands (default DEFAULT_REMOTE_PATH); the login's own PATH is not used. */
+  remotePath?: string | undefined;
 }
 
 export interface ExecOptions {
@@ -53,6 +56,11 @@ export interface NodeConnection {
   execBytes(command: string, options?: { timeoutMs?: number }): Promise<{ code: number; stdout: Buffer; stderr: string }>;
   /** False once the transport is closed (by either side); absent when the implementation cannot tell. */
   isOpen?(): boolean;
+  /**
+   * What starting the node's shell cost (ms): one round trip plus the login's own work (dotfiles).
+   * Paid once per connection; undefined until the first command ran.
+   */
+  shellStartMs?(): number | undefined;
   close(): void;
 }
 
@@ -104,7 +112,7 @@ export async function connectNode(target: NodeTarget): Promise<NodeConnection> {
     const message = err instanceof Error ? err.message : String(err);
     throw new Error(`ssh ${target.username}@${target.host}:${target.port}: ${message}`);
   }
-  return new SshNodeConnection(ssh, target.host, target.commandTimeoutMs ?? 60_000);
+  return new SshNodeConnection(ssh, target.host, target.commandTimeoutMs ?? 60_000, target.remotePath ?? DEFAULT_REMOTE_PATH);
 }
 
 export interface ScannedHostKey {
@@ -148,26 +156,20 @@ export async function scanHostKey(host: string, port: number, timeoutMs = 10_000
   return { hostKey: `${type} ${presented.toString('base64')}`, fingerprint: sshFingerprint(presented) };
 }
 
-interface ClosableChannel {
-  close(): void;
-}
-
-/** The part of ssh2's Client used for byte-exact output (its typings are not a dependency). */
-interface RawExecChannel extends ClosableChannel {
-  on(event: 'data', listener: (chunk: Buffer) => void): this;
-  on(event: 'exit', listener: (code: number | null) => void): this;
-  on(event: 'close', listener: () => void): this;
-  stderr: { on(event: 'data', listener: (chunk: Buffer) => void): void };
-}
+/** The part of ssh2's Client the shell is opened with (its typings are not a dependency). */
 interface RawExecClient {
-  exec(command: string, callback: (err: Error | undefined, channel: RawExecChannel) => void): void;
+  exec(command: string, callback: (err: Error | undefined, channel: ShellChannel) => void): void;
 }
 
 class SshNodeConnection implements NodeConnection {
+  private shell: Promise<RemoteShell> | undefined;
+  private startMs: number | undefined;
+
   constructor(
     private readonly ssh: NodeSSH,
     readonly host: string,
     private readonly commandTimeoutMs: number,
+    private readonly remotePath: string,
   ) {
     // node-ssh stops listening for 'error' once connected: a reset socket (the node rebooted, its
     // sshd restarted) would then be an uncaught exception. The connection just ends (isOpen false);
@@ -176,32 +178,13 @@ class SshNodeConnection implements NodeConnection {
   }
 
   async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
-    const line = options.cwd === undefined ? command : `cd ${shellQuote(options.cwd)} && { ${command}\n}`;
-    let channel: ClosableChannel | undefined;
-    let timer: NodeJS.Timeout | undefined;
-    const limit = options.timeoutMs ?? this.commandTimeoutMs;
-    const timedOut = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        channel?.close();
-        reject(new RemoteCommandError(`command timed out after ${limit} ms: ${excerpt(command, 120)}`, -1, ''));
-      }, limit);
-    });
-    try {
-      const r = await Promise.race([
-        this.ssh.execCommand(line, {
-          noTrim: true,
-          ...(options.stdin !== undefined ? { stdin: typeof options.stdin === 'string' ? options.stdin : Readable.from([options.stdin]) } : {}),
-          onChannel: (c: ClosableChannel) => {
-            channel = c;
-          },
-        }),
-        timedOut,
-      ]);
-      // A null code means the command died on a signal (or the channel closed without a status).
-      return { code: r.code ?? 255, stdout: r.stdout, stderr: r.stderr };
-    } finally {
-      clearTimeout(timer);
-    }
+    const r = await this.run(command, options);
+    return { code: r.code, stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8') };
+  }
+
+  async execBytes(command: string, options: { timeoutMs?: number } = {}): Promise<{ code: number; stdout: Buffer; stderr: string }> {
+    const r = await this.run(command, options);
+    return { code: r.code, stdout: r.stdout, stderr: r.stderr.toString('utf8') };
   }
 
   async writeFile(path: string, content: string, mode: number): Promise<void> {
@@ -219,42 +202,44 @@ class SshNodeConnection implements NodeConnection {
     }
   }
 
-  async execBytes(command: string, options: { timeoutMs?: number } = {}): Promise<{ code: number; stdout: Buffer; stderr: string }> {
-    const client = this.ssh.connection as unknown as RawExecClient | null;
-    if (client === null) throw new RemoteCommandError('not connected', -1, '');
-    const limit = options.timeoutMs ?? this.commandTimeoutMs;
-    return new Promise((resolve, reject) => {
-      client.exec(command, (err, stream) => {
-        if (err !== undefined && err !== null) {
-          reject(err);
-          return;
-        }
-        const out: Buffer[] = [];
-        const errs: Buffer[] = [];
-        let code: number | null = null;
-        const timer = setTimeout(() => {
-          stream.close();
-          reject(new RemoteCommandError(`command timed out after ${limit} ms: ${excerpt(command, 120)}`, -1, ''));
-        }, limit);
-        stream.on('data', (chunk: Buffer) => out.push(chunk));
-        stream.stderr.on('data', (chunk: Buffer) => errs.push(chunk));
-        stream.on('exit', (c: number | null) => {
-          code = c;
-        });
-        stream.on('close', () => {
-          clearTimeout(timer);
-          resolve({ code: code ?? 255, stdout: Buffer.concat(out), stderr: Buffer.concat(errs).toString('utf8') });
-        });
-      });
-    });
-  }
-
   isOpen(): boolean {
     return this.ssh.isConnected();
   }
 
+  shellStartMs(): number | undefined {
+    return this.startMs;
+  }
+
   close(): void {
+    void this.shell?.then((s) => s.close()).catch(() => undefined);
     this.ssh.dispose();
+  }
+
+  private async run(command: string, options: ExecOptions): Promise<{ code: number; stdout: Buffer; stderr: Buffer }> {
+    const line = options.cwd === undefined ? command : `cd ${shellQuote(options.cwd)} && { ${command}\n}`;
+    const limit = options.timeoutMs ?? this.commandTimeoutMs;
+    const shell = await this.openShell(limit);
+    return shell.run(line, options.stdin, limit);
+  }
+
+  /** The connection's shell, started on first use and again after one was lost (a timeout ends it). */
+  private async openShell(timeoutMs: number): Promise<RemoteShell> {
+    const pending = this.shell;
+    const current = pending === undefined ? undefined : await pending.catch(() => undefined);
+    if (current?.isOpen === true) return current;
+    // Another caller started a new shell while this one waited: use that one.
+    if (this.shell !== pending) return this.openShell(timeoutMs);
+    const client = this.ssh.connection as unknown as RawExecClient | null;
+    if (client === null) throw new RemoteCommandError('not connected', -1, '');
+    const open = (cmd: string) =>
+      new Promise<ShellChannel>((resolve, reject) => {
+        client.exec(cmd, (err, channel) => (err !== undefined && err !== null ? reject(err) : resolve(channel)));
+      });
+    this.shell = RemoteShell.start(open, { host: this.host, path: this.remotePath, timeoutMs }).then(({ shell, startMs }) => {
+      this.startMs = startMs;
+      return shell;
+    });
+    return this.shell;
   }
 }
 

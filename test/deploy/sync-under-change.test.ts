@@ -132,7 +132,7 @@ describe.skipIf(!labOk)('the sync job while nodes change under it', () => {
     for (const n of [b, s1, s2]) await appendFile(path.join(n.baseDir, 'ssh', 'authorized_keys'), key);
     barrier = await postmapBarrier(a);
     t = await createTestApp({
-      ssh: { privateKeyPath: a.ssh.privateKeyPath, connectTimeoutMs: 3000, retry: { attempts: 2, baseDelayMs: 100 }, concurrency: 1 },
+      ssh: { privateKeyPath: a.ssh.privateKeyPath, connectTimeoutMs: 3000, retry: { attempts: 2, baseDelayMs: 100 }, concurrency: 1, remotePath: barrier.remotePath },
       sync: { debounceMs: 300, reconcileIntervalMs: 3_600_000, leaderPollMs: 200 },
     });
     headers = (await tokenFor(t.app, ['admin'])).headers;

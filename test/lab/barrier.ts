@@ -5,16 +5,21 @@
  * was reached and waits on a FIFO until the test releases it. One hold per arm. (The FIFO is
  * opened read-write before `reached` appears, so a release right after it always finds a reader.)
  *
- * The wrapper comes first in PATH through the node's SSH home (`.bashrc`, which bash reads for
- * the commands sshd runs); the node's own Postfix and anything outside SSH are untouched.
+ * The wrapper is in `remotePath`, the PATH to give the control plane for its SSH sessions
+ * (SshSettings.remotePath, RELAYPLANE_NODE_PATH): commands run with that PATH, not the login's.
+ * It holds only in this node's sessions (their MAIL_CONFIG); other nodes and anything outside SSH
+ * are untouched.
  */
 import { constants, existsSync } from 'node:fs';
-import { appendFile, chmod, mkdir, open, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, open, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { DEFAULT_REMOTE_PATH } from '../../src/ssh/index.js';
 import type { PostfixNode } from './postfix-node.js';
 import { runOk, waitUntil } from './util.js';
 
 export interface NodeBarrier {
+  /** The PATH (wrapper first) the control plane's sessions must run with for the barrier to hold. */
+  remotePath: string;
   /** The next table-building `postmap` over SSH will hold. */
   arm(): Promise<void>;
   /** Resolves once a `postmap` holds at the barrier. */
@@ -24,8 +29,6 @@ export interface NodeBarrier {
 }
 
 export async function postmapBarrier(node: PostfixNode): Promise<NodeBarrier> {
-  const home = path.join(node.baseDir, 'home');
-  if (!existsSync(home)) throw new Error('postmapBarrier needs the node built with its own SSH home (ownHome)');
   const dir = path.join(node.baseDir, 'barrier');
   const bin = path.join(dir, 'bin');
   const armed = path.join(dir, 'armed');
@@ -37,7 +40,7 @@ export async function postmapBarrier(node: PostfixNode): Promise<NodeBarrier> {
     path.join(bin, 'postmap'),
     `#!/bin/sh
 case "$1" in -s|-q) exec ${real} "$@" ;; esac
-if [ -e ${armed} ]; then
+if [ "$MAIL_CONFIG" = ${node.configDir} ] && [ -e ${armed} ]; then
   rm -f ${armed}
   exec 3<> ${gate}
   : > ${reachedFile}
@@ -49,9 +52,9 @@ exec ${real} "$@"
   );
   await chmod(path.join(bin, 'postmap'), 0o755);
   await runOk('mkfifo', [gate]);
-  await appendFile(path.join(home, '.bashrc'), `export PATH=${bin}:$PATH\n`);
 
   return {
+    remotePath: `${bin}:${DEFAULT_REMOTE_PATH}`,
     async arm() {
       await rm(reachedFile, { force: true });
       await writeFile(armed, '');

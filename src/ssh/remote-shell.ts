@@ -1,0 +1,203 @@
+/**
+ * One `/bin/sh` per SSH connection, kept open for every command the connection runs.
+ *
+ * sshd hands each exec to the node user's login shell, and bash sources `~/.bashrc` before the
+ * command runs: on an admin's server that file can cost half a second (a `pyenv init`), paid by
+ * every exec. Here the login shell runs once, to start a plain `/bin/sh` loop with a fixed PATH,
+ * `LC_ALL=C` and umask 022; each command is then sent to that loop as a frame and runs in a
+ * subshell of it, so its `exit`, `cd`, `umask` or `set -e` stay its own.
+ *
+ * Frames in: `<script bytes> <stdin bytes>\n`, then the script, then its stdin. The loop reads
+ * them with `read` and `head -c`, which never read past what they need, so the stream stays in
+ * step. Frames out: `<token> <exit code> <stdout bytes> <stderr bytes>\n` and both outputs, which
+ * the command wrote to files in a private (0700) directory: nothing it prints can fake a frame.
+ * Frames run in the order sent; callers may send the next before the previous one answers.
+ */
+import { randomBytes } from 'node:crypto';
+import { RemoteCommandError, excerpt } from './errors.js';
+
+/** Where Postfix and the usual tools are on Debian, RHEL, SUSE, Alpine and source installs. */
+export const DEFAULT_REMOTE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+export interface ShellResult {
+  code: number;
+  stdout: Buffer;
+  stderr: Buffer;
+}
+
+/** The part of an ssh2 exec channel the shell uses (ssh2's typings are not a dependency). */
+export interface ShellChannel {
+  write(data: Buffer | string): boolean;
+  end(): void;
+  close(): void;
+  on(event: 'data', listener: (chunk: Buffer) => void): this;
+  on(event: 'close', listener: () => void): this;
+  stderr: { on(event: 'data', listener: (chunk: Buffer) => void): void };
+}
+
+export type OpenChannel = (command: string) => Promise<ShellChannel>;
+
+interface Pending {
+  resolve: (r: ShellResult) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+  command: string;
+}
+
+/** PATH must be a plain colon-separated list of absolute directories (it is put in the loop as text). */
+export function assertRemotePath(path: string): void {
+  if (!/^\/[A-Za-z0-9._/+-]*(:\/[A-Za-z0-9._/+-]*)*$/.test(path)) {
+    throw new Error(`the remote PATH must be absolute directories separated by ':' (got ${JSON.stringify(path)})`);
+  }
+}
+
+/** The loop the login shell starts; `token` marks its frames. */
+function loopScript(token: string, path: string): string {
+  return [
+    `PATH=${path}; export PATH`,
+    'LC_ALL=C; export LC_ALL',
+    'unset LANG LANGUAGE CDPATH ENV BASH_ENV',
+    'umask 077',
+    'rp_dir=$(mktemp -d) || exit 111',
+    "trap 'rm -rf \"$rp_dir\"' EXIT",
+    "trap 'exit 129' HUP",
+    "trap 'exit 143' TERM",
+    'umask 022',
+    `printf '\\n%s ready\\n' ${token}`,
+    'while IFS=" " read -r rp_slen rp_ilen; do',
+    '  head -c "$rp_slen" >"$rp_dir/s" && head -c "$rp_ilen" >"$rp_dir/i" || exit 112',
+    '  (. "$rp_dir/s") <"$rp_dir/i" >"$rp_dir/o" 2>"$rp_dir/e"',
+    '  rp_rc=$?',
+    '  : >"$rp_dir/i"',
+    `  printf '%s %s %s %s\\n' ${token} "$rp_rc" $(($(wc -c <"$rp_dir/o"))) $(($(wc -c <"$rp_dir/e")))`,
+    '  cat "$rp_dir/o" "$rp_dir/e"',
+    'done',
+    '',
+  ].join('\n');
+}
+
+export class RemoteShell {
+  private buffer: Buffer = Buffer.alloc(0);
+  private readonly queue: Pending[] = [];
+  private ready = false;
+  private closedReason: string | undefined;
+  private stderrTail = '';
+  private onReady: { resolve: () => void; reject: (err: Error) => void } | undefined;
+
+  private constructor(
+    private readonly channel: ShellChannel,
+    private readonly token: string,
+    private readonly host: string,
+  ) {
+    channel.on('data', (chunk: Buffer) => this.receive(chunk));
+    channel.stderr.on('data', (chunk: Buffer) => {
+      this.stderrTail = (this.stderrTail + chunk.toString('utf8')).slice(-2000);
+    });
+    channel.on('close', () => this.fail(`the remote shell on ${host} ended${this.stderrTail.trim() === '' ? '' : `: ${excerpt(this.stderrTail, 300)}`}`));
+  }
+
+  /**
+   * Starts the loop through the login shell (the only command that shell ever runs) and resolves
+   * once it answers; `startMs` is what that took: one round trip plus the login's own cost.
+   */
+  static async start(open: OpenChannel, options: { host: string; path: string; timeoutMs: number }): Promise<{ shell: RemoteShell; startMs: number }> {
+    assertRemotePath(options.path);
+    const token = `@@relayplane-${randomBytes(8).toString('hex')}`;
+    const loop = Buffer.from(loopScript(token, options.path), 'utf8');
+    const started = performance.now();
+    // Only `"`, `$`, `(` inside single quotes: the same meaning in sh, bash, zsh, fish and csh.
+    const channel = await open(`exec /bin/sh -c 'eval "$(head -c ${loop.length})"'`);
+    const shell = new RemoteShell(channel, token, options.host);
+    const ready = new Promise<void>((resolve, reject) => {
+      shell.onReady = { resolve, reject };
+    });
+    const timer = setTimeout(() => shell.fail(`the remote shell on ${options.host} did not start within ${options.timeoutMs} ms`), options.timeoutMs);
+    channel.write(loop);
+    try {
+      await ready;
+    } finally {
+      clearTimeout(timer);
+    }
+    return { shell, startMs: performance.now() - started };
+  }
+
+  get isOpen(): boolean {
+    return this.closedReason === undefined;
+  }
+
+  /** Runs one script; resolves with its exit code and outputs, rejects only when the shell is lost. */
+  run(script: string, stdin: Buffer | string | undefined, timeoutMs: number): Promise<ShellResult> {
+    if (this.closedReason !== undefined) return Promise.reject(new RemoteCommandError(this.closedReason, -1, ''));
+    const body = Buffer.from(script, 'utf8');
+    const input = stdin === undefined ? Buffer.alloc(0) : typeof stdin === 'string' ? Buffer.from(stdin, 'utf8') : stdin;
+    return new Promise<ShellResult>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        // The command may still run on the node; the shell is out of step from here on.
+        this.fail(`command timed out after ${timeoutMs} ms: ${excerpt(script, 120)}`);
+      }, timeoutMs);
+      this.queue.push({ resolve, reject, timer, command: script });
+      this.channel.write(Buffer.concat([Buffer.from(`${body.length} ${input.length}\n`, 'latin1'), body, input]));
+    });
+  }
+
+  close(): void {
+    if (this.closedReason === undefined) {
+      this.closedReason = `the remote shell on ${this.host} was closed`;
+      this.channel.end();
+    }
+    this.channel.close();
+    this.rejectAll(new RemoteCommandError(this.closedReason, -1, ''));
+  }
+
+  private fail(reason: string): void {
+    if (this.closedReason === undefined) this.closedReason = reason;
+    this.onReady?.reject(new RemoteCommandError(reason, -1, ''));
+    this.onReady = undefined;
+    this.rejectAll(new RemoteCommandError(reason, -1, ''));
+    this.channel.close();
+  }
+
+  private rejectAll(err: Error): void {
+    for (const p of this.queue.splice(0)) {
+      clearTimeout(p.timer);
+      p.reject(err);
+    }
+  }
+
+  private receive(chunk: Buffer): void {
+    this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
+    if (!this.ready) {
+      // Whatever the login's dotfiles print comes before the ready line and is skipped.
+      const mark = Buffer.from(`\n${this.token} ready\n`, 'latin1');
+      const at = this.buffer.indexOf(mark);
+      if (at === -1) return;
+      this.buffer = this.buffer.subarray(at + mark.length);
+      this.ready = true;
+      this.onReady?.resolve();
+      this.onReady = undefined;
+    }
+    for (;;) {
+      const newline = this.buffer.indexOf(10);
+      if (newline === -1) return;
+      const header = /^(\S+) (\d+) (\d+) (\d+)$/.exec(this.buffer.subarray(0, newline).toString('latin1'));
+      if (header === null || header[1] !== this.token) {
+        this.fail(`the remote shell on ${this.host} answered out of step: ${excerpt(this.buffer.subarray(0, Math.min(newline, 120)).toString('utf8'))}`);
+        return;
+      }
+      const outLength = Number(header[3]);
+      const errLength = Number(header[4]);
+      const end = newline + 1 + outLength + errLength;
+      if (this.buffer.length < end) return;
+      const stdout = this.buffer.subarray(newline + 1, newline + 1 + outLength);
+      const stderr = this.buffer.subarray(newline + 1 + outLength, end);
+      this.buffer = this.buffer.subarray(end);
+      const pending = this.queue.shift();
+      if (pending === undefined) {
+        this.fail(`the remote shell on ${this.host} answered a command it was not sent`);
+        return;
+      }
+      clearTimeout(pending.timer);
+      pending.resolve({ code: Number(header[2]), stdout: Buffer.from(stdout), stderr: Buffer.from(stderr) });
+    }
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * The connection's one shell, started the way sshd starts a command (the login shell runs it with
+ * `-c`), here by a local bash whose "dotfiles" print noise and count their runs: frames stay in
+ * step whatever commands print, read or exit with, and the environment is the loop's own.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_REMOTE_PATH, RemoteShell, assertRemotePath, type ShellChannel } from '../../src/ssh/remote-shell.js';
+
+let dir: string;
+const shells: RemoteShell[] = [];
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'rp-remote-shell-'));
+});
+afterEach(() => {
+  for (const s of shells.splice(0)) s.close();
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A login shell with a hostile environment and noisy dotfiles that append to `starts` each run. */
+function open(command: string): Promise<ShellChannel> {
+  const login = `echo 'Welcome to the node'; echo x >> ${dir}/starts; umask 000; cd /; ${command}`;
+  const child = spawn('bash', ['-c', login], {
+    env: { PATH: `${dir}/evil-bin:/usr/bin:/bin`, LANG: 'de_DE.UTF-8', LC_ALL: 'de_DE.UTF-8', HOME: dir },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  const channel: ShellChannel = {
+    write: (data) => child.stdin.write(data),
+    end: () => child.stdin.end(),
+    close: () => void child.kill('SIGTERM'),
+    on(event: 'data' | 'close', listener: ((chunk: Buffer) => void) & (() => void)) {
+      if (event === 'data') child.stdout.on('data', listener);
+      else child.on('close', listener);
+      return channel;
+    },
+    stderr: { on: (_event, listener) => void child.stderr.on('data', listener) },
+  } as ShellChannel;
+  return Promise.resolve(channel);
+}
+
+async function start(path = DEFAULT_REMOTE_PATH): Promise<{ shell: RemoteShell; startMs: number }> {
+  const started = await RemoteShell.start(open, { host: 'local', path, timeoutMs: 20_000 });
+  shells.push(started.shell);
+  return started;
+}
+
+const text = (r: { code: number; stdout: Buffer; stderr: Buffer }) => ({ code: r.code, stdout: r.stdout.toString(), stderr: r.stderr.toString() });
+
+describe('RemoteShell', () => {
+  it('runs every command of a connection in one shell started once, with its own exit code and outputs', async () => {
+    const before = await readFile(`${dir}/starts`, 'utf8').catch(() => '');
+    const { shell, startMs } = await start();
+    expect(startMs).toBeGreaterThan(0);
+    expect(text(await shell.run("printf 'no newline'; echo oops >&2", undefined, 10_000))).toEqual({ code: 0, stdout: 'no newline', stderr: 'oops\n' });
+    expect(text(await shell.run('set -e; echo one; false; echo never', undefined, 10_000))).toEqual({ code: 1, stdout: 'one\n', stderr: '' });
+    expect(text(await shell.run('exit 7', undefined, 10_000))).toEqual({ code: 7, stdout: '', stderr: '' });
+    expect(text(await shell.run('cd /tmp; umask 077; pwd', undefined, 10_000)).stdout).toBe('/tmp\n');
+    // exit, cd and umask stayed in their own command.
+    expect(text(await shell.run('umask; echo "$LC_ALL $PATH"; [ -z "$LANG" ] && echo no-lang', undefined, 10_000)).stdout).toBe(
+      `0022\nC ${DEFAULT_REMOTE_PATH}\nno-lang\n`,
+    );
+    const after = await readFile(`${dir}/starts`, 'utf8');
+    expect(after.length - before.length).toBe(2); // one "x\n": the login ran once
+  });
+
+  it('keeps binary output, stdin and output that imitates a frame byte for byte', async () => {
+    const { shell } = await start();
+    const binary = await shell.run("printf '\\000\\377\\n@@relayplane-0000 0 5 0\\n'", undefined, 10_000);
+    expect([...binary.stdout]).toEqual([0, 255, 10, ...Buffer.from('@@relayplane-0000 0 5 0\n')]);
+    const input = Buffer.from('line one\nsecret\0bytes');
+    const echoed = await shell.run('cat; echo; wc -c', input, 10_000);
+    expect(echoed.stdout.toString()).toBe(`${input.toString()}\n0\n`);
+    // A command that reads more than it was given sees the end of its input, never the next frame.
+    const greedy = shell.run('cat; echo done', 'only this', 10_000);
+    const next = shell.run('echo next', undefined, 10_000);
+    expect(text(await greedy).stdout).toBe('only thisdone\n');
+    expect(text(await next).stdout).toBe('next\n');
+  });
+
+  it('answers commands sent before the previous ones answered, in order', async () => {
+    const { shell } = await start();
+    const results = await Promise.all(Array.from({ length: 50 }, (_, i) => shell.run(`echo ${i}; exit ${i % 3}`, undefined, 20_000)));
+    expect(results.map((r) => [r.stdout.toString(), r.code])).toEqual(Array.from({ length: 50 }, (_, i) => [`${i}\n`, i % 3]));
+  });
+
+  it('ends the shell when a command outlives its limit: that command and the queued ones fail, none hangs', async () => {
+    const { shell } = await start();
+    const slow = shell.run('sleep 30', undefined, 300);
+    const queued = shell.run('echo late', undefined, 20_000);
+    await expect(slow).rejects.toThrow(/timed out after 300 ms/);
+    await expect(queued).rejects.toThrow(/timed out/);
+    expect(shell.isOpen).toBe(false);
+    await expect(shell.run('echo again', undefined, 1000)).rejects.toThrow(/timed out/);
+  });
+
+  it('reports a lost shell to every waiting command', async () => {
+    const { shell } = await start();
+    const dying = shell.run('kill -9 $$; sleep 5', undefined, 20_000);
+    await expect(dying).rejects.toThrow(/remote shell on local ended/);
+    expect(shell.isOpen).toBe(false);
+  });
+
+  it('refuses a PATH that is not a plain list of absolute directories', () => {
+    expect(() => assertRemotePath('/usr/bin:/bin')).not.toThrow();
+    for (const bad of ['', 'usr/bin', '/usr/bin:$HOME/bin', "/bin'; rm -rf /", '/bin:', '/bin\n/sbin']) {
+      expect(() => assertRemotePath(bad), bad).toThrow(/absolute directories/);
+    }
+  });
+});
