@@ -17,14 +17,25 @@ export interface NodeProbe {
   /** The name the node's SMTP client greets with (`postconf -xh smtp_helo_name`). */
   heloName: string | null;
   configDirWritable: boolean;
+  /**
+   * What the node's login costs: `shellStartMs` is the start of the connection's shell (one round
+   * trip plus the login shell and its dotfiles, paid once per connection), `commandMs` an empty
+   * command on that shell (one round trip). Null when the node was not reached.
+   */
+  login: { shellStartMs: number | null; commandMs: number | null };
   /** Empty when the node is fit for deploys. */
   problems: string[];
+  /** Advisory findings (a slow login); they do not make the check fail. */
+  warnings: string[];
   durationMs: number;
 }
 
+/** A login slower than this is worth a warning: every new connection (a collection, a check) pays it. */
+export const SLOW_LOGIN_MS = 250;
+
 const MARK = '@@relayplane-probe@@';
 
-export async function inspectConnection(conn: NodeConnection, configDir: string): Promise<Omit<NodeProbe, 'reachable' | 'hostKey' | 'durationMs'>> {
+export async function inspectConnection(conn: NodeConnection, configDir: string): Promise<Omit<NodeProbe, 'reachable' | 'hostKey' | 'durationMs' | 'login' | 'warnings'>> {
   const script = [
     `echo "${MARK}version $(postconf -h mail_version 2>/dev/null)"`,
     `echo "${MARK}configdir $(postconf -h config_directory 2>/dev/null)"`,
@@ -56,6 +67,15 @@ export async function inspectConnection(conn: NodeConnection, configDir: string)
   return { postfixVersion, commands, configDirectory, heloName, configDirWritable, problems };
 }
 
+/** The shell's start (measured by the connection) and one empty command on it, in whole ms. */
+async function measureLogin(conn: NodeConnection): Promise<NodeProbe['login']> {
+  const started = performance.now();
+  await conn.exec('true', { timeoutMs: 15_000 });
+  const commandMs = Math.round(performance.now() - started);
+  const shellStartMs = conn.shellStartMs?.();
+  return { shellStartMs: shellStartMs === undefined ? null : Math.round(shellStartMs), commandMs };
+}
+
 /** Never throws for node trouble: unreachable nodes and key mismatches are reported as problems. */
 export async function probeNode(target: NodeTarget, configDir: string): Promise<NodeProbe> {
   const started = Date.now();
@@ -77,6 +97,8 @@ export async function probeNode(target: NodeTarget, configDir: string): Promise<
         reachable: true,
         hostKey: { pinned, presented: err.presentedFingerprint, matches: false },
         ...empty,
+        login: { shellStartMs: null, commandMs: null },
+        warnings: [],
         problems: [`host key mismatch: the node presented ${err.presentedFingerprint}, pinned ${pinned}; nothing was sent`],
         durationMs,
       };
@@ -85,18 +107,30 @@ export async function probeNode(target: NodeTarget, configDir: string): Promise<
       reachable: false,
       hostKey: { pinned, presented: null, matches: null },
       ...empty,
+      login: { shellStartMs: null, commandMs: null },
+      warnings: [],
       problems: [excerpt(err instanceof Error ? err.message : String(err), 300)],
       durationMs,
     };
   }
   try {
     const facts = await inspectConnection(conn, configDir);
-    return { reachable: true, hostKey: { pinned, presented: pinned, matches: true }, ...facts, durationMs: Date.now() - started };
+    const login = await measureLogin(conn);
+    const warnings =
+      login.shellStartMs !== null && login.shellStartMs > SLOW_LOGIN_MS
+        ? [
+            `starting the node's shell took ${login.shellStartMs} ms (an empty command: ${login.commandMs ?? '?'} ms): the login shell's dotfiles ` +
+              `(~/.bashrc, ~/.profile) are slow; every new SSH connection pays this once (see README, "Nodes and deployments")`,
+          ]
+        : [];
+    return { reachable: true, hostKey: { pinned, presented: pinned, matches: true }, ...facts, login, warnings, durationMs: Date.now() - started };
   } catch (err) {
     return {
       reachable: true,
       hostKey: { pinned, presented: pinned, matches: true },
       ...empty,
+      login: { shellStartMs: conn.shellStartMs?.() ?? null, commandMs: null },
+      warnings: [],
       problems: [excerpt(err instanceof Error ? err.message : String(err), 300)],
       durationMs: Date.now() - started,
     };
