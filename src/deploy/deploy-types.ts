@@ -72,6 +72,11 @@ export const systemClock: DeployClock = {
 export interface DeployOptions {
   /** Postfix config dir on the node (what `postconf -h config_directory` prints), e.g. /etc/postfix. */
   configDir: string;
+  /**
+   * The version the node ran when last seen (a hint): when it is the bundle's, the node is read
+   * before anything is uploaded; otherwise staging is sent along with the read.
+   */
+  expectedLiveVersion?: string | null | undefined;
   /** Releases kept on the node, live and previous always included (default 5). */
   keepReleases?: number;
   log?: (event: DeployEvent) => void;

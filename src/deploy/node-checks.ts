@@ -204,8 +204,11 @@ const NO_RELOAD = 'relayplane: no reload logged';
 
 export interface ReloadLogArgs {
   maillog: string;
-  /** Size of the maillog before the reload: only what was written after counts. */
-  offset: number;
+  /**
+   * Size of the maillog before the reload: only what was written after counts. A file name: the
+   * file on the node holding that size (written by the reload step, when the verify is sent with it).
+   */
+  offset: number | { file: string };
   settleMs: number;
   timeoutMs: number;
   /** Wait for master's start line instead of its reload line (after a restart). */
@@ -222,8 +225,10 @@ const seconds = (ms: number) => (Math.max(0, ms) / 1000).toFixed(3);
  */
 export function reloadLogScript(args: ReloadLogArgs): string {
   const log = shellQuote(args.maillog);
-  const from = `+${args.offset + 1}`;
+  const from = '"$rp_from"';
+  const offset = typeof args.offset === 'number' ? String(args.offset) : `$(cat ${shellQuote(args.offset.file)} 2>/dev/null || echo 0)`;
   return [
+    `rp_from=+$((${offset} + 1))`,
     `if timeout ${seconds(args.timeoutMs)} tail -F -c ${from} ${log} 2>/dev/null | grep -q -m1 -E ${shellQuote(args.restarted === true ? START_LINE : RELOAD_LINE)}`,
     `then sleep ${seconds(args.settleMs)}; echo ${shellQuote(RELOADED)}; tail -c ${from} ${log} 2>/dev/null || true`,
     `else echo ${shellQuote(NO_RELOAD)}; fi`,

@@ -10,35 +10,37 @@
  * The outcome is assembled in `finally`, so a caller always gets one, whatever threw. No retries
  * here: the caller (sync worker) decides, and holds the per-node lock; two concurrent deploys to
  * the same node are not safe.
+ *
+ * Round trips: steps that need no earlier answer are sent before it arrives (the node's shell runs
+ * them in order): read-node with stage and postmap (when the caller expects another live version),
+ * validate, then promote…verify, each sent only-if-the-one-before-exited-0 (`chained`): the node
+ * stops at the first failure as if each had waited. Answers are taken in order; prune follows live.
  */
 import { posix } from 'node:path';
 import type { Bundle } from './bundle.js';
 import { checkBundle } from './bundle-checks.js';
 import {
   systemClock,
-  type DeployClock,
-  type DeployEvent,
   type DeployOptions,
   type DeployOutcome,
   type DeployState,
   type DeployStep,
-  type DeployStepRecord,
 } from './deploy-types.js';
 import { DeployCheckError } from './errors.js';
-import { excerpt, execSections, sectionOk, type Section, sh, execOk, type NodeConnection } from '../ssh/index.js';
+import { chained, excerpt, sh, execOk, RemoteCommandError, SKIPPED_EXIT, type NodeConnection } from '../ssh/index.js';
+import { ahead, DeployJournal, skipped } from './deploy-journal.js';
 import { redactBundleSecrets } from './secret-scrub.js';
-import { META_DIR, nodeLayout, versionOfTarget, type NodeLayout } from './layout.js';
-import { digestScript, driftFromDigests, driftedFiles } from './live-files.js';
-import { postmapTables, reloadLogProblems, reloadLogScript, validateStaged } from './node-checks.js';
+import { META_DIR, nodeLayout, type NodeLayout } from './layout.js';
+import { driftedFiles } from './live-files.js';
+import { postmapTables, validateStaged } from './node-checks.js';
 import {
   backdateCommand,
   describePlan,
   desiredConfig,
-  liveStateScript,
-  parseLiveState,
   planCommands,
   planConfig,
   planIsEmpty,
+  nodeStateProblems,
   readNodeState,
   restartParams,
   type ConfigPlan,
@@ -46,10 +48,13 @@ import {
   type LiveState,
   type NodeState,
 } from './postfix-config.js';
-import { backupCommand, promoteRelease, pruneReleases, removeReleaseDir, restoreConfig, stageRelease, switchCurrent } from './release-store.js';
+import { RELOAD_COMMAND, RESTART_COMMAND, reloadPostfix, verifyAfterReload } from './reload-steps.js';
+import { backupCommand, promoteRelease, pruneReleases, removeReleaseDir, restoreConfig, stageRelease, stagingDirFor, switchCurrent } from './release-store.js';
 
-/** master detaches from the session's stdio, so the SSH command returns once it runs. */
-const RESTART_COMMAND = 'postfix stop >/dev/null 2>&1; postfix start </dev/null >/dev/null';
+interface StagedAhead {
+  stage: Promise<string>;
+  postmap: Promise<void>;
+}
 
 export async function deployBundle(conn: NodeConnection, bundle: Bundle, options: DeployOptions): Promise<DeployOutcome> {
   return new DeployRun(conn, bundle, options).execute();
@@ -65,10 +70,8 @@ function message(err: unknown): string {
 }
 
 class DeployRun {
-  private state: DeployState = 'pending';
-  private readonly steps: DeployStepRecord[] = [];
+  private readonly journal: DeployJournal;
   private readonly warnings: string[] = [];
-  private readonly clock: DeployClock;
   // Set by the check-bundle step (a bad configDir must end in an outcome too, not a throw).
   private layout!: NodeLayout;
   private desired!: DesiredConfig;
@@ -93,7 +96,15 @@ class DeployRun {
     private readonly bundle: Bundle,
     private readonly options: DeployOptions,
   ) {
-    this.clock = options.clock ?? systemClock;
+    this.journal = new DeployJournal(bundle.version, options.clock ?? systemClock, options.log, (err) => this.failure(err));
+  }
+
+  private step<T>(step: DeployStep, fn: () => Promise<T>, describe?: (result: T) => string | undefined): Promise<T> {
+    return this.journal.step(step, fn, describe);
+  }
+
+  private to(next: DeployState): void {
+    this.journal.to(next);
   }
 
   /** An error as the outcome, a step and the logs show it: node text may quote the bundle's secret tables. */
@@ -120,15 +131,15 @@ class DeployRun {
     } finally {
       // Every path ends in one of the three outcome states.
       if (error === undefined) this.to('live');
-      else if (rollbackError === undefined && this.state === 'rolling_back') this.to('rolled_back');
+      else if (rollbackError === undefined && this.journal.state === 'rolling_back') this.to('rolled_back');
       else this.to('failed');
     }
     return {
-      state: this.state === 'live' ? 'live' : this.state === 'rolled_back' ? 'rolled_back' : 'failed',
+      state: this.journal.state === 'live' ? 'live' : this.journal.state === 'rolled_back' ? 'rolled_back' : 'failed',
       version: this.bundle.version,
       previousVersion: this.previousVersion,
       changed: this.changed,
-      steps: this.steps,
+      steps: this.journal.steps,
       warnings: [...this.bundle.warnings, ...this.warnings],
       ...(error !== undefined ? { error } : {}),
       ...(rollbackError !== undefined ? { rollbackError } : {}),
@@ -142,13 +153,19 @@ class DeployRun {
       assertNone('check-bundle', checkBundle(this.bundle));
     });
     this.to('checked');
-    const node = await this.step('read-node', () => this.readNode(), (s) => `live ${s.liveVersion ?? 'none'}`);
+    const reading = this.step('read-node', () => this.readNode(), (s) => `live ${s.liveVersion ?? 'none'}`);
+    // Sent with the read when the caller knows the node runs another version; a node expected to
+    // run this one already (a reconcile), or one nothing is known about, is read first.
+    const expected = this.options.expectedLiveVersion;
+    const staged = expected === undefined || expected === this.bundle.version ? undefined : this.stageAhead();
+    const node = await reading;
     this.node = node;
     this.previousVersion = node.liveVersion;
     const plan = planConfig(this.desired, node.config);
     this.plan = plan;
 
     if (node.liveVersion === this.bundle.version) {
+      const ready = staged === undefined ? undefined : await this.settled(staged);
       // Files of the live release whose content differs from the bundle (hand edits).
       let drifted: string[] = [];
       const drift = await this.step(
@@ -159,29 +176,103 @@ class DeployRun {
         },
         (p) => (p.length === 0 ? 'in sync' : excerpt(p.join('; '))),
       );
-      if (drift.length === 0) return; // idempotent: nothing touched
+      if (drift.length === 0) {
+        await this.discardStaging();
+        return; // idempotent: nothing touched
+      }
       await this.reportDrift(drifted, plan, drift);
       this.repair = true;
       this.releaseDir = this.layout.release(this.bundle.version);
-      if (drifted.length > 0) await this.repairFiles(drifted);
+      if (drifted.length > 0) await this.repairFiles(drifted, ready);
+      else await this.discardStaging();
+      this.changed = true;
+      await this.step('apply', () => this.apply(plan, this.conn), () => describePlan(plan));
+      this.to('applied');
+      await this.reloadAndVerify(plan, false);
     } else {
-      await this.stageAndValidate();
-      await this.step('switch', async () => {
-        this.switchStarted = true;
-        await switchCurrent(this.conn, this.layout, this.bundle.version);
-      });
-      this.to('switched');
+      await this.stageAndValidate(staged);
+      await this.goLive(plan);
     }
+  }
+
+  /** Stage and postmap, sent behind read-node: one round trip for the three. */
+  private stageAhead(): StagedAhead {
+    const dir = stagingDirFor(this.layout, this.bundle.version);
+    this.stagingDir = dir;
+    const stage = ahead(this.step('stage', () => stageRelease(this.conn, this.layout, this.bundle, dir)));
+    const postmap = ahead(this.step('postmap', async () => assertNone('postmap', await postmapTables(chained(this.conn), dir, this.bundle))));
+    return { stage, postmap };
+  }
+
+  /** The staging dir when stage and postmap sent ahead both succeeded (else undefined: stage again). */
+  private async settled(staged: StagedAhead): Promise<string | undefined> {
+    try {
+      await staged.postmap;
+      return await staged.stage;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Promote, switch, apply, reload (or restart), verify and prune: sent at once, chained on the node. */
+  private async goLive(plan: ConfigPlan): Promise<void> {
+    const release = this.layout.release(this.bundle.version);
+    const next = chained(this.conn);
+    const promote = ahead(
+      this.step('promote', async () => {
+        this.releaseDir = await promoteRelease(this.conn, this.layout, this.stagingDir!, this.bundle.version);
+        this.promoted = true;
+        this.stagingDir = undefined;
+      }),
+    );
+    const switched = ahead(
+      this.step('switch', async () => {
+        try {
+          await switchCurrent(next, this.layout, this.bundle.version);
+        } catch (err) {
+          if (!skipped(err)) this.switchStarted = true;
+          throw err;
+        }
+        this.switchStarted = true;
+      }),
+    );
+    const applied = ahead(this.step('apply', () => this.apply(plan, next, release), () => describePlan(plan)));
+    const verified = this.reloadAndVerify(plan, true, release);
+    await promote;
+    await switched;
+    this.to('switched');
     this.changed = true;
-    await this.step('apply', () => this.apply(plan), () => describePlan(plan));
+    await applied;
     this.to('applied');
+    await verified;
+  }
+
+  /**
+   * Reload (or restart) and verify, chained on the previous step when `chain`; then prune, once the
+   * verify said the release is live (pruning is housekeeping: the release is live before it).
+   */
+  private async reloadAndVerify(plan: ConfigPlan, chain: boolean, release = this.releaseDir!): Promise<void> {
+    const conn = this.conn;
     const restart = restartParams(plan);
-    const offset =
-      restart.length === 0
-        ? await this.step('reload', () => this.reload())
-        : await this.step('restart', () => this.restart(), () => `postfix stop; postfix start: ${restart.join(', ')} take effect only when master starts`);
+    this.restarted = restart.length > 0;
+    const maillog = this.node?.maillogFile ?? '';
+    const reloading = ahead(
+      this.restarted
+        ? this.step('restart', () => reloadPostfix(conn, { maillog, release, restart: true, ifPreviousOk: chain }), () => `postfix stop; postfix start: ${restart.join(', ')} take effect only when master starts`)
+        : this.step('reload', () => reloadPostfix(conn, { maillog, release, restart: false, ifPreviousOk: chain })),
+    );
+    const settleMs = this.options.settleMs ?? 300;
+    const timeoutMs = this.options.reloadTimeoutMs ?? 10_000;
+    const verifying = ahead(
+      this.step('verify', async () => {
+        const found = await verifyAfterReload(chained(this.conn), { layout: this.layout, bundle: this.bundle, maillog, release, settleMs, timeoutMs, restarted: this.restarted, ifPreviousOk: true });
+        if (found.logProblems === null) this.warnings.push('maillog_file is not set: the log was not checked for fatal errors after the reload');
+        assertNone('verify', [...this.liveProblems(found.live, found.drifted), ...(found.logProblems ?? [])]);
+      }),
+    );
+    await reloading;
     this.to('reloaded');
-    await this.step('verify', async () => assertNone('verify', await this.verifyAfterReload(offset)));
+    await verifying;
     this.to('live');
     await this.prune();
   }
@@ -189,24 +280,15 @@ class DeployRun {
   /** The node's state; refuses a session on another instance, or a `current` we did not make. */
   private async readNode(): Promise<NodeState> {
     const state = await readNodeState(this.conn, this.layout);
-    const problems: string[] = [];
-    if (state.configDirectory !== this.layout.configDir) {
-      problems.push(`the SSH session acts on config_directory ${state.configDirectory}, not ${this.layout.configDir}`);
-    }
-    // A rollback must know exactly where to point `current` back to.
-    const target = versionOfTarget(state.currentTarget);
-    if (state.currentTarget !== null && (target === null || target !== state.liveVersion)) {
-      problems.push(`inconsistent live release: current → ${state.currentTarget}, VERSION ${state.liveVersion ?? 'missing'}`);
-    }
-    assertNone('read-node', problems);
+    assertNone('read-node', nodeStateProblems(state, this.layout));
     return state;
   }
 
-  private async stageAndValidate(): Promise<void> {
-    const staging = await this.step('stage', () => stageRelease(this.conn, this.layout, this.bundle));
+  private async stageAndValidate(staged: StagedAhead | undefined): Promise<void> {
+    const staging = await (staged?.stage ?? this.step('stage', () => stageRelease(this.conn, this.layout, this.bundle)));
     this.stagingDir = staging;
     this.to('staged');
-    await this.step('postmap', async () => assertNone('postmap', await postmapTables(this.conn, staging, this.bundle)));
+    await (staged?.postmap ?? this.step('postmap', async () => assertNone('postmap', await postmapTables(this.conn, staging, this.bundle))));
     await this.step('validate', async () => {
       const { problems, warnings } = await validateStaged(this.conn, {
         bundle: this.bundle,
@@ -221,11 +303,6 @@ class DeployRun {
       assertNone('validate', problems);
     });
     this.to('validated');
-    await this.step('promote', async () => {
-      this.releaseDir = await promoteRelease(this.conn, this.layout, staging, this.bundle.version);
-      this.promoted = true;
-      this.stagingDir = undefined;
-    });
   }
 
   /**
@@ -233,10 +310,15 @@ class DeployRun {
    * each drifted file is renamed over the live one (.db first: that is what Postfix reads). Each
    * rename is atomic; the release directory and the `current` symlink stay as they are.
    */
-  private async repairFiles(names: string[]): Promise<void> {
-    const staging = await this.step('stage', () => stageRelease(this.conn, this.layout, this.bundle));
-    this.stagingDir = staging;
-    await this.step('postmap', async () => assertNone('postmap', await postmapTables(this.conn, staging, this.bundle)));
+  private async repairFiles(names: string[], ready: string | undefined): Promise<void> {
+    let staging = ready;
+    if (staging === undefined) {
+      await this.discardStaging();
+      const dir = await this.step('stage', () => stageRelease(this.conn, this.layout, this.bundle));
+      this.stagingDir = dir;
+      await this.step('postmap', async () => assertNone('postmap', await postmapTables(this.conn, dir, this.bundle)));
+      staging = dir;
+    }
     const release = this.releaseDir!;
     await this.step(
       'repair-files',
@@ -246,7 +328,7 @@ class DeployRun {
           return parts.map((p) => sh('mv', '-f', posix.join(staging, p), posix.join(release, p)));
         });
         await execOk(this.conn, moves.join(' && '));
-        await removeReleaseDir(this.conn, this.layout, staging);
+        await removeReleaseDir(this.conn, this.layout, staging!);
         this.stagingDir = undefined;
       },
       () => `restored ${names.join(', ')}`,
@@ -266,38 +348,13 @@ class DeployRun {
   }
 
   /** Saves main.cf/master.cf into the release, then runs only the postconf edits that differ. */
-  private async apply(plan: ConfigPlan): Promise<void> {
-    const release = this.releaseDir!;
+  private async apply(plan: ConfigPlan, conn: NodeConnection, release = this.releaseDir!): Promise<void> {
     const edits = planIsEmpty(plan) ? [] : [...planCommands(plan), backdateCommand(posix.join(this.layout.configDir, 'main.cf'))];
-    // One round trip; the marker tells whether the backup exists, even when an edit failed after it.
-    const r = await this.conn.exec([backupCommand(this.layout, release), 'echo backed-up', ...edits].join(' && '));
+    // One command; the marker tells whether the backup exists, even when an edit failed after it.
+    const r = await conn.exec([backupCommand(this.layout, release), 'echo backed-up', ...edits].join(' && '));
+    if (r.code === SKIPPED_EXIT) throw new RemoteCommandError('apply: skipped', r.code, '');
     this.backupTaken = r.stdout.includes('backed-up');
     if (r.code !== 0) throw new Error(`apply: exit ${r.code}: ${excerpt(r.stderr, 300)}`);
-  }
-
-  /** `postfix reload`; returns the maillog size before it, where the log check starts reading. */
-  private async reload(): Promise<number> {
-    const log = this.node?.maillogFile ?? '';
-    const size = log === '' ? 'echo 0' : `{ wc -c < ${sh(log)} 2>/dev/null || echo 0; }`;
-    const r = await execOk(this.conn, `${size} && postfix reload >/dev/null`);
-    return Number.parseInt(r.stdout.trim(), 10) || 0;
-  }
-
-  /**
-   * `postfix stop; postfix start` (master re-reads RESTART_PARAMS only at start); returns the
-   * maillog size before it. `postfix start` returns once master has bound its listeners (-w).
-   */
-  private async restart(): Promise<number> {
-    this.restarted = true;
-    const log = this.node?.maillogFile ?? '';
-    const size = log === '' ? 'echo 0' : `{ wc -c < ${sh(log)} 2>/dev/null || echo 0; }`;
-    const r = await this.conn.exec(`${size} && ${RESTART_COMMAND}`);
-    const offset = Number.parseInt(r.stdout.trim(), 10) || 0;
-    if (r.code === 0) return offset;
-    // master's reason (a listener it cannot bind under the new value, say) is only in the log.
-    const reasons = log === '' ? '' : (await this.conn.exec(`tail -c +${offset + 1} ${sh(log)} | grep -E ': (fatal|panic): ' | head -n 3`)).stdout;
-    const why = reasons.split('\n').filter((l) => l !== '').map((l) => l.replace(/^.*?: (fatal|panic): /, '$1: '));
-    throw new Error(`postfix start failed (exit ${r.code})${why.length > 0 ? `: ${excerpt(why.join('; '), 300)}` : ''}`);
   }
 
   /** What differs between the node and the bundle, given the files found drifted: empty when in sync. */
@@ -310,36 +367,13 @@ class DeployRun {
     return problems;
   }
 
-  /**
-   * After the reload, in one round trip: the live release and config read again, the digests of
-   * the live files, then (on the node) the wait for master's reload line, the settle time and the log since.
-   */
-  private async verifyAfterReload(offset: number): Promise<string[]> {
-    const log = this.node?.maillogFile ?? '';
-    const settleMs = this.options.settleMs ?? 300;
-    const timeoutMs = this.options.reloadTimeoutMs ?? 10_000;
-    const sections: Section[] = [
-      { name: 'live-state', script: liveStateScript(this.layout) },
-      { name: 'digests', script: digestScript(this.bundle), cwd: this.layout.liveDir },
-    ];
-    if (log !== '') sections.push({ name: 'reload-log', script: reloadLogScript({ maillog: log, offset, settleMs, timeoutMs, restarted: this.restarted }) });
-    // The wait is bounded on the node; the exec gets that much time on top of its usual limit.
-    const r = await execSections(this.conn, sections, { timeoutMs: 60_000 + settleMs + timeoutMs });
-    const problems = this.liveProblems(parseLiveState(sectionOk(r, 'live-state').stdout), driftFromDigests(r.get('digests')!.stdout, this.bundle));
-    if (log === '') {
-      this.warnings.push('maillog_file is not set: the log was not checked for fatal errors after the reload');
-      return problems;
-    }
-    return [...problems, ...reloadLogProblems(r.get('reload-log')!, timeoutMs)];
-  }
-
   /** Back to the previous release and the saved main.cf/master.cf, then reload. */
   private async rollback(): Promise<void> {
     this.to('rolling_back');
     await this.step('rollback', async () => {
       if (!this.repair) await switchCurrent(this.conn, this.layout, this.previousVersion);
       if (this.backupTaken) await restoreConfig(this.conn, this.layout, this.releaseDir!);
-      await execOk(this.conn, this.restarted ? RESTART_COMMAND : 'postfix reload >/dev/null');
+      await execOk(this.conn, this.restarted ? RESTART_COMMAND : RELOAD_COMMAND);
       if (!this.repair && this.releaseDir !== undefined) await removeReleaseDir(this.conn, this.layout, this.releaseDir);
     }, () => `live ${this.previousVersion ?? 'none'}`);
   }
@@ -347,6 +381,7 @@ class DeployRun {
   /** Failure before the switch: remove what was staged; the node runs as before. */
   private async discardStaging(): Promise<void> {
     if (this.stagingDir !== undefined) await removeReleaseDir(this.conn, this.layout, this.stagingDir);
+    this.stagingDir = undefined;
     if (this.promoted && this.releaseDir !== undefined) await removeReleaseDir(this.conn, this.layout, this.releaseDir);
   }
 
@@ -359,38 +394,6 @@ class DeployRun {
       );
     } catch (err) {
       this.warnings.push(`prune: ${this.failure(err)}`);
-    }
-  }
-
-  private async step<T>(step: DeployStep, fn: () => Promise<T>, describe?: (result: T) => string | undefined): Promise<T> {
-    const startedAt = this.clock.now();
-    const record = (ok: boolean, detail: string | undefined) => {
-      const finishedAt = this.clock.now();
-      this.steps.push({ step, startedAt, finishedAt, ok, ...(detail !== undefined ? { detail } : {}) });
-      this.emit({ type: 'step', version: this.bundle.version, step, ok, durationMs: finishedAt.getTime() - startedAt.getTime(), ...(detail !== undefined ? { detail } : {}) });
-    };
-    try {
-      const result = await fn();
-      record(true, describe?.(result));
-      return result;
-    } catch (err) {
-      record(false, this.failure(err));
-      throw err;
-    }
-  }
-
-  private to(next: DeployState): void {
-    if (next === this.state) return;
-    const from = this.state;
-    this.state = next;
-    this.emit({ type: 'state', version: this.bundle.version, from, to: next });
-  }
-
-  private emit(event: DeployEvent): void {
-    try {
-      this.options.log?.(event);
-    } catch {
-      // A broken logger must not change what happens on the node.
     }
   }
 }

@@ -28,6 +28,8 @@ export interface NodeSyncOptions {
   connect?: (target: NodeTarget) => Promise<NodeConnection>;
   /** Drift found on the live release, before the repair (see DeployOptions.onDrift). */
   onDrift?: (drift: DriftReport) => Promise<void>;
+  /** The version the node ran when last seen (see DeployOptions.expectedLiveVersion). */
+  expectedLiveVersion?: string | null | undefined;
 }
 
 export interface NodeSyncResult {
@@ -88,6 +90,7 @@ export async function syncNode(target: NodeTarget, bundle: Bundle, options: Node
     try {
       const outcome = await deployBundle(conn, bundle, {
         configDir: options.configDir,
+        expectedLiveVersion: options.expectedLiveVersion,
         clock,
         ...(options.keepReleases !== undefined ? { keepReleases: options.keepReleases } : {}),
         ...(options.log !== undefined ? { log: options.log } : {}),

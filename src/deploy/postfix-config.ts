@@ -5,7 +5,7 @@
  */
 import { posix } from 'node:path';
 import { MANAGED_SERVICE_PREFIX, renderValue, serviceFields, serviceKey, serviceParams, type Bundle } from './bundle.js';
-import { META_DIR, type NodeLayout } from './layout.js';
+import { META_DIR, versionOfTarget, type NodeLayout } from './layout.js';
 import { execOk, type NodeConnection, sh } from '../ssh/index.js';
 
 export type ParamMap = Map<string, string>;
@@ -233,6 +233,20 @@ function liveState(parts: string[]): LiveState {
       managedParams: (managed ?? '').split('\n').filter((l) => /^[a-z0-9_]+$/.test(l)),
     },
   };
+}
+
+/** What makes a node's state unsafe to deploy over: another Postfix instance, or a `current` we did not make. */
+export function nodeStateProblems(state: NodeState, layout: NodeLayout): string[] {
+  const problems: string[] = [];
+  if (state.configDirectory !== layout.configDir) {
+    problems.push(`the SSH session acts on config_directory ${state.configDirectory}, not ${layout.configDir}`);
+  }
+  // A rollback must know exactly where to point `current` back to.
+  const target = versionOfTarget(state.currentTarget);
+  if (state.currentTarget !== null && (target === null || target !== state.liveVersion)) {
+    problems.push(`inconsistent live release: current → ${state.currentTarget}, VERSION ${state.liveVersion ?? 'missing'}`);
+  }
+  return problems;
 }
 
 /** Reads the node's state in one round trip. */

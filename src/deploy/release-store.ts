@@ -15,6 +15,12 @@ function assertVersion(version: string): void {
   if (!VERSION_RE.test(version)) throw new Error(`not a release version: ${JSON.stringify(version)}`);
 }
 
+/** A fresh staging dir name for a version (beside its release dir, removed or renamed by the deploy). */
+export function stagingDirFor(layout: NodeLayout, version: string): string {
+  assertVersion(version);
+  return `${layout.release(version)}.tmp-${randomBytes(6).toString('hex')}`;
+}
+
 /**
  * Uploads the bundle's files and manifests into a fresh staging dir in one `tar -x`; returns its
  * path. The staging dir is created 0700 under `umask 077`, so no file in it is reachable by anyone
@@ -22,9 +28,8 @@ function assertVersion(version: string): void {
  * that umask and sets the exact mode at the end. -m: files get the extraction time, so the .db
  * files postmap writes next are never older than their sources (Postfix warns about that).
  */
-export async function stageRelease(conn: NodeConnection, layout: NodeLayout, bundle: Bundle): Promise<string> {
+export async function stageRelease(conn: NodeConnection, layout: NodeLayout, bundle: Bundle, staging = stagingDirFor(layout, bundle.version)): Promise<string> {
   assertVersion(bundle.version);
-  const staging = `${layout.release(bundle.version)}.tmp-${randomBytes(6).toString('hex')}`;
   const lines = (items: string[]) => items.map((i) => `${i}\n`).join('');
   const archive = tarArchive([
     ...Object.entries(bundle.files).map(([name, f]) => ({ name, mode: f.mode, content: f.content })),

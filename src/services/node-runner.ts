@@ -97,6 +97,7 @@ export function createNodeRunner(deps: Deps) {
     }
     return syncNode({ host: node.sshHost, port: node.sshPort, username: node.sshUser, privateKey, hostKey: node.hostKey, remotePath: deps.ssh.remotePath }, bundle, {
       configDir: node.configDir,
+      expectedLiveVersion: node.liveVersion,
       retry: deps.ssh.retry,
       connectTimeoutMs: deps.ssh.connectTimeoutMs,
       ...(deps.ssh.keepReleases !== undefined ? { keepReleases: deps.ssh.keepReleases } : {}),

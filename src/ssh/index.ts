@@ -2,6 +2,7 @@
 export { HostKeyMismatchError, RemoteCommandError, excerpt } from './errors.js';
 export { sh, shellQuote } from './shell-quote.js';
 export {
+  chained,
   connectNode,
   execOk,
   pinnedFingerprint,
@@ -16,4 +17,4 @@ export {
 export { ConnectionPool, type ConnectionPoolOptions } from './connection-pool.js';
 export { execSections, sectionOk, type Section } from './remote-script.js';
 export { DEFAULT_SSH, privateKeyReader, type SshSettings } from './settings.js';
-export { DEFAULT_REMOTE_PATH } from './remote-shell.js';
+export { DEFAULT_REMOTE_PATH, SKIPPED_EXIT } from './remote-shell.js';

@@ -23,7 +23,7 @@ export interface Section {
 export async function execSections(
   conn: NodeConnection,
   sections: Section[],
-  options: Pick<ExecOptions, 'timeoutMs'> = {},
+  options: Pick<ExecOptions, 'timeoutMs' | 'ifPreviousOk'> = {},
 ): Promise<Map<string, ExecResult>> {
   const token = `@@relayplane-section-${randomBytes(6).toString('hex')}`;
   const script = sections.map(({ name, script: body, cwd }) => {

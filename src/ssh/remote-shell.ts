@@ -7,17 +7,23 @@
  * `LC_ALL=C` and umask 022; each command is then sent to that loop as a frame and runs in a
  * subshell of it, so its `exit`, `cd`, `umask` or `set -e` stay its own.
  *
- * Frames in: `<script bytes> <stdin bytes>\n`, then the script, then its stdin. The loop reads
+ * Frames in: `<script bytes> <stdin bytes> <gate>\n`, then the script, then its stdin. The loop reads
  * them with `read` and `head -c`, which never read past what they need, so the stream stays in
  * step. Frames out: `<token> <exit code> <stdout bytes> <stderr bytes>\n` and both outputs, which
  * the command wrote to files in a private (0700) directory: nothing it prints can fake a frame.
- * Frames run in the order sent; callers may send the next before the previous one answers.
+ * Frames run in the order sent; callers may send the next before the previous one answers. A
+ * gated frame (gate 1) runs only when the frame before it exited 0; otherwise it is answered as
+ * skipped, and so is every gated frame after it: a chain of steps sent at once stops on the node
+ * at its first failure, as it would if each step waited for the previous answer.
  */
 import { randomBytes } from 'node:crypto';
 import { RemoteCommandError, excerpt } from './errors.js';
 
 /** Where Postfix and the usual tools are on Debian, RHEL, SUSE, Alpine and source installs. */
 export const DEFAULT_REMOTE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** The exit code a skipped gated frame is answered with (no process exits with it: codes end at 255). */
+export const SKIPPED_EXIT = 256;
 
 export interface ShellResult {
   code: number;
@@ -64,10 +70,15 @@ function loopScript(token: string, path: string): string {
     "trap 'exit 143' TERM",
     'umask 022',
     `printf '\\n%s ready\\n' ${token}`,
-    'while IFS=" " read -r rp_slen rp_ilen; do',
+    'rp_rc=0',
+    'while IFS=" " read -r rp_slen rp_ilen rp_gate; do',
     '  head -c "$rp_slen" >"$rp_dir/s" && head -c "$rp_ilen" >"$rp_dir/i" || exit 112',
-    '  (. "$rp_dir/s") <"$rp_dir/i" >"$rp_dir/o" 2>"$rp_dir/e"',
-    '  rp_rc=$?',
+    '  if [ "$rp_gate" = 1 ] && [ "$rp_rc" != 0 ]; then',
+    `    rp_rc=${SKIPPED_EXIT}; : >"$rp_dir/o"; : >"$rp_dir/e"`,
+    '  else',
+    '    (. "$rp_dir/s") <"$rp_dir/i" >"$rp_dir/o" 2>"$rp_dir/e"',
+    '    rp_rc=$?',
+    '  fi',
     '  : >"$rp_dir/i"',
     `  printf '%s %s %s %s\\n' ${token} "$rp_rc" $(($(wc -c <"$rp_dir/o"))) $(($(wc -c <"$rp_dir/e")))`,
     '  cat "$rp_dir/o" "$rp_dir/e"',
@@ -126,7 +137,7 @@ export class RemoteShell {
   }
 
   /** Runs one script; resolves with its exit code and outputs, rejects only when the shell is lost. */
-  run(script: string, stdin: Buffer | string | undefined, timeoutMs: number): Promise<ShellResult> {
+  run(script: string, stdin: Buffer | string | undefined, timeoutMs: number, gated = false): Promise<ShellResult> {
     if (this.closedReason !== undefined) return Promise.reject(new RemoteCommandError(this.closedReason, -1, ''));
     const body = Buffer.from(script, 'utf8');
     const input = stdin === undefined ? Buffer.alloc(0) : typeof stdin === 'string' ? Buffer.from(stdin, 'utf8') : stdin;
@@ -136,7 +147,7 @@ export class RemoteShell {
         this.fail(`command timed out after ${timeoutMs} ms: ${excerpt(script, 120)}`);
       }, timeoutMs);
       this.queue.push({ resolve, reject, timer, command: script });
-      this.channel.write(Buffer.concat([Buffer.from(`${body.length} ${input.length}\n`, 'latin1'), body, input]));
+      this.channel.write(Buffer.concat([Buffer.from(`${body.length} ${input.length} ${gated ? 1 : 0}\n`, 'latin1'), body, input]));
     });
   }
 

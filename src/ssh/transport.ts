@@ -31,6 +31,11 @@ export interface ExecOptions {
   stdin?: string | Buffer;
   cwd?: string;
   timeoutMs?: number;
+  /**
+   * Run only when the connection's previous command exited 0; otherwise answered at once with
+   * exit code SKIPPED_EXIT, without running. For steps sent before the previous one answered.
+   */
+  ifPreviousOk?: boolean;
 }
 
 export interface ExecResult {
@@ -163,6 +168,8 @@ interface RawExecClient {
 
 class SshNodeConnection implements NodeConnection {
   private shell: Promise<RemoteShell> | undefined;
+  /** The started shell: commands are written to it synchronously, so they reach the node in call order. */
+  private started: RemoteShell | undefined;
   private startMs: number | undefined;
 
   constructor(
@@ -215,32 +222,54 @@ class SshNodeConnection implements NodeConnection {
     this.ssh.dispose();
   }
 
-  private async run(command: string, options: ExecOptions): Promise<{ code: number; stdout: Buffer; stderr: Buffer }> {
+  /** Writes the command now when the shell runs (in call order), or once it has started (also in call order). */
+  private run(command: string, options: ExecOptions): Promise<{ code: number; stdout: Buffer; stderr: Buffer }> {
     const line = options.cwd === undefined ? command : `cd ${shellQuote(options.cwd)} && { ${command}\n}`;
     const limit = options.timeoutMs ?? this.commandTimeoutMs;
-    const shell = await this.openShell(limit);
-    return shell.run(line, options.stdin, limit);
+    const send = (shell: RemoteShell) => shell.run(line, options.stdin, limit, options.ifPreviousOk === true);
+    if (this.started?.isOpen === true) return send(this.started);
+    return this.openShell(limit).then(send);
   }
 
   /** The connection's shell, started on first use and again after one was lost (a timeout ends it). */
-  private async openShell(timeoutMs: number): Promise<RemoteShell> {
-    const pending = this.shell;
-    const current = pending === undefined ? undefined : await pending.catch(() => undefined);
-    if (current?.isOpen === true) return current;
-    // Another caller started a new shell while this one waited: use that one.
-    if (this.shell !== pending) return this.openShell(timeoutMs);
+  private openShell(timeoutMs: number): Promise<RemoteShell> {
+    if (this.shell !== undefined && (this.started === undefined || this.started.isOpen)) return this.shell;
     const client = this.ssh.connection as unknown as RawExecClient | null;
-    if (client === null) throw new RemoteCommandError('not connected', -1, '');
+    if (client === null) return Promise.reject(new RemoteCommandError('not connected', -1, ''));
     const open = (cmd: string) =>
       new Promise<ShellChannel>((resolve, reject) => {
         client.exec(cmd, (err, channel) => (err !== undefined && err !== null ? reject(err) : resolve(channel)));
       });
-    this.shell = RemoteShell.start(open, { host: this.host, path: this.remotePath, timeoutMs }).then(({ shell, startMs }) => {
-      this.startMs = startMs;
-      return shell;
-    });
-    return this.shell;
+    this.started = undefined;
+    const starting = RemoteShell.start(open, { host: this.host, path: this.remotePath, timeoutMs }).then(
+      ({ shell, startMs }) => {
+        this.startMs = startMs;
+        this.started = shell;
+        return shell;
+      },
+      (err: unknown) => {
+        // The next command tries a new shell.
+        if (this.shell === starting) this.shell = undefined;
+        throw err;
+      },
+    );
+    this.shell = starting;
+    return starting;
   }
+}
+
+/**
+ * The same connection with every command sent `ifPreviousOk`: a chain of steps sent at once stops
+ * on the node at its first failure. Closing it leaves the connection open.
+ */
+export function chained(conn: NodeConnection): NodeConnection {
+  return {
+    host: conn.host,
+    exec: (command, options) => conn.exec(command, { ...options, ifPreviousOk: true }),
+    execBytes: (command, options) => conn.execBytes(command, options),
+    writeFile: (path, content, mode) => conn.writeFile(path, content, mode),
+    close: () => undefined,
+  };
 }
 
 /** Runs a command and throws a RemoteCommandError (with a stderr excerpt, never stdout) on a non-zero exit. */

@@ -6,7 +6,7 @@
 import { existsSync, readFileSync, readdirSync, statSync, watch } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deployBundle, type Bundle, type DeployOptions, type DeployOutcome } from '../../src/deploy/index.js';
+import { deployBundle, type Bundle, type DeployEvent, type DeployOptions, type DeployOutcome } from '../../src/deploy/index.js';
 import { HostKeyMismatchError, connectNode, type NodeConnection } from '../../src/ssh/index.js';
 import { postmapTables } from '../../src/deploy/node-checks.js';
 import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/postfix-node.js';
@@ -256,6 +256,57 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
     expect(releases(node).filter((r) => r !== v2.version && r !== buildBundle(routesV1()).version)).toEqual([]);
     expect(await configSnapshot(conn, node)).toEqual(before);
     expect((await deliver(node, 'still@a.test', sh1)).authUser).toBe('userA2');
+  });
+
+  it('with the version the node last ran as a hint, sends steps ahead: three waits until live instead of ten, same steps and states', async () => {
+    // A wait: the deployer sent a command while none was outstanding, and so waited for the node.
+    let outstanding = 0;
+    let waits = 0;
+    const track = <T>(p: Promise<T>): Promise<T> => {
+      if (outstanding++ === 0) waits++;
+      return p.finally(() => outstanding--);
+    };
+    const counting: NodeConnection = {
+      host: conn.host,
+      exec: (c, o) => track(conn.exec(c, o)),
+      execBytes: (c, o) => track(conn.execBytes(c, o)),
+      writeFile: (p, c, m) => track(conn.writeFile(p, c, m)),
+      close: () => conn.close(),
+    };
+    const v1 = buildBundle(routesV1());
+    const events: string[] = [];
+    let waitsUntilLive = 0;
+    const log = (e: DeployEvent) => {
+      if (e.type !== 'state') return;
+      events.push(e.to);
+      if (e.to === 'live') waitsUntilLive = waits;
+    };
+    const back = await deployBundle(counting, v1, opts(node, { expectedLiveVersion: v2.version, log }));
+    expectLive(back);
+    expect(events).toEqual(['checked', 'staged', 'validated', 'switched', 'applied', 'reloaded', 'live']);
+    expect(back.steps.map((s) => s.step)).toEqual(['check-bundle', 'read-node', 'stage', 'postmap', 'validate', 'promote', 'switch', 'apply', 'reload', 'verify', 'prune']);
+    // Steps sent ahead are timed from when the one before them was done.
+    for (const [i, s] of back.steps.entries()) if (i > 0) expect(s.startedAt.getTime()).toBeGreaterThanOrEqual(back.steps[i - 1]!.finishedAt.getTime());
+    expect(waitsUntilLive).toBe(3); // read-node+stage+postmap, validate, promote…verify
+    expect(waits).toBe(5); // and prune's two commands, after the release is live
+    expect((await deliver(node, 'hint@a.test', sh1)).authUser).toBe('userA');
+
+    // Refused by validate after staging was sent ahead: the staged release is gone, v1 still live.
+    const refused = await deployBundle(conn, buildBundle(routesV2(), { mainCf: { relayplane_no_such_param: 'yes' } }), opts(node, { expectedLiveVersion: v1.version }));
+    expect(refused).toMatchObject({ state: 'failed', error: expect.stringMatching(/unknown parameter relayplane_no_such_param/) });
+    expect(liveVersion(node)).toBe(v1.version);
+    expect(releases(node).filter((r) => r.includes('.tmp-'))).toEqual([]);
+
+    // A wrong hint (the node already runs the bundle): the staging sent ahead is removed, nothing else changes.
+    const before = await configSnapshot(conn, node);
+    const same = await deployBundle(conn, v1, opts(node, { expectedLiveVersion: v2.version }));
+    expect(same).toMatchObject({ state: 'live', changed: false });
+    expect(same.steps.map((s) => s.step)).toEqual(['check-bundle', 'read-node', 'stage', 'postmap', 'verify-live']);
+    expect(releases(node).filter((r) => r.includes('.tmp-'))).toEqual([]);
+    expect(await configSnapshot(conn, node)).toEqual(before);
+
+    expectLive(await deployBundle(conn, v2, opts(node, { expectedLiveVersion: v1.version })));
+    expect(liveVersion(node)).toBe(v2.version);
   });
 
   it('repairs a live release whose main.cf/master.cf was changed by hand', async () => {

@@ -8,7 +8,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_REMOTE_PATH, RemoteShell, assertRemotePath, type ShellChannel } from '../../src/ssh/remote-shell.js';
+import { DEFAULT_REMOTE_PATH, RemoteShell, SKIPPED_EXIT, assertRemotePath, type ShellChannel } from '../../src/ssh/remote-shell.js';
 
 let dir: string;
 const shells: RemoteShell[] = [];
@@ -87,6 +87,24 @@ describe('RemoteShell', () => {
     const { shell } = await start();
     const results = await Promise.all(Array.from({ length: 50 }, (_, i) => shell.run(`echo ${i}; exit ${i % 3}`, undefined, 20_000)));
     expect(results.map((r) => [r.stdout.toString(), r.code])).toEqual(Array.from({ length: 50 }, (_, i) => [`${i}\n`, i % 3]));
+  });
+
+  it('skips gated commands after a failure, all of them, until an ungated one runs', async () => {
+    const { shell } = await start();
+    const marker = `${dir}/gated-ran`;
+    const sent = [
+      shell.run('true', undefined, 10_000),
+      shell.run('echo one', undefined, 10_000, true),
+      shell.run('exit 4', undefined, 10_000, true),
+      shell.run(`touch ${marker}`, undefined, 10_000, true),
+      shell.run('echo never', undefined, 10_000, true),
+      shell.run('echo ungated', undefined, 10_000),
+      shell.run('echo gated-again', undefined, 10_000, true),
+    ];
+    const results = (await Promise.all(sent)).map(text);
+    expect(results.map((r) => r.code)).toEqual([0, 0, 4, SKIPPED_EXIT, SKIPPED_EXIT, 0, 0]);
+    expect(results.map((r) => r.stdout)).toEqual(['', 'one\n', '', '', '', 'ungated\n', 'gated-again\n']);
+    await expect(readFile(marker)).rejects.toThrow(/ENOENT/);
   });
 
   it('ends the shell when a command outlives its limit: that command and the queued ones fail, none hangs', async () => {

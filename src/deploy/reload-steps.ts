@@ -1,0 +1,84 @@
+/**
+ * The deploy's last node-side steps: `postfix reload` (or `postfix stop; postfix start`), and the
+ * check after it. The reload saves the maillog's size before it in the release's metadata, so the
+ * check can be sent together with it and still read only what master logged since.
+ */
+import { posix } from 'node:path';
+import type { Bundle } from './bundle.js';
+import { META_DIR, type NodeLayout } from './layout.js';
+import { digestScript, driftFromDigests } from './live-files.js';
+import { reloadLogProblems, reloadLogScript } from './node-checks.js';
+import { liveStateScript, parseLiveState, type LiveState } from './postfix-config.js';
+import { execSections, sectionOk, sh, type NodeConnection, type Section } from '../ssh/index.js';
+
+/** master detaches from the session's stdio, so the command returns once it runs. */
+export const RESTART_COMMAND = 'postfix stop >/dev/null 2>&1; postfix start </dev/null >/dev/null';
+export const RELOAD_COMMAND = 'postfix reload >/dev/null';
+
+const offsetFile = (release: string) => posix.join(release, META_DIR, 'reload-offset');
+
+export interface ReloadArgs {
+  /** The node's maillog_file; '' when Postfix logs to syslog only. */
+  maillog: string;
+  /** The release being made live (its metadata dir keeps the log offset). */
+  release: string;
+  restart: boolean;
+  /** Sent before the previous step answered: run only if it succeeded. */
+  ifPreviousOk: boolean;
+}
+
+/**
+ * Reloads (or restarts) Postfix and returns the maillog size before it. A failed `postfix start`
+ * is reported with master's reason, which only the log has.
+ */
+export async function reloadPostfix(conn: NodeConnection, args: ReloadArgs): Promise<number> {
+  const size = args.maillog === '' ? 'echo 0' : `{ wc -c < ${sh(args.maillog)} 2>/dev/null || echo 0; }`;
+  const save = `rp_size=$(${size}) && printf '%s\\n' "$rp_size" > ${sh(offsetFile(args.release))} && echo "$rp_size"`;
+  const r = await conn.exec(`${save} && ${args.restart ? RESTART_COMMAND : RELOAD_COMMAND}`, { ifPreviousOk: args.ifPreviousOk });
+  const offset = Number.parseInt(r.stdout.trim(), 10) || 0;
+  if (r.code === 0) return offset;
+  if (!args.restart) throw new Error(`postfix reload failed (exit ${r.code})`);
+  const reasons = args.maillog === '' ? '' : (await conn.exec(`tail -c +${offset + 1} ${sh(args.maillog)} | grep -E ': (fatal|panic): ' | head -n 3`)).stdout;
+  const why = reasons.split('\n').filter((l) => l !== '').map((l) => l.replace(/^.*?: (fatal|panic): /, '$1: '));
+  throw new Error(`postfix start failed (exit ${r.code})${why.length > 0 ? `: ${why.join('; ').slice(0, 300)}` : ''}`);
+}
+
+export interface VerifyArgs {
+  layout: NodeLayout;
+  bundle: Bundle;
+  maillog: string;
+  release: string;
+  settleMs: number;
+  timeoutMs: number;
+  restarted: boolean;
+  ifPreviousOk: boolean;
+}
+
+export interface VerifyFindings {
+  live: LiveState;
+  drifted: string[];
+  /** Problems in the log since the reload; null when Postfix logs to syslog only (nothing checked). */
+  logProblems: string[] | null;
+}
+
+/**
+ * After the reload, in one command: the live release and config read again, the digests of the
+ * live files, then (on the node) the wait for master's reload line, the settle time and the log since.
+ */
+export async function verifyAfterReload(conn: NodeConnection, args: VerifyArgs): Promise<VerifyFindings> {
+  const sections: Section[] = [
+    { name: 'live-state', script: liveStateScript(args.layout) },
+    { name: 'digests', script: digestScript(args.bundle), cwd: args.layout.liveDir },
+  ];
+  if (args.maillog !== '') {
+    const script = reloadLogScript({ maillog: args.maillog, offset: { file: offsetFile(args.release) }, settleMs: args.settleMs, timeoutMs: args.timeoutMs, restarted: args.restarted });
+    sections.push({ name: 'reload-log', script });
+  }
+  // The wait is bounded on the node; the command gets that much time on top of its usual limit.
+  const r = await execSections(conn, sections, { timeoutMs: 60_000 + args.settleMs + args.timeoutMs, ifPreviousOk: args.ifPreviousOk });
+  return {
+    live: parseLiveState(sectionOk(r, 'live-state').stdout),
+    drifted: driftFromDigests(r.get('digests')!.stdout, args.bundle),
+    logProblems: args.maillog === '' ? null : reloadLogProblems(r.get('reload-log')!, args.timeoutMs),
+  };
+}
