@@ -126,14 +126,13 @@ export function buildCli(): Command {
     .action(async (options: { relay: string; domain?: string; username: string; json?: boolean }) => {
       const secret = (await readStdin()).replace(/\r?\n$/, '');
       if (secret === '') throw new CliError('no secret on standard input: pipe it in (see --help)');
-      const result = await withServices(async (services) => {
-        const created = await services.credentials.create(CLI_CONTEXT, options.relay, {
+      const result = await withServices((services) =>
+        services.credentialRotation.rotate(CLI_CONTEXT, options.relay, {
           username: options.username,
           secret,
           ...(options.domain === undefined ? {} : { domainId: options.domain }),
-        });
-        return created.status === 'active' ? created : services.credentials.activate(CLI_CONTEXT, created.id);
-      });
+        }),
+      );
       print(result, options.json === true, `Credential ${result.id} (${result.username}, fingerprint ${result.fingerprint}) is now active.`);
     });
   credentials
@@ -141,7 +140,7 @@ export function buildCli(): Command {
     .description('make a staged credential the active one of its scope')
     .argument('<credentialId>', 'the credential')
     .action(async (credentialId: string) => {
-      const result = await withServices((services) => services.credentials.activate(CLI_CONTEXT, credentialId));
+      const result = await withServices((services) => services.credentialRotation.activate(CLI_CONTEXT, credentialId));
       process.stdout.write(`Credential ${result.id} (${result.username}) is now active.\n`);
     });
   return program;

@@ -6,7 +6,6 @@
 import type { PrismaClient } from '../db/prisma.js';
 import type { PeriodicTask } from '../deploy/index.js';
 import { createAuditRepository } from '../repositories/audit.repository.js';
-import { createCredentialRepository } from '../repositories/credential.repository.js';
 import { createDeploymentRepository } from '../repositories/deployment.repository.js';
 import { createNodeRepository } from '../repositories/node.repository.js';
 import { createUsageRepository } from '../repositories/usage.repository.js';
@@ -24,7 +23,7 @@ export type { UsageCollection } from './usage-collection.js';
 
 export interface JobDeps {
   prisma: PrismaClient;
-  services: Pick<AppServices, 'config' | 'snapshots' | 'domainVerification'>;
+  services: Pick<AppServices, 'config' | 'snapshots' | 'domainVerification' | 'credentialRotation'>;
   /** Defaults: no private key, DEFAULT_SSH timeouts. */
   ssh?: Partial<SshSettings> | undefined;
   /** Defaults: DEFAULT_USAGE. */
@@ -49,8 +48,8 @@ export function createJobs(deps: JobDeps) {
     prisma,
     nodes,
     deployments: createDeploymentRepository(),
-    credentials: createCredentialRepository(),
     audit: createAuditRepository(),
+    rotation: services.credentialRotation,
     config: services.config,
     ssh,
     readPrivateKey,

@@ -2,17 +2,17 @@
  * The sync worker's runs (src/deploy/sync-worker.ts calls them, leading process only): a requested
  * deploy, a config change, the periodic reconcile. Each compiles through the config service, runs
  * the bundle on every enabled node (services/node-runner.ts), records the deployment and its node
- * runs, and retires the credentials no node runs any more.
+ * runs, and retires (through the credential rotation) the credentials no node runs any more.
  */
 import type { PrismaClient } from '../db/prisma.js';
 import type { Bundle, SyncHandlers } from '../deploy/index.js';
 import type { DeploymentReason } from '../generated/prisma/client.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
-import type { CredentialRepository } from '../repositories/credential.repository.js';
 import type { DeploymentRepository } from '../repositories/deployment.repository.js';
 import type { NodeRepository } from '../repositories/node.repository.js';
-import { auditEntry, SYSTEM } from '../services/audit.service.js';
+import { auditEntry } from '../services/audit.service.js';
 import type { ConfigService } from '../services/config.service.js';
+import type { CredentialRotation } from '../services/credential-rotation.js';
 import type { DeployMetrics } from '../services/deploy-metrics.js';
 import { nodeRun, overallState } from '../services/deployment-records.js';
 import { createNodeRunner, type NodeOutcome } from '../services/node-runner.js';
@@ -30,8 +30,8 @@ interface Deps {
   prisma: PrismaClient;
   nodes: NodeRepository;
   deployments: DeploymentRepository;
-  credentials: CredentialRepository;
   audit: AuditRepository;
+  rotation: Pick<CredentialRotation, 'retireSuperseded'>;
   config: Pick<ConfigService, 'compileForDeploy'>;
   ssh: SshSettings;
   readPrivateKey: () => Promise<string>;
@@ -89,27 +89,9 @@ export function createSyncJob(deps: Deps) {
     await retireSuperseded(compiled);
   }
 
-  /**
-   * A retiring credential is live nowhere once every enabled node runs a version compiled without
-   * it: then it is retired. (Every node on `compiled.bundle.version`, and the credential is not in
-   * that version.)
-   */
-  async function retireSuperseded(compiled: Compiled) {
-    await prisma.$transaction(async (tx) => {
-      const enabled = await deps.nodes.listEnabled(tx);
-      if (enabled.some((node) => node.liveVersion !== compiled.bundle.version || node.driftDetected)) return;
-      const inVersion = new Set(compiled.credentialIds);
-      for (const credential of await deps.credentials.listRetiring(tx)) {
-        if (inVersion.has(credential.id)) continue;
-        await deps.credentials.setStatus(tx, credential.id, { status: 'retired', retiredAt: now() });
-        await deps.audit.record(tx, auditEntry(SYSTEM, {
-          tenantId: credential.tenantId,
-          action: 'credential.retired',
-          resourceId: credential.id,
-          changes: { status: { from: 'retiring', to: 'retired' }, liveVersion: compiled.bundle.version, nodes: enabled.length },
-        }));
-      }
-    });
+  /** The credentials this deploy left live nowhere are retired (src/services/credential-rotation.ts). */
+  function retireSuperseded(compiled: Compiled) {
+    return deps.rotation.retireSuperseded({ version: compiled.bundle.version, credentialIds: compiled.credentialIds });
   }
 
   /** Runs a deployment row that exists (pending) on every enabled node, recording progress as it goes. */

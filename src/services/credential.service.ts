@@ -77,7 +77,13 @@ export function createCredentialService(deps: Deps) {
   }
 
   return {
-    /** The first credential of a scope is active at once; later ones are staged until activated (rotation). */
+    /** A credential the caller may see (with its relay), or 404: the rotation acts on it. */
+    loadVisible: load,
+
+    /**
+     * The first credential of a scope is active at once; later ones are staged until activated
+     * (src/services/credential-rotation.ts).
+     */
     async create(ctx: RequestContext, relayId: string, input: CredentialInput) {
       const relay = await deps.relayService.loadVisible(ctx, relayId);
       if (!isValidSaslUsername(input.username)) {
@@ -154,33 +160,6 @@ export function createCredentialService(deps: Deps) {
 
     async get(ctx: RequestContext, id: string) {
       return presentCredential(await load(ctx, id));
-    },
-
-    /**
-     * Makes a credential the one compiled into Postfix. The previous active one of its scope becomes
-     * `retiring`: nodes still run it until the next deployment reaches them all; the sync worker
-     * marks it `retired` once every enabled node runs a version compiled without it.
-     */
-    async activate(ctx: RequestContext, id: string) {
-      const target = await load(ctx, id);
-      if (!isAdmin(ctx.actor) && target.relay.tenantId === null && target.domainId === null) {
-        throw new ForbiddenError('relay-wide credentials of shared relays are managed by admins');
-      }
-      const activated = await deps.prisma.$transaction(async (tx) => {
-        await deps.relays.lock(tx, target.relayId);
-        const fresh = await deps.credentials.findById(tx, id);
-        if (fresh === null) throw new NotFoundError('credential', id);
-        if (fresh.status === 'active') return fresh;
-        const previous = await deps.credentials.findActive(tx, fresh.relayId, fresh.domainId);
-        if (previous !== null) {
-          await deps.credentials.setStatus(tx, previous.id, { status: 'retiring', retiredAt: null });
-          await audit(ctx, tx, previous, 'credential.retiring', { status: { from: 'active', to: 'retiring' }, replacedBy: id });
-        }
-        const row = await deps.credentials.setStatus(tx, id, { status: 'active', activatedAt: now(), retiredAt: null });
-        await audit(ctx, tx, row, 'credential.activated', { status: { from: fresh.status, to: 'active' }, replaces: previous?.id ?? null });
-        return row;
-      });
-      return presentCredential(activated);
     },
 
     /**

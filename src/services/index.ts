@@ -19,6 +19,7 @@ import { createAuditService } from './audit.service.js';
 import { createBundleStore, createConfigEngine, type ConfigEngineExecution } from '../config-engine/index.js';
 import { createConfigService } from './config.service.js';
 import { createCredentialService } from './credential.service.js';
+import { createCredentialRotation } from './credential-rotation.js';
 import { Registry } from 'prom-client';
 import { createDeployMetrics, type DeployMetrics } from './deploy-metrics.js';
 import { DEFAULT_SSH, privateKeyReader, type SshSettings } from '../ssh/index.js';
@@ -131,6 +132,26 @@ export function createServices(deps: ServiceDeps) {
     log: deps.log ?? silent,
     now: deps.now,
   });
+  const credentials = createCredentialService({
+    prisma,
+    credentials: repositories.credentials,
+    relays: repositories.relays,
+    domains: repositories.domains,
+    relayService: relays,
+    audit: repositories.audit,
+    secretBox,
+    tlsCaFile: deps.tlsCaFile,
+    now: deps.now,
+  });
+  const credentialRotation = createCredentialRotation({
+    prisma,
+    credentials: repositories.credentials,
+    relays: repositories.relays,
+    nodes: repositories.nodes,
+    audit: repositories.audit,
+    credentialService: credentials,
+    now: deps.now,
+  });
   return {
     usage,
     quarantine,
@@ -161,17 +182,8 @@ export function createServices(deps: ServiceDeps) {
       now: deps.now,
     }),
     relays,
-    credentials: createCredentialService({
-      prisma,
-      credentials: repositories.credentials,
-      relays: repositories.relays,
-      domains: repositories.domains,
-      relayService: relays,
-      audit: repositories.audit,
-      secretBox,
-      tlsCaFile: deps.tlsCaFile,
-      now: deps.now,
-    }),
+    credentials,
+    credentialRotation,
     snapshots,
     config,
     policies: createPolicyService({ prisma, policies: repositories.policies, settings: repositories.settings, audit: repositories.audit, routes }),

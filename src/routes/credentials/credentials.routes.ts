@@ -18,7 +18,7 @@ export function credentialRoutes(services: AppServices) {
       await services.credentials.delete(contextOf(request), request.params.credentialId);
       return reply.status(204).send();
     },
-    activateCredential: async (request) => services.credentials.activate(contextOf(request), request.params.credentialId),
+    activateCredential: async (request) => services.credentialRotation.activate(contextOf(request), request.params.credentialId),
     testCredential: async (request) => services.credentials.test(contextOf(request), request.params.credentialId),
   } satisfies OperationHandlers;
 }
