@@ -1,14 +1,8 @@
 import { UnprocessableError } from '../lib/errors.js';
+import type { RelayLimits, SenderLimits } from '../postfix/index.js';
 
-export interface SenderLimits {
-  concurrency: number | null;
-  rateDelaySeconds: number | null;
-  recipientsPerMessage: number | null;
-}
-
-export interface RelayLimits extends SenderLimits {
-  connectionReuseSeconds: number | null;
-}
+// Declared once, by the compiler that reads them (src/postfix/snapshot.ts).
+export type { RelayLimits, SenderLimits };
 
 export const NO_LIMITS: SenderLimits = { concurrency: null, rateDelaySeconds: null, recipientsPerMessage: null };
 
