@@ -4,7 +4,7 @@
  * Invalid TLS level" and master throttles the service), what postmap only warns about (duplicate
  * keys: first wins), and what postconf would rewrite behind our back (surrounding blanks).
  */
-import { DIR_PLACEHOLDER, MANAGED_SERVICE_PREFIX, serviceKey, serviceParams, type Bundle } from './bundle.js';
+import { DIR_PLACEHOLDER, MANAGED_SERVICE_PREFIX, serviceKey, type Bundle } from './bundle.js';
 import { VERSION_RE } from './layout.js';
 import { parseMapSource } from './map-source.js';
 
@@ -122,9 +122,7 @@ function masterProblems(bundle: Bundle): string[] {
     if (!WAKEUP_RE.test(s.wakeup)) problems.push(`${where}: invalid wakeup ${JSON.stringify(s.wakeup)}`);
     if (!MAXPROC_RE.test(s.maxproc)) problems.push(`${where}: invalid maxproc ${JSON.stringify(s.maxproc)}`);
     if (!COMMAND_RE.test(s.command)) problems.push(`${where}: command must be a daemon name in daemon_directory`);
-    const { params, problem } = serviceParams(s);
-    if (problem !== undefined) problems.push(problem);
-    for (const [k, v] of params) {
+    for (const [k, v] of Object.entries(s.options)) {
       // postconf -P refuses whitespace in values ("-Pe does not accept whitespace").
       if (/\s/.test(v)) problems.push(`${where}: -o ${k}: value contains whitespace`);
       problems.push(...paramProblems(`${where} -o ${k}`, k, v, bundle.files));

@@ -4,7 +4,7 @@
  * differs. The same commands run first against a scratch copy (validation), then on the live files.
  */
 import { posix } from 'node:path';
-import { MANAGED_SERVICE_PREFIX, renderValue, serviceFields, serviceKey, serviceParams, type Bundle } from './bundle.js';
+import { MANAGED_SERVICE_PREFIX, renderValue, serviceFields, serviceKey, type Bundle } from './bundle.js';
 import { META_DIR, versionOfTarget, type NodeLayout } from './layout.js';
 import { execOk, type NodeConnection, sh } from '../ssh/index.js';
 
@@ -81,7 +81,7 @@ export function desiredConfig(bundle: Bundle, liveDir: string): DesiredConfig {
     services: bundle.masterCf.map((s) => ({
       key: serviceKey(s),
       fields: serviceFields(s),
-      params: serviceParams(s).params.map(([k, v]) => [k, renderValue(v, liveDir)]),
+      params: Object.entries(s.options).map(([k, v]) => [k, renderValue(v, liveDir)]),
     })),
   };
 }

@@ -1,6 +1,7 @@
 /**
- * The compiler's output and the two helpers the deployer needs: renderBundle() puts the live
- * release directory into every table path, masterCfLine() gives the text for `postconf -M`.
+ * The compiler's output, the one definition of a bundle the deployer (src/deploy/) takes too, and
+ * two helpers: renderBundle() puts the live release directory into every table path,
+ * masterCfLine() gives the text for `postconf -M`.
  */
 import { createHash } from 'node:crypto';
 import type { QuarantinedUnit } from './quarantine.js';
@@ -30,20 +31,26 @@ export interface BundleFile {
   masked?: string;
 }
 
-/** One master.cf service line: `name unix private unpriv chroot wakeup maxproc command args...`. */
+/**
+ * One master.cf service line: `name unix private unpriv chroot wakeup maxproc command args...`.
+ * The compiler writes `- - n - - smtp`; the deployer takes any daemon and checks every column
+ * itself before a node sees it (src/deploy/bundle-checks.ts), so the columns are plain strings.
+ */
 export interface MasterService {
+  /** Starts with SERVICE_PREFIX: the deployer creates, rewrites and removes those entries. */
   name: string;
   type: 'unix';
-  private: '-' | 'y' | 'n';
-  unpriv: '-' | 'y' | 'n';
-  /** Always 'n': the tables live outside any chroot jail. */
-  chroot: 'n';
-  wakeup: '-';
-  maxproc: '-';
-  command: 'smtp';
-  /** The `-o name=value` overrides, sorted by name. */
+  private: string;
+  unpriv: string;
+  /** The compiler writes 'n': the tables live outside any chroot jail. */
+  chroot: string;
+  wakeup: string;
+  maxproc: string;
+  /** A daemon in Postfix's daemon_directory, e.g. `smtp`. */
+  command: string;
+  /** The `-o name=value` overrides, sorted by name; values may contain DIR_PLACEHOLDER. */
   options: Record<string, string>;
-  /** The same as argv tokens: ['-o', 'name=value', ...]. */
+  /** The same as argv tokens, as master.cf shows them: ['-o', 'name=value', ...]. */
   args: string[];
 }
 

@@ -37,6 +37,7 @@ export function service(name: string, command: string, params: Record<string, st
     wakeup,
     maxproc: '-',
     command,
+    options: params,
     args: Object.entries(params).flatMap(([k, v]) => ['-o', `${k}=${v}`]),
   };
 }
@@ -72,5 +73,5 @@ export function buildBundle(routes: Route[], extras: BundleExtras = {}): Bundle 
   masterCf.push(...(extras.masterCf ?? []));
   const body = { files, mainCf, masterCf };
   const version = createHash('sha256').update(JSON.stringify(body)).digest('hex');
-  return { version, ...body, warnings: [] };
+  return { version, ...body, warnings: [], quarantine: [] };
 }
