@@ -6,12 +6,13 @@
  */
 import type { PrismaClient } from '../db/prisma.js';
 import { mapLimit } from '../deploy/index.js';
-import { connectNode, excerpt, type NodeConnection, type SshSettings } from '../ssh/index.js';
+import { ConnectionPool, excerpt, type NodeConnection, type SshSettings } from '../ssh/index.js';
 import type { Node } from '../generated/prisma/client.js';
 import { DEFAULT_USAGE_MESSAGE_RETENTION_DAYS } from '../lib/retention.js';
 import type { NodeRepository } from '../repositories/node.repository.js';
 import type { LogCursorRow, OwnershipRow, UsageRepository } from '../repositories/usage.repository.js';
 import { UsageAccumulator, floorHour, type TenantAttribution } from '../usage/accumulator.js';
+import { MaillogMovedError } from '../usage/log-reader.js';
 import { collectNodeLog, type LogPosition, type ParsedBatch } from '../usage/node-collector.js';
 import type { DeployMetrics } from '../services/deploy-metrics.js';
 
@@ -26,6 +27,11 @@ export interface UsageSettings {
   stateRetentionSeconds: number;
   /** Per-message records (GET /v1/usage/messages) are kept this long after acceptance. */
   messageRetentionSeconds: number;
+  /**
+   * How long a node's SSH connection stays open after a collection, for the next one (0: closed at
+   * once). The jobs plugin sets it past the collection period: a run then costs one command.
+   */
+  connectionIdleMs: number;
 }
 
 export const DEFAULT_USAGE: UsageSettings = {
@@ -34,6 +40,7 @@ export const DEFAULT_USAGE: UsageSettings = {
   maxBatches: 16,
   stateRetentionSeconds: 10 * 86_400,
   messageRetentionSeconds: DEFAULT_USAGE_MESSAGE_RETENTION_DAYS * 86_400,
+  connectionIdleMs: 0,
 };
 interface Deps {
   prisma: PrismaClient;
@@ -71,6 +78,7 @@ function samePosition(stored: LogCursorRow, from: LogPosition): boolean {
 export function createUsageCollection(deps: Deps) {
   const now = deps.now ?? (() => new Date());
   const { prisma, usage } = deps;
+  const pool = new ConnectionPool({ idleMs: deps.settings.connectionIdleMs, ...(deps.ssh.connect !== undefined ? { connect: deps.ssh.connect } : {}) });
 
   async function commitBatch(node: Node, path: string, batch: ParsedBatch, runStartedAt: Date): Promise<void> {
     const queueIds = [...new Set(batch.events.map((e) => e.queueId))];
@@ -114,42 +122,60 @@ export function createUsageCollection(deps: Deps) {
     );
   }
 
-  async function logPathOf(node: Node, conn: NodeConnection): Promise<string> {
-    if (node.logPath !== null) return node.logPath;
+  async function askMaillog(conn: NodeConnection): Promise<string> {
     const r = await conn.exec('postconf -xh maillog_file');
-    const path = r.stdout.trim();
     if (r.code !== 0) throw new Error(`postconf -xh maillog_file failed: ${excerpt(r.stderr, 200)}`);
-    if (path === '') throw new Error("Postfix logs to syslog on this node (maillog_file is empty): set the node's logPath to the file syslog writes");
-    return path;
+    return r.stdout.trim();
   }
 
-  /** One node: connect, read from the saved position, commit batch by batch. Errors are recorded, not thrown. */
+  /** A node's log: its logPath, or its maillog_file (as last seen: the read checks it on the node). */
+  async function logOf(node: Node, conn: NodeConnection, cursor: LogCursorRow | null): Promise<{ path: string; checked: boolean }> {
+    if (node.logPath !== null) return { path: node.logPath, checked: false };
+    const path = cursor?.path ?? (await askMaillog(conn));
+    if (path === '') throw new Error("Postfix logs to syslog on this node (maillog_file is empty): set the node's logPath to the file syslog writes");
+    return { path, checked: true };
+  }
+
+  /** One node: read from the saved position, commit batch by batch. Errors are recorded, not thrown. */
   async function collectNode(node: Node, privateKey: string): Promise<void> {
     const runStartedAt = now();
     let path = node.logPath ?? '';
     let conn: NodeConnection | undefined;
     try {
-      conn = await (deps.ssh.connect ?? connectNode)({
+      conn = await pool.acquire({
         host: node.sshHost, port: node.sshPort, username: node.sshUser, privateKey, hostKey: node.hostKey, readyTimeoutMs: deps.ssh.connectTimeoutMs, remotePath: deps.ssh.remotePath,
       });
-      path = await logPathOf(node, conn);
-      const cursor = await usage.findCursor(prisma, node.id);
-      // A changed log path starts over at the new file's beginning.
-      const start: LogPosition =
-        cursor === null || cursor.path !== path
-          ? { inode: null, offset: 0n, headDigest: null }
-          : { inode: cursor.inode, offset: cursor.offset, headDigest: cursor.headDigest };
-      if (cursor !== null && cursor.path !== path) {
-        await prisma.nodeLogCursor.update({ where: { nodeId: node.id }, data: { path, inode: null, offset: 0n, headDigest: null } });
+      let cursor = await usage.findCursor(prisma, node.id);
+      let log = await logOf(node, conn, cursor);
+      for (;;) {
+        path = log.path;
+        // A changed log path starts over at the new file's beginning.
+        const start: LogPosition =
+          cursor === null || cursor.path !== path
+            ? { inode: null, offset: 0n, headDigest: null }
+            : { inode: cursor.inode, offset: cursor.offset, headDigest: cursor.headDigest };
+        if (cursor !== null && cursor.path !== path) {
+          await prisma.nodeLogCursor.update({ where: { nodeId: node.id }, data: { path, inode: null, offset: 0n, headDigest: null } });
+          cursor = { ...cursor, path, inode: null, offset: 0n, headDigest: null };
+        }
+        try {
+          const r = await collectNodeLog(conn, start, {
+            path,
+            chunkBytes: deps.settings.chunkBytes,
+            maxBatches: deps.settings.maxBatches,
+            checkMaillog: log.checked,
+            commit: (batch) => commitBatch(node, path, batch, runStartedAt),
+          });
+          deps.metrics.usageCollected(node.name, 'ok', r.lines);
+          if (!r.atEnd) deps.log.info({ nodeId: node.id, lines: r.lines }, 'usage collection paused before the end of the log; it goes on next run');
+          return;
+        } catch (error) {
+          // Postfix now logs elsewhere: read that file instead (checked once: it cannot move twice in a run).
+          if (!(error instanceof MaillogMovedError) || !log.checked) throw error;
+          if (error.path === '') throw new Error("Postfix logs to syslog on this node (maillog_file is empty): set the node's logPath to the file syslog writes");
+          log = { path: error.path, checked: false };
+        }
       }
-      const r = await collectNodeLog(conn, start, {
-        path,
-        chunkBytes: deps.settings.chunkBytes,
-        maxBatches: deps.settings.maxBatches,
-        commit: (batch) => commitBatch(node, path, batch, runStartedAt),
-      });
-      deps.metrics.usageCollected(node.name, 'ok', r.lines);
-      if (!r.atEnd) deps.log.info({ nodeId: node.id, lines: r.lines }, 'usage collection paused before the end of the log; it goes on next run');
     } catch (error) {
       const message = excerpt(error instanceof Error ? error.message : String(error), 500);
       deps.log.warn({ nodeId: node.id, error: message }, 'usage collection failed');
@@ -187,6 +213,10 @@ export function createUsageCollection(deps: Deps) {
       await advanceFinal(nodes);
       await usage.purgeStates(prisma, new Date(now().getTime() - deps.settings.stateRetentionSeconds * 1000));
       await usage.purgeRecords(prisma, new Date(now().getTime() - deps.settings.messageRetentionSeconds * 1000));
+    },
+    /** Closes the SSH connections kept for the next collection. */
+    close(): void {
+      pool.close();
     },
   };
 }

@@ -30,7 +30,10 @@ declare module 'fastify' {
  */
 async function jobsPlugin(app: FastifyInstance, options: Omit<JobDeps, 'log'> & { sync?: SyncOptions | undefined }) {
   const { sync, ...deps } = options;
-  const jobs = createJobs({ ...deps, log: app.log });
+  // Collections keep their node connections until the next run: a run then costs one command per node.
+  const usageIntervalMs = sync?.usageIntervalMs ?? 0;
+  const usage = usageIntervalMs > 0 ? { ...deps.usage, connectionIdleMs: usageIntervalMs + 30_000 } : deps.usage;
+  const jobs = createJobs({ ...deps, usage, log: app.log });
   const worker =
     sync === undefined
       ? null
@@ -49,6 +52,7 @@ async function jobsPlugin(app: FastifyInstance, options: Omit<JobDeps, 'log'> & 
   app.addHook('onClose', async () => {
     await worker?.stop();
     jobs.sync.close();
+    jobs.usage.close();
   });
 }
 

@@ -31,6 +31,13 @@ export interface LogChunk {
 
 export class LogReadError extends Error {}
 
+/** The node's `maillog_file` is no longer the file the collector read: it starts over there. */
+export class MaillogMovedError extends LogReadError {
+  constructor(readonly path: string) {
+    super(`the node's maillog_file is now ${JSON.stringify(path)}`);
+  }
+}
+
 /** `len:sha256hex` of the first `min(length, HEAD_BYTES)` bytes of `head`. */
 export function headDigest(head: Buffer, length: bigint | number): string | null {
   const n = Math.min(Number(length), HEAD_BYTES, head.length);
@@ -55,13 +62,23 @@ function parseOffset(z: string): number {
 /**
  * One command: opens the file once (so stat, head and data are of the same file even if it is
  * rotated meanwhile), prints `inode size`, the node's `date +%z %Y %m`, the base64 head, then
- * up to `maxBytes` from `offset`.
+ * up to `maxBytes` from `offset`. With `checkMaillog`, first checks on the node that `path` is still
+ * Postfix's `maillog_file` (throws MaillogMovedError when not): the check costs no round trip.
  */
-export async function readLogChunk(conn: NodeConnection, path: string, offset: bigint, maxBytes: number, compressed = false): Promise<LogChunk> {
+export async function readLogChunk(
+  conn: NodeConnection,
+  path: string,
+  offset: bigint,
+  maxBytes: number,
+  compressed = false,
+  checkMaillog = false,
+): Promise<LogChunk> {
+  const check = checkMaillog ? [`rp_log=$(postconf -xh maillog_file) || exit 5`, `[ "$rp_log" = ${shellQuote(path)} ] || { printf '%s' "$rp_log"; exit 9; }`] : [];
   // A gzip file is read through gzip -dc: its size and head are those of the content (a rotated
   // log is complete, so decompressing it twice gives the same bytes).
   const script = compressed
     ? [
+        ...check,
         `exec 3< ${shellQuote(path)} || exit 3`,
         `printf '%s %s\\n' "$(stat -L -c %i /dev/fd/3)" "$(gzip -dc < /dev/fd/3 | wc -c)" || exit 4`,
         `date '+%z %Y %m'`,
@@ -69,6 +86,7 @@ export async function readLogChunk(conn: NodeConnection, path: string, offset: b
         `gzip -dc <&3 | tail -c +${offset + 1n} | head -c ${maxBytes}`,
       ].join('\n')
     : [
+        ...check,
         `exec 3< ${shellQuote(path)} || exit 3`,
         `stat -L -c '%i %s' /dev/fd/3 || exit 4`,
         `date '+%z %Y %m'`,
@@ -76,6 +94,8 @@ export async function readLogChunk(conn: NodeConnection, path: string, offset: b
         `tail -c +${offset + 1n} <&3 | head -c ${maxBytes}`,
       ].join('\n');
   const r = await conn.execBytes(script);
+  if (r.code === 9) throw new MaillogMovedError(r.stdout.toString('utf8'));
+  if (r.code === 5) throw new LogReadError(`postconf -xh maillog_file failed: ${excerpt(r.stderr.trim(), 200)}`);
   if (r.code === 3) throw new LogReadError(`cannot open the log ${path} on the node: ${excerpt(r.stderr.trim(), 200)}`);
   if (r.code !== 0) throw new LogReadError(`reading ${path} failed (exit ${r.code}): ${excerpt(r.stderr.trim(), 200)}`);
   let pos = 0;

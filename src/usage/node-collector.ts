@@ -42,6 +42,8 @@ export interface CollectOptions {
   chunkBytes: number;
   /** Batches per run at most; the next run goes on from there. */
   maxBatches: number;
+  /** `path` is the node's maillog_file as last seen: the first read checks it still is (MaillogMovedError). */
+  checkMaillog?: boolean;
   commit(batch: ParsedBatch): Promise<void>;
 }
 
@@ -88,7 +90,7 @@ export async function collectNodeLog(conn: NodeConnection, start: LogPosition, o
   let position = start;
   let lines = 0;
   for (let batch = 0; batch < options.maxBatches; batch++) {
-    const live = await readLogChunk(conn, options.path, position.inode === null ? 0n : position.offset, options.chunkBytes);
+    const live = await readLogChunk(conn, options.path, position.inode === null ? 0n : position.offset, options.chunkBytes, false, batch === 0 && options.checkMaillog === true);
     const current = position.inode === null || (live.inode === position.inode && live.size >= position.offset && sameHead(position.headDigest, live.head));
     if (position.inode === null) position = { inode: live.inode, offset: 0n, headDigest: null };
 

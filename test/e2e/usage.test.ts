@@ -14,6 +14,7 @@ import { gunzipSync } from 'node:zlib';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findExecutable, parseGrandTotals } from '../../bench/usage/pflogsumm.js';
+import { connectNode, type NodeConnection, type NodeTarget } from '../../src/ssh/index.js';
 import { createTestApp, tokenFor, type TestApp } from '../helpers/app.js';
 import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/postfix-node.js';
 import { labGate, toolGate } from '../lab/requirements.js';
@@ -163,6 +164,21 @@ describe.skipIf(!labOk)('usage accounting from real Postfix logs', () => {
     return want;
   }
 
+  // Every SSH connection the app opens, and every command sent on them.
+  const opened = { connections: 0, commands: 0 };
+  const counted = async (target: NodeTarget): Promise<NodeConnection> => {
+    const conn = await connectNode(target);
+    opened.connections++;
+    return {
+      host: conn.host,
+      exec: (c, o) => (opened.commands++, conn.exec(c, o)),
+      execBytes: (c, o) => (opened.commands++, conn.execBytes(c, o)),
+      writeFile: (p, c, m) => (opened.commands++, conn.writeFile(p, c, m)),
+      isOpen: () => conn.isOpen?.() !== false,
+      close: () => conn.close(),
+    };
+  };
+
   beforeAll(async () => {
     sink = await startSmartHost({ name: 'sink', tls: 'starttls', users: {}, authOptional: true });
     hosts = [await startSmartHost({ name: 'ush1', tls: 'starttls', users: {} }), await startSmartHost({ name: 'ush2', tls: 'starttls', users: {} })];
@@ -172,8 +188,9 @@ describe.skipIf(!labOk)('usage accounting from real Postfix logs', () => {
     nodes = await Promise.all(['usage1', 'usage2'].map((name) => startPostfixNode({ name, sinkRelayhost: sink.nexthop, tlsCaCerts: cas })));
     await appendFile(path.join(nodes[1]!.baseDir, 'ssh', 'authorized_keys'), await readFile(`${nodes[0]!.ssh.privateKeyPath}.pub`, 'utf8'));
     t = await createTestApp({
-      ssh: { privateKeyPath: nodes[0]!.ssh.privateKeyPath, connectTimeoutMs: 3000, retry: { attempts: 2, baseDelayMs: 200 }, concurrency: 4 },
-      usage: { finalDelaySeconds: 0 },
+      ssh: { privateKeyPath: nodes[0]!.ssh.privateKeyPath, connectTimeoutMs: 3000, retry: { attempts: 2, baseDelayMs: 200 }, concurrency: 4, connect: counted },
+      // As the jobs plugin sets it when collections run every minute: connections kept until the next run.
+      usage: { finalDelaySeconds: 0, connectionIdleMs: 600_000 },
     });
     admin = (await tokenFor(t.app, ['admin'])).headers;
     const { version: _v, updatedAt: _u, ...settings } = await api('GET', '/v1/settings');
@@ -363,5 +380,25 @@ describe.skipIf(!labOk)('usage accounting from real Postfix logs', () => {
     );
     expect(reference.received).toBeGreaterThan(0);
     expect(ours).toEqual(reference);
+  });
+
+  it("a run over the connections kept from the last one costs one command per node: no login, the node's maillog_file checked in that command", async () => {
+    await collect();
+    const before = { ...opened };
+    await collect();
+    expect(opened.connections - before.connections).toBe(0);
+    expect(opened.commands - before.commands).toBe(nodes.length);
+    // Postfix logging elsewhere from now on: the next run follows it (and reads the new file from its start).
+    const node = nodes[0]!;
+    const moved = `${node.maillogPath}.moved`;
+    await writeFile(moved, '');
+    await node.postconf(['-e', `maillog_file=${moved}`]);
+    try {
+      await collect();
+      const status = (await nodeUsage()).find((s) => s.id === nodeIds[0])!;
+      expect(status).toMatchObject({ lastError: null, logPath: moved });
+    } finally {
+      await node.postconf(['-e', `maillog_file=${node.maillogPath}`]);
+    }
   });
 });
