@@ -111,13 +111,17 @@ export class RemoteShell {
    * Starts the loop through the login shell (the only command that shell ever runs) and resolves
    * once it answers; `startMs` is what that took: one round trip plus the login's own cost.
    */
-  static async start(open: OpenChannel, options: { host: string; path: string; timeoutMs: number }): Promise<{ shell: RemoteShell; startMs: number }> {
+  static async start(
+    open: OpenChannel,
+    options: { host: string; path: string; timeoutMs: number; sudo?: boolean },
+  ): Promise<{ shell: RemoteShell; startMs: number }> {
     assertRemotePath(options.path);
     const token = `@@relayplane-${randomBytes(8).toString('hex')}`;
     const loop = Buffer.from(loopScript(token, options.path), 'utf8');
     const started = performance.now();
-    // Only `"`, `$`, `(` inside single quotes: the same meaning in sh, bash, zsh, fish and csh.
-    const channel = await open(`exec /bin/sh -c 'eval "$(head -c ${loop.length})"'`);
+    // Only `"`, `$`, `(` inside single quotes: the same meaning in sh, bash, zsh, fish and csh. A
+    // deploy user other than root runs the shell as root through sudo, never asked for a password.
+    const channel = await open(`exec ${options.sudo === true ? 'sudo -n ' : ''}/bin/sh -c 'eval "$(head -c ${loop.length})"'`);
     const shell = new RemoteShell(channel, token, options.host);
     const ready = new Promise<void>((resolve, reject) => {
       shell.onReady = { resolve, reject };

@@ -1,8 +1,8 @@
 /**
  * SSH to a Postfix node with the host key pinned: a thin wrapper over node-ssh (ssh2). Commands run
  * in one `/bin/sh` per connection (remote-shell.ts) started once through the node user's login
- * shell (root, with MAIL_CONFIG set by the node's sshd when the node runs a non-default instance),
- * so `postconf`, `postmap` and `postfix` act on that node's Postfix.
+ * shell (root, or a deploy user through `sudo -n`; MAIL_CONFIG set by the node's sshd when the
+ * node runs a non-default instance), so `postconf`, `postmap` and `postfix` act on that node's Postfix.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
@@ -117,7 +117,7 @@ export async function connectNode(target: NodeTarget): Promise<NodeConnection> {
     const message = err instanceof Error ? err.message : String(err);
     throw new Error(`ssh ${target.username}@${target.host}:${target.port}: ${message}`);
   }
-  return new SshNodeConnection(ssh, target.host, target.commandTimeoutMs ?? 60_000, target.remotePath ?? DEFAULT_REMOTE_PATH);
+  return new SshNodeConnection(ssh, target.host, target.commandTimeoutMs ?? 60_000, target.remotePath ?? DEFAULT_REMOTE_PATH, target.username !== 'root');
 }
 
 export interface ScannedHostKey {
@@ -177,6 +177,8 @@ class SshNodeConnection implements NodeConnection {
     readonly host: string,
     private readonly commandTimeoutMs: number,
     private readonly remotePath: string,
+    /** Not root: the connection's shell runs as root through `sudo -n`. */
+    private readonly sudo: boolean,
   ) {
     // node-ssh stops listening for 'error' once connected: a reset socket (the node rebooted, its
     // sshd restarted) would then be an uncaught exception. The connection just ends (isOpen false);
@@ -241,7 +243,7 @@ class SshNodeConnection implements NodeConnection {
         client.exec(cmd, (err, channel) => (err !== undefined && err !== null ? reject(err) : resolve(channel)));
       });
     this.started = undefined;
-    const starting = RemoteShell.start(open, { host: this.host, path: this.remotePath, timeoutMs }).then(
+    const starting = RemoteShell.start(open, { host: this.host, path: this.remotePath, timeoutMs, sudo: this.sudo }).then(
       ({ shell, startMs }) => {
         this.startMs = startMs;
         this.started = shell;

@@ -15,7 +15,7 @@ import { describe, expect, it } from 'vitest';
  */
 export const LAB_PACKAGES = [
   'postfix', 'openssh-server', 'openssh-client', 'swaks', 'libnet-ssleay-perl', 'libio-socket-ssl-perl', 'libsasl2-modules',
-  'pflogsumm', 'time', 'dnsmasq-base', 'openssl', 'ca-certificates', 'jq', 'python3-spf', 'bind9-utils',
+  'pflogsumm', 'time', 'dnsmasq-base', 'openssl', 'ca-certificates', 'jq', 'python3-spf', 'bind9-utils', 'sudo',
 ] as const;
 
 /** The one command that installs everything the lab needs (Debian/Ubuntu). */
