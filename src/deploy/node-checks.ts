@@ -10,7 +10,7 @@ import { tlsLevelProblem, typedValueProblem } from './bundle-checks.js';
 import { excerpt, sh, shellQuote, execSections, type ExecResult, type NodeConnection } from '../ssh/index.js';
 import { parseMapSource, type MapEntry } from './map-source.js';
 import { postmapStderr } from './secret-scrub.js';
-import { backdateCommand, parseParams, parseServiceParams, planCommands, type ConfigPlan, type DesiredConfig } from './postfix-config.js';
+import { backdateCommand, parseParams, parseServiceParams, planCommands, planIsEmpty, type ConfigPlan, type DesiredConfig } from './postfix-config.js';
 
 /**
  * `postmap` of every hash table in `dir`, then the modes of sources and .db files. postmap exits 0
@@ -170,22 +170,31 @@ export function stagedConfigProblems(r: ExecResult, desired: DesiredConfig): str
 }
 
 /**
- * The validate step in one round trip: the installation, `postmap -s`/`-q` probes of the staged
- * tables, and the staged main.cf/master.cf. Problems stop the deploy; postfix check's warnings do not.
+ * The validate step in one round trip: `postmap -s`/`-q` probes of the staged tables and, when the
+ * plan edits main.cf or master.cf, the installation (`postfix check`, the services' daemons) and
+ * the staged main.cf/master.cf. A change of tables only leaves both files as they are: nothing
+ * there to check (and `postfix check` is most of a deploy's node-side CPU). Problems stop the
+ * deploy; postfix check's warnings do not.
  */
 export async function validateStaged(
   conn: NodeConnection,
   args: { bundle: Bundle; stagingDir: string; daemonDirectory: string } & StagedConfigArgs,
-): Promise<{ problems: string[]; warnings: string[] }> {
+): Promise<{ problems: string[]; warnings: string[]; configChecked: boolean }> {
+  const probe = { name: 'probe', script: probeScript(args.stagingDir, args.bundle) };
+  if (planIsEmpty(args.plan)) {
+    const r = await execSections(conn, [probe]);
+    return { problems: probeProblems(r.get('probe')!, args.bundle), warnings: [], configChecked: false };
+  }
   const r = await execSections(conn, [
     { name: 'installation', script: installationScript(args.bundle, args.daemonDirectory) },
-    { name: 'probe', script: probeScript(args.stagingDir, args.bundle) },
+    probe,
     { name: 'staged-config', script: stagedConfigScript(args) },
   ]);
   const installation = installationResult(r.get('installation')!);
   return {
     problems: [...installation.problems, ...probeProblems(r.get('probe')!, args.bundle), ...stagedConfigProblems(r.get('staged-config')!, args.desired)],
     warnings: installation.warnings,
+    configChecked: true,
   };
 }
 

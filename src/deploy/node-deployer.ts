@@ -290,7 +290,7 @@ class DeployRun {
     this.to('staged');
     await (staged?.postmap ?? this.step('postmap', async () => assertNone('postmap', await postmapTables(this.conn, staging, this.bundle))));
     await this.step('validate', async () => {
-      const { problems, warnings } = await validateStaged(this.conn, {
+      const { problems, warnings, configChecked } = await validateStaged(this.conn, {
         bundle: this.bundle,
         stagingDir: staging,
         daemonDirectory: this.node!.daemonDirectory,
@@ -301,7 +301,8 @@ class DeployRun {
       });
       this.warnings.push(...warnings.map((w) => `postfix check: ${w}`));
       assertNone('validate', problems);
-    });
+      return configChecked;
+    }, (configChecked) => (configChecked ? undefined : 'tables only: main.cf and master.cf unchanged, postfix check not needed'));
     this.to('validated');
   }
 

@@ -64,6 +64,9 @@ describe.skipIf(!labOk)("a node whose login shell is slow (root's ~/.bashrc slee
     const second = await deployBundle(conn, buildBundle([route, { ...route, domain: 'b.test' }]), { configDir: node.configDir });
     expect(second.state, second.error).toBe('live');
     expect(second.changed).toBe(true);
+    // A change of tables only: main.cf and master.cf stay as they are, so postfix check is not run.
+    expect(first.steps.find((x) => x.step === 'validate')?.detail).toBeUndefined();
+    expect(second.steps.find((x) => x.step === 'validate')?.detail).toMatch(/tables only/);
     expect((await startCount()) - before).toBe(1);
     // The one start paid the .bashrc's sleep.
     expect(conn.shellStartMs?.()).toBeGreaterThanOrEqual(500);
