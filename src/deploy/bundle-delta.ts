@@ -1,0 +1,120 @@
+/**
+ * What changed between the bundle a node runs (the base) and the next one, table by table, so a
+ * node can build the next release from its live one instead of receiving and `postmap`ping every
+ * table whole. Pure: both bundles are in memory (the base is the one this process deployed last;
+ * after a restart there is none and the release is full).
+ *
+ * A table qualifies when both versions are hash maps of one `key value` line each, sorted by line
+ * (as the compiler writes them) and ending in a newline: the node then rebuilds the source with
+ * `comm -23 base removed | sort -m - added` (C locale), checks it against the next version's
+ * SHA-256, and updates a copy of the base `.db` with `postmap -d` (keys that are gone) and
+ * `postmap -i -r` (lines added or changed). Any other file that changed is sent whole.
+ */
+import { createHash } from 'node:crypto';
+import type { Bundle, BundleFile } from './bundle.js';
+
+export interface TableDelta {
+  /** Lines of the base that are not in the next version (removed or changed), in order. */
+  removed: string[];
+  /** Lines of the next version that are not in the base (new or changed), in order. */
+  added: string[];
+  /** Keys whose entry is gone altogether (removed, not re-added with another value). */
+  deleted: string[];
+}
+
+export interface BundleDelta {
+  /** The version the delta applies to. */
+  base: string;
+  /** Files identical in both (source and, for hash maps, `.db`): copied from the live release. */
+  unchanged: string[];
+  /** Tables built from the base plus their delta. */
+  tables: Record<string, TableDelta>;
+  /** Files sent whole (new, changed in kind or mode, or not in the sorted one-line form). */
+  whole: string[];
+  /** SHA-256 (hex) of each base source the delta relies on: a node whose copy differs (drift) gets a full release. */
+  baseDigests: Record<string, string>;
+  /** SHA-256 (hex) of each next source built on the node. */
+  nextDigests: Record<string, string>;
+}
+
+const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
+
+/** Byte order of UTF-8, as `LC_ALL=C sort` and `comm` compare. */
+const byteCompare = (a: string, b: string) => Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+
+/** The table's lines when it has the form the node can merge: one `key value` line each, sorted, newline-terminated. */
+function sortedLines(file: BundleFile): string[] | null {
+  if (file.mapType !== 'hash' || file.content === '' || !file.content.endsWith('\n')) return null;
+  const lines = file.content.slice(0, -1).split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    // Comments, blank and continuation lines, and a key without a value are out of the simple form.
+    if (!/^[^\s#][^\s]*[ \t]+\S/.test(line)) return null;
+    if (i > 0 && byteCompare(lines[i - 1]!, line) >= 0) return null;
+  }
+  return lines;
+}
+
+/** A table line's key as a hash map stores it (lower case). */
+export const keyOf = (line: string) => line.slice(0, line.search(/[ \t]/)).toLowerCase();
+
+/** Lines only in `base` and lines only in `next`, both sorted (a merge walk). */
+function lineDiff(base: string[], next: string[]): { removed: string[]; added: string[] } {
+  const removed: string[] = [];
+  const added: string[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < base.length || j < next.length) {
+    if (j >= next.length) removed.push(base[i++]!);
+    else if (i >= base.length) added.push(next[j++]!);
+    else {
+      const c = base[i] === next[j] ? 0 : byteCompare(base[i]!, next[j]!);
+      if (c === 0) {
+        i++;
+        j++;
+      } else if (c < 0) removed.push(base[i++]!);
+      else added.push(next[j++]!);
+    }
+  }
+  return { removed, added };
+}
+
+function sameKind(a: BundleFile, b: BundleFile): boolean {
+  return a.mode === b.mode && a.secret === b.secret && a.mapType === b.mapType;
+}
+
+/** The delta from `base` to `next`; null when nothing of the base can be reused (a full release is as cheap). */
+export function bundleDelta(base: Bundle, next: Bundle): BundleDelta | null {
+  const delta: BundleDelta = { base: base.version, unchanged: [], tables: {}, whole: [], baseDigests: {}, nextDigests: {} };
+  for (const name of Object.keys(next.files).sort()) {
+    const file = next.files[name]!;
+    const old = base.files[name];
+    if (old === undefined || !sameKind(old, file)) {
+      delta.whole.push(name);
+      continue;
+    }
+    delta.baseDigests[name] = sha256(old.content);
+    if (old.content === file.content) {
+      delta.unchanged.push(name);
+      continue;
+    }
+    const before = sortedLines(old);
+    const after = before === null ? null : sortedLines(file);
+    if (before === null || after === null) {
+      delete delta.baseDigests[name];
+      delta.whole.push(name);
+      continue;
+    }
+    const { removed, added } = lineDiff(before, after);
+    // A table rewritten more than half is as cheap to send and build whole.
+    if (removed.length + added.length > after.length / 2 + 16) {
+      delete delta.baseDigests[name];
+      delta.whole.push(name);
+      continue;
+    }
+    const readded = new Set(added.map(keyOf));
+    delta.tables[name] = { removed, added, deleted: [...new Set(removed.map(keyOf))].filter((k) => !readded.has(k)) };
+    delta.nextDigests[name] = sha256(file.content);
+  }
+  return delta.unchanged.length + Object.keys(delta.tables).length === 0 ? null : delta;
+}

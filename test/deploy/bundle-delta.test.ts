@@ -1,0 +1,78 @@
+/**
+ * The delta between two bundles, computed in memory: which files are copied, which tables get
+ * their lines merged on the node, which are sent whole. Applying a delta here the way the node
+ * does (remove lines, merge-sort the added ones) must give the next version's bytes exactly.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { bundleDelta, type TableDelta } from '../../src/deploy/bundle-delta.js';
+import { buildBundle, type Route } from './bundles.js';
+
+const route = (domain: string, user = `u-${domain}`): Route => ({ domain, nexthop: '[127.0.0.1]:2525', user, password: `pw ${domain}` });
+
+/** What the node's `comm -23 base removed | LC_ALL=C sort -m - added` produces. */
+function applyLines(base: string, t: TableDelta): string {
+  const removed = new Set(t.removed);
+  const kept = base.slice(0, -1).split('\n').filter((l) => !removed.has(l));
+  const merged = [...kept, ...t.added].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+  return `${merged.join('\n')}\n`;
+}
+
+describe('bundleDelta', () => {
+  it('copies unchanged files and merges the changed lines of changed tables', () => {
+    const base = buildBundle([route('a.test'), route('b.test'), route('c.test')]);
+    const next = buildBundle([route('a.test'), route('b.test', 'rotated'), route('d.test')]);
+    const delta = bundleDelta(base, next)!;
+    expect(delta.base).toBe(base.version);
+    expect(delta.unchanged).toEqual(['tls_policy']);
+    expect(delta.whole).toEqual([]);
+    expect(delta.tables.sasl_passwd).toEqual({
+      removed: ['@b.test u-b.test:pw b.test', '@c.test u-c.test:pw c.test'],
+      added: ['@b.test rotated:pw b.test', '@d.test u-d.test:pw d.test'],
+      deleted: ['@c.test'],
+    });
+    for (const [name, t] of Object.entries(delta.tables)) expect(applyLines(base.files[name]!.content, t), name).toBe(next.files[name]!.content);
+  });
+
+  it('sends whole what it cannot merge: new files, another mode, unsorted or commented tables', () => {
+    const base = buildBundle([route('a.test'), route('b.test')]);
+    const next = buildBundle([route('a.test'), route('b.test')], {
+      files: {
+        extra: { content: 'x y\n', mode: 0o644, secret: false, mapType: 'hash' },
+        tls_policy: { content: '# a comment\n[127.0.0.1]:2525 encrypt\n', mode: 0o644, secret: false, mapType: 'hash' },
+      },
+      saslPasswd: '@b.test u:p\n@a.test u:p\n',
+    });
+    const delta = bundleDelta(base, next)!;
+    expect(delta.whole.sort()).toEqual(['extra', 'sasl_passwd', 'tls_policy']);
+    expect(delta.unchanged).toEqual(['sender_relay']);
+    expect(Object.keys(delta.baseDigests)).toEqual(['sender_relay']);
+  });
+
+  it('gives up when nothing is reusable', () => {
+    const base = buildBundle([route('a.test')]);
+    expect(bundleDelta(base, buildBundle([route('z.test')], { files: {} }))).toEqual(expect.objectContaining({ unchanged: ['tls_policy'] }));
+    const other = buildBundle([route('x.test')], { saslPasswd: '' });
+    const none = bundleDelta({ ...base, files: {} }, other);
+    expect(none).toBeNull();
+  });
+
+  it('rebuilds every changed table exactly, for random changes of many domains', () => {
+    const domains = fc.uniqueArray(fc.stringMatching(/^[a-z]{1,6}\.(test|example)$/), { maxLength: 60 });
+    fc.assert(
+      fc.property(domains, domains, fc.boolean(), (before, after, rotate) => {
+        const base = buildBundle(before.map((d) => route(d)));
+        const next = buildBundle(after.map((d, i) => route(d, rotate && i % 3 === 0 ? 'rotated' : undefined)));
+        const delta = bundleDelta(base, next);
+        if (delta === null) return;
+        for (const [name, t] of Object.entries(delta.tables)) {
+          expect(applyLines(base.files[name]!.content, t)).toBe(next.files[name]!.content);
+          const keys = new Set(t.added.map((l) => l.split(' ')[0]));
+          for (const k of t.deleted) expect(keys.has(k)).toBe(false);
+        }
+        for (const name of delta.unchanged) expect(base.files[name]!.content).toBe(next.files[name]!.content);
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
