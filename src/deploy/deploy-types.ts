@@ -1,4 +1,5 @@
 /** Public types of a deploy: options, the outcome, the events it emits. */
+import type { Bundle } from './bundle.js';
 
 export type DeployState =
   | 'pending'
@@ -77,6 +78,11 @@ export interface DeployOptions {
    * before anything is uploaded; otherwise staging is sent along with the read.
    */
   expectedLiveVersion?: string | null | undefined;
+  /**
+   * The bundle of expectedLiveVersion, when the caller still has it: the release is then built on
+   * the node from that one plus the change (delta-release.ts), falling back to a full one.
+   */
+  base?: Bundle | undefined;
   /** Releases kept on the node, live and previous always included (default 5). */
   keepReleases?: number;
   log?: (event: DeployEvent) => void;

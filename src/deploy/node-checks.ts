@@ -9,6 +9,8 @@ import { hashMaps, type Bundle, type BundleFile } from './bundle.js';
 import { tlsLevelProblem, typedValueProblem } from './bundle-checks.js';
 import { excerpt, sh, shellQuote, execSections, type ExecResult, type NodeConnection } from '../ssh/index.js';
 import { parseMapSource, type MapEntry } from './map-source.js';
+import type { BundleDelta } from './bundle-delta.js';
+import { deltaProbeProblems, deltaProbeScript } from './delta-probe.js';
 import { postmapStderr } from './secret-scrub.js';
 import { backdateCommand, parseParams, parseServiceParams, planCommands, planIsEmpty, type ConfigPlan, type DesiredConfig } from './postfix-config.js';
 
@@ -178,23 +180,26 @@ export function stagedConfigProblems(r: ExecResult, desired: DesiredConfig): str
  */
 export async function validateStaged(
   conn: NodeConnection,
-  args: { bundle: Bundle; stagingDir: string; daemonDirectory: string } & StagedConfigArgs,
+  args: { bundle: Bundle; stagingDir: string; daemonDirectory: string; delta?: BundleDelta | undefined } & StagedConfigArgs,
 ): Promise<{ problems: string[]; warnings: string[]; configChecked: boolean }> {
-  const probe = { name: 'probe', script: probeScript(args.stagingDir, args.bundle) };
-  if (planIsEmpty(args.plan)) {
-    const r = await execSections(conn, [probe]);
-    return { problems: probeProblems(r.get('probe')!, args.bundle), warnings: [], configChecked: false };
+  // A delta release: whole tables are probed as usual, merged ones at every key they changed;
+  // copied ones are the base's, byte for byte.
+  const { delta } = args;
+  const probed = delta === undefined ? args.bundle : { ...args.bundle, files: Object.fromEntries(delta.whole.map((n) => [n, args.bundle.files[n]!])) };
+  const sections = [{ name: 'probe', script: probeScript(args.stagingDir, probed) }];
+  if (delta !== undefined) sections.push({ name: 'delta-probe', script: deltaProbeScript(args.stagingDir, delta) });
+  const configChecked = !planIsEmpty(args.plan);
+  if (configChecked) {
+    sections.push({ name: 'installation', script: installationScript(args.bundle, args.daemonDirectory) }, { name: 'staged-config', script: stagedConfigScript(args) });
   }
-  const r = await execSections(conn, [
-    { name: 'installation', script: installationScript(args.bundle, args.daemonDirectory) },
-    probe,
-    { name: 'staged-config', script: stagedConfigScript(args) },
-  ]);
+  const r = await execSections(conn, sections);
+  const problems = [...probeProblems(r.get('probe')!, probed), ...(delta === undefined ? [] : deltaProbeProblems(r.get('delta-probe')!.stdout, args.bundle, delta))];
+  if (!configChecked) return { problems, warnings: [], configChecked };
   const installation = installationResult(r.get('installation')!);
   return {
-    problems: [...installation.problems, ...probeProblems(r.get('probe')!, args.bundle), ...stagedConfigProblems(r.get('staged-config')!, args.desired)],
+    problems: [...installation.problems, ...problems, ...stagedConfigProblems(r.get('staged-config')!, args.desired)],
     warnings: installation.warnings,
-    configChecked: true,
+    configChecked,
   };
 }
 

@@ -19,16 +19,12 @@
 import { posix } from 'node:path';
 import type { Bundle } from './bundle.js';
 import { checkBundle } from './bundle-checks.js';
-import {
-  systemClock,
-  type DeployOptions,
-  type DeployOutcome,
-  type DeployState,
-  type DeployStep,
-} from './deploy-types.js';
+import { systemClock, type DeployOptions, type DeployOutcome, type DeployState, type DeployStep } from './deploy-types.js';
 import { DeployCheckError } from './errors.js';
 import { chained, excerpt, sh, execOk, RemoteCommandError, SKIPPED_EXIT, type NodeConnection } from '../ssh/index.js';
 import { ahead, DeployJournal, skipped } from './deploy-journal.js';
+import { bundleDelta, type BundleDelta } from './bundle-delta.js';
+import { stagingPlan } from './delta-release.js';
 import { redactBundleSecrets } from './secret-scrub.js';
 import { META_DIR, nodeLayout, type NodeLayout } from './layout.js';
 import { driftedFiles } from './live-files.js';
@@ -37,6 +33,8 @@ import {
   backdateCommand,
   describePlan,
   desiredConfig,
+  driftReportFiles,
+  liveProblems,
   planCommands,
   planConfig,
   planIsEmpty,
@@ -90,6 +88,8 @@ class DeployRun {
   private repair = false;
   /** master was (or is being) restarted: the rollback must restart too, and the log shows a start, not a reload. */
   private restarted = false;
+  /** The staged release was built from the base release plus this delta. */
+  private delta: BundleDelta | undefined;
 
   constructor(
     private readonly conn: NodeConnection,
@@ -199,9 +199,12 @@ class DeployRun {
   private stageAhead(): StagedAhead {
     const dir = stagingDirFor(this.layout, this.bundle.version);
     this.stagingDir = dir;
-    const stage = ahead(this.step('stage', () => stageRelease(this.conn, this.layout, this.bundle, dir)));
-    const postmap = ahead(this.step('postmap', async () => assertNone('postmap', await postmapTables(chained(this.conn), dir, this.bundle))));
-    return { stage, postmap };
+    // From the bundle the node last ran, when this process still has it: only the change is sent.
+    const { base, expectedLiveVersion } = this.options;
+    const plan = stagingPlan(this.conn, this.layout, this.bundle, dir, base !== undefined && base.version === expectedLiveVersion ? bundleDelta(base, this.bundle) : null);
+    const staged = ahead(this.step('stage', () => plan.stage(), () => plan.describe()));
+    const postmap = ahead(this.step('postmap', async () => assertNone('postmap', await plan.postmap(staged))));
+    return { stage: ahead(staged.then((delta) => ((this.delta = delta ?? undefined), dir))), postmap };
   }
 
   /** The staging dir when stage and postmap sent ahead both succeeded (else undefined: stage again). */
@@ -265,7 +268,9 @@ class DeployRun {
     const timeoutMs = this.options.reloadTimeoutMs ?? 10_000;
     const verifying = ahead(
       this.step('verify', async () => {
-        const found = await verifyAfterReload(chained(this.conn), { layout: this.layout, bundle: this.bundle, maillog, release, settleMs, timeoutMs, restarted: this.restarted, ifPreviousOk: true });
+        // After a delta, the files it built (the copies are the base's, verified before the copy).
+        const digestFiles = this.delta === undefined ? undefined : [...Object.keys(this.delta.tables), ...this.delta.whole];
+        const found = await verifyAfterReload(chained(this.conn), { layout: this.layout, bundle: this.bundle, digestFiles, maillog, release, settleMs, timeoutMs, restarted: this.restarted, ifPreviousOk: true });
         if (found.logProblems === null) this.warnings.push('maillog_file is not set: the log was not checked for fatal errors after the reload');
         assertNone('verify', [...this.liveProblems(found.live, found.drifted), ...(found.logProblems ?? [])]);
       }),
@@ -298,6 +303,7 @@ class DeployRun {
         configDir: this.layout.configDir,
         plan: this.plan!,
         desired: this.desired,
+        delta: this.delta,
       });
       this.warnings.push(...warnings.map((w) => `postfix check: ${w}`));
       assertNone('validate', problems);
@@ -338,11 +344,8 @@ class DeployRun {
 
   /** Tells the caller what drifted before the repair starts; the caller's trouble never stops the repair. */
   private async reportDrift(drifted: string[], plan: ConfigPlan, problems: string[]): Promise<void> {
-    const files = [...drifted];
-    if (plan.setParams.length + plan.removeParams.length > 0) files.push('main.cf');
-    if (plan.writeServices.length + plan.removeServices.length > 0) files.push('master.cf');
     try {
-      await this.options.onDrift?.({ files, problems });
+      await this.options.onDrift?.({ files: driftReportFiles(drifted, plan), problems });
     } catch (err) {
       this.warnings.push(`reporting the drift failed: ${message(err)}`);
     }
@@ -358,14 +361,8 @@ class DeployRun {
     if (r.code !== 0) throw new Error(`apply: exit ${r.code}: ${excerpt(r.stderr, 300)}`);
   }
 
-  /** What differs between the node and the bundle, given the files found drifted: empty when in sync. */
   private liveProblems(now: LiveState, drifted: readonly string[]): string[] {
-    const problems: string[] = [];
-    if (now.liveVersion !== this.bundle.version) problems.push(`live version is ${now.liveVersion ?? 'none'}`);
-    const plan = planConfig(this.desired, now.config);
-    if (!planIsEmpty(plan)) problems.push(`config differs: ${describePlan(plan)}`);
-    if (drifted.length > 0) problems.push(`files differ from the release: ${drifted.join(', ')}`);
-    return problems;
+    return liveProblems(now, drifted, this.bundle.version, this.desired);
   }
 
   /** Back to the previous release and the saved main.cf/master.cf, then reload. */

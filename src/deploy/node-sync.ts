@@ -30,6 +30,8 @@ export interface NodeSyncOptions {
   onDrift?: (drift: DriftReport) => Promise<void>;
   /** The version the node ran when last seen (see DeployOptions.expectedLiveVersion). */
   expectedLiveVersion?: string | null | undefined;
+  /** That version's bundle, when the caller still has it (see DeployOptions.base). */
+  base?: Bundle | undefined;
 }
 
 export interface NodeSyncResult {
@@ -91,6 +93,7 @@ export async function syncNode(target: NodeTarget, bundle: Bundle, options: Node
       const outcome = await deployBundle(conn, bundle, {
         configDir: options.configDir,
         expectedLiveVersion: options.expectedLiveVersion,
+        base: options.base,
         clock,
         ...(options.keepReleases !== undefined ? { keepReleases: options.keepReleases } : {}),
         ...(options.log !== undefined ? { log: options.log } : {}),

@@ -235,6 +235,24 @@ function liveState(parts: string[]): LiveState {
   };
 }
 
+/** What differs between the node and the bundle, given the files found drifted: empty when in sync. */
+export function liveProblems(now: LiveState, drifted: readonly string[], version: string, desired: DesiredConfig): string[] {
+  const problems: string[] = [];
+  if (now.liveVersion !== version) problems.push(`live version is ${now.liveVersion ?? 'none'}`);
+  const plan = planConfig(desired, now.config);
+  if (!planIsEmpty(plan)) problems.push(`config differs: ${describePlan(plan)}`);
+  if (drifted.length > 0) problems.push(`files differ from the release: ${drifted.join(', ')}`);
+  return problems;
+}
+
+/** The drifted files as a drift report names them: the tables, then main.cf and master.cf when the config differs. */
+export function driftReportFiles(drifted: readonly string[], plan: ConfigPlan): string[] {
+  const files = [...drifted];
+  if (plan.setParams.length + plan.removeParams.length > 0) files.push('main.cf');
+  if (plan.writeServices.length + plan.removeServices.length > 0) files.push('master.cf');
+  return files;
+}
+
 /** What makes a node's state unsafe to deploy over: another Postfix instance, or a `current` we did not make. */
 export function nodeStateProblems(state: NodeState, layout: NodeLayout): string[] {
   const problems: string[] = [];

@@ -46,6 +46,8 @@ export async function reloadPostfix(conn: NodeConnection, args: ReloadArgs): Pro
 export interface VerifyArgs {
   layout: NodeLayout;
   bundle: Bundle;
+  /** Only these files' digests (a delta release's built files); default every file. */
+  digestFiles?: string[] | undefined;
   maillog: string;
   release: string;
   settleMs: number;
@@ -66,9 +68,11 @@ export interface VerifyFindings {
  * live files, then (on the node) the wait for master's reload line, the settle time and the log since.
  */
 export async function verifyAfterReload(conn: NodeConnection, args: VerifyArgs): Promise<VerifyFindings> {
+  const { digestFiles } = args;
+  const digested = digestFiles === undefined ? args.bundle : { ...args.bundle, files: Object.fromEntries(digestFiles.map((n) => [n, args.bundle.files[n]!])) };
   const sections: Section[] = [
     { name: 'live-state', script: liveStateScript(args.layout) },
-    { name: 'digests', script: digestScript(args.bundle), cwd: args.layout.liveDir },
+    { name: 'digests', script: digestScript(digested), cwd: args.layout.liveDir },
   ];
   if (args.maillog !== '') {
     const script = reloadLogScript({ maillog: args.maillog, offset: { file: offsetFile(args.release) }, settleMs: args.settleMs, timeoutMs: args.timeoutMs, restarted: args.restarted });
@@ -78,7 +82,7 @@ export async function verifyAfterReload(conn: NodeConnection, args: VerifyArgs):
   const r = await execSections(conn, sections, { timeoutMs: 60_000 + args.settleMs + args.timeoutMs, ifPreviousOk: args.ifPreviousOk });
   return {
     live: parseLiveState(sectionOk(r, 'live-state').stdout),
-    drifted: driftFromDigests(r.get('digests')!.stdout, args.bundle),
+    drifted: driftFromDigests(r.get('digests')!.stdout, digested),
     logProblems: args.maillog === '' ? null : reloadLogProblems(r.get('reload-log')!, args.timeoutMs),
   };
 }

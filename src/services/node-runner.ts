@@ -56,10 +56,21 @@ export function syncError(result: NodeSyncResult): string | null {
   return `${drifted}${error}`.slice(0, 500);
 }
 
+/** Bundles kept for deltas: the current one and those nodes that lag a change or two behind may run. */
+const RECENT_BUNDLES = 3;
+
 export function createNodeRunner(deps: Deps) {
   const { prisma, now } = deps;
   // Deploys only: usage collection keeps its own connections (another lane, its own schedule).
   const pool = new ConnectionPool({ idleMs: deps.ssh.idleMs, ...(deps.ssh.connect !== undefined ? { connect: deps.ssh.connect } : {}) });
+  // The bundles deployed last, in memory only (they hold secrets): a node running one of them gets
+  // the next as a delta. After a restart there are none, and the next release is full.
+  const recent = new Map<string, Bundle>();
+  function remember(bundle: Bundle): void {
+    recent.delete(bundle.version);
+    recent.set(bundle.version, bundle);
+    for (const version of [...recent.keys()].slice(0, Math.max(0, recent.size - RECENT_BUNDLES))) recent.delete(version);
+  }
 
   /** What the node runs now and its last error, if it still has the address the result is from. */
   function recordStatus(node: Node, result: NodeSyncResult, version: string): Promise<boolean> {
@@ -98,6 +109,7 @@ export function createNodeRunner(deps: Deps) {
     return syncNode({ host: node.sshHost, port: node.sshPort, username: node.sshUser, privateKey, hostKey: node.hostKey, remotePath: deps.ssh.remotePath }, bundle, {
       configDir: node.configDir,
       expectedLiveVersion: node.liveVersion,
+      base: node.liveVersion === null ? undefined : recent.get(node.liveVersion),
       retry: deps.ssh.retry,
       connectTimeoutMs: deps.ssh.connectTimeoutMs,
       ...(deps.ssh.keepReleases !== undefined ? { keepReleases: deps.ssh.keepReleases } : {}),
@@ -139,7 +151,9 @@ export function createNodeRunner(deps: Deps) {
       } catch (error) {
         privateKey = { error: (error as Error).message };
       }
-      return mapLimit(nodes, deps.ssh.concurrency, (node) => turn(node, bundle, privateKey, hooks));
+      const outcomes = await mapLimit(nodes, deps.ssh.concurrency, (node) => turn(node, bundle, privateKey, hooks));
+      remember(bundle);
+      return outcomes;
     },
 
     /** Closes the SSH connections kept for the next deploy. */

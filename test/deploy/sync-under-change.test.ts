@@ -2,7 +2,7 @@
  * The sync job while nodes change under it, on the lab (real sshd + Postfix nodes): a node deleted
  * or re-addressed during a deploy or a reconcile, and drift shown from the moment it is found
  * until it is repaired. Each run is held at a known point by a barrier on the node's side (its
- * staging `postmap` waits on a FIFO the test releases), never by time. Deploys go one node at a
+ * staging `tar -x` waits on a FIFO the test releases), never by time. Deploys go one node at a
  * time (concurrency 1, nodes in name order), so "before its turn" is a fact, not a race.
  */
 import { appendFile, readFile } from 'node:fs/promises';
@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp, tokenFor } from '../helpers/app.js';
-import { postmapBarrier, type NodeBarrier } from '../lab/barrier.js';
+import { stagingBarrier, type NodeBarrier } from '../lab/barrier.js';
 import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/postfix-node.js';
 import { labGate } from '../lab/requirements.js';
 import { startSmartHost, type SmartHost } from '../lab/smart-host.js';
@@ -130,7 +130,7 @@ describe.skipIf(!labOk)('the sync job while nodes change under it', () => {
     // The control plane has one key: a's lab client key, authorized on the others too.
     const key = await readFile(`${a.ssh.privateKeyPath}.pub`, 'utf8');
     for (const n of [b, s1, s2]) await appendFile(path.join(n.baseDir, 'ssh', 'authorized_keys'), key);
-    barrier = await postmapBarrier(a);
+    barrier = await stagingBarrier(a);
     t = await createTestApp({
       ssh: { privateKeyPath: a.ssh.privateKeyPath, connectTimeoutMs: 3000, retry: { attempts: 2, baseDelayMs: 100 }, concurrency: 1, remotePath: barrier.remotePath },
       sync: { debounceMs: 300, reconcileIntervalMs: 3_600_000, leaderPollMs: 200 },

@@ -1,8 +1,8 @@
 /**
  * A barrier on a lab node's side, to hold a deploy at a known point while a test changes things
- * under it. While armed, the next `postmap` that builds tables over SSH (a deploy's or a repair's
- * staging step; never `postmap -s` or `-q`, which the drift check and validation use) says it
- * was reached and waits on a FIFO until the test releases it. One hold per arm. (The FIFO is
+ * under it. While armed, the next `tar -x` over SSH (the staging step of every deploy and repair,
+ * full or delta: nothing else extracts) says it was reached and waits on a FIFO until the test
+ * releases it. One hold per arm. (The FIFO is
  * opened read-write before `reached` appears, so a release right after it always finds a reader.)
  *
  * The wrapper is in `remotePath`, the PATH to give the control plane for its SSH sessions
@@ -20,26 +20,26 @@ import { runOk, waitUntil } from './util.js';
 export interface NodeBarrier {
   /** The PATH (wrapper first) the control plane's sessions must run with for the barrier to hold. */
   remotePath: string;
-  /** The next table-building `postmap` over SSH will hold. */
+  /** The next staging `tar -x` over SSH will hold. */
   arm(): Promise<void>;
-  /** Resolves once a `postmap` holds at the barrier. */
+  /** Resolves once a staging step holds at the barrier. */
   reached(timeoutMs?: number): Promise<void>;
-  /** Lets a held `postmap` go on; false when none was holding (e.g. its session was killed). */
+  /** Lets a held staging step go on; false when none was holding (e.g. its session was killed). */
   release(): Promise<boolean>;
 }
 
-export async function postmapBarrier(node: PostfixNode): Promise<NodeBarrier> {
+export async function stagingBarrier(node: PostfixNode): Promise<NodeBarrier> {
   const dir = path.join(node.baseDir, 'barrier');
   const bin = path.join(dir, 'bin');
   const armed = path.join(dir, 'armed');
   const reachedFile = path.join(dir, 'reached');
   const gate = path.join(dir, 'gate');
   await mkdir(bin, { recursive: true });
-  const real = (await runOk('sh', ['-c', 'command -v postmap'])).stdout.trim();
+  const real = (await runOk('sh', ['-c', 'command -v tar'])).stdout.trim();
   await writeFile(
-    path.join(bin, 'postmap'),
+    path.join(bin, 'tar'),
     `#!/bin/sh
-case "$1" in -s|-q) exec ${real} "$@" ;; esac
+case " $* " in *" -x "*) ;; *) exec ${real} "$@" ;; esac
 if [ "$MAIL_CONFIG" = ${node.configDir} ] && [ -e ${armed} ]; then
   rm -f ${armed}
   exec 3<> ${gate}
@@ -50,7 +50,7 @@ fi
 exec ${real} "$@"
 `,
   );
-  await chmod(path.join(bin, 'postmap'), 0o755);
+  await chmod(path.join(bin, 'tar'), 0o755);
   await runOk('mkfifo', [gate]);
 
   return {
@@ -60,7 +60,7 @@ exec ${real} "$@"
       await writeFile(armed, '');
     },
     reached(timeoutMs = 60_000) {
-      return waitUntil(() => existsSync(reachedFile), timeoutMs, `a postmap to hold at ${node.name}'s barrier`, 20).then(() => undefined);
+      return waitUntil(() => existsSync(reachedFile), timeoutMs, `a staging step to hold at ${node.name}'s barrier`, 20).then(() => undefined);
     },
     async release() {
       await rm(armed, { force: true });

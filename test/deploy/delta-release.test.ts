@@ -1,0 +1,115 @@
+/**
+ * Releases built on a real Postfix node from the live one plus a delta (src/deploy/delta-release.ts):
+ * for random sequences of changes, every delta-built release answers exactly what a full build of
+ * the same bundle answers (the SHA-256 of every source and of every table's sorted `postmap -s`
+ * dump, as the drift check compares them); a hand-edited base falls back to a full release; a
+ * failure in the middle of a delta leaves the live release as it was.
+ */
+import { appendFile, chmod, mkdir, writeFile } from 'node:fs/promises';
+import { existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deployBundle, type Bundle, type DeployOutcome } from '../../src/deploy/index.js';
+import { driftedFiles } from '../../src/deploy/live-files.js';
+import { DEFAULT_REMOTE_PATH, connectNode, type NodeConnection } from '../../src/ssh/index.js';
+import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/postfix-node.js';
+import { labGate } from '../lab/requirements.js';
+import { startSmartHost, type SmartHost } from '../lab/smart-host.js';
+import { runOk } from '../lab/util.js';
+import { buildBundle, type Route } from './bundles.js';
+
+const labOk = labGate('delta releases');
+
+describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
+  let sink: SmartHost;
+  let node: PostfixNode;
+  let conn: NodeConnection;
+  const connections: NodeConnection[] = [];
+
+  beforeAll(async () => {
+    sink = await startSmartHost({ name: 'sink', tls: 'starttls', users: {}, authOptional: true });
+    node = await startPostfixNode({ name: 'delta', sinkRelayhost: sink.nexthop, tlsCaCerts: [sink.caCertPem] });
+    conn = await connectNode({ ...node.ssh, hostKey: node.ssh.hostKeyFingerprint });
+    connections.push(conn);
+  });
+
+  afterAll(async () => {
+    for (const c of connections) c.close();
+    await node?.stop();
+    await stopAllLabNodes();
+    await sink?.close();
+  });
+
+  /** Sorted by domain, as the compiler writes its tables. */
+  const bundleOf = (domains: Array<[string, string]>): Bundle =>
+    buildBundle(
+      [...domains].sort(([a], [b]) => (a < b ? -1 : 1)).map(([domain, user]): Route => ({ domain, nexthop: sink.nexthop, user, password: `pw ${user} ${domain}` })),
+    );
+  const stage = (o: DeployOutcome) => o.steps.find((s) => s.step === 'stage')?.detail ?? '';
+  const releasesDir = () => path.join(node.configDir, 'relayplane', 'releases');
+  const live = () => path.join(node.configDir, 'relayplane', 'current');
+  let current: Bundle | undefined;
+
+  /** Deploys as the sync worker does: the node's last version as the hint, its bundle as the base. */
+  async function deployNext(next: Bundle, c = conn): Promise<DeployOutcome> {
+    const outcome = await deployBundle(c, next, { configDir: node.configDir, expectedLiveVersion: current?.version ?? null, base: current });
+    if (outcome.state === 'live') current = next;
+    return outcome;
+  }
+
+  it('answers exactly as a full build, for random sequences of onboarding, rotation and removal', async () => {
+    const domain = fc.stringMatching(/^[a-h]{1,3}\.(test|example)$/);
+    const config = fc.uniqueArray(fc.tuple(domain, fc.constantFrom('u1', 'u2', 'u3')), { selector: ([d]) => d, minLength: 1, maxLength: 12 });
+    let deltas = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(config, { minLength: 2, maxLength: 5 }), async (sequence) => {
+        for (const domains of sequence) {
+          const next = bundleOf(domains);
+          if (next.version === current?.version) continue;
+          const outcome = await deployNext(next);
+          expect(outcome.state, `${outcome.error} ${JSON.stringify(outcome.steps)}`).toBe('live');
+          if (stage(outcome).startsWith('delta')) deltas++;
+          expect(await driftedFiles(conn, live(), next)).toEqual([]);
+        }
+      }),
+      { numRuns: 4 },
+    );
+    expect(deltas).toBeGreaterThan(3);
+    expect(readdirSync(releasesDir()).filter((r) => r.includes('.tmp-'))).toEqual([]);
+  });
+
+  it('builds on a hand-edited base never: the node refuses the delta and gets a full release', async () => {
+    const before = bundleOf([['a.test', 'u1'], ['b.test', 'u1'], ['c.test', 'u2']]);
+    expect((await deployNext(before)).state).toBe('live');
+    await appendFile(path.join(live(), 'sender_relay'), '@hand.test [127.0.0.1]:9\n');
+    const next = bundleOf([['a.test', 'u1'], ['b.test', 'u3'], ['c.test', 'u2']]);
+    const outcome = await deployNext(next);
+    expect(outcome.state, outcome.error).toBe('live');
+    expect(stage(outcome)).toMatch(/full release: the node refused the delta \(base-drifted\)/);
+    expect(await driftedFiles(conn, live(), next)).toEqual([]);
+  });
+
+  it('a failure in the middle of a delta leaves the live release untouched', async () => {
+    // postmap -i fails on the node (a wrapper first in the session's PATH); everything else is real.
+    const bin = path.join(node.baseDir, 'failing-bin');
+    await mkdir(bin, { recursive: true });
+    const real = (await runOk('sh', ['-c', 'command -v postmap'])).stdout.trim();
+    await writeFile(path.join(bin, 'postmap'), `#!/bin/sh\ncase " $* " in *" -i "*) echo "postmap: fatal: injected failure" >&2; exit 1;; esac\nexec ${real} "$@"\n`);
+    await chmod(path.join(bin, 'postmap'), 0o755);
+    const failing = await connectNode({ ...node.ssh, hostKey: node.ssh.hostKeyFingerprint, remotePath: `${bin}:${DEFAULT_REMOTE_PATH}` });
+    connections.push(failing);
+    const base = current!;
+    const digestsBefore = await driftedFiles(conn, live(), base);
+    const outcome = await deployNext(bundleOf([['a.test', 'u2'], ['b.test', 'u3'], ['c.test', 'u2'], ['d.test', 'u1']]), failing);
+    expect(outcome.state).toBe('failed');
+    expect(outcome.steps.find((s) => s.step === 'stage')?.detail).toMatch(/^delta/);
+    expect(outcome.steps.at(-1)).toMatchObject({ step: 'postmap', ok: false });
+    expect(outcome.error).toMatch(/injected failure/);
+    expect(existsSync(path.join(live(), 'VERSION'))).toBe(true);
+    expect(outcome.previousVersion).toBe(base.version);
+    expect(digestsBefore).toEqual([]);
+    expect(await driftedFiles(conn, live(), base)).toEqual([]);
+    expect(readdirSync(releasesDir()).filter((r) => r.includes('.tmp-'))).toEqual([]);
+  });
+});
