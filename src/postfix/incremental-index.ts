@@ -3,7 +3,8 @@
 import type { ProblemList } from './errors.js';
 import { formatNexthop } from './map-encoding.js';
 import type { Credential, DestinationPolicy, Domain, Relay, Snapshot, Tenant } from './snapshot.js';
-import { checkCredential, checkDomain, checkRelay, checkTenant, indexPolicies } from './validate.js';
+import { checkCredential, checkDomain, checkRelay, checkTenant } from './row-checks.js';
+import { indexPolicies } from './validate.js';
 import { MIN_BULK, REACHED_SHARE, needsFull, type State } from './incremental-state.js';
 
 export interface RowDiff<T> {
