@@ -6,7 +6,7 @@
  * or the domain may only monitor (`p=none`) — but the records view says so. Pure.
  */
 import type { Domain, Relay } from '../generated/prisma/client.js';
-import { relayAuthTemplate, relayDkim } from './relay.service.js';
+import { relayAuthTemplate, relayDkim } from './relay-records.js';
 
 export interface RecordsWarning {
   code: 'no-dmarc-pass';

@@ -42,7 +42,7 @@ import type { DomainRepository } from '../repositories/domain.repository.js';
 import type { RelayRepository } from '../repositories/relay.repository.js';
 import { assertVisible, type RequestContext } from './principal.js';
 import type { DeployMetrics } from './deploy-metrics.js';
-import { relayAuthTemplate, relayDkim, relayReturnPath } from './relay.service.js';
+import { relayAuthTemplate, relayDkim, relayReturnPath } from './relay-records.js';
 import { heldElsewhereReason, holds, type DomainClaims } from './domain-claims.js';
 import { alignmentWarnings, type RecordsWarning } from './dmarc-alignment.js';
 import { boundUnknown, nextStatus, type VerificationSettings } from './verification-rules.js';

@@ -1,7 +1,7 @@
 import { Prisma, type PrismaClient } from '../db/prisma.js';
 import type { Relay } from '../generated/prisma/client.js';
 import { changedFields } from '../lib/changes.js';
-import { ConflictError, ForbiddenError, NotFoundError, PreconditionFailedError, UnprocessableError, ValidationError } from '../lib/errors.js';
+import { ConflictError, ForbiddenError, NotFoundError, PreconditionFailedError, UnprocessableError } from '../lib/errors.js';
 import { assertVersion } from '../lib/etag.js';
 import { normalizeHost } from '../lib/names.js';
 import { idCursor, type PageRequest, toPage } from '../lib/pagination.js';
@@ -12,7 +12,18 @@ import type { TenantRepository } from '../repositories/tenant.repository.js';
 import { assertHonourable, type RelayLimits } from './limits.js';
 import { isAdmin, type RequestContext } from './principal.js';
 import type { RouteCheck } from './route-check.js';
-import { parseDkimKey, templateErrors, type AuthTemplate } from '../dns/index.js';
+import type { AuthTemplate } from '../dns/index.js';
+import {
+  normalizeAuthTemplate,
+  normalizeDkim,
+  normalizeReturnPath,
+  normalizeSpfInclude,
+  relayAuthTemplate,
+  relayDkim,
+  relayReturnPath,
+  type RelayDkim,
+  type RelayReturnPath,
+} from './relay-records.js';
 
 const listCursor = idCursor('relays');
 
@@ -31,89 +42,6 @@ export interface RelayInput {
   authTemplate?: AuthTemplate | null;
   notes?: string | null;
   limits?: Partial<RelayLimits>;
-}
-
-/** A DKIM record the provider asks each sending domain to publish at `<selector>._domainkey.<domain>`. */
-export interface RelayDkim {
-  selector: string;
-  type: 'CNAME' | 'TXT';
-  value: string;
-}
-
-/** The provider's bounce (return-path) domain: CNAME `<host>.<domain>` → value. */
-export interface RelayReturnPath {
-  host: string;
-  value: string;
-}
-
-export function relayDkim(relay: Relay): RelayDkim[] {
-  return Array.isArray(relay.dkim) ? (relay.dkim as unknown as RelayDkim[]) : [];
-}
-
-export function relayReturnPath(relay: Relay): RelayReturnPath | null {
-  return relay.returnPath === null || typeof relay.returnPath !== 'object' ? null : (relay.returnPath as unknown as RelayReturnPath);
-}
-
-const DNS_LABELS = /^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$/;
-
-function normalizeDkim(input: RelayDkim[]): RelayDkim[] {
-  const seen = new Set<string>();
-  return input.map((d, i) => {
-    const field = `body/dkim/${i}`;
-    const selector = d.selector.toLowerCase();
-    if (!DNS_LABELS.test(selector)) throw new ValidationError(`${field}/selector must be DNS labels`, [{ field: `${field}/selector`, message: 'must be DNS labels' }]);
-    if (seen.has(selector)) throw new ValidationError(`${field}/selector is listed twice`, [{ field: `${field}/selector`, message: 'is listed twice' }]);
-    seen.add(selector);
-    if (d.type === 'CNAME') {
-      const value = d.value.toLowerCase().replace(/\.$/, '');
-      if (!DNS_LABELS.test(value)) throw new ValidationError(`${field}/value must be a host name for a CNAME`, [{ field: `${field}/value`, message: 'must be a host name' }]);
-      return { selector, type: 'CNAME', value };
-    }
-    // v=DKIM1 is optional (RFC 6376 §3.6.1): Mailgun-style `k=rsa; p=…` is a key record too.
-    const parsed = parseDkimKey(d.value);
-    const problem = /[^\x20-\x7e]/.test(d.value) ? 'must be printable ASCII' : !parsed.ok ? parsed.error : parsed.key.p === '' ? 'has an empty p= (a revoked key)' : null;
-    if (problem !== null) {
-      throw new ValidationError(`${field}/value must be a DKIM key record ([v=DKIM1; ]k=…; p=…): ${problem}`, [{ field: `${field}/value`, message: `must be a DKIM key record: ${problem}` }]);
-    }
-    return { selector, type: 'TXT', value: d.value.trim() };
-  });
-}
-
-/** SPF include targets are DNS names, not host names: `_spf.google.com` is the usual shape. */
-function normalizeSpfInclude(input: string): string {
-  const value = input.toLowerCase().replace(/\.$/, '');
-  if (!DNS_LABELS.test(value) || !value.includes('.')) {
-    throw new ValidationError('body/spfInclude must be a DNS name (letters, digits, "-", "_")', [{ field: 'body/spfInclude', message: 'must be a DNS name' }]);
-  }
-  return value;
-}
-
-function normalizeReturnPath(input: RelayReturnPath): RelayReturnPath {
-  const host = input.host.toLowerCase();
-  const value = input.value.toLowerCase().replace(/\.$/, '');
-  if (!DNS_LABELS.test(host)) throw new ValidationError('body/returnPath/host must be DNS labels', [{ field: 'body/returnPath/host', message: 'must be DNS labels' }]);
-  if (!DNS_LABELS.test(value)) throw new ValidationError('body/returnPath/value must be a host name', [{ field: 'body/returnPath/value', message: 'must be a host name' }]);
-  return { host, value };
-}
-
-export function relayAuthTemplate(relay: Relay): AuthTemplate | null {
-  return relay.authTemplate === null || typeof relay.authTemplate !== 'object' ? null : (relay.authTemplate as unknown as AuthTemplate);
-}
-
-function normalizeAuthTemplate(input: AuthTemplate): AuthTemplate {
-  const errors = templateErrors(input);
-  if (errors.length > 0) throw new ValidationError(`${errors[0]!.field} ${errors[0]!.message}`, errors);
-  return {
-    variables: input.variables.map((v) => ({ name: v.name, kind: v.kind, ...(v.description === undefined ? {} : { description: v.description }) })),
-    records: input.records.map((r) => ({
-      purpose: r.purpose,
-      type: r.type,
-      name: r.name,
-      value: r.type === 'TXT' ? r.value : r.value.replace(/\.$/, ''),
-      ...(r.type === 'MX' ? { priority: r.priority! } : {}),
-      required: r.required,
-    })),
-  };
 }
 
 export function relayLimits(relay: Relay): RelayLimits {
