@@ -1,7 +1,7 @@
 /**
  * Domain onboarding: the DNS records a domain must publish (ownership token, SPF with its relays'
- * includes, DKIM and return-path as the relays declare them, DMARC), their checks, and the status
- * they drive:
+ * includes, DKIM and return-path as the relays declare them, DMARC: domain-records.ts), their
+ * checks, and the status they drive:
  *
  *   pending  → verified   every required record checks out
  *   pending  → failed     still not verified `pendingTimeoutSeconds` after it became pending
@@ -22,29 +22,16 @@
  */
 import { isUniqueViolation, type PrismaClient } from '../db/prisma.js';
 import type { Prisma } from '../db/prisma.js';
-import {
-  checkRecords,
-  expectedRecords,
-  relativeName,
-  toBindZone,
-  toCsv,
-  valueError,
-  type AuthTemplate,
-  type AuthValues,
-  type DnsResolver,
-  type ExpectedRecord,
-  type RecordCheck,
-} from '../dns/index.js';
-import type { Domain, Relay } from '../generated/prisma/client.js';
+import { checkRecords, toBindZone, toCsv, valueError, type AuthValues, type DnsResolver, type ExpectedRecord, type RecordCheck } from '../dns/index.js';
+import type { Domain } from '../generated/prisma/client.js';
 import { ConflictError, NotFoundError, RateLimitedError, ValidationError } from '../lib/errors.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
 import type { DomainRepository } from '../repositories/domain.repository.js';
 import type { RelayRepository } from '../repositories/relay.repository.js';
 import { assertVisible, type RequestContext } from './principal.js';
 import type { DeployMetrics } from './deploy-metrics.js';
-import { relayAuthTemplate, relayDkim, relayReturnPath } from './relay-records.js';
 import { heldElsewhereReason, holds, type DomainClaims } from './domain-claims.js';
-import { alignmentWarnings, type RecordsWarning } from './dmarc-alignment.js';
+import { authValuesOf, createDomainRecords, presentRecords, type PresentedRecord } from './domain-records.js';
 import { boundUnknown, nextStatus, type VerificationSettings } from './verification-rules.js';
 
 interface Deps {
@@ -60,81 +47,15 @@ interface Deps {
   now?: () => Date;
 }
 
-/** A record as shown to clients: what to publish, and how it looked when last checked. */
-export type PresentedRecord = ExpectedRecord & {
-  /** `host` relative to the domain's zone (`@` for the domain itself). */
-  name: string;
-  dmarcPolicy?: RecordCheck['dmarcPolicy'];
-  warnings?: string[];
-  valid: boolean | null;
-  observed: string[];
-  reason: string | null;
-  checkedAt: string | null;
-};
-
-function authValuesOf(domain: Domain): AuthValues {
-  const v = domain.authValues;
-  return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as AuthValues) : {};
-}
-
 export function createDomainVerificationService(deps: Deps) {
   const now = deps.now ?? (() => new Date());
   const { prisma } = deps;
-
-  async function relayOf(id: string | null): Promise<Relay | null> {
-    return id === null ? null : deps.relays.findById(prisma, id);
-  }
-
-  /** The name above this one its tenant holds (then its ownership record is optional), or null. */
-  function coveredBy(domain: Domain): Promise<string | null> {
-    return deps.domains.heldParent(prisma, domain.name, domain.tenantId);
-  }
-
-  async function expectedFor(domain: Domain, parent: string | null): Promise<ExpectedRecord[]> {
-    const declared = (relay: Relay | null) =>
-      relay === null ? null : { spfInclude: relay.spfInclude, dkim: relayDkim(relay), returnPath: relayReturnPath(relay), template: relayAuthTemplate(relay) };
-    const relayed = domain.route === 'relay';
-    const records = expectedRecords({
-      domain: domain.name,
-      verificationToken: domain.verificationToken,
-      relay: relayed ? declared(await relayOf(domain.relayId)) : null,
-      fallbackRelay: relayed ? declared(await relayOf(domain.fallbackRelayId)) : null,
-      dmarcReportAddress: deps.settings.dmarcReportAddress,
-      authValues: authValuesOf(domain),
-    });
-    return parent === null ? records : records.map((r) => (r.purpose === 'ownership' ? { ...r, required: false } : r));
-  }
-
-  /**
-   * Expected records merged with the last observation of the same record (same purpose, host and
-   * declared value); the value to publish is the check's advice where it gave one (an SPF record
-   * merged into the published one, a DMARC policy no weaker than the published one).
-   */
-  function present(domain: string, expected: ExpectedRecord[], last: RecordCheck[] | null): PresentedRecord[] {
-    return expected.map((record) => {
-      const seen = last?.find((c) => c.purpose === record.purpose && c.host === record.host && (c.declared ?? c.value) === record.value && c.type === record.type);
-      const { strings: _strings, ...bare } = record;
-      const publish = seen?.declared === undefined ? record : { ...bare, value: seen.value, ...(seen.strings === undefined ? {} : { strings: seen.strings }) };
-      return {
-        ...publish,
-        name: relativeName(record.host, domain),
-        ...(seen?.dmarcPolicy === undefined ? {} : { dmarcPolicy: seen.dmarcPolicy }),
-        ...(seen?.warnings === undefined ? {} : { warnings: seen.warnings }),
-        valid: seen?.valid ?? null,
-        observed: seen?.observed ?? [],
-        reason: seen?.reason ?? (seen === undefined ? 'not checked yet' : null),
-        checkedAt: seen?.checkedAt ?? null,
-      };
-    });
-  }
-
-  /** The variables of the templates of the domain's relays (the relay's first where both declare a name). */
-  async function templateVariables(domain: Domain): Promise<AuthTemplate['variables']> {
-    if (domain.route !== 'relay') return [];
-    const relays = [await relayOf(domain.relayId), await relayOf(domain.fallbackRelayId)];
-    const all = relays.flatMap((r) => (r === null ? [] : (relayAuthTemplate(r)?.variables ?? [])));
-    return all.filter((v, i) => all.findIndex((w) => w.name === v.name) === i);
-  }
+  const { coveredBy, expectedFor, templateVariables, warningsOf } = createDomainRecords({
+    prisma,
+    domains: deps.domains,
+    relays: deps.relays,
+    dmarcReportAddress: deps.settings.dmarcReportAddress,
+  });
 
   async function load(ctx: RequestContext | null, id: string) {
     const domain = await deps.domains.findById(prisma, id);
@@ -208,15 +129,9 @@ export function createDomainVerificationService(deps: Deps) {
       updated = await apply(true);
     }
     deps.metrics.domainChecked(updated.status);
-    return { domain: updated, records: present(domain.name, expected, checks), checkedAt: at, coveredBy: parent };
+    return { domain: updated, records: presentRecords(domain.name, expected, checks), checkedAt: at, coveredBy: parent };
   }
 
-  async function warningsOf(domain: Domain): Promise<RecordsWarning[]> {
-    return alignmentWarnings(domain, [
-      { field: 'relayId', relay: await relayOf(domain.relayId) },
-      { field: 'fallbackRelayId', relay: await relayOf(domain.fallbackRelayId) },
-    ]);
-  }
 
   async function view(domain: Domain, records: PresentedRecord[], checkedAt: Date | null, parent: string | null) {
     return {
@@ -239,14 +154,14 @@ export function createDomainVerificationService(deps: Deps) {
       const domain = await load(ctx, domainId);
       const last = await lastCheck(domain.id);
       const parent = await coveredBy(domain);
-      return view(domain, present(domain.name, await expectedFor(domain, parent), last?.records ?? null), last?.checkedAt ?? null, parent);
+      return view(domain, presentRecords(domain.name, await expectedFor(domain, parent), last?.records ?? null), last?.checkedAt ?? null, parent);
     },
 
     /** The same records as a BIND zone fragment (`dns`) or CSV, the values as last advised. */
     async recordsAs(ctx: RequestContext, domainId: string, format: 'dns' | 'csv'): Promise<string> {
       const domain = await load(ctx, domainId);
       const last = await lastCheck(domain.id);
-      const records = present(domain.name, await expectedFor(domain, await coveredBy(domain)), last?.records ?? null);
+      const records = presentRecords(domain.name, await expectedFor(domain, await coveredBy(domain)), last?.records ?? null);
       return format === 'dns' ? toBindZone(domain.name, records) : toCsv(domain.name, records);
     },
 
@@ -291,7 +206,7 @@ export function createDomainVerificationService(deps: Deps) {
 
     /** For a domain just created (no check yet). */
     async recordsOf(domain: Domain): Promise<PresentedRecord[]> {
-      return present(domain.name, await expectedFor(domain, await coveredBy(domain)), null);
+      return presentRecords(domain.name, await expectedFor(domain, await coveredBy(domain)), null);
     },
 
     /**
