@@ -1,5 +1,5 @@
 import { isUniqueViolation, type Prisma, type PrismaClient } from '../db/prisma.js';
-import type { Domain, DomainStatus, Relay, Tenant } from '../generated/prisma/client.js';
+import type { Domain, DomainStatus, Tenant } from '../generated/prisma/client.js';
 import { changedFields } from '../lib/changes.js';
 import { ConflictError, ForbiddenError, NotFoundError, PreconditionFailedError, UnprocessableError } from '../lib/errors.js';
 import { assertVersion } from '../lib/etag.js';
@@ -14,6 +14,7 @@ import { assertVisible, isAdmin, type RequestContext, visibleTenant } from './pr
 import type { QuarantineService } from './quarantine.service.js';
 import type { RouteCheck } from './route-check.js';
 import type { DomainClaims } from './domain-claims.js';
+import { createDomainRouting, nextRoute, type MissingForRoute } from './domain-routing.js';
 
 const listCursor = idCursor('domains');
 
@@ -76,19 +77,8 @@ interface Deps {
   routes: RouteCheck;
   claims: Pick<DomainClaims, 'heldElsewhere'>;
   /** The required records a new route's relays need that DNS does not show now (domain verification). */
-  missingForRoute: (domain: Domain, route: Pick<Domain, 'route' | 'relayId' | 'fallbackRelayId'>) => Promise<{ purpose: string; type: string; host: string; value: string; reason: string }[]>;
+  missingForRoute: MissingForRoute;
   now?: () => Date;
-}
-
-/**
- * A verified domain's mail must not move to relays whose SPF include and DKIM are not published
- * yet: switching to a relay (or a fallback relay) it does not use now is refused until the new
- * route's records verify. Leaving a relay (a fallback removed, a direct route) needs nothing new.
- */
-function addsRelay(current: Domain, next: Pick<Domain, 'route' | 'relayId' | 'fallbackRelayId'>): boolean {
-  if (next.route !== 'relay') return false;
-  const now = current.route === 'relay' ? [current.relayId, current.fallbackRelayId] : [];
-  return [next.relayId, next.fallbackRelayId].some((id) => id !== null && !now.includes(id));
 }
 
 /** The name (or one above it) is held by another tenant's verified domain; says nothing of which tenant. */
@@ -106,6 +96,7 @@ function domainConflict(error: unknown, name: string): ConflictError | null {
 
 export function createDomainService(deps: Deps) {
   const now = deps.now ?? (() => new Date());
+  const { checkRoute, assertRecordsReady } = createDomainRouting(deps);
   async function loadTenant(ctx: RequestContext, tenantId: string) {
     const tenant = await deps.tenants.findById(deps.prisma, tenantId);
     if (tenant === null) throw new NotFoundError('tenant', tenantId);
@@ -118,34 +109,6 @@ export function createDomainService(deps: Deps) {
     if (domain === null) throw new NotFoundError('domain', id);
     assertVisible(ctx.actor, domain.tenantId, 'domain', id);
     return domain;
-  }
-
-  /** A relay a tenant's domain may route through: shared, or private to that same tenant. */
-  async function usableRelay(field: string, relayId: string, tenantId: string): Promise<Relay> {
-    const relay = await deps.relays.findById(deps.prisma, relayId);
-    if (relay === null || (relay.tenantId !== null && relay.tenantId !== tenantId)) {
-      throw new UnprocessableError(`${field} does not name a relay this tenant can use`, 'relay-not-usable', { field });
-    }
-    return relay;
-  }
-
-  /** Checks the route a domain would have after a create or update, as one whole. */
-  async function checkRoute(tenant: Tenant, route: 'relay' | 'direct', relayId: string | null, fallbackRelayId: string | null) {
-    if (route === 'direct') {
-      if (!tenant.allowDirectDelivery) {
-        throw new UnprocessableError('direct delivery is not allowed for this tenant (an admin can set allowDirectDelivery)', 'direct-delivery-not-allowed');
-      }
-      if (relayId !== null || fallbackRelayId !== null) {
-        throw new UnprocessableError('a direct route takes no relayId or fallbackRelayId', 'invalid-route');
-      }
-      return;
-    }
-    if (relayId === null) throw new UnprocessableError('a relay route needs relayId', 'invalid-route');
-    await usableRelay('relayId', relayId, tenant.id);
-    if (fallbackRelayId !== null) {
-      if (fallbackRelayId === relayId) throw new UnprocessableError('fallbackRelayId must differ from relayId', 'invalid-route');
-      await usableRelay('fallbackRelayId', fallbackRelayId, tenant.id);
-    }
   }
 
   function checkAdminFields(ctx: RequestContext, input: Partial<DomainInput>) {
@@ -250,24 +213,10 @@ export function createDomainService(deps: Deps) {
     async update(ctx: RequestContext, id: string, input: Partial<Omit<DomainInput, 'name'>>, expected: number | undefined) {
       const current = await load(ctx, id);
       checkAdminFields(ctx, input);
-      const route = input.route ?? current.route;
-      // Switching to a direct route drops the relays unless the request names them (then it is refused).
-      const relayId = input.relayId !== undefined ? input.relayId : route === 'direct' && input.route !== undefined ? null : current.relayId;
-      const fallbackRelayId =
-        input.fallbackRelayId !== undefined ? input.fallbackRelayId : route === 'direct' && input.route !== undefined ? null : current.fallbackRelayId;
+      const next = nextRoute(current, input);
+      const { route, relayId, fallbackRelayId } = next;
       await checkRoute(current.tenant, route, relayId, fallbackRelayId);
-      const next = { route, relayId, fallbackRelayId };
-      if ((current.status === 'verified' || current.status === 'degraded') && addsRelay(current, next)) {
-        const missing = await deps.missingForRoute(current, next);
-        if (missing.length > 0) {
-          const first = missing[0]!;
-          throw new UnprocessableError(
-            `the new relay's DNS records must verify before this verified domain's mail moves to it: ${first.purpose} at ${first.host}: ${first.reason}${missing.length > 1 ? ` (and ${missing.length - 1} more)` : ''}`,
-            'relay-records-missing',
-            { missingRecords: missing },
-          );
-        }
-      }
+      await assertRecordsReady(current, next);
       const data: Prisma.DomainUncheckedUpdateInput = {
         route,
         relayId,
