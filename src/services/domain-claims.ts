@@ -7,8 +7,9 @@
  * cannot claim, nor win, a name that another tenant holds or that lies under a name another tenant
  * holds. Reasons and errors never say which tenant holds a name.
  */
-import type { Db } from '../db/prisma.js';
+import { isUniqueViolation, type Db } from '../db/prisma.js';
 import type { Domain, DomainStatus } from '../generated/prisma/client.js';
+import { ConflictError } from '../lib/errors.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
 import type { DomainRepository } from '../repositories/domain.repository.js';
 
@@ -24,6 +25,19 @@ export function heldElsewhereReason(name: string, held: string): string {
   return held === name
     ? `another claim on ${name} proved ownership first; this claim can no longer be verified`
     : `${held} is verified by another account, and the names under it with it; this claim can no longer be verified`;
+}
+
+/** The name (or one above it) is held by another tenant's verified domain; says nothing of which tenant. */
+export function heldConflict(name: string, held: string): ConflictError {
+  const what = held === name ? `the domain ${name} is` : `${held}, above ${name}, is`;
+  return new ConflictError(`${what} verified by another account: it cannot be claimed`, 'domain-held', { domain: name });
+}
+
+/** A unique index a domain write can meet, as the client's problem. */
+export function domainConflict(error: unknown, name: string): ConflictError | null {
+  if (isUniqueViolation(error, 'domains_name_held_key')) return heldConflict(name, name);
+  if (isUniqueViolation(error, 'name')) return new ConflictError(`this tenant already has the domain ${name}`, 'domain-taken', { domain: name });
+  return null;
 }
 
 interface Deps {

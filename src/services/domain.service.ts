@@ -1,7 +1,7 @@
-import { isUniqueViolation, type Prisma, type PrismaClient } from '../db/prisma.js';
+import type { Prisma, PrismaClient } from '../db/prisma.js';
 import type { Domain, DomainStatus, Tenant } from '../generated/prisma/client.js';
 import { changedFields } from '../lib/changes.js';
-import { ConflictError, ForbiddenError, NotFoundError, PreconditionFailedError, UnprocessableError } from '../lib/errors.js';
+import { ForbiddenError, NotFoundError, PreconditionFailedError, UnprocessableError } from '../lib/errors.js';
 import { assertVersion } from '../lib/etag.js';
 import { normalizeDomainName } from '../lib/names.js';
 import { idCursor, type PageRequest, toPage } from '../lib/pagination.js';
@@ -13,7 +13,7 @@ import { assertHonourable, effectiveLimits, type SenderLimits, senderLimits } fr
 import { assertVisible, isAdmin, type RequestContext, visibleTenant } from './principal.js';
 import type { QuarantineService } from './quarantine.service.js';
 import type { RouteCheck } from './route-check.js';
-import type { DomainClaims } from './domain-claims.js';
+import { domainConflict, heldConflict, type DomainClaims } from './domain-claims.js';
 import { createDomainRouting, nextRoute, type MissingForRoute } from './domain-routing.js';
 
 const listCursor = idCursor('domains');
@@ -79,19 +79,6 @@ interface Deps {
   /** The required records a new route's relays need that DNS does not show now (domain verification). */
   missingForRoute: MissingForRoute;
   now?: () => Date;
-}
-
-/** The name (or one above it) is held by another tenant's verified domain; says nothing of which tenant. */
-function heldConflict(name: string, held: string): ConflictError {
-  const what = held === name ? `the domain ${name} is` : `${held}, above ${name}, is`;
-  return new ConflictError(`${what} verified by another account: it cannot be claimed`, 'domain-held', { domain: name });
-}
-
-/** A unique index a domain write can meet, as the client's problem. */
-function domainConflict(error: unknown, name: string): ConflictError | null {
-  if (isUniqueViolation(error, 'domains_name_held_key')) return heldConflict(name, name);
-  if (isUniqueViolation(error, 'name')) return new ConflictError(`this tenant already has the domain ${name}`, 'domain-taken', { domain: name });
-  return null;
 }
 
 export function createDomainService(deps: Deps) {
