@@ -19,35 +19,18 @@
 import { posix } from 'node:path';
 import type { Bundle } from './bundle.js';
 import { checkBundle } from './bundle-checks.js';
-import { systemClock, type DeployOptions, type DeployOutcome, type DeployState, type DeployStep } from './deploy-types.js';
-import { DeployCheckError } from './errors.js';
-import { chained, excerpt, sh, execOk, RemoteCommandError, SKIPPED_EXIT, type NodeConnection } from '../ssh/index.js';
-import { ahead, DeployJournal, skipped } from './deploy-journal.js';
-import { bundleDelta, type BundleDelta } from './bundle-delta.js';
+import { bundleDelta } from './bundle-delta.js';
+import { ahead, skipped } from './deploy-journal.js';
+import { assertNone, DeployRunBase } from './deploy-run-base.js';
+import type { DeployOptions, DeployOutcome } from './deploy-types.js';
 import { stagingPlan } from './delta-release.js';
-import { redactBundleSecrets } from './secret-scrub.js';
-import { META_DIR, nodeLayout, type NodeLayout } from './layout.js';
+import { META_DIR, nodeLayout } from './layout.js';
 import { driftedFiles } from './live-files.js';
 import { postmapTables, validateStaged } from './node-checks.js';
-import {
-  backdateCommand,
-  describePlan,
-  desiredConfig,
-  driftReportFiles,
-  liveProblems,
-  planCommands,
-  planConfig,
-  planIsEmpty,
-  nodeStateProblems,
-  readNodeState,
-  restartParams,
-  type ConfigPlan,
-  type DesiredConfig,
-  type LiveState,
-  type NodeState,
-} from './postfix-config.js';
-import { RELOAD_COMMAND, RESTART_COMMAND, reloadPostfix, verifyAfterReload } from './reload-steps.js';
-import { backupCommand, promoteRelease, pruneReleases, removeReleaseDir, restoreConfig, stageRelease, stagingDirFor, switchCurrent } from './release-store.js';
+import { describePlan, desiredConfig, nodeStateProblems, planConfig, readNodeState, restartParams, type ConfigPlan, type NodeState } from './postfix-config.js';
+import { reloadPostfix, verifyAfterReload } from './reload-steps.js';
+import { promoteRelease, stageRelease, stagingDirFor, switchCurrent } from './release-store.js';
+import { chained, excerpt, type NodeConnection } from '../ssh/index.js';
 
 interface StagedAhead {
   stage: Promise<string>;
@@ -58,60 +41,7 @@ export async function deployBundle(conn: NodeConnection, bundle: Bundle, options
   return new DeployRun(conn, bundle, options).execute();
 }
 
-/** Throws a DeployCheckError when a check found problems. */
-function assertNone(step: DeployStep, problems: string[]): void {
-  if (problems.length > 0) throw new DeployCheckError(step, problems);
-}
-
-function message(err: unknown): string {
-  return excerpt(err instanceof Error ? err.message : String(err));
-}
-
-class DeployRun {
-  private readonly journal: DeployJournal;
-  private readonly warnings: string[] = [];
-  // Set by the check-bundle step (a bad configDir must end in an outcome too, not a throw).
-  private layout!: NodeLayout;
-  private desired!: DesiredConfig;
-  private node: NodeState | undefined;
-  /** postconf edits from the node's config as read before anything changed (its manifest names what we owned). */
-  private plan: ConfigPlan | undefined;
-  private previousVersion: string | null = null;
-  private changed = false;
-  /** Where the bundle's files are: the staging dir, then the release dir. */
-  private stagingDir: string | undefined;
-  private releaseDir: string | undefined;
-  private promoted = false;
-  private switchStarted = false;
-  private backupTaken = false;
-  /** The node already ran this version but its config drifted: re-apply without a switch. */
-  private repair = false;
-  /** master was (or is being) restarted: the rollback must restart too, and the log shows a start, not a reload. */
-  private restarted = false;
-  /** The staged release was built from the base release plus this delta. */
-  private delta: BundleDelta | undefined;
-
-  constructor(
-    private readonly conn: NodeConnection,
-    private readonly bundle: Bundle,
-    private readonly options: DeployOptions,
-  ) {
-    this.journal = new DeployJournal(bundle.version, options.clock ?? systemClock, options.log, (err) => this.failure(err));
-  }
-
-  private step<T>(step: DeployStep, fn: () => Promise<T>, describe?: (result: T) => string | undefined): Promise<T> {
-    return this.journal.step(step, fn, describe);
-  }
-
-  private to(next: DeployState): void {
-    this.journal.to(next);
-  }
-
-  /** An error as the outcome, a step and the logs show it: node text may quote the bundle's secret tables. */
-  private failure(err: unknown): string {
-    return redactBundleSecrets(message(err), this.bundle);
-  }
-
+class DeployRun extends DeployRunBase {
   async execute(): Promise<DeployOutcome> {
     let error: string | undefined;
     let rollbackError: string | undefined;
@@ -310,88 +240,5 @@ class DeployRun {
       return configChecked;
     }, (configChecked) => (configChecked ? undefined : 'tables only: main.cf and master.cf unchanged, postfix check not needed'));
     this.to('validated');
-  }
-
-  /**
-   * Hand-edited tables of the live release: a fresh copy is staged and postmap'ed beside it, then
-   * each drifted file is renamed over the live one (.db first: that is what Postfix reads). Each
-   * rename is atomic; the release directory and the `current` symlink stay as they are.
-   */
-  private async repairFiles(names: string[], ready: string | undefined): Promise<void> {
-    let staging = ready;
-    if (staging === undefined) {
-      await this.discardStaging();
-      const dir = await this.step('stage', () => stageRelease(this.conn, this.layout, this.bundle));
-      this.stagingDir = dir;
-      await this.step('postmap', async () => assertNone('postmap', await postmapTables(this.conn, dir, this.bundle)));
-      staging = dir;
-    }
-    const release = this.releaseDir!;
-    await this.step(
-      'repair-files',
-      async () => {
-        const moves = names.flatMap((name) => {
-          const parts = this.bundle.files[name]?.mapType === 'hash' ? [`${name}.db`, name] : [name];
-          return parts.map((p) => sh('mv', '-f', posix.join(staging, p), posix.join(release, p)));
-        });
-        await execOk(this.conn, moves.join(' && '));
-        await removeReleaseDir(this.conn, this.layout, staging!);
-        this.stagingDir = undefined;
-      },
-      () => `restored ${names.join(', ')}`,
-    );
-  }
-
-  /** Tells the caller what drifted before the repair starts; the caller's trouble never stops the repair. */
-  private async reportDrift(drifted: string[], plan: ConfigPlan, problems: string[]): Promise<void> {
-    try {
-      await this.options.onDrift?.({ files: driftReportFiles(drifted, plan), problems });
-    } catch (err) {
-      this.warnings.push(`reporting the drift failed: ${message(err)}`);
-    }
-  }
-
-  /** Saves main.cf/master.cf into the release, then runs only the postconf edits that differ. */
-  private async apply(plan: ConfigPlan, conn: NodeConnection, release = this.releaseDir!): Promise<void> {
-    const edits = planIsEmpty(plan) ? [] : [...planCommands(plan), backdateCommand(posix.join(this.layout.configDir, 'main.cf'))];
-    // One command; the marker tells whether the backup exists, even when an edit failed after it.
-    const r = await conn.exec([backupCommand(this.layout, release), 'echo backed-up', ...edits].join(' && '));
-    if (r.code === SKIPPED_EXIT) throw new RemoteCommandError('apply: skipped', r.code, '');
-    this.backupTaken = r.stdout.includes('backed-up');
-    if (r.code !== 0) throw new Error(`apply: exit ${r.code}: ${excerpt(r.stderr, 300)}`);
-  }
-
-  private liveProblems(now: LiveState, drifted: readonly string[]): string[] {
-    return liveProblems(now, drifted, this.bundle.version, this.desired);
-  }
-
-  /** Back to the previous release and the saved main.cf/master.cf, then reload. */
-  private async rollback(): Promise<void> {
-    this.to('rolling_back');
-    await this.step('rollback', async () => {
-      if (!this.repair) await switchCurrent(this.conn, this.layout, this.previousVersion);
-      if (this.backupTaken) await restoreConfig(this.conn, this.layout, this.releaseDir!);
-      await execOk(this.conn, this.restarted ? RESTART_COMMAND : RELOAD_COMMAND);
-      if (!this.repair && this.releaseDir !== undefined) await removeReleaseDir(this.conn, this.layout, this.releaseDir);
-    }, () => `live ${this.previousVersion ?? 'none'}`);
-  }
-
-  /** Failure before the switch: remove what was staged; the node runs as before. */
-  private async discardStaging(): Promise<void> {
-    if (this.stagingDir !== undefined) await removeReleaseDir(this.conn, this.layout, this.stagingDir);
-    this.stagingDir = undefined;
-    if (this.promoted && this.releaseDir !== undefined) await removeReleaseDir(this.conn, this.layout, this.releaseDir);
-  }
-
-  /** Pruning never fails a deploy that is live: a failure is a warning. */
-  private async prune(): Promise<void> {
-    const keep = Math.max(1, this.options.keepReleases ?? 5);
-    try {
-      await this.step('prune', () => pruneReleases(this.conn, this.layout, keep, [this.bundle.version, this.previousVersion]), (removed) =>
-        removed.length > 0 ? `removed ${removed.length}` : 'nothing to remove',
-      );
-    } catch (err) {
-      this.warnings.push(`prune: ${this.failure(err)}`);
-    }
   }
 }
