@@ -4,10 +4,11 @@
  * back, and a wrong host key stops everything before a byte is sent.
  */
 import { existsSync, readFileSync, readdirSync, statSync, watch } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deployBundle, type Bundle, type DeployEvent, type DeployOptions, type DeployOutcome } from '../../src/deploy/index.js';
-import { HostKeyMismatchError, connectNode, type NodeConnection } from '../../src/ssh/index.js';
+import { DEFAULT_REMOTE_PATH, HostKeyMismatchError, connectNode, type NodeConnection } from '../../src/ssh/index.js';
 import { postmapTables } from '../../src/deploy/node-checks.js';
 import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/postfix-node.js';
 import { labGate } from '../lab/requirements.js';
@@ -124,11 +125,17 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
         /* already renamed */
       }
     });
+    // The shell creates the temp file before `cat` fills it: a `cat` that waits first keeps it there,
+    // empty, long enough for the watcher to see the mode it was created with.
+    const bin = path.join(node.baseDir, 'slow-cat');
+    await mkdir(bin, { recursive: true });
+    await writeFile(path.join(bin, 'cat'), '#!/bin/sh\nsleep 0.3\nexec /bin/cat "$@"\n', { mode: 0o755 });
+    const slow = await connectNode({ ...node.ssh, hostKey: node.ssh.hostKeyLine, remotePath: `${bin}:${DEFAULT_REMOTE_PATH}` });
     try {
-      // Big enough that the temp file exists for a while as the content streams in.
-      await conn.writeFile(path.join(dir, 'secret'), 'x'.repeat(8 * 1024 * 1024), 0o600);
-      await conn.writeFile(path.join(dir, 'public'), 'hello\n', 0o644);
+      await slow.writeFile(path.join(dir, 'secret'), 'x'.repeat(1024 * 1024), 0o600);
+      await slow.writeFile(path.join(dir, 'public'), 'hello\n', 0o644);
     } finally {
+      slow.close();
       watcher.close();
     }
     expect(seen.some((s) => /^\.secret\.tmp-[0-9a-f]+$/.test(s.name))).toBe(true);
