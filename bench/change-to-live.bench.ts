@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, statSync } from 'node:fs';
-import { appendFile, readFile } from 'node:fs/promises';
+import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -8,6 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../src/app.js';
 import { applyMigrations } from '../src/db/migrate.js';
 import { createPrismaClient } from '../src/db/prisma.js';
+import { startDelayProxy, type DelayProxy } from '../test/lab/delay-proxy.js';
 import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../test/lab/postfix-node.js';
 import { LAB_INSTALL_COMMAND, labAvailable } from '../test/lab/requirements.js';
 import { startSmartHost, type SmartHost } from '../test/lab/smart-host.js';
@@ -29,16 +30,41 @@ import { machine, median, percentile, recordSection, scratchDatabase } from './l
  * Environment: BENCH_NODES (node counts, default "1,20"), BENCH_CHANGES (per run, default 30),
  * BENCH_PROFILES ("tuned,default"): tuned = debounce 100 ms, concurrency = node count; default =
  * RELAYPLANE_SYNC_DEBOUNCE_MS / RELAYPLANE_DEPLOY_CONCURRENCY defaults (500 ms, 4);
- * BENCH_NODE_HOME ("own", or "host" for root's home on this machine and its dotfiles).
+ * BENCH_DELAYS_MS (one-way delays to a 1-node row's node, default "0,20,80", through a loopback
+ * delay proxy: test/lab/delay-proxy.ts); BENCH_LOGIN_ROWS ("1" by default: the 1-node tuned row
+ * also runs with an empty login and with a new connection per deploy; "0": not).
+ *
+ * Nodes log in as admins' servers often do: root's ~/.bashrc costs ≈ 0.5 s (`sleep 0.5`, as this
+ * machine's root `pyenv init`), sourced by bash for every session sshd starts.
  */
 const NODE_COUNTS = (process.env.BENCH_NODES ?? '1,20').split(',').map(Number).filter((n) => n > 0);
 const CHANGES = Number(process.env.BENCH_CHANGES ?? 30);
 const PROFILE_NAMES = (process.env.BENCH_PROFILES ?? 'tuned,default').split(',').filter((p) => p !== '');
-/** own: each node's SSH sessions get an empty HOME (see PostfixNodeOptions.ownHome); host: root's home here. */
-const OWN_HOME = (process.env.BENCH_NODE_HOME ?? 'own') !== 'host';
+const DELAYS_MS = (process.env.BENCH_DELAYS_MS ?? '0,20,80').split(',').map(Number).filter((d) => d >= 0);
+const LOGIN_ROWS = (process.env.BENCH_LOGIN_ROWS ?? '1') !== '0';
+/** What a node's login costs: slow = a ~/.bashrc sleeping 0.5 s; empty = an empty one. */
+type Login = 'slow' | 'empty';
+const BASHRC: Record<Login, string> = { slow: 'sleep 0.5\n', empty: '' };
+
+interface RowPlan {
+  profile: Profile;
+  count: number;
+  login: Login;
+  /** One-way delay between the control plane and each node. */
+  delayMs: number;
+  /** RELAYPLANE_SSH_IDLE_SECONDS=0: a new SSH connection (and login) for every deploy. */
+  cold: boolean;
+}
+const LOOPBACK_DNS = (process.env.RELAYPLANE_DNS_SERVERS ?? '127.0.0.1:9').split(',');
 const RECONCILE_INTERVAL_MS = 60_000; // RELAYPLANE_SYNC_INTERVAL_SECONDS default
 const CHANGE_TIMEOUT_MS = 60_000;
-const GOALS: Record<number, number> = { 1: 1500, 20: 3000 };
+/**
+ * Goals, 1 node: p50 ≤ 0.5 s + 3 round trips with a realistic login (issue 24, for the tuned
+ * debounce of 100 ms: the default's 500 ms alone is the whole budget), ≤ 1.5 s with the defaults;
+ * 20 nodes: ≤ 3 s.
+ */
+const goalMs = (r: { nodes: number; delayMs: number; profile: string }): number | undefined =>
+  r.nodes === 1 ? (r.profile === 'tuned' ? 500 + 3 * 2 * r.delayMs : 1500) : r.nodes === 20 ? 3000 : undefined;
 
 interface Profile {
   name: string;
@@ -86,6 +112,9 @@ interface ChangeSample {
 
 interface RunResult {
   profile: string;
+  login: Login;
+  delayMs: number;
+  cold: boolean;
   nodes: number;
   debounceMs: number;
   concurrency: number;
@@ -93,6 +122,7 @@ interface RunResult {
 }
 
 const profileLabel = (r: RunResult) => `debounce ${r.debounceMs} ms, concurrency ${r.concurrency}`;
+const loginLabel = (r: RunResult) => `${r.login === 'slow' ? '0.5 s .bashrc' : 'empty'}${r.cold ? ', new connection per deploy' : ''}`;
 
 const ms = (v: number) => `${Math.round(v)} ms`;
 const s = (v: number) => `${(v / 1000).toFixed(2)} s`;
@@ -252,10 +282,12 @@ let nodes: PostfixNode[] = [];
 let database: Awaited<ReturnType<typeof scratchDatabase>> | undefined;
 let current: { app: FastifyInstance; close(): Promise<void> } | undefined;
 let cleaning: Promise<void> | undefined;
+let proxies: DelayProxy[] = [];
 
 async function cleanup() {
   cleaning ??= (async () => {
     await current?.close().catch((e: unknown) => process.stderr.write(`closing the app: ${String(e)}\n`));
+    await Promise.allSettled(proxies.map((p) => p.close()));
     await Promise.allSettled(nodes.map((n) => n.stop()));
     await stopAllLabNodes();
     await sink?.close().catch(() => undefined);
@@ -286,7 +318,7 @@ try {
   // A few at a time: starting 20 Postfix instances at once on 2 cores only makes each slower.
   for (let i = 0; i < wantedNodes; i += 5) {
     const batch = Array.from({ length: Math.min(5, wantedNodes - i) }, (_, j) => i + j + 1);
-    const settled = await Promise.allSettled(batch.map((k) => startPostfixNode({ name: `live${k}`, sinkRelayhost: sink!.nexthop, tlsCaCerts: [sink!.caCertPem], ownHome: OWN_HOME })));
+    const settled = await Promise.allSettled(batch.map((k) => startPostfixNode({ name: `live${k}`, sinkRelayhost: sink!.nexthop, tlsCaCerts: [sink!.caCertPem], ownHome: true })));
     for (const r of settled) {
       if (r.status === 'fulfilled') started.push(r.value);
       else failures.push(String(r.reason).slice(0, 300));
@@ -309,10 +341,24 @@ try {
   const ids: { tenant?: string; relay?: string; nodes: string[] } = { nodes: [] };
   let changeCounter = 0;
 
+  const plans: RowPlan[] = [];
   for (const profileName of PROFILE_NAMES) {
     const profile = PROFILES[profileName];
     if (profile === undefined) throw new Error(`unknown profile ${profileName}; have ${Object.keys(PROFILES).join(', ')}`);
     for (const count of NODE_COUNTS) {
+      // Distance and login variants for one node: with 20 lab nodes this machine is CPU-bound.
+      const delays = count === 1 && profile.name === 'tuned' ? DELAYS_MS : [0];
+      for (const delayMs of delays) plans.push({ profile, count, login: 'slow', delayMs, cold: false });
+      if (count === 1 && profile.name === 'tuned' && LOGIN_ROWS) {
+        plans.push({ profile, count, login: 'slow', delayMs: 0, cold: true });
+        plans.push({ profile, count, login: 'empty', delayMs: 0, cold: false });
+      }
+    }
+  }
+  for (const plan of plans) {
+    {
+      const { profile, count, login, delayMs, cold } = plan;
+      const profileName = profile.name;
       const n = Math.min(count, nodes.length);
       const debounceMs = profile.debounceMs(n);
       const concurrency = profile.concurrency(n);
@@ -332,7 +378,9 @@ try {
         prisma,
         configEngine: { execution: 'worker-thread', databaseUrl: database.url },
         logStream,
-        ssh: { privateKeyPath: nodes[0]!.ssh.privateKeyPath, concurrency },
+        ssh: { privateKeyPath: nodes[0]!.ssh.privateKeyPath, concurrency, idleMs: cold ? 0 : 30_000 },
+        // Nothing leaves the machine: domain DNS checks go to a loopback port nobody answers on.
+        dnsServers: LOOPBACK_DNS,
         sync: { databaseUrl: database.url, reconcileIntervalMs: RECONCILE_INTERVAL_MS, debounceMs },
       });
       // Attribution only: when did the periodic reconcile run (a change arriving then waits for it)?
@@ -384,9 +432,13 @@ try {
           ids.nodes.push(created.id);
         }
       }
-      // This run's nodes: the first n enabled, the others disabled (not deployed to).
-      for (const [i, id] of ids.nodes.entries()) await api('PATCH', `/v1/nodes/${id}`, { enabled: i < n });
+      // This run's nodes: the first n enabled (at this row's distance), the others disabled (not deployed to).
       const active = nodes.slice(0, n);
+      for (const node of active) await writeFile(path.join(node.baseDir, 'home', '.bashrc'), BASHRC[login]);
+      proxies = delayMs === 0 ? [] : await Promise.all(active.map((node) => startDelayProxy(node.ssh.port, delayMs)));
+      for (const [i, id] of ids.nodes.entries()) {
+        await api('PATCH', `/v1/nodes/${id}`, { enabled: i < n, sshPort: proxies[i]?.port ?? nodes[i]!.ssh.port });
+      }
       await waitUntil(
         async () => {
           const { items } = await api<{ items: Array<{ enabled: boolean; drift: boolean; liveVersion: string | null; desiredVersion: string | null; lastError: string | null }> }>('GET', '/v1/nodes?limit=100');
@@ -399,7 +451,7 @@ try {
       );
       await sleep(debounceMs * 2 + 200);
       await app.syncWorker!.idle();
-      log(`\n${profileName}: ${n} node(s), debounce ${debounceMs} ms, concurrency ${concurrency}: converged; measuring ${CHANGES} changes`);
+      log(`\n${profileName}: ${n} node(s), debounce ${debounceMs} ms, concurrency ${concurrency}, login ${login}${cold ? ' (cold)' : ''}, delay ${delayMs} ms: converged; measuring ${CHANGES} changes`);
 
       const samples: ChangeSample[] = [];
       for (let i = 0; i < CHANGES; i++) {
@@ -467,10 +519,12 @@ try {
         samples.push(sample);
         log(`  change ${String(i + 1).padStart(2)}: ${ms(sample.latencyMs)} to live on all (deployment done at ${ms(sample.doneMs)})${sample.reconcileOverlap ? ' [reconcile overlapped]' : ''}`);
       }
-      results.push({ profile: profileName, nodes: n, debounceMs, concurrency, samples });
+      results.push({ profile: profileName, login, delayMs, cold, nodes: n, debounceMs, concurrency, samples });
       if (warnings.length > 0) log(`  ${warnings.length} warning/error log lines, first: ${warnings[0]}`);
       await current.close();
       current = undefined;
+      await Promise.all(proxies.map((p) => p.close()));
+      proxies = [];
     }
   }
 } finally {
@@ -482,11 +536,11 @@ const date = startedAt.toISOString().slice(0, 10);
 const STEP_ORDER = ['check-bundle', 'read-node', 'stage', 'postmap', 'validate', 'promote', 'switch', 'apply', 'reload', 'verify', 'prune'];
 const rows = results.map((r) => {
   const lat = r.samples.map((x) => x.latencyMs);
-  const goal = GOALS[r.nodes];
+  const goal = goalMs(r);
   const p50 = median(lat);
   return {
     r,
-    line: `| ${r.nodes} | ${r.profile} | ${r.debounceMs} ms | ${r.concurrency} | ${r.samples.length} | **${s(p50)}** | ${s(percentile(lat, 95))} | ${s(Math.max(...lat))} | ${s(median(r.samples.map((x) => x.doneMs)))} | ${goal === undefined ? '—' : `≤ ${s(goal)}: ${p50 <= goal ? 'met' : 'NOT met'}`} |`,
+    line: `| ${r.nodes} | ${r.profile} | ${loginLabel(r)} | ${r.delayMs} ms | ${r.debounceMs} ms | ${r.concurrency} | ${r.samples.length} | **${s(p50)}** | ${s(percentile(lat, 95))} | ${s(Math.max(...lat))} | ${s(median(r.samples.map((x) => x.doneMs)))} | ${goal === undefined ? '—' : `≤ ${s(goal)}: ${p50 <= goal ? 'met' : 'NOT met'}`} |`,
   };
 });
 const breakdown = results.map((r) => {
@@ -502,7 +556,7 @@ const breakdown = results.map((r) => {
   const overlaps = r.samples.filter((x) => x.reconcileOverlap).length;
   const retried = r.samples.filter((x) => x.attempts > 1).length;
   return (
-    `- ${r.nodes} node(s), ${r.profile}: t0 → first node started (debounce + compile + deployment rows) ${ms(median(r.samples.map((x) => x.firstNodeStartMs)))}, ` +
+    `- ${r.nodes} node(s), ${r.profile}, login ${loginLabel(r)}, delay ${r.delayMs} ms: t0 → first node started (debounce + compile + deployment rows) ${ms(median(r.samples.map((x) => x.firstNodeStartMs)))}, ` +
     `→ last node started ${ms(median(r.samples.map((x) => x.lastNodeStartMs)))}; per node: SSH connect ${ms(median(per.map((p) => p.connectMs)))}, ` +
     `node start → reload done ${ms(median(per.map((p) => p.reloadDoneMs)))}; steps (medians): ${stepMedians}.` +
     cpuLine +
@@ -514,14 +568,15 @@ const counts = NODE_COUNTS.map((c) => Math.min(c, nodes.length));
 const cores = os.availableParallelism();
 const reading: string[] = [];
 for (const n of [...new Set(counts)]) {
-  const of = results.filter((r) => r.nodes === n);
-  const goal = GOALS[n];
-  const parts = of.map((r) => `${s(median(r.samples.map((x) => x.latencyMs)))} (${r.profile})`);
-  const best = Math.min(...of.map((r) => median(r.samples.map((x) => x.latencyMs))));
-  const goalText = goal === undefined ? ' (no goal stated for this count)' : `; goal p50 ≤ ${s(goal)}: ${best <= goal ? 'met' : 'NOT met'}`;
-  reading.push(`**${n} node(s)**: p50 ${parts.join(', ')}${goalText}.`);
+  const of = results.filter((r) => r.nodes === n && r.login === 'slow' && !r.cold);
+  const parts = of.map((r) => {
+    const goal = goalMs(r);
+    const p50 = median(r.samples.map((x) => x.latencyMs));
+    return `${s(p50)} (${r.profile}, ${r.delayMs} ms one way${goal === undefined ? '' : `; goal ≤ ${s(goal)}: ${p50 <= goal ? 'met' : 'NOT met'}`})`;
+  });
+  reading.push(`**${n} node(s)**, 0.5 s login: p50 ${parts.join(', ')}.`);
 }
-const largest = results.filter((r) => r.nodes === Math.max(...counts)).sort((a, b) => median(a.samples.map((x) => x.latencyMs)) - median(b.samples.map((x) => x.latencyMs)))[0];
+const largest = results.filter((r) => r.nodes === Math.max(...counts) && r.delayMs === 0 && !r.cold).sort((a, b) => median(a.samples.map((x) => x.latencyMs)) - median(b.samples.map((x) => x.latencyMs)))[0];
 if (largest !== undefined && largest.nodes > 1) {
   const med = (f: (c: CpuSnapshot) => number) => median(largest.samples.map((x) => f(x.cpu)));
   const total = med((c) => c.total);
@@ -533,23 +588,24 @@ if (largest !== undefined && largest.nodes > 1) {
       `with ${largest.nodes} nodes (${profileLabel(largest)}) the cores were ${Math.round(100 * busy)} % busy from t0 to run done${busy >= 0.8 ? ' (CPU-bound)' : ''}, ` +
       `${s(total)} of CPU per change, ${Math.round((100 * nodeSide) / total)} % of it on the node side (SSH sessions, \`postconf\`/\`postmap\`/\`postfix check\`, reload) ` +
       `and ${s(control)} in the control plane process (≈ ${ms(control / largest.nodes)} per node: SSH, records, and this benchmark's polling). ` +
-      `The largest step is \`validate\`, whose \`postfix check\` (installation ownership/permissions and queue scan, kept on every deploy) is ≈ 140 ms of CPU per node on this machine (measured separately). ` +
+      `These changes edit tables only, so \`validate\` probes the staged tables and skips \`postfix check\` (≈ 150 ms of CPU per node, run when main.cf or master.cf change). ` +
       `On real nodes the node-side work runs on each node's own CPU in parallel, so there the latency is about the debounce plus one node's deploy, not ${largest.nodes} of them on ${cores} cores.`,
   );
 }
 const markdown = [
   '## Change-to-live latency: API write → every node reloaded with the new version',
   '',
-  `Command: \`npm run bench -- change-to-live\` (${CHANGES} sequential changes per row, each a \`POST /v1/tenants/{id}/domains\` of a new verified domain; ` +
+  `Command: \`npm run bench -- change-to-live\`${process.env.BENCH_DELAYS_MS !== undefined ? ` with \`BENCH_DELAYS_MS=${process.env.BENCH_DELAYS_MS}\`` : ''} (${CHANGES} sequential changes per row, each a \`POST /v1/tenants/{id}/domains\` of a new verified domain; ` +
     `the real app and sync worker on a scratch database, reconcile every ${RECONCILE_INTERVAL_MS / 1000} s (default); lab nodes = real Postfix 3.7 instances with their own sshd on loopback, ` +
     `node counts ${counts.join(' and ')}${nodeShortfall !== '' ? ` — ${nodeShortfall}` : ''}, ` +
-    `${OWN_HOME ? "each node's SSH sessions with an empty HOME of their own (not this machine's root dotfiles)" : "SSH sessions in this machine's root home (its ~/.bashrc runs for every command)"}; profiles: tuned = \`RELAYPLANE_SYNC_DEBOUNCE_MS=100\`, \`RELAYPLANE_DEPLOY_CONCURRENCY=<nodes>\`; ` +
+    `each node's root logs in with a ~/.bashrc that sleeps 0.5 s (as this machine's root \`pyenv init\` costs), rows labelled "empty" with an empty one; ` +
+    `one-way delays through a loopback TCP delay proxy (this kernel has no netem), 1 node only; "new connection per deploy" = \`RELAYPLANE_SSH_IDLE_SECONDS=0\`; profiles: tuned = \`RELAYPLANE_SYNC_DEBOUNCE_MS=100\`, \`RELAYPLANE_DEPLOY_CONCURRENCY=<nodes>\`; ` +
     `default = 500 ms, 4; ${machine()}; ${date}).`,
   '',
   'Latency = t1 − t0: t0 just before the HTTP request, t1 when every node\'s `current/VERSION` equals the new compiled version and its maillog shows master\'s `reload` after t0. "Run done" = the deployment finished (post-reload verify with its 300 ms settle, and prune).',
   '',
-  '| Nodes | Profile | Debounce | Concurrency | Changes | p50 | p95 | max | run done (p50) | Goal (p50) |',
-  '| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+  '| Nodes | Profile | Login | Delay (one way) | Debounce | Concurrency | Changes | p50 | p95 | max | run done (p50) | Goal (p50) |',
+  '| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
   ...rows.map((x) => x.line),
   '',
   'Where the time goes (from each deployment\'s per-node steps, `GET /v1/deployments/{id}`):',
