@@ -1,5 +1,6 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import prettier from 'eslint-config-prettier/flat';
 
 /**
  * The floors of src/ (ARCHITECTURE.md): an import may only point down. Each entry names the
@@ -86,4 +87,6 @@ export default tseslint.config(
     },
   },
   ...layers.map(({ files, ignores, forbid }) => ({ files, ...(ignores ? { ignores } : {}), rules: { 'no-restricted-imports': ['error', { patterns: forbid }] } })),
+  // Last: turns off the stylistic rules Prettier (npm run format) owns.
+  prettier,
 );
