@@ -12,31 +12,54 @@ const layers = [
   {
     files: ['src/routes/**/*.ts'],
     forbid: [
-      { regex: below(['repositories', 'db']), message: 'routes call services; only repositories (and db/) touch the database' },
-      { regex: '^@prisma/client|(^|/)generated/prisma/', message: 'routes call services; only repositories (and db/) touch Prisma' },
+      {
+        regex: below(['repositories', 'db']),
+        message: 'routes call services; only repositories (and db/) touch the database',
+      },
+      {
+        regex: '^@prisma/client|(^|/)generated/prisma/',
+        message: 'routes call services; only repositories (and db/) touch Prisma',
+      },
     ],
   },
   {
     files: ['src/services/**/*.ts'],
     forbid: [
       { regex: below(['routes', 'plugins']), message: 'services are called by routes and plugins, never the reverse' },
-      { regex: below(['jobs']), message: 'jobs use services, never the reverse: a service is a use case the API calls' },
+      {
+        regex: below(['jobs']),
+        message: 'jobs use services, never the reverse: a service is a use case the API calls',
+      },
     ],
   },
   {
     files: ['src/jobs/**/*.ts'],
-    forbid: [{ regex: below(['routes', 'plugins']), message: 'jobs are started by their plugin; they never import routes or plugins' }],
+    forbid: [
+      {
+        regex: below(['routes', 'plugins']),
+        message: 'jobs are started by their plugin; they never import routes or plugins',
+      },
+    ],
   },
   {
     files: ['src/config-engine/**/*.ts'],
     ignores: ['src/config-engine/thread.worker.ts'],
     forbid: [
-      { regex: below(['services', 'routes', 'plugins', 'jobs']), message: 'config-engine/ is used by services and jobs; only its thread entry (thread.worker.ts) builds services' },
+      {
+        regex: below(['services', 'routes', 'plugins', 'jobs']),
+        message:
+          'config-engine/ is used by services and jobs; only its thread entry (thread.worker.ts) builds services',
+      },
     ],
   },
   {
     files: ['src/config-engine/thread.worker.ts'],
-    forbid: [{ regex: below(['routes', 'plugins', 'jobs']), message: 'config-engine/ is used by services and jobs; it never imports routes, plugins or jobs' }],
+    forbid: [
+      {
+        regex: below(['routes', 'plugins', 'jobs']),
+        message: 'config-engine/ is used by services and jobs; it never imports routes, plugins or jobs',
+      },
+    ],
   },
   {
     files: ['src/repositories/**/*.ts'],
@@ -49,16 +72,26 @@ const layers = [
   },
   {
     files: ['src/postfix/**/*.ts'],
-    forbid: [{ regex: '^(?!node:|\\./)', message: 'the compiler is pure: Node built-ins (node:) and its own files only' }],
+    forbid: [
+      { regex: '^(?!node:|\\./)', message: 'the compiler is pure: Node built-ins (node:) and its own files only' },
+    ],
   },
   {
     files: ['src/deploy/**/*.ts', 'src/dns/**/*.ts'],
-    forbid: [{ regex: below(['services', 'routes', 'plugins', 'repositories', 'jobs']), message: 'deploy/ and dns/ are used by services and jobs; they never import them' }],
+    forbid: [
+      {
+        regex: below(['services', 'routes', 'plugins', 'repositories', 'jobs']),
+        message: 'deploy/ and dns/ are used by services and jobs; they never import them',
+      },
+    ],
   },
   {
     files: ['src/usage/**/*.ts'],
     forbid: [
-      { regex: below(['services', 'routes', 'plugins', 'repositories', 'jobs']), message: 'usage/ is used by services and jobs; it never imports them' },
+      {
+        regex: below(['services', 'routes', 'plugins', 'repositories', 'jobs']),
+        message: 'usage/ is used by services and jobs; it never imports them',
+      },
       { regex: below(['deploy']), message: 'usage/ reaches nodes through ../ssh/, not through deploy/' },
     ],
   },
@@ -74,11 +107,32 @@ const layers = [
 ];
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'src/generated/', 'coverage/', 'packages/*/dist/', 'packages/*/node_modules/', 'packages/*/src/generated/', 'test/lint/fixtures/'] },
+  {
+    ignores: [
+      'dist/',
+      'node_modules/',
+      'src/generated/',
+      'coverage/',
+      'packages/*/dist/',
+      'packages/*/node_modules/',
+      'packages/*/src/generated/',
+      'test/lint/fixtures/',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
-    languageOptions: { globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly', URL: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', fetch: 'readonly' } },
+    languageOptions: {
+      globals: {
+        process: 'readonly',
+        console: 'readonly',
+        Buffer: 'readonly',
+        URL: 'readonly',
+        setTimeout: 'readonly',
+        clearTimeout: 'readonly',
+        fetch: 'readonly',
+      },
+    },
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       '@typescript-eslint/consistent-type-imports': 'error',
@@ -86,7 +140,11 @@ export default tseslint.config(
       'no-control-regex': 'off',
     },
   },
-  ...layers.map(({ files, ignores, forbid }) => ({ files, ...(ignores ? { ignores } : {}), rules: { 'no-restricted-imports': ['error', { patterns: forbid }] } })),
+  ...layers.map(({ files, ignores, forbid }) => ({
+    files,
+    ...(ignores ? { ignores } : {}),
+    rules: { 'no-restricted-imports': ['error', { patterns: forbid }] },
+  })),
   // Last: turns off the stylistic rules Prettier (npm run format) owns.
   prettier,
 );

@@ -17,7 +17,8 @@ const medianRun = (runs: Run[]): Run => [...runs].sort((a, b) => a.rps - b.rps)[
 
 async function load(url: string, headers: Record<string, string> = {}) {
   const result = await autocannon({ url, connections: CONNECTIONS, duration: DURATION, headers });
-  if (result.non2xx > 0 || result.errors > 0) throw new Error(`${url}: ${result.non2xx} non-2xx, ${result.errors} errors`);
+  if (result.non2xx > 0 || result.errors > 0)
+    throw new Error(`${url}: ${result.non2xx} non-2xx, ${result.errors} errors`);
   return { rps: result.requests.average, p99: result.latency.p99 };
 }
 
@@ -31,9 +32,21 @@ try {
   const viaPrisma = await startServer('prisma-bare.ts', env);
   try {
     const key = /^KEY (\S+)$/m.exec(relayplane.banner)![1]!;
-    const token = (await (await fetch(`${relayplane.url}/v1/auth/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ key }) })).json()) as { access_token: string };
+    const token = (await (
+      await fetch(`${relayplane.url}/v1/auth/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ key }),
+      })
+    ).json()) as { access_token: string };
     const headers = { authorization: `Bearer ${token.access_token}`, 'content-type': 'application/json' };
-    const tenant = (await (await fetch(`${relayplane.url}/v1/tenants`, { method: 'POST', headers, body: JSON.stringify({ name: 'Bench', slug: 'bench' }) })).json()) as { id: string };
+    const tenant = (await (
+      await fetch(`${relayplane.url}/v1/tenants`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ name: 'Bench', slug: 'bench' }),
+      })
+    ).json()) as { id: string };
     const targets = {
       ours: () => load(`${relayplane.url}/v1/tenants/${tenant.id}`, { authorization: headers.authorization }),
       bare: () => load(`${bare.url}/tenants/${tenant.id}`),
@@ -43,7 +56,9 @@ try {
     // run hits every server alike, and the median round of each is kept.
     for (const run of Object.values(targets)) await run();
     for (let round = 0; round < ROUNDS; round++) {
-      for (const [name, run] of Object.entries(targets) as Array<[keyof typeof targets, () => ReturnType<typeof load>]>) {
+      for (const [name, run] of Object.entries(targets) as Array<
+        [keyof typeof targets, () => ReturnType<typeof load>]
+      >) {
         const result = await run();
         rounds[name].push(result);
         process.stdout.write(`round ${round + 1}/${ROUNDS} ${name}: ${result.rps.toFixed(0)} req/s\n`);

@@ -20,7 +20,11 @@ const randomSecret = () => randomBytes(32).toString('base64url');
 
 async function refusalMs(url: string, key: string): Promise<number> {
   const start = performance.now();
-  const response = await fetch(`${url}/v1/auth/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ key }) });
+  const response = await fetch(`${url}/v1/auth/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ key }),
+  });
   await response.arrayBuffer();
   const ms = performance.now() - start;
   if (response.status !== 401) throw new Error(`expected 401, got ${response.status}`);

@@ -37,10 +37,16 @@ import { machine, median, percentile, recordSection, scratchDatabase } from './l
  * Nodes log in as admins' servers often do: root's ~/.bashrc costs ≈ 0.5 s (`sleep 0.5`, as this
  * machine's root `pyenv init`), sourced by bash for every session sshd starts.
  */
-const NODE_COUNTS = (process.env.BENCH_NODES ?? '1,20').split(',').map(Number).filter((n) => n > 0);
+const NODE_COUNTS = (process.env.BENCH_NODES ?? '1,20')
+  .split(',')
+  .map(Number)
+  .filter((n) => n > 0);
 const CHANGES = Number(process.env.BENCH_CHANGES ?? 30);
 const PROFILE_NAMES = (process.env.BENCH_PROFILES ?? 'tuned,default').split(',').filter((p) => p !== '');
-const DELAYS_MS = (process.env.BENCH_DELAYS_MS ?? '0,20,80').split(',').map(Number).filter((d) => d >= 0);
+const DELAYS_MS = (process.env.BENCH_DELAYS_MS ?? '0,20,80')
+  .split(',')
+  .map(Number)
+  .filter((d) => d >= 0);
 const LOGIN_ROWS = (process.env.BENCH_LOGIN_ROWS ?? '1') !== '0';
 /** What a node's login costs: slow = a ~/.bashrc sleeping 0.5 s; empty = an empty one. */
 type Login = 'slow' | 'empty';
@@ -90,7 +96,15 @@ interface DeploymentJson {
   state: string;
   startedAt: string | null;
   finishedAt: string | null;
-  nodes: Array<{ nodeName: string; state: string; attempts: number; startedAt: string | null; finishedAt: string | null; error: string | null; steps: StepJson[] }>;
+  nodes: Array<{
+    nodeName: string;
+    state: string;
+    attempts: number;
+    startedAt: string | null;
+    finishedAt: string | null;
+    error: string | null;
+    steps: StepJson[];
+  }>;
 }
 
 interface ChangeSample {
@@ -122,7 +136,8 @@ interface RunResult {
 }
 
 const profileLabel = (r: RunResult) => `debounce ${r.debounceMs} ms, concurrency ${r.concurrency}`;
-const loginLabel = (r: RunResult) => `${r.login === 'slow' ? '0.5 s .bashrc' : 'empty'}${r.cold ? ', new connection per deploy' : ''}`;
+const loginLabel = (r: RunResult) =>
+  `${r.login === 'slow' ? '0.5 s .bashrc' : 'empty'}${r.cold ? ', new connection per deploy' : ''}`;
 
 const ms = (v: number) => `${Math.round(v)} ms`;
 const s = (v: number) => `${(v / 1000).toFixed(2)} s`;
@@ -167,7 +182,10 @@ function procCpuMs(pid: number | undefined, reaped = true): number {
   if (pid === undefined) return 0;
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+    const f = stat
+      .slice(stat.lastIndexOf(')') + 2)
+      .split(' ')
+      .map(Number);
     return ((f[11] ?? 0) + (f[12] ?? 0) + (reaped ? (f[13] ?? 0) + (f[14] ?? 0) : 0)) * TICK_MS;
   } catch {
     return 0;
@@ -274,7 +292,8 @@ function cpuDelta(a: CpuSnapshot, b: CpuSnapshot): CpuSnapshot {
 // ---------------------------------------------------------------------------------------------
 
 const lab = labAvailable();
-if (!lab.ok) throw new Error(`change-to-live needs the lab (missing: ${lab.missing.join(', ')}); install: ${LAB_INSTALL_COMMAND}`);
+if (!lab.ok)
+  throw new Error(`change-to-live needs the lab (missing: ${lab.missing.join(', ')}); install: ${LAB_INSTALL_COMMAND}`);
 
 const wantedNodes = Math.max(...NODE_COUNTS);
 let sink: SmartHost | undefined;
@@ -318,7 +337,16 @@ try {
   // A few at a time: starting 20 Postfix instances at once on 2 cores only makes each slower.
   for (let i = 0; i < wantedNodes; i += 5) {
     const batch = Array.from({ length: Math.min(5, wantedNodes - i) }, (_, j) => i + j + 1);
-    const settled = await Promise.allSettled(batch.map((k) => startPostfixNode({ name: `live${k}`, sinkRelayhost: sink!.nexthop, tlsCaCerts: [sink!.caCertPem], ownHome: true })));
+    const settled = await Promise.allSettled(
+      batch.map((k) =>
+        startPostfixNode({
+          name: `live${k}`,
+          sinkRelayhost: sink!.nexthop,
+          tlsCaCerts: [sink!.caCertPem],
+          ownHome: true,
+        }),
+      ),
+    );
     for (const r of settled) {
       if (r.status === 'fulfilled') started.push(r.value);
       else failures.push(String(r.reason).slice(0, 300));
@@ -344,7 +372,8 @@ try {
   const plans: RowPlan[] = [];
   for (const profileName of PROFILE_NAMES) {
     const profile = PROFILES[profileName];
-    if (profile === undefined) throw new Error(`unknown profile ${profileName}; have ${Object.keys(PROFILES).join(', ')}`);
+    if (profile === undefined)
+      throw new Error(`unknown profile ${profileName}; have ${Object.keys(PROFILES).join(', ')}`);
     for (const count of NODE_COUNTS) {
       // Distance and login variants for one node: with 20 lab nodes this machine is CPU-bound.
       const delays = count === 1 && profile.name === 'tuned' ? DELAYS_MS : [0];
@@ -404,10 +433,22 @@ try {
       };
       const base = await app.listen({ host: '127.0.0.1', port: 0 });
       const key = await app.services.apiKeys.create(null, { name: `bench-${profileName}-${n}`, scopes: ['admin'] });
-      const token = ((await (await fetch(`${base}/v1/auth/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ key: key.key }) })).json()) as { access_token: string }).access_token;
+      const token = (
+        (await (
+          await fetch(`${base}/v1/auth/token`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ key: key.key }),
+          })
+        ).json()) as { access_token: string }
+      ).access_token;
       const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
       const api = async <T = Record<string, unknown>>(method: string, url: string, body?: object): Promise<T> => {
-        const response = await fetch(`${base}${url}`, { method, headers: body === undefined ? { authorization: headers.authorization } : headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+        const response = await fetch(`${base}${url}`, {
+          method,
+          headers: body === undefined ? { authorization: headers.authorization } : headers,
+          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        });
         const text = await response.text();
         if (response.status >= 300) throw new Error(`${method} ${url} → ${response.status}: ${text.slice(0, 500)}`);
         return (text === '' ? {} : JSON.parse(text)) as T;
@@ -418,8 +459,20 @@ try {
         const { version: _v, updatedAt: _u, ...settings } = await api('GET', '/v1/settings');
         await api('PUT', '/v1/settings', { ...settings, inetProtocols: 'ipv4', addressPreference: 'ipv4' });
         ids.tenant = (await api<{ id: string }>('POST', '/v1/tenants', { name: 'Bench', slug: 'bench' })).id;
-        ids.relay = (await api<{ id: string }>('POST', '/v1/relays', { name: 'sink', host: '127.0.0.1', port: sink.port, tls: 'starttls', verify: false })).id;
-        await api('POST', `/v1/tenants/${ids.tenant}/domains`, { name: 'base.bench.test', relayId: ids.relay, status: 'verified' });
+        ids.relay = (
+          await api<{ id: string }>('POST', '/v1/relays', {
+            name: 'sink',
+            host: '127.0.0.1',
+            port: sink.port,
+            tls: 'starttls',
+            verify: false,
+          })
+        ).id;
+        await api('POST', `/v1/tenants/${ids.tenant}/domains`, {
+          name: 'base.bench.test',
+          relayId: ids.relay,
+          status: 'verified',
+        });
         for (const node of nodes) {
           const created = await api<{ id: string }>('POST', '/v1/nodes', {
             name: node.name,
@@ -441,9 +494,22 @@ try {
       }
       await waitUntil(
         async () => {
-          const { items } = await api<{ items: Array<{ enabled: boolean; drift: boolean; liveVersion: string | null; desiredVersion: string | null; lastError: string | null }> }>('GET', '/v1/nodes?limit=100');
+          const { items } = await api<{
+            items: Array<{
+              enabled: boolean;
+              drift: boolean;
+              liveVersion: string | null;
+              desiredVersion: string | null;
+              lastError: string | null;
+            }>;
+          }>('GET', '/v1/nodes?limit=100');
           const enabled = items.filter((i) => i.enabled);
-          return enabled.length === n && enabled.every((i) => !i.drift && i.lastError === null && i.liveVersion !== null && i.liveVersion === i.desiredVersion);
+          return (
+            enabled.length === n &&
+            enabled.every(
+              (i) => !i.drift && i.lastError === null && i.liveVersion !== null && i.liveVersion === i.desiredVersion,
+            )
+          );
         },
         180_000,
         `${n} nodes to converge`,
@@ -451,7 +517,9 @@ try {
       );
       await sleep(debounceMs * 2 + 200);
       await app.syncWorker!.idle();
-      log(`\n${profileName}: ${n} node(s), debounce ${debounceMs} ms, concurrency ${concurrency}, login ${login}${cold ? ' (cold)' : ''}, delay ${delayMs} ms: converged; measuring ${CHANGES} changes`);
+      log(
+        `\n${profileName}: ${n} node(s), debounce ${debounceMs} ms, concurrency ${concurrency}, login ${login}${cold ? ' (cold)' : ''}, delay ${delayMs} ms: converged; measuring ${CHANGES} changes`,
+      );
 
       const samples: ChangeSample[] = [];
       for (let i = 0; i < CHANGES; i++) {
@@ -483,7 +551,10 @@ try {
           async () => {
             const { items } = await api<{ items: DeploymentJson[] }>('GET', '/v1/deployments?limit=10');
             // Normally the change's own run; a periodic reconcile that compiled after the write deploys it instead.
-            return items.find((d) => d.version === version && (d.reason === 'change' || d.reason === 'reconcile') && d.finishedAt !== null);
+            return items.find(
+              (d) =>
+                d.version === version && (d.reason === 'change' || d.reason === 'reconcile') && d.finishedAt !== null,
+            );
           },
           CHANGE_TIMEOUT_MS,
           `the deployment of ${version.slice(0, 12)} to finish`,
@@ -492,7 +563,10 @@ try {
         await app.syncWorker!.idle();
         await sleep(150); // the nodes' per-connection sshd processes exit and are reaped
         const cpu = cpuDelta(cpuBefore, cpuSnapshot(active));
-        if (deployment.state !== 'succeeded') throw new Error(`deployment ${deployment.id} ${deployment.state}: ${JSON.stringify(deployment.nodes.map((x) => x.error))}`);
+        if (deployment.state !== 'succeeded')
+          throw new Error(
+            `deployment ${deployment.id} ${deployment.state}: ${JSON.stringify(deployment.nodes.map((x) => x.error))}`,
+          );
         const full = await api<DeploymentJson>('GET', `/v1/deployments/${deployment.id}`);
         const nodeStarts = full.nodes.map((x) => new Date(x.startedAt!).getTime());
         const sample: ChangeSample = {
@@ -517,7 +591,9 @@ try {
           cpu,
         };
         samples.push(sample);
-        log(`  change ${String(i + 1).padStart(2)}: ${ms(sample.latencyMs)} to live on all (deployment done at ${ms(sample.doneMs)})${sample.reconcileOverlap ? ' [reconcile overlapped]' : ''}`);
+        log(
+          `  change ${String(i + 1).padStart(2)}: ${ms(sample.latencyMs)} to live on all (deployment done at ${ms(sample.doneMs)})${sample.reconcileOverlap ? ' [reconcile overlapped]' : ''}`,
+        );
       }
       results.push({ profile: profileName, login, delayMs, cold, nodes: n, debounceMs, concurrency, samples });
       if (warnings.length > 0) log(`  ${warnings.length} warning/error log lines, first: ${warnings[0]}`);
@@ -533,7 +609,19 @@ try {
 
 // --- report ---
 const date = startedAt.toISOString().slice(0, 10);
-const STEP_ORDER = ['check-bundle', 'read-node', 'stage', 'postmap', 'validate', 'promote', 'switch', 'apply', 'reload', 'verify', 'prune'];
+const STEP_ORDER = [
+  'check-bundle',
+  'read-node',
+  'stage',
+  'postmap',
+  'validate',
+  'promote',
+  'switch',
+  'apply',
+  'reload',
+  'verify',
+  'prune',
+];
 const rows = results.map((r) => {
   const lat = r.samples.map((x) => x.latencyMs);
   const goal = goalMs(r);
@@ -548,7 +636,10 @@ const breakdown = results.map((r) => {
   const stepMedians = STEP_ORDER.map((step) => `${step} ${ms(median(per.map((p) => p.steps[step] ?? 0)))}`).join(', ');
   const cpu = (k: keyof CpuSnapshot) => median(r.samples.map((x) => x.cpu[k]));
   // /proc counts in 10 ms ticks: small negative remainders are rounding.
-  const other = Math.max(0, median(r.samples.map((x) => x.cpu.total - x.cpu.controlPlane - x.cpu.nodeSsh - x.cpu.postfix - x.cpu.postgres)));
+  const other = Math.max(
+    0,
+    median(r.samples.map((x) => x.cpu.total - x.cpu.controlPlane - x.cpu.nodeSsh - x.cpu.postfix - x.cpu.postgres)),
+  );
   const cpuLine =
     ` CPU per change, t0 → run done (medians, all cores): ${ms(cpu('total'))} busy = control plane process ${ms(cpu('controlPlane'))}, ` +
     `node SSH sessions and the commands they run ${ms(cpu('nodeSsh'))}, Postfix masters and daemons (reload) ${ms(cpu('postfix'))}, ` +
@@ -576,7 +667,9 @@ for (const n of [...new Set(counts)]) {
   });
   reading.push(`**${n} node(s)**, 0.5 s login: p50 ${parts.join(', ')}.`);
 }
-const largest = results.filter((r) => r.nodes === Math.max(...counts) && r.delayMs === 0 && !r.cold).sort((a, b) => median(a.samples.map((x) => x.latencyMs)) - median(b.samples.map((x) => x.latencyMs)))[0];
+const largest = results
+  .filter((r) => r.nodes === Math.max(...counts) && r.delayMs === 0 && !r.cold)
+  .sort((a, b) => median(a.samples.map((x) => x.latencyMs)) - median(b.samples.map((x) => x.latencyMs)))[0];
 if (largest !== undefined && largest.nodes > 1) {
   const med = (f: (c: CpuSnapshot) => number) => median(largest.samples.map((x) => f(x.cpu)));
   const total = med((c) => c.total);
@@ -608,7 +701,7 @@ const markdown = [
   '| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
   ...rows.map((x) => x.line),
   '',
-  'Where the time goes (from each deployment\'s per-node steps, `GET /v1/deployments/{id}`):',
+  "Where the time goes (from each deployment's per-node steps, `GET /v1/deployments/{id}`):",
   '',
   ...breakdown,
   '',

@@ -45,9 +45,23 @@ async function seed(url: string, masterKey: Buffer) {
     client,
     'relays',
     ['id', 'name', 'host', 'port', 'tls', 'verify', 'concurrency', 'updated_at'],
-    relays.map((relay) => [relay.id, `relay ${relay.i}`, `smtp${relay.i}.relay.example`, relay.row[1], relay.row[0], true, relay.row[2], now]),
+    relays.map((relay) => [
+      relay.id,
+      `relay ${relay.i}`,
+      `smtp${relay.i}.relay.example`,
+      relay.row[1],
+      relay.row[0],
+      true,
+      relay.row[2],
+      now,
+    ]),
   );
-  const tenants = Array.from({ length: DOMAINS / PER_TENANT }, (_, i) => [randomUUID(), `Tenant ${i}`, `tenant-${i}`, now]);
+  const tenants = Array.from({ length: DOMAINS / PER_TENANT }, (_, i) => [
+    randomUUID(),
+    `Tenant ${i}`,
+    `tenant-${i}`,
+    now,
+  ]);
   await insert(client, 'tenants', ['id', 'name', 'slug', 'updated_at'], tenants);
   const domains: unknown[][] = [];
   const credentials: unknown[][] = [];
@@ -57,31 +71,84 @@ async function seed(url: string, masterKey: Buffer) {
     // Realistic mix: almost all verified, a few with a fallback relay or limits of their own.
     const fallback = i % 500 === 0 ? relays[(i + 1) % RELAYS]!.id : null;
     const sameTls = fallback === null || relays[(i + 1) % RELAYS]!.row[0] === relay.row[0];
-    domains.push([id, tenants[Math.floor(i / PER_TENANT)]![0], `d${i}.customer.example`, i % 20 === 0 ? 'pending' : 'verified', 'relay', relay.id, sameTls ? fallback : null, i % 200 === 0 ? 2 : null, now]);
+    domains.push([
+      id,
+      tenants[Math.floor(i / PER_TENANT)]![0],
+      `d${i}.customer.example`,
+      i % 20 === 0 ? 'pending' : 'verified',
+      'relay',
+      relay.id,
+      sameTls ? fallback : null,
+      i % 200 === 0 ? 2 : null,
+      now,
+    ]);
     if (i % 10 !== 9) {
       const credentialId = randomUUID();
       const secret = randomBytes(12).toString('base64url');
       const sealed = box.seal(secret, credentialId);
-      credentials.push([credentialId, relay.id, id, `user${i}@d${i}.customer.example`, sealed.ciphertext, sealed.nonce, sealed.keyId, box.fingerprint(secret), 'active', now]);
+      credentials.push([
+        credentialId,
+        relay.id,
+        id,
+        `user${i}@d${i}.customer.example`,
+        sealed.ciphertext,
+        sealed.nonce,
+        sealed.keyId,
+        box.fingerprint(secret),
+        'active',
+        now,
+      ]);
     }
   }
-  await insert(client, 'domains', ['id', 'tenant_id', 'name', 'status', 'route', 'relay_id', 'fallback_relay_id', 'concurrency', 'updated_at'], domains);
+  await insert(
+    client,
+    'domains',
+    ['id', 'tenant_id', 'name', 'status', 'route', 'relay_id', 'fallback_relay_id', 'concurrency', 'updated_at'],
+    domains,
+  );
   for (const relay of relays) {
     const credentialId = randomUUID();
     const sealed = box.seal('relay-wide-secret', credentialId);
-    credentials.push([credentialId, relay.id, null, `platform-${relay.i}`, sealed.ciphertext, sealed.nonce, sealed.keyId, box.fingerprint('relay-wide-secret'), 'active', now]);
+    credentials.push([
+      credentialId,
+      relay.id,
+      null,
+      `platform-${relay.i}`,
+      sealed.ciphertext,
+      sealed.nonce,
+      sealed.keyId,
+      box.fingerprint('relay-wide-secret'),
+      'active',
+      now,
+    ]);
   }
   await insert(
     client,
     'relay_credentials',
-    ['id', 'relay_id', 'domain_id', 'username', 'secret_ciphertext', 'secret_nonce', 'secret_key_id', 'fingerprint', 'status', 'updated_at'],
+    [
+      'id',
+      'relay_id',
+      'domain_id',
+      'username',
+      'secret_ciphertext',
+      'secret_nonce',
+      'secret_key_id',
+      'fingerprint',
+      'status',
+      'updated_at',
+    ],
     credentials,
   );
   await insert(
     client,
     'destination_policies',
     ['id', 'pattern', 'tls', 'updated_at'],
-    Array.from({ length: POLICIES }, (_, i) => [randomUUID(), `${i % 2 === 0 ? '.' : ''}mx${i}.provider.example`, i % 3 === 0 ? 'verify' : 'encrypt', now]),
+    Array.from({ length: POLICIES }, (_, i) => [
+      randomUUID(),
+      `${i % 2 === 0 ? '.' : ''}mx${i}.provider.example`,
+      i % 3 === 0 ? 'verify' : 'encrypt',
+      now,
+    ]),
   );
   await client.end();
   return { credentials: credentials.length };
@@ -122,9 +189,17 @@ interface WorkerResult {
  * statement, so psql's start is not counted), and opening every sealed secret once.
  */
 function exportFloorMs(url: string): number {
-  const statements = ['BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY', ...fullLoadQueries().map((query) => `COPY (${query}) TO STDOUT`), 'COMMIT'];
+  const statements = [
+    'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
+    ...fullLoadQueries().map((query) => `COPY (${query}) TO STDOUT`),
+    'COMMIT',
+  ];
   const commands = ['\\timing on', '\\o /dev/null', ...statements];
-  const run = spawnSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', url, ...commands.flatMap((command) => ['-c', command])], { encoding: 'utf8' });
+  const run = spawnSync(
+    'psql',
+    ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', url, ...commands.flatMap((command) => ['-c', command])],
+    { encoding: 'utf8' },
+  );
   const times = [...run.stdout.matchAll(/^Time: ([\d.]+) ms/gm)].map((match) => Number(match[1]));
   if (run.status !== 0 || times.length !== statements.length) throw new Error(`psql: ${run.stderr}`);
   return times.reduce((sum, ms) => sum + ms, 0);
@@ -136,7 +211,10 @@ function exportFloorMs(url: string): number {
  * compiled (hash), and on the same entries as the regexp: table the compiler wrote before (one
  * pattern per domain, then the catch-all), rebuilt here from the compiled entries.
  */
-function accessLookups(timeBin: string, dir: string): { hash: { ms: number; rssMb: number }; regexp: { ms: number; rssMb: number } } {
+function accessLookups(
+  timeBin: string,
+  dir: string,
+): { hash: { ms: number; rssMb: number }; regexp: { ms: number; rssMb: number } } {
   const source = readFileSync(path.join(dir, 'sender_access'), 'utf8');
   const formerly = source
     .split('\n')
@@ -146,17 +224,26 @@ function accessLookups(timeBin: string, dir: string): { hash: { ms: number; rssM
       const [key, value] = [line.slice(0, space), line.slice(space + 1)];
       return key === '<>' ? `/^<>$/ ${value}` : `/@${key.replaceAll('.', '\\.')}$/ ${value === 'OK' ? 'DUNNO' : value}`;
     });
-  writeFileSync(path.join(dir, 'sender_access.regexp'), [...formerly, '/^/ REJECT Relayplane: the sender domain is not configured on this relay', ''].join('\n'));
+  writeFileSync(
+    path.join(dir, 'sender_access.regexp'),
+    [...formerly, '/^/ REJECT Relayplane: the sender domain is not configured on this relay', ''].join('\n'),
+  );
   const lookup = (spec: string) => {
     const start = performance.now();
-    const run = spawnSync(timeBin, ['-f', 'TIME %M', 'postmap', '-c', dir, '-q', 'someone@unknown.example', spec], { encoding: 'utf8' });
+    const run = spawnSync(timeBin, ['-f', 'TIME %M', 'postmap', '-c', dir, '-q', 'someone@unknown.example', spec], {
+      encoding: 'utf8',
+    });
     const ms = performance.now() - start;
     const rss = /^TIME (\d+)$/m.exec(run.stderr);
     // Exit 1 with no output is postmap's "not found" (the hash table has no catch-all entry).
-    if (rss === null || (run.status !== 0 && !(run.status === 1 && run.stdout === ''))) throw new Error(`postmap -q ${spec}: ${run.stderr}`);
+    if (rss === null || (run.status !== 0 && !(run.status === 1 && run.stdout === '')))
+      throw new Error(`postmap -q ${spec}: ${run.stderr}`);
     return { ms, rssMb: Number(rss[1]) / 1024 };
   };
-  return { hash: lookup(`hash:${path.join(dir, 'sender_access')}`), regexp: lookup(`regexp:${path.join(dir, 'sender_access.regexp')}`) };
+  return {
+    hash: lookup(`hash:${path.join(dir, 'sender_access')}`),
+    regexp: lookup(`regexp:${path.join(dir, 'sender_access.regexp')}`),
+  };
 }
 
 async function openFloorMs(url: string, masterKey: Buffer): Promise<number> {
@@ -189,17 +276,30 @@ function printFloor(dir: string, tables: string[]): { ms: number; cpuMs: number 
 
 function runWorker(env: Record<string, string>): Promise<WorkerResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), '--expose-gc', '--import', 'tsx', path.join(ROOT, 'bench/workers/compile-once.ts')], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(
+      process.execPath,
+      [
+        ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),
+        '--expose-gc',
+        '--import',
+        'tsx',
+        path.join(ROOT, 'bench/workers/compile-once.ts'),
+      ],
+      { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     let output = '';
     child.stdout.on('data', (chunk) => (output += chunk));
-    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(output)) : reject(new Error(`compile worker exited ${code}`))));
+    child.on('close', (code) =>
+      code === 0 ? resolve(JSON.parse(output)) : reject(new Error(`compile worker exited ${code}`)),
+    );
   });
 }
 
 const database = await scratchDatabase('rp_bench_compile');
 // GNU time reports postmap's CPU time beside its wall clock.
 const timeBin = findExecutable('time');
-if (timeBin === undefined) throw new Error('GNU time is not installed (apt-get install time): it measures postmap\'s CPU time');
+if (timeBin === undefined)
+  throw new Error("GNU time is not installed (apt-get install time): it measures postmap's CPU time");
 const outDir = await mkdtemp(path.join(os.tmpdir(), 'relayplane-bench-compile-'));
 await chmod(outDir, 0o755);
 try {
@@ -226,7 +326,12 @@ try {
   for (let round = 0; round < ROUNDS; round++) {
     await rm(outDir, { recursive: true, force: true });
     await mkdir(outDir, { mode: 0o755 });
-    const result = await runWorker({ BENCH_DATABASE_URL: database.url, BENCH_MASTER_KEY: masterKey.toString('base64'), BENCH_OUT_DIR: outDir, BENCH_ROUND: String(round) });
+    const result = await runWorker({
+      BENCH_DATABASE_URL: database.url,
+      BENCH_MASTER_KEY: masterKey.toString('base64'),
+      BENCH_OUT_DIR: outDir,
+      BENCH_ROUND: String(round),
+    });
     changes.push(...result.changes);
     // postmap reads a main.cf; an empty one in its own config dir keeps the machine's Postfix out of
     // it. Dated back as the deployer does on nodes: Postfix re-reads a main.cf modified in the last
@@ -241,20 +346,37 @@ try {
     for (const [name] of hashTables) {
       // GNU time writes its own line last on stderr: user and system CPU seconds.
       const start = performance.now();
-      const run = spawnSync(timeBin, ['-f', 'TIME %U %S', 'postmap', '-c', outDir, `hash:${path.join(outDir, name)}`], { encoding: 'utf8' });
+      const run = spawnSync(timeBin, ['-f', 'TIME %U %S', 'postmap', '-c', outDir, `hash:${path.join(outDir, name)}`], {
+        encoding: 'utf8',
+      });
       postmapMs += performance.now() - start;
       const cpu = /^TIME (\S+) (\S+)$/m.exec(run.stderr);
-      if (run.status !== 0 || cpu === null || run.stderr !== cpu[0] + '\n') throw new Error(`postmap ${name}: ${run.stderr}`);
+      if (run.status !== 0 || cpu === null || run.stderr !== cpu[0] + '\n')
+        throw new Error(`postmap ${name}: ${run.stderr}`);
       postmapCpuMs += (Number(cpu[1]) + Number(cpu[2])) * 1000;
     }
     const access = accessLookups(timeBin, outDir);
     const exportMs = exportFloorMs(database.url);
     const openMs = await openFloorMs(database.url, masterKey);
-    const print = printFloor(outDir, hashTables.map(([name]) => name));
+    const print = printFloor(
+      outDir,
+      hashTables.map(([name]) => name),
+    );
     const { files: _files, changes: _changes, unchangedLoadMs, unchangedCompileMs, ...measured } = result;
-    rounds.push({ ...measured, unchangedMs: unchangedLoadMs + unchangedCompileMs, postmapMs, postmapCpuMs, exportMs, openMs, print, access });
+    rounds.push({
+      ...measured,
+      unchangedMs: unchangedLoadMs + unchangedCompileMs,
+      postmapMs,
+      postmapCpuMs,
+      exportMs,
+      openMs,
+      print,
+      access,
+    });
     const r = rounds[round]!;
-    const perChange = result.changes.map((c) => `${c.kind} ${(c.loadMs + c.compileMs).toFixed(0)} + store ${c.storeMs.toFixed(0)} (${c.mode})`).join(', ');
+    const perChange = result.changes
+      .map((c) => `${c.kind} ${(c.loadMs + c.compileMs).toFixed(0)} + store ${c.storeMs.toFixed(0)} (${c.mode})`)
+      .join(', ');
     process.stdout.write(
       `round ${round + 1}/${ROUNDS}: cold load ${r.loadMs.toFixed(0)} ms, compile ${r.compileMs.toFixed(0)} ms (CPU ${r.cpuMs.toFixed(0)} ms), postmap ${postmapMs.toFixed(0)} ms (CPU ${postmapCpuMs.toFixed(0)} ms), floors: COPY ${r.exportMs.toFixed(0)} ms, open ${r.openMs.toFixed(0)} ms, print ${r.print.ms.toFixed(0)} ms; changes: ${perChange} ms; unchanged ${r.unchangedMs.toFixed(0)} ms\n`,
     );
@@ -298,7 +420,12 @@ try {
     ...kinds.map((kind) => {
       const runs = changes.filter((c) => c.kind === kind);
       const full = runs.filter((c) => c.mode !== 'incremental').length;
-      const how = full === 0 ? 'compile incrementally' : full === runs.length ? 'compile fully' : `compile (${full} of ${runs.length} fully)`;
+      const how =
+        full === 0
+          ? 'compile incrementally'
+          : full === runs.length
+            ? 'compile fully'
+            : `compile (${full} of ${runs.length} fully)`;
       const steps = runs.map((c) => c.loadMs + c.compileMs + c.storeMs);
       return `| change "${kind}": load what changed + ${how} | ${median(runs.map((c) => c.loadMs + c.compileMs)).toFixed(0)} ms | ${runs.map((c) => (c.loadMs + c.compileMs).toFixed(0)).join(', ')}; with the bundle stored: median ${median(steps).toFixed(0)} ms, worst ${Math.max(...steps).toFixed(0)} ms |`;
     }),

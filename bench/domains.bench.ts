@@ -26,7 +26,9 @@ try {
   const server = await startServer('relayplane.ts', { BENCH_DATABASE_URL: database.url });
   const key = /^KEY (\S+)$/m.exec(server.banner)![1]!;
   const json = { 'content-type': 'application/json' };
-  const token = (await (await fetch(`${server.url}/v1/auth/token`, { method: 'POST', headers: json, body: JSON.stringify({ key }) })).json()) as { access_token: string };
+  const token = (await (
+    await fetch(`${server.url}/v1/auth/token`, { method: 'POST', headers: json, body: JSON.stringify({ key }) })
+  ).json()) as { access_token: string };
   const headers = { ...json, authorization: `Bearer ${token.access_token}` };
   const post = async (path: string, body: unknown) => {
     const response = await fetch(`${server.url}${path}`, { method: 'POST', headers, body: JSON.stringify(body) });
@@ -43,7 +45,9 @@ try {
     Array.from({ length: CONCURRENCY }, async () => {
       while (next < DOMAINS) {
         const index = next++;
-        await timed(createSamples, () => post(`/v1/tenants/${tenant.id}/domains`, { name: `d${index}.bulk.example`, relayId: relay.id }));
+        await timed(createSamples, () =>
+          post(`/v1/tenants/${tenant.id}/domains`, { name: `d${index}.bulk.example`, relayId: relay.id }),
+        );
       }
     }),
   );
@@ -55,7 +59,10 @@ try {
   const listStart = performance.now();
   do {
     const url: string = `${server.url}/v1/tenants/${tenant.id}/domains?limit=${PAGE}${cursor === null ? '' : `&cursor=${cursor}`}`;
-    const page = await timed(listSamples, async () => (await (await fetch(url, { headers })).json()) as { items: unknown[]; next_cursor: string | null });
+    const page = await timed(
+      listSamples,
+      async () => (await (await fetch(url, { headers })).json()) as { items: unknown[]; next_cursor: string | null },
+    );
     listed += page.items.length;
     cursor = page.next_cursor;
   } while (cursor !== null);

@@ -32,7 +32,10 @@ export async function scratchDatabase(prefix: string) {
 }
 
 /** Starts a benchmark server in its own process (so the load generator does not share its event loop). */
-export async function startServer(script: string, env: Record<string, string>): Promise<{ url: string; banner: string; child: ChildProcess; stop(): Promise<void> }> {
+export async function startServer(
+  script: string,
+  env: Record<string, string>,
+): Promise<{ url: string; banner: string; child: ChildProcess; stop(): Promise<void> }> {
   // BENCH_CPU_PROF=DIR writes a CPU profile of each server process (as the other benchmarks do).
   const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
   const child = spawn(process.execPath, [...profile, '--import', 'tsx', path.join(ROOT, 'bench/servers', script)], {

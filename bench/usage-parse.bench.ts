@@ -39,10 +39,18 @@ interface PflogsummResult {
   totals: GrandTotals;
 }
 
-function collect(command: string, args: string[], env: Record<string, string> = {}): Promise<{ stdout: string; stderr: string; ms: number }> {
+function collect(
+  command: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ stdout: string; stderr: string; ms: number }> {
   return new Promise((resolve, reject) => {
     const start = performance.now();
-    const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, {
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk) => (stdout += chunk));
@@ -61,16 +69,29 @@ async function runPflogsumm(timeBin: string, pflogsumm: string, file: string): P
   const run = await collect(timeBin, ['-f', 'TIME %e %U %S %M', pflogsumm, `--syslog-name=${SYSLOG_NAME}`, file]);
   const m = /^TIME (\S+) (\S+) (\S+) (\d+)$/m.exec(run.stderr);
   if (m === null) throw new Error(`no GNU time output in: ${run.stderr.slice(-500)}`);
-  return { wallMs: run.ms, cpuMs: (Number(m[2]) + Number(m[3])) * 1000, maxRssMb: Number(m[4]) / 1024, totals: parseGrandTotals(run.stdout) };
+  return {
+    wallMs: run.ms,
+    cpuMs: (Number(m[2]) + Number(m[3])) * 1000,
+    maxRssMb: Number(m[4]) / 1024,
+    totals: parseGrandTotals(run.stdout),
+  };
 }
 
-async function runRelayplane(file: string, splitter: 'chunk' | 'readline', tenants: Record<string, string>): Promise<WorkerResult> {
+async function runRelayplane(
+  file: string,
+  splitter: 'chunk' | 'readline',
+  tenants: Record<string, string>,
+): Promise<WorkerResult> {
   const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
-  const run = await collect(process.execPath, [...profile, '--import', 'tsx', path.join(ROOT, 'bench/workers/usage-parse-once.ts'), file], {
-    USAGE_SPLITTER: splitter,
-    USAGE_TIME: JSON.stringify({ year: START.getUTCFullYear(), month: START.getUTCMonth(), utcOffsetMinutes: 0 }),
-    USAGE_TENANTS: JSON.stringify(tenants),
-  });
+  const run = await collect(
+    process.execPath,
+    [...profile, '--import', 'tsx', path.join(ROOT, 'bench/workers/usage-parse-once.ts'), file],
+    {
+      USAGE_SPLITTER: splitter,
+      USAGE_TIME: JSON.stringify({ year: START.getUTCFullYear(), month: START.getUTCMonth(), utcOffsetMinutes: 0 }),
+      USAGE_TENANTS: JSON.stringify(tenants),
+    },
+  );
   return { ...(JSON.parse(run.stdout) as Omit<WorkerResult, 'processMs'>), processMs: run.ms };
 }
 
@@ -80,7 +101,8 @@ const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 const pflogsumm = findExecutable('pflogsumm');
 const timeBin = findExecutable('time');
 if (pflogsumm === undefined) throw new Error('pflogsumm is not installed (apt-get install pflogsumm)');
-if (timeBin === undefined) throw new Error('GNU time is not installed (apt-get install time): it measures pflogsumm\'s peak memory');
+if (timeBin === undefined)
+  throw new Error("GNU time is not installed (apt-get install time): it measures pflogsumm's peak memory");
 
 const dir = await mkdtemp(path.join(os.tmpdir(), 'relayplane-bench-usage-'));
 try {
@@ -99,23 +121,41 @@ try {
     theirs.push(await runPflogsumm(timeBin, pflogsumm, file));
     chunk.push(await runRelayplane(file, 'chunk', tenants));
     readline.push(await runRelayplane(file, 'readline', tenants));
-    process.stdout.write(`run ${i + 1}/${RUNS}: pflogsumm ${seconds(theirs[i]!.wallMs)}, Relayplane ${seconds(chunk[i]!.elapsedMs)} (chunk) / ${seconds(readline[i]!.elapsedMs)} (readline)\n`);
+    process.stdout.write(
+      `run ${i + 1}/${RUNS}: pflogsumm ${seconds(theirs[i]!.wallMs)}, Relayplane ${seconds(chunk[i]!.elapsedMs)} (chunk) / ${seconds(readline[i]!.elapsedMs)} (readline)\n`,
+    );
   }
 
   // Same file, same totals: otherwise the speed comparison means nothing.
   const t = theirs[0]!.totals;
   for (const r of [...chunk, ...readline]) {
-    const ours = { received: r.totals.messages, delivered: r.totals.delivered, deferrals: r.totals.deferred, bounced: r.totals.bounced };
+    const ours = {
+      received: r.totals.messages,
+      delivered: r.totals.delivered,
+      deferrals: r.totals.deferred,
+      bounced: r.totals.bounced,
+    };
     const expected = { received: t.received, delivered: t.delivered, deferrals: t.deferrals, bounced: t.bounced };
     if (JSON.stringify(ours) !== JSON.stringify(expected) || t.received !== truth.received) {
-      throw new Error(`totals disagree: Relayplane ${JSON.stringify(ours)}, pflogsumm ${JSON.stringify(expected)}, generated ${truth.received} received`);
+      throw new Error(
+        `totals disagree: Relayplane ${JSON.stringify(ours)}, pflogsumm ${JSON.stringify(expected)}, generated ${truth.received} received`,
+      );
     }
   }
 
   const theirWall = median(theirs.map((r) => r.wallMs));
   const row = (label: string, runs: WorkerResult[]) => {
     const ms = median(runs.map((r) => r.elapsedMs));
-    return { label, ms, linesPerSecond: LINES / (ms / 1000), cpuMs: median(runs.map((r) => r.cpuMs)), rss: median(runs.map((r) => r.maxRssMb)), processMs: median(runs.map((r) => r.processMs)), all: runs.map((r) => r.elapsedMs), buckets: runs[0]!.buckets };
+    return {
+      label,
+      ms,
+      linesPerSecond: LINES / (ms / 1000),
+      cpuMs: median(runs.map((r) => r.cpuMs)),
+      rss: median(runs.map((r) => r.maxRssMb)),
+      processMs: median(runs.map((r) => r.processMs)),
+      all: runs.map((r) => r.elapsedMs),
+      buckets: runs[0]!.buckets,
+    };
   };
   const fast = [row('chunk splitter', chunk), row('`readline`', readline)].sort((a, b) => a.ms - b.ms);
   const best = fast[0]!;
@@ -133,7 +173,8 @@ try {
     '| --- | ---: | ---: | ---: | ---: | --- |',
     `| \`pflogsumm --syslog-name=${SYSLOG_NAME} FILE\` (1.1.5, Perl; wall clock of the process) | ${seconds(theirWall)} | ${int(theirRate)} | ${seconds(median(theirs.map((r) => r.cpuMs)))} | ${median(theirs.map((r) => r.maxRssMb)).toFixed(0)} MB | ${theirs.map((r) => seconds(r.wallMs)).join(', ')} |`,
     ...fast.map(
-      (r) => `| Relayplane \`LogLineParser\` + \`UsageAccumulator\`, ${r.label} (read → buckets, in a fresh process) | ${r === best ? `**${seconds(r.ms)}**` : seconds(r.ms)} | ${r === best ? `**${int(r.linesPerSecond)}**` : int(r.linesPerSecond)} | ${seconds(r.cpuMs)} | ${r.rss.toFixed(0)} MB | ${r.all.map(seconds).join(', ')} |`,
+      (r) =>
+        `| Relayplane \`LogLineParser\` + \`UsageAccumulator\`, ${r.label} (read → buckets, in a fresh process) | ${r === best ? `**${seconds(r.ms)}**` : seconds(r.ms)} | ${r === best ? `**${int(r.linesPerSecond)}**` : int(r.linesPerSecond)} | ${seconds(r.cpuMs)} | ${r.rss.toFixed(0)} MB | ${r.all.map(seconds).join(', ')} |`,
     ),
     '',
     `Ratio Relayplane / pflogsumm lines/s: **${ratio.toFixed(1)}×** (goal ≥ 10×: ${ratio >= 10 ? 'met' : 'NOT met'}). By CPU time: ${cpuRatio.toFixed(1)}×. Counting the whole Relayplane process (Node and tsx start-up, ${seconds(best.processMs)}): ${processRatio.toFixed(1)}×.`,

@@ -11,7 +11,15 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const STAMP = path.join(root, 'dist', '.build-inputs');
-const INPUTS = ['src', 'openapi.yaml', 'prisma/schema.prisma', 'tsconfig.json', 'tsconfig.build.json', 'package-lock.json', 'scripts/generate.mjs'];
+const INPUTS = [
+  'src',
+  'openapi.yaml',
+  'prisma/schema.prisma',
+  'tsconfig.json',
+  'tsconfig.build.json',
+  'package-lock.json',
+  'scripts/generate.mjs',
+];
 
 /** Every input file under `rel`, generated output left out (the build writes it). */
 function files(rel) {
@@ -34,7 +42,8 @@ function digest() {
 }
 
 const before = digest();
-const built = existsSync(path.join(root, 'dist', 'main.js')) && existsSync(STAMP) && readFileSync(STAMP, 'utf8') === before;
+const built =
+  existsSync(path.join(root, 'dist', 'main.js')) && existsSync(STAMP) && readFileSync(STAMP, 'utf8') === before;
 if (!built) {
   const r = spawnSync('npm', ['run', '--silent', 'build'], { cwd: root, stdio: 'inherit' });
   if (r.status !== 0) process.exit(r.status ?? 1);

@@ -5,7 +5,16 @@
 // schema engine, but the CLI insists on locating one, so it gets a stub (unless one is configured).
 // Quiet on success (one line); on failure prints the tool's output and exits non-zero.
 import { spawn } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -58,7 +67,14 @@ const env = {
 
 const jobs = clientOnly ? [] : [run('prisma client', 'prisma', ['generate'], env)];
 if (existsSync(path.join(root, 'openapi.yaml'))) {
-  jobs.push(run(clientOnly ? 'client api types' : 'api types', 'openapi-typescript', ['openapi.yaml', '-o', clientOnly ? clientTypes : serverTypes], env));
+  jobs.push(
+    run(
+      clientOnly ? 'client api types' : 'api types',
+      'openapi-typescript',
+      ['openapi.yaml', '-o', clientOnly ? clientTypes : serverTypes],
+      env,
+    ),
+  );
 }
 
 let results;

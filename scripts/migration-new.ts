@@ -44,7 +44,9 @@ async function main(argv: string[]): Promise<void> {
   const migrationsList = await readMigrationsList(MIGRATIONS_DIR);
   for (const dir of migrationsList.migrationDirectories) {
     if (dir.migrationFile.content.tag === 'error') {
-      throw new Error(`cannot read ${path.join(MIGRATIONS_DIR, dir.path, dir.migrationFile.path)}: ${dir.migrationFile.content.value}`);
+      throw new Error(
+        `cannot read ${path.join(MIGRATIONS_DIR, dir.path, dir.migrationFile.path)}: ${dir.migrationFile.content.value}`,
+      );
     }
   }
   const lock = migrationsList.lockfile.content;
@@ -88,7 +90,10 @@ async function main(argv: string[]): Promise<void> {
 
 /** Prisma-style migration name: letters, digits and underscores. */
 function normalizeName(raw: string): string {
-  const name = raw.trim().replace(/[^A-Za-z0-9_]+/g, '_').replace(/^_+|_+$/g, '');
+  const name = raw
+    .trim()
+    .replace(/[^A-Za-z0-9_]+/g, '_')
+    .replace(/^_+|_+$/g, '');
   if (name === '') throw new Error(`invalid migration name "${raw}": use letters, digits and underscores`);
   if (name.length > 200) throw new Error('migration name is too long (200 characters at most)');
   return name;
@@ -98,10 +103,21 @@ function normalizeName(raw: string): string {
 function nextTimestamp(existing: string[]): string {
   const format = (d: Date) => d.toISOString().replace(/[-:T]/g, '').slice(0, 14);
   let stamp = format(new Date());
-  const latest = existing.map((n) => /^(\d{14})_/.exec(n)?.[1]).filter((s): s is string => s !== undefined).sort().at(-1);
+  const latest = existing
+    .map((n) => /^(\d{14})_/.exec(n)?.[1])
+    .filter((s): s is string => s !== undefined)
+    .sort()
+    .at(-1);
   if (latest !== undefined && stamp <= latest) {
     const d = new Date(
-      Date.UTC(+latest.slice(0, 4), +latest.slice(4, 6) - 1, +latest.slice(6, 8), +latest.slice(8, 10), +latest.slice(10, 12), +latest.slice(12, 14) + 1),
+      Date.UTC(
+        +latest.slice(0, 4),
+        +latest.slice(4, 6) - 1,
+        +latest.slice(6, 8),
+        +latest.slice(8, 10),
+        +latest.slice(10, 12),
+        +latest.slice(12, 14) + 1,
+      ),
     );
     stamp = format(d);
   }

@@ -126,7 +126,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     ...(deps.ssh !== undefined ? { ssh: deps.ssh } : {}),
     ...(deps.dnsServers !== undefined ? { dnsServers: deps.dnsServers } : {}),
     ...(deps.tlsCaFile !== undefined ? { tlsCaFile: deps.tlsCaFile } : {}),
-    ...(deps.configBundleRetentionSeconds !== undefined ? { configBundleRetentionSeconds: deps.configBundleRetentionSeconds } : {}),
+    ...(deps.configBundleRetentionSeconds !== undefined
+      ? { configBundleRetentionSeconds: deps.configBundleRetentionSeconds }
+      : {}),
     ...(deps.dnsResolver !== undefined ? { dnsResolver: deps.dnsResolver } : {}),
     ...(deps.verification !== undefined ? { verification: deps.verification } : {}),
     configEngine: engineExecution(deps),
@@ -146,7 +148,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     sync: deps.sync,
   });
   const dbLog = app.log.child({ component: 'database' });
-  const stopRetryLog = onTransactionRetry(deps.prisma, (retry) => dbLog.warn(retry, 'transaction retried after contention'));
+  const stopRetryLog = onTransactionRetry(deps.prisma, (retry) =>
+    dbLog.warn(retry, 'transaction retried after contention'),
+  );
   app.addHook('onClose', async () => stopRetryLog());
   // After the jobs' hook (Fastify runs onClose hooks in the order added): the sync worker's last run may still compile.
   app.addHook('onClose', async () => services.config.close());

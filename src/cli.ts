@@ -70,7 +70,9 @@ export function buildCli(): Command {
       const database = await openDatabase(config, logger);
       try {
         const { applied } = await applyMigrations({ databaseUrl: database.config.databaseUrl, logger });
-        process.stdout.write(applied.length === 0 ? 'Database schema is up to date.\n' : `Applied: ${applied.join(', ')}\n`);
+        process.stdout.write(
+          applied.length === 0 ? 'Database schema is up to date.\n' : `Applied: ${applied.join(', ')}\n`,
+        );
       } finally {
         await database.close();
       }
@@ -86,24 +88,45 @@ export function buildCli(): Command {
     .option('--name <name>', 'a label for the key', 'cli')
     .option('--expires-at <iso-time>', 'expiry (ISO 8601)')
     .option('--json', 'print JSON')
-    .action(async (options: { admin?: boolean; scope?: Scope[]; tenant?: string; name: string; expiresAt?: string; json?: boolean }) => {
-      const scopes: Scope[] = options.admin ? ['admin'] : (options.scope ?? []);
-      if (scopes.length === 0) throw new CliError('say which key to create: --admin or --scope <scope...>');
-      if (options.expiresAt !== undefined && Number.isNaN(Date.parse(options.expiresAt))) {
-        throw new CliError(`--expires-at is not an ISO 8601 time: ${options.expiresAt}`);
-      }
-      const created = await withServices((services) =>
-        services.apiKeys.create(null, { name: options.name, scopes, tenantId: options.tenant, expiresAt: options.expiresAt }),
-      );
-      print(created, options.json === true, `API key ${created.id} (${created.scopes.join(' ')}), shown once:\n${created.key}`);
-    });
+    .action(
+      async (options: {
+        admin?: boolean;
+        scope?: Scope[];
+        tenant?: string;
+        name: string;
+        expiresAt?: string;
+        json?: boolean;
+      }) => {
+        const scopes: Scope[] = options.admin ? ['admin'] : (options.scope ?? []);
+        if (scopes.length === 0) throw new CliError('say which key to create: --admin or --scope <scope...>');
+        if (options.expiresAt !== undefined && Number.isNaN(Date.parse(options.expiresAt))) {
+          throw new CliError(`--expires-at is not an ISO 8601 time: ${options.expiresAt}`);
+        }
+        const created = await withServices((services) =>
+          services.apiKeys.create(null, {
+            name: options.name,
+            scopes,
+            tenantId: options.tenant,
+            expiresAt: options.expiresAt,
+          }),
+        );
+        print(
+          created,
+          options.json === true,
+          `API key ${created.id} (${created.scopes.join(' ')}), shown once:\n${created.key}`,
+        );
+      },
+    );
   keys
     .command('list')
     .description('list API keys (never their secrets)')
     .option('--json', 'print JSON')
     .action(async (options: { json?: boolean }) => {
       const all = await withServices((services) => services.apiKeys.listAll());
-      const lines = all.map((key) => `${key.id}  ${key.status.padEnd(7)}  ${key.scopes.join(' ').padEnd(10)}  ${key.tenantId ?? '-'}  ${key.name}`);
+      const lines = all.map(
+        (key) =>
+          `${key.id}  ${key.status.padEnd(7)}  ${key.scopes.join(' ').padEnd(10)}  ${key.tenantId ?? '-'}  ${key.name}`,
+      );
       print(all, options.json === true, lines.length === 0 ? 'No API keys.' : lines.join('\n'));
     });
   keys
@@ -122,7 +145,10 @@ export function buildCli(): Command {
     .option('--domain <domainId>', 'scope it to one sender domain')
     .requiredOption('--username <username>', 'the SASL username')
     .option('--json', 'print JSON')
-    .addHelpText('after', '\nThe secret is read from standard input (never from the command line, where other users could see it):\n  printf %s "$SECRET" | relayplane credentials rotate --relay … --username …')
+    .addHelpText(
+      'after',
+      '\nThe secret is read from standard input (never from the command line, where other users could see it):\n  printf %s "$SECRET" | relayplane credentials rotate --relay … --username …',
+    )
     .action(async (options: { relay: string; domain?: string; username: string; json?: boolean }) => {
       const secret = (await readStdin()).replace(/\r?\n$/, '');
       if (secret === '') throw new CliError('no secret on standard input: pipe it in (see --help)');
@@ -133,7 +159,11 @@ export function buildCli(): Command {
           ...(options.domain === undefined ? {} : { domainId: options.domain }),
         }),
       );
-      print(result, options.json === true, `Credential ${result.id} (${result.username}, fingerprint ${result.fingerprint}) is now active.`);
+      print(
+        result,
+        options.json === true,
+        `Credential ${result.id} (${result.username}, fingerprint ${result.fingerprint}) is now active.`,
+      );
     });
   credentials
     .command('activate')
@@ -169,7 +199,8 @@ export async function runCli(argv: string[]): Promise<number> {
       return error.exitCode;
     }
     const message = error instanceof Error ? error.message : String(error);
-    const known = error instanceof ConfigError || error instanceof CliError || (error as { status?: number }).status !== undefined;
+    const known =
+      error instanceof ConfigError || error instanceof CliError || (error as { status?: number }).status !== undefined;
     process.stderr.write(`relayplane: ${known ? message : `error: ${message}`}\n`);
     return 1;
   }

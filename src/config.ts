@@ -35,7 +35,12 @@ function isProxyAddress(value: string): boolean {
  */
 const trustProxy = z
   .string()
-  .transform((value) => value.split(',').map((item) => item.trim()).filter((item) => item !== ''))
+  .transform((value) =>
+    value
+      .split(',')
+      .map((item) => item.trim())
+      .filter((item) => item !== ''),
+  )
   .refine(
     (proxies) => proxies.length > 0 && proxies.every(isProxyAddress),
     'must be a comma-separated list of proxy addresses or CIDR ranges (or loopback, linklocal, uniquelocal)',
@@ -128,11 +133,22 @@ const envSchema = z.object({
     .min(1, 'must be at least 1')
     .max(3660, 'must be at most 3660')
     .default(DEFAULT_CONFIG_BUNDLE_RETENTION_DAYS),
-  RELAYPLANE_TLS_CA_FILE: z.string().refine((value) => !/[\p{Cc}]/u.test(value), 'must be a file path').optional(),
+  RELAYPLANE_TLS_CA_FILE: z
+    .string()
+    .refine((value) => !/[\p{Cc}]/u.test(value), 'must be a file path')
+    .optional(),
   RELAYPLANE_DNS_SERVERS: z
     .string()
-    .transform((value) => value.split(',').map((s) => s.trim()).filter((s) => s !== ''))
-    .refine((servers) => servers.length > 0 && servers.every(isDnsServer), 'must be a comma-separated list of IP addresses, each optionally with :port (IPv6 with a port in brackets)')
+    .transform((value) =>
+      value
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== ''),
+    )
+    .refine(
+      (servers) => servers.length > 0 && servers.every(isDnsServer),
+      'must be a comma-separated list of IP addresses, each optionally with :port (IPv6 with a port in brackets)',
+    )
     .optional(),
   RELAYPLANE_DNS_CHECK_INTERVAL_SECONDS: z.coerce
     .number({ message: 'must be a whole number of seconds' })
@@ -167,7 +183,10 @@ const envSchema = z.object({
     .trim()
     .transform((value) => value.replace(/^mailto:/i, ''))
     .refine(
-      (value) => /^[^\s@,;!<>"]{1,64}@[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/i.test(value),
+      (value) =>
+        /^[^\s@,;!<>"]{1,64}@[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/i.test(
+          value,
+        ),
       'must be an email address (without ",", ";" or "!": it goes into a DMARC rua=mailto: tag)',
     )
     .optional(),
@@ -179,7 +198,10 @@ const envSchema = z.object({
     .default(30),
   RELAYPLANE_NODE_PATH: z
     .string()
-    .regex(/^\/[A-Za-z0-9._/+-]*(:\/[A-Za-z0-9._/+-]*)*$/, "must be absolute directories separated by ':' (the PATH of commands run on nodes)")
+    .regex(
+      /^\/[A-Za-z0-9._/+-]*(:\/[A-Za-z0-9._/+-]*)*$/,
+      "must be absolute directories separated by ':' (the PATH of commands run on nodes)",
+    )
     .default(DEFAULT_REMOTE_PATH),
   RELAYPLANE_DEPLOY_CONCURRENCY: z.coerce
     .number({ message: 'must be an integer between 1 and 64' })
@@ -216,7 +238,10 @@ const configSchema = envSchema.transform((values) => ({
   trustProxy: values.RELAYPLANE_TRUST_PROXY,
   migrateOnStart: values.RELAYPLANE_MIGRATE_ON_START,
   /** The control plane's SSH private key file (absolute); read when a node is contacted, never stored or logged. */
-  sshPrivateKeyPath: values.RELAYPLANE_SSH_PRIVATE_KEY_PATH === undefined ? undefined : path.resolve(values.RELAYPLANE_SSH_PRIVATE_KEY_PATH),
+  sshPrivateKeyPath:
+    values.RELAYPLANE_SSH_PRIVATE_KEY_PATH === undefined
+      ? undefined
+      : path.resolve(values.RELAYPLANE_SSH_PRIVATE_KEY_PATH),
   /** How long the deployer keeps a node's SSH connection open after a deploy, for the next one; 0: a new connection every time. */
   sshIdleSeconds: values.RELAYPLANE_SSH_IDLE_SECONDS,
   /** PATH of the commands run on nodes; the node user's own PATH and dotfiles are not relied on. */
@@ -265,9 +290,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const issue = parsed.error.issues[0]!;
     const variable = String(issue.path[0] ?? 'environment');
     const got = present[variable];
-    const shown = variable === 'RELAYPLANE_JWT_SECRET' || variable === 'RELAYPLANE_MASTER_KEY' || variable === 'DATABASE_URL'
-      ? ''
-      : ` (got ${JSON.stringify(got)})`;
+    const shown =
+      variable === 'RELAYPLANE_JWT_SECRET' || variable === 'RELAYPLANE_MASTER_KEY' || variable === 'DATABASE_URL'
+        ? ''
+        : ` (got ${JSON.stringify(got)})`;
     throw new ConfigError(`Invalid configuration: ${variable} ${issue.message}${shown}`);
   }
   return parsed.data;

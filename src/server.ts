@@ -27,7 +27,11 @@ async function terminalStream(): Promise<DestinationStream | undefined> {
 }
 
 /** The one line a person starting Relayplane needs: where it is and, with no admin key yet, what to do next. */
-async function readyLine(app: FastifyInstance, host: string, port: number): Promise<{ url: string; docs: string; next: string | null; line: string }> {
+async function readyLine(
+  app: FastifyInstance,
+  host: string,
+  port: number,
+): Promise<{ url: string; docs: string; next: string | null; line: string }> {
   const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
   const url = `http://${shown}:${port}`;
   const docs = `${url}/docs`;
@@ -41,7 +45,8 @@ async function readyLine(app: FastifyInstance, host: string, port: number): Prom
 /** `relayplane serve`: open the database (embedded by default), migrate, listen, and close with grace. */
 export async function serve(config: Config, options: ServeOptions) {
   const logStream = await terminalStream();
-  const logger = logStream === undefined ? pino(loggerOptions(config.logLevel)) : pino(loggerOptions(config.logLevel), logStream);
+  const logger =
+    logStream === undefined ? pino(loggerOptions(config.logLevel)) : pino(loggerOptions(config.logLevel), logStream);
   const database = await openDatabase(config, logger);
   const runtime = database.config;
   let prisma: ReturnType<typeof createPrismaClient> | undefined;
@@ -56,8 +61,16 @@ export async function serve(config: Config, options: ServeOptions) {
       prisma,
       configEngine: { execution: 'worker-thread', databaseUrl: runtime.databaseUrl },
       ...(logStream !== undefined ? { logStream } : {}),
-      ssh: { privateKeyPath: runtime.sshPrivateKeyPath, concurrency: runtime.deployConcurrency, idleMs: runtime.sshIdleSeconds * 1000, remotePath: runtime.nodePath },
-      usage: { finalDelaySeconds: runtime.usageFinalDelaySeconds, messageRetentionSeconds: runtime.usageMessageRetentionDays * 86_400 },
+      ssh: {
+        privateKeyPath: runtime.sshPrivateKeyPath,
+        concurrency: runtime.deployConcurrency,
+        idleMs: runtime.sshIdleSeconds * 1000,
+        remotePath: runtime.nodePath,
+      },
+      usage: {
+        finalDelaySeconds: runtime.usageFinalDelaySeconds,
+        messageRetentionSeconds: runtime.usageMessageRetentionDays * 86_400,
+      },
       dnsServers: runtime.dnsServers,
       tlsCaFile: runtime.tlsCaFile,
       tokenRateLimit: runtime.tokenRateLimit,

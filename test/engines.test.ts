@@ -47,10 +47,16 @@ function runtimeClosure(names: string[], from: string): Map<string, Manifest> {
     if (seen.has(dir)) continue;
     const manifest = readManifest(dir);
     seen.set(dir, manifest);
-    const optionalPeers = new Set(Object.entries(manifest.peerDependenciesMeta ?? {}).filter(([, meta]) => meta.optional).map(([peer]) => peer));
+    const optionalPeers = new Set(
+      Object.entries(manifest.peerDependenciesMeta ?? {})
+        .filter(([, meta]) => meta.optional)
+        .map(([peer]) => peer),
+    );
     for (const dep of Object.keys(manifest.dependencies ?? {})) queue.push({ name: dep, from: dir, optional: false });
-    for (const dep of Object.keys(manifest.optionalDependencies ?? {})) queue.push({ name: dep, from: dir, optional: true });
-    for (const dep of Object.keys(manifest.peerDependencies ?? {})) if (!optionalPeers.has(dep)) queue.push({ name: dep, from: dir, optional: false });
+    for (const dep of Object.keys(manifest.optionalDependencies ?? {}))
+      queue.push({ name: dep, from: dir, optional: true });
+    for (const dep of Object.keys(manifest.peerDependencies ?? {}))
+      if (!optionalPeers.has(dep)) queue.push({ name: dep, from: dir, optional: false });
   }
   return seen;
 }
@@ -61,11 +67,14 @@ function refusing(minimum: string, closure: Map<string, Manifest>): string[] {
     .map((manifest) => `${manifest.name}@${manifest.version} wants node ${manifest.engines!.node}`);
 }
 
-it("every package the server loads accepts the oldest Node its engines admit", () => {
+it('every package the server loads accepts the oldest Node its engines admit', () => {
   const root = readManifest(ROOT);
   const minimum = semver.minVersion(root.engines!.node!)!.version;
   expect(minimum).toBe('20.19.0');
-  const closure = runtimeClosure([...Object.keys(root.dependencies ?? {}), ...Object.keys(root.optionalDependencies ?? {})], ROOT);
+  const closure = runtimeClosure(
+    [...Object.keys(root.dependencies ?? {}), ...Object.keys(root.optionalDependencies ?? {})],
+    ROOT,
+  );
   expect(closure.size).toBeGreaterThan(50);
   expect(refusing(minimum, closure)).toEqual([]);
 });
@@ -75,7 +84,10 @@ it('the typed client and its dependency accept the oldest Node its engines admit
   const client = readManifest(dir);
   const minimum = semver.minVersion(client.engines!.node!)!.version;
   const closure = runtimeClosure(Object.keys(client.dependencies ?? {}), dir);
-  expect([...closure.values()].map((manifest) => manifest.name).sort()).toEqual(['openapi-fetch', 'openapi-typescript-helpers']);
+  expect([...closure.values()].map((manifest) => manifest.name).sort()).toEqual([
+    'openapi-fetch',
+    'openapi-typescript-helpers',
+  ]);
   expect(refusing(minimum, closure)).toEqual([]);
 });
 

@@ -8,7 +8,12 @@ import { createPrismaClient } from '../../src/db/prisma.js';
 const { tokenRateLimit, dnsServers } = loadConfig(process.env);
 const prisma = createPrismaClient(process.env.BENCH_DATABASE_URL!, { poolSize: 10 });
 const app = await buildApp({
-  config: { jwtSecret: randomBytes(32).toString('hex'), masterKey: randomBytes(32), tokenTtlSeconds: 3600, logLevel: 'warn' },
+  config: {
+    jwtSecret: randomBytes(32).toString('hex'),
+    masterKey: randomBytes(32),
+    tokenTtlSeconds: 3600,
+    logLevel: 'warn',
+  },
   prisma,
   configEngine: { execution: 'worker-thread', databaseUrl: process.env.BENCH_DATABASE_URL! },
   tokenRateLimit,

@@ -73,8 +73,20 @@ export interface LogTruth {
 
 export function emptyTruth(): LogTruth {
   return {
-    lines: 0, received: 0, recipients: 0, bytes: 0, delivered: 0, forwarded: 0, deferrals: 0, deferredMessages: 0,
-    bounced: 0, expired: 0, notifications: 0, postsuperRemoved: 0, tenantOfDomain: new Map(), receivedBySenderDomain: new Map(),
+    lines: 0,
+    received: 0,
+    recipients: 0,
+    bytes: 0,
+    delivered: 0,
+    forwarded: 0,
+    deferrals: 0,
+    deferredMessages: 0,
+    bounced: 0,
+    expired: 0,
+    notifications: 0,
+    postsuperRemoved: 0,
+    tenantOfDomain: new Map(),
+    receivedBySenderDomain: new Map(),
   };
 }
 
@@ -91,7 +103,8 @@ function addPlan(truth: LogTruth, plan: Plan): void {
   truth.expired += d.expired;
   truth.notifications += d.notifications;
   truth.postsuperRemoved += d.postsuperRemoved;
-  for (const domain of d.receivedFrom) truth.receivedBySenderDomain.set(domain, (truth.receivedBySenderDomain.get(domain) ?? 0) + 1);
+  for (const domain of d.receivedFrom)
+    truth.receivedBySenderDomain.set(domain, (truth.receivedBySenderDomain.get(domain) ?? 0) + 1);
 }
 
 export interface GeneratedLog {
@@ -188,7 +201,9 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
     },
   });
   if (values.out === undefined || (values.format !== 'traditional' && values.format !== 'rfc3339')) {
-    process.stderr.write('usage: generate-log.ts --lines N --out FILE [--seed S] [--start ISO] [--format traditional|rfc3339] [--syslog-name NAME] [--long-queue-ids]\n');
+    process.stderr.write(
+      'usage: generate-log.ts --lines N --out FILE [--seed S] [--start ISO] [--format traditional|rfc3339] [--syslog-name NAME] [--long-queue-ids]\n',
+    );
     process.exit(2);
   }
   const truth = await writePostfixLog(values.out, {

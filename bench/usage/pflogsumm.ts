@@ -44,7 +44,8 @@ export function parseGrandTotals(report: string): GrandTotals {
   };
   // Printed only when there were deferrals.
   const deferrals = /^\s*\d+[km ]\s+deferred\s+\((\d+)([km ])\s*deferrals\)/m.exec(block);
-  if (deferrals !== null && deferrals[2] !== ' ') throw new Error(`pflogsumm rounded deferrals to ${deferrals[1]}${deferrals[2]}`);
+  if (deferrals !== null && deferrals[2] !== ' ')
+    throw new Error(`pflogsumm rounded deferrals to ${deferrals[1]}${deferrals[2]}`);
   const bytes = /^\s*(\d+)([km ])\s+bytes received/m.exec(block);
   if (bytes === null) throw new Error('pflogsumm report has no "bytes received" total');
   return {

@@ -59,7 +59,12 @@ async function coldRun() {
     cpuMs: (cpu.user + cpu.system) / 1000,
     // Peak memory of the cold load + compile, before the changes below.
     maxRssMb: process.resourceUsage().maxRSS / 1024,
-    files: Object.fromEntries(Object.entries(bundle.files).map(([name, file]) => [name, { lines: file.content.split('\n').length, mapType: file.mapType }])),
+    files: Object.fromEntries(
+      Object.entries(bundle.files).map(([name, file]) => [
+        name,
+        { lines: file.content.split('\n').length, mapType: file.mapType },
+      ]),
+    ),
   };
 }
 
@@ -74,7 +79,10 @@ const engine = createConfigEngineThread({
   masterKey: Buffer.from(process.env.BENCH_MASTER_KEY!, 'base64'),
   // Every reconcile checks: the check's cost is measured below.
   verifyIntervalMs: 0,
-  log: { info: (obj, msg) => engineLog.push({ obj: obj as Record<string, number>, msg }), error: (obj, msg) => engineLog.push({ obj: obj as Record<string, number>, msg }) },
+  log: {
+    info: (obj, msg) => engineLog.push({ obj: obj as Record<string, number>, msg }),
+    error: (obj, msg) => engineLog.push({ obj: obj as Record<string, number>, msg }),
+  },
 });
 /** The engine's deployable() timed, with the API thread's longest stall meanwhile. */
 async function engineRun(verify: boolean) {
@@ -93,17 +101,19 @@ const writer = new pg.Client({ connectionString: url });
 await writer.connect();
 /** The row at `offset` (wrapping around) of a query: rows spread over the table, at any BENCH_DOMAINS. */
 const one = async (sql: string, offset: number) =>
-  (await writer.query<{ id: string }>(`${sql} OFFSET $1::int % (SELECT count(*) FROM (${sql}) AS candidates) LIMIT 1`, [offset])).rows[0]!.id;
+  (
+    await writer.query<{ id: string }>(
+      `${sql} OFFSET $1::int % (SELECT count(*) FROM (${sql}) AS candidates) LIMIT 1`,
+      [offset],
+    )
+  ).rows[0]!.id;
 /** A new secret sealed into a credential's row, as a rotation through the API does. */
 async function reseal(id: string, secret: string) {
   const sealed = secretBox.seal(secret, id);
-  await writer.query('UPDATE relay_credentials SET secret_ciphertext = $2, secret_nonce = $3, secret_key_id = $4, fingerprint = $5, updated_at = now() WHERE id = $1', [
-    id,
-    sealed.ciphertext,
-    sealed.nonce,
-    sealed.keyId,
-    secretBox.fingerprint(secret),
-  ]);
+  await writer.query(
+    'UPDATE relay_credentials SET secret_ciphertext = $2, secret_nonce = $3, secret_key_id = $4, fingerprint = $5, updated_at = now() WHERE id = $1',
+    [id, sealed.ciphertext, sealed.nonce, sealed.keyId, secretBox.fingerprint(secret)],
+  );
 }
 /** The writes a hosting panel or an admin makes through the API, as SQL (one transaction each). */
 const CHANGES = {
@@ -115,22 +125,32 @@ const CHANGES = {
     const credentialId = randomUUID();
     const sealed = secretBox.seal(`onboarded-secret-${n}`, credentialId);
     await writer.query('BEGIN');
-    await writer.query(`INSERT INTO domains (id, tenant_id, name, status, route, relay_id, updated_at) VALUES ($1, $2, $3, 'verified', 'relay', $4, now())`, [
-      domainId,
-      tenantId,
-      `onboarded-${round}-${n}.customer.example`,
-      relayId,
-    ]);
+    await writer.query(
+      `INSERT INTO domains (id, tenant_id, name, status, route, relay_id, updated_at) VALUES ($1, $2, $3, 'verified', 'relay', $4, now())`,
+      [domainId, tenantId, `onboarded-${round}-${n}.customer.example`, relayId],
+    );
     await writer.query(
       `INSERT INTO relay_credentials (id, relay_id, domain_id, username, secret_ciphertext, secret_nonce, secret_key_id, fingerprint, status, updated_at)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', now())`,
-      [credentialId, relayId, domainId, `user@onboarded-${round}-${n}`, sealed.ciphertext, sealed.nonce, sealed.keyId, secretBox.fingerprint(`onboarded-secret-${n}`)],
+      [
+        credentialId,
+        relayId,
+        domainId,
+        `user@onboarded-${round}-${n}`,
+        sealed.ciphertext,
+        sealed.nonce,
+        sealed.keyId,
+        secretBox.fingerprint(`onboarded-secret-${n}`),
+      ],
     );
     await writer.query('COMMIT');
   },
   /** An admin rotates a domain's credential (new secret sealed into the same row). */
   async rotate(n: number) {
-    const id = await one('SELECT id FROM relay_credentials WHERE domain_id IS NOT NULL ORDER BY id', 1000 + round * 100 + n);
+    const id = await one(
+      'SELECT id FROM relay_credentials WHERE domain_id IS NOT NULL ORDER BY id',
+      1000 + round * 100 + n,
+    );
     await reseal(id, `rotated-secret-${round}-${n}`);
   },
   /** An admin disables a domain. */
@@ -156,12 +176,18 @@ const CHANGES = {
   /** An admin changes a relay's concurrency limit: every domain routed through it is redone (2 % of them here). */
   async 'relay-limit'(n: number) {
     const id = await one('SELECT id FROM relays ORDER BY id', round * 10 + n);
-    await writer.query('UPDATE relays SET concurrency = coalesce(concurrency, 10) + 1, updated_at = now() WHERE id = $1', [id]);
+    await writer.query(
+      'UPDATE relays SET concurrency = coalesce(concurrency, 10) + 1, updated_at = now() WHERE id = $1',
+      [id],
+    );
   },
   /** An admin changes a destination policy's TLS level. */
   async policy(n: number) {
     const id = await one('SELECT id FROM destination_policies ORDER BY id', round * 10 + n);
-    await writer.query(`UPDATE destination_policies SET tls = CASE WHEN tls = 'verify' THEN 'encrypt'::tls_requirement ELSE 'verify'::tls_requirement END, updated_at = now() WHERE id = $1`, [id]);
+    await writer.query(
+      `UPDATE destination_policies SET tls = CASE WHEN tls = 'verify' THEN 'encrypt'::tls_requirement ELSE 'verify'::tls_requirement END, updated_at = now() WHERE id = $1`,
+      [id],
+    );
   },
 } as const;
 
@@ -177,12 +203,20 @@ for (let n = 0; n < changesPerKind; n++) {
     await bundles.keep(bundle);
     const stored = performance.now();
     // Not timed: the change must give exactly what a full compile of the same rows gives.
-    if (compile(snapshot).version !== bundle.version) throw new Error(`${kind}: the incremental compile differs from compile()`);
+    if (compile(snapshot).version !== bundle.version)
+      throw new Error(`${kind}: the incremental compile differs from compile()`);
     // The same change through the engine's thread: what the API's event loop waits for it.
     const engineChange = await engineRun(false);
-    if (engineChange.version !== bundle.version) throw new Error(`${kind}: the engine's thread compiled another version`);
+    if (engineChange.version !== bundle.version)
+      throw new Error(`${kind}: the engine's thread compiled another version`);
     changeStallMs = Math.max(changeStallMs, engineChange.stallMs);
-    changes.push({ kind, loadMs: loaded - start, compileMs: compiled - loaded, storeMs: stored - compiled, mode: compiler.lastMode });
+    changes.push({
+      kind,
+      loadMs: loaded - start,
+      compileMs: compiled - loaded,
+      storeMs: stored - compiled,
+      mode: compiler.lastMode,
+    });
   }
 }
 // And a run with nothing changed (a reconcile): load and compile again.
@@ -197,11 +231,14 @@ await CHANGES.policy(changesPerKind);
 const checked = await engineRun(true);
 const check = engineLog.findLast((line) => line.msg === 'full compile for the check done');
 if (check === undefined) throw new Error('the engine did not check');
-if (engineLog.some((line) => line.msg.startsWith('the incremental compile differed'))) throw new Error('the check found a difference');
+if (engineLog.some((line) => line.msg.startsWith('the incremental compile differed')))
+  throw new Error('the check found a difference');
 await engine.close();
 await writer.end();
 // What the loader and the compiler keep between changes (the rest is garbage by now).
 (globalThis as { gc?: () => void }).gc?.();
 const retainedMb = process.memoryUsage().heapUsed / 1024 / 1024;
 await prisma.$disconnect();
-process.stdout.write(`${JSON.stringify({ ...cold, changes, unchangedLoadMs: loadedAgain - again, unchangedCompileMs: compiledAgain - loadedAgain, retainedMb, coldStallMs: stallMs(coldStall), engineColdMs: engineCold.ms, engineColdStallMs: engineCold.stallMs, changeStallMs, checkMs: check.obj.ms!, checkStallMs: checked.stallMs, checkHeapMb: check.obj.heapMb! })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ ...cold, changes, unchangedLoadMs: loadedAgain - again, unchangedCompileMs: compiledAgain - loadedAgain, retainedMb, coldStallMs: stallMs(coldStall), engineColdMs: engineCold.ms, engineColdStallMs: engineCold.stallMs, changeStallMs, checkMs: check.obj.ms!, checkStallMs: checked.stallMs, checkHeapMb: check.obj.heapMb! })}\n`,
+);

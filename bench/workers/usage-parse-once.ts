@@ -19,7 +19,11 @@ if (file === undefined) throw new Error('usage: usage-parse-once.ts FILE');
 const splitter = process.env.USAGE_SPLITTER ?? 'chunk';
 // Smaller chunks put chunk boundaries everywhere: a way to check the splitter, not a tuning knob.
 const CHUNK_BYTES = Number(process.env.USAGE_CHUNK_BYTES ?? 1 << 20);
-const time = JSON.parse(process.env.USAGE_TIME ?? '{"year":2026,"month":10,"utcOffsetMinutes":0}') as { year: number; month: number; utcOffsetMinutes: number };
+const time = JSON.parse(process.env.USAGE_TIME ?? '{"year":2026,"month":10,"utcOffsetMinutes":0}') as {
+  year: number;
+  month: number;
+  utcOffsetMinutes: number;
+};
 const tenants = new Map(Object.entries(JSON.parse(process.env.USAGE_TENANTS ?? '{}') as Record<string, string>));
 
 /**
@@ -63,7 +67,10 @@ async function chunkLines(path: string, onLine: (text: string, start: number, en
 }
 
 async function readlineLines(path: string, onLine: (text: string, start: number, end: number) => void): Promise<void> {
-  const lines = readline.createInterface({ input: createReadStream(path, { highWaterMark: CHUNK_BYTES }), crlfDelay: Infinity });
+  const lines = readline.createInterface({
+    input: createReadStream(path, { highWaterMark: CHUNK_BYTES }),
+    crlfDelay: Infinity,
+  });
   lines.on('line', (line: string) => onLine(line, 0, line.length));
   await once(lines, 'close');
 }

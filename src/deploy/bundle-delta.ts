@@ -85,7 +85,14 @@ function sameKind(a: BundleFile, b: BundleFile): boolean {
 
 /** The delta from `base` to `next`; null when nothing of the base can be reused (a full release is as cheap). */
 export function bundleDelta(base: Bundle, next: Bundle): BundleDelta | null {
-  const delta: BundleDelta = { base: base.version, unchanged: [], tables: {}, whole: [], baseDigests: {}, nextDigests: {} };
+  const delta: BundleDelta = {
+    base: base.version,
+    unchanged: [],
+    tables: {},
+    whole: [],
+    baseDigests: {},
+    nextDigests: {},
+  };
   for (const name of Object.keys(next.files).sort()) {
     const file = next.files[name]!;
     const old = base.files[name];

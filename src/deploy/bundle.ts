@@ -3,7 +3,13 @@
  * types are the compiler's own (src/postfix/bundle.ts), declared once.
  */
 
-import { DIR_PLACEHOLDER, SERVICE_PREFIX, type Bundle, type BundleFile, type MasterService } from '../postfix/bundle.js';
+import {
+  DIR_PLACEHOLDER,
+  SERVICE_PREFIX,
+  type Bundle,
+  type BundleFile,
+  type MasterService,
+} from '../postfix/bundle.js';
 
 export { DIR_PLACEHOLDER, type Bundle, type BundleFile, type MasterService };
 

@@ -15,7 +15,10 @@ export function deltaProbeScript(staging: string, delta: BundleDelta): string {
   const parts = Object.entries(delta.tables).flatMap(([name, t]) => {
     const keys = [...new Set([...t.added.map(keyOf), ...t.deleted])];
     if (keys.length === 0) return [];
-    return [`echo ${sh(`${PROBE}${name}`)}`, `postmap -q - ${sh(`hash:${posix.join(staging, name)}`)} <<'${eof}'\n${keys.join('\n')}\n${eof}`];
+    return [
+      `echo ${sh(`${PROBE}${name}`)}`,
+      `postmap -q - ${sh(`hash:${posix.join(staging, name)}`)} <<'${eof}'\n${keys.join('\n')}\n${eof}`,
+    ];
   });
   return parts.length > 0 ? parts.join('\n') : 'true';
 }
@@ -35,9 +38,13 @@ export function deltaProbeProblems(stdout: string, bundle: Bundle, delta: Bundle
       const key = keyOf(line);
       const value = line.slice(line.search(/[ \t]/)).trim();
       const answer = got.get(key);
-      if (answer !== value) problems.push(`${name}: postmap -q ${key} → ${answer === undefined ? 'not found' : secret ? '(secret value differs)' : JSON.stringify(answer)}, expected the new entry`);
+      if (answer !== value)
+        problems.push(
+          `${name}: postmap -q ${key} → ${answer === undefined ? 'not found' : secret ? '(secret value differs)' : JSON.stringify(answer)}, expected the new entry`,
+        );
     }
-    for (const key of t.deleted) if (got.has(key)) problems.push(`${name}: postmap -q ${key} still answers after its deletion`);
+    for (const key of t.deleted)
+      if (got.has(key)) problems.push(`${name}: postmap -q ${key} still answers after its deletion`);
   }
   return problems;
 }

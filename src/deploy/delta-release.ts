@@ -26,12 +26,19 @@ export const BASE_DRIFTED = 10;
 export const DIGEST_MISMATCH = 11;
 
 const lines = (items: readonly string[]) => items.map((i) => `${i}\n`).join('');
-const digestList = (digests: Record<string, string>) => lines(Object.entries(digests).map(([name, hex]) => `${hex}  ${name}`));
+const digestList = (digests: Record<string, string>) =>
+  lines(Object.entries(digests).map(([name, hex]) => `${hex}  ${name}`));
 
 export type DeltaStageResult = 'staged' | 'base-drifted' | 'digest-mismatch';
 
 /** Stages `bundle` in `staging` from the base release plus `delta`. Never leaves a partial staging dir behind on a refusal. */
-export async function stageDelta(conn: NodeConnection, layout: NodeLayout, bundle: Bundle, delta: BundleDelta, staging: string): Promise<DeltaStageResult> {
+export async function stageDelta(
+  conn: NodeConnection,
+  layout: NodeLayout,
+  bundle: Bundle,
+  delta: BundleDelta,
+  staging: string,
+): Promise<DeltaStageResult> {
   const base = layout.release(delta.base);
   const entries: TarEntry[] = [
     ...delta.whole.map((name) => ({ name, mode: bundle.files[name]!.mode, content: bundle.files[name]!.content })),
@@ -47,7 +54,9 @@ export async function stageDelta(conn: NodeConnection, layout: NodeLayout, bundl
       { name: `${DELTA_DIR}/${name}.deleted`, mode: 0o600, content: lines(t.deleted) },
     ]),
   ];
-  const copies = delta.unchanged.flatMap((name) => (bundle.files[name]!.mapType === 'hash' ? [name, `${name}.db`] : [name]));
+  const copies = delta.unchanged.flatMap((name) =>
+    bundle.files[name]!.mapType === 'hash' ? [name, `${name}.db`] : [name],
+  );
   const rebuild = Object.keys(delta.tables).map((name) => {
     const mode = bundle.files[name]!.mode.toString(8).padStart(4, '0');
     const d = (suffix: string) => sh(posix.join(DELTA_DIR, `${name}.${suffix}`));
@@ -60,7 +69,11 @@ export async function stageDelta(conn: NodeConnection, layout: NodeLayout, bundl
     `(cd ${sh(base)} && sha256sum --quiet --strict -c ${sh(posix.join(staging, DELTA_DIR, 'base.sha256'))}) >/dev/null 2>&1 || ${refuse(BASE_DRIFTED)}`,
     ...(copies.length > 0 ? [`cp -p ${copies.map((c) => sh(posix.join(base, c))).join(' ')} .`] : []),
     ...rebuild.map((r) => `{ ${r}; } 2>/dev/null || ${refuse(DIGEST_MISMATCH)}`),
-    ...(rebuild.length > 0 ? [`sha256sum --quiet --strict -c ${sh(posix.join(DELTA_DIR, 'next.sha256'))} >/dev/null 2>&1 || ${refuse(DIGEST_MISMATCH)}`] : []),
+    ...(rebuild.length > 0
+      ? [
+          `sha256sum --quiet --strict -c ${sh(posix.join(DELTA_DIR, 'next.sha256'))} >/dev/null 2>&1 || ${refuse(DIGEST_MISMATCH)}`,
+        ]
+      : []),
   ].join(' &&\n');
   const r = await conn.exec(script, { stdin: tarArchive(entries) });
   if (r.code === 0) return 'staged';
@@ -74,7 +87,13 @@ export async function stageDelta(conn: NodeConnection, layout: NodeLayout, bundl
  * then `postmap -i -r`), whole ones built, the delta files removed (they hold secret lines), then
  * the modes as postmapTables checks them. Any postmap stderr is a failure, quoted without secrets.
  */
-export async function postmapDelta(conn: NodeConnection, layout: NodeLayout, bundle: Bundle, delta: BundleDelta, staging: string): Promise<string[]> {
+export async function postmapDelta(
+  conn: NodeConnection,
+  layout: NodeLayout,
+  bundle: Bundle,
+  delta: BundleDelta,
+  staging: string,
+): Promise<string[]> {
   const base = layout.release(delta.base);
   const steps = Object.keys(delta.tables).map((name) => {
     const table = sh(`hash:${name}`);
@@ -86,7 +105,9 @@ export async function postmapDelta(conn: NodeConnection, layout: NodeLayout, bun
       `touch ${sh(`${name}.db`)}`,
     ].join(' && ');
   });
-  const whole = hashMaps(bundle).filter(([name]) => delta.whole.includes(name)).map(([name]) => `hash:${name}`);
+  const whole = hashMaps(bundle)
+    .filter(([name]) => delta.whole.includes(name))
+    .map(([name]) => `hash:${name}`);
   if (whole.length > 0) steps.push(sh('postmap', ...whole));
   const expected = new Map<string, number>();
   for (const [name, f] of Object.entries(bundle.files)) {
@@ -94,14 +115,20 @@ export async function postmapDelta(conn: NodeConnection, layout: NodeLayout, bun
     if (f.mapType === 'hash') expected.set(`${name}.db`, f.mode);
   }
   const script = [...steps, `rm -rf ${sh(DELTA_DIR)}`].join(' && ');
-  const r = await conn.exec(`${script}; rc=$?; ${sh('stat', '-c', '%a %n', ...expected.keys())}; exit $rc`, { cwd: staging, ifPreviousOk: true });
-  if (r.code === SKIPPED_EXIT) throw new RemoteCommandError('postmap (delta): skipped, the stage before it did not stage', r.code, '');
-  if (r.code !== 0 || r.stderr.trim() !== '') return [`postmap (delta) exit ${r.code}: ${excerpt(postmapStderr(r.stderr, bundle), 300)}`];
+  const r = await conn.exec(`${script}; rc=$?; ${sh('stat', '-c', '%a %n', ...expected.keys())}; exit $rc`, {
+    cwd: staging,
+    ifPreviousOk: true,
+  });
+  if (r.code === SKIPPED_EXIT)
+    throw new RemoteCommandError('postmap (delta): skipped, the stage before it did not stage', r.code, '');
+  if (r.code !== 0 || r.stderr.trim() !== '')
+    return [`postmap (delta) exit ${r.code}: ${excerpt(postmapStderr(r.stderr, bundle), 300)}`];
   const problems: string[] = [];
   for (const line of r.stdout.trim().split('\n')) {
     const [mode, name] = line.split(' ');
     const want = expected.get(name ?? '');
-    if (want !== undefined && Number.parseInt(mode ?? '', 8) !== want) problems.push(`${name} has mode ${mode}, expected ${want.toString(8)}`);
+    if (want !== undefined && Number.parseInt(mode ?? '', 8) !== want)
+      problems.push(`${name} has mode ${mode}, expected ${want.toString(8)}`);
   }
   return problems;
 }
@@ -117,7 +144,13 @@ export interface StagingPlan {
   describe(): string | undefined;
 }
 
-export function stagingPlan(conn: NodeConnection, layout: NodeLayout, bundle: Bundle, dir: string, delta: BundleDelta | null): StagingPlan {
+export function stagingPlan(
+  conn: NodeConnection,
+  layout: NodeLayout,
+  bundle: Bundle,
+  dir: string,
+  delta: BundleDelta | null,
+): StagingPlan {
   let used: BundleDelta | null = null;
   let refused: DeltaStageResult | undefined;
   return {
@@ -137,7 +170,10 @@ export function stagingPlan(conn: NodeConnection, layout: NodeLayout, bundle: Bu
         return await postmapDelta(conn, layout, bundle, delta, dir);
       } catch (err) {
         // The node refused the delta (the full upload is on its way) or staging failed: skipped here.
-        const fullRelease = await staged.then((d) => d === null, () => false);
+        const fullRelease = await staged.then(
+          (d) => d === null,
+          () => false,
+        );
         if (!(err instanceof RemoteCommandError && err.exitCode === SKIPPED_EXIT) || !fullRelease) throw err;
         return postmapTables(conn, dir, bundle);
       }

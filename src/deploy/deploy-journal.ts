@@ -33,10 +33,18 @@ export class DeployJournal {
     const sentAt = this.clock.now();
     const record = (ok: boolean, detail: string | undefined) => {
       const finishedAt = this.clock.now();
-      const startedAt = this.lastFinishedAt !== undefined && this.lastFinishedAt > sentAt ? this.lastFinishedAt : sentAt;
+      const startedAt =
+        this.lastFinishedAt !== undefined && this.lastFinishedAt > sentAt ? this.lastFinishedAt : sentAt;
       this.lastFinishedAt = finishedAt;
       this.steps.push({ step, startedAt, finishedAt, ok, ...(detail !== undefined ? { detail } : {}) });
-      this.emit({ type: 'step', version: this.version, step, ok, durationMs: finishedAt.getTime() - startedAt.getTime(), ...(detail !== undefined ? { detail } : {}) });
+      this.emit({
+        type: 'step',
+        version: this.version,
+        step,
+        ok,
+        durationMs: finishedAt.getTime() - startedAt.getTime(),
+        ...(detail !== undefined ? { detail } : {}),
+      });
     };
     try {
       const result = await fn();

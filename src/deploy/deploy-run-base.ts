@@ -11,9 +11,26 @@ import { systemClock, type DeployOptions, type DeployState, type DeployStep } fr
 import { DeployCheckError } from './errors.js';
 import type { NodeLayout } from './layout.js';
 import { postmapTables } from './node-checks.js';
-import { backdateCommand, driftReportFiles, liveProblems, planCommands, planIsEmpty, type ConfigPlan, type DesiredConfig, type LiveState, type NodeState } from './postfix-config.js';
+import {
+  backdateCommand,
+  driftReportFiles,
+  liveProblems,
+  planCommands,
+  planIsEmpty,
+  type ConfigPlan,
+  type DesiredConfig,
+  type LiveState,
+  type NodeState,
+} from './postfix-config.js';
 import { RELOAD_COMMAND, RESTART_COMMAND } from './reload-steps.js';
-import { backupCommand, pruneReleases, removeReleaseDir, restoreConfig, stageRelease, switchCurrent } from './release-store.js';
+import {
+  backupCommand,
+  pruneReleases,
+  removeReleaseDir,
+  restoreConfig,
+  stageRelease,
+  switchCurrent,
+} from './release-store.js';
 import { redactBundleSecrets } from './secret-scrub.js';
 import { excerpt, execOk, RemoteCommandError, sh, SKIPPED_EXIT, type NodeConnection } from '../ssh/index.js';
 
@@ -55,7 +72,9 @@ export abstract class DeployRunBase {
     protected readonly bundle: Bundle,
     protected readonly options: DeployOptions,
   ) {
-    this.journal = new DeployJournal(bundle.version, options.clock ?? systemClock, options.log, (err) => this.failure(err));
+    this.journal = new DeployJournal(bundle.version, options.clock ?? systemClock, options.log, (err) =>
+      this.failure(err),
+    );
   }
 
   protected step<T>(step: DeployStep, fn: () => Promise<T>, describe?: (result: T) => string | undefined): Promise<T> {
@@ -112,7 +131,9 @@ export abstract class DeployRunBase {
 
   /** Saves main.cf/master.cf into the release, then runs only the postconf edits that differ. */
   protected async apply(plan: ConfigPlan, conn: NodeConnection, release = this.releaseDir!): Promise<void> {
-    const edits = planIsEmpty(plan) ? [] : [...planCommands(plan), backdateCommand(posix.join(this.layout.configDir, 'main.cf'))];
+    const edits = planIsEmpty(plan)
+      ? []
+      : [...planCommands(plan), backdateCommand(posix.join(this.layout.configDir, 'main.cf'))];
     // One command; the marker tells whether the backup exists, even when an edit failed after it.
     const r = await conn.exec([backupCommand(this.layout, release), 'echo backed-up', ...edits].join(' && '));
     if (r.code === SKIPPED_EXIT) throw new RemoteCommandError('apply: skipped', r.code, '');
@@ -127,12 +148,17 @@ export abstract class DeployRunBase {
   /** Back to the previous release and the saved main.cf/master.cf, then reload. */
   protected async rollback(): Promise<void> {
     this.to('rolling_back');
-    await this.step('rollback', async () => {
-      if (!this.repair) await switchCurrent(this.conn, this.layout, this.previousVersion);
-      if (this.backupTaken) await restoreConfig(this.conn, this.layout, this.releaseDir!);
-      await execOk(this.conn, this.restarted ? RESTART_COMMAND : RELOAD_COMMAND);
-      if (!this.repair && this.releaseDir !== undefined) await removeReleaseDir(this.conn, this.layout, this.releaseDir);
-    }, () => `live ${this.previousVersion ?? 'none'}`);
+    await this.step(
+      'rollback',
+      async () => {
+        if (!this.repair) await switchCurrent(this.conn, this.layout, this.previousVersion);
+        if (this.backupTaken) await restoreConfig(this.conn, this.layout, this.releaseDir!);
+        await execOk(this.conn, this.restarted ? RESTART_COMMAND : RELOAD_COMMAND);
+        if (!this.repair && this.releaseDir !== undefined)
+          await removeReleaseDir(this.conn, this.layout, this.releaseDir);
+      },
+      () => `live ${this.previousVersion ?? 'none'}`,
+    );
   }
 
   /** Failure before the switch: remove what was staged; the node runs as before. */
@@ -146,8 +172,10 @@ export abstract class DeployRunBase {
   protected async prune(): Promise<void> {
     const keep = Math.max(1, this.options.keepReleases ?? 5);
     try {
-      await this.step('prune', () => pruneReleases(this.conn, this.layout, keep, [this.bundle.version, this.previousVersion]), (removed) =>
-        removed.length > 0 ? `removed ${removed.length}` : 'nothing to remove',
+      await this.step(
+        'prune',
+        () => pruneReleases(this.conn, this.layout, keep, [this.bundle.version, this.previousVersion]),
+        (removed) => (removed.length > 0 ? `removed ${removed.length}` : 'nothing to remove'),
       );
     } catch (err) {
       this.warnings.push(`prune: ${this.failure(err)}`);

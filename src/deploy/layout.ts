@@ -29,7 +29,12 @@ export const META_DIR = '.relayplane';
 export const VERSION_RE = /^[0-9a-f]{64}$/;
 
 export function nodeLayout(configDir: string): NodeLayout {
-  if (!posix.isAbsolute(configDir) || posix.normalize(configDir) !== configDir || configDir.endsWith('/') || configDir.includes('\n')) {
+  if (
+    !posix.isAbsolute(configDir) ||
+    posix.normalize(configDir) !== configDir ||
+    configDir.endsWith('/') ||
+    configDir.includes('\n')
+  ) {
     throw new Error(`configDir must be a normalized absolute path, got ${JSON.stringify(configDir)}`);
   }
   const root = posix.join(configDir, 'relayplane');

@@ -35,7 +35,9 @@ export function digestScript(bundle: Bundle): string {
   if (names.length === 0) return 'true';
   const lines = [`sha256sum -- ${names.map((n) => sh(n)).join(' ')}`];
   for (const [name] of hashMaps(bundle)) {
-    lines.push(`test -f ${sh(`${name}.db`)} && { printf '%s db ' ${sh(name)}; postmap -s ${sh(`hash:${name}`)} | LC_ALL=C sort | sha256sum; }`);
+    lines.push(
+      `test -f ${sh(`${name}.db`)} && { printf '%s db ' ${sh(name)}; postmap -s ${sh(`hash:${name}`)} | LC_ALL=C sort | sha256sum; }`,
+    );
   }
   // Each line may fail (a missing file): the script as a whole must not.
   return `${lines.map((l) => `{ ${l}; } 2>/dev/null`).join('\n')}\ntrue`;

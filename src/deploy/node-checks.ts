@@ -12,7 +12,15 @@ import { parseMapSource, type MapEntry } from './map-source.js';
 import type { BundleDelta } from './bundle-delta.js';
 import { deltaProbeProblems, deltaProbeScript } from './delta-probe.js';
 import { postmapStderr } from './secret-scrub.js';
-import { backdateCommand, parseParams, parseServiceParams, planCommands, planIsEmpty, type ConfigPlan, type DesiredConfig } from './postfix-config.js';
+import {
+  backdateCommand,
+  parseParams,
+  parseServiceParams,
+  planCommands,
+  planIsEmpty,
+  type ConfigPlan,
+  type DesiredConfig,
+} from './postfix-config.js';
 
 /**
  * `postmap` of every hash table in `dir`, then the modes of sources and .db files. postmap exits 0
@@ -29,12 +37,14 @@ export async function postmapTables(conn: NodeConnection, dir: string, bundle: B
   if (expected.size === 0) return [];
   const postmap = maps.length > 0 ? `${sh('postmap', ...maps)}; rc=$?` : 'rc=0';
   const r = await conn.exec(`${postmap}; ${sh('stat', '-c', '%a %n', ...expected.keys())}; exit $rc`, { cwd: dir });
-  if (r.code !== 0 || r.stderr.trim() !== '') return [`postmap exit ${r.code}: ${excerpt(postmapStderr(r.stderr, bundle), 300)}`];
+  if (r.code !== 0 || r.stderr.trim() !== '')
+    return [`postmap exit ${r.code}: ${excerpt(postmapStderr(r.stderr, bundle), 300)}`];
   const problems: string[] = [];
   for (const line of r.stdout.trim().split('\n')) {
     const [mode, name] = line.split(' ');
     const want = expected.get(name ?? '');
-    if (want !== undefined && Number.parseInt(mode ?? '', 8) !== want) problems.push(`${name} has mode ${mode}, expected ${want.toString(8)}`);
+    if (want !== undefined && Number.parseInt(mode ?? '', 8) !== want)
+      problems.push(`${name} has mode ${mode}, expected ${want.toString(8)}`);
   }
   return problems;
 }
@@ -80,12 +90,17 @@ export function probeProblems(r: ExecResult, bundle: Bundle, counts = true): str
     const lines = sections.get(name) ?? [];
     const want = parseMapSource(file.content).entries.length;
     const count = lines.find((l) => l.startsWith('count '))?.slice(6);
-    if (counts && Number(count) !== want) problems.push(`${name}: postmap -s lists ${count ?? '?'} entries, source has ${want}`);
-    const answers = new Map(lines.filter((l) => l.includes('\t')).map((l) => [l.slice(0, l.indexOf('\t')), l.slice(l.indexOf('\t') + 1)]));
+    if (counts && Number(count) !== want)
+      problems.push(`${name}: postmap -s lists ${count ?? '?'} entries, source has ${want}`);
+    const answers = new Map(
+      lines.filter((l) => l.includes('\t')).map((l) => [l.slice(0, l.indexOf('\t')), l.slice(l.indexOf('\t') + 1)]),
+    );
     for (const e of sample) {
       const got = answers.get(e.key);
       if (got === e.value) continue;
-      const shown = file.secret ? '(secret value differs)' : `${JSON.stringify(got)}, expected ${JSON.stringify(e.value)}`;
+      const shown = file.secret
+        ? '(secret value differs)'
+        : `${JSON.stringify(got)}, expected ${JSON.stringify(e.value)}`;
       problems.push(`${name}: postmap -q ${e.key} → ${got === undefined ? 'not found' : shown}`);
     }
   }
@@ -106,7 +121,8 @@ export function installationResult(r: ExecResult): { problems: string[]; warning
   const problems: string[] = [];
   const checkCode = /^check (\d+)$/m.exec(r.stdout)?.[1];
   if (checkCode !== '0') problems.push(`postfix check exit ${checkCode ?? '?'}: ${excerpt(r.stderr, 300)}`);
-  for (const m of r.stdout.matchAll(/^missing (.*)$/gm)) problems.push(`master.cf command ${m[1]} not found in daemon_directory`);
+  for (const m of r.stdout.matchAll(/^missing (.*)$/gm))
+    problems.push(`master.cf command ${m[1]} not found in daemon_directory`);
   if (r.code !== 0) problems.push(`installation check exit ${r.code}: ${excerpt(r.stderr, 200)}`);
   const warnings = r.stderr.split('\n').filter((l) => l.trim() !== '');
   return { problems, warnings };
@@ -148,7 +164,8 @@ export function stagedConfigScript(args: StagedConfigArgs): string {
   return `${setup} && { ${query}; } 2>/dev/null`;
 }
 
-const ourParams = (desired: DesiredConfig) => new Set([...desired.params.map(([k]) => k), ...desired.services.flatMap((s) => s.params.map(([k]) => k))]);
+const ourParams = (desired: DesiredConfig) =>
+  new Set([...desired.params.map(([k]) => k), ...desired.services.flatMap((s) => s.params.map(([k]) => k))]);
 
 export function stagedConfigProblems(r: ExecResult, desired: DesiredConfig): string[] {
   if (r.code !== 0) return [`postconf on a scratch copy failed (exit ${r.code}): ${excerpt(r.stderr, 300)}`];
@@ -160,7 +177,11 @@ export function stagedConfigProblems(r: ExecResult, desired: DesiredConfig): str
   }
   const [defaultsText, mainText, serviceText] = r.stdout.split('@@\n');
   const defaults = parseParams(defaultsText ?? '');
-  const values: Array<[string, string, string]> = [...parseParams(mainText ?? '')].map(([k, v]) => [`main.cf ${k}`, k, v]);
+  const values: Array<[string, string, string]> = [...parseParams(mainText ?? '')].map(([k, v]) => [
+    `main.cf ${k}`,
+    k,
+    v,
+  ]);
   for (const [svc, params] of parseServiceParams(serviceText ?? '')) {
     for (const [k, v] of params) values.push([`master.cf ${svc} -o ${k}`, k, v]);
   }
@@ -180,20 +201,34 @@ export function stagedConfigProblems(r: ExecResult, desired: DesiredConfig): str
  */
 export async function validateStaged(
   conn: NodeConnection,
-  args: { bundle: Bundle; stagingDir: string; daemonDirectory: string; delta?: BundleDelta | undefined } & StagedConfigArgs,
+  args: {
+    bundle: Bundle;
+    stagingDir: string;
+    daemonDirectory: string;
+    delta?: BundleDelta | undefined;
+  } & StagedConfigArgs,
 ): Promise<{ problems: string[]; warnings: string[]; configChecked: boolean }> {
   // A delta release: whole tables are probed as usual, merged ones at every key they changed;
   // copied ones are the base's, byte for byte.
   const { delta } = args;
-  const probed = delta === undefined ? args.bundle : { ...args.bundle, files: Object.fromEntries(delta.whole.map((n) => [n, args.bundle.files[n]!])) };
+  const probed =
+    delta === undefined
+      ? args.bundle
+      : { ...args.bundle, files: Object.fromEntries(delta.whole.map((n) => [n, args.bundle.files[n]!])) };
   const sections = [{ name: 'probe', script: probeScript(args.stagingDir, probed) }];
   if (delta !== undefined) sections.push({ name: 'delta-probe', script: deltaProbeScript(args.stagingDir, delta) });
   const configChecked = !planIsEmpty(args.plan);
   if (configChecked) {
-    sections.push({ name: 'installation', script: installationScript(args.bundle, args.daemonDirectory) }, { name: 'staged-config', script: stagedConfigScript(args) });
+    sections.push(
+      { name: 'installation', script: installationScript(args.bundle, args.daemonDirectory) },
+      { name: 'staged-config', script: stagedConfigScript(args) },
+    );
   }
   const r = await execSections(conn, sections);
-  const problems = [...probeProblems(r.get('probe')!, probed), ...(delta === undefined ? [] : deltaProbeProblems(r.get('delta-probe')!.stdout, args.bundle, delta))];
+  const problems = [
+    ...probeProblems(r.get('probe')!, probed),
+    ...(delta === undefined ? [] : deltaProbeProblems(r.get('delta-probe')!.stdout, args.bundle, delta)),
+  ];
   if (!configChecked) return { problems, warnings: [], configChecked };
   const installation = installationResult(r.get('installation')!);
   return {
@@ -240,7 +275,10 @@ const seconds = (ms: number) => (Math.max(0, ms) / 1000).toFixed(3);
 export function reloadLogScript(args: ReloadLogArgs): string {
   const log = shellQuote(args.maillog);
   const from = '"$rp_from"';
-  const offset = typeof args.offset === 'number' ? String(args.offset) : `$(cat ${shellQuote(args.offset.file)} 2>/dev/null || echo 0)`;
+  const offset =
+    typeof args.offset === 'number'
+      ? String(args.offset)
+      : `$(cat ${shellQuote(args.offset.file)} 2>/dev/null || echo 0)`;
   return [
     `rp_from=+$((${offset} + 1))`,
     `if timeout ${seconds(args.timeoutMs)} tail -F -c ${from} ${log} 2>/dev/null | grep -q -m1 -E ${shellQuote(args.restarted === true ? START_LINE : RELOAD_LINE)}`,
@@ -252,7 +290,8 @@ export function reloadLogScript(args: ReloadLogArgs): string {
 /** fatal/panic lines or throttling since the reload; a reload master never logged is a problem too. */
 export function reloadLogProblems(r: ExecResult, timeoutMs: number): string[] {
   const newline = r.stdout.indexOf('\n');
-  if (newline === -1 || r.stdout.slice(0, newline) !== RELOADED) return [`master did not log the reload within ${timeoutMs} ms`];
+  if (newline === -1 || r.stdout.slice(0, newline) !== RELOADED)
+    return [`master did not log the reload within ${timeoutMs} ms`];
   return r.stdout
     .slice(newline + 1)
     .split('\n')

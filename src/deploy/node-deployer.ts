@@ -27,7 +27,16 @@ import { stagingPlan } from './delta-release.js';
 import { META_DIR, nodeLayout } from './layout.js';
 import { driftedFiles } from './live-files.js';
 import { postmapTables, validateStaged } from './node-checks.js';
-import { describePlan, desiredConfig, nodeStateProblems, planConfig, readNodeState, restartParams, type ConfigPlan, type NodeState } from './postfix-config.js';
+import {
+  describePlan,
+  desiredConfig,
+  nodeStateProblems,
+  planConfig,
+  readNodeState,
+  restartParams,
+  type ConfigPlan,
+  type NodeState,
+} from './postfix-config.js';
 import { reloadPostfix, verifyAfterReload } from './reload-steps.js';
 import { promoteRelease, stageRelease, stagingDirFor, switchCurrent } from './release-store.js';
 import { chained, excerpt, type NodeConnection } from '../ssh/index.js';
@@ -37,7 +46,11 @@ interface StagedAhead {
   postmap: Promise<void>;
 }
 
-export async function deployBundle(conn: NodeConnection, bundle: Bundle, options: DeployOptions): Promise<DeployOutcome> {
+export async function deployBundle(
+  conn: NodeConnection,
+  bundle: Bundle,
+  options: DeployOptions,
+): Promise<DeployOutcome> {
   return new DeployRun(conn, bundle, options).execute();
 }
 
@@ -56,7 +69,9 @@ class DeployRun extends DeployRunBase {
           rollbackError = this.failure(err2);
         }
       } else {
-        await this.discardStaging().catch((err2: unknown) => this.warnings.push(`removing the staged release failed: ${this.failure(err2)}`));
+        await this.discardStaging().catch((err2: unknown) =>
+          this.warnings.push(`removing the staged release failed: ${this.failure(err2)}`),
+        );
       }
     } finally {
       // Every path ends in one of the three outcome states.
@@ -83,7 +98,11 @@ class DeployRun extends DeployRunBase {
       assertNone('check-bundle', checkBundle(this.bundle));
     });
     this.to('checked');
-    const reading = this.step('read-node', () => this.readNode(), (s) => `live ${s.liveVersion ?? 'none'}`);
+    const reading = this.step(
+      'read-node',
+      () => this.readNode(),
+      (s) => `live ${s.liveVersion ?? 'none'}`,
+    );
     // Sent with the read when the caller knows the node runs another version; a node expected to
     // run this one already (a reconcile), or one nothing is known about, is read first.
     const expected = this.options.expectedLiveVersion;
@@ -116,7 +135,11 @@ class DeployRun extends DeployRunBase {
       if (drifted.length > 0) await this.repairFiles(drifted, ready);
       else await this.discardStaging();
       this.changed = true;
-      await this.step('apply', () => this.apply(plan, this.conn), () => describePlan(plan));
+      await this.step(
+        'apply',
+        () => this.apply(plan, this.conn),
+        () => describePlan(plan),
+      );
       this.to('applied');
       await this.reloadAndVerify(plan, false);
     } else {
@@ -131,8 +154,20 @@ class DeployRun extends DeployRunBase {
     this.stagingDir = dir;
     // From the bundle the node last ran, when this process still has it: only the change is sent.
     const { base, expectedLiveVersion } = this.options;
-    const plan = stagingPlan(this.conn, this.layout, this.bundle, dir, base !== undefined && base.version === expectedLiveVersion ? bundleDelta(base, this.bundle) : null);
-    const staged = ahead(this.step('stage', () => plan.stage(), () => plan.describe()));
+    const plan = stagingPlan(
+      this.conn,
+      this.layout,
+      this.bundle,
+      dir,
+      base !== undefined && base.version === expectedLiveVersion ? bundleDelta(base, this.bundle) : null,
+    );
+    const staged = ahead(
+      this.step(
+        'stage',
+        () => plan.stage(),
+        () => plan.describe(),
+      ),
+    );
     const postmap = ahead(this.step('postmap', async () => assertNone('postmap', await plan.postmap(staged))));
     return { stage: ahead(staged.then((delta) => ((this.delta = delta ?? undefined), dir))), postmap };
   }
@@ -169,7 +204,13 @@ class DeployRun extends DeployRunBase {
         this.switchStarted = true;
       }),
     );
-    const applied = ahead(this.step('apply', () => this.apply(plan, next, release), () => describePlan(plan)));
+    const applied = ahead(
+      this.step(
+        'apply',
+        () => this.apply(plan, next, release),
+        () => describePlan(plan),
+      ),
+    );
     const verified = this.reloadAndVerify(plan, true, release);
     await promote;
     await switched;
@@ -191,7 +232,11 @@ class DeployRun extends DeployRunBase {
     const maillog = this.node?.maillogFile ?? '';
     const reloading = ahead(
       this.restarted
-        ? this.step('restart', () => reloadPostfix(conn, { maillog, release, restart: true, ifPreviousOk: chain }), () => `postfix stop; postfix start: ${restart.join(', ')} take effect only when master starts`)
+        ? this.step(
+            'restart',
+            () => reloadPostfix(conn, { maillog, release, restart: true, ifPreviousOk: chain }),
+            () => `postfix stop; postfix start: ${restart.join(', ')} take effect only when master starts`,
+          )
         : this.step('reload', () => reloadPostfix(conn, { maillog, release, restart: false, ifPreviousOk: chain })),
     );
     const settleMs = this.options.settleMs ?? 300;
@@ -199,9 +244,21 @@ class DeployRun extends DeployRunBase {
     const verifying = ahead(
       this.step('verify', async () => {
         // After a delta, the files it built (the copies are the base's, verified before the copy).
-        const digestFiles = this.delta === undefined ? undefined : [...Object.keys(this.delta.tables), ...this.delta.whole];
-        const found = await verifyAfterReload(chained(this.conn), { layout: this.layout, bundle: this.bundle, digestFiles, maillog, release, settleMs, timeoutMs, restarted: this.restarted, ifPreviousOk: true });
-        if (found.logProblems === null) this.warnings.push('maillog_file is not set: the log was not checked for fatal errors after the reload');
+        const digestFiles =
+          this.delta === undefined ? undefined : [...Object.keys(this.delta.tables), ...this.delta.whole];
+        const found = await verifyAfterReload(chained(this.conn), {
+          layout: this.layout,
+          bundle: this.bundle,
+          digestFiles,
+          maillog,
+          release,
+          settleMs,
+          timeoutMs,
+          restarted: this.restarted,
+          ifPreviousOk: true,
+        });
+        if (found.logProblems === null)
+          this.warnings.push('maillog_file is not set: the log was not checked for fatal errors after the reload');
         assertNone('verify', [...this.liveProblems(found.live, found.drifted), ...(found.logProblems ?? [])]);
       }),
     );
@@ -220,25 +277,32 @@ class DeployRun extends DeployRunBase {
   }
 
   private async stageAndValidate(staged: StagedAhead | undefined): Promise<void> {
-    const staging = await (staged?.stage ?? this.step('stage', () => stageRelease(this.conn, this.layout, this.bundle)));
+    const staging = await (staged?.stage ??
+      this.step('stage', () => stageRelease(this.conn, this.layout, this.bundle)));
     this.stagingDir = staging;
     this.to('staged');
-    await (staged?.postmap ?? this.step('postmap', async () => assertNone('postmap', await postmapTables(this.conn, staging, this.bundle))));
-    await this.step('validate', async () => {
-      const { problems, warnings, configChecked } = await validateStaged(this.conn, {
-        bundle: this.bundle,
-        stagingDir: staging,
-        daemonDirectory: this.node!.daemonDirectory,
-        scratchDir: posix.join(staging, META_DIR, 'check'),
-        configDir: this.layout.configDir,
-        plan: this.plan!,
-        desired: this.desired,
-        delta: this.delta,
-      });
-      this.warnings.push(...warnings.map((w) => `postfix check: ${w}`));
-      assertNone('validate', problems);
-      return configChecked;
-    }, (configChecked) => (configChecked ? undefined : 'tables only: main.cf and master.cf unchanged, postfix check not needed'));
+    await (staged?.postmap ??
+      this.step('postmap', async () => assertNone('postmap', await postmapTables(this.conn, staging, this.bundle))));
+    await this.step(
+      'validate',
+      async () => {
+        const { problems, warnings, configChecked } = await validateStaged(this.conn, {
+          bundle: this.bundle,
+          stagingDir: staging,
+          daemonDirectory: this.node!.daemonDirectory,
+          scratchDir: posix.join(staging, META_DIR, 'check'),
+          configDir: this.layout.configDir,
+          plan: this.plan!,
+          desired: this.desired,
+          delta: this.delta,
+        });
+        this.warnings.push(...warnings.map((w) => `postfix check: ${w}`));
+        assertNone('validate', problems);
+        return configChecked;
+      },
+      (configChecked) =>
+        configChecked ? undefined : 'tables only: main.cf and master.cf unchanged, postfix check not needed',
+    );
     this.to('validated');
   }
 }

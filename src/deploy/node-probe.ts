@@ -3,7 +3,15 @@
  * trip for the Postfix version, the commands the deployer runs, the instance the session acts on
  * and whether the config dir is writable. Read-only but for a probe file created and removed.
  */
-import { excerpt, HostKeyMismatchError, sh, connectNode, pinnedFingerprint, type NodeConnection, type NodeTarget } from '../ssh/index.js';
+import {
+  excerpt,
+  HostKeyMismatchError,
+  sh,
+  connectNode,
+  pinnedFingerprint,
+  type NodeConnection,
+  type NodeTarget,
+} from '../ssh/index.js';
 
 export const REQUIRED_COMMANDS = ['postconf', 'postmap', 'postfix'] as const;
 
@@ -35,7 +43,10 @@ export const SLOW_LOGIN_MS = 250;
 
 const MARK = '@@relayplane-probe@@';
 
-export async function inspectConnection(conn: NodeConnection, configDir: string): Promise<Omit<NodeProbe, 'reachable' | 'hostKey' | 'durationMs' | 'login' | 'warnings'>> {
+export async function inspectConnection(
+  conn: NodeConnection,
+  configDir: string,
+): Promise<Omit<NodeProbe, 'reachable' | 'hostKey' | 'durationMs' | 'login' | 'warnings'>> {
   const script = [
     `echo "${MARK}version $(postconf -h mail_version 2>/dev/null)"`,
     `echo "${MARK}configdir $(postconf -h config_directory 2>/dev/null)"`,
@@ -52,16 +63,21 @@ export async function inspectConnection(conn: NodeConnection, configDir: string)
     const [key, ...rest] = line.slice(MARK.length).split(' ');
     facts.set(key === 'has' ? `has ${rest[0]}` : key!, rest.join(' ').trim());
   }
-  const commands = Object.fromEntries(REQUIRED_COMMANDS.map((c) => [c, facts.has(`has ${c}`)])) as NodeProbe['commands'];
+  const commands = Object.fromEntries(
+    REQUIRED_COMMANDS.map((c) => [c, facts.has(`has ${c}`)]),
+  ) as NodeProbe['commands'];
   const postfixVersion = facts.get('version') || null;
   const configDirectory = facts.get('configdir') || null;
   const configDirWritable = facts.has('writable');
   const heloName = facts.get('helo') || null;
   const problems: string[] = [];
-  for (const [c, ok] of Object.entries(commands)) if (!ok) problems.push(`command ${c} not found in the login shell's PATH`);
+  for (const [c, ok] of Object.entries(commands))
+    if (!ok) problems.push(`command ${c} not found in the login shell's PATH`);
   if (postfixVersion === null) problems.push('postconf -h mail_version gave no version');
   if (configDirectory !== null && configDirectory !== configDir) {
-    problems.push(`the SSH session acts on config_directory ${configDirectory}, not ${configDir} (set MAIL_CONFIG for this user, or fix configDir)`);
+    problems.push(
+      `the SSH session acts on config_directory ${configDirectory}, not ${configDir} (set MAIL_CONFIG for this user, or fix configDir)`,
+    );
   }
   if (!configDirWritable) problems.push(`${configDir} is not writable by the SSH user`);
   return { postfixVersion, commands, configDirectory, heloName, configDirWritable, problems };
@@ -99,7 +115,9 @@ export async function probeNode(target: NodeTarget, configDir: string): Promise<
         ...empty,
         login: { shellStartMs: null, commandMs: null },
         warnings: [],
-        problems: [`host key mismatch: the node presented ${err.presentedFingerprint}, pinned ${pinned}; nothing was sent`],
+        problems: [
+          `host key mismatch: the node presented ${err.presentedFingerprint}, pinned ${pinned}; nothing was sent`,
+        ],
         durationMs,
       };
     }
@@ -123,7 +141,14 @@ export async function probeNode(target: NodeTarget, configDir: string): Promise<
               `(~/.bashrc, ~/.profile) are slow; every new SSH connection pays this once (see README, "Nodes and deployments")`,
           ]
         : [];
-    return { reachable: true, hostKey: { pinned, presented: pinned, matches: true }, ...facts, login, warnings, durationMs: Date.now() - started };
+    return {
+      reachable: true,
+      hostKey: { pinned, presented: pinned, matches: true },
+      ...facts,
+      login,
+      warnings,
+      durationMs: Date.now() - started,
+    };
   } catch (err) {
     return {
       reachable: true,

@@ -5,7 +5,13 @@
  * records the result.
  */
 import type { Bundle } from './bundle.js';
-import { systemClock, type DeployClock, type DeployEvent, type DeployStepRecord, type DriftReport } from './deploy-types.js';
+import {
+  systemClock,
+  type DeployClock,
+  type DeployEvent,
+  type DeployStepRecord,
+  type DriftReport,
+} from './deploy-types.js';
 import { HostKeyMismatchError, excerpt, connectNode, type NodeConnection, type NodeTarget } from '../ssh/index.js';
 import { deployBundle } from './node-deployer.js';
 
@@ -54,7 +60,8 @@ export interface NodeSyncResult {
   finishedAt: Date;
 }
 
-const TRANSIENT = /timed out|timeout|not connected|ECONNRESET|ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|socket|channel|connection|handshake/i;
+const TRANSIENT =
+  /timed out|timeout|not connected|ECONNRESET|ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|socket|channel|connection|handshake/i;
 
 export async function syncNode(target: NodeTarget, bundle: Bundle, options: NodeSyncOptions): Promise<NodeSyncResult> {
   const clock = options.clock ?? systemClock;
@@ -82,7 +89,10 @@ export async function syncNode(target: NodeTarget, bundle: Bundle, options: Node
         previousVersion: null,
         liveVersion: null,
         hostKeyMismatch: mismatch,
-        error: excerpt(mismatch ? `host key mismatch: ${err.message}` : err instanceof Error ? err.message : String(err), 500),
+        error: excerpt(
+          mismatch ? `host key mismatch: ${err.message}` : err instanceof Error ? err.message : String(err),
+          500,
+        ),
         steps: [],
         warnings: [],
       };
@@ -99,18 +109,22 @@ export async function syncNode(target: NodeTarget, bundle: Bundle, options: Node
         ...(options.log !== undefined ? { log: options.log } : {}),
         onDrift,
       });
-      const error = [outcome.error, outcome.rollbackError && `rollback failed: ${outcome.rollbackError}`].filter(Boolean).join('; ');
+      const error = [outcome.error, outcome.rollbackError && `rollback failed: ${outcome.rollbackError}`]
+        .filter(Boolean)
+        .join('; ');
       last = {
         state: outcome.state === 'live' ? (outcome.changed ? 'live' : 'unchanged') : outcome.state,
         previousVersion: outcome.previousVersion,
-        liveVersion: outcome.state === 'live' ? outcome.version : outcome.state === 'rolled_back' ? outcome.previousVersion : null,
+        liveVersion:
+          outcome.state === 'live' ? outcome.version : outcome.state === 'rolled_back' ? outcome.previousVersion : null,
         hostKeyMismatch: false,
         ...(error !== '' ? { error: excerpt(error, 500) } : {}),
         steps: outcome.steps,
         warnings: outcome.warnings,
       };
       // A refused bundle or a rollback is deterministic; only a lost connection or a timeout is worth another try.
-      if (outcome.state !== 'failed' || outcome.rollbackError !== undefined || !TRANSIENT.test(outcome.error ?? '')) break;
+      if (outcome.state !== 'failed' || outcome.rollbackError !== undefined || !TRANSIENT.test(outcome.error ?? ''))
+        break;
     } finally {
       conn.close();
     }

@@ -102,12 +102,16 @@ export function planConfig(desired: DesiredConfig, live: LiveConfig): ConfigPlan
       (s) => live.services.get(s.key) !== s.fields || !sameParams(live.serviceParams.get(s.key), s.params),
     ),
     // The name prefix marks ownership; an rp_ service the bundle lacks is a leftover of ours.
-    removeServices: [...live.services.keys()].filter((k) => k.startsWith(MANAGED_SERVICE_PREFIX) && !wantedServices.has(k)),
+    removeServices: [...live.services.keys()].filter(
+      (k) => k.startsWith(MANAGED_SERVICE_PREFIX) && !wantedServices.has(k),
+    ),
   };
 }
 
 export function planIsEmpty(plan: ConfigPlan): boolean {
-  return plan.setParams.length + plan.removeParams.length + plan.writeServices.length + plan.removeServices.length === 0;
+  return (
+    plan.setParams.length + plan.removeParams.length + plan.writeServices.length + plan.removeServices.length === 0
+  );
 }
 
 /**
@@ -236,7 +240,12 @@ function liveState(parts: string[]): LiveState {
 }
 
 /** What differs between the node and the bundle, given the files found drifted: empty when in sync. */
-export function liveProblems(now: LiveState, drifted: readonly string[], version: string, desired: DesiredConfig): string[] {
+export function liveProblems(
+  now: LiveState,
+  drifted: readonly string[],
+  version: string,
+  desired: DesiredConfig,
+): string[] {
   const problems: string[] = [];
   if (now.liveVersion !== version) problems.push(`live version is ${now.liveVersion ?? 'none'}`);
   const plan = planConfig(desired, now.config);
@@ -262,7 +271,9 @@ export function nodeStateProblems(state: NodeState, layout: NodeLayout): string[
   // A rollback must know exactly where to point `current` back to.
   const target = versionOfTarget(state.currentTarget);
   if (state.currentTarget !== null && (target === null || target !== state.liveVersion)) {
-    problems.push(`inconsistent live release: current → ${state.currentTarget}, VERSION ${state.liveVersion ?? 'missing'}`);
+    problems.push(
+      `inconsistent live release: current → ${state.currentTarget}, VERSION ${state.liveVersion ?? 'missing'}`,
+    );
   }
   return problems;
 }

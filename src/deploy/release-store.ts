@@ -28,7 +28,12 @@ export function stagingDirFor(layout: NodeLayout, version: string): string {
  * that umask and sets the exact mode at the end. -m: files get the extraction time, so the .db
  * files postmap writes next are never older than their sources (Postfix warns about that).
  */
-export async function stageRelease(conn: NodeConnection, layout: NodeLayout, bundle: Bundle, staging = stagingDirFor(layout, bundle.version)): Promise<string> {
+export async function stageRelease(
+  conn: NodeConnection,
+  layout: NodeLayout,
+  bundle: Bundle,
+  staging = stagingDirFor(layout, bundle.version),
+): Promise<string> {
   assertVersion(bundle.version);
   const lines = (items: string[]) => items.map((i) => `${i}\n`).join('');
   const archive = tarArchive([
@@ -48,7 +53,12 @@ export async function stageRelease(conn: NodeConnection, layout: NodeLayout, bun
 }
 
 /** Writes VERSION last and renames the staging dir to releases/<version> (which must not be live). */
-export async function promoteRelease(conn: NodeConnection, layout: NodeLayout, staging: string, version: string): Promise<string> {
+export async function promoteRelease(
+  conn: NodeConnection,
+  layout: NodeLayout,
+  staging: string,
+  version: string,
+): Promise<string> {
   assertVersion(version);
   const release = layout.release(version);
   const versionFile = posix.join(staging, 'VERSION');
@@ -83,7 +93,9 @@ export async function switchCurrent(conn: NodeConnection, layout: NodeLayout, ve
 /** Copies main.cf and master.cf into the release before they are edited, for an exact restore. */
 export function backupCommand(layout: NodeLayout, release: string): string {
   const meta = posix.join(release, META_DIR);
-  return ['main.cf', 'master.cf'].map((f) => sh('cp', '-p', posix.join(layout.configDir, f), posix.join(meta, `${f}.before`))).join(' && ');
+  return ['main.cf', 'master.cf']
+    .map((f) => sh('cp', '-p', posix.join(layout.configDir, f), posix.join(meta, `${f}.before`)))
+    .join(' && ');
 }
 
 /** Puts the backed-up main.cf and master.cf back (copy, then rename over the live file). */
@@ -114,7 +126,10 @@ export async function pruneReleases(
   keep: number,
   protect: Array<string | null>,
 ): Promise<string[]> {
-  const r = await execOk(conn, `${sh('find', layout.releases, '-mindepth', '1', '-maxdepth', '1', '-type', 'd', '-printf', '%T@ %f\\n')}`);
+  const r = await execOk(
+    conn,
+    `${sh('find', layout.releases, '-mindepth', '1', '-maxdepth', '1', '-type', 'd', '-printf', '%T@ %f\\n')}`,
+  );
   const dirs = r.stdout
     .trim()
     .split('\n')
@@ -125,7 +140,25 @@ export async function pruneReleases(
   const kept = new Set(protect.filter((v): v is string => v !== null));
   for (const d of releases) if (kept.size < keep) kept.add(d.name);
   const doomed = releases.filter((d) => !kept.has(d.name)).map((d) => d.name);
-  const removeStale = sh('find', '.', '-mindepth', '1', '-maxdepth', '1', '-type', 'd', '-name', '*.tmp-*', '-mmin', '+10', '-exec', 'rm', '-rf', '{}', '+');
+  const removeStale = sh(
+    'find',
+    '.',
+    '-mindepth',
+    '1',
+    '-maxdepth',
+    '1',
+    '-type',
+    'd',
+    '-name',
+    '*.tmp-*',
+    '-mmin',
+    '+10',
+    '-exec',
+    'rm',
+    '-rf',
+    '{}',
+    '+',
+  );
   const removeOld = doomed.length > 0 ? ` && ${sh('rm', '-rf', '--', ...doomed)}` : '';
   await execOk(conn, `${removeStale}${removeOld}`, { cwd: layout.releases });
   return doomed;

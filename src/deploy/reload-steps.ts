@@ -34,12 +34,21 @@ export interface ReloadArgs {
 export async function reloadPostfix(conn: NodeConnection, args: ReloadArgs): Promise<number> {
   const size = args.maillog === '' ? 'echo 0' : `{ wc -c < ${sh(args.maillog)} 2>/dev/null || echo 0; }`;
   const save = `rp_size=$(${size}) && printf '%s\\n' "$rp_size" > ${sh(offsetFile(args.release))} && echo "$rp_size"`;
-  const r = await conn.exec(`${save} && ${args.restart ? RESTART_COMMAND : RELOAD_COMMAND}`, { ifPreviousOk: args.ifPreviousOk });
+  const r = await conn.exec(`${save} && ${args.restart ? RESTART_COMMAND : RELOAD_COMMAND}`, {
+    ifPreviousOk: args.ifPreviousOk,
+  });
   const offset = Number.parseInt(r.stdout.trim(), 10) || 0;
   if (r.code === 0) return offset;
   if (!args.restart) throw new Error(`postfix reload failed (exit ${r.code})`);
-  const reasons = args.maillog === '' ? '' : (await conn.exec(`tail -c +${offset + 1} ${sh(args.maillog)} | grep -E ': (fatal|panic): ' | head -n 3`)).stdout;
-  const why = reasons.split('\n').filter((l) => l !== '').map((l) => l.replace(/^.*?: (fatal|panic): /, '$1: '));
+  const reasons =
+    args.maillog === ''
+      ? ''
+      : (await conn.exec(`tail -c +${offset + 1} ${sh(args.maillog)} | grep -E ': (fatal|panic): ' | head -n 3`))
+          .stdout;
+  const why = reasons
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => l.replace(/^.*?: (fatal|panic): /, '$1: '));
   throw new Error(`postfix start failed (exit ${r.code})${why.length > 0 ? `: ${why.join('; ').slice(0, 300)}` : ''}`);
 }
 
@@ -69,17 +78,29 @@ export interface VerifyFindings {
  */
 export async function verifyAfterReload(conn: NodeConnection, args: VerifyArgs): Promise<VerifyFindings> {
   const { digestFiles } = args;
-  const digested = digestFiles === undefined ? args.bundle : { ...args.bundle, files: Object.fromEntries(digestFiles.map((n) => [n, args.bundle.files[n]!])) };
+  const digested =
+    digestFiles === undefined
+      ? args.bundle
+      : { ...args.bundle, files: Object.fromEntries(digestFiles.map((n) => [n, args.bundle.files[n]!])) };
   const sections: Section[] = [
     { name: 'live-state', script: liveStateScript(args.layout) },
     { name: 'digests', script: digestScript(digested), cwd: args.layout.liveDir },
   ];
   if (args.maillog !== '') {
-    const script = reloadLogScript({ maillog: args.maillog, offset: { file: offsetFile(args.release) }, settleMs: args.settleMs, timeoutMs: args.timeoutMs, restarted: args.restarted });
+    const script = reloadLogScript({
+      maillog: args.maillog,
+      offset: { file: offsetFile(args.release) },
+      settleMs: args.settleMs,
+      timeoutMs: args.timeoutMs,
+      restarted: args.restarted,
+    });
     sections.push({ name: 'reload-log', script });
   }
   // The wait is bounded on the node; the command gets that much time on top of its usual limit.
-  const r = await execSections(conn, sections, { timeoutMs: 60_000 + args.settleMs + args.timeoutMs, ifPreviousOk: args.ifPreviousOk });
+  const r = await execSections(conn, sections, {
+    timeoutMs: 60_000 + args.settleMs + args.timeoutMs,
+    ifPreviousOk: args.ifPreviousOk,
+  });
   return {
     live: parseLiveState(sectionOk(r, 'live-state').stdout),
     drifted: driftFromDigests(r.get('digests')!.stdout, digested),

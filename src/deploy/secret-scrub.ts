@@ -50,7 +50,8 @@ export function postmapStderr(stderr: string, bundle: Bundle): string {
   const secretNames = names.filter(([, f]) => f.secret).map(([name]) => name);
   const publicNames = names.filter(([, f]) => !f.secret).map(([name]) => name);
   const lines = stderr.split('\n').map((line) => {
-    const aboutPublic = !secretNames.some((name) => line.includes(name)) && publicNames.some((name) => line.includes(name));
+    const aboutPublic =
+      !secretNames.some((name) => line.includes(name)) && publicNames.some((name) => line.includes(name));
     const first = line.indexOf('"');
     if (aboutPublic || first === -1) return line;
     const last = line.lastIndexOf('"');

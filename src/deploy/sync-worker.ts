@@ -99,7 +99,8 @@ export class SyncWorker {
     this.pollTimer = setInterval(() => void this.ensureLeadership(), poll);
     this.reconcileTimer = setInterval(() => this.enqueue('reconcile'), this.options.reconcileIntervalMs);
     for (const task of this.options.periodic ?? []) {
-      if (task.intervalMs > 0) this.periodicTimers.push(setInterval(() => void this.runPeriodic(task.name), task.intervalMs));
+      if (task.intervalMs > 0)
+        this.periodicTimers.push(setInterval(() => void this.runPeriodic(task.name), task.intervalMs));
     }
   }
 
@@ -132,7 +133,8 @@ export class SyncWorker {
     const client = this.client;
     this.client = undefined;
     if (client !== undefined) {
-      if (this.leading) await client.query('SELECT pg_advisory_unlock($1::bigint)', [this.key.toString()]).catch(() => undefined);
+      if (this.leading)
+        await client.query('SELECT pg_advisory_unlock($1::bigint)', [this.key.toString()]).catch(() => undefined);
       this.leading = false;
       await client.end().catch(() => undefined);
     }
@@ -210,7 +212,10 @@ export class SyncWorker {
         }
         this.client = client;
       }
-      const { rows } = await this.client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS locked', [this.key.toString()]);
+      const { rows } = await this.client.query<{ locked: boolean }>(
+        'SELECT pg_try_advisory_lock($1::bigint) AS locked',
+        [this.key.toString()],
+      );
       if (rows[0]?.locked !== true || this.stopped) return;
       await this.client.query(`LISTEN ${CONFIG_CHANNEL}`);
       await this.client.query(`LISTEN ${DEPLOY_CHANNEL}`);
@@ -231,7 +236,8 @@ export class SyncWorker {
   private lostConnection(client: pg.Client, err?: Error): void {
     if (client !== this.client) return;
     this.client = undefined;
-    if (this.leading && !this.stopped) this.options.log.error({ err }, 'sync worker lost its database connection: no longer the leader');
+    if (this.leading && !this.stopped)
+      this.options.log.error({ err }, 'sync worker lost its database connection: no longer the leader');
     // PostgreSQL released the lock with the session; another process may lead now.
     this.leading = false;
     this.queued.clear();

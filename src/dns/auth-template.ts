@@ -37,7 +37,8 @@ const labels = (name: string) => name.split('.').every((l) => LABEL.test(l)) && 
 /** Why a value is not acceptable for its kind (null: it is). Never whitespace (but single spaces in a key) or NUL. */
 export function valueError(kind: TemplateVariableKind, value: string): string | null {
   if (kind === 'dkimKey') {
-    if (!/^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/.test(value)) return 'must be printable ASCII (spaces only between tags)';
+    if (!/^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/.test(value))
+      return 'must be printable ASCII (spaces only between tags)';
     const parsed = parseDkimKey(value);
     if (!parsed.ok) return `must be a DKIM key record: ${parsed.error}`;
     return parsed.key.p === '' ? 'must be a DKIM key record with a key (p= is empty)' : null;
@@ -52,7 +53,8 @@ export function templateErrors(t: AuthTemplate, base = 'body/authTemplate'): { f
   const errors: { field: string; message: string }[] = [];
   const names = new Set<string>();
   t.variables.forEach((v, i) => {
-    if (!VARIABLE.test(v.name)) errors.push({ field: `${base}/variables/${i}/name`, message: 'must be a lower-case identifier (a-z, 0-9, _)' });
+    if (!VARIABLE.test(v.name))
+      errors.push({ field: `${base}/variables/${i}/name`, message: 'must be a lower-case identifier (a-z, 0-9, _)' });
     else if (names.has(v.name)) errors.push({ field: `${base}/variables/${i}/name`, message: 'is declared twice' });
     names.add(v.name);
   });
@@ -64,19 +66,26 @@ export function templateErrors(t: AuthTemplate, base = 'body/authTemplate'): { f
     for (const field of ['name', 'value'] as const) {
       for (const m of r[field].matchAll(PLACEHOLDER)) {
         const kind = kinds.get(m[1]!);
-        if (kind === undefined) errors.push({ field: `${at}/${field}`, message: `uses {${m[1]!}}, which is not a declared variable` });
-        else if (kind === 'dkimKey' && (field === 'name' || r.type !== 'TXT')) errors.push({ field: `${at}/${field}`, message: `{${m[1]!}} is a DKIM key: only a TXT value may use it` });
+        if (kind === undefined)
+          errors.push({ field: `${at}/${field}`, message: `uses {${m[1]!}}, which is not a declared variable` });
+        else if (kind === 'dkimKey' && (field === 'name' || r.type !== 'TXT'))
+          errors.push({ field: `${at}/${field}`, message: `{${m[1]!}} is a DKIM key: only a TXT value may use it` });
       }
     }
     const sample = (s: string) => s.replace(PLACEHOLDER, 'x');
-    if (r.name !== '@' && !labels(sample(r.name).toLowerCase())) errors.push({ field: `${at}/name`, message: 'must be "@" or DNS labels (placeholders allowed)' });
-    if (r.type !== 'TXT' && !labels(sample(r.value).toLowerCase())) errors.push({ field: `${at}/value`, message: 'must be a host name (placeholders allowed)' });
-    if (r.type === 'TXT' && !/^[\x20-\x7e]+$/.test(r.value)) errors.push({ field: `${at}/value`, message: 'must be printable ASCII' });
-    if (r.type === 'MX' && (r.priority === undefined || r.priority < 0 || r.priority > 65535)) errors.push({ field: `${at}/priority`, message: 'an MX record needs a priority (0-65535)' });
+    if (r.name !== '@' && !labels(sample(r.name).toLowerCase()))
+      errors.push({ field: `${at}/name`, message: 'must be "@" or DNS labels (placeholders allowed)' });
+    if (r.type !== 'TXT' && !labels(sample(r.value).toLowerCase()))
+      errors.push({ field: `${at}/value`, message: 'must be a host name (placeholders allowed)' });
+    if (r.type === 'TXT' && !/^[\x20-\x7e]+$/.test(r.value))
+      errors.push({ field: `${at}/value`, message: 'must be printable ASCII' });
+    if (r.type === 'MX' && (r.priority === undefined || r.priority < 0 || r.priority > 65535))
+      errors.push({ field: `${at}/priority`, message: 'an MX record needs a priority (0-65535)' });
     const key = `${r.name.toLowerCase()}`;
     const before = hosts.get(key);
     // A name holds one CNAME and nothing else (RFC 1034 §3.6.2).
-    if (before !== undefined && (before === 'CNAME' || r.type === 'CNAME')) errors.push({ field: `${at}/name`, message: 'a CNAME name cannot hold another record' });
+    if (before !== undefined && (before === 'CNAME' || r.type === 'CNAME'))
+      errors.push({ field: `${at}/name`, message: 'a CNAME name cannot hold another record' });
     hosts.set(key, r.type);
   });
   return errors;

@@ -72,7 +72,19 @@ export function parseDmarc(text: string): DmarcParse {
   const fail = (error: string): DmarcParse => ({ ok: false, error });
   const p = tags.get('p');
   if (p === undefined) return fail('has no p= policy (RFC 7489 §6.3: required)');
-  const record: DmarcRecord = { p: 'none', sp: null, pct: null, adkim: null, aspf: null, rua: [], ruf: [], fo: null, rf: null, ri: null, unknown: {} };
+  const record: DmarcRecord = {
+    p: 'none',
+    sp: null,
+    pct: null,
+    adkim: null,
+    aspf: null,
+    rua: [],
+    ruf: [],
+    fo: null,
+    rf: null,
+    ri: null,
+    unknown: {},
+  };
   for (const [name, value] of tags) {
     switch (name) {
       case 'p':
@@ -111,7 +123,8 @@ export function parseDmarc(text: string): DmarcParse {
         break;
       }
       case 'ri':
-        if (!/^[0-9]{1,10}$/.test(value) || Number(value) > 0xffffffff) return fail(`ri=${value} is not a number of seconds`);
+        if (!/^[0-9]{1,10}$/.test(value) || Number(value) > 0xffffffff)
+          return fail(`ri=${value} is not a number of seconds`);
         record.ri = Number(value);
         break;
       default:
@@ -177,7 +190,10 @@ export function organizationalDomain(domain: string): string {
 }
 
 /** The DMARC records among the TXT records at `host` ('error' on a temporary failure). */
-async function dmarcAt(host: string, resolver: DnsResolver): Promise<{ observed: string[]; records: string[] } | { error: string }> {
+async function dmarcAt(
+  host: string,
+  resolver: DnsResolver,
+): Promise<{ observed: string[]; records: string[] } | { error: string }> {
   const answer = await resolver.txt(host);
   if (answer.kind === 'error') return { error: `DNS lookup of TXT ${host} failed: ${answer.reason}` };
   const observed = answer.kind === 'found' ? answer.values.map((s) => s.join('')) : [];
@@ -191,9 +207,26 @@ function withReports(text: string, record: DmarcRecord, address: string | null |
 }
 
 /** What to advise at `_dmarc.<domain>`: the published record kept, or a new one at least as strict as `floor`. */
-function adviceFor(own: DmarcRecord | null, ownText: string | null, floor: DmarcPolicy, address: string | null | undefined): string {
+function adviceFor(
+  own: DmarcRecord | null,
+  ownText: string | null,
+  floor: DmarcPolicy,
+  address: string | null | undefined,
+): string {
   if (own !== null && ownText !== null && STRENGTH[own.p] >= STRENGTH[floor]) return withReports(ownText, own, address);
-  const fresh: DmarcRecord = { p: floor, sp: null, pct: null, adkim: null, aspf: null, rua: [], ruf: [], fo: null, rf: null, ri: null, unknown: {} };
+  const fresh: DmarcRecord = {
+    p: floor,
+    sp: null,
+    pct: null,
+    adkim: null,
+    aspf: null,
+    rua: [],
+    ruf: [],
+    fo: null,
+    rf: null,
+    ri: null,
+    unknown: {},
+  };
   return withReports(formatDmarc(fresh), fresh, address);
 }
 
@@ -201,7 +234,11 @@ function adviceFor(own: DmarcRecord | null, ownText: string | null, floor: Dmarc
  * RFC 7489 §6.6.3: exactly one valid record at `_dmarc.<domain>`, or, when there is none there, at
  * the organisational domain's `_dmarc.` name (its `sp=`, else `p=`, then applies).
  */
-export async function checkDmarc(domain: string, resolver: DnsResolver, options: DmarcOptions = {}): Promise<DmarcCheck> {
+export async function checkDmarc(
+  domain: string,
+  resolver: DnsResolver,
+  options: DmarcOptions = {},
+): Promise<DmarcCheck> {
   const name = normalizeName(domain);
   const host = `_dmarc.${name}`;
   const org = organizationalDomain(name);
@@ -217,28 +254,69 @@ export async function checkDmarc(domain: string, resolver: DnsResolver, options:
     if (org === name) return { effective: null, error: null, why: '' };
     const up = await dmarcAt(orgHost, resolver);
     if ('error' in up) return { effective: null, error: up.error, why: '' };
-    if (up.records.length === 0) return { effective: null, error: null, why: `, nor at the organisational domain's ${orgHost}` };
-    if (up.records.length > 1) return { effective: null, error: null, why: `; ${up.records.length} DMARC records at the organisational domain's ${orgHost} (none applies)` };
+    if (up.records.length === 0)
+      return { effective: null, error: null, why: `, nor at the organisational domain's ${orgHost}` };
+    if (up.records.length > 1)
+      return {
+        effective: null,
+        error: null,
+        why: `; ${up.records.length} DMARC records at the organisational domain's ${orgHost} (none applies)`,
+      };
     const parsed = parseDmarc(up.records[0]!);
-    if (!parsed.ok) return { effective: null, error: null, why: `; the organisational domain's record at ${orgHost} is invalid: ${parsed.error}` };
-    return { effective: { policy: parsed.record.sp ?? parsed.record.p, source: orgHost, inherited: true }, error: null, why: '' };
+    if (!parsed.ok)
+      return {
+        effective: null,
+        error: null,
+        why: `; the organisational domain's record at ${orgHost} is invalid: ${parsed.error}`,
+      };
+    return {
+      effective: { policy: parsed.record.sp ?? parsed.record.p, source: orgHost, inherited: true },
+      error: null,
+      why: '',
+    };
   };
 
   if (records.length === 0) {
     const up = await inherited();
-    if (up.effective !== null) return { valid: true, reason: null, observed, effective: up.effective, advice: advice(up.effective.policy) };
+    if (up.effective !== null)
+      return { valid: true, reason: null, observed, effective: up.effective, advice: advice(up.effective.policy) };
     if (up.error !== null) return { valid: null, reason: up.error, observed, effective: null, advice: advice('none') };
     const lower = observed.find((o) => /^v[ \t]*=[ \t]*dmarc1(?![0-9a-z])/i.test(o));
     const hint = lower === undefined ? '' : ` ("${lower}" is not one: the version tag is case-sensitive, v=DMARC1)`;
-    return { valid: false, reason: `no DMARC record at ${host}${hint}${up.why}`, observed, effective: null, advice: advice('none') };
+    return {
+      valid: false,
+      reason: `no DMARC record at ${host}${hint}${up.why}`,
+      observed,
+      effective: null,
+      advice: advice('none'),
+    };
   }
   // A broken or duplicated record here stops policy discovery (§6.6.3): the organisational
   // record does not apply, but its policy is the floor of what to advise.
   const floor = async () => (await inherited()).effective?.policy ?? 'none';
   if (records.length > 1) {
-    return { valid: false, reason: `${records.length} DMARC records at ${host} (RFC 7489 §6.6.3: none applies)`, observed, effective: null, advice: advice(await floor()) };
+    return {
+      valid: false,
+      reason: `${records.length} DMARC records at ${host} (RFC 7489 §6.6.3: none applies)`,
+      observed,
+      effective: null,
+      advice: advice(await floor()),
+    };
   }
   const parsed = parseDmarc(records[0]!);
-  if (!parsed.ok) return { valid: false, reason: `DMARC record at ${host} is invalid: ${parsed.error}`, observed, effective: null, advice: advice(await floor()) };
-  return { valid: true, reason: null, observed, effective: { policy: parsed.record.p, source: host, inherited: false }, advice: adviceFor(parsed.record, records[0]!, 'none', address) };
+  if (!parsed.ok)
+    return {
+      valid: false,
+      reason: `DMARC record at ${host} is invalid: ${parsed.error}`,
+      observed,
+      effective: null,
+      advice: advice(await floor()),
+    };
+  return {
+    valid: true,
+    reason: null,
+    observed,
+    effective: { policy: parsed.record.p, source: host, inherited: false },
+    advice: adviceFor(parsed.record, records[0]!, 'none', address),
+  };
 }

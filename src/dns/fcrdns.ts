@@ -16,11 +16,18 @@ export interface FcrdnsCheck {
 
 export async function checkForwardConfirmedRdns(heloName: string, resolver: DnsResolver): Promise<FcrdnsCheck> {
   const name = normalizeName(heloName);
-  const fail = (problem: string): FcrdnsCheck => ({ heloName: name, addresses: [], ptr: {}, ok: false, problems: [problem] });
+  const fail = (problem: string): FcrdnsCheck => ({
+    heloName: name,
+    addresses: [],
+    ptr: {},
+    ok: false,
+    problems: [problem],
+  });
   if (isIP(name.replace(/^\[|\]$/g, '')) !== 0) return fail(`the HELO name ${name} is an address, not a name`);
   const forward = await resolver.addresses(name);
   if (forward.kind === 'error') return fail(`DNS lookup of A/AAAA ${name} failed: ${forward.reason}`);
-  if (forward.kind === 'absent') return fail(`the HELO name ${name} has no address: no A/AAAA record (${forward.reason})`);
+  if (forward.kind === 'absent')
+    return fail(`the HELO name ${name} has no address: no A/AAAA record (${forward.reason})`);
 
   const reverse = await Promise.all(forward.values.map((address) => resolver.ptr(address)));
   const ptr: Record<string, string[]> = {};

@@ -1,5 +1,13 @@
 /** DNS for domain onboarding: the records to publish, their checks (SPF, DMARC, DKIM, ownership) and node rDNS. */
-export { createDnsResolver, normalizeName, reverseName, type DnsFailure, type DnsResolver, type LookupResult, type ResolverOptions } from './resolver.js';
+export {
+  createDnsResolver,
+  normalizeName,
+  reverseName,
+  type DnsFailure,
+  type DnsResolver,
+  type LookupResult,
+  type ResolverOptions,
+} from './resolver.js';
 export {
   DEFAULT_DMARC,
   OWNERSHIP_LABEL,
@@ -25,9 +33,28 @@ export {
   type SpfQualifier,
   type SpfTerm,
 } from './spf.js';
-export { checkDmarc, formatDmarc, isDmarcRecord, organizationalDomain, parseDmarc, type DmarcCheck, type DmarcEffective, type DmarcOptions, type DmarcParse, type DmarcPolicy, type DmarcRecord } from './dmarc.js';
+export {
+  checkDmarc,
+  formatDmarc,
+  isDmarcRecord,
+  organizationalDomain,
+  parseDmarc,
+  type DmarcCheck,
+  type DmarcEffective,
+  type DmarcOptions,
+  type DmarcParse,
+  type DmarcPolicy,
+  type DmarcRecord,
+} from './dmarc.js';
 export { checkRecords, type CheckOptions, type RecordCheck } from './verify.js';
 export { checkForwardConfirmedRdns, type FcrdnsCheck } from './fcrdns.js';
 export { parseDkimKey, sameDkimKey, type DkimKey, type DkimParse } from './dkim.js';
 export { EXPORT_CSV_COLUMNS, EXPORT_TTL, relativeName, toBindZone, toCsv, type ExportRecord } from './zone-export.js';
-export { templateErrors, templateRecords, valueError, type AuthTemplate, type AuthValues, type TemplateVariableKind } from './auth-template.js';
+export {
+  templateErrors,
+  templateRecords,
+  valueError,
+  type AuthTemplate,
+  type AuthValues,
+  type TemplateVariableKind,
+} from './auth-template.js';

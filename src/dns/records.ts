@@ -68,7 +68,8 @@ export function expectedRecords(input: {
   const records = [txt('ownership', `${OWNERSHIP_LABEL}.${domain}`, `${OWNERSHIP_PREFIX}${input.verificationToken}`)];
 
   const includes = [...new Set(relays.flatMap((r) => (r.spfInclude === null ? [] : [normalizeName(r.spfInclude)])))];
-  if (includes.length > 0) records.push(txt('spf', domain, `v=spf1 ${includes.map((i) => `include:${i}`).join(' ')} ~all`));
+  if (includes.length > 0)
+    records.push(txt('spf', domain, `v=spf1 ${includes.map((i) => `include:${i}`).join(' ')} ~all`));
 
   const seen = new Set<string>();
   const claim = (host: string) => {
@@ -79,7 +80,11 @@ export function expectedRecords(input: {
   for (const d of relays.flatMap((r) => r.dkim)) {
     const host = `${normalizeName(d.selector)}._domainkey.${domain}`;
     if (!claim(host)) continue;
-    records.push(d.type === 'CNAME' ? { purpose: 'dkim', type: 'CNAME', host, value: normalizeName(d.value), required: true } : txt('dkim', host, d.value));
+    records.push(
+      d.type === 'CNAME'
+        ? { purpose: 'dkim', type: 'CNAME', host, value: normalizeName(d.value), required: true }
+        : txt('dkim', host, d.value),
+    );
   }
 
   const rua = input.dmarcReportAddress ?? null;
@@ -87,7 +92,8 @@ export function expectedRecords(input: {
 
   for (const rp of relays.flatMap((r) => (r.returnPath === null ? [] : [r.returnPath]))) {
     const host = `${normalizeName(rp.host)}.${domain}`;
-    if (claim(host)) records.push({ purpose: 'return_path', type: 'CNAME', host, value: normalizeName(rp.value), required: false });
+    if (claim(host))
+      records.push({ purpose: 'return_path', type: 'CNAME', host, value: normalizeName(rp.value), required: false });
   }
   for (const relay of relays) {
     if (relay.template === undefined || relay.template === null) continue;
@@ -98,9 +104,16 @@ export function expectedRecords(input: {
     for (const r of fromTemplate) {
       if (taken.has(r.host)) continue;
       seen.add(r.host);
-      records.push(r.type === 'TXT' ? { ...txt(r.purpose, r.host, r.value), required: r.required, ...(r.unset === undefined ? {} : { unset: r.unset }) } : r);
+      records.push(
+        r.type === 'TXT'
+          ? {
+              ...txt(r.purpose, r.host, r.value),
+              required: r.required,
+              ...(r.unset === undefined ? {} : { unset: r.unset }),
+            }
+          : r,
+      );
     }
   }
   return records;
 }
-

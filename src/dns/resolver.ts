@@ -8,7 +8,17 @@ import { Resolver } from 'node:dns/promises';
 import { isIP, isIPv4, isIPv6 } from 'node:net';
 
 /** Why a lookup failed; temporary, it says nothing about the record. */
-export type DnsFailure = 'SERVFAIL' | 'TIMEOUT' | 'REFUSED' | 'CONNREFUSED' | 'FORMERR' | 'NOTIMP' | 'BADRESP' | 'BADNAME' | 'CANCELLED' | 'ERROR';
+export type DnsFailure =
+  | 'SERVFAIL'
+  | 'TIMEOUT'
+  | 'REFUSED'
+  | 'CONNREFUSED'
+  | 'FORMERR'
+  | 'NOTIMP'
+  | 'BADRESP'
+  | 'BADNAME'
+  | 'CANCELLED'
+  | 'ERROR';
 
 export type LookupResult<T> =
   | { kind: 'found'; values: T[] }
@@ -84,7 +94,8 @@ function combine(v4: LookupResult<string>, v6: LookupResult<string>): LookupResu
   if (v6.kind === 'error') return v6;
   const values = [...(v4.kind === 'found' ? v4.values : []), ...(v6.kind === 'found' ? v6.values : [])];
   if (values.length > 0) return { kind: 'found', values };
-  const nxdomain = (v4.kind === 'absent' && v4.reason === 'NXDOMAIN') || (v6.kind === 'absent' && v6.reason === 'NXDOMAIN');
+  const nxdomain =
+    (v4.kind === 'absent' && v4.reason === 'NXDOMAIN') || (v6.kind === 'absent' && v6.reason === 'NXDOMAIN');
   return { kind: 'absent', reason: nxdomain ? 'NXDOMAIN' : 'NODATA' };
 }
 
@@ -99,15 +110,22 @@ export function createDnsResolver(options: ResolverOptions): DnsResolver {
   return {
     async txt(name) {
       const answer = await lookup(() => resolver.resolveTxt(name));
-      return answer.kind === 'found' ? { kind: 'found', values: answer.values.map((strings) => strings.map(decodeTxt)) } : answer;
+      return answer.kind === 'found'
+        ? { kind: 'found', values: answer.values.map((strings) => strings.map(decodeTxt)) }
+        : answer;
     },
     cname: (name) => lookup(() => resolver.resolveCname(name)),
     async mx(name) {
       const answer = await lookup(() => resolver.resolveMx(name));
-      return answer.kind === 'found' ? { kind: 'found', values: answer.values.sort((a, b) => a.priority - b.priority).map((r) => r.exchange) } : answer;
+      return answer.kind === 'found'
+        ? { kind: 'found', values: answer.values.sort((a, b) => a.priority - b.priority).map((r) => r.exchange) }
+        : answer;
     },
     async addresses(name) {
-      const [v4, v6] = await Promise.all([lookup(() => resolver.resolve4(name)), lookup(() => resolver.resolve6(name))]);
+      const [v4, v6] = await Promise.all([
+        lookup(() => resolver.resolve4(name)),
+        lookup(() => resolver.resolve6(name)),
+      ]);
       return combine(v4, v6);
     },
     async ptr(address) {
@@ -135,6 +153,9 @@ export function reverseName(address: string): string {
   }
   const [head = '', tail] = text.split('::');
   const groups = (part: string) => (part === '' ? [] : part.split(':'));
-  const full = tail === undefined ? groups(head) : [...groups(head), ...Array<string>(8 - groups(head).length - groups(tail).length).fill('0'), ...groups(tail)];
+  const full =
+    tail === undefined
+      ? groups(head)
+      : [...groups(head), ...Array<string>(8 - groups(head).length - groups(tail).length).fill('0'), ...groups(tail)];
   return `${[...full.map((g) => g.padStart(4, '0')).join('')].reverse().join('.')}.ip6.arpa`;
 }

@@ -6,7 +6,15 @@
  */
 import type { DnsResolver, LookupResult } from './resolver.js';
 import { normalizeName } from './resolver.js';
-import { expandDomainSpec, isSpfRecord, parseSpf, validDnsName, type SpfModifier, type SpfQualifier, type SpfTerm } from './spf.js';
+import {
+  expandDomainSpec,
+  isSpfRecord,
+  parseSpf,
+  validDnsName,
+  type SpfModifier,
+  type SpfQualifier,
+  type SpfTerm,
+} from './spf.js';
 
 /** RFC 7208 §4.6.4. */
 export const SPF_LOOKUP_LIMIT = 10;
@@ -56,8 +64,10 @@ async function walk(w: Walk, domain: string, terms: SpfTerm[], path: string[], b
     // §5.1: mechanisms after "all" are never evaluated.
     if (term.name === 'all') break;
     if (DNS_MECHANISMS.has(term.name)) w.lookups++;
-    if (term.name === 'a' || term.name === 'mx' || term.name === 'exists') await probe(w, term.name, term.domain ?? domain, domain);
-    if (term.name === 'include') await follow(w, term.domain, domain, 'included by', path, blocking === '+' ? term.qualifier : blocking);
+    if (term.name === 'a' || term.name === 'mx' || term.name === 'exists')
+      await probe(w, term.name, term.domain ?? domain, domain);
+    if (term.name === 'include')
+      await follow(w, term.domain, domain, 'included by', path, blocking === '+' ? term.qualifier : blocking);
   }
   // §6.1: redirect is ignored when the record has an "all" mechanism.
   const redirect = terms.find((t): t is SpfModifier => t.kind === 'modifier' && t.name === 'redirect');
@@ -83,11 +93,19 @@ async function probe(w: Walk, mechanism: 'a' | 'mx' | 'exists', spec: string, cu
   }
   w.queries++;
   const answer = await (mechanism === 'mx' ? w.resolver.mx(name) : w.resolver.addresses(name));
-  if (answer.kind === 'error') w.temporary ??= `DNS lookup of ${mechanism === 'mx' ? 'MX' : 'A/AAAA'} ${name} (${mechanism} in the SPF record of ${current}) failed: ${answer.reason}`;
+  if (answer.kind === 'error')
+    w.temporary ??= `DNS lookup of ${mechanism === 'mx' ? 'MX' : 'A/AAAA'} ${name} (${mechanism} in the SPF record of ${current}) failed: ${answer.reason}`;
   else if (answer.kind === 'absent') w.voids.push(`${mechanism}:${name}`);
 }
 
-async function follow(w: Walk, spec: string, parent: string, how: string, path: string[], blocking: SpfQualifier): Promise<void> {
+async function follow(
+  w: Walk,
+  spec: string,
+  parent: string,
+  how: string,
+  path: string[],
+  blocking: SpfQualifier,
+): Promise<void> {
   const expanded = expandDomainSpec(spec, parent);
   if (expanded === null) return; // depends on the message: counted, not followed
   const name = normalizeName(expanded);
@@ -146,7 +164,15 @@ const QUALIFIER_NAMES: Record<SpfQualifier, string> = { '+': 'pass', '-': 'fail'
 export async function checkSpf(domain: string, wantedIncludes: string[], resolver: DnsResolver): Promise<SpfCheck> {
   const name = normalizeName(domain);
   const top = await resolver.txt(name);
-  if (top.kind === 'error') return { valid: null, reason: `DNS lookup of TXT ${name} failed: ${top.reason}`, observed: [], lookups: 0, reached: [], voids: [] };
+  if (top.kind === 'error')
+    return {
+      valid: null,
+      reason: `DNS lookup of TXT ${name} failed: ${top.reason}`,
+      observed: [],
+      lookups: 0,
+      reached: [],
+      voids: [],
+    };
   const observed = top.kind === 'found' ? spfRecordsOf(top.values) : [];
   const result = (valid: boolean | null, reason: string | null, w?: Walk): SpfCheck => ({
     valid,
@@ -161,15 +187,33 @@ export async function checkSpf(domain: string, wantedIncludes: string[], resolve
   const parsed = parseSpf(observed[0]!);
   if (!parsed.ok) return result(false, `SPF record at ${name} is invalid: ${parsed.error}`);
 
-  const w: Walk = { resolver, cache: new Map(), queries: 0, capped: false, lookups: 0, reached: new Map(), voids: [], problem: null, temporary: null };
+  const w: Walk = {
+    resolver,
+    cache: new Map(),
+    queries: 0,
+    capped: false,
+    lookups: 0,
+    reached: new Map(),
+    voids: [],
+    problem: null,
+    temporary: null,
+  };
   await walk(w, name, parsed.terms, [name], '+');
   if (w.problem !== null) return result(false, w.problem, w);
   if (w.lookups > SPF_LOOKUP_LIMIT) {
-    const needs = w.capped ? `more than ${w.lookups}` : w.temporary !== null ? `at least ${w.lookups}` : String(w.lookups);
+    const needs = w.capped
+      ? `more than ${w.lookups}`
+      : w.temporary !== null
+        ? `at least ${w.lookups}`
+        : String(w.lookups);
     return result(false, `SPF needs ${needs} DNS lookups; RFC 7208 §4.6.4 allows ${SPF_LOOKUP_LIMIT}`, w);
   }
   if (w.voids.length > SPF_VOID_LOOKUP_LIMIT) {
-    return result(false, `SPF makes ${w.voids.length} void lookups (${w.voids.join(', ')} found nothing); RFC 7208 §4.6.4 allows ${SPF_VOID_LOOKUP_LIMIT} (permerror)`, w);
+    return result(
+      false,
+      `SPF makes ${w.voids.length} void lookups (${w.voids.join(', ')} found nothing); RFC 7208 §4.6.4 allows ${SPF_VOID_LOOKUP_LIMIT} (permerror)`,
+      w,
+    );
   }
   if (w.temporary !== null) return result(null, w.temporary, w);
   const wanted = [...new Set(wantedIncludes.map(normalizeName))];
@@ -181,7 +225,11 @@ export async function checkSpf(domain: string, wantedIncludes: string[], resolve
   const blocked = wanted.find((i) => w.reached.get(i) !== '+');
   if (blocked !== undefined) {
     const q = w.reached.get(blocked)!;
-    return result(false, `includes ${blocked} only with qualifier "${q}" (${QUALIFIER_NAMES[q]}): the relay's mail would not pass SPF`, w);
+    return result(
+      false,
+      `includes ${blocked} only with qualifier "${q}" (${QUALIFIER_NAMES[q]}): the relay's mail would not pass SPF`,
+      w,
+    );
   }
   return result(true, null, w);
 }

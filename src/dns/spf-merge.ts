@@ -29,11 +29,19 @@ export function spfWarnings(terms: SpfTerm[]): string[] {
   for (const t of terms) {
     if (t.kind !== 'mechanism') continue;
     if (t.name === 'ptr' && !warnings.some((w) => w.startsWith('"ptr"'))) {
-      warnings.push('"ptr" is slow, unreliable and deprecated (RFC 7208 §5.5: SHOULD NOT be used); list the addresses with ip4:/ip6: or a:');
+      warnings.push(
+        '"ptr" is slow, unreliable and deprecated (RFC 7208 §5.5: SHOULD NOT be used); list the addresses with ip4:/ip6: or a:',
+      );
     }
     if (t.name !== 'all') continue;
-    if (t.qualifier === '+') warnings.push('"+all" lets every host on the Internet pass SPF as this domain; end the record with "~all" or "-all"');
-    if (t.qualifier === '?') warnings.push('"?all" makes mail from any other host neutral: SPF then protects nothing; end the record with "~all" or "-all"');
+    if (t.qualifier === '+')
+      warnings.push(
+        '"+all" lets every host on the Internet pass SPF as this domain; end the record with "~all" or "-all"',
+      );
+    if (t.qualifier === '?')
+      warnings.push(
+        '"?all" makes mail from any other host neutral: SPF then protects nothing; end the record with "~all" or "-all"',
+      );
     break;
   }
   return warnings;
@@ -41,7 +49,10 @@ export function spfWarnings(terms: SpfTerm[]): string[] {
 
 /** Each term of a record with its text as written (the `v=spf1` prefix excluded). */
 function termsAsWritten(record: string): { text: string; term: SpfTerm }[] | null {
-  const texts = record.slice('v=spf1'.length).split(' ').filter((t) => t !== '');
+  const texts = record
+    .slice('v=spf1'.length)
+    .split(' ')
+    .filter((t) => t !== '');
   const out: { text: string; term: SpfTerm }[] = [];
   for (const text of texts) {
     const parsed = parseSpf(`v=spf1 ${text}`);
@@ -51,7 +62,8 @@ function termsAsWritten(record: string): { text: string; term: SpfTerm }[] | nul
   return out;
 }
 
-const includeOf = (t: SpfTerm): string | null => (t.kind === 'mechanism' && t.name === 'include' ? normalizeName(t.domain) : null);
+const includeOf = (t: SpfTerm): string | null =>
+  t.kind === 'mechanism' && t.name === 'include' ? normalizeName(t.domain) : null;
 
 /**
  * The one record to publish so that `includes` pass: `published` (the TXT records at the domain)
@@ -64,11 +76,19 @@ export function mergeSpf(published: string[], includes: string[]): SpfMerge {
   const records = published.filter(isSpfRecord);
   if (records.length === 0) return { value: newSpfRecord(wanted), changed: true, warnings: [], note: null };
   const base = records[0]!;
-  const note = records.length > 1 ? `${records.length} SPF records are published (a permerror): publish this one in their place` : null;
+  const note =
+    records.length > 1
+      ? `${records.length} SPF records are published (a permerror): publish this one in their place`
+      : null;
   const terms = termsAsWritten(base);
   const parsed = parseSpf(base);
   if (terms === null || !parsed.ok) {
-    return { value: newSpfRecord(wanted), changed: true, warnings: [], note: `the published SPF record is invalid${parsed.ok ? '' : ` (${parsed.error})`}: publish this one in its place` };
+    return {
+      value: newSpfRecord(wanted),
+      changed: true,
+      warnings: [],
+      note: `the published SPF record is invalid${parsed.ok ? '' : ` (${parsed.error})`}: publish this one in its place`,
+    };
   }
   const warnings = spfWarnings(parsed.terms);
   const allAt = terms.findIndex(({ term }) => term.kind === 'mechanism' && term.name === 'all');
@@ -94,7 +114,14 @@ export function mergeSpf(published: string[], includes: string[]): SpfMerge {
     const allIndex = kept.findIndex(({ term }) => term.kind === 'mechanism' && term.name === 'all');
     const redirectIndex = kept.findIndex(({ term }) => term.kind === 'modifier' && term.name === 'redirect');
     const at = allIndex >= 0 ? allIndex : redirectIndex >= 0 ? redirectIndex : kept.length;
-    kept.splice(at, 0, ...missing.map((name) => ({ text: `include:${name}`, term: { kind: 'mechanism', qualifier: '+', name: 'include', domain: name } as SpfTerm })));
+    kept.splice(
+      at,
+      0,
+      ...missing.map((name) => ({
+        text: `include:${name}`,
+        term: { kind: 'mechanism', qualifier: '+', name: 'include', domain: name } as SpfTerm,
+      })),
+    );
     changed = true;
   }
   const value = [base.slice(0, 'v=spf1'.length), ...kept.map((t) => t.text)].join(' ');

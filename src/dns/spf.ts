@@ -9,7 +9,14 @@ export type SpfQualifier = '+' | '-' | '~' | '?';
 export type SpfMechanism =
   | { kind: 'mechanism'; qualifier: SpfQualifier; name: 'all' }
   | { kind: 'mechanism'; qualifier: SpfQualifier; name: 'include' | 'exists'; domain: string }
-  | { kind: 'mechanism'; qualifier: SpfQualifier; name: 'a' | 'mx'; domain: string | null; cidr4: number | null; cidr6: number | null }
+  | {
+      kind: 'mechanism';
+      qualifier: SpfQualifier;
+      name: 'a' | 'mx';
+      domain: string | null;
+      cidr4: number | null;
+      cidr6: number | null;
+    }
   | { kind: 'mechanism'; qualifier: SpfQualifier; name: 'ptr'; domain: string | null }
   | { kind: 'mechanism'; qualifier: SpfQualifier; name: 'ip4' | 'ip6'; network: string; prefix: number | null };
 
@@ -36,7 +43,8 @@ const IP4_NETWORK = new RegExp(`^${QNUM}(?:\\.${QNUM}){3}$`);
 const IP6_CHARS = /^[0-9a-f:.]+$/i;
 const MODIFIER_NAME = /^[a-z][a-z0-9\-_.]*$/i;
 
-type MacroToken = { literal: string } | { macro: string; letter: string; digits: number | null; reverse: boolean; delimiters: string };
+type MacroToken =
+  { literal: string } | { macro: string; letter: string; digits: number | null; reverse: boolean; delimiters: string };
 
 /** Splits a macro-string (§7.1) into literals and macros, or says what is wrong. */
 function tokenizeMacroString(text: string, expLetters: boolean): MacroToken[] | string {
@@ -63,9 +71,16 @@ function tokenizeMacroString(text: string, expLetters: boolean): MacroToken[] | 
     const macro = text.slice(i, end + 1);
     const m = MACRO_BODY.exec(text.slice(i + 2, end));
     if (m === null || !'slodiphcrtv'.includes(m[1]!.toLowerCase())) return `invalid macro "${macro}"`;
-    if (!expLetters && 'crt'.includes(m[1]!.toLowerCase())) return `macro "${macro}" is only allowed in exp= text (RFC 7208 §7.1)`;
+    if (!expLetters && 'crt'.includes(m[1]!.toLowerCase()))
+      return `macro "${macro}" is only allowed in exp= text (RFC 7208 §7.1)`;
     if (m[2] !== '' && Number(m[2]) === 0) return `invalid macro "${macro}" (the number of parts must be nonzero)`;
-    tokens.push({ macro, letter: m[1]!.toLowerCase(), digits: m[2] === '' ? null : Number(m[2]), reverse: m[3] !== '', delimiters: m[4]! });
+    tokens.push({
+      macro,
+      letter: m[1]!.toLowerCase(),
+      digits: m[2] === '' ? null : Number(m[2]),
+      reverse: m[3] !== '',
+      delimiters: m[4]!,
+    });
     i = end;
   }
   if (literal !== '') tokens.push({ literal });
@@ -132,7 +147,16 @@ function parseMechanism(term: string): SpfMechanism | string {
       if (cidrError(m[3], 128)) return `invalid IPv6 prefix length "//${m[3]!}" in "${term}"`;
       const domain = m[1] ?? null;
       const cidr = (t: string | undefined) => (t === undefined ? null : Number(t));
-      return (domain === null ? null : domainIn(domain)) ?? { kind: 'mechanism', qualifier, name, domain, cidr4: cidr(m[2]), cidr6: cidr(m[3]) };
+      return (
+        (domain === null ? null : domainIn(domain)) ?? {
+          kind: 'mechanism',
+          qualifier,
+          name,
+          domain,
+          cidr4: cidr(m[2]),
+          cidr6: cidr(m[3]),
+        }
+      );
     }
     case 'ptr': {
       if (arg === '') return { kind: 'mechanism', qualifier, name, domain: null };
@@ -146,7 +170,10 @@ function parseMechanism(term: string): SpfMechanism | string {
       const slash = value.indexOf('/');
       const network = slash < 0 ? value : value.slice(0, slash);
       const prefix = slash < 0 ? undefined : value.slice(slash + 1);
-      const ok = name === 'ip4' ? IP4_NETWORK.test(network) && !cidrError(prefix, 32) : validIp6(network) && !cidrError(prefix, 128);
+      const ok =
+        name === 'ip4'
+          ? IP4_NETWORK.test(network) && !cidrError(prefix, 32)
+          : validIp6(network) && !cidrError(prefix, 128);
       if (!ok) return `invalid ${name} network "${value}"`;
       return { kind: 'mechanism', qualifier, name, network, prefix: prefix === undefined ? null : Number(prefix) };
     }
@@ -173,7 +200,8 @@ export function parseSpf(record: string): SpfParse {
     if (eq > 0 && term[eq] === '=') {
       const name = term.slice(0, eq).toLowerCase();
       const value = term.slice(eq + 1);
-      if (!MODIFIER_NAME.test(name)) return { ok: false, error: `invalid modifier name "${term.slice(0, eq)}" in "${term}"` };
+      if (!MODIFIER_NAME.test(name))
+        return { ok: false, error: `invalid modifier name "${term.slice(0, eq)}" in "${term}"` };
       if (name === 'redirect' || name === 'exp') {
         const error = domainSpecError(value);
         if (error !== null) return { ok: false, error: `${error} in "${term}"` };

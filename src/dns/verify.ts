@@ -41,10 +41,10 @@ type Verdict = Pick<RecordCheck, 'valid' | 'observed' | 'reason'> & {
   warnings?: string[];
 };
 
-
 async function txtAt(record: ExpectedRecord, resolver: DnsResolver): Promise<Verdict | string[]> {
   const answer = await resolver.txt(record.host);
-  if (answer.kind === 'error') return { valid: null, observed: [], reason: `DNS lookup of TXT ${record.host} failed: ${answer.reason}` };
+  if (answer.kind === 'error')
+    return { valid: null, observed: [], reason: `DNS lookup of TXT ${record.host} failed: ${answer.reason}` };
   if (answer.kind === 'absent') return { valid: false, observed: [], reason: `no TXT record at ${record.host}` };
   return answer.values.map((strings) => strings.join('')).sort();
 }
@@ -78,7 +78,8 @@ async function checkNameRecord(
   mismatch: (observed: string[]) => string,
 ): Promise<Verdict> {
   const answer = await lookup(record.host);
-  if (answer.kind === 'error') return { valid: null, observed: [], reason: `DNS lookup of ${type} ${record.host} failed: ${answer.reason}` };
+  if (answer.kind === 'error')
+    return { valid: null, observed: [], reason: `DNS lookup of ${type} ${record.host} failed: ${answer.reason}` };
   if (answer.kind === 'absent') return { valid: false, observed: [], reason: `no ${type} record at ${record.host}` };
   const observed = answer.values.map(normalizeName);
   return observed.includes(normalizeName(record.value))
@@ -87,13 +88,23 @@ async function checkNameRecord(
 }
 
 function checkCname(record: ExpectedRecord, resolver: DnsResolver): Promise<Verdict> {
-  return checkNameRecord('CNAME', record, (host) => resolver.cname(host), (observed) => `the CNAME at ${record.host} points to ${observed.join(', ')}, not ${normalizeName(record.value)}`);
+  return checkNameRecord(
+    'CNAME',
+    record,
+    (host) => resolver.cname(host),
+    (observed) => `the CNAME at ${record.host} points to ${observed.join(', ')}, not ${normalizeName(record.value)}`,
+  );
 }
 
 async function checkSpfRecord(record: ExpectedRecord, resolver: DnsResolver): Promise<Verdict> {
   // The includes the expected record asks for are what the published record must reach.
   const parsed = parseSpf(record.value);
-  if (!parsed.ok) return { valid: false, observed: [], reason: `the SPF record to publish is itself invalid (check the relay's SPF include): ${parsed.error}` };
+  if (!parsed.ok)
+    return {
+      valid: false,
+      observed: [],
+      reason: `the SPF record to publish is itself invalid (check the relay's SPF include): ${parsed.error}`,
+    };
   const wanted = parsed.terms.flatMap((t) => (t.kind === 'mechanism' && t.name === 'include' ? [t.domain] : []));
   const r = await checkSpf(record.host, wanted, resolver);
   const verdict: Verdict = { valid: r.valid, observed: r.observed, reason: r.reason };
@@ -105,13 +116,24 @@ async function checkSpfRecord(record: ExpectedRecord, resolver: DnsResolver): Pr
   return { ...verdict, advice, ...(merged.warnings.length > 0 ? { warnings: merged.warnings } : {}) };
 }
 
-async function checkDmarcRecord(record: ExpectedRecord, resolver: DnsResolver, options: CheckOptions): Promise<Verdict> {
-  const r = await checkDmarc(record.host.replace(/^_dmarc\./, ''), resolver, { reportAddress: options.dmarcReportAddress ?? null });
+async function checkDmarcRecord(
+  record: ExpectedRecord,
+  resolver: DnsResolver,
+  options: CheckOptions,
+): Promise<Verdict> {
+  const r = await checkDmarc(record.host.replace(/^_dmarc\./, ''), resolver, {
+    reportAddress: options.dmarcReportAddress ?? null,
+  });
   return { valid: r.valid, observed: r.observed, reason: r.reason, advice: r.advice, dmarcPolicy: r.effective };
 }
 
 function checkMx(record: ExpectedRecord, resolver: DnsResolver): Promise<Verdict> {
-  return checkNameRecord('MX', record, (host) => resolver.mx(host), (observed) => `the MX records at ${record.host} are ${observed.join(', ')}, not ${normalizeName(record.value)}`);
+  return checkNameRecord(
+    'MX',
+    record,
+    (host) => resolver.mx(host),
+    (observed) => `the MX records at ${record.host} are ${observed.join(', ')}, not ${normalizeName(record.value)}`,
+  );
 }
 
 /** A template's TXT that is not a DKIM key: an SPF record (custom MAIL FROM) is checked as SPF, other text as written. */
@@ -119,13 +141,19 @@ async function checkTemplateTxt(record: ExpectedRecord, resolver: DnsResolver): 
   if (isSpfRecord(record.value)) return checkSpfRecord(record, resolver);
   const observed = await txtAt(record, resolver);
   if (!Array.isArray(observed)) return observed;
-  return observed.includes(record.value) ? { valid: true, observed, reason: null } : { valid: false, observed, reason: `no TXT record at ${record.host} reads ${JSON.stringify(record.value)}` };
+  return observed.includes(record.value)
+    ? { valid: true, observed, reason: null }
+    : { valid: false, observed, reason: `no TXT record at ${record.host} reads ${JSON.stringify(record.value)}` };
 }
 
 async function checkOne(record: ExpectedRecord, resolver: DnsResolver, options: CheckOptions): Promise<Verdict> {
   if (record.unset !== undefined) {
     const names = record.unset.map((u) => `{${u}}`).join(', ');
-    return { valid: false, observed: [], reason: `the domain has no value for ${names} yet (PUT /v1/domains/{domainId}/authentication)` };
+    return {
+      valid: false,
+      observed: [],
+      reason: `the domain has no value for ${names} yet (PUT /v1/domains/{domainId}/authentication)`,
+    };
   }
   if (record.type === 'MX') return checkMx(record, resolver);
   switch (record.purpose) {
@@ -150,7 +178,11 @@ function advised(check: RecordCheck, advice: string): RecordCheck {
 }
 
 /** Checks the records concurrently; each result carries its record and when it was checked. */
-export async function checkRecords(expected: ExpectedRecord[], resolver: DnsResolver, options: CheckOptions = {}): Promise<RecordCheck[]> {
+export async function checkRecords(
+  expected: ExpectedRecord[],
+  resolver: DnsResolver,
+  options: CheckOptions = {},
+): Promise<RecordCheck[]> {
   const now = options.now ?? (() => new Date());
   return Promise.all(
     expected.map(async (record) => {

@@ -34,9 +34,16 @@ export type ExportRecord = Pick<ExpectedRecord, 'purpose' | 'type' | 'host' | 'v
 
 /** One line per record, absolute names with trailing dots, TXT values cut into ≤255-byte strings. */
 export function toBindZone(domain: string, records: ExportRecord[]): string {
-  const lines = [`; DNS records for ${normalizeName(domain)}, from Relayplane (TTL ${EXPORT_TTL} s; change it as you like)`];
+  const lines = [
+    `; DNS records for ${normalizeName(domain)}, from Relayplane (TTL ${EXPORT_TTL} s; change it as you like)`,
+  ];
   for (const r of records) {
-    const rdata = r.type === 'TXT' ? splitTxt(r.value).map(characterString).join(' ') : r.type === 'MX' ? `${r.priority ?? 10} ${absolute(r.value)}` : absolute(r.value);
+    const rdata =
+      r.type === 'TXT'
+        ? splitTxt(r.value).map(characterString).join(' ')
+        : r.type === 'MX'
+          ? `${r.priority ?? 10} ${absolute(r.value)}`
+          : absolute(r.value);
     lines.push(`; ${r.purpose}${r.required ? '' : ' (optional)'}`);
     lines.push(`${absolute(r.host)}\t${EXPORT_TTL}\tIN\t${r.type}\t${rdata}`);
   }
@@ -51,9 +58,23 @@ function csvField(value: unknown): string {
 }
 
 /** RFC 4180 CSV: a header row, then one row per record (`name` relative to the zone). */
-export function toCsv(domain: string, records: (ExportRecord & { valid?: boolean | null; reason?: string | null })[]): string {
+export function toCsv(
+  domain: string,
+  records: (ExportRecord & { valid?: boolean | null; reason?: string | null })[],
+): string {
   const rows = records.map((r) =>
-    [r.purpose, r.type, normalizeName(r.host), relativeName(r.host, domain), r.type === 'MX' ? `${r.priority ?? 10} ${r.value}` : r.value, r.required, r.valid ?? null, r.reason ?? null].map(csvField).join(','),
+    [
+      r.purpose,
+      r.type,
+      normalizeName(r.host),
+      relativeName(r.host, domain),
+      r.type === 'MX' ? `${r.priority ?? 10} ${r.value}` : r.value,
+      r.required,
+      r.valid ?? null,
+      r.reason ?? null,
+    ]
+      .map(csvField)
+      .join(','),
   );
   return `${[EXPORT_CSV_COLUMNS.join(','), ...rows].join('\r\n')}\r\n`;
 }

@@ -29,7 +29,11 @@ export interface JobDeps {
   /** Defaults: DEFAULT_USAGE. */
   usage?: Partial<UsageSettings> | undefined;
   metrics: DeployMetrics;
-  log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
+  log: {
+    info(obj: object, msg: string): void;
+    warn(obj: object, msg: string): void;
+    error(obj: object, msg: string): void;
+  };
   now?: (() => Date) | undefined;
 }
 

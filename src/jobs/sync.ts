@@ -47,8 +47,18 @@ export function createSyncJob(deps: Deps) {
   // away under it (a Ctrl-C reaches the embedded PostgreSQL too), not a config that cannot compile.
   let stopping = false;
   const compileFailed = (error: unknown, what: string) =>
-    stopping ? deps.log.info({ error }, `${what} ended by the shutdown`) : deps.log.warn({ error }, `${what}: the config does not compile`);
-  const runner = createNodeRunner({ prisma, nodes: deps.nodes, ssh: deps.ssh, readPrivateKey: deps.readPrivateKey, metrics: deps.metrics, log: deps.log, now });
+    stopping
+      ? deps.log.info({ error }, `${what} ended by the shutdown`)
+      : deps.log.warn({ error }, `${what}: the config does not compile`);
+  const runner = createNodeRunner({
+    prisma,
+    nodes: deps.nodes,
+    ssh: deps.ssh,
+    readPrivateKey: deps.readPrivateKey,
+    metrics: deps.metrics,
+    log: deps.log,
+    now,
+  });
 
   async function compile(options: { verify?: boolean } = {}): Promise<Compiled | { error: string }> {
     try {
@@ -58,32 +68,62 @@ export function createSyncJob(deps: Deps) {
     }
   }
 
-  function auditRollbacks(tx: Parameters<AuditRepository['record']>[0], deployment: { id: string; requestedBy: string | null }, outcomes: NodeOutcome[]) {
+  function auditRollbacks(
+    tx: Parameters<AuditRepository['record']>[0],
+    deployment: { id: string; requestedBy: string | null },
+    outcomes: NodeOutcome[],
+  ) {
     return Promise.all(
       outcomes
         .flatMap(({ node, result }) => (result?.state === 'rolled_back' ? [[node, result] as const] : []))
         .map(([node, r]) =>
-          deps.audit.record(tx, auditEntry({ actorKeyId: deployment.requestedBy, requestId: null }, {
-            tenantId: null,
-            action: 'deployment.rolled_back',
-            resourceId: deployment.id,
-            changes: { node: node.name, nodeId: node.id, liveVersion: r.previousVersion, error: r.error ?? null },
-          })),
+          deps.audit.record(
+            tx,
+            auditEntry(
+              { actorKeyId: deployment.requestedBy, requestId: null },
+              {
+                tenantId: null,
+                action: 'deployment.rolled_back',
+                resourceId: deployment.id,
+                changes: { node: node.name, nodeId: node.id, liveVersion: r.previousVersion, error: r.error ?? null },
+              },
+            ),
+          ),
         ),
     );
   }
 
-  async function finish(deployment: { id: string; reason: DeploymentReason; requestedBy: string | null }, compiled: Compiled, outcomes: NodeOutcome[]) {
+  async function finish(
+    deployment: { id: string; reason: DeploymentReason; requestedBy: string | null },
+    compiled: Compiled,
+    outcomes: NodeOutcome[],
+  ) {
     const state = overallState(outcomes);
     await prisma.$transaction(async (tx) => {
       await deps.deployments.update(tx, deployment.id, { state, finishedAt: now() });
       await auditRollbacks(tx, deployment, outcomes);
-      await deps.audit.record(tx, auditEntry({ actorKeyId: deployment.requestedBy, requestId: null }, {
-        tenantId: null,
-        action: 'deployment.finished',
-        resourceId: deployment.id,
-        changes: { state, reason: deployment.reason, version: compiled.bundle.version, nodes: Object.fromEntries(outcomes.map(({ node, result, skipped }) => [node.name, skipped !== null || result === null ? 'skipped' : result.state])) },
-      }));
+      await deps.audit.record(
+        tx,
+        auditEntry(
+          { actorKeyId: deployment.requestedBy, requestId: null },
+          {
+            tenantId: null,
+            action: 'deployment.finished',
+            resourceId: deployment.id,
+            changes: {
+              state,
+              reason: deployment.reason,
+              version: compiled.bundle.version,
+              nodes: Object.fromEntries(
+                outcomes.map(({ node, result, skipped }) => [
+                  node.name,
+                  skipped !== null || result === null ? 'skipped' : result.state,
+                ]),
+              ),
+            },
+          },
+        ),
+      );
     });
     deps.metrics.deploymentFinished(deployment.reason, state);
     await retireSuperseded(compiled);
@@ -95,7 +135,10 @@ export function createSyncJob(deps: Deps) {
   }
 
   /** Runs a deployment row that exists (pending) on every enabled node, recording progress as it goes. */
-  async function execute(deployment: { id: string; reason: DeploymentReason; requestedBy: string | null }, compiled: Compiled) {
+  async function execute(
+    deployment: { id: string; reason: DeploymentReason; requestedBy: string | null },
+    compiled: Compiled,
+  ) {
     const listed = await deps.nodes.listEnabled(prisma);
     const { nodes, runIds } = await prisma.$transaction(async (tx) => {
       await deps.deployments.update(tx, deployment.id, {
@@ -105,9 +148,20 @@ export function createSyncJob(deps: Deps) {
         credentialIds: compiled.credentialIds,
       });
       // A node deleted since the list was read gets no run (and no deploy).
-      const registered = await deps.nodes.lockRegistered(tx, listed.map((node) => node.id));
+      const registered = await deps.nodes.lockRegistered(
+        tx,
+        listed.map((node) => node.id),
+      );
       const targets = listed.filter((node) => registered.has(node.id));
-      const runs = await deps.deployments.createNodeRuns(tx, targets.map((node) => ({ deploymentId: deployment.id, nodeId: node.id, nodeName: node.name, state: 'pending' })));
+      const runs = await deps.deployments.createNodeRuns(
+        tx,
+        targets.map((node) => ({
+          deploymentId: deployment.id,
+          nodeId: node.id,
+          nodeName: node.name,
+          state: 'pending',
+        })),
+      );
       return { nodes: targets, runIds: new Map(runs.map((run) => [run.nodeId, run.id])) };
     });
     // Runs are found by their own id: a node deleted during the run leaves its run without a node id.
@@ -132,7 +186,12 @@ export function createSyncJob(deps: Deps) {
         if (pending === null) return;
         const compiled = await compile();
         if ('error' in compiled) {
-          await deps.deployments.update(prisma, pending.id, { state: 'failed', startedAt: now(), finishedAt: now(), error: compiled.error });
+          await deps.deployments.update(prisma, pending.id, {
+            state: 'failed',
+            startedAt: now(),
+            finishedAt: now(),
+            error: compiled.error,
+          });
           deps.metrics.deploymentFinished(pending.reason, 'failed');
           continue;
         }
@@ -152,7 +211,11 @@ export function createSyncJob(deps: Deps) {
         await retireSuperseded(compiled);
         return;
       }
-      const row = await deps.deployments.create(prisma, { version: compiled.bundle.version, reason: 'change', credentialIds: compiled.credentialIds });
+      const row = await deps.deployments.create(prisma, {
+        version: compiled.bundle.version,
+        reason: 'change',
+        credentialIds: compiled.credentialIds,
+      });
       await execute(row, compiled);
     },
 
@@ -172,7 +235,11 @@ export function createSyncJob(deps: Deps) {
       const outcomes = await runner.syncAll(nodes, compiled.bundle);
       const version = compiled.bundle.version;
       const worth = outcomes.some(
-        ({ node, result: r }) => r !== null && (r.state === 'live' || r.state === 'rolled_back' || (r.state === 'failed' && (node.liveVersion !== version || r.driftFound))),
+        ({ node, result: r }) =>
+          r !== null &&
+          (r.state === 'live' ||
+            r.state === 'rolled_back' ||
+            (r.state === 'failed' && (node.liveVersion !== version || r.driftFound))),
       );
       if (worth) {
         const row = await prisma.$transaction(async (tx) => {
@@ -184,13 +251,20 @@ export function createSyncJob(deps: Deps) {
             startedAt,
           });
           // Written after the fact: a node deleted meanwhile keeps its run, by name only.
-          const registered = await deps.nodes.lockRegistered(tx, outcomes.map(({ node }) => node.id));
+          const registered = await deps.nodes.lockRegistered(
+            tx,
+            outcomes.map(({ node }) => node.id),
+          );
           const at = now();
           await deps.deployments.createNodeRuns(
             tx,
             outcomes.map((outcome) => {
               const run = nodeRun(outcome, at);
-              return { deploymentId: created.id, ...run, nodeId: registered.has(outcome.node.id) ? outcome.node.id : null };
+              return {
+                deploymentId: created.id,
+                ...run,
+                nodeId: registered.has(outcome.node.id) ? outcome.node.id : null,
+              };
             }),
           );
           return created;

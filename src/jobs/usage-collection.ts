@@ -78,7 +78,10 @@ function samePosition(stored: LogCursorRow, from: LogPosition): boolean {
 export function createUsageCollection(deps: Deps) {
   const now = deps.now ?? (() => new Date());
   const { prisma, usage } = deps;
-  const pool = new ConnectionPool({ idleMs: deps.settings.connectionIdleMs, ...(deps.ssh.connect !== undefined ? { connect: deps.ssh.connect } : {}) });
+  const pool = new ConnectionPool({
+    idleMs: deps.settings.connectionIdleMs,
+    ...(deps.ssh.connect !== undefined ? { connect: deps.ssh.connect } : {}),
+  });
 
   async function commitBatch(node: Node, path: string, batch: ParsedBatch, runStartedAt: Date): Promise<void> {
     const queueIds = [...new Set(batch.events.map((e) => e.queueId))];
@@ -93,7 +96,9 @@ export function createUsageCollection(deps: Deps) {
       async (tx) => {
         const cursor = await usage.lockCursor(tx, node.id, path);
         if (!samePosition(cursor, batch.from)) {
-          throw new Error('the log position moved while this batch was read (another collector?): batch dropped, read again next run');
+          throw new Error(
+            'the log position moved while this batch was read (another collector?): batch dropped, read again next run',
+          );
         }
         const known = await usage.loadStates(tx, node.id, queueIds);
         const owners = await usage.ownership(tx, [...domains]);
@@ -115,7 +120,11 @@ export function createUsageCollection(deps: Deps) {
           unattributed: acc.stats.unattributedLines,
           late: acc.stats.lateEvents,
           bytesLost: batch.bytesLost,
-          ...(batch.notice !== undefined ? { error: { message: batch.notice, at: now() } } : batch.atEnd ? { error: null } : {}),
+          ...(batch.notice !== undefined
+            ? { error: { message: batch.notice, at: now() } }
+            : batch.atEnd
+              ? { error: null }
+              : {}),
         });
       },
       { timeout: 120_000, maxWait: 10_000 },
@@ -129,10 +138,17 @@ export function createUsageCollection(deps: Deps) {
   }
 
   /** A node's log: its logPath, or its maillog_file (as last seen: the read checks it on the node). */
-  async function logOf(node: Node, conn: NodeConnection, cursor: LogCursorRow | null): Promise<{ path: string; checked: boolean }> {
+  async function logOf(
+    node: Node,
+    conn: NodeConnection,
+    cursor: LogCursorRow | null,
+  ): Promise<{ path: string; checked: boolean }> {
     if (node.logPath !== null) return { path: node.logPath, checked: false };
     const path = cursor?.path ?? (await askMaillog(conn));
-    if (path === '') throw new Error("Postfix logs to syslog on this node (maillog_file is empty): set the node's logPath to the file syslog writes");
+    if (path === '')
+      throw new Error(
+        "Postfix logs to syslog on this node (maillog_file is empty): set the node's logPath to the file syslog writes",
+      );
     return { path, checked: true };
   }
 
@@ -143,7 +159,13 @@ export function createUsageCollection(deps: Deps) {
     let conn: NodeConnection | undefined;
     try {
       conn = await pool.acquire({
-        host: node.sshHost, port: node.sshPort, username: node.sshUser, privateKey, hostKey: node.hostKey, readyTimeoutMs: deps.ssh.connectTimeoutMs, remotePath: deps.ssh.remotePath,
+        host: node.sshHost,
+        port: node.sshPort,
+        username: node.sshUser,
+        privateKey,
+        hostKey: node.hostKey,
+        readyTimeoutMs: deps.ssh.connectTimeoutMs,
+        remotePath: deps.ssh.remotePath,
       });
       let cursor = await usage.findCursor(prisma, node.id);
       let log = await logOf(node, conn, cursor);
@@ -155,7 +177,10 @@ export function createUsageCollection(deps: Deps) {
             ? { inode: null, offset: 0n, headDigest: null }
             : { inode: cursor.inode, offset: cursor.offset, headDigest: cursor.headDigest };
         if (cursor !== null && cursor.path !== path) {
-          await prisma.nodeLogCursor.update({ where: { nodeId: node.id }, data: { path, inode: null, offset: 0n, headDigest: null } });
+          await prisma.nodeLogCursor.update({
+            where: { nodeId: node.id },
+            data: { path, inode: null, offset: 0n, headDigest: null },
+          });
           cursor = { ...cursor, path, inode: null, offset: 0n, headDigest: null };
         }
         try {
@@ -167,12 +192,19 @@ export function createUsageCollection(deps: Deps) {
             commit: (batch) => commitBatch(node, path, batch, runStartedAt),
           });
           deps.metrics.usageCollected(node.name, 'ok', r.lines);
-          if (!r.atEnd) deps.log.info({ nodeId: node.id, lines: r.lines }, 'usage collection paused before the end of the log; it goes on next run');
+          if (!r.atEnd)
+            deps.log.info(
+              { nodeId: node.id, lines: r.lines },
+              'usage collection paused before the end of the log; it goes on next run',
+            );
           return;
         } catch (error) {
           // Postfix now logs elsewhere: read that file instead (checked once: it cannot move twice in a run).
           if (!(error instanceof MaillogMovedError) || !log.checked) throw error;
-          if (error.path === '') throw new Error("Postfix logs to syslog on this node (maillog_file is empty): set the node's logPath to the file syslog writes");
+          if (error.path === '')
+            throw new Error(
+              "Postfix logs to syslog on this node (maillog_file is empty): set the node's logPath to the file syslog writes",
+            );
           log = { path: error.path, checked: false };
         }
       }

@@ -1,5 +1,9 @@
 /** Field-level changes for the audit log: `{ field: { from, to } }` for each field that differs. */
-export function changedFields<T extends Record<string, unknown>>(before: T | null, after: Partial<T>, fields: Array<keyof T & string>) {
+export function changedFields<T extends Record<string, unknown>>(
+  before: T | null,
+  after: Partial<T>,
+  fields: Array<keyof T & string>,
+) {
   const changes: Record<string, { from: unknown; to: unknown }> = {};
   for (const field of fields) {
     if (!(field in after)) continue;

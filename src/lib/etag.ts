@@ -19,6 +19,8 @@ export function expectedVersion(ifMatch: string | undefined): number | undefined
 
 export function assertVersion(actual: number, expected: number | undefined, resource: string): void {
   if (expected !== undefined && actual !== expected) {
-    throw new PreconditionFailedError(`${resource} changed since you read it (now at ETag "${actual}"): read it again and retry`);
+    throw new PreconditionFailedError(
+      `${resource} changed since you read it (now at ETag "${actual}"): read it again and retry`,
+    );
   }
 }

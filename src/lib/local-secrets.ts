@@ -10,7 +10,12 @@ interface Logger {
  * A secret kept in the data dir for the embedded default: generated once, stored 0600,
  * reused on every later start. Its value is never logged, only that it was generated.
  */
-export async function localSecret(dataDir: string, name: string, generate: () => string, logger: Logger): Promise<string> {
+export async function localSecret(
+  dataDir: string,
+  name: string,
+  generate: () => string,
+  logger: Logger,
+): Promise<string> {
   const file = path.join(dataDir, 'secrets', name);
   try {
     return (await readFile(file, 'utf8')).trim();

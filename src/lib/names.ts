@@ -9,7 +9,13 @@ const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
  * UTS #46 processing as browsers do it (nontransitional, bidi and joiner rules), but never a URL
  * parser: `smtp.example.com#x` must be refused, not read as the host `smtp.example.com`.
  */
-const IDNA = { checkBidi: true, checkJoiners: true, checkHyphens: false, useSTD3ASCIIRules: false, transitionalProcessing: false } as const;
+const IDNA = {
+  checkBidi: true,
+  checkJoiners: true,
+  checkHyphens: false,
+  useSTD3ASCIIRules: false,
+  transitionalProcessing: false,
+} as const;
 
 function invalid(field: string, message: string): never {
   throw new ValidationError(`${field} ${message}`, [{ field, message }]);
@@ -25,7 +31,8 @@ export function assertPrintable(field: string, value: string): void {
 /** ASCII other than letters, digits, dot, hyphen (underscore is left to the label check): URL and address syntax. */
 function assertNoDelimiters(field: string, input: string): void {
   const found = /[\u0021-\u002c\u002f\u003a-\u0040\u005b-\u005e\u0060\u007b-\u007e]/.exec(input);
-  if (found !== null) invalid(field, `must not contain "${found[0]}" (a name holds only letters, digits, hyphens and dots)`);
+  if (found !== null)
+    invalid(field, `must not contain "${found[0]}" (a name holds only letters, digits, hyphens and dots)`);
 }
 
 /**
@@ -34,7 +41,11 @@ function assertNoDelimiters(field: string, input: string): void {
  * name given: a label the IDNA mapping would change other than by case (a character dropped, such
  * as a soft hyphen, or replaced, such as a full-width letter) is refused, naming the canonical form.
  */
-export function normalizeDomainName(field: string, input: string, options: { minLabels?: number } = {}): { ascii: string; unicode: string } {
+export function normalizeDomainName(
+  field: string,
+  input: string,
+  options: { minLabels?: number } = {},
+): { ascii: string; unicode: string } {
   assertPrintable(field, input);
   assertNoDelimiters(field, input);
   if (input.endsWith('.')) invalid(field, 'must not end with a dot');

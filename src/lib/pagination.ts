@@ -19,12 +19,17 @@ const INT8_MAX = 9223372036854775807n;
 const VALID: Record<CursorPart, (value: string) => boolean> = {
   uuid: (value) => UUID.test(value),
   int: (value) => /^(0|[1-9]\d{0,18})$/.test(value) && BigInt(value) <= INT8_MAX,
-  timestamp: (value) => /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/.test(value) && !Number.isNaN(Date.parse(value)) && new Date(value).toISOString() === value,
+  timestamp: (value) =>
+    /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/.test(value) &&
+    !Number.isNaN(Date.parse(value)) &&
+    new Date(value).toISOString() === value,
   text: (value) => value.length <= 500 && !/[\u0000-\u001f\u007f-\u009f\u2028\u2029]|\p{Cs}/u.test(value),
 };
 
 function invalidCursor(): never {
-  throw new ValidationError('cursor is not a cursor this API returned for this list', [{ field: 'querystring/cursor', message: 'is not a valid cursor' }]);
+  throw new ValidationError('cursor is not a cursor this API returned for this list', [
+    { field: 'querystring/cursor', message: 'is not a valid cursor' },
+  ]);
 }
 
 /**

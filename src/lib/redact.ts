@@ -16,7 +16,7 @@ export function redactAll(text: string, forms: Iterable<string>): string {
   spans.sort((a, b) => a[0] - b[0]);
   let out = '';
   let done = 0;
-  for (let i = 0; i < spans.length; ) {
+  for (let i = 0; i < spans.length;) {
     const start = spans[i]![0];
     let end = spans[i]![1];
     for (i += 1; i < spans.length && spans[i]![0] <= end; i += 1) end = Math.max(end, spans[i]![1]);

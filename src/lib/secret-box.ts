@@ -1,4 +1,12 @@
-import { createCipheriv, createDecipheriv, createHash, createHmac, createSecretKey, hkdfSync, randomBytes } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHash,
+  createHmac,
+  createSecretKey,
+  hkdfSync,
+  randomBytes,
+} from 'node:crypto';
 
 export interface SealedSecret {
   /** AES-256-GCM ciphertext followed by its 16-byte tag. */
@@ -24,10 +32,14 @@ const TAG_BYTES = 16;
  */
 export function createSecretBox(masterKey: Buffer) {
   if (masterKey.length !== 32) throw new Error('the master key must be 32 bytes');
-  const encryptionKey = Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'relayplane/credential-encryption/v1', 32));
+  const encryptionKey = Buffer.from(
+    hkdfSync('sha256', masterKey, Buffer.alloc(0), 'relayplane/credential-encryption/v1', 32),
+  );
   // A KeyObject is not re-validated and copied on every call: opening 90,000 secrets per compile adds up.
   const cipherKey = createSecretKey(encryptionKey);
-  const fingerprintKey = Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'relayplane/credential-fingerprint/v1', 32));
+  const fingerprintKey = Buffer.from(
+    hkdfSync('sha256', masterKey, Buffer.alloc(0), 'relayplane/credential-fingerprint/v1', 32),
+  );
   const keyId = `mk1:${createHash('sha256').update(encryptionKey).digest('hex').slice(0, 16)}`;
 
   return {

@@ -56,7 +56,11 @@ function toPrincipal(claims: TokenClaims, grant: KeyGrant): Principal | null {
   const tokenTenant = claims.tid ?? null;
   if (tokenTenant !== null && grant.tenantId !== null && tokenTenant !== grant.tenantId) return null;
   const claimed = new Set(claims.scope.split(' '));
-  return { keyId: claims.sub, scopes: grant.scopes.filter((scope) => claimed.has(scope)), tenantId: tokenTenant ?? grant.tenantId };
+  return {
+    keyId: claims.sub,
+    scopes: grant.scopes.filter((scope) => claimed.has(scope)),
+    tenantId: tokenTenant ?? grant.tenantId,
+  };
 }
 
 async function authPlugin(app: FastifyInstance, options: AuthOptions) {
@@ -95,7 +99,9 @@ async function authPlugin(app: FastifyInstance, options: AuthOptions) {
     }
     // The API key itself in place of the token it is exchanged for: the likeliest first mistake.
     if (/^Bearer\s+rpk_/i.test(header)) {
-      throw new UnauthorizedError('this is an API key, not a bearer token: exchange it at POST /v1/auth/token and send the access_token it returns');
+      throw new UnauthorizedError(
+        'this is an API key, not a bearer token: exchange it at POST /v1/auth/token and send the access_token it returns',
+      );
     }
     let claims: unknown;
     try {

@@ -54,18 +54,39 @@ const STATUS_CODES_OF_OURS: Record<number, string> = {
 };
 
 const FRAMEWORK_PROBLEMS: Record<string, { code: string; detail: string }> = {
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: { code: 'unsupported-media-type', detail: 'request bodies are accepted only as application/json' },
-  FST_ERR_CTP_INVALID_TYPE: { code: 'unsupported-media-type', detail: 'request bodies are accepted only as application/json' },
-  FST_ERR_CTP_EMPTY_TYPE: { code: 'unsupported-media-type', detail: 'request bodies are accepted only as application/json' },
-  FST_ERR_CTP_BODY_TOO_LARGE: { code: 'payload-too-large', detail: 'the request body is larger than the 1 MiB this API accepts' },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: {
+    code: 'unsupported-media-type',
+    detail: 'request bodies are accepted only as application/json',
+  },
+  FST_ERR_CTP_INVALID_TYPE: {
+    code: 'unsupported-media-type',
+    detail: 'request bodies are accepted only as application/json',
+  },
+  FST_ERR_CTP_EMPTY_TYPE: {
+    code: 'unsupported-media-type',
+    detail: 'request bodies are accepted only as application/json',
+  },
+  FST_ERR_CTP_BODY_TOO_LARGE: {
+    code: 'payload-too-large',
+    detail: 'the request body is larger than the 1 MiB this API accepts',
+  },
   FST_ERR_CTP_INVALID_JSON_BODY: { code: 'malformed-json', detail: 'the request body is not valid JSON' },
-  FST_ERR_CTP_EMPTY_JSON_BODY: { code: 'malformed-json', detail: 'the request body is empty but labelled application/json' },
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: 'bad-request', detail: 'Content-Length does not match the body received' },
+  FST_ERR_CTP_EMPTY_JSON_BODY: {
+    code: 'malformed-json',
+    detail: 'the request body is empty but labelled application/json',
+  },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: {
+    code: 'bad-request',
+    detail: 'Content-Length does not match the body received',
+  },
   FST_ERR_BAD_URL: { code: 'bad-request', detail: 'the request path is not a valid URL (bad percent-encoding)' },
   FST_ERR_MAX_PARAM_LENGTH: { code: 'uri-too-long', detail: 'a path segment is too long' },
 };
 
-type ProblemFields = { status: number; title: string; code: string; detail?: string; errors?: FieldProblem[] } & Record<string, unknown>;
+type ProblemFields = { status: number; title: string; code: string; detail?: string; errors?: FieldProblem[] } & Record<
+  string,
+  unknown
+>;
 
 function sendProblem(request: FastifyRequest, reply: FastifyReply, problem: ProblemFields) {
   const body = {
@@ -78,7 +99,10 @@ function sendProblem(request: FastifyRequest, reply: FastifyReply, problem: Prob
 }
 
 /** Ajv's message, with the allowed values where it only says there are some. */
-function validationMessage(item: NonNullable<FastifyError['validation']>[number], params: Record<string, unknown>): string {
+function validationMessage(
+  item: NonNullable<FastifyError['validation']>[number],
+  params: Record<string, unknown>,
+): string {
   if (item.keyword === 'enum' && Array.isArray(params.allowedValues)) {
     return `must be one of: ${params.allowedValues.map((value) => JSON.stringify(value)).join(', ')}`;
   }
@@ -93,16 +117,27 @@ function fieldProblems(error: FastifyError): FieldProblem[] {
     const missing = typeof params.missingProperty === 'string' ? `/${params.missingProperty}` : '';
     const extra = typeof params.additionalProperty === 'string' ? `/${params.additionalProperty}` : '';
     const pointer = `${item.instancePath}${missing}${extra}`;
-    const message = extra ? `${item.message ?? 'is not allowed'}: ${params.additionalProperty as string}` : validationMessage(item, params);
+    const message = extra
+      ? `${item.message ?? 'is not allowed'}: ${params.additionalProperty as string}`
+      : validationMessage(item, params);
     return { field: `${context}${pointer}`, message };
   });
 }
 
 function sendAppError(request: FastifyRequest, reply: FastifyReply, error: AppError) {
-  if ((error instanceof ServiceUnavailableError || error instanceof RateLimitedError) && error.retryAfterSeconds !== undefined) {
+  if (
+    (error instanceof ServiceUnavailableError || error instanceof RateLimitedError) &&
+    error.retryAfterSeconds !== undefined
+  ) {
     reply.header('retry-after', String(error.retryAfterSeconds));
   }
-  return sendProblem(request, reply, { status: error.status, title: error.title, code: error.code, detail: error.message, ...error.extra });
+  return sendProblem(request, reply, {
+    status: error.status,
+    title: error.title,
+    code: error.code,
+    detail: error.message,
+    ...error.extra,
+  });
 }
 
 /** Errors Fastify raises before a handler runs (body parsing, URL decoding) in the project's terms. */
@@ -129,7 +164,12 @@ function sendRouteNotFound(request: FastifyRequest, reply: FastifyReply, allowed
       detail: `${path} does not support ${request.method}; it supports ${allowed.join(', ')}`,
     });
   }
-  return sendProblem(request, reply, { status: 404, title: 'Resource not found', code: 'route-not-found', detail: `No route for ${request.method} ${path}` });
+  return sendProblem(request, reply, {
+    status: 404,
+    title: 'Resource not found',
+    code: 'route-not-found',
+    detail: `No route for ${request.method} ${path}`,
+  });
 }
 
 /** Fastify's `frameworkErrors` option: a malformed URL or an over-long path segment, as problem+json. */
@@ -142,7 +182,11 @@ export function frameworkErrors(error: FastifyError, request: FastifyRequest, re
 export function clientErrorHandler(error: NodeJS.ErrnoException, socket: Socket) {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
   const [status, code] =
-    error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'request-timeout'] : error.code === 'HPE_HEADER_OVERFLOW' ? [431, 'headers-too-large'] : [400, 'bad-request'];
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'request-timeout']
+      : error.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'headers-too-large']
+        : [400, 'bad-request'];
   const body = JSON.stringify({
     type: `${PROBLEM_TYPE_PREFIX}${code}`,
     title: STATUS_TITLES[status],

@@ -32,7 +32,9 @@ async function idempotencyPlugin(app: FastifyInstance, options: { prisma: Prisma
   const records = createIdempotencyRepository();
   // Keyed: a request body can hold a credential's secret, and a plain digest of it, stored next to
   // the username it goes with, would let whoever reads the table test guesses offline.
-  const hashKey = Buffer.from(hkdfSync('sha256', options.masterKey, Buffer.alloc(0), 'relayplane/idempotency-request/v1', 32));
+  const hashKey = Buffer.from(
+    hkdfSync('sha256', options.masterKey, Buffer.alloc(0), 'relayplane/idempotency-request/v1', 32),
+  );
   app.decorateRequest('idempotency', null);
 
   app.addHook('preHandler', async (request, reply) => {
@@ -48,17 +50,30 @@ async function idempotencyPlugin(app: FastifyInstance, options: { prisma: Prisma
       return;
     }
     const existing = await records.find(options.prisma, actorKeyId, key);
-    if (existing === null) throw new ConflictError('a request with this Idempotency-Key is still in progress; retry shortly', 'idempotency-in-progress');
+    if (existing === null)
+      throw new ConflictError(
+        'a request with this Idempotency-Key is still in progress; retry shortly',
+        'idempotency-in-progress',
+      );
     if (existing.requestHash !== requestHash) {
-      throw new UnprocessableError('this Idempotency-Key was already used with a different request', 'idempotency-key-reused');
+      throw new UnprocessableError(
+        'this Idempotency-Key was already used with a different request',
+        'idempotency-key-reused',
+      );
     }
     if (existing.responseStatus === null) {
-      throw new ConflictError('a request with this Idempotency-Key is still in progress; retry shortly', 'idempotency-in-progress');
+      throw new ConflictError(
+        'a request with this Idempotency-Key is still in progress; retry shortly',
+        'idempotency-in-progress',
+      );
     }
     const headers = (existing.responseHeaders ?? {}) as Record<string, string>;
     for (const [name, value] of Object.entries(headers)) reply.header(name, value);
     reply.header('idempotent-replayed', 'true');
-    return reply.status(existing.responseStatus).type(headers['content-type'] ?? 'application/json').send(existing.responseBody);
+    return reply
+      .status(existing.responseStatus)
+      .type(headers['content-type'] ?? 'application/json')
+      .send(existing.responseBody);
   });
 
   app.addHook('onSend', async (request, reply, payload) => {

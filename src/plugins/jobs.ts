@@ -44,7 +44,10 @@ async function jobsPlugin(app: FastifyInstance, options: Omit<JobDeps, 'log'> & 
           ...(sync.leaderPollMs !== undefined ? { leaderPollMs: sync.leaderPollMs } : {}),
           log: app.log.child({ component: 'sync-worker' }),
           handlers: jobs.sync.handlers,
-          periodic: jobs.periodic({ usageIntervalMs: sync.usageIntervalMs ?? 0, dnsIntervalMs: sync.dnsIntervalMs ?? 0 }),
+          periodic: jobs.periodic({
+            usageIntervalMs: sync.usageIntervalMs ?? 0,
+            dnsIntervalMs: sync.dnsIntervalMs ?? 0,
+          }),
         });
   app.decorate('jobs', jobs);
   app.decorate('syncWorker', worker);

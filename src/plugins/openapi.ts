@@ -33,7 +33,13 @@ export function loadSpec(): { text: string; spec: Spec } {
 
 /** Every operation in the spec: method, path and the scopes its security requirement admits ([] = public). */
 export function specOperations(spec: Spec) {
-  const operations: Array<{ operationId: string; method: string; path: string; scopes: string[] | null; servedByPlugin: boolean }> = [];
+  const operations: Array<{
+    operationId: string;
+    method: string;
+    path: string;
+    scopes: string[] | null;
+    servedByPlugin: boolean;
+  }> = [];
   for (const [specPath, item] of Object.entries(spec.paths)) {
     for (const [method, operation] of Object.entries(item)) {
       if (!HTTP_METHODS.has(method)) continue;
@@ -57,7 +63,8 @@ function mediaTypes(node: unknown, found = new Set<string>()): Set<string> {
   if (Array.isArray(node)) for (const item of node) mediaTypes(item, found);
   else if (node !== null && typeof node === 'object') {
     for (const [key, value] of Object.entries(node)) {
-      if (key === 'content' && value !== null && typeof value === 'object') for (const type of Object.keys(value)) if (MEDIA_TYPE.test(type)) found.add(type);
+      if (key === 'content' && value !== null && typeof value === 'object')
+        for (const type of Object.keys(value)) if (MEDIA_TYPE.test(type)) found.add(type);
       mediaTypes(value, found);
     }
   }
@@ -73,7 +80,9 @@ function mediaTypes(node: unknown, found = new Set<string>()): Set<string> {
 function refuseOtherMediaTypes(app: FastifyInstance, spec: Spec): void {
   for (const type of mediaTypes(spec)) {
     if (app.hasContentTypeParser(type)) continue;
-    app.addContentTypeParser(type, (_request, _payload, done) => done(new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE(type), undefined));
+    app.addContentTypeParser(type, (_request, _payload, done) =>
+      done(new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE(type), undefined),
+    );
   }
 }
 
@@ -95,7 +104,9 @@ export function requestOrigin(request: FastifyRequest): string | null {
 function withServerOf(request: FastifyRequest, document: Record<string, unknown>): Record<string, unknown> {
   const origin = requestOrigin(request);
   // A shallow copy: the stored document is shared by every request.
-  return origin === null ? document : { ...document, servers: [{ url: origin, description: 'The Relayplane API that served this document.' }] };
+  return origin === null
+    ? document
+    : { ...document, servers: [{ url: origin, description: 'The Relayplane API that served this document.' }] };
 }
 
 export interface OpenApiOptions {
@@ -139,4 +150,8 @@ async function openapiPlugin(app: FastifyInstance, options: OpenApiOptions) {
   });
 }
 
-export default fp(openapiPlugin, { name: 'openapi', fastify: '5.x', dependencies: ['auth', 'errors', 'strict-requests'] });
+export default fp(openapiPlugin, {
+  name: 'openapi',
+  fastify: '5.x',
+  dependencies: ['auth', 'errors', 'strict-requests'],
+});

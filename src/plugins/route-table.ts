@@ -24,7 +24,8 @@ export function routeTable(app: FastifyInstance): RouteTable {
   app.addHook('onRoute', (route) => {
     let entry = patterns.get(route.url);
     if (entry === undefined) patterns.set(route.url, (entry = { match: matcherOf(route.url), methods: new Set() }));
-    for (const method of Array.isArray(route.method) ? route.method : [route.method]) entry.methods.add(method.toUpperCase());
+    for (const method of Array.isArray(route.method) ? route.method : [route.method])
+      entry.methods.add(method.toUpperCase());
     if (entry.methods.has('GET')) entry.methods.add('HEAD');
   });
   return { patterns };

@@ -55,7 +55,11 @@ export function staleWriteRetrier() {
           } catch (error) {
             if (!(error instanceof PreconditionFailedError)) throw error;
             if (attempt >= STALE_WRITE_ATTEMPTS) {
-              throw new ServiceUnavailableError('the resource is changing too fast to apply this write: retry shortly', {}, CONTENTION_RETRY_AFTER_SECONDS);
+              throw new ServiceUnavailableError(
+                'the resource is changing too fast to apply this write: retry shortly',
+                {},
+                CONTENTION_RETRY_AFTER_SECONDS,
+              );
             }
           }
         }

@@ -15,7 +15,9 @@ export const ACCEPTED_BODY_TYPE = 'application/json';
 const FORBIDDEN = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]|\p{Cs}/u;
 
 type AjvOptions = { customOptions?: Options; plugins?: unknown[]; onCreate?: unknown };
-type ValidatorFactory = NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']>['buildValidator'];
+type ValidatorFactory = NonNullable<
+  NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']
+>['buildValidator'];
 
 /**
  * Ajv validators per request part: query strings, path parameters and headers are text, so
@@ -27,7 +29,8 @@ export function partValidators(): ValidatorFactory {
   return (externalSchemas, options) => {
     const given = (options ?? {}) as AjvOptions;
     // The app's options (never JTD mode) with the coercion each part needs.
-    const withCoercion = (coerceTypes: 'array' | false) => ({ ...given, customOptions: { ...given.customOptions, coerceTypes } }) as Parameters<typeof build>[1];
+    const withCoercion = (coerceTypes: 'array' | false) =>
+      ({ ...given, customOptions: { ...given.customOptions, coerceTypes } }) as Parameters<typeof build>[1];
     const coercing = build(externalSchemas, withCoercion('array'));
     const strict = build(externalSchemas, withCoercion(false));
     return (route) => (route.httpPart === 'body' ? strict(route) : coercing(route));
@@ -38,13 +41,19 @@ export function partValidators(): ValidatorFactory {
 function forbiddenCharacters(part: string, value: unknown, path = '', found: FieldProblem[] = []): FieldProblem[] {
   if (found.length >= 20) return found;
   if (typeof value === 'string') {
-    if (FORBIDDEN.test(value)) found.push({ field: `${part}${path}`, message: 'must not contain control characters, line or paragraph separators (U+2028, U+2029) or lone surrogates' });
+    if (FORBIDDEN.test(value))
+      found.push({
+        field: `${part}${path}`,
+        message:
+          'must not contain control characters, line or paragraph separators (U+2028, U+2029) or lone surrogates',
+      });
   } else if (Array.isArray(value)) {
     value.forEach((item, index) => forbiddenCharacters(part, item, `${path}/${index}`, found));
   } else if (value !== null && typeof value === 'object') {
     for (const [key, item] of Object.entries(value)) {
       const pointer = `${path}/${key.replaceAll('~', '~0').replaceAll('/', '~1')}`;
-      if (FORBIDDEN.test(key)) found.push({ field: `${part}${pointer}`, message: 'is a property name with control characters' });
+      if (FORBIDDEN.test(key))
+        found.push({ field: `${part}${pointer}`, message: 'is a property name with control characters' });
       else forbiddenCharacters(part, item, pointer, found);
     }
   }
@@ -53,8 +62,11 @@ function forbiddenCharacters(part: string, value: unknown, path = '', found: Fie
 
 /** Header values the route's schema declares (Idempotency-Key, If-Match): those reach the service. */
 function declaredHeaders(request: FastifyRequest): Record<string, unknown> {
-  const declared = (request.routeOptions.schema?.headers as { properties?: Record<string, unknown> } | undefined)?.properties ?? {};
-  return Object.fromEntries(Object.keys(declared).map((name) => [name.toLowerCase(), request.headers[name.toLowerCase()]]));
+  const declared =
+    (request.routeOptions.schema?.headers as { properties?: Record<string, unknown> } | undefined)?.properties ?? {};
+  return Object.fromEntries(
+    Object.keys(declared).map((name) => [name.toLowerCase(), request.headers[name.toLowerCase()]]),
+  );
 }
 
 /**
@@ -73,7 +85,8 @@ function strictRequestsPlugin(app: FastifyInstance) {
     const body = route.schema?.body as { content?: Record<string, { schema?: unknown }> } | undefined;
     if (route.schema === undefined || body?.content === undefined) return;
     const json = body.content[ACCEPTED_BODY_TYPE]?.schema;
-    if (json === undefined) throw new Error(`${route.method} ${route.url}: a request body must be declared as ${ACCEPTED_BODY_TYPE}`);
+    if (json === undefined)
+      throw new Error(`${route.method} ${route.url}: a request body must be declared as ${ACCEPTED_BODY_TYPE}`);
     route.schema.body = json;
   });
 

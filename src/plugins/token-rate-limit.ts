@@ -10,7 +10,8 @@ const TOKEN_OPERATION = 'createToken';
 
 type Limiter = ReturnType<FastifyInstance['createRateLimit']>;
 
-const asArray = <T>(hooks: T | T[] | undefined): T[] => (hooks === undefined ? [] : Array.isArray(hooks) ? hooks : [hooks]);
+const asArray = <T>(hooks: T | T[] | undefined): T[] =>
+  hooks === undefined ? [] : Array.isArray(hooks) ? hooks : [hooks];
 
 async function enforce(limiter: Limiter, request: FastifyRequest, reply: FastifyReply, what: string) {
   const limit = await limiter(request);
@@ -42,7 +43,8 @@ async function tokenRateLimitPlugin(app: FastifyInstance, options: Partial<Token
     allowList: (_request, keyId) => keyId === '',
   });
 
-  const limitAddress = (request: FastifyRequest, reply: FastifyReply) => enforce(byAddress, request, reply, 'from this address');
+  const limitAddress = (request: FastifyRequest, reply: FastifyReply) =>
+    enforce(byAddress, request, reply, 'from this address');
   const limitKeyId = (request: FastifyRequest, reply: FastifyReply) => enforce(byKeyId, request, reply, 'for this key');
 
   // Routes come from openapi.yaml (plugins/openapi.ts); the operation is found by its operationId.

@@ -92,8 +92,17 @@ function contentDigest(name: string, content: string, digests: FileDigests | und
  * (files and parameters sorted by name). Hashing each file on its own lets a recompile that
  * changed a few files skip the others (`digests`); every changed file is still read in full.
  */
-export function bundleVersion(bundle: Omit<Bundle, 'version' | 'warnings' | 'quarantine'>, digests?: FileDigests): string {
-  const files = byKey(bundle.files).map(([name, f]) => [name, f.mode, f.secret, f.mapType, contentDigest(name, f.content, digests)]);
+export function bundleVersion(
+  bundle: Omit<Bundle, 'version' | 'warnings' | 'quarantine'>,
+  digests?: FileDigests,
+): string {
+  const files = byKey(bundle.files).map(([name, f]) => [
+    name,
+    f.mode,
+    f.secret,
+    f.mapType,
+    contentDigest(name, f.content, digests),
+  ]);
   const masterCf = [...bundle.masterCf]
     .sort((a, b) => (a.name < b.name ? -1 : 1))
     .map((s) => [s.name, s.type, s.private, s.unpriv, s.chroot, s.wakeup, s.maxproc, s.command, byKey(s.options)]);
@@ -102,7 +111,17 @@ export function bundleVersion(bundle: Omit<Bundle, 'version' | 'warnings' | 'qua
 }
 
 export function masterCfLine(service: MasterService): string {
-  return [service.name, service.type, service.private, service.unpriv, service.chroot, service.wakeup, service.maxproc, service.command, ...service.args].join(' ');
+  return [
+    service.name,
+    service.type,
+    service.private,
+    service.unpriv,
+    service.chroot,
+    service.wakeup,
+    service.maxproc,
+    service.command,
+    ...service.args,
+  ].join(' ');
 }
 
 /**

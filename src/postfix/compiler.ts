@@ -49,9 +49,12 @@ export function tablePath(name: string): string {
 export function serviceLimitParams(service: ServicePlan): Record<string, string> {
   const { params } = service.limits;
   const out: Record<string, string> = {};
-  if (params.concurrency !== undefined) out[`${service.name}_destination_concurrency_limit`] = String(params.concurrency);
-  if (params.rateDelaySeconds !== undefined) out[`${service.name}_destination_rate_delay`] = `${params.rateDelaySeconds}s`;
-  if (params.recipientsPerMessage !== undefined) out[`${service.name}_destination_recipient_limit`] = String(params.recipientsPerMessage);
+  if (params.concurrency !== undefined)
+    out[`${service.name}_destination_concurrency_limit`] = String(params.concurrency);
+  if (params.rateDelaySeconds !== undefined)
+    out[`${service.name}_destination_rate_delay`] = `${params.rateDelaySeconds}s`;
+  if (params.recipientsPerMessage !== undefined)
+    out[`${service.name}_destination_recipient_limit`] = String(params.recipientsPerMessage);
   return out;
 }
 
@@ -146,9 +149,12 @@ function checkConfig(bundle: Omit<Bundle, 'version' | 'warnings' | 'quarantine'>
   for (const s of rendered.masterCf) {
     const okName = /^rp_[a-z0-9_]+$/.test(s.name);
     const okOptions = Object.entries(s.options).every(
-      ([k, v]) => /^[a-z0-9_]+$/.test(k) && (/^[A-Za-z0-9._:/-]+$/.test(v) || (k === 'syslog_name' && v === serviceSyslogName(s.name))),
+      ([k, v]) =>
+        /^[a-z0-9_]+$/.test(k) &&
+        (/^[A-Za-z0-9._:/-]+$/.test(v) || (k === 'syslog_name' && v === serviceSyslogName(s.name))),
     );
-    if (!okName || !okOptions) problems.add('unsafe_output', 'settings', null, `unsafe master.cf service ${JSON.stringify(s.name)}`);
+    if (!okName || !okOptions)
+      problems.add('unsafe_output', 'settings', null, `unsafe master.cf service ${JSON.stringify(s.name)}`);
   }
 }
 
@@ -174,7 +180,8 @@ export function compilePlan(plan: RoutePlan, digests?: FileDigests): Bundle {
     }
   };
   const publicMap = (entries: Array<[string, string]>) => () => bundleFile(renderHashMap(entries));
-  const secretMap = (table: SaslTable) => () => secretBundleFile(renderHashMap(table.entries), renderHashMap(table.masked));
+  const secretMap = (table: SaslTable) => () =>
+    secretBundleFile(renderHashMap(table.entries), renderHashMap(table.masked));
   addMap(TABLE.senderTransport, publicMap(senderTransportEntries(plan)));
   addMap(TABLE.senderRelay, publicMap(senderRelayEntries(plan)));
   addMap(TABLE.saslPasswd, secretMap(globalSaslEntries(plan)));
@@ -189,7 +196,12 @@ export function compilePlan(plan: RoutePlan, digests?: FileDigests): Bundle {
 }
 
 /** The bundle around rendered tables: main.cf, master.cf, checks, version. Throws CompileError. */
-export function assembleBundle(plan: RoutePlan, files: Record<string, BundleFile>, problems = new ProblemList(), digests?: FileDigests): Bundle {
+export function assembleBundle(
+  plan: RoutePlan,
+  files: Record<string, BundleFile>,
+  problems = new ProblemList(),
+  digests?: FileDigests,
+): Bundle {
   const body = { files, mainCf: mainCf(plan), masterCf: plan.services.map(masterService) };
   checkConfig(body, problems);
   problems.throwIfAny();
@@ -210,4 +222,3 @@ export function compile(snapshot: Snapshot, options: { lastGood?: Snapshot | nul
 export function compileStrict(snapshot: Snapshot): Bundle {
   return compilePlan(planRoutes(snapshot));
 }
-

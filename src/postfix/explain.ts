@@ -83,8 +83,14 @@ function masked(username: string): string {
 }
 
 /** Postfix's smtp_tls_policy_maps lookup for a domain nexthop: the name, then `.parent` suffixes. */
-export function matchDestinationPolicy(plan: RoutePlan, recipientDomain: string, onlyWithTls = true): DestinationPolicy | null {
-  const byPattern = new Map(plan.index.destinationPolicies.filter((p) => !onlyWithTls || p.tls !== null).map((p) => [p.pattern, p]));
+export function matchDestinationPolicy(
+  plan: RoutePlan,
+  recipientDomain: string,
+  onlyWithTls = true,
+): DestinationPolicy | null {
+  const byPattern = new Map(
+    plan.index.destinationPolicies.filter((p) => !onlyWithTls || p.tls !== null).map((p) => [p.pattern, p]),
+  );
   // Address literals and other non-hostnames get one exact lookup, no parent walk.
   if (!/^[a-z0-9.-]+$/.test(recipientDomain)) return byPattern.get(recipientDomain) ?? null;
   let name: string | null = recipientDomain;
@@ -190,10 +196,12 @@ function explainRouted(plan: RoutePlan, route: DomainRoute, e: Explanation): Exp
   e.implicitTls = route.hops.length > 0 && route.hops.every((h) => h.relay.tls === 'implicit');
   e.matched.push({ table: TABLE.senderRelay, key, value: route.relayhost ?? '' });
   const globalCredential = globalSaslCredential(route);
-  if (globalCredential !== null) e.matched.push({ table: TABLE.saslPasswd, key, value: masked(globalCredential.username) });
+  if (globalCredential !== null)
+    e.matched.push({ table: TABLE.saslPasswd, key, value: masked(globalCredential.username) });
   for (const hop of route.hops) {
     const credential = route.sasl === 'service' ? hop.credential : route.sasl === 'sender' ? globalCredential : null;
-    e.credentialsByNexthop[hop.nexthop] = credential === null ? null : { credentialId: credential.id, username: credential.username };
+    e.credentialsByNexthop[hop.nexthop] =
+      credential === null ? null : { credentialId: credential.id, username: credential.username };
     if (route.sasl === 'service' && credential !== null && route.saslMap !== null) {
       e.matched.push({ table: route.saslMap, key: hop.nexthop, value: masked(credential.username) });
     }
@@ -211,7 +219,8 @@ function explainRouted(plan: RoutePlan, route: DomainRoute, e: Explanation): Exp
       : route.sasl === 'service'
         ? `SASL by nexthop from ${route.saslMap ?? '?'} (sender-dependent authentication off)`
         : 'SASL authentication disabled for this service';
-  const ignored = destination === null ? '' : `; destination policy ${destination.pattern} does not apply to relayed mail`;
+  const ignored =
+    destination === null ? '' : `; destination policy ${destination.pattern} does not apply to relayed mail`;
   e.reason = `sender domain ${route.domain.name} relays via ${e.nexthops.join(' then ')} using service ${route.service}; ${auth}${ignored}`;
   return e;
 }

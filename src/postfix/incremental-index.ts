@@ -19,7 +19,11 @@ export interface RowDiff<T> {
  * loader keeps unchanged rows in place, so this is a walk over pointers, resynchronised after a
  * removal); only what is left over is looked up by id. Correct for any order, fast for a stable one.
  */
-function diffRows<T extends { id: string }>(previous: readonly T[], byId: ReadonlyMap<string, T>, rows: readonly T[]): RowDiff<T> | null {
+function diffRows<T extends { id: string }>(
+  previous: readonly T[],
+  byId: ReadonlyMap<string, T>,
+  rows: readonly T[],
+): RowDiff<T> | null {
   const leftNew: T[] = [];
   const leftOld = new Set<T>();
   let i = 0;
@@ -61,7 +65,8 @@ function diffRows<T extends { id: string }>(previous: readonly T[], byId: Readon
   return diff;
 }
 
-export const unchanged = (diff: RowDiff<unknown> | null) => diff !== null && diff.added.length === 0 && diff.changed.length === 0 && diff.removed.length === 0;
+export const unchanged = (diff: RowDiff<unknown> | null) =>
+  diff !== null && diff.added.length === 0 && diff.changed.length === 0 && diff.removed.length === 0;
 
 /** What changed between the state's rows and a snapshot's, table by table. */
 export interface SnapshotDiff {
@@ -90,11 +95,16 @@ export function diffSnapshot(state: State, snapshot: Snapshot): SnapshotDiff | n
   const { index } = state;
   const previous = state.rows;
   const relays = diffRows<Relay>(previous.relays, index.relays, snapshot.relays);
-  const policies = diffRows<DestinationPolicy>(previous.destinationPolicies, state.policiesById, snapshot.destinationPolicies);
+  const policies = diffRows<DestinationPolicy>(
+    previous.destinationPolicies,
+    state.policiesById,
+    snapshot.destinationPolicies,
+  );
   const tenants = diffRows<Tenant>(previous.tenants, index.tenants, snapshot.tenants);
   const domains = diffRows<Domain>(previous.domains, index.domainsById, snapshot.domains);
   const credentials = diffRows<Credential>(previous.credentials, state.credentialsById, snapshot.credentials);
-  if (relays === null || policies === null || tenants === null || domains === null || credentials === null) return needsFull();
+  if (relays === null || policies === null || tenants === null || domains === null || credentials === null)
+    return needsFull();
   if ([relays, policies, tenants, domains, credentials].every(unchanged)) return null;
   return {
     tenants,
@@ -113,7 +123,12 @@ export function diffSnapshot(state: State, snapshot: Snapshot): SnapshotDiff | n
  * of them (into `problems`); returns which domains the change reaches.
  */
 export function updateIndex(state: State, snapshot: Snapshot, diff: SnapshotDiff, problems: ProblemList): Reach {
-  const reach: Reach = { affected: new Set(), changedTenants: new Set(), changedRelays: new Set(), relayWideChanged: new Set() };
+  const reach: Reach = {
+    affected: new Set(),
+    changedTenants: new Set(),
+    changedRelays: new Set(),
+    relayWideChanged: new Set(),
+  };
   for (const d of diff.oldDomains) reach.affected.add(d.name);
   for (const c of diff.oldCredentials) {
     const d = state.index.domainsById.get(c.domainId ?? '');
@@ -134,7 +149,13 @@ export function updateIndex(state: State, snapshot: Snapshot, diff: SnapshotDiff
   return reach;
 }
 
-function updateTenantsAndRelays(state: State, snapshot: Snapshot, diff: SnapshotDiff, reach: Reach, problems: ProblemList): void {
+function updateTenantsAndRelays(
+  state: State,
+  snapshot: Snapshot,
+  diff: SnapshotDiff,
+  reach: Reach,
+  problems: ProblemList,
+): void {
   const { index } = state;
   const { tenants, relays, policies } = diff;
   for (const t of [...tenants.added, ...tenants.changed.map(([, next]) => next)]) {
@@ -238,7 +259,13 @@ function reachedDomains(state: State, reach: Reach): Set<Domain> {
  * ones: the reached domains, and the credentials of changed relays and of changed domains (a
  * domain's tenant may no longer own the relay of its credential).
  */
-function recheckReferences(state: State, diff: SnapshotDiff, reach: Reach, reached: ReadonlySet<Domain>, problems: ProblemList): void {
+function recheckReferences(
+  state: State,
+  diff: SnapshotDiff,
+  reach: Reach,
+  reached: ReadonlySet<Domain>,
+  problems: ProblemList,
+): void {
   const { index } = state;
   const newDomainSet = new Set(diff.newDomains);
   for (const d of reached) if (!newDomainSet.has(d)) checkDomain(d, index, problems);
@@ -248,7 +275,8 @@ function recheckReferences(state: State, diff: SnapshotDiff, reach: Reach, reach
     rechecked.add(c);
     checkCredential(c, c.domainId === null ? undefined : index.domainsById.get(c.domainId), index.relays, problems);
   };
-  for (const relayId of reach.changedRelays) for (const c of index.credentialsByRelay.get(relayId)?.values() ?? []) recheck(c);
+  for (const relayId of reach.changedRelays)
+    for (const c of index.credentialsByRelay.get(relayId)?.values() ?? []) recheck(c);
   for (const d of diff.newDomains) {
     for (const scopes of index.credentialsByRelay.values()) recheck(scopes.get(d.id));
   }

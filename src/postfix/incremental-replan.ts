@@ -105,7 +105,12 @@ export function regroup(state: State, { touchedGroups, ownServices, rebuild }: R
     // domain list (the usual case: a domain joined or left); otherwise every member is redone.
     const [was] = before;
     const [now] = planned;
-    const same = before.length === 1 && planned.length === 1 && was !== undefined && now !== undefined && sameForRoutes(was, now.plan);
+    const same =
+      before.length === 1 &&
+      planned.length === 1 &&
+      was !== undefined &&
+      now !== undefined &&
+      sameForRoutes(was, now.plan);
     if (!same) for (const name of memberNames) rebuild.add(name);
   }
 }
@@ -155,7 +160,13 @@ function detach(state: State, name: string, touchedGroups: Set<string>): void {
 
 /** Everything a member's route (and so its lines) takes from its service: domainRoute reads no more. */
 function sameForRoutes(a: ServicePlan, b: ServicePlan): boolean {
-  return a.name === b.name && a.sasl === b.sasl && a.saslMap === b.saslMap && a.tlsPolicyMap === b.tlsPolicyMap && isDeepStrictEqual(a.limits, b.limits);
+  return (
+    a.name === b.name &&
+    a.sasl === b.sasl &&
+    a.saslMap === b.saslMap &&
+    a.tlsPolicyMap === b.tlsPolicyMap &&
+    isDeepStrictEqual(a.limits, b.limits)
+  );
 }
 
 /**
@@ -187,5 +198,8 @@ function setLines(state: State, name: string, route: DomainRoute | null, unroute
   const sasl = credential === null ? null : saslValues(credential);
   tables.sasl.set(key, sasl === null ? null : hashLine(key, sasl.value));
   tables.saslMasked.set(key, sasl === null ? null : hashLine(key, sasl.masked));
-  tables.access.set(name, route === null && unrouted === undefined ? null : hashLine(...senderAccessEntry(name, unrouted)));
+  tables.access.set(
+    name,
+    route === null && unrouted === undefined ? null : hashLine(...senderAccessEntry(name, unrouted)),
+  );
 }

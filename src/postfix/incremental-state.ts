@@ -1,6 +1,13 @@
 // What the incremental compiler keeps between compiles (incremental.ts), and when it gives up on it.
 import type { Bundle, FileDigests } from './bundle.js';
-import { DEFAULT_SERVICE, placement, type DetailedPlan, type RoutePlan, type Routed, type ServicePlan } from './plan.js';
+import {
+  DEFAULT_SERVICE,
+  placement,
+  type DetailedPlan,
+  type RoutePlan,
+  type Routed,
+  type ServicePlan,
+} from './plan.js';
 import type { RelayTlsPolicy } from './resolve.js';
 import type { Credential, DestinationPolicy, Snapshot } from './snapshot.js';
 import { TABLE } from './tables.js';
@@ -26,7 +33,13 @@ export const needsFull = (): never => {
   throw new NeedsFullCompile();
 };
 
-export type Mutable<T> = { -readonly [K in keyof T]: T[K] extends ReadonlyMap<infer A, infer B> ? Map<A, B> : T[K] extends ReadonlySet<infer S> ? Set<S> : T[K] };
+export type Mutable<T> = {
+  -readonly [K in keyof T]: T[K] extends ReadonlyMap<infer A, infer B>
+    ? Map<A, B>
+    : T[K] extends ReadonlySet<infer S>
+      ? Set<S>
+      : T[K];
+};
 
 /** How many hops of routed domains reach a nexthop with each TLS policy (gone at zero). */
 export type NexthopUse = Map<RelayTlsPolicy, number>;
@@ -60,7 +73,13 @@ export interface State {
   touchedNexthops: Set<string>;
   transports: Map<string, string>;
   /** `saslMasked`: the lines of `sasl` as BundleFile.masked shows them, key for key. */
-  tables: { transport: SortedLines; relay: SortedLines; sasl: SortedLines; saslMasked: SortedLines; access: SortedLines };
+  tables: {
+    transport: SortedLines;
+    relay: SortedLines;
+    sasl: SortedLines;
+    saslMasked: SortedLines;
+    access: SortedLines;
+  };
 }
 
 /** The state of a plan compile() just rendered. */

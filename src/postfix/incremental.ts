@@ -125,7 +125,8 @@ function incremental(state: State, snapshot: Snapshot): Bundle {
     return state.bundle;
   }
   const bulk = Math.max(MIN_BULK, BULK_SHARE * snapshot.domains.length);
-  if (diff.oldDomains.length + diff.newDomains.length + diff.oldCredentials.length + diff.newCredentials.length > bulk) needsFull();
+  if (diff.oldDomains.length + diff.newDomains.length + diff.oldCredentials.length + diff.newCredentials.length > bulk)
+    needsFull();
 
   const problems = new ProblemList();
   const reach = updateIndex(state, snapshot, diff, problems);

@@ -30,7 +30,22 @@ export {
   type MasterService,
 } from './bundle.js';
 export { planRoutes, isRoutePlan, type RoutePlan, type DomainRoute, type ServicePlan, type SaslMode } from './plan.js';
-export { resolveSenderDomain, effectiveLimits, relayTlsPolicy, type RelayTlsPolicy, type SenderDomainResolution, type Hop, type EffectiveLimits, type UnroutedCode } from './resolve.js';
-export { explainRoute, matchDestinationPolicy, type Explanation, type MatchedEntry, type NexthopCredential } from './explain.js';
+export {
+  resolveSenderDomain,
+  effectiveLimits,
+  relayTlsPolicy,
+  type RelayTlsPolicy,
+  type SenderDomainResolution,
+  type Hop,
+  type EffectiveLimits,
+  type UnroutedCode,
+} from './resolve.js';
+export {
+  explainRoute,
+  matchDestinationPolicy,
+  type Explanation,
+  type MatchedEntry,
+  type NexthopCredential,
+} from './explain.js';
 export { TABLE, UNROUTED_TRANSPORT } from './tables.js';
 export { planWithQuarantine, problemsOf, type QuarantinedUnit, type QuarantineTreatment } from './quarantine.js';

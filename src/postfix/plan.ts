@@ -72,9 +72,16 @@ function credentialTuple(res: Routed): string {
 const NO_NEXTHOPS: ReadonlySet<string> = new Set();
 
 /** The service's own TLS policy map, needed only when one of its nexthops is reached with another policy elsewhere. */
-function serviceTls(name: string, routeHops: readonly Hop[], shared: ReadonlySet<string>): Pick<ServicePlan, 'tlsPolicyMap' | 'tlsPolicies'> {
+function serviceTls(
+  name: string,
+  routeHops: readonly Hop[],
+  shared: ReadonlySet<string>,
+): Pick<ServicePlan, 'tlsPolicyMap' | 'tlsPolicies'> {
   if (!routeHops.some((h) => shared.has(h.nexthop))) return { tlsPolicyMap: null, tlsPolicies: [] };
-  return { tlsPolicyMap: `tls_${name}`, tlsPolicies: routeHops.map((h): [string, RelayTlsPolicy] => [h.nexthop, h.tlsPolicy]) };
+  return {
+    tlsPolicyMap: `tls_${name}`,
+    tlsPolicies: routeHops.map((h): [string, RelayTlsPolicy] => [h.nexthop, h.tlsPolicy]),
+  };
 }
 
 /** The nexthops that routed hops reach with more than one TLS policy. */
@@ -93,8 +100,12 @@ export function sharedNexthopsOf(routed: Iterable<Routed>): Set<string> {
 }
 
 function serviceSasl(name: string, routeHops: Hop[]): Pick<ServicePlan, 'sasl' | 'saslMap' | 'saslEntries'> {
-  const saslEntries = routeHops.flatMap((h) => (h.credential === null ? [] : [{ nexthop: h.nexthop, credential: h.credential }]));
-  return saslEntries.length === 0 ? { sasl: 'none', saslMap: null, saslEntries } : { sasl: 'service', saslMap: `sasl_${name}`, saslEntries };
+  const saslEntries = routeHops.flatMap((h) =>
+    h.credential === null ? [] : [{ nexthop: h.nexthop, credential: h.credential }],
+  );
+  return saslEntries.length === 0
+    ? { sasl: 'none', saslMap: null, saslEntries }
+    : { sasl: 'service', saslMap: `sasl_${name}`, saslEntries };
 }
 
 /** Where a routed domain's mail goes: a service of its own, its relay group's service(s), or Postfix's `smtp`. */
@@ -118,7 +129,11 @@ export interface PlannedService {
 }
 
 /** The service of one sender domain with limits of its own (or of a split relay group). */
-export function domainService(settings: Settings, res: Routed, shared: ReadonlySet<string> = NO_NEXTHOPS): PlannedService {
+export function domainService(
+  settings: Settings,
+  res: Routed,
+  shared: ReadonlySet<string> = NO_NEXTHOPS,
+): PlannedService {
   const name = `rp_d_${shortHash(res.domain.id)}`;
   return {
     identity: `d:${res.domain.id}`,
@@ -140,13 +155,20 @@ export function domainService(settings: Settings, res: Routed, shared: ReadonlyS
  * The services of one relay group (same relay list, placement 'group'), members in name order:
  * one shared service, or one per member when a multi-hop route's credentials differ between them.
  */
-export function groupServices(settings: Settings, key: string, members: readonly Routed[], shared: ReadonlySet<string> = NO_NEXTHOPS): PlannedService[] {
+export function groupServices(
+  settings: Settings,
+  key: string,
+  members: readonly Routed[],
+  shared: ReadonlySet<string> = NO_NEXTHOPS,
+): PlannedService[] {
   const first = members[0];
   if (first === undefined || first.kind !== 'relay') return [];
   const uniform = members.every((m) => credentialTuple(m) === credentialTuple(first));
   if (!uniform && first.hops.length > 1) return members.map((m) => domainService(settings, m, shared));
   const name = `rp_r_${shortHash(key)}`;
-  const sasl: Pick<ServicePlan, 'sasl' | 'saslMap' | 'saslEntries'> = uniform ? serviceSasl(name, first.hops) : { sasl: 'sender', saslMap: null, saslEntries: [] };
+  const sasl: Pick<ServicePlan, 'sasl' | 'saslMap' | 'saslEntries'> = uniform
+    ? serviceSasl(name, first.hops)
+    : { sasl: 'sender', saslMap: null, saslEntries: [] };
   const limits = effectiveLimits(
     settings,
     first.limitSources.filter((s) => s.resourceType === 'relay'),
@@ -172,7 +194,12 @@ export function groupServices(settings: Settings, key: string, members: readonly
 }
 
 /** The route of a routed domain on its service (undefined: Postfix's own `smtp`). */
-export function domainRoute(res: Routed, service: ServicePlan | undefined, transport: string, smtpLimits: EffectiveLimits): DomainRoute {
+export function domainRoute(
+  res: Routed,
+  service: ServicePlan | undefined,
+  transport: string,
+  smtpLimits: EffectiveLimits,
+): DomainRoute {
   const sasl: SaslMode = service?.sasl ?? 'sender';
   return {
     domain: res.domain,
@@ -233,7 +260,12 @@ export function planRoutesDetailed(snapshot: Snapshot, held?: ReadonlySet<string
   const addService = ({ identity, plan, owner }: PlannedService) => {
     const seen = identities.get(plan.name);
     if (seen !== undefined && seen !== identity) {
-      problems.add('service_name_collision', owner.type, owner.id, `generated service name ${plan.name} collides; rename is impossible, report this`);
+      problems.add(
+        'service_name_collision',
+        owner.type,
+        owner.id,
+        `generated service name ${plan.name} collides; rename is impossible, report this`,
+      );
       return;
     }
     identities.set(plan.name, identity);
@@ -292,12 +324,21 @@ export function planRoutesDetailed(snapshot: Snapshot, held?: ReadonlySet<string
 }
 
 /** Combinations that only appear once domain and relay limits meet in one service. */
-export function checkServiceLimits(services: readonly ServicePlan[], routes: ReadonlyMap<string, DomainRoute>, problems: ProblemList): void {
+export function checkServiceLimits(
+  services: readonly ServicePlan[],
+  routes: ReadonlyMap<string, DomainRoute>,
+  problems: ProblemList,
+): void {
   for (const s of services) {
     const route = routes.get(s.domains[0] ?? '');
     const owner: { type: ResourceType; id: string } =
-      s.scope === 'domain' && route !== undefined ? { type: 'domain', id: route.domain.id } : { type: 'relay', id: route?.hops[0]?.relay.id ?? s.name };
-    if (s.limits.recipientsPerMessage === 1 && (s.limits.params.concurrency !== undefined || s.limits.rateDelaySeconds > 0)) {
+      s.scope === 'domain' && route !== undefined
+        ? { type: 'domain', id: route.domain.id }
+        : { type: 'relay', id: route?.hops[0]?.relay.id ?? s.name };
+    if (
+      s.limits.recipientsPerMessage === 1 &&
+      (s.limits.params.concurrency !== undefined || s.limits.rateDelaySeconds > 0)
+    ) {
       problems.add(
         'limits_conflict',
         owner.type,

@@ -110,7 +110,8 @@ export function planWithQuarantine(snapshot: Snapshot, lastGood: Snapshot | null
   /** Puts the last-good version of a row in its place; false when there is none to try. */
   const substitute = (type: ResourceType, id: string | null): boolean => {
     if (type === 'settings') {
-      const fallback = lastGood !== null && lastGood.settings !== current.settings ? lastGood.settings : DEFAULT_SETTINGS;
+      const fallback =
+        lastGood !== null && lastGood.settings !== current.settings ? lastGood.settings : DEFAULT_SETTINGS;
       if (fallback === current.settings) return false;
       current.settings = fallback;
       return true;
@@ -133,8 +134,20 @@ export function planWithQuarantine(snapshot: Snapshot, lastGood: Snapshot | null
       const type = problem.resourceType;
       const key = unitKey(type, problem.resourceId);
       let unit = units.get(key);
-      if (unit === undefined) units.set(key, (unit = { resourceType: type, resourceId: problem.resourceId, tenantId: null, problems: [], treatment: 'last-good', heldDomains: 0 }));
-      if (!unit.problems.some((p) => p.code === problem.code && p.message === problem.message)) unit.problems.push({ code: problem.code, message: problem.message });
+      if (unit === undefined)
+        units.set(
+          key,
+          (unit = {
+            resourceType: type,
+            resourceId: problem.resourceId,
+            tenantId: null,
+            problems: [],
+            treatment: 'last-good',
+            heldDomains: 0,
+          }),
+        );
+      if (!unit.problems.some((p) => p.code === problem.code && p.message === problem.message))
+        unit.problems.push({ code: problem.code, message: problem.message });
       const last = treatedIn.get(key);
       if (last === round || unit.treatment === 'held') continue;
       if (last === undefined && substitute(type, problem.resourceId)) {
@@ -166,7 +179,8 @@ export function planWithQuarantine(snapshot: Snapshot, lastGood: Snapshot | null
 
 /** The rows of a quarantined compile that the next one may take as last-good: all but the held ones. */
 function withoutHeld(snapshot: Snapshot, held: ReadonlySet<string>): Snapshot {
-  const keep = <T extends { id: string }>(type: ResourceType, rows: readonly T[]) => rows.filter((row) => !held.has(unitKey(type, row.id)));
+  const keep = <T extends { id: string }>(type: ResourceType, rows: readonly T[]) =>
+    rows.filter((row) => !held.has(unitKey(type, row.id)));
   return {
     settings: snapshot.settings,
     tenants: keep('tenant', snapshot.tenants),
@@ -178,7 +192,11 @@ function withoutHeld(snapshot: Snapshot, held: ReadonlySet<string>): Snapshot {
 }
 
 /** The units with their owning tenant and how many sender domains each holds, in a stable order. */
-function report(units: ReadonlyMap<string, QuarantinedUnit>, snapshot: Snapshot, detailed: DetailedPlan): QuarantinedUnit[] {
+function report(
+  units: ReadonlyMap<string, QuarantinedUnit>,
+  snapshot: Snapshot,
+  detailed: DetailedPlan,
+): QuarantinedUnit[] {
   const rows = byId(snapshot);
   const domainsById = new Map(snapshot.domains.map((d) => [d.id, d]));
   const ownerOf = (type: ResourceType, id: string | null): string | null => {
@@ -204,7 +222,10 @@ function report(units: ReadonlyMap<string, QuarantinedUnit>, snapshot: Snapshot,
         return d.relayId === unit.resourceId || d.fallbackRelayId === unit.resourceId;
       case 'credential': {
         const c = credentials.get(unit.resourceId ?? '');
-        return c !== undefined && (c.domainId === d.id || (c.domainId === null && (d.relayId === c.relayId || d.fallbackRelayId === c.relayId)));
+        return (
+          c !== undefined &&
+          (c.domainId === d.id || (c.domainId === null && (d.relayId === c.relayId || d.fallbackRelayId === c.relayId)))
+        );
       }
       default:
         return false;

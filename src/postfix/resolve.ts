@@ -96,9 +96,14 @@ function unrouted(code: UnroutedCode, domain: Domain | null, reason: string): Se
  * Resolves one sender domain. Semantic problems of routed domains (ownership, fallback
  * compatibility) go to `problems`; planRoutes() refuses the whole snapshot if there are any.
  */
-export function resolveSenderDomain(index: SnapshotIndex, domainName: string, problems: ProblemList): SenderDomainResolution {
+export function resolveSenderDomain(
+  index: SnapshotIndex,
+  domainName: string,
+  problems: ProblemList,
+): SenderDomainResolution {
   const domain = index.domainsByName.get(domainName);
-  if (domain === undefined) return unrouted('unknown_domain', null, `sender domain ${domainName} is not configured in Relayplane`);
+  if (domain === undefined)
+    return unrouted('unknown_domain', null, `sender domain ${domainName} is not configured in Relayplane`);
   return resolveDomain(index, domain, problems);
 }
 
@@ -123,11 +128,14 @@ export function resolveDomain(index: SnapshotIndex, domain: Domain, problems: Pr
   const held = index.held.size > 0;
   const quarantined = () => unrouted('quarantined', domain, `sender domain ${domainName}: ${QUARANTINE_REASON}`);
   // A quarantined row's fields cannot be trusted; a quarantined relay or credential only matters to a domain that would be routed.
-  if (held && (index.held.has(unitKey('domain', domain.id)) || index.held.has(unitKey('tenant', domain.tenantId)))) return quarantined();
+  if (held && (index.held.has(unitKey('domain', domain.id)) || index.held.has(unitKey('tenant', domain.tenantId))))
+    return quarantined();
   const tenant = index.tenants.get(domain.tenantId);
   if (tenant === undefined) return unrouted('unknown_domain', domain, `sender domain ${domainName} has no tenant`);
-  if (tenant.status === 'suspended') return unrouted('tenant_suspended', domain, `the tenant of sender domain ${domainName} is suspended`);
-  if (domain.status === 'disabled') return unrouted('domain_disabled', domain, `sender domain ${domainName} is disabled`);
+  if (tenant.status === 'suspended')
+    return unrouted('tenant_suspended', domain, `the tenant of sender domain ${domainName} is suspended`);
+  if (domain.status === 'disabled')
+    return unrouted('domain_disabled', domain, `sender domain ${domainName} is disabled`);
   // A degraded domain (a record disappeared) keeps its route during the grace period; the
   // verifier moves it to `failed` when the period ends, and that recompiles without it.
   if (domain.status !== 'verified' && domain.status !== 'degraded' && !domain.compileOverride) {
@@ -136,8 +144,10 @@ export function resolveDomain(index: SnapshotIndex, domain: Domain, problems: Pr
   if (held && routeHeld(index, domain)) return quarantined();
 
   const domainSources: LimitSource[] = [];
-  if (hasLimits(tenant.defaultLimits) && tenant.defaultLimits !== null) domainSources.push({ resourceType: 'tenant', resourceId: tenant.id, limits: tenant.defaultLimits });
-  if (hasLimits(domain.limits) && domain.limits !== null) domainSources.push({ resourceType: 'domain', resourceId: domain.id, limits: domain.limits });
+  if (hasLimits(tenant.defaultLimits) && tenant.defaultLimits !== null)
+    domainSources.push({ resourceType: 'tenant', resourceId: tenant.id, limits: tenant.defaultLimits });
+  if (hasLimits(domain.limits) && domain.limits !== null)
+    domainSources.push({ resourceType: 'domain', resourceId: domain.id, limits: domain.limits });
 
   if (domain.route === 'direct') return { kind: 'direct', domain, tenant, limitSources: domainSources };
 
@@ -153,17 +163,32 @@ export function resolveDomain(index: SnapshotIndex, domain: Domain, problems: Pr
   }
   const [first, second] = relays;
   if (domain.fallbackRelayId !== null && domain.fallbackRelayId === domain.relayId) {
-    problems.add('route_inconsistent', 'domain', domain.id, `domain ${domainName} names the same relay as primary and fallback`);
+    problems.add(
+      'route_inconsistent',
+      'domain',
+      domain.id,
+      `domain ${domainName} names the same relay as primary and fallback`,
+    );
     ok = false;
   } else if (first !== undefined && second !== undefined && first.host === second.host && first.port === second.port) {
     // One nexthop twice: the per-nexthop SASL and TLS keys could not tell the two relays apart.
-    problems.add('route_inconsistent', 'domain', domain.id, `domain ${domainName}: primary and fallback relay are both ${formatNexthop(first.host, first.port)}`);
+    problems.add(
+      'route_inconsistent',
+      'domain',
+      domain.id,
+      `domain ${domainName}: primary and fallback relay are both ${formatNexthop(first.host, first.port)}`,
+    );
     ok = false;
   }
   let implicitCount = 0;
   for (const relay of relays) {
     if (relay.tenantId !== null && relay.tenantId !== domain.tenantId) {
-      problems.add('relay_not_allowed', 'domain', domain.id, `domain ${domainName} uses relay ${relay.id}, which belongs to another tenant`);
+      problems.add(
+        'relay_not_allowed',
+        'domain',
+        domain.id,
+        `domain ${domainName} uses relay ${relay.id}, which belongs to another tenant`,
+      );
       ok = false;
     }
     if (relay.tls === 'implicit') implicitCount += 1;
@@ -189,7 +214,8 @@ export function resolveDomain(index: SnapshotIndex, domain: Domain, problems: Pr
     );
     ok = false;
   }
-  if (!ok || primary === undefined) return unrouted('invalid_route', domain, `sender domain ${domainName} has an invalid route`);
+  if (!ok || primary === undefined)
+    return unrouted('invalid_route', domain, `sender domain ${domainName} has an invalid route`);
 
   const hops: Hop[] = relays.map((relay) => ({
     relay,
@@ -199,7 +225,8 @@ export function resolveDomain(index: SnapshotIndex, domain: Domain, problems: Pr
   }));
   const limitSources = domainSources;
   for (const relay of relays) {
-    if (hasLimits(relay.limits) && relay.limits !== null) limitSources.push({ resourceType: 'relay', resourceId: relay.id, limits: relay.limits });
+    if (hasLimits(relay.limits) && relay.limits !== null)
+      limitSources.push({ resourceType: 'relay', resourceId: relay.id, limits: relay.limits });
   }
   return { kind: 'relay', domain, tenant, hops, implicitTls: implicitCount === relays.length, limitSources };
 }

@@ -14,7 +14,16 @@ import {
   isValidSaslUsername,
   postfixTimeSeconds,
 } from './map-encoding.js';
-import type { Credential, DestinationPolicy, Domain, Relay, RelayLimits, SenderLimits, Settings, Tenant } from './snapshot.js';
+import type {
+  Credential,
+  DestinationPolicy,
+  Domain,
+  Relay,
+  RelayLimits,
+  SenderLimits,
+  Settings,
+  Tenant,
+} from './snapshot.js';
 
 const LIMIT_RANGES = {
   concurrency: [1, 10_000],
@@ -41,7 +50,12 @@ export function checkLimits(
     if (value === null) continue;
     const [min, max] = LIMIT_RANGES[field];
     if (!Number.isInteger(value) || value < min || value > max) {
-      problems.add('invalid_limits', resourceType, resourceId, `${what}: ${field} must be an integer from ${min} to ${max}, got ${String(value)}`);
+      problems.add(
+        'invalid_limits',
+        resourceType,
+        resourceId,
+        `${what}: ${field} must be an integer from ${min} to ${max}, got ${String(value)}`,
+      );
       ok = false;
     }
   }
@@ -72,7 +86,11 @@ export function checkSettings(s: Settings, problems: ProblemList): void {
   if (!Number.isInteger(s.defaultConcurrency) || s.defaultConcurrency < 1 || s.defaultConcurrency > 10_000) {
     bad(`defaultConcurrency must be an integer from 1 to 10000, got ${String(s.defaultConcurrency)}`);
   }
-  if (!Number.isInteger(s.defaultRateDelaySeconds) || s.defaultRateDelaySeconds < 0 || s.defaultRateDelaySeconds > 86_400) {
+  if (
+    !Number.isInteger(s.defaultRateDelaySeconds) ||
+    s.defaultRateDelaySeconds < 0 ||
+    s.defaultRateDelaySeconds > 86_400
+  ) {
     bad(`defaultRateDelaySeconds must be an integer from 0 to 86400, got ${String(s.defaultRateDelaySeconds)}`);
   } else if (s.defaultConcurrency > 1 && s.defaultRateDelaySeconds > 0) {
     bad(
@@ -98,20 +116,29 @@ export function checkSettings(s: Settings, problems: ProblemList): void {
   if (!timesOk) return;
   const minBackoff = postfixTimeSeconds(s.minimalBackoffTime);
   if (minBackoff < 1) bad('minimalBackoffTime must be at least 1s');
-  if (postfixTimeSeconds(s.maximalBackoffTime) < minBackoff) bad('maximalBackoffTime must not be shorter than minimalBackoffTime');
+  if (postfixTimeSeconds(s.maximalBackoffTime) < minBackoff)
+    bad('maximalBackoffTime must not be shorter than minimalBackoffTime');
 }
 
 export function checkTenant(t: Tenant, problems: ProblemList): void {
-  if (t.status !== 'active' && t.status !== 'suspended') problems.add('invalid_value', 'tenant', t.id, `unknown tenant status ${String(t.status)}`);
+  if (t.status !== 'active' && t.status !== 'suspended')
+    problems.add('invalid_value', 'tenant', t.id, `unknown tenant status ${String(t.status)}`);
   checkLimits(t.defaultLimits, 'tenant', t.id, 'tenant default limits', problems);
 }
 
 export function checkRelay(r: Relay, tenants: ReadonlyMap<string, Tenant>, problems: ProblemList): void {
   if (!isValidRelayHost(r.host)) {
-    problems.add('invalid_host', 'relay', r.id, `relay host ${JSON.stringify(r.host)} must be a lower-case DNS name or an IP literal without brackets`);
+    problems.add(
+      'invalid_host',
+      'relay',
+      r.id,
+      `relay host ${JSON.stringify(r.host)} must be a lower-case DNS name or an IP literal without brackets`,
+    );
   }
-  if (!isValidPort(r.port)) problems.add('invalid_host', 'relay', r.id, `relay port ${String(r.port)} must be an integer from 1 to 65535`);
-  if (!['starttls', 'implicit', 'opportunistic'].includes(r.tls)) problems.add('invalid_value', 'relay', r.id, `unknown relay TLS mode ${String(r.tls)}`);
+  if (!isValidPort(r.port))
+    problems.add('invalid_host', 'relay', r.id, `relay port ${String(r.port)} must be an integer from 1 to 65535`);
+  if (!['starttls', 'implicit', 'opportunistic'].includes(r.tls))
+    problems.add('invalid_value', 'relay', r.id, `unknown relay TLS mode ${String(r.tls)}`);
   if (r.tls === 'opportunistic' && r.verify) {
     problems.add(
       'tls_opportunistic_verify',
@@ -120,36 +147,61 @@ export function checkRelay(r: Relay, tenants: ReadonlyMap<string, Tenant>, probl
       'opportunistic TLS cannot verify the certificate (Postfix level "may" never checks it): use starttls or implicit with verify',
     );
   }
-  if (r.tenantId !== null && !tenants.has(r.tenantId)) problems.add('dangling_reference', 'relay', r.id, `relay owner tenant ${r.tenantId} does not exist`);
+  if (r.tenantId !== null && !tenants.has(r.tenantId))
+    problems.add('dangling_reference', 'relay', r.id, `relay owner tenant ${r.tenantId} does not exist`);
   checkLimits(r.limits, 'relay', r.id, `relay ${r.host}:${r.port} limits`, problems);
 }
 
-export function checkDomain(d: Domain, index: { tenants: ReadonlyMap<string, Tenant>; relays: ReadonlyMap<string, Relay> }, problems: ProblemList): void {
+export function checkDomain(
+  d: Domain,
+  index: { tenants: ReadonlyMap<string, Tenant>; relays: ReadonlyMap<string, Relay> },
+  problems: ProblemList,
+): void {
   if (typeof d.name !== 'string' || !isValidDomainName(d.name)) {
-    problems.add('invalid_name', 'domain', d.id, `domain name ${JSON.stringify(d.name)} must be a lower-case ASCII DNS name with at least two labels`);
+    problems.add(
+      'invalid_name',
+      'domain',
+      d.id,
+      `domain name ${JSON.stringify(d.name)} must be a lower-case ASCII DNS name with at least two labels`,
+    );
   }
-  if (!index.tenants.has(d.tenantId)) problems.add('dangling_reference', 'domain', d.id, `domain tenant ${d.tenantId} does not exist`);
+  if (!index.tenants.has(d.tenantId))
+    problems.add('dangling_reference', 'domain', d.id, `domain tenant ${d.tenantId} does not exist`);
   if (!['pending', 'verified', 'degraded', 'failed', 'disabled'].includes(d.status)) {
     problems.add('invalid_value', 'domain', d.id, `unknown domain status ${String(d.status)}`);
   }
-  if (d.route !== 'relay' && d.route !== 'direct') problems.add('invalid_value', 'domain', d.id, `unknown route ${String(d.route)}`);
+  if (d.route !== 'relay' && d.route !== 'direct')
+    problems.add('invalid_value', 'domain', d.id, `unknown route ${String(d.route)}`);
   for (const [field, id] of [
     ['relayId', d.relayId],
     ['fallbackRelayId', d.fallbackRelayId],
   ] as const) {
-    if (id !== null && !index.relays.has(id)) problems.add('dangling_reference', 'domain', d.id, `${field} ${id} does not exist`);
+    if (id !== null && !index.relays.has(id))
+      problems.add('dangling_reference', 'domain', d.id, `${field} ${id} does not exist`);
   }
   checkLimits(d.limits, 'domain', d.id, `domain ${d.name} limits`, problems);
 }
 
 /** `domain`: the credential's domain as found by its domainId (undefined for a relay-wide one, or none found). */
-export function checkCredential(c: Credential, domain: Domain | undefined, relays: ReadonlyMap<string, Relay>, problems: ProblemList): void {
+export function checkCredential(
+  c: Credential,
+  domain: Domain | undefined,
+  relays: ReadonlyMap<string, Relay>,
+  problems: ProblemList,
+): void {
   const relay = relays.get(c.relayId);
-  if (relay === undefined) problems.add('dangling_reference', 'credential', c.id, `credential relay ${c.relayId} does not exist`);
-  if (c.domainId !== null && domain === undefined) problems.add('dangling_reference', 'credential', c.id, `credential domain ${c.domainId} does not exist`);
+  if (relay === undefined)
+    problems.add('dangling_reference', 'credential', c.id, `credential relay ${c.relayId} does not exist`);
+  if (c.domainId !== null && domain === undefined)
+    problems.add('dangling_reference', 'credential', c.id, `credential domain ${c.domainId} does not exist`);
   // Never echo the values: they may be secrets.
   if (typeof c.username !== 'string' || !isValidSaslUsername(c.username)) {
-    problems.add('invalid_credential', 'credential', c.id, 'SASL username must be 1-255 characters without whitespace, control characters or ":"');
+    problems.add(
+      'invalid_credential',
+      'credential',
+      c.id,
+      'SASL username must be 1-255 characters without whitespace, control characters or ":"',
+    );
   }
   if (typeof c.secret !== 'string' || !isValidSaslSecret(c.secret)) {
     problems.add(
@@ -161,16 +213,31 @@ export function checkCredential(c: Credential, domain: Domain | undefined, relay
   }
   // The fingerprint stands in for the secret in masked tables: hex only, so nothing else can ride along.
   if (typeof c.fingerprint !== 'string' || !/^[0-9a-f]{16,64}$/.test(c.fingerprint)) {
-    problems.add('invalid_credential', 'credential', c.id, 'credential fingerprint must be 16-64 lower-case hex digits');
+    problems.add(
+      'invalid_credential',
+      'credential',
+      c.id,
+      'credential fingerprint must be 16-64 lower-case hex digits',
+    );
   }
   if (relay?.tenantId != null && domain !== undefined && domain.tenantId !== relay.tenantId) {
-    problems.add('relay_not_allowed', 'credential', c.id, `credential scopes domain ${domain.name} of another tenant to a tenant-owned relay`);
+    problems.add(
+      'relay_not_allowed',
+      'credential',
+      c.id,
+      `credential scopes domain ${domain.name} of another tenant to a tenant-owned relay`,
+    );
   }
 }
 
 export function checkPolicy(p: DestinationPolicy, problems: ProblemList): void {
   if (typeof p.pattern !== 'string' || !isValidDestinationPattern(p.pattern)) {
-    problems.add('invalid_name', 'destinationPolicy', p.id, `destination pattern ${JSON.stringify(p.pattern)} must be example.com or .example.com (lower-case ASCII)`);
+    problems.add(
+      'invalid_name',
+      'destinationPolicy',
+      p.id,
+      `destination pattern ${JSON.stringify(p.pattern)} must be example.com or .example.com (lower-case ASCII)`,
+    );
   }
   if (p.tls !== null && !['may', 'encrypt', 'verify', 'secure'].includes(p.tls)) {
     problems.add('invalid_value', 'destinationPolicy', p.id, `unknown TLS level ${String(p.tls)}`);

@@ -9,7 +9,14 @@
  */
 import { lookupDomain } from './address.js';
 import { maskedSaslPasswordValue, saslPasswordValue } from './map-encoding.js';
-import { GLOBAL_SASL_MAP, GLOBAL_TLS_POLICY_MAP, type DomainRoute, type RoutePlan, type ServicePlan, type UnroutedDomain } from './plan.js';
+import {
+  GLOBAL_SASL_MAP,
+  GLOBAL_TLS_POLICY_MAP,
+  type DomainRoute,
+  type RoutePlan,
+  type ServicePlan,
+  type UnroutedDomain,
+} from './plan.js';
 import type { Credential } from './snapshot.js';
 
 export const TABLE = {
@@ -65,7 +72,8 @@ export function senderRestrictions(accessTable: string): string {
  * also match every `x.a.example` sender, which has no route of its own. Without it, smtpd looks
  * subdomains up as `.a.example`, a key the table never has.
  */
-export const PARENT_DOMAIN_MATCHES_SUBDOMAINS = 'debug_peer_list,fast_flush_domains,mynetworks,permit_mx_backup_networks,qmqpd_authorized_clients,relay_domains';
+export const PARENT_DOMAIN_MATCHES_SUBDOMAINS =
+  'debug_peer_list,fast_flush_domains,mynetworks,permit_mx_backup_networks,qmqpd_authorized_clients,relay_domains';
 
 export function rejectText(reason: string): string {
   return `REJECT Relayplane: ${reason}`;
@@ -80,7 +88,6 @@ export function deferText(reason: string): string {
 export function unroutedAccessValue(unrouted: UnroutedDomain): string {
   return unrouted.code === 'quarantined' ? deferText(unrouted.reason) : rejectText(unrouted.reason);
 }
-
 
 /** The global map holds a domain's credential only for sender-authenticated single-nexthop routes. */
 export function globalSaslCredential(route: DomainRoute) {
@@ -153,7 +160,8 @@ function configuredDomainNames(plan: RoutePlan): string[] {
   const names: string[] = [];
   let i = 0;
   let j = 0;
-  while (i < routed.length && j < unrouted.length) names.push(routed[i]! < unrouted[j]! ? routed[i++]! : unrouted[j++]!);
+  while (i < routed.length && j < unrouted.length)
+    names.push(routed[i]! < unrouted[j]! ? routed[i++]! : unrouted[j++]!);
   while (i < routed.length) names.push(routed[i++]!);
   while (j < unrouted.length) names.push(unrouted[j++]!);
   for (let k = 1; k < names.length; k += 1) {

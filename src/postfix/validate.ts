@@ -38,14 +38,20 @@ export function unitKey(resourceType: ResourceType, resourceId: string | null): 
 
 const NOTHING_HELD: ReadonlySet<string> = new Set();
 
-function uniqueById<T extends { id: string }>(rows: readonly T[], type: ResourceType, problems: ProblemList, held: ReadonlySet<string> = NOTHING_HELD): Map<string, T> {
+function uniqueById<T extends { id: string }>(
+  rows: readonly T[],
+  type: ResourceType,
+  problems: ProblemList,
+  held: ReadonlySet<string> = NOTHING_HELD,
+): Map<string, T> {
   const byId = new Map<string, T>();
   for (const row of rows) {
     if (typeof row.id !== 'string' || row.id === '') {
       problems.add('invalid_value', type, null, `a ${type} has an empty id`);
     } else if (byId.has(row.id)) {
       // A quarantined duplicate is left out: the first row of the id stands.
-      if (!held.has(unitKey(type, row.id))) problems.add('duplicate_id', type, row.id, `two ${type} rows share the id ${row.id}`);
+      if (!held.has(unitKey(type, row.id)))
+        problems.add('duplicate_id', type, row.id, `two ${type} rows share the id ${row.id}`);
     } else {
       byId.set(row.id, row);
     }
@@ -54,13 +60,25 @@ function uniqueById<T extends { id: string }>(rows: readonly T[], type: Resource
 }
 
 /** The destination policies checked and sorted by pattern, as the index holds them (quarantined ones left out). */
-export function indexPolicies(rows: readonly DestinationPolicy[], problems: ProblemList, held: ReadonlySet<string> = NOTHING_HELD): DestinationPolicy[] {
-  const policies = [...uniqueById(rows, 'destinationPolicy', problems, held).values()].filter((p) => !held.has(unitKey('destinationPolicy', p.id)));
+export function indexPolicies(
+  rows: readonly DestinationPolicy[],
+  problems: ProblemList,
+  held: ReadonlySet<string> = NOTHING_HELD,
+): DestinationPolicy[] {
+  const policies = [...uniqueById(rows, 'destinationPolicy', problems, held).values()].filter(
+    (p) => !held.has(unitKey('destinationPolicy', p.id)),
+  );
   const patterns = new Map<string, string>();
   for (const p of policies) {
     checkPolicy(p, problems);
     const other = patterns.get(p.pattern);
-    if (other !== undefined) problems.add('duplicate_name', 'destinationPolicy', p.id, `destination pattern ${p.pattern} also exists as ${other}`);
+    if (other !== undefined)
+      problems.add(
+        'duplicate_name',
+        'destinationPolicy',
+        p.id,
+        `destination pattern ${p.pattern} also exists as ${other}`,
+      );
     else patterns.set(p.pattern, p.id);
   }
   policies.sort((a, b) => (a.pattern < b.pattern ? -1 : a.pattern > b.pattern ? 1 : a.id < b.id ? -1 : 1));
@@ -72,7 +90,11 @@ export function indexPolicies(rows: readonly DestinationPolicy[], problems: Prob
  * `held` are indexed (so that what refers to them resolves as quarantined) but not checked; a held
  * domain whose name no table could carry, or that another domain has, gets no name at all.
  */
-export function buildIndex(snapshot: Snapshot, problems: ProblemList, held: ReadonlySet<string> = NOTHING_HELD): SnapshotIndex {
+export function buildIndex(
+  snapshot: Snapshot,
+  problems: ProblemList,
+  held: ReadonlySet<string> = NOTHING_HELD,
+): SnapshotIndex {
   const isHeld = (type: ResourceType, id: string) => held.size > 0 && held.has(unitKey(type, id));
   checkSettings(snapshot.settings, problems);
   const tenants = uniqueById(snapshot.tenants, 'tenant', problems, held);
@@ -92,7 +114,8 @@ export function buildIndex(snapshot: Snapshot, problems: ProblemList, held: Read
     if (!heldDomain) checkDomain(d, { tenants, relays }, problems);
     const other = domainsByName.get(d.name);
     if (heldDomain && (other !== undefined || typeof d.name !== 'string' || !isValidDomainName(d.name))) continue;
-    if (other !== undefined) problems.add('duplicate_name', 'domain', d.id, `domain ${d.name} also exists as ${other.id}`);
+    if (other !== undefined)
+      problems.add('duplicate_name', 'domain', d.id, `domain ${d.name} also exists as ${other.id}`);
     else domainsByName.set(d.name, d);
   }
 
@@ -108,7 +131,13 @@ export function buildIndex(snapshot: Snapshot, problems: ProblemList, held: Read
     const scope = c.domainId === null ? null : (domain?.id ?? c.domainId);
     const other = scopes.get(scope);
     if (other !== undefined) {
-      if (!isHeld('credential', c.id)) problems.add('duplicate_credential', 'credential', c.id, `credential ${other.id} is already active for the same relay and domain scope`);
+      if (!isHeld('credential', c.id))
+        problems.add(
+          'duplicate_credential',
+          'credential',
+          c.id,
+          `credential ${other.id} is already active for the same relay and domain scope`,
+        );
     } else {
       scopes.set(scope, c);
     }

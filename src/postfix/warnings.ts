@@ -20,9 +20,12 @@ export function planWarnings(plan: RoutePlan): string[] {
     }
     if (route.kind === 'direct') {
       directRoutes += 1;
-      if (d.relayId !== null || d.fallbackRelayId !== null) warnings.add(`domain ${d.name} routes directly; its relay and fallback relay are ignored`);
+      if (d.relayId !== null || d.fallbackRelayId !== null)
+        warnings.add(`domain ${d.name} routes directly; its relay and fallback relay are ignored`);
       if (route.service !== 'smtp') {
-        warnings.add(`domain ${d.name} routes directly: its limits apply per recipient domain, because Postfix queues direct mail by destination`);
+        warnings.add(
+          `domain ${d.name} routes directly: its limits apply per recipient domain, because Postfix queues direct mail by destination`,
+        );
       }
       continue;
     }
@@ -30,7 +33,9 @@ export function planWarnings(plan: RoutePlan): string[] {
     for (const hop of route.hops) {
       const relay = hop.relay;
       if (hop.credential !== null && relay.tls === 'opportunistic') {
-        warnings.add(`relay ${hop.nexthop} uses opportunistic TLS: its SASL credentials are sent unencrypted whenever it does not offer STARTTLS`);
+        warnings.add(
+          `relay ${hop.nexthop} uses opportunistic TLS: its SASL credentials are sent unencrypted whenever it does not offer STARTTLS`,
+        );
       }
       if (route.sasl === 'sender' && route.service !== 'smtp' && relay.limits?.connectionReuseSeconds != null) {
         warnings.add(
@@ -39,7 +44,9 @@ export function planWarnings(plan: RoutePlan): string[] {
         );
       }
       if (hop.credential === null && index.relaysWithDomainCredentials.has(relay.id)) {
-        warnings.add(`domain ${d.name} sends to relay ${hop.nexthop} without authentication: the relay only has credentials for other sender domains`);
+        warnings.add(
+          `domain ${d.name} sends to relay ${hop.nexthop} without authentication: the relay only has credentials for other sender domains`,
+        );
       }
       // Once per relay: the answer depends on the relay alone, and 100,000 routes share 50 relays.
       if (relay.verify && !addressChecked.has(relay.id)) {
@@ -68,7 +75,8 @@ export function planWarnings(plan: RoutePlan): string[] {
   for (const route of plan.routes.values()) {
     for (const hop of route.hops) {
       const l = hop.relay.limits;
-      if (l === null || (l.concurrency === null && l.rateDelaySeconds === null && l.recipientsPerMessage === null)) continue;
+      if (l === null || (l.concurrency === null && l.rateDelaySeconds === null && l.recipientsPerMessage === null))
+        continue;
       const queues = queuesByRelay.get(hop.nexthop) ?? new Set<string>();
       queues.add(`${route.service} ${route.relayhost ?? ''}`);
       queuesByRelay.set(hop.nexthop, queues);
@@ -92,7 +100,9 @@ export function planWarnings(plan: RoutePlan): string[] {
       );
     }
     if (p.tls !== null && directRoutes === 0) {
-      warnings.add(`destination policy ${p.pattern}: its TLS level only applies to direct deliveries, and no sender domain routes directly`);
+      warnings.add(
+        `destination policy ${p.pattern}: its TLS level only applies to direct deliveries, and no sender domain routes directly`,
+      );
     } else if (p.tls !== null && relayRoutes > 0 && p.concurrency === null && p.rateDelaySeconds === null) {
       // The policy table is keyed by nexthop: relayed mail's nexthop is the relay, whose own entry decides.
       warnings.add(

@@ -30,7 +30,10 @@ export function createApiKeyRepository() {
 
     /** What the key may do now: read on every authenticated request (through a short cache). */
     findGrant(db: Db, id: string) {
-      return db.apiKey.findUnique({ where: { id }, select: { scopes: true, tenantId: true, revokedAt: true, expiresAt: true } });
+      return db.apiKey.findUnique({
+        where: { id },
+        select: { scopes: true, tenantId: true, revokedAt: true, expiresAt: true },
+      });
     },
 
     list(db: Db, query: ApiKeyQuery) {

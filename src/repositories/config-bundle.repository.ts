@@ -2,7 +2,9 @@ import type { PrismaClient } from '../db/prisma.js';
 import type { Prisma } from '../generated/prisma/client.js';
 
 /** One file of a stored bundle: its chunks' digests, or (bundles stored before chunking) its text. */
-export type StoredFile = { mode: number; secret: boolean; mapType: 'hash' | null } & ({ chunks: string[] } | { content: string });
+export type StoredFile = { mode: number; secret: boolean; mapType: 'hash' | null } & (
+  { chunks: string[] } | { content: string }
+);
 
 /** What config_bundles.bundle holds: the masked bundle with each file's text replaced by its chunks. */
 export interface StoredManifest {
@@ -40,13 +42,29 @@ export function createConfigBundleRepository() {
         async (tx) => {
           await tx.$queryRawUnsafe(SAVE_LOCK);
           // A version is stored whole or not at all: one stored before needs nothing more.
-          if ((await tx.$queryRawUnsafe<unknown[]>('SELECT 1 FROM config_bundles WHERE version = $1', manifest.version)).length > 0) return;
-          const stored = await tx.$queryRawUnsafe<Array<{ digest: string }>>('SELECT digest FROM config_chunks WHERE digest = ANY($1::text[])', digests);
+          if (
+            (await tx.$queryRawUnsafe<unknown[]>('SELECT 1 FROM config_bundles WHERE version = $1', manifest.version))
+              .length > 0
+          )
+            return;
+          const stored = await tx.$queryRawUnsafe<Array<{ digest: string }>>(
+            'SELECT digest FROM config_chunks WHERE digest = ANY($1::text[])',
+            digests,
+          );
           const have = new Set(stored.map((row) => row.digest));
-          const missing = digests.filter((digest) => !have.has(digest)).map((digest) => ({ digest, content: chunks.get(digest)! }));
+          const missing = digests
+            .filter((digest) => !have.has(digest))
+            .map((digest) => ({ digest, content: chunks.get(digest)! }));
           if (missing.length > 0) await tx.configChunk.createMany({ data: missing, skipDuplicates: true });
-          await tx.configBundle.createMany({ data: [{ version: manifest.version, bundle: manifest as unknown as Prisma.InputJsonValue }], skipDuplicates: true });
-          await tx.$executeRawUnsafe('INSERT INTO config_bundle_chunks (version, digest) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING', manifest.version, digests);
+          await tx.configBundle.createMany({
+            data: [{ version: manifest.version, bundle: manifest as unknown as Prisma.InputJsonValue }],
+            skipDuplicates: true,
+          });
+          await tx.$executeRawUnsafe(
+            'INSERT INTO config_bundle_chunks (version, digest) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING',
+            manifest.version,
+            digests,
+          );
         },
         { timeout: 60_000 },
       );

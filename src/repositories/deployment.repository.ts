@@ -40,7 +40,10 @@ export function createDeploymentRepository() {
     },
     /** Marks runs a dead leader left `running` as failed (a new leader never resumes them). */
     abandonRunning(db: Db, finishedAt: Date) {
-      return db.deployment.updateMany({ where: { state: 'running' }, data: { state: 'failed' as DeploymentState, finishedAt } });
+      return db.deployment.updateMany({
+        where: { state: 'running' },
+        data: { state: 'failed' as DeploymentState, finishedAt },
+      });
     },
     /** A node id must be of a node locked by NodeRepository.lockRegistered in the same transaction (or null). */
     createNodeRuns(db: Db, rows: Prisma.NodeDeploymentCreateManyInput[]) {

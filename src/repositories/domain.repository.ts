@@ -31,7 +31,9 @@ export function createDomainRepository() {
         where: {
           tenantId: query.tenantId,
           status: query.status,
-          ...(query.relayId === undefined ? {} : { OR: [{ relayId: query.relayId }, { fallbackRelayId: query.relayId }] }),
+          ...(query.relayId === undefined
+            ? {}
+            : { OR: [{ relayId: query.relayId }, { fallbackRelayId: query.relayId }] }),
           id: query.afterId === undefined ? undefined : { gt: query.afterId },
         },
         orderBy: { id: 'asc' },
@@ -41,32 +43,50 @@ export function createDomainRepository() {
     /** Whether some domain's relay route (primary or fallback) goes through the relay; only `domainId` when given. */
     async routesThrough(db: Db, relayId: string, domainId?: string | null): Promise<boolean> {
       const hit = await db.domain.findFirst({
-        where: { route: 'relay', OR: [{ relayId }, { fallbackRelayId: relayId }], ...(domainId == null ? {} : { id: domainId }) },
+        where: {
+          route: 'relay',
+          OR: [{ relayId }, { fallbackRelayId: relayId }],
+          ...(domainId == null ? {} : { id: domainId }),
+        },
         select: { id: true },
       });
       return hit !== null;
     },
     /** Optimistic update: bumps the version; null if `expectedVersion` no longer matches. */
     async update(db: Db, id: string, expectedVersion: number, data: Prisma.DomainUncheckedUpdateInput) {
-      const result = await db.domain.updateMany({ where: { id, version: expectedVersion }, data: { ...data, version: { increment: 1 } } });
+      const result = await db.domain.updateMany({
+        where: { id, version: expectedVersion },
+        data: { ...data, version: { increment: 1 } },
+      });
       return result.count === 1 ? db.domain.findUnique({ where: { id }, include: { tenant: true } }) : null;
     },
     /** The nearest of this name and the names above it that another tenant holds, if any. */
     async heldByOther(db: Db, name: string, tenantId: string): Promise<string | null> {
-      const rows = await db.domain.findMany({ where: { name: { in: nameAndAncestors(name) }, tenantId: { not: tenantId }, ...HOLDS }, select: { name: true } });
+      const rows = await db.domain.findMany({
+        where: { name: { in: nameAndAncestors(name) }, tenantId: { not: tenantId }, ...HOLDS },
+        select: { name: true },
+      });
       return rows.map((r) => r.name).sort((a, b) => b.length - a.length)[0] ?? null;
     },
     /** The nearest name strictly above this one that the same tenant holds, if any. */
     async heldParent(db: Db, name: string, tenantId: string): Promise<string | null> {
       const above = nameAndAncestors(name).slice(1);
       if (above.length === 0) return null;
-      const rows = await db.domain.findMany({ where: { name: { in: above }, tenantId, ...HOLDS }, select: { name: true } });
+      const rows = await db.domain.findMany({
+        where: { name: { in: above }, tenantId, ...HOLDS },
+        select: { name: true },
+      });
       return rows.map((r) => r.name).sort((a, b) => b.length - a.length)[0] ?? null;
     },
     /** Other tenants' pending claims on this name or a name under it. */
     competingClaims(db: Db, name: string, tenantId: string) {
       return db.domain.findMany({
-        where: { tenantId: { not: tenantId }, status: 'pending', compileOverride: false, OR: [{ name }, { name: { endsWith: `.${name}` } }] },
+        where: {
+          tenantId: { not: tenantId },
+          status: 'pending',
+          compileOverride: false,
+          OR: [{ name }, { name: { endsWith: `.${name}` } }],
+        },
         orderBy: { id: 'asc' },
       });
     },

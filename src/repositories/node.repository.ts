@@ -6,7 +6,13 @@ import { CONFIG_CHANNEL } from '../db/channels.js';
 export type NodeAddress = Pick<Node, 'sshHost' | 'sshPort' | 'sshUser' | 'hostKey' | 'configDir'>;
 
 export function addressOf(node: NodeAddress): NodeAddress {
-  return { sshHost: node.sshHost, sshPort: node.sshPort, sshUser: node.sshUser, hostKey: node.hostKey, configDir: node.configDir };
+  return {
+    sshHost: node.sshHost,
+    sshPort: node.sshPort,
+    sshUser: node.sshUser,
+    hostKey: node.hostKey,
+    configDir: node.configDir,
+  };
 }
 
 export function createNodeRepository() {
@@ -29,7 +35,10 @@ export function createNodeRepository() {
     },
     /** Admin edits: optimistic on `version`, which they bump. */
     async update(db: Db, id: string, expectedVersion: number, data: Prisma.NodeUncheckedUpdateInput) {
-      const result = await db.node.updateMany({ where: { id, version: expectedVersion }, data: { ...data, version: { increment: 1 } } });
+      const result = await db.node.updateMany({
+        where: { id, version: expectedVersion },
+        data: { ...data, version: { increment: 1 } },
+      });
       return result.count === 1 ? db.node.findUnique({ where: { id } }) : null;
     },
     /**
@@ -39,7 +48,10 @@ export function createNodeRepository() {
     async recordStatus(
       db: Db,
       id: string,
-      data: Pick<Prisma.NodeUncheckedUpdateInput, 'liveVersion' | 'driftDetected' | 'driftFiles' | 'lastDeployedAt' | 'lastError' | 'lastCheckAt'>,
+      data: Pick<
+        Prisma.NodeUncheckedUpdateInput,
+        'liveVersion' | 'driftDetected' | 'driftFiles' | 'lastDeployedAt' | 'lastError' | 'lastCheckAt'
+      >,
       at?: NodeAddress,
     ): Promise<boolean> {
       const result = await db.node.updateMany({ where: { id, ...at }, data });
@@ -51,7 +63,9 @@ export function createNodeRepository() {
      */
     async lockRegistered(db: Db, ids: string[]): Promise<Set<string>> {
       if (ids.length === 0) return new Set();
-      const rows = await db.$queryRaw<Array<{ id: string }>>`SELECT id::text AS id FROM nodes WHERE id = ANY(${ids}::uuid[]) FOR KEY SHARE`;
+      const rows = await db.$queryRaw<
+        Array<{ id: string }>
+      >`SELECT id::text AS id FROM nodes WHERE id = ANY(${ids}::uuid[]) FOR KEY SHARE`;
       return new Set(rows.map((row) => row.id));
     },
     delete(db: Db, id: string) {

@@ -17,7 +17,10 @@ export function createPolicyRepository() {
       });
     },
     async update(db: Db, id: string, expectedVersion: number, data: Prisma.DestinationPolicyUncheckedUpdateInput) {
-      const result = await db.destinationPolicy.updateMany({ where: { id, version: expectedVersion }, data: { ...data, version: { increment: 1 } } });
+      const result = await db.destinationPolicy.updateMany({
+        where: { id, version: expectedVersion },
+        data: { ...data, version: { increment: 1 } },
+      });
       return result.count === 1 ? db.destinationPolicy.findUnique({ where: { id } }) : null;
     },
     delete(db: Db, id: string) {
@@ -35,7 +38,10 @@ export function createSettingsRepository() {
       return db.settings.upsert({ where: { id: 1 }, create: { id: 1 }, update: {} });
     },
     async update(db: Db, expectedVersion: number, data: Prisma.SettingsUncheckedUpdateInput) {
-      const result = await db.settings.updateMany({ where: { id: 1, version: expectedVersion }, data: { ...data, version: { increment: 1 } } });
+      const result = await db.settings.updateMany({
+        where: { id: 1, version: expectedVersion },
+        data: { ...data, version: { increment: 1 } },
+      });
       return result.count === 1 ? db.settings.findUnique({ where: { id: 1 } }) : null;
     },
   };

@@ -25,7 +25,15 @@ export interface QuarantineChanges {
 // Compiles in several processes may record at once: one at a time, so each sees the other's rows.
 const LOCK = `SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(hashtextextended('relayplane/config-quarantine/' || current_schema(), 0))) AS lock`;
 
-const toRow = (row: { resourceType: string; resourceId: string; tenantId: string | null; treatment: string; problems: unknown; heldDomains: number; since: Date }): QuarantineRow => ({
+const toRow = (row: {
+  resourceType: string;
+  resourceId: string;
+  tenantId: string | null;
+  treatment: string;
+  problems: unknown;
+  heldDomains: number;
+  since: Date;
+}): QuarantineRow => ({
   resourceType: row.resourceType,
   resourceId: row.resourceId,
   tenantId: row.tenantId,
@@ -40,14 +48,19 @@ const keyOf = (row: { resourceType: string; resourceId: string }) => `${row.reso
 export function createQuarantineRepository() {
   return {
     async list(db: Db): Promise<QuarantineRow[]> {
-      return (await db.configQuarantine.findMany({ orderBy: [{ resourceType: 'asc' }, { resourceId: 'asc' }] })).map(toRow);
+      return (await db.configQuarantine.findMany({ orderBy: [{ resourceType: 'asc' }, { resourceId: 'asc' }] })).map(
+        toRow,
+      );
     },
 
     /**
      * The units that reach one domain: itself, its tenant, the relays of its route and the active
      * credentials it would use there (its own, or a relay's relay-wide one).
      */
-    async forDomain(db: Db, domain: { id: string; tenantId: string; relayId: string | null; fallbackRelayId: string | null }): Promise<QuarantineRow[]> {
+    async forDomain(
+      db: Db,
+      domain: { id: string; tenantId: string; relayId: string | null; fallbackRelayId: string | null },
+    ): Promise<QuarantineRow[]> {
       const relayIds = [domain.relayId, domain.fallbackRelayId].filter((id): id is string => id !== null);
       const credentials =
         relayIds.length === 0
@@ -62,7 +75,10 @@ export function createQuarantineRepository() {
         ...relayIds.map((id) => ({ resourceType: 'relay', resourceId: id })),
         ...credentials.map((c) => ({ resourceType: 'credential', resourceId: c.id })),
       ];
-      const rows = await db.configQuarantine.findMany({ where: { OR: units }, orderBy: [{ resourceType: 'asc' }, { resourceId: 'asc' }] });
+      const rows = await db.configQuarantine.findMany({
+        where: { OR: units },
+        orderBy: [{ resourceType: 'asc' }, { resourceId: 'asc' }],
+      });
       return rows.map(toRow);
     },
 
@@ -74,7 +90,12 @@ export function createQuarantineRepository() {
      * Makes the table hold exactly `units` (a unit that stays keeps its `since`) and reports what
      * changed; `record` runs in the same transaction (the audit of the changes).
      */
-    async replace(prisma: PrismaClient, units: QuarantineInput[], now: Date, record: (tx: Db, changes: QuarantineChanges) => Promise<void>): Promise<QuarantineChanges> {
+    async replace(
+      prisma: PrismaClient,
+      units: QuarantineInput[],
+      now: Date,
+      record: (tx: Db, changes: QuarantineChanges) => Promise<void>,
+    ): Promise<QuarantineChanges> {
       return prisma.$transaction(async (tx) => {
         await tx.$queryRawUnsafe(LOCK);
         const before = new Map((await tx.configQuarantine.findMany()).map((row) => [keyOf(row), toRow(row)]));
@@ -86,12 +107,22 @@ export function createQuarantineRepository() {
           const previous = before.get(key);
           const row: QuarantineRow = { ...unit, since: previous?.since ?? now };
           if (previous === undefined) changes.entered.push(row);
-          else if (previous.treatment !== row.treatment || JSON.stringify(previous.problems) !== JSON.stringify(row.problems) || previous.heldDomains !== row.heldDomains) {
+          else if (
+            previous.treatment !== row.treatment ||
+            JSON.stringify(previous.problems) !== JSON.stringify(row.problems) ||
+            previous.heldDomains !== row.heldDomains
+          ) {
             changes.changed.push({ before: previous, after: row });
           } else {
             continue;
           }
-          const data = { tenantId: row.tenantId, treatment: row.treatment, problems: row.problems as Prisma.InputJsonValue, heldDomains: row.heldDomains, updatedAt: now };
+          const data = {
+            tenantId: row.tenantId,
+            treatment: row.treatment,
+            problems: row.problems as Prisma.InputJsonValue,
+            heldDomains: row.heldDomains,
+            updatedAt: now,
+          };
           await tx.configQuarantine.upsert({
             where: { resourceType_resourceId: { resourceType: row.resourceType, resourceId: row.resourceId } },
             create: { resourceType: row.resourceType, resourceId: row.resourceId, since: row.since, ...data },
@@ -101,7 +132,9 @@ export function createQuarantineRepository() {
         for (const [key, row] of before) {
           if (wanted.has(key)) continue;
           changes.left.push(row);
-          await tx.configQuarantine.delete({ where: { resourceType_resourceId: { resourceType: row.resourceType, resourceId: row.resourceId } } });
+          await tx.configQuarantine.delete({
+            where: { resourceType_resourceId: { resourceType: row.resourceType, resourceId: row.resourceId } },
+          });
         }
         await record(tx, changes);
         return changes;

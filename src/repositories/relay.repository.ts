@@ -37,7 +37,10 @@ export function createRelayRepository() {
       });
     },
     async update(db: Db, id: string, expectedVersion: number, data: Prisma.RelayUncheckedUpdateInput) {
-      const result = await db.relay.updateMany({ where: { id, version: expectedVersion }, data: { ...data, version: { increment: 1 } } });
+      const result = await db.relay.updateMany({
+        where: { id, version: expectedVersion },
+        data: { ...data, version: { increment: 1 } },
+      });
       return result.count === 1 ? db.relay.findUnique({ where: { id } }) : null;
     },
     countRoutedDomains(db: Db, id: string) {

@@ -12,7 +12,14 @@ const SETTINGS = {
   minimalBackoffSeconds: true,
   maximalBackoffSeconds: true,
 } as const satisfies Prisma.SettingsSelect;
-const TENANT = { id: true, slug: true, status: true, defaultConcurrency: true, defaultRateDelaySeconds: true, defaultRecipientsPerMessage: true } as const satisfies Prisma.TenantSelect;
+const TENANT = {
+  id: true,
+  slug: true,
+  status: true,
+  defaultConcurrency: true,
+  defaultRateDelaySeconds: true,
+  defaultRecipientsPerMessage: true,
+} as const satisfies Prisma.TenantSelect;
 const DOMAIN = {
   id: true,
   tenantId: true,
@@ -39,8 +46,22 @@ const RELAY = {
   recipientsPerMessage: true,
   connectionReuseSeconds: true,
 } as const satisfies Prisma.RelaySelect;
-const CREDENTIAL = { id: true, relayId: true, domainId: true, username: true, secretCiphertext: true, secretNonce: true, secretKeyId: true } as const satisfies Prisma.RelayCredentialSelect;
-const POLICY = { id: true, pattern: true, concurrency: true, rateDelaySeconds: true, tls: true } as const satisfies Prisma.DestinationPolicySelect;
+const CREDENTIAL = {
+  id: true,
+  relayId: true,
+  domainId: true,
+  username: true,
+  secretCiphertext: true,
+  secretNonce: true,
+  secretKeyId: true,
+} as const satisfies Prisma.RelayCredentialSelect;
+const POLICY = {
+  id: true,
+  pattern: true,
+  concurrency: true,
+  rateDelaySeconds: true,
+  tls: true,
+} as const satisfies Prisma.DestinationPolicySelect;
 
 /** The rows of one snapshot, as read by either path below (same columns, same names, same types). */
 export interface SnapshotRows {
@@ -55,7 +76,8 @@ export interface SnapshotRows {
 export type TableKey = Exclude<keyof SnapshotRows, 'settings'>;
 
 /** One table of a load: every row, or only the rows of the ids that changed (an id without a row was deleted). */
-export type TableChanges<K extends TableKey> = { full: true; rows: SnapshotRows[K] } | { full: false; ids: string[]; rows: SnapshotRows[K] };
+export type TableChanges<K extends TableKey> =
+  { full: true; rows: SnapshotRows[K] } | { full: false; ids: string[]; rows: SnapshotRows[K] };
 
 /** What a load read: everything, or what committed since the snapshot it was given. */
 export interface SnapshotChanges {
@@ -148,7 +170,10 @@ const BY_ID_LIMIT = 1000;
 function tableQuery(key: TableKey, ids?: string[]): { text: string; values: unknown[] } {
   const { select, where } = SQL[key];
   const conditions = [...(where === undefined ? [] : [where]), ...(ids === undefined ? [] : ['id = ANY($1::uuid[])'])];
-  return { text: conditions.length === 0 ? select : `${select} WHERE ${conditions.join(' AND ')}`, values: ids === undefined ? [] : [ids] };
+  return {
+    text: conditions.length === 0 ? select : `${select} WHERE ${conditions.join(' AND ')}`,
+    values: ids === undefined ? [] : [ids],
+  };
 }
 
 /**
@@ -173,7 +198,8 @@ function changedIds(rows: Array<{ table: string; rowId: string | null }>, since:
   }
   for (const key of TABLE_KEYS) {
     const ids = changed.get(key);
-    if (ids !== undefined && ids !== 'all' && ids.size > BY_ID_LIMIT && ids.size > since.rows[key] / 5) changed.set(key, 'all');
+    if (ids !== undefined && ids !== 'all' && ids.size > BY_ID_LIMIT && ids.size > since.rows[key] / 5)
+      changed.set(key, 'all');
   }
   return changed;
 }
@@ -182,10 +208,14 @@ async function loadDirect(pool: pg.Pool, since: SnapshotSince | undefined): Prom
   const client = await pool.connect();
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    const head = (await client.query<{ snapshot: string; usable: boolean | null }>(HEAD_SQL, [since?.snapshot ?? null])).rows[0]!;
+    const head = (await client.query<{ snapshot: string; usable: boolean | null }>(HEAD_SQL, [since?.snapshot ?? null]))
+      .rows[0]!;
     const changed =
       since !== undefined && head.usable === true
-        ? changedIds((await client.query<{ table: string; rowId: string | null }>(CHANGES_SQL, [since.snapshot])).rows, since)
+        ? changedIds(
+            (await client.query<{ table: string; rowId: string | null }>(CHANGES_SQL, [since.snapshot])).rows,
+            since,
+          )
         : undefined;
     const settings: SnapshotChanges['settings'] =
       changed === undefined || changed.has('settings')
@@ -198,12 +228,21 @@ async function loadDirect(pool: pg.Pool, since: SnapshotSince | undefined): Prom
         tables[key] = { full: true, rows: (await client.query(tableQuery(key))).rows };
       } else {
         const list = [...ids];
-        tables[key] = { full: false, ids: list, rows: list.length === 0 ? [] : (await client.query(tableQuery(key, list))).rows };
+        tables[key] = {
+          full: false,
+          ids: list,
+          rows: list.length === 0 ? [] : (await client.query(tableQuery(key, list))).rows,
+        };
       }
     }
     await client.query('COMMIT');
     client.release();
-    return { kind: changed === undefined ? 'full' : 'delta', snapshot: head.snapshot, settings, tables: tables as SnapshotChanges['tables'] };
+    return {
+      kind: changed === undefined ? 'full' : 'delta',
+      snapshot: head.snapshot,
+      settings,
+      tables: tables as SnapshotChanges['tables'],
+    };
   } catch (err) {
     // Destroys the connection, which ends the transaction with it: nothing half-done goes back to the pool.
     client.release(err instanceof Error ? err : true);
@@ -224,12 +263,14 @@ export type RouteRows = Pick<SnapshotRows, 'settings' | 'tenants' | 'domains' | 
 
 // Everything a route check reads of a domain besides its id and name: domains alike in these
 // fields pass or fail alike, so one of each kind is checked (a tenant's 100,000 domains on 3 relays: 3).
-const ROUTE_PROFILE = 'tenant_id, route, relay_id, fallback_relay_id, concurrency, rate_delay_seconds, recipients_per_message';
+const ROUTE_PROFILE =
+  'tenant_id, route, relay_id, fallback_relay_id, concurrency, rate_delay_seconds, recipients_per_message';
 
 function routeScopeCondition(scope: RouteScope): { where: string; values: unknown[] } {
   if ('domainIds' in scope) return { where: 'id = ANY($1::uuid[])', values: [scope.domainIds] };
   if ('tenantId' in scope) return { where: 'tenant_id = $1::uuid', values: [scope.tenantId] };
-  if ('relayId' in scope) return { where: '(relay_id = $1::uuid OR fallback_relay_id = $1::uuid)', values: [scope.relayId] };
+  if ('relayId' in scope)
+    return { where: '(relay_id = $1::uuid OR fallback_relay_id = $1::uuid)', values: [scope.relayId] };
   return { where: 'TRUE', values: [] };
 }
 
@@ -247,10 +288,18 @@ export function createSnapshotRepository() {
         ...values,
       );
       const tenantIds = [...new Set(domains.map((d) => d.tenantId))];
-      const relayIds = [...new Set(domains.flatMap((d) => [d.relayId, d.fallbackRelayId]).filter((id): id is string => id !== null))];
+      const relayIds = [
+        ...new Set(domains.flatMap((d) => [d.relayId, d.fallbackRelayId]).filter((id): id is string => id !== null)),
+      ];
       const [settings] = await db.$queryRawUnsafe<Array<NonNullable<RouteRows['settings']>>>(SETTINGS_SQL);
-      const tenants = await db.$queryRawUnsafe<RouteRows['tenants']>(`${SQL.tenants.select} WHERE id = ANY($1::uuid[])`, tenantIds);
-      const relays = await db.$queryRawUnsafe<RouteRows['relays']>(`${SQL.relays.select} WHERE id = ANY($1::uuid[])`, relayIds);
+      const tenants = await db.$queryRawUnsafe<RouteRows['tenants']>(
+        `${SQL.tenants.select} WHERE id = ANY($1::uuid[])`,
+        tenantIds,
+      );
+      const relays = await db.$queryRawUnsafe<RouteRows['relays']>(
+        `${SQL.relays.select} WHERE id = ANY($1::uuid[])`,
+        relayIds,
+      );
       return { settings: settings ?? null, tenants, domains, relays };
     },
 
@@ -269,12 +318,18 @@ export function createSnapshotRepository() {
         async (tx) => ({
           kind: 'full' as const,
           snapshot: undefined,
-          settings: { changed: true as const, row: await tx.settings.findUnique({ where: { id: 1 }, select: SETTINGS }) },
+          settings: {
+            changed: true as const,
+            row: await tx.settings.findUnique({ where: { id: 1 }, select: SETTINGS }),
+          },
           tables: {
             tenants: { full: true as const, rows: await tx.tenant.findMany({ select: TENANT }) },
             domains: { full: true as const, rows: await tx.domain.findMany({ select: DOMAIN }) },
             relays: { full: true as const, rows: await tx.relay.findMany({ select: RELAY }) },
-            credentials: { full: true as const, rows: await tx.relayCredential.findMany({ where: { status: 'active' }, select: CREDENTIAL }) },
+            credentials: {
+              full: true as const,
+              rows: await tx.relayCredential.findMany({ where: { status: 'active' }, select: CREDENTIAL }),
+            },
             destinationPolicies: { full: true as const, rows: await tx.destinationPolicy.findMany({ select: POLICY }) },
           },
         }),

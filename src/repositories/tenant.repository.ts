@@ -36,7 +36,10 @@ export function createTenantRepository() {
       if (pool !== undefined) {
         // A named statement: each pooled connection parses and plans it once, then only binds and
         // executes (PostgreSQL's own CPU per read drops, and it shares the machine with us).
-        return (await pool.query<Tenant>({ name: 'relayplane_tenant_by_id', text: TENANT_BY_ID, values: [id] })).rows[0] ?? null;
+        return (
+          (await pool.query<Tenant>({ name: 'relayplane_tenant_by_id', text: TENANT_BY_ID, values: [id] })).rows[0] ??
+          null
+        );
       }
       const rows = await db.$queryRawUnsafe<Tenant[]>(TENANT_BY_ID, id);
       return rows[0] ?? null;
@@ -57,7 +60,10 @@ export function createTenantRepository() {
     },
     /** Optimistic update: bumps the version; returns null if `expectedVersion` no longer matches. */
     async update(db: Db, id: string, expectedVersion: number, data: Prisma.TenantUncheckedUpdateInput) {
-      const result = await db.tenant.updateMany({ where: { id, version: expectedVersion }, data: { ...data, version: { increment: 1 } } });
+      const result = await db.tenant.updateMany({
+        where: { id, version: expectedVersion },
+        data: { ...data, version: { increment: 1 } },
+      });
       return result.count === 1 ? db.tenant.findUnique({ where: { id } }) : null;
     },
     countDomains(db: Db, tenantId: string) {

@@ -253,7 +253,18 @@ export function createUsageRepository() {
     },
 
     /** Message records of one tenant (or all), accepted in [from, to), oldest first, keyset-paginated by (acceptedAt, id). */
-    async messages(db: Db, q: { from: Date; to: Date; tenantId?: string | undefined; attributedOnly: boolean; senderDomain?: string | undefined; after?: { at: Date; id: bigint } | undefined; take: number }) {
+    async messages(
+      db: Db,
+      q: {
+        from: Date;
+        to: Date;
+        tenantId?: string | undefined;
+        attributedOnly: boolean;
+        senderDomain?: string | undefined;
+        after?: { at: Date; id: bigint } | undefined;
+        take: number;
+      },
+    ) {
       const params: unknown[] = [q.from, q.to, q.take];
       const where = ['accepted_at >= $1', 'accepted_at < $2'];
       if (q.tenantId !== undefined) {

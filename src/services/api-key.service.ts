@@ -138,12 +138,23 @@ export function createApiKeyService(deps: ApiKeyServiceDeps) {
           createdBy: actor?.keyId ?? 'cli',
           expiresAt,
         });
-        await deps.audit.record(tx, auditEntry({ actorKeyId: actor?.keyId ?? null, requestId }, {
-          tenantId,
-          action: 'api_key.created',
-          resourceId: id,
-          changes: { name: input.name, scopes: created.scopes, tenantId, expiresAt: expiresAt?.toISOString() ?? null },
-        }));
+        await deps.audit.record(
+          tx,
+          auditEntry(
+            { actorKeyId: actor?.keyId ?? null, requestId },
+            {
+              tenantId,
+              action: 'api_key.created',
+              resourceId: id,
+              changes: {
+                name: input.name,
+                scopes: created.scopes,
+                tenantId,
+                expiresAt: expiresAt?.toISOString() ?? null,
+              },
+            },
+          ),
+        );
         return created;
       });
       return { ...present(key), key: `${KEY_PREFIX}${id}_${secret}` };
@@ -180,12 +191,18 @@ export function createApiKeyService(deps: ApiKeyServiceDeps) {
         if (actor !== null) assertVisible(actor, key.tenantId, 'api key', id);
         if (key.revokedAt !== null) return;
         await deps.apiKeys.revoke(tx, id, now());
-        await deps.audit.record(tx, auditEntry({ actorKeyId: actor?.keyId ?? null, requestId }, {
-          tenantId: key.tenantId,
-          action: 'api_key.revoked',
-          resourceId: id,
-          changes: { revokedAt: now().toISOString() },
-        }));
+        await deps.audit.record(
+          tx,
+          auditEntry(
+            { actorKeyId: actor?.keyId ?? null, requestId },
+            {
+              tenantId: key.tenantId,
+              action: 'api_key.revoked',
+              resourceId: id,
+              changes: { revokedAt: now().toISOString() },
+            },
+          ),
+        );
       });
     },
 
@@ -200,9 +217,10 @@ export function createApiKeyService(deps: ApiKeyServiceDeps) {
       const matches = await verify(key?.secretHash ?? (await dummySecretHash()), secret);
       if (key === null || !matches) throw invalid;
       await deps.apiKeys.touch(deps.prisma, id, now());
-      const expiresIn = key.expiresAt === null
-        ? deps.tokenTtlSeconds
-        : Math.max(1, Math.min(deps.tokenTtlSeconds, Math.floor((key.expiresAt.getTime() - now().getTime()) / 1000)));
+      const expiresIn =
+        key.expiresAt === null
+          ? deps.tokenTtlSeconds
+          : Math.max(1, Math.min(deps.tokenTtlSeconds, Math.floor((key.expiresAt.getTime() - now().getTime()) / 1000)));
       const claims: TokenClaims = { sub: key.id, scope: key.scopes.join(' ') };
       if (key.tenantId !== null) claims.tid = key.tenantId;
       return {
@@ -217,7 +235,10 @@ export function createApiKeyService(deps: ApiKeyServiceDeps) {
     async currentGrant(id: string): Promise<KeyGrant | null> {
       const key = await deps.apiKeys.findGrant(deps.prisma, id);
       if (key === null || apiKeyStatus(key, now()) !== 'active') return null;
-      return { scopes: key.scopes.filter((scope): scope is Scope => (SCOPES as readonly string[]).includes(scope)), tenantId: key.tenantId };
+      return {
+        scopes: key.scopes.filter((scope): scope is Scope => (SCOPES as readonly string[]).includes(scope)),
+        tenantId: key.tenantId,
+      };
     },
   };
 }

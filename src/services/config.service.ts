@@ -62,7 +62,15 @@ export function createConfigService(deps: {
         const after = to.files[name]?.content;
         if (before === after) return [];
         const change = before === undefined ? 'added' : after === undefined ? 'removed' : 'modified';
-        return [{ name, change, diff: createTwoFilesPatch(`a/${name}`, `b/${name}`, before ?? '', after ?? '', undefined, undefined, { context: 1 }) }];
+        return [
+          {
+            name,
+            change,
+            diff: createTwoFilesPatch(`a/${name}`, `b/${name}`, before ?? '', after ?? '', undefined, undefined, {
+              context: 1,
+            }),
+          },
+        ];
       });
       const params = [...new Set([...Object.keys(from.mainCf), ...Object.keys(to.mainCf)])].sort();
       const mainCf = params

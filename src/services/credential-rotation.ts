@@ -52,20 +52,26 @@ export function createCredentialRotation(deps: Deps) {
       const previous = await deps.credentials.findActive(tx, fresh.relayId, fresh.domainId);
       if (previous !== null) {
         await deps.credentials.setStatus(tx, previous.id, { status: 'retiring', retiredAt: null });
-        await deps.audit.record(tx, auditEntry(ctx, {
-          tenantId: previous.tenantId,
-          action: 'credential.retiring',
-          resourceId: previous.id,
-          changes: { status: { from: 'active', to: 'retiring' }, replacedBy: id },
-        }));
+        await deps.audit.record(
+          tx,
+          auditEntry(ctx, {
+            tenantId: previous.tenantId,
+            action: 'credential.retiring',
+            resourceId: previous.id,
+            changes: { status: { from: 'active', to: 'retiring' }, replacedBy: id },
+          }),
+        );
       }
       const row = await deps.credentials.setStatus(tx, id, { status: 'active', activatedAt: now(), retiredAt: null });
-      await deps.audit.record(tx, auditEntry(ctx, {
-        tenantId: row.tenantId,
-        action: 'credential.activated',
-        resourceId: row.id,
-        changes: { status: { from: fresh.status, to: 'active' }, replaces: previous?.id ?? null },
-      }));
+      await deps.audit.record(
+        tx,
+        auditEntry(ctx, {
+          tenantId: row.tenantId,
+          action: 'credential.activated',
+          resourceId: row.id,
+          changes: { status: { from: fresh.status, to: 'active' }, replaces: previous?.id ?? null },
+        }),
+      );
       return row;
     });
     return presentCredential(activated);
@@ -93,12 +99,19 @@ export function createCredentialRotation(deps: Deps) {
         for (const credential of await deps.credentials.listRetiring(tx)) {
           if (inVersion.has(credential.id)) continue;
           await deps.credentials.setStatus(tx, credential.id, { status: 'retired', retiredAt: now() });
-          await deps.audit.record(tx, auditEntry(SYSTEM, {
-            tenantId: credential.tenantId,
-            action: 'credential.retired',
-            resourceId: credential.id,
-            changes: { status: { from: 'retiring', to: 'retired' }, liveVersion: live.version, nodes: enabled.length },
-          }));
+          await deps.audit.record(
+            tx,
+            auditEntry(SYSTEM, {
+              tenantId: credential.tenantId,
+              action: 'credential.retired',
+              resourceId: credential.id,
+              changes: {
+                status: { from: 'retiring', to: 'retired' },
+                liveVersion: live.version,
+                nodes: enabled.length,
+              },
+            }),
+          );
         }
       });
     },

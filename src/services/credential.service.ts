@@ -72,8 +72,23 @@ export function createCredentialService(deps: Deps) {
     return credential;
   }
 
-  function audit(ctx: RequestContext, tx: Parameters<CredentialRepository['create']>[0], credential: RelayCredential, action: string, changes: Record<string, unknown>) {
-    return deps.audit.record(tx, auditEntry(ctx, { tenantId: credential.tenantId, action, resourceType: 'credential', resourceId: credential.id, changes }));
+  function audit(
+    ctx: RequestContext,
+    tx: Parameters<CredentialRepository['create']>[0],
+    credential: RelayCredential,
+    action: string,
+    changes: Record<string, unknown>,
+  ) {
+    return deps.audit.record(
+      tx,
+      auditEntry(ctx, {
+        tenantId: credential.tenantId,
+        action,
+        resourceType: 'credential',
+        resourceId: credential.id,
+        changes,
+      }),
+    );
   }
 
   return {
@@ -87,7 +102,10 @@ export function createCredentialService(deps: Deps) {
     async create(ctx: RequestContext, relayId: string, input: CredentialInput) {
       const relay = await deps.relayService.loadVisible(ctx, relayId);
       if (!isValidSaslUsername(input.username)) {
-        invalid('body/username', 'must be printable text without whitespace, control characters or ":" (it becomes a Postfix map value)');
+        invalid(
+          'body/username',
+          'must be printable text without whitespace, control characters or ":" (it becomes a Postfix map value)',
+        );
       }
       if (!isValidSaslSecret(input.secret)) {
         invalid('body/secret', 'must not contain control characters, line breaks, or leading or trailing whitespace');
@@ -96,9 +114,13 @@ export function createCredentialService(deps: Deps) {
       let tenantId = relay.tenantId;
       if (domainId !== null) {
         const domain = await deps.domains.findById(deps.prisma, domainId);
-        if (domain === null || (ctx.actor.tenantId !== null && domain.tenantId !== ctx.actor.tenantId)) throw new NotFoundError('domain', domainId);
+        if (domain === null || (ctx.actor.tenantId !== null && domain.tenantId !== ctx.actor.tenantId))
+          throw new NotFoundError('domain', domainId);
         if (relay.tenantId !== null && relay.tenantId !== domain.tenantId) {
-          throw new UnprocessableError("domainId belongs to another tenant than this private relay's owner", 'credential-scope-invalid');
+          throw new UnprocessableError(
+            "domainId belongs to another tenant than this private relay's owner",
+            'credential-scope-invalid',
+          );
         }
         if (relay.connectionReuseSeconds !== null) {
           throw new UnprocessableError(
@@ -108,7 +130,9 @@ export function createCredentialService(deps: Deps) {
         }
         tenantId = domain.tenantId;
       } else if (!isAdmin(ctx.actor) && relay.tenantId === null) {
-        throw new ForbiddenError('on a shared relay a tenant credential must be scoped to one of its domains (domainId)');
+        throw new ForbiddenError(
+          'on a shared relay a tenant credential must be scoped to one of its domains (domainId)',
+        );
       }
 
       const id = randomUUID();
@@ -144,7 +168,11 @@ export function createCredentialService(deps: Deps) {
       return presentCredential(credential);
     },
 
-    async list(ctx: RequestContext, relayId: string, query: PageRequest & { status?: CredentialStatus; domainId?: string }) {
+    async list(
+      ctx: RequestContext,
+      relayId: string,
+      query: PageRequest & { status?: CredentialStatus; domainId?: string },
+    ) {
       await deps.relayService.loadVisible(ctx, relayId);
       const rows = await deps.credentials.list(deps.prisma, {
         relayId,
@@ -171,7 +199,11 @@ export function createCredentialService(deps: Deps) {
       const credential = await load(ctx, id);
       const relay = credential.relay;
       const secret = deps.secretBox.open(
-        { ciphertext: Buffer.from(credential.secretCiphertext), nonce: Buffer.from(credential.secretNonce), keyId: credential.secretKeyId },
+        {
+          ciphertext: Buffer.from(credential.secretCiphertext),
+          nonce: Buffer.from(credential.secretNonce),
+          keyId: credential.secretKeyId,
+        },
         credential.id,
       );
       // Judged as the nodes will: the compiled tls_policy level, the CA file they trust.
@@ -180,14 +212,33 @@ export function createCredentialService(deps: Deps) {
       let ca: string | undefined;
       if (deps.tlsCaFile !== undefined && (certificateCheck === 'verify' || certificateCheck === 'secure')) {
         ca = await readFile(deps.tlsCaFile, 'utf8').catch((err: NodeJS.ErrnoException) => {
-          throw new UnprocessableError(`the nodes' CA file ${deps.tlsCaFile} (RELAYPLANE_TLS_CA_FILE) cannot be read: ${err.code ?? err.message}`, 'trust-store-unreadable');
+          throw new UnprocessableError(
+            `the nodes' CA file ${deps.tlsCaFile} (RELAYPLANE_TLS_CA_FILE) cannot be read: ${err.code ?? err.message}`,
+            'trust-store-unreadable',
+          );
         });
       }
-      const probe = await (deps.probeAuth ?? probeSmtpAuth)({ host: relay.host, port: relay.port, tls: relay.tls, level: certificateCheck, ca, username: credential.username, secret });
+      const probe = await (deps.probeAuth ?? probeSmtpAuth)({
+        host: relay.host,
+        port: relay.port,
+        tls: relay.tls,
+        level: certificateCheck,
+        ca,
+        username: credential.username,
+        secret,
+      });
       const r = { ...probe, certificateCheck, trustStore };
       const testedAt = now();
       await deps.prisma.$transaction(async (tx) => {
-        await deps.credentials.recordTest(tx, { credentialId: id, testedAt, ok: r.ok, stage: r.stage, detail: r.detail, tlsProtocol: r.tlsProtocol, durationMs: r.durationMs });
+        await deps.credentials.recordTest(tx, {
+          credentialId: id,
+          testedAt,
+          ok: r.ok,
+          stage: r.stage,
+          detail: r.detail,
+          tlsProtocol: r.tlsProtocol,
+          durationMs: r.durationMs,
+        });
         await audit(ctx, tx, credential, 'credential.tested', { ok: r.ok, stage: r.stage });
       });
       return { credentialId: id, relayId: relay.id, testedAt: testedAt.toISOString(), ...r };
@@ -201,11 +252,20 @@ export function createCredentialService(deps: Deps) {
       await deps.prisma.$transaction(async (tx) => {
         // In use: a domain's route reaches it (its own domain via this relay; for a relay-wide one,
         // any domain via this relay). An active credential no route reaches compiles to nothing.
-        if (credential.status === 'active' && (await deps.domains.routesThrough(tx, credential.relayId, credential.domainId))) {
-          throw new ConflictError('an active credential is in use by a route: activate its replacement first (that retires this one)', 'credential-active');
+        if (
+          credential.status === 'active' &&
+          (await deps.domains.routesThrough(tx, credential.relayId, credential.domainId))
+        ) {
+          throw new ConflictError(
+            'an active credential is in use by a route: activate its replacement first (that retires this one)',
+            'credential-active',
+          );
         }
         await deps.credentials.delete(tx, id);
-        await audit(ctx, tx, credential, 'credential.deleted', { username: credential.username, status: credential.status });
+        await audit(ctx, tx, credential, 'credential.deleted', {
+          username: credential.username,
+          status: credential.status,
+        });
       });
     },
   };

@@ -13,9 +13,27 @@ export function createDeployMetrics(registry: Registry = defaultRegistry) {
     return (registry.getSingleMetric(name) as T | undefined) ?? make();
   }
   const deployments = () =>
-    metric('relayplane_deployments_total', () => new Counter({ name: 'relayplane_deployments_total', help: 'Finished deployment runs by reason and final state.', labelNames: ['reason', 'state'], registers }));
+    metric(
+      'relayplane_deployments_total',
+      () =>
+        new Counter({
+          name: 'relayplane_deployments_total',
+          help: 'Finished deployment runs by reason and final state.',
+          labelNames: ['reason', 'state'],
+          registers,
+        }),
+    );
   const nodeDeploys = () =>
-    metric('relayplane_node_deploys_total', () => new Counter({ name: 'relayplane_node_deploys_total', help: 'Per-node sync results (live, unchanged, failed, rolled_back).', labelNames: ['outcome'], registers }));
+    metric(
+      'relayplane_node_deploys_total',
+      () =>
+        new Counter({
+          name: 'relayplane_node_deploys_total',
+          help: 'Per-node sync results (live, unchanged, failed, rolled_back).',
+          labelNames: ['outcome'],
+          registers,
+        }),
+    );
   const nodeSeconds = () =>
     metric(
       'relayplane_node_deploy_duration_seconds',
@@ -29,11 +47,38 @@ export function createDeployMetrics(registry: Registry = defaultRegistry) {
         }),
     );
   const usageLines = () =>
-    metric('relayplane_usage_log_lines_total', () => new Counter({ name: 'relayplane_usage_log_lines_total', help: 'Postfix log lines read by usage collection, per node.', labelNames: ['node'], registers }));
+    metric(
+      'relayplane_usage_log_lines_total',
+      () =>
+        new Counter({
+          name: 'relayplane_usage_log_lines_total',
+          help: 'Postfix log lines read by usage collection, per node.',
+          labelNames: ['node'],
+          registers,
+        }),
+    );
   const usageRuns = () =>
-    metric('relayplane_usage_collections_total', () => new Counter({ name: 'relayplane_usage_collections_total', help: 'Per-node usage collections by outcome (ok, failed).', labelNames: ['outcome'], registers }));
+    metric(
+      'relayplane_usage_collections_total',
+      () =>
+        new Counter({
+          name: 'relayplane_usage_collections_total',
+          help: 'Per-node usage collections by outcome (ok, failed).',
+          labelNames: ['outcome'],
+          registers,
+        }),
+    );
   const verifications = () =>
-    metric('relayplane_domain_checks_total', () => new Counter({ name: 'relayplane_domain_checks_total', help: 'Domain DNS checks by resulting status.', labelNames: ['status'], registers }));
+    metric(
+      'relayplane_domain_checks_total',
+      () =>
+        new Counter({
+          name: 'relayplane_domain_checks_total',
+          help: 'Domain DNS checks by resulting status.',
+          labelNames: ['status'],
+          registers,
+        }),
+    );
   const quarantined = () =>
     metric(
       'relayplane_config_quarantined_units',
@@ -46,7 +91,15 @@ export function createDeployMetrics(registry: Registry = defaultRegistry) {
         }),
     );
   const rollbacks = () =>
-    metric('relayplane_node_rollbacks_total', () => new Counter({ name: 'relayplane_node_rollbacks_total', help: 'Deploys rolled back on a node after the switch.', registers }));
+    metric(
+      'relayplane_node_rollbacks_total',
+      () =>
+        new Counter({
+          name: 'relayplane_node_rollbacks_total',
+          help: 'Deploys rolled back on a node after the switch.',
+          registers,
+        }),
+    );
 
   /** Registers the series up front so /metrics lists them before the first deploy. */
   function declare() {
@@ -78,7 +131,8 @@ export function createDeployMetrics(registry: Registry = defaultRegistry) {
       verifications().inc({ status });
     },
     configCompiled(quarantine: ReadonlyArray<{ treatment: string }>) {
-      for (const treatment of QUARANTINE_TREATMENTS) quarantined().set({ treatment }, quarantine.filter((u) => u.treatment === treatment).length);
+      for (const treatment of QUARANTINE_TREATMENTS)
+        quarantined().set({ treatment }, quarantine.filter((u) => u.treatment === treatment).length);
     },
   };
 }

@@ -18,7 +18,8 @@ function presentNodeRun(run: NodeDeployment) {
     previousVersion: run.previousVersion,
     startedAt: iso(run.startedAt),
     finishedAt: iso(run.finishedAt),
-    durationMs: run.startedAt !== null && run.finishedAt !== null ? run.finishedAt.getTime() - run.startedAt.getTime() : null,
+    durationMs:
+      run.startedAt !== null && run.finishedAt !== null ? run.finishedAt.getTime() - run.startedAt.getTime() : null,
     error: run.error,
     steps: (run.steps ?? []) as unknown[],
   };
@@ -53,7 +54,17 @@ export function decodeDeploymentCursor(cursor: string | undefined): DeploymentCu
 /** Per-node record of a sync result; steps keep their timings, errors are short and secret-free. */
 export function nodeRun({ node, result, skipped }: NodeOutcome, at: Date): NodeRun {
   const base = { nodeId: node.id, nodeName: node.name };
-  if (result === null) return { ...base, state: 'skipped', attempts: 0, previousVersion: null, startedAt: at, finishedAt: at, error: skipped, steps: [] };
+  if (result === null)
+    return {
+      ...base,
+      state: 'skipped',
+      attempts: 0,
+      previousVersion: null,
+      startedAt: at,
+      finishedAt: at,
+      error: skipped,
+      steps: [],
+    };
   return {
     ...base,
     state: skipped !== null ? 'skipped' : result.state,

@@ -33,12 +33,15 @@ export function createDeploymentService(deps: Deps) {
           requestedBy: ctx.actor.keyId,
           credentialIds: compiled.credentialIds,
         });
-        await deps.audit.record(tx, auditEntry(ctx, {
-          tenantId: null,
-          action: 'deployment.requested',
-          resourceId: created.id,
-          changes: { version: compiled.bundle.version },
-        }));
+        await deps.audit.record(
+          tx,
+          auditEntry(ctx, {
+            tenantId: null,
+            action: 'deployment.requested',
+            resourceId: created.id,
+            changes: { version: compiled.bundle.version },
+          }),
+        );
         await deps.deployments.notifyRequested(tx);
         return created;
       });
@@ -47,7 +50,10 @@ export function createDeploymentService(deps: Deps) {
 
     async list(ctx: RequestContext, query: PageRequest) {
       requireAdmin(ctx, ADMIN_ONLY);
-      const rows = await deps.deployments.list(prisma, { after: decodeDeploymentCursor(query.cursor), take: query.limit + 1 });
+      const rows = await deps.deployments.list(prisma, {
+        after: decodeDeploymentCursor(query.cursor),
+        take: query.limit + 1,
+      });
       const page = toPage(rows, query.limit, encodeDeploymentCursor);
       return { items: page.items.map(presentDeployment), next_cursor: page.next_cursor };
     },

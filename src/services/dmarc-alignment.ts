@@ -18,7 +18,10 @@ function templateDkim(relay: Relay): boolean {
   return relayAuthTemplate(relay)?.records.some((r) => r.purpose === 'dkim' && r.required) ?? false;
 }
 
-export function alignmentWarnings(domain: Pick<Domain, 'name' | 'route'>, relays: { field: 'relayId' | 'fallbackRelayId'; relay: Relay | null }[]): RecordsWarning[] {
+export function alignmentWarnings(
+  domain: Pick<Domain, 'name' | 'route'>,
+  relays: { field: 'relayId' | 'fallbackRelayId'; relay: Relay | null }[],
+): RecordsWarning[] {
   if (domain.route === 'direct') {
     return [
       {

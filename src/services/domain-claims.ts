@@ -30,13 +30,16 @@ export function heldElsewhereReason(name: string, held: string): string {
 /** The name (or one above it) is held by another tenant's verified domain; says nothing of which tenant. */
 export function heldConflict(name: string, held: string): ConflictError {
   const what = held === name ? `the domain ${name} is` : `${held}, above ${name}, is`;
-  return new ConflictError(`${what} verified by another account: it cannot be claimed`, 'domain-held', { domain: name });
+  return new ConflictError(`${what} verified by another account: it cannot be claimed`, 'domain-held', {
+    domain: name,
+  });
 }
 
 /** A unique index a domain write can meet, as the client's problem. */
 export function domainConflict(error: unknown, name: string): ConflictError | null {
   if (isUniqueViolation(error, 'domains_name_held_key')) return heldConflict(name, name);
-  if (isUniqueViolation(error, 'name')) return new ConflictError(`this tenant already has the domain ${name}`, 'domain-taken', { domain: name });
+  if (isUniqueViolation(error, 'name'))
+    return new ConflictError(`this tenant already has the domain ${name}`, 'domain-taken', { domain: name });
   return null;
 }
 
@@ -61,7 +64,11 @@ export function createDomainClaims(deps: Deps) {
       let failed = 0;
       for (const loser of losers) {
         const reason = heldElsewhereReason(loser.name, winner.name);
-        const row = await deps.domains.update(tx, loser.id, loser.version, { status: 'failed', statusChangedAt: at, statusReason: reason });
+        const row = await deps.domains.update(tx, loser.id, loser.version, {
+          status: 'failed',
+          statusChangedAt: at,
+          statusReason: reason,
+        });
         if (row === null) continue; // changed meanwhile: its next check meets the held name
         failed += 1;
         // Recorded as the system's doing: the winner's key or request id would point at the winner.
@@ -71,7 +78,10 @@ export function createDomainClaims(deps: Deps) {
           action: 'domain.claim_lost',
           resourceType: 'domain',
           resourceId: loser.id,
-          changes: { status: { from: loser.status, to: 'failed' }, statusReason: { from: loser.statusReason, to: reason } },
+          changes: {
+            status: { from: loser.status, to: 'failed' },
+            statusReason: { from: loser.statusReason, to: reason },
+          },
           requestId: null,
         });
       }

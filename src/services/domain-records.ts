@@ -4,7 +4,14 @@
  * observation of each. domain-verification.service.ts checks them and drives the status.
  */
 import type { PrismaClient } from '../db/prisma.js';
-import { expectedRecords, relativeName, type AuthTemplate, type AuthValues, type ExpectedRecord, type RecordCheck } from '../dns/index.js';
+import {
+  expectedRecords,
+  relativeName,
+  type AuthTemplate,
+  type AuthValues,
+  type ExpectedRecord,
+  type RecordCheck,
+} from '../dns/index.js';
 import type { Domain, Relay } from '../generated/prisma/client.js';
 import type { DomainRepository } from '../repositories/domain.repository.js';
 import type { RelayRepository } from '../repositories/relay.repository.js';
@@ -33,11 +40,24 @@ export function authValuesOf(domain: Domain): AuthValues {
  * declared value); the value to publish is the check's advice where it gave one (an SPF record
  * merged into the published one, a DMARC policy no weaker than the published one).
  */
-export function presentRecords(domain: string, expected: ExpectedRecord[], last: RecordCheck[] | null): PresentedRecord[] {
+export function presentRecords(
+  domain: string,
+  expected: ExpectedRecord[],
+  last: RecordCheck[] | null,
+): PresentedRecord[] {
   return expected.map((record) => {
-    const seen = last?.find((c) => c.purpose === record.purpose && c.host === record.host && (c.declared ?? c.value) === record.value && c.type === record.type);
+    const seen = last?.find(
+      (c) =>
+        c.purpose === record.purpose &&
+        c.host === record.host &&
+        (c.declared ?? c.value) === record.value &&
+        c.type === record.type,
+    );
     const { strings: _strings, ...bare } = record;
-    const publish = seen?.declared === undefined ? record : { ...bare, value: seen.value, ...(seen.strings === undefined ? {} : { strings: seen.strings }) };
+    const publish =
+      seen?.declared === undefined
+        ? record
+        : { ...bare, value: seen.value, ...(seen.strings === undefined ? {} : { strings: seen.strings }) };
     return {
       ...publish,
       name: relativeName(record.host, domain),
@@ -73,7 +93,14 @@ export function createDomainRecords(deps: Deps) {
 
   async function expectedFor(domain: Domain, parent: string | null): Promise<ExpectedRecord[]> {
     const declared = (relay: Relay | null) =>
-      relay === null ? null : { spfInclude: relay.spfInclude, dkim: relayDkim(relay), returnPath: relayReturnPath(relay), template: relayAuthTemplate(relay) };
+      relay === null
+        ? null
+        : {
+            spfInclude: relay.spfInclude,
+            dkim: relayDkim(relay),
+            returnPath: relayReturnPath(relay),
+            template: relayAuthTemplate(relay),
+          };
     const relayed = domain.route === 'relay';
     const records = expectedRecords({
       domain: domain.name,

@@ -11,7 +11,10 @@ import type { RelayRepository } from '../repositories/relay.repository.js';
 export type DomainRoute = Pick<Domain, 'route' | 'relayId' | 'fallbackRelayId'>;
 
 /** The required records a new route's relays need that DNS does not show now (domain verification). */
-export type MissingForRoute = (domain: Domain, route: DomainRoute) => Promise<{ purpose: string; type: string; host: string; value: string; reason: string }[]>;
+export type MissingForRoute = (
+  domain: Domain,
+  route: DomainRoute,
+) => Promise<{ purpose: string; type: string; host: string; value: string; reason: string }[]>;
 
 /**
  * The route an update leaves. Switching to a direct route drops the relays unless the request names
@@ -19,9 +22,18 @@ export type MissingForRoute = (domain: Domain, route: DomainRoute) => Promise<{ 
  */
 export function nextRoute(current: DomainRoute, input: Partial<DomainRoute>): DomainRoute {
   const route = input.route ?? current.route;
-  const relayId = input.relayId !== undefined ? input.relayId : route === 'direct' && input.route !== undefined ? null : current.relayId;
+  const relayId =
+    input.relayId !== undefined
+      ? input.relayId
+      : route === 'direct' && input.route !== undefined
+        ? null
+        : current.relayId;
   const fallbackRelayId =
-    input.fallbackRelayId !== undefined ? input.fallbackRelayId : route === 'direct' && input.route !== undefined ? null : current.fallbackRelayId;
+    input.fallbackRelayId !== undefined
+      ? input.fallbackRelayId
+      : route === 'direct' && input.route !== undefined
+        ? null
+        : current.fallbackRelayId;
   return { route, relayId, fallbackRelayId };
 }
 
@@ -54,10 +66,18 @@ export function createDomainRouting(deps: Deps) {
 
   return {
     /** Checks the route a domain would have after a create or update, as one whole. */
-    async checkRoute(tenant: Tenant, route: 'relay' | 'direct', relayId: string | null, fallbackRelayId: string | null) {
+    async checkRoute(
+      tenant: Tenant,
+      route: 'relay' | 'direct',
+      relayId: string | null,
+      fallbackRelayId: string | null,
+    ) {
       if (route === 'direct') {
         if (!tenant.allowDirectDelivery) {
-          throw new UnprocessableError('direct delivery is not allowed for this tenant (an admin can set allowDirectDelivery)', 'direct-delivery-not-allowed');
+          throw new UnprocessableError(
+            'direct delivery is not allowed for this tenant (an admin can set allowDirectDelivery)',
+            'direct-delivery-not-allowed',
+          );
         }
         if (relayId !== null || fallbackRelayId !== null) {
           throw new UnprocessableError('a direct route takes no relayId or fallbackRelayId', 'invalid-route');
@@ -67,7 +87,8 @@ export function createDomainRouting(deps: Deps) {
       if (relayId === null) throw new UnprocessableError('a relay route needs relayId', 'invalid-route');
       await usableRelay('relayId', relayId, tenant.id);
       if (fallbackRelayId !== null) {
-        if (fallbackRelayId === relayId) throw new UnprocessableError('fallbackRelayId must differ from relayId', 'invalid-route');
+        if (fallbackRelayId === relayId)
+          throw new UnprocessableError('fallbackRelayId must differ from relayId', 'invalid-route');
         await usableRelay('fallbackRelayId', fallbackRelayId, tenant.id);
       }
     },

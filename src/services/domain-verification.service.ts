@@ -22,7 +22,16 @@
  */
 import { isUniqueViolation, type PrismaClient } from '../db/prisma.js';
 import type { Prisma } from '../db/prisma.js';
-import { checkRecords, toBindZone, toCsv, valueError, type AuthValues, type DnsResolver, type ExpectedRecord, type RecordCheck } from '../dns/index.js';
+import {
+  checkRecords,
+  toBindZone,
+  toCsv,
+  valueError,
+  type AuthValues,
+  type DnsResolver,
+  type ExpectedRecord,
+  type RecordCheck,
+} from '../dns/index.js';
 import type { Domain } from '../generated/prisma/client.js';
 import { ConflictError, NotFoundError, RateLimitedError, ValidationError } from '../lib/errors.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
@@ -64,25 +73,50 @@ export function createDomainVerificationService(deps: Deps) {
     return domain;
   }
 
-  async function lastCheck(domainId: string): Promise<{ records: RecordCheck[]; checkedAt: Date; uncheckableSince: Date | null } | null> {
+  async function lastCheck(
+    domainId: string,
+  ): Promise<{ records: RecordCheck[]; checkedAt: Date; uncheckableSince: Date | null } | null> {
     const row = await prisma.domainDnsCheck.findUnique({ where: { domainId } });
-    return row === null ? null : { records: row.records as unknown as RecordCheck[], checkedAt: row.checkedAt, uncheckableSince: row.uncheckableSince };
+    return row === null
+      ? null
+      : {
+          records: row.records as unknown as RecordCheck[],
+          checkedAt: row.checkedAt,
+          uncheckableSince: row.uncheckableSince,
+        };
   }
 
   /** Checks one domain now, stores the observation, applies the status transition. */
   async function check(domain: Domain, actorKeyId: string | null, requestId: string | null) {
     const parent = await coveredBy(domain);
     const expected = await expectedFor(domain, parent);
-    const observed = await checkRecords(expected, deps.resolver(), { dmarcReportAddress: deps.settings.dmarcReportAddress });
+    const observed = await checkRecords(expected, deps.resolver(), {
+      dmarcReportAddress: deps.settings.dmarcReportAddress,
+    });
     const at = now();
-    const { checks, uncheckableSince } = boundUnknown(observed, (await lastCheck(domain.id))?.uncheckableSince ?? null, at, deps.settings.uncheckableLimitSeconds);
-    const proposed = nextStatus(domain.status, checks, { statusChangedAt: domain.statusChangedAt, now: at }, deps.settings);
+    const { checks, uncheckableSince } = boundUnknown(
+      observed,
+      (await lastCheck(domain.id))?.uncheckableSince ?? null,
+      at,
+      deps.settings.uncheckableLimitSeconds,
+    );
+    const proposed = nextStatus(
+      domain.status,
+      checks,
+      { statusChangedAt: domain.statusChangedAt, now: at },
+      deps.settings,
+    );
     // `lost`: the name was won by a claim that committed while this one was deciding (unique index).
     const apply = (lost: boolean) =>
       prisma.$transaction(async (tx) => {
         await tx.domainDnsCheck.upsert({
           where: { domainId: domain.id },
-          create: { domainId: domain.id, records: checks as unknown as Prisma.InputJsonValue, checkedAt: at, uncheckableSince },
+          create: {
+            domainId: domain.id,
+            records: checks as unknown as Prisma.InputJsonValue,
+            checkedAt: at,
+            uncheckableSince,
+          },
           update: { records: checks as unknown as Prisma.InputJsonValue, checkedAt: at, uncheckableSince },
         });
         let status = proposed;
@@ -113,8 +147,15 @@ export function createDomainVerificationService(deps: Deps) {
           resourceId: domain.id,
           changes: {
             status: { from: domain.status, to: status },
-            failing: { from: null, to: checks.filter((c) => c.required && c.valid !== true).map((c) => `${c.purpose}: ${c.reason ?? 'unknown'}`) },
-            ...(statusReason === domain.statusReason ? {} : { statusReason: { from: domain.statusReason, to: statusReason } }),
+            failing: {
+              from: null,
+              to: checks
+                .filter((c) => c.required && c.valid !== true)
+                .map((c) => `${c.purpose}: ${c.reason ?? 'unknown'}`),
+            },
+            ...(statusReason === domain.statusReason
+              ? {}
+              : { statusReason: { from: domain.statusReason, to: statusReason } }),
           },
           requestId,
         });
@@ -129,9 +170,13 @@ export function createDomainVerificationService(deps: Deps) {
       updated = await apply(true);
     }
     deps.metrics.domainChecked(updated.status);
-    return { domain: updated, records: presentRecords(domain.name, expected, checks), checkedAt: at, coveredBy: parent };
+    return {
+      domain: updated,
+      records: presentRecords(domain.name, expected, checks),
+      checkedAt: at,
+      coveredBy: parent,
+    };
   }
-
 
   async function view(domain: Domain, records: PresentedRecord[], checkedAt: Date | null, parent: string | null) {
     return {
@@ -154,14 +199,23 @@ export function createDomainVerificationService(deps: Deps) {
       const domain = await load(ctx, domainId);
       const last = await lastCheck(domain.id);
       const parent = await coveredBy(domain);
-      return view(domain, presentRecords(domain.name, await expectedFor(domain, parent), last?.records ?? null), last?.checkedAt ?? null, parent);
+      return view(
+        domain,
+        presentRecords(domain.name, await expectedFor(domain, parent), last?.records ?? null),
+        last?.checkedAt ?? null,
+        parent,
+      );
     },
 
     /** The same records as a BIND zone fragment (`dns`) or CSV, the values as last advised. */
     async recordsAs(ctx: RequestContext, domainId: string, format: 'dns' | 'csv'): Promise<string> {
       const domain = await load(ctx, domainId);
       const last = await lastCheck(domain.id);
-      const records = presentRecords(domain.name, await expectedFor(domain, await coveredBy(domain)), last?.records ?? null);
+      const records = presentRecords(
+        domain.name,
+        await expectedFor(domain, await coveredBy(domain)),
+        last?.records ?? null,
+      );
       return format === 'dns' ? toBindZone(domain.name, records) : toCsv(domain.name, records);
     },
 
@@ -180,16 +234,24 @@ export function createDomainVerificationService(deps: Deps) {
         const field = `body/values/${name}`;
         const variable = variables.find((v) => v.name === name);
         if (variable === undefined) {
-          const known = variables.length === 0 ? 'the domain\'s relays declare no authTemplate' : `known: ${variables.map((v) => v.name).join(', ')}`;
-          throw new ValidationError(`${field} is not a variable of the domain's relays' templates (${known})`, [{ field, message: 'is not a template variable' }]);
+          const known =
+            variables.length === 0
+              ? "the domain's relays declare no authTemplate"
+              : `known: ${variables.map((v) => v.name).join(', ')}`;
+          throw new ValidationError(`${field} is not a variable of the domain's relays' templates (${known})`, [
+            { field, message: 'is not a template variable' },
+          ]);
         }
         const problem = valueError(variable.kind, value);
         if (problem !== null) throw new ValidationError(`${field} ${problem}`, [{ field, message: problem }]);
         clean[name] = variable.kind === 'dkimKey' ? value : value.toLowerCase().replace(/\.$/, '');
       }
       const updated = await prisma.$transaction(async (tx) => {
-        const row = await deps.domains.update(tx, domain.id, domain.version, { authValues: clean as Prisma.InputJsonValue });
-        if (row === null) throw new ConflictError('the domain changed meanwhile: read it and try again', 'concurrent-write');
+        const row = await deps.domains.update(tx, domain.id, domain.version, {
+          authValues: clean as Prisma.InputJsonValue,
+        });
+        if (row === null)
+          throw new ConflictError('the domain changed meanwhile: read it and try again', 'concurrent-write');
         await deps.audit.record(tx, {
           actorKeyId: ctx.actor.keyId,
           tenantId: domain.tenantId,
@@ -216,9 +278,12 @@ export function createDomainVerificationService(deps: Deps) {
      */
     async missingForRoute(domain: Domain, route: Pick<Domain, 'route' | 'relayId' | 'fallbackRelayId'>) {
       const parent = await coveredBy(domain);
-      const same = (a: ExpectedRecord, b: ExpectedRecord) => a.purpose === b.purpose && a.type === b.type && a.host === b.host && a.value === b.value;
+      const same = (a: ExpectedRecord, b: ExpectedRecord) =>
+        a.purpose === b.purpose && a.type === b.type && a.host === b.host && a.value === b.value;
       const current = await expectedFor(domain, parent);
-      const expected = (await expectedFor({ ...domain, ...route }, parent)).filter((r) => r.required && !current.some((c) => same(c, r)));
+      const expected = (await expectedFor({ ...domain, ...route }, parent)).filter(
+        (r) => r.required && !current.some((c) => same(c, r)),
+      );
       const checks = await checkRecords(expected, deps.resolver());
       return checks
         .filter((c) => c.valid !== true)
@@ -233,7 +298,11 @@ export function createDomainVerificationService(deps: Deps) {
       if (deps.settings.verifyCooldownSeconds > 0) {
         const wait = await deps.domains.takeVerifySlot(prisma, domain.id, deps.settings.verifyCooldownSeconds);
         if (wait > 0) {
-          throw new RateLimitedError(`this domain was checked less than ${deps.settings.verifyCooldownSeconds} s ago: retry after the seconds in Retry-After`, {}, wait);
+          throw new RateLimitedError(
+            `this domain was checked less than ${deps.settings.verifyCooldownSeconds} s ago: retry after the seconds in Retry-After`,
+            {},
+            wait,
+          );
         }
       }
       const r = await check(domain, ctx.actor.keyId, ctx.requestId);
@@ -255,7 +324,10 @@ export function createDomainVerificationService(deps: Deps) {
         try {
           await check(domain, null, null);
         } catch (error) {
-          deps.log.warn({ domainId: domain.id, error: error instanceof Error ? error.message : String(error) }, 'DNS check failed');
+          deps.log.warn(
+            { domainId: domain.id, error: error instanceof Error ? error.message : String(error) },
+            'DNS check failed',
+          );
         }
       }
     },

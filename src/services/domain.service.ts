@@ -31,7 +31,11 @@ export interface DomainInput {
 type DomainWithTenant = Domain & { tenant: Tenant };
 
 export function ownLimits(domain: Domain): SenderLimits {
-  return { concurrency: domain.concurrency, rateDelaySeconds: domain.rateDelaySeconds, recipientsPerMessage: domain.recipientsPerMessage };
+  return {
+    concurrency: domain.concurrency,
+    rateDelaySeconds: domain.rateDelaySeconds,
+    recipientsPerMessage: domain.recipientsPerMessage,
+  };
 }
 
 function tenantDefaults(tenant: Tenant): SenderLimits {
@@ -61,7 +65,17 @@ export function presentDomain(domain: Domain) {
   };
 }
 
-const AUDITED = ['name', 'status', 'compileOverride', 'route', 'relayId', 'fallbackRelayId', 'concurrency', 'rateDelaySeconds', 'recipientsPerMessage'] as const;
+const AUDITED = [
+  'name',
+  'status',
+  'compileOverride',
+  'route',
+  'relayId',
+  'fallbackRelayId',
+  'concurrency',
+  'rateDelaySeconds',
+  'recipientsPerMessage',
+] as const;
 
 interface Deps {
   prisma: PrismaClient;
@@ -106,15 +120,26 @@ export function createDomainService(deps: Deps) {
 
   function limitColumns(limits: SenderLimits) {
     assertHonourable(limits, 'limits');
-    return { concurrency: limits.concurrency, rateDelaySeconds: limits.rateDelaySeconds, recipientsPerMessage: limits.recipientsPerMessage };
+    return {
+      concurrency: limits.concurrency,
+      rateDelaySeconds: limits.rateDelaySeconds,
+      recipientsPerMessage: limits.recipientsPerMessage,
+    };
   }
 
-  async function save(ctx: RequestContext, current: DomainWithTenant, data: Prisma.DomainUncheckedUpdateInput, expected: number | undefined, action: string) {
+  async function save(
+    ctx: RequestContext,
+    current: DomainWithTenant,
+    data: Prisma.DomainUncheckedUpdateInput,
+    expected: number | undefined,
+    action: string,
+  ) {
     assertVersion(current.version, expected, 'domain');
     try {
       return await deps.prisma.$transaction(async (tx) => {
         const row = await deps.domains.update(tx, current.id, current.version, data);
-        if (row === null) throw new PreconditionFailedError('domain changed while this request was processed: read it again and retry');
+        if (row === null)
+          throw new PreconditionFailedError('domain changed while this request was processed: read it again and retry');
         await deps.routes.assertExpressible(tx, { domainIds: [current.id] });
         await deps.audit.record(tx, {
           actorKeyId: ctx.actor.keyId,
@@ -180,7 +205,10 @@ export function createDomainService(deps: Deps) {
       return this.list(ctx, { ...query, tenantId });
     },
 
-    async list(ctx: RequestContext, query: PageRequest & { tenantId?: string; status?: DomainStatus; relayId?: string }) {
+    async list(
+      ctx: RequestContext,
+      query: PageRequest & { tenantId?: string; status?: DomainStatus; relayId?: string },
+    ) {
       const rows = await deps.domains.list(deps.prisma, {
         tenantId: visibleTenant(ctx.actor, query.tenantId),
         status: query.status,
@@ -197,7 +225,12 @@ export function createDomainService(deps: Deps) {
       return { ...presentDomain(domain), quarantine: await deps.quarantine.ofDomain(domain, ctx.actor) };
     },
 
-    async update(ctx: RequestContext, id: string, input: Partial<Omit<DomainInput, 'name'>>, expected: number | undefined) {
+    async update(
+      ctx: RequestContext,
+      id: string,
+      input: Partial<Omit<DomainInput, 'name'>>,
+      expected: number | undefined,
+    ) {
       const current = await load(ctx, id);
       checkAdminFields(ctx, input);
       const next = nextRoute(current, input);
@@ -211,7 +244,11 @@ export function createDomainService(deps: Deps) {
         // An administrator's status decision restarts the pending timeout / grace period.
         ...(input.status === undefined || input.status === current.status
           ? {}
-          : { status: input.status, statusChangedAt: now(), ...(input.status === 'verified' ? { verifiedAt: now() } : {}) }),
+          : {
+              status: input.status,
+              statusChangedAt: now(),
+              ...(input.status === 'verified' ? { verifiedAt: now() } : {}),
+            }),
         ...(input.compileOverride === undefined ? {} : { compileOverride: input.compileOverride }),
         ...(input.limits === undefined ? {} : limitColumns(senderLimits({ ...ownLimits(current), ...input.limits }))),
       };
@@ -245,13 +282,17 @@ export function createDomainService(deps: Deps) {
       const current = await load(ctx, id);
       assertVersion(current.version, expected, 'domain');
       const target = await deps.tenants.findById(deps.prisma, tenantId);
-      if (target === null) throw new UnprocessableError('tenantId does not name a tenant', 'tenant-not-found', { field: 'tenantId' });
+      if (target === null)
+        throw new UnprocessableError('tenantId does not name a tenant', 'tenant-not-found', { field: 'tenantId' });
       if (target.id === current.tenantId) return presentDomain(current);
       await checkRoute(target, current.route, current.relayId, current.fallbackRelayId);
       try {
         const moved = await deps.prisma.$transaction(async (tx) => {
           const row = await deps.domains.update(tx, current.id, current.version, { tenantId: target.id });
-          if (row === null) throw new PreconditionFailedError('domain changed while this request was processed: read it again and retry');
+          if (row === null)
+            throw new PreconditionFailedError(
+              'domain changed while this request was processed: read it again and retry',
+            );
           await deps.routes.assertExpressible(tx, { domainIds: [current.id] });
           for (const [tenant, action] of [
             [current.tenantId, 'domain.transferred_out'],
@@ -263,7 +304,12 @@ export function createDomainService(deps: Deps) {
               action,
               resourceType: 'domain',
               resourceId: current.id,
-              changes: { name: action === 'domain.transferred_out' ? { from: current.name, to: null } : { from: null, to: current.name } },
+              changes: {
+                name:
+                  action === 'domain.transferred_out'
+                    ? { from: current.name, to: null }
+                    : { from: null, to: current.name },
+              },
               requestId: ctx.requestId,
             });
           }
@@ -282,7 +328,12 @@ export function createDomainService(deps: Deps) {
       return { own, tenantDefault, effective: effectiveLimits(own, tenantDefault), version: domain.version };
     },
 
-    async putLimits(ctx: RequestContext, id: string, limits: Partial<SenderLimits> | null, expected: number | undefined) {
+    async putLimits(
+      ctx: RequestContext,
+      id: string,
+      limits: Partial<SenderLimits> | null,
+      expected: number | undefined,
+    ) {
       const current = await load(ctx, id);
       const updated = await save(ctx, current, limitColumns(senderLimits(limits)), expected, 'domain.limits_changed');
       const own = ownLimits(updated);

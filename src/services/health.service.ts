@@ -21,7 +21,12 @@ export function createHealthService(deps: { prisma: PrismaClient; quarantine: { 
       }
       // Ready either way (the API works), but a quarantine is something to see at a glance.
       const quarantinedUnits = await deps.quarantine.count();
-      return { status: 'ready' as const, database: 'ok' as const, migrations: { applied: applied.size, pending }, config: { quarantinedUnits } };
+      return {
+        status: 'ready' as const,
+        database: 'ok' as const,
+        migrations: { applied: applied.size, pending },
+        config: { quarantinedUnits },
+      };
     },
   };
 }

@@ -62,7 +62,11 @@ export interface ServiceDeps {
   configEngine: ConfigEngineExecution;
   /** Defaults: DEFAULT_VERIFICATION. */
   verification?: Partial<VerificationSettings>;
-  log?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
+  log?: {
+    info(obj: object, msg: string): void;
+    warn(obj: object, msg: string): void;
+    error(obj: object, msg: string): void;
+  };
 }
 
 const silent = { info() {}, warn() {}, error() {} };
@@ -88,7 +92,13 @@ export function createServices(deps: ServiceDeps) {
   const tenants = createTenantService({ prisma, tenants: repositories.tenants, audit: repositories.audit, routes });
   const secretBox = createSecretBox(deps.masterKey);
   const snapshots = createSnapshotService({ prisma, snapshots: snapshotRepository, secretBox });
-  const relays = createRelayService({ prisma, relays: repositories.relays, tenants: repositories.tenants, audit: repositories.audit, routes });
+  const relays = createRelayService({
+    prisma,
+    relays: repositories.relays,
+    tenants: repositories.tenants,
+    audit: repositories.audit,
+    routes,
+  });
   const bundles = createBundleStore({
     prisma,
     repository: createConfigBundleRepository(),
@@ -102,7 +112,12 @@ export function createServices(deps: ServiceDeps) {
           snapshots,
           bundles,
           log: deps.log ?? silent,
-          quarantine: createQuarantineRecorder({ prisma, repository: quarantineRepository, audit: repositories.audit, now: deps.now }),
+          quarantine: createQuarantineRecorder({
+            prisma,
+            repository: quarantineRepository,
+            audit: repositories.audit,
+            now: deps.now,
+          }),
         })
       : createConfigEngine({ ...deps.configEngine, masterKey: deps.masterKey, log: deps.log ?? silent });
   const ssh: SshSettings = { ...DEFAULT_SSH, ...deps.ssh };
@@ -115,7 +130,9 @@ export function createServices(deps: ServiceDeps) {
     if (deps.dnsResolver !== undefined) return deps.dnsResolver;
     const servers = deps.dnsServers ?? getServers();
     if (servers.length === 0) {
-      throw new ServiceUnavailableError('no DNS server to verify with: the system has none configured; set RELAYPLANE_DNS_SERVERS');
+      throw new ServiceUnavailableError(
+        'no DNS server to verify with: the system has none configured; set RELAYPLANE_DNS_SERVERS',
+      );
     }
     return createDnsResolver({ servers });
   };
@@ -186,9 +203,31 @@ export function createServices(deps: ServiceDeps) {
     credentialRotation,
     snapshots,
     config,
-    policies: createPolicyService({ prisma, policies: repositories.policies, settings: repositories.settings, audit: repositories.audit, routes }),
-    nodes: createNodeService({ prisma, nodes: repositories.nodes, audit: repositories.audit, config, usage, quarantine, resolver, ssh, readPrivateKey, now: deps.now }),
-    deployments: createDeploymentService({ prisma, deployments: repositories.deployments, audit: repositories.audit, config }),
+    policies: createPolicyService({
+      prisma,
+      policies: repositories.policies,
+      settings: repositories.settings,
+      audit: repositories.audit,
+      routes,
+    }),
+    nodes: createNodeService({
+      prisma,
+      nodes: repositories.nodes,
+      audit: repositories.audit,
+      config,
+      usage,
+      quarantine,
+      resolver,
+      ssh,
+      readPrivateKey,
+      now: deps.now,
+    }),
+    deployments: createDeploymentService({
+      prisma,
+      deployments: repositories.deployments,
+      audit: repositories.audit,
+      config,
+    }),
   };
 }
 

@@ -62,14 +62,18 @@ const RECENT_BUNDLES = 3;
 export function createNodeRunner(deps: Deps) {
   const { prisma, now } = deps;
   // Deploys only: usage collection keeps its own connections (another lane, its own schedule).
-  const pool = new ConnectionPool({ idleMs: deps.ssh.idleMs, ...(deps.ssh.connect !== undefined ? { connect: deps.ssh.connect } : {}) });
+  const pool = new ConnectionPool({
+    idleMs: deps.ssh.idleMs,
+    ...(deps.ssh.connect !== undefined ? { connect: deps.ssh.connect } : {}),
+  });
   // The bundles deployed last, in memory only (they hold secrets): a node running one of them gets
   // the next as a delta. After a restart there are none, and the next release is full.
   const recent = new Map<string, Bundle>();
   function remember(bundle: Bundle): void {
     recent.delete(bundle.version);
     recent.set(bundle.version, bundle);
-    for (const version of [...recent.keys()].slice(0, Math.max(0, recent.size - RECENT_BUNDLES))) recent.delete(version);
+    for (const version of [...recent.keys()].slice(0, Math.max(0, recent.size - RECENT_BUNDLES)))
+      recent.delete(version);
   }
 
   /** What the node runs now and its last error, if it still has the address the result is from. */
@@ -79,7 +83,14 @@ export function createNodeRunner(deps: Deps) {
       return deps.nodes.recordStatus(
         prisma,
         node.id,
-        { liveVersion: version, driftDetected: false, driftFiles: [], lastError: null, lastCheckAt: at, ...(result.state === 'live' ? { lastDeployedAt: at } : {}) },
+        {
+          liveVersion: version,
+          driftDetected: false,
+          driftFiles: [],
+          lastError: null,
+          lastCheckAt: at,
+          ...(result.state === 'live' ? { lastDeployedAt: at } : {}),
+        },
         addressOf(node),
       );
     }
@@ -98,31 +109,72 @@ export function createNodeRunner(deps: Deps) {
   }
 
   function recordDrift(node: Node, drift: DriftReport): Promise<void> {
-    return deps.nodes.recordStatus(prisma, node.id, { driftDetected: true, driftFiles: drift.files, lastCheckAt: now() }, addressOf(node)).then(() => undefined);
+    return deps.nodes
+      .recordStatus(
+        prisma,
+        node.id,
+        { driftDetected: true, driftFiles: drift.files, lastCheckAt: now() },
+        addressOf(node),
+      )
+      .then(() => undefined);
   }
 
   async function syncOne(node: Node, bundle: Bundle, privateKey: string | { error: string }): Promise<NodeSyncResult> {
     if (typeof privateKey !== 'string') {
       const at = now();
-      return { state: 'failed', attempts: 0, previousVersion: null, liveVersion: null, driftFound: false, driftFiles: [], hostKeyMismatch: false, error: privateKey.error, steps: [], warnings: [], startedAt: at, finishedAt: at };
+      return {
+        state: 'failed',
+        attempts: 0,
+        previousVersion: null,
+        liveVersion: null,
+        driftFound: false,
+        driftFiles: [],
+        hostKeyMismatch: false,
+        error: privateKey.error,
+        steps: [],
+        warnings: [],
+        startedAt: at,
+        finishedAt: at,
+      };
     }
-    return syncNode({ host: node.sshHost, port: node.sshPort, username: node.sshUser, privateKey, hostKey: node.hostKey, remotePath: deps.ssh.remotePath }, bundle, {
-      configDir: node.configDir,
-      expectedLiveVersion: node.liveVersion,
-      base: node.liveVersion === null ? undefined : recent.get(node.liveVersion),
-      retry: deps.ssh.retry,
-      connectTimeoutMs: deps.ssh.connectTimeoutMs,
-      ...(deps.ssh.keepReleases !== undefined ? { keepReleases: deps.ssh.keepReleases } : {}),
-      connect: (target) => pool.acquire(target),
-      onDrift: (drift) => recordDrift(node, drift),
-    });
+    return syncNode(
+      {
+        host: node.sshHost,
+        port: node.sshPort,
+        username: node.sshUser,
+        privateKey,
+        hostKey: node.hostKey,
+        remotePath: deps.ssh.remotePath,
+      },
+      bundle,
+      {
+        configDir: node.configDir,
+        expectedLiveVersion: node.liveVersion,
+        base: node.liveVersion === null ? undefined : recent.get(node.liveVersion),
+        retry: deps.ssh.retry,
+        connectTimeoutMs: deps.ssh.connectTimeoutMs,
+        ...(deps.ssh.keepReleases !== undefined ? { keepReleases: deps.ssh.keepReleases } : {}),
+        connect: (target) => pool.acquire(target),
+        onDrift: (drift) => recordDrift(node, drift),
+      },
+    );
   }
 
   /** One node's turn: read it again, sync it, record what it runs. */
-  async function turn(listed: Node, bundle: Bundle, privateKey: string | { error: string }, hooks: RunHooks): Promise<NodeOutcome> {
+  async function turn(
+    listed: Node,
+    bundle: Bundle,
+    privateKey: string | { error: string },
+    hooks: RunHooks,
+  ): Promise<NodeOutcome> {
     const node = await deps.nodes.findById(prisma, listed.id);
     if (node === null || !node.enabled) {
-      const outcome = { node: node ?? listed, result: null, skipped: node === null ? 'deleted before its turn: nothing was sent' : 'disabled before its turn: nothing was sent' };
+      const outcome = {
+        node: node ?? listed,
+        result: null,
+        skipped:
+          node === null ? 'deleted before its turn: nothing was sent' : 'disabled before its turn: nothing was sent',
+      };
       await hooks.done?.(outcome);
       deps.log.info({ nodeId: listed.id, node: listed.name, reason: outcome.skipped }, 'node sync skipped');
       return outcome;
@@ -137,8 +189,22 @@ export function createNodeRunner(deps: Deps) {
     await hooks.done?.(outcome);
     const seconds = (result.finishedAt.getTime() - result.startedAt.getTime()) / 1000;
     deps.metrics.nodeSynced(result.state, seconds);
-    const log = result.state === 'failed' || result.state === 'rolled_back' || skipped !== null ? deps.log.warn.bind(deps.log) : deps.log.info.bind(deps.log);
-    log({ nodeId: node.id, node: node.name, state: result.state, attempts: result.attempts, seconds, error: result.error, skipped }, 'node sync finished');
+    const log =
+      result.state === 'failed' || result.state === 'rolled_back' || skipped !== null
+        ? deps.log.warn.bind(deps.log)
+        : deps.log.info.bind(deps.log);
+    log(
+      {
+        nodeId: node.id,
+        node: node.name,
+        state: result.state,
+        attempts: result.attempts,
+        seconds,
+        error: result.error,
+        skipped,
+      },
+      'node sync finished',
+    );
     return outcome;
   }
 

@@ -3,7 +3,13 @@ import { probeNode } from '../deploy/index.js';
 import { pinnedFingerprint, scanHostKey, type SshSettings } from '../ssh/index.js';
 import type { Node } from '../generated/prisma/client.js';
 import { changedFields } from '../lib/changes.js';
-import { ConflictError, NotFoundError, PreconditionFailedError, UnprocessableError, ValidationError } from '../lib/errors.js';
+import {
+  ConflictError,
+  NotFoundError,
+  PreconditionFailedError,
+  UnprocessableError,
+  ValidationError,
+} from '../lib/errors.js';
 import { assertVersion } from '../lib/etag.js';
 import { normalizeHost } from '../lib/names.js';
 import { idCursor, type PageRequest, toPage } from '../lib/pagination.js';
@@ -54,7 +60,10 @@ export function normalizeHostKey(field: string, input: string): string {
   if (/^SHA256:[A-Za-z0-9+/]{43}=?$/.test(value)) return value.replace(/=$/, '');
   const [type, blob] = value.split(/\s+/);
   if (type === undefined || blob === undefined || !KEY_TYPES.includes(type) || !/^[A-Za-z0-9+/]+={0,2}$/.test(blob)) {
-    invalid(field, `must be an OpenSSH public key line (${KEY_TYPES.join(', ')}) or a SHA256:<43 base64 characters> fingerprint`);
+    invalid(
+      field,
+      `must be an OpenSSH public key line (${KEY_TYPES.join(', ')}) or a SHA256:<43 base64 characters> fingerprint`,
+    );
   }
   const raw = Buffer.from(blob, 'base64');
   const nameLength = raw.length >= 4 ? raw.readUInt32BE(0) : -1;
@@ -66,7 +75,10 @@ export function normalizeHostKey(field: string, input: string): string {
 
 function normalizeConfigDir(field: string, input: string): string {
   if (!isSafeReleaseDir(input) || input.length < 2 || input.endsWith('/')) {
-    invalid(field, 'must be an absolute path of letters, digits, ".", "_", "-" and "/" without a trailing slash or ".."');
+    invalid(
+      field,
+      'must be an absolute path of letters, digits, ".", "_", "-" and "/" without a trailing slash or ".."',
+    );
   }
   return input;
 }
@@ -103,7 +115,13 @@ export function createNodeService(deps: Deps) {
     try {
       return await checkForwardConfirmedRdns(heloName, deps.resolver());
     } catch (error) {
-      return { heloName, addresses: [], ptr: {}, ok: false, problems: [error instanceof Error ? error.message : String(error)] };
+      return {
+        heloName,
+        addresses: [],
+        ptr: {},
+        ok: false,
+        problems: [error instanceof Error ? error.message : String(error)],
+      };
     }
   }
 
@@ -189,30 +207,41 @@ export function createNodeService(deps: Deps) {
       ...(input.sshUser === undefined ? {} : { sshUser: normalizeUser('body/sshUser', input.sshUser) }),
       ...(input.hostKey === undefined ? {} : { hostKey: normalizeHostKey('body/hostKey', input.hostKey) }),
       ...(input.configDir === undefined ? {} : { configDir: normalizeConfigDir('body/configDir', input.configDir) }),
-      ...(input.logPath === undefined ? {} : { logPath: input.logPath === null ? null : normalizeLogPath('body/logPath', input.logPath) }),
+      ...(input.logPath === undefined
+        ? {}
+        : { logPath: input.logPath === null ? null : normalizeLogPath('body/logPath', input.logPath) }),
       ...(input.enabled === undefined ? {} : { enabled: input.enabled }),
     };
   }
 
   function nameTaken(error: unknown): never {
-    if (isUniqueViolation(error, 'name')) throw new ConflictError('a node with this name already exists', 'node-name-taken');
+    if (isUniqueViolation(error, 'name'))
+      throw new ConflictError('a node with this name already exists', 'node-name-taken');
     throw error;
   }
 
   return {
     async create(ctx: RequestContext, input: NodeInput) {
       requireAdmin(ctx, ADMIN_ONLY);
-      const data = { ...normalized(input), name: input.name, sshHost: normalizeHost('body/sshHost', input.sshHost), hostKey: normalizeHostKey('body/hostKey', input.hostKey) };
+      const data = {
+        ...normalized(input),
+        name: input.name,
+        sshHost: normalizeHost('body/sshHost', input.sshHost),
+        hostKey: normalizeHostKey('body/hostKey', input.hostKey),
+      };
       const node = await deps.prisma
         .$transaction(async (tx) => {
           const created = await deps.nodes.create(tx, data);
           await deps.nodes.notifyTargetsChanged(tx);
-          await deps.audit.record(tx, auditEntry(ctx, {
-            tenantId: null,
-            action: 'node.created',
-            resourceId: created.id,
-            changes: changedFields(null, created, [...AUDITED]),
-          }));
+          await deps.audit.record(
+            tx,
+            auditEntry(ctx, {
+              tenantId: null,
+              action: 'node.created',
+              resourceId: created.id,
+              changes: changedFields(null, created, [...AUDITED]),
+            }),
+          );
           return created;
         })
         .catch(nameTaken);
@@ -221,11 +250,17 @@ export function createNodeService(deps: Deps) {
 
     async list(ctx: RequestContext, query: PageRequest) {
       requireAdmin(ctx, ADMIN_ONLY);
-      const rows = await deps.nodes.list(deps.prisma, { afterId: listCursor.decode(query.cursor), take: query.limit + 1 });
+      const rows = await deps.nodes.list(deps.prisma, {
+        afterId: listCursor.decode(query.cursor),
+        take: query.limit + 1,
+      });
       const page = toPage(rows, query.limit, (row) => listCursor.encode(row.id));
       const desired = await desiredConfig();
       const statuses = await deps.usage.nodeStatuses();
-      return { items: page.items.map((node) => present(node, desired, statuses.get(node.id))), next_cursor: page.next_cursor };
+      return {
+        items: page.items.map((node) => present(node, desired, statuses.get(node.id))),
+        next_cursor: page.next_cursor,
+      };
     },
 
     async get(ctx: RequestContext, id: string) {
@@ -238,18 +273,29 @@ export function createNodeService(deps: Deps) {
       assertVersion(current.version, expected, 'node');
       const data = normalized(input);
       // A new address, user or key means the node's recorded state may be someone else's.
-      const moved = ['sshHost', 'sshPort', 'sshUser', 'hostKey', 'configDir'].some((f) => f in data && data[f as keyof typeof data] !== current[f as keyof Node]);
+      const moved = ['sshHost', 'sshPort', 'sshUser', 'hostKey', 'configDir'].some(
+        (f) => f in data && data[f as keyof typeof data] !== current[f as keyof Node],
+      );
       const node = await deps.prisma
         .$transaction(async (tx) => {
-          const row = await deps.nodes.update(tx, id, current.version, moved ? { ...data, liveVersion: null, driftDetected: false, driftFiles: [], lastError: null } : data);
-          if (row === null) throw new PreconditionFailedError('node changed while this request was processed: read it again and retry');
+          const row = await deps.nodes.update(
+            tx,
+            id,
+            current.version,
+            moved ? { ...data, liveVersion: null, driftDetected: false, driftFiles: [], lastError: null } : data,
+          );
+          if (row === null)
+            throw new PreconditionFailedError('node changed while this request was processed: read it again and retry');
           await deps.nodes.notifyTargetsChanged(tx);
-          await deps.audit.record(tx, auditEntry(ctx, {
-            tenantId: null,
-            action: 'node.updated',
-            resourceId: id,
-            changes: changedFields(current, row, [...AUDITED]),
-          }));
+          await deps.audit.record(
+            tx,
+            auditEntry(ctx, {
+              tenantId: null,
+              action: 'node.updated',
+              resourceId: id,
+              changes: changedFields(current, row, [...AUDITED]),
+            }),
+          );
           return row;
         })
         .catch(nameTaken);
@@ -262,12 +308,15 @@ export function createNodeService(deps: Deps) {
       assertVersion(current.version, expected, 'node');
       await deps.prisma.$transaction(async (tx) => {
         await deps.nodes.delete(tx, id);
-        await deps.audit.record(tx, auditEntry(ctx, {
-          tenantId: null,
-          action: 'node.deleted',
-          resourceId: id,
-          changes: { name: { from: current.name, to: null } },
-        }));
+        await deps.audit.record(
+          tx,
+          auditEntry(ctx, {
+            tenantId: null,
+            action: 'node.deleted',
+            resourceId: id,
+            changes: { name: { from: current.name, to: null } },
+          }),
+        );
       });
     },
 
@@ -293,7 +342,15 @@ export function createNodeService(deps: Deps) {
       const node = await load(ctx, id);
       const privateKey = await deps.readPrivateKey();
       const probe = await probeNode(
-        { host: node.sshHost, port: node.sshPort, username: node.sshUser, privateKey, hostKey: node.hostKey, readyTimeoutMs: deps.ssh.connectTimeoutMs, remotePath: deps.ssh.remotePath },
+        {
+          host: node.sshHost,
+          port: node.sshPort,
+          username: node.sshUser,
+          privateKey,
+          hostKey: node.hostKey,
+          readyTimeoutMs: deps.ssh.connectTimeoutMs,
+          remotePath: deps.ssh.remotePath,
+        },
         node.configDir,
       );
       // The article's rDNS advice: the HELO name's A/AAAA records and their PTRs must agree.

@@ -77,12 +77,22 @@ export function createPolicyService(deps: Deps) {
 
   function check(input: { concurrency?: number | null; rateDelaySeconds?: number | null }) {
     assertHonourable(
-      { concurrency: input.concurrency ?? null, rateDelaySeconds: input.rateDelaySeconds ?? null, recipientsPerMessage: null },
+      {
+        concurrency: input.concurrency ?? null,
+        rateDelaySeconds: input.rateDelaySeconds ?? null,
+        recipientsPerMessage: null,
+      },
       'destination policy',
     );
   }
 
-  async function audit(ctx: RequestContext, tx: PrismaClient | Parameters<Parameters<PrismaClient['$transaction']>[0]>[0], action: string, id: string, changes: Record<string, unknown>) {
+  async function audit(
+    ctx: RequestContext,
+    tx: PrismaClient | Parameters<Parameters<PrismaClient['$transaction']>[0]>[0],
+    action: string,
+    id: string,
+    changes: Record<string, unknown>,
+  ) {
     await deps.audit.record(tx, auditEntry(ctx, { tenantId: null, action, resourceId: id, changes }));
   }
 
@@ -99,19 +109,29 @@ export function createPolicyService(deps: Deps) {
             rateDelaySeconds: input.rateDelaySeconds ?? null,
             tls: input.tls ?? null,
           });
-          await audit(ctx, tx, 'destination_policy.created', created.id, changedFields(null, created, [...POLICY_FIELDS]));
+          await audit(
+            ctx,
+            tx,
+            'destination_policy.created',
+            created.id,
+            changedFields(null, created, [...POLICY_FIELDS]),
+          );
           return created;
         });
         return presentPolicy(policy);
       } catch (error) {
-        if (isUniqueViolation(error, 'pattern')) throw new ConflictError(`a policy for ${pattern} already exists`, 'policy-exists');
+        if (isUniqueViolation(error, 'pattern'))
+          throw new ConflictError(`a policy for ${pattern} already exists`, 'policy-exists');
         throw error;
       }
     },
 
     async list(ctx: RequestContext, query: PageRequest) {
       requireAdmin(ctx, ADMIN_ONLY);
-      const rows = await deps.policies.list(deps.prisma, { afterId: listCursor.decode(query.cursor), take: query.limit + 1 });
+      const rows = await deps.policies.list(deps.prisma, {
+        afterId: listCursor.decode(query.cursor),
+        take: query.limit + 1,
+      });
       const page = toPage(rows, query.limit, (row) => listCursor.encode(row.id));
       return { items: page.items.map(presentPolicy), next_cursor: page.next_cursor };
     },
@@ -120,7 +140,12 @@ export function createPolicyService(deps: Deps) {
       return presentPolicy(await load(ctx, id));
     },
 
-    async update(ctx: RequestContext, id: string, input: Omit<Partial<PolicyInput>, 'pattern'>, expected: number | undefined) {
+    async update(
+      ctx: RequestContext,
+      id: string,
+      input: Omit<Partial<PolicyInput>, 'pattern'>,
+      expected: number | undefined,
+    ) {
       const current = await load(ctx, id);
       assertVersion(current.version, expected, 'destination policy');
       const merged = {
@@ -131,7 +156,8 @@ export function createPolicyService(deps: Deps) {
       check(merged);
       const updated = await deps.prisma.$transaction(async (tx) => {
         const row = await deps.policies.update(tx, id, current.version, merged);
-        if (row === null) throw new PreconditionFailedError('destination policy changed while this request was processed');
+        if (row === null)
+          throw new PreconditionFailedError('destination policy changed while this request was processed');
         await audit(ctx, tx, 'destination_policy.updated', id, changedFields(current, row, [...POLICY_FIELDS]));
         return row;
       });
@@ -158,10 +184,17 @@ export function createPolicyService(deps: Deps) {
         throw new UnprocessableError('minimalBackoffSeconds must not exceed maximalBackoffSeconds', 'invalid-settings');
       }
       if (input.bounceQueueLifetimeSeconds > input.maximalQueueLifetimeSeconds) {
-        throw new UnprocessableError('bounceQueueLifetimeSeconds must not exceed maximalQueueLifetimeSeconds (Postfix would cap it)', 'invalid-settings');
+        throw new UnprocessableError(
+          'bounceQueueLifetimeSeconds must not exceed maximalQueueLifetimeSeconds (Postfix would cap it)',
+          'invalid-settings',
+        );
       }
       assertHonourable(
-        { concurrency: input.defaultConcurrency, rateDelaySeconds: input.defaultRateDelaySeconds === 0 ? null : input.defaultRateDelaySeconds, recipientsPerMessage: null },
+        {
+          concurrency: input.defaultConcurrency,
+          rateDelaySeconds: input.defaultRateDelaySeconds === 0 ? null : input.defaultRateDelaySeconds,
+          recipientsPerMessage: null,
+        },
         'settings',
       );
       const current = await deps.settings.get(deps.prisma);

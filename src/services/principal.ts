@@ -36,7 +36,12 @@ export function visibleTenant(principal: Principal, requested: string | undefine
 }
 
 /** Another tenant's resource is reported as missing, never as forbidden: its existence is not disclosed. */
-export function assertVisible(principal: Principal, resourceTenantId: string | null, resource: string, id: string): void {
+export function assertVisible(
+  principal: Principal,
+  resourceTenantId: string | null,
+  resource: string,
+  id: string,
+): void {
   if (principal.tenantId !== null && resourceTenantId !== principal.tenantId) {
     throw new NotFoundError(resource, id);
   }

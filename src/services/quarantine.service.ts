@@ -10,7 +10,12 @@ import { isAdmin, type Principal } from './principal.js';
  * unit that enters, leaves or changes. Only codes reach the audit log: a problem's message may name
  * rows of other tenants (two domains with one name, say); admins read messages through the API.
  */
-export function createQuarantineRecorder(deps: { prisma: PrismaClient; repository: QuarantineRepository; audit: AuditRepository; now?: () => Date }) {
+export function createQuarantineRecorder(deps: {
+  prisma: PrismaClient;
+  repository: QuarantineRepository;
+  audit: AuditRepository;
+  now?: () => Date;
+}) {
   const now = deps.now ?? (() => new Date());
   let recorded: string | undefined;
 
@@ -23,11 +28,17 @@ export function createQuarantineRecorder(deps: { prisma: PrismaClient; repositor
           action,
           resourceType: row.resourceType,
           resourceId: row.resourceId === '' ? null : row.resourceId,
-          changes: { treatment: row.treatment, codes: [...new Set(row.problems.map((p) => p.code))], heldDomains: row.heldDomains, ...extra },
+          changes: {
+            treatment: row.treatment,
+            codes: [...new Set(row.problems.map((p) => p.code))],
+            heldDomains: row.heldDomains,
+            ...extra,
+          },
         }),
       );
     for (const row of changes.entered) await entry('config.quarantined', row, {});
-    for (const { before, after } of changes.changed) await entry('config.quarantine_changed', after, { previousTreatment: before.treatment });
+    for (const { before, after } of changes.changed)
+      await entry('config.quarantine_changed', after, { previousTreatment: before.treatment });
     for (const row of changes.left) await entry('config.released', row, { since: row.since.toISOString() });
   }
 
@@ -72,7 +83,10 @@ export function createQuarantineService(deps: { prisma: PrismaClient; repository
     count: () => deps.repository.count(deps.prisma),
 
     /** What keeps a domain's mail from its configured route, as `viewer` may see it ([]: nothing). */
-    async ofDomain(domain: { id: string; tenantId: string; relayId: string | null; fallbackRelayId: string | null }, viewer: Principal) {
+    async ofDomain(
+      domain: { id: string; tenantId: string; relayId: string | null; fallbackRelayId: string | null },
+      viewer: Principal,
+    ) {
       return (await deps.repository.forDomain(deps.prisma, domain)).map((row) => presentQuarantine(row, viewer));
     },
   };

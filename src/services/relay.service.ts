@@ -1,7 +1,13 @@
 import { Prisma, type PrismaClient } from '../db/prisma.js';
 import type { Relay } from '../generated/prisma/client.js';
 import { changedFields } from '../lib/changes.js';
-import { ConflictError, ForbiddenError, NotFoundError, PreconditionFailedError, UnprocessableError } from '../lib/errors.js';
+import {
+  ConflictError,
+  ForbiddenError,
+  NotFoundError,
+  PreconditionFailedError,
+  UnprocessableError,
+} from '../lib/errors.js';
 import { assertVersion } from '../lib/etag.js';
 import { normalizeHost } from '../lib/names.js';
 import { idCursor, type PageRequest, toPage } from '../lib/pagination.js';
@@ -75,7 +81,23 @@ export function presentRelay(relay: Relay) {
   };
 }
 
-const AUDITED = ['name', 'host', 'port', 'tls', 'verify', 'tenantId', 'spfInclude', 'dkim', 'returnPath', 'authTemplate', 'notes', 'concurrency', 'rateDelaySeconds', 'recipientsPerMessage', 'connectionReuseSeconds'] as const;
+const AUDITED = [
+  'name',
+  'host',
+  'port',
+  'tls',
+  'verify',
+  'tenantId',
+  'spfInclude',
+  'dkim',
+  'returnPath',
+  'authTemplate',
+  'notes',
+  'concurrency',
+  'rateDelaySeconds',
+  'recipientsPerMessage',
+  'connectionReuseSeconds',
+] as const;
 
 function fullLimits(input: Partial<RelayLimits> | null | undefined): RelayLimits {
   return {
@@ -100,7 +122,8 @@ export function createRelayService(deps: Deps) {
   async function loadVisible(ctx: RequestContext, id: string) {
     const relay = await deps.relays.findById(deps.prisma, id);
     if (relay === null) throw new NotFoundError('relay', id);
-    if (ctx.actor.tenantId !== null && relay.tenantId !== null && relay.tenantId !== ctx.actor.tenantId) throw new NotFoundError('relay', id);
+    if (ctx.actor.tenantId !== null && relay.tenantId !== null && relay.tenantId !== ctx.actor.tenantId)
+      throw new NotFoundError('relay', id);
     return relay;
   }
 
@@ -137,10 +160,20 @@ export function createRelayService(deps: Deps) {
       ...(input.dkim === undefined ? {} : { dkim: normalizeDkim(input.dkim) as unknown as Prisma.InputJsonValue }),
       ...(input.returnPath === undefined
         ? {}
-        : { returnPath: input.returnPath === null ? Prisma.DbNull : (normalizeReturnPath(input.returnPath) as unknown as Prisma.InputJsonValue) }),
+        : {
+            returnPath:
+              input.returnPath === null
+                ? Prisma.DbNull
+                : (normalizeReturnPath(input.returnPath) as unknown as Prisma.InputJsonValue),
+          }),
       ...(input.authTemplate === undefined
         ? {}
-        : { authTemplate: input.authTemplate === null ? Prisma.DbNull : (normalizeAuthTemplate(input.authTemplate) as unknown as Prisma.InputJsonValue) }),
+        : {
+            authTemplate:
+              input.authTemplate === null
+                ? Prisma.DbNull
+                : (normalizeAuthTemplate(input.authTemplate) as unknown as Prisma.InputJsonValue),
+          }),
       ...(input.notes === undefined ? {} : { notes: input.notes }),
     };
   }
@@ -148,23 +181,36 @@ export function createRelayService(deps: Deps) {
   /** Postfix's `secure` level (certificate verification) needs TLS; with opportunistic TLS there may be none. */
   function checkTls(tls: RelayTls, verify: boolean) {
     if (tls === 'opportunistic' && verify) {
-      throw new UnprocessableError('verify needs TLS, which opportunistic mode does not require: choose starttls or implicit, or drop verify', 'tls-not-honourable');
+      throw new UnprocessableError(
+        'verify needs TLS, which opportunistic mode does not require: choose starttls or implicit, or drop verify',
+        'tls-not-honourable',
+      );
     }
   }
 
-  async function save(ctx: RequestContext, current: Relay, data: Prisma.RelayUncheckedUpdateInput, expected: number | undefined, action: string) {
+  async function save(
+    ctx: RequestContext,
+    current: Relay,
+    data: Prisma.RelayUncheckedUpdateInput,
+    expected: number | undefined,
+    action: string,
+  ) {
     assertVersion(current.version, expected, 'relay');
     return deps.prisma.$transaction(async (tx) => {
       const row = await deps.relays.update(tx, current.id, current.version, data);
-      if (row === null) throw new PreconditionFailedError('relay changed while this request was processed: read it again and retry');
+      if (row === null)
+        throw new PreconditionFailedError('relay changed while this request was processed: read it again and retry');
       await deps.routes.assertExpressible(tx, { relayId: current.id });
-      await deps.audit.record(tx, auditEntry(ctx, {
-        tenantId: current.tenantId,
-        action,
-        resourceType: 'relay',
-        resourceId: current.id,
-        changes: changedFields(current, row, [...AUDITED]),
-      }));
+      await deps.audit.record(
+        tx,
+        auditEntry(ctx, {
+          tenantId: current.tenantId,
+          action,
+          resourceType: 'relay',
+          resourceId: current.id,
+          changes: changedFields(current, row, [...AUDITED]),
+        }),
+      );
       return row;
     });
   }
@@ -178,19 +224,31 @@ export function createRelayService(deps: Deps) {
         if (tenantId !== null && tenantId !== ctx.actor.tenantId) throw new NotFoundError('tenant', tenantId);
         tenantId = ctx.actor.tenantId;
       }
-      if (tenantId !== null && (await deps.tenants.findById(deps.prisma, tenantId)) === null) throw new NotFoundError('tenant', tenantId);
+      if (tenantId !== null && (await deps.tenants.findById(deps.prisma, tenantId)) === null)
+        throw new NotFoundError('tenant', tenantId);
       checkTls(input.tls, input.verify ?? false);
       const limits = fullLimits(input.limits);
       await checkLimits(null, limits);
-      const data = { ...normalized(input), name: input.name, host: normalizeHost('body/host', input.host), port: input.port, tls: input.tls, tenantId, ...limits };
+      const data = {
+        ...normalized(input),
+        name: input.name,
+        host: normalizeHost('body/host', input.host),
+        port: input.port,
+        tls: input.tls,
+        tenantId,
+        ...limits,
+      };
       const relay = await deps.prisma.$transaction(async (tx) => {
         const created = await deps.relays.create(tx, data);
-        await deps.audit.record(tx, auditEntry(ctx, {
-          tenantId,
-          action: 'relay.created',
-          resourceId: created.id,
-          changes: changedFields(null, created, [...AUDITED]),
-        }));
+        await deps.audit.record(
+          tx,
+          auditEntry(ctx, {
+            tenantId,
+            action: 'relay.created',
+            resourceId: created.id,
+            changes: changedFields(null, created, [...AUDITED]),
+          }),
+        );
         return created;
       });
       return presentRelay(relay);
@@ -212,7 +270,12 @@ export function createRelayService(deps: Deps) {
       return presentRelay(await loadVisible(ctx, id));
     },
 
-    async update(ctx: RequestContext, id: string, input: Partial<Omit<RelayInput, 'tenantId'>>, expected: number | undefined) {
+    async update(
+      ctx: RequestContext,
+      id: string,
+      input: Partial<Omit<RelayInput, 'tenantId'>>,
+      expected: number | undefined,
+    ) {
       const current = await loadWritable(ctx, id);
       checkTls(input.tls ?? current.tls, input.verify ?? current.verify);
       const data: Prisma.RelayUncheckedUpdateInput = normalized(input);
@@ -229,14 +292,20 @@ export function createRelayService(deps: Deps) {
       assertVersion(current.version, expected, 'relay');
       await deps.prisma.$transaction(async (tx) => {
         const routed = await deps.relays.countRoutedDomains(tx, id);
-        if (routed > 0) throw new ConflictError(`${routed} domain(s) route through this relay: move them first`, 'relay-in-use', { domains: routed });
+        if (routed > 0)
+          throw new ConflictError(`${routed} domain(s) route through this relay: move them first`, 'relay-in-use', {
+            domains: routed,
+          });
         await deps.relays.delete(tx, id);
-        await deps.audit.record(tx, auditEntry(ctx, {
-          tenantId: current.tenantId,
-          action: 'relay.deleted',
-          resourceId: id,
-          changes: { name: { from: current.name, to: null } },
-        }));
+        await deps.audit.record(
+          tx,
+          auditEntry(ctx, {
+            tenantId: current.tenantId,
+            action: 'relay.deleted',
+            resourceId: id,
+            changes: { name: { from: current.name, to: null } },
+          }),
+        );
       });
     },
 

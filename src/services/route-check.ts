@@ -27,9 +27,11 @@ export function createRouteCheck(deps: { snapshots: Pick<SnapshotRepository, 'lo
 
   function answerable(scope: RouteScope, snapshot: Snapshot, problem: CompileProblem): boolean {
     if ('all' in scope) return true;
-    const checkedDomain = problem.resourceType === 'domain' && snapshot.domains.some((d) => d.id === problem.resourceId);
+    const checkedDomain =
+      problem.resourceType === 'domain' && snapshot.domains.some((d) => d.id === problem.resourceId);
     if ('domainIds' in scope) return checkedDomain;
-    if ('tenantId' in scope) return checkedDomain || (problem.resourceType === 'tenant' && problem.resourceId === scope.tenantId);
+    if ('tenantId' in scope)
+      return checkedDomain || (problem.resourceType === 'tenant' && problem.resourceId === scope.tenantId);
     return checkedDomain || (problem.resourceType === 'relay' && problem.resourceId === scope.relayId);
   }
 
@@ -43,13 +45,31 @@ export function createRouteCheck(deps: { snapshots: Pick<SnapshotRepository, 'lo
       const stranded = problems.filter((problem) => problem.code === 'relay_unreachable');
       if (stranded.length > 0) {
         // Its own code: the write itself is fine for Postfix, but would strand these routes' mail.
-        throw new UnprocessableError(`this change leaves routes without a reachable relay: ${stranded.map((p) => p.message).join('; ')}`, 'relay-unreachable', {
-          problems: stranded.map(({ code, resourceType, resourceId, message }) => ({ code, resourceType, resourceId, message })),
-        });
+        throw new UnprocessableError(
+          `this change leaves routes without a reachable relay: ${stranded.map((p) => p.message).join('; ')}`,
+          'relay-unreachable',
+          {
+            problems: stranded.map(({ code, resourceType, resourceId, message }) => ({
+              code,
+              resourceType,
+              resourceId,
+              message,
+            })),
+          },
+        );
       }
-      throw new UnprocessableError(`Postfix cannot express this change: ${first.message}${more}`, 'config-not-expressible', {
-        problems: problems.map(({ code, resourceType, resourceId, message }) => ({ code, resourceType, resourceId, message })),
-      });
+      throw new UnprocessableError(
+        `Postfix cannot express this change: ${first.message}${more}`,
+        'config-not-expressible',
+        {
+          problems: problems.map(({ code, resourceType, resourceId, message }) => ({
+            code,
+            resourceType,
+            resourceId,
+            message,
+          })),
+        },
+      );
     },
   };
 }

@@ -2,9 +2,22 @@ import { isDeepStrictEqual } from 'node:util';
 import type { PrismaClient } from '../db/prisma.js';
 import type { SecretBox } from '../lib/secret-box.js';
 import { limitsOrNull } from './limits.js';
-import { DEFAULT_SETTINGS, type Credential, type DestinationPolicy, type Domain, type Relay, type Snapshot, type Tenant } from '../postfix/index.js';
-import type { SnapshotChanges, SnapshotRepository, SnapshotRows, TableChanges, TableKey } from '../repositories/snapshot.repository.js';
-
+import {
+  DEFAULT_SETTINGS,
+  type Credential,
+  type DestinationPolicy,
+  type Domain,
+  type Relay,
+  type Snapshot,
+  type Tenant,
+} from '../postfix/index.js';
+import type {
+  SnapshotChanges,
+  SnapshotRepository,
+  SnapshotRows,
+  TableChanges,
+  TableKey,
+} from '../repositories/snapshot.repository.js';
 
 export interface SnapshotServiceOptions {
   /** How long config_changes rows are kept. A loader idle for longer reads everything once. */
@@ -49,7 +62,8 @@ function frozen<T extends object>(row: T): T {
 }
 
 /** The previous object when nothing the compiler reads changed, else the new one. */
-const reuse = <T extends object>(previous: T | undefined, next: T): T => (previous !== undefined && isDeepStrictEqual(previous, next) ? previous : frozen(next));
+const reuse = <T extends object>(previous: T | undefined, next: T): T =>
+  previous !== undefined && isDeepStrictEqual(previous, next) ? previous : frozen(next);
 
 export function toSettings(settings: NonNullable<SnapshotRows['settings']>): Snapshot['settings'] {
   return {
@@ -84,7 +98,11 @@ export const toDomain = (domain: Row<'domains'>): Domain => ({
   route: domain.route,
   relayId: domain.relayId,
   fallbackRelayId: domain.fallbackRelayId,
-  limits: limitsOrNull({ concurrency: domain.concurrency, rateDelaySeconds: domain.rateDelaySeconds, recipientsPerMessage: domain.recipientsPerMessage }),
+  limits: limitsOrNull({
+    concurrency: domain.concurrency,
+    rateDelaySeconds: domain.rateDelaySeconds,
+    recipientsPerMessage: domain.recipientsPerMessage,
+  }),
 });
 
 export const toRelay = (relay: Row<'relays'>): Relay => ({
@@ -112,7 +130,11 @@ const toPolicy = (policy: Row<'destinationPolicies'>): DestinationPolicy => ({
 });
 
 /** A table's rows as read, merged over the current objects: `build` gets each row with its previous object. */
-function pending<R extends { id: string }, T>(changes: TableChanges<TableKey>, current: Map<string, T>, build: (row: R, previous: T | undefined) => T): Pending<T> {
+function pending<R extends { id: string }, T>(
+  changes: TableChanges<TableKey>,
+  current: Map<string, T>,
+  build: (row: R, previous: T | undefined) => T,
+): Pending<T> {
   const rows = changes.rows as unknown as R[];
   if (changes.full) return { replace: new Map(rows.map((row) => [row.id, build(row, current.get(row.id))])) };
   const read = new Map(rows.map((row) => [row.id, row]));
@@ -172,25 +194,53 @@ export function createSnapshotService(deps: {
 
   const openCredential = (row: Row<'credentials'>, previous: OpenedCredential | undefined): OpenedCredential => {
     const { secretCiphertext: ciphertext, secretNonce: nonce, secretKeyId: keyId } = row;
-    const sealedAsBefore = previous !== undefined && previous.keyId === keyId && sameBytes(previous.nonce, nonce) && sameBytes(previous.ciphertext, ciphertext);
-    const secret = sealedAsBefore ? previous.credential.secret : deps.secretBox.open({ ciphertext, nonce, keyId }, row.id);
+    const sealedAsBefore =
+      previous !== undefined &&
+      previous.keyId === keyId &&
+      sameBytes(previous.nonce, nonce) &&
+      sameBytes(previous.ciphertext, ciphertext);
+    const secret = sealedAsBefore
+      ? previous.credential.secret
+      : deps.secretBox.open({ ciphertext, nonce, keyId }, row.id);
     // Of the secret just opened, never the row's fingerprint column: a row written behind the API's
     // back could hold anything there, and masked tables show this in the secret's place.
     const fingerprint = sealedAsBefore ? previous.credential.fingerprint : deps.secretBox.fingerprint(secret);
-    const credential: Credential = { id: row.id, relayId: row.relayId, domainId: row.domainId, username: row.username, secret, fingerprint };
+    const credential: Credential = {
+      id: row.id,
+      relayId: row.relayId,
+      domainId: row.domainId,
+      username: row.username,
+      secret,
+      fingerprint,
+    };
     if (sealedAsBefore && isDeepStrictEqual(previous.credential, credential)) return previous;
     return { credential: frozen(credential), ciphertext, nonce, keyId };
   };
 
   /** Builds every new object first (opening a secret may throw), then swaps them in. */
   function merge(changes: SnapshotChanges): Snapshot {
-    const settings = changes.settings.changed ? reuse(state.settings, changes.settings.row === null ? { ...DEFAULT_SETTINGS } : toSettings(changes.settings.row)) : state.settings!;
+    const settings = changes.settings.changed
+      ? reuse(
+          state.settings,
+          changes.settings.row === null ? { ...DEFAULT_SETTINGS } : toSettings(changes.settings.row),
+        )
+      : state.settings!;
     const { tables } = changes;
-    const tenants = pending(tables.tenants, state.tenants, (row: Row<'tenants'>, previous) => reuse(previous, toTenant(row)));
-    const domains = pending(tables.domains, state.domains, (row: Row<'domains'>, previous) => reuse(previous, toDomain(row)));
-    const relays = pending(tables.relays, state.relays, (row: Row<'relays'>, previous) => reuse(previous, toRelay(row)));
+    const tenants = pending(tables.tenants, state.tenants, (row: Row<'tenants'>, previous) =>
+      reuse(previous, toTenant(row)),
+    );
+    const domains = pending(tables.domains, state.domains, (row: Row<'domains'>, previous) =>
+      reuse(previous, toDomain(row)),
+    );
+    const relays = pending(tables.relays, state.relays, (row: Row<'relays'>, previous) =>
+      reuse(previous, toRelay(row)),
+    );
     const credentials = pending(tables.credentials, state.credentials, openCredential);
-    const policies = pending(tables.destinationPolicies, state.destinationPolicies, (row: Row<'destinationPolicies'>, previous) => reuse(previous, toPolicy(row)));
+    const policies = pending(
+      tables.destinationPolicies,
+      state.destinationPolicies,
+      (row: Row<'destinationPolicies'>, previous) => reuse(previous, toPolicy(row)),
+    );
     state = {
       since: changes.snapshot,
       settings,

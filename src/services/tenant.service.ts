@@ -42,7 +42,16 @@ export function presentTenant(tenant: Tenant) {
   };
 }
 
-const AUDITED = ['name', 'slug', 'status', 'externalRef', 'allowDirectDelivery', 'defaultConcurrency', 'defaultRateDelaySeconds', 'defaultRecipientsPerMessage'] as const;
+const AUDITED = [
+  'name',
+  'slug',
+  'status',
+  'externalRef',
+  'allowDirectDelivery',
+  'defaultConcurrency',
+  'defaultRateDelaySeconds',
+  'defaultRecipientsPerMessage',
+] as const;
 
 function limitColumns(limits: Partial<SenderLimits> | undefined) {
   if (limits === undefined) return {};
@@ -56,12 +65,19 @@ function limitColumns(limits: Partial<SenderLimits> | undefined) {
 }
 
 function uniqueConflict(error: unknown): never {
-  if (isUniqueViolation(error, 'slug')) throw new ConflictError('a tenant with this slug already exists', 'tenant-slug-taken');
-  if (isUniqueViolation(error, 'external_ref')) throw new ConflictError('a tenant with this externalRef already exists', 'tenant-external-ref-taken');
+  if (isUniqueViolation(error, 'slug'))
+    throw new ConflictError('a tenant with this slug already exists', 'tenant-slug-taken');
+  if (isUniqueViolation(error, 'external_ref'))
+    throw new ConflictError('a tenant with this externalRef already exists', 'tenant-external-ref-taken');
   throw error;
 }
 
-export function createTenantService(deps: { prisma: PrismaClient; tenants: TenantRepository; audit: AuditRepository; routes: RouteCheck }) {
+export function createTenantService(deps: {
+  prisma: PrismaClient;
+  tenants: TenantRepository;
+  audit: AuditRepository;
+  routes: RouteCheck;
+}) {
   async function load(ctx: RequestContext, id: string) {
     const tenant = await deps.tenants.findById(deps.prisma, id);
     if (tenant === null) throw new NotFoundError('tenant', id);
@@ -83,12 +99,15 @@ export function createTenantService(deps: { prisma: PrismaClient; tenants: Tenan
       try {
         const tenant = await deps.prisma.$transaction(async (tx) => {
           const created = await deps.tenants.create(tx, data);
-          await deps.audit.record(tx, auditEntry(ctx, {
-            tenantId: created.id,
-            action: 'tenant.created',
-            resourceId: created.id,
-            changes: changedFields(null, created, [...AUDITED]),
-          }));
+          await deps.audit.record(
+            tx,
+            auditEntry(ctx, {
+              tenantId: created.id,
+              action: 'tenant.created',
+              resourceId: created.id,
+              changes: changedFields(null, created, [...AUDITED]),
+            }),
+          );
           return created;
         });
         return presentTenant(tenant);
@@ -128,14 +147,20 @@ export function createTenantService(deps: { prisma: PrismaClient; tenants: Tenan
       try {
         const updated = await deps.prisma.$transaction(async (tx) => {
           const row = await deps.tenants.update(tx, id, current.version, data);
-          if (row === null) throw new PreconditionFailedError('tenant changed while this request was processed: read it again and retry');
+          if (row === null)
+            throw new PreconditionFailedError(
+              'tenant changed while this request was processed: read it again and retry',
+            );
           await deps.routes.assertExpressible(tx, { tenantId: id });
-          await deps.audit.record(tx, auditEntry(ctx, {
-            tenantId: id,
-            action: 'tenant.updated',
-            resourceId: id,
-            changes: changedFields(current, row, [...AUDITED]),
-          }));
+          await deps.audit.record(
+            tx,
+            auditEntry(ctx, {
+              tenantId: id,
+              action: 'tenant.updated',
+              resourceId: id,
+              changes: changedFields(current, row, [...AUDITED]),
+            }),
+          );
           return row;
         });
         return presentTenant(updated);
@@ -152,21 +177,33 @@ export function createTenantService(deps: { prisma: PrismaClient; tenants: Tenan
       await deps.prisma.$transaction(async (tx) => {
         const domains = await deps.tenants.countDomains(tx, id);
         if (domains > 0 && !options.cascade) {
-          throw new ConflictError(`tenant has ${domains} sender domain(s): delete them first or pass cascade=true`, 'tenant-has-domains', { domains });
+          throw new ConflictError(
+            `tenant has ${domains} sender domain(s): delete them first or pass cascade=true`,
+            'tenant-has-domains',
+            { domains },
+          );
         }
-        const inUse = await tx.domain.count({ where: { tenantId: { not: id }, OR: [{ relay: { tenantId: id } }, { fallbackRelay: { tenantId: id } }] } });
-        if (inUse > 0) throw new ConflictError("another tenant's domains route through this tenant's relays", 'relay-in-use');
-        await tx.relayCredential.deleteMany({ where: { OR: [{ tenantId: id }, { domain: { tenantId: id } }, { relay: { tenantId: id } }] } });
+        const inUse = await tx.domain.count({
+          where: { tenantId: { not: id }, OR: [{ relay: { tenantId: id } }, { fallbackRelay: { tenantId: id } }] },
+        });
+        if (inUse > 0)
+          throw new ConflictError("another tenant's domains route through this tenant's relays", 'relay-in-use');
+        await tx.relayCredential.deleteMany({
+          where: { OR: [{ tenantId: id }, { domain: { tenantId: id } }, { relay: { tenantId: id } }] },
+        });
         await tx.domain.deleteMany({ where: { tenantId: id } });
         await tx.relay.deleteMany({ where: { tenantId: id } });
         await tx.apiKey.updateMany({ where: { tenantId: id, revokedAt: null }, data: { revokedAt: new Date() } });
         await deps.tenants.delete(tx, id);
-        await deps.audit.record(tx, auditEntry(ctx, {
-          tenantId: id,
-          action: 'tenant.deleted',
-          resourceId: id,
-          changes: { cascade: options.cascade, domains },
-        }));
+        await deps.audit.record(
+          tx,
+          auditEntry(ctx, {
+            tenantId: id,
+            action: 'tenant.deleted',
+            resourceId: id,
+            changes: { cascade: options.cascade, domains },
+          }),
+        );
       });
     },
 

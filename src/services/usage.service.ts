@@ -6,7 +6,14 @@ import type { PrismaClient } from '../db/prisma.js';
 import { NotFoundError, ValidationError } from '../lib/errors.js';
 import { cursorCodec, toPage } from '../lib/pagination.js';
 import type { TenantRepository } from '../repositories/tenant.repository.js';
-import { NO_TENANT, type LogCursorRow, type UsageGranularity, type UsageGroupBy, type UsageRepository, type UsageRow } from '../repositories/usage.repository.js';
+import {
+  NO_TENANT,
+  type LogCursorRow,
+  type UsageGranularity,
+  type UsageGroupBy,
+  type UsageRepository,
+  type UsageRow,
+} from '../repositories/usage.repository.js';
 import { HOUR, emptyCounters, floorHour, type UsageCounters } from '../usage/accumulator.js';
 import type { RequestContext } from './principal.js';
 
@@ -55,7 +62,21 @@ export interface UsageItem extends UsageCounters {
   recipientDomain?: string | null;
 }
 
-export const CSV_COLUMNS = ['start', 'end', 'final', 'tenantId', 'senderDomain', 'recipientDomain', 'messages', 'recipients', 'delivered', 'deferred', 'bounced', 'expired', 'bytes'] as const;
+export const CSV_COLUMNS = [
+  'start',
+  'end',
+  'final',
+  'tenantId',
+  'senderDomain',
+  'recipientDomain',
+  'messages',
+  'recipients',
+  'delivered',
+  'deferred',
+  'bounced',
+  'expired',
+  'bytes',
+] as const;
 
 function csvField(value: unknown): string {
   const text = value === null || value === undefined ? '' : String(value);
@@ -69,27 +90,51 @@ export function createUsageService(deps: Deps) {
   async function resolveQuery(ctx: RequestContext, q: UsageListQuery) {
     const granularity = q.granularity ?? 'day';
     const groupBy = q.groupBy ?? 'tenant';
-    if (!GRANULARITIES.includes(granularity)) throw new ValidationError('granularity must be hour, day or month', [{ field: 'querystring/granularity', message: 'must be hour, day or month' }]);
-    if (!GROUPS.includes(groupBy)) throw new ValidationError('groupBy must be tenant, domain or recipientDomain', [{ field: 'querystring/groupBy', message: 'must be tenant, domain or recipientDomain' }]);
+    if (!GRANULARITIES.includes(granularity))
+      throw new ValidationError('granularity must be hour, day or month', [
+        { field: 'querystring/granularity', message: 'must be hour, day or month' },
+      ]);
+    if (!GROUPS.includes(groupBy))
+      throw new ValidationError('groupBy must be tenant, domain or recipientDomain', [
+        { field: 'querystring/groupBy', message: 'must be tenant, domain or recipientDomain' },
+      ]);
     const current = now();
-    const from = q.from === undefined ? new Date(Date.UTC(current.getUTCFullYear(), current.getUTCMonth(), 1)) : new Date(q.from);
+    const from =
+      q.from === undefined ? new Date(Date.UTC(current.getUTCFullYear(), current.getUTCMonth(), 1)) : new Date(q.from);
     const to = q.to === undefined ? bucketEnd(new Date(floorHour(current.getTime())), 'hour') : new Date(q.to);
-    for (const [field, d, given] of [['from', from, q.from], ['to', to, q.to]] as const) {
-      if (Number.isNaN(d.getTime())) throw new ValidationError(`${field} is not a date-time`, [{ field: `querystring/${field}`, message: 'must be an RFC 3339 date-time' }]);
+    for (const [field, d, given] of [
+      ['from', from, q.from],
+      ['to', to, q.to],
+    ] as const) {
+      if (Number.isNaN(d.getTime()))
+        throw new ValidationError(`${field} is not a date-time`, [
+          { field: `querystring/${field}`, message: 'must be an RFC 3339 date-time' },
+        ]);
       if (given !== undefined && !aligned(d, granularity)) {
         throw new ValidationError(`${field} must start a UTC ${granularity} (buckets are whole UTC ${granularity}s)`, [
           { field: `querystring/${field}`, message: `must be the start of a UTC ${granularity}` },
         ]);
       }
     }
-    if (from.getTime() >= to.getTime()) throw new ValidationError('from must be before to', [{ field: 'querystring/from', message: 'must be before to' }]);
+    if (from.getTime() >= to.getTime())
+      throw new ValidationError('from must be before to', [
+        { field: 'querystring/from', message: 'must be before to' },
+      ]);
     let tenantId = q.tenantId;
     if (ctx.actor.tenantId !== null) {
       if (tenantId !== undefined && tenantId !== ctx.actor.tenantId) throw new NotFoundError('tenant', tenantId);
       tenantId = ctx.actor.tenantId;
     } else if (tenantId !== undefined && (await deps.tenants.findById(prisma, tenantId)) === null) {
       // Usage outlives a deleted tenant; an id that never had usage is still answered with no rows.
-      const any = await usage.query(prisma, { from: new Date(0), to: new Date(8.64e15), granularity: 'month', groupBy: 'tenant', tenantId, attributedOnly: true, take: 1 });
+      const any = await usage.query(prisma, {
+        from: new Date(0),
+        to: new Date(8.64e15),
+        granularity: 'month',
+        groupBy: 'tenant',
+        tenantId,
+        attributedOnly: true,
+        take: 1,
+      });
       if (any.length === 0) throw new NotFoundError('tenant', tenantId);
     }
     return { from, to, granularity, groupBy, tenantId, attributedOnly: ctx.actor.tenantId !== null };
@@ -167,12 +212,38 @@ export function createUsageService(deps: Deps) {
     },
 
     /** The messages behind the numbers: one record per counted message that left the queue. */
-    async messages(ctx: RequestContext, q: { tenantId?: string | undefined; senderDomain?: string | undefined; from?: string | undefined; to?: string | undefined; limit: number; cursor?: string | undefined }) {
-      const r = await resolveQuery(ctx, { tenantId: q.tenantId, from: q.from, to: q.to, granularity: 'hour', limit: q.limit });
+    async messages(
+      ctx: RequestContext,
+      q: {
+        tenantId?: string | undefined;
+        senderDomain?: string | undefined;
+        from?: string | undefined;
+        to?: string | undefined;
+        limit: number;
+        cursor?: string | undefined;
+      },
+    ) {
+      const r = await resolveQuery(ctx, {
+        tenantId: q.tenantId,
+        from: q.from,
+        to: q.to,
+        granularity: 'hour',
+        limit: q.limit,
+      });
       const raw = messageCursor.decode(q.cursor);
       const after = raw === undefined ? undefined : { at: new Date(raw[0]), id: BigInt(raw[1]) };
-      const rows = await usage.messages(prisma, { from: r.from, to: r.to, tenantId: r.tenantId, attributedOnly: r.attributedOnly, senderDomain: q.senderDomain?.toLowerCase(), after, take: q.limit + 1 });
-      const page = toPage(rows, q.limit, (last) => messageCursor.encode(last.acceptedAt.toISOString(), last.id.toString()));
+      const rows = await usage.messages(prisma, {
+        from: r.from,
+        to: r.to,
+        tenantId: r.tenantId,
+        attributedOnly: r.attributedOnly,
+        senderDomain: q.senderDomain?.toLowerCase(),
+        after,
+        take: q.limit + 1,
+      });
+      const page = toPage(rows, q.limit, (last) =>
+        messageCursor.encode(last.acceptedAt.toISOString(), last.id.toString()),
+      );
       return {
         items: page.items.map((m) => ({
           node: m.nodeName,
@@ -196,10 +267,20 @@ export function createUsageService(deps: Deps) {
     /** One tenant's month: totals and per sender domain. */
     async summary(ctx: RequestContext, tenantId: string, month: string) {
       const m = /^(\d{4})-(0[1-9]|1[0-2])$/.exec(month);
-      if (m === null) throw new ValidationError('month must be YYYY-MM', [{ field: 'querystring/month', message: 'must be YYYY-MM' }]);
+      if (m === null)
+        throw new ValidationError('month must be YYYY-MM', [
+          { field: 'querystring/month', message: 'must be YYYY-MM' },
+        ]);
       const from = new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, 1));
       const to = bucketEnd(from, 'month');
-      const r = await resolveQuery(ctx, { tenantId, from: from.toISOString(), to: to.toISOString(), granularity: 'month', groupBy: 'domain', limit: 1 });
+      const r = await resolveQuery(ctx, {
+        tenantId,
+        from: from.toISOString(),
+        to: to.toISOString(),
+        granularity: 'month',
+        groupBy: 'domain',
+        limit: 1,
+      });
       const rows = await usage.query(prisma, { ...r, take: 100_000 });
       const finalBefore = await usage.finalBefore(prisma);
       const totals = emptyCounters();

@@ -39,13 +39,22 @@ export const DEFAULT_VERIFICATION: VerificationSettings = {
  * Required records left unknown by DNS failures since `since` (kept across checks while some stay
  * unknown) become wrong once that lasted `limitSeconds`, with the reason. Pure; exported for tests.
  */
-export function boundUnknown(checks: RecordCheck[], since: Date | null, at: Date, limitSeconds: number): { checks: RecordCheck[]; uncheckableSince: Date | null } {
+export function boundUnknown(
+  checks: RecordCheck[],
+  since: Date | null,
+  at: Date,
+  limitSeconds: number,
+): { checks: RecordCheck[]; uncheckableSince: Date | null } {
   if (!checks.some((c) => c.required && c.valid === null)) return { checks, uncheckableSince: null };
   const start = since ?? at;
   if (at.getTime() - start.getTime() < limitSeconds * 1000) return { checks, uncheckableSince: start };
   const bounded = checks.map((c) =>
     c.required && c.valid === null
-      ? { ...c, valid: false, reason: `could not be checked since ${start.toISOString()} (over ${limitSeconds} s): ${c.reason ?? 'DNS failure'}` }
+      ? {
+          ...c,
+          valid: false,
+          reason: `could not be checked since ${start.toISOString()} (over ${limitSeconds} s): ${c.reason ?? 'DNS failure'}`,
+        }
       : c,
   );
   return { checks: bounded, uncheckableSince: start };

@@ -80,7 +80,10 @@ function tlsOptions(target: SmtpAuthTarget) {
   };
 }
 
-type Connection = InstanceType<typeof SMTPConnection> & { secure?: boolean; _socket?: { getProtocol?: () => string | null } };
+type Connection = InstanceType<typeof SMTPConnection> & {
+  secure?: boolean;
+  _socket?: { getProtocol?: () => string | null };
+};
 
 export async function probeSmtpAuth(target: SmtpAuthTarget): Promise<SmtpAuthResult> {
   const started = Date.now();

@@ -13,7 +13,14 @@
  */
 import { createHash } from 'node:crypto';
 import { RemoteCommandError } from './errors.js';
-import { connectNode, pinnedFingerprint, type ExecOptions, type ExecResult, type NodeConnection, type NodeTarget } from './transport.js';
+import {
+  connectNode,
+  pinnedFingerprint,
+  type ExecOptions,
+  type ExecResult,
+  type NodeConnection,
+  type NodeTarget,
+} from './transport.js';
 
 export interface ConnectionPoolOptions {
   /** How long an unused connection stays open; 0 closes each one after use (no reuse). */
@@ -54,7 +61,8 @@ export class ConnectionPool {
     if (cached !== undefined) {
       this.idle.delete(address);
       clearTimeout(cached.timer);
-      if (cached.identity === identity && usable(cached.conn)) return new Lease(cached.conn, (lease) => this.release(address, identity, lease));
+      if (cached.identity === identity && usable(cached.conn))
+        return new Lease(cached.conn, (lease) => this.release(address, identity, lease));
       cached.conn.close();
     }
     const conn = await this.connect(target);
@@ -113,7 +121,10 @@ class Lease implements NodeConnection {
     return this.guard(() => this.conn.exec(command, options));
   }
 
-  execBytes(command: string, options?: { timeoutMs?: number }): Promise<{ code: number; stdout: Buffer; stderr: string }> {
+  execBytes(
+    command: string,
+    options?: { timeoutMs?: number },
+  ): Promise<{ code: number; stdout: Buffer; stderr: string }> {
     return this.guard(() => this.conn.execBytes(command, options));
   }
 

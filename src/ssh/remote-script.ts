@@ -38,7 +38,11 @@ export async function execSections(
   for (const { name } of sections) {
     const s = stdout.get(name);
     if (s?.code === undefined) {
-      throw new RemoteCommandError(`${name}: the remote script ended early (exit ${r.code}): ${excerpt(r.stderr, 300) || '(no stderr)'}`, r.code, r.stderr);
+      throw new RemoteCommandError(
+        `${name}: the remote script ended early (exit ${r.code}): ${excerpt(r.stderr, 300) || '(no stderr)'}`,
+        r.code,
+        r.stderr,
+      );
     }
     out.set(name, { code: s.code, stdout: s.text, stderr: stderr.get(name)?.text ?? '' });
   }
@@ -49,7 +53,12 @@ export async function execSections(
 export function sectionOk(results: Map<string, ExecResult>, name: string): ExecResult {
   const r = results.get(name);
   if (r === undefined) throw new RemoteCommandError(`${name}: no such section`, -1, '');
-  if (r.code !== 0) throw new RemoteCommandError(`${name}: exit ${r.code}: ${excerpt(r.stderr, 300) || '(no stderr)'}`, r.code, r.stderr);
+  if (r.code !== 0)
+    throw new RemoteCommandError(
+      `${name}: exit ${r.code}: ${excerpt(r.stderr, 300) || '(no stderr)'}`,
+      r.code,
+      r.stderr,
+    );
   return r;
 }
 

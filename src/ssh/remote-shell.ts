@@ -65,7 +65,7 @@ function loopScript(token: string, path: string): string {
     'unset LANG LANGUAGE CDPATH ENV BASH_ENV',
     'umask 077',
     'rp_dir=$(mktemp -d) || exit 111',
-    "trap 'rm -rf \"$rp_dir\"' EXIT",
+    'trap \'rm -rf "$rp_dir"\' EXIT',
     "trap 'exit 129' HUP",
     "trap 'exit 143' TERM",
     'umask 022',
@@ -104,7 +104,11 @@ export class RemoteShell {
     channel.stderr.on('data', (chunk: Buffer) => {
       this.stderrTail = (this.stderrTail + chunk.toString('utf8')).slice(-2000);
     });
-    channel.on('close', () => this.fail(`the remote shell on ${host} ended${this.stderrTail.trim() === '' ? '' : `: ${excerpt(this.stderrTail, 300)}`}`));
+    channel.on('close', () =>
+      this.fail(
+        `the remote shell on ${host} ended${this.stderrTail.trim() === '' ? '' : `: ${excerpt(this.stderrTail, 300)}`}`,
+      ),
+    );
   }
 
   /**
@@ -121,12 +125,17 @@ export class RemoteShell {
     const started = performance.now();
     // Only `"`, `$`, `(` inside single quotes: the same meaning in sh, bash, zsh, fish and csh. A
     // deploy user other than root runs the shell as root through sudo, never asked for a password.
-    const channel = await open(`exec ${options.sudo === true ? 'sudo -n ' : ''}/bin/sh -c 'eval "$(head -c ${loop.length})"'`);
+    const channel = await open(
+      `exec ${options.sudo === true ? 'sudo -n ' : ''}/bin/sh -c 'eval "$(head -c ${loop.length})"'`,
+    );
     const shell = new RemoteShell(channel, token, options.host);
     const ready = new Promise<void>((resolve, reject) => {
       shell.onReady = { resolve, reject };
     });
-    const timer = setTimeout(() => shell.fail(`the remote shell on ${options.host} did not start within ${options.timeoutMs} ms`), options.timeoutMs);
+    const timer = setTimeout(
+      () => shell.fail(`the remote shell on ${options.host} did not start within ${options.timeoutMs} ms`),
+      options.timeoutMs,
+    );
     channel.write(loop);
     try {
       await ready;
@@ -144,14 +153,17 @@ export class RemoteShell {
   run(script: string, stdin: Buffer | string | undefined, timeoutMs: number, gated = false): Promise<ShellResult> {
     if (this.closedReason !== undefined) return Promise.reject(new RemoteCommandError(this.closedReason, -1, ''));
     const body = Buffer.from(script, 'utf8');
-    const input = stdin === undefined ? Buffer.alloc(0) : typeof stdin === 'string' ? Buffer.from(stdin, 'utf8') : stdin;
+    const input =
+      stdin === undefined ? Buffer.alloc(0) : typeof stdin === 'string' ? Buffer.from(stdin, 'utf8') : stdin;
     return new Promise<ShellResult>((resolve, reject) => {
       const timer = setTimeout(() => {
         // The command may still run on the node; the shell is out of step from here on.
         this.fail(`command timed out after ${timeoutMs} ms: ${excerpt(script, 120)}`);
       }, timeoutMs);
       this.queue.push({ resolve, reject, timer, command: script });
-      this.channel.write(Buffer.concat([Buffer.from(`${body.length} ${input.length} ${gated ? 1 : 0}\n`, 'latin1'), body, input]));
+      this.channel.write(
+        Buffer.concat([Buffer.from(`${body.length} ${input.length} ${gated ? 1 : 0}\n`, 'latin1'), body, input]),
+      );
     });
   }
 
@@ -196,7 +208,9 @@ export class RemoteShell {
       if (newline === -1) return;
       const header = /^(\S+) (\d+) (\d+) (\d+)$/.exec(this.buffer.subarray(0, newline).toString('latin1'));
       if (header === null || header[1] !== this.token) {
-        this.fail(`the remote shell on ${this.host} answered out of step: ${excerpt(this.buffer.subarray(0, Math.min(newline, 120)).toString('utf8'))}`);
+        this.fail(
+          `the remote shell on ${this.host} answered out of step: ${excerpt(this.buffer.subarray(0, Math.min(newline, 120)).toString('utf8'))}`,
+        );
         return;
       }
       const outLength = Number(header[3]);

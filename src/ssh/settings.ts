@@ -31,13 +31,19 @@ export const DEFAULT_SSH: SshSettings = {
 export function privateKeyReader(path: string | undefined): () => Promise<string> {
   return async () => {
     if (path === undefined) {
-      throw new UnprocessableError('RELAYPLANE_SSH_PRIVATE_KEY_PATH is not set: the control plane has no SSH key to reach nodes with', 'ssh-key-missing');
+      throw new UnprocessableError(
+        'RELAYPLANE_SSH_PRIVATE_KEY_PATH is not set: the control plane has no SSH key to reach nodes with',
+        'ssh-key-missing',
+      );
     }
     try {
       return await readFile(path, 'utf8');
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code ?? 'error';
-      throw new UnprocessableError(`the SSH private key file (RELAYPLANE_SSH_PRIVATE_KEY_PATH) cannot be read: ${code}`, 'ssh-key-unreadable');
+      throw new UnprocessableError(
+        `the SSH private key file (RELAYPLANE_SSH_PRIVATE_KEY_PATH) cannot be read: ${code}`,
+        'ssh-key-unreadable',
+      );
     }
   };
 }

@@ -58,7 +58,10 @@ export interface NodeConnection {
    * through a text decoder: a multi-byte character split between two packets would change its
    * length). Never rejects on a non-zero exit.
    */
-  execBytes(command: string, options?: { timeoutMs?: number }): Promise<{ code: number; stdout: Buffer; stderr: string }>;
+  execBytes(
+    command: string,
+    options?: { timeoutMs?: number },
+  ): Promise<{ code: number; stdout: Buffer; stderr: string }>;
   /** False once the transport is closed (by either side); absent when the implementation cannot tell. */
   isOpen?(): boolean;
   /**
@@ -117,7 +120,13 @@ export async function connectNode(target: NodeTarget): Promise<NodeConnection> {
     const message = err instanceof Error ? err.message : String(err);
     throw new Error(`ssh ${target.username}@${target.host}:${target.port}: ${message}`);
   }
-  return new SshNodeConnection(ssh, target.host, target.commandTimeoutMs ?? 60_000, target.remotePath ?? DEFAULT_REMOTE_PATH, target.username !== 'root');
+  return new SshNodeConnection(
+    ssh,
+    target.host,
+    target.commandTimeoutMs ?? 60_000,
+    target.remotePath ?? DEFAULT_REMOTE_PATH,
+    target.username !== 'root',
+  );
 }
 
 export interface ScannedHostKey {
@@ -183,7 +192,10 @@ class SshNodeConnection implements NodeConnection {
     // node-ssh stops listening for 'error' once connected: a reset socket (the node rebooted, its
     // sshd restarted) would then be an uncaught exception. The connection just ends (isOpen false);
     // a command on it fails or reports the lost channel.
-    (ssh.connection as unknown as { on(event: 'error', listener: (err: Error) => void): void } | null)?.on('error', () => undefined);
+    (ssh.connection as unknown as { on(event: 'error', listener: (err: Error) => void): void } | null)?.on(
+      'error',
+      () => undefined,
+    );
   }
 
   async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
@@ -191,7 +203,10 @@ class SshNodeConnection implements NodeConnection {
     return { code: r.code, stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8') };
   }
 
-  async execBytes(command: string, options: { timeoutMs?: number } = {}): Promise<{ code: number; stdout: Buffer; stderr: string }> {
+  async execBytes(
+    command: string,
+    options: { timeoutMs?: number } = {},
+  ): Promise<{ code: number; stdout: Buffer; stderr: string }> {
     const r = await this.run(command, options);
     return { code: r.code, stdout: r.stdout, stderr: r.stderr.toString('utf8') };
   }
@@ -207,7 +222,11 @@ class SshNodeConnection implements NodeConnection {
       ` || { rc=$?; rm -f ${shellQuote(tmp)}; exit $rc; }`;
     const r = await this.exec(script, { stdin: content });
     if (r.code !== 0) {
-      throw new RemoteCommandError(`writing ${path} failed (exit ${r.code}): ${excerpt(r.stderr, 200)}`, r.code, r.stderr);
+      throw new RemoteCommandError(
+        `writing ${path} failed (exit ${r.code}): ${excerpt(r.stderr, 200)}`,
+        r.code,
+        r.stderr,
+      );
     }
   }
 
@@ -243,7 +262,12 @@ class SshNodeConnection implements NodeConnection {
         client.exec(cmd, (err, channel) => (err !== undefined && err !== null ? reject(err) : resolve(channel)));
       });
     this.started = undefined;
-    const starting = RemoteShell.start(open, { host: this.host, path: this.remotePath, timeoutMs, sudo: this.sudo }).then(
+    const starting = RemoteShell.start(open, {
+      host: this.host,
+      path: this.remotePath,
+      timeoutMs,
+      sudo: this.sudo,
+    }).then(
       ({ shell, startMs }) => {
         this.startMs = startMs;
         this.started = shell;
@@ -279,7 +303,11 @@ export async function execOk(conn: NodeConnection, command: string, options: Exe
   const r = await conn.exec(command, options);
   if (r.code !== 0) {
     const what = excerpt(command.split('\n')[0] ?? command, 100);
-    throw new RemoteCommandError(`${what}: exit ${r.code}: ${excerpt(r.stderr, 300) || '(no stderr)'}`, r.code, r.stderr);
+    throw new RemoteCommandError(
+      `${what}: exit ${r.code}: ${excerpt(r.stderr, 300) || '(no stderr)'}`,
+      r.code,
+      r.stderr,
+    );
   }
   return r;
 }

@@ -139,7 +139,13 @@ export class UsageAccumulator {
     let b = byRecipient.get(recipientDomain);
     if (b === undefined) {
       const rd = this.intern(recipientDomain);
-      b = { tenantId: group.tenantId, senderDomain: group.senderDomain, recipientDomain: rd, hour: key === this.lateKey ? this.finalBefore : key * HOUR, ...emptyCounters() };
+      b = {
+        tenantId: group.tenantId,
+        senderDomain: group.senderDomain,
+        recipientDomain: rd,
+        hour: key === this.lateKey ? this.finalBefore : key * HOUR,
+        ...emptyCounters(),
+      };
       byRecipient.set(rd, b);
     }
     return b;
@@ -157,8 +163,20 @@ export class UsageAccumulator {
           this.changed.set(
             queueId,
             new Open({
-              queueId, origin: true, queued: false, sender: '', senderDomain: '', tenantId: null, size: 0, firstSeenAt: event.at,
-              recipients: 0, delivered: 0, deferred: 0, bounced: 0, expired: false, removedAt: 0,
+              queueId,
+              origin: true,
+              queued: false,
+              sender: '',
+              senderDomain: '',
+              tenantId: null,
+              size: 0,
+              firstSeenAt: event.at,
+              recipients: 0,
+              delivered: 0,
+              deferred: 0,
+              bounced: 0,
+              expired: false,
+              removedAt: 0,
             }),
           );
         } else if (!s.origin) {
@@ -185,8 +203,20 @@ export class UsageAccumulator {
           st.recipients = event.nrcpt;
         } else {
           next = new Open({
-            queueId, origin: s?.origin ?? false, queued: true, sender: event.sender, senderDomain, tenantId, size: event.size,
-            firstSeenAt: s?.firstSeenAt ?? event.at, recipients: event.nrcpt, delivered: 0, deferred: 0, bounced: 0, expired: false, removedAt: 0,
+            queueId,
+            origin: s?.origin ?? false,
+            queued: true,
+            sender: event.sender,
+            senderDomain,
+            tenantId,
+            size: event.size,
+            firstSeenAt: s?.firstSeenAt ?? event.at,
+            recipients: event.nrcpt,
+            delivered: 0,
+            deferred: 0,
+            bounced: 0,
+            expired: false,
+            removedAt: 0,
           });
           this.changed.set(queueId, next);
         }
@@ -203,7 +233,11 @@ export class UsageAccumulator {
         const o = this.open(queueId);
         const s = o?.state;
         if (s?.queued !== true) this.stats.unattributedLines++;
-        const b = this.bucket(o === undefined ? this.group(null, '') : this.groupOf(o), addressDomain(event.recipient), event.at);
+        const b = this.bucket(
+          o === undefined ? this.group(null, '') : this.groupOf(o),
+          addressDomain(event.recipient),
+          event.at,
+        );
         if (event.status === 'sent') {
           b.delivered++;
           if (s !== undefined) s.delivered++;

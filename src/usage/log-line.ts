@@ -39,13 +39,26 @@ export interface TimeContext {
 }
 
 const MONTHS: Record<string, number> = {
-  Jan: 0, Feb: 1, Mar: 2, Apr: 3, May: 4, Jun: 5, Jul: 6, Aug: 7, Sep: 8, Oct: 9, Nov: 10, Dec: 11,
+  Jan: 0,
+  Feb: 1,
+  Mar: 2,
+  Apr: 3,
+  May: 4,
+  Jun: 5,
+  Jul: 6,
+  Aug: 7,
+  Sep: 8,
+  Oct: 9,
+  Nov: 10,
+  Dec: 11,
 };
 
 // Long queue ids (enable_long_queue_ids): the time in base-52 digits (no vowels; 'z' is a digit
 // there), a 'z', then the inode in base 51 (no 'z'): the last 'z' separates them.
 /** The month names as numbers of their three character codes: checked without cutting the line. */
-const MONTH_CODES = new Set(Object.keys(MONTHS).map((m) => m.charCodeAt(0) * 65_536 + m.charCodeAt(1) * 256 + m.charCodeAt(2)));
+const MONTH_CODES = new Set(
+  Object.keys(MONTHS).map((m) => m.charCodeAt(0) * 65_536 + m.charCodeAt(1) * 256 + m.charCodeAt(2)),
+);
 
 const LONG_QUEUE_ID = /^[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]{10,}z[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-y]+$/;
 
@@ -173,7 +186,12 @@ export class LogLineParser {
       const hh = digits(stamp, 7, 9);
       const mm = digits(stamp, 10, 12);
       const ss = digits(stamp, 13, 15);
-      if (month === undefined || Number.isNaN(day + hh + mm + ss) || stamp.charCodeAt(9) !== 58 || stamp.charCodeAt(12) !== 58) {
+      if (
+        month === undefined ||
+        Number.isNaN(day + hh + mm + ss) ||
+        stamp.charCodeAt(9) !== 58 ||
+        stamp.charCodeAt(12) !== 58
+      ) {
         return -1;
       }
       // A month after the collection's month is last year's (a log read in January holds December).
@@ -193,9 +211,12 @@ export class LogLineParser {
    */
   private stampEnd(text: string, s: number, end: number): number {
     if (end - s < 16) return -1;
-    if (text.charCodeAt(s + 4) === 45 /* - */ && text.charCodeAt(s + 10) === 84 /* T */) return indexIn(text, ' ', s, end);
+    if (text.charCodeAt(s + 4) === 45 /* - */ && text.charCodeAt(s + 10) === 84 /* T */)
+      return indexIn(text, ' ', s, end);
     if (text.charCodeAt(s + 15) !== 32 || text.charCodeAt(s + 9) !== 58 || text.charCodeAt(s + 12) !== 58) return -1;
-    return MONTH_CODES.has(text.charCodeAt(s) * 65_536 + text.charCodeAt(s + 1) * 256 + text.charCodeAt(s + 2)) ? s + 15 : -1;
+    return MONTH_CODES.has(text.charCodeAt(s) * 65_536 + text.charCodeAt(s + 1) * 256 + text.charCodeAt(s + 2))
+      ? s + 15
+      : -1;
   }
 
   /** One log line (without its newline). */
@@ -223,7 +244,14 @@ export class LogLineParser {
     // Most lines (connect, TLS, message-id, statistics) mean nothing for usage: the payload's first
     // letter rules them out before anything is cut out of the line.
     const first = p < end ? text.charCodeAt(p) : -1;
-    if (first !== 116 /* to= */ && first !== 102 /* from= */ && first !== 99 /* client= */ && first !== 114 /* removed */ && first !== 117 /* uid= */ && first !== 115 /* sender= */) {
+    if (
+      first !== 116 /* to= */ &&
+      first !== 102 /* from= */ &&
+      first !== 99 /* client= */ &&
+      first !== 114 /* removed */ &&
+      first !== 117 /* uid= */ &&
+      first !== 115 /* sender= */
+    ) {
       return 'ignored';
     }
     const queueId = text.slice(tagEnd + 2, idEnd);
@@ -261,7 +289,9 @@ export class LogLineParser {
       case 'smtpd':
         return end - p >= 7 && text.startsWith('client=', p) ? { kind: 'origin', at, queueId } : 'ignored';
       case 'pickup':
-        return (end - p >= 4 && text.startsWith('uid=', p)) || (end - p >= 7 && text.startsWith('sender=', p)) ? { kind: 'origin', at, queueId } : 'ignored';
+        return (end - p >= 4 && text.startsWith('uid=', p)) || (end - p >= 7 && text.startsWith('sender=', p))
+          ? { kind: 'origin', at, queueId }
+          : 'ignored';
       default:
         return 'ignored';
     }

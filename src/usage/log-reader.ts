@@ -73,7 +73,12 @@ export async function readLogChunk(
   compressed = false,
   checkMaillog = false,
 ): Promise<LogChunk> {
-  const check = checkMaillog ? [`rp_log=$(postconf -xh maillog_file) || exit 5`, `[ "$rp_log" = ${shellQuote(path)} ] || { printf '%s' "$rp_log"; exit 9; }`] : [];
+  const check = checkMaillog
+    ? [
+        `rp_log=$(postconf -xh maillog_file) || exit 5`,
+        `[ "$rp_log" = ${shellQuote(path)} ] || { printf '%s' "$rp_log"; exit 9; }`,
+      ]
+    : [];
   // A gzip file is read through gzip -dc: its size and head are those of the content (a rotated
   // log is complete, so decompressing it twice gives the same bytes).
   const script = compressed
@@ -136,7 +141,13 @@ export interface RotatedLog {
  * a copytruncate copy has a new inode but the old head. Looks at `<log>*` beside the log,
  * leaving out compressed files (they cannot be read from an offset).
  */
-export async function findRotatedLog(conn: NodeConnection, path: string, inode: bigint, digest: string | null, offset: bigint): Promise<RotatedLog | undefined> {
+export async function findRotatedLog(
+  conn: NodeConnection,
+  path: string,
+  inode: bigint,
+  digest: string | null,
+  offset: bigint,
+): Promise<RotatedLog | undefined> {
   const dir = posix.dirname(path);
   const base = posix.basename(path);
   const script =
@@ -151,13 +162,22 @@ export async function findRotatedLog(conn: NodeConnection, path: string, inode: 
   for (const text of r.stdout.toString('utf8').split('\n')) {
     const m = /^(\d+) (\d+) (\S*) (.+)$/.exec(text);
     if (m === null) continue;
-    candidates.push({ inode: BigInt(m[1]!), size: BigInt(m[2]!), head: Buffer.from(m[3]!, 'base64'), path: posix.join(dir, m[4]!) });
+    candidates.push({
+      inode: BigInt(m[1]!),
+      size: BigInt(m[2]!),
+      head: Buffer.from(m[3]!, 'base64'),
+      path: posix.join(dir, m[4]!),
+    });
   }
   const compressed = (c: { path: string }) => c.path.endsWith('.gz');
   const renamed = candidates.find((c) => c.inode === inode && !compressed(c));
   if (renamed !== undefined) return { path: renamed.path, inode: renamed.inode, size: renamed.size, compressed: false };
   // Copies (copytruncate) and compressed rotations: the same first bytes, at least as long.
   // (A compressed file's size is only known once decompressed: readLogChunk finds it.)
-  const copy = candidates.find((c) => digest !== null && (compressed(c) || c.size >= offset) && sameHead(digest, c.head));
-  return copy === undefined ? undefined : { path: copy.path, inode: copy.inode, size: copy.size, compressed: compressed(copy) };
+  const copy = candidates.find(
+    (c) => digest !== null && (compressed(c) || c.size >= offset) && sameHead(digest, c.head),
+  );
+  return copy === undefined
+    ? undefined
+    : { path: copy.path, inode: copy.inode, size: copy.size, compressed: compressed(copy) };
 }

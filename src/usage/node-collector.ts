@@ -86,12 +86,25 @@ function wholeLines(data: Buffer, maxBytes: number): Buffer {
   return data.length >= maxBytes ? data : data.subarray(0, 0);
 }
 
-export async function collectNodeLog(conn: NodeConnection, start: LogPosition, options: CollectOptions): Promise<CollectRunResult> {
+export async function collectNodeLog(
+  conn: NodeConnection,
+  start: LogPosition,
+  options: CollectOptions,
+): Promise<CollectRunResult> {
   let position = start;
   let lines = 0;
   for (let batch = 0; batch < options.maxBatches; batch++) {
-    const live = await readLogChunk(conn, options.path, position.inode === null ? 0n : position.offset, options.chunkBytes, false, batch === 0 && options.checkMaillog === true);
-    const current = position.inode === null || (live.inode === position.inode && live.size >= position.offset && sameHead(position.headDigest, live.head));
+    const live = await readLogChunk(
+      conn,
+      options.path,
+      position.inode === null ? 0n : position.offset,
+      options.chunkBytes,
+      false,
+      batch === 0 && options.checkMaillog === true,
+    );
+    const current =
+      position.inode === null ||
+      (live.inode === position.inode && live.size >= position.offset && sameHead(position.headDigest, live.head));
     if (position.inode === null) position = { inode: live.inode, offset: 0n, headDigest: null };
 
     if (current) {
@@ -117,7 +130,14 @@ export async function collectNodeLog(conn: NodeConnection, start: LogPosition, o
     const fresh: LogPosition = { inode: live.inode, offset: 0n, headDigest: null };
     if (old === undefined) {
       await options.commit({
-        events: [], lines: 0, malformed: 0, lastLineAt: null, from: position, to: fresh, atEnd: false, bytesLost: 0,
+        events: [],
+        lines: 0,
+        malformed: 0,
+        lastLineAt: null,
+        from: position,
+        to: fresh,
+        atEnd: false,
+        bytesLost: 0,
         notice: `the log was rotated and the previous file was not found beside ${options.path} (deleted, or compressed other than with gzip): lines after byte ${position.offset} of it were not collected`,
       });
       position = fresh;

@@ -10,7 +10,12 @@ let t: TestApp;
 function handSigned(secret: string, payload: Record<string, unknown>, alg: 'HS256' | 'HS512' | 'none' = 'HS256') {
   const part = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
   const input = `${part({ alg, typ: 'JWT' })}.${part(payload)}`;
-  const signature = alg === 'none' ? '' : createHmac(alg === 'HS256' ? 'sha256' : 'sha512', secret).update(input).digest('base64url');
+  const signature =
+    alg === 'none'
+      ? ''
+      : createHmac(alg === 'HS256' ? 'sha256' : 'sha512', secret)
+          .update(input)
+          .digest('base64url');
   return `${input}.${signature}`;
 }
 
@@ -27,7 +32,11 @@ describe('token flow', () => {
     expect(response.statusCode).toBe(200);
     const body = response.json();
     expect(body).toMatchObject({ token_type: 'Bearer', expires_in: 900, scope: 'admin' });
-    const list = await t.app.inject({ method: 'GET', url: '/v1/api-keys', headers: { authorization: `Bearer ${body.access_token}` } });
+    const list = await t.app.inject({
+      method: 'GET',
+      url: '/v1/api-keys',
+      headers: { authorization: `Bearer ${body.access_token}` },
+    });
     expect(list.statusCode).toBe(200);
     expect(list.json().items.map((item: { id: string }) => item.id)).toContain(key.id);
   });
@@ -62,7 +71,11 @@ describe('token flow', () => {
   it('refuses a revoked key, and tokens issued before the revocation', async () => {
     const admin = await tokenFor(t.app, ['admin']);
     const victim = await tokenFor(t.app, ['admin']);
-    const revoke = await t.app.inject({ method: 'DELETE', url: `/v1/api-keys/${victim.key.id}`, headers: admin.headers });
+    const revoke = await t.app.inject({
+      method: 'DELETE',
+      url: `/v1/api-keys/${victim.key.id}`,
+      headers: admin.headers,
+    });
     expect(revoke.statusCode).toBe(204);
     const exchange = await t.app.inject({ method: 'POST', url: '/v1/auth/token', payload: { key: victim.key.key } });
     expect(exchange.statusCode).toBe(401);
@@ -73,7 +86,11 @@ describe('token flow', () => {
   });
 
   it('refuses an expired key', async () => {
-    const key = await t.app.services.apiKeys.create(null, { name: 'soon', scopes: ['admin'], expiresAt: new Date(Date.now() + 1500).toISOString() });
+    const key = await t.app.services.apiKeys.create(null, {
+      name: 'soon',
+      scopes: ['admin'],
+      expiresAt: new Date(Date.now() + 1500).toISOString(),
+    });
     await new Promise((resolve) => setTimeout(resolve, 1600));
     const response = await t.app.inject({ method: 'POST', url: '/v1/auth/token', payload: { key: key.key } });
     expect(response.statusCode).toBe(401);
@@ -82,14 +99,29 @@ describe('token flow', () => {
   it('refuses missing, malformed, forged and expired bearer tokens', async () => {
     const none = await t.app.inject({ method: 'GET', url: '/v1/api-keys' });
     expect(none.statusCode).toBe(401);
-    const garbage = await t.app.inject({ method: 'GET', url: '/v1/api-keys', headers: { authorization: 'Bearer abc.def.ghi' } });
+    const garbage = await t.app.inject({
+      method: 'GET',
+      url: '/v1/api-keys',
+      headers: { authorization: 'Bearer abc.def.ghi' },
+    });
     expect(garbage.statusCode).toBe(401);
     const admin = await tokenFor(t.app, ['admin']);
-    const forged = t.app.jwt.sign({ sub: admin.key.id, scope: 'admin' }, { key: 'another-secret-another-secret-another', expiresIn: 60 } as never);
-    const forgedResponse = await t.app.inject({ method: 'GET', url: '/v1/api-keys', headers: { authorization: `Bearer ${forged}` } });
+    const forged = t.app.jwt.sign({ sub: admin.key.id, scope: 'admin' }, {
+      key: 'another-secret-another-secret-another',
+      expiresIn: 60,
+    } as never);
+    const forgedResponse = await t.app.inject({
+      method: 'GET',
+      url: '/v1/api-keys',
+      headers: { authorization: `Bearer ${forged}` },
+    });
     expect(forgedResponse.statusCode).toBe(401);
     const expired = t.app.jwt.sign({ sub: admin.key.id, scope: 'admin' }, { expiresIn: -10 } as never);
-    const expiredResponse = await t.app.inject({ method: 'GET', url: '/v1/api-keys', headers: { authorization: `Bearer ${expired}` } });
+    const expiredResponse = await t.app.inject({
+      method: 'GET',
+      url: '/v1/api-keys',
+      headers: { authorization: `Bearer ${expired}` },
+    });
     expect(expiredResponse.statusCode).toBe(401);
   });
 
@@ -98,7 +130,8 @@ describe('token flow', () => {
     const now = Math.floor(Date.now() / 1000);
     const claims = { sub: admin.key.id, scope: 'admin', iss: 'relayplane', iat: now, exp: now + 600 };
     const status = async (token: string) =>
-      (await t.app.inject({ method: 'GET', url: '/v1/api-keys', headers: { authorization: `Bearer ${token}` } })).statusCode;
+      (await t.app.inject({ method: 'GET', url: '/v1/api-keys', headers: { authorization: `Bearer ${token}` } }))
+        .statusCode;
     // The hand signing is right: with every claim, the token opens the API.
     expect(await status(handSigned(t.jwtSecret, claims))).toBe(200);
     const { exp: _exp, ...withoutExp } = claims;
@@ -135,7 +168,9 @@ describe("a token is worth no more than its key's current state", () => {
 
     const billing = await tokenFor(live.app, ['usage:read']);
     await live.prisma.apiKey.update({ where: { id: billing.key.id }, data: { scopes: ['usage:read', 'admin'] } });
-    expect((await call('POST', '/v1/api-keys', billing.headers, { name: 'x', scopes: ['admin'] })).statusCode).toBe(403);
+    expect((await call('POST', '/v1/api-keys', billing.headers, { name: 'x', scopes: ['admin'] })).statusCode).toBe(
+      403,
+    );
     expect((await call('GET', '/v1/tenants', billing.headers)).statusCode).toBe(200);
   });
 
@@ -153,7 +188,9 @@ describe("a token is worth no more than its key's current state", () => {
 
     const billing = await tokenFor(live.app, ['usage:read']);
     const before = await call('GET', '/v1/tenants?limit=200', billing.headers);
-    expect(before.json().items.map((item: { id: string }) => item.id)).toEqual(expect.arrayContaining([tenantA, tenantB]));
+    expect(before.json().items.map((item: { id: string }) => item.id)).toEqual(
+      expect.arrayContaining([tenantA, tenantB]),
+    );
     await live.prisma.apiKey.update({ where: { id: billing.key.id }, data: { tenantId: tenantB } });
     const after = await call('GET', '/v1/tenants?limit=200', billing.headers);
     expect(after.statusCode).toBe(200);
@@ -165,7 +202,10 @@ describe("a token is worth no more than its key's current state", () => {
     const revoked = await tokenFor(live.app, ['admin']);
     const expired = await tokenFor(live.app, ['admin']);
     await live.app.services.apiKeys.revoke(null, revoked.key.id);
-    await live.prisma.apiKey.update({ where: { id: expired.key.id }, data: { expiresAt: new Date(Date.now() - 1000) } });
+    await live.prisma.apiKey.update({
+      where: { id: expired.key.id },
+      data: { expiresAt: new Date(Date.now() - 1000) },
+    });
     for (const token of [revoked, expired]) {
       expect((await call('GET', '/v1/api-keys', token.headers)).statusCode).toBe(401);
     }
@@ -195,7 +235,11 @@ describe('token rate limits', () => {
     const refused = await exchange(app, key.key, '203.0.113.7');
     expect(refused.statusCode).toBe(429);
     expect(refused.headers['content-type']).toContain('application/problem+json');
-    expect(refused.json()).toMatchObject({ type: 'urn:relayplane:problem:rate-limited', status: 429, code: 'rate-limited' });
+    expect(refused.json()).toMatchObject({
+      type: 'urn:relayplane:problem:rate-limited',
+      status: 429,
+      code: 'rate-limited',
+    });
     const retryAfter = Number(refused.headers['retry-after']);
     expect(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 60).toBe(true);
     // Refused before the body is read: broken JSON is not even looked at.
@@ -210,7 +254,12 @@ describe('token rate limits', () => {
     expect((await exchange(app, key.key, '203.0.113.8')).statusCode).toBe(200);
     // Only the exchange is limited: the refused address keeps using the rest of the API.
     for (let call = 0; call < 5; call++) {
-      const list = await app.inject({ method: 'GET', url: '/v1/api-keys', remoteAddress: '203.0.113.7', headers: { authorization: `Bearer ${token}` } });
+      const list = await app.inject({
+        method: 'GET',
+        url: '/v1/api-keys',
+        remoteAddress: '203.0.113.7',
+        headers: { authorization: `Bearer ${token}` },
+      });
       expect(list.statusCode).toBe(200);
     }
   });
@@ -286,10 +335,20 @@ describe('scopes', () => {
   it('lets a tenant mint only tenant keys for itself', async () => {
     const tenantA = (await seedTenant(t.prisma)).id;
     const a = await tokenFor(t.app, ['tenant'], tenantA);
-    const own = await t.app.inject({ method: 'POST', url: '/v1/api-keys', headers: a.headers, payload: { name: 'ci', scopes: ['tenant'] } });
+    const own = await t.app.inject({
+      method: 'POST',
+      url: '/v1/api-keys',
+      headers: a.headers,
+      payload: { name: 'ci', scopes: ['tenant'] },
+    });
     expect(own.statusCode).toBe(201);
     expect(own.json()).toMatchObject({ tenantId: tenantA, scopes: ['tenant'] });
-    const admin = await t.app.inject({ method: 'POST', url: '/v1/api-keys', headers: a.headers, payload: { name: 'x', scopes: ['admin'] } });
+    const admin = await t.app.inject({
+      method: 'POST',
+      url: '/v1/api-keys',
+      headers: a.headers,
+      payload: { name: 'x', scopes: ['admin'] },
+    });
     expect(admin.statusCode).toBe(403);
     const other = await t.app.inject({
       method: 'POST',

@@ -64,7 +64,9 @@ describe('a burst of identical creates over real connections', () => {
       });
       return { status: response.status, body: await response.text(), retryAfter: response.headers.get('retry-after') };
     });
-    const failed = Promise.race(answers.map((answer) => answer.then((a) => (a.status >= 500 ? undefined : new Promise<void>(() => {})))));
+    const failed = Promise.race(
+      answers.map((answer) => answer.then((a) => (a.status >= 500 ? undefined : new Promise<void>(() => {})))),
+    );
     await Promise.race([contended, failed]);
     stopListening();
     await unlock();
@@ -74,21 +76,33 @@ describe('a burst of identical creates over real connections', () => {
   it('creates one tenant and answers every other request 409, never 5xx', async () => {
     const answers = await burst('/v1/tenants', { name: 'Burst', slug: 'burst' }, 'tenants');
     expect(tally(answers), answers.find((a) => a.status >= 500)?.body).toEqual({ 201: 1, 409: 199 });
-    expect(new Set(answers.filter((a) => a.status === 409).map((a) => JSON.parse(a.body).code))).toEqual(new Set(['tenant-slug-taken']));
+    expect(new Set(answers.filter((a) => a.status === 409).map((a) => JSON.parse(a.body).code))).toEqual(
+      new Set(['tenant-slug-taken']),
+    );
     expect(await t.prisma.tenant.count({ where: { slug: 'burst' } })).toBe(1);
   });
 
   it('creates one domain and answers every other request 409, never 5xx', async () => {
     const tenant = await createTenant(t.app, admin.headers);
     const relay = await createRelay(t.app, admin.headers);
-    const answers = await burst(`/v1/tenants/${tenant.id}/domains`, { name: 'burst.example', relayId: relay.id }, 'domains');
+    const answers = await burst(
+      `/v1/tenants/${tenant.id}/domains`,
+      { name: 'burst.example', relayId: relay.id },
+      'domains',
+    );
     expect(tally(answers), answers.find((a) => a.status >= 500)?.body).toEqual({ 201: 1, 409: 199 });
-    expect(new Set(answers.filter((a) => a.status === 409).map((a) => JSON.parse(a.body).code))).toEqual(new Set(['domain-taken']));
+    expect(new Set(answers.filter((a) => a.status === 409).map((a) => JSON.parse(a.body).code))).toEqual(
+      new Set(['domain-taken']),
+    );
     expect(await t.prisma.domain.count({ where: { name: 'burst.example' } })).toBe(1);
   });
 
   it('creates one destination policy and answers every other request 409, never 5xx', async () => {
-    const answers = await burst('/v1/destination-policies', { pattern: 'burst.example', concurrency: 2 }, 'destination_policies');
+    const answers = await burst(
+      '/v1/destination-policies',
+      { pattern: 'burst.example', concurrency: 2 },
+      'destination_policies',
+    );
     expect(tally(answers), answers.find((a) => a.status >= 500)?.body).toEqual({ 201: 1, 409: 199 });
     expect(await t.prisma.destinationPolicy.count({ where: { pattern: 'burst.example' } })).toBe(1);
   });
@@ -107,7 +121,12 @@ describe('writes racing each other', () => {
     const tenant = await createTenant(t.app, admin.headers);
     const answers = await Promise.all(
       Array.from({ length: 30 }, (_, i) =>
-        t.app.inject({ method: 'PATCH', url: `/v1/tenants/${tenant.id}`, headers: admin.headers, payload: { name: `Renamed ${i}` } }),
+        t.app.inject({
+          method: 'PATCH',
+          url: `/v1/tenants/${tenant.id}`,
+          headers: admin.headers,
+          payload: { name: `Renamed ${i}` },
+        }),
       ),
     );
     expect(tally(answers.map((a) => ({ status: a.statusCode, body: a.body, retryAfter: null })))).toEqual({ 200: 30 });
@@ -119,11 +138,21 @@ describe('writes racing each other', () => {
     const tenant = await createTenant(t.app, admin.headers);
     const relay = await createRelay(t.app, admin.headers);
     const domain = (
-      await t.app.inject({ method: 'POST', url: `/v1/tenants/${tenant.id}/domains`, headers: admin.headers, payload: { name: 'limits-race.example', relayId: relay.id } })
+      await t.app.inject({
+        method: 'POST',
+        url: `/v1/tenants/${tenant.id}/domains`,
+        headers: admin.headers,
+        payload: { name: 'limits-race.example', relayId: relay.id },
+      })
     ).json<{ id: string }>();
     const answers = await Promise.all(
       Array.from({ length: 20 }, (_, i) =>
-        t.app.inject({ method: 'PUT', url: `/v1/domains/${domain.id}/limits`, headers: admin.headers, payload: { concurrency: i + 1 } }),
+        t.app.inject({
+          method: 'PUT',
+          url: `/v1/domains/${domain.id}/limits`,
+          headers: admin.headers,
+          payload: { concurrency: i + 1 },
+        }),
       ),
     );
     expect(answers.map((a) => a.statusCode).filter((status) => status !== 200)).toEqual([]);
@@ -134,10 +163,18 @@ describe('writes racing each other', () => {
     const tenant = await createTenant(t.app, admin.headers);
     const answers = await Promise.all(
       Array.from({ length: 10 }, (_, i) =>
-        t.app.inject({ method: 'PATCH', url: `/v1/tenants/${tenant.id}`, headers: { ...admin.headers, 'if-match': '"1"' }, payload: { name: `Racer ${i}` } }),
+        t.app.inject({
+          method: 'PATCH',
+          url: `/v1/tenants/${tenant.id}`,
+          headers: { ...admin.headers, 'if-match': '"1"' },
+          payload: { name: `Racer ${i}` },
+        }),
       ),
     );
-    expect(tally(answers.map((a) => ({ status: a.statusCode, body: a.body, retryAfter: null })))).toEqual({ 200: 1, 412: 9 });
+    expect(tally(answers.map((a) => ({ status: a.statusCode, body: a.body, retryAfter: null })))).toEqual({
+      200: 1,
+      412: 9,
+    });
   });
 });
 
@@ -154,20 +191,38 @@ describe('a database that keeps failing transactions for contention', () => {
     // Every insert into tenants fails as a serialization failure would (SQLSTATE 40001).
     await t.prisma.$executeRawUnsafe(`CREATE FUNCTION always_serialization_failure() RETURNS trigger AS $$
       BEGIN RAISE EXCEPTION 'could not serialize access' USING ERRCODE = '40001'; END $$ LANGUAGE plpgsql`);
-    await t.prisma.$executeRawUnsafe(`CREATE TRIGGER tenants_contended BEFORE INSERT ON tenants FOR EACH ROW EXECUTE FUNCTION always_serialization_failure()`);
+    await t.prisma.$executeRawUnsafe(
+      `CREATE TRIGGER tenants_contended BEFORE INSERT ON tenants FOR EACH ROW EXECUTE FUNCTION always_serialization_failure()`,
+    );
     try {
-      const response = await t.app.inject({ method: 'POST', url: '/v1/tenants', headers: admin.headers, payload: { name: 'Contended', slug: 'contended' } });
+      const response = await t.app.inject({
+        method: 'POST',
+        url: '/v1/tenants',
+        headers: admin.headers,
+        payload: { name: 'Contended', slug: 'contended' },
+      });
       expect(response.statusCode, response.body).toBe(503);
       expect(response.headers['retry-after']).toBe('1');
       expect(response.headers['content-type']).toContain('application/problem+json');
-      expect(response.json()).toMatchObject({ type: 'urn:relayplane:problem:unavailable', code: 'unavailable', status: 503 });
+      expect(response.json()).toMatchObject({
+        type: 'urn:relayplane:problem:unavailable',
+        code: 'unavailable',
+        status: 503,
+      });
       expect(response.body).not.toContain('serialize');
     } finally {
       await t.prisma.$executeRawUnsafe('DROP TRIGGER tenants_contended ON tenants');
     }
     expect(await t.prisma.tenant.count({ where: { slug: 'contended' } })).toBe(0);
-    expect(t.logs.filter((line) => line.includes('transaction retried after contention') && line.includes('40001'))).toHaveLength(2);
-    const after = await t.app.inject({ method: 'POST', url: '/v1/tenants', headers: admin.headers, payload: { name: 'Contended', slug: 'contended' } });
+    expect(
+      t.logs.filter((line) => line.includes('transaction retried after contention') && line.includes('40001')),
+    ).toHaveLength(2);
+    const after = await t.app.inject({
+      method: 'POST',
+      url: '/v1/tenants',
+      headers: admin.headers,
+      payload: { name: 'Contended', slug: 'contended' },
+    });
     expect(after.statusCode).toBe(201);
   });
 });

@@ -31,17 +31,38 @@ async function everythingSaid(credentialId: string, answer: string): Promise<str
   const stored = await t.prisma.credentialTest.findMany({ where: { credentialId } });
   const audit = await t.app.inject({ method: 'GET', url: '/v1/audit-events?limit=100', headers: admin.headers });
   const auditRows = await t.prisma.auditEvent.findMany();
-  return [answer, ...stored.map((row) => row.detail), audit.body, JSON.stringify(auditRows, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v)), ...t.logs].join('\n');
+  return [
+    answer,
+    ...stored.map((row) => row.detail),
+    audit.body,
+    JSON.stringify(auditRows, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v)),
+    ...t.logs,
+  ].join('\n');
 }
 
 describe.each(['PLAIN', 'LOGIN'] as const)('a credential test through a relay that echoes AUTH %s', (method) => {
-  const forms = (username: string, secret: string) => [secret, b64(`\0${username}\0${secret}`), b64(secret), b64(secret).replace(/=+$/, '')];
+  const forms = (username: string, secret: string) => [
+    secret,
+    b64(`\0${username}\0${secret}`),
+    b64(secret),
+    b64(secret).replace(/=+$/, ''),
+  ];
 
   it('answers with the relay refusal, every form of the secret redacted (a secret sent through the API)', async () => {
     const relay = relays[method]!;
     const secret = `pa ss:wo#rd "é" \\ 😀 ünï-${method}`;
-    const r = await createRelay(t.app, admin.headers, { host: '127.0.0.1', port: relay.port, tls: 'opportunistic', verify: false });
-    const created = await t.app.inject({ method: 'POST', url: `/v1/relays/${r.id}/credentials`, headers: admin.headers, payload: { username: `echo-${method}`, secret } });
+    const r = await createRelay(t.app, admin.headers, {
+      host: '127.0.0.1',
+      port: relay.port,
+      tls: 'opportunistic',
+      verify: false,
+    });
+    const created = await t.app.inject({
+      method: 'POST',
+      url: `/v1/relays/${r.id}/credentials`,
+      headers: admin.headers,
+      payload: { username: `echo-${method}`, secret },
+    });
     expect(created.statusCode).toBe(201);
     const id = created.json<{ id: string }>().id;
     const tested = await t.app.inject({ method: 'POST', url: `/v1/credentials/${id}/test`, headers: admin.headers });
@@ -59,8 +80,18 @@ describe.each(['PLAIN', 'LOGIN'] as const)('a credential test through a relay th
   it('redacts a secret written behind the API (line separators, which the API may refuse)', async () => {
     const relay = relays[method]!;
     const secret = `:line\u2028sep\u2029para ${method} 𝔘`;
-    const r = await createRelay(t.app, admin.headers, { host: '127.0.0.1', port: relay.port, tls: 'opportunistic', verify: false });
-    const id = await insertSealedCredential(t.prisma, createSecretBox(t.masterKey), { relayId: r.id, domainId: null, status: 'staged', secret });
+    const r = await createRelay(t.app, admin.headers, {
+      host: '127.0.0.1',
+      port: relay.port,
+      tls: 'opportunistic',
+      verify: false,
+    });
+    const id = await insertSealedCredential(t.prisma, createSecretBox(t.masterKey), {
+      relayId: r.id,
+      domainId: null,
+      status: 'staged',
+      secret,
+    });
     const tested = await t.app.inject({ method: 'POST', url: `/v1/credentials/${id}/test`, headers: admin.headers });
     expect(tested.json()).toMatchObject({ ok: false, stage: 'auth' });
     expect(relay.attempts.at(-1)?.password).toBe(secret);

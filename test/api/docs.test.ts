@@ -9,7 +9,9 @@ interface Served {
 async function servedSpec(url: string, headers: Record<string, string> = {}): Promise<Served> {
   const response = await fetch(url, { headers });
   expect(response.status).toBe(200);
-  return url.endsWith('/yaml') || url.endsWith('.yaml') ? (parse(await response.text()) as Served) : ((await response.json()) as Served);
+  return url.endsWith('/yaml') || url.endsWith('.yaml')
+    ? (parse(await response.text()) as Served)
+    : ((await response.json()) as Served);
 }
 
 describe('the spec served at /docs on a random port', () => {
@@ -32,7 +34,10 @@ describe('the spec served at /docs on a random port', () => {
   });
 
   it('ignores X-Forwarded-Proto and X-Forwarded-Host unless the peer is a trusted proxy', async () => {
-    const spec = await servedSpec(`${origin}/docs/json`, { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'evil.example' });
+    const spec = await servedSpec(`${origin}/docs/json`, {
+      'x-forwarded-proto': 'https',
+      'x-forwarded-host': 'evil.example',
+    });
     expect(spec.servers).toEqual([expect.objectContaining({ url: origin })]);
   });
 });
@@ -47,7 +52,10 @@ describe('the spec served at /docs behind a trusted proxy', () => {
   afterAll(async () => t?.close());
 
   it("names the proxy's public origin from X-Forwarded-Proto and X-Forwarded-Host", async () => {
-    const spec = await servedSpec(`${origin}/docs/json`, { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'relay.example.net' });
+    const spec = await servedSpec(`${origin}/docs/json`, {
+      'x-forwarded-proto': 'https',
+      'x-forwarded-host': 'relay.example.net',
+    });
     expect(spec.servers).toEqual([expect.objectContaining({ url: 'https://relay.example.net' })]);
   });
 

@@ -64,8 +64,13 @@ describe.skipIf(!dnsOk)('domain names are held by the claim whose ownership veri
   const zoneOf = (records: PublishedRecord[], except: string[] = []): ZoneRecord[] =>
     records
       .filter((r) => !except.includes(r.purpose))
-      .map((r): ZoneRecord => (r.type === 'TXT' ? { type: 'TXT', name: r.host, value: r.value } : { type: 'CNAME', name: r.host, target: r.value }));
-  const senderRelayMap = async () => (await t.app.services.config.compileForDeploy()).bundle.files['sender_relay']?.content ?? '';
+      .map((r): ZoneRecord =>
+        r.type === 'TXT'
+          ? { type: 'TXT', name: r.host, value: r.value }
+          : { type: 'CNAME', name: r.host, target: r.value },
+      );
+  const senderRelayMap = async () =>
+    (await t.app.services.config.compileForDeploy()).bundle.files['sender_relay']?.content ?? '';
   const DKIM = { selector: 'k1', type: 'CNAME', value: 'k1.dkim.mailer.test' };
 
   beforeAll(async () => {
@@ -93,7 +98,10 @@ describe.skipIf(!dnsOk)('domain names are held by the claim whose ownership veri
     expect(squat.dnsRecords.find((r) => r.purpose === 'ownership')!.value).not.toBe(ownedToken);
 
     // A publishes its records (its own token) and the relay's SPF.
-    const zone = [...zoneOf(owned.dnsRecords), { type: 'TXT', name: '_spf.mailer.test', value: 'v=spf1 ip4:192.0.2.0/24 -all' } as ZoneRecord];
+    const zone = [
+      ...zoneOf(owned.dnsRecords),
+      { type: 'TXT', name: '_spf.mailer.test', value: 'v=spf1 ip4:192.0.2.0/24 -all' } as ZoneRecord,
+    ];
     await dns.setRecords(zone);
     expect((await verify(asB, squat.id)).status).toBe('pending');
     const won = await verify(asA, owned.id);
@@ -102,9 +110,15 @@ describe.skipIf(!dnsOk)('domain names are held by the claim whose ownership veri
 
     // B's claims on the name and on the name under it failed, each with a reason.
     const lost = await call(asB, 'GET', `/v1/domains/${squat.id}/dns-records`);
-    expect(lost.json<DnsView>()).toMatchObject({ status: 'failed', statusReason: expect.stringContaining('another claim on acme.test proved ownership first') });
+    expect(lost.json<DnsView>()).toMatchObject({
+      status: 'failed',
+      statusReason: expect.stringContaining('another claim on acme.test proved ownership first'),
+    });
     const lostSub = await call(asB, 'GET', `/v1/domains/${squatSub.id}`);
-    expect(lostSub.json()).toMatchObject({ status: 'failed', statusReason: expect.stringContaining('acme.test is verified by another account') });
+    expect(lostSub.json()).toMatchObject({
+      status: 'failed',
+      statusReason: expect.stringContaining('acme.test is verified by another account'),
+    });
 
     // Publishing B's token too changes nothing now: the name is held.
     await dns.setRecords([...zone, ...zoneOf(squat.dnsRecords, ['spf', 'dkim', 'dmarc'])]);
@@ -115,28 +129,48 @@ describe.skipIf(!dnsOk)('domain names are held by the claim whose ownership veri
     // New claims by B on the name or under it: 409 without a holder.
     const sub = await call(asB, 'POST', `/v1/tenants/${tenantB.id}/domains`, { name: 'shop.acme.test', relayId });
     expect(sub.statusCode).toBe(409);
-    expect(sub.json()).toMatchObject({ code: 'domain-held', detail: 'acme.test, above shop.acme.test, is verified by another account: it cannot be claimed' });
+    expect(sub.json()).toMatchObject({
+      code: 'domain-held',
+      detail: 'acme.test, above shop.acme.test, is verified by another account: it cannot be claimed',
+    });
     const other = await createTenant(t.app, admin);
-    const same = await t.app.inject({ method: 'POST', url: `/v1/tenants/${other.id}/domains`, headers: admin, payload: { name: 'acme.test', relayId } });
+    const same = await t.app.inject({
+      method: 'POST',
+      url: `/v1/tenants/${other.id}/domains`,
+      headers: admin,
+      payload: { name: 'acme.test', relayId },
+    });
     expect(same.statusCode).toBe(409);
-    expect(same.json()).toMatchObject({ code: 'domain-held', detail: 'the domain acme.test is verified by another account: it cannot be claimed' });
+    expect(same.json()).toMatchObject({
+      code: 'domain-held',
+      detail: 'the domain acme.test is verified by another account: it cannot be claimed',
+    });
     const dup = await call(asB, 'POST', `/v1/tenants/${tenantB.id}/domains`, { name: 'acme.test', relayId });
     expect(dup.statusCode).toBe(409);
     expect(dup.json()).toMatchObject({ code: 'domain-held' });
 
     // An administrator cannot compile a losing claim in beside the holder either.
-    const forced = await t.app.inject({ method: 'PATCH', url: `/v1/domains/${squat.id}`, headers: admin, payload: { status: 'verified' } });
+    const forced = await t.app.inject({
+      method: 'PATCH',
+      url: `/v1/domains/${squat.id}`,
+      headers: admin,
+      payload: { status: 'verified' },
+    });
     expect(forced.statusCode, forced.body).toBe(409);
     expect(forced.json()).toMatchObject({ code: 'domain-held' });
 
     // Postfix routes the name once, for A; usage is attributed to A from its win on.
     expect((await senderRelayMap()).match(/^@acme\.test\s/gm)).toHaveLength(1);
-    const owners = await t.prisma.$queryRaw<{ tenant_id: string }[]>`SELECT tenant_id::text FROM domain_ownership WHERE domain = 'acme.test' ORDER BY id`;
+    const owners = await t.prisma.$queryRaw<
+      { tenant_id: string }[]
+    >`SELECT tenant_id::text FROM domain_ownership WHERE domain = 'acme.test' ORDER BY id`;
     expect(owners.map((o) => o.tenant_id)).toEqual([tenantB.id, tenantA.id]);
 
     // B's audit log records the loss as the system's doing.
     const audit = await call(asB, 'GET', `/v1/audit-events?resourceType=domain&resourceId=${squat.id}&limit=100`);
-    const lostEvent = audit.json<{ items: { action: string; actorKeyId: string | null }[] }>().items.find((e) => e.action === 'domain.claim_lost');
+    const lostEvent = audit
+      .json<{ items: { action: string; actorKeyId: string | null }[] }>()
+      .items.find((e) => e.action === 'domain.claim_lost');
     expect(lostEvent).toMatchObject({ actorKeyId: null });
 
     // (A's token is not among them: it is public in DNS, and B's own check shows what DNS answers.)
@@ -187,19 +221,40 @@ describe.skipIf(!dnsOk)('domain names are held by the claim whose ownership veri
     const domain = await claim(asA, tenantA, 'moving.test');
     const refused = await call(asB, 'POST', `/v1/domains/${domain.id}/transfer`, { tenantId: tenantB.id });
     expect(refused.statusCode).toBe(403);
-    const byOwner = await t.app.inject({ method: 'POST', url: `/v1/domains/${domain.id}/transfer`, headers: asA, payload: { tenantId: tenantB.id } });
+    const byOwner = await t.app.inject({
+      method: 'POST',
+      url: `/v1/domains/${domain.id}/transfer`,
+      headers: asA,
+      payload: { tenantId: tenantB.id },
+    });
     expect(byOwner.statusCode).toBe(403);
-    const unknown = await t.app.inject({ method: 'POST', url: `/v1/domains/${domain.id}/transfer`, headers: admin, payload: { tenantId: '00000000-0000-4000-8000-000000000000' } });
+    const unknown = await t.app.inject({
+      method: 'POST',
+      url: `/v1/domains/${domain.id}/transfer`,
+      headers: admin,
+      payload: { tenantId: '00000000-0000-4000-8000-000000000000' },
+    });
     expect(unknown.statusCode).toBe(422);
 
-    const moved = await t.app.inject({ method: 'POST', url: `/v1/domains/${domain.id}/transfer`, headers: admin, payload: { tenantId: tenantB.id } });
+    const moved = await t.app.inject({
+      method: 'POST',
+      url: `/v1/domains/${domain.id}/transfer`,
+      headers: admin,
+      payload: { tenantId: tenantB.id },
+    });
     expect(moved.statusCode, moved.body).toBe(200);
     expect(moved.json()).toMatchObject({ id: domain.id, tenantId: tenantB.id, name: 'moving.test' });
     expect((await t.app.inject({ method: 'GET', url: `/v1/domains/${domain.id}`, headers: asA })).statusCode).toBe(404);
     expect((await call(asB, 'GET', `/v1/domains/${domain.id}`)).statusCode).toBe(200);
 
     const events = async (as: Headers) =>
-      (await t.app.inject({ method: 'GET', url: `/v1/audit-events?resourceType=domain&resourceId=${domain.id}&limit=100`, headers: as }))
+      (
+        await t.app.inject({
+          method: 'GET',
+          url: `/v1/audit-events?resourceType=domain&resourceId=${domain.id}&limit=100`,
+          headers: as,
+        })
+      )
         .json<{ items: { action: string; tenantId: string; changes: object }[] }>()
         .items.filter((e) => e.action.startsWith('domain.transferred'));
     const seenByA = JSON.stringify(await events(asA));
@@ -211,7 +266,12 @@ describe.skipIf(!dnsOk)('domain names are held by the claim whose ownership veri
 
     // Back to A would collide with nothing; a tenant already having the name answers 409.
     const again = await claim(asA, tenantA, 'moving.test');
-    const clash = await t.app.inject({ method: 'POST', url: `/v1/domains/${domain.id}/transfer`, headers: admin, payload: { tenantId: tenantA.id } });
+    const clash = await t.app.inject({
+      method: 'POST',
+      url: `/v1/domains/${domain.id}/transfer`,
+      headers: admin,
+      payload: { tenantId: tenantA.id },
+    });
     expect(clash.statusCode).toBe(409);
     expect(clash.json()).toMatchObject({ code: 'domain-taken' });
     expect(again.status).toBe('pending');

@@ -37,21 +37,45 @@ const RUNS = Number(process.env.FUZZ_RUNS ?? 2000);
  * not leave an event claiming a change.
  */
 const COMPARED_TABLES = [
-  'tenants', 'domains', 'relays', 'relay_credentials', 'destination_policies', 'settings', 'nodes', 'api_keys', 'audit_events',
-  'deployments', 'node_deployments', 'domain_ownership', 'domain_dns_checks', 'credential_tests',
+  'tenants',
+  'domains',
+  'relays',
+  'relay_credentials',
+  'destination_policies',
+  'settings',
+  'nodes',
+  'api_keys',
+  'audit_events',
+  'deployments',
+  'node_deployments',
+  'domain_ownership',
+  'domain_dns_checks',
+  'credential_tests',
 ];
 // An order-independent sum of row hashes per table: no sort, one round trip.
 const DIGEST_SQL = COMPARED_TABLES.map(
-  (table) => `SELECT '${table}' AS t, count(*)::int AS n, coalesce(sum(hashtextextended(x::text, 0)), 0)::text AS h FROM ${table} x`,
+  (table) =>
+    `SELECT '${table}' AS t, count(*)::int AS n, coalesce(sum(hashtextextended(x::text, 0)), 0)::text AS h FROM ${table} x`,
 ).join(' UNION ALL ');
 /** Operations that remove the resource of their path: fixtures are spared, removed ids leave their pool. */
 const DELETES: Record<string, string> = {
-  deleteTenant: 'tenantId', revokeApiKey: 'keyId', deleteDomain: 'domainId', deleteRelay: 'relayId', deleteCredential: 'credentialId',
-  deleteDestinationPolicy: 'policyId', deleteNode: 'nodeId',
+  deleteTenant: 'tenantId',
+  revokeApiKey: 'keyId',
+  deleteDomain: 'domainId',
+  deleteRelay: 'relayId',
+  deleteCredential: 'credentialId',
+  deleteDestinationPolicy: 'policyId',
+  deleteNode: 'nodeId',
 };
 const CREATED_POOL: Record<string, string> = {
-  createTenant: 'tenants', createDomain: 'domains', createRelay: 'relays', createCredential: 'credentials', createDestinationPolicy: 'policies',
-  createNode: 'nodes', createDeployment: 'deployments', createApiKey: 'apiKeys',
+  createTenant: 'tenants',
+  createDomain: 'domains',
+  createRelay: 'relays',
+  createCredential: 'credentials',
+  createDestinationPolicy: 'policies',
+  createNode: 'nodes',
+  createDeployment: 'deployments',
+  createApiKey: 'apiKeys',
 };
 /** Characters no stored string may hold (the strict-request contract). */
 const FORBIDDEN_CHARACTER = /[\p{Cc}\u2028\u2029]|\p{Cs}/u;
@@ -70,7 +94,11 @@ function ed25519KeyLine(): string {
 }
 
 function forget(id: string) {
-  for (const [pool, ids] of pools) pools.set(pool, ids.filter((known) => known !== id));
+  for (const [pool, ids] of pools)
+    pools.set(
+      pool,
+      ids.filter((known) => known !== id),
+    );
 }
 
 function remember(pool: string, id: string) {
@@ -103,12 +131,23 @@ beforeAll(async () => {
   for (const domain of [domainA, domainB]) remember('domains', domain.id);
   remember('credentials', (await createCredential(t.app, tenant.headers, shared.id, { domainId: domainA.id })).id);
   remember('credentials', (await createCredential(t.app, admin.headers, foreign.id)).id);
-  const created = async (url: string, payload: object) => (await t.app.inject({ method: 'POST', url, headers: admin.headers, payload })).json<{ id: string; key?: string }>();
+  const created = async (url: string, payload: object) =>
+    (await t.app.inject({ method: 'POST', url, headers: admin.headers, payload })).json<{ id: string; key?: string }>();
   const spare = await created('/v1/api-keys', { name: 'spare', scopes: ['tenant'], tenantId: tenantB.id });
   remember('apiKeys', spare.id);
   remember('keySecrets', spare.key!);
   remember('policies', (await created('/v1/destination-policies', { pattern: '.fixture.test', tls: 'encrypt' })).id);
-  remember('nodes', (await created('/v1/nodes', { name: 'fixture-node', sshHost: '127.0.0.1', sshPort: 40_099, hostKey: ed25519KeyLine() })).id);
+  remember(
+    'nodes',
+    (
+      await created('/v1/nodes', {
+        name: 'fixture-node',
+        sshHost: '127.0.0.1',
+        sshPort: 40_099,
+        hostKey: ed25519KeyLine(),
+      })
+    ).id,
+  );
   for (const ids of pools.values()) for (const id of ids) kept.add(id);
   takeViolations();
 });
@@ -124,11 +163,13 @@ function resolve(value: unknown, operationId?: string): unknown {
     const pick = value.pick % (ids.length + 1);
     const id = pick < ids.length ? ids[pick]! : '9b2f0c4e-1d3a-4e5f-8a6b-7c8d9e0f1a2b';
     // A fixture tenant is neither deleted nor suspended: the run would lose its callers.
-    const destructive = operationId !== undefined && (DELETES[operationId] !== undefined || operationId === 'updateTenant');
+    const destructive =
+      operationId !== undefined && (DELETES[operationId] !== undefined || operationId === 'updateTenant');
     return destructive && kept.has(id) ? '0d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6' : id;
   }
   if (Array.isArray(value)) return value.map((item) => resolve(item));
-  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, resolve(v)]));
+  if (value !== null && typeof value === 'object')
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, resolve(v)]));
   return value;
 }
 
@@ -143,13 +184,24 @@ function toInject(request: FuzzRequest) {
     const resolved = resolve(value);
     query.append(name, typeof resolved === 'string' ? resolved : JSON.stringify(resolved));
   }
-  const body = request.body === undefined ? undefined : request.body.raw !== undefined ? { text: request.body.raw, parsed: undefined } : (() => {
-    const parsed = resolve(request.body.value);
-    return { text: JSON.stringify(parsed) ?? '', parsed };
-  })();
+  const body =
+    request.body === undefined
+      ? undefined
+      : request.body.raw !== undefined
+        ? { text: request.body.raw, parsed: undefined }
+        : (() => {
+            const parsed = resolve(request.body.value);
+            return { text: JSON.stringify(parsed) ?? '', parsed };
+          })();
   const headers: Record<string, string> = { ...tokens.get(request.principal)!, ...request.headers };
   if (body !== undefined && request.contentType !== undefined) headers['content-type'] = request.contentType;
-  return { method: op.method as 'GET', url: query.size > 0 ? `${url}?${query.toString()}` : url, headers, payload: body?.text, parsed: body?.parsed };
+  return {
+    method: op.method as 'GET',
+    url: query.size > 0 ? `${url}?${query.toString()}` : url,
+    headers,
+    payload: body?.text,
+    parsed: body?.parsed,
+  };
 }
 
 async function digest(): Promise<Map<string, string>> {
@@ -169,7 +221,8 @@ function violationKind(violation: string): string {
 function hasForbiddenCharacter(value: unknown): boolean {
   if (typeof value === 'string') return FORBIDDEN_CHARACTER.test(value);
   if (Array.isArray(value)) return value.some(hasForbiddenCharacter);
-  if (value !== null && typeof value === 'object') return Object.entries(value).some(([k, v]) => FORBIDDEN_CHARACTER.test(k) || hasForbiddenCharacter(v));
+  if (value !== null && typeof value === 'object')
+    return Object.entries(value).some(([k, v]) => FORBIDDEN_CHARACTER.test(k) || hasForbiddenCharacter(v));
   return false;
 }
 
@@ -180,7 +233,8 @@ async function mapProblems(files: Record<string, { content: string; mapType: str
     file.content.split('\n').forEach((line, index) => {
       if (line === '' || line.startsWith('#')) return;
       const match = /^(\S+)[ \t]+(\S.*)$/u.exec(line);
-      if (match === null || FORBIDDEN_CHARACTER.test(match[2]!.replaceAll('\t', ' '))) problems.push(`${name}:${index + 1} is not "key value": ${JSON.stringify(line.slice(0, 120))}`);
+      if (match === null || FORBIDDEN_CHARACTER.test(match[2]!.replaceAll('\t', ' ')))
+        problems.push(`${name}:${index + 1} is not "key value": ${JSON.stringify(line.slice(0, 120))}`);
     });
   }
   if (POSTMAP === undefined || !postmapOk) return problems;
@@ -191,7 +245,8 @@ async function mapProblems(files: Record<string, { content: string; mapType: str
       if (file.mapType !== 'hash') continue;
       await writeFile(path.join(dir, name), file.content);
       const built = await run(POSTMAP, ['-c', dir, `hash:${path.join(dir, name)}`]);
-      if (built.code !== 0 || built.stderr !== '') problems.push(`postmap ${name}: ${built.stderr.trim() || `exit ${built.code}`}`);
+      if (built.code !== 0 || built.stderr !== '')
+        problems.push(`postmap ${name}: ${built.stderr.trim() || `exit ${built.code}`}`);
       const dumped = await run(POSTMAP, ['-c', dir, '-s', `hash:${path.join(dir, name)}`]);
       const entries = file.content.split('\n').filter((line) => line !== '' && !line.startsWith('#')).length;
       const found = dumped.stdout.split('\n').filter((line) => line !== '').length;
@@ -203,96 +258,128 @@ async function mapProblems(files: Record<string, { content: string; mapType: str
   return problems;
 }
 
-it('survives every operation of the spec with hostile input: no 5xx, problems for every refusal, nothing stored on a 4xx', { timeout: 600_000 }, async () => {
-  console.log(`fuzz: seed ${SEED}, ${RUNS} requests (replay with FUZZ_SEED=${SEED})`);
-  const { operations, ctx } = loadOperations(ed25519KeyLine());
-  const requests = fc.sample(requestArbitrary(operations, ctx), { seed: SEED, numRuns: RUNS });
-  // Failures by class, with the operations they happened on and the first request of each.
-  const failures = new Map<string, { count: number; operations: Set<string>; example: string }>();
-  const fail = (kind: string, operation: string, example: string) => {
-    const entry = failures.get(kind) ?? { count: 0, operations: new Set<string>(), example };
-    entry.count += 1;
-    entry.operations.add(operation);
-    failures.set(kind, entry);
-  };
-  const statuses = new Map<number, number>();
-  const succeeded = new Set<string>();
-  // A GET may write too (the settings' default row): the state is read again before a write that follows one.
-  let state: Map<string, string> | undefined;
-  const started = Date.now();
-  let requestMs = 0;
-  let digestMs = 0;
+it(
+  'survives every operation of the spec with hostile input: no 5xx, problems for every refusal, nothing stored on a 4xx',
+  { timeout: 600_000 },
+  async () => {
+    console.log(`fuzz: seed ${SEED}, ${RUNS} requests (replay with FUZZ_SEED=${SEED})`);
+    const { operations, ctx } = loadOperations(ed25519KeyLine());
+    const requests = fc.sample(requestArbitrary(operations, ctx), { seed: SEED, numRuns: RUNS });
+    // Failures by class, with the operations they happened on and the first request of each.
+    const failures = new Map<string, { count: number; operations: Set<string>; example: string }>();
+    const fail = (kind: string, operation: string, example: string) => {
+      const entry = failures.get(kind) ?? { count: 0, operations: new Set<string>(), example };
+      entry.count += 1;
+      entry.operations.add(operation);
+      failures.set(kind, entry);
+    };
+    const statuses = new Map<number, number>();
+    const succeeded = new Set<string>();
+    // A GET may write too (the settings' default row): the state is read again before a write that follows one.
+    let state: Map<string, string> | undefined;
+    const started = Date.now();
+    let requestMs = 0;
+    let digestMs = 0;
 
-  for (const [index, request] of requests.entries()) {
-    const op = request.operation;
-    const sent = toInject(request);
-    let clock = performance.now();
-    if (sent.method !== 'GET') state ??= await digest();
-    digestMs += performance.now() - clock;
-    clock = performance.now();
-    const response = await t.app.inject(sent);
-    requestMs += performance.now() - clock;
-    const status = response.statusCode;
-    statuses.set(status, (statuses.get(status) ?? 0) + 1);
-    if (status < 300) succeeded.add(op.operationId);
-    const label = request.body?.label ?? 'no body';
-    const contentType = response.headers['content-type']?.toString() ?? '';
-    const json = /^application\/(problem\+)?json/.test(contentType) && response.body !== '' ? response.json<Record<string, unknown>>() : undefined;
-    const problem = contentType.startsWith('application/problem+json') ? (json as { code?: string }) : undefined;
-    const example = `#${index} [${label}] ${request.principal} ${sent.method} ${sent.url.slice(0, 160)} content-type=${sent.headers['content-type'] ?? '-'} body=${(sent.payload ?? '').slice(0, 160)} → ${status} ${response.body.slice(0, 240)}`;
-
-    const where = op.operationId;
-    if (status >= 500) fail(`${status} ${problem?.code ?? ''} (5xx)`, where, example);
-    if (status >= 400 && problem === undefined) fail(`${status} not problem+json`, where, example);
-    for (const violation of takeViolations()) fail(`${status} ${problem?.code ?? ''} does not match the spec: ${violationKind(violation)}`, where, `${example}\n    ${violation.slice(0, 400)}`);
-    if (status < 300 && op.bodySchema !== undefined && sent.payload !== undefined) {
-      const mediaType = sent.headers['content-type']?.split(';')[0]?.trim().toLowerCase();
-      if (mediaType !== 'application/json') fail(`${status} for a body sent as ${String(sent.headers['content-type'])}`, where, example);
-      let parsed: unknown;
-      try {
-        // RFC 8259 §8.1: a parser may ignore a leading byte order mark, and Fastify's does.
-        parsed = JSON.parse(sent.payload.replace(/^\uFEFF/, ''));
-      } catch {
-        fail(`${status} for malformed JSON`, where, example);
-      }
-      if (parsed !== undefined && !specChecker().requestBodyValid(op.path, op.method, parsed)) fail(`${status} for a body the spec refuses (${label.split(' ')[0]})`, where, example);
-      if (hasForbiddenCharacter(parsed)) fail(`${status} for a body with a control character`, where, example);
-    }
-    if (status < 300 && json !== undefined) {
-      const created = CREATED_POOL[op.operationId];
-      if (created !== undefined && typeof json.id === 'string') remember(created, json.id);
-      if (typeof json.key === 'string') remember('keySecrets', json.key);
-      if (typeof json.version === 'string') remember('versions', json.version);
-      if (typeof json.next_cursor === 'string') remember('cursors', json.next_cursor);
-    }
-    const removed = DELETES[op.operationId];
-    if (status < 300 && removed !== undefined) forget(decodeURIComponent(sent.url.split('?')[0]!.split('/').at(-1)!));
-    if (sent.method === 'GET') state = undefined;
-    else {
-      clock = performance.now();
-      const after = await digest();
+    for (const [index, request] of requests.entries()) {
+      const op = request.operation;
+      const sent = toInject(request);
+      let clock = performance.now();
+      if (sent.method !== 'GET') state ??= await digest();
       digestMs += performance.now() - clock;
-      const changed = COMPARED_TABLES.filter((table) => after.get(table) !== state?.get(table));
-      if (status >= 400 && changed.length > 0) fail(`${status}, yet ${changed.join(', ')} changed`, where, example);
-      state = after;
+      clock = performance.now();
+      const response = await t.app.inject(sent);
+      requestMs += performance.now() - clock;
+      const status = response.statusCode;
+      statuses.set(status, (statuses.get(status) ?? 0) + 1);
+      if (status < 300) succeeded.add(op.operationId);
+      const label = request.body?.label ?? 'no body';
+      const contentType = response.headers['content-type']?.toString() ?? '';
+      const json =
+        /^application\/(problem\+)?json/.test(contentType) && response.body !== ''
+          ? response.json<Record<string, unknown>>()
+          : undefined;
+      const problem = contentType.startsWith('application/problem+json') ? (json as { code?: string }) : undefined;
+      const example = `#${index} [${label}] ${request.principal} ${sent.method} ${sent.url.slice(0, 160)} content-type=${sent.headers['content-type'] ?? '-'} body=${(sent.payload ?? '').slice(0, 160)} → ${status} ${response.body.slice(0, 240)}`;
+
+      const where = op.operationId;
+      if (status >= 500) fail(`${status} ${problem?.code ?? ''} (5xx)`, where, example);
+      if (status >= 400 && problem === undefined) fail(`${status} not problem+json`, where, example);
+      for (const violation of takeViolations())
+        fail(
+          `${status} ${problem?.code ?? ''} does not match the spec: ${violationKind(violation)}`,
+          where,
+          `${example}\n    ${violation.slice(0, 400)}`,
+        );
+      if (status < 300 && op.bodySchema !== undefined && sent.payload !== undefined) {
+        const mediaType = sent.headers['content-type']?.split(';')[0]?.trim().toLowerCase();
+        if (mediaType !== 'application/json')
+          fail(`${status} for a body sent as ${String(sent.headers['content-type'])}`, where, example);
+        let parsed: unknown;
+        try {
+          // RFC 8259 §8.1: a parser may ignore a leading byte order mark, and Fastify's does.
+          parsed = JSON.parse(sent.payload.replace(/^\uFEFF/, ''));
+        } catch {
+          fail(`${status} for malformed JSON`, where, example);
+        }
+        if (parsed !== undefined && !specChecker().requestBodyValid(op.path, op.method, parsed))
+          fail(`${status} for a body the spec refuses (${label.split(' ')[0]})`, where, example);
+        if (hasForbiddenCharacter(parsed)) fail(`${status} for a body with a control character`, where, example);
+      }
+      if (status < 300 && json !== undefined) {
+        const created = CREATED_POOL[op.operationId];
+        if (created !== undefined && typeof json.id === 'string') remember(created, json.id);
+        if (typeof json.key === 'string') remember('keySecrets', json.key);
+        if (typeof json.version === 'string') remember('versions', json.version);
+        if (typeof json.next_cursor === 'string') remember('cursors', json.next_cursor);
+      }
+      const removed = DELETES[op.operationId];
+      if (status < 300 && removed !== undefined) forget(decodeURIComponent(sent.url.split('?')[0]!.split('/').at(-1)!));
+      if (sent.method === 'GET') state = undefined;
+      else {
+        clock = performance.now();
+        const after = await digest();
+        digestMs += performance.now() - clock;
+        const changed = COMPARED_TABLES.filter((table) => after.get(table) !== state?.get(table));
+        if (status >= 400 && changed.length > 0) fail(`${status}, yet ${changed.join(', ')} changed`, where, example);
+        state = after;
+      }
     }
-  }
 
-  const seconds = (Date.now() - started) / 1000;
-  console.log(`fuzz: ${RUNS} requests in ${seconds.toFixed(1)} s (requests ${(requestMs / 1000).toFixed(1)} s, table digests ${(digestMs / 1000).toFixed(1)} s); statuses ${JSON.stringify(Object.fromEntries([...statuses].sort(([a], [b]) => a - b)))}`);
+    const seconds = (Date.now() - started) / 1000;
+    console.log(
+      `fuzz: ${RUNS} requests in ${seconds.toFixed(1)} s (requests ${(requestMs / 1000).toFixed(1)} s, table digests ${(digestMs / 1000).toFixed(1)} s); statuses ${JSON.stringify(Object.fromEntries([...statuses].sort(([a], [b]) => a - b)))}`,
+    );
 
-  const neverSucceeded = operations.filter((operation) => !succeeded.has(operation.operationId)).map((operation) => operation.operationId);
-  console.log(`fuzz: ${succeeded.size} of ${operations.length} operations answered 2xx at least once; never: ${neverSucceeded.join(', ') || 'none'}`);
+    const neverSucceeded = operations
+      .filter((operation) => !succeeded.has(operation.operationId))
+      .map((operation) => operation.operationId);
+    console.log(
+      `fuzz: ${succeeded.size} of ${operations.length} operations answered 2xx at least once; never: ${neverSucceeded.join(', ') || 'none'}`,
+    );
 
-  // Whatever was accepted, the configuration still compiles and every map parses line by line.
-  const config = await t.app.inject({ method: 'GET', url: '/v1/config', headers: tokens.get('admin')! });
-  takeViolations();
-  if (config.statusCode !== 200) fail(`the configuration no longer compiles (GET /v1/config ${config.statusCode})`, 'getConfig', config.body.slice(0, 1000));
-  else for (const problem of await mapProblems(config.json<{ files: Record<string, { content: string; mapType: string | null }> }>().files)) fail(`map ${problem.split(/[: ]/)[0]} does not parse`, 'getConfig', problem);
+    // Whatever was accepted, the configuration still compiles and every map parses line by line.
+    const config = await t.app.inject({ method: 'GET', url: '/v1/config', headers: tokens.get('admin')! });
+    takeViolations();
+    if (config.statusCode !== 200)
+      fail(
+        `the configuration no longer compiles (GET /v1/config ${config.statusCode})`,
+        'getConfig',
+        config.body.slice(0, 1000),
+      );
+    else
+      for (const problem of await mapProblems(
+        config.json<{ files: Record<string, { content: string; mapType: string | null }> }>().files,
+      ))
+        fail(`map ${problem.split(/[: ]/)[0]} does not parse`, 'getConfig', problem);
 
-  const report = [...failures]
-    .sort(([a], [b]) => a.localeCompare(b))
-    .map(([kind, { count, operations, example }]) => `${count} × ${kind}: ${[...operations].join(', ')}\n    e.g. ${example}`)
-    .join('\n');
-  expect(failures.size, `fuzz seed ${SEED} (replay with FUZZ_SEED=${SEED}):\n${report}`).toBe(0);
-});
+    const report = [...failures]
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(
+        ([kind, { count, operations, example }]) =>
+          `${count} × ${kind}: ${[...operations].join(', ')}\n    e.g. ${example}`,
+      )
+      .join('\n');
+    expect(failures.size, `fuzz seed ${SEED} (replay with FUZZ_SEED=${SEED}):\n${report}`).toBe(0);
+  },
+);

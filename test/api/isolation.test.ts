@@ -44,7 +44,18 @@ const BODIES: Record<string, unknown> = {
 
 /** Everything the database holds, as one comparable string: "changes nothing" is checked against it. */
 async function databaseState() {
-  const tables = ['tenants', 'domains', 'relays', 'relay_credentials', 'api_keys', 'destination_policies', 'settings', 'nodes', 'deployments', 'node_deployments'];
+  const tables = [
+    'tenants',
+    'domains',
+    'relays',
+    'relay_credentials',
+    'api_keys',
+    'destination_policies',
+    'settings',
+    'nodes',
+    'deployments',
+    'node_deployments',
+  ];
   const parts: string[] = [];
   for (const table of tables) {
     const rows = await t.prisma.$queryRawUnsafe<unknown[]>(`SELECT * FROM ${table} ORDER BY 1`);
@@ -67,8 +78,18 @@ beforeAll(async () => {
   const credentialA = await createCredential(t.app, admin.headers, relayA.id, { domainId: domainA.id });
   await createCredential(t.app, admin.headers, relayA.id, { domainId: domainA.id });
   const keyA = await tokenFor(t.app, ['tenant'], a.id);
-  const policy = await t.app.inject({ method: 'POST', url: '/v1/destination-policies', headers: admin.headers, payload: { pattern: '.gmail.test', concurrency: 2 } });
-  const node = await t.app.inject({ method: 'POST', url: '/v1/nodes', headers: admin.headers, payload: { name: 'iso-a', sshHost: '127.0.0.1', hostKey: `SHA256:${'B'.repeat(43)}` } });
+  const policy = await t.app.inject({
+    method: 'POST',
+    url: '/v1/destination-policies',
+    headers: admin.headers,
+    payload: { pattern: '.gmail.test', concurrency: 2 },
+  });
+  const node = await t.app.inject({
+    method: 'POST',
+    url: '/v1/nodes',
+    headers: admin.headers,
+    payload: { name: 'iso-a', sshHost: '127.0.0.1', hostKey: `SHA256:${'B'.repeat(43)}` },
+  });
   const deployment = await t.app.inject({ method: 'POST', url: '/v1/deployments', headers: admin.headers });
   Object.assign(idsOfA, {
     tenantId: a.id,
@@ -85,32 +106,43 @@ beforeAll(async () => {
 });
 afterAll(async () => t?.close());
 
-const operations = specOperations(loadSpec().spec).filter((operation) => !operation.servedByPlugin && operation.scopes !== null);
+const operations = specOperations(loadSpec().spec).filter(
+  (operation) => !operation.servedByPlugin && operation.scopes !== null,
+);
 
 describe('isolation matrix', () => {
-  it.each(operations.filter((operation) => operation.path.includes('{')).map((operation) => [operation.operationId, operation] as const))(
-    "tenant B on tenant A's resource: %s answers 404 and changes nothing",
-    async (_id, operation) => {
-      const before = await databaseState();
-      const response = await t.app.inject({
-        method: operation.method as 'GET',
-        url: fill(operation.path) + (QUERIES[operation.operationId] ?? ''),
-        headers: tokenB.headers,
-        ...(BODIES[operation.operationId] === undefined ? {} : { payload: BODIES[operation.operationId] as object }),
-      });
-      // Node-wide admin resources (policies, nodes, deployments) are not tenant A's, and admin-only
-      // operations (a domain transfer) are refused by scope whatever the id: a tenant gets 403 there.
-      const adminOnly =
-        ['/v1/destination-policies', '/v1/nodes', '/v1/deployments'].some((prefix) => operation.path.startsWith(prefix)) ||
-        (operation.scopes ?? []).every((scope) => scope === 'admin');
-      const expected = adminOnly ? 403 : 404;
-      expect(response.statusCode, response.body).toBe(expected);
-      expect(await databaseState()).toBe(before);
-    },
-  );
+  it.each(
+    operations
+      .filter((operation) => operation.path.includes('{'))
+      .map((operation) => [operation.operationId, operation] as const),
+  )("tenant B on tenant A's resource: %s answers 404 and changes nothing", async (_id, operation) => {
+    const before = await databaseState();
+    const response = await t.app.inject({
+      method: operation.method as 'GET',
+      url: fill(operation.path) + (QUERIES[operation.operationId] ?? ''),
+      headers: tokenB.headers,
+      ...(BODIES[operation.operationId] === undefined ? {} : { payload: BODIES[operation.operationId] as object }),
+    });
+    // Node-wide admin resources (policies, nodes, deployments) are not tenant A's, and admin-only
+    // operations (a domain transfer) are refused by scope whatever the id: a tenant gets 403 there.
+    const adminOnly =
+      ['/v1/destination-policies', '/v1/nodes', '/v1/deployments'].some((prefix) =>
+        operation.path.startsWith(prefix),
+      ) || (operation.scopes ?? []).every((scope) => scope === 'admin');
+    const expected = adminOnly ? 403 : 404;
+    expect(response.statusCode, response.body).toBe(expected);
+    expect(await databaseState()).toBe(before);
+  });
 
   it("lists show tenant B nothing of tenant A's", async () => {
-    for (const url of ['/v1/domains', '/v1/relays', '/v1/tenants', '/v1/api-keys', '/v1/audit-events', `/v1/domains?tenantId=${idsOfA.tenantId}`]) {
+    for (const url of [
+      '/v1/domains',
+      '/v1/relays',
+      '/v1/tenants',
+      '/v1/api-keys',
+      '/v1/audit-events',
+      `/v1/domains?tenantId=${idsOfA.tenantId}`,
+    ]) {
       const response = await t.app.inject({ method: 'GET', url, headers: tokenB.headers });
       expect(response.statusCode).toBe(200);
       expect(response.body, url).not.toContain(idsOfA.tenantId!);
@@ -118,18 +150,19 @@ describe('isolation matrix', () => {
     }
   });
 
-  it.each(operations.filter((operation) => operation.method !== 'GET').map((operation) => [operation.operationId, operation] as const))(
-    'a usage:read token gets 403 on the write %s and changes nothing',
-    async (_id, operation) => {
-      const before = await databaseState();
-      const response = await t.app.inject({
-        method: operation.method as 'POST',
-        url: fill(operation.path) + (QUERIES[operation.operationId] ?? ''),
-        headers: billing.headers,
-        ...(BODIES[operation.operationId] === undefined ? {} : { payload: BODIES[operation.operationId] as object }),
-      });
-      expect(response.statusCode, response.body).toBe(403);
-      expect(await databaseState()).toBe(before);
-    },
-  );
+  it.each(
+    operations
+      .filter((operation) => operation.method !== 'GET')
+      .map((operation) => [operation.operationId, operation] as const),
+  )('a usage:read token gets 403 on the write %s and changes nothing', async (_id, operation) => {
+    const before = await databaseState();
+    const response = await t.app.inject({
+      method: operation.method as 'POST',
+      url: fill(operation.path) + (QUERIES[operation.operationId] ?? ''),
+      headers: billing.headers,
+      ...(BODIES[operation.operationId] === undefined ? {} : { payload: BODIES[operation.operationId] as object }),
+    });
+    expect(response.statusCode, response.body).toBe(403);
+    expect(await databaseState()).toBe(before);
+  });
 });

@@ -18,7 +18,12 @@ it('writes no key, secret or token value to the logs of a run that creates keys 
   const token = exchanged.json().access_token as string;
   secrets.push(token);
   const headers = { authorization: `Bearer ${token}` };
-  const created = await t.app.inject({ method: 'POST', url: '/v1/api-keys', headers, payload: { name: 'panel', scopes: ['usage:read'] } });
+  const created = await t.app.inject({
+    method: 'POST',
+    url: '/v1/api-keys',
+    headers,
+    payload: { name: 'panel', scopes: ['usage:read'] },
+  });
   const panelKey = created.json().key as string;
   secrets.push(panelKey, panelKey.slice(-43));
   const second = await t.app.inject({ method: 'POST', url: '/v1/auth/token', payload: { key: panelKey } });

@@ -45,7 +45,12 @@ describe('a body in another media type', () => {
     ['PATCH', '/v1/tenants/{tenantId}'],
   ])('%s %s answers 415 with Accept: application/json', async (method, path) => {
     const url = path.replace('{tenantId}', tenant.id);
-    const response = await t.app.inject({ method: method as 'POST', url, headers: { ...admin.headers, 'content-type': 'application/x-www-form-urlencoded' }, payload: 'name=x' });
+    const response = await t.app.inject({
+      method: method as 'POST',
+      url,
+      headers: { ...admin.headers, 'content-type': 'application/x-www-form-urlencoded' },
+      payload: 'name=x',
+    });
     expectProblem(response, 415, 'unsupported-media-type');
     expect(response.headers.accept).toBe('application/json');
     expect(response.json<{ detail: string }>().detail).toContain('application/json');
@@ -54,14 +59,22 @@ describe('a body in another media type', () => {
 
 describe('an API key sent as the bearer token', () => {
   it('answers 401 saying to exchange it at POST /v1/auth/token', async () => {
-    const response = await t.app.inject({ method: 'GET', url: '/v1/tenants', headers: { authorization: `Bearer ${admin.key.key}` } });
+    const response = await t.app.inject({
+      method: 'GET',
+      url: '/v1/tenants',
+      headers: { authorization: `Bearer ${admin.key.key}` },
+    });
     expectProblem(response, 401, 'unauthorized');
     const detail = response.json<{ detail: string }>().detail;
     expect(detail).toContain('API key');
     expect(detail).toContain('POST /v1/auth/token');
     expect(detail).not.toContain(admin.key.key);
     // Only a key gets the hint; any other bad token is just invalid.
-    const other = await t.app.inject({ method: 'GET', url: '/v1/tenants', headers: { authorization: 'Bearer not-a-token' } });
+    const other = await t.app.inject({
+      method: 'GET',
+      url: '/v1/tenants',
+      headers: { authorization: 'Bearer not-a-token' },
+    });
     expectProblem(other, 401, 'unauthorized');
     expect(other.json<{ detail: string }>().detail).not.toContain('API key');
   });
@@ -86,7 +99,9 @@ describe('a value outside an enum', () => {
   it('names the allowed values of a query parameter', async () => {
     const response = await t.app.inject({ method: 'GET', url: '/v1/tenants?status=sleeping', headers: admin.headers });
     expectProblem(response, 400, 'validation-failed');
-    const status = response.json<{ errors: Array<{ field: string; message: string }> }>().errors.find((error) => error.field === 'querystring/status');
+    const status = response
+      .json<{ errors: Array<{ field: string; message: string }> }>()
+      .errors.find((error) => error.field === 'querystring/status');
     expect(status?.message).toMatch(/^must be one of: .*"active"/);
   });
 });

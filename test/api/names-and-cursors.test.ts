@@ -19,10 +19,20 @@ afterAll(async () => t?.close());
 const CUTS = ['#x', '/x', '?x', '\\x', '@x'];
 
 describe('a name is stored as given or refused, never cut', () => {
-  const relayBody = (overrides: Record<string, unknown>) => ({ name: 'cut', host: 'smtp.cut.test', port: 587, tls: 'starttls', ...overrides });
+  const relayBody = (overrides: Record<string, unknown>) => ({
+    name: 'cut',
+    host: 'smtp.cut.test',
+    port: 587,
+    tls: 'starttls',
+    ...overrides,
+  });
 
   it.each(CUTS)('refuses a relay host, domain name, node host and destination pattern ending in %j', async (cut) => {
-    const before = { relays: await t.prisma.relay.count(), domains: await t.prisma.domain.count(), policies: await t.prisma.destinationPolicy.count() };
+    const before = {
+      relays: await t.prisma.relay.count(),
+      domains: await t.prisma.domain.count(),
+      policies: await t.prisma.destinationPolicy.count(),
+    };
     const cases = [
       ['POST', '/v1/relays', relayBody({ host: `smtp.example.com${cut}` }), 'body/host'],
       ['POST', '/v1/relays', relayBody({ host: `${cut.slice(1)}${cut[0]}smtp.example.com` }), 'body/host'],
@@ -37,7 +47,11 @@ describe('a name is stored as given or refused, never cut', () => {
       expect(response.statusCode, `${method} ${url} ${JSON.stringify(payload)}: ${response.body}`).toBe(400);
       expect(response.json().errors[0].field).toBe(field);
     }
-    expect({ relays: await t.prisma.relay.count(), domains: await t.prisma.domain.count(), policies: await t.prisma.destinationPolicy.count() }).toEqual(before);
+    expect({
+      relays: await t.prisma.relay.count(),
+      domains: await t.prisma.domain.count(),
+      policies: await t.prisma.destinationPolicy.count(),
+    }).toEqual(before);
     expect((await t.prisma.relay.findUniqueOrThrow({ where: { id: relay.id } })).host).toBe('smtp.relay.test');
   });
 
@@ -51,7 +65,12 @@ describe('a name is stored as given or refused, never cut', () => {
       [{ returnPath: { host: `bounce${cut}`, value: 'bounces.example.net' } }, 'body/returnPath/host'],
     ] as const;
     for (const [overrides, field] of cases) {
-      const response = await t.app.inject({ method: 'POST', url: '/v1/relays', headers: admin.headers, payload: relayBody(overrides) });
+      const response = await t.app.inject({
+        method: 'POST',
+        url: '/v1/relays',
+        headers: admin.headers,
+        payload: relayBody(overrides),
+      });
       expect(response.statusCode, `${JSON.stringify(overrides)}: ${response.body}`).toBe(400);
       expect(response.json().errors[0].field).toBe(field);
     }
@@ -60,7 +79,12 @@ describe('a name is stored as given or refused, never cut', () => {
 
   it('stores a DKIM TXT value, which may hold any printable ASCII, exactly as given', async () => {
     const value = 'v=DKIM1; k=rsa; p=MIGf#MA0/GCS?qGS\\Ib3@DQEB';
-    const created = await t.app.inject({ method: 'POST', url: '/v1/relays', headers: admin.headers, payload: relayBody({ dkim: [{ selector: 's1', type: 'TXT', value }] }) });
+    const created = await t.app.inject({
+      method: 'POST',
+      url: '/v1/relays',
+      headers: admin.headers,
+      payload: relayBody({ dkim: [{ selector: 's1', type: 'TXT', value }] }),
+    });
     expect(created.statusCode, created.body).toBe(201);
     const read = await t.app.inject({ method: 'GET', url: `/v1/relays/${created.json().id}`, headers: admin.headers });
     expect(read.json().dkim).toEqual([{ selector: 's1', type: 'TXT', value }]);
@@ -68,17 +92,35 @@ describe('a name is stored as given or refused, never cut', () => {
 
   it('accepts a DKIM TXT key without v=DKIM1 (optional, RFC 6376 §3.6.1), refuses one without p=', async () => {
     const value = 'k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQ';
-    const created = await t.app.inject({ method: 'POST', url: '/v1/relays', headers: admin.headers, payload: relayBody({ dkim: [{ selector: 'mx', type: 'TXT', value }] }) });
+    const created = await t.app.inject({
+      method: 'POST',
+      url: '/v1/relays',
+      headers: admin.headers,
+      payload: relayBody({ dkim: [{ selector: 'mx', type: 'TXT', value }] }),
+    });
     expect(created.statusCode, created.body).toBe(201);
     expect(created.json().dkim).toEqual([{ selector: 'mx', type: 'TXT', value }]);
-    const refused = await t.app.inject({ method: 'POST', url: '/v1/relays', headers: admin.headers, payload: relayBody({ dkim: [{ selector: 'mx', type: 'TXT', value: 'k=rsa; t=s' }] }) });
+    const refused = await t.app.inject({
+      method: 'POST',
+      url: '/v1/relays',
+      headers: admin.headers,
+      payload: relayBody({ dkim: [{ selector: 'mx', type: 'TXT', value: 'k=rsa; t=s' }] }),
+    });
     expect(refused.statusCode, refused.body).toBe(400);
-    expect(refused.json().errors[0]).toMatchObject({ field: 'body/dkim/0/value', message: 'must be a DKIM key record: has no p= key (RFC 6376 §3.6.1: required)' });
+    expect(refused.json().errors[0]).toMatchObject({
+      field: 'body/dkim/0/value',
+      message: 'must be a DKIM key record: has no p= key (RFC 6376 §3.6.1: required)',
+    });
   });
 
   it('refuses names the IDNA mapping would change, naming the canonical form; stores the rest as sent', async () => {
     for (const name of ['exa\u00admple-soft.example', 'ｆｕｌｌ.example', 'dot\u3002example']) {
-      const response = await t.app.inject({ method: 'POST', url: `/v1/tenants/${tenant.id}/domains`, headers: admin.headers, payload: { name, relayId: relay.id } });
+      const response = await t.app.inject({
+        method: 'POST',
+        url: `/v1/tenants/${tenant.id}/domains`,
+        headers: admin.headers,
+        payload: { name, relayId: relay.id },
+      });
       expect(response.statusCode, name).toBe(400);
       expect(response.json().detail).toContain('changes under IDNA mapping');
     }
@@ -90,7 +132,8 @@ describe('a name is stored as given or refused, never cut', () => {
 });
 
 describe('cursors', () => {
-  const encode = (value: unknown) => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value), 'utf8').toString('base64url');
+  const encode = (value: unknown) =>
+    Buffer.from(typeof value === 'string' ? value : JSON.stringify(value), 'utf8').toString('base64url');
   const uuid = '5f0c7a5e-1c1b-4f6e-9a43-2b8f0c6d7e11';
 
   /** Every list operation in the spec (it takes a cursor), with its path parameters filled in. */
@@ -99,7 +142,9 @@ describe('cursors', () => {
     const { spec } = loadSpec();
     return specOperations(spec)
       .filter((operation) => operation.method === 'GET')
-      .filter((operation) => JSON.stringify(spec.paths[operation.path]?.get ?? {}).includes('#/components/parameters/Cursor'))
+      .filter((operation) =>
+        JSON.stringify(spec.paths[operation.path]?.get ?? {}).includes('#/components/parameters/Cursor'),
+      )
       .map((operation) => operation.path.replace(/\{(\w+)\}/g, (_, name: string) => ids[name] ?? name));
   }
 
@@ -131,11 +176,19 @@ describe('cursors', () => {
       '====',
     ];
     for (const url of lists()) {
-      const foreign = url.startsWith('/v1/tenants?') || url === '/v1/tenants' ? encode(['relays', uuid]) : tenantsCursor;
+      const foreign =
+        url.startsWith('/v1/tenants?') || url === '/v1/tenants' ? encode(['relays', uuid]) : tenantsCursor;
       for (const cursor of [...forged, foreign]) {
-        const response = await t.app.inject({ method: 'GET', url: `${url}?cursor=${encodeURIComponent(cursor)}`, headers: admin.headers });
+        const response = await t.app.inject({
+          method: 'GET',
+          url: `${url}?cursor=${encodeURIComponent(cursor)}`,
+          headers: admin.headers,
+        });
         expect(response.statusCode, `${url} cursor=${cursor}: ${response.body}`).toBe(400);
-        expect(response.json()).toMatchObject({ type: 'urn:relayplane:problem:validation-failed', code: 'validation-failed' });
+        expect(response.json()).toMatchObject({
+          type: 'urn:relayplane:problem:validation-failed',
+          code: 'validation-failed',
+        });
       }
     }
   });
@@ -147,7 +200,11 @@ describe('cursors', () => {
     let cursor: string | null = null;
     do {
       const page: { items: Array<{ id: string }>; next_cursor: string | null } = (
-        await t.app.inject({ method: 'GET', url: `/v1/tenants?limit=1${cursor === null ? '' : `&cursor=${cursor}`}`, headers: admin.headers })
+        await t.app.inject({
+          method: 'GET',
+          url: `/v1/tenants?limit=1${cursor === null ? '' : `&cursor=${cursor}`}`,
+          headers: admin.headers,
+        })
       ).json();
       seen.push(...page.items.map((item) => item.id));
       cursor = page.next_cursor;

@@ -54,7 +54,12 @@ const post = (url: string, payload?: object, headers = admin.headers) =>
 
 describe('nodes', () => {
   it('registers a node with a pinned key line, shows desired and live versions, and drift', async () => {
-    const created = await post('/v1/nodes', { name: 'mx1', sshHost: 'MX1.Example.NET', sshPort: 2222, hostKey: `${HOST_KEY_LINE} root@mx1` });
+    const created = await post('/v1/nodes', {
+      name: 'mx1',
+      sshHost: 'MX1.Example.NET',
+      sshPort: 2222,
+      hostKey: `${HOST_KEY_LINE} root@mx1`,
+    });
     expect(created.statusCode, created.body).toBe(201);
     expect(created.headers.etag).toBe('"1"');
     const node = created.json();
@@ -78,7 +83,11 @@ describe('nodes', () => {
     const list = await t.app.inject({ method: 'GET', url: '/v1/nodes', headers: admin.headers });
     expect(list.statusCode).toBe(200);
     expect(list.json().items.map((n: { id: string }) => n.id)).toContain(node.id);
-    const audit = await t.app.inject({ method: 'GET', url: `/v1/audit-events?resourceType=node`, headers: admin.headers });
+    const audit = await t.app.inject({
+      method: 'GET',
+      url: `/v1/audit-events?resourceType=node`,
+      headers: admin.headers,
+    });
     expect(audit.json().items.map((e: { action: string }) => e.action)).toContain('node.created');
   });
 
@@ -96,7 +105,12 @@ describe('nodes', () => {
     [{ configDir: '/etc/postfix/' }, 'body/configDir'],
     [{ sshUser: 'ro ot' }, 'body/sshUser'],
   ])('refuses %j', async (override, field) => {
-    const response = await post('/v1/nodes', { name: `n-${Math.random()}`, sshHost: '127.0.0.1', hostKey: fingerprint, ...override });
+    const response = await post('/v1/nodes', {
+      name: `n-${Math.random()}`,
+      sshHost: '127.0.0.1',
+      hostKey: fingerprint,
+      ...override,
+    });
     expect(response.statusCode, response.body).toBe(400);
     expect(JSON.stringify(response.json())).toContain(field);
   });
@@ -115,22 +129,59 @@ describe('nodes', () => {
   it('updates with If-Match; a new address forgets the live version; deletes', async () => {
     const node = (await post('/v1/nodes', { name: 'edit-me', sshHost: '192.0.2.10', hostKey: fingerprint })).json();
     await t.prisma.node.update({ where: { id: node.id }, data: { liveVersion: 'a'.repeat(64) } });
-    const stale = await t.app.inject({ method: 'PATCH', url: `/v1/nodes/${node.id}`, headers: { ...admin.headers, 'if-match': '"7"' }, payload: { enabled: false } });
+    const stale = await t.app.inject({
+      method: 'PATCH',
+      url: `/v1/nodes/${node.id}`,
+      headers: { ...admin.headers, 'if-match': '"7"' },
+      payload: { enabled: false },
+    });
     expect(stale.statusCode).toBe(412);
-    const disabled = await t.app.inject({ method: 'PATCH', url: `/v1/nodes/${node.id}`, headers: { ...admin.headers, 'if-match': '"1"' }, payload: { enabled: false } });
+    const disabled = await t.app.inject({
+      method: 'PATCH',
+      url: `/v1/nodes/${node.id}`,
+      headers: { ...admin.headers, 'if-match': '"1"' },
+      payload: { enabled: false },
+    });
     expect(disabled.statusCode, disabled.body).toBe(200);
     expect(disabled.headers.etag).toBe('"2"');
     expect(disabled.json()).toMatchObject({ enabled: false, liveVersion: 'a'.repeat(64) });
-    const moved = await t.app.inject({ method: 'PATCH', url: `/v1/nodes/${node.id}`, headers: admin.headers, payload: { sshHost: '192.0.2.11' } });
+    const moved = await t.app.inject({
+      method: 'PATCH',
+      url: `/v1/nodes/${node.id}`,
+      headers: admin.headers,
+      payload: { sshHost: '192.0.2.11' },
+    });
     expect(moved.json()).toMatchObject({ sshHost: '192.0.2.11', liveVersion: null });
-    expect((await t.app.inject({ method: 'PATCH', url: `/v1/nodes/${node.id}`, headers: admin.headers, payload: {} })).statusCode).toBe(400);
-    expect((await t.app.inject({ method: 'DELETE', url: `/v1/nodes/${node.id}`, headers: { ...admin.headers, 'if-match': '"1"' } })).statusCode).toBe(412);
-    expect((await t.app.inject({ method: 'DELETE', url: `/v1/nodes/${node.id}`, headers: admin.headers })).statusCode).toBe(204);
-    expect((await t.app.inject({ method: 'GET', url: `/v1/nodes/${node.id}`, headers: admin.headers })).statusCode).toBe(404);
+    expect(
+      (await t.app.inject({ method: 'PATCH', url: `/v1/nodes/${node.id}`, headers: admin.headers, payload: {} }))
+        .statusCode,
+    ).toBe(400);
+    expect(
+      (
+        await t.app.inject({
+          method: 'DELETE',
+          url: `/v1/nodes/${node.id}`,
+          headers: { ...admin.headers, 'if-match': '"1"' },
+        })
+      ).statusCode,
+    ).toBe(412);
+    expect(
+      (await t.app.inject({ method: 'DELETE', url: `/v1/nodes/${node.id}`, headers: admin.headers })).statusCode,
+    ).toBe(204);
+    expect(
+      (await t.app.inject({ method: 'GET', url: `/v1/nodes/${node.id}`, headers: admin.headers })).statusCode,
+    ).toBe(404);
   });
 
   it('check: needs the control plane key; reports an unreachable node as an answer', async () => {
-    const node = (await post('/v1/nodes', { name: 'unreachable', sshHost: '127.0.0.1', sshPort: await closedPort(), hostKey: fingerprint })).json();
+    const node = (
+      await post('/v1/nodes', {
+        name: 'unreachable',
+        sshHost: '127.0.0.1',
+        sshPort: await closedPort(),
+        hostKey: fingerprint,
+      })
+    ).json();
     const noKey = await post(`/v1/nodes/${node.id}/check`);
     expect(noKey.statusCode).toBe(422);
     expect(noKey.json().code).toBe('ssh-key-missing');
@@ -138,11 +189,21 @@ describe('nodes', () => {
     const withKey = await createTestApp({ shareWith: t, ssh: { privateKeyPath: keyPath, connectTimeoutMs: 2000 } });
     try {
       const adminB = await tokenFor(withKey.app, ['admin']);
-      const check = await withKey.app.inject({ method: 'POST', url: `/v1/nodes/${node.id}/check`, headers: adminB.headers });
+      const check = await withKey.app.inject({
+        method: 'POST',
+        url: `/v1/nodes/${node.id}/check`,
+        headers: adminB.headers,
+      });
       expect(check.statusCode, check.body).toBe(200);
-      expect(check.json()).toMatchObject({ ok: false, reachable: false, hostKey: { pinned: fingerprint, presented: null, matches: null } });
+      expect(check.json()).toMatchObject({
+        ok: false,
+        reachable: false,
+        hostKey: { pinned: fingerprint, presented: null, matches: null },
+      });
       expect(check.json().problems.join(' ')).toMatch(/ECONNREFUSED/);
-      const after = (await withKey.app.inject({ method: 'GET', url: `/v1/nodes/${node.id}`, headers: adminB.headers })).json();
+      const after = (
+        await withKey.app.inject({ method: 'GET', url: `/v1/nodes/${node.id}`, headers: adminB.headers })
+      ).json();
       expect(after.lastError).toMatch(/ECONNREFUSED/);
       expect(after.lastCheckAt).not.toBeNull();
       expect(JSON.stringify(withKey.logs)).not.toContain('PRIVATE KEY');
@@ -158,20 +219,44 @@ describe('deployments', () => {
     for (let i = 0; i < 3; i++) {
       const response = await post('/v1/deployments');
       expect(response.statusCode, response.body).toBe(202);
-      expect(response.json()).toMatchObject({ reason: 'manual', state: 'pending', requestedBy: admin.key.id, nodes: [], error: null });
+      expect(response.json()).toMatchObject({
+        reason: 'manual',
+        state: 'pending',
+        requestedBy: admin.key.id,
+        nodes: [],
+        error: null,
+      });
       ids.push(response.json().id);
     }
     const first = await t.app.inject({ method: 'GET', url: '/v1/deployments?limit=2', headers: admin.headers });
     expect(first.statusCode).toBe(200);
     const page1 = first.json();
     expect(page1.items.map((d: { id: string }) => d.id)).toEqual([ids[2], ids[1]]);
-    const second = await t.app.inject({ method: 'GET', url: `/v1/deployments?limit=2&cursor=${page1.next_cursor}`, headers: admin.headers });
+    const second = await t.app.inject({
+      method: 'GET',
+      url: `/v1/deployments?limit=2&cursor=${page1.next_cursor}`,
+      headers: admin.headers,
+    });
     expect(second.json().items.map((d: { id: string }) => d.id)[0]).toBe(ids[0]);
-    expect((await t.app.inject({ method: 'GET', url: '/v1/deployments?cursor=bogus', headers: admin.headers })).statusCode).toBe(400);
+    expect(
+      (await t.app.inject({ method: 'GET', url: '/v1/deployments?cursor=bogus', headers: admin.headers })).statusCode,
+    ).toBe(400);
     const one = await t.app.inject({ method: 'GET', url: `/v1/deployments/${ids[0]}`, headers: admin.headers });
     expect(one.json()).toMatchObject({ id: ids[0], version: page1.items[0].version });
-    expect((await t.app.inject({ method: 'GET', url: `/v1/deployments/${'0'.repeat(8)}-0000-4000-8000-${'0'.repeat(12)}`, headers: admin.headers })).statusCode).toBe(404);
-    const audit = await t.app.inject({ method: 'GET', url: '/v1/audit-events?resourceType=deployment', headers: admin.headers });
+    expect(
+      (
+        await t.app.inject({
+          method: 'GET',
+          url: `/v1/deployments/${'0'.repeat(8)}-0000-4000-8000-${'0'.repeat(12)}`,
+          headers: admin.headers,
+        })
+      ).statusCode,
+    ).toBe(404);
+    const audit = await t.app.inject({
+      method: 'GET',
+      url: '/v1/audit-events?resourceType=deployment',
+      headers: admin.headers,
+    });
     expect(audit.json().items.filter((e: { action: string }) => e.action === 'deployment.requested')).toHaveLength(3);
     const metrics = await t.app.inject({ method: 'GET', url: '/metrics' });
     expect(metrics.body).toContain('relayplane_node_deploy_duration_seconds');
@@ -182,7 +267,11 @@ describe('the sync worker without Postfix', () => {
   let a: TestApp;
   let b: TestApp;
   beforeAll(async () => {
-    const ssh = { privateKeyPath: keyPath ?? '/nonexistent', connectTimeoutMs: 1000, retry: { attempts: 2, baseDelayMs: 50 } };
+    const ssh = {
+      privateKeyPath: keyPath ?? '/nonexistent',
+      connectTimeoutMs: 1000,
+      retry: { attempts: 2, baseDelayMs: 50 },
+    };
     a = await createTestApp({ ssh, sync: { debounceMs: 100, leaderPollMs: 200 } });
     b = await createTestApp({ ssh, sync: { debounceMs: 100, leaderPollMs: 200 }, shareWith: a });
   });
@@ -231,13 +320,24 @@ describe('the sync worker without Postfix', () => {
     const adminA = await tokenFor(a.app, ['admin']);
     const adminB = await tokenFor(b.app, ['admin']);
     const port = await closedPort();
-    await a.app.inject({ method: 'POST', url: '/v1/nodes', headers: adminA.headers, payload: { name: 'down', sshHost: '127.0.0.1', sshPort: port, hostKey: fingerprint } });
+    await a.app.inject({
+      method: 'POST',
+      url: '/v1/nodes',
+      headers: adminA.headers,
+      payload: { name: 'down', sshHost: '127.0.0.1', sshPort: port, hostKey: fingerprint },
+    });
     const change = await waitFor(
-      async () => (await a.prisma.deployment.findFirst({ where: { reason: 'change', state: { in: ['failed', 'partial', 'succeeded'] } }, include: { nodes: true } })) ?? undefined,
+      async () =>
+        (await a.prisma.deployment.findFirst({
+          where: { reason: 'change', state: { in: ['failed', 'partial', 'succeeded'] } },
+          include: { nodes: true },
+        })) ?? undefined,
       'a change deployment',
     );
     expect(change.state).toBe('failed');
-    expect(change.nodes).toEqual([expect.objectContaining({ nodeName: 'down', state: 'failed', attempts: keyPath === undefined ? 0 : 2 })]);
+    expect(change.nodes).toEqual([
+      expect.objectContaining({ nodeName: 'down', state: 'failed', attempts: keyPath === undefined ? 0 : 2 }),
+    ]);
     expect(change.nodes[0]!.error).toMatch(keyPath === undefined ? /cannot be read/ : /ECONNREFUSED/);
 
     // Two deploys asked for at the same moment, through both processes: one deployer runs them one after the other.
@@ -247,11 +347,16 @@ describe('the sync worker without Postfix', () => {
     ]);
     expect([r1.statusCode, r2.statusCode]).toEqual([202, 202]);
     const done = await waitFor(async () => {
-      const rows = await a.prisma.deployment.findMany({ where: { id: { in: [r1.json().id, r2.json().id] } }, orderBy: { startedAt: 'asc' } });
+      const rows = await a.prisma.deployment.findMany({
+        where: { id: { in: [r1.json().id, r2.json().id] } },
+        orderBy: { startedAt: 'asc' },
+      });
       return rows.every((r) => r.finishedAt !== null) ? rows : undefined;
     }, 'both manual deployments');
     expect(done[0]!.finishedAt!.getTime()).toBeLessThanOrEqual(done[1]!.startedAt!.getTime());
-    const node = (await a.app.inject({ method: 'GET', url: '/v1/nodes', headers: adminA.headers })).json().items.find((n: { name: string }) => n.name === 'down');
+    const node = (await a.app.inject({ method: 'GET', url: '/v1/nodes', headers: adminA.headers }))
+      .json()
+      .items.find((n: { name: string }) => n.name === 'down');
     expect(node).toMatchObject({ drift: true, liveVersion: null });
     expect(node.lastError).not.toBeNull();
     const metrics = await b.app.inject({ method: 'GET', url: '/metrics' });

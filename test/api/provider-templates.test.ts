@@ -34,11 +34,42 @@ const SES = {
     { name: 'mailfrom', kind: 'label', description: 'Custom MAIL FROM subdomain label' },
   ],
   records: [
-    { purpose: 'dkim', type: 'CNAME', name: '{token1}._domainkey', value: '{token1}.dkim.amazonses.com', required: true },
-    { purpose: 'dkim', type: 'CNAME', name: '{token2}._domainkey', value: '{token2}.dkim.amazonses.com', required: true },
-    { purpose: 'dkim', type: 'CNAME', name: '{token3}._domainkey', value: '{token3}.dkim.amazonses.com', required: true },
-    { purpose: 'return_path', type: 'MX', name: '{mailfrom}', value: 'feedback-smtp.eu-west-1.amazonses.com', priority: 10, required: true },
-    { purpose: 'return_path', type: 'TXT', name: '{mailfrom}', value: 'v=spf1 include:amazonses.com ~all', required: true },
+    {
+      purpose: 'dkim',
+      type: 'CNAME',
+      name: '{token1}._domainkey',
+      value: '{token1}.dkim.amazonses.com',
+      required: true,
+    },
+    {
+      purpose: 'dkim',
+      type: 'CNAME',
+      name: '{token2}._domainkey',
+      value: '{token2}.dkim.amazonses.com',
+      required: true,
+    },
+    {
+      purpose: 'dkim',
+      type: 'CNAME',
+      name: '{token3}._domainkey',
+      value: '{token3}.dkim.amazonses.com',
+      required: true,
+    },
+    {
+      purpose: 'return_path',
+      type: 'MX',
+      name: '{mailfrom}',
+      value: 'feedback-smtp.eu-west-1.amazonses.com',
+      priority: 10,
+      required: true,
+    },
+    {
+      purpose: 'return_path',
+      type: 'TXT',
+      name: '{mailfrom}',
+      value: 'v=spf1 include:amazonses.com ~all',
+      required: true,
+    },
   ],
 };
 const SENDGRID = {
@@ -69,7 +100,11 @@ const providers: ZoneRecord[] = [
 /** What a customer publishes when it does what the records view says. */
 const zoneOf = (records: ViewRecord[]): ZoneRecord[] =>
   records.map((r): ZoneRecord =>
-    r.type === 'TXT' ? { type: 'TXT', name: r.host, value: r.strings ?? r.value } : r.type === 'MX' ? { type: 'MX', name: r.host, exchange: r.value, preference: r.priority! } : { type: 'CNAME', name: r.host, target: r.value },
+    r.type === 'TXT'
+      ? { type: 'TXT', name: r.host, value: r.strings ?? r.value }
+      : r.type === 'MX'
+        ? { type: 'MX', name: r.host, exchange: r.value, preference: r.priority! }
+        : { type: 'CNAME', name: r.host, target: r.value },
   );
 
 const dnsOk = toolGate('provider templates against dnsmasq', ['dnsmasq']);
@@ -95,12 +130,20 @@ describe.skipIf(!dnsOk)('provider authentication templates', () => {
 
   const domainWith = async (name: string, relay: Record<string, unknown>) => {
     const relayId = (await createRelay(t.app, admin, relay)).id;
-    const r = await t.app.inject({ method: 'POST', url: `/v1/tenants/${tenantId}/domains`, headers: admin, payload: { name, relayId } });
+    const r = await t.app.inject({
+      method: 'POST',
+      url: `/v1/tenants/${tenantId}/domains`,
+      headers: admin,
+      payload: { name, relayId },
+    });
     expect(r.statusCode, r.body).toBe(201);
     return r.json<{ id: string }>().id;
   };
-  const put = (id: string, values: Record<string, string>, headers = tenant) => t.app.inject({ method: 'PUT', url: `/v1/domains/${id}/authentication`, headers, payload: { values } });
-  const records = async (id: string) => (await t.app.inject({ method: 'GET', url: `/v1/domains/${id}/dns-records`, headers: tenant })).json<DnsView>().records;
+  const put = (id: string, values: Record<string, string>, headers = tenant) =>
+    t.app.inject({ method: 'PUT', url: `/v1/domains/${id}/authentication`, headers, payload: { values } });
+  const records = async (id: string) =>
+    (await t.app.inject({ method: 'GET', url: `/v1/domains/${id}/dns-records`, headers: tenant })).json<DnsView>()
+      .records;
   const verify = async (id: string) => {
     const r = await t.app.inject({ method: 'POST', url: `/v1/domains/${id}/verify`, headers: tenant });
     expect(r.statusCode, r.body).toBe(200);
@@ -111,14 +154,25 @@ describe.skipIf(!dnsOk)('provider authentication templates', () => {
     const id = await domainWith('ses.test', { spfInclude: 'amazonses.com', authTemplate: SES });
     // Before the values: the records keep their placeholders and say what is missing.
     const before = (await records(id)).filter((r) => r.purpose === 'dkim');
-    expect(before.map((r) => r.host)).toEqual(['{token1}._domainkey.ses.test', '{token2}._domainkey.ses.test', '{token3}._domainkey.ses.test']);
-    expect((await verify(id)).records.find((r) => r.purpose === 'dkim')).toMatchObject({ valid: false, reason: 'the domain has no value for {token1} yet (PUT /v1/domains/{domainId}/authentication)' });
+    expect(before.map((r) => r.host)).toEqual([
+      '{token1}._domainkey.ses.test',
+      '{token2}._domainkey.ses.test',
+      '{token3}._domainkey.ses.test',
+    ]);
+    expect((await verify(id)).records.find((r) => r.purpose === 'dkim')).toMatchObject({
+      valid: false,
+      reason: 'the domain has no value for {token1} yet (PUT /v1/domains/{domainId}/authentication)',
+    });
 
     const set = await put(id, { token1: 'Abc123tok', token2: 'def456tok', token3: 'ghi789tok', mailfrom: 'mail' });
     expect(set.statusCode, set.body).toBe(200);
-    expect(set.json()).toMatchObject({ values: { token1: 'abc123tok', token2: 'def456tok', token3: 'ghi789tok', mailfrom: 'mail' } });
+    expect(set.json()).toMatchObject({
+      values: { token1: 'abc123tok', token2: 'def456tok', token3: 'ghi789tok', mailfrom: 'mail' },
+    });
     const view = await records(id);
-    expect(view.filter((r) => r.purpose === 'dkim' || r.purpose === 'return_path').map((r) => [r.type, r.host, r.value])).toEqual([
+    expect(
+      view.filter((r) => r.purpose === 'dkim' || r.purpose === 'return_path').map((r) => [r.type, r.host, r.value]),
+    ).toEqual([
       ['CNAME', 'abc123tok._domainkey.ses.test', 'abc123tok.dkim.amazonses.com'],
       ['CNAME', 'def456tok._domainkey.ses.test', 'def456tok.dkim.amazonses.com'],
       ['CNAME', 'ghi789tok._domainkey.ses.test', 'ghi789tok.dkim.amazonses.com'],
@@ -130,7 +184,9 @@ describe.skipIf(!dnsOk)('provider authentication templates', () => {
     await dns.setRecords([...providers, ...zoneOf(view).filter((r) => r.name !== missing)]);
     const pending = await verify(id);
     expect(pending.status).toBe('pending');
-    expect(pending.records.filter((r) => r.valid !== true).map((r) => [r.host, r.reason])).toEqual([[missing, `no CNAME record at ${missing}`]]);
+    expect(pending.records.filter((r) => r.valid !== true).map((r) => [r.host, r.reason])).toEqual([
+      [missing, `no CNAME record at ${missing}`],
+    ]);
 
     await dns.setRecords([...providers, ...zoneOf(view)]);
     const verified = await verify(id);
@@ -138,13 +194,27 @@ describe.skipIf(!dnsOk)('provider authentication templates', () => {
     expect(verified.status).toBe('verified');
 
     // The MX is checked as the template says: another exchange is wrong.
-    await dns.setRecords([...providers, ...zoneOf(view).filter((r) => r.type !== 'MX'), { type: 'MX', name: 'mail.ses.test', exchange: 'mx.elsewhere.test' }]);
-    expect((await verify(id)).records.find((r) => r.type === 'MX')).toMatchObject({ valid: false, reason: 'the MX records at mail.ses.test are mx.elsewhere.test, not feedback-smtp.eu-west-1.amazonses.com' });
+    await dns.setRecords([
+      ...providers,
+      ...zoneOf(view).filter((r) => r.type !== 'MX'),
+      { type: 'MX', name: 'mail.ses.test', exchange: 'mx.elsewhere.test' },
+    ]);
+    expect((await verify(id)).records.find((r) => r.type === 'MX')).toMatchObject({
+      valid: false,
+      reason: 'the MX records at mail.ses.test are mx.elsewhere.test, not feedback-smtp.eu-west-1.amazonses.com',
+    });
   });
 
   it('SendGrid: s1/s2 CNAMEs to account-specific targets → verified', async () => {
     const id = await domainWith('grid.test', { spfInclude: 'sendgrid.net', authTemplate: SENDGRID });
-    expect((await put(id, { s1_target: 's1.domainkey.u1234.wl.sendgrid.net.', s2_target: 's2.domainkey.u1234.wl.sendgrid.net' })).statusCode).toBe(200);
+    expect(
+      (
+        await put(id, {
+          s1_target: 's1.domainkey.u1234.wl.sendgrid.net.',
+          s2_target: 's2.domainkey.u1234.wl.sendgrid.net',
+        })
+      ).statusCode,
+    ).toBe(200);
     const view = await records(id);
     expect(view.filter((r) => r.purpose === 'dkim').map((r) => [r.host, r.value])).toEqual([
       ['s1._domainkey.grid.test', 's1.domainkey.u1234.wl.sendgrid.net'],
@@ -153,17 +223,27 @@ describe.skipIf(!dnsOk)('provider authentication templates', () => {
     await dns.setRecords([...providers, ...zoneOf(view)]);
     expect(await verify(id)).toMatchObject({ status: 'verified' });
     // s2 pointing elsewhere: pending is over (verified → degraded), with the reason.
-    await dns.setRecords([...providers, ...zoneOf(view).filter((r) => r.name !== 's2._domainkey.grid.test'), { type: 'CNAME', name: 's2._domainkey.grid.test', target: 's2.domainkey.u9.wl.sendgrid.net' }]);
+    await dns.setRecords([
+      ...providers,
+      ...zoneOf(view).filter((r) => r.name !== 's2._domainkey.grid.test'),
+      { type: 'CNAME', name: 's2._domainkey.grid.test', target: 's2.domainkey.u9.wl.sendgrid.net' },
+    ]);
     const degraded = await verify(id);
     expect(degraded.status).toBe('degraded');
-    expect(degraded.records.find((r) => r.host === 's2._domainkey.grid.test')?.reason).toBe('the CNAME at s2._domainkey.grid.test points to s2.domainkey.u9.wl.sendgrid.net, not s2.domainkey.u1234.wl.sendgrid.net');
+    expect(degraded.records.find((r) => r.host === 's2._domainkey.grid.test')?.reason).toBe(
+      'the CNAME at s2._domainkey.grid.test points to s2.domainkey.u9.wl.sendgrid.net, not s2.domainkey.u1234.wl.sendgrid.net',
+    );
   });
 
   it('Mailgun: a per-domain TXT key without v=DKIM1 → verified', async () => {
     const id = await domainWith('gun.test', { spfInclude: 'mailgun.org', authTemplate: MAILGUN });
     expect((await put(id, { selector: 'mx', key: MAILGUN_KEY })).statusCode).toBe(200);
     const view = await records(id);
-    expect(view.find((r) => r.purpose === 'dkim')).toMatchObject({ type: 'TXT', host: 'mx._domainkey.gun.test', value: MAILGUN_KEY });
+    expect(view.find((r) => r.purpose === 'dkim')).toMatchObject({
+      type: 'TXT',
+      host: 'mx._domainkey.gun.test',
+      value: MAILGUN_KEY,
+    });
     await dns.setRecords([...providers, ...zoneOf(view)]);
     expect(await verify(id)).toMatchObject({ status: 'verified' });
   });
@@ -183,13 +263,28 @@ describe.skipIf(!dnsOk)('provider authentication templates', () => {
     }
     const other = (await tokenFor(t.app, ['tenant'], (await createTenant(t.app, admin)).id)).headers;
     expect((await put(id, { token1: 'tok' }, other)).statusCode).toBe(404);
-    expect((await t.app.inject({ method: 'GET', url: `/v1/domains/${id}/authentication`, headers: tenant })).json()).toMatchObject({ values: {}, variables: SES.variables });
+    expect(
+      (await t.app.inject({ method: 'GET', url: `/v1/domains/${id}/authentication`, headers: tenant })).json(),
+    ).toMatchObject({ values: {}, variables: SES.variables });
   });
 
   it('a template is validated where the relay is written', async () => {
-    const bad = { variables: [{ name: 'tok', kind: 'label' }], records: [{ purpose: 'dkim', type: 'CNAME', name: '{token}._domainkey', value: '{tok}.dkim.example', required: true }] };
-    const r = await t.app.inject({ method: 'POST', url: '/v1/relays', headers: admin, payload: { name: 'bad tpl', host: 'smtp.x.test', port: 587, tls: 'starttls', authTemplate: bad } });
+    const bad = {
+      variables: [{ name: 'tok', kind: 'label' }],
+      records: [
+        { purpose: 'dkim', type: 'CNAME', name: '{token}._domainkey', value: '{tok}.dkim.example', required: true },
+      ],
+    };
+    const r = await t.app.inject({
+      method: 'POST',
+      url: '/v1/relays',
+      headers: admin,
+      payload: { name: 'bad tpl', host: 'smtp.x.test', port: 587, tls: 'starttls', authTemplate: bad },
+    });
     expect(r.statusCode, r.body).toBe(400);
-    expect(r.json().errors[0]).toEqual({ field: 'body/authTemplate/records/0/name', message: 'uses {token}, which is not a declared variable' });
+    expect(r.json().errors[0]).toEqual({
+      field: 'body/authTemplate/records/0/name',
+      message: 'uses {token}, which is not a declared variable',
+    });
   });
 });

@@ -27,20 +27,37 @@ describe.skipIf(!dnsOk)('switching a verified domain to another relay', () => {
   let newRelay: string;
 
   const zoneOf = (records: PublishedRecord[]): ZoneRecord[] =>
-    records.map((r): ZoneRecord => (r.type === 'TXT' ? { type: 'TXT', name: r.host, value: r.value } : { type: 'CNAME', name: r.host, target: r.value }));
+    records.map((r): ZoneRecord =>
+      r.type === 'TXT'
+        ? { type: 'TXT', name: r.host, value: r.value }
+        : { type: 'CNAME', name: r.host, target: r.value },
+    );
   const includes: ZoneRecord[] = [
     { type: 'TXT', name: '_spf.old.test', value: 'v=spf1 ip4:192.0.2.0/24 -all' },
     { type: 'TXT', name: '_spf.new.test', value: 'v=spf1 ip4:198.51.100.0/24 -all' },
   ];
-  const senderRelayMap = async () => (await t.app.services.config.compileForDeploy()).bundle.files['sender_relay']?.content ?? '';
+  const senderRelayMap = async () =>
+    (await t.app.services.config.compileForDeploy()).bundle.files['sender_relay']?.content ?? '';
 
   beforeAll(async () => {
     dns = await startDnsServer([]);
     t = await createTestApp({ dnsServers: [dns.server] });
     headers = (await tokenFor(t.app, ['admin'])).headers;
     tenantId = (await createTenant(t.app, headers)).id;
-    oldRelay = (await createRelay(t.app, headers, { host: 'smtp.old.test', spfInclude: '_spf.old.test', dkim: [{ selector: 'o1', type: 'CNAME', value: 'o1.dkim.old.test' }] })).id;
-    newRelay = (await createRelay(t.app, headers, { host: 'smtp.new.test', spfInclude: '_spf.new.test', dkim: [{ selector: 'n1', type: 'CNAME', value: 'n1.dkim.new.test' }] })).id;
+    oldRelay = (
+      await createRelay(t.app, headers, {
+        host: 'smtp.old.test',
+        spfInclude: '_spf.old.test',
+        dkim: [{ selector: 'o1', type: 'CNAME', value: 'o1.dkim.old.test' }],
+      })
+    ).id;
+    newRelay = (
+      await createRelay(t.app, headers, {
+        host: 'smtp.new.test',
+        spfInclude: '_spf.new.test',
+        dkim: [{ selector: 'n1', type: 'CNAME', value: 'n1.dkim.new.test' }],
+      })
+    ).id;
   });
   afterAll(async () => {
     await t?.close();
@@ -48,7 +65,12 @@ describe.skipIf(!dnsOk)('switching a verified domain to another relay', () => {
   });
 
   it('is refused with the missing records, the old route staying, until they verify', async () => {
-    const created = await t.app.inject({ method: 'POST', url: `/v1/tenants/${tenantId}/domains`, headers, payload: { name: 'switch.test', relayId: oldRelay } });
+    const created = await t.app.inject({
+      method: 'POST',
+      url: `/v1/tenants/${tenantId}/domains`,
+      headers,
+      payload: { name: 'switch.test', relayId: oldRelay },
+    });
     expect(created.statusCode, created.body).toBe(201);
     const domain = created.json<{ id: string; dnsRecords: PublishedRecord[] }>();
     await dns.setRecords([...zoneOf(domain.dnsRecords), ...includes]);
@@ -57,9 +79,17 @@ describe.skipIf(!dnsOk)('switching a verified domain to another relay', () => {
     expect(await senderRelayMap()).toMatch(/^@switch\.test\s+\[smtp\.old\.test\]:587$/m);
 
     // The new relay's include and DKIM are not published: refused, nothing changed.
-    const refused = await t.app.inject({ method: 'PATCH', url: `/v1/domains/${domain.id}`, headers, payload: { relayId: newRelay } });
+    const refused = await t.app.inject({
+      method: 'PATCH',
+      url: `/v1/domains/${domain.id}`,
+      headers,
+      payload: { relayId: newRelay },
+    });
     expect(refused.statusCode, refused.body).toBe(422);
-    const problem = refused.json<{ code: string; missingRecords: { purpose: string; host: string; value: string; reason: string }[] }>();
+    const problem = refused.json<{
+      code: string;
+      missingRecords: { purpose: string; host: string; value: string; reason: string }[];
+    }>();
     expect(problem.code).toBe('relay-records-missing');
     // The SPF value to publish is the published record with the new include merged in: both
     // relays pass during the move, and the domain keeps one SPF record.
@@ -69,9 +99,17 @@ describe.skipIf(!dnsOk)('switching a verified domain to another relay', () => {
     ]);
     expect(problem.missingRecords[1]?.reason).toBe('no CNAME record at n1._domainkey.switch.test');
     // As a fallback relay too: the fallback carries mail when the relay is down.
-    const fallback = await t.app.inject({ method: 'PATCH', url: `/v1/domains/${domain.id}`, headers, payload: { fallbackRelayId: newRelay } });
+    const fallback = await t.app.inject({
+      method: 'PATCH',
+      url: `/v1/domains/${domain.id}`,
+      headers,
+      payload: { fallbackRelayId: newRelay },
+    });
     expect(fallback.statusCode, fallback.body).toBe(422);
-    expect((await t.app.inject({ method: 'GET', url: `/v1/domains/${domain.id}`, headers })).json()).toMatchObject({ relayId: oldRelay, fallbackRelayId: null });
+    expect((await t.app.inject({ method: 'GET', url: `/v1/domains/${domain.id}`, headers })).json()).toMatchObject({
+      relayId: oldRelay,
+      fallbackRelayId: null,
+    });
     expect(await senderRelayMap()).toMatch(/^@switch\.test\s+\[smtp\.old\.test\]:587$/m);
 
     // The customer publishes the new relay's records (SPF now naming both includes): the switch goes through.
@@ -81,13 +119,28 @@ describe.skipIf(!dnsOk)('switching a verified domain to another relay', () => {
       { type: 'CNAME', name: 'n1._domainkey.switch.test', target: 'n1.dkim.new.test' },
       ...includes,
     ]);
-    const switched = await t.app.inject({ method: 'PATCH', url: `/v1/domains/${domain.id}`, headers, payload: { relayId: newRelay } });
+    const switched = await t.app.inject({
+      method: 'PATCH',
+      url: `/v1/domains/${domain.id}`,
+      headers,
+      payload: { relayId: newRelay },
+    });
     expect(switched.statusCode, switched.body).toBe(200);
     expect(await senderRelayMap()).toMatch(/^@switch\.test\s+\[smtp\.new\.test\]:587$/m);
 
     // A pending domain is not gated: nothing is routed for it yet.
-    const pending = await t.app.inject({ method: 'POST', url: `/v1/tenants/${tenantId}/domains`, headers, payload: { name: 'later.test', relayId: oldRelay } });
-    const moved = await t.app.inject({ method: 'PATCH', url: `/v1/domains/${pending.json<{ id: string }>().id}`, headers, payload: { relayId: newRelay } });
+    const pending = await t.app.inject({
+      method: 'POST',
+      url: `/v1/tenants/${tenantId}/domains`,
+      headers,
+      payload: { name: 'later.test', relayId: oldRelay },
+    });
+    const moved = await t.app.inject({
+      method: 'PATCH',
+      url: `/v1/domains/${pending.json<{ id: string }>().id}`,
+      headers,
+      payload: { relayId: newRelay },
+    });
     expect(moved.statusCode, moved.body).toBe(200);
   });
 });

@@ -38,7 +38,10 @@ describe('openapi.yaml and the registered routes', () => {
     const inSpec = new Set(operations.map((operation) => `${operation.method} ${operation.path}`));
     const routes = new Set<string>();
     for (const operation of operations) {
-      const found = t.app.hasRoute({ method: operation.method as 'GET', url: operation.path.replace(/\{([^}]+)\}/g, ':$1') });
+      const found = t.app.hasRoute({
+        method: operation.method as 'GET',
+        url: operation.path.replace(/\{([^}]+)\}/g, ':$1'),
+      });
       expect(found, `${operation.method} ${operation.path} (${operation.operationId}) has no route`).toBe(true);
     }
     // The other direction: every route the app serves is in the spec, except the docs UI's assets.

@@ -20,14 +20,24 @@ describe('tenants', () => {
     });
     expect(created.statusCode).toBe(201);
     const tenant = created.json();
-    expect(tenant).toMatchObject({ name: 'Acme Hosting', slug: 'acme', status: 'active', externalRef: 'panel-17', allowDirectDelivery: false });
+    expect(tenant).toMatchObject({
+      name: 'Acme Hosting',
+      slug: 'acme',
+      status: 'active',
+      externalRef: 'panel-17',
+      allowDirectDelivery: false,
+    });
     expect(tenant.defaultLimits).toEqual({ concurrency: 5, rateDelaySeconds: null, recipientsPerMessage: null });
     expect(created.headers.etag).toBe('"1"');
     expect(tenant).not.toHaveProperty('version');
 
     const read = await t.app.inject({ method: 'GET', url: `/v1/tenants/${tenant.id}`, headers: admin.headers });
     expect(read.json()).toEqual(tenant);
-    const byRef = await t.app.inject({ method: 'GET', url: '/v1/tenants?externalRef=panel-17', headers: admin.headers });
+    const byRef = await t.app.inject({
+      method: 'GET',
+      url: '/v1/tenants?externalRef=panel-17',
+      headers: admin.headers,
+    });
     expect(byRef.json().items.map((item: { id: string }) => item.id)).toEqual([tenant.id]);
 
     const patched = await t.app.inject({
@@ -48,11 +58,21 @@ describe('tenants', () => {
 
   it('refuses a duplicate slug with 409 and a bad slug with 400', async () => {
     await createTenant(t.app, admin.headers, { slug: 'dupe' });
-    const again = await t.app.inject({ method: 'POST', url: '/v1/tenants', headers: admin.headers, payload: { name: 'x', slug: 'dupe' } });
+    const again = await t.app.inject({
+      method: 'POST',
+      url: '/v1/tenants',
+      headers: admin.headers,
+      payload: { name: 'x', slug: 'dupe' },
+    });
     expect(again.statusCode).toBe(409);
     expect(again.json().code).toBe('tenant-slug-taken');
     for (const slug of ['Upper', '-lead', 'has space', 'a'.repeat(64), 'new\nline']) {
-      const bad = await t.app.inject({ method: 'POST', url: '/v1/tenants', headers: admin.headers, payload: { name: 'x', slug } });
+      const bad = await t.app.inject({
+        method: 'POST',
+        url: '/v1/tenants',
+        headers: admin.headers,
+        payload: { name: 'x', slug },
+      });
       expect(bad.statusCode, slug).toBe(400);
       expect(bad.json().errors[0].field).toBe('body/slug');
     }
@@ -79,7 +99,11 @@ describe('tenants', () => {
     expect(refused.json()).toMatchObject({ code: 'tenant-has-domains', domains: 1 });
     expect(await t.prisma.domain.count({ where: { tenantId: tenant.id } })).toBe(1);
 
-    const cascaded = await t.app.inject({ method: 'DELETE', url: `/v1/tenants/${tenant.id}?cascade=true`, headers: admin.headers });
+    const cascaded = await t.app.inject({
+      method: 'DELETE',
+      url: `/v1/tenants/${tenant.id}?cascade=true`,
+      headers: admin.headers,
+    });
     expect(cascaded.statusCode).toBe(204);
     expect(await t.prisma.domain.count({ where: { tenantId: tenant.id } })).toBe(0);
     expect(await t.prisma.relay.count({ where: { tenantId: tenant.id } })).toBe(0);
@@ -90,10 +114,17 @@ describe('tenants', () => {
   it('lets a tenant read itself but not change itself, and lets billing list tenants', async () => {
     const tenant = await createTenant(t.app, admin.headers);
     const own = await tokenFor(t.app, ['tenant'], tenant.id);
-    expect((await t.app.inject({ method: 'GET', url: `/v1/tenants/${tenant.id}`, headers: own.headers })).statusCode).toBe(200);
+    expect(
+      (await t.app.inject({ method: 'GET', url: `/v1/tenants/${tenant.id}`, headers: own.headers })).statusCode,
+    ).toBe(200);
     const list = await t.app.inject({ method: 'GET', url: '/v1/tenants', headers: own.headers });
     expect(list.json().items.map((item: { id: string }) => item.id)).toEqual([tenant.id]);
-    const patch = await t.app.inject({ method: 'PATCH', url: `/v1/tenants/${tenant.id}`, headers: own.headers, payload: { status: 'active' } });
+    const patch = await t.app.inject({
+      method: 'PATCH',
+      url: `/v1/tenants/${tenant.id}`,
+      headers: own.headers,
+      payload: { status: 'active' },
+    });
     expect(patch.statusCode).toBe(403);
     const billing = await tokenFor(t.app, ['usage:read']);
     const all = await t.app.inject({ method: 'GET', url: '/v1/tenants?limit=500', headers: billing.headers });

@@ -15,10 +15,19 @@ let other: { tenant: { id: string }; domain: { id: string; name: string } };
 beforeAll(async () => {
   t = await createTestApp();
   admin = await tokenFor(t.app, ['admin']);
-  shared = await createRelay(t.app, admin.headers, { host: 'smtp.shared.test', port: 587, tls: 'starttls', verify: true });
+  shared = await createRelay(t.app, admin.headers, {
+    host: 'smtp.shared.test',
+    port: 587,
+    tls: 'starttls',
+    verify: true,
+  });
   // Another tenant, whose names must never appear in what a hostile tenant is told.
   const tenant = await createTenant(t.app, admin.headers);
-  const domain = await createDomain(t.app, admin.headers, tenant.id, { name: 'bystander.example', relayId: shared.id, status: 'verified' });
+  const domain = await createDomain(t.app, admin.headers, tenant.id, {
+    name: 'bystander.example',
+    relayId: shared.id,
+    status: 'verified',
+  });
   other = { tenant, domain };
 });
 afterAll(async () => t?.close());
@@ -29,7 +38,10 @@ async function hostile() {
   return { tenant, headers: key.headers };
 }
 
-function expectRefused(response: { statusCode: number; body: string; json: () => { code: string; problems: Array<{ code: string }> } }, code: string) {
+function expectRefused(
+  response: { statusCode: number; body: string; json: () => { code: string; problems: Array<{ code: string }> } },
+  code: string,
+) {
   expect(response.statusCode, response.body).toBe(422);
   expect(response.json().code).toBe('config-not-expressible');
   expect(response.json().problems.map((p) => p.code)).toContain(code);
@@ -53,7 +65,10 @@ describe('write-time checks', () => {
     const config = (await t.app.inject({ method: 'GET', url: '/v1/config', headers: admin.headers })).json();
     const maps = Object.keys(config.files).filter((name) => name.startsWith('tls_rp_'));
     expect(maps.length).toBe(2);
-    expect(maps.map((name) => config.files[name].content).sort()).toEqual(['[smtp.shared.test]:587 may\n', '[smtp.shared.test]:587 secure\n']);
+    expect(maps.map((name) => config.files[name].content).sort()).toEqual([
+      '[smtp.shared.test]:587 may\n',
+      '[smtp.shared.test]:587 secure\n',
+    ]);
   });
 
   it('refuses a fallback over implicit TLS behind a STARTTLS relay, on create and on update; nothing is stored', async () => {
@@ -69,7 +84,12 @@ describe('write-time checks', () => {
     expect(await t.prisma.domain.count({ where: { name: 'mixed.example' } })).toBe(0);
 
     const domain = await createDomain(t.app, headers, tenant.id, { relayId: shared.id });
-    const patched = await t.app.inject({ method: 'PATCH', url: `/v1/domains/${domain.id}`, headers, payload: { fallbackRelayId: implicit.id } });
+    const patched = await t.app.inject({
+      method: 'PATCH',
+      url: `/v1/domains/${domain.id}`,
+      headers,
+      payload: { fallbackRelayId: implicit.id },
+    });
     expectRefused(patched, 'fallback_tls_mismatch');
     expect((await t.prisma.domain.findUniqueOrThrow({ where: { id: domain.id } })).fallbackRelayId).toBeNull();
   });
@@ -78,10 +98,20 @@ describe('write-time checks', () => {
     const { tenant, headers } = await hostile();
     const own = await createRelay(t.app, headers, { host: 'smtp.own.test', port: 587, tls: 'starttls' });
     await createDomain(t.app, headers, tenant.id, { relayId: shared.id, fallbackRelayId: own.id });
-    const response = await t.app.inject({ method: 'PATCH', url: `/v1/relays/${own.id}`, headers, payload: { tls: 'implicit', port: 465 } });
+    const response = await t.app.inject({
+      method: 'PATCH',
+      url: `/v1/relays/${own.id}`,
+      headers,
+      payload: { tls: 'implicit', port: 465 },
+    });
     expectRefused(response, 'fallback_tls_mismatch');
     // ... or that puts primary and fallback on one [host]:port.
-    const same = await t.app.inject({ method: 'PATCH', url: `/v1/relays/${own.id}`, headers, payload: { host: 'smtp.shared.test' } });
+    const same = await t.app.inject({
+      method: 'PATCH',
+      url: `/v1/relays/${own.id}`,
+      headers,
+      payload: { host: 'smtp.shared.test' },
+    });
     expectRefused(same, 'route_inconsistent');
     expect((await t.prisma.relay.findUniqueOrThrow({ where: { id: own.id } })).host).toBe('smtp.own.test');
   });
@@ -90,30 +120,74 @@ describe('write-time checks', () => {
     const relay = await createRelay(t.app, admin.headers, { host: 'smtp.limited.test', limits: { concurrency: 5 } });
     const { tenant, headers } = await hostile();
     const domain = await createDomain(t.app, headers, tenant.id, { relayId: relay.id });
-    const response = await t.app.inject({ method: 'PUT', url: `/v1/domains/${domain.id}/limits`, headers, payload: { recipientsPerMessage: 1 } });
+    const response = await t.app.inject({
+      method: 'PUT',
+      url: `/v1/domains/${domain.id}/limits`,
+      headers,
+      payload: { recipientsPerMessage: 1 },
+    });
     expectRefused(response, 'limits_conflict');
     expect((await t.prisma.domain.findUniqueOrThrow({ where: { id: domain.id } })).recipientsPerMessage).toBeNull();
     // The admin's relay change that would clash with a tenant's domain limits is refused too, naming it (admins see all).
-    const fine = await t.app.inject({ method: 'PUT', url: `/v1/domains/${domain.id}/limits`, headers, payload: { recipientsPerMessage: 1, concurrency: null } });
+    const fine = await t.app.inject({
+      method: 'PUT',
+      url: `/v1/domains/${domain.id}/limits`,
+      headers,
+      payload: { recipientsPerMessage: 1, concurrency: null },
+    });
     expect(fine.statusCode).toBe(422);
     const free = await createRelay(t.app, admin.headers, { host: 'smtp.free.test' });
-    const moved = await t.app.inject({ method: 'PATCH', url: `/v1/domains/${domain.id}`, headers, payload: { relayId: free.id } });
+    const moved = await t.app.inject({
+      method: 'PATCH',
+      url: `/v1/domains/${domain.id}`,
+      headers,
+      payload: { relayId: free.id },
+    });
     expect(moved.statusCode).toBe(200);
-    expect((await t.app.inject({ method: 'PUT', url: `/v1/domains/${domain.id}/limits`, headers, payload: { recipientsPerMessage: 1 } })).statusCode).toBe(200);
-    const clash = await t.app.inject({ method: 'PUT', url: `/v1/relays/${free.id}/limits`, headers: admin.headers, payload: { concurrency: 3 } });
+    expect(
+      (
+        await t.app.inject({
+          method: 'PUT',
+          url: `/v1/domains/${domain.id}/limits`,
+          headers,
+          payload: { recipientsPerMessage: 1 },
+        })
+      ).statusCode,
+    ).toBe(200);
+    const clash = await t.app.inject({
+      method: 'PUT',
+      url: `/v1/relays/${free.id}/limits`,
+      headers: admin.headers,
+      payload: { concurrency: 3 },
+    });
     expect(clash.statusCode).toBe(422);
-    expect(clash.json().problems).toEqual([expect.objectContaining({ code: 'limits_conflict', resourceType: 'domain', resourceId: domain.id })]);
+    expect(clash.json().problems).toEqual([
+      expect.objectContaining({ code: 'limits_conflict', resourceType: 'domain', resourceId: domain.id }),
+    ]);
   });
 
   it('refuses settings that would clash with a domain’s limits', async () => {
     const { tenant, headers } = await hostile();
-    const domain = await createDomain(t.app, headers, tenant.id, { relayId: shared.id, limits: { recipientsPerMessage: 1 } });
+    const domain = await createDomain(t.app, headers, tenant.id, {
+      relayId: shared.id,
+      limits: { recipientsPerMessage: 1 },
+    });
     const current = (await t.app.inject({ method: 'GET', url: '/v1/settings', headers: admin.headers })).json();
     const { version: _version, updatedAt: _updatedAt, ...settings } = current;
-    const response = await t.app.inject({ method: 'PUT', url: '/v1/settings', headers: admin.headers, payload: { ...settings, defaultConcurrency: 1, defaultRateDelaySeconds: 2 } });
+    const response = await t.app.inject({
+      method: 'PUT',
+      url: '/v1/settings',
+      headers: admin.headers,
+      payload: { ...settings, defaultConcurrency: 1, defaultRateDelaySeconds: 2 },
+    });
     expect(response.statusCode).toBe(422);
-    expect(response.json().problems).toEqual(expect.arrayContaining([expect.objectContaining({ code: 'limits_conflict', resourceId: domain.id })]));
-    expect((await t.app.inject({ method: 'GET', url: '/v1/settings', headers: admin.headers })).json().defaultRateDelaySeconds).toBe(settings.defaultRateDelaySeconds);
+    expect(response.json().problems).toEqual(
+      expect.arrayContaining([expect.objectContaining({ code: 'limits_conflict', resourceId: domain.id })]),
+    );
+    expect(
+      (await t.app.inject({ method: 'GET', url: '/v1/settings', headers: admin.headers })).json()
+        .defaultRateDelaySeconds,
+    ).toBe(settings.defaultRateDelaySeconds);
   });
 
   it('after every refusal above, the whole configuration still compiles with nothing quarantined', async () => {

@@ -30,28 +30,51 @@ function cli(args: string[], stdin: string) {
 }
 
 it('rotates a relay credential from the shell, reading the secret from stdin', { timeout: 60_000 }, async () => {
-  const relay = await db.prisma.relay.create({ data: { name: 'up', host: 'smtp.up.test', port: 587, tls: 'starttls' } });
-  const first = await cli(['credentials', 'rotate', '--relay', relay.id, '--username', 'platform', '--json'], 'first secret: with colon\n');
+  const relay = await db.prisma.relay.create({
+    data: { name: 'up', host: 'smtp.up.test', port: 587, tls: 'starttls' },
+  });
+  const first = await cli(
+    ['credentials', 'rotate', '--relay', relay.id, '--username', 'platform', '--json'],
+    'first secret: with colon\n',
+  );
   expect(first.code, first.stderr).toBe(0);
   const one = JSON.parse(first.stdout);
   expect(one).toMatchObject({ status: 'active', username: 'platform' });
   expect(first.stdout + first.stderr).not.toContain('first secret');
 
-  const second = await cli(['credentials', 'rotate', '--relay', relay.id, '--username', 'platform2', '--json'], 'second-secret');
+  const second = await cli(
+    ['credentials', 'rotate', '--relay', relay.id, '--username', 'platform2', '--json'],
+    'second-secret',
+  );
   expect(second.code, second.stderr).toBe(0);
   const two = JSON.parse(second.stdout);
   expect(two.status).toBe('active');
-  const rows = await db.prisma.relayCredential.findMany({ where: { relayId: relay.id }, orderBy: { createdAt: 'asc' } });
+  const rows = await db.prisma.relayCredential.findMany({
+    where: { relayId: relay.id },
+    orderBy: { createdAt: 'asc' },
+  });
   expect(rows.map((row) => row.status)).toEqual(['retiring', 'active']);
   const box = createSecretBox(masterKey);
-  expect(box.open({ ciphertext: Buffer.from(rows[1]!.secretCiphertext), nonce: Buffer.from(rows[1]!.secretNonce), keyId: rows[1]!.secretKeyId }, rows[1]!.id)).toBe('second-secret');
+  expect(
+    box.open(
+      {
+        ciphertext: Buffer.from(rows[1]!.secretCiphertext),
+        nonce: Buffer.from(rows[1]!.secretNonce),
+        keyId: rows[1]!.secretKeyId,
+      },
+      rows[1]!.id,
+    ),
+  ).toBe('second-secret');
   const audit = await db.prisma.auditEvent.findMany({ where: { resourceType: 'credential' } });
   expect(audit.every((event) => event.actorKeyId === 'cli')).toBe(true);
 
   const empty = await cli(['credentials', 'rotate', '--relay', relay.id, '--username', 'x'], '');
   expect(empty.code).toBe(1);
   expect(empty.stderr.trim()).toBe('relayplane: no secret on standard input: pipe it in (see --help)');
-  const missing = await cli(['credentials', 'rotate', '--relay', '00000000-0000-4000-8000-000000000000', '--username', 'x'], 's');
+  const missing = await cli(
+    ['credentials', 'rotate', '--relay', '00000000-0000-4000-8000-000000000000', '--username', 'x'],
+    's',
+  );
   expect(missing.code).toBe(1);
   expect(missing.stderr.trim()).toBe('relayplane: relay 00000000-0000-4000-8000-000000000000 not found');
 });

@@ -22,7 +22,12 @@ async function freePort(): Promise<number> {
 
 /** The environment of a fresh machine: no DATABASE_URL, so the embedded default is used. */
 function cliEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, RELAYPLANE_DATA_DIR: dataDir, RELAYPLANE_PORT: String(port), RELAYPLANE_LOG_LEVEL: 'info' };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    RELAYPLANE_DATA_DIR: dataDir,
+    RELAYPLANE_PORT: String(port),
+    RELAYPLANE_LOG_LEVEL: 'info',
+  };
   delete env.DATABASE_URL;
   delete env.RELAYPLANE_JWT_SECRET;
   delete env.RELAYPLANE_MASTER_KEY;
@@ -48,7 +53,11 @@ interface Server {
 /** Starts serve and resolves on its ready line (written once it listens), or rejects when it exits first. */
 async function startServe(): Promise<Server> {
   // A process group of its own, like a shell's foreground job: Ctrl-C reaches every process in it.
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve'], { cwd: ROOT, env: cliEnv(), detached: true });
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve'], {
+    cwd: ROOT,
+    env: cliEnv(),
+    detached: true,
+  });
   let output = '';
   await new Promise<void>((resolve, reject) => {
     const onData = (chunk: Buffer) => {
@@ -102,67 +111,78 @@ afterAll(async () => {
 });
 
 describe('relayplane serve on the embedded default', () => {
-  it('starts, serves, reuses its data on a second start, and stops PostgreSQL on shutdown', { timeout: 240_000 }, async () => {
-    const first = await startServe();
-    expect(first.output()).toContain('initialising the embedded PostgreSQL');
-    // One line for a person: where the API and its docs are, and the next step.
-    expect(first.output()).toContain(
-      `"msg":"Relayplane is ready on http://127.0.0.1:${port} (API docs: http://127.0.0.1:${port}/docs); next, create the first admin key: npx relayplane keys create --admin"`,
-    );
-    const pid = await postgresPid();
-    expect(pid).not.toBeNull();
-    expect(alive(pid!)).toBe(true);
+  it(
+    'starts, serves, reuses its data on a second start, and stops PostgreSQL on shutdown',
+    { timeout: 240_000 },
+    async () => {
+      const first = await startServe();
+      expect(first.output()).toContain('initialising the embedded PostgreSQL');
+      // One line for a person: where the API and its docs are, and the next step.
+      expect(first.output()).toContain(
+        `"msg":"Relayplane is ready on http://127.0.0.1:${port} (API docs: http://127.0.0.1:${port}/docs); next, create the first admin key: npx relayplane keys create --admin"`,
+      );
+      const pid = await postgresPid();
+      expect(pid).not.toBeNull();
+      expect(alive(pid!)).toBe(true);
 
-    // The CLI finds the running embedded server and mints the first admin key.
-    const created = await runCli(['keys', 'create', '--admin', '--json']);
-    expect(created.code, created.stderr).toBe(0);
-    const key = JSON.parse(created.stdout) as { id: string; key: string; scopes: string[] };
-    expect(key.scopes).toEqual(['admin']);
-    const token = await fetch(`http://127.0.0.1:${port}/v1/auth/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ key: key.key }),
-    });
-    expect(token.status).toBe(200);
+      // The CLI finds the running embedded server and mints the first admin key.
+      const created = await runCli(['keys', 'create', '--admin', '--json']);
+      expect(created.code, created.stderr).toBe(0);
+      const key = JSON.parse(created.stdout) as { id: string; key: string; scopes: string[] };
+      expect(key.scopes).toEqual(['admin']);
+      const token = await fetch(`http://127.0.0.1:${port}/v1/auth/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ key: key.key }),
+      });
+      expect(token.status).toBe(200);
 
-    for (const name of ['jwt-secret', 'master-key', 'postgres-password']) {
-      const info = await stat(path.join(dataDir, 'secrets', name));
-      expect(info.mode & 0o777).toBe(0o600);
-      const value = (await readFile(path.join(dataDir, 'secrets', name), 'utf8')).trim();
-      expect(first.output()).not.toContain(value);
-    }
-    expect(first.output()).toMatch(/"name":"jwt-secret".*"msg":"generated"/);
+      for (const name of ['jwt-secret', 'master-key', 'postgres-password']) {
+        const info = await stat(path.join(dataDir, 'secrets', name));
+        expect(info.mode & 0o777).toBe(0o600);
+        const value = (await readFile(path.join(dataDir, 'secrets', name), 'utf8')).trim();
+        expect(first.output()).not.toContain(value);
+      }
+      expect(first.output()).toMatch(/"name":"jwt-secret".*"msg":"generated"/);
 
-    await stopServe(first);
-    expect(alive(pid!)).toBe(false);
-    expect(warnings(first.output())).toEqual([]);
+      await stopServe(first);
+      expect(alive(pid!)).toBe(false);
+      expect(warnings(first.output())).toEqual([]);
 
-    const second = await startServe();
-    expect(second.output()).not.toContain('initialising the embedded PostgreSQL');
-    expect(second.output()).not.toContain('"msg":"generated"');
-    const again = await fetch(`http://127.0.0.1:${port}/v1/auth/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ key: key.key }),
-    });
-    expect(again.status).toBe(200);
-    const listed = await runCli(['keys', 'list', '--json']);
-    expect(JSON.parse(listed.stdout).map((item: { id: string }) => item.id)).toContain(key.id);
-    await stopServe(second);
-    expect(await postgresPid()).toBeNull();
-    expect(second.output()).toContain(`"msg":"Relayplane is ready on http://127.0.0.1:${port} (API docs: http://127.0.0.1:${port}/docs)"`);
-    expect(warnings(second.output())).toEqual([]);
-  });
+      const second = await startServe();
+      expect(second.output()).not.toContain('initialising the embedded PostgreSQL');
+      expect(second.output()).not.toContain('"msg":"generated"');
+      const again = await fetch(`http://127.0.0.1:${port}/v1/auth/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ key: key.key }),
+      });
+      expect(again.status).toBe(200);
+      const listed = await runCli(['keys', 'list', '--json']);
+      expect(JSON.parse(listed.stdout).map((item: { id: string }) => item.id)).toContain(key.id);
+      await stopServe(second);
+      expect(await postgresPid()).toBeNull();
+      expect(second.output()).toContain(
+        `"msg":"Relayplane is ready on http://127.0.0.1:${port} (API docs: http://127.0.0.1:${port}/docs)"`,
+      );
+      expect(warnings(second.output())).toEqual([]);
+    },
+  );
 
   it('fails with one clear line and a non-zero exit on bad configuration or usage', async () => {
     const badPort = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve'], { cwd: ROOT, env: { ...cliEnv(), RELAYPLANE_PORT: 'http' } });
+      const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve'], {
+        cwd: ROOT,
+        env: { ...cliEnv(), RELAYPLANE_PORT: 'http' },
+      });
       let stderr = '';
       child.stderr.on('data', (chunk) => (stderr += chunk));
       child.on('close', (code) => resolve({ code, stderr }));
     });
     expect(badPort.code).toBe(1);
-    expect(badPort.stderr.trim()).toBe('relayplane: Invalid configuration: RELAYPLANE_PORT must be an integer between 0 and 65535 (got "http")');
+    expect(badPort.stderr.trim()).toBe(
+      'relayplane: Invalid configuration: RELAYPLANE_PORT must be an integer between 0 and 65535 (got "http")',
+    );
     const noScope = await runCli(['keys', 'create']);
     expect(noScope.code).toBe(1);
     expect(noScope.stderr.trim()).toBe('relayplane: say which key to create: --admin or --scope <scope...>');

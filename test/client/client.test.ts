@@ -16,13 +16,17 @@ it('lets a panel onboard a tenant and a domain through the typed client', async 
   const client = createRelayplaneClient({ baseUrl, apiKey: key.key });
   const tenant = await client.POST('/v1/tenants', { body: { name: 'Client Co', slug: 'client-co' } });
   expect(tenant.response.status).toBe(201);
-  const relay = await client.POST('/v1/relays', { body: { name: 'up', host: 'smtp.up.test', port: 587, tls: 'starttls' } });
+  const relay = await client.POST('/v1/relays', {
+    body: { name: 'up', host: 'smtp.up.test', port: 587, tls: 'starttls' },
+  });
   const domain = await client.POST('/v1/tenants/{tenantId}/domains', {
     params: { path: { tenantId: tenant.data!.id } },
     body: { name: 'client.example', relayId: relay.data!.id },
   });
   expect(domain.data).toMatchObject({ name: 'client.example', tenantId: tenant.data!.id });
-  const records = await client.GET('/v1/domains/{domainId}/dns-records', { params: { path: { domainId: domain.data!.id } } });
+  const records = await client.GET('/v1/domains/{domainId}/dns-records', {
+    params: { path: { domainId: domain.data!.id } },
+  });
   expect(records.data?.records.map((record) => record.purpose)).toContain('ownership');
   const problem = await client.POST('/v1/tenants/{tenantId}/domains', {
     params: { path: { tenantId: tenant.data!.id } },
@@ -41,7 +45,11 @@ it('answers every call of a refused key with the 401 problem, never a throw', as
   for (const answer of [list, create]) {
     expect(answer.data).toBeUndefined();
     expect(answer.response.status).toBe(401);
-    expect(answer.error).toMatchObject({ status: 401, code: 'unauthorized', type: 'urn:relayplane:problem:unauthorized' });
+    expect(answer.error).toMatchObject({
+      status: 401,
+      code: 'unauthorized',
+      type: 'urn:relayplane:problem:unauthorized',
+    });
     expect(answer.error?.requestId).not.toBe('');
   }
   expect(await t.prisma.tenant.count({ where: { slug: 'nope' } })).toBe(0);
@@ -54,7 +62,7 @@ it('answers an unreachable server with a 503 unreachable problem, never a throw'
   expect(answer.error?.detail).toMatch(/ECONNREFUSED|fetch failed/);
 });
 
-it('answers a response that is not the API\'s (a proxy page) with a problem of its status', async () => {
+it("answers a response that is not the API's (a proxy page) with a problem of its status", async () => {
   const key = await t.app.services.apiKeys.create(null, { name: 'proxied', scopes: ['admin'] });
   const proxied = createRelayplaneClient({
     baseUrl,
@@ -65,5 +73,9 @@ it('answers a response that is not the API\'s (a proxy page) with a problem of i
         : fetch(request),
   });
   const answer = await proxied.GET('/v1/tenants');
-  expect(answer.error).toMatchObject({ status: 502, code: 'unexpected-response', detail: '<html>502 Bad Gateway</html>' });
+  expect(answer.error).toMatchObject({
+    status: 502,
+    code: 'unexpected-response',
+    detail: '<html>502 Bad Gateway</html>',
+  });
 });

@@ -27,7 +27,8 @@ function cleanEnv(): NodeJS.ProcessEnv {
 function run(command: string, args: string[], cwd: string): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(command, args, { cwd, env: cleanEnv(), maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
-      if (error) reject(new Error(`${command} ${args.join(' ')} (in ${cwd}) failed: ${error.message}\n${stdout}\n${stderr}`));
+      if (error)
+        reject(new Error(`${command} ${args.join(' ')} (in ${cwd}) failed: ${error.message}\n${stdout}\n${stderr}`));
       else resolve(stdout);
     });
   });
@@ -71,9 +72,15 @@ function writePanelProject(project: string, tarballName: string) {
     const { version, integrity, dependencies } = rootLock.packages[`node_modules/${name}`]!;
     return { version, integrity, ...(dependencies === undefined ? {} : { dependencies }) };
   };
-  const manifest = JSON.parse(readFileSync(path.join(PACKAGE, 'package.json'), 'utf8')) as { version: string; dependencies: Record<string, string> };
+  const manifest = JSON.parse(readFileSync(path.join(PACKAGE, 'package.json'), 'utf8')) as {
+    version: string;
+    dependencies: Record<string, string>;
+  };
   const spec = `file:../${tarballName}`;
-  writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'panel', private: true, type: 'module', dependencies: { '@relayplane/client': spec } }));
+  writeFileSync(
+    path.join(project, 'package.json'),
+    JSON.stringify({ name: 'panel', private: true, type: 'module', dependencies: { '@relayplane/client': spec } }),
+  );
   writeFileSync(
     path.join(project, 'package-lock.json'),
     JSON.stringify({
@@ -82,7 +89,11 @@ function writePanelProject(project: string, tarballName: string) {
       requires: true,
       packages: {
         '': { name: 'panel', dependencies: { '@relayplane/client': spec } },
-        'node_modules/@relayplane/client': { version: manifest.version, resolved: spec, dependencies: manifest.dependencies },
+        'node_modules/@relayplane/client': {
+          version: manifest.version,
+          resolved: spec,
+          dependencies: manifest.dependencies,
+        },
         'node_modules/openapi-fetch': locked('openapi-fetch'),
         'node_modules/openapi-typescript-helpers': locked('openapi-typescript-helpers'),
       },
@@ -120,18 +131,31 @@ afterAll(async () => {
 
 it('packs the built client and its README, not its sources', async () => {
   const files = (await run('tar', ['-tzf', tarball], work)).split('\n').filter(Boolean).sort();
-  expect(files).toEqual(expect.arrayContaining(['package/package.json', 'package/README.md', 'package/dist/index.js', 'package/dist/index.d.ts']));
+  expect(files).toEqual(
+    expect.arrayContaining([
+      'package/package.json',
+      'package/README.md',
+      'package/dist/index.js',
+      'package/dist/index.d.ts',
+    ]),
+  );
   expect(files.filter((file) => file.startsWith('package/src/'))).toEqual([]);
 });
 
 it('installs with openapi-fetch as its only dependency, none of the server', () => {
   const installed = readdirSync(path.join(project, 'node_modules'))
-    .flatMap((name) => (name.startsWith('@') ? readdirSync(path.join(project, 'node_modules', name)).map((scoped) => `${name}/${scoped}`) : [name]))
+    .flatMap((name) =>
+      name.startsWith('@')
+        ? readdirSync(path.join(project, 'node_modules', name)).map((scoped) => `${name}/${scoped}`)
+        : [name],
+    )
     .filter((name) => !name.startsWith('.'))
     .sort();
   expect(installed).toEqual(['@relayplane/client', 'openapi-fetch', 'openapi-typescript-helpers']);
   expect(existsSync(path.join(project, 'node_modules', 'fastify'))).toBe(false);
-  const manifest = JSON.parse(readFileSync(path.join(project, 'node_modules', '@relayplane', 'client', 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
+  const manifest = JSON.parse(
+    readFileSync(path.join(project, 'node_modules', '@relayplane', 'client', 'package.json'), 'utf8'),
+  ) as { dependencies: Record<string, string> };
   expect(Object.keys(manifest.dependencies)).toEqual(['openapi-fetch']);
 });
 
@@ -143,32 +167,44 @@ function readmeExamples(): string {
   return blocks.join('\n');
 }
 
-it('type-checks a panel script and the README examples, and runs the script: a tenant created, usage read, a bad key a 401 problem', async () => {
-  writeFileSync(path.join(project, 'panel.ts'), PANEL_SCRIPT);
-  writeFileSync(path.join(project, 'readme-examples.ts'), readmeExamples());
-  writeFileSync(
-    path.join(project, 'tsconfig.json'),
-    JSON.stringify({
-      compilerOptions: {
-        target: 'ES2022',
-        module: 'NodeNext',
-        moduleResolution: 'NodeNext',
-        strict: true,
-        outDir: 'out',
-        // The panel's own Node typings would come from its @types/node; the root's stand in for them.
-        typeRoots: [path.join(ROOT, 'node_modules', '@types')],
-        types: ['node'],
-      },
-      files: ['panel.ts', 'readme-examples.ts'],
-    }),
-  );
-  await run(process.execPath, [TSC, '-p', project], project);
+it(
+  'type-checks a panel script and the README examples, and runs the script: a tenant created, usage read, a bad key a 401 problem',
+  async () => {
+    writeFileSync(path.join(project, 'panel.ts'), PANEL_SCRIPT);
+    writeFileSync(path.join(project, 'readme-examples.ts'), readmeExamples());
+    writeFileSync(
+      path.join(project, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          target: 'ES2022',
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          strict: true,
+          outDir: 'out',
+          // The panel's own Node typings would come from its @types/node; the root's stand in for them.
+          typeRoots: [path.join(ROOT, 'node_modules', '@types')],
+          types: ['node'],
+        },
+        files: ['panel.ts', 'readme-examples.ts'],
+      }),
+    );
+    await run(process.execPath, [TSC, '-p', project], project);
 
-  const key = await t.app.services.apiKeys.create(null, { name: 'panel', scopes: ['admin'] });
-  const output = await run(process.execPath, [path.join(project, 'out', 'panel.js'), baseUrl, key.key], project);
-  const result = JSON.parse(output) as { tenantId: string; usage: { tenantId: string; month: string }; refused: unknown; refusedData: unknown };
-  expect(await t.prisma.tenant.findUnique({ where: { id: result.tenantId } })).toMatchObject({ slug: 'panel-co', externalRef: 'crm-42' });
-  expect(result.usage).toMatchObject({ tenantId: result.tenantId, month: '2026-11' });
-  expect(result.refused).toMatchObject({ status: 401, code: 'unauthorized' });
-  expect(result.refusedData).toBeNull();
-}, STEP_GUARD_MS);
+    const key = await t.app.services.apiKeys.create(null, { name: 'panel', scopes: ['admin'] });
+    const output = await run(process.execPath, [path.join(project, 'out', 'panel.js'), baseUrl, key.key], project);
+    const result = JSON.parse(output) as {
+      tenantId: string;
+      usage: { tenantId: string; month: string };
+      refused: unknown;
+      refusedData: unknown;
+    };
+    expect(await t.prisma.tenant.findUnique({ where: { id: result.tenantId } })).toMatchObject({
+      slug: 'panel-co',
+      externalRef: 'crm-42',
+    });
+    expect(result.usage).toMatchObject({ tenantId: result.tenantId, month: '2026-11' });
+    expect(result.refused).toMatchObject({ status: 401, code: 'unauthorized' });
+    expect(result.refusedData).toBeNull();
+  },
+  STEP_GUARD_MS,
+);

@@ -15,7 +15,9 @@ const store = () => createBundleStore({ prisma: db.prisma, repository: createCon
 
 /** 6,000 domains on two relays, each with its own credential: tables of many chunks. */
 function fleet(): Snapshot {
-  const domains = Array.from({ length: 6000 }, (_, i) => domain(`d${i}`, 't', `d${i}.fleet.test`, { relayId: i % 2 === 0 ? 'a' : 'b' }));
+  const domains = Array.from({ length: 6000 }, (_, i) =>
+    domain(`d${i}`, 't', `d${i}.fleet.test`, { relayId: i % 2 === 0 ? 'a' : 'b' }),
+  );
   return snapshot({
     tenants: [tenant('t')],
     relays: [relay('a'), relay('b')],
@@ -62,19 +64,44 @@ describe('bundle store', () => {
   it('prunes bundles past the retention, except the newest and those a node runs or is being given, and the chunks only they used', async () => {
     await db.prisma.configBundle.deleteMany();
     await db.prisma.configChunk.deleteMany();
-    const bundles = createBundleStore({ prisma: db.prisma, repository: createConfigBundleRepository(), retentionSeconds: 30 * 86_400 });
+    const bundles = createBundleStore({
+      prisma: db.prisma,
+      repository: createConfigBundleRepository(),
+      retentionSeconds: 30 * 86_400,
+    });
     const base = fleet();
     // Five versions, each with one more domain disabled: most chunks shared, a few each its own.
     const compiled = [];
     const versions = [];
     for (let i = 0; i < 5; i++) {
-      const next = { ...base, domains: base.domains.map((d, j) => (j < i * 1000 && j % 1000 === 0 ? { ...d, status: 'disabled' as const } : j === 5000 + i ? { ...d, status: 'disabled' as const } : d)) };
+      const next = {
+        ...base,
+        domains: base.domains.map((d, j) =>
+          j < i * 1000 && j % 1000 === 0
+            ? { ...d, status: 'disabled' as const }
+            : j === 5000 + i
+              ? { ...d, status: 'disabled' as const }
+              : d,
+        ),
+      };
       compiled.push(compile(next));
       versions.push(await bundles.keep(compiled[i]!));
     }
-    const [old, live, deploying, newest, recent] = versions.map((v) => v.version) as [string, string, string, string, string];
+    const [old, live, deploying, newest, recent] = versions.map((v) => v.version) as [
+      string,
+      string,
+      string,
+      string,
+      string,
+    ];
     const daysAgo = (days: number) => new Date(Date.now() - days * 86_400_000);
-    for (const [version, age] of [[old, 40], [live, 39], [deploying, 38], [newest, 31], [recent, 1]] as const) {
+    for (const [version, age] of [
+      [old, 40],
+      [live, 39],
+      [deploying, 38],
+      [newest, 31],
+      [recent, 1],
+    ] as const) {
       await db.prisma.configBundle.update({ where: { version }, data: { createdAt: daysAgo(age) } });
     }
     // `recent` is the newest by time; `newest` is only the newest of the old ones, so it goes.
@@ -83,11 +110,16 @@ describe('bundle store', () => {
     const chunksBefore = await chunkCount();
 
     expect(await bundles.prune()).toEqual({ bundles: 2, chunks: expect.any(Number) });
-    expect((await db.prisma.configBundle.findMany({ orderBy: { createdAt: 'asc' } })).map((b) => b.version)).toEqual([live, deploying, recent]);
+    expect((await db.prisma.configBundle.findMany({ orderBy: { createdAt: 'asc' } })).map((b) => b.version)).toEqual([
+      live,
+      deploying,
+      recent,
+    ]);
     const removed = chunksBefore - (await chunkCount());
     expect(removed).toBeGreaterThan(0);
     expect(removed).toBeLessThan(chunksBefore / 4);
-    for (const kept of [versions[1]!, versions[2]!, versions[4]!]) expect(await bundles.find(kept.version)).toEqual(kept);
+    for (const kept of [versions[1]!, versions[2]!, versions[4]!])
+      expect(await bundles.find(kept.version)).toEqual(kept);
     expect(await bundles.find(old)).toBeNull();
 
     // Saved again after the prune, by the same store: whole again (no memory of chunks that were deleted).
@@ -102,8 +134,16 @@ describe('bundle store', () => {
     const rows = snapshot({
       tenants: [tenant('t')],
       relays: [relay('a'), relay('b', { port: 2525 })],
-      domains: [domain('d0', 't', 'd0.test', { relayId: 'a' }), domain('d1', 't', 'd1.test', { relayId: 'a', fallbackRelayId: 'b' })],
-      credentials: [credential('c0', 'a', 'd0', 'u0', secrets[0]), credential('c1', 'a', null, 'u1', secrets[1]), credential('c2', 'b', null, 'u2', secrets[2]), credential('c3', 'a', 'd1', 'u3', secrets[3])],
+      domains: [
+        domain('d0', 't', 'd0.test', { relayId: 'a' }),
+        domain('d1', 't', 'd1.test', { relayId: 'a', fallbackRelayId: 'b' }),
+      ],
+      credentials: [
+        credential('c0', 'a', 'd0', 'u0', secrets[0]),
+        credential('c1', 'a', null, 'u1', secrets[1]),
+        credential('c2', 'b', null, 'u2', secrets[2]),
+        credential('c3', 'a', 'd1', 'u3', secrets[3]),
+      ],
     });
     const compiled = compile(rows);
     const secretFiles = Object.entries(compiled.files).filter(([, f]) => f.secret);
@@ -125,33 +165,60 @@ describe('bundle store', () => {
     const compiled = compile(fleet());
     const { masked: _masked, ...unmasked } = compiled.files.sasl_passwd!;
     const before = await db.prisma.configBundle.count();
-    await expect(bundles.keep({ ...compiled, version: 'e'.repeat(64), files: { ...compiled.files, sasl_passwd: unmasked } })).rejects.toThrow(UnmaskedSecretError);
+    await expect(
+      bundles.keep({ ...compiled, version: 'e'.repeat(64), files: { ...compiled.files, sasl_passwd: unmasked } }),
+    ).rejects.toThrow(UnmaskedSecretError);
     expect(await db.prisma.configBundle.count()).toBe(before);
   });
 
   it('shows a stored secret line that is not in the masked form as hidden, never as it was stored', async () => {
     const bundles = store();
-    const compiled = compile(snapshot({ tenants: [tenant('t')], relays: [relay('a')], domains: [domain('d', 't', 'legacy.test', { relayId: 'a' })], credentials: [credential('c', 'a', 'd')] }));
+    const compiled = compile(
+      snapshot({
+        tenants: [tenant('t')],
+        relays: [relay('a')],
+        domains: [domain('d', 't', 'legacy.test', { relayId: 'a' })],
+        credentials: [credential('c', 'a', 'd')],
+      }),
+    );
     const kept = await bundles.keep(compiled);
     // What an earlier version stored for a secret its pattern could not mask.
-    const manifest = (await db.prisma.configBundle.findUniqueOrThrow({ where: { version: compiled.version } })).bundle as { files: Record<string, { chunks: string[] }> };
+    const manifest = (await db.prisma.configBundle.findUniqueOrThrow({ where: { version: compiled.version } }))
+      .bundle as { files: Record<string, { chunks: string[] }> };
     const [digest] = manifest.files.sasl_passwd!.chunks;
-    await db.prisma.configChunk.update({ where: { digest: digest! }, data: { content: '@legacy.test user-c:leaked\u2028secret\n' } });
+    await db.prisma.configChunk.update({
+      where: { digest: digest! },
+      data: { content: '@legacy.test user-c:leaked\u2028secret\n' },
+    });
     const found = await bundles.find(compiled.version);
-    expect(found?.files.sasl_passwd?.content).toBe('@legacy.test (hidden: this line was stored unmasked by an earlier version)\n');
+    expect(found?.files.sasl_passwd?.content).toBe(
+      '@legacy.test (hidden: this line was stored unmasked by an earlier version)\n',
+    );
     expect(found?.files.sender_relay).toEqual(kept.files.sender_relay);
   });
 
   it('reads bundles stored before chunking (files inline), and refuses one whose chunks are missing', async () => {
     const bundles = store();
     // Kept, then its row replaced by one in the earlier form: the masked bundle with its files inline.
-    const legacy = await bundles.keep(compile(snapshot({ tenants: [tenant('t')], relays: [relay('a')], domains: [domain('d', 't', 'old.test', { relayId: 'a' })] })));
+    const legacy = await bundles.keep(
+      compile(
+        snapshot({
+          tenants: [tenant('t')],
+          relays: [relay('a')],
+          domains: [domain('d', 't', 'old.test', { relayId: 'a' })],
+        }),
+      ),
+    );
     await db.prisma.configBundle.delete({ where: { version: legacy.version } });
     await db.prisma.configBundle.create({ data: { version: legacy.version, bundle: legacy as never } });
     expect(await bundles.find(legacy.version)).toEqual(legacy);
     expect(await bundles.find('0'.repeat(64))).toBeNull();
 
-    const broken = { ...legacy, version: 'b'.repeat(64), files: { sender_relay: { mode: 0o644, secret: false, mapType: 'hash', chunks: ['c'.repeat(64)] } } };
+    const broken = {
+      ...legacy,
+      version: 'b'.repeat(64),
+      files: { sender_relay: { mode: 0o644, secret: false, mapType: 'hash', chunks: ['c'.repeat(64)] } },
+    };
     await db.prisma.configBundle.create({ data: { version: broken.version, bundle: broken as never } });
     await expect(bundles.find(broken.version)).rejects.toThrow(/chunk c{64} of sender_relay is missing/);
   });

@@ -26,8 +26,18 @@ afterEach(async () => {
   engines = [];
 });
 
-function threadEngine(log: { info(obj: object, msg: string): void; error(obj: object, msg: string): void } = quiet, key: Uint8Array = masterKey, idleStopMs?: number) {
-  const engine = createConfigEngine({ execution: 'worker-thread', databaseUrl: db.database.url, masterKey: key, log, ...(idleStopMs === undefined ? {} : { idleStopMs }) });
+function threadEngine(
+  log: { info(obj: object, msg: string): void; error(obj: object, msg: string): void } = quiet,
+  key: Uint8Array = masterKey,
+  idleStopMs?: number,
+) {
+  const engine = createConfigEngine({
+    execution: 'worker-thread',
+    databaseUrl: db.database.url,
+    masterKey: key,
+    log,
+    ...(idleStopMs === undefined ? {} : { idleStopMs }),
+  });
   engines.push(engine);
   return engine;
 }
@@ -44,13 +54,33 @@ function localEngine() {
 
 async function seed(slug: string) {
   const tenant = await db.prisma.tenant.create({ data: { name: slug, slug } });
-  const relay = await db.prisma.relay.create({ data: { name: `${slug} relay`, host: `smtp.${slug}.test`, port: 587, tls: 'starttls', concurrency: 4 } });
-  const implicit = await db.prisma.relay.create({ data: { name: `${slug} implicit`, host: `smtps.${slug}.test`, port: 465, tls: 'implicit' } });
-  const shop = await db.prisma.domain.create({ data: { tenantId: tenant.id, name: `shop.${slug}.example`, status: 'verified', relayId: relay.id } });
-  await db.prisma.domain.create({ data: { tenantId: tenant.id, name: `tls.${slug}.example`, status: 'verified', relayId: implicit.id } });
-  await db.prisma.domain.create({ data: { tenantId: tenant.id, name: `pending.${slug}.example`, status: 'pending', relayId: relay.id } });
-  await insertSealedCredential(db.prisma, secretBox, { relayId: relay.id, domainId: shop.id, status: 'active', secret: 'pa ss:wo#rd "ü"' });
-  await insertSealedCredential(db.prisma, secretBox, { relayId: implicit.id, domainId: null, status: 'active', secret: 'relay-wide' });
+  const relay = await db.prisma.relay.create({
+    data: { name: `${slug} relay`, host: `smtp.${slug}.test`, port: 587, tls: 'starttls', concurrency: 4 },
+  });
+  const implicit = await db.prisma.relay.create({
+    data: { name: `${slug} implicit`, host: `smtps.${slug}.test`, port: 465, tls: 'implicit' },
+  });
+  const shop = await db.prisma.domain.create({
+    data: { tenantId: tenant.id, name: `shop.${slug}.example`, status: 'verified', relayId: relay.id },
+  });
+  await db.prisma.domain.create({
+    data: { tenantId: tenant.id, name: `tls.${slug}.example`, status: 'verified', relayId: implicit.id },
+  });
+  await db.prisma.domain.create({
+    data: { tenantId: tenant.id, name: `pending.${slug}.example`, status: 'pending', relayId: relay.id },
+  });
+  await insertSealedCredential(db.prisma, secretBox, {
+    relayId: relay.id,
+    domainId: shop.id,
+    status: 'active',
+    secret: 'pa ss:wo#rd "ü"',
+  });
+  await insertSealedCredential(db.prisma, secretBox, {
+    relayId: implicit.id,
+    domainId: null,
+    status: 'active',
+    secret: 'relay-wide',
+  });
   return { tenant, relay, implicit };
 }
 
@@ -70,12 +100,26 @@ describe('the config engine in its thread', () => {
     expect(explained).toEqual(await local.explain('a@shop.same.example', 'b@gmail.test'));
 
     // A configuration Postfix cannot express: the same quarantine on both, with the same problems.
-    const loose = await db.prisma.relay.create({ data: { name: 'loose', host: 'smtp.loose.test', port: 465, tls: 'implicit' } });
-    await db.prisma.domain.create({ data: { tenantId: tenant.id, name: 'loose.same.example', status: 'verified', relayId: loose.id, fallbackRelayId: relay.id } });
+    const loose = await db.prisma.relay.create({
+      data: { name: 'loose', host: 'smtp.loose.test', port: 465, tls: 'implicit' },
+    });
+    await db.prisma.domain.create({
+      data: {
+        tenantId: tenant.id,
+        name: 'loose.same.example',
+        status: 'verified',
+        relayId: loose.id,
+        fallbackRelayId: relay.id,
+      },
+    });
     const [quarantinedThere, quarantinedHere] = [await thread.deployable(), await local.deployable()];
     expect(quarantinedThere).toEqual(quarantinedHere);
     expect(quarantinedThere.bundle.quarantine).toEqual([
-      expect.objectContaining({ resourceType: 'domain', treatment: 'held', problems: [expect.objectContaining({ message: expect.stringMatching(/implicit TLS/) })] }),
+      expect.objectContaining({
+        resourceType: 'domain',
+        treatment: 'held',
+        problems: [expect.objectContaining({ message: expect.stringMatching(/implicit TLS/) })],
+      }),
     ]);
     await db.prisma.domain.deleteMany({ where: { relayId: loose.id } });
   });
@@ -83,9 +127,14 @@ describe('the config engine in its thread', () => {
   it('compiles on a thread of its own and keeps its state there between calls', async () => {
     const { tenant, relay } = await seed('kept');
     const compiled: Array<{ mode: string; threadId: number }> = [];
-    const engine = threadEngine({ info: (obj, msg) => msg === 'config compiled' && compiled.push(obj as (typeof compiled)[number]), error() {} });
+    const engine = threadEngine({
+      info: (obj, msg) => msg === 'config compiled' && compiled.push(obj as (typeof compiled)[number]),
+      error() {},
+    });
     await engine.deployable();
-    await db.prisma.domain.create({ data: { tenantId: tenant.id, name: 'new.kept.example', status: 'verified', relayId: relay.id } });
+    await db.prisma.domain.create({
+      data: { tenantId: tenant.id, name: 'new.kept.example', status: 'verified', relayId: relay.id },
+    });
     const changed = await engine.deployable();
     expect(changed.bundle.files.sender_relay?.content).toContain('@new.kept.example [smtp.kept.test]:587');
     expect(compiled.map((line) => line.mode)).toEqual(['full', 'incremental']);
@@ -96,7 +145,10 @@ describe('the config engine in its thread', () => {
   it('close() fails the calls waiting on it; the next call starts a new thread', async () => {
     await seed('closed');
     const compiled: Array<{ mode: string; threadId: number }> = [];
-    const engine = threadEngine({ info: (obj, msg) => msg === 'config compiled' && compiled.push(obj as (typeof compiled)[number]), error() {} });
+    const engine = threadEngine({
+      info: (obj, msg) => msg === 'config compiled' && compiled.push(obj as (typeof compiled)[number]),
+      error() {},
+    });
     await engine.deployable();
     const waiting = expect(engine.deployable()).rejects.toThrow(/closed/);
     await engine.close();
@@ -122,7 +174,9 @@ describe('the config engine in its thread', () => {
     const lines: Array<{ msg: string; threadId?: number; mode?: string }> = [];
     const engine = threadEngine({ info: (obj, msg) => lines.push({ ...obj, msg }), error() {} }, masterKey, 300);
     await engine.deployable();
-    await vi.waitFor(() => expect(lines.map((line) => line.msg)).toContain('config engine thread idle: stopped'), { timeout: 5_000 });
+    await vi.waitFor(() => expect(lines.map((line) => line.msg)).toContain('config engine thread idle: stopped'), {
+      timeout: 5_000,
+    });
     await engine.version();
     const compiled = lines.filter((line) => line.msg === 'config compiled');
     expect(compiled.map((line) => line.mode)).toEqual(['full', 'full']);

@@ -38,23 +38,43 @@ it('a reconcile replaces a wrong incremental result by the full compile and logs
   };
   const errors: object[] = [];
   const bundles = createBundleStore({ prisma: db.prisma, repository: createConfigBundleRepository() });
-  const engine = createConfigEngine({ execution: 'in-process', snapshots, bundles, compiler: faulty, verifyIntervalMs: 0, log: { info() {}, error: (obj) => errors.push(obj) } });
+  const engine = createConfigEngine({
+    execution: 'in-process',
+    snapshots,
+    bundles,
+    compiler: faulty,
+    verifyIntervalMs: 0,
+    log: { info() {}, error: (obj) => errors.push(obj) },
+  });
 
   const tenant = await db.prisma.tenant.create({ data: { name: 'T', slug: 't' } });
-  const relay = await db.prisma.relay.create({ data: { name: 'r', host: 'smtp.relay.test', port: 587, tls: 'starttls' } });
-  await db.prisma.domain.create({ data: { tenantId: tenant.id, name: 'a.example', status: 'verified', relayId: relay.id } });
+  const relay = await db.prisma.relay.create({
+    data: { name: 'r', host: 'smtp.relay.test', port: 587, tls: 'starttls' },
+  });
+  await db.prisma.domain.create({
+    data: { tenantId: tenant.id, name: 'a.example', status: 'verified', relayId: relay.id },
+  });
   const first = await engine.deployable();
-  expect(first.bundle.version).toBe(compile(await createSnapshotService({ prisma: db.prisma, snapshots: createSnapshotRepository(), secretBox }).load()).version);
+  expect(first.bundle.version).toBe(
+    compile(await createSnapshotService({ prisma: db.prisma, snapshots: createSnapshotRepository(), secretBox }).load())
+      .version,
+  );
 
   // A change: compiled incrementally, and (by this faulty compiler) wrongly; only a change run.
-  await db.prisma.domain.create({ data: { tenantId: tenant.id, name: 'b.example', status: 'verified', relayId: relay.id } });
+  await db.prisma.domain.create({
+    data: { tenantId: tenant.id, name: 'b.example', status: 'verified', relayId: relay.id },
+  });
   const unchecked = await engine.deployable();
   expect(unchecked.bundle.version).toBe('f'.repeat(64));
   expect(errors).toEqual([]);
 
-  await db.prisma.domain.create({ data: { tenantId: tenant.id, name: 'c.example', status: 'verified', relayId: relay.id } });
+  await db.prisma.domain.create({
+    data: { tenantId: tenant.id, name: 'c.example', status: 'verified', relayId: relay.id },
+  });
   const checked = await engine.deployable({ verify: true });
-  const truth = compile(await createSnapshotService({ prisma: db.prisma, snapshots: createSnapshotRepository(), secretBox }).load());
+  const truth = compile(
+    await createSnapshotService({ prisma: db.prisma, snapshots: createSnapshotRepository(), secretBox }).load(),
+  );
   expect(checked.bundle.version).toBe(truth.version);
   expect(checked.bundle.files.sender_relay?.content).toContain('@c.example ');
   expect(errors).toEqual([{ incremental: 'f'.repeat(64), full: truth.version }]);
@@ -66,11 +86,20 @@ it('checks at most once per interval: a reconcile soon after a full compile trus
   const compiler = createIncrementalCompiler();
   const modes: unknown[] = [];
   const bundles = createBundleStore({ prisma: db.prisma, repository: createConfigBundleRepository() });
-  const engine = createConfigEngine({ execution: 'in-process', snapshots, bundles, compiler, verifyIntervalMs: 60_000, log: { info: (obj) => modes.push((obj as { mode: string }).mode), error() {} } });
+  const engine = createConfigEngine({
+    execution: 'in-process',
+    snapshots,
+    bundles,
+    compiler,
+    verifyIntervalMs: 60_000,
+    log: { info: (obj) => modes.push((obj as { mode: string }).mode), error() {} },
+  });
   const tenant = await db.prisma.tenant.create({ data: { name: 'U', slug: 'u' } });
   const relay = await db.prisma.relay.create({ data: { name: 'u', host: 'smtp.u.test', port: 587, tls: 'starttls' } });
   await engine.deployable();
-  await db.prisma.domain.create({ data: { tenantId: tenant.id, name: 'u1.example', status: 'verified', relayId: relay.id } });
+  await db.prisma.domain.create({
+    data: { tenantId: tenant.id, name: 'u1.example', status: 'verified', relayId: relay.id },
+  });
   await engine.deployable({ verify: true });
   // Within the interval of the first (full) compile: no second, full compile.
   expect(modes).toEqual(['full', 'incremental']);

@@ -39,8 +39,13 @@ async function withClient<T>(connectionString: string, work: (client: pg.Client)
 
 async function localMigrations(dir = DEFAULT_MIGRATIONS_DIR): Promise<{ name: string; sql: string }[]> {
   const entries = await readdir(dir, { withFileTypes: true });
-  const names = entries.filter((e) => e.isDirectory()).map((e) => e.name).sort();
-  return Promise.all(names.map(async (name) => ({ name, sql: await readFile(path.join(dir, name, 'migration.sql'), 'utf8') })));
+  const names = entries
+    .filter((e) => e.isDirectory())
+    .map((e) => e.name)
+    .sort();
+  return Promise.all(
+    names.map(async (name) => ({ name, sql: await readFile(path.join(dir, name, 'migration.sql'), 'utf8') })),
+  );
 }
 
 async function migrationRows(database: string, schema = 'public'): Promise<MigrationRow[]> {
@@ -109,7 +114,9 @@ describe('applyMigrations / migrationStatus', () => {
     expect(first.applied).toEqual(local.map((m) => m.name));
     expect(logged.length).toBe(local.length);
 
-    expect(await tablesIn(database, 'public')).toEqual(expect.arrayContaining(['_prisma_migrations', 'api_keys', 'audit_events']));
+    expect(await tablesIn(database, 'public')).toEqual(
+      expect.arrayContaining(['_prisma_migrations', 'api_keys', 'audit_events']),
+    );
     const rows = await migrationRows(database);
     expect(rows.map((r) => r.migration_name)).toEqual(local.map((m) => m.name));
     for (const [i, row] of rows.entries()) {
@@ -144,7 +151,9 @@ describe('applyMigrations / migrationStatus', () => {
 
     expect(await migrationStatus({ databaseUrl })).toEqual({ pending: names, applied: [] });
     expect((await applyMigrations({ databaseUrl })).applied).toEqual(names);
-    expect(await tablesIn(database, schema)).toEqual(expect.arrayContaining(['_prisma_migrations', 'api_keys', 'audit_events']));
+    expect(await tablesIn(database, schema)).toEqual(
+      expect.arrayContaining(['_prisma_migrations', 'api_keys', 'audit_events']),
+    );
     expect((await migrationRows(database, schema)).length).toBe(names.length);
     expect((await applyMigrations({ databaseUrl })).applied).toEqual([]);
     expect(await migrationStatus({ databaseUrl })).toEqual({ pending: [], applied: names });

@@ -8,7 +8,13 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import { describe, expect, inject, it } from 'vitest';
-import { DEFAULT_MIGRATIONS_DIR, NO_FILTER, PACKAGE_ROOT, readMigrationsList, withSchemaEngine } from '../../src/db/migrate.js';
+import {
+  DEFAULT_MIGRATIONS_DIR,
+  NO_FILTER,
+  PACKAGE_ROOT,
+  readMigrationsList,
+  withSchemaEngine,
+} from '../../src/db/migrate.js';
 import { testServerUrl } from '../helpers/database.js';
 
 /**
@@ -22,14 +28,20 @@ async function serverVersion(): Promise<number> {
   const client = new pg.Client({ connectionString: testServerUrl() });
   await client.connect();
   try {
-    return Number((await client.query<{ server_version_num: string }>('SHOW server_version_num')).rows[0]?.server_version_num);
+    return Number(
+      (await client.query<{ server_version_num: string }>('SHOW server_version_num')).rows[0]?.server_version_num,
+    );
   } finally {
     await client.end();
   }
 }
 const version = await serverVersion();
-const engineDiffUnsupported = version >= 180000 ? `PostgreSQL ${Math.floor(version / 10000)}: Prisma's schema engine fails on it` : undefined;
-if (engineDiffUnsupported !== undefined) console.warn(`schema drift: the engine's migrations diff is skipped (${engineDiffUnsupported}); the catalog comparison runs`);
+const engineDiffUnsupported =
+  version >= 180000 ? `PostgreSQL ${Math.floor(version / 10000)}: Prisma's schema engine fails on it` : undefined;
+if (engineDiffUnsupported !== undefined)
+  console.warn(
+    `schema drift: the engine's migrations diff is skipped (${engineDiffUnsupported}); the catalog comparison runs`,
+  );
 
 const schemaPath = path.join(PACKAGE_ROOT, 'prisma', 'schema.prisma');
 
@@ -87,7 +99,13 @@ describe('schema.prisma and the migrations', () => {
     const fromMigrations = await withDatabase(catalog, inject('templateDatabase'));
     const fromSchema = await withDatabase(async (url) => {
       const { stdout } = await withSchemaEngine({ databaseUrl: url, datamodels: [[schemaPath, schema]] }, (engine) =>
-        engine.diff({ from: { tag: 'empty' }, to: { tag: 'schemaDatamodel', files: [{ path: schemaPath, content: schema }] }, script: true, exitCode: false, filters: NO_FILTER }),
+        engine.diff({
+          from: { tag: 'empty' },
+          to: { tag: 'schemaDatamodel', files: [{ path: schemaPath, content: schema }] },
+          script: true,
+          exitCode: false,
+          filters: NO_FILTER,
+        }),
       );
       const client = new pg.Client({ connectionString: url });
       await client.connect();
@@ -102,23 +120,26 @@ describe('schema.prisma and the migrations', () => {
     expect(fromMigrations).toEqual(fromSchema);
   });
 
-  it.skipIf(engineDiffUnsupported !== undefined)(`have no difference by the schema engine's own diff${engineDiffUnsupported === undefined ? '' : ` (SKIPPED: ${engineDiffUnsupported})`}`, async () => {
-    const schema = await readFile(schemaPath, 'utf8');
-    const migrationsList = await readMigrationsList(DEFAULT_MIGRATIONS_DIR);
-    await withDatabase(async (url) => {
-      const result = await withSchemaEngine(
-        { databaseUrl: url, shadowDatabaseUrl: url, datamodels: [[schemaPath, schema]] },
-        (engine) =>
-          engine.diff({
-            from: { tag: 'migrations', ...migrationsList },
-            to: { tag: 'schemaDatamodel', files: [{ path: schemaPath, content: schema }] },
-            script: true,
-            exitCode: true,
-            filters: NO_FILTER,
-          }),
-      );
-      // 0: no difference (2 would mean one; the message is then the migration that is missing).
-      expect(result.exitCode, result.stdout ?? undefined).toBe(0);
-    });
-  });
+  it.skipIf(engineDiffUnsupported !== undefined)(
+    `have no difference by the schema engine's own diff${engineDiffUnsupported === undefined ? '' : ` (SKIPPED: ${engineDiffUnsupported})`}`,
+    async () => {
+      const schema = await readFile(schemaPath, 'utf8');
+      const migrationsList = await readMigrationsList(DEFAULT_MIGRATIONS_DIR);
+      await withDatabase(async (url) => {
+        const result = await withSchemaEngine(
+          { databaseUrl: url, shadowDatabaseUrl: url, datamodels: [[schemaPath, schema]] },
+          (engine) =>
+            engine.diff({
+              from: { tag: 'migrations', ...migrationsList },
+              to: { tag: 'schemaDatamodel', files: [{ path: schemaPath, content: schema }] },
+              script: true,
+              exitCode: true,
+              filters: NO_FILTER,
+            }),
+        );
+        // 0: no difference (2 would mean one; the message is then the migration that is missing).
+        expect(result.exitCode, result.stdout ?? undefined).toBe(0);
+      });
+    },
+  );
 });

@@ -12,12 +12,22 @@ import { createPrismaClient } from '../../src/db/prisma.js';
 import { PrismaClient } from '../../src/generated/prisma/client.js';
 import { createSecretBox } from '../../src/lib/secret-box.js';
 import type { Snapshot } from '../../src/postfix/index.js';
-import { createSnapshotRepository, type SnapshotChanges, type TableKey } from '../../src/repositories/snapshot.repository.js';
+import {
+  createSnapshotRepository,
+  type SnapshotChanges,
+  type TableKey,
+} from '../../src/repositories/snapshot.repository.js';
 import { createSnapshotService, type SnapshotServiceOptions } from '../../src/services/snapshot.service.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { insertSealedCredential, snapshotById as byId } from '../helpers/fixtures.js';
 
-const TABLES = ['tenants', 'domains', 'relays', 'credentials', 'destinationPolicies'] as const satisfies readonly TableKey[];
+const TABLES = [
+  'tenants',
+  'domains',
+  'relays',
+  'credentials',
+  'destinationPolicies',
+] as const satisfies readonly TableKey[];
 const secretBox = createSecretBox(randomBytes(32));
 
 let database: TestDatabase;
@@ -35,7 +45,6 @@ afterEach(async () => {
   await prisma?.$disconnect();
   await database?.drop();
 });
-
 
 /** A real repository that records what each load read, and a secret box that counts real opens. */
 function instrumented(options?: Partial<SnapshotServiceOptions>, client: PrismaClient = prisma) {
@@ -57,8 +66,16 @@ function instrumented(options?: Partial<SnapshotServiceOptions>, client: PrismaC
       }
     },
   };
-  const box = { ...secretBox, open: (...args: Parameters<typeof secretBox.open>) => (opens++, secretBox.open(...args)) };
-  const service = createSnapshotService({ prisma: client, snapshots, secretBox: box, ...(options === undefined ? {} : { options }) });
+  const box = {
+    ...secretBox,
+    open: (...args: Parameters<typeof secretBox.open>) => (opens++, secretBox.open(...args)),
+  };
+  const service = createSnapshotService({
+    prisma: client,
+    snapshots,
+    secretBox: box,
+    ...(options === undefined ? {} : { options }),
+  });
   return { service, last: () => reports.at(-1)!, opens: () => opens, maxInFlight: () => maxInFlight };
 }
 
@@ -79,7 +96,8 @@ function expectFrozen(snapshot: Snapshot) {
   for (const table of TABLES) {
     for (const row of snapshot[table]) {
       expect(Object.isFrozen(row)).toBe(true);
-      for (const value of Object.values(row)) if (typeof value === 'object' && value !== null) expect(Object.isFrozen(value)).toBe(true);
+      for (const value of Object.values(row))
+        if (typeof value === 'object' && value !== null) expect(Object.isFrozen(value)).toBe(true);
     }
   }
 }
@@ -99,7 +117,8 @@ function expectIdentity(previous: Snapshot, next: Snapshot, resealed: string[] =
   }
 }
 
-const fullLoad = async () => byId(await createSnapshotService({ prisma, snapshots: createSnapshotRepository(), secretBox }).load());
+const fullLoad = async () =>
+  byId(await createSnapshotService({ prisma, snapshots: createSnapshotRepository(), secretBox }).load());
 const find = <T extends { id: string }>(rows: T[], id: string) => rows.find((row) => row.id === id);
 
 const credential = (relayId: string, domainId: string | null, status: 'active' | 'retired', secret: string) =>
@@ -107,15 +126,23 @@ const credential = (relayId: string, domainId: string | null, status: 'active' |
 
 async function reseal(id: string, secret: string) {
   const sealed = secretBox.seal(secret, id);
-  await prisma.relayCredential.update({ where: { id }, data: { secretCiphertext: new Uint8Array(sealed.ciphertext), secretNonce: new Uint8Array(sealed.nonce) } });
+  await prisma.relayCredential.update({
+    where: { id },
+    data: { secretCiphertext: new Uint8Array(sealed.ciphertext), secretNonce: new Uint8Array(sealed.nonce) },
+  });
 }
 
 async function seed() {
   const acme = await prisma.tenant.create({ data: { name: 'Acme', slug: 'acme', defaultConcurrency: 5 } });
   const beta = await prisma.tenant.create({ data: { name: 'Beta', slug: 'beta' } });
-  const shared = await prisma.relay.create({ data: { name: 'shared', host: 'smtp.shared.example', port: 587, tls: 'starttls', verify: true } });
-  const owned = await prisma.relay.create({ data: { name: 'owned', host: '192.0.2.25', port: 465, tls: 'implicit', tenantId: acme.id, concurrency: 3 } });
-  const domain = (tenantId: string, name: string, relayId: string) => prisma.domain.create({ data: { tenantId, name, status: 'verified', relayId } });
+  const shared = await prisma.relay.create({
+    data: { name: 'shared', host: 'smtp.shared.example', port: 587, tls: 'starttls', verify: true },
+  });
+  const owned = await prisma.relay.create({
+    data: { name: 'owned', host: '192.0.2.25', port: 465, tls: 'implicit', tenantId: acme.id, concurrency: 3 },
+  });
+  const domain = (tenantId: string, name: string, relayId: string) =>
+    prisma.domain.create({ data: { tenantId, name, status: 'verified', relayId } });
   const a1 = await domain(acme.id, 'a1.example', shared.id);
   const a2 = await domain(acme.id, 'a2.example', owned.id);
   const a3 = await domain(acme.id, 'a3.example', shared.id);
@@ -168,14 +195,20 @@ describe('delta loads', () => {
     expect(next.domains).not.toBe(before.domains);
     expect(next.domains.every((row, i) => row === before.domains[i])).toBe(true);
 
-    const a4 = await prisma.domain.create({ data: { tenantId: s.acme, name: 'a4.example', status: 'pending', relayId: s.shared } });
+    const a4 = await prisma.domain.create({
+      data: { tenantId: s.acme, name: 'a4.example', status: 'pending', relayId: s.shared },
+    });
     ({ next } = await step({ domains: [a4.id] }));
     expect(find(next.domains, a4.id)?.name).toBe('a4.example');
 
     await prisma.domain.update({ where: { id: s.a2 }, data: { relayId: s.shared, concurrency: 7 } });
     ({ next, before } = await step({ domains: [s.a2] }));
     expect(find(next.domains, s.a2)).not.toBe(find(before.domains, s.a2));
-    expect(find(next.domains, s.a2)?.limits).toEqual({ concurrency: 7, rateDelaySeconds: null, recipientsPerMessage: null });
+    expect(find(next.domains, s.a2)?.limits).toEqual({
+      concurrency: 7,
+      rateDelaySeconds: null,
+      recipientsPerMessage: null,
+    });
 
     // Columns the compiler does not read: logged and read again, but the objects stay.
     await prisma.domain.update({ where: { id: s.a1 }, data: { verifiedAt: new Date(), statusChangedAt: new Date() } });
@@ -221,7 +254,10 @@ describe('delta loads', () => {
     expect(next.settings).toBe(before.settings);
 
     // A relay and everything referring to it, in one transaction.
-    await prisma.$transaction([prisma.domain.deleteMany({ where: { relayId: s.owned } }), prisma.relay.delete({ where: { id: s.owned } })]);
+    await prisma.$transaction([
+      prisma.domain.deleteMany({ where: { relayId: s.owned } }),
+      prisma.relay.delete({ where: { id: s.owned } }),
+    ]);
     await step({ relays: [s.owned], credentials: [s.onOwned] });
 
     await sql.query('TRUNCATE destination_policies');
@@ -231,8 +267,11 @@ describe('delta loads', () => {
     await step({ destinationPolicies: [policy.id] });
 
     // Too many ids to read one by one: the table is read whole, identity still kept.
-    await sql.query(`INSERT INTO domains (id, tenant_id, name, status, relay_id, updated_at)
-                     SELECT gen_random_uuid(), $1, 'bulk-' || i || '.example', 'verified', $2, now() FROM generate_series(1, 1500) AS i`, [s.acme, s.shared]);
+    await sql.query(
+      `INSERT INTO domains (id, tenant_id, name, status, relay_id, updated_at)
+                     SELECT gen_random_uuid(), $1, 'bulk-' || i || '.example', 'verified', $2, now() FROM generate_series(1, 1500) AS i`,
+      [s.acme, s.shared],
+    );
     ({ next, before } = await step({ domains: 'all' }));
     expect(next.domains).toHaveLength(1504);
     expect(find(next.domains, s.a1)).toBe(find(before.domains, s.a1));
@@ -310,7 +349,9 @@ describe('delta loads', () => {
 
     // Pruning again with nothing to delete never lowers the mark.
     await createSnapshotRepository().prune(prisma, 0);
-    const again = await sql.query<{ pruned: string }>('SELECT pruned_through::text AS pruned FROM config_change_log_state');
+    const again = await sql.query<{ pruned: string }>(
+      'SELECT pruned_through::text AS pruned FROM config_change_log_state',
+    );
     expect(again.rows[0]!.pruned).toBe(log.rows[0]!.pruned);
   });
 

@@ -19,40 +19,81 @@ let direct: PrismaClient;
 let viaPrisma: PrismaClient;
 const secretBox = createSecretBox(randomBytes(32));
 
-
 async function loadBoth() {
-  const load = (prisma: PrismaClient) => createSnapshotService({ prisma, snapshots: createSnapshotRepository(), secretBox }).load();
+  const load = (prisma: PrismaClient) =>
+    createSnapshotService({ prisma, snapshots: createSnapshotRepository(), secretBox }).load();
   return { direct: byId(await load(direct)), viaPrisma: byId(await load(viaPrisma)) };
 }
 
 async function seed(prisma: PrismaClient) {
-  const active = await prisma.tenant.create({ data: { name: 'Active', slug: 'active', defaultConcurrency: 5, defaultRecipientsPerMessage: 20 } });
-  const suspended = await prisma.tenant.create({ data: { name: 'Suspended', slug: 'suspended', status: 'suspended' } });
-  const shared = await prisma.relay.create({ data: { name: 'shared', host: 'smtp.shared.example', port: 587, tls: 'starttls', verify: true } });
-  const implicit = await prisma.relay.create({
-    data: { name: 'implicit', host: 'smtp.implicit.example', port: 465, tls: 'implicit', concurrency: 10, rateDelaySeconds: 0, connectionReuseSeconds: 60 },
+  const active = await prisma.tenant.create({
+    data: { name: 'Active', slug: 'active', defaultConcurrency: 5, defaultRecipientsPerMessage: 20 },
   });
-  const implicitFallback = await prisma.relay.create({ data: { name: 'implicit fallback', host: '192.0.2.25', port: 465, tls: 'implicit', recipientsPerMessage: 50 } });
-  const owned = await prisma.relay.create({ data: { name: 'owned', host: '2001:db8::25', port: 25, tls: 'opportunistic', tenantId: active.id } });
+  const suspended = await prisma.tenant.create({ data: { name: 'Suspended', slug: 'suspended', status: 'suspended' } });
+  const shared = await prisma.relay.create({
+    data: { name: 'shared', host: 'smtp.shared.example', port: 587, tls: 'starttls', verify: true },
+  });
+  const implicit = await prisma.relay.create({
+    data: {
+      name: 'implicit',
+      host: 'smtp.implicit.example',
+      port: 465,
+      tls: 'implicit',
+      concurrency: 10,
+      rateDelaySeconds: 0,
+      connectionReuseSeconds: 60,
+    },
+  });
+  const implicitFallback = await prisma.relay.create({
+    data: { name: 'implicit fallback', host: '192.0.2.25', port: 465, tls: 'implicit', recipientsPerMessage: 50 },
+  });
+  const owned = await prisma.relay.create({
+    data: { name: 'owned', host: '2001:db8::25', port: 25, tls: 'opportunistic', tenantId: active.id },
+  });
   const statuses = ['pending', 'verified', 'degraded', 'failed', 'disabled'] as const;
   const domains = [];
   for (const [i, status] of statuses.entries()) {
     domains.push(
       await prisma.domain.create({
-        data: { tenantId: active.id, name: `${status}.active.example`, status, relayId: shared.id, compileOverride: status === 'failed', concurrency: i === 1 ? 3 : null },
+        data: {
+          tenantId: active.id,
+          name: `${status}.active.example`,
+          status,
+          relayId: shared.id,
+          compileOverride: status === 'failed',
+          concurrency: i === 1 ? 3 : null,
+        },
       }),
     );
   }
   domains.push(
     await prisma.domain.create({
-      data: { tenantId: active.id, name: 'fallback.active.example', status: 'verified', relayId: implicit.id, fallbackRelayId: implicitFallback.id, rateDelaySeconds: 30, recipientsPerMessage: 2 },
+      data: {
+        tenantId: active.id,
+        name: 'fallback.active.example',
+        status: 'verified',
+        relayId: implicit.id,
+        fallbackRelayId: implicitFallback.id,
+        rateDelaySeconds: 30,
+        recipientsPerMessage: 2,
+      },
     }),
-    await prisma.domain.create({ data: { tenantId: active.id, name: 'owned.active.example', status: 'verified', relayId: owned.id } }),
-    await prisma.domain.create({ data: { tenantId: active.id, name: 'direct.active.example', status: 'verified', route: 'direct' } }),
-    await prisma.domain.create({ data: { tenantId: suspended.id, name: 'held.suspended.example', status: 'verified', relayId: shared.id } }),
+    await prisma.domain.create({
+      data: { tenantId: active.id, name: 'owned.active.example', status: 'verified', relayId: owned.id },
+    }),
+    await prisma.domain.create({
+      data: { tenantId: active.id, name: 'direct.active.example', status: 'verified', route: 'direct' },
+    }),
+    await prisma.domain.create({
+      data: { tenantId: suspended.id, name: 'held.suspended.example', status: 'verified', relayId: shared.id },
+    }),
   );
-  const credential = (relayId: string, domainId: string | null, status: 'staged' | 'active' | 'retiring' | 'retired', secret: string) =>
-    insertSealedCredential(prisma, secretBox, { relayId, domainId, status, secret });
+  const credential = (
+    relayId: string,
+    domainId: string | null,
+    status: 'staged' | 'active' | 'retiring' | 'retired',
+    secret: string,
+  ) => insertSealedCredential(prisma, secretBox, { relayId, domainId, status, secret });
   await credential(shared.id, null, 'active', 'relay-wide: "quoted" \\ and ünïcödé');
   await credential(shared.id, domains[1]!.id, 'active', 'domain-scoped');
   await credential(shared.id, domains[1]!.id, 'retiring', 'the previous one');
@@ -90,21 +131,39 @@ describe('snapshot loader', () => {
     expect(fast).toStrictEqual(reference);
     // Not equal by being empty: every kind of row is there, and only active credentials.
     expect(reference.tenants.map((t) => t.status).sort()).toEqual(['active', 'suspended']);
-    expect(new Set(reference.domains.map((d) => d.status))).toEqual(new Set(['pending', 'verified', 'degraded', 'failed', 'disabled']));
+    expect(new Set(reference.domains.map((d) => d.status))).toEqual(
+      new Set(['pending', 'verified', 'degraded', 'failed', 'disabled']),
+    );
     expect(reference.domains.filter((d) => d.limits !== null)).toHaveLength(2);
     expect(reference.relays.filter((r) => r.limits !== null)).toHaveLength(2);
-    expect(reference.credentials.map((c) => c.secret).sort()).toEqual(['domain-scoped', 'fallback secret', 'primary secret', 'relay-wide: "quoted" \\ and ünïcödé']);
+    expect(reference.credentials.map((c) => c.secret).sort()).toEqual([
+      'domain-scoped',
+      'fallback secret',
+      'primary secret',
+      'relay-wide: "quoted" \\ and ünïcödé',
+    ]);
     expect(reference.destinationPolicies).toHaveLength(3);
     expect(compile(fast).version).toBe(compile(reference).version);
   });
 
   it('reads the stored settings the same way as the defaults', async () => {
     await direct.settings.create({
-      data: { id: 1, defaultConcurrency: 1, defaultRateDelaySeconds: 5, inetProtocols: 'ipv4', addressPreference: 'ipv6', minimalBackoffSeconds: 60 },
+      data: {
+        id: 1,
+        defaultConcurrency: 1,
+        defaultRateDelaySeconds: 5,
+        inetProtocols: 'ipv4',
+        addressPreference: 'ipv6',
+        minimalBackoffSeconds: 60,
+      },
     });
     const { direct: fast, viaPrisma: reference } = await loadBoth();
     expect(fast).toStrictEqual(reference);
-    expect(reference.settings).toMatchObject({ defaultRateDelaySeconds: 5, inetProtocols: 'ipv4', minimalBackoffTime: '60s' });
+    expect(reference.settings).toMatchObject({
+      defaultRateDelaySeconds: 5,
+      inetProtocols: 'ipv4',
+      minimalBackoffTime: '60s',
+    });
   });
 });
 
@@ -112,13 +171,20 @@ describe('opened secrets between loads', () => {
   /** A secret box that counts what it really opens. */
   function countingBox() {
     let opens = 0;
-    const box = { ...secretBox, open: (...args: Parameters<typeof secretBox.open>) => (opens++, secretBox.open(...args)) };
+    const box = {
+      ...secretBox,
+      open: (...args: Parameters<typeof secretBox.open>) => (opens++, secretBox.open(...args)),
+    };
     return { box, opens: () => opens };
   }
 
   it('opens each secret once, then only what changed: a re-seal, a tampered row (refused), a new credential', async () => {
     const counting = countingBox();
-    const service = createSnapshotService({ prisma: direct, snapshots: createSnapshotRepository(), secretBox: counting.box });
+    const service = createSnapshotService({
+      prisma: direct,
+      snapshots: createSnapshotRepository(),
+      secretBox: counting.box,
+    });
     const first = await service.load();
     const active = first.credentials.length;
     expect(counting.opens()).toBe(active);
@@ -128,20 +194,31 @@ describe('opened secrets between loads', () => {
     // Rotated in place: a new secret sealed under a new nonce is opened, the others are not.
     const target = first.credentials.find((c) => c.secret === 'domain-scoped')!;
     const resealed = secretBox.seal('rotated secret', target.id);
-    await direct.relayCredential.update({ where: { id: target.id }, data: { secretCiphertext: new Uint8Array(resealed.ciphertext), secretNonce: new Uint8Array(resealed.nonce) } });
+    await direct.relayCredential.update({
+      where: { id: target.id },
+      data: { secretCiphertext: new Uint8Array(resealed.ciphertext), secretNonce: new Uint8Array(resealed.nonce) },
+    });
     const second = await service.load();
     expect(second.credentials.find((c) => c.id === target.id)?.secret).toBe('rotated secret');
     expect(counting.opens()).toBe(active + 1);
     // The fingerprint masked tables show is the opened secret's (the row's column was left stale on purpose).
-    expect(second.credentials.find((c) => c.id === target.id)?.fingerprint).toBe(secretBox.fingerprint('rotated secret'));
+    expect(second.credentials.find((c) => c.id === target.id)?.fingerprint).toBe(
+      secretBox.fingerprint('rotated secret'),
+    );
     for (const c of second.credentials) expect(c.fingerprint).toBe(secretBox.fingerprint(c.secret));
 
     // Same nonce, other ciphertext: never served from memory; it does not authenticate, so the load fails.
     const tampered = Buffer.from(resealed.ciphertext);
     tampered[0] = tampered[0]! ^ 1;
-    await direct.relayCredential.update({ where: { id: target.id }, data: { secretCiphertext: new Uint8Array(tampered) } });
+    await direct.relayCredential.update({
+      where: { id: target.id },
+      data: { secretCiphertext: new Uint8Array(tampered) },
+    });
     await expect(service.load()).rejects.toThrow();
-    await direct.relayCredential.update({ where: { id: target.id }, data: { secretCiphertext: new Uint8Array(resealed.ciphertext) } });
+    await direct.relayCredential.update({
+      where: { id: target.id },
+      data: { secretCiphertext: new Uint8Array(resealed.ciphertext) },
+    });
 
     // Retired and re-activated: it left the cache when it stopped being active, so it is opened again.
     await direct.relayCredential.update({ where: { id: target.id }, data: { status: 'retired' } });

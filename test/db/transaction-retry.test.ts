@@ -67,10 +67,13 @@ describe('interactive transactions under contention', () => {
       const held = new Promise<void>((resolve) => (release = resolve));
       let started!: () => void;
       const holding = new Promise<void>((resolve) => (started = resolve));
-      const holder = prisma.$transaction(async () => {
-        started();
-        await held;
-      }, { timeout: 60_000 });
+      const holder = prisma.$transaction(
+        async () => {
+          started();
+          await held;
+        },
+        { timeout: 60_000 },
+      );
       await holding;
       let runs = 0;
       const retried = nextRetry(prisma);
@@ -78,7 +81,13 @@ describe('interactive transactions under contention', () => {
         runs += 1;
         return tx.tenant.count();
       });
-      const first = await Promise.race([retried.then((retry) => retry.reason), waiter.then(() => 'ran', () => 'failed')]);
+      const first = await Promise.race([
+        retried.then((retry) => retry.reason),
+        waiter.then(
+          () => 'ran',
+          () => 'failed',
+        ),
+      ]);
       expect(first).toBe('P2028');
       release();
       await holder;
@@ -101,7 +110,11 @@ describe('database errors in the API’s terms', () => {
   it('maps a unique violation to 409, through Prisma and straight from node-postgres', async () => {
     await prisma.tenant.create({ data: { name: 'U', slug: 'unique-one' } });
     const viaPrisma = await caught(() => prisma.tenant.create({ data: { name: 'U', slug: 'unique-one' } }));
-    const viaPg = await caught(() => directPool(prisma)!.query(`INSERT INTO tenants (id, name, slug, updated_at) VALUES (gen_random_uuid(), 'U', 'unique-one', now())`));
+    const viaPg = await caught(() =>
+      directPool(prisma)!.query(
+        `INSERT INTO tenants (id, name, slug, updated_at) VALUES (gen_random_uuid(), 'U', 'unique-one', now())`,
+      ),
+    );
     for (const error of [viaPrisma, viaPg]) {
       expect(databaseProblem(error)).toBeInstanceOf(ConflictError);
       expect(isRetryableTransactionError(error)).toBe(false);

@@ -10,14 +10,20 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { checkBundle, parseMapSource } from '../../src/deploy/index.js';
 import { shellQuote } from '../../src/ssh/index.js';
 import { typedValueProblem } from '../../src/deploy/bundle-checks.js';
-import { desiredConfig, parseServiceParams, parseServices, planCommands, planConfig, type LiveConfig } from '../../src/deploy/postfix-config.js';
+import {
+  desiredConfig,
+  parseServiceParams,
+  parseServices,
+  planCommands,
+  planConfig,
+  type LiveConfig,
+} from '../../src/deploy/postfix-config.js';
 import { tarArchive } from '../../src/deploy/tar-archive.js';
 import { toolGate } from '../lab/requirements.js';
 import { buildBundle, service } from './bundles.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'relayplane-deploy-unit-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-
 
 const routes = [{ domain: 'a.test', nexthop: '[127.0.0.1]:2601', user: 'u', password: 'p' }];
 
@@ -45,22 +51,30 @@ describe('parseMapSource', () => {
     ]);
   });
 
-  it.skipIf(!toolGate('parseMapSource vs postmap -s', ['postmap']))('agrees with the real postmap -s on the same sources', () => {
-    writeFileSync(path.join(tmp, 'main.cf'), 'compatibility_level = 3.6\n');
-    // A main.cf younger than ~2 s makes every postmap wait for it to settle ("being edited" guard).
-    const past = new Date(Date.now() - 10_000);
-    utimesSync(path.join(tmp, 'main.cf'), past, past);
-    samples.forEach((content, i) => {
-      const file = path.join(tmp, `map${i}`);
-      writeFileSync(file, content);
-      const env = { ...process.env, MAIL_CONFIG: tmp };
-      const r = execFileSync('sh', ['-c', `postmap -c ${tmp} hash:${file} 2>&1; postmap -c ${tmp} -s hash:${file}`], { env }).toString();
-      const dumped = r.split('\n').filter((l) => l.includes('\t')).sort();
-      const parsed = parseMapSource(content);
-      expect(dumped).toEqual(parsed.entries.map((e) => `${e.key}\t${e.value}`).sort());
-      expect(/postmap: warning/.test(r)).toBe(parsed.problems.length > 0);
-    });
-  });
+  it.skipIf(!toolGate('parseMapSource vs postmap -s', ['postmap']))(
+    'agrees with the real postmap -s on the same sources',
+    () => {
+      writeFileSync(path.join(tmp, 'main.cf'), 'compatibility_level = 3.6\n');
+      // A main.cf younger than ~2 s makes every postmap wait for it to settle ("being edited" guard).
+      const past = new Date(Date.now() - 10_000);
+      utimesSync(path.join(tmp, 'main.cf'), past, past);
+      samples.forEach((content, i) => {
+        const file = path.join(tmp, `map${i}`);
+        writeFileSync(file, content);
+        const env = { ...process.env, MAIL_CONFIG: tmp };
+        const r = execFileSync('sh', ['-c', `postmap -c ${tmp} hash:${file} 2>&1; postmap -c ${tmp} -s hash:${file}`], {
+          env,
+        }).toString();
+        const dumped = r
+          .split('\n')
+          .filter((l) => l.includes('\t'))
+          .sort();
+        const parsed = parseMapSource(content);
+        expect(dumped).toEqual(parsed.entries.map((e) => `${e.key}\t${e.value}`).sort());
+        expect(/postmap: warning/.test(r)).toBe(parsed.problems.length > 0);
+      });
+    },
+  );
 });
 
 describe('checkBundle', () => {
@@ -78,14 +92,16 @@ describe('checkBundle', () => {
         transport_maps: 'hash:{{dir}}/missing',
         'Bad-Name': 'x',
       },
-      masterCf: [
-        service('smtps', 'smtp', {}),
-        service('rp_z', '/usr/bin/evil', { syslog_name: 'a b' }),
-      ],
+      masterCf: [service('smtps', 'smtp', {}), service('rp_z', '/usr/bin/evil', { syslog_name: 'a b' })],
       files: {
         'x.db': { content: '', mode: 0o644, secret: false, mapType: null },
         creds: { content: 'k v\n', mode: 0o644, secret: true, mapType: 'hash' },
-        policy: { content: '[127.0.0.1]:1 encrypt\n[127.0.0.1]:2 requir\n', mode: 0o644, secret: false, mapType: 'hash' },
+        policy: {
+          content: '[127.0.0.1]:1 encrypt\n[127.0.0.1]:2 requir\n',
+          mode: 0o644,
+          secret: false,
+          mapType: 'hash',
+        },
       },
     });
     bad.mainCf.lmtp_tls_policy_maps = 'hash:{{dir}}/policy';
@@ -126,14 +142,19 @@ describe('planConfig', () => {
   const desired = desiredConfig(bundle, '/etc/postfix/relayplane/current');
 
   it('renders {{dir}} as the live directory and touches only what differs', () => {
-    expect(desired.params).toContainEqual(['sender_dependent_relayhost_maps', 'hash:/etc/postfix/relayplane/current/sender_relay']);
+    expect(desired.params).toContainEqual([
+      'sender_dependent_relayhost_maps',
+      'hash:/etc/postfix/relayplane/current/sender_relay',
+    ]);
     const live: LiveConfig = {
       params: new Map([
         ['sender_dependent_relayhost_maps', 'hash:/etc/postfix/relayplane/current/sender_relay'],
         ['old_managed_param', 'x'],
         ['admin_param', 'y'],
       ]),
-      services: parseServices('smtp unix - - n - - smtp\nrp_smtps unix - - n - - smtp -o smtp_tls_wrappermode=yes\nrp_gone unix - - n - - smtp\n'),
+      services: parseServices(
+        'smtp unix - - n - - smtp\nrp_smtps unix - - n - - smtp -o smtp_tls_wrappermode=yes\nrp_gone unix - - n - - smtp\n',
+      ),
       serviceParams: parseServiceParams('rp_smtps/unix/smtp_tls_wrappermode = yes\n'),
       managedParams: ['old_managed_param', 'sender_dependent_relayhost_maps'],
     };
@@ -154,7 +175,21 @@ describe('planConfig', () => {
 
 describe('shellQuote', () => {
   it('passes any string through sh unchanged', () => {
-    for (const s of ['plain', "it's", 'a b', '$HOME', '`id`', '"q"', '\\', 'x\ny', '-n', '', '*', '~root', 'k=v;rm -rf /']) {
+    for (const s of [
+      'plain',
+      "it's",
+      'a b',
+      '$HOME',
+      '`id`',
+      '"q"',
+      '\\',
+      'x\ny',
+      '-n',
+      '',
+      '*',
+      '~root',
+      'k=v;rm -rf /',
+    ]) {
       expect(execFileSync('sh', ['-c', `printf %s ${shellQuote(s)}`]).toString()).toBe(s);
     }
     expect(() => shellQuote('a\0b')).toThrow(/NUL/);
@@ -164,12 +199,15 @@ describe('shellQuote', () => {
 describe.skipIf(!toolGate('tarArchive through tar', ['tar']))('tarArchive', () => {
   it('extracts with real tar: names, contents and modes', () => {
     const dir = path.join(tmp, 'out');
-    writeFileSync(path.join(tmp, 'a.tar'), tarArchive([
-      { name: 'secret', mode: 0o600, content: 'p'.repeat(1000) },
-      { name: 'meta/', mode: 0o755 },
-      { name: 'meta/list', mode: 0o644, content: 'héllo\n' },
-      { name: 'empty', mode: 0o644, content: '' },
-    ]));
+    writeFileSync(
+      path.join(tmp, 'a.tar'),
+      tarArchive([
+        { name: 'secret', mode: 0o600, content: 'p'.repeat(1000) },
+        { name: 'meta/', mode: 0o755 },
+        { name: 'meta/list', mode: 0o644, content: 'héllo\n' },
+        { name: 'empty', mode: 0o644, content: '' },
+      ]),
+    );
     execFileSync('sh', ['-c', `mkdir ${dir} && umask 077 && tar -x -m --no-same-owner -f ${tmp}/a.tar -C ${dir}`]);
     expect(statSync(path.join(dir, 'secret')).mode & 0o777).toBe(0o600);
     expect(statSync(path.join(dir, 'meta/list')).mode & 0o777).toBe(0o644);

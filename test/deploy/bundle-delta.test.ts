@@ -8,12 +8,20 @@ import { describe, expect, it } from 'vitest';
 import { bundleDelta, type TableDelta } from '../../src/deploy/bundle-delta.js';
 import { buildBundle, type Route } from './bundles.js';
 
-const route = (domain: string, user = `u-${domain}`): Route => ({ domain, nexthop: '[127.0.0.1]:2525', user, password: `pw ${domain}` });
+const route = (domain: string, user = `u-${domain}`): Route => ({
+  domain,
+  nexthop: '[127.0.0.1]:2525',
+  user,
+  password: `pw ${domain}`,
+});
 
 /** What the node's `comm -23 base removed | LC_ALL=C sort -m - added` produces. */
 function applyLines(base: string, t: TableDelta): string {
   const removed = new Set(t.removed);
-  const kept = base.slice(0, -1).split('\n').filter((l) => !removed.has(l));
+  const kept = base
+    .slice(0, -1)
+    .split('\n')
+    .filter((l) => !removed.has(l));
   const merged = [...kept, ...t.added].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
   return `${merged.join('\n')}\n`;
 }
@@ -31,7 +39,8 @@ describe('bundleDelta', () => {
       added: ['@b.test rotated:pw b.test', '@d.test u-d.test:pw d.test'],
       deleted: ['@c.test'],
     });
-    for (const [name, t] of Object.entries(delta.tables)) expect(applyLines(base.files[name]!.content, t), name).toBe(next.files[name]!.content);
+    for (const [name, t] of Object.entries(delta.tables))
+      expect(applyLines(base.files[name]!.content, t), name).toBe(next.files[name]!.content);
   });
 
   it('sends whole what it cannot merge: new files, another mode, unsorted or commented tables', () => {
@@ -51,7 +60,9 @@ describe('bundleDelta', () => {
 
   it('gives up when nothing is reusable', () => {
     const base = buildBundle([route('a.test')]);
-    expect(bundleDelta(base, buildBundle([route('z.test')], { files: {} }))).toEqual(expect.objectContaining({ unchanged: ['tls_policy'] }));
+    expect(bundleDelta(base, buildBundle([route('z.test')], { files: {} }))).toEqual(
+      expect.objectContaining({ unchanged: ['tls_policy'] }),
+    );
     const other = buildBundle([route('x.test')], { saslPasswd: '' });
     const none = bundleDelta({ ...base, files: {} }, other);
     expect(none).toBeNull();

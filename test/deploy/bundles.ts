@@ -46,7 +46,12 @@ export function buildBundle(routes: Route[], extras: BundleExtras = {}): Bundle 
   const hosts = [...new Set(routes.map((r) => r.nexthop))].sort();
   const implicit = routes.filter((r) => r.implicitTls === true);
   const files: Record<string, BundleFile> = {
-    sender_relay: { content: map(routes.map((r) => `@${r.domain} ${r.nexthop}`)), mode: 0o644, secret: false, mapType: 'hash' },
+    sender_relay: {
+      content: map(routes.map((r) => `@${r.domain} ${r.nexthop}`)),
+      mode: 0o644,
+      secret: false,
+      mapType: 'hash',
+    },
     sasl_passwd: {
       content: extras.saslPasswd ?? map(routes.map((r) => `@${r.domain} ${r.user}:${r.password}`)),
       mode: 0o600,
@@ -62,10 +67,19 @@ export function buildBundle(routes: Route[], extras: BundleExtras = {}): Bundle 
   };
   const masterCf: MasterService[] = [];
   if (implicit.length > 0) {
-    files.sender_transport = { content: map(implicit.map((r) => `@${r.domain} rp_smtps:`)), mode: 0o644, secret: false, mapType: 'hash' };
+    files.sender_transport = {
+      content: map(implicit.map((r) => `@${r.domain} rp_smtps:`)),
+      mode: 0o644,
+      secret: false,
+      mapType: 'hash',
+    };
     mainCf.sender_dependent_default_transport_maps = 'hash:{{dir}}/sender_transport';
     masterCf.push(
-      service('rp_smtps', 'smtp', { smtp_tls_wrappermode: 'yes', smtp_tls_security_level: 'encrypt', syslog_name: 'postfix-rp/rp_smtps' }),
+      service('rp_smtps', 'smtp', {
+        smtp_tls_wrappermode: 'yes',
+        smtp_tls_security_level: 'encrypt',
+        syslog_name: 'postfix-rp/rp_smtps',
+      }),
     );
   }
   Object.assign(files, extras.files ?? {});

@@ -44,7 +44,9 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
   /** Sorted by domain, as the compiler writes its tables. */
   const bundleOf = (domains: Array<[string, string]>): Bundle =>
     buildBundle(
-      [...domains].sort(([a], [b]) => (a < b ? -1 : 1)).map(([domain, user]): Route => ({ domain, nexthop: sink.nexthop, user, password: `pw ${user} ${domain}` })),
+      [...domains]
+        .sort(([a], [b]) => (a < b ? -1 : 1))
+        .map(([domain, user]): Route => ({ domain, nexthop: sink.nexthop, user, password: `pw ${user} ${domain}` })),
     );
   const stage = (o: DeployOutcome) => o.steps.find((s) => s.step === 'stage')?.detail ?? '';
   const releasesDir = () => path.join(node.configDir, 'relayplane', 'releases');
@@ -53,14 +55,22 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
 
   /** Deploys as the sync worker does: the node's last version as the hint, its bundle as the base. */
   async function deployNext(next: Bundle, c = conn): Promise<DeployOutcome> {
-    const outcome = await deployBundle(c, next, { configDir: node.configDir, expectedLiveVersion: current?.version ?? null, base: current });
+    const outcome = await deployBundle(c, next, {
+      configDir: node.configDir,
+      expectedLiveVersion: current?.version ?? null,
+      base: current,
+    });
     if (outcome.state === 'live') current = next;
     return outcome;
   }
 
   it('answers exactly as a full build, for random sequences of onboarding, rotation and removal', async () => {
     const domain = fc.stringMatching(/^[a-h]{1,3}\.(test|example)$/);
-    const config = fc.uniqueArray(fc.tuple(domain, fc.constantFrom('u1', 'u2', 'u3')), { selector: ([d]) => d, minLength: 1, maxLength: 12 });
+    const config = fc.uniqueArray(fc.tuple(domain, fc.constantFrom('u1', 'u2', 'u3')), {
+      selector: ([d]) => d,
+      minLength: 1,
+      maxLength: 12,
+    });
     let deltas = 0;
     await fc.assert(
       fc.asyncProperty(fc.array(config, { minLength: 2, maxLength: 5 }), async (sequence) => {
@@ -80,10 +90,18 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
   });
 
   it('builds on a hand-edited base never: the node refuses the delta and gets a full release', async () => {
-    const before = bundleOf([['a.test', 'u1'], ['b.test', 'u1'], ['c.test', 'u2']]);
+    const before = bundleOf([
+      ['a.test', 'u1'],
+      ['b.test', 'u1'],
+      ['c.test', 'u2'],
+    ]);
     expect((await deployNext(before)).state).toBe('live');
     await appendFile(path.join(live(), 'sender_relay'), '@hand.test [127.0.0.1]:9\n');
-    const next = bundleOf([['a.test', 'u1'], ['b.test', 'u3'], ['c.test', 'u2']]);
+    const next = bundleOf([
+      ['a.test', 'u1'],
+      ['b.test', 'u3'],
+      ['c.test', 'u2'],
+    ]);
     const outcome = await deployNext(next);
     expect(outcome.state, outcome.error).toBe('live');
     expect(stage(outcome)).toMatch(/full release: the node refused the delta \(base-drifted\)/);
@@ -95,13 +113,28 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
     const bin = path.join(node.baseDir, 'failing-bin');
     await mkdir(bin, { recursive: true });
     const real = (await runOk('sh', ['-c', 'command -v postmap'])).stdout.trim();
-    await writeFile(path.join(bin, 'postmap'), `#!/bin/sh\ncase " $* " in *" -i "*) echo "postmap: fatal: injected failure" >&2; exit 1;; esac\nexec ${real} "$@"\n`);
+    await writeFile(
+      path.join(bin, 'postmap'),
+      `#!/bin/sh\ncase " $* " in *" -i "*) echo "postmap: fatal: injected failure" >&2; exit 1;; esac\nexec ${real} "$@"\n`,
+    );
     await chmod(path.join(bin, 'postmap'), 0o755);
-    const failing = await connectNode({ ...node.ssh, hostKey: node.ssh.hostKeyFingerprint, remotePath: `${bin}:${DEFAULT_REMOTE_PATH}` });
+    const failing = await connectNode({
+      ...node.ssh,
+      hostKey: node.ssh.hostKeyFingerprint,
+      remotePath: `${bin}:${DEFAULT_REMOTE_PATH}`,
+    });
     connections.push(failing);
     const base = current!;
     const digestsBefore = await driftedFiles(conn, live(), base);
-    const outcome = await deployNext(bundleOf([['a.test', 'u2'], ['b.test', 'u3'], ['c.test', 'u2'], ['d.test', 'u1']]), failing);
+    const outcome = await deployNext(
+      bundleOf([
+        ['a.test', 'u2'],
+        ['b.test', 'u3'],
+        ['c.test', 'u2'],
+        ['d.test', 'u1'],
+      ]),
+      failing,
+    );
     expect(outcome.state).toBe('failed');
     expect(outcome.steps.find((s) => s.step === 'stage')?.detail).toMatch(/^delta/);
     expect(outcome.steps.at(-1)).toMatchObject({ step: 'postmap', ok: false });

@@ -69,7 +69,11 @@ describe.skipIf(!labOk)('a node reached as a deploy user with sudo rights', () =
     const conn = await connectAs(DEPLOY_USER);
     const who = await conn.exec('id -u; echo "$MAIL_CONFIG"');
     expect(who.stdout).toBe(`0\n${node.configDir}\n`);
-    const outcome = await deployBundle(conn, buildBundle([{ domain: 'a.test', nexthop: sink.nexthop, user: 'u', password: 'p' }]), { configDir: node.configDir });
+    const outcome = await deployBundle(
+      conn,
+      buildBundle([{ domain: 'a.test', nexthop: sink.nexthop, user: 'u', password: 'p' }]),
+      { configDir: node.configDir },
+    );
     expect(outcome.state, outcome.error).toBe('live');
     const secret = statSync(`${node.configDir}/relayplane/current/sasl_passwd`);
     expect({ uid: secret.uid, mode: secret.mode & 0o777 }).toEqual({ uid: 0, mode: 0o600 });
@@ -78,7 +82,11 @@ describe.skipIf(!labOk)('a node reached as a deploy user with sudo rights', () =
   it('a user without the sudo rule fails with sudo reason, and nothing is written', async () => {
     const conn = await connectAs(NO_SUDO_USER);
     const before = statSync(`${node.configDir}/relayplane/current/VERSION`).mtimeMs;
-    const outcome = await deployBundle(conn, buildBundle([{ domain: 'b.test', nexthop: sink.nexthop, user: 'u', password: 'p' }]), { configDir: node.configDir });
+    const outcome = await deployBundle(
+      conn,
+      buildBundle([{ domain: 'b.test', nexthop: sink.nexthop, user: 'u', password: 'p' }]),
+      { configDir: node.configDir },
+    );
     expect(outcome.state).toBe('failed');
     expect(outcome.error).toMatch(/remote shell on .* ended: .*sudo/);
     expect(statSync(`${node.configDir}/relayplane/current/VERSION`).mtimeMs).toBe(before);

@@ -7,7 +7,13 @@ import { existsSync, readFileSync, readdirSync, statSync, watch } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deployBundle, type Bundle, type DeployEvent, type DeployOptions, type DeployOutcome } from '../../src/deploy/index.js';
+import {
+  deployBundle,
+  type Bundle,
+  type DeployEvent,
+  type DeployOptions,
+  type DeployOutcome,
+} from '../../src/deploy/index.js';
 import { DEFAULT_REMOTE_PATH, HostKeyMismatchError, connectNode, type NodeConnection } from '../../src/ssh/index.js';
 import { postmapTables } from '../../src/deploy/node-checks.js';
 import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/postfix-node.js';
@@ -42,7 +48,10 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
     { domain: 'c.test', nexthop: sh1.nexthop, user: 'userC', password: 'pwC' },
   ];
 
-  const opts = (n: PostfixNode, extra: Partial<DeployOptions> = {}): DeployOptions => ({ configDir: n.configDir, ...extra });
+  const opts = (n: PostfixNode, extra: Partial<DeployOptions> = {}): DeployOptions => ({
+    configDir: n.configDir,
+    ...extra,
+  });
   const connect = async (n: PostfixNode): Promise<NodeConnection> => {
     const c = await connectNode({ ...n.ssh, hostKey: n.ssh.hostKeyLine });
     connections.push(c);
@@ -67,7 +76,8 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
     masterCf: readFileSync(path.join(n.configDir, 'master.cf'), 'utf8'),
     postconf: await remote(c, 'postconf -n; postconf -M; postconf -P'),
   });
-  const reloadCount = (n: PostfixNode) => (readFileSync(n.maillogPath, 'utf8').match(/master\[\d+\]: reload -- /g) ?? []).length;
+  const reloadCount = (n: PostfixNode) =>
+    (readFileSync(n.maillogPath, 'utf8').match(/master\[\d+\]: reload -- /g) ?? []).length;
   const expectLive = (o: DeployOutcome) => expect(o, JSON.stringify(o, null, 1)).toMatchObject({ state: 'live' });
 
   /** Sends one message and returns the smart host's record of it. */
@@ -78,12 +88,16 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
 
   beforeAll(async () => {
     sink = await startSmartHost({ name: 'sink', tls: 'starttls', users: {}, authOptional: true });
-    sh1 = await startSmartHost({ name: 'sh1', tls: 'starttls', users: { userA: 'pw A:1', userA2: 'pwA2', userC: 'pwC' } });
+    sh1 = await startSmartHost({
+      name: 'sh1',
+      tls: 'starttls',
+      users: { userA: 'pw A:1', userA2: 'pwA2', userC: 'pwC' },
+    });
     sh2 = await startSmartHost({ name: 'sh2', tls: 'implicit', users: { userC: 'pwC' } });
     const cas = [sink.caCertPem, sh1.caCertPem, sh2.caCertPem];
-    [node, fresh] = await Promise.all(
+    [node, fresh] = (await Promise.all(
       ['dep1', 'dep2'].map((name) => startPostfixNode({ name, sinkRelayhost: sink.nexthop, tlsCaCerts: cas })),
-    ) as [PostfixNode, PostfixNode];
+    )) as [PostfixNode, PostfixNode];
     conn = await connect(node);
   });
 
@@ -102,7 +116,9 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
     expect(err).toBeInstanceOf(HostKeyMismatchError);
     expect((err as HostKeyMismatchError).presentedFingerprint).toBe(fresh.ssh.hostKeyFingerprint);
     expect((err as HostKeyMismatchError).retryable).toBe(false);
-    await expect(connectNode({ ...fresh.ssh, hostKey: `SHA256:${'A'.repeat(43)}` })).rejects.toBeInstanceOf(HostKeyMismatchError);
+    await expect(connectNode({ ...fresh.ssh, hostKey: `SHA256:${'A'.repeat(43)}` })).rejects.toBeInstanceOf(
+      HostKeyMismatchError,
+    );
     const sshLog = readFileSync(fresh.sshLogPath, 'utf8').slice(sshLogBefore);
     expect(sshLog).not.toMatch(/Accepted publickey/);
     expect(existsSync(path.join(fresh.configDir, 'relayplane'))).toBe(false);
@@ -130,7 +146,11 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
     const bin = path.join(node.baseDir, 'slow-cat');
     await mkdir(bin, { recursive: true });
     await writeFile(path.join(bin, 'cat'), '#!/bin/sh\nsleep 0.3\nexec /bin/cat "$@"\n', { mode: 0o755 });
-    const slow = await connectNode({ ...node.ssh, hostKey: node.ssh.hostKeyLine, remotePath: `${bin}:${DEFAULT_REMOTE_PATH}` });
+    const slow = await connectNode({
+      ...node.ssh,
+      hostKey: node.ssh.hostKeyLine,
+      remotePath: `${bin}:${DEFAULT_REMOTE_PATH}`,
+    });
     try {
       await slow.writeFile(path.join(dir, 'secret'), 'x'.repeat(1024 * 1024), 0o600);
       await slow.writeFile(path.join(dir, 'public'), 'hello\n', 0o644);
@@ -148,14 +168,29 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
     const v1 = buildBundle(routesV1());
     const t0 = Date.now();
     const outcome = await deployBundle(conn, v1, opts(node));
-    console.info(`first deploy: ${Date.now() - t0} ms`, outcome.steps.map((s) => `${s.step}=${s.finishedAt.getTime() - s.startedAt.getTime()}`).join(' '));
+    console.info(
+      `first deploy: ${Date.now() - t0} ms`,
+      outcome.steps.map((s) => `${s.step}=${s.finishedAt.getTime() - s.startedAt.getTime()}`).join(' '),
+    );
     expectLive(outcome);
     expect(outcome).toMatchObject({ version: v1.version, previousVersion: null, changed: true });
     expect(outcome.steps.map((s) => s.step)).toEqual([
-      'check-bundle', 'read-node', 'stage', 'postmap', 'validate', 'promote', 'switch', 'apply', 'reload', 'verify', 'prune',
+      'check-bundle',
+      'read-node',
+      'stage',
+      'postmap',
+      'validate',
+      'promote',
+      'switch',
+      'apply',
+      'reload',
+      'verify',
+      'prune',
     ]);
     expect(liveVersion(node)).toBe(v1.version);
-    expect(await remote(conn, 'postconf -h sender_dependent_relayhost_maps')).toBe(`hash:${node.configDir}/relayplane/current/sender_relay\n`);
+    expect(await remote(conn, 'postconf -h sender_dependent_relayhost_maps')).toBe(
+      `hash:${node.configDir}/relayplane/current/sender_relay\n`,
+    );
 
     const a = await deliver(node, 'app@a.test', sh1);
     expect(a.authUser).toBe('userA');
@@ -163,7 +198,10 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
     expect(c.authUser).toBe('userC');
 
     // Secrets are 0600 (source and .db) inside the release; other tables 0644.
-    const modes = await remote(conn, `cd ${node.configDir}/relayplane/current && stat -c '%a %n' sasl_passwd sasl_passwd.db sender_relay sender_relay.db`);
+    const modes = await remote(
+      conn,
+      `cd ${node.configDir}/relayplane/current && stat -c '%a %n' sasl_passwd sasl_passwd.db sender_relay sender_relay.db`,
+    );
     expect(modes).toBe('600 sasl_passwd\n600 sasl_passwd.db\n644 sender_relay\n644 sender_relay.db\n');
   });
 
@@ -208,16 +246,27 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
       close: () => conn.close(),
     };
     const t0 = Date.now();
-    const outcome = await deployBundle(counting, v2, opts(node, { log: (e) => e.type === 'state' && events.push(e.to) })).finally(() => watcher.close());
-    console.info(`changed deploy (warm connection): ${Date.now() - t0} ms`, outcome.steps.map((s) => `${s.step}=${s.finishedAt.getTime() - s.startedAt.getTime()}`).join(' '));
+    const outcome = await deployBundle(
+      counting,
+      v2,
+      opts(node, { log: (e) => e.type === 'state' && events.push(e.to) }),
+    ).finally(() => watcher.close());
+    console.info(
+      `changed deploy (warm connection): ${Date.now() - t0} ms`,
+      outcome.steps.map((s) => `${s.step}=${s.finishedAt.getTime() - s.startedAt.getTime()}`).join(' '),
+    );
     expect(staged.length).toBeGreaterThan(0);
     for (const s of staged) expect(s.mode, s.name).toBe(0o700);
     expectLive(outcome);
     expect(outcome.previousVersion).toBe(v1.version);
     expect(events).toEqual(['checked', 'staged', 'validated', 'switched', 'applied', 'reloaded', 'live']);
     expect(execs).toBe(11);
-    expect(outcome.steps.find((s) => s.step === 'apply')?.detail).toMatch(/remove sender_dependent_default_transport_maps.*remove rp_smtps\/unix/);
-    expect(await remote(conn, 'postconf -M; postconf -n')).not.toMatch(/rp_smtps|sender_dependent_default_transport_maps/);
+    expect(outcome.steps.find((s) => s.step === 'apply')?.detail).toMatch(
+      /remove sender_dependent_default_transport_maps.*remove rp_smtps\/unix/,
+    );
+    expect(await remote(conn, 'postconf -M; postconf -n')).not.toMatch(
+      /rp_smtps|sender_dependent_default_transport_maps/,
+    );
 
     expect((await deliver(node, 'next@a.test', sh1)).authUser).toBe('userA2');
     expect((await deliver(node, 'next@c.test', sh1)).authUser).toBe('userC');
@@ -249,7 +298,10 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
       expect(outcome.previousVersion).toBe(step === 'check-bundle' ? null : v2.version);
     }
     // Deploying with the wrong configDir: refused before anything is written, and still an outcome.
-    expect(await deployBundle(conn, v2, { configDir: 'etc/postfix' })).toMatchObject({ state: 'failed', error: expect.stringMatching(/normalized absolute path/) });
+    expect(await deployBundle(conn, v2, { configDir: 'etc/postfix' })).toMatchObject({
+      state: 'failed',
+      error: expect.stringMatching(/normalized absolute path/),
+    });
     expect(await deployBundle(conn, v2, { configDir: '/etc/postfix' })).toMatchObject({
       state: 'failed',
       error: expect.stringMatching(/acts on config_directory .*, not \/etc\/postfix/),
@@ -291,16 +343,36 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
     const back = await deployBundle(counting, v1, opts(node, { expectedLiveVersion: v2.version, log }));
     expectLive(back);
     expect(events).toEqual(['checked', 'staged', 'validated', 'switched', 'applied', 'reloaded', 'live']);
-    expect(back.steps.map((s) => s.step)).toEqual(['check-bundle', 'read-node', 'stage', 'postmap', 'validate', 'promote', 'switch', 'apply', 'reload', 'verify', 'prune']);
+    expect(back.steps.map((s) => s.step)).toEqual([
+      'check-bundle',
+      'read-node',
+      'stage',
+      'postmap',
+      'validate',
+      'promote',
+      'switch',
+      'apply',
+      'reload',
+      'verify',
+      'prune',
+    ]);
     // Steps sent ahead are timed from when the one before them was done.
-    for (const [i, s] of back.steps.entries()) if (i > 0) expect(s.startedAt.getTime()).toBeGreaterThanOrEqual(back.steps[i - 1]!.finishedAt.getTime());
+    for (const [i, s] of back.steps.entries())
+      if (i > 0) expect(s.startedAt.getTime()).toBeGreaterThanOrEqual(back.steps[i - 1]!.finishedAt.getTime());
     expect(waitsUntilLive).toBe(3); // read-node+stage+postmap, validate, promote…verify
     expect(waits).toBe(5); // and prune's two commands, after the release is live
     expect((await deliver(node, 'hint@a.test', sh1)).authUser).toBe('userA');
 
     // Refused by validate after staging was sent ahead: the staged release is gone, v1 still live.
-    const refused = await deployBundle(conn, buildBundle(routesV2(), { mainCf: { relayplane_no_such_param: 'yes' } }), opts(node, { expectedLiveVersion: v1.version }));
-    expect(refused).toMatchObject({ state: 'failed', error: expect.stringMatching(/unknown parameter relayplane_no_such_param/) });
+    const refused = await deployBundle(
+      conn,
+      buildBundle(routesV2(), { mainCf: { relayplane_no_such_param: 'yes' } }),
+      opts(node, { expectedLiveVersion: v1.version }),
+    );
+    expect(refused).toMatchObject({
+      state: 'failed',
+      error: expect.stringMatching(/unknown parameter relayplane_no_such_param/),
+    });
     expect(liveVersion(node)).toBe(v1.version);
     expect(releases(node).filter((r) => r.includes('.tmp-'))).toEqual([]);
 
@@ -321,9 +393,19 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
     const outcome = await deployBundle(conn, v2, opts(node));
     expectLive(outcome);
     expect(outcome.changed).toBe(true);
-    expect(outcome.steps.map((s) => s.step)).toEqual(['check-bundle', 'read-node', 'verify-live', 'apply', 'reload', 'verify', 'prune']);
+    expect(outcome.steps.map((s) => s.step)).toEqual([
+      'check-bundle',
+      'read-node',
+      'verify-live',
+      'apply',
+      'reload',
+      'verify',
+      'prune',
+    ]);
     expect(outcome.steps[2]?.detail).toMatch(/config differs: set smtp_tls_policy_maps; remove rp_stray\/unix/);
-    expect(await remote(conn, 'postconf -h smtp_tls_policy_maps')).toBe(`hash:${node.configDir}/relayplane/current/tls_policy\n`);
+    expect(await remote(conn, 'postconf -h smtp_tls_policy_maps')).toBe(
+      `hash:${node.configDir}/relayplane/current/tls_policy\n`,
+    );
     expect(await remote(conn, 'postconf -M')).not.toMatch(/rp_stray/);
   });
 
@@ -331,7 +413,9 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
     const before = await configSnapshot(conn, node);
     // Passes every check before the switch (an integer where an integer is due), but Postfix
     // refuses line_length_limit < 512 when the daemon starts: the wakeup makes master start it now.
-    const bad = buildBundle(routesV2(), { masterCf: [service('rp_canary', 'pickup', { line_length_limit: '100' }, '60')] });
+    const bad = buildBundle(routesV2(), {
+      masterCf: [service('rp_canary', 'pickup', { line_length_limit: '100' }, '60')],
+    });
     const outcome = await deployBundle(conn, bad, opts(node));
     expect(outcome.state, JSON.stringify(outcome)).toBe('rolled_back');
     expect(outcome.error).toMatch(/fatal: invalid line_length_limit/);
@@ -345,7 +429,9 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
   it('rolls a first release back to no release at all', async () => {
     const c = await connect(fresh);
     const before = await configSnapshot(c, fresh);
-    const bad = buildBundle(routesV1(), { masterCf: [service('rp_canary', 'pickup', { line_length_limit: '100' }, '60')] });
+    const bad = buildBundle(routesV1(), {
+      masterCf: [service('rp_canary', 'pickup', { line_length_limit: '100' }, '60')],
+    });
     const outcome = await deployBundle(c, bad, opts(fresh));
     expect(outcome.state, JSON.stringify(outcome)).toBe('rolled_back');
     expect(outcome.previousVersion).toBeNull();
@@ -360,7 +446,9 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
   it('prunes old releases, keeping the live and the previous one', async () => {
     const versions: string[] = [];
     for (let i = 0; i < 4; i++) {
-      const b = buildBundle(routesV2(), { files: { note: { content: `release ${i}\n`, mode: 0o644, secret: false, mapType: null } } });
+      const b = buildBundle(routesV2(), {
+        files: { note: { content: `release ${i}\n`, mode: 0o644, secret: false, mapType: null } },
+      });
       expectLive(await deployBundle(conn, b, opts(node, { keepReleases: 3 })));
       versions.push(b.version);
     }

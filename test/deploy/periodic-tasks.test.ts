@@ -34,7 +34,14 @@ describe('sync worker periodic tasks', () => {
         concurrent--;
       },
     });
-    const options = { databaseUrl: db.url, debounceMs: 50, reconcileIntervalMs: 60_000, leaderPollMs: 100, log: quiet, handlers: noJobs };
+    const options = {
+      databaseUrl: db.url,
+      debounceMs: 50,
+      reconcileIntervalMs: 60_000,
+      leaderPollMs: 100,
+      log: quiet,
+      handlers: noJobs,
+    };
     const leader = new SyncWorker({ ...options, periodic: [task('a')] });
     const follower = new SyncWorker({ ...options, periodic: [task('b')] });
     await leader.start();
@@ -64,12 +71,15 @@ describe('sync worker periodic tasks', () => {
     try {
       await waitUntil(async () => t.app.syncWorker?.isLeader === true, 5000, 'leadership', 20);
       await t.prisma.tenant.create({ data: { name: 'Recent', slug: 'recent' } });
-      await t.prisma.$executeRaw`INSERT INTO config_changes (table_name, row_id, created_at) VALUES ('tenants', 'old', now() - interval '2 hours')`;
+      await t.prisma
+        .$executeRaw`INSERT INTO config_changes (table_name, row_id, created_at) VALUES ('tenants', 'old', now() - interval '2 hours')`;
       await t.app.syncWorker!.runPeriodic('change-log');
       const rows = await t.prisma.$queryRaw<Array<{ rowId: string }>>`SELECT row_id AS "rowId" FROM config_changes`;
       expect(rows.map((r) => r.rowId)).not.toContain('old');
       expect(rows.length).toBeGreaterThan(0);
-      const mark = await t.prisma.$queryRaw<Array<{ pruned: string }>>`SELECT pruned_through::text AS pruned FROM config_change_log_state`;
+      const mark = await t.prisma.$queryRaw<
+        Array<{ pruned: string }>
+      >`SELECT pruned_through::text AS pruned FROM config_change_log_state`;
       expect(BigInt(mark[0]!.pruned)).toBeGreaterThan(0n);
     } finally {
       await t.close();
@@ -81,14 +91,23 @@ describe('sync worker periodic tasks', () => {
     try {
       await waitUntil(async () => t.app.syncWorker?.isLeader === true, 5000, 'leadership', 20);
       const admin = await tokenFor(t.app, ['admin']);
-      const first = (await t.app.inject({ method: 'GET', url: '/v1/config', headers: admin.headers })).json().version as string;
+      const first = (await t.app.inject({ method: 'GET', url: '/v1/config', headers: admin.headers })).json()
+        .version as string;
       const tenant = await t.prisma.tenant.create({ data: { name: 'Changed', slug: 'changed' } });
-      const relay = await t.prisma.relay.create({ data: { name: 'r', host: 'smtp.pruned.test', port: 587, tls: 'starttls' } });
-      await t.prisma.domain.create({ data: { tenantId: tenant.id, name: 'pruned.example', status: 'verified', route: 'relay', relayId: relay.id } });
-      const second = (await t.app.inject({ method: 'GET', url: '/v1/config', headers: admin.headers })).json().version as string;
+      const relay = await t.prisma.relay.create({
+        data: { name: 'r', host: 'smtp.pruned.test', port: 587, tls: 'starttls' },
+      });
+      await t.prisma.domain.create({
+        data: { tenantId: tenant.id, name: 'pruned.example', status: 'verified', route: 'relay', relayId: relay.id },
+      });
+      const second = (await t.app.inject({ method: 'GET', url: '/v1/config', headers: admin.headers })).json()
+        .version as string;
       expect(second).not.toBe(first);
       await t.prisma.configBundle.updateMany({ data: { createdAt: new Date(Date.now() - 31 * 86_400_000) } });
-      await t.prisma.configBundle.update({ where: { version: second }, data: { createdAt: new Date(Date.now() - 30.5 * 86_400_000) } });
+      await t.prisma.configBundle.update({
+        where: { version: second },
+        data: { createdAt: new Date(Date.now() - 30.5 * 86_400_000) },
+      });
       await t.app.syncWorker!.runPeriodic('config-bundles');
       expect((await t.prisma.configBundle.findMany()).map((b) => b.version)).toEqual([second]);
     } finally {

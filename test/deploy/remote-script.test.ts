@@ -48,7 +48,12 @@ describe('execSections', () => {
   });
 
   it('refuses a result when the script died before a section ran', async () => {
-    await expect(execSections(conn, [{ name: 'a', script: 'kill -9 $$' }, { name: 'b', script: 'echo b' }])).rejects.toThrow(/ended early/);
+    await expect(
+      execSections(conn, [
+        { name: 'a', script: 'kill -9 $$' },
+        { name: 'b', script: 'echo b' },
+      ]),
+    ).rejects.toThrow(/ended early/);
   });
 });
 
@@ -64,7 +69,13 @@ describe('the reload wait on the node', () => {
   });
   const run = async (args: { offset: number; settleMs?: number; timeoutMs?: number; restarted?: boolean }) => {
     const timeoutMs = args.timeoutMs ?? 5000;
-    const script = reloadLogScript({ maillog: log, offset: args.offset, settleMs: args.settleMs ?? 100, timeoutMs, restarted: args.restarted ?? false });
+    const script = reloadLogScript({
+      maillog: log,
+      offset: args.offset,
+      settleMs: args.settleMs ?? 100,
+      timeoutMs,
+      restarted: args.restarted ?? false,
+    });
     const r = await execSections(conn, [{ name: 'log', script }]);
     return reloadLogProblems(r.get('log')!, timeoutMs);
   };
@@ -74,7 +85,10 @@ describe('the reload wait on the node', () => {
     await writeFile(log, `old: postfix/smtp[1]: fatal: before the offset\n${RELOAD}`);
     const offset = (await conn.exec(`wc -c < ${log}`)).stdout.trim();
     setTimeout(() => void appendFile(log, RELOAD), 300);
-    setTimeout(() => void appendFile(log, 'Jan  1 00:00:01 host postfix-n1/smtp[7]: fatal: invalid line_length_limit\n'), 450);
+    setTimeout(
+      () => void appendFile(log, 'Jan  1 00:00:01 host postfix-n1/smtp[7]: fatal: invalid line_length_limit\n'),
+      450,
+    );
     const t0 = Date.now();
     expect(await run({ offset: Number(offset), settleMs: 400 })).toEqual(['log: fatal: invalid line_length_limit']);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(650);
@@ -83,8 +97,13 @@ describe('the reload wait on the node', () => {
   it('after a restart waits for master to log its start, not a reload', async () => {
     log = path.join(dir, 'restart');
     await writeFile(log, RELOAD);
-    expect(await run({ offset: 0, restarted: true, timeoutMs: 300 })).toEqual([expect.stringMatching(/did not log the reload/)]);
-    await appendFile(log, 'Jan  1 00:00:03 host postfix-n1/master[4243]: daemon started -- version 3.7.11, configuration /etc/postfix\n');
+    expect(await run({ offset: 0, restarted: true, timeoutMs: 300 })).toEqual([
+      expect.stringMatching(/did not log the reload/),
+    ]);
+    await appendFile(
+      log,
+      'Jan  1 00:00:03 host postfix-n1/master[4243]: daemon started -- version 3.7.11, configuration /etc/postfix\n',
+    );
     expect(await run({ offset: 0, restarted: true })).toEqual([]);
   });
 
@@ -92,8 +111,14 @@ describe('the reload wait on the node', () => {
     log = path.join(dir, 'clean');
     await writeFile(log, RELOAD);
     expect(await run({ offset: 0 })).toEqual([]);
-    await appendFile(log, 'Jan  1 00:00:02 host postfix-n1/master[4242]: warning: process /usr/lib/postfix/sbin/smtp pid 9 exit status 1\n');
-    await appendFile(log, 'Jan  1 00:00:02 host postfix-n1/master[4242]: warning: /usr/lib/postfix/sbin/smtp: bad command startup -- throttling\n');
+    await appendFile(
+      log,
+      'Jan  1 00:00:02 host postfix-n1/master[4242]: warning: process /usr/lib/postfix/sbin/smtp pid 9 exit status 1\n',
+    );
+    await appendFile(
+      log,
+      'Jan  1 00:00:02 host postfix-n1/master[4242]: warning: /usr/lib/postfix/sbin/smtp: bad command startup -- throttling\n',
+    );
     expect(await run({ offset: 0 })).toEqual([expect.stringMatching(/^log: .*bad command startup -- throttling/)]);
   });
 
@@ -112,7 +137,9 @@ describe('the reload wait on the node', () => {
     log = path.join(dir, 'quiet');
     await writeFile(log, RELOAD);
     const t0 = Date.now();
-    expect(await run({ offset: RELOAD.length, timeoutMs: 500 })).toEqual(['master did not log the reload within 500 ms']);
+    expect(await run({ offset: RELOAD.length, timeoutMs: 500 })).toEqual([
+      'master did not log the reload within 500 ms',
+    ]);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(450);
     log = path.join(dir, 'missing');
     expect(await run({ offset: 0, timeoutMs: 300 })).toEqual(['master did not log the reload within 300 ms']);
@@ -120,29 +147,39 @@ describe('the reload wait on the node', () => {
 });
 
 describe('live-file digests', () => {
-  it.skipIf(!toolGate('live-file digests with a real postmap', ['postmap']))('see an edited source, a table rebuilt from it, and a missing file', async () => {
-    const local = localConnection();
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'rp-digests-'));
-    // postmap needs a config directory: an empty main.cf (all defaults) beside the tables.
-    await writeFile(path.join(dir, 'main.cf'), '');
-    const conn: NodeConnection = { ...local, exec: (c, o) => local.exec(`export MAIL_CONFIG=${dir}; ${c}`, o) };
-    try {
-      const bundle = buildBundle([
-        { domain: 'a.test', nexthop: '[127.0.0.1]:2601', user: 'u', password: 'p w:1' },
-        { domain: 'b.test', nexthop: '[127.0.0.1]:2602', user: 'v', password: 'q' },
-      ]);
-      for (const [name, f] of Object.entries(bundle.files)) await writeFile(path.join(dir, name), f.content, { mode: f.mode });
-      const drift = async () => driftFromDigests((await conn.exec(digestScript(bundle), { cwd: dir })).stdout, bundle);
-      await conn.exec(`postmap ${Object.keys(bundle.files).map((n) => `hash:${n}`).join(' ')}`, { cwd: dir });
-      expect(await drift()).toEqual([]);
-      await appendFile(path.join(dir, 'sender_relay'), '@c.test [127.0.0.1]:2603\n');
-      expect(await drift()).toEqual(['sender_relay']);
-      await conn.exec('postmap hash:sender_relay && rm tls_policy.db', { cwd: dir });
-      expect(await drift()).toEqual(['sender_relay', 'tls_policy']);
-      await rm(path.join(dir, 'sasl_passwd'));
-      expect(await drift()).toEqual(['sasl_passwd', 'sender_relay', 'tls_policy']);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+  it.skipIf(!toolGate('live-file digests with a real postmap', ['postmap']))(
+    'see an edited source, a table rebuilt from it, and a missing file',
+    async () => {
+      const local = localConnection();
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'rp-digests-'));
+      // postmap needs a config directory: an empty main.cf (all defaults) beside the tables.
+      await writeFile(path.join(dir, 'main.cf'), '');
+      const conn: NodeConnection = { ...local, exec: (c, o) => local.exec(`export MAIL_CONFIG=${dir}; ${c}`, o) };
+      try {
+        const bundle = buildBundle([
+          { domain: 'a.test', nexthop: '[127.0.0.1]:2601', user: 'u', password: 'p w:1' },
+          { domain: 'b.test', nexthop: '[127.0.0.1]:2602', user: 'v', password: 'q' },
+        ]);
+        for (const [name, f] of Object.entries(bundle.files))
+          await writeFile(path.join(dir, name), f.content, { mode: f.mode });
+        const drift = async () =>
+          driftFromDigests((await conn.exec(digestScript(bundle), { cwd: dir })).stdout, bundle);
+        await conn.exec(
+          `postmap ${Object.keys(bundle.files)
+            .map((n) => `hash:${n}`)
+            .join(' ')}`,
+          { cwd: dir },
+        );
+        expect(await drift()).toEqual([]);
+        await appendFile(path.join(dir, 'sender_relay'), '@c.test [127.0.0.1]:2603\n');
+        expect(await drift()).toEqual(['sender_relay']);
+        await conn.exec('postmap hash:sender_relay && rm tls_policy.db', { cwd: dir });
+        expect(await drift()).toEqual(['sender_relay', 'tls_policy']);
+        await rm(path.join(dir, 'sasl_passwd'));
+        expect(await drift()).toEqual(['sasl_passwd', 'sender_relay', 'tls_policy']);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+  );
 });

@@ -28,7 +28,12 @@ describe.skipIf(!labOk)('a deploy that changes inet_protocols restarts master', 
     sink = await startSmartHost({ name: 'sink', tls: 'starttls', users: {}, authOptional: true });
     v6 = await startSmartHost({ name: 'v6', tls: 'starttls', users: { user6: 'pw6' }, host: '::1' });
     // Lab nodes start with inet_protocols = ipv4; this one as the default settings (all).
-    node = await startPostfixNode({ name: 'restart', sinkRelayhost: sink.nexthop, tlsCaCerts: [sink.caCertPem, v6.caCertPem], mainCf: { inet_protocols: 'all' } });
+    node = await startPostfixNode({
+      name: 'restart',
+      sinkRelayhost: sink.nexthop,
+      tlsCaCerts: [sink.caCertPem, v6.caCertPem],
+      mainCf: { inet_protocols: 'all' },
+    });
     conn = await connectNode({ ...node.ssh, hostKey: node.ssh.hostKeyFingerprint });
   });
 
@@ -40,7 +45,9 @@ describe.skipIf(!labOk)('a deploy that changes inet_protocols restarts master', 
   });
 
   const bundleFor = (inetProtocols: string) =>
-    buildBundle([{ domain: 'six.test', nexthop: v6.nexthop, user: 'user6', password: 'pw6' }], { mainCf: { inet_protocols: inetProtocols } });
+    buildBundle([{ domain: 'six.test', nexthop: v6.nexthop, user: 'user6', password: 'pw6' }], {
+      mainCf: { inet_protocols: inetProtocols },
+    });
   const steps = (outcome: DeployOutcome) => outcome.steps.map((s) => s.step);
   const masterPid = async () => (await readFile(`${node.queueDir}/pid/master.pid`, 'utf8')).trim();
 
@@ -83,7 +90,9 @@ describe.skipIf(!labOk)('a deploy that changes inet_protocols restarts master', 
     // rollback restarts the previous config, and the node serves and delivers as before.
     const v6only = await deployBundle(conn, bundleFor('ipv6'), { configDir: node.configDir });
     expect(v6only.state, v6only.error).toBe('rolled_back');
-    expect(v6only.error).toMatch(/postfix start failed \(exit 1\): fatal: .*master\.cf: line \d+: bad hostname or network address: 127\.0\.0\.1:/);
+    expect(v6only.error).toMatch(
+      /postfix start failed \(exit 1\): fatal: .*master\.cf: line \d+: bad hostname or network address: 127\.0\.0\.1:/,
+    );
     expect(steps(v6only)).toEqual(expect.arrayContaining(['restart', 'rollback']));
     expect(await node.postconf(['-h', 'inet_protocols'])).toBe('all\n');
     const six = await attempt('d@six.test');

@@ -37,36 +37,46 @@ describe('postmapStderr', () => {
   });
 
   it('redactBundleSecrets knows the secrets from the secret files alone', () => {
-    expect(redactBundleSecrets(`a userA:${SECRET} b ${SECRET} c [127.0.0.1]:2601`, bundle)).toBe('a [redacted] b [redacted] c [127.0.0.1]:2601');
+    expect(redactBundleSecrets(`a userA:${SECRET} b ${SECRET} c [127.0.0.1]:2601`, bundle)).toBe(
+      'a [redacted] b [redacted] c [127.0.0.1]:2601',
+    );
   });
 });
 
-describe.skipIf(!toolGate('postmapTables with a real postmap', ['postmap']))('postmapTables with a real postmap', () => {
-  let dir: string;
-  const mailConfig = process.env.MAIL_CONFIG;
+describe.skipIf(!toolGate('postmapTables with a real postmap', ['postmap']))(
+  'postmapTables with a real postmap',
+  () => {
+    let dir: string;
+    const mailConfig = process.env.MAIL_CONFIG;
 
-  beforeAll(async () => {
-    dir = await mkdtemp(path.join(os.tmpdir(), 'rp-scrub-'));
-    // smtputf8_enable makes postmap check its input, and quote a line it ignores.
-    await writeFile(path.join(dir, 'main.cf'), 'compatibility_level = 3.6\nsmtputf8_enable = yes\n');
-    process.env.MAIL_CONFIG = dir;
-  });
-  afterAll(async () => {
-    if (mailConfig === undefined) delete process.env.MAIL_CONFIG;
-    else process.env.MAIL_CONFIG = mailConfig;
-    await rm(dir, { recursive: true, force: true });
-  });
+    beforeAll(async () => {
+      dir = await mkdtemp(path.join(os.tmpdir(), 'rp-scrub-'));
+      // smtputf8_enable makes postmap check its input, and quote a line it ignores.
+      await writeFile(path.join(dir, 'main.cf'), 'compatibility_level = 3.6\nsmtputf8_enable = yes\n');
+      process.env.MAIL_CONFIG = dir;
+    });
+    afterAll(async () => {
+      if (mailConfig === undefined) delete process.env.MAIL_CONFIG;
+      else process.env.MAIL_CONFIG = mailConfig;
+      await rm(dir, { recursive: true, force: true });
+    });
 
-  it('reports the line postmap refused without quoting it', async () => {
-    for (const [name, file] of Object.entries(bundle.files)) await writeFile(path.join(dir, name), file.content, { mode: file.mode });
-    // As a node could hold it: one byte that is not UTF-8 in the middle of the secret.
-    await writeFile(path.join(dir, 'sasl_passwd'), Buffer.concat([Buffer.from('@a.test userA:pw-s3cr'), Buffer.from([0xff]), Buffer.from('t-value\n')]), { mode: 0o600 });
-    const problems = await postmapTables(localConnection(), dir, bundle);
-    expect(problems).toHaveLength(1);
-    expect(problems[0]).toMatch(/sasl_passwd, line 1: non-UTF-8 input "\[redacted\]"/);
-    expect(problems[0]).not.toMatch(/s3cr|t-value|userA:/);
-  });
-});
+    it('reports the line postmap refused without quoting it', async () => {
+      for (const [name, file] of Object.entries(bundle.files))
+        await writeFile(path.join(dir, name), file.content, { mode: file.mode });
+      // As a node could hold it: one byte that is not UTF-8 in the middle of the secret.
+      await writeFile(
+        path.join(dir, 'sasl_passwd'),
+        Buffer.concat([Buffer.from('@a.test userA:pw-s3cr'), Buffer.from([0xff]), Buffer.from('t-value\n')]),
+        { mode: 0o600 },
+      );
+      const problems = await postmapTables(localConnection(), dir, bundle);
+      expect(problems).toHaveLength(1);
+      expect(problems[0]).toMatch(/sasl_passwd, line 1: non-UTF-8 input "\[redacted\]"/);
+      expect(problems[0]).not.toMatch(/s3cr|t-value|userA:/);
+    });
+  },
+);
 
 describe('deployBundle', () => {
   it('ends a step that failed with node text quoting a secret: redacted in the outcome and its steps', async () => {

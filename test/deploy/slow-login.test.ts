@@ -31,7 +31,10 @@ describe.skipIf(!labOk)("a node whose login shell is slow (root's ~/.bashrc slee
     starts = path.join(home, 'shell-starts');
     await writeFile(starts, '');
     // Noise on stdout too, as a motd-ish dotfile would print.
-    await appendFile(path.join(home, '.bashrc'), `sleep 0.5\necho started >> ${starts}\necho "Welcome to $(hostname)"\n`);
+    await appendFile(
+      path.join(home, '.bashrc'),
+      `sleep 0.5\necho started >> ${starts}\necho "Welcome to $(hostname)"\n`,
+    );
   });
 
   afterAll(async () => {
@@ -61,7 +64,9 @@ describe.skipIf(!labOk)("a node whose login shell is slow (root's ~/.bashrc slee
     const first = await deployBundle(conn, buildBundle([route]), { configDir: node.configDir });
     expect(first.state, first.error).toBe('live');
     expect(first.steps.length).toBeGreaterThanOrEqual(10);
-    const second = await deployBundle(conn, buildBundle([route, { ...route, domain: 'b.test' }]), { configDir: node.configDir });
+    const second = await deployBundle(conn, buildBundle([route, { ...route, domain: 'b.test' }]), {
+      configDir: node.configDir,
+    });
     expect(second.state, second.error).toBe('live');
     expect(second.changed).toBe(true);
     // A change of tables only: main.cf and master.cf stay as they are, so postfix check is not run.
@@ -80,7 +85,13 @@ describe.skipIf(!labOk)("a node whose login shell is slow (root's ~/.bashrc slee
         method: 'POST',
         url: '/v1/nodes',
         headers,
-        payload: { name: 'slowlogin', sshHost: node.ssh.host, sshPort: node.ssh.port, hostKey: node.ssh.hostKeyLine, configDir: node.configDir },
+        payload: {
+          name: 'slowlogin',
+          sshHost: node.ssh.host,
+          sshPort: node.ssh.port,
+          hostKey: node.ssh.hostKeyLine,
+          configDir: node.configDir,
+        },
       });
       expect(created.statusCode, created.body).toBe(201);
       const before = await startCount();

@@ -76,18 +76,35 @@ describe.skipIf(!labOk)('the sync job while nodes change under it', () => {
   };
   const runOf = (d: DeploymentBody, name: string) => d.nodes.find((n) => n.nodeName === name);
   const register = async (n: PostfixNode) => {
-    const created = await api('POST', '/v1/nodes', { name: n.name, sshHost: '127.0.0.1', sshPort: n.ssh.port, hostKey: n.ssh.hostKeyFingerprint, configDir: n.configDir });
+    const created = await api('POST', '/v1/nodes', {
+      name: n.name,
+      sshHost: '127.0.0.1',
+      sshPort: n.ssh.port,
+      hostKey: n.ssh.hostKeyFingerprint,
+      configDir: n.configDir,
+    });
     ids[n.name] = created.id;
   };
   const moveTo = (name: string, target: PostfixNode) =>
-    api('PATCH', `/v1/nodes/${ids[name]}`, { sshPort: target.ssh.port, hostKey: target.ssh.hostKeyFingerprint, configDir: target.configDir });
+    api('PATCH', `/v1/nodes/${ids[name]}`, {
+      sshPort: target.ssh.port,
+      hostKey: target.ssh.hostKeyFingerprint,
+      configDir: target.configDir,
+    });
   /** Every registered node runs the desired version, in sync, and the worker has nothing left to do. */
   const converged = async () => {
-    await waitUntil(async () => {
-      await t.app.syncWorker!.idle();
-      const { items } = (await api('GET', '/v1/nodes')) as { items: NodeBody[] };
-      return items.every((n) => !n.drift && n.lastError === null && n.liveVersion !== null && n.liveVersion === n.desiredVersion);
-    }, 120_000, 'every node to run the desired version', 100);
+    await waitUntil(
+      async () => {
+        await t.app.syncWorker!.idle();
+        const { items } = (await api('GET', '/v1/nodes')) as { items: NodeBody[] };
+        return items.every(
+          (n) => !n.drift && n.lastError === null && n.liveVersion !== null && n.liveVersion === n.desiredVersion,
+        );
+      },
+      120_000,
+      'every node to run the desired version',
+      100,
+    );
     await t.app.syncWorker!.idle();
   };
   /** A config change the worker deploys by itself (main.cf), which stages and postmaps tables on every node. */
@@ -115,31 +132,48 @@ describe.skipIf(!labOk)('the sync job while nodes change under it', () => {
     const original = readFileSync(path.join(live, 'sasl_passwd'), 'utf8');
     const edited = original.replace(/^@a\.test .*$/m, `@a.test userA:by-hand-${++edits}`);
     expect(edited).not.toBe(original);
-    const r = await n.exec(`cd ${live} && printf '%s' '${edited.replace(/'/g, `'\\''`)}' > sasl_passwd && postmap hash:sasl_passwd`);
+    const r = await n.exec(
+      `cd ${live} && printf '%s' '${edited.replace(/'/g, `'\\''`)}' > sasl_passwd && postmap hash:sasl_passwd`,
+    );
     expect(r.code, r.stderr).toBe(0);
   };
   const sshLogLength = (n: PostfixNode) => readFileSync(n.sshLogPath, 'utf8').length;
-  const loggedInSince = (n: PostfixNode, offset: number) => /Accepted publickey/.test(readFileSync(n.sshLogPath, 'utf8').slice(offset));
+  const loggedInSince = (n: PostfixNode, offset: number) =>
+    /Accepted publickey/.test(readFileSync(n.sshLogPath, 'utf8').slice(offset));
   const foreignKeyErrors = () => t.logs.filter((line) => /foreign key|P2003|sync job failed/i.test(line));
 
   beforeAll(async () => {
     sink = await startSmartHost({ name: 'sink', tls: 'starttls', users: {}, authOptional: true });
     [a, b, s1, s2] = (await Promise.all(
-      ['uc-a', 'uc-b', 'uc-s1', 'uc-s2'].map((name) => startPostfixNode({ name, sinkRelayhost: sink.nexthop, tlsCaCerts: [sink.caCertPem] })),
+      ['uc-a', 'uc-b', 'uc-s1', 'uc-s2'].map((name) =>
+        startPostfixNode({ name, sinkRelayhost: sink.nexthop, tlsCaCerts: [sink.caCertPem] }),
+      ),
     )) as [PostfixNode, PostfixNode, PostfixNode, PostfixNode];
     // The control plane has one key: a's lab client key, authorized on the others too.
     const key = await readFile(`${a.ssh.privateKeyPath}.pub`, 'utf8');
     for (const n of [b, s1, s2]) await appendFile(path.join(n.baseDir, 'ssh', 'authorized_keys'), key);
     barrier = await stagingBarrier(a);
     t = await createTestApp({
-      ssh: { privateKeyPath: a.ssh.privateKeyPath, connectTimeoutMs: 3000, retry: { attempts: 2, baseDelayMs: 100 }, concurrency: 1, remotePath: barrier.remotePath },
+      ssh: {
+        privateKeyPath: a.ssh.privateKeyPath,
+        connectTimeoutMs: 3000,
+        retry: { attempts: 2, baseDelayMs: 100 },
+        concurrency: 1,
+        remotePath: barrier.remotePath,
+      },
       sync: { debounceMs: 300, reconcileIntervalMs: 3_600_000, leaderPollMs: 200 },
     });
     headers = (await tokenFor(t.app, ['admin'])).headers;
     const { version: _v, updatedAt: _u, ...settings } = await api('GET', '/v1/settings');
     await api('PUT', '/v1/settings', { ...settings, inetProtocols: 'ipv4', addressPreference: 'ipv4' });
     const tenant = await api('POST', '/v1/tenants', { name: 'UC', slug: 'uc' });
-    const relay = await api('POST', '/v1/relays', { name: 'sink', host: '127.0.0.1', port: sink.port, tls: 'starttls', verify: false });
+    const relay = await api('POST', '/v1/relays', {
+      name: 'sink',
+      host: '127.0.0.1',
+      port: sink.port,
+      tls: 'starttls',
+      verify: false,
+    });
     const domain = await api('POST', `/v1/tenants/${tenant.id}/domains`, { name: 'a.test', relayId: relay.id });
     await api('PATCH', `/v1/domains/${domain.id}`, { status: 'verified' });
     await api('POST', `/v1/relays/${relay.id}/credentials`, { username: 'userA', secret: 'pw-a', domainId: domain.id });
@@ -185,7 +219,9 @@ describe.skipIf(!labOk)('the sync job while nodes change under it', () => {
     expect(repair?.state, JSON.stringify(repair)).toBe('succeeded');
     const run = runOf(repair!, 'uc-a')!;
     expect(run.state).toBe('live');
-    expect(run.steps.find((s) => s.step === 'verify-live')?.detail).toMatch(/files differ from the release: sasl_passwd/);
+    expect(run.steps.find((s) => s.step === 'verify-live')?.detail).toMatch(
+      /files differ from the release: sasl_passwd/,
+    );
     expect(run.steps.find((s) => s.step === 'repair-files')?.detail).toBe('restored sasl_passwd');
     expect(runOf(repair!, 'uc-b')!.state).toBe('unchanged');
   });
@@ -203,7 +239,10 @@ describe.skipIf(!labOk)('the sync job while nodes change under it', () => {
     expect(down.lastError).toMatch(/^drifted sasl_passwd, not repaired: /);
     const [failed] = await deploymentsSince(since, 'reconcile');
     expect(failed?.state, JSON.stringify(failed)).toBe('partial');
-    expect(runOf(failed!, 'uc-a')).toMatchObject({ state: 'failed', error: expect.stringMatching(/^drifted sasl_passwd, not repaired: /) });
+    expect(runOf(failed!, 'uc-a')).toMatchObject({
+      state: 'failed',
+      error: expect.stringMatching(/^drifted sasl_passwd, not repaired: /),
+    });
 
     await a.startSsh();
     t.app.syncWorker!.enqueue('reconcile');
@@ -224,7 +263,11 @@ describe.skipIf(!labOk)('the sync job while nodes change under it', () => {
     const [d] = await deploymentsSince(since, 'reconcile');
     expect(d?.state, JSON.stringify(d)).toBe('succeeded');
     expect(runOf(d!, 'uc-a')).toMatchObject({ nodeId: ids['uc-a'], state: 'live' });
-    expect(runOf(d!, 'uc-b')).toMatchObject({ nodeId: null, state: 'skipped', error: expect.stringMatching(/deleted before its turn/) });
+    expect(runOf(d!, 'uc-b')).toMatchObject({
+      nodeId: null,
+      state: 'skipped',
+      error: expect.stringMatching(/deleted before its turn/),
+    });
     expect(loggedInSince(b, offset)).toBe(false);
     expect(foreignKeyErrors()).toEqual([]);
   });
@@ -252,10 +295,19 @@ describe.skipIf(!labOk)('the sync job while nodes change under it', () => {
       await api('DELETE', `/v1/nodes/${ids['uc-b']}`);
       return offset;
     });
-    const d = await waitUntil(async () => (await deploymentsSince(since, 'change')).find((x) => x.finishedAt !== null), 120_000, 'the change deployment', 100);
+    const d = await waitUntil(
+      async () => (await deploymentsSince(since, 'change')).find((x) => x.finishedAt !== null),
+      120_000,
+      'the change deployment',
+      100,
+    );
     expect(d.state, JSON.stringify(d)).toBe('succeeded');
     expect(runOf(d, 'uc-a')).toMatchObject({ nodeId: ids['uc-a'], state: 'live' });
-    expect(runOf(d, 'uc-b')).toMatchObject({ nodeId: null, state: 'skipped', error: expect.stringMatching(/deleted before its turn/) });
+    expect(runOf(d, 'uc-b')).toMatchObject({
+      nodeId: null,
+      state: 'skipped',
+      error: expect.stringMatching(/deleted before its turn/),
+    });
     expect(liveVersion(b)).toBe(before);
     expect(loggedInSince(b, offset)).toBe(false);
     expect(foreignKeyErrors()).toEqual([]);
@@ -263,7 +315,12 @@ describe.skipIf(!labOk)('the sync job while nodes change under it', () => {
 
   it('a node deleted while its own deploy runs: the deploy completes and its run is recorded by name', async () => {
     const [since] = await duringHeldChange(() => api('DELETE', `/v1/nodes/${ids['uc-a']}`));
-    const d = await waitUntil(async () => (await deploymentsSince(since, 'change')).find((x) => x.finishedAt !== null), 120_000, 'the change deployment', 100);
+    const d = await waitUntil(
+      async () => (await deploymentsSince(since, 'change')).find((x) => x.finishedAt !== null),
+      120_000,
+      'the change deployment',
+      100,
+    );
     expect(d.state, JSON.stringify(d)).toBe('succeeded');
     expect(runOf(d, 'uc-a')).toMatchObject({ nodeId: null, state: 'live', error: null });
     expect(liveVersion(a)).toBe(d.version);
@@ -293,7 +350,11 @@ describe.skipIf(!labOk)('the sync job while nodes change under it', () => {
     await converged();
     const [held, redo] = await deploymentsSince(since, 'change');
     expect(held?.state, JSON.stringify(held)).toBe('succeeded');
-    expect(runOf(held!, 'uc-a')).toMatchObject({ nodeId: ids['uc-a'], state: 'skipped', error: expect.stringMatching(/re-addressed during its deploy/) });
+    expect(runOf(held!, 'uc-a')).toMatchObject({
+      nodeId: ids['uc-a'],
+      state: 'skipped',
+      error: expect.stringMatching(/re-addressed during its deploy/),
+    });
     // The old address did get the deploy it was in the middle of; the new one gets it next.
     expect(liveVersion(a)).toBe(held!.version);
     expect(redo, 'a second change run for the new address').toBeDefined();

@@ -1,6 +1,13 @@
 /** Provider templates: validation of a template and of a domain's values, and their expansion. */
 import { describe, expect, it } from 'vitest';
-import { expectedRecords, templateErrors, templateRecords, toBindZone, valueError, type AuthTemplate } from '../../src/dns/index.js';
+import {
+  expectedRecords,
+  templateErrors,
+  templateRecords,
+  toBindZone,
+  valueError,
+  type AuthTemplate,
+} from '../../src/dns/index.js';
 
 const SES: AuthTemplate = {
   variables: [
@@ -8,9 +15,28 @@ const SES: AuthTemplate = {
     { name: 'mailfrom', kind: 'label' },
   ],
   records: [
-    { purpose: 'dkim', type: 'CNAME', name: '{token1}._domainkey', value: '{token1}.dkim.amazonses.com', required: true },
-    { purpose: 'return_path', type: 'MX', name: '{mailfrom}', value: 'feedback-smtp.eu-west-1.amazonses.com', priority: 10, required: false },
-    { purpose: 'return_path', type: 'TXT', name: '{mailfrom}', value: 'v=spf1 include:amazonses.com ~all', required: false },
+    {
+      purpose: 'dkim',
+      type: 'CNAME',
+      name: '{token1}._domainkey',
+      value: '{token1}.dkim.amazonses.com',
+      required: true,
+    },
+    {
+      purpose: 'return_path',
+      type: 'MX',
+      name: '{mailfrom}',
+      value: 'feedback-smtp.eu-west-1.amazonses.com',
+      priority: 10,
+      required: false,
+    },
+    {
+      purpose: 'return_path',
+      type: 'TXT',
+      name: '{mailfrom}',
+      value: 'v=spf1 include:amazonses.com ~all',
+      required: false,
+    },
   ],
 };
 
@@ -70,19 +96,57 @@ describe('templateErrors', () => {
 describe('templateRecords', () => {
   it('expands the values; a record without its values keeps the placeholders and lists them', () => {
     expect(templateRecords('Shop.Example', SES, { token1: 'abc' })).toEqual([
-      { purpose: 'dkim', type: 'CNAME', host: 'abc._domainkey.shop.example', value: 'abc.dkim.amazonses.com', required: true },
-      { purpose: 'return_path', type: 'MX', host: '{mailfrom}.shop.example', value: 'feedback-smtp.eu-west-1.amazonses.com', priority: 10, required: false, unset: ['mailfrom'] },
-      { purpose: 'return_path', type: 'TXT', host: '{mailfrom}.shop.example', value: 'v=spf1 include:amazonses.com ~all', required: false, unset: ['mailfrom'] },
+      {
+        purpose: 'dkim',
+        type: 'CNAME',
+        host: 'abc._domainkey.shop.example',
+        value: 'abc.dkim.amazonses.com',
+        required: true,
+      },
+      {
+        purpose: 'return_path',
+        type: 'MX',
+        host: '{mailfrom}.shop.example',
+        value: 'feedback-smtp.eu-west-1.amazonses.com',
+        priority: 10,
+        required: false,
+        unset: ['mailfrom'],
+      },
+      {
+        purpose: 'return_path',
+        type: 'TXT',
+        host: '{mailfrom}.shop.example',
+        value: 'v=spf1 include:amazonses.com ~all',
+        required: false,
+        unset: ['mailfrom'],
+      },
     ]);
   });
 
   it('joins the static records; a long TXT key gets its strings; the MX exports with its priority', () => {
     const key = `k=rsa; p=${'A'.repeat(400)}`;
-    const template: AuthTemplate = { variables: [{ name: 'key', kind: 'dkimKey' }, { name: 'mailfrom', kind: 'label' }], records: [{ purpose: 'dkim', type: 'TXT', name: 'mx._domainkey', value: '{key}', required: true }, ...SES.records.slice(1)] };
-    const records = expectedRecords({ domain: 'shop.example', verificationToken: 't', relay: { spfInclude: 'mailgun.org', dkim: [], returnPath: null, template }, fallbackRelay: null, authValues: { key, mailfrom: 'mail' } });
+    const template: AuthTemplate = {
+      variables: [
+        { name: 'key', kind: 'dkimKey' },
+        { name: 'mailfrom', kind: 'label' },
+      ],
+      records: [
+        { purpose: 'dkim', type: 'TXT', name: 'mx._domainkey', value: '{key}', required: true },
+        ...SES.records.slice(1),
+      ],
+    };
+    const records = expectedRecords({
+      domain: 'shop.example',
+      verificationToken: 't',
+      relay: { spfInclude: 'mailgun.org', dkim: [], returnPath: null, template },
+      fallbackRelay: null,
+      authValues: { key, mailfrom: 'mail' },
+    });
     const dkim = records.find((r) => r.purpose === 'dkim')!;
     expect(dkim).toMatchObject({ host: 'mx._domainkey.shop.example', value: key });
     expect(dkim.strings?.join('')).toBe(key);
-    expect(toBindZone('shop.example', records)).toContain('mail.shop.example.\t3600\tIN\tMX\t10 feedback-smtp.eu-west-1.amazonses.com.\n');
+    expect(toBindZone('shop.example', records)).toContain(
+      'mail.shop.example.\t3600\tIN\tMX\t10 feedback-smtp.eu-west-1.amazonses.com.\n',
+    );
   });
 });

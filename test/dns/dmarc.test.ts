@@ -6,11 +6,27 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { formatDmarc, isDmarcRecord, parseDmarc, type DmarcRecord } from '../../src/dns/index.js';
 
-const base: DmarcRecord = { p: 'none', sp: null, pct: null, adkim: null, aspf: null, rua: [], ruf: [], fo: null, rf: null, ri: null, unknown: {} };
+const base: DmarcRecord = {
+  p: 'none',
+  sp: null,
+  pct: null,
+  adkim: null,
+  aspf: null,
+  rua: [],
+  ruf: [],
+  fo: null,
+  rf: null,
+  ri: null,
+  unknown: {},
+};
 
 describe('DMARC syntax', () => {
   it('reads every tag', () => {
-    expect(parseDmarc('v=DMARC1; p=reject; sp=quarantine; pct=50; adkim=s; aspf=r; rua=mailto:d@rua.test, mailto:e@x.test!10m; ruf=mailto:f@x.test; fo=1:d; rf=afrf; ri=86400; np=none;')).toEqual({
+    expect(
+      parseDmarc(
+        'v=DMARC1; p=reject; sp=quarantine; pct=50; adkim=s; aspf=r; rua=mailto:d@rua.test, mailto:e@x.test!10m; ruf=mailto:f@x.test; fo=1:d; rf=afrf; ri=86400; np=none;',
+      ),
+    ).toEqual({
       ok: true,
       record: {
         p: 'reject',
@@ -28,7 +44,13 @@ describe('DMARC syntax', () => {
     });
   });
 
-  it.each(['v=DMARC1; p=none', 'v=DMARC1;p=none', 'v = DMARC1 ;\tp = None ;', 'V=DMARC1; P=QUARANTINE', 'v=DMARC1; rua=mailto:x@y.test; p=none'])('accepts %s', (record) => {
+  it.each([
+    'v=DMARC1; p=none',
+    'v=DMARC1;p=none',
+    'v = DMARC1 ;\tp = None ;',
+    'V=DMARC1; P=QUARANTINE',
+    'v=DMARC1; rua=mailto:x@y.test; p=none',
+  ])('accepts %s', (record) => {
     expect(parseDmarc(record)).toMatchObject({ ok: true });
   });
 
@@ -69,7 +91,11 @@ describe('DMARC syntax', () => {
 
 const policy = fc.constantFrom('none' as const, 'quarantine' as const, 'reject' as const);
 const mailto = fc
-  .tuple(fc.stringMatching(/^[a-z0-9._+-]{1,10}$/), fc.stringMatching(/^[a-z0-9-]{1,8}(\.[a-z0-9-]{1,8}){1,2}$/), fc.option(fc.stringMatching(/^![0-9]{1,4}[kmgt]?$/), { nil: null }))
+  .tuple(
+    fc.stringMatching(/^[a-z0-9._+-]{1,10}$/),
+    fc.stringMatching(/^[a-z0-9-]{1,8}(\.[a-z0-9-]{1,8}){1,2}$/),
+    fc.option(fc.stringMatching(/^![0-9]{1,4}[kmgt]?$/), { nil: null }),
+  )
   .map(([local, host, size]) => `mailto:${local}@${host}${size ?? ''}`);
 const record: fc.Arbitrary<DmarcRecord> = fc.record({
   p: policy,
@@ -79,10 +105,15 @@ const record: fc.Arbitrary<DmarcRecord> = fc.record({
   aspf: fc.option(fc.constantFrom('r' as const, 's' as const), { nil: null }),
   rua: fc.array(mailto, { maxLength: 3 }),
   ruf: fc.array(mailto, { maxLength: 2 }),
-  fo: fc.option(fc.array(fc.constantFrom('0' as const, '1' as const, 'd' as const, 's' as const), { minLength: 1, maxLength: 4 }), { nil: null }),
+  fo: fc.option(
+    fc.array(fc.constantFrom('0' as const, '1' as const, 'd' as const, 's' as const), { minLength: 1, maxLength: 4 }),
+    { nil: null },
+  ),
   rf: fc.option(fc.array(fc.constantFrom('afrf', 'iodef'), { minLength: 1, maxLength: 2 }), { nil: null }),
   ri: fc.option(fc.integer({ min: 0, max: 0xffffffff }), { nil: null }),
-  unknown: fc.dictionary(fc.stringMatching(/^x[a-z0-9_]{0,6}$/), fc.stringMatching(/^[a-z0-9:,.!@-]{1,10}$/), { maxKeys: 2 }),
+  unknown: fc.dictionary(fc.stringMatching(/^x[a-z0-9_]{0,6}$/), fc.stringMatching(/^[a-z0-9:,.!@-]{1,10}$/), {
+    maxKeys: 2,
+  }),
 });
 
 describe('DMARC properties', () => {
@@ -96,14 +127,45 @@ describe('DMARC properties', () => {
     expect(formatDmarc(base)).toBe('v=DMARC1; p=none');
   });
 
-  const fragments = fc.constantFrom('v=DMARC1', 'v', '=', ';', ' ', '\t', 'p', 'sp', 'none', 'reject', 'pct', '100', 'rua', 'mailto:', 'a@b.test', ',', '!', '10m', 'fo', ':', 'd', 'ri', 'x', 'é');
+  const fragments = fc.constantFrom(
+    'v=DMARC1',
+    'v',
+    '=',
+    ';',
+    ' ',
+    '\t',
+    'p',
+    'sp',
+    'none',
+    'reject',
+    'pct',
+    '100',
+    'rua',
+    'mailto:',
+    'a@b.test',
+    ',',
+    '!',
+    '10m',
+    'fo',
+    ':',
+    'd',
+    'ri',
+    'x',
+    'é',
+  );
   it('parsing never throws, whatever the text', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.string({ unit: 'binary' }), fc.array(fragments).map((f) => `v=DMARC1;${f.join('')}`)), (text) => {
-        const parsed = parseDmarc(text);
-        expect(typeof parsed.ok).toBe('boolean');
-        if (parsed.ok) expect(parseDmarc(formatDmarc(parsed.record))).toEqual(parsed);
-      }),
+      fc.property(
+        fc.oneof(
+          fc.string({ unit: 'binary' }),
+          fc.array(fragments).map((f) => `v=DMARC1;${f.join('')}`),
+        ),
+        (text) => {
+          const parsed = parseDmarc(text);
+          expect(typeof parsed.ok).toBe('boolean');
+          if (parsed.ok) expect(parseDmarc(formatDmarc(parsed.record))).toEqual(parsed);
+        },
+      ),
       { numRuns: 1000 },
     );
   });

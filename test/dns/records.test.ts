@@ -25,40 +25,93 @@ const backup: RelayDnsDeclaration = {
 
 describe('expected records', () => {
   it('ownership, SPF, DKIM, DMARC and return-path, in that order', () => {
-    expect(expectedRecords({ domain: 'Shop.Test.', verificationToken: 'tok123', relay: provider, fallbackRelay: null })).toEqual([
-      { purpose: 'ownership', type: 'TXT', host: '_relayplane.shop.test', value: 'relayplane-verification=tok123', required: true },
-      { purpose: 'spf', type: 'TXT', host: 'shop.test', value: 'v=spf1 include:_spf.provider.test ~all', required: true },
-      { purpose: 'dkim', type: 'CNAME', host: 'pm1._domainkey.shop.test', value: 'pm1.dkim.provider.test', required: true },
-      { purpose: 'dkim', type: 'CNAME', host: 'pm2._domainkey.shop.test', value: 'pm2.dkim.provider.test', required: true },
+    expect(
+      expectedRecords({ domain: 'Shop.Test.', verificationToken: 'tok123', relay: provider, fallbackRelay: null }),
+    ).toEqual([
+      {
+        purpose: 'ownership',
+        type: 'TXT',
+        host: '_relayplane.shop.test',
+        value: 'relayplane-verification=tok123',
+        required: true,
+      },
+      {
+        purpose: 'spf',
+        type: 'TXT',
+        host: 'shop.test',
+        value: 'v=spf1 include:_spf.provider.test ~all',
+        required: true,
+      },
+      {
+        purpose: 'dkim',
+        type: 'CNAME',
+        host: 'pm1._domainkey.shop.test',
+        value: 'pm1.dkim.provider.test',
+        required: true,
+      },
+      {
+        purpose: 'dkim',
+        type: 'CNAME',
+        host: 'pm2._domainkey.shop.test',
+        value: 'pm2.dkim.provider.test',
+        required: true,
+      },
       { purpose: 'dmarc', type: 'TXT', host: '_dmarc.shop.test', value: 'v=DMARC1; p=none', required: true },
       { purpose: 'return_path', type: 'CNAME', host: 'bounces.shop.test', value: 'rp.provider.test', required: false },
     ]);
   });
 
   it('a fallback relay adds its include (once) and its own names; the relay wins a shared name', () => {
-    const records = expectedRecords({ domain: 'shop.test', verificationToken: 't', relay: provider, fallbackRelay: { ...backup, spfInclude: '_spf.backup.test' } });
-    expect(records.find((r) => r.purpose === 'spf')?.value).toBe('v=spf1 include:_spf.provider.test include:_spf.backup.test ~all');
+    const records = expectedRecords({
+      domain: 'shop.test',
+      verificationToken: 't',
+      relay: provider,
+      fallbackRelay: { ...backup, spfInclude: '_spf.backup.test' },
+    });
+    expect(records.find((r) => r.purpose === 'spf')?.value).toBe(
+      'v=spf1 include:_spf.provider.test include:_spf.backup.test ~all',
+    );
     expect(records.filter((r) => r.purpose === 'dkim').map((r) => [r.host, r.type, r.value])).toEqual([
       ['pm1._domainkey.shop.test', 'CNAME', 'pm1.dkim.provider.test'],
       ['pm2._domainkey.shop.test', 'CNAME', 'pm2.dkim.provider.test'],
       ['bk._domainkey.shop.test', 'TXT', 'v=DKIM1; k=rsa; p=MIGf'],
     ]);
-    expect(records.filter((r) => r.purpose === 'return_path').map((r) => r.host)).toEqual(['bounces.shop.test', 'bounce-bk.shop.test']);
-    const same = expectedRecords({ domain: 'shop.test', verificationToken: 't', relay: provider, fallbackRelay: backup });
+    expect(records.filter((r) => r.purpose === 'return_path').map((r) => r.host)).toEqual([
+      'bounces.shop.test',
+      'bounce-bk.shop.test',
+    ]);
+    const same = expectedRecords({
+      domain: 'shop.test',
+      verificationToken: 't',
+      relay: provider,
+      fallbackRelay: backup,
+    });
     expect(same.find((r) => r.purpose === 'spf')?.value).toBe('v=spf1 include:_spf.provider.test ~all');
   });
 
   it('no SPF record without an include; only ownership and DMARC without a relay', () => {
-    const none = expectedRecords({ domain: 'shop.test', verificationToken: 't', relay: { spfInclude: null, dkim: [], returnPath: null }, fallbackRelay: null });
+    const none = expectedRecords({
+      domain: 'shop.test',
+      verificationToken: 't',
+      relay: { spfInclude: null, dkim: [], returnPath: null },
+      fallbackRelay: null,
+    });
     expect(none.map((r) => r.purpose)).toEqual(['ownership', 'dmarc']);
-    expect(expectedRecords({ domain: 'shop.test', verificationToken: 't', relay: null, fallbackRelay: null }).map((r) => r.purpose)).toEqual(['ownership', 'dmarc']);
+    expect(
+      expectedRecords({ domain: 'shop.test', verificationToken: 't', relay: null, fallbackRelay: null }).map(
+        (r) => r.purpose,
+      ),
+    ).toEqual(['ownership', 'dmarc']);
   });
 
   it('a DKIM key longer than 255 bytes comes with its character-strings', () => {
     const key = `v=DKIM1; k=rsa; p=${'A'.repeat(392)}`;
-    const [dkim] = expectedRecords({ domain: 'a.test', verificationToken: 't', relay: { spfInclude: null, dkim: [{ selector: 's1', type: 'TXT', value: key }], returnPath: null }, fallbackRelay: null }).filter(
-      (r) => r.purpose === 'dkim',
-    );
+    const [dkim] = expectedRecords({
+      domain: 'a.test',
+      verificationToken: 't',
+      relay: { spfInclude: null, dkim: [{ selector: 's1', type: 'TXT', value: key }], returnPath: null },
+      fallbackRelay: null,
+    }).filter((r) => r.purpose === 'dkim');
     expect(dkim?.strings).toEqual([key.slice(0, 255), key.slice(255)]);
     expect(dkim?.strings?.join('')).toBe(key);
   });
@@ -89,7 +142,10 @@ describe('TXT character-strings', () => {
           expect(Buffer.byteLength(part)).toBeLessThanOrEqual(255);
           expect(Buffer.from(part, 'utf8').toString('utf8')).toBe(part); // no lone surrogate
           const next = parts[i + 1];
-          if (next !== undefined) expect(Buffer.byteLength(part) + Buffer.byteLength(String.fromCodePoint(next.codePointAt(0)!))).toBeGreaterThan(255);
+          if (next !== undefined)
+            expect(
+              Buffer.byteLength(part) + Buffer.byteLength(String.fromCodePoint(next.codePointAt(0)!)),
+            ).toBeGreaterThan(255);
         });
       }),
       { numRuns: 300 },

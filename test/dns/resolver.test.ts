@@ -13,7 +13,9 @@ it('reverse names of addresses', () => {
   expect(reverseName('2001:db8::1')).toBe('1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa');
   expect(reverseName('::')).toBe(`${'0.'.repeat(32)}ip6.arpa`);
   expect(reverseName('::ffff:192.0.2.1')).toBe(`1.0.2.0.0.0.0.c.f.f.f.f.${'0.'.repeat(20)}ip6.arpa`);
-  expect(reverseName('1:2:3:4:5:6:7:8')).toBe('8.0.0.0.7.0.0.0.6.0.0.0.5.0.0.0.4.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.ip6.arpa');
+  expect(reverseName('1:2:3:4:5:6:7:8')).toBe(
+    '8.0.0.0.7.0.0.0.6.0.0.0.5.0.0.0.4.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.ip6.arpa',
+  );
   expect(() => reverseName('shop.test')).toThrow('is not an IP address');
 });
 
@@ -57,9 +59,15 @@ describe.skipIf(!dnsOk)('resolver and FCrDNS against a real DNS server', () => {
     expect(txt.kind === 'found' && [...txt.values].sort()).toEqual([['part one ', 'part two'], ['v=spf1 -all']]);
     expect(await resolver.txt('UTF8.test.')).toEqual({ kind: 'found', values: [['héllo wörld €']] });
     expect(await resolver.cname('alias.test')).toEqual({ kind: 'found', values: ['target.elsewhere.test'] });
-    expect(await resolver.addresses('mx1.relay.test')).toEqual({ kind: 'found', values: ['192.0.2.10', '2001:db8::10'] });
+    expect(await resolver.addresses('mx1.relay.test')).toEqual({
+      kind: 'found',
+      values: ['192.0.2.10', '2001:db8::10'],
+    });
     expect(await resolver.cname('www.relay.test')).toEqual({ kind: 'found', values: ['mx1.relay.test'] });
-    expect(await resolver.addresses('www.relay.test')).toEqual({ kind: 'found', values: ['192.0.2.10', '2001:db8::10'] });
+    expect(await resolver.addresses('www.relay.test')).toEqual({
+      kind: 'found',
+      values: ['192.0.2.10', '2001:db8::10'],
+    });
     expect(await resolver.ptr('192.0.2.10')).toEqual({ kind: 'found', values: ['mx1.relay.test'] });
     expect(await resolver.ptr('2001:db8::10')).toEqual({ kind: 'found', values: ['mx1.relay.test'] });
   });
@@ -106,11 +114,29 @@ describe.skipIf(!dnsOk)('resolver and FCrDNS against a real DNS server', () => {
       ok: false,
       problems: ['the PTR of 192.0.2.20 is generic-20.isp.test, not mx2.relay.test'],
     });
-    expect(await checkForwardConfirmedRdns('mx3.relay.test', resolver)).toMatchObject({ ok: false, problems: ['DNS lookup of PTR 192.0.2.30 failed: SERVFAIL'] });
-    expect(await checkForwardConfirmedRdns('mx4.relay.test', resolver)).toMatchObject({ ok: false, problems: ['192.0.2.40 has no PTR record (NXDOMAIN)'] });
-    expect(await checkForwardConfirmedRdns('nope.relay.test', resolver)).toMatchObject({ ok: false, problems: ['the HELO name nope.relay.test has no address: no A/AAAA record (NXDOMAIN)'] });
-    expect(await checkForwardConfirmedRdns('txt.test', resolver)).toMatchObject({ ok: false, problems: ['the HELO name txt.test has no address: no A/AAAA record (NODATA)'] });
-    expect(await checkForwardConfirmedRdns('slow.test', resolver)).toMatchObject({ ok: false, problems: ['DNS lookup of A/AAAA slow.test failed: TIMEOUT'] });
-    expect(await checkForwardConfirmedRdns('[192.0.2.10]', resolver)).toMatchObject({ ok: false, problems: ['the HELO name [192.0.2.10] is an address, not a name'] });
+    expect(await checkForwardConfirmedRdns('mx3.relay.test', resolver)).toMatchObject({
+      ok: false,
+      problems: ['DNS lookup of PTR 192.0.2.30 failed: SERVFAIL'],
+    });
+    expect(await checkForwardConfirmedRdns('mx4.relay.test', resolver)).toMatchObject({
+      ok: false,
+      problems: ['192.0.2.40 has no PTR record (NXDOMAIN)'],
+    });
+    expect(await checkForwardConfirmedRdns('nope.relay.test', resolver)).toMatchObject({
+      ok: false,
+      problems: ['the HELO name nope.relay.test has no address: no A/AAAA record (NXDOMAIN)'],
+    });
+    expect(await checkForwardConfirmedRdns('txt.test', resolver)).toMatchObject({
+      ok: false,
+      problems: ['the HELO name txt.test has no address: no A/AAAA record (NODATA)'],
+    });
+    expect(await checkForwardConfirmedRdns('slow.test', resolver)).toMatchObject({
+      ok: false,
+      problems: ['DNS lookup of A/AAAA slow.test failed: TIMEOUT'],
+    });
+    expect(await checkForwardConfirmedRdns('[192.0.2.10]', resolver)).toMatchObject({
+      ok: false,
+      problems: ['the HELO name [192.0.2.10] is an address, not a name'],
+    });
   });
 });

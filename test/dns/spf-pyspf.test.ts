@@ -13,8 +13,16 @@ import { DEBIAN_PYTHON, missingPythonModules, missingTools, requirementGate } fr
 const RELAY_IP = '192.0.2.10';
 const OTHER_IP = '203.0.113.5';
 const txt = (name: string, value: string): ZoneRecord => ({ type: 'TXT', name, value });
-const provider = [txt('_spf.provider.test', 'v=spf1 ip4:192.0.2.0/24 -all'), txt('_spf.google.test', 'v=spf1 ip4:198.51.100.0/24 -all')];
-const expected = expectedRecords({ domain: 'shop.test', verificationToken: 't', relay: { spfInclude: '_spf.provider.test', dkim: [], returnPath: null }, fallbackRelay: null });
+const provider = [
+  txt('_spf.provider.test', 'v=spf1 ip4:192.0.2.0/24 -all'),
+  txt('_spf.google.test', 'v=spf1 ip4:198.51.100.0/24 -all'),
+];
+const expected = expectedRecords({
+  domain: 'shop.test',
+  verificationToken: 't',
+  relay: { spfInclude: '_spf.provider.test', dkim: [], returnPath: null },
+  fallbackRelay: null,
+});
 const spfRecord = expected.find((r) => r.purpose === 'spf')!;
 
 /**
@@ -49,12 +57,17 @@ function pyspf(port: number, queries: [ip: string, sender: string][]): Promise<s
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out) as string[]) : reject(new Error(`pyspf exited ${code}: ${err}`))));
+    child.on('close', (code) =>
+      code === 0 ? resolve(JSON.parse(out) as string[]) : reject(new Error(`pyspf exited ${code}: ${err}`)),
+    );
     child.stdin.end(JSON.stringify(queries));
   });
 }
 
-const ok = requirementGate('SPF cross-checked with pyspf against dnsmasq', [...missingTools(['dnsmasq']), ...missingPythonModules({ spf: 'python3-spf' })]);
+const ok = requirementGate('SPF cross-checked with pyspf against dnsmasq', [
+  ...missingTools(['dnsmasq']),
+  ...missingPythonModules({ spf: 'python3-spf' }),
+]);
 
 describe.skipIf(!ok)('SPF merged, limited and warned about, as pyspf sees it', () => {
   let dns: DnsServer;
@@ -71,24 +84,40 @@ describe.skipIf(!ok)('SPF merged, limited and warned about, as pyspf sees it', (
   };
 
   it.each<[string, string | null, string, string]>([
-    ['~all', 'v=spf1 include:_spf.google.test ~all', 'v=spf1 include:_spf.google.test include:_spf.provider.test ~all', 'softfail'],
+    [
+      '~all',
+      'v=spf1 include:_spf.google.test ~all',
+      'v=spf1 include:_spf.google.test include:_spf.provider.test ~all',
+      'softfail',
+    ],
     ['-all', 'v=spf1 ip4:198.51.100.7 -all', 'v=spf1 ip4:198.51.100.7 include:_spf.provider.test -all', 'fail'],
-    ['redirect=', 'v=spf1 redirect=_spf.google.test', 'v=spf1 include:_spf.provider.test redirect=_spf.google.test', 'fail'],
+    [
+      'redirect=',
+      'v=spf1 redirect=_spf.google.test',
+      'v=spf1 include:_spf.provider.test redirect=_spf.google.test',
+      'fail',
+    ],
     ['none', null, 'v=spf1 include:_spf.provider.test ~all', 'none'],
-  ])('published with %s: the merged value makes the relay pass here and in pyspf', async (_, published, merged, before) => {
-    const first = await spfCheck(published === null ? [] : [txt('shop.test', published)]);
-    expect(first).toMatchObject({ valid: false, value: merged });
-    // The declared value is kept beside the advice (the records view matches checks by it).
-    expect(first.declared).toBe(merged === spfRecord.value ? undefined : spfRecord.value);
-    // Before: the relay's address does not pass; the Google-side address (where published) still passes.
-    expect(await pyspf(dns.port, [[RELAY_IP, 'a@shop.test']])).toEqual([before]);
+  ])(
+    'published with %s: the merged value makes the relay pass here and in pyspf',
+    async (_, published, merged, before) => {
+      const first = await spfCheck(published === null ? [] : [txt('shop.test', published)]);
+      expect(first).toMatchObject({ valid: false, value: merged });
+      // The declared value is kept beside the advice (the records view matches checks by it).
+      expect(first.declared).toBe(merged === spfRecord.value ? undefined : spfRecord.value);
+      // Before: the relay's address does not pass; the Google-side address (where published) still passes.
+      expect(await pyspf(dns.port, [[RELAY_IP, 'a@shop.test']])).toEqual([before]);
 
-    const after = await spfCheck([txt('shop.test', merged)]);
-    expect(after).toMatchObject({ valid: true, reason: null, value: merged });
-    const expectOther = published === null ? [] : ['pass'];
-    const results = await pyspf(dns.port, [[RELAY_IP, 'a@shop.test'], ...(published === null ? [] : [['198.51.100.7', 'a@shop.test'] as [string, string]])]);
-    expect(results).toEqual(['pass', ...expectOther]);
-  });
+      const after = await spfCheck([txt('shop.test', merged)]);
+      expect(after).toMatchObject({ valid: true, reason: null, value: merged });
+      const expectOther = published === null ? [] : ['pass'];
+      const results = await pyspf(dns.port, [
+        [RELAY_IP, 'a@shop.test'],
+        ...(published === null ? [] : [['198.51.100.7', 'a@shop.test'] as [string, string]]),
+      ]);
+      expect(results).toEqual(['pass', ...expectOther]);
+    },
+  );
 
   it('three void lookups are a permerror here and in pyspf; two are allowed', async () => {
     const three = 'v=spf1 a:nx1.shop.test mx:nx2.shop.test a:nx3.shop.test include:_spf.provider.test -all';
@@ -96,7 +125,8 @@ describe.skipIf(!ok)('SPF merged, limited and warned about, as pyspf sees it', (
     expect(await checkSpf('shop.test', ['_spf.provider.test'], resolver)).toMatchObject({
       valid: false,
       voids: ['a:nx1.shop.test', 'mx:nx2.shop.test', 'a:nx3.shop.test'],
-      reason: 'SPF makes 3 void lookups (a:nx1.shop.test, mx:nx2.shop.test, a:nx3.shop.test found nothing); RFC 7208 §4.6.4 allows 2 (permerror)',
+      reason:
+        'SPF makes 3 void lookups (a:nx1.shop.test, mx:nx2.shop.test, a:nx3.shop.test found nothing); RFC 7208 §4.6.4 allows 2 (permerror)',
     });
     expect(await pyspf(dns.port, [[RELAY_IP, 'a@shop.test']])).toEqual(['permerror']);
 
@@ -107,7 +137,10 @@ describe.skipIf(!ok)('SPF merged, limited and warned about, as pyspf sees it', (
       { type: 'A', name: 'mail.shop.test', address: '198.51.100.25' },
       { type: 'MX', name: 'shop.test', exchange: 'mail.shop.test' },
     ]);
-    expect(await checkSpf('shop.test', ['_spf.provider.test'], resolver)).toMatchObject({ valid: true, voids: ['a:nx1.shop.test', 'mx:nx2.shop.test'] });
+    expect(await checkSpf('shop.test', ['_spf.provider.test'], resolver)).toMatchObject({
+      valid: true,
+      voids: ['a:nx1.shop.test', 'mx:nx2.shop.test'],
+    });
     expect(await pyspf(dns.port, [[RELAY_IP, 'a@shop.test']])).toEqual(['pass']);
   });
 
@@ -122,7 +155,10 @@ describe.skipIf(!ok)('SPF merged, limited and warned about, as pyspf sees it', (
     expect(await pyspf(dns.port, [[OTHER_IP, 'a@shop.test']])).toEqual(['neutral']);
 
     const ptr = await spfCheck([txt('shop.test', 'v=spf1 ptr include:_spf.provider.test -all')]);
-    expect(ptr).toMatchObject({ valid: true, warnings: [expect.stringMatching(/^"ptr" is slow, unreliable and deprecated/)] });
+    expect(ptr).toMatchObject({
+      valid: true,
+      warnings: [expect.stringMatching(/^"ptr" is slow, unreliable and deprecated/)],
+    });
     expect(await pyspf(dns.port, [[RELAY_IP, 'a@shop.test']])).toEqual(['pass']);
 
     expect((await spfCheck([txt('shop.test', 'v=spf1 include:_spf.provider.test -all')])).warnings).toBeUndefined();

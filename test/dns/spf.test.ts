@@ -59,7 +59,10 @@ describe('SPF syntax', () => {
     ['v=spf1 include:x.123', 'invalid domain "x.123" in "include:x.123"'],
     ['v=spf1 include:%{x}.test', 'invalid macro "%{x}" in "include:%{x}.test"'],
     ['v=spf1 include:%{c}.test', 'macro "%{c}" is only allowed in exp= text (RFC 7208 §7.1) in "include:%{c}.test"'],
-    ['v=spf1 include:%{d0}.test', 'invalid macro "%{d0}" (the number of parts must be nonzero) in "include:%{d0}.test"'],
+    [
+      'v=spf1 include:%{d0}.test',
+      'invalid macro "%{d0}" (the number of parts must be nonzero) in "include:%{d0}.test"',
+    ],
     ['v=spf1 include:%{d', 'invalid macro "%{d" in "include:%{d"'],
     ['v=spf1 include:50%.test', 'invalid macro "%.t" in "include:50%.test"'],
     ['v=spf1 a/33', 'invalid IPv4 prefix length "/33" in "a/33"'],
@@ -108,20 +111,46 @@ it('a relay SPF include must be a plain domain', () => {
   expect(spfIncludeError('mailgun.org')).toBeNull();
   expect(spfIncludeError('not a domain')).toBe('invalid character " "');
   expect(spfIncludeError('provider')).toBe('invalid domain "provider"');
-  expect(spfIncludeError('%{d}.provider.test')).toBe('invalid domain "%{d}.provider.test" (no macros in a relay\'s include)');
+  expect(spfIncludeError('%{d}.provider.test')).toBe(
+    'invalid domain "%{d}.provider.test" (no macros in a relay\'s include)',
+  );
 });
 
 const label = fc.stringMatching(/^_?[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?$/);
 const toplabel = fc.stringMatching(/^[a-z][a-z0-9]{0,5}$/);
-const domain = fc.tuple(fc.array(label, { minLength: 1, maxLength: 3 }), toplabel).map(([labels, top]) => [...labels, top].join('.'));
-const macro = fc.constantFrom('%{d}', '%{i}', '%{ir}', '%{l1r-}', '%{d2}', '%{s}', '%{o}', '%{h}', '%{p}', '%{v}', '%%', '%-', '%_');
-const domainSpec = fc.oneof({ weight: 4, arbitrary: domain }, { weight: 1, arbitrary: fc.tuple(macro, domain).map(([m, d]) => `${m}.${d}`) });
+const domain = fc
+  .tuple(fc.array(label, { minLength: 1, maxLength: 3 }), toplabel)
+  .map(([labels, top]) => [...labels, top].join('.'));
+const macro = fc.constantFrom(
+  '%{d}',
+  '%{i}',
+  '%{ir}',
+  '%{l1r-}',
+  '%{d2}',
+  '%{s}',
+  '%{o}',
+  '%{h}',
+  '%{p}',
+  '%{v}',
+  '%%',
+  '%-',
+  '%_',
+);
+const domainSpec = fc.oneof(
+  { weight: 4, arbitrary: domain },
+  { weight: 1, arbitrary: fc.tuple(macro, domain).map(([m, d]) => `${m}.${d}`) },
+);
 const qualifier = fc.constantFrom('+', '-', '~', '?' as const);
 const prefix = (max: number) => fc.option(fc.integer({ min: 0, max }), { nil: null });
 
 const mechanism: fc.Arbitrary<SpfTerm> = fc.oneof(
   fc.record({ kind: fc.constant('mechanism' as const), qualifier, name: fc.constant('all' as const) }),
-  fc.record({ kind: fc.constant('mechanism' as const), qualifier, name: fc.constantFrom('include' as const, 'exists' as const), domain: domainSpec }),
+  fc.record({
+    kind: fc.constant('mechanism' as const),
+    qualifier,
+    name: fc.constantFrom('include' as const, 'exists' as const),
+    domain: domainSpec,
+  }),
   fc.record({
     kind: fc.constant('mechanism' as const),
     qualifier,
@@ -130,9 +159,26 @@ const mechanism: fc.Arbitrary<SpfTerm> = fc.oneof(
     cidr4: prefix(32),
     cidr6: prefix(128),
   }),
-  fc.record({ kind: fc.constant('mechanism' as const), qualifier, name: fc.constant('ptr' as const), domain: fc.option(domainSpec, { nil: null }) }),
-  fc.record({ kind: fc.constant('mechanism' as const), qualifier, name: fc.constant('ip4' as const), network: fc.ipV4(), prefix: prefix(32) }),
-  fc.record({ kind: fc.constant('mechanism' as const), qualifier, name: fc.constant('ip6' as const), network: fc.ipV6(), prefix: prefix(128) }),
+  fc.record({
+    kind: fc.constant('mechanism' as const),
+    qualifier,
+    name: fc.constant('ptr' as const),
+    domain: fc.option(domainSpec, { nil: null }),
+  }),
+  fc.record({
+    kind: fc.constant('mechanism' as const),
+    qualifier,
+    name: fc.constant('ip4' as const),
+    network: fc.ipV4(),
+    prefix: prefix(32),
+  }),
+  fc.record({
+    kind: fc.constant('mechanism' as const),
+    qualifier,
+    name: fc.constant('ip6' as const),
+    network: fc.ipV6(),
+    prefix: prefix(128),
+  }),
 );
 const unknownModifier: fc.Arbitrary<SpfTerm> = fc.record({
   kind: fc.constant('modifier' as const),
@@ -141,7 +187,9 @@ const unknownModifier: fc.Arbitrary<SpfTerm> = fc.record({
 });
 const record: fc.Arbitrary<SpfTerm[]> = fc
   .tuple(
-    fc.array(fc.oneof({ weight: 5, arbitrary: mechanism }, { weight: 1, arbitrary: unknownModifier }), { maxLength: 12 }),
+    fc.array(fc.oneof({ weight: 5, arbitrary: mechanism }, { weight: 1, arbitrary: unknownModifier }), {
+      maxLength: 12,
+    }),
     fc.option(domainSpec, { nil: null }),
     fc.option(domainSpec, { nil: null }),
   )
@@ -161,14 +209,54 @@ describe('SPF properties', () => {
     );
   });
 
-  const fragments = fc.constantFrom('v=spf1', ' ', 'include', 'a', 'mx', 'ip4', 'ip6', 'ptr', 'exists', 'all', 'redirect', 'exp', ':', '/', '//', '=', '%', '%{', '}', 'd', 'r', '-', '~', '?', '+', '.', 'x.test', '1', '32', '2001', '::', 'é', '\t');
+  const fragments = fc.constantFrom(
+    'v=spf1',
+    ' ',
+    'include',
+    'a',
+    'mx',
+    'ip4',
+    'ip6',
+    'ptr',
+    'exists',
+    'all',
+    'redirect',
+    'exp',
+    ':',
+    '/',
+    '//',
+    '=',
+    '%',
+    '%{',
+    '}',
+    'd',
+    'r',
+    '-',
+    '~',
+    '?',
+    '+',
+    '.',
+    'x.test',
+    '1',
+    '32',
+    '2001',
+    '::',
+    'é',
+    '\t',
+  );
   it('parsing never throws, whatever the text', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.string({ unit: 'binary' }), fc.array(fragments).map((f) => `v=spf1 ${f.join('')}`)), (text) => {
-        const parsed = parseSpf(text);
-        expect(typeof parsed.ok).toBe('boolean');
-        if (parsed.ok) expect(parseSpf(formatSpf(parsed.terms))).toEqual(parsed);
-      }),
+      fc.property(
+        fc.oneof(
+          fc.string({ unit: 'binary' }),
+          fc.array(fragments).map((f) => `v=spf1 ${f.join('')}`),
+        ),
+        (text) => {
+          const parsed = parseSpf(text);
+          expect(typeof parsed.ok).toBe('boolean');
+          if (parsed.ok) expect(parseSpf(formatSpf(parsed.terms))).toEqual(parsed);
+        },
+      ),
       { numRuns: 1000 },
     );
   });

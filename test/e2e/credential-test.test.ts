@@ -27,10 +27,23 @@ describe.skipIf(!labOk)('testing a credential against its relay', () => {
     return { body: r.json<T>(), raw: r.body };
   };
   const credentialOn = async (port: number, tls: string, verify: boolean, secret: string) => {
-    const relay = (await api<{ id: string }>('POST', '/v1/relays', { name: `r${port}${tls}${verify}`, host: '127.0.0.1', port, tls, verify })).body;
-    return (await api<{ id: string }>('POST', `/v1/relays/${relay.id}/credentials`, { username: 'panel-user', secret })).body.id;
+    const relay = (
+      await api<{ id: string }>('POST', '/v1/relays', {
+        name: `r${port}${tls}${verify}`,
+        host: '127.0.0.1',
+        port,
+        tls,
+        verify,
+      })
+    ).body;
+    return (await api<{ id: string }>('POST', `/v1/relays/${relay.id}/credentials`, { username: 'panel-user', secret }))
+      .body.id;
   };
-  const test = (id: string) => api<{ ok: boolean; stage: string; detail: string; tlsProtocol: string | null }>('POST', `/v1/credentials/${id}/test`);
+  const test = (id: string) =>
+    api<{ ok: boolean; stage: string; detail: string; tlsProtocol: string | null }>(
+      'POST',
+      `/v1/credentials/${id}/test`,
+    );
 
   beforeAll(async () => {
     starttls = await startSmartHost({ name: 'ctstart', tls: 'starttls', users: { 'panel-user': SECRET } });
@@ -82,18 +95,35 @@ describe.skipIf(!labOk)('testing a credential against its relay', () => {
     try {
       const admin = (await tokenFor(trusting.app, ['admin'])).headers;
       const run = async (host: string, tls: string, port: number) => {
-        const post = async (url: string, payload: object) => (await trusting.app.inject({ method: 'POST', url, headers: admin, payload })).json<{ id: string }>();
+        const post = async (url: string, payload: object) =>
+          (await trusting.app.inject({ method: 'POST', url, headers: admin, payload })).json<{ id: string }>();
         const relay = await post('/v1/relays', { name: `${host} ${tls}`, host, port, tls, verify: true });
         const credential = await post(`/v1/relays/${relay.id}/credentials`, { username: 'panel-user', secret: SECRET });
-        return (await trusting.app.inject({ method: 'POST', url: `/v1/credentials/${credential.id}/test`, headers: admin })).json();
+        return (
+          await trusting.app.inject({ method: 'POST', url: `/v1/credentials/${credential.id}/test`, headers: admin })
+        ).json();
       };
       // A DNS-named relay: level secure, the certificate names `localhost`.
-      expect(await run('localhost', 'starttls', starttls.port)).toMatchObject({ ok: true, stage: 'done', certificateCheck: 'secure', trustStore: caFile });
+      expect(await run('localhost', 'starttls', starttls.port)).toMatchObject({
+        ok: true,
+        stage: 'done',
+        certificateCheck: 'secure',
+        trustStore: caFile,
+      });
       // An IP literal: level verify, the certificate lists 127.0.0.1 as IP subjectAltName.
-      expect(await run('127.0.0.1', 'implicit', implicit.port)).toMatchObject({ ok: true, stage: 'done', certificateCheck: 'verify', trustStore: caFile });
+      expect(await run('127.0.0.1', 'implicit', implicit.port)).toMatchObject({
+        ok: true,
+        stage: 'done',
+        certificateCheck: 'verify',
+        trustStore: caFile,
+      });
       // A CA file without the relay's CA: refused, as the nodes would defer its mail.
       await writeFile(caFile, `${starttls.caCertPem}\n`);
-      expect(await run('127.0.0.1', 'implicit', implicit.port)).toMatchObject({ ok: false, stage: 'tls', certificateCheck: 'verify' });
+      expect(await run('127.0.0.1', 'implicit', implicit.port)).toMatchObject({
+        ok: false,
+        stage: 'tls',
+        certificateCheck: 'verify',
+      });
     } finally {
       await trusting.close();
       await rm(dir, { recursive: true, force: true });

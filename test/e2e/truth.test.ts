@@ -70,9 +70,12 @@ const configSpec = fc
     domains: domains.map((domain) => {
       // Relay 3 is tenant 0's: others use a shared one. Fallbacks only STARTTLS → STARTTLS on another host.
       const relay = domain.relay === 3 && domain.tenant !== 0 ? 0 : domain.relay;
-      const fallback = relay === 0 && domain.fallbackPick === 1 ? 1 : relay === 1 && domain.fallbackPick === 0 ? 0 : null;
+      const fallback =
+        relay === 0 && domain.fallbackPick === 1 ? 1 : relay === 1 && domain.fallbackPick === 0 ? 0 : null;
       // Every relayed domain must have a credential on each of its relays, or the smart host refuses it.
-      const wideOnAll = [relay, ...(fallback === null ? [] : [fallback])].every((index) => relays[index]!.wideCredential);
+      const wideOnAll = [relay, ...(fallback === null ? [] : [fallback])].every(
+        (index) => relays[index]!.wideCredential,
+      );
       return { ...domain, relay, fallback, ownCredential: domain.ownCredential || !wideOnAll };
     }),
   }));
@@ -138,7 +141,13 @@ describe.skipIf(!labOk)('the truth test: explanation = what real Postfix and the
     for (const host of hosts) for (const user of Object.keys(host.users)) delete host.users[user];
     const tenants = [];
     for (const [index, suspended] of spec.suspended.entries()) {
-      tenants.push(await post('/v1/tenants', { name: `T${index}`, slug: `r${round}-t${index}`, status: suspended ? 'suspended' : 'active' }));
+      tenants.push(
+        await post('/v1/tenants', {
+          name: `T${index}`,
+          slug: `r${round}-t${index}`,
+          status: suspended ? 'suspended' : 'active',
+        }),
+      );
     }
     const relays = [];
     for (const [index, relay] of spec.relays.entries()) {
@@ -173,7 +182,11 @@ describe.skipIf(!labOk)('the truth test: explanation = what real Postfix and the
         for (const relayIndex of [domain.relay, ...(domain.fallback === null ? [] : [domain.fallback])]) {
           const username = `own${index}-${relayIndex}-r${round}`;
           hosts[spec.relays[relayIndex]!.host]!.users[username] = `secret ${username}:ü`;
-          await post(`/v1/relays/${relays[relayIndex]!.id}/credentials`, { username, secret: hosts[spec.relays[relayIndex]!.host]!.users[username], domainId: created.id });
+          await post(`/v1/relays/${relays[relayIndex]!.id}/credentials`, {
+            username,
+            secret: hosts[spec.relays[relayIndex]!.host]!.users[username],
+            domainId: created.id,
+          });
         }
       }
     }
@@ -188,7 +201,10 @@ describe.skipIf(!labOk)('the truth test: explanation = what real Postfix and the
       const outcome = await deployBundle(connection, bundle, { configDir: node.configDir });
       expect(outcome.state, JSON.stringify(outcome.error)).toBe('live');
 
-      const pairs = fc.sample(fc.tuple(fc.constantFrom(...domains, 'stranger.truth.test'), fc.integer({ min: 0, max: 99 }), senderForm), { numRuns: 8, seed: round });
+      const pairs = fc.sample(
+        fc.tuple(fc.constantFrom(...domains, 'stranger.truth.test'), fc.integer({ min: 0, max: 99 }), senderForm),
+        { numRuns: 8, seed: round },
+      );
       for (const [index, [senderDomain, recipientIndex, form]] of pairs.entries()) {
         const sender = form(`user${index}`, senderDomain);
         const recipient = `rcpt${recipientIndex}@dest${recipientIndex % 3}.example`;
@@ -207,27 +223,51 @@ describe.skipIf(!labOk)('the truth test: explanation = what real Postfix and the
           continue;
         }
         expect(explanation.outcome, context).toBe('relay');
-        expect(replies.slice(1, 5).map((reply) => reply.slice(0, 3)), `${context}: ${replies.join(' | ')}`).toEqual(['250', '250', '354', '250']);
+        expect(
+          replies.slice(1, 5).map((reply) => reply.slice(0, 3)),
+          `${context}: ${replies.join(' | ')}`,
+        ).toEqual(['250', '250', '354', '250']);
         const firstHop = explanation.nexthops[0] as string;
         const host = hosts.find((candidate) => candidate.nexthop === firstHop)!;
         expect(host, `${context}: no lab host at ${firstHop}`).toBeDefined();
         const received = await host.waitFor((message) => message.messageId === messageId, 15_000);
         expect(received.authUser, context).toBe(explanation.credentialsByNexthop[firstHop]?.username);
         expect(received.rcptTo, context).toEqual([recipient]);
-        const logged = await waitForLog(node, (entry) => entry.messageId === messageId && entry.status === 'sent', 15_000);
+        const logged = await waitForLog(
+          node,
+          (entry) => entry.messageId === messageId && entry.status === 'sent',
+          15_000,
+        );
         expect(logged.service, context).toBe(explanation.service === 'smtp' ? 'smtp' : `${explanation.service}/smtp`);
         expect(logged.relay.endsWith(`:${host.port}`), context).toBe(true);
         expect(logged.from, context).toBe(explanation.envelopeSender);
         for (const other of hosts) {
-          if (other !== host) expect(other.received.some((message) => message.messageId === messageId), context).toBe(false);
+          if (other !== host)
+            expect(
+              other.received.some((message) => message.messageId === messageId),
+              context,
+            ).toBe(false);
         }
       }
 
       // The null sender, both ways the API takes it: the explanation is smtpd's answer to MAIL FROM:<>.
-      const [, , reply] = await smtpDialogue(node.smtpPort, ['EHLO client.lab.test', 'MAIL FROM:<>', 'RCPT TO:<rcpt0@dest0.example>', 'QUIT']);
+      const [, , reply] = await smtpDialogue(node.smtpPort, [
+        'EHLO client.lab.test',
+        'MAIL FROM:<>',
+        'RCPT TO:<rcpt0@dest0.example>',
+        'QUIT',
+      ]);
       for (const sender of ['', '<>']) {
-        const explained = await t.app.inject({ method: 'GET', url: `/v1/routes/explain?sender=${encodeURIComponent(sender)}&recipient=rcpt0%40dest0.example`, headers: admin.headers });
-        const explanation = explained.json<{ outcome: string; reason: string; matched: Array<{ table: string; key: string }> }>();
+        const explained = await t.app.inject({
+          method: 'GET',
+          url: `/v1/routes/explain?sender=${encodeURIComponent(sender)}&recipient=rcpt0%40dest0.example`,
+          headers: admin.headers,
+        });
+        const explanation = explained.json<{
+          outcome: string;
+          reason: string;
+          matched: Array<{ table: string; key: string }>;
+        }>();
         const context = `round ${round}, null sender ${JSON.stringify(sender)}: smtpd said ${reply}; explained ${explanation.reason}`;
         expect(reply, context).toMatch(/^554 5\.7\.1 /);
         expect(explanation.outcome, context).toBe('rejected');
@@ -242,7 +282,12 @@ describe.skipIf(!labOk)('the truth test: explanation = what real Postfix and the
     const commands = ['EHLO client.lab.test', `MAIL FROM:<${sender}>`, `RCPT TO:<${recipient}>`];
     const replies = await smtpDialogue(node.smtpPort, [...commands, 'RSET', 'QUIT']);
     if (!replies[2]?.startsWith('250')) return replies;
-    return smtpDialogue(node.smtpPort, [...commands, 'DATA', `Message-ID: ${messageId}\r\nSubject: truth row\r\n\r\n${text}\r\n.`, 'QUIT']);
+    return smtpDialogue(node.smtpPort, [
+      ...commands,
+      'DATA',
+      `Message-ID: ${messageId}\r\nSubject: truth row\r\n\r\n${text}\r\n.`,
+      'QUIT',
+    ]);
   }
 
   /** Wipes the previous configuration; the corpus below writes its own. */
@@ -275,7 +320,8 @@ describe.skipIf(!labOk)('the truth test: explanation = what real Postfix and the
     const [sh0, sh1] = [hosts[0]!, hosts[1]!];
     const relay0 = await post('/v1/relays', { name: 'edge sh0', host: '127.0.0.1', port: sh0.port, tls: 'starttls' });
     const relay1 = await post('/v1/relays', { name: 'edge sh1', host: '127.0.0.1', port: sh1.port, tls: 'starttls' });
-    const domain = async (name: string, payload: object) => post(`/v1/tenants/${tenant.id}/domains`, { name, status: 'verified', ...payload });
+    const domain = async (name: string, payload: object) =>
+      post(`/v1/tenants/${tenant.id}/domains`, { name, status: 'verified', ...payload });
     const credential = async (relayId: string, domainId: string, username: string, secret: string) =>
       post(`/v1/relays/${relayId}/credentials`, { username, secret, domainId });
     const a = await domain('a.test', { relayId: relay0.id });
@@ -308,7 +354,12 @@ describe.skipIf(!labOk)('the truth test: explanation = what real Postfix and the
     ] as const) {
       const explanation = await explain(admin.headers, sender, 'r@dest.test');
       const context = `${sender}: ${explanation.reason}`;
-      expect(explanation, context).toMatchObject({ outcome: 'relay', senderDomain: routedAs, nexthops: [sh0.nexthop], implicitTls: false });
+      expect(explanation, context).toMatchObject({
+        outcome: 'relay',
+        senderDomain: routedAs,
+        nexthops: [sh0.nexthop],
+        implicitTls: false,
+      });
       // A raw dialogue: SMTP client libraries fold the domain's case before Postfix could.
       const messageId = `<edge-${messages++}@lab.test>`;
       const replies = await smtpDialogue(node.smtpPort, [
@@ -319,12 +370,19 @@ describe.skipIf(!labOk)('the truth test: explanation = what real Postfix and the
         `Message-ID: ${messageId}\r\nSubject: edge row\r\n\r\n${context}\r\n.`,
         'QUIT',
       ]);
-      expect(replies.slice(1, 5).map((reply) => reply.slice(0, 3)), `${context}: ${replies.join(' | ')}`).toEqual(['250', '250', '354', '250']);
+      expect(
+        replies.slice(1, 5).map((reply) => reply.slice(0, 3)),
+        `${context}: ${replies.join(' | ')}`,
+      ).toEqual(['250', '250', '354', '250']);
       const received = await sh0.waitFor((message) => message.messageId === messageId, 15_000);
       expect(received.authUser, context).toBe(explanation.credentialsByNexthop[sh0.nexthop]?.username);
       expect(received.authUser, context).toBe(user);
       // Postfix's own record of the envelope (info_log_address_format = external) is the address it passes on.
-      const logged = await waitForLog(node, (entry) => entry.messageId === messageId && entry.status === 'sent', 15_000);
+      const logged = await waitForLog(
+        node,
+        (entry) => entry.messageId === messageId && entry.status === 'sent',
+        15_000,
+      );
       expect(logged.from, context).toBe(explanation.envelopeSender);
       expect(received.mailFrom.toLowerCase(), context).toBe(explanation.envelopeSender.toLowerCase());
     }
@@ -335,7 +393,11 @@ describe.skipIf(!labOk)('the truth test: explanation = what real Postfix and the
     expect(none.credentialsByNexthop[sh1.nexthop]).toBeNull();
     expect(none.reason).toMatch(/no SASL is used/);
     const unauthenticated = await sendMail(node, { from: 'n@nocred.test', to: ['r@dest.test'] });
-    const bounced = await waitForLog(node, (entry) => entry.messageId === unauthenticated.messageId && entry.status !== 'deferred', 15_000);
+    const bounced = await waitForLog(
+      node,
+      (entry) => entry.messageId === unauthenticated.messageId && entry.status !== 'deferred',
+      15_000,
+    );
     expect(bounced.status, bounced.raw).toBe('bounced');
     expect(bounced.statusText, bounced.raw).toMatch(/\b530\b/);
     expect(sh1.authAttempts, 'no AUTH offered without a credential').toEqual([]);
@@ -355,7 +417,12 @@ describe.skipIf(!labOk)('the truth test: explanation = what real Postfix and the
     const { updatedAt: _updatedAt, ...current } = settings.json<Record<string, unknown>>();
     expect(current.inetProtocols).toBe('all');
     for (const inetProtocols of ['ipv4', 'ipv6']) {
-      const refused = await t.app.inject({ method: 'PUT', url: '/v1/settings', headers: admin.headers, payload: { ...current, inetProtocols } });
+      const refused = await t.app.inject({
+        method: 'PUT',
+        url: '/v1/settings',
+        headers: admin.headers,
+        payload: { ...current, inetProtocols },
+      });
       expect(refused.statusCode, refused.body).toBe(422);
       expect(refused.json<{ detail: string }>().detail).toContain(inetProtocols === 'ipv4' ? 'six.test' : 'a.test');
     }
@@ -364,7 +431,11 @@ describe.skipIf(!labOk)('the truth test: explanation = what real Postfix and the
     const sentSix = await sendMail(node, { from: 'v@six.test', to: ['r@dest.test'] });
     const receivedSix = await v6.waitFor((message) => message.messageId === sentSix.messageId, 15_000);
     expect(receivedSix.authUser).toBe(viaSix.credentialsByNexthop[v6.nexthop]?.username);
-    const loggedSix = await waitForLog(node, (entry) => entry.messageId === sentSix.messageId && entry.status === 'sent', 15_000);
+    const loggedSix = await waitForLog(
+      node,
+      (entry) => entry.messageId === sentSix.messageId && entry.status === 'sent',
+      15_000,
+    );
     expect(loggedSix.relay).toBe(`::1[::1]:${v6.port}`);
 
     // verify: true over implicit TLS with the node trusting the relay's CA. On an IP literal Postfix
@@ -375,37 +446,61 @@ describe.skipIf(!labOk)('the truth test: explanation = what real Postfix and the
       { name: 'dns', host: 'localhost', level: 'secure' },
     ];
     for (const row of verifiedRows) {
-      const relay = await post('/v1/relays', { name: `edge verify ${row.name}`, host: row.host, port: sh2.port, tls: 'implicit', verify: true });
+      const relay = await post('/v1/relays', {
+        name: `edge verify ${row.name}`,
+        host: row.host,
+        port: sh2.port,
+        tls: 'implicit',
+        verify: true,
+      });
       const created = await domain(`verify-${row.name}.test`, { relayId: relay.id });
       sh2.users[`edge-verify-${row.name}`] = 'secret v';
       await credential(relay.id, created.id, `edge-verify-${row.name}`, 'secret v');
     }
     const verifiedBundle = (await t.app.services.config.compileForDeploy()).bundle;
-    expect(verifiedBundle.warnings.join('\n')).toMatch(/\[127\.0\.0\.1\]:\d+ verifies its certificate against an IP literal: .*level `verify`/);
+    expect(verifiedBundle.warnings.join('\n')).toMatch(
+      /\[127\.0\.0\.1\]:\d+ verifies its certificate against an IP literal: .*level `verify`/,
+    );
     const redeployed = await deployBundle(connection, verifiedBundle, { configDir: node.configDir });
     expect(redeployed.state, JSON.stringify(redeployed.error)).toBe('live');
     for (const row of verifiedRows) {
       const sender = `v@verify-${row.name}.test`;
       const explanation = await explain(admin.headers, sender, 'r@dest.test');
       const nexthop = `[${row.host}]:${sh2.port}`;
-      expect(explanation, explanation.reason).toMatchObject({ outcome: 'relay', nexthops: [nexthop], tlsPolicy: row.level, implicitTls: true });
+      expect(explanation, explanation.reason).toMatchObject({
+        outcome: 'relay',
+        nexthops: [nexthop],
+        tlsPolicy: row.level,
+        implicitTls: true,
+      });
       expect(explanation.service, explanation.reason).not.toBe('smtp'); // implicit TLS has a service of its own
       const sent = await sendMail(node, { from: sender, to: ['r@dest.test'] });
       const received = await sh2.waitFor((message) => message.messageId === sent.messageId, 15_000);
       expect(received.authUser).toBe(`edge-verify-${row.name}`);
-      const logged = await waitForLog(node, (entry) => entry.messageId === sent.messageId && entry.status === 'sent', 15_000);
+      const logged = await waitForLog(
+        node,
+        (entry) => entry.messageId === sent.messageId && entry.status === 'sent',
+        15_000,
+      );
       expect(logged.service).toBe(`${explanation.service}/smtp`);
       // The smtp process that delivered it logged the certificate check it made.
       const pid = /\/smtp\[(\d+)\]/.exec(logged.raw)?.[1];
       const log = await readFile(node.maillogPath, 'utf8');
       const peer = `${row.host === 'localhost' ? 'localhost' : '127\\.0\\.0\\.1'}\\[127\\.0\\.0\\.1\\]:${sh2.port}`;
-      expect(log, `${row.name}: the TLS session Postfix logged`).toMatch(new RegExp(`/smtp\\[${pid}\\]: Verified TLS connection established to ${peer}`));
+      expect(log, `${row.name}: the TLS session Postfix logged`).toMatch(
+        new RegExp(`/smtp\\[${pid}\\]: Verified TLS connection established to ${peer}`),
+      );
     }
 
     // A trailing-dot recipient of direct mail: the node looks its TLS policy up under the name
     // without the dot (mail to a real MX would leave the machine, so the live table answers).
     const direct = await explain(admin.headers, 'd@direct.test', 'c@enc-notls.dtest.');
-    expect(direct, direct.reason).toMatchObject({ outcome: 'direct', recipientDomain: 'enc-notls.dtest', envelopeRecipient: 'c@enc-notls.dtest', tlsPolicy: 'encrypt' });
+    expect(direct, direct.reason).toMatchObject({
+      outcome: 'direct',
+      recipientDomain: 'enc-notls.dtest',
+      envelopeRecipient: 'c@enc-notls.dtest',
+      tlsPolicy: 'encrypt',
+    });
     const tlsEntry = direct.matched.find((entry) => entry.table === 'tls_policy')!;
     const lookedUp = await node.exec(`postmap -q ${tlsEntry.key} hash:${node.configDir}/relayplane/current/tls_policy`);
     expect(lookedUp.stdout.trim(), lookedUp.stderr).toBe(direct.tlsPolicy);

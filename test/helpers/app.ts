@@ -86,7 +86,15 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     ...(options.trustProxy !== undefined ? { trustProxy: options.trustProxy } : {}),
     ...(options.keyStatusCacheMs !== undefined ? { keyStatusCacheMs: options.keyStatusCacheMs } : {}),
     ...(options.sync !== undefined
-      ? { sync: { databaseUrl: database.url, reconcileIntervalMs: 60_000, debounceMs: 200, leaderPollMs: 500, ...options.sync } }
+      ? {
+          sync: {
+            databaseUrl: database.url,
+            reconcileIntervalMs: 60_000,
+            debounceMs: 200,
+            leaderPollMs: 500,
+            ...options.sync,
+          },
+        }
       : {}),
   });
   // Every response any test receives is checked against openapi.yaml (see spec-responses.ts).

@@ -53,7 +53,6 @@ export interface DnsServer {
   stop(): Promise<void>;
 }
 
-
 function quote(s: string): string {
   if (/[\x00-\x1f\x7f]/.test(s)) throw new Error(`cannot put ${JSON.stringify(s)} in a dnsmasq TXT record`);
   return `"${s.replace(/[\\"]/g, '\\$&')}"`;
@@ -62,7 +61,10 @@ function quote(s: string): string {
 /** A name in DNS wire format, hex (for --dns-rr). */
 function wireName(name: string): string {
   const labels = name.replace(/\.$/, '').split('.');
-  return Buffer.concat([...labels.map((l) => Buffer.concat([Buffer.from([Buffer.byteLength(l)]), Buffer.from(l)])), Buffer.from([0])]).toString('hex');
+  return Buffer.concat([
+    ...labels.map((l) => Buffer.concat([Buffer.from([Buffer.byteLength(l)]), Buffer.from(l)])),
+    Buffer.from([0]),
+  ]).toString('hex');
 }
 
 function config(records: ZoneRecord[], responders: Responders): string {
@@ -74,11 +76,18 @@ function config(records: ZoneRecord[], responders: Responders): string {
         lines.push(`txt-record=${r.name},${(Array.isArray(r.value) ? r.value : [r.value]).map(quote).join(',')}`);
         break;
       case 'CNAME':
-        lines.push(hosts.has(r.target.toLowerCase()) ? `cname=${r.name},${r.target}` : `dns-rr=${r.name},5,${wireName(r.target)}`);
+        lines.push(
+          hosts.has(r.target.toLowerCase())
+            ? `cname=${r.name},${r.target}`
+            : `dns-rr=${r.name},5,${wireName(r.target)}`,
+        );
         break;
       case 'A':
       case 'AAAA':
-        if (!(r.type === 'A' ? isIPv4 : isIPv6)(r.address)) throw new Error(`${r.type} record for ${r.name}: ${r.address} is not an IPv${r.type === 'A' ? 4 : 6} address`);
+        if (!(r.type === 'A' ? isIPv4 : isIPv6)(r.address))
+          throw new Error(
+            `${r.type} record for ${r.name}: ${r.address} is not an IPv${r.type === 'A' ? 4 : 6} address`,
+          );
         lines.push(r.ptr === false ? `address=/${r.name}/${r.address}` : `host-record=${r.name},${r.address}`);
         break;
       case 'MX':
@@ -121,7 +130,9 @@ class Responders {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.sockets.values()].map(({ socket }) => new Promise<void>((resolve) => socket.close(() => resolve()))));
+    await Promise.all(
+      [...this.sockets.values()].map(({ socket }) => new Promise<void>((resolve) => socket.close(() => resolve()))),
+    );
     this.sockets.clear();
   }
 }
@@ -143,7 +154,8 @@ function errorReply(query: Buffer, rcode: number): Buffer {
  * dnsmasq under a shell that kills it when our end of its stdin closes: when this process ends,
  * however it ends (a vitest worker is killed, not exited), dnsmasq goes with it.
  */
-const WATCHDOG = 'exec 3<&0; "$@" </dev/null & pid=$!; (read -r _ <&3; kill "$pid" 2>/dev/null) & exec 3<&-; wait "$pid"';
+const WATCHDOG =
+  'exec 3<&0; "$@" </dev/null & pid=$!; (read -r _ <&3; kill "$pid" 2>/dev/null) & exec 3<&-; wait "$pid"';
 
 async function freeUdpPort(): Promise<number> {
   const socket = createSocket('udp4');
@@ -175,9 +187,26 @@ export async function startDnsServer(zone: ZoneRecord[] | { records?: ZoneRecord
   const launch = async (records: ZoneRecord[]): Promise<string | null> => {
     await responders.start(records.flatMap((r) => (r.type === 'FAIL' ? [r.failure] : [])));
     await writeFile(conf, config(records, responders));
-    const args = ['--keep-in-foreground', '--no-resolv', '--no-hosts', '--no-poll', '--bind-interfaces', '--listen-address=127.0.0.1', `--port=${port}`];
-    args.push(`--conf-file=${conf}`, '--pid-file=', '--user=root', '--log-facility=-', '--local-ttl=0', '--cache-size=0');
-    const proc = spawn('sh', ['-c', WATCHDOG, 'dnsmasq-watchdog', DNSMASQ, ...args], { stdio: ['pipe', 'ignore', 'pipe'] });
+    const args = [
+      '--keep-in-foreground',
+      '--no-resolv',
+      '--no-hosts',
+      '--no-poll',
+      '--bind-interfaces',
+      '--listen-address=127.0.0.1',
+      `--port=${port}`,
+    ];
+    args.push(
+      `--conf-file=${conf}`,
+      '--pid-file=',
+      '--user=root',
+      '--log-facility=-',
+      '--local-ttl=0',
+      '--cache-size=0',
+    );
+    const proc = spawn('sh', ['-c', WATCHDOG, 'dnsmasq-watchdog', DNSMASQ, ...args], {
+      stdio: ['pipe', 'ignore', 'pipe'],
+    });
     let stderr = '';
     proc.stderr?.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-2000)));
     proc.once('exit', () => proc.stdin?.destroy());

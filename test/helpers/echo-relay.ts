@@ -29,7 +29,10 @@ export async function startEchoRelay(method: 'PLAIN' | 'LOGIN'): Promise<EchoRel
       setImmediate(() => {
         const raw = received.get(session.remotePort) ?? '';
         const sent = raw.slice(raw.indexOf('AUTH')).split(/\r?\n/).filter(Boolean).join(' ');
-        const error = Object.assign(new Error(`5.7.8 refused: you sent ${sent}; user ${auth.username} secret ${auth.password}`), { responseCode: 535 });
+        const error = Object.assign(
+          new Error(`5.7.8 refused: you sent ${sent}; user ${auth.username} secret ${auth.password}`),
+          { responseCode: 535 },
+        );
         callback(error);
       });
     },

@@ -43,19 +43,44 @@ export function createTenant(app: FastifyInstance, headers: Headers, overrides: 
 }
 
 export function createRelay(app: FastifyInstance, headers: Headers, overrides: Record<string, unknown> = {}) {
-  return post<RelayBody>(app, headers, '/v1/relays', { name: `relay ${unique()}`, host: 'smtp.relay.test', port: 587, tls: 'starttls', ...overrides });
+  return post<RelayBody>(app, headers, '/v1/relays', {
+    name: `relay ${unique()}`,
+    host: 'smtp.relay.test',
+    port: 587,
+    tls: 'starttls',
+    ...overrides,
+  });
 }
 
-export function createDomain(app: FastifyInstance, headers: Headers, tenantId: string, overrides: Record<string, unknown> = {}) {
-  return post<DomainBody>(app, headers, `/v1/tenants/${tenantId}/domains`, { name: `d${unique()}.example`, ...overrides });
+export function createDomain(
+  app: FastifyInstance,
+  headers: Headers,
+  tenantId: string,
+  overrides: Record<string, unknown> = {},
+) {
+  return post<DomainBody>(app, headers, `/v1/tenants/${tenantId}/domains`, {
+    name: `d${unique()}.example`,
+    ...overrides,
+  });
 }
 
-export function createCredential(app: FastifyInstance, headers: Headers, relayId: string, overrides: Record<string, unknown> = {}) {
-  return post<CredentialBody>(app, headers, `/v1/relays/${relayId}/credentials`, { username: `user-${unique()}`, secret: `s3cret-${unique()}`, ...overrides });
+export function createCredential(
+  app: FastifyInstance,
+  headers: Headers,
+  relayId: string,
+  overrides: Record<string, unknown> = {},
+) {
+  return post<CredentialBody>(app, headers, `/v1/relays/${relayId}/credentials`, {
+    username: `user-${unique()}`,
+    secret: `s3cret-${unique()}`,
+    ...overrides,
+  });
 }
 
 /** A tenant row written straight to the database, for tests about other resources. */
-export async function seedTenant(prisma: { tenant: { create(args: { data: { name: string; slug: string } }): Promise<{ id: string }> } }) {
+export async function seedTenant(prisma: {
+  tenant: { create(args: { data: { name: string; slug: string } }): Promise<{ id: string }> };
+}) {
   const id = unique();
   return prisma.tenant.create({ data: { name: `Seed ${id}`, slug: `seed-${id}` } });
 }
@@ -64,7 +89,12 @@ export async function seedTenant(prisma: { tenant: { create(args: { data: { name
 export async function insertSealedCredential(
   prisma: PrismaClient,
   secretBox: SecretBox,
-  row: { relayId: string; domainId: string | null; status: 'staged' | 'active' | 'retiring' | 'retired'; secret: string },
+  row: {
+    relayId: string;
+    domainId: string | null;
+    status: 'staged' | 'active' | 'retiring' | 'retired';
+    secret: string;
+  },
 ): Promise<string> {
   const id = randomUUID();
   const sealed = secretBox.seal(row.secret, id);

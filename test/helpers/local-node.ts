@@ -15,7 +15,9 @@ function run(command: string, stdin?: string | Buffer): Promise<{ code: number; 
     child.stdout.on('data', (c: Buffer) => out.push(c));
     child.stderr.on('data', (c: Buffer) => err.push(c));
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? 255, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8') }));
+    child.on('close', (code) =>
+      resolve({ code: code ?? 255, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8') }),
+    );
     child.stdin.end(stdin);
   });
 }
@@ -24,7 +26,10 @@ export function localConnection(): NodeConnection {
   return {
     host: 'localhost',
     async exec(command, options = {}): Promise<ExecResult> {
-      const r = await run(options.cwd === undefined ? command : `cd '${options.cwd}' && { ${command}\n}`, options.stdin);
+      const r = await run(
+        options.cwd === undefined ? command : `cd '${options.cwd}' && { ${command}\n}`,
+        options.stdin,
+      );
       return { code: r.code, stdout: r.stdout.toString('utf8'), stderr: r.stderr };
     },
     execBytes: (command) => run(command),

@@ -24,14 +24,21 @@ export interface SchemaContext {
 /** Follows `$ref`s and merges `allOf` parts (properties and required lists). */
 export function deref(schema: Schema, ctx: SchemaContext): Schema {
   let current = schema;
-  while (typeof current.$ref === 'string') current = { ...ctx.resolve(current.$ref), ...Object.fromEntries(Object.entries(current).filter(([k]) => k !== '$ref')) };
+  while (typeof current.$ref === 'string')
+    current = {
+      ...ctx.resolve(current.$ref),
+      ...Object.fromEntries(Object.entries(current).filter(([k]) => k !== '$ref')),
+    };
   if (!Array.isArray(current.allOf)) return current;
   const parts = (current.allOf as Schema[]).map((part) => deref(part, ctx));
   const merged: Schema = { ...current, allOf: undefined };
   for (const part of parts) {
     merged.type ??= part.type;
     merged.properties = { ...(merged.properties as Schema | undefined), ...(part.properties as Schema | undefined) };
-    merged.required = [...((merged.required as string[] | undefined) ?? []), ...((part.required as string[] | undefined) ?? [])];
+    merged.required = [
+      ...((merged.required as string[] | undefined) ?? []),
+      ...((part.required as string[] | undefined) ?? []),
+    ];
   }
   return merged;
 }
@@ -42,10 +49,15 @@ function stringFor(schema: Schema): fc.Arbitrary<string> {
   const minLength = (schema.minLength as number | undefined) ?? 0;
   const maxLength = Math.max(minLength, Math.min((schema.maxLength as number | undefined) ?? 24, 24));
   if (schema.format === 'uuid') return fc.uuid();
-  if (schema.format === 'date-time') return fc.date({ min: new Date('2020-01-01'), max: new Date('2030-01-01'), noInvalidDate: true }).map((d) => d.toISOString());
+  if (schema.format === 'date-time')
+    return fc
+      .date({ min: new Date('2020-01-01'), max: new Date('2030-01-01'), noInvalidDate: true })
+      .map((d) => d.toISOString());
   if (typeof schema.pattern === 'string') {
     try {
-      return fc.stringMatching(new RegExp(schema.pattern)).filter((s) => s.length >= minLength && s.length <= ((schema.maxLength as number | undefined) ?? Infinity));
+      return fc
+        .stringMatching(new RegExp(schema.pattern))
+        .filter((s) => s.length >= minLength && s.length <= ((schema.maxLength as number | undefined) ?? Infinity));
     } catch {
       return fc.constant('x'.repeat(Math.max(1, minLength)));
     }
@@ -62,7 +74,13 @@ export function valueFor(schema: Schema, ctx: SchemaContext, name?: string, dept
   if (s.const !== undefined) return fc.constant(s.const);
   const branches = (s.oneOf ?? s.anyOf) as Schema[] | undefined;
   if (branches !== undefined) return fc.oneof(...branches.map((branch) => valueFor(branch, ctx, name, depth)));
-  const types = Array.isArray(s.type) ? (s.type as string[]) : typeof s.type === 'string' ? [s.type] : s.properties !== undefined ? ['object'] : ['string'];
+  const types = Array.isArray(s.type)
+    ? (s.type as string[])
+    : typeof s.type === 'string'
+      ? [s.type]
+      : s.properties !== undefined
+        ? ['object']
+        : ['string'];
   const byType = (type: string): fc.Arbitrary<unknown> => {
     switch (type) {
       case 'null':
@@ -70,19 +88,31 @@ export function valueFor(schema: Schema, ctx: SchemaContext, name?: string, dept
       case 'boolean':
         return fc.boolean();
       case 'integer':
-        return fc.integer({ min: (s.minimum as number | undefined) ?? -1000, max: (s.maximum as number | undefined) ?? 1_000_000 });
+        return fc.integer({
+          min: (s.minimum as number | undefined) ?? -1000,
+          max: (s.maximum as number | undefined) ?? 1_000_000,
+        });
       case 'number':
         return fc.double({ noNaN: true, noDefaultInfinity: true });
       case 'array': {
         const items = valueFor((s.items as Schema | undefined) ?? {}, ctx, name, depth + 1);
-        const constraints = { minLength: (s.minItems as number | undefined) ?? 0, maxLength: Math.min((s.maxItems as number | undefined) ?? 3, 3) };
-        return s.uniqueItems === true ? fc.uniqueArray(items, { ...constraints, selector: (v) => JSON.stringify(v) }) : fc.array(items, constraints);
+        const constraints = {
+          minLength: (s.minItems as number | undefined) ?? 0,
+          maxLength: Math.min((s.maxItems as number | undefined) ?? 3, 3),
+        };
+        return s.uniqueItems === true
+          ? fc.uniqueArray(items, { ...constraints, selector: (v) => JSON.stringify(v) })
+          : fc.array(items, constraints);
       }
       case 'object': {
         const properties = (s.properties as Record<string, Schema> | undefined) ?? {};
         if (depth > 3) return fc.constant({});
-        const record = Object.fromEntries(Object.entries(properties).map(([key, sub]) => [key, valueFor(sub, ctx, key, depth + 1)]));
-        return fc.record(record, { requiredKeys: ((s.required as string[] | undefined) ?? []).filter((key) => key in properties) });
+        const record = Object.fromEntries(
+          Object.entries(properties).map(([key, sub]) => [key, valueFor(sub, ctx, key, depth + 1)]),
+        );
+        return fc.record(record, {
+          requiredKeys: ((s.required as string[] | undefined) ?? []).filter((key) => key in properties),
+        });
       }
       default:
         return stringFor(s);
@@ -96,8 +126,35 @@ export function valueFor(schema: Schema, ctx: SchemaContext, name?: string, dept
 
 /** Strings no field should accept as they are (or that must be stored exactly, never cut short). */
 export const HOSTILE_STRINGS = [
-  '\u0000', 'a\u0000b', 'line\r\nbreak', 'x\ny', '\r', '\u2028', 'a\u2029b', '\t', '#', 'a#b', '/', 'a/b', '\\', 'a\\b', '?', '@', ' ',
-  '', '..', '\ud800', 'x\udfffy', '\u202e', '\u00ad', 'ｅｘａｍｐｌｅ', '😀', '%00', "'; DROP TABLE tenants; --", '${jndi:ldap://x}', '<b>',
+  '\u0000',
+  'a\u0000b',
+  'line\r\nbreak',
+  'x\ny',
+  '\r',
+  '\u2028',
+  'a\u2029b',
+  '\t',
+  '#',
+  'a#b',
+  '/',
+  'a/b',
+  '\\',
+  'a\\b',
+  '?',
+  '@',
+  ' ',
+  '',
+  '..',
+  '\ud800',
+  'x\udfffy',
+  '\u202e',
+  '\u00ad',
+  'ｅｘａｍｐｌｅ',
+  '😀',
+  '%00',
+  "'; DROP TABLE tenants; --",
+  '${jndi:ldap://x}',
+  '<b>',
 ];
 /** Appended to a valid value: the truncation and splicing cases (`smtp.example.com#x`). */
 export const HOSTILE_SUFFIXES = ['#x', '/x', '?x', '\\x', '@x', ' x', '\nx', '\r\n', '\u2028', '\u0000', ':x', '.'];
@@ -123,7 +180,8 @@ export function slotsOf(schema: Schema, ctx: SchemaContext, path: Array<string |
     const resolved = deref(sub, ctx);
     slots.push({ path: here, schema: resolved, required: required.has(key) });
     if (depth < 2 && resolved.properties !== undefined) slots.push(...slotsOf(resolved, ctx, here, depth + 1));
-    if (depth < 2 && resolved.items !== undefined) slots.push(...slotsOf(resolved.items as Schema, ctx, [...here, 0], depth + 1));
+    if (depth < 2 && resolved.items !== undefined)
+      slots.push(...slotsOf(resolved.items as Schema, ctx, [...here, 0], depth + 1));
   }
   return slots;
 }
@@ -155,7 +213,8 @@ function copy<T>(value: T): T {
 
 function getAt(value: unknown, path: Array<string | number>): unknown {
   let node = value;
-  for (const key of path) node = node !== null && typeof node === 'object' ? (node as Record<string, unknown>)[key] : undefined;
+  for (const key of path)
+    node = node !== null && typeof node === 'object' ? (node as Record<string, unknown>)[key] : undefined;
   return node;
 }
 
@@ -173,29 +232,61 @@ function setAt(value: unknown, path: Array<string | number>, replacement: unknow
 }
 
 export interface Mutation {
-  kind: 'none' | 'hostile-string' | 'hostile-suffix' | 'wrong-type' | 'edge-number' | 'drop-required' | 'extra-field' | 'whole-body' | 'one-megabyte' | 'over-limit';
+  kind:
+    | 'none'
+    | 'hostile-string'
+    | 'hostile-suffix'
+    | 'wrong-type'
+    | 'edge-number'
+    | 'drop-required'
+    | 'extra-field'
+    | 'whole-body'
+    | 'one-megabyte'
+    | 'over-limit';
   slot: number;
   choice: number;
 }
 
 export const mutationArbitrary: fc.Arbitrary<Mutation> = fc.record({
   kind: fc.constantFrom<Mutation['kind']>(
-    'none', 'none', 'none', 'none', 'none', 'none', 'hostile-string', 'hostile-string', 'hostile-suffix', 'hostile-suffix', 'wrong-type', 'wrong-type',
-    'edge-number', 'drop-required', 'extra-field', 'whole-body', 'one-megabyte', 'over-limit',
+    'none',
+    'none',
+    'none',
+    'none',
+    'none',
+    'none',
+    'hostile-string',
+    'hostile-string',
+    'hostile-suffix',
+    'hostile-suffix',
+    'wrong-type',
+    'wrong-type',
+    'edge-number',
+    'drop-required',
+    'extra-field',
+    'whole-body',
+    'one-megabyte',
+    'over-limit',
   ),
   slot: fc.nat(),
   choice: fc.nat(),
 });
 
 /** Applies a mutation to a valid body; returns the body and a label saying what was done. */
-export function mutate(body: unknown, schema: Schema, ctx: SchemaContext, mutation: Mutation): { body: unknown; label: string } {
+export function mutate(
+  body: unknown,
+  schema: Schema,
+  ctx: SchemaContext,
+  mutation: Mutation,
+): { body: unknown; label: string } {
   const value = copy(body);
   const slots = slotsOf(schema, ctx);
   const pickFrom = <T>(list: readonly T[]) => list[mutation.choice % list.length]!;
   if (mutation.kind === 'none') return { body: value, label: 'valid' };
   if (mutation.kind === 'whole-body') return { body: pickFrom([[], 'x', 1, null, true, [value]]), label: 'whole-body' };
   const slot = slots.length === 0 ? undefined : slots[mutation.slot % slots.length]!;
-  if (slot === undefined || value === null || typeof value !== 'object') return { body: value, label: 'valid (nothing to mutate)' };
+  if (slot === undefined || value === null || typeof value !== 'object')
+    return { body: value, label: 'valid (nothing to mutate)' };
   const field = slot.path.join('/');
   switch (mutation.kind) {
     case 'hostile-string':
@@ -203,7 +294,11 @@ export function mutate(body: unknown, schema: Schema, ctx: SchemaContext, mutati
       return { body: value, label: `hostile-string ${field}` };
     case 'hostile-suffix': {
       const current = getAt(value, slot.path);
-      setAt(value, slot.path, `${typeof current === 'string' ? current : 'smtp.example.test'}${pickFrom(HOSTILE_SUFFIXES)}`);
+      setAt(
+        value,
+        slot.path,
+        `${typeof current === 'string' ? current : 'smtp.example.test'}${pickFrom(HOSTILE_SUFFIXES)}`,
+      );
       return { body: value, label: `hostile-suffix ${field}` };
     }
     case 'wrong-type': {
@@ -225,7 +320,12 @@ export function mutate(body: unknown, schema: Schema, ctx: SchemaContext, mutati
     case 'extra-field': {
       // defineProperty: a plain assignment to `__proto__` would set the prototype, not a key.
       const key = pickFrom(['unexpected', 'id', 'tenantId', 'createdAt', '__proto__', 'constructor', 'secret']);
-      Object.defineProperty(value, key, { value: pickFrom(['x', 1, null, { admin: true }]), enumerable: true, configurable: true, writable: true });
+      Object.defineProperty(value, key, {
+        value: pickFrom(['x', 1, null, { admin: true }]),
+        enumerable: true,
+        configurable: true,
+        writable: true,
+      });
       return { body: value, label: `extra-field ${key}` };
     }
     case 'one-megabyte':

@@ -48,12 +48,20 @@ export function createSpecChecker() {
   // As the router: a parameter may be empty (`/v1/relays//credentials` reaches its route).
   const pathTemplates = Object.keys(spec.paths).map((template) => ({
     template,
-    regex: new RegExp(`^${template.split(/\{[^}]+\}/).map((part) => part.replace(/[.*+?^$()|[\]\\]/g, '\\$&')).join('[^/]*')}$`),
+    regex: new RegExp(
+      `^${template
+        .split(/\{[^}]+\}/)
+        .map((part) => part.replace(/[.*+?^$()|[\]\\]/g, '\\$&'))
+        .join('[^/]*')}$`,
+    ),
   }));
 
   function resolve<T extends { $ref?: string }>(value: T): { object: T; pointer: string[] } | null {
     if (value.$ref === undefined) return null;
-    const parts = value.$ref.replace(/^#\//, '').split('/').map((part) => part.replaceAll('~1', '/').replaceAll('~0', '~'));
+    const parts = value.$ref
+      .replace(/^#\//, '')
+      .split('/')
+      .map((part) => part.replaceAll('~1', '/').replaceAll('~0', '~'));
     let node: unknown = spec;
     for (const part of parts) node = (node as Json | undefined)?.[part];
     return node === undefined ? null : { object: node as T, pointer: parts };
@@ -72,7 +80,9 @@ export function createSpecChecker() {
   /** The declared response (and where it lives) for an operation and status, or for a path without that method. */
   function declared(seen: ResponseSeen): { response: ResponseObject; pointer: string[]; where: string } | string {
     const method = seen.method.toLowerCase();
-    const path = seen.route?.replace(/:([A-Za-z0-9_]+)/g, '{$1}') ?? pathTemplates.find((item) => item.regex.test(seen.url.split('?')[0]!))?.template;
+    const path =
+      seen.route?.replace(/:([A-Za-z0-9_]+)/g, '{$1}') ??
+      pathTemplates.find((item) => item.regex.test(seen.url.split('?')[0]!))?.template;
     const item = path === undefined ? undefined : spec.paths[path];
     const operation = item?.[method] as { operationId: string; responses: Record<string, ResponseObject> } | undefined;
     let responses: Record<string, ResponseObject>;
@@ -85,18 +95,31 @@ export function createSpecChecker() {
     } else {
       // No operation: an unknown path is a 404, a known path with another method a 405; either may
       // also be a malformed URL (400) or an over-long path segment (414).
-      const shared: Record<number, string> = { [item === undefined ? 404 : 405]: item === undefined ? 'NotFound' : 'MethodNotAllowed', 400: 'BadRequest', 414: 'UriTooLong' };
+      const shared: Record<number, string> = {
+        [item === undefined ? 404 : 405]: item === undefined ? 'NotFound' : 'MethodNotAllowed',
+        400: 'BadRequest',
+        414: 'UriTooLong',
+      };
       const name = shared[seen.status];
-      if (name === undefined) return `${seen.method} ${seen.url} has no operation in openapi.yaml and answered ${seen.status}, not ${Object.keys(shared).join(' or ')}`;
+      if (name === undefined)
+        return `${seen.method} ${seen.url} has no operation in openapi.yaml and answered ${seen.status}, not ${Object.keys(shared).join(' or ')}`;
       const response = (spec.components.responses as Record<string, ResponseObject> | undefined)?.[name];
       if (response === undefined) return `components/responses/${name} is missing from openapi.yaml`;
-      return { response, pointer: ['components', 'responses', name], where: `${seen.method} ${seen.url.slice(0, 80)} (no operation)` };
+      return {
+        response,
+        pointer: ['components', 'responses', name],
+        where: `${seen.method} ${seen.url.slice(0, 80)} (no operation)`,
+      };
     }
-    const key = [String(seen.status), `${String(seen.status)[0]}XX`, 'default'].find((candidate) => responses[candidate] !== undefined);
+    const key = [String(seen.status), `${String(seen.status)[0]}XX`, 'default'].find(
+      (candidate) => responses[candidate] !== undefined,
+    );
     if (key === undefined) return `${where} answered ${seen.status}, which it does not declare`;
     const response = responses[key]!;
     const target = resolve(response);
-    return target === null ? { response, pointer: [...base, key], where } : { response: target.object, pointer: target.pointer, where };
+    return target === null
+      ? { response, pointer: [...base, key], where }
+      : { response: target.object, pointer: target.pointer, where };
   }
 
   function headerProblems(response: ResponseObject, seen: ResponseSeen): string[] {
@@ -108,7 +131,8 @@ export function createSpecChecker() {
         if (definition.required === true) problems.push(`header ${name} is required but missing`);
         continue;
       }
-      if (definition.schema?.type === 'integer' && !/^\d+$/.test(String(value))) problems.push(`header ${name} is ${JSON.stringify(value)}, not an integer`);
+      if (definition.schema?.type === 'integer' && !/^\d+$/.test(String(value)))
+        problems.push(`header ${name} is ${JSON.stringify(value)}, not an integer`);
     }
     return problems;
   }
@@ -121,12 +145,15 @@ export function createSpecChecker() {
     const problems = headerProblems(response, seen).map((problem) => `${where} ${seen.status}: ${problem}`);
     const content = response.content;
     if (content === undefined || Object.keys(content).length === 0) {
-      if (seen.body !== '') problems.push(`${where} ${seen.status} declares no body but sent ${seen.body.length} bytes`);
+      if (seen.body !== '')
+        problems.push(`${where} ${seen.status} declares no body but sent ${seen.body.length} bytes`);
       return problems;
     }
     const mediaType = seen.contentType?.split(';')[0]!.trim().toLowerCase();
     if (mediaType === undefined || content[mediaType] === undefined) {
-      problems.push(`${where} ${seen.status} has content type ${String(seen.contentType)}, not one of ${Object.keys(content).join(', ')}`);
+      problems.push(
+        `${where} ${seen.status} has content type ${String(seen.contentType)}, not one of ${Object.keys(content).join(', ')}`,
+      );
       return problems;
     }
     if (!/[/+]json$/.test(mediaType) || content[mediaType].schema === undefined) return problems;
@@ -138,20 +165,28 @@ export function createSpecChecker() {
     }
     const validate = validatorAt([...pointer, 'content', mediaType, 'schema']);
     if (!validate(body)) {
-      const errors = (validate.errors ?? []).slice(0, 5).map((error) => `${error.instancePath || '/'} ${error.message ?? ''} ${JSON.stringify(error.params)}`);
-      problems.push(`${where} ${seen.status} body does not match the spec: ${errors.join('; ')}; body: ${seen.body.slice(0, 300)}`);
+      const errors = (validate.errors ?? [])
+        .slice(0, 5)
+        .map((error) => `${error.instancePath || '/'} ${error.message ?? ''} ${JSON.stringify(error.params)}`);
+      problems.push(
+        `${where} ${seen.status} body does not match the spec: ${errors.join('; ')}; body: ${seen.body.slice(0, 300)}`,
+      );
     }
     // What a schema cannot say: a problem's type is its code under the project's URN.
     const problem = body as { type?: unknown; code?: unknown };
     if (mediaType === 'application/problem+json' && problem.type !== `urn:relayplane:problem:${String(problem.code)}`) {
-      problems.push(`${where} ${seen.status} problem type ${String(problem.type)} does not end in its code ${String(problem.code)}`);
+      problems.push(
+        `${where} ${seen.status} problem type ${String(problem.type)} does not end in its code ${String(problem.code)}`,
+      );
     }
     return problems;
   }
 
   /** Whether a JSON request body is one the operation's schema admits. */
   function requestBodyValid(path: string, method: string, body: unknown): boolean {
-    return validatorAt(['paths', path, method.toLowerCase(), 'requestBody', 'content', 'application/json', 'schema'])(body);
+    return validatorAt(['paths', path, method.toLowerCase(), 'requestBody', 'content', 'application/json', 'schema'])(
+      body,
+    );
   }
 
   return { check, requestBodyValid };

@@ -60,7 +60,12 @@ exec ${real} "$@"
       await writeFile(armed, '');
     },
     reached(timeoutMs = 60_000) {
-      return waitUntil(() => existsSync(reachedFile), timeoutMs, `a staging step to hold at ${node.name}'s barrier`, 20).then(() => undefined);
+      return waitUntil(
+        () => existsSync(reachedFile),
+        timeoutMs,
+        `a staging step to hold at ${node.name}'s barrier`,
+        20,
+      ).then(() => undefined);
     },
     async release() {
       await rm(armed, { force: true });

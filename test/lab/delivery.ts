@@ -16,12 +16,18 @@ export async function waitForDelivery(
     for (;;) {
       const entry = (await readDeliveries(node)).find((e) => e.queueId === sent.queueId && e.status !== 'sent');
       if (done) return new Promise<never>(() => {});
-      if (entry !== undefined) throw new Error(`${sent.queueId} was ${entry.status} on ${node.maillogPath} instead of reaching ${host.name}: ${entry.statusText}`);
+      if (entry !== undefined)
+        throw new Error(
+          `${sent.queueId} was ${entry.status} on ${node.maillogPath} instead of reaching ${host.name}: ${entry.statusText}`,
+        );
       await sleep(50);
     }
   };
   try {
-    return await Promise.race([host.waitFor((m) => m.messageId === sent.messageId, HANG_GUARD_MS), ...(sent.queueId === undefined ? [] : [refused()])]);
+    return await Promise.race([
+      host.waitFor((m) => m.messageId === sent.messageId, HANG_GUARD_MS),
+      ...(sent.queueId === undefined ? [] : [refused()]),
+    ]);
   } finally {
     done = true;
   }

@@ -58,9 +58,7 @@ describe.skipIf(!labOk)('lab harness: real Postfix nodes relaying to loopback sm
       const raw = Buffer.from(node.ssh.hostKeyLine.split(' ')[1]!, 'base64');
       expect(sshFingerprint(raw)).toBe(node.ssh.hostKeyFingerprint);
 
-      await expect(
-        connectNodeSsh(node, { expectedFingerprint: `SHA256:${'A'.repeat(43)}` }),
-      ).rejects.toThrow();
+      await expect(connectNodeSsh(node, { expectedFingerprint: `SHA256:${'A'.repeat(43)}` })).rejects.toThrow();
 
       const ssh = await connectNodeSsh(node);
       sessions.set(node.name, ssh);
@@ -81,11 +79,23 @@ describe.skipIf(!labOk)('lab harness: real Postfix nodes relaying to loopback sm
         };
         await put(
           'sender_relay',
-          [`@a.test ${host(sh1).nexthop}`, `@b.test ${host(sh1).nexthop}`, `@c.test ${host(sh2).nexthop}`, `@d.test ${host(sh1).nexthop}`, ''].join('\n'),
+          [
+            `@a.test ${host(sh1).nexthop}`,
+            `@b.test ${host(sh1).nexthop}`,
+            `@c.test ${host(sh2).nexthop}`,
+            `@d.test ${host(sh1).nexthop}`,
+            '',
+          ].join('\n'),
         );
         await put(
           'sasl_passwd',
-          [`@a.test userA:${USERS_SH1.userA}`, `@b.test userB:${USERS_SH1.userB}`, `@c.test userC:${USERS_SH2.userC}`, '@d.test userA:wrong-password', ''].join('\n'),
+          [
+            `@a.test userA:${USERS_SH1.userA}`,
+            `@b.test userB:${USERS_SH1.userB}`,
+            `@c.test userC:${USERS_SH2.userC}`,
+            '@d.test userA:wrong-password',
+            '',
+          ].join('\n'),
         );
         await put('sender_transport', '@c.test smtps-out:\n');
         const script = [
@@ -104,7 +114,9 @@ describe.skipIf(!labOk)('lab harness: real Postfix nodes relaying to loopback sm
         // postmap exits 0 on warnings: its stderr must not have any.
         expect(r.stderr).not.toMatch(/postmap: warning/);
         expect(r.stdout.split('\n')).toEqual(['smtps-out:', `userB:${USERS_SH1.userB}`]);
-        expect(await node.postconf(['-P', 'smtps-out/unix/smtp_tls_wrappermode'])).toBe('smtps-out/unix/smtp_tls_wrappermode = yes\n');
+        expect(await node.postconf(['-P', 'smtps-out/unix/smtp_tls_wrappermode'])).toBe(
+          'smtps-out/unix/smtp_tls_wrappermode = yes\n',
+        );
         // Like the control plane should: confirm in the log that master took the reload.
         await waitForLogLine(node, /\/master\[\d+\]: reload -- version/, 5000);
       }),
@@ -147,7 +159,11 @@ describe.skipIf(!labOk)('lab harness: real Postfix nodes relaying to loopback sm
     );
     // One AUTH per message: sender-dependent authentication disables connection caching.
     expect(host(sh1).authAttempts.filter((a) => a.ok)).toHaveLength(4);
-    expect(host(sh2).authAttempts.filter((a) => a.ok).map((a) => a.user)).toEqual(['userC', 'userC']);
+    expect(
+      host(sh2)
+        .authAttempts.filter((a) => a.ok)
+        .map((a) => a.user),
+    ).toEqual(['userC', 'userC']);
     expect(host(sink).received).toHaveLength(0);
     // The smart host certificates are trusted through smtp_tls_CAfile.
     expect(await readMaillog(nodes[0]!)).toMatch(/Trusted TLS connection established to 127\.0\.0\.1\[127\.0\.0\.1\]/);
@@ -201,7 +217,10 @@ describe.skipIf(!labOk)('lab harness: real Postfix nodes relaying to loopback sm
     });
     host(sh2).setMode('reject', 'data');
     const refused = await sendMail(node, { from: `z-${run}@c.test`, to: ['frank@dest.test'] });
-    expect(await waitForLog(node, (e) => e.queueId === refused.queueId)).toMatchObject({ status: 'bounced', dsn: '5.6.0' });
+    expect(await waitForLog(node, (e) => e.queueId === refused.queueId)).toMatchObject({
+      status: 'bounced',
+      dsn: '5.6.0',
+    });
     host(sh2).setMode('accept');
   });
 

@@ -142,7 +142,9 @@ export async function waitForLog(
     if (hit !== undefined) return hit;
     if (Date.now() >= deadline) {
       const tail = (await readMaillog(node)).split('\n').slice(-15).join('\n');
-      throw new Error(`waitForLog: no matching status= line in ${node.maillogPath} within ${timeoutMs} ms. Log tail:\n${tail}`);
+      throw new Error(
+        `waitForLog: no matching status= line in ${node.maillogPath} within ${timeoutMs} ms. Log tail:\n${tail}`,
+      );
     }
     await sleep(50);
   }

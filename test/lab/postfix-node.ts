@@ -356,7 +356,9 @@ Subsystem sftp internal-sftp
 export async function startPostfixNode(opts: PostfixNodeOptions): Promise<PostfixNode> {
   if (!/^[a-z0-9][a-z0-9-]*$/.test(opts.name)) throw new Error(`invalid node name ${JSON.stringify(opts.name)}`);
   if (!/^\[127\.\d+\.\d+\.\d+\]:\d+$/.test(opts.sinkRelayhost)) {
-    throw new Error(`sinkRelayhost must be a bracketed loopback literal like [127.0.0.1]:2525, got ${opts.sinkRelayhost}`);
+    throw new Error(
+      `sinkRelayhost must be a bracketed loopback literal like [127.0.0.1]:2525, got ${opts.sinkRelayhost}`,
+    );
   }
   if (!reaped) {
     reaped = true;
@@ -450,7 +452,9 @@ async function buildNode(opts: PostfixNodeOptions, baseDir: string, handle: { ba
     }
     const log = await readFile(maillogPath, 'utf8').catch(() => '');
     if (!/bind .*Address already in use/.test(log + start.stderr)) {
-      throw new Error(`postfix -c ${configDir} start exited ${start.code}: ${start.stderr.trim()}\n${await tail(maillogPath)}`);
+      throw new Error(
+        `postfix -c ${configDir} start exited ${start.code}: ${start.stderr.trim()}\n${await tail(maillogPath)}`,
+      );
     }
     await stopProcessesAt(baseDir);
     if (opts.smtpPort !== undefined || attempt >= 3) throw new Error(`SMTP port ${smtpPort} is taken`);
@@ -536,7 +540,12 @@ async function buildNode(opts: PostfixNodeOptions, baseDir: string, handle: { ba
     async startSsh() {
       if (stopped) throw new Error(`node ${opts.name} is stopped`);
       // Same port on purpose (clients keep their target); a just-closed listener may need a moment.
-      await waitUntil(async () => (await startSshOnce()) === 'up', 5000, `sshd of ${opts.name} to start on ${sshPort}`, 200);
+      await waitUntil(
+        async () => (await startSshOnce()) === 'up',
+        5000,
+        `sshd of ${opts.name} to start on ${sshPort}`,
+        200,
+      );
     },
     async stop() {
       if (stopped) return;
@@ -605,4 +614,3 @@ export async function stopAllLabNodes(): Promise<void> {
     }),
   );
 }
-

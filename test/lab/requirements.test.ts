@@ -14,7 +14,12 @@ const root = path.resolve(import.meta.dirname, '..', '..');
 function aptPackages(text: string): string[] {
   const m = /apt-get install((?:\\\n|[^\n])*)/.exec(text);
   expect(m, 'an apt-get install line').not.toBeNull();
-  return m![1]!.replace(/\\\n/g, ' ').replace(/>.*$/, '').split(/\s+/).filter((w) => w !== '' && !w.startsWith('-')).sort();
+  return m![1]!
+    .replace(/\\\n/g, ' ')
+    .replace(/>.*$/, '')
+    .split(/\s+/)
+    .filter((w) => w !== '' && !w.startsWith('-'))
+    .sort();
 }
 
 it('.ci/run installs exactly LAB_PACKAGES', () => {
@@ -28,15 +33,23 @@ it('the README gives the same install command', () => {
 });
 
 it('a missing tool is named with its package', () => {
-  expect(missingTools(['sh', 'relayplane-no-such-tool'])).toEqual(['binary relayplane-no-such-tool (package relayplane-no-such-tool)']);
+  expect(missingTools(['sh', 'relayplane-no-such-tool'])).toEqual([
+    'binary relayplane-no-such-tool (package relayplane-no-such-tool)',
+  ]);
   expect(missingTools(['sh'])).toEqual([]);
 });
 
 it('every test file that starts a daemon is in the lab part (vitest.config.ts)', () => {
   const testDir = path.join(root, 'test');
-  const files = readdirSync(testDir, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.test.ts')).map((f) => `test/${f}`);
+  const files = readdirSync(testDir, { recursive: true, encoding: 'utf8' })
+    .filter((f) => f.endsWith('.test.ts'))
+    .map((f) => `test/${f}`);
   const lab = files.filter((f) => LAB_FILES.some((glob) => path.matchesGlob(f, glob)));
-  for (const glob of LAB_FILES) expect(files.some((f) => path.matchesGlob(f, glob)), glob).toBe(true);
+  for (const glob of LAB_FILES)
+    expect(
+      files.some((f) => path.matchesGlob(f, glob)),
+      glob,
+    ).toBe(true);
   const daemon = /labGate\(|postfixInstanceGate\(|startDnsServer\(|startPostfixNode\(|startInstance\(/;
   const starting = files.filter((f) => daemon.test(readFileSync(path.join(root, f), 'utf8')));
   expect(starting.filter((f) => !lab.includes(f))).toEqual([]);

@@ -14,8 +14,22 @@ import { describe, expect, it } from 'vitest';
  * exactly these and the README's install line lists them (test/lab/requirements.test.ts checks both).
  */
 export const LAB_PACKAGES = [
-  'postfix', 'openssh-server', 'openssh-client', 'swaks', 'libnet-ssleay-perl', 'libio-socket-ssl-perl', 'libsasl2-modules',
-  'pflogsumm', 'time', 'dnsmasq-base', 'openssl', 'ca-certificates', 'jq', 'python3-spf', 'bind9-utils', 'sudo',
+  'postfix',
+  'openssh-server',
+  'openssh-client',
+  'swaks',
+  'libnet-ssleay-perl',
+  'libio-socket-ssl-perl',
+  'libsasl2-modules',
+  'pflogsumm',
+  'time',
+  'dnsmasq-base',
+  'openssl',
+  'ca-certificates',
+  'jq',
+  'python3-spf',
+  'bind9-utils',
+  'sudo',
 ] as const;
 
 /** The one command that installs everything the lab needs (Debian/Ubuntu). */
@@ -23,9 +37,20 @@ export const LAB_INSTALL_COMMAND = `sudo apt-get install -y ${LAB_PACKAGES.join(
 
 /** The package each tool a test runs comes from. */
 const TOOL_PACKAGES: Record<string, (typeof LAB_PACKAGES)[number]> = {
-  postfix: 'postfix', postmap: 'postfix', postconf: 'postfix', postqueue: 'postfix',
-  sshd: 'openssh-server', ssh: 'openssh-client', 'ssh-keygen': 'openssh-client', 'ssh-keyscan': 'openssh-client',
-  swaks: 'swaks', pflogsumm: 'pflogsumm', time: 'time', dnsmasq: 'dnsmasq-base', openssl: 'openssl', jq: 'jq',
+  postfix: 'postfix',
+  postmap: 'postfix',
+  postconf: 'postfix',
+  postqueue: 'postfix',
+  sshd: 'openssh-server',
+  ssh: 'openssh-client',
+  'ssh-keygen': 'openssh-client',
+  'ssh-keyscan': 'openssh-client',
+  swaks: 'swaks',
+  pflogsumm: 'pflogsumm',
+  time: 'time',
+  dnsmasq: 'dnsmasq-base',
+  openssl: 'openssl',
+  jq: 'jq',
   'named-checkzone': 'bind9-utils',
 };
 
@@ -83,7 +108,9 @@ let cached: LabAvailability | undefined;
 export function labAvailable(): LabAvailability {
   if (cached !== undefined) return cached;
   const missing: string[] = [];
-  missing.push(...missingTools(['postfix', 'postmap', 'postconf', 'postqueue', 'sshd', 'ssh-keygen', 'swaks', 'openssl']));
+  missing.push(
+    ...missingTools(['postfix', 'postmap', 'postconf', 'postqueue', 'sshd', 'ssh-keygen', 'swaks', 'openssl']),
+  );
   if (process.platform !== 'linux') missing.push('Linux (uses /proc)');
   missing.push(...missingRoot());
   if (!saslPlainModule()) missing.push('Cyrus SASL PLAIN module (libsasl2-modules)');
@@ -94,7 +121,9 @@ export function labAvailable(): LabAvailability {
 
 /** ['root …'] unless the tests run as root on Linux (Postfix instances and sshd run as root). */
 export function missingRoot(): string[] {
-  return typeof process.getuid === 'function' && process.getuid() === 0 ? [] : ['root (Postfix instances and sshd run as root)'];
+  return typeof process.getuid === 'function' && process.getuid() === 0
+    ? []
+    : ['root (Postfix instances and sshd run as root)'];
 }
 
 /** `binary x (package p)` for each tool not found. */

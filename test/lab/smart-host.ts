@@ -108,10 +108,25 @@ export async function selfSignedCert(commonName: string): Promise<{ key: string;
     const keyFile = path.join(dir, 'key.pem');
     const certFile = path.join(dir, 'cert.pem');
     await runOk('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-keyout', keyFile, '-out', certFile, '-days', '7', '-subj', `/CN=${commonName}`,
-      '-addext', `subjectAltName=IP:127.0.0.1,IP:::1,DNS:${commonName},DNS:localhost`,
-      '-addext', 'basicConstraints=critical,CA:TRUE',
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      keyFile,
+      '-out',
+      certFile,
+      '-days',
+      '7',
+      '-subj',
+      `/CN=${commonName}`,
+      '-addext',
+      `subjectAltName=IP:127.0.0.1,IP:::1,DNS:${commonName},DNS:localhost`,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
     ]);
     return { key: await readFile(keyFile, 'utf8'), cert: await readFile(certFile, 'utf8') };
   } finally {
@@ -161,7 +176,11 @@ export async function startSmartHost(opts: SmartHostOptions): Promise<SmartHost>
       return true; // never answered
     }
     if (mode === 'reject') {
-      cb(at === 'data' ? smtpError(554, '5.6.0 Message rejected by lab smart host') : smtpError(550, '5.7.1 Rejected by lab smart host'));
+      cb(
+        at === 'data'
+          ? smtpError(554, '5.6.0 Message rejected by lab smart host')
+          : smtpError(550, '5.7.1 Rejected by lab smart host'),
+      );
     } else {
       cb(smtpError(451, '4.3.0 Try again later (lab smart host)'));
     }
@@ -197,7 +216,8 @@ export async function startSmartHost(opts: SmartHostOptions): Promise<SmartHost>
       cb(null, { user });
     },
     onMailFrom(_address, session, cb) {
-      if (opts.authOptional !== true && !session.secure) return cb(smtpError(530, '5.7.0 Must issue a STARTTLS command first'));
+      if (opts.authOptional !== true && !session.secure)
+        return cb(smtpError(530, '5.7.0 Must issue a STARTTLS command first'));
       if (applyMode('mail', session, cb)) return;
       cb();
     },

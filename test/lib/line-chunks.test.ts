@@ -3,18 +3,26 @@ import { describe, expect, it } from 'vitest';
 import { lineChunks } from '../../src/lib/line-chunks.js';
 
 /** A sorted table of `count` lines like the sender tables. */
-const table = (count: number, tag = '') => Array.from({ length: count }, (_, i) => `@d${String(i).padStart(6, '0')}.customer.example user${i}${tag}:sha:${(i * 7919).toString(16)}\n`);
+const table = (count: number, tag = '') =>
+  Array.from(
+    { length: count },
+    (_, i) => `@d${String(i).padStart(6, '0')}.customer.example user${i}${tag}:sha:${(i * 7919).toString(16)}\n`,
+  );
 
 describe('lineChunks', () => {
   it('cuts any text into chunks that give it back exactly, each ending at a line end', () => {
     fc.assert(
-      fc.property(fc.string({ unit: 'grapheme', maxLength: 3000 }), fc.array(fc.constantFrom('\n', 'a\n', '\n\n', 'é😀 x'), { maxLength: 400 }), (text, pieces) => {
-        const input = text + pieces.join('');
-        const chunks = lineChunks(input);
-        expect(chunks.join('')).toBe(input);
-        expect(chunks.every((chunk) => chunk.length > 0)).toBe(true);
-        for (const chunk of chunks.slice(0, -1)) expect(chunk.endsWith('\n')).toBe(true);
-      }),
+      fc.property(
+        fc.string({ unit: 'grapheme', maxLength: 3000 }),
+        fc.array(fc.constantFrom('\n', 'a\n', '\n\n', 'é😀 x'), { maxLength: 400 }),
+        (text, pieces) => {
+          const input = text + pieces.join('');
+          const chunks = lineChunks(input);
+          expect(chunks.join('')).toBe(input);
+          expect(chunks.every((chunk) => chunk.length > 0)).toBe(true);
+          for (const chunk of chunks.slice(0, -1)) expect(chunk.endsWith('\n')).toBe(true);
+        },
+      ),
       { numRuns: 300 },
     );
   });
@@ -42,7 +50,9 @@ describe('lineChunks', () => {
 
   it('bounds a chunk where no line is a boundary', () => {
     // Lines of one repeated text hash alike: this one never ends a chunk on its own.
-    const line = Array.from({ length: 400 }, (_, i) => `x${i}\n`).find((candidate) => lineChunks(candidate.repeat(2)).length === 1)!;
+    const line = Array.from({ length: 400 }, (_, i) => `x${i}\n`).find(
+      (candidate) => lineChunks(candidate.repeat(2)).length === 1,
+    )!;
     const text = line.repeat(600_000);
     const chunks = lineChunks(text);
     expect(chunks.join('')).toBe(text);

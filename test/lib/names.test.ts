@@ -17,8 +17,44 @@ function outcome(run: () => unknown): 'refused' | unknown {
 }
 
 /** Labels mixing ASCII, IDN letters, and the characters a parser might drop, map or cut at. */
-const tricky = ['#', '/', '?', '\\', '@', ':', ' ', '%', '\u00ad', '\u200b', '\u200d', '\ufe0f', '\u3002', '\uff0e', '\uff03', '\uff0f', 'ß', 'İ', 'Σ', 'é', 'e\u0301', '日', 'Ａ', 'x', '-', '1'];
-const label = fc.array(fc.oneof(fc.constantFrom(...tricky), fc.string({ unit: 'binary', minLength: 1, maxLength: 3 }), fc.stringMatching(/^[a-z0-9]{1,6}$/)), { minLength: 1, maxLength: 5 }).map((parts) => parts.join(''));
+const tricky = [
+  '#',
+  '/',
+  '?',
+  '\\',
+  '@',
+  ':',
+  ' ',
+  '%',
+  '\u00ad',
+  '\u200b',
+  '\u200d',
+  '\ufe0f',
+  '\u3002',
+  '\uff0e',
+  '\uff03',
+  '\uff0f',
+  'ß',
+  'İ',
+  'Σ',
+  'é',
+  'e\u0301',
+  '日',
+  'Ａ',
+  'x',
+  '-',
+  '1',
+];
+const label = fc
+  .array(
+    fc.oneof(
+      fc.constantFrom(...tricky),
+      fc.string({ unit: 'binary', minLength: 1, maxLength: 3 }),
+      fc.stringMatching(/^[a-z0-9]{1,6}$/),
+    ),
+    { minLength: 1, maxLength: 5 },
+  )
+  .map((parts) => parts.join(''));
 const name = fc.array(label, { minLength: 1, maxLength: 3 }).map((labels) => `${labels.join('.')}.example`);
 
 describe('names are stored exactly as validated', () => {
@@ -40,14 +76,18 @@ describe('names are stored exactly as validated', () => {
 
   it('refuses every name holding a URL or address delimiter, wherever it is', () => {
     fc.assert(
-      fc.property(fc.constantFrom('#', '/', '?', '\\', '@', ':', ' ', '%', '[', ']'), fc.nat({ max: 16 }), (delimiter, at) => {
-        const base = 'smtp.example.com';
-        const position = at % (base.length + 1);
-        const input = `${base.slice(0, position)}${delimiter}${base.slice(position)}`;
-        expect(outcome(() => normalizeHost('host', input))).toBe('refused');
-        expect(outcome(() => normalizeDomainName('name', input))).toBe('refused');
-        expect(outcome(() => normalizeDestinationPattern('pattern', `.${input}`))).toBe('refused');
-      }),
+      fc.property(
+        fc.constantFrom('#', '/', '?', '\\', '@', ':', ' ', '%', '[', ']'),
+        fc.nat({ max: 16 }),
+        (delimiter, at) => {
+          const base = 'smtp.example.com';
+          const position = at % (base.length + 1);
+          const input = `${base.slice(0, position)}${delimiter}${base.slice(position)}`;
+          expect(outcome(() => normalizeHost('host', input))).toBe('refused');
+          expect(outcome(() => normalizeDomainName('name', input))).toBe('refused');
+          expect(outcome(() => normalizeDestinationPattern('pattern', `.${input}`))).toBe('refused');
+        },
+      ),
       { numRuns: 500, seed: 20 },
     );
   });
@@ -72,7 +112,10 @@ describe('names are stored exactly as validated', () => {
   });
 
   it('still converts IDNs to punycode and lower-cases', () => {
-    expect(normalizeDomainName('name', 'Bücher.Example')).toEqual({ ascii: 'xn--bcher-kva.example', unicode: 'bücher.example' });
+    expect(normalizeDomainName('name', 'Bücher.Example')).toEqual({
+      ascii: 'xn--bcher-kva.example',
+      unicode: 'bücher.example',
+    });
     expect(normalizeDomainName('name', 'xn--bcher-kva.example').ascii).toBe('xn--bcher-kva.example');
     expect(normalizeDomainName('name', 'straße.example').ascii).toBe('xn--strae-oqa.example');
     expect(normalizeHost('host', 'SMTP.Example.COM')).toBe('smtp.example.com');

@@ -16,7 +16,10 @@ it('every file and folder it names exists', () => {
   // Globs (src/ssh/*.ts) must match something too.
   for (const glob of named.filter((p) => p.includes('*'))) {
     const dir = path.dirname(glob);
-    expect(readdirSync(path.join(root, dir)).some((f) => path.matchesGlob(`${dir}/${f}`, glob)), glob).toBe(true);
+    expect(
+      readdirSync(path.join(root, dir)).some((f) => path.matchesGlob(`${dir}/${f}`, glob)),
+      glob,
+    ).toBe(true);
   }
 });
 

@@ -9,11 +9,15 @@ import { promisify } from 'node:util';
 import { expect, it } from 'vitest';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
-const script = (JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts['lint:cycles']!;
+const script = (
+  JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
+).scripts['lint:cycles']!;
 
 /** The script's command with its directory (the last word, `src`) replaced by `dir`. */
 async function cycles(dir: string): Promise<{ code: number; stdout: string }> {
-  const command = script.replace(/ src$/, ` ${dir}`).replace(/^madge /, `${path.join(root, 'node_modules', '.bin', 'madge')} `);
+  const command = script
+    .replace(/ src$/, ` ${dir}`)
+    .replace(/^madge /, `${path.join(root, 'node_modules', '.bin', 'madge')} `);
   try {
     const { stdout } = await promisify(execFile)('sh', ['-c', command], { cwd: root });
     return { code: 0, stdout };

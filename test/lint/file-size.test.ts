@@ -30,7 +30,9 @@ const lineCount = (file: string) => countLines(readFileSync(path.join(root, file
 it(`no file of src/ is over ${MAX_LINES} lines, except those allowed`, () => {
   const files = sourceFiles('src');
   expect(files.length).toBeGreaterThan(100);
-  const over = files.filter((file) => !(file in ALLOWED) && lineCount(file) > MAX_LINES).map((file) => `${file}: ${lineCount(file)} lines`);
+  const over = files
+    .filter((file) => !(file in ALLOWED) && lineCount(file) > MAX_LINES)
+    .map((file) => `${file}: ${lineCount(file)} lines`);
   expect(over).toEqual([]);
 });
 

@@ -69,7 +69,8 @@ describe('a forbidden import fails the lint', () => {
   });
 
   it('as a type-only import and a re-export too', async () => {
-    const source = "import type { Db } from '../../db/prisma.js';\nexport type T = Db;\nexport { createNodeRepository } from '../../repositories/node.repository.js';\n";
+    const source =
+      "import type { Db } from '../../db/prisma.js';\nexport type T = Db;\nexport { createNodeRepository } from '../../repositories/node.repository.js';\n";
     expect(await layerFindings('src/routes/nodes/nodes.routes.ts', source)).toHaveLength(2);
   });
 });
@@ -77,14 +78,48 @@ describe('a forbidden import fails the lint', () => {
 describe('the imports each floor needs pass', () => {
   it.each([
     ['src/routes/nodes/nodes.routes.ts', ['../../services/index.js', '../../lib/etag.js', '../context.js', 'fastify']],
-    ['src/services/node.service.ts', ['../repositories/node.repository.js', '../db/prisma.js', '../deploy/index.js', '../ssh/index.js', '../postfix/index.js']],
-    ['src/repositories/node.repository.ts', ['../db/prisma.js', '../generated/prisma/client.js', '../lib/usage-types.js', '../db/channels.js', 'pg']],
+    [
+      'src/services/node.service.ts',
+      [
+        '../repositories/node.repository.js',
+        '../db/prisma.js',
+        '../deploy/index.js',
+        '../ssh/index.js',
+        '../postfix/index.js',
+      ],
+    ],
+    [
+      'src/repositories/node.repository.ts',
+      ['../db/prisma.js', '../generated/prisma/client.js', '../lib/usage-types.js', '../db/channels.js', 'pg'],
+    ],
     ['src/postfix/compiler.ts', ['node:crypto', './plan.js']],
     ['src/deploy/node-sync.ts', ['../ssh/index.js', '../postfix/bundle.js', '../lib/redact.js', './bundle.js']],
     ['src/usage/log-reader.ts', ['../ssh/index.js', './log-line.js', '../lib/usage-types.js']],
-    ['src/jobs/sync.ts', ['../services/node-runner.js', '../repositories/node.repository.js', '../deploy/index.js', '../ssh/index.js', '../config-engine/index.js', '../usage/node-collector.js']],
-    ['src/config-engine/engine.ts', ['../postfix/index.js', '../repositories/config-bundle.repository.js', '../db/prisma.js', '../lib/errors.js', './bundle-store.js']],
-    ['src/config-engine/thread.worker.ts', ['../services/snapshot.service.js', '../repositories/snapshot.repository.js', './engine.js']],
+    [
+      'src/jobs/sync.ts',
+      [
+        '../services/node-runner.js',
+        '../repositories/node.repository.js',
+        '../deploy/index.js',
+        '../ssh/index.js',
+        '../config-engine/index.js',
+        '../usage/node-collector.js',
+      ],
+    ],
+    [
+      'src/config-engine/engine.ts',
+      [
+        '../postfix/index.js',
+        '../repositories/config-bundle.repository.js',
+        '../db/prisma.js',
+        '../lib/errors.js',
+        './bundle-store.js',
+      ],
+    ],
+    [
+      'src/config-engine/thread.worker.ts',
+      ['../services/snapshot.service.js', '../repositories/snapshot.repository.js', './engine.js'],
+    ],
     ['src/ssh/transport.ts', ['node-ssh', '../lib/errors.js', './errors.js']],
   ])('%s', async (file, specifiers) => {
     expect(await layerFindings(file, importing(...specifiers))).toEqual([]);
@@ -94,7 +129,9 @@ describe('the imports each floor needs pass', () => {
 it('src/ as it stands keeps every layer rule', async () => {
   const results = await eslint.lintFiles(['src']);
   const findings = results.flatMap((r) =>
-    r.messages.filter((m) => m.ruleId === 'no-restricted-imports').map((m) => `${path.relative(root, r.filePath)}:${m.line} ${m.message}`),
+    r.messages
+      .filter((m) => m.ruleId === 'no-restricted-imports')
+      .map((m) => `${path.relative(root, r.filePath)}:${m.line} ${m.message}`),
   );
   expect(results.length).toBeGreaterThan(100);
   expect(findings).toEqual([]);

@@ -60,7 +60,11 @@ describe('explainRoute normalises both addresses with the same function', () => 
   const snap = snapshot({
     tenants: [tenant('t1')],
     relays: [relay('r', { host: '127.0.0.1', port: 2601 })],
-    domains: [domain('d1', 't1', 'a.test', { relayId: 'r' }), domain('d2', 't1', 'e5o.test', { relayId: 'r' }), domain('d3', 't1', 'direct.test', { route: 'direct' })],
+    domains: [
+      domain('d1', 't1', 'a.test', { relayId: 'r' }),
+      domain('d2', 't1', 'e5o.test', { relayId: 'r' }),
+      domain('d3', 't1', 'direct.test', { route: 'direct' }),
+    ],
     credentials: [credential('c1', 'r', 'd1'), credential('c2', 'r', 'd2')],
     destinationPolicies: [policy('p', 'enc-notls.dtest', { tls: 'encrypt' })],
   });
@@ -71,7 +75,13 @@ describe('explainRoute normalises both addresses with the same function', () => 
       ['X@E5O.TEST.', 'e5o.test', 'c2'],
     ] as const) {
       const e = explainRoute(snap, sender, 'r@dest.test');
-      expect(e, sender).toMatchObject({ outcome: 'relay', senderDomain: name, credentialId, envelopeSender: sender.slice(0, -1), envelopeRecipient: 'r@dest.test' });
+      expect(e, sender).toMatchObject({
+        outcome: 'relay',
+        senderDomain: name,
+        credentialId,
+        envelopeSender: sender.slice(0, -1),
+        envelopeRecipient: 'r@dest.test',
+      });
       expect(e.matched).toContainEqual({ table: 'sender_relay', key: `@${name}`, value: '[127.0.0.1]:2601' });
     }
     expect(compile(snap).files.sender_relay?.content).toContain('@e5o.test [127.0.0.1]:2601\n');
@@ -79,11 +89,22 @@ describe('explainRoute normalises both addresses with the same function', () => 
 
   it('gives a trailing-dot recipient of direct mail its destination TLS policy', () => {
     const e = explainRoute(snap, 'x@direct.test', 'c@enc-notls.dtest.');
-    expect(e).toMatchObject({ outcome: 'direct', recipientDomain: 'enc-notls.dtest', envelopeRecipient: 'c@enc-notls.dtest', tlsPolicy: 'encrypt', destinationPolicyId: 'p' });
+    expect(e).toMatchObject({
+      outcome: 'direct',
+      recipientDomain: 'enc-notls.dtest',
+      envelopeRecipient: 'c@enc-notls.dtest',
+      tlsPolicy: 'encrypt',
+      destinationPolicyId: 'p',
+    });
     expect(e.nexthops).toEqual(['enc-notls.dtest']);
   });
 
   it('keeps the null sender null however it is written', () => {
-    for (const sender of ['', '<>']) expect(explainRoute(snap, sender, 'r@dest.test')).toMatchObject({ outcome: 'rejected', envelopeSender: '', senderDomain: null });
+    for (const sender of ['', '<>'])
+      expect(explainRoute(snap, sender, 'r@dest.test')).toMatchObject({
+        outcome: 'rejected',
+        envelopeSender: '',
+        senderDomain: null,
+      });
   });
 });

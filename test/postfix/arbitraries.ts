@@ -5,7 +5,17 @@
  * refuse slip through on purpose (the differential test checks those refusals are clean).
  */
 import fc from 'fast-check';
-import { isValidSaslSecret, type Credential, type DestinationPolicy, type Domain, type Relay, type RelayLimits, type SenderLimits, type Snapshot, type Tenant } from '../../src/postfix/index.js';
+import {
+  isValidSaslSecret,
+  type Credential,
+  type DestinationPolicy,
+  type Domain,
+  type Relay,
+  type RelayLimits,
+  type SenderLimits,
+  type Snapshot,
+  type Tenant,
+} from '../../src/postfix/index.js';
 import { fingerprintOf, settings } from './fixtures.js';
 
 export const DOMAIN_POOL = ['a.example', 'b.example', 'c.example', 'd.example', 'e.test', 'f.test'];
@@ -14,20 +24,37 @@ const PATTERN_POOL = ['gmail.test', '.yahoo.test', 'yahoo.test', '.mx.yahoo.test
 export const RECIPIENT_POOL = ['r@gmail.test', 'r@x.yahoo.test', 'r@yahoo.test', 'r@deep.mx.yahoo.test', 'r@b.example'];
 
 /** null with weight `nulls` against one for a value. */
-const opt = <T>(arb: fc.Arbitrary<T>, nulls = 1) => fc.oneof({ weight: nulls, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: arb });
+const opt = <T>(arb: fc.Arbitrary<T>, nulls = 1) =>
+  fc.oneof({ weight: nulls, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: arb });
 
-const senderLimits: fc.Arbitrary<SenderLimits> = fc.oneof(
-  fc.record({ concurrency: opt(fc.integer({ min: 1, max: 5 })), rateDelaySeconds: fc.constant(null), recipientsPerMessage: opt(fc.integer({ min: 2, max: 100 })) }),
-  fc.record({ concurrency: opt(fc.constant(1)), rateDelaySeconds: opt(fc.integer({ min: 0, max: 3 })), recipientsPerMessage: opt(fc.integer({ min: 2, max: 100 })) }),
-  fc.constant({ concurrency: null, rateDelaySeconds: null, recipientsPerMessage: 1 }),
-).chain((l) => (l.recipientsPerMessage === 1 ? fc.constantFrom(l, { ...l, recipientsPerMessage: 3 }) : fc.constant(l)));
+const senderLimits: fc.Arbitrary<SenderLimits> = fc
+  .oneof(
+    fc.record({
+      concurrency: opt(fc.integer({ min: 1, max: 5 })),
+      rateDelaySeconds: fc.constant(null),
+      recipientsPerMessage: opt(fc.integer({ min: 2, max: 100 })),
+    }),
+    fc.record({
+      concurrency: opt(fc.constant(1)),
+      rateDelaySeconds: opt(fc.integer({ min: 0, max: 3 })),
+      recipientsPerMessage: opt(fc.integer({ min: 2, max: 100 })),
+    }),
+    fc.constant({ concurrency: null, rateDelaySeconds: null, recipientsPerMessage: 1 }),
+  )
+  .chain((l) =>
+    l.recipientsPerMessage === 1 ? fc.constantFrom(l, { ...l, recipientsPerMessage: 3 }) : fc.constant(l),
+  );
 
 const relayLimits: fc.Arbitrary<RelayLimits> = fc
   .tuple(senderLimits, opt(fc.integer({ min: 1, max: 600 }), 2))
   .map(([l, reuse]) => ({ ...l, connectionReuseSeconds: reuse }));
 
 const secret = fc
-  .oneof(fc.string({ minLength: 1, maxLength: 20 }), fc.string({ unit: 'grapheme', minLength: 1, maxLength: 12 }), fc.constantFrom('pa ss:wo#rd', '"q\'uo:te"', 'ünï€ødé 😀', '#hash'))
+  .oneof(
+    fc.string({ minLength: 1, maxLength: 20 }),
+    fc.string({ unit: 'grapheme', minLength: 1, maxLength: 12 }),
+    fc.constantFrom('pa ss:wo#rd', '"q\'uo:te"', 'ünï€ødé 😀', '#hash'),
+  )
   .filter(isValidSaslSecret);
 const username = fc.stringMatching(/^[A-Za-z0-9@._+-]{1,16}$/);
 
@@ -35,7 +62,10 @@ export const snapshotArb: fc.Arbitrary<Snapshot> = fc
   .record({
     delay: fc.constantFrom(0, 0, 0, 1),
     protocols: fc.constantFrom('ipv4' as const, 'all' as const),
-    tenants: fc.array(fc.record({ suspended: fc.constantFrom(false, false, false, true), limits: opt(senderLimits, 3) }), { minLength: 1, maxLength: 3 }),
+    tenants: fc.array(
+      fc.record({ suspended: fc.constantFrom(false, false, false, true), limits: opt(senderLimits, 3) }),
+      { minLength: 1, maxLength: 3 },
+    ),
     relays: fc.array(
       fc.record({
         host: fc.nat({ max: HOST_POOL.length - 1 }),
@@ -52,7 +82,15 @@ export const snapshotArb: fc.Arbitrary<Snapshot> = fc
     domains: fc.array(
       fc.record({
         tenant: fc.nat({ max: 2 }),
-        status: fc.constantFrom('verified', 'verified', 'verified', 'pending', 'degraded', 'failed', 'disabled') as fc.Arbitrary<Domain['status']>,
+        status: fc.constantFrom(
+          'verified',
+          'verified',
+          'verified',
+          'pending',
+          'degraded',
+          'failed',
+          'disabled',
+        ) as fc.Arbitrary<Domain['status']>,
         override: fc.boolean(),
         direct: fc.boolean().chain((b) => (b ? fc.boolean() : fc.constant(false))),
         relay: fc.nat({ max: 3 }),
@@ -62,14 +100,26 @@ export const snapshotArb: fc.Arbitrary<Snapshot> = fc
       }),
       { minLength: 1, maxLength: DOMAIN_POOL.length },
     ),
-    credentials: fc.array(fc.record({ relay: fc.nat({ max: 3 }), domain: opt(fc.nat({ max: 5 }), 1), username, secret }), { maxLength: 8 }),
+    credentials: fc.array(
+      fc.record({ relay: fc.nat({ max: 3 }), domain: opt(fc.nat({ max: 5 }), 1), username, secret }),
+      { maxLength: 8 },
+    ),
     policies: fc.array(
-      fc.record({ pattern: fc.constantFrom(...PATTERN_POOL), tls: opt(fc.constantFrom('may' as const, 'encrypt' as const, 'verify' as const, 'secure' as const), 1), concurrency: opt(fc.constant(2), 3) }),
+      fc.record({
+        pattern: fc.constantFrom(...PATTERN_POOL),
+        tls: opt(fc.constantFrom('may' as const, 'encrypt' as const, 'verify' as const, 'secure' as const), 1),
+        concurrency: opt(fc.constant(2), 3),
+      }),
       { maxLength: 3 },
     ),
   })
   .map((g): Snapshot => {
-    const tenants: Tenant[] = g.tenants.map((t, i) => ({ id: `t${i}`, slug: `t${i}`, status: t.suspended ? 'suspended' : 'active', defaultLimits: t.limits }));
+    const tenants: Tenant[] = g.tenants.map((t, i) => ({
+      id: `t${i}`,
+      slug: `t${i}`,
+      status: t.suspended ? 'suspended' : 'active',
+      defaultLimits: t.limits,
+    }));
     const tenantId = (n: number) => tenants[n % tenants.length]?.id ?? 't0';
     const first = g.relays[0];
     const relays: Relay[] = g.relays.map((r, i) => ({
@@ -88,8 +138,11 @@ export const snapshotArb: fc.Arbitrary<Snapshot> = fc
       const pool = d.respectOwnership && allowed(tenant).length > 0 ? allowed(tenant) : relays;
       const primary = pool[d.relay % pool.length];
       // An offset from the primary, so that a fallback is usually another relay.
-      const candidates = pool.filter((r) => r !== primary && (!d.respectOwnership || (r.tls === 'implicit') === (primary?.tls === 'implicit')));
-      const fallback = d.fallback === null || candidates.length === 0 ? undefined : candidates[d.fallback % candidates.length];
+      const candidates = pool.filter(
+        (r) => r !== primary && (!d.respectOwnership || (r.tls === 'implicit') === (primary?.tls === 'implicit')),
+      );
+      const fallback =
+        d.fallback === null || candidates.length === 0 ? undefined : candidates[d.fallback % candidates.length];
       return {
         id: `d${i}`,
         tenantId: tenant,
@@ -112,17 +165,34 @@ export const snapshotArb: fc.Arbitrary<Snapshot> = fc
       const scope = `${relay.id}/${domain?.id ?? ''}`;
       if (scopes.has(scope)) return;
       scopes.add(scope);
-      credentials.push({ id: `c${i}`, relayId: relay.id, domainId: domain?.id ?? null, username: c.username, secret: c.secret, fingerprint: fingerprintOf(c.secret) });
+      credentials.push({
+        id: `c${i}`,
+        relayId: relay.id,
+        domainId: domain?.id ?? null,
+        username: c.username,
+        secret: c.secret,
+        fingerprint: fingerprintOf(c.secret),
+      });
     });
     const patterns = new Set<string>();
     const destinationPolicies: DestinationPolicy[] = [];
     g.policies.forEach((p, i) => {
       if (patterns.has(p.pattern)) return;
       patterns.add(p.pattern);
-      destinationPolicies.push({ id: `p${i}`, pattern: p.pattern, tls: p.tls, concurrency: p.concurrency, rateDelaySeconds: null });
+      destinationPolicies.push({
+        id: `p${i}`,
+        pattern: p.pattern,
+        tls: p.tls,
+        concurrency: p.concurrency,
+        rateDelaySeconds: null,
+      });
     });
     return {
-      settings: settings({ defaultConcurrency: g.delay > 0 ? 1 : 10, defaultRateDelaySeconds: g.delay, inetProtocols: g.protocols }),
+      settings: settings({
+        defaultConcurrency: g.delay > 0 ? 1 : 10,
+        defaultRateDelaySeconds: g.delay,
+        inetProtocols: g.protocols,
+      }),
       tenants,
       relays,
       domains,
@@ -134,7 +204,12 @@ export const snapshotArb: fc.Arbitrary<Snapshot> = fc
 /** Sender/recipient pairs for a snapshot: every domain in several spellings, plus the strangers. */
 export function pairsFor(snapshot: Snapshot): Array<[string, string]> {
   const senders = [
-    ...snapshot.domains.flatMap((d) => [`u@${d.name}`, `u+tag@${d.name}`, `U@${d.name.toUpperCase()}`, `x@sub.${d.name}`]),
+    ...snapshot.domains.flatMap((d) => [
+      `u@${d.name}`,
+      `u+tag@${d.name}`,
+      `U@${d.name.toUpperCase()}`,
+      `x@sub.${d.name}`,
+    ]),
     'x@unknown.test',
     'nodomain',
     '',

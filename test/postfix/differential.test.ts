@@ -21,14 +21,28 @@ function twinTlsSnapshot(): Snapshot {
   const s = richSnapshot();
   return {
     ...s,
-    relays: [...s.relays, relay('twin-b', { host: 'smtp.shared.test', port: 587, tls: 'starttls', verify: true, tenantId: 't-b' })],
+    relays: [
+      ...s.relays,
+      relay('twin-b', { host: 'smtp.shared.test', port: 587, tls: 'starttls', verify: true, tenantId: 't-b' }),
+    ],
     domains: [...s.domains, domain('d-b2', 't-b', 'b2.example', { relayId: 'twin-b' })],
   };
 }
 
 describe.skipIf(!postfixToolsGate(title))(title, () => {
   it('agrees with Postfix for random snapshots and senders', async () => {
-    const seen = { compiled: 0, quarantined: 0, relay: 0, direct: 0, rejected: 0, fallback: 0, ownSasl: 0, bySender: 0, generated: 0, ownTls: 0 };
+    const seen = {
+      compiled: 0,
+      quarantined: 0,
+      relay: 0,
+      direct: 0,
+      rejected: 0,
+      fallback: 0,
+      ownSasl: 0,
+      bySender: 0,
+      generated: 0,
+      ownTls: 0,
+    };
     await fc.assert(
       fc.asyncProperty(snapshotArb, async (snapshot: Snapshot) => {
         // What Postfix cannot express is quarantined, never refused whole: its senders must get 451.
@@ -46,7 +60,10 @@ describe.skipIf(!postfixToolsGate(title))(title, () => {
             const a = answers[i];
             if (a === undefined) throw new Error('missing answer');
             const diffs = differences(snapshot, e, a);
-            if (diffs.length > 0) throw new Error(`${JSON.stringify(sender)} → ${recipient}:\n  ${diffs.join('\n  ')}\nbundle files: ${JSON.stringify(bundle.files, null, 1)}`);
+            if (diffs.length > 0)
+              throw new Error(
+                `${JSON.stringify(sender)} → ${recipient}:\n  ${diffs.join('\n  ')}\nbundle files: ${JSON.stringify(bundle.files, null, 1)}`,
+              );
             if (e.outcome === 'relay' || e.outcome === 'direct' || e.outcome === 'rejected') seen[e.outcome] += 1;
             if (e.nexthops.length > 1) seen.fallback += 1;
             if (e.outcome === 'relay' && e.senderDependentAuth) seen.bySender += 1;
@@ -66,6 +83,16 @@ describe.skipIf(!postfixToolsGate(title))(title, () => {
     // The generator must actually exercise the interesting paths.
     expect(seen.compiled).toBeGreaterThan(20);
     expect(seen.quarantined).toBeGreaterThan(0);
-    for (const key of ['relay', 'direct', 'rejected', 'fallback', 'ownSasl', 'bySender', 'generated', 'ownTls'] as const) expect(seen[key], key).toBeGreaterThan(0);
+    for (const key of [
+      'relay',
+      'direct',
+      'rejected',
+      'fallback',
+      'ownSasl',
+      'bySender',
+      'generated',
+      'ownTls',
+    ] as const)
+      expect(seen[key], key).toBeGreaterThan(0);
   });
 });

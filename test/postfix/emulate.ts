@@ -95,12 +95,15 @@ function accessKeys(sender: string, parentMatchesSubdomains: boolean): string[] 
 }
 
 /** The restrictions of smtpd_sender_restrictions this emulation knows: anything else is an error. */
-function parseSenderRestrictions(main: Map<string, string>): Array<{ kind: 'non-fqdn' } | { kind: 'access'; spec: string }> {
+function parseSenderRestrictions(
+  main: Map<string, string>,
+): Array<{ kind: 'non-fqdn' } | { kind: 'access'; spec: string }> {
   const list = (main.get('smtpd_sender_restrictions') ?? '').match(/static:\{[^}]*\}|[^\s,]+/g) ?? [];
   const out: Array<{ kind: 'non-fqdn' } | { kind: 'access'; spec: string }> = [];
   for (let i = 0; i < list.length; i += 1) {
     if (list[i] === 'reject_non_fqdn_sender') out.push({ kind: 'non-fqdn' });
-    else if (list[i] === 'check_sender_access' && list[i + 1] !== undefined) out.push({ kind: 'access', spec: list[(i += 1)]! });
+    else if (list[i] === 'check_sender_access' && list[i + 1] !== undefined)
+      out.push({ kind: 'access', spec: list[(i += 1)]! });
     else throw new Error(`smtpd_sender_restrictions: this emulation does not cover ${list[i]}`);
   }
   return out;
@@ -109,7 +112,7 @@ function parseSenderRestrictions(main: Map<string, string>): Array<{ kind: 'non-
 function tlsKeys(nexthop: string): string[] {
   if (nexthop.startsWith('[')) return [nexthop];
   const keys: string[] = [];
-  for (let name: string | null = nexthop; name !== null; ) {
+  for (let name: string | null = nexthop; name !== null;) {
     keys.push(name);
     const dot: number = name.indexOf('.', 1);
     name = dot < 0 ? null : name.slice(dot);
@@ -136,12 +139,19 @@ class Batch {
   }
 }
 
-export async function askPostfix(cfg: StagedConfig, config: PostfixConfig, pairs: Array<[string, string]>): Promise<PostfixAnswer[]> {
+export async function askPostfix(
+  cfg: StagedConfig,
+  config: PostfixConfig,
+  pairs: Array<[string, string]>,
+): Promise<PostfixAnswer[]> {
   const { main, services } = config;
   const param = (service: string, name: string) => services.get(service)?.get(name) ?? main.get(name) ?? '';
-  if ((main.get('transport_maps') ?? '') !== '') throw new Error('transport_maps is set: this emulation does not cover it');
+  if ((main.get('transport_maps') ?? '') !== '')
+    throw new Error('transport_maps is set: this emulation does not cover it');
   const restrictions = parseSenderRestrictions(main);
-  const parentMatches = (main.get('parent_domain_matches_subdomains') ?? '').split(/[\s,]+/).includes('smtpd_access_maps');
+  const parentMatches = (main.get('parent_domain_matches_subdomains') ?? '')
+    .split(/[\s,]+/)
+    .includes('smtpd_access_maps');
   const tables = restrictions.flatMap((r) => (r.kind === 'access' && !r.spec.startsWith('static:') ? [r.spec] : []));
   const transportSpec = main.get('sender_dependent_default_transport_maps') ?? '';
   const relaySpec = main.get('sender_dependent_relayhost_maps') ?? '';
@@ -163,14 +173,18 @@ export async function askPostfix(cfg: StagedConfig, config: PostfixConfig, pairs
       let by: PostfixAnswer['decidedBy'] = { table: 'main.cf', key: 'smtpd_sender_restrictions' };
       if (restriction.kind === 'non-fqdn') {
         const domain = sender.includes('@') ? sender.slice(sender.lastIndexOf('@') + 1) : '';
-        if (sender !== '' && !domain.includes('.') && !domain.startsWith('[')) verdict = 'REJECT need fully-qualified address';
+        if (sender !== '' && !domain.includes('.') && !domain.startsWith('['))
+          verdict = 'REJECT need fully-qualified address';
       } else if (restriction.spec.startsWith('static:')) {
         verdict = restriction.spec.slice('static:{'.length, -1).trim();
       } else {
         const found = phase1.get(restriction.spec);
         const key = accessKeys(sender, parentMatches).find((k) => found.has(k));
         verdict = key === undefined ? undefined : found.get(key);
-        by = key === undefined ? null : { table: path.posix.basename(restriction.spec.slice(restriction.spec.indexOf(':') + 1)), key };
+        by =
+          key === undefined
+            ? null
+            : { table: path.posix.basename(restriction.spec.slice(restriction.spec.indexOf(':') + 1)), key };
       }
       if (verdict === undefined || verdict === 'DUNNO') continue;
       access = verdict;
@@ -185,7 +199,10 @@ export async function askPostfix(cfg: StagedConfig, config: PostfixConfig, pairs
     const colon = transport.indexOf(':');
     const service = colon < 0 ? transport : transport.slice(0, colon);
     let nexthop = colon < 0 ? '' : transport.slice(colon + 1);
-    if (nexthop === '') nexthop = first(phase1.get(relaySpec), senderKeys(sender)) ?? (main.get('relayhost') || recipient.slice(recipient.lastIndexOf('@') + 1).toLowerCase());
+    if (nexthop === '')
+      nexthop =
+        first(phase1.get(relaySpec), senderKeys(sender)) ??
+        (main.get('relayhost') || recipient.slice(recipient.lastIndexOf('@') + 1).toLowerCase());
     const nexthops = nexthop.split(/[,\s]+/).filter(Boolean);
     return { sender, access, decidedBy, reply, service, nexthops };
   });
@@ -235,7 +252,17 @@ export async function askPostfix(cfg: StagedConfig, config: PostfixConfig, pairs
     if (c !== undefined) limitParams.concurrency = Number(c);
     if (d !== undefined) limitParams.rateDelaySeconds = Number(d.replace(/s$/, ''));
     if (n !== undefined) limitParams.recipientsPerMessage = Number(n);
-    return { senderAccess: r.access, decidedBy: r.decidedBy, reply: r.reply, outcome, service: r.service, nexthops: routed ? r.nexthops : [], sasl, tls, limitParams };
+    return {
+      senderAccess: r.access,
+      decidedBy: r.decidedBy,
+      reply: r.reply,
+      outcome,
+      service: r.service,
+      nexthops: routed ? r.nexthops : [],
+      sasl,
+      tls,
+      limitParams,
+    };
   });
 }
 
@@ -243,14 +270,16 @@ export async function askPostfix(cfg: StagedConfig, config: PostfixConfig, pairs
 export function differences(snapshot: Snapshot, e: Explanation, a: PostfixAnswer): string[] {
   const diffs: string[] = [];
   const same = (what: string, explained: unknown, postfix: unknown) => {
-    if (JSON.stringify(explained) !== JSON.stringify(postfix)) diffs.push(`${what}: explained ${JSON.stringify(explained)}, Postfix ${JSON.stringify(postfix)}`);
+    if (JSON.stringify(explained) !== JSON.stringify(postfix))
+      diffs.push(`${what}: explained ${JSON.stringify(explained)}, Postfix ${JSON.stringify(postfix)}`);
   };
   same('outcome', e.outcome, a.outcome);
   const access = e.matched.find((m) => m.table === 'sender_access');
   if (access !== undefined) same('sender_access', access.value, a.senderAccess);
   const decided = e.matched[0];
   same('decided by', decided === undefined ? null : { table: decided.table, key: decided.key }, a.decidedBy);
-  if (a.reply !== null && !e.reason.includes(a.reply)) diffs.push(`reply: Postfix answers ${a.reply}, the explanation says ${JSON.stringify(e.reason)}`);
+  if (a.reply !== null && !e.reason.includes(a.reply))
+    diffs.push(`reply: Postfix answers ${a.reply}, the explanation says ${JSON.stringify(e.reason)}`);
   same('service', e.service, a.service);
   same('nexthops', e.nexthops, a.nexthops);
   if (e.outcome === 'relay' || e.outcome === 'direct') {

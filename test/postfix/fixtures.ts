@@ -1,6 +1,14 @@
 /** Small builders for compiler snapshots: each test states only what matters to it. */
 import { createHash } from 'node:crypto';
-import type { Credential, DestinationPolicy, Domain, Relay, Settings, Snapshot, Tenant } from '../../src/postfix/index.js';
+import type {
+  Credential,
+  DestinationPolicy,
+  Domain,
+  Relay,
+  Settings,
+  Snapshot,
+  Tenant,
+} from '../../src/postfix/index.js';
 
 export function settings(overrides: Partial<Settings> = {}): Settings {
   return {
@@ -21,7 +29,17 @@ export function tenant(id: string, overrides: Partial<Tenant> = {}): Tenant {
 }
 
 export function relay(id: string, overrides: Partial<Relay> = {}): Relay {
-  return { id, name: id, host: `${id}.relay.test`, port: 587, tls: 'starttls', verify: false, tenantId: null, limits: null, ...overrides };
+  return {
+    id,
+    name: id,
+    host: `${id}.relay.test`,
+    port: 587,
+    tls: 'starttls',
+    verify: false,
+    tenantId: null,
+    limits: null,
+    ...overrides,
+  };
 }
 
 export function domain(id: string, tenantId: string, name: string, overrides: Partial<Domain> = {}): Domain {
@@ -44,7 +62,13 @@ export function fingerprintOf(secret: string): string {
   return createHash('sha256').update(secret).digest('hex').slice(0, 16);
 }
 
-export function credential(id: string, relayId: string, domainId: string | null, username = `user-${id}`, secret = `secret-${id}`): Credential {
+export function credential(
+  id: string,
+  relayId: string,
+  domainId: string | null,
+  username = `user-${id}`,
+  secret = `secret-${id}`,
+): Credential {
   return { id, relayId, domainId, username, secret, fingerprint: fingerprintOf(secret) };
 }
 
@@ -58,7 +82,15 @@ export function policy(id: string, pattern: string, overrides: Partial<Destinati
 }
 
 export function snapshot(parts: Partial<Snapshot> = {}): Snapshot {
-  return { settings: settings(), tenants: [], domains: [], relays: [], credentials: [], destinationPolicies: [], ...parts };
+  return {
+    settings: settings(),
+    tenants: [],
+    domains: [],
+    relays: [],
+    credentials: [],
+    destinationPolicies: [],
+    ...parts,
+  };
 }
 
 /**
@@ -68,11 +100,21 @@ export function snapshot(parts: Partial<Snapshot> = {}): Snapshot {
  */
 export function richSnapshot(): Snapshot {
   return snapshot({
-    tenants: [tenant('t-a'), tenant('t-b', { defaultLimits: { concurrency: 2, rateDelaySeconds: null, recipientsPerMessage: null } }), tenant('t-c', { status: 'suspended' })],
+    tenants: [
+      tenant('t-a'),
+      tenant('t-b', { defaultLimits: { concurrency: 2, rateDelaySeconds: null, recipientsPerMessage: null } }),
+      tenant('t-c', { status: 'suspended' }),
+    ],
     relays: [
       relay('shared', { host: 'smtp.shared.test', port: 587 }),
       relay('own-a', { host: 'mail.a-provider.test', port: 465, tls: 'implicit', verify: true, tenantId: 't-a' }),
-      relay('backup-a', { host: 'backup.a-provider.test', port: 465, tls: 'implicit', tenantId: 't-a', limits: { concurrency: 1, rateDelaySeconds: 2, recipientsPerMessage: null, connectionReuseSeconds: 60 } }),
+      relay('backup-a', {
+        host: 'backup.a-provider.test',
+        port: 465,
+        tls: 'implicit',
+        tenantId: 't-a',
+        limits: { concurrency: 1, rateDelaySeconds: 2, recipientsPerMessage: null, connectionReuseSeconds: 60 },
+      }),
       relay('open', { host: '192.0.2.10', port: 2525, tls: 'opportunistic' }),
     ],
     domains: [
@@ -90,6 +132,9 @@ export function richSnapshot(): Snapshot {
       credential('c-own-a', 'own-a', null, 'a-main', 'a-main-secret'),
       credential('c-backup-a', 'backup-a', 'd-a2', 'a-backup', 'a-backup-secret'),
     ],
-    destinationPolicies: [policy('p-gmail', 'gmail.test', { tls: 'verify' }), policy('p-sub', '.yahoo.test', { tls: 'encrypt', concurrency: 2 })],
+    destinationPolicies: [
+      policy('p-gmail', 'gmail.test', { tls: 'verify' }),
+      policy('p-sub', '.yahoo.test', { tls: 'encrypt', concurrency: 2 }),
+    ],
   });
 }

@@ -51,7 +51,8 @@ function change(previous: Snapshot, other: Snapshot, scope: number, picks: numbe
   if (scope <= 3 || scope >= 7) next.domains = mixRows(previous.domains, other.domains, pick);
   if (scope === 4 || scope >= 7) next.tenants = mixRows(previous.tenants, other.tenants, pick);
   if (scope === 5 || scope >= 7) next.relays = mixRows(previous.relays, other.relays, pick);
-  if (scope === 6 || scope >= 7) next.destinationPolicies = mixRows(previous.destinationPolicies, other.destinationPolicies, pick);
+  if (scope === 6 || scope >= 7)
+    next.destinationPolicies = mixRows(previous.destinationPolicies, other.destinationPolicies, pick);
   if (scope === 8) next.settings = other.settings;
   return next;
 }
@@ -59,10 +60,17 @@ function change(previous: Snapshot, other: Snapshot, scope: number, picks: numbe
 describe('incremental compiler', () => {
   it('equals compile() over random sequences of changes', { timeout: 120_000 }, () => {
     const modes = { full: 0, incremental: 0, refused: 0, quarantined: 0 };
-    const steps = fc.array(fc.record({ other: snapshotArb, scope: fc.nat({ max: 8 }), picks: fc.array(fc.nat({ max: 8 }), { minLength: 1, maxLength: 30 }) }), {
-      minLength: 1,
-      maxLength: 8,
-    });
+    const steps = fc.array(
+      fc.record({
+        other: snapshotArb,
+        scope: fc.nat({ max: 8 }),
+        picks: fc.array(fc.nat({ max: 8 }), { minLength: 1, maxLength: 30 }),
+      }),
+      {
+        minLength: 1,
+        maxLength: 8,
+      },
+    );
     fc.assert(
       fc.property(snapshotArb, steps, (first, changes) => {
         const compiler = createIncrementalCompiler();
@@ -78,7 +86,8 @@ describe('incremental compiler', () => {
           // The kept plan explains every sender exactly as a plan made from scratch.
           if ('bundle' in actual) {
             const plan = planWithQuarantine(snap, lastGood).detailed.plan;
-            for (const [sender, recipient] of pairsFor(snap)) expect(explainRoute(compiler.plan!, sender, recipient)).toEqual(explainRoute(plan, sender, recipient));
+            for (const [sender, recipient] of pairsFor(snap))
+              expect(explainRoute(compiler.plan!, sender, recipient)).toEqual(explainRoute(plan, sender, recipient));
             if (actual.bundle.quarantine.length > 0) modes.quarantined += 1;
           } else {
             expect(compiler.plan).toBeNull();
@@ -102,7 +111,11 @@ describe('incremental compiler', () => {
     // r1) are a group even without limits: a's own credential splits it into a service each.
     const first = snapshot({
       tenants: [tenant('t0')],
-      relays: [relay('r0', { host: 'smtp.one.test' }), relay('r1', { host: 'mx.shared.test' }), relay('r2', { host: 'mx.shared.test', verify: true })],
+      relays: [
+        relay('r0', { host: 'smtp.one.test' }),
+        relay('r1', { host: 'mx.shared.test' }),
+        relay('r2', { host: 'mx.shared.test', verify: true }),
+      ],
       domains: [
         domain('d0', 't0', 'a.example', { relayId: 'r0', fallbackRelayId: 'r1' }),
         domain('d1', 't0', 'b.example', { relayId: 'r2' }),
@@ -119,7 +132,12 @@ describe('incremental compiler', () => {
 
   /** 2,000 domains on a plain relay, a limited relay (a generated service) and an implicit-TLS pair with fallbacks. */
   function fleet(): Snapshot {
-    const limited = { concurrency: 5, rateDelaySeconds: null, recipientsPerMessage: null, connectionReuseSeconds: null };
+    const limited = {
+      concurrency: 5,
+      rateDelaySeconds: null,
+      recipientsPerMessage: null,
+      connectionReuseSeconds: null,
+    };
     const relays = [
       relay('plain', { host: 'smtp.plain.test' }),
       relay('limited', { host: 'smtp.limited.test', limits: limited }),
@@ -164,28 +182,61 @@ describe('incremental compiler', () => {
     const { step, initial } = run;
 
     const onboarded = domain('new', 't7', 'new.fleet.test', { relayId: 'limited' });
-    const added = step({ ...run.current, domains: [...run.current.domains, onboarded], credentials: [...run.current.credentials, credential('c-new', 'limited', 'new')] });
+    const added = step({
+      ...run.current,
+      domains: [...run.current.domains, onboarded],
+      credentials: [...run.current.credentials, credential('c-new', 'limited', 'new')],
+    });
     expect(added.version).not.toBe(initial.version);
     expect(added.files.sasl_passwd?.content).toContain('@new.fleet.test ');
 
     // Rotation: a new credential object with a new secret.
-    const rotated = step({ ...run.current, credentials: run.current.credentials.map((c) => (c.id === 'c-d1' ? withSecret(c, 'rotated-secret') : c)) });
+    const rotated = step({
+      ...run.current,
+      credentials: run.current.credentials.map((c) => (c.id === 'c-d1' ? withSecret(c, 'rotated-secret') : c)),
+    });
     expect(rotated.files.sasl_passwd?.content).toContain('@d1.fleet.test user-c-d1:rotated-secret\n');
-    expect(rotated.files.sasl_passwd?.masked).toContain(`@d1.fleet.test user-c-d1:sha:${fingerprintOf('rotated-secret')}\n`);
+    expect(rotated.files.sasl_passwd?.masked).toContain(
+      `@d1.fleet.test user-c-d1:sha:${fingerprintOf('rotated-secret')}\n`,
+    );
 
     // A domain moves from the plain relay into the implicit-TLS group with a fallback whose credentials differ: the group splits.
-    step({ ...run.current, domains: run.current.domains.map((d) => (d.id === 'd3' ? { ...d, relayId: 'tls-a', fallbackRelayId: 'tls-b' } : d)) });
+    step({
+      ...run.current,
+      domains: run.current.domains.map((d) =>
+        d.id === 'd3' ? { ...d, relayId: 'tls-a', fallbackRelayId: 'tls-b' } : d,
+      ),
+    });
 
     // Disabled, renamed, deleted (with its credential), suspended-tenant's new domain.
-    step({ ...run.current, domains: run.current.domains.map((d) => (d.id === 'd4' ? { ...d, status: 'disabled' as const } : d.id === 'd5' ? { ...d, name: 'renamed.fleet.test' } : d)) });
-    step({ ...run.current, domains: run.current.domains.filter((d) => d.id !== 'd6'), credentials: run.current.credentials.filter((c) => c.domainId !== 'd6') });
-    step({ ...run.current, tenants: [...run.current.tenants, tenant('t-new', { status: 'suspended' })], domains: [...run.current.domains, domain('dn', 't-new', 'suspended.fleet.test', { relayId: 'plain' })] });
+    step({
+      ...run.current,
+      domains: run.current.domains.map((d) =>
+        d.id === 'd4'
+          ? { ...d, status: 'disabled' as const }
+          : d.id === 'd5'
+            ? { ...d, name: 'renamed.fleet.test' }
+            : d,
+      ),
+    });
+    step({
+      ...run.current,
+      domains: run.current.domains.filter((d) => d.id !== 'd6'),
+      credentials: run.current.credentials.filter((c) => c.domainId !== 'd6'),
+    });
+    step({
+      ...run.current,
+      tenants: [...run.current.tenants, tenant('t-new', { status: 'suspended' })],
+      domains: [...run.current.domains, domain('dn', 't-new', 'suspended.fleet.test', { relayId: 'plain' })],
+    });
 
     // Equal content in new objects is still the same bundle.
     const copied = step({ ...run.current, domains: run.current.domains.map((d) => (d.id === 'd7' ? { ...d } : d)) });
     expect(copied.version).toBe(compile(run.current).version);
     // The same rows again, in new arrays and another order: the previous bundle, not compiled again.
-    expect(step({ ...run.current, domains: [...run.current.domains].reverse(), tenants: [...run.current.tenants] })).toBe(copied);
+    expect(
+      step({ ...run.current, domains: [...run.current.domains].reverse(), tenants: [...run.current.tenants] }),
+    ).toBe(copied);
   });
 
   it('takes the incremental path for tenant, relay, relay-wide credential and destination policy changes, with the same result', () => {
@@ -193,28 +244,70 @@ describe('incremental compiler', () => {
     const { step } = run;
 
     // Billing suspends a tenant: its ten domains lose their routes (sender_access rejects them).
-    const suspended = step({ ...run.current, tenants: run.current.tenants.map((t) => (t.id === 't3' ? { ...t, status: 'suspended' as const } : t)) });
-    expect(suspended.files.sender_access?.content).toContain('\nd3.fleet.test REJECT Relayplane: the tenant of sender domain d3.fleet.test is suspended\n');
+    const suspended = step({
+      ...run.current,
+      tenants: run.current.tenants.map((t) => (t.id === 't3' ? { ...t, status: 'suspended' as const } : t)),
+    });
+    expect(suspended.files.sender_access?.content).toContain(
+      '\nd3.fleet.test REJECT Relayplane: the tenant of sender domain d3.fleet.test is suspended\n',
+    );
     expect(suspended.files.sender_relay?.content).not.toContain('@d3.fleet.test ');
     // Tenant default limits give each of its domains a service of its own.
-    step({ ...run.current, tenants: run.current.tenants.map((t) => (t.id === 't4' ? { ...t, defaultLimits: { concurrency: 2, rateDelaySeconds: null, recipientsPerMessage: null } } : t)) });
+    step({
+      ...run.current,
+      tenants: run.current.tenants.map((t) =>
+        t.id === 't4'
+          ? { ...t, defaultLimits: { concurrency: 2, rateDelaySeconds: null, recipientsPerMessage: null } }
+          : t,
+      ),
+    });
 
     // An admin rotates the plain relay's platform credential: the domains there without their own get it.
     const wide = credential('wide-plain', 'plain', null);
     const added = step({ ...run.current, credentials: [...run.current.credentials, wide] });
     expect(added.files.sasl_passwd?.content).toContain('@d15.fleet.test user-wide-plain:');
-    const rotated = step({ ...run.current, credentials: run.current.credentials.map((c) => (c.id === 'wide-plain' ? withSecret(c, 'rotated-wide') : c)) });
+    const rotated = step({
+      ...run.current,
+      credentials: run.current.credentials.map((c) => (c.id === 'wide-plain' ? withSecret(c, 'rotated-wide') : c)),
+    });
     expect(rotated.files.sasl_passwd?.content).toContain('@d15.fleet.test user-wide-plain:rotated-wide\n');
 
     // A relay moves to another port and gets limits: new nexthop in every table of its domains.
-    const moved = step({ ...run.current, relays: run.current.relays.map((r) => (r.id === 'plain' ? { ...r, port: 2525, limits: { concurrency: 3, rateDelaySeconds: null, recipientsPerMessage: null, connectionReuseSeconds: null } } : r)) });
+    const moved = step({
+      ...run.current,
+      relays: run.current.relays.map((r) =>
+        r.id === 'plain'
+          ? {
+              ...r,
+              port: 2525,
+              limits: {
+                concurrency: 3,
+                rateDelaySeconds: null,
+                recipientsPerMessage: null,
+                connectionReuseSeconds: null,
+              },
+            }
+          : r,
+      ),
+    });
     expect(moved.files.sender_relay?.content).toContain('@d6.fleet.test [smtp.plain.test]:2525\n');
     expect(moved.files.tls_policy?.content).toContain('[smtp.plain.test]:2525 ');
     expect(moved.files.tls_policy?.content).not.toContain('[smtp.plain.test]:587 ');
 
     // A destination policy added, then changed.
-    step({ ...run.current, destinationPolicies: [...run.current.destinationPolicies, { id: 'p1', pattern: 'gmail.test', tls: 'encrypt', concurrency: null, rateDelaySeconds: null }] });
-    const policy = step({ ...run.current, destinationPolicies: run.current.destinationPolicies.map((p) => (p.id === 'p1' ? { ...p, tls: 'secure' as const } : p)) });
+    step({
+      ...run.current,
+      destinationPolicies: [
+        ...run.current.destinationPolicies,
+        { id: 'p1', pattern: 'gmail.test', tls: 'encrypt', concurrency: null, rateDelaySeconds: null },
+      ],
+    });
+    const policy = step({
+      ...run.current,
+      destinationPolicies: run.current.destinationPolicies.map((p) =>
+        p.id === 'p1' ? { ...p, tls: 'secure' as const } : p,
+      ),
+    });
     expect(policy.files.tls_policy?.content).toContain('gmail.test secure\n');
   });
 
@@ -231,7 +324,9 @@ describe('incremental compiler', () => {
     let lastGood = compiler.lastGood;
     const held = compiler.compile(orphaned);
     expect(held).toEqual(compile(orphaned, { lastGood }));
-    expect(held.quarantine.map((u) => [u.resourceType, u.treatment])).toEqual(Array(held.quarantine.length).fill(['domain', 'held']));
+    expect(held.quarantine.map((u) => [u.resourceType, u.treatment])).toEqual(
+      Array(held.quarantine.length).fill(['domain', 'held']),
+    );
     expect(held.quarantine.length).toBeGreaterThan(300);
     compiler.compile(current);
     expect(compiler.lastMode).toBe('full');
@@ -242,7 +337,10 @@ describe('incremental compiler', () => {
 
     // A relay change reaches its domains: one relay's 667 of the 2,000 are redone incrementally;
     // two relays' 1,333 are more than REACHED_SHARE and MIN_BULK, so everything is compiled again.
-    const moveRelays = (ids: string[], port: number) => ({ ...current, relays: current.relays.map((r) => (ids.includes(r.id) ? { ...r, port } : r)) });
+    const moveRelays = (ids: string[], port: number) => ({
+      ...current,
+      relays: current.relays.map((r) => (ids.includes(r.id) ? { ...r, port } : r)),
+    });
     current = moveRelays(['plain'], 2526);
     expect(compiler.compile(current)).toEqual(compile(current));
     expect(compiler.lastMode).toBe('incremental');
@@ -252,13 +350,21 @@ describe('incremental compiler', () => {
 
     // A domain taking another's name: only that domain is quarantined, by both alike; the next
     // good change compiles in full (a quarantine keeps no incremental state), then incrementally.
-    const duplicate = { ...current, domains: [...current.domains, domain('dup', 't1', 'd1.fleet.test', { relayId: 'plain' })] };
+    const duplicate = {
+      ...current,
+      domains: [...current.domains, domain('dup', 't1', 'd1.fleet.test', { relayId: 'plain' })],
+    };
     lastGood = compiler.lastGood;
     const quarantined = compiler.compile(duplicate);
     expect(quarantined).toEqual(compile(duplicate, { lastGood }));
-    expect(quarantined.quarantine).toEqual([expect.objectContaining({ resourceType: 'domain', resourceId: 'dup', treatment: 'held', tenantId: 't1' })]);
+    expect(quarantined.quarantine).toEqual([
+      expect.objectContaining({ resourceType: 'domain', resourceId: 'dup', treatment: 'held', tenantId: 't1' }),
+    ]);
     expect(quarantined.files.sender_access?.content).toContain('d1.fleet.test OK\n');
-    const good = { ...current, domains: [...current.domains, domain('ok', 't1', 'ok.fleet.test', { relayId: 'plain' })] };
+    const good = {
+      ...current,
+      domains: [...current.domains, domain('ok', 't1', 'ok.fleet.test', { relayId: 'plain' })],
+    };
     expect(compiler.compile(good)).toEqual(compile(good));
     expect(compiler.lastMode).toBe('full');
     const next = { ...good, domains: [...good.domains, domain('ok2', 't1', 'ok2.fleet.test', { relayId: 'plain' })] };

@@ -22,8 +22,26 @@ import { POSTMAP, postfixToolsGate, run, runClean } from './postfix-harness.js';
 
 describe('validators', () => {
   it('domain names: lower-case ASCII DNS names with two or more labels', () => {
-    for (const ok of ['a.example', 'xn--bcher-kva.example', 'mail-1.sub.example.co.uk', `${'a'.repeat(63)}.example`]) expect(isValidDomainName(ok), ok).toBe(true);
-    for (const bad of ['', 'example', 'A.example', 'a.example.', '.a.example', 'a..example', '-a.example', 'a-.example', 'a_b.example', 'a.example\nevil.example', 'a.example evil', 'a.example\u0000', 'ä.example', '1.2.3.4', `${'a'.repeat(64)}.example`, `${'a.'.repeat(127)}example`]) {
+    for (const ok of ['a.example', 'xn--bcher-kva.example', 'mail-1.sub.example.co.uk', `${'a'.repeat(63)}.example`])
+      expect(isValidDomainName(ok), ok).toBe(true);
+    for (const bad of [
+      '',
+      'example',
+      'A.example',
+      'a.example.',
+      '.a.example',
+      'a..example',
+      '-a.example',
+      'a-.example',
+      'a_b.example',
+      'a.example\nevil.example',
+      'a.example evil',
+      'a.example\u0000',
+      'ä.example',
+      '1.2.3.4',
+      `${'a'.repeat(64)}.example`,
+      `${'a.'.repeat(127)}example`,
+    ]) {
       expect(isValidDomainName(bad), JSON.stringify(bad)).toBe(false);
     }
   });
@@ -32,18 +50,46 @@ describe('validators', () => {
     expect(isValidDestinationPattern('.yahoo.example')).toBe(true);
     expect(isValidDestinationPattern('..yahoo.example')).toBe(false);
     expect(isValidDestinationPattern('.com')).toBe(false);
-    for (const ok of ['smtp.provider.example', 'localhost', '192.0.2.1', '2001:db8::25']) expect(isValidRelayHost(ok), ok).toBe(true);
-    for (const bad of ['[192.0.2.1]', 'SMTP.example', 'fe80::1%eth0', '2001:DB8::1', '999.1.1.1', 'smtp.example\n', 'smtp example', 'host:25']) expect(isValidRelayHost(bad), bad).toBe(false);
+    for (const ok of ['smtp.provider.example', 'localhost', '192.0.2.1', '2001:db8::25'])
+      expect(isValidRelayHost(ok), ok).toBe(true);
+    for (const bad of [
+      '[192.0.2.1]',
+      'SMTP.example',
+      'fe80::1%eth0',
+      '2001:DB8::1',
+      '999.1.1.1',
+      'smtp.example\n',
+      'smtp example',
+      'host:25',
+    ])
+      expect(isValidRelayHost(bad), bad).toBe(false);
   });
 
   it('SASL usernames: no whitespace, no ":", no control characters', () => {
-    for (const ok of ['user', 'user@example.com', 'apikey', 'ü-sér', '#hash', '"quoted"']) expect(isValidSaslUsername(ok), ok).toBe(true);
-    for (const bad of ['', 'us er', 'user\n', 'a:b', 'tab\tuser', 'nb\u00a0sp', 'x'.repeat(256), '\ud800']) expect(isValidSaslUsername(bad), JSON.stringify(bad)).toBe(false);
+    for (const ok of ['user', 'user@example.com', 'apikey', 'ü-sér', '#hash', '"quoted"'])
+      expect(isValidSaslUsername(ok), ok).toBe(true);
+    for (const bad of ['', 'us er', 'user\n', 'a:b', 'tab\tuser', 'nb\u00a0sp', 'x'.repeat(256), '\ud800'])
+      expect(isValidSaslUsername(bad), JSON.stringify(bad)).toBe(false);
   });
 
   it('SASL secrets: inner spaces, ":", "#", quotes and non-ASCII yes; controls and edge whitespace no', () => {
-    for (const ok of ['pa ss:wo rd', '#start', 'quo"te\'s', 'ünï€ødé 😀', 'a:b:c', 'in\u00a0ner', '$1\\n']) expect(isValidSaslSecret(ok), ok).toBe(true);
-    for (const bad of ['', ' lead', 'trail ', 'new\nline', 'cr\r', 'tab\tx', 'nul\u0000', 'del\u007f', 'c1\u0085', 'nbsp\u00a0', '\u2028x', 'lone\ud800', 'x'.repeat(1025)]) {
+    for (const ok of ['pa ss:wo rd', '#start', 'quo"te\'s', 'ünï€ødé 😀', 'a:b:c', 'in\u00a0ner', '$1\\n'])
+      expect(isValidSaslSecret(ok), ok).toBe(true);
+    for (const bad of [
+      '',
+      ' lead',
+      'trail ',
+      'new\nline',
+      'cr\r',
+      'tab\tx',
+      'nul\u0000',
+      'del\u007f',
+      'c1\u0085',
+      'nbsp\u00a0',
+      '\u2028x',
+      'lone\ud800',
+      'x'.repeat(1025),
+    ]) {
       expect(isValidSaslSecret(bad), JSON.stringify(bad)).toBe(false);
     }
   });
@@ -51,7 +97,8 @@ describe('validators', () => {
   it('map keys: printable ASCII, no upper case, not a comment', () => {
     expect(isMapSafeKey('@a.example')).toBe(true);
     expect(isMapSafeKey('[smtp.example]:587')).toBe(true);
-    for (const bad of ['', '#x', '@A.example', 'a b', 'a\nb', '@ä.example', '@a\\b', '@"a', '@a:']) expect(isMapSafeKey(bad), JSON.stringify(bad)).toBe(false);
+    for (const bad of ['', '#x', '@A.example', 'a b', 'a\nb', '@ä.example', '@a\\b', '@"a', '@a:'])
+      expect(isMapSafeKey(bad), JSON.stringify(bad)).toBe(false);
     expect(isMapSafeValue(' x')).toBe(false);
   });
 });
@@ -61,13 +108,45 @@ describe('validators agree with their definitions as regular expressions', () =>
   // domains); these are the rules they implement, as first written.
   const LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
   const dnsName = (name: string, minLabels: number) =>
-    name.length > 0 && name.length <= 253 && new RegExp(`^${LABEL}(?:\\.${LABEL})*$`).test(name) && name.split('.').length >= minLabels && !/^\d+$/.test(name.split('.').at(-1) ?? '');
+    name.length > 0 &&
+    name.length <= 253 &&
+    new RegExp(`^${LABEL}(?:\\.${LABEL})*$`).test(name) &&
+    name.split('.').length >= minLabels &&
+    !/^\d+$/.test(name.split('.').at(-1) ?? '');
   const reference = {
-    key: (k: string) => k.length > 0 && k.length <= 1024 && /^[\x21\x23-\x40\x5b\x5d-\x7e]+$/.test(k) && !k.startsWith('#') && !k.endsWith(':'),
+    key: (k: string) =>
+      k.length > 0 &&
+      k.length <= 1024 &&
+      /^[\x21\x23-\x40\x5b\x5d-\x7e]+$/.test(k) &&
+      !k.startsWith('#') &&
+      !k.endsWith(':'),
     value: (v: string) => v.length > 0 && v.length <= 4096 && !/[\p{Cc}\p{Cs}]/u.test(v) && !/^\s|\s$/u.test(v),
     username: (u: string) => u.length > 0 && u.length <= 255 && !/[\s:\p{Cc}\p{Cs}]/u.test(u),
   };
-  const edgy = fc.constantFrom(' ', ':', '#', '"', '\\', '.', '-', '@', '\t', '\n', '\u007f', '\u0085', '\u00a0', '\u2028', '\ud800', 'é', 'A', 'z', '0', '9', '~', '!');
+  const edgy = fc.constantFrom(
+    ' ',
+    ':',
+    '#',
+    '"',
+    '\\',
+    '.',
+    '-',
+    '@',
+    '\t',
+    '\n',
+    '\u007f',
+    '\u0085',
+    '\u00a0',
+    '\u2028',
+    '\ud800',
+    'é',
+    'A',
+    'z',
+    '0',
+    '9',
+    '~',
+    '!',
+  );
   const text = fc.oneof(
     fc.string({ unit: 'binary', maxLength: 20 }),
     fc.string({ unit: edgy, maxLength: 12 }),
@@ -94,8 +173,18 @@ describe('rendering refuses injection', () => {
     expect(() => renderHashMap([['@a.example\n@evil.example', 'x']])).toThrow(MapEncodingError);
     expect(() => renderHashMap([['@a.example', 'user:pw\n@evil.example evil:pw']])).toThrow(MapEncodingError);
     expect(() => renderHashMap([['@a.example', 'x\n continued']])).toThrow(MapEncodingError);
-    expect(() => renderHashMap([['@a.example', 'x'], ['@a.example', 'y']])).toThrow(/duplicate/);
-    expect(renderHashMap([['@b.example', 'b'], ['@a.example', 'a']])).toBe('@a.example a\n@b.example b\n');
+    expect(() =>
+      renderHashMap([
+        ['@a.example', 'x'],
+        ['@a.example', 'y'],
+      ]),
+    ).toThrow(/duplicate/);
+    expect(
+      renderHashMap([
+        ['@b.example', 'b'],
+        ['@a.example', 'a'],
+      ]),
+    ).toBe('@a.example a\n@b.example b\n');
   });
 });
 
@@ -130,7 +219,11 @@ describe.skipIf(!postfixToolsGate(title))(title, () => {
       const file = path.join(dir, `map-${counter++}`);
       await writeFile(file, source);
       await runClean(POSTMAP ?? 'postmap', ['-c', conf, `hash:${file}`]);
-      const r = await run(POSTMAP ?? 'postmap', ['-c', conf, '-q', '-', `hash:${file}`], keys.map((k) => `${k}\n`).join(''));
+      const r = await run(
+        POSTMAP ?? 'postmap',
+        ['-c', conf, '-q', '-', `hash:${file}`],
+        keys.map((k) => `${k}\n`).join(''),
+      );
       expect(r.stderr).toBe('');
       const found = new Map<string, string>();
       for (const line of r.stdout.split('\n')) {
@@ -153,7 +246,9 @@ describe.skipIf(!postfixToolsGate(title))(title, () => {
     const built = await run(POSTMAP ?? 'postmap', ['-c', configs[0] ?? '', `hash:${file}`]);
     expect(built.code).toBe(0); // exit 0 despite the warning
     expect(built.stderr).toMatch(/unbalanced '"'/);
-    expect((await runClean(POSTMAP ?? 'postmap', ['-c', configs[0] ?? '', '-s', `hash:${file}`])).trim()).toBe('@h\\ x\tu:escaped');
+    expect((await runClean(POSTMAP ?? 'postmap', ['-c', configs[0] ?? '', '-s', `hash:${file}`])).trim()).toBe(
+      '@h\\ x\tu:escaped',
+    );
     const [found] = await roundTrip(raw, keys);
     expect(found?.get('@b.example')).toBe('u:trail'); // trailing whitespace stripped
     expect(found?.get('@c.example')).toBe('u:cr'); // CR stripped
@@ -163,52 +258,94 @@ describe.skipIf(!postfixToolsGate(title))(title, () => {
     expect(found?.get('@g.example')).toBe('u:nul'); // NUL truncates
     expect(found?.get('@a.example')).toBe('u:x\ty'); // inner tab kept (refused anyway: invisible)
     // And what the encoder produces instead: one entry per line, exactly as meant.
-    expect(await roundTrip(renderHashMap([['@a.example', saslPasswordValue('u', 'pa ss:wo#rd"é')]]), ['@a.example'])).toEqual([
-      new Map([['@a.example', 'u:pa ss:wo#rd"é']]),
-      new Map([['@a.example', 'u:pa ss:wo#rd"é']]),
-    ]);
+    expect(
+      await roundTrip(renderHashMap([['@a.example', saslPasswordValue('u', 'pa ss:wo#rd"é')]]), ['@a.example']),
+    ).toEqual([new Map([['@a.example', 'u:pa ss:wo#rd"é']]), new Map([['@a.example', 'u:pa ss:wo#rd"é']])]);
   });
 
-  const interesting = fc.constantFrom(' ', ':', '#', '"', "'", '\\', '$', '\t', '\r', '\n', '\u0000', 'é', '€', '😀', '\u00a0', '\u2028', '\ufeff', '\ud800', 'A', 'z', '0', '@', '[', ']');
+  const interesting = fc.constantFrom(
+    ' ',
+    ':',
+    '#',
+    '"',
+    "'",
+    '\\',
+    '$',
+    '\t',
+    '\r',
+    '\n',
+    '\u0000',
+    'é',
+    '€',
+    '😀',
+    '\u00a0',
+    '\u2028',
+    '\ufeff',
+    '\ud800',
+    'A',
+    'z',
+    '0',
+    '@',
+    '[',
+    ']',
+  );
   const anyText = fc.oneof(
     fc.string({ unit: 'binary', minLength: 1, maxLength: 24 }),
     fc.string({ unit: 'grapheme', minLength: 1, maxLength: 12 }),
     fc.string({ unit: interesting, minLength: 1, maxLength: 16 }),
   );
 
-  it('accepted SASL usernames and secrets survive postmap + postmap -q byte for byte', { timeout: 60_000 }, async () => {
-    let accepted = 0;
-    await fc.assert(
-      fc.asyncProperty(fc.array(fc.tuple(anyText, anyText), { minLength: 20, maxLength: 60 }), async (pairs) => {
-        const entries = pairs.filter(([u, s]) => isValidSaslUsername(u) && isValidSaslSecret(s)).map(([u, s], i): [string, string] => [`@d${i}.example`, saslPasswordValue(u, s)]);
-        accepted += entries.length;
-        for (const found of await roundTrip(renderHashMap(entries), entries.map(([k]) => k))) {
-          for (const [key, value] of entries) {
-            const got = found.get(key);
-            expect(got, key).toBe(value);
-            // Postfix splits at the first ':'; usernames never contain one.
-            const [user, ...rest] = (got ?? '').split(':');
-            expect(`${user}:${rest.join(':')}`).toBe(value);
+  it(
+    'accepted SASL usernames and secrets survive postmap + postmap -q byte for byte',
+    { timeout: 60_000 },
+    async () => {
+      let accepted = 0;
+      await fc.assert(
+        fc.asyncProperty(fc.array(fc.tuple(anyText, anyText), { minLength: 20, maxLength: 60 }), async (pairs) => {
+          const entries = pairs
+            .filter(([u, s]) => isValidSaslUsername(u) && isValidSaslSecret(s))
+            .map(([u, s], i): [string, string] => [`@d${i}.example`, saslPasswordValue(u, s)]);
+          accepted += entries.length;
+          for (const found of await roundTrip(
+            renderHashMap(entries),
+            entries.map(([k]) => k),
+          )) {
+            for (const [key, value] of entries) {
+              const got = found.get(key);
+              expect(got, key).toBe(value);
+              // Postfix splits at the first ':'; usernames never contain one.
+              const [user, ...rest] = (got ?? '').split(':');
+              expect(`${user}:${rest.join(':')}`).toBe(value);
+            }
+            expect(found.size).toBe(entries.length);
           }
-          expect(found.size).toBe(entries.length);
-        }
-      }),
-      { numRuns: 25 },
-    );
-    expect(accepted).toBeGreaterThan(100);
-  });
+        }),
+        { numRuns: 25 },
+      );
+      expect(accepted).toBeGreaterThan(100);
+    },
+  );
 
   it('accepted domain names and keys survive as keys', { timeout: 60_000 }, async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(fc.oneof(fc.domain(), anyText.map((t) => `@${t}`)), { minLength: 20, maxLength: 60 }), async (names) => {
-        const keys = [...new Set(names.map((n) => (n.startsWith('@') ? n : `@${n}`)).filter((k) => isMapSafeKey(k)))];
-        const domains = names.filter(isValidDomainName);
-        for (const d of domains) expect(isMapSafeKey(`@${d}`)).toBe(true);
-        const entries = keys.map((k, i): [string, string] => [k, `v${i}`]);
-        for (const found of await roundTrip(renderHashMap(entries), keys)) {
-          for (const [key, value] of entries) expect(found.get(key), key).toBe(value);
-        }
-      }),
+      fc.asyncProperty(
+        fc.array(
+          fc.oneof(
+            fc.domain(),
+            anyText.map((t) => `@${t}`),
+          ),
+          { minLength: 20, maxLength: 60 },
+        ),
+        async (names) => {
+          const keys = [...new Set(names.map((n) => (n.startsWith('@') ? n : `@${n}`)).filter((k) => isMapSafeKey(k)))];
+          const domains = names.filter(isValidDomainName);
+          for (const d of domains) expect(isMapSafeKey(`@${d}`)).toBe(true);
+          const entries = keys.map((k, i): [string, string] => [k, `v${i}`]);
+          for (const found of await roundTrip(renderHashMap(entries), keys)) {
+            for (const [key, value] of entries) expect(found.get(key), key).toBe(value);
+          }
+        },
+      ),
       { numRuns: 15 },
     );
   });

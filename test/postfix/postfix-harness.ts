@@ -34,7 +34,11 @@ export const POSTFIX = findBinary('postfix');
 export const postfixToolsGate = (suite: string): boolean => toolGate(suite, ['postmap', 'postconf']);
 /** The gate of a suite that starts a Postfix instance: the tools, postfix itself and root. */
 export const postfixInstanceGate = (suite: string): boolean =>
-  requirementGate(suite, [...missingTools(['postmap', 'postconf', 'postfix']), ...missingRoot(), ...(process.platform === 'linux' ? [] : ['Linux'])]);
+  requirementGate(suite, [
+    ...missingTools(['postmap', 'postconf', 'postfix']),
+    ...missingRoot(),
+    ...(process.platform === 'linux' ? [] : ['Linux']),
+  ]);
 
 export interface RunResult {
   code: number;
@@ -44,7 +48,10 @@ export interface RunResult {
 
 export function run(cmd: string, args: string[], input = ''): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: { ...process.env, LANG: 'C', LC_ALL: 'C' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, {
+      env: { ...process.env, LANG: 'C', LC_ALL: 'C' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (d: Buffer) => out.push(d));
@@ -53,7 +60,11 @@ export function run(cmd: string, args: string[], input = ''): Promise<RunResult>
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timer);
-      resolve({ code: code ?? 1, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+      resolve({
+        code: code ?? 1,
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
+      });
     });
     child.stdin.on('error', () => {});
     child.stdin.end(input);
@@ -102,7 +113,9 @@ function baseMainCf(base: string): string {
     biff: 'no',
     readme_directory: 'no',
   };
-  return Object.entries(p).map(([k, v]) => `${k} = ${v}\n`).join('');
+  return Object.entries(p)
+    .map(([k, v]) => `${k} = ${v}\n`)
+    .join('');
 }
 
 function baseMasterCf(smtpPort: number): string {
@@ -139,7 +152,9 @@ export async function freePort(): Promise<number> {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
-      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
+      server.close(() =>
+        typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port')),
+      );
     });
   });
 }
@@ -189,7 +204,8 @@ export async function stageBundle(bundle: Bundle): Promise<StagedConfig> {
     if (args.some((a) => ['-e', '-M', '-P', '-X', '-#'].includes(a))) await cool(etc);
     return out;
   };
-  const mapSpec = (name: string) => `${bundle.files[name]?.mapType === 'hash' ? 'hash' : 'regexp'}:${path.join(etc, name)}`;
+  const mapSpec = (name: string) =>
+    `${bundle.files[name]?.mapType === 'hash' ? 'hash' : 'regexp'}:${path.join(etc, name)}`;
   for (const [name, file] of Object.entries(rendered.files)) {
     const file_ = path.join(etc, name);
     await writeFile(file_, file.content, { mode: file.mode });
@@ -197,7 +213,8 @@ export async function stageBundle(bundle: Bundle): Promise<StagedConfig> {
     if (file.mapType === 'hash') await runClean(POSTMAP ?? 'postmap', ['-c', etc, mapSpec(name)]);
   }
   await postconf(['-e', ...Object.entries(rendered.mainCf).map(([k, v]) => `${k}=${v}`)]);
-  if (rendered.masterCf.length > 0) await postconf(['-M', ...rendered.masterCf.map((s) => `${s.name}/${s.type}=${masterCfLine(s)}`)]);
+  if (rendered.masterCf.length > 0)
+    await postconf(['-M', ...rendered.masterCf.map((s) => `${s.name}/${s.type}=${masterCfLine(s)}`)]);
   return {
     base,
     etc,

@@ -10,7 +10,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compile, explainRoute, planRoutes, type Bundle } from '../../src/postfix/index.js';
 import { askPostfix, differences, readConfig } from './emulate.js';
 import { richSnapshot } from './fixtures.js';
-import { POSTCONF, POSTFIX, POSTMAP, postfixInstanceGate, postfixToolsGate, run, runClean, smtpDialogue, stageBundle, startInstance, type StagedConfig } from './postfix-harness.js';
+import {
+  POSTCONF,
+  POSTFIX,
+  POSTMAP,
+  postfixInstanceGate,
+  postfixToolsGate,
+  run,
+  runClean,
+  smtpDialogue,
+  stageBundle,
+  startInstance,
+  type StagedConfig,
+} from './postfix-harness.js';
 
 const title = 'compiled bundle in real Postfix';
 
@@ -51,7 +63,8 @@ describe.skipIf(!postfixToolsGate(title))(title, () => {
 
   it('postconf takes every parameter and service without a warning', async () => {
     const params = await cfg.postconf(['-n']);
-    for (const [k, v] of Object.entries(cfg.rendered.mainCf)) expect(params).toContain(v === '' ? `${k} =` : `${k} = ${v}`);
+    for (const [k, v] of Object.entries(cfg.rendered.mainCf))
+      expect(params).toContain(v === '' ? `${k} =` : `${k} = ${v}`);
     const services = await cfg.postconf(['-M']);
     const overrides = await cfg.postconf(['-P']);
     for (const s of cfg.rendered.masterCf) {
@@ -74,7 +87,12 @@ describe.skipIf(!postfixToolsGate(title))(title, () => {
     for (const [name, file] of Object.entries(bundle.files)) {
       if (file.mapType !== 'hash') continue;
       const dump = await runClean(POSTMAP ?? 'postmap', ['-c', cfg.etc, '-s', cfg.mapSpec(name)]);
-      const asLines = (text: string) => text.split('\n').filter(Boolean).map((l) => l.replace('\t', ' ')).sort();
+      const asLines = (text: string) =>
+        text
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => l.replace('\t', ' '))
+          .sort();
       expect(asLines(dump), name).toEqual(asLines(file.content));
     }
   });
@@ -83,7 +101,8 @@ describe.skipIf(!postfixToolsGate(title))(title, () => {
     for (const [name, file] of Object.entries(bundle.files)) {
       const mode = (await stat(path.join(cfg.etc, name))).mode & 0o777;
       expect(mode, name).toBe(file.mode);
-      if (file.secret && file.mapType === 'hash') expect((await stat(path.join(cfg.etc, `${name}.db`))).mode & 0o077, `${name}.db`).toBe(0);
+      if (file.secret && file.mapType === 'hash')
+        expect((await stat(path.join(cfg.etc, `${name}.db`))).mode & 0o077, `${name}.db`).toBe(0);
     }
   });
 
@@ -102,7 +121,8 @@ describe.skipIf(!postfixToolsGate(title))(title, () => {
           continue;
         }
         const answer = (await cfg.query(cfg.mapSpec(m.table), [m.key])).values().next().value;
-        if (m.value.endsWith(':********')) expect(answer?.startsWith(m.value.replace(/\*+$/, '')), `${sender} ${m.table} ${m.key}`).toBe(true);
+        if (m.value.endsWith(':********'))
+          expect(answer?.startsWith(m.value.replace(/\*+$/, '')), `${sender} ${m.table} ${m.key}`).toBe(true);
         else expect(answer, `${sender} ${m.table} ${m.key}`).toBe(m.value);
       }
     }
@@ -125,9 +145,17 @@ describe.skipIf(!postfixToolsGate(title))(title, () => {
       '[mail.a-provider.test]:465': 'a-main:a-main-secret',
       '[backup.a-provider.test]:465': 'a-backup:a-backup-secret',
     });
-    expect(by('x@direct.example')).toMatchObject({ outcome: 'direct', nexthops: ['gmail.test'], tls: { 'gmail.test': 'verify' } });
+    expect(by('x@direct.example')).toMatchObject({
+      outcome: 'direct',
+      nexthops: ['gmail.test'],
+      tls: { 'gmail.test': 'verify' },
+    });
     expect(by('x@c.example')?.outcome).toBe('rejected');
-    expect(by('')).toMatchObject({ outcome: 'rejected', reply: '554 5.7.1', decidedBy: { table: 'sender_access', key: '<>' } });
+    expect(by('')).toMatchObject({
+      outcome: 'rejected',
+      reply: '554 5.7.1',
+      decidedBy: { table: 'sender_access', key: '<>' },
+    });
   });
 
   describe.skipIf(!postfixInstanceGate('running smtpd'))('running smtpd', () => {
@@ -135,10 +163,21 @@ describe.skipIf(!postfixToolsGate(title))(title, () => {
       const stop = await startInstance(cfg);
       try {
         const rcpt = async (sender: string) => {
-          const [, , reply] = await smtpDialogue(cfg.smtpPort, ['EHLO client.lab.test', `MAIL FROM:<${sender}>`, 'RCPT TO:<bob@gmail.test>', 'QUIT']);
+          const [, , reply] = await smtpDialogue(cfg.smtpPort, [
+            'EHLO client.lab.test',
+            `MAIL FROM:<${sender}>`,
+            'RCPT TO:<bob@gmail.test>',
+            'QUIT',
+          ]);
           return reply ?? '';
         };
-        for (const sender of ['alice@a.example', 'alice+tag@a.example', 'Carol@A.EXAMPLE', 'x@direct.example', 'x@a2.example']) {
+        for (const sender of [
+          'alice@a.example',
+          'alice+tag@a.example',
+          'Carol@A.EXAMPLE',
+          'x@direct.example',
+          'x@a2.example',
+        ]) {
           expect(await rcpt(sender), sender).toMatch(/^250 /);
         }
         for (const [sender, text] of [
@@ -169,7 +208,12 @@ describe.skipIf(!postfixToolsGate(title))(title, () => {
       const own = await stageBundle({ ...bundle, mainCf: { ...bundle.mainCf, myorigin: 'a.example' } });
       const stop = await startInstance(own);
       try {
-        const [, , reply] = await smtpDialogue(own.smtpPort, ['EHLO client.lab.test', 'MAIL FROM:<someone>', 'RCPT TO:<bob@gmail.test>', 'QUIT']);
+        const [, , reply] = await smtpDialogue(own.smtpPort, [
+          'EHLO client.lab.test',
+          'MAIL FROM:<someone>',
+          'RCPT TO:<bob@gmail.test>',
+          'QUIT',
+        ]);
         expect(reply).toMatch(/^504 5\.5\.2 .*need fully-qualified address/);
       } finally {
         await stop();

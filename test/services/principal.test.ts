@@ -6,8 +6,12 @@ import { requireAdmin, type Principal } from '../../src/services/principal.js';
 const ctx = (actor: Principal) => ({ actor, requestId: 'req-1' });
 
 it('lets an admin key through, bound to a tenant or not', () => {
-  expect(() => requireAdmin(ctx({ keyId: 'k1', scopes: ['admin'], tenantId: null }), 'nodes: admin only')).not.toThrow();
-  expect(() => requireAdmin(ctx({ keyId: 'k2', scopes: ['tenant', 'admin'], tenantId: 't1' }), 'nodes: admin only')).not.toThrow();
+  expect(() =>
+    requireAdmin(ctx({ keyId: 'k1', scopes: ['admin'], tenantId: null }), 'nodes: admin only'),
+  ).not.toThrow();
+  expect(() =>
+    requireAdmin(ctx({ keyId: 'k2', scopes: ['tenant', 'admin'], tenantId: 't1' }), 'nodes: admin only'),
+  ).not.toThrow();
 });
 
 it('refuses every other key with 403 and the reason given', () => {

@@ -32,13 +32,22 @@ describe('boundUnknown', () => {
   });
 
   it('ends the count when every required record answered; unknown optional records do not count', () => {
-    expect(boundUnknown([check('dmarc', false), check('return_path', null, false)], ago(9999), at, 600)).toMatchObject({ uncheckableSince: null });
+    expect(boundUnknown([check('dmarc', false), check('return_path', null, false)], ago(9999), at, 600)).toMatchObject({
+      uncheckableSince: null,
+    });
   });
 
   it('turns unknown required records wrong once the limit passed, so verified degrades and degraded fails', () => {
-    const bounded = boundUnknown([check('dmarc', null), check('spf', true), check('return_path', null, false)], ago(600), at, 600);
+    const bounded = boundUnknown(
+      [check('dmarc', null), check('spf', true), check('return_path', null, false)],
+      ago(600),
+      at,
+      600,
+    );
     expect(bounded.checks.map((c) => c.valid)).toEqual([false, true, null]);
-    expect(bounded.checks[0]?.reason).toBe(`could not be checked since ${ago(600).toISOString()} (over 600 s): DNS lookup failed: SERVFAIL`);
+    expect(bounded.checks[0]?.reason).toBe(
+      `could not be checked since ${ago(600).toISOString()} (over 600 s): DNS lookup failed: SERVFAIL`,
+    );
     const settings = { pendingTimeoutSeconds: 1e6, degradedGraceSeconds: 3600 };
     expect(nextStatus('verified', bounded.checks, { statusChangedAt: ago(10), now: at }, settings)).toBe('degraded');
     expect(nextStatus('degraded', bounded.checks, { statusChangedAt: ago(3600), now: at }, settings)).toBe('failed');
@@ -51,16 +60,30 @@ describe('alignmentWarnings', () => {
 
   it('warns for each relay of the route that declares neither an SPF include nor DKIM', () => {
     expect(alignmentWarnings(domain, [{ field: 'relayId', relay: relay({ spfInclude: '_spf.r.test' }) }])).toEqual([]);
-    expect(alignmentWarnings(domain, [{ field: 'relayId', relay: relay({ dkim: [{ selector: 's', type: 'CNAME', value: 's.r.test' }] as never }) }])).toEqual([]);
+    expect(
+      alignmentWarnings(domain, [
+        { field: 'relayId', relay: relay({ dkim: [{ selector: 's', type: 'CNAME', value: 's.r.test' }] as never }) },
+      ]),
+    ).toEqual([]);
     // DKIM from a provider template (per-domain CNAMEs) counts; a template without required DKIM does not.
-    const template = (required: boolean) => ({ variables: [], records: [{ purpose: 'dkim', type: 'CNAME', name: 't._domainkey', value: 't.dkim.r.test', required }] }) as never;
-    expect(alignmentWarnings(domain, [{ field: 'relayId', relay: relay({ authTemplate: template(true) }) }])).toEqual([]);
-    expect(alignmentWarnings(domain, [{ field: 'relayId', relay: relay({ authTemplate: template(false) }) }])).toHaveLength(1);
+    const template = (required: boolean) =>
+      ({
+        variables: [],
+        records: [{ purpose: 'dkim', type: 'CNAME', name: 't._domainkey', value: 't.dkim.r.test', required }],
+      }) as never;
+    expect(alignmentWarnings(domain, [{ field: 'relayId', relay: relay({ authTemplate: template(true) }) }])).toEqual(
+      [],
+    );
+    expect(
+      alignmentWarnings(domain, [{ field: 'relayId', relay: relay({ authTemplate: template(false) }) }]),
+    ).toHaveLength(1);
     const warned = alignmentWarnings(domain, [
       { field: 'relayId', relay: relay({ spfInclude: '_spf.r.test' }) },
       { field: 'fallbackRelayId', relay: relay({ name: 'bare' }) },
     ]);
-    expect(warned.map((w) => [w.code, w.message.startsWith('the relay of fallbackRelayId (bare)')])).toEqual([['no-dmarc-pass', true]]);
+    expect(warned.map((w) => [w.code, w.message.startsWith('the relay of fallbackRelayId (bare)')])).toEqual([
+      ['no-dmarc-pass', true],
+    ]);
   });
 
   it('warns for a direct route', () => {

@@ -23,7 +23,10 @@ function recoverable(out: string, secret: string): boolean {
   for (const run of text.match(/[A-Za-z0-9+/_-]{2,}/g) ?? []) {
     for (let offset = 0; offset < 4; offset += 1) {
       const piece = run.slice(offset);
-      for (const decoded of [Buffer.from(piece.replace(/[-_]/g, ''), 'base64'), Buffer.from(piece.replace(/[+/]/g, ''), 'base64url')]) {
+      for (const decoded of [
+        Buffer.from(piece.replace(/[-_]/g, ''), 'base64'),
+        Buffer.from(piece.replace(/[+/]/g, ''), 'base64url'),
+      ]) {
         if (windows.some((w) => decoded.includes(w))) return true;
       }
     }
@@ -34,11 +37,16 @@ function recoverable(out: string, secret: string): boolean {
 const b64 = (text: string, url = false) => Buffer.from(text, 'utf8').toString(url ? 'base64url' : 'base64');
 
 // Every kind of character a secret may hold, and those a masking pattern once tripped on.
-const hostile = fc.string({
-  unit: fc.oneof(fc.constantFrom(':', '#', ' ', '\\', '"', "'", '\u2028', '\u2029', '😀', '𝔘', 'é', '='), fc.string({ unit: 'grapheme', maxLength: 1 })),
-  minLength: 1,
-  maxLength: 40,
-}).filter((secret) => secret !== '');
+const hostile = fc
+  .string({
+    unit: fc.oneof(
+      fc.constantFrom(':', '#', ' ', '\\', '"', "'", '\u2028', '\u2029', '😀', '𝔘', 'é', '='),
+      fc.string({ unit: 'grapheme', maxLength: 1 }),
+    ),
+    minLength: 1,
+    maxLength: 40,
+  })
+  .filter((secret) => secret !== '');
 
 describe('redactSecret', () => {
   it('removes the secret as sent by AUTH PLAIN (with or without an authzid) and AUTH LOGIN, and as decoded', () => {
@@ -88,7 +96,12 @@ describe('redactSecret', () => {
         fc.string({ maxLength: 12 }),
         fc.boolean(),
         (secret, user, before, after, url) => {
-          for (const encoded of [b64(`${before}\0${user}\0${secret}`, url), b64(`${before}${secret}${after}`, url), b64(secret, url), secret]) {
+          for (const encoded of [
+            b64(`${before}\0${user}\0${secret}`, url),
+            b64(`${before}${secret}${after}`, url),
+            b64(secret, url),
+            secret,
+          ]) {
             const out = redactSecret(`535 5.7.8 ${before} ${encoded} ${after}`, user, secret);
             expect(recoverable(out, secret), JSON.stringify({ encoded, out })).toBe(false);
           }

@@ -6,7 +6,13 @@
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConnectionPool, HostKeyMismatchError, connectNode, type NodeConnection, type NodeTarget } from '../../src/ssh/index.js';
+import {
+  ConnectionPool,
+  HostKeyMismatchError,
+  connectNode,
+  type NodeConnection,
+  type NodeTarget,
+} from '../../src/ssh/index.js';
 import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/postfix-node.js';
 import { labGate } from '../lab/requirements.js';
 import { startSmartHost, type SmartHost } from '../lab/smart-host.js';
@@ -22,7 +28,9 @@ describe.skipIf(!labOk)('ConnectionPool on a real sshd', () => {
 
   beforeAll(async () => {
     sink = await startSmartHost({ name: 'sink', tls: 'starttls', users: {}, authOptional: true });
-    [node, other] = (await Promise.all(['pool1', 'pool2'].map((name) => startPostfixNode({ name, sinkRelayhost: sink.nexthop })))) as [PostfixNode, PostfixNode];
+    [node, other] = (await Promise.all(
+      ['pool1', 'pool2'].map((name) => startPostfixNode({ name, sinkRelayhost: sink.nexthop })),
+    )) as [PostfixNode, PostfixNode];
   });
 
   afterAll(async () => {
@@ -32,7 +40,11 @@ describe.skipIf(!labOk)('ConnectionPool on a real sshd', () => {
     await sink?.close();
   });
 
-  const target = (n: PostfixNode, extra: Partial<NodeTarget> = {}): NodeTarget => ({ ...n.ssh, hostKey: n.ssh.hostKeyLine, ...extra });
+  const target = (n: PostfixNode, extra: Partial<NodeTarget> = {}): NodeTarget => ({
+    ...n.ssh,
+    hostKey: n.ssh.hostKeyLine,
+    ...extra,
+  });
   /** A pool whose every new connection is recorded. */
   const counted = (idleMs = 30_000) => {
     const opened: NodeConnection[] = [];
@@ -101,7 +113,9 @@ describe.skipIf(!labOk)('ConnectionPool on a real sshd', () => {
     const a = await pool.acquire(target(other));
     a.close();
     // Another pin for the same address: the cached connection is not used, the new one is refused.
-    await expect(pool.acquire(target(other, { hostKey: node.ssh.hostKeyLine }))).rejects.toBeInstanceOf(HostKeyMismatchError);
+    await expect(pool.acquire(target(other, { hostKey: node.ssh.hostKeyLine }))).rejects.toBeInstanceOf(
+      HostKeyMismatchError,
+    );
     expect(pool.idleCount).toBe(0);
     const b = await pool.acquire(target(other));
     b.close();

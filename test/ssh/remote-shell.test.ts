@@ -8,7 +8,13 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_REMOTE_PATH, RemoteShell, SKIPPED_EXIT, assertRemotePath, type ShellChannel } from '../../src/ssh/remote-shell.js';
+import {
+  DEFAULT_REMOTE_PATH,
+  RemoteShell,
+  SKIPPED_EXIT,
+  assertRemotePath,
+  type ShellChannel,
+} from '../../src/ssh/remote-shell.js';
 
 let dir: string;
 const shells: RemoteShell[] = [];
@@ -50,21 +56,33 @@ async function start(path = DEFAULT_REMOTE_PATH): Promise<{ shell: RemoteShell; 
   return started;
 }
 
-const text = (r: { code: number; stdout: Buffer; stderr: Buffer }) => ({ code: r.code, stdout: r.stdout.toString(), stderr: r.stderr.toString() });
+const text = (r: { code: number; stdout: Buffer; stderr: Buffer }) => ({
+  code: r.code,
+  stdout: r.stdout.toString(),
+  stderr: r.stderr.toString(),
+});
 
 describe('RemoteShell', () => {
   it('runs every command of a connection in one shell started once, with its own exit code and outputs', async () => {
     const before = await readFile(`${dir}/starts`, 'utf8').catch(() => '');
     const { shell, startMs } = await start();
     expect(startMs).toBeGreaterThan(0);
-    expect(text(await shell.run("printf 'no newline'; echo oops >&2", undefined, 10_000))).toEqual({ code: 0, stdout: 'no newline', stderr: 'oops\n' });
-    expect(text(await shell.run('set -e; echo one; false; echo never', undefined, 10_000))).toEqual({ code: 1, stdout: 'one\n', stderr: '' });
+    expect(text(await shell.run("printf 'no newline'; echo oops >&2", undefined, 10_000))).toEqual({
+      code: 0,
+      stdout: 'no newline',
+      stderr: 'oops\n',
+    });
+    expect(text(await shell.run('set -e; echo one; false; echo never', undefined, 10_000))).toEqual({
+      code: 1,
+      stdout: 'one\n',
+      stderr: '',
+    });
     expect(text(await shell.run('exit 7', undefined, 10_000))).toEqual({ code: 7, stdout: '', stderr: '' });
     expect(text(await shell.run('cd /tmp; umask 077; pwd', undefined, 10_000)).stdout).toBe('/tmp\n');
     // exit, cd and umask stayed in their own command.
-    expect(text(await shell.run('umask; echo "$LC_ALL $PATH"; [ -z "$LANG" ] && echo no-lang', undefined, 10_000)).stdout).toBe(
-      `0022\nC ${DEFAULT_REMOTE_PATH}\nno-lang\n`,
-    );
+    expect(
+      text(await shell.run('umask; echo "$LC_ALL $PATH"; [ -z "$LANG" ] && echo no-lang', undefined, 10_000)).stdout,
+    ).toBe(`0022\nC ${DEFAULT_REMOTE_PATH}\nno-lang\n`);
     const after = await readFile(`${dir}/starts`, 'utf8');
     expect(after.length - before.length).toBe(2); // one "x\n": the login ran once
   });
@@ -85,8 +103,12 @@ describe('RemoteShell', () => {
 
   it('answers commands sent before the previous ones answered, in order', async () => {
     const { shell } = await start();
-    const results = await Promise.all(Array.from({ length: 50 }, (_, i) => shell.run(`echo ${i}; exit ${i % 3}`, undefined, 20_000)));
-    expect(results.map((r) => [r.stdout.toString(), r.code])).toEqual(Array.from({ length: 50 }, (_, i) => [`${i}\n`, i % 3]));
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => shell.run(`echo ${i}; exit ${i % 3}`, undefined, 20_000)),
+    );
+    expect(results.map((r) => [r.stdout.toString(), r.code])).toEqual(
+      Array.from({ length: 50 }, (_, i) => [`${i}\n`, i % 3]),
+    );
   });
 
   it('skips gated commands after a failure, all of them, until an ungated one runs', async () => {

@@ -35,7 +35,9 @@ function message(at: Date, from: string, rcpts: Rcpt[], size = 1000): string[] {
   ];
   for (const r of rcpts) {
     const dsn = r.status === 'sent' ? '2.0.0' : r.status === 'deferred' ? '4.2.0' : '5.1.1';
-    lines.push(`${t(30)} mx1 postfix/smtp[102]: ${qid}: to=<${r.to}>, relay=127.0.0.1[127.0.0.1]:2525, delay=0.1, delays=0/0/0/0.1, dsn=${dsn}, status=${r.status} (reply)`);
+    lines.push(
+      `${t(30)} mx1 postfix/smtp[102]: ${qid}: to=<${r.to}>, relay=127.0.0.1[127.0.0.1]:2525, delay=0.1, delays=0/0/0/0.1, dsn=${dsn}, status=${r.status} (reply)`,
+    );
   }
   if (rcpts.every((r) => r.status !== 'deferred')) lines.push(`${t(40)} mx1 postfix/qmgr[101]: ${qid}: removed`);
   return lines;
@@ -72,7 +74,10 @@ describe('usage collection from node logs', () => {
     return out;
   };
   const dayStart = (d: Date) => new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate())).toISOString();
-  const dayEnd = () => new Date(Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), new Date().getUTCDate() + 1)).toISOString();
+  const dayEnd = () =>
+    new Date(
+      Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), new Date().getUTCDate() + 1),
+    ).toISOString();
   const nodeUsage = async () => {
     const r = await t.app.inject({ method: 'GET', url: `/v1/nodes/${nodeId}`, headers: admin.headers });
     return r.json<{ usage: Record<string, unknown> | null }>().usage;
@@ -84,14 +89,22 @@ describe('usage collection from node logs', () => {
     await writeFile(logFile, '');
     const keyFile = path.join(dir, 'id_ed25519');
     await writeFile(keyFile, 'not used: commands run locally\n', { mode: 0o600 });
-    t = await createTestApp({ ssh: { privateKeyPath: keyFile, connect: async () => localConnection() }, usage: { finalDelaySeconds: 0, chunkBytes: 4096 } });
+    t = await createTestApp({
+      ssh: { privateKeyPath: keyFile, connect: async () => localConnection() },
+      usage: { finalDelaySeconds: 0, chunkBytes: 4096 },
+    });
     admin = await tokenFor(t.app, ['admin']);
     tenantA = (await createTenant(t.app, admin.headers)).id;
     tenantB = (await createTenant(t.app, admin.headers)).id;
     relayId = (await createRelay(t.app, admin.headers)).id;
     domainA = (await createDomain(t.app, admin.headers, tenantA, { relayId })).name;
     domainB = (await createDomain(t.app, admin.headers, tenantB, { relayId })).name;
-    const node = await t.app.inject({ method: 'POST', url: '/v1/nodes', headers: admin.headers, payload: { name: 'mx1', sshHost: '127.0.0.1', hostKey: HOST_KEY, logPath: logFile } });
+    const node = await t.app.inject({
+      method: 'POST',
+      url: '/v1/nodes',
+      headers: admin.headers,
+      payload: { name: 'mx1', sshHost: '127.0.0.1', hostKey: HOST_KEY, logPath: logFile },
+    });
     expect(node.statusCode, node.body).toBe(201);
     nodeId = node.json<{ id: string }>().id;
   });
@@ -103,15 +116,45 @@ describe('usage collection from node logs', () => {
 
   it('counts messages, recipients, outcomes and bytes per tenant, sender domain and recipient domain', async () => {
     await write([
-      ...message(hour0, `alice@${domainA}`, [{ to: 'x@gmail.test', status: 'sent' }, { to: 'y@gmail.test', status: 'sent' }, { to: 'z@yahoo.test', status: 'bounced' }], 2000),
-      ...message(new Date(hour0.getTime() + 10 * 60_000), `bob@${domainB}`, [{ to: 'q@yahoo.test', status: 'sent' }], 500),
+      ...message(
+        hour0,
+        `alice@${domainA}`,
+        [
+          { to: 'x@gmail.test', status: 'sent' },
+          { to: 'y@gmail.test', status: 'sent' },
+          { to: 'z@yahoo.test', status: 'bounced' },
+        ],
+        2000,
+      ),
+      ...message(
+        new Date(hour0.getTime() + 10 * 60_000),
+        `bob@${domainB}`,
+        [{ to: 'q@yahoo.test', status: 'sent' }],
+        500,
+      ),
       'this line is not from Postfix',
       `${new Date(hour0.getTime() + 11 * 60_000).toISOString()} mx1 postfix/anvil[9]: statistics: max connection rate 1/60s`,
     ]);
     await collect();
     const byDomain = await totalsBy('domain', 'senderDomain');
-    expect(byDomain[domainA]).toEqual({ messages: 1, recipients: 3, delivered: 2, deferred: 0, bounced: 1, expired: 0, bytes: 2000 });
-    expect(byDomain[domainB]).toEqual({ messages: 1, recipients: 1, delivered: 1, deferred: 0, bounced: 0, expired: 0, bytes: 500 });
+    expect(byDomain[domainA]).toEqual({
+      messages: 1,
+      recipients: 3,
+      delivered: 2,
+      deferred: 0,
+      bounced: 1,
+      expired: 0,
+      bytes: 2000,
+    });
+    expect(byDomain[domainB]).toEqual({
+      messages: 1,
+      recipients: 1,
+      delivered: 1,
+      deferred: 0,
+      bounced: 0,
+      expired: 0,
+      bytes: 500,
+    });
     const byRecipient = await totalsBy('recipientDomain', 'recipientDomain');
     expect(byRecipient['gmail.test']).toMatchObject({ delivered: 2, bounced: 0 });
     expect(byRecipient['yahoo.test']).toMatchObject({ delivered: 1, bounced: 1 });
@@ -144,16 +187,56 @@ describe('usage collection from node logs', () => {
     ]);
     await collect();
     const after = await totalsBy('tenant', 'tenantId');
-    expect(after[tenantA]).toEqual({ ...before[tenantA], messages: 2, recipients: 4, delivered: 3, deferred: 1, bytes: 2700 });
+    expect(after[tenantA]).toEqual({
+      ...before[tenantA],
+      messages: 2,
+      recipients: 4,
+      delivered: 3,
+      deferred: 1,
+      bytes: 2700,
+    });
 
     // Down to the message: each counted message that left the queue, with what it counted.
     const month = `from=${new Date(Date.UTC(hour0.getUTCFullYear(), hour0.getUTCMonth(), 1)).toISOString()}&to=${new Date(Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth() + 1, 1)).toISOString()}`;
-    const records = await t.app.inject({ method: 'GET', url: `/v1/usage/messages?tenantId=${tenantA}&${month}`, headers: admin.headers });
+    const records = await t.app.inject({
+      method: 'GET',
+      url: `/v1/usage/messages?tenantId=${tenantA}&${month}`,
+      headers: admin.headers,
+    });
     expect(records.statusCode, records.body).toBe(200);
     const items = records.json<{ items: Record<string, unknown>[] }>().items;
-    expect(items.map(({ sender, bytes, recipients, delivered, deferred, bounced, expired, node }) => ({ sender, bytes, recipients, delivered, deferred, bounced, expired, node }))).toEqual([
-      { sender: `alice@${domainA}`, bytes: 2000, recipients: 3, delivered: 2, deferred: 0, bounced: 1, expired: false, node: 'mx1' },
-      { sender: `carol@${domainA}`, bytes: 700, recipients: 1, delivered: 1, deferred: 1, bounced: 0, expired: false, node: 'mx1' },
+    expect(
+      items.map(({ sender, bytes, recipients, delivered, deferred, bounced, expired, node }) => ({
+        sender,
+        bytes,
+        recipients,
+        delivered,
+        deferred,
+        bounced,
+        expired,
+        node,
+      })),
+    ).toEqual([
+      {
+        sender: `alice@${domainA}`,
+        bytes: 2000,
+        recipients: 3,
+        delivered: 2,
+        deferred: 0,
+        bounced: 1,
+        expired: false,
+        node: 'mx1',
+      },
+      {
+        sender: `carol@${domainA}`,
+        bytes: 700,
+        recipients: 1,
+        delivered: 1,
+        deferred: 1,
+        bounced: 0,
+        expired: false,
+        node: 'mx1',
+      },
     ]);
     expect(items[1]?.queueId).toBe(qid);
     // Page by page (limit=1), the same records in the same order, and a last page without a cursor.
@@ -193,7 +276,12 @@ describe('usage collection from node logs', () => {
     await write(message(at, `bob@${domainB}`, [{ to: 'd@x.test', status: 'sent' }]));
     await copyFile(logFile, `${logFile}.2`);
     await truncate(logFile, 0);
-    await write(message(at, `bob@${domainB}`, [{ to: 'e@x.test', status: 'sent' }, { to: 'f@x.test', status: 'sent' }]));
+    await write(
+      message(at, `bob@${domainB}`, [
+        { to: 'e@x.test', status: 'sent' },
+        { to: 'f@x.test', status: 'sent' },
+      ]),
+    );
     await collect();
     now = (await totalsBy('tenant', 'tenantId'))[tenantB]!;
     expect(now.messages - before.messages).toBe(5);
@@ -218,7 +306,9 @@ describe('usage collection from node logs', () => {
 
   it('a crash between reading and committing counts nothing; the next run counts it once', async () => {
     const before = (await totalsBy('tenant', 'tenantId'))[tenantA]!;
-    await write(message(new Date(hour0.getTime() + 3 * HOUR), `alice@${domainA}`, [{ to: 'z@gmail.test', status: 'sent' }]));
+    await write(
+      message(new Date(hour0.getTime() + 3 * HOUR), `alice@${domainA}`, [{ to: 'z@gmail.test', status: 'sent' }]),
+    );
     const connect = async () => {
       const client = new pg.Client({ connectionString: t.database.url.replace(/\?.*$/, '') });
       await client.connect();
@@ -253,7 +343,13 @@ describe('usage collection from node logs', () => {
     expect((await nodeUsage())?.lastError).toEqual(expect.any(String));
     expect((await totalsBy('tenant', 'tenantId'))[tenantA]).toEqual(before);
     await collect();
-    expect((await totalsBy('tenant', 'tenantId'))[tenantA]).toEqual({ ...before, messages: before.messages + 1, recipients: before.recipients + 1, delivered: before.delivered + 1, bytes: before.bytes + 1000 });
+    expect((await totalsBy('tenant', 'tenantId'))[tenantA]).toEqual({
+      ...before,
+      messages: before.messages + 1,
+      recipients: before.recipients + 1,
+      delivered: before.delivered + 1,
+      bytes: before.bytes + 1000,
+    });
     expect((await nodeUsage())?.lastError).toBeNull();
   });
 
@@ -261,7 +357,11 @@ describe('usage collection from node logs', () => {
     const moving = (await createDomain(t.app, admin.headers, tenantA, { relayId })).name;
     await write(message(new Date(), `x@${moving}`, [{ to: 'a@m.test', status: 'sent' }]));
     await collect();
-    const owned = await t.app.inject({ method: 'GET', url: `/v1/tenants/${tenantA}/domains?limit=100`, headers: admin.headers });
+    const owned = await t.app.inject({
+      method: 'GET',
+      url: `/v1/tenants/${tenantA}/domains?limit=100`,
+      headers: admin.headers,
+    });
     const row = owned.json<{ items: { id: string; name: string }[] }>().items.find((d) => d.name === moving)!;
     const del = await t.app.inject({ method: 'DELETE', url: `/v1/domains/${row.id}`, headers: admin.headers });
     expect(del.statusCode, del.body).toBe(204);
@@ -272,19 +372,24 @@ describe('usage collection from node logs', () => {
     await collect();
     const byDomain = await usage(`groupBy=domain&granularity=day&from=${dayStart(hour0)}&to=${dayEnd()}&limit=500`);
     const rows = byDomain.items.filter((i) => i.senderDomain === moving);
-    const sum = (tenant: string) => rows.filter((r) => r.tenantId === tenant).reduce((n, r) => n + (r.messages as number), 0);
+    const sum = (tenant: string) =>
+      rows.filter((r) => r.tenantId === tenant).reduce((n, r) => n + (r.messages as number), 0);
     expect(sum(tenantA)).toBe(1);
     expect(sum(tenantB)).toBe(1);
   });
 
   it('hours end up final, and a line dated in a final hour counts in the first open hour', async () => {
-    const page = await usage(`granularity=hour&from=${hour0.toISOString()}&to=${new Date(hour0.getTime() + HOUR).toISOString()}`);
+    const page = await usage(
+      `granularity=hour&from=${hour0.toISOString()}&to=${new Date(hour0.getTime() + HOUR).toISOString()}`,
+    );
     expect(page.items.length).toBeGreaterThan(0);
     expect(page.items.every((i) => i.final === true)).toBe(true);
     const lateBefore = (await nodeUsage())?.lateEvents as number;
     await write(message(hour0, `alice@${domainA}`, [{ to: 'late@gmail.test', status: 'sent' }]));
     await collect();
-    const again = await usage(`granularity=hour&from=${hour0.toISOString()}&to=${new Date(hour0.getTime() + HOUR).toISOString()}`);
+    const again = await usage(
+      `granularity=hour&from=${hour0.toISOString()}&to=${new Date(hour0.getTime() + HOUR).toISOString()}`,
+    );
     expect(again.items).toEqual(page.items);
     expect((await nodeUsage())?.lateEvents).toBeGreaterThan(lateBefore);
   });
@@ -299,11 +404,17 @@ describe('usage collection from node logs', () => {
 
     const billing = await tokenFor(t.app, ['usage:read']);
     const all = await usage(`granularity=month&from=${monthStart()}&to=${monthEnd()}`, billing.headers);
-    const csv = await t.app.inject({ method: 'GET', url: `/v1/usage?granularity=month&from=${monthStart()}&to=${monthEnd()}`, headers: { ...billing.headers, accept: 'text/csv' } });
+    const csv = await t.app.inject({
+      method: 'GET',
+      url: `/v1/usage?granularity=month&from=${monthStart()}&to=${monthEnd()}`,
+      headers: { ...billing.headers, accept: 'text/csv' },
+    });
     expect(csv.statusCode).toBe(200);
     expect(csv.headers['content-type']).toMatch(/^text\/csv/);
     const lines = csv.body.trim().split('\r\n');
-    expect(lines[0]).toBe('start,end,final,tenantId,senderDomain,recipientDomain,messages,recipients,delivered,deferred,bounced,expired,bytes');
+    expect(lines[0]).toBe(
+      'start,end,final,tenantId,senderDomain,recipientDomain,messages,recipients,delivered,deferred,bounced,expired,bytes',
+    );
     expect(lines.length - 1).toBe(all.items.length);
     const rowA = lines.find((l) => l.includes(tenantA))!.split(',');
     const itemA = all.items.find((i) => i.tenantId === tenantA)!;
@@ -311,7 +422,11 @@ describe('usage collection from node logs', () => {
     expect(Number(rowA[8])).toBe(itemA.delivered);
 
     const month = monthStart().slice(0, 7);
-    const summary = await t.app.inject({ method: 'GET', url: `/v1/tenants/${tenantA}/usage/summary?month=${month}`, headers: asA.headers });
+    const summary = await t.app.inject({
+      method: 'GET',
+      url: `/v1/tenants/${tenantA}/usage/summary?month=${month}`,
+      headers: asA.headers,
+    });
     expect(summary.statusCode, summary.body).toBe(200);
     const s = summary.json<{ totals: Record<string, number>; domains: { senderDomain: string }[]; final: boolean }>();
     expect(s.totals.messages).toBe(itemA.messages);
@@ -320,12 +435,21 @@ describe('usage collection from node logs', () => {
   });
 
   it('answers bad queries with problem+json and pages through buckets without gaps', async () => {
-    for (const query of ['from=2026-11-01T00:30:00Z&granularity=hour', 'granularity=week', 'from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z', 'cursor=bogus']) {
+    for (const query of [
+      'from=2026-11-01T00:30:00Z&granularity=hour',
+      'granularity=week',
+      'from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z',
+      'cursor=bogus',
+    ]) {
       const r = await t.app.inject({ method: 'GET', url: `/v1/usage?${query}`, headers: admin.headers });
       expect(r.statusCode, query).toBe(400);
       expect(r.headers['content-type']).toMatch(/application\/problem\+json/);
     }
-    const bad = await t.app.inject({ method: 'GET', url: `/v1/tenants/${tenantA}/usage/summary?month=2026-13`, headers: admin.headers });
+    const bad = await t.app.inject({
+      method: 'GET',
+      url: `/v1/tenants/${tenantA}/usage/summary?month=2026-13`,
+      headers: admin.headers,
+    });
     expect(bad.statusCode).toBe(400);
     const q = `groupBy=recipientDomain&granularity=hour&from=${hour0.toISOString()}&to=${dayEnd()}`;
     const whole = await usage(`${q}&limit=500`);

@@ -40,7 +40,12 @@ function problemResponse(body: Problem, retryAfter?: string | null): Response {
 
 function isProblem(value: unknown): value is Problem {
   const candidate = value as Partial<Problem> | null;
-  return typeof candidate === 'object' && candidate !== null && typeof candidate.status === 'number' && typeof candidate.code === 'string';
+  return (
+    typeof candidate === 'object' &&
+    candidate !== null &&
+    typeof candidate.status === 'number' &&
+    typeof candidate.code === 'string'
+  );
 }
 
 type Exchange = { token: string } | { refused: Problem; retryAfter: string | null };
@@ -53,17 +58,30 @@ type Exchange = { token: string } | { refused: Problem; retryAfter: string | nul
  * `signal` rejects.
  */
 export function createRelayplaneClient(options: RelayplaneClientOptions): RelayplaneClient {
-  const client = createClient<paths, JsonMedia>({ baseUrl: options.baseUrl, ...(options.fetch === undefined ? {} : { fetch: options.fetch }) });
+  const client = createClient<paths, JsonMedia>({
+    baseUrl: options.baseUrl,
+    ...(options.fetch === undefined ? {} : { fetch: options.fetch }),
+  });
   let token: { value: string; renewAt: number } | null = null;
   let pending: Promise<Exchange> | null = null;
 
   async function exchange(): Promise<Exchange> {
     const { data, error, response } = await client.POST(TOKEN_PATH, { body: { key: options.apiKey } });
     if (data === undefined) {
-      const refused = isProblem(error) ? error : problem(response.status, 'unexpected-response', 'Unexpected response', `POST ${TOKEN_PATH} answered ${response.status}`);
+      const refused = isProblem(error)
+        ? error
+        : problem(
+            response.status,
+            'unexpected-response',
+            'Unexpected response',
+            `POST ${TOKEN_PATH} answered ${response.status}`,
+          );
       return { refused, retryAfter: response.headers.get('retry-after') };
     }
-    token = { value: data.access_token, renewAt: Date.now() + Math.max(1, data.expires_in - RENEW_MARGIN_SECONDS) * 1000 };
+    token = {
+      value: data.access_token,
+      renewAt: Date.now() + Math.max(1, data.expires_in - RENEW_MARGIN_SECONDS) * 1000,
+    };
     return { token: data.access_token };
   }
 
@@ -84,15 +102,22 @@ export function createRelayplaneClient(options: RelayplaneClientOptions): Relayp
     },
     async onResponse({ request, response }) {
       // A token the server no longer takes (its key revoked, the server's secret changed): the next call exchanges the key again.
-      if (response.status === 401 && token !== null && request.headers.get('authorization') === `Bearer ${token.value}`) token = null;
+      if (response.status === 401 && token !== null && request.headers.get('authorization') === `Bearer ${token.value}`)
+        token = null;
       if (response.ok || /json/i.test(response.headers.get('content-type') ?? '')) return undefined;
       // Not the API's answer (a proxy's HTML page): still a problem object, with the status seen.
       const text = (await response.text()).slice(0, 200);
-      return problemResponse(problem(response.status, 'unexpected-response', 'Unexpected response', text || `HTTP ${response.status}`), response.headers.get('retry-after'));
+      return problemResponse(
+        problem(response.status, 'unexpected-response', 'Unexpected response', text || `HTTP ${response.status}`),
+        response.headers.get('retry-after'),
+      );
     },
     onError({ error }) {
       if (error instanceof Error && error.name === 'AbortError') return error;
-      const detail = error instanceof Error ? `${error.message}${error.cause instanceof Error ? `: ${error.cause.message}` : ''}` : String(error);
+      const detail =
+        error instanceof Error
+          ? `${error.message}${error.cause instanceof Error ? `: ${error.cause.message}` : ''}`
+          : String(error);
       return problemResponse(problem(503, 'unreachable', 'Relayplane unreachable', detail));
     },
   };

@@ -9,6 +9,7 @@ export function configRoutes(services: AppServices) {
       return reply.header('etag', `"${bundle.version}"`).send(bundle);
     },
     diffConfig: async (request) => services.config.diff(contextOf(request), request.query.from),
-    explainRoute: async (request) => services.config.explain(contextOf(request), request.query.sender, request.query.recipient),
+    explainRoute: async (request) =>
+      services.config.explain(contextOf(request), request.query.sender, request.query.recipient),
   } satisfies OperationHandlers;
 }

@@ -5,7 +5,8 @@ import type { OperationHandlers } from '../types.js';
 
 export function tenantRoutes(services: AppServices) {
   return {
-    createTenant: async (request, reply) => sendVersioned(reply, await services.tenants.create(contextOf(request), request.body), 201),
+    createTenant: async (request, reply) =>
+      sendVersioned(reply, await services.tenants.create(contextOf(request), request.body), 201),
     listTenants: async (request) =>
       services.tenants.list(contextOf(request), {
         limit: request.query.limit ?? 50,
@@ -13,11 +14,17 @@ export function tenantRoutes(services: AppServices) {
         status: request.query.status,
         externalRef: request.query.externalRef,
       }),
-    getTenant: async (request, reply) => sendVersioned(reply, await services.tenants.get(contextOf(request), request.params.tenantId)),
+    getTenant: async (request, reply) =>
+      sendVersioned(reply, await services.tenants.get(contextOf(request), request.params.tenantId)),
     updateTenant: async (request, reply) =>
       sendVersioned(
         reply,
-        await services.tenants.update(contextOf(request), request.params.tenantId, request.body, expectedVersion(request.headers['if-match'])),
+        await services.tenants.update(
+          contextOf(request),
+          request.params.tenantId,
+          request.body,
+          expectedVersion(request.headers['if-match']),
+        ),
       ),
     deleteTenant: async (request, reply) => {
       await services.tenants.delete(contextOf(request), request.params.tenantId, {

@@ -19,10 +19,12 @@ export function usageRoutes(services: AppServices) {
         const lines = services.usage.csv(ctx, query);
         // Validation errors surface before the first byte: the header row is only yielded after them.
         const first = await lines.next();
-        const stream = Readable.from((async function* () {
-          if (first.done !== true) yield first.value;
-          yield* lines;
-        })());
+        const stream = Readable.from(
+          (async function* () {
+            if (first.done !== true) yield first.value;
+            yield* lines;
+          })(),
+        );
         return reply
           .type('text/csv; charset=utf-8')
           .header('content-disposition', 'attachment; filename="relayplane-usage.csv"')
@@ -32,8 +34,16 @@ export function usageRoutes(services: AppServices) {
     },
     listUsageMessages: async (request) => {
       const q = request.query;
-      return services.usage.messages(contextOf(request), { tenantId: q.tenantId, senderDomain: q.senderDomain, from: q.from, to: q.to, limit: q.limit ?? 50, cursor: q.cursor });
+      return services.usage.messages(contextOf(request), {
+        tenantId: q.tenantId,
+        senderDomain: q.senderDomain,
+        from: q.from,
+        to: q.to,
+        limit: q.limit ?? 50,
+        cursor: q.cursor,
+      });
     },
-    getUsageSummary: async (request) => services.usage.summary(contextOf(request), request.params.tenantId, request.query.month),
+    getUsageSummary: async (request) =>
+      services.usage.summary(contextOf(request), request.params.tenantId, request.query.month),
   } satisfies OperationHandlers;
 }
