@@ -290,13 +290,11 @@ function bodyArbitrary(
     { weight: 6, arbitrary: fc.constant<string | undefined>('application/json') },
     { weight: 1, arbitrary: fc.constantFrom(...OTHER_CONTENT_TYPES) },
   );
-  const raw = fc
-    .constantFrom(...RAW_BODIES)
-    .map((text) => ({
-      value: undefined,
-      raw: text,
-      label: `raw ${JSON.stringify(text.slice(0, 12))}${text.length > 12 ? '…' : ''}`,
-    }));
+  const raw = fc.constantFrom(...RAW_BODIES).map((text) => ({
+    value: undefined,
+    raw: text,
+    label: `raw ${JSON.stringify(text.slice(0, 12))}${text.length > 12 ? '…' : ''}`,
+  }));
   if (operation.bodySchema === undefined) {
     // No body declared: mostly none, sometimes one anyway (it must never be stored or crash).
     const stray = fc.record({
@@ -332,27 +330,23 @@ function headersArbitrary(operation: SpecOperation): fc.Arbitrary<Record<string,
   const ifMatch = operation.headerParams.includes('If-Match')
     ? sometimes(fc.constantFrom('"1"', '"2"', 'W/"1"', '*', 'garbage', '"'.repeat(200)))
     : fc.constant(null);
-  return fc
-    .tuple(idempotency, ifMatch)
-    .map(([key, match]) => ({
-      ...(key === null ? {} : { 'idempotency-key': key }),
-      ...(match === null ? {} : { 'if-match': match }),
-    }));
+  return fc.tuple(idempotency, ifMatch).map(([key, match]) => ({
+    ...(key === null ? {} : { 'idempotency-key': key }),
+    ...(match === null ? {} : { 'if-match': match }),
+  }));
 }
 
 /** One request for any operation of the spec. */
 export function requestArbitrary(operations: SpecOperation[], ctx: SchemaContext): fc.Arbitrary<FuzzRequest> {
-  return fc
-    .constantFrom(...operations)
-    .chain((operation) =>
-      fc
-        .record({
-          principal,
-          path: pathArbitrary(operation),
-          query: queryArbitrary(operation, ctx),
-          headers: headersArbitrary(operation),
-          payload: bodyArbitrary(operation, ctx),
-        })
-        .map(({ payload, ...rest }) => ({ operation, ...rest, ...payload })),
-    );
+  return fc.constantFrom(...operations).chain((operation) =>
+    fc
+      .record({
+        principal,
+        path: pathArbitrary(operation),
+        query: queryArbitrary(operation, ctx),
+        headers: headersArbitrary(operation),
+        payload: bodyArbitrary(operation, ctx),
+      })
+      .map(({ payload, ...rest }) => ({ operation, ...rest, ...payload })),
+  );
 }
