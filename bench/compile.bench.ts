@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -7,8 +7,9 @@ import path from 'node:path';
 import pg from 'pg';
 import { applyMigrations } from '../src/db/migrate.js';
 import { fullLoadQueries } from '../src/repositories/snapshot.repository.js';
-import { createSecretBox } from '../src/lib/secret-box.js';
 import { machine, median, recordSection, ROOT, scratchDatabase } from './lib.js';
+import { PER_TENANT, POLICIES, RELAYS, seed } from './seed.js';
+import { createSecretBox } from '../src/lib/secret-box.js';
 import { backdate } from '../test/lab/postfix-node.js';
 import { findExecutable } from './usage/pflogsumm.js';
 
@@ -18,141 +19,7 @@ import { findExecutable } from './usage/pflogsumm.js';
  * tables, same run, in interleaved rounds (BENCH_ROUNDS, default 3). Goal: compile / postmap ≤ 1.
  */
 const DOMAINS = Number(process.env.BENCH_DOMAINS ?? 100_000);
-const RELAYS = 50;
-const POLICIES = 1_000;
-const PER_TENANT = 10;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-
-async function insert(client: pg.Client, table: string, columns: string[], rows: unknown[][]) {
-  for (let offset = 0; offset < rows.length; offset += 1000) {
-    const batch = rows.slice(offset, offset + 1000);
-    const values = batch.map((row, i) => `(${row.map((_, j) => `$${i * row.length + j + 1}`).join(',')})`).join(',');
-    await client.query(`INSERT INTO ${table} (${columns.join(',')}) VALUES ${values}`, batch.flat());
-  }
-}
-
-async function seed(url: string, masterKey: Buffer) {
-  const box = createSecretBox(masterKey);
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  const now = new Date();
-  const relays = Array.from({ length: RELAYS }, (_, i) => ({
-    id: randomUUID(),
-    row: [i % 10 === 0 ? 'implicit' : 'starttls', i % 10 === 0 ? 465 : 587, i % 7 === 0 ? 10 : null],
-    i,
-  }));
-  await insert(
-    client,
-    'relays',
-    ['id', 'name', 'host', 'port', 'tls', 'verify', 'concurrency', 'updated_at'],
-    relays.map((relay) => [
-      relay.id,
-      `relay ${relay.i}`,
-      `smtp${relay.i}.relay.example`,
-      relay.row[1],
-      relay.row[0],
-      true,
-      relay.row[2],
-      now,
-    ]),
-  );
-  const tenants = Array.from({ length: DOMAINS / PER_TENANT }, (_, i) => [
-    randomUUID(),
-    `Tenant ${i}`,
-    `tenant-${i}`,
-    now,
-  ]);
-  await insert(client, 'tenants', ['id', 'name', 'slug', 'updated_at'], tenants);
-  const domains: unknown[][] = [];
-  const credentials: unknown[][] = [];
-  for (let i = 0; i < DOMAINS; i += 1) {
-    const id = randomUUID();
-    const relay = relays[i % RELAYS]!;
-    // Realistic mix: almost all verified, a few with a fallback relay or limits of their own.
-    const fallback = i % 500 === 0 ? relays[(i + 1) % RELAYS]!.id : null;
-    const sameTls = fallback === null || relays[(i + 1) % RELAYS]!.row[0] === relay.row[0];
-    domains.push([
-      id,
-      tenants[Math.floor(i / PER_TENANT)]![0],
-      `d${i}.customer.example`,
-      i % 20 === 0 ? 'pending' : 'verified',
-      'relay',
-      relay.id,
-      sameTls ? fallback : null,
-      i % 200 === 0 ? 2 : null,
-      now,
-    ]);
-    if (i % 10 !== 9) {
-      const credentialId = randomUUID();
-      const secret = randomBytes(12).toString('base64url');
-      const sealed = box.seal(secret, credentialId);
-      credentials.push([
-        credentialId,
-        relay.id,
-        id,
-        `user${i}@d${i}.customer.example`,
-        sealed.ciphertext,
-        sealed.nonce,
-        sealed.keyId,
-        box.fingerprint(secret),
-        'active',
-        now,
-      ]);
-    }
-  }
-  await insert(
-    client,
-    'domains',
-    ['id', 'tenant_id', 'name', 'status', 'route', 'relay_id', 'fallback_relay_id', 'concurrency', 'updated_at'],
-    domains,
-  );
-  for (const relay of relays) {
-    const credentialId = randomUUID();
-    const sealed = box.seal('relay-wide-secret', credentialId);
-    credentials.push([
-      credentialId,
-      relay.id,
-      null,
-      `platform-${relay.i}`,
-      sealed.ciphertext,
-      sealed.nonce,
-      sealed.keyId,
-      box.fingerprint('relay-wide-secret'),
-      'active',
-      now,
-    ]);
-  }
-  await insert(
-    client,
-    'relay_credentials',
-    [
-      'id',
-      'relay_id',
-      'domain_id',
-      'username',
-      'secret_ciphertext',
-      'secret_nonce',
-      'secret_key_id',
-      'fingerprint',
-      'status',
-      'updated_at',
-    ],
-    credentials,
-  );
-  await insert(
-    client,
-    'destination_policies',
-    ['id', 'pattern', 'tls', 'updated_at'],
-    Array.from({ length: POLICIES }, (_, i) => [
-      randomUUID(),
-      `${i % 2 === 0 ? '.' : ''}mx${i}.provider.example`,
-      i % 3 === 0 ? 'verify' : 'encrypt',
-      now,
-    ]),
-  );
-  await client.end();
-  return { credentials: credentials.length };
-}
 
 interface WorkerResult {
   loadMs: number;
@@ -306,7 +173,7 @@ try {
   await applyMigrations({ databaseUrl: database.url });
   const masterKey = randomBytes(32);
   const seedStart = performance.now();
-  const seeded = await seed(database.url, masterKey);
+  const seeded = await seed(database.url, masterKey, DOMAINS);
   const seedSeconds = (performance.now() - seedStart) / 1000;
   // Interleaved rounds (a fresh load + compile process, then postmap of what it wrote), medians
   // compared: single runs on this 2-core machine vary by ±30 %, on both sides.
