@@ -6,7 +6,7 @@
  */
 import { DIR_PLACEHOLDER, MANAGED_SERVICE_PREFIX, serviceKey, type Bundle } from './bundle.js';
 import { VERSION_RE } from './layout.js';
-import { parseMapSource } from './map-source.js';
+import { parsedFile } from './map-source.js';
 
 const FILE_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const PARAM_RE = /^[a-z0-9][a-z0-9_]*$/;
@@ -79,7 +79,7 @@ function tlsPolicyProblems(where: string, name: string, value: string, files: Bu
   for (const m of value.matchAll(DIR_REF_RE)) {
     const file = files[m[1]!];
     if (file === undefined) continue;
-    for (const e of parseMapSource(file.content).entries) {
+    for (const e of parsedFile(file).entries) {
       const level = e.value.split(/\s+/)[0] ?? '';
       if (!CLIENT_TLS_LEVELS.includes(level.toLowerCase())) {
         problems.push(
@@ -112,7 +112,7 @@ function fileProblems(bundle: Bundle): string[] {
     if (file.secret && file.mode !== 0o600) problems.push(`file ${name}: a secret file must be 0600`);
     if (file.content.includes('\0')) problems.push(`file ${name}: contains NUL`);
     if (file.mapType === 'hash') {
-      for (const p of parseMapSource(file.content).problems) problems.push(`file ${name}: ${p}`);
+      for (const p of parsedFile(file).problems) problems.push(`file ${name}: ${p}`);
     }
   }
   return problems;
@@ -147,7 +147,18 @@ function masterProblems(bundle: Bundle): string[] {
 }
 
 /** Everything wrong with the bundle that can be known without the node; empty when fit to stage. */
+/** Bundles are immutable and deployed to every node: their checks run once per bundle. */
+const checked = new WeakMap<Bundle, string[]>();
+
 export function checkBundle(bundle: Bundle): string[] {
+  const known = checked.get(bundle);
+  if (known !== undefined) return known;
+  const problems = bundleProblems(bundle);
+  checked.set(bundle, problems);
+  return problems;
+}
+
+function bundleProblems(bundle: Bundle): string[] {
   const problems: string[] = [];
   if (!VERSION_RE.test(bundle.version)) problems.push('version must be a sha256 hex digest');
   problems.push(...fileProblems(bundle));

@@ -83,8 +83,18 @@ function sameKind(a: BundleFile, b: BundleFile): boolean {
   return a.mode === b.mode && a.secret === b.secret && a.mapType === b.mapType;
 }
 
+/** Deltas already computed, by next bundle and base version: every node on the same base shares one. */
+const computed = new WeakMap<Bundle, Map<string, BundleDelta | null>>();
+
 /** The delta from `base` to `next`; null when nothing of the base can be reused (a full release is as cheap). */
 export function bundleDelta(base: Bundle, next: Bundle): BundleDelta | null {
+  let byBase = computed.get(next);
+  if (byBase === undefined) computed.set(next, (byBase = new Map()));
+  if (!byBase.has(base.version)) byBase.set(base.version, deltaOf(base, next));
+  return byBase.get(base.version)!;
+}
+
+function deltaOf(base: Bundle, next: Bundle): BundleDelta | null {
   const delta: BundleDelta = {
     base: base.version,
     unchanged: [],

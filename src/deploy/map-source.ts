@@ -58,3 +58,12 @@ export function parseMapSource(content: string): ParsedMap {
   }
   return { entries, problems };
 }
+
+/** A bundle file's parse, once per file object: every node's deploy of a bundle reads the same files. */
+const parsedFiles = new WeakMap<{ content: string }, ParsedMap>();
+
+export function parsedFile(file: { content: string }): ParsedMap {
+  let parsed = parsedFiles.get(file);
+  if (parsed === undefined) parsedFiles.set(file, (parsed = parseMapSource(file.content)));
+  return parsed;
+}

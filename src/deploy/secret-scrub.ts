@@ -5,7 +5,7 @@
  */
 import { REDACTED, redactAll } from '../lib/redact.js';
 import type { Bundle } from './bundle.js';
-import { parseMapSource } from './map-source.js';
+import { parsedFile } from './map-source.js';
 
 /** Shorter passwords are not redacted on their own (they are ordinary text): their `user:password` entry still is. */
 const MIN_PASSWORD = 4;
@@ -19,7 +19,7 @@ export function secretValues(bundle: Bundle): string[] {
     const found = new Set<string>();
     for (const file of Object.values(bundle.files)) {
       if (!file.secret) continue;
-      for (const { value } of parseMapSource(file.content).entries) {
+      for (const { value } of parsedFile(file).entries) {
         found.add(value);
         const password = value.slice(value.indexOf(':') + 1);
         if (password.length >= MIN_PASSWORD) found.add(password);
