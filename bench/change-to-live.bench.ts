@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
+import pg from 'pg';
 import { buildApp } from '../src/app.js';
 import { applyMigrations } from '../src/db/migrate.js';
 import { createPrismaClient } from '../src/db/prisma.js';
@@ -14,6 +15,7 @@ import { LAB_INSTALL_COMMAND, labAvailable } from '../test/lab/requirements.js';
 import { startSmartHost, type SmartHost } from '../test/lab/smart-host.js';
 import { sleep, waitUntil } from '../test/lab/util.js';
 import { machine, median, percentile, recordSection, scratchDatabase } from './lib.js';
+import { seed } from './seed.js';
 
 /**
  * Change-to-live latency (goals: p50 ≤ 1.5 s for 1 node, ≤ 3 s for 20). An API write (a new
@@ -32,22 +34,28 @@ import { machine, median, percentile, recordSection, scratchDatabase } from './l
  * RELAYPLANE_SYNC_DEBOUNCE_MS / RELAYPLANE_DEPLOY_CONCURRENCY defaults (500 ms, 4);
  * BENCH_DELAYS_MS (one-way delays to a 1-node row's node, default "0,20,80", through a loopback
  * delay proxy: test/lab/delay-proxy.ts); BENCH_LOGIN_ROWS ("1" by default: the 1-node tuned row
- * also runs with an empty login and with a new connection per deploy; "0": not).
+ * also runs with an empty login and with a new connection per deploy; "0": not); BENCH_DOMAINS
+ * (seeded domains, bench/seed.ts: then node counts "1,2", the tuned profile, four kinds of change
+ * in turn, CPU per node and projections to 20, 100 and 1,000 nodes).
  *
  * Nodes log in as admins' servers often do: root's ~/.bashrc costs ≈ 0.5 s (`sleep 0.5`, as this
  * machine's root `pyenv init`), sourced by bash for every session sshd starts.
  */
-const NODE_COUNTS = (process.env.BENCH_NODES ?? '1,20')
+/** Seeded sender domains (bench/seed.ts, as the compile benchmark's); changes then come in four kinds. */
+const SEED_DOMAINS = Number(process.env.BENCH_DOMAINS ?? 0);
+const NODE_COUNTS = (process.env.BENCH_NODES ?? (SEED_DOMAINS > 0 ? '1,2' : '1,20'))
   .split(',')
   .map(Number)
   .filter((n) => n > 0);
 const CHANGES = Number(process.env.BENCH_CHANGES ?? 30);
-const PROFILE_NAMES = (process.env.BENCH_PROFILES ?? 'tuned,default').split(',').filter((p) => p !== '');
-const DELAYS_MS = (process.env.BENCH_DELAYS_MS ?? '0,20,80')
+const PROFILE_NAMES = (process.env.BENCH_PROFILES ?? (SEED_DOMAINS > 0 ? 'tuned' : 'tuned,default'))
+  .split(',')
+  .filter((p) => p !== '');
+const DELAYS_MS = (process.env.BENCH_DELAYS_MS ?? (SEED_DOMAINS > 0 ? '0' : '0,20,80'))
   .split(',')
   .map(Number)
   .filter((d) => d >= 0);
-const LOGIN_ROWS = (process.env.BENCH_LOGIN_ROWS ?? '1') !== '0';
+const LOGIN_ROWS = (process.env.BENCH_LOGIN_ROWS ?? (SEED_DOMAINS > 0 ? '0' : '1')) !== '0';
 /** What a node's login costs: slow = a ~/.bashrc sleeping 0.5 s; empty = an empty one. */
 type Login = 'slow' | 'empty';
 const BASHRC: Record<Login, string> = { slow: 'sleep 0.5\n', empty: '' };
@@ -70,7 +78,17 @@ const CHANGE_TIMEOUT_MS = 60_000;
  * 20 nodes: ≤ 3 s.
  */
 const goalMs = (r: { nodes: number; delayMs: number; profile: string }): number | undefined =>
-  r.nodes === 1 ? (r.profile === 'tuned' ? 500 + 3 * 2 * r.delayMs : 1500) : r.nodes === 20 ? 3000 : undefined;
+  SEED_DOMAINS > 0
+    ? r.nodes === 1 && r.profile === 'tuned'
+      ? 500
+      : undefined
+    : r.nodes === 1
+      ? r.profile === 'tuned'
+        ? 500 + 3 * 2 * r.delayMs
+        : 1500
+      : r.nodes === 20
+        ? 3000
+        : undefined;
 
 interface Profile {
   name: string;
@@ -125,6 +143,8 @@ interface ChangeSample {
 }
 
 interface RunResult {
+  /** The kind of each measured change (onboard, rotate, disable, relay limit). */
+  kinds: string[];
   profile: string;
   login: Login;
   delayMs: number;
@@ -322,6 +342,27 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
+const CHANGE_KINDS = ['onboard', 'rotate', 'disable', 'relay limit'];
+type Api = <T = Record<string, unknown>>(method: string, url: string, body?: object) => Promise<T>;
+
+async function seededTargets(
+  url: string,
+): Promise<{ domains: Array<{ id: string; relayId: string; name: string }>; relays: string[] }> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const domains = await client.query<{ id: string; relayId: string; name: string }>(
+      `SELECT d.id, d.relay_id AS "relayId", d.name FROM domains d JOIN relay_credentials c ON c.domain_id = d.id AND c.status = 'active'
+        WHERE d.status = 'verified' ORDER BY d.name LIMIT 400`,
+    );
+    const relays = await client.query<{ id: string }>(
+      `SELECT id FROM relays WHERE tenant_id IS NULL AND host LIKE '%.relay.example' ORDER BY name`,
+    );
+    return { domains: domains.rows, relays: relays.rows.map((r) => r.id) };
+  } finally {
+    await client.end();
+  }
+}
 const masterKey = randomBytes(32);
 const jwtSecret = randomBytes(32).toString('hex');
 const results: RunResult[] = [];
@@ -365,8 +406,34 @@ try {
 
   database = await scratchDatabase('rp_bench_live');
   await applyMigrations({ databaseUrl: database.url });
+  if (SEED_DOMAINS > 0) {
+    const seedStart = Date.now();
+    await seed(database.url, masterKey, SEED_DOMAINS);
+    log(`seeded ${SEED_DOMAINS} domains in ${s(Date.now() - seedStart)}`);
+  }
 
   const ids: { tenant?: string; relay?: string; nodes: string[] } = { nodes: [] };
+  // Seeded rows the mixed changes act on: domains with an active credential, shared relays.
+  const targets = SEED_DOMAINS > 0 ? await seededTargets(database.url) : { domains: [], relays: [] };
+  const counts: Record<string, number> = {};
+  /** One change of the given kind through the API (a rotation is two calls: create, then activate). */
+  async function makeChange(api: Api, kind: string, name: string, n: number): Promise<void> {
+    const k = (counts[kind] = (counts[kind] ?? 0) + 1);
+    const half = Math.floor(targets.domains.length / 2);
+    if (kind === 'onboard') {
+      await api('POST', `/v1/tenants/${ids.tenant}/domains`, { name, relayId: ids.relay, status: 'verified' });
+    } else if (kind === 'rotate') {
+      const d = targets.domains[k % half]!;
+      const body = { username: `rotated${n}@${d.name}`, secret: randomBytes(12).toString('base64url'), domainId: d.id };
+      const created = await api<{ id: string; status: string }>('POST', `/v1/relays/${d.relayId}/credentials`, body);
+      if (created.status !== 'active') await api('POST', `/v1/credentials/${created.id}/activate`);
+    } else if (kind === 'disable') {
+      await api('PATCH', `/v1/domains/${targets.domains[half + k]!.id}`, { status: 'disabled' });
+    } else {
+      await api('PATCH', `/v1/relays/${targets.relays[k % targets.relays.length]!}`, { concurrency: 5 + (k % 20) });
+    }
+  }
+
   let changeCounter = 0;
 
   const plans: RowPlan[] = [];
@@ -522,13 +589,18 @@ try {
       );
 
       const samples: ChangeSample[] = [];
-      for (let i = 0; i < CHANGES; i++) {
+      const kinds: string[] = [];
+      // i = -1: one change not measured, so the row starts as the sync job runs (its cache of the
+      // bundles it deployed, which deltas are built from, starts empty in a new process).
+      for (let i = -1; i < CHANGES; i++) {
         const offsets = active.map((node) => fileSize(node.maillogPath));
         const before = active.map(liveVersion);
         const name = `c${++changeCounter}.bench.test`;
         const cpuBefore = cpuSnapshot(active);
         const t0 = Date.now();
-        await api('POST', `/v1/tenants/${ids.tenant}/domains`, { name, relayId: ids.relay, status: 'verified' });
+        const kind = SEED_DOMAINS > 0 ? CHANGE_KINDS[changeCounter % CHANGE_KINDS.length]! : 'onboard';
+        if (i >= 0) kinds.push(kind);
+        await makeChange(api, kind, name, changeCounter);
         const { version } = await api<{ version: string }>('GET', '/v1/config');
         if (before.includes(version)) throw new Error(`change ${name} did not change the compiled version`);
         const liveAt: Array<number | undefined> = active.map(() => undefined);
@@ -590,12 +662,13 @@ try {
           attempts: Math.max(...full.nodes.map((x) => x.attempts)),
           cpu,
         };
+        if (i < 0) continue;
         samples.push(sample);
         log(
           `  change ${String(i + 1).padStart(2)}: ${ms(sample.latencyMs)} to live on all (deployment done at ${ms(sample.doneMs)})${sample.reconcileOverlap ? ' [reconcile overlapped]' : ''}`,
         );
       }
-      results.push({ profile: profileName, login, delayMs, cold, nodes: n, debounceMs, concurrency, samples });
+      results.push({ profile: profileName, login, delayMs, cold, nodes: n, debounceMs, concurrency, samples, kinds });
       if (warnings.length > 0) log(`  ${warnings.length} warning/error log lines, first: ${warnings[0]}`);
       await current.close();
       current = undefined;
@@ -640,7 +713,14 @@ const breakdown = results.map((r) => {
     0,
     median(r.samples.map((x) => x.cpu.total - x.cpu.controlPlane - x.cpu.nodeSsh - x.cpu.postfix - x.cpu.postgres)),
   );
+  const byKind = [...new Set(r.kinds)]
+    .map((kind) => `${kind} ${s(median(r.samples.filter((_, i) => r.kinds[i] === kind).map((x) => x.latencyMs)))}`)
+    .join(', ');
+  const nodeCpu = median(r.samples.map((x) => (x.cpu.nodeSsh + x.cpu.postfix) / r.nodes));
   const cpuLine =
+    (SEED_DOMAINS > 0
+      ? ` p50 by kind: ${byKind}. Node-side CPU per change per node (SSH session, its commands, Postfix): ${ms(nodeCpu)}.`
+      : '') +
     ` CPU per change, t0 → run done (medians, all cores): ${ms(cpu('total'))} busy = control plane process ${ms(cpu('controlPlane'))}, ` +
     `node SSH sessions and the commands they run ${ms(cpu('nodeSsh'))}, Postfix masters and daemons (reload) ${ms(cpu('postfix'))}, ` +
     `PostgreSQL ${ms(cpu('postgres'))}, other ${ms(other)}.`;
@@ -685,10 +765,37 @@ if (largest !== undefined && largest.nodes > 1) {
       `On real nodes the node-side work runs on each node's own CPU in parallel, so there the latency is about the debounce plus one node's deploy, not ${largest.nodes} of them on ${cores} cores.`,
   );
 }
+if (SEED_DOMAINS > 0) {
+  for (const profile of [...new Set(results.map((r) => r.profile))]) {
+    const one = results.find((r) => r.profile === profile && r.nodes === 1);
+    const two = results.find((r) => r.profile === profile && r.nodes === 2);
+    if (one === undefined || two === undefined) continue;
+    const cp = (r: RunResult) => median(r.samples.map((x) => x.cpu.controlPlane));
+    const perNode = Math.max(0, cp(two) - cp(one));
+    const nodeCpu = median(one.samples.map((x) => x.cpu.nodeSsh + x.cpu.postfix));
+    const t1 = median(one.samples.map((x) => x.latencyMs));
+    const deploy = median(one.samples.flatMap((x) => x.perNode.map((p) => p.reloadDoneMs)));
+    const c = 4; // RELAYPLANE_DEPLOY_CONCURRENCY default
+    const project = (n: number) => t1 + (Math.ceil(n / c) - 1) * deploy + (n * perNode) / cores;
+    reading.push(
+      `**Per node (${profile})**: control-plane CPU per added node per change ${ms(perNode)} (control-plane process CPU per change with 2 nodes minus with 1: ${ms(cp(two))} − ${ms(cp(one))}); ` +
+        `node-side CPU per change ${ms(nodeCpu)} (1 node: its SSH session, the commands it runs and Postfix's reload). ` +
+        `Projected change-to-live with N nodes each on its own CPU, \`RELAYPLANE_DEPLOY_CONCURRENCY\` C = ${c}, this ${cores}-core control plane: ` +
+        `T(N) = T(1) + (⌈N / C⌉ − 1) × t_node + N × c_node / ${cores}, with T(1) = ${s(t1)}, t_node = ${ms(deploy)} (node start → reload done), c_node = ${ms(perNode)}: ` +
+        `20 nodes ${s(project(20))}, 100 nodes ${s(project(100))}, 1,000 nodes ${s(project(1000))}; ` +
+        `with C = N (every node at once, the control plane's CPU the only shared cost): 20 nodes ${s(t1 + (20 * perNode) / cores)}, 100 nodes ${s(t1 + (100 * perNode) / cores)}, 1,000 nodes ${s(t1 + (1000 * perNode) / cores)}.`,
+    );
+  }
+}
 const markdown = [
-  '## Change-to-live latency: API write → every node reloaded with the new version',
+  SEED_DOMAINS > 0
+    ? `## Change-to-live at ${SEED_DOMAINS.toLocaleString('en-US')} domains: delta releases`
+    : '## Change-to-live latency: API write → every node reloaded with the new version',
   '',
-  `Command: \`npm run bench -- change-to-live\`${process.env.BENCH_DELAYS_MS !== undefined ? ` with \`BENCH_DELAYS_MS=${process.env.BENCH_DELAYS_MS}\`` : ''} (${CHANGES} sequential changes per row, each a \`POST /v1/tenants/{id}/domains\` of a new verified domain; ` +
+  `Command: \`${SEED_DOMAINS > 0 ? `BENCH_DOMAINS=${SEED_DOMAINS} BENCH_NODES=${NODE_COUNTS.join(',')} ` : ''}npm run bench -- change-to-live\`${process.env.BENCH_DELAYS_MS !== undefined ? ` with \`BENCH_DELAYS_MS=${process.env.BENCH_DELAYS_MS}\`` : ''} (${CHANGES} sequential changes per row after one unmeasured, ` +
+    (SEED_DOMAINS > 0
+      ? `on ${SEED_DOMAINS} seeded domains (bench/seed.ts, as the compile benchmark), changes in turn: onboard a verified domain, rotate a domain's credential (create + activate), disable a domain, change a relay's concurrency limit; `
+      : `each a \`POST /v1/tenants/{id}/domains\` of a new verified domain; `) +
     `the real app and sync worker on a scratch database, reconcile every ${RECONCILE_INTERVAL_MS / 1000} s (default); lab nodes = real Postfix 3.7 instances with their own sshd on loopback, ` +
     `node counts ${counts.join(' and ')}${nodeShortfall !== '' ? ` — ${nodeShortfall}` : ''}, ` +
     `each node's root logs in with a ~/.bashrc that sleeps 0.5 s (as this machine's root \`pyenv init\` costs), rows labelled "empty" with an empty one; ` +
@@ -707,5 +814,5 @@ const markdown = [
   '',
   ...reading.flatMap((line) => [line, '']),
 ].join('\n');
-await recordSection('change-to-live', markdown);
+await recordSection(SEED_DOMAINS > 0 ? 'change-to-live-domains' : 'change-to-live', markdown);
 log(`\n${markdown}`);
