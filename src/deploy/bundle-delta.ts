@@ -10,8 +10,8 @@
  * SHA-256, and updates a copy of the base `.db` with `postmap -d` (keys that are gone) and
  * `postmap -i -r` (lines added or changed). Any other file that changed is sent whole.
  */
-import { createHash } from 'node:crypto';
 import type { Bundle, BundleFile } from './bundle.js';
+import { sourceDigest } from './live-files.js';
 
 export interface TableDelta {
   /** Lines of the base that are not in the next version (removed or changed), in order. */
@@ -37,10 +37,13 @@ export interface BundleDelta {
   nextDigests: Record<string, string>;
 }
 
-const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
-
-/** Byte order of UTF-8, as `LC_ALL=C sort` and `comm` compare. */
-const byteCompare = (a: string, b: string) => Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+/**
+ * Order of lines as `LC_ALL=C sort` and `comm` compare them (UTF-8 bytes). JavaScript's order of
+ * UTF-16 units is the same but for characters above U+FFFF against U+E000–U+FFFF, which keys (IDNA
+ * ASCII) never hold; should a value make them differ, the node's SHA-256 check of the rebuilt
+ * table refuses the delta and the release goes whole.
+ */
+const byteCompare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /** The table's lines when it has the form the node can merge: one `key value` line each, sorted, newline-terminated. */
 function sortedLines(file: BundleFile): string[] | null {
@@ -110,7 +113,7 @@ function deltaOf(base: Bundle, next: Bundle): BundleDelta | null {
       delta.whole.push(name);
       continue;
     }
-    delta.baseDigests[name] = sha256(old.content);
+    delta.baseDigests[name] = sourceDigest(old.content);
     if (old.content === file.content) {
       delta.unchanged.push(name);
       continue;
@@ -131,7 +134,7 @@ function deltaOf(base: Bundle, next: Bundle): BundleDelta | null {
     }
     const readded = new Set(added.map(keyOf));
     delta.tables[name] = { removed, added, deleted: [...new Set(removed.map(keyOf))].filter((k) => !readded.has(k)) };
-    delta.nextDigests[name] = sha256(file.content);
+    delta.nextDigests[name] = sourceDigest(file.content);
   }
   return delta.unchanged.length + Object.keys(delta.tables).length === 0 ? null : delta;
 }

@@ -5,7 +5,8 @@
  * rebuilt from an edited source, and a missing file. Only digests cross the wire: never contents.
  */
 import { createHash } from 'node:crypto';
-import { hashMaps, type Bundle, type BundleFile } from './bundle.js';
+import { hashMaps, type Bundle } from './bundle.js';
+import { memoByContent } from './content-cache.js';
 import { parseMapSource } from './map-source.js';
 import { sh, type NodeConnection } from '../ssh/index.js';
 
@@ -18,23 +19,15 @@ function dumpDigest(content: string): string {
   return sha256(Buffer.concat(lines));
 }
 
-/** A file's digests, once per file (a bundle's files are shared by every node's deploy, and by its subsets). */
-const digestsOf = new WeakMap<BundleFile, { source: string; db: string | null }>();
-
-function fileDigests(file: BundleFile): { source: string; db: string | null } {
-  let known = digestsOf.get(file);
-  if (known === undefined) {
-    known = { source: sha256(file.content), db: file.mapType === 'hash' ? dumpDigest(file.content) : null };
-    digestsOf.set(file, known);
-  }
-  return known;
-}
+/** SHA-256 (hex) of a table's text, once per text (consecutive bundles share most tables). */
+export const sourceDigest = memoByContent((content: string) => sha256(content));
+const dumpDigestOnce = memoByContent(dumpDigest);
 
 /** `name source <hex>` and `name db <hex>` lines the node must print for this bundle. */
 export function expectedDigests(bundle: Bundle): Map<string, string> {
   const out = new Map<string, string>();
-  for (const [name, file] of Object.entries(bundle.files)) out.set(`${name} source`, fileDigests(file).source);
-  for (const [name, file] of hashMaps(bundle)) out.set(`${name} db`, fileDigests(file).db!);
+  for (const [name, file] of Object.entries(bundle.files)) out.set(`${name} source`, sourceDigest(file.content));
+  for (const [name, file] of hashMaps(bundle)) out.set(`${name} db`, dumpDigestOnce(file.content));
   return out;
 }
 

@@ -7,6 +7,8 @@
  * answers with what the bundle meant, and to refuse what postmap only warns about.
  */
 
+import { memoByContent } from './content-cache.js';
+
 export interface MapEntry {
   /** Lower-cased, as a hash map stores it. */
   key: string;
@@ -59,11 +61,9 @@ export function parseMapSource(content: string): ParsedMap {
   return { entries, problems };
 }
 
-/** A bundle file's parse, once per file object: every node's deploy of a bundle reads the same files. */
-const parsedFiles = new WeakMap<{ content: string }, ParsedMap>();
+/** A bundle file's parse, once per text: every node's deploy of a bundle, and the next bundles, read the same tables. */
+const parseOnce = memoByContent(parseMapSource);
 
 export function parsedFile(file: { content: string }): ParsedMap {
-  let parsed = parsedFiles.get(file);
-  if (parsed === undefined) parsedFiles.set(file, (parsed = parseMapSource(file.content)));
-  return parsed;
+  return parseOnce(file.content);
 }

@@ -243,9 +243,9 @@ class DeployRun extends DeployRunBase {
     const timeoutMs = this.options.reloadTimeoutMs ?? 10_000;
     const verifying = ahead(
       this.step('verify', async () => {
-        // After a delta, the files it built (the copies are the base's, verified before the copy).
-        const digestFiles =
-          this.delta === undefined ? undefined : [...Object.keys(this.delta.tables), ...this.delta.whole];
+        // After a delta, only the files sent whole: the merged ones were checked as they were built
+        // (their sources' SHA-256, every changed key), the copies are the base's.
+        const digestFiles = this.delta === undefined ? undefined : this.delta.whole;
         const found = await verifyAfterReload(chained(this.conn), {
           layout: this.layout,
           bundle: this.bundle,
