@@ -430,7 +430,9 @@ try {
     } else if (kind === 'disable') {
       await api('PATCH', `/v1/domains/${targets.domains[half + k]!.id}`, { status: 'disabled' });
     } else {
-      await api('PATCH', `/v1/relays/${targets.relays[k % targets.relays.length]!}`, { concurrency: 5 + (k % 20) });
+      await api('PUT', `/v1/relays/${targets.relays[k % targets.relays.length]!}/limits`, {
+        concurrency: 5 + (k % 20),
+      });
     }
   }
 
@@ -601,8 +603,17 @@ try {
         const kind = SEED_DOMAINS > 0 ? CHANGE_KINDS[changeCounter % CHANGE_KINDS.length]! : 'onboard';
         if (i >= 0) kinds.push(kind);
         await makeChange(api, kind, name, changeCounter);
-        const { version } = await api<{ version: string }>('GET', '/v1/config');
-        if (before.includes(version)) throw new Error(`change ${name} did not change the compiled version`);
+        // The version the change compiles to, as a node shows it (GET /v1/config would send the whole
+        // bundle: 20 MB of JSON at 100,000 domains, on the control plane's event loop).
+        const version = await waitUntil(
+          async () => {
+            const { desiredVersion } = await api<{ desiredVersion: string | null }>('GET', `/v1/nodes/${ids.nodes[0]}`);
+            return desiredVersion !== null && !before.includes(desiredVersion) ? desiredVersion : undefined;
+          },
+          CHANGE_TIMEOUT_MS,
+          `change ${name} to change the compiled version`,
+          5,
+        );
         const liveAt: Array<number | undefined> = active.map(() => undefined);
         await waitUntil(
           () => {
