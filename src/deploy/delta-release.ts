@@ -17,7 +17,7 @@ import type { BundleDelta } from './bundle-delta.js';
 import { META_DIR, type NodeLayout } from './layout.js';
 import { postmapStderr } from './secret-scrub.js';
 import { chained, excerpt, RemoteCommandError, sh, SKIPPED_EXIT, type NodeConnection } from '../ssh/index.js';
-import { postmapTables } from './node-checks.js';
+import { modeProblems, postmapTables, withModes } from './node-checks.js';
 import { stageRelease } from './release-store.js';
 import { tarArchive, type TarEntry } from './tar-archive.js';
 
@@ -109,28 +109,13 @@ export async function postmapDelta(
     .filter(([name]) => delta.whole.includes(name))
     .map(([name]) => `hash:${name}`);
   if (whole.length > 0) steps.push(sh('postmap', ...whole));
-  const expected = new Map<string, number>();
-  for (const [name, f] of Object.entries(bundle.files)) {
-    expected.set(name, f.mode);
-    if (f.mapType === 'hash') expected.set(`${name}.db`, f.mode);
-  }
   const script = [...steps, `rm -rf ${sh(DELTA_DIR)}`].join(' && ');
-  const r = await conn.exec(`${script}; rc=$?; ${sh('stat', '-c', '%a %n', ...expected.keys())}; exit $rc`, {
-    cwd: staging,
-    ifPreviousOk: true,
-  });
+  const r = await conn.exec(withModes(script, bundle), { cwd: staging, ifPreviousOk: true });
   if (r.code === SKIPPED_EXIT)
     throw new RemoteCommandError('postmap (delta): skipped, the stage before it did not stage', r.code, '');
   if (r.code !== 0 || r.stderr.trim() !== '')
     return [`postmap (delta) exit ${r.code}: ${excerpt(postmapStderr(r.stderr, bundle), 300)}`];
-  const problems: string[] = [];
-  for (const line of r.stdout.trim().split('\n')) {
-    const [mode, name] = line.split(' ');
-    const want = expected.get(name ?? '');
-    if (want !== undefined && Number.parseInt(mode ?? '', 8) !== want)
-      problems.push(`${name} has mode ${mode}, expected ${want.toString(8)}`);
-  }
-  return problems;
+  return modeProblems(r.stdout, bundle);
 }
 
 /** Stage and postmap of a release sent ahead: from a delta when one applies, else (or when the node refuses it) whole. */

@@ -28,19 +28,35 @@ import {
  * without the secret tables' data (postmapStderr).
  */
 export async function postmapTables(conn: NodeConnection, dir: string, bundle: Bundle): Promise<string[]> {
+  const maps = hashMaps(bundle).map(([name]) => `hash:${name}`);
+  if (Object.keys(bundle.files).length === 0) return [];
+  const postmap = maps.length > 0 ? sh('postmap', ...maps) : 'true';
+  const r = await conn.exec(withModes(postmap, bundle), { cwd: dir });
+  if (r.code !== 0 || r.stderr.trim() !== '')
+    return [`postmap exit ${r.code}: ${excerpt(postmapStderr(r.stderr, bundle), 300)}`];
+  return modeProblems(r.stdout, bundle);
+}
+
+/** Every file of the bundle and, for a hash map, its .db (postmap gives it its source's mode), with the mode it must have. */
+function expectedModes(bundle: Bundle): Map<string, number> {
   const expected = new Map<string, number>();
   for (const [name, f] of Object.entries(bundle.files)) {
     expected.set(name, f.mode);
-    if (f.mapType === 'hash') expected.set(`${name}.db`, f.mode); // postmap gives the .db its source's mode
+    if (f.mapType === 'hash') expected.set(`${name}.db`, f.mode);
   }
-  const maps = hashMaps(bundle).map(([name]) => `hash:${name}`);
-  if (expected.size === 0) return [];
-  const postmap = maps.length > 0 ? `${sh('postmap', ...maps)}; rc=$?` : 'rc=0';
-  const r = await conn.exec(`${postmap}; ${sh('stat', '-c', '%a %n', ...expected.keys())}; exit $rc`, { cwd: dir });
-  if (r.code !== 0 || r.stderr.trim() !== '')
-    return [`postmap exit ${r.code}: ${excerpt(postmapStderr(r.stderr, bundle), 300)}`];
+  return expected;
+}
+
+/** `script`, then the modes of every file (in the current dir) whatever it did, exiting as it exited. */
+export function withModes(script: string, bundle: Bundle): string {
+  return `${script}; rc=$?; ${sh('stat', '-c', '%a %n', ...expectedModes(bundle).keys())}; exit $rc`;
+}
+
+/** Files whose mode, as withModes printed it, is not the bundle's. */
+export function modeProblems(stdout: string, bundle: Bundle): string[] {
+  const expected = expectedModes(bundle);
   const problems: string[] = [];
-  for (const line of r.stdout.trim().split('\n')) {
+  for (const line of stdout.trim().split('\n')) {
     const [mode, name] = line.split(' ');
     const want = expected.get(name ?? '');
     if (want !== undefined && Number.parseInt(mode ?? '', 8) !== want)
