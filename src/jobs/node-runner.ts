@@ -14,19 +14,11 @@
  */
 import type { PrismaClient } from '../db/prisma.js';
 import { mapLimit, syncNode, type Bundle, type DriftReport, type NodeSyncResult } from '../deploy/index.js';
-import { ConnectionPool, type SshSettings } from '../ssh/index.js';
+import { ConnectionPool, nodeTarget, type SshSettings } from '../ssh/index.js';
 import type { Node } from '../generated/prisma/client.js';
 import { addressOf, type NodeRepository } from '../repositories/node.repository.js';
-import type { DeployMetrics } from './deploy-metrics.js';
-
-export interface NodeOutcome {
-  /** The node as it was read at its turn (as listed, when it was gone by then). */
-  node: Node;
-  /** null: skipped before anything was sent. */
-  result: NodeSyncResult | null;
-  /** Why the run does not count as what the node runs now; null when it does. */
-  skipped: string | null;
-}
+import type { DeployMetrics } from '../services/deploy-metrics.js';
+import { syncError, type NodeOutcome } from '../services/deployment-records.js';
 
 /** The runner's SSH settings are the control plane's (one definition, src/ssh/settings.ts). */
 export type RunnerSettings = SshSettings;
@@ -45,15 +37,6 @@ export interface RunHooks {
   /** The node's sync starts (not called for a node skipped at its turn). */
   started?: (node: Node) => Promise<void>;
   done?: (outcome: NodeOutcome) => Promise<void>;
-}
-
-/** The node's last error as the API shows it: a failed repair names what stays drifted. */
-export function syncError(result: NodeSyncResult): string | null {
-  const ok = result.state === 'live' || result.state === 'unchanged';
-  const error = result.error ?? (ok ? null : result.state);
-  if (error === null) return null;
-  const drifted = !ok && result.driftFiles.length > 0 ? `drifted ${result.driftFiles.join(', ')}, not repaired: ` : '';
-  return `${drifted}${error}`.slice(0, 500);
 }
 
 /** Bundles kept for deltas: the current one and those nodes that lag a change or two behind may run. */
@@ -137,27 +120,16 @@ export function createNodeRunner(deps: Deps) {
         finishedAt: at,
       };
     }
-    return syncNode(
-      {
-        host: node.sshHost,
-        port: node.sshPort,
-        username: node.sshUser,
-        privateKey,
-        hostKey: node.hostKey,
-        remotePath: deps.ssh.remotePath,
-      },
-      bundle,
-      {
-        configDir: node.configDir,
-        expectedLiveVersion: node.liveVersion,
-        base: node.liveVersion === null ? undefined : recent.get(node.liveVersion),
-        retry: deps.ssh.retry,
-        connectTimeoutMs: deps.ssh.connectTimeoutMs,
-        ...(deps.ssh.keepReleases !== undefined ? { keepReleases: deps.ssh.keepReleases } : {}),
-        connect: (target) => pool.acquire(target),
-        onDrift: (drift) => recordDrift(node, drift),
-      },
-    );
+    return syncNode(nodeTarget(node, privateKey, deps.ssh), bundle, {
+      configDir: node.configDir,
+      expectedLiveVersion: node.liveVersion,
+      base: node.liveVersion === null ? undefined : recent.get(node.liveVersion),
+      retry: deps.ssh.retry,
+      connectTimeoutMs: deps.ssh.connectTimeoutMs,
+      ...(deps.ssh.keepReleases !== undefined ? { keepReleases: deps.ssh.keepReleases } : {}),
+      connect: (target) => pool.acquire(target),
+      onDrift: (drift) => recordDrift(node, drift),
+    });
   }
 
   /** One node's turn: read it again, sync it, record what it runs. */

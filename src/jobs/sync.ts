@@ -1,7 +1,7 @@
 /**
  * The sync worker's runs (src/deploy/sync-worker.ts calls them, leading process only): a requested
  * deploy, a config change, the periodic reconcile. Each compiles through the config service, runs
- * the bundle on every enabled node (services/node-runner.ts), records the deployment and its node
+ * the bundle on every enabled node (node-runner.ts), records the deployment and its node
  * runs, and retires (through the credential rotation) the credentials no node runs any more.
  */
 import type { PrismaClient } from '../db/prisma.js';
@@ -15,7 +15,8 @@ import type { ConfigService } from '../services/config.service.js';
 import type { CredentialRotation } from '../services/credential-rotation.js';
 import type { DeployMetrics } from '../services/deploy-metrics.js';
 import { nodeRun, overallState } from '../services/deployment-records.js';
-import { createNodeRunner, type NodeOutcome } from '../services/node-runner.js';
+import { createNodeRunner } from './node-runner.js';
+import type { NodeOutcome } from '../services/deployment-records.js';
 import type { SshSettings } from '../ssh/index.js';
 
 interface JobLog {

@@ -6,7 +6,7 @@
  */
 import type { PrismaClient } from '../db/prisma.js';
 import { mapLimit } from '../deploy/index.js';
-import { ConnectionPool, excerpt, type NodeConnection, type SshSettings } from '../ssh/index.js';
+import { ConnectionPool, excerpt, nodeTarget, type NodeConnection, type SshSettings } from '../ssh/index.js';
 import type { Node } from '../generated/prisma/client.js';
 import { DEFAULT_USAGE_MESSAGE_RETENTION_DAYS } from '../lib/retention.js';
 import type { NodeRepository } from '../repositories/node.repository.js';
@@ -158,15 +158,7 @@ export function createUsageCollection(deps: Deps) {
     let path = node.logPath ?? '';
     let conn: NodeConnection | undefined;
     try {
-      conn = await pool.acquire({
-        host: node.sshHost,
-        port: node.sshPort,
-        username: node.sshUser,
-        privateKey,
-        hostKey: node.hostKey,
-        readyTimeoutMs: deps.ssh.connectTimeoutMs,
-        remotePath: deps.ssh.remotePath,
-      });
+      conn = await pool.acquire(nodeTarget(node, privateKey, deps.ssh));
       let cursor = await usage.findCursor(prisma, node.id);
       let log = await logOf(node, conn, cursor);
       for (;;) {

@@ -2,7 +2,26 @@
 import type { Deployment, DeploymentState, NodeDeployment, Prisma } from '../generated/prisma/client.js';
 import { cursorCodec } from '../lib/pagination.js';
 import type { DeploymentCursor } from '../repositories/deployment.repository.js';
-import { syncError, type NodeOutcome } from './node-runner.js';
+import type { Node } from '../generated/prisma/client.js';
+import type { NodeSyncResult } from '../deploy/index.js';
+
+export interface NodeOutcome {
+  /** The node as it was read at its turn (as listed, when it was gone by then). */
+  node: Node;
+  /** null: skipped before anything was sent. */
+  result: NodeSyncResult | null;
+  /** Why the run does not count as what the node runs now; null when it does. */
+  skipped: string | null;
+}
+
+/** The node's last error as the API shows it: a failed repair names what stays drifted. */
+export function syncError(result: NodeSyncResult): string | null {
+  const ok = result.state === 'live' || result.state === 'unchanged';
+  const error = result.error ?? (ok ? null : result.state);
+  if (error === null) return null;
+  const drifted = !ok && result.driftFiles.length > 0 ? `drifted ${result.driftFiles.join(', ')}, not repaired: ` : '';
+  return `${drifted}${error}`.slice(0, 500);
+}
 
 export type DeploymentRow = Deployment & { nodes: NodeDeployment[] };
 export type NodeRun = Omit<Prisma.NodeDeploymentCreateManyInput, 'deploymentId'>;

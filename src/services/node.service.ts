@@ -1,6 +1,6 @@
 import { isUniqueViolation, type PrismaClient } from '../db/prisma.js';
 import { probeNode } from '../deploy/index.js';
-import { pinnedFingerprint, scanHostKey, type SshSettings } from '../ssh/index.js';
+import { nodeTarget, pinnedFingerprint, scanHostKey, type SshSettings } from '../ssh/index.js';
 import type { Node } from '../generated/prisma/client.js';
 import { changedFields } from '../lib/changes.js';
 import {
@@ -341,18 +341,7 @@ export function createNodeService(deps: Deps) {
     async check(ctx: RequestContext, id: string) {
       const node = await load(ctx, id);
       const privateKey = await deps.readPrivateKey();
-      const probe = await probeNode(
-        {
-          host: node.sshHost,
-          port: node.sshPort,
-          username: node.sshUser,
-          privateKey,
-          hostKey: node.hostKey,
-          readyTimeoutMs: deps.ssh.connectTimeoutMs,
-          remotePath: deps.ssh.remotePath,
-        },
-        node.configDir,
-      );
+      const probe = await probeNode(nodeTarget(node, privateKey, deps.ssh), node.configDir);
       // The article's rDNS advice: the HELO name's A/AAAA records and their PTRs must agree.
       // Reported, not a deploy problem (a relay-only node can live without it).
       const rdns = probe.heloName === null ? null : await rdnsOf(probe.heloName);

@@ -16,5 +16,5 @@ export {
 } from './transport.js';
 export { ConnectionPool, type ConnectionPoolOptions } from './connection-pool.js';
 export { execSections, sectionOk, type Section } from './remote-script.js';
-export { DEFAULT_SSH, privateKeyReader, type SshSettings } from './settings.js';
+export { DEFAULT_SSH, nodeTarget, privateKeyReader, type NodeAddress, type SshSettings } from './settings.js';
 export { DEFAULT_REMOTE_PATH, SKIPPED_EXIT } from './remote-shell.js';

@@ -47,3 +47,28 @@ export function privateKeyReader(path: string | undefined): () => Promise<string
     }
   };
 }
+
+/** A registered node's SSH address and pinned key, as the control plane stores them. */
+export interface NodeAddress {
+  sshHost: string;
+  sshPort: number;
+  sshUser: string;
+  hostKey: string;
+}
+
+/** How to reach a node with the control plane's key and settings (one place for deploys, checks and collections). */
+export function nodeTarget(
+  node: NodeAddress,
+  privateKey: string,
+  ssh: Pick<SshSettings, 'connectTimeoutMs' | 'remotePath'>,
+): NodeTarget {
+  return {
+    host: node.sshHost,
+    port: node.sshPort,
+    username: node.sshUser,
+    privateKey,
+    hostKey: node.hostKey,
+    readyTimeoutMs: ssh.connectTimeoutMs,
+    remotePath: ssh.remotePath,
+  };
+}

@@ -98,7 +98,7 @@ describe('the imports each floor needs pass', () => {
     [
       'src/jobs/sync.ts',
       [
-        '../services/node-runner.js',
+        './node-runner.js',
         '../repositories/node.repository.js',
         '../deploy/index.js',
         '../ssh/index.js',
