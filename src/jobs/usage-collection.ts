@@ -169,10 +169,7 @@ export function createUsageCollection(deps: Deps) {
             ? { inode: null, offset: 0n, headDigest: null }
             : { inode: cursor.inode, offset: cursor.offset, headDigest: cursor.headDigest };
         if (cursor !== null && cursor.path !== path) {
-          await prisma.nodeLogCursor.update({
-            where: { nodeId: node.id },
-            data: { path, inode: null, offset: 0n, headDigest: null },
-          });
+          await usage.resetCursor(prisma, node.id, path);
           cursor = { ...cursor, path, inode: null, offset: 0n, headDigest: null };
         }
         try {

@@ -24,6 +24,11 @@ export function createApiKeyRepository() {
       return db.apiKey.create({ data: key });
     },
 
+    /** Every key, oldest first (the CLI's listing: no paging, no filter). */
+    listAll(db: Db) {
+      return db.apiKey.findMany({ orderBy: { createdAt: 'asc' } });
+    },
+
     findById(db: Db, id: string) {
       return db.apiKey.findUnique({ where: { id } });
     },

@@ -9,6 +9,12 @@ export interface DomainQuery {
   take: number;
 }
 
+export interface DnsCheckRecord {
+  records: Prisma.InputJsonValue;
+  checkedAt: Date;
+  uncheckableSince: Date | null;
+}
+
 /** A name and every name above it, nearest first: `a.b.example` → a.b.example, b.example, example. */
 export function nameAndAncestors(name: string): string[] {
   const labels = name.split('.');
@@ -110,6 +116,31 @@ export function createDomainRepository() {
     },
     delete(db: Db, id: string) {
       return db.domain.delete({ where: { id } });
+    },
+    /** The domain's last DNS observation, if it was ever checked. */
+    findDnsCheck(db: Db, domainId: string) {
+      return db.domainDnsCheck.findUnique({ where: { domainId } });
+    },
+    saveDnsCheck(db: Db, domainId: string, check: DnsCheckRecord) {
+      return db.domainDnsCheck.upsert({
+        where: { domainId },
+        create: { domainId, ...check },
+        update: check,
+      });
+    },
+    /**
+     * The next `take` domains whose status verification decides (not disabled) and whose last
+     * check is older than `checkedBefore`, or that were never checked.
+     */
+    dueForDnsCheck(db: Db, checkedBefore: Date, take: number) {
+      return db.domain.findMany({
+        where: {
+          status: { in: ['pending', 'verified', 'degraded', 'failed'] },
+          OR: [{ dnsCheck: null }, { dnsCheck: { checkedAt: { lt: checkedBefore } } }],
+        },
+        orderBy: { id: 'asc' },
+        take,
+      });
     },
   };
 }

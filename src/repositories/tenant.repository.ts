@@ -69,6 +69,28 @@ export function createTenantRepository() {
     countDomains(db: Db, tenantId: string) {
       return db.domain.count({ where: { tenantId } });
     },
+    /** Other tenants' domains whose primary or fallback relay is one of this tenant's relays. */
+    countForeignDomainsOnRelays(db: Db, tenantId: string) {
+      return db.domain.count({
+        where: {
+          tenantId: { not: tenantId },
+          OR: [{ relay: { tenantId } }, { fallbackRelay: { tenantId } }],
+        },
+      });
+    },
+    /**
+     * What a cascading delete takes with the tenant, in this order (credentials reference domains
+     * and relays): its credentials and those on its domains and relays, its domains, its relays;
+     * its active keys are revoked at `at`.
+     */
+    async deleteDependents(db: Db, tenantId: string, at: Date) {
+      await db.relayCredential.deleteMany({
+        where: { OR: [{ tenantId }, { domain: { tenantId } }, { relay: { tenantId } }] },
+      });
+      await db.domain.deleteMany({ where: { tenantId } });
+      await db.relay.deleteMany({ where: { tenantId } });
+      await db.apiKey.updateMany({ where: { tenantId, revokedAt: null }, data: { revokedAt: at } });
+    },
     delete(db: Db, id: string) {
       return db.tenant.delete({ where: { id } });
     },

@@ -130,6 +130,14 @@ export function createUsageRepository() {
       return db.nodeLogCursor.findMany();
     },
 
+    /** Points the node's cursor at the beginning of another log file. */
+    async resetCursor(db: Db, nodeId: string, path: string): Promise<void> {
+      await db.nodeLogCursor.update({
+        where: { nodeId },
+        data: { path, inode: null, offset: 0n, headDigest: null },
+      });
+    },
+
     /** Creates the node's cursor if missing and locks it for the rest of the transaction. */
     async lockCursor(db: Db, nodeId: string, path: string): Promise<LogCursorRow> {
       await db.$executeRaw`

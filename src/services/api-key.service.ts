@@ -173,7 +173,7 @@ export function createApiKeyService(deps: ApiKeyServiceDeps) {
     },
 
     async listAll() {
-      const rows = await deps.prisma.apiKey.findMany({ orderBy: { createdAt: 'asc' } });
+      const rows = await deps.apiKeys.listAll(deps.prisma);
       return rows.map(present);
     },
 

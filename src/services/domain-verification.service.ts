@@ -76,7 +76,7 @@ export function createDomainVerificationService(deps: Deps) {
   async function lastCheck(
     domainId: string,
   ): Promise<{ records: RecordCheck[]; checkedAt: Date; uncheckableSince: Date | null } | null> {
-    const row = await prisma.domainDnsCheck.findUnique({ where: { domainId } });
+    const row = await deps.domains.findDnsCheck(prisma, domainId);
     return row === null
       ? null
       : {
@@ -109,15 +109,10 @@ export function createDomainVerificationService(deps: Deps) {
     // `lost`: the name was won by a claim that committed while this one was deciding (unique index).
     const apply = (lost: boolean) =>
       prisma.$transaction(async (tx) => {
-        await tx.domainDnsCheck.upsert({
-          where: { domainId: domain.id },
-          create: {
-            domainId: domain.id,
-            records: checks as unknown as Prisma.InputJsonValue,
-            checkedAt: at,
-            uncheckableSince,
-          },
-          update: { records: checks as unknown as Prisma.InputJsonValue, checkedAt: at, uncheckableSince },
+        await deps.domains.saveDnsCheck(tx, domain.id, {
+          records: checks as unknown as Prisma.InputJsonValue,
+          checkedAt: at,
+          uncheckableSince,
         });
         let status = proposed;
         let statusReason = status === domain.status ? domain.statusReason : null;
@@ -312,14 +307,7 @@ export function createDomainVerificationService(deps: Deps) {
     /** Periodic: domains whose last check is older than the re-check interval (or never checked). */
     async checkDue(): Promise<void> {
       const dueBefore = new Date(now().getTime() - deps.settings.recheckIntervalSeconds * 1000);
-      const due = await prisma.domain.findMany({
-        where: {
-          status: { in: ['pending', 'verified', 'degraded', 'failed'] },
-          OR: [{ dnsCheck: null }, { dnsCheck: { checkedAt: { lt: dueBefore } } }],
-        },
-        orderBy: { id: 'asc' },
-        take: deps.settings.batchSize,
-      });
+      const due = await deps.domains.dueForDnsCheck(prisma, dueBefore, deps.settings.batchSize);
       for (const domain of due) {
         try {
           await check(domain, null, null);

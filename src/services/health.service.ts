@@ -1,5 +1,5 @@
 import type { PrismaClient } from '../db/prisma.js';
-import { listMigrations } from '../db/migrations.js';
+import { appliedMigrations, listMigrations } from '../db/migrations.js';
 import { ServiceUnavailableError } from '../lib/errors.js';
 
 export function createHealthService(deps: { prisma: PrismaClient; quarantine: { count(): Promise<number> } }) {
@@ -9,9 +9,7 @@ export function createHealthService(deps: { prisma: PrismaClient; quarantine: { 
     async readiness() {
       let applied: Set<string>;
       try {
-        const rows = await deps.prisma.$queryRaw<Array<{ migration_name: string }>>`
-          SELECT migration_name FROM _prisma_migrations WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL`;
-        applied = new Set(rows.map((row) => row.migration_name));
+        applied = new Set(await appliedMigrations(deps.prisma));
       } catch {
         throw new ServiceUnavailableError('the database is unreachable or not migrated');
       }

@@ -183,17 +183,10 @@ export function createTenantService(deps: {
             { domains },
           );
         }
-        const inUse = await tx.domain.count({
-          where: { tenantId: { not: id }, OR: [{ relay: { tenantId: id } }, { fallbackRelay: { tenantId: id } }] },
-        });
+        const inUse = await deps.tenants.countForeignDomainsOnRelays(tx, id);
         if (inUse > 0)
           throw new ConflictError("another tenant's domains route through this tenant's relays", 'relay-in-use');
-        await tx.relayCredential.deleteMany({
-          where: { OR: [{ tenantId: id }, { domain: { tenantId: id } }, { relay: { tenantId: id } }] },
-        });
-        await tx.domain.deleteMany({ where: { tenantId: id } });
-        await tx.relay.deleteMany({ where: { tenantId: id } });
-        await tx.apiKey.updateMany({ where: { tenantId: id, revokedAt: null }, data: { revokedAt: new Date() } });
+        await deps.tenants.deleteDependents(tx, id, new Date());
         await deps.tenants.delete(tx, id);
         await deps.audit.record(
           tx,
