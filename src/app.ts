@@ -155,7 +155,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // After the jobs' hook (Fastify runs onClose hooks in the order added): the sync worker's last run may still compile.
   app.addHook('onClose', async () => services.config.close());
 
-  await app.register(idempotency, { prisma: deps.prisma, masterKey: deps.config.masterKey });
+  await app.register(idempotency, { records: services.idempotency, masterKey: deps.config.masterKey });
   await app.register(openapi, { handlers: operationHandlers(services) });
   return app;
 }

@@ -1,9 +1,8 @@
 import { createHmac, hkdfSync } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
-import type { PrismaClient } from '../db/prisma.js';
 import { ConflictError, UnprocessableError } from '../lib/errors.js';
-import { createIdempotencyRepository } from '../repositories/idempotency.repository.js';
+import type { IdempotencyService } from '../services/idempotency.service.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -28,8 +27,8 @@ function canonicalJson(value: unknown): string {
  * Idempotency-Key on creating POSTs: the first response (anything but a 5xx) is stored per API key
  * and replayed for a retry with the same body; the same key with a different body is a 422.
  */
-async function idempotencyPlugin(app: FastifyInstance, options: { prisma: PrismaClient; masterKey: Buffer }) {
-  const records = createIdempotencyRepository();
+async function idempotencyPlugin(app: FastifyInstance, options: { records: IdempotencyService; masterKey: Buffer }) {
+  const { records } = options;
   // Keyed: a request body can hold a credential's secret, and a plain digest of it, stored next to
   // the username it goes with, would let whoever reads the table test guesses offline.
   const hashKey = Buffer.from(
@@ -44,12 +43,12 @@ async function idempotencyPlugin(app: FastifyInstance, options: { prisma: Prisma
     const requestHash = createHmac('sha256', hashKey)
       .update(`${request.method} ${request.url}\n${canonicalJson(request.body ?? null)}`)
       .digest('hex');
-    await records.purgeOlderThan(options.prisma, new Date(Date.now() - RETENTION_MS));
-    if (await records.claim(options.prisma, actorKeyId, key, requestHash)) {
+    await records.purgeOlderThan(new Date(Date.now() - RETENTION_MS));
+    if (await records.claim(actorKeyId, key, requestHash)) {
       request.idempotency = { actorKeyId, key };
       return;
     }
-    const existing = await records.find(options.prisma, actorKeyId, key);
+    const existing = await records.find(actorKeyId, key);
     if (existing === null)
       throw new ConflictError(
         'a request with this Idempotency-Key is still in progress; retry shortly',
@@ -82,7 +81,7 @@ async function idempotencyPlugin(app: FastifyInstance, options: { prisma: Prisma
     request.idempotency = null;
     if (reply.statusCode >= 500 || typeof payload !== 'string') {
       // A failure the client may retry: free the key.
-      await records.release(options.prisma, claim.actorKeyId, claim.key);
+      await records.release(claim.actorKeyId, claim.key);
       return payload;
     }
     const headers: Record<string, string> = {};
@@ -96,7 +95,7 @@ async function idempotencyPlugin(app: FastifyInstance, options: { prisma: Prisma
     } catch {
       // keep the raw text
     }
-    await records.complete(options.prisma, claim.actorKeyId, claim.key, reply.statusCode, body, headers);
+    await records.complete(claim.actorKeyId, claim.key, reply.statusCode, body, headers);
     return payload;
   });
 }

@@ -32,3 +32,5 @@ export function createIdempotencyRepository() {
     },
   };
 }
+
+export type IdempotencyRepository = ReturnType<typeof createIdempotencyRepository>;

@@ -12,6 +12,7 @@ import { createPolicyRepository, createSettingsRepository } from '../repositorie
 import { createRelayRepository } from '../repositories/relay.repository.js';
 import { createSnapshotRepository } from '../repositories/snapshot.repository.js';
 import { createConfigBundleRepository } from '../repositories/config-bundle.repository.js';
+import { createIdempotencyRepository } from '../repositories/idempotency.repository.js';
 import { createQuarantineRepository } from '../repositories/quarantine.repository.js';
 import { createTenantRepository } from '../repositories/tenant.repository.js';
 import { createApiKeyService, type TokenClaims } from './api-key.service.js';
@@ -26,6 +27,7 @@ import { DEFAULT_SSH, privateKeyReader, type SshSettings } from '../ssh/index.js
 import { createDeploymentService } from './deployment.service.js';
 import { createDomainService } from './domain.service.js';
 import { createHealthService } from './health.service.js';
+import { createIdempotencyService } from './idempotency.service.js';
 import { createNodeService } from './node.service.js';
 import { createPolicyService } from './policy.service.js';
 import { createRelayService } from './relay.service.js';
@@ -184,6 +186,7 @@ export function createServices(deps: ServiceDeps) {
     }),
     audit: createAuditService({ prisma, audit: repositories.audit }),
     health: createHealthService({ prisma, quarantine }),
+    idempotency: createIdempotencyService({ prisma, records: createIdempotencyRepository() }),
     tenants,
     domains: createDomainService({
       prisma,
