@@ -64,6 +64,9 @@ function lockKey(schema: string): bigint {
   return createHash('sha256').update(`relayplane-sync-leader:${schema}`).digest().readBigInt64BE(0);
 }
 
+/** How long a lost connection waits to be reported: a stop arriving meanwhile explains it. */
+const LOST_CONNECTION_GRACE_MS = 500;
+
 export class SyncWorker {
   private client: pg.Client | undefined;
   private leading = false;
@@ -236,8 +239,15 @@ export class SyncWorker {
   private lostConnection(client: pg.Client, err?: Error): void {
     if (client !== this.client) return;
     this.client = undefined;
-    if (this.leading && !this.stopped)
-      this.options.log.error({ err }, 'sync worker lost its database connection: no longer the leader');
+    if (this.leading && !this.stopped) {
+      // A Ctrl-C reaches the embedded PostgreSQL as well as this process, and the database may be
+      // seen going away before the signal: judged a moment later, a stop is no lost leadership.
+      const at = setTimeout(() => {
+        if (!this.stopped)
+          this.options.log.error({ err }, 'sync worker lost its database connection: no longer the leader');
+      }, LOST_CONNECTION_GRACE_MS);
+      at.unref();
+    }
     // PostgreSQL released the lock with the session; another process may lead now.
     this.leading = false;
     this.queued.clear();
