@@ -24,6 +24,23 @@ export interface DmarcRecord {
   unknown: Record<string, string>;
 }
 
+/** A record with policy `p` and every other tag absent (its defaults apply). */
+export function dmarcRecord(p: DmarcPolicy): DmarcRecord {
+  return {
+    p,
+    sp: null,
+    pct: null,
+    adkim: null,
+    aspf: null,
+    rua: [],
+    ruf: [],
+    fo: null,
+    rf: null,
+    ri: null,
+    unknown: {},
+  };
+}
+
 export type DmarcParse = { ok: true; record: DmarcRecord } | { ok: false; error: string };
 
 const POLICIES: readonly string[] = ['none', 'quarantine', 'reject'];
@@ -72,19 +89,7 @@ export function parseDmarc(text: string): DmarcParse {
   const fail = (error: string): DmarcParse => ({ ok: false, error });
   const p = tags.get('p');
   if (p === undefined) return fail('has no p= policy (RFC 7489 §6.3: required)');
-  const record: DmarcRecord = {
-    p: 'none',
-    sp: null,
-    pct: null,
-    adkim: null,
-    aspf: null,
-    rua: [],
-    ruf: [],
-    fo: null,
-    rf: null,
-    ri: null,
-    unknown: {},
-  };
+  const record = dmarcRecord('none');
   for (const [name, value] of tags) {
     switch (name) {
       case 'p':
@@ -214,19 +219,7 @@ function adviceFor(
   address: string | null | undefined,
 ): string {
   if (own !== null && ownText !== null && STRENGTH[own.p] >= STRENGTH[floor]) return withReports(ownText, own, address);
-  const fresh: DmarcRecord = {
-    p: floor,
-    sp: null,
-    pct: null,
-    adkim: null,
-    aspf: null,
-    rua: [],
-    ruf: [],
-    fo: null,
-    rf: null,
-    ri: null,
-    unknown: {},
-  };
+  const fresh = dmarcRecord(floor);
   return withReports(formatDmarc(fresh), fresh, address);
 }
 

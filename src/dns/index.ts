@@ -35,6 +35,7 @@ export {
 } from './spf.js';
 export {
   checkDmarc,
+  dmarcRecord,
   formatDmarc,
   isDmarcRecord,
   organizationalDomain,
