@@ -7,6 +7,7 @@ import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import pg from 'pg';
 import { buildApp } from '../src/app.js';
+import { CHANGE_STEPS } from '../src/deploy/index.js';
 import { applyMigrations } from '../src/db/migrate.js';
 import { createPrismaClient } from '../src/db/prisma.js';
 import { startDelayProxy, type DelayProxy } from '../test/lab/delay-proxy.js';
@@ -693,19 +694,6 @@ try {
 
 // --- report ---
 const date = startedAt.toISOString().slice(0, 10);
-const STEP_ORDER = [
-  'check-bundle',
-  'read-node',
-  'stage',
-  'postmap',
-  'validate',
-  'promote',
-  'switch',
-  'apply',
-  'reload',
-  'verify',
-  'prune',
-];
 const rows = results.map((r) => {
   const lat = r.samples.map((x) => x.latencyMs);
   const goal = goalMs(r);
@@ -717,7 +705,9 @@ const rows = results.map((r) => {
 });
 const breakdown = results.map((r) => {
   const per = r.samples.flatMap((x) => x.perNode);
-  const stepMedians = STEP_ORDER.map((step) => `${step} ${ms(median(per.map((p) => p.steps[step] ?? 0)))}`).join(', ');
+  const stepMedians = CHANGE_STEPS.map((step) => `${step} ${ms(median(per.map((p) => p.steps[step] ?? 0)))}`).join(
+    ', ',
+  );
   const cpu = (k: keyof CpuSnapshot) => median(r.samples.map((x) => x.cpu[k]));
   // /proc counts in 10 ms ticks: small negative remainders are rounding.
   const other = Math.max(

@@ -32,6 +32,21 @@ export type DeployStep =
   | 'prune'
   | 'rollback';
 
+/** The steps of a deploy that changes a node, in the order they run (a restart replaces reload). */
+export const CHANGE_STEPS: readonly DeployStep[] = [
+  'check-bundle',
+  'read-node',
+  'stage',
+  'postmap',
+  'validate',
+  'promote',
+  'switch',
+  'apply',
+  'reload',
+  'verify',
+  'prune',
+];
+
 export interface DeployStepRecord {
   step: DeployStep;
   startedAt: Date;

@@ -2,6 +2,7 @@
 export { DIR_PLACEHOLDER, MANAGED_SERVICE_PREFIX, type Bundle, type BundleFile, type MasterService } from './bundle.js';
 export { checkBundle } from './bundle-checks.js';
 export {
+  CHANGE_STEPS,
   systemClock,
   type DeployClock,
   type DeployEvent,

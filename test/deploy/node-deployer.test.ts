@@ -8,6 +8,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  CHANGE_STEPS,
   deployBundle,
   type Bundle,
   type DeployEvent,
@@ -24,21 +25,6 @@ import { sendMail } from '../lab/submit.js';
 import { buildBundle, service, type Route } from './bundles.js';
 
 const labOk = labGate('deployer lab tests');
-
-/** Every step of a deploy that changes the node, in order. */
-const DEPLOY_STEPS = [
-  'check-bundle',
-  'read-node',
-  'stage',
-  'postmap',
-  'validate',
-  'promote',
-  'switch',
-  'apply',
-  'reload',
-  'verify',
-  'prune',
-];
 
 // Tests here run up to seven full deploys each (SSH sessions, postmap, postfix check, reload):
 // 7 s on a quiet machine, over 30 s on a loaded one. Their waits end on events; the lab project's
@@ -189,7 +175,7 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
     );
     expectLive(outcome);
     expect(outcome).toMatchObject({ version: v1.version, previousVersion: null, changed: true });
-    expect(outcome.steps.map((s) => s.step)).toEqual(DEPLOY_STEPS);
+    expect(outcome.steps.map((s) => s.step)).toEqual(CHANGE_STEPS);
     expect(liveVersion(node)).toBe(v1.version);
     expect(await remote(conn, 'postconf -h sender_dependent_relayhost_maps')).toBe(
       `hash:${node.configDir}/relayplane/current/sender_relay\n`,
@@ -346,7 +332,7 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
     const back = await deployBundle(counting, v1, opts(node, { expectedLiveVersion: v2.version, log }));
     expectLive(back);
     expect(events).toEqual(['checked', 'staged', 'validated', 'switched', 'applied', 'reloaded', 'live']);
-    expect(back.steps.map((s) => s.step)).toEqual(DEPLOY_STEPS);
+    expect(back.steps.map((s) => s.step)).toEqual(CHANGE_STEPS);
     // Steps sent ahead are timed from when the one before them was done.
     for (const [i, s] of back.steps.entries())
       if (i > 0) expect(s.startedAt.getTime()).toBeGreaterThanOrEqual(back.steps[i - 1]!.finishedAt.getTime());
