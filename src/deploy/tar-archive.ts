@@ -1,8 +1,7 @@
 /**
- * A minimal ustar writer, so a whole release (every table, both manifests) goes to the node in one
- * `tar -x` over one SSH channel: each remote command costs a session setup (~90 ms measured on the
- * lab's sshd), and a bundle has a handful of files. Regular files and directories only; names are
- * the bundle's validated ones (≤ 100 bytes, no `..`).
+ * A minimal ustar writer, so a release's files (every table, both manifests, or a delta's) go to
+ * the node in one `tar -x`: one command, one round trip, whatever the number of files. Regular
+ * files and directories only; names are the bundle's validated ones (≤ 100 bytes, no `..`).
  */
 
 export interface TarEntry {

@@ -1,8 +1,7 @@
 /**
- * Several remote commands in one SSH exec. Every exec costs the node an sshd session and a login
- * shell (≈ 3 ms of CPU here, more under load); a deploy step made of independent commands runs
- * them as sections of one script instead, and gets back each section's own exit code, stdout and
- * stderr, exactly as if it had run alone.
+ * Several remote commands in one command of the connection's shell (remote-shell.ts): a deploy
+ * step made of independent commands runs them as sections of one script, one round trip, and gets
+ * back each section's own exit code, stdout and stderr, exactly as if it had run alone.
  *
  * Each section runs in a subshell (its `set -e`, `cd` or `exit` stays inside), after a marker line
  * written to both streams; its exit code follows its stdout. The marker carries a random token, so
