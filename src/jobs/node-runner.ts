@@ -20,13 +20,10 @@ import { addressOf, type NodeRepository } from '../repositories/node.repository.
 import type { DeployMetrics } from '../services/deploy-metrics.js';
 import { syncError, type NodeOutcome } from '../services/deployment-records.js';
 
-/** The runner's SSH settings are the control plane's (one definition, src/ssh/settings.ts). */
-export type RunnerSettings = SshSettings;
-
 interface Deps {
   prisma: PrismaClient;
   nodes: NodeRepository;
-  ssh: RunnerSettings;
+  ssh: SshSettings;
   readPrivateKey: () => Promise<string>;
   metrics: DeployMetrics;
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
