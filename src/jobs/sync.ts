@@ -146,7 +146,6 @@ export function createSyncJob(deps: Deps) {
         state: 'running',
         startedAt: now(),
         version: compiled.bundle.version,
-        credentialIds: compiled.credentialIds,
       });
       // A node deleted since the list was read gets no run (and no deploy).
       const registered = await deps.nodes.lockRegistered(
@@ -215,7 +214,6 @@ export function createSyncJob(deps: Deps) {
       const row = await deps.deployments.create(prisma, {
         version: compiled.bundle.version,
         reason: 'change',
-        credentialIds: compiled.credentialIds,
       });
       await execute(row, compiled);
     },
@@ -248,7 +246,6 @@ export function createSyncJob(deps: Deps) {
             version,
             reason: 'reconcile',
             state: overallState(outcomes),
-            credentialIds: compiled.credentialIds,
             startedAt,
           });
           // Written after the fact: a node deleted meanwhile keeps its run, by name only.

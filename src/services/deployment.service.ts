@@ -31,7 +31,6 @@ export function createDeploymentService(deps: Deps) {
           version: compiled.bundle.version,
           reason: 'manual',
           requestedBy: ctx.actor.keyId,
-          credentialIds: compiled.credentialIds,
         });
         await deps.audit.record(
           tx,

@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "deployments" DROP COLUMN "credential_ids";
