@@ -6,7 +6,7 @@
  */
 import { DIR_PLACEHOLDER, MANAGED_SERVICE_PREFIX, serviceKey, type Bundle } from './bundle.js';
 import { VERSION_RE } from './layout.js';
-import { parsedFile } from './map-source.js';
+import { parsedFile, tableProblems } from './map-source.js';
 
 const FILE_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const PARAM_RE = /^[a-z0-9][a-z0-9_]*$/;
@@ -112,7 +112,7 @@ function fileProblems(bundle: Bundle): string[] {
     if (file.secret && file.mode !== 0o600) problems.push(`file ${name}: a secret file must be 0600`);
     if (file.content.includes('\0')) problems.push(`file ${name}: contains NUL`);
     if (file.mapType === 'hash') {
-      for (const p of parsedFile(file).problems) problems.push(`file ${name}: ${p}`);
+      for (const p of tableProblems(file)) problems.push(`file ${name}: ${p}`);
     }
   }
   return problems;

@@ -12,6 +12,7 @@
  */
 import type { Bundle, BundleFile } from './bundle.js';
 import { sourceDigest } from './live-files.js';
+import { tableView, type TableView } from './table-view.js';
 
 export interface TableDelta {
   /** Lines of the base that are not in the next version (removed or changed), in order. */
@@ -45,17 +46,11 @@ export interface BundleDelta {
  */
 const byteCompare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
-/** The table's lines when it has the form the node can merge: one `key value` line each, sorted, newline-terminated. */
-function sortedLines(file: BundleFile): string[] | null {
-  if (file.mapType !== 'hash' || file.content === '' || !file.content.endsWith('\n')) return null;
-  const lines = file.content.slice(0, -1).split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!;
-    // Comments, blank and continuation lines, and a key without a value are out of the simple form.
-    if (!/^[^\s#][^\s]*[ \t]+\S/.test(line)) return null;
-    if (i > 0 && byteCompare(lines[i - 1]!, line) >= 0) return null;
-  }
-  return lines;
+/** The table when it has the form the node can merge: one `key value` line each, sorted, newline-terminated. */
+function mergeable(file: BundleFile): TableView | null {
+  if (file.mapType !== 'hash') return null;
+  const view = tableView(file.content);
+  return view.simple ? view : null;
 }
 
 /** A table line's key as a hash map stores it (lower case). */
@@ -118,16 +113,17 @@ function deltaOf(base: Bundle, next: Bundle): BundleDelta | null {
       delta.unchanged.push(name);
       continue;
     }
-    const before = sortedLines(old);
-    const after = before === null ? null : sortedLines(file);
+    const before = mergeable(old);
+    const after = before === null ? null : mergeable(file);
     if (before === null || after === null) {
       delete delta.baseDigests[name];
       delta.whole.push(name);
       continue;
     }
-    const { removed, added } = lineDiff(before, after);
+    // Chunks both share hold the same lines: only the others can differ.
+    const { removed, added } = lineDiff(before.linesNotIn(after), after.linesNotIn(before));
     // A table rewritten more than half is as cheap to send and build whole.
-    if (removed.length + added.length > after.length / 2 + 16) {
+    if (removed.length + added.length > after.lineCount / 2 + 16) {
       delete delta.baseDigests[name];
       delta.whole.push(name);
       continue;

@@ -8,12 +8,15 @@ import { createHash } from 'node:crypto';
 import { hashMaps, type Bundle } from './bundle.js';
 import { memoByContent } from './content-cache.js';
 import { parseMapSource } from './map-source.js';
+import { tableView } from './table-view.js';
 import { sh, type NodeConnection } from '../ssh/index.js';
 
 const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
 
 /** `postmap -s` prints `key<TAB>value` per entry in hash order; `LC_ALL=C sort` orders bytes. */
 function dumpDigest(content: string): string {
+  const view = tableView(content);
+  if (view.simple) return view.dumpDigest();
   const lines = parseMapSource(content).entries.map((e) => Buffer.from(`${e.key}\t${e.value}\n`, 'utf8'));
   lines.sort(Buffer.compare);
   return sha256(Buffer.concat(lines));

@@ -8,7 +8,7 @@ import { posix } from 'node:path';
 import { hashMaps, type Bundle, type BundleFile } from './bundle.js';
 import { tlsLevelProblem, typedValueProblem } from './bundle-checks.js';
 import { excerpt, sh, shellQuote, execSections, type ExecResult, type NodeConnection } from '../ssh/index.js';
-import { parsedFile, type MapEntry } from './map-source.js';
+import { entriesAt, entryCount } from './map-source.js';
 import type { BundleDelta } from './bundle-delta.js';
 import { deltaProbeProblems, deltaProbeScript } from './delta-probe.js';
 import { postmapStderr } from './secret-scrub.js';
@@ -68,10 +68,9 @@ export function modeProblems(stdout: string, bundle: Bundle): string[] {
 const SECTION = '@@relayplane-table@@ ';
 
 /** A few keys per table (first, middle, last) to ask `postmap -q`. */
-function sampleEntries(file: BundleFile): MapEntry[] {
-  const entries = parsedFile(file).entries;
-  const picks = new Set([0, Math.floor(entries.length / 2), entries.length - 1]);
-  return [...picks].filter((i) => i >= 0 && i < entries.length).map((i) => entries[i]!);
+function sampleEntries(file: BundleFile): Array<{ key: string; value: string }> {
+  const count = entryCount(file);
+  return entriesAt(file, [...new Set([0, Math.floor(count / 2), count - 1])]);
 }
 
 /**
@@ -104,7 +103,7 @@ export function probeProblems(r: ExecResult, bundle: Bundle, counts = true): str
   const problems: string[] = [];
   for (const { name, file, sample } of maps) {
     const lines = sections.get(name) ?? [];
-    const want = parsedFile(file).entries.length;
+    const want = entryCount(file);
     const count = lines.find((l) => l.startsWith('count '))?.slice(6);
     if (counts && Number(count) !== want)
       problems.push(`${name}: postmap -s lists ${count ?? '?'} entries, source has ${want}`);
