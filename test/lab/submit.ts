@@ -1,6 +1,7 @@
 /**
  * Submits a message to a lab node's SMTP listener (plain SMTP, no TLS, no AUTH: 127.0.0.0/8 is in
- * the node's mynetworks), like an application relaying through the node would.
+ * the node's mynetworks, and [::1]/128 for a node listening on ::1), like an application relaying
+ * through the node would. Pass the node itself: its smtpHost is where the listener is.
  */
 import nodemailer from 'nodemailer';
 import { LOOPBACK } from './util.js';

@@ -250,13 +250,16 @@ export async function startInstance(cfg: StagedConfig): Promise<() => Promise<vo
   };
 }
 
-/** A minimal SMTP client: sends each command, returns the final reply line of each. */
-export async function smtpDialogue(port: number, commands: string[]): Promise<string[]> {
+/**
+ * A minimal SMTP client: sends each command, returns the final reply line of each. `host` is the
+ * listener's address (a lab node's `smtpHost`: 127.0.0.1 or ::1).
+ */
+export async function smtpDialogue(port: number, commands: string[], host = '127.0.0.1'): Promise<string[]> {
   const deadline = Date.now() + 15_000;
   let socket: net.Socket | undefined;
   while (socket === undefined) {
     socket = await new Promise<net.Socket | undefined>((resolve) => {
-      const s = net.connect(port, '127.0.0.1');
+      const s = net.connect(port, host);
       s.once('connect', () => resolve(s));
       s.once('error', () => resolve(undefined));
     });
