@@ -22,7 +22,8 @@ import {
   type LiveState,
   type NodeState,
 } from './postfix-config.js';
-import { RELOAD_COMMAND, RESTART_COMMAND } from './reload-steps.js';
+import { describeRestart, parseRestartVia, restartAgainCommand, type RestartVia } from './postfix-restart.js';
+import { RELOAD_COMMAND } from './reload-steps.js';
 import {
   backupCommand,
   pruneReleases,
@@ -64,6 +65,8 @@ export abstract class DeployRunBase {
   protected repair = false;
   /** master was (or is being) restarted: the rollback must restart too, and the log shows a start, not a reload. */
   protected restarted = false;
+  /** How the restart went about it (systemd unit or postfix stop/start): the rollback restarts the same way. */
+  protected restartVia: RestartVia | undefined;
   /** The staged release was built from the base release plus this delta. */
   protected delta: BundleDelta | undefined;
 
@@ -153,11 +156,12 @@ export abstract class DeployRunBase {
       async () => {
         if (!this.repair) await switchCurrent(this.conn, this.layout, this.previousVersion);
         if (this.backupTaken) await restoreConfig(this.conn, this.layout, this.releaseDir!);
-        await execOk(this.conn, this.restarted ? RESTART_COMMAND : RELOAD_COMMAND);
+        const r = await execOk(this.conn, this.restarted ? restartAgainCommand(this.restartVia) : RELOAD_COMMAND);
+        if (this.restarted) this.restartVia ??= parseRestartVia(r.stdout);
         if (!this.repair && this.releaseDir !== undefined)
           await removeReleaseDir(this.conn, this.layout, this.releaseDir);
       },
-      () => `live ${this.previousVersion ?? 'none'}`,
+      () => `live ${this.previousVersion ?? 'none'}${this.restarted ? `, ${describeRestart(this.restartVia)}` : ''}`,
     );
   }
 

@@ -2,8 +2,9 @@
  * Deploys one bundle to one node over an open connection, as a small explicit state machine:
  *
  *   pending → checked → staged → validated → switched → applied → reloaded → live
- *   (`reloaded` after `postfix reload`, or after `postfix stop; postfix start` when the plan
- *   changes a parameter master reads only at start: inet_protocols, inet_interfaces)
+ *   (`reloaded` after `postfix reload`, or after a restart when the plan changes a parameter
+ *   master reads only at start, inet_protocols or inet_interfaces: `systemctl restart <unit>` where
+ *   systemd runs master, else `postfix stop; postfix start`)
  *   any failure before `switched`  → failed        (staging removed, node untouched)
  *   any failure from `switched` on → rolling_back → rolled_back (or failed + rollbackError)
  *
@@ -37,6 +38,7 @@ import {
   type ConfigPlan,
   type NodeState,
 } from './postfix-config.js';
+import { describeRestart } from './postfix-restart.js';
 import { reloadPostfix, verifyAfterReload } from './reload-steps.js';
 import { promoteRelease, stageRelease, stagingDirFor, switchCurrent } from './release-store.js';
 import { chained, excerpt, type NodeConnection } from '../ssh/index.js';
@@ -234,8 +236,15 @@ class DeployRun extends DeployRunBase {
       this.restarted
         ? this.step(
             'restart',
-            () => reloadPostfix(conn, { maillog, release, restart: true, ifPreviousOk: chain }),
-            () => `postfix stop; postfix start: ${restart.join(', ')} take effect only when master starts`,
+            () =>
+              reloadPostfix(conn, {
+                maillog,
+                release,
+                restart: true,
+                ifPreviousOk: chain,
+                onRestart: (via) => (this.restartVia = via),
+              }),
+            ({ via }) => `${describeRestart(via)}: ${restart.join(', ')} take effect only when master starts`,
           )
         : this.step('reload', () => reloadPostfix(conn, { maillog, release, restart: false, ifPreviousOk: chain })),
     );

@@ -1,5 +1,6 @@
 /**
- * The deploy's last node-side steps: `postfix reload` (or `postfix stop; postfix start`), and the
+ * The deploy's last node-side steps: `postfix reload` (or a restart: `systemctl restart <unit>`
+ * where systemd runs master, else `postfix stop; postfix start`; see postfix-restart.ts), and the
  * check after it. The reload saves the maillog's size before it in the release's metadata, so the
  * check can be sent together with it and still read only what master logged since.
  */
@@ -9,10 +10,9 @@ import { META_DIR, type NodeLayout } from './layout.js';
 import { digestScript, driftFromDigests } from './live-files.js';
 import { reloadLogProblems, reloadLogScript } from './node-checks.js';
 import { liveStateScript, parseLiveState, type LiveState } from './postfix-config.js';
+import { describeRestart, parseRestartVia, restartScript, type RestartVia } from './postfix-restart.js';
 import { execSections, sectionOk, sh, type NodeConnection, type Section } from '../ssh/index.js';
 
-/** master detaches from the session's stdio, so the command returns once it runs. */
-export const RESTART_COMMAND = 'postfix stop >/dev/null 2>&1; postfix start </dev/null >/dev/null';
 export const RELOAD_COMMAND = 'postfix reload >/dev/null';
 
 const offsetFile = (release: string) => posix.join(release, META_DIR, 'reload-offset');
@@ -25,20 +25,30 @@ export interface ReloadArgs {
   restart: boolean;
   /** Sent before the previous step answered: run only if it succeeded. */
   ifPreviousOk: boolean;
+  /** Told how the restart went about it as soon as the node says, even when the restart then fails. */
+  onRestart?: (via: RestartVia | undefined) => void;
+}
+
+export interface Reloaded {
+  /** The maillog's size before the reload. */
+  offset: number;
+  /** How master was restarted; undefined after a reload. */
+  via: RestartVia | undefined;
 }
 
 /**
- * Reloads (or restarts) Postfix and returns the maillog size before it. A failed `postfix start`
- * is reported with master's reason, which only the log has.
+ * Reloads (or restarts) Postfix and returns the maillog size before it. A failed start is
+ * reported with master's reason, which only the log has.
  */
-export async function reloadPostfix(conn: NodeConnection, args: ReloadArgs): Promise<number> {
+export async function reloadPostfix(conn: NodeConnection, args: ReloadArgs): Promise<Reloaded> {
   const size = args.maillog === '' ? 'echo 0' : `{ wc -c < ${sh(args.maillog)} 2>/dev/null || echo 0; }`;
   const save = `rp_size=$(${size}) && printf '%s\\n' "$rp_size" > ${sh(offsetFile(args.release))} && echo "$rp_size"`;
-  const r = await conn.exec(`${save} && ${args.restart ? RESTART_COMMAND : RELOAD_COMMAND}`, {
-    ifPreviousOk: args.ifPreviousOk,
-  });
+  const command = args.restart ? `{ ${restartScript()}\n}` : RELOAD_COMMAND;
+  const r = await conn.exec(`${save} && ${command}`, { ifPreviousOk: args.ifPreviousOk });
   const offset = Number.parseInt(r.stdout.trim(), 10) || 0;
-  if (r.code === 0) return offset;
+  const via = args.restart ? parseRestartVia(r.stdout) : undefined;
+  if (args.restart) args.onRestart?.(via);
+  if (r.code === 0) return { offset, via };
   if (!args.restart) throw new Error(`postfix reload failed (exit ${r.code})`);
   const reasons =
     args.maillog === ''
@@ -49,7 +59,8 @@ export async function reloadPostfix(conn: NodeConnection, args: ReloadArgs): Pro
     .split('\n')
     .filter((l) => l !== '')
     .map((l) => l.replace(/^.*?: (fatal|panic): /, '$1: '));
-  throw new Error(`postfix start failed (exit ${r.code})${why.length > 0 ? `: ${why.join('; ').slice(0, 300)}` : ''}`);
+  const what = via?.kind === 'systemd' ? describeRestart(via) : 'postfix start';
+  throw new Error(`${what} failed (exit ${r.code})${why.length > 0 ? `: ${why.join('; ').slice(0, 300)}` : ''}`);
 }
 
 export interface VerifyArgs {
