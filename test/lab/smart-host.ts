@@ -1,12 +1,14 @@
 /**
  * A scriptable smart host (the provider a Postfix node relays to) for end-to-end tests, built on
- * the npm `smtp-server` package. Listens on 127.0.0.1 only and never resolves names.
+ * the npm `smtp-server` package. Listens on a loopback address only and never resolves names.
  *
- * - TLS: 'starttls' (plain listener offering STARTTLS) or 'implicit' (TLS from the first byte,
- *   what `smtp_tls_wrappermode = yes` speaks). The certificate is self-signed, generated at start
+ * - TLS: 'starttls' (plain listener offering STARTTLS), 'implicit' (TLS from the first byte,
+ *   what `smtp_tls_wrappermode = yes` speaks) or 'none' (neither STARTTLS nor AUTH is offered: an
+ *   MX without TLS; mail is accepted without AUTH). The certificate is self-signed, generated at start
  *   with the openssl CLI, CN `<name>.lab.test`, SAN IP:127.0.0.1, IP:::1, DNS:<name>.lab.test and
  *   DNS:localhost (a relay named by a host name that resolves without DNS); `caCertPem` is that certificate.
- *   `host: '::1'` listens on the IPv6 loopback instead (nexthop `[::1]:PORT`).
+ *   `host: '::1'` listens on the IPv6 loopback instead (nexthop `[::1]:PORT`), another 127.x.y.z
+ *   address on that one; startMxHost() takes port 25 of a free one (a recipient domain's MX).
  * - AUTH PLAIN/LOGIN against `users`, only after TLS (smtp-server answers 538 before STARTTLS),
  *   and required before MAIL FROM (530) unless `authOptional` (used for the catch-all sink).
  *   Bad credentials get `535 5.7.8`.
@@ -31,7 +33,7 @@ import path from 'node:path';
 import { SMTPServer, type SMTPServerSession } from 'smtp-server';
 import { LOOPBACK, runOk } from './util.js';
 
-export type SmartHostTls = 'starttls' | 'implicit';
+export type SmartHostTls = 'starttls' | 'implicit' | 'none';
 export type SmartHostMode = 'accept' | 'reject' | 'defer' | 'drop';
 export type SmartHostStage = 'mail' | 'rcpt' | 'data';
 
@@ -44,8 +46,8 @@ export interface SmartHostOptions {
   users: Record<string, string>;
   /** Accept MAIL FROM without AUTH (a catch-all sink). AUTH is still offered after TLS. */
   authOptional?: boolean;
-  /** Loopback address to listen on: 127.0.0.1 (default) or ::1 (an IPv6 relay). */
-  host?: typeof LOOPBACK | '::1';
+  /** Loopback address to listen on: 127.0.0.1 (default), another 127.x.y.z, or ::1 (an IPv6 relay). */
+  host?: string;
 }
 
 export interface ReceivedMessage {
@@ -76,7 +78,7 @@ export interface AuthAttempt {
 
 export interface SmartHost {
   name: string;
-  host: typeof LOOPBACK | '::1';
+  host: string;
   port: number;
   tls: SmartHostTls;
   /** The Postfix nexthop for this host: `[127.0.0.1]:PORT`. */
@@ -151,6 +153,12 @@ function localPart(address: string): string {
 }
 
 export async function startSmartHost(opts: SmartHostOptions): Promise<SmartHost> {
+  const host = opts.host ?? LOOPBACK;
+  if (host !== '::1' && !/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)) {
+    throw new Error(`smart host ${opts.name}: ${host} is not a loopback address`);
+  }
+  // Without TLS there is no AUTH (smtp-server offers it only after TLS): such a host takes anyone.
+  const authOptional = opts.authOptional === true || opts.tls === 'none';
   const { key, cert } = await selfSignedCert(`${opts.name}.lab.test`);
   const events = new EventEmitter();
   events.setMaxListeners(0);
@@ -196,7 +204,8 @@ export async function startSmartHost(opts: SmartHostOptions): Promise<SmartHost>
     logger: false,
     disableReverseLookup: true, // a PTR lookup of 127.0.0.1 would go to the DNS server
     authMethods: ['PLAIN', 'LOGIN'],
-    authOptional: opts.authOptional === true,
+    authOptional,
+    ...(opts.tls === 'none' ? { disabledCommands: ['STARTTLS', 'AUTH'] } : {}),
     allowInsecureAuth: false,
     size: 20 * 1024 * 1024,
     closeTimeout: 500,
@@ -216,8 +225,7 @@ export async function startSmartHost(opts: SmartHostOptions): Promise<SmartHost>
       cb(null, { user });
     },
     onMailFrom(_address, session, cb) {
-      if (opts.authOptional !== true && !session.secure)
-        return cb(smtpError(530, '5.7.0 Must issue a STARTTLS command first'));
+      if (!authOptional && !session.secure) return cb(smtpError(530, '5.7.0 Must issue a STARTTLS command first'));
       if (applyMode('mail', session, cb)) return;
       cb();
     },
@@ -266,7 +274,7 @@ export async function startSmartHost(opts: SmartHostOptions): Promise<SmartHost>
 
   await new Promise<void>((resolve, reject) => {
     server.server.once('error', reject);
-    server.listen(opts.port ?? 0, opts.host ?? LOOPBACK, () => {
+    server.listen(opts.port ?? 0, host, () => {
       server.server.off('error', reject);
       resolve();
     });
@@ -277,10 +285,10 @@ export async function startSmartHost(opts: SmartHostOptions): Promise<SmartHost>
 
   return {
     name: opts.name,
-    host: opts.host ?? LOOPBACK,
+    host,
     port,
     tls: opts.tls,
-    nexthop: `[${opts.host ?? LOOPBACK}]:${port}`,
+    nexthop: `[${host}]:${port}`,
     caCertPem: cert,
     users: opts.users,
     get mode() {
@@ -346,4 +354,20 @@ export async function startSmartHost(opts: SmartHostOptions): Promise<SmartHost>
       });
     },
   };
+}
+
+/**
+ * A smart host standing for a recipient domain's MX: port 25 (where Postfix's smtp client connects
+ * for a domain nexthop) of the first free address in 127.0.25.1–127.0.25.200, so parallel runs
+ * each get their own. List its `host` under the domain in the node's privateHosts.
+ */
+export async function startMxHost(opts: Omit<SmartHostOptions, 'host' | 'port'>): Promise<SmartHost> {
+  for (let last = 1; last <= 200; last++) {
+    try {
+      return await startSmartHost({ ...opts, host: `127.0.25.${last}`, port: 25 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+    }
+  }
+  throw new Error(`smart host ${opts.name}: port 25 is taken on every address of 127.0.25.1-200`);
 }
