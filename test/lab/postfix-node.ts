@@ -12,12 +12,16 @@
  * The node starts with `smtp_sasl_password_maps = hash:<configDir>/sasl_passwd` (empty map, built),
  * no sender-dependent maps, and a `relayhost` catch-all to the sink.
  *
+ * `privateHosts` lets the node deliver "directly" to names listed there without DNS: its master and
+ * sshd run in a mount namespace with their own /etc/hosts (see private-hosts.ts).
+ *
  * Needs root (see requirements.ts). Layout of baseDir:
  *   etc/      config_directory (main.cf, master.cf, sasl_passwd, maps you add) → node.configDir
  *   spool/    queue_directory
  *   data/     data_directory (owned by postfix)
  *   log/maillog                                                      → node.maillogPath
  *   ssh/      sshd_config, host key, client key pair, authorized_keys, sshd.pid, sshd.log
+ *   ns/       hosts, nsswitch.conf, resolv.conf seen by master and sshd (with privateHosts only)
  *   owner     "<pid> <starttime>" of the process that owns the node (for the stale-run reaper)
  */
 import { existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -25,6 +29,7 @@ import { chmod, chown, mkdir, mkdtemp, readFile, rm, utimes, writeFile } from 'n
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
+import { assertInPrivateHosts, inPrivateHosts, writePrivateHostsFiles } from './private-hosts.js';
 import {
   LOOPBACK,
   freePort,
@@ -70,6 +75,14 @@ export interface PostfixNodeOptions {
    * rehash errors to stderr), as on a node whose root has default dotfiles. Default: on.
    */
   ownHome?: boolean;
+  /**
+   * Host name → IPv4 loopback address. When set, the node's Postfix master and sshd (and so every
+   * command the deployer runs over SSH, `postfix start` included) resolve names from a private
+   * /etc/hosts listing these and localhost only, never DNS: mail to a direct domain goes to port 25
+   * of the address listed for the recipient domain. The node does not start without it (no
+   * fallback to the machine's resolver). Commands run by node.exec()/reload() run outside.
+   */
+  privateHosts?: Record<string, string>;
 }
 
 export interface NodeSshTarget {
@@ -420,6 +433,14 @@ async function buildNode(opts: PostfixNodeOptions, baseDir: string, handle: { ba
   const caFile = path.join(configDir, 'lab-ca.pem');
   await writeFile(caFile, (opts.tlsCaCerts ?? []).join('\n'));
   const env = postfixEnv(configDir);
+  // Master and sshd enter the namespace as they start; their children and SSH sessions inherit it.
+  const nsDir = opts.privateHosts === undefined ? undefined : path.join(baseDir, 'ns');
+  if (nsDir !== undefined) await writePrivateHostsFiles(nsDir, opts.privateHosts ?? {});
+  const launch = (cmd: string, args: string[]): [string, string[]] =>
+    nsDir === undefined ? [cmd, args] : inPrivateHosts(nsDir, cmd, args);
+  const checkNamespace = (pid: number | undefined, what: string) => {
+    if (nsDir !== undefined) assertInPrivateHosts(pid ?? 0, nsDir, `${what} of ${opts.name}`);
+  };
   const bannerToken = instanceId;
   const smtpHost = opts.smtpHost ?? LOOPBACK;
   // smtp_sasl_auth_enable = yes without smtp_sasl_password_maps makes every smtp process die
@@ -450,7 +471,8 @@ async function buildNode(opts: PostfixNodeOptions, baseDir: string, handle: { ba
     await backdate(path.join(configDir, 'main.cf'));
     if (attempt === 1) await runOk('/usr/sbin/postmap', [`hash:${saslPasswd}`], { env });
     // `postfix start` runs `master -w`: it returns once master initialized (listeners bound) or failed.
-    const start = await run('/usr/sbin/postfix', ['-c', configDir, 'start'], { env, timeoutMs: 30_000 });
+    const [startCmd, startArgs] = launch('/usr/sbin/postfix', ['-c', configDir, 'start']);
+    const start = await run(startCmd, startArgs, { env, timeoutMs: 30_000 });
     if (start.code === 0) {
       // The banner carries this instance's token, so another server on a reused port cannot fool us.
       await waitUntil(
@@ -459,6 +481,7 @@ async function buildNode(opts: PostfixNodeOptions, baseDir: string, handle: { ba
         `postfix node ${opts.name} to answer SMTP on ${smtpPort}`,
         50,
       );
+      checkNamespace(livePid(masterPidFile(baseDir), 'master'), 'postfix master');
       break;
     }
     const log = await readFile(maillogPath, 'utf8').catch(() => '');
@@ -498,7 +521,8 @@ async function buildNode(opts: PostfixNodeOptions, baseDir: string, handle: { ba
     const logBefore = (await readFile(sshLogPath, 'utf8').catch(() => '')).length;
     // Without -D, sshd (OpenSSH 9.2) checks its config, daemonizes and only then binds: exit 0 does
     // not mean it listens. The pid file appears after the bind; a bind failure only shows in the log.
-    const r = await run('/usr/sbin/sshd', ['-f', sshConfigPath, '-E', sshLogPath], { timeoutMs: 15_000 });
+    const [sshdCmd, sshdArgs] = launch('/usr/sbin/sshd', ['-f', sshConfigPath, '-E', sshLogPath]);
+    const r = await run(sshdCmd, sshdArgs, { timeoutMs: 15_000 });
     const newLog = async () => (await readFile(sshLogPath, 'utf8').catch(() => '')).slice(logBefore);
     if (r.code !== 0) throw new Error(`sshd exited ${r.code}: ${r.stderr.trim()}\n${await newLog()}`);
     const outcome = await waitUntil(
@@ -514,6 +538,7 @@ async function buildNode(opts: PostfixNodeOptions, baseDir: string, handle: { ba
       20,
     );
     if (outcome === 'port-taken') return outcome;
+    checkNamespace(livePid(sshdPidFile(baseDir), 'sshd'), 'sshd');
     return 'up';
   };
   for (let attempt = 1; ; attempt++) {
