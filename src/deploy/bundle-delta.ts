@@ -26,7 +26,7 @@ export interface TableDelta {
 export interface BundleDelta {
   /** The version the delta applies to. */
   base: string;
-  /** Files identical in both (source and, for hash maps, `.db`): copied from the live release. */
+  /** Files identical in both (source and, for hash maps, `.db`): hard-linked from the live release. */
   unchanged: string[];
   /** Tables built from the base plus their delta. */
   tables: Record<string, TableDelta>;

@@ -7,8 +7,9 @@
  *
  * stage: the delta's files go into a fresh staging dir in one `tar -x` (0700 dir, umask 077), the
  * base release's sources are checked against their SHA-256 (a hand-edited base → exit 10, the
- * caller stages a full release), unchanged files are copied (`cp -p`, with their `.db`), changed
- * sources rebuilt with `comm`/`sort -m` and checked against the next version's SHA-256 (→ exit 11).
+ * caller stages a full release), unchanged files are hard-linked with their `.db` (nothing writes
+ * a release's file in place; drift repair renames over it), changed sources rebuilt with
+ * `comm`/`sort -m` and checked against the next version's SHA-256 (→ exit 11).
  * postmap: each changed table's base `.db` copied and updated in place; whole tables built.
  */
 import { posix } from 'node:path';
@@ -67,7 +68,7 @@ export async function stageDelta(
     `umask 022 && ${sh('mkdir', '-p', layout.releases)} && umask 077 && ${sh('mkdir', staging)} && cd ${sh(staging)}`,
     sh('tar', '-x', '-m', '--no-same-owner', '-f', '-'),
     `(cd ${sh(base)} && sha256sum --quiet --strict -c ${sh(posix.join(staging, DELTA_DIR, 'base.sha256'))}) >/dev/null 2>&1 || ${refuse(BASE_DRIFTED)}`,
-    ...(copies.length > 0 ? [`cp -p ${copies.map((c) => sh(posix.join(base, c))).join(' ')} .`] : []),
+    ...(copies.length > 0 ? [`ln ${copies.map((c) => sh(posix.join(base, c))).join(' ')} .`] : []),
     ...rebuild.map((r) => `{ ${r}; } 2>/dev/null || ${refuse(DIGEST_MISMATCH)}`),
     ...(rebuild.length > 0
       ? [
@@ -166,7 +167,7 @@ export function stagingPlan(
     describe() {
       if (used !== null) {
         const merged = Object.values(used.tables).reduce((n, t) => n + t.added.length + t.deleted.length, 0);
-        return `delta from ${used.base.slice(0, 12)}: ${Object.keys(used.tables).length} table(s) merged (${merged} entries), ${used.unchanged.length} copied, ${used.whole.length} whole`;
+        return `delta from ${used.base.slice(0, 12)}: ${Object.keys(used.tables).length} table(s) merged (${merged} entries), ${used.unchanged.length} linked, ${used.whole.length} whole`;
       }
       return refused === undefined ? undefined : `full release: the node refused the delta (${refused})`;
     },

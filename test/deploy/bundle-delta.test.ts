@@ -1,5 +1,5 @@
 /**
- * The delta between two bundles, computed in memory: which files are copied, which tables get
+ * The delta between two bundles, computed in memory: which files are linked, which tables get
  * their lines merged on the node, which are sent whole. Applying a delta here the way the node
  * does (remove lines, merge-sort the added ones) must give the next version's bytes exactly.
  */

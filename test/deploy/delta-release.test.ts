@@ -6,7 +6,7 @@
  * failure in the middle of a delta leaves the live release as it was.
  */
 import { appendFile, chmod, mkdir, writeFile } from 'node:fs/promises';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -87,6 +87,28 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
     );
     expect(deltas).toBeGreaterThan(3);
     expect(readdirSync(releasesDir()).filter((r) => r.includes('.tmp-'))).toEqual([]);
+  });
+
+  it('links the unchanged files of the base release, and writes the changed tables anew', async () => {
+    const before = bundleOf([
+      ['a.test', 'u1'],
+      ['b.test', 'u2'],
+    ]);
+    if (current?.version !== before.version) expect((await deployNext(before)).state).toBe('live');
+    const next = bundleOf([
+      ['a.test', 'u1'],
+      ['b.test', 'u3'],
+    ]);
+    const outcome = await deployNext(next);
+    expect(outcome.state, outcome.error).toBe('live');
+    expect(stage(outcome)).toMatch(/^delta .* 1 table\(s\) merged .* linked/);
+    const inode = (version: string, file: string) => statSync(path.join(releasesDir(), version, file)).ino;
+    for (const file of ['sender_relay', 'sender_relay.db'])
+      expect(inode(next.version, file), file).toBe(inode(before.version, file));
+    for (const file of ['sasl_passwd', 'sasl_passwd.db'])
+      expect(inode(next.version, file), file).not.toBe(inode(before.version, file));
+    expect(await driftedFiles(conn, live(), next)).toEqual([]);
+    expect(await driftedFiles(conn, path.join(releasesDir(), before.version), before)).toEqual([]);
   });
 
   it('builds on a hand-edited base never: the node refuses the delta and gets a full release', async () => {
