@@ -95,8 +95,10 @@ export function createCredentialRotation(deps: Deps) {
       await deps.prisma.$transaction(async (tx) => {
         const enabled = await deps.nodes.listEnabled(tx);
         if (enabled.some((node) => node.liveVersion !== live.version || node.driftDetected)) return;
-        const inVersion = new Set(live.credentialIds);
-        for (const credential of await deps.credentials.listRetiring(tx)) {
+        const retiring = await deps.credentials.listRetiring(tx);
+        // Usually none: the version's ids (one per credential) are only indexed when one waits.
+        const inVersion = retiring.length === 0 ? new Set<string>() : new Set(live.credentialIds);
+        for (const credential of retiring) {
           if (inVersion.has(credential.id)) continue;
           await deps.credentials.setStatus(tx, credential.id, { status: 'retired', retiredAt: now() });
           await deps.audit.record(
