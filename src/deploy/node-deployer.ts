@@ -33,6 +33,7 @@ import {
   desiredConfig,
   nodeStateProblems,
   planConfig,
+  planIsEmpty,
   readNodeState,
   restartParams,
   type ConfigPlan,
@@ -259,6 +260,9 @@ class DeployRun extends DeployRunBase {
           layout: this.layout,
           bundle: this.bundle,
           digestFiles,
+          // main.cf and master.cf as read-node found them when the deploy left them alone (a
+          // tables-only change); the reconcile's verify-live reads them again.
+          knownConfig: planIsEmpty(plan) && !this.restarted ? this.node?.config : undefined,
           maillog,
           release,
           settleMs,

@@ -216,13 +216,19 @@ export function parseNodeState(stdout: string): NodeState {
   };
 }
 
-/** The live release and config only (after a reload: the paths cannot have changed). */
-export function liveStateScript(layout: NodeLayout): string {
-  return joinCommands(liveStateCommands(layout));
+/**
+ * The live release and config only (after a reload: the paths cannot have changed). With the
+ * config already known (a deploy that edited none of it), only the release: three `postconf`
+ * reads fewer.
+ */
+export function liveStateScript(layout: NodeLayout, knownConfig?: LiveState['config']): string {
+  const commands = liveStateCommands(layout);
+  return joinCommands(knownConfig === undefined ? commands : commands.slice(0, 2));
 }
 
-export function parseLiveState(stdout: string): LiveState {
-  return liveState(stdout.split(`${SEP}\n`));
+export function parseLiveState(stdout: string, knownConfig?: LiveState['config']): LiveState {
+  const live = liveState(stdout.split(`${SEP}\n`));
+  return knownConfig === undefined ? live : { ...live, config: knownConfig };
 }
 
 function liveState(parts: string[]): LiveState {

@@ -68,6 +68,8 @@ export interface VerifyArgs {
   bundle: Bundle;
   /** Only these files' digests (a delta release's built files); default every file. */
   digestFiles?: string[] | undefined;
+  /** The config as read before a deploy that edited none of it: not read again. */
+  knownConfig?: LiveState['config'] | undefined;
   maillog: string;
   release: string;
   settleMs: number;
@@ -84,7 +86,7 @@ export interface VerifyFindings {
 }
 
 /**
- * After the reload, in one command: the live release and config read again, the digests of the
+ * After the reload, in one command: the live release (and the config, unless known unchanged) read again, the digests of the
  * live files, then (on the node) the wait for master's reload line, the settle time and the log since.
  */
 export async function verifyAfterReload(conn: NodeConnection, args: VerifyArgs): Promise<VerifyFindings> {
@@ -94,7 +96,7 @@ export async function verifyAfterReload(conn: NodeConnection, args: VerifyArgs):
       ? args.bundle
       : { ...args.bundle, files: Object.fromEntries(digestFiles.map((n) => [n, args.bundle.files[n]!])) };
   const sections: Section[] = [
-    { name: 'live-state', script: liveStateScript(args.layout) },
+    { name: 'live-state', script: liveStateScript(args.layout, args.knownConfig) },
     { name: 'digests', script: digestScript(digested), cwd: args.layout.liveDir },
   ];
   if (args.maillog !== '') {
@@ -113,7 +115,7 @@ export async function verifyAfterReload(conn: NodeConnection, args: VerifyArgs):
     ifPreviousOk: args.ifPreviousOk,
   });
   return {
-    live: parseLiveState(sectionOk(r, 'live-state').stdout),
+    live: parseLiveState(sectionOk(r, 'live-state').stdout, args.knownConfig),
     drifted: driftFromDigests(r.get('digests')!.stdout, digested),
     logProblems: args.maillog === '' ? null : reloadLogProblems(r.get('reload-log')!, args.timeoutMs),
   };

@@ -111,6 +111,44 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
     expect(await driftedFiles(conn, path.join(releasesDir(), before.version), before)).toEqual([]);
   });
 
+  it('reads main.cf and master.cf again after the reload only when the deploy edited them', async () => {
+    const scripts: string[] = [];
+    const recording: NodeConnection = Object.assign(Object.create(conn) as NodeConnection, {
+      exec: (command: string, options?: Parameters<NodeConnection['exec']>[1]) => {
+        scripts.push(command);
+        return conn.exec(command, options);
+      },
+    });
+    const verifyScript = () => scripts.find((script) => script.includes('begin live-state')) ?? '';
+    const tablesOnly = bundleOf([
+      ['a.test', 'u1'],
+      ['v.test', 'u1'],
+    ]);
+    if (current?.version !== tablesOnly.version) expect((await deployNext(tablesOnly)).state).toBe('live');
+    scripts.length = 0;
+    const rotated = bundleOf([
+      ['a.test', 'u1'],
+      ['v.test', 'u2'],
+    ]);
+    const outcome = await deployNext(rotated, recording);
+    expect(outcome.state, outcome.error).toBe('live');
+    expect(verifyScript()).toMatch(/readlink/);
+    expect(verifyScript()).not.toMatch(/postconf -n/);
+
+    scripts.length = 0;
+    const edited = buildBundle(
+      [
+        { domain: 'a.test', nexthop: sink.nexthop, user: 'u1', password: 'pw u1 a.test' },
+        { domain: 'v.test', nexthop: sink.nexthop, user: 'u2', password: 'pw u2 v.test' },
+      ],
+      { mainCf: { smtp_connect_timeout: '17s' } },
+    );
+    const withMainCf = await deployNext(edited, recording);
+    expect(withMainCf.state, withMainCf.error).toBe('live');
+    expect(verifyScript()).toMatch(/postconf -n/);
+    expect(await node.postconf(['-h', 'smtp_connect_timeout'])).toBe('17s\n');
+  });
+
   it('builds on a hand-edited base never: the node refuses the delta and gets a full release', async () => {
     const before = bundleOf([
       ['a.test', 'u1'],
