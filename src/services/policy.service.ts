@@ -197,9 +197,10 @@ export function createPolicyService(deps: Deps) {
         },
         'settings',
       );
-      const current = await deps.settings.get(deps.prisma);
-      assertVersion(current.version, expected, 'settings');
+      // The row is created on first read: inside the transaction, so a refused write leaves none.
       const updated = await deps.prisma.$transaction(async (tx) => {
+        const current = await deps.settings.get(tx);
+        assertVersion(current.version, expected, 'settings');
         const row = await deps.settings.update(tx, current.version, input);
         if (row === null) throw new PreconditionFailedError('settings changed while this request was processed');
         await deps.routes.assertExpressible(tx, { all: true });
