@@ -251,6 +251,27 @@ export async function startInstance(cfg: StagedConfig): Promise<() => Promise<vo
 }
 
 /**
+ * Submits one message with its envelope addresses exactly as given (SMTP client libraries fold a
+ * domain's case or drop a trailing dot before Postfix could), and fails unless smtpd accepted it.
+ */
+export async function submitVerbatim(
+  port: number,
+  message: { from: string; to: string; messageId: string; body: string },
+): Promise<void> {
+  const replies = await smtpDialogue(port, [
+    'EHLO client.lab.test',
+    `MAIL FROM:<${message.from}>`,
+    `RCPT TO:<${message.to}>`,
+    'DATA',
+    `Message-ID: ${message.messageId}\r\nSubject: verbatim\r\n\r\n${message.body}\r\n.`,
+    'QUIT',
+  ]);
+  const codes = replies.slice(1, 5).map((reply) => reply.slice(0, 3));
+  if (codes.join(' ') !== '250 250 354 250')
+    throw new Error(`smtpd did not accept ${message.from} -> ${message.to}: ${replies.join(' | ')}`);
+}
+
+/**
  * A minimal SMTP client: sends each command, returns the final reply line of each. `host` is the
  * listener's address (a lab node's `smtpHost`: 127.0.0.1 or ::1).
  */
