@@ -6,7 +6,6 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deployBundle } from '../../src/deploy/index.js';
-import type { Explanation } from '../../src/postfix/index.js';
 import { connectNode, type NodeConnection } from '../../src/ssh/index.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { waitForLog } from '../lab/log.js';
@@ -17,7 +16,7 @@ import { startMxHost, startSmartHost, type SmartHost } from '../lab/smart-host.j
 import { connectNodeSsh } from '../lab/ssh.js';
 import { readPidFile } from '../lab/util.js';
 import { submitVerbatim } from '../postfix/postfix-harness.js';
-import { adminClient } from './lab-app.js';
+import { adminClient, explainRoute } from './lab-app.js';
 
 const SUITE = 'direct-delivery truth test';
 // Without its own /etc/hosts the node would ask the machine's resolver: fail (CI) or skip, never run.
@@ -131,13 +130,6 @@ describe.skipIf(!labOk)('the truth test for direct delivery: explanation = what 
     expect([...statuses].sort()).toEqual(['deferred', 'sent']);
   });
 
-  async function explain(headers: Record<string, string>, sender: string, recipient: string) {
-    const response = await t.app.inject({
-      method: 'GET',
-      url: `/v1/routes/explain?sender=${encodeURIComponent(sender)}&recipient=${encodeURIComponent(recipient)}`,
-      headers,
-    });
-    expect(response.statusCode, response.body).toBe(200);
-    return response.json<Explanation>();
-  }
+  const explain = (headers: Record<string, string>, sender: string, recipient: string) =>
+    explainRoute(t, headers, sender, recipient);
 });

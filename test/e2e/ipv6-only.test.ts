@@ -7,7 +7,6 @@
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deployBundle, type DeployOutcome } from '../../src/deploy/index.js';
-import type { Explanation } from '../../src/postfix/index.js';
 import { connectNode, type NodeConnection } from '../../src/ssh/index.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { buildBundle } from '../deploy/bundles.js';
@@ -19,7 +18,7 @@ import { startSmartHost, type SmartHost } from '../lab/smart-host.js';
 import { sendMail } from '../lab/submit.js';
 import { HANG_GUARD_MS } from '../lab/util.js';
 import { smtpDialogue } from '../postfix/postfix-harness.js';
-import { adminClient } from './lab-app.js';
+import { adminClient, explainRoute } from './lab-app.js';
 
 const labOk = labGate('IPv6-only node');
 
@@ -169,13 +168,7 @@ describe.skipIf(!labOk)('a node with inet_protocols = ipv6', () => {
       ['v@six.api.test', 'api-six'],
       ['v@four.api.test', 'api-four'],
     ] as const) {
-      const explained = await t.app.inject({
-        method: 'GET',
-        url: `/v1/routes/explain?sender=${encodeURIComponent(sender)}&recipient=r%40dest.test`,
-        headers: admin.headers,
-      });
-      expect(explained.statusCode, explained.body).toBe(200);
-      const explanation = explained.json<Explanation>();
+      const explanation = await explainRoute(t, admin.headers, sender, 'r@dest.test');
       expect(explanation, explanation.reason).toMatchObject({ outcome: 'relay', nexthops: [sh6.nexthop] });
       const sent = await sendMail(node, { from: sender, to: ['r@dest.test'] });
       const received = await waitForDelivery(node, sent, sh6);

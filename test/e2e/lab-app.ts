@@ -1,4 +1,5 @@
 import { expect } from 'vitest';
+import type { Explanation } from '../../src/postfix/index.js';
 import type { TestApp } from '../helpers/app.js';
 import { tokenFor } from '../helpers/app.js';
 
@@ -21,4 +22,20 @@ export async function adminClient(t: TestApp) {
     put: (url: string, payload: object) => call('PUT', url, payload),
     call,
   };
+}
+
+/** GET /v1/routes/explain for one sender and recipient, as given (the query is encoded here). */
+export async function explainRoute(
+  t: TestApp,
+  headers: Record<string, string>,
+  sender: string,
+  recipient: string,
+): Promise<Explanation> {
+  const response = await t.app.inject({
+    method: 'GET',
+    url: `/v1/routes/explain?sender=${encodeURIComponent(sender)}&recipient=${encodeURIComponent(recipient)}`,
+    headers,
+  });
+  expect(response.statusCode, response.body).toBe(200);
+  return response.json<Explanation>();
 }

@@ -9,7 +9,6 @@ import { readFile } from 'node:fs/promises';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deployBundle } from '../../src/deploy/index.js';
-import type { Explanation } from '../../src/postfix/index.js';
 import { connectNode, type NodeConnection } from '../../src/ssh/index.js';
 import { createTestApp, type TestApp, tokenFor } from '../helpers/app.js';
 import { waitForLog } from '../lab/log.js';
@@ -18,7 +17,7 @@ import { labGate } from '../lab/requirements.js';
 import { startSmartHost, type SmartHost } from '../lab/smart-host.js';
 import { sendMail } from '../lab/submit.js';
 import { smtpDialogue, submitVerbatim } from '../postfix/postfix-harness.js';
-import { adminClient } from './lab-app.js';
+import { adminClient, explainRoute } from './lab-app.js';
 
 const labOk = labGate('truth test');
 
@@ -304,15 +303,8 @@ describe.skipIf(!labOk)('the truth test: explanation = what real Postfix and the
     }
   }
 
-  async function explain(headers: Record<string, string>, sender: string, recipient: string) {
-    const response = await t.app.inject({
-      method: 'GET',
-      url: `/v1/routes/explain?sender=${encodeURIComponent(sender)}&recipient=${encodeURIComponent(recipient)}`,
-      headers,
-    });
-    expect(response.statusCode, response.body).toBe(200);
-    return response.json<Explanation>();
-  }
+  const explain = (headers: Record<string, string>, sender: string, recipient: string) =>
+    explainRoute(t, headers, sender, recipient);
 
   it('holds for the edge corpus: trailing dots, case, no credential, wrong secret, IPv6 relay', async () => {
     await wipe();
