@@ -171,6 +171,8 @@ export interface NodeState {
   maillogFile: string;
   /** `postconf -xh daemon_directory`: where master.cf commands must exist. */
   daemonDirectory: string;
+  /** `postconf -xh queue_directory`: master's pid file is `pid/master.pid` there. */
+  queueDirectory: string;
   /** `readlink current`, null when there is no live release. */
   currentTarget: string | null;
   /** Content of current/VERSION, null when missing. */
@@ -196,23 +198,67 @@ function liveStateCommands(layout: NodeLayout): string[] {
 
 const joinCommands = (commands: string[]) => `set -e; ${commands.join(`; echo ${SEP}; `)}`;
 
-/**
- * Everything the deployer needs to know about the node, as one script (see parseNodeState). One
- * postconf prints the three paths, one per line in the order asked; `-x` leaves config_directory
- * as it is (it names a directory, never a `$parameter`).
- */
-export function nodeStateScript(layout: NodeLayout): string {
-  return joinCommands(['postconf -xh config_directory maillog_file daemon_directory', ...liveStateCommands(layout)]);
+const PATHS_COMMAND = 'postconf -xh config_directory maillog_file daemon_directory queue_directory';
+const KNOWN = '@@relayplane-config-known@@';
+
+/** What the last full read on a connection found, and the fingerprint of the files it read. */
+interface ConfigReading {
+  fingerprint: string;
+  paths: Pick<NodeState, 'configDirectory' | 'maillogFile' | 'daemonDirectory' | 'queueDirectory'>;
+  config: Omit<LiveConfig, 'managedParams'>;
 }
 
-export function parseNodeState(stdout: string): NodeState {
-  const [paths = '', ...rest] = stdout.split(`${SEP}\n`);
-  const [confDir, maillog, daemonDir] = paths.split('\n');
+/**
+ * Per connection (a session keeps its environment, so `MAIL_CONFIG` and the instance it names):
+ * postconf's answers are a function of main.cf, master.cf and the postconf binary, so while their
+ * bytes are the same the four `postconf` reads are not run again.
+ */
+const readings = new WeakMap<NodeConnection, ConfigReading>();
+
+/**
+ * Everything the deployer needs to know about the node, as one script (see parseNodeState): the
+ * fingerprint of the files postconf reads (`cksum`), the live release, then postconf's answers
+ * unless the fingerprint is `known`. One postconf prints the paths, one per line in the order
+ * asked; `-x` leaves config_directory as it is (it names a directory, never a `$parameter`).
+ */
+export function nodeStateScript(layout: NodeLayout, known?: string): string {
+  const files = [posix.join(layout.configDir, 'main.cf'), posix.join(layout.configDir, 'master.cf')];
+  const [target, version, , , , managed] = liveStateCommands(layout);
+  const postconf = joinCommands([PATHS_COMMAND, 'postconf -n', 'postconf -M', 'postconf -P']).replace(/^set -e; /, '');
+  return [
+    `set -e; rp_fp=$(cksum ${sh(...files)} "$(command -v postconf)" 2>&1) || true`,
+    `printf '%s\\n' "$rp_fp"; echo ${SEP}`,
+    `${target}; echo ${SEP}; ${version}; echo ${SEP}; ${managed}; echo ${SEP}`,
+    known === undefined ? postconf : `if [ "$rp_fp" = ${sh(known)} ]; then echo ${KNOWN}; else ${postconf}; fi`,
+  ].join('\n');
+}
+
+export function parseNodeState(stdout: string, known?: ConfigReading): { state: NodeState; reading: ConfigReading } {
+  const [fingerprint = '', target = '', version = '', managed = '', ...rest] = stdout.split(`${SEP}\n`);
+  let reading: ConfigReading;
+  if (known !== undefined && rest[0]?.trim() === KNOWN) reading = known;
+  else {
+    const [paths = '', params = '', services = '', serviceParams = ''] = rest;
+    const [confDir, maillog, daemonDir, queueDir] = paths.split('\n');
+    reading = {
+      fingerprint: fingerprint.trim(),
+      paths: {
+        configDirectory: confDir?.trim() ?? '',
+        maillogFile: maillog?.trim() ?? '',
+        daemonDirectory: daemonDir?.trim() ?? '',
+        queueDirectory: queueDir?.trim() ?? '',
+      },
+      config: {
+        params: parseParams(params.trim()),
+        services: parseServices(services.trim()),
+        serviceParams: parseServiceParams(serviceParams.trim()),
+      },
+    };
+  }
+  const live = liveState([target, version, '', '', '', managed]);
   return {
-    configDirectory: confDir?.trim() ?? '',
-    maillogFile: maillog?.trim() ?? '',
-    daemonDirectory: daemonDir?.trim() ?? '',
-    ...liveState(rest),
+    state: { ...reading.paths, ...live, config: { ...reading.config, managedParams: live.config.managedParams } },
+    reading,
   };
 }
 
@@ -286,5 +332,11 @@ export function nodeStateProblems(state: NodeState, layout: NodeLayout): string[
 
 /** Reads the node's state in one round trip. */
 export async function readNodeState(conn: NodeConnection, layout: NodeLayout): Promise<NodeState> {
-  return parseNodeState((await execOk(conn, nodeStateScript(layout))).stdout);
+  const known = readings.get(conn);
+  const { state, reading } = parseNodeState(
+    (await execOk(conn, nodeStateScript(layout, known?.fingerprint))).stdout,
+    known,
+  );
+  readings.set(conn, reading);
+  return state;
 }

@@ -1,0 +1,79 @@
+/**
+ * What a deploy reads and signals on the node, on a real Postfix node: postconf's answers are read
+ * again only when main.cf, master.cf (or postconf itself) changed since the connection last read
+ * them, and a reload signals master directly unless its pid file does not name a running master.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { nodeLayout } from '../../src/deploy/layout.js';
+import { readNodeState } from '../../src/deploy/postfix-config.js';
+import { connectNode, type ExecResult, type NodeConnection } from '../../src/ssh/index.js';
+import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/postfix-node.js';
+import { labGate } from '../lab/requirements.js';
+import { startSmartHost, type SmartHost } from '../lab/smart-host.js';
+
+const labOk = labGate('node reads and reloads');
+
+describe.skipIf(!labOk)('reading the node and reloading it', () => {
+  let sink: SmartHost;
+  let node: PostfixNode;
+  let conn: NodeConnection;
+  /** Every command the deployer ran on the node and what it printed. */
+  const ran: Array<{ command: string; result: ExecResult }> = [];
+
+  beforeAll(async () => {
+    sink = await startSmartHost({ name: 'sink', tls: 'starttls', users: {}, authOptional: true });
+    node = await startPostfixNode({ name: 'read', sinkRelayhost: sink.nexthop, tlsCaCerts: [sink.caCertPem] });
+    const real = await connectNode({ ...node.ssh, hostKey: node.ssh.hostKeyFingerprint });
+    conn = {
+      ...real,
+      host: real.host,
+      exec: async (command, options) => {
+        const result = await real.exec(command, options);
+        ran.push({ command, result });
+        return result;
+      },
+      close: () => real.close(),
+    };
+  });
+
+  afterAll(async () => {
+    conn?.close();
+    await node?.stop();
+    await stopAllLabNodes();
+    await sink?.close();
+  });
+
+  const read = async () => {
+    const before = ran.length;
+    const state = await readNodeState(conn, nodeLayout(node.configDir));
+    // postconf -n prints relayhost (every lab node sets it): the script ran the postconf reads.
+    const answered = ran.slice(before).some((r) => /^relayhost = /m.test(r.result.stdout));
+    return { state, postconfAnswered: answered };
+  };
+
+  it('reads postconf once per content of main.cf and master.cf', async () => {
+    const first = await read();
+    expect(first.postconfAnswered).toBe(true);
+    expect(first.state.configDirectory).toBe(node.configDir);
+    expect(first.state.queueDirectory).toBe(node.queueDir);
+    expect(first.state.config.params.get('relayhost')).toBe(sink.nexthop);
+    expect(first.state.config.services.has('pickup/unix')).toBe(true);
+
+    const second = await read();
+    expect(second.postconfAnswered).toBe(false);
+    expect(second.state).toEqual(first.state);
+
+    // A hand edit of main.cf, then of master.cf: read again, and the edit is seen.
+    const r = await conn.exec(`postconf -e 'smtp_helo_name = edited.test'`);
+    expect(r.code, r.stderr).toBe(0);
+    const third = await read();
+    expect(third.postconfAnswered).toBe(true);
+    expect(third.state.config.params.get('smtp_helo_name')).toBe('edited.test');
+    const masterCf = `${node.configDir}/master.cf`;
+    await writeFile(masterCf, `${await readFile(masterCf, 'utf8')}rp_hand unix - - n - - smtp\n`);
+    const fourth = await read();
+    expect(fourth.postconfAnswered).toBe(true);
+    expect(fourth.state.config.services.has('rp_hand/unix')).toBe(true);
+  });
+});
