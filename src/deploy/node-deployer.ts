@@ -233,6 +233,7 @@ class DeployRun extends DeployRunBase {
     const restart = restartParams(plan);
     this.restarted = restart.length > 0;
     const maillog = this.node?.maillogFile ?? '';
+    const queueDirectory = this.node?.queueDirectory ?? '';
     const reloading = ahead(
       this.restarted
         ? this.step(
@@ -240,6 +241,7 @@ class DeployRun extends DeployRunBase {
             () =>
               reloadPostfix(conn, {
                 maillog,
+                queueDirectory,
                 release,
                 restart: true,
                 ifPreviousOk: chain,
@@ -247,7 +249,9 @@ class DeployRun extends DeployRunBase {
               }),
             ({ via }) => `${describeRestart(via)}: ${restart.join(', ')} take effect only when master starts`,
           )
-        : this.step('reload', () => reloadPostfix(conn, { maillog, release, restart: false, ifPreviousOk: chain })),
+        : this.step('reload', () =>
+            reloadPostfix(conn, { maillog, queueDirectory, release, restart: false, ifPreviousOk: chain }),
+          ),
     );
     const settleMs = this.options.settleMs ?? 300;
     const timeoutMs = this.options.reloadTimeoutMs ?? 10_000;

@@ -5,12 +5,14 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deployBundle } from '../../src/deploy/index.js';
 import { nodeLayout } from '../../src/deploy/layout.js';
 import { readNodeState } from '../../src/deploy/postfix-config.js';
 import { connectNode, type ExecResult, type NodeConnection } from '../../src/ssh/index.js';
 import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/postfix-node.js';
 import { labGate } from '../lab/requirements.js';
 import { startSmartHost, type SmartHost } from '../lab/smart-host.js';
+import { buildBundle } from './bundles.js';
 
 const labOk = labGate('node reads and reloads');
 
@@ -75,5 +77,24 @@ describe.skipIf(!labOk)('reading the node and reloading it', () => {
     const fourth = await read();
     expect(fourth.postconfAnswered).toBe(true);
     expect(fourth.state.config.services.has('rp_hand/unix')).toBe(true);
+  });
+
+  it('reloads by signalling master itself: master logs the reload, postfix-script never runs', async () => {
+    const log = () => readFile(node.maillogPath, 'utf8');
+    const count = (text: string, re: RegExp) => (text.match(re) ?? []).length;
+    const reloads = /master\[\d+\]: reload -- /g;
+    const scripted = /postfix-script\[\d+\]: refreshing the Postfix mail system/g;
+
+    const before = await log();
+    const outcome = await deployBundle(conn, buildBundle([], { mainCf: { smtp_helo_name: 'one.test' } }), {
+      configDir: node.configDir,
+    });
+    expect(outcome.state, outcome.error).toBe('live');
+    expect(outcome.steps.map((s) => s.step)).toContain('reload');
+    const after = await log();
+    expect(count(after, reloads)).toBe(count(before, reloads) + 1);
+    expect(count(after, scripted)).toBe(count(before, scripted));
+    const r = await conn.exec('postconf -h smtp_helo_name');
+    expect(r.stdout.trim()).toBe('one.test');
   });
 });
