@@ -10,7 +10,7 @@
  * SHA-256, and updates a copy of the base `.db` with `postmap -d` (keys that are gone) and
  * `postmap -i -r` (lines added or changed). Any other file that changed is sent whole.
  */
-import type { Bundle, BundleFile } from './bundle.js';
+import { releaseFiles, type Bundle, type BundleFile } from './bundle.js';
 import { sourceDigest } from './live-files.js';
 import { tableView, type TableView } from './table-view.js';
 
@@ -34,6 +34,8 @@ export interface BundleDelta {
   whole: string[];
   /** SHA-256 (hex) of each base source the delta relies on: a node whose copy differs (drift) gets a full release. */
   baseDigests: Record<string, string>;
+  /** The base release's files (releaseFiles), as its `files.stat` manifest lists them. */
+  baseFiles: string[];
   /** SHA-256 (hex) of each next source built on the node. */
   nextDigests: Record<string, string>;
 }
@@ -99,6 +101,7 @@ function deltaOf(base: Bundle, next: Bundle): BundleDelta | null {
     tables: {},
     whole: [],
     baseDigests: {},
+    baseFiles: releaseFiles(base),
     nextDigests: {},
   };
   for (const name of Object.keys(next.files).sort()) {

@@ -35,3 +35,10 @@ export function hashMaps(bundle: Bundle): Array<[string, BundleFile]> {
     .filter(([, f]) => f.mapType === 'hash')
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }
+
+/** Every file a release of `bundle` holds besides its metadata: each file and, for a hash map, its `.db`; sorted. */
+export function releaseFiles(bundle: Bundle): string[] {
+  return Object.entries(bundle.files)
+    .flatMap(([name, f]) => (f.mapType === 'hash' ? [name, `${name}.db`] : [name]))
+    .sort();
+}

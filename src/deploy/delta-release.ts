@@ -6,7 +6,8 @@
  * for keys not there. Both fold keys to lower case as a hash build does.
  *
  * stage: the delta's files go into a fresh staging dir in one `tar -x` (0700 dir, umask 077), the
- * base release's sources are checked against their SHA-256 (a hand-edited base → exit 10, the
+ * base release's files are checked against the `stat` manifest written when it was built (inode,
+ * size, mtime; a release without one: its sources' SHA-256; a hand-edited base → exit 10, the
  * caller stages a full release), unchanged files are hard-linked with their `.db` (nothing writes
  * a release's file in place; drift repair renames over it), changed sources rebuilt with
  * `comm`/`sort -m` and checked against the next version's SHA-256 (→ exit 11).
@@ -18,7 +19,7 @@ import type { BundleDelta } from './bundle-delta.js';
 import { META_DIR, type NodeLayout } from './layout.js';
 import { postmapStderr } from './secret-scrub.js';
 import { chained, excerpt, RemoteCommandError, sh, SKIPPED_EXIT, type NodeConnection } from '../ssh/index.js';
-import { modeProblems, postmapTables, withModes } from './node-checks.js';
+import { FILES_STAT, filesStatCommand, modeProblems, postmapTables, withModes } from './node-checks.js';
 import { stageRelease } from './release-store.js';
 import { tarArchive, type TarEntry } from './tar-archive.js';
 
@@ -63,11 +64,13 @@ export async function stageDelta(
     const d = (suffix: string) => sh(posix.join(DELTA_DIR, `${name}.${suffix}`));
     return `comm -23 ${sh(posix.join(base, name))} ${d('removed')} | sort -m - ${d('added')} > ${sh(name)} && chmod ${mode} ${sh(name)}`;
   });
+  // The base's files as its manifest saw them when it was built; a release from before manifests: its SHA-256s.
+  const baseCheck = `if [ -f ${sh(FILES_STAT)} ]; then ${filesStatCommand(delta.baseFiles)} | cmp -s - ${sh(FILES_STAT)}; else ${sh('sha256sum', '--quiet', '--strict', '-c', posix.join(staging, DELTA_DIR, 'base.sha256'))}; fi`;
   const refuse = (code: number) => `{ cd / && rm -rf ${sh(staging)}; exit ${code}; }`;
   const script = [
     `umask 022 && ${sh('mkdir', '-p', layout.releases)} && umask 077 && ${sh('mkdir', staging)} && cd ${sh(staging)}`,
     sh('tar', '-x', '-m', '--no-same-owner', '-f', '-'),
-    `(cd ${sh(base)} && sha256sum --quiet --strict -c ${sh(posix.join(staging, DELTA_DIR, 'base.sha256'))}) >/dev/null 2>&1 || ${refuse(BASE_DRIFTED)}`,
+    `(cd ${sh(base)} && ${baseCheck}) >/dev/null 2>&1 || ${refuse(BASE_DRIFTED)}`,
     ...(copies.length > 0 ? [`ln ${copies.map((c) => sh(posix.join(base, c))).join(' ')} .`] : []),
     ...rebuild.map((r) => `{ ${r}; } 2>/dev/null || ${refuse(DIGEST_MISMATCH)}`),
     ...(rebuild.length > 0

@@ -4,13 +4,13 @@
  * files, rollback, removal of what was staged, pruning.
  */
 import { posix } from 'node:path';
-import type { Bundle } from './bundle.js';
+import { releaseFiles, type Bundle } from './bundle.js';
 import type { BundleDelta } from './bundle-delta.js';
 import { DeployJournal } from './deploy-journal.js';
 import { systemClock, type DeployOptions, type DeployState, type DeployStep } from './deploy-types.js';
 import { DeployCheckError } from './errors.js';
 import type { NodeLayout } from './layout.js';
-import { postmapTables } from './node-checks.js';
+import { FILES_STAT, filesStatCommand, postmapTables } from './node-checks.js';
 import {
   backdateCommand,
   driftReportFiles,
@@ -115,7 +115,9 @@ export abstract class DeployRunBase {
           const parts = this.bundle.files[name]?.mapType === 'hash' ? [`${name}.db`, name] : [name];
           return parts.map((p) => sh('mv', '-f', posix.join(staging, p), posix.join(release, p)));
         });
-        await execOk(this.conn, moves.join(' && '));
+        // The release's manifest describes the restored files from here on (mv keeps inode and mtime).
+        const manifest = `cd ${sh(release)} && ${filesStatCommand(releaseFiles(this.bundle))} > ${sh(FILES_STAT)}`;
+        await execOk(this.conn, [...moves, manifest].join(' && '));
         await removeReleaseDir(this.conn, this.layout, staging!);
         this.stagingDir = undefined;
       },

@@ -5,7 +5,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
-import { hashMaps, type Bundle, type BundleFile } from './bundle.js';
+import { hashMaps, releaseFiles, type Bundle, type BundleFile } from './bundle.js';
+import { META_DIR } from './layout.js';
 import { tlsLevelProblem, typedValueProblem } from './bundle-checks.js';
 import { excerpt, sh, shellQuote, execSections, type ExecResult, type NodeConnection } from '../ssh/index.js';
 import { entriesAt, entryCount } from './map-source.js';
@@ -47,9 +48,21 @@ function expectedModes(bundle: Bundle): Map<string, number> {
   return expected;
 }
 
-/** `script`, then the modes of every file (in the current dir) whatever it did, exiting as it exited. */
+/**
+ * A release's files as they were left when it was built (mode, inode, size, mtime to the
+ * nanosecond), kept in its metadata: a delta built on it later checks its base with one `stat`
+ * instead of hashing every table. A hand edit writes a new inode or a new mtime.
+ */
+export const FILES_STAT = posix.join(META_DIR, 'files.stat');
+
+/** `stat` of a release's files (run in its dir), in the manifest's form. */
+export function filesStatCommand(files: readonly string[]): string {
+  return sh('stat', '-c', '%a %i %s %.9Y %n', ...files);
+}
+
+/** `script`, then the modes of every file (in the current dir) whatever it did, saved as the release's manifest too, exiting as it exited. */
 export function withModes(script: string, bundle: Bundle): string {
-  return `${script}; rc=$?; ${sh('stat', '-c', '%a %n', ...expectedModes(bundle).keys())}; exit $rc`;
+  return `${script}; rc=$?; ${filesStatCommand(releaseFiles(bundle))} | tee ${sh(FILES_STAT)}; exit $rc`;
 }
 
 /** Files whose mode, as withModes printed it, is not the bundle's. */
@@ -57,7 +70,7 @@ export function modeProblems(stdout: string, bundle: Bundle): string[] {
   const expected = expectedModes(bundle);
   const problems: string[] = [];
   for (const line of stdout.trim().split('\n')) {
-    const [mode, name] = line.split(' ');
+    const [mode, , , , name] = line.split(' ');
     const want = expected.get(name ?? '');
     if (want !== undefined && Number.parseInt(mode ?? '', 8) !== want)
       problems.push(`${name} has mode ${mode}, expected ${want.toString(8)}`);

@@ -168,6 +168,46 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
     expect(await driftedFiles(conn, live(), next)).toEqual([]);
   });
 
+  it('keeps a manifest of each release; a base whose .db alone was rebuilt by hand is refused too', async () => {
+    const before = bundleOf([
+      ['a.test', 'u1'],
+      ['b.test', 'u2'],
+    ]);
+    expect((await deployNext(before)).state).toBe('live');
+    const manifest = (await runOk('cat', [path.join(live(), '.relayplane', 'files.stat')])).stdout;
+    const listed = manifest
+      .trim()
+      .split('\n')
+      .map((l) => l.split(' ').at(-1));
+    expect(listed).toEqual(
+      Object.keys(before.files)
+        .flatMap((n) => [n, `${n}.db`])
+        .sort(),
+    );
+    // A delta on an intact base is built on it.
+    const next = bundleOf([
+      ['a.test', 'u1'],
+      ['b.test', 'u3'],
+    ]);
+    const built = await deployNext(next);
+    expect(built.state, built.error).toBe('live');
+    expect(stage(built)).toMatch(/^delta from /);
+    // postmap run by hand on the live release: the sources are as they were, the .db files are new.
+    const rebuilt = await node.exec(`postmap hash:${path.join(live(), 'sender_relay')}`);
+    expect(rebuilt.code, rebuilt.stderr).toBe(0);
+    const after = await deployNext(before);
+    expect(after.state, after.error).toBe('live');
+    expect(stage(after)).toMatch(/full release: the node refused the delta \(base-drifted\)/);
+    expect(await driftedFiles(conn, live(), before)).toEqual([]);
+    // A table repaired in place by a reconcile: the manifest follows, the next delta builds on it.
+    await appendFile(path.join(live(), 'sender_relay'), '@hand.test [127.0.0.1]:9\n');
+    const repaired = await deployNext(before);
+    expect(repaired.steps.map((s) => s.step)).toContain('repair-files');
+    const onRepaired = await deployNext(next);
+    expect(onRepaired.state, onRepaired.error).toBe('live');
+    expect(stage(onRepaired)).toMatch(/^delta from /);
+  });
+
   it('a failure in the middle of a delta leaves the live release untouched', async () => {
     // postmap -i fails on the node (a wrapper first in the session's PATH); everything else is real.
     const bin = path.join(node.baseDir, 'failing-bin');
