@@ -6,6 +6,7 @@
  *
  * A table qualifies when both versions are hash maps of one `key value` line each, sorted by line
  * (as the compiler writes them) and ending in a newline: the node then rebuilds the source with
+ * byte ranges of the base and the added lines (table-splice.ts) or, for many scattered changes,
  * `comm -23 base removed | sort -m - added` (C locale), checks it against the next version's
  * SHA-256, and updates a copy of the base `.db` with `postmap -d` (keys that are gone) and
  * `postmap -i -r` (lines added or changed). Any other file that changed is sent whole.
@@ -13,6 +14,7 @@
 import { releaseFiles, type Bundle, type BundleFile } from './bundle.js';
 import { sourceDigest } from './live-files.js';
 import { tableView, type TableView } from './table-view.js';
+import { spliceOps, type SpliceOp } from './table-splice.js';
 
 export interface TableDelta {
   /** Lines of the base that are not in the next version (removed or changed), in order. */
@@ -21,6 +23,8 @@ export interface TableDelta {
   added: string[];
   /** Keys whose entry is gone altogether (removed, not re-added with another value). */
   deleted: string[];
+  /** How the node splices the source from its base (table-splice.ts); null: it merges (`comm`/`sort -m`). */
+  splice: SpliceOp[] | null;
 }
 
 export interface BundleDelta {
@@ -132,7 +136,12 @@ function deltaOf(base: Bundle, next: Bundle): BundleDelta | null {
       continue;
     }
     const readded = new Set(added.map(keyOf));
-    delta.tables[name] = { removed, added, deleted: [...new Set(removed.map(keyOf))].filter((k) => !readded.has(k)) };
+    delta.tables[name] = {
+      removed,
+      added,
+      deleted: [...new Set(removed.map(keyOf))].filter((k) => !readded.has(k)),
+      splice: spliceOps(old.content, removed, added),
+    };
     delta.nextDigests[name] = sourceDigest(file.content);
   }
   return delta.unchanged.length + Object.keys(delta.tables).length === 0 ? null : delta;

@@ -9,8 +9,8 @@
  * base release's files are checked against the `stat` manifest written when it was built (inode,
  * size, mtime; a release without one: its sources' SHA-256; a hand-edited base → exit 10, the
  * caller stages a full release), unchanged files are hard-linked with their `.db` (nothing writes
- * a release's file in place; drift repair renames over it), changed sources rebuilt with
- * `comm`/`sort -m` and checked against the next version's SHA-256 (→ exit 11).
+ * a release's file in place; drift repair renames over it), changed sources rebuilt (spliced from
+ * the base's byte ranges, table-splice.ts, or merged with `comm`/`sort -m`) and checked against the next version's SHA-256 (→ exit 11).
  * postmap: each changed table's base `.db` copied and updated in place; whole tables built.
  */
 import { posix } from 'node:path';
@@ -22,6 +22,7 @@ import { chained, excerpt, RemoteCommandError, sh, SKIPPED_EXIT, type NodeConnec
 import { FILES_STAT, filesStatCommand, modeProblems, postmapTables, withModes } from './node-checks.js';
 import { stageRelease } from './release-store.js';
 import { tarArchive, type TarEntry } from './tar-archive.js';
+import { spliceScript } from './table-splice.js';
 
 const DELTA_DIR = posix.join(META_DIR, 'delta');
 export const BASE_DRIFTED = 10;
@@ -51,7 +52,8 @@ export async function stageDelta(
     { name: `${DELTA_DIR}/base.sha256`, mode: 0o600, content: digestList(delta.baseDigests) },
     { name: `${DELTA_DIR}/next.sha256`, mode: 0o600, content: digestList(delta.nextDigests) },
     ...Object.entries(delta.tables).flatMap(([name, t]) => [
-      { name: `${DELTA_DIR}/${name}.removed`, mode: 0o600, content: lines(t.removed) },
+      // A splice needs no removed lines: their bytes are skipped in the base.
+      { name: `${DELTA_DIR}/${name}.removed`, mode: 0o600, content: t.splice === null ? lines(t.removed) : '' },
       { name: `${DELTA_DIR}/${name}.added`, mode: 0o600, content: lines(t.added) },
       { name: `${DELTA_DIR}/${name}.deleted`, mode: 0o600, content: lines(t.deleted) },
     ]),
@@ -59,10 +61,14 @@ export async function stageDelta(
   const copies = delta.unchanged.flatMap((name) =>
     bundle.files[name]!.mapType === 'hash' ? [name, `${name}.db`] : [name],
   );
-  const rebuild = Object.keys(delta.tables).map((name) => {
+  const rebuild = Object.entries(delta.tables).map(([name, t]) => {
     const mode = bundle.files[name]!.mode.toString(8).padStart(4, '0');
-    const d = (suffix: string) => sh(posix.join(DELTA_DIR, `${name}.${suffix}`));
-    return `comm -23 ${sh(posix.join(base, name))} ${d('removed')} | sort -m - ${d('added')} > ${sh(name)} && chmod ${mode} ${sh(name)}`;
+    const d = (suffix: string) => posix.join(DELTA_DIR, `${name}.${suffix}`);
+    const build =
+      t.splice === null
+        ? `comm -23 ${sh(posix.join(base, name))} ${sh(d('removed'))} | sort -m - ${sh(d('added'))} > ${sh(name)}`
+        : spliceScript(t.splice, posix.join(base, name), d('added'), name);
+    return `${build} && chmod ${mode} ${sh(name)}`;
   });
   // The base's files as its manifest saw them when it was built; a release from before manifests: its SHA-256s.
   const baseCheck = `if [ -f ${sh(FILES_STAT)} ]; then ${filesStatCommand(delta.baseFiles)} | cmp -s - ${sh(FILES_STAT)}; else ${sh('sha256sum', '--quiet', '--strict', '-c', posix.join(staging, DELTA_DIR, 'base.sha256'))}; fi`;
@@ -170,7 +176,8 @@ export function stagingPlan(
     describe() {
       if (used !== null) {
         const merged = Object.values(used.tables).reduce((n, t) => n + t.added.length + t.deleted.length, 0);
-        return `delta from ${used.base.slice(0, 12)}: ${Object.keys(used.tables).length} table(s) merged (${merged} entries), ${used.unchanged.length} linked, ${used.whole.length} whole`;
+        const spliced = Object.values(used.tables).filter((t) => t.splice !== null).length;
+        return `delta from ${used.base.slice(0, 12)}: ${Object.keys(used.tables).length} table(s) merged (${merged} entries, ${spliced} spliced), ${used.unchanged.length} linked, ${used.whole.length} whole`;
       }
       return refused === undefined ? undefined : `full release: the node refused the delta (${refused})`;
     },

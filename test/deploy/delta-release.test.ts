@@ -79,6 +79,8 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
           if (next.version === current?.version) continue;
           const outcome = await deployNext(next);
           expect(outcome.state, `${outcome.error} ${JSON.stringify(outcome.steps)}`).toBe('live');
+          // The base is what this test deployed: a delta is never refused (a wrong splice or merge would be).
+          expect(stage(outcome)).not.toMatch(/refused/);
           if (stage(outcome).startsWith('delta')) deltas++;
           expect(await driftedFiles(conn, live(), next)).toEqual([]);
         }
@@ -109,6 +111,28 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
       expect(inode(next.version, file), file).not.toBe(inode(before.version, file));
     expect(await driftedFiles(conn, live(), next)).toEqual([]);
     expect(await driftedFiles(conn, path.join(releasesDir(), before.version), before)).toEqual([]);
+  });
+
+  it('merges many scattered changes with comm and sort -m, and splices a few', async () => {
+    const users = (rotated: (i: number) => boolean) =>
+      bundleOf(
+        Array.from({ length: 40 }, (_, i): [string, string] => [
+          `m${String(i).padStart(2, '0')}.test`,
+          rotated(i) ? 'u2' : 'u1',
+        ]),
+      );
+    const before = users(() => false);
+    if (current?.version !== before.version) expect((await deployNext(before)).state).toBe('live');
+    const scattered = users((i) => i % 3 === 0);
+    const merged = await deployNext(scattered);
+    expect(merged.state, merged.error).toBe('live');
+    expect(stage(merged)).toMatch(/^delta .* merged \(\d+ entries, 0 spliced\)/);
+    expect(await driftedFiles(conn, live(), scattered)).toEqual([]);
+    const few = users((i) => i % 3 === 0 || i === 38);
+    const spliced = await deployNext(few);
+    expect(spliced.state, spliced.error).toBe('live');
+    expect(stage(spliced)).toMatch(/^delta .* merged \(\d+ entries, 1 spliced\)/);
+    expect(await driftedFiles(conn, live(), few)).toEqual([]);
   });
 
   it('reads main.cf and master.cf again after the reload only when the deploy edited them', async () => {

@@ -1,0 +1,74 @@
+/**
+ * A changed table rebuilt on the node as byte ranges of its base with the added lines in between,
+ * read in order from both files by `head -c`, which reads no further than it is asked to: both
+ * file offsets advance in step, and the bulk of the file is copied by `cat` at the end. A few
+ * processes that compare nothing, where `comm -23 | sort -m` compares every line of the table
+ * (≈ 3 times the CPU for a 5 MB table). The node checks the result against the next version's
+ * SHA-256 either way. Pure.
+ */
+import { sh } from '../ssh/index.js';
+
+/** Copy bytes of the base, skip bytes of the base (a removed line), or insert bytes of the added lines. */
+export type SpliceOp = readonly ['copy' | 'skip' | 'insert', number];
+
+/** Past this many ops the merge is cheaper than the processes. */
+export const MAX_SPLICE_OPS = 24;
+
+const bytes = (text: string) => Buffer.byteLength(text, 'utf8');
+
+/** Offset of the first line of the sorted, newline-terminated `text` that is not less than `line` (text.length if none). */
+function lowerBound(text: string, line: string): number {
+  let lo = 0;
+  let hi = text.length;
+  while (lo < hi) {
+    const mid = lo + ((hi - lo) >> 1);
+    const start = text.lastIndexOf('\n', mid - 1) + 1;
+    const end = text.indexOf('\n', start);
+    if (text.slice(start, end) < line) lo = end + 1;
+    else hi = start;
+  }
+  return lo;
+}
+
+/**
+ * The ops that turn `base` (sorted lines, each newline-terminated) into the next version, given
+ * the lines only in one or the other (both sorted); null when a removed line is not found as a
+ * whole line or the ops would be too many.
+ */
+export function spliceOps(base: string, removed: readonly string[], added: readonly string[]): SpliceOp[] | null {
+  const events: Array<{ at: number; line: string; insert: boolean }> = [];
+  for (const line of removed) {
+    const at = lowerBound(base, line);
+    if (!base.startsWith(`${line}\n`, at)) return null;
+    events.push({ at, line, insert: false });
+  }
+  for (const line of added) events.push({ at: lowerBound(base, line), line, insert: true });
+  // At one offset the added line goes first: it sorts before the line found there.
+  events.sort((a, b) => a.at - b.at || Number(b.insert) - Number(a.insert));
+  const ops: Array<['copy' | 'skip' | 'insert', number]> = [];
+  const push = (kind: 'copy' | 'skip' | 'insert', n: number) => {
+    const last = ops.at(-1);
+    if (last !== undefined && last[0] === kind) last[1] += n;
+    else if (n > 0) ops.push([kind, n]);
+  };
+  let cursor = 0;
+  for (const e of events) {
+    if (e.at > cursor) push('copy', bytes(base.slice(cursor, e.at)));
+    cursor = Math.max(cursor, e.at);
+    if (e.insert) push('insert', bytes(e.line) + 1);
+    else {
+      push('skip', bytes(e.line) + 1);
+      cursor += e.line.length + 1;
+    }
+    if (ops.length > MAX_SPLICE_OPS) return null;
+  }
+  return ops;
+}
+
+/** The shell command writing `out` from `base` and `added` by `ops`; the rest of the base follows the last op. */
+export function spliceScript(ops: readonly SpliceOp[], base: string, added: string, out: string): string {
+  const steps = ops.map(([kind, n]) =>
+    kind === 'copy' ? `head -c ${n} <&3` : kind === 'skip' ? `head -c ${n} <&3 >/dev/null` : `head -c ${n} <&4`,
+  );
+  return `{ ${[...steps, 'cat <&3'].join(' && ')}; } 3< ${sh(base)} 4< ${sh(added)} > ${sh(out)}`;
+}
