@@ -81,10 +81,13 @@ function loopScript(token: string, path: string): string {
     '    rp_rc=$?',
     '  fi',
     '  : >"$rp_dir/i"',
-    // Both sizes from one wc (`N o`, `M e`, `T total`): every process a frame starts costs a fork and an exec on the node.
-    '  set -- $(cd "$rp_dir" && wc -c o e)',
-    `  printf '%s %s %s %s\\n' ${token} "$rp_rc" "$1" "$3"`,
-    '  if [ "$1" != 0 ] || [ "$3" != 0 ]; then cat "$rp_dir/o" "$rp_dir/e"; fi',
+    // Every process a frame starts costs a fork and an exec on the node: an empty answer (`test -s`
+    // is built in) needs none; otherwise both sizes come from one wc (`N o`, `M e`, `T total`).
+    '  if [ -s "$rp_dir/o" ] || [ -s "$rp_dir/e" ]; then',
+    '    set -- $(cd "$rp_dir" && wc -c o e)',
+    `    printf '%s %s %s %s\\n' ${token} "$rp_rc" "$1" "$3"`,
+    '    cat "$rp_dir/o" "$rp_dir/e"',
+    `  else printf '%s %s 0 0\\n' ${token} "$rp_rc"; fi`,
     'done',
     '',
   ].join('\n');

@@ -78,6 +78,13 @@ describe('RemoteShell', () => {
       stderr: '',
     });
     expect(text(await shell.run('exit 7', undefined, 10_000))).toEqual({ code: 7, stdout: '', stderr: '' });
+    // Answers with one output empty, and with both (no process is started to measure them).
+    expect(text(await shell.run('echo only-err >&2; exit 3', undefined, 10_000))).toEqual({
+      code: 3,
+      stdout: '',
+      stderr: 'only-err\n',
+    });
+    expect(text(await shell.run(':', undefined, 10_000))).toEqual({ code: 0, stdout: '', stderr: '' });
     expect(text(await shell.run('cd /tmp; umask 077; pwd', undefined, 10_000)).stdout).toBe('/tmp\n');
     // exit, cd and umask stayed in their own command.
     expect(
