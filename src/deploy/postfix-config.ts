@@ -209,11 +209,12 @@ interface ConfigReading {
 }
 
 /**
- * Per connection (a session keeps its environment, so `MAIL_CONFIG` and the instance it names):
+ * Per connection (`session`: a pool's leases of one connection share it; a session keeps its
+ * environment, so `MAIL_CONFIG` and the instance it names):
  * postconf's answers are a function of main.cf, master.cf and the postconf binary, so while their
  * bytes are the same the four `postconf` reads are not run again.
  */
-const readings = new WeakMap<NodeConnection, ConfigReading>();
+const readings = new WeakMap<object, ConfigReading>();
 
 /**
  * Everything the deployer needs to know about the node, as one script (see parseNodeState): the
@@ -332,11 +333,12 @@ export function nodeStateProblems(state: NodeState, layout: NodeLayout): string[
 
 /** Reads the node's state in one round trip. */
 export async function readNodeState(conn: NodeConnection, layout: NodeLayout): Promise<NodeState> {
-  const known = readings.get(conn);
+  const session = conn.session ?? conn;
+  const known = readings.get(session);
   const { state, reading } = parseNodeState(
     (await execOk(conn, nodeStateScript(layout, known?.fingerprint))).stdout,
     known,
   );
-  readings.set(conn, reading);
+  readings.set(session, reading);
   return state;
 }

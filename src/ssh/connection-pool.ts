@@ -117,6 +117,10 @@ class Lease implements NodeConnection {
     return this.conn.host;
   }
 
+  get session(): object {
+    return this.conn.session ?? this.conn;
+  }
+
   exec(command: string, options?: ExecOptions): Promise<ExecResult> {
     return this.guard(() => this.conn.exec(command, options));
   }

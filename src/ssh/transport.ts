@@ -65,6 +65,11 @@ export interface NodeConnection {
   /** False once the transport is closed (by either side); absent when the implementation cannot tell. */
   isOpen?(): boolean;
   /**
+   * What facts learnt about the node's session are kept by: the underlying connection, which every
+   * lease of it from a pool shares (absent: the object itself).
+   */
+  readonly session?: object;
+  /**
    * What starting the node's shell cost (ms): one round trip plus the login's own work (dotfiles).
    * Paid once per connection; undefined until the first command ran.
    */

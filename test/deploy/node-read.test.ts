@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deployBundle } from '../../src/deploy/index.js';
 import { nodeLayout } from '../../src/deploy/layout.js';
 import { readNodeState } from '../../src/deploy/postfix-config.js';
-import { connectNode, type ExecResult, type NodeConnection } from '../../src/ssh/index.js';
+import { ConnectionPool, connectNode, type ExecResult, type NodeConnection } from '../../src/ssh/index.js';
 import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/postfix-node.js';
 import { labGate } from '../lab/requirements.js';
 import { startSmartHost, type SmartHost } from '../lab/smart-host.js';
@@ -26,17 +26,21 @@ describe.skipIf(!labOk)('reading the node and reloading it', () => {
   beforeAll(async () => {
     sink = await startSmartHost({ name: 'sink', tls: 'starttls', users: {}, authOptional: true });
     node = await startPostfixNode({ name: 'read', sinkRelayhost: sink.nexthop, tlsCaCerts: [sink.caCertPem] });
-    const real = await connectNode({ ...node.ssh, hostKey: node.ssh.hostKeyFingerprint });
-    conn = {
-      ...real,
-      host: real.host,
-      exec: async (command, options) => {
-        const result = await real.exec(command, options);
-        ran.push({ command, result });
-        return result;
-      },
-      close: () => real.close(),
-    };
+    conn = recording(await connectNode({ ...node.ssh, hostKey: node.ssh.hostKeyFingerprint }));
+  });
+
+  /** The connection, recording every command into `ran`. */
+  const recording = (real: NodeConnection): NodeConnection => ({
+    host: real.host,
+    session: real.session ?? real,
+    exec: async (command, options) => {
+      const result = await real.exec(command, options);
+      ran.push({ command, result });
+      return result;
+    },
+    execBytes: (command, options) => real.execBytes(command, options),
+    writeFile: (path, content, mode) => real.writeFile(path, content, mode),
+    close: () => real.close(),
   });
 
   afterAll(async () => {
@@ -77,6 +81,25 @@ describe.skipIf(!labOk)('reading the node and reloading it', () => {
     const fourth = await read();
     expect(fourth.postconfAnswered).toBe(true);
     expect(fourth.state.config.services.has('rp_hand/unix')).toBe(true);
+  });
+
+  it('keeps what it read for the connection, not the lease: the next lease from a pool reads no postconf', async () => {
+    const pool = new ConnectionPool({ idleMs: 60_000 });
+    const target = { ...node.ssh, hostKey: node.ssh.hostKeyFingerprint };
+    try {
+      const first = await pool.acquire(target);
+      await readNodeState(first, nodeLayout(node.configDir));
+      first.close();
+      const second = await pool.acquire(target);
+      expect(second).not.toBe(first);
+      expect(second.session).toBe(first.session);
+      const before = ran.length;
+      await readNodeState(recording(second), nodeLayout(node.configDir));
+      expect(ran.slice(before).some((r) => /^relayhost = /m.test(r.result.stdout))).toBe(false);
+      second.close();
+    } finally {
+      pool.close();
+    }
   });
 
   it('reloads by signalling master itself: master logs the reload, postfix-script never runs', async () => {
