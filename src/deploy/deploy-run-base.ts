@@ -134,11 +134,11 @@ export abstract class DeployRunBase {
     }
   }
 
-  /** Saves main.cf/master.cf into the release, then runs only the postconf edits that differ. */
+  /** Saves main.cf/master.cf into the release, then runs only the postconf edits that differ (none: nothing at all). */
   protected async apply(plan: ConfigPlan, conn: NodeConnection, release = this.releaseDir!): Promise<void> {
-    const edits = planIsEmpty(plan)
-      ? []
-      : [...planCommands(plan), backdateCommand(posix.join(this.layout.configDir, 'main.cf'))];
+    // Nothing to edit, nothing a rollback would restore: the node is not asked anything.
+    if (planIsEmpty(plan)) return;
+    const edits = [...planCommands(plan), backdateCommand(posix.join(this.layout.configDir, 'main.cf'))];
     // One command; the marker tells whether the backup exists, even when an edit failed after it.
     const r = await conn.exec([backupCommand(this.layout, release), 'echo backed-up', ...edits].join(' && '));
     if (r.code === SKIPPED_EXIT) throw new RemoteCommandError('apply: skipped', r.code, '');
