@@ -62,14 +62,15 @@ export async function promoteRelease(
   assertVersion(version);
   const release = layout.release(version);
   const versionFile = posix.join(staging, 'VERSION');
+  const check = posix.join(staging, META_DIR, 'check');
+  // Tests and umask are built into the shell: only what must change starts a process.
   await execOk(
     conn,
     [
-      sh('rm', '-rf', posix.join(staging, META_DIR, 'check')),
-      `printf '%s\\n' ${version} > ${sh(versionFile)}`,
-      sh('chmod', '0644', versionFile),
+      `{ [ ! -e ${sh(check)} ] || ${sh('rm', '-rf', check)}; }`,
+      `umask 022 && printf '%s\\n' ${version} > ${sh(versionFile)}`,
       sh('chmod', '0755', staging),
-      sh('rm', '-rf', release),
+      `{ [ ! -e ${sh(release)} ] || ${sh('rm', '-rf', release)}; }`,
       sh('mv', '-T', staging, release),
     ].join(' && '),
   );
