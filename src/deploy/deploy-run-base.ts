@@ -174,13 +174,13 @@ export abstract class DeployRunBase {
     if (this.promoted && this.releaseDir !== undefined) await removeReleaseDir(this.conn, this.layout, this.releaseDir);
   }
 
-  /** Pruning never fails a deploy that is live: a failure is a warning. */
-  protected async prune(): Promise<void> {
+  /** Pruning never fails a deploy that is live: a failure is a warning. `listing`: the release dirs, read with the verify. */
+  protected async prune(listing?: string): Promise<void> {
     const keep = Math.max(1, this.options.keepReleases ?? 5);
     try {
       await this.step(
         'prune',
-        () => pruneReleases(this.conn, this.layout, keep, [this.bundle.version, this.previousVersion]),
+        () => pruneReleases(this.conn, this.layout, keep, [this.bundle.version, this.previousVersion], listing),
         (removed) => (removed.length > 0 ? `removed ${removed.length}` : 'nothing to remove'),
       );
     } catch (err) {

@@ -255,6 +255,7 @@ class DeployRun extends DeployRunBase {
     );
     const settleMs = this.options.settleMs ?? 300;
     const timeoutMs = this.options.reloadTimeoutMs ?? 10_000;
+    let releases: string | undefined;
     const verifying = ahead(
       this.step('verify', async () => {
         // After a delta, only the files sent whole: the merged ones were checked as they were built
@@ -273,7 +274,9 @@ class DeployRun extends DeployRunBase {
           timeoutMs,
           restarted: this.restarted,
           ifPreviousOk: true,
+          listReleases: true,
         });
+        releases = found.releases;
         if (found.logProblems === null)
           this.warnings.push('maillog_file is not set: the log was not checked for fatal errors after the reload');
         assertNone('verify', [...this.liveProblems(found.live, found.drifted), ...(found.logProblems ?? [])]);
@@ -283,7 +286,7 @@ class DeployRun extends DeployRunBase {
     this.to('reloaded');
     await verifying;
     this.to('live');
-    await this.prune();
+    await this.prune(releases);
   }
 
   /** The node's state; refuses a session on another instance, or a `current` we did not make. */

@@ -117,21 +117,26 @@ export async function removeReleaseDir(conn: NodeConnection, layout: NodeLayout,
   await execOk(conn, sh('rm', '-rf', dir));
 }
 
+/** Lists the release directories with their mtimes, for pruneReleases (sent with the verify that precedes it). */
+export function releasesListing(layout: NodeLayout): string {
+  return sh('find', layout.releases, '-mindepth', '1', '-maxdepth', '1', '-type', 'd', '-printf', '%T@ %f\\n');
+}
+
 /**
  * Keeps the `keep` newest releases (by directory mtime, i.e. promotion time), never removing the
  * ones in `protect` (live and previous). Staging dirs left by a crashed deploy go after 10 minutes.
+ * `listing`: what releasesListing printed, when it was read already; a prune with nothing to
+ * remove then sends nothing.
  */
 export async function pruneReleases(
   conn: NodeConnection,
   layout: NodeLayout,
   keep: number,
   protect: Array<string | null>,
+  listing?: string,
 ): Promise<string[]> {
-  const r = await execOk(
-    conn,
-    `${sh('find', layout.releases, '-mindepth', '1', '-maxdepth', '1', '-type', 'd', '-printf', '%T@ %f\\n')}`,
-  );
-  const dirs = r.stdout
+  const text = listing ?? (await execOk(conn, releasesListing(layout))).stdout;
+  const dirs = text
     .trim()
     .split('\n')
     .map((l) => l.split(' '))
@@ -141,6 +146,8 @@ export async function pruneReleases(
   const kept = new Set(protect.filter((v): v is string => v !== null));
   for (const d of releases) if (kept.size < keep) kept.add(d.name);
   const doomed = releases.filter((d) => !kept.has(d.name)).map((d) => d.name);
+  const staging = dirs.some((d) => d.name.includes('.tmp-'));
+  if (listing !== undefined && doomed.length === 0 && !staging) return doomed;
   const removeStale = sh(
     'find',
     '.',
@@ -160,7 +167,9 @@ export async function pruneReleases(
     '{}',
     '+',
   );
-  const removeOld = doomed.length > 0 ? ` && ${sh('rm', '-rf', '--', ...doomed)}` : '';
-  await execOk(conn, `${removeStale}${removeOld}`, { cwd: layout.releases });
+  const removeOld = doomed.length > 0 ? sh('rm', '-rf', '--', ...doomed) : 'true';
+  await execOk(conn, listing === undefined || staging ? `${removeStale} && ${removeOld}` : removeOld, {
+    cwd: layout.releases,
+  });
   return doomed;
 }

@@ -7,6 +7,7 @@
 import { posix } from 'node:path';
 import type { Bundle } from './bundle.js';
 import { META_DIR, type NodeLayout } from './layout.js';
+import { releasesListing } from './release-store.js';
 import { digestScript, driftFromDigests } from './live-files.js';
 import { reloadLogProblems, reloadLogScript } from './node-checks.js';
 import { liveStateScript, parseLiveState, type LiveState } from './postfix-config.js';
@@ -95,11 +96,15 @@ export interface VerifyArgs {
   timeoutMs: number;
   restarted: boolean;
   ifPreviousOk: boolean;
+  /** Also list the release dirs (releasesListing), for the prune that follows. */
+  listReleases?: boolean;
 }
 
 export interface VerifyFindings {
   live: LiveState;
   drifted: string[];
+  /** releasesListing's output, when asked for. */
+  releases?: string;
   /** Problems in the log since the reload; null when Postfix logs to syslog only (nothing checked). */
   logProblems: string[] | null;
 }
@@ -128,6 +133,7 @@ export async function verifyAfterReload(conn: NodeConnection, args: VerifyArgs):
     });
     sections.push({ name: 'reload-log', script });
   }
+  if (args.listReleases === true) sections.push({ name: 'releases', script: releasesListing(args.layout) });
   // The wait is bounded on the node; the command gets that much time on top of its usual limit.
   const r = await execSections(conn, sections, {
     timeoutMs: 60_000 + args.settleMs + args.timeoutMs,
@@ -137,5 +143,7 @@ export async function verifyAfterReload(conn: NodeConnection, args: VerifyArgs):
     live: parseLiveState(sectionOk(r, 'live-state').stdout, args.knownConfig),
     drifted: driftFromDigests(r.get('digests')!.stdout, digested),
     logProblems: args.maillog === '' ? null : reloadLogProblems(r.get('reload-log')!, args.timeoutMs),
+    // A listing that failed is the prune's business (it lists again), never the verify's.
+    ...(r.get('releases')?.code === 0 ? { releases: r.get('releases')!.stdout } : {}),
   };
 }
