@@ -188,11 +188,12 @@ const SEP = '@@relayplane@@';
 function liveStateCommands(layout: NodeLayout): string[] {
   return [
     `readlink ${sh(layout.current)} || true`,
-    `cat ${sh(posix.join(layout.current, 'VERSION'))} 2>/dev/null || true`,
+    // Small files read with the shell's own `read`: no process.
+    `{ IFS= read -r rp_v < ${sh(posix.join(layout.current, 'VERSION'))} && printf '%s\\n' "$rp_v"; } 2>/dev/null || true`,
     'postconf -n',
     'postconf -M',
     'postconf -P',
-    `cat ${sh(posix.join(layout.current, META_DIR, 'params'))} 2>/dev/null || true`,
+    `{ while IFS= read -r rp_l; do printf '%s\\n' "$rp_l"; done < ${sh(posix.join(layout.current, META_DIR, 'params'))}; } 2>/dev/null || true`,
   ];
 }
 
