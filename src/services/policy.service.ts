@@ -10,7 +10,7 @@ import { auditEntry } from './audit.service.js';
 import type { PolicyRepository, SettingsRepository } from '../repositories/policy.repository.js';
 import { assertHonourable } from './limits.js';
 import { requireAdmin, type RequestContext } from './principal.js';
-import type { RouteCheck } from './route-check.js';
+import { ROUTE_CHECK_TRANSACTION, type RouteCheck } from './route-check.js';
 
 const ADMIN_ONLY = 'destination policies and settings are node-wide: admin only';
 
@@ -56,14 +56,6 @@ const SETTINGS_FIELDS = [
   'minimalBackoffSeconds',
   'maximalBackoffSeconds',
 ] as const;
-
-/**
- * A settings write checks every route (any of them can depend on the node-wide defaults), which at
- * 100,000 domains outlasts Prisma's 5 s interactive-transaction default on a busy machine and then
- * answered 503 to every try. Its own bound: long enough for the whole check, still finite so a stuck
- * transaction releases the settings row.
- */
-export const SETTINGS_TRANSACTION = { timeout: 60_000 } as const;
 
 interface Deps {
   prisma: PrismaClient;
@@ -214,7 +206,7 @@ export function createPolicyService(deps: Deps) {
         await deps.routes.assertExpressible(tx, { all: true });
         await audit(ctx, tx, 'settings.updated', '1', changedFields(current, row, [...SETTINGS_FIELDS]));
         return row;
-      }, SETTINGS_TRANSACTION);
+      }, ROUTE_CHECK_TRANSACTION);
       return presentSettings(updated);
     },
   };

@@ -17,7 +17,7 @@ import type { RelayRepository } from '../repositories/relay.repository.js';
 import type { TenantRepository } from '../repositories/tenant.repository.js';
 import { assertHonourable, type RelayLimits } from './limits.js';
 import { isAdmin, type RequestContext } from './principal.js';
-import type { RouteCheck } from './route-check.js';
+import { ROUTE_CHECK_TRANSACTION, type RouteCheck } from './route-check.js';
 import type { AuthTemplate } from '../dns/index.js';
 import {
   normalizeAuthTemplate,
@@ -196,6 +196,7 @@ export function createRelayService(deps: Deps) {
     action: string,
   ) {
     assertVersion(current.version, expected, 'relay');
+    // A shared relay can carry every domain: its route check costs as much as a settings write's.
     return deps.prisma.$transaction(async (tx) => {
       const row = await deps.relays.update(tx, current.id, current.version, data);
       if (row === null)
@@ -212,7 +213,7 @@ export function createRelayService(deps: Deps) {
         }),
       );
       return row;
-    });
+    }, ROUTE_CHECK_TRANSACTION);
   }
 
   return {

@@ -5,6 +5,14 @@ import type { RouteRows, RouteScope, SnapshotRepository } from '../repositories/
 import { toDomain, toRelay, toSettings, toTenant } from './snapshot.service.js';
 
 /**
+ * Options for a transaction that checks the routes of many domains: a settings write (every route)
+ * or a write to a relay they share. At 100,000 domains the check outlasts Prisma's 5 s
+ * interactive-transaction default on a busy machine, which then answered 503 to every try. Long
+ * enough for the whole check, still finite so a stuck transaction releases its rows.
+ */
+export const ROUTE_CHECK_TRANSACTION = { timeout: 60_000 } as const;
+
+/**
  * The compiler's own checks, run at write time inside the writing transaction: a write that would
  * give a route Postfix cannot express is refused with 422, in the writer's terms, before anyone
  * else's deploy could meet it. Every domain of the scope is checked as if verified and its tenant
