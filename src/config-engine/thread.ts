@@ -1,6 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import { UnprocessableError } from '../lib/errors.js';
-import type { ConfigEngine, ConfigEngineLog } from './engine.js';
+import { createBundleReceiver, type WireDeployable } from './bundle-transfer.js';
+import type { ConfigEngine, ConfigEngineLog, DeployableBundle } from './engine.js';
 
 /**
  * How long the thread may go without a call before it stops, giving back the memory of its kept
@@ -74,7 +75,9 @@ export function createConfigEngineThread(
   /** A started thread and the calls waiting on it (each thread its own: an old one's exit fails only its calls). */
   interface Running {
     worker: Worker;
-    waiting: Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>;
+    waiting: Map<number, { op: Operation; resolve: (value: unknown) => void; reject: (error: Error) => void }>;
+    /** Mirrors the thread's sender: deployable bundles arrive as what changed (bundle-transfer.ts). */
+    receiver: ReturnType<typeof createBundleReceiver>;
   }
   let running: Running | null = null;
   let nextId = 1;
@@ -123,7 +126,7 @@ export function createConfigEngineThread(
     const worker = fromSources
       ? new Worker(sourcesBootstrap, { eval: true, workerData })
       : new Worker(entry, { workerData });
-    const thread: Running = { worker, waiting: new Map() };
+    const thread: Running = { worker, waiting: new Map(), receiver: createBundleReceiver() };
     worker.on('message', (message: EngineMessage) => {
       if ('log' in message) {
         options.log[message.log.level](message.log.obj, message.log.msg);
@@ -133,7 +136,19 @@ export function createConfigEngineThread(
       if (call === undefined) return;
       thread.waiting.delete(message.id);
       if ('error' in message) call.reject(fromCrossingError(message.error));
-      else call.resolve(message.result);
+      else if (call.op !== 'deployable') call.resolve(message.result);
+      else {
+        let deployable: DeployableBundle;
+        try {
+          deployable = thread.receiver.decode(message.result as WireDeployable);
+        } catch (error) {
+          // The two sides no longer mirror each other: a new thread starts both afresh.
+          call.reject(error as Error);
+          void stop(thread);
+          return;
+        }
+        call.resolve(deployable);
+      }
       armIdleStop(thread);
     });
     worker.on('error', (error) => {
@@ -154,7 +169,7 @@ export function createConfigEngineThread(
     thread.worker.ref();
     const id = nextId++;
     const answer = new Promise<T>((resolve, reject) =>
-      thread.waiting.set(id, { resolve: resolve as (value: unknown) => void, reject }),
+      thread.waiting.set(id, { op, resolve: resolve as (value: unknown) => void, reject }),
     );
     thread.worker.postMessage({ id, op, args } satisfies EngineRequest);
     return answer;

@@ -9,7 +9,8 @@ import { createConfigBundleRepository } from '../repositories/config-bundle.repo
 import { createQuarantineRepository } from '../repositories/quarantine.repository.js';
 import { createSnapshotRepository } from '../repositories/snapshot.repository.js';
 import { createBundleStore } from './bundle-store.js';
-import { createInProcessEngine } from './engine.js';
+import { createBundleSender } from './bundle-transfer.js';
+import { createInProcessEngine, type DeployableBundle } from './engine.js';
 import { type ConfigEngineThreadData, type EngineMessage, type EngineRequest, toCrossingError } from './thread.js';
 import { createQuarantineRecorder } from '../services/quarantine.service.js';
 import { createSnapshotService } from '../services/snapshot.service.js';
@@ -36,6 +37,9 @@ const engine = createInProcessEngine({
   }),
 });
 
+// Deployable bundles cross as what changed since the previous one (bundle-transfer.ts).
+const sender = createBundleSender();
+
 port.on('message', (request: EngineRequest) => {
   if (request.op === 'close') {
     // In a worker thread, process.exit() ends this thread only (tsx's loader, from the sources,
@@ -45,7 +49,12 @@ port.on('message', (request: EngineRequest) => {
   }
   const operation = engine[request.op] as (...args: unknown[]) => Promise<unknown>;
   operation(...request.args).then(
-    (result) => post({ id: request.id, result }),
+    // Encoded as it is posted: the receiver decodes messages in the order they were encoded.
+    (result) =>
+      post({
+        id: request.id,
+        result: request.op === 'deployable' ? sender.encode(result as DeployableBundle) : result,
+      }),
     (error: unknown) => post({ id: request.id, error: toCrossingError(error) }),
   );
 });

@@ -84,7 +84,7 @@ function chunkFacts(chunk: string): ChunkFacts {
 const GENERATIONS = 32;
 const recent: Array<Map<string, ChunkFacts>> = [];
 
-function factsOf(chunks: string[]): ChunkFacts[] {
+function factsOf(chunks: readonly string[]): ChunkFacts[] {
   const now = new Map<string, ChunkFacts>();
   const out = chunks.map((chunk) => {
     let facts = now.get(chunk);

@@ -29,8 +29,38 @@ function keyHash(text: string, start: number, end: number): number {
   return hash >>> 0;
 }
 
-/** The chunks of `text`, in order: their concatenation is `text`, exactly. */
-export function lineChunks(text: string): string[] {
+/**
+ * The chunks of the last few texts cut or handed over (rememberLineChunks): a changed table is cut
+ * by whoever stores, sends or checks it, and the engine thread sends its chunks along. Keyed by
+ * the text itself, as src/deploy/content-cache.ts explains.
+ */
+const RECENT_TEXTS = 8;
+const recent = new Map<string, readonly string[]>();
+
+function remember(text: string, chunks: readonly string[]): void {
+  recent.delete(text);
+  recent.set(text, chunks);
+  if (recent.size > RECENT_TEXTS) recent.delete(recent.keys().next().value!);
+}
+
+/** Records `chunks` as lineChunks(text), which they must be (a text rebuilt from the chunks another thread cut). */
+export function rememberLineChunks(text: string, chunks: readonly string[]): void {
+  remember(text, chunks);
+}
+
+/** The chunks of `text`, in order: their concatenation is `text`, exactly. Shared: never change the array. */
+export function lineChunks(text: string): readonly string[] {
+  const known = recent.get(text);
+  if (known !== undefined) {
+    remember(text, known);
+    return known;
+  }
+  const chunks = cut(text);
+  remember(text, chunks);
+  return chunks;
+}
+
+function cut(text: string): string[] {
   const chunks: string[] = [];
   let chunkStart = 0;
   let lineStart = 0;

@@ -1,0 +1,116 @@
+import { lineChunks, rememberLineChunks } from '../lib/line-chunks.js';
+import type { Bundle, BundleFile } from '../postfix/index.js';
+import type { DeployableBundle } from './engine.js';
+
+/**
+ * A deployable bundle as it crosses from the engine thread to the main thread. Copying the whole
+ * bundle (≈ 20 MB of text and one id per credential at 100,000 domains) stalls both threads for
+ * every change, while a change alters a few lines: so each side remembers the files of the last
+ * bundle that crossed, a file whose text is unchanged crosses as `same`, and a changed one as its
+ * content-defined chunks (src/lib/line-chunks.ts), each the index of a chunk of the file's previous
+ * text or, when new, its text. Both sides update their memory with every message, in order, so
+ * they stay mirrors for as long as the thread lives (a new thread starts both afresh).
+ */
+type WireFile = Omit<BundleFile, 'content' | 'masked'> & ({ same: true } | { parts: Array<string | number> });
+
+export interface WireDeployable {
+  bundle: Omit<Bundle, 'files'> & { files: Record<string, WireFile> };
+  /** null: the same ids, in the same order, as the previous message's. */
+  credentialIds: string[] | null;
+}
+
+interface Sent {
+  content: string;
+  chunks: readonly string[];
+  /** Chunk text → its position in `chunks` (built when the next version of the file is encoded). */
+  index?: Map<string, number>;
+}
+
+function sameIds(a: readonly string[] | undefined, b: readonly string[]): boolean {
+  if (a === undefined || a.length !== b.length) return false;
+  for (let i = 0; i < b.length; i += 1) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** The engine thread's side: encodes each deployable bundle against the previous one it sent. */
+export function createBundleSender() {
+  let last = new Map<string, Sent>();
+  let lastIds: string[] | undefined;
+  return {
+    encode({ bundle, credentialIds }: DeployableBundle): WireDeployable {
+      const next = new Map<string, Sent>();
+      const files: Record<string, WireFile> = {};
+      for (const [name, { content, masked: _masked, ...meta }] of Object.entries(bundle.files)) {
+        const previous = last.get(name);
+        if (previous !== undefined && previous.content === content) {
+          next.set(name, previous);
+          files[name] = { ...meta, same: true };
+          continue;
+        }
+        const chunks = lineChunks(content);
+        if (previous !== undefined) previous.index ??= new Map(previous.chunks.map((chunk, i) => [chunk, i]));
+        const parts = chunks.map((chunk) => previous?.index?.get(chunk) ?? chunk);
+        next.set(name, { content, chunks });
+        files[name] = { ...meta, parts };
+      }
+      last = next;
+      const ids = sameIds(lastIds, credentialIds) ? null : credentialIds;
+      lastIds = credentialIds;
+      return { bundle: { ...bundle, files }, credentialIds: ids };
+    },
+  };
+}
+
+/** A message the receiver cannot decode: the two sides no longer mirror each other. */
+export class TransferMismatchError extends Error {
+  constructor(detail: string) {
+    super(`config engine thread: bundle transfer out of step (${detail})`);
+    this.name = 'TransferMismatchError';
+  }
+}
+
+interface Received {
+  content: string;
+  chunks: readonly string[];
+}
+
+/** The main thread's side: rebuilds each bundle from the message and the previous bundle received. */
+export function createBundleReceiver() {
+  let last = new Map<string, Received>();
+  let lastIds: string[] | undefined;
+  return {
+    decode(wire: WireDeployable): DeployableBundle {
+      const next = new Map<string, Received>();
+      const files: Bundle['files'] = {};
+      for (const [name, file] of Object.entries(wire.bundle.files)) {
+        const previous = last.get(name);
+        let received: Received;
+        if ('same' in file) {
+          if (previous === undefined) throw new TransferMismatchError(`${name}: unchanged, but never received`);
+          received = previous;
+        } else {
+          const chunks = file.parts.map((part) => {
+            if (typeof part === 'string') return part;
+            const chunk = previous?.chunks[part];
+            if (chunk === undefined) throw new TransferMismatchError(`${name}: no chunk ${part} received before`);
+            return chunk;
+          });
+          received = { content: chunks.join(''), chunks };
+          // The deployer's checks read the table chunk by chunk (src/deploy/table-view.ts): these are its chunks.
+          rememberLineChunks(received.content, chunks);
+        }
+        next.set(name, received);
+        const { same: _same, parts: _parts, ...meta } = file as WireFile & { same?: true; parts?: unknown };
+        files[name] = { ...meta, content: received.content };
+      }
+      let credentialIds = wire.credentialIds;
+      if (credentialIds === null) {
+        if (lastIds === undefined) throw new TransferMismatchError('credential ids unchanged, but never received');
+        credentialIds = lastIds;
+      }
+      last = next;
+      lastIds = credentialIds;
+      return { bundle: { ...wire.bundle, files }, credentialIds };
+    },
+  };
+}

@@ -1,0 +1,78 @@
+import { describe, expect, it } from 'vitest';
+import {
+  createBundleReceiver,
+  createBundleSender,
+  TransferMismatchError,
+} from '../../src/config-engine/bundle-transfer.js';
+import type { DeployableBundle } from '../../src/config-engine/index.js';
+import { lineChunks } from '../../src/lib/line-chunks.js';
+import type { Bundle } from '../../src/postfix/index.js';
+
+const table = (count: number, changed = -1) =>
+  Array.from(
+    { length: count },
+    (_, i) => `@d${String(i).padStart(6, '0')}.example smtp:[r${i === changed ? 'x' : i % 7}]\n`,
+  ).join('');
+
+function deployable(files: Record<string, string>, credentialIds: string[], secret = ''): DeployableBundle {
+  const bundleFiles: Bundle['files'] = {};
+  for (const [name, content] of Object.entries(files))
+    bundleFiles[name] = { content, mode: 0o644, secret: false, mapType: 'hash' };
+  if (secret !== '') bundleFiles.sasl = { content: secret, mode: 0o600, secret: true, mapType: 'hash', masked: 'm' };
+  return {
+    bundle: { version: 'v', files: bundleFiles, mainCf: { a: 'b' }, masterCf: [], warnings: ['w'], quarantine: [] },
+    credentialIds,
+  };
+}
+
+/** Through a real structured clone, as postMessage sends it. */
+const cross = <T>(value: T): T => structuredClone(value);
+
+describe('bundle transfer between the engine thread and the main thread', () => {
+  it('gives back every bundle, sends unchanged files and ids as references and changed tables as their new chunks', () => {
+    const sender = createBundleSender();
+    const receiver = createBundleReceiver();
+    const ids = ['c1', 'c2'];
+    const first = deployable({ big: table(5000), small: 'a b\n' }, ids, 'u secret\n');
+    const wire1 = cross(sender.encode(first));
+    const got1 = receiver.decode(wire1);
+    const { masked: _m, ...sasl } = first.bundle.files.sasl!;
+    expect(got1.bundle).toEqual({ ...first.bundle, files: { ...first.bundle.files, sasl } });
+    expect(got1.credentialIds).toEqual(ids);
+
+    const second = deployable({ big: table(5000, 2500), small: 'a b\n' }, [...ids], 'u secret\n');
+    const wire2 = cross(sender.encode(second));
+    expect(wire2.credentialIds).toBeNull();
+    expect(wire2.bundle.files.small).toMatchObject({ same: true });
+    expect(wire2.bundle.files.sasl).not.toHaveProperty('masked');
+    const parts = (wire2.bundle.files.big as { parts: Array<string | number> }).parts;
+    const sent = parts.filter((p) => typeof p === 'string');
+    expect(sent.length).toBeGreaterThanOrEqual(1);
+    expect(sent.length).toBeLessThanOrEqual(2);
+    const got2 = receiver.decode(wire2);
+    expect(got2.bundle.files.big!.content).toBe(second.bundle.files.big!.content);
+    expect(got2.bundle.files.small!.content).toBe('a b\n');
+    expect(got2.bundle.files.sasl!.content).toBe('u secret\n');
+    expect(got2.credentialIds).toEqual(ids);
+    // The chunks cut in the engine thread are the text's chunks where the deployer reads them.
+    expect(lineChunks(got2.bundle.files.big!.content)).toEqual(
+      parts.map((p, i) =>
+        typeof p === 'string' ? p : (lineChunks(first.bundle.files.big!.content)[p] ?? `missing ${i}`),
+      ),
+    );
+
+    // A file gone, a file new, new ids.
+    const third = deployable({ small: 'a c\n', other: 'x y\n' }, ['c3']);
+    const got3 = receiver.decode(cross(sender.encode(third)));
+    expect(Object.keys(got3.bundle.files).sort()).toEqual(['other', 'small']);
+    expect(got3.bundle.files.small!.content).toBe('a c\n');
+    expect(got3.credentialIds).toEqual(['c3']);
+  });
+
+  it('refuses a message that does not follow the previous one it received', () => {
+    const sender = createBundleSender();
+    sender.encode(deployable({ big: table(3000) }, ['c1']));
+    const wire = sender.encode(deployable({ big: table(3000, 5) }, ['c1']));
+    expect(() => createBundleReceiver().decode(cross(wire))).toThrow(TransferMismatchError);
+  });
+});
