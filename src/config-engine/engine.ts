@@ -47,8 +47,13 @@ export interface DeployableBundle {
  * API's event loop never waits for a full compile (seconds at 100,000 domains, BENCHMARKS.md).
  */
 export interface ConfigEngine {
-  /** For the sync worker: the bundle to deploy, stored masked. `verify` (the reconcile): check the incremental compile. */
+  /**
+   * For the sync worker: the bundle to deploy. `verify` (the reconcile): check the incremental
+   * compile. Storing it masked and recording its quarantine follow the answer (settled()).
+   */
   deployable(options?: { verify?: boolean }): Promise<DeployableBundle>;
+  /** Resolves once every bundle deployable() answered with is stored and its quarantine recorded (or the failure logged). */
+  settled(): Promise<void>;
   /** The bundle masked (secrets replaced by their keyed fingerprints) and stored by version, with what it quarantined. */
   masked(): Promise<MaskedBundle & Pick<Bundle, 'quarantine'>>;
   /** The version only; nothing stored. */
@@ -153,18 +158,39 @@ export function createInProcessEngine(deps: InProcessEngineDeps): ConfigEngine {
     return { bundle: due ? checked(snapshot, bundle) : bundle, snapshot };
   }
 
+  /**
+   * Stores a bundle to deploy and records its quarantine after the answer went out (a macrotask
+   * later), one bundle after the other: a deploy waits for its compile, not for these writes.
+   */
+  let storing: Promise<void> = Promise.resolve();
+  function storeAfterAnswer(bundle: Bundle): void {
+    storing = storing
+      .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      .then(async () => {
+        await deps.bundles.keep(bundle);
+        // What the sync job deploys is what nodes run: its quarantine is the one the API reports.
+        await deps.quarantine?.record(bundle.quarantine);
+      })
+      .catch((error: unknown) =>
+        deps.log.error(
+          { error: error instanceof Error ? error.message : String(error), version: bundle.version },
+          'storing a deployed config bundle failed',
+        ),
+      );
+  }
+
   return {
     deployable: (options = {}) =>
       refusedAsProblem(async () => {
         const { bundle, snapshot } = await compileNow(options.verify ?? false);
-        await deps.bundles.keep(bundle);
-        // What the sync job deploys is what nodes run: its quarantine is the one the API reports.
-        await deps.quarantine?.record(bundle.quarantine);
+        storeAfterAnswer(bundle);
         return {
           bundle: withoutMasked(bundle),
           credentialIds: snapshot.credentials.map((credential) => credential.id),
         };
       }),
+
+    settled: () => storing,
 
     masked: () =>
       refusedAsProblem(async () => {

@@ -17,7 +17,7 @@ export interface ConfigEngineThreadData {
   verifyIntervalMs?: number;
 }
 
-type Operation = 'deployable' | 'masked' | 'version' | 'explain';
+type Operation = 'deployable' | 'settled' | 'masked' | 'version' | 'explain';
 
 /** Main thread → engine thread. */
 export type EngineRequest = { id: number; op: Operation; args: unknown[] } | { id: number; op: 'close' };
@@ -177,6 +177,8 @@ export function createConfigEngineThread(
 
   return {
     deployable: (deployOptions = {}) => call('deployable', deployOptions),
+    // No thread, nothing it could still be storing.
+    settled: () => (running === null ? Promise.resolve() : call('settled')),
     masked: () => call('masked'),
     version: () => call('version'),
     explain: (sender, recipient) => call('explain', sender, recipient),

@@ -33,7 +33,7 @@ interface Deps {
   deployments: DeploymentRepository;
   audit: AuditRepository;
   rotation: Pick<CredentialRotation, 'retireSuperseded'>;
-  config: Pick<ConfigService, 'compileForDeploy'>;
+  config: Pick<ConfigService, 'compileForDeploy' | 'deployedStored'>;
   ssh: SshSettings;
   readPrivateKey: () => Promise<string>;
   metrics: DeployMetrics;
@@ -100,6 +100,8 @@ export function createSyncJob(deps: Deps) {
     outcomes: NodeOutcome[],
   ) {
     const state = overallState(outcomes);
+    // Stored while the nodes deployed: a run recorded finished has its bundle stored.
+    await deps.config.deployedStored();
     await prisma.$transaction(async (tx) => {
       await deps.deployments.update(tx, deployment.id, { state, finishedAt: now() });
       await auditRollbacks(tx, deployment, outcomes);
@@ -131,8 +133,9 @@ export function createSyncJob(deps: Deps) {
   }
 
   /** The credentials this deploy left live nowhere are retired (src/services/credential-rotation.ts). */
-  function retireSuperseded(compiled: Compiled) {
-    return deps.rotation.retireSuperseded({ version: compiled.bundle.version, credentialIds: compiled.credentialIds });
+  async function retireSuperseded(compiled: Compiled) {
+    await deps.config.deployedStored();
+    await deps.rotation.retireSuperseded({ version: compiled.bundle.version, credentialIds: compiled.credentialIds });
   }
 
   /** Runs a deployment row that exists (pending) on every enabled node, recording progress as it goes. */

@@ -45,6 +45,11 @@ export function createConfigService(deps: {
       return deployable;
     },
 
+    /** Resolves once the bundles compileForDeploy returned are stored and their quarantine recorded. */
+    deployedStored(): Promise<void> {
+      return engine.settled();
+    },
+
     async current(ctx: RequestContext) {
       requireAdmin(ctx, ADMIN_ONLY);
       return engine.masked();

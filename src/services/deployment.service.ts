@@ -15,7 +15,7 @@ interface Deps {
   prisma: PrismaClient;
   deployments: DeploymentRepository;
   audit: AuditRepository;
-  config: Pick<ConfigService, 'compileForDeploy'>;
+  config: Pick<ConfigService, 'compileForDeploy' | 'deployedStored'>;
 }
 
 export function createDeploymentService(deps: Deps) {
@@ -26,6 +26,8 @@ export function createDeploymentService(deps: Deps) {
     async request(ctx: RequestContext) {
       requireAdmin(ctx, ADMIN_ONLY);
       const compiled = await deps.config.compileForDeploy();
+      // Nothing waits here for a node: the answer shows the bundle stored and its quarantine recorded.
+      await deps.config.deployedStored();
       const row = await prisma.$transaction(async (tx) => {
         const created = await deps.deployments.create(tx, {
           version: compiled.bundle.version,
