@@ -6,7 +6,7 @@
  */
 import type { PrismaClient } from '../db/prisma.js';
 import type { Bundle, SyncHandlers } from '../deploy/index.js';
-import type { DeploymentReason } from '../generated/prisma/client.js';
+import type { DeploymentReason, Node } from '../generated/prisma/client.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
 import type { DeploymentRepository } from '../repositories/deployment.repository.js';
 import type { NodeRepository } from '../repositories/node.repository.js';
@@ -138,18 +138,25 @@ export function createSyncJob(deps: Deps) {
     await deps.rotation.retireSuperseded({ version: compiled.bundle.version, credentialIds: compiled.credentialIds });
   }
 
-  /** Runs a deployment row that exists (pending) on every enabled node, recording progress as it goes. */
+  /**
+   * Runs a deployment on every enabled node, recording progress as it goes: a requested row that
+   * exists (pending), or a change's, written running with its node runs in one transaction.
+   */
   async function execute(
-    deployment: { id: string; reason: DeploymentReason; requestedBy: string | null },
+    run: { pending: { id: string; reason: DeploymentReason; requestedBy: string | null } } | { reason: 'change' },
     compiled: Compiled,
+    enabled?: Node[],
   ) {
-    const listed = await deps.nodes.listEnabled(prisma);
-    const { nodes, runIds } = await prisma.$transaction(async (tx) => {
-      await deps.deployments.update(tx, deployment.id, {
-        state: 'running',
-        startedAt: now(),
-        version: compiled.bundle.version,
-      });
+    const listed = enabled ?? (await deps.nodes.listEnabled(prisma));
+    const { deployment, nodes, runIds } = await prisma.$transaction(async (tx) => {
+      const started = { state: 'running', startedAt: now(), version: compiled.bundle.version } as const;
+      let deployment: { id: string; reason: DeploymentReason; requestedBy: string | null };
+      if ('pending' in run) {
+        await deps.deployments.update(tx, run.pending.id, started);
+        deployment = run.pending;
+      } else {
+        deployment = await deps.deployments.create(tx, { ...started, reason: run.reason });
+      }
       // A node deleted since the list was read gets no run (and no deploy).
       const registered = await deps.nodes.lockRegistered(
         tx,
@@ -165,7 +172,7 @@ export function createSyncJob(deps: Deps) {
           state: 'pending',
         })),
       );
-      return { nodes: targets, runIds: new Map(runs.map((run) => [run.nodeId, run.id])) };
+      return { deployment, nodes: targets, runIds: new Map(runs.map((r) => [r.nodeId, r.id])) };
     });
     // Runs are found by their own id: a node deleted during the run leaves its run without a node id.
     const runOf = (nodeId: string) => runIds.get(nodeId)!;
@@ -198,7 +205,7 @@ export function createSyncJob(deps: Deps) {
           deps.metrics.deploymentFinished(pending.reason, 'failed');
           continue;
         }
-        await execute(pending, compiled);
+        await execute({ pending }, compiled);
       }
     },
 
@@ -214,11 +221,7 @@ export function createSyncJob(deps: Deps) {
         await retireSuperseded(compiled);
         return;
       }
-      const row = await deps.deployments.create(prisma, {
-        version: compiled.bundle.version,
-        reason: 'change',
-      });
-      await execute(row, compiled);
+      await execute({ reason: 'change' }, compiled, nodes);
     },
 
     /**
