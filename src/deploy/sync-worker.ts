@@ -28,6 +28,11 @@ export interface SyncHandlers {
   runChange(): Promise<void>;
   /** Compare every node with the current config, repair drift. */
   runReconcile(): Promise<void>;
+  /**
+   * The config changed and a change run follows once the burst is over: work that run can reuse
+   * (the compile) starts now, during the debounce. Deploys nothing; its failure is the run's to report.
+   */
+  prepareChange?(): Promise<void>;
 }
 
 interface WorkerLog {
@@ -80,6 +85,7 @@ export class SyncWorker {
   private readonly periodicTimers: NodeJS.Timeout[] = [];
   private readonly periodicRuns = new Map<string, Promise<void>>();
   private connecting: Promise<void> | undefined;
+  private preparing: Promise<void> | undefined;
   private readonly connectionString: string;
   private readonly key: bigint;
 
@@ -131,6 +137,7 @@ export class SyncWorker {
     clearTimeout(this.debounceTimer);
     this.queued.clear();
     await this.connecting?.catch(() => undefined);
+    await this.preparing;
     await this.running?.catch(() => undefined);
     await Promise.all(this.periodicRuns.values());
     const client = this.client;
@@ -163,6 +170,18 @@ export class SyncWorker {
       this.firstChangeAt = undefined;
       this.enqueue('change');
     }, wait);
+    this.prepare();
+  }
+
+  /** One preparation at a time: a notification during one is picked up by the run itself. */
+  private prepare(): void {
+    const prepareChange = this.options.handlers.prepareChange?.bind(this.options.handlers);
+    if (prepareChange === undefined || this.preparing !== undefined) return;
+    this.preparing = prepareChange()
+      .catch((err: unknown) => this.options.log.debug({ err }, 'preparing a change run failed'))
+      .finally(() => {
+        this.preparing = undefined;
+      });
   }
 
   enqueue(kind: JobKind): void {

@@ -33,7 +33,7 @@ interface Deps {
   deployments: DeploymentRepository;
   audit: AuditRepository;
   rotation: Pick<CredentialRotation, 'retireSuperseded'>;
-  config: Pick<ConfigService, 'compileForDeploy' | 'deployedStored'>;
+  config: Pick<ConfigService, 'compileForDeploy' | 'deployedStored' | 'currentVersion'>;
   ssh: SshSettings;
   readPrivateKey: () => Promise<string>;
   metrics: DeployMetrics;
@@ -187,6 +187,14 @@ export function createSyncJob(deps: Deps) {
   }
 
   const handlers: SyncHandlers = {
+    /**
+     * During the debounce: compile what the database says now. The config engine keeps the result,
+     * so the run's own compile (after the debounce) only adds what committed since.
+     */
+    async prepareChange() {
+      await deps.config.currentVersion();
+    },
+
     /** Pending runs requested through the API, oldest first. Only the leader calls this, one job at a time. */
     async runRequested() {
       // Nothing of ours runs now: a `running` row is a run a dead leader left behind.
