@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import { lineChunks, rememberLineChunks } from '../lib/line-chunks.js';
 import type { Bundle, BundleFile } from '../postfix/index.js';
 import type { DeployableBundle } from './engine.js';
@@ -74,12 +75,34 @@ interface Received {
   chunks: readonly string[];
 }
 
+/** Every file and id as before, and the rest of the bundle equal (it is small: compared whole). */
+function unchangedSince(previous: DeployableBundle, wire: WireDeployable): boolean {
+  if (wire.credentialIds !== null) return false;
+  const { files, ...rest } = wire.bundle;
+  const { files: previousFiles, ...previousRest } = previous.bundle;
+  const names = Object.keys(files);
+  if (names.length !== Object.keys(previousFiles).length) return false;
+  for (const name of names) {
+    const file = files[name]!;
+    const before = previousFiles[name];
+    if (!('same' in file) || before === undefined) return false;
+    if (file.mode !== before.mode || file.secret !== before.secret || file.mapType !== before.mapType) return false;
+  }
+  return isDeepStrictEqual(rest, previousRest);
+}
+
 /** The main thread's side: rebuilds each bundle from the message and the previous bundle received. */
 export function createBundleReceiver() {
   let last = new Map<string, Received>();
   let lastIds: string[] | undefined;
+  let lastDecoded: DeployableBundle | undefined;
   return {
+    /**
+     * The bundle again, as the same object when nothing changed since the previous message (a run's
+     * compile after its preparation): what the deployer computed of it once is kept by object.
+     */
     decode(wire: WireDeployable): DeployableBundle {
+      if (lastDecoded !== undefined && unchangedSince(lastDecoded, wire)) return lastDecoded;
       const next = new Map<string, Received>();
       const files: Bundle['files'] = {};
       for (const [name, file] of Object.entries(wire.bundle.files)) {
@@ -110,7 +133,8 @@ export function createBundleReceiver() {
       }
       last = next;
       lastIds = credentialIds;
-      return { bundle: { ...wire.bundle, files }, credentialIds };
+      lastDecoded = { bundle: { ...wire.bundle, files }, credentialIds };
+      return lastDecoded;
     },
   };
 }

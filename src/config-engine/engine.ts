@@ -29,6 +29,12 @@ export interface ConfigEngineLog {
   error(obj: object, msg: string): void;
 }
 
+export interface DeployableOptions {
+  verify?: boolean;
+  /** Default true: store the bundle and record its quarantine. */
+  keep?: boolean;
+}
+
 /** A bundle to deploy and the ids of the credentials whose secrets it holds. */
 export interface DeployableBundle {
   bundle: Bundle;
@@ -49,9 +55,10 @@ export interface DeployableBundle {
 export interface ConfigEngine {
   /**
    * For the sync worker: the bundle to deploy. `verify` (the reconcile): check the incremental
-   * compile. Storing it masked and recording its quarantine follow the answer (settled()).
+   * compile. Storing it masked and recording its quarantine follow the answer (settled());
+   * `keep: false` (a preparation, not deployed): neither.
    */
-  deployable(options?: { verify?: boolean }): Promise<DeployableBundle>;
+  deployable(options?: DeployableOptions): Promise<DeployableBundle>;
   /** Resolves once every bundle deployable() answered with is stored and its quarantine recorded (or the failure logged). */
   settled(): Promise<void>;
   /** The bundle masked (secrets replaced by their keyed fingerprints) and stored by version, with what it quarantined. */
@@ -183,7 +190,7 @@ export function createInProcessEngine(deps: InProcessEngineDeps): ConfigEngine {
     deployable: (options = {}) =>
       refusedAsProblem(async () => {
         const { bundle, snapshot } = await compileNow(options.verify ?? false);
-        storeAfterAnswer(bundle);
+        if (options.keep !== false) storeAfterAnswer(bundle);
         return {
           bundle: withoutMasked(bundle),
           credentialIds: snapshot.credentials.map((credential) => credential.id),

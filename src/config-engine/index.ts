@@ -10,6 +10,7 @@ export {
   type ConfigEngine,
   type ConfigEngineLog,
   type DeployableBundle,
+  type DeployableOptions,
   type InProcessEngineDeps,
   type QuarantineRecorder,
   type SnapshotLoader,

@@ -5,7 +5,7 @@
  * runs, and retires (through the credential rotation) the credentials no node runs any more.
  */
 import type { PrismaClient } from '../db/prisma.js';
-import type { Bundle, SyncHandlers } from '../deploy/index.js';
+import { checkBundle, type Bundle, type SyncHandlers } from '../deploy/index.js';
 import type { DeploymentReason, Node } from '../generated/prisma/client.js';
 import type { AuditRepository } from '../repositories/audit.repository.js';
 import type { DeploymentRepository } from '../repositories/deployment.repository.js';
@@ -33,7 +33,7 @@ interface Deps {
   deployments: DeploymentRepository;
   audit: AuditRepository;
   rotation: Pick<CredentialRotation, 'retireSuperseded'>;
-  config: Pick<ConfigService, 'compileForDeploy' | 'deployedStored' | 'currentVersion'>;
+  config: Pick<ConfigService, 'compileForDeploy' | 'deployedStored'>;
   ssh: SshSettings;
   readPrivateKey: () => Promise<string>;
   metrics: DeployMetrics;
@@ -188,11 +188,13 @@ export function createSyncJob(deps: Deps) {
 
   const handlers: SyncHandlers = {
     /**
-     * During the debounce: compile what the database says now. The config engine keeps the result,
-     * so the run's own compile (after the debounce) only adds what committed since.
+     * During the debounce: compile what the database says now, bring the bundle over from the
+     * engine's thread and check it. The run's own compile (after the debounce) then only adds what
+     * committed since, and an unchanged bundle comes back as the same object, already checked.
      */
     async prepareChange() {
-      await deps.config.currentVersion();
+      const { bundle } = await deps.config.compileForDeploy({ keep: false });
+      checkBundle(bundle);
     },
 
     /** Pending runs requested through the API, oldest first. Only the leader calls this, one job at a time. */

@@ -1,6 +1,6 @@
 import { createTwoFilesPatch } from 'diff';
 import { NotFoundError } from '../lib/errors.js';
-import type { BundleStore, ConfigEngine, DeployableBundle } from '../config-engine/index.js';
+import type { BundleStore, ConfigEngine, DeployableBundle, DeployableOptions } from '../config-engine/index.js';
 import type { DeployMetrics } from './deploy-metrics.js';
 import { requireAdmin, type RequestContext } from './principal.js';
 
@@ -36,10 +36,11 @@ export function createConfigService(deps: {
     },
 
     /**
-     * For the sync worker: the bundle to deploy (stored masked, for diffs) and the credential ids it
-     * contains. `verify` (the reconcile): check the incremental compile against a full one.
+     * For the sync worker: the bundle to deploy (stored masked, for diffs, see deployedStored) and
+     * the credential ids it contains. `verify` (the reconcile): check the incremental compile
+     * against a full one; `keep: false` (preparing a run): neither stored nor its quarantine recorded.
      */
-    async compileForDeploy(options: { verify?: boolean } = {}): Promise<DeployableBundle> {
+    async compileForDeploy(options: DeployableOptions = {}): Promise<DeployableBundle> {
       const deployable = await engine.deployable(options);
       deps.metrics?.configCompiled(deployable.bundle.quarantine);
       return deployable;

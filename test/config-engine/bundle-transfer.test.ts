@@ -69,6 +69,20 @@ describe('bundle transfer between the engine thread and the main thread', () => 
     expect(got3.credentialIds).toEqual(['c3']);
   });
 
+  it('gives the same object again when nothing changed since the previous message', () => {
+    const sender = createBundleSender();
+    const receiver = createBundleReceiver();
+    const first = receiver.decode(cross(sender.encode(deployable({ big: table(3000) }, ['c1']))));
+    const again = receiver.decode(cross(sender.encode(deployable({ big: table(3000) }, ['c1']))));
+    expect(again).toBe(first);
+    const warned = deployable({ big: table(3000) }, ['c1']);
+    warned.bundle.warnings = ['another'];
+    const changed = receiver.decode(cross(sender.encode(warned)));
+    expect(changed).not.toBe(first);
+    expect(changed.bundle.warnings).toEqual(['another']);
+    expect(changed.bundle.files.big!.content).toBe(first.bundle.files.big!.content);
+  });
+
   it('refuses a message that does not follow the previous one it received', () => {
     const sender = createBundleSender();
     sender.encode(deployable({ big: table(3000) }, ['c1']));
