@@ -118,9 +118,12 @@ export function createBundleReceiver() {
             if (chunk === undefined) throw new TransferMismatchError(`${name}: no chunk ${part} received before`);
             return chunk;
           });
-          received = { content: chunks.join(''), chunks };
+          const content = chunks.join('');
+          // Kept as slices of the text: the chunks as they arrived (and the previous text) can go.
+          let at = 0;
+          received = { content, chunks: chunks.map((chunk) => content.slice(at, (at += chunk.length))) };
           // The deployer's checks read the table chunk by chunk (src/deploy/table-view.ts): these are its chunks.
-          rememberLineChunks(received.content, chunks);
+          rememberLineChunks(received.content, received.chunks);
         }
         next.set(name, received);
         const { same: _same, parts: _parts, ...meta } = file as WireFile & { same?: true; parts?: unknown };
