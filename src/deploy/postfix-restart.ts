@@ -32,6 +32,18 @@ const UNIT = /^[A-Za-z0-9:_.@\\-]+\.service$/;
 const VIA_LINE = /^via (systemd|postfix) (.*)$/m;
 
 /**
+ * Sets `rp_pid` to the pid in master's pid file (`pidFile`, a shell word) when that pid is a
+ * running process named `master`, else to ''. Only shell builtins: no process.
+ */
+export function runningMasterScript(pidFile: string, procDir = NODE_PATHS.procDir): string {
+  return [
+    `rp_pid=; rp_comm=; { read -r rp_pid < ${pidFile}; } 2>/dev/null || true`,
+    `case $rp_pid in ''|*[!0-9]*) rp_pid= ;; *) { read -r rp_comm < ${sh(procDir)}/"$rp_pid"/comm; } 2>/dev/null || true ;; esac`,
+    `[ "$rp_comm" = master ] || rp_pid=`,
+  ].join('\n');
+}
+
+/**
  * The restart as one shell script: it prints `via systemd <unit>` or `via postfix <why not
  * systemd>` on a line of its own, then restarts that way; its exit code is the restart's.
  */
@@ -40,9 +52,9 @@ export function restartScript(paths: RestartProbePaths = NODE_PATHS): string {
   return [
     `rp_via=postfix; rp_why='the node does not run systemd'`,
     `if [ -d ${sh(paths.systemdDir)} ] && command -v systemctl >/dev/null 2>&1; then`,
-    `  rp_why='master is not running'; rp_pid=; rp_q=$(postconf -h queue_directory 2>/dev/null)`,
-    `  if [ -n "$rp_q" ] && [ -r "$rp_q/pid/master.pid" ]; then rp_pid=$(tr -cd 0-9 < "$rp_q/pid/master.pid"); fi`,
-    `  if [ -n "$rp_pid" ] && [ "$(cat ${proc('comm')} 2>/dev/null)" = master ]; then`,
+    `  rp_why='master is not running'; rp_q=$(postconf -h queue_directory 2>/dev/null)`,
+    runningMasterScript('"$rp_q/pid/master.pid"', paths.procDir),
+    `  if [ -n "$rp_q" ] && [ -n "$rp_pid" ]; then`,
     // cgroup v2 (`0::/path`) or v1's systemd hierarchy (`N:name=systemd:/path`); master must be in the unit itself.
     `    rp_unit=$(sed -n -e 's|^0::.*/\\([^/]*\\.service\\)$|\\1|p' -e 's|^[0-9]*:name=systemd:.*/\\([^/]*\\.service\\)$|\\1|p' ${proc('cgroup')} 2>/dev/null | head -n 1)`,
     `    rp_why="master $rp_pid runs outside any systemd service"`,

@@ -11,7 +11,13 @@ import { releasesListing } from './release-store.js';
 import { digestScript, driftFromDigests } from './live-files.js';
 import { reloadLogProblems, reloadLogScript } from './node-checks.js';
 import { liveStateScript, parseLiveState, type LiveState } from './postfix-config.js';
-import { describeRestart, parseRestartVia, restartScript, type RestartVia } from './postfix-restart.js';
+import {
+  describeRestart,
+  parseRestartVia,
+  restartScript,
+  runningMasterScript,
+  type RestartVia,
+} from './postfix-restart.js';
 import { execSections, sectionOk, sh, type NodeConnection, type Section } from '../ssh/index.js';
 
 export const RELOAD_COMMAND = 'postfix reload >/dev/null';
@@ -25,11 +31,9 @@ export const RELOAD_COMMAND = 'postfix reload >/dev/null';
  */
 export function reloadCommand(queueDirectory: string): string {
   if (queueDirectory === '') return RELOAD_COMMAND;
-  const pidFile = sh(posix.join(queueDirectory, 'pid', 'master.pid'));
   return [
-    `rp_pid=; rp_comm=; { read -r rp_pid < ${pidFile}; } 2>/dev/null || true`,
-    `case $rp_pid in ''|*[!0-9]*) rp_pid= ;; *) { read -r rp_comm < "/proc/$rp_pid/comm"; } 2>/dev/null || true ;; esac`,
-    `if [ "$rp_comm" = master ]; then kill -HUP "$rp_pid"; else ${RELOAD_COMMAND}; fi`,
+    runningMasterScript(sh(posix.join(queueDirectory, 'pid', 'master.pid'))),
+    `if [ -n "$rp_pid" ]; then kill -HUP "$rp_pid"; else ${RELOAD_COMMAND}; fi`,
   ].join('\n');
 }
 
