@@ -185,19 +185,27 @@ export type LiveState = Pick<NodeState, 'currentTarget' | 'liveVersion' | 'confi
 
 const SEP = '@@relayplane@@';
 
-function liveStateCommands(layout: NodeLayout): string[] {
-  return [
-    `readlink ${sh(layout.current)} || true`,
+/** The commands reading the live release, by what they print. */
+function releaseReads(layout: NodeLayout) {
+  return {
+    target: `readlink ${sh(layout.current)} || true`,
     // Small files read with the shell's own `read`: no process.
-    `{ IFS= read -r rp_v < ${sh(posix.join(layout.current, 'VERSION'))} && printf '%s\\n' "$rp_v"; } 2>/dev/null || true`,
-    'postconf -n',
-    'postconf -M',
-    'postconf -P',
-    `{ while IFS= read -r rp_l; do printf '%s\\n' "$rp_l"; done < ${sh(posix.join(layout.current, META_DIR, 'params'))}; } 2>/dev/null || true`,
-  ];
+    version: `{ IFS= read -r rp_v < ${sh(posix.join(layout.current, 'VERSION'))} && printf '%s\\n' "$rp_v"; } 2>/dev/null || true`,
+    managed: `{ while IFS= read -r rp_l; do printf '%s\\n' "$rp_l"; done < ${sh(posix.join(layout.current, META_DIR, 'params'))}; } 2>/dev/null || true`,
+  };
 }
 
-const joinCommands = (commands: string[]) => `set -e; ${commands.join(`; echo ${SEP}; `)}`;
+const CONFIG_READS = ['postconf -n', 'postconf -M', 'postconf -P'];
+
+/** In the order liveState reads their outputs. */
+function liveStateCommands(layout: NodeLayout): string[] {
+  const { target, version, managed } = releaseReads(layout);
+  return [target, version, ...CONFIG_READS, managed];
+}
+
+/** The commands' outputs, each followed by a separator line. */
+const separated = (commands: string[]) => commands.join(`; echo ${SEP}; `);
+const joinCommands = (commands: string[]) => `set -e; ${separated(commands)}`;
 
 const PATHS_COMMAND = 'postconf -xh config_directory maillog_file daemon_directory queue_directory';
 const KNOWN = '@@relayplane-config-known@@';
@@ -225,8 +233,8 @@ const readings = new WeakMap<object, ConfigReading>();
  */
 export function nodeStateScript(layout: NodeLayout, known?: string): string {
   const files = [posix.join(layout.configDir, 'main.cf'), posix.join(layout.configDir, 'master.cf')];
-  const [target, version, , , , managed] = liveStateCommands(layout);
-  const postconf = joinCommands([PATHS_COMMAND, 'postconf -n', 'postconf -M', 'postconf -P']).replace(/^set -e; /, '');
+  const { target, version, managed } = releaseReads(layout);
+  const postconf = separated([PATHS_COMMAND, ...CONFIG_READS]);
   return [
     `set -e; rp_fp=$(cksum ${sh(...files)} "$(command -v postconf)" 2>&1) || true`,
     `printf '%s\\n' "$rp_fp"; echo ${SEP}`,
@@ -270,8 +278,8 @@ export function parseNodeState(stdout: string, known?: ConfigReading): { state: 
  * reads fewer.
  */
 export function liveStateScript(layout: NodeLayout, knownConfig?: LiveState['config']): string {
-  const commands = liveStateCommands(layout);
-  return joinCommands(knownConfig === undefined ? commands : commands.slice(0, 2));
+  const { target, version } = releaseReads(layout);
+  return joinCommands(knownConfig === undefined ? liveStateCommands(layout) : [target, version]);
 }
 
 export function parseLiveState(stdout: string, knownConfig?: LiveState['config']): LiveState {
