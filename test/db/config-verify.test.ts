@@ -78,6 +78,8 @@ it('a reconcile replaces a wrong incremental result by the full compile and logs
   expect(checked.bundle.version).toBe(truth.version);
   expect(checked.bundle.files.sender_relay?.content).toContain('@c.example ');
   expect(errors).toEqual([{ incremental: 'f'.repeat(64), full: truth.version }]);
+  // The bundles are stored after the engine answered: done before the database goes.
+  await engine.settled();
 });
 
 it('checks at most once per interval: a reconcile soon after a full compile trusts the incremental one', async () => {
@@ -104,4 +106,6 @@ it('checks at most once per interval: a reconcile soon after a full compile trus
   // Within the interval of the first (full) compile: no second, full compile.
   expect(modes).toEqual(['full', 'incremental']);
   expect(compiler.lastMode).toBe('incremental');
+  // The bundles are stored after the engine answered: done before the database goes.
+  await engine.settled();
 });
