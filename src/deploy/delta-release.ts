@@ -12,6 +12,8 @@
  * a release's file in place; drift repair renames over it), changed sources rebuilt (spliced from
  * the base's byte ranges, table-splice.ts, or merged with `comm`/`sort -m`) and checked against the next version's SHA-256 (→ exit 11).
  * postmap: each changed table's base `.db` copied and updated in place; whole tables built.
+ * Tables are independent files: with more than one, each table's work runs as a job of its own
+ * (`concurrently`), so a change to four tables waits for the slowest, not for the four in turn.
  */
 import { posix } from 'node:path';
 import { hashMaps, serviceKey, type Bundle } from './bundle.js';
@@ -32,6 +34,17 @@ const lines = (items: readonly string[]) => items.map((i) => `${i}\n`).join('');
 const digestList = (digests: Record<string, string>) =>
   lines(Object.entries(digests).map(([name, hex]) => `${hex}  ${name}`));
 
+/**
+ * One shell command that runs `jobs` (each a command list) and succeeds when every one exited 0:
+ * a single job inline, several as background jobs waited for one by one (each job's own umask
+ * and failures stay in its subshell). The node's cores build tables side by side.
+ */
+export function concurrently(jobs: readonly string[]): string {
+  if (jobs.length === 1) return `{ ${jobs[0]}; }`;
+  const started = jobs.map((job) => `{ ${job}; } & rp_jobs="$rp_jobs $!"`).join('\n');
+  return `{ rp_jobs=''\n${started}\nrp_ok=0; for rp_job in $rp_jobs; do wait "$rp_job" || rp_ok=1; done; [ "$rp_ok" = 0 ]; }`;
+}
+
 export type DeltaStageResult = 'staged' | 'base-drifted' | 'digest-mismatch';
 
 /** Stages `bundle` in `staging` from the base release plus `delta`. Never leaves a partial staging dir behind on a refusal. */
@@ -50,8 +63,8 @@ export async function stageDelta(
     { name: `${META_DIR}/services`, mode: 0o644, content: lines(bundle.masterCf.map(serviceKey).sort()) },
     { name: `${DELTA_DIR}/`, mode: 0o700 },
     { name: `${DELTA_DIR}/base.sha256`, mode: 0o600, content: digestList(delta.baseDigests) },
-    { name: `${DELTA_DIR}/next.sha256`, mode: 0o600, content: digestList(delta.nextDigests) },
     ...Object.entries(delta.tables).flatMap(([name, t]) => [
+      { name: `${DELTA_DIR}/${name}.sha256`, mode: 0o600, content: digestList({ [name]: delta.nextDigests[name]! }) },
       // A splice needs no removed lines: their bytes are skipped in the base.
       { name: `${DELTA_DIR}/${name}.removed`, mode: 0o600, content: t.splice === null ? lines(t.removed) : '' },
       { name: `${DELTA_DIR}/${name}.added`, mode: 0o600, content: lines(t.added) },
@@ -69,7 +82,8 @@ export async function stageDelta(
       t.splice === null
         ? `comm -23 ${sh(posix.join(base, name))} ${sh(d('removed'))} | sort -m - ${sh(d('added'))} > ${sh(name)}`
         : spliceScript(t.splice, posix.join(base, name), d('added'), name);
-    return `umask ${umask} && ${build} && umask 077`;
+    const check = sh('sha256sum', '--quiet', '--strict', '-c', d('sha256'));
+    return `umask ${umask} && ${build} && umask 077 && ${check}`;
   });
   // The base's files as its manifest saw them when it was built; a release from before manifests: its SHA-256s.
   const baseCheck = `if [ -f ${sh(FILES_STAT)} ]; then ${filesStatCommand(delta.baseFiles)} | cmp -s - ${sh(FILES_STAT)}; else ${sh('sha256sum', '--quiet', '--strict', '-c', posix.join(staging, DELTA_DIR, 'base.sha256'))}; fi`;
@@ -79,12 +93,7 @@ export async function stageDelta(
     sh('tar', '-x', '-m', '--no-same-owner', '-f', '-'),
     `(cd ${sh(base)} && ${baseCheck}) >/dev/null 2>&1 || ${refuse(BASE_DRIFTED)}`,
     ...(copies.length > 0 ? [`ln ${copies.map((c) => sh(posix.join(base, c))).join(' ')} .`] : []),
-    ...rebuild.map((r) => `{ ${r}; } 2>/dev/null || ${refuse(DIGEST_MISMATCH)}`),
-    ...(rebuild.length > 0
-      ? [
-          `sha256sum --quiet --strict -c ${sh(posix.join(DELTA_DIR, 'next.sha256'))} >/dev/null 2>&1 || ${refuse(DIGEST_MISMATCH)}`,
-        ]
-      : []),
+    ...(rebuild.length > 0 ? [`${concurrently(rebuild)} >/dev/null 2>&1 || ${refuse(DIGEST_MISMATCH)}`] : []),
   ].join(' &&\n');
   const r = await conn.exec(script, { stdin: tarArchive(entries) });
   if (r.code === 0) return 'staged';
@@ -107,26 +116,24 @@ export async function postmapDelta(
 ): Promise<string[]> {
   const base = layout.release(delta.base);
   const names = Object.keys(delta.tables);
-  // One cp and one touch for every table (each process costs milliseconds of the node's CPU).
-  const steps =
-    names.length === 0
-      ? []
-      : [
-          sh('cp', '-p', ...names.map((name) => posix.join(base, `${name}.db`)), '.'),
-          ...names.map((name) => {
-            const table = sh(`hash:${name}`);
-            const d = (suffix: string) => sh(posix.join(DELTA_DIR, `${name}.${suffix}`));
-            return [
-              `{ [ ! -s ${d('deleted')} ] || postmap -d - ${table} < ${d('deleted')}; }`,
-              `{ [ ! -s ${d('added')} ] || postmap -i -r ${table} < ${d('added')}; }`,
-            ].join(' && ');
-          }),
-          sh('touch', ...names.map((name) => `${name}.db`)),
-        ];
+  const jobs = names.map((name) => {
+    const table = sh(`hash:${name}`);
+    const d = (suffix: string) => sh(posix.join(DELTA_DIR, `${name}.${suffix}`));
+    return [
+      sh('cp', '-p', posix.join(base, `${name}.db`), '.'),
+      `{ [ ! -s ${d('deleted')} ] || postmap -d - ${table} < ${d('deleted')}; }`,
+      `{ [ ! -s ${d('added')} ] || postmap -i -r ${table} < ${d('added')}; }`,
+    ].join(' && ');
+  });
   const whole = hashMaps(bundle)
     .filter(([name]) => delta.whole.includes(name))
     .map(([name]) => `hash:${name}`);
-  if (whole.length > 0) steps.push(sh('postmap', ...whole));
+  if (whole.length > 0) jobs.push(sh('postmap', ...whole));
+  // One touch for every table (each process costs milliseconds of the node's CPU).
+  const steps = [
+    ...(jobs.length > 0 ? [concurrently(jobs)] : []),
+    ...(names.length > 0 ? [sh('touch', ...names.map((name) => `${name}.db`))] : []),
+  ];
   const script = [...steps, `rm -rf ${sh(DELTA_DIR)}`].join(' && ');
   const r = await conn.exec(withModes(script, bundle), { cwd: staging, ifPreviousOk: true });
   if (r.code === SKIPPED_EXIT)

@@ -192,6 +192,38 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
     expect(await driftedFiles(conn, live(), next)).toEqual([]);
   });
 
+  it('refuses a delta whose rebuilt table is not the next version, while its other tables build beside it', async () => {
+    const before = bundleOf([
+      ['a.test', 'u1'],
+      ['b.test', 'u2'],
+    ]);
+    if (current?.version !== before.version) expect((await deployNext(before)).state).toBe('live');
+    // The control plane's idea of the base is wrong about one table (the node's files are intact,
+    // so the manifest check passes): sasl_passwd is rebuilt from the node's base and cannot match.
+    const believed = {
+      ...bundleOf([
+        ['a.test', 'u1'],
+        ['b.test', 'u3'],
+      ]),
+      version: before.version,
+    };
+    const next = bundleOf([
+      ['a.test', 'u1'],
+      ['b.test', 'u3'],
+      ['c.test', 'u1'],
+    ]);
+    const outcome = await deployBundle(conn, next, {
+      configDir: node.configDir,
+      expectedLiveVersion: before.version,
+      base: believed,
+    });
+    expect(outcome.state, outcome.error).toBe('live');
+    current = next;
+    expect(stage(outcome)).toMatch(/full release: the node refused the delta \(digest-mismatch\)/);
+    expect(await driftedFiles(conn, live(), next)).toEqual([]);
+    expect(readdirSync(releasesDir()).filter((r) => r.includes('.tmp-'))).toEqual([]);
+  });
+
   it('keeps a manifest of each release; a base whose .db alone was rebuilt by hand is refused too', async () => {
     const before = bundleOf([
       ['a.test', 'u1'],
