@@ -9,7 +9,11 @@
  * byte ranges of the base and the added lines (table-splice.ts) or, for many scattered changes,
  * `comm -23 base removed | sort -m - added` (C locale), checks it against the next version's
  * SHA-256, and updates a copy of the base `.db` with `postmap -d` (keys that are gone) and
- * `postmap -i -r` (lines added or changed). Any other file that changed is sent whole.
+ * `postmap -i -r` (lines added or changed). A small table is cheaper sent whole than patched (a
+ * patch runs a few processes and a Postfix program of its own; one `postmap` builds every small
+ * table at once): up to `sendWholeUpTo` characters its next source travels in the delta and its
+ * `.db` is built whole, while its changed keys are probed as a patched table's. Any other file that
+ * changed is sent whole.
  */
 import { releaseFiles, type Bundle, type BundleFile } from './bundle.js';
 import { sourceDigest } from './live-files.js';
@@ -25,6 +29,16 @@ export interface TableDelta {
   deleted: string[];
   /** How the node splices the source from its base (table-splice.ts); null: it merges (`comm`/`sort -m`). */
   splice: SpliceOp[] | null;
+  /** A small table: its next source is sent and its `.db` built whole (no splice, no patch). */
+  sent: boolean;
+}
+
+/** Changed tables up to this many characters (≈ 5,000 lines) are sent whole (see above). */
+export const SEND_WHOLE_UP_TO = 256 * 1024;
+
+export interface DeltaOptions {
+  /** Default SEND_WHOLE_UP_TO; 0: every changed table is patched on the node. */
+  sendWholeUpTo?: number | undefined;
 }
 
 export interface BundleDelta {
@@ -87,18 +101,20 @@ function sameKind(a: BundleFile, b: BundleFile): boolean {
   return a.mode === b.mode && a.secret === b.secret && a.mapType === b.mapType;
 }
 
-/** Deltas already computed, by next bundle and base version: every node on the same base shares one. */
+/** Deltas already computed, by next bundle, base version and options: every node on the same base shares one. */
 const computed = new WeakMap<Bundle, Map<string, BundleDelta | null>>();
 
 /** The delta from `base` to `next`; null when nothing of the base can be reused (a full release is as cheap). */
-export function bundleDelta(base: Bundle, next: Bundle): BundleDelta | null {
+export function bundleDelta(base: Bundle, next: Bundle, options: DeltaOptions = {}): BundleDelta | null {
+  const sendWholeUpTo = options.sendWholeUpTo ?? SEND_WHOLE_UP_TO;
   let byBase = computed.get(next);
   if (byBase === undefined) computed.set(next, (byBase = new Map()));
-  if (!byBase.has(base.version)) byBase.set(base.version, deltaOf(base, next));
-  return byBase.get(base.version)!;
+  const key = `${base.version} ${sendWholeUpTo}`;
+  if (!byBase.has(key)) byBase.set(key, deltaOf(base, next, sendWholeUpTo));
+  return byBase.get(key)!;
 }
 
-function deltaOf(base: Bundle, next: Bundle): BundleDelta | null {
+function deltaOf(base: Bundle, next: Bundle, sendWholeUpTo: number): BundleDelta | null {
   const delta: BundleDelta = {
     base: base.version,
     unchanged: [],
@@ -136,13 +152,15 @@ function deltaOf(base: Bundle, next: Bundle): BundleDelta | null {
       continue;
     }
     const readded = new Set(added.map(keyOf));
+    const sent = file.content.length <= sendWholeUpTo;
     delta.tables[name] = {
       removed,
       added,
       deleted: [...new Set(removed.map(keyOf))].filter((k) => !readded.has(k)),
-      splice: spliceOps(old.content, removed, added),
+      splice: sent ? null : spliceOps(old.content, removed, added),
+      sent,
     };
-    delta.nextDigests[name] = sourceDigest(file.content);
+    if (!sent) delta.nextDigests[name] = sourceDigest(file.content);
   }
   return delta.unchanged.length + Object.keys(delta.tables).length === 0 ? null : delta;
 }

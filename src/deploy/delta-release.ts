@@ -56,14 +56,16 @@ export async function stageDelta(
   staging: string,
 ): Promise<DeltaStageResult> {
   const base = layout.release(delta.base);
+  const patched = Object.entries(delta.tables).filter(([, t]) => !t.sent);
+  const sentWhole = [...delta.whole, ...Object.keys(delta.tables).filter((name) => delta.tables[name]!.sent)];
   const entries: TarEntry[] = [
-    ...delta.whole.map((name) => ({ name, mode: bundle.files[name]!.mode, content: bundle.files[name]!.content })),
+    ...sentWhole.map((name) => ({ name, mode: bundle.files[name]!.mode, content: bundle.files[name]!.content })),
     { name: `${META_DIR}/`, mode: 0o755 },
     { name: `${META_DIR}/params`, mode: 0o644, content: lines(Object.keys(bundle.mainCf).sort()) },
     { name: `${META_DIR}/services`, mode: 0o644, content: lines(bundle.masterCf.map(serviceKey).sort()) },
     { name: `${DELTA_DIR}/`, mode: 0o700 },
     { name: `${DELTA_DIR}/base.sha256`, mode: 0o600, content: digestList(delta.baseDigests) },
-    ...Object.entries(delta.tables).flatMap(([name, t]) => [
+    ...patched.flatMap(([name, t]) => [
       { name: `${DELTA_DIR}/${name}.sha256`, mode: 0o600, content: digestList({ [name]: delta.nextDigests[name]! }) },
       // A splice needs no removed lines: their bytes are skipped in the base.
       { name: `${DELTA_DIR}/${name}.removed`, mode: 0o600, content: t.splice === null ? lines(t.removed) : '' },
@@ -74,7 +76,7 @@ export async function stageDelta(
   const copies = delta.unchanged.flatMap((name) =>
     bundle.files[name]!.mapType === 'hash' ? [name, `${name}.db`] : [name],
   );
-  const rebuild = Object.entries(delta.tables).map(([name, t]) => {
+  const rebuild = patched.map(([name, t]) => {
     // Created with its mode (umask is built in; the files are new): no chmod process.
     const umask = (~bundle.files[name]!.mode & 0o777).toString(8).padStart(3, '0');
     const d = (suffix: string) => posix.join(DELTA_DIR, `${name}.${suffix}`);
@@ -115,7 +117,7 @@ export async function postmapDelta(
   staging: string,
 ): Promise<string[]> {
   const base = layout.release(delta.base);
-  const names = Object.keys(delta.tables);
+  const names = Object.keys(delta.tables).filter((name) => !delta.tables[name]!.sent);
   const jobs = names.map((name) => {
     const table = sh(`hash:${name}`);
     const d = (suffix: string) => sh(posix.join(DELTA_DIR, `${name}.${suffix}`));
@@ -125,8 +127,9 @@ export async function postmapDelta(
       `{ [ ! -s ${d('added')} ] || postmap -i -r ${table} < ${d('added')}; }`,
     ].join(' && ');
   });
+  // One postmap builds every table sent whole.
   const whole = hashMaps(bundle)
-    .filter(([name]) => delta.whole.includes(name))
+    .filter(([name]) => delta.whole.includes(name) || delta.tables[name]?.sent === true)
     .map(([name]) => `hash:${name}`);
   if (whole.length > 0) jobs.push(sh('postmap', ...whole));
   // One touch for every table (each process costs milliseconds of the node's CPU).
@@ -190,9 +193,12 @@ export function stagingPlan(
     },
     describe() {
       if (used !== null) {
-        const merged = Object.values(used.tables).reduce((n, t) => n + t.added.length + t.deleted.length, 0);
-        const spliced = Object.values(used.tables).filter((t) => t.splice !== null).length;
-        return `delta from ${used.base.slice(0, 12)}: ${Object.keys(used.tables).length} table(s) merged (${merged} entries, ${spliced} spliced), ${used.unchanged.length} linked, ${used.whole.length} whole`;
+        const tables = Object.values(used.tables);
+        const entries = tables.reduce((n, t) => n + t.added.length + t.deleted.length, 0);
+        const spliced = tables.filter((t) => t.splice !== null).length;
+        const sent = tables.filter((t) => t.sent).length;
+        const merged = tables.length - spliced - sent;
+        return `delta from ${used.base.slice(0, 12)}: ${tables.length} table(s) changed (${entries} entries; ${spliced} spliced, ${merged} merged, ${sent} sent whole), ${used.unchanged.length} linked, ${used.whole.length} whole`;
       }
       return refused === undefined ? undefined : `full release: the node refused the delta (${refused})`;
     },

@@ -98,6 +98,11 @@ export interface DeployOptions {
    * the node from that one plus the change (delta-release.ts), falling back to a full one.
    */
   base?: Bundle | undefined;
+  /**
+   * A delta sends changed tables up to this many characters whole and builds their `.db` with one
+   * `postmap` (default SEND_WHOLE_UP_TO, bundle-delta.ts); 0: every changed table is patched.
+   */
+  deltaSendWholeUpTo?: number | undefined;
   /** Releases kept on the node, live and previous always included (default 5). */
   keepReleases?: number;
   log?: (event: DeployEvent) => void;

@@ -162,7 +162,9 @@ class DeployRun extends DeployRunBase {
       this.layout,
       this.bundle,
       dir,
-      base !== undefined && base.version === expectedLiveVersion ? bundleDelta(base, this.bundle) : null,
+      base !== undefined && base.version === expectedLiveVersion
+        ? bundleDelta(base, this.bundle, { sendWholeUpTo: this.options.deltaSendWholeUpTo })
+        : null,
     );
     const staged = ahead(
       this.step(

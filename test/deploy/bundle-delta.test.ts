@@ -30,7 +30,7 @@ describe('bundleDelta', () => {
   it('copies unchanged files and merges the changed lines of changed tables', () => {
     const base = buildBundle([route('a.test'), route('b.test'), route('c.test')]);
     const next = buildBundle([route('a.test'), route('b.test', 'rotated'), route('d.test')]);
-    const delta = bundleDelta(base, next)!;
+    const delta = bundleDelta(base, next, { sendWholeUpTo: 0 })!;
     expect(delta.base).toBe(base.version);
     expect(delta.unchanged).toEqual(['tls_policy']);
     expect(delta.whole).toEqual([]);
@@ -39,9 +39,31 @@ describe('bundleDelta', () => {
       added: ['@b.test rotated:pw b.test', '@d.test u-d.test:pw d.test'],
       deleted: ['@c.test'],
     });
-    expect(delta.tables.sasl_passwd?.splice).not.toBeNull();
+    expect(delta.tables.sasl_passwd).toMatchObject({ sent: false, splice: expect.any(Array) });
+    expect(Object.keys(delta.nextDigests).sort()).toEqual(['sasl_passwd', 'sender_relay']);
     for (const [name, t] of Object.entries(delta.tables))
       expect(applyLines(base.files[name]!.content, t), name).toBe(next.files[name]!.content);
+  });
+
+  it('sends small changed tables whole, still saying which keys changed (the probes ask them)', () => {
+    const base = buildBundle([route('a.test'), route('b.test'), route('c.test')]);
+    const next = buildBundle([route('a.test'), route('b.test', 'rotated'), route('d.test')]);
+    const small = bundleDelta(base, next)!;
+    expect(small.tables.sasl_passwd).toMatchObject({
+      sent: true,
+      splice: null,
+      added: ['@b.test rotated:pw b.test', '@d.test u-d.test:pw d.test'],
+      deleted: ['@c.test'],
+    });
+    expect(small.nextDigests).toEqual({});
+    // The size decides, per table: sender_relay's lines are the shorter ones.
+    const threshold = next.files.sender_relay!.content.length;
+    const mixed = bundleDelta(base, next, { sendWholeUpTo: threshold })!;
+    expect(mixed.tables.sender_relay?.sent).toBe(true);
+    expect(mixed.tables.sasl_passwd?.sent).toBe(false);
+    expect(Object.keys(mixed.nextDigests)).toEqual(['sasl_passwd']);
+    expect(mixed).not.toBe(small);
+    expect(bundleDelta(base, next)).toBe(small);
   });
 
   it('sends whole what it cannot merge: new files, another mode, unsorted or commented tables', () => {
@@ -79,7 +101,7 @@ describe('bundleDelta', () => {
       fc.property(domains, domains, fc.boolean(), (before, after, rotate) => {
         const base = buildBundle(before.map((d) => route(d)));
         const next = buildBundle(after.map((d, i) => route(d, rotate && i % 3 === 0 ? 'rotated' : undefined)));
-        const delta = bundleDelta(base, next);
+        const delta = bundleDelta(base, next, { sendWholeUpTo: 0 });
         if (delta === null) return;
         merged += Object.keys(delta.tables).length;
         for (const [name, t] of Object.entries(delta.tables)) {

@@ -11,6 +11,7 @@ import path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deployBundle, type Bundle, type DeployOutcome } from '../../src/deploy/index.js';
+import { SEND_WHOLE_UP_TO } from '../../src/deploy/bundle-delta.js';
 import { driftedFiles } from '../../src/deploy/live-files.js';
 import { DEFAULT_REMOTE_PATH, connectNode, type NodeConnection } from '../../src/ssh/index.js';
 import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/postfix-node.js';
@@ -53,12 +54,17 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
   const live = () => path.join(node.configDir, 'relayplane', 'current');
   let current: Bundle | undefined;
 
-  /** Deploys as the sync worker does: the node's last version as the hint, its bundle as the base. */
-  async function deployNext(next: Bundle, c = conn): Promise<DeployOutcome> {
+  /**
+   * Deploys as the sync worker does: the node's last version as the hint, its bundle as the base.
+   * These tables are small: unless a test says otherwise every changed one is patched on the node
+   * (sendWholeUpTo 0), as a large one would be.
+   */
+  async function deployNext(next: Bundle, c = conn, sendWholeUpTo: number | undefined = 0): Promise<DeployOutcome> {
     const outcome = await deployBundle(c, next, {
       configDir: node.configDir,
       expectedLiveVersion: current?.version ?? null,
       base: current,
+      deltaSendWholeUpTo: sendWholeUpTo,
     });
     if (outcome.state === 'live') current = next;
     return outcome;
@@ -73,18 +79,23 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
     });
     let deltas = 0;
     await fc.assert(
-      fc.asyncProperty(fc.array(config, { minLength: 2, maxLength: 5 }), async (sequence) => {
-        for (const domains of sequence) {
-          const next = bundleOf(domains);
-          if (next.version === current?.version) continue;
-          const outcome = await deployNext(next);
-          expect(outcome.state, `${outcome.error} ${JSON.stringify(outcome.steps)}`).toBe('live');
-          // The base is what this test deployed: a delta is never refused (a wrong splice or merge would be).
-          expect(stage(outcome)).not.toMatch(/refused/);
-          if (stage(outcome).startsWith('delta')) deltas++;
-          expect(await driftedFiles(conn, live(), next)).toEqual([]);
-        }
-      }),
+      // Changed tables patched on the node, or (small ones, as by default) sent whole.
+      fc.asyncProperty(
+        fc.array(config, { minLength: 2, maxLength: 5 }),
+        fc.constantFrom(0, SEND_WHOLE_UP_TO),
+        async (sequence, sendWholeUpTo) => {
+          for (const domains of sequence) {
+            const next = bundleOf(domains);
+            if (next.version === current?.version) continue;
+            const outcome = await deployNext(next, conn, sendWholeUpTo);
+            expect(outcome.state, `${outcome.error} ${JSON.stringify(outcome.steps)}`).toBe('live');
+            // The base is what this test deployed: a delta is never refused (a wrong splice or merge would be).
+            expect(stage(outcome)).not.toMatch(/refused/);
+            if (stage(outcome).startsWith('delta')) deltas++;
+            expect(await driftedFiles(conn, live(), next)).toEqual([]);
+          }
+        },
+      ),
       { numRuns: 4 },
     );
     expect(deltas).toBeGreaterThan(3);
@@ -103,7 +114,7 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
     ]);
     const outcome = await deployNext(next);
     expect(outcome.state, outcome.error).toBe('live');
-    expect(stage(outcome)).toMatch(/^delta .* 1 table\(s\) merged .* linked/);
+    expect(stage(outcome)).toMatch(/^delta .* 1 table\(s\) changed .* linked/);
     const inode = (version: string, file: string) => statSync(path.join(releasesDir(), version, file)).ino;
     for (const file of ['sender_relay', 'sender_relay.db'])
       expect(inode(next.version, file), file).toBe(inode(before.version, file));
@@ -111,6 +122,26 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
       expect(inode(next.version, file), file).not.toBe(inode(before.version, file));
     expect(await driftedFiles(conn, live(), next)).toEqual([]);
     expect(await driftedFiles(conn, path.join(releasesDir(), before.version), before)).toEqual([]);
+  });
+
+  it('sends small changed tables whole and builds them with one postmap, probing their changed keys', async () => {
+    const before = bundleOf([
+      ['a.test', 'u1'],
+      ['b.test', 'u2'],
+    ]);
+    if (current?.version !== before.version) expect((await deployNext(before)).state).toBe('live');
+    const next = bundleOf([
+      ['a.test', 'u1'],
+      ['b.test', 'u3'],
+      ['c.test', 'u1'],
+    ]);
+    const outcome = await deployNext(next, conn, SEND_WHOLE_UP_TO);
+    expect(outcome.state, outcome.error).toBe('live');
+    expect(stage(outcome)).toMatch(/^delta .* 2 table\(s\) changed \(\d+ entries; 0 spliced, 0 merged, 2 sent whole\)/);
+    expect(outcome.steps.find((s) => s.step === 'validate')?.ok).toBe(true);
+    expect(await driftedFiles(conn, live(), next)).toEqual([]);
+    const inode = (version: string, file: string) => statSync(path.join(releasesDir(), version, file)).ino;
+    expect(inode(next.version, 'tls_policy.db')).toBe(inode(before.version, 'tls_policy.db'));
   });
 
   it('merges many scattered changes with comm and sort -m, and splices a few', async () => {
@@ -126,12 +157,12 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
     const scattered = users((i) => i % 3 === 0);
     const merged = await deployNext(scattered);
     expect(merged.state, merged.error).toBe('live');
-    expect(stage(merged)).toMatch(/^delta .* merged \(\d+ entries, 0 spliced\)/);
+    expect(stage(merged)).toMatch(/^delta .* changed \(\d+ entries; 0 spliced, 1 merged, 0 sent whole\)/);
     expect(await driftedFiles(conn, live(), scattered)).toEqual([]);
     const few = users((i) => i % 3 === 0 || i === 38);
     const spliced = await deployNext(few);
     expect(spliced.state, spliced.error).toBe('live');
-    expect(stage(spliced)).toMatch(/^delta .* merged \(\d+ entries, 1 spliced\)/);
+    expect(stage(spliced)).toMatch(/^delta .* changed \(\d+ entries; 1 spliced, 0 merged, 0 sent whole\)/);
     expect(await driftedFiles(conn, live(), few)).toEqual([]);
   });
 
@@ -216,6 +247,7 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
       configDir: node.configDir,
       expectedLiveVersion: before.version,
       base: believed,
+      deltaSendWholeUpTo: 0,
     });
     expect(outcome.state, outcome.error).toBe('live');
     current = next;
