@@ -118,10 +118,10 @@ export function createBundleReceiver() {
             if (chunk === undefined) throw new TransferMismatchError(`${name}: no chunk ${part} received before`);
             return chunk;
           });
-          const content = chunks.join('');
-          // Kept as slices of the text: the chunks as they arrived (and the previous text) can go.
-          let at = 0;
-          received = { content, chunks: chunks.map((chunk) => content.slice(at, (at += chunk.length))) };
+          // The chunks are kept as they arrived, a table's unchanged ones as the same strings as
+          // before: what the deployer derives per chunk (table-view.ts) is found again by identity,
+          // without hashing every chunk's text anew (slices of the joined text would be new strings).
+          received = { content: chunks.join(''), chunks };
           // The deployer's checks read the table chunk by chunk (src/deploy/table-view.ts): these are its chunks.
           rememberLineChunks(received.content, received.chunks);
         }
