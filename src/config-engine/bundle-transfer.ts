@@ -1,6 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import { lineChunks, rememberLineChunks } from '../lib/line-chunks.js';
-import type { Bundle, BundleFile } from '../postfix/index.js';
+import { chunksOf, type Bundle, type BundleFile } from '../postfix/index.js';
 import type { DeployableBundle } from './engine.js';
 
 /**
@@ -8,8 +8,9 @@ import type { DeployableBundle } from './engine.js';
  * bundle (≈ 20 MB of text and one id per credential at 100,000 domains) stalls both threads for
  * every change, while a change alters a few lines: so each side remembers the files of the last
  * bundle that crossed, a file whose text is unchanged crosses as `same`, and a changed one as its
- * content-defined chunks (src/lib/line-chunks.ts), each the index of a chunk of the file's previous
- * text or, when new, its text. Both sides update their memory with every message, in order, so
+ * chunks, each the index of a chunk of the file's previous version or, when new, its text: a
+ * chunked file's own (the incremental compiler's runs of lines, chunkedFile(): no text is joined or
+ * cut on this side), any other file's content-defined chunks (src/lib/line-chunks.ts). Both sides update their memory with every message, in order, so
  * they stay mirrors for as long as the thread lives (a new thread starts both afresh).
  */
 type WireFile = Omit<BundleFile, 'content' | 'masked'> & ({ same: true } | { parts: Array<string | number> });
@@ -21,7 +22,8 @@ export interface WireDeployable {
 }
 
 interface Sent {
-  content: string;
+  /** The file's text, or the chunks array of a chunked file (chunksOf): compared by identity first. */
+  source: string | readonly string[];
   chunks: readonly string[];
   /** Chunk text → its position in `chunks` (built when the next version of the file is encoded). */
   index?: Map<string, number>;
@@ -41,17 +43,22 @@ export function createBundleSender() {
     encode({ bundle, credentialIds }: DeployableBundle): WireDeployable {
       const next = new Map<string, Sent>();
       const files: Record<string, WireFile> = {};
-      for (const [name, { content, masked: _masked, ...meta }] of Object.entries(bundle.files)) {
+      for (const [name, file] of Object.entries(bundle.files)) {
+        // Named, not spread: spreading would read (join) a chunked file's content and masked text.
+        const meta = { mode: file.mode, secret: file.secret, mapType: file.mapType };
         const previous = last.get(name);
-        if (previous !== undefined && previous.content === content) {
+        // A chunked file is sent as its own chunks (the compiler keeps them: no text to join and cut).
+        const own = chunksOf(file);
+        const source = own ?? file.content;
+        if (previous !== undefined && previous.source === source) {
           next.set(name, previous);
           files[name] = { ...meta, same: true };
           continue;
         }
-        const chunks = lineChunks(content);
+        const chunks = own ?? lineChunks(file.content);
         if (previous !== undefined) previous.index ??= new Map(previous.chunks.map((chunk, i) => [chunk, i]));
         const parts = chunks.map((chunk) => previous?.index?.get(chunk) ?? chunk);
-        next.set(name, { content, chunks });
+        next.set(name, { source, chunks });
         files[name] = { ...meta, parts };
       }
       last = next;

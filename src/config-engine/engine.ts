@@ -11,6 +11,7 @@ import {
   type IncrementalCompiler,
   type QuarantinedUnit,
   type Snapshot,
+  withoutMaskedText,
 } from '../postfix/index.js';
 import type { BundleStore, MaskedBundle } from './bundle-store.js';
 
@@ -88,7 +89,7 @@ async function refusedAsProblem<T>(work: () => Promise<T>): Promise<T> {
 /** The bundle as the deployer needs it: secret files' masked renderings stay with the engine (and off the thread boundary). */
 function withoutMasked(bundle: Bundle): Bundle {
   const files: Bundle['files'] = {};
-  for (const [name, { masked: _masked, ...file }] of Object.entries(bundle.files)) files[name] = file;
+  for (const [name, file] of Object.entries(bundle.files)) files[name] = withoutMaskedText(file);
   return { ...bundle, files };
 }
 

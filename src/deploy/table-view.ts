@@ -1,7 +1,8 @@
 /**
- * A lookup table's text read chunk by chunk (the content-defined chunks of src/lib/line-chunks.ts),
- * so that what the deployer derives from a table costs what changed in it: consecutive bundles
- * share all but a few chunks of a 100,000-line table, and each chunk is read once.
+ * A lookup table's text read chunk by chunk (its lineChunks(), src/lib/line-chunks.ts: content-
+ * defined, or the compiler's own runs of lines when the engine thread sent them), so that what the
+ * deployer derives from a table costs what changed in it: consecutive bundles share all but a few
+ * chunks of a 100,000-line table, and each chunk is read once.
  *
  * Only tables in the form the compiler writes qualify (`simple`): one `key value` line each, keys
  * of printable ASCII, strictly ascending by key and by line, newline-terminated. For such a table

@@ -43,7 +43,13 @@ function remember(text: string, chunks: readonly string[]): void {
   if (recent.size > RECENT_TEXTS) recent.delete(recent.keys().next().value!);
 }
 
-/** Records `chunks` as lineChunks(text), which they must be (a text rebuilt from the chunks another thread cut). */
+/**
+ * Records `chunks` as what lineChunks(text) answers from now on (a text rebuilt from the chunks
+ * another thread sent). They must concatenate to `text` and end at line ends; they need not be
+ * content-defined (the engine thread sends the compiler's own chunks): what reads them per chunk
+ * (src/deploy/table-view.ts) holds for any such cut, and is cheapest when consecutive versions of
+ * a table share most of their chunks, as the compiler's do.
+ */
 export function rememberLineChunks(text: string, chunks: readonly string[]): void {
   remember(text, chunks);
 }

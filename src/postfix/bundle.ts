@@ -72,15 +72,58 @@ function byKey<T>(record: Record<string, T>): Array<[string, T]> {
   return Object.entries(record).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
-/** A file's last SHA-256 by name, so that an unchanged file is not hashed again (see bundleVersion). */
-export type FileDigests = Map<string, { content: string; digest: string }>;
+/**
+ * A file's last SHA-256 by name, so that an unchanged file is not hashed again (see bundleVersion):
+ * `source` is its text, or the chunks array of a chunked file (chunkedFile).
+ */
+export type FileDigests = Map<string, { source: string | readonly string[]; digest: string }>;
 
-function contentDigest(name: string, content: string, digests: FileDigests | undefined): string {
+const fileChunks = new WeakMap<BundleFile, readonly string[]>();
+
+/**
+ * A file whose content is `chunks` (lines, each chunk ending in a newline) concatenated, joined
+ * only when `content` is first read: the incremental compiler hands its tables over this way, so
+ * a change that leaves a table's chunks as they were neither joins nor hashes it again, and one
+ * that changes a few lines sends those chunks (src/config-engine/bundle-transfer.ts) without
+ * joining a multi-megabyte text first. `masked`, when given, is joined lazily the same way.
+ */
+export function chunkedFile(
+  chunks: readonly string[],
+  meta: Omit<BundleFile, 'content' | 'masked'>,
+  maskedChunks?: readonly string[],
+): BundleFile {
+  let content: string | undefined;
+  let masked: string | undefined;
+  const file = { ...meta } as BundleFile;
+  Object.defineProperty(file, 'content', { enumerable: true, get: () => (content ??= chunks.join('')) });
+  if (maskedChunks !== undefined)
+    Object.defineProperty(file, 'masked', { enumerable: true, get: () => (masked ??= maskedChunks.join('')) });
+  fileChunks.set(file, chunks);
+  return file;
+}
+
+/** The chunks of a chunkedFile() (undefined for a file made of a plain text). */
+export function chunksOf(file: BundleFile): readonly string[] | undefined {
+  return fileChunks.get(file);
+}
+
+/** The same file without its masked rendering, still joined lazily when it was (chunkedFile). */
+export function withoutMaskedText(file: BundleFile): BundleFile {
+  const meta = { mode: file.mode, secret: file.secret, mapType: file.mapType };
+  const chunks = chunksOf(file);
+  return chunks === undefined ? { content: file.content, ...meta } : chunkedFile(chunks, meta);
+}
+
+function contentDigest(name: string, file: BundleFile, digests: FileDigests | undefined): string {
+  const source = chunksOf(file) ?? file.content;
   const known = digests?.get(name);
-  // The same string object compares without reading it; equal text in another string is read once.
-  if (known !== undefined && known.content === content) return known.digest;
-  const digest = createHash('sha256').update(content).digest('hex');
-  digests?.set(name, { content, digest });
+  // The same string or chunks array compares without reading it; equal text in another string is read once.
+  if (known !== undefined && known.source === source) return known.digest;
+  const hash = createHash('sha256');
+  if (typeof source === 'string') hash.update(source);
+  else for (const chunk of source) hash.update(chunk);
+  const digest = hash.digest('hex');
+  digests?.set(name, { source, digest });
   return digest;
 }
 
@@ -101,7 +144,7 @@ export function bundleVersion(
     f.mode,
     f.secret,
     f.mapType,
-    contentDigest(name, f.content, digests),
+    contentDigest(name, f, digests),
   ]);
   const masterCf = [...bundle.masterCf]
     .sort((a, b) => (a.name < b.name ? -1 : 1))

@@ -1,7 +1,7 @@
 // The incremental compiler's assembly (incremental.ts): the plan-wide parts and the bundle.
 import { assembleBundle, bundleFile, secretBundleFile } from './compiler.js';
 import type { ProblemList } from './errors.js';
-import type { Bundle, BundleFile } from './bundle.js';
+import { chunkedFile, type Bundle, type BundleFile } from './bundle.js';
 import { renderHashMap } from './map-encoding.js';
 import { checkServiceLimits } from './plan.js';
 import type { RelayTlsPolicy } from './resolve.js';
@@ -25,17 +25,22 @@ export function assembleFromState(state: State, problems: ProblemList): Bundle {
   plan.warnings = planWarnings(plan);
 
   const files: Record<string, BundleFile> = {};
-  const content = (name: string, lines: SortedLines) => {
-    const text = lines.content();
-    const known = state.digests.get(name);
-    if (known?.content !== text) state.digests.set(name, { content: text, digest: lines.digest() });
-    return text;
+  // The per-domain tables as their chunks, joined only if someone reads the text (chunkedFile).
+  const chunks = (name: string, lines: SortedLines) => {
+    const texts = lines.chunkTexts();
+    if (state.digests.get(name)?.source !== texts) state.digests.set(name, { source: texts, digest: lines.digest() });
+    return texts;
   };
-  files[TABLE.senderTransport] = bundleFile(content(TABLE.senderTransport, tables.transport));
-  files[TABLE.senderRelay] = bundleFile(content(TABLE.senderRelay, tables.relay));
-  files[TABLE.saslPasswd] = secretBundleFile(content(TABLE.saslPasswd, tables.sasl), tables.saslMasked.content());
+  const table = { mode: 0o644, secret: false, mapType: 'hash' } as const;
+  files[TABLE.senderTransport] = chunkedFile(chunks(TABLE.senderTransport, tables.transport), table);
+  files[TABLE.senderRelay] = chunkedFile(chunks(TABLE.senderRelay, tables.relay), table);
+  files[TABLE.saslPasswd] = chunkedFile(
+    chunks(TABLE.saslPasswd, tables.sasl),
+    { mode: 0o600, secret: true, mapType: 'hash' },
+    tables.saslMasked.chunkTexts(),
+  );
   files[TABLE.tlsPolicy] = bundleFile(renderHashMap(tlsPolicyEntries(plan)));
-  files[TABLE.senderAccess] = bundleFile(content(TABLE.senderAccess, tables.access));
+  files[TABLE.senderAccess] = chunkedFile(chunks(TABLE.senderAccess, tables.access), table);
   for (const service of plan.services) {
     if (service.tlsPolicyMap !== null) files[service.tlsPolicyMap] = bundleFile(renderHashMap(service.tlsPolicies));
     if (service.saslMap === null) continue;

@@ -19,6 +19,9 @@ interface Chunk {
 export class SortedLines {
   private readonly chunks: Chunk[] = [];
   private joined: string | undefined;
+  /** chunkTexts() until a line changes: the same array, so an unchanged table is recognised by identity. */
+  private texts: readonly string[] | undefined;
+  private sha256: string | undefined;
 
   constructor(keys: readonly string[], lines: readonly string[]) {
     for (let i = 0; i < keys.length; i += CHUNK) {
@@ -72,10 +75,13 @@ export class SortedLines {
     }
     chunk.joined = undefined;
     this.joined = undefined;
+    this.texts = undefined;
+    this.sha256 = undefined;
   }
 
-  private chunkTexts(): string[] {
-    return this.chunks.map((chunk) => (chunk.joined ??= chunk.lines.join('')));
+  /** The texts of the chunks, in order (each a run of lines): the same array until a line changes. */
+  chunkTexts(): readonly string[] {
+    return (this.texts ??= this.chunks.map((chunk) => (chunk.joined ??= chunk.lines.join(''))));
   }
 
   content(): string {
@@ -88,9 +94,10 @@ export class SortedLines {
    * multi-megabyte string to UTF-8 in one piece.
    */
   digest(): string {
+    if (this.sha256 !== undefined) return this.sha256;
     const hash = createHash('sha256');
     for (const text of this.chunkTexts()) hash.update(text);
-    return hash.digest('hex');
+    return (this.sha256 = hash.digest('hex'));
   }
 
   /** From a rendered table whose lines are `key value` in key order. */

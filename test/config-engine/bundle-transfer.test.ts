@@ -6,7 +6,7 @@ import {
 } from '../../src/config-engine/bundle-transfer.js';
 import type { DeployableBundle } from '../../src/config-engine/index.js';
 import { lineChunks } from '../../src/lib/line-chunks.js';
-import type { Bundle } from '../../src/postfix/index.js';
+import { chunkedFile, chunksOf, type Bundle, type BundleFile } from '../../src/postfix/index.js';
 
 const table = (count: number, changed = -1) =>
   Array.from(
@@ -67,6 +67,50 @@ describe('bundle transfer between the engine thread and the main thread', () => 
     expect(Object.keys(got3.bundle.files).sort()).toEqual(['other', 'small']);
     expect(got3.bundle.files.small!.content).toBe('a c\n');
     expect(got3.credentialIds).toEqual(['c3']);
+  });
+
+  it('sends a chunked file as its own chunks, without joining its text, and compares it by its chunks array', () => {
+    const sender = createBundleSender();
+    const receiver = createBundleReceiver();
+    const meta = { mode: 0o600, secret: true, mapType: 'hash' } as const;
+    const joins: string[] = [];
+    /** Chunks whose join() is recorded: reading the file's content or masked text joins them. */
+    const watched = (label: string, chunks: string[]) =>
+      Object.assign(chunks, {
+        join: (sep?: string) => {
+          joins.push(label);
+          return Array.prototype.join.call(chunks, sep);
+        },
+      });
+    const v1 = watched('v1', ['@a.example u:p1\n@b.example u:p2\n', '@c.example u:p3\n']);
+    const file1 = chunkedFile(v1, meta, watched('masked', ['@a.example u:sha:1\n', '@c.example u:sha:3\n']));
+    const bundle = (file: BundleFile): DeployableBundle => ({
+      bundle: { version: 'v', files: { sasl: file }, mainCf: {}, masterCf: [], warnings: [], quarantine: [] },
+      credentialIds: [],
+    });
+    const wire1 = cross(sender.encode(bundle(file1)));
+    expect(wire1.bundle.files.sasl).toEqual({ ...meta, parts: v1.slice() });
+    // The same chunks array again (the compiler's table did not change): sent as `same`.
+    const again = cross(sender.encode(bundle(chunkedFile(v1, meta))));
+    expect(again.bundle.files.sasl).toEqual({ ...meta, same: true });
+    // One chunk changed: the other goes by index.
+    const v2 = watched('v2', [v1[0]!, '@c.example u:p4\n']);
+    const wire2 = cross(sender.encode(bundle(chunkedFile(v2, meta))));
+    expect(wire2.bundle.files.sasl).toEqual({ ...meta, parts: [0, '@c.example u:p4\n'] });
+    expect(joins).toEqual([]);
+    receiver.decode(wire1);
+    receiver.decode(again);
+    expect(receiver.decode(wire2).bundle.files.sasl!.content).toBe(
+      '@a.example u:p1\n@b.example u:p2\n@c.example u:p4\n',
+    );
+    // Read where it is needed (the bundle store), the text is joined once.
+    expect([file1.content, file1.content, file1.masked]).toEqual([
+      '@a.example u:p1\n@b.example u:p2\n@c.example u:p3\n',
+      '@a.example u:p1\n@b.example u:p2\n@c.example u:p3\n',
+      '@a.example u:sha:1\n@c.example u:sha:3\n',
+    ]);
+    expect(joins).toEqual(['v1', 'masked']);
+    expect(chunksOf(file1)).toBe(v1);
   });
 
   it('gives the same object again when nothing changed since the previous message', () => {
