@@ -1,6 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
-import { lineChunks, rememberLineChunks } from '../lib/line-chunks.js';
-import { chunksOf, type Bundle, type BundleFile } from '../postfix/index.js';
+import { lineChunks } from '../lib/line-chunks.js';
+import { chunkedFile, chunksOf, knownDigest, type Bundle, type BundleFile } from '../postfix/index.js';
 import type { DeployableBundle } from './engine.js';
 
 /**
@@ -13,7 +13,8 @@ import type { DeployableBundle } from './engine.js';
  * cut on this side), any other file's content-defined chunks (src/lib/line-chunks.ts). Both sides update their memory with every message, in order, so
  * they stay mirrors for as long as the thread lives (a new thread starts both afresh).
  */
-type WireFile = Omit<BundleFile, 'content' | 'masked'> & ({ same: true } | { parts: Array<string | number> });
+type WireFile = Omit<BundleFile, 'content' | 'masked'> &
+  ({ same: true } | { parts: Array<string | number>; sha256?: string | undefined });
 
 export interface WireDeployable {
   bundle: Omit<Bundle, 'files'> & { files: Record<string, WireFile> };
@@ -59,7 +60,7 @@ export function createBundleSender() {
         if (previous !== undefined) previous.index ??= new Map(previous.chunks.map((chunk, i) => [chunk, i]));
         const parts = chunks.map((chunk) => previous?.index?.get(chunk) ?? chunk);
         next.set(name, { source, chunks });
-        files[name] = { ...meta, parts };
+        files[name] = { ...meta, parts, sha256: knownDigest(file) };
       }
       last = next;
       const ids = sameIds(lastIds, credentialIds) ? null : credentialIds;
@@ -78,8 +79,9 @@ export class TransferMismatchError extends Error {
 }
 
 interface Received {
-  content: string;
   chunks: readonly string[];
+  /** The file made of them (its text joined when first read): given again while they are the same. */
+  file: BundleFile;
 }
 
 /** Every file and id as before, and the rest of the bundle equal (it is small: compared whole). */
@@ -114,10 +116,18 @@ export function createBundleReceiver() {
       const files: Bundle['files'] = {};
       for (const [name, file] of Object.entries(wire.bundle.files)) {
         const previous = last.get(name);
+        const meta = { mode: file.mode, secret: file.secret, mapType: file.mapType };
         let received: Received;
         if ('same' in file) {
           if (previous === undefined) throw new TransferMismatchError(`${name}: unchanged, but never received`);
-          received = previous;
+          const { mode, secret, mapType } = previous.file;
+          received =
+            mode === meta.mode && secret === meta.secret && mapType === meta.mapType
+              ? previous
+              : {
+                  chunks: previous.chunks,
+                  file: chunkedFile(previous.chunks, meta, { sha256: knownDigest(previous.file) }),
+                };
         } else {
           const chunks = file.parts.map((part) => {
             if (typeof part === 'string') return part;
@@ -125,16 +135,12 @@ export function createBundleReceiver() {
             if (chunk === undefined) throw new TransferMismatchError(`${name}: no chunk ${part} received before`);
             return chunk;
           });
-          // The chunks are kept as they arrived, a table's unchanged ones as the same strings as
-          // before: what the deployer derives per chunk (table-view.ts) is found again by identity,
-          // without hashing every chunk's text anew (slices of the joined text would be new strings).
-          received = { content: chunks.join(''), chunks };
-          // The deployer's checks read the table chunk by chunk (src/deploy/table-view.ts): these are its chunks.
-          rememberLineChunks(received.content, received.chunks);
+          // A table's unchanged chunks are the same strings as before: what the deployer derives
+          // per chunk (table-view.ts) is found again by identity, and no text is joined unless read.
+          received = { chunks, file: chunkedFile(chunks, meta, { sha256: file.sha256 }) };
         }
         next.set(name, received);
-        const { same: _same, parts: _parts, ...meta } = file as WireFile & { same?: true; parts?: unknown };
-        files[name] = { ...meta, content: received.content };
+        files[name] = received.file;
       }
       let credentialIds = wire.credentialIds;
       if (credentialIds === null) {

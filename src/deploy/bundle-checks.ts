@@ -4,7 +4,7 @@
  * Invalid TLS level" and master throttles the service), what postmap only warns about (duplicate
  * keys: first wins), and what postconf would rewrite behind our back (surrounding blanks).
  */
-import { DIR_PLACEHOLDER, MANAGED_SERVICE_PREFIX, serviceKey, type Bundle } from './bundle.js';
+import { chunksOf, DIR_PLACEHOLDER, MANAGED_SERVICE_PREFIX, serviceKey, type Bundle } from './bundle.js';
 import { VERSION_RE } from './layout.js';
 import { parsedFile, tableProblems } from './map-source.js';
 
@@ -110,7 +110,9 @@ function fileProblems(bundle: Bundle): string[] {
     }
     if (file.mode !== 0o600 && file.mode !== 0o644) problems.push(`file ${name}: mode must be 0600 or 0644`);
     if (file.secret && file.mode !== 0o600) problems.push(`file ${name}: a secret file must be 0600`);
-    if (file.content.includes('\0')) problems.push(`file ${name}: contains NUL`);
+    // A chunked file (chunkedFile) is searched chunk by chunk: its text is not joined for this.
+    if ((chunksOf(file) ?? [file.content]).some((chunk) => chunk.includes('\0')))
+      problems.push(`file ${name}: contains NUL`);
     if (file.mapType === 'hash') {
       for (const p of tableProblems(file)) problems.push(`file ${name}: ${p}`);
     }

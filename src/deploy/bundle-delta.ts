@@ -15,9 +15,9 @@
  * `.db` is built whole, while its changed keys are probed as a patched table's. Any other file that
  * changed is sent whole.
  */
-import { releaseFiles, type Bundle, type BundleFile } from './bundle.js';
+import { chunksOf, releaseFiles, type Bundle, type BundleFile } from './bundle.js';
 import { sourceDigest } from './live-files.js';
-import { tableView, type TableView } from './table-view.js';
+import { fileView, type TableView } from './table-view.js';
 import { spliceOps, type SpliceOp } from './table-splice.js';
 
 export interface TableDelta {
@@ -69,7 +69,7 @@ const byteCompare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 /** The table when it has the form the node can merge: one `key value` line each, sorted, newline-terminated. */
 function mergeable(file: BundleFile): TableView | null {
   if (file.mapType !== 'hash') return null;
-  const view = tableView(file.content);
+  const view = fileView(file);
   return view.simple ? view : null;
 }
 
@@ -95,6 +95,26 @@ function lineDiff(base: string[], next: string[]): { removed: string[]; added: s
     }
   }
   return { removed, added };
+}
+
+const sumLengths = (chunks: readonly string[]) => chunks.reduce((n, chunk) => n + chunk.length, 0);
+
+/** The text's length (UTF-16 units), without joining a chunked file. */
+const textLength = (file: BundleFile) => {
+  const chunks = chunksOf(file);
+  return chunks === undefined ? file.content.length : sumLengths(chunks);
+};
+
+/** Equal texts; chunked files (chunkedFile) compared chunk by chunk, without joining them. */
+function sameText(a: BundleFile, b: BundleFile): boolean {
+  const x = chunksOf(a);
+  const y = chunksOf(b);
+  if (x === undefined || y === undefined) return a.content === b.content;
+  if (x === y) return true;
+  // Cut at the same places (the compiler's chunks of two versions): equal when every chunk is.
+  if (x.length === y.length && x.every((chunk, i) => chunk.length === y[i]!.length))
+    return x.every((chunk, i) => chunk === y[i]);
+  return sumLengths(x) === sumLengths(y) && a.content === b.content;
 }
 
 function sameKind(a: BundleFile, b: BundleFile): boolean {
@@ -131,8 +151,8 @@ function deltaOf(base: Bundle, next: Bundle, sendWholeUpTo: number): BundleDelta
       delta.whole.push(name);
       continue;
     }
-    delta.baseDigests[name] = sourceDigest(old.content);
-    if (old.content === file.content) {
+    delta.baseDigests[name] = sourceDigest(old);
+    if (sameText(old, file)) {
       delta.unchanged.push(name);
       continue;
     }
@@ -152,15 +172,15 @@ function deltaOf(base: Bundle, next: Bundle, sendWholeUpTo: number): BundleDelta
       continue;
     }
     const readded = new Set(added.map(keyOf));
-    const sent = file.content.length <= sendWholeUpTo;
+    const sent = textLength(file) <= sendWholeUpTo;
     delta.tables[name] = {
       removed,
       added,
       deleted: [...new Set(removed.map(keyOf))].filter((k) => !readded.has(k)),
-      splice: sent ? null : spliceOps(old.content, removed, added),
+      splice: sent ? null : spliceOps(chunksOf(old) ?? old.content, removed, added),
       sent,
     };
-    if (!sent) delta.nextDigests[name] = sourceDigest(file.content);
+    if (!sent) delta.nextDigests[name] = sourceDigest(file);
   }
   return delta.unchanged.length + Object.keys(delta.tables).length === 0 ? null : delta;
 }

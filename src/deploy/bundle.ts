@@ -4,14 +4,16 @@
  */
 
 import {
+  chunksOf,
   DIR_PLACEHOLDER,
+  knownDigest,
   SERVICE_PREFIX,
   type Bundle,
   type BundleFile,
   type MasterService,
 } from '../postfix/bundle.js';
 
-export { DIR_PLACEHOLDER, type Bundle, type BundleFile, type MasterService };
+export { chunksOf, DIR_PLACEHOLDER, knownDigest, type Bundle, type BundleFile, type MasterService };
 
 /** master.cf entries whose name starts with this belong to Relayplane: it creates, rewrites and removes them. */
 export const MANAGED_SERVICE_PREFIX = SERVICE_PREFIX;

@@ -5,32 +5,54 @@
  * rebuilt from an edited source, and a missing file. Only digests cross the wire: never contents.
  */
 import { createHash } from 'node:crypto';
-import { hashMaps, type Bundle } from './bundle.js';
+import { chunksOf, hashMaps, knownDigest, type Bundle, type BundleFile } from './bundle.js';
 import { memoByContent } from './content-cache.js';
 import { parseMapSource } from './map-source.js';
-import { tableView } from './table-view.js';
+import { fileView } from './table-view.js';
 import { sh, type NodeConnection } from '../ssh/index.js';
 
 const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
 
 /** `postmap -s` prints `key<TAB>value` per entry in hash order; `LC_ALL=C sort` orders bytes. */
 function dumpDigest(content: string): string {
-  const view = tableView(content);
-  if (view.simple) return view.dumpDigest();
   const lines = parseMapSource(content).entries.map((e) => Buffer.from(`${e.key}\t${e.value}\n`, 'utf8'));
   lines.sort(Buffer.compare);
   return sha256(Buffer.concat(lines));
 }
 
-/** SHA-256 (hex) of a table's text, once per text (consecutive bundles share most tables). */
-export const sourceDigest = memoByContent((content: string) => sha256(content));
-const dumpDigestOnce = memoByContent(dumpDigest);
+const textDigest = memoByContent((content: string) => sha256(content));
+const parsedDumpDigest = memoByContent(dumpDigest);
+const chunksDigests = new WeakMap<readonly string[], string>();
+
+/**
+ * SHA-256 (hex) of a table's text, once per text (consecutive bundles share most tables): of a
+ * chunked file (chunkedFile), the digest it came with, or its chunks hashed in turn, once per
+ * chunks array, without joining them.
+ */
+export function sourceDigest(file: BundleFile): string {
+  const chunks = chunksOf(file);
+  if (chunks === undefined) return textDigest(file.content);
+  let digest = knownDigest(file) ?? chunksDigests.get(chunks);
+  if (digest === undefined) {
+    const hash = createHash('sha256');
+    for (const chunk of chunks) hash.update(chunk);
+    digest = hash.digest('hex');
+  }
+  chunksDigests.set(chunks, digest);
+  return digest;
+}
+
+/** The digest of what `postmap -s | LC_ALL=C sort` prints for the table. */
+function tableDumpDigest(file: BundleFile): string {
+  const view = fileView(file);
+  return view.simple ? view.dumpDigest() : parsedDumpDigest(file.content);
+}
 
 /** `name source <hex>` and `name db <hex>` lines the node must print for this bundle. */
 export function expectedDigests(bundle: Bundle): Map<string, string> {
   const out = new Map<string, string>();
-  for (const [name, file] of Object.entries(bundle.files)) out.set(`${name} source`, sourceDigest(file.content));
-  for (const [name, file] of hashMaps(bundle)) out.set(`${name} db`, dumpDigestOnce(file.content));
+  for (const [name, file] of Object.entries(bundle.files)) out.set(`${name} source`, sourceDigest(file));
+  for (const [name, file] of hashMaps(bundle)) out.set(`${name} db`, tableDumpDigest(file));
   return out;
 }
 

@@ -8,7 +8,7 @@
  */
 
 import { memoByContent } from './content-cache.js';
-import { tableView } from './table-view.js';
+import { fileView } from './table-view.js';
 
 export interface MapEntry {
   /** Lower-cased, as a hash map stores it. */
@@ -71,18 +71,18 @@ export function parsedFile(file: { content: string }): ParsedMap {
 
 /** What postmap would warn about in the table: nothing for one in the compiler's form (table-view.ts), read chunk by chunk. */
 export function tableProblems(file: { content: string }): string[] {
-  return tableView(file.content).simple ? [] : parsedFile(file).problems;
+  return fileView(file).simple ? [] : parsedFile(file).problems;
 }
 
 /** How many entries postmap stores for the table. */
 export function entryCount(file: { content: string }): number {
-  const view = tableView(file.content);
+  const view = fileView(file);
   return view.simple ? view.count : parsedFile(file).entries.length;
 }
 
 /** The table's entries at these positions (in source order; positions out of range are left out). */
 export function entriesAt(file: { content: string }, positions: number[]): Array<{ key: string; value: string }> {
-  const view = tableView(file.content);
+  const view = fileView(file);
   const count = view.simple ? view.count : parsedFile(file).entries.length;
   const inRange = positions.filter((i) => i >= 0 && i < count);
   return view.simple ? inRange.map((i) => view.entryAt(i)) : inRange.map((i) => parsedFile(file).entries[i]!);

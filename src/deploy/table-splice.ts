@@ -31,18 +31,65 @@ function lowerBound(text: string, line: string): number {
 }
 
 /**
- * The ops that turn `base` (sorted lines, each newline-terminated) into the next version, given
- * the lines only in one or the other (both sorted); null when a removed line is not found as a
- * whole line or the ops would be too many.
+ * A sorted table as chunks of whole lines (a BundleFile's chunks, or its text as one): positions
+ * are a chunk's index and an offset in it, so nothing joins the table's text.
  */
-export function spliceOps(base: string, removed: readonly string[], added: readonly string[]): SpliceOp[] | null {
+class ChunkedLines {
+  /** UTF-8 bytes before each chunk. */
+  private readonly byteStarts: number[] = [];
+
+  constructor(private readonly chunks: readonly string[]) {
+    let at = 0;
+    for (const chunk of chunks) {
+      this.byteStarts.push(at);
+      at += bytes(chunk);
+    }
+  }
+
+  /** Where `line` is or would go: [chunk, offset], the offset at a line start (or the chunk's end). */
+  lowerBound(line: string): [number, number] {
+    // The last chunk whose first line is not above `line` holds it, or it goes before the first.
+    let lo = 0;
+    let hi = this.chunks.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      const chunk = this.chunks[mid]!;
+      if (chunk.slice(0, chunk.indexOf('\n')) <= line) lo = mid;
+      else hi = mid - 1;
+    }
+    const chunk = this.chunks[lo] ?? '';
+    return [lo, lowerBound(chunk, line)];
+  }
+
+  hasLineAt([c, offset]: [number, number], line: string): boolean {
+    return (this.chunks[c] ?? '').startsWith(`${line}\n`, offset);
+  }
+
+  /** UTF-8 bytes before a position. */
+  byteOffset([c, offset]: [number, number]): number {
+    const chunk = this.chunks[c];
+    return chunk === undefined ? 0 : this.byteStarts[c]! + bytes(chunk.slice(0, offset));
+  }
+}
+
+/**
+ * The ops that turn `base` (sorted lines, each newline-terminated: its text, or its chunks of whole
+ * lines) into the next version, given the lines only in one or the other (both sorted); null when
+ * a removed line is not found as a whole line or the ops would be too many.
+ */
+export function spliceOps(
+  base: string | readonly string[],
+  removed: readonly string[],
+  added: readonly string[],
+): SpliceOp[] | null {
+  const text = new ChunkedLines(typeof base === 'string' ? [base] : base);
   const events: Array<{ at: number; line: string; insert: boolean }> = [];
   for (const line of removed) {
-    const at = lowerBound(base, line);
-    if (!base.startsWith(`${line}\n`, at)) return null;
-    events.push({ at, line, insert: false });
+    const at = text.lowerBound(line);
+    if (!text.hasLineAt(at, line)) return null;
+    events.push({ at: text.byteOffset(at), line, insert: false });
   }
-  for (const line of added) events.push({ at: lowerBound(base, line), line, insert: true });
+  for (const line of added) events.push({ at: text.byteOffset(text.lowerBound(line)), line, insert: true });
   // At one offset the added line goes first: it sorts before the line found there.
   events.sort((a, b) => a.at - b.at || Number(b.insert) - Number(a.insert));
   const ops: Array<['copy' | 'skip' | 'insert', number]> = [];
@@ -51,14 +98,15 @@ export function spliceOps(base: string, removed: readonly string[], added: reado
     if (last !== undefined && last[0] === kind) last[1] += n;
     else if (n > 0) ops.push([kind, n]);
   };
+  // Byte offsets in the base from here on.
   let cursor = 0;
   for (const e of events) {
-    if (e.at > cursor) push('copy', bytes(base.slice(cursor, e.at)));
+    if (e.at > cursor) push('copy', e.at - cursor);
     cursor = Math.max(cursor, e.at);
     if (e.insert) push('insert', bytes(e.line) + 1);
     else {
       push('skip', bytes(e.line) + 1);
-      cursor += e.line.length + 1;
+      cursor += bytes(e.line) + 1;
     }
     if (ops.length > MAX_SPLICE_OPS) return null;
   }

@@ -1,8 +1,9 @@
 /**
- * A lookup table's text read chunk by chunk (its lineChunks(), src/lib/line-chunks.ts: content-
- * defined, or the compiler's own runs of lines when the engine thread sent them), so that what the
- * deployer derives from a table costs what changed in it: consecutive bundles share all but a few
- * chunks of a 100,000-line table, and each chunk is read once.
+ * A lookup table's text read chunk by chunk (a chunked file's own chunks, chunkedFile() in
+ * src/postfix/bundle.ts, else its content-defined lineChunks()), so that what the deployer derives
+ * from a table costs what changed in it: consecutive bundles share all but a few chunks of a
+ * 100,000-line table, and each chunk is read once. Any cut at line ends will do: a line only in one
+ * table lies in a chunk the other does not have (linesNotIn).
  *
  * Only tables in the form the compiler writes qualify (`simple`): one `key value` line each, keys
  * of printable ASCII, strictly ascending by key and by line, newline-terminated. For such a table
@@ -13,6 +14,7 @@
 import { createHash } from 'node:crypto';
 import { lineChunks } from '../lib/line-chunks.js';
 import { memoByContent } from './content-cache.js';
+import { chunksOf } from './bundle.js';
 
 /** What one chunk says, whatever text surrounds it. */
 interface ChunkFacts {
@@ -105,10 +107,9 @@ const sha256Hex = (parts: string[]) => {
   return hash.digest('hex');
 };
 
-function viewOf(content: string): TableView {
-  const chunks = lineChunks(content);
+function viewOf(chunks: readonly string[]): TableView {
   const facts = factsOf(chunks);
-  let simple = content.endsWith('\n') && facts.every((f) => f.simple);
+  let simple = (chunks.at(-1)?.endsWith('\n') ?? false) && facts.every((f) => f.simple);
   // Ascending across chunk boundaries too.
   for (let c = 1; simple && c < facts.length; c += 1) {
     const before = facts[c - 1]!;
@@ -150,4 +151,15 @@ function viewOf(content: string): TableView {
 }
 
 /** The table's view, once per text. */
-export const tableView = memoByContent(viewOf);
+export const tableView = memoByContent((content: string) => viewOf(lineChunks(content)));
+
+const chunkedViews = new WeakMap<readonly string[], TableView>();
+
+/** A bundle file's view: a chunked file's (chunkedFile) from its chunks, once per chunks array, without its text. */
+export function fileView(file: { content: string }): TableView {
+  const chunks = chunksOf(file);
+  if (chunks === undefined) return tableView(file.content);
+  let view = chunkedViews.get(chunks);
+  if (view === undefined) chunkedViews.set(chunks, (view = viewOf(chunks)));
+  return view;
+}

@@ -30,9 +30,9 @@ function keyHash(text: string, start: number, end: number): number {
 }
 
 /**
- * The chunks of the last few texts cut or handed over (rememberLineChunks): a changed table is cut
- * by whoever stores, sends or checks it, and the engine thread sends its chunks along. Keyed by
- * the text itself, as src/deploy/content-cache.ts explains.
+ * The chunks of the last few texts cut: a changed table is cut once by whoever stores, sends or
+ * checks it. Keyed by the text itself, as src/deploy/content-cache.ts explains. (A table the
+ * incremental compiler built comes with its own chunks instead: chunkedFile, src/postfix/bundle.ts.)
  */
 const RECENT_TEXTS = 8;
 const recent = new Map<string, readonly string[]>();
@@ -41,17 +41,6 @@ function remember(text: string, chunks: readonly string[]): void {
   recent.delete(text);
   recent.set(text, chunks);
   if (recent.size > RECENT_TEXTS) recent.delete(recent.keys().next().value!);
-}
-
-/**
- * Records `chunks` as what lineChunks(text) answers from now on (a text rebuilt from the chunks
- * another thread sent). They must concatenate to `text` and end at line ends; they need not be
- * content-defined (the engine thread sends the compiler's own chunks): what reads them per chunk
- * (src/deploy/table-view.ts) holds for any such cut, and is cheapest when consecutive versions of
- * a table share most of their chunks, as the compiler's do.
- */
-export function rememberLineChunks(text: string, chunks: readonly string[]): void {
-  remember(text, chunks);
 }
 
 /** The chunks of `text`, in order: their concatenation is `text`, exactly. Shared: never change the array. */

@@ -78,7 +78,8 @@ function byKey<T>(record: Record<string, T>): Array<[string, T]> {
  */
 export type FileDigests = Map<string, { source: string | readonly string[]; digest: string }>;
 
-const fileChunks = new WeakMap<BundleFile, readonly string[]>();
+const fileChunks = new WeakMap<object, readonly string[]>();
+const fileDigests = new WeakMap<object, string>();
 
 /**
  * A file whose content is `chunks` (lines, each chunk ending in a newline) concatenated, joined
@@ -90,8 +91,9 @@ const fileChunks = new WeakMap<BundleFile, readonly string[]>();
 export function chunkedFile(
   chunks: readonly string[],
   meta: Omit<BundleFile, 'content' | 'masked'>,
-  maskedChunks?: readonly string[],
+  options: { masked?: readonly string[] | undefined; sha256?: string | undefined } = {},
 ): BundleFile {
+  const maskedChunks = options.masked;
   let content: string | undefined;
   let masked: string | undefined;
   const file = { ...meta } as BundleFile;
@@ -99,19 +101,27 @@ export function chunkedFile(
   if (maskedChunks !== undefined)
     Object.defineProperty(file, 'masked', { enumerable: true, get: () => (masked ??= maskedChunks.join('')) });
   fileChunks.set(file, chunks);
+  if (options.sha256 !== undefined) fileDigests.set(file, options.sha256);
   return file;
 }
 
 /** The chunks of a chunkedFile() (undefined for a file made of a plain text). */
-export function chunksOf(file: BundleFile): readonly string[] | undefined {
+export function chunksOf(file: object): readonly string[] | undefined {
   return fileChunks.get(file);
+}
+
+/** The SHA-256 (hex) of a chunkedFile()'s content, when whoever made it knew it. */
+export function knownDigest(file: object): string | undefined {
+  return fileDigests.get(file);
 }
 
 /** The same file without its masked rendering, still joined lazily when it was (chunkedFile). */
 export function withoutMaskedText(file: BundleFile): BundleFile {
   const meta = { mode: file.mode, secret: file.secret, mapType: file.mapType };
   const chunks = chunksOf(file);
-  return chunks === undefined ? { content: file.content, ...meta } : chunkedFile(chunks, meta);
+  return chunks === undefined
+    ? { content: file.content, ...meta }
+    : chunkedFile(chunks, meta, { sha256: knownDigest(file) });
 }
 
 function contentDigest(name: string, file: BundleFile, digests: FileDigests | undefined): string {

@@ -32,15 +32,17 @@ export function assembleFromState(state: State, problems: ProblemList): Bundle {
     return texts;
   };
   const table = { mode: 0o644, secret: false, mapType: 'hash' } as const;
-  files[TABLE.senderTransport] = chunkedFile(chunks(TABLE.senderTransport, tables.transport), table);
-  files[TABLE.senderRelay] = chunkedFile(chunks(TABLE.senderRelay, tables.relay), table);
+  const file = (name: string, lines: SortedLines) =>
+    chunkedFile(chunks(name, lines), table, { sha256: lines.digest() });
+  files[TABLE.senderTransport] = file(TABLE.senderTransport, tables.transport);
+  files[TABLE.senderRelay] = file(TABLE.senderRelay, tables.relay);
   files[TABLE.saslPasswd] = chunkedFile(
     chunks(TABLE.saslPasswd, tables.sasl),
     { mode: 0o600, secret: true, mapType: 'hash' },
-    tables.saslMasked.chunkTexts(),
+    { masked: tables.saslMasked.chunkTexts(), sha256: tables.sasl.digest() },
   );
   files[TABLE.tlsPolicy] = bundleFile(renderHashMap(tlsPolicyEntries(plan)));
-  files[TABLE.senderAccess] = chunkedFile(chunks(TABLE.senderAccess, tables.access), table);
+  files[TABLE.senderAccess] = file(TABLE.senderAccess, tables.access);
   for (const service of plan.services) {
     if (service.tlsPolicyMap !== null) files[service.tlsPolicyMap] = bundleFile(renderHashMap(service.tlsPolicies));
     if (service.saslMap === null) continue;

@@ -27,6 +27,7 @@ export {
   isSafeReleaseDir,
   chunkedFile,
   chunksOf,
+  knownDigest,
   withoutMaskedText,
   type Bundle,
   type BundleFile,

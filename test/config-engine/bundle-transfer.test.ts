@@ -83,7 +83,9 @@ describe('bundle transfer between the engine thread and the main thread', () => 
         },
       });
     const v1 = watched('v1', ['@a.example u:p1\n@b.example u:p2\n', '@c.example u:p3\n']);
-    const file1 = chunkedFile(v1, meta, watched('masked', ['@a.example u:sha:1\n', '@c.example u:sha:3\n']));
+    const file1 = chunkedFile(v1, meta, {
+      masked: watched('masked', ['@a.example u:sha:1\n', '@c.example u:sha:3\n']),
+    });
     const bundle = (file: BundleFile): DeployableBundle => ({
       bundle: { version: 'v', files: { sasl: file }, mainCf: {}, masterCf: [], warnings: [], quarantine: [] },
       credentialIds: [],

@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { bundleDelta, type TableDelta } from '../../src/deploy/bundle-delta.js';
 import { buildBundle, type Route } from './bundles.js';
+import { chunkedFile, type Bundle } from '../../src/postfix/index.js';
 
 const route = (domain: string, user = `u-${domain}`): Route => ({
   domain,
@@ -43,6 +44,38 @@ describe('bundleDelta', () => {
     expect(Object.keys(delta.nextDigests).sort()).toEqual(['sasl_passwd', 'sender_relay']);
     for (const [name, t] of Object.entries(delta.tables))
       expect(applyLines(base.files[name]!.content, t), name).toBe(next.files[name]!.content);
+  });
+
+  it("computes the same delta from chunked files (the engine thread's), without joining their texts", () => {
+    const base = buildBundle([route('a.test'), route('b.test'), route('c.test'), route('e.test')]);
+    const next = buildBundle([route('a.test'), route('b.test', 'rotated'), route('d.test'), route('e.test')]);
+    const joined: string[] = [];
+    /** Each file as chunks of two lines whose join() is recorded. */
+    const chunked = (bundle: Bundle): Bundle => ({
+      ...bundle,
+      files: Object.fromEntries(
+        Object.entries(bundle.files).map(([name, file]) => {
+          const lines = file.content.split(/(?<=\n)/);
+          const chunks = Array.from({ length: Math.ceil(lines.length / 2) }, (_, i) =>
+            lines.slice(2 * i, 2 * i + 2).join(''),
+          );
+          const join = (sep?: string) => (joined.push(name), Array.prototype.join.call(chunks, sep));
+          return [
+            name,
+            chunkedFile(Object.assign(chunks, { join }), {
+              mode: file.mode,
+              secret: file.secret,
+              mapType: file.mapType,
+            }),
+          ];
+        }),
+      ),
+    });
+    const expected = bundleDelta(base, next, { sendWholeUpTo: 0 })!;
+    const fromChunks = bundleDelta(chunked(base), chunked(next), { sendWholeUpTo: 0 })!;
+    expect(fromChunks).toEqual(expected);
+    expect(Object.keys(fromChunks.tables).sort()).toEqual(['sasl_passwd', 'sender_relay']);
+    expect(joined).toEqual([]);
   });
 
   it('sends small changed tables whole, still saying which keys changed (the probes ask them)', () => {

@@ -41,12 +41,20 @@ describe('spliceOps', () => {
         fc.uniqueArray(line, { minLength: 0, maxLength: 40 }),
         fc.uniqueArray(line, { maxLength: 6 }),
         fc.array(fc.nat(), { maxLength: 6 }),
-        (baseLines, candidates, removeAt) => {
+        fc.array(fc.nat({ max: 40 }), { maxLength: 8 }),
+        (baseLines, candidates, removeAt, cuts) => {
           const base = sorted(baseLines);
           const removed = sorted(new Set(removeAt.filter(() => base.length > 0).map((i) => base[i % base.length]!)));
           const added = sorted(candidates.filter((l) => !base.includes(l)));
           const next = sorted([...base.filter((l) => !removed.includes(l)), ...added]);
           const ops = spliceOps(table(base), removed, added);
+          // The base as chunks of whole lines (as a bundle file hands it over) gives the same ops.
+          const at = sorted(new Set(cuts.map((c) => String(c % (base.length + 1)).padStart(3, '0')))).map(Number);
+          const chunks = [0, ...at, base.length]
+            .slice(1)
+            .map((end, i, ends) => table(base.slice(i === 0 ? 0 : ends[i - 1], end)))
+            .filter((c) => c !== '');
+          expect(spliceOps(chunks, removed, added)).toEqual(ops);
           if (ops === null) return; // too many ops: the node merges instead
           const built = apply(ops, Buffer.from(table(base)), Buffer.from(table(added)));
           expect(built.toString('utf8')).toBe(table(next));
