@@ -25,6 +25,7 @@ import { FILES_STAT, filesStatCommand, modeProblems, postmapTables, withModes } 
 import { stageRelease } from './release-store.js';
 import { tarArchive, type TarEntry } from './tar-archive.js';
 import { spliceScript } from './table-splice.js';
+import { concurrently } from './shell-jobs.js';
 
 const DELTA_DIR = posix.join(META_DIR, 'delta');
 export const BASE_DRIFTED = 10;
@@ -33,17 +34,6 @@ export const DIGEST_MISMATCH = 11;
 const lines = (items: readonly string[]) => items.map((i) => `${i}\n`).join('');
 const digestList = (digests: Record<string, string>) =>
   lines(Object.entries(digests).map(([name, hex]) => `${hex}  ${name}`));
-
-/**
- * One shell command that runs `jobs` (each a command list) and succeeds when every one exited 0:
- * a single job inline, several as background jobs waited for one by one (each job's own umask
- * and failures stay in its subshell). The node's cores build tables side by side.
- */
-export function concurrently(jobs: readonly string[]): string {
-  if (jobs.length === 1) return `{ ${jobs[0]}; }`;
-  const started = jobs.map((job) => `{ ${job}; } & rp_jobs="$rp_jobs $!"`).join('\n');
-  return `{ rp_jobs=''\n${started}\nrp_ok=0; for rp_job in $rp_jobs; do wait "$rp_job" || rp_ok=1; done; [ "$rp_ok" = 0 ]; }`;
-}
 
 export type DeltaStageResult = 'staged' | 'base-drifted' | 'digest-mismatch';
 

@@ -1,14 +1,14 @@
 /**
- * `concurrently` (src/deploy/delta-release.ts), the shell list a delta's per-table work runs in:
+ * `concurrently` (src/deploy/shell-jobs.ts), the shell list a delta's per-table work runs in:
  * with this machine's /bin/sh, it succeeds only when every job exited 0, waits for every job
  * (also after one failed), and keeps each job's umask to itself.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { concurrently } from '../../src/deploy/delta-release.js';
+import { concurrently } from '../../src/deploy/shell-jobs.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -39,6 +39,14 @@ describe('concurrently', () => {
   it('runs a single job inline, its failure failing the list', () => {
     expect(run(concurrently(['true'])).code).toBe(0);
     expect(run(concurrently(['exit 3'])).code).not.toBe(0);
+  });
+
+  it('takes jobs that end in a here-document', () => {
+    const job = (name: string) => `cat > ${name} <<'EOF'\n${name} line\nEOF`;
+    const { code, dir } = run(`${concurrently([job('one'), job('two')])} && ${concurrently([job('three')])}`);
+    expect(code).toBe(0);
+    expect(readFileSync(path.join(dir, 'two'), 'utf8')).toBe('two line\n');
+    expect(readFileSync(path.join(dir, 'three'), 'utf8')).toBe('three line\n');
   });
 
   it("keeps each job's umask in the job", () => {
