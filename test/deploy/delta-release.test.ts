@@ -333,4 +333,46 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
     expect(await driftedFiles(conn, live(), base)).toEqual([]);
     expect(readdirSync(releasesDir()).filter((r) => r.includes('.tmp-'))).toEqual([]);
   });
+
+  it('refuses a delta whose staged tables answer a changed key wrongly, as patched and as sent whole', async () => {
+    // postmap -q answers the new key with a stale value (a wrapper first in the session's PATH).
+    const bin = path.join(node.baseDir, 'stale-bin');
+    await mkdir(bin, { recursive: true });
+    const real = (await runOk('sh', ['-c', 'command -v postmap'])).stdout.trim();
+    await writeFile(
+      path.join(bin, 'postmap'),
+      `#!/bin/sh\ncase " $* " in *" -q - "*) ${real} "$@" | sed 's/^@e\\.test\\t.*/@e.test\\tstale/'; exit 0;; esac\nexec ${real} "$@"\n`,
+    );
+    await chmod(path.join(bin, 'postmap'), 0o755);
+    const stale = await connectNode({
+      ...node.ssh,
+      hostKey: node.ssh.hostKeyFingerprint,
+      remotePath: `${bin}:${DEFAULT_REMOTE_PATH}`,
+    });
+    connections.push(stale);
+    const base = bundleOf([
+      ['a.test', 'u2'],
+      ['c.test', 'u2'],
+      ['d.test', 'u1'],
+    ]);
+    if (current?.version !== base.version) expect((await deployNext(base)).state).toBe('live');
+    const next = bundleOf([
+      ['a.test', 'u2'],
+      ['b.test', 'u3'],
+      ['c.test', 'u2'],
+      ['e.test', 'u1'],
+    ]);
+    for (const sendWholeUpTo of [0, SEND_WHOLE_UP_TO]) {
+      const outcome = await deployNext(next, stale, sendWholeUpTo);
+      expect(outcome.state).toBe('failed');
+      expect(stage(outcome)).toMatch(/^delta /);
+      const validate = outcome.steps.find((s) => s.step === 'validate');
+      expect(validate?.ok).toBe(false);
+      expect(outcome.error).toMatch(/sender_relay: postmap -q @e\.test → "stale", expected the new entry/);
+      expect(outcome.error).toMatch(/sasl_passwd: postmap -q @e\.test → \(secret value differs\)/);
+      expect(outcome.previousVersion).toBe(base.version);
+      expect(await driftedFiles(conn, live(), base)).toEqual([]);
+      expect(readdirSync(releasesDir()).filter((r) => r.includes('.tmp-'))).toEqual([]);
+    }
+  });
 });
