@@ -23,7 +23,10 @@ import { seed } from './seed.js';
  * verified sender domain) → NOTIFY → the sync worker's debounce → compile → deploy over SSH →
  * every node reloaded with the new version. t0 is taken just before the HTTP request; t1 is when
  * EVERY node's `<configDir>/relayplane/current/VERSION` (read from the local filesystem: lab nodes
- * are local) equals the new compiled version AND its maillog shows master's `reload` after t0.
+ * are local) is a new version AND its maillog shows master's `reload` after t0; once the
+ * deployment finished, that version is checked to be the one the change compiles to
+ * (`GET /v1/nodes/{id}`). Nothing polls the API before t1: the app runs in this process, and
+ * requests every few milliseconds would take its CPU while it works on the change.
  * Changes are sequential: the next starts once the previous deployment finished (verify, prune).
  *
  * The app is the real one (buildApp with the SSH settings and the sync worker `relayplane serve`
@@ -604,31 +607,33 @@ try {
         const kind = SEED_DOMAINS > 0 ? CHANGE_KINDS[changeCounter % CHANGE_KINDS.length]! : 'onboard';
         if (i >= 0) kinds.push(kind);
         await makeChange(api, kind, name, changeCounter);
-        // The version the change compiles to, as a node shows it (GET /v1/config would send the whole
-        // bundle: 20 MB of JSON at 100,000 domains, on the control plane's event loop).
-        const version = await waitUntil(
-          async () => {
-            const { desiredVersion } = await api<{ desiredVersion: string | null }>('GET', `/v1/nodes/${ids.nodes[0]}`);
-            return desiredVersion !== null && !before.includes(desiredVersion) ? desiredVersion : undefined;
-          },
-          CHANGE_TIMEOUT_MS,
-          `change ${name} to change the compiled version`,
-          5,
-        );
+        // Live: a node's current/VERSION is no longer the one it ran before t0 and its maillog shows
+        // master's reload since t0. Read on the nodes' files only: polling the API every few
+        // milliseconds would spend the control plane's CPU (the app runs in this process) while it
+        // works on the change.
         const liveAt: Array<number | undefined> = active.map(() => undefined);
+        const liveVersions: Array<string | null> = active.map(() => null);
         await waitUntil(
           () => {
             const now = Date.now();
             active.forEach((node, k) => {
-              if (liveAt[k] !== undefined || liveVersion(node) !== version) return;
-              if (RELOAD_LINE.test(logSince(node.maillogPath, offsets[k]!))) liveAt[k] = now;
+              if (liveAt[k] !== undefined) return;
+              const version = liveVersion(node);
+              if (version === null || version === before[k]) return;
+              if (RELOAD_LINE.test(logSince(node.maillogPath, offsets[k]!))) {
+                liveAt[k] = now;
+                liveVersions[k] = version;
+              }
             });
             return liveAt.every((at) => at !== undefined);
           },
           CHANGE_TIMEOUT_MS,
-          `change ${name} (version ${version.slice(0, 12)}) to be live on ${n} node(s)`,
+          `change ${name} to be live on ${n} node(s)`,
           5,
         );
+        const version = liveVersions[0]!;
+        if (liveVersions.some((v) => v !== version))
+          throw new Error(`change ${name}: the nodes went live with different versions: ${liveVersions.join(', ')}`);
         const t1 = Math.max(...(liveAt as number[]));
         // Sequential: the next change starts once this deployment finished (verify, prune).
         const deployment = await waitUntil(
@@ -650,6 +655,12 @@ try {
         if (deployment.state !== 'succeeded')
           throw new Error(
             `deployment ${deployment.id} ${deployment.state}: ${JSON.stringify(deployment.nodes.map((x) => x.error))}`,
+          );
+        // What went live is what the change compiles to (not a step on the way there).
+        const { desiredVersion } = await api<{ desiredVersion: string | null }>('GET', `/v1/nodes/${ids.nodes[0]}`);
+        if (desiredVersion !== version)
+          throw new Error(
+            `change ${name}: live ${version.slice(0, 12)}, compiled ${String(desiredVersion).slice(0, 12)}`,
           );
         const full = await api<DeploymentJson>('GET', `/v1/deployments/${deployment.id}`);
         const nodeStarts = full.nodes.map((x) => new Date(x.startedAt!).getTime());
