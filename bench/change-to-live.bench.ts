@@ -635,7 +635,10 @@ try {
         if (liveVersions.some((v) => v !== version))
           throw new Error(`change ${name}: the nodes went live with different versions: ${liveVersions.join(', ')}`);
         const t1 = Math.max(...(liveAt as number[]));
-        // Sequential: the next change starts once this deployment finished (verify, prune).
+        // Sequential: the next change starts once this deployment finished (verify, prune). Waited
+        // for in-process, not by polling the API: the requests would count as the control plane's
+        // CPU, the more the longer the run.
+        await app.syncWorker!.idle();
         const deployment = await waitUntil(
           async () => {
             const { items } = await api<{ items: DeploymentJson[] }>('GET', '/v1/deployments?limit=10');
@@ -649,7 +652,6 @@ try {
           `the deployment of ${version.slice(0, 12)} to finish`,
           20,
         );
-        await app.syncWorker!.idle();
         await sleep(150); // the nodes' per-connection sshd processes exit and are reaped
         const cpu = cpuDelta(cpuBefore, cpuSnapshot(active));
         if (deployment.state !== 'succeeded')
