@@ -10,10 +10,13 @@
  * size, mtime; a release without one: its sources' SHA-256; a hand-edited base → exit 10, the
  * caller stages a full release), unchanged files are hard-linked with their `.db` (nothing writes
  * a release's file in place; drift repair renames over it), changed sources rebuilt (spliced from
- * the base's byte ranges, table-splice.ts, or merged with `comm`/`sort -m`) and checked against the next version's SHA-256 (→ exit 11).
- * postmap: each changed table's base `.db` copied and updated in place; whole tables built.
- * Tables are independent files: with more than one, each table's work runs as a job of its own
- * (`concurrently`), so a change to four tables waits for the slowest, not for the four in turn.
+ * the base's byte ranges, table-splice.ts, or merged with `comm`/`sort -m`) and checked against
+ * the next version's SHA-256 (→ exit 11); small changed tables (TableDelta.sent) and files sent
+ * whole arrive in the tar as they are.
+ * postmap: each patched table's base `.db` copied and updated in place; the tables sent whole
+ * built by one `postmap`. Tables are independent files: with more than one, each table's work runs
+ * as a job of its own (`concurrently`, shell-jobs.ts), so a change to four tables waits for the
+ * slowest, not for the four in turn.
  */
 import { posix } from 'node:path';
 import { hashMaps, serviceKey, type Bundle } from './bundle.js';
