@@ -70,6 +70,15 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
     return outcome;
   }
 
+  /** The node runs `domains`' bundle (deployed unless it already does): the base of the next delta. */
+  async function runningOn(domains: Array<[string, string]>): Promise<Bundle> {
+    const bundle = bundleOf(domains);
+    if (current?.version !== bundle.version) expect((await deployNext(bundle)).state).toBe('live');
+    return bundle;
+  }
+
+  const inode = (version: string, file: string) => statSync(path.join(releasesDir(), version, file)).ino;
+
   it('answers exactly as a full build, for random sequences of onboarding, rotation and removal', async () => {
     const domain = fc.stringMatching(/^[a-h]{1,3}\.(test|example)$/);
     const config = fc.uniqueArray(fc.tuple(domain, fc.constantFrom('u1', 'u2', 'u3')), {
@@ -103,11 +112,10 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
   });
 
   it('links the unchanged files of the base release, and writes the changed tables anew', async () => {
-    const before = bundleOf([
+    const before = await runningOn([
       ['a.test', 'u1'],
       ['b.test', 'u2'],
     ]);
-    if (current?.version !== before.version) expect((await deployNext(before)).state).toBe('live');
     const next = bundleOf([
       ['a.test', 'u1'],
       ['b.test', 'u3'],
@@ -115,7 +123,6 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
     const outcome = await deployNext(next);
     expect(outcome.state, outcome.error).toBe('live');
     expect(stage(outcome)).toMatch(/^delta .* 1 table\(s\) changed .* linked/);
-    const inode = (version: string, file: string) => statSync(path.join(releasesDir(), version, file)).ino;
     for (const file of ['sender_relay', 'sender_relay.db'])
       expect(inode(next.version, file), file).toBe(inode(before.version, file));
     for (const file of ['sasl_passwd', 'sasl_passwd.db'])
@@ -125,11 +132,10 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
   });
 
   it('sends small changed tables whole and builds them with one postmap, probing their changed keys', async () => {
-    const before = bundleOf([
+    const before = await runningOn([
       ['a.test', 'u1'],
       ['b.test', 'u2'],
     ]);
-    if (current?.version !== before.version) expect((await deployNext(before)).state).toBe('live');
     const next = bundleOf([
       ['a.test', 'u1'],
       ['b.test', 'u3'],
@@ -140,7 +146,6 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
     expect(stage(outcome)).toMatch(/^delta .* 2 table\(s\) changed \(\d+ entries; 0 spliced, 0 merged, 2 sent whole\)/);
     expect(outcome.steps.find((s) => s.step === 'validate')?.ok).toBe(true);
     expect(await driftedFiles(conn, live(), next)).toEqual([]);
-    const inode = (version: string, file: string) => statSync(path.join(releasesDir(), version, file)).ino;
     expect(inode(next.version, 'tls_policy.db')).toBe(inode(before.version, 'tls_policy.db'));
   });
 
@@ -224,11 +229,10 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
   });
 
   it('refuses a delta whose rebuilt table is not the next version, while its other tables build beside it', async () => {
-    const before = bundleOf([
+    const before = await runningOn([
       ['a.test', 'u1'],
       ['b.test', 'u2'],
     ]);
-    if (current?.version !== before.version) expect((await deployNext(before)).state).toBe('live');
     // The control plane's idea of the base is wrong about one table (the node's files are intact,
     // so the manifest check passes): sasl_passwd is rebuilt from the node's base and cannot match.
     const believed = {
@@ -350,12 +354,11 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
       remotePath: `${bin}:${DEFAULT_REMOTE_PATH}`,
     });
     connections.push(stale);
-    const base = bundleOf([
+    const base = await runningOn([
       ['a.test', 'u2'],
       ['c.test', 'u2'],
       ['d.test', 'u1'],
     ]);
-    if (current?.version !== base.version) expect((await deployNext(base)).state).toBe('live');
     const next = bundleOf([
       ['a.test', 'u2'],
       ['b.test', 'u3'],
