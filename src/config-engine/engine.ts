@@ -218,6 +218,9 @@ export function createInProcessEngine(deps: InProcessEngineDeps): ConfigEngine {
       }),
 
     async close() {
+      // Bundles already answered are stored before the connections go (in a thread too: its close
+      // ends here, whether the app shuts down or the thread stops when idle).
+      await storing;
       await deps.onClose?.();
     },
   };
