@@ -4,6 +4,7 @@
  */
 
 import {
+  chunkedDigest,
   chunksOf,
   DIR_PLACEHOLDER,
   knownDigest,
@@ -13,7 +14,7 @@ import {
   type MasterService,
 } from '../postfix/bundle.js';
 
-export { chunksOf, DIR_PLACEHOLDER, knownDigest, type Bundle, type BundleFile, type MasterService };
+export { chunkedDigest, chunksOf, DIR_PLACEHOLDER, knownDigest, type Bundle, type BundleFile, type MasterService };
 
 /** master.cf entries whose name starts with this belong to Relayplane: it creates, rewrites and removes them. */
 export const MANAGED_SERVICE_PREFIX = SERVICE_PREFIX;

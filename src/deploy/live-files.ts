@@ -5,7 +5,7 @@
  * rebuilt from an edited source, and a missing file. Only digests cross the wire: never contents.
  */
 import { createHash } from 'node:crypto';
-import { chunksOf, hashMaps, knownDigest, type Bundle, type BundleFile } from './bundle.js';
+import { chunkedDigest, hashMaps, type Bundle, type BundleFile } from './bundle.js';
 import { memoByContent } from './content-cache.js';
 import { parseMapSource } from './map-source.js';
 import { fileView } from './table-view.js';
@@ -22,24 +22,9 @@ function dumpDigest(content: string): string {
 
 const textDigest = memoByContent((content: string) => sha256(content));
 const parsedDumpDigest = memoByContent(dumpDigest);
-const chunksDigests = new WeakMap<readonly string[], string>();
-
-/**
- * SHA-256 (hex) of a table's text, once per text (consecutive bundles share most tables): of a
- * chunked file (chunkedFile), the digest it came with, or its chunks hashed in turn, once per
- * chunks array, without joining them.
- */
+/** SHA-256 (hex) of a table's text, once per text (consecutive bundles share most tables); a chunked file's without joining it. */
 export function sourceDigest(file: BundleFile): string {
-  const chunks = chunksOf(file);
-  if (chunks === undefined) return textDigest(file.content);
-  let digest = knownDigest(file) ?? chunksDigests.get(chunks);
-  if (digest === undefined) {
-    const hash = createHash('sha256');
-    for (const chunk of chunks) hash.update(chunk);
-    digest = hash.digest('hex');
-  }
-  chunksDigests.set(chunks, digest);
-  return digest;
+  return chunkedDigest(file) ?? textDigest(file.content);
 }
 
 /** The digest of what `postmap -s | LC_ALL=C sort` prints for the table. */

@@ -115,6 +115,25 @@ export function knownDigest(file: object): string | undefined {
   return fileDigests.get(file);
 }
 
+const chunksDigests = new WeakMap<readonly string[], string>();
+
+/**
+ * The SHA-256 (hex) of a chunkedFile()'s content without joining it: the digest it came with, or
+ * its chunks hashed in turn, once per chunks array. Undefined for a file made of a plain text.
+ */
+export function chunkedDigest(file: BundleFile): string | undefined {
+  const chunks = chunksOf(file);
+  if (chunks === undefined) return undefined;
+  let digest = knownDigest(file) ?? chunksDigests.get(chunks);
+  if (digest === undefined) {
+    const hash = createHash('sha256');
+    for (const chunk of chunks) hash.update(chunk);
+    digest = hash.digest('hex');
+  }
+  chunksDigests.set(chunks, digest);
+  return digest;
+}
+
 /** The same file without its masked rendering, still joined lazily when it was (chunkedFile). */
 export function withoutMaskedText(file: BundleFile): BundleFile {
   const meta = { mode: file.mode, secret: file.secret, mapType: file.mapType };
@@ -129,10 +148,7 @@ function contentDigest(name: string, file: BundleFile, digests: FileDigests | un
   const known = digests?.get(name);
   // The same string or chunks array compares without reading it; equal text in another string is read once.
   if (known !== undefined && known.source === source) return known.digest;
-  const hash = createHash('sha256');
-  if (typeof source === 'string') hash.update(source);
-  else for (const chunk of source) hash.update(chunk);
-  const digest = hash.digest('hex');
+  const digest = chunkedDigest(file) ?? createHash('sha256').update(file.content).digest('hex');
   digests?.set(name, { source, digest });
   return digest;
 }

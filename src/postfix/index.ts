@@ -26,6 +26,7 @@ export {
   masterCfLine,
   isSafeReleaseDir,
   chunkedFile,
+  chunkedDigest,
   chunksOf,
   knownDigest,
   withoutMaskedText,
