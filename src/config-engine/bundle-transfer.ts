@@ -10,8 +10,9 @@ import type { DeployableBundle } from './engine.js';
  * bundle that crossed, a file whose text is unchanged crosses as `same`, and a changed one as its
  * chunks, each the index of a chunk of the file's previous version or, when new, its text: a
  * chunked file's own (the incremental compiler's runs of lines, chunkedFile(): no text is joined or
- * cut on this side), any other file's content-defined chunks (src/lib/line-chunks.ts). Both sides update their memory with every message, in order, so
- * they stay mirrors for as long as the thread lives (a new thread starts both afresh).
+ * cut on this side), any other file's content-defined chunks (src/lib/line-chunks.ts). Both sides
+ * update their memory with every message, in order, so they stay mirrors for as long as the thread
+ * lives (a new thread starts both afresh).
  */
 type WireFile = Omit<BundleFile, 'content' | 'masked'> &
   ({ same: true } | { parts: Array<string | number>; sha256?: string | undefined });
