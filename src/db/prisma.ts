@@ -36,6 +36,10 @@ export function createPrismaClient(databaseUrl: string, options: PrismaClientOpt
     max: options.poolSize ?? 10,
     ...(schema === undefined ? {} : { options: `-c search_path="${schema.replaceAll('"', '""')}"` }),
   });
+  // An idle connection the server ended (a restart, a failover, a fast shutdown) is already out of
+  // the pool, and the next query opens another. Prisma's adapter listens only once it connects: a
+  // pool that has served direct reads alone would throw the event as an uncaught exception.
+  pool.on('error', () => {});
   const adapter = new PrismaPg(pool, { ...(schema === undefined ? {} : { schema }), disposeExternalPool: true });
   const client = new PrismaClient({
     adapter,
