@@ -371,8 +371,11 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
       expect(stage(outcome)).toMatch(/^delta /);
       const validate = outcome.steps.find((s) => s.step === 'validate');
       expect(validate?.ok).toBe(false);
-      expect(outcome.error).toMatch(/sender_relay: postmap -q @e\.test → "stale", expected the new entry/);
-      expect(outcome.error).toMatch(/sasl_passwd: postmap -q @e\.test → \(secret value differs\)/);
+      // One union over the changed tables: the key's answer names them all, and shows no secret.
+      expect(outcome.error).toMatch(
+        /sasl_passwd, (\w+, )*sender_relay(, \w+)*: postmap -q @e\.test → \(secret value differs\), expected the new entry/,
+      );
+      expect(outcome.error).not.toContain('stale');
       expect(outcome.previousVersion).toBe(base.version);
       expect(await driftedFiles(conn, live(), base)).toEqual([]);
       expect(readdirSync(releasesDir()).filter((r) => r.includes('.tmp-'))).toEqual([]);
