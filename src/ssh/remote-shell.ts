@@ -5,11 +5,13 @@
  * command runs: on an admin's server that file can cost half a second (a `pyenv init`), paid by
  * every exec. Here the login shell runs once, to start a plain `/bin/sh` loop with a fixed PATH,
  * `LC_ALL=C` and umask 022; each command is then sent to that loop as a frame and runs in a
- * subshell of it, so its `exit`, `cd`, `umask` or `set -e` stay its own.
+ * subshell of it, so its `exit`, `cd`, `umask` or `set -e` stay its own. Where perl runs (every
+ * Debian and Ubuntu node: perl-base is essential), that shell hands the loop to a Perl one that
+ * speaks the same frames with fewer processes per command (PERL_LOOP).
  *
- * Frames in: `<script bytes> <stdin bytes> <gate>\n`, then the script, then its stdin. The loop reads
- * them with `read` and `head -c`, which never read past what they need, so the stream stays in
- * step. Frames out: `<token> <exit code> <stdout bytes> <stderr bytes>\n` and both outputs, which
+ * Frames in: `<script bytes> <stdin bytes> <gate>\n`, then the script, then its stdin. The shell
+ * loop reads them with `read` and `head -c`, which never read past what they need, so the stream
+ * stays in step. Frames out: `<token> <exit code> <stdout bytes> <stderr bytes>\n` and both outputs, which
  * the command wrote to files in a private (0700) directory: nothing it prints can fake a frame.
  * Frames run in the order sent; callers may send the next before the previous one answers. A
  * gated frame (gate 1) runs only when the frame before it exited 0; otherwise it is answered as
@@ -57,14 +59,58 @@ export function assertRemotePath(path: string): void {
   }
 }
 
-/** The loop the login shell starts; `token` marks its frames. */
-function loopScript(token: string, path: string): string {
+/**
+ * The same loop in Perl (perl-base is essential on Debian and Ubuntu; elsewhere the shell loop runs):
+ * it reads frames and writes answers itself, so a frame costs one `/bin/sh` process instead of
+ * `head -c` for the script (and its stdin), a subshell, and `wc` and `cat` for any output (each
+ * process costs a node milliseconds: BENCHMARKS.md). No module, no single quote: it travels in the
+ * shell loop's text as one single-quoted word. A frame's script runs as `sh -c '. "$0"' <script>`:
+ * its `exit`, `cd`, `umask` or `set -e` stay its own, as in the shell loop's subshell.
+ */
+const PERL_LOOP = [
+  'my ($tok, $dir, $skipped) = @ARGV; my ($buf, $rc, $child) = ("", 0, 0);',
+  'END { if (!$child && opendir(my $d, $dir)) { unlink map { "$dir/$_" } grep { !/^[.]/ } readdir $d; closedir $d; rmdir $dir } }',
+  '$SIG{HUP} = sub { exit 129 }; $SIG{TERM} = sub { exit 143 }; umask 022;',
+  'sub fill { my $r = sysread(STDIN, $buf, 65536, length $buf); exit 112 unless defined $r; return $r }',
+  'sub take { my ($n) = @_; while (length $buf < $n) { exit 112 unless fill() } return substr($buf, 0, $n, "") }',
+  'sub put { my ($data) = @_; my $off = 0; while ($off < length $data) { my $w = syswrite(STDOUT, $data, length($data) - $off, $off); exit 114 unless $w; $off += $w } }',
+  'sub save { my ($name, $data) = @_; open(my $f, ">", "$dir/$name") or exit 113; binmode $f; print {$f} $data or exit 113; close $f or exit 113 }',
+  // Exactly `size` bytes, as the header said (a file that shrank since is padded: the stream stays in step).
+  'sub send_file { my ($name, $size) = @_; open(my $f, "<", "$dir/$name") or exit 114; binmode $f; while ($size > 0) { my $r = sysread($f, my $chunk, $size < 65536 ? $size : 65536); $chunk = "\\0" x $size unless $r; put($chunk); $size -= length $chunk } close $f }',
+  'put("\\n$tok ready\\n");',
+  'for (;;) {',
+  '  my $at; while (($at = index($buf, "\\n")) < 0) { exit 0 unless fill() }',
+  '  my ($slen, $ilen, $gate) = split / /, substr($buf, 0, $at + 1, "");',
+  '  save("s", take($slen)); save("i", $ilen ? take($ilen) : "");',
+  '  if ($gate == 1 && $rc != 0) { $rc = $skipped; put("$tok $rc 0 0\\n"); save("i", ""); next }',
+  '  my $pid = fork; exit 115 unless defined $pid;',
+  '  if ($pid == 0) {',
+  '    $child = 1;',
+  '    open(STDIN, "<", "$dir/i") && open(STDOUT, ">", "$dir/o") && open(STDERR, ">", "$dir/e") or exit 126;',
+  '    exec { "/bin/sh" } "sh", "-c", ". \\"\\$0\\"", "$dir/s"; exit 127;',
+  '  }',
+  '  waitpid($pid, 0); $rc = $? & 127 ? 128 + ($? & 127) : $? >> 8;',
+  '  save("i", "");',
+  '  my ($o, $e) = (-s "$dir/o" || 0, -s "$dir/e" || 0);',
+  '  put("$tok $rc $o $e\\n"); send_file("o", $o); send_file("e", $e);',
+  '}',
+].join('\n');
+
+/** The loop the login shell starts; `token` marks its frames. `perl`: run the Perl loop where a perl runs. */
+function loopScript(token: string, path: string, perl: boolean): string {
   return [
     `PATH=${path}; export PATH`,
     'LC_ALL=C; export LC_ALL',
-    'unset LANG LANGUAGE CDPATH ENV BASH_ENV',
+    // Perl's own environment too: nothing on the node may load modules into the loop or change its I/O.
+    'unset LANG LANGUAGE CDPATH ENV BASH_ENV PERL5LIB PERLLIB PERL5OPT PERL_UNICODE PERLIO',
     'umask 077',
     'rp_dir=$(mktemp -d) || exit 111',
+    ...(perl
+      ? [
+          // Checked once per connection: a perl that cannot run leaves the shell loop to it.
+          `if perl -e 1 >/dev/null 2>&1; then exec perl -e '${PERL_LOOP}' ${token} "$rp_dir" ${SKIPPED_EXIT}; fi`,
+        ]
+      : []),
     'trap \'rm -rf "$rp_dir"\' EXIT',
     "trap 'exit 129' HUP",
     "trap 'exit 143' TERM",
@@ -123,11 +169,18 @@ export class RemoteShell {
    */
   static async start(
     open: OpenChannel,
-    options: { host: string; path: string; timeoutMs: number; sudo?: boolean },
+    options: {
+      host: string;
+      path: string;
+      timeoutMs: number;
+      sudo?: boolean;
+      /** 'sh': the shell loop even where perl runs (default 'auto': the Perl loop where it can). */
+      loop?: 'auto' | 'sh';
+    },
   ): Promise<{ shell: RemoteShell; startMs: number }> {
     assertRemotePath(options.path);
     const token = `@@relayplane-${randomBytes(8).toString('hex')}`;
-    const loop = Buffer.from(loopScript(token, options.path), 'utf8');
+    const loop = Buffer.from(loopScript(token, options.path, options.loop !== 'sh'), 'utf8');
     const started = performance.now();
     // Only `"`, `$`, `(` inside single quotes: the same meaning in sh, bash, zsh, fish and csh. A
     // deploy user other than root runs the shell as root through sudo, never asked for a password.

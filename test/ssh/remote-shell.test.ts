@@ -4,7 +4,7 @@
  * step whatever commands print, read or exit with, and the environment is the loop's own.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -50,8 +50,11 @@ function open(command: string): Promise<ShellChannel> {
   return Promise.resolve(channel);
 }
 
-async function start(path = DEFAULT_REMOTE_PATH): Promise<{ shell: RemoteShell; startMs: number }> {
-  const started = await RemoteShell.start(open, { host: 'local', path, timeoutMs: 20_000 });
+async function start(
+  loop: 'auto' | 'sh',
+  path = DEFAULT_REMOTE_PATH,
+): Promise<{ shell: RemoteShell; startMs: number }> {
+  const started = await RemoteShell.start(open, { host: 'local', path, timeoutMs: 20_000, loop });
   shells.push(started.shell);
   return started;
 }
@@ -62,10 +65,22 @@ const text = (r: { code: number; stdout: Buffer; stderr: Buffer }) => ({
   stderr: r.stderr.toString(),
 });
 
-describe('RemoteShell', () => {
+/** What runs the frames: the Perl loop where perl runs (as on every Debian node), else the shell loop. */
+const loopOf = async (shell: RemoteShell) =>
+  (await shell.run('cat /proc/$PPID/comm', undefined, 10_000)).stdout.toString().trim() === 'perl' ? 'perl' : 'sh';
+
+describe.each([
+  { loop: 'auto' as const, runs: 'perl' },
+  { loop: 'sh' as const, runs: 'sh' },
+])('RemoteShell, $runs loop', ({ loop, runs }) => {
+  it('runs the loop it was asked for', async () => {
+    const { shell } = await start(loop);
+    expect(await loopOf(shell)).toBe(runs);
+  });
+
   it('runs every command of a connection in one shell started once, with its own exit code and outputs', async () => {
     const before = await readFile(`${dir}/starts`, 'utf8').catch(() => '');
-    const { shell, startMs } = await start();
+    const { shell, startMs } = await start(loop);
     expect(startMs).toBeGreaterThan(0);
     expect(text(await shell.run("printf 'no newline'; echo oops >&2", undefined, 10_000))).toEqual({
       code: 0,
@@ -95,7 +110,7 @@ describe('RemoteShell', () => {
   });
 
   it('keeps binary output, stdin and output that imitates a frame byte for byte', async () => {
-    const { shell } = await start();
+    const { shell } = await start(loop);
     const binary = await shell.run("printf '\\000\\377\\n@@relayplane-0000 0 5 0\\n'", undefined, 10_000);
     expect([...binary.stdout]).toEqual([0, 255, 10, ...Buffer.from('@@relayplane-0000 0 5 0\n')]);
     const input = Buffer.from('line one\nsecret\0bytes');
@@ -109,7 +124,7 @@ describe('RemoteShell', () => {
   });
 
   it('answers commands sent before the previous ones answered, in order', async () => {
-    const { shell } = await start();
+    const { shell } = await start(loop);
     const results = await Promise.all(
       Array.from({ length: 50 }, (_, i) => shell.run(`echo ${i}; exit ${i % 3}`, undefined, 20_000)),
     );
@@ -119,7 +134,7 @@ describe('RemoteShell', () => {
   });
 
   it('skips gated commands after a failure, all of them, until an ungated one runs', async () => {
-    const { shell } = await start();
+    const { shell } = await start(loop);
     const marker = `${dir}/gated-ran`;
     const sent = [
       shell.run('true', undefined, 10_000),
@@ -137,7 +152,7 @@ describe('RemoteShell', () => {
   });
 
   it('ends the shell when a command outlives its limit: that command and the queued ones fail, none hangs', async () => {
-    const { shell } = await start();
+    const { shell } = await start(loop);
     const slow = shell.run('sleep 30', undefined, 300);
     const queued = shell.run('echo late', undefined, 20_000);
     await expect(slow).rejects.toThrow(/timed out after 300 ms/);
@@ -147,10 +162,24 @@ describe('RemoteShell', () => {
   });
 
   it('reports a lost shell to every waiting command', async () => {
-    const { shell } = await start();
-    const dying = shell.run('kill -9 $$; sleep 5', undefined, 20_000);
+    const { shell } = await start(loop);
+    // The loop's own process: the shell loop runs a frame in a subshell ($$ is the loop's), the Perl
+    // loop in a shell of its own (its parent is the loop).
+    const dying = shell.run(`kill -9 ${runs === 'sh' ? '$$' : '$PPID'}; sleep 5`, undefined, 20_000);
     await expect(dying).rejects.toThrow(/remote shell on local ended/);
     expect(shell.isOpen).toBe(false);
+  });
+
+});
+
+describe('RemoteShell', () => {
+  it('runs the shell loop where perl does not run', async () => {
+    const broken = path.join(dir, 'broken-perl');
+    await mkdir(broken, { recursive: true });
+    await writeFile(path.join(broken, 'perl'), '#!/bin/sh\nexit 1\n', { mode: 0o755 });
+    const { shell } = await start('auto', `${broken}:${DEFAULT_REMOTE_PATH}`);
+    expect(await loopOf(shell)).toBe('sh');
+    expect(text(await shell.run('echo fine', undefined, 10_000))).toEqual({ code: 0, stdout: 'fine\n', stderr: '' });
   });
 
   it('refuses a PATH that is not a plain list of absolute directories', () => {
