@@ -60,37 +60,42 @@ export function assertRemotePath(path: string): void {
 }
 
 /**
- * The same loop in Perl (perl-base is essential on Debian and Ubuntu; elsewhere the shell loop runs):
- * it reads frames and writes answers itself, so a frame costs one `/bin/sh` process instead of
- * `head -c` for the script (and its stdin), a subshell, and `wc` and `cat` for any output (each
- * process costs a node milliseconds: BENCHMARKS.md). No module, no single quote: it travels in the
- * shell loop's text as one single-quoted word. A frame's script runs as `sh -c '. "$0"' <script>`:
- * its `exit`, `cd`, `umask` or `set -e` stay its own, as in the shell loop's subshell.
+ * The same loop in Perl (perl-base is essential on Debian and Ubuntu; elsewhere the shell loop runs).
+ * Perl reads the frames and writes the answers; a `/bin/sh` it started once runs each script in a
+ * subshell, as the shell loop does (same `$$`, same `exit`, `cd`, `umask` and `set -e` scope), told
+ * to go by a line on a pipe and answering with the exit code on another. A frame then costs one
+ * subshell instead of `head -c` for its script (and its input), the subshell, and `wc` and `cat`
+ * for any output (each process costs a node milliseconds: BENCHMARKS.md); Perl does not fork per
+ * frame (a fork of perl costs more than a shell's). No module, no single quote: it travels in the
+ * shell loop's text as one single-quoted word.
  */
 const PERL_LOOP = [
   'my ($tok, $dir, $skipped) = @ARGV; my ($buf, $rc, $child) = ("", 0, 0);',
   'END { if (!$child && opendir(my $d, $dir)) { unlink map { "$dir/$_" } grep { !/^[.]/ } readdir $d; closedir $d; rmdir $dir } }',
   '$SIG{HUP} = sub { exit 129 }; $SIG{TERM} = sub { exit 143 }; umask 022;',
+  'pipe(my $go_r, my $go_w) && pipe(my $rc_r, my $rc_w) or exit 115;',
+  'my $runner = fork; exit 115 unless defined $runner;',
+  'if ($runner == 0) {',
+  '  $child = 1;',
+  '  open(STDIN, "<&", $go_r) && open(STDOUT, ">&", $rc_w) or exit 126;',
+  '  exec { "/bin/sh" } "sh", "-c", "while read -r rp_go; do set --; (. \\"\\$0/s\\") <\\"\\$0/i\\" >\\"\\$0/o\\" 2>\\"\\$0/e\\"; echo \\$?; done", $dir;',
+  '  exit 127;',
+  '}',
+  'close $go_r; close $rc_w;',
   'sub fill { my $r = sysread(STDIN, $buf, 65536, length $buf); exit 112 unless defined $r; return $r }',
   'sub take { my ($n) = @_; while (length $buf < $n) { exit 112 unless fill() } return substr($buf, 0, $n, "") }',
   'sub put { my ($data) = @_; my $off = 0; while ($off < length $data) { my $w = syswrite(STDOUT, $data, length($data) - $off, $off); exit 114 unless $w; $off += $w } }',
   'sub save { my ($name, $data) = @_; open(my $f, ">", "$dir/$name") or exit 113; binmode $f; print {$f} $data or exit 113; close $f or exit 113 }',
   // Exactly `size` bytes, as the header said (a file that shrank since is padded: the stream stays in step).
   'sub send_file { my ($name, $size) = @_; open(my $f, "<", "$dir/$name") or exit 114; binmode $f; while ($size > 0) { my $r = sysread($f, my $chunk, $size < 65536 ? $size : 65536); $chunk = "\\0" x $size unless $r; put($chunk); $size -= length $chunk } close $f }',
+  'sub run { syswrite($go_w, "\\n") or exit 116; my $line = ""; while ($line !~ /\\n/) { sysread($rc_r, $line, 16, length $line) or exit 116 } return $line + 0 }',
   'put("\\n$tok ready\\n");',
   'for (;;) {',
   '  my $at; while (($at = index($buf, "\\n")) < 0) { exit 0 unless fill() }',
   '  my ($slen, $ilen, $gate) = split / /, substr($buf, 0, $at + 1, "");',
   '  save("s", take($slen)); save("i", $ilen ? take($ilen) : "");',
   '  if ($gate == 1 && $rc != 0) { $rc = $skipped; put("$tok $rc 0 0\\n"); save("i", ""); next }',
-  '  my $pid = fork; exit 115 unless defined $pid;',
-  '  if ($pid == 0) {',
-  '    $child = 1;',
-  '    open(STDIN, "<", "$dir/i") && open(STDOUT, ">", "$dir/o") && open(STDERR, ">", "$dir/e") or exit 126;',
-  '    exec { "/bin/sh" } "sh", "-c", ". \\"\\$0\\"", "$dir/s"; exit 127;',
-  '  }',
-  '  waitpid($pid, 0); $rc = $? & 127 ? 128 + ($? & 127) : $? >> 8;',
-  '  save("i", "");',
+  '  $rc = run(); save("i", "");',
   '  my ($o, $e) = (-s "$dir/o" || 0, -s "$dir/e" || 0);',
   '  put("$tok $rc $o $e\\n"); send_file("o", $o); send_file("e", $e);',
   '}',

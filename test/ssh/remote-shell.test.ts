@@ -163,9 +163,8 @@ describe.each([
 
   it('reports a lost shell to every waiting command', async () => {
     const { shell } = await start(loop);
-    // The loop's own process: the shell loop runs a frame in a subshell ($$ is the loop's), the Perl
-    // loop in a shell of its own (its parent is the loop).
-    const dying = shell.run(`kill -9 ${runs === 'sh' ? '$$' : '$PPID'}; sleep 5`, undefined, 20_000);
+    // The shell whose subshell runs the command ($$): the loop itself, or the Perl loop's runner.
+    const dying = shell.run('kill -9 $$; sleep 5', undefined, 20_000);
     await expect(dying).rejects.toThrow(/remote shell on local ended/);
     expect(shell.isOpen).toBe(false);
   });
