@@ -25,7 +25,7 @@ import { META_DIR, type NodeLayout } from './layout.js';
 import { postmapStderr } from './secret-scrub.js';
 import { chained, excerpt, RemoteCommandError, sh, SKIPPED_EXIT, type NodeConnection } from '../ssh/index.js';
 import { FILES_STAT, filesStatCommand, modeProblems, postmapTables, withModes } from './node-checks.js';
-import { stageRelease } from './release-store.js';
+import { releasesDirCommand, stageRelease } from './release-store.js';
 import { tarArchive, type TarEntry } from './tar-archive.js';
 import { spliceScript } from './table-splice.js';
 import { concurrently } from './shell-jobs.js';
@@ -84,7 +84,7 @@ export async function stageDelta(
   const baseCheck = `if [ -f ${sh(FILES_STAT)} ]; then ${filesStatCommand(delta.baseFiles)} | cmp -s - ${sh(FILES_STAT)}; else ${sh('sha256sum', '--quiet', '--strict', '-c', posix.join(staging, DELTA_DIR, 'base.sha256'))}; fi`;
   const refuse = (code: number) => `{ cd / && rm -rf ${sh(staging)}; exit ${code}; }`;
   const script = [
-    `umask 022 && ${sh('mkdir', '-p', layout.releases)} && umask 077 && ${sh('mkdir', staging)} && cd ${sh(staging)}`,
+    `${releasesDirCommand(layout)} && umask 077 && ${sh('mkdir', staging)} && cd ${sh(staging)}`,
     sh('tar', '-x', '-m', '--no-same-owner', '-f', '-'),
     `(cd ${sh(base)} && ${baseCheck}) >/dev/null 2>&1 || ${refuse(BASE_DRIFTED)}`,
     ...(copies.length > 0 ? [`ln ${copies.map((c) => sh(posix.join(base, c))).join(' ')} .`] : []),

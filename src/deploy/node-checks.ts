@@ -60,9 +60,14 @@ export function filesStatCommand(files: readonly string[]): string {
   return sh('stat', '-c', '%a %i %s %.9Y %n', ...files);
 }
 
-/** `script`, then the modes of every file (in the current dir) whatever it did, saved as the release's manifest too, exiting as it exited. */
+/**
+ * `script`, then the modes of every file (in the current dir) whatever it did, saved as the
+ * release's manifest too, exiting as it exited. The manifest is printed by the shell's own `read`
+ * and `printf` (a few lines): no `tee` process.
+ */
 export function withModes(script: string, bundle: Bundle): string {
-  return `${script}; rc=$?; ${filesStatCommand(releaseFiles(bundle))} | tee ${sh(FILES_STAT)}; exit $rc`;
+  const manifest = sh(FILES_STAT);
+  return `${script}; rc=$?; ${filesStatCommand(releaseFiles(bundle))} > ${manifest}; while IFS= read -r rp_line; do printf '%s\n' "$rp_line"; done < ${manifest}; exit $rc`;
 }
 
 /** Files whose mode, as withModes printed it, is not the bundle's. */

@@ -15,6 +15,11 @@ function assertVersion(version: string): void {
   if (!VERSION_RE.test(version)) throw new Error(`not a release version: ${JSON.stringify(version)}`);
 }
 
+/** Creates releases/ (0755) unless it is there: `test` is built in, `mkdir` a process on every deploy. */
+export function releasesDirCommand(layout: NodeLayout): string {
+  return `{ [ -d ${sh(layout.releases)} ] || { umask 022 && ${sh('mkdir', '-p', layout.releases)}; }; }`;
+}
+
 /** A fresh staging dir name for a version (beside its release dir, removed or renamed by the deploy). */
 export function stagingDirFor(layout: NodeLayout, version: string): string {
   assertVersion(version);
@@ -46,7 +51,7 @@ export async function stageRelease(
   // secrecy than the 0600 of the secret files themselves.
   await execOk(
     conn,
-    `umask 022 && ${sh('mkdir', '-p', layout.releases)} && umask 077 && ${sh('mkdir', staging)} && ${sh('tar', '-x', '-m', '--no-same-owner', '-f', '-', '-C', staging)}`,
+    `${releasesDirCommand(layout)} && umask 077 && ${sh('mkdir', staging)} && ${sh('tar', '-x', '-m', '--no-same-owner', '-f', '-', '-C', staging)}`,
     { stdin: archive },
   );
   return staging;
