@@ -2,7 +2,14 @@ import { createHash } from 'node:crypto';
 import type { PrismaClient } from '../db/prisma.js';
 import { lineChunks } from '../lib/line-chunks.js';
 import { DEFAULT_CONFIG_BUNDLE_RETENTION_DAYS } from '../lib/retention.js';
-import { type Bundle, isMapSafeKey, isValidSaslUsername, masterCfLine } from '../postfix/index.js';
+import {
+  type Bundle,
+  chunksOf,
+  isMapSafeKey,
+  isValidSaslUsername,
+  maskedChunksOf,
+  masterCfLine,
+} from '../postfix/index.js';
 import type { ConfigBundleRepository, StoredFile } from '../repositories/config-bundle.repository.js';
 
 /** A bundle as it may be shown and stored: every secret replaced by its keyed fingerprint. */
@@ -23,12 +30,15 @@ export class UnmaskedSecretError extends Error {
 }
 
 /**
- * What a file may be shown and stored as. A secret file's text is its masked rendering, which the
- * compiler builds from each entry's username and fingerprint (BundleFile.masked): the text that
- * holds the secrets is never read here, so nothing in it can decide what is kept.
+ * What a file may be shown and stored as: the incremental compiler's chunks when it made the file
+ * (chunkedFile), else its text. A secret file's is its masked rendering, which the compiler builds
+ * from each entry's username and fingerprint (BundleFile.masked): the text that holds the secrets
+ * is never read here, so nothing in it can decide what is kept.
  */
-function shownText(name: string, file: Bundle['files'][string]): string {
-  if (!file.secret) return file.content;
+function shownSource(name: string, file: Bundle['files'][string]): string | readonly string[] {
+  if (!file.secret) return chunksOf(file) ?? file.content;
+  const chunks = maskedChunksOf(file);
+  if (chunks !== undefined) return chunks;
   if (typeof file.masked !== 'string') throw new UnmaskedSecretError(name);
   return file.masked;
 }
@@ -76,21 +86,23 @@ interface Chunk {
   digest: string;
 }
 
-/** A file as last seen: the text it is shown as (masked for a secret file), and its chunks. */
+/** A file as last seen: what it is shown as (a text, or the compiler's chunks: shownSource), and its stored chunks. */
 interface FileState {
-  text: string;
+  source: string | readonly string[];
   chunks: Chunk[];
 }
 
 /**
- * Keeps compiled bundles, masked, by version in PostgreSQL, each file as content-defined chunks
- * stored once (src/lib/line-chunks.ts). The sync job stores the bundle of every change, and at
+ * Keeps compiled bundles, masked, by version in PostgreSQL, each file as chunks stored once: the
+ * incremental compiler's own (runs of lines it keeps between compiles), or content-defined chunks
+ * of the text (src/lib/line-chunks.ts). The sync job stores the bundle of every change, and at
  * 100,000 domains a bundle is ≈ 20 MB of text of which a change alters a few lines: so the store
- * remembers the chunks of each file it last saw. A file whose text is the same string as before
- * costs nothing; in a changed file only new chunks are hashed; a chunk already stored is not sent
- * again. Secret files are kept as the compiler masked them (BundleFile.masked): their real text
- * is neither stored nor remembered here. Bundles older than the retention are pruned (prune()),
- * except the newest and those a node runs or is being given.
+ * remembers the chunks of each file it last saw. A file shown as the same text or chunks array as
+ * before costs nothing; in a changed file only new chunks are hashed, and a table the compiler
+ * made is neither joined nor cut again; a chunk already stored is not sent again. Secret files are
+ * kept as the compiler masked them (BundleFile.masked): their real text is neither stored nor
+ * remembered here. Bundles older than the retention are pruned (prune()), except the newest and
+ * those a node runs or is being given.
  */
 export function createBundleStore(deps: {
   prisma: PrismaClient;
@@ -99,19 +111,32 @@ export function createBundleStore(deps: {
 }) {
   let lastFiles = new Map<string, FileState>();
 
-  function fileState(name: string, text: string): FileState {
+  function fileState(name: string, source: string | readonly string[]): FileState {
     const last = lastFiles.get(name);
-    if (last !== undefined && last.text === text) return last;
+    if (last !== undefined && last.source === source) return last;
     const previous = new Map(last?.chunks.map((chunk) => [chunk.text, chunk]));
-    const chunks = lineChunks(text).map((slice): Chunk => {
+    const chunks = (typeof source === 'string' ? lineChunks(source) : source).map((slice): Chunk => {
       const known = previous.get(slice);
       if (known !== undefined) return known;
-      // A copy: a slice would keep the whole compiled file it was cut from alive for as long as
-      // the chunk is remembered, one such file per change that made a chunk.
-      const copy = Buffer.from(slice, 'utf8').toString('utf8');
-      return { text: copy, digest: sha256(copy) };
+      // A copy of a slice of a text: it would keep the whole compiled file it was cut from alive for
+      // as long as the chunk is remembered, one such file per change that made a chunk. (The
+      // compiler's chunks are strings of their own.)
+      const text = typeof source === 'string' ? Buffer.from(slice, 'utf8').toString('utf8') : slice;
+      return { text, digest: sha256(text) };
     });
-    return { text, chunks };
+    return { source, chunks };
+  }
+
+  /** A file of the masked bundle: its text joined from the chunks only when read. */
+  function shownFile(state: FileState, file: Bundle['files'][string]): MaskedBundle['files'][string] {
+    const shown = { mode: file.mode, secret: file.secret, mapType: file.mapType } as MaskedBundle['files'][string];
+    const { source } = state;
+    let text = typeof source === 'string' ? source : undefined;
+    Object.defineProperty(shown, 'content', {
+      enumerable: true,
+      get: () => (text ??= state.chunks.map((chunk) => chunk.text).join('')),
+    });
+    return shown;
   }
 
   return {
@@ -126,10 +151,10 @@ export function createBundleStore(deps: {
       const chunkTexts = new Map<string, string>();
       for (const name of Object.keys(bundle.files).sort()) {
         const file = bundle.files[name]!;
-        const state = fileState(name, shownText(name, file));
+        const state = fileState(name, shownSource(name, file));
         next.set(name, state);
         // Field by field: a field added to BundleFile later is not shown until it is listed here.
-        files[name] = { content: state.text, mode: file.mode, secret: file.secret, mapType: file.mapType };
+        files[name] = shownFile(state, file);
         stored[name] = {
           mode: file.mode,
           secret: file.secret,

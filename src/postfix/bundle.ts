@@ -79,6 +79,7 @@ function byKey<T>(record: Record<string, T>): Array<[string, T]> {
 export type FileDigests = Map<string, { source: string | readonly string[]; digest: string }>;
 
 const fileChunks = new WeakMap<object, readonly string[]>();
+const maskedFileChunks = new WeakMap<object, readonly string[]>();
 const fileDigests = new WeakMap<object, string>();
 
 /**
@@ -98,8 +99,10 @@ export function chunkedFile(
   let masked: string | undefined;
   const file = { ...meta } as BundleFile;
   Object.defineProperty(file, 'content', { enumerable: true, get: () => (content ??= chunks.join('')) });
-  if (maskedChunks !== undefined)
+  if (maskedChunks !== undefined) {
     Object.defineProperty(file, 'masked', { enumerable: true, get: () => (masked ??= maskedChunks.join('')) });
+    maskedFileChunks.set(file, maskedChunks);
+  }
   fileChunks.set(file, chunks);
   if (options.sha256 !== undefined) fileDigests.set(file, options.sha256);
   return file;
@@ -108,6 +111,11 @@ export function chunkedFile(
 /** The chunks of a chunkedFile() (undefined for a file made of a plain text). */
 export function chunksOf(file: object): readonly string[] | undefined {
   return fileChunks.get(file);
+}
+
+/** The chunks of a chunkedFile()'s masked rendering (undefined when it has none, or is a plain text). */
+export function maskedChunksOf(file: object): readonly string[] | undefined {
+  return maskedFileChunks.get(file);
 }
 
 /** The SHA-256 (hex) of a chunkedFile()'s content, when whoever made it knew it. */

@@ -29,6 +29,7 @@ export {
   chunkedDigest,
   chunksOf,
   knownDigest,
+  maskedChunksOf,
   withoutMaskedText,
   type Bundle,
   type BundleFile,
