@@ -24,6 +24,8 @@ function diffRows<T extends { id: string }>(
   byId: ReadonlyMap<string, T>,
   rows: readonly T[],
 ): RowDiff<T> | null {
+  // The loader hands out the same array for a table none of whose rows changed.
+  if (rows === previous) return { added: [], changed: [], removed: [] };
   const leftNew: T[] = [];
   const leftOld = new Set<T>();
   let i = 0;

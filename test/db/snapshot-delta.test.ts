@@ -185,6 +185,8 @@ describe('delta loads', () => {
       expect(byId(next)).toStrictEqual(await fullLoad());
       expectFrozen(next);
       expectIdentity(previous, next, resealed);
+      // A table none of whose rows was read again keeps its array (the compiler skips it by identity).
+      for (const table of TABLES) if (!(table in expected)) expect(next[table], table).toBe(previous[table]);
       const before = previous;
       previous = next;
       return { next, before };
