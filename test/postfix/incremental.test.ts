@@ -177,6 +177,27 @@ describe('incremental compiler', () => {
     };
   }
 
+  it('warns about a domain it did not redo when its relay gains or loses credentials of other domains', () => {
+    const run = onFleet();
+    const { step } = run;
+    const warning = /quiet\.fleet\.test sends to relay \[smtp\.quiet\.test\]:587 without authentication/;
+    const onQuiet = (id: string, name: string) => domain(id, 't1', name, { relayId: 'quiet' });
+    const start = step({
+      ...run.current,
+      relays: [...run.current.relays, relay('quiet', { host: 'smtp.quiet.test' })],
+      domains: [...run.current.domains, onQuiet('quiet', 'quiet.fleet.test'), onQuiet('loud', 'loud.fleet.test')],
+    });
+    expect(start.warnings.some((w) => warning.test(w))).toBe(false);
+    // Only loud.fleet.test changes (a credential of its own on the relay): quiet's route is kept as it was.
+    const withOther = step({
+      ...run.current,
+      credentials: [...run.current.credentials, credential('c-loud', 'quiet', 'loud')],
+    });
+    expect(withOther.warnings.some((w) => warning.test(w))).toBe(true);
+    const without = step({ ...run.current, credentials: run.current.credentials.filter((c) => c.id !== 'c-loud') });
+    expect(without.warnings.some((w) => warning.test(w))).toBe(false);
+  });
+
   it('takes the incremental path for onboarding, rotation, moves, disabling and deletion, with the same result', () => {
     const run = onFleet();
     const { step, initial } = run;
