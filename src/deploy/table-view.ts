@@ -25,8 +25,8 @@ interface ChunkFacts {
   keys: string[];
   /** Values without surrounding blanks, one per line; empty unless simple. */
   values: string[];
-  /** `key<TAB>value\n` per line: what `postmap -s` prints for the chunk's entries. */
-  dump: string;
+  /** `key<TAB>value\n` per line: what `postmap -s` prints for the chunk's entries (made when first asked: dumpOf). */
+  dump?: string;
 }
 
 export interface TableView {
@@ -46,23 +46,22 @@ export interface TableView {
   chunks: readonly string[];
 }
 
-const BLANK = ' \t\r\v\f';
-const isBlank = (c: string) => BLANK.includes(c);
+/** postmap's blanks around a key and a value: space, tab, CR, VT, FF (by code: this runs for every character of a key). */
+const isBlank = (code: number) => code === 32 || code === 9 || code === 13 || code === 11 || code === 12;
 /** A key postmap stores as written (lower-cased): printable ASCII, no blank. */
 const KEY_RE = /^[!-~]+$/;
 
 function chunkFacts(chunk: string): ChunkFacts {
   const lines = (chunk.endsWith('\n') ? chunk.slice(0, -1) : chunk).split('\n');
-  const facts: ChunkFacts = { lines, simple: chunk.endsWith('\n'), keys: [], values: [], dump: '' };
-  const dump: string[] = [];
+  const facts: ChunkFacts = { lines, simple: chunk.endsWith('\n'), keys: [], values: [] };
   for (let i = 0; i < lines.length && facts.simple; i += 1) {
     const line = lines[i]!;
     let keyEnd = 0;
-    while (keyEnd < line.length && !isBlank(line[keyEnd]!)) keyEnd += 1;
+    while (keyEnd < line.length && !isBlank(line.charCodeAt(keyEnd))) keyEnd += 1;
     let start = keyEnd;
-    while (start < line.length && isBlank(line[start]!)) start += 1;
+    while (start < line.length && isBlank(line.charCodeAt(start))) start += 1;
     let end = line.length;
-    while (end > start && isBlank(line[end - 1]!)) end -= 1;
+    while (end > start && isBlank(line.charCodeAt(end - 1))) end -= 1;
     const raw = line.slice(0, keyEnd);
     const key = raw.toLowerCase();
     const value = line.slice(start, end);
@@ -73,11 +72,14 @@ function chunkFacts(chunk: string): ChunkFacts {
     }
     facts.keys.push(key);
     facts.values.push(value);
-    dump.push(`${key}\t${value}\n`);
   }
-  if (facts.simple) facts.dump = dump.join('');
-  else facts.keys = facts.values = [];
+  if (!facts.simple) facts.keys = facts.values = [];
   return facts;
+}
+
+/** A simple chunk's entries as `postmap -s` prints them, made once per chunk. */
+function dumpOf(facts: ChunkFacts): string {
+  return (facts.dump ??= facts.keys.map((key, i) => `${key}\t${facts.values[i]!}\n`).join(''));
 }
 
 /**
@@ -142,7 +144,7 @@ function viewOf(chunks: readonly string[]): TableView {
       const f = facts[lo]!;
       return { key: f.keys[i - starts[lo]!]!, value: f.values[i - starts[lo]!]! };
     },
-    dumpDigest: () => (digest ??= sha256Hex(facts.map((f) => f.dump))),
+    dumpDigest: () => (digest ??= sha256Hex(facts.map(dumpOf))),
     linesNotIn(other) {
       const shared = new Set(other.chunks);
       return facts.flatMap((f, c) => (shared.has(chunks[c]!) ? [] : f.lines));
