@@ -1,9 +1,12 @@
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, statSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import pg from 'pg';
 import { buildApp } from '../src/app.js';
@@ -25,8 +28,10 @@ import { seed } from './seed.js';
  * EVERY node's `<configDir>/relayplane/current/VERSION` (read from the local filesystem: lab nodes
  * are local) is a new version AND its maillog shows master's `reload` after t0; once the
  * deployment finished, that version is checked to be the one the change compiles to
- * (`GET /v1/nodes/{id}`). Nothing polls the API before t1: the app runs in this process, and
- * requests every few milliseconds would take its CPU while it works on the change.
+ * (`GET /v1/nodes/{id}`). Nothing polls the API before t1, and the nodes' files are polled by a
+ * watcher process of the bench's own (bench/live-watcher.ts): the app runs in this process, and
+ * work every few milliseconds here would take its CPU while it works on the change (and count as
+ * the control plane's).
  * Changes are sequential: the next starts once the previous deployment finished (verify, prune).
  *
  * The app is the real one (buildApp with the SSH settings and the sync worker `relayplane serve`
@@ -183,21 +188,31 @@ function fileSize(file: string): number {
   }
 }
 
-/** The maillog bytes written since `offset`. */
-function logSince(file: string, offset: number): string {
-  if (!existsSync(file)) return '';
-  const fd = openSync(file, 'r');
-  try {
-    const size = statSync(file).size;
-    if (size <= offset) return '';
-    const buf = Buffer.alloc(size - offset);
-    readSync(fd, buf, 0, buf.length, offset);
-    return buf.toString('utf8');
-  } finally {
-    closeSync(fd);
-  }
+/**
+ * t1's watcher (bench/live-watcher.ts) in a process of its own, so that polling the nodes' files
+ * does not count as the control plane's CPU (its CPU is "other"). One request at a time.
+ */
+function startLiveWatcher() {
+  const script = fileURLToPath(new URL('./live-watcher.ts', import.meta.url));
+  const child = spawn(process.execPath, [...process.execArgv, script], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  return {
+    async live(
+      watched: Array<{ versionFile: string; maillog: string; offset: number; before: string | null }>,
+      timeoutMs: number,
+    ): Promise<{ liveAt: number[]; versions: string[] }> {
+      child.stdin.write(`${JSON.stringify({ nodes: watched, timeoutMs })}\n`);
+      const { value, done } = await lines.next();
+      if (done === true) throw new Error('the live watcher ended');
+      const answer = JSON.parse(value as string) as { liveAt: number[]; versions: string[] } | { error: string };
+      if ('error' in answer) throw new Error(`waiting for the change to be live: ${answer.error}`);
+      return answer;
+    },
+    close() {
+      child.stdin.end();
+    },
+  };
 }
-const RELOAD_LINE = /\/master\[\d+\]: reload -- /;
 
 // --- CPU accounting (Linux /proc, clock ticks → ms): who burns the 2 cores during a change ---
 const TICK_MS = 10; // CLK_TCK 100
@@ -284,7 +299,9 @@ function systemBusyMs(): number {
   return ((cpu[0] ?? 0) + (cpu[1] ?? 0) + (cpu[2] ?? 0) + (cpu[5] ?? 0) + (cpu[6] ?? 0) + (cpu[7] ?? 0)) * TICK_MS;
 }
 interface CpuSnapshot {
+  /** This process's CPU when the snapshot started, and when it ended (its /proc scan between). */
   controlPlane: number;
+  controlPlaneAfter: number;
   nodeSsh: number;
   postfix: number;
   postgres: number;
@@ -293,8 +310,9 @@ interface CpuSnapshot {
 function cpuSnapshot(active: PostfixNode[]): CpuSnapshot {
   const usage = process.cpuUsage();
   const children = processChildren();
-  return {
+  const snapshot = {
     controlPlane: (usage.user + usage.system) / 1000,
+    controlPlaneAfter: 0,
     // The sshd listener reaps each connection's sshd, which reaped the commands it ran; connections
     // still open count with their own and their reaped sessions' CPU.
     nodeSsh: active.reduce((sum, n) => sum + treeCpuMs(pidFrom(path.join(n.baseDir, 'ssh', 'sshd.pid')), children), 0),
@@ -302,10 +320,15 @@ function cpuSnapshot(active: PostfixNode[]): CpuSnapshot {
     postgres: postgresCpuMs(),
     total: systemBusyMs(),
   };
+  const after = process.cpuUsage();
+  snapshot.controlPlaneAfter = (after.user + after.system) / 1000;
+  return snapshot;
 }
 function cpuDelta(a: CpuSnapshot, b: CpuSnapshot): CpuSnapshot {
   return {
-    controlPlane: b.controlPlane - a.controlPlane,
+    // From the end of the first snapshot to the start of the second: the bench's /proc scans are not the app's.
+    controlPlane: b.controlPlane - a.controlPlaneAfter,
+    controlPlaneAfter: b.controlPlaneAfter - a.controlPlaneAfter,
     nodeSsh: b.nodeSsh - a.nodeSsh,
     postfix: b.postfix - a.postfix,
     postgres: b.postgres - a.postgres,
@@ -595,6 +618,7 @@ try {
       );
 
       const samples: ChangeSample[] = [];
+      const watcher = startLiveWatcher();
       const kinds: string[] = [];
       // i = -1: one change not measured, so the row starts as the sync job runs (its cache of the
       // bundles it deployed, which deltas are built from, starts empty in a new process).
@@ -608,33 +632,22 @@ try {
         if (i >= 0) kinds.push(kind);
         await makeChange(api, kind, name, changeCounter);
         // Live: a node's current/VERSION is no longer the one it ran before t0 and its maillog shows
-        // master's reload since t0. Read on the nodes' files only: polling the API every few
-        // milliseconds would spend the control plane's CPU (the app runs in this process) while it
-        // works on the change.
-        const liveAt: Array<number | undefined> = active.map(() => undefined);
-        const liveVersions: Array<string | null> = active.map(() => null);
-        await waitUntil(
-          () => {
-            const now = Date.now();
-            active.forEach((node, k) => {
-              if (liveAt[k] !== undefined) return;
-              const version = liveVersion(node);
-              if (version === null || version === before[k]) return;
-              if (RELOAD_LINE.test(logSince(node.maillogPath, offsets[k]!))) {
-                liveAt[k] = now;
-                liveVersions[k] = version;
-              }
-            });
-            return liveAt.every((at) => at !== undefined);
-          },
+        // master's reload since t0. Read on the nodes' files only, by the watcher's process: polling
+        // the API, or the files here, every few milliseconds would spend this process's CPU (the
+        // app runs in it) while it works on the change.
+        const { liveAt, versions: liveVersions } = await watcher.live(
+          active.map((node, k) => ({
+            versionFile: path.join(node.configDir, 'relayplane', 'current', 'VERSION'),
+            maillog: node.maillogPath,
+            offset: offsets[k]!,
+            before: before[k] ?? null,
+          })),
           CHANGE_TIMEOUT_MS,
-          `change ${name} to be live on ${n} node(s)`,
-          5,
         );
         const version = liveVersions[0]!;
         if (liveVersions.some((v) => v !== version))
           throw new Error(`change ${name}: the nodes went live with different versions: ${liveVersions.join(', ')}`);
-        const t1 = Math.max(...(liveAt as number[]));
+        const t1 = Math.max(...liveAt);
         // Sequential: the next change starts once this deployment finished (verify, prune). Waited
         // for in-process, not by polling the API: the requests would count as the control plane's
         // CPU, the more the longer the run.
@@ -693,6 +706,7 @@ try {
           `  change ${String(i + 1).padStart(2)}: ${ms(sample.latencyMs)} to live on all (deployment done at ${ms(sample.doneMs)})${sample.reconcileOverlap ? ' [reconcile overlapped]' : ''}`,
         );
       }
+      watcher.close();
       results.push({ profile: profileName, login, delayMs, cold, nodes: n, debounceMs, concurrency, samples, kinds });
       if (warnings.length > 0) log(`  ${warnings.length} warning/error log lines, first: ${warnings[0]}`);
       await current.close();
@@ -737,7 +751,7 @@ const breakdown = results.map((r) => {
       : '') +
     ` CPU per change, t0 → run done (medians, all cores): ${ms(cpu('total'))} busy = control plane process ${ms(cpu('controlPlane'))}, ` +
     `node SSH sessions and the commands they run ${ms(cpu('nodeSsh'))}, Postfix masters and daemons (reload) ${ms(cpu('postfix'))}, ` +
-    `PostgreSQL ${ms(cpu('postgres'))}, other ${ms(other)}.`;
+    `PostgreSQL ${ms(cpu('postgres'))}, other (this benchmark's watcher of the nodes' files among it) ${ms(other)}.`;
   const overlaps = r.samples.filter((x) => x.reconcileOverlap).length;
   const retried = r.samples.filter((x) => x.attempts > 1).length;
   return (
