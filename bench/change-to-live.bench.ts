@@ -784,11 +784,20 @@ if (largest !== undefined && largest.nodes > 1) {
   const nodeSide = med((c) => c.nodeSsh + c.postfix);
   const control = med((c) => c.controlPlane);
   const busy = median(largest.samples.map((x) => x.cpu.total / (cores * x.doneMs)));
+  // What each added node costs the control plane: against the same profile's 1-node row.
+  const single = results.find(
+    (r) => r.nodes === 1 && r.profile === largest.profile && r.login === largest.login && r.delayMs === 0 && !r.cold,
+  );
+  const singleControl = single === undefined ? undefined : median(single.samples.map((x) => x.cpu.controlPlane));
+  const perNode =
+    singleControl === undefined
+      ? `≈ ${ms(control / largest.nodes)} per node`
+      : `≈ ${ms((control - singleControl) / (largest.nodes - 1))} per added node, ${ms(singleControl)} with 1 node`;
   reading.push(
     `Every lab node's sshd, the deployer's shell commands on it and its Postfix run on this same ${cores}-core machine as the control plane: ` +
       `with ${largest.nodes} nodes (${profileLabel(largest)}) the cores were ${Math.round(100 * busy)} % busy from t0 to run done${busy >= 0.8 ? ' (CPU-bound)' : ''}, ` +
       `${s(total)} of CPU per change, ${Math.round((100 * nodeSide) / total)} % of it on the node side (SSH sessions, \`postconf\`/\`postmap\`/\`postfix check\`, reload) ` +
-      `and ${s(control)} in the control plane process (≈ ${ms(control / largest.nodes)} per node: SSH, records, and this benchmark's polling). ` +
+      `and ${s(control)} in the control plane process (${perNode}: SSH sessions, step records, node runs in PostgreSQL). ` +
       `These changes edit tables only, so \`validate\` probes the staged tables and skips \`postfix check\` (≈ 150 ms of CPU per node, run when main.cf or master.cf change). ` +
       `On real nodes the node-side work runs on each node's own CPU in parallel, so there the latency is about the debounce plus one node's deploy, not ${largest.nodes} of them on ${cores} cores.`,
   );
