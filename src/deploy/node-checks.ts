@@ -260,7 +260,9 @@ export async function validateStaged(
   const r = await execSections(conn, sections);
   const problems = [
     ...probeProblems(r.get('probe')!, probed),
-    ...(delta === undefined ? [] : deltaProbeProblems(r.get('delta-probe')!.stdout, args.bundle, delta, args.stagingDir)),
+    ...(delta === undefined
+      ? []
+      : deltaProbeProblems(r.get('delta-probe')!.stdout, args.bundle, delta, args.stagingDir)),
   ];
   if (!configChecked) return { problems, warnings: [], configChecked };
   const installation = installationResult(r.get('installation')!);

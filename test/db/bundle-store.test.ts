@@ -4,7 +4,13 @@
  * previous bundle (masking, chunk digests) never gives another answer than starting afresh.
  */
 import { describe, expect, it } from 'vitest';
-import { chunksOf, compile, createIncrementalCompiler, maskedChunksOf, type Snapshot } from '../../src/postfix/index.js';
+import {
+  chunksOf,
+  compile,
+  createIncrementalCompiler,
+  maskedChunksOf,
+  type Snapshot,
+} from '../../src/postfix/index.js';
 import { createConfigBundleRepository } from '../../src/repositories/config-bundle.repository.js';
 import { UnmaskedSecretError, createBundleStore } from '../../src/config-engine/index.js';
 import { usePrismaDatabase } from '../helpers/database.js';

@@ -168,7 +168,6 @@ describe.each([
     await expect(dying).rejects.toThrow(/remote shell on local ended/);
     expect(shell.isOpen).toBe(false);
   });
-
 });
 
 describe('RemoteShell', () => {
