@@ -75,16 +75,15 @@ export function deltaProbeProblems(stdout: string, bundle: Bundle, delta: Bundle
   probesOf(staging, delta).forEach((probe, i) => {
     const got = answers.get(String(i)) ?? new Map<string, string>();
     for (const key of probe.keys) {
-      const holders = probe.tables.filter((name) => valueIn(bundle, name, key) !== undefined);
-      const want = holders.map((name) => valueIn(bundle, name, key)!).join(',');
+      const held = probe.tables.flatMap((name) => valueIn(bundle, name, key) ?? []);
       const answer = got.get(key);
-      if (answer === (holders.length === 0 ? undefined : want)) continue;
+      if (answer === (held.length === 0 ? undefined : held.join(','))) continue;
       const where = probe.tables.join(', ');
       const secret = probe.tables.some((name) => bundle.files[name]?.secret === true);
       problems.push(
-        holders.length === 0
+        held.length === 0
           ? `${where}: postmap -q ${key} still answers after its deletion`
-          : `${where}: postmap -q ${key} → ${answer === undefined ? 'not found' : secret ? '(secret value differs)' : JSON.stringify(answer)}, expected ${secret ? 'the new entry' : JSON.stringify(want)}`,
+          : `${where}: postmap -q ${key} → ${answer === undefined ? 'not found' : secret ? '(secret value differs)' : JSON.stringify(answer)}, expected ${secret ? 'the new entry' : JSON.stringify(held.join(','))}`,
       );
     }
   });
