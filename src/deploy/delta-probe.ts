@@ -9,7 +9,7 @@
 import { posix } from 'node:path';
 import type { Bundle } from './bundle.js';
 import { keyOf, type BundleDelta } from './bundle-delta.js';
-import { fileView } from './table-view.js';
+import { valueOf } from './map-source.js';
 import { sh } from '../ssh/index.js';
 
 /** Paths a `unionmap:{…}` list can hold as they are (its separators are blanks and commas, its brackets braces). */
@@ -49,21 +49,6 @@ export function deltaProbeScript(staging: string, delta: BundleDelta): string {
   return parts.length > 0 ? parts.join('\n') : 'true';
 }
 
-/** The value `name` holds for a (lower-case) key in the bundle, by binary search of its sorted entries. */
-function valueIn(bundle: Bundle, name: string, key: string): string | undefined {
-  const view = fileView(bundle.files[name]!);
-  let lo = 0;
-  let hi = view.count - 1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >> 1;
-    const entry = view.entryAt(mid);
-    if (entry.key === key) return entry.value;
-    if (entry.key < key) lo = mid + 1;
-    else hi = mid - 1;
-  }
-  return undefined;
-}
-
 export function deltaProbeProblems(stdout: string, bundle: Bundle, delta: BundleDelta, staging: string): string[] {
   const answers = new Map<string, Map<string, string>>();
   let current = new Map<string, string>();
@@ -75,7 +60,7 @@ export function deltaProbeProblems(stdout: string, bundle: Bundle, delta: Bundle
   probesOf(staging, delta).forEach((probe, i) => {
     const got = answers.get(String(i)) ?? new Map<string, string>();
     for (const key of probe.keys) {
-      const held = probe.tables.flatMap((name) => valueIn(bundle, name, key) ?? []);
+      const held = probe.tables.flatMap((name) => valueOf(bundle.files[name]!, key) ?? []);
       const answer = got.get(key);
       if (answer === (held.length === 0 ? undefined : held.join(','))) continue;
       const where = probe.tables.join(', ');

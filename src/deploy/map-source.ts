@@ -87,3 +87,23 @@ export function entriesAt(file: { content: string }, positions: number[]): Array
   const inRange = positions.filter((i) => i >= 0 && i < count);
   return view.simple ? inRange.map((i) => view.entryAt(i)) : inRange.map((i) => parsedFile(file).entries[i]!);
 }
+
+/**
+ * The value postmap stores for a key (lower case, as stored), undefined when it stores none: a
+ * table in the compiler's form by binary search of its sorted keys, any other by the parse (the
+ * first entry of a key wins, as postmap keeps it).
+ */
+export function valueOf(file: { content: string }, key: string): string | undefined {
+  const view = fileView(file);
+  if (!view.simple) return parsedFile(file).entries.find((entry) => entry.key === key)?.value;
+  let lo = 0;
+  let hi = view.count - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const entry = view.entryAt(mid);
+    if (entry.key === key) return entry.value;
+    if (entry.key < key) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return undefined;
+}

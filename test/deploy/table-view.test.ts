@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { entriesAt, entryCount, parseMapSource, tableProblems } from '../../src/deploy/map-source.js';
+import { entriesAt, entryCount, parseMapSource, tableProblems, valueOf } from '../../src/deploy/map-source.js';
 import { tableView } from '../../src/deploy/table-view.js';
 import { lineChunks } from '../../src/lib/line-chunks.js';
 
@@ -73,6 +73,8 @@ describe('tableView', () => {
         expect(entriesAt({ content }, all)).toEqual(parsed.entries.map(({ key, value }) => ({ key, value })));
         expect(entryCount({ content })).toBe(parsed.entries.length);
         expect(tableProblems({ content })).toEqual([]);
+        for (const { key, value } of parsed.entries) expect(valueOf({ content }, key)).toBe(value);
+        expect(valueOf({ content }, 'not~a~key')).toBeUndefined();
       }),
       { numRuns: 60 },
     );
@@ -95,6 +97,9 @@ describe('tableView', () => {
         expect(tableProblems({ content })).toEqual(parsed.problems);
         expect(entryCount({ content })).toBe(parsed.entries.length);
         if (view.simple) expect(view.dumpDigest()).toBe(wholeDumpDigest(content));
+        // The first entry of a key is the one postmap keeps.
+        for (const { key } of parsed.entries)
+          expect(valueOf({ content }, key)).toBe(parsed.entries.find((e) => e.key === key)!.value);
       }),
       { numRuns: 200 },
     );
