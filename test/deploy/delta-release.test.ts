@@ -77,6 +77,28 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
     return bundle;
   }
 
+  /**
+   * A session on the node whose `postmap` is a wrapper first in its PATH: `when` is a `case` branch
+   * on the arguments (` $* `, blank-padded) that may use `$real`; any other call runs the real one.
+   */
+  async function withPostmapWrapper(name: string, when: string): Promise<NodeConnection> {
+    const bin = path.join(node.baseDir, name);
+    await mkdir(bin, { recursive: true });
+    const real = (await runOk('sh', ['-c', 'command -v postmap'])).stdout.trim();
+    await writeFile(
+      path.join(bin, 'postmap'),
+      `#!/bin/sh\nreal=${real}\ncase " $* " in ${when};; esac\nexec "$real" "$@"\n`,
+    );
+    await chmod(path.join(bin, 'postmap'), 0o755);
+    const wrapped = await connectNode({
+      ...node.ssh,
+      hostKey: node.ssh.hostKeyFingerprint,
+      remotePath: `${bin}:${DEFAULT_REMOTE_PATH}`,
+    });
+    connections.push(wrapped);
+    return wrapped;
+  }
+
   const inode = (version: string, file: string) => statSync(path.join(releasesDir(), version, file)).ino;
 
   it('answers exactly as a full build, for random sequences of onboarding, rotation and removal', async () => {
@@ -301,21 +323,11 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
   });
 
   it('a failure in the middle of a delta leaves the live release untouched', async () => {
-    // postmap -i fails on the node (a wrapper first in the session's PATH); everything else is real.
-    const bin = path.join(node.baseDir, 'failing-bin');
-    await mkdir(bin, { recursive: true });
-    const real = (await runOk('sh', ['-c', 'command -v postmap'])).stdout.trim();
-    await writeFile(
-      path.join(bin, 'postmap'),
-      `#!/bin/sh\ncase " $* " in *" -i "*) echo "postmap: fatal: injected failure" >&2; exit 1;; esac\nexec ${real} "$@"\n`,
+    // postmap -i fails on the node; everything else is real.
+    const failing = await withPostmapWrapper(
+      'failing-bin',
+      '*" -i "*) echo "postmap: fatal: injected failure" >&2; exit 1',
     );
-    await chmod(path.join(bin, 'postmap'), 0o755);
-    const failing = await connectNode({
-      ...node.ssh,
-      hostKey: node.ssh.hostKeyFingerprint,
-      remotePath: `${bin}:${DEFAULT_REMOTE_PATH}`,
-    });
-    connections.push(failing);
     const base = current!;
     const digestsBefore = await driftedFiles(conn, live(), base);
     const outcome = await deployNext(
@@ -339,21 +351,11 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
   });
 
   it('refuses a delta whose staged tables answer a changed key wrongly, as patched and as sent whole', async () => {
-    // postmap -q answers the new key with a stale value (a wrapper first in the session's PATH).
-    const bin = path.join(node.baseDir, 'stale-bin');
-    await mkdir(bin, { recursive: true });
-    const real = (await runOk('sh', ['-c', 'command -v postmap'])).stdout.trim();
-    await writeFile(
-      path.join(bin, 'postmap'),
-      `#!/bin/sh\ncase " $* " in *" -q - "*) ${real} "$@" | sed 's/^@e\\.test\\t.*/@e.test\\tstale/'; exit 0;; esac\nexec ${real} "$@"\n`,
+    // postmap -q answers the new key with a stale value.
+    const stale = await withPostmapWrapper(
+      'stale-bin',
+      `*" -q - "*) "$real" "$@" | sed 's/^@e\\.test\\t.*/@e.test\\tstale/'; exit 0`,
     );
-    await chmod(path.join(bin, 'postmap'), 0o755);
-    const stale = await connectNode({
-      ...node.ssh,
-      hostKey: node.ssh.hostKeyFingerprint,
-      remotePath: `${bin}:${DEFAULT_REMOTE_PATH}`,
-    });
-    connections.push(stale);
     const base = await runningOn([
       ['a.test', 'u2'],
       ['c.test', 'u2'],
