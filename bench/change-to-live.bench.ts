@@ -745,9 +745,18 @@ const breakdown = results.map((r) => {
     .map((kind) => `${kind} ${s(median(r.samples.filter((_, i) => r.kinds[i] === kind).map((x) => x.latencyMs)))}`)
     .join(', ');
   const nodeCpu = median(r.samples.map((x) => (x.cpu.nodeSsh + x.cpu.postfix) / r.nodes));
+  // Where each kind's time goes: a relay's first limit moves its domains to a service of their own.
+  const stepsByKind = [...new Set(r.kinds)]
+    .map((kind) => {
+      const of = r.samples.filter((_, i) => r.kinds[i] === kind);
+      const perOf = of.flatMap((x) => x.perNode);
+      const steps = CHANGE_STEPS.map((step) => `${step} ${ms(median(perOf.map((p) => p.steps[step] ?? 0)))}`);
+      return `${kind}: first node started ${ms(median(of.map((x) => x.firstNodeStartMs)))}, ${steps.join(', ')}`;
+    })
+    .join('; ');
   const cpuLine =
     (SEED_DOMAINS > 0
-      ? ` p50 by kind: ${byKind}. Node-side CPU per change per node (SSH session, its commands, Postfix): ${ms(nodeCpu)}.`
+      ? ` p50 by kind: ${byKind}. Steps by kind (medians): ${stepsByKind}. Node-side CPU per change per node (SSH session, its commands, Postfix): ${ms(nodeCpu)}.`
       : '') +
     ` CPU per change, t0 → run done (medians, all cores): ${ms(cpu('total'))} busy = control plane process ${ms(cpu('controlPlane'))}, ` +
     `node SSH sessions and the commands they run ${ms(cpu('nodeSsh'))}, Postfix masters and daemons (reload) ${ms(cpu('postfix'))}, ` +
