@@ -730,11 +730,12 @@ const rows = results.map((r) => {
     line: `| ${r.nodes} | ${r.profile} | ${loginLabel(r)} | ${r.delayMs} ms | ${r.debounceMs} ms | ${r.concurrency} | ${r.samples.length} | **${s(p50)}** | ${s(percentile(lat, 95))} | ${s(Math.max(...lat))} | ${s(median(r.samples.map((x) => x.doneMs)))} | ${goal === undefined ? '—' : `≤ ${s(goal)}: ${p50 <= goal ? 'met' : 'NOT met'}`} |`,
   };
 });
+/** Each deploy step's median over the given nodes' runs, as "step N ms, …". */
+const stepMediansOf = (per: ChangeSample['perNode']) =>
+  CHANGE_STEPS.map((step) => `${step} ${ms(median(per.map((p) => p.steps[step] ?? 0)))}`).join(', ');
 const breakdown = results.map((r) => {
   const per = r.samples.flatMap((x) => x.perNode);
-  const stepMedians = CHANGE_STEPS.map((step) => `${step} ${ms(median(per.map((p) => p.steps[step] ?? 0)))}`).join(
-    ', ',
-  );
+  const stepMedians = stepMediansOf(per);
   const cpu = (k: keyof CpuSnapshot) => median(r.samples.map((x) => x.cpu[k]));
   // /proc counts in 10 ms ticks: small negative remainders are rounding.
   const other = Math.max(
@@ -749,9 +750,8 @@ const breakdown = results.map((r) => {
   const stepsByKind = [...new Set(r.kinds)]
     .map((kind) => {
       const of = r.samples.filter((_, i) => r.kinds[i] === kind);
-      const perOf = of.flatMap((x) => x.perNode);
-      const steps = CHANGE_STEPS.map((step) => `${step} ${ms(median(perOf.map((p) => p.steps[step] ?? 0)))}`);
-      return `${kind}: first node started ${ms(median(of.map((x) => x.firstNodeStartMs)))}, ${steps.join(', ')}`;
+      const steps = stepMediansOf(of.flatMap((x) => x.perNode));
+      return `${kind}: first node started ${ms(median(of.map((x) => x.firstNodeStartMs)))}, ${steps}`;
     })
     .join('; ');
   const cpuLine =
