@@ -12,6 +12,7 @@
  * - Drift found on a live release is written to the node before the repair starts, so the API
  *   shows it while the repair runs, and keeps showing it if the repair fails.
  */
+import DataLoader from 'dataloader';
 import type { PrismaClient } from '../db/prisma.js';
 import { mapLimit, syncNode, type Bundle, type DriftReport, type NodeSyncResult } from '../deploy/index.js';
 import { ConnectionPool, nodeTarget, type SshSettings } from '../ssh/index.js';
@@ -129,14 +130,26 @@ export function createNodeRunner(deps: Deps) {
     });
   }
 
+  /** Nodes read again at their turns: turns that start together are read in one query. */
+  function rereader(): DataLoader<string, Node | null> {
+    return new DataLoader(
+      async (ids) => {
+        const found = new Map((await deps.nodes.findByIds(prisma, ids)).map((node) => [node.id, node]));
+        return ids.map((id) => found.get(id) ?? null);
+      },
+      { cache: false },
+    );
+  }
+
   /** One node's turn: read it again, sync it, record what it runs. */
   async function turn(
     listed: Node,
     bundle: Bundle,
     privateKey: string | { error: string },
     hooks: RunHooks,
+    reread: DataLoader<string, Node | null>,
   ): Promise<NodeOutcome> {
-    const node = await deps.nodes.findById(prisma, listed.id);
+    const node = await reread.load(listed.id);
     if (node === null || !node.enabled) {
       const outcome = {
         node: node ?? listed,
@@ -186,7 +199,10 @@ export function createNodeRunner(deps: Deps) {
       } catch (error) {
         privateKey = { error: (error as Error).message };
       }
-      const outcomes = await mapLimit(nodes, deps.ssh.concurrency, (node) => turn(node, bundle, privateKey, hooks));
+      const reread = rereader();
+      const outcomes = await mapLimit(nodes, deps.ssh.concurrency, (node) =>
+        turn(node, bundle, privateKey, hooks, reread),
+      );
       remember(bundle);
       return outcomes;
     },

@@ -4,6 +4,7 @@
  * the bundle on every enabled node (node-runner.ts), records the deployment and its node
  * runs, and retires (through the credential rotation) the credentials no node runs any more.
  */
+import DataLoader from 'dataloader';
 import type { PrismaClient } from '../db/prisma.js';
 import { checkBundle, type Bundle, type SyncHandlers } from '../deploy/index.js';
 import type { DeploymentReason, Node } from '../generated/prisma/client.js';
@@ -176,8 +177,16 @@ export function createSyncJob(deps: Deps) {
     });
     // Runs are found by their own id: a node deleted during the run leaves its run without a node id.
     const runOf = (nodeId: string) => runIds.get(nodeId)!;
+    // Runs whose nodes start together are marked running in one statement.
+    const starting = new DataLoader<string, void>(
+      async (ids) => {
+        await deps.deployments.startNodeRuns(prisma, ids, now());
+        return ids.map(() => undefined);
+      },
+      { cache: false },
+    );
     const outcomes = await runner.syncAll(nodes, compiled.bundle, {
-      started: (node) => deps.deployments.updateNodeRun(prisma, runOf(node.id), { state: 'running', startedAt: now() }),
+      started: (node) => starting.load(runOf(node.id)),
       done: (outcome) => {
         const { nodeId: _id, nodeName: _name, ...data } = nodeRun(outcome, now());
         return deps.deployments.updateNodeRun(prisma, runOf(outcome.node.id), data);

@@ -49,6 +49,10 @@ export function createDeploymentRepository() {
     createNodeRuns(db: Db, rows: Prisma.NodeDeploymentCreateManyInput[]) {
       return db.nodeDeployment.createManyAndReturn({ data: rows, select: { id: true, nodeId: true } });
     },
+    /** Node runs whose nodes' syncs start now, in one statement (by the runs' own ids). */
+    async startNodeRuns(db: Db, ids: readonly string[], startedAt: Date) {
+      await db.nodeDeployment.updateMany({ where: { id: { in: [...ids] } }, data: { state: 'running', startedAt } });
+    },
     /** By the run's own id: its node id is cleared when the node is deleted. */
     async updateNodeRun(db: Db, id: string, data: Prisma.NodeDeploymentUncheckedUpdateManyInput) {
       await db.nodeDeployment.updateMany({ where: { id }, data });

@@ -23,6 +23,10 @@ export function createNodeRepository() {
     findById(db: Db, id: string) {
       return db.node.findUnique({ where: { id } });
     },
+    /** These nodes as they are now, in one query; a deleted one is missing. */
+    findByIds(db: Db, ids: readonly string[]) {
+      return db.node.findMany({ where: { id: { in: [...ids] } } });
+    },
     list(db: Db, query: { afterId?: string | undefined; take: number }) {
       return db.node.findMany({
         where: { id: query.afterId === undefined ? undefined : { gt: query.afterId } },
