@@ -19,10 +19,23 @@ interface Probe {
   /** The tables asked, in the union's order. */
   tables: string[];
   keys: string[];
+  /** What the union must answer for each key, as the bundle's tables hold it (worked out once). */
+  expected?: Map<string, string | undefined>;
 }
+
+/** Probes already worked out, by delta and staging dir: every node deploying the same delta shares them. */
+const planned = new WeakMap<BundleDelta, Map<string, Probe[]>>();
 
 /** One probe over every changed table, or one per table when a staged path cannot go in a union. */
 function probesOf(staging: string, delta: BundleDelta): Probe[] {
+  let byStaging = planned.get(delta);
+  if (byStaging === undefined) planned.set(delta, (byStaging = new Map()));
+  let probes = byStaging.get(staging);
+  if (probes === undefined) byStaging.set(staging, (probes = planProbes(staging, delta)));
+  return probes;
+}
+
+function planProbes(staging: string, delta: BundleDelta): Probe[] {
   const changed = Object.entries(delta.tables)
     .map(([name, t]) => ({ name, keys: [...new Set([...t.added.map(keyOf), ...t.deleted])] }))
     .filter((t) => t.keys.length > 0);
@@ -59,16 +72,22 @@ export function deltaProbeProblems(stdout: string, bundle: Bundle, delta: Bundle
   const problems: string[] = [];
   probesOf(staging, delta).forEach((probe, i) => {
     const got = answers.get(String(i)) ?? new Map<string, string>();
+    probe.expected ??= new Map(
+      probe.keys.map((key) => {
+        const held = probe.tables.flatMap((name) => valueOf(bundle.files[name]!, key) ?? []);
+        return [key, held.length === 0 ? undefined : held.join(',')];
+      }),
+    );
     for (const key of probe.keys) {
-      const held = probe.tables.flatMap((name) => valueOf(bundle.files[name]!, key) ?? []);
+      const expected = probe.expected.get(key);
       const answer = got.get(key);
-      if (answer === (held.length === 0 ? undefined : held.join(','))) continue;
+      if (answer === expected) continue;
       const where = probe.tables.join(', ');
       const secret = probe.tables.some((name) => bundle.files[name]?.secret === true);
       problems.push(
-        held.length === 0
+        expected === undefined
           ? `${where}: postmap -q ${key} still answers after its deletion`
-          : `${where}: postmap -q ${key} → ${answer === undefined ? 'not found' : secret ? '(secret value differs)' : JSON.stringify(answer)}, expected ${secret ? 'the new entry' : JSON.stringify(held.join(','))}`,
+          : `${where}: postmap -q ${key} → ${answer === undefined ? 'not found' : secret ? '(secret value differs)' : JSON.stringify(answer)}, expected ${secret ? 'the new entry' : JSON.stringify(expected)}`,
       );
     }
   });

@@ -40,17 +40,16 @@ const digestList = (digests: Record<string, string>) =>
 
 export type DeltaStageResult = 'staged' | 'base-drifted' | 'digest-mismatch';
 
-/** Stages `bundle` in `staging` from the base release plus `delta`. Never leaves a partial staging dir behind on a refusal. */
-export async function stageDelta(
-  conn: NodeConnection,
-  layout: NodeLayout,
+/** Each delta's archive, built once: every node deploying the same delta is sent the same bytes. */
+const archives = new WeakMap<BundleDelta, Buffer>();
+
+/** The tar stageDelta extracts: files sent whole, the release's metadata, each patched table's delta. */
+function archiveOf(
   bundle: Bundle,
   delta: BundleDelta,
-  staging: string,
-): Promise<DeltaStageResult> {
-  const base = layout.release(delta.base);
-  const patched = Object.entries(delta.tables).filter(([, t]) => !t.sent);
-  const sentWhole = [...delta.whole, ...Object.keys(delta.tables).filter((name) => delta.tables[name]!.sent)];
+  patched: Array<[string, BundleDelta['tables'][string]]>,
+  sentWhole: string[],
+): Buffer {
   const entries: TarEntry[] = [
     ...sentWhole.map((name) => ({ name, mode: bundle.files[name]!.mode, content: bundle.files[name]!.content })),
     { name: `${META_DIR}/`, mode: 0o755 },
@@ -66,6 +65,22 @@ export async function stageDelta(
       { name: `${DELTA_DIR}/${name}.deleted`, mode: 0o600, content: lines(t.deleted) },
     ]),
   ];
+  return tarArchive(entries);
+}
+
+/** Stages `bundle` in `staging` from the base release plus `delta`. Never leaves a partial staging dir behind on a refusal. */
+export async function stageDelta(
+  conn: NodeConnection,
+  layout: NodeLayout,
+  bundle: Bundle,
+  delta: BundleDelta,
+  staging: string,
+): Promise<DeltaStageResult> {
+  const base = layout.release(delta.base);
+  const patched = Object.entries(delta.tables).filter(([, t]) => !t.sent);
+  const sentWhole = [...delta.whole, ...Object.keys(delta.tables).filter((name) => delta.tables[name]!.sent)];
+  const archive = archives.get(delta) ?? archiveOf(bundle, delta, patched, sentWhole);
+  archives.set(delta, archive);
   const copies = delta.unchanged.flatMap((name) =>
     bundle.files[name]!.mapType === 'hash' ? [name, `${name}.db`] : [name],
   );
@@ -90,7 +105,7 @@ export async function stageDelta(
     ...(copies.length > 0 ? [`ln ${copies.map((c) => sh(posix.join(base, c))).join(' ')} .`] : []),
     ...(rebuild.length > 0 ? [`${concurrently(rebuild)} >/dev/null 2>&1 || ${refuse(DIGEST_MISMATCH)}`] : []),
   ].join(' &&\n');
-  const r = await conn.exec(script, { stdin: tarArchive(entries) });
+  const r = await conn.exec(script, { stdin: archive });
   if (r.code === 0) return 'staged';
   if (r.code === BASE_DRIFTED) return 'base-drifted';
   if (r.code === DIGEST_MISMATCH) return 'digest-mismatch';
