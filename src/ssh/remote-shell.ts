@@ -146,6 +146,7 @@ function loopScript(token: string, path: string, perl: boolean): string {
 
 export class RemoteShell {
   private buffer: Buffer = Buffer.alloc(0);
+  private readonly outbox: Buffer[] = [];
   private readonly queue: Pending[] = [];
   private ready = false;
   private closedReason: string | undefined;
@@ -225,10 +226,22 @@ export class RemoteShell {
         this.fail(`command timed out after ${timeoutMs} ms: ${excerpt(script, 120)}`);
       }, timeoutMs);
       this.queue.push({ resolve, reject, timer, command: script });
-      this.channel.write(
-        Buffer.concat([Buffer.from(`${body.length} ${input.length} ${gated ? 1 : 0}\n`, 'latin1'), body, input]),
-      );
+      this.send(Buffer.from(`${body.length} ${input.length} ${gated ? 1 : 0}\n`, 'latin1'), body, input);
     });
+  }
+
+  /**
+   * Frames sent in one turn of the event loop (steps sent ahead of an answer) leave in one write:
+   * one SSH packet to encrypt and one socket write instead of one per frame.
+   */
+  private send(...parts: Buffer[]): void {
+    if (this.outbox.length === 0) process.nextTick(() => this.flush());
+    this.outbox.push(...parts);
+  }
+
+  private flush(): void {
+    const parts = this.outbox.splice(0);
+    if (this.closedReason === undefined && parts.length > 0) this.channel.write(Buffer.concat(parts));
   }
 
   close(): void {

@@ -18,6 +18,8 @@ import {
 
 let dir: string;
 const shells: RemoteShell[] = [];
+/** Writes to every channel opened here (each is one SSH packet or more on a real connection). */
+let channelWrites = 0;
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'rp-remote-shell-'));
@@ -37,7 +39,10 @@ function open(command: string): Promise<ShellChannel> {
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   const channel: ShellChannel = {
-    write: (data) => child.stdin.write(data),
+    write: (data) => {
+      channelWrites += 1;
+      return child.stdin.write(data);
+    },
     end: () => child.stdin.end(),
     close: () => void child.kill('SIGTERM'),
     on(event: 'data' | 'close', listener: ((chunk: Buffer) => void) & (() => void)) {
@@ -131,6 +136,26 @@ describe.each([
     expect(results.map((r) => [r.stdout.toString(), r.code])).toEqual(
       Array.from({ length: 50 }, (_, i) => [`${i}\n`, i % 3]),
     );
+  });
+
+  it('sends the commands given in one turn in one write, each answered on its own', async () => {
+    const { shell } = await start(loop);
+    const before = channelWrites;
+    const sent = [
+      shell.run('echo one', undefined, 10_000),
+      shell.run('cat', 'two', 10_000),
+      shell.run('exit 3', undefined, 10_000, true),
+    ];
+    expect(channelWrites).toBe(before);
+    const results = (await Promise.all(sent)).map(text);
+    expect(channelWrites).toBe(before + 1);
+    expect(results).toEqual([
+      { code: 0, stdout: 'one\n', stderr: '' },
+      { code: 0, stdout: 'two', stderr: '' },
+      { code: 3, stdout: '', stderr: '' },
+    ]);
+    expect(text(await shell.run('echo later', undefined, 10_000)).stdout).toBe('later\n');
+    expect(channelWrites).toBe(before + 2);
   });
 
   it('skips gated commands after a failure, all of them, until an ungated one runs', async () => {
