@@ -16,12 +16,13 @@
  * postmap: each patched table's base `.db` copied and updated in place; the tables sent whole
  * built by one `postmap`. Tables are independent files: with more than one, each table's work runs
  * as a job of its own (`concurrently`, shell-jobs.ts), so a change to four tables waits for the
- * slowest, not for the four in turn.
+ * slowest, not for the four in turn. The delta's files (0600, in a 0700 dir of the 0700 staging
+ * dir: they hold secret lines) are removed by promote's one `rm` (release-store.ts).
  */
 import { posix } from 'node:path';
 import { hashMaps, serviceKey, type Bundle } from './bundle.js';
 import type { BundleDelta } from './bundle-delta.js';
-import { META_DIR, type NodeLayout } from './layout.js';
+import { DELTA_DIR, META_DIR, type NodeLayout } from './layout.js';
 import { postmapStderr } from './secret-scrub.js';
 import { chained, excerpt, RemoteCommandError, sh, SKIPPED_EXIT, type NodeConnection } from '../ssh/index.js';
 import { FILES_STAT, filesStatCommand, modeProblems, postmapTables, withModes } from './node-checks.js';
@@ -30,7 +31,6 @@ import { tarArchive, type TarEntry } from './tar-archive.js';
 import { spliceScript } from './table-splice.js';
 import { concurrently } from './shell-jobs.js';
 
-const DELTA_DIR = posix.join(META_DIR, 'delta');
 export const BASE_DRIFTED = 10;
 export const DIGEST_MISMATCH = 11;
 
@@ -114,8 +114,7 @@ export async function stageDelta(
 
 /**
  * The delta release's tables: each changed table's base `.db` copied and updated (`postmap -d`,
- * then `postmap -i -r`), whole ones built, the delta files removed (they hold secret lines), then
- * the modes as postmapTables checks them. Any postmap stderr is a failure, quoted without secrets.
+ * then `postmap -i -r`), whole ones built, then the modes as postmapTables checks them. Any postmap stderr is a failure, quoted without secrets.
  */
 export async function postmapDelta(
   conn: NodeConnection,
@@ -145,7 +144,7 @@ export async function postmapDelta(
     ...(jobs.length > 0 ? [concurrently(jobs)] : []),
     ...(names.length > 0 ? [sh('touch', ...names.map((name) => `${name}.db`))] : []),
   ];
-  const script = [...steps, `rm -rf ${sh(DELTA_DIR)}`].join(' && ');
+  const script = steps.length > 0 ? steps.join(' && ') : 'true';
   const r = await conn.exec(withModes(script, bundle), { cwd: staging, ifPreviousOk: true });
   if (r.code === SKIPPED_EXIT)
     throw new RemoteCommandError('postmap (delta): skipped, the stage before it did not stage', r.code, '');

@@ -26,6 +26,8 @@ export interface NodeLayout {
 }
 
 export const META_DIR = '.relayplane';
+/** A delta release's inputs while it is built (delta-release.ts): they hold secret lines, removed at promote. */
+export const DELTA_DIR = `${META_DIR}/delta`;
 export const VERSION_RE = /^[0-9a-f]{64}$/;
 
 export function nodeLayout(configDir: string): NodeLayout {

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
 import { serviceKey, type Bundle } from './bundle.js';
-import { META_DIR, VERSION_RE, type NodeLayout } from './layout.js';
+import { DELTA_DIR, META_DIR, VERSION_RE, type NodeLayout } from './layout.js';
 import { backdateCommand } from './postfix-config.js';
 import { sh, execOk, type NodeConnection } from '../ssh/index.js';
 import { tarArchive } from './tar-archive.js';
@@ -57,7 +57,10 @@ export async function stageRelease(
   return staging;
 }
 
-/** Writes VERSION last and renames the staging dir to releases/<version> (which must not be live). */
+/**
+ * Removes the validate step's scratch copy and a delta's inputs, writes VERSION last and renames the
+ * staging dir to releases/<version> (which must not be live).
+ */
 export async function promoteRelease(
   conn: NodeConnection,
   layout: NodeLayout,
@@ -68,11 +71,12 @@ export async function promoteRelease(
   const release = layout.release(version);
   const versionFile = posix.join(staging, 'VERSION');
   const check = posix.join(staging, META_DIR, 'check');
+  const delta = posix.join(staging, DELTA_DIR);
   // Tests and umask are built into the shell: only what must change starts a process.
   await execOk(
     conn,
     [
-      `{ [ ! -e ${sh(check)} ] || ${sh('rm', '-rf', check)}; }`,
+      `{ [ ! -e ${sh(check)} ] && [ ! -e ${sh(delta)} ] || ${sh('rm', '-rf', check, delta)}; }`,
       `umask 022 && printf '%s\\n' ${version} > ${sh(versionFile)}`,
       sh('chmod', '0755', staging),
       `{ [ ! -e ${sh(release)} ] || ${sh('rm', '-rf', release)}; }`,

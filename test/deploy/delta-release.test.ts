@@ -124,6 +124,8 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
             expect(stage(outcome)).not.toMatch(/refused/);
             if (stage(outcome).startsWith('delta')) deltas++;
             expect(await driftedFiles(conn, live(), next)).toEqual([]);
+            // The delta's inputs hold secret lines: none is left in the release.
+            expect(existsSync(path.join(live(), '.relayplane', 'delta'))).toBe(false);
           }
         },
       ),
