@@ -101,7 +101,9 @@ export async function stageDelta(
   const script = [
     `${releasesDirCommand(layout)} && umask 077 && ${sh('mkdir', staging)} && cd ${sh(staging)}`,
     sh('tar', '-x', '-m', '--no-same-owner', '-f', '-'),
-    `(cd ${sh(base)} && ${baseCheck}) >/dev/null 2>&1 || ${refuse(BASE_DRIFTED)}`,
+    // In the script's own shell (a subshell is one more process on the node), then back.
+    `{ cd ${sh(base)} && ${baseCheck}; } >/dev/null 2>&1 || ${refuse(BASE_DRIFTED)}`,
+    `cd ${sh(staging)}`,
     ...(copies.length > 0 ? [`ln ${copies.map((c) => sh(posix.join(base, c))).join(' ')} .`] : []),
     ...(rebuild.length > 0 ? [`${concurrently(rebuild)} >/dev/null 2>&1 || ${refuse(DIGEST_MISMATCH)}`] : []),
   ].join(' &&\n');

@@ -248,7 +248,9 @@ export async function validateStaged(
     delta === undefined
       ? args.bundle
       : { ...args.bundle, files: Object.fromEntries(delta.whole.map((n) => [n, args.bundle.files[n]!])) };
-  const sections = [{ name: 'probe', script: probeScript(args.stagingDir, probed) }];
+  // Nothing to probe (a delta that only patched tables): no section, one process fewer on the node.
+  const probing = hashMaps(probed).length > 0;
+  const sections = probing ? [{ name: 'probe', script: probeScript(args.stagingDir, probed) }] : [];
   if (delta !== undefined) sections.push({ name: 'delta-probe', script: deltaProbeScript(args.stagingDir, delta) });
   const configChecked = !planIsEmpty(args.plan);
   if (configChecked) {
@@ -257,9 +259,9 @@ export async function validateStaged(
       { name: 'staged-config', script: stagedConfigScript(args) },
     );
   }
-  const r = await execSections(conn, sections);
+  const r = sections.length > 0 ? await execSections(conn, sections) : new Map<string, ExecResult>();
   const problems = [
-    ...probeProblems(r.get('probe')!, probed),
+    ...(probing ? probeProblems(r.get('probe')!, probed) : []),
     ...(delta === undefined
       ? []
       : deltaProbeProblems(r.get('delta-probe')!.stdout, args.bundle, delta, args.stagingDir)),
@@ -310,12 +312,17 @@ const seconds = (ms: number) => (Math.max(0, ms) / 1000).toFixed(3);
 export function reloadLogScript(args: ReloadLogArgs): string {
   const log = shellQuote(args.maillog);
   const from = '"$rp_from"';
+  // Read by the shell itself (no `$(cat …)`: two processes); a missing or garbled file reads as 0.
   const offset =
     typeof args.offset === 'number'
-      ? String(args.offset)
-      : `$(cat ${shellQuote(args.offset.file)} 2>/dev/null || echo 0)`;
+      ? [`rp_off=${args.offset}`]
+      : [
+          `rp_off=0; { read -r rp_off < ${shellQuote(args.offset.file)}; } 2>/dev/null`,
+          `case $rp_off in ''|*[!0-9]*) rp_off=0 ;; esac`,
+        ];
   return [
-    `rp_from=+$((${offset} + 1))`,
+    ...offset,
+    `rp_from=+$((rp_off + 1))`,
     `if timeout ${seconds(args.timeoutMs)} tail -F -c ${from} ${log} 2>/dev/null | grep -q -m1 -E ${shellQuote(args.restarted === true ? START_LINE : RELOAD_LINE)}`,
     `then sleep ${seconds(args.settleMs)}; echo ${shellQuote(RELOADED)}; tail -c ${from} ${log} 2>/dev/null || true`,
     `else echo ${shellQuote(NO_RELOAD)}; fi`,

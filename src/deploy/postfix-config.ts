@@ -236,7 +236,9 @@ export function nodeStateScript(layout: NodeLayout, known?: string): string {
   const { target, version, managed } = releaseReads(layout);
   const postconf = separated([PATHS_COMMAND, ...CONFIG_READS]);
   return [
-    `set -e; rp_fp=$(cksum ${sh(...files)} "$(command -v postconf)" 2>&1) || true`,
+    // postconf found in PATH by the shell itself (as `command -v` would, without its `$(…)` subshell).
+    `set -e; rp_pc=postconf; rp_ifs=$IFS; IFS=:; for rp_d in $PATH; do if [ -f "$rp_d/postconf" ] && [ -x "$rp_d/postconf" ]; then rp_pc=$rp_d/postconf; break; fi; done; IFS=$rp_ifs`,
+    `rp_fp=$(cksum ${sh(...files)} "$rp_pc" 2>&1) || true`,
     `printf '%s\\n' "$rp_fp"; echo ${SEP}`,
     `${target}; echo ${SEP}; ${version}; echo ${SEP}; ${managed}; echo ${SEP}`,
     known === undefined ? postconf : `if [ "$rp_fp" = ${sh(known)} ]; then echo ${KNOWN}; else ${postconf}; fi`,

@@ -66,7 +66,9 @@ export interface Reloaded {
  */
 export async function reloadPostfix(conn: NodeConnection, args: ReloadArgs): Promise<Reloaded> {
   const size = args.maillog === '' ? 'echo 0' : `{ wc -c < ${sh(args.maillog)} 2>/dev/null || echo 0; }`;
-  const save = `rp_size=$(${size}) && printf '%s\\n' "$rp_size" > ${sh(offsetFile(args.release))} && echo "$rp_size"`;
+  // Written to the file, then read back by the shell: no `$(…)` subshell.
+  const saved = sh(offsetFile(args.release));
+  const save = `${size} > ${saved} && read -r rp_size < ${saved} && echo "$rp_size"`;
   const command = `{ ${args.restart ? restartScript() : reloadCommand(args.queueDirectory)}\n}`;
   const r = await conn.exec(`${save} && ${command}`, { ifPreviousOk: args.ifPreviousOk });
   const offset = Number.parseInt(r.stdout.trim(), 10) || 0;
@@ -123,10 +125,10 @@ export async function verifyAfterReload(conn: NodeConnection, args: VerifyArgs):
     digestFiles === undefined
       ? args.bundle
       : { ...args.bundle, files: Object.fromEntries(digestFiles.map((n) => [n, args.bundle.files[n]!])) };
-  const sections: Section[] = [
-    { name: 'live-state', script: liveStateScript(args.layout, args.knownConfig) },
-    { name: 'digests', script: digestScript(digested), cwd: args.layout.liveDir },
-  ];
+  const sections: Section[] = [{ name: 'live-state', script: liveStateScript(args.layout, args.knownConfig) }];
+  // A delta release's merged tables were checked as they were built: often nothing is left to digest.
+  const digesting = Object.keys(digested.files).length > 0;
+  if (digesting) sections.push({ name: 'digests', script: digestScript(digested), cwd: args.layout.liveDir });
   if (args.maillog !== '') {
     const script = reloadLogScript({
       maillog: args.maillog,
@@ -135,9 +137,10 @@ export async function verifyAfterReload(conn: NodeConnection, args: VerifyArgs):
       timeoutMs: args.timeoutMs,
       restarted: args.restarted,
     });
-    sections.push({ name: 'reload-log', script });
+    sections.push({ name: 'reload-log', script, subshell: false });
   }
-  if (args.listReleases === true) sections.push({ name: 'releases', script: releasesListing(args.layout) });
+  if (args.listReleases === true)
+    sections.push({ name: 'releases', script: releasesListing(args.layout), subshell: false });
   // The wait is bounded on the node; the command gets that much time on top of its usual limit.
   const r = await execSections(conn, sections, {
     timeoutMs: 60_000 + args.settleMs + args.timeoutMs,
@@ -145,7 +148,7 @@ export async function verifyAfterReload(conn: NodeConnection, args: VerifyArgs):
   });
   return {
     live: parseLiveState(sectionOk(r, 'live-state').stdout, args.knownConfig),
-    drifted: driftFromDigests(r.get('digests')!.stdout, digested),
+    drifted: digesting ? driftFromDigests(r.get('digests')!.stdout, digested) : [],
     logProblems: args.maillog === '' ? null : reloadLogProblems(r.get('reload-log')!, args.timeoutMs),
     // A listing that failed is the prune's business (it lists again), never the verify's.
     ...(r.get('releases')?.code === 0 ? { releases: r.get('releases')!.stdout } : {}),

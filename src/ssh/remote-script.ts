@@ -5,7 +5,8 @@
  *
  * Each section runs in a subshell (its `set -e`, `cd` or `exit` stays inside), after a marker line
  * written to both streams; its exit code follows its stdout. The marker carries a random token, so
- * no output can fake one.
+ * no output can fake one. A section that changes nothing of the shell's own state may run without
+ * the subshell (`subshell: false`): one process fewer on the node.
  */
 import { randomBytes } from 'node:crypto';
 import { RemoteCommandError, excerpt } from './errors.js';
@@ -16,6 +17,11 @@ export interface Section {
   name: string;
   script: string;
   cwd?: string;
+  /**
+   * false: run in the script's own shell, for a section with no `exit`, `cd`, `set`, `umask` or
+   * `trap` (its variables are seen by the sections after it). Default true.
+   */
+  subshell?: boolean;
 }
 
 /** Runs the sections in order, one after the other, in one exec. A missing section (the script died) is an error. */
@@ -25,10 +31,12 @@ export async function execSections(
   options: Pick<ExecOptions, 'timeoutMs' | 'ifPreviousOk'> = {},
 ): Promise<Map<string, ExecResult>> {
   const token = `@@relayplane-section-${randomBytes(6).toString('hex')}`;
-  const script = sections.map(({ name, script: body, cwd }) => {
+  const script = sections.map(({ name, script: body, cwd, subshell = true }) => {
+    if (!subshell && cwd !== undefined) throw new Error(`section ${name}: a cwd needs a subshell`);
     const start = shellQuote(`${token} begin ${name}`);
     const inner = cwd === undefined ? body : `cd ${shellQuote(cwd)} && { ${body}\n}`;
-    return `printf '\\n%s\\n' ${start}; printf '\\n%s\\n' ${start} >&2\n( ${inner}\n)\nprintf '\\n%s %s\\n' ${shellQuote(`${token} end`)} $?`;
+    const [open, close] = subshell ? ['(', ')'] : ['{', '}'];
+    return `printf '\\n%s\\n' ${start}; printf '\\n%s\\n' ${start} >&2\n${open} ${inner}\n${close}\nprintf '\\n%s %s\\n' ${shellQuote(`${token} end`)} $?`;
   });
   const r = await conn.exec(script.join('\n'), options);
   const stdout = split(r.stdout, token);

@@ -35,6 +35,22 @@ describe('execSections', () => {
     expect(sectionOk(r, 'a').stdout).toBe('no newline');
   });
 
+  it('runs a section without a subshell in the shell of the script, with its own exit code and streams', async () => {
+    const r = await execSections(conn, [
+      { name: 'a', script: 'echo "$$" > /dev/null; rp_seen=1; echo out; echo err >&2; false', subshell: false },
+      { name: 'b', script: 'echo "${rp_seen:-unset}"' },
+      { name: 'c', script: 'echo isolated; exit 4' },
+      { name: 'd', script: 'echo after', subshell: false },
+    ]);
+    expect(r.get('a')).toEqual({ code: 1, stdout: 'out\n', stderr: 'err\n' });
+    expect(r.get('b')?.stdout).toBe('1\n');
+    expect(r.get('c')).toEqual({ code: 4, stdout: 'isolated\n', stderr: '' });
+    expect(r.get('d')).toEqual({ code: 0, stdout: 'after\n', stderr: '' });
+    await expect(execSections(conn, [{ name: 'e', script: 'pwd', cwd: '/tmp', subshell: false }])).rejects.toThrow(
+      /a cwd needs a subshell/,
+    );
+  });
+
   it('counts as one exec, and output that looks like a marker cannot end a section', async () => {
     let execs = 0;
     const counting: NodeConnection = { ...conn, exec: (c, o) => (execs++, conn.exec(c, o)) };
@@ -92,6 +108,23 @@ describe('the reload wait on the node', () => {
     const t0 = Date.now();
     expect(await run({ offset: Number(offset), settleMs: 400 })).toEqual(['log: fatal: invalid line_length_limit']);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(650);
+  });
+
+  it('reads the offset the reload saved from its file; a missing or garbled one reads as the start', async () => {
+    log = path.join(dir, 'offset-log');
+    await writeFile(log, `Jan  1 00:00:00 host postfix-n1/smtp[1]: fatal: before the offset\n${RELOAD}`);
+    const saved = path.join(dir, 'reload-offset');
+    const fromFile = async () => {
+      const script = reloadLogScript({ maillog: log, offset: { file: saved }, settleMs: 0, timeoutMs: 5000 });
+      return reloadLogProblems((await execSections(conn, [{ name: 'log', script }])).get('log')!, 5000);
+    };
+    await writeFile(saved, `${(await conn.exec(`wc -c < ${log}`)).stdout.trim()}\n`);
+    setTimeout(() => void appendFile(log, RELOAD), 200);
+    expect(await fromFile()).toEqual([]);
+    await rm(saved);
+    expect(await fromFile()).toEqual(['log: fatal: before the offset']);
+    await writeFile(saved, '12abc\n');
+    expect(await fromFile()).toEqual(['log: fatal: before the offset']);
   });
 
   it('after a restart waits for master to log its start, not a reload', async () => {
