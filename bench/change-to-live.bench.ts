@@ -808,8 +808,8 @@ if (largest !== undefined && largest.nodes > 1) {
       `${s(total)} of CPU per change, ${Math.round((100 * nodeSide) / total)} % of it on the node side (SSH sessions, \`postconf\`/\`postmap\`/\`postfix check\`, reload) ` +
       `and ${s(control)} in the control plane process (${perNode}: SSH sessions, step records, node runs in PostgreSQL). ` +
       (SEED_DOMAINS > 0
-        ? `Onboarding, rotating and disabling edit tables only, so \`validate\` probes the staged tables and skips \`postfix check\`; a relay's first limit gives its domains a service of their own, which edits main.cf and master.cf, so \`validate\` runs \`postfix check\` (≈ 150 ms of CPU per node). `
-        : `These changes edit tables only, so \`validate\` probes the staged tables and skips \`postfix check\` (≈ 150 ms of CPU per node, run when main.cf or master.cf change). `) +
+        ? `Onboarding, rotating and disabling edit tables only, so \`validate\` probes the staged tables; a relay's first limit gives its domains a service of their own, which edits main.cf and master.cf, so \`validate\` checks the staged files with \`postconf\` and \`verify\` runs \`postfix check\` after the reload, beside the settle time (its CPU counts, its time is after t1). `
+        : `These changes edit tables only, so \`validate\` probes the staged tables and \`postfix check\` does not run (it runs in \`verify\`, after the reload, when main.cf or master.cf change). `) +
       `On real nodes the node-side work runs on each node's own CPU in parallel, so there the latency is about the debounce plus one node's deploy, not ${largest.nodes} of them on ${cores} cores.`,
   );
 }

@@ -141,22 +141,44 @@ export function probeProblems(r: ExecResult, bundle: Bundle, counts = true): str
 }
 
 /**
- * `postfix check` (ownership and permissions of the installation; its warnings are reported, not
- * fatal), and every master.cf command present in daemon_directory (as read-node found it): a
- * missing one only shows when master spawns it ("fatal: master_spawn: exec …: No such file").
+ * Every master.cf command present in daemon_directory (as read-node found it): a missing one only
+ * shows when master spawns it ("fatal: master_spawn: exec …: No such file").
  */
-export function installationScript(bundle: Bundle, daemonDirectory: string): string {
+export function daemonsScript(bundle: Bundle, daemonDirectory: string): string {
   const commands = [...new Set(bundle.masterCf.map((s) => s.command))];
-  return `postfix check >&2; echo "check $?"; d=${shellQuote(daemonDirectory)}; for c in ${commands.map(shellQuote).join(' ')}; do test -x "$d/$c" || echo "missing $c"; done`;
+  return `d=${shellQuote(daemonDirectory)}; for c in ${commands.map(shellQuote).join(' ')}; do test -x "$d/$c" || echo "missing $c"; done; true`;
 }
 
-export function installationResult(r: ExecResult): { problems: string[]; warnings: string[] } {
+export function daemonsProblems(r: ExecResult): string[] {
+  const problems = [...r.stdout.matchAll(/^missing (.*)$/gm)].map(
+    (m) => `master.cf command ${m[1]} not found in daemon_directory`,
+  );
+  if (r.code !== 0) problems.push(`daemon check exit ${r.code}: ${excerpt(r.stderr, 200)}`);
+  return problems;
+}
+
+/**
+ * `postfix check` (the installation: queue directories and files, ownership and permissions,
+ * master.cf's postlog service), started in the background of a script (postfixCheckStart) and
+ * collected at its end (postfixCheckCollect): the verify after a reload runs it beside its wait for
+ * master's log line and the settle time. Its findings come from the installation, not from the
+ * staged files (validate checks those with postconf), so it checks the config that is now live.
+ */
+export function postfixCheckStart(outFile: string): string {
+  return `postfix check > ${shellQuote(outFile)} 2>&1 & rp_check=$!`;
+}
+
+/** Waits for the check; prints `check <exit code>`, and its output on stderr (read by the shell: no cat). */
+export function postfixCheckCollect(outFile: string): string {
+  return `wait "$rp_check"; echo "check $?"; while IFS= read -r rp_l; do printf '%s\n' "$rp_l"; done < ${shellQuote(outFile)} >&2`;
+}
+
+/** A failed check is a problem (the deploy rolls back); its warnings are reported, not fatal. */
+export function postfixCheckResult(r: ExecResult): { problems: string[]; warnings: string[] } {
   const problems: string[] = [];
   const checkCode = /^check (\d+)$/m.exec(r.stdout)?.[1];
   if (checkCode !== '0') problems.push(`postfix check exit ${checkCode ?? '?'}: ${excerpt(r.stderr, 300)}`);
-  for (const m of r.stdout.matchAll(/^missing (.*)$/gm))
-    problems.push(`master.cf command ${m[1]} not found in daemon_directory`);
-  if (r.code !== 0) problems.push(`installation check exit ${r.code}: ${excerpt(r.stderr, 200)}`);
+  if (r.code !== 0) problems.push(`postfix check: script exit ${r.code}: ${excerpt(r.stderr, 200)}`);
   const warnings = r.stderr.split('\n').filter((l) => l.trim() !== '');
   return { problems, warnings };
 }
@@ -227,10 +249,9 @@ export function stagedConfigProblems(r: ExecResult, desired: DesiredConfig): str
 
 /**
  * The validate step in one round trip: `postmap -s`/`-q` probes of the staged tables and, when the
- * plan edits main.cf or master.cf, the installation (`postfix check`, the services' daemons) and
- * the staged main.cf/master.cf. A change of tables only leaves both files as they are: nothing
- * there to check (and `postfix check` is most of a deploy's node-side CPU). Problems stop the
- * deploy; postfix check's warnings do not.
+ * plan edits main.cf or master.cf, the services' daemons and the staged main.cf/master.cf. A change
+ * of tables only leaves both files as they are: nothing there to check. `postfix check` runs with
+ * the verify after the reload (postfixCheckStart), off the path to live.
  */
 export async function validateStaged(
   conn: NodeConnection,
@@ -240,7 +261,7 @@ export async function validateStaged(
     daemonDirectory: string;
     delta?: BundleDelta | undefined;
   } & StagedConfigArgs,
-): Promise<{ problems: string[]; warnings: string[]; configChecked: boolean }> {
+): Promise<{ problems: string[]; configChecked: boolean }> {
   // A delta release: whole tables are probed as usual, merged ones at every key they changed;
   // copied ones are the base's, byte for byte.
   const { delta } = args;
@@ -255,7 +276,7 @@ export async function validateStaged(
   const configChecked = !planIsEmpty(args.plan);
   if (configChecked) {
     sections.push(
-      { name: 'installation', script: installationScript(args.bundle, args.daemonDirectory) },
+      { name: 'daemons', script: daemonsScript(args.bundle, args.daemonDirectory) },
       { name: 'staged-config', script: stagedConfigScript(args) },
     );
   }
@@ -266,11 +287,13 @@ export async function validateStaged(
       ? []
       : deltaProbeProblems(r.get('delta-probe')!.stdout, args.bundle, delta, args.stagingDir)),
   ];
-  if (!configChecked) return { problems, warnings: [], configChecked };
-  const installation = installationResult(r.get('installation')!);
+  if (!configChecked) return { problems, configChecked };
   return {
-    problems: [...installation.problems, ...problems, ...stagedConfigProblems(r.get('staged-config')!, args.desired)],
-    warnings: installation.warnings,
+    problems: [
+      ...daemonsProblems(r.get('daemons')!),
+      ...problems,
+      ...stagedConfigProblems(r.get('staged-config')!, args.desired),
+    ],
     configChecked,
   };
 }

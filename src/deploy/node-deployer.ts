@@ -277,11 +277,18 @@ class DeployRun extends DeployRunBase {
           restarted: this.restarted,
           ifPreviousOk: true,
           listReleases: true,
+          // A deploy that edits main.cf or master.cf: `postfix check` beside the wait, on what is now live.
+          checkInstallation: chain && !planIsEmpty(plan),
         });
         releases = found.releases;
+        this.warnings.push(...(found.installation?.warnings ?? []).map((w) => `postfix check: ${w}`));
         if (found.logProblems === null)
           this.warnings.push('maillog_file is not set: the log was not checked for fatal errors after the reload');
-        assertNone('verify', [...this.liveProblems(found.live, found.drifted), ...(found.logProblems ?? [])]);
+        assertNone('verify', [
+          ...this.liveProblems(found.live, found.drifted),
+          ...(found.logProblems ?? []),
+          ...(found.installation?.problems ?? []),
+        ]);
       }),
     );
     await reloading;
@@ -308,7 +315,7 @@ class DeployRun extends DeployRunBase {
     await this.step(
       'validate',
       async () => {
-        const { problems, warnings, configChecked } = await validateStaged(this.conn, {
+        const { problems, configChecked } = await validateStaged(this.conn, {
           bundle: this.bundle,
           stagingDir: staging,
           daemonDirectory: this.node!.daemonDirectory,
@@ -318,12 +325,10 @@ class DeployRun extends DeployRunBase {
           desired: this.desired,
           delta: this.delta,
         });
-        this.warnings.push(...warnings.map((w) => `postfix check: ${w}`));
         assertNone('validate', problems);
         return configChecked;
       },
-      (configChecked) =>
-        configChecked ? undefined : 'tables only: main.cf and master.cf unchanged, postfix check not needed',
+      (configChecked) => (configChecked ? undefined : 'tables only: main.cf and master.cf unchanged'),
     );
     this.to('validated');
   }

@@ -9,7 +9,13 @@ import type { Bundle } from './bundle.js';
 import { META_DIR, type NodeLayout } from './layout.js';
 import { releasesListing } from './release-store.js';
 import { digestScript, driftFromDigests } from './live-files.js';
-import { reloadLogProblems, reloadLogScript } from './node-checks.js';
+import {
+  postfixCheckCollect,
+  postfixCheckResult,
+  postfixCheckStart,
+  reloadLogProblems,
+  reloadLogScript,
+} from './node-checks.js';
 import { liveStateScript, parseLiveState, type LiveState } from './postfix-config.js';
 import {
   describeRestart,
@@ -104,6 +110,8 @@ export interface VerifyArgs {
   ifPreviousOk: boolean;
   /** Also list the release dirs (releasesListing), for the prune that follows. */
   listReleases?: boolean;
+  /** Also run `postfix check`, in the background of the wait and the settle time. */
+  checkInstallation?: boolean;
 }
 
 export interface VerifyFindings {
@@ -113,11 +121,14 @@ export interface VerifyFindings {
   releases?: string;
   /** Problems in the log since the reload; null when Postfix logs to syslog only (nothing checked). */
   logProblems: string[] | null;
+  /** `postfix check`'s findings, when asked for. */
+  installation?: { problems: string[]; warnings: string[] };
 }
 
 /**
  * After the reload, in one command: the live release (and the config, unless known unchanged) read again, the digests of the
- * live files, then (on the node) the wait for master's reload line, the settle time and the log since.
+ * live files, then (on the node) the wait for master's reload line, the settle time and the log since; when asked,
+ * `postfix check` runs in the background from the start and is collected at the end.
  */
 export async function verifyAfterReload(conn: NodeConnection, args: VerifyArgs): Promise<VerifyFindings> {
   const { digestFiles } = args;
@@ -125,7 +136,11 @@ export async function verifyAfterReload(conn: NodeConnection, args: VerifyArgs):
     digestFiles === undefined
       ? args.bundle
       : { ...args.bundle, files: Object.fromEntries(digestFiles.map((n) => [n, args.bundle.files[n]!])) };
-  const sections: Section[] = [{ name: 'live-state', script: liveStateScript(args.layout, args.knownConfig) }];
+  const checkOutput = posix.join(args.release, META_DIR, 'postfix-check');
+  const sections: Section[] = [];
+  if (args.checkInstallation === true)
+    sections.push({ name: 'installation-start', script: postfixCheckStart(checkOutput), subshell: false });
+  sections.push({ name: 'live-state', script: liveStateScript(args.layout, args.knownConfig) });
   // A delta release's merged tables were checked as they were built: often nothing is left to digest.
   const digesting = Object.keys(digested.files).length > 0;
   if (digesting) sections.push({ name: 'digests', script: digestScript(digested), cwd: args.layout.liveDir });
@@ -141,6 +156,8 @@ export async function verifyAfterReload(conn: NodeConnection, args: VerifyArgs):
   }
   if (args.listReleases === true)
     sections.push({ name: 'releases', script: releasesListing(args.layout), subshell: false });
+  if (args.checkInstallation === true)
+    sections.push({ name: 'installation', script: postfixCheckCollect(checkOutput), subshell: false });
   // The wait is bounded on the node; the command gets that much time on top of its usual limit.
   const r = await execSections(conn, sections, {
     timeoutMs: 60_000 + args.settleMs + args.timeoutMs,
@@ -150,6 +167,7 @@ export async function verifyAfterReload(conn: NodeConnection, args: VerifyArgs):
     live: parseLiveState(sectionOk(r, 'live-state').stdout, args.knownConfig),
     drifted: digesting ? driftFromDigests(r.get('digests')!.stdout, digested) : [],
     logProblems: args.maillog === '' ? null : reloadLogProblems(r.get('reload-log')!, args.timeoutMs),
+    ...(args.checkInstallation === true ? { installation: postfixCheckResult(r.get('installation')!) } : {}),
     // A listing that failed is the prune's business (it lists again), never the verify's.
     ...(r.get('releases')?.code === 0 ? { releases: r.get('releases')!.stdout } : {}),
   };

@@ -3,6 +3,7 @@
  * mail follows them, bad bundles never reach the live config, a failure after the switch rolls
  * back, and a wrong host key stops everything before a byte is sent.
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, statSync, watch } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -401,6 +402,38 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
     expect(releases(node)).not.toContain(bad.version);
     expect(await configSnapshot(conn, node)).toEqual(before);
     expect((await deliver(node, 'after-rollback@a.test', sh1)).authUser).toBe('userA2');
+  });
+
+  it('runs postfix check with the verify of a deploy that edits master.cf: a failed check rolls it back', async () => {
+    // A `postfix` first in the session's PATH whose `check` fails; every other use runs the real one.
+    const bin = path.join(node.baseDir, 'failing-check');
+    await mkdir(bin, { recursive: true });
+    const real = execFileSync('sh', ['-c', 'command -v postfix'], { encoding: 'utf8' }).trim();
+    await writeFile(
+      path.join(bin, 'postfix'),
+      `#!/bin/sh\nif [ "$1" = check ]; then echo 'postfix/postfix-script: fatal: the lab says no' >&2; exit 1; fi\nexec ${real} "$@"\n`,
+      { mode: 0o755 },
+    );
+    const failing = await connectNode({
+      ...node.ssh,
+      hostKey: node.ssh.hostKeyLine,
+      remotePath: `${bin}:${DEFAULT_REMOTE_PATH}`,
+    });
+    try {
+      const before = await configSnapshot(failing, node);
+      const edited = buildBundle(routesV2(), {
+        masterCf: [service('rp_extra', 'smtp', { smtp_tls_security_level: 'may' })],
+      });
+      const outcome = await deployBundle(failing, edited, opts(node));
+      expect(outcome.state, JSON.stringify(outcome)).toBe('rolled_back');
+      expect(outcome.error).toMatch(/postfix check exit 1: .*the lab says no/);
+      expect(outcome.steps.find((s) => s.step === 'validate')?.ok).toBe(true);
+      expect(outcome.steps.map((s) => `${s.step}:${s.ok}`).slice(-2)).toEqual(['verify:false', 'rollback:true']);
+      expect(liveVersion(node)).toBe(v2.version);
+      expect(await configSnapshot(conn, node)).toEqual(before);
+    } finally {
+      failing.close();
+    }
   });
 
   it('rolls a first release back to no release at all', async () => {
