@@ -19,26 +19,32 @@ interface Probe {
   /** The tables asked, in the union's order. */
   tables: string[];
   keys: string[];
-  /** What the union must answer for each key, as the bundle's tables hold it (worked out once). */
-  expected?: Map<string, string | undefined>;
 }
 
-/** Probes already worked out, by delta and staging dir: every node deploying the same delta shares them. */
-const planned = new WeakMap<BundleDelta, Map<string, Probe[]>>();
+interface Worked {
+  /** Each changed table's keys (added, replaced or deleted). */
+  changed: Array<{ name: string; keys: string[] }>;
+  /** What a table holds at a key (`table\0key`), as the bundle says: looked up once. */
+  held: Map<string, string | undefined>;
+}
+
+/** Per delta, for every node deploying it (each has a staging dir of its own): its keys, and the values expected at them. */
+const worked = new WeakMap<BundleDelta, Worked>();
+
+function workedOut(delta: BundleDelta): Worked {
+  let w = worked.get(delta);
+  if (w === undefined) {
+    const changed = Object.entries(delta.tables)
+      .map(([name, t]) => ({ name, keys: [...new Set([...t.added.map(keyOf), ...t.deleted])] }))
+      .filter((t) => t.keys.length > 0);
+    worked.set(delta, (w = { changed, held: new Map() }));
+  }
+  return w;
+}
 
 /** One probe over every changed table, or one per table when a staged path cannot go in a union. */
 function probesOf(staging: string, delta: BundleDelta): Probe[] {
-  let byStaging = planned.get(delta);
-  if (byStaging === undefined) planned.set(delta, (byStaging = new Map()));
-  let probes = byStaging.get(staging);
-  if (probes === undefined) byStaging.set(staging, (probes = planProbes(staging, delta)));
-  return probes;
-}
-
-function planProbes(staging: string, delta: BundleDelta): Probe[] {
-  const changed = Object.entries(delta.tables)
-    .map(([name, t]) => ({ name, keys: [...new Set([...t.added.map(keyOf), ...t.deleted])] }))
-    .filter((t) => t.keys.length > 0);
+  const { changed } = workedOut(delta);
   if (changed.length === 0) return [];
   if (!changed.every((t) => UNION_SAFE.test(posix.join(staging, t.name))))
     return changed.map((t) => ({ tables: [t.name], keys: t.keys }));
@@ -69,17 +75,18 @@ export function deltaProbeProblems(stdout: string, bundle: Bundle, delta: Bundle
     if (line.startsWith(SECTION)) answers.set(line.slice(SECTION.length), (current = new Map()));
     else if (line.includes('\t')) current.set(line.slice(0, line.indexOf('\t')), line.slice(line.indexOf('\t') + 1));
   }
+  const { held } = workedOut(delta);
+  const heldAt = (name: string, key: string): string | undefined => {
+    const at = `${name}\0${key}`;
+    if (!held.has(at)) held.set(at, valueOf(bundle.files[name]!, key));
+    return held.get(at);
+  };
   const problems: string[] = [];
   probesOf(staging, delta).forEach((probe, i) => {
     const got = answers.get(String(i)) ?? new Map<string, string>();
-    probe.expected ??= new Map(
-      probe.keys.map((key) => {
-        const held = probe.tables.flatMap((name) => valueOf(bundle.files[name]!, key) ?? []);
-        return [key, held.length === 0 ? undefined : held.join(',')];
-      }),
-    );
     for (const key of probe.keys) {
-      const expected = probe.expected.get(key);
+      const values = probe.tables.flatMap((name) => heldAt(name, key) ?? []);
+      const expected = values.length === 0 ? undefined : values.join(',');
       const answer = got.get(key);
       if (answer === expected) continue;
       const where = probe.tables.join(', ');

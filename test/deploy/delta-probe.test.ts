@@ -30,6 +30,28 @@ describe('delta probe', () => {
     for (const key of ['@b.test', '@c.test', '@d.test']) expect(script).toContain(`\n${key}\n`);
   });
 
+  it('looks up the values expected at the changed keys once for every node deploying the delta', () => {
+    const own = bundleDelta(base, next, { sendWholeUpTo: 0 })!;
+    let reads = 0;
+    const counted = {
+      ...next,
+      files: new Proxy(next.files, {
+        get: (files, name) => (reads++, Reflect.get(files, name)),
+      }),
+    };
+    const stdout = [
+      section(0),
+      '@b.test\trotated:pw b.test,[127.0.0.1]:2525',
+      '@d.test\tu-d.test:pw d.test,[127.0.0.1]:2525',
+      '',
+    ].join('\n');
+    expect(deltaProbeProblems(stdout, counted, own, `${staging}-node1`)).toEqual([]);
+    const first = reads;
+    expect(first).toBeGreaterThan(0);
+    expect(deltaProbeProblems(stdout, counted, own, `${staging}-node2`)).toEqual([]);
+    expect(reads).toBe(first);
+  });
+
   it('accepts the answers a union gives: every holding table, in order, joined by commas', () => {
     const stdout = [
       section(0),
