@@ -20,6 +20,13 @@ const next = buildBundle([route('a.test'), route('b.test', 'rotated'), route('d.
 const delta = bundleDelta(base, next, { sendWholeUpTo: 0 })!;
 const staging = '/etc/relayplane/releases/next.tmp-1';
 const section = (i: number) => `@@relayplane-delta-probe@@ ${i}`;
+/** What a union of the staged tables answers when the delta was applied right. */
+const rightAnswers = [
+  section(0),
+  '@b.test\trotated:pw b.test,[127.0.0.1]:2525',
+  '@d.test\tu-d.test:pw d.test,[127.0.0.1]:2525',
+  '',
+].join('\n');
 
 describe('delta probe', () => {
   it('asks every changed key of the changed tables in one union, in the tables order', () => {
@@ -39,27 +46,15 @@ describe('delta probe', () => {
         get: (files, name) => (reads++, Reflect.get(files, name)),
       }),
     };
-    const stdout = [
-      section(0),
-      '@b.test\trotated:pw b.test,[127.0.0.1]:2525',
-      '@d.test\tu-d.test:pw d.test,[127.0.0.1]:2525',
-      '',
-    ].join('\n');
-    expect(deltaProbeProblems(stdout, counted, own, `${staging}-node1`)).toEqual([]);
+    expect(deltaProbeProblems(rightAnswers, counted, own, `${staging}-node1`)).toEqual([]);
     const first = reads;
     expect(first).toBeGreaterThan(0);
-    expect(deltaProbeProblems(stdout, counted, own, `${staging}-node2`)).toEqual([]);
+    expect(deltaProbeProblems(rightAnswers, counted, own, `${staging}-node2`)).toEqual([]);
     expect(reads).toBe(first);
   });
 
   it('accepts the answers a union gives: every holding table, in order, joined by commas', () => {
-    const stdout = [
-      section(0),
-      '@b.test\trotated:pw b.test,[127.0.0.1]:2525',
-      '@d.test\tu-d.test:pw d.test,[127.0.0.1]:2525',
-      '',
-    ].join('\n');
-    expect(deltaProbeProblems(stdout, next, delta, staging)).toEqual([]);
+    expect(deltaProbeProblems(rightAnswers, next, delta, staging)).toEqual([]);
   });
 
   it('refuses a key one table answers wrongly, and a deleted key still answered, without showing secrets', () => {
