@@ -79,8 +79,8 @@ export async function stageDelta(
   const base = layout.release(delta.base);
   const patched = Object.entries(delta.tables).filter(([, t]) => !t.sent);
   const sentWhole = [...delta.whole, ...Object.keys(delta.tables).filter((name) => delta.tables[name]!.sent)];
-  const archive = archives.get(delta) ?? archiveOf(bundle, delta, patched, sentWhole);
-  archives.set(delta, archive);
+  let archive = archives.get(delta);
+  if (archive === undefined) archives.set(delta, (archive = archiveOf(bundle, delta, patched, sentWhole)));
   const copies = delta.unchanged.flatMap((name) =>
     bundle.files[name]!.mapType === 'hash' ? [name, `${name}.db`] : [name],
   );
@@ -116,7 +116,8 @@ export async function stageDelta(
 
 /**
  * The delta release's tables: each changed table's base `.db` copied and updated (`postmap -d`,
- * then `postmap -i -r`), whole ones built, then the modes as postmapTables checks them. Any postmap stderr is a failure, quoted without secrets.
+ * then `postmap -i -r`), whole ones built, then the modes as postmapTables checks them. Any
+ * postmap stderr is a failure, quoted without secrets.
  */
 export async function postmapDelta(
   conn: NodeConnection,
