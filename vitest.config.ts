@@ -11,6 +11,7 @@ export const LAB_FILES = [
   'test/ssh/connection-pool.test.ts',
   'test/deploy/node-deployer.test.ts',
   'test/deploy/restart.test.ts',
+  'test/deploy/apply-config.test.ts',
   'test/deploy/node-read.test.ts',
   'test/deploy/slow-login.test.ts',
   'test/deploy/deploy-user.test.ts',

@@ -12,10 +12,8 @@ import { DeployCheckError } from './errors.js';
 import type { NodeLayout } from './layout.js';
 import { FILES_STAT, filesStatCommand, postmapTables } from './node-checks.js';
 import {
-  backdateCommand,
   driftReportFiles,
   liveProblems,
-  planCommands,
   planIsEmpty,
   type ConfigPlan,
   type DesiredConfig,
@@ -25,7 +23,7 @@ import {
 import { describeRestart, parseRestartVia, restartAgainCommand, type RestartVia } from './postfix-restart.js';
 import { RELOAD_COMMAND } from './reload-steps.js';
 import {
-  backupCommand,
+  applyCommand,
   pruneReleases,
   removeReleaseDir,
   restoreConfig,
@@ -134,13 +132,15 @@ export abstract class DeployRunBase {
     }
   }
 
-  /** Saves main.cf/master.cf into the release, then runs only the postconf edits that differ (none: nothing at all). */
-  protected async apply(plan: ConfigPlan, conn: NodeConnection, release = this.releaseDir!): Promise<void> {
+  /**
+   * Saves main.cf/master.cf into the release, then makes only the edits that differ (none: nothing
+   * at all). `checked`: validate edited and checked copies of both in this release (applyCommand).
+   */
+  protected async apply(plan: ConfigPlan, conn: NodeConnection, release = this.releaseDir!, checked = false): Promise<void> {
     // Nothing to edit, nothing a rollback would restore: the node is not asked anything.
     if (planIsEmpty(plan)) return;
-    const edits = [...planCommands(plan), backdateCommand(posix.join(this.layout.configDir, 'main.cf'))];
     // One command; the marker tells whether the backup exists, even when an edit failed after it.
-    const r = await conn.exec([backupCommand(this.layout, release), 'echo backed-up', ...edits].join(' && '));
+    const r = await conn.exec(applyCommand(this.layout, release, plan, checked));
     if (r.code === SKIPPED_EXIT) throw new RemoteCommandError('apply: skipped', r.code, '');
     this.backupTaken = r.stdout.includes('backed-up');
     if (r.code !== 0) throw new Error(`apply: exit ${r.code}: ${excerpt(r.stderr, 300)}`);

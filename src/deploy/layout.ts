@@ -5,7 +5,8 @@
  *   <configDir>/relayplane/releases/<version>/ map sources, their .db files, VERSION (written last)
  *   <configDir>/relayplane/releases/<version>/.relayplane/
  *       params, services                      what this release manages in main.cf / master.cf
- *       main.cf.before, master.cf.before      the node's files just before this release was applied
+ *       before/main.cf, before/master.cf      the node's files just before this release was applied
+ *       check/                                 validate's edited main.cf/master.cf, until apply installs them
  *   <configDir>/relayplane/releases/<version>.tmp-<hex>/  a release being staged (never live)
  *
  * main.cf points at `current`, never at a release: switching the symlink switches every table at

@@ -190,18 +190,25 @@ export interface StagedConfigArgs {
   desired: DesiredConfig;
 }
 
+/** Where stagedConfigScript keeps main.cf and master.cf as it copied them, under its scratch dir. */
+export const SCRATCH_BEFORE = 'before';
+
 /**
  * Applies the plan to a scratch copy of main.cf/master.cf, then asks postconf about the result:
  * "unused parameter" warnings name parameters Postfix does not know (it only warns), and expanded
- * values are checked against the type of their default (`postconf -dx`) and TLS level names.
+ * values are checked against the type of their default (`postconf -dx`) and TLS level names. The
+ * copies as read stay in `before/` (hard links: postconf edits by rename), for apply to install the
+ * checked files when the live ones still match them (applyCommand).
  */
 export function stagedConfigScript(args: StagedConfigArgs): string {
   const { scratchDir: d, configDir, plan, desired } = args;
+  const at = (...names: string[]) => names.map((n) => posix.join(d, n));
   // One postconf for every parameter set in main.cf and one for every service's: each run costs
   // the node milliseconds, and each parses the whole file (and warns) whatever it is asked.
   const setup = [
-    sh('mkdir', '-p', d),
+    sh('mkdir', '-p', posix.join(d, SCRATCH_BEFORE)),
     sh('cp', '-p', posix.join(configDir, 'main.cf'), posix.join(configDir, 'master.cf'), d),
+    sh('ln', ...at('main.cf', 'master.cf', SCRATCH_BEFORE)),
     ...planCommands(plan, d),
     backdateCommand(posix.join(d, 'main.cf')),
     sh('postconf', '-c', d, '-nx'),

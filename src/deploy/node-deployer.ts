@@ -17,7 +17,6 @@
  * validate, then promote…verify, each sent only-if-the-one-before-exited-0 (`chained`): the node
  * stops at the first failure as if each had waited. Answers are taken in order; prune follows live.
  */
-import { posix } from 'node:path';
 import type { Bundle } from './bundle.js';
 import { checkBundle } from './bundle-checks.js';
 import { bundleDelta } from './bundle-delta.js';
@@ -25,7 +24,7 @@ import { ahead, skipped } from './deploy-journal.js';
 import { assertNone, DeployRunBase } from './deploy-run-base.js';
 import type { DeployOptions, DeployOutcome } from './deploy-types.js';
 import { stagingPlan } from './delta-release.js';
-import { META_DIR, nodeLayout } from './layout.js';
+import { nodeLayout } from './layout.js';
 import { driftedFiles } from './live-files.js';
 import { postmapTables, validateStaged } from './node-checks.js';
 import {
@@ -41,7 +40,7 @@ import {
 } from './postfix-config.js';
 import { describeRestart } from './postfix-restart.js';
 import { reloadPostfix, verifyAfterReload } from './reload-steps.js';
-import { promoteRelease, stageRelease, stagingDirFor, switchCurrent } from './release-store.js';
+import { promoteRelease, scratchDirOf, stageRelease, stagingDirFor, switchCurrent } from './release-store.js';
 import { chained, excerpt, type NodeConnection } from '../ssh/index.js';
 
 interface StagedAhead {
@@ -58,6 +57,9 @@ export async function deployBundle(
 }
 
 class DeployRun extends DeployRunBase {
+  /** validate checked edited copies of main.cf and master.cf in the staging dir: apply installs them. */
+  private configChecked = false;
+
   async execute(): Promise<DeployOutcome> {
     let error: string | undefined;
     let rollbackError: string | undefined;
@@ -212,7 +214,7 @@ class DeployRun extends DeployRunBase {
     const applied = ahead(
       this.step(
         'apply',
-        () => this.apply(plan, next, release),
+        () => this.apply(plan, next, release, this.configChecked),
         () => describePlan(plan),
       ),
     );
@@ -319,13 +321,14 @@ class DeployRun extends DeployRunBase {
           bundle: this.bundle,
           stagingDir: staging,
           daemonDirectory: this.node!.daemonDirectory,
-          scratchDir: posix.join(staging, META_DIR, 'check'),
+          scratchDir: scratchDirOf(staging),
           configDir: this.layout.configDir,
           plan: this.plan!,
           desired: this.desired,
           delta: this.delta,
         });
         assertNone('validate', problems);
+        this.configChecked = configChecked;
         return configChecked;
       },
       (configChecked) => (configChecked ? undefined : 'tables only: main.cf and master.cf unchanged'),

@@ -7,7 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
 import { serviceKey, type Bundle } from './bundle.js';
 import { DELTA_DIR, META_DIR, VERSION_RE, type NodeLayout } from './layout.js';
-import { backdateCommand } from './postfix-config.js';
+import { SCRATCH_BEFORE } from './node-checks.js';
+import { backdateCommand, planCommands, type ConfigPlan } from './postfix-config.js';
 import { sh, execOk, type NodeConnection } from '../ssh/index.js';
 import { tarArchive } from './tar-archive.js';
 
@@ -70,13 +71,13 @@ export async function promoteRelease(
   assertVersion(version);
   const release = layout.release(version);
   const versionFile = posix.join(staging, 'VERSION');
-  const check = posix.join(staging, META_DIR, 'check');
   const delta = posix.join(staging, DELTA_DIR);
   // Tests and umask are built into the shell: only what must change starts a process.
   await execOk(
     conn,
     [
-      `{ [ ! -e ${sh(check)} ] && [ ! -e ${sh(delta)} ] || ${sh('rm', '-rf', check, delta)}; }`,
+      // validate's scratch dir stays: apply installs its checked main.cf and master.cf.
+      `{ [ ! -e ${sh(delta)} ] || ${sh('rm', '-rf', delta)}; }`,
       `umask 022 && printf '%s\\n' ${version} > ${sh(versionFile)}`,
       sh('chmod', '0755', staging),
       `{ [ ! -e ${sh(release)} ] || ${sh('rm', '-rf', release)}; }`,
@@ -100,21 +101,50 @@ export async function switchCurrent(conn: NodeConnection, layout: NodeLayout, ve
   await execOk(conn, `${sh('ln', '-sfn', layout.linkTarget(version), tmp)} && ${sh('mv', '-T', tmp, layout.current)}`);
 }
 
-/** Copies main.cf and master.cf into the release before they are edited, for an exact restore. */
-export function backupCommand(layout: NodeLayout, release: string): string {
-  const meta = posix.join(release, META_DIR);
-  return ['main.cf', 'master.cf']
-    .map((f) => sh('cp', '-p', posix.join(layout.configDir, f), posix.join(meta, `${f}.before`)))
-    .join(' && ');
+/** main.cf and master.cf as they were just before the release was applied: what restoreConfig puts back. */
+const backupDir = (release: string) => posix.join(release, META_DIR, 'before');
+
+/** Where validate edits and checks copies of main.cf and master.cf (stagedConfigScript), in a staging or release dir. */
+export const scratchDirOf = (dir: string) => posix.join(dir, META_DIR, 'check');
+
+/**
+ * Applies the plan to the live main.cf and master.cf, after a copy of both goes into the release
+ * (printing `backed-up` once it is there). `checked`: validate edited and checked copies in the
+ * release's scratch dir (stagedConfigScript); while the live files still match the copies it read,
+ * its files are renamed into place and the copies it read become the backup, with no postconf on
+ * the way. Otherwise (a hand edit since, or a repair without validate) the plan's postconf edits
+ * run on the live files.
+ */
+export function applyCommand(layout: NodeLayout, release: string, plan: ConfigPlan, checked: boolean): string {
+  const live = (f: string) => posix.join(layout.configDir, f);
+  const backup = backupDir(release);
+  const edits = [
+    sh('mkdir', '-p', backup),
+    sh('cp', '-p', live('main.cf'), live('master.cf'), backup),
+    'echo backed-up',
+    ...planCommands(plan),
+    backdateCommand(live('main.cf')),
+  ].join(' && ');
+  if (!checked) return edits;
+  const scratch = scratchDirOf(release);
+  const read = posix.join(scratch, SCRATCH_BEFORE);
+  const same = ['main.cf', 'master.cf'].map((f) => sh('cmp', '-s', live(f), posix.join(read, f))).join(' && ');
+  const install = [
+    sh('mv', '-T', read, backup),
+    'echo backed-up',
+    // Renames (the scratch dir is under the config dir): main.cf keeps the date validate gave it.
+    sh('mv', '-f', posix.join(scratch, 'master.cf'), posix.join(scratch, 'main.cf'), layout.configDir),
+    sh('rmdir', scratch),
+  ].join(' && ');
+  return `if ${same}; then ${install}; else ${sh('rm', '-rf', scratch)} && ${edits}; fi`;
 }
 
 /** Puts the backed-up main.cf and master.cf back (copy, then rename over the live file). */
 export async function restoreConfig(conn: NodeConnection, layout: NodeLayout, release: string): Promise<void> {
-  const meta = posix.join(release, META_DIR);
   const steps = ['main.cf', 'master.cf'].map((f) => {
     const live = posix.join(layout.configDir, f);
     const tmp = `${live}.relayplane-restore`;
-    return `${sh('cp', '-p', posix.join(meta, `${f}.before`), tmp)} && ${sh('mv', '-f', tmp, live)}`;
+    return `${sh('cp', '-p', posix.join(backupDir(release), f), tmp)} && ${sh('mv', '-f', tmp, live)}`;
   });
   await execOk(conn, [...steps, backdateCommand(posix.join(layout.configDir, 'main.cf'))].join(' && '));
 }
