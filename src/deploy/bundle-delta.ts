@@ -111,10 +111,28 @@ function sameText(a: BundleFile, b: BundleFile): boolean {
   const y = chunksOf(b);
   if (x === undefined || y === undefined) return a.content === b.content;
   if (x === y) return true;
-  // Cut at the same places (the compiler's chunks of two versions): equal when every chunk is.
-  if (x.length === y.length && x.every((chunk, i) => chunk.length === y[i]!.length))
-    return x.every((chunk, i) => chunk === y[i]);
-  return sumLengths(x) === sumLengths(y) && a.content === b.content;
+  if (sumLengths(x) !== sumLengths(y)) return false;
+  // Chunk by chunk where both are cut at the same places (the compiler's chunks of two versions:
+  // shared chunks are one string), else piece by piece where their cuts differ; never joined.
+  let i = 0;
+  let j = 0;
+  let atX = 0;
+  let atY = 0;
+  while (i < x.length && j < y.length) {
+    const cx = x[i]!;
+    const cy = y[j]!;
+    const n = Math.min(cx.length - atX, cy.length - atY);
+    const same =
+      atX === 0 && atY === 0 && n === cx.length && n === cy.length
+        ? cx === cy
+        : cx.slice(atX, atX + n) === cy.slice(atY, atY + n);
+    if (!same) return false;
+    atX += n;
+    atY += n;
+    if (atX === cx.length) [i, atX] = [i + 1, 0];
+    if (atY === cy.length) [j, atY] = [j + 1, 0];
+  }
+  return true;
 }
 
 function sameKind(a: BundleFile, b: BundleFile): boolean {

@@ -78,6 +78,31 @@ describe('bundleDelta', () => {
     expect(joined).toEqual([]);
   });
 
+  it('compares chunked tables cut at other places piece by piece, without joining them', () => {
+    const lines = ['@a.test [h]:25\n', '@b.test [h]:25\n', '@c.test [h]:25\n', '@d.test [h]:25\n'];
+    const joined: string[] = [];
+    const cut = (version: string, parts: string[]): Bundle => {
+      const chunks = Object.assign([...parts], {
+        join: (sep?: string) => (joined.push(version), Array.prototype.join.call(parts, sep)),
+      });
+      return {
+        ...buildBundle([route('a.test')]),
+        version: version.padStart(64, '0'),
+        files: { sender_relay: chunkedFile(chunks, { mode: 0o644, secret: false, mapType: 'hash' }) },
+      };
+    };
+    const base = cut('1', [lines[0]! + lines[1]!, lines[2]! + lines[3]!]);
+    const sameText = cut('2', [lines[0]!, lines[1]! + lines[2]!, lines[3]!]);
+    // As long as the base, one character changed, cut at yet other places.
+    const changed = cut('3', [lines[0]! + lines[1]!.replace('25', '26'), lines[2]!, lines[3]!]);
+    expect(bundleDelta(base, sameText)).toMatchObject({ unchanged: ['sender_relay'], tables: {} });
+    expect(bundleDelta(base, changed)?.tables.sender_relay).toMatchObject({
+      removed: ['@b.test [h]:25'],
+      added: ['@b.test [h]:26'],
+    });
+    expect(joined).toEqual([]);
+  });
+
   it('sends small changed tables whole, still saying which keys changed (the probes ask them)', () => {
     const base = buildBundle([route('a.test'), route('b.test'), route('c.test')]);
     const next = buildBundle([route('a.test'), route('b.test', 'rotated'), route('d.test')]);
