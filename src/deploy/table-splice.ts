@@ -83,15 +83,6 @@ export function spliceOps(
   added: readonly string[],
 ): SpliceOp[] | null {
   const text = new ChunkedLines(typeof base === 'string' ? [base] : base);
-  const events: Array<{ at: number; line: string; insert: boolean }> = [];
-  for (const line of removed) {
-    const at = text.lowerBound(line);
-    if (!text.hasLineAt(at, line)) return null;
-    events.push({ at: text.byteOffset(at), line, insert: false });
-  }
-  for (const line of added) events.push({ at: text.byteOffset(text.lowerBound(line)), line, insert: true });
-  // At one offset the added line goes first: it sorts before the line found there.
-  events.sort((a, b) => a.at - b.at || Number(b.insert) - Number(a.insert));
   const ops: Array<['copy' | 'skip' | 'insert', number]> = [];
   const push = (kind: 'copy' | 'skip' | 'insert', n: number) => {
     const last = ops.at(-1);
@@ -100,13 +91,24 @@ export function spliceOps(
   };
   // Byte offsets in the base from here on.
   let cursor = 0;
-  for (const e of events) {
-    if (e.at > cursor) push('copy', e.at - cursor);
-    cursor = Math.max(cursor, e.at);
-    if (e.insert) push('insert', bytes(e.line) + 1);
+  // Both lists are sorted and a line's place in the base grows with the line, so taking them in
+  // line order takes the edits in the base's order (an added line first where it goes before a
+  // removed one), and the walk stops as soon as there are too many ops: a table changed all over
+  // costs a few lookups, not one per line.
+  let r = 0;
+  let a = 0;
+  while (r < removed.length || a < added.length) {
+    const insert = r >= removed.length || (a < added.length && added[a]! < removed[r]!);
+    const line = insert ? added[a++]! : removed[r++]!;
+    const found = text.lowerBound(line);
+    if (!insert && !text.hasLineAt(found, line)) return null;
+    const at = text.byteOffset(found);
+    if (at > cursor) push('copy', at - cursor);
+    cursor = Math.max(cursor, at);
+    if (insert) push('insert', bytes(line) + 1);
     else {
-      push('skip', bytes(e.line) + 1);
-      cursor += bytes(e.line) + 1;
+      push('skip', bytes(line) + 1);
+      cursor += bytes(line) + 1;
     }
     if (ops.length > MAX_SPLICE_OPS) return null;
   }
