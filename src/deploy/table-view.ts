@@ -21,10 +21,8 @@ interface ChunkFacts {
   lines: string[];
   /** Every line `key value` (see the module comment) and both keys and lines strictly ascending. */
   simple: boolean;
-  /** Lower-cased keys (as a hash map stores them), one per line; empty unless simple. */
-  keys: string[];
-  /** Values without surrounding blanks, one per line; empty unless simple. */
-  values: string[];
+  /** Lower-cased keys (as a hash map stores them) and values without surrounding blanks, one per line (simple only; made when first asked: entriesOf). */
+  entries?: { keys: string[]; values: string[] };
   /** `key<TAB>value\n` per line: what `postmap -s` prints for the chunk's entries (made when first asked: dumpOf). */
   dump?: string;
 }
@@ -48,38 +46,72 @@ export interface TableView {
 
 /** postmap's blanks around a key and a value: space, tab, CR, VT, FF (by code: this runs for every character of a key). */
 const isBlank = (code: number) => code === 32 || code === 9 || code === 13 || code === 11 || code === 12;
-/** A key postmap stores as written (lower-cased): printable ASCII, no blank. */
-const KEY_RE = /^[!-~]+$/;
+/** A character postmap keeps in a key as written (lower-cased): printable ASCII, no blank. */
+const isKeyChar = (code: number) => code >= 0x21 && code <= 0x7e;
+const lower = (code: number) => (code >= 65 && code <= 90 ? code + 32 : code);
 
+/** Where a line's key ends (its first blank, or its end). */
+function keyEnd(line: string): number {
+  let end = 0;
+  while (end < line.length && !isBlank(line.charCodeAt(end))) end += 1;
+  return end;
+}
+
+/** The order of two lines' lower-cased keys, compared in place (no strings made for a table's 100,000 lines). */
+function compareKeys(a: string, aEnd: number, b: string, bEnd: number): number {
+  const n = Math.min(aEnd, bEnd);
+  for (let i = 0; i < n; i += 1) {
+    const d = lower(a.charCodeAt(i)) - lower(b.charCodeAt(i));
+    if (d !== 0) return d;
+  }
+  return aEnd - bEnd;
+}
+
+/**
+ * Whether the chunk is simple, read in place: every character of every line is looked at once, and
+ * no key or value is made until someone asks for them (entriesOf). A table that changed all over
+ * (a relay's first limit at 100,000 domains) is read whole on the path to live.
+ */
 function chunkFacts(chunk: string): ChunkFacts {
   const lines = (chunk.endsWith('\n') ? chunk.slice(0, -1) : chunk).split('\n');
-  const facts: ChunkFacts = { lines, simple: chunk.endsWith('\n'), keys: [], values: [] };
+  const facts: ChunkFacts = { lines, simple: chunk.endsWith('\n') };
+  let previousEnd = 0;
   for (let i = 0; i < lines.length && facts.simple; i += 1) {
     const line = lines[i]!;
-    let keyEnd = 0;
-    while (keyEnd < line.length && !isBlank(line.charCodeAt(keyEnd))) keyEnd += 1;
-    let start = keyEnd;
-    while (start < line.length && isBlank(line.charCodeAt(start))) start += 1;
-    let end = line.length;
-    while (end > start && isBlank(line.charCodeAt(end - 1))) end -= 1;
-    const raw = line.slice(0, keyEnd);
-    const key = raw.toLowerCase();
-    const value = line.slice(start, end);
-    const ascending = i === 0 || (lines[i - 1]! < line && facts.keys[i - 1]! < key);
-    if (keyEnd === 0 || raw[0] === '#' || !KEY_RE.test(raw) || value === '' || !ascending) {
-      facts.simple = false;
-      break;
-    }
-    facts.keys.push(key);
-    facts.values.push(value);
+    const end = keyEnd(line);
+    let printable = end > 0 && line.charCodeAt(0) !== 35; // '#'
+    for (let c = 0; printable && c < end; c += 1) printable = isKeyChar(line.charCodeAt(c));
+    let valueEnd = line.length;
+    while (valueEnd > end && isBlank(line.charCodeAt(valueEnd - 1))) valueEnd -= 1;
+    const ascending = i === 0 || (lines[i - 1]! < line && compareKeys(lines[i - 1]!, previousEnd, line, end) < 0);
+    facts.simple = printable && valueEnd > end && ascending;
+    previousEnd = end;
   }
-  if (!facts.simple) facts.keys = facts.values = [];
   return facts;
+}
+
+/** A simple chunk's keys (lower case) and values (without surrounding blanks), made once per chunk. */
+function entriesOf(facts: ChunkFacts): { keys: string[]; values: string[] } {
+  if (facts.entries !== undefined) return facts.entries;
+  const keys: string[] = [];
+  const values: string[] = [];
+  for (const line of facts.lines) {
+    const end = keyEnd(line);
+    let start = end;
+    while (start < line.length && isBlank(line.charCodeAt(start))) start += 1;
+    let valueEnd = line.length;
+    while (valueEnd > start && isBlank(line.charCodeAt(valueEnd - 1))) valueEnd -= 1;
+    keys.push(line.slice(0, end).toLowerCase());
+    values.push(line.slice(start, valueEnd));
+  }
+  return (facts.entries = { keys, values });
 }
 
 /** A simple chunk's entries as `postmap -s` prints them, made once per chunk. */
 function dumpOf(facts: ChunkFacts): string {
-  return (facts.dump ??= facts.keys.map((key, i) => `${key}\t${facts.values[i]!}\n`).join(''));
+  if (facts.dump !== undefined) return facts.dump;
+  const { keys, values } = entriesOf(facts);
+  return (facts.dump = keys.map((key, i) => `${key}\t${values[i]!}\n`).join(''));
 }
 
 /**
@@ -116,7 +148,9 @@ function viewOf(chunks: readonly string[]): TableView {
   for (let c = 1; simple && c < facts.length; c += 1) {
     const before = facts[c - 1]!;
     const after = facts[c]!;
-    simple = before.lines.at(-1)! < after.lines[0]! && before.keys.at(-1)! < after.keys[0]!;
+    const last = before.lines.at(-1)!;
+    const first = after.lines[0]!;
+    simple = last < first && compareKeys(last, keyEnd(last), first, keyEnd(first)) < 0;
   }
   let lineCount = 0;
   for (const f of facts) lineCount += f.lines.length;
@@ -125,7 +159,7 @@ function viewOf(chunks: readonly string[]): TableView {
   let count = 0;
   for (const f of facts) {
     starts.push(count);
-    count += f.keys.length;
+    count += f.simple ? f.lines.length : 0;
   }
   let digest: string | undefined;
   return {
@@ -141,8 +175,8 @@ function viewOf(chunks: readonly string[]): TableView {
         if (starts[mid]! <= i) lo = mid;
         else hi = mid - 1;
       }
-      const f = facts[lo]!;
-      return { key: f.keys[i - starts[lo]!]!, value: f.values[i - starts[lo]!]! };
+      const { keys, values } = entriesOf(facts[lo]!);
+      return { key: keys[i - starts[lo]!]!, value: values[i - starts[lo]!]! };
     },
     dumpDigest: () => (digest ??= sha256Hex(facts.map(dumpOf))),
     linesNotIn(other) {
