@@ -1,7 +1,8 @@
 /**
  * main.cf / master.cf as the deployer sees them: what the node has (`postconf -n`, `-M`, `-P`), what
  * the bundle wants, and the postconf commands that turn one into the other, touching only what
- * differs. The same commands run first against a scratch copy (validation), then on the live files.
+ * differs. The same commands run first against a scratch copy (validation); apply then installs
+ * that checked copy, or runs them on the live files when those changed since (applyCommand).
  */
 import { posix } from 'node:path';
 import { MANAGED_SERVICE_PREFIX, renderValue, serviceFields, serviceKey, type Bundle } from './bundle.js';

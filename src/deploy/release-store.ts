@@ -59,8 +59,8 @@ export async function stageRelease(
 }
 
 /**
- * Removes the validate step's scratch copy and a delta's inputs, writes VERSION last and renames the
- * staging dir to releases/<version> (which must not be live).
+ * Removes a delta's inputs (validate's scratch copy stays for apply), writes VERSION last and
+ * renames the staging dir to releases/<version> (which must not be live).
  */
 export async function promoteRelease(
   conn: NodeConnection,
