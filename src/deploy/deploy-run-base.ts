@@ -136,7 +136,12 @@ export abstract class DeployRunBase {
    * Saves main.cf/master.cf into the release, then makes only the edits that differ (none: nothing
    * at all). `checked`: validate edited and checked copies of both in this release (applyCommand).
    */
-  protected async apply(plan: ConfigPlan, conn: NodeConnection, release = this.releaseDir!, checked = false): Promise<void> {
+  protected async apply(
+    plan: ConfigPlan,
+    conn: NodeConnection,
+    release = this.releaseDir!,
+    checked = false,
+  ): Promise<void> {
     // Nothing to edit, nothing a rollback would restore: the node is not asked anything.
     if (planIsEmpty(plan)) return;
     // One command; the marker tells whether the backup exists, even when an edit failed after it.
