@@ -87,7 +87,7 @@ const PERL_LOOP = [
   'sub put { my ($data) = @_; my $off = 0; while ($off < length $data) { my $w = syswrite(STDOUT, $data, length($data) - $off, $off); exit 114 unless $w; $off += $w } }',
   'sub save { my ($name, $data) = @_; open(my $f, ">", "$dir/$name") or exit 113; binmode $f; print {$f} $data or exit 113; close $f or exit 113 }',
   // Exactly `size` bytes, as the header said (a file that shrank since is padded: the stream stays in step).
-  'sub send_file { my ($name, $size) = @_; open(my $f, "<", "$dir/$name") or exit 114; binmode $f; while ($size > 0) { my $r = sysread($f, my $chunk, $size < 65536 ? $size : 65536); $chunk = "\\0" x $size unless $r; put($chunk); $size -= length $chunk } close $f }',
+  'sub slurp { my ($name, $size) = @_; my $data = ""; return $data unless $size; open(my $f, "<", "$dir/$name") or exit 114; binmode $f; while (length $data < $size) { my $r = sysread($f, $data, $size - length $data, length $data); last unless $r } close $f; return $data . "\\0" x ($size - length $data) }',
   'sub run { syswrite($go_w, "\\n") or exit 116; my $line = ""; while ($line !~ /\\n/) { sysread($rc_r, $line, 16, length $line) or exit 116 } return $line + 0 }',
   'put("\\n$tok ready\\n");',
   'for (;;) {',
@@ -97,7 +97,8 @@ const PERL_LOOP = [
   '  if ($gate == 1 && $rc != 0) { $rc = $skipped; put("$tok $rc 0 0\\n"); save("i", ""); next }',
   '  $rc = run(); save("i", "");',
   '  my ($o, $e) = (-s "$dir/o" || 0, -s "$dir/e" || 0);',
-  '  put("$tok $rc $o $e\\n"); send_file("o", $o); send_file("e", $e);',
+  // One write per answer: each write the node makes is one SSH packet the control plane deciphers.
+  '  put("$tok $rc $o $e\\n" . slurp("o", $o) . slurp("e", $e));',
   '}',
 ].join('\n');
 
