@@ -93,6 +93,28 @@ export function pinnedFingerprint(hostKey: string): string {
   return sshFingerprint(Buffer.from(blob, 'base64'));
 }
 
+/**
+ * ssh2 hands the socket each packet in pieces (for AES-GCM: its length, the ciphertext, the tag),
+ * each a write of its own and a system call: corked until the tick ends, everything written in one
+ * tick (a frame's packets, several frames sent together) leaves in one writev.
+ */
+function coalesceWrites(sock: net.Socket): net.Socket {
+  const write = sock.write.bind(sock) as (...args: unknown[]) => boolean;
+  let corked = false;
+  sock.write = ((...args: unknown[]) => {
+    if (!corked) {
+      corked = true;
+      sock.cork();
+      process.nextTick(() => {
+        corked = false;
+        sock.uncork();
+      });
+    }
+    return write(...args);
+  }) as typeof sock.write;
+  return sock;
+}
+
 export async function connectNode(target: NodeTarget): Promise<NodeConnection> {
   const expected = pinnedFingerprint(target.hostKey);
   let presented: string | undefined;
@@ -101,7 +123,7 @@ export async function connectNode(target: NodeTarget): Promise<NodeConnection> {
   // command's small trailing packets waited for the node's delayed ACK, ~40 ms per command and a
   // few times during the handshake (on loopback a command went from ~45 ms to ~2 ms, a connect from
   // ~80 ms to ~40 ms). ssh2's readyTimeout still covers the TCP connect.
-  const sock = net.connect({ host: target.host, port: target.port, noDelay: true });
+  const sock = coalesceWrites(net.connect({ host: target.host, port: target.port, noDelay: true }));
   try {
     await ssh.connect({
       sock,
