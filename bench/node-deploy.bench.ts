@@ -1,6 +1,6 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { deployBundle, type Bundle } from '../src/deploy/index.js';
@@ -11,24 +11,23 @@ import { startSmartHost } from '../test/lab/smart-host.js';
 import { machine, recordSection } from './lib.js';
 
 /**
- * Issue 23's per-node cost, measured one deploy at a time instead of from a fleet's difference: a
- * node costs the control plane one deploy per change, so the control plane's CPU per node per
- * change is its CPU per deploy. BENCH_DEPLOYS (default 40) delta deploys in a row to one lab node
- * (real sshd + Postfix 3.7 on loopback), each onboarding one domain on a small config, over the
- * connection the sync worker would keep: the control-plane process's CPU per deploy (user and
- * system), its socket writes per deploy, and, where `accton` runs (package acct), the processes the
- * node started per deploy from its own accounting. No database and no API: the 20-node row of
- * `change-to-live` measures those with the rest.
+ * Issue 23's per-node cost without the database and the API around it: BENCH_DEPLOYS (default 40)
+ * changes in a row, each onboarding one domain on a small config, deployed as deltas over the
+ * connections the sync worker would keep (real sshd + Postfix 3.7 on loopback) to one lab node,
+ * then to BENCH_FLEET (default 4) at once. A change's own work (its delta, archive, expected probe
+ * answers) is done once whatever the number of nodes, so the control plane's CPU per node per
+ * change is the difference between the two runs per added node; the one-node run also gives the
+ * write system calls per change and, where `accton` runs (package acct), the processes the node started
+ * per deploy from its own accounting. The 20-node row of `change-to-live` measures the same with
+ * the database and the API.
  */
 const DEPLOYS = Number(process.env.BENCH_DEPLOYS ?? 40);
+/** Nodes a change goes to at once in the fleet run (BENCH_FLEET, default 4). */
+const FLEET = Math.max(2, Number(process.env.BENCH_FLEET ?? 4));
 const WARMUP = 5;
 
-let socketWrites = 0;
-const write = net.Socket.prototype.write;
-net.Socket.prototype.write = function (this: net.Socket, ...args: Parameters<typeof write>) {
-  socketWrites++;
-  return write.apply(this, args);
-} as typeof write;
+/** Write system calls this process made so far (write, writev…: each costs the control plane a kernel entry). */
+const writeCalls = () => Number(/^syscw: (\d+)$/m.exec(readFileSync('/proc/self/io', 'utf8'))?.[1] ?? NaN);
 
 /** Processes the machine started while `fn` ran, by command name, from process accounting; null without accton. */
 async function accounted(fn: () => Promise<void>): Promise<Map<string, number> | null> {
@@ -58,14 +57,18 @@ async function accounted(fn: () => Promise<void>): Promise<Map<string, number> |
 }
 
 const sink = await startSmartHost({ name: 'sink', tls: 'starttls', users: {}, authOptional: true });
-const node = await startPostfixNode({
-  name: 'deploybench',
-  sinkRelayhost: sink.nexthop,
-  tlsCaCerts: [sink.caCertPem],
-  ownHome: true,
-});
+const nodes = await Promise.all(
+  Array.from({ length: FLEET }, (_, i) =>
+    startPostfixNode({
+      name: `deploybench${i}`,
+      sinkRelayhost: sink.nexthop,
+      tlsCaCerts: [sink.caCertPem],
+      ownHome: true,
+    }),
+  ),
+);
 try {
-  const conn = await connectNode({ ...node.ssh, hostKey: node.ssh.hostKeyFingerprint });
+  const conns = await Promise.all(nodes.map((n) => connectNode({ ...n.ssh, hostKey: n.ssh.hostKeyFingerprint })));
   const bundleOf = (domains: number): Bundle =>
     buildBundle(
       Array.from({ length: domains }, (_, i) => ({
@@ -75,29 +78,47 @@ try {
         password: `pw${i}`,
       })),
     );
-  let current: Bundle | undefined;
+  /** What each node runs, as the sync worker knows it: the base of its next delta. */
+  const live: Array<Bundle | undefined> = nodes.map(() => undefined);
   let steps = '';
-  const deploy = async (next: Bundle) => {
-    const outcome = await deployBundle(conn, next, {
-      configDir: node.configDir,
-      expectedLiveVersion: current?.version ?? null,
-      base: current,
-      settleMs: 0,
-    });
-    if (outcome.state !== 'live') throw new Error(`deploy ${outcome.state}: ${outcome.error}`);
-    steps = outcome.steps.map((s) => s.step).join(', ');
-    current = next;
+  /** One change to the first `count` nodes at once, as the sync worker sends it (one bundle, each node from its base). */
+  const deploy = async (next: Bundle, count: number) => {
+    await Promise.all(
+      conns.slice(0, count).map(async (conn, i) => {
+        const outcome = await deployBundle(conn, next, {
+          configDir: nodes[i]!.configDir,
+          expectedLiveVersion: live[i]?.version ?? null,
+          base: live[i],
+          settleMs: 0,
+        });
+        if (outcome.state !== 'live') throw new Error(`deploy ${outcome.state}: ${outcome.error}`);
+        steps = outcome.steps.map((s) => s.step).join(', ');
+        live[i] = next;
+      }),
+    );
   };
-  for (let i = 0; i < WARMUP; i++) await deploy(bundleOf(20 + i));
+  // Bundles made before the clock starts: compiling is the change's, not a node's.
+  let domains = 20;
+  const bundles = (n: number) => Array.from({ length: n }, () => bundleOf(domains++));
+  for (const b of bundles(WARMUP)) await deploy(b, FLEET);
 
-  const writesBefore = socketWrites;
-  let cpu = { user: 0, system: 0 };
-  const processes = await accounted(async () => {
+  /** Control-plane CPU (µs) and write system calls for DEPLOYS changes to `count` nodes. */
+  const measure = async (count: number) => {
+    const changes = bundles(DEPLOYS);
+    const writesBefore = writeCalls();
     const before = process.cpuUsage();
-    for (let i = 0; i < DEPLOYS; i++) await deploy(bundleOf(20 + WARMUP + i));
-    cpu = process.cpuUsage(before);
+    for (const b of changes) await deploy(b, count);
+    const cpu = process.cpuUsage(before);
+    return { cpu, writes: writeCalls() - writesBefore };
+  };
+  let one = { cpu: { user: 0, system: 0 }, writes: 0 };
+  const processes = await accounted(async () => {
+    one = await measure(1);
   });
-  conn.close();
+  // The nodes that sat out the one-node run catch up, unmeasured: every node deploys a delta.
+  await deploy(bundles(1)[0]!, FLEET);
+  const fleet = await measure(FLEET);
+  for (const conn of conns) conn.close();
 
   const per = (n: number) => n / DEPLOYS;
   const ms = (us: number) => `${(per(us) / 1000).toFixed(1)} ms`;
@@ -110,16 +131,19 @@ try {
           .filter(([, n]) => per(n) >= 0.5)
           .map(([name, n]) => `${name} ${per(n).toFixed(1)}`)
           .join(', ');
+  const sum = (c: { user: number; system: number }) => c.user + c.system;
+  const added = (sum(fleet.cpu) - sum(one.cpu)) / (FLEET - 1);
   const table = [
-    '## Control-plane CPU per node per change: one deploy at a time (issue 23)',
+    '## Control-plane CPU per node per change: deploys to lab nodes (issue 23)',
     '',
-    `Command: \`npm run bench -- node-deploy\` (${DEPLOYS} delta deploys in a row after ${WARMUP} unmeasured, each onboarding one domain on a config of 25–${25 + DEPLOYS} domains, to one lab node: real sshd + Postfix 3.7 on loopback, over one kept connection, settle time 0; ${machine()}; ${new Date().toISOString().slice(0, 10)}). The node's processes come from process accounting (\`accton\`, package acct) and count every process the machine started meanwhile, the lab node's Postfix daemons among them.`,
+    `Command: \`npm run bench -- node-deploy\` (${DEPLOYS} changes in a row after ${WARMUP} unmeasured, each onboarding one domain on a config of 25–${25 + DEPLOYS} domains, deployed as a delta to 1 lab node, then to ${FLEET} at once as the sync worker sends one change to a fleet (one bundle, each node from its own base); real sshd + Postfix 3.7 on loopback, one kept connection per node, settle time 0; bundles compiled before the clock starts; ${machine()}; ${new Date().toISOString().slice(0, 10)}). The node's processes come from process accounting (\`accton\`, package acct) during the 1-node run and count every process the machine started meanwhile, the lab node's Postfix daemons among them.`,
     '',
-    '| Deploys | Control-plane CPU per deploy | user | system | Socket writes per deploy | Node processes per deploy |',
+    '| Nodes | Control-plane CPU per change | user | system | Write system calls per change | Node processes per deploy |',
     '| ---: | ---: | ---: | ---: | ---: | ---: |',
-    `| ${DEPLOYS} | **${ms(cpu.user + cpu.system)}** | ${ms(cpu.user)} | ${ms(cpu.system)} | ${per(socketWrites - writesBefore).toFixed(1)} | ${total === null ? '— (no accton)' : per(total).toFixed(1)} |`,
+    `| 1 | ${ms(sum(one.cpu))} | ${ms(one.cpu.user)} | ${ms(one.cpu.system)} | ${per(one.writes).toFixed(1)} | ${total === null ? '— (no accton)' : per(total).toFixed(1)} |`,
+    `| ${FLEET} | ${ms(sum(fleet.cpu))} | ${ms(fleet.cpu.user)} | ${ms(fleet.cpu.system)} | ${per(fleet.writes).toFixed(1)} | — |`,
     '',
-    `Steps of each deploy: ${steps}.${processes === null ? '' : ` Processes per deploy by name: ${top}.`}`,
+    `**Control-plane CPU per added node per change: ${ms(added)}** ((${FLEET}-node CPU − 1-node CPU) / ${FLEET - 1}: what the work shared by every node of a change, its delta, archive and expected probe answers, does not repeat). Steps of each deploy: ${steps}.${processes === null ? '' : ` Processes per deploy by name: ${top}.`}`,
   ].join('\n');
   console.log(table);
   await recordSection('node-deploy', table);
