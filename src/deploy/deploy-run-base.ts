@@ -6,7 +6,7 @@
 import { posix } from 'node:path';
 import { releaseFiles, type Bundle } from './bundle.js';
 import type { BundleDelta } from './bundle-delta.js';
-import { DeployJournal } from './deploy-journal.js';
+import { DeployJournal, skipped } from './deploy-journal.js';
 import { systemClock, type DeployOptions, type DeployState, type DeployStep } from './deploy-types.js';
 import { DeployCheckError } from './errors.js';
 import type { NodeLayout } from './layout.js';
@@ -179,17 +179,29 @@ export abstract class DeployRunBase {
     if (this.promoted && this.releaseDir !== undefined) await removeReleaseDir(this.conn, this.layout, this.releaseDir);
   }
 
-  /** Pruning never fails a deploy that is live: a failure is a warning. `listing`: the release dirs, read with the verify. */
-  protected async prune(listing?: string): Promise<void> {
-    const keep = Math.max(1, this.options.keepReleases ?? 5);
+  protected get keepReleases(): number {
+    return Math.max(1, this.options.keepReleases ?? 5);
+  }
+
+  /** The releases a prune never removes: this one and the one the node ran before it. */
+  protected pruneProtects(): Array<string | null> {
+    return [this.bundle.version, this.previousVersion];
+  }
+
+  /**
+   * Pruning never fails a deploy that is live: a failure is a warning. `listing`: the release dirs,
+   * read with the verify (or with read-node, when the prune is sent behind the verify: `conn` is
+   * then chained on it, and a prune the node skipped because the verify failed says nothing).
+   */
+  protected async prune(listing?: string, conn: NodeConnection = this.conn): Promise<void> {
     try {
       await this.step(
         'prune',
-        () => pruneReleases(this.conn, this.layout, keep, [this.bundle.version, this.previousVersion], listing),
+        () => pruneReleases(conn, this.layout, this.keepReleases, this.pruneProtects(), listing),
         (removed) => (removed.length > 0 ? `removed ${removed.length}` : 'nothing to remove'),
       );
     } catch (err) {
-      this.warnings.push(`prune: ${this.failure(err)}`);
+      if (!skipped(err)) this.warnings.push(`prune: ${this.failure(err)}`);
     }
   }
 }

@@ -13,6 +13,7 @@
  * once without rewriting main.cf, and rolling back is switching it back.
  */
 import { posix } from 'node:path';
+import { sh } from '../ssh/index.js';
 
 export interface NodeLayout {
   configDir: string;
@@ -58,4 +59,9 @@ export function nodeLayout(configDir: string): NodeLayout {
 export function versionOfTarget(target: string | null): string | null {
   const m = target === null ? null : /^releases\/([0-9a-f]{64})$/.exec(target);
   return m?.[1] ?? null;
+}
+
+/** Lists the release directories with their mtimes, for pruneReleases (read with read-node, or with a verify). */
+export function releasesListing(layout: NodeLayout): string {
+  return sh('find', layout.releases, '-mindepth', '1', '-maxdepth', '1', '-type', 'd', '-printf', '%T@ %f\\n');
 }

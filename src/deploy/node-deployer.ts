@@ -40,7 +40,14 @@ import {
 } from './postfix-config.js';
 import { describeRestart } from './postfix-restart.js';
 import { reloadPostfix, verifyAfterReload } from './reload-steps.js';
-import { promoteRelease, scratchDirOf, stageRelease, stagingDirFor, switchCurrent } from './release-store.js';
+import {
+  promoteRelease,
+  pruneHasWork,
+  scratchDirOf,
+  stageRelease,
+  stagingDirFor,
+  switchCurrent,
+} from './release-store.js';
 import { chained, excerpt, type NodeConnection } from '../ssh/index.js';
 
 interface StagedAhead {
@@ -218,7 +225,7 @@ class DeployRun extends DeployRunBase {
         () => describePlan(plan),
       ),
     );
-    const verified = this.reloadAndVerify(plan, true, release);
+    const verified = this.reloadAndVerify(plan, true, release, this.node?.releases);
     await promote;
     await switched;
     this.to('switched');
@@ -230,9 +237,17 @@ class DeployRun extends DeployRunBase {
 
   /**
    * Reload (or restart) and verify, chained on the previous step when `chain`; then prune, once the
-   * verify said the release is live (pruning is housekeeping: the release is live before it).
+   * verify said the release is live (pruning is housekeeping: the release is live before it). With
+   * `releases` (what read-node listed), the prune is sent behind the verify, chained on it: one
+   * round trip fewer. It keeps the live release and the one before it whatever the verify finds, so
+   * a rollback still has its release.
    */
-  private async reloadAndVerify(plan: ConfigPlan, chain: boolean, release = this.releaseDir!): Promise<void> {
+  private async reloadAndVerify(
+    plan: ConfigPlan,
+    chain: boolean,
+    release = this.releaseDir!,
+    releases?: string,
+  ): Promise<void> {
     const conn = this.conn;
     const restart = restartParams(plan);
     this.restarted = restart.length > 0;
@@ -259,7 +274,7 @@ class DeployRun extends DeployRunBase {
     );
     const settleMs = this.options.settleMs ?? 300;
     const timeoutMs = this.options.reloadTimeoutMs ?? 10_000;
-    let releases: string | undefined;
+    let listed: string | undefined;
     const verifying = ahead(
       this.step('verify', async () => {
         // After a delta, only the files sent whole: the merged ones were checked as they were built
@@ -278,11 +293,11 @@ class DeployRun extends DeployRunBase {
           timeoutMs,
           restarted: this.restarted,
           ifPreviousOk: true,
-          listReleases: true,
+          listReleases: releases === undefined,
           // A deploy that edits main.cf or master.cf: `postfix check` beside the wait, on what is now live.
           checkInstallation: chain && !planIsEmpty(plan),
         });
-        releases = found.releases;
+        listed = found.releases;
         this.warnings.push(...(found.installation?.warnings ?? []).map((w) => `postfix check: ${w}`));
         if (found.logProblems === null)
           this.warnings.push('maillog_file is not set: the log was not checked for fatal errors after the reload');
@@ -293,11 +308,16 @@ class DeployRun extends DeployRunBase {
         ]);
       }),
     );
+    // Sent now only when it has something to remove: otherwise it sends nothing, after the verify.
+    const pruned =
+      releases !== undefined && pruneHasWork(this.keepReleases, this.pruneProtects(), releases)
+        ? this.prune(releases, chained(conn))
+        : undefined;
     await reloading;
     this.to('reloaded');
     await verifying;
     this.to('live');
-    await this.prune(releases);
+    await (pruned ?? this.prune(releases ?? listed));
   }
 
   /** The node's state; refuses a session on another instance, or a `current` we did not make. */

@@ -6,7 +6,7 @@
  */
 import { posix } from 'node:path';
 import { MANAGED_SERVICE_PREFIX, renderValue, serviceFields, serviceKey, type Bundle } from './bundle.js';
-import { META_DIR, versionOfTarget, type NodeLayout } from './layout.js';
+import { META_DIR, releasesListing, versionOfTarget, type NodeLayout } from './layout.js';
 import { execOk, type NodeConnection, sh } from '../ssh/index.js';
 
 export type ParamMap = Map<string, string>;
@@ -179,6 +179,8 @@ export interface NodeState {
   /** Content of current/VERSION, null when missing. */
   liveVersion: string | null;
   config: LiveConfig;
+  /** The release dirs with their mtimes, as releasesListing prints them ('' when there are none yet). */
+  releases: string;
 }
 
 /** What a re-read after the reload needs: the release and the config, not where they are. */
@@ -242,12 +244,14 @@ export function nodeStateScript(layout: NodeLayout, known?: string): string {
     `rp_fp=$(cksum ${sh(...files)} "$rp_pc" 2>&1) || true`,
     `printf '%s\\n' "$rp_fp"; echo ${SEP}`,
     `${target}; echo ${SEP}; ${version}; echo ${SEP}; ${managed}; echo ${SEP}`,
+    // The releases the prune after this deploy chooses from, sent with its other steps.
+    `${releasesListing(layout)} 2>/dev/null || true; echo ${SEP}`,
     known === undefined ? postconf : `if [ "$rp_fp" = ${sh(known)} ]; then echo ${KNOWN}; else ${postconf}; fi`,
   ].join('\n');
 }
 
 export function parseNodeState(stdout: string, known?: ConfigReading): { state: NodeState; reading: ConfigReading } {
-  const [fingerprint = '', target = '', version = '', managed = '', ...rest] = stdout.split(`${SEP}\n`);
+  const [fingerprint = '', target = '', version = '', managed = '', releases = '', ...rest] = stdout.split(`${SEP}\n`);
   let reading: ConfigReading;
   if (known !== undefined && rest[0]?.trim() === KNOWN) reading = known;
   else {
@@ -270,7 +274,12 @@ export function parseNodeState(stdout: string, known?: ConfigReading): { state: 
   }
   const live = liveState([target, version, '', '', '', managed]);
   return {
-    state: { ...reading.paths, ...live, config: { ...reading.config, managedParams: live.config.managedParams } },
+    state: {
+      ...reading.paths,
+      ...live,
+      config: { ...reading.config, managedParams: live.config.managedParams },
+      releases,
+    },
     reading,
   };
 }

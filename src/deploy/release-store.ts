@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
 import { serviceKey, type Bundle } from './bundle.js';
-import { DELTA_DIR, META_DIR, VERSION_RE, type NodeLayout } from './layout.js';
+import { DELTA_DIR, META_DIR, VERSION_RE, releasesListing, type NodeLayout } from './layout.js';
 import { SCRATCH_BEFORE } from './node-checks.js';
 import { backdateCommand, planCommands, type ConfigPlan } from './postfix-config.js';
 import { sh, execOk, type NodeConnection } from '../ssh/index.js';
@@ -156,9 +156,25 @@ export async function removeReleaseDir(conn: NodeConnection, layout: NodeLayout,
   await execOk(conn, sh('rm', '-rf', dir));
 }
 
-/** Lists the release directories with their mtimes, for pruneReleases (sent with the verify that precedes it). */
-export function releasesListing(layout: NodeLayout): string {
-  return sh('find', layout.releases, '-mindepth', '1', '-maxdepth', '1', '-type', 'd', '-printf', '%T@ %f\\n');
+/** What pruneReleases removes given a listing: the releases past the newest `keep`, and whether any staging dir is there. */
+function pruneChoice(keep: number, protect: Array<string | null>, listing: string) {
+  const dirs = listing
+    .trim()
+    .split('\n')
+    .map((l) => l.split(' '))
+    .filter((p): p is [string, string] => p.length === 2)
+    .map(([t, name]) => ({ mtime: Number(t), name }));
+  const releases = dirs.filter((d) => VERSION_RE.test(d.name)).sort((a, b) => b.mtime - a.mtime);
+  const kept = new Set(protect.filter((v): v is string => v !== null));
+  for (const d of releases) if (kept.size < keep) kept.add(d.name);
+  const doomed = releases.filter((d) => !kept.has(d.name)).map((d) => d.name);
+  return { doomed, staging: dirs.some((d) => d.name.includes('.tmp-')) };
+}
+
+/** Whether pruneReleases, given this listing, has anything to do on the node. */
+export function pruneHasWork(keep: number, protect: Array<string | null>, listing: string): boolean {
+  const { doomed, staging } = pruneChoice(keep, protect, listing);
+  return doomed.length > 0 || staging;
 }
 
 /**
@@ -175,17 +191,7 @@ export async function pruneReleases(
   listing?: string,
 ): Promise<string[]> {
   const text = listing ?? (await execOk(conn, releasesListing(layout))).stdout;
-  const dirs = text
-    .trim()
-    .split('\n')
-    .map((l) => l.split(' '))
-    .filter((p): p is [string, string] => p.length === 2)
-    .map(([t, name]) => ({ mtime: Number(t), name }));
-  const releases = dirs.filter((d) => VERSION_RE.test(d.name)).sort((a, b) => b.mtime - a.mtime);
-  const kept = new Set(protect.filter((v): v is string => v !== null));
-  for (const d of releases) if (kept.size < keep) kept.add(d.name);
-  const doomed = releases.filter((d) => !kept.has(d.name)).map((d) => d.name);
-  const staging = dirs.some((d) => d.name.includes('.tmp-'));
+  const { doomed, staging } = pruneChoice(keep, protect, text);
   if (listing !== undefined && doomed.length === 0 && !staging) return doomed;
   const removeStale = sh(
     'find',

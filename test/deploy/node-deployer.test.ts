@@ -82,6 +82,27 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
     (readFileSync(n.maillogPath, 'utf8').match(/master\[\d+\]: reload -- /g) ?? []).length;
   const expectLive = (o: DeployOutcome) => expect(o, JSON.stringify(o, null, 1)).toMatchObject({ state: 'live' });
 
+  /**
+   * A connection counting the deployer's waits: a command sent while none was outstanding, for
+   * which the deployer waited on the node.
+   */
+  const countingWaits = (c: NodeConnection) => {
+    let outstanding = 0;
+    let waits = 0;
+    const track = <T>(p: Promise<T>): Promise<T> => {
+      if (outstanding++ === 0) waits++;
+      return p.finally(() => outstanding--);
+    };
+    const counting: NodeConnection = {
+      host: c.host,
+      exec: (cmd, o) => track(c.exec(cmd, o)),
+      execBytes: (cmd, o) => track(c.execBytes(cmd, o)),
+      writeFile: (p, content, m) => track(c.writeFile(p, content, m)),
+      close: () => c.close(),
+    };
+    return { counting, waits: () => waits };
+  };
+
   /** Sends one message and returns the smart host's record of it. */
   async function deliver(n: PostfixNode, from: string, host: SmartHost) {
     const sent = await sendMail(n, { from, to: ['rcpt@dest.test'], subject: `via ${host.name}` });
@@ -308,27 +329,14 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
   });
 
   it('with the version the node last ran as a hint, sends steps ahead: three waits until live instead of ten, same steps and states', async () => {
-    // A wait: the deployer sent a command while none was outstanding, and so waited for the node.
-    let outstanding = 0;
-    let waits = 0;
-    const track = <T>(p: Promise<T>): Promise<T> => {
-      if (outstanding++ === 0) waits++;
-      return p.finally(() => outstanding--);
-    };
-    const counting: NodeConnection = {
-      host: conn.host,
-      exec: (c, o) => track(conn.exec(c, o)),
-      execBytes: (c, o) => track(conn.execBytes(c, o)),
-      writeFile: (p, c, m) => track(conn.writeFile(p, c, m)),
-      close: () => conn.close(),
-    };
+    const { counting, waits } = countingWaits(conn);
     const v1 = buildBundle(routesV1());
     const events: string[] = [];
     let waitsUntilLive = 0;
     const log = (e: DeployEvent) => {
       if (e.type !== 'state') return;
       events.push(e.to);
-      if (e.to === 'live') waitsUntilLive = waits;
+      if (e.to === 'live') waitsUntilLive = waits();
     };
     const back = await deployBundle(counting, v1, opts(node, { expectedLiveVersion: v2.version, log }));
     expectLive(back);
@@ -338,7 +346,7 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
     for (const [i, s] of back.steps.entries())
       if (i > 0) expect(s.startedAt.getTime()).toBeGreaterThanOrEqual(back.steps[i - 1]!.finishedAt.getTime());
     expect(waitsUntilLive).toBe(3); // read-node+stage+postmap, validate, promote…verify
-    expect(waits).toBe(3); // prune had nothing to remove: the verify listed the releases
+    expect(waits()).toBe(3); // prune had nothing to remove: read-node listed the releases
     expect((await deliver(node, 'hint@a.test', sh1)).authUser).toBe('userA');
 
     // Refused by validate after staging was sent ahead: the staged release is gone, v1 still live.
@@ -459,8 +467,16 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
       const b = buildBundle(routesV2(), {
         files: { note: { content: `release ${i}\n`, mode: 0o644, secret: false, mapType: null } },
       });
-      expectLive(await deployBundle(conn, b, opts(node, { keepReleases: 3 })));
+      const { counting, waits } = countingWaits(conn);
+      const expectedLiveVersion = versions.at(-1) ?? v2.version;
+      const outcome = await deployBundle(counting, b, opts(node, { keepReleases: 3, expectedLiveVersion }));
+      expectLive(outcome);
       versions.push(b.version);
+      if (i === 3) {
+        expect(outcome.steps.find((s) => s.step === 'prune')?.detail).toBe('removed 1');
+        // The prune went with the verify: no wait of its own.
+        expect(waits()).toBe(3);
+      }
     }
     expect(releases(node)).toEqual(versions.slice(-3).sort());
     // keepReleases: 1 still keeps the previous release for a rollback.
