@@ -322,7 +322,9 @@ class DeployRun extends DeployRunBase {
 
   /** The node's state; refuses a session on another instance, or a `current` we did not make. */
   private async readNode(): Promise<NodeState> {
-    const state = await readNodeState(this.conn, this.layout);
+    // A reconcile (the node is expected to run this version already) lists no releases: it does not switch.
+    const listReleases = this.options.expectedLiveVersion !== this.bundle.version;
+    const state = await readNodeState(this.conn, this.layout, { listReleases });
     assertNone('read-node', nodeStateProblems(state, this.layout));
     return state;
   }

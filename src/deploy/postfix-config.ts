@@ -179,8 +179,11 @@ export interface NodeState {
   /** Content of current/VERSION, null when missing. */
   liveVersion: string | null;
   config: LiveConfig;
-  /** The release dirs with their mtimes, as releasesListing prints them ('' when there are none yet). */
-  releases: string;
+  /**
+   * The release dirs with their mtimes, as releasesListing prints them ('' when there are none
+   * yet), when asked for (readNodeState's `listReleases`).
+   */
+  releases?: string;
 }
 
 /** What a re-read after the reload needs: the release and the config, not where they are. */
@@ -234,7 +237,7 @@ const readings = new WeakMap<object, ConfigReading>();
  * unless the fingerprint is `known`. One postconf prints the paths, one per line in the order
  * asked; `-x` leaves config_directory as it is (it names a directory, never a `$parameter`).
  */
-export function nodeStateScript(layout: NodeLayout, known?: string): string {
+export function nodeStateScript(layout: NodeLayout, known?: string, listReleases = false): string {
   const files = [posix.join(layout.configDir, 'main.cf'), posix.join(layout.configDir, 'master.cf')];
   const { target, version, managed } = releaseReads(layout);
   const postconf = separated([PATHS_COMMAND, ...CONFIG_READS]);
@@ -244,13 +247,17 @@ export function nodeStateScript(layout: NodeLayout, known?: string): string {
     `rp_fp=$(cksum ${sh(...files)} "$rp_pc" 2>&1) || true`,
     `printf '%s\\n' "$rp_fp"; echo ${SEP}`,
     `${target}; echo ${SEP}; ${version}; echo ${SEP}; ${managed}; echo ${SEP}`,
-    // The releases the prune after this deploy chooses from, sent with its other steps.
-    `${releasesListing(layout)} 2>/dev/null || true; echo ${SEP}`,
+    // The releases the prune after a switch chooses from, sent with the deploy's other steps.
+    listReleases ? `${releasesListing(layout)} 2>/dev/null || true; echo ${SEP}` : `echo ${SEP}`,
     known === undefined ? postconf : `if [ "$rp_fp" = ${sh(known)} ]; then echo ${KNOWN}; else ${postconf}; fi`,
   ].join('\n');
 }
 
-export function parseNodeState(stdout: string, known?: ConfigReading): { state: NodeState; reading: ConfigReading } {
+export function parseNodeState(
+  stdout: string,
+  known?: ConfigReading,
+  listReleases = false,
+): { state: NodeState; reading: ConfigReading } {
   const [fingerprint = '', target = '', version = '', managed = '', releases = '', ...rest] = stdout.split(`${SEP}\n`);
   let reading: ConfigReading;
   if (known !== undefined && rest[0]?.trim() === KNOWN) reading = known;
@@ -278,7 +285,7 @@ export function parseNodeState(stdout: string, known?: ConfigReading): { state: 
       ...reading.paths,
       ...live,
       config: { ...reading.config, managedParams: live.config.managedParams },
-      releases,
+      ...(listReleases ? { releases } : {}),
     },
     reading,
   };
@@ -352,13 +359,23 @@ export function nodeStateProblems(state: NodeState, layout: NodeLayout): string[
   return problems;
 }
 
-/** Reads the node's state in one round trip. */
-export async function readNodeState(conn: NodeConnection, layout: NodeLayout): Promise<NodeState> {
+/**
+ * Reads the node's state in one round trip. `listReleases`: also the release dirs, for a deploy
+ * that expects to switch (its prune goes behind the verify); a reconcile of the live version
+ * starts no `find` for them.
+ */
+export async function readNodeState(
+  conn: NodeConnection,
+  layout: NodeLayout,
+  options: { listReleases?: boolean } = {},
+): Promise<NodeState> {
   const session = conn.session ?? conn;
   const known = readings.get(session);
+  const listReleases = options.listReleases === true;
   const { state, reading } = parseNodeState(
-    (await execOk(conn, nodeStateScript(layout, known?.fingerprint))).stdout,
+    (await execOk(conn, nodeStateScript(layout, known?.fingerprint, listReleases))).stdout,
     known,
+    listReleases,
   );
   readings.set(session, reading);
   return state;

@@ -70,6 +70,13 @@ describe.skipIf(!labOk)('reading the node and reloading it', () => {
     expect(second.postconfAnswered).toBe(false);
     expect(second.state).toEqual(first.state);
 
+    // The release dirs only when asked (a deploy that expects to switch), with their mtimes.
+    expect(first.state.releases).toBeUndefined();
+    await conn.exec(`mkdir -p ${nodeLayout(node.configDir).release('a'.repeat(64))}`);
+    const listed = await readNodeState(conn, nodeLayout(node.configDir), { listReleases: true });
+    expect(listed.releases).toMatch(new RegExp(`^[0-9.]+ ${'a'.repeat(64)}$`, 'm'));
+    await conn.exec(`rm -rf ${nodeLayout(node.configDir).release('a'.repeat(64))}`);
+
     // A hand edit of main.cf, then of master.cf: read again, and the edit is seen.
     const r = await conn.exec(`postconf -e 'smtp_helo_name = edited.test'`);
     expect(r.code, r.stderr).toBe(0);
