@@ -64,9 +64,6 @@ export async function deployBundle(
 }
 
 class DeployRun extends DeployRunBase {
-  /** validate checked edited copies of main.cf and master.cf in the staging dir: apply installs them. */
-  private configChecked = false;
-
   async execute(): Promise<DeployOutcome> {
     let error: string | undefined;
     let rollbackError: string | undefined;
@@ -221,7 +218,8 @@ class DeployRun extends DeployRunBase {
     const applied = ahead(
       this.step(
         'apply',
-        () => this.apply(plan, next, release, this.configChecked),
+        // validate (stageAndValidate) checked edited copies of main.cf and master.cf for this plan.
+        () => this.apply(plan, next, release, true),
         () => describePlan(plan),
       ),
     );
@@ -350,7 +348,6 @@ class DeployRun extends DeployRunBase {
           delta: this.delta,
         });
         assertNone('validate', problems);
-        this.configChecked = configChecked;
         return configChecked;
       },
       (configChecked) => (configChecked ? undefined : 'tables only: main.cf and master.cf unchanged'),
