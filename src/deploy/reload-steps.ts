@@ -6,8 +6,7 @@
  */
 import { posix } from 'node:path';
 import type { Bundle } from './bundle.js';
-import { META_DIR, type NodeLayout } from './layout.js';
-import { releasesListing } from './layout.js';
+import { META_DIR, releasesListing, type NodeLayout } from './layout.js';
 import { digestScript, driftFromDigests } from './live-files.js';
 import {
   postfixCheckCollect,
