@@ -206,6 +206,11 @@ function changedIds(rows: Array<{ table: string; rowId: string | null }>, since:
 
 async function loadDirect(pool: pg.Pool, since: SnapshotSince | undefined): Promise<SnapshotChanges> {
   const client = await pool.connect();
+  // pg-pool takes its own listener off a client it hands out. A connection the server ends (a fast
+  // shutdown, pg_terminate_backend) fails the read in progress, then emits 'error' too: unheard,
+  // that event would end the process (or the engine thread) instead of this one load.
+  const ignoreEnded = () => {};
+  client.on('error', ignoreEnded);
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const head = (await client.query<{ snapshot: string; usable: boolean | null }>(HEAD_SQL, [since?.snapshot ?? null]))
@@ -236,6 +241,7 @@ async function loadDirect(pool: pg.Pool, since: SnapshotSince | undefined): Prom
       }
     }
     await client.query('COMMIT');
+    client.off('error', ignoreEnded);
     client.release();
     return {
       kind: changed === undefined ? 'full' : 'delta',
@@ -245,6 +251,7 @@ async function loadDirect(pool: pg.Pool, since: SnapshotSince | undefined): Prom
     };
   } catch (err) {
     // Destroys the connection, which ends the transaction with it: nothing half-done goes back to the pool.
+    // The listener stays: a destroyed connection can still report its end.
     client.release(err instanceof Error ? err : true);
     throw err;
   }

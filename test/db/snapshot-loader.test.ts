@@ -4,6 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { PrismaPg } from '@prisma/adapter-pg';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPrismaClient, directPool } from '../../src/db/prisma.js';
 import { PrismaClient } from '../../src/generated/prisma/client.js';
@@ -227,5 +228,43 @@ describe('opened secrets between loads', () => {
     await direct.relayCredential.update({ where: { id: target.id }, data: { status: 'active' } });
     expect((await service.load()).credentials.find((c) => c.id === target.id)?.secret).toBe('rotated secret');
     expect(counting.opens()).toBe(before + 1);
+  });
+});
+
+describe('snapshot loader, connection ended by the server', () => {
+  it('fails only the load in progress when PostgreSQL ends its connection between two reads', async () => {
+    const pool = directPool(direct)!;
+    const watcher = new pg.Client({ connectionString: database.url });
+    await watcher.connect();
+    const connect = pool.connect.bind(pool) as () => Promise<pg.PoolClient>;
+    let ended = false;
+    // The load's connection is ended (as a fast shutdown ends it) after BEGIN, before its next read:
+    // no query is in flight, so node-postgres reports the end as an 'error' event on the client.
+    pool.connect = (async () => {
+      const client = await connect();
+      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+      client.query = (async (...args: unknown[]) => {
+        if (!ended && !String(args[0]).startsWith('BEGIN')) {
+          ended = true;
+          const closed = new Promise((resolve) => client.once('end', resolve));
+          const pid = (client as unknown as { processID: number }).processID;
+          await watcher.query('SELECT pg_terminate_backend($1)', [pid]);
+          await closed;
+        }
+        return query(...args);
+      }) as typeof client.query;
+      return client;
+    }) as unknown as typeof pool.connect;
+    try {
+      const load = createSnapshotService({ prisma: direct, snapshots: createSnapshotRepository(), secretBox }).load();
+      await expect(load).rejects.toThrow(/connection/i);
+    } finally {
+      pool.connect = connect as unknown as typeof pool.connect;
+      await watcher.end();
+    }
+    expect(ended).toBe(true);
+    // The pool replaced the ended connection: the next load reads as before.
+    const after = await loadBoth();
+    expect(after.direct).toEqual(after.viaPrisma);
   });
 });
