@@ -18,6 +18,7 @@ import { senderKey, transportValue } from './table-keys.js';
 import { globalSaslCredential, saslValues, senderAccessEntry } from './tables.js';
 import { hashLine } from './incremental-lines.js';
 import { NeedsFullCompile, addNexthopUse, needsFull, removeNexthopUse, type State } from './incremental-state.js';
+import { routeReplaced } from './warnings.js';
 
 /** The domains a change put back into the plan, and what that did to the relay groups. */
 export interface Replanned {
@@ -127,6 +128,7 @@ export function rerender(state: State, rebuild: ReadonlySet<string>): void {
     let transport = state.transports.get(serviceName);
     if (transport === undefined) state.transports.set(serviceName, (transport = transportValue(serviceName)));
     const route = domainRoute(res, service, transport, smtpLimits);
+    routeReplaced(state.plan, state.plan.routes.get(name), route);
     state.plan.routes.set(name, route);
     setLines(state, name, route, undefined);
   }
@@ -135,6 +137,7 @@ export function rerender(state: State, rebuild: ReadonlySet<string>): void {
 /** Removes a domain's route, resolution, nexthop uses, group membership and own service. */
 function detach(state: State, name: string, touchedGroups: Set<string>): void {
   state.plan.unrouted.delete(name);
+  routeReplaced(state.plan, state.plan.routes.get(name), null);
   state.plan.routes.delete(name);
   const old = state.resolved.get(name);
   if (old === undefined) return;

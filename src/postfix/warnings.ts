@@ -6,19 +6,101 @@ import type { DomainRoute, RoutePlan } from './plan-types.js';
 
 /** What one route contributes: its own warnings, and the queues it opens to relays with limits. */
 interface RouteFacts {
-  /** Hops without a credential on a relay that has credentials for other sender domains (bit i: hop i). */
-  unauthenticated: number;
   warnings: string[];
   /** `[nexthop, "service relayhost"]` for each hop to a relay with limits. */
   queues: Array<[string, string]>;
 }
 
 /**
+ * What a plan's routes contribute, summed, so that a compile that redoes a few domains updates it
+ * for those routes instead of visiting all of them (≈ 20 ms at 100,000 domains, BENCHMARKS.md).
  * Routes are never changed in place (the incremental compiler makes a new one for a domain it
- * redoes), so what a route contributes is computed once; only its hops' standing among the relays
- * with domain credentials comes from elsewhere, and is checked on every call.
+ * redoes): the incremental compiler reports each route it replaces or removes (routeReplaced).
+ * A route's unauthenticated hops depend on which relays hold domain credentials, which a change
+ * elsewhere can alter: when that set differs from the one counted with, everything is counted again.
  */
-const routeFacts = new WeakMap<DomainRoute, RouteFacts>();
+class RouteTally {
+  /** Each route's warning, with the number of routes giving it. */
+  private readonly warnings = new Map<string, number>();
+  /** Relay nexthop → the queues (`service relayhost`) delivering to it, with their routes. */
+  private readonly queues = new Map<string, Map<string, number>>();
+  private readonly counted = new WeakMap<DomainRoute, RouteFacts>();
+  private relaysWithDomainCredentials = new Set<string>();
+  directRoutes = 0;
+  relayRoutes = 0;
+
+  constructor(private readonly plan: RoutePlan) {
+    this.recount();
+  }
+
+  recount(): void {
+    this.warnings.clear();
+    this.queues.clear();
+    this.directRoutes = 0;
+    this.relayRoutes = 0;
+    this.relaysWithDomainCredentials = new Set(this.plan.index.relaysWithDomainCredentials);
+    for (const route of this.plan.routes.values()) this.add(route);
+  }
+
+  /** Whether routes were counted with the relays that hold domain credentials now. */
+  current(): boolean {
+    const now = this.plan.index.relaysWithDomainCredentials;
+    if (now.size !== this.relaysWithDomainCredentials.size) return false;
+    for (const relay of now) if (!this.relaysWithDomainCredentials.has(relay)) return false;
+    return true;
+  }
+
+  add(route: DomainRoute): void {
+    const facts = factsOf(route, unauthenticatedHops(route, this.relaysWithDomainCredentials));
+    this.counted.set(route, facts);
+    if (route.kind === 'direct') this.directRoutes += 1;
+    else this.relayRoutes += 1;
+    for (const warning of facts.warnings) this.warnings.set(warning, (this.warnings.get(warning) ?? 0) + 1);
+    for (const [nexthop, queue] of facts.queues) {
+      let queues = this.queues.get(nexthop);
+      if (queues === undefined) this.queues.set(nexthop, (queues = new Map()));
+      queues.set(queue, (queues.get(queue) ?? 0) + 1);
+    }
+  }
+
+  remove(route: DomainRoute): void {
+    const facts = this.counted.get(route);
+    if (facts === undefined) return;
+    this.counted.delete(route);
+    if (route.kind === 'direct') this.directRoutes -= 1;
+    else this.relayRoutes -= 1;
+    for (const warning of facts.warnings) decrement(this.warnings, warning);
+    for (const [nexthop, queue] of facts.queues) {
+      const queues = this.queues.get(nexthop)!;
+      decrement(queues, queue);
+      if (queues.size === 0) this.queues.delete(nexthop);
+    }
+  }
+
+  routeWarnings(): IterableIterator<string> {
+    return this.warnings.keys();
+  }
+
+  queuesByRelay(): IterableIterator<[string, Map<string, number>]> {
+    return this.queues.entries();
+  }
+}
+
+function decrement<K>(counts: Map<K, number>, key: K): void {
+  const left = (counts.get(key) ?? 0) - 1;
+  if (left > 0) counts.set(key, left);
+  else counts.delete(key);
+}
+
+const tallies = new WeakMap<RoutePlan, RouteTally>();
+
+/** The incremental compiler replaced (or, with `next` null, removed) a plan's route. */
+export function routeReplaced(plan: RoutePlan, previous: DomainRoute | undefined, next: DomainRoute | null): void {
+  const tally = tallies.get(plan);
+  if (tally === undefined) return;
+  if (previous !== undefined) tally.remove(previous);
+  if (next !== null) tally.add(next);
+}
 
 function unauthenticatedHops(route: DomainRoute, relaysWithDomainCredentials: ReadonlySet<string>): number {
   let bits = 0;
@@ -28,6 +110,7 @@ function unauthenticatedHops(route: DomainRoute, relaysWithDomainCredentials: Re
   return bits;
 }
 
+/** `unauthenticated`: hops without a credential on a relay that has credentials for other sender domains (bit i: hop i). */
 function factsOf(route: DomainRoute, unauthenticated: number): RouteFacts {
   const warnings: string[] = [];
   const queues: Array<[string, string]> = [];
@@ -77,31 +160,17 @@ function factsOf(route: DomainRoute, unauthenticated: number): RouteFacts {
     if (l !== null && (l.concurrency !== null || l.rateDelaySeconds !== null || l.recipientsPerMessage !== null))
       queues.push([hop.nexthop, `${route.service} ${route.relayhost ?? ''}`]);
   });
-  return { unauthenticated, warnings, queues };
+  return { warnings, queues };
 }
 
 export function planWarnings(plan: RoutePlan): string[] {
   const warnings = new Set<string>();
+  let tally = tallies.get(plan);
+  if (tally === undefined) tallies.set(plan, (tally = new RouteTally(plan)));
+  else if (!tally.current()) tally.recount();
   const { index } = plan;
-  let directRoutes = 0;
-  let relayRoutes = 0;
-  // A relay's limits cap each (service, nexthop list) queue that delivers to it, not their sum.
-  const queuesByRelay = new Map<string, Set<string>>();
-
-  for (const route of plan.routes.values()) {
-    if (route.kind === 'direct') directRoutes += 1;
-    else relayRoutes += 1;
-    const unauthenticated = unauthenticatedHops(route, index.relaysWithDomainCredentials);
-    let facts = routeFacts.get(route);
-    if (facts === undefined || facts.unauthenticated !== unauthenticated)
-      routeFacts.set(route, (facts = factsOf(route, unauthenticated)));
-    for (const warning of facts.warnings) warnings.add(warning);
-    for (const [nexthop, queue] of facts.queues) {
-      let queues = queuesByRelay.get(nexthop);
-      if (queues === undefined) queuesByRelay.set(nexthop, (queues = new Set()));
-      queues.add(queue);
-    }
-  }
+  const { directRoutes, relayRoutes } = tally;
+  for (const warning of tally.routeWarnings()) warnings.add(warning);
 
   for (const s of plan.services) {
     if (s.limits.recipientsPerMessage === 1) {
@@ -111,10 +180,11 @@ export function planWarnings(plan: RoutePlan): string[] {
     }
   }
 
-  for (const [nexthop, queues] of queuesByRelay) {
+  // A relay's limits cap each (service, nexthop list) queue that delivers to it, not their sum.
+  for (const [nexthop, queues] of tally.queuesByRelay()) {
     if (queues.size > 1) {
       warnings.add(
-        `relay ${nexthop} is reached through ${queues.size} delivery queues (${[...queues].sort().join('; ')}); ` +
+        `relay ${nexthop} is reached through ${queues.size} delivery queues (${[...queues.keys()].sort().join('; ')}); ` +
           'its limits apply to each queue separately, so the relay may see up to that many times its limits (and each node enforces them on its own)',
       );
     }
