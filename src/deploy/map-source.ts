@@ -96,14 +96,5 @@ export function entriesAt(file: { content: string }, positions: number[]): Array
 export function valueOf(file: { content: string }, key: string): string | undefined {
   const view = fileView(file);
   if (!view.simple) return parsedFile(file).entries.find((entry) => entry.key === key)?.value;
-  let lo = 0;
-  let hi = view.count - 1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >> 1;
-    const entry = view.entryAt(mid);
-    if (entry.key === key) return entry.value;
-    if (entry.key < key) lo = mid + 1;
-    else hi = mid - 1;
-  }
-  return undefined;
+  return view.valueAt(key);
 }

@@ -34,6 +34,12 @@ export interface TableView {
   lineCount: number;
   /** Entries (simple only). */
   count: number;
+  /**
+   * The value stored at a key (lower case, as postmap stores it), undefined when none (simple
+   * only): found by comparing keys in the lines in place, so asking a few thousand keys of a
+   * 100,000-line table makes no strings but the answers.
+   */
+  valueAt(key: string): string | undefined;
   /** Entry `i`'s key and value (simple only). */
   entryAt(i: number): { key: string; value: string };
   /** SHA-256 (hex) of the table's `postmap -s` output sorted by bytes (simple only). */
@@ -97,14 +103,19 @@ function entriesOf(facts: ChunkFacts): { keys: string[]; values: string[] } {
   const values: string[] = [];
   for (const line of facts.lines) {
     const end = keyEnd(line);
-    let start = end;
-    while (start < line.length && isBlank(line.charCodeAt(start))) start += 1;
-    let valueEnd = line.length;
-    while (valueEnd > start && isBlank(line.charCodeAt(valueEnd - 1))) valueEnd -= 1;
     keys.push(line.slice(0, end).toLowerCase());
-    values.push(line.slice(start, valueEnd));
+    values.push(valueAfter(line, end));
   }
   return (facts.entries = { keys, values });
+}
+
+/** A simple line's value: what follows its key, without surrounding blanks. */
+function valueAfter(line: string, keyEnd: number): string {
+  let start = keyEnd;
+  while (start < line.length && isBlank(line.charCodeAt(start))) start += 1;
+  let valueEnd = line.length;
+  while (valueEnd > start && isBlank(line.charCodeAt(valueEnd - 1))) valueEnd -= 1;
+  return line.slice(start, valueEnd);
 }
 
 /** A simple chunk's entries as `postmap -s` prints them, made once per chunk. */
@@ -177,6 +188,30 @@ function viewOf(chunks: readonly string[]): TableView {
       }
       const { keys, values } = entriesOf(facts[lo]!);
       return { key: keys[i - starts[lo]!]!, value: values[i - starts[lo]!]! };
+    },
+    valueAt(key) {
+      // The last chunk whose first key is not above `key`, then the line within it.
+      let lo = 0;
+      let hi = facts.length - 1;
+      while (lo < hi) {
+        const mid = (lo + hi + 1) >> 1;
+        const first = facts[mid]!.lines[0]!;
+        if (compareKeys(first, keyEnd(first), key, key.length) <= 0) lo = mid;
+        else hi = mid - 1;
+      }
+      const lines = facts[lo]?.lines ?? [];
+      let low = 0;
+      let high = lines.length - 1;
+      while (low <= high) {
+        const mid = (low + high) >> 1;
+        const line = lines[mid]!;
+        const end = keyEnd(line);
+        const order = compareKeys(line, end, key, key.length);
+        if (order === 0) return valueAfter(line, end);
+        if (order < 0) low = mid + 1;
+        else high = mid - 1;
+      }
+      return undefined;
     },
     dumpDigest: () => (digest ??= sha256Hex(facts.map(dumpOf))),
     linesNotIn(other) {

@@ -75,6 +75,9 @@ describe('tableView', () => {
         expect(tableProblems({ content })).toEqual([]);
         for (const { key, value } of parsed.entries) expect(valueOf({ content }, key)).toBe(value);
         expect(valueOf({ content }, 'not~a~key')).toBeUndefined();
+        // Keys between two of the table's, and before its first ('!' sorts before every key character).
+        for (const { key } of parsed.entries) expect(valueOf({ content }, `${key}~`)).toBeUndefined();
+        expect(valueOf({ content }, '!')).toBeUndefined();
       }),
       { numRuns: 60 },
     );
