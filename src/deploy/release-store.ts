@@ -134,7 +134,8 @@ export function applyCommand(layout: NodeLayout, release: string, plan: ConfigPl
     'echo backed-up',
     // Renames (the scratch dir is under the config dir): main.cf keeps the date validate gave it.
     sh('mv', '-f', posix.join(scratch, 'master.cf'), posix.join(scratch, 'main.cf'), layout.configDir),
-    sh('rmdir', scratch),
+    // What is left: validate's record of its checks (stagedConfigStart).
+    sh('rm', '-rf', scratch),
   ].join(' && ');
   return `if ${same}; then ${install}; else ${sh('rm', '-rf', scratch)} && ${edits}; fi`;
 }
