@@ -9,6 +9,11 @@ import type { DeployClock, DeployEvent, DeployState, DeployStep, DeployStepRecor
 /** A step sent behind one that failed: the node never ran it. */
 export const skipped = (err: unknown) => err instanceof RemoteCommandError && err.exitCode === SKIPPED_EXIT;
 
+/** Ends a step that did not happen because the one it follows failed (no record, see DeployJournal.step). */
+export function skipStep(step: string): never {
+  throw new RemoteCommandError(`${step}: skipped, a step before it failed`, SKIPPED_EXIT, '');
+}
+
 /** A step sent ahead of the answer it follows: its failure is taken when awaited, never unhandled. */
 export function ahead<T>(p: Promise<T>): Promise<T> {
   p.catch(() => undefined);
