@@ -26,6 +26,8 @@ interface Worked {
   changed: Array<{ name: string; keys: string[] }>;
   /** What a table holds at a key (`table\0key`), as the bundle says: looked up once. */
   held: Map<string, string | undefined>;
+  /** deltaProbeScript's stdout when every answer is right, per probe layout (one union, or one probe per table). */
+  expected: Map<string, string>;
 }
 
 /** Per delta, for every node deploying it (each has a staging dir of its own): its keys, and the values expected at them. */
@@ -37,7 +39,7 @@ function workedOut(delta: BundleDelta): Worked {
     const changed = Object.entries(delta.tables)
       .map(([name, t]) => ({ name, keys: [...new Set([...t.added.map(keyOf), ...t.deleted])] }))
       .filter((t) => t.keys.length > 0);
-    worked.set(delta, (w = { changed, held: new Map() }));
+    worked.set(delta, (w = { changed, held: new Map(), expected: new Map() }));
   }
   return w;
 }
@@ -68,6 +70,48 @@ export function deltaProbeScript(staging: string, delta: BundleDelta): string {
   return parts.length > 0 ? parts.join('\n') : 'true';
 }
 
+/** The value a probe of `tables` answers at `key`, as the bundle says: a union joins every table's by commas. */
+function expectedAnswer(bundle: Bundle, delta: BundleDelta, tables: string[], key: string): string | undefined {
+  const { held } = workedOut(delta);
+  const values: string[] = [];
+  for (const name of tables) {
+    const at = `${name}\0${key}`;
+    if (!held.has(at)) held.set(at, valueOf(bundle.files[name]!, key));
+    const value = held.get(at);
+    if (value !== undefined) values.push(value);
+  }
+  return values.length === 0 ? undefined : values.join(',');
+}
+
+/**
+ * deltaProbeScript with the node's verdict: silent and exit 0 when every answer is what the bundle
+ * holds (its whole output compared with the expected one, built once per delta), else the probes'
+ * output and exit 1, for deltaProbeProblems. Chained steps after it run only when it passed, so a
+ * deploy can send the steps after validate without waiting for its answer.
+ */
+export function deltaProbeVerdictScript(staging: string, bundle: Bundle, delta: BundleDelta): string {
+  const probes = probesOf(staging, delta);
+  const layout = probes.map((p) => p.tables.join(',')).join(';');
+  const w = workedOut(delta);
+  let expected = w.expected.get(layout);
+  if (expected === undefined) {
+    const lines: string[] = [];
+    probes.forEach((probe, i) => {
+      lines.push(`${SECTION}${i}`);
+      for (const key of probe.keys) {
+        const answer = expectedAnswer(bundle, delta, probe.tables, key);
+        if (answer !== undefined) lines.push(`${key}\t${answer}`);
+      }
+    });
+    w.expected.set(layout, (expected = lines.join('\n')));
+  }
+  // $(…) drops the output's trailing newline, as the expected text has none.
+  return [
+    `rp_out=$(${deltaProbeScript(staging, delta)}\n)`,
+    `if [ "$rp_out" = ${sh(expected)} ]; then :; else printf '%s\\n' "$rp_out"; false; fi`,
+  ].join('\n');
+}
+
 export function deltaProbeProblems(stdout: string, bundle: Bundle, delta: BundleDelta, staging: string): string[] {
   const answers = new Map<string, Map<string, string>>();
   let current = new Map<string, string>();
@@ -75,18 +119,11 @@ export function deltaProbeProblems(stdout: string, bundle: Bundle, delta: Bundle
     if (line.startsWith(SECTION)) answers.set(line.slice(SECTION.length), (current = new Map()));
     else if (line.includes('\t')) current.set(line.slice(0, line.indexOf('\t')), line.slice(line.indexOf('\t') + 1));
   }
-  const { held } = workedOut(delta);
-  const heldAt = (name: string, key: string): string | undefined => {
-    const at = `${name}\0${key}`;
-    if (!held.has(at)) held.set(at, valueOf(bundle.files[name]!, key));
-    return held.get(at);
-  };
   const problems: string[] = [];
   probesOf(staging, delta).forEach((probe, i) => {
     const got = answers.get(String(i)) ?? new Map<string, string>();
     for (const key of probe.keys) {
-      const values = probe.tables.flatMap((name) => heldAt(name, key) ?? []);
-      const expected = values.length === 0 ? undefined : values.join(',');
+      const expected = expectedAnswer(bundle, delta, probe.tables, key);
       const answer = got.get(key);
       if (answer === expected) continue;
       const where = probe.tables.join(', ');

@@ -10,7 +10,9 @@ import { META_DIR } from './layout.js';
 import { tlsLevelProblem, typedValueProblem } from './bundle-checks.js';
 import {
   excerpt,
+  RemoteCommandError,
   sh,
+  SKIPPED_EXIT,
   shellQuote,
   execSections,
   type ExecResult,
@@ -19,7 +21,7 @@ import {
 } from '../ssh/index.js';
 import { entriesAt, entryCount } from './map-source.js';
 import type { BundleDelta } from './bundle-delta.js';
-import { deltaProbeProblems, deltaProbeScript } from './delta-probe.js';
+import { deltaProbeProblems, deltaProbeScript, deltaProbeVerdictScript } from './delta-probe.js';
 import { postmapStderr } from './secret-scrub.js';
 import {
   backdateCommand,
@@ -341,6 +343,44 @@ export async function validateStaged(
     ],
     configChecked,
   };
+}
+
+/**
+ * Whether validate can be decided on the node for this deploy (validateDeltaOnNode): a delta that
+ * changed tables only, with no table sent whole to probe. Anything else is checked here, answer by answer.
+ */
+export function validatesOnNode(
+  bundle: Bundle,
+  plan: ConfigPlan,
+  delta: BundleDelta | undefined,
+): delta is BundleDelta {
+  return (
+    delta !== undefined &&
+    planIsEmpty(plan) &&
+    hashMaps({ ...bundle, files: Object.fromEntries(delta.whole.map((n) => [n, bundle.files[n]!])) }).length === 0
+  );
+}
+
+/**
+ * validate of a delta that changed tables only (validatesOnNode): every changed key probed, with
+ * the node's verdict (deltaProbeVerdictScript), chained on the step before it. The steps sent after
+ * it, chained on it, run only when it passed.
+ */
+export async function validateDeltaOnNode(
+  conn: NodeConnection,
+  args: { bundle: Bundle; stagingDir: string; delta: BundleDelta },
+): Promise<string[]> {
+  const { bundle, stagingDir, delta } = args;
+  const r = await conn.exec(deltaProbeVerdictScript(stagingDir, bundle, delta), { ifPreviousOk: true });
+  if (r.code === SKIPPED_EXIT)
+    throw new RemoteCommandError('validate: skipped, a step before it failed', r.code, r.stderr);
+  if (r.code === 0) return [];
+  const problems = deltaProbeProblems(r.stdout, bundle, delta, stagingDir);
+  return problems.length > 0
+    ? problems
+    : [
+        `the staged tables did not answer as the bundle says (exit ${r.code}): ${excerpt(r.stderr, 200) || '(no stderr)'}`,
+      ];
 }
 
 const RELOAD_LINE = '/master\\[[0-9]+\\]: reload -- ';

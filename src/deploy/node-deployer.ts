@@ -16,17 +16,19 @@
  * them in order): read-node with stage and postmap (when the caller expects another live version),
  * validate, then promote…verify, each sent only-if-the-one-before-exited-0 (`chained`): the node
  * stops at the first failure as if each had waited. Answers are taken in order; prune follows live.
+ * A delta that changes tables only has its validate decided on the node (validateDeltaOnNode), so
+ * validate and promote…verify go as soon as the stage answered, while postmap still runs.
  */
 import type { Bundle } from './bundle.js';
 import { checkBundle } from './bundle-checks.js';
 import { bundleDelta } from './bundle-delta.js';
-import { ahead, skipped } from './deploy-journal.js';
+import { ahead, skipped, skipStep } from './deploy-journal.js';
 import { assertNone, DeployRunBase } from './deploy-run-base.js';
 import type { DeployOptions, DeployOutcome } from './deploy-types.js';
 import { stagingPlan } from './delta-release.js';
 import { nodeLayout } from './layout.js';
 import { driftedFiles } from './live-files.js';
-import { postmapTables, validateStaged } from './node-checks.js';
+import { postmapTables, validateDeltaOnNode, validatesOnNode, validateStaged } from './node-checks.js';
 import {
   describePlan,
   desiredConfig,
@@ -153,7 +155,6 @@ class DeployRun extends DeployRunBase {
       await this.reloadAndVerify(plan, false);
     } else {
       await this.stageAndValidate(staged);
-      await this.goLive(plan);
     }
   }
 
@@ -193,13 +194,18 @@ class DeployRun extends DeployRunBase {
     }
   }
 
-  /** Promote, switch, apply, reload (or restart), verify and prune: sent at once, chained on the node. */
-  private async goLive(plan: ConfigPlan): Promise<void> {
+  /**
+   * Promote, switch, apply, reload (or restart), verify and prune: sent at once, chained on the node.
+   * With `validated` (validate was sent just before, decided on the node), promote is chained on it
+   * too, and the answers are taken once `validated` resolved.
+   */
+  private async goLive(plan: ConfigPlan, validated?: () => Promise<void>): Promise<void> {
     const release = this.layout.release(this.bundle.version);
     const next = chained(this.conn);
     const promote = ahead(
       this.step('promote', async () => {
-        this.releaseDir = await promoteRelease(this.conn, this.layout, this.stagingDir!, this.bundle.version);
+        const conn = validated === undefined ? this.conn : next;
+        this.releaseDir = await promoteRelease(conn, this.layout, this.stagingDir!, this.bundle.version);
         this.promoted = true;
         this.stagingDir = undefined;
       }),
@@ -219,11 +225,16 @@ class DeployRun extends DeployRunBase {
       this.step(
         'apply',
         // validate (stageAndValidate) checked edited copies of main.cf and master.cf for this plan.
-        () => this.apply(plan, next, release, true),
+        async () => {
+          // An empty plan sends nothing: done once the switch is (skipped with it), recorded after it.
+          if (planIsEmpty(plan)) await switched.catch(() => skipStep('apply'));
+          return this.apply(plan, next, release, true);
+        },
         () => describePlan(plan),
       ),
     );
-    const verified = this.reloadAndVerify(plan, true, release, this.node?.releases);
+    const verified = ahead(this.reloadAndVerify(plan, true, release, this.node?.releases));
+    await validated?.();
     await promote;
     await switched;
     this.to('switched');
@@ -327,11 +338,34 @@ class DeployRun extends DeployRunBase {
     return state;
   }
 
+  /** Stage (unless sent ahead), postmap, validate, then goLive. */
   private async stageAndValidate(staged: StagedAhead | undefined): Promise<void> {
     const staging = await (staged?.stage ??
       this.step('stage', () => stageRelease(this.conn, this.layout, this.bundle)));
     this.stagingDir = staging;
     this.to('staged');
+    const delta = this.delta;
+    if (staged !== undefined && validatesOnNode(this.bundle, this.plan!, delta)) {
+      // Tables only: validate is decided on the node, so it goes now, chained on postmap, and
+      // promote…verify with it, chained on it: one wait less.
+      const validated = ahead(
+        this.step(
+          'validate',
+          async () =>
+            assertNone(
+              'validate',
+              await validateDeltaOnNode(this.conn, { bundle: this.bundle, stagingDir: staging, delta }),
+            ),
+          () => 'tables only: main.cf and master.cf unchanged; the changed keys checked on the node',
+        ),
+      );
+      await this.goLive(this.plan!, async () => {
+        await staged.postmap;
+        await validated;
+        this.to('validated');
+      });
+      return;
+    }
     await (staged?.postmap ??
       this.step('postmap', async () => assertNone('postmap', await postmapTables(this.conn, staging, this.bundle))));
     await this.step(
@@ -353,5 +387,6 @@ class DeployRun extends DeployRunBase {
       (configChecked) => (configChecked ? undefined : 'tables only: main.cf and master.cf unchanged'),
     );
     this.to('validated');
+    await this.goLive(this.plan!);
   }
 }

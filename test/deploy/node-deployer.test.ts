@@ -374,6 +374,28 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
     expect(liveVersion(node)).toBe(v2.version);
   });
 
+  it('decides the validate of a tables-only delta on the node: one wait until live, same steps and states', async () => {
+    const { counting, waits } = countingWaits(conn);
+    const next = buildBundle([
+      ...routesV2(),
+      { domain: 'd.test', nexthop: sh1.nexthop, user: 'userC', password: 'pwC' },
+    ]);
+    const events: string[] = [];
+    const log = (e: DeployEvent) => {
+      if (e.type === 'state') events.push(e.to);
+    };
+    const outcome = await deployBundle(counting, next, opts(node, { expectedLiveVersion: v2.version, base: v2, log }));
+    expectLive(outcome);
+    expect(events).toEqual(['checked', 'staged', 'validated', 'switched', 'applied', 'reloaded', 'live']);
+    expect(outcome.steps.map((s) => s.step)).toEqual(CHANGE_STEPS);
+    expect(outcome.steps.find((s) => s.step === 'stage')?.detail).toMatch(/^delta from/);
+    expect(outcome.steps.find((s) => s.step === 'validate')?.detail).toMatch(/checked on the node/);
+    // validate and promote…verify are sent once the stage answered, while postmap still runs.
+    expect(waits()).toBe(1);
+    expect((await deliver(node, 'tables@d.test', sh1)).authUser).toBe('userC');
+    expectLive(await deployBundle(conn, v2, opts(node, { expectedLiveVersion: next.version, base: next })));
+  });
+
   it('repairs a live release whose main.cf/master.cf was changed by hand', async () => {
     await remote(conn, `postconf -X smtp_tls_policy_maps && postconf -M 'rp_stray/unix=rp_stray unix - - n - - smtp'`);
     const outcome = await deployBundle(conn, v2, opts(node));
