@@ -17,7 +17,7 @@
  * validate, then promote…verify, each sent only-if-the-one-before-exited-0 (`chained`): the node
  * stops at the first failure as if each had waited. Answers are taken in order; prune follows live.
  * A delta that changes tables only has its validate decided on the node (validateDeltaOnNode), so
- * validate and promote…verify go as soon as the stage answered, while postmap still runs.
+ * validate and promote…verify go together once postmap answered: two waits until live.
  */
 import type { Bundle } from './bundle.js';
 import { checkBundle } from './bundle-checks.js';
@@ -346,8 +346,10 @@ class DeployRun extends DeployRunBase {
     this.to('staged');
     const delta = this.delta;
     if (staged !== undefined && validatesOnNode(this.bundle, this.plan!, delta)) {
-      // Tables only: validate is decided on the node, so it goes now, chained on postmap, and
-      // promote…verify with it, chained on it: one wait less.
+      // Tables only: validate is decided on the node, so promote…verify go with it, chained on it:
+      // one wait less. Not before postmap's answer: the control plane checks more of it than its
+      // exit code (stderr, the files' modes), and nothing may switch on a build it refused.
+      await staged.postmap;
       const validated = ahead(
         this.step(
           'validate',
@@ -360,7 +362,6 @@ class DeployRun extends DeployRunBase {
         ),
       );
       await this.goLive(this.plan!, async () => {
-        await staged.postmap;
         await validated;
         this.to('validated');
       });

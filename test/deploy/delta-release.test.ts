@@ -6,7 +6,7 @@
  * failure in the middle of a delta leaves the live release as it was.
  */
 import { appendFile, chmod, mkdir, writeFile } from 'node:fs/promises';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -348,6 +348,33 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
     expect(existsSync(path.join(live(), 'VERSION'))).toBe(true);
     expect(outcome.previousVersion).toBe(base.version);
     expect(digestsBefore).toEqual([]);
+    expect(await driftedFiles(conn, live(), base)).toEqual([]);
+    expect(readdirSync(releasesDir()).filter((r) => r.includes('.tmp-'))).toEqual([]);
+  });
+
+  it('never switches to a build the control plane refused, even one the node ran without an error exit', async () => {
+    // postmap -i patches the table and exits 0, with a warning the control plane does not accept.
+    const warning = await withPostmapWrapper(
+      'warning-bin',
+      '*" -i "*) "$real" "$@"; echo "postmap: warning: injected" >&2; exit 0',
+    );
+    const base = await runningOn([
+      ['a.test', 'u2'],
+      ['c.test', 'u2'],
+    ]);
+    const outcome = await deployNext(
+      bundleOf([
+        ['a.test', 'u2'],
+        ['b.test', 'u3'],
+        ['c.test', 'u2'],
+      ]),
+      warning,
+    );
+    expect(outcome.state).toBe('failed');
+    expect(outcome.steps.find((s) => s.step === 'stage')?.detail).toMatch(/^delta/);
+    expect(outcome.steps.at(-1)).toMatchObject({ step: 'postmap', ok: false });
+    expect(outcome.error).toMatch(/injected/);
+    expect(readFileSync(path.join(live(), 'VERSION'), 'utf8').trim()).toBe(base.version);
     expect(await driftedFiles(conn, live(), base)).toEqual([]);
     expect(readdirSync(releasesDir()).filter((r) => r.includes('.tmp-'))).toEqual([]);
   });

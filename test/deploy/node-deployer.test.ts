@@ -374,7 +374,7 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
     expect(liveVersion(node)).toBe(v2.version);
   });
 
-  it('decides the validate of a tables-only delta on the node: one wait until live, same steps and states', async () => {
+  it('decides the validate of a tables-only delta on the node: two waits until live, same steps and states', async () => {
     const { counting, waits } = countingWaits(conn);
     const next = buildBundle([
       ...routesV2(),
@@ -390,8 +390,7 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
     expect(outcome.steps.map((s) => s.step)).toEqual(CHANGE_STEPS);
     expect(outcome.steps.find((s) => s.step === 'stage')?.detail).toMatch(/^delta from/);
     expect(outcome.steps.find((s) => s.step === 'validate')?.detail).toMatch(/checked on the node/);
-    // validate and promote…verify are sent once the stage answered, while postmap still runs.
-    expect(waits()).toBe(1);
+    expect(waits()).toBe(2); // read-node+stage+postmap, validate+promote…verify
     expect((await deliver(node, 'tables@d.test', sh1)).authUser).toBe('userC');
     expectLive(await deployBundle(conn, v2, opts(node, { expectedLiveVersion: next.version, base: next })));
   });
