@@ -99,6 +99,18 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
     return wrapped;
   }
 
+  /** A delta refused at its postmap: nothing after it ran, `base` is still live as it was, no staging left. */
+  async function expectRefusedAtPostmap(outcome: DeployOutcome, base: Bundle, error: RegExp): Promise<void> {
+    expect(outcome.state).toBe('failed');
+    expect(outcome.steps.find((s) => s.step === 'stage')?.detail).toMatch(/^delta/);
+    expect(outcome.steps.at(-1)).toMatchObject({ step: 'postmap', ok: false });
+    expect(outcome.error).toMatch(error);
+    expect(outcome.previousVersion).toBe(base.version);
+    expect(readFileSync(path.join(live(), 'VERSION'), 'utf8').trim()).toBe(base.version);
+    expect(await driftedFiles(conn, live(), base)).toEqual([]);
+    expect(readdirSync(releasesDir()).filter((r) => r.includes('.tmp-'))).toEqual([]);
+  }
+
   const inode = (version: string, file: string) => statSync(path.join(releasesDir(), version, file)).ino;
 
   it('answers exactly as a full build, for random sequences of onboarding, rotation and removal', async () => {
@@ -341,15 +353,8 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
       ]),
       failing,
     );
-    expect(outcome.state).toBe('failed');
-    expect(outcome.steps.find((s) => s.step === 'stage')?.detail).toMatch(/^delta/);
-    expect(outcome.steps.at(-1)).toMatchObject({ step: 'postmap', ok: false });
-    expect(outcome.error).toMatch(/injected failure/);
-    expect(existsSync(path.join(live(), 'VERSION'))).toBe(true);
-    expect(outcome.previousVersion).toBe(base.version);
     expect(digestsBefore).toEqual([]);
-    expect(await driftedFiles(conn, live(), base)).toEqual([]);
-    expect(readdirSync(releasesDir()).filter((r) => r.includes('.tmp-'))).toEqual([]);
+    await expectRefusedAtPostmap(outcome, base, /injected failure/);
   });
 
   it('never switches to a build the control plane refused, even one the node ran without an error exit', async () => {
@@ -370,13 +375,7 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
       ]),
       warning,
     );
-    expect(outcome.state).toBe('failed');
-    expect(outcome.steps.find((s) => s.step === 'stage')?.detail).toMatch(/^delta/);
-    expect(outcome.steps.at(-1)).toMatchObject({ step: 'postmap', ok: false });
-    expect(outcome.error).toMatch(/injected/);
-    expect(readFileSync(path.join(live(), 'VERSION'), 'utf8').trim()).toBe(base.version);
-    expect(await driftedFiles(conn, live(), base)).toEqual([]);
-    expect(readdirSync(releasesDir()).filter((r) => r.includes('.tmp-'))).toEqual([]);
+    await expectRefusedAtPostmap(outcome, base, /injected/);
   });
 
   it('refuses a delta whose staged tables answer a changed key wrongly, as patched and as sent whole', async () => {
