@@ -1,37 +1,16 @@
 /**
- * Checks that run on the node: postmap of the staged tables, the staged main.cf/master.cf (a
- * scratch copy with the planned postconf edits applied), and after a reload the live answers and
- * the log. Each returns problems (empty = fine); none returns or logs a secret value.
+ * Checks that run on the node: postmap of the staged tables and their modes, probes of their
+ * answers, `postfix check`, and after a reload the log. The validate step that uses the probes,
+ * with the staged main.cf/master.cf checks, is validate-step.ts. Each returns problems (empty =
+ * fine); none returns or logs a secret value.
  */
 import { randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
 import { hashMaps, releaseFiles, type Bundle, type BundleFile } from './bundle.js';
 import { META_DIR } from './layout.js';
-import { tlsLevelProblem, typedValueProblem } from './bundle-checks.js';
-import {
-  excerpt,
-  RemoteCommandError,
-  sh,
-  SKIPPED_EXIT,
-  shellQuote,
-  execSections,
-  type ExecResult,
-  type NodeConnection,
-  type Section,
-} from '../ssh/index.js';
+import { excerpt, sh, shellQuote, type ExecResult, type NodeConnection } from '../ssh/index.js';
 import { entriesAt, entryCount } from './map-source.js';
-import type { BundleDelta } from './bundle-delta.js';
-import { deltaProbeProblems, deltaProbeScript, deltaProbeVerdictScript } from './delta-probe.js';
 import { postmapStderr } from './secret-scrub.js';
-import {
-  backdateCommand,
-  parseParams,
-  parseServiceParams,
-  planCommands,
-  planIsEmpty,
-  type ConfigPlan,
-  type DesiredConfig,
-} from './postfix-config.js';
 
 /**
  * `postmap` of every hash table in `dir`, then the modes of sources and .db files. postmap exits 0
@@ -151,23 +130,6 @@ export function probeProblems(r: ExecResult, bundle: Bundle, counts = true): str
 }
 
 /**
- * Every master.cf command present in daemon_directory (as read-node found it): a missing one only
- * shows when master spawns it ("fatal: master_spawn: exec …: No such file").
- */
-export function daemonsScript(bundle: Bundle, daemonDirectory: string): string {
-  const commands = [...new Set(bundle.masterCf.map((s) => s.command))];
-  return `d=${shellQuote(daemonDirectory)}; for c in ${commands.map(shellQuote).join(' ')}; do test -x "$d/$c" || echo "missing $c"; done; true`;
-}
-
-export function daemonsProblems(r: ExecResult): string[] {
-  const problems = [...r.stdout.matchAll(/^missing (.*)$/gm)].map(
-    (m) => `master.cf command ${m[1]} not found in daemon_directory`,
-  );
-  if (r.code !== 0) problems.push(`daemon check exit ${r.code}: ${excerpt(r.stderr, 200)}`);
-  return problems;
-}
-
-/**
  * `postfix check` (the installation: queue directories and files, ownership and permissions,
  * master.cf's postlog service), started in the background of a script (postfixCheckStart) and
  * collected at its end (postfixCheckCollect): the verify after a reload runs it beside its wait for
@@ -191,196 +153,6 @@ export function postfixCheckResult(r: ExecResult): { problems: string[]; warning
   if (r.code !== 0) problems.push(`postfix check: script exit ${r.code}: ${excerpt(r.stderr, 200)}`);
   const warnings = r.stderr.split('\n').filter((l) => l.trim() !== '');
   return { problems, warnings };
-}
-
-export interface StagedConfigArgs {
-  scratchDir: string;
-  configDir: string;
-  plan: ConfigPlan;
-  desired: DesiredConfig;
-}
-
-/** Where stagedConfigScript keeps main.cf and master.cf as it copied them, under its scratch dir. */
-export const SCRATCH_BEFORE = 'before';
-
-/**
- * Applies the plan to a scratch copy of main.cf/master.cf, then asks postconf about the result:
- * "unused parameter" warnings name parameters Postfix does not know (it only warns), and expanded
- * values are checked against the type of their default (`postconf -dx`) and TLS level names. The
- * copies as read stay in `before/` (hard links: postconf edits by rename), for apply to install the
- * checked files when the live ones still match them (applyCommand).
- */
-export function stagedConfigScript(args: StagedConfigArgs): string {
-  return `${sh('mkdir', '-p', posix.join(args.scratchDir, SCRATCH_BEFORE))} && ${stagedConfigChecks(args)}`;
-}
-
-/** stagedConfigScript once its scratch dir exists. */
-function stagedConfigChecks(args: StagedConfigArgs): string {
-  const { scratchDir: d, configDir, plan, desired } = args;
-  const at = (...names: string[]) => names.map((n) => posix.join(d, n));
-  // One postconf for every parameter set in main.cf and one for every service's: each run costs
-  // the node milliseconds, and each parses the whole file (and warns) whatever it is asked.
-  const setup = [
-    sh('cp', '-p', posix.join(configDir, 'main.cf'), posix.join(configDir, 'master.cf'), d),
-    sh('ln', ...at('main.cf', 'master.cf', SCRATCH_BEFORE)),
-    ...planCommands(plan, d),
-    backdateCommand(posix.join(d, 'main.cf')),
-    sh('postconf', '-c', d, '-nx'),
-    'echo @@',
-    sh('postconf', '-c', d, '-Px'),
-    'echo @@',
-  ].join(' && ');
-  const ours = ourParams(desired);
-  return `${setup} && { ${ours.size > 0 ? sh('postconf', '-c', d, '-dx', ...ours) : 'true'}; } 2>/dev/null`;
-}
-
-const CHECK_OUT = 'check.out';
-const CHECK_ERR = 'check.err';
-
-/**
- * stagedConfigScript in the background, its output into files of its scratch dir, so the node runs
- * it beside validate's probes (on its other core): the checks take ≈ 100 ms, the probes of a relay's
- * 2,000 moved domains ≈ 30 ms. A section without subshell (its job id is kept for the collect).
- */
-function stagedConfigStart(args: StagedConfigArgs): string {
-  const d = args.scratchDir;
-  const output = `> ${sh(posix.join(d, CHECK_OUT))} 2> ${sh(posix.join(d, CHECK_ERR))}`;
-  return `${sh('mkdir', '-p', posix.join(d, SCRATCH_BEFORE))} && { { ${stagedConfigChecks(args)}\n} ${output} & rp_config=$!; }`;
-}
-
-/** Waits for stagedConfigStart's job and prints its output as the section's own (shell builtins only). */
-function stagedConfigCollect(args: StagedConfigArgs): string {
-  const file = (name: string) => sh(posix.join(args.scratchDir, name));
-  const print = `while IFS= read -r rp_l || [ -n "$rp_l" ]; do printf '%s\\n' "$rp_l"; done`;
-  return [
-    `if [ -z "\${rp_config:-}" ]; then echo 'the checks did not start' >&2; false; else`,
-    `wait "$rp_config"; rp_rc=$?; rp_l=''; ${print} < ${file(CHECK_OUT)}; rp_l=''; ${print} < ${file(CHECK_ERR)} >&2`,
-    `[ "$rp_rc" = 0 ] || { echo "postconf checks exited $rp_rc" >&2; false; }; fi`,
-  ].join('\n');
-}
-
-const ourParams = (desired: DesiredConfig) =>
-  new Set([...desired.params.map(([k]) => k), ...desired.services.flatMap((s) => s.params.map(([k]) => k))]);
-
-export function stagedConfigProblems(r: ExecResult, desired: DesiredConfig): string[] {
-  if (r.code !== 0) return [`postconf on a scratch copy failed (exit ${r.code}): ${excerpt(r.stderr, 300)}`];
-  const ours = ourParams(desired);
-  const problems: string[] = [];
-  for (const m of r.stderr.matchAll(/(?:unused parameter: ([a-z0-9_]+)=|([a-z0-9_]+): unknown parameter)/g)) {
-    const name = m[1] ?? m[2] ?? '';
-    if (ours.has(name)) problems.push(`unknown parameter ${name} (postconf: ${m[0]})`);
-  }
-  const [mainText, serviceText, defaultsText] = r.stdout.split('@@\n');
-  const defaults = parseParams(defaultsText ?? '');
-  // Every parameter set in main.cf and every service's came back: only ours are checked here.
-  const mainNames = new Set(desired.params.map(([k]) => k));
-  const serviceParams = new Map(desired.services.map((s) => [s.key, new Set(s.params.map(([k]) => k))]));
-  const values: Array<[string, string, string]> = [...parseParams(mainText ?? '')]
-    .filter(([k]) => mainNames.has(k))
-    .map(([k, v]) => [`main.cf ${k}`, k, v]);
-  for (const [svc, params] of parseServiceParams(serviceText ?? '')) {
-    const wanted = serviceParams.get(svc);
-    for (const [k, v] of params) if (wanted?.has(k) === true) values.push([`master.cf ${svc} -o ${k}`, k, v]);
-  }
-  for (const [where, name, value] of values) {
-    const p = typedValueProblem(name, value, defaults.get(name)) ?? tlsLevelProblem(name, value);
-    if (p !== undefined) problems.push(`${where}: ${p}`);
-  }
-  return problems;
-}
-
-/**
- * The validate step in one round trip: `postmap -s`/`-q` probes of the staged tables and, when the
- * plan edits main.cf or master.cf, the services' daemons and the staged main.cf/master.cf. A change
- * of tables only leaves both files as they are: nothing there to check. `postfix check` runs with
- * the verify after the reload (postfixCheckStart), off the path to live.
- */
-export async function validateStaged(
-  conn: NodeConnection,
-  args: {
-    bundle: Bundle;
-    stagingDir: string;
-    daemonDirectory: string;
-    delta?: BundleDelta | undefined;
-  } & StagedConfigArgs,
-): Promise<{ problems: string[]; configChecked: boolean }> {
-  // A delta release: whole tables are probed as usual, merged ones at every key they changed;
-  // copied ones are the base's, byte for byte.
-  const { delta } = args;
-  const probed =
-    delta === undefined
-      ? args.bundle
-      : { ...args.bundle, files: Object.fromEntries(delta.whole.map((n) => [n, args.bundle.files[n]!])) };
-  // Nothing to probe (a delta that only patched tables): no section, one process fewer on the node.
-  const probing = hashMaps(probed).length > 0;
-  const sections: Section[] = probing ? [{ name: 'probe', script: probeScript(args.stagingDir, probed) }] : [];
-  if (delta !== undefined) sections.push({ name: 'delta-probe', script: deltaProbeScript(args.stagingDir, delta) });
-  const configChecked = !planIsEmpty(args.plan);
-  if (configChecked) {
-    // Beside the probes when there are any; the daemons' check is a few `test -x`.
-    const beside = sections.length > 0;
-    if (beside) sections.unshift({ name: 'staged-config-start', script: stagedConfigStart(args), subshell: false });
-    sections.push(
-      { name: 'daemons', script: daemonsScript(args.bundle, args.daemonDirectory) },
-      beside
-        ? { name: 'staged-config', script: stagedConfigCollect(args), subshell: false }
-        : { name: 'staged-config', script: stagedConfigScript(args) },
-    );
-  }
-  const r = sections.length > 0 ? await execSections(conn, sections) : new Map<string, ExecResult>();
-  const problems = [
-    ...(probing ? probeProblems(r.get('probe')!, probed) : []),
-    ...(delta === undefined
-      ? []
-      : deltaProbeProblems(r.get('delta-probe')!.stdout, args.bundle, delta, args.stagingDir)),
-  ];
-  if (!configChecked) return { problems, configChecked };
-  return {
-    problems: [
-      ...daemonsProblems(r.get('daemons')!),
-      ...problems,
-      ...stagedConfigProblems(r.get('staged-config')!, args.desired),
-    ],
-    configChecked,
-  };
-}
-
-/**
- * Whether validate can be decided on the node for this deploy (validateDeltaOnNode): a delta that
- * changed tables only, with no table sent whole to probe. Anything else is checked here, answer by answer.
- */
-export function validatesOnNode(
-  bundle: Bundle,
-  plan: ConfigPlan,
-  delta: BundleDelta | undefined,
-): delta is BundleDelta {
-  return (
-    delta !== undefined &&
-    planIsEmpty(plan) &&
-    hashMaps({ ...bundle, files: Object.fromEntries(delta.whole.map((n) => [n, bundle.files[n]!])) }).length === 0
-  );
-}
-
-/**
- * validate of a delta that changed tables only (validatesOnNode): every changed key probed, with
- * the node's verdict (deltaProbeVerdictScript), chained on the step before it. The steps sent after
- * it, chained on it, run only when it passed.
- */
-export async function validateDeltaOnNode(
-  conn: NodeConnection,
-  args: { bundle: Bundle; stagingDir: string; delta: BundleDelta },
-): Promise<string[]> {
-  const { bundle, stagingDir, delta } = args;
-  const r = await conn.exec(deltaProbeVerdictScript(stagingDir, bundle, delta), { ifPreviousOk: true });
-  if (r.code === SKIPPED_EXIT)
-    throw new RemoteCommandError('validate: skipped, a step before it failed', r.code, r.stderr);
-  if (r.code === 0) return [];
-  const problems = deltaProbeProblems(r.stdout, bundle, delta, stagingDir);
-  return problems.length > 0
-    ? problems
-    : [
-        `the staged tables did not answer as the bundle says (exit ${r.code}): ${excerpt(r.stderr, 200) || '(no stderr)'}`,
-      ];
 }
 
 const RELOAD_LINE = '/master\\[[0-9]+\\]: reload -- ';

@@ -28,7 +28,8 @@ import type { DeployOptions, DeployOutcome } from './deploy-types.js';
 import { stagingPlan } from './delta-release.js';
 import { nodeLayout } from './layout.js';
 import { driftedFiles } from './live-files.js';
-import { postmapTables, validateDeltaOnNode, validatesOnNode, validateStaged } from './node-checks.js';
+import { postmapTables } from './node-checks.js';
+import { validateDeltaOnNode, validatesOnNode, validateStaged } from './validate-step.js';
 import {
   describePlan,
   desiredConfig,

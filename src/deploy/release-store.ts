@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
 import { serviceKey, type Bundle } from './bundle.js';
 import { DELTA_DIR, META_DIR, VERSION_RE, releasesListing, type NodeLayout } from './layout.js';
-import { SCRATCH_BEFORE } from './node-checks.js';
+import { SCRATCH_BEFORE } from './validate-step.js';
 import { backdateCommand, planCommands, type ConfigPlan } from './postfix-config.js';
 import { sh, execOk, type NodeConnection } from '../ssh/index.js';
 import { tarArchive } from './tar-archive.js';

@@ -8,7 +8,7 @@ import { readFileSync, statSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nodeLayout, type NodeLayout } from '../../src/deploy/layout.js';
-import { stagedConfigProblems, stagedConfigScript } from '../../src/deploy/node-checks.js';
+import { stagedConfigProblems, stagedConfigScript } from '../../src/deploy/validate-step.js';
 import type { ConfigPlan, DesiredConfig } from '../../src/deploy/postfix-config.js';
 import { applyCommand, restoreConfig, scratchDirOf } from '../../src/deploy/release-store.js';
 import { connectNode, sh, type NodeConnection } from '../../src/ssh/index.js';
