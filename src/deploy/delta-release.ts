@@ -24,7 +24,8 @@ import { hashMaps, serviceKey, type Bundle } from './bundle.js';
 import type { BundleDelta } from './bundle-delta.js';
 import { DELTA_DIR, META_DIR, type NodeLayout } from './layout.js';
 import { postmapStderr } from './secret-scrub.js';
-import { chained, excerpt, RemoteCommandError, sh, SKIPPED_EXIT, type NodeConnection } from '../ssh/index.js';
+import { chained, excerpt, sh, type NodeConnection } from '../ssh/index.js';
+import { skipped } from './deploy-journal.js';
 import { FILES_STAT, filesStatCommand, modeProblems, postmapTables, withModes } from './node-checks.js';
 import { releasesDirCommand, stageRelease } from './release-store.js';
 import { tarArchive, type TarEntry } from './tar-archive.js';
@@ -148,9 +149,8 @@ export async function postmapDelta(
     ...(names.length > 0 ? [sh('touch', ...names.map((name) => `${name}.db`))] : []),
   ];
   const script = steps.length > 0 ? steps.join(' && ') : 'true';
+  // Skipped when the stage before it did not stage (a RemoteCommandError of SKIPPED_EXIT).
   const r = await conn.exec(withModes(script, bundle), { cwd: staging, ifPreviousOk: true });
-  if (r.code === SKIPPED_EXIT)
-    throw new RemoteCommandError('postmap (delta): skipped, the stage before it did not stage', r.code, '');
   if (r.code !== 0 || r.stderr.trim() !== '')
     return [`postmap (delta) exit ${r.code}: ${excerpt(postmapStderr(r.stderr, bundle), 300)}`];
   return modeProblems(r.stdout, bundle);
@@ -197,7 +197,7 @@ export function stagingPlan(
           (d) => d === null,
           () => false,
         );
-        if (!(err instanceof RemoteCommandError && err.exitCode === SKIPPED_EXIT) || !fullRelease) throw err;
+        if (!skipped(err) || !fullRelease) throw err;
         return postmapTables(conn, dir, bundle);
       }
     },

@@ -31,7 +31,7 @@ import {
   switchCurrent,
 } from './release-store.js';
 import { redactBundleSecrets } from './secret-scrub.js';
-import { excerpt, execOk, RemoteCommandError, sh, SKIPPED_EXIT, type NodeConnection } from '../ssh/index.js';
+import { excerpt, execOk, sh, type NodeConnection } from '../ssh/index.js';
 
 /** Throws a DeployCheckError when a check found problems. */
 export function assertNone(step: DeployStep, problems: string[]): void {
@@ -146,7 +146,6 @@ export abstract class DeployRunBase {
     if (planIsEmpty(plan)) return;
     // One command; the marker tells whether the backup exists, even when an edit failed after it.
     const r = await conn.exec(applyCommand(this.layout, release, plan, checked));
-    if (r.code === SKIPPED_EXIT) throw new RemoteCommandError('apply: skipped', r.code, '');
     this.backupTaken = r.stdout.includes('backed-up');
     if (r.code !== 0) throw new Error(`apply: exit ${r.code}: ${excerpt(r.stderr, 300)}`);
   }

@@ -23,8 +23,7 @@ import {
   runningMasterScript,
   type RestartVia,
 } from './postfix-restart.js';
-import { execSections, sectionOk, sh, SKIPPED_EXIT, type NodeConnection, type Section } from '../ssh/index.js';
-import { skipStep } from './deploy-journal.js';
+import { execSections, sectionOk, sh, type NodeConnection, type Section } from '../ssh/index.js';
 
 export const RELOAD_COMMAND = 'postfix reload >/dev/null';
 
@@ -77,7 +76,6 @@ export async function reloadPostfix(conn: NodeConnection, args: ReloadArgs): Pro
   const save = `${size} > ${saved} && read -r rp_size < ${saved} && echo "$rp_size"`;
   const command = `{ ${args.restart ? restartScript() : reloadCommand(args.queueDirectory)}\n}`;
   const r = await conn.exec(`${save} && ${command}`, { ifPreviousOk: args.ifPreviousOk });
-  if (r.code === SKIPPED_EXIT) skipStep(args.restart ? 'restart' : 'reload');
   const offset = Number.parseInt(r.stdout.trim(), 10) || 0;
   const via = args.restart ? parseRestartVia(r.stdout) : undefined;
   if (args.restart) args.onRestart?.(via);

@@ -9,7 +9,7 @@ import net from 'node:net';
 import { posix } from 'node:path';
 import { NodeSSH } from 'node-ssh';
 import { HostKeyMismatchError, RemoteCommandError, excerpt } from './errors.js';
-import { DEFAULT_REMOTE_PATH, RemoteShell, type ShellChannel } from './remote-shell.js';
+import { DEFAULT_REMOTE_PATH, RemoteShell, SKIPPED_EXIT, type ShellChannel } from './remote-shell.js';
 import { sh, shellQuote } from './shell-quote.js';
 
 export interface NodeTarget {
@@ -32,8 +32,9 @@ export interface ExecOptions {
   cwd?: string;
   timeoutMs?: number;
   /**
-   * Run only when the connection's previous command exited 0; otherwise answered at once with
-   * exit code SKIPPED_EXIT, without running. For steps sent before the previous one answered.
+   * Run only when the connection's previous command exited 0; otherwise it does not run, and the
+   * call fails at once with a RemoteCommandError of exit code SKIPPED_EXIT. For steps sent before
+   * the previous one answered.
    */
   ifPreviousOk?: boolean;
 }
@@ -270,13 +271,19 @@ class SshNodeConnection implements NodeConnection {
     this.ssh.dispose();
   }
 
-  /** Writes the command now when the shell runs (in call order), or once it has started (also in call order). */
-  private run(command: string, options: ExecOptions): Promise<{ code: number; stdout: Buffer; stderr: Buffer }> {
+  /**
+   * Writes the command now when the shell runs (in call order), or once it has started (also in call
+   * order). A command the node skipped (ifPreviousOk, the one before failed) did not run: a
+   * RemoteCommandError with exit code SKIPPED_EXIT, never a result to read.
+   */
+  private async run(command: string, options: ExecOptions): Promise<{ code: number; stdout: Buffer; stderr: Buffer }> {
     const line = options.cwd === undefined ? command : `cd ${shellQuote(options.cwd)} && { ${command}\n}`;
     const limit = options.timeoutMs ?? this.commandTimeoutMs;
     const send = (shell: RemoteShell) => shell.run(line, options.stdin, limit, options.ifPreviousOk === true);
-    if (this.started?.isOpen === true) return send(this.started);
-    return this.openShell(limit).then(send);
+    const r = await (this.started?.isOpen === true ? send(this.started) : this.openShell(limit).then(send));
+    if (options.ifPreviousOk === true && r.code === SKIPPED_EXIT)
+      throw new RemoteCommandError('skipped: the command before it failed', SKIPPED_EXIT, '');
+    return r;
   }
 
   /** The connection's shell, started on first use and again after one was lost (a timeout ends it). */

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ConnectionPool,
   HostKeyMismatchError,
+  SKIPPED_EXIT,
   connectNode,
   type NodeConnection,
   type NodeTarget,
@@ -79,6 +80,22 @@ describe.skipIf(!labOk)('ConnectionPool on a real sshd', () => {
     c.close();
     // A returned lease refuses commands: the connection may be someone else's by now.
     await expect(b.exec('true')).rejects.toThrow(/returned to the pool/);
+  });
+
+  it('fails a command the node skipped (ifPreviousOk after a failure) as skipped, and runs the next ungated one', async () => {
+    const c = await connectNode(target(node));
+    try {
+      const failed = c.exec('exit 3');
+      const gated = c.exec('touch /nonexistent-should-not-run', { ifPreviousOk: true });
+      const after = c.exec('echo ran');
+      expect((await failed).code).toBe(3);
+      await expect(gated).rejects.toMatchObject({ exitCode: SKIPPED_EXIT });
+      expect((await after).stdout).toBe('ran\n');
+      // Gated after a success, it runs and answers as usual.
+      expect((await c.exec('echo chained', { ifPreviousOk: true })).stdout).toBe('chained\n');
+    } finally {
+      c.close();
+    }
   });
 
   it('replaces a connection the node dropped while idle', async () => {
