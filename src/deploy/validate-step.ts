@@ -159,10 +159,7 @@ export async function validateStaged(
   // A delta release: whole tables are probed as usual, merged ones at every key they changed;
   // copied ones are the base's, byte for byte.
   const { delta } = args;
-  const probed =
-    delta === undefined
-      ? args.bundle
-      : { ...args.bundle, files: Object.fromEntries(delta.whole.map((n) => [n, args.bundle.files[n]!])) };
+  const probed = probedWhole(args.bundle, delta);
   // Nothing to probe (a delta that only patched tables): no section, one process fewer on the node.
   const probing = hashMaps(probed).length > 0;
   const sections: Section[] = probing ? [{ name: 'probe', script: probeScript(args.stagingDir, probed) }] : [];
@@ -206,11 +203,13 @@ export function validatesOnNode(
   plan: ConfigPlan,
   delta: BundleDelta | undefined,
 ): delta is BundleDelta {
-  return (
-    delta !== undefined &&
-    planIsEmpty(plan) &&
-    hashMaps({ ...bundle, files: Object.fromEntries(delta.whole.map((n) => [n, bundle.files[n]!])) }).length === 0
-  );
+  return delta !== undefined && planIsEmpty(plan) && hashMaps(probedWhole(bundle, delta)).length === 0;
+}
+
+/** The files validate probes whole: all of a full release's, only those a delta sent whole. */
+function probedWhole(bundle: Bundle, delta: BundleDelta | undefined): Bundle {
+  if (delta === undefined) return bundle;
+  return { ...bundle, files: Object.fromEntries(delta.whole.map((n) => [n, bundle.files[n]!])) };
 }
 
 /**
