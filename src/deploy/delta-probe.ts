@@ -28,6 +28,9 @@ interface Worked {
   held: Map<string, string | undefined>;
   /** deltaProbeScript's stdout when every answer is right, per probe layout (one union, or one probe per table). */
   expected: Map<string, string>;
+  /** The probes of the two layouts, made once per delta: a node's staging path picks one. */
+  union: Probe[];
+  perTable: Probe[];
 }
 
 /** Per delta, for every node deploying it (each has a staging dir of its own): its keys, and the values expected at them. */
@@ -39,18 +42,20 @@ function workedOut(delta: BundleDelta): Worked {
     const changed = Object.entries(delta.tables)
       .map(([name, t]) => ({ name, keys: [...new Set([...t.added.map(keyOf), ...t.deleted])] }))
       .filter((t) => t.keys.length > 0);
-    worked.set(delta, (w = { changed, held: new Map(), expected: new Map() }));
+    const union =
+      changed.length === 0
+        ? []
+        : [{ tables: changed.map((t) => t.name), keys: [...new Set(changed.flatMap((t) => t.keys))] }];
+    const perTable = changed.map((t) => ({ tables: [t.name], keys: t.keys }));
+    worked.set(delta, (w = { changed, held: new Map(), expected: new Map(), union, perTable }));
   }
   return w;
 }
 
 /** One probe over every changed table, or one per table when a staged path cannot go in a union. */
 function probesOf(staging: string, delta: BundleDelta): Probe[] {
-  const { changed } = workedOut(delta);
-  if (changed.length === 0) return [];
-  if (!changed.every((t) => UNION_SAFE.test(posix.join(staging, t.name))))
-    return changed.map((t) => ({ tables: [t.name], keys: t.keys }));
-  return [{ tables: changed.map((t) => t.name), keys: [...new Set(changed.flatMap((t) => t.keys))] }];
+  const { changed, union, perTable } = workedOut(delta);
+  return changed.every((t) => UNION_SAFE.test(posix.join(staging, t.name))) ? union : perTable;
 }
 
 function mapSpec(staging: string, tables: string[]): string {
@@ -62,8 +67,12 @@ const SECTION = '@@relayplane-delta-probe@@ ';
 
 /** `postmap -q` of every key a delta changed, in the staged tables (see the module comment). */
 export function deltaProbeScript(staging: string, delta: BundleDelta): string {
+  return scriptOf(staging, delta, probesOf(staging, delta));
+}
+
+function scriptOf(staging: string, delta: BundleDelta, probes: Probe[]): string {
   const eof = `RELAYPLANE_EOF_${delta.base.slice(0, 12)}`;
-  const parts = probesOf(staging, delta).flatMap((probe, i) => [
+  const parts = probes.flatMap((probe, i) => [
     `echo ${sh(`${SECTION}${i}`)}`,
     `postmap -q - ${sh(mapSpec(staging, probe.tables))} <<'${eof}'\n${probe.keys.join('\n')}\n${eof}`,
   ]);
@@ -91,8 +100,8 @@ function expectedAnswer(bundle: Bundle, delta: BundleDelta, tables: string[], ke
  */
 export function deltaProbeVerdictScript(staging: string, bundle: Bundle, delta: BundleDelta): string {
   const probes = probesOf(staging, delta);
-  const layout = probes.map((p) => p.tables.join(',')).join(';');
   const w = workedOut(delta);
+  const layout = probes === w.union ? 'union' : 'per table';
   let expected = w.expected.get(layout);
   if (expected === undefined) {
     const lines: string[] = [];
@@ -107,7 +116,7 @@ export function deltaProbeVerdictScript(staging: string, bundle: Bundle, delta: 
   }
   // $(…) drops the output's trailing newline, as the expected text has none.
   return [
-    `rp_out=$(${deltaProbeScript(staging, delta)}\n)`,
+    `rp_out=$(${scriptOf(staging, delta, probes)}\n)`,
     `if [ "$rp_out" = ${sh(expected)} ]; then :; else printf '%s\\n' "$rp_out"; false; fi`,
   ].join('\n');
 }
