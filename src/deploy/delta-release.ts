@@ -11,7 +11,7 @@
  * caller stages a full release), unchanged files are hard-linked with their `.db` (nothing writes
  * a release's file in place; drift repair renames over it), changed sources rebuilt (spliced from
  * the base's byte ranges, table-splice.ts, or merged with `comm`/`sort -m`) and checked against
- * the next version's SHA-256 (→ exit 11); small changed tables (TableDelta.sent) and files sent
+ * the next version's SHA-256 (SHA256_CHECK; → exit 11); small changed tables (TableDelta.sent) and files sent
  * whole arrive in the tar as they are.
  * postmap: each patched table's base `.db` copied and updated in place; the tables sent whole
  * built by one `postmap`. Tables are independent files: with more than one, each table's work runs
@@ -38,6 +38,19 @@ export const DIGEST_MISMATCH = 11;
 const lines = (items: readonly string[]) => items.map((i) => `${i}\n`).join('');
 const digestList = (digests: Record<string, string>) =>
   lines(Object.entries(digests).map(([name, hex]) => `${hex}  ${name}`));
+
+/**
+ * `rp_sha256_ok <file>`: whether the file named in `<file>` (a `<hex>  <name>` line, as sha256sum
+ * writes) has that SHA-256. `openssl dgst` where the node has it (Debian's postfix depends on it
+ * through ssl-cert): it uses the CPU's SHA instructions, coreutils' sha256sum does not, and a
+ * spliced table is megabytes (BENCHMARKS.md); sha256sum elsewhere. Output in another format than
+ * expected refuses the delta, and a full release follows: never a wrong table.
+ */
+export const SHA256_CHECK = [
+  'rp_sha256_ok() { if command -v openssl >/dev/null 2>&1; then',
+  '  read -r rp_want rp_name < "$1" && rp_got=$(openssl dgst -sha256 -r "$rp_name") && [ "$rp_got" = "$rp_want *$rp_name" ]',
+  '  else sha256sum --quiet --strict -c "$1"; fi; }',
+].join('\n');
 
 export type DeltaStageResult = 'staged' | 'base-drifted' | 'digest-mismatch';
 
@@ -93,8 +106,7 @@ export async function stageDelta(
       t.splice === null
         ? `comm -23 ${sh(posix.join(base, name))} ${sh(d('removed'))} | sort -m - ${sh(d('added'))} > ${sh(name)}`
         : spliceScript(t.splice, posix.join(base, name), d('added'), name);
-    const check = sh('sha256sum', '--quiet', '--strict', '-c', d('sha256'));
-    return `umask ${umask} && ${build} && umask 077 && ${check}`;
+    return `umask ${umask} && ${build} && umask 077 && rp_sha256_ok ${sh(d('sha256'))}`;
   });
   // The base's files as its manifest saw them when it was built; a release from before manifests: its SHA-256s.
   const baseCheck = `if [ -f ${sh(FILES_STAT)} ]; then ${filesStatCommand(delta.baseFiles)} | cmp -s - ${sh(FILES_STAT)}; else ${sh('sha256sum', '--quiet', '--strict', '-c', posix.join(staging, DELTA_DIR, 'base.sha256'))}; fi`;
@@ -106,7 +118,9 @@ export async function stageDelta(
     `{ cd ${sh(base)} && ${baseCheck}; } >/dev/null 2>&1 || ${refuse(BASE_DRIFTED)}`,
     `cd ${sh(staging)}`,
     ...(copies.length > 0 ? [`ln ${copies.map((c) => sh(posix.join(base, c))).join(' ')} .`] : []),
-    ...(rebuild.length > 0 ? [`${concurrently(rebuild)} >/dev/null 2>&1 || ${refuse(DIGEST_MISMATCH)}`] : []),
+    ...(rebuild.length > 0
+      ? [SHA256_CHECK, `${concurrently(rebuild)} >/dev/null 2>&1 || ${refuse(DIGEST_MISMATCH)}`]
+      : []),
   ].join(' &&\n');
   const r = await conn.exec(script, { stdin: archive });
   if (r.code === 0) return 'staged';

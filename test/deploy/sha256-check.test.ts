@@ -1,0 +1,67 @@
+/**
+ * SHA256_CHECK (src/deploy/delta-release.ts), the shell function a delta's stage checks each
+ * spliced table with: with this machine's /bin/sh, openssl and coreutils it accepts the file whose
+ * SHA-256 is the one listed and refuses any other, by `openssl dgst` where openssl is in PATH and
+ * by `sha256sum` where it is not; an openssl that prints another format refuses (the node then
+ * gets a full release), never accepts.
+ */
+import { createHash } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { SHA256_CHECK } from '../../src/deploy/delta-release.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+
+/** A directory holding `table` and `table.sha256` listing `listed`'s digest, as a delta's stage has them. */
+function staged(content: string, listed: string): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'rp-sha-'));
+  dirs.push(dir);
+  writeFileSync(path.join(dir, 'table'), content);
+  writeFileSync(path.join(dir, 'table.sha256'), `${sha256(listed)}  table\n`);
+  return dir;
+}
+
+/** A PATH of the tools the check may use, each linked from this machine's, with `openssl` as given. */
+function toolPath(dir: string, openssl: 'real' | 'absent' | string): string {
+  const bin = path.join(dir, 'bin');
+  mkdirSync(bin);
+  for (const tool of ['sha256sum', ...(openssl === 'real' ? ['openssl'] : [])]) {
+    const found = spawnSync('/bin/sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).stdout.trim();
+    symlinkSync(found, path.join(bin, tool));
+  }
+  if (openssl !== 'real' && openssl !== 'absent') {
+    writeFileSync(path.join(bin, 'openssl'), `#!/bin/sh\n${openssl}\n`);
+    chmodSync(path.join(bin, 'openssl'), 0o755);
+  }
+  return bin;
+}
+
+function check(dir: string, openssl: 'real' | 'absent' | string): number | null {
+  const env = { PATH: toolPath(dir, openssl), LC_ALL: 'C' };
+  return spawnSync('/bin/sh', ['-c', `${SHA256_CHECK} && rp_sha256_ok table.sha256`], { cwd: dir, env }).status;
+}
+
+const table = Array.from({ length: 5_000 }, (_, i) => `@d${i}.test [r${i % 7}]:587\n`).join('');
+
+describe('SHA256_CHECK', () => {
+  for (const openssl of ['real', 'absent'] as const) {
+    it(`accepts the listed table and refuses any other (openssl ${openssl})`, () => {
+      expect(check(staged(table, table), openssl)).toBe(0);
+      expect(check(staged(`${table}@extra.test v\n`, table), openssl)).not.toBe(0);
+      expect(check(staged(table.replace('[r3]', '[r4]'), table), openssl)).not.toBe(0);
+    });
+  }
+
+  it('refuses when openssl answers in another format, even with the right digest in it', () => {
+    const dir = staged(table, table);
+    expect(check(dir, `echo "SHA2-256(table)= ${sha256(table)}"`)).not.toBe(0);
+  });
+});
