@@ -745,7 +745,11 @@ const breakdown = results.map((r) => {
   const byKind = [...new Set(r.kinds)]
     .map((kind) => `${kind} ${s(median(r.samples.filter((_, i) => r.kinds[i] === kind).map((x) => x.latencyMs)))}`)
     .join(', ');
-  const nodeCpu = median(r.samples.map((x) => (x.cpu.nodeSsh + x.cpu.postfix) / r.nodes));
+  const nodeCpuOf = (samples: ChangeSample[]) => median(samples.map((x) => (x.cpu.nodeSsh + x.cpu.postfix) / r.nodes));
+  const nodeCpu = nodeCpuOf(r.samples);
+  const nodeCpuByKind = [...new Set(r.kinds)]
+    .map((kind) => `${kind} ${ms(nodeCpuOf(r.samples.filter((_, i) => r.kinds[i] === kind)))}`)
+    .join(', ');
   // Where each kind's time goes: a relay's first limit moves its domains to a service of their own.
   const stepsByKind = [...new Set(r.kinds)]
     .map((kind) => {
@@ -756,7 +760,7 @@ const breakdown = results.map((r) => {
     .join('; ');
   const cpuLine =
     (SEED_DOMAINS > 0
-      ? ` p50 by kind: ${byKind}. Steps by kind (medians): ${stepsByKind}. Node-side CPU per change per node (SSH session, its commands, Postfix): ${ms(nodeCpu)}.`
+      ? ` p50 by kind: ${byKind}. Steps by kind (medians): ${stepsByKind}. Node-side CPU per change per node (SSH session, its commands, Postfix): ${ms(nodeCpu)} (by kind: ${nodeCpuByKind}).`
       : '') +
     ` CPU per change, t0 → run done (medians, all cores): ${ms(cpu('total'))} busy = control plane process ${ms(cpu('controlPlane'))}, ` +
     `node SSH sessions and the commands they run ${ms(cpu('nodeSsh'))}, Postfix masters and daemons (reload) ${ms(cpu('postfix'))}, ` +
