@@ -203,12 +203,6 @@ function releaseReads(layout: NodeLayout) {
 
 const CONFIG_READS = ['postconf -n', 'postconf -M', 'postconf -P'];
 
-/** In the order liveState reads their outputs. */
-function liveStateCommands(layout: NodeLayout): string[] {
-  const { target, version, managed } = releaseReads(layout);
-  return [target, version, ...CONFIG_READS, managed];
-}
-
 /** The commands' outputs, each followed by a separator line. */
 const separated = (commands: string[]) => commands.join(`; echo ${SEP}; `);
 const joinCommands = (commands: string[]) => `set -e; ${separated(commands)}`;
@@ -292,18 +286,24 @@ export function parseNodeState(
 }
 
 /**
- * The live release and config only (after a reload: the paths cannot have changed). With the
- * config already known (a deploy that edited none of it), only the release: three `postconf`
- * reads fewer.
+ * The live release and config, as a verify reads them after a reload. With the config already
+ * known (a deploy that edited none of it), only the release: no `postconf` read. Otherwise the
+ * whole of read-node's script, whose reading (parseLiveState) becomes the session's: the next
+ * read-node of a deploy that edited main.cf or master.cf finds their fingerprint known instead
+ * of asking postconf four times again.
  */
 export function liveStateScript(layout: NodeLayout, knownConfig?: LiveState['config']): string {
+  if (knownConfig === undefined) return nodeStateScript(layout);
   const { target, version } = releaseReads(layout);
-  return joinCommands(knownConfig === undefined ? liveStateCommands(layout) : [target, version]);
+  return joinCommands([target, version]);
 }
 
-export function parseLiveState(stdout: string, knownConfig?: LiveState['config']): LiveState {
-  const live = liveState(stdout.split(`${SEP}\n`));
-  return knownConfig === undefined ? live : { ...live, config: knownConfig };
+/** liveStateScript's output; `session`: the connection's, which keeps a full read as its reading. */
+export function parseLiveState(stdout: string, session: object, knownConfig?: LiveState['config']): LiveState {
+  if (knownConfig !== undefined) return { ...liveState(stdout.split(`${SEP}\n`)), config: knownConfig };
+  const { state, reading } = parseNodeState(stdout);
+  readings.set(session, reading);
+  return { currentTarget: state.currentTarget, liveVersion: state.liveVersion, config: state.config };
 }
 
 function liveState(parts: string[]): LiveState {

@@ -329,6 +329,8 @@ export function chained(conn: NodeConnection): NodeConnection {
     execBytes: (command, options) => conn.execBytes(command, options),
     writeFile: (path, content, mode) => conn.writeFile(path, content, mode),
     close: () => undefined,
+    // What a read of the node taught its session holds for commands sent through this view too.
+    session: conn.session ?? conn,
   };
 }
 

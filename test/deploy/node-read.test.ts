@@ -1,7 +1,7 @@
 /**
  * What a deploy reads and signals on the node, on a real Postfix node: postconf's answers are read
  * again only when main.cf, master.cf (or postconf itself) changed since the connection last read
- * them, and a reload signals master directly unless its pid file does not name a running master.
+ * them (a deploy's verify reads what it changed), and a reload signals master directly unless its pid file does not name a running master.
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -88,6 +88,22 @@ describe.skipIf(!labOk)('reading the node and reloading it', () => {
     const fourth = await read();
     expect(fourth.postconfAnswered).toBe(true);
     expect(fourth.state.config.services.has('rp_hand/unix')).toBe(true);
+  });
+
+  it("takes a deploy's own read of the config it changed as known: the next read runs no postconf", async () => {
+    await read();
+    const outcome = await deployBundle(conn, buildBundle([], { mainCf: { smtp_helo_name: 'deployed.test' } }), {
+      configDir: node.configDir,
+    });
+    expect(outcome.state, outcome.error).toBe('live');
+    const next = await read();
+    expect(next.postconfAnswered).toBe(false);
+    expect(next.state.config.params.get('smtp_helo_name')).toBe('deployed.test');
+    // And a hand edit after it is still seen.
+    expect((await conn.exec(`postconf -e 'smtp_helo_name = by-hand.test'`)).code).toBe(0);
+    const edited = await read();
+    expect(edited.postconfAnswered).toBe(true);
+    expect(edited.state.config.params.get('smtp_helo_name')).toBe('by-hand.test');
   });
 
   it('keeps what it read for the connection, not the lease: the next lease from a pool reads no postconf', async () => {
