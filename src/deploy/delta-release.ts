@@ -11,8 +11,8 @@
  * caller stages a full release), unchanged files are hard-linked with their `.db` (nothing writes
  * a release's file in place; drift repair renames over it), changed sources rebuilt (spliced from
  * the base's byte ranges, table-splice.ts, or merged with `comm`/`sort -m`) and checked against
- * the next version's SHA-256 (SHA256_CHECK; → exit 11); small changed tables (TableDelta.sent) and files sent
- * whole arrive in the tar as they are.
+ * the next version's SHA-256 (SHA256_CHECK; → exit 11); small changed tables (TableDelta.sent)
+ * and files sent whole arrive in the tar as they are.
  * postmap: each patched table's base `.db` copied and updated in place; the tables sent whole
  * built by one `postmap`. Tables are independent files: with more than one, each table's work runs
  * as a job of its own (`concurrently`, shell-jobs.ts), so a change to four tables waits for the
@@ -41,15 +41,19 @@ const digestList = (digests: Record<string, string>) =>
 
 /**
  * `rp_sha256_ok <file>`: whether the file named in `<file>` (a `<hex>  <name>` line, as sha256sum
- * writes) has that SHA-256. `openssl dgst` where the node has it (Debian's postfix depends on it
+ * writes) has that SHA-256. Asked of `openssl dgst` first (Debian's postfix depends on openssl
  * through ssl-cert): it uses the CPU's SHA instructions, coreutils' sha256sum does not, and a
- * spliced table is megabytes (BENCHMARKS.md); sha256sum elsewhere. Output in another format than
- * expected refuses the delta, and a full release follows: never a wrong table.
+ * spliced table is megabytes (src/postfix/README.md). An openssl that is missing, fails or
+ * answers in another form leaves the answer to sha256sum: a node is never sent full releases for
+ * want of a working openssl.
  */
 export const SHA256_CHECK = [
-  'rp_sha256_ok() { if command -v openssl >/dev/null 2>&1; then',
-  '  read -r rp_want rp_name < "$1" && rp_got=$(openssl dgst -sha256 -r "$rp_name") && [ "$rp_got" = "$rp_want *$rp_name" ]',
-  '  else sha256sum --quiet --strict -c "$1"; fi; }',
+  'rp_sha256_ok() { read -r rp_want rp_name < "$1" || return 1',
+  '  rp_got=$(openssl dgst -sha256 -r "$rp_name" 2>/dev/null) || rp_got=',
+  '  case $rp_got in',
+  '    *" *$rp_name") [ "$rp_got" = "$rp_want *$rp_name" ] ;;',
+  '    *) sha256sum --quiet --strict -c "$1" ;;',
+  '  esac; }',
 ].join('\n');
 
 export type DeltaStageResult = 'staged' | 'base-drifted' | 'digest-mismatch';

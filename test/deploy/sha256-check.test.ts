@@ -2,8 +2,8 @@
  * SHA256_CHECK (src/deploy/delta-release.ts), the shell function a delta's stage checks each
  * spliced table with: with this machine's /bin/sh, openssl and coreutils it accepts the file whose
  * SHA-256 is the one listed and refuses any other, by `openssl dgst` where openssl is in PATH and
- * by `sha256sum` where it is not; an openssl that prints another format refuses (the node then
- * gets a full release), never accepts.
+ * by `sha256sum` where it is not; an openssl that fails or answers in another form leaves the
+ * answer to sha256sum.
  */
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
@@ -60,8 +60,18 @@ describe('SHA256_CHECK', () => {
     });
   }
 
-  it('refuses when openssl answers in another format, even with the right digest in it', () => {
+  it('leaves the answer to sha256sum when openssl fails or answers in another form', () => {
+    const otherForm = `echo "SHA2-256(table)= ${sha256(table)}"`;
+    // An openssl that would accept anything it is asked about, were its answer taken.
+    const failing = `echo "${sha256(table)} *table"; exit 1`;
+    for (const openssl of [otherForm, failing]) {
+      expect(check(staged(table, table), openssl)).toBe(0);
+      expect(check(staged(`${table}@extra.test v\n`, table), openssl)).not.toBe(0);
+    }
+  });
+
+  it("takes openssl's answer when it gives one: a wrong digest refuses without asking sha256sum", () => {
     const dir = staged(table, table);
-    expect(check(dir, `echo "SHA2-256(table)= ${sha256(table)}"`)).not.toBe(0);
+    expect(check(dir, `echo "${'0'.repeat(64)} *table"`)).not.toBe(0);
   });
 });
