@@ -29,13 +29,17 @@ function staged(content: string, listed: string): string {
   return dir;
 }
 
+const installed = (tool: string) =>
+  spawnSync('/bin/sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).stdout.trim();
+/** openssl is not essential on Debian: without it, only the cases that bring their own run. */
+const hasOpenssl = installed('openssl') !== '';
+
 /** A PATH of the tools the check may use, each linked from this machine's, with `openssl` as given. */
 function toolPath(dir: string, openssl: 'real' | 'absent' | string): string {
   const bin = path.join(dir, 'bin');
   mkdirSync(bin);
   for (const tool of ['sha256sum', ...(openssl === 'real' ? ['openssl'] : [])]) {
-    const found = spawnSync('/bin/sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).stdout.trim();
-    symlinkSync(found, path.join(bin, tool));
+    symlinkSync(installed(tool), path.join(bin, tool));
   }
   if (openssl !== 'real' && openssl !== 'absent') {
     writeFileSync(path.join(bin, 'openssl'), `#!/bin/sh\n${openssl}\n`);
@@ -53,11 +57,14 @@ const table = Array.from({ length: 5_000 }, (_, i) => `@d${i}.test [r${i % 7}]:5
 
 describe('SHA256_CHECK', () => {
   for (const openssl of ['real', 'absent'] as const) {
-    it(`accepts the listed table and refuses any other (openssl ${openssl})`, () => {
-      expect(check(staged(table, table), openssl)).toBe(0);
-      expect(check(staged(`${table}@extra.test v\n`, table), openssl)).not.toBe(0);
-      expect(check(staged(table.replace('[r3]', '[r4]'), table), openssl)).not.toBe(0);
-    });
+    it.skipIf(openssl === 'real' && !hasOpenssl)(
+      `accepts the listed table and refuses any other (openssl ${openssl})`,
+      () => {
+        expect(check(staged(table, table), openssl)).toBe(0);
+        expect(check(staged(`${table}@extra.test v\n`, table), openssl)).not.toBe(0);
+        expect(check(staged(table.replace('[r3]', '[r4]'), table), openssl)).not.toBe(0);
+      },
+    );
   }
 
   it('leaves the answer to sha256sum when openssl fails or answers in another form', () => {
