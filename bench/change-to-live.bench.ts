@@ -742,20 +742,20 @@ const breakdown = results.map((r) => {
     0,
     median(r.samples.map((x) => x.cpu.total - x.cpu.controlPlane - x.cpu.nodeSsh - x.cpu.postfix - x.cpu.postgres)),
   );
-  const byKind = [...new Set(r.kinds)]
-    .map((kind) => `${kind} ${s(median(r.samples.filter((_, i) => r.kinds[i] === kind).map((x) => x.latencyMs)))}`)
-    .join(', ');
+  // Each kind of change with its samples, in the order the bench makes them.
+  const kinds = [...new Set(r.kinds)].map((kind) => ({
+    kind,
+    samples: r.samples.filter((_, i) => r.kinds[i] === kind),
+  }));
+  const byKind = kinds.map(({ kind, samples }) => `${kind} ${s(median(samples.map((x) => x.latencyMs)))}`).join(', ');
   const nodeCpuOf = (samples: ChangeSample[]) => median(samples.map((x) => (x.cpu.nodeSsh + x.cpu.postfix) / r.nodes));
   const nodeCpu = nodeCpuOf(r.samples);
-  const nodeCpuByKind = [...new Set(r.kinds)]
-    .map((kind) => `${kind} ${ms(nodeCpuOf(r.samples.filter((_, i) => r.kinds[i] === kind)))}`)
-    .join(', ');
+  const nodeCpuByKind = kinds.map(({ kind, samples }) => `${kind} ${ms(nodeCpuOf(samples))}`).join(', ');
   // Where each kind's time goes: a relay's first limit moves its domains to a service of their own.
-  const stepsByKind = [...new Set(r.kinds)]
-    .map((kind) => {
-      const of = r.samples.filter((_, i) => r.kinds[i] === kind);
-      const steps = stepMediansOf(of.flatMap((x) => x.perNode));
-      return `${kind}: first node started ${ms(median(of.map((x) => x.firstNodeStartMs)))}, ${steps}`;
+  const stepsByKind = kinds
+    .map(({ kind, samples }) => {
+      const steps = stepMediansOf(samples.flatMap((x) => x.perNode));
+      return `${kind}: first node started ${ms(median(samples.map((x) => x.firstNodeStartMs)))}, ${steps}`;
     })
     .join('; ');
   const cpuLine =
