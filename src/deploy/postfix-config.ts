@@ -288,7 +288,7 @@ export function parseNodeState(
 /**
  * The live release and config, as a verify reads them after a reload. With the config already
  * known (a deploy that edited none of it), only the release: no `postconf` read. Otherwise the
- * whole of read-node's script, whose reading (parseLiveState) becomes the session's: the next
+ * whole of read-node's script, whose reading (takeLiveState) becomes the session's: the next
  * read-node of a deploy that edited main.cf or master.cf finds their fingerprint known instead
  * of asking postconf four times again.
  */
@@ -298,8 +298,11 @@ export function liveStateScript(layout: NodeLayout, knownConfig?: LiveState['con
   return joinCommands([target, version]);
 }
 
-/** liveStateScript's output; `session`: the connection's, which keeps a full read as its reading. */
-export function parseLiveState(stdout: string, session: object, knownConfig?: LiveState['config']): LiveState {
+/**
+ * liveStateScript's output as a LiveState; a full read (no `knownConfig`) is also kept as the
+ * reading of `session` (the connection's), as readNodeState keeps its own.
+ */
+export function takeLiveState(stdout: string, session: object, knownConfig?: LiveState['config']): LiveState {
   if (knownConfig !== undefined) return { ...liveState(stdout.split(`${SEP}\n`)), config: knownConfig };
   const { state, reading } = parseNodeState(stdout);
   readings.set(session, reading);

@@ -15,7 +15,7 @@ import {
   reloadLogProblems,
   reloadLogScript,
 } from './node-checks.js';
-import { liveStateScript, parseLiveState, type LiveState } from './postfix-config.js';
+import { liveStateScript, takeLiveState, type LiveState } from './postfix-config.js';
 import {
   describeRestart,
   parseRestartVia,
@@ -163,7 +163,7 @@ export async function verifyAfterReload(conn: NodeConnection, args: VerifyArgs):
     ifPreviousOk: args.ifPreviousOk,
   });
   return {
-    live: parseLiveState(sectionOk(r, 'live-state').stdout, conn.session ?? conn, args.knownConfig),
+    live: takeLiveState(sectionOk(r, 'live-state').stdout, conn.session ?? conn, args.knownConfig),
     drifted: digesting ? driftFromDigests(r.get('digests')!.stdout, digested) : [],
     logProblems: args.maillog === '' ? null : reloadLogProblems(r.get('reload-log')!, args.timeoutMs),
     ...(args.checkInstallation === true ? { installation: postfixCheckResult(r.get('installation')!) } : {}),

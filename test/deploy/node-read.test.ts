@@ -1,7 +1,8 @@
 /**
  * What a deploy reads and signals on the node, on a real Postfix node: postconf's answers are read
  * again only when main.cf, master.cf (or postconf itself) changed since the connection last read
- * them (a deploy's verify reads what it changed), and a reload signals master directly unless its pid file does not name a running master.
+ * them (a deploy's verify reads what it changed), and a reload signals master directly unless its
+ * pid file does not name a running master.
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
