@@ -15,7 +15,7 @@ const FLAG_RE = /^[yn-]$/;
 const WAKEUP_RE = /^(-|\d+\??)$/;
 const MAXPROC_RE = /^(-|\d+)$/;
 const COMMAND_RE = /^[a-z0-9][a-z0-9_.-]*$/;
-const DIR_REF_RE = /\{\{dir\}\}\/([^\s,:]+)/g;
+const DIR_REF_RE = /\{\{dir\}\}\/([^\s,:{}]+)/g;
 const OTHER_PLACEHOLDER_RE = /\{\{(?!dir\}\})[A-Za-z_]+\}\}/;
 
 /** Parameters whose change by reload breaks or moves the instance: never from a bundle. */

@@ -33,8 +33,11 @@ export interface TableDelta {
   sent: boolean;
 }
 
-/** Changed tables up to this many characters (≈ 5,000 lines) are sent whole (see above). */
-export const SEND_WHOLE_UP_TO = 256 * 1024;
+/**
+ * Changed tables up to this many characters (≈ 12,000 lines) are sent whole (see above): a shard
+ * of a large table (SHARD_SIZE, table-shards.ts) with room for uneven hashing.
+ */
+export const SEND_WHOLE_UP_TO = 640 * 1024;
 
 export interface DeltaOptions {
   /** Default SEND_WHOLE_UP_TO; 0: every changed table is patched on the node. */

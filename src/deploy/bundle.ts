@@ -5,6 +5,7 @@
 
 import {
   chunkedDigest,
+  chunkedFile,
   chunksOf,
   DIR_PLACEHOLDER,
   knownDigest,
@@ -14,7 +15,16 @@ import {
   type MasterService,
 } from '../postfix/bundle.js';
 
-export { chunkedDigest, chunksOf, DIR_PLACEHOLDER, knownDigest, type Bundle, type BundleFile, type MasterService };
+export {
+  chunkedDigest,
+  chunkedFile,
+  chunksOf,
+  DIR_PLACEHOLDER,
+  knownDigest,
+  type Bundle,
+  type BundleFile,
+  type MasterService,
+};
 
 /** master.cf entries whose name starts with this belong to Relayplane: it creates, rewrites and removes them. */
 export const MANAGED_SERVICE_PREFIX = SERVICE_PREFIX;

@@ -10,6 +10,7 @@ import { memoByContent } from './content-cache.js';
 import { parseMapSource } from './map-source.js';
 import { fileView } from './table-view.js';
 import { sh, type NodeConnection } from '../ssh/index.js';
+import { nodeBundle, shardedTables } from './table-shards.js';
 
 const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
 
@@ -33,11 +34,36 @@ function tableDumpDigest(file: BundleFile): string {
   return view.simple ? view.dumpDigest() : parsedDumpDigest(file.content);
 }
 
-/** `name source <hex>` and `name db <hex>` lines the node must print for this bundle. */
-export function expectedDigests(bundle: Bundle): Map<string, string> {
+/**
+ * The tables whose `.db` is dumped and digested among `names`: each a file, or a sharded table
+ * (table-shards.ts) when all its shards are asked, dumped shard by shard into one sorted digest
+ * that must equal the table's own: the union answers exactly what the table holds.
+ */
+function dumpedTables(
+  bundle: Bundle,
+  names: ReadonlySet<string>,
+): Array<{ name: string; file: BundleFile; maps: string[] }> {
+  const tables: Array<{ name: string; file: BundleFile; maps: string[] }> = [];
+  const inTables = new Set<string>();
+  for (const [name, { file, shards }] of shardedTables(bundle)) {
+    if (!shards.every((shard) => names.has(shard))) continue;
+    tables.push({ name, file, maps: shards });
+    for (const shard of shards) inTables.add(shard);
+  }
+  for (const [name, file] of hashMaps(bundle)) {
+    if (names.has(name) && !inTables.has(name)) tables.push({ name, file, maps: [name] });
+  }
+  return tables.sort((a, b) => (a.name < b.name ? -1 : 1));
+}
+
+const namesOf = (bundle: Bundle, only: readonly string[] | undefined) => new Set(only ?? Object.keys(bundle.files));
+
+/** `name source <hex>` and `name db <hex>` lines the node must print for these files of the bundle (default all). */
+export function expectedDigests(bundle: Bundle, only?: readonly string[]): Map<string, string> {
+  const names = namesOf(bundle, only);
   const out = new Map<string, string>();
-  for (const [name, file] of Object.entries(bundle.files)) out.set(`${name} source`, sourceDigest(file));
-  for (const [name, file] of hashMaps(bundle)) out.set(`${name} db`, tableDumpDigest(file));
+  for (const name of [...names].sort()) out.set(`${name} source`, sourceDigest(bundle.files[name]!));
+  for (const { name, file } of dumpedTables(bundle, names)) out.set(`${name} db`, tableDumpDigest(file));
   return out;
 }
 
@@ -45,13 +71,23 @@ export function expectedDigests(bundle: Bundle): Map<string, string> {
  * Prints `<hex>  <name>` for every source (one sha256sum for all; a missing file only goes to
  * stderr) and `<name> db <hex>  -` for every table whose .db exists, run in the release dir.
  */
-export function digestScript(bundle: Bundle): string {
-  const names = Object.keys(bundle.files).sort();
-  if (names.length === 0) return 'true';
-  const lines = [`sha256sum -- ${names.map((n) => sh(n)).join(' ')}`];
-  for (const [name] of hashMaps(bundle)) {
+export function digestScript(bundle: Bundle, only?: readonly string[]): string {
+  const names = namesOf(bundle, only);
+  if (names.size === 0) return 'true';
+  const lines = [
+    `sha256sum -- ${[...names]
+      .sort()
+      .map((n) => sh(n))
+      .join(' ')}`,
+  ];
+  for (const { name, maps } of dumpedTables(bundle, names)) {
+    // postmap -s dumps the first table it is given only: one per shard.
+    const dump =
+      maps.length === 1
+        ? sh('postmap', '-s', `hash:${maps[0]!}`)
+        : `for rp_map in ${maps.map((m) => sh(`hash:${m}`)).join(' ')}; do postmap -s "$rp_map" || exit 1; done`;
     lines.push(
-      `test -f ${sh(`${name}.db`)} && { printf '%s db ' ${sh(name)}; postmap -s ${sh(`hash:${name}`)} | LC_ALL=C sort | sha256sum; }`,
+      `test -f ${sh(`${maps[0]!}.db`)} && { printf '%s db ' ${sh(name)}; { ${dump}; } | LC_ALL=C sort | sha256sum; }`,
     );
   }
   // Each line may fail (a missing file): the script as a whole must not.
@@ -59,7 +95,7 @@ export function digestScript(bundle: Bundle): string {
 }
 
 /** Names of the bundle files whose source or table content differs, from digestScript's output. */
-export function driftFromDigests(stdout: string, bundle: Bundle): string[] {
+export function driftFromDigests(stdout: string, bundle: Bundle, only?: readonly string[]): string[] {
   const seen = new Map<string, string>();
   for (const line of stdout.split('\n')) {
     const source = /^([0-9a-f]{64}) {2}(\S+)$/.exec(line);
@@ -68,14 +104,27 @@ export function driftFromDigests(stdout: string, bundle: Bundle): string[] {
     if (db !== null) seen.set(db[1]!, db[2]!);
   }
   const drifted = new Set<string>();
-  for (const [key, digest] of expectedDigests(bundle)) {
-    if (seen.get(key) !== digest) drifted.add(key.slice(0, key.lastIndexOf(' ')));
+  const sharded = shardedTables(bundle);
+  for (const [key, digest] of expectedDigests(bundle, only)) {
+    if (seen.get(key) === digest) continue;
+    const name = key.slice(0, key.lastIndexOf(' '));
+    // A sharded table's dump differs: which shard is not known, all are restored.
+    for (const file of key.endsWith(' db') ? (sharded.get(name)?.shards ?? [name]) : [name]) drifted.add(file);
   }
   return [...drifted].sort();
 }
 
-/** Names of the bundle files whose source or table content in `dir` differs from the bundle. */
-export async function driftedFiles(conn: NodeConnection, dir: string, bundle: Bundle): Promise<string[]> {
-  if (Object.keys(bundle.files).length === 0) return [];
-  return driftFromDigests((await conn.exec(digestScript(bundle), { cwd: dir })).stdout, bundle);
+/**
+ * Names of the files of the bundle's release (nodeBundle: its large tables as shards) whose source
+ * or table content in `dir` differs from the bundle.
+ */
+export async function driftedFiles(
+  conn: NodeConnection,
+  dir: string,
+  bundle: Bundle,
+  shardSize?: number,
+): Promise<string[]> {
+  const release = nodeBundle(bundle, shardSize);
+  if (Object.keys(release.files).length === 0) return [];
+  return driftFromDigests((await conn.exec(digestScript(release), { cwd: dir })).stdout, release);
 }

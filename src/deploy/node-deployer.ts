@@ -26,6 +26,7 @@ import { ahead, skipped, skipStep } from './deploy-journal.js';
 import { assertNone, DeployRunBase } from './deploy-run-base.js';
 import type { DeployOptions, DeployOutcome } from './deploy-types.js';
 import { stagingPlan } from './delta-release.js';
+import { nodeBundle } from './table-shards.js';
 import { nodeLayout } from './layout.js';
 import { driftedFiles } from './live-files.js';
 import { postmapTables } from './node-checks.js';
@@ -63,7 +64,9 @@ export async function deployBundle(
   bundle: Bundle,
   options: DeployOptions,
 ): Promise<DeployOutcome> {
-  return new DeployRun(conn, bundle, options).execute();
+  // The release as the node holds it: large tables as shards (the same version, one layout per bundle).
+  const base = options.base === undefined ? undefined : nodeBundle(options.base, options.shardSize);
+  return new DeployRun(conn, nodeBundle(bundle, options.shardSize), { ...options, base }).execute();
 }
 
 class DeployRun extends DeployRunBase {

@@ -130,19 +130,16 @@ export interface VerifyFindings {
  * `postfix check` runs in the background from the start and is collected at the end.
  */
 export async function verifyAfterReload(conn: NodeConnection, args: VerifyArgs): Promise<VerifyFindings> {
-  const { digestFiles } = args;
-  const digested =
-    digestFiles === undefined
-      ? args.bundle
-      : { ...args.bundle, files: Object.fromEntries(digestFiles.map((n) => [n, args.bundle.files[n]!])) };
+  const { bundle, digestFiles } = args;
   const checkOutput = posix.join(args.release, META_DIR, 'postfix-check');
   const sections: Section[] = [];
   if (args.checkInstallation === true)
     sections.push({ name: 'installation-start', script: postfixCheckStart(checkOutput), subshell: false });
   sections.push({ name: 'live-state', script: liveStateScript(args.layout, args.knownConfig) });
   // A delta release's merged tables were checked as they were built: often nothing is left to digest.
-  const digesting = Object.keys(digested.files).length > 0;
-  if (digesting) sections.push({ name: 'digests', script: digestScript(digested), cwd: args.layout.liveDir });
+  const digesting = (digestFiles ?? Object.keys(bundle.files)).length > 0;
+  if (digesting)
+    sections.push({ name: 'digests', script: digestScript(bundle, digestFiles), cwd: args.layout.liveDir });
   if (args.maillog !== '') {
     const script = reloadLogScript({
       maillog: args.maillog,
@@ -164,7 +161,7 @@ export async function verifyAfterReload(conn: NodeConnection, args: VerifyArgs):
   });
   return {
     live: takeLiveState(sectionOk(r, 'live-state').stdout, conn.session ?? conn, args.knownConfig),
-    drifted: digesting ? driftFromDigests(r.get('digests')!.stdout, digested) : [],
+    drifted: digesting ? driftFromDigests(r.get('digests')!.stdout, bundle, digestFiles) : [],
     logProblems: args.maillog === '' ? null : reloadLogProblems(r.get('reload-log')!, args.timeoutMs),
     ...(args.checkInstallation === true ? { installation: postfixCheckResult(r.get('installation')!) } : {}),
     // A listing that failed is the prune's business (it lists again), never the verify's.

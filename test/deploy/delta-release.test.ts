@@ -18,6 +18,8 @@ import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/post
 import { labGate } from '../lab/requirements.js';
 import { startSmartHost, type SmartHost } from '../lab/smart-host.js';
 import { runOk } from '../lab/util.js';
+import { sendMail } from '../lab/submit.js';
+import { waitForDelivery } from '../lab/delivery.js';
 import { buildBundle, type Route } from './bundles.js';
 
 const labOk = labGate('delta releases');
@@ -53,27 +55,37 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
   const releasesDir = () => path.join(node.configDir, 'relayplane', 'releases');
   const live = () => path.join(node.configDir, 'relayplane', 'current');
   let current: Bundle | undefined;
+  /** The shard size `current` was laid out with (undefined: the default, under which these tables stay whole). */
+  let currentShardSize: number | undefined;
 
   /**
    * Deploys as the sync worker does: the node's last version as the hint, its bundle as the base.
    * These tables are small: unless a test says otherwise every changed one is patched on the node
-   * (sendWholeUpTo 0), as a large one would be.
+   * (sendWholeUpTo 0), as a large one would be, and goes whole (shardSize undefined).
    */
-  async function deployNext(next: Bundle, c = conn, sendWholeUpTo: number | undefined = 0): Promise<DeployOutcome> {
+  async function deployNext(
+    next: Bundle,
+    c = conn,
+    sendWholeUpTo: number | undefined = 0,
+    shardSize?: number,
+  ): Promise<DeployOutcome> {
     const outcome = await deployBundle(c, next, {
       configDir: node.configDir,
       expectedLiveVersion: current?.version ?? null,
-      base: current,
+      // A base laid out otherwise than the next release is not the node's: no delta from it.
+      base: currentShardSize === shardSize ? current : undefined,
       deltaSendWholeUpTo: sendWholeUpTo,
+      shardSize,
     });
-    if (outcome.state === 'live') current = next;
+    if (outcome.state === 'live') [current, currentShardSize] = [next, shardSize];
     return outcome;
   }
 
   /** The node runs `domains`' bundle (deployed unless it already does): the base of the next delta. */
   async function runningOn(domains: Array<[string, string]>): Promise<Bundle> {
     const bundle = bundleOf(domains);
-    if (current?.version !== bundle.version) expect((await deployNext(bundle)).state).toBe('live');
+    if (current?.version !== bundle.version || currentShardSize !== undefined)
+      expect((await deployNext(bundle)).state).toBe('live');
     return bundle;
   }
 
@@ -121,30 +133,76 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
       maxLength: 12,
     });
     let deltas = 0;
-    await fc.assert(
-      // Changed tables patched on the node, or (small ones, as by default) sent whole.
-      fc.asyncProperty(
-        fc.array(config, { minLength: 2, maxLength: 5 }),
-        fc.constantFrom(0, SEND_WHOLE_UP_TO),
-        async (sequence, sendWholeUpTo) => {
-          for (const domains of sequence) {
-            const next = bundleOf(domains);
-            if (next.version === current?.version) continue;
-            const outcome = await deployNext(next, conn, sendWholeUpTo);
-            expect(outcome.state, `${outcome.error} ${JSON.stringify(outcome.steps)}`).toBe('live');
-            // The base is what this test deployed: a delta is never refused (a wrong splice or merge would be).
-            expect(stage(outcome)).not.toMatch(/refused/);
-            if (stage(outcome).startsWith('delta')) deltas++;
-            expect(await driftedFiles(conn, live(), next)).toEqual([]);
-            // The delta's inputs hold secret lines: none is left in the release.
-            expect(existsSync(path.join(live(), '.relayplane', 'delta'))).toBe(false);
-          }
-        },
-      ),
-      { numRuns: 4 },
-    );
+    let shardedDeltas = 0;
+    // Whole tables, or (as large ones go) shards: 200 characters make 2 to 4 of the largest here.
+    for (const shardSize of [undefined, 200]) {
+      await fc.assert(
+        // Changed tables patched on the node, or (small ones, as by default) sent whole.
+        fc.asyncProperty(
+          fc.array(config, { minLength: 2, maxLength: 5 }),
+          fc.constantFrom(0, SEND_WHOLE_UP_TO),
+          async (sequence, sendWholeUpTo) => {
+            for (const domains of sequence) {
+              const next = bundleOf(domains);
+              if (next.version === current?.version && shardSize === currentShardSize) continue;
+              const outcome = await deployNext(next, conn, sendWholeUpTo, shardSize);
+              expect(outcome.state, `${outcome.error} ${JSON.stringify(outcome.steps)}`).toBe('live');
+              // The base is what this test deployed: a delta is never refused (a wrong splice or merge would be).
+              expect(stage(outcome)).not.toMatch(/refused/);
+              if (stage(outcome).startsWith('delta')) deltas++;
+              if (shardSize !== undefined && next.files.sender_relay!.content.length > shardSize) {
+                expect(existsSync(path.join(live(), 'sender_relay.1.db'))).toBe(true);
+                if (stage(outcome).startsWith('delta')) shardedDeltas++;
+              }
+              expect(await driftedFiles(conn, live(), next, shardSize)).toEqual([]);
+              // The delta's inputs hold secret lines: none is left in the release.
+              expect(existsSync(path.join(live(), '.relayplane', 'delta'))).toBe(false);
+            }
+          },
+        ),
+        { numRuns: 3 },
+      );
+    }
     expect(deltas).toBeGreaterThan(3);
+    expect(shardedDeltas).toBeGreaterThan(0);
     expect(readdirSync(releasesDir()).filter((r) => r.includes('.tmp-'))).toEqual([]);
+  });
+
+  it('routes, authenticates and admits by sender through the unions of a table laid out as shards', async () => {
+    const names = Array.from({ length: 40 }, (_, i) => `s${String(i).padStart(2, '0')}.test`);
+    const users = Object.fromEntries(names.map((d, i) => [`user${i}`, `pw ${d}`]));
+    const relay = await startSmartHost({ name: 'sharded', tls: 'starttls', users });
+    try {
+      const routes = names.map((domain, i): Route => ({
+        domain,
+        nexthop: relay.nexthop,
+        user: `user${i}`,
+        password: `pw ${domain}`,
+      }));
+      const access = names.map((d) => `${d} OK\n`).join('');
+      const bundle = buildBundle(routes, {
+        files: { sender_access: { content: access, mode: 0o644, secret: false, mapType: 'hash' } },
+        // Only the listed domains may send: smtpd looks the sender's domain up in the union.
+        mainCf: { smtpd_sender_restrictions: 'check_sender_access hash:{{dir}}/sender_access, reject' },
+      });
+      const outcome = await deployNext(bundle, conn, 0, 200);
+      expect(outcome.state, outcome.error).toBe('live');
+      const relayMaps = await node.postconf(['-h', 'sender_dependent_relayhost_maps']);
+      expect(relayMaps).toMatch(/^unionmap:\{hash:\S+\/sender_relay\.0,hash:\S+\/sender_relay\.1,/);
+      const restrictions = await node.postconf(['-h', 'smtpd_sender_restrictions']);
+      expect(restrictions).toMatch(/^check_sender_access unionmap:\{hash:\S+\/sender_access\.0,/);
+      // Senders of domains in different shards: each reaches the relay as its own user.
+      for (const i of [0, 17, 39]) {
+        const sent = await sendMail(node, { from: `app@${names[i]!}`, to: ['rcpt@dest.test'] });
+        expect((await waitForDelivery(node, sent, relay)).authUser).toBe(`user${i}`);
+      }
+      await expect(sendMail(node, { from: 'app@unlisted.test', to: ['rcpt@dest.test'] })).rejects.toThrow(
+        /554|reject/i,
+      );
+      expect(await driftedFiles(conn, live(), bundle, 200)).toEqual([]);
+    } finally {
+      await relay.close();
+    }
   });
 
   it('links the unchanged files of the base release, and writes the changed tables anew', async () => {

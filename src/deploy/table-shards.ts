@@ -1,0 +1,178 @@
+/**
+ * A large lookup table goes to the nodes as shards: files `<name>.0` … `<name>.<n-1>`, each holding
+ * the lines whose key hashes to it, and main.cf names them together as
+ * `unionmap:{hash:<dir>/<name>.0,…}` wherever it named `hash:<dir>/<name>`. A union gives each
+ * query to every shard and joins what they find; a key lives in exactly one shard, so the union
+ * answers every query, partial addresses included, as the one table would (it takes its first
+ * table's match flags: a union of hash tables is searched as a hash table is). A change to a few
+ * keys then changes a few shards, which a delta release sends and builds whole with one `postmap`
+ * (bundle-delta.ts), where a 5 MB table would be spliced, hashed, copied and patched on every node:
+ * a node's work per change is set by what changed, not by the table's size
+ * (src/postfix/README.md has the measurements).
+ *
+ * Pure and deterministic: the layout is a function of the bundle (so a version names one set of
+ * files on every node), shards are cut by a hash of the key alone (so an unchanged key stays in
+ * its shard), and the count is a power of two of the table's size (so it changes when the table
+ * doubles or halves, not with every domain). Tables below the size, and any not in the compiler's
+ * sorted `key value` form or named from master.cf, go as they are.
+ */
+import { chunkedFile, chunksOf, type Bundle, type BundleFile } from './bundle.js';
+import { memoByContent } from './content-cache.js';
+import { fileView } from './table-view.js';
+
+/** Characters per shard on average at most: a changed shard is under SEND_WHOLE_UP_TO, sent and built whole. */
+export const SHARD_SIZE = 512 * 1024;
+const MAX_SHARDS = 256;
+
+/** 1 when the table fits in one shard, else the power of two that keeps each under `shardSize` on average. */
+export function shardCount(length: number, shardSize: number): number {
+  if (length <= shardSize) return 1;
+  let n = 2;
+  while (n < MAX_SHARDS && length > n * shardSize) n *= 2;
+  return n;
+}
+
+/** postmap's blanks: space, tab, CR, VT, FF (a simple table's key ends at the first). */
+const isBlank = (code: number) => code === 32 || code === 9 || code === 13 || code === 11 || code === 12;
+
+/** The shard of the line at `start`: FNV-1a of its key, lower-cased as a hash map stores it. */
+function shardOf(text: string, start: number, n: number): number {
+  let hash = 0x811c9dc5;
+  for (let i = start; i < text.length; i += 1) {
+    let c = text.charCodeAt(i);
+    if (isBlank(c) || c === 10) break;
+    if (c >= 65 && c <= 90) c += 32;
+    hash = Math.imul(hash ^ c, 0x01000193);
+  }
+  return (hash >>> 0) & (n - 1);
+}
+
+/** A chunk's lines by shard, in order (each part a run of whole lines, '' when none). */
+function splitChunk(chunk: string, n: number): string[] {
+  const parts: string[][] = Array.from({ length: n }, () => []);
+  let start = 0;
+  while (start < chunk.length) {
+    const newline = chunk.indexOf('\n', start);
+    const end = newline < 0 ? chunk.length : newline + 1;
+    parts[shardOf(chunk, start, n)]!.push(chunk.slice(start, end));
+    start = end;
+  }
+  return parts.map((lines) => lines.join(''));
+}
+
+/** Per shard count, the split of the chunks met lately: consecutive bundles share all but a few. */
+const splitters = new Map<number, (chunk: string) => string[]>();
+function splitter(n: number): (chunk: string) => string[] {
+  let split = splitters.get(n);
+  if (split === undefined) splitters.set(n, (split = memoByContent((chunk) => splitChunk(chunk, n), 8192)));
+  return split;
+}
+
+/** A shard's file and the parts it was made of, to hand the same object on while its parts stay. */
+interface ShardFile {
+  parts: string[];
+  file: BundleFile;
+}
+/** The last shards made of each table (by name and count). */
+const lastShards = new Map<string, ShardFile[]>();
+
+function sameParts(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((part, i) => part === b[i]);
+}
+
+/**
+ * The shards of a table: chunked files of the parts of its chunks. A shard whose parts are those of
+ * the last bundle's is that bundle's file object, so its digest and its comparison with the base
+ * cost nothing (bundle.ts, bundle-delta.ts).
+ */
+function shardFiles(name: string, file: BundleFile, chunks: readonly string[], n: number): BundleFile[] {
+  const split = splitter(n);
+  const byShard: string[][] = Array.from({ length: n }, () => []);
+  for (const chunk of chunks) {
+    split(chunk).forEach((part, i) => {
+      if (part !== '') byShard[i]!.push(part);
+    });
+  }
+  const cacheKey = `${name}/${n}`;
+  const before = lastShards.get(cacheKey);
+  const meta = { mode: file.mode, secret: file.secret, mapType: file.mapType };
+  const made = byShard.map((parts, i): ShardFile => {
+    const last = before?.[i];
+    return last !== undefined && sameParts(last.parts, parts) ? last : { parts, file: chunkedFile(parts, meta) };
+  });
+  lastShards.set(cacheKey, made);
+  return made.map((s) => s.file);
+}
+
+/** A sharded table: its file (as the bundle has it) and the names of its shards, in order. */
+export interface ShardedTable {
+  file: BundleFile;
+  shards: string[];
+}
+const tablesOf = new WeakMap<Bundle, Map<string, ShardedTable>>();
+
+/** The sharded tables of a bundle nodeBundle() laid out, by name (empty for any other bundle). */
+export function shardedTables(bundle: Bundle): ReadonlyMap<string, ShardedTable> {
+  return tablesOf.get(bundle) ?? new Map();
+}
+
+export const shardName = (table: string, i: number) => `${table}.${i}`;
+
+const textLength = (file: BundleFile) => (chunksOf(file) ?? [file.content]).reduce((n, c) => n + c.length, 0);
+
+/** Table references in a main.cf value: `hash:{{dir}}/<name>` up to a separator. */
+const TABLE_REF = /hash:\{\{dir\}\}\/([A-Za-z0-9_.-]+)(?=$|[\s,}])/g;
+
+/** The tables master.cf names: they stay whole (an `-o` value cannot hold a union's braces and commas). */
+function namedInMasterCf(bundle: Bundle): Set<string> {
+  const names = new Set<string>();
+  for (const service of bundle.masterCf) {
+    for (const value of Object.values(service.options)) for (const m of value.matchAll(TABLE_REF)) names.add(m[1]!);
+  }
+  return names;
+}
+
+const laidOut = new WeakMap<Bundle, Map<number, Bundle>>();
+
+/**
+ * The bundle as its release holds it on a node: its large tables as shards, main.cf naming their
+ * unions; the same object when nothing is sharded. Same version: the layout follows from the
+ * bundle. Once per bundle and shard size, for every node; a bundle it made is returned as it is.
+ */
+export function nodeBundle(bundle: Bundle, shardSize = SHARD_SIZE): Bundle {
+  if (tablesOf.has(bundle)) return bundle; // already laid out
+  let bySize = laidOut.get(bundle);
+  if (bySize === undefined) laidOut.set(bundle, (bySize = new Map()));
+  let out = bySize.get(shardSize);
+  if (out === undefined) bySize.set(shardSize, (out = layOut(bundle, shardSize)));
+  return out;
+}
+
+function layOut(bundle: Bundle, shardSize: number): Bundle {
+  const keepWhole = namedInMasterCf(bundle);
+  const unions = new Map<string, string>();
+  const sharded = new Map<string, ShardedTable>();
+  const files: Record<string, BundleFile> = {};
+  for (const [name, file] of Object.entries(bundle.files)) {
+    const n = file.mapType === 'hash' && !keepWhole.has(name) ? shardCount(textLength(file), shardSize) : 1;
+    const view = n > 1 ? fileView(file) : undefined;
+    const names = Array.from({ length: n }, (_, i) => shardName(name, i));
+    if (view === undefined || !view.simple || names.some((s) => s in bundle.files)) {
+      files[name] = file;
+      continue;
+    }
+    shardFiles(name, file, view.chunks, n).forEach((shard, i) => (files[names[i]!] = shard));
+    sharded.set(name, { file, shards: names });
+    unions.set(name, `unionmap:{${names.map((s) => `hash:{{dir}}/${s}`).join(',')}}`);
+  }
+  if (unions.size === 0) return bundle;
+  const mainCf = Object.fromEntries(
+    Object.entries(bundle.mainCf).map(([k, v]) => [
+      k,
+      v.replace(TABLE_REF, (ref: string, name: string) => unions.get(name) ?? ref),
+    ]),
+  );
+  const out = { ...bundle, files, mainCf };
+  tablesOf.set(out, sharded);
+  return out;
+}
