@@ -4,8 +4,8 @@
  * Postfix answers these scripts in test/deploy/delta-release.test.ts; here, the reading of answers.
  */
 import { describe, expect, it } from 'vitest';
-import { bundleDelta } from '../../src/deploy/bundle-delta.js';
-import { deltaProbeProblems, deltaProbeScript } from '../../src/deploy/delta-probe.js';
+import { SEND_WHOLE_UP_TO, bundleDelta } from '../../src/deploy/bundle-delta.js';
+import { SENT_TABLE_PROBES, deltaProbeProblems, deltaProbeScript } from '../../src/deploy/delta-probe.js';
 import { buildBundle, type Route } from './bundles.js';
 
 const route = (domain: string, user = `u-${domain}`): Route => ({
@@ -35,6 +35,23 @@ describe('delta probe', () => {
     expect(script.match(/postmap -q/g)).toHaveLength(1);
     expect(script).toContain(`'unionmap:{hash:${staging}/sasl_passwd, hash:${staging}/sender_relay}'`);
     for (const key of ['@b.test', '@c.test', '@d.test']) expect(script).toContain(`\n${key}\n`);
+  });
+
+  it('asks a table sent whole at SENT_TABLE_PROBES of its changed keys, spread over them; a patched one at all', () => {
+    const names = Array.from({ length: 100 }, (_, i) => `d${String(i).padStart(3, '0')}.test`);
+    const before = buildBundle(names.map((d) => route(d)));
+    // 25 of 100 rotated: a delta (a table rewritten more than half would be sent as in a full release).
+    const rotated = names.slice(0, 25);
+    const after = buildBundle(names.map((d, i) => route(d, i < 25 ? `rotated-${d}` : undefined)));
+    const probed = (sendWholeUpTo: number) => {
+      const script = deltaProbeScript(staging, bundleDelta(before, after, { sendWholeUpTo })!);
+      return rotated.filter((d) => script.includes(`\n@${d}\n`));
+    };
+    const sampled = probed(SEND_WHOLE_UP_TO);
+    expect(sampled).toHaveLength(SENT_TABLE_PROBES);
+    expect(sampled[0]).toBe(rotated[0]);
+    expect(sampled.at(-1)).toBe(rotated.at(-1));
+    expect(probed(0)).toEqual(rotated);
   });
 
   it('looks up the values expected at the changed keys once for every node deploying the delta', () => {
