@@ -14,14 +14,14 @@
  * the next version's SHA-256 (SHA256_CHECK; → exit 11); small changed tables (TableDelta.sent)
  * and files sent whole arrive in the tar as they are.
  * postmap: each patched table's base `.db` copied and updated in place; the tables sent whole
- * built by one `postmap`. Tables are independent files: with more than one, each table's work runs
+ * built by one `postmap` (two side by side, halves by size, past SEND_WHOLE_UP_TO in all). Tables are independent files: with more than one, each table's work runs
  * as a job of its own (`concurrently`, shell-jobs.ts), so a change to four tables waits for the
  * slowest, not for the four in turn. The delta's files (0600, in a 0700 dir of the 0700 staging
  * dir: they hold secret lines) are removed by promote's one `rm` (release-store.ts).
  */
 import { posix } from 'node:path';
-import { hashMaps, serviceKey, type Bundle } from './bundle.js';
-import type { BundleDelta } from './bundle-delta.js';
+import { chunksOf, hashMaps, serviceKey, type Bundle, type BundleFile } from './bundle.js';
+import { SEND_WHOLE_UP_TO, type BundleDelta } from './bundle-delta.js';
 import { DELTA_DIR, META_DIR, type NodeLayout } from './layout.js';
 import { postmapStderr } from './secret-scrub.js';
 import { chained, excerpt, sh, type NodeConnection } from '../ssh/index.js';
@@ -133,6 +133,24 @@ export async function stageDelta(
   throw new Error(`stage (delta): exit ${r.code}: ${excerpt(r.stderr, 300) || '(no stderr)'}`);
 }
 
+const textLength = (file: BundleFile) => (chunksOf(file) ?? [file.content]).reduce((n, c) => n + c.length, 0);
+
+/** The tables in one group, or in two of about equal size when they are more than SEND_WHOLE_UP_TO together. */
+function halves<T extends [string, BundleFile]>(tables: T[]): T[][] {
+  const sizes = tables.map(([, file]) => textLength(file));
+  const total = sizes.reduce((a, b) => a + b, 0);
+  if (tables.length < 2 || total <= SEND_WHOLE_UP_TO) return tables.length === 0 ? [] : [tables];
+  const groups: [T[], T[]] = [[], []];
+  const filled = [0, 0];
+  // Largest first, each to the lighter group.
+  for (const i of sizes.map((_, i) => i).sort((a, b) => sizes[b]! - sizes[a]!)) {
+    const g = filled[0]! <= filled[1]! ? 0 : 1;
+    groups[g].push(tables[i]!);
+    filled[g]! += sizes[i]!;
+  }
+  return groups;
+}
+
 /**
  * The delta release's tables: each changed table's base `.db` copied and updated (`postmap -d`,
  * then `postmap -i -r`), whole ones built, then the modes as postmapTables checks them. Any
@@ -156,11 +174,9 @@ export async function postmapDelta(
       `{ [ ! -s ${d('added')} ] || postmap -i -r ${table} < ${d('added')}; }`,
     ].join(' && ');
   });
-  // One postmap builds every table sent whole.
-  const whole = hashMaps(bundle)
-    .filter(([name]) => delta.whole.includes(name) || delta.tables[name]?.sent === true)
-    .map(([name]) => `hash:${name}`);
-  if (whole.length > 0) jobs.push(sh('postmap', ...whole));
+  // The tables sent whole built by one postmap, or two side by side when they are large (many shards).
+  const whole = hashMaps(bundle).filter(([name]) => delta.whole.includes(name) || delta.tables[name]?.sent === true);
+  for (const group of halves(whole)) jobs.push(sh('postmap', ...group.map(([name]) => `hash:${name}`)));
   // One touch for every table (each process costs milliseconds of the node's CPU).
   const steps = [
     ...(jobs.length > 0 ? [concurrently(jobs)] : []),
