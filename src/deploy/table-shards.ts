@@ -17,8 +17,7 @@
  * sorted `key value` form or named from master.cf, go as they are.
  */
 import { chunkedFile, chunksOf, type Bundle, type BundleFile } from './bundle.js';
-import { memoByContent } from './content-cache.js';
-import { fileView } from './table-view.js';
+import { fileView, knownSimpleChunk, linesOfChunk } from './table-view.js';
 
 /** Characters per shard on average at most: a changed shard is under SEND_WHOLE_UP_TO, sent and built whole. */
 export const SHARD_SIZE = 512 * 1024;
@@ -35,12 +34,12 @@ export function shardCount(length: number, shardSize: number): number {
 /** postmap's blanks: space, tab, CR, VT, FF (a simple table's key ends at the first). */
 const isBlank = (code: number) => code === 32 || code === 9 || code === 13 || code === 11 || code === 12;
 
-/** The shard of the line at `start`: FNV-1a of its key, lower-cased as a hash map stores it. */
-function shardOf(text: string, start: number, n: number): number {
+/** The shard of a line: FNV-1a of its key, lower-cased as a hash map stores it. */
+function shardOf(line: string, n: number): number {
   let hash = 0x811c9dc5;
-  for (let i = start; i < text.length; i += 1) {
-    let c = text.charCodeAt(i);
-    if (isBlank(c) || c === 10) break;
+  for (let i = 0; i < line.length; i += 1) {
+    let c = line.charCodeAt(i);
+    if (isBlank(c)) break;
     if (c >= 65 && c <= 90) c += 32;
     hash = Math.imul(hash ^ c, 0x01000193);
   }
@@ -49,24 +48,19 @@ function shardOf(text: string, start: number, n: number): number {
 
 /** A chunk's lines by shard, in order (each part a run of whole lines, '' when none). */
 function splitChunk(chunk: string, n: number): string[] {
-  const parts: string[][] = Array.from({ length: n }, () => []);
-  let start = 0;
-  while (start < chunk.length) {
-    const newline = chunk.indexOf('\n', start);
-    const end = newline < 0 ? chunk.length : newline + 1;
-    parts[shardOf(chunk, start, n)]!.push(chunk.slice(start, end));
-    start = end;
-  }
-  return parts.map((lines) => lines.join(''));
+  const lines: string[][] = Array.from({ length: n }, () => []);
+  for (const line of linesOfChunk(chunk)) lines[shardOf(line, n)]!.push(line);
+  return lines.map((ls) => {
+    if (ls.length === 0) return '';
+    const part = `${ls.join('\n')}\n`;
+    // Lines of a simple chunk, in order: the part is simple too, and is not read again to know it.
+    knownSimpleChunk(part, ls);
+    return part;
+  });
 }
 
-/** Per shard count, the split of the chunks met lately: consecutive bundles share all but a few. */
-const splitters = new Map<number, (chunk: string) => string[]>();
-function splitter(n: number): (chunk: string) => string[] {
-  let split = splitters.get(n);
-  if (split === undefined) splitters.set(n, (split = memoByContent((chunk) => splitChunk(chunk, n), 8192)));
-  return split;
-}
+/** Per table (name and count), the split of each chunk of the last bundle laid out: the next shares all but a few. */
+const lastSplits = new Map<string, Map<string, string[]>>();
 
 /** A shard's file and the parts it was made of, to hand the same object on while its parts stay. */
 interface ShardFile {
@@ -86,14 +80,18 @@ function sameParts(a: readonly string[], b: readonly string[]): boolean {
  * cost nothing (bundle.ts, bundle-delta.ts).
  */
 function shardFiles(name: string, file: BundleFile, chunks: readonly string[], n: number): BundleFile[] {
-  const split = splitter(n);
+  const cacheKey = `${name}/${n}`;
+  const splitBefore = lastSplits.get(cacheKey);
+  const splits = new Map<string, string[]>();
   const byShard: string[][] = Array.from({ length: n }, () => []);
   for (const chunk of chunks) {
-    split(chunk).forEach((part, i) => {
+    const parts = splitBefore?.get(chunk) ?? splitChunk(chunk, n);
+    splits.set(chunk, parts);
+    parts.forEach((part, i) => {
       if (part !== '') byShard[i]!.push(part);
     });
   }
-  const cacheKey = `${name}/${n}`;
+  lastSplits.set(cacheKey, splits);
   const before = lastShards.get(cacheKey);
   const meta = { mode: file.mode, secret: file.secret, mapType: file.mapType };
   const made = byShard.map((parts, i): ShardFile => {

@@ -146,6 +146,25 @@ function factsOf(chunks: readonly string[]): ChunkFacts[] {
   return out;
 }
 
+/** A chunk's lines (without their newlines), as the facts of the chunks last read have them. */
+export function linesOfChunk(chunk: string): string[] {
+  for (const generation of recent) {
+    const facts = generation.get(chunk);
+    if (facts !== undefined) return facts.lines;
+  }
+  return chunkFacts(chunk).lines;
+}
+
+/**
+ * Facts of a chunk known to be simple without reading it again: a run of lines of a simple chunk,
+ * in order (a shard's part of it, table-shards.ts), whose lines are given. Kept with the newest
+ * chunks read.
+ */
+export function knownSimpleChunk(chunk: string, lines: string[]): void {
+  if (recent.length === 0) recent.unshift(new Map());
+  recent[0]!.set(chunk, { lines, simple: true });
+}
+
 const sha256Hex = (parts: string[]) => {
   const hash = createHash('sha256');
   for (const part of parts) hash.update(part, 'utf8');
