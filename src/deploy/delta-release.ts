@@ -20,6 +20,7 @@
  * dir: they hold secret lines) are removed by promote's one `rm` (release-store.ts).
  */
 import { posix } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { chunksOf, hashMaps, serviceKey, type Bundle, type BundleFile } from './bundle.js';
 import { SEND_WHOLE_UP_TO, type BundleDelta } from './bundle-delta.js';
 import { DELTA_DIR, META_DIR, type NodeLayout } from './layout.js';
@@ -59,7 +60,15 @@ export const SHA256_CHECK = [
 export type DeltaStageResult = 'staged' | 'base-drifted' | 'digest-mismatch';
 
 /** Each delta's archive, built once: every node deploying the same delta is sent the same bytes. */
-const archives = new WeakMap<BundleDelta, Buffer>();
+const archives = new WeakMap<BundleDelta, { bytes: Buffer; gzipped: boolean }>();
+
+/**
+ * Past this size an archive is sent gzipped (level 1): table text shrinks about 15 times, which the
+ * control plane compresses once per delta instead of encrypting megabytes to every node (a relay's
+ * first limit sends every shard of sender_transport). Below it, gunzip's process would cost the
+ * node more than the bytes it saves.
+ */
+const GZIP_OVER = SEND_WHOLE_UP_TO;
 
 /** The tar stageDelta extracts: files sent whole, the release's metadata, each patched table's delta. */
 function archiveOf(
@@ -98,7 +107,11 @@ export async function stageDelta(
   const patched = Object.entries(delta.tables).filter(([, t]) => !t.sent);
   const sentWhole = [...delta.whole, ...Object.keys(delta.tables).filter((name) => delta.tables[name]!.sent)];
   let archive = archives.get(delta);
-  if (archive === undefined) archives.set(delta, (archive = archiveOf(bundle, delta, patched, sentWhole)));
+  if (archive === undefined) {
+    const bytes = archiveOf(bundle, delta, patched, sentWhole);
+    const gzipped = bytes.length > GZIP_OVER;
+    archives.set(delta, (archive = { bytes: gzipped ? gzipSync(bytes, { level: 1 }) : bytes, gzipped }));
+  }
   const copies = delta.unchanged.flatMap((name) =>
     bundle.files[name]!.mapType === 'hash' ? [name, `${name}.db`] : [name],
   );
@@ -117,7 +130,7 @@ export async function stageDelta(
   const refuse = (code: number) => `{ cd / && rm -rf ${sh(staging)}; exit ${code}; }`;
   const script = [
     `${releasesDirCommand(layout)} && umask 077 && ${sh('mkdir', staging)} && cd ${sh(staging)}`,
-    sh('tar', '-x', '-m', '--no-same-owner', '-f', '-'),
+    sh('tar', '-x', ...(archive.gzipped ? ['-z'] : []), '-m', '--no-same-owner', '-f', '-'),
     // In the script's own shell (a subshell is one more process on the node), then back.
     `{ cd ${sh(base)} && ${baseCheck}; } >/dev/null 2>&1 || ${refuse(BASE_DRIFTED)}`,
     `cd ${sh(staging)}`,
@@ -126,7 +139,7 @@ export async function stageDelta(
       ? [SHA256_CHECK, `${concurrently(rebuild)} >/dev/null 2>&1 || ${refuse(DIGEST_MISMATCH)}`]
       : []),
   ].join(' &&\n');
-  const r = await conn.exec(script, { stdin: archive });
+  const r = await conn.exec(script, { stdin: archive.bytes });
   if (r.code === 0) return 'staged';
   if (r.code === BASE_DRIFTED) return 'base-drifted';
   if (r.code === DIGEST_MISMATCH) return 'digest-mismatch';

@@ -205,6 +205,18 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
     }
   });
 
+  it('sends a large delta gzipped: the node unpacks it and answers as a full build', async () => {
+    // 12,000 domains: ≈ 1 MB of sasl_passwd and sender_relay, both sent whole (sendWholeUpTo 4 MB).
+    const many = Array.from({ length: 12_000 }, (_, i): [string, string] => [`g${i}.test`, `u${i % 3}`]);
+    const base = bundleOf(many);
+    expect((await deployNext(base, conn, 4 << 20)).state).toBe('live');
+    const next = bundleOf([...many, ['gzip-new.test', 'u1']]);
+    const outcome = await deployNext(next, conn, 4 << 20);
+    expect(outcome.state, outcome.error).toBe('live');
+    expect(stage(outcome)).toMatch(/^delta .* 2 sent whole/);
+    expect(await driftedFiles(conn, live(), next)).toEqual([]);
+  });
+
   it('links the unchanged files of the base release, and writes the changed tables anew', async () => {
     const before = await runningOn([
       ['a.test', 'u1'],
