@@ -120,6 +120,9 @@ export function applyCommand(layout: NodeLayout, release: string, plan: ConfigPl
   const backup = backupDir(release);
   const edits = [
     sh('mkdir', '-p', backup),
+    // A backup validate installed is a hard link of a live file (its copy as read, see below): a
+    // repair of that release copies over it only once the link is gone ("are the same file").
+    sh('rm', '-f', posix.join(backup, 'main.cf'), posix.join(backup, 'master.cf')),
     sh('cp', '-p', live('main.cf'), live('master.cf'), backup),
     'echo backed-up',
     ...planCommands(plan),

@@ -205,6 +205,19 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
     }
   });
 
+  it('repairs a live release of the whole-table layout to shards, as after an upgrade', async () => {
+    const domains = Array.from({ length: 12 }, (_, i): [string, string] => [`up${i}.test`, 'u1']);
+    const bundle = await runningOn(domains);
+    expect(await node.postconf(['-h', 'sender_dependent_relayhost_maps'])).toMatch(/^hash:/);
+    // The same version, laid out with shards: the node's files and main.cf differ from it.
+    const outcome = await deployNext(bundle, conn, 0, 200);
+    expect(outcome.state, outcome.error).toBe('live');
+    expect(outcome.steps.map((st) => st.step)).toContain('repair-files');
+    expect(await node.postconf(['-h', 'sender_dependent_relayhost_maps'])).toMatch(/^unionmap:\{hash:/);
+    expect(await driftedFiles(conn, live(), bundle, 200)).toEqual([]);
+    expect(readFileSync(path.join(live(), 'VERSION'), 'utf8').trim()).toBe(bundle.version);
+  });
+
   it('sends a large delta gzipped: the node unpacks it and answers as a full build', async () => {
     // 12,000 domains: ≈ 1 MB of sasl_passwd and sender_relay, both sent whole (sendWholeUpTo 4 MB).
     const many = Array.from({ length: 12_000 }, (_, i): [string, string] => [`g${i}.test`, `u${i % 3}`]);
