@@ -34,10 +34,10 @@ export interface TableDelta {
 }
 
 /**
- * Changed tables up to this many characters (≈ 25,000 lines) are sent whole (see above): a shard
+ * Changed tables up to this many characters (≈ 12,000 lines) are sent whole (see above): a shard
  * of a large table (SHARD_SIZE, table-shards.ts) with room for uneven hashing.
  */
-export const SEND_WHOLE_UP_TO = 1280 * 1024;
+export const SEND_WHOLE_UP_TO = 640 * 1024;
 
 export interface DeltaOptions {
   /** Default SEND_WHOLE_UP_TO; 0: every changed table is patched on the node. */

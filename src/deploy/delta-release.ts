@@ -68,7 +68,7 @@ const archives = new WeakMap<BundleDelta, { bytes: Buffer; gzipped: boolean }>()
  * first limit sends every shard of sender_transport). Below it, gunzip's process would cost the
  * node more than the bytes it saves.
  */
-const GZIP_OVER = 640 * 1024;
+const GZIP_OVER = SEND_WHOLE_UP_TO;
 
 /** The tar stageDelta extracts: files sent whole, the release's metadata, each patched table's delta. */
 function archiveOf(

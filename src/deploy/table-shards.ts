@@ -19,12 +19,8 @@
 import { chunkedFile, chunksOf, type Bundle, type BundleFile } from './bundle.js';
 import { fileView, knownSimpleChunk, linesOfChunk } from './table-view.js';
 
-/**
- * Characters per shard on average at most: a changed shard is under SEND_WHOLE_UP_TO, sent and
- * built whole. Smaller shards make a change cheaper and the reconcile dearer (`postmap -s` dumps
- * one table per run): src/postfix/README.md has both measured.
- */
-export const SHARD_SIZE = 1024 * 1024;
+/** Characters per shard on average at most: a changed shard is under SEND_WHOLE_UP_TO, sent and built whole. */
+export const SHARD_SIZE = 512 * 1024;
 const MAX_SHARDS = 256;
 
 /** 1 when the table fits in one shard, else the power of two that keeps each under `shardSize` on average. */
