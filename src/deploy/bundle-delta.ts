@@ -15,7 +15,7 @@
  * `.db` is built whole, while its changed keys are probed as a patched table's. Any other file that
  * changed is sent whole.
  */
-import { chunksOf, releaseFiles, type Bundle, type BundleFile } from './bundle.js';
+import { chunksOf, releaseFiles, textLength, type Bundle, type BundleFile } from './bundle.js';
 import { sourceDigest } from './live-files.js';
 import { fileView, type TableView } from './table-view.js';
 import { spliceOps, type SpliceOp } from './table-splice.js';
@@ -101,12 +101,6 @@ function lineDiff(base: string[], next: string[]): { removed: string[]; added: s
 }
 
 const sumLengths = (chunks: readonly string[]) => chunks.reduce((n, chunk) => n + chunk.length, 0);
-
-/** The text's length (UTF-16 units), without joining a chunked file. */
-const textLength = (file: BundleFile) => {
-  const chunks = chunksOf(file);
-  return chunks === undefined ? file.content.length : sumLengths(chunks);
-};
 
 /** Equal texts; chunked files (chunkedFile) compared chunk by chunk, without joining them. */
 function sameText(a: BundleFile, b: BundleFile): boolean {

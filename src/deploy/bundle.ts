@@ -43,6 +43,11 @@ export function serviceFields(s: MasterService): string {
   return [s.name, s.type, s.private, s.unpriv, s.chroot, s.wakeup, s.maxproc, s.command].join(' ');
 }
 
+/** A file's text length (UTF-16 units), without joining a chunked file. */
+export function textLength(file: BundleFile): number {
+  return (chunksOf(file) ?? [file.content]).reduce((n, chunk) => n + chunk.length, 0);
+}
+
 export function hashMaps(bundle: Bundle): Array<[string, BundleFile]> {
   return Object.entries(bundle.files)
     .filter(([, f]) => f.mapType === 'hash')

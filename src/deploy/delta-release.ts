@@ -21,7 +21,7 @@
  */
 import { posix } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { chunksOf, hashMaps, serviceKey, type Bundle, type BundleFile } from './bundle.js';
+import { hashMaps, serviceKey, textLength, type Bundle, type BundleFile } from './bundle.js';
 import { SEND_WHOLE_UP_TO, type BundleDelta } from './bundle-delta.js';
 import { DELTA_DIR, META_DIR, type NodeLayout } from './layout.js';
 import { postmapStderr } from './secret-scrub.js';
@@ -145,8 +145,6 @@ export async function stageDelta(
   if (r.code === DIGEST_MISMATCH) return 'digest-mismatch';
   throw new Error(`stage (delta): exit ${r.code}: ${excerpt(r.stderr, 300) || '(no stderr)'}`);
 }
-
-const textLength = (file: BundleFile) => (chunksOf(file) ?? [file.content]).reduce((n, c) => n + c.length, 0);
 
 /** The tables in one group, or in two of about equal size when they are more than SEND_WHOLE_UP_TO together. */
 function halves<T extends [string, BundleFile]>(tables: T[]): T[][] {

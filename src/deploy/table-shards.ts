@@ -16,7 +16,7 @@
  * doubles or halves, not with every domain). Tables below the size, and any not in the compiler's
  * sorted `key value` form or named from master.cf, go as they are.
  */
-import { chunkedFile, chunksOf, type Bundle, type BundleFile } from './bundle.js';
+import { chunkedFile, textLength, type Bundle, type BundleFile } from './bundle.js';
 import { fileView, knownSimpleChunk, linesOfChunk } from './table-view.js';
 
 /** Characters per shard on average at most: a changed shard is under SEND_WHOLE_UP_TO, sent and built whole. */
@@ -115,8 +115,6 @@ export function shardedTables(bundle: Bundle): ReadonlyMap<string, ShardedTable>
 }
 
 export const shardName = (table: string, i: number) => `${table}.${i}`;
-
-const textLength = (file: BundleFile) => (chunksOf(file) ?? [file.content]).reduce((n, c) => n + c.length, 0);
 
 /** Table references in a main.cf value: `hash:{{dir}}/<name>` up to a separator. */
 const TABLE_REF = /hash:\{\{dir\}\}\/([A-Za-z0-9_.-]+)(?=$|[\s,}])/g;
