@@ -216,6 +216,9 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
     expect(await node.postconf(['-h', 'sender_dependent_relayhost_maps'])).toMatch(/^unionmap:\{hash:/);
     expect(await driftedFiles(conn, live(), bundle, 200)).toEqual([]);
     expect(readFileSync(path.join(live(), 'VERSION'), 'utf8').trim()).toBe(bundle.version);
+    // main.cf reads back as the unions were written: the next reconcile finds nothing to repair.
+    const again = await deployNext(bundle, conn, 0, 200);
+    expect(again).toMatchObject({ state: 'live', changed: false });
   });
 
   it('sends a large delta gzipped: the node unpacks it and answers as a full build', async () => {
