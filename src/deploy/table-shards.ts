@@ -59,16 +59,17 @@ function splitChunk(chunk: string, n: number): string[] {
   });
 }
 
-/** Per table (name and count), the split of each chunk of the last bundle laid out: the next shares all but a few. */
-const lastSplits = new Map<string, Map<string, string[]>>();
-
 /** A shard's file and the parts it was made of, to hand the same object on while its parts stay. */
 interface ShardFile {
   parts: string[];
   file: BundleFile;
 }
-/** The last shards made of each table (by name and count). */
-const lastShards = new Map<string, ShardFile[]>();
+
+/**
+ * Per table (name, count and kind), what the last bundle laid out made of it: the split of each of
+ * its chunks and its shards. The next bundle shares all but a few.
+ */
+const lastLayout = new Map<string, { splits: Map<string, string[]>; shards: ShardFile[] }>();
 
 function sameParts(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((part, i) => part === b[i]);
@@ -80,26 +81,24 @@ function sameParts(a: readonly string[], b: readonly string[]): boolean {
  * cost nothing (bundle.ts, bundle-delta.ts).
  */
 function shardFiles(name: string, file: BundleFile, chunks: readonly string[], n: number): BundleFile[] {
-  const cacheKey = `${name}/${n}`;
-  const splitBefore = lastSplits.get(cacheKey);
+  const meta = { mode: file.mode, secret: file.secret, mapType: file.mapType };
+  const key = `${name} ${n} ${meta.mode} ${meta.secret}`;
+  const last = lastLayout.get(key);
   const splits = new Map<string, string[]>();
   const byShard: string[][] = Array.from({ length: n }, () => []);
   for (const chunk of chunks) {
-    const parts = splitBefore?.get(chunk) ?? splitChunk(chunk, n);
+    const parts = last?.splits.get(chunk) ?? splitChunk(chunk, n);
     splits.set(chunk, parts);
     parts.forEach((part, i) => {
       if (part !== '') byShard[i]!.push(part);
     });
   }
-  lastSplits.set(cacheKey, splits);
-  const before = lastShards.get(cacheKey);
-  const meta = { mode: file.mode, secret: file.secret, mapType: file.mapType };
-  const made = byShard.map((parts, i): ShardFile => {
-    const last = before?.[i];
-    return last !== undefined && sameParts(last.parts, parts) ? last : { parts, file: chunkedFile(parts, meta) };
+  const shards = byShard.map((parts, i): ShardFile => {
+    const before = last?.shards[i];
+    return before !== undefined && sameParts(before.parts, parts) ? before : { parts, file: chunkedFile(parts, meta) };
   });
-  lastShards.set(cacheKey, made);
-  return made.map((s) => s.file);
+  lastLayout.set(key, { splits, shards });
+  return shards.map((s) => s.file);
 }
 
 /** A sharded table: its file (as the bundle has it) and the names of its shards, in order. */
@@ -114,7 +113,7 @@ export function shardedTables(bundle: Bundle): ReadonlyMap<string, ShardedTable>
   return tablesOf.get(bundle) ?? new Map();
 }
 
-export const shardName = (table: string, i: number) => `${table}.${i}`;
+const shardName = (table: string, i: number) => `${table}.${i}`;
 
 /** Table references in a main.cf value: `hash:{{dir}}/<name>` up to a separator. */
 const TABLE_REF = /hash:\{\{dir\}\}\/([A-Za-z0-9_.-]+)(?=$|[\s,}])/g;
@@ -146,7 +145,6 @@ export function nodeBundle(bundle: Bundle, shardSize = SHARD_SIZE): Bundle {
 
 function layOut(bundle: Bundle, shardSize: number): Bundle {
   const keepWhole = namedInMasterCf(bundle);
-  const unions = new Map<string, string>();
   const sharded = new Map<string, ShardedTable>();
   const files: Record<string, BundleFile> = {};
   for (const [name, file] of Object.entries(bundle.files)) {
@@ -159,15 +157,13 @@ function layOut(bundle: Bundle, shardSize: number): Bundle {
     }
     shardFiles(name, file, view.chunks, n).forEach((shard, i) => (files[names[i]!] = shard));
     sharded.set(name, { file, shards: names });
-    unions.set(name, `unionmap:{${names.map((s) => `hash:{{dir}}/${s}`).join(',')}}`);
   }
-  if (unions.size === 0) return bundle;
-  const mainCf = Object.fromEntries(
-    Object.entries(bundle.mainCf).map(([k, v]) => [
-      k,
-      v.replace(TABLE_REF, (ref: string, name: string) => unions.get(name) ?? ref),
-    ]),
-  );
+  if (sharded.size === 0) return bundle;
+  const union = (ref: string, name: string) => {
+    const shards = sharded.get(name)?.shards;
+    return shards === undefined ? ref : `unionmap:{${shards.map((s) => `hash:{{dir}}/${s}`).join(',')}}`;
+  };
+  const mainCf = Object.fromEntries(Object.entries(bundle.mainCf).map(([k, v]) => [k, v.replace(TABLE_REF, union)]));
   const out = { ...bundle, files, mainCf };
   tablesOf.set(out, sharded);
   return out;

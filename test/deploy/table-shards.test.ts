@@ -113,6 +113,22 @@ describe('nodeBundle', () => {
     expect(delta.unchanged).toHaveLength(Object.keys(after.files).length - 2);
   });
 
+  it('hands on a shard of the last bundle only for a table of the same kind', () => {
+    const bundle = bundleOf(domains(200));
+    const secret = nodeBundle(bundle, SHARD_SIZE);
+    const relay = bundle.files.sender_relay!;
+    // The same text, now a secret table: its shards must be 0600 and secret, not the last ones.
+    const changed: Bundle = {
+      ...bundle,
+      files: { ...bundle.files, sender_relay: { ...relay, mode: 0o600, secret: true } },
+    };
+    const laid = nodeBundle(changed, SHARD_SIZE);
+    for (const name of shardedTables(laid).get('sender_relay')!.shards) {
+      expect(laid.files[name]).toMatchObject({ mode: 0o600, secret: true });
+      expect(laid.files[name]).not.toBe(secret.files[name]);
+    }
+  });
+
   it('cuts the same shards from a table made of chunks and from its text', () => {
     const bundle = bundleOf(domains(200));
     const text = bundle.files.sender_relay!;
