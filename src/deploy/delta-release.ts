@@ -68,7 +68,7 @@ const archives = new WeakMap<BundleDelta, { bytes: Buffer; gzipped: boolean }>()
  * first limit sends every shard of sender_transport). Below it, gunzip's process would cost the
  * node more than the bytes it saves.
  */
-const GZIP_OVER = SEND_WHOLE_UP_TO;
+const GZIP_OVER = 640 * 1024;
 
 /** The tar stageDelta extracts: files sent whole, the release's metadata, each patched table's delta. */
 function archiveOf(
@@ -106,6 +106,9 @@ export async function stageDelta(
   const base = layout.release(delta.base);
   const patched = Object.entries(delta.tables).filter(([, t]) => !t.sent);
   const sentWhole = [...delta.whole, ...Object.keys(delta.tables).filter((name) => delta.tables[name]!.sent)];
+  // Built before the exec without a wait: the steps sent behind this one are queued on the
+  // connection in call order, so nothing may be awaited before conn.exec (a compression in the
+  // thread pool would let postmap's command overtake this one).
   let archive = archives.get(delta);
   if (archive === undefined) {
     const bytes = archiveOf(bundle, delta, patched, sentWhole);
