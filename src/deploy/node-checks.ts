@@ -184,14 +184,37 @@ export interface ReloadLogArgs {
 const seconds = (ms: number) => (Math.max(0, ms) / 1000).toFixed(3);
 
 /**
+ * The wait in Perl (perl-base is essential on Debian and Ubuntu): one process where the shell's
+ * wait runs five (`timeout`, `tail`, `grep`, `sleep`, `tail` again; each costs a node milliseconds,
+ * BENCHMARKS.md). It reads the log from the offset every 10 ms until master's line is there
+ * (reopening it from the start when it was rotated, removed or truncated meanwhile), sleeps the settle time,
+ * reads what came since and prints it all once, at the end; it exits non-zero only when it could
+ * not run, before printing anything. No single quote: it travels as one single-quoted word.
+ */
+const PERL_WAIT = [
+  'my ($log, $off, $re, $wait, $settle) = @ARGV; my ($fh, $ino, $pos, $text) = (undef, -1, $off, "");',
+  'sub poll { my @st = stat $log or return;',
+  '  if (!defined $fh || $st[1] != $ino || $st[7] < $pos || !(stat $fh)[3]) {',
+  '    $pos = 0 if defined $fh || $st[7] < $pos; close $fh if defined $fh; undef $fh;',
+  '    open($fh, "<", $log) or do { undef $fh; return }; binmode $fh; $ino = $st[1]; sysseek($fh, $pos, 0) }',
+  '  while (my $n = sysread($fh, $text, 65536, length $text)) { $pos += $n } }',
+  'my ($found, $end) = (0, time + $wait + 1);',
+  'for (my $t = 0; ; $t += 0.01) { poll(); if ($text =~ /$re/) { $found = 1; last }',
+  '  last if $t >= $wait || time > $end; select(undef, undef, undef, 0.01) }',
+  `if ($found) { select(undef, undef, undef, $settle) if $settle > 0; poll(); print "${RELOADED}\\n", $text }`,
+  `else { print "${NO_RELOAD}\\n" }`,
+].join('\n');
+
+/**
  * Waits on the node for master to log the reload (Postfix writes maillog_file asynchronously
  * through postlogd), lets new processes start for `settleMs`, then prints the log since `offset`
- * for reloadLogProblems. `tail -F` wakes on each write (inotify) and exits once grep has its line,
- * so the wait costs no polling round trips; `timeout` bounds it.
+ * for reloadLogProblems. In Perl where it runs (PERL_WAIT); else `tail -F` wakes on each write
+ * (inotify) and exits once grep has its line, bounded by `timeout`.
  */
 export function reloadLogScript(args: ReloadLogArgs): string {
   const log = shellQuote(args.maillog);
   const from = '"$rp_from"';
+  const line = shellQuote(args.restarted === true ? START_LINE : RELOAD_LINE);
   // Read by the shell itself (no `$(cat …)`: two processes); a missing or garbled file reads as 0.
   const offset =
     typeof args.offset === 'number'
@@ -203,7 +226,8 @@ export function reloadLogScript(args: ReloadLogArgs): string {
   return [
     ...offset,
     `rp_from=+$((rp_off + 1))`,
-    `if timeout ${seconds(args.timeoutMs)} tail -F -c ${from} ${log} 2>/dev/null | grep -q -m1 -E ${shellQuote(args.restarted === true ? START_LINE : RELOAD_LINE)}`,
+    `perl -e '${PERL_WAIT}' ${log} "$rp_off" ${line} ${seconds(args.timeoutMs)} ${seconds(args.settleMs)} 2>/dev/null ||`,
+    `if timeout ${seconds(args.timeoutMs)} tail -F -c ${from} ${log} 2>/dev/null | grep -q -m1 -E ${line}`,
     `then sleep ${seconds(args.settleMs)}; echo ${shellQuote(RELOADED)}; tail -c ${from} ${log} 2>/dev/null || true`,
     `else echo ${shellQuote(NO_RELOAD)}; fi`,
   ].join('\n');
