@@ -174,7 +174,7 @@ export interface NodeState {
   daemonDirectory: string;
   /** `postconf -xh queue_directory`: master's pid file is `pid/master.pid` there. */
   queueDirectory: string;
-  /** `readlink current`, null when there is no live release. */
+  /** Where `current` leads (`releases/<version>`), null when there is no live release. */
   currentTarget: string | null;
   /** Content of current/VERSION, null when missing. */
   liveVersion: string | null;
@@ -194,7 +194,14 @@ const SEP = '@@relayplane@@';
 /** The commands reading the live release, by what they print. */
 function releaseReads(layout: NodeLayout) {
   return {
-    target: `readlink ${sh(layout.current)} || true`,
+    // Where `current` leads, relative to the layout's root, by the shell's own `cd -P` (readlink is a
+    // process on every read): `releases/<version>` for a link of ours. A link that leads nowhere is
+    // left to readlink, for its text; a `current` that is no link prints nothing, as readlink would.
+    target: [
+      `if [ -L ${sh(layout.current)} ]; then rp_here=$PWD`,
+      `{ cd -P ${sh(layout.root)} && rp_root=$PWD && cd -P ${sh(layout.current)} && printf '%s\\n' "\${PWD#"$rp_root"/}"; } 2>/dev/null || readlink ${sh(layout.current)} || true`,
+      `cd "$rp_here" 2>/dev/null || true; fi`,
+    ].join('\n'),
     // Small files read with the shell's own `read`: no process.
     version: `{ IFS= read -r rp_v < ${sh(posix.join(layout.current, 'VERSION'))} && printf '%s\\n' "$rp_v"; } 2>/dev/null || true`,
     managed: `{ while IFS= read -r rp_l; do printf '%s\\n' "$rp_l"; done < ${sh(posix.join(layout.current, META_DIR, 'params'))}; } 2>/dev/null || true`,

@@ -314,7 +314,7 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
     ]);
     const outcome = await deployNext(rotated, recording);
     expect(outcome.state, outcome.error).toBe('live');
-    expect(verifyScript()).toMatch(/readlink/);
+    expect(verifyScript()).toMatch(/cd -P/);
     expect(verifyScript()).not.toMatch(/postconf -n/);
 
     scripts.length = 0;

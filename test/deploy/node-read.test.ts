@@ -144,4 +144,30 @@ describe.skipIf(!labOk)('reading the node and reloading it', () => {
     const r = await conn.exec('postconf -h smtp_helo_name');
     expect(r.stdout.trim()).toBe('one.test');
   });
+  it('reads where `current` leads by the shell itself, as readlink would name it', async () => {
+    const layout = nodeLayout(node.configDir);
+    const live = (await conn.exec(`readlink ${layout.current}`)).stdout.trim();
+    expect(live).toMatch(/^releases\/[0-9a-f]{64}$/);
+    const relink = async (target: string) => {
+      const r = await conn.exec(
+        `ln -sfn '${target}' ${layout.root}/rp-link && mv -T ${layout.root}/rp-link ${layout.current}`,
+      );
+      expect(r.code, r.stderr).toBe(0);
+    };
+    const target = async () => (await readNodeState(conn, layout)).currentTarget;
+    try {
+      expect(await target()).toBe(live);
+      await relink(`${layout.root}/${live}`);
+      expect(await target()).toBe(live);
+      await relink(`releases/${'b'.repeat(64)}`);
+      expect(await target()).toBe(`releases/${'b'.repeat(64)}`);
+      await relink('/tmp');
+      expect(await target()).toBe('/tmp');
+      await relink('../relayplane/releases/../' + live);
+      expect(await target()).toBe(live);
+    } finally {
+      await relink(live);
+    }
+    expect(await target()).toBe(live);
+  });
 });
