@@ -128,8 +128,13 @@ export async function stageDelta(
         : spliceScript(t.splice, posix.join(base, name), d('added'), name);
     return `umask ${umask} && ${build} && umask 077 && rp_sha256_ok ${sh(d('sha256'))}`;
   });
-  // The base's files as its manifest saw them when it was built; a release from before manifests: its SHA-256s.
-  const baseCheck = `if [ -f ${sh(FILES_STAT)} ]; then ${filesStatCommand(delta.baseFiles)} | cmp -s - ${sh(FILES_STAT)}; else ${sh('sha256sum', '--quiet', '--strict', '-c', posix.join(staging, DELTA_DIR, 'base.sha256'))}; fi`;
+  // The base's files as its manifest saw them when it was built (the manifest read by the shell's
+  // own `read`, not by a `cmp` process); a release from before manifests: its SHA-256s.
+  const baseCheck = [
+    `if [ -f ${sh(FILES_STAT)} ]; then rp_m=; while IFS= read -r rp_l; do rp_m="$rp_m$rp_l`,
+    `"; done < ${sh(FILES_STAT)}; [ "$(${filesStatCommand(delta.baseFiles)})" = "\${rp_m%?}" ]`,
+    `else ${sh('sha256sum', '--quiet', '--strict', '-c', posix.join(staging, DELTA_DIR, 'base.sha256'))}; fi`,
+  ].join('\n');
   const refuse = (code: number) => `{ cd / && rm -rf ${sh(staging)}; exit ${code}; }`;
   const script = [
     `${releasesDirCommand(layout)} && umask 077 && ${sh('mkdir', staging)} && cd ${sh(staging)}`,
