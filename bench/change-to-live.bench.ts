@@ -19,6 +19,7 @@ import { LAB_INSTALL_COMMAND, labAvailable } from '../test/lab/requirements.js';
 import { startSmartHost, type SmartHost } from '../test/lab/smart-host.js';
 import { sleep, waitUntil } from '../test/lab/util.js';
 import { machine, median, percentile, recordSection, scratchDatabase } from './lib.js';
+import { TICK_MS, labNodeCpuMs, procCpuMs, processChildren } from './proc-cpu.js';
 import { seed } from './seed.js';
 
 /**
@@ -215,61 +216,6 @@ function startLiveWatcher() {
 }
 
 // --- CPU accounting (Linux /proc, clock ticks → ms): who burns the 2 cores during a change ---
-const TICK_MS = 10; // CLK_TCK 100
-/** utime, stime and, with `reaped`, the CPU of its waited-for descendants (cutime, cstime). */
-function procCpuMs(pid: number | undefined, reaped = true): number {
-  if (pid === undefined) return 0;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat
-      .slice(stat.lastIndexOf(')') + 2)
-      .split(' ')
-      .map(Number);
-    return ((f[11] ?? 0) + (f[12] ?? 0) + (reaped ? (f[13] ?? 0) + (f[14] ?? 0) : 0)) * TICK_MS;
-  } catch {
-    return 0;
-  }
-}
-function pidFrom(file: string): number | undefined {
-  try {
-    const n = Number.parseInt(readFileSync(file, 'utf8').trim(), 10);
-    return Number.isInteger(n) && n > 1 ? n : undefined;
-  } catch {
-    return undefined;
-  }
-}
-/** Parent → children of every live process (one pass over /proc). */
-function processChildren(): Map<number, number[]> {
-  const children = new Map<number, number[]>();
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const st = readFileSync(`/proc/${e}/stat`, 'utf8');
-      const ppid = Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]);
-      const list = children.get(ppid) ?? [];
-      list.push(Number(e));
-      children.set(ppid, list);
-    } catch {
-      /* exited */
-    }
-  }
-  return children;
-}
-/**
- * A process, its reaped descendants and its live ones: an SSH connection kept open between deploys
- * is a live sshd whose sessions are reaped into it, not (yet) into the listener.
- */
-function treeCpuMs(pid: number | undefined, children: Map<number, number[]>): number {
-  if (pid === undefined) return 0;
-  let total = procCpuMs(pid);
-  const stack = [...(children.get(pid) ?? [])];
-  while (stack.length > 0) {
-    const p = stack.pop()!;
-    total += procCpuMs(p);
-    stack.push(...(children.get(p) ?? []));
-  }
-  return total;
-}
 function postgresCpuMs(): number {
   let total = 0;
   for (const e of readdirSync('/proc')) {
@@ -315,8 +261,8 @@ function cpuSnapshot(active: PostfixNode[]): CpuSnapshot {
     controlPlaneAfter: 0,
     // The sshd listener reaps each connection's sshd, which reaped the commands it ran; connections
     // still open count with their own and their reaped sessions' CPU.
-    nodeSsh: active.reduce((sum, n) => sum + treeCpuMs(pidFrom(path.join(n.baseDir, 'ssh', 'sshd.pid')), children), 0),
-    postfix: active.reduce((sum, n) => sum + procCpuMs(pidFrom(path.join(n.queueDir, 'pid', 'master.pid'))), 0),
+    nodeSsh: active.reduce((sum, n) => sum + labNodeCpuMs(n, children).session, 0),
+    postfix: active.reduce((sum, n) => sum + labNodeCpuMs(n, children).postfix, 0),
     postgres: postgresCpuMs(),
     total: systemBusyMs(),
   };
