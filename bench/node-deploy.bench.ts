@@ -9,6 +9,7 @@ import { buildBundle } from '../test/deploy/bundles.js';
 import { startPostfixNode, stopAllLabNodes } from '../test/lab/postfix-node.js';
 import { startSmartHost } from '../test/lab/smart-host.js';
 import { machine, recordSection } from './lib.js';
+import { labNodeCpuMs } from './proc-cpu.js';
 
 /**
  * Issue 23's per-node cost without the database and the API around it: BENCH_DEPLOYS (default 40)
@@ -17,8 +18,9 @@ import { machine, recordSection } from './lib.js';
  * then to BENCH_FLEET (default 4) at once. A change's own work (its delta, archive, expected probe
  * answers) is done once whatever the number of nodes, so the control plane's CPU per node per
  * change is the difference between the two runs per added node; the one-node run also gives the
- * write system calls per change and, where `accton` runs (package acct), the processes the node started
- * per deploy from its own accounting. The 20-node row of `change-to-live` measures the same with
+ * write system calls per change, the node's CPU per deploy (/proc: its SSH session with the
+ * commands, and Postfix's reload) and, where `accton` runs (package acct), the processes the node
+ * started per deploy from its own accounting. The 20-node row of `change-to-live` measures the same with
  * the database and the API.
  */
 const DEPLOYS = Number(process.env.BENCH_DEPLOYS ?? 40);
@@ -112,9 +114,15 @@ try {
     return { cpu, writes: writeCalls() - writesBefore };
   };
   let one = { cpu: { user: 0, system: 0 }, writes: 0 };
+  const nodeBefore = labNodeCpuMs(nodes[0]!);
   const processes = await accounted(async () => {
     one = await measure(1);
   });
+  const nodeAfter = labNodeCpuMs(nodes[0]!);
+  const nodeCpu = {
+    session: nodeAfter.session - nodeBefore.session,
+    postfix: nodeAfter.postfix - nodeBefore.postfix,
+  };
   // The nodes that sat out the one-node run catch up, unmeasured: every node deploys a delta.
   await deploy(bundles(1)[0]!, FLEET);
   const fleet = await measure(FLEET);
@@ -132,16 +140,17 @@ try {
           .map(([name, n]) => `${name} ${per(n).toFixed(1)}`)
           .join(', ');
   const sum = (c: { user: number; system: number }) => c.user + c.system;
+  const nodeMs = (total: number) => `${per(total).toFixed(0)} ms`;
   const added = (sum(fleet.cpu) - sum(one.cpu)) / (FLEET - 1);
   const table = [
     '## Control-plane CPU per node per change: deploys to lab nodes (issue 23)',
     '',
-    `Command: \`npm run bench -- node-deploy\` (${DEPLOYS} changes in a row after ${WARMUP} unmeasured, each onboarding one domain on a config of 25–${25 + DEPLOYS} domains, deployed as a delta to 1 lab node, then to ${FLEET} at once as the sync worker sends one change to a fleet (one bundle, each node from its own base); real sshd + Postfix 3.7 on loopback, one kept connection per node, settle time 0; bundles compiled before the clock starts; ${machine()}; ${new Date().toISOString().slice(0, 10)}). The node's processes come from process accounting (\`accton\`, package acct) during the 1-node run and count every process the machine started meanwhile, the lab node's Postfix daemons among them.`,
+    `Command: \`npm run bench -- node-deploy\` (${DEPLOYS} changes in a row after ${WARMUP} unmeasured, each onboarding one domain on a config of 25–${25 + DEPLOYS} domains, deployed as a delta to 1 lab node, then to ${FLEET} at once as the sync worker sends one change to a fleet (one bundle, each node from its own base); real sshd + Postfix 3.7 on loopback, one kept connection per node, settle time 0; bundles compiled before the clock starts; ${machine()}; ${new Date().toISOString().slice(0, 10)}). The node's processes come from process accounting (\`accton\`, package acct) during the 1-node run and count every process the machine started meanwhile, the lab node's Postfix daemons among them; the node's CPU from /proc (10 ms ticks summed over the run): its sshd with the deployer's connection, the shells and every command they ran, and its Postfix master with the daemons it reaped.`,
     '',
-    '| Nodes | Control-plane CPU per change | user | system | Write system calls per change | Node processes per deploy |',
-    '| ---: | ---: | ---: | ---: | ---: | ---: |',
-    `| 1 | ${ms(sum(one.cpu))} | ${ms(one.cpu.user)} | ${ms(one.cpu.system)} | ${per(one.writes).toFixed(1)} | ${total === null ? '— (no accton)' : per(total).toFixed(1)} |`,
-    `| ${FLEET} | ${ms(sum(fleet.cpu))} | ${ms(fleet.cpu.user)} | ${ms(fleet.cpu.system)} | ${per(fleet.writes).toFixed(1)} | — |`,
+    '| Nodes | Control-plane CPU per change | user | system | Write system calls per change | Node processes per deploy | Node CPU per deploy (SSH session and commands + Postfix) |',
+    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    `| 1 | ${ms(sum(one.cpu))} | ${ms(one.cpu.user)} | ${ms(one.cpu.system)} | ${per(one.writes).toFixed(1)} | ${total === null ? '— (no accton)' : per(total).toFixed(1)} | ${nodeMs(nodeCpu.session + nodeCpu.postfix)} (${nodeMs(nodeCpu.session)} + ${nodeMs(nodeCpu.postfix)}) |`,
+    `| ${FLEET} | ${ms(sum(fleet.cpu))} | ${ms(fleet.cpu.user)} | ${ms(fleet.cpu.system)} | ${per(fleet.writes).toFixed(1)} | — | — |`,
     '',
     `**Control-plane CPU per added node per change: ${ms(added)}** ((${FLEET}-node CPU − 1-node CPU) / ${FLEET - 1}: what the work shared by every node of a change, its delta, archive and expected probe answers, does not repeat). Steps of each deploy: ${steps}.${processes === null ? '' : ` Processes per deploy by name: ${top}.`}`,
   ].join('\n');
