@@ -9,7 +9,8 @@ import { buildBundle } from '../test/deploy/bundles.js';
 import { startPostfixNode, stopAllLabNodes } from '../test/lab/postfix-node.js';
 import { startSmartHost } from '../test/lab/smart-host.js';
 import { machine, recordSection } from './lib.js';
-import { labNodeCpuMs } from './proc-cpu.js';
+import { cpuByCommand } from './perf-profile.js';
+import { labNodeCpuMs, labNodePids } from './proc-cpu.js';
 
 /**
  * Issue 23's per-node cost without the database and the API around it: BENCH_DEPLOYS (default 40)
@@ -20,13 +21,16 @@ import { labNodeCpuMs } from './proc-cpu.js';
  * change is the difference between the two runs per added node; the one-node run also gives the
  * write system calls per change, the node's CPU per deploy (/proc: its SSH session with the
  * commands, and Postfix's reload) and, where `accton` runs (package acct), the processes the node
- * started per deploy from its own accounting. The 20-node row of `change-to-live` measures the same with
+ * started per deploy from its own accounting; with BENCH_PERF=1, the node's CPU by command name
+ * (perf record, package linux-perf). The 20-node row of `change-to-live` measures the same with
  * the database and the API.
  */
 const DEPLOYS = Number(process.env.BENCH_DEPLOYS ?? 40);
 /** Nodes a change goes to at once in the fleet run (BENCH_FLEET, default 4). */
 const FLEET = Math.max(2, Number(process.env.BENCH_FLEET ?? 4));
 const WARMUP = 5;
+/** BENCH_PERF=1: one more run of DEPLOYS changes to one node under `perf record`, for its CPU by command. */
+const PERF = process.env.BENCH_PERF === '1';
 
 /** Write system calls this process made so far (write, writev…: each costs the control plane a kernel entry). */
 const writeCalls = () => Number(/^syscw: (\d+)$/m.exec(readFileSync('/proc/self/io', 'utf8'))?.[1] ?? NaN);
@@ -126,6 +130,12 @@ try {
   // The nodes that sat out the one-node run catch up, unmeasured: every node deploys a delta.
   await deploy(bundles(1)[0]!, FLEET);
   const fleet = await measure(FLEET);
+  // Apart from the runs above: perf's sampling costs the node CPU of its own.
+  const profile = PERF
+    ? await cpuByCommand(labNodePids(nodes[0]!), async () => {
+        for (const b of bundles(DEPLOYS)) await deploy(b, 1);
+      })
+    : null;
   for (const conn of conns) conn.close();
 
   const per = (n: number) => n / DEPLOYS;
@@ -145,7 +155,7 @@ try {
   const table = [
     '## Control-plane CPU per node per change: deploys to lab nodes (issue 23)',
     '',
-    `Command: \`npm run bench -- node-deploy\` (${DEPLOYS} changes in a row after ${WARMUP} unmeasured, each onboarding one domain on a config of 25–${25 + DEPLOYS} domains, deployed as a delta to 1 lab node, then to ${FLEET} at once as the sync worker sends one change to a fleet (one bundle, each node from its own base); real sshd + Postfix 3.7 on loopback, one kept connection per node, settle time 0; bundles compiled before the clock starts; ${machine()}; ${new Date().toISOString().slice(0, 10)}). The node's processes come from process accounting (\`accton\`, package acct) during the 1-node run and count every process the machine started meanwhile, the lab node's Postfix daemons among them; the node's CPU from /proc (10 ms ticks summed over the run): its sshd with the deployer's connection, the shells and every command they ran, and its Postfix master with the daemons it reaped.`,
+    `Command: \`${PERF ? 'BENCH_PERF=1 ' : ''}npm run bench -- node-deploy\` (${DEPLOYS} changes in a row after ${WARMUP} unmeasured, each onboarding one domain on a config of 25–${25 + DEPLOYS} domains, deployed as a delta to 1 lab node, then to ${FLEET} at once as the sync worker sends one change to a fleet (one bundle, each node from its own base); real sshd + Postfix 3.7 on loopback, one kept connection per node, settle time 0; bundles compiled before the clock starts; ${machine()}; ${new Date().toISOString().slice(0, 10)}). The node's processes come from process accounting (\`accton\`, package acct) during the 1-node run and count every process the machine started meanwhile, the lab node's Postfix daemons among them; the node's CPU from /proc (10 ms ticks summed over the run): its sshd with the deployer's connection, the shells and every command they ran, and its Postfix master with the daemons it reaped.`,
     '',
     '| Nodes | Control-plane CPU per change | user | system | Write system calls per change | Node processes per deploy | Node CPU per deploy (SSH session and commands + Postfix) |',
     '| ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
@@ -153,6 +163,18 @@ try {
     `| ${FLEET} | ${ms(sum(fleet.cpu))} | ${ms(fleet.cpu.user)} | ${ms(fleet.cpu.system)} | ${per(fleet.writes).toFixed(1)} | — | — |`,
     '',
     `**Control-plane CPU per added node per change: ${ms(added)}** ((${FLEET}-node CPU − 1-node CPU) / ${FLEET - 1}: what the work shared by every node of a change, its delta, archive and expected probe answers, does not repeat). Steps of each deploy: ${steps}.${processes === null ? '' : ` Processes per deploy by name: ${top}.`}`,
+    ...(profile === null
+      ? []
+      : [
+          '',
+          `Node CPU per deploy by command (a further ${DEPLOYS} changes to one node under \`perf record -e cpu-clock -F 4000\` of the node's sshd, Postfix master and everything they started; perf's sampling adds to it): ${[
+            ...profile,
+          ]
+            .sort((a, b) => b[1] - a[1])
+            .filter(([, cpu]) => per(cpu) >= 0.5)
+            .map(([name, cpu]) => `${name} ${per(cpu).toFixed(1)} ms`)
+            .join(', ')}; in all ${per([...profile.values()].reduce((a, b) => a + b, 0)).toFixed(0)} ms.`,
+        ]),
   ].join('\n');
   console.log(table);
   await recordSection('node-deploy', table);

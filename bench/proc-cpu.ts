@@ -76,3 +76,20 @@ export function labNodeCpuMs(
     postfix: procCpuMs(pidFrom(path.join(node.queueDir, 'pid', 'master.pid'))),
   };
 }
+
+/** A process and every live process below it. */
+export function withDescendants(pid: number | undefined, children: Map<number, number[]>): number[] {
+  if (pid === undefined) return [];
+  const all = [pid];
+  for (let i = 0; i < all.length; i++) all.push(...(children.get(all[i]!) ?? []));
+  return all;
+}
+
+/** The processes of a lab node now: its sshd with every session below it, its Postfix master with its daemons. */
+export function labNodePids(node: Pick<PostfixNode, 'baseDir' | 'queueDir'>): number[] {
+  const children = processChildren();
+  return [
+    ...withDescendants(pidFrom(path.join(node.baseDir, 'ssh', 'sshd.pid')), children),
+    ...withDescendants(pidFrom(path.join(node.queueDir, 'pid', 'master.pid')), children),
+  ];
+}
