@@ -198,8 +198,10 @@ const PERL_WAIT = [
   '    $pos = 0 if defined $fh || $st[7] < $pos; close $fh if defined $fh; undef $fh;',
   '    open($fh, "<", $log) or do { undef $fh; return }; binmode $fh; $ino = $st[1]; sysseek($fh, $pos, 0) }',
   '  while (my $n = sysread($fh, $text, 65536, length $text)) { $pos += $n } }',
-  'my ($found, $end) = (0, time + $wait + 1);',
-  'for (my $t = 0; ; $t += 0.01) { poll(); if ($text =~ /$re/) { $found = 1; last }',
+  // Each poll searches only the lines it has not searched yet (from the last, maybe partial, one).
+  'my ($found, $end, $seen) = (0, time + $wait + 1, 0);',
+  'for (my $t = 0; ; $t += 0.01) { poll(); if (substr($text, $seen) =~ /$re/) { $found = 1; last }',
+  '  $seen = rindex($text, "\\n") + 1;',
   '  last if $t >= $wait || time > $end; select(undef, undef, undef, 0.01) }',
   `if ($found) { select(undef, undef, undef, $settle) if $settle > 0; poll(); print "${RELOADED}\\n", $text }`,
   `else { print "${NO_RELOAD}\\n" }`,

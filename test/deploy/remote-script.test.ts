@@ -116,6 +116,21 @@ describe.each(WAITS)('the reload wait on the node, by $by', ({ by, prelude }) =>
     expect(Date.now() - t0).toBeGreaterThanOrEqual(650);
   });
 
+  it("finds master's line written in two pieces after other lines", async () => {
+    log = path.join(dir, 'pieces');
+    await writeFile(log, RELOAD);
+    const offset = RELOAD.length;
+    const cut = RELOAD.indexOf('reload') + 3;
+    setTimeout(
+      () =>
+        void appendFile(log, `${'Jan  1 00:00:00 host postfix-n1/qmgr[2]: busy\n'.repeat(50)}${RELOAD.slice(0, cut)}`),
+      100,
+    );
+    setTimeout(() => void appendFile(log, RELOAD.slice(cut)), 250);
+    // Not found, the wait would end with "master did not log the reload".
+    expect(await run({ offset, settleMs: 0, timeoutMs: 5000 })).toEqual([]);
+  });
+
   it('reads the offset the reload saved from its file; a missing or garbled one reads as the start', async () => {
     log = path.join(dir, 'offset-log');
     await writeFile(log, `Jan  1 00:00:00 host postfix-n1/smtp[1]: fatal: before the offset\n${RELOAD}`);
