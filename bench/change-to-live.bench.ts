@@ -256,13 +256,14 @@ interface CpuSnapshot {
 function cpuSnapshot(active: PostfixNode[]): CpuSnapshot {
   const usage = process.cpuUsage();
   const children = processChildren();
+  // The sshd listener reaps each connection's sshd, which reaped the commands it ran; connections
+  // still open count with their own and their reaped sessions' CPU.
+  const nodes = active.map((n) => labNodeCpuMs(n, children));
   const snapshot = {
     controlPlane: (usage.user + usage.system) / 1000,
     controlPlaneAfter: 0,
-    // The sshd listener reaps each connection's sshd, which reaped the commands it ran; connections
-    // still open count with their own and their reaped sessions' CPU.
-    nodeSsh: active.reduce((sum, n) => sum + labNodeCpuMs(n, children).session, 0),
-    postfix: active.reduce((sum, n) => sum + labNodeCpuMs(n, children).postfix, 0),
+    nodeSsh: nodes.reduce((sum, n) => sum + n.session, 0),
+    postfix: nodes.reduce((sum, n) => sum + n.postfix, 0),
     postgres: postgresCpuMs(),
     total: systemBusyMs(),
   };

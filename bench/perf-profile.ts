@@ -36,14 +36,23 @@ export async function cpuByCommand(pids: number[], fn: () => Promise<void>): Pro
     if (spawnSync('mkfifo', [ctl, ack]).status !== 0) throw new Error(`mkfifo ${ctl} ${ack} failed`);
     const perf = spawn(
       'perf',
-      ['record', '-q', '-e', 'cpu-clock', '-F', String(SAMPLE_HZ), '-D', '-1'].concat([
+      // -D -1: attached with the events off, until `enable` comes through the control FIFO.
+      [
+        'record',
+        '-q',
+        '-e',
+        'cpu-clock',
+        '-F',
+        String(SAMPLE_HZ),
+        '-D',
+        '-1',
         '--control',
         `fifo:${ctl},${ack}`,
         '-o',
         data,
         '-p',
         pids.join(','),
-      ]),
+      ],
       { stdio: ['ignore', 'ignore', 'inherit'] },
     );
     const exited = once(perf, 'exit');

@@ -51,15 +51,23 @@ export function processChildren(): Map<number, number[]> {
  * is a live sshd whose sessions are reaped into it, not (yet) into the listener.
  */
 export function treeCpuMs(pid: number | undefined, children: Map<number, number[]>): number {
-  if (pid === undefined) return 0;
-  let total = procCpuMs(pid);
-  const stack = [...(children.get(pid) ?? [])];
-  while (stack.length > 0) {
-    const p = stack.pop()!;
-    total += procCpuMs(p);
-    stack.push(...(children.get(p) ?? []));
-  }
-  return total;
+  return withDescendants(pid, children).reduce((total, p) => total + procCpuMs(p), 0);
+}
+
+/** A process and every live process below it. */
+export function withDescendants(pid: number | undefined, children: Map<number, number[]>): number[] {
+  if (pid === undefined) return [];
+  const all = [pid];
+  for (let i = 0; i < all.length; i++) all.push(...(children.get(all[i]!) ?? []));
+  return all;
+}
+
+/** A lab node's sshd listener and Postfix master, by their pid files. */
+function labNodeRoots(node: Pick<PostfixNode, 'baseDir' | 'queueDir'>) {
+  return {
+    sshd: pidFrom(path.join(node.baseDir, 'ssh', 'sshd.pid')),
+    master: pidFrom(path.join(node.queueDir, 'pid', 'master.pid')),
+  };
 }
 
 /**
@@ -71,25 +79,13 @@ export function labNodeCpuMs(
   node: Pick<PostfixNode, 'baseDir' | 'queueDir'>,
   children: Map<number, number[]> = processChildren(),
 ): { session: number; postfix: number } {
-  return {
-    session: treeCpuMs(pidFrom(path.join(node.baseDir, 'ssh', 'sshd.pid')), children),
-    postfix: procCpuMs(pidFrom(path.join(node.queueDir, 'pid', 'master.pid'))),
-  };
-}
-
-/** A process and every live process below it. */
-export function withDescendants(pid: number | undefined, children: Map<number, number[]>): number[] {
-  if (pid === undefined) return [];
-  const all = [pid];
-  for (let i = 0; i < all.length; i++) all.push(...(children.get(all[i]!) ?? []));
-  return all;
+  const { sshd, master } = labNodeRoots(node);
+  return { session: treeCpuMs(sshd, children), postfix: procCpuMs(master) };
 }
 
 /** The processes of a lab node now: its sshd with every session below it, its Postfix master with its daemons. */
 export function labNodePids(node: Pick<PostfixNode, 'baseDir' | 'queueDir'>): number[] {
   const children = processChildren();
-  return [
-    ...withDescendants(pidFrom(path.join(node.baseDir, 'ssh', 'sshd.pid')), children),
-    ...withDescendants(pidFrom(path.join(node.queueDir, 'pid', 'master.pid')), children),
-  ];
+  const { sshd, master } = labNodeRoots(node);
+  return [...withDescendants(sshd, children), ...withDescendants(master, children)];
 }
