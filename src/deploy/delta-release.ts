@@ -31,7 +31,7 @@ import { FILES_STAT, filesStatCommand, modeProblems, postmapTables, withModes } 
 import { releasesDirCommand, stageRelease } from './release-store.js';
 import { tarArchive, type TarEntry } from './tar-archive.js';
 import { spliceScript } from './table-splice.js';
-import { concurrently } from './shell-jobs.js';
+import { concurrently, type BesideScript } from './shell-jobs.js';
 
 export const BASE_DRIFTED = 10;
 export const DIGEST_MISMATCH = 11;
@@ -181,6 +181,7 @@ export async function postmapDelta(
   bundle: Bundle,
   delta: BundleDelta,
   staging: string,
+  beside?: BesideScript,
 ): Promise<string[]> {
   const base = layout.release(delta.base);
   const names = Object.keys(delta.tables).filter((name) => !delta.tables[name]!.sent);
@@ -203,7 +204,7 @@ export async function postmapDelta(
   ];
   const script = steps.length > 0 ? steps.join(' && ') : 'true';
   // Skipped when the stage before it did not stage (a RemoteCommandError of SKIPPED_EXIT).
-  const r = await conn.exec(withModes(script, bundle), { cwd: staging, ifPreviousOk: true });
+  const r = await conn.exec(withModes(script, bundle, beside), { cwd: staging, ifPreviousOk: true });
   if (r.code !== 0 || r.stderr.trim() !== '')
     return [`postmap (delta) exit ${r.code}: ${excerpt(postmapStderr(r.stderr, bundle), 300)}`];
   return modeProblems(r.stdout, bundle);
@@ -226,6 +227,7 @@ export function stagingPlan(
   bundle: Bundle,
   dir: string,
   delta: BundleDelta | null,
+  beside?: BesideScript,
 ): StagingPlan {
   let used: BundleDelta | null = null;
   let refused: DeltaStageResult | undefined;
@@ -241,9 +243,9 @@ export function stagingPlan(
       return null;
     },
     async postmap(staged) {
-      if (delta === null) return postmapTables(chained(conn), dir, bundle);
+      if (delta === null) return postmapTables(chained(conn), dir, bundle, beside);
       try {
-        return await postmapDelta(conn, layout, bundle, delta, dir);
+        return await postmapDelta(conn, layout, bundle, delta, dir, beside);
       } catch (err) {
         // The node refused the delta (the full upload is on its way) or staging failed: skipped here.
         const fullRelease = await staged.then(
@@ -251,7 +253,7 @@ export function stagingPlan(
           () => false,
         );
         if (!skipped(err) || !fullRelease) throw err;
-        return postmapTables(conn, dir, bundle);
+        return postmapTables(conn, dir, bundle, beside);
       }
     },
     describe() {

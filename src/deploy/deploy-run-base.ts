@@ -51,6 +51,8 @@ export abstract class DeployRunBase {
   protected node: NodeState | undefined;
   /** postconf edits from the node's config as read before anything changed (its manifest names what we owned). */
   protected plan: ConfigPlan | undefined;
+  /** The plan whose checks ran beside postmap (configCheckAhead), if any did. */
+  protected planAhead: ConfigPlan | undefined;
   protected previousVersion: string | null = null;
   protected changed = false;
   /** Where the bundle's files are: the staging dir, then the release dir. */

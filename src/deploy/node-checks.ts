@@ -11,17 +11,24 @@ import { META_DIR } from './layout.js';
 import { excerpt, sh, shellQuote, type ExecResult, type NodeConnection } from '../ssh/index.js';
 import { entriesAt, entryCount } from './map-source.js';
 import { postmapStderr } from './secret-scrub.js';
+import type { BesideScript } from './shell-jobs.js';
 
 /**
  * `postmap` of every hash table in `dir`, then the modes of sources and .db files. postmap exits 0
  * on warnings (duplicate key: first wins; a line without a value): any stderr is a failure, quoted
  * without the secret tables' data (postmapStderr).
  */
-export async function postmapTables(conn: NodeConnection, dir: string, bundle: Bundle): Promise<string[]> {
+export async function postmapTables(
+  conn: NodeConnection,
+  dir: string,
+  bundle: Bundle,
+  beside?: BesideScript,
+): Promise<string[]> {
   const maps = hashMaps(bundle).map(([name]) => `hash:${name}`);
+  // No files: nothing to build (checks meant to run beside it run in validate instead).
   if (Object.keys(bundle.files).length === 0) return [];
   const postmap = maps.length > 0 ? sh('postmap', ...maps) : 'true';
-  const r = await conn.exec(withModes(postmap, bundle), { cwd: dir });
+  const r = await conn.exec(withModes(postmap, bundle, beside), { cwd: dir });
   if (r.code !== 0 || r.stderr.trim() !== '')
     return [`postmap exit ${r.code}: ${excerpt(postmapStderr(r.stderr, bundle), 300)}`];
   return modeProblems(r.stdout, bundle);
@@ -50,13 +57,14 @@ export function filesStatCommand(files: readonly string[]): string {
 }
 
 /**
- * `script`, then the modes of every file (in the current dir) whatever it did, saved as the
- * release's manifest too, exiting as it exited. The manifest is printed by the shell's own `read`
- * and `printf` (a few lines): no `tee` process.
+ * `script` (with `beside` around it), then the modes of every file (in the current dir) whatever
+ * it did, saved as the release's manifest too, exiting as `script` exited. The manifest is printed
+ * by the shell's own `read` and `printf` (a few lines): no `tee` process.
  */
-export function withModes(script: string, bundle: Bundle): string {
+export function withModes(script: string, bundle: Bundle, beside?: BesideScript): string {
   const manifest = sh(FILES_STAT);
-  return `${script}; rc=$?; ${filesStatCommand(releaseFiles(bundle))} > ${manifest}; while IFS= read -r rp_line; do printf '%s\n' "$rp_line"; done < ${manifest}; exit $rc`;
+  const [start, finish] = beside === undefined ? ['', ''] : [`${beside.start}\n`, `${beside.finish}; `];
+  return `${start}${script}; rc=$?; ${finish}${filesStatCommand(releaseFiles(bundle))} > ${manifest}; while IFS= read -r rp_line; do printf '%s\n' "$rp_line"; done < ${manifest}; exit $rc`;
 }
 
 /** Files whose mode, as withModes printed it, is not the bundle's. */

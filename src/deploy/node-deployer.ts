@@ -22,6 +22,7 @@
 import type { Bundle } from './bundle.js';
 import { checkBundle } from './bundle-checks.js';
 import { bundleDelta } from './bundle-delta.js';
+import { checkedAhead, configCheckAhead } from './config-check-ahead.js';
 import { ahead, skipped, skipStep } from './deploy-journal.js';
 import { assertNone, DeployRunBase } from './deploy-run-base.js';
 import type { DeployOptions, DeployOutcome } from './deploy-types.js';
@@ -30,7 +31,7 @@ import { nodeBundle } from './table-shards.js';
 import { nodeLayout } from './layout.js';
 import { driftedFiles } from './live-files.js';
 import { postmapTables } from './node-checks.js';
-import { validateDeltaOnNode, validatesOnNode, validateStaged } from './validate-step.js';
+import { describeValidate, validateDeltaOnNode, validatesOnNode, validateStaged } from './validate-step.js';
 import {
   describePlan,
   desiredConfig,
@@ -167,16 +168,13 @@ class DeployRun extends DeployRunBase {
     const dir = stagingDirFor(this.layout, this.bundle.version);
     this.stagingDir = dir;
     // From the bundle the node last ran, when this process still has it: only the change is sent.
-    const { base, expectedLiveVersion } = this.options;
-    const plan = stagingPlan(
-      this.conn,
-      this.layout,
-      this.bundle,
-      dir,
-      base !== undefined && base.version === expectedLiveVersion
-        ? bundleDelta(base, this.bundle, { sendWholeUpTo: this.options.deltaSendWholeUpTo })
-        : null,
-    );
+    const { base, expectedLiveVersion, deltaSendWholeUpTo } = this.options;
+    const live = base !== undefined && base.version === expectedLiveVersion ? base : undefined;
+    // validate's postconf checks beside postmap, for the plan the live release's config calls for.
+    const check = live && configCheckAhead({ base: live, desired: this.desired, layout: this.layout, staging: dir });
+    this.planAhead = check?.plan;
+    const delta = live && bundleDelta(live, this.bundle, { sendWholeUpTo: deltaSendWholeUpTo });
+    const plan = stagingPlan(this.conn, this.layout, this.bundle, dir, delta ?? null, check?.script);
     const staged = ahead(
       this.step(
         'stage',
@@ -349,7 +347,7 @@ class DeployRun extends DeployRunBase {
     this.stagingDir = staging;
     this.to('staged');
     const delta = this.delta;
-    if (staged !== undefined && validatesOnNode(this.bundle, this.plan!, delta)) {
+    if (staged !== undefined && this.planAhead === undefined && validatesOnNode(this.bundle, this.plan!, delta)) {
       // Tables only: validate is decided on the node, so promote…verify go with it, chained on it:
       // one wait less. Not before postmap's answer: the control plane checks more of it than its
       // exit code (stderr, the files' modes), and nothing may switch on a build it refused.
@@ -376,7 +374,7 @@ class DeployRun extends DeployRunBase {
     await this.step(
       'validate',
       async () => {
-        const { problems, configChecked } = await validateStaged(this.conn, {
+        const checked = await validateStaged(this.conn, {
           bundle: this.bundle,
           stagingDir: staging,
           daemonDirectory: this.node!.daemonDirectory,
@@ -385,11 +383,12 @@ class DeployRun extends DeployRunBase {
           plan: this.plan!,
           desired: this.desired,
           delta: this.delta,
+          checkedAhead: checkedAhead(this.planAhead, this.plan!),
         });
-        assertNone('validate', problems);
-        return configChecked;
+        assertNone('validate', checked.problems);
+        return checked;
       },
-      (configChecked) => (configChecked ? undefined : 'tables only: main.cf and master.cf unchanged'),
+      describeValidate,
     );
     this.to('validated');
     await this.goLive(this.plan!);

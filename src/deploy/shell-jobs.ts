@@ -11,3 +11,9 @@ export function concurrently(jobs: readonly string[]): string {
   const started = jobs.map((job) => `{ ${job}\n} & rp_jobs="$rp_jobs $!"`).join('\n');
   return `{ rp_jobs=''\n${started}\nrp_ok=0; for rp_job in $rp_jobs; do wait "$rp_job" || rp_ok=1; done; [ "$rp_ok" = 0 ]; }`;
 }
+
+/** Shell text run around a frame's own work: `start` before it, `finish` after it (the work's exit code is the frame's). */
+export interface BesideScript {
+  start: string;
+  finish: string;
+}

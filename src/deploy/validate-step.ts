@@ -66,8 +66,8 @@ export function stagedConfigScript(args: StagedConfigArgs): string {
   return `${sh('mkdir', '-p', posix.join(args.scratchDir, SCRATCH_BEFORE))} && ${stagedConfigChecks(args)}`;
 }
 
-/** stagedConfigScript once its scratch dir exists. */
-function stagedConfigChecks(args: StagedConfigArgs): string {
+/** stagedConfigScript once its scratch dir exists (also run beside postmap: configCheckAhead). */
+export function stagedConfigChecks(args: StagedConfigArgs): string {
   const { scratchDir: d, configDir, plan, desired } = args;
   const at = (...names: string[]) => names.map((n) => posix.join(d, n));
   // One postconf for every parameter set in main.cf and one for every service's: each run costs
@@ -86,27 +86,46 @@ function stagedConfigChecks(args: StagedConfigArgs): string {
   return `${setup} && { ${ours.size > 0 ? sh('postconf', '-c', d, '-dx', ...ours) : 'true'}; } 2>/dev/null`;
 }
 
-const CHECK_OUT = 'check.out';
-const CHECK_ERR = 'check.err';
+/** The checks' output and exit code, in their scratch dir: the exit code only when they ran beside postmap. */
+export const CHECK_OUT = 'check.out';
+export const CHECK_ERR = 'check.err';
+export const CHECK_RC = 'check.rc';
+
+/**
+ * Where validate finds the checks of the staged main.cf/master.cf: `none`, it runs them; `same-plan`,
+ * they ran beside postmap for the plan read-node then found (configCheckAhead), so validate reads
+ * their record, or runs them when there is none (postmap built a full release without them);
+ * `other-plan`, they ran for a plan read-node did not find (a hand edit since the live release):
+ * their scratch dir goes, and validate runs them for this plan.
+ */
+export type CheckedAhead = 'none' | 'same-plan' | 'other-plan';
+
+/** What stagedConfigStart prints when the checks' record from beside postmap is there. */
+const AHEAD = 'checked-beside-postmap';
 
 /**
  * stagedConfigScript in the background, its output into files of its scratch dir, so the node runs
  * it beside validate's probes (on its other core): the checks take ≈ 100 ms, the probes of a relay's
  * 2,000 moved domains ≈ 30 ms. A section without subshell (its job id is kept for the collect).
  */
-function stagedConfigStart(args: StagedConfigArgs): string {
+function stagedConfigStart(args: StagedConfigArgs, ahead: CheckedAhead): string {
   const d = args.scratchDir;
   const output = `> ${sh(posix.join(d, CHECK_OUT))} 2> ${sh(posix.join(d, CHECK_ERR))}`;
-  return `${sh('mkdir', '-p', posix.join(d, SCRATCH_BEFORE))} && { { ${stagedConfigChecks(args)}\n} ${output} & rp_config=$!; }`;
+  const start = `${sh('mkdir', '-p', posix.join(d, SCRATCH_BEFORE))} && { { ${stagedConfigChecks(args)}\n} ${output} & rp_config=$!; }`;
+  if (ahead === 'same-plan') return `if [ -f ${sh(posix.join(d, CHECK_RC))} ]; then echo ${AHEAD}; else ${start}; fi`;
+  return ahead === 'other-plan' ? `${sh('rm', '-rf', d)} && ${start}` : start;
 }
 
-/** Waits for stagedConfigStart's job and prints its output as the section's own (shell builtins only). */
+/** Waits for stagedConfigStart's job (or takes the exit code the checks run beside postmap left) and prints its output as the section's own (shell builtins only). */
 function stagedConfigCollect(args: StagedConfigArgs): string {
   const file = (name: string) => sh(posix.join(args.scratchDir, name));
   const print = `while IFS= read -r rp_l || [ -n "$rp_l" ]; do printf '%s\\n' "$rp_l"; done`;
   return [
-    `if [ -z "\${rp_config:-}" ]; then echo 'the checks did not start' >&2; false; else`,
-    `wait "$rp_config"; rp_rc=$?; rp_l=''; ${print} < ${file(CHECK_OUT)}; rp_l=''; ${print} < ${file(CHECK_ERR)} >&2`,
+    `if [ -n "\${rp_config:-}" ]; then wait "$rp_config"; rp_rc=$?`,
+    `elif [ -f ${file(CHECK_RC)} ]; then IFS= read -r rp_rc < ${file(CHECK_RC)} || rp_rc=1`,
+    `else rp_rc=none; fi`,
+    `if [ "$rp_rc" = none ]; then echo 'the checks did not start' >&2; false; else`,
+    `rp_l=''; ${print} < ${file(CHECK_OUT)}; rp_l=''; ${print} < ${file(CHECK_ERR)} >&2`,
     `[ "$rp_rc" = 0 ] || { echo "postconf checks exited $rp_rc" >&2; false; }; fi`,
   ].join('\n');
 }
@@ -154,8 +173,9 @@ export async function validateStaged(
     stagingDir: string;
     daemonDirectory: string;
     delta?: BundleDelta | undefined;
+    checkedAhead?: CheckedAhead;
   } & StagedConfigArgs,
-): Promise<{ problems: string[]; configChecked: boolean }> {
+): Promise<{ problems: string[]; configChecked: boolean; besidePostmap: boolean }> {
   // A delta release: whole tables are probed as usual, merged ones at every key they changed;
   // copied ones are the base's, byte for byte.
   const { delta } = args;
@@ -165,26 +185,36 @@ export async function validateStaged(
   const sections: Section[] = probing ? [{ name: 'probe', script: probeScript(args.stagingDir, probed) }] : [];
   if (delta !== undefined) sections.push({ name: 'delta-probe', script: deltaProbeScript(args.stagingDir, delta) });
   const configChecked = !planIsEmpty(args.plan);
+  const ahead = args.checkedAhead ?? 'none';
   if (configChecked) {
     // Beside the probes when there are any; the daemons' check is a few `test -x`.
-    const beside = sections.length > 0;
-    if (beside) sections.unshift({ name: 'staged-config-start', script: stagedConfigStart(args), subshell: false });
+    const beside = sections.length > 0 || ahead !== 'none';
+    if (beside)
+      sections.unshift({ name: 'staged-config-start', script: stagedConfigStart(args, ahead), subshell: false });
     sections.push(
       { name: 'daemons', script: daemonsScript(args.bundle, args.daemonDirectory) },
       beside
         ? { name: 'staged-config', script: stagedConfigCollect(args), subshell: false }
         : { name: 'staged-config', script: stagedConfigScript(args) },
     );
+  } else if (ahead === 'other-plan') {
+    // Checks run beside postmap for a plan that turned out empty: their copies leave the release.
+    sections.push({ name: 'scratch', script: sh('rm', '-rf', args.scratchDir) });
   }
   const r = sections.length > 0 ? await execSections(conn, sections) : new Map<string, ExecResult>();
+  const scratch = r.get('scratch');
   const problems = [
+    ...(scratch !== undefined && scratch.code !== 0
+      ? [`removing the checks of another plan failed: ${excerpt(scratch.stderr, 200)}`]
+      : []),
     ...(probing ? probeProblems(r.get('probe')!, probed) : []),
     ...(delta === undefined
       ? []
       : deltaProbeProblems(r.get('delta-probe')!.stdout, args.bundle, delta, args.stagingDir)),
   ];
-  if (!configChecked) return { problems, configChecked };
+  if (!configChecked) return { problems, configChecked, besidePostmap: false };
   return {
+    besidePostmap: r.get('staged-config-start')?.stdout.trim() === AHEAD,
     problems: [
       ...daemonsProblems(r.get('daemons')!),
       ...problems,
@@ -192,6 +222,12 @@ export async function validateStaged(
     ],
     configChecked,
   };
+}
+
+/** The validate step's record of what validateStaged checked. */
+export function describeValidate(r: { configChecked: boolean; besidePostmap: boolean }): string | undefined {
+  if (!r.configChecked) return 'tables only: main.cf and master.cf unchanged';
+  return r.besidePostmap ? 'main.cf and master.cf checked beside postmap' : undefined;
 }
 
 /**
