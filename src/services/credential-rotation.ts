@@ -96,8 +96,10 @@ export function createCredentialRotation(deps: Deps) {
         const enabled = await deps.nodes.listEnabled(tx);
         if (enabled.some((node) => node.liveVersion !== live.version || node.driftDetected)) return;
         const retiring = await deps.credentials.listRetiring(tx);
-        // Usually none: the version's ids (one per credential) are only indexed when one waits.
-        const inVersion = retiring.length === 0 ? new Set<string>() : new Set(live.credentialIds);
+        // Usually none or a few: the version's ids (one per credential, 90,000 at 100,000 domains)
+        // are looked up in the retiring ones, not indexed themselves.
+        const retiringIds = new Set(retiring.map((credential) => credential.id));
+        const inVersion = new Set(retiring.length === 0 ? [] : live.credentialIds.filter((id) => retiringIds.has(id)));
         for (const credential of retiring) {
           if (inVersion.has(credential.id)) continue;
           await deps.credentials.setStatus(tx, credential.id, { status: 'retired', retiredAt: now() });
