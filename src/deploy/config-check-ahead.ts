@@ -6,21 +6,12 @@
  * plan run in the postmap frame, on the node's other core, and leave their record in the scratch
  * dir; validate reads it when read-node found that plan (CheckedAhead), else checks again.
  */
-import { posix } from 'node:path';
 import type { Bundle } from './bundle.js';
 import { desiredConfig, planConfig, planIsEmpty, type ConfigPlan, type DesiredConfig } from './postfix-config.js';
 import { scratchDirOf } from './release-store.js';
-import {
-  CHECK_ERR,
-  CHECK_OUT,
-  CHECK_RC,
-  SCRATCH_BEFORE,
-  stagedConfigChecks,
-  type CheckedAhead,
-} from './validate-step.js';
+import { stagedConfigBackground, stagedConfigRecord, type CheckedAhead } from './validate-step.js';
 import type { NodeLayout } from './layout.js';
 import type { BesideScript } from './shell-jobs.js';
-import { sh } from '../ssh/index.js';
 
 export interface ConfigCheckAhead {
   /** The plan the checks were run for. */
@@ -52,17 +43,17 @@ export function configCheckAhead(args: {
 }): ConfigCheckAhead | undefined {
   const plan = foreseenPlan(args.base, args.desired, args.layout.liveDir);
   if (planIsEmpty(plan)) return undefined;
-  const d = scratchDirOf(args.staging);
-  const file = (name: string) => sh(posix.join(d, name));
-  const checks = stagedConfigChecks({ scratchDir: d, configDir: args.layout.configDir, plan, desired: args.desired });
+  const checks = {
+    scratchDir: scratchDirOf(args.staging),
+    configDir: args.layout.configDir,
+    plan,
+    desired: args.desired,
+  };
   return {
     plan,
-    script: {
-      // In the background (its output into files), so the frame's own work runs beside it.
-      start: `if ${sh('mkdir', '-p', posix.join(d, SCRATCH_BEFORE))}; then { { ${checks}\n} </dev/null > ${file(CHECK_OUT)} 2> ${file(CHECK_ERR)} & rp_ahead=$!; }; fi`,
-      // Waited for before the frame answers: nothing of it outlives the frame.
-      finish: `if [ -n "\${rp_ahead:-}" ]; then wait "$rp_ahead"; printf '%s\\n' "$?" > ${file(CHECK_RC)}; fi`,
-    },
+    // The checks in the background before the frame's own work (a failed start leaves validate to
+    // run them); waited for before the frame answers, so nothing of them outlives it.
+    script: { start: stagedConfigBackground(checks), finish: stagedConfigRecord(checks) },
   };
 }
 

@@ -66,8 +66,8 @@ export function stagedConfigScript(args: StagedConfigArgs): string {
   return `${sh('mkdir', '-p', posix.join(args.scratchDir, SCRATCH_BEFORE))} && ${stagedConfigChecks(args)}`;
 }
 
-/** stagedConfigScript once its scratch dir exists (also run beside postmap: configCheckAhead). */
-export function stagedConfigChecks(args: StagedConfigArgs): string {
+/** stagedConfigScript once its scratch dir exists. */
+function stagedConfigChecks(args: StagedConfigArgs): string {
   const { scratchDir: d, configDir, plan, desired } = args;
   const at = (...names: string[]) => names.map((n) => posix.join(d, n));
   // One postconf for every parameter set in main.cf and one for every service's: each run costs
@@ -105,13 +105,26 @@ const AHEAD = 'checked-beside-postmap';
 
 /**
  * stagedConfigScript in the background, its output into files of its scratch dir, so the node runs
- * it beside validate's probes (on its other core): the checks take ≈ 100 ms, the probes of a relay's
- * 2,000 moved domains ≈ 30 ms. A section without subshell (its job id is kept for the collect).
+ * it beside other work on its other core (validate's probes, or postmap's builds: configCheckAhead):
+ * the checks take ≈ 100 ms, the probes of a relay's 2,000 moved domains ≈ 30 ms. Its job id is
+ * kept in `rp_config` for stagedConfigCollect or stagedConfigRecord, in the same shell.
  */
-function stagedConfigStart(args: StagedConfigArgs, ahead: CheckedAhead): string {
+export function stagedConfigBackground(args: StagedConfigArgs): string {
   const d = args.scratchDir;
   const output = `> ${sh(posix.join(d, CHECK_OUT))} 2> ${sh(posix.join(d, CHECK_ERR))}`;
-  const start = `${sh('mkdir', '-p', posix.join(d, SCRATCH_BEFORE))} && { { ${stagedConfigChecks(args)}\n} ${output} & rp_config=$!; }`;
+  return `${sh('mkdir', '-p', posix.join(d, SCRATCH_BEFORE))} && { { ${stagedConfigChecks(args)}\n} ${output} & rp_config=$!; }`;
+}
+
+/** Waits for stagedConfigBackground's job and leaves its exit code beside its output, for a later validate. */
+export function stagedConfigRecord(args: StagedConfigArgs): string {
+  const rc = sh(posix.join(args.scratchDir, CHECK_RC));
+  return `if [ -n "\${rp_config:-}" ]; then wait "$rp_config"; printf '%s\\n' "$?" > ${rc}; fi`;
+}
+
+/** validate's start of the checks (a section without subshell), as `ahead` says. */
+function stagedConfigStart(args: StagedConfigArgs, ahead: CheckedAhead): string {
+  const d = args.scratchDir;
+  const start = stagedConfigBackground(args);
   if (ahead === 'same-plan') return `if [ -f ${sh(posix.join(d, CHECK_RC))} ]; then echo ${AHEAD}; else ${start}; fi`;
   return ahead === 'other-plan' ? `${sh('rm', '-rf', d)} && ${start}` : start;
 }

@@ -71,8 +71,8 @@ describe('the plan foreseen from the live release', () => {
     const ahead = configCheckAhead({ base, desired, layout, staging })!;
     expect(ahead.plan.setParams).toEqual([['smtp_connect_timeout', '19s']]);
     expect(ahead.script.start).toContain(`${staging}/.relayplane/check/before`);
-    expect(ahead.script.start).toMatch(/& rp_ahead=\$!/);
-    expect(ahead.script.finish).toMatch(/wait "\$rp_ahead"/);
+    expect(ahead.script.start).toMatch(/& rp_config=\$!/);
+    expect(ahead.script.finish).toMatch(/wait "\$rp_config"/);
     expect(ahead.script.finish).toContain(`${staging}/.relayplane/check/check.rc`);
   });
 });
