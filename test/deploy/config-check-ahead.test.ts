@@ -4,16 +4,16 @@
  * run once, their verdict is validate's (a bad value still refuses the release), and a node whose
  * config was edited by hand since (another plan) is checked again for the plan read-node found.
  */
-import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { deployBundle, type Bundle, type DeployOutcome } from '../../src/deploy/index.js';
-import { DEFAULT_REMOTE_PATH, connectNode, type NodeConnection } from '../../src/ssh/index.js';
+import { connectNode, type NodeConnection } from '../../src/ssh/index.js';
 import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/postfix-node.js';
 import { labGate } from '../lab/requirements.js';
 import { startSmartHost, type SmartHost } from '../lab/smart-host.js';
-import { runOk } from '../lab/util.js';
+import { wrapCommand } from '../lab/command-wrapper.js';
 import { buildBundle, type Route } from './bundles.js';
 
 const labOk = labGate('config checks beside postmap');
@@ -30,17 +30,13 @@ describe.skipIf(!labOk)('config checks beside postmap, on a real Postfix node', 
     sink = await startSmartHost({ name: 'sink', tls: 'starttls', users: {}, authOptional: true });
     node = await startPostfixNode({ name: 'ahead', sinkRelayhost: sink.nexthop, tlsCaCerts: [sink.caCertPem] });
     // postconf through a wrapper first in the session's PATH that logs its arguments, then runs it.
-    const bin = path.join(node.baseDir, 'logging-bin');
     postconfLog = path.join(node.baseDir, 'postconf.log');
-    await mkdir(bin, { recursive: true });
-    const real = (await runOk('sh', ['-c', 'command -v postconf'])).stdout.trim();
-    await writeFile(path.join(bin, 'postconf'), `#!/bin/sh\necho "$*" >> ${postconfLog}\nexec ${real} "$@"\n`);
-    await chmod(path.join(bin, 'postconf'), 0o755);
-    conn = await connectNode({
-      ...node.ssh,
-      hostKey: node.ssh.hostKeyFingerprint,
-      remotePath: `${bin}:${DEFAULT_REMOTE_PATH}`,
-    });
+    const remotePath = await wrapCommand(
+      path.join(node.baseDir, 'logging-bin'),
+      'postconf',
+      (real) => `#!/bin/sh\necho "$*" >> ${postconfLog}\nexec ${real} "$@"\n`,
+    );
+    conn = await connectNode({ ...node.ssh, hostKey: node.ssh.hostKeyFingerprint, remotePath });
   });
 
   afterAll(async () => {

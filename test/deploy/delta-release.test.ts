@@ -5,7 +5,7 @@
  * dump, as the drift check compares them); a hand-edited base falls back to a full release; a
  * failure in the middle of a delta leaves the live release as it was.
  */
-import { appendFile, chmod, mkdir, writeFile } from 'node:fs/promises';
+import { appendFile } from 'node:fs/promises';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
@@ -13,11 +13,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deployBundle, type Bundle, type DeployOutcome } from '../../src/deploy/index.js';
 import { SEND_WHOLE_UP_TO } from '../../src/deploy/bundle-delta.js';
 import { driftedFiles } from '../../src/deploy/live-files.js';
-import { DEFAULT_REMOTE_PATH, connectNode, type NodeConnection } from '../../src/ssh/index.js';
+import { connectNode, type NodeConnection } from '../../src/ssh/index.js';
 import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/postfix-node.js';
 import { labGate } from '../lab/requirements.js';
 import { startSmartHost, type SmartHost } from '../lab/smart-host.js';
 import { runOk } from '../lab/util.js';
+import { wrapCommand } from '../lab/command-wrapper.js';
 import { sendMail } from '../lab/submit.js';
 import { waitForDelivery } from '../lab/delivery.js';
 import { buildBundle, type Route } from './bundles.js';
@@ -94,19 +95,12 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
    * on the arguments (` $* `, blank-padded) that may use `$real`; any other call runs the real one.
    */
   async function withPostmapWrapper(name: string, when: string): Promise<NodeConnection> {
-    const bin = path.join(node.baseDir, name);
-    await mkdir(bin, { recursive: true });
-    const real = (await runOk('sh', ['-c', 'command -v postmap'])).stdout.trim();
-    await writeFile(
-      path.join(bin, 'postmap'),
-      `#!/bin/sh\nreal=${real}\ncase " $* " in ${when};; esac\nexec "$real" "$@"\n`,
+    const remotePath = await wrapCommand(
+      path.join(node.baseDir, name),
+      'postmap',
+      (real) => `#!/bin/sh\nreal=${real}\ncase " $* " in ${when};; esac\nexec "$real" "$@"\n`,
     );
-    await chmod(path.join(bin, 'postmap'), 0o755);
-    const wrapped = await connectNode({
-      ...node.ssh,
-      hostKey: node.ssh.hostKeyFingerprint,
-      remotePath: `${bin}:${DEFAULT_REMOTE_PATH}`,
-    });
+    const wrapped = await connectNode({ ...node.ssh, hostKey: node.ssh.hostKeyFingerprint, remotePath });
     connections.push(wrapped);
     return wrapped;
   }

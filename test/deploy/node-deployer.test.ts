@@ -3,9 +3,7 @@
  * mail follows them, bad bundles never reach the live config, a failure after the switch rolls
  * back, and a wrong host key stops everything before a byte is sent.
  */
-import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, statSync, watch } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -16,7 +14,8 @@ import {
   type DeployOptions,
   type DeployOutcome,
 } from '../../src/deploy/index.js';
-import { DEFAULT_REMOTE_PATH, HostKeyMismatchError, connectNode, type NodeConnection } from '../../src/ssh/index.js';
+import { HostKeyMismatchError, connectNode, type NodeConnection } from '../../src/ssh/index.js';
+import { wrapCommand } from '../lab/command-wrapper.js';
 import { postmapTables } from '../../src/deploy/node-checks.js';
 import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/postfix-node.js';
 import { labGate } from '../lab/requirements.js';
@@ -166,14 +165,12 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
     });
     // The shell creates the temp file before `cat` fills it: a `cat` that waits first keeps it there,
     // empty, long enough for the watcher to see the mode it was created with.
-    const bin = path.join(node.baseDir, 'slow-cat');
-    await mkdir(bin, { recursive: true });
-    await writeFile(path.join(bin, 'cat'), '#!/bin/sh\nsleep 0.3\nexec /bin/cat "$@"\n', { mode: 0o755 });
-    const slow = await connectNode({
-      ...node.ssh,
-      hostKey: node.ssh.hostKeyLine,
-      remotePath: `${bin}:${DEFAULT_REMOTE_PATH}`,
-    });
+    const remotePath = await wrapCommand(
+      path.join(node.baseDir, 'slow-cat'),
+      'cat',
+      (real) => `#!/bin/sh\nsleep 0.3\nexec ${real} "$@"\n`,
+    );
+    const slow = await connectNode({ ...node.ssh, hostKey: node.ssh.hostKeyLine, remotePath });
     try {
       await slow.writeFile(path.join(dir, 'secret'), 'x'.repeat(1024 * 1024), 0o600);
       await slow.writeFile(path.join(dir, 'public'), 'hello\n', 0o644);
@@ -435,19 +432,13 @@ describe.skipIf(!labOk)('deployBundle on a real Postfix node', () => {
 
   it('runs postfix check with the verify of a deploy that edits master.cf: a failed check rolls it back', async () => {
     // A `postfix` first in the session's PATH whose `check` fails; every other use runs the real one.
-    const bin = path.join(node.baseDir, 'failing-check');
-    await mkdir(bin, { recursive: true });
-    const real = execFileSync('sh', ['-c', 'command -v postfix'], { encoding: 'utf8' }).trim();
-    await writeFile(
-      path.join(bin, 'postfix'),
-      `#!/bin/sh\nif [ "$1" = check ]; then echo 'postfix/postfix-script: fatal: the lab says no' >&2; exit 1; fi\nexec ${real} "$@"\n`,
-      { mode: 0o755 },
+    const remotePath = await wrapCommand(
+      path.join(node.baseDir, 'failing-check'),
+      'postfix',
+      (real) =>
+        `#!/bin/sh\nif [ "$1" = check ]; then echo 'postfix/postfix-script: fatal: the lab says no' >&2; exit 1; fi\nexec ${real} "$@"\n`,
     );
-    const failing = await connectNode({
-      ...node.ssh,
-      hostKey: node.ssh.hostKeyLine,
-      remotePath: `${bin}:${DEFAULT_REMOTE_PATH}`,
-    });
+    const failing = await connectNode({ ...node.ssh, hostKey: node.ssh.hostKeyLine, remotePath });
     try {
       const before = await configSnapshot(failing, node);
       const edited = buildBundle(routesV2(), {

@@ -11,11 +11,11 @@
  * are untouched.
  */
 import { constants, existsSync } from 'node:fs';
-import { chmod, mkdir, open, rm, writeFile } from 'node:fs/promises';
+import { open, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { DEFAULT_REMOTE_PATH } from '../../src/ssh/index.js';
 import type { PostfixNode } from './postfix-node.js';
 import { runOk, waitUntil } from './util.js';
+import { wrapCommand } from './command-wrapper.js';
 
 export interface NodeBarrier {
   /** The PATH (wrapper first) the control plane's sessions must run with for the barrier to hold. */
@@ -34,11 +34,10 @@ export async function stagingBarrier(node: PostfixNode): Promise<NodeBarrier> {
   const armed = path.join(dir, 'armed');
   const reachedFile = path.join(dir, 'reached');
   const gate = path.join(dir, 'gate');
-  await mkdir(bin, { recursive: true });
-  const real = (await runOk('sh', ['-c', 'command -v tar'])).stdout.trim();
-  await writeFile(
-    path.join(bin, 'tar'),
-    `#!/bin/sh
+  const remotePath = await wrapCommand(
+    bin,
+    'tar',
+    (real) => `#!/bin/sh
 case " $* " in *" -x "*) ;; *) exec ${real} "$@" ;; esac
 if [ "$MAIL_CONFIG" = ${node.configDir} ] && [ -e ${armed} ]; then
   rm -f ${armed}
@@ -50,11 +49,10 @@ fi
 exec ${real} "$@"
 `,
   );
-  await chmod(path.join(bin, 'tar'), 0o755);
   await runOk('mkfifo', [gate]);
 
   return {
-    remotePath: `${bin}:${DEFAULT_REMOTE_PATH}`,
+    remotePath,
     async arm() {
       await rm(reachedFile, { force: true });
       await writeFile(armed, '');
