@@ -87,9 +87,9 @@ function stagedConfigChecks(args: StagedConfigArgs): string {
 }
 
 /** The checks' output and exit code, in their scratch dir: the exit code only when they ran beside postmap. */
-export const CHECK_OUT = 'check.out';
-export const CHECK_ERR = 'check.err';
-export const CHECK_RC = 'check.rc';
+const CHECK_OUT = 'check.out';
+const CHECK_ERR = 'check.err';
+const CHECK_RC = 'check.rc';
 
 /**
  * Where validate finds the checks of the staged main.cf/master.cf: `none`, it runs them; `same-plan`,
@@ -129,7 +129,10 @@ function stagedConfigStart(args: StagedConfigArgs, ahead: CheckedAhead): string 
   return ahead === 'other-plan' ? `${sh('rm', '-rf', d)} && ${start}` : start;
 }
 
-/** Waits for stagedConfigStart's job (or takes the exit code the checks run beside postmap left) and prints its output as the section's own (shell builtins only). */
+/**
+ * Waits for stagedConfigStart's job, or takes the exit code the checks run beside postmap left,
+ * and prints their output as the section's own (shell builtins only).
+ */
 function stagedConfigCollect(args: StagedConfigArgs): string {
   const file = (name: string) => sh(posix.join(args.scratchDir, name));
   const print = `while IFS= read -r rp_l || [ -n "$rp_l" ]; do printf '%s\\n' "$rp_l"; done`;
