@@ -37,8 +37,8 @@ interface Worked {
 /**
  * Keys probed at most in a table built whole from its sent source: such a build is right or wrong
  * as a whole (a patched table, the base's `.db` plus edits, is probed at every changed key). A union
- * asks each key of every table in it (≈ 6 µs each on the lab), and a relay's first limit changes
- * thousands of keys across every shard of sender_transport (table-shards.ts).
+ * asks each key of every table in it (≈ 6 µs each on the lab), and a relay's first limit adds
+ * thousands of keys to sender_service (tables.ts).
  */
 export const SENT_TABLE_PROBES = 16;
 

@@ -64,8 +64,8 @@ const archives = new WeakMap<BundleDelta, { bytes: Buffer; gzipped: boolean }>()
 
 /**
  * Past this size an archive is sent gzipped (level 1): table text shrinks about 15 times, which the
- * control plane compresses once per delta instead of encrypting megabytes to every node (a relay's
- * first limit sends every shard of sender_transport). Below it, gunzip's process would cost the
+ * control plane compresses once per delta instead of encrypting megabytes to every node (a layout
+ * change, or a relay limit reaching thousands of domains, sends many shards). Below it, gunzip's process would cost the
  * node more than the bytes it saves.
  */
 const GZIP_OVER = 640 * 1024;

@@ -35,6 +35,7 @@ import {
   senderAccessEntries,
   senderRelayEntries,
   senderRestrictions,
+  senderServiceEntries,
   senderTransportEntries,
   serviceSaslEntries,
   tlsPolicyEntries,
@@ -78,7 +79,8 @@ function mainCf(plan: RoutePlan): Record<string, string> {
     relayhost: '',
     smtp_fallback_relay: '',
     default_transport: UNROUTED_TRANSPORT,
-    sender_dependent_default_transport_maps: tablePath(TABLE.senderTransport),
+    // First match wins: a service of the sender's own, else smtp: for any routed sender.
+    sender_dependent_default_transport_maps: `${tablePath(TABLE.senderService)}, ${tablePath(TABLE.senderTransport)}`,
     sender_dependent_relayhost_maps: tablePath(TABLE.senderRelay),
     smtp_sasl_auth_enable: 'yes',
     smtp_sender_dependent_authentication: 'yes',
@@ -183,6 +185,7 @@ export function compilePlan(plan: RoutePlan, digests?: FileDigests): Bundle {
   const secretMap = (table: SaslTable) => () =>
     secretBundleFile(renderHashMap(table.entries), renderHashMap(table.masked));
   addMap(TABLE.senderTransport, publicMap(senderTransportEntries(plan)));
+  addMap(TABLE.senderService, publicMap(senderServiceEntries(plan)));
   addMap(TABLE.senderRelay, publicMap(senderRelayEntries(plan)));
   addMap(TABLE.saslPasswd, secretMap(globalSaslEntries(plan)));
   addMap(TABLE.tlsPolicy, publicMap(tlsPolicyEntries(plan)));

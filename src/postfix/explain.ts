@@ -19,6 +19,7 @@ import {
   UNROUTED_SERVICE,
   UNROUTED_TRANSPORT,
   globalSaslCredential,
+  serviceTable,
   unroutedAccessValue,
 } from './tables.js';
 
@@ -167,7 +168,7 @@ function explainRouted(plan: RoutePlan, route: DomainRoute, e: Explanation): Exp
   e.saslMap = route.saslMap;
   e.senderDependentAuth = route.sasl === 'sender';
   e.matched.push({ table: TABLE.senderAccess, key: route.domain.name, value: PERMIT_SENDER });
-  e.matched.push({ table: TABLE.senderTransport, key, value: route.transport });
+  e.matched.push({ table: serviceTable(route), key, value: route.transport });
   const destination = e.recipientDomain === null ? null : matchDestinationPolicy(plan, e.recipientDomain);
 
   if (route.kind === 'direct') {

@@ -35,6 +35,7 @@ export function assembleFromState(state: State, problems: ProblemList): Bundle {
   const file = (name: string, lines: SortedLines) =>
     chunkedFile(chunks(name, lines), table, { sha256: lines.digest() });
   files[TABLE.senderTransport] = file(TABLE.senderTransport, tables.transport);
+  files[TABLE.senderService] = file(TABLE.senderService, tables.service);
   files[TABLE.senderRelay] = file(TABLE.senderRelay, tables.relay);
   files[TABLE.saslPasswd] = chunkedFile(
     chunks(TABLE.saslPasswd, tables.sasl),

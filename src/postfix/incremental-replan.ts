@@ -15,7 +15,7 @@ import {
 } from './plan.js';
 import { defaultLimits, resolveDomain } from './resolve.js';
 import { senderKey, transportValue } from './table-keys.js';
-import { globalSaslCredential, saslValues, senderAccessEntry } from './tables.js';
+import { ROUTED_TRANSPORT, globalSaslCredential, saslValues, senderAccessEntry } from './tables.js';
 import { hashLine } from './incremental-lines.js';
 import { NeedsFullCompile, addNexthopUse, needsFull, removeNexthopUse, type State } from './incremental-state.js';
 import { routeReplaced } from './warnings.js';
@@ -191,11 +191,12 @@ function addService(state: State, { identity, plan }: PlannedService): void {
   state.services.set(plan.name, plan);
 }
 
-/** A domain's lines in the four per-domain tables: routed, unrouted (`unrouted` set) or gone (neither). */
+/** A domain's lines in the five per-domain tables: routed, unrouted (`unrouted` set) or gone (neither). */
 function setLines(state: State, name: string, route: DomainRoute | null, unrouted: UnroutedDomain | undefined): void {
   const { tables } = state;
   const key = route?.senderKey ?? senderKey(name);
-  tables.transport.set(key, route === null ? null : hashLine(key, route.transport));
+  tables.transport.set(key, route === null ? null : hashLine(key, ROUTED_TRANSPORT));
+  tables.service.set(key, route === null || route.service === DEFAULT_SERVICE ? null : hashLine(key, route.transport));
   tables.relay.set(key, route?.relayhost == null ? null : hashLine(key, route.relayhost));
   const credential = route === null ? null : globalSaslCredential(route);
   const sasl = credential === null ? null : saslValues(credential);

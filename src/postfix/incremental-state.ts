@@ -75,6 +75,7 @@ export interface State {
   /** `saslMasked`: the lines of `sasl` as BundleFile.masked shows them, key for key. */
   tables: {
     transport: SortedLines;
+    service: SortedLines;
     relay: SortedLines;
     sasl: SortedLines;
     saslMasked: SortedLines;
@@ -141,6 +142,7 @@ export function buildState(snapshot: Snapshot, detailed: DetailedPlan, digests: 
     transports: new Map(),
     tables: {
       transport: SortedLines.fromHashMap(file(TABLE.senderTransport)),
+      service: SortedLines.fromHashMap(file(TABLE.senderService)),
       relay: SortedLines.fromHashMap(file(TABLE.senderRelay)),
       sasl: SortedLines.fromHashMap(file(TABLE.saslPasswd)),
       saslMasked: SortedLines.fromHashMap(masked(TABLE.saslPasswd)),

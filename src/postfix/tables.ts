@@ -10,6 +10,7 @@
 import { lookupDomain } from './address.js';
 import { maskedSaslPasswordValue, saslPasswordValue } from './map-encoding.js';
 import {
+  DEFAULT_SERVICE,
   GLOBAL_SASL_MAP,
   GLOBAL_TLS_POLICY_MAP,
   type DomainRoute,
@@ -18,10 +19,20 @@ import {
   type UnroutedDomain,
 } from './plan.js';
 import type { Credential } from './snapshot.js';
+import { transportValue } from './table-keys.js';
 
 export const TABLE = {
-  /** sender_dependent_default_transport_maps: `@domain service:` (empty nexthop on purpose). */
+  /**
+   * sender_dependent_default_transport_maps, second: `@domain smtp:` for every routed sender (empty
+   * nexthop on purpose), so an unlisted sender falls through to the `retry:` default_transport.
+   */
   senderTransport: 'sender_transport',
+  /**
+   * sender_dependent_default_transport_maps, first (first match wins): `@domain service:` for the
+   * senders with a service of their own. A relay's first limit moves its domains to a service: it
+   * adds their entries here, in one small table, and leaves the large sender_transport as it was.
+   */
+  senderService: 'sender_service',
   /** sender_dependent_relayhost_maps: `@domain [primary]:port,[fallback]:port`. */
   senderRelay: 'sender_relay',
   /** smtp_sasl_password_maps (global, by sender): `@domain user:secret`. */
@@ -95,8 +106,24 @@ export function globalSaslCredential(route: DomainRoute) {
   return route.sasl === 'sender' && route.hops.length === 1 && hop !== undefined ? hop.credential : null;
 }
 
+/** sender_transport's value: every routed sender's, whatever its service (sender_service overrides it). */
+export const ROUTED_TRANSPORT = transportValue(DEFAULT_SERVICE);
+
 export function senderTransportEntries(plan: RoutePlan): Array<[string, string]> {
-  return [...plan.routes.values()].map((r) => [r.senderKey, r.transport]);
+  const entries: Array<[string, string]> = [];
+  for (const r of plan.routes.values()) entries.push([r.senderKey, ROUTED_TRANSPORT]);
+  return entries;
+}
+
+/** The table that decides a route's service: sender_service when it has its own, else sender_transport. */
+export function serviceTable(route: DomainRoute): string {
+  return route.service === DEFAULT_SERVICE ? TABLE.senderTransport : TABLE.senderService;
+}
+
+export function senderServiceEntries(plan: RoutePlan): Array<[string, string]> {
+  const entries: Array<[string, string]> = [];
+  for (const r of plan.routes.values()) if (r.service !== DEFAULT_SERVICE) entries.push([r.senderKey, r.transport]);
+  return entries;
 }
 
 // Loops rather than flatMap: at 100,000 domains, flatMap's per-route arrays are 100,000 more objects per table.

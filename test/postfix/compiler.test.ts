@@ -221,7 +221,7 @@ describe('credentials', () => {
     expect(lines(b, 'sasl_passwd')).toEqual([]);
     expect(lines(b, 'sender_relay')).toContain('@one.example [p.test]:587,[f.test]:587');
     // one.example and two.example differ on p (own vs none), so each gets its own service.
-    const svc = lines(b, 'sender_transport').map((l) => l.split(' ')[1]!.replace(/:$/, ''));
+    const svc = lines(b, 'sender_service').map((l) => l.split(' ')[1]!.replace(/:$/, ''));
     expect(new Set(svc).size).toBe(2);
     const one = service(b, svc[0]!)!;
     expect(one.options).toMatchObject({
@@ -541,9 +541,37 @@ describe('limits', () => {
     expect(b.masterCf).toHaveLength(1);
     expect(b.masterCf[0]?.options).toMatchObject({ smtp_tls_wrappermode: 'yes', smtp_tls_security_level: 'encrypt' });
     expect(lines(b, 'tls_policy')).toEqual(['[r.relay.test]:465 secure']);
-    expect(new Set(lines(b, 'sender_transport').map((l) => l.split(' ')[1]))).toEqual(
+    expect(new Set(lines(b, 'sender_service').map((l) => l.split(' ')[1]))).toEqual(
       new Set([`${b.masterCf[0]?.name}:`]),
     );
+  });
+
+  it("a service of a sender's own is listed first, in sender_service; sender_transport lists every routed sender", () => {
+    const snap = snapshot({
+      tenants: [tenant('t1'), tenant('t2')],
+      relays: [relay('r', { port: 465, tls: 'implicit', verify: true }), relay('o')],
+      domains: [
+        domain('d1', 't1', 'one.example', { relayId: 'r' }),
+        domain('d2', 't2', 'two.example', { relayId: 'o' }),
+      ],
+    });
+    const b = compile(snap);
+    const own = b.masterCf[0]!.name;
+    expect(b.mainCf.sender_dependent_default_transport_maps).toBe(
+      `hash:${DIR_PLACEHOLDER}/sender_service, hash:${DIR_PLACEHOLDER}/sender_transport`,
+    );
+    expect(lines(b, 'sender_service')).toEqual([`@one.example ${own}:`]);
+    expect(lines(b, 'sender_transport')).toEqual(['@one.example smtp:', '@two.example smtp:']);
+    expect(explainRoute(snap, 'a@one.example', 'b@x.test').matched).toContainEqual({
+      table: 'sender_service',
+      key: '@one.example',
+      value: `${own}:`,
+    });
+    expect(explainRoute(snap, 'a@two.example', 'b@x.test').matched).toContainEqual({
+      table: 'sender_transport',
+      key: '@two.example',
+      value: 'smtp:',
+    });
   });
 
   it('destination concurrency is never turned into a transport_maps entry, only warned about', () => {

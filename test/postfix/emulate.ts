@@ -8,7 +8,8 @@
  *    parent_domain_matches_subdomains lists smtpd_access_maps), then `user@`; `<>` for the null
  *    sender — where OK or REJECT decide and DUNNO or no match go on;
  * 2. trivial-rewrite: transport_maps must be empty; sender_dependent_default_transport_maps by
- *    sender (full address, address without extension, @domain) else default_transport; a
+ *    sender (full address, address without extension, @domain; each asked of the list's maps in
+ *    order) else default_transport; a
  *    non-empty transport nexthop wins, else sender_dependent_relayhost_maps, else relayhost,
  *    else the recipient domain (resolve.c);
  * 3. smtp, per nexthop of the list: SASL from the service's smtp_sasl_password_maps — by sender
@@ -68,12 +69,22 @@ function senderKeys(sender: string): string[] {
 }
 
 function first(found: Map<string, string>, keys: string[]): string | undefined {
+  return firstInList([found], keys);
+}
+
+/** A map list's answer (mail_addr_find over maps_find): each key form in turn, asked of every map in order. */
+function firstInList(maps: Array<Map<string, string>>, keys: string[]): string | undefined {
   for (const k of keys) {
-    const v = found.get(k);
-    if (v !== undefined) return v;
+    for (const found of maps) {
+      const v = found.get(k);
+      if (v !== undefined) return v;
+    }
   }
   return undefined;
 }
+
+/** The maps of a parameter's map list (`hash:a, hash:b`), in order. */
+const mapList = (value: string) => value.split(/[\s,]+/).filter(Boolean);
 
 /** check_sender_access's lookup keys for a sender (access(5), smtpd_check.c check_mail_access). */
 function accessKeys(sender: string, parentMatchesSubdomains: boolean): string[] {
@@ -153,13 +164,13 @@ export async function askPostfix(
     .split(/[\s,]+/)
     .includes('smtpd_access_maps');
   const tables = restrictions.flatMap((r) => (r.kind === 'access' && !r.spec.startsWith('static:') ? [r.spec] : []));
-  const transportSpec = main.get('sender_dependent_default_transport_maps') ?? '';
+  const transportSpecs = mapList(main.get('sender_dependent_default_transport_maps') ?? '');
   const relaySpec = main.get('sender_dependent_relayhost_maps') ?? '';
 
   const phase1 = new Batch();
   for (const [sender] of pairs) {
     for (const spec of tables) phase1.want(spec, accessKeys(sender, parentMatches));
-    phase1.want(transportSpec, senderKeys(sender));
+    for (const spec of transportSpecs) phase1.want(spec, senderKeys(sender));
     phase1.want(relaySpec, senderKeys(sender));
   }
   await phase1.run(cfg);
@@ -195,7 +206,13 @@ export async function askPostfix(
       if (coded !== null) reply = coded[1]!;
       break;
     }
-    const transport = first(phase1.get(transportSpec), senderKeys(sender)) ?? main.get('default_transport') ?? 'smtp';
+    const transport =
+      firstInList(
+        transportSpecs.map((spec) => phase1.get(spec)),
+        senderKeys(sender),
+      ) ??
+      main.get('default_transport') ??
+      'smtp';
     const colon = transport.indexOf(':');
     const service = colon < 0 ? transport : transport.slice(0, colon);
     let nexthop = colon < 0 ? '' : transport.slice(colon + 1);
