@@ -1,7 +1,8 @@
 /**
  * Large tables laid out as shards for the nodes (src/deploy/table-shards.ts): every line in exactly
  * one shard, each shard in the compiler's sorted form, main.cf naming the union where it named the
- * table, and a change of one key changing one shard of each table it touches.
+ * table, and a change of one key changing one shard of each table it touches (a relay's first limit
+ * none of sender_transport's).
  */
 import { describe, expect, it } from 'vitest';
 import { checkBundle } from '../../src/deploy/bundle-checks.js';
@@ -9,7 +10,8 @@ import { bundleDelta } from '../../src/deploy/bundle-delta.js';
 import { expectedDigests } from '../../src/deploy/live-files.js';
 import { fileView } from '../../src/deploy/table-view.js';
 import { nodeBundle, shardCount, shardedTables } from '../../src/deploy/table-shards.js';
-import { chunkedFile, type Bundle } from '../../src/postfix/index.js';
+import { chunkedFile, compile, type Bundle } from '../../src/postfix/index.js';
+import { credential, domain, relay, snapshot, tenant } from '../postfix/fixtures.js';
 import { buildBundle, service, type Route } from './bundles.js';
 
 const route = (domain: string): Route => ({
@@ -162,5 +164,32 @@ describe('shardCount', () => {
   it('is 1 up to the size, then the power of two that keeps shards under it on average', () => {
     expect([1000, 1001, 2000, 2001, 4000, 4001].map((n) => shardCount(n, 1000))).toEqual([1, 2, 2, 4, 4, 8]);
     expect(shardCount(1e12, 1000)).toBe(256);
+  });
+});
+
+describe("a relay's first limit, laid out for the nodes", () => {
+  const LIMIT = { concurrency: 2, rateDelaySeconds: 0, recipientsPerMessage: null, connectionReuseSeconds: null };
+  const fleet = (limited: boolean) =>
+    compile(
+      snapshot({
+        tenants: [tenant('t')],
+        relays: [relay('a', { limits: limited ? LIMIT : null }), relay('b')],
+        domains: domains(400).map((name, i) => domain(`d${i}`, 't', name, { relayId: i % 2 === 0 ? 'a' : 'b' })),
+        credentials: domains(400).map((_, i) => credential(`c${i}`, i % 2 === 0 ? 'a' : 'b', `d${i}`)),
+      }),
+    );
+
+  it('changes sender_service and the config, not one shard of sender_transport', () => {
+    const base = nodeBundle(fleet(false), SHARD_SIZE);
+    const next = nodeBundle(fleet(true), SHARD_SIZE);
+    const transport = shardedTables(next).get('sender_transport')!.shards;
+    expect(transport.length).toBeGreaterThan(1);
+    // The 200 domains of relay a, in a table of their own (here cut in shards too: SHARD_SIZE is tiny).
+    expect(lines(shardedTables(next).get('sender_service')!.file.content)).toHaveLength(200);
+    const delta = bundleDelta(base, next)!;
+    const touched = [...Object.keys(delta.tables), ...delta.whole];
+    expect(touched.some((name) => name.startsWith('sender_service'))).toBe(true);
+    expect(touched.filter((name) => name.startsWith('sender_transport'))).toEqual([]);
+    for (const shard of transport) expect(delta.unchanged).toContain(shard);
   });
 });
