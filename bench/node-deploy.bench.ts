@@ -4,8 +4,10 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { deployBundle, type Bundle } from '../src/deploy/index.js';
+import { createIncrementalCompiler, type Credential, type Domain } from '../src/postfix/index.js';
 import { connectNode } from '../src/ssh/index.js';
 import { buildBundle } from '../test/deploy/bundles.js';
+import { credential, domain, relay, snapshot, tenant } from '../test/postfix/fixtures.js';
 import { startPostfixNode, stopAllLabNodes } from '../test/lab/postfix-node.js';
 import { startSmartHost } from '../test/lab/smart-host.js';
 import { machine, recordSection } from './lib.js';
@@ -23,7 +25,9 @@ import { labNodeCpuMs, labNodePids } from './proc-cpu.js';
  * commands, and Postfix's reload) and, where `accton` runs (package acct), the processes the node
  * started per deploy from its own accounting; with BENCH_PERF=1, the node's CPU by command name
  * (perf record, package linux-perf). The 20-node row of `change-to-live` measures the same with
- * the database and the API.
+ * the database and the API. BENCH_DOMAINS=N: the configs are the compiler's, of N domains and more
+ * (the sync job's incremental compiler, one domain onboarded per change), so the node's cost per
+ * change is measured at that size as well.
  */
 const DEPLOYS = Number(process.env.BENCH_DEPLOYS ?? 40);
 /** Nodes a change goes to at once in the fleet run (BENCH_FLEET, default 4). */
@@ -31,6 +35,33 @@ const FLEET = Math.max(2, Number(process.env.BENCH_FLEET ?? 4));
 const WARMUP = 5;
 /** BENCH_PERF=1: one more run of DEPLOYS changes to one node under `perf record`, for its CPU by command. */
 const PERF = process.env.BENCH_PERF === '1';
+/** BENCH_DOMAINS: 0 (default) hand-built bundles of 25–65 domains; else compiled configs of that many domains and up. */
+const DOMAINS = Number(process.env.BENCH_DOMAINS ?? 0);
+const RELAYS = 50;
+
+/**
+ * The compiler's configs of `size` domains and up, one more on each call: 50 shared relays, every
+ * domain with a credential of its own, as the compile benchmark seeds them. Unchanged rows stay the
+ * same objects, as the snapshot loader hands them out, so each compile after the first is the sync
+ * job's incremental one.
+ */
+function compiledConfigs(size: number): () => Bundle {
+  const compiler = createIncrementalCompiler();
+  const tenants = [tenant('t')];
+  const relays = Array.from({ length: RELAYS }, (_, i) => relay(`r${i}`));
+  const domains: Domain[] = [];
+  const credentials: Credential[] = [];
+  const add = (i: number) => {
+    domains.push(domain(`d${i}`, 't', `d${String(i).padStart(7, '0')}.test`, { relayId: `r${i % RELAYS}` }));
+    credentials.push(credential(`c${i}`, `r${i % RELAYS}`, `d${i}`));
+  };
+  for (let i = 0; i < size - 1; i += 1) add(i);
+  let next = size - 1;
+  return () => {
+    add(next++);
+    return compiler.compile(snapshot({ tenants, relays, domains: [...domains], credentials: [...credentials] }));
+  };
+}
 
 /** Write system calls this process made so far (write, writev…: each costs the control plane a kernel entry). */
 const writeCalls = () => Number(/^syscw: (\d+)$/m.exec(readFileSync('/proc/self/io', 'utf8'))?.[1] ?? NaN);
@@ -75,7 +106,7 @@ const nodes = await Promise.all(
 );
 try {
   const conns = await Promise.all(nodes.map((n) => connectNode({ ...n.ssh, hostKey: n.ssh.hostKeyFingerprint })));
-  const bundleOf = (domains: number): Bundle =>
+  const handBuilt = (domains: number): Bundle =>
     buildBundle(
       Array.from({ length: domains }, (_, i) => ({
         domain: `d${String(i).padStart(5, '0')}.test`,
@@ -105,7 +136,8 @@ try {
   };
   // Bundles made before the clock starts: compiling is the change's, not a node's.
   let domains = 20;
-  const bundles = (n: number) => Array.from({ length: n }, () => bundleOf(domains++));
+  const nextBundle = DOMAINS > 0 ? compiledConfigs(DOMAINS) : () => handBuilt(domains++);
+  const bundles = (n: number) => Array.from({ length: n }, nextBundle);
   for (const b of bundles(WARMUP)) await deploy(b, FLEET);
 
   /** Control-plane CPU (µs) and write system calls for DEPLOYS changes to `count` nodes. */
@@ -153,9 +185,11 @@ try {
   const nodeMs = (total: number) => `${per(total).toFixed(0)} ms`;
   const added = (sum(fleet.cpu) - sum(one.cpu)) / (FLEET - 1);
   const table = [
-    '## Control-plane CPU per node per change: deploys to lab nodes (issue 23)',
+    DOMAINS > 0
+      ? `## Control-plane and node CPU per change at ${DOMAINS.toLocaleString('en')} domains: deploys to lab nodes (issue 23)`
+      : '## Control-plane CPU per node per change: deploys to lab nodes (issue 23)',
     '',
-    `Command: \`${PERF ? 'BENCH_PERF=1 ' : ''}npm run bench -- node-deploy\` (${DEPLOYS} changes in a row after ${WARMUP} unmeasured, each onboarding one domain on a config of 25–${25 + DEPLOYS} domains, deployed as a delta to 1 lab node, then to ${FLEET} at once as the sync worker sends one change to a fleet (one bundle, each node from its own base); real sshd + Postfix 3.7 on loopback, one kept connection per node, settle time 0; bundles compiled before the clock starts; ${machine()}; ${new Date().toISOString().slice(0, 10)}). The node's processes come from process accounting (\`accton\`, package acct) during the 1-node run and count every process the machine started meanwhile, the lab node's Postfix daemons among them; the node's CPU from /proc (10 ms ticks summed over the run): its sshd with the deployer's connection, the shells and every command they ran, and its Postfix master with the daemons it reaped.`,
+    `Command: \`${DOMAINS > 0 ? `BENCH_DOMAINS=${DOMAINS} ` : ''}${PERF ? 'BENCH_PERF=1 ' : ''}npm run bench -- node-deploy\` (${DEPLOYS} changes in a row after ${WARMUP} unmeasured, each onboarding one domain on ${DOMAINS > 0 ? `the compiler's config of ${DOMAINS}+ domains (${RELAYS} shared relays, a credential per domain; large tables as shards)` : `a config of 25–${25 + DEPLOYS} domains`}, deployed as a delta to 1 lab node, then to ${FLEET} at once as the sync worker sends one change to a fleet (one bundle, each node from its own base); real sshd + Postfix 3.7 on loopback, one kept connection per node, settle time 0; bundles compiled before the clock starts; ${machine()}; ${new Date().toISOString().slice(0, 10)}). The node's processes come from process accounting (\`accton\`, package acct) during the 1-node run and count every process the machine started meanwhile, the lab node's Postfix daemons among them; the node's CPU from /proc (10 ms ticks summed over the run): its sshd with the deployer's connection, the shells and every command they ran, and its Postfix master with the daemons it reaped.`,
     '',
     '| Nodes | Control-plane CPU per change | user | system | Write system calls per change | Node processes per deploy | Node CPU per deploy (SSH session and commands + Postfix) |',
     '| ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
@@ -177,7 +211,7 @@ try {
         ]),
   ].join('\n');
   console.log(table);
-  await recordSection('node-deploy', table);
+  await recordSection(DOMAINS > 0 ? 'node-deploy-domains' : 'node-deploy', table);
 } finally {
   await stopAllLabNodes();
   await sink.close();
