@@ -12,8 +12,8 @@
  *
  * Pure and deterministic: the layout is a function of the bundle (so a version names one set of
  * files on every node), shards are cut by a hash of the key alone (so an unchanged key stays in
- * its shard), and the count is a power of two of the table's size (so it changes when the table
- * doubles or halves, not with every domain). Tables below the size, and any not in the compiler's
+ * its shard), and the count is a power of two of the table's size and of its lines (so it changes
+ * when the table doubles or halves, not with every domain). Tables below the size, and any not in the compiler's
  * sorted `key value` form or named from master.cf, go as they are.
  */
 import { chunkedFile, textLength, type Bundle, type BundleFile } from './bundle.js';
@@ -21,7 +21,15 @@ import { fileView, knownSimpleChunk, linesOfChunk } from './table-view.js';
 
 /** Characters per shard on average at most: a changed shard is under SEND_WHOLE_UP_TO, sent and built whole. */
 export const SHARD_SIZE = 512 * 1024;
+/**
+ * Lines per shard on average at most: `postmap`'s work is per line, so a table of short lines (a
+ * domain and `OK`) is cut as finely as one of long ones, and a change rebuilds at most ≈ this many
+ * lines per table it touches, whatever the names' lengths.
+ */
+export const SHARD_LINES = 8192;
 const MAX_SHARDS = 256;
+/** The shortest line of a table in the compiler's form: a key, a blank, a value, a newline. */
+const MIN_LINE = 4;
 
 /** 1 when the table fits in one shard, else the power of two that keeps each under `shardSize` on average. */
 export function shardCount(length: number, shardSize: number): number {
@@ -29,6 +37,16 @@ export function shardCount(length: number, shardSize: number): number {
   let n = 2;
   while (n < MAX_SHARDS && length > n * shardSize) n *= 2;
   return n;
+}
+
+/** A table's shards: as many as its characters or its lines ask for, whichever is more. */
+function tableShardCount(file: BundleFile, shardSize: number): number {
+  const length = textLength(file);
+  const bySize = shardCount(length, shardSize);
+  // Only a table that can hold more lines than a shard takes has them counted.
+  return length <= SHARD_LINES * MIN_LINE
+    ? bySize
+    : Math.max(bySize, shardCount(fileView(file).lineCount, SHARD_LINES));
 }
 
 /** postmap's blanks: space, tab, CR, VT, FF (a simple table's key ends at the first). */
@@ -148,7 +166,7 @@ function layOut(bundle: Bundle, shardSize: number): Bundle {
   const sharded = new Map<string, ShardedTable>();
   const files: Record<string, BundleFile> = {};
   for (const [name, file] of Object.entries(bundle.files)) {
-    const n = file.mapType === 'hash' && !keepWhole.has(name) ? shardCount(textLength(file), shardSize) : 1;
+    const n = file.mapType === 'hash' && !keepWhole.has(name) ? tableShardCount(file, shardSize) : 1;
     const view = n > 1 ? fileView(file) : undefined;
     const names = Array.from({ length: n }, (_, i) => shardName(name, i));
     if (view === undefined || !view.simple || names.some((s) => s in bundle.files)) {

@@ -9,7 +9,7 @@ import { checkBundle } from '../../src/deploy/bundle-checks.js';
 import { bundleDelta } from '../../src/deploy/bundle-delta.js';
 import { expectedDigests } from '../../src/deploy/live-files.js';
 import { fileView } from '../../src/deploy/table-view.js';
-import { nodeBundle, shardCount, shardedTables } from '../../src/deploy/table-shards.js';
+import { SHARD_LINES, nodeBundle, shardCount, shardedTables } from '../../src/deploy/table-shards.js';
 import { chunkedFile, compile, type Bundle } from '../../src/postfix/index.js';
 import { credential, domain, relay, snapshot, tenant } from '../postfix/fixtures.js';
 import { buildBundle, service, type Route } from './bundles.js';
@@ -157,6 +157,31 @@ describe('nodeBundle', () => {
     expect(sharded.get('sasl_passwd db')).toBe(whole.get('sasl_passwd db'));
     expect(sharded.has('sender_relay source')).toBe(false);
     expect(sharded.has('sender_relay.0 source')).toBe(true);
+  });
+});
+
+describe('a table of many short lines', () => {
+  it('is cut by its lines too: at most SHARD_LINES per shard on average, whatever its size in characters', () => {
+    const lineCount = 3 * SHARD_LINES;
+    const short = buildBundle([], {
+      files: {
+        sender_access: {
+          content: Array.from({ length: lineCount }, (_, i) => `d${String(i).padStart(6, '0')}.test OK\n`).join(''),
+          mode: 0o644,
+          secret: false,
+          mapType: 'hash',
+        },
+      },
+      mainCf: { smtpd_sender_restrictions: 'check_sender_access hash:{{dir}}/sender_access' },
+    });
+    // Far under the size in characters: by size alone it would go whole.
+    const laid = nodeBundle(short, 100 * 1024 * 1024);
+    const shards = shardedTables(laid).get('sender_access')!.shards;
+    expect(shards).toHaveLength(4);
+    expect(shards.map((s) => lines(laid.files[s]!.content).length).reduce((a, b) => a + b, 0)).toBe(lineCount);
+    expect(laid.mainCf.smtpd_sender_restrictions).toBe(
+      `check_sender_access unionmap:{${shards.map((s) => `hash:{{dir}}/${s}`).join(',')}}`,
+    );
   });
 });
 
