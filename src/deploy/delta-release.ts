@@ -65,8 +65,8 @@ const archives = new WeakMap<BundleDelta, { bytes: Buffer; gzipped: boolean }>()
 /**
  * Past this size an archive is sent gzipped (level 1): table text shrinks about 15 times, which the
  * control plane compresses once per delta instead of encrypting megabytes to every node (a layout
- * change, or a relay limit reaching thousands of domains, sends many shards). Below it, gunzip's process would cost the
- * node more than the bytes it saves.
+ * change, or a relay limit reaching thousands of domains, sends many shards). Below it, gunzip's
+ * process would cost the node more than the bytes it saves.
  */
 const GZIP_OVER = 640 * 1024;
 

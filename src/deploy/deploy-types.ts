@@ -103,7 +103,10 @@ export interface DeployOptions {
    * `postmap` (default SEND_WHOLE_UP_TO, bundle-delta.ts); 0: every changed table is patched.
    */
   deltaSendWholeUpTo?: number | undefined;
-  /** Tables over this many characters (or SHARD_LINES lines) go to the node as shards (default SHARD_SIZE, table-shards.ts). */
+  /**
+   * Tables over this many characters (or SHARD_LINES lines) go to the node as shards (default
+   * SHARD_SIZE, table-shards.ts).
+   */
   shardSize?: number | undefined;
   /** Releases kept on the node, live and previous always included (default 5). */
   keepReleases?: number;

@@ -13,8 +13,8 @@
  * Pure and deterministic: the layout is a function of the bundle (so a version names one set of
  * files on every node), shards are cut by a hash of the key alone (so an unchanged key stays in
  * its shard), and the count is a power of two of the table's size and of its lines (so it changes
- * when the table doubles or halves, not with every domain). Tables below the size, and any not in the compiler's
- * sorted `key value` form or named from master.cf, go as they are.
+ * when the table doubles or halves, not with every domain). Tables below the size, and any not in
+ * the compiler's sorted `key value` form or named from master.cf, go as they are.
  */
 import { chunkedFile, textLength, type Bundle, type BundleFile } from './bundle.js';
 import { fileView, knownSimpleChunk, linesOfChunk } from './table-view.js';
