@@ -83,8 +83,8 @@ function firstInList(maps: Array<Map<string, string>>, keys: string[]): string |
   return undefined;
 }
 
-/** The maps of a parameter's map list (`hash:a, hash:b`), in order. */
-const mapList = (value: string) => value.split(/[\s,]+/).filter(Boolean);
+/** The maps of a parameter's map list (`hash:a, hash:b`), in order; a `type:{…}` map (a union) stays whole. */
+const mapList = (value: string) => value.match(/[^\s,{}]+(?:\{[^}]*\})?/g) ?? [];
 
 /** check_sender_access's lookup keys for a sender (access(5), smtpd_check.c check_mail_access). */
 function accessKeys(sender: string, parentMatchesSubdomains: boolean): string[] {
