@@ -83,8 +83,11 @@ function firstInList(maps: Array<Map<string, string>>, keys: string[]): string |
   return undefined;
 }
 
-/** The maps of a parameter's map list (`hash:a, hash:b`), in order; a `type:{…}` map (a union) stays whole. */
-const mapList = (value: string) => value.match(/[^\s,{}]+(?:\{[^}]*\})?/g) ?? [];
+/**
+ * The items of a main.cf list (`hash:a, hash:b`, a restriction list), in order, split at blanks and
+ * commas as Postfix splits them; a `type:{…}` item (`static:{REJECT …}`, a union) stays whole.
+ */
+const postfixList = (value: string): string[] => value.match(/[^\s,{}]+(?:\{[^}]*\})?/g) ?? [];
 
 /** check_sender_access's lookup keys for a sender (access(5), smtpd_check.c check_mail_access). */
 function accessKeys(sender: string, parentMatchesSubdomains: boolean): string[] {
@@ -109,7 +112,7 @@ function accessKeys(sender: string, parentMatchesSubdomains: boolean): string[] 
 function parseSenderRestrictions(
   main: Map<string, string>,
 ): Array<{ kind: 'non-fqdn' } | { kind: 'access'; spec: string }> {
-  const list = (main.get('smtpd_sender_restrictions') ?? '').match(/static:\{[^}]*\}|[^\s,]+/g) ?? [];
+  const list = postfixList(main.get('smtpd_sender_restrictions') ?? '');
   const out: Array<{ kind: 'non-fqdn' } | { kind: 'access'; spec: string }> = [];
   for (let i = 0; i < list.length; i += 1) {
     if (list[i] === 'reject_non_fqdn_sender') out.push({ kind: 'non-fqdn' });
@@ -160,11 +163,9 @@ export async function askPostfix(
   if ((main.get('transport_maps') ?? '') !== '')
     throw new Error('transport_maps is set: this emulation does not cover it');
   const restrictions = parseSenderRestrictions(main);
-  const parentMatches = (main.get('parent_domain_matches_subdomains') ?? '')
-    .split(/[\s,]+/)
-    .includes('smtpd_access_maps');
+  const parentMatches = postfixList(main.get('parent_domain_matches_subdomains') ?? '').includes('smtpd_access_maps');
   const tables = restrictions.flatMap((r) => (r.kind === 'access' && !r.spec.startsWith('static:') ? [r.spec] : []));
-  const transportSpecs = mapList(main.get('sender_dependent_default_transport_maps') ?? '');
+  const transportSpecs = postfixList(main.get('sender_dependent_default_transport_maps') ?? '');
   const relaySpec = main.get('sender_dependent_relayhost_maps') ?? '';
 
   const phase1 = new Batch();
