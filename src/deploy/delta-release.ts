@@ -14,9 +14,10 @@
  * the next version's SHA-256 (SHA256_CHECK; → exit 11); small changed tables (TableDelta.sent)
  * and files sent whole arrive in the tar as they are.
  * postmap: each patched table's base `.db` copied and updated in place; the tables sent whole
- * built by one `postmap` (two side by side, halves by size, past SEND_WHOLE_UP_TO in all). Tables are independent files: with more than one, each table's work runs
- * as a job of its own (`concurrently`, shell-jobs.ts), so a change to four tables waits for the
- * slowest, not for the four in turn. The delta's files (0600, in a 0700 dir of the 0700 staging
+ * built by one `postmap` (two side by side, halves by size, past SPLIT_BUILD_OVER in all). Tables
+ * are independent files: with more than one, each table's work runs as a job of its own
+ * (`concurrently`, shell-jobs.ts), so a change to four tables waits for the slowest, not for the
+ * four in turn. The delta's files (0600, in a 0700 dir of the 0700 staging
  * dir: they hold secret lines) are removed by promote's one `rm` (release-store.ts).
  */
 import { posix } from 'node:path';
@@ -154,11 +155,19 @@ export async function stageDelta(
   throw new Error(`stage (delta): exit ${r.code}: ${excerpt(r.stderr, 300) || '(no stderr)'}`);
 }
 
-/** The tables in one group, or in two of about equal size when they are more than SEND_WHOLE_UP_TO together. */
-function halves<T extends [string, BundleFile]>(tables: T[]): T[][] {
+/**
+ * Tables sent whole are built by two `postmap`s side by side past this many characters in all (a
+ * relay's first limit, a layout change: every shard of a table), where the wait is the build's;
+ * below it by one: a `postmap` costs the node its start-up (dynamic linking, main.cf) before it
+ * reads a line, more than splitting the four shards an onboarding touches saves of the wait.
+ */
+const SPLIT_BUILD_OVER = 4 * SEND_WHOLE_UP_TO;
+
+/** The tables in one group, or in two of about equal size when they are more than SPLIT_BUILD_OVER together. */
+function buildGroups<T extends [string, BundleFile]>(tables: T[]): T[][] {
   const sizes = tables.map(([, file]) => textLength(file));
   const total = sizes.reduce((a, b) => a + b, 0);
-  if (tables.length < 2 || total <= SEND_WHOLE_UP_TO) return tables.length === 0 ? [] : [tables];
+  if (tables.length < 2 || total <= SPLIT_BUILD_OVER) return tables.length === 0 ? [] : [tables];
   const groups: [T[], T[]] = [[], []];
   const filled = [0, 0];
   // Largest first, each to the lighter group.
@@ -196,7 +205,7 @@ export async function postmapDelta(
   });
   // The tables sent whole built by one postmap, or two side by side when they are large (many shards).
   const whole = hashMaps(bundle).filter(([name]) => delta.whole.includes(name) || delta.tables[name]?.sent === true);
-  for (const group of halves(whole)) jobs.push(sh('postmap', ...group.map(([name]) => `hash:${name}`)));
+  for (const group of buildGroups(whole)) jobs.push(sh('postmap', ...group.map(([name]) => `hash:${name}`)));
   // One touch for every table (each process costs milliseconds of the node's CPU).
   const steps = [
     ...(jobs.length > 0 ? [concurrently(jobs)] : []),

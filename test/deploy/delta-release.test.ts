@@ -215,15 +215,58 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
     expect(again).toMatchObject({ state: 'live', changed: false });
   });
 
-  it('sends a large delta gzipped: the node unpacks it and answers as a full build', async () => {
-    // 12,000 domains: ≈ 1 MB of sasl_passwd and sender_relay, both sent whole (sendWholeUpTo 4 MB).
-    const many = Array.from({ length: 12_000 }, (_, i): [string, string] => [`g${i}.test`, `u${i % 3}`]);
-    const base = bundleOf(many);
-    expect((await deployNext(base, conn, 4 << 20)).state).toBe('live');
-    const next = bundleOf([...many, ['gzip-new.test', 'u1']]);
-    const outcome = await deployNext(next, conn, 4 << 20);
+  /** A session whose `commands` log each call (`<command> <arguments>`, a line each) before they run. */
+  async function withLoggedCalls(
+    name: string,
+    commands = ['postmap', 'tar'],
+  ): Promise<{ logged: NodeConnection; calls: (command: string) => string[] }> {
+    const dir = path.join(node.baseDir, name);
+    const log = path.join(dir, 'calls');
+    let remotePath = '';
+    for (const command of commands)
+      remotePath = await wrapCommand(dir, command, (real) => `#!/bin/sh\necho ${command} "$*" >> ${log}\nexec ${real} "$@"\n`);
+    const logged = await connectNode({ ...node.ssh, hostKey: node.ssh.hostKeyFingerprint, remotePath });
+    connections.push(logged);
+    const calls = (command: string) =>
+      readFileSync(log, 'utf8')
+        .split('\n')
+        .filter((call) => call.startsWith(`${command} `))
+        .map((call) => call.slice(command.length + 1));
+    return { logged, calls };
+  }
+
+  /** `count` domains, each with its own user name of `userLength` characters. */
+  const domainsWithUsers = (count: number, user: string, userLength: number) =>
+    Array.from({ length: count }, (_, i): [string, string] => [`g${i}.test`, `${user}${i}`.padEnd(userLength, 'x')]);
+
+  it('sends a large delta gzipped: the node unpacks it, builds it with one postmap and answers as a full build', async () => {
+    // 12,000 domains whose credentials all change: ≈ 1.2 MB of sasl_passwd shards, all sent whole.
+    expect((await deployNext(bundleOf(domainsWithUsers(12_000, 'u', 40)), conn, 4 << 20)).state).toBe('live');
+    const { logged, calls } = await withLoggedCalls('gzip-calls');
+    const next = bundleOf(domainsWithUsers(12_000, 'v', 40));
+    const outcome = await deployNext(next, logged, 4 << 20);
     expect(outcome.state, outcome.error).toBe('live');
-    expect(stage(outcome)).toMatch(/^delta .* 2 sent whole/);
+    expect(stage(outcome)).toMatch(/^delta .* \d+ sent whole/);
+    expect(calls('tar')).toEqual([expect.stringMatching(/ -z /)]);
+    // Under SPLIT_BUILD_OVER in all: every shard in one postmap (each costs the node its start-up).
+    expect(calls('postmap').filter((call) => call.startsWith('hash:'))).toEqual([
+      expect.stringMatching(/^hash:sasl_passwd\.0 hash:sasl_passwd\.1( |$)/),
+    ]);
+    expect(await driftedFiles(conn, live(), next)).toEqual([]);
+  });
+
+  it('builds tables sent whole past SPLIT_BUILD_OVER in all with two postmaps side by side', async () => {
+    // 30,000 credentials of ≈ 100 characters a line, all changed: ≈ 3 MB of shards sent whole.
+    expect((await deployNext(bundleOf(domainsWithUsers(30_000, 'u', 60)), conn, 4 << 20)).state).toBe('live');
+    const { logged, calls } = await withLoggedCalls('split-calls');
+    const next = bundleOf(domainsWithUsers(30_000, 'v', 60));
+    const outcome = await deployNext(next, logged, 4 << 20);
+    expect(outcome.state, outcome.error).toBe('live');
+    const builds = calls('postmap').filter((call) => call.startsWith('hash:'));
+    expect(builds).toHaveLength(2);
+    const shards = builds.flatMap((call) => call.split(' ')).sort();
+    expect(shards).toEqual(Array.from({ length: shards.length }, (_, i) => `hash:sasl_passwd.${i}`).sort());
+    expect(shards.length).toBeGreaterThan(2);
     expect(await driftedFiles(conn, live(), next)).toEqual([]);
   });
 
