@@ -29,7 +29,7 @@ import { postmapStderr } from './secret-scrub.js';
 import { chained, excerpt, sh, type NodeConnection } from '../ssh/index.js';
 import { skipped } from './deploy-journal.js';
 import { FILES_STAT, filesStatCommand, modeProblems, postmapTables, withModes } from './node-checks.js';
-import { releasesDirCommand, stageRelease } from './release-store.js';
+import { releasesDirCommand, stageRelease, switchLinkEntry } from './release-store.js';
 import { tarArchive, type TarEntry } from './tar-archive.js';
 import { spliceScript } from './table-splice.js';
 import { concurrently, type BesideScript } from './shell-jobs.js';
@@ -73,6 +73,7 @@ const GZIP_OVER = 640 * 1024;
 
 /** The tar stageDelta extracts: files sent whole, the release's metadata, each patched table's delta. */
 function archiveOf(
+  layout: NodeLayout,
   bundle: Bundle,
   delta: BundleDelta,
   patched: Array<[string, BundleDelta['tables'][string]]>,
@@ -83,6 +84,7 @@ function archiveOf(
     { name: `${META_DIR}/`, mode: 0o755 },
     { name: `${META_DIR}/params`, mode: 0o644, content: lines(Object.keys(bundle.mainCf).sort()) },
     { name: `${META_DIR}/services`, mode: 0o644, content: lines(bundle.masterCf.map(serviceKey).sort()) },
+    switchLinkEntry(layout, bundle.version),
     { name: `${DELTA_DIR}/`, mode: 0o700 },
     { name: `${DELTA_DIR}/base.sha256`, mode: 0o600, content: digestList(delta.baseDigests) },
     ...patched.flatMap(([name, t]) => [
@@ -112,7 +114,7 @@ export async function stageDelta(
   // thread pool would let postmap's command overtake this one).
   let archive = archives.get(delta);
   if (archive === undefined) {
-    const bytes = archiveOf(bundle, delta, patched, sentWhole);
+    const bytes = archiveOf(layout, bundle, delta, patched, sentWhole);
     const gzipped = bytes.length > GZIP_OVER;
     archives.set(delta, (archive = { bytes: gzipped ? gzipSync(bytes, { level: 1 }) : bytes, gzipped }));
   }

@@ -30,6 +30,11 @@ export interface NodeLayout {
 export const META_DIR = '.relayplane';
 /** A delta release's inputs while it is built (delta-release.ts): they hold secret lines, removed at promote. */
 export const DELTA_DIR = `${META_DIR}/delta`;
+/**
+ * A release's own `current` symlink (→ releases/<version>), sent in its archive: the switch renames
+ * it over `current`, so making a release live starts no `ln` (release-store.ts).
+ */
+export const SWITCH_LINK = `${META_DIR}/current`;
 export const VERSION_RE = /^[0-9a-f]{64}$/;
 
 export function nodeLayout(configDir: string): NodeLayout {

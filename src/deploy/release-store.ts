@@ -6,11 +6,11 @@
 import { randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
 import { serviceKey, type Bundle } from './bundle.js';
-import { DELTA_DIR, META_DIR, VERSION_RE, releasesListing, type NodeLayout } from './layout.js';
+import { DELTA_DIR, META_DIR, SWITCH_LINK, VERSION_RE, releasesListing, type NodeLayout } from './layout.js';
 import { SCRATCH_BEFORE } from './validate-step.js';
 import { backdateCommand, planCommands, type ConfigPlan } from './postfix-config.js';
 import { sh, execOk, type NodeConnection } from '../ssh/index.js';
-import { tarArchive } from './tar-archive.js';
+import { tarArchive, type TarEntry } from './tar-archive.js';
 
 function assertVersion(version: string): void {
   if (!VERSION_RE.test(version)) throw new Error(`not a release version: ${JSON.stringify(version)}`);
@@ -19,6 +19,12 @@ function assertVersion(version: string): void {
 /** Creates releases/ (0755) unless it is there: `test` is built in, `mkdir` a process on every deploy. */
 export function releasesDirCommand(layout: NodeLayout): string {
   return `{ [ -d ${sh(layout.releases)} ] || { umask 022 && ${sh('mkdir', '-p', layout.releases)}; }; }`;
+}
+
+/** The archive entry of a release's switch link (SWITCH_LINK): relative, so every node's layout takes the same bytes. */
+export function switchLinkEntry(layout: NodeLayout, version: string): TarEntry {
+  assertVersion(version);
+  return { name: SWITCH_LINK, mode: 0o777, linkTo: layout.linkTarget(version) };
 }
 
 /** A fresh staging dir name for a version (beside its release dir, removed or renamed by the deploy). */
@@ -47,6 +53,7 @@ export async function stageRelease(
     { name: `${META_DIR}/`, mode: 0o755 },
     { name: `${META_DIR}/params`, mode: 0o644, content: lines(Object.keys(bundle.mainCf).sort()) },
     { name: `${META_DIR}/services`, mode: 0o644, content: lines(bundle.masterCf.map(serviceKey).sort()) },
+    switchLinkEntry(layout, bundle.version),
   ]);
   // releases/ stays traversable (0755): Postfix daemons open tables as root, but nothing needs more
   // secrecy than the 0600 of the secret files themselves.
@@ -88,8 +95,10 @@ export async function promoteRelease(
 }
 
 /**
- * Points `current` at a release (or removes it for null). A new symlink renamed over the old one:
+ * Points `current` at a release (or removes it for null). A symlink renamed over the old one:
  * rename(2) is atomic, so a daemon opening a table sees the old or the new release, never neither.
+ * The release's own link (SWITCH_LINK, from its archive) is renamed when it is there (a release
+ * staged by this version, not yet live); otherwise (a rollback, an older release) one is made.
  */
 export async function switchCurrent(conn: NodeConnection, layout: NodeLayout, version: string | null): Promise<void> {
   if (version === null) {
@@ -97,8 +106,10 @@ export async function switchCurrent(conn: NodeConnection, layout: NodeLayout, ve
     return;
   }
   assertVersion(version);
+  const own = posix.join(layout.release(version), SWITCH_LINK);
   const tmp = `${layout.current}.tmp`;
-  await execOk(conn, `${sh('ln', '-sfn', layout.linkTarget(version), tmp)} && ${sh('mv', '-T', tmp, layout.current)}`);
+  const made = `${sh('ln', '-sfn', layout.linkTarget(version), tmp)} && ${sh('mv', '-T', tmp, layout.current)}`;
+  await execOk(conn, `if [ -h ${sh(own)} ]; then ${sh('mv', '-T', own, layout.current)}; else ${made}; fi`);
 }
 
 /** main.cf and master.cf as they were just before the release was applied: what restoreConfig puts back. */

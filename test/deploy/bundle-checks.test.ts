@@ -3,7 +3,7 @@
  * checks, the postconf plan, shell quoting (through a real sh) and the tar writer (through tar).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -197,7 +197,7 @@ describe('shellQuote', () => {
 });
 
 describe.skipIf(!toolGate('tarArchive through tar', ['tar']))('tarArchive', () => {
-  it('extracts with real tar: names, contents and modes', () => {
+  it('extracts with real tar: names, contents, modes and links', () => {
     const dir = path.join(tmp, 'out');
     writeFileSync(
       path.join(tmp, 'a.tar'),
@@ -206,6 +206,7 @@ describe.skipIf(!toolGate('tarArchive through tar', ['tar']))('tarArchive', () =
         { name: 'meta/', mode: 0o755 },
         { name: 'meta/list', mode: 0o644, content: 'héllo\n' },
         { name: 'empty', mode: 0o644, content: '' },
+        { name: 'meta/link', mode: 0o777, linkTo: '../secret' },
       ]),
     );
     execFileSync('sh', ['-c', `mkdir ${dir} && umask 077 && tar -x -m --no-same-owner -f ${tmp}/a.tar -C ${dir}`]);
@@ -214,6 +215,8 @@ describe.skipIf(!toolGate('tarArchive through tar', ['tar']))('tarArchive', () =
     expect(readFileSync(path.join(dir, 'meta/list'), 'utf8')).toBe('héllo\n');
     expect(readFileSync(path.join(dir, 'secret'), 'utf8')).toHaveLength(1000);
     expect(readFileSync(path.join(dir, 'empty'), 'utf8')).toBe('');
+    expect(readlinkSync(path.join(dir, 'meta/link'))).toBe('../secret');
     expect(() => tarArchive([{ name: '../x', mode: 0o644, content: '' }])).toThrow(/not allowed/);
+    expect(() => tarArchive([{ name: 'l', mode: 0o777, linkTo: 'x'.repeat(101) }])).toThrow(/too long/);
   });
 });

@@ -6,7 +6,7 @@
  * failure in the middle of a delta leaves the live release as it was.
  */
 import { appendFile } from 'node:fs/promises';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -288,6 +288,22 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
       expect(inode(next.version, file), file).not.toBe(inode(before.version, file));
     expect(await driftedFiles(conn, live(), next)).toEqual([]);
     expect(await driftedFiles(conn, path.join(releasesDir(), before.version), before)).toEqual([]);
+  });
+
+  it('makes a release live by renaming the link its archive brought: no ln on the way', async () => {
+    await runningOn([['a.test', 'u1']]);
+    const { logged, calls } = await withLoggedCalls('switch-calls', ['ln', 'mv']);
+    const next = bundleOf([
+      ['a.test', 'u1'],
+      ['b.test', 'u2'],
+    ]);
+    const outcome = await deployNext(next, logged);
+    expect(outcome.state, outcome.error).toBe('live');
+    expect(calls('ln').filter((call) => call.startsWith('-s'))).toEqual([]);
+    expect(calls('mv')).toContain(`-T ${path.join(releasesDir(), next.version, '.relayplane', 'current')} ${live()}`);
+    expect(readlinkSync(live())).toBe(`releases/${next.version}`);
+    expect(existsSync(path.join(releasesDir(), next.version, '.relayplane', 'current'))).toBe(false);
+    expect(await driftedFiles(conn, live(), next)).toEqual([]);
   });
 
   it('sends small changed tables whole and builds them with one postmap, probing their changed keys', async () => {
