@@ -28,7 +28,14 @@ import { DELTA_DIR, META_DIR, type NodeLayout } from './layout.js';
 import { postmapStderr } from './secret-scrub.js';
 import { chained, excerpt, sh, type NodeConnection } from '../ssh/index.js';
 import { skipped } from './deploy-journal.js';
-import { FILES_STAT, filesStatCommand, modeProblems, postmapTables, withModes } from './node-checks.js';
+import {
+  FILES_STAT,
+  SHELL_READ_LINES,
+  filesStatCommand,
+  modeProblems,
+  postmapTables,
+  withModes,
+} from './node-checks.js';
 import { releasesDirCommand, stageRelease, switchLinkEntry } from './release-store.js';
 import { tarArchive, type TarEntry } from './tar-archive.js';
 import { spliceScript } from './table-splice.js';
@@ -131,11 +138,18 @@ export async function stageDelta(
         : spliceScript(t.splice, posix.join(base, name), d('added'), name);
     return `umask ${umask} && ${build} && umask 077 && rp_sha256_ok ${sh(d('sha256'))}`;
   });
-  // The base's files as its manifest saw them when it was built (the manifest read by the shell's
-  // own `read`, not by a `cmp` process); a release from before manifests: its SHA-256s.
+  // The base's files as its manifest saw them when it was built (a short manifest read by the
+  // shell's own `read`, a long one compared by `cmp`: SHELL_READ_LINES); a release from before
+  // manifests: its SHA-256s.
+  const manifestMatches =
+    delta.baseFiles.length <= SHELL_READ_LINES
+      ? [
+          `rp_m=; while IFS= read -r rp_l; do rp_m="$rp_m$rp_l`,
+          `"; done < ${sh(FILES_STAT)}; [ "$(${filesStatCommand(delta.baseFiles)})" = "\${rp_m%?}" ]`,
+        ].join('\n')
+      : `${filesStatCommand(delta.baseFiles)} | cmp -s - ${sh(FILES_STAT)}`;
   const baseCheck = [
-    `if [ -f ${sh(FILES_STAT)} ]; then rp_m=; while IFS= read -r rp_l; do rp_m="$rp_m$rp_l`,
-    `"; done < ${sh(FILES_STAT)}; [ "$(${filesStatCommand(delta.baseFiles)})" = "\${rp_m%?}" ]`,
+    `if [ -f ${sh(FILES_STAT)} ]; then ${manifestMatches}`,
     `else ${sh('sha256sum', '--quiet', '--strict', '-c', posix.join(staging, DELTA_DIR, 'base.sha256'))}; fi`,
   ].join('\n');
   const refuse = (code: number) => `{ cd / && rm -rf ${sh(staging)}; exit ${code}; }`;

@@ -57,14 +57,26 @@ export function filesStatCommand(files: readonly string[]): string {
 }
 
 /**
+ * Up to this many lines a manifest is read by the shell's own `read` (no process); past it by one
+ * `tee` or `cmp`: dash's `read` makes a system call per byte, and a sharded release's manifest of
+ * ≈ 140 lines then costs the node more than a process does (BENCHMARKS.md).
+ */
+export const SHELL_READ_LINES = 24;
+
+/**
  * `script` (with `beside` around it), then the modes of every file (in the current dir) whatever
- * it did, saved as the release's manifest too, exiting as `script` exited. The manifest is printed
- * by the shell's own `read` and `printf` (a few lines): no `tee` process.
+ * it did, saved as the release's manifest too, exiting as `script` exited. A short manifest is
+ * printed by the shell's own `read` and `printf`, a long one by `tee` (SHELL_READ_LINES).
  */
 export function withModes(script: string, bundle: Bundle, beside?: BesideScript): string {
   const manifest = sh(FILES_STAT);
   const [start, finish] = beside === undefined ? ['', ''] : [`${beside.start}\n`, `${beside.finish}; `];
-  return `${start}${script}; rc=$?; ${finish}${filesStatCommand(releaseFiles(bundle))} > ${manifest}; while IFS= read -r rp_line; do printf '%s\n' "$rp_line"; done < ${manifest}; exit $rc`;
+  const files = releaseFiles(bundle);
+  const record =
+    files.length <= SHELL_READ_LINES
+      ? `${filesStatCommand(files)} > ${manifest}; while IFS= read -r rp_line; do printf '%s\n' "$rp_line"; done < ${manifest}`
+      : `${filesStatCommand(files)} | tee ${manifest}`;
+  return `${start}${script}; rc=$?; ${finish}${record}; exit $rc`;
 }
 
 /** Files whose mode, as withModes printed it, is not the bundle's. */

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deployBundle, type Bundle, type DeployOutcome } from '../../src/deploy/index.js';
 import { SEND_WHOLE_UP_TO } from '../../src/deploy/bundle-delta.js';
 import { driftedFiles } from '../../src/deploy/live-files.js';
+import { SHELL_READ_LINES } from '../../src/deploy/node-checks.js';
 import { connectNode, type NodeConnection } from '../../src/ssh/index.js';
 import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/postfix-node.js';
 import { labGate } from '../lab/requirements.js';
@@ -224,7 +225,11 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
     const log = path.join(dir, 'calls');
     let remotePath = '';
     for (const command of commands)
-      remotePath = await wrapCommand(dir, command, (real) => `#!/bin/sh\necho ${command} "$*" >> ${log}\nexec ${real} "$@"\n`);
+      remotePath = await wrapCommand(
+        dir,
+        command,
+        (real) => `#!/bin/sh\necho ${command} "$*" >> ${log}\nexec ${real} "$@"\n`,
+      );
     const logged = await connectNode({ ...node.ssh, hostKey: node.ssh.hostKeyFingerprint, remotePath });
     connections.push(logged);
     const calls = (command: string) =>
@@ -473,6 +478,31 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
     const onRepaired = await deployNext(next);
     expect(onRepaired.state, onRepaired.error).toBe('live');
     expect(stage(onRepaired)).toMatch(/^delta from /);
+  });
+
+  it('checks a long manifest (a release of many shards) by cmp: an intact base is built on, a hand-built shard refused', async () => {
+    const previous = current!;
+    const domains = Array.from({ length: 40 }, (_, i): [string, string] => [`m${i}.test`, `u${i}`]);
+    const shardSize = 256;
+    const before = bundleOf(domains);
+    expect((await deployNext(before, conn, 0, shardSize)).state).toBe('live');
+    const manifest = readFileSync(path.join(live(), '.relayplane', 'files.stat'), 'utf8')
+      .trim()
+      .split('\n');
+    expect(manifest.length).toBeGreaterThan(SHELL_READ_LINES);
+    const next = bundleOf([...domains, ['m-new.test', 'u-new']]);
+    const built = await deployNext(next, conn, 0, shardSize);
+    expect(built.state, built.error).toBe('live');
+    expect(stage(built)).toMatch(/^delta from /);
+    const shard = readdirSync(live()).find((f) => /^sender_relay\.\d+$/.test(f))!;
+    const rebuilt = await node.exec(`postmap hash:${path.join(live(), shard)}`);
+    expect(rebuilt.code, rebuilt.stderr).toBe(0);
+    const after = await deployNext(before, conn, 0, shardSize);
+    expect(after.state, after.error).toBe('live');
+    expect(stage(after)).toMatch(/full release: the node refused the delta \(base-drifted\)/);
+    expect(await driftedFiles(conn, live(), before, shardSize)).toEqual([]);
+    // The tests after this one build on the small release it found.
+    expect((await deployNext(previous)).state).toBe('live');
   });
 
   it('a failure in the middle of a delta leaves the live release untouched', async () => {
