@@ -45,14 +45,7 @@ import {
 } from './postfix-config.js';
 import { describeRestart } from './postfix-restart.js';
 import { reloadPostfix, verifyAfterReload } from './reload-steps.js';
-import {
-  promoteRelease,
-  pruneHasWork,
-  scratchDirOf,
-  stageRelease,
-  stagingDirFor,
-  switchCurrent,
-} from './release-store.js';
+import { promoteAndSwitch, pruneHasWork, scratchDirOf, stageRelease, stagingDirFor } from './release-store.js';
 import { chained, excerpt, type NodeConnection } from '../ssh/index.js';
 
 interface StagedAhead {
@@ -204,10 +197,15 @@ class DeployRun extends DeployRunBase {
   private async goLive(plan: ConfigPlan, validated?: () => Promise<void>): Promise<void> {
     const release = this.layout.release(this.bundle.version);
     const next = chained(this.conn);
+    const sent = promoteAndSwitch(
+      validated === undefined ? this.conn : next,
+      this.layout,
+      this.stagingDir!,
+      this.bundle.version,
+    );
     const promote = ahead(
       this.step('promote', async () => {
-        const conn = validated === undefined ? this.conn : next;
-        this.releaseDir = await promoteRelease(conn, this.layout, this.stagingDir!, this.bundle.version);
+        this.releaseDir = await sent.promoted;
         this.promoted = true;
         this.stagingDir = undefined;
       }),
@@ -215,7 +213,7 @@ class DeployRun extends DeployRunBase {
     const switched = ahead(
       this.step('switch', async () => {
         try {
-          await switchCurrent(next, this.layout, this.bundle.version);
+          await sent.switched;
         } catch (err) {
           if (!skipped(err)) this.switchStarted = true;
           throw err;

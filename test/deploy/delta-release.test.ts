@@ -92,13 +92,13 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
   }
 
   /**
-   * A session on the node whose `postmap` is a wrapper first in its PATH: `when` is a `case` branch
+   * A session on the node whose `command` is a wrapper first in its PATH: `when` is a `case` branch
    * on the arguments (` $* `, blank-padded) that may use `$real`; any other call runs the real one.
    */
-  async function withPostmapWrapper(name: string, when: string): Promise<NodeConnection> {
+  async function withWrapper(name: string, when: string, command = 'postmap'): Promise<NodeConnection> {
     const remotePath = await wrapCommand(
       path.join(node.baseDir, name),
-      'postmap',
+      command,
       (real) => `#!/bin/sh\nreal=${real}\ncase " $* " in ${when};; esac\nexec "$real" "$@"\n`,
     );
     const wrapped = await connectNode({ ...node.ssh, hostKey: node.ssh.hostKeyFingerprint, remotePath });
@@ -507,10 +507,7 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
 
   it('a failure in the middle of a delta leaves the live release untouched', async () => {
     // postmap -i fails on the node; everything else is real.
-    const failing = await withPostmapWrapper(
-      'failing-bin',
-      '*" -i "*) echo "postmap: fatal: injected failure" >&2; exit 1',
-    );
+    const failing = await withWrapper('failing-bin', '*" -i "*) echo "postmap: fatal: injected failure" >&2; exit 1');
     const base = current!;
     const digestsBefore = await driftedFiles(conn, live(), base);
     const outcome = await deployNext(
@@ -526,9 +523,57 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
     await expectRefusedAtPostmap(outcome, base, /injected failure/);
   });
 
+  it('a promote that fails switches nothing: the live release stays as it was, no staging is left', async () => {
+    const base = await runningOn([
+      ['a.test', 'u1'],
+      ['b.test', 'u2'],
+    ]);
+    // The rename of the staging dir to its release dir fails; promote and switch are one command.
+    const failing = await withWrapper('failing-promote', '*".tmp-"*) echo "mv: injected failure" >&2; exit 1', 'mv');
+    const outcome = await deployNext(
+      bundleOf([
+        ['a.test', 'u1'],
+        ['b.test', 'u3'],
+      ]),
+      failing,
+    );
+    expect(outcome.state).toBe('failed');
+    expect(outcome.steps.at(-1)).toMatchObject({ step: 'promote', ok: false });
+    expect(outcome.error).toMatch(/injected failure/);
+    expect(readlinkSync(live())).toBe(`releases/${base.version}`);
+    expect(await driftedFiles(conn, live(), base)).toEqual([]);
+    expect(readdirSync(releasesDir()).filter((r) => r.includes('.tmp-'))).toEqual([]);
+  });
+
+  it('a switch that fails after the promote rolls back: the live release stays as it was', async () => {
+    const base = await runningOn([
+      ['a.test', 'u1'],
+      ['b.test', 'u2'],
+    ]);
+    // The rename of the release's own link over current fails (the rollback makes a link of its own).
+    const failing = await withWrapper(
+      'failing-switch',
+      '*"/.relayplane/current "*) echo "mv: injected failure" >&2; exit 1',
+      'mv',
+    );
+    const outcome = await deployNext(
+      bundleOf([
+        ['a.test', 'u1'],
+        ['b.test', 'u3'],
+      ]),
+      failing,
+    );
+    expect(outcome.state, outcome.error).toBe('rolled_back');
+    expect(outcome.steps.find((s) => s.step === 'promote')?.ok).toBe(true);
+    expect(outcome.steps.find((s) => s.step === 'switch')).toMatchObject({ ok: false });
+    expect(outcome.error).toMatch(/injected failure/);
+    expect(readlinkSync(live())).toBe(`releases/${base.version}`);
+    expect(await driftedFiles(conn, live(), base)).toEqual([]);
+  });
+
   it('never switches to a build the control plane refused, even one the node ran without an error exit', async () => {
     // postmap -i patches the table and exits 0, with a warning the control plane does not accept.
-    const warning = await withPostmapWrapper(
+    const warning = await withWrapper(
       'warning-bin',
       '*" -i "*) "$real" "$@"; echo "postmap: warning: injected" >&2; exit 0',
     );
@@ -549,7 +594,7 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
 
   it('refuses a delta whose staged tables answer a changed key wrongly, as patched and as sent whole', async () => {
     // postmap -q answers the new key with a stale value.
-    const stale = await withPostmapWrapper(
+    const stale = await withWrapper(
       'stale-bin',
       `*" -q - "*) "$real" "$@" | sed 's/^@e\\.test\\t.*/@e.test\\tstale/'; exit 0`,
     );
