@@ -3,12 +3,12 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { deployBundle, type Bundle } from '../src/deploy/index.js';
+import { deployBundle, nodeLayout, type Bundle } from '../src/deploy/index.js';
 import { createIncrementalCompiler, type Credential, type Domain } from '../src/postfix/index.js';
-import { connectNode } from '../src/ssh/index.js';
+import { connectNode, type NodeConnection } from '../src/ssh/index.js';
 import { buildBundle } from '../test/deploy/bundles.js';
 import { credential, domain, relay, snapshot, tenant } from '../test/postfix/fixtures.js';
-import { startPostfixNode, stopAllLabNodes } from '../test/lab/postfix-node.js';
+import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../test/lab/postfix-node.js';
 import { startSmartHost } from '../test/lab/smart-host.js';
 import { machine, recordSection } from './lib.js';
 import { cpuByCommand } from './perf-profile.js';
@@ -24,7 +24,8 @@ import { labNodeCpuMs, labNodePids } from './proc-cpu.js';
  * write system calls per change, the node's CPU per deploy (/proc: its SSH session with the
  * commands, and Postfix's reload) and, where `accton` runs (package acct), the processes the node
  * started per deploy from its own accounting; with BENCH_PERF=1, the node's CPU by command name
- * (perf record, package linux-perf). The 20-node row of `change-to-live` measures the same with
+ * (perf record, package linux-perf); and what one process and one `postmap` cost the node, the
+ * units its deploys are made of. The 20-node row of `change-to-live` measures the same with
  * the database and the API. BENCH_DOMAINS=N: the configs are the compiler's, of N domains and more
  * (the sync job's incremental compiler, one domain onboarded per change), so the node's cost per
  * change is measured at that size as well.
@@ -60,6 +61,30 @@ function compiledConfigs(size: number): () => Bundle {
   return () => {
     add(next++);
     return compiler.compile(snapshot({ tenants, relays, domains: [...domains], credentials: [...credentials] }));
+  };
+}
+
+const CALIBRATION_RUNS = 200;
+
+/**
+ * The node's CPU (ms) for one trivial process (fork and exec of /bin/true from its shell) and for
+ * one `postmap -q` of a live table: what its deploys cost is mostly such processes, so a deploy's
+ * cost in them compares machines whose processes cost several times more or less.
+ */
+async function processCost(conn: NodeConnection, node: PostfixNode): Promise<{ process: number; postmap: number }> {
+  const loop = (runs: number, command: string) =>
+    `i=0; while [ $i -lt ${runs} ]; do ${command} || exit 1; i=$((i+1)); done`;
+  const timed = async (runs: number, command: string) => {
+    const before = labNodeCpuMs(node);
+    const r = await conn.exec(loop(runs, command));
+    if (r.code !== 0) throw new Error(`calibration: ${command}: exit ${r.code}: ${r.stderr}`);
+    const after = labNodeCpuMs(node);
+    return (after.session - before.session) / runs;
+  };
+  const table = path.posix.join(nodeLayout(node.configDir).current, 'tls_policy');
+  return {
+    process: await timed(CALIBRATION_RUNS, '/bin/true'),
+    postmap: await timed(CALIBRATION_RUNS / 4, `postmap -q rp-calibration hash:${table} >/dev/null; [ $? -le 1 ]`),
   };
 }
 
@@ -168,6 +193,7 @@ try {
         for (const b of bundles(DEPLOYS)) await deploy(b, 1);
       })
     : null;
+  const unit = await processCost(conns[0]!, nodes[0]!);
   for (const conn of conns) conn.close();
 
   const per = (n: number) => n / DEPLOYS;
@@ -209,6 +235,8 @@ try {
             .map(([name, cpu]) => `${name} ${per(cpu).toFixed(1)} ms`)
             .join(', ')}; in all ${per([...profile.values()].reduce((a, b) => a + b, 0)).toFixed(0)} ms.`,
         ]),
+    '',
+    `What a process costs this node, the unit its deploys are made of (machines differ in it several times over): ${unit.process.toFixed(2)} ms for a fork and exec of /bin/true from the node's shell (${CALIBRATION_RUNS} in a row), ${unit.postmap.toFixed(1)} ms for a \`postmap -q\` of one key (${CALIBRATION_RUNS / 4} in a row: its start-up, dynamic linking and main.cf, is most of it). A deploy's node CPU is ${(per(nodeCpu.session + nodeCpu.postfix) / unit.process).toFixed(0)} such processes.`,
   ].join('\n');
   console.log(table);
   await recordSection(DOMAINS > 0 ? 'node-deploy-domains' : 'node-deploy', table);
