@@ -59,7 +59,7 @@ export function filesStatCommand(files: readonly string[]): string {
 /**
  * Up to this many lines a manifest is read by the shell's own `read` (no process); past it by one
  * `tee` or `cmp`: dash's `read` makes a system call per byte, and a sharded release's manifest of
- * ≈ 140 lines then costs the node more than a process does (BENCHMARKS.md).
+ * ≈ 130 lines then costs the node more than a process does (BENCHMARKS.md).
  */
 export const SHELL_READ_LINES = 24;
 

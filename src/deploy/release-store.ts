@@ -109,15 +109,15 @@ export async function switchCurrent(conn: NodeConnection, layout: NodeLayout, ve
 const PROMOTE_FAILED = 90;
 
 export interface PromoteAndSwitch {
-  /** Resolves with the release dir once promoted; rejects as promoteRelease would. */
+  /** Resolves with the release dir once promoted (promoteScript); rejects when the promote failed. */
   promoted: Promise<string>;
-  /** Resolves once switched; rejects as switchCurrent would (skipped when the promote failed). */
+  /** Resolves once switched (switchScript); rejects when the switch failed, as skipped when the promote did. */
   switched: Promise<void>;
 }
 
 /**
- * promoteRelease, then switchCurrent, as one command: one frame, so one shell process fewer on
- * the node per deploy. The exit code tells which part failed: PROMOTE_FAILED, nothing switched.
+ * promoteScript, then switchScript, as one command: one frame, so one shell process fewer on the
+ * node per deploy. The exit code tells which part failed: PROMOTE_FAILED, nothing switched.
  */
 export function promoteAndSwitch(
   conn: NodeConnection,
