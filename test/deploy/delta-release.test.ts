@@ -262,7 +262,7 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
   });
 
   it('sends a large delta gzipped and builds it with two postmaps side by side: it answers as a full build', async () => {
-    // 30,000 credentials of ≈ 100 characters a line, all changed: ≈ 3 MB of shards sent whole.
+    // 30,000 credentials of ≈ 140 characters a line, all changed: ≈ 4 MB of shards sent whole.
     expect((await deployNext(bundleOf(domainsWithUsers(30_000, 'u', 60)), conn, 4 << 20)).state).toBe('live');
     const { logged, calls } = await withLoggedCalls('split-calls');
     const next = bundleOf(domainsWithUsers(30_000, 'v', 60));
