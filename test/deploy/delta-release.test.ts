@@ -244,38 +244,40 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
   const domainsWithUsers = (count: number, user: string, userLength: number) =>
     Array.from({ length: count }, (_, i): [string, string] => [`g${i}.test`, `${user}${i}`.padEnd(userLength, 'x')]);
 
-  it('sends the shards of a delta under 2 MiB as they are and builds them with one postmap', async () => {
-    // 12,000 domains whose credentials all change: ≈ 1.2 MB of sasl_passwd shards, all sent whole.
-    expect((await deployNext(bundleOf(domainsWithUsers(12_000, 'u', 40)), conn, 4 << 20)).state).toBe('live');
-    const { logged, calls } = await withLoggedCalls('whole-calls');
-    const next = bundleOf(domainsWithUsers(12_000, 'v', 40));
+  /**
+   * Every credential of `count` domains changed at once (user names of `userLength` characters):
+   * the delta's shards sent whole (sendWholeUpTo 4 MB) to a session that logs its `postmap` and
+   * `tar` calls; the release answers as a full build. Returns the tar calls and the builds.
+   */
+  async function rotateEveryCredential(count: number, userLength: number, name: string) {
+    expect((await deployNext(bundleOf(domainsWithUsers(count, 'u', userLength)), conn, 4 << 20)).state).toBe('live');
+    const { logged, calls } = await withLoggedCalls(name);
+    const next = bundleOf(domainsWithUsers(count, 'v', userLength));
     const outcome = await deployNext(next, logged, 4 << 20);
     expect(outcome.state, outcome.error).toBe('live');
     expect(stage(outcome)).toMatch(/^delta .* \d+ sent whole/);
-    // Under GZIP_OVER: no gzip on the node.
-    expect(calls('tar')).toEqual([expect.not.stringMatching(/ -z /)]);
-    // Under SPLIT_BUILD_OVER in all: every shard in one postmap (each costs the node its start-up).
-    expect(calls('postmap').filter((call) => call.startsWith('hash:'))).toEqual([
-      expect.stringMatching(/^hash:sasl_passwd\.0 hash:sasl_passwd\.1( |$)/),
-    ]);
     expect(await driftedFiles(conn, live(), next)).toEqual([]);
+    return { tar: calls('tar'), builds: calls('postmap').filter((call) => call.startsWith('hash:')) };
+  }
+
+  it('sends the shards of a delta under 2 MiB as they are and builds them with one postmap', async () => {
+    // 12,000 credentials of ≈ 100 characters a line: ≈ 1.2 MB of sasl_passwd shards.
+    const { tar, builds } = await rotateEveryCredential(12_000, 40, 'whole-calls');
+    // Under GZIP_OVER: no gzip on the node.
+    expect(tar).toEqual([expect.not.stringMatching(/ -z /)]);
+    // Under SPLIT_BUILD_OVER in all: every shard in one postmap (each costs the node its start-up).
+    expect(builds).toEqual([expect.stringMatching(/^hash:sasl_passwd\.0 hash:sasl_passwd\.1( |$)/)]);
   });
 
   it('sends a large delta gzipped and builds it with two postmaps side by side: it answers as a full build', async () => {
-    // 30,000 credentials of ≈ 140 characters a line, all changed: ≈ 4 MB of shards sent whole.
-    expect((await deployNext(bundleOf(domainsWithUsers(30_000, 'u', 60)), conn, 4 << 20)).state).toBe('live');
-    const { logged, calls } = await withLoggedCalls('split-calls');
-    const next = bundleOf(domainsWithUsers(30_000, 'v', 60));
-    const outcome = await deployNext(next, logged, 4 << 20);
-    expect(outcome.state, outcome.error).toBe('live');
-    expect(calls('tar')).toEqual([expect.stringMatching(/ -z /)]);
+    // 30,000 credentials of ≈ 140 characters a line: ≈ 4 MB of shards.
+    const { tar, builds } = await rotateEveryCredential(30_000, 60, 'split-calls');
+    expect(tar).toEqual([expect.stringMatching(/ -z /)]);
     // Past SPLIT_BUILD_OVER in all: two postmaps side by side, the shards shared between them.
-    const builds = calls('postmap').filter((call) => call.startsWith('hash:'));
     expect(builds).toHaveLength(2);
     const shards = builds.flatMap((call) => call.split(' ')).sort();
     expect(shards).toEqual(Array.from({ length: shards.length }, (_, i) => `hash:sasl_passwd.${i}`).sort());
     expect(shards.length).toBeGreaterThan(2);
-    expect(await driftedFiles(conn, live(), next)).toEqual([]);
   });
 
   it('links the unchanged files of the base release, and writes the changed tables anew', async () => {
