@@ -17,8 +17,8 @@
  * built by one `postmap` (two side by side, halves by size, past SPLIT_BUILD_OVER in all). Tables
  * are independent files: with more than one, each table's work runs as a job of its own
  * (`concurrently`, shell-jobs.ts), so a change to four tables waits for the slowest, not for the
- * four in turn. The delta's files (0600, in a 0700 dir of the 0700 staging
- * dir: they hold secret lines) are removed by promote's one `rm` (release-store.ts).
+ * four in turn. The delta's files (0600, in a 0700 dir of the 0700 staging dir: they hold secret
+ * lines) are removed by promote's one `rm` (release-store.ts).
  */
 import { posix } from 'node:path';
 import { gzipSync } from 'node:zlib';
