@@ -7,9 +7,11 @@
  * `LC_ALL=C` and umask 022; each command is then sent to that loop as a frame and runs in a
  * subshell of it, so its `exit`, `cd`, `umask` or `set -e` stay its own. Where perl runs (every
  * Debian and Ubuntu node: perl-base is essential), that shell hands the loop to a Perl one that
- * speaks the same frames with fewer processes per command (PERL_LOOP).
+ * speaks the same frames with fewer processes per command (PERL_LOOP). A command that also comes
+ * as Perl (file work: renames, links, a tree's removal, a signal) runs there with none at all.
  *
- * Frames in: `<script bytes> <stdin bytes> <gate>\n`, then the script, then its stdin. The shell
+ * Frames in: `<script bytes> <stdin bytes> <gate>[ p]\n`, then the script, then its stdin; ` p`
+ * (sent to the Perl loop only) marks a script written in Perl, run by the loop itself. The shell
  * loop reads them with `read` and `head -c`, which never read past what they need, so the stream
  * stays in step. Frames out: `<token> <exit code> <stdout bytes> <stderr bytes>\n` and both outputs, which
  * the command wrote to files in a private (0700) directory: nothing it prints can fake a frame.
@@ -89,12 +91,22 @@ const PERL_LOOP = [
   // Exactly `size` bytes, as the header said (a file that shrank since is padded: the stream stays in step).
   'sub slurp { my ($name, $size) = @_; my $data = ""; return $data unless $size; open(my $f, "<", "$dir/$name") or exit 114; binmode $f; while (length $data < $size) { my $r = sysread($f, $data, $size - length $data, length $data); last unless $r } close $f; return $data . "\\0" x ($size - length $data) }',
   'sub run { syswrite($go_w, "\\n") or exit 116; my $line = ""; while ($line !~ /\\n/) { sysread($rc_r, $line, 16, length $line) or exit 116 } return $line + 0 }',
-  'put("\\n$tok ready\\n");',
+  // Perl frames: a body compiled into a sub and called here, with out() and err() for its outputs
+  // and rmtree() for `rm -rf`; it returns its exit code, and dies with what would go to stderr.
+  'our ($OUT, $ERR) = ("", ""); sub out { $OUT .= join "", @_; 1 } sub err { $ERR .= join "", @_; 1 }',
+  'sub rmtree { my ($p) = @_; lstat $p or return 1; unless (-d _) { return unlink $p }',
+  '  opendir(my $d, $p) or return 0; my @in = grep { !/^[.][.]?$/ } readdir $d; closedir $d;',
+  '  for (@in) { rmtree("$p/$_") or return 0 } return rmdir $p }',
+  'sub perl_frame { my ($code, $in) = @_; ($OUT, $ERR) = ("", ""); my $f = eval "use strict; sub { $code\\n}";',
+  '  my $r = $f ? eval { $f->($in) } : undef; if (!defined $r) { $ERR .= $@ eq "" ? "no exit code\\n" : $@; $r = 1 } return $r + 0 }',
+  'put("\\n$tok ready perl\\n");',
   'for (;;) {',
   '  my $at; while (($at = index($buf, "\\n")) < 0) { exit 0 unless fill() }',
-  '  my ($slen, $ilen, $gate) = split / /, substr($buf, 0, $at + 1, "");',
-  '  save("s", take($slen)); save("i", $ilen ? take($ilen) : "");',
-  '  if ($gate == 1 && $rc != 0) { $rc = $skipped; put("$tok $rc 0 0\\n"); save("i", ""); next }',
+  '  my $head = substr($buf, 0, $at + 1, ""); chop $head; my ($slen, $ilen, $gate, $kind) = split / /, $head;',
+  '  my ($script, $input) = (take($slen), $ilen ? take($ilen) : "");',
+  '  if ($gate == 1 && $rc != 0) { $rc = $skipped; put("$tok $rc 0 0\\n"); next }',
+  '  if (defined $kind && $kind eq "p") { $rc = perl_frame($script, $input); put("$tok $rc " . length($OUT) . " " . length($ERR) . "\\n$OUT$ERR"); next }',
+  '  save("s", $script); save("i", $input);',
   '  $rc = run(); save("i", "");',
   '  my ($o, $e) = (-s "$dir/o" || 0, -s "$dir/e" || 0);',
   // One write per answer: each write the node makes is one SSH packet the control plane deciphers.
@@ -150,6 +162,7 @@ export class RemoteShell {
   private readonly outbox: Buffer[] = [];
   private readonly queue: Pending[] = [];
   private ready = false;
+  private perlLoop = false;
   private closedReason: string | undefined;
   private stderrTail = '';
   private onReady: { resolve: () => void; reject: (err: Error) => void } | undefined;
@@ -215,10 +228,26 @@ export class RemoteShell {
     return this.closedReason === undefined;
   }
 
-  /** Runs one script; resolves with its exit code and outputs, rejects only when the shell is lost. */
-  run(script: string, stdin: Buffer | string | undefined, timeoutMs: number, gated = false): Promise<ShellResult> {
+  /** Whether the Perl loop runs the frames (so a command's Perl body runs in place of its script). */
+  get runsPerl(): boolean {
+    return this.perlLoop;
+  }
+
+  /**
+   * Runs one script; resolves with its exit code and outputs, rejects only when the shell is lost.
+   * `perl`: the same command as the body of a Perl sub (PERL_LOOP's perl_frame), run in place of the
+   * script by the Perl loop itself, with no process started; the shell loop runs the script.
+   */
+  run(
+    script: string,
+    stdin: Buffer | string | undefined,
+    timeoutMs: number,
+    gated = false,
+    perl?: string,
+  ): Promise<ShellResult> {
     if (this.closedReason !== undefined) return Promise.reject(new RemoteCommandError(this.closedReason, -1, ''));
-    const body = Buffer.from(script, 'utf8');
+    const inPerl = perl !== undefined && this.perlLoop;
+    const body = Buffer.from(inPerl ? perl : script, 'utf8');
     const input =
       stdin === undefined ? Buffer.alloc(0) : typeof stdin === 'string' ? Buffer.from(stdin, 'utf8') : stdin;
     return new Promise<ShellResult>((resolve, reject) => {
@@ -227,7 +256,8 @@ export class RemoteShell {
         this.fail(`command timed out after ${timeoutMs} ms: ${excerpt(script, 120)}`);
       }, timeoutMs);
       this.queue.push({ resolve, reject, timer, command: script });
-      this.send(Buffer.from(`${body.length} ${input.length} ${gated ? 1 : 0}\n`, 'latin1'), body, input);
+      const header = `${body.length} ${input.length} ${gated ? 1 : 0}${inPerl ? ' p' : ''}\n`;
+      this.send(Buffer.from(header, 'latin1'), body, input);
     });
   }
 
@@ -273,10 +303,13 @@ export class RemoteShell {
     this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
     if (!this.ready) {
       // Whatever the login's dotfiles print comes before the ready line and is skipped.
-      const mark = Buffer.from(`\n${this.token} ready\n`, 'latin1');
+      // `<token> ready` from the shell loop, `<token> ready perl` from the Perl one.
+      const mark = Buffer.from(`\n${this.token} ready`, 'latin1');
       const at = this.buffer.indexOf(mark);
-      if (at === -1) return;
-      this.buffer = this.buffer.subarray(at + mark.length);
+      const end = at === -1 ? -1 : this.buffer.indexOf(10, at + mark.length);
+      if (end === -1) return;
+      this.perlLoop = this.buffer.subarray(at + mark.length, end).toString('latin1') === ' perl';
+      this.buffer = this.buffer.subarray(end + 1);
       this.ready = true;
       this.onReady?.resolve();
       this.onReady = undefined;

@@ -25,6 +25,8 @@ export interface NodeTarget {
   commandTimeoutMs?: number;
   /** PATH of the node's commands (default DEFAULT_REMOTE_PATH); the login's own PATH is not used. */
   remotePath?: string | undefined;
+  /** 'sh': the shell loop even where perl runs, as on a node without perl (default 'auto'). */
+  remoteLoop?: 'auto' | 'sh';
 }
 
 export interface ExecOptions {
@@ -37,6 +39,12 @@ export interface ExecOptions {
    * the previous one answered.
    */
   ifPreviousOk?: boolean;
+  /**
+   * The same command as the body of a Perl sub, run by the node's Perl loop itself where it runs (no
+   * process started; see remote-shell.ts): it writes with out() and err(), removes trees with
+   * rmtree(), returns its exit code and dies with what would go to stderr. Absolute paths only: no cwd.
+   */
+  perl?: string;
 }
 
 export interface ExecResult {
@@ -154,6 +162,7 @@ export async function connectNode(target: NodeTarget): Promise<NodeConnection> {
     target.commandTimeoutMs ?? 60_000,
     target.remotePath ?? DEFAULT_REMOTE_PATH,
     target.username !== 'root',
+    target.remoteLoop ?? 'auto',
   );
 }
 
@@ -216,6 +225,7 @@ class SshNodeConnection implements NodeConnection {
     private readonly remotePath: string,
     /** Not root: the connection's shell runs as root through `sudo -n`. */
     private readonly sudo: boolean,
+    private readonly loop: 'auto' | 'sh',
   ) {
     // node-ssh stops listening for 'error' once connected: a reset socket (the node rebooted, its
     // sshd restarted) would then be an uncaught exception. The connection just ends (isOpen false);
@@ -277,9 +287,11 @@ class SshNodeConnection implements NodeConnection {
    * RemoteCommandError with exit code SKIPPED_EXIT, never a result to read.
    */
   private async run(command: string, options: ExecOptions): Promise<{ code: number; stdout: Buffer; stderr: Buffer }> {
+    if (options.perl !== undefined && options.cwd !== undefined) throw new Error('a Perl body takes no cwd');
     const line = options.cwd === undefined ? command : `cd ${shellQuote(options.cwd)} && { ${command}\n}`;
     const limit = options.timeoutMs ?? this.commandTimeoutMs;
-    const send = (shell: RemoteShell) => shell.run(line, options.stdin, limit, options.ifPreviousOk === true);
+    const send = (shell: RemoteShell) =>
+      shell.run(line, options.stdin, limit, options.ifPreviousOk === true, options.perl);
     const r = await (this.started?.isOpen === true ? send(this.started) : this.openShell(limit).then(send));
     if (options.ifPreviousOk === true && r.code === SKIPPED_EXIT)
       throw new RemoteCommandError('skipped: the command before it failed', SKIPPED_EXIT, '');
@@ -301,6 +313,7 @@ class SshNodeConnection implements NodeConnection {
       path: this.remotePath,
       timeoutMs,
       sudo: this.sudo,
+      loop: this.loop,
     }).then(
       ({ shell, startMs }) => {
         this.startMs = startMs;

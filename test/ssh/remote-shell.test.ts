@@ -4,7 +4,7 @@
  * step whatever commands print, read or exit with, and the environment is the loop's own.
  */
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -174,6 +174,46 @@ describe.each([
     expect(results.map((r) => r.code)).toEqual([0, 0, 4, SKIPPED_EXIT, SKIPPED_EXIT, 0, 0]);
     expect(results.map((r) => r.stdout)).toEqual(['', 'one\n', '', '', '', 'ungated\n', 'gated-again\n']);
     await expect(readFile(marker)).rejects.toThrow(/ENOENT/);
+  });
+
+  it("runs a command's Perl body in the Perl loop itself, and its script in the shell loop", async () => {
+    const { shell } = await start(loop);
+    expect(shell.runsPerl).toBe(runs === 'perl');
+    const both = (script: string, perl: string, stdin?: string, gated = false) =>
+      shell.run(script, stdin, 10_000, gated, perl).then(text);
+    expect(await both('echo sh; echo e >&2; exit 4', 'out("perl\\n"); err("e\\n"); return 5;')).toEqual(
+      runs === 'perl' ? { code: 5, stdout: 'perl\n', stderr: 'e\n' } : { code: 4, stdout: 'sh\n', stderr: 'e\n' },
+    );
+    if (runs === 'perl') {
+      // Its input, and the process it runs in: the loop's own (the shell's scripts run in its child).
+      const loopPid = text(await shell.run('echo $PPID', undefined, 10_000)).stdout.trim();
+      expect(await both(':', 'out(length $_[0], " ", $$); return 0;', 'four')).toEqual({
+        code: 0,
+        stdout: `4 ${loopPid}`,
+        stderr: '',
+      });
+      // A death, and a body that does not compile.
+      expect(await both(':', 'die "boom\\n"')).toEqual({ code: 1, stdout: '', stderr: 'boom\n' });
+      const broken = await both(':', 'return 0 +;');
+      expect(broken.code).toBe(1);
+      expect(broken.stderr).toMatch(/syntax error/);
+      // strict: a body cannot set the loop's globals by a typo.
+      expect((await both(':', '$undeclared = 1; return 0;')).stderr).toMatch(/Global symbol/);
+      // rmtree removes a tree (symlinks as links, never what they point at) and takes a missing path.
+      const tree = path.join(dir, 'tree');
+      await mkdir(path.join(tree, 'a', 'b'), { recursive: true });
+      await writeFile(path.join(tree, 'a', 'b', 'f'), 'x');
+      await writeFile(path.join(dir, 'kept'), 'x');
+      await symlink(path.join(dir, 'kept'), path.join(tree, 'link'));
+      const rmtree = `return rmtree(${JSON.stringify(tree)}) && rmtree(${JSON.stringify(`${tree}-missing`)}) ? 0 : 1;`;
+      expect(await both(':', rmtree)).toEqual({ code: 0, stdout: '', stderr: '' });
+      await expect(stat(tree)).rejects.toThrow(/ENOENT/);
+      expect(await readFile(path.join(dir, 'kept'), 'utf8')).toBe('x');
+    }
+    // A gated body is skipped after a failure like a script; the frames stay in step either way.
+    expect((await both('exit 3', 'return 3;')).code).toBe(3);
+    expect((await both('echo no', 'out("no"); return 0;', undefined, true)).code).toBe(SKIPPED_EXIT);
+    expect(text(await shell.run('echo next', undefined, 10_000))).toEqual({ code: 0, stdout: 'next\n', stderr: '' });
   });
 
   it('ends the shell when a command outlives its limit: that command and the queued ones fail, none hangs', async () => {
