@@ -16,6 +16,7 @@ export const LAB_FILES = [
   'test/deploy/slow-login.test.ts',
   'test/deploy/deploy-user.test.ts',
   'test/deploy/delta-release.test.ts',
+  'test/deploy/perl-file-work.test.ts',
   'test/deploy/config-check-ahead.test.ts',
   'test/deploy/sync-under-change.test.ts',
   'test/deploy/sync-worker.test.ts',

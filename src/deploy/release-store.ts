@@ -9,7 +9,7 @@ import { serviceKey, type Bundle } from './bundle.js';
 import { DELTA_DIR, META_DIR, SWITCH_LINK, VERSION_RE, releasesListing, type NodeLayout } from './layout.js';
 import { SCRATCH_BEFORE } from './validate-step.js';
 import { backdateCommand, planCommands, type ConfigPlan } from './postfix-config.js';
-import { RemoteCommandError, SKIPPED_EXIT, excerpt, sh, execOk, type NodeConnection } from '../ssh/index.js';
+import { RemoteCommandError, SKIPPED_EXIT, excerpt, perlQuote, sh, execOk, type NodeConnection } from '../ssh/index.js';
 import { skipStep } from './deploy-journal.js';
 import { tarArchive, type TarEntry } from './tar-archive.js';
 
@@ -86,6 +86,35 @@ function promoteScript(layout: NodeLayout, staging: string, version: string): st
   ].join(' && ');
 }
 
+/** promoteScript in Perl, for the node's Perl loop: the same steps with no process started. */
+function promotePerl(layout: NodeLayout, staging: string, version: string): string {
+  assertVersion(version);
+  const q = perlQuote;
+  return [
+    `my ($delta, $staging, $release) = (${q(posix.join(staging, DELTA_DIR))}, ${q(staging)}, ${q(layout.release(version))});`,
+    'rmtree($delta) or do { err("rm -rf $delta: $!\\n"); return 1 };',
+    'my $v;',
+    `open($v, ">", "$staging/VERSION") && print({$v} "${version}\\n") && close($v) or do { err("writing $staging/VERSION: $!\\n"); return 1 };`,
+    'chmod(0755, $staging) or do { err("chmod $staging: $!\\n"); return 1 };',
+    'rmtree($release) or do { err("rm -rf $release: $!\\n"); return 1 };',
+    'rename($staging, $release) or do { err("rename $staging to $release: $!\\n"); return 1 };',
+    'return 0;',
+  ].join('\n');
+}
+
+/** switchScript in Perl, for the node's Perl loop. */
+function switchPerl(layout: NodeLayout, version: string): string {
+  assertVersion(version);
+  const q = perlQuote;
+  return [
+    `my ($own, $current, $target) = (${q(posix.join(layout.release(version), SWITCH_LINK))}, ${q(layout.current)}, ${q(layout.linkTarget(version))});`,
+    'if (-l $own) { rename($own, $current) and return 0; err("rename $own to $current: $!\\n"); return 1 }',
+    'my $tmp = "$current.tmp"; unlink $tmp;',
+    'symlink($target, $tmp) && rename($tmp, $current) and return 0;',
+    'err("linking $current to $target: $!\\n"); return 1;',
+  ].join('\n');
+}
+
 /**
  * Points `current` at a release. A symlink renamed over the old one: rename(2) is atomic, so a
  * daemon opening a table sees the old or the new release, never neither. The release's own link
@@ -102,7 +131,11 @@ function switchScript(layout: NodeLayout, version: string): string {
 
 /** Points `current` at a release (switchScript), or removes it for null. */
 export async function switchCurrent(conn: NodeConnection, layout: NodeLayout, version: string | null): Promise<void> {
-  await execOk(conn, version === null ? sh('rm', '-f', layout.current) : switchScript(layout, version));
+  await execOk(
+    conn,
+    version === null ? sh('rm', '-f', layout.current) : switchScript(layout, version),
+    version === null ? {} : { perl: switchPerl(layout, version) },
+  );
 }
 
 /** The exit code of promoteAndSwitch's command when the promote failed (nothing was switched). */
@@ -126,7 +159,8 @@ export function promoteAndSwitch(
   version: string,
 ): PromoteAndSwitch {
   const command = `{ ${promoteScript(layout, staging, version)}; } || exit ${PROMOTE_FAILED}\n${switchScript(layout, version)}`;
-  const ran = conn.exec(command);
+  const perl = `my $promote = sub {\n${promotePerl(layout, staging, version)}\n};\n$promote->() == 0 or return ${PROMOTE_FAILED};\n${switchPerl(layout, version)}`;
+  const ran = conn.exec(command, { perl });
   const failed = (what: string, code: number, stderr: string) =>
     new RemoteCommandError(`${what}: exit ${code}: ${excerpt(stderr, 300) || '(no stderr)'}`, code, stderr);
   const promoted = ran.then((r) => {

@@ -1,6 +1,6 @@
 /** How the control plane reaches a node: SSH transport with a pinned host key, the connection pool, shell quoting, remote scripts and the SSH settings. Used by deploy/ and usage/ alike. */
 export { HostKeyMismatchError, RemoteCommandError, excerpt } from './errors.js';
-export { sh, shellQuote } from './shell-quote.js';
+export { perlQuote, sh, shellQuote } from './shell-quote.js';
 export {
   chained,
   connectNode,

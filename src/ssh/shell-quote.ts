@@ -16,3 +16,9 @@ export function shellQuote(arg: string): string {
 export function sh(...args: string[]): string {
   return args.map(shellQuote).join(' ');
 }
+
+/** A Perl single-quoted string (for a command's Perl body): only `\\` and `'` need escaping there. */
+export function perlQuote(arg: string): string {
+  if (arg.includes('\0')) throw new Error('a Perl string here cannot contain NUL');
+  return `'${arg.replace(/[\\']/g, (c) => `\\${c}`)}'`;
+}

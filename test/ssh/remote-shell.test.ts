@@ -15,6 +15,7 @@ import {
   assertRemotePath,
   type ShellChannel,
 } from '../../src/ssh/remote-shell.js';
+import { perlQuote } from '../../src/ssh/shell-quote.js';
 
 let dir: string;
 const shells: RemoteShell[] = [];
@@ -192,6 +193,9 @@ describe.each([
         stdout: `4 ${loopPid}`,
         stderr: '',
       });
+      // A string put in a body by perlQuote comes back byte for byte.
+      const odd = "it's a \\ path\n$HOME @ARGV \\' '\\";
+      expect(await both(':', `out(${perlQuote(odd)}); return 0;`)).toEqual({ code: 0, stdout: odd, stderr: '' });
       // A death, and a body that does not compile.
       expect(await both(':', 'die "boom\\n"')).toEqual({ code: 1, stdout: '', stderr: 'boom\n' });
       const broken = await both(':', 'return 0 +;');
