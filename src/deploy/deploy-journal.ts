@@ -24,6 +24,8 @@ export class DeployJournal {
   state: DeployState = 'pending';
   readonly steps: DeployStepRecord[] = [];
   private lastFinishedAt: Date | undefined;
+  /** Settles once every step begun so far is recorded (or known skipped). */
+  private recorded: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly version: string,
@@ -33,9 +35,16 @@ export class DeployJournal {
     private readonly describeError: (err: unknown) => string,
   ) {}
 
-  /** Runs a step and records it; a step the node skipped (one before it failed) did not happen: no record. */
+  /**
+   * Runs a step and records it; a step the node skipped (one before it failed) did not happen: no
+   * record. Records come in the order the steps began, as the node ran them, whatever order their
+   * answers settle in (one packet from the node may answer several steps).
+   */
   async step<T>(step: DeployStep, fn: () => Promise<T>, describe?: (result: T) => string | undefined): Promise<T> {
     const sentAt = this.clock.now();
+    const before = this.recorded;
+    let done = () => {};
+    this.recorded = new Promise<void>((resolve) => (done = resolve));
     const record = (ok: boolean, detail: string | undefined) => {
       const finishedAt = this.clock.now();
       const startedAt =
@@ -53,11 +62,15 @@ export class DeployJournal {
     };
     try {
       const result = await fn();
+      await before;
       record(true, describe?.(result));
       return result;
     } catch (err) {
+      await before;
       if (!skipped(err)) record(false, this.describeError(err));
       throw err;
+    } finally {
+      done();
     }
   }
 

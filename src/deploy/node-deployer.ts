@@ -212,12 +212,10 @@ class DeployRun extends DeployRunBase {
     );
     const switched = ahead(
       this.step('switch', async () => {
-        try {
-          await sent.switched;
-        } catch (err) {
+        await sent.switched.catch((err: unknown) => {
           if (!skipped(err)) this.switchStarted = true;
           throw err;
-        }
+        });
         this.switchStarted = true;
       }),
     );
@@ -233,14 +231,20 @@ class DeployRun extends DeployRunBase {
         () => describePlan(plan),
       ),
     );
-    const verified = ahead(this.reloadAndVerify(plan, true, release, this.node?.releases));
-    await validated?.();
-    await promote;
-    await switched;
-    this.to('switched');
-    this.changed = true;
-    await applied;
-    this.to('applied');
+    // States in the steps' order, however their answers settle (one packet may answer several).
+    const recorded = ahead(
+      (async () => {
+        await validated?.();
+        await promote;
+        await switched;
+        this.to('switched');
+        this.changed = true;
+        await applied;
+        this.to('applied');
+      })(),
+    );
+    const verified = ahead(this.reloadAndVerify(plan, true, release, this.node?.releases, recorded));
+    await recorded;
     await verified;
   }
 
@@ -256,6 +260,8 @@ class DeployRun extends DeployRunBase {
     chain: boolean,
     release = this.releaseDir!,
     releases?: string,
+    /** Settles once the steps before the reload recorded their states: `reloaded` comes after them. */
+    before?: Promise<void>,
   ): Promise<void> {
     const conn = this.conn;
     const restart = restartParams(plan);
@@ -323,6 +329,7 @@ class DeployRun extends DeployRunBase {
         ? this.prune(releases, chained(conn))
         : undefined;
     await reloading;
+    await before;
     this.to('reloaded');
     await verifying;
     this.to('live');
