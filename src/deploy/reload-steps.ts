@@ -23,7 +23,7 @@ import {
   runningMasterScript,
   type RestartVia,
 } from './postfix-restart.js';
-import { execSections, sectionOk, sh, type NodeConnection, type Section } from '../ssh/index.js';
+import { execSections, perlQuote, sectionOk, sh, type NodeConnection, type Section } from '../ssh/index.js';
 
 export const RELOAD_COMMAND = 'postfix reload >/dev/null';
 
@@ -43,6 +43,30 @@ export function reloadCommand(queueDirectory: string): string {
 }
 
 const offsetFile = (release: string) => posix.join(release, META_DIR, 'reload-offset');
+
+/**
+ * The reload's command in Perl, for the node's Perl loop: the log's size saved and printed, then
+ * master's pid checked and sent SIGHUP, with no process started (its shell script, reloadCommand
+ * after `wc -c`, starts a shell and `wc`). Without a running master it runs `postfix reload`.
+ */
+function reloadPerl(maillog: string, release: string, queueDirectory: string): string {
+  const q = perlQuote;
+  const pidFile = queueDirectory === '' ? '' : posix.join(queueDirectory, 'pid', 'master.pid');
+  return [
+    `my ($log, $saved, $pidfile) = (${q(maillog)}, ${q(offsetFile(release))}, ${q(pidFile)});`,
+    'my $size = $log eq "" ? 0 : (-s $log || 0);',
+    'my $f;',
+    'open($f, ">", $saved) && print({$f} "$size\\n") && close($f) or do { err("writing $saved: $!\\n"); return 1 };',
+    'out("$size\\n");',
+    'my ($pid, $comm) = ("", "");',
+    'if ($pidfile ne "" && open($f, "<", $pidfile)) { $pid = <$f> // ""; close $f; $pid =~ s/^\\s+|\\s+$//g }',
+    'if ($pid =~ /^[0-9]+$/ && open($f, "<", "/proc/$pid/comm")) { $comm = <$f> // ""; close $f; chomp $comm }',
+    'if ($comm eq "master") { kill("HUP", $pid) and return 0; err("kill -HUP $pid: $!\\n"); return 1 }',
+    // Its stderr for the answer; never the loop's own stdin or stdout (the frames' stream).
+    'err(scalar `postfix reload 2>&1 >/dev/null </dev/null`);',
+    'return $? == -1 ? 127 : $? >> 8;',
+  ].join('\n');
+}
 
 export interface ReloadArgs {
   /** The node's maillog_file; '' when Postfix logs to syslog only. */
@@ -75,7 +99,10 @@ export async function reloadPostfix(conn: NodeConnection, args: ReloadArgs): Pro
   const saved = sh(offsetFile(args.release));
   const save = `${size} > ${saved} && read -r rp_size < ${saved} && echo "$rp_size"`;
   const command = `{ ${args.restart ? restartScript() : reloadCommand(args.queueDirectory)}\n}`;
-  const r = await conn.exec(`${save} && ${command}`, { ifPreviousOk: args.ifPreviousOk });
+  const r = await conn.exec(`${save} && ${command}`, {
+    ifPreviousOk: args.ifPreviousOk,
+    ...(args.restart ? {} : { perl: reloadPerl(args.maillog, args.release, args.queueDirectory) }),
+  });
   const offset = Number.parseInt(r.stdout.trim(), 10) || 0;
   const via = args.restart ? parseRestartVia(r.stdout) : undefined;
   if (args.restart) args.onRestart?.(via);

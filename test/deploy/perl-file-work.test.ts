@@ -7,16 +7,18 @@
  * root cannot write through either) on the directory the step must change.
  */
 import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deployBundle, nodeLayout, type Bundle, type DeployOutcome } from '../../src/deploy/index.js';
 import { driftedFiles } from '../../src/deploy/live-files.js';
 import { promoteAndSwitch, removeReleaseDir, stageRelease } from '../../src/deploy/release-store.js';
+import { reloadPostfix } from '../../src/deploy/reload-steps.js';
 import { connectNode, type NodeConnection } from '../../src/ssh/index.js';
 import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/postfix-node.js';
 import { labGate } from '../lab/requirements.js';
 import { startSmartHost, type SmartHost } from '../lab/smart-host.js';
-import { runOk } from '../lab/util.js';
+import { HANG_GUARD_MS, runOk, waitUntil } from '../lab/util.js';
 import { buildBundle } from './bundles.js';
 
 const labOk = labGate('file work in the Perl loop');
@@ -145,4 +147,42 @@ describe.skipIf(!labOk)('file work in the Perl loop on a real Postfix node', () 
       },
     );
   });
+
+  it.each(['perl', 'shell'] as const)(
+    'reloads by signalling master, or through postfix reload when its pid file names no master (%s loop)',
+    async (loop) => {
+      if (current === undefined) await deployNext(loop);
+      const release = layout().release(current!.version);
+      // A queue directory whose master.pid names pid 1 (not master): the reload is left to `postfix reload`.
+      const elsewhere = path.join(node.baseDir, `no-master-${loop}`);
+      await mkdir(path.join(elsewhere, 'pid'), { recursive: true });
+      await writeFile(path.join(elsewhere, 'pid', 'master.pid'), '          1\n');
+      // postfix-script logs its refresh before it signals master; the deployer's own signal logs none.
+      for (const [queueDirectory, viaPostfix] of [
+        [node.queueDir, false],
+        [elsewhere, true],
+      ] as const) {
+        const size = statSync(node.maillogPath).size;
+        const reloaded = await reloadPostfix(loops[loop], {
+          maillog: node.maillogPath,
+          release,
+          queueDirectory,
+          restart: false,
+          ifPreviousOk: false,
+        });
+        // The log's size before the reload, saved where the verify reads it.
+        expect(reloaded.offset).toBe(size);
+        expect(readFileSync(path.join(release, '.relayplane', 'reload-offset'), 'utf8')).toBe(`${size}\n`);
+        const since = await waitUntil(
+          () => {
+            const text = readFileSync(node.maillogPath, 'utf8').slice(size);
+            return /master\[\d+\]: reload -- /.test(text) && text;
+          },
+          HANG_GUARD_MS,
+          "master's reload line in the log",
+        );
+        expect(/postfix-script\[\d+\]: refreshing the Postfix mail system/.test(since), since).toBe(viaPostfix);
+      }
+    },
+  );
 });
