@@ -272,7 +272,7 @@ export async function pruneReleases(
   if (listing !== undefined && doomed.length === 0 && !staging) return doomed;
   const removeStale = sh(
     'find',
-    '.',
+    layout.releases,
     '-mindepth',
     '1',
     '-maxdepth',
@@ -289,9 +289,28 @@ export async function pruneReleases(
     '{}',
     '+',
   );
-  const removeOld = doomed.length > 0 ? sh('rm', '-rf', '--', ...doomed) : 'true';
-  await execOk(conn, listing === undefined || staging ? `${removeStale} && ${removeOld}` : removeOld, {
-    cwd: layout.releases,
+  const doomedDirs = doomed.map((name) => posix.join(layout.releases, name));
+  const removeOld = doomed.length > 0 ? sh('rm', '-rf', '--', ...doomedDirs) : 'true';
+  const withStale = listing === undefined || staging;
+  await execOk(conn, withStale ? `${removeStale} && ${removeOld}` : removeOld, {
+    perl: prunePerl(layout, withStale, doomedDirs),
   });
   return doomed;
+}
+
+/** pruneReleases' removals in Perl, for the node's Perl loop: no `find`, no `rm`. */
+function prunePerl(layout: NodeLayout, withStale: boolean, doomedDirs: string[]): string {
+  return [
+    `my ($releases, @doomed) = (${[layout.releases, ...doomedDirs].map(perlQuote).join(', ')});`,
+    ...(withStale
+      ? [
+          // find's -type d -name '*.tmp-*' -mmin +10: a directory (not a link to one) older than 10 minutes.
+          'opendir(my $d, $releases) or do { err("reading $releases: $!\\n"); return 1 };',
+          'my @stale = grep { /[.]tmp-/ && lstat("$releases/$_") && -d _ && (stat _)[9] < time - 600 } readdir $d; closedir $d;',
+          'push @doomed, map { "$releases/$_" } @stale;',
+        ]
+      : []),
+    'for (@doomed) { rmtree($_) or do { err("rm -rf $_: $!\\n"); return 1 } }',
+    'return 0;',
+  ].join('\n');
 }

@@ -6,13 +6,13 @@
  * cannot rename leaves `current` as it was. The refusals are real: `chattr +i` (immutable, which
  * root cannot write through either) on the directory the step must change.
  */
-import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { lutimes, mkdir, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deployBundle, nodeLayout, type Bundle, type DeployOutcome } from '../../src/deploy/index.js';
 import { driftedFiles } from '../../src/deploy/live-files.js';
-import { promoteAndSwitch, removeReleaseDir, stageRelease } from '../../src/deploy/release-store.js';
+import { promoteAndSwitch, pruneReleases, removeReleaseDir, stageRelease } from '../../src/deploy/release-store.js';
 import { reloadPostfix } from '../../src/deploy/reload-steps.js';
 import { connectNode, type NodeConnection } from '../../src/ssh/index.js';
 import { startPostfixNode, stopAllLabNodes, type PostfixNode } from '../lab/postfix-node.js';
@@ -183,6 +183,38 @@ describe.skipIf(!labOk)('file work in the Perl loop on a real Postfix node', () 
         );
         expect(/postfix-script\[\d+\]: refreshing the Postfix mail system/.test(since), since).toBe(viaPostfix);
       }
+    },
+  );
+
+  it.each(['perl', 'shell'] as const)(
+    'prunes releases past the newest kept and staging dirs left for 10 minutes, nothing else (%s loop)',
+    async (loop) => {
+      while (readdirSync(layout().releases).length < 2) await deployNext(loop);
+      const releases = layout().releases;
+      const hex = (c: string) => c.repeat(64);
+      // An old release (older than every other), an old and a fresh staging dir, and a link to a
+      // directory outside named like an old staging dir: only find's `-type d` matches are removed.
+      const old = path.join(releases, hex('0'));
+      const oldStaging = path.join(releases, `${hex('1')}.tmp-aaaa`);
+      const freshStaging = path.join(releases, `${hex('2')}.tmp-bbbb`);
+      const outside = path.join(node.baseDir, `outside-${loop}`);
+      const link = path.join(releases, `${hex('3')}.tmp-cccc`);
+      for (const dir of [old, oldStaging, freshStaging, outside]) await mkdir(path.join(dir, 'sub'), { recursive: true });
+      await writeFile(path.join(outside, 'sub', 'kept'), 'x');
+      await symlink(outside, link);
+      const longAgo = new Date(Date.now() - 3_600_000);
+      for (const p of [old, oldStaging, outside]) await utimes(p, longAgo, longAgo);
+      await lutimes(link, longAgo, longAgo);
+      const protect = [current!.version, null];
+      const removed = await pruneReleases(loops[loop], layout(), 2, protect);
+      expect(removed).toEqual([hex('0')]);
+      for (const gone of [old, oldStaging]) expect(existsSync(gone), gone).toBe(false);
+      expect(existsSync(freshStaging)).toBe(true);
+      expect(lstatSync(link).isSymbolicLink()).toBe(true);
+      expect(readFileSync(path.join(outside, 'sub', 'kept'), 'utf8')).toBe('x');
+      expect(readdirSync(releases).filter((r) => /^[0-9a-f]{64}$/.test(r))).toHaveLength(2);
+      await rm(freshStaging, { recursive: true });
+      await rm(link);
     },
   );
 });
