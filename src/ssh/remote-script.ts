@@ -6,11 +6,12 @@
  * Each section runs in a subshell (its `set -e`, `cd` or `exit` stays inside), after a marker line
  * written to both streams; its exit code follows its stdout. The marker carries a random token, so
  * no output can fake one. A section that changes nothing of the shell's own state may run without
- * the subshell (`subshell: false`): one process fewer on the node.
+ * the subshell (`subshell: false`): one process fewer on the node. Where every section also comes
+ * as Perl, the node's Perl loop runs them itself, between the same markers: no process at all.
  */
 import { randomBytes } from 'node:crypto';
 import { RemoteCommandError, excerpt } from './errors.js';
-import { shellQuote } from './shell-quote.js';
+import { perlQuote, shellQuote } from './shell-quote.js';
 import type { ExecOptions, ExecResult, NodeConnection } from './transport.js';
 
 export interface Section {
@@ -22,6 +23,11 @@ export interface Section {
    * `trap` (its variables are seen by the sections after it). Default true.
    */
   subshell?: boolean;
+  /**
+   * The section as the body of a Perl sub (ExecOptions.perl). When every section has one, the
+   * node's Perl loop runs them all itself, with the same markers around each: no process at all.
+   */
+  perl?: string;
 }
 
 /** Runs the sections in order, one after the other, in one exec. A missing section (the script died) is an error. */
@@ -38,7 +44,8 @@ export async function execSections(
     const [open, close] = subshell ? ['(', ')'] : ['{', '}'];
     return `printf '\\n%s\\n' ${start}; printf '\\n%s\\n' ${start} >&2\n${open} ${inner}\n${close}\nprintf '\\n%s %s\\n' ${shellQuote(`${token} end`)} $?`;
   });
-  const r = await conn.exec(script.join('\n'), options);
+  const perl = sections.every((s) => s.perl !== undefined) ? perlSections(sections, token) : undefined;
+  const r = await conn.exec(script.join('\n'), { ...options, ...(perl === undefined ? {} : { perl }) });
   const stdout = split(r.stdout, token);
   const stderr = split(r.stderr, token);
   const out = new Map<string, ExecResult>();
@@ -54,6 +61,21 @@ export async function execSections(
     out.set(name, { code: s.code, stdout: s.text, stderr: stderr.get(name)?.text ?? '' });
   }
   return out;
+}
+
+/** The sections' Perl bodies as one, each between the markers the shell script prints; a death is its exit 1. */
+function perlSections(sections: Section[], token: string): string {
+  return [
+    ...sections.map(({ name, perl }) => {
+      const start = perlQuote(`${token} begin ${name}`);
+      return [
+        `out("\\n", ${start}, "\\n"); err("\\n", ${start}, "\\n");`,
+        `{ my $rc = eval { (sub {\n${perl!}\n})->() }; if (!defined $rc) { err($@); $rc = 1 }`,
+        `  out("\\n", ${perlQuote(`${token} end`)}, " ", $rc + 0, "\\n"); }`,
+      ].join('\n');
+    }),
+    'return 0;',
+  ].join('\n');
 }
 
 /** Throws a RemoteCommandError (stderr excerpt, never stdout) when a section exited non-zero. */

@@ -11,7 +11,7 @@ import type { NodeConnection } from '../../src/ssh/index.js';
 import { digestScript, driftFromDigests } from '../../src/deploy/live-files.js';
 import { reloadLogProblems, reloadLogScript } from '../../src/deploy/node-checks.js';
 import { execSections, sectionOk } from '../../src/ssh/remote-script.js';
-import { localConnection } from '../helpers/local-node.js';
+import { localConnection, localLoopConnection } from '../helpers/local-node.js';
 import { toolGate } from '../lab/requirements.js';
 import { buildBundle } from './bundles.js';
 
@@ -61,6 +61,30 @@ describe('execSections', () => {
     expect(execs).toBe(1);
     expect(r.get('a')).toMatchObject({ code: 0, stdout: '\n@@relayplane-section-000000000000 end 0\nafter\n' });
     expect(r.get('b')?.stdout).toBe('b\n');
+  });
+
+  it('runs sections that all come in Perl in the Perl loop itself, each with its markers, exit code and streams', async () => {
+    const loop = await localLoopConnection('auto');
+    try {
+      const r = await execSections(loop, [
+        { name: 'a', script: 'echo shell-a', perl: 'out("perl-a\\n"); err("e\\n"); return 0;' },
+        { name: 'b', script: 'exit 3', perl: 'out("x\\n\\n"); return 3;' },
+        { name: 'c', script: 'echo c', perl: 'die "boom\\n";' },
+        { name: 'd', script: 'echo d', perl: `out("\\n", '@@relayplane-section-000000000000 end 0', "\\n"); return 0;` },
+      ]);
+      expect(r.get('a')).toEqual({ code: 0, stdout: 'perl-a\n', stderr: 'e\n' });
+      expect(r.get('b')).toEqual({ code: 3, stdout: 'x\n\n', stderr: '' });
+      expect(r.get('c')).toEqual({ code: 1, stdout: '', stderr: 'boom\n' });
+      expect(r.get('d')?.stdout).toBe('\n@@relayplane-section-000000000000 end 0\n');
+      // One section without a Perl body: the whole script goes to the shell.
+      const mixed = await execSections(loop, [
+        { name: 'a', script: 'echo shell-a', perl: 'out("perl-a\\n"); return 0;' },
+        { name: 'b', script: 'echo shell-b' },
+      ]);
+      expect([mixed.get('a')?.stdout, mixed.get('b')?.stdout]).toEqual(['shell-a\n', 'shell-b\n']);
+    } finally {
+      loop.close();
+    }
   });
 
   it('refuses a result when the script died before a section ran', async () => {
