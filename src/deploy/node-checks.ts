@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
 import { hashMaps, releaseFiles, type Bundle, type BundleFile } from './bundle.js';
 import { META_DIR } from './layout.js';
-import { excerpt, sh, shellQuote, type ExecResult, type NodeConnection } from '../ssh/index.js';
+import { excerpt, perlQuote, sh, shellQuote, type ExecResult, type NodeConnection } from '../ssh/index.js';
 import { entriesAt, entryCount } from './map-source.js';
 import { postmapStderr } from './secret-scrub.js';
 import type { BesideScript } from './shell-jobs.js';
@@ -211,21 +211,48 @@ const seconds = (ms: number) => (Math.max(0, ms) / 1000).toFixed(3);
  * reads what came since and prints it all once, at the end; it exits non-zero only when it could
  * not run, before printing anything. No single quote: it travels as one single-quoted word.
  */
-const PERL_WAIT = [
-  'my ($log, $off, $re, $wait, $settle) = @ARGV; my ($fh, $ino, $pos, $text) = (undef, -1, $off, "");',
-  'sub poll { my @st = stat $log or return;',
+const PERL_WAIT_CORE = [
+  'my ($fh, $ino, $pos, $text) = (undef, -1, $off, "");',
+  'my $poll = sub { my @st = stat $log or return;',
   '  if (!defined $fh || $st[1] != $ino || $st[7] < $pos || !(stat $fh)[3]) {',
   '    $pos = 0 if defined $fh || $st[7] < $pos; close $fh if defined $fh; undef $fh;',
   '    open($fh, "<", $log) or do { undef $fh; return }; binmode $fh; $ino = $st[1]; sysseek($fh, $pos, 0) }',
-  '  while (my $n = sysread($fh, $text, 65536, length $text)) { $pos += $n } }',
+  '  while (my $n = sysread($fh, $text, 65536, length $text)) { $pos += $n } };',
   // Each poll searches only the lines it has not searched yet (from the last, maybe partial, one).
   'my ($found, $end, $seen) = (0, time + $wait + 1, 0);',
-  'for (my $t = 0; ; $t += 0.01) { poll(); if (substr($text, $seen) =~ /$re/) { $found = 1; last }',
+  'for (my $t = 0; ; $t += 0.01) { $poll->(); if (substr($text, $seen) =~ /$re/) { $found = 1; last }',
   '  $seen = rindex($text, "\\n") + 1;',
   '  last if $t >= $wait || time > $end; select(undef, undef, undef, 0.01) }',
-  `if ($found) { select(undef, undef, undef, $settle) if $settle > 0; poll(); print "${RELOADED}\\n", $text }`,
-  `else { print "${NO_RELOAD}\\n" }`,
+  `if ($found) { select(undef, undef, undef, $settle) if $settle > 0; $poll->(); $emit->("${RELOADED}\\n", $text) }`,
+  `else { $emit->("${NO_RELOAD}\\n") }`,
+];
+const PERL_WAIT = [
+  'my ($log, $off, $re, $wait, $settle) = @ARGV; my $emit = sub { print @_ };',
+  ...PERL_WAIT_CORE,
 ].join('\n');
+
+/**
+ * reloadLogScript as the body of a Perl sub, for the node's Perl loop: the same wait, run by the
+ * loop itself (no shell, no `perl` of its own), the offset read from its file as the shell reads it.
+ */
+export function reloadLogPerl(args: ReloadLogArgs): string {
+  const q = perlQuote;
+  const line = args.restarted === true ? START_LINE : RELOAD_LINE;
+  const offset =
+    typeof args.offset === 'number'
+      ? [`my $off = ${Math.max(0, Math.trunc(args.offset))};`]
+      : [
+          `my ($off, $saved) = (0, ${q(args.offset.file)});`,
+          'if (open(my $f, "<", $saved)) { my $l = <$f> // ""; close $f; $l =~ s/^\\s+|\\s+$//g; $off = $l if $l =~ /^[0-9]+$/ }',
+        ];
+  return [
+    ...offset,
+    `my ($log, $re, $wait, $settle) = (${q(args.maillog)}, ${q(line)}, ${seconds(args.timeoutMs)}, ${seconds(args.settleMs)});`,
+    'my $emit = \\&out;',
+    ...PERL_WAIT_CORE,
+    'return 0;',
+  ].join('\n');
+}
 
 /**
  * Waits on the node for master to log the reload (Postfix writes maillog_file asynchronously

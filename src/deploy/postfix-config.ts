@@ -189,7 +189,7 @@ export interface NodeState {
 /** What a re-read after the reload needs: the release and the config, not where they are. */
 export type LiveState = Pick<NodeState, 'currentTarget' | 'liveVersion' | 'config'>;
 
-const SEP = '@@relayplane@@';
+export const SEP = '@@relayplane@@';
 
 /** The commands reading the live release, by what they print. */
 function releaseReads(layout: NodeLayout) {

@@ -12,9 +12,11 @@ import {
   postfixCheckCollect,
   postfixCheckResult,
   postfixCheckStart,
+  reloadLogPerl,
   reloadLogProblems,
   reloadLogScript,
 } from './node-checks.js';
+import { liveStatePerl } from './live-state-perl.js';
 import { liveStateScript, takeLiveState, type LiveState } from './postfix-config.js';
 import {
   describeRestart,
@@ -162,20 +164,25 @@ export async function verifyAfterReload(conn: NodeConnection, args: VerifyArgs):
   const sections: Section[] = [];
   if (args.checkInstallation === true)
     sections.push({ name: 'installation-start', script: postfixCheckStart(checkOutput), subshell: false });
-  sections.push({ name: 'live-state', script: liveStateScript(args.layout, args.knownConfig) });
+  sections.push({
+    name: 'live-state',
+    script: liveStateScript(args.layout, args.knownConfig),
+    // Known config: the release's link and VERSION only, which the Perl loop reads itself.
+    ...(args.knownConfig === undefined ? {} : { perl: liveStatePerl(args.layout) }),
+  });
   // A delta release's merged tables were checked as they were built: often nothing is left to digest.
   const digesting = (digestFiles ?? Object.keys(bundle.files)).length > 0;
   if (digesting)
     sections.push({ name: 'digests', script: digestScript(bundle, digestFiles), cwd: args.layout.liveDir });
   if (args.maillog !== '') {
-    const script = reloadLogScript({
+    const wait = {
       maillog: args.maillog,
       offset: { file: offsetFile(args.release) },
       settleMs: args.settleMs,
       timeoutMs: args.timeoutMs,
       restarted: args.restarted,
-    });
-    sections.push({ name: 'reload-log', script, subshell: false });
+    };
+    sections.push({ name: 'reload-log', script: reloadLogScript(wait), subshell: false, perl: reloadLogPerl(wait) });
   }
   if (args.listReleases === true)
     sections.push({ name: 'releases', script: releasesListing(args.layout), subshell: false });

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeConnection } from '../../src/ssh/index.js';
 import { digestScript, driftFromDigests } from '../../src/deploy/live-files.js';
-import { reloadLogProblems, reloadLogScript } from '../../src/deploy/node-checks.js';
+import { reloadLogPerl, reloadLogProblems, reloadLogScript, type ReloadLogArgs } from '../../src/deploy/node-checks.js';
 import { execSections, sectionOk } from '../../src/ssh/remote-script.js';
 import { localConnection, localLoopConnection } from '../helpers/local-node.js';
 import { toolGate } from '../lab/requirements.js';
@@ -97,32 +97,42 @@ describe('execSections', () => {
   });
 });
 
-// The wait runs in Perl where it can, else in the shell: each half of it is made the only one that works.
+// The wait runs in Perl where it can, else in the shell: each half of it is made the only one that
+// works. In the node's Perl loop it runs as the loop's own code (reloadLogPerl): no shell at all.
 const WAITS = [
-  { by: 'Perl', prelude: 'timeout() { echo "the shell wait ran" >&2; return 99; }' },
-  { by: 'the shell', prelude: 'perl() { return 127; }' },
+  { by: 'Perl', prelude: 'timeout() { echo "the shell wait ran" >&2; return 99; }', inLoop: false },
+  { by: 'the shell', prelude: 'perl() { return 127; }', inLoop: false },
+  { by: 'the Perl loop itself', prelude: 'perl() { return 127; }\ntimeout() { return 99; }', inLoop: true },
 ];
 
-describe.each(WAITS)('the reload wait on the node, by $by', ({ by, prelude }) => {
+describe.each(WAITS)('the reload wait on the node, by $by', ({ by, prelude, inLoop }) => {
   let dir: string;
   let log: string;
-  const conn = localConnection();
+  let conn: NodeConnection;
   beforeAll(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'rp-reload-log-'));
+    conn = inLoop ? await localLoopConnection('auto') : localConnection();
   });
   afterAll(async () => {
+    conn?.close();
     await rm(dir, { recursive: true, force: true });
+  });
+  /** The wait as the deployer sends it: the shell script, and its Perl body for a Perl loop. */
+  const waitSection = (args: ReloadLogArgs) => ({
+    name: 'log',
+    script: `${prelude}\n${reloadLogScript(args)}`,
+    perl: reloadLogPerl(args),
   });
   const run = async (args: { offset: number; settleMs?: number; timeoutMs?: number; restarted?: boolean }) => {
     const timeoutMs = args.timeoutMs ?? 5000;
-    const script = reloadLogScript({
+    const wait = {
       maillog: log,
       offset: args.offset,
       settleMs: args.settleMs ?? 100,
       timeoutMs,
       restarted: args.restarted ?? false,
-    });
-    const r = await execSections(conn, [{ name: 'log', script: `${prelude}\n${script}` }]);
+    };
+    const r = await execSections(conn, [waitSection(wait)]);
     return reloadLogProblems(r.get('log')!, timeoutMs);
   };
 
@@ -160,8 +170,9 @@ describe.each(WAITS)('the reload wait on the node, by $by', ({ by, prelude }) =>
     await writeFile(log, `Jan  1 00:00:00 host postfix-n1/smtp[1]: fatal: before the offset\n${RELOAD}`);
     const saved = path.join(dir, 'reload-offset');
     const fromFile = async () => {
-      const script = reloadLogScript({ maillog: log, offset: { file: saved }, settleMs: 0, timeoutMs: 5000 });
-      const r = await execSections(conn, [{ name: 'log', script: `${prelude}\n${script}` }]);
+      const r = await execSections(conn, [
+        waitSection({ maillog: log, offset: { file: saved }, settleMs: 0, timeoutMs: 5000 }),
+      ]);
       return reloadLogProblems(r.get('log')!, 5000);
     };
     await writeFile(saved, `${(await conn.exec(`wc -c < ${log}`)).stdout.trim()}\n`);
@@ -213,7 +224,7 @@ describe.each(WAITS)('the reload wait on the node, by $by', ({ by, prelude }) =>
   });
 
   // The shell's wait finds the line (tail -F follows the name) but reads the new file from the offset.
-  if (by === 'Perl')
+  if (by !== 'the shell')
     it('reads a log rotated since the offset was taken from its start', async () => {
       log = path.join(dir, 'rotated');
       await writeFile(log, `${'x'.repeat(500)}\n`);
