@@ -8,6 +8,8 @@ import { posix } from 'node:path';
 import { MANAGED_SERVICE_PREFIX, renderValue, serviceFields, serviceKey, type Bundle } from './bundle.js';
 import { META_DIR, releasesListing, versionOfTarget, type NodeLayout } from './layout.js';
 import { execOk, type NodeConnection, sh } from '../ssh/index.js';
+import { CONFIG_READS, KNOWN, PATHS_COMMAND, SEP } from './node-state-format.js';
+import { nodeStatePerl } from './node-state-perl.js';
 
 export type ParamMap = Map<string, string>;
 
@@ -189,8 +191,6 @@ export interface NodeState {
 /** What a re-read after the reload needs: the release and the config, not where they are. */
 export type LiveState = Pick<NodeState, 'currentTarget' | 'liveVersion' | 'config'>;
 
-export const SEP = '@@relayplane@@';
-
 /** The commands reading the live release, by what they print. */
 function releaseReads(layout: NodeLayout) {
   return {
@@ -208,14 +208,9 @@ function releaseReads(layout: NodeLayout) {
   };
 }
 
-const CONFIG_READS = ['postconf -n', 'postconf -M', 'postconf -P'];
-
 /** The commands' outputs, each followed by a separator line. */
 const separated = (commands: string[]) => commands.join(`; echo ${SEP}; `);
 const joinCommands = (commands: string[]) => `set -e; ${separated(commands)}`;
-
-const PATHS_COMMAND = 'postconf -xh config_directory maillog_file daemon_directory queue_directory';
-const KNOWN = '@@relayplane-config-known@@';
 
 /** What the last full read on a connection found, and the fingerprint of the files it read. */
 interface ConfigReading {
@@ -383,7 +378,11 @@ export async function readNodeState(
   const known = readings.get(session);
   const listReleases = options.listReleases === true;
   const { state, reading } = parseNodeState(
-    (await execOk(conn, nodeStateScript(layout, known?.fingerprint, listReleases))).stdout,
+    (
+      await execOk(conn, nodeStateScript(layout, known?.fingerprint, listReleases), {
+        perl: nodeStatePerl(layout, known?.fingerprint, listReleases),
+      })
+    ).stdout,
     known,
     listReleases,
   );

@@ -16,7 +16,7 @@ import {
   reloadLogProblems,
   reloadLogScript,
 } from './node-checks.js';
-import { liveStatePerl } from './live-state-perl.js';
+import { liveStatePerl, nodeStatePerl } from './node-state-perl.js';
 import { liveStateScript, takeLiveState, type LiveState } from './postfix-config.js';
 import {
   describeRestart,
@@ -64,9 +64,7 @@ function reloadPerl(maillog: string, release: string, queueDirectory: string): s
     'if ($pidfile ne "" && open($f, "<", $pidfile)) { $pid = <$f> // ""; close $f; $pid =~ s/^\\s+|\\s+$//g }',
     'if ($pid =~ /^[0-9]+$/ && open($f, "<", "/proc/$pid/comm")) { $comm = <$f> // ""; close $f; chomp $comm }',
     'if ($comm eq "master") { kill("HUP", $pid) and return 0; err("kill -HUP $pid: $!\\n"); return 1 }',
-    // Its stderr for the answer; never the loop's own stdin or stdout (the frames' stream).
-    'err(scalar `postfix reload 2>&1 >/dev/null </dev/null`);',
-    'return $? == -1 ? 127 : $? >> 8;',
+    'my ($rc) = capture("postfix reload"); return $rc == -1 ? 127 : $rc >> 8;',
   ].join('\n');
 }
 
@@ -167,8 +165,7 @@ export async function verifyAfterReload(conn: NodeConnection, args: VerifyArgs):
   sections.push({
     name: 'live-state',
     script: liveStateScript(args.layout, args.knownConfig),
-    // Known config: the release's link and VERSION only, which the Perl loop reads itself.
-    ...(args.knownConfig === undefined ? {} : { perl: liveStatePerl(args.layout) }),
+    perl: args.knownConfig === undefined ? nodeStatePerl(args.layout) : liveStatePerl(args.layout),
   });
   // A delta release's merged tables were checked as they were built: often nothing is left to digest.
   const digesting = (digestFiles ?? Object.keys(bundle.files)).length > 0;

@@ -91,9 +91,13 @@ const PERL_LOOP = [
   // Exactly `size` bytes, as the header said (a file that shrank since is padded: the stream stays in step).
   'sub slurp { my ($name, $size) = @_; my $data = ""; return $data unless $size; open(my $f, "<", "$dir/$name") or exit 114; binmode $f; while (length $data < $size) { my $r = sysread($f, $data, $size - length $data, length $data); last unless $r } close $f; return $data . "\\0" x ($size - length $data) }',
   'sub run { syswrite($go_w, "\\n") or exit 116; my $line = ""; while ($line !~ /\\n/) { sysread($rc_r, $line, 16, length $line) or exit 116 } return $line + 0 }',
-  // Perl frames: a body compiled into a sub and called here, with out() and err() for its outputs
-  // and rmtree() for `rm -rf`; it returns its exit code, and dies with what would go to stderr.
+  // Perl frames: a body compiled into a sub and called here, with out() and err() for its outputs,
+  // rmtree() for `rm -rf` and capture() for a command's output; it returns its exit code, and dies
+  // with what would go to stderr.
   'our ($OUT, $ERR) = ("", ""); sub out { $OUT .= join "", @_; 1 } sub err { $ERR .= join "", @_; 1 }',
+  // capture: a command run by /bin/sh for its stdout and exit status, its stderr added to the frame's.
+  'sub capture { my $o = `$_[0] </dev/null 2>"$dir/x"`; my $rc = $?;',
+  '  if (open(my $f, "<", "$dir/x")) { local $/; $ERR .= <$f> // ""; close $f } unlink "$dir/x"; return ($rc, $o) }',
   'sub rmtree { my ($p) = @_; lstat $p or return 1; unless (-d _) { return unlink $p }',
   '  opendir(my $d, $p) or return 0; my @in = grep { !/^[.][.]?$/ } readdir $d; closedir $d;',
   '  for (@in) { rmtree("$p/$_") or return 0 } return rmdir $p }',

@@ -2,7 +2,7 @@
  * What a deploy reads and signals on the node, on a real Postfix node: postconf's answers are read
  * again only when main.cf, master.cf (or postconf itself) changed since the connection last read
  * them (a deploy's verify reads what it changed), and a reload signals master directly unless its
- * pid file does not name a running master.
+ * pid file does not name a running master; alike whether the Perl loop or the shell loop runs them.
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,7 +17,10 @@ import { buildBundle } from './bundles.js';
 
 const labOk = labGate('node reads and reloads');
 
-describe.skipIf(!labOk)('reading the node and reloading it', () => {
+describe.skipIf(!labOk).each([
+  { loop: 'Perl', remoteLoop: 'auto' as const },
+  { loop: 'shell', remoteLoop: 'sh' as const },
+])('reading the node and reloading it, by the $loop loop', ({ remoteLoop }) => {
   let sink: SmartHost;
   let node: PostfixNode;
   let conn: NodeConnection;
@@ -26,8 +29,12 @@ describe.skipIf(!labOk)('reading the node and reloading it', () => {
 
   beforeAll(async () => {
     sink = await startSmartHost({ name: 'sink', tls: 'starttls', users: {}, authOptional: true });
-    node = await startPostfixNode({ name: 'read', sinkRelayhost: sink.nexthop, tlsCaCerts: [sink.caCertPem] });
-    conn = recording(await connectNode({ ...node.ssh, hostKey: node.ssh.hostKeyFingerprint }));
+    node = await startPostfixNode({
+      name: `read-${remoteLoop}`,
+      sinkRelayhost: sink.nexthop,
+      tlsCaCerts: [sink.caCertPem],
+    });
+    conn = recording(await connectNode({ ...node.ssh, hostKey: node.ssh.hostKeyFingerprint, remoteLoop }));
   });
 
   /** The connection, recording every command into `ran`. */
@@ -109,7 +116,7 @@ describe.skipIf(!labOk)('reading the node and reloading it', () => {
 
   it('keeps what it read for the connection, not the lease: the next lease from a pool reads no postconf', async () => {
     const pool = new ConnectionPool({ idleMs: 60_000 });
-    const target = { ...node.ssh, hostKey: node.ssh.hostKeyFingerprint };
+    const target = { ...node.ssh, hostKey: node.ssh.hostKeyFingerprint, remoteLoop };
     try {
       const first = await pool.acquire(target);
       await readNodeState(first, nodeLayout(node.configDir));

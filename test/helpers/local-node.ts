@@ -61,10 +61,13 @@ function localChannel(command: string): Promise<ShellChannel> {
 }
 
 /** Commands run by a local loop, `auto` (Perl, as on a Debian node) or `sh` (a node without perl). */
-export async function localLoopConnection(loop: 'auto' | 'sh'): Promise<NodeConnection & { runsPerl: boolean }> {
+export async function localLoopConnection(
+  loop: 'auto' | 'sh',
+  path = DEFAULT_REMOTE_PATH,
+): Promise<NodeConnection & { runsPerl: boolean }> {
   const { shell } = await RemoteShell.start(localChannel, {
     host: 'localhost',
-    path: DEFAULT_REMOTE_PATH,
+    path,
     timeoutMs: 20_000,
     loop,
   });
