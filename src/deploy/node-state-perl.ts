@@ -7,7 +7,7 @@
 import { posix } from 'node:path';
 import { META_DIR, type NodeLayout } from './layout.js';
 import { CONFIG_READS, KNOWN, PATHS_COMMAND, SEP } from './node-state-format.js';
-import { perlQuote, sh } from '../ssh/index.js';
+import { perlQuote } from '../ssh/index.js';
 
 const q = perlQuote;
 
@@ -68,7 +68,7 @@ const FINGERPRINT = [
  */
 export function nodeStatePerl(layout: NodeLayout, known?: string, listReleases = false): string {
   const files = [posix.join(layout.configDir, 'main.cf'), posix.join(layout.configDir, 'master.cf')];
-  const listing = sh('find', layout.releases, '-mindepth', '1', '-maxdepth', '1', '-type', 'd', '-printf', '%T@ %f\\n');
+  const listing = ['find', layout.releases, '-mindepth', '1', '-maxdepth', '1', '-type', 'd', '-printf', '%T@ %f\n'];
   return [
     ...FINGERPRINT,
     // postconf where the shell would find it in PATH (else by name, which cksum cannot open).
@@ -76,11 +76,14 @@ export function nodeStatePerl(layout: NodeLayout, known?: string, listReleases =
     `my $fp = join("\\n", map { $cksum->($_) } ${files.map(q).join(', ')}, $pc); out("$fp\\n", ${q(`${SEP}\n`)});`,
     ...releaseReads(layout),
     `out(${q(`${SEP}\n`)}, $lines->(${q(posix.join(layout.current, META_DIR, 'params'))}), ${q(`${SEP}\n`)});`,
-    ...(listReleases ? [`{ my ($rc, $o) = capture(${q(`${listing} 2>/dev/null`)}); out($o) }`] : []),
+    // Its errors left out, as the shell's `2>/dev/null` leaves them.
+    ...(listReleases
+      ? [`{ my $e = length $main::ERR; out((capture(${listing.map(q).join(', ')}))[1]); substr($main::ERR, $e) = "" }`]
+      : []),
     `out(${q(`${SEP}\n`)});`,
     ...(known === undefined ? [] : [`if ($fp eq ${q(known)}) { out(${q(`${KNOWN}\n`)}); return 0 }`]),
     `for my $cmd (${[PATHS_COMMAND, ...CONFIG_READS].map(q).join(', ')}) {`,
-    '  my ($rc, $o) = capture($cmd); out($o); return ($rc >> 8) || 1 if $rc;',
+    '  my ($rc, $o) = capture(split / /, $cmd); out($o); return ($rc >> 8) || 1 if $rc;',
     `  out(${q(`${SEP}\n`)}) unless $cmd eq ${q(CONFIG_READS.at(-1)!)} }`,
     'return 0;',
   ].join('\n');
