@@ -43,11 +43,15 @@ export function liveStatePerl(layout: NodeLayout): string {
 }
 
 /**
- * The fingerprint of main.cf, master.cf and postconf as `cksum` prints it (POSIX CRC, size, path),
- * computed here. A sum is kept for the connection's loop while its file's inode, size, times are
- * as they were and its change time is older than the second the sum was taken in (a change within
- * that second would leave them alike): postconf's 200 kB are summed once per connection.
+ * The fingerprint of main.cf, master.cf and postconf as `cksum` prints it (POSIX CRC, size, path):
+ * computed here up to SUM_IN_PERL_UP_TO bytes, by `cksum` past it (Perl's byte loop is far slower
+ * than cksum's: past a few kB, summing here costs the node more than starting a process). A sum is kept for
+ * the connection's loop while its file's inode, size and times are as they were and its change
+ * time is older than the second the sum was taken in (a change within that second would leave
+ * them alike): postconf is summed once per connection.
  */
+const SUM_IN_PERL_UP_TO = 4096;
+
 const FINGERPRINT = [
   'our (@rp_crc, %rp_sums);',
   'if (!@rp_crc) { for my $i (0 .. 255) { my $c = $i << 24;',
@@ -55,6 +59,8 @@ const FINGERPRINT = [
   'my $cksum = sub { my ($path) = @_; my @st = stat $path or return "cksum: $path: $!";',
   '  my $key = join(":", @st[0, 1, 7, 9, 10]); my $kept = $rp_sums{$path};',
   '  return $kept->[1] if $kept && $kept->[0] eq $key && $st[10] < $kept->[2];',
+  `  if ($st[7] > ${SUM_IN_PERL_UP_TO}) { my $at = time; my ($rc, $o) = capture("cksum", $path); chomp $o;`,
+  '    $rp_sums{$path} = [$key, $o, $at] unless $rc; return $o }',
   '  open(my $f, "<", $path) or return "cksum: $path: $!"; binmode $f; local $/; my $data = <$f> // ""; close $f;',
   '  my $c = 0; $c = (($c << 8) & 0xFFFFFFFF) ^ $rp_crc[(($c >> 24) ^ $_) & 0xFF] for unpack "C*", $data;',
   '  for (my $n = length $data; $n; $n >>= 8) { $c = (($c << 8) & 0xFFFFFFFF) ^ $rp_crc[(($c >> 24) ^ $n) & 0xFF] }',

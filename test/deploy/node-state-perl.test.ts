@@ -175,6 +175,9 @@ describe('liveStatePerl', () => {
       await rm(path.join(configDir, 'master.cf'));
       expect(fingerprint((await both()).stdout)).toMatch(/cksum: .*master\.cf: No such file or directory/);
       await writeFile(path.join(configDir, 'master.cf'), 'smtp inet n - y - - smtpd\n');
+      // A file past what Perl sums itself is summed by cksum: the same line either way.
+      await writeFile(path.join(configDir, 'main.cf'), `# ${'x'.repeat(10_000)}\nrelayhost = [127.0.0.1]:9\n`);
+      expect(fingerprint((await both()).stdout)).toMatch(/^\d+ 10029 .*main\.cf$/m);
     });
 
     it('sees an edit made in the second of its last read: same size, same inode, same times to the second', async () => {
