@@ -89,7 +89,7 @@ export function nodeStatePerl(layout: NodeLayout, known?: string, listReleases =
     `out(${q(`${SEP}\n`)});`,
     ...(known === undefined ? [] : [`if ($fp eq ${q(known)}) { out(${q(`${KNOWN}\n`)}); return 0 }`]),
     `for my $cmd (${[PATHS_COMMAND, ...CONFIG_READS].map(q).join(', ')}) {`,
-    '  my ($rc, $o) = capture(split / /, $cmd); out($o); return ($rc >> 8) || 1 if $rc;',
+    '  my ($rc, $o) = capture(split / /, $cmd); out($o); return $rc if $rc;',
     `  out(${q(`${SEP}\n`)}) unless $cmd eq ${q(CONFIG_READS.at(-1)!)} }`,
     'return 0;',
   ].join('\n');

@@ -64,7 +64,7 @@ function reloadPerl(maillog: string, release: string, queueDirectory: string): s
     'if ($pidfile ne "" && open($f, "<", $pidfile)) { $pid = <$f> // ""; close $f; $pid =~ s/^\\s+|\\s+$//g }',
     'if ($pid =~ /^[0-9]+$/ && open($f, "<", "/proc/$pid/comm")) { $comm = <$f> // ""; close $f; chomp $comm }',
     'if ($comm eq "master") { kill("HUP", $pid) and return 0; err("kill -HUP $pid: $!\\n"); return 1 }',
-    'my ($rc) = capture("postfix", "reload"); return $rc == -1 ? 127 : $rc >> 8;',
+    'my ($rc) = capture("postfix", "reload"); return $rc;',
   ].join('\n');
 }
 

@@ -95,12 +95,11 @@ const PERL_LOOP = [
   // rmtree() for `rm -rf` and capture() for a command's output; it returns its exit code, and dies
   // with what would go to stderr.
   'our ($OUT, $ERR) = ("", ""); sub out { $OUT .= join "", @_; 1 } sub err { $ERR .= join "", @_; 1 }',
-  // capture: a program and its arguments (no shell) for its stdout and wait status, its stderr added
-  // to the frame's; -1 when it could not start.
-  'sub capture { my @cmd = @_; my $pid = open(my $h, "-|"); return (-1, "") unless defined $pid;',
-  '  if (!$pid) { $child = 1; open(STDIN, "<", "/dev/null") && open(STDERR, ">", "$dir/x") or exit 127; exec { $cmd[0] } @cmd; exit 127 }',
-  '  local $/; my $o = <$h> // ""; close $h; my $rc = $?;',
-  '  if (open(my $f, "<", "$dir/x")) { $ERR .= <$f> // ""; close $f } unlink "$dir/x"; return ($rc, $o) }',
+  // capture: a program and its arguments, for its stdout and exit code (its stderr added to the
+  // frame's), run by the loop's shell as `exec` in its subshell: a fork of that small shell, not of
+  // this process, whose memory grows with the frames it has read.
+  'sub capture { save("s", join(" ", "exec", map { my $a = $_; $a =~ s/\\x27/\\x27\\\\\\x27\\x27/g; "\\x27$a\\x27" } @_)); save("i", "");',
+  '  my $rc = run(); my ($o, $e) = (slurp("o", -s "$dir/o" || 0), slurp("e", -s "$dir/e" || 0)); $ERR .= $e; return ($rc, $o) }',
   'sub rmtree { my ($p) = @_; lstat $p or return 1; unless (-d _) { return unlink $p }',
   '  opendir(my $d, $p) or return 0; my @in = grep { !/^[.][.]?$/ } readdir $d; closedir $d;',
   '  for (@in) { rmtree("$p/$_") or return 0 } return rmdir $p }',

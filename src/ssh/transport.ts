@@ -42,7 +42,7 @@ export interface ExecOptions {
   /**
    * The same command as the body of a Perl sub, run by the node's Perl loop itself where it runs (no
    * process started; see remote-shell.ts): it writes with out() and err(), removes trees with
-   * rmtree(), runs a program with capture(argv…) (its status and stdout; its stderr goes to the answer's),
+   * rmtree(), runs a program with capture(argv…) (its exit code and stdout; its stderr goes to the answer's),
    * returns its exit code and dies with what would go to stderr. Absolute paths only: no cwd.
    */
   perl?: string;

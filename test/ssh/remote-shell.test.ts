@@ -196,13 +196,14 @@ describe.each([
       // A string put in a body by perlQuote comes back byte for byte.
       const odd = "it's a \\ path\n$HOME @ARGV \\' '\\";
       expect(await both(':', `out(${perlQuote(odd)}); return 0;`)).toEqual({ code: 0, stdout: odd, stderr: '' });
-      // capture: a program's stdout and wait status, its stderr into the answer's; one that cannot
-      // start exits 127, and the loop (its private dir too) goes on.
+      // capture: a program's stdout and exit code, its stderr into the answer's, its arguments as
+      // they are; one that cannot start exits 127, and the loop (its private dir too) goes on.
       const captured = await both(
         ':',
-        'my ($rc, $o) = capture("sh", "-c", "echo out; echo err >&2; exit 3"); out("$rc $o"); my ($missing) = capture("/nonexistent/x"); out($missing >> 8); return 0;',
+        `my ($rc, $o) = capture("sh", "-c", 'echo out; echo err >&2; printf %s "$0"; exit 3', "it's \\$x"); out("$rc $o"); my ($missing) = capture("/nonexistent/x"); out(" $missing"); return 0;`,
       );
-      expect(captured).toEqual({ code: 0, stdout: `${3 << 8} out\n127`, stderr: 'err\n' });
+      expect(captured).toMatchObject({ code: 0, stdout: "3 out\nit's $x 127" });
+      expect(captured.stderr).toMatch(/^err\n.*nonexistent/s);
       expect(text(await shell.run('echo still; cat', 'input', 10_000))).toEqual({
         code: 0,
         stdout: 'still\ninput',
