@@ -307,23 +307,26 @@ describe.skipIf(!labOk)('delta releases on a real Postfix node', () => {
   it.each([
     ['shell', 'one mv', 'sh'],
     ['Perl', 'no process', 'auto'],
-  ] as const)('makes a release live by renaming the link its archive brought (%s loop: %s)', async (_l, _s, remoteLoop) => {
-    await runningOn([['a.test', 'u1']]);
-    const { logged, calls } = await withLoggedCalls(`switch-calls-${remoteLoop}`, ['ln', 'mv'], remoteLoop);
-    const next = bundleOf([
-      ['a.test', 'u1'],
-      ['b.test', 'u2'],
-    ]);
-    const outcome = await deployNext(next, logged);
-    expect(outcome.state, outcome.error).toBe('live');
-    expect(calls('ln').filter((call) => call.startsWith('-s'))).toEqual([]);
-    const renamed = `-T ${path.join(releasesDir(), next.version, '.relayplane', 'current')} ${live()}`;
-    // The Perl loop promotes and switches with no `mv` at all.
-    expect(calls('mv')).toEqual(remoteLoop === 'sh' ? expect.arrayContaining([renamed]) : []);
-    expect(readlinkSync(live())).toBe(`releases/${next.version}`);
-    expect(existsSync(path.join(releasesDir(), next.version, '.relayplane', 'current'))).toBe(false);
-    expect(await driftedFiles(conn, live(), next)).toEqual([]);
-  });
+  ] as const)(
+    'makes a release live by renaming the link its archive brought (%s loop: %s)',
+    async (_l, _s, remoteLoop) => {
+      await runningOn([['a.test', 'u1']]);
+      const { logged, calls } = await withLoggedCalls(`switch-calls-${remoteLoop}`, ['ln', 'mv'], remoteLoop);
+      const next = bundleOf([
+        ['a.test', 'u1'],
+        ['b.test', 'u2'],
+      ]);
+      const outcome = await deployNext(next, logged);
+      expect(outcome.state, outcome.error).toBe('live');
+      expect(calls('ln').filter((call) => call.startsWith('-s'))).toEqual([]);
+      const renamed = `-T ${path.join(releasesDir(), next.version, '.relayplane', 'current')} ${live()}`;
+      // The Perl loop promotes and switches with no `mv` at all.
+      expect(calls('mv')).toEqual(remoteLoop === 'sh' ? expect.arrayContaining([renamed]) : []);
+      expect(readlinkSync(live())).toBe(`releases/${next.version}`);
+      expect(existsSync(path.join(releasesDir(), next.version, '.relayplane', 'current'))).toBe(false);
+      expect(await driftedFiles(conn, live(), next)).toEqual([]);
+    },
+  );
 
   it('sends small changed tables whole and builds them with one postmap, probing their changed keys', async () => {
     const before = await runningOn([

@@ -10,7 +10,12 @@ function journal() {
   let tick = 0;
   const events: DeployEvent[] = [];
   const clock = { now: () => new Date(Date.UTC(2026, 0, 1, 0, 0, 0, (tick += 1))), sleep: async () => {} };
-  const j = new DeployJournal('v', clock, (e) => events.push(e), (err) => String(err));
+  const j = new DeployJournal(
+    'v',
+    clock,
+    (e) => events.push(e),
+    (err) => String(err),
+  );
   return { j, events };
 }
 

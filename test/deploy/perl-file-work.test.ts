@@ -128,25 +128,28 @@ describe.skipIf(!labOk)('file work in the Perl loop on a real Postfix node', () 
     expect((await loops[loop].exec('exit 0')).code).toBe(0);
   });
 
-  it.each(['perl', 'shell'] as const)('a switch the node cannot rename leaves current as it was (%s loop)', async (loop) => {
-    if (current === undefined) await deployNext(loop);
-    const before = readlinkSync(live());
-    await withImmutable(
-      loop,
-      (staging) => path.join(staging, '.relayplane'),
-      async (_staging, bundle) => {
-        const sent = promoteAndSwitch(loops[loop], layout(), _staging, bundle.version);
-        expect(await sent.promoted).toBe(layout().release(bundle.version));
-        const failed = await sent.switched.then(
-          () => undefined,
-          (err: unknown) => err as Error & { exitCode?: number },
-        );
-        expect(failed?.message).toMatch(/^switch: exit 1: /);
-        expect(failed?.exitCode).toBe(1);
-        expect(readlinkSync(live())).toBe(before);
-      },
-    );
-  });
+  it.each(['perl', 'shell'] as const)(
+    'a switch the node cannot rename leaves current as it was (%s loop)',
+    async (loop) => {
+      if (current === undefined) await deployNext(loop);
+      const before = readlinkSync(live());
+      await withImmutable(
+        loop,
+        (staging) => path.join(staging, '.relayplane'),
+        async (_staging, bundle) => {
+          const sent = promoteAndSwitch(loops[loop], layout(), _staging, bundle.version);
+          expect(await sent.promoted).toBe(layout().release(bundle.version));
+          const failed = await sent.switched.then(
+            () => undefined,
+            (err: unknown) => err as Error & { exitCode?: number },
+          );
+          expect(failed?.message).toMatch(/^switch: exit 1: /);
+          expect(failed?.exitCode).toBe(1);
+          expect(readlinkSync(live())).toBe(before);
+        },
+      );
+    },
+  );
 
   it.each(['perl', 'shell'] as const)(
     'reloads by signalling master, or through postfix reload when its pid file names no master (%s loop)',
@@ -199,7 +202,8 @@ describe.skipIf(!labOk)('file work in the Perl loop on a real Postfix node', () 
       const freshStaging = path.join(releases, `${hex('2')}.tmp-bbbb`);
       const outside = path.join(node.baseDir, `outside-${loop}`);
       const link = path.join(releases, `${hex('3')}.tmp-cccc`);
-      for (const dir of [old, oldStaging, freshStaging, outside]) await mkdir(path.join(dir, 'sub'), { recursive: true });
+      for (const dir of [old, oldStaging, freshStaging, outside])
+        await mkdir(path.join(dir, 'sub'), { recursive: true });
       await writeFile(path.join(outside, 'sub', 'kept'), 'x');
       await symlink(outside, link);
       const longAgo = new Date(Date.now() - 3_600_000);

@@ -70,7 +70,11 @@ describe('execSections', () => {
         { name: 'a', script: 'echo shell-a', perl: 'out("perl-a\\n"); err("e\\n"); return 0;' },
         { name: 'b', script: 'exit 3', perl: 'out("x\\n\\n"); return 3;' },
         { name: 'c', script: 'echo c', perl: 'die "boom\\n";' },
-        { name: 'd', script: 'echo d', perl: `out("\\n", '@@relayplane-section-000000000000 end 0', "\\n"); return 0;` },
+        {
+          name: 'd',
+          script: 'echo d',
+          perl: `out("\\n", '@@relayplane-section-000000000000 end 0', "\\n"); return 0;`,
+        },
       ]);
       expect(r.get('a')).toEqual({ code: 0, stdout: 'perl-a\n', stderr: 'e\n' });
       expect(r.get('b')).toEqual({ code: 3, stdout: 'x\n\n', stderr: '' });
