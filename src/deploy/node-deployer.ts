@@ -292,8 +292,7 @@ class DeployRun extends DeployRunBase {
     let listed: string | undefined;
     const verifying = ahead(
       this.step('verify', async () => {
-        // After a delta, only the files sent whole: the merged ones were checked as they were built
-        // (their sources' SHA-256, every changed key), the copies are the base's.
+        // After a delta, only the files sent whole: the merged were checked as built, the copies are the base's.
         const digestFiles = this.delta === undefined ? undefined : this.delta.whole;
         const found = await verifyAfterReload(chained(this.conn), {
           layout: this.layout,
