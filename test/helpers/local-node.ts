@@ -5,7 +5,7 @@
  * Perl one (commands' Perl bodies included) or the shell one, started by a local `sh`.
  * The SSH transport itself is proven by the lab tests (test/lab, test/e2e).
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import type { ExecResult, NodeConnection } from '../../src/ssh/index.js';
 import { DEFAULT_REMOTE_PATH, RemoteShell, type ShellChannel } from '../../src/ssh/remote-shell.js';
@@ -43,11 +43,13 @@ export function localConnection(): NodeConnection {
   };
 }
 
-/** A local `sh -c` as the channel an SSH exec would give. */
-function localChannel(command: string): Promise<ShellChannel> {
-  const child = spawn('sh', ['-c', command], { stdio: ['pipe', 'pipe', 'pipe'] });
+/** A local child process as the channel an SSH exec would give; `onWrite` counts the writes to it. */
+export function channelOf(child: ChildProcessWithoutNullStreams, onWrite = () => {}): ShellChannel {
   const channel = {
-    write: (data: Buffer | string) => child.stdin.write(data),
+    write: (data: Buffer | string) => {
+      onWrite();
+      return child.stdin.write(data);
+    },
     end: () => child.stdin.end(),
     close: () => void child.kill('SIGTERM'),
     on(event: 'data' | 'close', listener: ((chunk: Buffer) => void) & (() => void)) {
@@ -57,8 +59,12 @@ function localChannel(command: string): Promise<ShellChannel> {
     },
     stderr: { on: (_event: 'data', listener: (chunk: Buffer) => void) => void child.stderr.on('data', listener) },
   } as ShellChannel;
-  return Promise.resolve(channel);
+  return channel;
 }
+
+/** A local `sh -c` as the channel an SSH exec would give. */
+const localChannel = (command: string) =>
+  Promise.resolve(channelOf(spawn('sh', ['-c', command], { stdio: ['pipe', 'pipe', 'pipe'] })));
 
 /** Commands run by a local loop, `auto` (Perl, as on a Debian node) or `sh` (a node without perl). */
 export async function localLoopConnection(

@@ -16,6 +16,7 @@ import {
   type ShellChannel,
 } from '../../src/ssh/remote-shell.js';
 import { perlQuote } from '../../src/ssh/shell-quote.js';
+import { channelOf } from '../helpers/local-node.js';
 
 let dir: string;
 const shells: RemoteShell[] = [];
@@ -39,21 +40,7 @@ function open(command: string): Promise<ShellChannel> {
     env: { PATH: `${dir}/evil-bin:/usr/bin:/bin`, LANG: 'de_DE.UTF-8', LC_ALL: 'de_DE.UTF-8', HOME: dir },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
-  const channel: ShellChannel = {
-    write: (data) => {
-      channelWrites += 1;
-      return child.stdin.write(data);
-    },
-    end: () => child.stdin.end(),
-    close: () => void child.kill('SIGTERM'),
-    on(event: 'data' | 'close', listener: ((chunk: Buffer) => void) & (() => void)) {
-      if (event === 'data') child.stdout.on('data', listener);
-      else child.on('close', listener);
-      return channel;
-    },
-    stderr: { on: (_event, listener) => void child.stderr.on('data', listener) },
-  } as ShellChannel;
-  return Promise.resolve(channel);
+  return Promise.resolve(channelOf(child, () => (channelWrites += 1)));
 }
 
 async function start(
