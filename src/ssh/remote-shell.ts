@@ -68,8 +68,9 @@ export function assertRemotePath(path: string): void {
  * to go by a line on a pipe and answering with the exit code on another. A frame then costs one
  * subshell instead of `head -c` for its script (and its input), the subshell, and `wc` and `cat`
  * for any output (each process costs a node milliseconds: BENCHMARKS.md); Perl does not fork per
- * frame (a fork of perl costs more than a shell's). No module, no single quote: it travels in the
- * shell loop's text as one single-quoted word.
+ * frame (a fork of perl costs more than a shell's), nor for the programs a Perl frame runs
+ * (capture: that shell execs them). No module but `strict` (perl-base has it), no single quote: it
+ * travels in the shell loop's text as one single-quoted word.
  */
 const PERL_LOOP = [
   'my ($tok, $dir, $skipped) = @ARGV; my ($buf, $rc, $child) = ("", 0, 0);',
