@@ -78,7 +78,7 @@ export function nodeStatePerl(layout: NodeLayout, known?: string, listReleases =
   return [
     ...FINGERPRINT,
     // postconf where the shell would find it in PATH (else by name, which cksum cannot open).
-    'my ($dir) = grep { -f "$_/postconf" && -x _ } split /:/, $ENV{PATH} // ""; my $pc = defined $dir ? "$dir/postconf" : "postconf";',
+    'my ($bin) = grep { -f "$_/postconf" && -x _ } split /:/, $ENV{PATH} // ""; my $pc = defined $bin ? "$bin/postconf" : "postconf";',
     `my $fp = join("\\n", map { $cksum->($_) } ${files.map(q).join(', ')}, $pc); out("$fp\\n", ${q(`${SEP}\n`)});`,
     ...releaseReads(layout),
     `out(${q(`${SEP}\n`)}, $lines->(${q(posix.join(layout.current, META_DIR, 'params'))}), ${q(`${SEP}\n`)});`,
