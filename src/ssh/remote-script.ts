@@ -37,8 +37,9 @@ export async function execSections(
   options: Pick<ExecOptions, 'timeoutMs' | 'ifPreviousOk'> = {},
 ): Promise<Map<string, ExecResult>> {
   const token = `@@relayplane-section-${randomBytes(6).toString('hex')}`;
-  const script = sections.map(({ name, script: body, cwd, subshell = true }) => {
+  const script = sections.map(({ name, script: body, cwd, subshell = true, perl }) => {
     if (!subshell && cwd !== undefined) throw new Error(`section ${name}: a cwd needs a subshell`);
+    if (perl !== undefined && cwd !== undefined) throw new Error(`section ${name}: a Perl body takes no cwd`);
     const start = shellQuote(`${token} begin ${name}`);
     const inner = cwd === undefined ? body : `cd ${shellQuote(cwd)} && { ${body}\n}`;
     const [open, close] = subshell ? ['(', ')'] : ['{', '}'];

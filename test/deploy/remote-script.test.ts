@@ -86,6 +86,10 @@ describe('execSections', () => {
         { name: 'b', script: 'echo shell-b' },
       ]);
       expect([mixed.get('a')?.stdout, mixed.get('b')?.stdout]).toEqual(['shell-a\n', 'shell-b\n']);
+      // Perl bodies take absolute paths: a cwd with one is refused, not ignored.
+      await expect(
+        execSections(loop, [{ name: 'e', script: 'pwd', cwd: '/tmp', perl: 'out("/"); return 0;' }]),
+      ).rejects.toThrow(/a Perl body takes no cwd/);
     } finally {
       loop.close();
     }
