@@ -66,7 +66,15 @@ export function versionOfTarget(target: string | null): string | null {
   return m?.[1] ?? null;
 }
 
-/** Lists the release directories with their mtimes, for pruneReleases (read with read-node, or with a verify). */
+/**
+ * The command listing the release directories with their mtimes (`<seconds.fraction> <name>` a
+ * line), for pruneReleases (read with read-node, or with a verify): its arguments, as a Perl body
+ * runs it (capture), and releasesListing, as a shell runs it.
+ */
+export function releasesListingArgs(layout: NodeLayout): string[] {
+  return ['find', layout.releases, '-mindepth', '1', '-maxdepth', '1', '-type', 'd', '-printf', '%T@ %f\\n'];
+}
+
 export function releasesListing(layout: NodeLayout): string {
-  return sh('find', layout.releases, '-mindepth', '1', '-maxdepth', '1', '-type', 'd', '-printf', '%T@ %f\\n');
+  return sh(...releasesListingArgs(layout));
 }

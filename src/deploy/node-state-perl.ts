@@ -5,7 +5,7 @@
  * postconf changed since the connection last read them).
  */
 import { posix } from 'node:path';
-import { META_DIR, type NodeLayout } from './layout.js';
+import { META_DIR, releasesListingArgs, type NodeLayout } from './layout.js';
 import { CONFIG_READS, KNOWN, PATHS_COMMAND, SEP } from './node-state-format.js';
 import { perlQuote } from '../ssh/index.js';
 
@@ -74,7 +74,7 @@ const FINGERPRINT = [
  */
 export function nodeStatePerl(layout: NodeLayout, known?: string, listReleases = false): string {
   const files = [posix.join(layout.configDir, 'main.cf'), posix.join(layout.configDir, 'master.cf')];
-  const listing = ['find', layout.releases, '-mindepth', '1', '-maxdepth', '1', '-type', 'd', '-printf', '%T@ %f\n'];
+  const listing = releasesListingArgs(layout);
   return [
     ...FINGERPRINT,
     // postconf where the shell would find it in PATH (else by name, which cksum cannot open).
