@@ -599,6 +599,10 @@ try {
         // for in-process, not by polling the API: the requests would count as the control plane's
         // CPU, the more the longer the run.
         await app.syncWorker!.idle();
+        await sleep(150); // the nodes' per-connection sshd processes exit and are reaped
+        // Before the reads below: they are this benchmark's, and their answers grow with the nodes
+        // (each deployment lists every node's steps), so they would count as a cost per node.
+        const cpu = cpuDelta(cpuBefore, cpuSnapshot(active));
         const deployment = await waitUntil(
           async () => {
             const { items } = await api<{ items: DeploymentJson[] }>('GET', '/v1/deployments?limit=10');
@@ -612,8 +616,6 @@ try {
           `the deployment of ${version.slice(0, 12)} to finish`,
           20,
         );
-        await sleep(150); // the nodes' per-connection sshd processes exit and are reaped
-        const cpu = cpuDelta(cpuBefore, cpuSnapshot(active));
         if (deployment.state !== 'succeeded')
           throw new Error(
             `deployment ${deployment.id} ${deployment.state}: ${JSON.stringify(deployment.nodes.map((x) => x.error))}`,
