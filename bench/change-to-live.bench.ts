@@ -679,6 +679,9 @@ const rows = results.map((r) => {
     line: `| ${r.nodes} | ${r.profile} | ${loginLabel(r)} | ${r.delayMs} ms | ${r.debounceMs} ms | ${r.concurrency} | ${r.samples.length} | **${s(p50)}** | ${s(percentile(lat, 95))} | ${s(Math.max(...lat))} | ${s(median(r.samples.map((x) => x.doneMs)))} | ${goal === undefined ? '—' : `≤ ${s(goal)}: ${p50 <= goal ? 'met' : 'NOT met'}`} |`,
   };
 });
+/** Each kind of change with its samples, in the order the bench makes them. */
+const samplesByKind = (r: RunResult) =>
+  [...new Set(r.kinds)].map((kind) => ({ kind, samples: r.samples.filter((_, i) => r.kinds[i] === kind) }));
 /** Each deploy step's median over the given nodes' runs, as "step N ms, …". */
 const stepMediansOf = (per: ChangeSample['perNode']) =>
   CHANGE_STEPS.map((step) => `${step} ${ms(median(per.map((p) => p.steps[step] ?? 0)))}`).join(', ');
@@ -691,15 +694,14 @@ const breakdown = results.map((r) => {
     0,
     median(r.samples.map((x) => x.cpu.total - x.cpu.controlPlane - x.cpu.nodeSsh - x.cpu.postfix - x.cpu.postgres)),
   );
-  // Each kind of change with its samples, in the order the bench makes them.
-  const kinds = [...new Set(r.kinds)].map((kind) => ({
-    kind,
-    samples: r.samples.filter((_, i) => r.kinds[i] === kind),
-  }));
+  const kinds = samplesByKind(r);
   const byKind = kinds.map(({ kind, samples }) => `${kind} ${s(median(samples.map((x) => x.latencyMs)))}`).join(', ');
   const nodeCpuOf = (samples: ChangeSample[]) => median(samples.map((x) => (x.cpu.nodeSsh + x.cpu.postfix) / r.nodes));
   const nodeCpu = nodeCpuOf(r.samples);
   const nodeCpuByKind = kinds.map(({ kind, samples }) => `${kind} ${ms(nodeCpuOf(samples))}`).join(', ');
+  const controlByKind = kinds
+    .map(({ kind, samples }) => `${kind} ${ms(median(samples.map((x) => x.cpu.controlPlane)))}`)
+    .join(', ');
   // Where each kind's time goes: a relay's first limit moves its domains to a service of their own.
   const stepsByKind = kinds
     .map(({ kind, samples }) => {
@@ -709,7 +711,7 @@ const breakdown = results.map((r) => {
     .join('; ');
   const cpuLine =
     (SEED_DOMAINS > 0
-      ? ` p50 by kind: ${byKind}. Steps by kind (medians): ${stepsByKind}. Node-side CPU per change per node (SSH session, its commands, Postfix): ${ms(nodeCpu)} (by kind: ${nodeCpuByKind}).`
+      ? ` p50 by kind: ${byKind}. Steps by kind (medians): ${stepsByKind}. Node-side CPU per change per node (SSH session, its commands, Postfix): ${ms(nodeCpu)} (by kind: ${nodeCpuByKind}). Control-plane process CPU per change by kind (medians): ${controlByKind}.`
       : '') +
     ` CPU per change, t0 → run done (medians, all cores): ${ms(cpu('total'))} busy = control plane process ${ms(cpu('controlPlane'))}, ` +
     `node SSH sessions and the commands they run ${ms(cpu('nodeSsh'))}, Postfix masters and daemons (reload) ${ms(cpu('postfix'))}, ` +
@@ -780,8 +782,14 @@ if (SEED_DOMAINS > 0) {
     const one = results.find((r) => r.profile === profile && r.nodes === 1);
     const two = results.find((r) => r.profile === profile && r.nodes === 2);
     if (one === undefined || two === undefined) continue;
-    const cp = (r: RunResult) => median(r.samples.map((x) => x.cpu.controlPlane));
-    // A 2-node median under the 1-node one: noise larger than the cost measured. The projection
+    // Each kind's median, averaged over the kinds: they cost the control plane several times apart
+    // (a relay's first limit moves a relay's domains), so a median of all changes falls between
+    // kinds and moves with the few changes next to it.
+    const cp = (r: RunResult) => {
+      const kinds = samplesByKind(r);
+      return kinds.reduce((sum, k) => sum + median(k.samples.map((x) => x.cpu.controlPlane)), 0) / kinds.length;
+    };
+    // A 2-node figure under the 1-node one: noise larger than the cost measured. The projection
     // then takes the node-deploy benchmark's figure, which measures that cost alone, as recorded.
     const noisy = cp(two) < cp(one);
     const recorded = noisy ? recordedPerNodeMs() : undefined;
@@ -792,7 +800,7 @@ if (SEED_DOMAINS > 0) {
     const c = 4; // RELAYPLANE_DEPLOY_CONCURRENCY default
     const project = (n: number) => t1 + (Math.ceil(n / c) - 1) * deploy + (n * perNode) / cores;
     reading.push(
-      `**Per node (${profile})**: control-plane CPU per added node per change ${noisy ? `under this run's noise, projected with ${recorded === undefined ? '0' : `${ms(perNode)}, the figure \`npm run bench -- node-deploy\` last recorded in this file`}` : ms(perNode)} (control-plane process CPU per change with 2 nodes minus with 1: ${ms(cp(two))} − ${ms(cp(one))}); ` +
+      `**Per node (${profile})**: control-plane CPU per added node per change ${noisy ? `under this run's noise, projected with ${recorded === undefined ? '0' : `${ms(perNode)}, the figure \`npm run bench -- node-deploy\` last recorded in this file`}` : ms(perNode)} (control-plane process CPU per change with 2 nodes minus with 1, each the mean of the kinds' medians: ${ms(cp(two))} − ${ms(cp(one))}); ` +
         `node-side CPU per change ${ms(nodeCpu)} (1 node: its SSH session, the commands it runs and Postfix's reload). ` +
         `Projected change-to-live with N nodes each on its own CPU, \`RELAYPLANE_DEPLOY_CONCURRENCY\` C = ${c}, this ${cores}-core control plane: ` +
         `T(N) = T(1) + (⌈N / C⌉ − 1) × t_node + N × c_node / ${cores}, with T(1) = ${s(t1)}, t_node = ${ms(deploy)} (node start → reload done), c_node = ${ms(perNode)}: ` +
