@@ -127,9 +127,11 @@ function dumpOf(facts: ChunkFacts): string {
 
 /**
  * Facts of the chunks of the last few tables read: a chunk met again (in the next bundle's version
- * of the table, or in another node's deploy) is not read again.
+ * of the table, or in another node's deploy) is not read again. Each table read is a generation,
+ * and a change to a fleet reads many (its compile's check, every changed shard, each node's run):
+ * with too few kept, a 100,000-domain table's facts were gone by the next change and read again.
  */
-const GENERATIONS = 32;
+const GENERATIONS = 256;
 const recent: Array<Map<string, ChunkFacts>> = [];
 
 function factsOf(chunks: readonly string[]): ChunkFacts[] {
