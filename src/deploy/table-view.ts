@@ -128,8 +128,8 @@ function dumpOf(facts: ChunkFacts): string {
 /**
  * Facts of the chunks of the last few tables read: a chunk met again (in the next bundle's version
  * of the table, or in another node's deploy) is not read again. Each table read is a generation,
- * and a change to a fleet reads many (its compile's check, every changed shard, each node's run):
- * with too few kept, a 100,000-domain table's facts were gone by the next change and read again.
+ * and a change reads many (its compile's check, every changed shard it deploys): with too few kept,
+ * a 100,000-domain table's facts were gone by the next change when it went to several nodes.
  */
 const GENERATIONS = 256;
 const recent: Array<Map<string, ChunkFacts>> = [];
