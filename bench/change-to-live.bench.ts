@@ -45,7 +45,7 @@ import { seed } from './seed.js';
  * BENCH_DELAYS_MS (one-way delays to a 1-node row's node, default "0,20,80", through a loopback
  * delay proxy: test/lab/delay-proxy.ts); BENCH_LOGIN_ROWS ("1" by default: the 1-node tuned row
  * also runs with an empty login and with a new connection per deploy; "0": not); BENCH_DOMAINS
- * (seeded domains, bench/seed.ts: then node counts "1,2", the tuned profile, four kinds of change
+ * (seeded domains, bench/seed.ts: then node counts "1,2,4", the tuned profile, four kinds of change
  * in turn, CPU per node and projections to 20, 100 and 1,000 nodes).
  *
  * Nodes log in as admins' servers often do: root's ~/.bashrc costs ≈ 0.5 s (`sleep 0.5`, as this
@@ -53,7 +53,7 @@ import { seed } from './seed.js';
  */
 /** Seeded sender domains (bench/seed.ts, as the compile benchmark's); changes then come in four kinds. */
 const SEED_DOMAINS = Number(process.env.BENCH_DOMAINS ?? 0);
-const NODE_COUNTS = (process.env.BENCH_NODES ?? (SEED_DOMAINS > 0 ? '1,2' : '1,20'))
+const NODE_COUNTS = (process.env.BENCH_NODES ?? (SEED_DOMAINS > 0 ? '1,2,4' : '1,20'))
   .split(',')
   .map(Number)
   .filter((n) => n > 0);
@@ -780,27 +780,38 @@ function recordedPerNodeMs(): number | undefined {
 if (SEED_DOMAINS > 0) {
   for (const profile of [...new Set(results.map((r) => r.profile))]) {
     const one = results.find((r) => r.profile === profile && r.nodes === 1);
-    const two = results.find((r) => r.profile === profile && r.nodes === 2);
-    if (one === undefined || two === undefined) continue;
+    // The most nodes: a few ms per node stand out of the noise of a change's CPU only over several.
+    const many = results
+      .filter((r) => r.profile === profile && r.nodes > 1)
+      .reduce<RunResult | undefined>((most, r) => (most === undefined || r.nodes > most.nodes ? r : most), undefined);
+    if (one === undefined || many === undefined) continue;
+    const added = many.nodes - 1;
     // Each kind's median, averaged over the kinds: they cost the control plane several times apart
     // (a relay's first limit moves a relay's domains), so a median of all changes falls between
     // kinds and moves with the few changes next to it.
-    const cp = (r: RunResult) => {
-      const kinds = samplesByKind(r);
-      return kinds.reduce((sum, k) => sum + median(k.samples.map((x) => x.cpu.controlPlane)), 0) / kinds.length;
-    };
-    // A 2-node figure under the 1-node one: noise larger than the cost measured. The projection
-    // then takes the node-deploy benchmark's figure, which measures that cost alone, as recorded.
-    const noisy = cp(two) < cp(one);
+    const kindMedian = (r: RunResult, kind: string) =>
+      median(
+        samplesByKind(r)
+          .find((k) => k.kind === kind)
+          ?.samples.map((x) => x.cpu.controlPlane) ?? [],
+      );
+    const kinds = samplesByKind(one).map((k) => k.kind);
+    const cp = (r: RunResult) => kinds.reduce((sum, kind) => sum + kindMedian(r, kind), 0) / kinds.length;
+    const perKind = kinds
+      .map((kind) => `${kind} ${ms((kindMedian(many, kind) - kindMedian(one, kind)) / added)}`)
+      .join(', ');
+    // A figure with more nodes under the 1-node one: noise larger than the cost measured. The
+    // projection then takes the node-deploy benchmark's figure, which measures that cost alone.
+    const noisy = cp(many) < cp(one);
     const recorded = noisy ? recordedPerNodeMs() : undefined;
-    const perNode = noisy ? (recorded ?? 0) : cp(two) - cp(one);
+    const perNode = noisy ? (recorded ?? 0) : (cp(many) - cp(one)) / added;
     const nodeCpu = median(one.samples.map((x) => x.cpu.nodeSsh + x.cpu.postfix));
     const t1 = median(one.samples.map((x) => x.latencyMs));
     const deploy = median(one.samples.flatMap((x) => x.perNode.map((p) => p.reloadDoneMs)));
     const c = 4; // RELAYPLANE_DEPLOY_CONCURRENCY default
     const project = (n: number) => t1 + (Math.ceil(n / c) - 1) * deploy + (n * perNode) / cores;
     reading.push(
-      `**Per node (${profile})**: control-plane CPU per added node per change ${noisy ? `under this run's noise, projected with ${recorded === undefined ? '0' : `${ms(perNode)}, the figure \`npm run bench -- node-deploy\` last recorded in this file`}` : ms(perNode)} (control-plane process CPU per change with 2 nodes minus with 1, each the mean of the kinds' medians: ${ms(cp(two))} − ${ms(cp(one))}); ` +
+      `**Per node (${profile})**: control-plane CPU per added node per change ${noisy ? `under this run's noise, projected with ${recorded === undefined ? '0' : `${ms(perNode)}, the figure \`npm run bench -- node-deploy\` last recorded in this file`}` : ms(perNode)} (control-plane process CPU per change with ${many.nodes} nodes minus with 1, each the mean of the kinds' medians, divided by ${added}: (${ms(cp(many))} − ${ms(cp(one))}) / ${added}; by kind: ${perKind}); ` +
         `node-side CPU per change ${ms(nodeCpu)} (1 node: its SSH session, the commands it runs and Postfix's reload). ` +
         `Projected change-to-live with N nodes each on its own CPU, \`RELAYPLANE_DEPLOY_CONCURRENCY\` C = ${c}, this ${cores}-core control plane: ` +
         `T(N) = T(1) + (⌈N / C⌉ − 1) × t_node + N × c_node / ${cores}, with T(1) = ${s(t1)}, t_node = ${ms(deploy)} (node start → reload done), c_node = ${ms(perNode)}: ` +
