@@ -830,7 +830,7 @@ const markdown = [
       ? `on ${SEED_DOMAINS} seeded domains (bench/seed.ts, as the compile benchmark), changes in turn: onboard a verified domain, rotate a domain's credential (create + activate), disable a domain, change a relay's concurrency limit; `
       : `each a \`POST /v1/tenants/{id}/domains\` of a new verified domain; `) +
     `the real app and sync worker on a scratch database, reconcile every ${RECONCILE_INTERVAL_MS / 1000} s (default); lab nodes = real Postfix 3.7 instances with their own sshd on loopback, ` +
-    `node counts ${counts.join(' and ')}${nodeShortfall !== '' ? ` — ${nodeShortfall}` : ''}, ` +
+    `node counts ${counts.length > 1 ? `${counts.slice(0, -1).join(', ')} and ${counts.at(-1)}` : counts.join('')}${nodeShortfall !== '' ? ` — ${nodeShortfall}` : ''}, ` +
     `each node's root logs in with a ~/.bashrc that sleeps 0.5 s (as this machine's root \`pyenv init\` costs), rows labelled "empty" with an empty one; ` +
     `one-way delays through a loopback TCP delay proxy (this kernel has no netem), 1 node only; "new connection per deploy" = \`RELAYPLANE_SSH_IDLE_SECONDS=0\`; profiles: tuned = \`RELAYPLANE_SYNC_DEBOUNCE_MS=25\`, \`RELAYPLANE_DEPLOY_CONCURRENCY=<nodes>\`; ` +
     `default = 500 ms, 4; ${machine()}; ${date}).`,
