@@ -9,7 +9,7 @@ import { MANAGED_SERVICE_PREFIX, renderValue, serviceFields, serviceKey, type Bu
 import { META_DIR, releasesListing, versionOfTarget, type NodeLayout } from './layout.js';
 import { execOk, type NodeConnection, sh } from '../ssh/index.js';
 import { CONFIG_READS, KNOWN, PATHS_COMMAND, SEP } from './node-state-format.js';
-import { nodeStatePerl } from './node-state-perl.js';
+import { liveStatePerl, nodeStatePerl } from './node-state-perl.js';
 
 export type ParamMap = Map<string, string>;
 
@@ -298,6 +298,14 @@ export function liveStateScript(layout: NodeLayout, knownConfig?: LiveState['con
   if (knownConfig === undefined) return nodeStateScript(layout);
   const { target, version } = releaseReads(layout);
   return joinCommands([target, version]);
+}
+
+/** liveStateScript and the same read in Perl (node-state-perl.ts), for a section the node's Perl loop may run. */
+export function liveStateRead(layout: NodeLayout, knownConfig?: LiveState['config']): { script: string; perl: string } {
+  return {
+    script: liveStateScript(layout, knownConfig),
+    perl: knownConfig === undefined ? nodeStatePerl(layout) : liveStatePerl(layout),
+  };
 }
 
 /**

@@ -16,8 +16,7 @@ import {
   reloadLogProblems,
   reloadLogScript,
 } from './node-checks.js';
-import { liveStatePerl, nodeStatePerl } from './node-state-perl.js';
-import { liveStateScript, takeLiveState, type LiveState } from './postfix-config.js';
+import { liveStateRead, takeLiveState, type LiveState } from './postfix-config.js';
 import {
   describeRestart,
   parseRestartVia,
@@ -162,11 +161,7 @@ export async function verifyAfterReload(conn: NodeConnection, args: VerifyArgs):
   const sections: Section[] = [];
   if (args.checkInstallation === true)
     sections.push({ name: 'installation-start', script: postfixCheckStart(checkOutput), subshell: false });
-  sections.push({
-    name: 'live-state',
-    script: liveStateScript(args.layout, args.knownConfig),
-    perl: args.knownConfig === undefined ? nodeStatePerl(args.layout) : liveStatePerl(args.layout),
-  });
+  sections.push({ name: 'live-state', ...liveStateRead(args.layout, args.knownConfig) });
   // A delta release's merged tables were checked as they were built: often nothing is left to digest.
   const digesting = (digestFiles ?? Object.keys(bundle.files)).length > 0;
   if (digesting)
