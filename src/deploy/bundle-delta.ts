@@ -56,7 +56,7 @@ export interface BundleDelta {
   /** SHA-256 (hex) of each base source the delta relies on: a node whose copy differs (drift) gets a full release. */
   baseDigests: Record<string, string>;
   /** The base release's files (releaseFiles), as its `files.stat` manifest lists them. */
-  baseFiles: string[];
+  baseFiles: readonly string[];
   /** SHA-256 (hex) of each next source built on the node. */
   nextDigests: Record<string, string>;
 }

@@ -14,6 +14,7 @@ import {
   type BundleFile,
   type MasterService,
 } from '../postfix/bundle.js';
+import { derivedOnce } from '../lib/derived-once.js';
 
 export {
   chunkedDigest,
@@ -43,20 +44,24 @@ export function serviceFields(s: MasterService): string {
   return [s.name, s.type, s.private, s.unpriv, s.chroot, s.wakeup, s.maxproc, s.command].join(' ');
 }
 
+// Each node's deploy asks for these again; at 100,000 domains a table is hundreds of chunks and a
+// release hundreds of files.
 /** A file's text length (UTF-16 units), without joining a chunked file. */
-export function textLength(file: BundleFile): number {
-  return (chunksOf(file) ?? [file.content]).reduce((n, chunk) => n + chunk.length, 0);
-}
+export const textLength: (file: BundleFile) => number = derivedOnce((file: BundleFile) =>
+  (chunksOf(file) ?? [file.content]).reduce((n, chunk) => n + chunk.length, 0),
+);
 
-export function hashMaps(bundle: Bundle): Array<[string, BundleFile]> {
-  return Object.entries(bundle.files)
-    .filter(([, f]) => f.mapType === 'hash')
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-}
+/** The bundle's hash maps, sorted by name. */
+export const hashMaps: (bundle: Bundle) => ReadonlyArray<readonly [string, BundleFile]> = derivedOnce(
+  (bundle: Bundle) =>
+    Object.entries(bundle.files)
+      .filter(([, f]) => f.mapType === 'hash')
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+);
 
 /** Every file a release of `bundle` holds besides its metadata: each file and, for a hash map, its `.db`; sorted. */
-export function releaseFiles(bundle: Bundle): string[] {
-  return Object.entries(bundle.files)
+export const releaseFiles: (bundle: Bundle) => readonly string[] = derivedOnce((bundle: Bundle) =>
+  Object.entries(bundle.files)
     .flatMap(([name, f]) => (f.mapType === 'hash' ? [name, `${name}.db`] : [name]))
-    .sort();
-}
+    .sort(),
+);

@@ -182,7 +182,7 @@ export async function stageDelta(
 const SPLIT_BUILD_OVER = 4 * SEND_WHOLE_UP_TO;
 
 /** The tables in one group, or in two of about equal size when they are more than SPLIT_BUILD_OVER together. */
-function buildGroups<T extends [string, BundleFile]>(tables: T[]): T[][] {
+function buildGroups<T extends readonly [string, BundleFile]>(tables: T[]): T[][] {
   const sizes = tables.map(([, file]) => textLength(file));
   const total = sizes.reduce((a, b) => a + b, 0);
   if (tables.length < 2 || total <= SPLIT_BUILD_OVER) return tables.length === 0 ? [] : [tables];

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
 import { hashMaps, releaseFiles, type Bundle, type BundleFile } from './bundle.js';
 import { META_DIR } from './layout.js';
+import { derivedOnce } from '../lib/derived-once.js';
 import { excerpt, perlQuote, sh, shellQuote, type ExecResult, type NodeConnection } from '../ssh/index.js';
 import { entriesAt, entryCount } from './map-source.js';
 import { postmapStderr } from './secret-scrub.js';
@@ -52,9 +53,9 @@ function expectedModes(bundle: Bundle): Map<string, number> {
 export const FILES_STAT = posix.join(META_DIR, 'files.stat');
 
 /** `stat` of a release's files (run in its dir), in the manifest's form. */
-export function filesStatCommand(files: readonly string[]): string {
-  return sh('stat', '-c', '%a %i %s %.9Y %n', ...files);
-}
+export const filesStatCommand: (files: readonly string[]) => string = derivedOnce((files: readonly string[]) =>
+  sh('stat', '-c', '%a %i %s %.9Y %n', ...files),
+);
 
 /**
  * Up to this many lines a manifest is read by the shell's own `read` (no process); past it by one
