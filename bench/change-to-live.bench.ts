@@ -404,9 +404,11 @@ try {
     } else if (kind === 'disable') {
       await api('PATCH', `/v1/domains/${targets.domains[half + k]!.id}`, { status: 'disabled' });
     } else {
-      await api('PUT', `/v1/relays/${targets.relays[k % targets.relays.length]!}/limits`, {
-        concurrency: 5 + (k % 20),
-      });
+      // Set, then cleared by the next such change: each moves one relay's domains to or from a
+      // service of their own, and the table of those senders stays as small as it starts, row
+      // after row (set on relay after relay, it grew by a relay's domains each time).
+      const relayId = targets.relays[Math.floor((k - 1) / 2) % targets.relays.length]!;
+      await api('PUT', `/v1/relays/${relayId}/limits`, { concurrency: k % 2 === 1 ? 5 + (k % 20) : null });
     }
   }
 
@@ -702,7 +704,7 @@ const breakdown = results.map((r) => {
   const controlByKind = kinds
     .map(({ kind, samples }) => `${kind} ${ms(median(samples.map((x) => x.cpu.controlPlane)))}`)
     .join(', ');
-  // Where each kind's time goes: a relay's first limit moves its domains to a service of their own.
+  // Where each kind's time goes: a relay limit moves its domains to or from a service of their own.
   const stepsByKind = kinds
     .map(({ kind, samples }) => {
       const steps = stepMediansOf(samples.flatMap((x) => x.perNode));
@@ -765,7 +767,7 @@ if (largest !== undefined && largest.nodes > 1) {
       `${s(total)} of CPU per change, ${Math.round((100 * nodeSide) / total)} % of it on the node side (SSH sessions, \`postconf\`/\`postmap\`/\`postfix check\`, reload) ` +
       `and ${s(control)} in the control plane process (${perNode}: SSH sessions, step records, node runs in PostgreSQL). ` +
       (SEED_DOMAINS > 0
-        ? `Onboarding, rotating and disabling edit tables only, so \`validate\` probes the staged tables; a relay's first limit gives its domains a service of their own, which edits main.cf and master.cf, so \`validate\` checks the staged files with \`postconf\` and \`verify\` runs \`postfix check\` after the reload, beside the settle time (its CPU counts, its time is after t1). `
+        ? `Onboarding, rotating and disabling edit tables only, so \`validate\` probes the staged tables; setting a relay's first limit or clearing it again moves the relay's domains to or from a service of their own, which edits main.cf and master.cf, so \`validate\` checks the staged files with \`postconf\` and \`verify\` runs \`postfix check\` after the reload, beside the settle time (its CPU counts, its time is after t1). `
         : `These changes edit tables only, so \`validate\` probes the staged tables and \`postfix check\` does not run (it runs in \`verify\`, after the reload, when main.cf or master.cf change). `) +
       `On real nodes the node-side work runs on each node's own CPU in parallel, so there the latency is about the debounce plus one node's deploy, not ${largest.nodes} of them on ${cores} cores.`,
   );
@@ -787,7 +789,7 @@ if (SEED_DOMAINS > 0) {
     if (one === undefined || many === undefined) continue;
     const added = many.nodes - 1;
     // Each kind's median, averaged over the kinds: they cost the control plane several times apart
-    // (a relay's first limit moves a relay's domains), so a median of all changes falls between
+    // (a relay limit moves a relay's domains), so a median of all changes falls between
     // kinds and moves with the few changes next to it.
     const kindMedian = (r: RunResult, kind: string) =>
       median(
@@ -827,7 +829,7 @@ const markdown = [
   '',
   `Command: \`${SEED_DOMAINS > 0 ? `BENCH_DOMAINS=${SEED_DOMAINS} BENCH_NODES=${NODE_COUNTS.join(',')} ` : ''}npm run bench -- change-to-live\`${process.env.BENCH_DELAYS_MS !== undefined ? ` with \`BENCH_DELAYS_MS=${process.env.BENCH_DELAYS_MS}\`` : ''} (${CHANGES} sequential changes per row after one unmeasured, ` +
     (SEED_DOMAINS > 0
-      ? `on ${SEED_DOMAINS} seeded domains (bench/seed.ts, as the compile benchmark), changes in turn: onboard a verified domain, rotate a domain's credential (create + activate), disable a domain, change a relay's concurrency limit; `
+      ? `on ${SEED_DOMAINS} seeded domains (bench/seed.ts, as the compile benchmark), changes in turn: onboard a verified domain, rotate a domain's credential (create + activate), disable a domain, set a relay's concurrency limit or clear it again (relay after relay); `
       : `each a \`POST /v1/tenants/{id}/domains\` of a new verified domain; `) +
     `the real app and sync worker on a scratch database, reconcile every ${RECONCILE_INTERVAL_MS / 1000} s (default); lab nodes = real Postfix 3.7 instances with their own sshd on loopback, ` +
     `node counts ${counts.length > 1 ? `${counts.slice(0, -1).join(', ')} and ${counts.at(-1)}` : counts.join('')}${nodeShortfall !== '' ? ` — ${nodeShortfall}` : ''}, ` +
