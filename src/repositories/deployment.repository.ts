@@ -1,6 +1,27 @@
 import type { Db } from '../db/prisma.js';
-import type { DeploymentState, Prisma } from '../generated/prisma/client.js';
+import type { DeploymentState, NodeDeploymentState, Prisma } from '../generated/prisma/client.js';
 import { DEPLOY_CHANNEL } from '../db/channels.js';
+
+/** A step of a node's run as its row keeps it (the deployer's step record, times as ISO strings). */
+export type NodeRunStep = {
+  step: string;
+  startedAt: string;
+  finishedAt: string;
+  durationMs: number;
+  ok: boolean;
+  detail?: string;
+};
+
+/** How a node's run ended. */
+export type NodeRunOutcome = {
+  state: NodeDeploymentState;
+  attempts: number;
+  previousVersion: string | null;
+  startedAt: Date;
+  finishedAt: Date;
+  error: string | null;
+  steps: NodeRunStep[];
+};
 
 export interface DeploymentCursor {
   createdAt: Date;
@@ -53,9 +74,15 @@ export function createDeploymentRepository() {
     async startNodeRuns(db: Db, ids: readonly string[], startedAt: Date) {
       await db.nodeDeployment.updateMany({ where: { id: { in: [...ids] } }, data: { state: 'running', startedAt } });
     },
-    /** By the run's own id: its node id is cleared when the node is deleted. */
-    async updateNodeRun(db: Db, id: string, data: Prisma.NodeDeploymentUncheckedUpdateManyInput) {
-      await db.nodeDeployment.updateMany({ where: { id }, data });
+    /**
+     * By the run's own id: its node id is cleared when the node is deleted. One raw statement, which
+     * costs the control plane less CPU than the client's own update: it runs once per node and change.
+     */
+    async updateNodeRun(db: Db, id: string, run: NodeRunOutcome) {
+      await db.$executeRaw`UPDATE node_deployments SET state = ${run.state}::node_deployment_state,
+        attempts = ${run.attempts}, previous_version = ${run.previousVersion}, started_at = ${run.startedAt},
+        finished_at = ${run.finishedAt}, error = ${run.error}, steps = ${JSON.stringify(run.steps)}::jsonb
+        WHERE id = ${id}::uuid`;
     },
   };
 }

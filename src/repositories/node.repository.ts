@@ -1,9 +1,32 @@
 import type { Db } from '../db/prisma.js';
-import type { Node, Prisma } from '../generated/prisma/client.js';
+import { Prisma, type Node } from '../generated/prisma/client.js';
 import { CONFIG_CHANNEL } from '../db/channels.js';
 
 /** Where and how a node is reached: a result obtained at one address says nothing about another. */
 export type NodeAddress = Pick<Node, 'sshHost' | 'sshPort' | 'sshUser' | 'hostKey' | 'configDir'>;
+
+/** What the worker and checks record of a node (undefined: left as it is). */
+export interface NodeStatus {
+  liveVersion?: string | null;
+  driftDetected?: boolean;
+  driftFiles?: string[];
+  lastDeployedAt?: Date;
+  lastError?: string | null;
+  lastCheckAt?: Date;
+}
+
+/**
+ * Their columns. Written by one raw statement, which costs the control plane less CPU than the
+ * client's own update: it runs once per node and change.
+ */
+const STATUS_COLUMNS: Record<keyof NodeStatus, string> = {
+  liveVersion: 'live_version',
+  driftDetected: 'drift_detected',
+  driftFiles: 'drift_files',
+  lastDeployedAt: 'last_deployed_at',
+  lastError: 'last_error',
+  lastCheckAt: 'last_check_at',
+};
 
 export function addressOf(node: NodeAddress): NodeAddress {
   return {
@@ -49,17 +72,22 @@ export function createNodeRepository() {
      * What the worker and checks learn about a node: never bumps the admin-facing version. With
      * `at`, written only while the node still has that address; false when nothing was written.
      */
-    async recordStatus(
-      db: Db,
-      id: string,
-      data: Pick<
-        Prisma.NodeUncheckedUpdateInput,
-        'liveVersion' | 'driftDetected' | 'driftFiles' | 'lastDeployedAt' | 'lastError' | 'lastCheckAt'
-      >,
-      at?: NodeAddress,
-    ): Promise<boolean> {
-      const result = await db.node.updateMany({ where: { id, ...at }, data });
-      return result.count === 1;
+    async recordStatus(db: Db, id: string, data: NodeStatus, at?: NodeAddress): Promise<boolean> {
+      const set = Object.entries(data)
+        .filter(([, value]) => value !== undefined)
+        .map(([field, value]) => Prisma.sql`${Prisma.raw(STATUS_COLUMNS[field as keyof NodeStatus])} = ${value}`);
+      const where = [
+        Prisma.sql`id = ${id}::uuid`,
+        ...(at === undefined
+          ? []
+          : [
+              Prisma.sql`ssh_host = ${at.sshHost} AND ssh_port = ${at.sshPort} AND ssh_user = ${at.sshUser}`,
+              Prisma.sql`host_key = ${at.hostKey} AND config_dir = ${at.configDir}`,
+            ]),
+      ];
+      const count = await db.$executeRaw`UPDATE nodes SET ${Prisma.join([...set, Prisma.sql`updated_at = now()`], ', ')}
+        WHERE ${Prisma.join(where, ' AND ')}`;
+      return count === 1;
     },
     /**
      * The ids of these nodes still registered, their rows locked (FOR KEY SHARE) until the

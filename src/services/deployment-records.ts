@@ -1,7 +1,7 @@
 /** How deployments are shown and recorded: API shapes, the per-node record, the overall state, the cursor. */
-import type { Deployment, DeploymentState, NodeDeployment, Prisma } from '../generated/prisma/client.js';
+import type { Deployment, DeploymentState, NodeDeployment } from '../generated/prisma/client.js';
 import { cursorCodec } from '../lib/pagination.js';
-import type { DeploymentCursor } from '../repositories/deployment.repository.js';
+import type { DeploymentCursor, NodeRunOutcome } from '../repositories/deployment.repository.js';
 import type { Node } from '../generated/prisma/client.js';
 import type { NodeSyncResult } from '../deploy/index.js';
 
@@ -24,7 +24,7 @@ export function syncError(result: NodeSyncResult): string | null {
 }
 
 export type DeploymentRow = Deployment & { nodes: NodeDeployment[] };
-export type NodeRun = Omit<Prisma.NodeDeploymentCreateManyInput, 'deploymentId'>;
+export type NodeRun = NodeRunOutcome & { nodeId: string; nodeName: string };
 
 const iso = (date: Date | null) => date?.toISOString() ?? null;
 

@@ -205,6 +205,12 @@ describe.skipIf(!labOk)('sync worker on real Postfix nodes', () => {
     for (const name of ['sync1', 'sync2'])
       expect(runs.some((d) => d.nodes.some((n) => n.nodeName === name && n.state === 'live'))).toBe(true);
     const done = runs[0]!;
+    // Each node's run is recorded as it ended: its attempts and the deployer's steps, in order.
+    for (const name of ['sync1', 'sync2']) {
+      expect(done.nodes.find((n) => n.nodeName === name)).toMatchObject({ state: 'live', attempts: 1, error: null });
+      expect(stepsOf(done, name)).toEqual(expect.arrayContaining(['read-node', 'stage', 'switch', 'reload', 'verify']));
+      expect(stepsOf(done, name).indexOf('stage')).toBeLessThan(stepsOf(done, name).indexOf('reload'));
+    }
     expect(liveVersion(n1)).toBe(done.version);
     expect(liveVersion(n2)).toBe(done.version);
     for (const n of [n1, n2]) {
