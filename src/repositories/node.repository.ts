@@ -73,9 +73,10 @@ export function createNodeRepository() {
      * `at`, written only while the node still has that address; false when nothing was written.
      */
     async recordStatus(db: Db, id: string, data: NodeStatus, at?: NodeAddress): Promise<boolean> {
-      const set = Object.entries(data)
-        .filter(([, value]) => value !== undefined)
-        .map(([field, value]) => Prisma.sql`${Prisma.raw(STATUS_COLUMNS[field as keyof NodeStatus])} = ${value}`);
+      // Only the known fields reach the statement, each by its constant column name.
+      const set = (Object.keys(STATUS_COLUMNS) as Array<keyof NodeStatus>)
+        .filter((field) => data[field] !== undefined)
+        .map((field) => Prisma.sql`${Prisma.raw(STATUS_COLUMNS[field])} = ${data[field]}`);
       const where = [
         Prisma.sql`id = ${id}::uuid`,
         ...(at === undefined
