@@ -28,6 +28,15 @@ const STATUS_COLUMNS: Record<keyof NodeStatus, string> = {
   lastCheckAt: 'last_check_at',
 };
 
+/** The address's columns: typed by NodeAddress, so a field added to it cannot be left out of the compare-and-set. */
+const ADDRESS_COLUMNS: Record<keyof NodeAddress, string> = {
+  sshHost: 'ssh_host',
+  sshPort: 'ssh_port',
+  sshUser: 'ssh_user',
+  hostKey: 'host_key',
+  configDir: 'config_dir',
+};
+
 export function addressOf(node: NodeAddress): NodeAddress {
   return {
     sshHost: node.sshHost,
@@ -81,10 +90,9 @@ export function createNodeRepository() {
         Prisma.sql`id = ${id}::uuid`,
         ...(at === undefined
           ? []
-          : [
-              Prisma.sql`ssh_host = ${at.sshHost} AND ssh_port = ${at.sshPort} AND ssh_user = ${at.sshUser}`,
-              Prisma.sql`host_key = ${at.hostKey} AND config_dir = ${at.configDir}`,
-            ]),
+          : (Object.keys(ADDRESS_COLUMNS) as Array<keyof NodeAddress>).map(
+              (field) => Prisma.sql`${Prisma.raw(ADDRESS_COLUMNS[field])} = ${at[field]}`,
+            )),
       ];
       const count = await db.$executeRaw`UPDATE nodes SET ${Prisma.join([...set, Prisma.sql`updated_at = now()`], ', ')}
         WHERE ${Prisma.join(where, ' AND ')}`;
