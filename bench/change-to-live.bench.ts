@@ -46,7 +46,8 @@ import { seed } from './seed.js';
  * delay proxy: test/lab/delay-proxy.ts); BENCH_LOGIN_ROWS ("1" by default: the 1-node tuned row
  * also runs with an empty login and with a new connection per deploy; "0": not); BENCH_DOMAINS
  * (seeded domains, bench/seed.ts: then node counts "1,2,4", the tuned profile, four kinds of change
- * in turn, CPU per node and projections to 20, 100 and 1,000 nodes).
+ * in turn, CPU per node and projections to 20, 100 and 1,000 nodes); BENCH_KINDS (with
+ * BENCH_DOMAINS: some of the kinds only, e.g. "relay-limit", recorded in a section of their own).
  *
  * Nodes log in as admins' servers often do: root's ~/.bashrc costs ≈ 0.5 s (`sleep 0.5`, as this
  * machine's root `pyenv init`), sourced by bash for every session sshd starts.
@@ -316,7 +317,27 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
-const CHANGE_KINDS = ['onboard', 'rotate', 'disable', 'relay limit'];
+const ALL_CHANGE_KINDS = ['onboard', 'rotate', 'disable', 'relay limit'];
+/** BENCH_KINDS: some of the kinds only ("relay-limit", "onboard,rotate"), in their own section. */
+const CHANGE_KINDS = (process.env.BENCH_KINDS ?? ALL_CHANGE_KINDS.join(','))
+  .split(',')
+  .map((k) => k.trim().replace('-', ' '))
+  .filter((k) => k !== '');
+const unknownKinds = CHANGE_KINDS.filter((k) => !ALL_CHANGE_KINDS.includes(k));
+if (unknownKinds.length > 0 || CHANGE_KINDS.length === 0)
+  throw new Error(
+    `BENCH_KINDS: unknown kind ${unknownKinds.join(', ') || '(none given)'}; have ${ALL_CHANGE_KINDS.map((k) => k.replace(' ', '-')).join(', ')}`,
+  );
+const someKinds = CHANGE_KINDS.length < ALL_CHANGE_KINDS.length;
+if (someKinds && SEED_DOMAINS === 0)
+  throw new Error('BENCH_KINDS needs BENCH_DOMAINS (a handful of domains only onboards)');
+const KIND_TEXT: Record<string, string> = {
+  onboard: 'onboard a verified domain',
+  rotate: "rotate a domain's credential (create + activate)",
+  disable: 'disable a domain',
+  'relay limit': "set a relay's concurrency limit or clear it again (relay after relay)",
+};
+const kindsLabel = CHANGE_KINDS.map((k) => k.replace(' ', '-')).join(',');
 type Api = <T = Record<string, unknown>>(method: string, url: string, body?: object) => Promise<T>;
 
 async function seededTargets(
@@ -824,12 +845,12 @@ if (SEED_DOMAINS > 0) {
 }
 const markdown = [
   SEED_DOMAINS > 0
-    ? `## Change-to-live at ${SEED_DOMAINS.toLocaleString('en-US')} domains: delta releases`
+    ? `## Change-to-live at ${SEED_DOMAINS.toLocaleString('en-US')} domains: delta releases${someKinds ? ` (${CHANGE_KINDS.join(', ')} only)` : ''}`
     : '## Change-to-live latency: API write → every node reloaded with the new version',
   '',
-  `Command: \`${SEED_DOMAINS > 0 ? `BENCH_DOMAINS=${SEED_DOMAINS} BENCH_NODES=${NODE_COUNTS.join(',')} ` : ''}npm run bench -- change-to-live\`${process.env.BENCH_DELAYS_MS !== undefined ? ` with \`BENCH_DELAYS_MS=${process.env.BENCH_DELAYS_MS}\`` : ''} (${CHANGES} sequential changes per row after one unmeasured, ` +
+  `Command: \`${SEED_DOMAINS > 0 ? `BENCH_DOMAINS=${SEED_DOMAINS} BENCH_NODES=${NODE_COUNTS.join(',')} ${someKinds ? `BENCH_KINDS=${kindsLabel} ` : ''}` : ''}npm run bench -- change-to-live\`${process.env.BENCH_DELAYS_MS !== undefined ? ` with \`BENCH_DELAYS_MS=${process.env.BENCH_DELAYS_MS}\`` : ''} (${CHANGES} sequential changes per row after one unmeasured, ` +
     (SEED_DOMAINS > 0
-      ? `on ${SEED_DOMAINS} seeded domains (bench/seed.ts, as the compile benchmark), changes in turn: onboard a verified domain, rotate a domain's credential (create + activate), disable a domain, set a relay's concurrency limit or clear it again (relay after relay); `
+      ? `on ${SEED_DOMAINS} seeded domains (bench/seed.ts, as the compile benchmark), changes in turn: ${CHANGE_KINDS.map((k) => KIND_TEXT[k]).join(', ')}; `
       : `each a \`POST /v1/tenants/{id}/domains\` of a new verified domain; `) +
     `the real app and sync worker on a scratch database, reconcile every ${RECONCILE_INTERVAL_MS / 1000} s (default); lab nodes = real Postfix 3.7 instances with their own sshd on loopback, ` +
     `node counts ${counts.length > 1 ? `${counts.slice(0, -1).join(', ')} and ${counts.at(-1)}` : counts.join('')}${nodeShortfall !== '' ? ` — ${nodeShortfall}` : ''}, ` +
@@ -849,5 +870,10 @@ const markdown = [
   '',
   ...reading.flatMap((line) => [line, '']),
 ].join('\n');
-await recordSection(SEED_DOMAINS > 0 ? 'change-to-live-domains' : 'change-to-live', markdown);
+await recordSection(
+  SEED_DOMAINS > 0
+    ? `change-to-live-domains${someKinds ? `-${kindsLabel.replaceAll(',', '-')}` : ''}`
+    : 'change-to-live',
+  markdown,
+);
 log(`\n${markdown}`);
