@@ -319,10 +319,14 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 const log = (line: string) => process.stdout.write(`${line}\n`);
 const ALL_CHANGE_KINDS = ['onboard', 'rotate', 'disable', 'relay limit'];
 /** BENCH_KINDS: some of the kinds only ("relay-limit", "onboard,rotate"), in their own section. */
-const CHANGE_KINDS = (process.env.BENCH_KINDS ?? ALL_CHANGE_KINDS.join(','))
-  .split(',')
-  .map((k) => k.trim().replace('-', ' '))
-  .filter((k) => k !== '');
+const CHANGE_KINDS = [
+  ...new Set(
+    (process.env.BENCH_KINDS ?? ALL_CHANGE_KINDS.join(','))
+      .split(',')
+      .map((k) => k.trim().replace('-', ' '))
+      .filter((k) => k !== ''),
+  ),
+];
 const unknownKinds = CHANGE_KINDS.filter((k) => !ALL_CHANGE_KINDS.includes(k));
 if (unknownKinds.length > 0 || CHANGE_KINDS.length === 0)
   throw new Error(
