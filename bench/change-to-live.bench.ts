@@ -19,7 +19,7 @@ import { LAB_INSTALL_COMMAND, labAvailable } from '../test/lab/requirements.js';
 import { startSmartHost, type SmartHost } from '../test/lab/smart-host.js';
 import { sleep, waitUntil } from '../test/lab/util.js';
 import { machine, median, percentile, recordSection, ROOT, scratchDatabase } from './lib.js';
-import { TICK_MS, labNodeCpuMs, procCpuMs, processChildren } from './proc-cpu.js';
+import { TICK_MS, labNodeCpuMs, mainThreadCpuMs, procCpuMs, processChildren } from './proc-cpu.js';
 import { seed } from './seed.js';
 
 /**
@@ -249,6 +249,9 @@ interface CpuSnapshot {
   /** This process's CPU when the snapshot started, and when it ended (its /proc scan between). */
   controlPlane: number;
   controlPlaneAfter: number;
+  /** The process's main thread alone, at the same two points. */
+  mainThread: number;
+  mainThreadAfter: number;
   nodeSsh: number;
   postfix: number;
   postgres: number;
@@ -256,6 +259,7 @@ interface CpuSnapshot {
 }
 function cpuSnapshot(active: PostfixNode[]): CpuSnapshot {
   const usage = process.cpuUsage();
+  const mainThread = mainThreadCpuMs();
   const children = processChildren();
   // The sshd listener reaps each connection's sshd, which reaped the commands it ran; connections
   // still open count with their own and their reaped sessions' CPU.
@@ -263,6 +267,8 @@ function cpuSnapshot(active: PostfixNode[]): CpuSnapshot {
   const snapshot = {
     controlPlane: (usage.user + usage.system) / 1000,
     controlPlaneAfter: 0,
+    mainThread,
+    mainThreadAfter: 0,
     nodeSsh: nodes.reduce((sum, n) => sum + n.session, 0),
     postfix: nodes.reduce((sum, n) => sum + n.postfix, 0),
     postgres: postgresCpuMs(),
@@ -270,6 +276,7 @@ function cpuSnapshot(active: PostfixNode[]): CpuSnapshot {
   };
   const after = process.cpuUsage();
   snapshot.controlPlaneAfter = (after.user + after.system) / 1000;
+  snapshot.mainThreadAfter = mainThreadCpuMs();
   return snapshot;
 }
 function cpuDelta(a: CpuSnapshot, b: CpuSnapshot): CpuSnapshot {
@@ -277,6 +284,8 @@ function cpuDelta(a: CpuSnapshot, b: CpuSnapshot): CpuSnapshot {
     // From the end of the first snapshot to the start of the second: the bench's /proc scans are not the app's.
     controlPlane: b.controlPlane - a.controlPlaneAfter,
     controlPlaneAfter: b.controlPlaneAfter - a.controlPlaneAfter,
+    mainThread: b.mainThread - a.mainThreadAfter,
+    mainThreadAfter: b.mainThreadAfter - a.mainThreadAfter,
     nodeSsh: b.nodeSsh - a.nodeSsh,
     postfix: b.postfix - a.postfix,
     postgres: b.postgres - a.postgres,
@@ -816,17 +825,23 @@ if (SEED_DOMAINS > 0) {
     // Each kind's median, averaged over the kinds: they cost the control plane several times apart
     // (a relay limit moves a relay's domains), so a median of all changes falls between
     // kinds and moves with the few changes next to it.
-    const kindMedian = (r: RunResult, kind: string) =>
+    const kindMedian = (r: RunResult, kind: string, of: 'controlPlane' | 'mainThread' = 'controlPlane') =>
       median(
         samplesByKind(r)
           .find((k) => k.kind === kind)
-          ?.samples.map((x) => x.cpu.controlPlane) ?? [],
+          ?.samples.map((x) => x.cpu[of]) ?? [],
       );
     const kinds = samplesByKind(one).map((k) => k.kind);
-    const cp = (r: RunResult) => kinds.reduce((sum, kind) => sum + kindMedian(r, kind), 0) / kinds.length;
-    const perKind = kinds
-      .map((kind) => `${kind} ${ms((kindMedian(many, kind) - kindMedian(one, kind)) / added)}`)
-      .join(', ');
+    const cp = (r: RunResult, of: 'controlPlane' | 'mainThread' = 'controlPlane') =>
+      kinds.reduce((sum, kind) => sum + kindMedian(r, kind, of), 0) / kinds.length;
+    const perKindOf = (of: 'controlPlane' | 'mainThread') =>
+      kinds.map((kind) => `${kind} ${ms((kindMedian(many, kind, of) - kindMedian(one, kind, of)) / added)}`).join(', ');
+    const perKind = perKindOf('controlPlane');
+    // The main thread alone: the config engine's thread (a change's compile) and V8's helper
+    // threads (its share of the collections) left out, which move a change's CPU the most.
+    const mainThread = Number.isNaN(cp(one, 'mainThread'))
+      ? ''
+      : `; the process's main thread alone (its own run time, from /proc's schedstat: the API, the sync job, the deploys' JavaScript and its part of the collections) ${ms((cp(many, 'mainThread') - cp(one, 'mainThread')) / added)} per added node ((${ms(cp(many, 'mainThread'))} − ${ms(cp(one, 'mainThread'))}) / ${added}; by kind: ${perKindOf('mainThread')})`;
     // A figure with more nodes under the 1-node one: noise larger than the cost measured. The
     // projection then takes the node-deploy benchmark's figure, which measures that cost alone.
     const noisy = cp(many) < cp(one);
@@ -838,7 +853,7 @@ if (SEED_DOMAINS > 0) {
     const c = 4; // RELAYPLANE_DEPLOY_CONCURRENCY default
     const project = (n: number) => t1 + (Math.ceil(n / c) - 1) * deploy + (n * perNode) / cores;
     reading.push(
-      `**Per node (${profile})**: control-plane CPU per added node per change ${noisy ? `under this run's noise, projected with ${recorded === undefined ? '0' : `${ms(perNode)}, the figure \`npm run bench -- node-deploy\` last recorded in this file`}` : ms(perNode)} (control-plane process CPU per change with ${many.nodes} nodes minus with 1, each the mean of the kinds' medians, divided by ${added}: (${ms(cp(many))} − ${ms(cp(one))}) / ${added}; by kind: ${perKind}); ` +
+      `**Per node (${profile})**: control-plane CPU per added node per change ${noisy ? `under this run's noise, projected with ${recorded === undefined ? '0' : `${ms(perNode)}, the figure \`npm run bench -- node-deploy\` last recorded in this file`}` : ms(perNode)} (control-plane process CPU per change with ${many.nodes} nodes minus with 1, each the mean of the kinds' medians, divided by ${added}: (${ms(cp(many))} − ${ms(cp(one))}) / ${added}; by kind: ${perKind}${mainThread}); ` +
         `node-side CPU per change ${ms(nodeCpu)} (1 node: its SSH session, the commands it runs and Postfix's reload). ` +
         `Projected change-to-live with N nodes each on its own CPU, \`RELAYPLANE_DEPLOY_CONCURRENCY\` C = ${c}, this ${cores}-core control plane: ` +
         `T(N) = T(1) + (⌈N / C⌉ − 1) × t_node + N × c_node / ${cores}, with T(1) = ${s(t1)}, t_node = ${ms(deploy)} (node start → reload done), c_node = ${ms(perNode)}: ` +

@@ -21,6 +21,17 @@ export function procCpuMs(pid: number | undefined, reaped = true): number {
     return 0;
   }
 }
+/**
+ * This process's main thread's CPU in ms, to the nanosecond (its schedstat run time): without the
+ * process's other threads (worker threads, V8's and libuv's helpers); NaN where /proc lacks it.
+ */
+export function mainThreadCpuMs(): number {
+  try {
+    return Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+  } catch {
+    return Number.NaN;
+  }
+}
 function pidFrom(file: string): number | undefined {
   try {
     const n = Number.parseInt(readFileSync(file, 'utf8').trim(), 10);
