@@ -806,10 +806,24 @@ if (largest !== undefined && largest.nodes > 1) {
       `On real nodes the node-side work runs on each node's own CPU in parallel, so there the latency is about the debounce plus one node's deploy, not ${largest.nodes} of them on ${cores} cores.`,
   );
 }
-/** The control plane's CPU per added node as the node-deploy benchmark last wrote it here, if it did. */
+/**
+ * node-deploy's section of the same size and kind as these rows: a handful of domains, 100,000
+ * onboardings, or relay limits (the kind that costs a node most when the rows make only that one).
+ */
+const NODE_DEPLOY_SECTION =
+  SEED_DOMAINS === 0
+    ? 'node-deploy'
+    : CHANGE_KINDS.length === 1 && CHANGE_KINDS[0] === 'relay limit'
+      ? 'node-deploy-relay-limit'
+      : 'node-deploy-domains';
+
+/** The control plane's CPU per added node as node-deploy last wrote it in NODE_DEPLOY_SECTION, if it did. */
 function recordedPerNodeMs(): number | undefined {
   const text = readFileSync(path.join(ROOT, 'BENCHMARKS.md'), 'utf8');
-  const m = /\*\*Control-plane CPU per added node per change: ([0-9.]+) ms\*\*/.exec(text);
+  const start = text.indexOf(`<!-- ${NODE_DEPLOY_SECTION}:start -->`);
+  const end = text.indexOf(`<!-- ${NODE_DEPLOY_SECTION}:end -->`);
+  if (start === -1 || end === -1) return undefined;
+  const m = /\*\*Control-plane CPU per added node per change: ([0-9.]+) ms\*\*/.exec(text.slice(start, end));
   return m === null ? undefined : Number(m[1]);
 }
 
@@ -853,7 +867,7 @@ if (SEED_DOMAINS > 0) {
     const c = 4; // RELAYPLANE_DEPLOY_CONCURRENCY default
     const project = (n: number) => t1 + (Math.ceil(n / c) - 1) * deploy + (n * perNode) / cores;
     reading.push(
-      `**Per node (${profile})**: control-plane CPU per added node per change ${noisy ? `under this run's noise, projected with ${recorded === undefined ? '0' : `${ms(perNode)}, the figure \`npm run bench -- node-deploy\` last recorded in this file`}` : ms(perNode)} (control-plane process CPU per change with ${many.nodes} nodes minus with 1, each the mean of the kinds' medians, divided by ${added}: (${ms(cp(many))} − ${ms(cp(one))}) / ${added}; by kind: ${perKind}${mainThread}); ` +
+      `**Per node (${profile})**: control-plane CPU per added node per change ${noisy ? `under this run's noise, projected with ${recorded === undefined ? '0' : `${ms(perNode)}, the figure \`npm run bench -- node-deploy\` last recorded in this file's "${NODE_DEPLOY_SECTION}" section`}` : ms(perNode)} (control-plane process CPU per change with ${many.nodes} nodes minus with 1, each the mean of the kinds' medians, divided by ${added}: (${ms(cp(many))} − ${ms(cp(one))}) / ${added}; by kind: ${perKind}${mainThread}); ` +
         `node-side CPU per change ${ms(nodeCpu)} (1 node: its SSH session, the commands it runs and Postfix's reload). ` +
         `Projected change-to-live with N nodes each on its own CPU, \`RELAYPLANE_DEPLOY_CONCURRENCY\` C = ${c}, this ${cores}-core control plane: ` +
         `T(N) = T(1) + (⌈N / C⌉ − 1) × t_node + N × c_node / ${cores}, with T(1) = ${s(t1)}, t_node = ${ms(deploy)} (node start → reload done), c_node = ${ms(perNode)}: ` +
